@@ -1,0 +1,23 @@
+{
+  "targets": [
+    {
+      "target_name": "ipckit",
+      "sources": [
+        "native/addon.cc",
+        "native/fd.cc",
+        "native/poll.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-fexceptions", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "libraries": ["-lrt", "-lpthread"]
+    },
+    {
+      "target_name": "ipckit-exec",
+      "type": "executable",
+      "sources": ["native/exec_helper.c"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}

@@ -1,0 +1,30 @@
+// Shared declarations of the ipckit addon. The addon is thin on purpose: it makes
+// system calls and does what JavaScript cannot (fd polling, futexes, waiter threads,
+// signal handlers); every policy lives in TypeScript (see src/native.ts).
+#pragma once
+#include <napi.h>
+
+namespace ipckit {
+
+// Builds the one kind of error the addon raises: a JS Error with `errno` (positive
+// number) and `syscall`. src/errors.ts turns it into an IpcError.
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall);
+
+// Throws ErrnoError for the current errno.
+[[noreturn]] void ThrowErrno(Napi::Env env, const char* syscall);
+[[noreturn]] void ThrowErrno(Napi::Env env, int err, const char* syscall);
+
+// Argument helpers: TypeScript validates arguments before calling in, so these only
+// guard against misuse from inside the package.
+int ArgInt(const Napi::CallbackInfo& info, size_t i);
+int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i);
+std::string ArgString(const Napi::CallbackInfo& info, size_t i);
+// A view of a Uint8Array argument's bytes.
+struct ByteView { uint8_t* data; size_t length; };
+ByteView ArgBytes(const Napi::CallbackInfo& info, size_t i);
+
+// One initialiser per kernel facility; each adds its exports to `exports`.
+void InitFd(Napi::Env env, Napi::Object exports);
+void InitPoll(Napi::Env env, Napi::Object exports);
+
+}  // namespace ipckit

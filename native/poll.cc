@@ -1,0 +1,129 @@
+// FdWatcher: readiness of a file descriptor, reported on the event loop (libuv uv_poll),
+// so no wait on a pipe, FIFO, socket, mqd_t, eventfd or pidfd ever occupies a thread.
+// One watcher per fd; TypeScript asks for readable and/or writable and reads or writes
+// itself. The JS object stays alive while it watches (ObjectWrap::Ref).
+#include "addon.h"
+
+#include <uv.h>
+
+namespace ipckit {
+namespace {
+
+class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(env, "FdWatcher", {
+      InstanceMethod<&FdWatcher::Start>("start"),
+      InstanceMethod<&FdWatcher::Stop>("stop"),
+      InstanceMethod<&FdWatcher::Close>("close"),
+    });
+    exports.Set("FdWatcher", ctor);
+  }
+
+  // new FdWatcher(fd, callback(status, events)): status is 0 or a negative libuv error;
+  // events is a mask of 1 (readable) and 2 (writable).
+  explicit FdWatcher(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<FdWatcher>(info), context_(info.Env(), "ipckit.FdWatcher") {
+    Napi::Env env = info.Env();
+    int fd = ArgInt(info, 0);
+    if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "FdWatcher: callback required");
+    // The callback lives on the JS object, not in a C++ persistent, so a watcher that
+    // is dropped without close() can still be collected.
+    info.This().As<Napi::Object>().Set("_onEvent", info[1]);
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw Napi::Error::New(env, "FdWatcher: no event loop");
+    handle_ = new uv_poll_t;
+    int err = uv_poll_init(loop, handle_, fd);
+    if (err != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      throw ErrnoError(env, -err, "epoll_ctl");
+    }
+    handle_->data = this;
+    env_ = env;
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+  }
+
+  ~FdWatcher() override { CloseHandle(); }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (handle_ == nullptr) throw Napi::Error::New(info.Env(), "FdWatcher: closed");
+    int events = ArgInt(info, 0) & (UV_READABLE | UV_WRITABLE);
+    int err = uv_poll_start(handle_, events, OnPoll);
+    if (err != 0) throw ErrnoError(info.Env(), -err, "epoll_ctl");
+    if (!active_) {
+      Ref();
+      active_ = true;
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    StopHandle();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseHandle();
+    return info.Env().Undefined();
+  }
+
+  void StopHandle() {
+    if (handle_ != nullptr) uv_poll_stop(handle_);
+    if (active_) {
+      active_ = false;
+      Unref();
+    }
+  }
+
+  void CloseHandle() {
+    StopHandle();
+    if (handle_ != nullptr) {
+      napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+      uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      handle_ = nullptr;
+    }
+  }
+
+  // A worker thread that ends must not leave an open handle on its loop.
+  static void CleanupHook(void* arg) {
+    FdWatcher* self = static_cast<FdWatcher*>(arg);
+    if (self->handle_ != nullptr) {
+      uv_poll_stop(self->handle_);
+      uv_close(reinterpret_cast<uv_handle_t*>(self->handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      self->handle_ = nullptr;
+    }
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    FdWatcher* self = static_cast<FdWatcher*>(handle->data);
+    Napi::Env env = self->env_;
+    Napi::HandleScope scope(env);
+    Napi::Object obj = self->Value();  // held by this scope while the callback runs
+    // libuv stops the handle itself after an error; keep our bookkeeping in step.
+    if (status < 0 && self->active_) {
+      self->active_ = false;
+      self->Unref();
+    }
+    Napi::Value cb = obj.Get("_onEvent");
+    if (!cb.IsFunction()) return;
+    try {
+      cb.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, status), Napi::Number::New(env, events)}, self->context_);
+    } catch (const Napi::Error& e) {
+      // An exception from the JS side must reach 'uncaughtException', not vanish here.
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  uv_poll_t* handle_ = nullptr;
+  bool active_ = false;
+  Napi::AsyncContext context_;
+  napi_env env_ = nullptr;
+};
+
+}  // namespace
+
+void InitPoll(Napi::Env env, Napi::Object exports) { FdWatcher::Init(env, exports); }
+
+}  // namespace ipckit

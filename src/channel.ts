@@ -1,0 +1,246 @@
+/**
+ * The common API every data-carrying mechanism speaks, and the helpers they share.
+ *
+ * The promises a Channel keeps (test/conformance/channel.ts checks each of them against
+ * every implementation):
+ *
+ * 1. Boundaries: one `send` is one `receive`, with the same bytes (after the codec).
+ * 2. Order: messages from one sender arrive in the order they were sent.
+ * 3. Backpressure: `send` resolves once the message is *accepted* into the channel's
+ *    bounded buffer (ours plus the kernel's). When that is full, `send` waits; it never
+ *    drops a message and never buffers without bound. `flush()`, where offered, resolves
+ *    once every accepted message has reached the kernel.
+ * 4. Receiving: `receive` resolves with the next message. Concurrent `receive` calls are
+ *    served in the order they were made.
+ * 5. Waits end: every wait takes `timeout` (ms) and `signal`; it then rejects with
+ *    ERR_IPCKIT_TIMEOUT or ERR_IPCKIT_ABORTED (`cause` = the signal's reason) and has
+ *    taken nothing: a timed-out receive consumes no message, a timed-out send sent nothing.
+ * 6. The end: when the other side finishes cleanly, `receive` first delivers every message
+ *    that arrived, then rejects with ERR_IPCKIT_CLOSED (and async iteration ends). If the
+ *    stream ended inside a message, that rejection is ERR_IPCKIT_BAD_FRAME (or
+ *    ERR_IPCKIT_PEER_GONE when we know the writer died); the partial bytes are never
+ *    delivered.
+ * 7. A dead peer: `send` rejects with ERR_IPCKIT_PEER_GONE; accepted messages that could
+ *    not be written make `close()` reject with that error too, so no loss is silent.
+ * 8. Closing: `close()` on a receiver rejects pending receives with ERR_IPCKIT_CLOSED;
+ *    on a sender it rejects sends still waiting for room, writes what was accepted, then
+ *    releases the kernel object. Both are idempotent; `await using` calls them.
+ * 9. Bad input: a frame above `maxMessageSize` is ERR_IPCKIT_FRAME_TOO_LARGE before any
+ *    allocation; a payload that fails to decode is ERR_IPCKIT_BAD_FRAME for that message.
+ */
+import { abortedError, closedError, IpcError, isIpcError, timeoutError } from './errors.js';
+import * as validate from './validate.js';
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+  /** Milliseconds. */
+  timeout?: number;
+}
+
+export interface Sender<T> extends AsyncDisposable {
+  send(message: T, options?: WaitOptions): Promise<void>;
+  /** Fast path: accepts the message and returns true, or returns false when `send` would wait. */
+  trySend?(message: T): boolean;
+  /** Resolves once released; some mechanisms resolve with more (popen: the exit status). */
+  close(): Promise<unknown>;
+}
+
+export interface Receiver<T> extends AsyncIterable<T>, AsyncDisposable {
+  receive(options?: WaitOptions): Promise<T>;
+  /** Fast path: the next message if one is ready now, else undefined. */
+  tryReceive?(): T | undefined;
+  /** Resolves once released; some mechanisms resolve with more (popen: the exit status). */
+  close(): Promise<unknown>;
+}
+
+export interface Channel<T> extends Sender<T>, Receiver<T> {}
+
+/** An already-resolved promise: `send` returns it when a message was accepted at once. */
+export const RESOLVED: Promise<void> = Promise.resolve();
+
+interface Waiter<V, D> {
+  resolve(value: V): void;
+  reject(error: unknown): void;
+  data: D;
+  cleanup: (() => void) | undefined;
+}
+
+/**
+ * A FIFO of pending waits (receives waiting for a message, sends waiting for room),
+ * each with its own timeout and AbortSignal. A wait that ends by timeout or abort leaves
+ * the queue; `onCancel` then lets the mechanism stop polling when nobody waits.
+ */
+export class WaitQueue<V, D = undefined> {
+  #items: Array<Waiter<V, D> | undefined> = [];
+  #head = 0;
+  #count = 0;
+  onCancel: (() => void) | undefined;
+
+  constructor(readonly what: string) {}
+
+  get length(): number {
+    return this.#count;
+  }
+
+  enqueue(options: WaitOptions | undefined, data: D): Promise<V> {
+    return new Promise<V>((resolve, reject) => {
+      const waiter: Waiter<V, D> = { resolve, reject, data, cleanup: undefined };
+      if (options !== undefined) {
+        const ms = validate.timeout(options.timeout);
+        const signal = validate.abortSignal(options.signal);
+        if (signal?.aborted) {
+          reject(abortedError(this.what, signal));
+          return;
+        }
+        let timer: NodeJS.Timeout | undefined;
+        let onAbort: (() => void) | undefined;
+        if (ms !== undefined) timer = setTimeout(() => this.#cancel(waiter, timeoutError(this.what, ms)), ms);
+        if (signal) {
+          onAbort = () => this.#cancel(waiter, abortedError(this.what, signal));
+          signal.addEventListener('abort', onAbort, { once: true });
+        }
+        if (timer !== undefined || onAbort !== undefined) {
+          waiter.cleanup = () => {
+            if (timer !== undefined) clearTimeout(timer);
+            if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+          };
+        }
+      }
+      this.#items.push(waiter);
+      this.#count++;
+    });
+  }
+
+  /** Data of the oldest waiter, without removing it. */
+  peek(): D | undefined {
+    this.#skipCancelled();
+    return this.#items[this.#head]?.data;
+  }
+
+  /** Removes the oldest waiter and hands over its settle functions (timers cleared). */
+  take(): { resolve: (value: V) => void; reject: (error: unknown) => void; data: D } | undefined {
+    const w = this.#shift();
+    if (!w) return undefined;
+    w.cleanup?.();
+    return w;
+  }
+
+  resolveNext(value: V): boolean {
+    const w = this.#shift();
+    if (!w) return false;
+    w.cleanup?.();
+    w.resolve(value);
+    return true;
+  }
+
+  rejectNext(error: unknown): boolean {
+    const w = this.#shift();
+    if (!w) return false;
+    w.cleanup?.();
+    w.reject(error);
+    return true;
+  }
+
+  rejectAll(error: unknown | (() => unknown)): void {
+    for (;;) {
+      const w = this.#shift();
+      if (!w) break;
+      w.cleanup?.();
+      w.reject(typeof error === 'function' ? (error as () => unknown)() : error);
+    }
+  }
+
+  #cancel(waiter: Waiter<V, D>, error: IpcError): void {
+    const i = this.#items.indexOf(waiter, this.#head);
+    if (i < 0) return;
+    this.#items[i] = undefined;
+    this.#count--;
+    waiter.cleanup?.();
+    waiter.reject(error);
+    this.onCancel?.();
+  }
+
+  #skipCancelled(): void {
+    while (this.#head < this.#items.length && this.#items[this.#head] === undefined) this.#head++;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #shift(): Waiter<V, D> | undefined {
+    this.#skipCancelled();
+    if (this.#head >= this.#items.length) return undefined;
+    const w = this.#items[this.#head]!;
+    this.#items[this.#head++] = undefined;
+    this.#count--;
+    if (this.#head === this.#items.length) {
+      this.#items.length = 0;
+      this.#head = 0;
+    }
+    return w;
+  }
+}
+
+/**
+ * Runs a wait that is not a queue slot (an open waiting for a peer, a futex wait): the
+ * executor starts it and returns a cancel function; timeout and abort call that function
+ * and reject. The executor's settle functions are no-ops after the first settlement.
+ */
+export function cancellableWait<T>(
+  what: string,
+  options: WaitOptions | undefined,
+  executor: (resolve: (value: T) => void, reject: (error: unknown) => void) => (() => void) | void,
+): Promise<T> {
+  const ms = validate.timeout(options?.timeout);
+  const signal = validate.abortSignal(options?.signal);
+  return new Promise<T>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortedError(what, signal));
+      return;
+    }
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    let cancel: (() => void) | void = undefined;
+    const onAbort = (): void => finish(() => reject(abortedError(what, signal!)), true);
+    const finish = (settle: () => void, cancelling: boolean): void => {
+      if (done) return;
+      done = true;
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (cancelling && cancel) cancel();
+      settle();
+    };
+    if (ms !== undefined) timer = setTimeout(() => finish(() => reject(timeoutError(what, ms)), true), ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      cancel = executor(
+        (v) => finish(() => resolve(v), false),
+        (e) => finish(() => reject(e), false),
+      );
+    } catch (e) {
+      finish(() => reject(e), false);
+    }
+    if (done && cancel) cancel();
+  });
+}
+
+/**
+ * The async iterator of a receiver: yields messages until the channel ends cleanly
+ * (ERR_IPCKIT_CLOSED ends the loop), throws any other error. Breaking out of the loop
+ * does not close the receiver: use `await using` or `close()` for that.
+ */
+export function receiverIterator<T>(receiver: { receive(options?: WaitOptions): Promise<T> }): AsyncIterableIterator<T> {
+  const end = (e: unknown): IteratorResult<T> => {
+    if (isIpcError(e, 'ERR_IPCKIT_CLOSED')) return { value: undefined, done: true };
+    throw e;
+  };
+  const iterator: AsyncIterableIterator<T> = {
+    next: () => receiver.receive().then((value) => ({ value, done: false }), end),
+    return: async () => ({ value: undefined, done: true }),
+    [Symbol.asyncIterator]: () => iterator,
+  };
+  return iterator;
+}
+
+export { closedError };

@@ -1,0 +1,131 @@
+/**
+ * Codecs turn typed messages into bytes and back. Messages are `Uint8Array` by default;
+ * `{ codec: 'utf8' | 'json' | 'structured' | Codec<T> }` types them. A payload from a
+ * peer that fails to decode is ERR_IPCKIT_BAD_FRAME for that message only; a value we
+ * cannot encode is ERR_IPCKIT_INVALID_ARGUMENT, thrown before anything is sent.
+ */
+import { deserialize, serialize } from 'node:v8';
+import { IpcError, invalidArgument } from './errors.js';
+import { describe } from './validate.js';
+
+export interface Codec<T> {
+  readonly name: string;
+  encode(value: T): Uint8Array;
+  decode(bytes: Uint8Array): T;
+}
+
+export type CodecName = 'bytes' | 'utf8' | 'json' | 'structured';
+export type CodecOption = CodecName | Codec<any>;
+
+/** The message type a codec option gives. */
+export type MessageOf<C> = C extends 'utf8'
+  ? string
+  : C extends 'json' | 'structured'
+    ? unknown
+    : C extends Codec<infer T>
+      ? T
+      : Uint8Array;
+
+export const bytesCodec: Codec<Uint8Array> = {
+  name: 'bytes',
+  encode(value) {
+    if (!(value instanceof Uint8Array)) throw invalidArgument(`message must be a Uint8Array (codec "bytes"), got ${describe(value)}`);
+    return value;
+  },
+  decode: (bytes) => bytes,
+};
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export const utf8Codec: Codec<string> = {
+  name: 'utf8',
+  encode(value) {
+    if (typeof value !== 'string') throw invalidArgument(`message must be a string (codec "utf8"), got ${describe(value)}`);
+    return Buffer.from(value, 'utf8');
+  },
+  decode(bytes) {
+    try {
+      return decoder.decode(bytes);
+    } catch (e) {
+      throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'message is not valid UTF-8', { cause: e });
+    }
+  },
+};
+
+export const jsonCodec: Codec<unknown> = {
+  name: 'json',
+  encode(value) {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch (e) {
+      throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `message cannot be encoded as JSON: ${(e as Error).message}`, { cause: e });
+    }
+    if (text === undefined) throw invalidArgument(`message cannot be encoded as JSON, got ${describe(value)}`);
+    return Buffer.from(text, 'utf8');
+  },
+  decode(bytes) {
+    try {
+      return JSON.parse(decoder.decode(bytes)) as unknown;
+    } catch (e) {
+      throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'message is not valid JSON', { cause: e });
+    }
+  },
+};
+
+/** node:v8 serialization: Maps, Sets, Dates, typed arrays, BigInts; Node peers only. */
+export const structuredCodec: Codec<unknown> = {
+  name: 'structured',
+  encode(value) {
+    try {
+      return serialize(value);
+    } catch (e) {
+      throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `message cannot be serialized: ${(e as Error).message}`, { cause: e });
+    }
+  },
+  decode(bytes) {
+    try {
+      return deserialize(bytes) as unknown;
+    } catch (e) {
+      throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'message is not a valid v8-serialized value', { cause: e });
+    }
+  },
+};
+
+const BY_NAME: Record<CodecName, Codec<any>> = {
+  bytes: bytesCodec,
+  utf8: utf8Codec,
+  json: jsonCodec,
+  structured: structuredCodec,
+};
+
+export function resolveCodec<C extends CodecOption | undefined>(option: C): Codec<MessageOf<C>> {
+  if (option === undefined) return bytesCodec as Codec<MessageOf<C>>;
+  if (typeof option === 'string') {
+    const codec = BY_NAME[option as CodecName];
+    if (!codec) throw invalidArgument(`codec must be "bytes", "utf8", "json", "structured" or a Codec object, got ${describe(option)}`);
+    return codec as Codec<MessageOf<C>>;
+  }
+  if (typeof option === 'object' && option !== null && typeof option.encode === 'function' && typeof option.decode === 'function') {
+    return option as Codec<MessageOf<C>>;
+  }
+  throw invalidArgument(`codec must be "bytes", "utf8", "json", "structured" or a Codec object, got ${describe(option)}`);
+}
+
+/** Encodes with a user codec and checks that it really returned bytes. */
+export function encodeWith<T>(codec: Codec<T>, value: T): Uint8Array {
+  const bytes = codec.encode(value);
+  if (!(bytes instanceof Uint8Array)) throw invalidArgument(`codec "${codec.name}" must encode to a Uint8Array, got ${describe(bytes)}`);
+  return bytes;
+}
+
+/** Decodes a peer's payload; a throwing user codec becomes ERR_IPCKIT_BAD_FRAME. */
+export function decodeWith<T>(codec: Codec<T>, bytes: Uint8Array): T {
+  if (codec === (bytesCodec as Codec<unknown>)) return bytes as T;
+  try {
+    return codec.decode(bytes);
+  } catch (e) {
+    if (e instanceof IpcError) throw e;
+    throw new IpcError('ERR_IPCKIT_BAD_FRAME', `codec "${codec.name}" could not decode a message: ${(e as Error)?.message ?? e}`, { cause: e });
+  }
+}

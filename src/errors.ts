@@ -1,0 +1,161 @@
+/**
+ * One error class for everything ipckit reports: `IpcError`, with a stable `code`.
+ * Callers and tests branch on `code`, never on the message text. Every code is listed
+ * once in `ERROR_CODES` (alphabetical) and documented in docs/errors.md; a test fails
+ * when the two disagree.
+ */
+import { getSystemErrorName } from 'node:util';
+
+/** Every code ipckit uses, with a one-line meaning (docs/errors.md says more). */
+export const ERROR_CODES = {
+  ERR_IPCKIT_ABORTED: 'the wait was ended by its AbortSignal; `cause` is the signal\'s reason',
+  ERR_IPCKIT_BAD_FRAME: 'bytes from the peer are not a valid message: a stream ended inside a frame, or a payload failed to decode',
+  ERR_IPCKIT_CLOSED: 'the channel or object was closed, or the other side finished cleanly',
+  ERR_IPCKIT_CORRUPT: 'a shared structure (ring, queue, mutex segment) holds values that break its invariants',
+  ERR_IPCKIT_EXISTS: 'an object with that name or path already exists',
+  ERR_IPCKIT_FRAME_TOO_LARGE: 'a message is larger than the limit (maxMessageSize, a queue\'s messageSize)',
+  ERR_IPCKIT_INVALID_ARGUMENT: 'an argument is of the wrong type, out of range, or names the wrong kind of object',
+  ERR_IPCKIT_LIMIT: 'a kernel or process limit was reached; the message names the limit and how to raise it',
+  ERR_IPCKIT_NOT_FOUND: 'no object with that name or path exists',
+  ERR_IPCKIT_OWNER_DIED: 'the owner of a lock died while holding it, or the lock was left unrecoverable',
+  ERR_IPCKIT_PEER_GONE: 'the process on the other side exited or closed its end while we were using it',
+  ERR_IPCKIT_PERMISSION: 'the kernel refused access, or the object belongs to someone else or is wider than asked',
+  ERR_IPCKIT_SYSCALL: 'a system call failed with an errno that has no more specific code (see `systemCode`)',
+  ERR_IPCKIT_TIMEOUT: 'the wait took longer than its `timeout`',
+  ERR_IPCKIT_UNSUPPORTED: 'this kernel, runtime or thread cannot do what was asked',
+} as const;
+
+export type IpcErrorCode = keyof typeof ERROR_CODES;
+
+export interface IpcErrorOptions {
+  cause?: unknown;
+  /** errno number of the failed system call, when there was one. */
+  errno?: number;
+  /** Name of the failed system call, e.g. `mq_open`. */
+  syscall?: string;
+  /** errno name, e.g. `EACCES`. */
+  systemCode?: string;
+  /** Path or name of the object concerned. */
+  path?: string;
+  /** Anything else worth knowing (exit status of a peer, a limit's value). */
+  details?: Record<string, unknown>;
+}
+
+export class IpcError extends Error {
+  override readonly name = 'IpcError';
+  readonly code: IpcErrorCode;
+  declare readonly errno?: number;
+  declare readonly syscall?: string;
+  declare readonly systemCode?: string;
+  declare readonly path?: string;
+  declare readonly details?: Record<string, unknown>;
+
+  constructor(code: IpcErrorCode, message: string, options: IpcErrorOptions = {}) {
+    super(`${message} (${code})`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    if (options.errno !== undefined) this.errno = options.errno;
+    if (options.syscall !== undefined) this.syscall = options.syscall;
+    if (options.systemCode !== undefined) this.systemCode = options.systemCode;
+    if (options.path !== undefined) this.path = options.path;
+    if (options.details !== undefined) this.details = options.details;
+  }
+}
+
+/** errno name -> code, by meaning. Anything not listed is ERR_IPCKIT_SYSCALL. */
+const ERRNO_CODES: Readonly<Record<string, IpcErrorCode>> = {
+  EACCES: 'ERR_IPCKIT_PERMISSION',
+  EPERM: 'ERR_IPCKIT_PERMISSION',
+  EROFS: 'ERR_IPCKIT_PERMISSION',
+  EEXIST: 'ERR_IPCKIT_EXISTS',
+  EADDRINUSE: 'ERR_IPCKIT_EXISTS',
+  ENOENT: 'ERR_IPCKIT_NOT_FOUND',
+  ENXIO: 'ERR_IPCKIT_NOT_FOUND',
+  ESRCH: 'ERR_IPCKIT_NOT_FOUND',
+  EPIPE: 'ERR_IPCKIT_PEER_GONE',
+  ECONNRESET: 'ERR_IPCKIT_PEER_GONE',
+  ECONNREFUSED: 'ERR_IPCKIT_PEER_GONE',
+  ENOTCONN: 'ERR_IPCKIT_PEER_GONE',
+  ETIMEDOUT: 'ERR_IPCKIT_TIMEOUT',
+  EINVAL: 'ERR_IPCKIT_INVALID_ARGUMENT',
+  ENAMETOOLONG: 'ERR_IPCKIT_INVALID_ARGUMENT',
+  ENOTDIR: 'ERR_IPCKIT_INVALID_ARGUMENT',
+  EISDIR: 'ERR_IPCKIT_INVALID_ARGUMENT',
+  ELOOP: 'ERR_IPCKIT_PERMISSION',
+  EMFILE: 'ERR_IPCKIT_LIMIT',
+  ENFILE: 'ERR_IPCKIT_LIMIT',
+  ENOSPC: 'ERR_IPCKIT_LIMIT',
+  ENOMEM: 'ERR_IPCKIT_LIMIT',
+  ENOBUFS: 'ERR_IPCKIT_LIMIT',
+  EMSGSIZE: 'ERR_IPCKIT_FRAME_TOO_LARGE',
+  EOWNERDEAD: 'ERR_IPCKIT_OWNER_DIED',
+  ENOTRECOVERABLE: 'ERR_IPCKIT_OWNER_DIED',
+  ENOSYS: 'ERR_IPCKIT_UNSUPPORTED',
+  EOPNOTSUPP: 'ERR_IPCKIT_UNSUPPORTED',
+  EAFNOSUPPORT: 'ERR_IPCKIT_UNSUPPORTED',
+  EPROTONOSUPPORT: 'ERR_IPCKIT_UNSUPPORTED',
+  EBADF: 'ERR_IPCKIT_CLOSED',
+};
+
+/** Name of an errno number (`13` -> `EACCES`). */
+export function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(-Math.abs(errno));
+  } catch {
+    return `E${Math.abs(errno)}`;
+  }
+}
+
+/** The IpcError for a failed system call. `what` says what we were doing, for the message. */
+export function errnoError(errno: number, syscall: string, what?: string, options: IpcErrorOptions = {}): IpcError {
+  const n = Math.abs(errno);
+  const name = errnoName(n);
+  const code = ERRNO_CODES[name] ?? 'ERR_IPCKIT_SYSCALL';
+  const subject = what ? `${what}: ` : '';
+  return new IpcError(code, `${subject}${syscall} failed with ${name}`, { ...options, errno: n, syscall, systemCode: name });
+}
+
+/** True for the errors the native addon throws (an Error with numeric `errno` and a `syscall`). */
+function isNativeErrno(e: unknown): e is Error & { errno: number; syscall: string } {
+  return e instanceof Error && typeof (e as { errno?: unknown }).errno === 'number' && typeof (e as { syscall?: unknown }).syscall === 'string';
+}
+
+/**
+ * Runs a native call and converts its errno error into an IpcError. Anything else
+ * (a bug) is rethrown untouched.
+ */
+export function sys<R>(what: string, fn: () => R, options: IpcErrorOptions = {}): R {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof IpcError) throw e;
+    if (isNativeErrno(e)) throw errnoError(e.errno, e.syscall, what, options);
+    throw e;
+  }
+}
+
+/** Converts whatever was thrown into an IpcError (native errno errors keep their errno). */
+export function toIpcError(e: unknown, what: string): IpcError {
+  if (e instanceof IpcError) return e;
+  if (isNativeErrno(e)) return errnoError(e.errno, e.syscall, what);
+  return new IpcError('ERR_IPCKIT_SYSCALL', `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+}
+
+export function invalidArgument(message: string): IpcError {
+  return new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', message);
+}
+
+export function closedError(what: string): IpcError {
+  return new IpcError('ERR_IPCKIT_CLOSED', `${what} is closed`);
+}
+
+export function timeoutError(what: string, ms: number): IpcError {
+  return new IpcError('ERR_IPCKIT_TIMEOUT', `${what} timed out after ${ms} ms`, { details: { timeout: ms } });
+}
+
+export function abortedError(what: string, signal: AbortSignal): IpcError {
+  return new IpcError('ERR_IPCKIT_ABORTED', `${what} was aborted`, { cause: signal.reason });
+}
+
+export function isIpcError(e: unknown, code?: IpcErrorCode): e is IpcError {
+  return e instanceof IpcError && (code === undefined || e.code === code);
+}

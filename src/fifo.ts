@@ -1,0 +1,233 @@
+/**
+ * Named pipes (FIFOs, mkfifo): a pipe with a path, for unrelated processes.
+ *
+ * - `createFifo(path?, { mode })`: exclusive, mode exactly 0600 unless asked; a path that
+ *   exists (whatever it is) is ERR_IPCKIT_EXISTS. Without a path, one in the private
+ *   runtime folder.
+ * - `openFifo(path, 'r' | 'w')`: refuses a symlink (ERR_IPCKIT_PERMISSION), anything that
+ *   is not a FIFO (ERR_IPCKIT_INVALID_ARGUMENT) and a FIFO that is not ours or is wider than
+ *   allowed (ERR_IPCKIT_PERMISSION, see permissions.ts).
+ * - Opens never block: they use O_NONBLOCK, never a thread of libuv's pool (a blocking
+ *   FIFO open there is how four waiting FIFOs freeze every `fs` call in Node). A reader
+ *   opens at once and its `receive` waits; a writer waits for a reader by retrying, with
+ *   `timeout` and `signal`.
+ * - End of stream: a reader sees the end when the last writer closes, unless it asked for
+ *   `{ keepOpen: true }`: then it stays open across successive writers (it holds a write
+ *   end itself) until closed.
+ */
+import { constants as fsConstants } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { cancellableWait, type WaitOptions } from './channel.js';
+import type { CodecOption, MessageOf } from './codec.js';
+import { errnoError, IpcError, sys } from './errors.js';
+import { native, type NativeStat } from './native.js';
+import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from './permissions.js';
+import { runtimePath } from './runtime.js';
+import { FdReader, FdWriter, type ReaderOptions, type WriterOptions } from './stream.js';
+import * as validate from './validate.js';
+
+const { O_RDONLY, O_WRONLY, O_NONBLOCK, O_NOFOLLOW, S_IFMT, S_IFIFO, S_IFLNK } = fsConstants;
+const O_CLOEXEC = 0o2000000;
+const ENXIO = osConstants.errno.ENXIO;
+
+export type CreateFifoOptions = CreateModeOptions;
+
+function typeName(mode: number): string {
+  switch (mode & S_IFMT) {
+    case fsConstants.S_IFREG:
+      return 'a regular file';
+    case fsConstants.S_IFDIR:
+      return 'a directory';
+    case fsConstants.S_IFSOCK:
+      return 'a socket';
+    case fsConstants.S_IFCHR:
+      return 'a character device';
+    case fsConstants.S_IFBLK:
+      return 'a block device';
+    case S_IFLNK:
+      return 'a symlink';
+    default:
+      return 'not a FIFO';
+  }
+}
+
+/** Creates a FIFO (exclusively) and returns its path. */
+export function createFifo(path?: string, options: CreateFifoOptions = {}): string {
+  const p = path === undefined ? runtimePath('fifo') : validate.string('path', path);
+  validate.object('options', options);
+  const { mode, group } = createMode(options);
+  sys(`create FIFO ${p}`, () => native.mkfifo(p, mode & 0o700), { path: p });
+  try {
+    // Set the exact mode (and group) on what we created, through an fd: no umask, no path race.
+    const fd = sys(`open FIFO ${p}`, () => native.open(p, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path: p });
+    try {
+      if (group !== undefined) sys(`set the group of ${p}`, () => native.fchown(fd, -1, group), { path: p });
+      sys(`set the mode of ${p}`, () => native.fchmod(fd, mode), { path: p });
+    } finally {
+      native.close(fd);
+    }
+  } catch (e) {
+    try {
+      native.unlink(p);
+    } catch {
+      /* it was ours; nothing more to do */
+    }
+    throw e;
+  }
+  return p;
+}
+
+/** Removes a FIFO. Idempotent: false if nothing was there. Refuses to remove anything that is not a FIFO. */
+export function unlinkFifo(path: string): boolean {
+  validate.string('path', path);
+  let st: NativeStat;
+  try {
+    st = native.lstat(path);
+  } catch (e) {
+    if ((e as { errno?: number }).errno === osConstants.errno.ENOENT) return false;
+    throw sys(`remove FIFO ${path}`, () => {
+      throw e;
+    });
+  }
+  if ((st.mode & S_IFMT) !== S_IFIFO) {
+    throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `refusing to remove ${path}: it is ${typeName(st.mode)}, not a FIFO`, { path });
+  }
+  try {
+    native.unlink(path);
+  } catch (e) {
+    if ((e as { errno?: number }).errno === osConstants.errno.ENOENT) return false;
+    throw sys(`remove FIFO ${path}`, () => {
+      throw e;
+    }, { path });
+  }
+  return true;
+}
+
+export interface OpenFifoOptions<C extends CodecOption | undefined = undefined>
+  extends ReaderOptions<C>,
+    WriterOptions<C>,
+    OwnerCheckOptions,
+    WaitOptions {
+  /** Reader only: stay open across successive writers instead of ending when the last one closes. */
+  keepOpen?: boolean;
+}
+
+/** The read end of a FIFO. */
+export class FifoReader<T> extends FdReader<T> {
+  constructor(
+    readonly path: string,
+    fd: number,
+    options: ReaderOptions<CodecOption | undefined>,
+    keepOpenFd: number | undefined,
+  ) {
+    super(fd, options, {
+      zeroReadNeedsPoll: keepOpenFd === undefined,
+      onRelease: () => {
+        if (keepOpenFd !== undefined) native.close(keepOpenFd);
+      },
+    });
+  }
+}
+
+/** The write end of a FIFO. */
+export class FifoWriter<T> extends FdWriter<T> {
+  constructor(
+    readonly path: string,
+    fd: number,
+    options: WriterOptions<CodecOption | undefined>,
+  ) {
+    super(fd, options);
+  }
+}
+
+/** lstat checks before any open: exists, not a symlink, a FIFO, ours. */
+function checkPath(path: string, options: OwnerCheckOptions): NativeStat {
+  const st = sys(`open FIFO ${path}`, () => native.lstat(path), { path });
+  if ((st.mode & S_IFMT) === S_IFLNK) throw new IpcError('ERR_IPCKIT_PERMISSION', `refusing to open ${path}: it is a symlink`, { path });
+  if ((st.mode & S_IFMT) !== S_IFIFO) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `cannot open ${path} as a FIFO: it is ${typeName(st.mode)}`, { path });
+  checkOwner(st, `FIFO ${path}`, options);
+  return st;
+}
+
+/** After open: the fd is the FIFO we checked (not something swapped in between). */
+function checkOpened(path: string, fd: number, before: NativeStat, options: OwnerCheckOptions): void {
+  const st = sys(`open FIFO ${path}`, () => native.fstat(fd), { path });
+  if ((st.mode & S_IFMT) !== S_IFIFO || st.ino !== before.ino || st.dev !== before.dev) {
+    throw new IpcError('ERR_IPCKIT_PERMISSION', `${path} changed while it was being opened; refusing it`, { path });
+  }
+  checkOwner(st, `FIFO ${path}`, options);
+}
+
+function readerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>): ReaderOptions<C> {
+  const r: ReaderOptions<C> = {};
+  if (o.codec !== undefined) r.codec = o.codec;
+  if (o.framing !== undefined) r.framing = o.framing;
+  if (o.maxMessageSize !== undefined) r.maxMessageSize = o.maxMessageSize;
+  if (o.readBufferSize !== undefined) r.readBufferSize = o.readBufferSize;
+  return r;
+}
+
+function writerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>): WriterOptions<C> {
+  const w: WriterOptions<C> = {};
+  if (o.codec !== undefined) w.codec = o.codec;
+  if (o.framing !== undefined) w.framing = o.framing;
+  if (o.maxMessageSize !== undefined) w.maxMessageSize = o.maxMessageSize;
+  if (o.highWaterMark !== undefined) w.highWaterMark = o.highWaterMark;
+  if (o.atomic !== undefined) w.atomic = o.atomic;
+  return w;
+}
+
+export function openFifo<C extends CodecOption | undefined = undefined>(path: string, mode: 'r', options?: OpenFifoOptions<C>): Promise<FifoReader<MessageOf<C>>>;
+export function openFifo<C extends CodecOption | undefined = undefined>(path: string, mode: 'w', options?: OpenFifoOptions<C>): Promise<FifoWriter<MessageOf<C>>>;
+export async function openFifo<C extends CodecOption | undefined = undefined>(
+  path: string,
+  mode: 'r' | 'w',
+  options: OpenFifoOptions<C> = {},
+): Promise<FifoReader<MessageOf<C>> | FifoWriter<MessageOf<C>>> {
+  validate.string('path', path);
+  validate.oneOf('mode', mode, ['r', 'w'] as const);
+  validate.object('options', options);
+  validate.timeout(options.timeout);
+  validate.abortSignal(options.signal);
+  // Validate the channel options now, before any waiting.
+  const ropts = readerOptions(options);
+  const wopts = writerOptions(options);
+  const before = checkPath(path, options);
+
+  if (mode === 'r') {
+    const fd = sys(`open FIFO ${path} for reading`, () => native.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
+    let keepOpenFd: number | undefined;
+    try {
+      checkOpened(path, fd, before, options);
+      // Holding a write end ourselves keeps the stream open between writers.
+      if (options.keepOpen) keepOpenFd = sys(`open FIFO ${path}`, () => native.open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
+      return new FifoReader<MessageOf<C>>(path, fd, ropts, keepOpenFd);
+    } catch (e) {
+      native.close(fd);
+      if (keepOpenFd !== undefined) native.close(keepOpenFd);
+      throw e;
+    }
+  }
+
+  const fd = await cancellableWait<number>(`open FIFO ${path} for writing (waiting for a reader)`, options, (resolve, reject) => {
+    // O_NONBLOCK write-open fails with ENXIO until a reader is there: retry with backoff.
+    let delay = 1;
+    let timer: NodeJS.Timeout | undefined;
+    const attempt = (): void => {
+      const r = native.tryOpen(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
+      if (r >= 0) return resolve(r);
+      if (-r !== ENXIO) return reject(errnoError(-r, 'open', `open FIFO ${path} for writing`, { path }));
+      timer = setTimeout(attempt, delay);
+      delay = Math.min(delay * 2, 50);
+    };
+    attempt();
+    return () => clearTimeout(timer);
+  });
+  try {
+    checkOpened(path, fd, before, options);
+    return new FifoWriter<MessageOf<C>>(path, fd, wopts);
+  } catch (e) {
+    native.close(fd);
+    throw e;
+  }
+}

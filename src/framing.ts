@@ -1,0 +1,213 @@
+/**
+ * Message framing over byte streams (pipes, FIFOs, popen, stream sockets).
+ *
+ *   length (default): frame = length:u32 little-endian | payload (length bytes)
+ *   lines:            UTF-8 text, one message per line, `\n`-terminated; the `\n` is not
+ *                     part of the message; a last line without `\n` is still delivered
+ *   raw:              chunks as they arrive; no boundaries (for programs that have none)
+ *
+ * The decoder enforces `maxMessageSize` from the header alone, before allocating; a
+ * stream that ends inside a length frame is ERR_IPCKIT_BAD_FRAME and the partial bytes
+ * are never delivered.
+ */
+import { IpcError, invalidArgument } from './errors.js';
+import * as validate from './validate.js';
+
+export type Framing = 'length' | 'lines' | 'raw';
+export const FRAMINGS: readonly Framing[] = ['length', 'lines', 'raw'];
+
+export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+/** The u32 header caps a length frame at 4 GiB - 1. */
+export const MAX_FRAME_LENGTH = 0xffff_ffff;
+export const LENGTH_HEADER_BYTES = 4;
+const NEWLINE = 0x0a;
+
+export interface FramingOptions {
+  framing?: Framing;
+  /** Largest message accepted, in bytes (default 16 MiB). Checked on send and receive. */
+  maxMessageSize?: number;
+}
+
+export function resolveFraming(options: FramingOptions): { framing: Framing; maxMessageSize: number } {
+  const framing = options.framing === undefined ? 'length' : validate.oneOf('framing', options.framing, FRAMINGS);
+  const maxMessageSize =
+    options.maxMessageSize === undefined ? DEFAULT_MAX_MESSAGE_SIZE : validate.integer('maxMessageSize', options.maxMessageSize, 1, MAX_FRAME_LENGTH);
+  return { framing, maxMessageSize };
+}
+
+export function frameTooLarge(length: number, max: number, side: 'send' | 'receive'): IpcError {
+  const what = side === 'send' ? 'message to send' : 'incoming frame';
+  return new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `${what} is ${length} bytes, more than maxMessageSize (${max})`, {
+    details: { length, maxMessageSize: max },
+  });
+}
+
+/** Checks an outgoing payload against the framing; throws synchronously. Returns the frame's size on the wire. */
+export function checkOutgoing(framing: Framing, payload: Uint8Array, maxMessageSize: number): number {
+  if (payload.length > maxMessageSize) throw frameTooLarge(payload.length, maxMessageSize, 'send');
+  switch (framing) {
+    case 'length':
+      return payload.length + LENGTH_HEADER_BYTES;
+    case 'lines':
+      if (payload.indexOf(NEWLINE) !== -1) throw invalidArgument('a message sent with framing "lines" must not contain a newline');
+      return payload.length + 1;
+    case 'raw':
+      return payload.length;
+  }
+}
+
+/**
+ * Incremental decoder. The reader asks `space()` where to read into, reports what it read
+ * with `commit(n)`, then takes messages with `next()` until it returns undefined. A frame
+ * that does not fit the working buffer is read straight into its own allocation, once its
+ * header has been checked against `maxMessageSize`.
+ */
+export class FrameDecoder {
+  #buf: Buffer;
+  #start = 0;
+  #end = 0;
+  #big: Buffer | null = null;
+  #bigFilled = 0;
+  #scanFrom = 0; // lines: where the newline search resumes
+
+  constructor(
+    readonly framing: Framing,
+    readonly maxMessageSize: number,
+    bufferSize = 64 * 1024,
+  ) {
+    this.#buf = Buffer.allocUnsafe(bufferSize);
+  }
+
+  /** Bytes held that are not yet a complete message. */
+  get pending(): number {
+    return this.#big ? this.#bigFilled + LENGTH_HEADER_BYTES : this.#end - this.#start;
+  }
+
+  /** Where the next read should put bytes: [buffer, offset, length]. */
+  space(): [Buffer, number, number] {
+    if (this.#big) return [this.#big, this.#bigFilled, this.#big.length - this.#bigFilled];
+    if (this.#start === this.#end) {
+      this.#start = this.#end = this.#scanFrom = 0;
+    } else if (this.#buf.length - this.#end < 4096 && this.#start > 0) {
+      this.#buf.copy(this.#buf, 0, this.#start, this.#end);
+      this.#scanFrom -= this.#start;
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    if (this.#end === this.#buf.length) {
+      // Only a line longer than the buffer gets here (length frames go to #big).
+      const grown = Buffer.allocUnsafe(Math.min(this.#buf.length * 2, this.maxMessageSize + 1));
+      this.#buf.copy(grown, 0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#scanFrom -= this.#start;
+      this.#start = 0;
+      this.#buf = grown;
+    }
+    return [this.#buf, this.#end, this.#buf.length - this.#end];
+  }
+
+  commit(n: number): void {
+    if (this.#big) this.#bigFilled += n;
+    else this.#end += n;
+  }
+
+  /** The next complete message, or undefined. Throws IpcError on a bad stream. */
+  next(): Buffer | undefined {
+    switch (this.framing) {
+      case 'length':
+        return this.#nextLength();
+      case 'lines':
+        return this.#nextLine();
+      case 'raw':
+        return this.#nextRaw();
+    }
+  }
+
+  /**
+   * End of stream: returns the last message if the framing has one pending (an
+   * unterminated line), throws ERR_IPCKIT_BAD_FRAME if a length frame was cut short.
+   */
+  finish(): Buffer | undefined {
+    if (this.framing === 'lines' && this.#end > this.#start) {
+      const line = this.#copy(this.#start, this.#end);
+      this.#start = this.#end = this.#scanFrom = 0;
+      return line;
+    }
+    if (this.pending > 0) {
+      const got = this.#big ? this.#bigFilled : Math.max(0, this.#end - this.#start - LENGTH_HEADER_BYTES);
+      const want = this.#big ? this.#big.length : this.#end - this.#start >= LENGTH_HEADER_BYTES ? this.#buf.readUInt32LE(this.#start) : undefined;
+      this.#big = null;
+      this.#start = this.#end = 0;
+      return this.#throwTruncated(got, want);
+    }
+    return undefined;
+  }
+
+  #throwTruncated(got: number, want: number | undefined): never {
+    const detail = want === undefined ? 'inside a frame header' : `inside a frame (${got} of ${want} bytes)`;
+    throw new IpcError('ERR_IPCKIT_BAD_FRAME', `the stream ended ${detail}; the partial message was dropped`, {
+      details: { received: got, expected: want },
+    });
+  }
+
+  #copy(from: number, to: number): Buffer {
+    const out = Buffer.allocUnsafe(to - from);
+    this.#buf.copy(out, 0, from, to);
+    return out;
+  }
+
+  #nextLength(): Buffer | undefined {
+    if (this.#big) {
+      if (this.#bigFilled < this.#big.length) return undefined;
+      const m = this.#big;
+      this.#big = null;
+      return m;
+    }
+    const avail = this.#end - this.#start;
+    if (avail < LENGTH_HEADER_BYTES) return undefined;
+    const length = this.#buf.readUInt32LE(this.#start);
+    if (length > this.maxMessageSize) throw frameTooLarge(length, this.maxMessageSize, 'receive');
+    const frameEnd = this.#start + LENGTH_HEADER_BYTES + length;
+    if (frameEnd <= this.#end) {
+      const m = this.#copy(this.#start + LENGTH_HEADER_BYTES, frameEnd);
+      this.#start = frameEnd;
+      return m;
+    }
+    if (LENGTH_HEADER_BYTES + length > this.#buf.length) {
+      // Larger than the working buffer: give it its own allocation (size already checked).
+      const big = Buffer.allocUnsafe(length);
+      const have = avail - LENGTH_HEADER_BYTES;
+      this.#buf.copy(big, 0, this.#start + LENGTH_HEADER_BYTES, this.#end);
+      this.#big = big;
+      this.#bigFilled = have;
+      this.#start = this.#end = 0;
+    }
+    return undefined;
+  }
+
+  #nextLine(): Buffer | undefined {
+    const from = Math.max(this.#start, this.#scanFrom);
+    const i = from < this.#end ? this.#buf.indexOf(NEWLINE, from) : -1;
+    if (i === -1 || i >= this.#end) {
+      this.#scanFrom = this.#end;
+      if (this.#end - this.#start > this.maxMessageSize) {
+        throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `incoming line is longer than maxMessageSize (${this.maxMessageSize}) bytes`, {
+          details: { maxMessageSize: this.maxMessageSize },
+        });
+      }
+      return undefined;
+    }
+    if (i - this.#start > this.maxMessageSize) throw frameTooLarge(i - this.#start, this.maxMessageSize, 'receive');
+    const m = this.#copy(this.#start, i);
+    this.#start = i + 1;
+    this.#scanFrom = this.#start;
+    return m;
+  }
+
+  #nextRaw(): Buffer | undefined {
+    if (this.#end === this.#start) return undefined;
+    const m = this.#copy(this.#start, this.#end);
+    this.#start = this.#end = 0;
+    return m;
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * popen: a program started as a child, its stdout ('r') or stdin ('w') as our Receiver or
+ * Sender, like C's popen/pclose.
+ *
+ * - `command` is an argv array and runs without a shell: `;`, `$(...)`, quotes and newlines
+ *   in arguments reach the child verbatim. A shell string runs only with `{ shell: true }`
+ *   (`/bin/sh -c`), which is unsafe with untrusted input: the shell interprets it.
+ * - `close()` closes our end (a writer flushes first) and resolves with
+ *   `{ exitCode, signal }` like pclose. The child is always reaped, and is killed if we die.
+ * - A child that exits while we write makes `send` reject once with ERR_IPCKIT_PEER_GONE,
+ *   carrying the exit status in `details`.
+ * - `framing` is `length` by default, like every ipckit stream; use `lines` or `raw` for
+ *   programs that know nothing of ipckit. `.stream()` gives a Node stream instead.
+ */
+import { Readable, Writable } from 'node:stream';
+import { startChild, validateArgv, type ChildExit, type ChildOptions } from './child.js';
+import { RESOLVED, type WaitOptions } from './channel.js';
+import { resolveCodec, type CodecOption, type MessageOf } from './codec.js';
+import { resolveFraming } from './framing.js';
+import { invalidArgument, IpcError, sys } from './errors.js';
+import { native } from './native.js';
+import { PipeReader, PipeWriter, setPipeCapacity, withExitStatus, type PipeOptions } from './pipe.js';
+import { toReadable, toWritable } from './streams-node.js';
+import * as validate from './validate.js';
+
+export interface PopenOptions<C extends CodecOption | undefined = undefined> extends ChildOptions, PipeOptions<C> {
+  /** Run `command` (a string) with /bin/sh -c. Unsafe with untrusted input. */
+  shell?: boolean;
+}
+
+interface ChildHandle {
+  pid: number;
+  exited: Promise<ChildExit>;
+  kill(signal?: NodeJS.Signals | number): boolean;
+}
+
+/** popen(..., 'r'): the child's stdout. */
+export class PopenReader<T> extends PipeReader<T, ChildExit> {
+  readonly pid: number;
+  readonly exited: Promise<ChildExit>;
+  readonly #child: ChildHandle;
+
+  /** @internal */
+  constructor(fd: number, options: PipeOptions<CodecOption | undefined>, child: ChildHandle) {
+    super(fd, options, { truncatedEnd: (e) => withExitStatus(e, child.exited) });
+    this.pid = child.pid;
+    this.exited = child.exited;
+    this.#child = child;
+  }
+
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    return this.#child.kill(signal);
+  }
+
+  /** Closes our end (a child still writing gets SIGPIPE) and waits for the child: like pclose. */
+  override async close(): Promise<ChildExit> {
+    await super.close();
+    return this.exited;
+  }
+
+  /** A Node Readable of the messages (as Buffers); closing it does not wait for the child. */
+  stream(): Readable {
+    return toReadable(this as unknown as PipeReader<Uint8Array>);
+  }
+}
+
+/** popen(..., 'w'): the child's stdin. */
+export class PopenWriter<T> extends PipeWriter<T, ChildExit> {
+  readonly pid: number;
+  readonly exited: Promise<ChildExit>;
+  readonly #child: ChildHandle;
+
+  /** @internal */
+  constructor(fd: number, options: PipeOptions<CodecOption | undefined>, child: ChildHandle) {
+    super(fd, options);
+    this.pid = child.pid;
+    this.exited = child.exited;
+    this.#child = child;
+  }
+
+  override send(message: T, options?: WaitOptions): Promise<void> {
+    const p = super.send(message, options);
+    if (p === RESOLVED) return p;
+    return p.then(undefined, (e: unknown) => this.#withStatus(e));
+  }
+
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    return this.#child.kill(signal);
+  }
+
+  /** Flushes, closes the child's stdin and waits for it to exit: like pclose. */
+  override async close(options?: WaitOptions): Promise<ChildExit> {
+    try {
+      await super.close(options);
+    } catch (e) {
+      return this.#withStatus(e);
+    }
+    return this.exited;
+  }
+
+  /** A Node Writable whose chunks are sent as messages. */
+  stream(): Writable {
+    return toWritable(this as unknown as PipeWriter<Uint8Array>);
+  }
+
+  async #withStatus(e: unknown): Promise<never> {
+    throw e instanceof IpcError && e.code === 'ERR_IPCKIT_PEER_GONE' ? await withExitStatus(e, this.exited) : e;
+  }
+}
+
+export function popen<C extends CodecOption | undefined = undefined>(command: string[] | string, mode: 'r', options?: PopenOptions<C>): PopenReader<MessageOf<C>>;
+export function popen<C extends CodecOption | undefined = undefined>(command: string[] | string, mode: 'w', options?: PopenOptions<C>): PopenWriter<MessageOf<C>>;
+export function popen<C extends CodecOption | undefined = undefined>(
+  command: string[] | string,
+  mode: 'r' | 'w',
+  options: PopenOptions<C> = {},
+): PopenReader<MessageOf<C>> | PopenWriter<MessageOf<C>> {
+  validate.oneOf('mode', mode, ['r', 'w'] as const);
+  validate.object('options', options);
+  let argv: string[];
+  if (typeof command === 'string') {
+    if (options.shell !== true) {
+      throw invalidArgument('command is a string: pass an argv array (no shell), or { shell: true } to run it with /bin/sh -c (unsafe with untrusted input)');
+    }
+    argv = ['/bin/sh', '-c', validate.string('command', command)];
+  } else {
+    if (options.shell === true) throw invalidArgument('{ shell: true } takes the command as one string, not an argv array');
+    argv = validateArgv(command);
+  }
+  const { shell: _s, cwd, env, dieWithParent, stderr, capacity, ...streamOptions } = options;
+  // Check the stream options before starting anything.
+  resolveFraming(streamOptions);
+  resolveCodec(streamOptions.codec);
+  const [r, w] = sys('create pipe', () => native.pipe());
+  const [mine, theirs] = mode === 'r' ? [r, w] : [w, r];
+  let started;
+  try {
+    native.setNonBlocking(mine, true);
+    if (capacity !== undefined) setPipeCapacity(mine, capacity);
+    const stdio = mode === 'r' ? (['ignore', theirs, stderr ?? 'inherit'] as const) : ([theirs, 'inherit', stderr ?? 'inherit'] as const);
+    started = startChild(argv, [...stdio], {
+      ...(cwd !== undefined ? { cwd } : {}),
+      ...(env !== undefined ? { env } : {}),
+      ...(dieWithParent !== undefined ? { dieWithParent } : {}),
+    });
+  } catch (e) {
+    native.close(mine);
+    native.close(theirs);
+    throw e;
+  }
+  native.close(theirs);
+  const child: ChildHandle = { pid: started.pid, exited: started.exited, kill: (s) => started.child.kill(s) };
+  return mode === 'r' ? new PopenReader<MessageOf<C>>(mine, streamOptions, child) : new PopenWriter<MessageOf<C>>(mine, streamOptions, child);
+}

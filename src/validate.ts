@@ -1,0 +1,94 @@
+/**
+ * Argument validators for the public boundary. Each throws ERR_IPCKIT_INVALID_ARGUMENT
+ * at once, synchronously, with a message saying what was expected and what was given.
+ */
+import { invalidArgument } from './errors.js';
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}...` : value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (value instanceof Uint8Array) return `${value.constructor.name}(${value.length})`;
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  return typeof value === 'object' ? `an object (${value.constructor?.name ?? 'Object'})` : typeof value;
+}
+
+export function integer(name: string, value: unknown, min: number, max: number = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidArgument(`${name} must be an integer from ${min} to ${max}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function optionalInteger(name: string, value: unknown, min: number, max?: number): number | undefined {
+  return value === undefined ? undefined : integer(name, value, min, max);
+}
+
+export function string(name: string, value: unknown, { nonEmpty = true } = {}): string {
+  if (typeof value !== 'string' || (nonEmpty && value.length === 0)) {
+    throw invalidArgument(`${name} must be a ${nonEmpty ? 'non-empty ' : ''}string, got ${describe(value)}`);
+  }
+  if (value.includes('\0')) throw invalidArgument(`${name} must not contain a NUL character`);
+  return value;
+}
+
+export function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    throw invalidArgument(`${name} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${describe(value)}`);
+  }
+  return value as T;
+}
+
+export function bytes(name: string, value: unknown): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw invalidArgument(`${name} must be a Uint8Array, got ${describe(value)}`);
+  return value;
+}
+
+export function object<T extends object>(name: string, value: unknown): Partial<T> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object') throw invalidArgument(`${name} must be an object, got ${describe(value)}`);
+  return value as Partial<T>;
+}
+
+/** Permission bits: an integer 0..0o777 (set-id and sticky bits are refused). */
+export function mode(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0o777) {
+    throw invalidArgument(`${name} must be permission bits from 0 to 0o777, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** A timeout in milliseconds: a non-negative finite number, or undefined for none. */
+export function timeout(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw invalidArgument(`timeout must be a non-negative number of milliseconds, got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function abortSignal(value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) throw invalidArgument(`signal must be an AbortSignal, got ${describe(value)}`);
+  return value;
+}
+
+/**
+ * A POSIX IPC name (shm, mq, sem) as a C or Python peer passes it: `/jobs`. A name
+ * without the leading slash gets one. No inner slash, not empty, at most NAME_MAX (255)
+ * bytes including the slash (sem_open uses 4 of them for its `sem.` prefix, so
+ * semaphores allow 251).
+ */
+export function posixName(value: unknown, maxBytes = 255): string {
+  if (typeof value !== 'string') throw invalidArgument(`name must be a string like "/jobs", got ${describe(value)}`);
+  const name = value.startsWith('/') ? value : `/${value}`;
+  const rest = name.slice(1);
+  if (rest.length === 0) throw invalidArgument('name must not be empty: give a name like "/jobs"');
+  if (rest.includes('/')) throw invalidArgument(`name must not contain "/" after the leading one, got ${describe(value)}`);
+  if (rest === '.' || rest === '..') throw invalidArgument(`name must not be "." or "..", got ${describe(value)}`);
+  if (rest.includes('\0')) throw invalidArgument('name must not contain a NUL character');
+  if (Buffer.byteLength(name) > maxBytes) throw invalidArgument(`name must be at most ${maxBytes} bytes, got ${Buffer.byteLength(name)}`);
+  return name;
+}
