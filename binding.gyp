@@ -5,7 +5,15 @@
       "sources": [
         "native/addon.cc",
         "native/fd.cc",
-        "native/poll.cc"
+        "native/poll.cc",
+        "native/process.cc",
+        "native/mqueue.cc",
+        "native/semaphore.cc",
+        "native/mutex.cc",
+        "native/shm.cc",
+        "native/futex.cc",
+        "native/socket.cc",
+        "native/signal.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],

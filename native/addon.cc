@@ -44,6 +44,14 @@ ByteView ArgBytes(const Napi::CallbackInfo& info, size_t i) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ipckit::InitFd(env, exports);
   ipckit::InitPoll(env, exports);
+  ipckit::InitProcess(env, exports);
+  ipckit::InitMqueue(env, exports);
+  ipckit::InitSemaphore(env, exports);
+  ipckit::InitMutex(env, exports);
+  ipckit::InitShm(env, exports);
+  ipckit::InitFutex(env, exports);
+  ipckit::InitSocket(env, exports);
+  ipckit::InitSignal(env, exports);
   return exports;
 }
 

@@ -26,5 +26,13 @@ ByteView ArgBytes(const Napi::CallbackInfo& info, size_t i);
 // One initialiser per kernel facility; each adds its exports to `exports`.
 void InitFd(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
+void InitProcess(Napi::Env env, Napi::Object exports);
+void InitMqueue(Napi::Env env, Napi::Object exports);
+void InitSemaphore(Napi::Env env, Napi::Object exports);
+void InitMutex(Napi::Env env, Napi::Object exports);
+void InitShm(Napi::Env env, Napi::Object exports);
+void InitFutex(Napi::Env env, Napi::Object exports);
+void InitSocket(Napi::Env env, Napi::Object exports);
+void InitSignal(Napi::Env env, Napi::Object exports);
 
 }  // namespace ipckit

@@ -1,1 +1,101 @@
-export {};
+/**
+ * `npm test`: prints the environment the suite runs in, runs every test file with Node's
+ * runner (one file at a time: these machines have 2 cores and the tests use real
+ * processes), then fails if the suite left anything behind: an `ipckit-test` object in
+ * /dev/shm or the mqueue filesystem, a file in the test runtime folder, or a process.
+ * The runner is a child subreaper, so an orphan a test leaves is reparented here and
+ * counted.
+ *
+ * Usage: node dist/scripts/run-tests.js [name-filter...]
+ */
+import { spawnSync, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { release, tmpdir, cpus } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { census, childrenOf, mqueueMount } from '../test/census.js';
+import { native } from '../src/native.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const testRoot = join(root, 'dist', 'test');
+
+function read(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return 'n/a';
+  }
+}
+
+function findTests(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...findTests(p));
+    else if (entry.name.endsWith('.test.js')) out.push(p);
+  }
+  return out.sort();
+}
+
+function ensureMqueueMounted(): string | undefined {
+  const existing = mqueueMount();
+  if (existing) return existing;
+  // Listing POSIX message queues needs the mqueue filesystem; mount it if we may (root).
+  if (process.geteuid?.() !== 0) return undefined;
+  try {
+    mkdirSync('/dev/mqueue', { recursive: true });
+    execFileSync('mount', ['-t', 'mqueue', 'none', '/dev/mqueue'], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  return mqueueMount();
+}
+
+const filters = process.argv.slice(2);
+const mq = ensureMqueueMounted();
+console.log('# environment');
+console.log(`#   kernel ${release()}, node ${process.version}, ${cpus().length} cpus, uid ${process.geteuid?.()}`);
+console.log(`#   mqueue: msg_max ${read('/proc/sys/fs/mqueue/msg_max')}, msgsize_max ${read('/proc/sys/fs/mqueue/msgsize_max')}, queues_max ${read('/proc/sys/fs/mqueue/queues_max')}, mounted at ${mq ?? 'nowhere (queues cannot be listed)'}`);
+console.log(`#   fs.protected_fifos ${read('/proc/sys/fs/protected_fifos')}, protected_regular ${read('/proc/sys/fs/protected_regular')}, protected_symlinks ${read('/proc/sys/fs/protected_symlinks')}`);
+console.log(`#   pipe-max-size ${read('/proc/sys/fs/pipe-max-size')}; python3 ${existsSync('/usr/bin/python3') ? 'yes' : 'NO'}; socat ${spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}; cc ${spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}`);
+
+const runtimeDir = mkdtempSync(join(tmpdir(), 'ipckit-testrun-'));
+const before = census(runtimeDir);
+native.setChildSubreaper(true);
+
+const files = findTests(testRoot).filter((f) => filters.length === 0 || filters.some((x) => relative(testRoot, f).includes(x)));
+console.log(`# running ${files.length} test files`);
+const result = spawnSync(process.execPath, ['--test', '--test-timeout=120000', ...files], {
+  stdio: 'inherit',
+  env: { ...process.env, IPCKIT_RUNTIME_DIR: runtimeDir, IPCKIT_TEST: '1' },
+});
+
+// Orphans of the tests are reparented to us. Dead ones stay zombies here (we do not
+// reap strangers), which is not a leak; a live one is. Give them a moment to die.
+const live = (): string[] => childrenOf(process.pid).filter((p) => !p.includes('(zombie)'));
+const deadline = Date.now() + 2000;
+let leftoverProcs = live();
+while (leftoverProcs.length > 0 && Date.now() < deadline) {
+  spawnSync('sleep', ['0.1']);
+  leftoverProcs = live().filter((p) => !p.includes('sleep 0.1'));
+}
+const after = census(runtimeDir).filter((x) => !before.includes(x));
+let failed = result.status !== 0;
+if (after.length > 0) {
+  failed = true;
+  console.error(`# LEAK: the suite left ${after.length} IPC objects behind:\n#   ${after.join('\n#   ')}`);
+}
+if (leftoverProcs.length > 0) {
+  failed = true;
+  console.error(`# LEAK: the suite left ${leftoverProcs.length} processes behind:\n#   ${leftoverProcs.join('\n#   ')}`);
+  for (const p of leftoverProcs) {
+    try {
+      process.kill(Number(p.split(' ')[0]), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+rmSync(runtimeDir, { recursive: true, force: true });
+console.log(failed ? '# FAILED' : '# all tests passed; nothing left behind');
+process.exit(failed ? 1 : 0);

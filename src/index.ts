@@ -27,3 +27,11 @@ export {
 } from './pipe.js';
 export { popen, PopenReader, PopenWriter, type PopenOptions } from './popen.js';
 export { createFifo, FifoReader, FifoWriter, openFifo, unlinkFifo, type CreateFifoOptions, type OpenFifoOptions } from './fifo.js';
+export * from './mqueue.js';
+export * from './semaphore.js';
+export * from './mutex.js';
+export * from './shm.js';
+export * from './ring.js';
+export * from './workqueue.js';
+export * from './socket.js';
+export * from './signal.js';

@@ -38,9 +38,8 @@ export interface FdWatcherConstructor {
   new (fd: number, callback: (status: number, events: number) => void): FdWatcher;
 }
 
-/** Everything the addon exports. Sections follow the native/ files. */
-export interface NativeAddon {
-  // --- native/fd.cc ---
+/** native/fd.cc */
+export interface NativeFd {
   /** pipe2(O_CLOEXEC): [readFd, writeFd]. */
   pipe(): [number, number];
   read(fd: number, buf: Uint8Array, offset: number, length: number): number;
@@ -68,10 +67,52 @@ export interface NativeAddon {
   pidfdOpen(pid: number): number;
   readonly PIPE_BUF: number;
   readonly IOV_MAX: number;
+}
 
-  // --- native/poll.cc ---
+/** native/poll.cc */
+export interface NativePoll {
   FdWatcher: FdWatcherConstructor;
 }
+
+/** native/process.cc */
+export interface NativeProcess {
+  /** prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants are reparented to us. */
+  setChildSubreaper(on: boolean): void;
+}
+
+/** native/mqueue.cc */
+export interface NativeMqueue {}
+
+/** native/semaphore.cc */
+export interface NativeSemaphore {}
+
+/** native/mutex.cc */
+export interface NativeMutex {}
+
+/** native/shm.cc */
+export interface NativeShm {}
+
+/** native/futex.cc */
+export interface NativeFutex {}
+
+/** native/socket.cc */
+export interface NativeSocket {}
+
+/** native/signal.cc */
+export interface NativeSignal {}
+
+/** Everything the addon exports, one interface per native/ file. */
+export interface NativeAddon
+  extends NativeFd,
+    NativePoll,
+    NativeProcess,
+    NativeMqueue,
+    NativeSemaphore,
+    NativeMutex,
+    NativeShm,
+    NativeFutex,
+    NativeSocket,
+    NativeSignal {}
 
 const addonPath = fileURLToPath(new URL('../../build/Release/ipckit.node', import.meta.url));
 /** The die-with-parent exec helper built next to the addon (native/exec_helper.c). */

@@ -1,0 +1,5 @@
+/** Bench: mqueue (not measured yet). */
+import type { Scenario } from "./harness.js";
+
+export const scenarios: Scenario[] = [];
+export const children = {};

@@ -1,0 +1,161 @@
+/**
+ * The baselines: what a Node user has today, measured in the same run.
+ * - process.send: child_process.fork + process.send (json serialization), backpressure
+ *   by waiting for send's callback when it returns false.
+ * - stdio framing: a child's stdin/stdout with a hand-written u32 length prefix, one
+ *   write() per message, waiting for 'drain'.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { latency, now, SIZES, throughputFigure, type Figure, type Scenario } from './harness.js';
+
+const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
+
+function onceMessage(child: ChildProcess): Promise<any> {
+  return new Promise((resolve) => child.once('message', resolve));
+}
+
+async function forkFigures(size: number, budget: { rttMessages: number; rttSeconds: number; thrMessages: number; thrSeconds: number }): Promise<Figure[]> {
+  const d = 'x'.repeat(size);
+  const child = fork(childScript, ['node', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  await onceMessage(child); // ready
+  const samples: number[] = [];
+  const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
+  for (let i = 0; i < budget.rttMessages; i++) {
+    const t0 = now();
+    const reply = onceMessage(child);
+    child.send({ s: i, d, echo: true });
+    await reply;
+    const t1 = now();
+    samples.push(Number(t1 - t0));
+    if (t1 > deadline) break;
+  }
+  const start = now();
+  const tdeadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  let n = 0;
+  for (; n < budget.thrMessages; n++) {
+    if (!child.send({ s: n, d })) await new Promise<void>((r) => child.send({ s: -2 }, () => r()));
+    if ((n & 255) === 255 && now() > tdeadline) {
+      n++;
+      break;
+    }
+  }
+  const ack = onceMessage(child);
+  child.send({ s: -1 });
+  const got = (await ack) as { n: number };
+  const seconds = Number(now() - start) / 1e9;
+  child.disconnect();
+  await new Promise((r) => child.once('exit', r));
+  if (got.n !== n) throw new Error(`process.send baseline lost messages: ${got.n} of ${n}`);
+  const base = { mechanism: 'node', variant: 'process.send', role: 'node' as const, size };
+  return [{ ...base, metric: 'rtt', ...latency(samples) }, throughputFigure(base, n, seconds)];
+}
+
+function frame(payload: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(4 + payload.length);
+  b.writeUInt32LE(payload.length, 0);
+  payload.copy(b, 4);
+  return b;
+}
+
+/** Yields length-prefixed frames from a stream. */
+async function* frames(stream: NodeJS.ReadableStream): AsyncGenerator<Buffer> {
+  let pending: Buffer = Buffer.alloc(0);
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    let off = 0;
+    while (pending.length - off >= 4) {
+      const len = pending.readUInt32LE(off);
+      if (pending.length - off - 4 < len) break;
+      yield pending.subarray(off + 4, off + 4 + len);
+      off += 4 + len;
+    }
+    pending = pending.subarray(off);
+  }
+}
+
+async function stdioFigures(size: number, budget: { rttMessages: number; rttSeconds: number; thrMessages: number; thrSeconds: number }): Promise<Figure[]> {
+  const child = spawn(process.execPath, [childScript, 'node', 'stdioPeer', '{}'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const incoming = frames(child.stdout!);
+  const payload = Buffer.alloc(Math.max(8, size), 120);
+  const write = async (b: Buffer): Promise<void> => {
+    if (!child.stdin!.write(frame(b))) await new Promise((r) => child.stdin!.once('drain', r));
+  };
+  const samples: number[] = [];
+  const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
+  for (let i = 0; i < budget.rttMessages; i++) {
+    const t0 = now();
+    payload.writeDoubleLE(i, 0);
+    await write(payload);
+    const r = await incoming.next();
+    const t1 = now();
+    if (r.done || r.value.readDoubleLE(0) !== i) throw new Error('stdio baseline echo mismatch');
+    samples.push(Number(t1 - t0));
+    if (t1 > deadline) break;
+  }
+  payload.writeDoubleLE(-3, 0); // switch the child to counting
+  await write(payload);
+  const start = now();
+  const tdeadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  let n = 0;
+  for (; n < budget.thrMessages; n++) {
+    payload.writeDoubleLE(n, 0);
+    await write(payload);
+    if ((n & 255) === 255 && now() > tdeadline) {
+      n++;
+      break;
+    }
+  }
+  payload.writeDoubleLE(-1, 0);
+  await write(payload);
+  const ack = await incoming.next();
+  const seconds = Number(now() - start) / 1e9;
+  child.stdin!.end();
+  await new Promise((r) => child.once('exit', r));
+  if (ack.done || ack.value.readDoubleLE(0) !== n) throw new Error('stdio baseline lost messages');
+  const base = { mechanism: 'node', variant: 'stdio framing', role: 'node' as const, size };
+  return [{ ...base, metric: 'rtt', ...latency(samples) }, throughputFigure(base, n, seconds)];
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'node',
+    title: 'Node baselines (process.send, stdio framing)',
+    async run(ctx) {
+      const out: Figure[] = [];
+      for (const size of SIZES) {
+        ctx.progress(`Node baselines ${size} B`);
+        out.push(...(await forkFigures(size, ctx.budget)), ...(await stdioFigures(size, ctx.budget)));
+      }
+      return out;
+    },
+  },
+];
+
+export const children = {
+  async forkPeer(): Promise<void> {
+    let n = 0;
+    process.on('message', (m: { s: number; d?: string; echo?: boolean }) => {
+      if (m.echo) process.send!(m);
+      else if (m.s === -1) process.send!({ n });
+      else if (m.s >= 0) n++;
+    });
+    process.on('disconnect', () => process.exit(0));
+    process.send!('ready');
+  },
+  async stdioPeer(): Promise<void> {
+    let counting = false;
+    let n = 0;
+    for await (const m of frames(process.stdin)) {
+      const s = m.readDoubleLE(0);
+      if (s === -3) counting = true;
+      else if (!counting) {
+        if (!process.stdout.write(frame(Buffer.from(m)))) await new Promise((r) => process.stdout.once('drain', r));
+      } else if (s === -1) {
+        const ack = Buffer.alloc(8);
+        ack.writeDoubleLE(n, 0);
+        process.stdout.write(frame(ack));
+      } else n++;
+    }
+  },
+};

@@ -1,0 +1,68 @@
+/** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
+import { openInheritedPipe, spawnWithPipes } from '../src/pipe.js';
+import { cFigures, SIZES, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
+import { fileURLToPath } from 'node:url';
+
+const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
+/** 1 MiB pipes (the default pipe-max-size): a 64 KiB message no longer fills the pipe. */
+const CAPACITY = 1024 * 1024;
+
+export async function measurePipe(ctx: BenchContext, mechanism: string, variant: string, sizes = SIZES): Promise<Figure[]> {
+  const out: Figure[] = [];
+  for (const size of sizes) {
+    for (const role of ['echo', 'sink'] as const) {
+      ctx.progress(`${mechanism}: ${variant} ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
+      const child = spawnWithPipes([process.execPath, childScript, 'pipe', role, '{}'], {
+        pipes: { 3: 'to-child', 4: 'from-child' },
+        capacity: CAPACITY,
+      });
+      const tx = child.sender(3);
+      const rx = child.receiver(4);
+      try {
+        if (role === 'echo') {
+          const l = await rttLoop(tx, rx, size, ctx.budget);
+          out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...l });
+        } else {
+          const t = await throughputLoop(tx, rx, size, ctx.budget);
+          out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size }, t.messages, t.seconds));
+        }
+      } finally {
+        await child.close();
+      }
+    }
+  }
+  return out;
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'pipe',
+    title: 'anonymous pipe',
+    async run(ctx) {
+      return [...(await measurePipe(ctx, 'pipe', 'ipckit')), ...cFigures(ctx, 'pipe', 'pipe', 'C pipe(2)', SIZES)];
+    },
+    targets: [
+      { mechanism: 'pipe', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'pipe one-way at 64 B >= 1,000,000 msg/s' },
+      { mechanism: 'pipe', metric: 'throughput', size: 65536, minMBPerSec: 2000, text: 'pipe one-way at 64 KiB >= 2 GB/s' },
+      ...SIZES.map((size) => ({ mechanism: 'pipe', metric: 'rtt' as const, size, maxRatio: 1.5, compareTo: { variant: 'C pipe(2)' }, text: `pipe RTT at ${size} B <= 1.5x C` })),
+    ],
+  },
+];
+
+export const children = {
+  async echo(): Promise<void> {
+    const rx = openInheritedPipe(3, 'r');
+    const tx = openInheritedPipe(4, 'w');
+    await echoLoop(rx, tx);
+    await tx.close();
+    await rx.close();
+  },
+  async sink(): Promise<void> {
+    const rx = openInheritedPipe(3, 'r');
+    const tx = openInheritedPipe(4, 'w');
+    await sinkLoop(rx, tx);
+    await tx.close();
+    await rx.close();
+  },
+};

@@ -1,0 +1,80 @@
+/**
+ * Measurement loops shared by the byte-stream mechanisms (pipe, FIFO, popen, stream
+ * sockets): the parent's round-trip and one-way loops and the child's echo and sink.
+ * The last message of a one-way run carries seq -1; the sink acknowledges with the count.
+ */
+import { RESOLVED, type Receiver, type Sender } from '../src/channel.js';
+import { latency, now, seqOf, stamp, type Budget } from './harness.js';
+
+export interface BatchReceiver<T> extends Receiver<T> {
+  receiveMany?(max?: number): Promise<T[]>;
+}
+
+/** Parent: timed round trips of `size` bytes through an echoing child. */
+export async function rttLoop(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array>, size: number, budget: Budget): Promise<{ p50Us: number; p99Us: number; n: number }> {
+  const buf = new Uint8Array(Math.max(size, 8)).fill(120);
+  const samples: number[] = [];
+  const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
+  for (let i = 0; i < budget.rttMessages; i++) {
+    const t0 = now();
+    stamp(buf, i);
+    await tx.send(buf);
+    const echo = await rx.receive();
+    const t1 = now();
+    if (seqOf(echo) !== i) throw new Error(`echo out of order: ${seqOf(echo)} != ${i}`);
+    samples.push(Number(t1 - t0));
+    if (t1 > deadline) break;
+  }
+  return latency(samples);
+}
+
+/** Parent: sends as fast as the channel accepts for the budget, then the end marker; waits for the ack. */
+export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8Array>, size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
+  const buf = new Uint8Array(Math.max(size, 8)).fill(120);
+  const start = now();
+  const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  let n = 0;
+  for (; n < budget.thrMessages; n++) {
+    stamp(buf, n);
+    const p = tx.send(buf);
+    if (p !== RESOLVED) await p;
+    if ((n & 1023) === 1023 && now() > deadline) {
+      n++;
+      break;
+    }
+  }
+  stamp(buf, -1);
+  await tx.send(buf);
+  const reply = await ack.receive();
+  const seconds = Number(now() - start) / 1e9;
+  const got = seqOf(reply);
+  if (got !== n) throw new Error(`the receiver counted ${got} messages, ${n} were sent`);
+  return { messages: n, seconds };
+}
+
+/** Child: echoes every message until the end marker or the end of the channel. */
+export async function echoLoop(rx: Receiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
+  for await (const m of rx) {
+    if (seqOf(m) === -1) break;
+    await tx.send(m);
+  }
+}
+
+/** Child: receives and checks sequence numbers until the end marker, then acks the count. */
+export async function sinkLoop(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
+  let expected = 0;
+  for (;;) {
+    const batch = rx.receiveMany ? await rx.receiveMany() : [await rx.receive()];
+    for (const m of batch) {
+      const s = seqOf(m);
+      if (s === -1) {
+        const ackMsg = stamp(new Uint8Array(8), expected);
+        await tx.send(ackMsg);
+        if ('flush' in tx && typeof (tx as { flush?: unknown }).flush === 'function') await (tx as unknown as { flush(): Promise<void> }).flush();
+        return;
+      }
+      if (s !== expected) throw new Error(`sequence ${s} arrived, expected ${expected}`);
+      expected++;
+    }
+  }
+}

@@ -1,0 +1,9 @@
+/** `ipckit semaphore`: not built yet (see the semaphore issue). */
+import { UsageError, type CliGroup } from './common.js';
+
+export const group: CliGroup = {
+  usage: '',
+  async run() {
+    throw new UsageError('ipckit semaphore is not available yet');
+  },
+};

@@ -1,0 +1,2 @@
+/** mqueue: not built yet (see its issue). */
+export {};

@@ -1,0 +1,2 @@
+/** mutex: not built yet (see its issue). */
+export {};

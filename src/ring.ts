@@ -1,0 +1,2 @@
+/** ring: not built yet (see its issue). */
+export {};

@@ -1,0 +1,2 @@
+/** semaphore: not built yet (see its issue). */
+export {};

@@ -1,0 +1,2 @@
+/** shm: not built yet (see its issue). */
+export {};

@@ -1,0 +1,2 @@
+/** signal: not built yet (see its issue). */
+export {};

@@ -1,0 +1,2 @@
+/** socket: not built yet (see its issue). */
+export {};
