@@ -96,12 +96,19 @@ const ERRNO_CODES: Readonly<Record<string, IpcErrorCode>> = {
   EBADF: 'ERR_IPCKIT_CLOSED',
 };
 
+/** Linux errno names that libuv does not know (x86-64 and arm64 share these numbers). */
+const EXTRA_ERRNO_NAMES: Readonly<Record<number, string>> = { 130: 'EOWNERDEAD', 131: 'ENOTRECOVERABLE', 42: 'ENOMSG', 95: 'EOPNOTSUPP' };
+
 /** Name of an errno number (`13` -> `EACCES`). */
 export function errnoName(errno: number): string {
+  const n = Math.abs(errno);
+  const extra = EXTRA_ERRNO_NAMES[n];
+  if (extra) return extra;
   try {
-    return getSystemErrorName(-Math.abs(errno));
+    const name = getSystemErrorName(-n);
+    return name.startsWith('Unknown') ? `E${n}` : name;
   } catch {
-    return `E${Math.abs(errno)}`;
+    return `E${n}`;
   }
 }
 

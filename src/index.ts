@@ -9,6 +9,7 @@ export { DEFAULT_MAX_MESSAGE_SIZE, FrameDecoder, type Framing, type FramingOptio
 export { FdReader, FdWriter, type ReaderOptions, type WriterOptions } from './stream.js';
 export { toReadable, toWritable } from './streams-node.js';
 export { runtimeDir } from './runtime.js';
+export { isProcessAlive, processStartTime, watchProcess } from './liveness.js';
 export type { CreateModeOptions, OwnerCheckOptions } from './permissions.js';
 export type { ChildExit, ChildOptions } from './child.js';
 export {

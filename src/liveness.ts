@@ -1,0 +1,83 @@
+/**
+ * Is a process still alive, and the same process? The mechanisms that record a peer or an
+ * owner (ring, work queue, pool, mutex) keep its pid *and* its start time, because pids are
+ * reused: a record whose pid is alive but whose start time differs belongs to a dead
+ * process. `watchProcess` waits for an exit through a pidfd, polled by the event loop: no
+ * thread, no signal, no pid-reuse race.
+ */
+import { readFileSync } from 'node:fs';
+import { cancellableWait, type WaitOptions } from './channel.js';
+import { IpcError, toIpcError } from './errors.js';
+import { native } from './native.js';
+import { FdPoll } from './stream.js';
+import * as validate from './validate.js';
+
+/**
+ * Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or
+ * undefined when there is no such process.
+ */
+export function processStartTime(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  if (state === 'Z' || state === 'X') return undefined; // exited, not yet reaped
+  const start = Number(fields[19]);
+  return Number.isFinite(start) ? start : undefined;
+}
+
+/** Our own start time, computed once. */
+export const selfStartTime: number = processStartTime(process.pid) ?? 0;
+
+/** True if `pid` runs and, when `startTime` is given, is the process that started then. */
+export function isProcessAlive(pid: number, startTime?: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  const st = processStartTime(pid);
+  if (st === undefined) return false;
+  return startTime === undefined || startTime === st;
+}
+
+/**
+ * Settles when process `pid` exits (zombie or reaped). Uses pidfd_open, so a pid reused by
+ * a new process after the exit cannot be confused with it. Rejects ERR_IPCKIT_NOT_FOUND if
+ * no such process exists now; takes `timeout` and `signal` like every wait.
+ */
+export function watchProcess(pid: number, options?: WaitOptions): Promise<void> {
+  validate.integer('pid', pid, 1, 2 ** 31 - 1);
+  return cancellableWait<void>(`watch process ${pid}`, options, (resolve, reject) => {
+    let fd: number;
+    try {
+      fd = native.pidfdOpen(pid);
+    } catch (e) {
+      const err = toIpcError(e, `watch process ${pid}`);
+      if (err.systemCode === 'ESRCH') {
+        reject(new IpcError('ERR_IPCKIT_NOT_FOUND', `no process ${pid} to watch`, { cause: err }));
+        return;
+      }
+      if (err.systemCode === 'ENOSYS') {
+        reject(new IpcError('ERR_IPCKIT_UNSUPPORTED', 'pidfd_open needs Linux 5.3 or later', { cause: err }));
+        return;
+      }
+      reject(err);
+      return;
+    }
+    const poll = new FdPoll(fd);
+    const release = (): void => {
+      poll.close();
+      native.close(fd);
+    };
+    // A pidfd becomes readable when the process exits.
+    poll.want('read', () => {
+      release();
+      resolve();
+    });
+    return release;
+  });
+}
+
+
