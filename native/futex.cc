@@ -1,8 +1,389 @@
-// futex: the futex system calls (filled in by the futex work; empty until then).
+// futex(2) on a 32-bit word inside a mapped region, across processes: the wait and wake
+// are shared (no FUTEX_PRIVATE_FLAG), so the kernel keys them by the physical page and a
+// wake in one process reaches a waiter in another. (V8's Atomics.wait/notify keep a wait
+// list inside one process and never reach another one.)
+//
+// - futexWait: blocks the calling thread (for workers and scripts). EINTR is retried; the
+//   deadline is absolute (CLOCK_MONOTONIC, FUTEX_WAIT_BITSET), so a retry waits only for
+//   what is left of the timeout.
+// - futexWake: wakes up to `count` waiters.
+// - FutexWaiters: asynchronous waits that keep the event loop free and never use libuv's
+//   thread pool. Each wait in progress runs on a dedicated waiter thread of ours, which
+//   reports to the loop through one uv_async_t. Cancellation (timeout, abort, close) is
+//   exact: the thread waits with futex_waitv on the target word and on a private control
+//   word that cancel() bumps. On kernels without futex_waitv (before 5.16) it waits in
+//   slices of 20 ms and looks at the cancel flag between them.
 #include "addon.h"
+#include "region.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+#ifndef FUTEX_32
+#define FUTEX_32 2
+struct futex_waitv {
+  uint64_t val;
+  uint64_t uaddr;
+  uint32_t flags;
+  uint32_t __reserved;
+};
+#endif
 
 namespace ipckit {
+namespace {
 
-void InitFutex(Napi::Env env, Napi::Object exports) {}
+// Results reported to JavaScript (negative values are -errno).
+enum WaitResult { kWoken = 0, kNotEqual = 1, kTimedOut = 2, kCancelled = 3 };
+
+int64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+timespec ToTimespec(int64_t ns) {
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(ns / 1000000000LL);
+  ts.tv_nsec = static_cast<long>(ns % 1000000000LL);
+  return ts;
+}
+
+// A deadline from a timeout in ms (negative: none).
+int64_t DeadlineFrom(double timeoutMs) {
+  if (timeoutMs < 0) return -1;
+  double ns = timeoutMs * 1e6;
+  if (ns > 9.0e18) return -1;
+  return MonotonicNs() + static_cast<int64_t>(ns);
+}
+
+// One FUTEX_WAIT_BITSET (shared) with an absolute deadline: 0 woken, or -errno.
+long WaitShared(uint32_t* addr, uint32_t expected, int64_t deadlineNs) {
+  timespec ts;
+  if (deadlineNs >= 0) ts = ToTimespec(deadlineNs);
+  long rc = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, deadlineNs >= 0 ? &ts : nullptr, nullptr, FUTEX_BITSET_MATCH_ANY);
+  return rc == 0 ? 0 : -errno;
+}
+
+// The blocking wait: EINTR retried against the same absolute deadline.
+int WaitUntil(uint32_t* addr, uint32_t expected, int64_t deadlineNs) {
+  for (;;) {
+    long rc = WaitShared(addr, expected, deadlineNs);
+    if (rc == 0) return kWoken;
+    if (rc == -EAGAIN) return kNotEqual;
+    if (rc == -ETIMEDOUT) return kTimedOut;
+    if (rc == -EINTR) continue;
+    return static_cast<int>(rc);
+  }
+}
+
+Napi::Value FutexWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Region> region = RegionOf(env, info[0]);
+  uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+  uint32_t expected = static_cast<uint32_t>(ArgInt64(info, 2));
+  double timeoutMs = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
+  return Napi::Number::New(env, WaitUntil(addr, expected, DeadlineFrom(timeoutMs)));
+}
+
+Napi::Value FutexWake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Region> region = RegionOf(env, info[0]);
+  uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+  int64_t count = ArgInt64(info, 2);
+  int n = count < 0 || count > INT_MAX ? INT_MAX : static_cast<int>(count);
+  long rc = syscall(SYS_futex, addr, FUTEX_WAKE, n, nullptr, nullptr, 0);
+  if (rc < 0) ThrowErrno(env, "futex(FUTEX_WAKE)");
+  return Napi::Number::New(env, static_cast<double>(rc));
+}
+
+std::atomic<bool> g_haveWaitv{true};
+
+struct Request {
+  std::shared_ptr<Region> region;  // keeps the pages mapped while we wait on them
+  uint32_t* addr;
+  uint32_t expected;
+  int64_t deadlineNs;
+  uint32_t id;
+  std::atomic<bool> cancelled{false};
+};
+
+class FutexWaiters;
+
+struct WaiterThread {
+  FutexWaiters* owner = nullptr;
+  pthread_t thread{};
+  std::atomic<uint32_t> control{0};  // bumped to hand over work, cancel, or shut down
+  Request* request = nullptr;         // guarded by owner->mu_
+};
+
+class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(env, "FutexWaiters", {
+      InstanceMethod<&FutexWaiters::WaitAsync>("wait"),
+      InstanceMethod<&FutexWaiters::Cancel>("cancel"),
+      InstanceMethod<&FutexWaiters::Threads>("threads"),
+    });
+    exports.Set("FutexWaiters", ctor);
+  }
+
+  // new FutexWaiters(dispatch(id, result)): one per JS environment (main thread, worker).
+  explicit FutexWaiters(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<FutexWaiters>(info), context_(info.Env(), "ipckit.FutexWaiters") {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "FutexWaiters: dispatch function required");
+    info.This().As<Napi::Object>().Set("_dispatch", info[0]);
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw Napi::Error::New(env, "FutexWaiters: no event loop");
+    async_ = new uv_async_t;
+    if (uv_async_init(loop, async_, OnAsync) != 0) {
+      delete async_;
+      async_ = nullptr;
+      throw Napi::Error::New(env, "FutexWaiters: uv_async_init failed");
+    }
+    async_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(async_));  // only pending waits keep the loop alive
+    env_ = env;
+    Ref();  // lives as long as the environment (the module keeps one)
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+  }
+
+  ~FutexWaiters() override { Shutdown(); }
+
+ private:
+  // wait(mapping, byteOffset, expected, timeoutMs) -> id; the result arrives via dispatch.
+  Napi::Value WaitAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
+    std::shared_ptr<Region> region = RegionOf(env, info[0]);
+    uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+    auto* req = new Request;
+    req->region = std::move(region);
+    req->addr = addr;
+    req->expected = static_cast<uint32_t>(ArgInt64(info, 2));
+    req->deadlineNs = DeadlineFrom(info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1);
+    req->id = ++nextId_;
+    if (req->id == 0) req->id = ++nextId_;
+    WaiterThread* t = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!idle_.empty()) {
+        t = idle_.back();
+        idle_.pop_back();
+      }
+    }
+    if (t == nullptr) {
+      if (threads_.size() >= kMaxThreads) {
+        delete req;
+        ThrowErrno(env, EAGAIN, "pthread_create (more than 256 asynchronous futex waits at once)");
+      }
+      t = new WaiterThread;
+      t->owner = this;
+      pthread_attr_t attr;
+      pthread_attr_init(&attr);
+      pthread_attr_setstacksize(&attr, 64 * 1024);
+      int err = pthread_create(&t->thread, &attr, ThreadMain, t);
+      pthread_attr_destroy(&attr);
+      if (err != 0) {
+        delete t;
+        delete req;
+        ThrowErrno(env, err, "pthread_create");
+      }
+      threads_.push_back(t);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      t->request = req;
+      active_[req->id] = t;
+    }
+    if (pending_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+    Poke(t);
+    return Napi::Number::New(env, req->id);
+  }
+
+  // cancel(id) -> true if that wait was still running (its result will be 3, cancelled).
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    uint32_t id = static_cast<uint32_t>(ArgInt64(info, 0));
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = active_.find(id);
+    if (it == active_.end() || it->second->request == nullptr) return Napi::Boolean::New(info.Env(), false);
+    it->second->request->cancelled.store(true);
+    Poke(it->second);
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  Napi::Value Threads(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(threads_.size()));
+  }
+
+  static void Poke(WaiterThread* t) {
+    t->control.fetch_add(1);
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&t->control), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+
+  static int Run(Request* r, WaiterThread* t) {
+    bool first = true;
+    for (;;) {
+      uint32_t seen = t->control.load();
+      if (r->cancelled.load()) return kCancelled;
+      if (g_haveWaitv.load(std::memory_order_relaxed)) {
+        struct futex_waitv w[2] = {};
+        w[0].val = r->expected;
+        w[0].uaddr = reinterpret_cast<uintptr_t>(r->addr);
+        w[0].flags = FUTEX_32;
+        w[1].val = seen;
+        w[1].uaddr = reinterpret_cast<uintptr_t>(&t->control);
+        w[1].flags = FUTEX_32 | FUTEX_PRIVATE_FLAG;
+        timespec ts;
+        if (r->deadlineNs >= 0) ts = ToTimespec(r->deadlineNs);
+        long rc = syscall(SYS_futex_waitv, w, 2, 0, r->deadlineNs >= 0 ? &ts : nullptr, CLOCK_MONOTONIC);
+        if (rc == 0) return kWoken;
+        if (rc == 1) {
+          first = false;
+          continue;  // the control word: cancel or shutdown, checked at the top
+        }
+        int err = errno;
+        if (err == ENOSYS) {
+          g_haveWaitv.store(false);
+          continue;
+        }
+        if (err == EAGAIN) {
+          // One of the two words differed: ours (a change) or the control word (a poke).
+          if (__atomic_load_n(r->addr, __ATOMIC_SEQ_CST) != r->expected) return first ? kNotEqual : kWoken;
+          first = false;
+          continue;
+        }
+        if (err == ETIMEDOUT) return kTimedOut;
+        if (err == EINTR) continue;
+        return -err;
+      }
+      // No futex_waitv: wait in slices and look at the cancel flag between them.
+      int64_t slice = MonotonicNs() + 20 * 1000000LL;
+      int64_t until = r->deadlineNs >= 0 && r->deadlineNs < slice ? r->deadlineNs : slice;
+      long rc = WaitShared(r->addr, r->expected, until);
+      if (rc == 0) return kWoken;
+      if (rc == -EAGAIN) return first ? kNotEqual : kWoken;
+      if (rc == -ETIMEDOUT) {
+        if (r->deadlineNs >= 0 && MonotonicNs() >= r->deadlineNs) return kTimedOut;
+        first = false;
+        continue;
+      }
+      if (rc == -EINTR) continue;
+      return static_cast<int>(rc);
+    }
+  }
+
+  static void* ThreadMain(void* arg) {
+    WaiterThread* t = static_cast<WaiterThread*>(arg);
+    FutexWaiters* self = t->owner;
+    for (;;) {
+      uint32_t seen = t->control.load();
+      Request* r;
+      {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        r = t->request;
+        if (r == nullptr && self->shutdown_) return nullptr;
+      }
+      if (r == nullptr) {
+        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&t->control), FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+        continue;
+      }
+      int result = Run(r, t);
+      {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        t->request = nullptr;
+        self->active_.erase(r->id);
+        self->done_.push_back({r->id, result});
+        if (!self->shutdown_) self->idle_.push_back(t);
+      }
+      delete r;
+      uv_async_send(self->async_);
+    }
+  }
+
+  static void OnAsync(uv_async_t* handle) {
+    FutexWaiters* self = static_cast<FutexWaiters*>(handle->data);
+    std::vector<std::pair<uint32_t, int>> batch;
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      batch.swap(self->done_);
+    }
+    if (batch.empty()) return;
+    self->pending_ -= batch.size();
+    if (self->pending_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(self->async_));
+    Napi::Env env = self->env_;
+    Napi::HandleScope scope(env);
+    Napi::Object obj = self->Value();
+    Napi::Value fn = obj.Get("_dispatch");
+    if (!fn.IsFunction()) return;
+    for (auto& [id, result] : batch) {
+      try {
+        fn.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, id), Napi::Number::New(env, result)}, self->context_);
+      } catch (const Napi::Error& e) {
+        napi_fatal_exception(env, e.Value());
+      }
+    }
+  }
+
+  static void CleanupHook(void* arg) { static_cast<FutexWaiters*>(arg)->Shutdown(); }
+
+  // Stops every thread (cancelling its wait) and closes the loop handle. Idempotent.
+  void Shutdown() {
+    if (shutdown_) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      shutdown_ = true;
+      for (WaiterThread* t : threads_) {
+        if (t->request != nullptr) t->request->cancelled.store(true);
+        Poke(t);
+      }
+    }
+    for (WaiterThread* t : threads_) {
+      pthread_join(t->thread, nullptr);
+      delete t;
+    }
+    threads_.clear();
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    if (async_ != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+      async_ = nullptr;
+    }
+  }
+
+  static constexpr size_t kMaxThreads = 256;
+  std::mutex mu_;
+  std::vector<WaiterThread*> threads_;
+  std::vector<WaiterThread*> idle_;
+  std::unordered_map<uint32_t, WaiterThread*> active_;
+  std::vector<std::pair<uint32_t, int>> done_;
+  size_t pending_ = 0;
+  uint32_t nextId_ = 0;
+  std::atomic<bool> shutdown_{false};
+  uv_async_t* async_ = nullptr;
+  napi_env env_ = nullptr;
+  Napi::AsyncContext context_;
+};
+
+}  // namespace
+
+void InitFutex(Napi::Env env, Napi::Object exports) {
+  exports.Set("futexWait", Napi::Function::New(env, FutexWait, "futexWait"));
+  exports.Set("futexWake", Napi::Function::New(env, FutexWake, "futexWake"));
+  FutexWaiters::Init(env, exports);
+}
 
 }  // namespace ipckit

@@ -89,11 +89,67 @@ export interface NativeSemaphore {}
 /** native/mutex.cc */
 export interface NativeMutex {}
 
-/** native/shm.cc */
-export interface NativeShm {}
+/**
+ * native/shm.cc: a MAP_SHARED mapping of an fd (shm object or file). The pages stay
+ * mapped while the handle (until `release()`), any SharedArrayBuffer made by `buffer()`,
+ * or any futex wait on them is alive. Offsets are in bytes and bounds-checked natively.
+ */
+export interface NativeMapping {
+  /** Bytes mapped. */
+  readonly length: number;
+  /** A new SharedArrayBuffer over the whole mapping (throws where external buffers are not allowed, or read-only). */
+  buffer(): SharedArrayBuffer;
+  /** Copies `length` bytes at `offset` into `dst[dstOffset..]`. */
+  read(offset: number, dst: Uint8Array, dstOffset: number, length: number): void;
+  /** Copies `src[srcOffset..srcOffset+length]` to `offset`. */
+  write(offset: number, src: Uint8Array, srcOffset: number, length: number): void;
+  /** 32-bit atomics (seq_cst) at a 4-byte aligned byte offset, as JS Atomics on an Int32Array. */
+  load(byteOffset: number): number;
+  store(byteOffset: number, value: number): number;
+  /** Returns the old value. */
+  compareExchange(byteOffset: number, expected: number, replacement: number): number;
+  /** Wrapping add; returns the old value. */
+  add(byteOffset: number, delta: number): number;
+  /** msync(MS_SYNC, or MS_ASYNC when `async`). */
+  sync(async: boolean): void;
+  /** Drops the handle's reference to the pages. */
+  release(): void;
+}
 
-/** native/futex.cc */
-export interface NativeFutex {}
+export interface NativeShm {
+  /** new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes of `fd`. */
+  Mapping: new (fd: number, length: number, writable: boolean) => NativeMapping;
+  /** shm_open(name, flags | O_CLOEXEC, mode) -> fd. */
+  shmOpen(name: string, flags: number, mode: number): number;
+  shmUnlink(name: string): void;
+  ftruncate(fd: number, size: number): void;
+  /** posix_fallocate(fd, 0, size): reserves the pages (ENOSPC now instead of SIGBUS later). */
+  fallocate(fd: number, size: number): void;
+  /** False in runtimes with a V8 memory cage (Electron) and in builds without the V8 path: use the copying path. */
+  readonly externalBuffersAllowed: boolean;
+}
+
+/** Results of a futex wait: 0 woken, 1 the word was not the expected value, 2 timed out, 3 cancelled; negative: -errno. */
+export type FutexResult = number;
+
+/** native/futex.cc: asynchronous futex waits on dedicated threads, one object per JS environment. */
+export interface NativeFutexWaiters {
+  /** Starts a wait on the word at `byteOffset`; the result is passed to the dispatch function with the returned id. `timeoutMs` < 0: none. */
+  wait(mapping: NativeMapping, byteOffset: number, expected: number, timeoutMs: number): number;
+  /** Cancels a running wait (its result becomes 3); false if it had already finished. */
+  cancel(id: number): boolean;
+  /** Waiter threads started so far (they are reused). */
+  threads(): number;
+}
+
+/** native/futex.cc: shared (cross-process) futex wait and wake on a word of a mapping. */
+export interface NativeFutex {
+  /** Blocks the calling thread while the word equals `expected`, up to `timeoutMs` (< 0: no limit). EINTR is retried. */
+  futexWait(mapping: NativeMapping, byteOffset: number, expected: number, timeoutMs: number): FutexResult;
+  /** Wakes up to `count` waiters (< 0: all); returns how many were woken, in any process. */
+  futexWake(mapping: NativeMapping, byteOffset: number, count: number): number;
+  FutexWaiters: new (dispatch: (id: number, result: FutexResult) => void) => NativeFutexWaiters;
+}
 
 /** native/socket.cc */
 export interface NativeSocket {}
