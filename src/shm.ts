@@ -56,6 +56,24 @@ function futexWaiters(): NativeFutexWaiters {
   return waiters;
 }
 
+// Copies of messages up to 4 KiB are carved out of 64 KiB chunks, as Buffer.allocUnsafe
+// does, but as plain Uint8Arrays: a fresh off-heap ArrayBuffer per message costs more than
+// copying the message.
+const POOL_SIZE = 64 * 1024;
+const POOL_MAX = 4096;
+let pool = new ArrayBuffer(POOL_SIZE);
+let poolOffset = 0;
+
+function poolSlice(length: number): Uint8Array {
+  if (poolOffset + length > POOL_SIZE) {
+    pool = new ArrayBuffer(POOL_SIZE);
+    poolOffset = 0;
+  }
+  const b = new Uint8Array(pool, poolOffset, length);
+  poolOffset = (poolOffset + length + 7) & ~7;
+  return b;
+}
+
 /** @internal Byte and word access to a mapping, plus futex wait and wake on its words. */
 export abstract class Memory {
   constructor(
@@ -67,10 +85,13 @@ export abstract class Memory {
   abstract store(index: number, value: number): void;
   abstract add(index: number, delta: number): number;
   abstract compareExchange(index: number, expected: number, replacement: number): number;
+  /** Plain (non-atomic) word access: for words published by a later atomic store, or read after an atomic load. */
+  abstract loadPlain(index: number): number;
+  abstract storePlain(index: number, value: number): void;
   /** Copies `length` bytes of `src` from `srcOffset` to `byteOffset`. */
   abstract copyIn(byteOffset: number, src: Uint8Array, srcOffset: number, length: number): void;
-  /** A fresh Buffer with a copy of the bytes. */
-  abstract copyOut(byteOffset: number, length: number): Buffer;
+  /** A fresh Uint8Array with a copy of the bytes. */
+  abstract copyOut(byteOffset: number, length: number): Uint8Array;
   /** Copies bytes into `dst` at `dstOffset`. */
   abstract copyInto(byteOffset: number, length: number, dst: Uint8Array, dstOffset: number): void;
   /** The bytes themselves where possible (a view of the mapping), else a copy. */
@@ -122,22 +143,26 @@ class SharedArrayMemory extends Memory {
   compareExchange(index: number, expected: number, replacement: number): number {
     return Atomics.compareExchange(this.i32, index, expected, replacement);
   }
+  loadPlain(index: number): number {
+    return this.i32[index]!;
+  }
+  storePlain(index: number, value: number): void {
+    this.i32[index] = value;
+  }
   copyIn(byteOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
-    if (length <= 64) {
+    if (length <= 8) {
       const u8 = this.u8;
       for (let i = 0; i < length; i++) u8[byteOffset + i] = src[srcOffset + i]!;
     } else {
       this.u8.set(srcOffset === 0 && length === src.length ? src : src.subarray(srcOffset, srcOffset + length), byteOffset);
     }
   }
-  copyOut(byteOffset: number, length: number): Buffer {
-    const b = Buffer.allocUnsafe(length);
-    if (length <= 64) {
-      const u8 = this.u8;
-      for (let i = 0; i < length; i++) b[i] = u8[byteOffset + i]!;
-    } else {
-      b.set(this.u8.subarray(byteOffset, byteOffset + length));
-    }
+  copyOut(byteOffset: number, length: number): Uint8Array {
+    // V8 keeps typed arrays of up to 64 bytes on its heap: slice() is the cheapest copy.
+    if (length <= 64) return this.u8.slice(byteOffset, byteOffset + length);
+    if (length > POOL_MAX) return this.u8.slice(byteOffset, byteOffset + length);
+    const b = poolSlice(length);
+    b.set(this.u8.subarray(byteOffset, byteOffset + length));
     return b;
   }
   copyInto(byteOffset: number, length: number, dst: Uint8Array, dstOffset: number): void {
@@ -165,11 +190,17 @@ class CopyingMemory extends Memory {
   compareExchange(index: number, expected: number, replacement: number): number {
     return this.mapping.compareExchange(index * 4, expected, replacement);
   }
+  loadPlain(index: number): number {
+    return this.mapping.load(index * 4);
+  }
+  storePlain(index: number, value: number): void {
+    this.mapping.store(index * 4, value);
+  }
   copyIn(byteOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
     this.mapping.write(byteOffset, src, srcOffset, length);
   }
-  copyOut(byteOffset: number, length: number): Buffer {
-    const b = Buffer.allocUnsafe(length);
+  copyOut(byteOffset: number, length: number): Uint8Array {
+    const b = length <= POOL_MAX ? poolSlice(length) : new Uint8Array(length);
     if (length > 0) this.mapping.read(byteOffset, b, 0, length);
     return b;
   }
@@ -304,7 +335,9 @@ export class SharedMemory implements Disposable {
     this.#check();
     validate.integer('offset', offset, 0, this.size);
     const n = length === undefined ? this.size - offset : validate.integer('length', length, 0, this.size - offset);
-    return this.#memory.copyOut(offset, n);
+    const b = Buffer.allocUnsafe(n);
+    if (n > 0) this.#memory.copyInto(offset, n, b, 0);
+    return b;
   }
 
   /** Copies `bytes` to `offset`. */

@@ -1,0 +1,24 @@
+/**
+ * Fault injection for the crash tests (test/faults/): a process started with
+ * `IPCKIT_FAULT=<point>[:<n>]` kills itself with SIGKILL the n-th time (default 1st) it
+ * reaches the named point, e.g. `IPCKIT_FAULT=ring:after-claim:3`. The points are listed
+ * in docs/ring.md and docs/workqueue.md. Without the variable, `FAULTS` is false and the
+ * checks cost one branch on a constant.
+ */
+const spec = process.env.IPCKIT_FAULT;
+const [point, nth] = (() => {
+  if (!spec) return [undefined, 0];
+  const m = /^(.+?)(?::(\d+))?$/.exec(spec);
+  return m ? [m[1], m[2] === undefined ? 1 : Number(m[2])] : [undefined, 0];
+})();
+
+/** True when a fault point is armed in this process. */
+export const FAULTS: boolean = point !== undefined;
+
+let hits = 0;
+
+/** Kills this process with SIGKILL if `name` is the armed point and its count is reached. */
+export function fault(name: string): void {
+  if (name !== point) return;
+  if (++hits >= nth) process.kill(process.pid, 'SIGKILL');
+}
