@@ -13,12 +13,15 @@
 //   exact: the thread waits with futex_waitv on the target word and on a private control
 //   word that cancel() bumps. On kernels without futex_waitv (before 5.16) it waits in
 //   slices of 20 ms and looks at the cancel flag between them.
+//   Two kinds: one-shot waits (a pool of reusable threads), and watches (a thread per
+//   watch that keeps waiting on one word; see struct Watch) for channels that sleep often.
 #include "addon.h"
 #include "region.h"
 
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -111,6 +114,23 @@ Napi::Value FutexWake(const Napi::CallbackInfo& info) {
 }
 
 std::atomic<bool> g_haveWaitv{true};
+std::atomic<bool> g_haveVmRead{true};
+
+// Reads a word of the region without risking SIGBUS: if a peer shrank the segment under
+// us, process_vm_readv fails with EFAULT where a plain load would kill the process. Used
+// by the waiter threads, which read words while JavaScript is not looking.
+bool SafeLoad(uint32_t* addr, uint32_t* out) {
+  if (g_haveVmRead.load(std::memory_order_relaxed)) {
+    struct iovec local = {out, sizeof *out};
+    struct iovec remote = {addr, sizeof *out};
+    ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (n == static_cast<ssize_t>(sizeof *out)) return true;
+    if (n < 0 && errno == EFAULT) return false;
+    g_haveVmRead.store(false);  // not allowed here (seccomp): plain loads
+  }
+  *out = __atomic_load_n(addr, __ATOMIC_SEQ_CST);
+  return true;
+}
 
 struct Request {
   std::shared_ptr<Region> region;  // keeps the pages mapped while we wait on them
@@ -130,12 +150,46 @@ struct WaiterThread {
   Request* request = nullptr;         // guarded by owner->mu_
 };
 
+// A watch: a thread of its own that keeps waiting on one word and reports a change (or a
+// slice without one) whenever JavaScript has armed it. Re-arming with the value the thread
+// already waits on costs no system call, so a channel that sleeps and wakes in turn does
+// not pay a hand-over to the thread each time.
+struct Watch {
+  uint32_t id = 0;
+  FutexWaiters* owner = nullptr;
+  std::shared_ptr<Region> region;
+  uint32_t* addr = nullptr;
+  int64_t sliceNs = 0;
+  pthread_t thread{};
+  std::atomic<uint32_t> control{0};
+  // Guarded by owner->mu_:
+  bool stop = false;
+  bool armed = false;
+  uint32_t armSeq = 0;
+  uint32_t armGen = 0;
+  int64_t armedAt = 0;
+  uint32_t waitingOn = 0;
+  // JavaScript thread only:
+  bool jsArmed = false;
+  uint32_t gen = 0;
+};
+
+struct Report {
+  uint32_t id;
+  int result;
+  uint32_t gen;  // for watches: the arming it answers
+};
+
 class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "FutexWaiters", {
       InstanceMethod<&FutexWaiters::WaitAsync>("wait"),
       InstanceMethod<&FutexWaiters::Cancel>("cancel"),
+      InstanceMethod<&FutexWaiters::WatchStart>("watch"),
+      InstanceMethod<&FutexWaiters::WatchArm>("arm"),
+      InstanceMethod<&FutexWaiters::WatchDisarm>("disarm"),
+      InstanceMethod<&FutexWaiters::WatchStop>("unwatch"),
       InstanceMethod<&FutexWaiters::Threads>("threads"),
     });
     exports.Set("FutexWaiters", ctor);
@@ -165,6 +219,26 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   ~FutexWaiters() override { Shutdown(); }
 
  private:
+  // Waits that keep the event loop alive: one-shot waits in progress and armed watches.
+  void Hold() {
+    if (live_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+  }
+  void Unhold() {
+    if (--live_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
+  }
+
+  pthread_t StartThread(Napi::Env env, void* (*main)(void*), void* arg) {
+    if (threads_.size() + watches_.size() >= kMaxThreads) ThrowErrno(env, EAGAIN, "pthread_create (more than 256 asynchronous futex waits at once)");
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t t;
+    int err = pthread_create(&t, &attr, main, arg);
+    pthread_attr_destroy(&attr);
+    if (err != 0) ThrowErrno(env, err, "pthread_create");
+    return t;
+  }
+
   // wait(mapping, byteOffset, expected, timeoutMs) -> id; the result arrives via dispatch.
   Napi::Value WaitAsync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -176,8 +250,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     req->addr = addr;
     req->expected = static_cast<uint32_t>(ArgInt64(info, 2));
     req->deadlineNs = DeadlineFrom(info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1);
-    req->id = ++nextId_;
-    if (req->id == 0) req->id = ++nextId_;
+    req->id = NextId();
     WaiterThread* t = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -187,21 +260,14 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       }
     }
     if (t == nullptr) {
-      if (threads_.size() >= kMaxThreads) {
-        delete req;
-        ThrowErrno(env, EAGAIN, "pthread_create (more than 256 asynchronous futex waits at once)");
-      }
       t = new WaiterThread;
       t->owner = this;
-      pthread_attr_t attr;
-      pthread_attr_init(&attr);
-      pthread_attr_setstacksize(&attr, 64 * 1024);
-      int err = pthread_create(&t->thread, &attr, ThreadMain, t);
-      pthread_attr_destroy(&attr);
-      if (err != 0) {
+      try {
+        t->thread = StartThread(env, ThreadMain, t);
+      } catch (...) {
         delete t;
         delete req;
-        ThrowErrno(env, err, "pthread_create");
+        throw;
       }
       threads_.push_back(t);
     }
@@ -210,8 +276,8 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       t->request = req;
       active_[req->id] = t;
     }
-    if (pending_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
-    Poke(t);
+    Hold();
+    Poke(t->control);
     return Napi::Number::New(env, req->id);
   }
 
@@ -222,17 +288,135 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     auto it = active_.find(id);
     if (it == active_.end() || it->second->request == nullptr) return Napi::Boolean::New(info.Env(), false);
     it->second->request->cancelled.store(true);
-    Poke(it->second);
+    Poke(it->second->control);
     return Napi::Boolean::New(info.Env(), true);
   }
 
-  Napi::Value Threads(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(threads_.size()));
+  // watch(mapping, byteOffset, sliceMs) -> id: starts the watch's thread, not armed.
+  Napi::Value WatchStart(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
+    std::shared_ptr<Region> region = RegionOf(env, info[0]);
+    uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+    double sliceMs = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 50;
+    auto* w = new Watch;
+    w->id = NextId();
+    w->owner = this;
+    w->region = std::move(region);
+    w->addr = addr;
+    w->sliceNs = static_cast<int64_t>((sliceMs > 0 ? sliceMs : 50) * 1e6);
+    SafeLoad(addr, &w->waitingOn);
+    try {
+      w->thread = StartThread(env, WatchMain, w);
+    } catch (...) {
+      delete w;
+      throw;
+    }
+    watches_[w->id] = w;
+    return Napi::Number::New(env, w->id);
   }
 
-  static void Poke(WaiterThread* t) {
-    t->control.fetch_add(1);
-    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&t->control), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  Watch* FindWatch(const Napi::CallbackInfo& info) {
+    auto it = watches_.find(static_cast<uint32_t>(ArgInt64(info, 0)));
+    if (it == watches_.end()) throw Napi::Error::New(info.Env(), "FutexWaiters: no such watch");
+    return it->second;
+  }
+
+  // arm(id, seq): report once the word differs from seq (at once if it already does), or
+  // after a slice without a change.
+  Napi::Value WatchArm(const Napi::CallbackInfo& info) {
+    Watch* w = FindWatch(info);
+    uint32_t seq = static_cast<uint32_t>(ArgInt64(info, 1));
+    bool poke;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      w->armed = true;
+      w->armSeq = seq;
+      w->armGen = ++w->gen;
+      w->armedAt = MonotonicNs();
+      poke = w->waitingOn != seq;
+    }
+    if (!w->jsArmed) {
+      w->jsArmed = true;
+      Hold();
+    }
+    if (poke) Poke(w->control);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value WatchDisarm(const Napi::CallbackInfo& info) {
+    Watch* w = FindWatch(info);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      w->armed = false;
+    }
+    if (w->jsArmed) {
+      w->jsArmed = false;
+      Unhold();
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value WatchStop(const Napi::CallbackInfo& info) {
+    Watch* w = FindWatch(info);
+    watches_.erase(w->id);
+    StopWatch(w);
+    return info.Env().Undefined();
+  }
+
+  void StopWatch(Watch* w) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      w->stop = true;
+    }
+    Poke(w->control);
+    pthread_join(w->thread, nullptr);
+    if (w->jsArmed) {
+      w->jsArmed = false;
+      Unhold();
+    }
+    delete w;
+  }
+
+  Napi::Value Threads(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(threads_.size() + watches_.size()));
+  }
+
+  uint32_t NextId() {
+    uint32_t id = ++nextId_;
+    if (id == 0) id = ++nextId_;
+    return id;
+  }
+
+  static void Poke(std::atomic<uint32_t>& control) {
+    control.fetch_add(1);
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&control), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+
+  // Waits on the word and on the control word until the deadline: 0 the word was woken,
+  // 1 the control word changed, or -errno (-EAGAIN: one of them differed at the start).
+  static long WaitBoth(uint32_t* addr, uint32_t expected, std::atomic<uint32_t>& control, uint32_t seen, int64_t deadlineNs) {
+    if (g_haveWaitv.load(std::memory_order_relaxed)) {
+      struct futex_waitv w[2] = {};
+      w[0].val = expected;
+      w[0].uaddr = reinterpret_cast<uintptr_t>(addr);
+      w[0].flags = FUTEX_32;
+      w[1].val = seen;
+      w[1].uaddr = reinterpret_cast<uintptr_t>(&control);
+      w[1].flags = FUTEX_32 | FUTEX_PRIVATE_FLAG;
+      timespec ts;
+      if (deadlineNs >= 0) ts = ToTimespec(deadlineNs);
+      long rc = syscall(SYS_futex_waitv, w, 2, 0, deadlineNs >= 0 ? &ts : nullptr, CLOCK_MONOTONIC);
+      if (rc >= 0) return rc;
+      if (errno != ENOSYS) return -errno;
+      g_haveWaitv.store(false);
+    }
+    // No futex_waitv (Linux < 5.16): wait on the word alone, in slices of at most 20 ms,
+    // and let the caller look at its control word between them.
+    int64_t slice = MonotonicNs() + 20 * 1000000LL;
+    long rc = WaitShared(addr, expected, deadlineNs >= 0 && deadlineNs < slice ? deadlineNs : slice);
+    if (rc == -ETIMEDOUT && (deadlineNs < 0 || MonotonicNs() < deadlineNs)) return 1;  // a slice: look again
+    return rc;
   }
 
   static int Run(Request* r, WaiterThread* t) {
@@ -240,49 +424,21 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     for (;;) {
       uint32_t seen = t->control.load();
       if (r->cancelled.load()) return kCancelled;
-      if (g_haveWaitv.load(std::memory_order_relaxed)) {
-        struct futex_waitv w[2] = {};
-        w[0].val = r->expected;
-        w[0].uaddr = reinterpret_cast<uintptr_t>(r->addr);
-        w[0].flags = FUTEX_32;
-        w[1].val = seen;
-        w[1].uaddr = reinterpret_cast<uintptr_t>(&t->control);
-        w[1].flags = FUTEX_32 | FUTEX_PRIVATE_FLAG;
-        timespec ts;
-        if (r->deadlineNs >= 0) ts = ToTimespec(r->deadlineNs);
-        long rc = syscall(SYS_futex_waitv, w, 2, 0, r->deadlineNs >= 0 ? &ts : nullptr, CLOCK_MONOTONIC);
-        if (rc == 0) return kWoken;
-        if (rc == 1) {
-          first = false;
-          continue;  // the control word: cancel or shutdown, checked at the top
-        }
-        int err = errno;
-        if (err == ENOSYS) {
-          g_haveWaitv.store(false);
-          continue;
-        }
-        if (err == EAGAIN) {
-          // One of the two words differed: ours (a change) or the control word (a poke).
-          if (__atomic_load_n(r->addr, __ATOMIC_SEQ_CST) != r->expected) return first ? kNotEqual : kWoken;
-          first = false;
-          continue;
-        }
-        if (err == ETIMEDOUT) return kTimedOut;
-        if (err == EINTR) continue;
-        return -err;
-      }
-      // No futex_waitv: wait in slices and look at the cancel flag between them.
-      int64_t slice = MonotonicNs() + 20 * 1000000LL;
-      int64_t until = r->deadlineNs >= 0 && r->deadlineNs < slice ? r->deadlineNs : slice;
-      long rc = WaitShared(r->addr, r->expected, until);
+      long rc = WaitBoth(r->addr, r->expected, t->control, seen, r->deadlineNs);
       if (rc == 0) return kWoken;
-      if (rc == -EAGAIN) return first ? kNotEqual : kWoken;
-      if (rc == -ETIMEDOUT) {
-        if (r->deadlineNs >= 0 && MonotonicNs() >= r->deadlineNs) return kTimedOut;
+      if (rc == 1 || rc == -EINTR) {
         first = false;
         continue;
       }
-      if (rc == -EINTR) continue;
+      if (rc == -EAGAIN) {
+        // One of the two words differed: ours (a change) or the control word (a poke).
+        uint32_t now;
+        if (!SafeLoad(r->addr, &now)) return -EFAULT;
+        if (now != r->expected) return first ? kNotEqual : kWoken;
+        first = false;
+        continue;
+      }
+      if (rc == -ETIMEDOUT) return kTimedOut;
       return static_cast<int>(rc);
     }
   }
@@ -307,7 +463,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
         std::lock_guard<std::mutex> lock(self->mu_);
         t->request = nullptr;
         self->active_.erase(r->id);
-        self->done_.push_back({r->id, result});
+        self->done_.push_back({r->id, result, 0});
         if (!self->shutdown_) self->idle_.push_back(t);
       }
       delete r;
@@ -315,24 +471,94 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     }
   }
 
+  static void* WatchMain(void* arg) {
+    Watch* w = static_cast<Watch*>(arg);
+    FutexWaiters* self = w->owner;
+    for (;;) {
+      uint32_t seen = w->control.load();
+      uint32_t cur;
+      bool post = false;
+      if (!SafeLoad(w->addr, &cur)) {
+        // The page is gone (the segment was shrunk): report it, then idle until stopped.
+        {
+          std::lock_guard<std::mutex> lock(self->mu_);
+          if (w->stop) return nullptr;
+          if (w->armed) {
+            w->armed = false;
+            self->done_.push_back({w->id, -EFAULT, w->armGen});
+            post = true;
+          }
+        }
+        if (post) uv_async_send(self->async_);
+        timespec rel = ToTimespec(w->sliceNs);
+        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&w->control), FUTEX_WAIT_PRIVATE, seen, &rel, nullptr, 0);
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        if (w->stop) return nullptr;
+        if (w->armed && cur != w->armSeq) {
+          w->armed = false;
+          self->done_.push_back({w->id, kWoken, w->armGen});
+          post = true;
+        }
+        w->waitingOn = cur;
+      }
+      if (post) uv_async_send(self->async_);
+      long rc = WaitBoth(w->addr, cur, w->control, seen, MonotonicNs() + w->sliceNs);
+      if (rc == -ETIMEDOUT || rc == 1) {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        if (w->armed && MonotonicNs() - w->armedAt >= w->sliceNs) {
+          w->armed = false;
+          self->done_.push_back({w->id, kTimedOut, w->armGen});
+          post = true;
+        }
+      } else if (rc < 0 && rc != -EAGAIN && rc != -EINTR) {
+        {
+          std::lock_guard<std::mutex> lock(self->mu_);
+          if (w->armed) {
+            w->armed = false;
+            self->done_.push_back({w->id, static_cast<int>(rc), w->armGen});
+            post = true;
+          }
+        }
+        if (post) uv_async_send(self->async_);
+        // An error that would repeat at once (EFAULT): do not spin on it.
+        timespec rel = ToTimespec(w->sliceNs);
+        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&w->control), FUTEX_WAIT_PRIVATE, seen, &rel, nullptr, 0);
+        continue;
+      }
+      if (post) uv_async_send(self->async_);
+    }
+  }
+
   static void OnAsync(uv_async_t* handle) {
     FutexWaiters* self = static_cast<FutexWaiters*>(handle->data);
-    std::vector<std::pair<uint32_t, int>> batch;
+    std::vector<Report> batch;
     {
       std::lock_guard<std::mutex> lock(self->mu_);
       batch.swap(self->done_);
     }
     if (batch.empty()) return;
-    self->pending_ -= batch.size();
-    if (self->pending_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(self->async_));
     Napi::Env env = self->env_;
     Napi::HandleScope scope(env);
     Napi::Object obj = self->Value();
     Napi::Value fn = obj.Get("_dispatch");
-    if (!fn.IsFunction()) return;
-    for (auto& [id, result] : batch) {
+    for (const Report& r : batch) {
+      auto wit = self->watches_.find(r.id);
+      if (wit != self->watches_.end()) {
+        Watch* w = wit->second;
+        if (!w->jsArmed || r.gen != w->gen) continue;  // answers an arming that was withdrawn
+        w->jsArmed = false;
+        self->Unhold();
+      } else if (r.gen == 0 && !self->shutdown_) {
+        self->Unhold();
+      } else {
+        continue;  // a watch that was stopped meanwhile
+      }
+      if (!fn.IsFunction()) continue;
       try {
-        fn.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, id), Napi::Number::New(env, result)}, self->context_);
+        fn.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, r.id), Napi::Number::New(env, r.result)}, self->context_);
       } catch (const Napi::Error& e) {
         napi_fatal_exception(env, e.Value());
       }
@@ -349,7 +575,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       shutdown_ = true;
       for (WaiterThread* t : threads_) {
         if (t->request != nullptr) t->request->cancelled.store(true);
-        Poke(t);
+        Poke(t->control);
       }
     }
     for (WaiterThread* t : threads_) {
@@ -357,6 +583,8 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       delete t;
     }
     threads_.clear();
+    for (auto& [id, w] : watches_) StopWatch(w);
+    watches_.clear();
     napi_remove_env_cleanup_hook(env_, CleanupHook, this);
     if (async_ != nullptr) {
       uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
@@ -369,8 +597,9 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   std::vector<WaiterThread*> threads_;
   std::vector<WaiterThread*> idle_;
   std::unordered_map<uint32_t, WaiterThread*> active_;
-  std::vector<std::pair<uint32_t, int>> done_;
-  size_t pending_ = 0;
+  std::unordered_map<uint32_t, Watch*> watches_;  // JavaScript thread only
+  std::vector<Report> done_;
+  size_t live_ = 0;
   uint32_t nextId_ = 0;
   std::atomic<bool> shutdown_{false};
   uv_async_t* async_ = nullptr;

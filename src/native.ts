@@ -138,6 +138,17 @@ export interface NativeFutexWaiters {
   wait(mapping: NativeMapping, byteOffset: number, expected: number, timeoutMs: number): number;
   /** Cancels a running wait (its result becomes 3); false if it had already finished. */
   cancel(id: number): boolean;
+  /**
+   * Starts a watch on a word: a thread of its own that keeps waiting on it. Nothing is
+   * reported until `arm`. Returns the watch's id (results go to the dispatch function).
+   */
+  watch(mapping: NativeMapping, byteOffset: number, sliceMs: number): number;
+  /** Reports once (0) when the word differs from `seq` (at once if it already does), or (2) after a slice without a change. Re-arming with the value the thread waits on makes no system call. */
+  arm(id: number, seq: number): void;
+  /** Withdraws the arming (a report already on its way is dropped). */
+  disarm(id: number): void;
+  /** Stops the watch and joins its thread. */
+  unwatch(id: number): void;
   /** Waiter threads started so far (they are reused). */
   threads(): number;
 }

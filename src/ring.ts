@@ -37,7 +37,7 @@ import { fault, FAULTS } from './faults.js';
 import { frameTooLarge } from './framing.js';
 import { isProcessAlive, selfStartTime } from './liveness.js';
 import type { CreateModeOptions, OwnerCheckOptions } from './permissions.js';
-import { createSharedMemory, memoryOf, openSharedMemory, unlinkSharedMemory, type Memory, type SharedMemory } from './shm.js';
+import { createSharedMemory, memoryOf, openSharedMemory, unlinkSharedMemory, type Memory, type SharedMemory, type WordWatch } from './shm.js';
 import * as validate from './validate.js';
 
 // --- The layout (docs/ring.md). Word indexes are in 32-bit units from the start. ---------
@@ -89,6 +89,16 @@ const SLICE_MS = 50;
 const DEFAULT_SPIN_MICROS = 20;
 
 const now = (): number => performance.now();
+
+/** The error for a failed futex wait: a shrunk segment shows as EFAULT. */
+function waitError(core: RingCore, res: number, what: string): IpcError {
+  try {
+    core.checkIntact();
+  } catch (e) {
+    return e as IpcError;
+  }
+  return errnoError(-res, 'futex_waitv', what);
+}
 
 function corrupt(ring: string, what: string): IpcError {
   return new IpcError('ERR_IPCKIT_CORRUPT', `ring ${ring} is corrupt: ${what}`, { details: { ring } });
@@ -443,7 +453,8 @@ export class RingSender<T> implements Sender<T> {
   #tail = 0; // one-producer mode: our private tail
   #headCache = 0;
   #waiting = new WaitQueue<void, PendingSend>('send');
-  #cancelWait: (() => void) | undefined;
+  #watch: WordWatch | undefined;
+  #armed = false; // the watch will report
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
   #error: IpcError | null = null;
@@ -607,7 +618,7 @@ export class RingSender<T> implements Sender<T> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#stopWaiting();
+    this.#stopWaiting(true);
     this.#waiting.rejectAll(() => closedError('sender'));
     const core = this.#core;
     try {
@@ -852,7 +863,7 @@ export class RingSender<T> implements Sender<T> {
 
   /** Event-loop wait for room: spin, then sleep on the space signal in slices. */
   #arm(deep = false): void {
-    if (this.#cancelWait || this.#retryTimer || this.#closed || this.#error) return;
+    if (this.#armed || this.#retryTimer || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
       let r = this.#admit();
@@ -881,23 +892,29 @@ export class RingSender<T> implements Sender<T> {
       const seq = mem.load(W_SPACE_SIGNAL);
       r = this.#admit();
       if (this.#waiting.length === 0) return;
-      this.#cancelWait = mem.waitAsync(W_SPACE_SIGNAL, seq, SLICE_MS, (res) => {
-        this.#cancelWait = undefined;
+      this.#watch ??= mem.watch(W_SPACE_SIGNAL, SLICE_MS, (res) => {
+        this.#armed = false;
         if (res < 0) {
-          this.#waiting.rejectAll(errnoError(-res, 'futex_waitv', 'send'));
+          this.#waiting.rejectAll(this.#fail(waitError(this.#core, res, 'send')));
           return;
         }
         this.#arm(res === 2);
       });
+      this.#armed = true;
+      this.#watch.arm(seq);
     } catch (e) {
       const err = this.#fail(e);
       this.#waiting.rejectAll(err);
     }
   }
 
-  #stopWaiting(): void {
-    this.#cancelWait?.();
-    this.#cancelWait = undefined;
+  #stopWaiting(closing = false): void {
+    if (this.#armed) this.#watch?.disarm();
+    this.#armed = false;
+    if (closing) {
+      this.#watch?.close();
+      this.#watch = undefined;
+    }
     if (this.#retryTimer !== undefined) {
       clearTimeout(this.#retryTimer);
       clearImmediate(this.#retryTimer as unknown as NodeJS.Immediate);
@@ -935,7 +952,8 @@ export class RingReceiver<T> implements Receiver<T> {
   #msgLen = 0; // set by #find
   #msgEnd = 0;
   #waiters = new WaitQueue<unknown, Want>('receive');
-  #cancelWait: (() => void) | undefined;
+  #watch: WordWatch | undefined;
+  #armed = false; // the watch will report
   #retry: NodeJS.Immediate | undefined;
   #closed = false;
   #error: IpcError | null = null;
@@ -1071,7 +1089,7 @@ export class RingReceiver<T> implements Receiver<T> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#stopWaiting();
+    this.#stopWaiting(true);
     this.#waiters.rejectAll(() => closedError('receiver'));
     const core = this.#core;
     const mem = this.#mem;
@@ -1349,7 +1367,7 @@ export class RingReceiver<T> implements Receiver<T> {
 
   /** Event-loop wait for data: spin (done in #request), then sleep on the data signal in slices. */
   #arm(deep: boolean): void {
-    if (this.#cancelWait || this.#retry || this.#closed || this.#error) return;
+    if (this.#armed || this.#retry || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
       this.#deliver(deep);
@@ -1372,23 +1390,29 @@ export class RingReceiver<T> implements Receiver<T> {
       const seq = mem.load(W_DATA_SIGNAL);
       this.#deliver(false);
       if (this.#waiters.length === 0) return;
-      this.#cancelWait = mem.waitAsync(W_DATA_SIGNAL, seq, SLICE_MS, (res) => {
-        this.#cancelWait = undefined;
+      this.#watch ??= mem.watch(W_DATA_SIGNAL, SLICE_MS, (res) => {
+        this.#armed = false;
         if (res < 0) {
-          this.#waiters.rejectAll(errnoError(-res, 'futex_waitv', 'receive'));
+          this.#waiters.rejectAll(this.#failIfCorrupt(waitError(this.#core, res, 'receive')));
           return;
         }
         this.#arm(res === 2);
       });
+      this.#armed = true;
+      this.#watch.arm(seq);
     } catch (e) {
       const err = this.#failIfCorrupt(e);
       this.#waiters.rejectAll(err);
     }
   }
 
-  #stopWaiting(): void {
-    this.#cancelWait?.();
-    this.#cancelWait = undefined;
+  #stopWaiting(closing = false): void {
+    if (this.#armed) this.#watch?.disarm();
+    this.#armed = false;
+    if (closing) {
+      this.#watch?.close();
+      this.#watch = undefined;
+    }
     if (this.#retry) {
       clearImmediate(this.#retry);
       this.#retry = undefined;

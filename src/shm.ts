@@ -41,16 +41,17 @@ const { ENOENT, EEXIST } = osConstants.errno;
 // (the copying path). Word indexes are in 32-bit units from the start of the mapping.
 
 let waiters: NativeFutexWaiters | undefined;
+/** One-shot waits (removed when they report) and watches (kept until closed), by id. */
 const waitCallbacks = new Map<number, (result: FutexResult) => void>();
+const oneShot = new Set<number>();
 
 function futexWaiters(): NativeFutexWaiters {
   if (!waiters) {
     waiters = new native.FutexWaiters((id, result) => {
       const cb = waitCallbacks.get(id);
-      if (cb) {
-        waitCallbacks.delete(id);
-        cb(result);
-      }
+      if (!cb) return;
+      if (oneShot.delete(id)) waitCallbacks.delete(id);
+      cb(result);
     });
   }
   return waiters;
@@ -72,6 +73,13 @@ function poolSlice(length: number): Uint8Array {
   const b = new Uint8Array(pool, poolOffset, length);
   poolOffset = (poolOffset + length + 7) & ~7;
   return b;
+}
+
+/** @internal A watch on one word (see native/futex.cc): arm(seq) reports once, through the callback, when the word is no longer seq or after a slice. */
+export interface WordWatch {
+  arm(seq: number): void;
+  disarm(): void;
+  close(): void;
 }
 
 /** @internal Byte and word access to a mapping, plus futex wait and wake on its words. */
@@ -109,12 +117,32 @@ export abstract class Memory {
     return native.futexWait(this.mapping, index * 4, expected, timeoutMs);
   }
 
+  /** A persistent watch on a word, for channels that sleep and wake in turn. `report` runs on the event loop. */
+  watch(index: number, sliceMs: number, report: (result: FutexResult) => void): WordWatch {
+    const w = futexWaiters();
+    const id = w.watch(this.mapping, index * 4, sliceMs);
+    waitCallbacks.set(id, report);
+    let closed = false;
+    return {
+      arm: (seq) => w.arm(id, seq),
+      disarm: () => w.disarm(id),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        waitCallbacks.delete(id);
+        w.unwatch(id);
+      },
+    };
+  }
+
   /** Waits on a native waiter thread; `done` runs on the event loop. Returns a cancel function. */
   waitAsync(index: number, expected: number, timeoutMs: number, done: (result: FutexResult) => void): () => void {
     const w = futexWaiters();
     const id = w.wait(this.mapping, index * 4, expected, timeoutMs);
     waitCallbacks.set(id, done);
+    oneShot.add(id);
     return () => {
+      oneShot.delete(id);
       if (waitCallbacks.delete(id)) w.cancel(id);
     };
   }
