@@ -193,3 +193,46 @@ export function processAlive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * Reads a child's stdout as JSON lines as they come: `next()` resolves with the next
+ * parsed line (rejects if the child exits first). For fixtures that report progress.
+ */
+export function jsonLines(r: Run): { next(timeoutMs?: number): Promise<any>; all: any[] } {
+  const all: any[] = [];
+  const queue: any[] = [];
+  const waiting: Array<{ resolve: (v: any) => void; reject: (e: Error) => void }> = [];
+  let buffered = '';
+  let ended = false;
+  r.child.stdout?.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      if (!line) continue;
+      let v: any;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        v = { text: line };
+      }
+      all.push(v);
+      const w = waiting.shift();
+      if (w) w.resolve(v);
+      else queue.push(v);
+    }
+  });
+  void r.done.then(() => {
+    ended = true;
+    for (const w of waiting.splice(0)) w.reject(new Error('the child exited before printing the expected line'));
+  });
+  return {
+    all,
+    next(timeoutMs = 20_000) {
+      if (queue.length > 0) return Promise.resolve(queue.shift());
+      if (ended) return Promise.reject(new Error('the child has exited'));
+      return within(new Promise((resolve, reject) => waiting.push({ resolve, reject })), timeoutMs, 'a line from the child');
+    },
+  };
+}
