@@ -1,9 +1,29 @@
 /** The ring channel in one process: the Channel promises (both memory paths), views, batches, limits. */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { createRing, openRing, unlinkRing } from '../src/ring.js';
+import { createSharedMemory, openSharedMemory } from '../src/shm.js';
 import { channelConformance } from './conformance/channel.js';
-import { checkFdLeaks, rejectsWith, uniqueName, within } from './helpers.js';
+import { checkMessage, makeMessage, sizeFor } from './fixtures/checked-message.js';
+import { checkFdLeaks, jsonLines, rejectsWith, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
+
+// Cleanup first (before the fd check): endpoints a failed test left open, then the names.
+const rings: string[] = [];
+const endpoints: Array<{ close(): Promise<unknown> }> = [];
+after(async () => {
+  for (const e of endpoints) await e.close().catch(() => {});
+  for (const n of rings) unlinkRing(n);
+});
+function ringName(tag = 'ring'): string {
+  const n = uniqueName(tag);
+  rings.push(n);
+  return n;
+}
+function track<E extends { close(): Promise<unknown> }>(e: E): E {
+  endpoints.push(e);
+  return e;
+}
 
 checkFdLeaks();
 
@@ -29,3 +49,245 @@ for (const external of [true, false]) {
     },
   });
 }
+
+describe('ring: fast paths and views', () => {
+  it('trySend / tryReceive, sendMany / receiveMany, trySendMany / tryReceiveMany', async () => {
+    using ring = createRing(ringName(), { capacity: 4096 });
+    const tx = track(ring.sender());
+    const rx = track(ring.receiver());
+    assert.equal(rx.tryReceive(), undefined);
+    assert.equal(tx.trySend(Buffer.from('a')), true);
+    assert.deepEqual(Buffer.from(rx.tryReceive()!), Buffer.from('a'));
+    await tx.sendMany(['b', 'c', 'd'].map((s) => Buffer.from(s)));
+    assert.deepEqual((await rx.receiveMany()).map((m) => Buffer.from(m).toString()), ['b', 'c', 'd']);
+    // Fill the ring: trySend says false when full, nothing is lost.
+    const big = new Uint8Array(1000);
+    let n = 0;
+    while (tx.trySend(big)) n++;
+    assert.equal(n, 4, '4 records of 1008 bytes fit in 4096');
+    assert.equal(tx.trySendMany([big, big], 0), 0);
+    assert.equal(rx.tryReceiveMany(2).length, 2);
+    assert.equal(tx.trySendMany([big, big, big], 0), 2);
+    assert.equal(rx.tryReceiveMany().length, 4);
+    assert.deepEqual(rx.tryReceiveMany(), []);
+    await tx.close();
+    await rx.close();
+  });
+
+  it('receiveView is zero-copy and holds its space until release()', async () => {
+    using ring = createRing(ringName(), { capacity: 4096 });
+    const tx = track(ring.sender());
+    const rx = track(ring.receiver());
+    tx.trySend(new Uint8Array(2000).fill(1));
+    tx.trySend(new Uint8Array(2000).fill(2));
+    const view = await rx.receiveView();
+    assert.ok(view.bytes.buffer instanceof SharedArrayBuffer, 'the bytes are in the shared segment');
+    assert.equal(view.bytes[0], 1);
+    await rejectsWith(rx.receiveView(), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    // Other receives go on while the view is held; its space stays taken.
+    assert.equal((await rx.receive())[0], 2);
+    assert.equal(tx.trySend(new Uint8Array(2000)), false, 'the held view still occupies the ring');
+    view.release();
+    view.release();
+    assert.equal(tx.trySend(new Uint8Array(2000).fill(3)), true);
+    const v2 = rx.tryReceiveView()!;
+    assert.equal(v2.bytes[1999], 3);
+    v2.release();
+    await tx.close();
+    await rx.close();
+  });
+
+  it('records wrap with padding, in every alignment', async () => {
+    using ring = createRing(ringName(), { capacity: 4096, maxMessageSize: 3000 });
+    const tx = track(ring.sender());
+    const rx = track(ring.receiver());
+    for (let seq = 0; seq < 3000; seq++) {
+      const m = makeMessage(1, seq, sizeFor(seq, 3000));
+      if (!tx.trySend(m)) {
+        for (const got of rx.tryReceiveMany()) checkMessage(got);
+        assert.equal(tx.trySend(m), true);
+      }
+    }
+    for (const got of rx.tryReceiveMany()) checkMessage(got);
+    const info = ring.info();
+    assert.equal(info.used, 0);
+    assert.ok(info.tail > 3 * 4096, 'the cursors went round the ring several times');
+    await tx.close();
+    await rx.close();
+  });
+
+  it('one producer and one receiver at a time (ERR_IPCKIT_LIMIT), and a closed one can be replaced', async () => {
+    using ring = createRing(ringName());
+    const tx = track(ring.sender());
+    const rx = track(ring.receiver());
+    throwsWith(() => ring.sender(), 'ERR_IPCKIT_LIMIT');
+    throwsWith(() => ring.receiver(), 'ERR_IPCKIT_LIMIT');
+    await tx.send(Buffer.from('one'));
+    await tx.close();
+    await rx.close();
+    const tx2 = track(ring.sender());
+    const rx2 = track(ring.receiver());
+    assert.equal(Buffer.from(await rx2.receive()).toString(), 'one', 'the new receiver starts at the first unread message');
+    await tx2.close();
+    await rx2.close();
+  });
+
+  it('openRing checks the layout: not a ring, or a corrupt header, is ERR_IPCKIT_CORRUPT', () => {
+    const plain = ringName('plain');
+    using seg = createSharedMemory(plain, 8192);
+    seg.store(0, 0x12345678);
+    throwsWith(() => openRing(plain), 'ERR_IPCKIT_CORRUPT');
+    const n = ringName();
+    using ring = createRing(n, { capacity: 4096 });
+    using raw = openSharedMemory(n);
+    raw.store(3, 4097); // capacity: not a power of two
+    throwsWith(() => openRing(n), 'ERR_IPCKIT_CORRUPT');
+    raw.store(3, 4096);
+    raw.store(1, 99); // version
+    throwsWith(() => openRing(n), 'ERR_IPCKIT_CORRUPT');
+    raw.store(1, 1);
+    openRing(n).close();
+    void ring;
+  });
+
+  it('bad options are refused synchronously', () => {
+    throwsWith(() => createRing(uniqueName(), { capacity: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createRing(uniqueName(), { capacity: 1024 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createRing(uniqueName(), { capacity: 4096, maxMessageSize: 4096 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createRing(uniqueName(), { producers: 'some' as 'many' }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  });
+
+  it('a receive waiting for data keeps the event loop free', async () => {
+    using ring = createRing(ringName());
+    const tx = track(ring.sender());
+    const rx = track(ring.receiver({ spinMicros: 0 }));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const p = rx.receive();
+    await sleep(100);
+    await tx.send(Buffer.from('late'));
+    assert.equal(Buffer.from(await within(p, 5000)).toString(), 'late');
+    clearInterval(timer);
+    assert.ok(ticks >= 10, `${ticks} ticks while waiting`);
+    await tx.close();
+    await rx.close();
+  });
+
+  it('receiveSync in a worker thread, the producer in the main thread', async () => {
+    const n = ringName();
+    using ring = createRing(n);
+    const tx = track(ring.sender());
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       import(workerData.module).then(async ({ openRing }) => {
+         const ring = openRing(workerData.name);
+         const rx = ring.receiver();
+         ring.close();
+         parentPort.postMessage('ready');
+         let sum = 0, n = 0;
+         for (;;) {
+           try { const m = rx.receiveSync(10000); sum += m[0]; n++; }
+           catch (e) { parentPort.postMessage({ n, sum, end: e.code }); break; }
+         }
+         await rx.close();
+       });`,
+      { eval: true, workerData: { name: n, module: new URL('../src/ring.js', import.meta.url).href } },
+    );
+    const messages: any[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      worker.on('message', (m) => {
+        messages.push(m);
+        if (m !== 'ready') resolve();
+      });
+      worker.once('error', reject);
+    });
+    while (messages.length === 0) await sleep(5);
+    for (let i = 0; i < 1000; i++) await tx.send(new Uint8Array([i & 0xff]));
+    await tx.close();
+    await within(done, 15_000);
+    await worker.terminate();
+    let sum = 0;
+    for (let i = 0; i < 1000; i++) sum += i & 0xff;
+    assert.deepEqual(messages[1], { n: 1000, sum, end: 'ERR_IPCKIT_CLOSED' });
+  });
+});
+
+describe('ring: across processes', () => {
+  it('a producer process, checked messages of many sizes, in order', async () => {
+    const n = ringName();
+    using ring = createRing(n, { capacity: 64 * 1024, maxMessageSize: 16 * 1024 });
+    const rx = track(ring.receiver());
+    const count = 5000;
+    const producer = runFixture('ring-peer', ['produce', n, '7', String(count), '16384']);
+    for (let seq = 0; seq < count; seq++) {
+      const got = checkMessage(await within(rx.receive(), 20_000));
+      assert.deepEqual(got, { producer: 7, seq });
+    }
+    await rejectsWith(rx.receive({ timeout: 10_000 }), 'ERR_IPCKIT_CLOSED');
+    assert.equal((await producer.done).code, 0);
+    await rx.close();
+  });
+
+  it("many producers: four processes, each one's order kept, nothing lost", async () => {
+    const n = ringName();
+    using ring = createRing(n, { capacity: 32 * 1024, producers: 'many', maxProducers: 8, maxMessageSize: 8192 });
+    const rx = track(ring.receiver());
+    const count = 2000;
+    const producers = [1, 2, 3, 4].map((id) => runFixture('ring-peer', ['produce', n, String(id), String(count), '8192']));
+    const next: Record<number, number> = {};
+    for (let i = 0; i < 4 * count; i++) {
+      const { producer, seq } = checkMessage(await within(rx.receive(), 20_000));
+      assert.equal(seq, next[producer] ?? 0, `producer ${producer} out of order`);
+      next[producer] = seq + 1;
+    }
+    assert.deepEqual(next, { 1: count, 2: count, 3: count, 4: count });
+    for (const p of producers) assert.equal((await p.done).code, 0);
+    await rejectsWith(rx.receive({ timeout: 10_000 }), 'ERR_IPCKIT_CLOSED');
+    await rx.close();
+  });
+
+  it('a producer killed while the receiver waits: ERR_IPCKIT_PEER_GONE within about 100 ms', async () => {
+    const n = ringName();
+    using ring = createRing(n);
+    const rx = track(ring.receiver());
+    const producer = runFixture('ring-peer', ['produce', n, '1', '1000000', '64', '50']);
+    const lines = jsonLines(producer);
+    await lines.next();
+    checkMessage(await within(rx.receive(), 10_000));
+    const drained = (async () => {
+      for (;;) checkMessage(await rx.receive());
+    })();
+    await sleep(30);
+    const killed = Date.now();
+    producer.child.kill('SIGKILL');
+    await producer.done;
+    const exited = Date.now();
+    await rejectsWith(within(drained, 5000), 'ERR_IPCKIT_PEER_GONE');
+    const latency = Date.now() - exited;
+    console.log(`# dead producer seen ${latency} ms after its exit (${Date.now() - killed} ms after the kill)`);
+    assert.ok(latency < 1000, `took ${latency} ms`);
+    await rx.close();
+  });
+
+  it('a send waiting for room on a ring whose receiver died rejects with ERR_IPCKIT_PEER_GONE', async () => {
+    const n = ringName();
+    using ring = createRing(n, { capacity: 4096 });
+    const tx = track(ring.sender());
+    const holder = runFixture('ring-peer', ['hold', n]);
+    await jsonLines(holder).next();
+    while (tx.trySend(new Uint8Array(500)));
+    const waiting = tx.send(new Uint8Array(500));
+    await sleep(20);
+    holder.child.kill('SIGKILL');
+    await holder.done;
+    const t0 = Date.now();
+    await rejectsWith(within(waiting, 5000), 'ERR_IPCKIT_PEER_GONE');
+    console.log(`# dead receiver seen ${Date.now() - t0} ms after its exit`);
+    // A new receiver takes over the dead one's place and reads what was sent.
+    const rx = track(ring.receiver());
+    assert.equal(rx.tryReceiveMany().length, 8, 'the eight 512-byte records that filled the ring');
+    await tx.send(new Uint8Array(500));
+    await tx.close();
+    await rx.close();
+  });
+});
