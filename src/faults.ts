@@ -1,7 +1,8 @@
 /**
  * Fault injection for the crash tests (test/faults/): a process started with
  * `IPCKIT_FAULT=<point>[:<n>]` kills itself with SIGKILL the n-th time (default 1st) it
- * reaches the named point, e.g. `IPCKIT_FAULT=ring:after-claim:3`. The points are listed
+ * reaches the named point, e.g. `IPCKIT_FAULT=ring:after-claim:3` (or stops itself with
+ * SIGSTOP, with `IPCKIT_FAULT_ACTION=stop`). The points are listed
  * in docs/ring.md and docs/workqueue.md. Without the variable, `FAULTS` is false and the
  * checks cost one branch on a constant.
  */
@@ -17,8 +18,11 @@ export const FAULTS: boolean = point !== undefined;
 
 let hits = 0;
 
-/** Kills this process with SIGKILL if `name` is the armed point and its count is reached. */
+/** `IPCKIT_FAULT_ACTION=stop` stops the process (SIGSTOP) instead, for the stalled-peer tests. */
+const action = process.env.IPCKIT_FAULT_ACTION === 'stop' ? 'SIGSTOP' : 'SIGKILL';
+
+/** Kills (or stops) this process if `name` is the armed point and its count is reached. */
 export function fault(name: string): void {
   if (name !== point) return;
-  if (++hits >= nth) process.kill(process.pid, 'SIGKILL');
+  if (++hits === nth || (action === 'SIGKILL' && hits > nth)) process.kill(process.pid, action);
 }

@@ -581,6 +581,7 @@ export class RingSender<T> implements Sender<T> {
       let deep = false;
       let spinUntil = this.#spin > 0 ? now() + this.#spin / 1000 : 0;
       for (;;) {
+        if (deep) this.#core.checkIntact();
         const r = this.#place(payload);
         if (r === 'ok') {
           this.#publish();
@@ -622,6 +623,7 @@ export class RingSender<T> implements Sender<T> {
     this.#waiting.rejectAll(() => closedError('sender'));
     const core = this.#core;
     try {
+      if (!core.segment.isIntact()) return; // shrunk under us: touching it would be a SIGBUS
       core.lockAttach();
       try {
         if ((this.#mem.load(core.slotWord(this.#slot, S_EPOCH)) & 0xffff) === this.#claimWord >>> 16 && this.#mem.load(core.slotWord(this.#slot, S_PID)) === process.pid) {
@@ -866,6 +868,7 @@ export class RingSender<T> implements Sender<T> {
     if (this.#armed || this.#retryTimer || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
+      if (deep) this.#core.checkIntact(); // before touching the pages after a slice asleep
       let r = this.#admit();
       if (this.#waiting.length === 0) return;
       this.#checkConsumer(deep);
@@ -1052,6 +1055,7 @@ export class RingReceiver<T> implements Receiver<T> {
     let spinUntil = this.#spin > 0 ? now() + this.#spin / 1000 : 0;
     try {
       for (;;) {
+        if (deep) this.#core.checkIntact();
         if (many) {
           const batch = this.#takeMany(max);
           if (batch.length > 0) return batch;
@@ -1094,6 +1098,7 @@ export class RingReceiver<T> implements Receiver<T> {
     const core = this.#core;
     const mem = this.#mem;
     try {
+      if (!core.segment.isIntact()) return; // shrunk under us: touching it would be a SIGBUS
       core.lockAttach();
       try {
         if (mem.load(W_CONSUMER_PID) === process.pid && mem.load(W_CONSUMER_STATE) === STATE_ATTACHED) mem.store(W_CONSUMER_STATE, STATE_CLOSED);
@@ -1229,6 +1234,7 @@ export class RingReceiver<T> implements Receiver<T> {
 
   #takeOne(at: number): T {
     const payload = this.#mem.copyOut(at, this.#msgLen);
+    if (FAULTS) fault('ring:mid-receive');
     this.#readPos = this.#msgEnd;
     this.#release();
     return decodeWith(this.#codec, payload);
@@ -1242,6 +1248,7 @@ export class RingReceiver<T> implements Receiver<T> {
         const at = this.#find(false);
         if (at < 0) break;
         const payload = mem.copyOut(at, this.#msgLen);
+        if (FAULTS) fault('ring:mid-receive');
         let value: T;
         try {
           value = decodeWith(this.#codec, payload);
@@ -1370,6 +1377,7 @@ export class RingReceiver<T> implements Receiver<T> {
     if (this.#armed || this.#retry || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
+      if (deep) this.#core.checkIntact(); // before touching the pages after a slice asleep
       this.#deliver(deep);
       if (this.#waiters.length === 0) return;
       const end = this.#endState(deep);
