@@ -109,7 +109,8 @@ function peerGone(ring: string, who: string): IpcError {
 }
 
 const splitStart = (t: number): [number, number] => [t % 2 ** 32 | 0, Math.floor(t / 2 ** 32) | 0];
-const joinStart = (lo: number, hi: number): number => (hi >>> 0) * 2 ** 32 + (lo >>> 0);
+/** A recorded start time; 0 (a peer that did not record one) means: check the pid alone. */
+const joinStart = (lo: number, hi: number): number | undefined => (hi >>> 0) * 2 ** 32 + (lo >>> 0) || undefined;
 
 /** Everything both endpoints share: the mapping, the geometry read once at open, the locks. */
 class RingCore {
