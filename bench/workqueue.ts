@@ -1,5 +1,94 @@
-/** Bench: workqueue (not measured yet). */
-import type { Scenario } from "./harness.js";
+/**
+ * Bench: the work queue with one producer and two consumers in three processes, small
+ * jobs (16 bytes). jobs/s = jobs / (first put .. join() resolved, i.e. every job done).
+ * - batched: putMany / getMany / taskDone(batch), 256 at a time
+ * - one by one: put / get / taskDone per job
+ * Baseline in the same run: process.send from the node baselines (one-way, 64 B).
+ */
+import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../src/workqueue.js';
+import { startChild, tell, throughputFigure, type Figure, type Scenario } from './harness.js';
 
-export const scenarios: Scenario[] = [];
-export const children = {};
+const JOB_BYTES = 64;
+const BATCH = 256;
+let counter = 0;
+
+async function run(batched: boolean, seconds: number, maxJobs: number): Promise<{ jobs: number; seconds: number; consumers: number[] }> {
+  const name = `/ipckit-bench-${process.pid}-${++counter}-wq`;
+  const q = createWorkQueue(name, { capacity: 4096, maxMessageSize: JOB_BYTES });
+  const consumers = [0, 1].map(() => startChild('workqueue', 'consumer', { name, batched }));
+  try {
+    for (const c of consumers) await c.nextLine();
+    const jobs = Array.from({ length: BATCH }, () => new Uint8Array(JOB_BYTES).fill(7));
+    const start = process.hrtime.bigint();
+    const deadline = start + BigInt(Math.round(seconds * 1e9));
+    let n = 0;
+    while (n < maxJobs) {
+      if (batched) {
+        await q.putMany(jobs);
+        n += BATCH;
+      } else {
+        for (let i = 0; i < BATCH; i++) await q.put(jobs[i]!);
+        n += BATCH;
+      }
+      if (process.hrtime.bigint() > deadline) break;
+    }
+    await q.join({ timeout: 30_000 });
+    const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+    q.shutdown();
+    const counts: number[] = [];
+    for (const c of consumers) counts.push(((await c.nextLine()) as { done: number }).done);
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total !== n) throw new Error(`the consumers did ${total} jobs, ${n} were put`);
+    return { jobs: n, seconds: elapsed, consumers: counts };
+  } finally {
+    for (const c of consumers) await c.finish(10_000);
+    await q.close();
+    unlinkWorkQueue(name);
+  }
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'workqueue',
+    title: 'work queue, 1 producer + 2 consumers',
+    async run(ctx) {
+      const out: Figure[] = [];
+      for (const batched of [true, false]) {
+        const variant = batched ? 'ipckit work queue, batched (1P+2C)' : 'ipckit work queue, one by one (1P+2C)';
+        ctx.progress(variant);
+        const r = await run(batched, ctx.budget.thrSeconds, ctx.budget.thrMessages);
+        out.push(throughputFigure({ mechanism: 'workqueue', variant, role: 'ipckit', size: JOB_BYTES, note: `consumers did ${r.consumers.join(' + ')} jobs` }, r.jobs, r.seconds));
+      }
+      return out;
+    },
+    targets: [
+      { mechanism: 'workqueue', variant: 'ipckit work queue, batched (1P+2C)', metric: 'throughput', size: JOB_BYTES, minMsgsPerSec: 1_000_000, text: 'work queue, 1 producer + 2 consumers in 3 processes: >= 1M small jobs/s with batching' },
+    ],
+  },
+];
+
+export const children = {
+  async consumer(args: { name: string; batched: boolean }): Promise<void> {
+    const q = openWorkQueue(args.name);
+    tell({ ready: true });
+    let done = 0;
+    try {
+      if (args.batched) {
+        for (;;) {
+          const jobs = await q.getMany(BATCH);
+          q.taskDone(jobs);
+          done += jobs.length;
+        }
+      } else {
+        for await (const job of q) {
+          q.taskDone(job);
+          done++;
+        }
+      }
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_IPCKIT_CLOSED') throw e;
+    }
+    tell({ done });
+    await q.close();
+  },
+};
