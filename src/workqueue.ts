@@ -630,7 +630,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   // --- internals: slots ---
 
   /** Claims a FREE slot, writes the item, makes it READY. Returns its id, or -1 if none is free. */
-  #tryPlace(payload: Uint8Array): number {
+  #tryPlace(payload: Uint8Array, retried = false): number {
     const mem = this.#mem;
     if (mem.load(W_SHUTDOWN) !== 0) throw closedError(`work queue ${this.name} (shut down)`);
     if ((++this.#ops & 255) === 0) this.#maintain(false);
@@ -660,6 +660,8 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       mem.store(W_PUT_HINT, i + 1 === cap ? 0 : i + 1);
       return id;
     }
+    // Full: a dead producer's or consumer's slots may be what fills it.
+    if (!retried && now() - this.#lastRecover >= RECOVER_EVERY_MS && this.#recover() > 0) return this.#tryPlace(payload, true);
     return -1;
   }
 
@@ -687,7 +689,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   }
 
   /** Takes one READY item, or undefined. */
-  #take(): Taken<T> | undefined {
+  #take(retried = false): Taken<T> | undefined {
     const mem = this.#mem;
     if ((++this.#ops & 255) === 0) this.#maintain(false);
     const cap = this.capacity;
@@ -720,6 +722,8 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       this.#inFlight.set(id, job);
       return job;
     }
+    // Nothing ready: a dead consumer may hold jobs that are due again.
+    if (!retried && now() - this.#lastRecover >= RECOVER_EVERY_MS && this.#recover() > 0) return this.#take(true);
     return undefined;
   }
 

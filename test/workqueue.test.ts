@@ -1,0 +1,265 @@
+/** The work queue: JoinableQueue semantics, backpressure, at-least-once, across processes. */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { createSharedMemory } from '../src/shm.js';
+import { createWorkQueue, openWorkQueue, unlinkWorkQueue, type Job, type WorkQueue } from '../src/workqueue.js';
+import { checkFdLeaks, jsonLines, rejectsWith, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
+
+const names: string[] = [];
+const handles: Array<WorkQueue<unknown>> = [];
+after(async () => {
+  for (const h of handles) await h.close();
+  for (const n of names) unlinkWorkQueue(n);
+});
+checkFdLeaks();
+
+function queue(options: Parameters<typeof createWorkQueue>[1] = {}): { name: string; q: WorkQueue<unknown> } {
+  const name = uniqueName('wq');
+  names.push(name);
+  const q = createWorkQueue(name, { codec: 'json', ...options }) as WorkQueue<unknown>;
+  handles.push(q);
+  return { name, q };
+}
+function open(name: string): WorkQueue<unknown> {
+  const h = openWorkQueue(name, { codec: 'json' }) as WorkQueue<unknown>;
+  handles.push(h);
+  return h;
+}
+
+describe('work queue: semantics in one process', () => {
+  it('put, get, taskDone and join, in FIFO order with one producer and one consumer', async () => {
+    const { name, q } = queue({ capacity: 64 });
+    const c = open(name);
+    const ids: number[] = [];
+    for (let i = 0; i < 50; i++) ids.push(await q.put({ i }));
+    assert.equal(new Set(ids).size, 50, 'ids are unique');
+    let joined = false;
+    const joining = q.join().then(() => (joined = true));
+    for (let i = 0; i < 50; i++) {
+      const job = await c.get();
+      assert.deepEqual(job.data, { i });
+      assert.equal(job.id, ids[i]);
+      assert.equal(job.deliveries, 1);
+      assert.equal(job.redelivered, false);
+      await sleep(0);
+      assert.equal(joined, false, 'join waits for taskDone of every item');
+      c.taskDone(job);
+    }
+    await within(joining, 5000);
+    assert.equal(await q.join(), undefined);
+    const s = q.stats();
+    assert.deepEqual({ ready: s.ready, inFlight: s.inFlight, free: s.free, put: s.put, done: s.done }, { ready: 0, inFlight: 0, free: 64, put: 50, done: 50 });
+  });
+
+  it('taskDone(): no argument marks the oldest job; a job done twice, or of another handle, is refused', async () => {
+    const { name, q } = queue();
+    const c = open(name);
+    await q.putMany([1, 2, 3]);
+    const [a, b] = await c.getMany(2);
+    assert.equal(c.inFlight, 2);
+    c.taskDone();
+    assert.equal(c.inFlight, 1);
+    throwsWith(() => c.taskDone(a!), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    const third = await q.get();
+    throwsWith(() => c.taskDone(third), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    c.taskDone(b!);
+    q.taskDone(third);
+    throwsWith(() => q.taskDone(), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    await within(q.join(), 5000);
+  });
+
+  it('bounded: tryPut says full, put waits for a slot (backpressure), a timed-out put put nothing', async () => {
+    const { name, q } = queue({ capacity: 4, maxMessageSize: 64 });
+    const c = open(name);
+    for (let i = 0; i < 4; i++) assert.notEqual(q.tryPut({ i }), undefined);
+    assert.equal(q.tryPut({ i: 4 }), undefined);
+    await rejectsWith(q.put({ i: 'timed out' }, { timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
+    const ac = new AbortController();
+    const aborted = q.put({ i: 'aborted' }, { signal: ac.signal });
+    ac.abort();
+    await rejectsWith(aborted, 'ERR_IPCKIT_ABORTED');
+    const waiting = q.put({ i: 4 });
+    // A taken job still holds its slot: the put waits for taskDone, not for get.
+    const first = await c.get();
+    await sleep(30);
+    assert.equal(q.stats().ready, 3);
+    c.taskDone(first);
+    await within(waiting, 5000);
+    const rest: unknown[] = [];
+    for (let j = c.tryGet(); j; j = c.tryGet()) {
+      rest.push(j.data);
+      c.taskDone(j);
+    }
+    assert.deepEqual(rest, [{ i: 1 }, { i: 2 }, { i: 3 }, { i: 4 }], 'nothing of the timed-out or aborted puts');
+  });
+
+  it('a message above maxMessageSize is refused synchronously; bad options too', () => {
+    const { q } = queue({ maxMessageSize: 10 });
+    throwsWith(() => void q.put('x'.repeat(20)), 'ERR_IPCKIT_FRAME_TOO_LARGE');
+    throwsWith(() => createWorkQueue(uniqueName(), { capacity: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createWorkQueue(uniqueName(), { maxParticipants: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  });
+
+  it('get times out and aborts, takes nothing; close() rejects pending waits', async () => {
+    const { name, q } = queue();
+    await rejectsWith(q.get({ timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
+    await rejectsWith(q.get({ signal: AbortSignal.abort() }), 'ERR_IPCKIT_ABORTED');
+    await rejectsWith(q.join({ timeout: 1 }).then(() => Promise.reject(Object.assign(new Error('x'), { code: 'ERR_IPCKIT_TIMEOUT' }))), 'ERR_IPCKIT_TIMEOUT');
+    const c = open(name);
+    const pending = c.get();
+    await sleep(10);
+    await c.close();
+    await rejectsWith(pending, 'ERR_IPCKIT_CLOSED');
+    await rejectsWith(c.get(), 'ERR_IPCKIT_CLOSED');
+  });
+
+  it('closing with jobs in hand gives them back: delivered again, same id, deliveries 2', async () => {
+    const { name, q } = queue();
+    const id = await q.put({ task: 'x' });
+    const c1 = open(name);
+    const first = await c1.get();
+    await c1.close();
+    const c2 = open(name);
+    const again = await c2.get({ timeout: 5000 });
+    assert.equal(again.id, id);
+    assert.equal(first.id, id);
+    assert.equal(again.deliveries, 2);
+    assert.equal(again.redelivered, true);
+    assert.equal(q.stats().redelivered, 1);
+    c2.taskDone(again);
+    await within(q.join(), 5000);
+  });
+
+  it('shutdown: puts refuse, gets drain what is left, then async iteration ends', async () => {
+    const { name, q } = queue();
+    const c = open(name);
+    await q.putMany([1, 2, 3]);
+    q.shutdown();
+    await rejectsWith(q.put(4), 'ERR_IPCKIT_CLOSED');
+    const got: unknown[] = [];
+    for await (const job of c) {
+      got.push(job.data);
+      c.taskDone(job);
+    }
+    assert.deepEqual(got, [1, 2, 3]);
+    assert.equal(q.isShutdown, true);
+  });
+
+  it('not a work queue, or a corrupt header: ERR_IPCKIT_CORRUPT', () => {
+    const n = uniqueName('notwq');
+    names.push(n);
+    using seg = createSharedMemory(n, 8192);
+    seg.store(0, 42);
+    throwsWith(() => openWorkQueue(n), 'ERR_IPCKIT_CORRUPT');
+  });
+
+  it('getSync in a worker thread', async () => {
+    const { name, q } = queue();
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       import(workerData.module).then(async ({ openWorkQueue }) => {
+         const q = openWorkQueue(workerData.name, { codec: 'json' });
+         const seen = [];
+         for (;;) {
+           try { const j = q.getSync(10000); seen.push(j.data); q.taskDone(j); }
+           catch (e) { parentPort.postMessage({ seen, end: e.code }); break; }
+         }
+         await q.close();
+       });`,
+      { eval: true, workerData: { name, module: new URL('../src/workqueue.js', import.meta.url).href } },
+    );
+    const result = new Promise<any>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    for (let i = 0; i < 100; i++) await q.put(i);
+    await within(q.join(), 10_000);
+    q.shutdown();
+    const r = await within(result, 10_000);
+    await worker.terminate();
+    assert.deepEqual(r, { seen: Array.from({ length: 100 }, (_, i) => i), end: 'ERR_IPCKIT_CLOSED' });
+  });
+});
+
+/** Starts consumers and producers as processes; returns what they printed once they end. */
+function peer(args: string[], fault?: string): ReturnType<typeof jsonLines> & { done: Promise<{ code: number | null; signal: NodeJS.Signals | null }>; kill(): void } {
+  const r = runFixture('workqueue-peer', args, { timeoutMs: 60_000, env: { ...process.env, ...(fault ? { IPCKIT_FAULT: fault } : {}) } });
+  const lines = jsonLines(r);
+  return Object.assign(lines, { done: r.done, kill: () => r.child.kill('SIGKILL') });
+}
+
+describe('work queue: across processes', () => {
+  it('one producer and three consumer processes: every item done exactly once', async () => {
+    const { name, q } = queue({ capacity: 128 });
+    const consumers = [0, 1, 2].map(() => peer(['consume', name]));
+    for (const c of consumers) await c.next();
+    const producer = peer(['produce', name, '1', '3000']);
+    assert.equal((await producer.done).code, 0);
+    await within(q.join(), 30_000, 'join');
+    q.shutdown();
+    for (const c of consumers) assert.equal((await c.done).code, 0);
+    const done = consumers.flatMap((c) => c.all.filter((l) => 'done' in l).map((l) => l.done as number));
+    const putIds = producer.all.filter((l) => 'put' in l).map((l) => l.id as number);
+    assert.equal(putIds.length, 3000);
+    assert.deepEqual([...done].sort((a, b) => a - b), [...putIds].sort((a, b) => a - b));
+    assert.ok(consumers.every((c) => c.all.some((l) => 'done' in l)), 'every consumer got work');
+  });
+
+  for (const point of ['after-take', 'before-done']) {
+    it(`a consumer SIGKILLed ${point}: its job is delivered again with the same id, nothing lost`, async () => {
+      const { name, q } = queue({ capacity: 32 });
+      const victim = peer(['consume', name, '1'], `workqueue:${point}:5`);
+      await victim.next();
+      for (let i = 0; i < 20; i++) await q.put({ p: 1, n: i });
+      const v = await victim.done;
+      assert.equal(v.signal, 'SIGKILL');
+      const helper = peer(['consume', name]);
+      await within(q.join(), 10_000, 'join after the crash');
+      q.shutdown();
+      assert.equal((await helper.done).code, 0);
+      const took = victim.all.filter((l) => 'took' in l);
+      const done = new Set(victim.all.filter((l) => 'done' in l).map((l) => l.done as number));
+      const lostInHand = victim.all.filter((l) => 'took' in l && !done.has(l.took)).map((l) => l.took as number);
+      const helperTook = helper.all.filter((l) => 'took' in l);
+      const again = helperTook.filter((l) => l.deliveries === 2).map((l) => l.took as number);
+      if (point === 'before-done') {
+        assert.equal(took.length, 5);
+        assert.deepEqual(again, lostInHand, 'exactly the job the dead consumer had in hand came back, with its id');
+      } else {
+        // It died inside get(), before it could print the job: one job came back, one it never finished.
+        assert.equal(again.length, 1);
+        assert.ok(!done.has(again[0]!));
+      }
+      const all = new Set([...done, ...helper.all.filter((l) => 'done' in l).map((l) => l.done as number)]);
+      assert.equal(all.size, 20, 'every item was done');
+      assert.ok(q.stats().redelivered >= 1);
+    });
+  }
+
+  for (const point of ['before-claim', 'after-claim', 'mid-copy', 'before-publish', 'before-wake']) {
+    it(`a producer SIGKILLed ${point}: every resolved put is delivered, no slot is lost`, async () => {
+      const { name, q } = queue({ capacity: 16 });
+      const victim = peer(['produce', name, '9', '100'], `workqueue:${point}:10`);
+      assert.equal((await victim.done).signal, 'SIGKILL');
+      const resolved = victim.all.filter((l) => 'put' in l).map((l) => l.put as number);
+      assert.deepEqual(resolved, Array.from({ length: 9 }, (_, i) => i));
+      const got: number[] = [];
+      for (let j = q.tryGet(); j; j = q.tryGet()) {
+        got.push((j.data as { n: number }).n);
+        q.taskDone(j);
+      }
+      // The put in progress reached the queue only if it was published (before-wake).
+      assert.deepEqual(got.sort((a, b) => a - b), point === 'before-wake' ? [...resolved, 9] : resolved);
+      // A slot the dead producer was writing is free again (after the next recovery): all 16 fit.
+      await sleep(120);
+      let placed = 0;
+      for (let t = 0; t < 50 && placed < 16; t++) {
+        if (q.tryPut({ refill: placed }) !== undefined) placed++;
+        else await sleep(20);
+      }
+      assert.equal(placed, 16);
+      assert.equal(q.stats().writing, 0);
+    });
+  }
+});
