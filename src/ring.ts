@@ -34,6 +34,7 @@ import { RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, typ
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from './codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from './errors.js';
 import { fault, FAULTS } from './faults.js';
+import { SpinBudget } from './spin.js';
 import { frameTooLarge } from './framing.js';
 import { isProcessAlive, selfStartTime } from './liveness.js';
 import type { CreateModeOptions, OwnerCheckOptions } from './permissions.js';
@@ -443,7 +444,7 @@ export class RingSender<T> implements Sender<T> {
   #core: RingCore;
   #mem: Memory;
   #codec: Codec<T>;
-  #spin: number;
+  #spinner: SpinBudget;
   #capacity: number;
   #mask: number;
   #max: number;
@@ -464,7 +465,7 @@ export class RingSender<T> implements Sender<T> {
   constructor(core: RingCore, options: EndpointOptions<CodecOption | undefined>) {
     validate.object('options', options);
     this.#codec = resolveCodec(options.codec) as Codec<T>;
-    this.#spin = spinOption(options.spinMicros);
+    this.#spinner = new SpinBudget(spinOption(options.spinMicros));
     this.ring = core.name;
     this.#core = core;
     this.#mem = core.mem;
@@ -579,33 +580,50 @@ export class RingSender<T> implements Sender<T> {
     const deadline = ms === undefined ? undefined : now() + ms;
     const mem = this.#mem;
     try {
-      let deep = false;
-      let spinUntil = this.#spin > 0 ? now() + this.#spin / 1000 : 0;
-      for (;;) {
-        if (deep) this.#core.checkIntact();
-        const r = this.#place(payload);
-        if (r === 'ok') {
-          this.#publish();
-          return;
+      let r = this.#place(payload);
+      if (r === 'ok') return this.#publish();
+      this.#checkConsumer(false);
+      // Spin (the budget adapts to what spinning achieved lately), then sleep.
+      const budget = this.#spinner.next();
+      if (budget > 0) {
+        const t0 = now();
+        const until = Math.min(t0 + budget / 1000, deadline ?? Infinity);
+        let lastDeep = t0;
+        for (;;) {
+          const t = now();
+          const deep = t - lastDeep >= SLICE_MS; // a long spin still checks the receiver
+          if (deep) {
+            lastDeep = t;
+            this.#core.checkIntact();
+          }
+          r = this.#place(payload);
+          if (r === 'ok') {
+            this.#spinner.caught((now() - t0) * 1000);
+            return this.#publish();
+          }
+          this.#checkConsumer(deep);
+          if (t >= until) break;
         }
+        this.#spinner.missed();
+      }
+      let deep = false;
+      for (;;) {
         if (deadline !== undefined && now() >= deadline) throw timeoutError('send', ms!);
-        this.#checkConsumer(deep);
-        deep = false;
-        if (now() < spinUntil) continue;
         if (r === 'busy') {
           mem.waitSync(W_CLAIM_LOCK, mem.load(W_CLAIM_LOCK), 1);
-          continue;
+        } else {
+          mem.store(W_PRODUCER_SLEEPING, 1);
+          const seq = mem.load(W_SPACE_SIGNAL);
+          r = this.#place(payload);
+          if (r === 'ok') return this.#publish();
+          const res = mem.waitSync(W_SPACE_SIGNAL, seq, remaining(deadline));
+          if (res < 0) throw errnoError(-res, 'futex', 'send');
+          deep = res === 2;
         }
-        mem.store(W_PRODUCER_SLEEPING, 1);
-        const seq = mem.load(W_SPACE_SIGNAL);
-        if (this.#place(payload) === 'ok') {
-          this.#publish();
-          return;
-        }
-        const res = mem.waitSync(W_SPACE_SIGNAL, seq, remaining(deadline));
-        if (res < 0) throw errnoError(-res, 'futex', 'send');
-        if (res === 2) deep = true;
-        spinUntil = 0;
+        if (deep) this.#core.checkIntact();
+        r = this.#place(payload);
+        if (r === 'ok') return this.#publish();
+        this.#checkConsumer(deep);
       }
     } catch (e) {
       throw isIpcError(e, 'ERR_IPCKIT_TIMEOUT') ? e : this.#fail(e);
@@ -873,11 +891,17 @@ export class RingSender<T> implements Sender<T> {
       let r = this.#admit();
       if (this.#waiting.length === 0) return;
       this.#checkConsumer(deep);
-      if (this.#spin > 0 && r === 'full') {
-        const until = now() + Math.min(this.#spin, 1000) / 1000;
+      const budget = r === 'full' ? Math.min(this.#spinner.next(), 1000) : 0;
+      if (budget > 0) {
+        const t0 = now();
+        const until = t0 + budget / 1000;
         while (r === 'full' && this.#waiting.length > 0 && now() < until) r = this.#admit();
-        if (this.#waiting.length === 0) return;
-        if (this.#spin === Infinity) {
+        if (this.#waiting.length === 0) {
+          this.#spinner.caught((now() - t0) * 1000);
+          return;
+        }
+        this.#spinner.missed();
+        if (this.#spinner.max === Infinity) {
           this.#retryTimer = setImmediate(() => {
             this.#retryTimer = undefined;
             this.#arm();
@@ -944,7 +968,7 @@ export class RingReceiver<T> implements Receiver<T> {
   #core: RingCore;
   #mem: Memory;
   #codec: Codec<T>;
-  #spin: number;
+  #spinner: SpinBudget;
   #capacity: number;
   #mask: number;
   #max: number;
@@ -967,7 +991,7 @@ export class RingReceiver<T> implements Receiver<T> {
   constructor(core: RingCore, options: EndpointOptions<CodecOption | undefined>) {
     validate.object('options', options);
     this.#codec = resolveCodec(options.codec) as Codec<T>;
-    this.#spin = spinOption(options.spinMicros);
+    this.#spinner = new SpinBudget(spinOption(options.spinMicros));
     this.ring = core.name;
     this.#core = core;
     this.#mem = core.mem;
@@ -1052,33 +1076,59 @@ export class RingReceiver<T> implements Receiver<T> {
     const ms = validate.timeout(timeoutMs);
     const deadline = ms === undefined ? undefined : now() + ms;
     const mem = this.#mem;
-    let deep = false;
-    let spinUntil = this.#spin > 0 ? now() + this.#spin / 1000 : 0;
+    const take = (deep: boolean): T | T[] | undefined => {
+      if (many) {
+        const batch = this.#takeMany(max);
+        return batch.length > 0 ? batch : undefined;
+      }
+      const at = this.#find(deep);
+      return at >= 0 ? this.#takeOne(at) : undefined;
+    };
     try {
-      for (;;) {
-        if (deep) this.#core.checkIntact();
-        if (many) {
-          const batch = this.#takeMany(max);
-          if (batch.length > 0) return batch;
-        } else {
-          const at = this.#find(deep);
-          if (at >= 0) return this.#takeOne(at);
-        }
-        const end = this.#endState(deep);
-        if (end) throw end;
-        deep = false;
-        if (deadline !== undefined && now() >= deadline) throw timeoutError('receive', ms!);
-        if (spinUntil > 0 && now() < spinUntil) {
+      let got = take(false);
+      if (got !== undefined) return got;
+      const end = this.#endState(false);
+      if (end) throw end;
+      // Spin (the budget adapts to what spinning achieved lately), then sleep.
+      const budget = this.#spinner.next();
+      if (budget > 0) {
+        const t0 = now();
+        const until = Math.min(t0 + budget / 1000, deadline ?? Infinity);
+        let lastDeep = t0;
+        for (;;) {
           for (let i = 0; i < 64 && this.#readPos === this.#tailCache && (mem.load(W_TAIL) >>> 0) === this.#tailCache; i++);
-          continue;
+          const t = now();
+          const deep = t - lastDeep >= SLICE_MS; // a long spin still checks the peers
+          if (deep) {
+            lastDeep = t;
+            this.#core.checkIntact();
+          }
+          got = take(deep);
+          if (got !== undefined) {
+            this.#spinner.caught((now() - t0) * 1000);
+            return got;
+          }
+          const e = this.#endState(deep);
+          if (e) throw e;
+          if (t >= until) break;
         }
+        this.#spinner.missed();
+      }
+      let deep = false;
+      for (;;) {
+        if (deadline !== undefined && now() >= deadline) throw timeoutError('receive', ms!);
         mem.store(W_CONSUMER_SLEEPING, 1);
         const seq = mem.load(W_DATA_SIGNAL);
-        if (this.#find(false) >= 0) continue;
-        const r = mem.waitSync(W_DATA_SIGNAL, seq, remaining(deadline));
-        if (r < 0) throw errnoError(-r, 'futex', 'receive');
-        if (r === 2) deep = true;
-        spinUntil = 0;
+        if (this.#find(false) < 0) {
+          const r = mem.waitSync(W_DATA_SIGNAL, seq, remaining(deadline));
+          if (r < 0) throw errnoError(-r, 'futex', 'receive');
+          deep = r === 2;
+        }
+        if (deep) this.#core.checkIntact();
+        got = take(deep);
+        if (got !== undefined) return got;
+        const e = this.#endState(deep);
+        if (e) throw e;
       }
     } catch (e) {
       throw this.#failIfCorrupt(e);
@@ -1321,14 +1371,21 @@ export class RingReceiver<T> implements Receiver<T> {
         if (v !== NOTHING) return Promise.resolve(v);
         const end = this.#endState(false);
         if (end) return Promise.reject(end);
-        if (this.#spin > 0) {
-          const until = now() + Math.min(this.#spin, 1000) / 1000;
+        // Spin a little before going to sleep; an event-loop spin lasts at most 1 ms.
+        const budget = Math.min(this.#spinner.next(), 1000);
+        if (budget > 0) {
+          const t0 = now();
+          const until = t0 + budget / 1000;
           const mem = this.#mem;
           while (now() < until) {
             for (let i = 0; i < 64 && (mem.load(W_TAIL) >>> 0) === this.#tailCache; i++);
             const s = this.#serveNow(want, false);
-            if (s !== NOTHING) return Promise.resolve(s);
+            if (s !== NOTHING) {
+              this.#spinner.caught((now() - t0) * 1000);
+              return Promise.resolve(s);
+            }
           }
+          this.#spinner.missed();
         }
       } catch (e) {
         return Promise.reject(this.#failIfCorrupt(e));
@@ -1386,7 +1443,7 @@ export class RingReceiver<T> implements Receiver<T> {
         this.#waiters.rejectAll(end);
         return;
       }
-      if (this.#spin === Infinity) {
+      if (this.#spinner.max === Infinity) {
         this.#retry = setImmediate(() => {
           this.#retry = undefined;
           const until = now() + 1;

@@ -25,6 +25,7 @@ import { RESOLVED, WaitQueue, type WaitOptions } from './channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from './codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from './errors.js';
 import { fault, FAULTS } from './faults.js';
+import { SpinBudget } from './spin.js';
 import { frameTooLarge } from './framing.js';
 import { isProcessAlive, selfStartTime } from './liveness.js';
 import type { CreateModeOptions, OwnerCheckOptions } from './permissions.js';
@@ -162,7 +163,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   #segment: SharedMemory;
   #mem: Memory;
   #codec: Codec<T>;
-  #spin: number;
+  #spinner: SpinBudget;
   #slotsByte: number;
   #slotBytes: number;
   #participants: number;
@@ -190,7 +191,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     this.#mem = mem;
     this.name = segment.name;
     this.#codec = resolveCodec(options.codec) as Codec<T>;
-    this.#spin = options.spinMicros === undefined ? (availableParallelism() > 1 ? DEFAULT_SPIN_MICROS : 0) : validate.integer('spinMicros', options.spinMicros, 0, 10_000_000);
+    this.#spinner = new SpinBudget(options.spinMicros === undefined ? (availableParallelism() > 1 ? DEFAULT_SPIN_MICROS : 0) : validate.integer('spinMicros', options.spinMicros, 0, 10_000_000));
     let magic = mem.load(W_MAGIC);
     for (const end = now() + 1000; magic === 0 && now() < end; magic = mem.load(W_MAGIC)) mem.waitSync(W_MAGIC, 0, 1);
     if (magic === 0) throw this.#corrupt('it was never initialized (its creator may have died while creating it)');
@@ -323,28 +324,49 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     const ms = validate.timeout(timeoutMs);
     const deadline = ms === undefined ? undefined : now() + ms;
     const mem = this.#mem;
-    let spinUntil = this.#spin > 0 ? now() + this.#spin / 1000 : 0;
-    let deep = false;
     try {
+      let job = this.#take();
+      if (job) return job;
+      const budget = this.#spinner.next();
+      if (budget > 0) {
+        const t0 = now();
+        const until = Math.min(t0 + budget / 1000, deadline ?? Infinity);
+        let lastDeep = t0;
+        for (;;) {
+          const t = now();
+          if (t - lastDeep >= SLICE_MS) {
+            lastDeep = t;
+            this.#checkIntact();
+            this.#maintain(true);
+          }
+          job = this.#take();
+          if (job) {
+            this.#spinner.caught((now() - t0) * 1000);
+            return job;
+          }
+          const end = this.#drained();
+          if (end) throw end;
+          if (t >= until) break;
+        }
+        this.#spinner.missed();
+      }
+      let deep = false;
       for (;;) {
-        if (deep) this.#checkIntact();
-        const job = this.#take();
-        if (job) return job;
         this.#maintain(deep);
         const end = this.#drained();
         if (end) throw end;
-        deep = false;
         if (deadline !== undefined && now() >= deadline) throw timeoutError('get', ms!);
-        if (now() < spinUntil) continue;
         mem.store(W_GETTERS_SLEEPING, 1);
         const seq = mem.load(W_ITEMS_SIGNAL);
-        const again = this.#take();
-        if (again) return again;
+        job = this.#take();
+        if (job) return job;
         const left = deadline === undefined ? SLICE_MS : Math.max(0, Math.min(SLICE_MS, deadline - now()));
         const r = mem.waitSync(W_ITEMS_SIGNAL, seq, left);
         if (r < 0) throw errnoError(-r, 'futex', 'get');
-        if (r === 2) deep = true;
-        spinUntil = 0;
+        deep = r === 2;
+        if (deep) this.#checkIntact();
+        job = this.#take();
+        if (job) return job;
       }
     } catch (e) {
       throw isIpcError(e, 'ERR_IPCKIT_TIMEOUT') ? e : this.#fail(e);
@@ -791,12 +813,19 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       try {
         const v = this.#serve(want);
         if (v !== undefined) return Promise.resolve(v);
-        if (this.#spin > 0) {
-          const until = now() + Math.min(this.#spin, 1000) / 1000;
+        // Spin a little before going to sleep; an event-loop spin lasts at most 1 ms.
+        const budget = Math.min(this.#spinner.next(), 1000);
+        if (budget > 0) {
+          const t0 = now();
+          const until = t0 + budget / 1000;
           while (now() < until) {
             const s = this.#serve(want);
-            if (s !== undefined) return Promise.resolve(s);
+            if (s !== undefined) {
+              this.#spinner.caught((now() - t0) * 1000);
+              return Promise.resolve(s);
+            }
           }
+          this.#spinner.missed();
         }
       } catch (e) {
         return Promise.reject(this.#fail(e));
