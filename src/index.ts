@@ -31,8 +31,44 @@ export { createFifo, FifoReader, FifoWriter, openFifo, unlinkFifo, type CreateFi
 export * from './mqueue.js';
 export * from './semaphore.js';
 export * from './mutex.js';
-export * from './shm.js';
-export * from './ring.js';
-export * from './workqueue.js';
+export {
+  createSharedMemory,
+  mapFile,
+  openSharedMemory,
+  SharedMemory,
+  unlinkSharedMemory,
+  type CreateSharedMemoryOptions,
+  type MapFileOptions,
+  type MappingOptions,
+  type OpenSharedMemoryOptions,
+  type SharedMemoryInfo,
+  type ShmWaitResult,
+} from './shm.js';
+export {
+  createRing,
+  openRing,
+  openRingChannel,
+  Ring,
+  RingChannel,
+  RingReceiver,
+  RingSender,
+  unlinkRing,
+  type CreateRingOptions,
+  type OpenRingOptions,
+  type RingEndpointOptions,
+  type RingInfo,
+  type RingView,
+} from './ring.js';
+export {
+  createWorkQueue,
+  openWorkQueue,
+  unlinkWorkQueue,
+  WorkQueue,
+  type CreateWorkQueueOptions,
+  type Job,
+  type OpenWorkQueueOptions,
+  type WorkQueueHandleOptions,
+  type WorkQueueStats,
+} from './workqueue.js';
 export * from './socket.js';
 export * from './signal.js';

@@ -260,7 +260,7 @@ export interface OpenRingOptions extends OwnerCheckOptions {
   external?: boolean;
 }
 
-export interface EndpointOptions<C extends CodecOption | undefined = undefined> {
+export interface RingEndpointOptions<C extends CodecOption | undefined = undefined> {
   codec?: C;
   /**
    * How long a wait spins before it sleeps, in µs (default 20, or 0 when the process may
@@ -314,13 +314,13 @@ export class Ring {
   }
 
   /** Attaches as a producer (ERR_IPCKIT_LIMIT if every producer slot is held by a live process). */
-  sender<C extends CodecOption | undefined = undefined>(options: EndpointOptions<C> = {}): RingSender<MessageOf<C>> {
+  sender<C extends CodecOption | undefined = undefined>(options: RingEndpointOptions<C> = {}): RingSender<MessageOf<C>> {
     this.#check();
     return new RingSender<MessageOf<C>>(this.#core, options);
   }
 
   /** Attaches as the consumer (ERR_IPCKIT_LIMIT if a live process already is it). */
-  receiver<C extends CodecOption | undefined = undefined>(options: EndpointOptions<C> = {}): RingReceiver<MessageOf<C>> {
+  receiver<C extends CodecOption | undefined = undefined>(options: RingEndpointOptions<C> = {}): RingReceiver<MessageOf<C>> {
     this.#check();
     return new RingReceiver<MessageOf<C>>(this.#core, options);
   }
@@ -462,7 +462,7 @@ export class RingSender<T> implements Sender<T> {
   #error: IpcError | null = null;
 
   /** @internal Use ring.sender(). */
-  constructor(core: RingCore, options: EndpointOptions<CodecOption | undefined>) {
+  constructor(core: RingCore, options: RingEndpointOptions<CodecOption | undefined>) {
     validate.object('options', options);
     this.#codec = resolveCodec(options.codec) as Codec<T>;
     this.#spinner = new SpinBudget(spinOption(options.spinMicros));
@@ -988,7 +988,7 @@ export class RingReceiver<T> implements Receiver<T> {
   #ended: IpcError | null = null;
 
   /** @internal Use ring.receiver(). */
-  constructor(core: RingCore, options: EndpointOptions<CodecOption | undefined>) {
+  constructor(core: RingCore, options: RingEndpointOptions<CodecOption | undefined>) {
     validate.object('options', options);
     this.#codec = resolveCodec(options.codec) as Codec<T>;
     this.#spinner = new SpinBudget(spinOption(options.spinMicros));
@@ -1526,10 +1526,10 @@ export class RingChannel<T> implements Channel<T> {
 export function openRingChannel<C extends CodecOption | undefined = undefined>(
   sendRing: string,
   receiveRing: string,
-  options: OpenRingOptions & EndpointOptions<C> = {},
+  options: OpenRingOptions & RingEndpointOptions<C> = {},
 ): RingChannel<MessageOf<C>> {
   const { codec, spinMicros, ...open } = options;
-  const endpoint: EndpointOptions<C> = {};
+  const endpoint: RingEndpointOptions<C> = {};
   if (codec !== undefined) endpoint.codec = codec;
   if (spinMicros !== undefined) endpoint.spinMicros = spinMicros;
   const out = openRing(sendRing, open);

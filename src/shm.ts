@@ -272,7 +272,7 @@ export interface MapFileOptions extends CreateModeOptions, OwnerCheckOptions, Ma
   readOnly?: boolean;
 }
 
-export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
+export type ShmWaitResult = 'ok' | 'not-equal' | 'timed-out';
 
 export interface SharedMemoryInfo {
   kind: 'shm' | 'file';
@@ -401,7 +401,7 @@ export class SharedMemory implements Disposable {
    * process can wake it). For workers and scripts: on the main thread it blocks the event
    * loop. 'ok' may also be a spurious wake-up: check the condition again.
    */
-  waitSync(index: number, expected: number, timeoutMs?: number): WaitResult {
+  waitSync(index: number, expected: number, timeoutMs?: number): ShmWaitResult {
     const i = this.#index(index);
     const ms = validate.timeout(timeoutMs);
     const r = this.#memory.waitSync(i, expected | 0, ms ?? -1);

@@ -83,7 +83,7 @@ const DEFAULT_SPIN_MICROS = 20;
 const now = (): number => performance.now();
 const joinStart = (lo: number, hi: number): number | undefined => (hi >>> 0) * 2 ** 32 + (lo >>> 0) || undefined;
 
-export interface CreateWorkQueueOptions<C extends CodecOption | undefined = undefined> extends CreateModeOptions, HandleOptions<C> {
+export interface CreateWorkQueueOptions<C extends CodecOption | undefined = undefined> extends CreateModeOptions, WorkQueueHandleOptions<C> {
   /** Slots: items waiting plus items in progress (default 1024). */
   capacity?: number;
   /** Largest item, in bytes after the codec (default 4096). */
@@ -92,9 +92,9 @@ export interface CreateWorkQueueOptions<C extends CodecOption | undefined = unde
   maxParticipants?: number;
 }
 
-export interface OpenWorkQueueOptions<C extends CodecOption | undefined = undefined> extends OwnerCheckOptions, HandleOptions<C> {}
+export interface OpenWorkQueueOptions<C extends CodecOption | undefined = undefined> extends OwnerCheckOptions, WorkQueueHandleOptions<C> {}
 
-export interface HandleOptions<C extends CodecOption | undefined = undefined> {
+export interface WorkQueueHandleOptions<C extends CodecOption | undefined = undefined> {
   codec?: C;
   /** Spin before sleeping, µs (default 20; 0 on one CPU). */
   spinMicros?: number;
@@ -185,7 +185,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   #error: IpcError | null = null;
 
   /** @internal Use createWorkQueue or openWorkQueue. */
-  constructor(segment: SharedMemory, options: HandleOptions<CodecOption | undefined>) {
+  constructor(segment: SharedMemory, options: WorkQueueHandleOptions<CodecOption | undefined>) {
     this.#segment = segment;
     const mem = memoryOf(segment);
     this.#mem = mem;
@@ -1020,7 +1020,7 @@ export function openWorkQueue<C extends CodecOption | undefined = undefined>(nam
   const { codec, spinMicros, ...open } = options;
   const segment = openSharedMemory(name, open);
   try {
-    return new WorkQueue<MessageOf<C>>(segment, { codec, spinMicros } as HandleOptions<C>);
+    return new WorkQueue<MessageOf<C>>(segment, { codec, spinMicros } as WorkQueueHandleOptions<C>);
   } catch (e) {
     segment.close();
     throw e;
