@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "ipckit_copying%": "0"
+  },
   "targets": [
     {
       "target_name": "ipckit",
@@ -19,7 +22,10 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-fexceptions", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "libraries": ["-lrt", "-lpthread"]
+      "libraries": ["-lrt", "-lpthread"],
+      "conditions": [
+        ["ipckit_copying not in (\"0\", \"false\", 0)", { "defines": ["IPCKIT_NO_EXTERNAL_BUFFERS"] }]
+      ]
     },
     {
       "target_name": "ipckit-exec",

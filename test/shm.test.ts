@@ -1,12 +1,15 @@
 /** Shared memory segments and mapped files: ownership, the SharedArrayBuffer, cross-process atomics and futex wait/notify. */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { createSharedMemory, mapFile, openSharedMemory, unlinkSharedMemory } from '../src/shm.js';
 import { native } from '../src/native.js';
-import { AS_NOBODY, checkFdLeaks, isRoot, jsonLines, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { AS_NOBODY, checkFdLeaks, isRoot, repoRoot, jsonLines, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 scratchDir(); // at the top level, so the folder lives as long as this file's tests
@@ -190,6 +193,17 @@ describe('the SharedArrayBuffer over the mapping', () => {
     throwsWith(() => seg.write(new Uint8Array(8), 60), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => seg.load(16), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => seg.notify(-1), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  });
+});
+
+describe('builds without external buffers (the Electron path)', () => {
+  // Node's headers: where node-gyp found them (a system install, or its cache).
+  const headers = ['/usr/include/node', join(homedir(), '.cache', 'node-gyp', process.versions.node, 'include', 'node')].find((d) => existsSync(join(d, 'node_api.h')));
+  it('native/shm.cc compiles with NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED (the V8 path compiled out)', { skip: (spawnSync('g++', ['--version']).status !== 0 && 'no g++') || (!headers && "Node's headers not found") }, () => {
+    const addonApi = join(repoRoot, 'node_modules', 'node-addon-api');
+    const r = spawnSync('g++', ['-fsyntax-only', '-std=c++17', '-Wall', `-I${headers}`, `-I${addonApi}`, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-D_GNU_SOURCE', '-DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED', join(repoRoot, 'native', 'shm.cc')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '', 'no warnings');
   });
 });
 
