@@ -6,8 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, it } from 'node:test';
+import { openSharedMemory } from '../../src/shm.js';
 import { createWorkQueue, unlinkWorkQueue } from '../../src/workqueue.js';
-import { checkFdLeaks, jsonLines, runFixture, sleep, uniqueName, within } from '../helpers.js';
+import { checkFdLeaks, jsonLines, runFixture, runPython, sleep, uniqueName, within } from '../helpers.js';
 
 const names: string[] = [];
 after(() => {
@@ -88,4 +89,49 @@ it('producers and consumers SIGKILLed at any step: nothing lost, duplicates only
   assert.equal(stats.ready + stats.inFlight + stats.writing, 0, 'the queue is empty and no slot is stuck');
   assert.equal(stats.free, 64);
   await q.close();
+});
+
+it('a process writing random words into the slots and header: consumers end with a clear error or go on, never crash or hang', { timeout: 60_000 }, async () => {
+  const name = uniqueName('hostile');
+  names.push(name);
+  await using q = createWorkQueue(name, { capacity: 64, maxMessageSize: 64, codec: 'json' });
+  const consumer = runFixture('workqueue-peer', ['consume', name], { timeoutMs: 30_000 });
+  const lines = jsonLines(consumer);
+  await lines.next();
+  const hostile = runPython(
+    `import mmap,os,random,sys,time\nfd=os.open('/dev/shm'+sys.argv[1],os.O_RDWR)\nsize=os.fstat(fd).st_size\nm=mmap.mmap(fd,size)\nrng=random.Random(7)\nend=time.time()+2\nn=0\nwhile time.time()<end:\n  off=rng.randrange(0,size-4)&~3\n  m[off:off+4]=rng.choice([0,1,2,3,0xffffffff,rng.getrandbits(32)]).to_bytes(4,'little')\n  n+=1\nprint(n)`,
+    [name],
+    { timeoutMs: 20_000 },
+  );
+  let puts = 0;
+  let putError: string | undefined;
+  const putting = (async () => {
+    for (let i = 0; i < 1_000_000 && !putError; i++) {
+      try {
+        await q.put({ p: 0, n: i }, { timeout: 200 });
+        puts++;
+      } catch (e) {
+        putError = (e as { code?: string }).code;
+      }
+    }
+  })();
+  assert.equal((await hostile.done).code, 0);
+  await sleep(300);
+  try {
+    q.shutdown();
+  } catch (e) {
+    // Our handle saw the corruption and is failed for good; shut down by hand, as an operator would.
+    assert.equal((e as { code?: string }).code, 'ERR_IPCKIT_CORRUPT');
+    using raw = openSharedMemory(name);
+    raw.store(98, 1); // the shutdown word (docs/workqueue.md)
+    raw.add(48, 1);
+    raw.notify(48);
+  }
+  await putting;
+  const c = await within(consumer.done, 20_000, 'the consumer');
+  assert.equal(c.code, 0, `the consumer crashed: ${c.signal} ${c.stderr}`);
+  const last = lines.all[lines.all.length - 1];
+  assert.ok(last.end === true || ['ERR_IPCKIT_CORRUPT', 'ERR_IPCKIT_BAD_FRAME'].includes(last.error), `ended with ${JSON.stringify(last)}`);
+  assert.ok(putError === undefined || ['ERR_IPCKIT_CORRUPT', 'ERR_IPCKIT_TIMEOUT', 'ERR_IPCKIT_CLOSED'].includes(putError), `put ended with ${putError}`);
+  console.log(`hostile writer on a work queue: ${puts} puts, the consumer ended with ${JSON.stringify(last)}, the producer with ${putError ?? 'no error'}`);
 });
