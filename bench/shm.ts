@@ -216,6 +216,8 @@ function find(figures: Figure[], variant: string, metric: 'rtt' | 'throughput', 
 const us = (f: Figure | undefined): string => (f?.p50Us === undefined ? '?' : f.p50Us < 10 ? `${f.p50Us.toFixed(2)} us` : f.p50Us < 10_000 ? `${f.p50Us.toFixed(1)} us` : `${(f.p50Us / 1000).toFixed(1)} ms`);
 const rate = (f: Figure | undefined): string => (f?.msgsPerSec === undefined ? '?' : `${(f.msgsPerSec / 1e6).toFixed(2)}M msg/s`);
 
+const times = (a: Figure | undefined, b: Figure | undefined): string => (a?.p50Us && b?.p50Us ? `${(b.p50Us / a.p50Us).toFixed(a.p50Us < b.p50Us ? 0 : 2)}x` : '?');
+
 /** The honest answer to "is shared memory the fastest IPC?", from this run's figures. */
 function fastestNote(figures: Figure[]): string {
   const spinC = find(figures, 'C ring, spin', 'rtt', 64);
@@ -223,17 +225,21 @@ function fastestNote(figures: Figure[]): string {
   const futexC = find(figures, 'C ring, futex', 'rtt', 64);
   const eventJs = find(figures, MODE_NAMES.event, 'rtt', 64);
   const sleepJs = find(figures, `${MODE_NAMES.event}, no spin`, 'rtt', 64);
+  const adaptiveJs = find(figures, MODE_NAMES.adaptive, 'rtt', 64);
   const pipeC = find(figures, 'C pipe(2)', 'rtt', 64);
   const pipe1 = find(figures, 'C pipe(2) (1 CPU)', 'rtt', 64);
   const futex1 = find(figures, 'C ring, futex (1 CPU)', 'rtt', 64);
   const spin1 = find(figures, 'C ring, spin (1 CPU)', 'rtt', 64);
   const event1 = find(figures, `${MODE_NAMES.event} (1 CPU)`, 'rtt', 64);
+  const colocated = pipeC?.p50Us !== undefined && pipeC.p50Us < 15;
   return [
     'When is shared memory the fastest IPC? (64 B round trips, p50, this run)',
-    `    - Two CPUs, both sides spinning: yes, by two orders of magnitude: C ring ${us(spinC)}, ipckit ring ${us(spinJs)}, against a C pipe's ${us(pipeC)}. Each side burns a whole core while it waits.`,
-    `    - Two CPUs, sleeping when idle: no: a sleeping reader needs a wake-up, and a cross-CPU wake-up costs what a pipe costs: C futex ring ${us(futexC)}, ipckit event loop without spinning ${us(sleepJs)}, C pipe ${us(pipeC)}. The default event-loop mode spins ${DEFAULT_SPIN}µs before it sleeps, so a reply that comes within that time costs no wake-up: ${us(eventJs)}. It also wins on bytes (one copy in, one out, no kernel) and when the reader is busy (no wake-up at all: see one-way msg/s).`,
-    `    - One CPU: spinning is the worst IPC there is (the spinner waits for the scheduler to preempt it): C spinning ring ${us(spin1)}; sleeping, the ring is no faster than a pipe: C futex ring ${us(futex1)}, ipckit event loop ${us(event1)}, C pipe ${us(pipe1)}.`,
-    `    - Throughput at 64 B: ipckit ring ${rate(find(figures, MODE_NAMES.spin, 'throughput', 64))} spinning, ${rate(find(figures, MODE_NAMES.event, 'throughput', 64))} in the event loop; C pipe ${rate(find(figures, 'C pipe(2)', 'throughput', 64))}.`,
+    `    - Both sides spinning on two CPUs: C ring ${us(spinC)}, ipckit ring ${us(spinJs)}; a C pipe takes ${us(pipeC)} (${times(spinC, pipeC)} the C ring). Each waiting side burns a core.`,
+    `    - Sleeping between messages, a reader needs a wake-up: C futex ring ${us(futexC)} against a C pipe's ${us(pipeC)}, the same cost.` +
+      (colocated ? ' (In this run the scheduler put each C pair on one CPU, where a wake-up is cheap; on two idle CPUs both pay a cross-CPU wake-up, 40-60 us on this kind of VM.)' : ''),
+    `      ipckit: event loop without spinning ${us(sleepJs)} (the waiter thread, then the event loop: two wake-ups); default event loop (adaptive spin of up to ${DEFAULT_SPIN} us) ${us(eventJs)}; blocking receiveSync/sendSync ${us(adaptiveJs)}.`,
+    `    - One CPU: spinning is the worst IPC there is (the spinner holds the CPU its peer needs until preempted): C spinning ring ${us(spin1)}. Sleeping: C futex ring ${us(futex1)}, C pipe ${us(pipe1)}, ipckit event loop ${us(event1)} (it does not spin on one CPU).`,
+    `    - Bytes and batches are where it wins without spinning a core: 64 KiB one-way ${rate(find(figures, MODE_NAMES.event, 'throughput', 65536))} (${((find(figures, MODE_NAMES.event, 'throughput', 65536)?.mbPerSec ?? 0) / 1000).toFixed(1)} GB/s) in the event loop; 64 B ${rate(find(figures, MODE_NAMES.event, 'throughput', 64))} in the event loop, ${rate(find(figures, MODE_NAMES.spin, 'throughput', 64))} spinning, against a C pipe's ${rate(find(figures, 'C pipe(2)', 'throughput', 64))}.`,
   ].join('\n');
 }
 

@@ -328,6 +328,7 @@ export class Ring {
   info(): RingInfo {
     this.#check();
     const core = this.#core;
+    core.checkIntact();
     const mem = core.mem;
     const head = mem.load(W_HEAD) >>> 0;
     const tail = mem.load(W_TAIL) >>> 0;

@@ -468,8 +468,15 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     this.#joiners.rejectAll(closed);
     try {
       if (!this.#segment.isIntact()) return;
-      const back = this.#inFlight.size;
-      for (const t of [...this.#inFlight.values()]) this.#release(t, READY);
+      let back = 0;
+      for (const t of [...this.#inFlight.values()]) {
+        try {
+          this.#release(t, READY);
+          back++;
+        } catch {
+          /* not ours any more (a corrupt queue): nothing to give back */
+        }
+      }
       if (back > 0) {
         this.#mem.add(W_REDELIVERED_TOTAL, back);
         this.#wake(W_ITEMS_SIGNAL, W_GETTERS_SLEEPING);
