@@ -252,6 +252,12 @@ interface RawMessage {
   priority: number;
 }
 
+/** What a waiting receive wants: one message, or a batch of up to `max` (0: one). */
+interface ReceiveWant {
+  withPriority: boolean;
+  max: number;
+}
+
 /** How many messages one receiveMany call takes at most (the meta array's size). */
 const BATCH_MAX = 1024;
 const BATCH_BYTES = 64 * 1024;
@@ -264,9 +270,14 @@ class ReceivingSide<T> {
   #meta: Uint32Array | undefined;
   /** Messages taken from the kernel but not yet delivered (after a decode failure in a batch). */
   #pending: RawMessage[] = [];
-  #waiters = new WaitQueue<unknown, boolean>('receive');
+  #waiters = new WaitQueue<unknown, ReceiveWant>('receive');
   #polling = false;
-  #onReadable = (): void => this.#deliver();
+  #onReadable = (): void => {
+    // Polling stops lazily, here, when a message arrives and nobody waits: a receiver
+    // that keeps receiving keeps its poll, without an epoll_ctl pair per wait.
+    if (this.#waiters.length === 0) this.#stopPolling();
+    else this.#deliver();
+  };
 
   constructor(core: QueueCore, codec: Codec<T>) {
     this.#core = core;
@@ -282,25 +293,19 @@ class ReceivingSide<T> {
     });
   }
 
-  receive(options: WaitOptions | undefined, withPriority: boolean): Promise<unknown> {
+  /** One message (max 0) or a batch of 1..max messages; waits for the first. */
+  receive(options: WaitOptions | undefined, withPriority: boolean, max = 0): Promise<unknown> {
     if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
     if (options?.signal?.aborted) return Promise.reject(abortedError('receive', options.signal));
     if (this.#waiters.length === 0) {
-      let raw: RawMessage | undefined;
       try {
-        raw = this.#take();
+        const ready = this.#takeNow({ withPriority, max });
+        if (ready !== NOTHING) return Promise.resolve(ready);
       } catch (e) {
         return Promise.reject(e);
       }
-      if (raw !== undefined) {
-        try {
-          return Promise.resolve(this.#shape(raw, withPriority));
-        } catch (e) {
-          return Promise.reject(e);
-        }
-      }
     }
-    const p = this.#waiters.enqueue(options, withPriority);
+    const p = this.#waiters.enqueue(options, { withPriority, max });
     this.#startPolling();
     return p;
   }
@@ -308,22 +313,27 @@ class ReceivingSide<T> {
   tryReceive(withPriority: boolean): unknown {
     if (this.#core.closed) throw closedError(`message queue ${this.#core.name}`);
     if (this.#waiters.length > 0) return undefined;
-    const raw = this.#take();
-    return raw === undefined ? undefined : this.#shape(raw, withPriority);
+    const ready = this.#takeNow({ withPriority, max: 0 });
+    return ready === NOTHING ? undefined : ready;
   }
 
-  async receiveMany(max: number, options: WaitOptions | undefined, withPriority: boolean): Promise<unknown[]> {
-    validate.integer('max', max, 1);
-    const out: unknown[] = [];
-    if (this.#waiters.length > 0 || this.#pending.length > 0 || !this.#collect(out, max, withPriority)) {
-      out.push(await this.receive(options, withPriority));
+  /** What `want` asks for, if something is ready now; NOTHING otherwise. Throws a decode error for its message. */
+  #takeNow(want: ReceiveWant): unknown {
+    if (want.max === 0) {
+      const raw = this.#take();
+      return raw === undefined ? NOTHING : this.#shape(raw, want.withPriority);
     }
-    if (out.length < max && this.#waiters.length === 0) this.#collect(out, max, withPriority);
-    return out;
+    const out: unknown[] = [];
+    this.#collect(out, want.max, want.withPriority);
+    return out.length === 0 ? NOTHING : out;
   }
 
-  /** Takes what is ready now (pending first, then a native batch) into `out`; false if nothing was. */
-  #collect(out: unknown[], max: number, withPriority: boolean): boolean {
+  /**
+   * Takes what is ready now into `out`: held-back messages first, then native batches.
+   * A message that fails to decode ends the batch; it is thrown if it came first, else
+   * held back (with those after it) for the next receive.
+   */
+  #collect(out: unknown[], max: number, withPriority: boolean): void {
     const start = out.length;
     while (this.#pending.length > 0 && out.length < max) {
       const raw = this.#pending[0]!;
@@ -334,28 +344,45 @@ class ReceivingSide<T> {
           this.#pending.shift();
           throw e;
         }
-        return true; // the bad one is delivered (as its error) by the next receive
+        return;
       }
       this.#pending.shift();
     }
     while (out.length < max) {
-      const batch = this.#takeBatch(max - out.length);
-      if (batch.length === 0) break;
-      for (let i = 0; i < batch.length; i++) {
+      const n = this.#takeBatch(max - out.length);
+      if (n <= 0) return;
+      const meta = this.#meta!;
+      let total = 0;
+      for (let i = 0; i < n; i++) total += meta[2 * i]!;
+      // One copy out of the reused buffer; each message is a view of that copy.
+      const block = Buffer.allocUnsafe(total);
+      this.#batchBuffer!.copy(block, 0, 0, total);
+      let at = 0;
+      for (let i = 0; i < n; i++) {
+        const len = meta[2 * i]!;
+        const bytes = block.subarray(at, at + len);
+        at += len;
         try {
-          out.push(this.#shape(batch[i]!, withPriority));
+          const message = decodeWith(this.#codec, bytes);
+          out.push(withPriority ? { message, priority: meta[2 * i + 1]! } : message);
         } catch (e) {
+          // Hold back this message (it is delivered as its error) and the rest of the batch.
+          const held: RawMessage[] = [{ bytes, priority: meta[2 * i + 1]! }];
+          for (let j = i + 1, a = at; j < n; j++) {
+            const l = meta[2 * j]!;
+            held.push({ bytes: block.subarray(a, a + l), priority: meta[2 * j + 1]! });
+            a += l;
+          }
+          this.#pending.push(...held);
           if (out.length === start) {
-            this.#pending.push(...batch.slice(i + 1));
+            this.#pending.shift();
             throw e;
           }
-          this.#pending.push(...batch.slice(i));
-          return true;
+          return;
         }
       }
-      if (batch.length < BATCH_MAX) break;
+      if (n < BATCH_MAX) return;
     }
-    return out.length > start;
   }
 
   #shape(raw: RawMessage, withPriority: boolean): unknown {
@@ -377,51 +404,33 @@ class ReceivingSide<T> {
     throw this.#core.error(-r, 'mq_receive', 'receive');
   }
 
-  /** Up to `max` messages now, with one native call. */
-  #takeBatch(max: number): RawMessage[] {
+  /** Up to `max` messages into the batch buffer with one native call; how many (0: none). */
+  #takeBatch(max: number): number {
     const size = this.#core.messageSize;
     if (!this.#batchBuffer) {
       this.#batchBuffer = Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, size));
       this.#meta = new Uint32Array(BATCH_MAX * 2);
     }
-    const meta = this.#meta!;
-    const n = native.mqReceiveMany(this.#core.fd, this.#batchBuffer, size, Math.min(max, BATCH_MAX), meta);
-    if (n === -EAGAIN) return [];
+    const n = native.mqReceiveMany(this.#core.fd, this.#batchBuffer, size, Math.min(max, BATCH_MAX), this.#meta!);
+    if (n === -EAGAIN) return 0;
     if (n < 0) throw this.#core.error(-n, 'mq_receive', 'receive');
-    let total = 0;
-    for (let i = 0; i < n; i++) total += meta[2 * i]!;
-    // One copy out of the reused buffer; each message is a view of it.
-    const block = Buffer.allocUnsafe(total);
-    this.#batchBuffer.copy(block, 0, 0, total);
-    const out: RawMessage[] = new Array(n);
-    let at = 0;
-    for (let i = 0; i < n; i++) {
-      const len = meta[2 * i]!;
-      out[i] = { bytes: block.subarray(at, at + len), priority: meta[2 * i + 1]! };
-      at += len;
-    }
-    return out;
+    return n;
   }
 
   #deliver(): void {
     while (this.#waiters.length > 0) {
-      let raw: RawMessage | undefined;
+      const want = this.#waiters.peek()!;
+      let ready: unknown;
       try {
-        raw = this.#take();
+        ready = this.#takeNow(want);
       } catch (e) {
-        this.#waiters.rejectNext(e);
+        this.#waiters.rejectNext(e); // that message is consumed: it was undecodable
         if (isIpcError(e, 'ERR_IPCKIT_CLOSED')) this.#waiters.rejectAll(e);
         continue;
       }
-      if (raw === undefined) break;
-      const w = this.#waiters.take()!;
-      try {
-        w.resolve(this.#shape(raw, w.data));
-      } catch (e) {
-        w.reject(e);
-      }
+      if (ready === NOTHING) break;
+      this.#waiters.resolveNext(ready);
     }
-    if (this.#waiters.length === 0) this.#stopPolling();
   }
 
   #startPolling(): void {
@@ -437,6 +446,9 @@ class ReceivingSide<T> {
   }
 }
 
+/** "Nothing ready" (undefined could be a decoded message). */
+const NOTHING: unique symbol = Symbol('nothing');
+
 interface SendJob {
   payloads: Uint8Array[];
   /** Index of the next payload to send. */
@@ -449,7 +461,11 @@ class SendingSide<T> {
   #codec: Codec<T>;
   #waiters = new WaitQueue<void, SendJob>('send');
   #polling = false;
-  #onWritable = (): void => this.#flush();
+  #onWritable = (): void => {
+    // As for receiving: stop polling when there is room and nobody waits for it.
+    if (this.#waiters.length === 0) this.#stopPolling();
+    else this.#flush();
+  };
 
   constructor(core: QueueCore, codec: Codec<T>) {
     this.#core = core;
@@ -561,7 +577,6 @@ class SendingSide<T> {
       if (job.next < job.payloads.length) break;
       this.#waiters.resolveNext(undefined);
     }
-    if (this.#waiters.length === 0) this.#stopPolling();
   }
 
   #startPolling(): void {
@@ -669,11 +684,11 @@ export class MessageQueueReceiver<T = Uint8Array> extends MessageQueueHandle imp
 
   /** Waits for at least one message, then returns every one waiting now, up to `max` (one native call for the batch). */
   receiveMany(max = BATCH_MAX, options?: WaitOptions): Promise<T[]> {
-    return this.#rx.receiveMany(max, options, false) as Promise<T[]>;
+    return this.#rx.receive(options, false, validate.integer('max', max, 1)) as Promise<T[]>;
   }
 
   receiveManyWithPriority(max = BATCH_MAX, options?: WaitOptions): Promise<Array<ReceivedMessage<T>>> {
-    return this.#rx.receiveMany(max, options, true) as Promise<Array<ReceivedMessage<T>>>;
+    return this.#rx.receive(options, true, validate.integer('max', max, 1)) as Promise<Array<ReceivedMessage<T>>>;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
@@ -752,11 +767,11 @@ export class MessageQueue<T = Uint8Array> extends MessageQueueHandle implements 
   }
 
   receiveMany(max = BATCH_MAX, options?: WaitOptions): Promise<T[]> {
-    return this.#rx.receiveMany(max, options, false) as Promise<T[]>;
+    return this.#rx.receive(options, false, validate.integer('max', max, 1)) as Promise<T[]>;
   }
 
   receiveManyWithPriority(max = BATCH_MAX, options?: WaitOptions): Promise<Array<ReceivedMessage<T>>> {
-    return this.#rx.receiveMany(max, options, true) as Promise<Array<ReceivedMessage<T>>>;
+    return this.#rx.receive(options, true, validate.integer('max', max, 1)) as Promise<Array<ReceivedMessage<T>>>;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
