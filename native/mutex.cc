@@ -2,18 +2,23 @@
 // the bounded pool's holder table), and the robust process-shared pthread mutex in them.
 //
 // SyncSegment maps a shm_open object and offers what TypeScript cannot do on it:
-// atomics, futex wake, pthread_mutex_* at an offset, and a watcher thread that tells the
-// event loop when a word changes. Layouts and all policy live in TypeScript (mutex.ts,
-// semaphore.ts); every offset is bounds-checked here.
+// atomics, futex wake, pthread_mutex_* at an offset, and a watch that tells the event
+// loop when a word changes. Layouts and all policy live in TypeScript (mutex.ts,
+// pool.ts); every offset is bounds-checked here.
 //
 // Lock ownership. A pthread mutex belongs to a thread. Every lock and unlock is made by
 // the JS thread (main thread or worker) that called lock(): pthread_mutex_trylock on
-// that thread, never a blocking lock elsewhere. When the mutex is busy, the watcher
-// thread only *waits for it to become free* (FUTEX_WAIT on the mutex's futex word, after
-// setting FUTEX_WAITERS as any waiter does so the unlocker wakes it), then tells the loop,
-// and the JS thread tries again. So the owner the kernel records (and whose death it
-// reports with EOWNERDEAD) is always the thread that JS code runs on.
+// that thread, never a blocking lock elsewhere. When the mutex is busy, we only *wait
+// for it to become free*: set FUTEX_WAITERS on the mutex's futex word (as any glibc
+// waiter does, so the unlocker wakes one) and FUTEX_WAIT on it; then the JS thread tries
+// again. So the owner the kernel records (and whose death it reports with EOWNERDEAD)
+// is always the thread that JS code runs on.
+//
+// The futex wait completes on the event loop through io_uring where the kernel has
+// IORING_OP_FUTEX_WAIT (uring.h); elsewhere a watcher thread per segment waits and
+// wakes the loop.
 #include "addon.h"
+#include "uring.h"
 #include "waiter.h"
 
 #include <fcntl.h>
@@ -30,6 +35,7 @@
 #include <climits>
 #include <condition_variable>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 
 namespace ipckit {
@@ -61,6 +67,21 @@ Napi::Value SyncFtruncate(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+class SyncSegment;
+
+// The mapping, shared by the handle and any kernel wait on it. Unmapped when the last of
+// them is done, unless `leak`: a mutex still held by this thread must stay mapped until
+// the thread ends, so that the kernel can mark it "owner died" (robust list).
+struct SegMapping {
+  uint8_t* base = nullptr;
+  size_t size = 0;
+  SyncSegment* owner = nullptr;
+  bool leak = false;
+  ~SegMapping() {
+    if (base != nullptr && !leak) munmap(base, size);
+  }
+};
+
 class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -79,6 +100,7 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
       InstanceMethod<&SyncSegment::WatchMutex>("watchMutex"),
       InstanceMethod<&SyncSegment::WatchChange>("watchChange"),
       InstanceMethod<&SyncSegment::Unwatch>("unwatch"),
+      InstanceMethod<&SyncSegment::Backend>("backend"),
       InstanceMethod<&SyncSegment::Close>("close"),
     });
     exports.Set("SyncSegment", ctor);
@@ -97,16 +119,23 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
     info.This().As<Napi::Object>().Set("_onWake", info[2]);
     void* p = mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) ThrowErrno(env, "mmap");
-    base_ = static_cast<uint8_t*>(p);
-    size_ = static_cast<size_t>(size);
+    map_ = std::make_shared<SegMapping>();
+    map_->base = static_cast<uint8_t*>(p);
+    map_->size = static_cast<size_t>(size);
+    map_->owner = this;
+    base_ = map_->base;
+    size_ = map_->size;
     env_ = env;
-    signal_ = new LoopSignal(env, [this] { OnSignal(); });
+    ring_ = FutexRing::For(env);
+    if (ring_ == nullptr) signal_ = new LoopSignal(env, [this] { OnSignal(); });
     napi_add_env_cleanup_hook(env, CleanupHook, this);
   }
 
   ~SyncSegment() override { Release(false); }
 
  private:
+  enum class Mode { kNone, kMutexFree, kChanged };
+
   // A pointer to `bytes` bytes at argument i's offset, aligned to `align`; throws otherwise.
   template <typename T>
   T* At(const Napi::CallbackInfo& info, size_t i, size_t bytes = sizeof(T), size_t align = alignof(T)) {
@@ -177,13 +206,14 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
     return info.Env().Undefined();
   }
 
-  // mutexTryLock(off) -> 0 (locked), -EOWNERDEAD (locked; the previous owner died),
-  // -EBUSY, -ENOTRECOVERABLE, or another -errno. Locks for the calling thread.
+  // mutexTryLock(off, contended) -> 0 (locked), -EOWNERDEAD (locked; the previous owner
+  // died), -EBUSY, -ENOTRECOVERABLE, or another -errno. Locks for the calling thread.
   Napi::Value MutexTryLock(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
     int err = pthread_mutex_trylock(m);
     if (err == 0 || err == EOWNERDEAD) {
       held_++;
+      map_->leak = true;
       // After a contended wait, other waiters may still sleep on the word: mark it as
       // having waiters (what glibc's own lock does after a wait), so our unlock wakes one.
       if (info.Length() > 1 && info[1].ToBoolean()) __atomic_fetch_or(reinterpret_cast<uint32_t*>(m), FUTEX_WAITERS, __ATOMIC_RELAXED);
@@ -192,7 +222,7 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
   }
 
   // mutexLockSync(off, ms) -> like mutexTryLock, waiting up to ms (< 0: no limit) on the
-  // calling thread (ETIMEDOUT). For workers and scripts.
+  // calling thread (-ETIMEDOUT). For workers and scripts.
   Napi::Value MutexLockSync(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
     int64_t ms = ArgInt64(info, 1);
@@ -210,7 +240,10 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
       }
       err = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
     }
-    if (err == 0 || err == EOWNERDEAD) held_++;
+    if (err == 0 || err == EOWNERDEAD) {
+      held_++;
+      map_->leak = true;
+    }
     return Napi::Number::New(info.Env(), -err);
   }
 
@@ -218,7 +251,7 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
   Napi::Value MutexUnlock(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
     int err = pthread_mutex_unlock(m);
-    if (err == 0 && held_ > 0) held_--;
+    if (err == 0 && held_ > 0 && --held_ == 0) map_->leak = false;
     return Napi::Number::New(info.Env(), -err);
   }
 
@@ -242,29 +275,36 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
     return info.Env().Undefined();
   }
 
-  // unwatch(): no onWake for the current watch. The thread may stay parked on the word
-  // until it changes; it then goes idle without telling anyone.
+  // unwatch(): no onWake for the current watch.
   Napi::Value Unwatch(const Napi::CallbackInfo& info) {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      mode_ = Mode::kNone;
-      generation_++;
-    }
-    SetRef(false);
+    StopWatch();
     return info.Env().Undefined();
   }
 
-  // close(): stops the watcher and unmaps, unless this segment's mutex is still held:
-  // then the mapping stays until the thread ends, so that the kernel can still mark the
-  // mutex "owner died" on its robust list (an unmapped robust mutex would stay locked).
+  Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ring_ != nullptr ? "io_uring" : "thread"); }
+
+  // close(): stops watching and unmaps (a held mutex stays mapped until the thread ends).
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Release(false);
     return info.Env().Undefined();
   }
 
-  enum class Mode { kNone, kMutexFree, kChanged };
+  static bool Ready(Mode mode, uint32_t v, uint32_t expected) { return mode == Mode::kMutexFree ? (v & FUTEX_TID_MASK) == 0 : v != expected; }
 
   void StartWatch(Napi::Env env, uint32_t* word, Mode mode, uint32_t expected) {
+    if (ring_ != nullptr) {
+      RingStopWait();
+      word_ = word;
+      mode_ = mode;
+      expected_ = expected;
+      if (!holding_) {
+        ring_->Hold(+1);
+        holding_ = true;
+      }
+      RingArm();
+      SetRef(true);
+      return;
+    }
     bool start = false;
     uint32_t* parked = nullptr;
     {
@@ -297,6 +337,84 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
     SetRef(true);
   }
 
+  void StopWatch() {
+    if (ring_ != nullptr) {
+      mode_ = Mode::kNone;
+      RingStopWait();
+      if (holding_) {
+        ring_->Hold(-1);
+        holding_ = false;
+      }
+    } else {
+      // The thread may stay parked on the word until it changes; it then goes idle.
+      std::lock_guard<std::mutex> lk(mu_);
+      mode_ = Mode::kNone;
+      generation_++;
+    }
+    SetRef(false);
+  }
+
+  // ---- io_uring: everything on the loop thread ----
+
+  // Has a kernel wait (or, if the watch is already satisfied, a completion next turn).
+  void RingArm() {
+    std::shared_ptr<SegMapping> shared = map_;
+    uint64_t generation = ++generation_;
+    uint32_t* word = word_;
+    uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    while (!Ready(mode_, v, expected_) && mode_ == Mode::kMutexFree && (v & FUTEX_WAITERS) == 0) {
+      // Announce a waiter, as glibc's lock does, so the owner's unlock wakes us.
+      if (__atomic_compare_exchange_n(word, &v, v | FUTEX_WAITERS, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) v |= FUTEX_WAITERS;
+    }
+    bool isWait = !Ready(mode_, v, expected_);
+    bool passOn = mode_ == Mode::kMutexFree;
+    auto done = [shared, generation, word, isWait, passOn](int res) {
+      SyncSegment* self = shared->owner;
+      if (self == nullptr || self->closed_ || generation != self->generation_) {
+        // A futex wake-up for a watch we dropped was meant for some waiter of the
+        // mutex (an unlock wakes one): pass it on.
+        if (isWait && passOn && res == 0) Futex(word, FUTEX_WAKE, 1, nullptr);
+        return;
+      }
+      self->RingCompleted();
+    };
+    inflight_ = isWait ? ring_->Wait(word, v, done) : ring_->Soon(done);
+    if (inflight_ == 0) {
+      // The ring refused (should not happen): fire, and let the owner try again.
+      mode_ = Mode::kNone;
+      ring_->Soon([shared](int) {
+        SyncSegment* self = shared->owner;
+        if (self != nullptr && !self->closed_) self->Fire();
+      });
+    }
+  }
+
+  void RingStopWait() {
+    generation_++;
+    if (inflight_ != 0) {
+      ring_->Cancel(inflight_);
+      inflight_ = 0;
+    }
+  }
+
+  void RingCompleted() {
+    inflight_ = 0;
+    if (mode_ == Mode::kNone) return;
+    uint32_t v = __atomic_load_n(word_, __ATOMIC_ACQUIRE);
+    if (!Ready(mode_, v, expected_)) {
+      RingArm();
+      return;
+    }
+    mode_ = Mode::kNone;
+    if (holding_) {
+      ring_->Hold(-1);
+      holding_ = false;
+    }
+    Fire();
+  }
+
+  // ---- thread ----
+
   static void* Run(void* arg) {
     SyncSegment* self = static_cast<SyncSegment*>(arg);
     for (;;) {
@@ -314,8 +432,7 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
         generation = self->generation_;
       }
       uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-      bool ready = mode == Mode::kMutexFree ? (v & FUTEX_TID_MASK) == 0 : v != expected;
-      if (ready) {
+      if (Ready(mode, v, expected)) {
         bool fire = false;
         {
           std::lock_guard<std::mutex> lk(self->mu_);
@@ -325,6 +442,8 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
           }
         }
         if (fire) self->signal_->Send();
+        // A wake-up for a watch dropped meanwhile was meant for another waiter: pass it on.
+        else if (mode == Mode::kMutexFree) Futex(word, FUTEX_WAKE, 1, nullptr);
         continue;
       }
       if (mode == Mode::kMutexFree && (v & FUTEX_WAITERS) == 0) {
@@ -345,12 +464,16 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
     }
   }
 
-  // Loop thread: a watch fired.
+  // Loop thread, thread backend: a watch fired.
   void OnSignal() {
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (mode_ != Mode::kNone) return;  // a newer watch is pending; it will fire itself
     }
+    Fire();
+  }
+
+  void Fire() {
     SetRef(false);
     Napi::Env env(env_);
     Napi::HandleScope scope(env);
@@ -386,46 +509,66 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
   }
 
   void Release(bool envGoingAway) {
+    if (closed_) return;
+    closed_ = true;
+    if (ring_ != nullptr) {
+      // During env cleanup the ring may be gone already (its waits went with it).
+      if (!envGoingAway || FutexRing::For(env_) == ring_) {
+        RingStopWait();
+        if (holding_) ring_->Hold(-1);
+      }
+      holding_ = false;
+      ring_ = nullptr;
+    }
     StopThread();
     if (signal_ != nullptr) {
       signal_->Close();
       delete signal_;
       signal_ = nullptr;
-      if (!envGoingAway) napi_remove_env_cleanup_hook(env_, CleanupHook, this);
     }
-    if (base_ != nullptr) {
-      // Held: leave it mapped (see Close); the pages go when the process does.
-      if (held_ == 0) munmap(base_, size_);
-      base_ = nullptr;
-    }
+    if (!envGoingAway) napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    base_ = nullptr;
+    if (map_) map_->owner = nullptr;
+    map_.reset();  // unmapped now (unless held: see SegMapping), or after the last kernel wait
     if (refd_) {
       refd_ = false;
       if (!envGoingAway) Unref();
     }
   }
 
-  // A worker that ends: stop the thread and drop the loop handle. A mutex this thread
-  // still holds stays mapped, so the kernel marks it "owner died" when the thread exits.
+  // A worker that ends: no thread, kernel wait or loop handle is left behind. A mutex
+  // this thread still holds stays mapped, so the kernel marks it "owner died" when the
+  // thread exits.
   static void CleanupHook(void* arg) { static_cast<SyncSegment*>(arg)->Release(true); }
 
+  std::shared_ptr<SegMapping> map_;
   uint8_t* base_ = nullptr;
   size_t size_ = 0;
   int held_ = 0;
   napi_env env_ = nullptr;
   Napi::AsyncContext context_;
-  LoopSignal* signal_ = nullptr;
   bool refd_ = false;
+  bool closed_ = false;
 
+  // the current watch (loop thread for io_uring; under mu_ for the thread)
+  Mode mode_ = Mode::kNone;
+  uint32_t* word_ = nullptr;
+  uint32_t expected_ = 0;
+  uint64_t generation_ = 0;
+
+  // io_uring
+  FutexRing* ring_ = nullptr;
+  uint64_t inflight_ = 0;
+  bool holding_ = false;
+
+  // thread
+  LoopSignal* signal_ = nullptr;
   std::mutex mu_;
   std::condition_variable cv_;
   pthread_t thread_{};
   bool running_ = false;
   bool exit_ = false;
-  Mode mode_ = Mode::kNone;
-  uint32_t* word_ = nullptr;
   uint32_t* parkedOn_ = nullptr;
-  uint32_t expected_ = 0;
-  uint64_t generation_ = 0;
 };
 
 }  // namespace

@@ -85,7 +85,9 @@ export class Mutex {
     this.#key = `${segment.stat.dev}:${segment.stat.ino}`;
     segment.onWake = () => {
       this.#watching = false;
-      this.#serve(true);
+      // Nobody waits any more: the wake-up we took was meant for another waiter.
+      if (this.#waiters.length === 0) this.#segment.map.wake(MUTEX_OFFSET, 1);
+      else this.#serve(true);
     };
     this.#waiters.onCancel = () => {
       if (this.#waiters.length === 0 && this.#watching) {

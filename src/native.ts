@@ -115,7 +115,11 @@ export interface NativeMqueue {
   readonly MQ_PRIO_MAX: number;
 }
 
-/** native/semaphore.cc: a mapped named semaphore and the thread that waits on it. */
+/**
+ * native/semaphore.cc: a mapped named semaphore. Async waits complete on the event loop:
+ * through io_uring futex waits where the kernel has them (Linux 6.7+; IPCKIT_NO_URING=1
+ * turns them off), else through a dedicated waiter thread per handle.
+ */
 export interface NativeSemaphoreHandle {
   /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX). */
   post(): void;
@@ -126,13 +130,14 @@ export interface NativeSemaphoreHandle {
   /** sem_getvalue. */
   value(): number;
   /**
-   * How many permits JS is waiting for now. The handle's thread takes permits with
-   * sem_wait until it has that many and reports them with `onPermits(count, 0)`; when the
-   * number drops to what it already has, the thread is cancelled inside sem_wait (taking
-   * nothing), and a permit it took after it was no longer wanted is posted back.
-   * While n > 0 the handle keeps the event loop alive.
+   * How many permits JS is waiting for now. The handle takes permits as they come until
+   * it has that many and reports them with `onPermits(count, 0)`; when the number drops,
+   * its wait ends without taking anything (a permit taken after it was no longer wanted
+   * is posted back). While n > 0 the handle keeps the event loop alive.
    */
   setWanted(n: number): void;
+  /** How async waits are made: 'io_uring' (futex waits completed on the loop) or 'thread' (a waiter thread). */
+  backend(): 'io_uring' | 'thread';
   /** Stops the thread and unmaps. Idempotent. */
   close(): void;
 }
@@ -183,6 +188,8 @@ export interface NativeSyncSegment {
   watchChange(offset: number, expected: number): void;
   /** Cancels the pending watch (no onWake for it). */
   unwatch(): void;
+  /** How watches wait: 'io_uring' (futex waits completed on the loop) or 'thread' (a watcher thread). */
+  backend(): 'io_uring' | 'thread';
   /** Stops the watcher and unmaps (a held mutex stays mapped until the thread ends). Idempotent. */
   close(): void;
 }
