@@ -97,6 +97,7 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
       InstanceMethod<&SyncSegment::MutexLockSync>("mutexLockSync"),
       InstanceMethod<&SyncSegment::MutexUnlock>("mutexUnlock"),
       InstanceMethod<&SyncSegment::MutexConsistent>("mutexConsistent"),
+      InstanceMethod<&SyncSegment::MutexPeek>("mutexPeek"),
       InstanceMethod<&SyncSegment::WatchMutex>("watchMutex"),
       InstanceMethod<&SyncSegment::WatchChange>("watchChange"),
       InstanceMethod<&SyncSegment::Unwatch>("unwatch"),
@@ -258,6 +259,17 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
   Napi::Value MutexConsistent(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
     return Napi::Number::New(info.Env(), -pthread_mutex_consistent(m));
+  }
+
+  // mutexPeek(off) -> [futex word, owner field]: glibc's pthread_mutex_t starts with
+  // `int __lock; unsigned __count; int __owner;` (bits/struct_mutex.h). A snapshot for
+  // diagnostics, taken without locking (locking a mutex whose owner died would change it).
+  Napi::Value MutexPeek(const Napi::CallbackInfo& info) {
+    pthread_mutex_t* m = MutexAt(info, 0);
+    Napi::Array out = Napi::Array::New(info.Env(), 2);
+    out.Set(0u, Napi::Number::New(info.Env(), __atomic_load_n(reinterpret_cast<uint32_t*>(&m->__data.__lock), __ATOMIC_ACQUIRE)));
+    out.Set(1u, Napi::Number::New(info.Env(), __atomic_load_n(&m->__data.__owner, __ATOMIC_ACQUIRE)));
+    return out;
   }
 
   // watchMutex(off): onWake() once the mutex at off has no owner (unlocked, or its owner

@@ -46,6 +46,14 @@ export const MUTEX_OFFSET = 64;
 export const MUTEX_SEGMENT_SIZE = 128;
 const KIND = 'mutex';
 
+/** What `state()` saw: a snapshot, taken without locking. */
+export type MutexState = 'free' | 'locked' | 'owner-died' | 'unrecoverable';
+
+// glibc: the robust-futex bits of the lock word, and the magic values of __owner.
+const FUTEX_OWNER_DIED = 0x40000000;
+const FUTEX_TID_MASK = 0x3fffffff;
+const PTHREAD_MUTEX_NOTRECOVERABLE = 0x7fffffff - 1;
+
 export interface LockResult {
   /**
    * The previous owner died while holding the lock. The data it protects may be half
@@ -108,6 +116,26 @@ export class Mutex {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** How a busy mutex is waited for: 'io_uring' (futex waits completed on the loop) or 'thread' (a watcher thread). */
+  get backend(): 'io_uring' | 'thread' {
+    return this.#segment.map.backend();
+  }
+
+  /**
+   * What the mutex looks like now, without locking it (locking a mutex whose owner died
+   * would change its state): 'locked' by someone, 'free', 'owner-died' (the last holder
+   * died; the next locker gets ownerDied), or 'unrecoverable'. Already stale when it
+   * returns; for diagnostics.
+   */
+  state(): MutexState {
+    if (this.#closed) throw closedError(`mutex ${this.name}`);
+    const [word, owner] = this.#segment.map.mutexPeek(MUTEX_OFFSET);
+    if ((word & FUTEX_TID_MASK) !== 0) return 'locked';
+    if (word & FUTEX_OWNER_DIED) return 'owner-died';
+    if (owner === PTHREAD_MUTEX_NOTRECOVERABLE) return 'unrecoverable';
+    return 'free';
   }
 
   /**

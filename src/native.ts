@@ -182,6 +182,8 @@ export interface NativeSyncSegment {
   mutexUnlock(offset: number): number;
   /** pthread_mutex_consistent: 0 or -errno (EINVAL: not in the owner-died state). */
   mutexConsistent(offset: number): number;
+  /** A snapshot, without locking, of glibc's [futex word, __owner field] of the mutex at offset. */
+  mutexPeek(offset: number): [number, number];
   /** Calls onWake once the mutex at offset has no owner (unlocked, or its owner died). */
   watchMutex(offset: number): void;
   /** Calls onWake once the u32 at offset differs from `expected`. */

@@ -114,6 +114,11 @@ export class BoundedPool {
     return this.#closed;
   }
 
+  /** How waiting acquires are woken: 'io_uring' (futex waits completed on the loop) or 'thread' (a watcher thread). */
+  get backend(): 'io_uring' | 'thread' {
+    return this.#segment.map.backend();
+  }
+
   /** A permit if one is free now (after taking back those of dead holders), else undefined. */
   tryAcquire(): PoolPermit | undefined {
     this.#check();

@@ -78,6 +78,14 @@ export class Semaphore {
     return this.#closed;
   }
 
+  /**
+   * How async waits are made here: 'io_uring' (a futex wait that completes on the event
+   * loop, Linux 6.7+) or 'thread' (a dedicated waiter thread per waiting handle).
+   */
+  get backend(): 'io_uring' | 'thread' {
+    return this.#handle.backend();
+  }
+
   /** sem_post: adds one permit (wakes one waiter, in any process). */
   post(): void {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
