@@ -10,6 +10,7 @@
 import { RESOLVED } from '../src/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mqueue.js';
 import { cFigure, now, runC, seqOf, stamp, startChild, tell, throughputFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
 const MAX_MESSAGES = 10;
@@ -38,7 +39,7 @@ function plan(): { sizes: number[]; maxMessages: number; notes: string[] } {
 
 let counter = 0;
 
-async function withQueues<R>(size: number, maxMessages: number, role: string, body: (tx: MessageQueueSender, rx: MessageQueueReceiver) => Promise<R>): Promise<R> {
+async function withQueues<R>(size: number, maxMessages: number, role: string, body: (tx: MessageQueueSender, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
   const base = `/ipckit-bench-${process.pid}-${++counter}`;
   const to = `${base}-to`;
   const from = `${base}-from`;
@@ -47,11 +48,12 @@ async function withQueues<R>(size: number, maxMessages: number, role: string, bo
   try {
     rx = createMessageQueue(from, { maxMessages, messageSize: Math.max(size, 8), access: 'r' });
     const child = startChild('mqueue', role, { to, from });
+    pin(child.child.pid!, placement.childCpu);
     try {
       await child.nextLine(); // the child has opened both
       unlinkMessageQueue(to);
       unlinkMessageQueue(from);
-      return await body(tx, rx);
+      return await withPlacement(placement, () => body(tx, rx!));
     } finally {
       await child.finish();
     }
@@ -86,33 +88,35 @@ async function batchThroughputLoop(tx: MessageQueueSender, ack: MessageQueueRece
 
 async function measure(ctx: BenchContext, sizes: number[], maxMessages: number): Promise<Figure[]> {
   const out: Figure[] = [];
-  const mechanism = 'mqueue';
+  const bin = ctx.cProgram('mqueue');
   for (const size of sizes) {
-    ctx.progress(`mqueue: RTT ${size} B`);
-    const l = await withQueues(size, maxMessages, 'echo', async (tx, rx) => {
-      const r = await rttLoop(tx, rx, size, ctx.budget);
-      await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1)); // a queue has no end of stream: tell the echo to stop
-      return r;
-    });
-    out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
+    for (const placement of placements(ctx, 'mqueue')) {
+      const mechanism = `mqueue${placement.suffix}`;
+      ctx.progress(`${mechanism}: RTT ${size} B`);
+      const l = await withQueues(
+        size,
+        maxMessages,
+        'echo',
+        async (tx, rx) => {
+          const r = await rttLoop(tx, rx, size, ctx.budget);
+          await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1)); // a queue has no end of stream: tell the echo to stop
+          return r;
+        },
+        placement,
+      );
+      out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
+      if (bin) out.push(cFigure(mechanism, C_VARIANT, 'rtt', size, runC(bin, 'lat', size, ctx.budget, placement.cArg ? [placement.cArg] : [])));
+    }
     ctx.progress(`mqueue: one-way ${size} B`);
     const t = await withQueues(size, maxMessages, 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
-    out.push(throughputFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
+    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
     ctx.progress(`mqueue: one-way sendMany ${size} B`);
     const b = await withQueues(size, maxMessages, 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
-    out.push(throughputFigure({ mechanism, variant: 'ipckit sendMany', role: 'ipckit', size }, b.messages, b.seconds));
-  }
-  return out;
-}
-
-function cReference(ctx: BenchContext, sizes: number[]): Figure[] {
-  const bin = ctx.cProgram('mqueue');
-  if (!bin) return [];
-  const out: Figure[] = [];
-  for (const size of sizes) {
-    ctx.progress(`mqueue: C ${size} B`);
-    out.push(cFigure('mqueue', C_VARIANT, 'rtt', size, runC(bin, 'lat', size, ctx.budget)));
-    out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget)));
+    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b.messages, b.seconds));
+    if (bin) {
+      ctx.progress(`mqueue: C one-way ${size} B`);
+      out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget)));
+    }
   }
   return out;
 }
@@ -126,12 +130,21 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       const { sizes, maxMessages, notes } = plan();
       for (const n of notes) ctx.note(n);
-      return [...(await measure(ctx, sizes, maxMessages)), ...cReference(ctx, sizes)];
+      return measure(ctx, sizes, maxMessages);
     },
     targets: [
       { mechanism: 'mqueue', variant: 'ipckit', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, send() per message >= 600,000 msg/s' },
       { mechanism: 'mqueue', variant: 'ipckit sendMany', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, sendMany() >= 600,000 msg/s' },
-      ...planned.sizes.map((size) => ({ mechanism: 'mqueue', metric: 'rtt' as const, size, maxRatio: 1.5, compareTo: { variant: C_VARIANT }, text: `mqueue RTT at ${size} B <= 1.5x C` })),
+      ...[SCHEDULER, CROSS].flatMap((p) =>
+        planned.sizes.map((size) => ({
+          mechanism: `mqueue${p.suffix}`,
+          metric: 'rtt' as const,
+          size,
+          maxRatio: 1.5,
+          compareTo: { variant: C_VARIANT },
+          text: `mqueue RTT at ${size} B${p.suffix ? ` (${p.suffix.slice(2)})` : ''} <= 1.5x C`,
+        })),
+      ),
     ],
   },
 ];

@@ -9,10 +9,11 @@
 import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/mutex.js';
 import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/semaphore.js';
 import { cFigure, latency, now, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C pthread_mutex (robust, pshared)';
 
-async function measure(ctx: BenchContext): Promise<Figure> {
+async function measure(ctx: BenchContext, placement: Placement): Promise<Figure> {
   const base = `/ipckit-bench-${process.pid}-mutex`;
   const names = [0, 1, 2].map((i) => `${base}-${i}`);
   const stopName = `${base}-stop`;
@@ -23,27 +24,31 @@ async function measure(ctx: BenchContext): Promise<Figure> {
     mutexes[0]!.tryLock();
     mutexes[1]!.tryLock();
     const child = startChild('mutex', 'relay', { names, stop: stopName });
+    pin(child.child.pid!, placement.childCpu);
     try {
       await child.nextLine(); // the child holds mutex 2
       for (const n of names) unlinkMutex(n);
       unlinkSemaphore(stopName);
       const samples: number[] = [];
-      const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
-      let i = 0;
-      while (i < ctx.budget.rttMessages) {
-        const t0 = now();
-        mutexes[i % 3]!.unlock();
-        await mutexes[(i + 2) % 3]!.lock();
-        const t1 = now();
-        samples.push(Number(t1 - t0));
-        i++;
-        if (t1 > deadline) break;
-      }
+      const i = await withPlacement(placement, async () => {
+        const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
+        let n = 0;
+        while (n < ctx.budget.rttMessages) {
+          const t0 = now();
+          mutexes[n % 3]!.unlock();
+          await mutexes[(n + 2) % 3]!.lock();
+          const t1 = now();
+          samples.push(Number(t1 - t0));
+          n++;
+          if (t1 > deadline) break;
+        }
+        return n;
+      });
       // We hold i % 3 and (i + 1) % 3; the child waits for i % 3.
       stop.post();
       mutexes[i % 3]!.unlock();
       mutexes[(i + 1) % 3]!.unlock();
-      return { mechanism: 'mutex', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...latency(samples) };
+      return { mechanism: `mutex${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...latency(samples) };
     } finally {
       await child.finish();
     }
@@ -60,16 +65,26 @@ export const scenarios: Scenario[] = [
     name: 'mutex',
     title: 'robust cross-process mutex',
     async run(ctx) {
-      ctx.progress('mutex: ping-pong');
-      const out = [await measure(ctx)];
+      const out: Figure[] = [];
       const bin = ctx.cProgram('mutex');
-      if (bin) {
-        ctx.progress('mutex: C ping-pong');
-        out.push(cFigure('mutex', C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget)));
+      for (const placement of placements(ctx, 'mutex')) {
+        ctx.progress(`mutex${placement.suffix}: ping-pong`);
+        out.push(await measure(ctx, placement));
+        if (bin) {
+          ctx.progress(`mutex${placement.suffix}: C ping-pong`);
+          out.push(cFigure(`mutex${placement.suffix}`, C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, placement.cArg ? [placement.cArg] : [])));
+        }
       }
       return out;
     },
-    targets: [{ mechanism: 'mutex', metric: 'rtt', size: 0, maxRatio: 1.5, compareTo: { variant: C_VARIANT }, text: 'mutex ping-pong RTT <= 1.5x C' }],
+    targets: [SCHEDULER, CROSS].map((p) => ({
+      mechanism: `mutex${p.suffix}`,
+      metric: 'rtt' as const,
+      size: 0,
+      maxRatio: 1.5,
+      compareTo: { variant: C_VARIANT },
+      text: `mutex ping-pong RTT${p.suffix ? ` (${p.suffix.slice(2)})` : ''} <= 1.5x C`,
+    })),
   },
 ];
 

@@ -6,6 +6,7 @@
  */
 import { createSemaphore, openSemaphore, unlinkSemaphore, type Semaphore } from '../src/semaphore.js';
 import { cFigure, latency, now, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C sem_post/sem_wait';
 
@@ -23,7 +24,7 @@ export async function pingPong(ctx: BenchContext, ping: Semaphore, pong: Semapho
   return latency(samples);
 }
 
-async function measure(ctx: BenchContext): Promise<Figure> {
+async function measure(ctx: BenchContext, placement: Placement): Promise<Figure> {
   const base = `/ipckit-bench-${process.pid}-sem`;
   const names = { ping: `${base}-ping`, pong: `${base}-pong`, stop: `${base}-stop` };
   const made: Semaphore[] = [];
@@ -35,13 +36,14 @@ async function measure(ctx: BenchContext): Promise<Figure> {
     const stop = createSemaphore(names.stop);
     made.push(stop);
     const child = startChild('semaphore', 'echo', names);
+    pin(child.child.pid!, placement.childCpu);
     try {
       await child.nextLine(); // the child has opened all three
       for (const n of Object.values(names)) unlinkSemaphore(n);
-      const l = await pingPong(ctx, ping, pong);
+      const l = await withPlacement(placement, () => pingPong(ctx, ping, pong));
       stop.post();
       ping.post();
-      return { mechanism: 'semaphore', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...l };
+      return { mechanism: `semaphore${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...l };
     } finally {
       await child.finish();
     }
@@ -56,16 +58,26 @@ export const scenarios: Scenario[] = [
     name: 'semaphore',
     title: 'POSIX named semaphore',
     async run(ctx) {
-      ctx.progress('semaphore: ping-pong');
-      const out = [await measure(ctx)];
+      const out: Figure[] = [];
       const bin = ctx.cProgram('semaphore');
-      if (bin) {
-        ctx.progress('semaphore: C ping-pong');
-        out.push(cFigure('semaphore', C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget)));
+      for (const placement of placements(ctx, 'semaphore')) {
+        ctx.progress(`semaphore${placement.suffix}: ping-pong`);
+        out.push(await measure(ctx, placement));
+        if (bin) {
+          ctx.progress(`semaphore${placement.suffix}: C ping-pong`);
+          out.push(cFigure(`semaphore${placement.suffix}`, C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, placement.cArg ? [placement.cArg] : [])));
+        }
       }
       return out;
     },
-    targets: [{ mechanism: 'semaphore', metric: 'rtt', size: 0, maxRatio: 1.5, compareTo: { variant: C_VARIANT }, text: 'semaphore ping-pong RTT <= 1.5x C' }],
+    targets: [SCHEDULER, CROSS].map((p) => ({
+      mechanism: `semaphore${p.suffix}`,
+      metric: 'rtt' as const,
+      size: 0,
+      maxRatio: 1.5,
+      compareTo: { variant: C_VARIANT },
+      text: `semaphore ping-pong RTT${p.suffix ? ` (${p.suffix.slice(2)})` : ''} <= 1.5x C`,
+    })),
   },
 ];
 

@@ -50,9 +50,10 @@ namespace {
 #define IPCKIT_GLIBC_SEM 1
 struct GlibcSem {
   uint64_t data;  // value: low 32 bits; waiters: high 32 bits
-  int priv;       // FUTEX_PRIVATE_FLAG for process-private semaphores, 0 when shared
+  int priv;       // glibc's FUTEX_SHARED (= FUTEX_PRIVATE_FLAG, 128) for shared semaphores, 0 for private ones
   int pad;
 };
+constexpr int kGlibcFutexShared = 128;
 static_assert(sizeof(GlibcSem) <= sizeof(sem_t), "glibc sem_t layout");
 constexpr uint64_t kOneWaiter = uint64_t{1} << 32;
 #else
@@ -137,8 +138,8 @@ class Semaphore : public Napi::ObjectWrap<Semaphore> {
     map_->owner = this;
     env_ = env;
 #if IPCKIT_GLIBC_SEM
-    // A process-private sem_t (priv != 0) is woken with private futexes: not ours to wait on.
-    if (reinterpret_cast<GlibcSem*>(p)->priv == 0) ring_ = FutexRing::For(env);
+    // Only a process-shared sem_t is woken with shared futexes, the kind we wait on.
+    if (reinterpret_cast<GlibcSem*>(p)->priv == kGlibcFutexShared) ring_ = FutexRing::For(env);
 #endif
     if (ring_ == nullptr) signal_ = new LoopSignal(env, [this] { DeliverFromThread(); });
     napi_add_env_cleanup_hook(env, CleanupHook, this);

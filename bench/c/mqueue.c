@@ -3,9 +3,10 @@
  * mq_maxmsg = 10 (or what fits in RLIMIT_MSGQUEUE), one blocking mq_send / mq_receive
  * per message. The queues are created before fork and unlinked at once (the open
  * descriptors keep them), so nothing is left behind even if the run is killed.
- *   mqueue lat|thr SIZE MAX_MSGS MAX_SECONDS
+ *   mqueue lat|thr SIZE MAX_MSGS MAX_SECONDS [P,C]   (P,C: pin parent and child, pin.h)
  */
 #include "harness.h"
+#include "pin.h"
 #include <fcntl.h>
 #include <mqueue.h>
 #include <sys/resource.h>
@@ -51,6 +52,8 @@ int main(int argc, char **argv) {
   memset(buf, 'x', a.size);
   pid_t pid = fork();
   if (pid < 0) die("fork");
+  const char *cpus = argc > 5 ? argv[5] : NULL;
+  pin_to(cpus, pid == 0 ? 1 : 0);
   if (pid == 0) {
     long n = 0;
     for (;;) {
