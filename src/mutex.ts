@@ -246,15 +246,14 @@ export class Mutex {
 
   #release(): void {
     if (this.#closed) return;
-    if (this.#held) {
-      try {
-        this.unlock();
-      } catch {
-        /* releasing anyway */
-      }
-    }
     this.#closed = true;
     this.#waiters.rejectAll(() => closedError(`mutex ${this.name}`));
+    if (this.#held) {
+      // Released, not handed to a waiter of this handle: they were just ended.
+      this.#segment.map.mutexUnlock(MUTEX_OFFSET);
+      this.#held = false;
+      heldHere.delete(this.#key);
+    }
     this.#watching = false;
     this.#segment.map.close();
   }

@@ -198,10 +198,10 @@ export class BoundedPool {
 
   #release(): void {
     if (this.#closed) return;
-    for (const slot of [...this.#mine]) this.#return(slot);
-    this.#closed = true;
     this.#waiters.rejectAll(() => closedError(`pool ${this.name}`));
     this.#stopWaiting();
+    for (const slot of [...this.#mine]) this.#return(slot);
+    this.#closed = true;
     this.#segment.map.close();
   }
 
