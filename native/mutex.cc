@@ -212,6 +212,18 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
   Napi::Value MutexTryLock(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
     int err = pthread_mutex_trylock(m);
+    if (err == ENOTRECOVERABLE) {
+      // glibc's trylock takes the lock word before it sees "not recoverable" and, unlike
+      // pthread_mutex_lock, leaves it taken (it only unlocks `if (oldval == id)`, and
+      // oldval is 0 there). Left so, every locker would wait for us forever: release the
+      // word as lll_unlock would, and wake the waiters so they see the state too.
+      uint32_t* word = reinterpret_cast<uint32_t*>(m);
+      uint32_t tid = static_cast<uint32_t>(gettid());
+      uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+      if ((v & FUTEX_TID_MASK) == tid && __atomic_compare_exchange_n(word, &v, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED) && (v & FUTEX_WAITERS)) {
+        Futex(word, FUTEX_WAKE, INT_MAX, nullptr);
+      }
+    }
     if (err == 0 || err == EOWNERDEAD) {
       held_++;
       map_->leak = true;
