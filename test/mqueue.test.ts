@@ -11,7 +11,8 @@ import {
   type MessageQueueSender,
 } from '../src/index.js';
 import { channelConformance } from './conformance/channel.js';
-import { checkFdLeaks, rejectsWith, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { join } from 'node:path';
+import { checkFdLeaks, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 
@@ -292,5 +293,20 @@ describe('mqueue: CLI', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /ERR_IPCKIT_LIMIT/);
     assert.match(r.stderr, /msg_max/);
+  });
+});
+
+describe('mqueue: example', () => {
+  it('examples/mqueue: the producer and the consumer', async () => {
+    const name = qname('example');
+    const consumer = run(process.execPath, [join(repoRoot, 'dist', 'examples', 'mqueue', 'consumer.js'), name]);
+    const producer = run(process.execPath, [join(repoRoot, 'dist', 'examples', 'mqueue', 'producer.js'), name]);
+    const [c, p] = await Promise.all([consumer.done, producer.done]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stdout, /handled 20 jobs/);
+    const ids = [...c.stdout.matchAll(/job (\d+) /g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+    assert.deepEqual(ids, Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.match(c.stdout, /urgent job, priority 10/);
   });
 });

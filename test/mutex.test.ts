@@ -3,7 +3,8 @@ import { closeSync, ftruncateSync, openSync, statSync, writeSync } from 'node:fs
 import { Worker } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import { createMutex, MUTEX_MAGIC, openMutex, unlinkMutex, type Mutex } from '../src/index.js';
-import { checkFdLeaks, fixturesDir, rejectsWith, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { join } from 'node:path';
+import { checkFdLeaks, fixturesDir, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 
@@ -204,5 +205,14 @@ describe('mutex: CLI', () => {
     assert.equal(r.code, 2);
     r = await runCli(['mutex', 'rm', name]).done;
     assert.equal(r.code, 0);
+  });
+});
+
+describe('mutex: example', () => {
+  it('examples/mutex: two processes increment a shared counter 200 times each and none is lost', async () => {
+    const name = mname('example');
+    const r = await run(process.execPath, [join(repoRoot, 'dist', 'examples', 'mutex', 'main.js'), name]).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /counter is 400 \(expected 400\)/);
   });
 });

@@ -4,7 +4,9 @@ import { readFile } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import { createSemaphore, openSemaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type Semaphore } from '../src/index.js';
-import { checkFdLeaks, fixturesDir, rejectsWith, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { join } from 'node:path';
+import { unlinkBoundedPool } from '../src/index.js';
+import { checkFdLeaks, fixturesDir, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 
@@ -303,5 +305,19 @@ describe('semaphore: CLI', () => {
     assert.match(r.stderr, /ERR_IPCKIT_NOT_FOUND/);
     r = await runCli(['sem', 'frobnicate']).done;
     assert.equal(r.code, 2);
+  });
+});
+
+describe('semaphore: example', () => {
+  it('examples/semaphore: at most 2 of 4 workers hold a pool permit; a semaphore counts them done', async () => {
+    const prefix = sname('example');
+    made.add(`${prefix}-done`);
+    after(() => unlinkBoundedPool(`${prefix}-pool`));
+    const r = await run(process.execPath, [join(repoRoot, 'dist', 'examples', 'semaphore', 'launcher.js'), prefix]).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /all 4 workers done; permits free again: 2 of 2/);
+    const inUse = [...r.stdout.matchAll(/\((\d) of 2 in use\)/g)].map((m) => Number(m[1]));
+    assert.equal(inUse.length, 4);
+    assert.ok(inUse.every((n) => n >= 1 && n <= 2), `never more than 2 holders: ${inUse}`);
   });
 });
