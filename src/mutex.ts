@@ -23,7 +23,7 @@
  *   offset  0  u32 magic          0x4d4b5049 ("IPKM"), written last by the creator
  *   offset  4  u32 version        1
  *   offset  8  u32 mutex_offset   64
- *   offset 12  u32 mutex_size     sizeof(pthread_mutex_t) (40 on x86-64 and arm64 glibc)
+ *   offset 12  u32 mutex_size     sizeof(pthread_mutex_t) (40 on x86-64 glibc, 48 on arm64)
  *   offset 16  48 bytes reserved (zero)
  *   offset 64  pthread_mutex_t    robust, process-shared, PTHREAD_MUTEX_NORMAL
  */
