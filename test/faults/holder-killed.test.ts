@@ -85,3 +85,37 @@ describe('holder killed', () => {
     }
   });
 });
+
+describe('waiter killed', () => {
+  it('processes SIGKILLed while waiting on a semaphore or a mutex take nothing and break nothing', async () => {
+    const name = uniqueName('killed-waiters');
+    cleanups.push(() => unlinkSemaphore(name));
+    const { createMutex, unlinkMutex } = await import('../../src/index.js');
+    cleanups.push(() => unlinkMutex(`${name}-m`));
+    const s = createSemaphore(name);
+    const m = createMutex(`${name}-m`);
+    try {
+      await m.lock();
+      for (let i = 0; i < 5; i++) {
+        const a = runFixture('mqsem-peer', ['sem-wait', name]);
+        const b = runFixture('mqsem-peer', ['mutex-lock', `${name}-m`, '20000']);
+        await started(a, 'the semaphore waiter');
+        await new Promise((r) => setTimeout(r, 100)); // both are now blocked in their waits
+        a.child.kill('SIGKILL');
+        b.child.kill('SIGKILL');
+        await Promise.all([a.done, b.done]);
+      }
+      s.post();
+      assert.equal(s.value(), 1, 'no killed waiter took the permit');
+      await s.wait({ timeout: 1000 });
+      m.unlock();
+      const peer = await runFixture('mqsem-peer', ['mutex-lock', `${name}-m`, '2000']).done;
+      assert.match(peer.stdout, /"locked":true,"ownerDied":false/);
+      assert.deepEqual(await m.lock({ timeout: 1000 }), { ownerDied: false });
+      m.unlock();
+    } finally {
+      await s.close();
+      await m.close();
+    }
+  });
+});
