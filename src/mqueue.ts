@@ -179,7 +179,7 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
   }
   if (errno === ENOSPC) {
     return new IpcError('ERR_IPCKIT_LIMIT', `too many message queues: this IPC namespace allows queues_max = ${limits.queuesMax}; remove unused queues or raise /proc/sys/fs/mqueue/queues_max`, {
-      ...sys,
+      ...fields,
       details: { limit: 'fs.mqueue.queues_max', value: limits.queuesMax, file: `${PROC}/queues_max` },
     });
   }

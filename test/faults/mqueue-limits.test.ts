@@ -27,6 +27,7 @@ describe('mqueue: kernel limits', () => {
       assert.equal(err.details?.limit, 'fs.mqueue.msg_max');
       assert.equal(err.details?.value, limits.msgMax);
       assert.equal(err.details?.file, '/proc/sys/fs/mqueue/msg_max');
+      assert.equal((err as { systemCode?: string }).systemCode, 'EINVAL');
       assert.match(err.message, /msg_max = \d+/);
       return true;
     });
@@ -56,6 +57,7 @@ describe('mqueue: kernel limits', () => {
       assert.ok(error, 'RLIMIT_MSGQUEUE was never reached');
       assert.equal(error!.code, 'ERR_IPCKIT_LIMIT');
       assert.equal(error!.details?.limit, 'RLIMIT_MSGQUEUE');
+      assert.equal((error as { systemCode?: string }).systemCode, 'EMFILE');
       assert.equal(error!.details?.value, limits.rlimitMsgqueue.soft);
     } finally {
       for (const q of queues) {
@@ -80,6 +82,7 @@ describe('mqueue: kernel limits', () => {
       assert.ok(error, 'queues_max was never reached');
       assert.equal(error!.code, 'ERR_IPCKIT_LIMIT');
       assert.equal(error!.details?.limit, 'fs.mqueue.queues_max');
+      assert.equal((error as { systemCode?: string }).systemCode, 'ENOSPC');
       assert.equal(error!.details?.file, '/proc/sys/fs/mqueue/queues_max');
     } finally {
       for (const q of queues) {
