@@ -296,7 +296,10 @@ class ReceivingSide<T> {
   /** One message (max 0) or a batch of 1..max messages; waits for the first. */
   receive(options: WaitOptions | undefined, withPriority: boolean, max = 0): Promise<unknown> {
     if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
-    if (options?.signal?.aborted) return Promise.reject(abortedError('receive', options.signal));
+    if (options !== undefined) {
+      validate.timeout(options.timeout);
+      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError('receive', options.signal!));
+    }
     if (this.#waiters.length === 0) {
       try {
         const ready = this.#takeNow({ withPriority, max });
