@@ -48,7 +48,7 @@ export {
 } from './mqueue.js';
 export { createSemaphore, openSemaphore, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './semaphore.js';
 export { BoundedPool, createBoundedPool, openBoundedPool, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './pool.js';
-export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, unlinkMutex, type CreateMutexOptions, type LockResult, type OpenMutexOptions } from './mutex.js';
+export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mutex.js';
 export * from './shm.js';
 export * from './ring.js';
 export * from './workqueue.js';
