@@ -62,8 +62,14 @@ export interface LockResult {
   ownerDied: boolean;
 }
 
-export type CreateMutexOptions = CreateModeOptions;
-export type OpenMutexOptions = OpenSegmentOptions;
+export interface CreateMutexOptions extends CreateModeOptions {
+  /** Remove the name when this handle closes (default false). */
+  unlinkOnClose?: boolean;
+}
+export interface OpenMutexOptions extends OpenSegmentOptions {
+  /** Remove the name when this handle closes (default false). */
+  unlinkOnClose?: boolean;
+}
 
 /** Mutexes this JS thread holds, by object identity (dev:ino): lockSync must not wait on itself. */
 const heldHere = new Set<string>();
@@ -80,6 +86,7 @@ function unrecoverable(name: string): IpcError {
 export class Mutex {
   readonly #segment: Segment;
   readonly #key: string;
+  readonly #unlinkOnClose: boolean;
   #closed = false;
   #held = false;
   /** Held after the owner died, and not yet marked consistent. */
@@ -88,8 +95,9 @@ export class Mutex {
   #waiters = new WaitQueue<LockResult>('lock');
 
   /** @internal */
-  constructor(segment: Segment) {
+  constructor(segment: Segment, unlinkOnClose = false) {
     this.#segment = segment;
+    this.#unlinkOnClose = unlinkOnClose;
     this.#key = `${segment.stat.dev}:${segment.stat.ino}`;
     segment.onWake = () => {
       this.#watching = false;
@@ -256,6 +264,7 @@ export class Mutex {
     }
     this.#watching = false;
     this.#segment.map.close();
+    if (this.#unlinkOnClose) unlinkMutex(this.name);
   }
 
   /** One trylock on this thread: the result, undefined when busy; throws when unrecoverable. */
@@ -327,7 +336,7 @@ export function createMutex(name: string, options: CreateMutexOptions = {}): Mut
     },
     MUTEX_MAGIC,
   );
-  return new Mutex(segment);
+  return new Mutex(segment, options.unlinkOnClose === true);
 }
 
 /**
@@ -346,7 +355,7 @@ export async function openMutex(name: string, options: OpenMutexOptions = {}): P
     segment.map.close();
     throw e;
   }
-  return new Mutex(segment);
+  return new Mutex(segment, options.unlinkOnClose === true);
 }
 
 /** Removes a mutex's name. Idempotent: false if there was none. */

@@ -47,10 +47,13 @@ export interface CreateBoundedPoolOptions extends CreateModeOptions {
   permits: number;
   /** While an acquire waits, look for dead holders this often (ms, default 100). */
   checkInterval?: number;
+  /** Remove the name when this handle closes (default false). */
+  unlinkOnClose?: boolean;
 }
 
 export interface OpenBoundedPoolOptions extends OpenSegmentOptions {
   checkInterval?: number;
+  unlinkOnClose?: boolean;
 }
 
 /** A permit of the pool: `release()` returns it, exactly once; `using` releases it too. */
@@ -82,6 +85,7 @@ export class BoundedPool {
   readonly #segment: Segment;
   readonly #me: bigint;
   readonly #checkInterval: number;
+  readonly #unlinkOnClose: boolean;
   readonly #mine = new Set<number>();
   #closed = false;
   #watching = false;
@@ -91,8 +95,9 @@ export class BoundedPool {
   readonly permits: number;
 
   /** @internal */
-  constructor(segment: Segment, permits: number, checkInterval: number) {
+  constructor(segment: Segment, permits: number, checkInterval: number, unlinkOnClose = false) {
     this.#segment = segment;
+    this.#unlinkOnClose = unlinkOnClose;
     this.permits = permits;
     this.#checkInterval = checkInterval;
     if (process.pid > Number(PID_MASK)) throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `pid ${process.pid} does not fit the pool's 22-bit pid field`);
@@ -203,6 +208,7 @@ export class BoundedPool {
     for (const slot of [...this.#mine]) this.#return(slot);
     this.#closed = true;
     this.#segment.map.close();
+    if (this.#unlinkOnClose) unlinkBoundedPool(this.name);
   }
 
   #check(): void {
@@ -314,7 +320,7 @@ export function createBoundedPool(name: string, options: CreateBoundedPoolOption
     },
     POOL_MAGIC,
   );
-  return new BoundedPool(segment, permits, interval);
+  return new BoundedPool(segment, permits, interval, options.unlinkOnClose === true);
 }
 
 /** Opens an existing pool, checking its owner and mode (permissions.ts) and its header. */
@@ -338,7 +344,7 @@ export async function openBoundedPool(name: string, options: OpenBoundedPoolOpti
     POOL_MAGIC,
     options,
   );
-  return new BoundedPool(segment, permits, interval);
+  return new BoundedPool(segment, permits, interval, options.unlinkOnClose === true);
 }
 
 /** Removes a pool's name. Idempotent: false if there was none. */

@@ -40,9 +40,14 @@ const SEM_DIR = '/dev/shm';
 export interface CreateSemaphoreOptions extends CreateModeOptions {
   /** Initial value (default 0). */
   value?: number;
+  /** Remove the name when this handle closes (default false). */
+  unlinkOnClose?: boolean;
 }
 
-export type OpenSemaphoreOptions = OwnerCheckOptions;
+export interface OpenSemaphoreOptions extends OwnerCheckOptions {
+  /** Remove the name when this handle closes (default false). */
+  unlinkOnClose?: boolean;
+}
 
 /** A permit from `acquire()`: `release()` posts it back, exactly once. */
 export interface Permit extends Disposable, AsyncDisposable {
@@ -64,12 +69,14 @@ export function semaphorePath(name: string): string {
 export class Semaphore {
   readonly name: string;
   readonly #handle: NativeSemaphoreHandle;
+  readonly #unlinkOnClose: boolean;
   #closed = false;
   #waiters = new WaitQueue<void>('semaphore wait');
 
   /** @internal */
-  constructor(name: string, fd: number) {
+  constructor(name: string, fd: number, unlinkOnClose = false) {
     this.name = name;
+    this.#unlinkOnClose = unlinkOnClose;
     this.#handle = sys(`map semaphore ${name}`, () => new native.Semaphore(fd, (count, errno) => this.#onPermits(count, errno)), { path: name });
     this.#waiters.onCancel = () => this.#handle.setWanted(this.#waiters.length);
   }
@@ -190,6 +197,7 @@ export class Semaphore {
     this.#closed = true;
     this.#waiters.rejectAll(() => closedError(`semaphore ${this.name}`));
     this.#handle.close();
+    if (this.#unlinkOnClose) unlinkSemaphore(this.name);
   }
 
   #error(errno: number, syscall: string): IpcError {
@@ -209,7 +217,7 @@ export class Semaphore {
 }
 
 /** Opens the semaphore file without following links and checks it before any use. */
-function openFile(name: string, path: string, check: (st: NativeStat, fd: number) => void): Semaphore {
+function openFile(name: string, path: string, check: (st: NativeStat, fd: number) => void, unlinkOnClose: boolean): Semaphore {
   let fd: number;
   try {
     fd = native.open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
@@ -226,7 +234,7 @@ function openFile(name: string, path: string, check: (st: NativeStat, fd: number
     if ((st.mode & S_IFMT) !== S_IFREG) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path} is not a semaphore (not a regular file)`, { path: name });
     check(st, fd);
     if (st.size < native.SEM_SIZE) throw new IpcError('ERR_IPCKIT_CORRUPT', `${path} is ${st.size} bytes, too small for a semaphore (${native.SEM_SIZE})`, { path: name, details: { size: st.size } });
-    return new Semaphore(name, fd);
+    return new Semaphore(name, fd, unlinkOnClose);
   } finally {
     native.close(fd);
   }
@@ -254,7 +262,7 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
       checkOwner(st, `semaphore ${sname}`, { mode: 0o700 });
       if (group !== undefined) sys(`set the group of semaphore ${sname}`, () => native.fchown(fd, -1, group), { path: sname });
       sys(`set the mode of semaphore ${sname}`, () => native.fchmod(fd, mode), { path: sname });
-    });
+    }, options.unlinkOnClose === true);
   } catch (e) {
     try {
       native.semUnlink(sname);
@@ -273,7 +281,7 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
 export function openSemaphore(name: string, options: OpenSemaphoreOptions = {}): Semaphore {
   const sname = validate.posixName(name, 251);
   validate.object('options', options);
-  return openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options));
+  return openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options), options.unlinkOnClose === true);
 }
 
 /** Removes a semaphore's name. Idempotent: false if there was none. */

@@ -166,6 +166,12 @@ describe('mutex: basics', () => {
     }
   });
 
+  it('unlinkOnClose removes the name when the handle closes', async () => {
+    const name = mname();
+    await createMutex(name, { unlinkOnClose: true }).close();
+    assert.equal(unlinkMutex(name), false);
+  });
+
   it('refuses a corrupt or unfinished mutex object', async () => {
     const bad = mname('bad');
     const fd = openSync(`/dev/shm${bad}`, 'wx', 0o600);

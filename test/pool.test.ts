@@ -81,6 +81,12 @@ describe('BoundedPool', () => {
     }
   });
 
+  it('unlinkOnClose removes the name when the handle closes', async () => {
+    const name = pname();
+    await createBoundedPool(name, { permits: 1, unlinkOnClose: true }).close();
+    assert.equal(unlinkBoundedPool(name), false);
+  });
+
   it('refuses bad arguments and a corrupt or unfinished pool object', async () => {
     throwsWith(() => createBoundedPool(pname(), { permits: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createBoundedPool(pname(), { permits: 65537 }), 'ERR_IPCKIT_INVALID_ARGUMENT');

@@ -79,6 +79,12 @@ describe('semaphore: create, open, unlink', () => {
     }
   });
 
+  it('unlinkOnClose removes the name when the handle closes', async () => {
+    const name = sname();
+    await createSemaphore(name, { unlinkOnClose: true }).close();
+    assert.equal(unlinkSemaphore(name), false);
+  });
+
   it('post at SEM_VALUE_MAX is ERR_IPCKIT_LIMIT', async () => {
     const s = createSemaphore(sname(), { value: SEM_VALUE_MAX });
     try {
