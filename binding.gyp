@@ -11,6 +11,7 @@
         "native/poll.cc",
         "native/process.cc",
         "native/mqueue.cc",
+        "native/uring.cc",
         "native/semaphore.cc",
         "native/mutex.cc",
         "native/shm.cc",

@@ -1,5 +1,173 @@
-/** Bench: mqueue (not measured yet). */
-import type { Scenario } from "./harness.js";
+/**
+ * Bench: POSIX message queues between a parent and a child, one queue per direction,
+ * against the C reference (bench/c/mqueue.c, one blocking mq_send per message).
+ *
+ * Sizes: 64 B, 1 KiB and the largest message the kernel allows here (msgsize_max, and
+ * two queues of 10 must fit in RLIMIT_MSGQUEUE); what cannot be measured is noted.
+ * Variants: `send()` per message, and `sendMany()` (one native call per batch, still one
+ * mq_send per message). The receiving child uses `receiveMany()` in both.
+ */
+import { RESOLVED } from '../src/channel.js';
+import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mqueue.js';
+import { cFigure, now, runC, seqOf, stamp, startChild, tell, throughputFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
+import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
-export const scenarios: Scenario[] = [];
-export const children = {};
+const MAX_MESSAGES = 10;
+const C_VARIANT = 'C mq_send/mq_receive';
+
+/** Sizes to measure and notes about those that cannot be. */
+function plan(): { sizes: number[]; maxMessages: number; notes: string[] } {
+  const limits = messageQueueLimits();
+  const notes: string[] = [];
+  const rlimit = limits.rlimitMsgqueue.soft;
+  const maxMessages = Math.min(MAX_MESSAGES, limits.msgMax);
+  // Two queues (one per direction) must fit in RLIMIT_MSGQUEUE, with room for others.
+  let largest = limits.msgsizeMax;
+  while (largest > 64 && 2 * messageQueueBytes(maxMessages, largest) > rlimit) largest = Math.floor(largest / 2);
+  if (largest < 65536) {
+    const why: string[] = [];
+    if (limits.msgsizeMax < 65536) why.push(`fs.mqueue.msgsize_max is ${limits.msgsizeMax} (raising it needs root: sysctl fs.mqueue.msgsize_max=65536)`);
+    if (2 * messageQueueBytes(maxMessages, 65536) > rlimit) {
+      why.push(`two queues of ${maxMessages} x 64 KiB need ${2 * messageQueueBytes(maxMessages, 65536)} bytes of RLIMIT_MSGQUEUE, which is ${rlimit} (hard ${limits.rlimitMsgqueue.hard}; raising it needs CAP_SYS_RESOURCE)`);
+    }
+    notes.push(`mqueue: 64 KiB messages not measured: ${why.join('; ')}. The largest size measured is ${largest} B.`);
+  }
+  const sizes = [64, 1024, largest].filter((s, i, a) => s <= largest && a.indexOf(s) === i);
+  return { sizes, maxMessages, notes };
+}
+
+let counter = 0;
+
+async function withQueues<R>(size: number, maxMessages: number, role: string, body: (tx: MessageQueueSender, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
+  const base = `/ipckit-bench-${process.pid}-${++counter}`;
+  const to = `${base}-to`;
+  const from = `${base}-from`;
+  const tx = createMessageQueue(to, { maxMessages, messageSize: Math.max(size, 8), access: 'w' });
+  let rx: MessageQueueReceiver | undefined;
+  try {
+    rx = createMessageQueue(from, { maxMessages, messageSize: Math.max(size, 8), access: 'r' });
+    const child = startChild('mqueue', role, { to, from });
+    pin(child.child.pid!, placement.childCpu);
+    try {
+      await child.nextLine(); // the child has opened both
+      unlinkMessageQueue(to);
+      unlinkMessageQueue(from);
+      return await withPlacement(placement, () => body(tx, rx!));
+    } finally {
+      await child.finish();
+    }
+  } finally {
+    await tx.close();
+    await rx?.close();
+    unlinkMessageQueue(to);
+    unlinkMessageQueue(from);
+  }
+}
+
+/** One-way with sendMany: batches of `batch` distinct buffers, each stamped with its sequence number. */
+async function batchThroughputLoop(tx: MessageQueueSender, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<{ messages: number; seconds: number }> {
+  const bufs = Array.from({ length: batch }, () => new Uint8Array(Math.max(size, 8)).fill(120));
+  const start = now();
+  const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  let n = 0;
+  while (n < budget.thrMessages) {
+    const k = Math.min(batch, budget.thrMessages - n);
+    for (let i = 0; i < k; i++) stamp(bufs[i]!, n + i);
+    const p = tx.sendMany(k === batch ? bufs : bufs.slice(0, k));
+    if (p !== RESOLVED) await p;
+    n += k;
+    if (now() > deadline) break;
+  }
+  await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1));
+  const reply = await ack.receive();
+  const seconds = Number(now() - start) / 1e9;
+  if (seqOf(reply) !== n) throw new Error(`the receiver counted ${seqOf(reply)} messages, ${n} were sent`);
+  return { messages: n, seconds };
+}
+
+async function measure(ctx: BenchContext, sizes: number[], maxMessages: number): Promise<Figure[]> {
+  const out: Figure[] = [];
+  const bin = ctx.cProgram('mqueue');
+  for (const size of sizes) {
+    for (const placement of placements(ctx, 'mqueue')) {
+      const mechanism = `mqueue${placement.suffix}`;
+      ctx.progress(`${mechanism}: RTT ${size} B`);
+      const l = await withQueues(
+        size,
+        maxMessages,
+        'echo',
+        async (tx, rx) => {
+          const r = await rttLoop(tx, rx, size, ctx.budget);
+          await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1)); // a queue has no end of stream: tell the echo to stop
+          return r;
+        },
+        placement,
+      );
+      out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
+      if (bin) out.push(cFigure(mechanism, C_VARIANT, 'rtt', size, runC(bin, 'lat', size, ctx.budget, placement.cArg ? [placement.cArg] : [])));
+    }
+    ctx.progress(`mqueue: one-way ${size} B`);
+    const t = await withQueues(size, maxMessages, 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
+    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
+    ctx.progress(`mqueue: one-way sendMany ${size} B`);
+    const b = await withQueues(size, maxMessages, 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
+    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b.messages, b.seconds));
+    if (bin) {
+      ctx.progress(`mqueue: C one-way ${size} B`);
+      out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget)));
+    }
+  }
+  return out;
+}
+
+const planned = plan();
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'mqueue',
+    title: 'POSIX message queue',
+    async run(ctx) {
+      const { sizes, maxMessages, notes } = plan();
+      for (const n of notes) ctx.note(n);
+      return measure(ctx, sizes, maxMessages);
+    },
+    targets: [
+      { mechanism: 'mqueue', variant: 'ipckit', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, send() per message >= 600,000 msg/s' },
+      { mechanism: 'mqueue', variant: 'ipckit sendMany', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, sendMany() >= 600,000 msg/s' },
+      ...[SCHEDULER, CROSS].flatMap((p) =>
+        planned.sizes.map((size) => ({
+          mechanism: `mqueue${p.suffix}`,
+          metric: 'rtt' as const,
+          size,
+          maxRatio: 1.5,
+          compareTo: { variant: C_VARIANT },
+          text: `mqueue RTT at ${size} B${p.suffix ? ` (${p.suffix.slice(2)})` : ''} <= 1.5x C`,
+        })),
+      ),
+    ],
+  },
+];
+
+async function openPair(args: { to: string; from: string }): Promise<{ rx: MessageQueueReceiver; tx: MessageQueueSender }> {
+  const rx = openMessageQueue(args.to, { mode: 'r' });
+  const tx = openMessageQueue(args.from, { mode: 'w' });
+  tell({ ready: true });
+  return { rx, tx };
+}
+
+export const children = {
+  async echo(args: { to: string; from: string }): Promise<void> {
+    const { rx, tx } = await openPair(args);
+    await echoLoop(rx, tx);
+    await tx.close();
+    await rx.close();
+  },
+  async sink(args: { to: string; from: string }): Promise<void> {
+    const { rx, tx } = await openPair(args);
+    await sinkLoop(rx, tx);
+    await tx.close();
+    await rx.close();
+  },
+};
+

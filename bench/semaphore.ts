@@ -1,5 +1,97 @@
-/** Bench: semaphore (not measured yet). */
-import type { Scenario } from "./harness.js";
+/**
+ * Bench: POSIX named semaphores, ping-pong between a parent and a child (the parent
+ * posts `ping`, the child's wait() wakes and posts `pong`), against the C reference
+ * (bench/c/semaphore.c, blocking sem_wait). A third semaphore tells the child to stop.
+ * A semaphore carries no payload: the figure is a round trip with size 0.
+ */
+import { createSemaphore, openSemaphore, unlinkSemaphore, type Semaphore } from '../src/semaphore.js';
+import { cFigure, latency, now, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
-export const scenarios: Scenario[] = [];
-export const children = {};
+const C_VARIANT = 'C sem_post/sem_wait';
+
+export async function pingPong(ctx: BenchContext, ping: Semaphore, pong: Semaphore): Promise<{ p50Us: number; p99Us: number; n: number }> {
+  const samples: number[] = [];
+  const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
+  for (let i = 0; i < ctx.budget.rttMessages; i++) {
+    const t0 = now();
+    ping.post();
+    await pong.wait();
+    const t1 = now();
+    samples.push(Number(t1 - t0));
+    if (t1 > deadline) break;
+  }
+  return latency(samples);
+}
+
+async function measure(ctx: BenchContext, placement: Placement): Promise<Figure> {
+  const base = `/ipckit-bench-${process.pid}-sem`;
+  const names = { ping: `${base}-ping`, pong: `${base}-pong`, stop: `${base}-stop` };
+  const made: Semaphore[] = [];
+  try {
+    const ping = createSemaphore(names.ping);
+    made.push(ping);
+    const pong = createSemaphore(names.pong);
+    made.push(pong);
+    const stop = createSemaphore(names.stop);
+    made.push(stop);
+    const child = startChild('semaphore', 'echo', names);
+    pin(child.child.pid!, placement.childCpu);
+    try {
+      await child.nextLine(); // the child has opened all three
+      for (const n of Object.values(names)) unlinkSemaphore(n);
+      const l = await withPlacement(placement, () => pingPong(ctx, ping, pong));
+      stop.post();
+      ping.post();
+      return { mechanism: `semaphore${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...l };
+    } finally {
+      await child.finish();
+    }
+  } finally {
+    for (const s of made) await s.close();
+    for (const n of Object.values(names)) unlinkSemaphore(n);
+  }
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'semaphore',
+    title: 'POSIX named semaphore',
+    async run(ctx) {
+      const out: Figure[] = [];
+      const bin = ctx.cProgram('semaphore');
+      for (const placement of placements(ctx, 'semaphore')) {
+        ctx.progress(`semaphore${placement.suffix}: ping-pong`);
+        out.push(await measure(ctx, placement));
+        if (bin) {
+          ctx.progress(`semaphore${placement.suffix}: C ping-pong`);
+          out.push(cFigure(`semaphore${placement.suffix}`, C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, placement.cArg ? [placement.cArg] : [])));
+        }
+      }
+      return out;
+    },
+    targets: [SCHEDULER, CROSS].map((p) => ({
+      mechanism: `semaphore${p.suffix}`,
+      metric: 'rtt' as const,
+      size: 0,
+      maxRatio: 1.5,
+      compareTo: { variant: C_VARIANT },
+      text: `semaphore ping-pong RTT${p.suffix ? ` (${p.suffix.slice(2)})` : ''} <= 1.5x C`,
+    })),
+  },
+];
+
+export const children = {
+  async echo(names: { ping: string; pong: string; stop: string }): Promise<void> {
+    const ping = openSemaphore(names.ping);
+    const pong = openSemaphore(names.pong);
+    const stop = openSemaphore(names.stop);
+    tell({ ready: true });
+    for (;;) {
+      await ping.wait();
+      if (stop.tryWait()) break;
+      pong.post();
+    }
+    for (const s of [ping, pong, stop]) await s.close();
+  },
+};

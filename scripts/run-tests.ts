@@ -59,7 +59,13 @@ console.log(`#   mqueue: msg_max ${read('/proc/sys/fs/mqueue/msg_max')}, msgsize
 console.log(`#   fs.protected_fifos ${read('/proc/sys/fs/protected_fifos')}, protected_regular ${read('/proc/sys/fs/protected_regular')}, protected_symlinks ${read('/proc/sys/fs/protected_symlinks')}`);
 console.log(`#   pipe-max-size ${read('/proc/sys/fs/pipe-max-size')}; python3 ${existsSync('/usr/bin/python3') ? 'yes' : 'NO'}; socat ${spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}; cc ${spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}`);
 
-const runtimeDir = mkdtempSync(join(tmpdir(), 'ipckit-testrun-'));
+// One folder for the run: the runtime folder ipckit uses, and TMPDIR for the tests'
+// scratch folders, so that nothing of a killed test outlives the run.
+const runDir = mkdtempSync(join(tmpdir(), 'ipckit-testrun-'));
+const runtimeDir = join(runDir, 'runtime');
+const testTmp = join(runDir, 'tmp');
+mkdirSync(runtimeDir, { mode: 0o700 });
+mkdirSync(testTmp, { mode: 0o700 });
 const before = census(runtimeDir);
 native.setChildSubreaper(true);
 
@@ -67,7 +73,7 @@ const files = findTests(testRoot).filter((f) => filters.length === 0 || filters.
 console.log(`# running ${files.length} test files`);
 const result = spawnSync(process.execPath, ['--test', '--test-timeout=120000', ...files], {
   stdio: 'inherit',
-  env: { ...process.env, IPCKIT_RUNTIME_DIR: runtimeDir, IPCKIT_TEST: '1' },
+  env: { ...process.env, IPCKIT_RUNTIME_DIR: runtimeDir, TMPDIR: testTmp, IPCKIT_TEST: '1' },
 });
 
 // Orphans of the tests are reparented to us. Dead ones stay zombies here (we do not
@@ -96,6 +102,11 @@ if (leftoverProcs.length > 0) {
     }
   }
 }
-rmSync(runtimeDir, { recursive: true, force: true });
+const leftoverScratch = readdirSync(testTmp);
+if (leftoverScratch.length > 0) {
+  failed = true;
+  console.error(`# LEAK: test processes left ${leftoverScratch.length} scratch folders (a test process did not exit cleanly?):\n#   ${leftoverScratch.join('\n#   ')}`);
+}
+rmSync(runDir, { recursive: true, force: true });
 console.log(failed ? '# FAILED' : '# all tests passed; nothing left behind');
 process.exit(failed ? 1 : 0);

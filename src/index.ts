@@ -28,9 +28,27 @@ export {
 } from './pipe.js';
 export { popen, PopenReader, PopenWriter, type PopenOptions } from './popen.js';
 export { createFifo, FifoReader, FifoWriter, openFifo, unlinkFifo, type CreateFifoOptions, type OpenFifoOptions } from './fifo.js';
-export * from './mqueue.js';
-export * from './semaphore.js';
-export * from './mutex.js';
+export {
+  createMessageQueue,
+  MessageQueue,
+  messageQueueBytes,
+  messageQueueLimits,
+  MessageQueueReceiver,
+  MessageQueueSender,
+  openMessageQueue,
+  unlinkMessageQueue,
+  type CreateMessageQueueOptions,
+  type MessageQueueAccess,
+  type MessageQueueAttributes,
+  type MessageQueueLimits,
+  type MessageQueueOptions,
+  type OpenMessageQueueOptions,
+  type ReceivedMessage,
+  type SendOptions,
+} from './mqueue.js';
+export { createSemaphore, openSemaphore, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './semaphore.js';
+export { BoundedPool, createBoundedPool, openBoundedPool, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './pool.js';
+export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mutex.js';
 export {
   createSharedMemory,
   mapFile,

@@ -80,14 +80,131 @@ export interface NativeProcess {
   setChildSubreaper(on: boolean): void;
 }
 
-/** native/mqueue.cc */
-export interface NativeMqueue {}
+/** mq_getattr(3) of an open queue. */
+export interface NativeMqAttr {
+  /** mq_flags (O_NONBLOCK or 0). */
+  flags: number;
+  maxMessages: number;
+  messageSize: number;
+  currentMessages: number;
+}
 
-/** native/semaphore.cc */
-export interface NativeSemaphore {}
+/**
+ * native/mqueue.cc: POSIX message queues. An mqd_t is a file descriptor on Linux: poll it
+ * with FdWatcher (readable: a message is waiting; writable: there is room), close it with
+ * `close`. Send and receive never block when the queue was opened with O_NONBLOCK.
+ */
+export interface NativeMqueue {
+  /** mq_open(name, oflag, mode, attr); attr only when maxMessages > 0. Returns the fd. */
+  mqOpen(name: string, oflag: number, mode: number, maxMessages: number, messageSize: number): number;
+  mqUnlink(name: string): void;
+  mqGetattr(fd: number): NativeMqAttr;
+  /** mq_send of the whole view: 0, or -errno (EAGAIN: full, EMSGSIZE: too long). */
+  mqSend(fd: number, message: Uint8Array, priority: number): number;
+  /** mq_send of views[start..] in order, all with `priority`, until one would block:
+   *  how many were sent, or -errno when the first failed. */
+  mqSendMany(fd: number, messages: Uint8Array[], start: number, priority: number): number;
+  /** mq_receive into `buffer` (at least the queue's messageSize long):
+   *  priority * 2**32 + length, or -errno (EAGAIN: empty). */
+  mqReceive(fd: number, buffer: Uint8Array): number;
+  /** Up to `max` mq_receive calls, messages packed one after another into `buffer`
+   *  (each needs messageSize bytes of room); meta[2i] = length, meta[2i+1] = priority.
+   *  Returns how many, or -errno when the first failed. */
+  mqReceiveMany(fd: number, buffer: Uint8Array, messageSize: number, max: number, meta: Uint32Array): number;
+  /** sysconf(_SC_MQ_PRIO_MAX): priorities are 0 .. MQ_PRIO_MAX - 1. */
+  readonly MQ_PRIO_MAX: number;
+}
 
-/** native/mutex.cc */
-export interface NativeMutex {}
+/**
+ * native/semaphore.cc: a mapped named semaphore. Async waits complete on the event loop:
+ * through io_uring futex waits where the kernel has them (Linux 6.7+; IPCKIT_NO_URING=1
+ * turns them off), else through a dedicated waiter thread per handle.
+ */
+export interface NativeSemaphoreHandle {
+  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX). */
+  post(): void;
+  /** sem_trywait: 0 (took one) or -errno (EAGAIN: none). */
+  tryWait(): number;
+  /** sem_clockwait on CLOCK_MONOTONIC on the calling thread; ms < 0: no limit. 0 or -errno (ETIMEDOUT). */
+  waitSync(ms: number): number;
+  /** sem_getvalue. */
+  value(): number;
+  /**
+   * How many permits JS is waiting for now. The handle takes permits as they come until
+   * it has that many and reports them with `onPermits(count, 0)`; when the number drops,
+   * its wait ends without taking anything (a permit taken after it was no longer wanted
+   * is posted back). While n > 0 the handle keeps the event loop alive.
+   */
+  setWanted(n: number): void;
+  /** How async waits are made: 'io_uring' (futex waits completed on the loop) or 'thread' (a waiter thread). */
+  backend(): 'io_uring' | 'thread';
+  /** Stops the thread and unmaps. Idempotent. */
+  close(): void;
+}
+export interface NativeSemaphore {
+  /** sem_open(name, O_CREAT | O_EXCL, mode, value), then sem_close: the object exists, unmapped. */
+  semCreate(name: string, mode: number, value: number): void;
+  semUnlink(name: string): void;
+  /**
+   * Maps the semaphore in `fd` (/dev/shm/sem.<name>, opened and checked by TypeScript).
+   * `onPermits(count, errno)`: permits taken for the JS side, or a sem_wait failure.
+   */
+  Semaphore: new (fd: number, onPermits: (count: number, errno: number) => void) => NativeSemaphoreHandle;
+  /** sizeof(sem_t). */
+  readonly SEM_SIZE: number;
+}
+
+/**
+ * native/mutex.cc: a mapped shared-memory segment for synchronization objects. Offsets
+ * are bounds- and alignment-checked (RangeError otherwise).
+ */
+export interface NativeSyncSegment {
+  load32(offset: number): number;
+  store32(offset: number, value: number): void;
+  /** Atomic add; returns the previous value. */
+  add32(offset: number, delta: number): number;
+  load64(offset: number): bigint;
+  /** Atomic compare-and-swap of a u64: true if it was `expected` and is now `desired`. */
+  cas64(offset: number, expected: bigint, desired: bigint): boolean;
+  /** FUTEX_WAKE (shared) on the u32 at offset; returns how many were woken. */
+  wake(offset: number, count: number): number;
+  /** pthread_mutex_init of a robust, process-shared mutex at offset (creator only). */
+  mutexInit(offset: number): void;
+  /**
+   * pthread_mutex_trylock for the calling thread: 0, -EOWNERDEAD (locked, the previous
+   * owner died), -EBUSY, -ENOTRECOVERABLE or -errno. `contended`: we waited for it, so
+   * mark the word as having waiters (our unlock then wakes the next one).
+   */
+  mutexTryLock(offset: number, contended?: boolean): number;
+  /** pthread_mutex_clocklock (ms >= 0) or pthread_mutex_lock on the calling thread; like mutexTryLock, -ETIMEDOUT. */
+  mutexLockSync(offset: number, ms: number): number;
+  /** pthread_mutex_unlock: 0 or -errno (EPERM: this thread is not the owner). */
+  mutexUnlock(offset: number): number;
+  /** pthread_mutex_consistent: 0 or -errno (EINVAL: not in the owner-died state). */
+  mutexConsistent(offset: number): number;
+  /** A snapshot, without locking, of glibc's [futex word, __owner field] of the mutex at offset. */
+  mutexPeek(offset: number): [number, number];
+  /** Calls onWake once the mutex at offset has no owner (unlocked, or its owner died). */
+  watchMutex(offset: number): void;
+  /** Calls onWake once the u32 at offset differs from `expected`. */
+  watchChange(offset: number, expected: number): void;
+  /** Cancels the pending watch (no onWake for it). */
+  unwatch(): void;
+  /** How watches wait: 'io_uring' (futex waits completed on the loop) or 'thread' (a watcher thread). */
+  backend(): 'io_uring' | 'thread';
+  /** Stops the watcher and unmaps (a held mutex stays mapped until the thread ends). Idempotent. */
+  close(): void;
+}
+export interface NativeMutex {
+  /** shm_open(name, oflag, mode) -> fd (glibc adds O_NOFOLLOW | O_CLOEXEC). */
+  syncShmOpen(name: string, oflag: number, mode: number): number;
+  syncShmUnlink(name: string): void;
+  syncFtruncate(fd: number, size: number): void;
+  /** Maps `size` bytes of fd; onWake() runs on the event loop when a watch fires. */
+  SyncSegment: new (fd: number, size: number, onWake: () => void) => NativeSyncSegment;
+  /** sizeof(pthread_mutex_t). */
+  readonly PTHREAD_MUTEX_SIZE: number;
+}
 
 /**
  * native/shm.cc: a MAP_SHARED mapping of an fd (shm object or file). The pages stay

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,12 +24,15 @@ export function uniqueName(tag = ''): string {
 }
 
 let scratch: string | undefined;
-/** A private temp folder for this test file, removed after it. */
+/**
+ * A private temp folder for this test process, removed when the process exits (an
+ * `after` hook would run at the end of whichever test first asked for the folder).
+ */
 export function scratchDir(): string {
-  if (!scratch) {
-    scratch = mkdtempSync(join(tmpdir(), `${TEST_MARK}-`));
-    const dir = scratch;
-    after(() => rmSync(dir, { recursive: true, force: true }));
+  if (!scratch || !existsSync(scratch)) {
+    const dir = mkdtempSync(join(tmpdir(), `${TEST_MARK}-`));
+    scratch = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   }
   return scratch;
 }

@@ -1,9 +1,75 @@
-/** `ipckit mutex`: not built yet (see the mutex issue). */
-import { UsageError, type CliGroup } from './common.js';
+/** `ipckit mutex create|run|info|rm`: the robust cross-process mutex, e.g. to serialize scripts. */
+import { spawn } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import { createMutex, openMutex, unlinkMutex } from '../mutex.js';
+import { intOption, modeOption, parse, requirePositional, UsageError, write, type CliGroup } from './common.js';
 
 export const group: CliGroup = {
-  usage: '',
-  async run() {
-    throw new UsageError('ipckit mutex is not available yet');
+  usage: `mutex create NAME [--mode 600]           create a robust cross-process mutex (exclusive; owner-only unless --mode)
+mutex run NAME [--timeout MS] [--any-owner] -- COMMAND [ARGS...]
+                                          run COMMAND holding the lock (like flock(1)); exit with its status.
+                                          If the last holder died, says so on stderr and runs COMMAND anyway
+mutex info NAME [--json]                  free, locked, owner-died or unrecoverable (looked at without locking)
+mutex rm NAME                             remove the mutex's name`,
+  async run(argv) {
+    const [verb, ...rest] = argv;
+    switch (verb) {
+      case 'create': {
+        const { values, positionals } = parse(rest, { mode: { type: 'string' } });
+        const m = createMutex(requirePositional(positionals, 0, 'NAME'), { mode: modeOption(values.mode) ?? 0o600 });
+        await m.close();
+        process.stdout.write(`${m.name}\n`);
+        return 0;
+      }
+      case 'run': {
+        const { values, positionals } = parse(rest, { timeout: { type: 'string' }, 'any-owner': { type: 'boolean' } });
+        const name = requirePositional(positionals, 0, 'NAME');
+        const command = positionals.slice(1);
+        if (command.length === 0) throw new UsageError('missing COMMAND (put it after --)');
+        const timeout = intOption('timeout', values.timeout);
+        const m = await openMutex(name, { mode: 0o777, trustAnyOwner: values['any-owner'] === true });
+        try {
+          const r = await m.lock(timeout !== undefined ? { timeout } : undefined);
+          if (r.ownerDied) {
+            // A command run under the lock is its own repair: mark it consistent.
+            process.stderr.write(`ipckit: the previous holder of mutex ${name} died while holding it; running the command anyway\n`);
+            m.markConsistent();
+          }
+          const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit' });
+          const status = await new Promise<number>((resolve) => {
+            child.once('error', (e) => {
+              process.stderr.write(`ipckit: cannot run ${command[0]}: ${e.message}\n`);
+              resolve(127);
+            });
+            child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));
+          });
+          m.unlock();
+          return status;
+        } finally {
+          await m.close();
+        }
+      }
+      case 'info': {
+        const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+        // A look without locking: any owner is fine.
+        const m = await openMutex(requirePositional(positionals, 0, 'NAME'), { trustAnyOwner: true });
+        let state: string;
+        try {
+          state = m.state();
+        } finally {
+          await m.close();
+        }
+        if (values.json) await write(`${JSON.stringify({ name: m.name, state })}\n`);
+        else await write(`${m.name}: ${state}\n`);
+        return 0;
+      }
+      case 'rm': {
+        const { positionals } = parse(rest, {});
+        unlinkMutex(requirePositional(positionals, 0, 'NAME'));
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown mutex command ${JSON.stringify(verb ?? '')}: use create, run, info or rm`);
+    }
   },
 };

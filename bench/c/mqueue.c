@@ -1,0 +1,108 @@
+/*
+ * C reference: POSIX message queues, one queue per direction, mq_msgsize = SIZE,
+ * mq_maxmsg = 10 (or what fits in RLIMIT_MSGQUEUE), one blocking mq_send / mq_receive
+ * per message. The queues are created before fork and unlinked at once (the open
+ * descriptors keep them), so nothing is left behind even if the run is killed.
+ *   mqueue lat|thr SIZE MAX_MSGS MAX_SECONDS [P,C]   (P,C: pin parent and child, pin.h)
+ */
+#include "harness.h"
+#include "pin.h"
+#include <fcntl.h>
+#include <mqueue.h>
+#include <sys/resource.h>
+
+static mqd_t make_queue(const char *tag, long maxmsg, long size) {
+  char name[64];
+  snprintf(name, sizeof name, "/ipckit-bench-c-%d-%s", (int)getpid(), tag);
+  struct mq_attr attr = {0};
+  attr.mq_maxmsg = maxmsg;
+  attr.mq_msgsize = size;
+  mqd_t q = mq_open(name, O_RDWR | O_CREAT | O_EXCL, 0600, &attr);
+  if (q == (mqd_t)-1) die("mq_open");
+  mq_unlink(name);
+  return q;
+}
+
+static void send_msg(mqd_t q, const char *buf, size_t n) {
+  while (mq_send(q, buf, n, 0) != 0) {
+    if (errno != EINTR) die("mq_send");
+  }
+}
+
+static ssize_t recv_msg(mqd_t q, char *buf, size_t cap) {
+  for (;;) {
+    ssize_t n = mq_receive(q, buf, cap, NULL);
+    if (n >= 0) return n;
+    if (errno != EINTR) die("mq_receive");
+  }
+}
+
+int main(int argc, char **argv) {
+  bench_args a = parse_args(argc, argv);
+  /* Two queues must fit in RLIMIT_MSGQUEUE (about maxmsg * (size + 96) bytes each). */
+  struct rlimit rl;
+  long maxmsg = 10;
+  if (getrlimit(RLIMIT_MSGQUEUE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    long fit = (long)(rl.rlim_cur / 2 / (a.size + 96));
+    if (fit < maxmsg) maxmsg = fit < 1 ? 1 : fit;
+  }
+  mqd_t to_child = make_queue("a", maxmsg, (long)a.size);
+  mqd_t to_parent = make_queue("b", maxmsg, (long)a.size);
+  char *buf = malloc(a.size);
+  memset(buf, 'x', a.size);
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  const char *cpus = argc > 5 ? argv[5] : NULL;
+  pin_to(cpus, pid == 0 ? 1 : 0);
+  if (pid == 0) {
+    long n = 0;
+    for (;;) {
+      ssize_t got = recv_msg(to_child, buf, a.size);
+      if ((size_t)got != a.size) { fprintf(stderr, "short message\n"); exit(1); }
+      uint64_t s = get_seq(buf);
+      if (s == LAST_SEQ) break;
+      if (a.lat) send_msg(to_parent, buf, a.size);
+      else if (s != (uint64_t)n) { fprintf(stderr, "bad seq %llu != %ld\n", (unsigned long long)s, n); exit(1); }
+      n++;
+    }
+    if (!a.lat) send_msg(to_parent, (char *)&n, sizeof n);
+    _exit(0);
+  }
+  if (a.lat) {
+    uint64_t *samples = malloc(sizeof(uint64_t) * (size_t)a.max_msgs);
+    uint64_t deadline = now_ns() + (uint64_t)(a.max_seconds * 1e9);
+    long n = 0;
+    while (n < a.max_msgs) {
+      uint64_t t0 = now_ns();
+      put_seq(buf, (uint64_t)n);
+      send_msg(to_child, buf, a.size);
+      recv_msg(to_parent, buf, a.size);
+      if (get_seq(buf) != (uint64_t)n) { fprintf(stderr, "bad echo seq\n"); exit(1); }
+      uint64_t t1 = now_ns();
+      samples[n++] = t1 - t0;
+      if (t1 > deadline) break;
+    }
+    put_seq(buf, LAST_SEQ);
+    send_msg(to_child, buf, a.size);
+    print_latency(samples, n);
+  } else {
+    uint64_t start = now_ns(), deadline = start + (uint64_t)(a.max_seconds * 1e9);
+    long n = 0;
+    for (; n < a.max_msgs; n++) {
+      put_seq(buf, (uint64_t)n);
+      send_msg(to_child, buf, a.size);
+      if ((n & 255) == 0 && now_ns() > deadline) { n++; break; }
+    }
+    put_seq(buf, LAST_SEQ);
+    send_msg(to_child, buf, a.size);
+    long got = -1;
+    char *ack = malloc(a.size);
+    recv_msg(to_parent, ack, a.size);
+    memcpy(&got, ack, sizeof got);
+    uint64_t end = now_ns();
+    if (got != n) { fprintf(stderr, "lost messages: sent %ld, got %ld\n", n, got); exit(1); }
+    print_throughput(n, end - start, a.size);
+  }
+  waitpid(pid, NULL, 0);
+  return 0;
+}
