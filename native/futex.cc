@@ -15,8 +15,12 @@
 //   slices of 20 ms and looks at the cancel flag between them.
 //   Two kinds: one-shot waits (a pool of reusable threads), and watches (a thread per
 //   watch that keeps waiting on one word; see struct Watch) for channels that sleep often.
+// - Where io_uring can wait on futexes (Linux 6.7+, see uring.h) both kinds use it instead
+//   of a thread: the peer's FUTEX_WAKE completes the request and the loop thread runs the
+//   callback, one wake-up instead of two (thread, then loop). IPCKIT_NO_URING=1 turns it off.
 #include "addon.h"
 #include "region.h"
+#include "uring.h"
 
 #include <linux/futex.h>
 #include <pthread.h>
@@ -172,6 +176,18 @@ struct Watch {
   // JavaScript thread only:
   bool jsArmed = false;
   uint32_t gen = 0;
+  // The io_uring path (no thread): the pending wait, and a timer for the slice.
+  bool uring = false;
+  uint64_t ringId = 0;     // pending FUTEX_WAIT, 0 none
+  uint32_t ringSeq = 0;    // the value it waits on
+  uint64_t ringToken = 0;  // completions of older waits carry older tokens and are dropped
+  uv_timer_t* timer = nullptr;
+};
+
+// A one-shot wait on the io_uring path.
+struct RingWait {
+  uint64_t ringId;
+  std::shared_ptr<Region> region;
 };
 
 struct Report {
@@ -214,6 +230,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     env_ = env;
     Ref();  // lives as long as the environment (the module keeps one)
     napi_add_env_cleanup_hook(env, CleanupHook, this);
+    ring_ = FutexRing::For(env);
   }
 
   ~FutexWaiters() override { Shutdown(); }
@@ -239,17 +256,50 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     return t;
   }
 
+  // The io_uring ring of this thread, while it lives (its env cleanup may run before ours).
+  FutexRing* Ring() { return ring_ != nullptr && !shutdown_ && FutexRing::For(env_) == ring_ ? ring_ : nullptr; }
+
+  // Calls the JS dispatch function with (id, result), on the loop thread.
+  void Dispatch(uint32_t id, int result) {
+    Napi::Env env = env_;
+    Napi::HandleScope scope(env);
+    Napi::Object obj = Value();
+    Napi::Value fn = obj.Get("_dispatch");
+    if (!fn.IsFunction()) return;
+    try {
+      fn.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, id), Napi::Number::New(env, result)}, context_);
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
   // wait(mapping, byteOffset, expected, timeoutMs) -> id; the result arrives via dispatch.
   Napi::Value WaitAsync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
     std::shared_ptr<Region> region = RegionOf(env, info[0]);
     uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+    double timeoutMs = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
+    FutexRing* ring = timeoutMs < 0 ? Ring() : nullptr;  // the thread path knows timeouts; JS passes none
+    if (ring != nullptr) {
+      uint32_t id = NextId();
+      uint64_t ringId = ring->Wait(addr, static_cast<uint32_t>(ArgInt64(info, 2)), [this, alive = alive_, id](int res) {
+        if (!*alive || ringWaits_.erase(id) == 0) return;
+        ring_->Hold(-1);
+        Dispatch(id, res == 0 ? kWoken : res == -EAGAIN ? kNotEqual : res == -ECANCELED ? kCancelled : res);
+      });
+      if (ringId != 0) {
+        ringWaits_[id] = RingWait{ringId, std::move(region)};
+        ring->Hold(+1);
+        return Napi::Number::New(env, id);
+      }
+      // Could not submit: the thread path below.
+    }
     auto* req = new Request;
     req->region = std::move(region);
     req->addr = addr;
     req->expected = static_cast<uint32_t>(ArgInt64(info, 2));
-    req->deadlineNs = DeadlineFrom(info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1);
+    req->deadlineNs = DeadlineFrom(timeoutMs);
     req->id = NextId();
     WaiterThread* t = nullptr;
     {
@@ -284,6 +334,11 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   // cancel(id) -> true if that wait was still running (its result will be 3, cancelled).
   Napi::Value Cancel(const Napi::CallbackInfo& info) {
     uint32_t id = static_cast<uint32_t>(ArgInt64(info, 0));
+    auto rw = ringWaits_.find(id);
+    if (rw != ringWaits_.end()) {
+      if (FutexRing* ring = Ring()) ring->Cancel(rw->second.ringId);  // its callback reports 3 (cancelled)
+      return Napi::Boolean::New(info.Env(), true);
+    }
     std::lock_guard<std::mutex> lock(mu_);
     auto it = active_.find(id);
     if (it == active_.end() || it->second->request == nullptr) return Napi::Boolean::New(info.Env(), false);
@@ -306,11 +361,20 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     w->addr = addr;
     w->sliceNs = static_cast<int64_t>((sliceMs > 0 ? sliceMs : 50) * 1e6);
     SafeLoad(addr, &w->waitingOn);
-    try {
-      w->thread = StartThread(env, WatchMain, w);
-    } catch (...) {
-      delete w;
-      throw;
+    uv_loop_t* loop = nullptr;
+    if (Ring() != nullptr && napi_get_uv_event_loop(env, &loop) == napi_ok && loop != nullptr) {
+      w->uring = true;
+      w->timer = new uv_timer_t;
+      uv_timer_init(loop, w->timer);
+      w->timer->data = w;
+      uv_unref(reinterpret_cast<uv_handle_t*>(w->timer));  // the armed wait holds the loop, not the timer
+    } else {
+      try {
+        w->thread = StartThread(env, WatchMain, w);
+      } catch (...) {
+        delete w;
+        throw;
+      }
     }
     watches_[w->id] = w;
     return Napi::Number::New(env, w->id);
@@ -327,6 +391,10 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   Napi::Value WatchArm(const Napi::CallbackInfo& info) {
     Watch* w = FindWatch(info);
     uint32_t seq = static_cast<uint32_t>(ArgInt64(info, 1));
+    if (w->uring) {
+      ArmRing(w, seq);
+      return info.Env().Undefined();
+    }
     bool poke;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -346,6 +414,10 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
 
   Napi::Value WatchDisarm(const Napi::CallbackInfo& info) {
     Watch* w = FindWatch(info);
+    if (w->uring) {
+      DisarmRing(w);
+      return info.Env().Undefined();
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       w->armed = false;
@@ -365,6 +437,12 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   }
 
   void StopWatch(Watch* w) {
+    if (w->uring) {
+      DisarmRing(w);
+      uv_close(reinterpret_cast<uv_handle_t*>(w->timer), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+      delete w;
+      return;
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       w->stop = true;
@@ -376,6 +454,62 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       Unhold();
     }
     delete w;
+  }
+
+  // The io_uring path of a watch: a FUTEX_WAIT on seq (kept if one already waits on it),
+  // and the slice timer.
+  void ArmRing(Watch* w, uint32_t seq) {
+    FutexRing* ring = Ring();
+    if (!w->jsArmed) {
+      w->jsArmed = true;
+      if (ring != nullptr) ring->Hold(+1);
+    }
+    w->gen++;
+    uv_timer_start(w->timer, OnSlice, static_cast<uint64_t>(w->sliceNs / 1000000), 0);
+    if (ring == nullptr) return;  // the ring is going away with the env: the slice ends it
+    if (w->ringId != 0 && w->ringSeq == seq) return;
+    if (w->ringId != 0) ring->Cancel(w->ringId);
+    uint64_t token = ++w->ringToken;
+    uint32_t watchId = w->id;
+    std::shared_ptr<Region> keep = w->region;  // the pages stay mapped until the completion
+    w->ringId = ring->Wait(w->addr, seq, [this, alive = alive_, watchId, token, keep](int res) {
+      if (!*alive) return;  // we were shut down before the ring delivered this
+      auto it = watches_.find(watchId);
+      if (it == watches_.end() || it->second->ringToken != token) return;  // an older wait
+      Watch* w = it->second;
+      w->ringId = 0;
+      if (res == -ECANCELED || !w->jsArmed) return;
+      ReportRing(w, res == 0 || res == -EAGAIN ? kWoken : res);
+    });
+    w->ringSeq = seq;  // if it could not be submitted (ringId 0), the slice ends this arming
+  }
+
+  // Ends the arming with a report to JavaScript.
+  void ReportRing(Watch* w, int result) {
+    uv_timer_stop(w->timer);
+    if (!w->jsArmed) return;
+    w->jsArmed = false;
+    if (FutexRing* ring = Ring()) ring->Hold(-1);
+    Dispatch(w->id, result == -EAGAIN ? kWoken : result);
+  }
+
+  void DisarmRing(Watch* w) {
+    uv_timer_stop(w->timer);
+    if (w->ringId != 0) {
+      w->ringToken++;  // its completion is dropped
+      if (FutexRing* ring = Ring()) ring->Cancel(w->ringId);
+      w->ringId = 0;
+    }
+    if (w->jsArmed) {
+      w->jsArmed = false;
+      if (FutexRing* ring = Ring()) ring->Hold(-1);
+    }
+  }
+
+  // A slice passed without a change: report it (the wait stays in the kernel for the next arming).
+  static void OnSlice(uv_timer_t* timer) {
+    Watch* w = static_cast<Watch*>(timer->data);
+    w->owner->ReportRing(w, kTimedOut);
   }
 
   Napi::Value Threads(const Napi::CallbackInfo& info) {
@@ -539,11 +673,6 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       std::lock_guard<std::mutex> lock(self->mu_);
       batch.swap(self->done_);
     }
-    if (batch.empty()) return;
-    Napi::Env env = self->env_;
-    Napi::HandleScope scope(env);
-    Napi::Object obj = self->Value();
-    Napi::Value fn = obj.Get("_dispatch");
     for (const Report& r : batch) {
       auto wit = self->watches_.find(r.id);
       if (wit != self->watches_.end()) {
@@ -556,12 +685,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       } else {
         continue;  // a watch that was stopped meanwhile
       }
-      if (!fn.IsFunction()) continue;
-      try {
-        fn.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, r.id), Napi::Number::New(env, r.result)}, self->context_);
-      } catch (const Napi::Error& e) {
-        napi_fatal_exception(env, e.Value());
-      }
+      self->Dispatch(r.id, r.result);
     }
   }
 
@@ -570,6 +694,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   // Stops every thread (cancelling its wait) and closes the loop handle. Idempotent.
   void Shutdown() {
     if (shutdown_) return;
+    *alive_ = false;  // completions the ring still holds must not reach us
     {
       std::lock_guard<std::mutex> lock(mu_);
       shutdown_ = true;
@@ -585,6 +710,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     threads_.clear();
     for (auto& [id, w] : watches_) StopWatch(w);
     watches_.clear();
+    ringWaits_.clear();  // the ring cancels its waits when it closes
     napi_remove_env_cleanup_hook(env_, CleanupHook, this);
     if (async_ != nullptr) {
       uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
@@ -598,6 +724,9 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   std::vector<WaiterThread*> idle_;
   std::unordered_map<uint32_t, WaiterThread*> active_;
   std::unordered_map<uint32_t, Watch*> watches_;  // JavaScript thread only
+  std::unordered_map<uint32_t, RingWait> ringWaits_;  // one-shot waits on the io_uring path
+  FutexRing* ring_ = nullptr;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::vector<Report> done_;
   size_t live_ = 0;
   uint32_t nextId_ = 0;

@@ -247,6 +247,30 @@ describe('ring: across processes', () => {
     await rx.close();
   });
 
+  it('both ways of sleeping work: io_uring futex waits, and waiter threads (IPCKIT_NO_URING=1)', async () => {
+    for (const env of [{}, { IPCKIT_NO_URING: '1' }]) {
+      const n = ringName();
+      using ring = createRing(n);
+      const tx = track(ring.sender());
+      const consumer = runFixture('ring-peer', ['consume', n, '60', '10000', '0'], { env: { ...process.env, ...env } });
+      const lines = jsonLines(consumer);
+      await lines.next();
+      for (let seq = 0; seq < 60; seq++) {
+        await tx.send(makeMessage(3, seq, 100));
+        if (seq % 10 === 9) await sleep(20); // the receiver falls asleep, and is woken
+      }
+      const last = lines.all.length ? await within((async () => {
+        for (;;) {
+          const l = await lines.next();
+          if ('got' in l) return l;
+        }
+      })(), 20_000) : undefined;
+      assert.deepEqual(last?.perProducer, { 3: 60 }, JSON.stringify(env));
+      assert.equal((await consumer.done).code, 0);
+      await tx.close();
+    }
+  });
+
   it('a producer killed while the receiver waits: ERR_IPCKIT_PEER_GONE within about 100 ms', async () => {
     const n = ringName();
     using ring = createRing(n);
