@@ -207,6 +207,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       InstanceMethod<&FutexWaiters::WatchDisarm>("disarm"),
       InstanceMethod<&FutexWaiters::WatchStop>("unwatch"),
       InstanceMethod<&FutexWaiters::Threads>("threads"),
+      InstanceMethod<&FutexWaiters::UsesUring>("usesUring"),
     });
     exports.Set("FutexWaiters", ctor);
   }
@@ -511,6 +512,8 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     Watch* w = static_cast<Watch*>(timer->data);
     w->owner->ReportRing(w, kTimedOut);
   }
+
+  Napi::Value UsesUring(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Ring() != nullptr); }
 
   Napi::Value Threads(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(threads_.size() + watches_.size()));

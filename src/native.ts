@@ -266,8 +266,10 @@ export interface NativeFutexWaiters {
   disarm(id: number): void;
   /** Stops the watch and joins its thread. */
   unwatch(id: number): void;
-  /** Waiter threads started so far (they are reused). */
+  /** Waiter threads started so far (they are reused), and watches. */
   threads(): number;
+  /** True when waits go through io_uring (one wake-up) rather than waiter threads. */
+  usesUring(): boolean;
 }
 
 /** native/futex.cc: shared (cross-process) futex wait and wake on a word of a mapping. */

@@ -75,6 +75,11 @@ function poolSlice(length: number): Uint8Array {
   return b;
 }
 
+/** @internal How asynchronous futex waits sleep in this thread: 'io_uring' (the completion wakes the event loop) or 'threads' (a waiter thread, then the event loop). */
+export function futexWaitPath(): 'io_uring' | 'threads' {
+  return futexWaiters().usesUring() ? 'io_uring' : 'threads';
+}
+
 /** @internal A watch on one word (see native/futex.cc): arm(seq) reports once, through the callback, when the word is no longer seq or after a slice. */
 export interface WordWatch {
   arm(seq: number): void;
