@@ -263,6 +263,9 @@ async function listenTcp<T>(addr: TcpAddress, backlog: number, options: SocketCh
   return new ListeningServer<T>(fd, 'tcp', tcpText(ip, port), undefined, port, options, null, undefined, acknowledged);
 }
 
+/** Connections an acknowledged server accepts before the application asks for them. */
+const READY_LIMIT = 64;
+
 /** A listening stream or seqpacket socket. */
 class ListeningServer<T> implements SocketServer<T> {
   readonly #fd: number;
@@ -272,6 +275,8 @@ class ListeningServer<T> implements SocketServer<T> {
   readonly #allow: AllowList | null;
   readonly #file: BoundFile | undefined;
   readonly #acknowledged: boolean;
+  /** Acknowledged mode: connections accepted (and handshaking) before anyone asked. */
+  readonly #ready: SocketChannel<T>[] = [];
   #polling = false;
   #closed = false;
   #refused = 0;
@@ -295,8 +300,11 @@ class ListeningServer<T> implements SocketServer<T> {
     this.#file = file;
     this.#acknowledged = acknowledged;
     this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopPolling();
+      if (!this.#wanted()) this.#stopPolling();
     };
+    // A reconnecting client waits for our handshake before its connect() resolves, so an
+    // acknowledged server accepts ahead of the application, up to READY_LIMIT connections.
+    if (acknowledged) this.#acceptSome();
   }
 
   get refused(): number {
@@ -305,6 +313,11 @@ class ListeningServer<T> implements SocketServer<T> {
 
   accept(options?: WaitOptions): Promise<SocketChannel<T>> {
     if (this.#closed) return Promise.reject(closedError('server'));
+    const ready = this.#ready.shift();
+    if (ready) {
+      this.#acceptSome();
+      return Promise.resolve(ready);
+    }
     const p = this.#waiters.enqueue(options, undefined);
     this.#acceptSome();
     return p;
@@ -322,6 +335,7 @@ class ListeningServer<T> implements SocketServer<T> {
     this.#poll.close();
     native.close(this.#fd);
     if (this.#file) unlinkBoundFile(this.#file);
+    await Promise.allSettled(this.#ready.splice(0).map((c) => c.close({ timeout: 100 })));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -340,8 +354,12 @@ class ListeningServer<T> implements SocketServer<T> {
     this.#poll.unwant('read');
   }
 
+  #wanted(): boolean {
+    return this.#waiters.length > 0 || (this.#acknowledged && this.#ready.length < READY_LIMIT);
+  }
+
   #acceptSome(): void {
-    while (this.#waiters.length > 0 && !this.#closed) {
+    while (this.#wanted() && !this.#closed) {
       const fd = native.accept(this.#fd);
       if (fd < 0) {
         const errno = -fd;
@@ -364,9 +382,9 @@ class ListeningServer<T> implements SocketServer<T> {
         this.#waiters.rejectNext(toIpcError(e, `accept on ${this.address}`));
         continue;
       }
-      if (channel) this.#waiters.resolveNext(channel);
+      if (channel && !this.#waiters.resolveNext(channel)) this.#ready.push(channel);
     }
-    if (this.#waiters.length === 0) this.#stopPolling();
+    if (!this.#wanted()) this.#stopPolling();
   }
 
   /** A channel for an accepted fd, or null (closed at once) if the peer is not allowed. */
