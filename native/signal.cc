@@ -9,11 +9,22 @@
 // so both ipckit listeners and process.on listeners see the signal. A full pipe (JavaScript
 // has not read 32768 records) drops the record and counts it.
 //
+// Order: a process-directed signal goes to any thread that does not block it, and Node
+// has several (V8's platform workers, libuv's pool). Two threads taking two real-time
+// signals at once would write their records in either order. So records are written by
+// the main thread only: a handler that runs on another thread forwards the siginfo to the
+// main thread (rt_tgsigqueueinfo keeps pid, uid and value) and blocks the signal in its
+// own thread for good (through the ucontext's saved mask). installSignal asks every other
+// thread to block it up front, with a marked request that the handler recognises.
+//
 // Also here: kill(2) and sigqueue(3), and the run-time values of SIGRTMIN/SIGRTMAX.
 #include "addon.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -39,6 +50,9 @@ using InfoHandler = void (*)(int, siginfo_t*, void*);
 using PlainHandler = void (*)(int);
 
 std::atomic<int> g_writeFd{-1};
+std::atomic<pid_t> g_mainTid{0};
+// The value of the marked request that tells a thread to block the signal.
+constexpr int kBlockRequest = 0x1b10c4ed;
 int g_readFd = -1;
 std::atomic<uint32_t> g_dropped{0};
 // The handler to chain to per signal (at most one of the two is set).
@@ -48,8 +62,23 @@ std::atomic<PlainHandler> g_chainPlain[NSIG];
 struct sigaction g_previous[NSIG];
 bool g_ours[NSIG];
 
+long Tgsigqueueinfo(pid_t tgid, pid_t tid, int signo, siginfo_t* si) { return syscall(SYS_rt_tgsigqueueinfo, tgid, tid, signo, si); }
+
 void OnSignal(int signo, siginfo_t* si, void* context) {
   int savedErrno = errno;
+  pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
+  pid_t main = g_mainTid.load(std::memory_order_acquire);
+  if (main != 0 && self != main && context != nullptr) {
+    // Not the main thread: block the signal here once we return, and pass it on.
+    sigaddset(&static_cast<ucontext_t*>(context)->uc_sigmask, signo);
+    pid_t pid = getpid();
+    bool request = si != nullptr && si->si_code == SI_QUEUE && si->si_pid == pid && si->si_value.sival_int == kBlockRequest;
+    if (request || (si != nullptr && Tgsigqueueinfo(pid, main, signo, si) == 0)) {
+      errno = savedErrno;
+      return;
+    }
+    // Forwarding failed (the queue is full): record it from here, out of order but not lost.
+  }
   SignalRecord r;
   memset(&r, 0, sizeof r);
   r.signo = signo;
@@ -88,6 +117,27 @@ void SetPrevious(int signo, const struct sigaction& sa) {
   }
 }
 
+// Sends the marked request to every thread but this (the main) one: each blocks `signo`.
+void AskOtherThreadsToBlock(int signo) {
+  pid_t pid = getpid();
+  pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
+  DIR* d = opendir("/proc/self/task");
+  if (d == nullptr) return;
+  for (struct dirent* e = readdir(d); e != nullptr; e = readdir(d)) {
+    pid_t tid = static_cast<pid_t>(atoi(e->d_name));
+    if (tid <= 0 || tid == self) continue;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    si.si_signo = signo;
+    si.si_code = SI_QUEUE;
+    si.si_pid = pid;
+    si.si_uid = getuid();
+    si.si_value.sival_int = kBlockRequest;
+    Tgsigqueueinfo(pid, tid, signo, &si);
+  }
+  closedir(d);
+}
+
 int ArgSignal(const Napi::CallbackInfo& info, size_t i) {
   int signo = ArgInt(info, i);
   if (signo <= 0 || signo >= NSIG) throw Napi::RangeError::New(info.Env(), "ipckit native: signal number out of range");
@@ -96,6 +146,7 @@ int ArgSignal(const Napi::CallbackInfo& info, size_t i) {
 
 void EnsurePipe(Napi::Env env) {
   if (g_readFd >= 0) return;
+  g_mainTid.store(static_cast<pid_t>(syscall(SYS_gettid)), std::memory_order_release);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) ThrowErrno(env, "pipe2");
   // Room for 32768 records: more than RLIMIT_SIGPENDING usually allows to be queued.
@@ -134,6 +185,7 @@ Napi::Value InstallSignal(const Napi::CallbackInfo& info) {
   sigemptyset(&set);
   sigaddset(&set, signo);
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  AskOtherThreadsToBlock(signo);
   return Napi::Boolean::New(env, true);
 }
 
