@@ -318,6 +318,12 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
     return receiverIterator(this);
   }
 
+  /** Waits until everything sent was acknowledged, then half-closes the current connection. */
+  async end(options?: WaitOptions): Promise<void> {
+    await this.flush(options);
+    await this.link?.raw.end(options);
+  }
+
   /** Descriptors do not travel over stream sockets. */
   sendHandle(): Promise<void> {
     return Promise.reject(new IpcError('ERR_IPCKIT_UNSUPPORTED', 'an acknowledged stream connection cannot carry descriptors: use a unix-seqpacket: or unix-dgram: socket'));

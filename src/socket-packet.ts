@@ -900,6 +900,11 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
     return this.queuedCount;
   }
 
+  /** A datagram peer has no connection to half-close: writes what was accepted. */
+  end(options?: WaitOptions): Promise<void> {
+    return this.writer.flush(options);
+  }
+
   override send(message: T, options?: WaitOptions): Promise<void> {
     if (!this.#replyable) return Promise.reject(new IpcError('ERR_IPCKIT_UNSUPPORTED', 'this sender did not bind an address, so it cannot be answered'));
     return super.send(message, options);

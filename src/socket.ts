@@ -63,6 +63,11 @@ export { AckedChannel, ReconnectingChannel } from './socket-acked.js';
 export interface SocketChannel<T> extends Channel<T>, SocketInfo {
   /** Resolves once every accepted message has been handed to the kernel. */
   flush(options?: WaitOptions): Promise<void>;
+  /**
+   * Half-close: writes what was accepted, then ends our sending direction (the peer's
+   * receive ends; we can still receive). Datagram channels have no direction to end: flush.
+   */
+  end(options?: WaitOptions): Promise<void>;
   /** Datagram/seqpacket: sends descriptors with a message. Other kinds: ERR_IPCKIT_UNSUPPORTED. */
   sendHandle(handle: HandleSource | HandleSource[], message?: T, options?: WaitOptions): Promise<void>;
   /** Datagram/seqpacket: the next message, which must carry a descriptor. */
