@@ -510,12 +510,14 @@ export class ReconnectingChannel<T> extends AckedEndpoint<T> {
         return;
       } catch (e) {
         const err = toIpcError(e, `connect to ${this.address}`);
-        if (!retriable(err) || (deadline !== undefined && Date.now() >= deadline)) {
+        if (!retriable(err)) {
           this.closed = true;
           throw err;
         }
         const delay = this.#nextDelay();
         if (deadline !== undefined && Date.now() + delay >= deadline) {
+          // No time for another attempt: end exactly at the deadline, with the last error as cause.
+          await sleep(Math.max(0, deadline - Date.now()), wait.signal);
           this.closed = true;
           throw new IpcError('ERR_IPCKIT_TIMEOUT', `connect to ${this.address} timed out after ${wait.timeout} ms (last error: ${err.message})`, { cause: err, details: { timeout: wait.timeout } });
         }
