@@ -151,6 +151,15 @@ export function fitSendBuffer(fd: number, maxMessageSize: number): void {
   }
 }
 
+/** Messages up to this size are copied when accepted; larger ones are written in place. */
+const COPY_LIMIT = 16 * 1024;
+
+function copyOf(bytes: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(bytes.length);
+  b.set(bytes);
+  return b;
+}
+
 interface OutEntry {
   bytes: Uint8Array;
   fds: Int32Array | null;
@@ -198,17 +207,22 @@ export class PacketWriter {
     return this.#queue.length - this.#qHead + this.#spaceWaiters.length;
   }
 
-  /** Accepts `bytes` (with optional descriptors). Resolves once accepted (or, with `fds`, once sent). */
+  /**
+   * Accepts `bytes` (with optional descriptors). A small message is copied and resolves
+   * once accepted; a large one (or one with descriptors) is written from the caller's
+   * buffer and resolves once the kernel has it, so the caller may reuse its buffer after.
+   */
   send(bytes: Uint8Array, fds: Int32Array | null, options: WaitOptions | undefined): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
-    const entry: OutEntry = { bytes, fds, resolve: null, reject: null };
+    const inPlace = fds !== null || bytes.length > COPY_LIMIT;
+    const entry: OutEntry = { bytes: inPlace ? bytes : copyOf(bytes), fds, resolve: null, reject: null };
     let done: Promise<void> = RESOLVED;
-    if (fds !== null) done = new Promise<void>((resolve, reject) => ((entry.resolve = resolve), (entry.reject = reject)));
+    if (inPlace) done = new Promise<void>((resolve, reject) => ((entry.resolve = resolve), (entry.reject = reject)));
     if (this.#spaceWaiters.length === 0 && (this.#bytes + bytes.length <= this.highWaterMark || this.#bytes === 0)) {
       this.#push(entry);
       return done;
     }
-    if (this.#bytes + bytes.length > this.highWaterMark) this.#flush();
+    if (this.#bytes + bytes.length > this.highWaterMark && !this.#pollingWrite && this.#retryTimer === undefined) this.#flush();
     if (this.#error) return Promise.reject(this.#error);
     if (this.#spaceWaiters.length === 0 && (this.#bytes + bytes.length <= this.highWaterMark || this.#bytes === 0)) {
       this.#push(entry);
@@ -226,7 +240,7 @@ export class PacketWriter {
       if (this.#error) throw this.#error;
       if (this.#bytes + bytes.length > this.highWaterMark && this.#bytes > 0) return false;
     }
-    this.#push({ bytes, fds: null, resolve: null, reject: null });
+    this.#push({ bytes: copyOf(bytes), fds: null, resolve: null, reject: null });
     return true;
   }
 
@@ -263,6 +277,8 @@ export class PacketWriter {
   #push(entry: OutEntry): void {
     this.#queue.push(entry);
     this.#bytes += entry.bytes.length;
+    // While the peer is full we wait for its room (poll or timer), not retry on every send.
+    if (this.#pollingWrite || this.#retryTimer !== undefined) return;
     if (this.#queue.length - this.#qHead >= C.MAX_BATCH) this.#flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;
@@ -803,10 +819,14 @@ export class DatagramServer<T> {
     return p;
   }
 
-  /** Reads while anyone waits for a datagram, routing each to its sender's channel. */
-  pump(): void {
+  /**
+   * Reads while anyone waits for a datagram (or once, when `now`: a receiver looking for
+   * more without waiting), routing each to its sender's channel.
+   */
+  pump(now = false): void {
     if (this.#closed) return;
-    for (let rounds = 0; rounds < 8 && this.#interested() && !this.#congested(); rounds++) {
+    for (let rounds = 0; rounds < 8 && (now || this.#interested()) && !this.#congested(); rounds++) {
+      now = false;
       const batch = readPackets(this.fd, this.#maxMessageSize, true, false);
       for (let i = 0; i < batch.items.length; i++) {
         const item = batch.items[i]!;
@@ -929,7 +949,7 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
   }
 
   protected fill(): void {
-    this.#server.pump();
+    this.#server.pump(true);
   }
 
   protected release(): void {
