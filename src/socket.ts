@@ -479,7 +479,7 @@ export async function connect<C extends CodecOption | undefined = undefined>(add
 }
 
 /** One connection attempt, as a plain channel. */
-export function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecOption | undefined> & { trustAnyOwner?: boolean }, wait: WaitOptions, owner: number | undefined): Promise<SocketChannel<T>> {
+function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecOption | undefined> & { trustAnyOwner?: boolean }, wait: WaitOptions, owner: number | undefined): Promise<SocketChannel<T>> {
   const chOptions = channelOptions(options);
   const trustAnyOwner = options.trustAnyOwner === true;
   return cancellableWait<SocketChannel<T>>(`connect to ${addr.text}`, wait, (resolve, reject) => {

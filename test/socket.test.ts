@@ -282,6 +282,22 @@ describe('peer credentials and allow', () => {
     chmodSync(scratchDir(), 0o700);
   });
 
+  it('an abstract datagram server drops datagrams from outside `allow` (SCM_CREDENTIALS)', { skip: !isRoot && 'needs root' }, async () => {
+    const name = uniqueName('dallow').slice(1);
+    const server = await listen(`unix-dgram:@${name}`, { codec: 'utf8' }); // default: our uid only
+    const accepting = server.accept();
+    const py = await run(AS_NOBODY[0]!, [...AS_NOBODY.slice(1), '/usr/bin/python3', '-c', `import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM);s.sendto(b'from nobody',b'\\0'+sys.argv[1].encode())`, name]).done;
+    assert.equal(py.code, 0, py.stderr);
+    const c = await connect(`unix-dgram:@${name}`, { codec: 'utf8' });
+    await c.send('from us');
+    const peer = await within(accepting, 5000);
+    assert.equal(await peer.receive(), 'from us');
+    assert.equal(server.refused, 1);
+    await c.close();
+    await peer.close();
+    await server.close();
+  });
+
   it('a client refuses a server of another uid unless told to trust it', { skip: !isRoot && 'needs root' }, async () => {
     const name = uniqueName('owner').slice(1);
     const py = run(AS_NOBODY[0]!, [...AS_NOBODY.slice(1), '/usr/bin/python3', '-c', `import socket,sys,time\ns=socket.socket(socket.AF_UNIX);s.bind(b'\\0'+sys.argv[1].encode());s.listen();print('up',flush=True);c,_=s.accept();time.sleep(5)`, name]);
