@@ -457,8 +457,10 @@ export class AckedChannel<T> extends AckedEndpoint<T> {
   constructor(raw: RawChannel, options: SocketChannelOptions<CodecOption | undefined>, _role: 'server') {
     super(options);
     this.kind = raw.kind;
-    this.link = this.newLink(raw);
-    void this.link.handshake(HANDSHAKE_TIMEOUT).catch(() => {});
+    const link = this.newLink(raw);
+    this.link = link;
+    // A client that never says HELLO is not one of ours: drop it rather than hold it open.
+    link.handshake(HANDSHAKE_TIMEOUT).catch((e: unknown) => link.kill(toIpcError(e, 'handshake')));
   }
 
   protected stop(): void {}
