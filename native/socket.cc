@@ -368,6 +368,46 @@ Napi::Value RecvPackets(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
+// recvStream(fd, buf, offset, length, fds: Int32Array) -> bytes read, 0 at the end, or
+// -errno. read(2) for a Unix stream socket that may carry descriptors: the kernel ends a
+// read after the bytes that came with descriptors, and hands them over here
+// (MSG_CMSG_CLOEXEC). fds[0] = how many arrived, fds[1..16] = them, fds[17] = 1 when more
+// were sent than fit (the kernel closed those).
+Napi::Value RecvStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0);
+  ByteView v = ArgBytes(info, 1);
+  int64_t off = ArgInt64(info, 2), len = ArgInt64(info, 3);
+  if (off < 0 || len < 0 || static_cast<uint64_t>(off + len) > v.length) throw Napi::RangeError::New(env, "ipckit native: offset/length outside the buffer");
+  if (info.Length() < 5 || !info[4].IsTypedArray()) throw Napi::TypeError::New(env, "ipckit native: recvStream expects an Int32Array");
+  Napi::Int32Array out = info[4].As<Napi::Int32Array>();
+  if (out.ElementLength() < static_cast<size_t>(kMaxFdsPerMessage + 2)) throw Napi::RangeError::New(env, "ipckit native: recvStream fds array too small");
+  struct iovec iov = {v.data + off, static_cast<size_t>(len)};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+  int32_t* o = out.Data();
+  o[0] = 0;
+  o[kMaxFdsPerMessage + 1] = (msg.msg_flags & MSG_CTRUNC) ? 1 : 0;
+  if (n < 0) return Napi::Number::New(env, -errno);
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    int k = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    const int* got = reinterpret_cast<const int*>(CMSG_DATA(c));
+    for (int j = 0; j < k; j++) {
+      if (o[0] < kMaxFdsPerMessage) o[1 + o[0]++] = got[j];
+      else close(got[j]);
+    }
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
 // memfdCreate(name) -> fd: anonymous memory with sealing allowed, close-on-exec.
 Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   std::string name = ArgString(info, 0);
@@ -438,6 +478,7 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("sendPacket", Napi::Function::New(env, SendPacket, "sendPacket"));
   exports.Set("sendPackets", Napi::Function::New(env, SendPackets, "sendPackets"));
   exports.Set("recvPackets", Napi::Function::New(env, RecvPackets, "recvPackets"));
+  exports.Set("recvStream", Napi::Function::New(env, RecvStream, "recvStream"));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
   exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
   exports.Set("addSeals", Napi::Function::New(env, AddSeals, "addSeals"));

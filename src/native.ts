@@ -145,6 +145,12 @@ export interface NativeSocket {
    * the caller's to close.
    */
   recvPackets(fd: number, scratch: Uint8Array, slotSize: number, maxCount: number, meta: Int32Array, addrs: Uint8Array | null, fds: Int32Array): number;
+  /**
+   * recvmsg (MSG_DONTWAIT | MSG_CMSG_CLOEXEC) on a Unix stream socket: read(2) that also
+   * takes passed descriptors -> bytes, 0 at the end, or -errno. fds[0] = count, fds[1..16]
+   * the descriptors (the caller's to close), fds[17] = 1 if more were sent than fit.
+   */
+  recvStream(fd: number, buf: Uint8Array, offset: number, length: number, fds: Int32Array): number;
   /** memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING) -> fd. */
   memfdCreate(name: string): number;
   ftruncate(fd: number, size: number): void;

@@ -28,7 +28,7 @@ import { native } from './native.js';
 import { FdPoll } from './stream.js';
 import { closeFds, handleFd, ReceivedHandle, type HandleSource } from './socket-handle.js';
 import type { SocketKind } from './socket-address.js';
-import { peerDiedError, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './socket-stream.js';
+import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './socket-stream.js';
 import * as validate from './validate.js';
 
 const C = native.socketConstants;
@@ -402,13 +402,7 @@ export class PacketWriter {
   }
 }
 
-/** A message and the descriptors that came with it. */
-export interface MessageWithHandles<T> {
-  message: T;
-  handles: ReceivedHandle[];
-  /** The sender (SCM_CREDENTIALS), when the kernel told us. */
-  sender: PeerCredentials | undefined;
-}
+export type { MessageWithHandles };
 
 /** What the message queue of a packet channel holds. */
 type Waiting<T> = { resolve: (v: MessageWithHandles<T>) => void; reject: (e: unknown) => void };

@@ -68,11 +68,11 @@ export interface SocketChannel<T> extends Channel<T>, SocketInfo {
    * receive ends; we can still receive). Datagram channels have no direction to end: flush.
    */
   end(options?: WaitOptions): Promise<void>;
-  /** Datagram/seqpacket: sends descriptors with a message. Other kinds: ERR_IPCKIT_UNSUPPORTED. */
+  /** Sends descriptors with a message: datagram, seqpacket, and Unix stream opened with `{ handles: true }`; else ERR_IPCKIT_UNSUPPORTED. */
   sendHandle(handle: HandleSource | HandleSource[], message?: T, options?: WaitOptions): Promise<void>;
-  /** Datagram/seqpacket: the next message, which must carry a descriptor. */
+  /** The next message, which must carry a descriptor. */
   receiveHandle(options?: WaitOptions): Promise<{ handle: ReceivedHandle; message: T; sender: PeerCredentials | undefined }>;
-  /** Datagram/seqpacket: the next message with any descriptors it carried. */
+  /** The next message with any descriptors it carried. */
   receiveWithHandles(options?: WaitOptions): Promise<MessageWithHandles<T>>;
   close(options?: WaitOptions): Promise<void>;
 }
@@ -165,6 +165,8 @@ function resolveAllow(value: unknown, addr: SocketAddress): AllowList | null {
 }
 
 function checkChannelOptions(kind: SocketKind, options: SocketChannelOptions<CodecOption | undefined>): void {
+  if (options.handles !== undefined && typeof options.handles !== 'boolean') throw invalidArgument(`handles must be a boolean, got ${validate.describe(options.handles)}`);
+  if (options.handles === true && kind === 'tcp') throw invalidArgument('`handles` needs a Unix socket: TCP cannot carry descriptors');
   if (isPacketKind(kind)) resolvePacketOptions(options);
   else {
     resolveFraming(options);
@@ -180,13 +182,15 @@ function channelOptions(options: SocketChannelOptions<CodecOption | undefined>):
   if (options.maxMessageSize !== undefined) out.maxMessageSize = options.maxMessageSize;
   if (options.highWaterMark !== undefined) out.highWaterMark = options.highWaterMark;
   if (options.readBufferSize !== undefined) out.readBufferSize = options.readBufferSize;
+  if (options.handles !== undefined) out.handles = options.handles;
   return out;
 }
 
 /** The raw channel under an acknowledged one: bytes, length frames, room for the type byte. */
 function rawAckedOptions(options: SocketChannelOptions<CodecOption | undefined>): SocketChannelOptions<undefined> {
   if (options.framing !== undefined && options.framing !== 'length') throw invalidArgument('acknowledged connections use length framing');
-  const { codec: _c, framing: _f, ...rest } = options;
+  if (options.handles === true) throw invalidArgument('acknowledged connections do not carry descriptors');
+  const { codec: _c, framing: _f, handles: _h, ...rest } = options;
   return { ...rest, maxMessageSize: (options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE) + 1 };
 }
 

@@ -25,6 +25,7 @@ const kinds: Array<[string, () => string, Record<string, unknown>]> = [
   ['tcp loopback', () => 'tcp://127.0.0.1:0', {}],
   ['tcp ipv6 loopback', () => 'tcp://[::1]:0', {}],
   ['unix seqpacket', () => `unix-seqpacket:${scratchPath('q')}`, {}],
+  ['unix stream with { handles: true }', () => `unix:${scratchPath('h')}`, { handles: true }],
 ];
 
 for (const [name, address, extra] of kinds) {
@@ -399,9 +400,45 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
     assert.ok(after <= before - 2 + 0 || after <= before, `fds grew from ${before} to ${after}`);
   });
 
-  it('handles are refused on stream and TCP channels with UNSUPPORTED', async () => {
+  it('handles are refused on a stream channel without { handles: true }, and on TCP', async () => {
     const [a, b] = socketPair('unix');
     await rejectsWith(a.sendHandle(0), 'ERR_IPCKIT_UNSUPPORTED');
+    await a.close();
+    await b.close();
+    await rejectsWith(connect('tcp://127.0.0.1:1', { handles: true }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  });
+
+  it('a Unix stream with { handles: true } ties each descriptor to its own message, among plain ones', async () => {
+    const [a, b] = socketPair('unix', { codec: 'utf8', handles: true });
+    const files = [0, 1, 2, 3].map((i) => {
+      const f = scratchPath(`h${i}`);
+      writeFileSync(f, `file ${i}`);
+      return openSync(f, 'r');
+    });
+    const big = 'x'.repeat(300_000); // larger than the socket buffer: written in parts, descriptors on the first
+    const sending = (async () => {
+      await a.send('plain 1');
+      await a.sendHandle(files[0]!, 'with one');
+      for (let i = 0; i < 500; i++) await a.send(`filler ${i}`);
+      await a.sendHandle([files[1]!, files[2]!], 'with two');
+      await a.sendHandle(files[3]!, big);
+      await a.send('plain last');
+    })();
+    const got: Array<[string, string[]]> = [];
+    for (let i = 0; i < 505; i++) {
+      const m = await within(b.receiveWithHandles(), 10_000);
+      got.push([m.message.length > 50 ? `big ${m.message.length}` : m.message, m.handles.map((h) => readFileSync(h.fd, 'utf8'))]);
+      for (const h of m.handles) h.close();
+    }
+    await sending;
+    for (const fd of files) closeSync(fd);
+    assert.deepEqual(got[0], ['plain 1', []]);
+    assert.deepEqual(got[1], ['with one', ['file 0']]);
+    assert.deepEqual(got[2], ['filler 0', []]);
+    assert.deepEqual(got[501], ['filler 499', []]);
+    assert.deepEqual(got[502], ['with two', ['file 1', 'file 2']]);
+    assert.deepEqual(got[503], ['big 300000', ['file 3']]);
+    assert.deepEqual(got[504], ['plain last', []]);
     await a.close();
     await b.close();
   });

@@ -162,6 +162,34 @@ s.send(b'done')
     await server.close();
   });
 
+  it('python send_fds on a Unix stream socket, to a server with { handles: true }', async () => {
+    const server = await listen(`unix:${scratchPath('pys')}`, { codec: 'utf8', handles: true });
+    const py = runPython(
+      `import socket, sys, os, struct
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+def frame(b): return struct.pack('<I', len(b)) + b
+s.sendall(frame(b'no descriptor'))
+r, w = os.pipe()
+socket.send_fds(s, [frame(b'a pipe')], [w])
+os.close(w)
+s.sendall(frame(b'after'))
+print(os.read(r, 100).decode(), flush=True)`,
+      [server.path!],
+    );
+    const s = await within(server.accept(), 10_000);
+    assert.deepEqual((await s.receiveWithHandles()).handles, []);
+    const got = await s.receiveHandle();
+    assert.equal(got.message, 'a pipe');
+    assert.equal(got.handle.type, 'pipe');
+    const { writeSync } = await import('node:fs');
+    writeSync(got.handle.fd, 'node wrote this');
+    got.handle.close();
+    assert.equal(await s.receive(), 'after');
+    assert.equal((await py.done).stdout.trim(), 'node wrote this');
+    await s.close();
+    await server.close();
+  });
+
   it('python on a Unix datagram socket: descriptors and SCM_CREDENTIALS', async () => {
     const server = await listen(`unix-dgram:${scratchPath('pyd')}`);
     const py = runPython(
