@@ -1,5 +1,54 @@
-/** Bench: signal (not measured yet). */
-import type { Scenario } from "./harness.js";
+/**
+ * Bench: a signal round trip between two processes, against the C reference (sigqueue +
+ * sigwaitinfo with the signal blocked) in the same run. The parent queues SIGRTMIN+1 with
+ * the sequence number as value; the child's handler answers with the same value.
+ */
+import { sendSignal, signalReceiver } from '../src/signal.js';
+import { cFigures, latency, now, startChild, tell, type Figure, type Scenario } from './harness.js';
 
-export const scenarios: Scenario[] = [];
-export const children = {};
+export const scenarios: Scenario[] = [
+  {
+    name: 'signal',
+    title: 'signals (sigqueue with a value, SA_SIGINFO handler)',
+    async run(ctx) {
+      ctx.progress('signal: RTT');
+      const rx = signalReceiver('SIGRTMIN+1');
+      const child = startChild('signal', 'echo', { parent: process.pid });
+      const ready = (await child.nextLine()) as { pid: number };
+      const samples: number[] = [];
+      const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
+      try {
+        for (let i = 0; i < ctx.budget.rttMessages; i++) {
+          const t0 = now();
+          sendSignal(ready.pid, 'SIGRTMIN+1', { value: i });
+          const info = await rx.receive({ timeout: 5000 });
+          const t1 = now();
+          if (info.value !== i) throw new Error(`signal echo out of order: ${info.value} != ${i}`);
+          samples.push(Number(t1 - t0));
+          if (t1 > deadline) break;
+        }
+        sendSignal(ready.pid, 'SIGRTMIN+1', { value: -1 });
+      } finally {
+        await child.finish();
+        await rx.close();
+      }
+      const ours: Figure = { mechanism: 'signal', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...latency(samples) };
+      const c = cFigures(ctx, 'signal', 'signal', 'C sigqueue/sigwaitinfo', [0]).filter((f) => f.metric === 'rtt');
+      return [ours, ...c];
+    },
+    targets: [{ mechanism: 'signal', metric: 'rtt', size: 0, maxRatio: 1.5, compareTo: { variant: 'C sigqueue/sigwaitinfo' }, text: 'signal RTT <= 1.5x C' }],
+  },
+];
+
+export const children = {
+  async echo(args: { parent: number }): Promise<void> {
+    const rx = signalReceiver('SIGRTMIN+1');
+    tell({ pid: process.pid });
+    for (;;) {
+      const info = await rx.receive();
+      if (info.value === -1) break;
+      sendSignal(args.parent, 'SIGRTMIN+1', { value: info.value! });
+    }
+    await rx.close();
+  },
+};

@@ -1,5 +1,285 @@
-/** Bench: socket (not measured yet). */
-import type { Scenario } from "./harness.js";
+/**
+ * Bench: sockets between a parent and a child process, each kind against its C reference
+ * in the same run: Unix stream at a path, Unix datagram (the server bound and unconnected,
+ * answering by address; the client connected), Unix seqpacket, TCP over 127.0.0.1 with
+ * TCP_NODELAY. The Node baseline is `net` over a Unix socket with a hand-written u32 length
+ * prefix (what users write today).
+ */
+import { createConnection, createServer, type Socket } from 'node:net';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { connect, listen, openSocketFd, socketPair, type SocketChannel } from '../src/socket.js';
+import { cFigures, latency, now, SIZES, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
-export const scenarios: Scenario[] = [];
-export const children = {};
+type Kind = 'unix' | 'unix-dgram' | 'unix-dgram-pair' | 'unix-seqpacket' | 'tcp';
+const MECHANISM: Record<Kind, string> = {
+  unix: 'socket unix',
+  'unix-dgram': 'socket unix-dgram',
+  'unix-dgram-pair': 'socket unix-dgram (socketpair)',
+  'unix-seqpacket': 'socket unix-seqpacket',
+  tcp: 'socket tcp',
+};
+const C_PROGRAM: Record<Kind, [string, string]> = {
+  unix: ['unix_stream', 'C Unix stream'],
+  'unix-dgram': ['unix_dgram', 'C Unix datagram (bound server)'],
+  'unix-dgram-pair': ['unix_dgram', 'C Unix datagram (socketpair)'],
+  'unix-seqpacket': ['seqpacket', 'C Unix seqpacket'],
+  tcp: ['tcp', 'C TCP (NODELAY)'],
+};
+
+function benchPath(tag: string): string {
+  return join(tmpdir(), `ipckit-bench-${process.pid}-${tag}`);
+}
+
+/** A datagram echo never sees an end of stream: tell it to stop (seq -1). */
+async function endMarker(ch: SocketChannel<Uint8Array>, size: number): Promise<void> {
+  await ch.send(stamp(new Uint8Array(Math.max(size, 8)), -1)).catch(() => {});
+  await ch.flush({ timeout: 1000 }).catch(() => {});
+}
+
+/** Parent listens (datagram: the child does), child connects; returns our channel and the child. */
+async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ ch: SocketChannel<Uint8Array>; done: () => Promise<void> }> {
+  const maxMessageSize = Math.max(size, 8) + 64;
+  if (kind === 'unix-dgram-pair') {
+    // A connected pair, one end inherited by the child at fd 3 (socketPair + openSocketFd).
+    const [mine, theirs] = socketPair('unix-dgram', { maxMessageSize });
+    const child = startChild('socket', `${role}Fd`, { maxMessageSize }, [(theirs as unknown as { fd: number }).fd]);
+    await theirs.close();
+    await child.nextLine(); // the child is up and holds its end
+    return {
+      ch: mine,
+      done: async () => {
+        if (role === 'echo') await endMarker(mine, size);
+        await mine.close({ timeout: 1000 }).catch(() => {});
+        await child.finish();
+      },
+    };
+  }
+  if (kind === 'unix-dgram') {
+    // The datagram server (the child) is the receiving side, as a datagram service is.
+    const path = benchPath('d');
+    const child = startChild('socket', `${role}Server`, { path, maxMessageSize });
+    await child.nextLine();
+    const ch = await connect(`unix-dgram:${path}`, { maxMessageSize, timeout: 10_000 });
+    return {
+      ch,
+      done: async () => {
+        if (role === 'echo') await endMarker(ch, size);
+        await ch.close({ timeout: 1000 }).catch(() => {});
+        await child.finish();
+        rmSync(path, { force: true });
+      },
+    };
+  }
+  const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(kind === 'unix' ? 's' : 'q')}`;
+  const server = await listen(address, { maxMessageSize });
+  const accepting = server.accept();
+  const child = startChild('socket', role, { address: server.address, maxMessageSize });
+  const ch = await accepting;
+  return {
+    ch,
+    done: async () => {
+      await ch.close({ timeout: 1000 }).catch(() => {});
+      await child.finish();
+      await server.close();
+    },
+  };
+}
+
+async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
+  const mechanism = MECHANISM[kind];
+  const out: Figure[] = [];
+  for (const size of SIZES) {
+    for (const role of ['echo', 'sink'] as const) {
+      ctx.progress(`${mechanism}: ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
+      const { ch, done } = await pair(kind, role, size);
+      try {
+        if (role === 'echo') out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...(await rttLoop(ch, ch, size, ctx.budget)) });
+        else {
+          const t = await throughputLoop(ch, ch, size, ctx.budget);
+          out.push(throughputFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
+        }
+      } finally {
+        await done();
+      }
+    }
+  }
+  const [program, variant] = C_PROGRAM[kind];
+  const extra = kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)];
+  out.push(...cFigures(ctx, program, mechanism, variant, SIZES, [], extra));
+  return out;
+}
+
+/** Node's net over a Unix socket with a u32 length prefix: the baseline users have. */
+async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
+  const path = benchPath('net');
+  rmSync(path, { force: true });
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(path, r));
+  const child = startChild('socket', 'netPeer', { path });
+  const sock = await new Promise<Socket>((r) => server.once('connection', r));
+  sock.setNoDelay(true);
+  let pending: Buffer = Buffer.alloc(0);
+  const waiting: Array<(b: Buffer) => void> = [];
+  sock.on('data', (d: Buffer) => {
+    pending = pending.length ? Buffer.concat([pending, d]) : d;
+    while (pending.length >= 4 && pending.length - 4 >= pending.readUInt32LE(0)) {
+      const len = pending.readUInt32LE(0);
+      const m = pending.subarray(4, 4 + len);
+      pending = pending.subarray(4 + len);
+      waiting.shift()?.(m);
+    }
+  });
+  const frame = (b: Buffer): Buffer => {
+    const f = Buffer.allocUnsafe(4 + b.length);
+    f.writeUInt32LE(b.length, 0);
+    b.copy(f, 4);
+    return f;
+  };
+  const payload = Buffer.alloc(Math.max(8, size), 120);
+  const samples: number[] = [];
+  const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
+  for (let i = 0; i < ctx.budget.rttMessages; i++) {
+    const t0 = now();
+    payload.writeDoubleLE(i, 0);
+    const reply = new Promise<Buffer>((r) => waiting.push(r));
+    sock.write(frame(payload));
+    const echo = await reply;
+    const t1 = now();
+    if (echo.readDoubleLE(0) !== i) throw new Error('net baseline echo mismatch');
+    samples.push(Number(t1 - t0));
+    if (t1 > deadline) break;
+  }
+  payload.writeDoubleLE(-3, 0);
+  sock.write(frame(payload));
+  const start = now();
+  const tdeadline = start + BigInt(Math.round(ctx.budget.thrSeconds * 1e9));
+  let n = 0;
+  for (; n < ctx.budget.thrMessages; n++) {
+    payload.writeDoubleLE(n, 0);
+    if (!sock.write(frame(payload))) await new Promise((r) => sock.once('drain', r));
+    if ((n & 255) === 255 && now() > tdeadline) {
+      n++;
+      break;
+    }
+  }
+  payload.writeDoubleLE(-1, 0);
+  const ack = new Promise<Buffer>((r) => waiting.push(r));
+  sock.write(frame(payload));
+  const got = (await ack).readDoubleLE(0);
+  const seconds = Number(now() - start) / 1e9;
+  if (got !== n) throw new Error(`net baseline lost messages: ${got} of ${n}`);
+  sock.end();
+  await child.finish();
+  server.close();
+  rmSync(path, { force: true });
+  const base = { mechanism: 'node net (Unix, length prefix)', variant: 'net + u32 framing', role: 'node' as const, size };
+  return [{ ...base, metric: 'rtt', ...latency(samples) }, throughputFigure(base, n, seconds)];
+}
+
+const rttTargets = (kind: Kind) =>
+  SIZES.map((size) => ({ mechanism: MECHANISM[kind], metric: 'rtt' as const, size, maxRatio: 1.5, compareTo: { variant: C_PROGRAM[kind][1] }, text: `${MECHANISM[kind]} RTT at ${size} B <= 1.5x C` }));
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'socket',
+    title: 'sockets (Unix stream, datagram, seqpacket, TCP)',
+    async run(ctx) {
+      const out: Figure[] = [];
+      for (const kind of ['unix', 'unix-dgram', 'unix-dgram-pair', 'unix-seqpacket', 'tcp'] as const) out.push(...(await measure(ctx, kind)));
+      ctx.note('Unix datagram "bound server": the kernel queues at most net.unix.max_dgram_qlen (10) datagrams for an unconnected server, so each wakeup moves at most ~11; a socketpair (connected both ways) has no such limit. The targets of the issue were set on a socketpair.');
+      ctx.progress('node net baseline 64 B');
+      out.push(...(await netBaseline(ctx, 64)));
+      return out;
+    },
+    targets: [
+      { mechanism: 'socket unix', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'Unix stream one-way at 64 B >= 1,000,000 msg/s' },
+      { mechanism: 'socket tcp', metric: 'throughput', size: 64, minMsgsPerSec: 500_000, text: 'TCP loopback one-way at 64 B >= 500,000 msg/s' },
+      { mechanism: 'socket unix-dgram (socketpair)', metric: 'throughput', size: 64, minMsgsPerSec: 460_000, text: 'Unix datagram (socketpair) one-way at 64 B >= 460,000 msg/s' },
+      { mechanism: 'socket unix-dgram', metric: 'throughput', size: 64, minMsgsPerSec: 460_000, text: 'Unix datagram (bound server) one-way at 64 B >= 460,000 msg/s' },
+      ...rttTargets('unix'),
+      ...rttTargets('unix-dgram'),
+      ...rttTargets('unix-dgram-pair'),
+      ...rttTargets('unix-seqpacket'),
+      ...rttTargets('tcp'),
+    ],
+  },
+];
+
+async function childChannel(args: { address: string; maxMessageSize: number }): Promise<SocketChannel<Uint8Array>> {
+  return connect(args.address, { maxMessageSize: args.maxMessageSize, timeout: 10_000 });
+}
+
+export const children = {
+  async echo(args: { address: string; maxMessageSize: number }): Promise<void> {
+    const ch = await childChannel(args);
+    await echoLoop(ch, ch);
+    await ch.close();
+  },
+  async sink(args: { address: string; maxMessageSize: number }): Promise<void> {
+    const ch = await childChannel(args);
+    await sinkLoop(ch as never, ch);
+    await ch.close();
+  },
+  async echoFd(args: { maxMessageSize: number }): Promise<void> {
+    const ch = openSocketFd(3, { maxMessageSize: args.maxMessageSize });
+    tell('ready');
+    await echoLoop(ch, ch);
+    await ch.close();
+  },
+  async sinkFd(args: { maxMessageSize: number }): Promise<void> {
+    const ch = openSocketFd(3, { maxMessageSize: args.maxMessageSize });
+    tell('ready');
+    await sinkLoop(ch as never, ch);
+    await ch.close();
+  },
+  async echoServer(args: { path: string; maxMessageSize: number }): Promise<void> {
+    const server = await listen(`unix-dgram:${args.path}`, { maxMessageSize: args.maxMessageSize });
+    tell('listening');
+    const peer = await server.accept();
+    await echoLoop(peer, peer);
+    await peer.close();
+    await server.close();
+  },
+  async sinkServer(args: { path: string; maxMessageSize: number }): Promise<void> {
+    const server = await listen(`unix-dgram:${args.path}`, { maxMessageSize: args.maxMessageSize });
+    tell('listening');
+    const peer = await server.accept();
+    await sinkLoop(peer as never, peer);
+    await peer.close();
+    await server.close();
+  },
+  async netPeer(args: { path: string }): Promise<void> {
+    const sock = createConnection(args.path);
+    sock.setNoDelay(true);
+    let pending: Buffer = Buffer.alloc(0);
+    let counting = false;
+    let n = 0;
+    await new Promise<void>((resolve) => {
+      sock.on('data', (d: Buffer) => {
+        pending = pending.length ? Buffer.concat([pending, d]) : d;
+        while (pending.length >= 4 && pending.length - 4 >= pending.readUInt32LE(0)) {
+          const len = pending.readUInt32LE(0);
+          const frame = pending.subarray(0, 4 + len);
+          const s = frame.readDoubleLE(4);
+          pending = pending.subarray(4 + len);
+          if (s === -3) counting = true;
+          else if (!counting) sock.write(Buffer.from(frame));
+          else if (s === -1) {
+            const ack = Buffer.alloc(12);
+            ack.writeUInt32LE(8, 0);
+            ack.writeDoubleLE(n, 4);
+            sock.write(ack);
+          } else n++;
+        }
+      });
+      sock.on('end', () => {
+        sock.end();
+        resolve();
+      });
+      sock.on('error', () => resolve());
+    });
+  },
+};

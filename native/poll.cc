@@ -16,6 +16,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
       InstanceMethod<&FdWatcher::Start>("start"),
       InstanceMethod<&FdWatcher::Stop>("stop"),
       InstanceMethod<&FdWatcher::Close>("close"),
+      InstanceMethod<&FdWatcher::SetLoopRef>("setLoopRef"),
     });
     exports.Set("FdWatcher", ctor);
   }
@@ -66,6 +67,16 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     CloseHandle();
+    return info.Env().Undefined();
+  }
+
+  // setLoopRef(false): an active watcher no longer keeps the event loop (the process)
+  // alive on its own, like an unref'd timer; true restores the default.
+  Napi::Value SetLoopRef(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) {
+      if (info[0].ToBoolean()) uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
+      else uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+    }
     return info.Env().Undefined();
   }
 

@@ -32,6 +32,8 @@ export interface FdWatcher {
   stop(): void;
   /** Stops and releases the libuv handle. Call before closing the fd. */
   close(): void;
+  /** false: while watching, this watcher alone does not keep the process alive (uv_unref). */
+  setLoopRef(on: boolean): void;
 }
 export interface FdWatcherConstructor {
   /** `callback(status, events)`: status 0 or a negative libuv error (then try the syscall to learn why). */
@@ -281,11 +283,99 @@ export interface NativeFutex {
   FutexWaiters: new (dispatch: (id: number, result: FutexResult) => void) => NativeFutexWaiters;
 }
 
-/** native/socket.cc */
-export interface NativeSocket {}
+/** A socket's own or its peer's address (getsockname/getpeername). */
+export type NativeSockAddr =
+  | { family: 'unix'; /** sun_path bytes; a leading NUL is the abstract namespace. */ path: Buffer }
+  | { family: 'ipv4' | 'ipv6'; address: string; port: number };
 
-/** native/signal.cc */
-export interface NativeSignal {}
+/** native/socket.cc. Sockets are always created SOCK_NONBLOCK | SOCK_CLOEXEC. */
+export interface NativeSocket {
+  /** socket(domain, type) -> fd. */
+  socket(domain: number, type: number): number;
+  /** socketpair(AF_UNIX, type) -> [fd, fd]. */
+  socketpair(type: number): [number, number];
+  /** bind to raw sun_path bytes (leading NUL: abstract); empty bytes autobind a unique abstract name. Throws. */
+  bindUnix(fd: number, path: Uint8Array): void;
+  /** connect to raw sun_path bytes -> 0 or -errno (EAGAIN: backlog full). */
+  connectUnix(fd: number, path: Uint8Array): number;
+  /** bind to a numeric IPv4/IPv6 address. Throws. */
+  bindInet(fd: number, ip: string, port: number): void;
+  /** connect to a numeric address -> 0 or -errno (EINPROGRESS: wait for writable, then SO_ERROR). */
+  connectInet(fd: number, ip: string, port: number): number;
+  listen(fd: number, backlog: number): void;
+  /** accept4 -> fd (non-blocking, close-on-exec) or -errno. */
+  accept(fd: number): number;
+  /** getsockopt for an int option (SO_ERROR reads and clears the pending error). */
+  getSockOpt(fd: number, level: number, name: number): number;
+  setSockOpt(fd: number, level: number, name: number, value: number): void;
+  /** SO_PEERCRED: the process that connected (or listened) at the other end. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  localAddress(fd: number): NativeSockAddr;
+  peerAddress(fd: number): NativeSockAddr;
+  /** shutdown -> 0 or -errno. */
+  shutdown(fd: number, how: number): number;
+  /**
+   * One sendmsg (MSG_DONTWAIT | MSG_NOSIGNAL): one datagram/seqpacket message, with
+   * descriptors (SCM_RIGHTS, at most MAX_FDS_PER_MESSAGE) and an optional destination
+   * (raw sun_path bytes) -> bytes sent or -errno.
+   */
+  sendPacket(fd: number, buf: Uint8Array, offset: number, length: number, fds: Int32Array | null, to: Uint8Array | null): number;
+  /** sendmmsg of views[start..] (at most MAX_BATCH) on a connected socket -> messages sent or -errno. */
+  sendPackets(fd: number, views: Uint8Array[], start: number): number;
+  /**
+   * recvmmsg (MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC) of at most `maxCount` messages,
+   * message i into scratch[i*slotSize ..] -> count or -errno. meta[i*META_STRIDE ..] =
+   * [real length, msg_flags, sender address length, pid, uid, gid (-1 without
+   * SCM_CREDENTIALS), descriptor count, index of the first descriptor in `fds`]; sender
+   * addresses go to addrs[i*ADDR_STRIDE ..] when `addrs` is given. Every received fd is
+   * the caller's to close.
+   */
+  recvPackets(fd: number, scratch: Uint8Array, slotSize: number, maxCount: number, meta: Int32Array, addrs: Uint8Array | null, fds: Int32Array): number;
+  /**
+   * recvmsg (MSG_DONTWAIT | MSG_CMSG_CLOEXEC) on a Unix stream socket: read(2) that also
+   * takes passed descriptors -> bytes, 0 at the end, or -errno. fds[0] = count, fds[1..16]
+   * the descriptors (the caller's to close), fds[17] = 1 if more were sent than fit.
+   */
+  recvStream(fd: number, buf: Uint8Array, offset: number, length: number, fds: Int32Array): number;
+  /** memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING) -> fd. */
+  memfdCreate(name: string): number;
+  ftruncate(fd: number, size: number): void;
+  /** fcntl(F_ADD_SEALS). */
+  addSeals(fd: number, seals: number): void;
+  /** fcntl(F_GET_SEALS). */
+  getSeals(fd: number): number;
+  /** mmap(MAP_SHARED) of `size` bytes as an ArrayBuffer, unmapped when collected. */
+  mapShared(fd: number, size: number, writable: boolean): ArrayBuffer;
+  readonly socketConstants: Readonly<Record<
+    | 'AF_UNIX' | 'AF_INET' | 'AF_INET6' | 'SOCK_STREAM' | 'SOCK_DGRAM' | 'SOCK_SEQPACKET' | 'SOL_SOCKET' | 'IPPROTO_TCP' | 'IPPROTO_IPV6'
+    | 'SO_ERROR' | 'SO_REUSEADDR' | 'SO_SNDBUF' | 'SO_RCVBUF' | 'SO_PASSCRED' | 'SO_TYPE' | 'TCP_NODELAY' | 'IPV6_V6ONLY'
+    | 'SHUT_RD' | 'SHUT_WR' | 'SHUT_RDWR' | 'MSG_TRUNC' | 'MSG_CTRUNC'
+    | 'F_SEAL_SEAL' | 'F_SEAL_SHRINK' | 'F_SEAL_GROW' | 'F_SEAL_WRITE' | 'F_SEAL_FUTURE_WRITE'
+    | 'MAX_FDS_PER_MESSAGE' | 'MAX_BATCH' | 'META_STRIDE' | 'ADDR_STRIDE' | 'SUN_PATH_MAX', number>>;
+}
+
+/**
+ * native/signal.cc: an SA_SIGINFO handler that writes each signal's siginfo as a 32-byte
+ * record (i32 signo, i32 si_code, i32 pid, u32 uid, i32 value, i32 reserved, i64 pointer)
+ * into a non-blocking self-pipe, chaining to the handler it replaced.
+ */
+export interface NativeSignal {
+  /** The self-pipe's read end (created on first use, close-on-exec, never closed). */
+  signalPipe(): number;
+  /** Installs our handler for `signo` (chaining to the current one); false if it already was ours. */
+  installSignal(signo: number): boolean;
+  /** Restores the disposition that was there before ours (unless someone replaced ours). */
+  uninstallSignal(signo: number): void;
+  /** Whether our handler is the one installed for `signo` now. */
+  signalHandlerIsOurs(signo: number): boolean;
+  /** Records dropped because the pipe was full, since the last call. */
+  takeDroppedSignals(): number;
+  /** kill(2). Throws. */
+  kill(pid: number, signo: number): void;
+  /** sigqueue(3) with sival_int = value. Throws (EAGAIN: RLIMIT_SIGPENDING reached). */
+  sigqueue(pid: number, signo: number, value: number): void;
+  readonly signalConstants: Readonly<Record<'SIGRTMIN' | 'SIGRTMAX' | 'RECORD_SIZE' | 'SI_USER' | 'SI_QUEUE' | 'SI_TKILL', number>>;
+}
 
 /** Everything the addon exports, one interface per native/ file. */
 export interface NativeAddon

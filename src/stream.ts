@@ -112,6 +112,8 @@ export interface StreamHooks {
   onRelease?(): void;
   /** Wraps errors from the peer side (e.g. to add a child's exit status). */
   peerError?(error: IpcError): IpcError | Promise<IpcError>;
+  /** Reads in place of read(2), same contract (bytes, 0 at the end, -errno): e.g. recvmsg to collect passed descriptors. */
+  read?(fd: number, buf: Uint8Array, offset: number, length: number): number;
 }
 
 type ReaderState = 'open' | 'ending' | 'ended' | 'closed';
@@ -271,7 +273,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
   #fill(): void {
     for (let reads = 0; reads < 8 && this.#state === 'open'; reads++) {
       const [buf, off, len] = this.#decoder.space();
-      const n = native.read(this.fd, buf, off, len);
+      const n = this.#hooks.read ? this.#hooks.read(this.fd, buf, off, len) : native.read(this.fd, buf, off, len);
       if (n > 0) {
         this.#decoder.commit(n);
         if (!this.#drainDecoder()) return;

@@ -1,0 +1,163 @@
+/** Bad input, crashes and restarts on sockets: each ends with its error code, none hangs. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { connect, listen, type SocketChannel } from '../../src/socket.js';
+import { checkFdLeaks, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, within } from '../helpers.js';
+
+checkFdLeaks();
+scratchDir();
+
+/**
+ * A python client that connects to `path`, sends `hexBytes` (then half-closes if `shut`),
+ * reports whether we disconnected it, then sleeps `thenSleep` s (or until killed).
+ */
+function rawClient(path: string, hexBytes: string, thenSleep = 30, shut = false): ReturnType<typeof runPython> {
+  return runPython(
+    `import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(bytes.fromhex(sys.argv[2]))
+if sys.argv[4] == 'shut': s.shutdown(socket.SHUT_WR)
+print('sent', flush=True)
+try:
+    got = s.recv(1)
+    print('eof' if got == b'' else 'data', flush=True)
+except ConnectionResetError:
+    print('reset', flush=True)
+time.sleep(float(sys.argv[3]))`,
+    [path, hexBytes, String(thenSleep), shut ? 'shut' : 'keep'],
+  );
+}
+
+async function goodRoundTrip(address: string, server: { accept(): Promise<SocketChannel<string>> }, codec: 'utf8' | 'json' = 'utf8'): Promise<void> {
+  const accepting = server.accept();
+  const c = await connect(address, { codec });
+  const s = await within(accepting, 5000);
+  await c.send('still fine?');
+  assert.equal(await within(s.receive(), 5000), 'still fine?');
+  await s.send('yes');
+  assert.equal(await within(c.receive(), 5000), 'yes');
+  await c.close();
+  await s.close();
+}
+
+describe('hostile clients', () => {
+  it('a frame announcing 2^31 bytes, then nothing: FRAME_TOO_LARGE at once, no allocation; a good client still round-trips', async () => {
+    const server = await listen(`unix:${scratchPath('huge')}`, { codec: 'utf8' });
+    const accepting = server.accept();
+    const rssBefore = process.memoryUsage().rss;
+    const py = rawClient(server.path!, '00000080'); // 0x80000000 little-endian
+    const s = await within(accepting, 10_000);
+    const e = await rejectsWith(within(s.receive(), 5000), 'ERR_IPCKIT_FRAME_TOO_LARGE');
+    assert.equal(e.details?.length, 2 ** 31);
+    assert.ok(process.memoryUsage().rss - rssBefore < 64 * 1024 * 1024, 'no buffer was allocated for the announced frame');
+    await s.close(); // the server disconnects it
+    const r = await py.done;
+    assert.match(r.stdout, /sent\n(eof|reset)/);
+    await goodRoundTrip(server.address, server as never);
+    await server.close();
+  });
+
+  it('garbage bytes: FRAME_TOO_LARGE or BAD_FRAME, never a message; the server goes on', async () => {
+    const server = await listen(`unix:${scratchPath('garbage')}`, { codec: 'json', maxMessageSize: 4096 });
+    // A length past the limit, random bytes, a payload that is not JSON, a stream that ends inside a frame.
+    for (const [hex, shut] of [['ffffffff0102', false], ['deadbeefdeadbeef', false], ['050000007b6e6f7421', false], ['03000000', true]] as const) {
+      const accepting = server.accept();
+      const py = rawClient(server.path!, hex, 0, shut);
+      const s = await within(accepting, 10_000);
+      const err = await within(s.receive().then(() => 'a message?!', (x: { code?: string }) => x.code), 5000);
+      assert.ok(['ERR_IPCKIT_FRAME_TOO_LARGE', 'ERR_IPCKIT_BAD_FRAME', 'ERR_IPCKIT_PEER_GONE'].includes(err as string), `${hex}: ${err}`);
+      await s.close();
+      await py.done;
+    }
+    await goodRoundTrip(server.address, server as never, 'json');
+    await server.close();
+  });
+
+  it('a sender SIGKILLed mid-frame: PEER_GONE, the partial frame is never delivered', async () => {
+    const server = await listen(`unix:${scratchPath('midframe')}`, { codec: 'utf8' });
+    const accepting = server.accept();
+    // A whole frame ("whole"), then a header announcing 100 bytes and only 10 of them.
+    const py = rawClient(server.path!, `05000000${Buffer.from('whole').toString('hex')}64000000${'41'.repeat(10)}`, 30);
+    const s = await within(accepting, 10_000);
+    assert.equal(await s.receive(), 'whole');
+    await within(new Promise<void>((r) => py.child.stdout!.once('data', () => r())), 10_000);
+    py.child.kill('SIGKILL');
+    const e = await rejectsWith(within(s.receive(), 5000), 'ERR_IPCKIT_PEER_GONE');
+    assert.match(e.message, /died/);
+    await rejectsWith(s.receive(), 'ERR_IPCKIT_CLOSED');
+    await s.close();
+    await py.done;
+    await server.close();
+  });
+});
+
+describe('server crashes under a reconnecting client', () => {
+  it('20 SIGKILLs and restarts: every message whose send() resolved arrived exactly once, none twice', async (t) => {
+    const path = scratchPath('restart');
+    const outputs: string[] = [];
+    const start = async (): Promise<ReturnType<typeof runFixture>> => {
+      const srv = runFixture('acked-server', [path]);
+      await within(new Promise<void>((r) => {
+        let buf = '';
+        const on = (d: Buffer): void => {
+          buf += d.toString();
+          if (buf.includes('ready\n')) {
+            srv.child.stdout!.off('data', on);
+            r();
+          }
+        };
+        srv.child.stdout!.on('data', on);
+      }), 15_000, 'the server to start');
+      return srv;
+    };
+    let server = await start();
+    const client = await connect(`unix:${path}`, { reconnect: { minDelay: 5, maxDelay: 100 }, codec: 'utf8', timeout: 10_000 });
+    const resolved = new Set<number>();
+    const outcomes = new Map<string, number>();
+    let stop = false;
+    let next = 0;
+    const sending = (async () => {
+      while (!stop) {
+        const batch: Promise<void>[] = [];
+        for (let k = 0; k < 25; k++) {
+          const id = next++;
+          batch.push(
+            client.send(`m${id}`, { timeout: 2000 }).then(
+              () => void resolved.add(id),
+              (e: { code?: string }) => void outcomes.set(e.code ?? '?', (outcomes.get(e.code ?? '?') ?? 0) + 1),
+            ),
+          );
+        }
+        await Promise.all(batch);
+      }
+    })();
+    for (let i = 0; i < 20; i++) {
+      await sleep(40 + Math.floor(Math.random() * 80));
+      server.child.kill('SIGKILL');
+      const r = await server.done;
+      outputs.push(r.stdout);
+      server = await start();
+    }
+    await sleep(200);
+    stop = true;
+    await within(sending, 30_000, 'the last sends');
+    await client.close({ timeout: 5000 });
+    await sleep(100);
+    server.child.kill('SIGKILL');
+    outputs.push((await server.done).stdout);
+
+    const seen = new Map<number, number>();
+    for (const out of outputs) {
+      for (const line of out.split('\n')) {
+        const m = /^m(\d+)$/.exec(line);
+        if (m) seen.set(Number(m[1]), (seen.get(Number(m[1])) ?? 0) + 1);
+      }
+    }
+    const twice = [...seen].filter(([, n]) => n > 1).map(([id]) => id);
+    assert.deepEqual(twice, [], 'no message is delivered twice');
+    const missing = [...resolved].filter((id) => seen.get(id) !== 1);
+    assert.deepEqual(missing, [], 'every resolved send was delivered exactly once');
+    assert.ok(resolved.size > 100, `only ${resolved.size} sends resolved`);
+    t.diagnostic(`sent ${next}, resolved ${resolved.size}, delivered ${seen.size}, rejected ${JSON.stringify(Object.fromEntries(outcomes))}, over ${(client as unknown as { connections: number }).connections} connections`);
+  });
+});
