@@ -9,7 +9,7 @@
  * Usage: node dist/scripts/run-tests.js [name-filter...]
  */
 import { spawnSync, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { release, tmpdir, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,6 +66,10 @@ const runtimeDir = join(runDir, 'runtime');
 const testTmp = join(runDir, 'tmp');
 mkdirSync(runtimeDir, { mode: 0o700 });
 mkdirSync(testTmp, { mode: 0o700 });
+// Traversable (not listable) by other users, as /tmp is: tests that run a peer as nobody
+// open a path inside a scratch folder they made reachable (the folders themselves stay 0700).
+chmodSync(runDir, 0o711);
+chmodSync(testTmp, 0o711);
 const before = census(runtimeDir);
 native.setChildSubreaper(true);
 
