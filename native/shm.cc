@@ -1,4 +1,4 @@
-// Shared memory: shm_open/shm_unlink, ftruncate/fallocate, and `Mapping`, a mapped
+// Shared memory: shm_open/shm_unlink, fallocate (ftruncate is socket.cc's), and `Mapping`, a mapped
 // region with the few things JavaScript cannot do itself:
 //
 // - buffer(): a real SharedArrayBuffer over the mapped pages. Node-API cannot make one
@@ -203,14 +203,6 @@ Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value Ftruncate(const Napi::CallbackInfo& info) {
-  int rc;
-  do rc = ftruncate(ArgInt(info, 0), static_cast<off_t>(ArgInt64(info, 1)));
-  while (rc != 0 && errno == EINTR);
-  if (rc != 0) ThrowErrno(info.Env(), "ftruncate");
-  return info.Env().Undefined();
-}
-
 // Reserves the pages now, so a full /dev/shm is ENOSPC here rather than SIGBUS later.
 Napi::Value Fallocate(const Napi::CallbackInfo& info) {
   int err;
@@ -256,7 +248,6 @@ void InitShm(Napi::Env env, Napi::Object exports) {
   Mapping::Init(env, exports);
   exports.Set("shmOpen", Napi::Function::New(env, ShmOpen, "shmOpen"));
   exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink, "shmUnlink"));
-  exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
   exports.Set("externalBuffersAllowed", Napi::Boolean::New(env, g_externalAllowed));
 }

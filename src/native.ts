@@ -241,7 +241,6 @@ export interface NativeShm {
   /** shm_open(name, flags | O_CLOEXEC, mode) -> fd. */
   shmOpen(name: string, flags: number, mode: number): number;
   shmUnlink(name: string): void;
-  ftruncate(fd: number, size: number): void;
   /** posix_fallocate(fd, 0, size): reserves the pages (ENOSPC now instead of SIGBUS later). */
   fallocate(fd: number, size: number): void;
   /** False in runtimes with a V8 memory cage (Electron) and in builds without the V8 path: use the copying path. */
