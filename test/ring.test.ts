@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { createRing, openRing, unlinkRing } from '../src/ring.js';
+import { createRing, openRing, openRingChannel, unlinkRing } from '../src/ring.js';
 import { createSharedMemory, openSharedMemory } from '../src/shm.js';
 import { channelConformance } from './conformance/channel.js';
 import { checkMessage, makeMessage, sizeFor } from './fixtures/checked-message.js';
@@ -148,6 +148,22 @@ describe('ring: fast paths and views', () => {
     raw.store(1, 1);
     openRing(n).close();
     void ring;
+  });
+
+  it('openRingChannel: a duplex Channel over two rings', async () => {
+    const a = ringName('a');
+    const b = ringName('b');
+    createRing(a).close();
+    createRing(b).close();
+    const left = track(openRingChannel(a, b, { codec: 'json' }));
+    const right = track(openRingChannel(b, a, { codec: 'json' }));
+    await left.send({ ping: 1 });
+    assert.deepEqual(await right.receive(), { ping: 1 });
+    await right.send({ pong: 1 });
+    assert.deepEqual(await left.receive(), { pong: 1 });
+    await left.close();
+    await rejectsWith(right.receive({ timeout: 5000 }), 'ERR_IPCKIT_CLOSED');
+    await right.close();
   });
 
   it('bad options are refused synchronously', () => {
