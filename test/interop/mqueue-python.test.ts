@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { createMessageQueue, unlinkMessageQueue } from '../../src/index.js';
-import { runPython, sleep, uniqueName, within } from '../helpers.js';
+import { jsonLines, runPython, sleep, uniqueName, within } from '../helpers.js';
 
 const names: string[] = [];
 after(() => names.forEach((n) => unlinkMessageQueue(n)));
@@ -63,20 +63,25 @@ fd = check(rt.mq_open(sys.argv[1].encode(), os.O_RDONLY))
 buf = ctypes.create_string_buffer(64)
 prio = ctypes.c_uint(0)
 out = []
-for _ in range(4):
+for i in range(4):
     n = check(rt.mq_receive(fd, buf, 64, ctypes.byref(prio)))
     out.append([buf.raw[:n].decode(), prio.value])
-print(json.dumps(out))
+    if i == 0:
+        print(json.dumps({"first": True}), flush=True)
+print(json.dumps(out), flush=True)
 `,
         [name],
       );
-      await q.send('first alone', { priority: 2 }); // python may take this one at once
-      await sleep(200); // then it blocks in mq_receive
+      const lines = jsonLines(py);
+      await q.send('first alone', { priority: 2 });
+      // Python has taken the first message; give it time to block in mq_receive again.
+      assert.deepEqual(await lines.next(10_000), { first: true });
+      await sleep(200);
       await q.sendMany(['low', 'also low'], { priority: 1 });
       await q.send('urgent', { priority: 31 });
       const r = await within(py.done, 10_000);
       assert.equal(r.code, 0, r.stderr);
-      const got = JSON.parse(r.stdout) as Array<[string, number]>;
+      const got = (await lines.next(1000)) as Array<[string, number]>;
       assert.deepEqual(got[0], ['first alone', 2]);
       // The rest arrived while python was busy or blocked: order by priority, FIFO within one.
       assert.deepEqual(
