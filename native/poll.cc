@@ -16,6 +16,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
       InstanceMethod<&FdWatcher::Start>("start"),
       InstanceMethod<&FdWatcher::Stop>("stop"),
       InstanceMethod<&FdWatcher::Close>("close"),
+      InstanceMethod<&FdWatcher::SetRef>("ref"),
     });
     exports.Set("FdWatcher", ctor);
   }
@@ -61,6 +62,16 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     StopHandle();
+    return info.Env().Undefined();
+  }
+
+  // ref(false): the handle stays armed but no longer keeps the event loop alive (a reader
+  // with nobody waiting keeps watching, so the next wait costs no epoll_ctl).
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) {
+      if (info.Length() > 0 && info[0].ToBoolean()) uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
+      else uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+    }
     return info.Env().Undefined();
   }
 

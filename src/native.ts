@@ -30,6 +30,11 @@ export interface FdWatcher {
   /** Watch for `events` (1 readable, 2 writable); replaces the previous mask. */
   start(events: number): void;
   stop(): void;
+  /**
+   * Whether the watcher keeps the event loop alive while it is started (default true).
+   * An unref'd watcher still reports events.
+   */
+  ref(on: boolean): void;
   /** Stops and releases the libuv handle. Call before closing the fd. */
   close(): void;
 }

@@ -26,10 +26,17 @@ const EAGAIN = osConstants.errno.EAGAIN;
 const READABLE = 1;
 const WRITABLE = 2;
 
-/** One event-loop watcher per fd, shared by the reading and the writing side of a socket. */
+/**
+ * One event-loop watcher per fd, shared by the reading and the writing side of a socket.
+ * A side that has nobody waiting can go `idle`: the fd stays in epoll (so the next wait
+ * costs no epoll_ctl) but no longer keeps the event loop alive; its callback still gets
+ * the next event and then usually calls `unwant`.
+ */
 export class FdPoll {
   #watcher: FdWatcher | null;
   #mask = 0;
+  #idle = 0;
+  #refd = true;
   #onReadable: (() => void) | undefined;
   #onWritable: (() => void) | undefined;
 
@@ -43,28 +50,52 @@ export class FdPoll {
 
   want(kind: 'read' | 'write', callback: () => void): void {
     if (!this.#watcher) return;
+    const bit = kind === 'read' ? READABLE : WRITABLE;
     if (kind === 'read') this.#onReadable = callback;
     else this.#onWritable = callback;
-    const mask = this.#mask | (kind === 'read' ? READABLE : WRITABLE);
+    this.#idle &= ~bit;
+    const mask = this.#mask | bit;
     if (mask !== this.#mask) {
       this.#mask = mask;
       this.#watcher.start(mask);
     }
+    this.#updateRef();
   }
 
   unwant(kind: 'read' | 'write'): void {
     if (!this.#watcher) return;
-    const mask = this.#mask & ~(kind === 'read' ? READABLE : WRITABLE);
-    if (mask === this.#mask) return;
-    this.#mask = mask;
-    if (mask === 0) this.#watcher.stop();
-    else this.#watcher.start(mask);
+    const bit = kind === 'read' ? READABLE : WRITABLE;
+    this.#idle &= ~bit;
+    const mask = this.#mask & ~bit;
+    if (mask !== this.#mask) {
+      this.#mask = mask;
+      if (mask === 0) this.#watcher.stop();
+      else this.#watcher.start(mask);
+    }
+    this.#updateRef();
+  }
+
+  /** Keeps watching `kind` without keeping the event loop alive (see the class comment). */
+  idle(kind: 'read' | 'write'): void {
+    const bit = kind === 'read' ? READABLE : WRITABLE;
+    if (!this.#watcher || !(this.#mask & bit)) return;
+    this.#idle |= bit;
+    this.#updateRef();
   }
 
   close(): void {
     this.#watcher?.close();
     this.#watcher = null;
     this.#mask = 0;
+    this.#idle = 0;
+  }
+
+  #updateRef(): void {
+    const refd = this.#mask === 0 || (this.#mask & ~this.#idle) !== 0;
+    if (refd !== this.#refd && this.#watcher) {
+      this.#refd = refd;
+      this.#watcher.ref(refd);
+    }
   }
 
   #event(status: number, events: number): void {
@@ -73,6 +104,8 @@ export class FdPoll {
       // reports the real error (EPIPE, ECONNRESET), and re-arm if they still wait.
       const mask = this.#mask;
       this.#mask = 0;
+      this.#idle = 0;
+      this.#updateRef();
       if (mask & READABLE) this.#onReadable?.();
       if (mask & WRITABLE) this.#onWritable?.();
       return;
@@ -87,7 +120,11 @@ export interface StreamOptions<C extends CodecOption | undefined = undefined> ex
 }
 
 export interface ReaderOptions<C extends CodecOption | undefined = undefined> extends StreamOptions<C> {
-  /** Size of the read buffer (default 64 KiB). */
+  /**
+   * Largest read() in bytes (default 1 MiB). The buffer starts at 64 KiB (or this, if
+   * smaller) and doubles while reads fill it, so a quiet reader holds little and a busy
+   * one drains the kernel in few calls.
+   */
   readBufferSize?: number;
 }
 
@@ -106,7 +143,10 @@ export interface WriterOptions<C extends CodecOption | undefined = undefined> ex
 export interface StreamHooks {
   /** What the end of stream means when it came inside a frame (popen: the child's exit). */
   truncatedEnd?(error: IpcError): IpcError | Promise<IpcError>;
-  /** A read of 0 bytes before any poll event is not an end (a FIFO with no writer yet). */
+  /**
+   * A read of 0 bytes before any sign of a writer (a poll event, data, or EAGAIN) is not
+   * an end: a FIFO opened before its first writer reads 0 until one arrives.
+   */
   zeroReadNeedsPoll?: boolean;
   /** Called once when the fd has been released. */
   onRelease?(): void;
@@ -115,6 +155,10 @@ export interface StreamHooks {
 }
 
 type ReaderState = 'open' | 'ending' | 'ended' | 'closed';
+
+/** The read buffer starts at FIRST_READ bytes and grows up to MAX_READ (readBufferSize). */
+const FIRST_READ = 64 * 1024;
+const MAX_READ = 1024 * 1024;
 
 /** `R` is what `close()` resolves with (subclasses such as popen's return an exit status). */
 export class FdReader<T, R = void> implements Receiver<T> {
@@ -129,24 +173,32 @@ export class FdReader<T, R = void> implements Receiver<T> {
   #waiters = new WaitQueue<T>('receive');
   #state: ReaderState = 'open';
   #endError: IpcError | null = null;
+  #maxRead: number;
   #polling = false;
-  #sawPollEvent = false;
+  /** The last read found nothing: wait for the poll instead of trying another read. */
+  #drained = false;
+  /** A writer has been there (zeroReadNeedsPoll: only then is a read of 0 the end). */
+  #writerSeen = false;
   #onReadable = (): void => {
-    this.#sawPollEvent = true;
-    this.#pump();
+    this.#writerSeen = true;
+    this.#drained = false;
+    // Woken while idle (nobody waits): leave the data in the kernel, that is the backpressure.
+    if (this.#waiters.length === 0) this.#stopPolling();
+    else this.#pump();
   };
 
   constructor(fd: number, options: ReaderOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
     const { framing, maxMessageSize } = resolveFraming(options);
-    const size = validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024) ?? 64 * 1024;
+    const size = validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024) ?? MAX_READ;
+    this.#maxRead = size;
     this.fd = fd;
     this.#codec = resolveCodec(options.codec) as Codec<T>;
-    this.#decoder = new FrameDecoder(framing, maxMessageSize, size);
+    this.#decoder = new FrameDecoder(framing, maxMessageSize, Math.min(size, FIRST_READ));
     this.#hooks = hooks;
     this.#ownsPoll = poll === undefined;
     this.#poll = poll ?? new FdPoll(fd);
     this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopPolling();
+      if (this.#waiters.length === 0) this.#idlePolling();
     };
   }
 
@@ -161,7 +213,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
 
   receive(options?: WaitOptions): Promise<T> {
     if (this.#qHead < this.#queue.length) return this.#decodeNext();
-    if (this.#waiters.length === 0 && this.#state === 'open') {
+    if (this.#waiters.length === 0 && this.#state === 'open' && !this.#drained) {
       this.#fill();
       if (this.#qHead < this.#queue.length) return this.#decodeNext();
     }
@@ -177,7 +229,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
     const out: T[] = [first as T];
     while (out.length < max) {
       if (this.#qHead >= this.#queue.length) {
-        if (this.#state !== 'open' || this.#waiters.length > 0) break;
+        if (this.#state !== 'open' || this.#waiters.length > 0 || this.#drained) break;
         this.#fill();
         if (this.#qHead >= this.#queue.length) break;
       }
@@ -256,9 +308,14 @@ export class FdReader<T, R = void> implements Receiver<T> {
   }
 
   #startPolling(): void {
-    if (this.#polling || !this.#poll) return;
+    if (!this.#poll) return;
     this.#polling = true;
     this.#poll.want('read', this.#onReadable);
+  }
+
+  /** Nobody waits: stay in epoll (the next wait is then free) without keeping the loop alive. */
+  #idlePolling(): void {
+    if (this.#polling) this.#poll?.idle('read');
   }
 
   #stopPolling(): void {
@@ -267,24 +324,40 @@ export class FdReader<T, R = void> implements Receiver<T> {
     this.#poll?.unwant('read');
   }
 
-  /** Reads what is there (without waiting) and queues every complete message. */
+  /**
+   * Reads what is there (without waiting) and queues every complete message. A short
+   * read means the kernel had no more: the next wait goes straight to the poll.
+   */
   #fill(): void {
-    for (let reads = 0; reads < 8 && this.#state === 'open'; reads++) {
+    this.#drained = false;
+    // Bounded: at most about one full buffer goes from the kernel to the queue per call.
+    for (let total = 0; total < this.#maxRead && this.#state === 'open'; ) {
       const [buf, off, len] = this.#decoder.space();
       const n = native.read(this.fd, buf, off, len);
       if (n > 0) {
+        this.#writerSeen = true;
+        total += n;
         this.#decoder.commit(n);
         if (!this.#drainDecoder()) return;
-        if (this.#qHead < this.#queue.length && n < len) return;
+        if (n < len) {
+          this.#drained = true;
+          return;
+        }
+        // The read filled the buffer: more is waiting, read bigger from now on.
+        if (buf.length === this.#decoder.bufferSize) this.#decoder.grow(this.#maxRead);
         continue;
       }
       if (n === 0) {
-        if (this.#hooks.zeroReadNeedsPoll && !this.#sawPollEvent) return;
+        if (this.#hooks.zeroReadNeedsPoll && !this.#writerSeen) {
+          this.#drained = true; // no writer yet: its arrival is a poll event
+          return;
+        }
         this.#end(null);
         return;
       }
       if (-n === EAGAIN) {
-        this.#sawPollEvent = false;
+        this.#writerSeen = true;
+        this.#drained = true;
         return;
       }
       this.#end(errnoError(-n, 'read', 'receive'), true);
@@ -321,7 +394,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
       this.#waiters.resolveNext(value);
     }
     if (this.#waiters.length === 0) {
-      this.#stopPolling();
+      this.#idlePolling();
       return;
     }
     if (this.#state === 'open') this.#startPolling();
@@ -395,6 +468,7 @@ interface Chunk {
   bytes: Uint8Array;
   /** Settles the `send` of a large payload once its bytes are written. */
   resolve?: () => void;
+  /** Rejects that `send` if the bytes cannot be written (then its loss is reported there). */
   reject?: (e: unknown) => void;
 }
 
@@ -425,7 +499,10 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #pollingWrite = false;
   #state: WriterState = 'open';
   #error: IpcError | null = null;
+  /** Accepted bytes that were never written. */
   #lostBytes = 0;
+  /** #error reached the user through a rejected send/flush, so close() need not repeat it. */
+  #errorReported = false;
   #onWritable = (): void => this.#flushNow();
   #flushTask = (): void => {
     this.#flushScheduled = false;
@@ -458,14 +535,14 @@ export class FdWriter<T, R = void> implements Sender<T> {
   }
 
   send(message: T, options?: WaitOptions): Promise<void> {
-    if (this.#state !== 'open') return Promise.reject(this.#error ?? closedError('sender'));
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#state !== 'open') return Promise.reject(this.#reportError() ?? closedError('sender'));
+    if (this.#error) return Promise.reject(this.#reportError());
     const payload = encodeWith(this.#codec, message);
     const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
     if (this.#spaceWaiters.length === 0) {
       if (this.#queued + size > this.#highWaterMark && this.#queued > 0) this.#flushNow();
-      if (this.#error) return Promise.reject(this.#error);
-      if (this.#queued + size <= this.#highWaterMark || this.#queued === 0) return this.#accept(payload, size);
+      if (this.#error) return Promise.reject(this.#reportError());
+      if (this.#queued + size <= this.#highWaterMark || this.#queued === 0) return this.#accept(payload, size, true);
     }
     this.#startPollingWrite();
     return this.#spaceWaiters.enqueue(options, payload);
@@ -473,17 +550,18 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   /** Accepts the message now and returns true, or returns false if `send` would wait. */
   trySend(message: T): boolean {
-    if (this.#state !== 'open') throw this.#error ?? closedError('sender');
-    if (this.#error) throw this.#error;
+    if (this.#state !== 'open') throw this.#reportError() ?? closedError('sender');
+    if (this.#error) throw this.#reportError();
     const payload = encodeWith(this.#codec, message);
     const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
     if (this.#spaceWaiters.length > 0) return false;
     if (this.#queued + size > this.#highWaterMark && this.#queued > 0) {
       this.#flushNow();
-      if (this.#error) throw this.#error;
+      if (this.#error) throw this.#reportError();
       if (this.#queued + size > this.#highWaterMark && this.#queued > 0) return false;
     }
-    void this.#accept(payload, size).catch(() => {}); // a large payload's failure also surfaces on close()
+    // Nobody holds a promise for this message: if it cannot be written, close() says so.
+    void this.#accept(payload, size, false);
     return true;
   }
 
@@ -497,7 +575,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   /** Resolves once every accepted message has been written to the kernel. */
   flush(options?: WaitOptions): Promise<void> {
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#error) return Promise.reject(this.#reportError());
     if (this.#queued === 0 && this.#spaceWaiters.length === 0) return RESOLVED;
     const p = this.#flushWaiters.enqueue(options, undefined);
     this.#flushNow();
@@ -507,8 +585,9 @@ export class FdWriter<T, R = void> implements Sender<T> {
   /**
    * Writes what was accepted, then releases the fd. Sends still waiting for room are
    * rejected with ERR_IPCKIT_CLOSED. Rejects if accepted messages could not be written
-   * (the reader went away), so that no loss goes unnoticed. `timeout`/`signal` bound the
-   * wait for a slow reader; on expiry the rest is dropped and the error says so.
+   * (the reader went away) and no `send` or `flush` has reported that already, so that no
+   * loss goes unnoticed and none is reported twice. `timeout`/`signal` bound the wait for
+   * a slow reader; on expiry the rest is dropped and the error says so.
    */
   async close(options?: WaitOptions): Promise<R> {
     if (this.#state === 'closed') return undefined as R;
@@ -531,7 +610,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     }
     this.#state = 'closed';
     this.#release();
-    if (this.#lostBytes > 0) {
+    if (this.#lostBytes > 0 && (failure !== null || !this.#errorReported)) {
       const e = failure ?? this.#error!;
       throw new IpcError(e.code, `${e.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '')}; ${this.#lostBytes} accepted bytes were not delivered`, {
         cause: e,
@@ -550,7 +629,14 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   // --- internals ---
 
-  #accept(payload: Uint8Array, size: number): Promise<void> {
+  /** The error, noted as seen by the user (it is about to reject one of their calls). */
+  #reportError(): IpcError | null {
+    if (this.#error) this.#errorReported = true;
+    return this.#error;
+  }
+
+  /** `tracked`: a caller holds the returned promise (false for trySend). */
+  #accept(payload: Uint8Array, size: number, tracked: boolean): Promise<void> {
     const headerBytes = size - payload.length;
     if (payload.length <= COPY_LIMIT || this.#atomic) {
       if (this.#batchLen + size > this.#batchSize) this.#newBatch();
@@ -567,7 +653,8 @@ export class FdWriter<T, R = void> implements Sender<T> {
       this.#batchLen += LENGTH_HEADER_BYTES;
     }
     this.#seal();
-    const p = new Promise<void>((resolve, reject) => this.#chunks.push({ bytes: payload, resolve, reject }));
+    const p = tracked ? new Promise<void>((resolve, reject) => this.#chunks.push({ bytes: payload, resolve, reject })) : RESOLVED;
+    if (!tracked) this.#chunks.push({ bytes: payload });
     if (this.#framing === 'lines') this.#appendNewlineChunk();
     this.#queued += size;
     this.#flushNow();
@@ -702,7 +789,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
       const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
       if (this.#queued + size > this.#highWaterMark && this.#queued > 0) return;
       const waiter = this.#spaceWaiters.take()!;
-      const accepted = this.#accept(payload, size);
+      const accepted = this.#accept(payload, size, true);
       // A large payload's sender learns the outcome from the write itself.
       accepted.then(waiter.resolve, waiter.reject);
       if (this.#error) return;
@@ -715,12 +802,15 @@ export class FdWriter<T, R = void> implements Sender<T> {
     let lost = 0;
     for (const c of this.#chunks) {
       const left = c.bytes.length - (c === this.#chunks[0] ? this.#firstOffset : 0);
-      if (c.reject) c.reject(error);
-      else lost += left;
+      if (c.reject) {
+        c.reject(error);
+        this.#errorReported = true;
+      } else lost += left;
     }
     this.#lostBytes += lost;
     this.#chunks = [];
     this.#queued = 0;
+    if (this.#spaceWaiters.length > 0 || this.#flushWaiters.length > 0) this.#errorReported = true;
     this.#spaceWaiters.rejectAll(error);
     this.#flushWaiters.rejectAll(error);
     this.#stopPollingWrite();
