@@ -9,8 +9,9 @@
  * started from a worker_thread is killed when that worker ends.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { cancellableWait, type WaitOptions } from './channel.js';
 import { IpcError, invalidArgument } from './errors.js';
 import { execHelperPath } from './native.js';
 import * as validate from './validate.js';
@@ -76,6 +77,11 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
   const env = options.env ?? process.env;
   const program = resolveProgram(argv[0]!, env, options.cwd ?? process.cwd());
   const dieWithParent = options.dieWithParent ?? true;
+  if (dieWithParent && !existsSync(execHelperPath)) {
+    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the die-with-parent helper is missing at ${execHelperPath} (it is built with the addon by \`npm ci\`); pass { dieWithParent: false } to start children without it`, {
+      path: execHelperPath,
+    });
+  }
   const [file, args] = dieWithParent ? [execHelperPath, [String(process.pid), program, ...argv]] : [program, argv.slice(1)];
   let child: ChildProcess;
   try {
@@ -97,8 +103,8 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
   });
   exited.catch(() => {});
   if (child.pid === undefined) {
-    // spawn reports some failures asynchronously; keep the promise as the way to learn it.
-    return { child, pid: -1, exited };
+    // spawn failed (its 'error' event, already handled above, comes on the next tick).
+    throw new IpcError('ERR_IPCKIT_SYSCALL', `cannot start ${argv[0]}: the system refused to create the process`, { path: program });
   }
   return { child, pid: child.pid, exited };
 }
@@ -106,6 +112,17 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
 /** "exit code 3" / "signal SIGKILL", for messages. */
 export function describeExit(exit: ChildExit): string {
   return exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+}
+
+/**
+ * Waits for a child's exit with a timeout and an AbortSignal (ERR_IPCKIT_TIMEOUT /
+ * ERR_IPCKIT_ABORTED: the child is left running, not killed).
+ */
+export function waitForExit(exited: Promise<ChildExit>, what: string, options?: WaitOptions): Promise<ChildExit> {
+  if (options?.timeout === undefined && options?.signal === undefined) return exited;
+  return cancellableWait<ChildExit>(what, options, (resolve, reject) => {
+    exited.then(resolve, reject);
+  });
 }
 
 /** Resolves with the exit if it comes within `ms`, else undefined. */

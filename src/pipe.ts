@@ -18,7 +18,8 @@
 import { readFileSync } from 'node:fs';
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { describeExit, exitWithin, startChild, validateArgv, type ChildExit, type ChildOptions } from './child.js';
+import type { WaitOptions } from './channel.js';
+import { describeExit, exitWithin, startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions } from './child.js';
 import type { CodecOption, MessageOf } from './codec.js';
 import { errnoError, invalidArgument, IpcError, sys } from './errors.js';
 import { native } from './native.js';
@@ -167,10 +168,13 @@ export class PipedChild {
     return this.child.kill(signal);
   }
 
-  /** Closes our pipe ends (senders flush first) and waits for the child to exit. */
-  async close(): Promise<ChildExit> {
-    const results = await Promise.allSettled([...this.#pipes.values()].map((p) => p.close()));
-    const exit = await this.exited;
+  /**
+   * Closes our pipe ends (senders flush first) and waits for the child to exit.
+   * `timeout`/`signal` bound each wait; the child is then left running (use `kill()`).
+   */
+  async close(options?: WaitOptions): Promise<ChildExit> {
+    const results = await Promise.allSettled([...this.#pipes.values()].map((p) => (p instanceof PipeWriter ? p.close(options) : p.close())));
+    const exit = await waitForExit(this.exited, `wait for ${this.pid} to exit`, options);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     return exit;
@@ -195,12 +199,16 @@ export function spawnWithPipes(command: string[], options: SpawnWithPipesOptions
   if (options.pipes === null || typeof options.pipes !== 'object') throw invalidArgument('options.pipes must map child fds to "to-child" or "from-child"');
   const entries = Object.entries(options.pipes).map(([k, v]) => {
     const fd = validate.integer('pipes fd', Number(k), 0, 1023);
+    if (typeof v !== 'string' && (v === null || typeof v !== 'object')) throw invalidArgument(`pipes[${fd}] must be "to-child", "from-child" or a spec object, got ${validate.describe(v)}`);
     const spec: ChildPipeSpec = typeof v === 'string' ? { direction: v } : v;
     validate.oneOf(`pipes[${fd}]`, spec.direction, ['to-child', 'from-child'] as const);
     return [fd, spec] as const;
   });
   if (entries.length === 0) throw invalidArgument('options.pipes must name at least one fd');
   const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, ...common } = options;
+  if (stdin !== undefined) validate.oneOf('stdin', stdin, ['inherit', 'ignore'] as const);
+  if (stdout !== undefined) validate.oneOf('stdout', stdout, ['inherit', 'ignore'] as const);
+  if (stderr !== undefined) validate.oneOf('stderr', stderr, ['inherit', 'ignore'] as const);
   const maxFd = Math.max(2, ...entries.map(([fd]) => fd));
   const stdio: StdioOptions = Array.from({ length: maxFd + 1 }, (_, i) =>
     i === 0 ? (stdin ?? 'ignore') : i === 1 ? (stdout ?? 'inherit') : i === 2 ? (stderr ?? 'inherit') : 'ignore',

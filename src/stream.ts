@@ -139,6 +139,17 @@ export interface WriterOptions<C extends CodecOption | undefined = undefined> ex
   atomic?: boolean;
 }
 
+/**
+ * Checks reader and writer options the way the constructors will, so that a mechanism can
+ * refuse bad options before it waits for anything (a FIFO open, a connect).
+ */
+export function validateStreamOptions(options: ReaderOptions<CodecOption | undefined> & WriterOptions<CodecOption | undefined>): void {
+  resolveFraming(options);
+  resolveCodec(options.codec);
+  validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024);
+  validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
+}
+
 /** Hooks a mechanism gives the generic reader/writer. */
 export interface StreamHooks {
   /** What the end of stream means when it came inside a frame (popen: the child's exit). */
