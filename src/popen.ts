@@ -18,12 +18,12 @@
  */
 import { Readable, Writable } from 'node:stream';
 import { startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions } from './child.js';
-import { RESOLVED, type WaitOptions } from './channel.js';
+import type { WaitOptions } from './channel.js';
 import { resolveCodec, type CodecOption, type MessageOf } from './codec.js';
 import { resolveFraming } from './framing.js';
-import { invalidArgument, IpcError, sys } from './errors.js';
+import { invalidArgument, sys } from './errors.js';
 import { native } from './native.js';
-import { PipeReader, PipeWriter, setPipeCapacity, withExitStatus, type PipeOptions } from './pipe.js';
+import { ChildPipeWriter, PipeReader, PipeWriter, setPipeCapacity, withExitStatus, type PipeOptions } from './pipe.js';
 import { toReadable, toWritable } from './streams-node.js';
 import * as validate from './validate.js';
 
@@ -78,7 +78,7 @@ export class PopenReader<T> extends PipeReader<T, ChildExit> {
 }
 
 /** popen(..., 'w'): the child's stdin. */
-export class PopenWriter<T> extends PipeWriter<T, ChildExit> {
+export class PopenWriter<T> extends ChildPipeWriter<T, ChildExit> {
   readonly pid: number;
   /** Settles with the exit status once the child has exited (and been reaped). */
   readonly exited: Promise<ChildExit>;
@@ -86,22 +86,10 @@ export class PopenWriter<T> extends PipeWriter<T, ChildExit> {
 
   /** @internal */
   constructor(fd: number, options: PipeOptions<CodecOption | undefined>, child: ChildHandle) {
-    super(fd, options);
+    super(fd, options, child.exited);
     this.pid = child.pid;
     this.exited = child.exited;
     this.#child = child;
-  }
-
-  override send(message: T, options?: WaitOptions): Promise<void> {
-    const p = super.send(message, options);
-    if (p === RESOLVED) return p;
-    return p.then(undefined, (e: unknown) => this.#withStatus(e));
-  }
-
-  override flush(options?: WaitOptions): Promise<void> {
-    const p = super.flush(options);
-    if (p === RESOLVED) return p;
-    return p.then(undefined, (e: unknown) => this.#withStatus(e));
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
@@ -115,11 +103,7 @@ export class PopenWriter<T> extends PipeWriter<T, ChildExit> {
    */
   override async close(options?: WaitOptions): Promise<ChildExit> {
     const started = Date.now();
-    try {
-      await super.close(options);
-    } catch (e) {
-      return this.#withStatus(e);
-    }
+    await super.close(options);
     const rest = options?.timeout === undefined ? options : { ...options, timeout: Math.max(0, options.timeout - (Date.now() - started)) };
     return waitForExit(this.exited, `wait for ${this.pid} to exit`, rest);
   }
@@ -127,10 +111,6 @@ export class PopenWriter<T> extends PipeWriter<T, ChildExit> {
   /** A Node Writable whose chunks are sent as messages; ending it closes this writer. */
   stream(): Writable {
     return toWritable(this as unknown as PipeWriter<Uint8Array>);
-  }
-
-  async #withStatus(e: unknown): Promise<never> {
-    throw e instanceof IpcError && e.code === 'ERR_IPCKIT_PEER_GONE' ? await withExitStatus(e, this.exited) : e;
   }
 }
 
