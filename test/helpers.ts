@@ -29,7 +29,9 @@ export function scratchDir(): string {
   if (!scratch) {
     scratch = mkdtempSync(join(tmpdir(), `${TEST_MARK}-`));
     const dir = scratch;
-    after(() => rmSync(dir, { recursive: true, force: true }));
+    // Removed when the file's process exits: an after() hook registered here would belong
+    // to whichever test first asked for the folder, and run when that test ends.
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   }
   return scratch;
 }
