@@ -7,6 +7,11 @@
  *
  * Linux's parent-death signal follows the *thread* that started the child: a child
  * started from a worker_thread is killed when that worker ends.
+ *
+ * Only the started process is covered, not what it starts itself, unless `processGroup`
+ * is set (the default for shell commands): then the helper stays as a small supervisor
+ * leading a process group, forwards signals to the whole group and kills the whole group
+ * when we die.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync, statSync } from 'node:fs';
@@ -28,6 +33,13 @@ export interface ChildOptions {
   env?: NodeJS.ProcessEnv;
   /** Kill the child (SIGKILL) when this process, or the thread that started it, dies. Default true. */
   dieWithParent?: boolean;
+  /**
+   * Run the command in a process group of its own, under a supervisor that forwards
+   * signals to the group and kills the whole group when we die, so that what the command
+   * starts dies too. Default: true for shell commands (`{ shell: true }`), else false.
+   * Needs dieWithParent.
+   */
+  processGroup?: boolean;
   /** Where the child's stderr goes: inherited by default. */
   stderr?: 'inherit' | 'ignore';
 }
@@ -67,6 +79,8 @@ export interface StartedChild {
   pid: number;
   /** Settles when the child has exited and been reaped. */
   exited: Promise<ChildExit>;
+  /** Sends a signal: to the whole group for SIGKILL in processGroup mode (the supervisor forwards the others). */
+  kill(signal?: NodeJS.Signals | number): boolean;
 }
 
 /**
@@ -82,7 +96,9 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
       path: execHelperPath,
     });
   }
-  const [file, args] = dieWithParent ? [execHelperPath, [String(process.pid), program, ...argv]] : [program, argv.slice(1)];
+  const group = dieWithParent && options.processGroup === true;
+  const helperArgs = [...(group ? ['--group'] : []), String(process.pid), program, ...argv];
+  const [file, args] = dieWithParent ? [execHelperPath, helperArgs] : [program, argv.slice(1)];
   let child: ChildProcess;
   try {
     child = spawn(file, args, {
@@ -106,7 +122,19 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
     // spawn failed (its 'error' event, already handled above, comes on the next tick).
     throw new IpcError('ERR_IPCKIT_SYSCALL', `cannot start ${argv[0]}: the system refused to create the process`, { path: program });
   }
-  return { child, pid: child.pid, exited };
+  const pid = child.pid;
+  const kill = (signal: NodeJS.Signals | number = 'SIGTERM'): boolean => {
+    if (group && (signal === 'SIGKILL' || signal === 9) && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    return child.kill(signal);
+  };
+  return { child, pid, exited, kill };
 }
 
 /** "exit code 3" / "signal SIGKILL", for messages. */

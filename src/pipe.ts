@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { RESOLVED, type WaitOptions } from './channel.js';
-import { describeExit, exitWithin, startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions } from './child.js';
+import { describeExit, exitWithin, startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions, type StartedChild } from './child.js';
 import type { CodecOption, MessageOf } from './codec.js';
 import { errnoError, invalidArgument, IpcError, sys } from './errors.js';
 import { native } from './native.js';
@@ -181,11 +181,14 @@ export class PipedChild<M = Uint8Array> {
   /** Settles with the exit status once the child has exited (it is always reaped). */
   readonly exited: Promise<ChildExit>;
 
+  readonly #kill: (signal?: NodeJS.Signals | number) => boolean;
+
   /** @internal */
-  constructor(pid: number, child: ChildProcess, exited: Promise<ChildExit>, pipes: Map<number, PipeReader<unknown> | PipeWriter<unknown>>) {
-    this.pid = pid;
-    this.child = child;
-    this.exited = exited;
+  constructor(started: StartedChild, pipes: Map<number, PipeReader<unknown> | PipeWriter<unknown>>) {
+    this.pid = started.pid;
+    this.child = started.child;
+    this.exited = started.exited;
+    this.#kill = started.kill;
     for (const [k, v] of pipes) this.#pipes.set(k, v);
   }
 
@@ -204,7 +207,7 @@ export class PipedChild<M = Uint8Array> {
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    return this.child.kill(signal);
+    return this.#kill(signal);
   }
 
   /**
@@ -244,7 +247,7 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
     return [fd, spec] as const;
   });
   if (entries.length === 0) throw invalidArgument('options.pipes must name at least one fd');
-  const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, ...common } = options;
+  const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, processGroup, ...common } = options;
   if (stdin !== undefined) validate.oneOf('stdin', stdin, ['inherit', 'ignore'] as const);
   if (stdout !== undefined) validate.oneOf('stdout', stdout, ['inherit', 'ignore'] as const);
   if (stderr !== undefined) validate.oneOf('stderr', stderr, ['inherit', 'ignore'] as const);
@@ -279,10 +282,11 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
       ...(cwd !== undefined ? { cwd } : {}),
       ...(env !== undefined ? { env } : {}),
       ...(dieWithParent !== undefined ? { dieWithParent } : {}),
+      ...(processGroup !== undefined ? { processGroup } : {}),
     });
     cleanup();
     exitedLater(started.exited);
-    return new PipedChild<MessageOf<C>>(started.pid, started.child, started.exited, ours);
+    return new PipedChild<MessageOf<C>>(started, ours);
   } catch (e) {
     cleanup();
     for (const p of ours.values()) void p.close().catch(() => {});

@@ -5,7 +5,8 @@
  * - `command` is an argv array and runs without a shell: `;`, `$(...)`, backticks, quotes,
  *   newlines and `--` in arguments reach the child verbatim. A shell string runs only with
  *   `{ shell: true }` (`/bin/sh -c`), which is unsafe with untrusted input: the shell
- *   interprets it.
+ *   interprets it. A shell command runs in a process group of its own (see child.ts), so
+ *   what it starts also dies with us and gets the signals of `kill()`.
  * - `close()` closes our end (a writer flushes first) and resolves with
  *   `{ exitCode, signal }` like pclose; it takes `timeout`/`signal` for a child that does
  *   not exit. The child is always reaped (Node reaps its children), and is killed with
@@ -137,7 +138,7 @@ export function popen<C extends CodecOption | undefined = undefined>(
     if (options.shell === true) throw invalidArgument('{ shell: true } takes the command as one string, not an argv array');
     argv = validateArgv(command);
   }
-  const { shell: _s, cwd, env, dieWithParent, stderr, stdin, stdout, capacity, ...streamOptions } = options;
+  const { shell, cwd, env, dieWithParent, processGroup, stderr, stdin, stdout, capacity, ...streamOptions } = options;
   if (stdin !== undefined) validate.oneOf('stdin', stdin, ['inherit', 'ignore'] as const);
   if (stdout !== undefined) validate.oneOf('stdout', stdout, ['inherit', 'ignore'] as const);
   if (stderr !== undefined) validate.oneOf('stderr', stderr, ['inherit', 'ignore'] as const);
@@ -156,6 +157,7 @@ export function popen<C extends CodecOption | undefined = undefined>(
       ...(cwd !== undefined ? { cwd } : {}),
       ...(env !== undefined ? { env } : {}),
       ...(dieWithParent !== undefined ? { dieWithParent } : {}),
+      processGroup: processGroup ?? shell === true,
     });
   } catch (e) {
     native.close(mine);
@@ -163,6 +165,6 @@ export function popen<C extends CodecOption | undefined = undefined>(
     throw e;
   }
   native.close(theirs);
-  const child: ChildHandle = { pid: started.pid, exited: started.exited, kill: (s) => started.child.kill(s) };
+  const child: ChildHandle = { pid: started.pid, exited: started.exited, kill: started.kill };
   return mode === 'r' ? new PopenReader<MessageOf<C>>(mine, streamOptions, child) : new PopenWriter<MessageOf<C>>(mine, streamOptions, child);
 }
