@@ -9,8 +9,11 @@
 import { cpus } from 'node:os';
 import type { BenchContext } from './harness.js';
 
+let noted = false;
+
 export function cPlacement(ctx: BenchContext): string[] {
   if (cpus().length < 2) return [];
-  ctx.note('C stream references (pipe, FIFO) run with parent and child pinned to CPUs 0 and 1: the placement two Node processes get; a C pair placed by the scheduler sometimes shares one CPU (RTT ~2 us), which no Node process pair does');
+  if (!noted) ctx.note('C stream references (pipe, FIFO) run with parent and child pinned to CPUs 0 and 1: the placement two Node processes get; a C pair placed by the scheduler sometimes shares one CPU (RTT ~2 us), which no Node process pair does');
+  noted = true;
   return ['cpus=0,1'];
 }

@@ -10,11 +10,11 @@
  *
  * No round trip: popen is one pipe, one direction (a round trip is the pipe scenario).
  */
-import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { RESOLVED } from '../src/channel.js';
 import { openInheritedPipe } from '../src/pipe.js';
 import { popen } from '../src/popen.js';
+import { cPlacement } from './placement.js';
 import { cFigure, now, runC, seqOf, SIZES, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -92,7 +92,7 @@ export const scenarios: Scenario[] = [
       }
       const bin = ctx.cProgram('pipe');
       if (bin) {
-        const placement = cpus().length >= 2 ? ['cpus=0,1'] : [];
+        const placement = cPlacement(ctx);
         for (const size of SIZES) {
           ctx.progress(`popen: C pipe(2) reference ${size} B`);
           out.push(cFigure('popen', 'C pipe(2)', 'throughput', size, runC(bin, 'thr', size, ctx.budget, placement)));

@@ -7,7 +7,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import ts from 'typescript';
-import { repoRoot, run } from './helpers.js';
+import { checkFdLeaks, repoRoot, run } from './helpers.js';
+
+checkFdLeaks();
 
 /** The parent and child files of the README example (one ```ts block, split at `// child.ts`). */
 function readmeExample(): { parent: string; child: string } {

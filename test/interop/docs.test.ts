@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createPipe } from '../../src/pipe.js';
-import { compileC, repoRoot, run } from '../helpers.js';
+import { checkFdLeaks, compileC, repoRoot, run } from '../helpers.js';
+
+checkFdLeaks();
 
 const HEADINGS = ['What it is', 'Guarantees', 'Limits', 'System calls', 'API', 'Errors', 'Example'];
 const page = (name: string): string => readFileSync(join(repoRoot, 'docs', `${name}.md`), 'utf8');
