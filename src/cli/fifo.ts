@@ -26,12 +26,14 @@ export function printer(framing: Framing, json: boolean): (m: Uint8Array) => Pro
 
 export const group: CliGroup = {
   usage: `fifo create PATH [--mode 600] [--json]   create a FIFO (exclusive; owner-only unless --mode)
-fifo send PATH [MESSAGE...] [--framing F] [--timeout MS] [--json]
+fifo send PATH [MESSAGE...] [--framing F] [--timeout MS] [--json] [--mode 600]
                                           send each MESSAGE (none: one message per stdin line; raw: stdin as is);
                                           waits for a reader; MS bounds the whole command
-fifo recv PATH [--count N] [--timeout MS] [--framing F] [--json] [--keep-open]
+fifo recv PATH [--count N] [--timeout MS] [--framing F] [--json] [--keep-open] [--mode 600]
                                           print messages, one per line, until the writers are gone (or N arrived);
                                           --json: one {"data","encoding","length"} object per line
+                                          --mode: the widest mode accepted on an existing FIFO (default 600:
+                                          one made by mkfifo under umask 022 is 644; accept it with --mode 644)
 fifo rm PATH                              remove a FIFO (refuses anything that is not one)
   --framing length|lines|raw (default length)`,
   async run(argv) {
@@ -44,12 +46,13 @@ fifo rm PATH                              remove a FIFO (refuses anything that i
         return 0;
       }
       case 'send': {
-        const { values, positionals } = parse(rest, { ...framingOptions, timeout: { type: 'string' } });
+        const { values, positionals } = parse(rest, { ...framingOptions, timeout: { type: 'string' }, mode: { type: 'string' } });
         const path = requirePositional(positionals, 0, 'PATH');
         const framing = framingOption(values.framing);
         const timeout = intOption('timeout', values.timeout);
+        const mode = modeOption(values.mode);
         const deadline = timeout === undefined ? undefined : Date.now() + timeout;
-        const writer = await openFifo(path, 'w', { framing, ...remaining(deadline) });
+        const writer = await openFifo(path, 'w', { framing, ...(mode !== undefined ? { mode } : {}), ...remaining(deadline) });
         let sent = 0;
         try {
           for await (const m of outgoing(positionals.slice(1), framing)) {
@@ -63,12 +66,13 @@ fifo rm PATH                              remove a FIFO (refuses anything that i
         return 0;
       }
       case 'recv': {
-        const { values, positionals } = parse(rest, { ...framingOptions, count: { type: 'string' }, timeout: { type: 'string' }, 'keep-open': { type: 'boolean' } });
+        const { values, positionals } = parse(rest, { ...framingOptions, count: { type: 'string' }, timeout: { type: 'string' }, 'keep-open': { type: 'boolean' }, mode: { type: 'string' } });
         const path = requirePositional(positionals, 0, 'PATH');
         const framing = framingOption(values.framing);
         const count = intOption('count', values.count, 1);
         const timeout = intOption('timeout', values.timeout);
-        const reader = await openFifo(path, 'r', { framing, keepOpen: values['keep-open'] === true });
+        const mode = modeOption(values.mode);
+        const reader = await openFifo(path, 'r', { framing, keepOpen: values['keep-open'] === true, ...(mode !== undefined ? { mode } : {}) });
         try {
           await receiveLoop(reader, { count, timeout, print: printer(framing, values.json === true) });
         } finally {

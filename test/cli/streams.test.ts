@@ -89,6 +89,19 @@ describe('ipckit fifo', () => {
     unlinkFifo(path);
   });
 
+  it('a FIFO made by mkfifo(1) under umask 022 (0644) is refused unless --mode allows it', async () => {
+    const path = scratchPath('mkfifo');
+    assert.equal((await run('sh', ['-c', 'umask 022; mkfifo "$0"', path]).done).code, 0);
+    const refused = await runCli(['fifo', 'recv', path, '--timeout', '100']).done;
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /mode 0644.*ERR_IPCKIT_PERMISSION/);
+    const recv = runCli(['fifo', 'recv', path, '--mode', '644']);
+    const sent = await runCli(['fifo', 'send', path, 'ok', '--mode', '644', '--timeout', '10000']).done;
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.equal((await recv.done).stdout, 'ok\n');
+    unlinkFifo(path);
+  });
+
   it('exit codes: 124 on timeout, 1 with the error code named, 2 for usage', async () => {
     const path = createFifo(scratchPath('codes'));
     const timedOut = await runCli(['fifo', 'recv', path, '--timeout', '200']).done;
