@@ -8,11 +8,12 @@
  * that is the backpressure); then the fd is read in large chunks and every complete frame
  * in a chunk is queued. Waiting uses FdPoll (the event loop), never a thread.
  *
- * Writing: small frames are copied into a batch buffer and the whole batch goes out in
- * one write() at the end of the current turn of the event loop (or as soon as 64 KiB are
- * waiting), which is how a JavaScript sender reaches a million messages a second. Large
- * payloads are not copied: they are written from the caller's buffer and their `send`
- * resolves once the kernel has them.
+ * Writing: small frames are copied into a batch buffer. The first message of a turn of the
+ * event loop is written at once (a request/response peer can start on it); the ones that
+ * follow in the same turn go out together in one write() at the end of the turn (or as
+ * soon as 64 KiB are waiting), which is how a JavaScript sender reaches millions of
+ * messages a second. Large payloads are not copied: they are written from the caller's
+ * buffer and their `send` resolves once the kernel has them.
  */
 import { constants as osConstants } from 'node:os';
 import { RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from './channel.js';
@@ -654,7 +655,12 @@ export class FdWriter<T, R = void> implements Sender<T> {
       this.#writeFrameInto(payload);
       this.#queued += size;
       if (this.#batchLen >= this.#batchSize - 64) this.#flushNow();
-      else this.#scheduleFlush();
+      else if (!this.#flushScheduled && this.#queued === size) {
+        // The first message of this turn goes out at once (the peer can start on it while
+        // we go on); the rest of the turn is batched and written by the scheduled flush.
+        this.#flushNow();
+        this.#scheduleFlush();
+      } else this.#scheduleFlush();
       return RESOLVED;
     }
     // Large payload: header (if any) goes in the batch, the payload is written in place.
