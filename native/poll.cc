@@ -4,7 +4,10 @@
 // itself. The JS object stays alive while it watches (ObjectWrap::Ref).
 #include "addon.h"
 
+#include <sys/stat.h>
 #include <uv.h>
+
+#include <cerrno>
 
 namespace ipckit {
 namespace {
@@ -31,25 +34,35 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     // The callback lives on the JS object, not in a C++ persistent, so a watcher that
     // is dropped without close() can still be collected.
     info.This().As<Napi::Object>().Set("_onEvent", info[1]);
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw Napi::Error::New(env, "FdWatcher: no event loop");
-    handle_ = new uv_poll_t;
-    int err = uv_poll_init(loop, handle_, fd);
-    if (err != 0) {
-      delete handle_;
-      handle_ = nullptr;
-      throw ErrnoError(env, -err, "epoll_ctl");
-    }
-    handle_->data = this;
+    if (napi_get_uv_event_loop(env, &loop_) != napi_ok || loop_ == nullptr) throw Napi::Error::New(env, "FdWatcher: no event loop");
+    // epoll refuses regular files and directories: say so now, like uv_poll_init would.
+    struct stat st;
+    if (fstat(fd, &st) != 0) throw ErrnoError(env, errno, "fstat");
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) throw ErrnoError(env, EPERM, "epoll_ctl");
+    fd_ = fd;
     env_ = env;
-    napi_add_env_cleanup_hook(env, CleanupHook, this);
   }
 
   ~FdWatcher() override { CloseHandle(); }
 
  private:
   Napi::Value Start(const Napi::CallbackInfo& info) {
-    if (handle_ == nullptr) throw Napi::Error::New(info.Env(), "FdWatcher: closed");
+    if (closed_) throw Napi::Error::New(info.Env(), "FdWatcher: closed");
+    // The libuv handle is made on the first start, not before: stopping or closing a poll
+    // handle removes its fd *number* from epoll, so a watcher that never watched must
+    // never own one (if it is collected after its fd was closed and the number reused,
+    // it would unregister someone else's fd).
+    if (handle_ == nullptr) {
+      handle_ = new uv_poll_t;
+      int err = uv_poll_init(loop_, handle_, fd_);
+      if (err != 0) {
+        delete handle_;
+        handle_ = nullptr;
+        throw ErrnoError(info.Env(), -err, "epoll_ctl");
+      }
+      handle_->data = this;
+      napi_add_env_cleanup_hook(env_, CleanupHook, this);
+    }
     int events = ArgInt(info, 0) & (UV_READABLE | UV_WRITABLE);
     int err = uv_poll_start(handle_, events, OnPoll);
     if (err != 0) throw ErrnoError(info.Env(), -err, "epoll_ctl");
@@ -76,6 +89,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    closed_ = true;
     CloseHandle();
     return info.Env().Undefined();
   }
@@ -128,6 +142,9 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
   uv_poll_t* handle_ = nullptr;
+  uv_loop_t* loop_ = nullptr;
+  int fd_ = -1;
+  bool closed_ = false;
   bool active_ = false;
   Napi::AsyncContext context_;
   napi_env env_ = nullptr;
