@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFifo, openFifo, unlinkFifo } from '../src/fifo.js';
 import { cFigures, SIZES, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
-import { cPlacement } from './placement.js';
+import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
 /** 1 MiB FIFOs (the default pipe-max-size): a 64 KiB message no longer fills the pipe. */
@@ -42,7 +42,7 @@ async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: F
           const tx = await openFifo(paths.down, 'w', { capacity: CAPACITY, timeout: 20_000 });
           try {
             if (role === 'echo') {
-              const l = await rttLoop(tx, rx, size, ctx.budget);
+              const l = await pinnedPair(ctx, child.child.pid!, () => rttLoop(tx, rx, size, ctx.budget));
               out.push({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
             } else {
               const t = await throughputLoop(tx, rx, size, ctx.budget);

@@ -1,7 +1,7 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/pipe.js';
 import { cFigures, SIZES, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
-import { cPlacement } from './placement.js';
+import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 import { fileURLToPath } from 'node:url';
 
@@ -22,7 +22,7 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
       const rx = child.receiver(4);
       try {
         if (role === 'echo') {
-          const l = await rttLoop(tx, rx, size, ctx.budget);
+          const l = await pinnedPair(ctx, child.pid, () => rttLoop(tx, rx, size, ctx.budget));
           out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...l });
         } else {
           const t = await throughputLoop(tx, rx, size, ctx.budget);

@@ -2,9 +2,10 @@
  * Bench: popen, one-way in both directions, against the C pipe(2) reference (popen is a
  * pipe to a child's stdin or from its stdout, so the pipe figure is the limit).
  *
- * - 'w' (child's stdin): we send for the budget, then an end marker carrying the count;
- *   the child checks every sequence number and exits 0 only if all arrived. Time runs
- *   until close() has the exit status (pclose), so it includes the child's exit.
+ * - 'w' (child's stdin): after a warm-up larger than the pipe (so the child is up and
+ *   reading), we send for the budget, then an end marker carrying the count; the child
+ *   checks every sequence number and exits 0 only if all arrived. Time runs until close()
+ *   has the exit status (pclose), so it includes the child's exit.
  * - 'r' (child's stdout): the child sends for the budget; we check every sequence number.
  *   Time runs from its first message to its end marker.
  *
@@ -13,7 +14,7 @@
 import { fileURLToPath } from 'node:url';
 import { RESOLVED } from '../src/channel.js';
 import { openInheritedPipe } from '../src/pipe.js';
-import { popen } from '../src/popen.js';
+import { popen, type PopenReader, type PopenWriter } from '../src/popen.js';
 import { cPlacement } from './placement.js';
 import { cFigure, now, runC, seqOf, SIZES, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 
@@ -32,11 +33,20 @@ const countOf = (buf: Uint8Array): number => new DataView(buf.buffer, buf.byteOf
 
 async function toChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
   const w = popen([process.execPath, childScript, 'popen', 'sink', '{}'], 'w', { capacity: CAPACITY, stdout: 'ignore' });
+  return sendAll(w, size, budget);
+}
+
+async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
   const buf = new Uint8Array(Math.max(size, 16)).fill(120);
+  // Warm-up: more than the pipe and our buffer hold, so the clock starts once the child
+  // is up and reading (its start-up is not part of the figure).
+  const warm = Math.ceil((CAPACITY + 512 * 1024) / (buf.length + 4));
+  let n = 0;
+  for (; n < warm; n++) await w.send(stamp(buf, n));
+  const first = n;
   const start = now();
   const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
-  let n = 0;
-  for (; n < budget.thrMessages; n++) {
+  for (; n < first + budget.thrMessages; n++) {
     stamp(buf, n);
     const p = w.send(buf);
     if (p !== RESOLVED) await p;
@@ -49,13 +59,17 @@ async function toChild(size: number, budget: Budget): Promise<{ messages: number
   const exit = await w.close();
   const seconds = Number(now() - start) / 1e9;
   if (exit.exitCode !== 0) throw new Error(`the popen child found lost or reordered messages (${JSON.stringify(exit)})`);
-  return { messages: n, seconds };
+  return { messages: n - first, seconds };
 }
 
 async function fromChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
   const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds: budget.thrSeconds, max: budget.thrMessages })], 'r', {
     capacity: CAPACITY,
   });
+  return receiveAll(r);
+}
+
+async function receiveAll(r: PopenReader<Uint8Array>): Promise<{ messages: number; seconds: number }> {
   const first = await r.receive();
   if (seqOf(first) !== START) throw new Error('the popen child did not start with its start marker');
   const start = now();
