@@ -1,5 +1,100 @@
-/** Bench: fifo (not measured yet). */
-import type { Scenario } from "./harness.js";
+/**
+ * Bench: named pipes (mkfifo) between a parent and a child that opens them by path, one
+ * FIFO per direction, against the C reference (bench/c/fifo.c).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createFifo, openFifo, unlinkFifo } from '../src/fifo.js';
+import { cFigures, SIZES, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cPlacement, pinnedPair } from './placement.js';
+import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
-export const scenarios: Scenario[] = [];
-export const children = {};
+/** 1 MiB FIFOs (the default pipe-max-size): a 64 KiB message no longer fills the pipe. */
+const CAPACITY = 1024 * 1024;
+
+interface Paths {
+  down: string;
+  up: string;
+}
+
+export async function measureFifo(ctx: BenchContext, sizes = SIZES): Promise<Figure[]> {
+  const out: Figure[] = [];
+  // A private folder, removed after: the bench leaves nothing in /tmp or the runtime folder.
+  const dir = mkdtempSync(join(tmpdir(), 'ipckit-bench-'));
+  try {
+    await measureIn(ctx, dir, sizes, out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: Figure[]): Promise<void> {
+  for (const size of sizes) {
+    for (const role of ['echo', 'sink'] as const) {
+      ctx.progress(`fifo: ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
+      const paths: Paths = { down: createFifo(join(dir, `down-${size}-${role}`)), up: createFifo(join(dir, `up-${size}-${role}`)) };
+      try {
+        const rx = await openFifo(paths.up, 'r');
+        const child = startChild('fifo', role, paths);
+        try {
+          const tx = await openFifo(paths.down, 'w', { capacity: CAPACITY, timeout: 20_000 });
+          try {
+            if (role === 'echo') {
+              const l = await pinnedPair(ctx, child.child.pid!, () => rttLoop(tx, rx, size, ctx.budget));
+              out.push({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
+            } else {
+              const t = await throughputLoop(tx, rx, size, ctx.budget);
+              out.push(throughputFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
+            }
+          } finally {
+            await tx.close();
+          }
+        } finally {
+          await rx.close();
+          await child.finish();
+        }
+      } finally {
+        unlinkFifo(paths.down);
+        unlinkFifo(paths.up);
+      }
+    }
+  }
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'fifo',
+    title: 'named pipe (FIFO)',
+    async run(ctx) {
+      return [...(await measureFifo(ctx)), ...cFigures(ctx, 'fifo', 'fifo', 'C FIFO (mkfifo)', SIZES, [], cPlacement(ctx))];
+    },
+    targets: [
+      { mechanism: 'fifo', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'FIFO one-way at 64 B >= 1,000,000 msg/s' },
+      { mechanism: 'fifo', metric: 'throughput', size: 65536, minMBPerSec: 2000, text: 'FIFO one-way at 64 KiB >= 2 GB/s' },
+      ...SIZES.map((size) => ({ mechanism: 'fifo', metric: 'rtt' as const, size, maxRatio: 1.5, compareTo: { variant: 'C FIFO (mkfifo)' }, text: `FIFO RTT at ${size} B <= 1.5x C` })),
+    ],
+  },
+];
+
+async function open(args: Paths) {
+  const rx = await openFifo(args.down, 'r');
+  const tx = await openFifo(args.up, 'w', { capacity: CAPACITY, timeout: 20_000 });
+  return { rx, tx };
+}
+
+export const children = {
+  async echo(args: Paths): Promise<void> {
+    const { rx, tx } = await open(args);
+    await echoLoop(rx, tx);
+    await tx.close();
+    await rx.close();
+  },
+  async sink(args: Paths): Promise<void> {
+    const { rx, tx } = await open(args);
+    await sinkLoop(rx, tx);
+    await tx.close();
+    await rx.close();
+  },
+};

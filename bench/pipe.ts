@@ -1,6 +1,7 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/pipe.js';
 import { cFigures, SIZES, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 import { fileURLToPath } from 'node:url';
 
@@ -21,7 +22,7 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
       const rx = child.receiver(4);
       try {
         if (role === 'echo') {
-          const l = await rttLoop(tx, rx, size, ctx.budget);
+          const l = await pinnedPair(ctx, child.pid, () => rttLoop(tx, rx, size, ctx.budget));
           out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...l });
         } else {
           const t = await throughputLoop(tx, rx, size, ctx.budget);
@@ -40,7 +41,7 @@ export const scenarios: Scenario[] = [
     name: 'pipe',
     title: 'anonymous pipe',
     async run(ctx) {
-      return [...(await measurePipe(ctx, 'pipe', 'ipckit')), ...cFigures(ctx, 'pipe', 'pipe', 'C pipe(2)', SIZES)];
+      return [...(await measurePipe(ctx, 'pipe', 'ipckit')), ...cFigures(ctx, 'pipe', 'pipe', 'C pipe(2)', SIZES, [], cPlacement(ctx))];
     },
     targets: [
       { mechanism: 'pipe', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'pipe one-way at 64 B >= 1,000,000 msg/s' },

@@ -1,17 +1,22 @@
 /**
  * Where the two processes of a round-trip figure run. On this kind of VM a blocking
- * ping-pong is bimodal: when the scheduler puts both processes on one CPU a hand-over is
- * a context switch (a few us); on two CPUs it is a cross-CPU wake-up (~20 us each way).
- * C and Node do not land the same way in every run, so a scheduler-placed ratio can
- * compare a one-CPU figure with a two-CPU one. The message queue, semaphore and mutex
- * benches therefore also measure both sides pinned to two CPUs (parent 0, child 1), a
- * like-for-like comparison, besides the scheduler-placed figure a user gets.
+ * ping-pong is bimodal: two sleeping processes on two CPUs pay a cross-CPU wake-up
+ * (~45-60 us a round trip), and when the scheduler happens to put both on one CPU a
+ * hand-over is a context switch (2-12 us). C and Node pairs do not land the same way in
+ * every run, so a ratio of two scheduler-placed figures is a coin toss. Round trips are
+ * therefore measured with the parent on CPU 0 and the child on CPU 1, ours and C alike
+ * (taskset for ours; the C references pin themselves), a like-for-like comparison.
  *
- * Pinning uses taskset(1) (util-linux) for the Node processes and sched_setaffinity in
- * the C references (bench/c/pin.h); without taskset or with one CPU the pinned figures
- * are skipped with a note.
- */
-import { spawnSync } from 'node:child_process';
+ * Two helpers exist, for two kinds of scenario:
+ * - `placements` / `withPlacement` / `pin` (message queue, semaphore, mutex): measure the
+ *   scheduler-placed figure a user gets *and* the pinned one, named with a suffix; the C
+ *   references take "P,C" (bench/c/pin.h).
+ * - `pinning` / `cPlacement` / `pinnedPair` (pipe, FIFO, popen): measure round trips
+ *   pinned only; the C references take `cpus=P,C` (bench_place in bench/c/harness.h).
+ *   One-way figures of ours are not pinned: two busy processes get two CPUs anyway, and
+ *   pinning a Node process would also pin the threads that collect its garbage.
+ * Without two CPUs or without taskset, figures are scheduler-placed and a note says so.
+ */import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import type { BenchContext } from './harness.js';
 
@@ -67,5 +72,53 @@ export async function withPlacement<R>(placement: Placement, body: () => Promise
     return await body();
   } finally {
     if (mask) spawnSync('taskset', ['-a', '-p', mask, String(process.pid)], { stdio: 'ignore' });
+  }
+}
+
+const PARENT_CPU = 0;
+const CHILD_CPU = 1;
+
+let checked: boolean | undefined;
+let noted = false;
+
+/** Whether figures are pinned here (two CPUs and taskset). */
+export function pinning(ctx: BenchContext): boolean {
+  if (checked === undefined) {
+    checked = cpus().length >= 2 && spawnSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }).status === 0;
+  }
+  if (!noted) {
+    noted = true;
+    ctx.note(
+      checked
+        ? 'round trips over pipes and FIFOs, ours and C, run with the parent on CPU 0 and the child on CPU 1 (C one-way figures too): placed by the scheduler, a pair (C or Node) sometimes shares one CPU, where a round trip costs 2-12 us instead of 45-60 us'
+        : 'round trips are placed by the scheduler (one CPU, or no taskset): they may be bimodal',
+    );
+  }
+  return checked;
+}
+
+/** The extra argument that makes a C reference pin itself (bench_place), or none. */
+export function cPlacement(ctx: BenchContext): string[] {
+  return pinning(ctx) ? [`cpus=${PARENT_CPU},${CHILD_CPU}`] : [];
+}
+
+/** Pins the main thread of `pid` (its tid is its pid) to `cpu`. */
+function taskset(cpu: string, pid: number): void {
+  const r = spawnSync('taskset', ['-p', '-c', cpu, String(pid)], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`taskset -p -c ${cpu} ${pid} failed`);
+}
+
+/**
+ * Pins our main thread to CPU 0 and the main thread of `childPid` to CPU 1 while `body`
+ * runs (a round trip); then ours may use every CPU again.
+ */
+export async function pinnedPair<T>(ctx: BenchContext, childPid: number, body: () => Promise<T>): Promise<T> {
+  if (!pinning(ctx)) return body();
+  taskset(String(CHILD_CPU), childPid);
+  taskset(String(PARENT_CPU), process.pid);
+  try {
+    return await body();
+  } finally {
+    taskset(`0-${cpus().length - 1}`, process.pid);
   }
 }

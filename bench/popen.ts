@@ -1,5 +1,162 @@
-/** Bench: popen (not measured yet). */
-import type { Scenario } from "./harness.js";
+/**
+ * Bench: popen, one-way in both directions, against the C pipe(2) reference (popen is a
+ * pipe to a child's stdin or from its stdout, so the pipe figure is the limit).
+ *
+ * - 'w' (child's stdin): after a warm-up larger than the pipe (so the child is up and
+ *   reading), we send for the budget, then an end marker carrying the count; the child
+ *   checks every sequence number and exits 0 only if all arrived. Time runs until close()
+ *   has the exit status (pclose), so it includes the child's exit.
+ * - 'r' (child's stdout): the child sends for the budget; we check every sequence number.
+ *   Time runs from its first message to its end marker.
+ *
+ * No round trip: popen is one pipe, one direction (a round trip is the pipe scenario).
+ */
+import { fileURLToPath } from 'node:url';
+import { RESOLVED } from '../src/channel.js';
+import { openInheritedPipe } from '../src/pipe.js';
+import { popen, type PopenReader, type PopenWriter } from '../src/popen.js';
+import { cPlacement } from './placement.js';
+import { cFigure, now, runC, seqOf, SIZES, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 
-export const scenarios: Scenario[] = [];
-export const children = {};
+const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
+const CAPACITY = 1024 * 1024;
+const START = -2;
+const END = -1;
+
+/** The end marker: seq END, then the number of messages sent before it. */
+function endMarker(buf: Uint8Array, count: number): Uint8Array {
+  stamp(buf, END);
+  new DataView(buf.buffer, buf.byteOffset, buf.length).setFloat64(8, count, true);
+  return buf;
+}
+const countOf = (buf: Uint8Array): number => new DataView(buf.buffer, buf.byteOffset, buf.length).getFloat64(8, true);
+
+async function toChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
+  const w = popen([process.execPath, childScript, 'popen', 'sink', '{}'], 'w', { capacity: CAPACITY, stdout: 'ignore' });
+  return sendAll(w, size, budget);
+}
+
+async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
+  const buf = new Uint8Array(Math.max(size, 16)).fill(120);
+  // Warm-up: more than the pipe and our buffer hold, so the clock starts once the child
+  // is up and reading (its start-up is not part of the figure).
+  const warm = Math.ceil((CAPACITY + 512 * 1024) / (buf.length + 4));
+  let n = 0;
+  for (; n < warm; n++) await w.send(stamp(buf, n));
+  const first = n;
+  const start = now();
+  const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  for (; n < first + budget.thrMessages; n++) {
+    stamp(buf, n);
+    const p = w.send(buf);
+    if (p !== RESOLVED) await p;
+    if ((n & 1023) === 1023 && now() > deadline) {
+      n++;
+      break;
+    }
+  }
+  await w.send(endMarker(buf, n));
+  const exit = await w.close();
+  const seconds = Number(now() - start) / 1e9;
+  if (exit.exitCode !== 0) throw new Error(`the popen child found lost or reordered messages (${JSON.stringify(exit)})`);
+  return { messages: n - first, seconds };
+}
+
+async function fromChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
+  const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds: budget.thrSeconds, max: budget.thrMessages })], 'r', {
+    capacity: CAPACITY,
+  });
+  return receiveAll(r);
+}
+
+async function receiveAll(r: PopenReader<Uint8Array>): Promise<{ messages: number; seconds: number }> {
+  const first = await r.receive();
+  if (seqOf(first) !== START) throw new Error('the popen child did not start with its start marker');
+  const start = now();
+  let expected = 0;
+  for (;;) {
+    for (const m of await r.receiveMany()) {
+      const s = seqOf(m);
+      if (s === END) {
+        const seconds = Number(now() - start) / 1e9;
+        if (countOf(m) !== expected) throw new Error(`the popen child sent ${countOf(m)} messages, ${expected} arrived`);
+        const exit = await r.close();
+        if (exit.exitCode !== 0) throw new Error(`the popen child failed: ${JSON.stringify(exit)}`);
+        return { messages: expected, seconds };
+      }
+      if (s !== expected) throw new Error(`sequence ${s} arrived, expected ${expected}`);
+      expected++;
+    }
+  }
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'popen',
+    title: 'popen',
+    async run(ctx: BenchContext) {
+      const out: Figure[] = [];
+      for (const size of SIZES) {
+        ctx.progress(`popen: one-way to the child's stdin ${size} B`);
+        const w = await toChild(size, ctx.budget);
+        out.push(throughputFigure({ mechanism: 'popen', variant: "ipckit, to child's stdin (w)", role: 'ipckit', size }, w.messages, w.seconds));
+        ctx.progress(`popen: one-way from the child's stdout ${size} B`);
+        const r = await fromChild(size, ctx.budget);
+        out.push(throughputFigure({ mechanism: 'popen', variant: "ipckit, from child's stdout (r)", role: 'ipckit', size }, r.messages, r.seconds));
+      }
+      const bin = ctx.cProgram('pipe');
+      if (bin) {
+        const placement = cPlacement(ctx);
+        for (const size of SIZES) {
+          ctx.progress(`popen: C pipe(2) reference ${size} B`);
+          out.push(cFigure('popen', 'C pipe(2)', 'throughput', size, runC(bin, 'thr', size, ctx.budget, placement)));
+        }
+      }
+      ctx.note("popen 'w' figures include the child's exit (close() waits for it, like pclose); popen has no RTT figure (one pipe, one direction)");
+      return out;
+    },
+  },
+];
+
+export const children = {
+  /** Reads stdin until the end marker; exits 0 only if every message arrived, in order. */
+  async sink(): Promise<void> {
+    const rx = openInheritedPipe(0, 'r');
+    let expected = 0;
+    for (;;) {
+      for (const m of await rx.receiveMany()) {
+        const s = seqOf(m);
+        if (s === END) {
+          await rx.close();
+          process.exitCode = countOf(m) === expected ? 0 : 1;
+          return;
+        }
+        if (s !== expected) {
+          process.exitCode = 1;
+          return;
+        }
+        expected++;
+      }
+    }
+  },
+  /** Writes a start marker, then numbered messages for `seconds`, then the end marker with the count. */
+  async source(args: { size: number; seconds: number; max: number }): Promise<void> {
+    const tx = openInheritedPipe(1, 'w');
+    const buf = new Uint8Array(Math.max(args.size, 16)).fill(120);
+    await tx.send(stamp(buf, START));
+    await tx.flush();
+    const deadline = now() + BigInt(Math.round(args.seconds * 1e9));
+    let n = 0;
+    for (; n < args.max; n++) {
+      stamp(buf, n);
+      const p = tx.send(buf);
+      if (p !== RESOLVED) await p;
+      if ((n & 1023) === 1023 && now() > deadline) {
+        n++;
+        break;
+      }
+    }
+    await tx.send(endMarker(buf, n));
+    await tx.close();
+  },
+};

@@ -4,7 +4,10 @@
 // itself. The JS object stays alive while it watches (ObjectWrap::Ref).
 #include "addon.h"
 
+#include <sys/stat.h>
 #include <uv.h>
+
+#include <cerrno>
 
 namespace ipckit {
 namespace {
@@ -31,25 +34,36 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     // The callback lives on the JS object, not in a C++ persistent, so a watcher that
     // is dropped without close() can still be collected.
     info.This().As<Napi::Object>().Set("_onEvent", info[1]);
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw Napi::Error::New(env, "FdWatcher: no event loop");
-    handle_ = new uv_poll_t;
-    int err = uv_poll_init(loop, handle_, fd);
-    if (err != 0) {
-      delete handle_;
-      handle_ = nullptr;
-      throw ErrnoError(env, -err, "epoll_ctl");
-    }
-    handle_->data = this;
+    if (napi_get_uv_event_loop(env, &loop_) != napi_ok || loop_ == nullptr) throw Napi::Error::New(env, "FdWatcher: no event loop");
+    // epoll refuses regular files and directories: say so now, like uv_poll_init would.
+    struct stat st;
+    if (fstat(fd, &st) != 0) throw ErrnoError(env, errno, "fstat");
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) throw ErrnoError(env, EPERM, "epoll_ctl");
+    fd_ = fd;
     env_ = env;
-    napi_add_env_cleanup_hook(env, CleanupHook, this);
   }
 
   ~FdWatcher() override { CloseHandle(); }
 
  private:
   Napi::Value Start(const Napi::CallbackInfo& info) {
-    if (handle_ == nullptr) throw Napi::Error::New(info.Env(), "FdWatcher: closed");
+    if (closed_) throw Napi::Error::New(info.Env(), "FdWatcher: closed");
+    // The libuv handle is made on the first start, not before: stopping or closing a poll
+    // handle removes its fd *number* from epoll, so a watcher that never watched must
+    // never own one (if it is collected after its fd was closed and the number reused,
+    // it would unregister someone else's fd).
+    if (handle_ == nullptr) {
+      handle_ = new uv_poll_t;
+      int err = uv_poll_init(loop_, handle_, fd_);
+      if (err != 0) {
+        delete handle_;
+        handle_ = nullptr;
+        throw ErrnoError(info.Env(), -err, "epoll_ctl");
+      }
+      handle_->data = this;
+      napi_add_env_cleanup_hook(env_, CleanupHook, this);
+      ApplyLoopRef();
+    }
     int events = ArgInt(info, 0) & (UV_READABLE | UV_WRITABLE);
     int err = uv_poll_start(handle_, events, OnPoll);
     if (err != 0) throw ErrnoError(info.Env(), -err, "epoll_ctl");
@@ -66,18 +80,25 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    closed_ = true;
     CloseHandle();
     return info.Env().Undefined();
   }
 
   // setLoopRef(false): an active watcher no longer keeps the event loop (the process)
-  // alive on its own, like an unref'd timer; true restores the default.
+  // alive on its own, like an unref'd timer (a reader with nobody waiting stays armed, so
+  // the next wait costs no epoll_ctl); true restores the default. Remembered for a handle
+  // made later.
   Napi::Value SetLoopRef(const Napi::CallbackInfo& info) {
-    if (handle_ != nullptr) {
-      if (info[0].ToBoolean()) uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
-      else uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
-    }
+    loopRef_ = info.Length() > 0 && info[0].ToBoolean();
+    ApplyLoopRef();
     return info.Env().Undefined();
+  }
+
+  void ApplyLoopRef() {
+    if (handle_ == nullptr) return;
+    if (loopRef_) uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
   }
 
   void StopHandle() {
@@ -128,7 +149,11 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
   uv_poll_t* handle_ = nullptr;
+  uv_loop_t* loop_ = nullptr;
+  int fd_ = -1;
+  bool closed_ = false;
   bool active_ = false;
+  bool loopRef_ = true;
   Napi::AsyncContext context_;
   napi_env env_ = nullptr;
 };

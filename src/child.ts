@@ -7,10 +7,16 @@
  *
  * Linux's parent-death signal follows the *thread* that started the child: a child
  * started from a worker_thread is killed when that worker ends.
+ *
+ * Only the started process is covered, not what it starts itself, unless `processGroup`
+ * is set (the default for shell commands): then the helper stays as a small supervisor
+ * leading a process group, forwards signals to the whole group and kills the whole group
+ * when we die.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { cancellableWait, type WaitOptions } from './channel.js';
 import { IpcError, invalidArgument } from './errors.js';
 import { execHelperPath } from './native.js';
 import * as validate from './validate.js';
@@ -27,6 +33,13 @@ export interface ChildOptions {
   env?: NodeJS.ProcessEnv;
   /** Kill the child (SIGKILL) when this process, or the thread that started it, dies. Default true. */
   dieWithParent?: boolean;
+  /**
+   * Run the command in a process group of its own, under a supervisor that forwards
+   * signals to the group and kills the whole group when we die, so that what the command
+   * starts dies too. Default: true for shell commands (`{ shell: true }`), else false.
+   * Needs dieWithParent.
+   */
+  processGroup?: boolean;
   /** Where the child's stderr goes: inherited by default. */
   stderr?: 'inherit' | 'ignore';
 }
@@ -66,6 +79,8 @@ export interface StartedChild {
   pid: number;
   /** Settles when the child has exited and been reaped. */
   exited: Promise<ChildExit>;
+  /** Sends a signal: to the whole group for SIGKILL in processGroup mode (the supervisor forwards the others). */
+  kill(signal?: NodeJS.Signals | number): boolean;
 }
 
 /**
@@ -76,7 +91,14 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
   const env = options.env ?? process.env;
   const program = resolveProgram(argv[0]!, env, options.cwd ?? process.cwd());
   const dieWithParent = options.dieWithParent ?? true;
-  const [file, args] = dieWithParent ? [execHelperPath, [String(process.pid), program, ...argv]] : [program, argv.slice(1)];
+  if (dieWithParent && !existsSync(execHelperPath)) {
+    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the die-with-parent helper is missing at ${execHelperPath} (it is built with the addon by \`npm ci\`); pass { dieWithParent: false } to start children without it`, {
+      path: execHelperPath,
+    });
+  }
+  const group = dieWithParent && options.processGroup === true;
+  const helperArgs = [...(group ? ['--group'] : []), String(process.pid), program, ...argv];
+  const [file, args] = dieWithParent ? [execHelperPath, helperArgs] : [program, argv.slice(1)];
   let child: ChildProcess;
   try {
     child = spawn(file, args, {
@@ -97,15 +119,38 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
   });
   exited.catch(() => {});
   if (child.pid === undefined) {
-    // spawn reports some failures asynchronously; keep the promise as the way to learn it.
-    return { child, pid: -1, exited };
+    // spawn failed (its 'error' event, already handled above, comes on the next tick).
+    throw new IpcError('ERR_IPCKIT_SYSCALL', `cannot start ${argv[0]}: the system refused to create the process`, { path: program });
   }
-  return { child, pid: child.pid, exited };
+  const pid = child.pid;
+  const kill = (signal: NodeJS.Signals | number = 'SIGTERM'): boolean => {
+    if (group && (signal === 'SIGKILL' || signal === 9) && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    return child.kill(signal);
+  };
+  return { child, pid, exited, kill };
 }
 
 /** "exit code 3" / "signal SIGKILL", for messages. */
 export function describeExit(exit: ChildExit): string {
   return exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+}
+
+/**
+ * Waits for a child's exit with a timeout and an AbortSignal (ERR_IPCKIT_TIMEOUT /
+ * ERR_IPCKIT_ABORTED: the child is left running, not killed).
+ */
+export function waitForExit(exited: Promise<ChildExit>, what: string, options?: WaitOptions): Promise<ChildExit> {
+  if (options?.timeout === undefined && options?.signal === undefined) return exited;
+  return cancellableWait<ChildExit>(what, options, (resolve, reject) => {
+    exited.then(resolve, reject);
+  });
 }
 
 /** Resolves with the exit if it comes within `ms`, else undefined. */

@@ -11,9 +11,11 @@
  *   FIFO open there is how four waiting FIFOs freeze every `fs` call in Node). A reader
  *   opens at once and its `receive` waits; a writer waits for a reader by retrying, with
  *   `timeout` and `signal`.
- * - End of stream: a reader sees the end when the last writer closes, unless it asked for
- *   `{ keepOpen: true }`: then it stays open across successive writers (it holds a write
- *   end itself) until closed.
+ * - End of stream: a reader sees the end when the last writer closes (a reader opened
+ *   before any writer waits for the first one), unless it asked for `{ keepOpen: true }`:
+ *   then it stays open across successive writers (it holds a write end itself) until closed.
+ * - Several writers: `{ atomic: true }` keeps each write() whole frames within PIPE_BUF,
+ *   so their messages never interleave (see pipe.ts).
  */
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -23,7 +25,8 @@ import { errnoError, IpcError, sys } from './errors.js';
 import { native, type NativeStat } from './native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from './permissions.js';
 import { runtimePath } from './runtime.js';
-import { FdReader, FdWriter, type ReaderOptions, type WriterOptions } from './stream.js';
+import { PipeReader, PipeWriter, setPipeCapacity } from './pipe.js';
+import { validateStreamOptions, type ReaderOptions, type WriterOptions } from './stream.js';
 import * as validate from './validate.js';
 
 const { O_RDONLY, O_WRONLY, O_NONBLOCK, O_NOFOLLOW, S_IFMT, S_IFIFO, S_IFLNK } = fsConstants;
@@ -110,33 +113,60 @@ export interface OpenFifoOptions<C extends CodecOption | undefined = undefined>
     WaitOptions {
   /** Reader only: stay open across successive writers instead of ending when the last one closes. */
   keepOpen?: boolean;
+  /** Remove the FIFO's path when this end is closed. */
+  unlinkOnClose?: boolean;
+  /** Pipe buffer size in bytes (F_SETPIPE_SZ; shared by every user of the FIFO while it is open). */
+  capacity?: number;
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkFifo(path);
+  } catch {
+    /* already gone or replaced by something that is not ours to remove */
+  }
 }
 
 /** The read end of a FIFO. */
-export class FifoReader<T> extends FdReader<T> {
+export class FifoReader<T> extends PipeReader<T> {
+  /** @internal */
   constructor(
     readonly path: string,
     fd: number,
     options: ReaderOptions<CodecOption | undefined>,
     keepOpenFd: number | undefined,
+    unlinkOnClose = false,
   ) {
     super(fd, options, {
       zeroReadNeedsPoll: keepOpenFd === undefined,
       onRelease: () => {
         if (keepOpenFd !== undefined) native.close(keepOpenFd);
+        if (unlinkOnClose) unlinkQuietly(path);
       },
     });
+  }
+
+  /** Removes the FIFO's path (idempotent); this end stays usable. */
+  unlink(): boolean {
+    return unlinkFifo(this.path);
   }
 }
 
 /** The write end of a FIFO. */
-export class FifoWriter<T> extends FdWriter<T> {
+export class FifoWriter<T> extends PipeWriter<T> {
+  /** @internal */
   constructor(
     readonly path: string,
     fd: number,
     options: WriterOptions<CodecOption | undefined>,
+    unlinkOnClose = false,
   ) {
-    super(fd, options);
+    super(fd, options, unlinkOnClose ? { onRelease: () => unlinkQuietly(path) } : {});
+  }
+
+  /** Removes the FIFO's path (idempotent); this end stays usable. */
+  unlink(): boolean {
+    return unlinkFifo(this.path);
   }
 }
 
@@ -189,9 +219,11 @@ export async function openFifo<C extends CodecOption | undefined = undefined>(
   validate.object('options', options);
   validate.timeout(options.timeout);
   validate.abortSignal(options.signal);
+  if (options.capacity !== undefined) validate.integer('capacity', options.capacity, 1, 2 ** 31 - 1);
   // Validate the channel options now, before any waiting.
   const ropts = readerOptions(options);
   const wopts = writerOptions(options);
+  validateStreamOptions({ ...ropts, ...wopts });
   const before = checkPath(path, options);
 
   if (mode === 'r') {
@@ -200,8 +232,12 @@ export async function openFifo<C extends CodecOption | undefined = undefined>(
     try {
       checkOpened(path, fd, before, options);
       // Holding a write end ourselves keeps the stream open between writers.
-      if (options.keepOpen) keepOpenFd = sys(`open FIFO ${path}`, () => native.open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
-      return new FifoReader<MessageOf<C>>(path, fd, ropts, keepOpenFd);
+      if (options.keepOpen) {
+        keepOpenFd = sys(`open FIFO ${path}`, () => native.open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
+        checkOpened(path, keepOpenFd, before, options);
+      }
+      if (options.capacity !== undefined) setPipeCapacity(fd, options.capacity);
+      return new FifoReader<MessageOf<C>>(path, fd, ropts, keepOpenFd, options.unlinkOnClose === true);
     } catch (e) {
       native.close(fd);
       if (keepOpenFd !== undefined) native.close(keepOpenFd);
@@ -225,7 +261,8 @@ export async function openFifo<C extends CodecOption | undefined = undefined>(
   });
   try {
     checkOpened(path, fd, before, options);
-    return new FifoWriter<MessageOf<C>>(path, fd, wopts);
+    if (options.capacity !== undefined) setPipeCapacity(fd, options.capacity);
+    return new FifoWriter<MessageOf<C>>(path, fd, wopts, options.unlinkOnClose === true);
   } catch (e) {
     native.close(fd);
     throw e;

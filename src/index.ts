@@ -13,6 +13,7 @@ export { isProcessAlive, processStartTime, watchProcess } from './liveness.js';
 export type { CreateModeOptions, OwnerCheckOptions } from './permissions.js';
 export type { ChildExit, ChildOptions } from './child.js';
 export {
+  ChildPipeWriter,
   createPipe,
   getPipeCapacity,
   openInheritedPipe,

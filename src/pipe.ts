@@ -18,7 +18,8 @@
 import { readFileSync } from 'node:fs';
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { describeExit, exitWithin, startChild, validateArgv, type ChildExit, type ChildOptions } from './child.js';
+import { RESOLVED, type WaitOptions } from './channel.js';
+import { describeExit, exitWithin, startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions, type StartedChild } from './child.js';
 import type { CodecOption, MessageOf } from './codec.js';
 import { errnoError, invalidArgument, IpcError, sys } from './errors.js';
 import { native } from './native.js';
@@ -85,6 +86,45 @@ export class PipeWriter<T, R = void> extends FdWriter<T, R> {
   }
 }
 
+/**
+ * Our write end of a pipe a child reads (spawnWithPipes, popen): when the child is gone,
+ * the ERR_IPCKIT_PEER_GONE of `send`, `flush` or `close` carries its exit status in
+ * `details` (`exitCode`, `signal`).
+ */
+export class ChildPipeWriter<T, R = void> extends PipeWriter<T, R> {
+  readonly #exited: Promise<ChildExit>;
+
+  /** @internal */
+  constructor(fd: number, options: WriterOptions<CodecOption | undefined>, exited: Promise<ChildExit>) {
+    super(fd, options);
+    this.#exited = exited;
+  }
+
+  override send(message: T, options?: WaitOptions): Promise<void> {
+    const p = super.send(message, options);
+    if (p === RESOLVED) return p;
+    return p.then(undefined, (e: unknown) => this.#withStatus(e));
+  }
+
+  override flush(options?: WaitOptions): Promise<void> {
+    const p = super.flush(options);
+    if (p === RESOLVED) return p;
+    return p.then(undefined, (e: unknown) => this.#withStatus(e));
+  }
+
+  override async close(options?: WaitOptions): Promise<R> {
+    try {
+      return await super.close(options);
+    } catch (e) {
+      return this.#withStatus(e);
+    }
+  }
+
+  async #withStatus(e: unknown): Promise<never> {
+    throw e instanceof IpcError && e.code === 'ERR_IPCKIT_PEER_GONE' ? await withExitStatus(e, this.#exited) : e;
+  }
+}
+
 function readerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): ReaderOptions<C> {
   const { capacity: _c, highWaterMark: _h, atomic: _a, ...rest } = o;
   return rest;
@@ -122,7 +162,7 @@ export interface ChildPipeSpec<C extends CodecOption | undefined = CodecOption |
   direction: PipeDirection;
 }
 
-export interface SpawnWithPipesOptions extends ChildOptions, PipeOptions<CodecOption | undefined> {
+export interface SpawnWithPipesOptions<C extends CodecOption | undefined = CodecOption | undefined> extends ChildOptions, PipeOptions<C> {
   /**
    * fd number in the child -> direction (or a spec with its own codec/framing). fds 0-2
    * are allowed too: `{ 0: 'to-child' }` makes the child's stdin a pipe from us.
@@ -133,44 +173,50 @@ export interface SpawnWithPipesOptions extends ChildOptions, PipeOptions<CodecOp
   stdout?: 'inherit' | 'ignore';
 }
 
-/** A child started with pipes at chosen fds. */
-export class PipedChild {
+/** A child started with pipes at chosen fds; `M` is the message type of the top-level codec. */
+export class PipedChild<M = Uint8Array> {
   readonly #pipes = new Map<number, PipeReader<unknown> | PipeWriter<unknown>>();
   readonly pid: number;
   readonly child: ChildProcess;
   /** Settles with the exit status once the child has exited (it is always reaped). */
   readonly exited: Promise<ChildExit>;
 
+  readonly #kill: (signal?: NodeJS.Signals | number) => boolean;
+
   /** @internal */
-  constructor(pid: number, child: ChildProcess, exited: Promise<ChildExit>, pipes: Map<number, PipeReader<unknown> | PipeWriter<unknown>>) {
-    this.pid = pid;
-    this.child = child;
-    this.exited = exited;
+  constructor(started: StartedChild, pipes: Map<number, PipeReader<unknown> | PipeWriter<unknown>>) {
+    this.pid = started.pid;
+    this.child = started.child;
+    this.exited = started.exited;
+    this.#kill = started.kill;
     for (const [k, v] of pipes) this.#pipes.set(k, v);
   }
 
   /** Our writing end of the pipe the child reads at `fd`. */
-  sender<T = Uint8Array>(fd: number): PipeWriter<T> {
+  sender<T = M>(fd: number): PipeWriter<T> {
     const p = this.#pipes.get(fd);
     if (!(p instanceof PipeWriter)) throw invalidArgument(`fd ${fd} of the child is not a 'to-child' pipe`);
     return p as PipeWriter<T>;
   }
 
   /** Our reading end of the pipe the child writes at `fd`. */
-  receiver<T = Uint8Array>(fd: number): PipeReader<T> {
+  receiver<T = M>(fd: number): PipeReader<T> {
     const p = this.#pipes.get(fd);
     if (!(p instanceof PipeReader)) throw invalidArgument(`fd ${fd} of the child is not a 'from-child' pipe`);
     return p as PipeReader<T>;
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    return this.child.kill(signal);
+    return this.#kill(signal);
   }
 
-  /** Closes our pipe ends (senders flush first) and waits for the child to exit. */
-  async close(): Promise<ChildExit> {
-    const results = await Promise.allSettled([...this.#pipes.values()].map((p) => p.close()));
-    const exit = await this.exited;
+  /**
+   * Closes our pipe ends (senders flush first) and waits for the child to exit.
+   * `timeout`/`signal` bound each wait; the child is then left running (use `kill()`).
+   */
+  async close(options?: WaitOptions): Promise<ChildExit> {
+    const results = await Promise.allSettled([...this.#pipes.values()].map((p) => (p instanceof PipeWriter ? p.close(options) : p.close())));
+    const exit = await waitForExit(this.exited, `wait for ${this.pid} to exit`, options);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     return exit;
@@ -189,18 +235,22 @@ export class PipedChild {
  * Starts `command` (argv, no shell) with real pipes at the fds named in `pipes`. The
  * child's ends are blocking, ours are not. Example: `{ 3: 'to-child', 4: 'from-child' }`.
  */
-export function spawnWithPipes(command: string[], options: SpawnWithPipesOptions): PipedChild {
+export function spawnWithPipes<C extends CodecOption | undefined = undefined>(command: string[], options: SpawnWithPipesOptions<C>): PipedChild<MessageOf<C>> {
   const argv = validateArgv(command);
   validate.object('options', options);
   if (options.pipes === null || typeof options.pipes !== 'object') throw invalidArgument('options.pipes must map child fds to "to-child" or "from-child"');
   const entries = Object.entries(options.pipes).map(([k, v]) => {
     const fd = validate.integer('pipes fd', Number(k), 0, 1023);
+    if (typeof v !== 'string' && (v === null || typeof v !== 'object')) throw invalidArgument(`pipes[${fd}] must be "to-child", "from-child" or a spec object, got ${validate.describe(v)}`);
     const spec: ChildPipeSpec = typeof v === 'string' ? { direction: v } : v;
     validate.oneOf(`pipes[${fd}]`, spec.direction, ['to-child', 'from-child'] as const);
     return [fd, spec] as const;
   });
   if (entries.length === 0) throw invalidArgument('options.pipes must name at least one fd');
-  const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, ...common } = options;
+  const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, processGroup, ...common } = options;
+  if (stdin !== undefined) validate.oneOf('stdin', stdin, ['inherit', 'ignore'] as const);
+  if (stdout !== undefined) validate.oneOf('stdout', stdout, ['inherit', 'ignore'] as const);
+  if (stderr !== undefined) validate.oneOf('stderr', stderr, ['inherit', 'ignore'] as const);
   const maxFd = Math.max(2, ...entries.map(([fd]) => fd));
   const stdio: StdioOptions = Array.from({ length: maxFd + 1 }, (_, i) =>
     i === 0 ? (stdin ?? 'ignore') : i === 1 ? (stdout ?? 'inherit') : i === 2 ? (stderr ?? 'inherit') : 'ignore',
@@ -225,17 +275,18 @@ export function spawnWithPipes(command: string[], options: SpawnWithPipesOptions
       childEnds.push(theirs);
       native.setNonBlocking(mine, true);
       if (opts.capacity !== undefined) setPipeCapacity(mine, opts.capacity);
-      ours.set(fd, spec.direction === 'to-child' ? new PipeWriter(mine, writerOptions(opts)) : new PipeReader(mine, readerOptions(opts), hooks));
+      ours.set(fd, spec.direction === 'to-child' ? new ChildPipeWriter(mine, writerOptions(opts), exited) : new PipeReader(mine, readerOptions(opts), hooks));
       (stdio as unknown[])[fd] = theirs;
     }
     const started = startChild(argv, stdio, {
       ...(cwd !== undefined ? { cwd } : {}),
       ...(env !== undefined ? { env } : {}),
       ...(dieWithParent !== undefined ? { dieWithParent } : {}),
+      ...(processGroup !== undefined ? { processGroup } : {}),
     });
     cleanup();
     exitedLater(started.exited);
-    return new PipedChild(started.pid, started.child, started.exited, ours);
+    return new PipedChild<MessageOf<C>>(started, ours);
   } catch (e) {
     cleanup();
     for (const p of ours.values()) void p.close().catch(() => {});

@@ -8,11 +8,12 @@
  * that is the backpressure); then the fd is read in large chunks and every complete frame
  * in a chunk is queued. Waiting uses FdPoll (the event loop), never a thread.
  *
- * Writing: small frames are copied into a batch buffer and the whole batch goes out in
- * one write() at the end of the current turn of the event loop (or as soon as 64 KiB are
- * waiting), which is how a JavaScript sender reaches a million messages a second. Large
- * payloads are not copied: they are written from the caller's buffer and their `send`
- * resolves once the kernel has them.
+ * Writing: small frames are copied into a batch buffer. The first message of a turn of the
+ * event loop is written at once (a request/response peer can start on it); the ones that
+ * follow in the same turn go out together in one write() at the end of the turn (or as
+ * soon as 64 KiB are waiting), which is how a JavaScript sender reaches millions of
+ * messages a second. Large payloads are not copied: they are written from the caller's
+ * buffer and their `send` resolves once the kernel has them.
  */
 import { constants as osConstants } from 'node:os';
 import { RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from './channel.js';
@@ -26,10 +27,17 @@ const EAGAIN = osConstants.errno.EAGAIN;
 const READABLE = 1;
 const WRITABLE = 2;
 
-/** One event-loop watcher per fd, shared by the reading and the writing side of a socket. */
+/**
+ * One event-loop watcher per fd, shared by the reading and the writing side of a socket.
+ * A side that has nobody waiting can go `idle`: the fd stays in epoll (so the next wait
+ * costs no epoll_ctl) but no longer keeps the event loop alive; its callback still gets
+ * the next event and then usually calls `unwant`.
+ */
 export class FdPoll {
   #watcher: FdWatcher | null;
   #mask = 0;
+  #idle = 0;
+  #refd = true;
   #onReadable: (() => void) | undefined;
   #onWritable: (() => void) | undefined;
 
@@ -43,28 +51,52 @@ export class FdPoll {
 
   want(kind: 'read' | 'write', callback: () => void): void {
     if (!this.#watcher) return;
+    const bit = kind === 'read' ? READABLE : WRITABLE;
     if (kind === 'read') this.#onReadable = callback;
     else this.#onWritable = callback;
-    const mask = this.#mask | (kind === 'read' ? READABLE : WRITABLE);
+    this.#idle &= ~bit;
+    const mask = this.#mask | bit;
     if (mask !== this.#mask) {
       this.#mask = mask;
       this.#watcher.start(mask);
     }
+    this.#updateRef();
   }
 
   unwant(kind: 'read' | 'write'): void {
     if (!this.#watcher) return;
-    const mask = this.#mask & ~(kind === 'read' ? READABLE : WRITABLE);
-    if (mask === this.#mask) return;
-    this.#mask = mask;
-    if (mask === 0) this.#watcher.stop();
-    else this.#watcher.start(mask);
+    const bit = kind === 'read' ? READABLE : WRITABLE;
+    this.#idle &= ~bit;
+    const mask = this.#mask & ~bit;
+    if (mask !== this.#mask) {
+      this.#mask = mask;
+      if (mask === 0) this.#watcher.stop();
+      else this.#watcher.start(mask);
+    }
+    this.#updateRef();
+  }
+
+  /** Keeps watching `kind` without keeping the event loop alive (see the class comment). */
+  idle(kind: 'read' | 'write'): void {
+    const bit = kind === 'read' ? READABLE : WRITABLE;
+    if (!this.#watcher || !(this.#mask & bit)) return;
+    this.#idle |= bit;
+    this.#updateRef();
   }
 
   close(): void {
     this.#watcher?.close();
     this.#watcher = null;
     this.#mask = 0;
+    this.#idle = 0;
+  }
+
+  #updateRef(): void {
+    const refd = this.#mask === 0 || (this.#mask & ~this.#idle) !== 0;
+    if (refd !== this.#refd && this.#watcher) {
+      this.#refd = refd;
+      this.#watcher.setLoopRef(refd);
+    }
   }
 
   #event(status: number, events: number): void {
@@ -73,6 +105,8 @@ export class FdPoll {
       // reports the real error (EPIPE, ECONNRESET), and re-arm if they still wait.
       const mask = this.#mask;
       this.#mask = 0;
+      this.#idle = 0;
+      this.#updateRef();
       if (mask & READABLE) this.#onReadable?.();
       if (mask & WRITABLE) this.#onWritable?.();
       return;
@@ -87,7 +121,11 @@ export interface StreamOptions<C extends CodecOption | undefined = undefined> ex
 }
 
 export interface ReaderOptions<C extends CodecOption | undefined = undefined> extends StreamOptions<C> {
-  /** Size of the read buffer (default 64 KiB). */
+  /**
+   * Largest read() in bytes (default 1 MiB). The buffer starts at 64 KiB (or this, if
+   * smaller) and doubles while reads fill it, so a quiet reader holds little and a busy
+   * one drains the kernel in few calls.
+   */
   readBufferSize?: number;
 }
 
@@ -102,11 +140,25 @@ export interface WriterOptions<C extends CodecOption | undefined = undefined> ex
   atomic?: boolean;
 }
 
+/**
+ * Checks reader and writer options the way the constructors will, so that a mechanism can
+ * refuse bad options before it waits for anything (a FIFO open, a connect).
+ */
+export function validateStreamOptions(options: ReaderOptions<CodecOption | undefined> & WriterOptions<CodecOption | undefined>): void {
+  resolveFraming(options);
+  resolveCodec(options.codec);
+  validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024);
+  validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
+}
+
 /** Hooks a mechanism gives the generic reader/writer. */
 export interface StreamHooks {
   /** What the end of stream means when it came inside a frame (popen: the child's exit). */
   truncatedEnd?(error: IpcError): IpcError | Promise<IpcError>;
-  /** A read of 0 bytes before any poll event is not an end (a FIFO with no writer yet). */
+  /**
+   * A read of 0 bytes before any sign of a writer (a poll event, data, or EAGAIN) is not
+   * an end: a FIFO opened before its first writer reads 0 until one arrives.
+   */
   zeroReadNeedsPoll?: boolean;
   /** Called once when the fd has been released. */
   onRelease?(): void;
@@ -117,6 +169,10 @@ export interface StreamHooks {
 }
 
 type ReaderState = 'open' | 'ending' | 'ended' | 'closed';
+
+/** The read buffer starts at FIRST_READ bytes and grows up to MAX_READ (readBufferSize). */
+const FIRST_READ = 64 * 1024;
+const MAX_READ = 1024 * 1024;
 
 /** `R` is what `close()` resolves with (subclasses such as popen's return an exit status). */
 export class FdReader<T, R = void> implements Receiver<T> {
@@ -131,24 +187,32 @@ export class FdReader<T, R = void> implements Receiver<T> {
   #waiters = new WaitQueue<T>('receive');
   #state: ReaderState = 'open';
   #endError: IpcError | null = null;
+  #maxRead: number;
   #polling = false;
-  #sawPollEvent = false;
+  /** The last read found nothing: wait for the poll instead of trying another read. */
+  #drained = false;
+  /** A writer has been there (zeroReadNeedsPoll: only then is a read of 0 the end). */
+  #writerSeen = false;
   #onReadable = (): void => {
-    this.#sawPollEvent = true;
-    this.#pump();
+    this.#writerSeen = true;
+    this.#drained = false;
+    // Woken while idle (nobody waits): leave the data in the kernel, that is the backpressure.
+    if (this.#waiters.length === 0) this.#stopPolling();
+    else this.#pump();
   };
 
   constructor(fd: number, options: ReaderOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
     const { framing, maxMessageSize } = resolveFraming(options);
-    const size = validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024) ?? 64 * 1024;
+    const size = validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024) ?? MAX_READ;
+    this.#maxRead = size;
     this.fd = fd;
     this.#codec = resolveCodec(options.codec) as Codec<T>;
-    this.#decoder = new FrameDecoder(framing, maxMessageSize, size);
+    this.#decoder = new FrameDecoder(framing, maxMessageSize, Math.min(size, FIRST_READ));
     this.#hooks = hooks;
     this.#ownsPoll = poll === undefined;
     this.#poll = poll ?? new FdPoll(fd);
     this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopPolling();
+      if (this.#waiters.length === 0) this.#idlePolling();
     };
   }
 
@@ -163,7 +227,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
 
   receive(options?: WaitOptions): Promise<T> {
     if (this.#qHead < this.#queue.length) return this.#decodeNext();
-    if (this.#waiters.length === 0 && this.#state === 'open') {
+    if (this.#waiters.length === 0 && this.#state === 'open' && !this.#drained) {
       this.#fill();
       if (this.#qHead < this.#queue.length) return this.#decodeNext();
     }
@@ -179,7 +243,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
     const out: T[] = [first as T];
     while (out.length < max) {
       if (this.#qHead >= this.#queue.length) {
-        if (this.#state !== 'open' || this.#waiters.length > 0) break;
+        if (this.#state !== 'open' || this.#waiters.length > 0 || this.#drained) break;
         this.#fill();
         if (this.#qHead >= this.#queue.length) break;
       }
@@ -258,9 +322,14 @@ export class FdReader<T, R = void> implements Receiver<T> {
   }
 
   #startPolling(): void {
-    if (this.#polling || !this.#poll) return;
+    if (!this.#poll) return;
     this.#polling = true;
     this.#poll.want('read', this.#onReadable);
+  }
+
+  /** Nobody waits: stay in epoll (the next wait is then free) without keeping the loop alive. */
+  #idlePolling(): void {
+    if (this.#polling) this.#poll?.idle('read');
   }
 
   #stopPolling(): void {
@@ -269,24 +338,40 @@ export class FdReader<T, R = void> implements Receiver<T> {
     this.#poll?.unwant('read');
   }
 
-  /** Reads what is there (without waiting) and queues every complete message. */
+  /**
+   * Reads what is there (without waiting) and queues every complete message. A short
+   * read means the kernel had no more: the next wait goes straight to the poll.
+   */
   #fill(): void {
-    for (let reads = 0; reads < 8 && this.#state === 'open'; reads++) {
+    this.#drained = false;
+    // Bounded: at most about one full buffer goes from the kernel to the queue per call.
+    for (let total = 0; total < this.#maxRead && this.#state === 'open'; ) {
       const [buf, off, len] = this.#decoder.space();
       const n = this.#hooks.read ? this.#hooks.read(this.fd, buf, off, len) : native.read(this.fd, buf, off, len);
       if (n > 0) {
+        this.#writerSeen = true;
+        total += n;
         this.#decoder.commit(n);
         if (!this.#drainDecoder()) return;
-        if (this.#qHead < this.#queue.length && n < len) return;
+        if (n < len) {
+          this.#drained = true;
+          return;
+        }
+        // The read filled the buffer: more is waiting, read bigger from now on.
+        if (buf.length === this.#decoder.bufferSize) this.#decoder.grow(this.#maxRead);
         continue;
       }
       if (n === 0) {
-        if (this.#hooks.zeroReadNeedsPoll && !this.#sawPollEvent) return;
+        if (this.#hooks.zeroReadNeedsPoll && !this.#writerSeen) {
+          this.#drained = true; // no writer yet: its arrival is a poll event
+          return;
+        }
         this.#end(null);
         return;
       }
       if (-n === EAGAIN) {
-        this.#sawPollEvent = false;
+        this.#writerSeen = true;
+        this.#drained = true;
         return;
       }
       this.#end(errnoError(-n, 'read', 'receive'), true);
@@ -323,7 +408,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
       this.#waiters.resolveNext(value);
     }
     if (this.#waiters.length === 0) {
-      this.#stopPolling();
+      this.#idlePolling();
       return;
     }
     if (this.#state === 'open') this.#startPolling();
@@ -397,6 +482,7 @@ interface Chunk {
   bytes: Uint8Array;
   /** Settles the `send` of a large payload once its bytes are written. */
   resolve?: () => void;
+  /** Rejects that `send` if the bytes cannot be written (then its loss is reported there). */
   reject?: (e: unknown) => void;
 }
 
@@ -427,7 +513,10 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #pollingWrite = false;
   #state: WriterState = 'open';
   #error: IpcError | null = null;
+  /** Accepted bytes that were never written. */
   #lostBytes = 0;
+  /** #error reached the user through a rejected send/flush, so close() need not repeat it. */
+  #errorReported = false;
   #onWritable = (): void => this.#flushNow();
   #flushTask = (): void => {
     this.#flushScheduled = false;
@@ -460,14 +549,14 @@ export class FdWriter<T, R = void> implements Sender<T> {
   }
 
   send(message: T, options?: WaitOptions): Promise<void> {
-    if (this.#state !== 'open') return Promise.reject(this.#error ?? closedError('sender'));
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#state !== 'open') return Promise.reject(this.#reportError() ?? closedError('sender'));
+    if (this.#error) return Promise.reject(this.#reportError());
     const payload = encodeWith(this.#codec, message);
     const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
     if (this.#spaceWaiters.length === 0) {
       if (this.#queued + size > this.#highWaterMark && this.#queued > 0) this.#flushNow();
-      if (this.#error) return Promise.reject(this.#error);
-      if (this.#queued + size <= this.#highWaterMark || this.#queued === 0) return this.#accept(payload, size);
+      if (this.#error) return Promise.reject(this.#reportError());
+      if (this.#queued + size <= this.#highWaterMark || this.#queued === 0) return this.#accept(payload, size, true);
     }
     this.#startPollingWrite();
     return this.#spaceWaiters.enqueue(options, payload);
@@ -475,17 +564,18 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   /** Accepts the message now and returns true, or returns false if `send` would wait. */
   trySend(message: T): boolean {
-    if (this.#state !== 'open') throw this.#error ?? closedError('sender');
-    if (this.#error) throw this.#error;
+    if (this.#state !== 'open') throw this.#reportError() ?? closedError('sender');
+    if (this.#error) throw this.#reportError();
     const payload = encodeWith(this.#codec, message);
     const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
     if (this.#spaceWaiters.length > 0) return false;
     if (this.#queued + size > this.#highWaterMark && this.#queued > 0) {
       this.#flushNow();
-      if (this.#error) throw this.#error;
+      if (this.#error) throw this.#reportError();
       if (this.#queued + size > this.#highWaterMark && this.#queued > 0) return false;
     }
-    void this.#accept(payload, size).catch(() => {}); // a large payload's failure also surfaces on close()
+    // Nobody holds a promise for this message: if it cannot be written, close() says so.
+    void this.#accept(payload, size, false);
     return true;
   }
 
@@ -499,7 +589,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   /** Resolves once every accepted message has been written to the kernel. */
   flush(options?: WaitOptions): Promise<void> {
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#error) return Promise.reject(this.#reportError());
     if (this.#queued === 0 && this.#spaceWaiters.length === 0) return RESOLVED;
     const p = this.#flushWaiters.enqueue(options, undefined);
     this.#flushNow();
@@ -509,8 +599,9 @@ export class FdWriter<T, R = void> implements Sender<T> {
   /**
    * Writes what was accepted, then releases the fd. Sends still waiting for room are
    * rejected with ERR_IPCKIT_CLOSED. Rejects if accepted messages could not be written
-   * (the reader went away), so that no loss goes unnoticed. `timeout`/`signal` bound the
-   * wait for a slow reader; on expiry the rest is dropped and the error says so.
+   * (the reader went away) and no `send` or `flush` has reported that already, so that no
+   * loss goes unnoticed and none is reported twice. `timeout`/`signal` bound the wait for
+   * a slow reader; on expiry the rest is dropped and the error says so.
    */
   async close(options?: WaitOptions): Promise<R> {
     if (this.#state === 'closed') return undefined as R;
@@ -533,7 +624,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     }
     this.#state = 'closed';
     this.#release();
-    if (this.#lostBytes > 0) {
+    if (this.#lostBytes > 0 && (failure !== null || !this.#errorReported)) {
       const e = failure ?? this.#error!;
       throw new IpcError(e.code, `${e.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '')}; ${this.#lostBytes} accepted bytes were not delivered`, {
         cause: e,
@@ -552,14 +643,26 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   // --- internals ---
 
-  #accept(payload: Uint8Array, size: number): Promise<void> {
+  /** The error, noted as seen by the user (it is about to reject one of their calls). */
+  #reportError(): IpcError | null {
+    if (this.#error) this.#errorReported = true;
+    return this.#error;
+  }
+
+  /** `tracked`: a caller holds the returned promise (false for trySend). */
+  #accept(payload: Uint8Array, size: number, tracked: boolean): Promise<void> {
     const headerBytes = size - payload.length;
     if (payload.length <= COPY_LIMIT || this.#atomic) {
       if (this.#batchLen + size > this.#batchSize) this.#newBatch();
       this.#writeFrameInto(payload);
       this.#queued += size;
       if (this.#batchLen >= this.#batchSize - 64) this.#flushNow();
-      else this.#scheduleFlush();
+      else if (!this.#flushScheduled && this.#queued === size) {
+        // The first message of this turn goes out at once (the peer can start on it while
+        // we go on); the rest of the turn is batched and written by the scheduled flush.
+        this.#flushNow();
+        this.#scheduleFlush();
+      } else this.#scheduleFlush();
       return RESOLVED;
     }
     // Large payload: header (if any) goes in the batch, the payload is written in place.
@@ -569,7 +672,8 @@ export class FdWriter<T, R = void> implements Sender<T> {
       this.#batchLen += LENGTH_HEADER_BYTES;
     }
     this.#seal();
-    const p = new Promise<void>((resolve, reject) => this.#chunks.push({ bytes: payload, resolve, reject }));
+    const p = tracked ? new Promise<void>((resolve, reject) => this.#chunks.push({ bytes: payload, resolve, reject })) : RESOLVED;
+    if (!tracked) this.#chunks.push({ bytes: payload });
     if (this.#framing === 'lines') this.#appendNewlineChunk();
     this.#queued += size;
     this.#flushNow();
@@ -704,7 +808,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
       const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
       if (this.#queued + size > this.#highWaterMark && this.#queued > 0) return;
       const waiter = this.#spaceWaiters.take()!;
-      const accepted = this.#accept(payload, size);
+      const accepted = this.#accept(payload, size, true);
       // A large payload's sender learns the outcome from the write itself.
       accepted.then(waiter.resolve, waiter.reject);
       if (this.#error) return;
@@ -717,12 +821,15 @@ export class FdWriter<T, R = void> implements Sender<T> {
     let lost = 0;
     for (const c of this.#chunks) {
       const left = c.bytes.length - (c === this.#chunks[0] ? this.#firstOffset : 0);
-      if (c.reject) c.reject(error);
-      else lost += left;
+      if (c.reject) {
+        c.reject(error);
+        this.#errorReported = true;
+      } else lost += left;
     }
     this.#lostBytes += lost;
     this.#chunks = [];
     this.#queued = 0;
+    if (this.#spaceWaiters.length > 0 || this.#flushWaiters.length > 0) this.#errorReported = true;
     this.#spaceWaiters.rejectAll(error);
     this.#flushWaiters.rejectAll(error);
     this.#stopPollingWrite();

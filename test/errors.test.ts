@@ -4,7 +4,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { ERROR_CODES, errnoError, IpcError } from '../src/errors.js';
-import { repoRoot } from './helpers.js';
+import { checkFdLeaks, repoRoot } from './helpers.js';
+
+checkFdLeaks();
 
 const registry = Object.keys(ERROR_CODES);
 

@@ -239,3 +239,54 @@ export function jsonLines(r: Run): { next(timeoutMs?: number): Promise<any>; all
     },
   };
 }
+
+/** True once `pid` has exited: no such process, or a zombie waiting to be reaped. */
+export function processGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true;
+  }
+}
+
+/** Polls `condition` every 10 ms until it holds or `ms` pass; returns whether it held. */
+export async function waitUntil(condition: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (condition()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(10);
+  }
+}
+
+/** Reads JSON lines from a running child's stdout, one at a time (rejects if it exits first). */
+export function jsonLineReader(child: ChildProcess): () => Promise<any> {
+  const queue: unknown[] = [];
+  const waiting: Array<{ resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
+  let buffered = '';
+  let ended = false;
+  child.stdout!.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    let i: number;
+    while ((i = buffered.indexOf('\n')) !== -1) {
+      const line = buffered.slice(0, i);
+      buffered = buffered.slice(i + 1);
+      const value = JSON.parse(line) as unknown;
+      const w = waiting.shift();
+      if (w) w.resolve(value);
+      else queue.push(value);
+    }
+  });
+  child.stdout!.on('end', () => {
+    ended = true;
+    for (const w of waiting.splice(0)) w.reject(new Error('the child closed its stdout before the expected line'));
+  });
+  return () =>
+    new Promise((resolve, reject) => {
+      if (queue.length > 0) resolve(queue.shift());
+      else if (ended) reject(new Error('the child closed its stdout before the expected line'));
+      else waiting.push({ resolve, reject });
+    });
+}

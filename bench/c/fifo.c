@@ -1,7 +1,8 @@
-/* C reference: two FIFOs made with mkfifo in a temp folder, opened by path after fork. */
+/* C reference: two FIFOs made with mkfifo in a temp folder, opened by path after fork.
+   Optional 5th argument cpus=P,C: see bench_place. */
+#include "stream.h" /* first: it defines _GNU_SOURCE */
 #include <fcntl.h>
 #include <sys/stat.h>
-#include "stream.h"
 
 int main(int argc, char **argv) {
   bench_args a = parse_args(argc, argv);
@@ -12,6 +13,7 @@ int main(int argc, char **argv) {
   if (mkfifo(down, 0600) || mkfifo(up, 0600)) die("mkfifo");
   pid_t pid = fork();
   if (pid < 0) die("fork");
+  bench_place(argc > 5 ? argv[5] : NULL, pid == 0);
   if (pid == 0) {
     int in = open(down, O_RDONLY), out = open(up, O_WRONLY);
     if (in < 0 || out < 0) die("open");

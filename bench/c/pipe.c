@@ -1,4 +1,5 @@
-/* C reference: pipe(2), one pipe per direction, one write() per message, default pipe size. */
+/* C reference: pipe(2), one pipe per direction, one write() per message, default pipe size.
+   Optional 5th argument cpus=P,C: see bench_place. */
 #include "stream.h"
 
 int main(int argc, char **argv) {
@@ -7,6 +8,7 @@ int main(int argc, char **argv) {
   if (pipe(to_child) || pipe(to_parent)) die("pipe");
   pid_t pid = fork();
   if (pid < 0) die("fork");
+  bench_place(argc > 5 ? argv[5] : NULL, pid == 0);
   if (pid == 0) {
     close(to_child[1]);
     close(to_parent[0]);

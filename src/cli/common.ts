@@ -77,14 +77,25 @@ export function printMessage(payload: Uint8Array, json: boolean, extra: Record<s
   return write(chunk);
 }
 
+// EPIPE when whoever reads our output is gone (`ipckit ... | head -1`): the next write()
+// rejects with it and report() ends the command quietly, instead of an unhandled 'error'.
+let stdoutError: Error | undefined;
+process.stdout.on('error', (e: Error) => {
+  stdoutError = e;
+});
+
 /** Writes to stdout, waiting for it to drain (a slow pipe must not make us buffer everything). */
 export function write(chunk: string | Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (process.stdout.write(chunk)) resolve();
-    else {
-      process.stdout.once('drain', resolve);
-      process.stdout.once('error', reject);
+    if (stdoutError) {
+      reject(stdoutError);
+      return;
     }
+    const ok = process.stdout.write(chunk, (e) => {
+      if (e) reject(e);
+    });
+    if (ok) resolve();
+    else process.stdout.once('drain', resolve);
   });
 }
 
@@ -108,6 +119,8 @@ export function progressDone(): void {
 
 /** Exit code for an error, and its message printed to stderr. */
 export function report(error: unknown): number {
+  // Our reader closed the pipe: stop quietly, with the status of a process killed by SIGPIPE.
+  if ((error as NodeJS.ErrnoException)?.code === 'EPIPE' && error === stdoutError) return 141;
   if (error instanceof UsageError) {
     process.stderr.write(`ipckit: ${error.message}\n(run \`ipckit help\` for usage)\n`);
     return 2;

@@ -121,8 +121,11 @@ export function channelConformance(name: string, options: ConformanceOptions): v
       await withPair(options, {}, async ({ receiver }) => {
         const pending = receiver.receive();
         await sleep(10);
+        // Checked before close() settles: a close() that takes a while (popen waits for
+        // the child) must not leave this rejection unhandled meanwhile.
+        const rejected = rejectsWith(pending, 'ERR_IPCKIT_CLOSED');
         await receiver.close();
-        await rejectsWith(pending, 'ERR_IPCKIT_CLOSED');
+        await rejected;
         await rejectsWith(receiver.receive(), 'ERR_IPCKIT_CLOSED');
         await receiver.close();
       });

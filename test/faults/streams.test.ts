@@ -1,0 +1,149 @@
+/**
+ * Bad input and dead peers on byte streams, each with its error code and no hang: a huge
+ * announced frame, a stream cut inside a frame, a writer killed mid-message, a reader
+ * that exits while we write 64 MiB, a timeout and an abort on a full pipe.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createFifo, openFifo, unlinkFifo } from '../../src/fifo.js';
+import { createPipe, spawnWithPipes } from '../../src/pipe.js';
+import { native } from '../../src/native.js';
+import { checkFdLeaks, fixturesDir, jsonLineReader, rejectsWith, run, runPython, scratchPath, within } from '../helpers.js';
+import { join } from 'node:path';
+
+checkFdLeaks();
+
+/** Bytes of ArrayBuffers (Buffers) allocated now, after a collection when --expose-gc allows it. */
+function bufferBytes(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().arrayBuffers;
+}
+
+describe('faults: frames that are too large or cut short', () => {
+  it('a peer announcing a 2^31-byte frame and sending nothing: ERR_IPCKIT_FRAME_TOO_LARGE at once, nothing allocated', async () => {
+    const child = spawnWithPipes(['python3', '-c', "import os, struct, time; os.write(3, struct.pack('<I', 2**31)); time.sleep(30)"], {
+      pipes: { 3: 'from-child' },
+    });
+    const before = bufferBytes();
+    const e = await rejectsWith(within(child.receiver(3).receive(), 5000, 'the oversized frame'), 'ERR_IPCKIT_FRAME_TOO_LARGE');
+    assert.equal(e.details?.length, 2 ** 31);
+    assert.equal(e.details?.maxMessageSize, 16 * 1024 * 1024);
+    assert.ok(bufferBytes() - before < 4 * 1024 * 1024, 'the announced length was allocated');
+    child.kill('SIGKILL');
+    await child.close();
+  });
+
+  it('with a limit above it, the same frame grows only with the bytes that come (and a timeout ends the wait)', async () => {
+    const { reader, writer } = createPipe({ maxMessageSize: 2 ** 32 - 1 });
+    const frame = Buffer.alloc(4 + 1000);
+    frame.writeUInt32LE(2 ** 31);
+    const before = bufferBytes();
+    assert.equal(native.write(writer.fd, frame, 0, frame.length), frame.length); // by hand: a lying peer
+    await rejectsWith(reader.receive({ timeout: 200 }), 'ERR_IPCKIT_TIMEOUT');
+    assert.ok(bufferBytes() - before < 64 * 1024 * 1024, 'a 2 GiB frame was allocated up front');
+    await writer.close();
+    const e = await rejectsWith(within(reader.receive(), 5000), 'ERR_IPCKIT_BAD_FRAME');
+    assert.deepEqual(e.details, { received: 1000, expected: 2 ** 31 });
+    await reader.close();
+  });
+
+  it('a stream that ends inside a frame: ERR_IPCKIT_BAD_FRAME, the partial bytes never delivered', async () => {
+    const path = createFifo(scratchPath('cut'));
+    const reader = await openFifo(path, 'r', { codec: 'utf8' });
+    const py = runPython("import sys, struct\nf = open(sys.argv[1], 'wb')\nf.write(struct.pack('<I', 2) + b'ok' + struct.pack('<I', 100) + b'only part')", [path]);
+    assert.equal(await within(reader.receive(), 5000), 'ok');
+    const e = await rejectsWith(within(reader.receive(), 5000), 'ERR_IPCKIT_BAD_FRAME');
+    assert.deepEqual(e.details, { received: 9, expected: 100 });
+    await rejectsWith(reader.receive(), 'ERR_IPCKIT_CLOSED');
+    assert.equal((await py.done).code, 0);
+    await reader.close();
+    unlinkFifo(path);
+  });
+});
+
+describe('faults: a writer killed mid-message', () => {
+  it('pipe: the complete message arrives, the partial one never; the end is ERR_IPCKIT_PEER_GONE with the signal', async () => {
+    const child = spawnWithPipes([process.execPath, join(fixturesDir, 'streams.js'), 'partial-writer'], {
+      pipes: { 3: 'from-child' },
+      stdout: 'ignore',
+      codec: 'utf8',
+    });
+    const rx = child.receiver(3);
+    assert.equal(await within(rx.receive(), 10_000), 'complete');
+    child.kill('SIGKILL');
+    const e = await rejectsWith(within(rx.receive(), 5000), 'ERR_IPCKIT_PEER_GONE');
+    assert.equal(e.details?.signal, 'SIGKILL');
+    assert.equal(e.details?.received, 50);
+    await rejectsWith(rx.receive(), 'ERR_IPCKIT_CLOSED');
+    await child.close();
+  });
+
+  it('FIFO (an unrelated writer, no exit status known): ERR_IPCKIT_BAD_FRAME, the partial message never delivered', async () => {
+    const path = createFifo(scratchPath('killed-writer'));
+    const reader = await openFifo(path, 'r', { codec: 'utf8' });
+    const code = `
+      import { openFifo } from ${JSON.stringify(new URL('../../src/fifo.js', import.meta.url).href)};
+      const w = await openFifo(${JSON.stringify(path)}, 'w', { framing: 'raw' });
+      const h = Buffer.alloc(8); h.writeUInt32LE(4, 0); h.write('done', 4);
+      const partial = Buffer.alloc(4 + 10); partial.writeUInt32LE(1000, 0);
+      await w.send(Buffer.concat([h, partial])); await w.flush();
+      process.stdout.write('{"ready":true}\\n');
+      setInterval(() => {}, 1000);`;
+    const writer = run(process.execPath, ['--input-type=module', '-e', code]);
+    assert.deepEqual(await within(jsonLineReader(writer.child)(), 10_000), { ready: true });
+    assert.equal(await within(reader.receive(), 5000), 'done');
+    writer.child.kill('SIGKILL');
+    await writer.done;
+    await rejectsWith(within(reader.receive(), 5000), 'ERR_IPCKIT_BAD_FRAME');
+    await reader.close();
+    unlinkFifo(path);
+  });
+});
+
+describe('faults: a reader that exits while we write 64 MiB', () => {
+  it('FIFO: python3 reads 100 kB and exits; our sends end with one ERR_IPCKIT_PEER_GONE, no crash', async () => {
+    const path = createFifo(scratchPath('reader-exits'));
+    const py = runPython("import sys\nf = open(sys.argv[1], 'rb')\nf.read(100000)", [path]);
+    const writer = await openFifo(path, 'w', { timeout: 10_000 });
+    const chunk = Buffer.alloc(64 * 1024, 3);
+    let sent = 0;
+    await rejectsWith(
+      within(
+        (async () => {
+          for (; sent < 1024; sent++) await writer.send(chunk);
+        })(),
+        20_000,
+        'writing 64 MiB',
+      ),
+      'ERR_IPCKIT_PEER_GONE',
+    );
+    assert.ok(sent < 1024);
+    await writer.close(); // reported already: no second error
+    assert.equal((await py.done).code, 0);
+    unlinkFifo(path);
+  });
+});
+
+describe('faults: waits end', () => {
+  it('a send on a full pipe times out (ERR_IPCKIT_TIMEOUT) or is aborted (ERR_IPCKIT_ABORTED), and sent nothing', async () => {
+    const { reader, writer } = createPipe({ framing: 'raw', highWaterMark: 1024, capacity: 4096 });
+    let accepted = 0;
+    while (writer.trySend(Buffer.alloc(512, 1))) accepted += 512; // the kernel pipe and our buffer are full now
+    await rejectsWith(writer.send(Buffer.alloc(2048, 2), { timeout: 100 }), 'ERR_IPCKIT_TIMEOUT');
+    const ac = new AbortController();
+    const pending = writer.send(Buffer.alloc(2048, 2), { signal: ac.signal });
+    ac.abort('stop');
+    await rejectsWith(pending, 'ERR_IPCKIT_ABORTED');
+    const reading = (async () => {
+      let n = 0;
+      for await (const chunk of reader) {
+        assert.equal(chunk.indexOf(2), -1, 'bytes of a send that timed out or was aborted arrived');
+        n += chunk.length;
+      }
+      return n;
+    })();
+    await within(writer.close(), 5000);
+    assert.equal(await within(reading, 5000), accepted);
+    await reader.close();
+  });
+});
