@@ -5,6 +5,7 @@
 #include "addon.h"
 
 #include <sys/stat.h>
+#include <sys/epoll.h>
 #include <uv.h>
 
 #include <cerrno>
@@ -35,10 +36,12 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     // is dropped without close() can still be collected.
     info.This().As<Napi::Object>().Set("_onEvent", info[1]);
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok || loop_ == nullptr) throw Napi::Error::New(env, "FdWatcher: no event loop");
-    // epoll refuses regular files and directories: say so now, like uv_poll_init would.
-    struct stat st;
-    if (fstat(fd, &st) != 0) throw ErrnoError(env, errno, "fstat");
-    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) throw ErrnoError(env, EPERM, "epoll_ctl");
+    // Say now, not at the first start, if epoll refuses this fd (a regular file, a
+    // directory). fstat cannot tell: an mqd_t is a regular file of the mqueue fs and
+    // pollable. So ask epoll itself, on a private epoll instance (as libuv's own check does
+    // on the loop's).
+    int err = ProbePollable(fd);
+    if (err != 0) throw ErrnoError(env, err, "epoll_ctl");
     fd_ = fd;
     env_ = env;
   }
@@ -46,6 +49,17 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   ~FdWatcher() override { CloseHandle(); }
 
  private:
+  // 0 if epoll accepts `fd`, else the errno (EPERM for files epoll cannot watch).
+  static int ProbePollable(int fd) {
+    static int probe = epoll_create1(EPOLL_CLOEXEC);
+    if (probe < 0) return 0;  // cannot check here; uv_poll_init will say at the first start
+    struct epoll_event ev {};
+    ev.events = EPOLLIN;
+    if (epoll_ctl(probe, EPOLL_CTL_ADD, fd, &ev) != 0) return errno == EEXIST ? 0 : errno;
+    epoll_ctl(probe, EPOLL_CTL_DEL, fd, &ev);
+    return 0;
+  }
+
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (closed_) throw Napi::Error::New(info.Env(), "FdWatcher: closed");
     // The libuv handle is made on the first start, not before: stopping or closing a poll
