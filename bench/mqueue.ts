@@ -135,7 +135,7 @@ export const scenarios: Scenario[] = [
     targets: [
       { mechanism: 'mqueue', variant: 'ipckit', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, send() per message >= 600,000 msg/s' },
       { mechanism: 'mqueue', variant: 'ipckit sendMany', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, sendMany() >= 600,000 msg/s' },
-      ...[SCHEDULER, CROSS].flatMap((p) =>
+      ...[CROSS].flatMap((p) =>
         planned.sizes.map((size) => ({
           mechanism: `mqueue${p.suffix}`,
           metric: 'rtt' as const,

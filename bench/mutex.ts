@@ -77,7 +77,7 @@ export const scenarios: Scenario[] = [
       }
       return out;
     },
-    targets: [SCHEDULER, CROSS].map((p) => ({
+    targets: [CROSS].map((p) => ({
       mechanism: `mutex${p.suffix}`,
       metric: 'rtt' as const,
       size: 0,

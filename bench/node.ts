@@ -4,10 +4,12 @@
  *   by waiting for send's callback when it returns false.
  * - stdio framing: a child's stdin/stdout with a hand-written u32 length prefix, one
  *   write() per message, waiting for 'drain'.
+ * Round trips are pinned like ours (bench/placement.ts), so the ratios compare like with like.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { latency, now, SIZES, throughputFigure, type Figure, type Scenario } from './harness.js';
+import { latency, now, SIZES, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 
@@ -15,21 +17,24 @@ function onceMessage(child: ChildProcess): Promise<any> {
   return new Promise((resolve) => child.once('message', resolve));
 }
 
-async function forkFigures(size: number, budget: { rttMessages: number; rttSeconds: number; thrMessages: number; thrSeconds: number }): Promise<Figure[]> {
+async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
+  const budget = ctx.budget;
   const d = 'x'.repeat(size);
   const child = fork(childScript, ['node', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   await onceMessage(child); // ready
   const samples: number[] = [];
   const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
-  for (let i = 0; i < budget.rttMessages; i++) {
-    const t0 = now();
-    const reply = onceMessage(child);
-    child.send({ s: i, d, echo: true });
-    await reply;
-    const t1 = now();
-    samples.push(Number(t1 - t0));
-    if (t1 > deadline) break;
-  }
+  await pinnedPair(ctx, child.pid!, async () => {
+    for (let i = 0; i < budget.rttMessages; i++) {
+      const t0 = now();
+      const reply = onceMessage(child);
+      child.send({ s: i, d, echo: true });
+      await reply;
+      const t1 = now();
+      samples.push(Number(t1 - t0));
+      if (t1 > deadline) break;
+    }
+  });
   const start = now();
   const tdeadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
   let n = 0;
@@ -74,7 +79,8 @@ async function* frames(stream: NodeJS.ReadableStream): AsyncGenerator<Buffer> {
   }
 }
 
-async function stdioFigures(size: number, budget: { rttMessages: number; rttSeconds: number; thrMessages: number; thrSeconds: number }): Promise<Figure[]> {
+async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
+  const budget = ctx.budget;
   const child = spawn(process.execPath, [childScript, 'node', 'stdioPeer', '{}'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const incoming = frames(child.stdout!);
   const payload = Buffer.alloc(Math.max(8, size), 120);
@@ -83,16 +89,18 @@ async function stdioFigures(size: number, budget: { rttMessages: number; rttSeco
   };
   const samples: number[] = [];
   const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
-  for (let i = 0; i < budget.rttMessages; i++) {
-    const t0 = now();
-    payload.writeDoubleLE(i, 0);
-    await write(payload);
-    const r = await incoming.next();
-    const t1 = now();
-    if (r.done || r.value.readDoubleLE(0) !== i) throw new Error('stdio baseline echo mismatch');
-    samples.push(Number(t1 - t0));
-    if (t1 > deadline) break;
-  }
+  await pinnedPair(ctx, child.pid!, async () => {
+    for (let i = 0; i < budget.rttMessages; i++) {
+      const t0 = now();
+      payload.writeDoubleLE(i, 0);
+      await write(payload);
+      const r = await incoming.next();
+      const t1 = now();
+      if (r.done || r.value.readDoubleLE(0) !== i) throw new Error('stdio baseline echo mismatch');
+      samples.push(Number(t1 - t0));
+      if (t1 > deadline) break;
+    }
+  });
   payload.writeDoubleLE(-3, 0); // switch the child to counting
   await write(payload);
   const start = now();
@@ -125,7 +133,7 @@ export const scenarios: Scenario[] = [
       const out: Figure[] = [];
       for (const size of SIZES) {
         ctx.progress(`Node baselines ${size} B`);
-        out.push(...(await forkFigures(size, ctx.budget)), ...(await stdioFigures(size, ctx.budget)));
+        out.push(...(await forkFigures(ctx, size)), ...(await stdioFigures(ctx, size)));
       }
       return out;
     },

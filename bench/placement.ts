@@ -90,7 +90,7 @@ export function pinning(ctx: BenchContext): boolean {
     noted = true;
     ctx.note(
       checked
-        ? 'round trips over pipes and FIFOs, ours and C, run with the parent on CPU 0 and the child on CPU 1 (C one-way figures too): placed by the scheduler, a pair (C or Node) sometimes shares one CPU, where a round trip costs 2-12 us instead of 45-60 us'
+        ? 'round trips over pipes, FIFOs, sockets and signals, ours, C and the Node baselines, run with the parent on CPU 0 and the child on CPU 1 (their C one-way figures too; message queue, semaphore and mutex show both placements): placed by the scheduler, a pair (C or Node) sometimes shares one CPU, where a round trip costs 2-12 us instead of 45-60 us'
         : 'round trips are placed by the scheduler (one CPU, or no taskset): they may be bimodal',
     );
   }

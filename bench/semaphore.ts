@@ -70,7 +70,7 @@ export const scenarios: Scenario[] = [
       }
       return out;
     },
-    targets: [SCHEDULER, CROSS].map((p) => ({
+    targets: [CROSS].map((p) => ({
       mechanism: `semaphore${p.suffix}`,
       metric: 'rtt' as const,
       size: 0,

@@ -5,6 +5,7 @@
  */
 import { sendSignal, signalReceiver } from '../src/signal.js';
 import { cFigures, latency, now, startChild, tell, type Figure, type Scenario } from './harness.js';
+import { cPlacement, pinnedPair } from './placement.js';
 
 export const scenarios: Scenario[] = [
   {
@@ -18,22 +19,24 @@ export const scenarios: Scenario[] = [
       const samples: number[] = [];
       const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
       try {
-        for (let i = 0; i < ctx.budget.rttMessages; i++) {
-          const t0 = now();
-          sendSignal(ready.pid, 'SIGRTMIN+1', { value: i });
-          const info = await rx.receive({ timeout: 5000 });
-          const t1 = now();
-          if (info.value !== i) throw new Error(`signal echo out of order: ${info.value} != ${i}`);
-          samples.push(Number(t1 - t0));
-          if (t1 > deadline) break;
-        }
+        await pinnedPair(ctx, ready.pid, async () => {
+          for (let i = 0; i < ctx.budget.rttMessages; i++) {
+            const t0 = now();
+            sendSignal(ready.pid, 'SIGRTMIN+1', { value: i });
+            const info = await rx.receive({ timeout: 5000 });
+            const t1 = now();
+            if (info.value !== i) throw new Error(`signal echo out of order: ${info.value} != ${i}`);
+            samples.push(Number(t1 - t0));
+            if (t1 > deadline) break;
+          }
+        });
         sendSignal(ready.pid, 'SIGRTMIN+1', { value: -1 });
       } finally {
         await child.finish();
         await rx.close();
       }
       const ours: Figure = { mechanism: 'signal', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...latency(samples) };
-      const c = cFigures(ctx, 'signal', 'signal', 'C sigqueue/sigwaitinfo', [0]).filter((f) => f.metric === 'rtt');
+      const c = cFigures(ctx, 'signal', 'signal', 'C sigqueue/sigwaitinfo', [0], [], cPlacement(ctx)).filter((f) => f.metric === 'rtt');
       return [ours, ...c];
     },
     targets: [{ mechanism: 'signal', metric: 'rtt', size: 0, maxRatio: 1.5, compareTo: { variant: 'C sigqueue/sigwaitinfo' }, text: 'signal RTT <= 1.5x C' }],

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { connect, listen, openSocketFd, socketPair, type SocketChannel } from '../src/socket.js';
 import { cFigures, latency, now, SIZES, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
+import { cPlacement, pinnedPair } from './placement.js';
 
 type Kind = 'unix' | 'unix-dgram' | 'unix-dgram-pair' | 'unix-seqpacket' | 'tcp';
 const MECHANISM: Record<Kind, string> = {
@@ -40,7 +41,7 @@ async function endMarker(ch: SocketChannel<Uint8Array>, size: number): Promise<v
 }
 
 /** Parent listens (datagram: the child does), child connects; returns our channel and the child. */
-async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ ch: SocketChannel<Uint8Array>; done: () => Promise<void> }> {
+async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ ch: SocketChannel<Uint8Array>; pid: number; done: () => Promise<void> }> {
   const maxMessageSize = Math.max(size, 8) + 64;
   if (kind === 'unix-dgram-pair') {
     // A connected pair, one end inherited by the child at fd 3 (socketPair + openSocketFd).
@@ -50,6 +51,7 @@ async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ 
     await child.nextLine(); // the child is up and holds its end
     return {
       ch: mine,
+      pid: child.child.pid!,
       done: async () => {
         if (role === 'echo') await endMarker(mine, size);
         await mine.close({ timeout: 1000 }).catch(() => {});
@@ -65,6 +67,7 @@ async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ 
     const ch = await connect(`unix-dgram:${path}`, { maxMessageSize, timeout: 10_000 });
     return {
       ch,
+      pid: child.child.pid!,
       done: async () => {
         if (role === 'echo') await endMarker(ch, size);
         await ch.close({ timeout: 1000 }).catch(() => {});
@@ -80,6 +83,7 @@ async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ 
   const ch = await accepting;
   return {
     ch,
+    pid: child.child.pid!,
     done: async () => {
       await ch.close({ timeout: 1000 }).catch(() => {});
       await child.finish();
@@ -94,9 +98,9 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
   for (const size of SIZES) {
     for (const role of ['echo', 'sink'] as const) {
       ctx.progress(`${mechanism}: ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
-      const { ch, done } = await pair(kind, role, size);
+      const { ch, pid, done } = await pair(kind, role, size);
       try {
-        if (role === 'echo') out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...(await rttLoop(ch, ch, size, ctx.budget)) });
+        if (role === 'echo') out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...(await pinnedPair(ctx, pid, () => rttLoop(ch, ch, size, ctx.budget))) });
         else {
           const t = await throughputLoop(ch, ch, size, ctx.budget);
           out.push(throughputFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
@@ -107,7 +111,7 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
     }
   }
   const [program, variant] = C_PROGRAM[kind];
-  const extra = kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)];
+  const extra = [...(kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)]), ...cPlacement(ctx)];
   out.push(...cFigures(ctx, program, mechanism, variant, SIZES, [], extra));
   return out;
 }

@@ -114,6 +114,13 @@ static void write_full(int fd, const char *buf, size_t n) {
  * different CPUs gives the usual scheduler-placed figure without its bimodality (a small C
  * pair is sometimes put on one CPU, where a round trip costs 2 us instead of 45-60 us).
  */
+/* The "cpus=P,C" argument among the optional ones (argv[5...]), or NULL. */
+static const char *find_place(int argc, char **argv) {
+  for (int i = 5; i < argc; i++)
+    if (strncmp(argv[i], "cpus=", 5) == 0) return argv[i];
+  return NULL;
+}
+
 static void bench_place(const char *spec, int is_child) {
   int parent_cpu, child_cpu;
   if (!spec || sscanf(spec, "cpus=%d,%d", &parent_cpu, &child_cpu) != 2) return;
