@@ -19,6 +19,7 @@ import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/ring.js';
 import { futexWaitPath } from '../src/shm.js';
 import { cFigure, cFigures, latency, now, runC, SIZES, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { cPlacement, pinnedPair } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
 const MODE_NAMES: Record<Mode, string> = { spin: 'ipckit ring, spin', adaptive: 'ipckit ring, adaptive', event: 'ipckit ring, event loop' };
@@ -92,7 +93,8 @@ async function sendOne(tx: RingSender<Uint8Array>, m: Uint8Array, mode: Mode, gu
 }
 
 /** Parent side of one figure: makes the two rings, starts the child, runs `body`. */
-async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spinMicros: number | undefined, body: (tx: RingSender<Uint8Array>, rx: RingReceiver<Uint8Array>) => Promise<R>): Promise<R> {
+/** `pinFor`: run `body` with the two processes pinned to two CPUs (bench/placement.ts), as round trips are. */
+async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spinMicros: number | undefined, body: (tx: RingSender<Uint8Array>, rx: RingReceiver<Uint8Array>) => Promise<R>, pinFor?: BenchContext): Promise<R> {
   const capacity = capacityFor(size);
   const out = ringName('out');
   const back = ringName('back');
@@ -105,7 +107,7 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
   const child = startChild('shm', role, { out, back, mode, size, spinMicros });
   try {
     await child.nextLine(); // attached
-    return await body(tx, rx);
+    return pinFor ? await pinnedPair(pinFor, child.child.pid!, () => body(tx, rx)) : await body(tx, rx);
   } finally {
     await tx.close();
     await rx.close();
@@ -115,7 +117,7 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
   }
 }
 
-async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number): Promise<{ p50Us: number; p99Us: number; n: number }> {
+async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number, pinFor?: BenchContext): Promise<{ p50Us: number; p99Us: number; n: number }> {
   return withRings('echo', mode, size, spinMicros, async (tx, rx) => {
     const buf = stamped(size);
     const guard = new Guard();
@@ -140,7 +142,7 @@ async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number
     setSeq(buf, END);
     await sendOne(tx, buf, mode, guard);
     return latency(samples);
-  });
+  }, pinFor);
 }
 
 async function throughput(mode: Mode, size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
@@ -187,7 +189,7 @@ async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, siz
   const variant = MODE_NAMES[mode] + variantSuffix;
   for (const size of sizes) {
     ctx.progress(`${variant} RTT ${size} B`);
-    out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await rtt(mode, size, ctx.budget)) });
+    out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await rtt(mode, size, ctx.budget, undefined, ctx)) });
     ctx.progress(`${variant} one-way ${size} B`);
     const t = await throughput(mode, size, ctx.budget);
     out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size, note: mode === 'event' ? 'sendMany / receiveMany' : 'trySendMany / tryReceiveMany' }, t.messages, t.seconds));
@@ -224,6 +226,14 @@ function compare(a: Figure | undefined, b: Figure | undefined): string {
   return r >= 1 ? `the C ring is ${r.toFixed(1)}x faster` : `the C ring is ${(1 / r).toFixed(0)}x slower: the two spinners shared a CPU in this run (other load)`;
 }
 
+/** Whether two sleeping round trips cost about the same (within 25%), said from the figures. */
+function sameCost(a: Figure | undefined, b: Figure | undefined): string {
+  if (!a?.p50Us || !b?.p50Us) return '?';
+  const r = a.p50Us / b.p50Us;
+  if (r > 0.8 && r < 1.25) return 'about the same cost, the wake-up';
+  return r < 1 ? `the ring ${(1 / r).toFixed(1)}x faster here` : `the pipe ${r.toFixed(1)}x faster here`;
+}
+
 /** The honest answer to "is shared memory the fastest IPC?", from this run's figures. */
 function fastestNote(figures: Figure[]): string {
   const spinC = find(figures, 'C ring, spin', 'rtt', 64);
@@ -241,8 +251,8 @@ function fastestNote(figures: Figure[]): string {
   return [
     'When is shared memory the fastest IPC? (64 B round trips, p50, this run)',
     `    - Both sides spinning on two CPUs: C ring ${us(spinC)}, ipckit ring ${us(spinJs)}; a C pipe takes ${us(pipeC)}: ${compare(spinC, pipeC)}. Each waiting side burns a core.`,
-    `    - Sleeping between messages, a reader needs a wake-up: C futex ring ${us(futexC)} against a C pipe's ${us(pipeC)}, the same cost.` +
-      (colocated ? ' (In this run the scheduler put each C pair on one CPU, where a wake-up is cheap; on two idle CPUs both pay a cross-CPU wake-up, 40-60 us on this kind of VM.)' : ''),
+    `    - Sleeping between messages, a reader needs a wake-up: C futex ring ${us(futexC)} against a C pipe's ${us(pipeC)}: ${sameCost(futexC, pipeC)}.` +
+      (colocated ? ' (In this run a C pair shared one CPU, where a wake-up is cheap; on two CPUs both pay a cross-CPU wake-up, 40-60 us on this kind of VM.)' : ''),
     `      ipckit: event loop without spinning ${us(sleepJs)} (${futexWaitPath() === 'io_uring' ? 'an io_uring futex wait: the completion wakes the event loop, one wake-up' : 'a waiter thread, then the event loop: two wake-ups'}); default event loop (adaptive spin of up to ${DEFAULT_SPIN} us) ${us(eventJs)}; blocking receiveSync/sendSync ${us(adaptiveJs)}.`,
     `    - One CPU: spinning is the worst IPC there is (the spinner holds the CPU its peer needs until preempted): C spinning ring ${us(spin1)}. Sleeping: C futex ring ${us(futex1)}, C pipe ${us(pipe1)}, ipckit event loop ${us(event1)} (it does not spin on one CPU).`,
     `    - Bytes and batches are where it wins without spinning a core: 64 KiB one-way ${rate(find(figures, MODE_NAMES.event, 'throughput', 65536))} (${((find(figures, MODE_NAMES.event, 'throughput', 65536)?.mbPerSec ?? 0) / 1000).toFixed(1)} GB/s) in the event loop; 64 B ${rate(find(figures, MODE_NAMES.event, 'throughput', 64))} in the event loop, ${rate(find(figures, MODE_NAMES.spin, 'throughput', 64))} spinning, against a C pipe's ${rate(find(figures, 'C pipe(2)', 'throughput', 64))}.`,
@@ -263,24 +273,24 @@ export const scenarios: Scenario[] = [
         }
       };
       await attempt('ring spin', () => ringFigures(ctx, 'spin', 'ring (spin)', SIZES));
-      await attempt('C ring spin', () => cFigures(ctx, 'ring', 'ring (spin)', 'C ring, spin', SIZES, [], ['spin']));
+      await attempt('C ring spin', () => cFigures(ctx, 'ring', 'ring (spin)', 'C ring, spin', SIZES, [], ['spin', ...cPlacement(ctx)]));
       await attempt('ring event loop', () => ringFigures(ctx, 'event', 'ring (sleep)', SIZES));
-      await attempt('C ring futex', () => cFigures(ctx, 'ring', 'ring (sleep)', 'C ring, futex', SIZES, [], ['futex']));
+      await attempt('C ring futex', () => cFigures(ctx, 'ring', 'ring (sleep)', 'C ring, futex', SIZES, [], ['futex', ...cPlacement(ctx)]));
       await attempt('ring event loop, no spin', async () => {
         ctx.progress(`${MODE_NAMES.event}, spinMicros 0, RTT 64 B`);
-        return [{ mechanism: 'ring (sleep)', variant: `${MODE_NAMES.event}, no spin`, role: 'ipckit' as const, metric: 'rtt' as const, size: 64, ...(await rtt('event', 64, ctx.budget, 0)) }];
+        return [{ mechanism: 'ring (sleep)', variant: `${MODE_NAMES.event}, no spin`, role: 'ipckit' as const, metric: 'rtt' as const, size: 64, ...(await rtt('event', 64, ctx.budget, 0, ctx)) }];
       });
       await attempt('ring adaptive', async () => {
         const out: Figure[] = [];
         for (const size of SIZES) {
           ctx.progress(`${MODE_NAMES.adaptive} RTT ${size} B`);
-          out.push({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', metric: 'rtt', size, ...(await rtt('adaptive', size, ctx.budget)) });
+          out.push({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', metric: 'rtt', size, ...(await rtt('adaptive', size, ctx.budget, undefined, ctx)) });
         }
         const t = await throughput('adaptive', 64, ctx.budget);
         out.push(throughputFigure({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', size: 64 }, t.messages, t.seconds));
         return out;
       });
-      await attempt('C pipe', () => cFigures(ctx, 'pipe', 'pipe (reference)', 'C pipe(2)', [64]));
+      await attempt('C pipe', () => cFigures(ctx, 'pipe', 'pipe (reference)', 'C pipe(2)', [64], [], cPlacement(ctx)));
       // One CPU: both processes pinned to CPU 0.
       await attempt('one CPU', async () => {
         const out = await onOneCpu(async () => {
