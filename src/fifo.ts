@@ -23,7 +23,7 @@ import { cancellableWait, type WaitOptions } from './channel.js';
 import type { CodecOption, MessageOf } from './codec.js';
 import { errnoError, IpcError, sys } from './errors.js';
 import { native, type NativeStat } from './native.js';
-import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from './permissions.js';
+import { checkOwner, createMode, fileTypeName, type CreateModeOptions, type OwnerCheckOptions } from './permissions.js';
 import { runtimePath } from './runtime.js';
 import { PipeReader, PipeWriter, setPipeCapacity } from './pipe.js';
 import { validateStreamOptions, type ReaderOptions, type WriterOptions } from './stream.js';
@@ -34,25 +34,6 @@ const O_CLOEXEC = 0o2000000;
 const ENXIO = osConstants.errno.ENXIO;
 
 export type CreateFifoOptions = CreateModeOptions;
-
-function typeName(mode: number): string {
-  switch (mode & S_IFMT) {
-    case fsConstants.S_IFREG:
-      return 'a regular file';
-    case fsConstants.S_IFDIR:
-      return 'a directory';
-    case fsConstants.S_IFSOCK:
-      return 'a socket';
-    case fsConstants.S_IFCHR:
-      return 'a character device';
-    case fsConstants.S_IFBLK:
-      return 'a block device';
-    case S_IFLNK:
-      return 'a symlink';
-    default:
-      return 'not a FIFO';
-  }
-}
 
 /** Creates a FIFO (exclusively) and returns its path. */
 export function createFifo(path?: string, options: CreateFifoOptions = {}): string {
@@ -93,7 +74,7 @@ export function unlinkFifo(path: string): boolean {
     });
   }
   if ((st.mode & S_IFMT) !== S_IFIFO) {
-    throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `refusing to remove ${path}: it is ${typeName(st.mode)}, not a FIFO`, { path });
+    throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `refusing to remove ${path}: it is ${fileTypeName(st.mode)}, not a FIFO`, { path });
   }
   try {
     native.unlink(path);
@@ -174,7 +155,7 @@ export class FifoWriter<T> extends PipeWriter<T> {
 function checkPath(path: string, options: OwnerCheckOptions): NativeStat {
   const st = sys(`open FIFO ${path}`, () => native.lstat(path), { path });
   if ((st.mode & S_IFMT) === S_IFLNK) throw new IpcError('ERR_IPCKIT_PERMISSION', `refusing to open ${path}: it is a symlink`, { path });
-  if ((st.mode & S_IFMT) !== S_IFIFO) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `cannot open ${path} as a FIFO: it is ${typeName(st.mode)}`, { path });
+  if ((st.mode & S_IFMT) !== S_IFIFO) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `cannot open ${path} as a FIFO: it is ${fileTypeName(st.mode)}`, { path });
   checkOwner(st, `FIFO ${path}`, options);
   return st;
 }

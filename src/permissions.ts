@@ -10,6 +10,7 @@
  *   ERR_IPCKIT_PERMISSION: someone else may have squatted the name. `trustAnyOwner: true`
  *   skips both checks for objects another user made for us on purpose.
  */
+import { constants as fsConstants } from 'node:fs';
 import { IpcError } from './errors.js';
 import type { NativeStat } from './native.js';
 import * as validate from './validate.js';
@@ -54,5 +55,27 @@ export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'>, what: string, o
     throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} has mode ${bits.toString(8).padStart(4, '0')}, wider than the allowed ${allowed.toString(8).padStart(4, '0')}; refusing it (pass { mode } to allow more)`, {
       details: { mode: bits, allowedMode: allowed },
     });
+  }
+}
+
+/** What kind of file `st_mode` describes, for messages: "a regular file", "a symlink", ... */
+export function fileTypeName(mode: number): string {
+  switch (mode & fsConstants.S_IFMT) {
+    case fsConstants.S_IFREG:
+      return 'a regular file';
+    case fsConstants.S_IFDIR:
+      return 'a directory';
+    case fsConstants.S_IFIFO:
+      return 'a FIFO';
+    case fsConstants.S_IFSOCK:
+      return 'a socket';
+    case fsConstants.S_IFCHR:
+      return 'a character device';
+    case fsConstants.S_IFBLK:
+      return 'a block device';
+    case fsConstants.S_IFLNK:
+      return 'a symlink';
+    default:
+      return 'of an unknown type';
   }
 }

@@ -20,6 +20,7 @@ import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { errnoError, invalidArgument, IpcError } from './errors.js';
 import { native, type NativeStat } from './native.js';
+import { fileTypeName } from './permissions.js';
 import { runtimeDir, runtimePath } from './runtime.js';
 import * as validate from './validate.js';
 
@@ -139,21 +140,6 @@ export function tcpText(ip: string, port: number): string {
   return `tcp://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
 }
 
-function typeName(mode: number): string {
-  switch (mode & S_IFMT) {
-    case fsConstants.S_IFREG:
-      return 'a regular file';
-    case fsConstants.S_IFDIR:
-      return 'a directory';
-    case fsConstants.S_IFIFO:
-      return 'a FIFO';
-    case S_IFLNK:
-      return 'a symlink';
-    default:
-      return 'not a socket';
-  }
-}
-
 function lstatOrNull(path: string): NativeStat | null {
   try {
     return native.lstat(path);
@@ -167,7 +153,7 @@ function lstatOrNull(path: string): NativeStat | null {
 export function checkSocketFile(path: string, st: NativeStat): void {
   const type = st.mode & S_IFMT;
   if (type === S_IFLNK) throw new IpcError('ERR_IPCKIT_PERMISSION', `refusing ${path}: it is a symlink, not a socket`, { path });
-  if (type !== S_IFSOCK) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `refusing ${path}: it is ${typeName(st.mode)}, not a socket; ipckit never replaces it`, { path });
+  if (type !== S_IFSOCK) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `refusing ${path}: it is ${fileTypeName(st.mode)}, not a socket; ipckit never replaces it`, { path });
 }
 
 /** Before connecting to a path: exists, is a socket, not a symlink. */
