@@ -66,6 +66,56 @@ int main(int argc, char **argv) {
 
 const peer = compileC('mutexpeer', C_SOURCE, ['-lpthread']);
 
+/*
+ * holdwait NAME: locks, prints "held"; at a line on stdin starts a thread that blocks in
+ * pthread_mutex_lock, lets it fall asleep, unlocks (glibc wakes one sleeper), and prints
+ * whether that thread got the lock within 2 s.
+ */
+const HOLD_WAIT_SOURCE = String.raw`
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static pthread_mutex_t *mu;
+static volatile int waiterLocked = 0;
+
+static void *waiter(void *arg) {
+  (void)arg;
+  int err = pthread_mutex_lock(mu);
+  if (err == 0 || err == EOWNERDEAD) {
+    waiterLocked = 1;
+    pthread_mutex_unlock(mu);
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2) return 2;
+  int fd = shm_open(argv[1], O_RDWR, 0);
+  if (fd < 0) { perror("shm_open"); return 2; }
+  char *base = mmap(NULL, 128, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) { perror("mmap"); return 2; }
+  mu = (pthread_mutex_t *)(base + 64);
+  if (pthread_mutex_lock(mu) != 0) return 3;
+  printf("held\n");
+  char line[16];
+  if (!fgets(line, sizeof line, stdin)) return 4;
+  pthread_t t;
+  pthread_create(&t, NULL, waiter, NULL);
+  usleep(5000); /* the thread is asleep in pthread_mutex_lock by now */
+  pthread_mutex_unlock(mu);
+  for (int i = 0; i < 200 && !waiterLocked; i++) usleep(10000);
+  printf(waiterLocked ? "waiter-locked\n" : "waiter-stuck\n");
+  return waiterLocked ? 0 : 1;
+}
+`;
+const holdWait = compileC('mutexholdwait', HOLD_WAIT_SOURCE, ['-lpthread']);
+
 const names: string[] = [];
 after(() => names.forEach((n) => unlinkMutex(n)));
 
@@ -140,6 +190,33 @@ describe('mutex interop: a C program on the documented layout', () => {
       assert.deepEqual(await m.lock({ timeout: 2000 }), { ownerDied: false });
       m.unlock();
     }));
+
+  it('a lock() aborted while it waits does not swallow the unlock wake-up a C waiter needs (both wait backends)', async () => {
+    for (const [env, backend] of [[{}, 'io_uring'], [{ IPCKIT_NO_URING: '1' }, 'thread']] as const) {
+      await withMutex(async (_m, name) => {
+        // A few rounds: the thread backend's watcher re-parks every 100 ms, which could
+        // put it behind the C waiter in one round by chance.
+        for (let round = 0; round < 3; round++) {
+          const c = run(holdWait, [name]);
+          const cOut = lines(c);
+          assert.equal(await cOut.next(), 'held');
+          const node = runFixture('mqsem-peer', ['mutex-abort', name], { env: { ...process.env, ...env } });
+          const nodeOut = lines(node);
+          const started = JSON.parse(await nodeOut.next()) as { backend: string };
+          if (backend === 'thread') assert.equal(started.backend, 'thread');
+          await sleep(50); // Node's wait sleeps in the kernel, ahead of the C waiter to come
+          node.child.stdin!.write('abort\n');
+          assert.deepEqual(JSON.parse(await nodeOut.next()), { aborted: 'ERR_IPCKIT_ABORTED' });
+          // The C waiter falls asleep behind Node's dropped wait; the unlock wakes one sleeper.
+          c.child.stdin!.write('go\n');
+          assert.equal(await cOut.next(), 'waiter-locked', `round ${round}, ${started.backend} backend: the C waiter slept on while the mutex was free`);
+          assert.equal((await c.done).code, 0);
+          node.child.stdin!.end();
+          assert.equal((await node.done).code, 0);
+        }
+      });
+    }
+  });
 
   it('an unlock by the C program while Node holds the lock is EPERM and changes nothing', () =>
     withMutex(async (m, name) => {
