@@ -482,9 +482,17 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
       }
       // A backstop timeout: a stop that races with going to sleep costs at most this.
       struct timespec slice = {0, 100 * 1000 * 1000};
-      Futex(word, FUTEX_WAIT, v, &slice);
-      std::lock_guard<std::mutex> lk(self->mu_);
-      self->parkedOn_ = nullptr;
+      long woken = Futex(word, FUTEX_WAIT, v, &slice);
+      bool dropped;
+      {
+        std::lock_guard<std::mutex> lk(self->mu_);
+        self->parkedOn_ = nullptr;
+        dropped = self->mode_ == Mode::kNone || self->generation_ != generation;
+      }
+      // An unlock wakes one sleeper. If it woke us for a watch that was dropped meanwhile
+      // (a lock() that timed out or was aborted), it was meant for another waiter of the
+      // mutex: pass it on, or that waiter sleeps on while the mutex is free.
+      if (woken == 0 && dropped && mode == Mode::kMutexFree) Futex(word, FUTEX_WAKE, 1, nullptr);
     }
   }
 
