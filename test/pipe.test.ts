@@ -10,7 +10,7 @@ import { native } from '../src/native.js';
 import { createPipe, openInheritedPipe, PipeReader, PipeWriter, spawnWithPipes } from '../src/pipe.js';
 import { channelConformance } from './conformance/channel.js';
 import { atomicPayload } from './fixtures/payloads.js';
-import { AS_NOBODY, checkFdLeaks, fixturesDir, rejectsWith, run, runFixture, scratchPath, throwsWith, within, zombieChildren } from './helpers.js';
+import { AS_NOBODY, checkFdLeaks, fixturesDir, openFds, rejectsWith, run, runFixture, scratchPath, throwsWith, within, zombieChildren } from './helpers.js';
 import { join } from 'node:path';
 
 checkFdLeaks();
@@ -60,6 +60,13 @@ describe('pipe: both ends in one process', () => {
     throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'sideways' as 'to-child' } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => spawnWithPipes(['ipckit-test-no-such-program'], { pipes: { 3: 'to-child' } }), 'ERR_IPCKIT_NOT_FOUND');
     throwsWith(() => openInheritedPipe(-1, 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  });
+
+  it('bad stream options of spawnWithPipes leave no pipe end open', () => {
+    const pipesBefore = [...openFds().values()].filter((t) => t.startsWith('pipe:')).length;
+    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'to-child' }, highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'to-child', 4: { direction: 'from-child', readBufferSize: 1 } } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    assert.equal([...openFds().values()].filter((t) => t.startsWith('pipe:')).length, pipesBefore, 'a pipe end was left open');
   });
 
   it('openInheritedPipe refuses an fd that is not a pipe, or open the other way', async () => {

@@ -11,7 +11,7 @@ import type { Receiver } from '../src/channel.js';
 import { createFifo, unlinkFifo } from '../src/fifo.js';
 import { popen } from '../src/popen.js';
 import { channelConformance } from './conformance/channel.js';
-import { checkFdLeaks, jsonLineReader, processGone, rejectsWith, runFixture, scratchPath, throwsWith, waitUntil, within, zombieChildren } from './helpers.js';
+import { checkFdLeaks, jsonLineReader, openFds, processGone, rejectsWith, runFixture, scratchPath, sleep, throwsWith, waitUntil, within, zombieChildren } from './helpers.js';
 
 checkFdLeaks();
 
@@ -96,6 +96,16 @@ describe('popen: commands', () => {
     throwsWith(() => popen(['cat', 'a\0b'], 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => popen(['ipckit-test-no-such-program'], 'r'), 'ERR_IPCKIT_NOT_FOUND');
     throwsWith(() => popen(['/etc/passwd'], 'r'), 'ERR_IPCKIT_NOT_FOUND');
+  });
+
+  it('bad stream options throw before anything starts: no child, no fd left open', async () => {
+    const marker = scratchPath('started');
+    const pipesBefore = [...openFds().values()].filter((t) => t.startsWith('pipe:')).length;
+    throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'w', { highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'r', { readBufferSize: 1 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    assert.equal([...openFds().values()].filter((t) => t.startsWith('pipe:')).length, pipesBefore, 'a pipe end was left open');
+    await sleep(300);
+    assert.equal(existsSync(marker), false, 'the command was started although popen() threw');
   });
 
   it("'w' mode: messages reach the child's stdin; close() flushes and returns its exit code", async () => {
