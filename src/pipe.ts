@@ -273,9 +273,14 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
       const [r, w] = sys('create pipe', () => native.pipe());
       const [mine, theirs] = spec.direction === 'to-child' ? [w, r] : [r, w];
       childEnds.push(theirs);
-      native.setNonBlocking(mine, true);
-      if (opts.capacity !== undefined) setPipeCapacity(mine, opts.capacity);
-      ours.set(fd, spec.direction === 'to-child' ? new ChildPipeWriter(mine, writerOptions(opts), exited) : new PipeReader(mine, readerOptions(opts), hooks));
+      try {
+        native.setNonBlocking(mine, true);
+        if (opts.capacity !== undefined) setPipeCapacity(mine, opts.capacity);
+        ours.set(fd, spec.direction === 'to-child' ? new ChildPipeWriter(mine, writerOptions(opts), exited) : new PipeReader(mine, readerOptions(opts), hooks));
+      } catch (e) {
+        native.close(mine); // not yet owned by a reader or writer
+        throw e;
+      }
       (stdio as unknown[])[fd] = theirs;
     }
     const started = startChild(argv, stdio, {

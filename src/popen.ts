@@ -20,11 +20,11 @@
 import { Readable, Writable } from 'node:stream';
 import { startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions } from './child.js';
 import type { WaitOptions } from './channel.js';
-import { resolveCodec, type CodecOption, type MessageOf } from './codec.js';
-import { resolveFraming } from './framing.js';
+import type { CodecOption, MessageOf } from './codec.js';
 import { invalidArgument, sys } from './errors.js';
 import { native } from './native.js';
 import { ChildPipeWriter, PipeReader, PipeWriter, setPipeCapacity, withExitStatus, type PipeOptions } from './pipe.js';
+import { validateStreamOptions } from './stream.js';
 import { toReadable, toWritable } from './streams-node.js';
 import * as validate from './validate.js';
 
@@ -142,9 +142,8 @@ export function popen<C extends CodecOption | undefined = undefined>(
   if (stdin !== undefined) validate.oneOf('stdin', stdin, ['inherit', 'ignore'] as const);
   if (stdout !== undefined) validate.oneOf('stdout', stdout, ['inherit', 'ignore'] as const);
   if (stderr !== undefined) validate.oneOf('stderr', stderr, ['inherit', 'ignore'] as const);
-  // Check the stream options before starting anything.
-  resolveFraming(streamOptions);
-  resolveCodec(streamOptions.codec);
+  // Check the stream options (all of them, as the reader/writer will) before starting anything.
+  validateStreamOptions(streamOptions);
   if (capacity !== undefined) validate.integer('capacity', capacity, 1, 2 ** 31 - 1);
   const [r, w] = sys('create pipe', () => native.pipe());
   const [mine, theirs] = mode === 'r' ? [r, w] : [w, r];
