@@ -147,3 +147,19 @@ describe('faults: waits end', () => {
     await reader.close();
   });
 });
+
+describe('faults: a payload that fails to decode', () => {
+  it('receiveMany stops before it and the next receive reports it (ERR_IPCKIT_BAD_FRAME): it is never dropped silently', async () => {
+    const child = spawnWithPipes(['python3', '-c', "import os, struct\nframes = [b'1', b'{bad', b'3']\nos.write(3, b''.join(struct.pack('<I', len(f)) + f for f in frames))"], {
+      pipes: { 3: 'from-child' },
+      codec: 'json',
+    });
+    const rx = child.receiver<unknown>(3);
+    await within(child.exited, 5000, 'python'); // all three frames wait in the pipe
+    assert.deepEqual(await within(rx.receiveMany(10), 5000), [1]);
+    await rejectsWith(within(rx.receive(), 5000), 'ERR_IPCKIT_BAD_FRAME');
+    assert.equal(await within(rx.receive(), 5000), 3);
+    await rejectsWith(within(rx.receive(), 5000), 'ERR_IPCKIT_CLOSED');
+    await child.close();
+  });
+});
