@@ -247,11 +247,14 @@ export class FdReader<T, R = void> implements Receiver<T> {
         this.#fill();
         if (this.#qHead >= this.#queue.length) break;
       }
+      let value: T;
       try {
-        out.push(this.#decode(this.#shift()));
+        value = this.#decode(this.#queue[this.#qHead]!);
       } catch {
-        break; // an undecodable message ends the batch; it was consumed like any other
+        break; // an undecodable message ends the batch and stays first: the next receive reports it
       }
+      this.#shift();
+      out.push(value);
     }
     return out;
   }
