@@ -189,6 +189,50 @@ describe('mutex: basics', () => {
   });
 });
 
+describe('mutex: a corrupt pthread_mutex_t', () => {
+  // glibc's pthread_mutex_t starts with int __lock, __count, __owner, __nusers, __kind (x86-64 and arm64).
+  const KIND_OFFSET = 64 + 16;
+  // In a child process: a corrupt mutex type once made glibc abort (an assertion in its priority-protect code).
+  const CHILD = `
+    import { openSync, writeSync, closeSync } from 'node:fs';
+    const { openMutex } = await import(process.argv[1]);
+    const [name, kind] = [process.argv[2], Number(process.argv[3])];
+    const scribble = () => {
+      const fd = openSync('/dev/shm' + name, 'r+');
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(kind);
+      writeSync(fd, b, 0, 4, ${KIND_OFFSET});
+      closeSync(fd);
+    };
+    const code = async (f) => { try { await f(); return 'ok'; } catch (e) { return e.code ?? String(e); } };
+    const m = await openMutex(name);
+    scribble(); // a peer corrupts it while we have it open
+    const out = {
+      tryLock: await code(() => m.tryLock()),
+      lock: await code(() => m.lock({ timeout: 500 })),
+      lockSync: await code(() => m.lockSync({ timeout: 500 })),
+      open: await code(() => openMutex(name)),
+    };
+    await m.close();
+    console.log(JSON.stringify(out));
+  `;
+
+  for (const [kind, what] of [
+    [64 | 128, 'priority-protect bit'],
+    [12345, 'garbage'],
+    [0, 'a private, non-robust mutex'],
+  ] as const) {
+    it(`a mutex type changed to ${what} is ERR_IPCKIT_CORRUPT for every lock, and for open; no crash`, async () => {
+      const name = mname('kind');
+      await createMutex(name).close();
+      const r = await run(process.execPath, ['--input-type=module', '-e', CHILD, join(repoRoot, 'dist', 'src', 'index.js'), name, String(kind)]).done;
+      assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { tryLock: 'ERR_IPCKIT_CORRUPT', lock: 'ERR_IPCKIT_CORRUPT', lockSync: 'ERR_IPCKIT_CORRUPT', open: 'ERR_IPCKIT_CORRUPT' });
+    });
+  }
+});
+
 describe('mutex: CLI', () => {
   it('create, run a command under the lock (exit status passed on), info, rm', async () => {
     const name = mname('cli');
