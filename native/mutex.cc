@@ -49,6 +49,28 @@ long Futex(uint32_t* addr, int op, uint32_t val, const struct timespec* timeout)
   return syscall(SYS_futex, addr, op, val, timeout, nullptr, 0);
 }
 
+// The type glibc records (__kind) in a mutex made by MutexInit: robust, process-shared,
+// normal. glibc reads the type from the shared mutex on every call and trusts it: a
+// corrupt one can make it abort the process (priority-protect bits), treat the mutex as
+// process-private and not robust, or fail with EINVAL. So every call checks it first.
+int ExpectedKind() {
+  static const int kind = [] {
+    pthread_mutex_t m;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    int k = m.__data.__kind;
+    pthread_mutex_destroy(&m);
+    return k;
+  }();
+  return kind;
+}
+
+bool KindOk(pthread_mutex_t* m) { return __atomic_load_n(&m->__data.__kind, __ATOMIC_ACQUIRE) == ExpectedKind(); }
+
 Napi::Value SyncShmOpen(const Napi::CallbackInfo& info) {
   std::string name = ArgString(info, 0);
   int fd = shm_open(name.c_str(), ArgInt(info, 1), static_cast<mode_t>(ArgInt(info, 2)));
@@ -98,6 +120,7 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
       InstanceMethod<&SyncSegment::MutexUnlock>("mutexUnlock"),
       InstanceMethod<&SyncSegment::MutexConsistent>("mutexConsistent"),
       InstanceMethod<&SyncSegment::MutexPeek>("mutexPeek"),
+      InstanceMethod<&SyncSegment::MutexValid>("mutexValid"),
       InstanceMethod<&SyncSegment::WatchMutex>("watchMutex"),
       InstanceMethod<&SyncSegment::WatchChange>("watchChange"),
       InstanceMethod<&SyncSegment::Unwatch>("unwatch"),
@@ -208,9 +231,12 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
   }
 
   // mutexTryLock(off, contended) -> 0 (locked), -EOWNERDEAD (locked; the previous owner
-  // died), -EBUSY, -ENOTRECOVERABLE, or another -errno. Locks for the calling thread.
+  // died), -EBUSY, -ENOTRECOVERABLE, -EUCLEAN (the mutex's type is corrupt: nothing was
+  // called), or another -errno. Locks for the calling thread. The same -EUCLEAN for the
+  // other pthread calls below.
   Napi::Value MutexTryLock(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
+    if (!KindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
     int err = pthread_mutex_trylock(m);
     if (err == ENOTRECOVERABLE) {
       // glibc's trylock takes the lock word before it sees "not recoverable" and, unlike
@@ -239,6 +265,7 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
   Napi::Value MutexLockSync(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
     int64_t ms = ArgInt64(info, 1);
+    if (!KindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
     int err;
     if (ms < 0) {
       err = pthread_mutex_lock(m);
@@ -263,6 +290,7 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
   // mutexUnlock(off) -> 0 or -errno (EPERM: this thread does not own it).
   Napi::Value MutexUnlock(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
+    if (!KindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
     int err = pthread_mutex_unlock(m);
     if (err == 0 && held_ > 0 && --held_ == 0) map_->leak = false;
     return Napi::Number::New(info.Env(), -err);
@@ -270,8 +298,12 @@ class SyncSegment : public Napi::ObjectWrap<SyncSegment> {
 
   Napi::Value MutexConsistent(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info, 0);
+    if (!KindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
     return Napi::Number::New(info.Env(), -pthread_mutex_consistent(m));
   }
+
+  // mutexValid(off): whether the mutex at off has the type MutexInit gives (see KindOk).
+  Napi::Value MutexValid(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), KindOk(MutexAt(info, 0))); }
 
   // mutexPeek(off) -> [futex word, owner field]: glibc's pthread_mutex_t starts with
   // `int __lock; unsigned __count; int __owner;` (bits/struct_mutex.h). A snapshot for

@@ -39,6 +39,8 @@ const { EBUSY, EPERM, ETIMEDOUT, EINVAL } = osConstants.errno;
 // Linux values (the same on x86-64 and arm64); Node's os.constants does not list them.
 const EOWNERDEAD = 130;
 const ENOTRECOVERABLE = 131;
+/** What native/mutex.cc returns when the mutex's type in shared memory is corrupt. */
+const EUCLEAN = 117;
 
 export const MUTEX_MAGIC = 0x4d4b5049;
 export const MUTEX_VERSION = 1;
@@ -73,6 +75,10 @@ export interface OpenMutexOptions extends OpenSegmentOptions {
 
 /** Mutexes this JS thread holds, by object identity (dev:ino): lockSync must not wait on itself. */
 const heldHere = new Set<string>();
+
+function corruptType(name: string): IpcError {
+  return corrupt(KIND, name, 'its pthread_mutex_t is not a robust, process-shared mutex (its type field was overwritten); remove it (unlinkMutex) and create it again');
+}
 
 function unrecoverable(name: string): IpcError {
   return new IpcError('ERR_IPCKIT_OWNER_DIED', `mutex ${name} is unrecoverable: an owner died and the next owner unlocked it without markConsistent(); remove it (unlinkMutex) and create it again`, {
@@ -200,6 +206,7 @@ export class Mutex {
     if (this.#closed) throw closedError(`mutex ${this.name}`);
     if (!this.#held) throw new IpcError('ERR_IPCKIT_PERMISSION', `mutex ${this.name} is not held by this handle; only the handle that locked it may unlock it`, { path: this.name });
     const r = this.#segment.map.mutexUnlock(MUTEX_OFFSET);
+    if (r === -EUCLEAN) throw corruptType(this.name);
     if (r === -EPERM) throw new IpcError('ERR_IPCKIT_PERMISSION', `mutex ${this.name} is not owned by this thread (pthread_mutex_unlock: EPERM)`, { path: this.name, errno: EPERM, syscall: 'pthread_mutex_unlock', systemCode: 'EPERM' });
     if (r < 0) throw errnoError(-r, 'pthread_mutex_unlock', `unlock mutex ${this.name}`, { path: this.name });
     this.#held = false;
@@ -217,6 +224,7 @@ export class Mutex {
     if (!this.#held) throw new IpcError('ERR_IPCKIT_PERMISSION', `mutex ${this.name} is not held by this handle; lock it before markConsistent()`, { path: this.name });
     if (!this.#inconsistent) return;
     const r = this.#segment.map.mutexConsistent(MUTEX_OFFSET);
+    if (r === -EUCLEAN) throw corruptType(this.name);
     if (r < 0 && r !== -EINVAL) throw errnoError(-r, 'pthread_mutex_consistent', `mark mutex ${this.name} consistent`, { path: this.name });
     this.#inconsistent = false;
   }
@@ -282,6 +290,7 @@ export class Mutex {
       return { ownerDied: r === -EOWNERDEAD };
     }
     if (r === -ENOTRECOVERABLE) throw unrecoverable(this.name);
+    if (r === -EUCLEAN) throw corruptType(this.name);
     throw errnoError(-r, syscall, `lock mutex ${this.name}`, { path: this.name });
   }
 
@@ -317,6 +326,7 @@ function checkHeader(segment: Segment): void {
   if (m.load32(12) !== native.PTHREAD_MUTEX_SIZE) {
     throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `mutex ${segment.name} was made with a pthread_mutex_t of ${m.load32(12)} bytes, this system's is ${native.PTHREAD_MUTEX_SIZE}: it cannot be shared between these ABIs`, { path: segment.name });
   }
+  if (!m.mutexValid(MUTEX_OFFSET)) throw corruptType(segment.name);
 }
 
 /** Creates a named mutex (exclusively; mode exactly 0600 unless asked), unlocked. */

@@ -186,6 +186,13 @@ export interface NativeSyncSegment {
   mutexConsistent(offset: number): number;
   /** A snapshot, without locking, of glibc's [futex word, __owner field] of the mutex at offset. */
   mutexPeek(offset: number): [number, number];
+  /**
+   * Whether the mutex at offset has the type mutexInit gives it (robust, process-shared,
+   * normal). The mutex* calls check it first and return -EUCLEAN, calling nothing, when
+   * it does not: glibc trusts the type it reads from shared memory (a corrupt one can
+   * make it abort the process).
+   */
+  mutexValid(offset: number): boolean;
   /** Calls onWake once the mutex at offset has no owner (unlocked, or its owner died). */
   watchMutex(offset: number): void;
   /** Calls onWake once the u32 at offset differs from `expected`. */
