@@ -291,6 +291,54 @@ describe('semaphore: permits', () => {
   });
 });
 
+describe('semaphore: a corrupt sem_t', () => {
+  // glibc's sem_t on 64-bit Linux: u64 value and waiters, then int private (the futex flags it uses).
+  const PRIVATE_OFFSET = 8;
+  // In a child process: a corrupt futex-flags field once made sem_post sleep forever on the
+  // event loop thread, or made glibc abort ("The futex facility returned an unexpected error code").
+  const CHILD = `
+    import { openSync, writeSync, closeSync } from 'node:fs';
+    const { openSemaphore, semaphorePath } = await import(process.argv[1]);
+    const [name, flags] = [process.argv[2], Number(process.argv[3])];
+    const code = async (f) => { try { await f(); return 'ok'; } catch (e) { return e.code ?? String(e); } };
+    const s = openSemaphore(name);
+    const waiter = openSemaphore(name);
+    const waiting = waiter.wait({ timeout: 1000 }).then(() => 'ok', (e) => e.code); // glibc's post wakes only when someone waits
+    await new Promise((r) => setTimeout(r, 50));
+    const fd = openSync(semaphorePath(name), 'r+');
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(flags);
+    writeSync(fd, b, 0, 4, ${PRIVATE_OFFSET}); // a peer corrupts it while we have it open
+    closeSync(fd);
+    const out = {
+      post: await code(() => s.post()),
+      tryWait: await code(() => s.tryWait()),
+      wait: await code(() => s.wait({ timeout: 500 })),
+      waitSync: await code(() => s.waitSync({ timeout: 500 })),
+      open: await code(() => openSemaphore(name).close()),
+    };
+    await waiter.close();
+    await waiting;
+    await s.close();
+    console.log(JSON.stringify(out));
+  `;
+
+  for (const [flags, what] of [
+    [129, 'a value that turns the wake into a wait'],
+    [12345, 'garbage'],
+    [0, 'process-private futexes'],
+  ] as const) {
+    it(`futex flags changed to ${what}: ERR_IPCKIT_CORRUPT for post, waits and open; no hang, no crash`, async () => {
+      const name = sname('flags');
+      await createSemaphore(name).close();
+      const r = await run(process.execPath, ['--input-type=module', '-e', CHILD, join(repoRoot, 'dist', 'src', 'index.js'), name, String(flags)], { timeoutMs: 10_000 }).done;
+      assert.equal(r.signal, null, `the process died of ${r.signal} (a hang is killed after 10 s): ${r.stderr}`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { post: 'ERR_IPCKIT_CORRUPT', tryWait: 'ERR_IPCKIT_CORRUPT', wait: 'ERR_IPCKIT_CORRUPT', waitSync: 'ERR_IPCKIT_CORRUPT', open: 'ERR_IPCKIT_CORRUPT' });
+    });
+  }
+});
+
 describe('semaphore: CLI', () => {
   it('create, post, value, wait (with timeout: exit 124), rm', async () => {
     const name = sname('cli');
