@@ -117,6 +117,7 @@ class Semaphore : public Napi::ObjectWrap<Semaphore> {
       InstanceMethod<&Semaphore::GetValue>("value"),
       InstanceMethod<&Semaphore::SetWanted>("setWanted"),
       InstanceMethod<&Semaphore::Backend>("backend"),
+      InstanceMethod<&Semaphore::GetIntact>("intact"),
       InstanceMethod<&Semaphore::Close>("close"),
     });
     exports.Set("Semaphore", ctor);
@@ -152,19 +153,38 @@ class Semaphore : public Napi::ObjectWrap<Semaphore> {
 
   Napi::Value Post(const Napi::CallbackInfo& info) {
     if (Sem() == nullptr) ThrowErrno(info.Env(), EBADF, "sem_post");
+    if (!Intact()) ThrowErrno(info.Env(), EUCLEAN, "sem_post");
     if (sem_post(Sem()) != 0) ThrowErrno(info.Env(), "sem_post");
     return info.Env().Undefined();
   }
 
-  // tryWait() -> 0 (took a permit) or -errno (EAGAIN: none).
+  // glibc takes the futex flags of every call from the shared sem_t and trusts them: a
+  // corrupt value turns sem_post's wake into a wait that never ends, makes glibc abort
+  // ("The futex facility returned an unexpected error code"), or makes it use
+  // process-private futexes that no other process wakes. So each call checks them first
+  // (EUCLEAN: corrupt). A named semaphore is always process-shared.
+  bool Intact() const {
+#if IPCKIT_GLIBC_SEM
+    return Sem() != nullptr && __atomic_load_n(&G()->priv, __ATOMIC_RELAXED) == kGlibcFutexShared;
+#else
+    return true;
+#endif
+  }
+
+  // intact() -> false if the sem_t is corrupt (see Intact).
+  Napi::Value GetIntact(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Intact()); }
+
+  // tryWait() -> 0 (took a permit) or -errno (EAGAIN: none; EUCLEAN: corrupt).
   Napi::Value TryWait(const Napi::CallbackInfo& info) {
     if (Sem() == nullptr) return Napi::Number::New(info.Env(), -EBADF);
+    if (!Intact()) return Napi::Number::New(info.Env(), -EUCLEAN);
     return Napi::Number::New(info.Env(), sem_trywait(Sem()) == 0 ? 0 : -errno);
   }
 
   // waitSync(ms) -> 0 or -errno (ETIMEDOUT). ms < 0: no timeout. Blocks this thread.
   Napi::Value WaitSync(const Napi::CallbackInfo& info) {
     if (Sem() == nullptr) return Napi::Number::New(info.Env(), -EBADF);
+    if (!Intact()) return Napi::Number::New(info.Env(), -EUCLEAN);
     int64_t ms = ArgInt64(info, 0);
     int r;
     if (ms < 0) {
@@ -247,6 +267,16 @@ class Semaphore : public Napi::ObjectWrap<Semaphore> {
   // the wait complete at once (-EAGAIN), and the completion takes the permits.
   void RingArm() {
 #if IPCKIT_GLIBC_SEM
+    if (!Intact()) {
+      // Our futex wait would never hear a peer's post: report it like a failed sem_wait.
+      RingStop();
+      std::shared_ptr<SemMapping> shared = map_;
+      ring_->Soon([shared](int) {
+        Semaphore* self = shared->owner;
+        if (self != nullptr && !self->closed_) self->Deliver(0, EUCLEAN);
+      });
+      return;
+    }
     if (!registered_) {
       __atomic_fetch_add(&G()->data, kOneWaiter, __ATOMIC_RELAXED);
       registered_ = true;
@@ -376,10 +406,14 @@ class Semaphore : public Napi::ObjectWrap<Semaphore> {
         if (self->exit_) return nullptr;
         self->inWait_ = true;
       }
-      pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
-      int r = sem_wait(sem);
-      int err = r == 0 ? 0 : errno;
-      pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+      int r = -1;
+      int err = EUCLEAN;
+      if (self->Intact()) {
+        pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+        r = sem_wait(sem);
+        err = r == 0 ? 0 : errno;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+      }
       bool notify = false;
       {
         std::lock_guard<std::mutex> lk(self->mu_);

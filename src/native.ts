@@ -123,12 +123,19 @@ export interface NativeMqueue {
  * turns them off), else through a dedicated waiter thread per handle.
  */
 export interface NativeSemaphoreHandle {
-  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX). */
+  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: see intact). */
   post(): void;
-  /** sem_trywait: 0 (took one) or -errno (EAGAIN: none). */
+  /** sem_trywait: 0 (took one) or -errno (EAGAIN: none; EUCLEAN: see intact). */
   tryWait(): number;
-  /** sem_clockwait on CLOCK_MONOTONIC on the calling thread; ms < 0: no limit. 0 or -errno (ETIMEDOUT). */
+  /** sem_clockwait on CLOCK_MONOTONIC on the calling thread; ms < 0: no limit. 0 or -errno (ETIMEDOUT; EUCLEAN: see intact). */
   waitSync(ms: number): number;
+  /**
+   * False when the sem_t's futex flags are not those of a process-shared glibc semaphore
+   * (a peer overwrote them). glibc trusts them on every call (a corrupt value can make
+   * sem_post sleep forever or abort the process), so every call checks first and fails
+   * with EUCLEAN instead, and waits end with onPermits(0, EUCLEAN).
+   */
+  intact(): boolean;
   /** sem_getvalue. */
   value(): number;
   /**

@@ -31,6 +31,8 @@ import * as validate from './validate.js';
 const { O_RDWR, O_NOFOLLOW, S_IFMT, S_IFREG } = fsConstants;
 const O_CLOEXEC = 0o2000000;
 const { EAGAIN, EEXIST, ENOENT, ELOOP, ETIMEDOUT, EOVERFLOW, EINVAL } = osConstants.errno;
+/** What native/semaphore.cc reports for a sem_t whose futex flags were overwritten. */
+const EUCLEAN = 117;
 
 /** SEM_VALUE_MAX on Linux. */
 export const SEM_VALUE_MAX = 2147483647;
@@ -66,6 +68,14 @@ export function semaphorePath(name: string): string {
   return `${SEM_DIR}/sem.${validate.posixName(name, 251).slice(1)}`;
 }
 
+function corruptFlags(name: string): IpcError {
+  return new IpcError('ERR_IPCKIT_CORRUPT', `semaphore ${name} is corrupt: its futex flags are not those of a process-shared semaphore (a peer overwrote them); remove it and create it again`, {
+    path: name,
+    errno: EUCLEAN,
+    systemCode: 'EUCLEAN',
+  });
+}
+
 export class Semaphore {
   readonly name: string;
   readonly #handle: NativeSemaphoreHandle;
@@ -78,6 +88,10 @@ export class Semaphore {
     this.name = name;
     this.#unlinkOnClose = unlinkOnClose;
     this.#handle = sys(`map semaphore ${name}`, () => new native.Semaphore(fd, (count, errno) => this.#onPermits(count, errno)), { path: name });
+    if (!this.#handle.intact()) {
+      this.#handle.close();
+      throw corruptFlags(name);
+    }
     this.#waiters.onCancel = () => this.#handle.setWanted(this.#waiters.length);
   }
 
@@ -99,6 +113,7 @@ export class Semaphore {
     try {
       this.#handle.post();
     } catch (e) {
+      if (errnoOf(e) === EUCLEAN) throw this.#error(EUCLEAN, 'sem_post');
       if (errnoOf(e) === EOVERFLOW) {
         throw new IpcError('ERR_IPCKIT_LIMIT', `semaphore ${this.name} is at its maximum value (SEM_VALUE_MAX = ${SEM_VALUE_MAX})`, {
           cause: e,
@@ -202,6 +217,7 @@ export class Semaphore {
 
   #error(errno: number, syscall: string): IpcError {
     if (errno === EINVAL) return new IpcError('ERR_IPCKIT_CORRUPT', `semaphore ${this.name} does not hold a valid semaphore (${syscall}: EINVAL)`, { path: this.name, errno, syscall, systemCode: 'EINVAL' });
+    if (errno === EUCLEAN) return corruptFlags(this.name);
     return errnoError(errno, syscall, `semaphore ${this.name}`, { path: this.name });
   }
 
