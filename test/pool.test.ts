@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { openSync, closeSync, writeSync, statSync, ftruncateSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { createBoundedPool, openBoundedPool, unlinkBoundedPool } from '../src/index.js';
-import { checkFdLeaks, rejectsWith, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { join } from 'node:path';
+import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, repoRoot, run, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 
@@ -108,5 +109,33 @@ describe('BoundedPool', () => {
     closeSync(hfd);
     await rejectsWith(openBoundedPool(half, { initTimeout: 100 }), 'ERR_IPCKIT_CORRUPT');
     await rejectsWith(openBoundedPool(pname()), 'ERR_IPCKIT_NOT_FOUND');
+  });
+});
+
+describe('BoundedPool: holders that /proc does not show', () => {
+  // A peer of another user, in a mount namespace whose /proc hides other users'
+  // processes (hidepid=invisible, as hardened systems mount it): it cannot read our
+  // /proc/<pid>/stat, yet we are alive and hold a permit.
+  const CHILD = `
+    const { openBoundedPool } = await import(process.argv[1]);
+    const pool = await openBoundedPool(process.argv[2], { trustAnyOwner: true });
+    const out = { reclaimed: pool.reclaim(), alive: pool.holders().map((h) => h.alive), acquired: pool.tryAcquire() !== undefined };
+    await pool.close();
+    console.log(JSON.stringify(out));
+  `;
+
+  it('a live holder hidden by hidepid keeps its permit: never more than `permits` holders', { skip: !isRoot && 'needs root (a private mount namespace)' }, async () => {
+    const name = pname('hidden');
+    const pool = createBoundedPool(name, { permits: 1, mode: 0o666 });
+    try {
+      const permit = pool.tryAcquire()!;
+      const mountHidden = 'mount -t proc -o hidepid=invisible proc /proc && exec "$@"';
+      const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', mountHidden, 'sh', ...AS_NOBODY, process.execPath, '--input-type=module', '-e', CHILD, join(repoRoot, 'dist', 'src', 'index.js'), name]).done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { reclaimed: 0, alive: [true], acquired: false });
+      assert.equal(permit.release(), true, 'our permit was taken from us while we held it');
+    } finally {
+      await pool.close();
+    }
   });
 });
