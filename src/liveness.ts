@@ -14,15 +14,23 @@ import * as validate from './validate.js';
 
 /**
  * Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or
- * undefined when there is no such process.
+ * undefined when there is no such process (or /proc does not show it: see isProcessAlive).
  */
 export function processStartTime(pid: number): number | undefined {
-  let stat: string;
+  const stat = readStat(pid);
+  return stat === undefined ? undefined : startTimeOf(stat);
+}
+
+function readStat(pid: number): string | undefined {
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
+}
+
+/** Field 22 of a /proc/<pid>/stat line; undefined for a process that has exited. */
+function startTimeOf(stat: string): number | undefined {
   // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const state = fields[0];
@@ -37,9 +45,26 @@ export const selfStartTime: number = processStartTime(process.pid) ?? 0;
 /** True if `pid` runs and, when `startTime` is given, is the process that started then. */
 export function isProcessAlive(pid: number, startTime?: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
-  const st = processStartTime(pid);
+  const stat = readStat(pid);
+  if (stat === undefined) return existsUnseen(pid);
+  const st = startTimeOf(stat);
   if (st === undefined) return false;
   return startTime === undefined || startTime === st;
+}
+
+/**
+ * /proc may not show a process that exists: mounted with hidepid, it hides other users'
+ * processes. kill(pid, 0) still tells (EPERM: it exists and is not ours). Its start time
+ * cannot be checked then, so it counts as alive: calling a live process dead would let
+ * others take what it holds.
+ */
+function existsUnseen(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**
