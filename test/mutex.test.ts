@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import { createMutex, MUTEX_MAGIC, openMutex, unlinkMutex, type Mutex } from '../src/index.js';
 import { join } from 'node:path';
-import { checkFdLeaks, fixturesDir, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { checkFdLeaks, fixturesDir, processGone, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, waitUntil, within } from './helpers.js';
 
 checkFdLeaks();
 
@@ -255,6 +255,28 @@ describe('mutex: CLI', () => {
     assert.equal(r.code, 2);
     r = await runCli(['mutex', 'rm', name]).done;
     assert.equal(r.code, 0);
+  });
+
+  it('run: when ipckit dies holding the lock, the command it runs under the lock dies too', async () => {
+    const name = mname('cli-die');
+    assert.equal((await runCli(['mutex', 'create', name]).done).code, 0);
+    // sh prints its pid, then becomes sleep (same pid).
+    const cli = runCli(['mutex', 'run', name, '--', 'sh', '-c', 'echo $$; exec sleep 30']);
+    const pid = Number(await within(new Promise<string>((resolve) => cli.child.stdout!.once('data', (d: Buffer) => resolve(d.toString()))), 10_000, 'the command'));
+    try {
+      const exited = new Promise((resolve) => cli.child.once('exit', resolve)); // not 'close': the command holds our pipes
+      cli.child.kill('SIGKILL');
+      await exited;
+      // Left running, it would go on "under" a lock that the next holder now takes.
+      assert.ok(await waitUntil(() => processGone(pid), 2000), 'the command outlived the ipckit that held the lock for it');
+    } finally {
+      if (!processGone(pid)) process.kill(pid, 'SIGKILL');
+    }
+    const m = await openMutex(name);
+    assert.deepEqual(await m.lock({ timeout: 2000 }), { ownerDied: true });
+    m.markConsistent();
+    m.unlock();
+    await m.close();
   });
 });
 
