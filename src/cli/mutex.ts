@@ -1,6 +1,6 @@
 /** `ipckit mutex create|run|info|rm`: the robust cross-process mutex, e.g. to serialize scripts. */
-import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
+import { startChild } from '../child.js';
 import { createMutex, openMutex, unlinkMutex } from '../mutex.js';
 import { intOption, modeOption, parse, requirePositional, UsageError, write, type CliGroup } from './common.js';
 
@@ -8,6 +8,7 @@ export const group: CliGroup = {
   usage: `mutex create NAME [--mode 600]           create a robust cross-process mutex (exclusive; owner-only unless --mode)
 mutex run NAME [--timeout MS] [--any-owner] -- COMMAND [ARGS...]
                                           run COMMAND holding the lock (like flock(1)); exit with its status.
+                                          COMMAND is killed if ipckit dies (the lock is no longer held for it).
                                           If the last holder died, says so on stderr and runs COMMAND anyway
 mutex info NAME [--json]                  free, locked, owner-died or unrecoverable (looked at without locking)
 mutex rm NAME                             remove the mutex's name`,
@@ -35,16 +36,18 @@ mutex rm NAME                             remove the mutex's name`,
             process.stderr.write(`ipckit: the previous holder of mutex ${name} died while holding it; running the command anyway\n`);
             m.markConsistent();
           }
-          const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit' });
-          const status = await new Promise<number>((resolve) => {
-            child.once('error', (e) => {
-              process.stderr.write(`ipckit: cannot run ${command[0]}: ${e.message}\n`);
-              resolve(127);
-            });
-            child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));
-          });
+          // The command dies with us: the lock is held for it only as long as we live (the
+          // next holder then hears ownerDied), so it must not run on unprotected.
+          let started;
+          try {
+            started = startChild(command, 'inherit', { dieWithParent: true });
+          } catch (e) {
+            process.stderr.write(`ipckit: cannot run ${command[0]}: ${(e as Error).message}\n`);
+            return 127;
+          }
+          const exit = await started.exited.catch(() => ({ exitCode: 127, signal: null }));
           m.unlock();
-          return status;
+          return exit.exitCode ?? 128 + (exit.signal ? (osConstants.signals[exit.signal] ?? 0) : 0);
         } finally {
           await m.close();
         }
