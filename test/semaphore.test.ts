@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { symlinkSync, unlinkSync, writeFileSync, statSync, mkdirSync, rmdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import { createSemaphore, openSemaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type Semaphore } from '../src/index.js';
@@ -109,6 +110,23 @@ describe('semaphore: waiting', () => {
       assert.equal(s.value(), 0);
     } finally {
       await s.close();
+    }
+  });
+
+  it('300 semaphores waited on at once, all posted while our event loop is busy: every wait ends, and later waits too', async () => {
+    // More wake-ups than an io_uring completion queue holds arrive before the loop looks.
+    const names = Array.from({ length: 300 }, () => sname('many'));
+    const sems = names.map((n) => createSemaphore(n));
+    try {
+      const waits = sems.map((s) => s.wait({ timeout: 10_000 }).then(() => 'ok', (e: { code?: string }) => e.code));
+      await sleep(50);
+      const post = 'import ctypes, sys\nlib = ctypes.CDLL(None)\nlib.sem_open.restype = ctypes.c_void_p\nlib.sem_open.argtypes = [ctypes.c_char_p, ctypes.c_int]\nlib.sem_post.argtypes = [ctypes.c_void_p]\nfor n in sys.argv[1:]:\n    assert lib.sem_post(lib.sem_open(n.encode(), 0)) == 0';
+      const r = spawnSync('python3', ['-c', post, ...names], { encoding: 'utf8' }); // blocks our loop while python posts
+      assert.equal(r.status, 0, r.stderr);
+      const results = await Promise.all(waits);
+      assert.equal(results.filter((x) => x === 'ok').length, 300, `waits that did not end: ${results.filter((x) => x !== 'ok').length} (${sems[0]!.backend})`);
+    } finally {
+      for (const s of sems) await s.close();
     }
   });
 
