@@ -27,7 +27,7 @@ thread_local FutexRing* tlsRing = nullptr;
 thread_local bool tlsTried = false;
 
 int IoUringSetup(unsigned entries, struct io_uring_params* p) { return static_cast<int>(syscall(__NR_io_uring_setup, entries, p)); }
-int IoUringEnter(int fd, unsigned toSubmit) { return static_cast<int>(syscall(__NR_io_uring_enter, fd, toSubmit, 0, 0, nullptr, 0)); }
+int IoUringEnter(int fd, unsigned toSubmit, unsigned flags = 0) { return static_cast<int>(syscall(__NR_io_uring_enter, fd, toSubmit, 0, flags, nullptr, 0)); }
 int IoUringRegister(int fd, unsigned op, void* arg, unsigned n) { return static_cast<int>(syscall(__NR_io_uring_register, fd, op, arg, n)); }
 
 }  // namespace
@@ -80,6 +80,7 @@ bool FutexRing::Setup(napi_env env) {
   sqTail_ = reinterpret_cast<unsigned*>(base + p.sq_off.tail);
   sqMask_ = reinterpret_cast<unsigned*>(base + p.sq_off.ring_mask);
   sqArray_ = reinterpret_cast<unsigned*>(base + p.sq_off.array);
+  sqFlags_ = reinterpret_cast<unsigned*>(base + p.sq_off.flags);
   cqHead_ = reinterpret_cast<unsigned*>(base + p.cq_off.head);
   cqTail_ = reinterpret_cast<unsigned*>(base + p.cq_off.tail);
   cqMask_ = reinterpret_cast<unsigned*>(base + p.cq_off.ring_mask);
@@ -188,7 +189,16 @@ void FutexRing::Hold(int delta) {
 void FutexRing::Drain() {
   for (;;) {
     unsigned head = *cqHead_;
-    if (head == __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE)) return;
+    if (head == __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE)) {
+      // Completions that found the completion queue full wait in the kernel's overflow
+      // list, and nothing else brings them in: ask for them (GETEVENTS with no minimum
+      // flushes the list into the queue) and drain again. Left there, their waits would
+      // never end, nor any later wait of this ring.
+      if ((__atomic_load_n(sqFlags_, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW) == 0) return;
+      if (IoUringEnter(fd_, 0, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) return;
+      if (head == __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE)) return;
+      continue;
+    }
     auto* cqe = static_cast<struct io_uring_cqe*>(cqes_) + (head & *cqMask_);
     uint64_t id = cqe->user_data;
     int res = cqe->res;
