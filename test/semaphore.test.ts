@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import { createSemaphore, openSemaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type Semaphore } from '../src/index.js';
 import { join } from 'node:path';
-import { unlinkBoundedPool } from '../src/index.js';
+import { unlinkBoundedPool, unlinkMutex } from '../src/index.js';
 import { checkFdLeaks, fixturesDir, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
@@ -273,6 +273,48 @@ describe('semaphore: waiting', () => {
     // Which one a kernel gives is reported, not required (io_uring futex waits need Linux 6.7).
     assert.ok(['io_uring', 'thread'].includes(ring.backends.semaphore));
   });
+});
+
+describe('semaphore, mutex, pool: a worker that uses ipckit alone is terminated while it waits', () => {
+  // The main thread of this child never loads ipckit: when the worker ends, Node unloads
+  // the addon, and anything the addon still had to close must not run after that.
+  const CHILD = `
+    const { Worker } = require('node:worker_threads');
+    const w = new Worker(\`
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.index).then(async (ipc) => {
+        const [sem, mutex, pool] = workerData.names;
+        const s = ipc.createSemaphore(sem);
+        s.wait().catch(() => {});
+        const m = ipc.createMutex(mutex);
+        m.tryLock();
+        (await ipc.openMutex(mutex)).lock().catch(() => {});
+        const p = ipc.createBoundedPool(pool, { permits: 1 });
+        p.tryAcquire();
+        p.acquire().catch(() => {});
+        parentPort.postMessage(s.backend);
+      });
+    \`, { eval: true, workerData: { index: process.argv[1], names: process.argv.slice(2) } });
+    w.once('message', async (backend) => {
+      await w.terminate();
+      setTimeout(() => console.log(backend), 100);
+    });
+  `;
+
+  for (const [env, backend] of [[{}, 'io_uring'], [{ IPCKIT_NO_URING: '1' }, 'thread']] as const) {
+    it(`pending semaphore wait, mutex lock and pool acquire (${backend} backend): the process survives`, async () => {
+      const names = [sname('wsem'), uniqueName('wmutex'), uniqueName('wpool')];
+      try {
+        const r = await run(process.execPath, ['-e', CHILD, join(repoRoot, 'dist', 'src', 'index.js'), ...names], { timeoutMs: 20_000, env: { ...process.env, ...env } }).done;
+        assert.equal(r.signal, null, `the process died of ${r.signal}`);
+        assert.equal(r.code, 0, r.stderr);
+        if (backend === 'thread') assert.equal(r.stdout.trim(), 'thread');
+      } finally {
+        unlinkMutex(names[1]!);
+        unlinkBoundedPool(names[2]!);
+      }
+    });
+  }
 });
 
 describe('semaphore: permits', () => {

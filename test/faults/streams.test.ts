@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { createFifo, openFifo, unlinkFifo } from '../../src/fifo.js';
 import { createPipe, spawnWithPipes } from '../../src/pipe.js';
 import { native } from '../../src/native.js';
-import { checkFdLeaks, fixturesDir, jsonLineReader, rejectsWith, run, runPython, scratchPath, within } from '../helpers.js';
+import { checkFdLeaks, fixturesDir, jsonLineReader, rejectsWith, repoRoot, run, runPython, scratchPath, within } from '../helpers.js';
 import { join } from 'node:path';
 
 checkFdLeaks();
@@ -161,5 +161,32 @@ describe('faults: a payload that fails to decode', () => {
     assert.equal(await within(rx.receive(), 5000), 3);
     await rejectsWith(within(rx.receive(), 5000), 'ERR_IPCKIT_CLOSED');
     await child.close();
+  });
+});
+
+describe('faults: a worker that uses ipckit alone is terminated while it waits', () => {
+  // The main thread of this child never loads ipckit: when the worker ends, Node unloads
+  // the addon, and anything the addon still had to close must not run after that.
+  const CHILD = `
+    const { Worker } = require('node:worker_threads');
+    const w = new Worker(\`
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData).then(({ createPipe }) => {
+        const { reader, writer } = createPipe();
+        reader.receive().catch(() => {});
+        parentPort.postMessage('waiting');
+      });
+    \`, { eval: true, workerData: process.argv[1] });
+    w.once('message', async () => {
+      await w.terminate();
+      setTimeout(() => console.log('survived'), 100);
+    });
+  `;
+
+  it('a pending pipe receive: the process survives', async () => {
+    const r = await run(process.execPath, ['-e', CHILD, join(repoRoot, 'dist', 'src', 'index.js')], { timeoutMs: 20_000 }).done;
+    assert.equal(r.signal, null, `the process died of ${r.signal}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'survived');
   });
 });
