@@ -24,6 +24,10 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-fexceptions", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-lrt", "-lpthread"],
+      # Never unloaded: when a worker that alone loaded the addon ends, Node dlcloses it,
+      # and the libuv handles our cleanup hooks close would then call back into unmapped
+      # code (a SIGSEGV of the whole process).
+      "ldflags": ["-Wl,-z,nodelete"],
       "conditions": [
         ["ipckit_copying not in (\"0\", \"false\", 0)", { "defines": ["IPCKIT_NO_EXTERNAL_BUFFERS"] }]
       ]
