@@ -8,7 +8,8 @@ import { describe, it } from 'node:test';
 import { createFifo, openFifo, unlinkFifo } from '../../src/fifo.js';
 import { createPipe, spawnWithPipes } from '../../src/pipe.js';
 import { native } from '../../src/native.js';
-import { checkFdLeaks, fixturesDir, jsonLineReader, rejectsWith, repoRoot, run, runPython, scratchPath, within } from '../helpers.js';
+import { unlinkMessageQueue } from '../../src/mqueue.js';
+import { checkFdLeaks, fixturesDir, jsonLineReader, rejectsWith, repoRoot, run, runPython, scratchPath, uniqueName, within } from '../helpers.js';
 import { join } from 'node:path';
 
 checkFdLeaks();
@@ -182,6 +183,46 @@ describe('faults: a worker that uses ipckit alone is terminated while it waits',
       setTimeout(() => console.log('survived'), 100);
     });
   `;
+
+  it('the descriptors it had open are closed when it ends (pipe ends, a FIFO reader, a message queue)', async () => {
+    const fifo = createFifo(scratchPath('wfifo'));
+    const queue = uniqueName('wq');
+    const child = `
+      const { Worker } = require('node:worker_threads');
+      const { readdirSync, readlinkSync } = require('node:fs');
+      const ours = () => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync('/proc/self/fd/' + fd); } catch { return ''; } })
+        .filter((t) => t.startsWith('pipe:') || t.includes('ipckit-test')).sort();
+      const before = ours();
+      const w = new Worker(\`
+        const { parentPort, workerData } = require('node:worker_threads');
+        import(workerData.index).then(async (ipc) => {
+          const idle = ipc.createPipe();
+          const waiting = ipc.createPipe();
+          waiting.reader.receive().catch(() => {});
+          const fifo = await ipc.openFifo(workerData.fifo, 'r', { keepOpen: true });
+          fifo.receive().catch(() => {});
+          const q = ipc.createMessageQueue(workerData.queue, { maxMessages: 1, messageSize: 8 });
+          q.receive().catch(() => {});
+          parentPort.postMessage('ready');
+        });
+      \`, { eval: true, workerData: { index: process.argv[1], fifo: process.argv[2], queue: process.argv[3] } });
+      w.once('message', async () => {
+        const during = ours().length - before.length;
+        await w.terminate();
+        setTimeout(() => console.log(JSON.stringify({ during, left: ours().filter((t) => !before.includes(t)) })), 100);
+      });
+    `;
+    try {
+      const r = await run(process.execPath, ['-e', child, join(repoRoot, 'dist', 'src', 'index.js'), fifo, queue], { timeoutMs: 20_000 }).done;
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { during: number; left: string[] };
+      assert.ok(out.during >= 7, `the worker had ${out.during} of its descriptors open`);
+      assert.deepEqual(out.left, [], 'descriptors of the ended worker are still open');
+    } finally {
+      unlinkFifo(fifo);
+      unlinkMessageQueue(queue);
+    }
+  });
 
   it('a pending pipe receive: the process survives', async () => {
     const r = await run(process.execPath, ['-e', CHILD, join(repoRoot, 'dist', 'src', 'index.js')], { timeoutMs: 20_000 }).done;
