@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <cerrno>
@@ -25,8 +26,9 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     exports.Set("FdWatcher", ctor);
   }
 
-  // new FdWatcher(fd, callback(status, events)): status is 0 or a negative libuv error;
-  // events is a mask of 1 (readable) and 2 (writable).
+  // new FdWatcher(fd, callback(status, events), ownsFd?): status is 0 or a negative libuv
+  // error; events is a mask of 1 (readable) and 2 (writable). With ownsFd, close() closes
+  // the fd too, and so does the end of the env (a worker that ends) if JS never did.
   explicit FdWatcher(const Napi::CallbackInfo& info)
       : Napi::ObjectWrap<FdWatcher>(info), context_(info.Env(), "ipckit.FdWatcher") {
     Napi::Env env = info.Env();
@@ -44,9 +46,14 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     if (err != 0) throw ErrnoError(env, err, "epoll_ctl");
     fd_ = fd;
     env_ = env;
+    ownsFd_ = info.Length() > 2 && info[2].ToBoolean();
+    if (ownsFd_) AddHook();
   }
 
-  ~FdWatcher() override { CloseHandle(); }
+  ~FdWatcher() override {
+    CloseHandle();
+    RemoveHook();
+  }
 
  private:
   // 0 if epoll accepts `fd`, else the errno (EPERM for files epoll cannot watch).
@@ -75,7 +82,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
         throw ErrnoError(info.Env(), -err, "epoll_ctl");
       }
       handle_->data = this;
-      napi_add_env_cleanup_hook(env_, CleanupHook, this);
+      AddHook();
       ApplyLoopRef();
     }
     int events = ArgInt(info, 0) & (UV_READABLE | UV_WRITABLE);
@@ -93,9 +100,12 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     return info.Env().Undefined();
   }
 
+  // close(): stops watching for good; closes the fd too if the watcher owns it.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     closed_ = true;
     CloseHandle();
+    CloseOwnedFd();
+    RemoveHook();
     return info.Env().Undefined();
   }
 
@@ -126,20 +136,41 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   void CloseHandle() {
     StopHandle();
     if (handle_ != nullptr) {
-      napi_remove_env_cleanup_hook(env_, CleanupHook, this);
       uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
       handle_ = nullptr;
     }
   }
 
-  // A worker thread that ends must not leave an open handle on its loop.
+  void CloseOwnedFd() {
+    if (!ownsFd_ || fd_ < 0) return;
+    close(fd_);  // Linux releases the fd even on EINTR: never retried
+    fd_ = -1;
+  }
+
+  void AddHook() {
+    if (hooked_) return;
+    napi_add_env_cleanup_hook(env_, CleanupHook, this);
+    hooked_ = true;
+  }
+
+  void RemoveHook() {
+    if (!hooked_) return;
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    hooked_ = false;
+  }
+
+  // A worker thread that ends must not leave an open handle on its loop, nor an fd that
+  // only its JS code would have closed.
   static void CleanupHook(void* arg) {
     FdWatcher* self = static_cast<FdWatcher*>(arg);
+    self->hooked_ = false;
+    self->closed_ = true;
     if (self->handle_ != nullptr) {
       uv_poll_stop(self->handle_);
       uv_close(reinterpret_cast<uv_handle_t*>(self->handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
       self->handle_ = nullptr;
     }
+    self->CloseOwnedFd();
   }
 
   static void OnPoll(uv_poll_t* handle, int status, int events) {
@@ -166,6 +197,8 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   uv_loop_t* loop_ = nullptr;
   int fd_ = -1;
   bool closed_ = false;
+  bool ownsFd_ = false;
+  bool hooked_ = false;
   bool active_ = false;
   bool loopRef_ = true;
   Napi::AsyncContext context_;

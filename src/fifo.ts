@@ -22,7 +22,7 @@ import { constants as osConstants } from 'node:os';
 import { cancellableWait, type WaitOptions } from './channel.js';
 import type { CodecOption, MessageOf } from './codec.js';
 import { errnoError, IpcError, sys } from './errors.js';
-import { native, type NativeStat } from './native.js';
+import { native, type FdWatcher, type NativeStat } from './native.js';
 import { checkOwner, createMode, fileTypeName, type CreateModeOptions, type OwnerCheckOptions } from './permissions.js';
 import { runtimePath } from './runtime.js';
 import { PipeReader, PipeWriter, setPipeCapacity } from './pipe.js';
@@ -115,13 +115,13 @@ export class FifoReader<T> extends PipeReader<T> {
     readonly path: string,
     fd: number,
     options: ReaderOptions<CodecOption | undefined>,
-    keepOpenFd: number | undefined,
+    keepOpen: FdWatcher | undefined,
     unlinkOnClose = false,
   ) {
     super(fd, options, {
-      zeroReadNeedsPoll: keepOpenFd === undefined,
+      zeroReadNeedsPoll: keepOpen === undefined,
       onRelease: () => {
-        if (keepOpenFd !== undefined) native.close(keepOpenFd);
+        keepOpen?.close(); // closes the write end we held
         if (unlinkOnClose) unlinkQuietly(path);
       },
     });
@@ -210,18 +210,22 @@ export async function openFifo<C extends CodecOption | undefined = undefined>(
   if (mode === 'r') {
     const fd = sys(`open FIFO ${path} for reading`, () => native.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
     let keepOpenFd: number | undefined;
+    let keepOpen: FdWatcher | undefined;
     try {
       checkOpened(path, fd, before, options);
       // Holding a write end ourselves keeps the stream open between writers.
       if (options.keepOpen) {
         keepOpenFd = sys(`open FIFO ${path}`, () => native.open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
         checkOpened(path, keepOpenFd, before, options);
+        // Never started: it only owns the fd, so that a worker that ends closes it too.
+        keepOpen = new native.FdWatcher(keepOpenFd, () => {}, true);
       }
       if (options.capacity !== undefined) setPipeCapacity(fd, options.capacity);
-      return new FifoReader<MessageOf<C>>(path, fd, ropts, keepOpenFd, options.unlinkOnClose === true);
+      return new FifoReader<MessageOf<C>>(path, fd, ropts, keepOpen, options.unlinkOnClose === true);
     } catch (e) {
       native.close(fd);
-      if (keepOpenFd !== undefined) native.close(keepOpenFd);
+      if (keepOpen) keepOpen.close();
+      else if (keepOpenFd !== undefined) native.close(keepOpenFd);
       throw e;
     }
   }

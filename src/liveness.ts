@@ -91,11 +91,8 @@ export function watchProcess(pid: number, options?: WaitOptions): Promise<void> 
       reject(err);
       return;
     }
-    const poll = new FdPoll(fd);
-    const release = (): void => {
-      poll.close();
-      native.close(fd);
-    };
+    const poll = new FdPoll(fd, true);
+    const release = (): void => poll.close(); // and the pidfd with it
     // A pidfd becomes readable when the process exits.
     poll.want('read', () => {
       release();

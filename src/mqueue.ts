@@ -229,7 +229,7 @@ class QueueCore {
     readonly messageSize: number,
     readonly unlinkOnClose: boolean,
   ) {
-    this.poll = new FdPoll(fd);
+    this.poll = new FdPoll(fd, true); // it closes the fd
   }
 
   error(errno: number, syscall: string, what: string): IpcError {
@@ -241,8 +241,7 @@ class QueueCore {
     if (this.closed) return;
     this.closed = true;
     for (const f of this.onClose) f();
-    this.poll.close();
-    native.close(this.fd);
+    this.poll.close(); // and the fd with it
     if (this.unlinkOnClose) unlinkMessageQueue(this.name);
   }
 }
@@ -819,14 +818,16 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
   const codec = resolveCodec(options.codec);
   // Owner-only until the exact mode is set through the fd: never wider, even for a moment.
   const fd = mqOpen(qname, accessFlags(access) | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, messageSize });
+  let core: QueueCore | undefined;
   try {
     if (group !== undefined) sys(`set the group of message queue ${qname}`, () => native.fchown(fd, -1, group), { path: qname });
     sys(`set the mode of message queue ${qname}`, () => native.fchmod(fd, mode), { path: qname });
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    const core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true);
+    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true);
     return makeHandle(access, core, codec) as HandleFor<A, MessageOf<C>>;
   } catch (e) {
-    native.close(fd);
+    if (core) core.poll.close(); // it owns the fd now
+    else native.close(fd);
     try {
       native.mqUnlink(qname);
     } catch {
@@ -862,14 +863,16 @@ export function openMessageQueue<C extends CodecOption | undefined = undefined>(
   const check: OwnerCheckOptions = { ...(allowedMode !== undefined ? { mode: allowedMode } : {}), ...(options.owner !== undefined ? { owner: options.owner } : {}), ...(options.trustAnyOwner !== undefined ? { trustAnyOwner: options.trustAnyOwner } : {}) };
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
   const fd = mqOpen(qname, accessFlags(access), 0, undefined);
+  let core: QueueCore | undefined;
   try {
     const st = sys(`fstat message queue ${qname}`, () => native.fstat(fd), { path: qname });
     checkOwner(st, `message queue ${qname}`, check);
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    const core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true);
+    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true);
     return makeHandle(access, core, codec);
   } catch (e) {
-    native.close(fd);
+    if (core) core.poll.close(); // it owns the fd now
+    else native.close(fd);
     throw e;
   }
 }

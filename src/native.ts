@@ -30,14 +30,18 @@ export interface FdWatcher {
   /** Watch for `events` (1 readable, 2 writable); replaces the previous mask. */
   start(events: number): void;
   stop(): void;
-  /** Stops and releases the libuv handle. Call before closing the fd. */
+  /** Stops and releases the libuv handle. Call before closing the fd (a watcher that owns its fd closes it here). */
   close(): void;
   /** false: while watching, this watcher alone does not keep the process alive (uv_unref). */
   setLoopRef(on: boolean): void;
 }
 export interface FdWatcherConstructor {
-  /** `callback(status, events)`: status 0 or a negative libuv error (then try the syscall to learn why). */
-  new (fd: number, callback: (status: number, events: number) => void): FdWatcher;
+  /**
+   * `callback(status, events)`: status 0 or a negative libuv error (then try the syscall
+   * to learn why). `ownsFd`: close() closes the fd, and so does the end of this thread's
+   * env (a worker that ends) if close() was never called.
+   */
+  new (fd: number, callback: (status: number, events: number) => void, ownsFd?: boolean): FdWatcher;
 }
 
 /** native/fd.cc */

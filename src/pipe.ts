@@ -23,7 +23,7 @@ import { describeExit, exitWithin, startChild, validateArgv, waitForExit, type C
 import type { CodecOption, MessageOf } from './codec.js';
 import { errnoError, invalidArgument, IpcError, sys } from './errors.js';
 import { native } from './native.js';
-import { FdReader, FdWriter, type ReaderOptions, type StreamHooks, type WriterOptions } from './stream.js';
+import { FdReader, FdWriter, validateStreamOptions, type ReaderOptions, type StreamHooks, type WriterOptions } from './stream.js';
 import * as validate from './validate.js';
 
 const O_ACCMODE = 3;
@@ -140,17 +140,18 @@ export function createPipe<C extends CodecOption | undefined = undefined>(
   options: PipeOptions<C> = {},
 ): { reader: PipeReader<MessageOf<C>>; writer: PipeWriter<MessageOf<C>> } {
   validate.object('options', options);
+  validateStreamOptions(options);
   const [r, w] = sys('create pipe', () => native.pipe());
+  let reader: PipeReader<MessageOf<C>> | undefined;
   try {
     native.setNonBlocking(r, true);
     native.setNonBlocking(w, true);
     if (options.capacity !== undefined) setPipeCapacity(w, options.capacity);
-    return {
-      reader: new PipeReader<MessageOf<C>>(r, readerOptions(options)),
-      writer: new PipeWriter<MessageOf<C>>(w, writerOptions(options)),
-    };
+    reader = new PipeReader<MessageOf<C>>(r, readerOptions(options));
+    return { reader, writer: new PipeWriter<MessageOf<C>>(w, writerOptions(options)) };
   } catch (e) {
-    native.close(r);
+    if (reader) void reader.close(); // it owns r now
+    else native.close(r);
     native.close(w);
     throw e;
   }

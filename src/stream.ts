@@ -41,8 +41,15 @@ export class FdPoll {
   #onReadable: (() => void) | undefined;
   #onWritable: (() => void) | undefined;
 
-  constructor(readonly fd: number) {
-    this.#watcher = new native.FdWatcher(fd, (status, events) => this.#event(status, events));
+  /**
+   * `ownsFd`: the fd is this poll's to close: close() closes it, and so does the end of a
+   * worker whose code never did (no descriptor outlives the thread that used it).
+   */
+  constructor(
+    readonly fd: number,
+    ownsFd = false,
+  ) {
+    this.#watcher = new native.FdWatcher(fd, (status, events) => this.#event(status, events), ownsFd);
   }
 
   get closed(): boolean {
@@ -210,7 +217,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
     this.#decoder = new FrameDecoder(framing, maxMessageSize, Math.min(size, FIRST_READ));
     this.#hooks = hooks;
     this.#ownsPoll = poll === undefined;
-    this.#poll = poll ?? new FdPoll(fd);
+    this.#poll = poll ?? new FdPoll(fd, true);
     this.#waiters.onCancel = () => {
       if (this.#waiters.length === 0) this.#idlePolling();
     };
@@ -466,8 +473,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
       const poll = this.#poll;
       this.#poll = null;
       if (this.#ownsPoll) {
-        poll.close();
-        native.close(this.fd);
+        poll.close(); // and the fd with it
         this.#hooks.onRelease?.();
       } else {
         poll.unwant('read');
@@ -538,7 +544,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     this.#hooks = hooks;
     this.#batch = Buffer.allocUnsafe(this.#batchSize);
     this.#ownsPoll = poll === undefined;
-    this.#poll = poll ?? new FdPoll(fd);
+    this.#poll = poll ?? new FdPoll(fd, true);
   }
 
   /** Largest payload `send` accepts (smaller than maxMessageSize in atomic mode). */
@@ -844,8 +850,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     const poll = this.#poll;
     this.#poll = null;
     if (this.#ownsPoll) {
-      poll.close();
-      native.close(this.fd);
+      poll.close(); // and the fd with it
     } else {
       poll.unwant('write');
     }
