@@ -11,7 +11,8 @@
  * Only the started process is covered, not what it starts itself, unless `processGroup`
  * is set (the default for shell commands): then the helper stays as a small supervisor
  * leading a process group, forwards signals to the whole group and kills the whole group
- * when we die.
+ * when we die, for as long as the command runs (it exits with the command: what the
+ * command leaves running in the background is not covered after that).
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync, statSync } from 'node:fs';

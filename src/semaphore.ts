@@ -8,9 +8,10 @@
  *   owner and mode with fstat before using it; a semaphore someone else made (a squatter
  *   who created the name first, with whatever value) is ERR_IPCKIT_PERMISSION unless the
  *   caller opts in. The handle maps that very file: the semaphore used is the one checked.
- * - `wait()` is async and keeps the event loop free without using libuv's thread pool:
- *   each handle that waits has one dedicated native thread doing sem_wait. A wait that
- *   ends by timeout or abort takes no permit (a permit the thread got after the wait was
+ * - `wait()` is async and keeps the event loop free without using libuv's thread pool: a
+ *   futex wait completed on the event loop through io_uring where the kernel has it (see
+ *   `backend`), else one dedicated native thread per waiting handle doing sem_wait. A wait
+ *   that ends by timeout or abort takes no permit (a permit taken after the wait was
  *   cancelled is posted back). `waitSync()` blocks the calling thread (workers, scripts).
  * - `acquire()` gives a permit for `using` / `await using`, released exactly once.
  *
