@@ -28,6 +28,8 @@ thread_local bool tlsTried = false;
 
 int IoUringSetup(unsigned entries, struct io_uring_params* p) { return static_cast<int>(syscall(__NR_io_uring_setup, entries, p)); }
 int IoUringEnter(int fd, unsigned toSubmit) { return static_cast<int>(syscall(__NR_io_uring_enter, fd, toSubmit, 0, 0, nullptr, 0)); }
+// Moves completions the kernel kept aside (the CQ ring was full) into the ring.
+int IoUringFlush(int fd) { return static_cast<int>(syscall(__NR_io_uring_enter, fd, 0, 0, IORING_ENTER_GETEVENTS, nullptr, 0)); }
 int IoUringRegister(int fd, unsigned op, void* arg, unsigned n) { return static_cast<int>(syscall(__NR_io_uring_register, fd, op, arg, n)); }
 
 }  // namespace
@@ -80,6 +82,7 @@ bool FutexRing::Setup(napi_env env) {
   sqTail_ = reinterpret_cast<unsigned*>(base + p.sq_off.tail);
   sqMask_ = reinterpret_cast<unsigned*>(base + p.sq_off.ring_mask);
   sqArray_ = reinterpret_cast<unsigned*>(base + p.sq_off.array);
+  sqFlags_ = reinterpret_cast<unsigned*>(base + p.sq_off.flags);
   cqHead_ = reinterpret_cast<unsigned*>(base + p.cq_off.head);
   cqTail_ = reinterpret_cast<unsigned*>(base + p.cq_off.tail);
   cqMask_ = reinterpret_cast<unsigned*>(base + p.cq_off.ring_mask);
@@ -186,9 +189,19 @@ void FutexRing::Hold(int delta) {
 }
 
 void FutexRing::Drain() {
+  bool flushed = false;
   for (;;) {
     unsigned head = *cqHead_;
-    if (head == __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE)) return;
+    if (head == __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE)) {
+      // More completions than the CQ ring holds (one wake of many waiters) wait in the
+      // kernel's overflow list: they keep the fd readable and reach the ring only when
+      // asked for. Without this the loop would spin on the fd and those waits never end.
+      if (flushed || (__atomic_load_n(sqFlags_, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW) == 0) return;
+      IoUringFlush(fd_);
+      flushed = true;  // once per batch: a flush that brings nothing must not spin
+      continue;
+    }
+    flushed = false;
     auto* cqe = static_cast<struct io_uring_cqe*>(cqes_) + (head & *cqMask_);
     uint64_t id = cqe->user_data;
     int res = cqe->res;

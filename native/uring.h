@@ -62,6 +62,7 @@ class FutexRing {
   unsigned* sqTail_ = nullptr;
   unsigned* sqMask_ = nullptr;
   unsigned* sqArray_ = nullptr;
+  unsigned* sqFlags_ = nullptr;
   unsigned* cqHead_ = nullptr;
   unsigned* cqTail_ = nullptr;
   unsigned* cqMask_ = nullptr;

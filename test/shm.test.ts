@@ -312,6 +312,25 @@ describe('futex wait and notify across processes', () => {
     assert.equal((await Promise.all(waits)).length, 8);
   });
 
+  for (const path of ['io_uring', 'threads'] as const) {
+    it(`one notify ends 200 waitAsync calls of another process at once (${path} path), which then exits`, async () => {
+      const n = name();
+      using seg = createSharedMemory(n, 4096);
+      const env = path === 'threads' ? { ...process.env, IPCKIT_NO_URING: '1' } : process.env;
+      const peer = runFixture('shm-peer', ['waitmany', n, '2', '0', '200', '5000'], { env, timeoutMs: 15_000 });
+      const lines = jsonLines(peer);
+      await lines.next();
+      await sleep(50);
+      seg.store(2, 1);
+      seg.notify(2);
+      const { results } = await lines.next(10_000);
+      // Woken, or (a waiter thread not yet asleep) saw the new value at once: never a timeout.
+      assert.equal((results.ok ?? 0) + (results['not-equal'] ?? 0), 200, JSON.stringify(results));
+      const r = await peer.done;
+      assert.equal(r.code, 0, `the peer exits once its waits are settled (${r.signal ?? r.code}) ${r.stderr}`);
+    });
+  }
+
   it('waitSync returns not-equal and timed-out like Atomics.wait', () => {
     const n = name();
     using seg = createSharedMemory(n, 4096);
