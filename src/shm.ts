@@ -26,7 +26,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { cancellableWait, type WaitOptions } from './channel.js';
-import { closedError, errnoError, IpcError, sys } from './errors.js';
+import { closedError, errnoError, IpcError, sys, toIpcError } from './errors.js';
 import { native, type FutexResult, type NativeFutexWaiters, type NativeMapping, type NativeStat } from './native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from './permissions.js';
 import * as validate from './validate.js';
@@ -73,6 +73,22 @@ function poolSlice(length: number): Uint8Array {
   const b = new Uint8Array(pool, poolOffset, length);
   poolOffset = (poolOffset + length + 7) & ~7;
   return b;
+}
+
+/**
+ * Starts an asynchronous wait or a watch. On the thread path a wait needs a thread of its
+ * own, and there are at most 256: past that the native EAGAIN becomes ERR_IPCKIT_LIMIT.
+ */
+function startWait(what: string, start: () => number): number {
+  try {
+    return start();
+  } catch (e) {
+    const err = toIpcError(e, what);
+    if (err.systemCode === 'EAGAIN' && err.syscall?.startsWith('pthread_create')) {
+      throw new IpcError('ERR_IPCKIT_LIMIT', `${what}: too many asynchronous futex waits at once in this thread (at most 256 on the thread path)`, { cause: err, errno: err.errno, syscall: 'pthread_create', systemCode: 'EAGAIN' });
+    }
+    throw err;
+  }
 }
 
 /** @internal How asynchronous futex waits sleep in this thread: 'io_uring' (the completion wakes the event loop) or 'threads' (a waiter thread, then the event loop). */
@@ -125,7 +141,7 @@ export abstract class Memory {
   /** A persistent watch on a word, for channels that sleep and wake in turn. `report` runs on the event loop. */
   watch(index: number, sliceMs: number, report: (result: FutexResult) => void): WordWatch {
     const w = futexWaiters();
-    const id = w.watch(this.mapping, index * 4, sliceMs);
+    const id = startWait('watch a futex word', () => w.watch(this.mapping, index * 4, sliceMs));
     waitCallbacks.set(id, report);
     let closed = false;
     return {
@@ -143,7 +159,7 @@ export abstract class Memory {
   /** Waits on a native waiter thread; `done` runs on the event loop. Returns a cancel function. */
   waitAsync(index: number, expected: number, timeoutMs: number, done: (result: FutexResult) => void): () => void {
     const w = futexWaiters();
-    const id = w.wait(this.mapping, index * 4, expected, timeoutMs);
+    const id = startWait('wait on a futex word', () => w.wait(this.mapping, index * 4, expected, timeoutMs));
     waitCallbacks.set(id, done);
     oneShot.add(id);
     return () => {

@@ -331,6 +331,20 @@ describe('futex wait and notify across processes', () => {
     });
   }
 
+  it('the thread path takes 256 waits at once; more are ERR_IPCKIT_LIMIT', async () => {
+    const n = name();
+    using seg = createSharedMemory(n, 4096);
+    const peer = runFixture('shm-peer', ['waitmany', n, '2', '0', '300', '5000'], { env: { ...process.env, IPCKIT_NO_URING: '1' }, timeoutMs: 15_000 });
+    const lines = jsonLines(peer);
+    await lines.next();
+    await sleep(50);
+    seg.store(2, 1);
+    seg.notify(2);
+    const { results } = await lines.next(10_000);
+    assert.deepEqual({ settled: (results.ok ?? 0) + (results['not-equal'] ?? 0), limit: results.ERR_IPCKIT_LIMIT }, { settled: 256, limit: 44 }, JSON.stringify(results));
+    assert.equal((await peer.done).code, 0);
+  });
+
   it('waitSync returns not-equal and timed-out like Atomics.wait', () => {
     const n = name();
     using seg = createSharedMemory(n, 4096);
