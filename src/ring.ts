@@ -722,9 +722,14 @@ export class RingSender<T> implements Sender<T> {
     }
   }
 
-  /** Does `n` more bytes fit after position `t`? Refreshes the cached head when it seems not. */
+  /**
+   * Does `n` more bytes fit after position `t`? One producer: the cached head is re-read
+   * only when the ring looks full (the tail is ours, so the cache is less than a lap
+   * behind). Many producers: the others move the tail, so a cached head can be behind by
+   * any multiple of 2^32 and make a full ring look empty: the head is read every time.
+   */
   #room(t: number, n: number): boolean {
-    if (this.#capacity - ((t - this.#headCache) >>> 0) >= n) return true;
+    if (!this.#many && this.#capacity - ((t - this.#headCache) >>> 0) >= n) return true;
     const head = this.#mem.load(W_HEAD) >>> 0;
     this.#core.span(t, head);
     this.#headCache = head;

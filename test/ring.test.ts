@@ -263,6 +263,35 @@ describe('ring: across processes', () => {
     await rx.close();
   });
 
+  it('many producers: one that sent nothing while 4 GiB went through still sees a full ring as full (positions wrap at 2^32)', async () => {
+    const n = ringName();
+    const capacity = 1 << 24;
+    using ring = createRing(n, { capacity, producers: 'many', maxMessageSize: capacity - 8 });
+    const rx = track(ring.receiver({ spinMicros: 0 }));
+    const idle = runFixture('ring-peer', ['idle', n]);
+    const lines = jsonLines(idle);
+    await lines.next();
+    const tx = track(ring.sender({ spinMicros: 0 }));
+    // Records of half the ring, passed through until the head is half a ring short of 2^32 ...
+    const big = new Uint8Array(capacity / 2 - 8);
+    for (let i = 0; i < 2 ** 32 / (capacity / 2) - 1; i++) {
+      assert.ok(tx.trySend(big));
+      rx.tryReceiveView()!.release();
+    }
+    // ... then the ring is filled: the tail is past 2^32, a small number again.
+    for (const mark of [1, 2]) {
+      big[0] = mark;
+      assert.ok(tx.trySend(big));
+    }
+    assert.equal(ring.info().used, capacity);
+    idle.child.stdin!.write('go\n');
+    assert.deepEqual(await lines.next(), { sent: false }, 'the idle producer finds the ring full');
+    assert.deepEqual([rx.tryReceive()?.[0], rx.tryReceive()?.[0]], [1, 2], 'both queued messages arrive, intact');
+    assert.equal((await idle.done).code, 0);
+    await tx.close();
+    await rx.close();
+  });
+
   it('both ways of sleeping work: io_uring futex waits, and waiter threads (IPCKIT_NO_URING=1)', async () => {
     for (const env of [{}, { IPCKIT_NO_URING: '1' }]) {
       const n = ringName();
