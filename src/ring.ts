@@ -459,6 +459,7 @@ export class RingSender<T> implements Sender<T> {
   #watch: WordWatch | undefined;
   #armed = false; // the watch will report
   #retryTimer: NodeJS.Timeout | undefined;
+  #deepAt = now(); // last liveness and size check of a wait that does not sleep
   #closed = false;
   #error: IpcError | null = null;
 
@@ -910,7 +911,7 @@ export class RingSender<T> implements Sender<T> {
         if (this.#spinner.max === Infinity) {
           this.#retryTimer = setImmediate(() => {
             this.#retryTimer = undefined;
-            this.#arm();
+            this.#arm(this.#deepDue());
           }) as unknown as NodeJS.Timeout;
           return;
         }
@@ -918,7 +919,7 @@ export class RingSender<T> implements Sender<T> {
       if (r === 'busy') {
         this.#retryTimer = setTimeout(() => {
           this.#retryTimer = undefined;
-          this.#arm();
+          this.#arm(this.#deepDue());
         }, 1);
         return;
       }
@@ -940,6 +941,14 @@ export class RingSender<T> implements Sender<T> {
       const err = this.#fail(e);
       this.#waiting.rejectAll(err);
     }
+  }
+
+  /** A wait that retries without sleeping checks the peer and the segment every slice, as a sleeping one does after each sleep. */
+  #deepDue(): boolean {
+    const t = now();
+    if (t - this.#deepAt < SLICE_MS) return false;
+    this.#deepAt = t;
+    return true;
   }
 
   #stopWaiting(closing = false): void {
@@ -989,6 +998,7 @@ export class RingReceiver<T> implements Receiver<T> {
   #watch: WordWatch | undefined;
   #armed = false; // the watch will report
   #retry: NodeJS.Immediate | undefined;
+  #deepAt = now(); // last liveness and size check of a wait that does not sleep
   #closed = false;
   #error: IpcError | null = null;
   #ended: IpcError | null = null;
@@ -1454,7 +1464,7 @@ export class RingReceiver<T> implements Receiver<T> {
           this.#retry = undefined;
           const until = now() + 1;
           while (now() < until && (mem.load(W_TAIL) >>> 0) === this.#tailCache && this.#readPos === this.#tailCache);
-          this.#arm(false);
+          this.#arm(this.#deepDue());
         });
         return;
       }
@@ -1476,6 +1486,14 @@ export class RingReceiver<T> implements Receiver<T> {
       const err = this.#failIfCorrupt(e);
       this.#waiters.rejectAll(err);
     }
+  }
+
+  /** A wait that retries without sleeping checks the producers and the segment every slice, as a sleeping one does after each sleep. */
+  #deepDue(): boolean {
+    const t = now();
+    if (t - this.#deepAt < SLICE_MS) return false;
+    this.#deepAt = t;
+    return true;
   }
 
   #stopWaiting(closing = false): void {

@@ -292,6 +292,33 @@ describe('ring: across processes', () => {
     await rx.close();
   });
 
+  it('spinMicros: Infinity (never sleeps) still sees a dead producer and a dead receiver', async () => {
+    const n = ringName();
+    using ring = createRing(n, { capacity: 4096 });
+    const rx = track(ring.receiver({ spinMicros: Infinity }));
+    const producer = runFixture('ring-peer', ['idle', n]);
+    await jsonLines(producer).next();
+    const receiving = rx.receive({ timeout: 5000 });
+    await sleep(20);
+    producer.child.kill('SIGKILL');
+    await producer.done;
+    await rejectsWith(receiving, 'ERR_IPCKIT_PEER_GONE');
+    await rx.close();
+
+    const n2 = ringName();
+    using ring2 = createRing(n2, { capacity: 4096 });
+    const tx = track(ring2.sender({ spinMicros: Infinity }));
+    const holder = runFixture('ring-peer', ['hold', n2]);
+    await jsonLines(holder).next();
+    while (tx.trySend(new Uint8Array(500)));
+    const sending = tx.send(new Uint8Array(500), { timeout: 5000 });
+    await sleep(20);
+    holder.child.kill('SIGKILL');
+    await holder.done;
+    await rejectsWith(sending, 'ERR_IPCKIT_PEER_GONE');
+    await tx.close();
+  });
+
   it('both ways of sleeping work: io_uring futex waits, and waiter threads (IPCKIT_NO_URING=1)', async () => {
     for (const env of [{}, { IPCKIT_NO_URING: '1' }]) {
       const n = ringName();
