@@ -717,8 +717,12 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     }
   }
 
-  /** Takes one READY item, or undefined. */
-  #take(retried = false): Taken<T> | undefined {
+  /**
+   * Takes one READY item, or undefined. An item that fails to decode is dropped (counted as
+   * done) and its error thrown; but in a batch that already holds items (`inBatch`) it is
+   * put back for the next get to report alone, since the batch cannot carry the error.
+   */
+  #take(retried = false, inBatch = false): Taken<T> | undefined {
     const mem = this.#mem;
     if ((++this.#ops & 255) === 0) this.#maintain(false);
     const cap = this.capacity;
@@ -742,6 +746,13 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       try {
         data = decodeWith(this.#codec, payload);
       } catch (e) {
+        if (inBatch) {
+          mem.storePlain(sw + S_DELIVERIES, deliveries - 1);
+          mem.store(sw, READY);
+          mem.store(W_GET_HINT, i);
+          this.#wake(W_ITEMS_SIGNAL, W_GETTERS_SLEEPING);
+          throw e;
+        }
         // An item we cannot decode is not ours to retry forever: drop it, counted as done.
         mem.store(sw, FREE);
         this.#afterDone(1);
@@ -752,7 +763,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       return job;
     }
     // Nothing ready: a dead consumer may hold jobs that are due again.
-    if (!retried && now() - this.#lastRecover >= RECOVER_EVERY_MS && this.#recover() > 0) return this.#take(true);
+    if (!retried && now() - this.#lastRecover >= RECOVER_EVERY_MS && this.#recover() > 0) return this.#take(true, inBatch);
     return undefined;
   }
 
@@ -761,9 +772,9 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     while (out.length < max) {
       let job: Taken<T> | undefined;
       try {
-        job = this.#take();
+        job = this.#take(false, out.length > 0);
       } catch (e) {
-        if (out.length > 0 && !isIpcError(e, 'ERR_IPCKIT_CORRUPT')) break;
+        if (out.length > 0 && !isIpcError(e, 'ERR_IPCKIT_CORRUPT')) break; // the next get reports it
         throw e;
       }
       if (!job) break;

@@ -101,6 +101,24 @@ describe('work queue: semantics in one process', () => {
     throwsWith(() => createWorkQueue(uniqueName(), { maxParticipants: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
+  it('an item that fails to decode is reported (ERR_IPCKIT_BAD_FRAME), also when getMany meets it after other items', async () => {
+    const name = uniqueName('wq');
+    names.push(name);
+    const q = createWorkQueue(name, { capacity: 8 }) as WorkQueue<unknown>; // raw bytes in
+    handles.push(q);
+    const c = open(name); // JSON out
+    await q.putMany([Buffer.from('{"a":1}'), Buffer.from('not json'), Buffer.from('{"b":2}')]);
+    const batch = await c.getMany(10);
+    assert.deepEqual(batch.map((j) => j.data), [{ a: 1 }], 'the batch ends before the bad item');
+    c.taskDone(batch);
+    await rejectsWith(c.get({ timeout: 1000 }), 'ERR_IPCKIT_BAD_FRAME');
+    const last = await c.get({ timeout: 1000 });
+    assert.deepEqual(last.data, { b: 2 });
+    c.taskDone(last);
+    await within(q.join(), 2000, 'join: the bad item counts as done');
+    assert.equal(q.stats().done, 3);
+  });
+
   it('get times out and aborts, takes nothing; close() rejects pending waits', async () => {
     const { name, q } = queue();
     await rejectsWith(q.get({ timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
