@@ -23,6 +23,7 @@
  * mapped while JavaScript still holds the SharedArrayBuffer (or a view of it), so a buffer
  * obtained before close() never turns into a crash; they are unmapped once it is garbage.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { cancellableWait, type WaitOptions } from './channel.js';
@@ -176,7 +177,7 @@ class SharedArrayMemory extends Memory {
 
   constructor(mapping: NativeMapping, readonly sab: SharedArrayBuffer) {
     super(mapping, sab.byteLength);
-    this.i32 = new Int32Array(sab, 0, sab.byteLength >>> 2);
+    this.i32 = new Int32Array(sab, 0, Math.floor(sab.byteLength / 4));
     this.u8 = new Uint8Array(sab);
   }
 
@@ -340,7 +341,10 @@ export class SharedMemory implements Disposable {
     this.#mapping = sys(`map ${this.#what}`, () => new native.Mapping(fd, size, !readOnly), { path: this.path });
     if (external && !readOnly) {
       this.#sab = this.#mapping.buffer();
-      this.#memory = new SharedArrayMemory(this.#mapping, this.#sab);
+      // A typed array spans at most MAX_LENGTH bytes (4 GiB in Node 20): past that, the
+      // methods (and rings, work queues) use the native accessors; `buffer` still works for
+      // views of parts of it.
+      this.#memory = size <= bufferConstants.MAX_LENGTH ? new SharedArrayMemory(this.#mapping, this.#sab) : new CopyingMemory(this.#mapping, size);
     } else {
       this.#memory = new CopyingMemory(this.#mapping, size);
     }
@@ -384,6 +388,7 @@ export class SharedMemory implements Disposable {
     this.#check();
     validate.integer('offset', offset, 0, this.size);
     const n = length === undefined ? this.size - offset : validate.integer('length', length, 0, this.size - offset);
+    if (n > bufferConstants.MAX_LENGTH) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `read at most ${bufferConstants.MAX_LENGTH} bytes at once (the largest Buffer), not ${n}`);
     const b = Buffer.allocUnsafe(n);
     if (n > 0) this.#memory.copyInto(offset, n, b, 0);
     return b;
@@ -516,7 +521,7 @@ export class SharedMemory implements Disposable {
 
   #index(index: number): number {
     this.#check();
-    return validate.integer('index', index, 0, (this.size >>> 2) - 1);
+    return validate.integer('index', index, 0, Math.floor(this.size / 4) - 1);
   }
 }
 

@@ -1,5 +1,6 @@
 /** Shared memory segments and mapped files: ownership, the SharedArrayBuffer, cross-process atomics and futex wait/notify. */
 import assert from 'node:assert/strict';
+import { constants as bufferConstants } from 'node:buffer';
 import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -184,6 +185,28 @@ describe('the SharedArrayBuffer over the mapping', () => {
     throwsWith(() => r.buffer, 'ERR_IPCKIT_UNSUPPORTED');
     throwsWith(() => r.write(Buffer.from('x')), 'ERR_IPCKIT_PERMISSION');
     throwsWith(() => r.store(0, 1), 'ERR_IPCKIT_PERMISSION');
+  });
+
+  it('a segment over 4 GiB: every word is reachable on both paths, at the right byte', async () => {
+    const n = name();
+    const size = 2 ** 32 + 8192; // sparse: only the pages touched take memory
+    for (const external of [true, false]) {
+      const seg = createSharedMemory(n, size, { external });
+      try {
+        const last = size / 4 - 1;
+        seg.store(last, 0x5a5a5a5a);
+        assert.equal(seg.load(last), 0x5a5a5a5a);
+        assert.equal(seg.add(2 ** 30 + 1, 7), 0);
+        assert.equal(seg.read(2 ** 32 + 4, 4).readInt32LE(0), 7);
+        assert.equal(seg.read(4, 4).readInt32LE(0), 0, 'word 1 is untouched');
+        if (size > bufferConstants.MAX_LENGTH) throwsWith(() => seg.read(), 'ERR_IPCKIT_INVALID_ARGUMENT');
+        const py = await runPython(`import os,sys\nfd=os.open('/dev/shm'+sys.argv[1],os.O_RDONLY)\nprint(os.pread(fd,4,int(sys.argv[2])).hex())`, [n, String(size - 4)]).done;
+        assert.equal(py.stdout.trim(), '5a5a5a5a', py.stderr);
+      } finally {
+        seg.close();
+        unlinkSharedMemory(n);
+      }
+    }
   });
 
   it('bounds-checks offsets and word indexes', () => {
