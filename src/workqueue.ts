@@ -426,6 +426,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   }
 
   get isShutdown(): boolean {
+    if (this.#closed) throw closedError(`work queue ${this.name}`); // our mapping may be gone (copying path)
     return this.#mem.load(W_SHUTDOWN) !== 0;
   }
 

@@ -119,6 +119,17 @@ describe('work queue: semantics in one process', () => {
     assert.equal(q.stats().done, 3);
   });
 
+  it('a closed handle answers ERR_IPCKIT_CLOSED, on both memory paths (isShutdown too)', async () => {
+    for (const external of [true, false]) {
+      const { q } = queue({ capacity: 4, external });
+      await q.close();
+      throwsWith(() => q.isShutdown, 'ERR_IPCKIT_CLOSED');
+      throwsWith(() => q.stats(), 'ERR_IPCKIT_CLOSED');
+      throwsWith(() => q.tryGet(), 'ERR_IPCKIT_CLOSED');
+      await rejectsWith(q.put(1), 'ERR_IPCKIT_CLOSED');
+    }
+  });
+
   it('get times out and aborts, takes nothing; close() rejects pending waits', async () => {
     const { name, q } = queue();
     await rejectsWith(q.get({ timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
