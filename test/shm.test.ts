@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { createSharedMemory, mapFile, openSharedMemory, unlinkSharedMemory } from '../src/shm.js';
 import { native } from '../src/native.js';
-import { AS_NOBODY, checkFdLeaks, isRoot, repoRoot, jsonLines, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { AS_NOBODY, checkFdLeaks, fixturesDir, isRoot, repoRoot, jsonLines, run, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 scratchDir(); // at the top level, so the folder lives as long as this file's tests
@@ -146,6 +146,12 @@ describe('the SharedArrayBuffer over the mapping', () => {
     assert.equal(seg.load(3), 4242, 'the worker wrote into the same pages');
     const peer = await runFixture('shm-peer', ['read', n, '12', '4']).done;
     assert.equal(JSON.parse(peer.stdout).hex, Buffer.from(new Int32Array([4242]).buffer).toString('hex'), 'and so did another process see it');
+  });
+
+  it('a buffer made in a worker outlives the worker in a thread that never loaded ipckit (collected, then exit)', async () => {
+    const n = name();
+    const r = await run(process.execPath, ['--expose-gc', join(fixturesDir, 'sab-from-worker.js'), n]).done;
+    assert.deepEqual({ code: r.code, signal: r.signal, stdout: r.stdout.trim().split('\n') }, { code: 0, signal: null, stdout: ['{"read":42}', '{"collected":true}'] }, r.stderr);
   });
 
   it('stays usable after close(): the pages go when the last view is garbage', () => {
