@@ -553,7 +553,9 @@ export class RingSender<T> implements Sender<T> {
 
   /**
    * Writes messages from `start` while they fit and publishes them at once; returns how
-   * many were written (0 when the ring is full). For spinning producers.
+   * many were written (0 when the ring is full). For spinning producers. If a message
+   * cannot be sent (too large, cannot be encoded), the ones before it are sent and the
+   * error's `details.sent` says how many.
    */
   trySendMany(messages: readonly T[], start = 0): number {
     if (this.#closed || this.#error) throw this.#error ?? closedError('sender');
@@ -563,7 +565,9 @@ export class RingSender<T> implements Sender<T> {
       while (i < messages.length && this.#place(this.#encode(messages[i]!)) === 'ok') i++;
     } catch (e) {
       if (i > start) this.#publish();
-      throw isIpcError(e, 'ERR_IPCKIT_FRAME_TOO_LARGE') || isIpcError(e, 'ERR_IPCKIT_INVALID_ARGUMENT') ? e : this.#fail(e);
+      const err = isIpcError(e, 'ERR_IPCKIT_FRAME_TOO_LARGE') || isIpcError(e, 'ERR_IPCKIT_INVALID_ARGUMENT') ? e : this.#fail(e);
+      // The messages before the failing one went out: say how many, as sendMany does.
+      throw new IpcError(err.code, err.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, ''), { cause: err.cause ?? err, details: { ...err.details, sent: i - start } });
     }
     if (i > start) this.#publish();
     return i - start;

@@ -70,6 +70,16 @@ describe('ring: fast paths and views', () => {
     assert.equal(tx.trySendMany([big, big, big], 0), 2);
     assert.equal(rx.tryReceiveMany().length, 4);
     assert.deepEqual(rx.tryReceiveMany(), []);
+    // A message too large in the middle: the ones before it went out, and the error says how many.
+    let error: (Error & { code?: string; details?: { sent?: number } }) | undefined;
+    try {
+      tx.trySendMany([Buffer.from('e'), Buffer.from('f'), new Uint8Array(4000), Buffer.from('g')]);
+    } catch (e) {
+      error = e as typeof error;
+    }
+    assert.equal(error?.code, 'ERR_IPCKIT_FRAME_TOO_LARGE');
+    assert.equal(error?.details?.sent, 2);
+    assert.deepEqual(rx.tryReceiveMany().map((m) => Buffer.from(m).toString()), ['e', 'f']);
     await tx.close();
     await rx.close();
   });
