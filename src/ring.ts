@@ -460,6 +460,7 @@ export class RingSender<T> implements Sender<T> {
   #armed = false; // the watch will report
   #retryTimer: NodeJS.Timeout | undefined;
   #deepAt = now(); // last liveness and size check of a wait that does not sleep
+  #leaveAtExit: () => void = () => {}; // a terminated worker's slot must look dead (its pid cleared)
   #closed = false;
   #error: IpcError | null = null;
 
@@ -644,6 +645,7 @@ export class RingSender<T> implements Sender<T> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#leaveAtExit();
     this.#stopWaiting(true);
     this.#waiting.rejectAll(() => closedError('sender'));
     const core = this.#core;
@@ -722,6 +724,7 @@ export class RingSender<T> implements Sender<T> {
       this.#tail = tail;
       this.#headCache = head;
       if (!core.many) mem.store(W_PRODUCER_SLEEPING, 0); // a dead predecessor's flag
+      this.#leaveAtExit = mem.atThreadExit(core.slotWord(slot, S_PID), process.pid, 0, W_DATA_SIGNAL);
     } finally {
       core.unlockAttach();
     }
@@ -1003,6 +1006,7 @@ export class RingReceiver<T> implements Receiver<T> {
   #armed = false; // the watch will report
   #retry: NodeJS.Immediate | undefined;
   #deepAt = now(); // last liveness and size check of a wait that does not sleep
+  #leaveAtExit: () => void = () => {}; // a terminated worker's receiver must look dead (its pid cleared)
   #closed = false;
   #error: IpcError | null = null;
   #ended: IpcError | null = null;
@@ -1164,6 +1168,7 @@ export class RingReceiver<T> implements Receiver<T> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#leaveAtExit();
     this.#stopWaiting(true);
     this.#waiters.rejectAll(() => closedError('receiver'));
     const core = this.#core;
@@ -1218,6 +1223,7 @@ export class RingReceiver<T> implements Receiver<T> {
       this.#readPos = head;
       this.#tailCache = head;
       this.#published = head;
+      this.#leaveAtExit = mem.atThreadExit(W_CONSUMER_PID, process.pid, 0, W_SPACE_SIGNAL);
     } finally {
       core.unlockAttach();
     }

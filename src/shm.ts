@@ -26,6 +26,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { isMainThread } from 'node:worker_threads';
 import { cancellableWait, type WaitOptions } from './channel.js';
 import { closedError, errnoError, IpcError, sys, toIpcError } from './errors.js';
 import { native, type FutexResult, type NativeFutexWaiters, type NativeMapping, type NativeStat } from './native.js';
@@ -155,6 +156,20 @@ export abstract class Memory {
         w.unwatch(id);
       },
     };
+  }
+
+  /**
+   * In a worker thread: if the thread ends without JavaScript undoing it (terminate() runs
+   * none), the word at `index` goes from `expected` to `replacement` and `signal` is bumped
+   * and woken. The structures clear their pid words this way, so that peers see a
+   * terminated worker's endpoints as dead. Returns the function that withdraws it (close).
+   * In the main thread nothing is needed: the process's exit is what peers see.
+   */
+  atThreadExit(index: number, expected: number, replacement: number, signal: number): () => void {
+    if (isMainThread) return () => {};
+    const w = futexWaiters();
+    const id = w.atExitSwap(this.mapping, index * 4, expected, replacement, signal * 4);
+    return () => w.cancelAtExit(id);
   }
 
   /** Waits on a native waiter thread; `done` runs on the event loop. Returns a cancel function. */
@@ -329,6 +344,7 @@ export class SharedMemory implements Disposable {
   #sab: SharedArrayBuffer | undefined;
   #waits = new Set<(error: IpcError) => void>();
   #closed = false;
+  #keepFd: () => void = () => {};
 
   /** @internal Use createSharedMemory, openSharedMemory or mapFile. */
   constructor(kind: 'shm' | 'file', name: string, fd: number, size: number, readOnly: boolean, external: boolean) {
@@ -349,6 +365,12 @@ export class SharedMemory implements Disposable {
       this.#memory = new CopyingMemory(this.#mapping, size);
     }
     this.external = this.#sab !== undefined;
+    if (!isMainThread) {
+      // A terminated worker runs no close(): its fd would stay open for the life of the process.
+      const w = futexWaiters();
+      const id = w.atExitClose(fd);
+      this.#keepFd = () => w.cancelAtExit(id);
+    }
   }
 
   get #what(): string {
@@ -499,6 +521,7 @@ export class SharedMemory implements Disposable {
     for (const fail of [...this.#waits]) fail(closedError(this.#what));
     this.#waits.clear();
     this.#mapping.release();
+    this.#keepFd();
     native.close(this.#fd);
   }
 

@@ -181,6 +181,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   #armed = { items: false, space: false, done: false };
   #lastRecover = 0;
   #ops = 0;
+  #leaveAtExit: () => void = () => {}; // a terminated worker's row must look dead (its pid cleared)
   #closed = false;
   #error: IpcError | null = null;
 
@@ -459,6 +460,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#leaveAtExit();
     for (const k of ['items', 'space', 'done'] as const) {
       this.#watches[k]?.close();
       delete this.#watches[k];
@@ -600,6 +602,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       this.#takenWord = (TAKEN | (row << 4) | (epoch << 16)) | 0;
       this.#writingWord = (WRITING | (row << 4) | (epoch << 16)) | 0;
       this.#token = mem.add(W_NEXT_TOKEN, 1) >>> 0;
+      this.#leaveAtExit = mem.atThreadExit(this.#participantWord(row, P_PID), process.pid, 0, W_ITEMS_SIGNAL);
     } finally {
       this.#unlockAttach();
     }

@@ -239,6 +239,71 @@ describe('ring: fast paths and views', () => {
   });
 });
 
+describe('ring: endpoints in a worker that is terminated', () => {
+  /** Starts a worker that runs `body` with `ring` (openRing(name)) in scope, and waits for its 'ready'. */
+  async function workerWith(name: string, body: string): Promise<Worker> {
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       import(workerData.ring).then(async ({ openRing }) => {
+         const { makeMessage } = await import(workerData.checked);
+         const ring = openRing(workerData.name);
+         ${body}
+       });`,
+      { eval: true, workerData: { name, ring: new URL('../src/ring.js', import.meta.url).href, checked: new URL('./fixtures/checked-message.js', import.meta.url).href } },
+    );
+    await within(new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    }), 10_000, 'the worker is ready');
+    return worker;
+  }
+
+  it('a terminated receiver frees its place: a new one takes over and reads on; a send waiting on it ends', async () => {
+    const n = ringName();
+    using ring = createRing(n, { capacity: 4096 });
+    const tx = track(ring.sender());
+    const worker = await workerWith(n, `const rx = ring.receiver(); ring.close(); parentPort.postMessage('ready'); setInterval(() => {}, 1000);`);
+    while (tx.trySend(new Uint8Array(500)));
+    const waiting = tx.send(new Uint8Array(500), { timeout: 5000 });
+    await worker.terminate();
+    await rejectsWith(waiting, 'ERR_IPCKIT_PEER_GONE');
+    const rx = track(ring.receiver());
+    assert.equal(rx.tryReceiveMany().length, 8, 'the messages the terminated receiver left');
+    await tx.close();
+    await rx.close();
+  });
+
+  it('a terminated producer (many producers, sending flat out) ends receives with PEER_GONE and never wedges the ring', async () => {
+    for (let round = 0; round < 3; round++) {
+      const n = ringName();
+      using ring = createRing(n, { capacity: 64 * 1024, producers: 'many' });
+      const rx = track(ring.receiver({ spinMicros: 0 }));
+      const worker = await workerWith(
+        n,
+        `const tx = ring.sender(); ring.close(); parentPort.postMessage('ready');
+         for (let seq = 0; ; ) if (tx.trySend(makeMessage(1, seq, 4000 + (seq % 64)))) seq++;`,
+      );
+      let got = 0;
+      const drained = (async () => {
+        for (;;) {
+          checkMessage(await rx.receive({ timeout: 5000 }));
+          got++;
+        }
+      })();
+      await sleep(100 + 50 * round);
+      await worker.terminate();
+      await rejectsWith(within(drained, 10_000, 'the receiver sees the producer gone'), 'ERR_IPCKIT_PEER_GONE');
+      assert.ok(got > 0);
+      // Neither its claim lock nor a claim it left holds up the next producer.
+      const tx = track(ring.sender());
+      await within(tx.send(makeMessage(2, 0, 100)), 5000, 'a send after the terminated producer');
+      assert.deepEqual(checkMessage(await within(rx.receive(), 5000)), { producer: 2, seq: 0 });
+      await tx.close();
+      await rx.close();
+    }
+  });
+});
+
 describe('ring: across processes', () => {
   it('a producer process, checked messages of many sizes, in order', async () => {
     const n = ringName();

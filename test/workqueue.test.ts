@@ -183,6 +183,31 @@ describe('work queue: semantics in one process', () => {
     throwsWith(() => openWorkQueue(n), 'ERR_IPCKIT_CORRUPT');
   });
 
+  it('a consumer in a worker that is terminated with a job in hand: the job is delivered again', async () => {
+    const { name, q } = queue({ capacity: 4 });
+    const c = open(name);
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       import(workerData.module).then(async ({ openWorkQueue }) => {
+         const q = openWorkQueue(workerData.name, { codec: 'json' });
+         const job = await q.get();
+         parentPort.postMessage(job.id);
+       });`,
+      { eval: true, workerData: { name, module: new URL('../src/workqueue.js', import.meta.url).href } },
+    );
+    const id = await q.put({ job: 1 });
+    const took = await within(new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    }), 10_000, 'the worker takes the job');
+    assert.equal(took, id);
+    await worker.terminate();
+    const again = await c.get({ timeout: 5000 });
+    assert.deepEqual({ id: again.id, deliveries: again.deliveries, data: again.data }, { id, deliveries: 2, data: { job: 1 } });
+    c.taskDone(again);
+    await within(q.join(), 5000);
+  });
+
   it('getSync in a worker thread', async () => {
     const { name, q } = queue();
     const worker = new Worker(
