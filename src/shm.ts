@@ -325,6 +325,8 @@ export interface SharedMemoryInfo {
 }
 
 const kMemory = Symbol('ipckit.memory');
+/** Longest single futex wait of waitSync (ms): between two, a worker's terminate() can act. */
+const WAIT_SLICE_MS = 50;
 
 /** A mapped shared memory segment or file. */
 export class SharedMemory implements Disposable {
@@ -452,9 +454,17 @@ export class SharedMemory implements Disposable {
   waitSync(index: number, expected: number, timeoutMs?: number): ShmWaitResult {
     const i = this.#index(index);
     const ms = validate.timeout(timeoutMs);
-    const r = this.#memory.waitSync(i, expected | 0, ms ?? -1);
-    if (r < 0) throw errnoError(-r, 'futex', `wait on ${this.#what}`);
-    return r === 0 ? 'ok' : r === 1 ? 'not-equal' : 'timed-out';
+    const deadline = ms === undefined ? undefined : performance.now() + ms;
+    // In slices: a futex wait cannot be interrupted, and a worker's terminate() takes
+    // effect only when this thread is back in JavaScript (V8's Atomics.wait it can wake).
+    for (let first = true; ; first = false) {
+      const left = deadline === undefined ? WAIT_SLICE_MS : Math.max(0, Math.min(WAIT_SLICE_MS, deadline - performance.now()));
+      const r = this.#memory.waitSync(i, expected | 0, left);
+      if (r < 0) throw errnoError(-r, 'futex', `wait on ${this.#what}`);
+      if (r === 0) return 'ok';
+      if (r === 1) return first ? 'not-equal' : 'ok'; // it changed while we were between slices
+      if (deadline !== undefined && performance.now() >= deadline) return 'timed-out';
+    }
   }
 
   /**

@@ -374,6 +374,31 @@ describe('futex wait and notify across processes', () => {
     assert.equal((await peer.done).code, 0);
   });
 
+  it('a worker blocked in waitSync without a timeout can still be terminated, as in Atomics.wait', async () => {
+    const n = name();
+    using seg = createSharedMemory(n, 4096);
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       import(workerData.module).then(({ openSharedMemory }) => {
+         const seg = openSharedMemory(workerData.name);
+         parentPort.postMessage('waiting');
+         seg.waitSync(0, 0);
+       });`,
+      { eval: true, workerData: { name: n, module: new URL('../src/shm.js', import.meta.url).href } },
+    );
+    await within(new Promise((resolve) => worker.once('message', resolve)), 10_000, 'the worker starts waiting');
+    await sleep(100);
+    const t0 = Date.now();
+    const terminated = worker.terminate();
+    const stuck = setTimeout(() => {
+      seg.store(0, 1); // let a worker that terminate() cannot reach go, so that the test ends
+      seg.notify(0);
+    }, 3000);
+    await terminated;
+    clearTimeout(stuck);
+    assert.ok(Date.now() - t0 < 1000, `terminate() took ${Date.now() - t0} ms`);
+  });
+
   it('waitSync returns not-equal and timed-out like Atomics.wait', () => {
     const n = name();
     using seg = createSharedMemory(n, 4096);
