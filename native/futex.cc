@@ -15,6 +15,8 @@
 //   slices of 20 ms and looks at the cancel flag between them.
 //   Two kinds: one-shot waits (a pool of reusable threads), and watches (a thread per
 //   watch that keeps waiting on one word; see struct Watch) for channels that sleep often.
+// - Exit actions: what a worker thread's endpoints must undo if the thread ends without
+//   closing them (worker.terminate() runs no JavaScript): run by the env cleanup hook.
 // - Where io_uring can wait on futexes (Linux 6.7+, see uring.h) both kinds use it instead
 //   of a thread: the peer's FUTEX_WAKE completes the request and the loop thread runs the
 //   callback, one wake-up instead of two (thread, then loop). IPCKIT_NO_URING=1 turns it off.
@@ -190,6 +192,17 @@ struct RingWait {
   std::shared_ptr<Region> region;
 };
 
+// Done when the env goes away with the action still registered: compare-and-swap a word
+// (then bump and wake `signal`), and/or close an fd.
+struct ExitAction {
+  std::shared_ptr<Region> region;  // keeps the pages mapped until then
+  uint32_t* word = nullptr;
+  uint32_t expected = 0;
+  uint32_t replacement = 0;
+  uint32_t* signal = nullptr;
+  int fd = -1;
+};
+
 struct Report {
   uint32_t id;
   int result;
@@ -208,6 +221,9 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       InstanceMethod<&FutexWaiters::WatchStop>("unwatch"),
       InstanceMethod<&FutexWaiters::Threads>("threads"),
       InstanceMethod<&FutexWaiters::UsesUring>("usesUring"),
+      InstanceMethod<&FutexWaiters::AtExitSwap>("atExitSwap"),
+      InstanceMethod<&FutexWaiters::AtExitClose>("atExitClose"),
+      InstanceMethod<&FutexWaiters::CancelAtExit>("cancelAtExit"),
     });
     exports.Set("FutexWaiters", ctor);
   }
@@ -513,6 +529,51 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     w->owner->ReportRing(w, kTimedOut);
   }
 
+  // atExitSwap(mapping, byteOffset, expected, replacement, signalByteOffset) -> id (signal < 0: none).
+  Napi::Value AtExitSwap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
+    ExitAction a;
+    a.region = RegionOf(env, info[0]);
+    a.word = WordAt(env, *a.region, ArgInt64(info, 1));
+    a.expected = static_cast<uint32_t>(ArgInt64(info, 2));
+    a.replacement = static_cast<uint32_t>(ArgInt64(info, 3));
+    int64_t signal = ArgInt64(info, 4);
+    if (signal >= 0) a.signal = WordAt(env, *a.region, signal);
+    uint32_t id = NextId();
+    exitActions_[id] = std::move(a);
+    return Napi::Number::New(env, id);
+  }
+
+  // atExitClose(fd) -> id.
+  Napi::Value AtExitClose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
+    ExitAction a;
+    a.fd = ArgInt(info, 0);
+    uint32_t id = NextId();
+    exitActions_[id] = std::move(a);
+    return Napi::Number::New(env, id);
+  }
+
+  Napi::Value CancelAtExit(const Napi::CallbackInfo& info) {
+    exitActions_.erase(static_cast<uint32_t>(ArgInt64(info, 0)));
+    return info.Env().Undefined();
+  }
+
+  static void RunExitAction(const ExitAction& a) {
+    uint32_t now;
+    // SafeLoad first: a segment shrunk under us must not kill the process here.
+    if (a.word != nullptr && SafeLoad(a.word, &now) && now == a.expected) {
+      uint32_t expected = a.expected;
+      if (__atomic_compare_exchange_n(a.word, &expected, a.replacement, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) && a.signal != nullptr) {
+        __atomic_fetch_add(a.signal, 1, __ATOMIC_SEQ_CST);
+        syscall(SYS_futex, a.signal, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+      }
+    }
+    if (a.fd >= 0) close(a.fd);
+  }
+
   Napi::Value UsesUring(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Ring() != nullptr); }
 
   Napi::Value Threads(const Napi::CallbackInfo& info) {
@@ -697,6 +758,8 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   // Stops every thread (cancelling its wait) and closes the loop handle. Idempotent.
   void Shutdown() {
     if (shutdown_) return;
+    for (auto& [id, a] : exitActions_) RunExitAction(a);
+    exitActions_.clear();
     *alive_ = false;  // completions the ring still holds must not reach us
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -728,6 +791,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   std::unordered_map<uint32_t, WaiterThread*> active_;
   std::unordered_map<uint32_t, Watch*> watches_;  // JavaScript thread only
   std::unordered_map<uint32_t, RingWait> ringWaits_;  // one-shot waits on the io_uring path
+  std::unordered_map<uint32_t, ExitAction> exitActions_;  // JavaScript thread only
   FutexRing* ring_ = nullptr;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::vector<Report> done_;

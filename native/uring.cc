@@ -27,7 +27,9 @@ thread_local FutexRing* tlsRing = nullptr;
 thread_local bool tlsTried = false;
 
 int IoUringSetup(unsigned entries, struct io_uring_params* p) { return static_cast<int>(syscall(__NR_io_uring_setup, entries, p)); }
-int IoUringEnter(int fd, unsigned toSubmit, unsigned flags = 0) { return static_cast<int>(syscall(__NR_io_uring_enter, fd, toSubmit, 0, flags, nullptr, 0)); }
+int IoUringEnter(int fd, unsigned toSubmit) { return static_cast<int>(syscall(__NR_io_uring_enter, fd, toSubmit, 0, 0, nullptr, 0)); }
+// Moves completions the kernel kept aside (the CQ ring was full) into the ring.
+int IoUringFlush(int fd) { return static_cast<int>(syscall(__NR_io_uring_enter, fd, 0, 0, IORING_ENTER_GETEVENTS, nullptr, 0)); }
 int IoUringRegister(int fd, unsigned op, void* arg, unsigned n) { return static_cast<int>(syscall(__NR_io_uring_register, fd, op, arg, n)); }
 
 }  // namespace
@@ -187,18 +189,19 @@ void FutexRing::Hold(int delta) {
 }
 
 void FutexRing::Drain() {
+  bool flushed = false;
   for (;;) {
     unsigned head = *cqHead_;
     if (head == __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE)) {
-      // Completions that found the completion queue full wait in the kernel's overflow
-      // list, and nothing else brings them in: ask for them (GETEVENTS with no minimum
-      // flushes the list into the queue) and drain again. Left there, their waits would
-      // never end, nor any later wait of this ring.
-      if ((__atomic_load_n(sqFlags_, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW) == 0) return;
-      if (IoUringEnter(fd_, 0, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) return;
-      if (head == __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE)) return;
+      // More completions than the CQ ring holds (one wake of many waiters) wait in the
+      // kernel's overflow list: they keep the fd readable and reach the ring only when
+      // asked for. Without this the loop would spin on the fd and those waits never end.
+      if (flushed || (__atomic_load_n(sqFlags_, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW) == 0) return;
+      IoUringFlush(fd_);
+      flushed = true;  // once per batch: a flush that brings nothing must not spin
       continue;
     }
+    flushed = false;
     auto* cqe = static_cast<struct io_uring_cqe*>(cqes_) + (head & *cqMask_);
     uint64_t id = cqe->user_data;
     int res = cqe->res;

@@ -289,6 +289,17 @@ export interface NativeFutexWaiters {
   threads(): number;
   /** True when waits go through io_uring (one wake-up) rather than waiter threads. */
   usesUring(): boolean;
+  /**
+   * Registers what to do if this JS environment ends with the action still registered (a
+   * worker's terminate() runs no JavaScript): compare-and-swap the word at `byteOffset`
+   * from `expected` to `replacement`, and if that happened add 1 to the word at
+   * `signalByteOffset` (< 0: none) and wake its waiters in any process. Returns an id.
+   */
+  atExitSwap(mapping: NativeMapping, byteOffset: number, expected: number, replacement: number, signalByteOffset: number): number;
+  /** Registers close(fd) for the end of this JS environment; returns an id. */
+  atExitClose(fd: number): number;
+  /** Withdraws an exit action (the endpoint closed normally). */
+  cancelAtExit(id: number): void;
 }
 
 /** native/futex.cc: shared (cross-process) futex wait and wake on a word of a mapping. */

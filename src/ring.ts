@@ -459,6 +459,8 @@ export class RingSender<T> implements Sender<T> {
   #watch: WordWatch | undefined;
   #armed = false; // the watch will report
   #retryTimer: NodeJS.Timeout | undefined;
+  #deepAt = now(); // last liveness and size check of a wait that does not sleep
+  #leaveAtExit: () => void = () => {}; // a terminated worker's slot must look dead (its pid cleared)
   #closed = false;
   #error: IpcError | null = null;
 
@@ -552,7 +554,9 @@ export class RingSender<T> implements Sender<T> {
 
   /**
    * Writes messages from `start` while they fit and publishes them at once; returns how
-   * many were written (0 when the ring is full). For spinning producers.
+   * many were written (0 when the ring is full). For spinning producers. If a message
+   * cannot be sent (too large, cannot be encoded), the ones before it are sent and the
+   * error's `details.sent` says how many.
    */
   trySendMany(messages: readonly T[], start = 0): number {
     if (this.#closed || this.#error) throw this.#error ?? closedError('sender');
@@ -562,7 +566,9 @@ export class RingSender<T> implements Sender<T> {
       while (i < messages.length && this.#place(this.#encode(messages[i]!)) === 'ok') i++;
     } catch (e) {
       if (i > start) this.#publish();
-      throw isIpcError(e, 'ERR_IPCKIT_FRAME_TOO_LARGE') || isIpcError(e, 'ERR_IPCKIT_INVALID_ARGUMENT') ? e : this.#fail(e);
+      const err = isIpcError(e, 'ERR_IPCKIT_FRAME_TOO_LARGE') || isIpcError(e, 'ERR_IPCKIT_INVALID_ARGUMENT') ? e : this.#fail(e);
+      // The messages before the failing one went out: say how many, as sendMany does.
+      throw new IpcError(err.code, err.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, ''), { cause: err.cause ?? err, details: { ...err.details, sent: i - start } });
     }
     if (i > start) this.#publish();
     return i - start;
@@ -639,6 +645,7 @@ export class RingSender<T> implements Sender<T> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#leaveAtExit();
     this.#stopWaiting(true);
     this.#waiting.rejectAll(() => closedError('sender'));
     const core = this.#core;
@@ -717,14 +724,20 @@ export class RingSender<T> implements Sender<T> {
       this.#tail = tail;
       this.#headCache = head;
       if (!core.many) mem.store(W_PRODUCER_SLEEPING, 0); // a dead predecessor's flag
+      this.#leaveAtExit = mem.atThreadExit(core.slotWord(slot, S_PID), process.pid, 0, W_DATA_SIGNAL);
     } finally {
       core.unlockAttach();
     }
   }
 
-  /** Does `n` more bytes fit after position `t`? Refreshes the cached head when it seems not. */
+  /**
+   * Does `n` more bytes fit after position `t`? One producer: the cached head is re-read
+   * only when the ring looks full (the tail is ours, so the cache is less than a lap
+   * behind). Many producers: the others move the tail, so a cached head can be behind by
+   * any multiple of 2^32 and make a full ring look empty: the head is read every time.
+   */
   #room(t: number, n: number): boolean {
-    if (this.#capacity - ((t - this.#headCache) >>> 0) >= n) return true;
+    if (!this.#many && this.#capacity - ((t - this.#headCache) >>> 0) >= n) return true;
     const head = this.#mem.load(W_HEAD) >>> 0;
     this.#core.span(t, head);
     this.#headCache = head;
@@ -905,7 +918,7 @@ export class RingSender<T> implements Sender<T> {
         if (this.#spinner.max === Infinity) {
           this.#retryTimer = setImmediate(() => {
             this.#retryTimer = undefined;
-            this.#arm();
+            this.#arm(this.#deepDue());
           }) as unknown as NodeJS.Timeout;
           return;
         }
@@ -913,7 +926,7 @@ export class RingSender<T> implements Sender<T> {
       if (r === 'busy') {
         this.#retryTimer = setTimeout(() => {
           this.#retryTimer = undefined;
-          this.#arm();
+          this.#arm(this.#deepDue());
         }, 1);
         return;
       }
@@ -935,6 +948,14 @@ export class RingSender<T> implements Sender<T> {
       const err = this.#fail(e);
       this.#waiting.rejectAll(err);
     }
+  }
+
+  /** A wait that retries without sleeping checks the peer and the segment every slice, as a sleeping one does after each sleep. */
+  #deepDue(): boolean {
+    const t = now();
+    if (t - this.#deepAt < SLICE_MS) return false;
+    this.#deepAt = t;
+    return true;
   }
 
   #stopWaiting(closing = false): void {
@@ -984,6 +1005,8 @@ export class RingReceiver<T> implements Receiver<T> {
   #watch: WordWatch | undefined;
   #armed = false; // the watch will report
   #retry: NodeJS.Immediate | undefined;
+  #deepAt = now(); // last liveness and size check of a wait that does not sleep
+  #leaveAtExit: () => void = () => {}; // a terminated worker's receiver must look dead (its pid cleared)
   #closed = false;
   #error: IpcError | null = null;
   #ended: IpcError | null = null;
@@ -1145,6 +1168,7 @@ export class RingReceiver<T> implements Receiver<T> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#leaveAtExit();
     this.#stopWaiting(true);
     this.#waiters.rejectAll(() => closedError('receiver'));
     const core = this.#core;
@@ -1199,6 +1223,7 @@ export class RingReceiver<T> implements Receiver<T> {
       this.#readPos = head;
       this.#tailCache = head;
       this.#published = head;
+      this.#leaveAtExit = mem.atThreadExit(W_CONSUMER_PID, process.pid, 0, W_SPACE_SIGNAL);
     } finally {
       core.unlockAttach();
     }
@@ -1449,7 +1474,7 @@ export class RingReceiver<T> implements Receiver<T> {
           this.#retry = undefined;
           const until = now() + 1;
           while (now() < until && (mem.load(W_TAIL) >>> 0) === this.#tailCache && this.#readPos === this.#tailCache);
-          this.#arm(false);
+          this.#arm(this.#deepDue());
         });
         return;
       }
@@ -1471,6 +1496,14 @@ export class RingReceiver<T> implements Receiver<T> {
       const err = this.#failIfCorrupt(e);
       this.#waiters.rejectAll(err);
     }
+  }
+
+  /** A wait that retries without sleeping checks the producers and the segment every slice, as a sleeping one does after each sleep. */
+  #deepDue(): boolean {
+    const t = now();
+    if (t - this.#deepAt < SLICE_MS) return false;
+    this.#deepAt = t;
+    return true;
   }
 
   #stopWaiting(closing = false): void {

@@ -23,10 +23,12 @@
  * mapped while JavaScript still holds the SharedArrayBuffer (or a view of it), so a buffer
  * obtained before close() never turns into a crash; they are unmapped once it is garbage.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { isMainThread } from 'node:worker_threads';
 import { cancellableWait, type WaitOptions } from './channel.js';
-import { closedError, errnoError, IpcError, sys } from './errors.js';
+import { closedError, errnoError, IpcError, sys, toIpcError } from './errors.js';
 import { native, type FutexResult, type NativeFutexWaiters, type NativeMapping, type NativeStat } from './native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from './permissions.js';
 import * as validate from './validate.js';
@@ -73,6 +75,22 @@ function poolSlice(length: number): Uint8Array {
   const b = new Uint8Array(pool, poolOffset, length);
   poolOffset = (poolOffset + length + 7) & ~7;
   return b;
+}
+
+/**
+ * Starts an asynchronous wait or a watch. On the thread path a wait needs a thread of its
+ * own, and there are at most 256: past that the native EAGAIN becomes ERR_IPCKIT_LIMIT.
+ */
+function startWait(what: string, start: () => number): number {
+  try {
+    return start();
+  } catch (e) {
+    const err = toIpcError(e, what);
+    if (err.systemCode === 'EAGAIN' && err.syscall?.startsWith('pthread_create')) {
+      throw new IpcError('ERR_IPCKIT_LIMIT', `${what}: too many asynchronous futex waits at once in this thread (at most 256 on the thread path)`, { cause: err, errno: err.errno, syscall: 'pthread_create', systemCode: 'EAGAIN' });
+    }
+    throw err;
+  }
 }
 
 /** @internal How asynchronous futex waits sleep in this thread: 'io_uring' (the completion wakes the event loop) or 'threads' (a waiter thread, then the event loop). */
@@ -125,7 +143,7 @@ export abstract class Memory {
   /** A persistent watch on a word, for channels that sleep and wake in turn. `report` runs on the event loop. */
   watch(index: number, sliceMs: number, report: (result: FutexResult) => void): WordWatch {
     const w = futexWaiters();
-    const id = w.watch(this.mapping, index * 4, sliceMs);
+    const id = startWait('watch a futex word', () => w.watch(this.mapping, index * 4, sliceMs));
     waitCallbacks.set(id, report);
     let closed = false;
     return {
@@ -140,10 +158,24 @@ export abstract class Memory {
     };
   }
 
+  /**
+   * In a worker thread: if the thread ends without JavaScript undoing it (terminate() runs
+   * none), the word at `index` goes from `expected` to `replacement` and `signal` is bumped
+   * and woken. The structures clear their pid words this way, so that peers see a
+   * terminated worker's endpoints as dead. Returns the function that withdraws it (close).
+   * In the main thread nothing is needed: the process's exit is what peers see.
+   */
+  atThreadExit(index: number, expected: number, replacement: number, signal: number): () => void {
+    if (isMainThread) return () => {};
+    const w = futexWaiters();
+    const id = w.atExitSwap(this.mapping, index * 4, expected, replacement, signal * 4);
+    return () => w.cancelAtExit(id);
+  }
+
   /** Waits on a native waiter thread; `done` runs on the event loop. Returns a cancel function. */
   waitAsync(index: number, expected: number, timeoutMs: number, done: (result: FutexResult) => void): () => void {
     const w = futexWaiters();
-    const id = w.wait(this.mapping, index * 4, expected, timeoutMs);
+    const id = startWait('wait on a futex word', () => w.wait(this.mapping, index * 4, expected, timeoutMs));
     waitCallbacks.set(id, done);
     oneShot.add(id);
     return () => {
@@ -160,7 +192,7 @@ class SharedArrayMemory extends Memory {
 
   constructor(mapping: NativeMapping, readonly sab: SharedArrayBuffer) {
     super(mapping, sab.byteLength);
-    this.i32 = new Int32Array(sab, 0, sab.byteLength >>> 2);
+    this.i32 = new Int32Array(sab, 0, Math.floor(sab.byteLength / 4));
     this.u8 = new Uint8Array(sab);
   }
 
@@ -293,6 +325,8 @@ export interface SharedMemoryInfo {
 }
 
 const kMemory = Symbol('ipckit.memory');
+/** Longest single futex wait of waitSync (ms): between two, a worker's terminate() can act. */
+const WAIT_SLICE_MS = 50;
 
 /** A mapped shared memory segment or file. */
 export class SharedMemory implements Disposable {
@@ -312,6 +346,7 @@ export class SharedMemory implements Disposable {
   #sab: SharedArrayBuffer | undefined;
   #waits = new Set<(error: IpcError) => void>();
   #closed = false;
+  #keepFd: () => void = () => {};
 
   /** @internal Use createSharedMemory, openSharedMemory or mapFile. */
   constructor(kind: 'shm' | 'file', name: string, fd: number, size: number, readOnly: boolean, external: boolean) {
@@ -324,11 +359,20 @@ export class SharedMemory implements Disposable {
     this.#mapping = sys(`map ${this.#what}`, () => new native.Mapping(fd, size, !readOnly), { path: this.path });
     if (external && !readOnly) {
       this.#sab = this.#mapping.buffer();
-      this.#memory = new SharedArrayMemory(this.#mapping, this.#sab);
+      // A typed array spans at most MAX_LENGTH bytes (4 GiB in Node 20): past that, the
+      // methods (and rings, work queues) use the native accessors; `buffer` still works for
+      // views of parts of it.
+      this.#memory = size <= bufferConstants.MAX_LENGTH ? new SharedArrayMemory(this.#mapping, this.#sab) : new CopyingMemory(this.#mapping, size);
     } else {
       this.#memory = new CopyingMemory(this.#mapping, size);
     }
     this.external = this.#sab !== undefined;
+    if (!isMainThread) {
+      // A terminated worker runs no close(): its fd would stay open for the life of the process.
+      const w = futexWaiters();
+      const id = w.atExitClose(fd);
+      this.#keepFd = () => w.cancelAtExit(id);
+    }
   }
 
   get #what(): string {
@@ -368,6 +412,7 @@ export class SharedMemory implements Disposable {
     this.#check();
     validate.integer('offset', offset, 0, this.size);
     const n = length === undefined ? this.size - offset : validate.integer('length', length, 0, this.size - offset);
+    if (n > bufferConstants.MAX_LENGTH) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `read at most ${bufferConstants.MAX_LENGTH} bytes at once (the largest Buffer), not ${n}`);
     const b = Buffer.allocUnsafe(n);
     if (n > 0) this.#memory.copyInto(offset, n, b, 0);
     return b;
@@ -409,9 +454,17 @@ export class SharedMemory implements Disposable {
   waitSync(index: number, expected: number, timeoutMs?: number): ShmWaitResult {
     const i = this.#index(index);
     const ms = validate.timeout(timeoutMs);
-    const r = this.#memory.waitSync(i, expected | 0, ms ?? -1);
-    if (r < 0) throw errnoError(-r, 'futex', `wait on ${this.#what}`);
-    return r === 0 ? 'ok' : r === 1 ? 'not-equal' : 'timed-out';
+    const deadline = ms === undefined ? undefined : performance.now() + ms;
+    // In slices: a futex wait cannot be interrupted, and a worker's terminate() takes
+    // effect only when this thread is back in JavaScript (V8's Atomics.wait it can wake).
+    for (let first = true; ; first = false) {
+      const left = deadline === undefined ? WAIT_SLICE_MS : Math.max(0, Math.min(WAIT_SLICE_MS, deadline - performance.now()));
+      const r = this.#memory.waitSync(i, expected | 0, left);
+      if (r < 0) throw errnoError(-r, 'futex', `wait on ${this.#what}`);
+      if (r === 0) return 'ok';
+      if (r === 1) return first ? 'not-equal' : 'ok'; // it changed while we were between slices
+      if (deadline !== undefined && performance.now() >= deadline) return 'timed-out';
+    }
   }
 
   /**
@@ -478,6 +531,7 @@ export class SharedMemory implements Disposable {
     for (const fail of [...this.#waits]) fail(closedError(this.#what));
     this.#waits.clear();
     this.#mapping.release();
+    this.#keepFd();
     native.close(this.#fd);
   }
 
@@ -500,7 +554,7 @@ export class SharedMemory implements Disposable {
 
   #index(index: number): number {
     this.#check();
-    return validate.integer('index', index, 0, (this.size >>> 2) - 1);
+    return validate.integer('index', index, 0, Math.floor(this.size / 4) - 1);
   }
 }
 

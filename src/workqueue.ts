@@ -181,6 +181,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   #armed = { items: false, space: false, done: false };
   #lastRecover = 0;
   #ops = 0;
+  #leaveAtExit: () => void = () => {}; // a terminated worker's row must look dead (its pid cleared)
   #closed = false;
   #error: IpcError | null = null;
 
@@ -426,6 +427,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   }
 
   get isShutdown(): boolean {
+    if (this.#closed) throw closedError(`work queue ${this.name}`); // our mapping may be gone (copying path)
     return this.#mem.load(W_SHUTDOWN) !== 0;
   }
 
@@ -458,6 +460,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#leaveAtExit();
     for (const k of ['items', 'space', 'done'] as const) {
       this.#watches[k]?.close();
       delete this.#watches[k];
@@ -599,6 +602,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       this.#takenWord = (TAKEN | (row << 4) | (epoch << 16)) | 0;
       this.#writingWord = (WRITING | (row << 4) | (epoch << 16)) | 0;
       this.#token = mem.add(W_NEXT_TOKEN, 1) >>> 0;
+      this.#leaveAtExit = mem.atThreadExit(this.#participantWord(row, P_PID), process.pid, 0, W_ITEMS_SIGNAL);
     } finally {
       this.#unlockAttach();
     }
@@ -717,8 +721,12 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     }
   }
 
-  /** Takes one READY item, or undefined. */
-  #take(retried = false): Taken<T> | undefined {
+  /**
+   * Takes one READY item, or undefined. An item that fails to decode is dropped (counted as
+   * done) and its error thrown; but in a batch that already holds items (`inBatch`) it is
+   * put back for the next get to report alone, since the batch cannot carry the error.
+   */
+  #take(retried = false, inBatch = false): Taken<T> | undefined {
     const mem = this.#mem;
     if ((++this.#ops & 255) === 0) this.#maintain(false);
     const cap = this.capacity;
@@ -742,6 +750,13 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       try {
         data = decodeWith(this.#codec, payload);
       } catch (e) {
+        if (inBatch) {
+          mem.storePlain(sw + S_DELIVERIES, deliveries - 1);
+          mem.store(sw, READY);
+          mem.store(W_GET_HINT, i);
+          this.#wake(W_ITEMS_SIGNAL, W_GETTERS_SLEEPING);
+          throw e;
+        }
         // An item we cannot decode is not ours to retry forever: drop it, counted as done.
         mem.store(sw, FREE);
         this.#afterDone(1);
@@ -752,7 +767,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       return job;
     }
     // Nothing ready: a dead consumer may hold jobs that are due again.
-    if (!retried && now() - this.#lastRecover >= RECOVER_EVERY_MS && this.#recover() > 0) return this.#take(true);
+    if (!retried && now() - this.#lastRecover >= RECOVER_EVERY_MS && this.#recover() > 0) return this.#take(true, inBatch);
     return undefined;
   }
 
@@ -761,9 +776,9 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     while (out.length < max) {
       let job: Taken<T> | undefined;
       try {
-        job = this.#take();
+        job = this.#take(false, out.length > 0);
       } catch (e) {
-        if (out.length > 0 && !isIpcError(e, 'ERR_IPCKIT_CORRUPT')) break;
+        if (out.length > 0 && !isIpcError(e, 'ERR_IPCKIT_CORRUPT')) break; // the next get reports it
         throw e;
       }
       if (!job) break;

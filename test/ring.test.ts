@@ -70,6 +70,16 @@ describe('ring: fast paths and views', () => {
     assert.equal(tx.trySendMany([big, big, big], 0), 2);
     assert.equal(rx.tryReceiveMany().length, 4);
     assert.deepEqual(rx.tryReceiveMany(), []);
+    // A message too large in the middle: the ones before it went out, and the error says how many.
+    let error: (Error & { code?: string; details?: { sent?: number } }) | undefined;
+    try {
+      tx.trySendMany([Buffer.from('e'), Buffer.from('f'), new Uint8Array(4000), Buffer.from('g')]);
+    } catch (e) {
+      error = e as typeof error;
+    }
+    assert.equal(error?.code, 'ERR_IPCKIT_FRAME_TOO_LARGE');
+    assert.equal(error?.details?.sent, 2);
+    assert.deepEqual(rx.tryReceiveMany().map((m) => Buffer.from(m).toString()), ['e', 'f']);
     await tx.close();
     await rx.close();
   });
@@ -229,6 +239,71 @@ describe('ring: fast paths and views', () => {
   });
 });
 
+describe('ring: endpoints in a worker that is terminated', () => {
+  /** Starts a worker that runs `body` with `ring` (openRing(name)) in scope, and waits for its 'ready'. */
+  async function workerWith(name: string, body: string): Promise<Worker> {
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       import(workerData.ring).then(async ({ openRing }) => {
+         const { makeMessage } = await import(workerData.checked);
+         const ring = openRing(workerData.name);
+         ${body}
+       });`,
+      { eval: true, workerData: { name, ring: new URL('../src/ring.js', import.meta.url).href, checked: new URL('./fixtures/checked-message.js', import.meta.url).href } },
+    );
+    await within(new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    }), 10_000, 'the worker is ready');
+    return worker;
+  }
+
+  it('a terminated receiver frees its place: a new one takes over and reads on; a send waiting on it ends', async () => {
+    const n = ringName();
+    using ring = createRing(n, { capacity: 4096 });
+    const tx = track(ring.sender());
+    const worker = await workerWith(n, `const rx = ring.receiver(); ring.close(); parentPort.postMessage('ready'); setInterval(() => {}, 1000);`);
+    while (tx.trySend(new Uint8Array(500)));
+    const waiting = tx.send(new Uint8Array(500), { timeout: 5000 });
+    await worker.terminate();
+    await rejectsWith(waiting, 'ERR_IPCKIT_PEER_GONE');
+    const rx = track(ring.receiver());
+    assert.equal(rx.tryReceiveMany().length, 8, 'the messages the terminated receiver left');
+    await tx.close();
+    await rx.close();
+  });
+
+  it('a terminated producer (many producers, sending flat out) ends receives with PEER_GONE and never wedges the ring', async () => {
+    for (let round = 0; round < 3; round++) {
+      const n = ringName();
+      using ring = createRing(n, { capacity: 64 * 1024, producers: 'many' });
+      const rx = track(ring.receiver({ spinMicros: 0 }));
+      const worker = await workerWith(
+        n,
+        `const tx = ring.sender(); ring.close(); parentPort.postMessage('ready');
+         for (let seq = 0; ; ) if (tx.trySend(makeMessage(1, seq, 4000 + (seq % 64)))) seq++;`,
+      );
+      let got = 0;
+      const drained = (async () => {
+        for (;;) {
+          checkMessage(await rx.receive({ timeout: 5000 }));
+          got++;
+        }
+      })();
+      await sleep(100 + 50 * round);
+      await worker.terminate();
+      await rejectsWith(within(drained, 10_000, 'the receiver sees the producer gone'), 'ERR_IPCKIT_PEER_GONE');
+      assert.ok(got > 0);
+      // Neither its claim lock nor a claim it left holds up the next producer.
+      const tx = track(ring.sender());
+      await within(tx.send(makeMessage(2, 0, 100)), 5000, 'a send after the terminated producer');
+      assert.deepEqual(checkMessage(await within(rx.receive(), 5000)), { producer: 2, seq: 0 });
+      await tx.close();
+      await rx.close();
+    }
+  });
+});
+
 describe('ring: across processes', () => {
   it('a producer process, checked messages of many sizes, in order', async () => {
     const n = ringName();
@@ -261,6 +336,62 @@ describe('ring: across processes', () => {
     for (const p of producers) assert.equal((await p.done).code, 0);
     await rejectsWith(rx.receive({ timeout: 10_000 }), 'ERR_IPCKIT_CLOSED');
     await rx.close();
+  });
+
+  it('many producers: one that sent nothing while 4 GiB went through still sees a full ring as full (positions wrap at 2^32)', async () => {
+    const n = ringName();
+    const capacity = 1 << 24;
+    using ring = createRing(n, { capacity, producers: 'many', maxMessageSize: capacity - 8 });
+    const rx = track(ring.receiver({ spinMicros: 0 }));
+    const idle = runFixture('ring-peer', ['idle', n]);
+    const lines = jsonLines(idle);
+    await lines.next();
+    const tx = track(ring.sender({ spinMicros: 0 }));
+    // Records of half the ring, passed through until the head is half a ring short of 2^32 ...
+    const big = new Uint8Array(capacity / 2 - 8);
+    for (let i = 0; i < 2 ** 32 / (capacity / 2) - 1; i++) {
+      assert.ok(tx.trySend(big));
+      rx.tryReceiveView()!.release();
+    }
+    // ... then the ring is filled: the tail is past 2^32, a small number again.
+    for (const mark of [1, 2]) {
+      big[0] = mark;
+      assert.ok(tx.trySend(big));
+    }
+    assert.equal(ring.info().used, capacity);
+    idle.child.stdin!.write('go\n');
+    assert.deepEqual(await lines.next(), { sent: false }, 'the idle producer finds the ring full');
+    assert.deepEqual([rx.tryReceive()?.[0], rx.tryReceive()?.[0]], [1, 2], 'both queued messages arrive, intact');
+    assert.equal((await idle.done).code, 0);
+    await tx.close();
+    await rx.close();
+  });
+
+  it('spinMicros: Infinity (never sleeps) still sees a dead producer and a dead receiver', async () => {
+    const n = ringName();
+    using ring = createRing(n, { capacity: 4096 });
+    const rx = track(ring.receiver({ spinMicros: Infinity }));
+    const producer = runFixture('ring-peer', ['idle', n]);
+    await jsonLines(producer).next();
+    const receiving = rx.receive({ timeout: 5000 });
+    await sleep(20);
+    producer.child.kill('SIGKILL');
+    await producer.done;
+    await rejectsWith(receiving, 'ERR_IPCKIT_PEER_GONE');
+    await rx.close();
+
+    const n2 = ringName();
+    using ring2 = createRing(n2, { capacity: 4096 });
+    const tx = track(ring2.sender({ spinMicros: Infinity }));
+    const holder = runFixture('ring-peer', ['hold', n2]);
+    await jsonLines(holder).next();
+    while (tx.trySend(new Uint8Array(500)));
+    const sending = tx.send(new Uint8Array(500), { timeout: 5000 });
+    await sleep(20);
+    holder.child.kill('SIGKILL');
+    await holder.done;
+    await rejectsWith(sending, 'ERR_IPCKIT_PEER_GONE');
+    await tx.close();
   });
 
   it('both ways of sleeping work: io_uring futex waits, and waiter threads (IPCKIT_NO_URING=1)', async () => {

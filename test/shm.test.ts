@@ -1,5 +1,6 @@
 /** Shared memory segments and mapped files: ownership, the SharedArrayBuffer, cross-process atomics and futex wait/notify. */
 import assert from 'node:assert/strict';
+import { constants as bufferConstants } from 'node:buffer';
 import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -9,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { createSharedMemory, mapFile, openSharedMemory, unlinkSharedMemory } from '../src/shm.js';
 import { native } from '../src/native.js';
-import { AS_NOBODY, checkFdLeaks, isRoot, repoRoot, jsonLines, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { AS_NOBODY, checkFdLeaks, fixturesDir, isRoot, repoRoot, jsonLines, run, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 scratchDir(); // at the top level, so the folder lives as long as this file's tests
@@ -147,6 +148,12 @@ describe('the SharedArrayBuffer over the mapping', () => {
     assert.equal(JSON.parse(peer.stdout).hex, Buffer.from(new Int32Array([4242]).buffer).toString('hex'), 'and so did another process see it');
   });
 
+  it('a buffer made in a worker outlives the worker in a thread that never loaded ipckit (collected, then exit)', async () => {
+    const n = name();
+    const r = await run(process.execPath, ['--expose-gc', join(fixturesDir, 'sab-from-worker.js'), n]).done;
+    assert.deepEqual({ code: r.code, signal: r.signal, stdout: r.stdout.trim().split('\n') }, { code: 0, signal: null, stdout: ['{"read":42}', '{"collected":true}'] }, r.stderr);
+  });
+
   it('stays usable after close(): the pages go when the last view is garbage', () => {
     const n = name();
     const seg = createSharedMemory(n, 1 << 20);
@@ -184,6 +191,28 @@ describe('the SharedArrayBuffer over the mapping', () => {
     throwsWith(() => r.buffer, 'ERR_IPCKIT_UNSUPPORTED');
     throwsWith(() => r.write(Buffer.from('x')), 'ERR_IPCKIT_PERMISSION');
     throwsWith(() => r.store(0, 1), 'ERR_IPCKIT_PERMISSION');
+  });
+
+  it('a segment over 4 GiB: every word is reachable on both paths, at the right byte', async () => {
+    const n = name();
+    const size = 2 ** 32 + 8192; // sparse: only the pages touched take memory
+    for (const external of [true, false]) {
+      const seg = createSharedMemory(n, size, { external });
+      try {
+        const last = size / 4 - 1;
+        seg.store(last, 0x5a5a5a5a);
+        assert.equal(seg.load(last), 0x5a5a5a5a);
+        assert.equal(seg.add(2 ** 30 + 1, 7), 0);
+        assert.equal(seg.read(2 ** 32 + 4, 4).readInt32LE(0), 7);
+        assert.equal(seg.read(4, 4).readInt32LE(0), 0, 'word 1 is untouched');
+        if (size > bufferConstants.MAX_LENGTH) throwsWith(() => seg.read(), 'ERR_IPCKIT_INVALID_ARGUMENT');
+        const py = await runPython(`import os,sys\nfd=os.open('/dev/shm'+sys.argv[1],os.O_RDONLY)\nprint(os.pread(fd,4,int(sys.argv[2])).hex())`, [n, String(size - 4)]).done;
+        assert.equal(py.stdout.trim(), '5a5a5a5a', py.stderr);
+      } finally {
+        seg.close();
+        unlinkSharedMemory(n);
+      }
+    }
   });
 
   it('bounds-checks offsets and word indexes', () => {
@@ -310,6 +339,64 @@ describe('futex wait and notify across processes', () => {
     seg.store(0, 1);
     for (let i = 0; i < 8; i++) seg.notify(i);
     assert.equal((await Promise.all(waits)).length, 8);
+  });
+
+  for (const path of ['io_uring', 'threads'] as const) {
+    it(`one notify ends 200 waitAsync calls of another process at once (${path} path), which then exits`, async () => {
+      const n = name();
+      using seg = createSharedMemory(n, 4096);
+      const env = path === 'threads' ? { ...process.env, IPCKIT_NO_URING: '1' } : process.env;
+      const peer = runFixture('shm-peer', ['waitmany', n, '2', '0', '200', '5000'], { env, timeoutMs: 15_000 });
+      const lines = jsonLines(peer);
+      await lines.next();
+      await sleep(50);
+      seg.store(2, 1);
+      seg.notify(2);
+      const { results } = await lines.next(10_000);
+      // Woken, or (a waiter thread not yet asleep) saw the new value at once: never a timeout.
+      assert.equal((results.ok ?? 0) + (results['not-equal'] ?? 0), 200, JSON.stringify(results));
+      const r = await peer.done;
+      assert.equal(r.code, 0, `the peer exits once its waits are settled (${r.signal ?? r.code}) ${r.stderr}`);
+    });
+  }
+
+  it('the thread path takes 256 waits at once; more are ERR_IPCKIT_LIMIT', async () => {
+    const n = name();
+    using seg = createSharedMemory(n, 4096);
+    const peer = runFixture('shm-peer', ['waitmany', n, '2', '0', '300', '5000'], { env: { ...process.env, IPCKIT_NO_URING: '1' }, timeoutMs: 15_000 });
+    const lines = jsonLines(peer);
+    await lines.next();
+    await sleep(50);
+    seg.store(2, 1);
+    seg.notify(2);
+    const { results } = await lines.next(10_000);
+    assert.deepEqual({ settled: (results.ok ?? 0) + (results['not-equal'] ?? 0), limit: results.ERR_IPCKIT_LIMIT }, { settled: 256, limit: 44 }, JSON.stringify(results));
+    assert.equal((await peer.done).code, 0);
+  });
+
+  it('a worker blocked in waitSync without a timeout can still be terminated, as in Atomics.wait', async () => {
+    const n = name();
+    using seg = createSharedMemory(n, 4096);
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       import(workerData.module).then(({ openSharedMemory }) => {
+         const seg = openSharedMemory(workerData.name);
+         parentPort.postMessage('waiting');
+         seg.waitSync(0, 0);
+       });`,
+      { eval: true, workerData: { name: n, module: new URL('../src/shm.js', import.meta.url).href } },
+    );
+    await within(new Promise((resolve) => worker.once('message', resolve)), 10_000, 'the worker starts waiting');
+    await sleep(100);
+    const t0 = Date.now();
+    const terminated = worker.terminate();
+    const stuck = setTimeout(() => {
+      seg.store(0, 1); // let a worker that terminate() cannot reach go, so that the test ends
+      seg.notify(0);
+    }, 3000);
+    await terminated;
+    clearTimeout(stuck);
+    assert.ok(Date.now() - t0 < 1000, `terminate() took ${Date.now() - t0} ms`);
   });
 
   it('waitSync returns not-equal and timed-out like Atomics.wait', () => {

@@ -101,6 +101,35 @@ describe('work queue: semantics in one process', () => {
     throwsWith(() => createWorkQueue(uniqueName(), { maxParticipants: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
+  it('an item that fails to decode is reported (ERR_IPCKIT_BAD_FRAME), also when getMany meets it after other items', async () => {
+    const name = uniqueName('wq');
+    names.push(name);
+    const q = createWorkQueue(name, { capacity: 8 }) as WorkQueue<unknown>; // raw bytes in
+    handles.push(q);
+    const c = open(name); // JSON out
+    await q.putMany([Buffer.from('{"a":1}'), Buffer.from('not json'), Buffer.from('{"b":2}')]);
+    const batch = await c.getMany(10);
+    assert.deepEqual(batch.map((j) => j.data), [{ a: 1 }], 'the batch ends before the bad item');
+    c.taskDone(batch);
+    await rejectsWith(c.get({ timeout: 1000 }), 'ERR_IPCKIT_BAD_FRAME');
+    const last = await c.get({ timeout: 1000 });
+    assert.deepEqual(last.data, { b: 2 });
+    c.taskDone(last);
+    await within(q.join(), 2000, 'join: the bad item counts as done');
+    assert.equal(q.stats().done, 3);
+  });
+
+  it('a closed handle answers ERR_IPCKIT_CLOSED, on both memory paths (isShutdown too)', async () => {
+    for (const external of [true, false]) {
+      const { q } = queue({ capacity: 4, external });
+      await q.close();
+      throwsWith(() => q.isShutdown, 'ERR_IPCKIT_CLOSED');
+      throwsWith(() => q.stats(), 'ERR_IPCKIT_CLOSED');
+      throwsWith(() => q.tryGet(), 'ERR_IPCKIT_CLOSED');
+      await rejectsWith(q.put(1), 'ERR_IPCKIT_CLOSED');
+    }
+  });
+
   it('get times out and aborts, takes nothing; close() rejects pending waits', async () => {
     const { name, q } = queue();
     await rejectsWith(q.get({ timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
@@ -152,6 +181,31 @@ describe('work queue: semantics in one process', () => {
     using seg = createSharedMemory(n, 8192);
     seg.store(0, 42);
     throwsWith(() => openWorkQueue(n), 'ERR_IPCKIT_CORRUPT');
+  });
+
+  it('a consumer in a worker that is terminated with a job in hand: the job is delivered again', async () => {
+    const { name, q } = queue({ capacity: 4 });
+    const c = open(name);
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       import(workerData.module).then(async ({ openWorkQueue }) => {
+         const q = openWorkQueue(workerData.name, { codec: 'json' });
+         const job = await q.get();
+         parentPort.postMessage(job.id);
+       });`,
+      { eval: true, workerData: { name, module: new URL('../src/workqueue.js', import.meta.url).href } },
+    );
+    const id = await q.put({ job: 1 });
+    const took = await within(new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    }), 10_000, 'the worker takes the job');
+    assert.equal(took, id);
+    await worker.terminate();
+    const again = await c.get({ timeout: 5000 });
+    assert.deepEqual({ id: again.id, deliveries: again.deliveries, data: again.data }, { id, deliveries: 2, data: { job: 1 } });
+    c.taskDone(again);
+    await within(q.join(), 5000);
   });
 
   it('getSync in a worker thread', async () => {

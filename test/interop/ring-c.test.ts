@@ -98,7 +98,7 @@ static int producers_done(void) {
 
 static int consume(void) {
   lock_attach();
-  if (ld(W_CONSUMER_STATE) == ATTACHED && kill((pid_t)ld(W_CONSUMER_PID), 0) == 0) fail("the ring has a live receiver");
+  if (ld(W_CONSUMER_STATE) == ATTACHED && ld(W_CONSUMER_PID) != 0 && kill((pid_t)ld(W_CONSUMER_PID), 0) == 0) fail("the ring has a live receiver");
   st(W_CONSUMER_PID, (uint32_t)getpid());
   st(W_CONSUMER_START_LO, 0); /* 0: no start time recorded, peers check the pid alone */
   st(W_CONSUMER_START_HI, 0);
@@ -149,7 +149,7 @@ static int consume(void) {
 static int produce(uint32_t n) {
   lock_attach();
   uint32_t *slot = &w[W_SLOTS];
-  if (__atomic_load_n(&slot[S_STATE], __ATOMIC_SEQ_CST) == ATTACHED && kill((pid_t)slot[S_PID], 0) == 0) fail("the ring has a live producer");
+  if (__atomic_load_n(&slot[S_STATE], __ATOMIC_SEQ_CST) == ATTACHED && slot[S_PID] != 0 && kill((pid_t)slot[S_PID], 0) == 0) fail("the ring has a live producer");
   __atomic_fetch_add(&slot[S_EPOCH], 1, __ATOMIC_SEQ_CST);
   st(W_SLOTS + S_PID, (uint32_t)getpid());
   st(W_SLOTS + S_START_LO, 0);
