@@ -26,7 +26,8 @@
       "libraries": ["-lrt", "-lpthread"],
       # Never unloaded: when a worker that alone loaded the addon ends, Node dlcloses it,
       # and the libuv handles our cleanup hooks close would then call back into unmapped
-      # code (a SIGSEGV of the whole process).
+      # code (a SIGSEGV of the whole process); a SharedArrayBuffer posted on from such a
+      # worker would likewise run its deleter in unmapped code.
       "ldflags": ["-Wl,-z,nodelete"],
       "conditions": [
         ["ipckit_copying not in (\"0\", \"false\", 0)", { "defines": ["IPCKIT_NO_EXTERNAL_BUFFERS"] }]

@@ -24,7 +24,6 @@
 #define IPCKIT_EXTERNAL_SAB 0
 #else
 #define IPCKIT_EXTERNAL_SAB 1
-#include <dlfcn.h>
 #include <v8.h>
 #endif
 
@@ -213,20 +212,6 @@ Napi::Value Fallocate(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-#if IPCKIT_EXTERNAL_SAB
-// A SharedArrayBuffer made here can outlive the env that loaded the addon (a worker posts
-// it to a thread that never loaded ipckit, then exits), and Node unloads an env's addons
-// when the env goes: V8 would later run the buffer's deleter in unmapped code. So the
-// addon stays loaded for the life of the process.
-// (Once per env: the handle is never closed, and RTLD_NODELETE makes dlclose a no-op.)
-void KeepLoaded() {
-  Dl_info self;
-  if (dladdr(reinterpret_cast<void*>(&KeepLoaded), &self) != 0 && self.dli_fname != nullptr) {
-    dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-  }
-}
-#endif
-
 bool ProbeExternalBuffers(Napi::Env env) {
 #if IPCKIT_EXTERNAL_SAB
   // Node-API reports the runtime's rule: napi_no_external_buffers_allowed under a memory cage.
@@ -261,7 +246,6 @@ std::shared_ptr<Region> RegionOf(Napi::Env env, Napi::Value value) {
 void InitShm(Napi::Env env, Napi::Object exports) {
   g_externalAllowed = ProbeExternalBuffers(env);
 #if IPCKIT_EXTERNAL_SAB
-  if (g_externalAllowed) KeepLoaded();
 #endif
   Mapping::Init(env, exports);
   exports.Set("shmOpen", Napi::Function::New(env, ShmOpen, "shmOpen"));
