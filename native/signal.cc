@@ -154,8 +154,9 @@ bool ThreadSignalMasks(pid_t tid, uint64_t* pending, uint64_t* blocked) {
 uint64_t SignalBit(int signo) { return uint64_t{1} << (signo - 1); }
 
 // Waits (at most 250 ms: each thread runs its handler as soon as it is scheduled) until
-// every thread asked to block `signo` has taken the request, or has ended. A thread whose
-// mask has `signo` cannot take it any more: its request, if any, stays with it.
+// every thread asked to block `signo` has taken the request, or has ended. (A thread asked
+// did not block `signo` then; one that blocks it now with the request still queued is in
+// a short all-signals-blocked section, e.g. creating a thread: wait for it too.)
 void AwaitBlockRequests(int signo) {
   struct timespec start, now;
   clock_gettime(CLOCK_MONOTONIC, &start);
@@ -163,7 +164,7 @@ void AwaitBlockRequests(int signo) {
     for (;;) {
       uint64_t pending, blocked;
       if (!ThreadSignalMasks(tid, &pending, &blocked)) break;
-      if (!(pending & SignalBit(signo)) || (blocked & SignalBit(signo))) break;
+      if (!(pending & SignalBit(signo))) break;
       clock_gettime(CLOCK_MONOTONIC, &now);
       if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > 250) {
         g_asked[signo].clear();
@@ -176,7 +177,10 @@ void AwaitBlockRequests(int signo) {
   g_asked[signo].clear();
 }
 
-// Sends the marked request to every thread but this (the main) one: each blocks `signo`.
+// Sends the marked request to every thread but this (the main) one that does not block
+// `signo` already (an earlier request did it, or the thread blocks every signal, as
+// Node's inspector thread does): a request to such a thread would stay queued for the
+// life of the process, counted against the user's RLIMIT_SIGPENDING.
 void AskOtherThreadsToBlock(int signo) {
   pid_t pid = getpid();
   pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
@@ -185,6 +189,8 @@ void AskOtherThreadsToBlock(int signo) {
   for (struct dirent* e = readdir(d); e != nullptr; e = readdir(d)) {
     pid_t tid = static_cast<pid_t>(atoi(e->d_name));
     if (tid <= 0 || tid == self) continue;
+    uint64_t pending, blocked;
+    if (ThreadSignalMasks(tid, &pending, &blocked) && (blocked & SignalBit(signo))) continue;
     siginfo_t si;
     memset(&si, 0, sizeof si);
     si.si_signo = signo;

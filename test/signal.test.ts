@@ -156,6 +156,16 @@ describe('installing and removing handlers', () => {
       assert.match(r.stdout, /^\{"pending":/, 'the child ran to its end (a signal it asked a thread to block did not kill it)');
     }
   });
+
+  it('installing again asks no thread that blocks the signal already: no request is left queued, none piles up', async () => {
+    // A request queued to a thread that blocks the signal stays queued for the life of the
+    // process, counted against the user's RLIMIT_SIGPENDING (shared by all their processes):
+    // a waitForSignal loop used to leave one per thread per turn.
+    const r = await runFixture('signal-child', ['churn', '3']).done;
+    assert.equal(r.code, 0, r.stderr);
+    const { pending } = JSON.parse(r.stdout) as { pending: Array<{ tid: string; signal: number }> };
+    assert.deepEqual(pending, [], 'real-time signals left queued on threads');
+  });
 });
 
 describe('what cannot work is refused clearly', () => {
