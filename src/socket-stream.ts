@@ -86,7 +86,8 @@ export async function peerDiedError(error: IpcError, peer: PeerCredentials | und
       await watchProcess(peer.pid, { timeout: 250 });
       died = true;
     } catch (e) {
-      died = isIpcError(e, 'ERR_IPCKIT_NOT_FOUND');
+      // A late event loop runs the expired timer before the pidfd's event: look again.
+      died = isIpcError(e, 'ERR_IPCKIT_NOT_FOUND') || processStartTime(peer.pid) === undefined;
     }
   }
   if (!died) return error;

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { connect, listen, type SocketChannel } from '../../src/socket.js';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { checkFdLeaks, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, within } from '../helpers.js';
 
 checkFdLeaks();
@@ -85,6 +86,60 @@ describe('hostile clients', () => {
     const e = await rejectsWith(within(s.receive(), 5000), 'ERR_IPCKIT_PEER_GONE');
     assert.match(e.message, /died/);
     await rejectsWith(s.receive(), 'ERR_IPCKIT_CLOSED');
+    await s.close();
+    await py.done;
+    await server.close();
+  });
+});
+
+/** Our open pidfds (a watchProcess in progress holds one). */
+function pidfds(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).includes('pidfd')) n++;
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return n;
+}
+
+describe('a peer that dies while the event loop is late', () => {
+  it('ends mid-frame, then dies while the loop is busy for longer than the death watch waits: still PEER_GONE', async () => {
+    const server = await listen(`unix:${scratchPath('late')}`, { codec: 'utf8' });
+    const accepting = server.accept();
+    // Half a frame, then (when told) the end of the stream; the process itself ends 100 ms later.
+    const py = runPython(
+      `import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(bytes.fromhex('64000000' + '41' * 10))
+print('sent', flush=True)
+sys.stdin.readline()
+s.close()
+time.sleep(0.1)`,
+      [server.path!],
+    );
+    let out = '';
+    const sent = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('sent') && r()));
+    const s = await within(accepting, 10_000);
+    const ending = s.receive().then(
+      () => 'a message?!',
+      (e: { code?: string }) => e.code,
+    );
+    await within(sent, 10_000, "the peer's half frame");
+    const before = pidfds();
+    py.child.stdin!.write('go\n');
+    // The stream has ended inside a frame and the peer still lives: we watch it (a pidfd).
+    await within((async () => {
+      while (pidfds() === before) await new Promise((r) => setImmediate(r));
+    })(), 10_000, 'the watch on the peer');
+    // The loop is held (a long GC, a loaded machine) past the watch's wait; the peer exits meanwhile.
+    const until = Date.now() + 800;
+    while (Date.now() < until) {
+      /* busy */
+    }
+    assert.equal(await within(ending, 5000), 'ERR_IPCKIT_PEER_GONE');
     await s.close();
     await py.done;
     await server.close();
