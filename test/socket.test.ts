@@ -385,6 +385,38 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
     await b.close();
   });
 
+  it('maps the size the seals fixed, not one read before them (a peer that shrinks, then seals, meanwhile)', async () => {
+    const [a, b] = socketPair('unix-dgram');
+    const peerFd = native.memfdCreate('shrinks');
+    native.ftruncate(peerFd, 1 << 20);
+    await a.sendHandle(peerFd);
+    const got = await b.receiveHandle();
+    // The peer keeps its descriptor. It shrinks the memory and only then seals it, at the
+    // worst moment for us: while we read the seals (run then, so the interleaving is certain).
+    const { F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL } = native.socketConstants;
+    const addon = native as { getSeals: (fd: number) => number };
+    const getSeals = addon.getSeals;
+    addon.getSeals = (fd) => {
+      addon.getSeals = getSeals;
+      native.ftruncate(peerFd, 4096);
+      native.addSeals(peerFd, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+      return getSeals(fd);
+    };
+    let mem: ReturnType<typeof openSealedMemory>;
+    try {
+      mem = openSealedMemory(got.handle);
+    } finally {
+      addon.getSeals = getSeals;
+    }
+    // A mapping of the old size would fault (SIGBUS) past 4096 bytes.
+    assert.equal(mem.size, 4096);
+    assert.equal(mem.bytes.length, 4096);
+    mem.close();
+    native.close(peerFd);
+    await a.close();
+    await b.close();
+  });
+
   it('descriptors of a message received without asking, or left queued at close, are closed (no leak)', async () => {
     const [a, b] = socketPair('unix-seqpacket', { codec: 'utf8' });
     const before = (await import('./helpers.js')).openFds().size;
