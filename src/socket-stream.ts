@@ -17,13 +17,14 @@
 import { constants as osConstants } from 'node:os';
 import { receiverIterator, type Channel, type WaitOptions } from './channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from './codec.js';
-import { errnoError, invalidArgument, IpcError, isIpcError } from './errors.js';
+import { abortedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from './errors.js';
 import { frameTooLarge, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from './framing.js';
 import { processStartTime, watchProcess } from './liveness.js';
 import { native } from './native.js';
 import { closeFds, handleFd, ReceivedHandle, type HandleSource } from './socket-handle.js';
 import { FdPoll, FdReader, FdWriter, type StreamHooks } from './stream.js';
 import type { SocketKind } from './socket-address.js';
+import * as validate from './validate.js';
 
 const C = native.socketConstants;
 const EAGAIN = osConstants.errno.EAGAIN;
@@ -291,9 +292,13 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     if (list.length === 0 || list.length > C.MAX_FDS_PER_MESSAGE) throw invalidArgument(`a message carries 1 to ${C.MAX_FDS_PER_MESSAGE} handles, got ${list.length}`);
     const fds = Int32Array.from(list.map((h, i) => handleFd(h, `handle[${i}]`)));
     const frame = this.#frame(message === undefined ? new Uint8Array(0) : encodeWith(this.#codec, message));
+    const timeout = validate.timeout(options?.timeout);
+    const signal = validate.abortSignal(options?.signal);
     const run = async (): Promise<void> => {
+      if (signal?.aborted) throw abortedError('send a handle', signal);
+      const deadline = timeout === undefined ? undefined : performance.now() + timeout;
       await this.#writer.flush(options);
-      await this.#writeWithFds(frame, fds);
+      await this.#writeWithFds(frame, fds, deadline, timeout, signal);
     };
     const p = (this.#barrier ?? Promise.resolve()).then(run);
     this.#barrierCount++;
@@ -391,8 +396,12 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     return Buffer.from(payload);
   }
 
-  /** Writes `frame` with the descriptors on its first bytes; retries briefly while the socket is full. */
-  async #writeWithFds(frame: Uint8Array, fds: Int32Array): Promise<void> {
+  /**
+   * Writes `frame` with the descriptors on its first bytes; retries briefly while the socket
+   * is full. Until its first bytes are in, the send can still give up (timeout, abort) with
+   * nothing sent; after that the rest of the frame must follow (or the channel close).
+   */
+  async #writeWithFds(frame: Uint8Array, fds: Int32Array, deadline: number | undefined, timeout: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     let off = 0;
     let delay = 1;
     while (off < frame.length) {
@@ -404,9 +413,18 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
         continue;
       }
       if (n === -EAGAIN || n === 0) {
+        let wait = delay;
+        if (off === 0) {
+          if (signal?.aborted) throw abortedError('send a handle', signal);
+          if (deadline !== undefined) {
+            const left = deadline - performance.now();
+            if (left <= 0) throw timeoutError('send a handle', timeout!);
+            wait = Math.min(wait, Math.ceil(left));
+          }
+        }
         // The writer has nothing queued here (we flushed it first), so a short backoff
         // rather than sharing its writability poll.
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise((r) => setTimeout(r, wait));
         delay = Math.min(delay * 2, 20);
         continue;
       }

@@ -440,6 +440,29 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
     await rejectsWith(connect('tcp://127.0.0.1:1', { handles: true }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
+  it('a handle sent on a stream the peer does not read: timeout and abort end the wait', async () => {
+    const [a, b] = socketPair('unix', { codec: 'utf8', handles: true });
+    // The kernel's buffer full to the last byte, and nothing waiting in ours.
+    const chunk = Buffer.alloc(64 * 1024);
+    const aFd = (a as unknown as { fd: number }).fd;
+    while (native.write(aFd, chunk, 0, chunk.length) > 0) {
+      /* fill */
+    }
+    const fd = openSync('/dev/null', 'r');
+    try {
+      const started = performance.now();
+      await rejectsWith(within(a.sendHandle(fd, 'x', { timeout: 200 }), 5000, 'sendHandle with a 200 ms timeout'), 'ERR_IPCKIT_TIMEOUT');
+      assert.ok(performance.now() - started >= 195);
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('enough')), 100);
+      await rejectsWith(within(a.sendHandle(fd, 'y', { signal: ac.signal }), 5000, 'an aborted sendHandle'), 'ERR_IPCKIT_ABORTED');
+    } finally {
+      closeSync(fd);
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('a Unix stream with { handles: true } ties each descriptor to its own message, among plain ones', async () => {
     const [a, b] = socketPair('unix', { codec: 'utf8', handles: true });
     const files = [0, 1, 2, 3].map((i) => {
