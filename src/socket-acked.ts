@@ -269,6 +269,8 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   send(message: T, options?: WaitOptions): Promise<void> {
     if (this.closed) return Promise.reject(closedError('sender'));
     if (this.failure) return Promise.reject(this.failure);
+    // The server's side of a connection that ended: no link will come to carry it.
+    if (this.#ended) return Promise.reject(this.link?.dead ?? closedError('sender'));
     const bytes = encodeWith(this.codec, message);
     if (bytes.length > this.maxMessageSize) throw frameTooLarge(bytes.length, this.maxMessageSize, 'send');
     if (this.#pending.length === 0 && this.link && !this.link.dead && this.link.unacked < WINDOW) return this.link.write(bytes);

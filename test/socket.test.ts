@@ -571,6 +571,21 @@ describe('acknowledged mode (reconnecting client)', () => {
     await server.close();
   });
 
+  it("a server's send after its client has gone rejects with PEER_GONE; it does not wait forever", async () => {
+    const server = await listen(`unix:${scratchPath('ackgone')}`, { acknowledged: true, codec: 'utf8' });
+    const client = await connect(server.address, { reconnect: { minDelay: 5, maxDelay: 20 }, codec: 'utf8' });
+    const s = await server.accept();
+    try {
+      await client.close();
+      await rejectsWith(within(s.receive(), 5000), 'ERR_IPCKIT_CLOSED');
+      await rejectsWith(within(s.send('anyone there?'), 5000, "the server's send"), 'ERR_IPCKIT_PEER_GONE');
+      await rejectsWith(within(s.send('and now?', { timeout: 10_000 }), 5000, "the server's second send"), 'ERR_IPCKIT_PEER_GONE');
+    } finally {
+      await s.close();
+      await server.close();
+    }
+  });
+
   it('a receive that times out takes nothing; a send timing out while disconnected sent nothing', async () => {
     const path = scratchPath('ack2');
     let server = await listen(`unix:${path}`, { acknowledged: true, codec: 'utf8' });
