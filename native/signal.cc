@@ -6,7 +6,8 @@
 // The handler is async-signal-safe: it touches only its stack, write(2) and lock-free
 // atomics; it allocates nothing and saves errno. A handler that was in place before ours
 // (libuv's, when process.on('SIGUSR2') is listening) is chained: ours runs, then it does,
-// so both ipckit listeners and process.on listeners see the signal. A full pipe (JavaScript
+// so both ipckit listeners and process.on listeners see the signal (a one-shot handler,
+// SA_RESETHAND, is not: see SetPrevious). A full pipe (JavaScript
 // has not read 32768 records) drops the record and counts it.
 //
 // Order: a process-directed signal goes to any thread that does not block it, and Node
@@ -114,10 +115,15 @@ void OnSignal(int signo, siginfo_t* si, void* context) {
 bool IsOurs(const struct sigaction& sa) { return (sa.sa_flags & SA_SIGINFO) && sa.sa_sigaction == OnSignal; }
 
 // Remembers `sa` as the handler to chain to (if it is a function) and to restore later.
+// A one-shot handler (SA_RESETHAND) is restored but not chained to: it stands for the
+// default action, which ours replaces, and expects the kernel to have put the default back
+// before it runs. Node's own for SIGINT and SIGTERM restores the terminal and raise()s the
+// signal to die of it; run from ours, still installed, it raised it again, forever.
 void SetPrevious(int signo, const struct sigaction& sa) {
   g_chainInfo[signo].store(nullptr, std::memory_order_release);
   g_chainPlain[signo].store(nullptr, std::memory_order_release);
   g_previous[signo] = sa;
+  if (sa.sa_flags & SA_RESETHAND) return;
   if (sa.sa_flags & SA_SIGINFO) {
     if (sa.sa_sigaction != nullptr) g_chainInfo[signo].store(sa.sa_sigaction, std::memory_order_release);
   } else if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN && sa.sa_handler != nullptr) {

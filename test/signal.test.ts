@@ -157,6 +157,20 @@ describe('installing and removing handlers', () => {
     }
   });
 
+  it("SIGTERM and SIGINT, which Node itself catches (to restore the terminal, then die), are delivered to us and the process goes on", async () => {
+    // Node's own handler for these is one-shot (SA_RESETHAND) and ends in raise(): run from
+    // ours, with ours still installed, it raised the signal again, forever.
+    for (const signal of ['SIGTERM', 'SIGINT']) {
+      const w = runFixture('signal-child', ['wait', signal], { timeoutMs: 15_000 });
+      await within(line(w.child, /ready/), 10_000);
+      sendSignal(w.child.pid!, signal);
+      const r = await within(w.done, 10_000, `the child to report ${signal} and exit`);
+      assert.equal(r.code, 0, r.stderr);
+      const info = JSON.parse(r.stdout.trim().split('\n').pop()!) as SignalInfo;
+      assert.deepEqual([info.signal, info.pid], [signal, process.pid]);
+    }
+  });
+
   it('installing again asks no thread that blocks the signal already: no request is left queued, none piles up', async () => {
     // A request queued to a thread that blocks the signal stays queued for the life of the
     // process, counted against the user's RLIMIT_SIGPENDING (shared by all their processes):
