@@ -129,6 +129,28 @@ describe('sending and receiving', () => {
     await rx.close();
   });
 
+  it('waitForSignal sees no delivery from before the call, even one whose record was still unread', async () => {
+    const seen: number[] = [];
+    const other = onSignal('SIGRTMIN+8', (i) => void seen.push(i.value!));
+    const sub = onSignal('SIGRTMIN+7', () => {});
+    // Both delivered at once (to this thread); their records wait in the pipe, unread.
+    sendSignal(process.pid, 'SIGRTMIN+8', { value: 8 });
+    sendSignal(process.pid, 'SIGRTMIN+7', { value: 1 });
+    sub.close();
+    try {
+      const waiting = waitForSignal('SIGRTMIN+7', { timeout: 5000 });
+      let early: SignalInfo | undefined;
+      waiting.then((i) => void (early = i), () => {});
+      await sleep(100);
+      assert.deepEqual(seen, [8], "the other signal's subscriber still gets its delivery");
+      assert.equal(early, undefined, 'the wait took the delivery from before the call');
+      sendSignal(process.pid, 'SIGRTMIN+7', { value: 2 });
+      assert.equal((await waiting).value, 2);
+    } finally {
+      other.close();
+    }
+  });
+
   it('a signal receiver queues deliveries from the moment it exists', async () => {
     const rx = signalReceiver(['SIGRTMIN+6', 'SIGUSR2']);
     sendSignal(process.pid, 'SIGRTMIN+6', { value: 1 });
