@@ -108,6 +108,14 @@ function noHandles(kind: SocketKind): IpcError {
  * read's last byte. We count the bytes read, and the bytes of every frame delivered in
  * order, and match the two.
  */
+/**
+ * Reads that brought descriptors and wait for their frame. A frame carries its descriptors
+ * on one write and the kernel ends a read at each such write, so a frame being read has
+ * one batch: more is a peer piling descriptors into a frame it does not finish, which
+ * would otherwise fill our descriptor table. Beyond this many, new ones are closed.
+ */
+const MAX_PENDING_BATCHES = 64;
+
 class HandleTracker<T> {
   #readTotal = 0;
   #consumed = 0;
@@ -124,7 +132,11 @@ class HandleTracker<T> {
     if (n > 0) {
       this.#readTotal += n;
       const k = this.#fdsOut[0]!;
-      if (k > 0) this.#pending.push({ at: this.#readTotal - 1, fds: Array.from(this.#fdsOut.subarray(1, 1 + k)) });
+      if (k > 0) {
+        const fds = Array.from(this.#fdsOut.subarray(1, 1 + k));
+        if (this.#pending.length >= MAX_PENDING_BATCHES) closeFds(fds);
+        else this.#pending.push({ at: this.#readTotal - 1, fds });
+      }
     }
     return n;
   };
@@ -137,8 +149,15 @@ class HandleTracker<T> {
     const handles: ReceivedHandle[] = [];
     while (this.#pending.length > 0 && this.#pending[0]!.at < end) {
       const p = this.#pending.shift()!;
-      if (p.at >= start) for (const fd of p.fds) handles.push(new ReceivedHandle(fd));
-      else closeFds(p.fds);
+      // At most MAX_FDS_PER_MESSAGE per message, as on packet sockets: the rest are closed.
+      if (p.at < start) {
+        closeFds(p.fds);
+        continue;
+      }
+      for (const fd of p.fds) {
+        if (handles.length < C.MAX_FDS_PER_MESSAGE) handles.push(new ReceivedHandle(fd));
+        else closeFds([fd]);
+      }
     }
     try {
       return { message: decodeWith(this.codec, payload), handles, sender: undefined };

@@ -77,6 +77,48 @@ describe('hostile clients', () => {
     await server.close();
   });
 
+  it('a client piling descriptors into one unfinished frame cannot exhaust ours: a bounded few held, at most 16 given', async () => {
+    const server = await listen(`unix:${scratchPath('fdflood')}`, { handles: true });
+    const accepting = server.accept();
+    // A header announcing 1 MiB, then 2000 one-byte writes each carrying 8 descriptors
+    // (a legitimate frame carries its descriptors on one write); the rest of the frame
+    // only when told.
+    const py = runPython(
+      `import os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(struct.pack('<I', 1 << 20))
+fd = os.open('/dev/null', os.O_RDONLY)
+n = int(sys.argv[2])
+for i in range(n): socket.send_fds(s, [b'x'], [fd] * 8)
+print('sent', flush=True)
+sys.stdin.readline()
+s.sendall(b'y' * ((1 << 20) - n))
+s.recv(1)`,
+      [server.path!, '2000'],
+    );
+    let out = '';
+    const sent = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('sent') && r()));
+    const s = await within(accepting, 10_000);
+    const base = readdirSync('/proc/self/fd').length;
+    let peak = 0;
+    const sampler = setInterval(() => void (peak = Math.max(peak, readdirSync('/proc/self/fd').length - base)), 5);
+    try {
+      const receiving = s.receiveWithHandles();
+      await within(sent, 20_000, 'the flood of descriptors');
+      py.child.stdin!.write('go\n');
+      const m = await within(receiving, 20_000, 'the frame');
+      assert.equal(m.message.length, 1 << 20);
+      for (const h of m.handles) h.close();
+      assert.ok(m.handles.length <= 16, `one message came with ${m.handles.length} descriptors`);
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.ok(peak < 2000, `${peak} descriptors were held at once`);
+    await s.close();
+    await py.done;
+    await server.close();
+  });
+
   it('a sender SIGKILLed mid-frame: PEER_GONE, the partial frame is never delivered', async () => {
     const server = await listen(`unix:${scratchPath('midframe')}`, { codec: 'utf8' });
     const accepting = server.accept();
