@@ -586,6 +586,33 @@ describe('acknowledged mode (reconnecting client)', () => {
     }
   });
 
+  it("a send's timeout and abort also bound the wait for the acknowledgement (then: maybe delivered)", async () => {
+    const server = await listen(`unix:${scratchPath('acktime')}`, { acknowledged: true, codec: 'utf8' });
+    const client = await connect(server.address, { reconnect: { minDelay: 5, maxDelay: 20 }, codec: 'utf8' });
+    const s = await server.accept();
+    try {
+      // Written at once, but the server's application does not receive it yet.
+      const started = performance.now();
+      const e = await rejectsWith(within(client.send('one', { timeout: 200 }), 5000, 'a send with a 200 ms timeout'), 'ERR_IPCKIT_TIMEOUT');
+      assert.ok(performance.now() - started >= 195);
+      assert.equal(e.details?.maybeDelivered, true);
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('enough')), 100);
+      const a = await rejectsWith(within(client.send('two', { signal: ac.signal }), 5000, 'an aborted send'), 'ERR_IPCKIT_ABORTED');
+      assert.equal(a.details?.maybeDelivered, true);
+      // Both were written: they arrive, and their late acknowledgements upset nothing.
+      assert.equal(await within(s.receive(), 5000), 'one');
+      assert.equal(await within(s.receive(), 5000), 'two');
+      const three = client.send('three', { timeout: 5000 });
+      assert.equal(await within(s.receive(), 5000), 'three');
+      await within(three, 5000, 'an acknowledged send');
+    } finally {
+      await client.close({ timeout: 1000 });
+      await s.close();
+      await server.close();
+    }
+  });
+
   it('a receive that times out takes nothing; a send timing out while disconnected sent nothing', async () => {
     const path = scratchPath('ack2');
     let server = await listen(`unix:${path}`, { acknowledged: true, codec: 'utf8' });
