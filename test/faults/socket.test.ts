@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { connect, listen, type SocketChannel } from '../../src/socket.js';
 import { readdirSync, readlinkSync } from 'node:fs';
-import { checkFdLeaks, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, within } from '../helpers.js';
+import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, run, runFixture, runPython, scratchDir, scratchPath, sleep, uniqueName, within } from '../helpers.js';
 
 checkFdLeaks();
 scratchDir();
@@ -117,6 +117,46 @@ s.recv(1)`,
     await s.close();
     await py.done;
     await server.close();
+  });
+
+  it('a backlog full of refused connections is not drained in one go: the event loop runs in between', { skip: !isRoot && 'needs root to run the flood as nobody' }, async () => {
+    // Refusing costs us what connecting costs the peer: a flood of connections from outside
+    // `allow`, drained in one loop, held the event loop for seconds (good clients starved).
+    const name = uniqueName('flood').slice(1);
+    const server = await listen(`unix-abstract:${name}`, { codec: 'utf8' }); // only our uid is served
+    const flood = run(AS_NOBODY[0]!, [
+      ...AS_NOBODY.slice(1),
+      '/usr/bin/python3',
+      '-c',
+      `import socket, sys
+held = []
+for i in range(400):
+    s = socket.socket(socket.AF_UNIX); s.connect(b'\\0' + sys.argv[1].encode()); held.append(s)
+print('ready', flush=True)
+sys.stdin.readline()`,
+      name,
+    ]);
+    let out = '';
+    const ready = new Promise<void>((r) => flood.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('ready') && r()));
+    try {
+      await within(ready, 10_000, '400 connections waiting in the backlog');
+      const accepting = server.accept();
+      await new Promise((r) => setImmediate(r));
+      assert.ok(server.refused < 400, `all ${server.refused} refused before the event loop had a turn`);
+      await within((async () => {
+        while (server.refused < 400) await new Promise((r) => setImmediate(r));
+      })(), 10_000, 'the rest to be refused');
+      const client = await connect(`unix-abstract:${name}`, { codec: 'utf8' });
+      const s = await within(accepting, 5000);
+      await client.send('still served');
+      assert.equal(await within(s.receive(), 5000), 'still served');
+      await client.close();
+      await s.close();
+    } finally {
+      flood.child.stdin!.end('\n');
+      await flood.done;
+      await server.close();
+    }
   });
 
   it('a sender SIGKILLed mid-frame: PEER_GONE, the partial frame is never delivered', async () => {
