@@ -43,6 +43,8 @@ const HELLO_FRAME = Buffer.concat([Buffer.from([HELLO]), Buffer.from(HELLO_TEXT)
 const WINDOW = 1024;
 /** Messages received but not yet taken by `receive()` before we stop reading. */
 const INCOMING_LIMIT = 1024;
+/** ... and their bytes (one message of any size is always let in). */
+const INCOMING_BYTES_LIMIT = 8 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT = 5000;
 
 export interface ReconnectOptions {
@@ -272,6 +274,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   readonly maxMessageSize: number;
   protected link: Link | null = null;
   #incoming: IncomingEntry[] = [];
+  #incomingBytes = 0;
   #inHead = 0;
   #receivers = new WaitQueue<T>('receive');
   /** Sends not yet written (waiting for a connection or for room in the window). */
@@ -396,6 +399,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
     this.closed = true;
     this.#receivers.rejectAll(() => closedError('receiver'));
     this.#incoming = [];
+    this.#incomingBytes = 0;
     this.#inHead = 0;
     this.stop();
     const link = this.link;
@@ -423,7 +427,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
         this.notifyIdle();
       },
       () => this.drainPending(),
-      () => this.#incoming.length - this.#inHead < INCOMING_LIMIT,
+      () => this.#inHead >= this.#incoming.length || (this.#incoming.length - this.#inHead < INCOMING_LIMIT && this.#incomingBytes < INCOMING_BYTES_LIMIT),
     );
   }
 
@@ -459,6 +463,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
 
   #onData(link: Link, payload: Buffer): void {
     this.#incoming.push({ payload: Buffer.from(payload), link });
+    this.#incomingBytes += payload.length;
     while (this.#receivers.length > 0 && this.#inHead < this.#incoming.length) {
       const w = this.#receivers.take()!;
       try {
@@ -472,6 +477,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   #deliverOne(): T {
     const e = this.#incoming[this.#inHead]!;
     this.#incoming[this.#inHead++] = undefined as unknown as IncomingEntry;
+    this.#incomingBytes -= e.payload.length;
     if (this.#inHead === this.#incoming.length) {
       this.#incoming = [];
       this.#inHead = 0;

@@ -193,6 +193,50 @@ function pidfds(): number {
   return n;
 }
 
+describe('acknowledged server', () => {
+  it('a client sending faster than the application receives cannot make the server hold more than a few MiB', async () => {
+    const server = await listen(`unix:${scratchPath('ackflood')}`, { acknowledged: true });
+    const accepting = server.accept();
+    // A client of the acknowledged protocol (HELLO, then DATA frames) that sends 200 MiB in
+    // 1 MiB messages without waiting for acknowledgements, for as long as we read.
+    const py = runPython(
+      `import socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+def frame(t, b): return struct.pack('<I', len(b) + 1) + bytes([t]) + b
+s.sendall(frame(3, b'ipckit-ack/1'))
+data = frame(1, b'x' * (1 << 20))
+s.settimeout(1.0)
+n = 0
+try:
+    for i in range(200): s.sendall(data); n += 1
+except socket.timeout: pass
+print(n, flush=True)
+s.settimeout(None)
+s.recv(1)`,
+      [server.path!],
+    );
+    let out = '';
+    const reported = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('\n') && r()));
+    const s = await within(accepting, 10_000);
+    const base = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const sampler = setInterval(() => void (peak = Math.max(peak, process.memoryUsage().arrayBuffers - base)), 2);
+    try {
+      await within(reported, 30_000, 'the client to send what we would take');
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
+      assert.ok(peak < 64 * 1024 * 1024, `the server held ${(peak / 2 ** 20).toFixed(0)} MiB of messages its application had not received (the client got ${out.trim()} in)`);
+      // What was read is intact and in order.
+      const first = await within(s.receive(), 5000);
+      assert.equal(first.length, 1 << 20);
+    } finally {
+      clearInterval(sampler);
+      await s.close();
+      await py.done;
+      await server.close();
+    }
+  });
+});
+
 describe('a peer that dies while the event loop is late', () => {
   it('ends mid-frame, then dies while the loop is busy for longer than the death watch waits: still PEER_GONE', async () => {
     const server = await listen(`unix:${scratchPath('late')}`, { codec: 'utf8' });
