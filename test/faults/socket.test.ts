@@ -237,6 +237,44 @@ s.recv(1)`,
   });
 });
 
+describe('datagram server', () => {
+  it('a sender faster than the application receives cannot make the server hold more than a few MiB', async () => {
+    const name = uniqueName('dgflood').slice(1);
+    const server = await listen(`unix-dgram:@${name}`);
+    // The application takes each new sender but does not read it (yet).
+    const peers: SocketChannel<Uint8Array>[] = [];
+    const accepting = (async () => {
+      for await (const p of server) peers.push(p);
+    })();
+    const py = runPython(
+      `import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+s.connect(b'\\0' + sys.argv[1].encode()); s.settimeout(1.0)
+n = 0
+try:
+    for i in range(3000): s.send(b'x' * 200000); n += 1
+except (socket.timeout, BlockingIOError): pass
+print(n, flush=True)`,
+      [name],
+    );
+    const base = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const sampler = setInterval(() => void (peak = Math.max(peak, process.memoryUsage().arrayBuffers - base)), 2);
+    try {
+      const r = await within(py.done, 30_000, 'the sender');
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
+      assert.ok(peak < 64 * 1024 * 1024, `the server held ${(peak / 2 ** 20).toFixed(0)} MiB of datagrams its application had not received (${r.stdout.trim()} sent)`);
+      assert.equal(peers.length, 1);
+      assert.equal((await within(peers[0]!.receive(), 5000)).length, 200000);
+    } finally {
+      clearInterval(sampler);
+      for (const p of peers) await p.close({ timeout: 100 });
+      await server.close();
+      await accepting;
+    }
+  });
+});
+
 describe('a peer that dies while the event loop is late', () => {
   it('ends mid-frame, then dies while the loop is busy for longer than the death watch waits: still PEER_GONE', async () => {
     const server = await listen(`unix:${scratchPath('late')}`, { codec: 'utf8' });
