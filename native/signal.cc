@@ -6,7 +6,8 @@
 // The handler is async-signal-safe: it touches only its stack, write(2) and lock-free
 // atomics; it allocates nothing and saves errno. A handler that was in place before ours
 // (libuv's, when process.on('SIGUSR2') is listening) is chained: ours runs, then it does,
-// so both ipckit listeners and process.on listeners see the signal. A full pipe (JavaScript
+// so both ipckit listeners and process.on listeners see the signal (a one-shot handler,
+// SA_RESETHAND, is not: see SetPrevious). A full pipe (JavaScript
 // has not read 32768 records) drops the record and counts it.
 //
 // Order: a process-directed signal goes to any thread that does not block it, and Node
@@ -15,7 +16,9 @@
 // the main thread only: a handler that runs on another thread forwards the siginfo to the
 // main thread (rt_tgsigqueueinfo keeps pid, uid and value) and blocks the signal in its
 // own thread for good (through the ucontext's saved mask). installSignal asks every other
-// thread to block it up front, with a marked request that the handler recognises.
+// thread to block it up front, with a marked request that the handler recognises. Such a
+// request is an ordinary queued signal: uninstalling waits until every thread asked has
+// taken its request, else the restored disposition (the default: end the process) would.
 //
 // Also here: kill(2) and sigqueue(3), and the run-time values of SIGRTMIN/SIGRTMAX.
 #include "addon.h"
@@ -24,12 +27,16 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace ipckit {
 namespace {
@@ -61,6 +68,8 @@ std::atomic<PlainHandler> g_chainPlain[NSIG];
 // The disposition that was in place before ours (main thread only): restored on uninstall.
 struct sigaction g_previous[NSIG];
 bool g_ours[NSIG];
+// Threads sent a block request since the signal was installed (main thread only).
+std::vector<pid_t> g_asked[NSIG];
 
 long Tgsigqueueinfo(pid_t tgid, pid_t tid, int signo, siginfo_t* si) { return syscall(SYS_rt_tgsigqueueinfo, tgid, tid, signo, si); }
 
@@ -106,10 +115,15 @@ void OnSignal(int signo, siginfo_t* si, void* context) {
 bool IsOurs(const struct sigaction& sa) { return (sa.sa_flags & SA_SIGINFO) && sa.sa_sigaction == OnSignal; }
 
 // Remembers `sa` as the handler to chain to (if it is a function) and to restore later.
+// A one-shot handler (SA_RESETHAND) is restored but not chained to: it stands for the
+// default action, which ours replaces, and expects the kernel to have put the default back
+// before it runs. Node's own for SIGINT and SIGTERM restores the terminal and raise()s the
+// signal to die of it; run from ours, still installed, it raised it again, forever.
 void SetPrevious(int signo, const struct sigaction& sa) {
   g_chainInfo[signo].store(nullptr, std::memory_order_release);
   g_chainPlain[signo].store(nullptr, std::memory_order_release);
   g_previous[signo] = sa;
+  if (sa.sa_flags & SA_RESETHAND) return;
   if (sa.sa_flags & SA_SIGINFO) {
     if (sa.sa_sigaction != nullptr) g_chainInfo[signo].store(sa.sa_sigaction, std::memory_order_release);
   } else if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN && sa.sa_handler != nullptr) {
@@ -117,7 +131,62 @@ void SetPrevious(int signo, const struct sigaction& sa) {
   }
 }
 
-// Sends the marked request to every thread but this (the main) one: each blocks `signo`.
+// The pending (SigPnd: queued for the thread itself) and blocked (SigBlk) signal masks of
+// thread `tid`, from /proc; false if the thread is gone.
+bool ThreadSignalMasks(pid_t tid, uint64_t* pending, uint64_t* blocked) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[8192];
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += static_cast<size_t>(n);
+    if (len == sizeof buf - 1) break;
+  }
+  close(fd);
+  buf[len] = 0;
+  const char* p = strstr(buf, "\nSigPnd:");
+  const char* b = strstr(buf, "\nSigBlk:");
+  if (p == nullptr || b == nullptr) return false;
+  *pending = strtoull(p + 8, nullptr, 16);
+  *blocked = strtoull(b + 8, nullptr, 16);
+  return true;
+}
+
+uint64_t SignalBit(int signo) { return uint64_t{1} << (signo - 1); }
+
+// Waits (at most 250 ms: each thread runs its handler as soon as it is scheduled) until
+// every thread asked to block `signo` has taken the request, or has ended. (A thread asked
+// did not block `signo` then; one that blocks it now with the request still queued is in
+// a short all-signals-blocked section, e.g. creating a thread: wait for it too.)
+void AwaitBlockRequests(int signo) {
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (pid_t tid : g_asked[signo]) {
+    for (;;) {
+      uint64_t pending, blocked;
+      if (!ThreadSignalMasks(tid, &pending, &blocked)) break;
+      if (!(pending & SignalBit(signo))) break;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > 250) {
+        g_asked[signo].clear();
+        return;
+      }
+      struct timespec pause = {0, 100 * 1000};
+      nanosleep(&pause, nullptr);
+    }
+  }
+  g_asked[signo].clear();
+}
+
+// Sends the marked request to every thread but this (the main) one that does not block
+// `signo` already (an earlier request did it, or the thread blocks every signal, as
+// Node's inspector thread does): a request to such a thread would stay queued for the
+// life of the process, counted against the user's RLIMIT_SIGPENDING.
 void AskOtherThreadsToBlock(int signo) {
   pid_t pid = getpid();
   pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
@@ -126,6 +195,8 @@ void AskOtherThreadsToBlock(int signo) {
   for (struct dirent* e = readdir(d); e != nullptr; e = readdir(d)) {
     pid_t tid = static_cast<pid_t>(atoi(e->d_name));
     if (tid <= 0 || tid == self) continue;
+    uint64_t pending, blocked;
+    if (ThreadSignalMasks(tid, &pending, &blocked) && (blocked & SignalBit(signo))) continue;
     siginfo_t si;
     memset(&si, 0, sizeof si);
     si.si_signo = signo;
@@ -133,7 +204,7 @@ void AskOtherThreadsToBlock(int signo) {
     si.si_pid = pid;
     si.si_uid = getuid();
     si.si_value.sival_int = kBlockRequest;
-    Tgsigqueueinfo(pid, tid, signo, &si);
+    if (Tgsigqueueinfo(pid, tid, signo, &si) == 0) g_asked[signo].push_back(tid);
   }
   closedir(d);
 }
@@ -197,6 +268,8 @@ Napi::Value UninstallSignal(const Napi::CallbackInfo& info) {
   g_ours[signo] = false;
   struct sigaction current;
   if (sigaction(signo, nullptr, &current) != 0) ThrowErrno(env, "sigaction");
+  // A block request still queued must meet our handler, not the disposition put back.
+  AwaitBlockRequests(signo);
   // Someone replaced ours meanwhile: leave theirs alone.
   if (IsOurs(current) && sigaction(signo, &g_previous[signo], nullptr) != 0) ThrowErrno(env, "sigaction");
   g_chainInfo[signo].store(nullptr, std::memory_order_release);

@@ -156,6 +156,8 @@ let keepAliveCount = 0;
 let hooksInstalled = false;
 let dropped = 0;
 const records = Buffer.alloc(S.RECORD_SIZE * 1024);
+/** Records read ahead of the watcher (see discardStaleRecords), dispatched before the pipe's. */
+let backlog: Buffer | null = null;
 
 function codeOf(c: number): SignalInfo['code'] {
   if (c === S.SI_USER) return 'kill';
@@ -165,36 +167,71 @@ function codeOf(c: number): SignalInfo['code'] {
 }
 
 function readRecords(): void {
+  if (backlog !== null) {
+    const early = backlog;
+    backlog = null;
+    dispatch(early, early.length);
+  }
   for (;;) {
     const n = native.read(pipeFd, records, 0, records.length);
     if (n <= 0) break;
-    for (let off = 0; off + S.RECORD_SIZE <= n; off += S.RECORD_SIZE) {
-      const number = records.readInt32LE(off);
-      const code = records.readInt32LE(off + 4);
-      const info: SignalInfo = {
-        signal: signalName(number),
-        number,
-        pid: records.readInt32LE(off + 8),
-        uid: records.readUInt32LE(off + 12),
-        value: code === S.SI_QUEUE ? records.readInt32LE(off + 16) : undefined,
-        code: codeOf(code),
-      };
-      const set = listeners.get(number);
-      if (!set) continue;
-      for (const l of [...set]) {
-        try {
-          l.handler(info);
-        } catch (e) {
-          // A throwing handler must not stop the others: report it like an event listener would.
-          process.nextTick(() => {
-            throw e;
-          });
-        }
-      }
-    }
+    dispatch(records, n);
     if (n < records.length) break;
   }
   dropped += native.takeDroppedSignals();
+}
+
+/** Calls the listeners of each record in `buf[0..n)`. */
+function dispatch(buf: Buffer, n: number): void {
+  for (let off = 0; off + S.RECORD_SIZE <= n; off += S.RECORD_SIZE) {
+    const number = buf.readInt32LE(off);
+    const code = buf.readInt32LE(off + 4);
+    const info: SignalInfo = {
+      signal: signalName(number),
+      number,
+      pid: buf.readInt32LE(off + 8),
+      uid: buf.readUInt32LE(off + 12),
+      value: code === S.SI_QUEUE ? buf.readInt32LE(off + 16) : undefined,
+      code: codeOf(code),
+    };
+    const set = listeners.get(number);
+    if (!set) continue;
+    for (const l of [...set]) {
+      try {
+        l.handler(info);
+      } catch (e) {
+        // A throwing handler must not stop the others: report it like an event listener would.
+        process.nextTick(() => {
+          throw e;
+        });
+      }
+    }
+  }
+}
+
+/**
+ * Before a handler is installed afresh for `n`: records of `n` still unread were written
+ * for subscribers that have gone (none is written while no handler is installed), and must
+ * not reach the new one (it sees deliveries after its call). Reads the pipe now, drops
+ * those, and keeps the others, in order, for the next dispatch.
+ */
+function discardStaleRecords(n: number): void {
+  if (pipeFd < 0) return;
+  const kept: Buffer[] = [];
+  const keep = (buf: Buffer, len: number): void => {
+    for (let off = 0; off + S.RECORD_SIZE <= len; off += S.RECORD_SIZE) {
+      if (buf.readInt32LE(off) !== n) kept.push(Buffer.from(buf.subarray(off, off + S.RECORD_SIZE)));
+    }
+  };
+  if (backlog !== null) keep(backlog, backlog.length);
+  for (;;) {
+    const got = native.read(pipeFd, records, 0, records.length);
+    if (got <= 0) break;
+    keep(records, got);
+    if (got < records.length) break;
+  }
+  backlog = kept.length === 0 ? null : Buffer.concat(kept);
+  if (backlog !== null) setImmediate(() => backlog !== null && readRecords());
 }
 
 function updateWatcher(): void {
@@ -231,6 +268,7 @@ function addListener(n: number, listener: Listener): void {
   if (!set) listeners.set(n, (set = new Set()));
   if (set.size === 0) {
     installHooks();
+    discardStaleRecords(n);
     native.installSignal(n);
   }
   set.add(listener);

@@ -10,7 +10,8 @@
  *    acknowledgement arrives may or may not have been delivered: its `send()` rejects with
  *    ERR_IPCKIT_PEER_GONE (`details.maybeDelivered: true`) and it is not resent. Messages
  *    not yet written when the connection broke wait for the next connection, up to their
- *    `timeout` (a timed-out send sent nothing).
+ *    `timeout` (a timed-out send sent nothing). A timeout or abort that comes once the
+ *    message was written ends the wait for its acknowledgement, as "maybe delivered" too.
  *
  * Retrying a "maybe delivered" message is the application's choice (it gives
  * at-least-once). Plain connections pay none of this: only `{ reconnect }` clients and
@@ -27,7 +28,7 @@
  */
 import { cancellableWait, RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from './channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from './codec.js';
-import { closedError, IpcError, isIpcError, toIpcError } from './errors.js';
+import { abortedError, closedError, IpcError, isIpcError, toIpcError } from './errors.js';
 import { DEFAULT_MAX_MESSAGE_SIZE, frameTooLarge } from './framing.js';
 import type { SocketKind } from './socket-address.js';
 import type { PeerCredentials, SocketChannelOptions, SocketInfo, StreamSocketChannel } from './socket-stream.js';
@@ -42,6 +43,8 @@ const HELLO_FRAME = Buffer.concat([Buffer.from([HELLO]), Buffer.from(HELLO_TEXT)
 const WINDOW = 1024;
 /** Messages received but not yet taken by `receive()` before we stop reading. */
 const INCOMING_LIMIT = 1024;
+/** ... and their bytes (one message of any size is always let in). */
+const INCOMING_BYTES_LIMIT = 8 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT = 5000;
 
 export interface ReconnectOptions {
@@ -58,6 +61,13 @@ type RawChannel = StreamSocketChannel<Uint8Array>;
 interface Outstanding {
   resolve: () => void;
   reject: (e: unknown) => void;
+}
+
+/** What bounds a send: its deadline (performance.now() ms) and its AbortSignal. */
+interface SendWait {
+  deadline?: number;
+  timeout?: number;
+  signal?: AbortSignal;
 }
 
 /** One connection speaking the protocol. */
@@ -102,14 +112,41 @@ class Link {
     });
   }
 
-  /** Writes one DATA frame; resolves when the peer acknowledges it. */
-  write(payload: Uint8Array): Promise<void> {
+  /**
+   * Writes one DATA frame; resolves when the peer acknowledges it. A timeout or abort
+   * (`wait`) ends the wait for the acknowledgement, the message being on its way: "maybe
+   * delivered". Its place in the window stays until the acknowledgement or the link's end.
+   */
+  write(payload: Uint8Array, wait: SendWait = {}): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
     const frame = Buffer.allocUnsafe(payload.length + 1);
     frame[0] = DATA;
     frame.set(payload, 1);
     return new Promise<void>((resolve, reject) => {
-      this.outstanding.push({ resolve, reject });
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const { signal } = wait;
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        return true;
+      };
+      const onAbort = (): void => {
+        if (settle()) {
+          reject(new IpcError('ERR_IPCKIT_ABORTED', `send was aborted while waiting for the peer's acknowledgement; the message was written and may or may not have been delivered (it is not resent)`, { cause: signal!.reason, details: { maybeDelivered: true } }));
+        }
+      };
+      this.outstanding.push({ resolve: () => settle() && resolve(), reject: (e) => settle() && reject(e) });
+      if (wait.deadline !== undefined) {
+        timer = setTimeout(() => {
+          if (settle()) {
+            reject(new IpcError('ERR_IPCKIT_TIMEOUT', `send timed out after ${wait.timeout} ms waiting for the peer's acknowledgement; the message was written and may or may not have been delivered (it is not resent)`, { details: { timeout: wait.timeout, maybeDelivered: true } }));
+          }
+        }, Math.max(0, wait.deadline - performance.now()));
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.raw.send(frame).catch((e: unknown) => this.kill(toIpcError(e, 'send')));
     });
   }
@@ -237,10 +274,11 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   readonly maxMessageSize: number;
   protected link: Link | null = null;
   #incoming: IncomingEntry[] = [];
+  #incomingBytes = 0;
   #inHead = 0;
   #receivers = new WaitQueue<T>('receive');
   /** Sends not yet written (waiting for a connection or for room in the window). */
-  #pending = new WaitQueue<void, Uint8Array>('send');
+  #pending = new WaitQueue<void, { bytes: Uint8Array; wait: SendWait }>('send');
   #idleWaiters = new Set<() => void>();
   protected closed = false;
   protected failure: IpcError | null = null;
@@ -269,11 +307,18 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   send(message: T, options?: WaitOptions): Promise<void> {
     if (this.closed) return Promise.reject(closedError('sender'));
     if (this.failure) return Promise.reject(this.failure);
+    // The server's side of a connection that ended: no link will come to carry it.
+    if (this.#ended) return Promise.reject(this.link?.dead ?? closedError('sender'));
     const bytes = encodeWith(this.codec, message);
     if (bytes.length > this.maxMessageSize) throw frameTooLarge(bytes.length, this.maxMessageSize, 'send');
-    if (this.#pending.length === 0 && this.link && !this.link.dead && this.link.unacked < WINDOW) return this.link.write(bytes);
-    const p = this.#pending.enqueue(options, bytes);
-    return p;
+    const timeout = validate.timeout(options?.timeout);
+    const signal = validate.abortSignal(options?.signal);
+    const wait: SendWait = { ...(timeout !== undefined ? { deadline: performance.now() + timeout, timeout } : {}), ...(signal ? { signal } : {}) };
+    if (this.#pending.length === 0 && this.link && !this.link.dead && this.link.unacked < WINDOW) {
+      if (signal?.aborted) return Promise.reject(abortedError('send', signal));
+      return this.link.write(bytes, wait);
+    }
+    return this.#pending.enqueue(options, { bytes, wait });
   }
 
   /** Resolves once every message sent so far has been acknowledged or has failed. */
@@ -354,6 +399,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
     this.closed = true;
     this.#receivers.rejectAll(() => closedError('receiver'));
     this.#incoming = [];
+    this.#incomingBytes = 0;
     this.#inHead = 0;
     this.stop();
     const link = this.link;
@@ -381,7 +427,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
         this.notifyIdle();
       },
       () => this.drainPending(),
-      () => this.#incoming.length - this.#inHead < INCOMING_LIMIT,
+      () => this.#inHead >= this.#incoming.length || (this.#incoming.length - this.#inHead < INCOMING_LIMIT && this.#incomingBytes < INCOMING_BYTES_LIMIT),
     );
   }
 
@@ -393,7 +439,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
     while (link && !link.dead && link.unacked < WINDOW) {
       if (this.#pending.peek() === undefined) break;
       const w = this.#pending.take()!;
-      link.write(w.data).then(w.resolve, w.reject);
+      link.write(w.data.bytes, w.data.wait).then(w.resolve, w.reject);
     }
     this.notifyIdle();
   }
@@ -417,6 +463,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
 
   #onData(link: Link, payload: Buffer): void {
     this.#incoming.push({ payload: Buffer.from(payload), link });
+    this.#incomingBytes += payload.length;
     while (this.#receivers.length > 0 && this.#inHead < this.#incoming.length) {
       const w = this.#receivers.take()!;
       try {
@@ -430,6 +477,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   #deliverOne(): T {
     const e = this.#incoming[this.#inHead]!;
     this.#incoming[this.#inHead++] = undefined as unknown as IncomingEntry;
+    this.#incomingBytes -= e.payload.length;
     if (this.#inHead === this.#incoming.length) {
       this.#incoming = [];
       this.#inHead = 0;

@@ -198,8 +198,10 @@ export function openSealedMemory(handle: ReceivedHandle | HandleSource, options:
       details: { seals, required: REQUIRED_SEALS },
     });
   }
-  if (st.size <= 0) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', 'the shared memory is empty');
-  const mem = new SealedMemory(fd, st.size, options.writable !== false);
+  // The size only now: until the seals were in place the peer could still change it.
+  const { size } = sys('check sealed memory', () => native.fstat(fd));
+  if (size <= 0) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', 'the shared memory is empty');
+  const mem = new SealedMemory(fd, size, options.writable !== false);
   if (handle instanceof ReceivedHandle) handle.take();
   return mem;
 }

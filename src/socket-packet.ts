@@ -420,6 +420,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   protected writer: PacketWriter;
   #incoming: Incoming[] = [];
   #inHead = 0;
+  #incomingBytes = 0;
   #waiters = new WaitQueue<MessageWithHandles<T>, undefined>('receive');
   protected state: 'open' | 'ended' | 'closed' = 'open';
   #endError: IpcError | null = null;
@@ -447,6 +448,10 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
 
   protected get queuedCount(): number {
     return this.#incoming.length - this.#inHead;
+  }
+
+  protected get queuedByteCount(): number {
+    return this.#incomingBytes;
   }
 
   /** Start or stop reading the socket (subclasses: poll, or the server's shared reader). */
@@ -572,6 +577,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
     }
     for (let i = this.#inHead; i < this.#incoming.length; i++) closeFds(this.#incoming[i]!.fds);
     this.#incoming = [];
+    this.#incomingBytes = 0;
     this.#inHead = 0;
     this.#endError = null;
     this.#waiters.rejectAll(() => closedError('receiver'));
@@ -593,6 +599,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
     }
     if (item.creds) this.#peer = item.creds;
     this.#incoming.push(item);
+    this.#incomingBytes += item.payload?.length ?? 0;
   }
 
   /** The connection is over: deliver what is queued, then `error` (null: a clean end). */
@@ -637,6 +644,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   #shift(): Incoming {
     const m = this.#incoming[this.#inHead]!;
     this.#incoming[this.#inHead++] = undefined as unknown as Incoming;
+    this.#incomingBytes -= m.payload?.length ?? 0;
     if (this.#inHead === this.#incoming.length) {
       this.#incoming = [];
       this.#inHead = 0;
@@ -763,8 +771,9 @@ export function isAllowed(allow: AllowList | null, creds: PeerCredentials | null
   return (allow.uids?.includes(creds.uid) ?? false) || (allow.gids?.includes(creds.gid) ?? false);
 }
 
-/** Most messages one datagram peer may have waiting before the server stops reading for everyone. */
+/** Most messages (and bytes of them) one datagram peer may have waiting before the server stops reading for everyone. */
 const PEER_QUEUE_LIMIT = 4096;
+const PEER_QUEUE_BYTES = 8 * 1024 * 1024;
 
 /**
  * A bound, unconnected Unix datagram socket serving many senders: each sender address is
@@ -880,7 +889,7 @@ export class DatagramServer<T> {
   }
 
   #congested(): boolean {
-    for (const p of this.#peers.values()) if (p.queued >= PEER_QUEUE_LIMIT) return true;
+    for (const p of this.#peers.values()) if (p.queued >= PEER_QUEUE_LIMIT || p.queuedBytes >= PEER_QUEUE_BYTES) return true;
     return false;
   }
 }
@@ -912,6 +921,10 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
 
   get queued(): number {
     return this.queuedCount;
+  }
+
+  get queuedBytes(): number {
+    return this.queuedByteCount;
   }
 
   /** A datagram peer has no connection to half-close: writes what was accepted. */

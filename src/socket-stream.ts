@@ -17,13 +17,14 @@
 import { constants as osConstants } from 'node:os';
 import { receiverIterator, type Channel, type WaitOptions } from './channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from './codec.js';
-import { errnoError, invalidArgument, IpcError, isIpcError } from './errors.js';
+import { abortedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from './errors.js';
 import { frameTooLarge, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from './framing.js';
 import { processStartTime, watchProcess } from './liveness.js';
 import { native } from './native.js';
 import { closeFds, handleFd, ReceivedHandle, type HandleSource } from './socket-handle.js';
 import { FdPoll, FdReader, FdWriter, type StreamHooks } from './stream.js';
 import type { SocketKind } from './socket-address.js';
+import * as validate from './validate.js';
 
 const C = native.socketConstants;
 const EAGAIN = osConstants.errno.EAGAIN;
@@ -86,7 +87,8 @@ export async function peerDiedError(error: IpcError, peer: PeerCredentials | und
       await watchProcess(peer.pid, { timeout: 250 });
       died = true;
     } catch (e) {
-      died = isIpcError(e, 'ERR_IPCKIT_NOT_FOUND');
+      // A late event loop runs the expired timer before the pidfd's event: look again.
+      died = isIpcError(e, 'ERR_IPCKIT_NOT_FOUND') || processStartTime(peer.pid) === undefined;
     }
   }
   if (!died) return error;
@@ -106,6 +108,14 @@ function noHandles(kind: SocketKind): IpcError {
  * read's last byte. We count the bytes read, and the bytes of every frame delivered in
  * order, and match the two.
  */
+/**
+ * Reads that brought descriptors and wait for their frame. A frame carries its descriptors
+ * on one write and the kernel ends a read at each such write, so a frame being read has
+ * one batch: more is a peer piling descriptors into a frame it does not finish, which
+ * would otherwise fill our descriptor table. Beyond this many, new ones are closed.
+ */
+const MAX_PENDING_BATCHES = 64;
+
 class HandleTracker<T> {
   #readTotal = 0;
   #consumed = 0;
@@ -122,7 +132,11 @@ class HandleTracker<T> {
     if (n > 0) {
       this.#readTotal += n;
       const k = this.#fdsOut[0]!;
-      if (k > 0) this.#pending.push({ at: this.#readTotal - 1, fds: Array.from(this.#fdsOut.subarray(1, 1 + k)) });
+      if (k > 0) {
+        const fds = Array.from(this.#fdsOut.subarray(1, 1 + k));
+        if (this.#pending.length >= MAX_PENDING_BATCHES) closeFds(fds);
+        else this.#pending.push({ at: this.#readTotal - 1, fds });
+      }
     }
     return n;
   };
@@ -135,8 +149,15 @@ class HandleTracker<T> {
     const handles: ReceivedHandle[] = [];
     while (this.#pending.length > 0 && this.#pending[0]!.at < end) {
       const p = this.#pending.shift()!;
-      if (p.at >= start) for (const fd of p.fds) handles.push(new ReceivedHandle(fd));
-      else closeFds(p.fds);
+      // At most MAX_FDS_PER_MESSAGE per message, as on packet sockets: the rest are closed.
+      if (p.at < start) {
+        closeFds(p.fds);
+        continue;
+      }
+      for (const fd of p.fds) {
+        if (handles.length < C.MAX_FDS_PER_MESSAGE) handles.push(new ReceivedHandle(fd));
+        else closeFds([fd]);
+      }
     }
     try {
       return { message: decodeWith(this.codec, payload), handles, sender: undefined };
@@ -290,9 +311,13 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     if (list.length === 0 || list.length > C.MAX_FDS_PER_MESSAGE) throw invalidArgument(`a message carries 1 to ${C.MAX_FDS_PER_MESSAGE} handles, got ${list.length}`);
     const fds = Int32Array.from(list.map((h, i) => handleFd(h, `handle[${i}]`)));
     const frame = this.#frame(message === undefined ? new Uint8Array(0) : encodeWith(this.#codec, message));
+    const timeout = validate.timeout(options?.timeout);
+    const signal = validate.abortSignal(options?.signal);
     const run = async (): Promise<void> => {
+      if (signal?.aborted) throw abortedError('send a handle', signal);
+      const deadline = timeout === undefined ? undefined : performance.now() + timeout;
       await this.#writer.flush(options);
-      await this.#writeWithFds(frame, fds);
+      await this.#writeWithFds(frame, fds, deadline, timeout, signal);
     };
     const p = (this.#barrier ?? Promise.resolve()).then(run);
     this.#barrierCount++;
@@ -390,8 +415,12 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     return Buffer.from(payload);
   }
 
-  /** Writes `frame` with the descriptors on its first bytes; retries briefly while the socket is full. */
-  async #writeWithFds(frame: Uint8Array, fds: Int32Array): Promise<void> {
+  /**
+   * Writes `frame` with the descriptors on its first bytes; retries briefly while the socket
+   * is full. Until its first bytes are in, the send can still give up (timeout, abort) with
+   * nothing sent; after that the rest of the frame must follow (or the channel close).
+   */
+  async #writeWithFds(frame: Uint8Array, fds: Int32Array, deadline: number | undefined, timeout: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     let off = 0;
     let delay = 1;
     while (off < frame.length) {
@@ -403,9 +432,18 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
         continue;
       }
       if (n === -EAGAIN || n === 0) {
+        let wait = delay;
+        if (off === 0) {
+          if (signal?.aborted) throw abortedError('send a handle', signal);
+          if (deadline !== undefined) {
+            const left = deadline - performance.now();
+            if (left <= 0) throw timeoutError('send a handle', timeout!);
+            wait = Math.min(wait, Math.ceil(left));
+          }
+        }
         // The writer has nothing queued here (we flushed it first), so a short backoff
         // rather than sharing its writability poll.
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise((r) => setTimeout(r, wait));
         delay = Math.min(delay * 2, 20);
         continue;
       }

@@ -274,6 +274,12 @@ async function listenTcp<T>(addr: TcpAddress, backlog: number, options: SocketCh
 
 /** Connections an acknowledged server accepts before the application asks for them. */
 const READY_LIMIT = 64;
+/**
+ * Connections accepted per readiness event: a flood of connections (refused ones cost us
+ * as much as they cost the peer) must not hold the event loop; the poll fires again on
+ * the next turn for the rest.
+ */
+const ACCEPT_BATCH = 64;
 
 /** A listening stream or seqpacket socket. */
 class ListeningServer<T> implements SocketServer<T> {
@@ -368,7 +374,11 @@ class ListeningServer<T> implements SocketServer<T> {
   }
 
   #acceptSome(): void {
-    while (this.#wanted() && !this.#closed) {
+    for (let n = 0; this.#wanted() && !this.#closed; n++) {
+      if (n === ACCEPT_BATCH) {
+        this.#startPolling();
+        return;
+      }
       const fd = native.accept(this.#fd);
       if (fd < 0) {
         const errno = -fd;

@@ -129,6 +129,28 @@ describe('sending and receiving', () => {
     await rx.close();
   });
 
+  it('waitForSignal sees no delivery from before the call, even one whose record was still unread', async () => {
+    const seen: number[] = [];
+    const other = onSignal('SIGRTMIN+8', (i) => void seen.push(i.value!));
+    const sub = onSignal('SIGRTMIN+7', () => {});
+    // Both delivered at once (to this thread); their records wait in the pipe, unread.
+    sendSignal(process.pid, 'SIGRTMIN+8', { value: 8 });
+    sendSignal(process.pid, 'SIGRTMIN+7', { value: 1 });
+    sub.close();
+    try {
+      const waiting = waitForSignal('SIGRTMIN+7', { timeout: 5000 });
+      let early: SignalInfo | undefined;
+      waiting.then((i) => void (early = i), () => {});
+      await sleep(100);
+      assert.deepEqual(seen, [8], "the other signal's subscriber still gets its delivery");
+      assert.equal(early, undefined, 'the wait took the delivery from before the call');
+      sendSignal(process.pid, 'SIGRTMIN+7', { value: 2 });
+      assert.equal((await waiting).value, 2);
+    } finally {
+      other.close();
+    }
+  });
+
   it('a signal receiver queues deliveries from the moment it exists', async () => {
     const rx = signalReceiver(['SIGRTMIN+6', 'SIGUSR2']);
     sendSignal(process.pid, 'SIGRTMIN+6', { value: 1 });
@@ -140,6 +162,45 @@ describe('sending and receiving', () => {
     const closing = rx.close();
     assert.deepEqual(await it.next(), { value: undefined, done: true });
     await closing;
+  });
+});
+
+describe('installing and removing handlers', () => {
+  it('a handler removed at once leaves no request to block it queued for the old disposition (the default action would end the process)', async () => {
+    // Installing asks every other thread to block the signal by queueing it to them; one of those
+    // still queued when the default action is back kills the process. Each child installs and at
+    // once removes a handler for every real-time signal: about one in ten used to end it.
+    // Node reports a death by a real-time signal as exit code 0 (it has no name for the
+    // signal), so the proof that a child survived is the line it prints last.
+    const runs = await Promise.all([0, 1, 2, 3].map(() => runFixture('signal-child', ['churn', '1']).done));
+    for (const r of runs) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^\{"pending":/, 'the child ran to its end (a signal it asked a thread to block did not kill it)');
+    }
+  });
+
+  it("SIGTERM and SIGINT, which Node itself catches (to restore the terminal, then die), are delivered to us and the process goes on", async () => {
+    // Node's own handler for these is one-shot (SA_RESETHAND) and ends in raise(): run from
+    // ours, with ours still installed, it raised the signal again, forever.
+    for (const signal of ['SIGTERM', 'SIGINT']) {
+      const w = runFixture('signal-child', ['wait', signal], { timeoutMs: 15_000 });
+      await within(line(w.child, /ready/), 10_000);
+      sendSignal(w.child.pid!, signal);
+      const r = await within(w.done, 10_000, `the child to report ${signal} and exit`);
+      assert.equal(r.code, 0, r.stderr);
+      const info = JSON.parse(r.stdout.trim().split('\n').pop()!) as SignalInfo;
+      assert.deepEqual([info.signal, info.pid], [signal, process.pid]);
+    }
+  });
+
+  it('installing again asks no thread that blocks the signal already: no request is left queued, none piles up', async () => {
+    // A request queued to a thread that blocks the signal stays queued for the life of the
+    // process, counted against the user's RLIMIT_SIGPENDING (shared by all their processes):
+    // a waitForSignal loop used to leave one per thread per turn.
+    const r = await runFixture('signal-child', ['churn', '3']).done;
+    assert.equal(r.code, 0, r.stderr);
+    const { pending } = JSON.parse(r.stdout) as { pending: Array<{ tid: string; signal: number }> };
+    assert.deepEqual(pending, [], 'real-time signals left queued on threads');
   });
 });
 

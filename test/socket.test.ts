@@ -385,6 +385,38 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
     await b.close();
   });
 
+  it('maps the size the seals fixed, not one read before them (a peer that shrinks, then seals, meanwhile)', async () => {
+    const [a, b] = socketPair('unix-dgram');
+    const peerFd = native.memfdCreate('shrinks');
+    native.ftruncate(peerFd, 1 << 20);
+    await a.sendHandle(peerFd);
+    const got = await b.receiveHandle();
+    // The peer keeps its descriptor. It shrinks the memory and only then seals it, at the
+    // worst moment for us: while we read the seals (run then, so the interleaving is certain).
+    const { F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL } = native.socketConstants;
+    const addon = native as { getSeals: (fd: number) => number };
+    const getSeals = addon.getSeals;
+    addon.getSeals = (fd) => {
+      addon.getSeals = getSeals;
+      native.ftruncate(peerFd, 4096);
+      native.addSeals(peerFd, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+      return getSeals(fd);
+    };
+    let mem: ReturnType<typeof openSealedMemory>;
+    try {
+      mem = openSealedMemory(got.handle);
+    } finally {
+      addon.getSeals = getSeals;
+    }
+    // A mapping of the old size would fault (SIGBUS) past 4096 bytes.
+    assert.equal(mem.size, 4096);
+    assert.equal(mem.bytes.length, 4096);
+    mem.close();
+    native.close(peerFd);
+    await a.close();
+    await b.close();
+  });
+
   it('descriptors of a message received without asking, or left queued at close, are closed (no leak)', async () => {
     const [a, b] = socketPair('unix-seqpacket', { codec: 'utf8' });
     const before = (await import('./helpers.js')).openFds().size;
@@ -406,6 +438,29 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
     await a.close();
     await b.close();
     await rejectsWith(connect('tcp://127.0.0.1:1', { handles: true }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  });
+
+  it('a handle sent on a stream the peer does not read: timeout and abort end the wait', async () => {
+    const [a, b] = socketPair('unix', { codec: 'utf8', handles: true });
+    // The kernel's buffer full to the last byte, and nothing waiting in ours.
+    const chunk = Buffer.alloc(64 * 1024);
+    const aFd = (a as unknown as { fd: number }).fd;
+    while (native.write(aFd, chunk, 0, chunk.length) > 0) {
+      /* fill */
+    }
+    const fd = openSync('/dev/null', 'r');
+    try {
+      const started = performance.now();
+      await rejectsWith(within(a.sendHandle(fd, 'x', { timeout: 200 }), 5000, 'sendHandle with a 200 ms timeout'), 'ERR_IPCKIT_TIMEOUT');
+      assert.ok(performance.now() - started >= 195);
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('enough')), 100);
+      await rejectsWith(within(a.sendHandle(fd, 'y', { signal: ac.signal }), 5000, 'an aborted sendHandle'), 'ERR_IPCKIT_ABORTED');
+    } finally {
+      closeSync(fd);
+      await a.close();
+      await b.close();
+    }
   });
 
   it('a Unix stream with { handles: true } ties each descriptor to its own message, among plain ones', async () => {
@@ -514,6 +569,48 @@ describe('acknowledged mode (reconnecting client)', () => {
     await rejectsWith(s.receive(), 'ERR_IPCKIT_CLOSED');
     await s.close();
     await server.close();
+  });
+
+  it("a server's send after its client has gone rejects with PEER_GONE; it does not wait forever", async () => {
+    const server = await listen(`unix:${scratchPath('ackgone')}`, { acknowledged: true, codec: 'utf8' });
+    const client = await connect(server.address, { reconnect: { minDelay: 5, maxDelay: 20 }, codec: 'utf8' });
+    const s = await server.accept();
+    try {
+      await client.close();
+      await rejectsWith(within(s.receive(), 5000), 'ERR_IPCKIT_CLOSED');
+      await rejectsWith(within(s.send('anyone there?'), 5000, "the server's send"), 'ERR_IPCKIT_PEER_GONE');
+      await rejectsWith(within(s.send('and now?', { timeout: 10_000 }), 5000, "the server's second send"), 'ERR_IPCKIT_PEER_GONE');
+    } finally {
+      await s.close();
+      await server.close();
+    }
+  });
+
+  it("a send's timeout and abort also bound the wait for the acknowledgement (then: maybe delivered)", async () => {
+    const server = await listen(`unix:${scratchPath('acktime')}`, { acknowledged: true, codec: 'utf8' });
+    const client = await connect(server.address, { reconnect: { minDelay: 5, maxDelay: 20 }, codec: 'utf8' });
+    const s = await server.accept();
+    try {
+      // Written at once, but the server's application does not receive it yet.
+      const started = performance.now();
+      const e = await rejectsWith(within(client.send('one', { timeout: 200 }), 5000, 'a send with a 200 ms timeout'), 'ERR_IPCKIT_TIMEOUT');
+      assert.ok(performance.now() - started >= 195);
+      assert.equal(e.details?.maybeDelivered, true);
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('enough')), 100);
+      const a = await rejectsWith(within(client.send('two', { signal: ac.signal }), 5000, 'an aborted send'), 'ERR_IPCKIT_ABORTED');
+      assert.equal(a.details?.maybeDelivered, true);
+      // Both were written: they arrive, and their late acknowledgements upset nothing.
+      assert.equal(await within(s.receive(), 5000), 'one');
+      assert.equal(await within(s.receive(), 5000), 'two');
+      const three = client.send('three', { timeout: 5000 });
+      assert.equal(await within(s.receive(), 5000), 'three');
+      await within(three, 5000, 'an acknowledged send');
+    } finally {
+      await client.close({ timeout: 1000 });
+      await s.close();
+      await server.close();
+    }
   });
 
   it('a receive that times out takes nothing; a send timing out while disconnected sent nothing', async () => {

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { connect, listen, type SocketChannel } from '../../src/socket.js';
-import { checkFdLeaks, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, within } from '../helpers.js';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, run, runFixture, runPython, scratchDir, scratchPath, sleep, uniqueName, within } from '../helpers.js';
 
 checkFdLeaks();
 scratchDir();
@@ -44,12 +45,15 @@ describe('hostile clients', () => {
   it('a frame announcing 2^31 bytes, then nothing: FRAME_TOO_LARGE at once, no allocation; a good client still round-trips', async () => {
     const server = await listen(`unix:${scratchPath('huge')}`, { codec: 'utf8' });
     const accepting = server.accept();
-    const rssBefore = process.memoryUsage().rss;
-    const py = rawClient(server.path!, '00000080'); // 0x80000000 little-endian
+    // Buffers, not RSS: an untouched 2 GiB allocation would not show in RSS, and RSS moves
+    // with whatever else the process does (heap growth, the runner, the child's pipes).
+    const buffersBefore = process.memoryUsage().arrayBuffers;
+    const py = rawClient(server.path!, '00000080', 0); // 0x80000000 little-endian
     const s = await within(accepting, 10_000);
     const e = await rejectsWith(within(s.receive(), 5000), 'ERR_IPCKIT_FRAME_TOO_LARGE');
     assert.equal(e.details?.length, 2 ** 31);
-    assert.ok(process.memoryUsage().rss - rssBefore < 64 * 1024 * 1024, 'no buffer was allocated for the announced frame');
+    const grew = process.memoryUsage().arrayBuffers - buffersBefore;
+    assert.ok(grew < 64 * 1024 * 1024, `no buffer was allocated for the announced frame (buffers grew by ${grew} bytes)`);
     await s.close(); // the server disconnects it
     const r = await py.done;
     assert.match(r.stdout, /sent\n(eof|reset)/);
@@ -73,18 +77,239 @@ describe('hostile clients', () => {
     await server.close();
   });
 
+  it('a client piling descriptors into one unfinished frame cannot exhaust ours: a bounded few held, at most 16 given', async () => {
+    const server = await listen(`unix:${scratchPath('fdflood')}`, { handles: true });
+    const accepting = server.accept();
+    // A header announcing 1 MiB, then 2000 one-byte writes each carrying 8 descriptors
+    // (a legitimate frame carries its descriptors on one write); the rest of the frame
+    // only when told.
+    const py = runPython(
+      `import os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(struct.pack('<I', 1 << 20))
+fd = os.open('/dev/null', os.O_RDONLY)
+n = int(sys.argv[2])
+for i in range(n): socket.send_fds(s, [b'x'], [fd] * 8)
+print('sent', flush=True)
+sys.stdin.readline()
+s.sendall(b'y' * ((1 << 20) - n))
+s.recv(1)`,
+      [server.path!, '2000'],
+    );
+    let out = '';
+    const sent = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('sent') && r()));
+    const s = await within(accepting, 10_000);
+    const base = readdirSync('/proc/self/fd').length;
+    let peak = 0;
+    const sampler = setInterval(() => void (peak = Math.max(peak, readdirSync('/proc/self/fd').length - base)), 5);
+    try {
+      const receiving = s.receiveWithHandles();
+      await within(sent, 20_000, 'the flood of descriptors');
+      py.child.stdin!.write('go\n');
+      const m = await within(receiving, 20_000, 'the frame');
+      assert.equal(m.message.length, 1 << 20);
+      for (const h of m.handles) h.close();
+      assert.ok(m.handles.length <= 16, `one message came with ${m.handles.length} descriptors`);
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.ok(peak < 2000, `${peak} descriptors were held at once`);
+    await s.close();
+    await py.done;
+    await server.close();
+  });
+
+  it('a backlog full of refused connections is not drained in one go: the event loop runs in between', { skip: !isRoot && 'needs root to run the flood as nobody' }, async () => {
+    // Refusing costs us what connecting costs the peer: a flood of connections from outside
+    // `allow`, drained in one loop, held the event loop for seconds (good clients starved).
+    const name = uniqueName('flood').slice(1);
+    const server = await listen(`unix-abstract:${name}`, { codec: 'utf8' }); // only our uid is served
+    const flood = run(AS_NOBODY[0]!, [
+      ...AS_NOBODY.slice(1),
+      '/usr/bin/python3',
+      '-c',
+      `import socket, sys
+held = []
+for i in range(400):
+    s = socket.socket(socket.AF_UNIX); s.connect(b'\\0' + sys.argv[1].encode()); held.append(s)
+print('ready', flush=True)
+sys.stdin.readline()`,
+      name,
+    ]);
+    let out = '';
+    const ready = new Promise<void>((r) => flood.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('ready') && r()));
+    try {
+      await within(ready, 10_000, '400 connections waiting in the backlog');
+      const accepting = server.accept();
+      await new Promise((r) => setImmediate(r));
+      assert.ok(server.refused < 400, `all ${server.refused} refused before the event loop had a turn`);
+      await within((async () => {
+        while (server.refused < 400) await new Promise((r) => setImmediate(r));
+      })(), 10_000, 'the rest to be refused');
+      const client = await connect(`unix-abstract:${name}`, { codec: 'utf8' });
+      const s = await within(accepting, 5000);
+      await client.send('still served');
+      assert.equal(await within(s.receive(), 5000), 'still served');
+      await client.close();
+      await s.close();
+    } finally {
+      flood.child.stdin!.end('\n');
+      await flood.done;
+      await server.close();
+    }
+  });
+
   it('a sender SIGKILLed mid-frame: PEER_GONE, the partial frame is never delivered', async () => {
     const server = await listen(`unix:${scratchPath('midframe')}`, { codec: 'utf8' });
     const accepting = server.accept();
     // A whole frame ("whole"), then a header announcing 100 bytes and only 10 of them.
     const py = rawClient(server.path!, `05000000${Buffer.from('whole').toString('hex')}64000000${'41'.repeat(10)}`, 30);
+    // Listening from the start: its "sent" may come before our receive resolves.
+    let out = '';
+    const sent = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('sent') && r()));
     const s = await within(accepting, 10_000);
-    assert.equal(await s.receive(), 'whole');
-    await within(new Promise<void>((r) => py.child.stdout!.once('data', () => r())), 10_000);
+    assert.equal(await within(s.receive(), 5000), 'whole');
+    await within(sent, 10_000, 'the partial frame');
     py.child.kill('SIGKILL');
     const e = await rejectsWith(within(s.receive(), 5000), 'ERR_IPCKIT_PEER_GONE');
     assert.match(e.message, /died/);
     await rejectsWith(s.receive(), 'ERR_IPCKIT_CLOSED');
+    await s.close();
+    await py.done;
+    await server.close();
+  });
+});
+
+/** Our open pidfds (a watchProcess in progress holds one). */
+function pidfds(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).includes('pidfd')) n++;
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return n;
+}
+
+describe('acknowledged server', () => {
+  it('a client sending faster than the application receives cannot make the server hold more than a few MiB', async () => {
+    const server = await listen(`unix:${scratchPath('ackflood')}`, { acknowledged: true });
+    const accepting = server.accept();
+    // A client of the acknowledged protocol (HELLO, then DATA frames) that sends 200 MiB in
+    // 1 MiB messages without waiting for acknowledgements, for as long as we read.
+    const py = runPython(
+      `import socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+def frame(t, b): return struct.pack('<I', len(b) + 1) + bytes([t]) + b
+s.sendall(frame(3, b'ipckit-ack/1'))
+data = frame(1, b'x' * (1 << 20))
+s.settimeout(1.0)
+n = 0
+try:
+    for i in range(200): s.sendall(data); n += 1
+except socket.timeout: pass
+print(n, flush=True)
+s.settimeout(None)
+s.recv(1)`,
+      [server.path!],
+    );
+    let out = '';
+    const reported = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('\n') && r()));
+    const s = await within(accepting, 10_000);
+    const base = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const sampler = setInterval(() => void (peak = Math.max(peak, process.memoryUsage().arrayBuffers - base)), 2);
+    try {
+      await within(reported, 30_000, 'the client to send what we would take');
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
+      assert.ok(peak < 64 * 1024 * 1024, `the server held ${(peak / 2 ** 20).toFixed(0)} MiB of messages its application had not received (the client got ${out.trim()} in)`);
+      // What was read is intact and in order.
+      const first = await within(s.receive(), 5000);
+      assert.equal(first.length, 1 << 20);
+    } finally {
+      clearInterval(sampler);
+      await s.close();
+      await py.done;
+      await server.close();
+    }
+  });
+});
+
+describe('datagram server', () => {
+  it('a sender faster than the application receives cannot make the server hold more than a few MiB', async () => {
+    const name = uniqueName('dgflood').slice(1);
+    const server = await listen(`unix-dgram:@${name}`);
+    // The application takes each new sender but does not read it (yet).
+    const peers: SocketChannel<Uint8Array>[] = [];
+    const accepting = (async () => {
+      for await (const p of server) peers.push(p);
+    })();
+    const py = runPython(
+      `import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+s.connect(b'\\0' + sys.argv[1].encode()); s.settimeout(1.0)
+n = 0
+try:
+    for i in range(3000): s.send(b'x' * 200000); n += 1
+except (socket.timeout, BlockingIOError): pass
+print(n, flush=True)`,
+      [name],
+    );
+    const base = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const sampler = setInterval(() => void (peak = Math.max(peak, process.memoryUsage().arrayBuffers - base)), 2);
+    try {
+      const r = await within(py.done, 30_000, 'the sender');
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
+      assert.ok(peak < 64 * 1024 * 1024, `the server held ${(peak / 2 ** 20).toFixed(0)} MiB of datagrams its application had not received (${r.stdout.trim()} sent)`);
+      assert.equal(peers.length, 1);
+      assert.equal((await within(peers[0]!.receive(), 5000)).length, 200000);
+    } finally {
+      clearInterval(sampler);
+      for (const p of peers) await p.close({ timeout: 100 });
+      await server.close();
+      await accepting;
+    }
+  });
+});
+
+describe('a peer that dies while the event loop is late', () => {
+  it('ends mid-frame, then dies while the loop is busy for longer than the death watch waits: still PEER_GONE', async () => {
+    const server = await listen(`unix:${scratchPath('late')}`, { codec: 'utf8' });
+    const accepting = server.accept();
+    // Half a frame, then (when told) the end of the stream; the process itself ends 100 ms later.
+    const py = runPython(
+      `import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(bytes.fromhex('64000000' + '41' * 10))
+print('sent', flush=True)
+sys.stdin.readline()
+s.close()
+time.sleep(0.1)`,
+      [server.path!],
+    );
+    let out = '';
+    const sent = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('sent') && r()));
+    const s = await within(accepting, 10_000);
+    const ending = s.receive().then(
+      () => 'a message?!',
+      (e: { code?: string }) => e.code,
+    );
+    await within(sent, 10_000, "the peer's half frame");
+    const before = pidfds();
+    py.child.stdin!.write('go\n');
+    // The stream has ended inside a frame and the peer still lives: we watch it (a pidfd).
+    await within((async () => {
+      while (pidfds() === before) await new Promise((r) => setImmediate(r));
+    })(), 10_000, 'the watch on the peer');
+    // The loop is held (a long GC, a loaded machine) past the watch's wait; the peer exits meanwhile.
+    const until = Date.now() + 800;
+    while (Date.now() < until) {
+      /* busy */
+    }
+    assert.equal(await within(ending, 5000), 'ERR_IPCKIT_PEER_GONE');
     await s.close();
     await py.done;
     await server.close();
