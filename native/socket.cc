@@ -293,6 +293,7 @@ Napi::Value SendPackets(const Napi::CallbackInfo& info) {
 //   3 pid, 4 uid, 5 gid (SCM_CREDENTIALS; -1 when absent), 6 descriptor count,
 //   7 index of its first descriptor in `fds`.
 // Received descriptors are close-on-exec; the caller owns (and must close) every one.
+// A message never gives more than kMaxFdsPerMessage: the rest are closed, MSG_CTRUNC set.
 Napi::Value RecvPackets(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0);
@@ -354,8 +355,17 @@ Napi::Value RecvPackets(const Napi::CallbackInfo& info) {
       if (c->cmsg_type == SCM_RIGHTS) {
         int k = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         const int* got = reinterpret_cast<const int*>(CMSG_DATA(c));
-        for (int j = 0; j < k; j++) fdsData[fdCount++] = got[j];
-        row[6] += k;
+        // At most kMaxFdsPerMessage per message whatever the control buffer let in (it
+        // fits more when no credentials share it), so `fds` can never overflow.
+        for (int j = 0; j < k; j++) {
+          if (row[6] < kMaxFdsPerMessage) {
+            fdsData[fdCount++] = got[j];
+            row[6]++;
+          } else {
+            close(got[j]);
+            row[1] |= MSG_CTRUNC;
+          }
+        }
       } else if (c->cmsg_type == SCM_CREDENTIALS) {
         struct ucred cred;
         memcpy(&cred, CMSG_DATA(c), sizeof cred);

@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { connect, listen, type SocketChannel } from '../../src/socket.js';
+import { readPackets } from '../../src/socket-packet.js';
+import { native } from '../../src/native.js';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, run, runFixture, runPython, scratchDir, scratchPath, sleep, uniqueName, within } from '../helpers.js';
 
@@ -117,6 +119,73 @@ s.recv(1)`,
     await s.close();
     await py.done;
     await server.close();
+  });
+
+  it('seqpacket messages each carrying more than 16 descriptors: LIMIT for each, all closed, and the next message is fine', async () => {
+    // Our per-message control buffer also has room for credentials, so without them the
+    // kernel fits up to 24 descriptors in it: more than we promise to hand over.
+    const server = await listen(`unix-seqpacket:${scratchPath('fdmany')}`, { codec: 'utf8' });
+    const accepting = server.accept();
+    const py = runPython(
+      `import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect(sys.argv[1])
+fd = os.open('/dev/null', os.O_RDONLY)
+for i in range(64): socket.send_fds(s, [b'many%d' % i], [fd] * 24)
+socket.send_fds(s, [b'one'], [fd])
+print('sent', flush=True)
+sys.stdin.readline()`,
+      [server.path!],
+    );
+    let out = '';
+    const sent = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('sent') && r()));
+    const s = await within(accepting, 10_000);
+    try {
+      await within(sent, 10_000, 'the messages');
+      const before = readdirSync('/proc/self/fd').length;
+      for (let i = 0; i < 64; i++) {
+        const e = await rejectsWith(within(s.receiveWithHandles(), 5000), 'ERR_IPCKIT_LIMIT');
+        assert.match(e.message, /more than 16 descriptors/);
+      }
+      const m = await within(s.receiveWithHandles(), 5000);
+      assert.equal(m.message, 'one');
+      assert.equal(m.handles.length, 1);
+      for (const h of m.handles) h.close();
+      assert.ok(readdirSync('/proc/self/fd').length <= before, 'every refused descriptor was closed');
+    } finally {
+      py.child.stdin!.end('\n');
+      await py.done;
+      await s.close();
+      await server.close();
+    }
+  });
+
+  it('the native receive hands over at most 16 descriptors per message even without credentials sharing its buffer', async () => {
+    // Every ipckit packet socket sets SO_PASSCRED, which happens to leave room for exactly 16;
+    // the native layer must not depend on that. A raw pair without it, a python sender.
+    const C = native.socketConstants;
+    const [a, b] = native.socketpair(C.SOCK_SEQPACKET);
+    try {
+      const py = runPython(
+        `import os, socket
+s = socket.socket(fileno=3)
+fd = os.open('/dev/null', os.O_RDONLY)
+for i in range(8): socket.send_fds(s, [b'm'], [fd] * 24)`,
+        [],
+        { stdio: ['pipe', 'pipe', 'pipe', b] },
+      );
+      assert.equal((await py.done).code, 0);
+      const before = readdirSync('/proc/self/fd').length;
+      const batch = readPackets(a, 1024, false, false);
+      assert.equal(batch.items.length, 8);
+      for (const item of batch.items) {
+        assert.equal(item.error?.code, 'ERR_IPCKIT_LIMIT');
+        assert.equal(item.fds, null);
+      }
+      assert.ok(readdirSync('/proc/self/fd').length <= before, 'the descriptors past 16 were closed');
+    } finally {
+      native.close(a);
+      native.close(b);
+    }
   });
 
   it('a backlog full of refused connections is not drained in one go: the event loop runs in between', { skip: !isRoot && 'needs root to run the flood as nobody' }, async () => {
