@@ -18,7 +18,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { errnoError, invalidArgument, IpcError } from './errors.js';
+import { errnoError, invalidArgument, IpcError, sys } from './errors.js';
 import { native, type NativeStat } from './native.js';
 import { fileTypeName } from './permissions.js';
 import { runtimeDir, runtimePath } from './runtime.js';
@@ -178,7 +178,7 @@ export function reclaimSocketPath(addr: UnixAddress, type: number, reclaimStale:
     throw new IpcError('ERR_IPCKIT_EXISTS', `${addr.path} is a socket of uid ${st.uid}; refusing to touch another user's socket`, { path: addr.path });
   }
   // A probe connect tells a live server (accepted, or its backlog is full) from a stale file.
-  const probe = native.socket(C.AF_UNIX, type);
+  const probe = sys(`probe ${addr.text}`, () => native.socket(C.AF_UNIX, type));
   let r: number;
   try {
     r = native.connectUnix(probe, addr.sunPath);

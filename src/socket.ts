@@ -244,7 +244,7 @@ export async function listen<C extends CodecOption | undefined = undefined>(addr
   } catch (e) {
     native.close(fd);
     if (file) unlinkBoundFile(file);
-    throw e;
+    throw toIpcError(e, `listen on ${addr.text}`);
   }
   if (addr.kind === 'unix-dgram') return new DatagramListener<MessageOf<C>>(fd, addr, chOptions, allow, file);
   return new ListeningServer<MessageOf<C>>(fd, addr.kind, addr.text, addr.abstract ? undefined : addr.path, undefined, chOptions, allow, file, acknowledged);
@@ -265,9 +265,9 @@ async function listenTcp<T>(addr: TcpAddress, backlog: number, options: SocketCh
     sys(`listen on ${addr.text}`, () => native.listen(fd, backlog));
   } catch (e) {
     native.close(fd);
-    throw e;
+    throw toIpcError(e, `listen on ${addr.text}`);
   }
-  const local = native.localAddress(fd);
+  const local = sys(`listen on ${addr.text}`, () => native.localAddress(fd));
   const port = local.family === 'unix' ? addr.port : local.port;
   return new ListeningServer<T>(fd, 'tcp', tcpText(ip, port), undefined, port, options, null, undefined, acknowledged);
 }
@@ -510,7 +510,7 @@ function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecO
     };
     const fail = (e: unknown): void => {
       cleanup();
-      reject(e);
+      reject(toIpcError(e, `connect to ${addr.text}`));
     };
     const done = (peer: PeerCredentials | undefined): void => {
       poll?.close();
@@ -521,7 +521,7 @@ function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecO
         resolve(wrapConnected<T>(myFd, addr.kind, chOptions, peer));
       } catch (e) {
         native.close(myFd);
-        reject(e);
+        reject(toIpcError(e, `connect to ${addr.text}`));
       }
     };
     const checkServer = (): PeerCredentials | undefined => {
@@ -640,9 +640,11 @@ export function openSocketFd<C extends CodecOption | undefined = undefined>(fd: 
   const kind: SocketKind = type === C.SOCK_DGRAM ? 'unix-dgram' : type === C.SOCK_SEQPACKET ? 'unix-seqpacket' : unix ? 'unix' : 'tcp';
   if (!unix && kind !== 'tcp') throw invalidArgument(`fd ${fd} is a datagram socket that is not a Unix socket`);
   checkChannelOptions(kind, options);
-  native.setNonBlocking(fd, true);
-  native.setCloexec(fd, true);
-  if (kind === 'unix-dgram' || kind === 'unix-seqpacket') native.setSockOpt(fd, C.SOL_SOCKET, C.SO_PASSCRED, 1);
+  sys(`adopt fd ${fd}`, () => {
+    native.setNonBlocking(fd, true);
+    native.setCloexec(fd, true);
+    if (kind === 'unix-dgram' || kind === 'unix-seqpacket') native.setSockOpt(fd, C.SOL_SOCKET, C.SO_PASSCRED, 1);
+  });
   const peer = unix && kind !== 'unix-dgram' ? tryCreds(fd) : undefined;
   return wrapConnected<MessageOf<C>>(fd, kind, channelOptions(options), peer);
 }

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { native } from '../src/native.js';
 import { connect, createSealedMemory, listen, openSealedMemory, socketPair, type SocketChannel, type SocketServer } from '../src/socket.js';
 import { channelConformance, type PairOptions } from './conformance/channel.js';
-import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, run, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, repoRoot, run, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 scratchDir(); // created at the top level, so it lives until the file ends
@@ -127,6 +127,23 @@ describe('socket addresses and socket files', () => {
     } finally {
       process.umask(old);
     }
+  });
+
+  it('a `group` the caller may not give the file: PERMISSION (an IpcError with its errno), and no file is left', { skip: !isRoot && 'needs root to run the server as nobody' }, async () => {
+    const { chmodSync, existsSync } = await import('node:fs');
+    const dir = join(scratchDir(), 'nobody-listens');
+    mkdirSync(dir, { recursive: true });
+    chmodSync(scratchDir(), 0o711);
+    chmodSync(dir, 0o777);
+    const path = join(dir, 's');
+    // nobody is not in group 0, so chown to it is EPERM.
+    const script = `const { listen, IpcError } = await import(process.argv[1]);
+try { await listen('unix:' + process.argv[2], { group: 0, mode: 0o660 }); console.log('listening?!'); }
+catch (e) { console.log(JSON.stringify({ ipc: e instanceof IpcError, code: e.code, systemCode: e.systemCode })); }`;
+    const r = await run(AS_NOBODY[0]!, [...AS_NOBODY.slice(1), process.execPath, '--input-type=module', '-e', script, join(repoRoot, 'dist', 'src', 'index.js'), path]).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { ipc: true, code: 'ERR_IPCKIT_PERMISSION', systemCode: 'EPERM' });
+    assert.equal(existsSync(path), false, 'the socket file was removed');
   });
 
   it('a path longer than sun_path is INVALID_ARGUMENT suggesting the abstract namespace', async () => {
