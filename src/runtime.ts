@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { IpcError, sys } from './errors.js';
+import { IpcError, sys, toIpcError } from './errors.js';
 import { native } from './native.js';
 
 const S_IFMT = 0o170000;
@@ -25,7 +25,7 @@ export function runtimeDir(): string {
   try {
     mkdirSync(dir, { mode: 0o700 });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new IpcError('ERR_IPCKIT_SYSCALL', `cannot create the runtime folder ${dir}: ${(e as Error).message}`, { cause: e, path: dir });
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw toIpcError(e, `create the runtime folder ${dir}`);
   }
   const st = sys('check the runtime folder', () => native.lstat(dir), { path: dir });
   const uid = process.geteuid?.() ?? 0;
