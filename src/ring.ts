@@ -179,7 +179,11 @@ class RingCore {
     if (!this.segment.isIntact()) throw this.corrupt('the segment was shrunk under us (ftruncate by a peer); touching it would crash this process with SIGBUS');
   }
 
-  /** Serialises attach and detach. A holder that died (or holds it for 2 s) loses it. */
+  /**
+   * Serialises attach and detach (held for a few stores). A holder that died loses it; a
+   * live one that keeps it for 2 s (stopped, or hostile) is never robbed, since two
+   * attaching at once could both take the one consumer's place: TIMEOUT instead.
+   */
   lockAttach(): void {
     const mem = this.mem;
     const me = process.pid;
@@ -187,11 +191,25 @@ class RingCore {
     for (;;) {
       const v = mem.compareExchange(W_ATTACH_LOCK, 0, me);
       if (v === 0) return;
-      if ((v !== me && !isProcessAlive(v)) || now() > deadline) {
+      if (v !== me && !isProcessAlive(v)) {
         if (mem.compareExchange(W_ATTACH_LOCK, v, me) === v) return;
         continue;
       }
+      if (now() > deadline) {
+        throw new IpcError('ERR_IPCKIT_TIMEOUT', `ring ${this.name}: process ${v} has held the attach lock for 2 s (stopped or hung?); not taking it from a live process`, { details: { ring: this.name, pid: v } });
+      }
       mem.waitSync(W_ATTACH_LOCK, v, 1);
+    }
+  }
+
+  /** lockAttach, or false where it would throw TIMEOUT. */
+  tryLockAttach(): boolean {
+    try {
+      this.lockAttach();
+      return true;
+    } catch (e) {
+      if (isIpcError(e) && e.code === 'ERR_IPCKIT_TIMEOUT') return false;
+      throw e;
     }
   }
 
@@ -651,13 +669,15 @@ export class RingSender<T> implements Sender<T> {
     const core = this.#core;
     try {
       if (!core.segment.isIntact()) return; // shrunk under us: touching it would be a SIGBUS
-      core.lockAttach();
+      // Marking our own slot closed is one store: a live process squatting on the lock
+      // (lockAttach's TIMEOUT) must not keep close() from finishing.
+      const locked = core.tryLockAttach();
       try {
         if ((this.#mem.load(core.slotWord(this.#slot, S_EPOCH)) & 0xffff) === this.#claimWord >>> 16 && this.#mem.load(core.slotWord(this.#slot, S_PID)) === process.pid) {
           this.#mem.store(core.slotWord(this.#slot, S_STATE), STATE_CLOSED);
         }
       } finally {
-        core.unlockAttach();
+        if (locked) core.unlockAttach();
       }
       core.signal(W_DATA_SIGNAL);
     } finally {
@@ -1175,11 +1195,11 @@ export class RingReceiver<T> implements Receiver<T> {
     const mem = this.#mem;
     try {
       if (!core.segment.isIntact()) return; // shrunk under us: touching it would be a SIGBUS
-      core.lockAttach();
+      const locked = core.tryLockAttach(); // as in the sender's close()
       try {
         if (mem.load(W_CONSUMER_PID) === process.pid && mem.load(W_CONSUMER_STATE) === STATE_ATTACHED) mem.store(W_CONSUMER_STATE, STATE_CLOSED);
       } finally {
-        core.unlockAttach();
+        if (locked) core.unlockAttach();
       }
       core.signal(W_SPACE_SIGNAL);
     } finally {

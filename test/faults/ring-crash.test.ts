@@ -166,6 +166,31 @@ describe('hostile peers', () => {
     }
   });
 
+  it('a live process sitting on the attach lock: attaching times out with TIMEOUT, it is not taken from it', async () => {
+    const n = ringName();
+    using ring = createRing(n, { capacity: 64 * 1024 });
+    // Word 96 (byte 384) is the attach lock; a live pid there is a holder that never lets go.
+    const squatter = runPython(
+      `import mmap,os,sys,time\nfd=os.open('/dev/shm'+sys.argv[1],os.O_RDWR)\nm=mmap.mmap(fd,4096)\nm[384:388]=os.getpid().to_bytes(4,'little')\nprint('holding',flush=True)\ntime.sleep(30)`,
+      [n],
+    );
+    await within(new Promise<void>((r) => squatter.child.stdout!.on('data', () => r())), 10_000, 'the squatter');
+    try {
+      assert.throws(() => ring.sender(), (e: { code?: string; message?: string }) => e.code === 'ERR_IPCKIT_TIMEOUT' && /attach lock/.test(e.message ?? ''));
+      assert.throws(() => ring.receiver(), (e: { code?: string }) => e.code === 'ERR_IPCKIT_TIMEOUT');
+    } finally {
+      squatter.child.kill('SIGKILL');
+      await squatter.done;
+    }
+    // Its holder dead, the lock is taken over at once.
+    const rx = ring.receiver();
+    const tx = ring.sender();
+    await tx.send(new Uint8Array([7]));
+    assert.deepEqual([...(await within(rx.receive(), 5000))], [7]);
+    await tx.close();
+    await rx.close();
+  });
+
   it('a length that flips between valid and huge while the receiver parses (double fetch): never out of range', async () => {
     const n = ringName();
     using ring = createRing(n, { capacity: 4096 });
