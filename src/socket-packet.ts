@@ -774,6 +774,12 @@ export function isAllowed(allow: AllowList | null, creds: PeerCredentials | null
 /** Most messages (and bytes of them) one datagram peer may have waiting before the server stops reading for everyone. */
 const PEER_QUEUE_LIMIT = 4096;
 const PEER_QUEUE_BYTES = 8 * 1024 * 1024;
+/**
+ * The same for all peers together, and the most senders not yet accepted: every new
+ * sender address is a new peer, so per-peer limits alone let many senders grow us without bound.
+ */
+const SERVER_QUEUE_BYTES = 32 * 1024 * 1024;
+const UNACCEPTED_PEER_LIMIT = 1024;
 
 /**
  * A bound, unconnected Unix datagram socket serving many senders: each sender address is
@@ -889,8 +895,13 @@ export class DatagramServer<T> {
   }
 
   #congested(): boolean {
-    for (const p of this.#peers.values()) if (p.queued >= PEER_QUEUE_LIMIT || p.queuedBytes >= PEER_QUEUE_BYTES) return true;
-    return false;
+    if (this.#fresh.length >= UNACCEPTED_PEER_LIMIT) return true;
+    let total = 0;
+    for (const p of this.#peers.values()) {
+      if (p.queued >= PEER_QUEUE_LIMIT || p.queuedBytes >= PEER_QUEUE_BYTES) return true;
+      total += p.queuedBytes;
+    }
+    return total >= SERVER_QUEUE_BYTES;
   }
 }
 

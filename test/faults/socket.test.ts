@@ -344,6 +344,133 @@ print(n, flush=True)`,
   });
 });
 
+describe('datagram server, many senders', () => {
+  it('40 senders each under the per-sender limit cannot make the server hold more than 64 MiB together, and nothing is lost', async () => {
+    const name = uniqueName('dgmany').slice(1);
+    const server = await listen(`unix-dgram:@${name}`);
+    // A first sender the application serves: while it waits on it, the server keeps reading.
+    const first = await connect(`unix-dgram:@${name}`);
+    await first.send(new Uint8Array([1]));
+    const served = await within(server.accept(), 5000);
+    assert.deepEqual([...(await served.receive())], [1]);
+    const waiting = served.receive().catch(() => null);
+    const py = runPython(
+      `import json, os, socket, sys, time
+path = b'\\0' + sys.argv[1].encode()
+socks = []
+for i in range(40):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(b'\\0ipckit-test-dgmany-%d-%d' % (os.getpid(), i)); s.setblocking(False); socks.append(s)
+msg = b'x' * 65536
+sent = [0] * len(socks)
+idle = None
+while min(sent) < 100:
+    progress = False
+    for i, s in enumerate(socks):
+        if sent[i] >= 100: continue
+        try: s.sendto(msg, path); sent[i] += 1; progress = True
+        except BlockingIOError: pass
+    if progress: idle = None
+    elif idle is None: idle = time.time()
+    elif time.time() - idle > 1.5: break
+    else: time.sleep(0.001)
+print(sum(sent), sum(1 for c in sent if c), flush=True)
+sys.stdin.readline()`,
+      [name],
+    );
+    let out = '';
+    const sentCount = new Promise<number[]>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('\n') && r(out.trim().split(' ').map(Number))));
+    const base = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const sampler = setInterval(() => void (peak = Math.max(peak, process.memoryUsage().arrayBuffers - base)), 2);
+    const peers: SocketChannel<Uint8Array>[] = [];
+    try {
+      const [sent = 0, senders = 0] = await within(sentCount, 30_000, 'the senders');
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
+      assert.ok(peak < 80 * 1024 * 1024, `the server held ${(peak / 2 ** 20).toFixed(0)} MiB of datagrams its application had not received (${sent} of 64 KiB sent)`);
+      // The application now serves everyone: every datagram sent arrives.
+      let got = 0;
+      const deadline = Date.now() + 30_000;
+      while (got < sent && Date.now() < deadline) {
+        const p = await server.accept({ timeout: 50 }).catch(() => null);
+        if (p) peers.push(p);
+        for (const peer of peers) {
+          for (;;) {
+            const m = await peer.receive({ timeout: 20 }).catch(() => null);
+            if (!m) break;
+            assert.equal(m.length, 65536);
+            got++;
+          }
+        }
+      }
+      assert.equal(got, sent, 'every datagram sent was received');
+      assert.equal(peers.length, senders, 'one channel per sender that got a datagram through');
+    } finally {
+      clearInterval(sampler);
+      py.child.stdin!.end('\n');
+      await py.done;
+      for (const p of peers) await p.close({ timeout: 100 });
+      await served.close({ timeout: 100 });
+      await waiting;
+      await first.close();
+      await server.close();
+    }
+  });
+
+  it('senders the application has not accepted are held up to 1024; the rest wait in the kernel, and all are served later', async () => {
+    const name = uniqueName('dgpeers').slice(1);
+    const server = await listen(`unix-dgram:@${name}`, { codec: 'utf8' });
+    const first = await connect(`unix-dgram:@${name}`, { codec: 'utf8' });
+    await first.send('first');
+    const served = await within(server.accept(), 5000);
+    assert.equal(await served.receive(), 'first');
+    const waiting = served.receive().catch(() => null); // keeps the server reading
+    const py = runPython(
+      `import os, resource, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+path = b'\\0' + sys.argv[1].encode()
+socks = []
+for i in range(1300):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(b'\\0ipckit-test-dgpeers-%d-%d' % (os.getpid(), i)); s.setblocking(False); socks.append(s)
+pending = list(range(len(socks)))
+end = time.time() + 3
+while pending and time.time() < end:
+    left = []
+    for i in pending:
+        try: socks[i].sendto(b'hello %d' % i, path)
+        except BlockingIOError: left.append(i)
+    if len(left) == len(pending): time.sleep(0.01)
+    pending = left
+print(len(socks) - len(pending), flush=True)
+sys.stdin.readline()`,
+      [name],
+    );
+    let out = '';
+    const through = new Promise<number>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('\n') && r(Number(out.trim()))));
+    const peers: SocketChannel<string>[] = [];
+    try {
+      const n = await within(through, 30_000, 'the senders');
+      // 1024 held by us, at most the kernel's queue (net.unix.max_dgram_qlen) more.
+      assert.ok(n >= 1024 && n < 1024 + 64, `${n} senders got a datagram through`);
+      const deadline = Date.now() + 30_000;
+      while (peers.length < n && Date.now() < deadline) {
+        const p = await server.accept({ timeout: 1000 }).catch(() => null);
+        if (!p) break;
+        peers.push(p);
+        assert.match(await within(p.receive(), 5000), /^hello \d+$/);
+      }
+      assert.equal(peers.length, n, 'every sender that got through was served');
+    } finally {
+      py.child.stdin!.end('\n');
+      await py.done;
+      for (const p of peers) await p.close({ timeout: 100 });
+      await served.close({ timeout: 100 });
+      await waiting;
+      await first.close();
+      await server.close();
+    }
+  });
+});
+
 describe('a peer that dies while the event loop is late', () => {
   it('ends mid-frame, then dies while the loop is busy for longer than the death watch waits: still PEER_GONE', async () => {
     const server = await listen(`unix:${scratchPath('late')}`, { codec: 'utf8' });
