@@ -94,6 +94,10 @@ class Link {
     return this.outstanding.length - this.#outHead;
   }
 
+  get helloSeen(): boolean {
+    return this.#helloSeen;
+  }
+
   /** Sends our HELLO and reads until the peer's HELLO (or `timeout`, or the link's death). */
   handshake(timeout: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -418,8 +422,14 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
 
   protected abstract stop(): void;
 
+  /**
+   * False for a server's connection the application has not accepted yet: it is read up
+   * to the handshake and no further, so a backlog of early connections holds no messages.
+   */
+  protected admitted = true;
+
   protected newLink(raw: RawChannel): Link {
-    return new Link(
+    const link: Link = new Link(
       raw,
       (link, payload) => this.#onData(link, payload),
       (link, error) => {
@@ -427,8 +437,11 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
         this.notifyIdle();
       },
       () => this.drainPending(),
-      () => this.#inHead >= this.#incoming.length || (this.#incoming.length - this.#inHead < INCOMING_LIMIT && this.#incomingBytes < INCOMING_BYTES_LIMIT),
+      () =>
+        (this.admitted || !link.helloSeen) &&
+        (this.#inHead >= this.#incoming.length || (this.#incoming.length - this.#inHead < INCOMING_LIMIT && this.#incomingBytes < INCOMING_BYTES_LIMIT)),
     );
+    return link;
   }
 
   protected abstract onLinkDead(link: Link, error: IpcError | null): void;
@@ -504,11 +517,19 @@ export class AckedChannel<T> extends AckedEndpoint<T> {
   /** @internal */
   constructor(raw: RawChannel, options: SocketChannelOptions<CodecOption | undefined>, _role: 'server') {
     super(options);
+    this.admitted = false;
     this.kind = raw.kind;
     const link = this.newLink(raw);
     this.link = link;
     // A client that never says HELLO is not one of ours: drop it rather than hold it open.
     link.handshake(HANDSHAKE_TIMEOUT).catch((e: unknown) => link.kill(toIpcError(e, 'handshake')));
+  }
+
+  /** @internal The server hands this connection to the application: read its messages now. */
+  admit(): void {
+    if (this.admitted) return;
+    this.admitted = true;
+    this.link?.resume();
   }
 
   protected stop(): void {}

@@ -281,6 +281,12 @@ const READY_LIMIT = 64;
  */
 const ACCEPT_BATCH = 64;
 
+/** A connection given to the application: an acknowledged one starts reading its messages. */
+function handOver<T>(channel: SocketChannel<T>): SocketChannel<T> {
+  if (channel instanceof AckedChannel) channel.admit();
+  return channel;
+}
+
 /** A listening stream or seqpacket socket. */
 class ListeningServer<T> implements SocketServer<T> {
   readonly #fd: number;
@@ -331,7 +337,7 @@ class ListeningServer<T> implements SocketServer<T> {
     const ready = this.#ready.shift();
     if (ready) {
       this.#acceptSome();
-      return Promise.resolve(ready);
+      return Promise.resolve(handOver(ready));
     }
     const p = this.#waiters.enqueue(options, undefined);
     this.#acceptSome();
@@ -401,7 +407,10 @@ class ListeningServer<T> implements SocketServer<T> {
         this.#waiters.rejectNext(toIpcError(e, `accept on ${this.address}`));
         continue;
       }
-      if (channel && !this.#waiters.resolveNext(channel)) this.#ready.push(channel);
+      if (channel) {
+        if (this.#waiters.resolveNext(channel)) handOver(channel);
+        else this.#ready.push(channel);
+      }
     }
     if (!this.#wanted()) this.#stopPolling();
   }

@@ -304,6 +304,58 @@ s.recv(1)`,
       await server.close();
     }
   });
+  it('connections the application has not accepted yet are not read past the handshake: 20 of them hold a few MiB, and lose nothing', async () => {
+    const server = await listen(`unix:${scratchPath('ackearly')}`, { acknowledged: true });
+    // 20 clients of the acknowledged protocol, each sending HELLO then 8 messages of 1 MiB
+    // at once (a thread each, blocking), before the application accepts any of them.
+    const py = runPython(
+      `import socket, struct, sys, threading
+def frame(t, b): return struct.pack('<I', len(b) + 1) + bytes([t]) + b
+socks = []
+for i in range(20):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(frame(3, b'ipckit-ack/1')); socks.append(s)
+def push(s):
+    for i in range(8): s.sendall(frame(1, bytes([i]) * (1 << 20)))
+threads = [threading.Thread(target=push, args=(s,)) for s in socks]
+for t in threads: t.start()
+print('sending', flush=True)
+for t in threads: t.join()
+print('sent', flush=True)
+sys.stdin.readline()`,
+      [server.path!],
+      { timeoutMs: 60_000 },
+    );
+    let out = '';
+    const started = new Promise<void>((r) => py.child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('sending') && r()));
+    const base = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const sampler = setInterval(() => void (peak = Math.max(peak, process.memoryUsage().arrayBuffers - base)), 2);
+    const channels: SocketChannel<Uint8Array>[] = [];
+    try {
+      await within(started, 20_000, 'the clients');
+      await sleep(1500); // the clients push while nobody accepts
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
+      assert.ok(peak < 48 * 1024 * 1024, `the server held ${(peak / 2 ** 20).toFixed(0)} MiB for connections its application had not accepted`);
+      for (let c = 0; c < 20; c++) {
+        const ch = await within(server.accept(), 5000);
+        channels.push(ch);
+        for (let i = 0; i < 8; i++) {
+          const m = await within(ch.receive(), 10_000, `message ${i} of connection ${c}`);
+          assert.equal(m.length, 1 << 20);
+          assert.equal(m[0], i);
+        }
+      }
+      py.child.stdin!.end('\n');
+      const r = await within(py.done, 20_000, 'the clients to finish');
+      assert.match(r.stdout, /sent/);
+    } finally {
+      clearInterval(sampler);
+      py.child.stdin!.end('\n');
+      await py.done;
+      for (const ch of channels) await ch.close({ timeout: 100 });
+      await server.close();
+    }
+  });
 });
 
 describe('datagram server', () => {
