@@ -152,6 +152,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
       const status = r.met === undefined ? 'NOT MEASURED' : r.met ? 'met' : 'MISSED';
       const value = r.value === undefined ? '' : r.maxRatio !== undefined ? ` (${r.value.toFixed(2)}x)` : r.minMBPerSec !== undefined ? ` (${(r.value / 1000).toFixed(2)} GB/s)` : r.maxP50Us !== undefined ? ` (${r.value.toFixed(2)} us)` : ` (${Math.round(r.value).toLocaleString('en-US')} msg/s)`;
       out.push(`  [${status}] ${r.text}${value}`);
+      if (r.met === false && r.ifMissed) out.push(`      why: ${r.ifMissed}`);
     }
   }
   if (notes.length) out.push('', 'Notes:', ...notes.map((n) => `  - ${n}`));

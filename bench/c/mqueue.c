@@ -1,6 +1,7 @@
 /*
  * C reference: POSIX message queues, one queue per direction, mq_msgsize = SIZE,
- * mq_maxmsg = 10 (or what fits in RLIMIT_MSGQUEUE), one blocking mq_send / mq_receive
+ * mq_maxmsg = fs.mqueue.msg_max up to 256 (or what fits in RLIMIT_MSGQUEUE), as the
+ * ipckit side of the bench chooses, one blocking mq_send / mq_receive
  * per message. The queues are created before fork and unlinked at once (the open
  * descriptors keep them), so nothing is left behind even if the run is killed.
  *   mqueue lat|thr SIZE MAX_MSGS MAX_SECONDS [P,C]   (P,C: pin parent and child, pin.h)
@@ -42,7 +43,15 @@ int main(int argc, char **argv) {
   /* Two queues must fit in RLIMIT_MSGQUEUE (about maxmsg * (size + 96) bytes each). */
   struct rlimit rl;
   long maxmsg = 10;
+  FILE *f = fopen("/proc/sys/fs/mqueue/msg_max", "r");
+  if (f) {
+    long v;
+    if (fscanf(f, "%ld", &v) == 1 && v > 0) maxmsg = v < 256 ? v : 256;
+    fclose(f);
+  }
   if (getrlimit(RLIMIT_MSGQUEUE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    /* As bench/mqueue.ts: halve (not below 10) until two queues fit (messageQueueBytes). */
+    while (maxmsg > 10 && 2 * (maxmsg * (long)(a.size + 96)) > (long)rl.rlim_cur) maxmsg /= 2;
     long fit = (long)(rl.rlim_cur / 2 / (a.size + 96));
     if (fit < maxmsg) maxmsg = fit < 1 ? 1 : fit;
   }
