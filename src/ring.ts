@@ -458,6 +458,70 @@ interface PendingSend {
 
 type Placed = 'ok' | 'full' | 'busy';
 
+/**
+ * One endpoint's event-loop wait, shared by sender and receiver: either a retry on a
+ * later turn (no sleep), or a futex watch on the endpoint's signal word, armed one slice
+ * at a time. `onWake(res)` gets the watch's result (<0 an error, 2 a slice passed).
+ */
+class LoopWait {
+  #watch: WordWatch | undefined;
+  #armed = false; // the watch will report
+  #retry: { timer: NodeJS.Timeout | NodeJS.Immediate; immediate: boolean } | undefined;
+  #deepAt = now(); // last liveness and size check of a wait that does not sleep
+
+  constructor(
+    readonly mem: Memory,
+    readonly word: number,
+    readonly onWake: (res: number) => void,
+  ) {}
+
+  /** A watch or a retry is pending: the wait will run again by itself. */
+  get pending(): boolean {
+    return this.#armed || this.#retry !== undefined;
+  }
+
+  /** Sleeps until `word` is no longer `seq` (or a slice passes). */
+  sleep(seq: number): void {
+    this.#watch ??= this.mem.watch(this.word, SLICE_MS, (res) => {
+      this.#armed = false;
+      this.onWake(res);
+    });
+    this.#armed = true;
+    this.#watch.arm(seq);
+  }
+
+  /** Runs `fn` on the next turn (`delayMs` undefined) or after `delayMs`, without sleeping on the word. */
+  retry(fn: () => void, delayMs?: number): void {
+    const run = (): void => {
+      this.#retry = undefined;
+      fn();
+    };
+    this.#retry = delayMs === undefined ? { timer: setImmediate(run), immediate: true } : { timer: setTimeout(run, delayMs), immediate: false };
+  }
+
+  /** A wait that retries without sleeping checks the peer and the segment every slice, as a sleeping one does after each sleep. */
+  deepDue(): boolean {
+    const t = now();
+    if (t - this.#deepAt < SLICE_MS) return false;
+    this.#deepAt = t;
+    return true;
+  }
+
+  stop(closing = false): void {
+    if (this.#armed) this.#watch?.disarm();
+    this.#armed = false;
+    if (closing) {
+      this.#watch?.close();
+      this.#watch = undefined;
+    }
+    if (this.#retry !== undefined) {
+      if (this.#retry.immediate) clearImmediate(this.#retry.timer as NodeJS.Immediate);
+      else clearTimeout(this.#retry.timer as NodeJS.Timeout);
+      this.#retry = undefined;
+    }
+  }
+}
+
 export class RingSender<T> implements Sender<T> {
   readonly ring: string;
   #core: RingCore;
@@ -474,10 +538,7 @@ export class RingSender<T> implements Sender<T> {
   #tail = 0; // one-producer mode: our private tail
   #headCache = 0;
   #waiting = new WaitQueue<void, PendingSend>('send');
-  #watch: WordWatch | undefined;
-  #armed = false; // the watch will report
-  #retryTimer: NodeJS.Timeout | undefined;
-  #deepAt = now(); // last liveness and size check of a wait that does not sleep
+  #wait: LoopWait;
   #leaveAtExit: () => void = () => {}; // a terminated worker's slot must look dead (its pid cleared)
   #closed = false;
   #error: IpcError | null = null;
@@ -494,10 +555,14 @@ export class RingSender<T> implements Sender<T> {
     this.#mask = core.mask;
     this.#max = core.maxMessageSize;
     this.#many = core.many;
+    this.#wait = new LoopWait(this.#mem, W_SPACE_SIGNAL, (res) => {
+      if (res < 0) this.#waiting.rejectAll(this.#fail(waitError(this.#core, res, 'send')));
+      else this.#arm(res === 2);
+    });
     this.#attach();
     core.retain();
     this.#waiting.onCancel = () => {
-      if (this.#waiting.length === 0) this.#stopWaiting();
+      if (this.#waiting.length === 0) this.#wait.stop();
     };
   }
 
@@ -664,7 +729,7 @@ export class RingSender<T> implements Sender<T> {
     if (this.#closed) return;
     this.#closed = true;
     this.#leaveAtExit();
-    this.#stopWaiting(true);
+    this.#wait.stop(true);
     this.#waiting.rejectAll(() => closedError('sender'));
     const core = this.#core;
     try {
@@ -701,7 +766,7 @@ export class RingSender<T> implements Sender<T> {
     const err = isIpcError(e) ? e : new IpcError('ERR_IPCKIT_SYSCALL', `ring ${this.ring}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
     if (err.code === 'ERR_IPCKIT_CORRUPT' && !this.#error) {
       this.#error = err;
-      this.#stopWaiting();
+      this.#wait.stop();
       this.#waiting.rejectAll(err);
     }
     return err;
@@ -918,7 +983,7 @@ export class RingSender<T> implements Sender<T> {
 
   /** Event-loop wait for room: spin, then sleep on the space signal in slices. */
   #arm(deep = false): void {
-    if (this.#armed || this.#retryTimer || this.#closed || this.#error) return;
+    if (this.#wait.pending || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
       if (deep) this.#core.checkIntact(); // before touching the pages after a slice asleep
@@ -936,61 +1001,25 @@ export class RingSender<T> implements Sender<T> {
         }
         this.#spinner.missed();
         if (this.#spinner.max === Infinity) {
-          this.#retryTimer = setImmediate(() => {
-            this.#retryTimer = undefined;
-            this.#arm(this.#deepDue());
-          }) as unknown as NodeJS.Timeout;
+          this.#wait.retry(() => this.#arm(this.#wait.deepDue()));
           return;
         }
       }
       if (r === 'busy') {
-        this.#retryTimer = setTimeout(() => {
-          this.#retryTimer = undefined;
-          this.#arm(this.#deepDue());
-        }, 1);
+        this.#wait.retry(() => this.#arm(this.#wait.deepDue()), 1);
         return;
       }
       mem.store(W_PRODUCER_SLEEPING, 1);
       const seq = mem.load(W_SPACE_SIGNAL);
       r = this.#admit();
       if (this.#waiting.length === 0) return;
-      this.#watch ??= mem.watch(W_SPACE_SIGNAL, SLICE_MS, (res) => {
-        this.#armed = false;
-        if (res < 0) {
-          this.#waiting.rejectAll(this.#fail(waitError(this.#core, res, 'send')));
-          return;
-        }
-        this.#arm(res === 2);
-      });
-      this.#armed = true;
-      this.#watch.arm(seq);
+      this.#wait.sleep(seq);
     } catch (e) {
       const err = this.#fail(e);
       this.#waiting.rejectAll(err);
     }
   }
 
-  /** A wait that retries without sleeping checks the peer and the segment every slice, as a sleeping one does after each sleep. */
-  #deepDue(): boolean {
-    const t = now();
-    if (t - this.#deepAt < SLICE_MS) return false;
-    this.#deepAt = t;
-    return true;
-  }
-
-  #stopWaiting(closing = false): void {
-    if (this.#armed) this.#watch?.disarm();
-    this.#armed = false;
-    if (closing) {
-      this.#watch?.close();
-      this.#watch = undefined;
-    }
-    if (this.#retryTimer !== undefined) {
-      clearTimeout(this.#retryTimer);
-      clearImmediate(this.#retryTimer as unknown as NodeJS.Immediate);
-      this.#retryTimer = undefined;
-    }
-  }
 }
 
 // --- The consumer side -----------------------------------------------------------------
@@ -1022,10 +1051,7 @@ export class RingReceiver<T> implements Receiver<T> {
   #msgLen = 0; // set by #find
   #msgEnd = 0;
   #waiters = new WaitQueue<unknown, Want>('receive');
-  #watch: WordWatch | undefined;
-  #armed = false; // the watch will report
-  #retry: NodeJS.Immediate | undefined;
-  #deepAt = now(); // last liveness and size check of a wait that does not sleep
+  #wait: LoopWait;
   #leaveAtExit: () => void = () => {}; // a terminated worker's receiver must look dead (its pid cleared)
   #closed = false;
   #error: IpcError | null = null;
@@ -1043,10 +1069,14 @@ export class RingReceiver<T> implements Receiver<T> {
     this.#mask = core.mask;
     this.#max = core.maxMessageSize;
     this.#many = core.many;
+    this.#wait = new LoopWait(this.#mem, W_DATA_SIGNAL, (res) => {
+      if (res < 0) this.#waiters.rejectAll(this.#failIfCorrupt(waitError(this.#core, res, 'receive')));
+      else this.#arm(res === 2);
+    });
     this.#attach();
     core.retain();
     this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopWaiting();
+      if (this.#waiters.length === 0) this.#wait.stop();
     };
   }
 
@@ -1189,7 +1219,7 @@ export class RingReceiver<T> implements Receiver<T> {
     if (this.#closed) return;
     this.#closed = true;
     this.#leaveAtExit();
-    this.#stopWaiting(true);
+    this.#wait.stop(true);
     this.#waiters.rejectAll(() => closedError('receiver'));
     const core = this.#core;
     const mem = this.#mem;
@@ -1402,7 +1432,7 @@ export class RingReceiver<T> implements Receiver<T> {
   #failIfCorrupt(e: unknown): unknown {
     if (isIpcError(e, 'ERR_IPCKIT_CORRUPT') && !this.#error) {
       this.#error = e;
-      this.#stopWaiting();
+      this.#wait.stop();
       this.#waiters.rejectAll(e);
     }
     return e;
@@ -1478,7 +1508,7 @@ export class RingReceiver<T> implements Receiver<T> {
 
   /** Event-loop wait for data: spin (done in #request), then sleep on the data signal in slices. */
   #arm(deep: boolean): void {
-    if (this.#armed || this.#retry || this.#closed || this.#error) return;
+    if (this.#wait.pending || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
       if (deep) this.#core.checkIntact(); // before touching the pages after a slice asleep
@@ -1490,11 +1520,10 @@ export class RingReceiver<T> implements Receiver<T> {
         return;
       }
       if (this.#spinner.max === Infinity) {
-        this.#retry = setImmediate(() => {
-          this.#retry = undefined;
+        this.#wait.retry(() => {
           const until = now() + 1;
           while (now() < until && (mem.load(W_TAIL) >>> 0) === this.#tailCache && this.#readPos === this.#tailCache);
-          this.#arm(this.#deepDue());
+          this.#arm(this.#wait.deepDue());
         });
         return;
       }
@@ -1502,42 +1531,13 @@ export class RingReceiver<T> implements Receiver<T> {
       const seq = mem.load(W_DATA_SIGNAL);
       this.#deliver(false);
       if (this.#waiters.length === 0) return;
-      this.#watch ??= mem.watch(W_DATA_SIGNAL, SLICE_MS, (res) => {
-        this.#armed = false;
-        if (res < 0) {
-          this.#waiters.rejectAll(this.#failIfCorrupt(waitError(this.#core, res, 'receive')));
-          return;
-        }
-        this.#arm(res === 2);
-      });
-      this.#armed = true;
-      this.#watch.arm(seq);
+      this.#wait.sleep(seq);
     } catch (e) {
       const err = this.#failIfCorrupt(e);
       this.#waiters.rejectAll(err);
     }
   }
 
-  /** A wait that retries without sleeping checks the producers and the segment every slice, as a sleeping one does after each sleep. */
-  #deepDue(): boolean {
-    const t = now();
-    if (t - this.#deepAt < SLICE_MS) return false;
-    this.#deepAt = t;
-    return true;
-  }
-
-  #stopWaiting(closing = false): void {
-    if (this.#armed) this.#watch?.disarm();
-    this.#armed = false;
-    if (closing) {
-      this.#watch?.close();
-      this.#watch = undefined;
-    }
-    if (this.#retry) {
-      clearImmediate(this.#retry);
-      this.#retry = undefined;
-    }
-  }
 }
 
 const NOTHING = Symbol('nothing');
