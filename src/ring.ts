@@ -34,11 +34,12 @@ import { RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, typ
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from './codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from './errors.js';
 import { fault, FAULTS } from './faults.js';
+import { LoopWait } from './loop-wait.js';
 import { SpinBudget } from './spin.js';
 import { frameTooLarge } from './framing.js';
 import { isProcessAlive, selfStartTime } from './liveness.js';
 import type { CreateModeOptions, OwnerCheckOptions } from './permissions.js';
-import { createSharedMemory, memoryOf, openSharedMemory, unlinkSharedMemory, type Memory, type SharedMemory, type WordWatch } from './shm.js';
+import { createSharedMemory, memoryOf, openSharedMemory, unlinkSharedMemory, type Memory, type SharedMemory } from './shm.js';
 import * as validate from './validate.js';
 
 // --- The layout (docs/ring.md). Word indexes are in 32-bit units from the start. ---------
@@ -458,70 +459,6 @@ interface PendingSend {
 
 type Placed = 'ok' | 'full' | 'busy';
 
-/**
- * One endpoint's event-loop wait, shared by sender and receiver: either a retry on a
- * later turn (no sleep), or a futex watch on the endpoint's signal word, armed one slice
- * at a time. `onWake(res)` gets the watch's result (<0 an error, 2 a slice passed).
- */
-class LoopWait {
-  #watch: WordWatch | undefined;
-  #armed = false; // the watch will report
-  #retry: { timer: NodeJS.Timeout | NodeJS.Immediate; immediate: boolean } | undefined;
-  #deepAt = now(); // last liveness and size check of a wait that does not sleep
-
-  constructor(
-    readonly mem: Memory,
-    readonly word: number,
-    readonly onWake: (res: number) => void,
-  ) {}
-
-  /** A watch or a retry is pending: the wait will run again by itself. */
-  get pending(): boolean {
-    return this.#armed || this.#retry !== undefined;
-  }
-
-  /** Sleeps until `word` is no longer `seq` (or a slice passes). */
-  sleep(seq: number): void {
-    this.#watch ??= this.mem.watch(this.word, SLICE_MS, (res) => {
-      this.#armed = false;
-      this.onWake(res);
-    });
-    this.#armed = true;
-    this.#watch.arm(seq);
-  }
-
-  /** Runs `fn` on the next turn (`delayMs` undefined) or after `delayMs`, without sleeping on the word. */
-  retry(fn: () => void, delayMs?: number): void {
-    const run = (): void => {
-      this.#retry = undefined;
-      fn();
-    };
-    this.#retry = delayMs === undefined ? { timer: setImmediate(run), immediate: true } : { timer: setTimeout(run, delayMs), immediate: false };
-  }
-
-  /** A wait that retries without sleeping checks the peer and the segment every slice, as a sleeping one does after each sleep. */
-  deepDue(): boolean {
-    const t = now();
-    if (t - this.#deepAt < SLICE_MS) return false;
-    this.#deepAt = t;
-    return true;
-  }
-
-  stop(closing = false): void {
-    if (this.#armed) this.#watch?.disarm();
-    this.#armed = false;
-    if (closing) {
-      this.#watch?.close();
-      this.#watch = undefined;
-    }
-    if (this.#retry !== undefined) {
-      if (this.#retry.immediate) clearImmediate(this.#retry.timer as NodeJS.Immediate);
-      else clearTimeout(this.#retry.timer as NodeJS.Timeout);
-      this.#retry = undefined;
-    }
-  }
-}
-
 export class RingSender<T> implements Sender<T> {
   readonly ring: string;
   #core: RingCore;
@@ -555,7 +492,7 @@ export class RingSender<T> implements Sender<T> {
     this.#mask = core.mask;
     this.#max = core.maxMessageSize;
     this.#many = core.many;
-    this.#wait = new LoopWait(this.#mem, W_SPACE_SIGNAL, (res) => {
+    this.#wait = new LoopWait(this.#mem, W_SPACE_SIGNAL, SLICE_MS, (res) => {
       if (res < 0) this.#waiting.rejectAll(this.#fail(waitError(this.#core, res, 'send')));
       else this.#arm(res === 2);
     });
@@ -1069,7 +1006,7 @@ export class RingReceiver<T> implements Receiver<T> {
     this.#mask = core.mask;
     this.#max = core.maxMessageSize;
     this.#many = core.many;
-    this.#wait = new LoopWait(this.#mem, W_DATA_SIGNAL, (res) => {
+    this.#wait = new LoopWait(this.#mem, W_DATA_SIGNAL, SLICE_MS, (res) => {
       if (res < 0) this.#waiters.rejectAll(this.#failIfCorrupt(waitError(this.#core, res, 'receive')));
       else this.#arm(res === 2);
     });

@@ -25,11 +25,12 @@ import { RESOLVED, WaitQueue, type WaitOptions } from './channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from './codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from './errors.js';
 import { fault, FAULTS } from './faults.js';
+import { LoopWait } from './loop-wait.js';
 import { SpinBudget } from './spin.js';
 import { frameTooLarge } from './framing.js';
 import { isProcessAlive, selfStartTime } from './liveness.js';
 import type { CreateModeOptions, OwnerCheckOptions } from './permissions.js';
-import { createSharedMemory, memoryOf, openSharedMemory, unlinkSharedMemory, type Memory, type SharedMemory, type WordWatch } from './shm.js';
+import { createSharedMemory, memoryOf, openSharedMemory, unlinkSharedMemory, type Memory, type SharedMemory } from './shm.js';
 import * as validate from './validate.js';
 
 // --- The layout (docs/workqueue.md). Word indexes are in 32-bit units. --------------------
@@ -177,8 +178,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   #getters = new WaitQueue<unknown, Want>('get');
   #putters = new WaitQueue<number | number[], PendingPut>('put');
   #joiners = new WaitQueue<void>('join');
-  #watches: Partial<Record<'items' | 'space' | 'done', WordWatch>> = {};
-  #armed = { items: false, space: false, done: false };
+  #waits: Record<'items' | 'space' | 'done', LoopWait>;
   #lastRecover = 0;
   #ops = 0;
   #leaveAtExit: () => void = () => {}; // a terminated worker's row must look dead (its pid cleared)
@@ -212,15 +212,20 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     this.#slotsByte = slotsByte;
     this.#slotBytes = slotBytes;
     this.#participants = participants;
+    this.#waits = {
+      items: new LoopWait(mem, W_ITEMS_SIGNAL, SLICE_MS, (res) => (res < 0 ? this.#waitFailed(res, 'items') : this.#armGet(res === 2))),
+      space: new LoopWait(mem, W_SPACE_SIGNAL, SLICE_MS, (res) => (res < 0 ? this.#waitFailed(res, 'space') : this.#armPut(res === 2))),
+      done: new LoopWait(mem, W_DONE_SIGNAL, SLICE_MS, (res) => (res < 0 ? this.#waitFailed(res, 'done') : this.#armJoin(res === 2))),
+    };
     this.#attach();
     this.#getters.onCancel = () => {
-      if (this.#getters.length === 0) this.#disarm('items');
+      if (this.#getters.length === 0) this.#waits.items.stop();
     };
     this.#putters.onCancel = () => {
-      if (this.#putters.length === 0) this.#disarm('space');
+      if (this.#putters.length === 0) this.#waits.space.stop();
     };
     this.#joiners.onCancel = () => {
-      if (this.#joiners.length === 0) this.#disarm('done');
+      if (this.#joiners.length === 0) this.#waits.done.stop();
     };
   }
 
@@ -461,10 +466,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#leaveAtExit();
-    for (const k of ['items', 'space', 'done'] as const) {
-      this.#watches[k]?.close();
-      delete this.#watches[k];
-    }
+    for (const w of Object.values(this.#waits)) w.stop(true);
     const closed = (): IpcError => closedError(`work queue ${this.name}`);
     this.#getters.rejectAll(closed);
     this.#putters.rejectAll(closed);
@@ -883,37 +885,21 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     }
   }
 
-  #watch(kind: 'items' | 'space' | 'done', signal: number, rearm: (deep: boolean) => void): WordWatch {
-    let w = this.#watches[kind];
-    if (!w) {
-      w = this.#mem.watch(signal, SLICE_MS, (res) => {
-        this.#armed[kind] = false;
-        if (res < 0) {
-          let err: IpcError;
-          try {
-            this.#checkIntact();
-            err = errnoError(-res, 'futex_waitv', kind);
-          } catch (e) {
-            err = e as IpcError;
-          }
-          this.#fail(err);
-          for (const q of [this.#getters, this.#putters, this.#joiners] as Array<WaitQueue<any, any>>) q.rejectAll(err);
-          return;
-        }
-        rearm(res === 2);
-      });
-      this.#watches[kind] = w;
+  /** A futex wait failed (-errno `res`): the queue is unusable for every waiter. */
+  #waitFailed(res: number, kind: 'items' | 'space' | 'done'): void {
+    let err: IpcError;
+    try {
+      this.#checkIntact();
+      err = errnoError(-res, 'futex_waitv', kind);
+    } catch (e) {
+      err = e as IpcError;
     }
-    return w;
-  }
-
-  #disarm(kind: 'items' | 'space' | 'done'): void {
-    if (this.#armed[kind]) this.#watches[kind]?.disarm();
-    this.#armed[kind] = false;
+    this.#fail(err);
+    for (const q of [this.#getters, this.#putters, this.#joiners] as Array<WaitQueue<any, any>>) q.rejectAll(err);
   }
 
   #armGet(deep: boolean): void {
-    if (this.#armed.items || this.#closed || this.#error) return;
+    if (this.#waits.items.pending || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
       if (deep) this.#checkIntact();
@@ -929,9 +915,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       const seq = mem.load(W_ITEMS_SIGNAL);
       this.#deliver();
       if (this.#getters.length === 0) return;
-      const w = this.#watch('items', W_ITEMS_SIGNAL, (d) => this.#armGet(d));
-      this.#armed.items = true;
-      w.arm(seq);
+      this.#waits.items.sleep(seq);
     } catch (e) {
       this.#getters.rejectAll(this.#fail(e));
     }
@@ -959,7 +943,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   }
 
   #armPut(deep = false): void {
-    if (this.#armed.space || this.#closed || this.#error) return;
+    if (this.#waits.space.pending || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
       if (deep) this.#checkIntact();
@@ -970,16 +954,14 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
       const seq = mem.load(W_SPACE_SIGNAL);
       this.#admit();
       if (this.#putters.length === 0) return;
-      const w = this.#watch('space', W_SPACE_SIGNAL, (d) => this.#armPut(d));
-      this.#armed.space = true;
-      w.arm(seq);
+      this.#waits.space.sleep(seq);
     } catch (e) {
       this.#putters.rejectAll(this.#fail(e));
     }
   }
 
   #armJoin(deep = false): void {
-    if (this.#armed.done || this.#closed || this.#error) return;
+    if (this.#waits.done.pending || this.#closed || this.#error) return;
     const mem = this.#mem;
     try {
       if (deep) this.#checkIntact();
@@ -995,9 +977,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
         while (this.#joiners.resolveNext(undefined));
         return;
       }
-      const w = this.#watch('done', W_DONE_SIGNAL, (d) => this.#armJoin(d));
-      this.#armed.done = true;
-      w.arm(seq);
+      this.#waits.done.sleep(seq);
     } catch (e) {
       this.#joiners.rejectAll(this.#fail(e));
     }
