@@ -114,6 +114,13 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// dupCloexec(fd) -> a new descriptor for the same open file, close-on-exec.
+Napi::Value DupCloexec(const Napi::CallbackInfo& info) {
+  int fd = fcntl(ArgInt(info, 0), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(info.Env(), "fcntl(F_DUPFD_CLOEXEC)");
+  return Napi::Number::New(info.Env(), fd);
+}
+
 Napi::Value GetPipeSize(const Napi::CallbackInfo& info) {
   int n = fcntl(ArgInt(info, 0), F_GETPIPE_SZ);
   if (n < 0) ThrowErrno(info.Env(), "fcntl(F_GETPIPE_SZ)");
@@ -211,6 +218,7 @@ void InitFd(Napi::Env env, Napi::Object exports) {
   exports.Set("setNonBlocking", Napi::Function::New(env, SetNonBlocking, "setNonBlocking"));
   exports.Set("getStatusFlags", Napi::Function::New(env, GetStatusFlags, "getStatusFlags"));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
+  exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec, "dupCloexec"));
   exports.Set("getPipeSize", Napi::Function::New(env, GetPipeSize, "getPipeSize"));
   exports.Set("setPipeSize", Napi::Function::New(env, SetPipeSize, "setPipeSize"));
   exports.Set("open", Napi::Function::New(env, Open, "open"));

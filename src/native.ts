@@ -57,6 +57,8 @@ export interface NativeFd {
   /** fcntl(F_GETFL). */
   getStatusFlags(fd: number): number;
   setCloexec(fd: number, on: boolean): void;
+  /** fcntl(F_DUPFD_CLOEXEC): another descriptor for the same open file. */
+  dupCloexec(fd: number): number;
   getPipeSize(fd: number): number;
   /** Returns the size the kernel actually set (rounded up to a power-of-two pages). */
   setPipeSize(fd: number, size: number): number;

@@ -4,7 +4,10 @@
  *
  * - Anything with a descriptor can be sent: an open file (`fs.openSync`, a FileHandle), a
  *   pipe end, a socket, a channel of ours, a sealed memory segment. The kernel gives the
- *   receiver its own descriptor for the same open file; the sender keeps its own.
+ *   receiver its own descriptor for the same open file; the sender keeps its own. A
+ *   message that must wait for room carries our duplicates, taken when `sendHandle` is
+ *   called: the caller may close its descriptors at once, and a number reused meanwhile
+ *   for another file is never what the peer gets.
  * - A received descriptor is close-on-exec and belongs to the `ReceivedHandle`; close it
  *   (or `await using`) when done. Descriptors that arrive with a message nobody asked
  *   handles of, or that are still queued when the channel closes, are closed for you.
@@ -34,6 +37,29 @@ export function handleFd(source: unknown, name = 'handle'): number {
     throw invalidArgument(`${name} must be a file descriptor or an object with an open \`fd\` (a FileHandle, a channel, sealed memory), got ${validate.describe(source)}`);
   }
   return fd;
+}
+
+/**
+ * Validates `handles` and duplicates each descriptor (close-on-exec), for a message that
+ * may wait in a queue; `closeHandleCopies` releases them once it is written or dropped.
+ */
+export function copyHandles(handles: HandleSource | HandleSource[], max: number): Int32Array {
+  const list = Array.isArray(handles) ? handles : [handles];
+  if (list.length === 0 || list.length > max) throw invalidArgument(`a message carries 1 to ${max} handles, got ${list.length}`);
+  const fds = list.map((h, i) => handleFd(h, `handle[${i}]`));
+  const copies = new Int32Array(fds.length);
+  let n = 0;
+  try {
+    for (; n < fds.length; n++) copies[n] = sys(`duplicate handle[${n}] (fd ${fds[n]})`, () => native.dupCloexec(fds[n]!));
+  } catch (e) {
+    closeHandleCopies(copies.subarray(0, n));
+    throw e;
+  }
+  return copies;
+}
+
+export function closeHandleCopies(copies: Int32Array): void {
+  for (const fd of copies) native.close(fd);
 }
 
 function typeOf(fd: number): HandleType {

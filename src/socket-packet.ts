@@ -26,7 +26,7 @@ import { closedError, errnoError, IpcError, invalidArgument } from './errors.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, frameTooLarge } from './framing.js';
 import { native } from './native.js';
 import { FdPoll } from './stream.js';
-import { closeFds, handleFd, ReceivedHandle, type HandleSource } from './socket-handle.js';
+import { closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './socket-handle.js';
 import type { SocketKind } from './socket-address.js';
 import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './socket-stream.js';
 import * as validate from './validate.js';
@@ -479,16 +479,19 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
 
   /**
    * Sends `message` (default: empty) with descriptors attached (SCM_RIGHTS), as one
-   * message: the peer receives both together. Resolves once the kernel has it; our own
-   * descriptors stay open.
+   * message: the peer receives both together. Resolves once the kernel has it. The
+   * caller's descriptors stay theirs: the message carries duplicates taken now, so they
+   * may be closed as soon as this returns.
    */
   sendHandle(handle: HandleSource | HandleSource[], message?: T, options?: WaitOptions): Promise<void> {
     if (this.state === 'closed') return Promise.reject(closedError('sender'));
-    const list = Array.isArray(handle) ? handle : [handle];
-    if (list.length === 0 || list.length > C.MAX_FDS_PER_MESSAGE) throw invalidArgument(`a message carries 1 to ${C.MAX_FDS_PER_MESSAGE} handles, got ${list.length}`);
-    const fds = Int32Array.from(list.map((h, i) => handleFd(h, `handle[${i}]`)));
     const bytes = message === undefined ? new Uint8Array(0) : this.#encode(message);
-    return this.writer.send(bytes, fds, options);
+    const copies = copyHandles(handle, C.MAX_FDS_PER_MESSAGE);
+    // Settled once the message is written, or dropped before it ever was (never both).
+    const sent = this.writer.send(bytes, copies, options);
+    const release = (): void => closeHandleCopies(copies);
+    sent.then(release, release);
+    return sent;
   }
 
   receive(options?: WaitOptions): Promise<T> {

@@ -21,7 +21,7 @@ import { abortedError, errnoError, invalidArgument, IpcError, isIpcError, timeou
 import { frameTooLarge, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from './framing.js';
 import { processStartTime, watchProcess } from './liveness.js';
 import { native } from './native.js';
-import { closeFds, handleFd, ReceivedHandle, type HandleSource } from './socket-handle.js';
+import { closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './socket-handle.js';
 import { FdPoll, FdReader, FdWriter, type StreamHooks } from './stream.js';
 import type { SocketKind } from './socket-address.js';
 import * as validate from './validate.js';
@@ -307,12 +307,10 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   sendHandle(handle: HandleSource | HandleSource[], message?: T, options?: WaitOptions): Promise<void> {
     if (!this.#tracker) return Promise.reject(noHandles(this.kind));
     if (this.#closed) return Promise.reject(new IpcError('ERR_IPCKIT_CLOSED', 'sender is closed'));
-    const list = Array.isArray(handle) ? handle : [handle];
-    if (list.length === 0 || list.length > C.MAX_FDS_PER_MESSAGE) throw invalidArgument(`a message carries 1 to ${C.MAX_FDS_PER_MESSAGE} handles, got ${list.length}`);
-    const fds = Int32Array.from(list.map((h, i) => handleFd(h, `handle[${i}]`)));
     const frame = this.#frame(message === undefined ? new Uint8Array(0) : encodeWith(this.#codec, message));
     const timeout = validate.timeout(options?.timeout);
     const signal = validate.abortSignal(options?.signal);
+    const fds = copyHandles(handle, C.MAX_FDS_PER_MESSAGE);
     const run = async (): Promise<void> => {
       if (signal?.aborted) throw abortedError('send a handle', signal);
       const deadline = timeout === undefined ? undefined : performance.now() + timeout;
@@ -326,6 +324,9 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
       if (--this.#barrierCount === 0) this.#barrier = null;
     };
     p.then(release, release);
+    // Our copies go once the frame is written (its descriptors ride on its first bytes) or given up.
+    const closeCopies = (): void => closeHandleCopies(fds);
+    p.then(closeCopies, closeCopies);
     return p;
   }
 

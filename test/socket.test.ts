@@ -330,6 +330,42 @@ describe('peer credentials and allow', () => {
 });
 
 describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
+  for (const kind of ['unix-seqpacket', 'unix'] as const) {
+    it(`${kind}: a handle queued behind a full socket is the file it was when sendHandle was called, even if the caller closes it at once`, async () => {
+      const [a, b] = socketPair(kind, { codec: 'utf8', ...(kind === 'unix' ? { handles: true } : {}) });
+      try {
+        // Fill the socket, so that the handle message waits in our queue.
+        const filler = 'f'.repeat(1000);
+        let sent = 0;
+        const fills: Array<Promise<void>> = [];
+        while (a.trySend?.(filler)) sent++;
+        for (let i = 0; i < 4; i++) fills.push(a.send(filler));
+        const first = scratchPath('first');
+        writeFileSync(first, 'the first file');
+        const fd = openSync(first, 'r');
+        const sending = a.sendHandle(fd, 'which file?');
+        closeSync(fd); // allowed: the descriptor is ours again once sendHandle returns
+        const other = scratchPath('other');
+        writeFileSync(other, 'another file');
+        const reused = openSync(other, 'r'); // most likely the same number
+        try {
+          for (let i = 0; i < sent + fills.length; i++) assert.equal(await within(b.receive(), 5000), filler);
+          const got = await within(b.receiveHandle(), 5000);
+          await sending;
+          assert.equal(got.message, 'which file?');
+          assert.equal(readFileSync(got.handle.fd, 'utf8'), 'the first file', `fd ${fd} was reused as ${reused}`);
+          got.handle.close();
+        } finally {
+          closeSync(reused);
+        }
+        await Promise.all(fills);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  }
+
   it('passes an open file, a pipe end, a socket and sealed memory over seqpacket', async () => {
     const [a, b] = socketPair('unix-seqpacket', { codec: 'utf8' });
     try {
