@@ -253,6 +253,7 @@ export async function listen<C extends CodecOption | undefined = undefined>(addr
 async function listenTcp<T>(addr: TcpAddress, backlog: number, options: SocketChannelOptions<CodecOption | undefined>, acknowledged: boolean): Promise<SocketServer<T>> {
   const { ip, family } = await resolveHost(addr.host);
   const fd = sys('create socket', () => native.socket(family === 6 ? C.AF_INET6 : C.AF_INET, C.SOCK_STREAM));
+  let local: ReturnType<typeof native.localAddress>;
   try {
     native.setSockOpt(fd, C.SOL_SOCKET, C.SO_REUSEADDR, 1);
     try {
@@ -263,11 +264,11 @@ async function listenTcp<T>(addr: TcpAddress, backlog: number, options: SocketCh
       throw err;
     }
     sys(`listen on ${addr.text}`, () => native.listen(fd, backlog));
+    local = sys(`listen on ${addr.text}`, () => native.localAddress(fd));
   } catch (e) {
     native.close(fd);
     throw toIpcError(e, `listen on ${addr.text}`);
   }
-  const local = sys(`listen on ${addr.text}`, () => native.localAddress(fd));
   const port = local.family === 'unix' ? addr.port : local.port;
   return new ListeningServer<T>(fd, 'tcp', tcpText(ip, port), undefined, port, options, null, undefined, acknowledged);
 }
