@@ -20,7 +20,10 @@
         "native/signal.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a call that fails while a worker is being
+      # terminated (worker.terminate() during a native call) cannot throw into JavaScript;
+      # without this node-addon-api rethrows in C++, which aborts the whole process.
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-fexceptions", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-lrt", "-lpthread"],

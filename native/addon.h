@@ -23,6 +23,15 @@ std::string ArgString(const Napi::CallbackInfo& info, size_t i);
 struct ByteView { uint8_t* data; size_t length; };
 ByteView ArgBytes(const Napi::CallbackInfo& info, size_t i);
 
+// Reports an exception thrown while the event loop called into JavaScript: it goes to
+// 'uncaughtException', as it would from any other event. Nothing may escape to libuv (a
+// C++ exception there is std::terminate); in an environment being torn down (a worker
+// terminated) there is no exception to report, and the call is simply dropped.
+inline void ReportFromLoop(Napi::Env env, const Napi::Error& e) {
+  napi_value v = e.Value();
+  if (v != nullptr) napi_fatal_exception(env, v);
+}
+
 // One initialiser per kernel facility; each adds its exports to `exports`.
 void InitFd(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);

@@ -280,13 +280,13 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   void Dispatch(uint32_t id, int result) {
     Napi::Env env = env_;
     Napi::HandleScope scope(env);
-    Napi::Object obj = Value();
-    Napi::Value fn = obj.Get("_dispatch");
-    if (!fn.IsFunction()) return;
     try {
+      Napi::Object obj = Value();
+      Napi::Value fn = obj.Get("_dispatch");
+      if (!fn.IsFunction()) return;
       fn.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, id), Napi::Number::New(env, result)}, context_);
     } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
+      ReportFromLoop(env, e);
     }
   }
 

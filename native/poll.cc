@@ -183,13 +183,12 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
       self->active_ = false;
       self->Unref();
     }
-    Napi::Value cb = obj.Get("_onEvent");
-    if (!cb.IsFunction()) return;
     try {
+      Napi::Value cb = obj.Get("_onEvent");
+      if (!cb.IsFunction()) return;
       cb.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, status), Napi::Number::New(env, events)}, self->context_);
     } catch (const Napi::Error& e) {
-      // An exception from the JS side must reach 'uncaughtException', not vanish here.
-      napi_fatal_exception(env, e.Value());
+      ReportFromLoop(env, e);  // to 'uncaughtException', never out into libuv
     }
   }
 

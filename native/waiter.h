@@ -3,6 +3,8 @@
 // blocks; the loop stays free; libuv's thread pool is never used.
 #pragma once
 #include <napi.h>
+
+#include "addon.h"
 #include <uv.h>
 
 #include <functional>
@@ -61,15 +63,14 @@ class LoopSignal {
 };
 
 // Calls the JS function stored as `property` on `obj` with `args`, as a callback from
-// the event loop (MakeCallback: microtasks run after it). An exception goes to
-// 'uncaughtException', as it would from any other event.
+// the event loop (MakeCallback: microtasks run after it).
 inline void CallBack(Napi::Env env, Napi::Object obj, const char* property, const std::initializer_list<napi_value>& args, Napi::AsyncContext& context) {
-  Napi::Value cb = obj.Get(property);
-  if (!cb.IsFunction()) return;
   try {
+    Napi::Value cb = obj.Get(property);
+    if (!cb.IsFunction()) return;
     cb.As<Napi::Function>().MakeCallback(obj, args, context);
   } catch (const Napi::Error& e) {
-    napi_fatal_exception(env, e.Value());
+    ReportFromLoop(env, e);
   }
 }
 
