@@ -118,6 +118,19 @@ describe('socket addresses and socket files', () => {
     await server.close();
   });
 
+  it('a runtime folder that cannot be created is an IpcError with its errno', async () => {
+    const old = process.env.IPCKIT_RUNTIME_DIR;
+    process.env.IPCKIT_RUNTIME_DIR = '/proc/ipckit-no-such-folder/runtime';
+    try {
+      const e = await rejectsWith(listen('unix:'), 'ERR_IPCKIT_NOT_FOUND');
+      assert.equal((e as { systemCode?: string }).systemCode, 'ENOENT');
+      assert.match(e.message, /runtime folder/);
+    } finally {
+      if (old === undefined) delete process.env.IPCKIT_RUNTIME_DIR;
+      else process.env.IPCKIT_RUNTIME_DIR = old;
+    }
+  });
+
   it('honours an explicit mode, whatever the umask', async () => {
     const old = process.umask(0o077);
     try {
