@@ -728,15 +728,16 @@ export class MessageQueueSender<T = Uint8Array> extends MessageQueueHandle imple
   }
 }
 
-/** A handle that sends and receives (opened 'rw'): a Channel. */
-export class MessageQueue<T = Uint8Array> extends MessageQueueHandle implements Channel<T> {
-  readonly #rx: ReceivingSide<T>;
+/**
+ * A handle that sends and receives (opened 'rw'): a Channel. It is a receiving handle
+ * with the sending side added, so the receive methods are written once.
+ */
+export class MessageQueue<T = Uint8Array> extends MessageQueueReceiver<T> implements Channel<T> {
   readonly #tx: SendingSide<T>;
 
   /** @internal */
   constructor(core: QueueCore, codec: Codec<T>) {
-    super(core);
-    this.#rx = new ReceivingSide(core, codec);
+    super(core, codec);
     this.#tx = new SendingSide(core, codec);
   }
 
@@ -750,34 +751,6 @@ export class MessageQueue<T = Uint8Array> extends MessageQueueHandle implements 
 
   sendMany(messages: Iterable<T>, options?: SendOptions): Promise<void> {
     return this.#tx.sendMany(messages, options);
-  }
-
-  receive(options?: WaitOptions): Promise<T> {
-    return this.#rx.receive(options, false) as Promise<T>;
-  }
-
-  receiveWithPriority(options?: WaitOptions): Promise<ReceivedMessage<T>> {
-    return this.#rx.receive(options, true) as Promise<ReceivedMessage<T>>;
-  }
-
-  tryReceive(): T | undefined {
-    return this.#rx.tryReceive(false) as T | undefined;
-  }
-
-  tryReceiveWithPriority(): ReceivedMessage<T> | undefined {
-    return this.#rx.tryReceive(true) as ReceivedMessage<T> | undefined;
-  }
-
-  receiveMany(max = BATCH_MAX, options?: WaitOptions): Promise<T[]> {
-    return this.#rx.receive(options, false, validate.integer('max', max, 1)) as Promise<T[]>;
-  }
-
-  receiveManyWithPriority(max = BATCH_MAX, options?: WaitOptions): Promise<Array<ReceivedMessage<T>>> {
-    return this.#rx.receive(options, true, validate.integer('max', max, 1)) as Promise<Array<ReceivedMessage<T>>>;
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<T> {
-    return receiverIterator(this);
   }
 }
 
