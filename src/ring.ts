@@ -1385,21 +1385,16 @@ export class RingReceiver<T> implements Receiver<T> {
         const end = this.#endState(false);
         if (end) return Promise.reject(end);
         // Spin a little before going to sleep; an event-loop spin lasts at most 1 ms.
-        const budget = Math.min(this.#spinner.next(), 1000);
-        if (budget > 0) {
-          const t0 = now();
-          const until = t0 + budget / 1000;
-          const mem = this.#mem;
-          while (now() < until) {
+        const mem = this.#mem;
+        const s = this.#spinner.spinFor(
+          () => {
             for (let i = 0; i < 64 && (mem.load(W_TAIL) >>> 0) === this.#tailCache; i++);
-            const s = this.#serveNow(want, false);
-            if (s !== NOTHING) {
-              this.#spinner.caught((now() - t0) * 1000);
-              return Promise.resolve(s);
-            }
-          }
-          this.#spinner.missed();
-        }
+            return this.#serveNow(want, false);
+          },
+          NOTHING,
+          1000,
+        );
+        if (s !== NOTHING) return Promise.resolve(s);
       } catch (e) {
         return Promise.reject(this.#failIfCorrupt(e));
       }

@@ -44,4 +44,25 @@ export class SpinBudget {
     if (this.#max === 0 || this.#max === Infinity) return;
     this.#budget = Math.max(MIN_MICROS, this.#budget / 2);
   }
+
+  /**
+   * An event-loop spin: calls `attempt` for up to the next budget (at most `capMicros`)
+   * until it returns something other than `none`, and returns that (or `none`), recording
+   * whether spinning caught the event.
+   */
+  spinFor<R>(attempt: () => R, none: R, capMicros: number): R {
+    const budget = Math.min(this.next(), capMicros);
+    if (budget <= 0) return none;
+    const t0 = performance.now();
+    const until = t0 + budget / 1000;
+    while (performance.now() < until) {
+      const r = attempt();
+      if (r !== none) {
+        this.caught((performance.now() - t0) * 1000);
+        return r;
+      }
+    }
+    this.missed();
+    return none;
+  }
 }

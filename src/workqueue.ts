@@ -838,19 +838,8 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
         const v = this.#serve(want);
         if (v !== undefined) return Promise.resolve(v);
         // Spin a little before going to sleep; an event-loop spin lasts at most 1 ms.
-        const budget = Math.min(this.#spinner.next(), 1000);
-        if (budget > 0) {
-          const t0 = now();
-          const until = t0 + budget / 1000;
-          while (now() < until) {
-            const s = this.#serve(want);
-            if (s !== undefined) {
-              this.#spinner.caught((now() - t0) * 1000);
-              return Promise.resolve(s);
-            }
-          }
-          this.#spinner.missed();
-        }
+        const s = this.#spinner.spinFor(() => this.#serve(want), undefined, 1000);
+        if (s !== undefined) return Promise.resolve(s);
       } catch (e) {
         return Promise.reject(this.#fail(e));
       }
