@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import type { IpcErrorCode } from '../src/errors.js';
 import { TEST_MARK } from './census.js';
 
@@ -289,4 +290,30 @@ export function jsonLineReader(child: ChildProcess): () => Promise<any> {
       else if (ended) reject(new Error('the child closed its stdout before the expected line'));
       else waiting.push({ resolve, reject });
     });
+}
+
+/** Resolves with the first line printed on `stream` that matches `re`. */
+export function lineFrom(stream: NodeJS.ReadableStream, re: RegExp): Promise<string> {
+  return new Promise((resolve) => {
+    let buf = '';
+    const on = (d: Buffer): void => {
+      buf += d.toString();
+      const m = buf.split('\n').find((l) => re.test(l));
+      if (m !== undefined) {
+        stream.off('data', on);
+        resolve(m);
+      }
+    };
+    stream.on('data', on);
+  });
+}
+
+/** Runs test/fixtures/mqsem-worker.js in a worker thread with `data`; `result` is its first message. */
+export function mqsemWorker(data: Record<string, unknown>): { result: Promise<any>; worker: Worker } {
+  const w = new Worker(new URL('mqsem-worker.js', `file://${fixturesDir}`), { workerData: data });
+  const result = new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  return { result, worker: w };
 }

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, openSync, statSync, writeSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import { createMutex, MUTEX_MAGIC, openMutex, unlinkMutex, type Mutex } from '../src/index.js';
 import { join } from 'node:path';
-import { checkFdLeaks, fixturesDir, processGone, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, waitUntil, within } from './helpers.js';
+import { checkFdLeaks, mqsemWorker, processGone, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, waitUntil, within } from './helpers.js';
 
 checkFdLeaks();
 
@@ -18,14 +17,7 @@ after(() => {
   for (const n of made) unlinkMutex(n);
 });
 
-function worker(data: Record<string, unknown>): { result: Promise<any>; worker: Worker } {
-  const w = new Worker(new URL('mqsem-worker.js', `file://${fixturesDir}`), { workerData: data });
-  const result = new Promise((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-  });
-  return { result, worker: w };
-}
+const worker = mqsemWorker; // test/fixtures/mqsem-worker.js in a thread
 
 describe('mutex: basics', () => {
   it('creates exclusively (mode 0600, documented header), locks, unlocks, tryLock, withLock', async () => {

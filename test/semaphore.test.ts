@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { symlinkSync, unlinkSync, writeFileSync, statSync, mkdirSync, rmdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
-import { Worker } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import { createSemaphore, openSemaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type Semaphore } from '../src/index.js';
 import { join } from 'node:path';
 import { unlinkBoundedPool, unlinkMutex } from '../src/index.js';
-import { checkFdLeaks, fixturesDir, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { checkFdLeaks, mqsemWorker, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 
@@ -21,14 +20,7 @@ after(() => {
   for (const n of made) unlinkSemaphore(n);
 });
 
-function worker(data: Record<string, unknown>): { result: Promise<any>; worker: Worker } {
-  const w = new Worker(new URL('mqsem-worker.js', `file://${fixturesDir}`), { workerData: data });
-  const result = new Promise((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-  });
-  return { result, worker: w };
-}
+const worker = mqsemWorker; // test/fixtures/mqsem-worker.js in a thread
 
 describe('semaphore: create, open, unlink', () => {
   it('creates exclusively with its value and mode 0600 in /dev/shm/sem.<name>; open sees the same counter', async () => {

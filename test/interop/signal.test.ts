@@ -3,25 +3,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { native } from '../../src/native.js';
 import { sendSignal, signalReceiver, waitForSignal } from '../../src/signal.js';
-import { run, runCli, runPython, sleep, within } from '../helpers.js';
+import { lineFrom, run, runCli, runPython, sleep, within } from '../helpers.js';
 
 const RTMIN = native.signalConstants.SIGRTMIN;
-
-/** Resolves with the first line `child` prints to `stream` that matches `re`. */
-function lineFrom(stream: NodeJS.ReadableStream, re: RegExp): Promise<string> {
-  return new Promise((resolve) => {
-    let buf = '';
-    const on = (d: Buffer): void => {
-      buf += d.toString();
-      const m = buf.split('\n').find((l) => re.test(l));
-      if (m !== undefined) {
-        stream.off('data', on);
-        resolve(m);
-      }
-    };
-    stream.on('data', on);
-  });
-}
 
 describe('signals with python3 and sh', () => {
   it('python sends sigqueue through ctypes: we see its pid, uid and value', async () => {

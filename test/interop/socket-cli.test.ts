@@ -3,25 +3,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { connect, listen } from '../../src/socket.js';
-import { run, runCli, scratchDir, scratchPath, within } from '../helpers.js';
+import { lineFrom, run, runCli, scratchDir, scratchPath, within } from '../helpers.js';
 
 scratchDir();
 const haveSocat = spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
-
-function lineFrom(stream: NodeJS.ReadableStream, re: RegExp): Promise<string> {
-  return new Promise((resolve) => {
-    let buf = '';
-    const on = (d: Buffer): void => {
-      buf += d.toString();
-      const m = buf.split('\n').find((l) => re.test(l));
-      if (m !== undefined) {
-        stream.off('data', on);
-        resolve(m);
-      }
-    };
-    stream.on('data', on);
-  });
-}
 
 describe('ipckit socket CLI', () => {
   it('listen --json prints each message with the sender pid/uid; send delivers argv messages', async () => {
