@@ -1,36 +1,5 @@
 /* C reference: Unix seqpacket socket at a path; one send and one recv per message (the
- * kernel keeps the boundaries, so read_full of SIZE bytes is exactly one message). */
-#include "stream.h"
-#include <sys/socket.h>
-#include <sys/un.h>
-
-int main(int argc, char **argv) {
-  bench_args a = parse_args(argc, argv);
-  if (argc < 6) { fprintf(stderr, "usage: %s lat|thr SIZE MSGS SECS PATH\n", argv[0]); return 2; }
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  strncpy(sa.sun_path, argv[5], sizeof sa.sun_path - 1);
-  unlink(argv[5]);
-  int lfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-  if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, 1)) die("listen");
-  pid_t pid = fork();
-  if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
-  if (pid == 0) {
-    int fd = accept(lfd, NULL, NULL);
-    if (fd < 0) die("accept");
-    if (a.lat) stream_lat_child(a, fd, fd);
-    else stream_thr_child(a, fd, fd);
-    _exit(0);
-  }
-  close(lfd);
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-  int buf = (int)a.size * 2 + 4096;
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) die("connect");
-  if (a.lat) stream_lat_parent(a, fd, fd);
-  else stream_thr_parent(a, fd, fd);
-  close(fd);
-  waitpid(pid, NULL, 0);
-  unlink(argv[5]);
-  return 0;
-}
+ * kernel keeps the boundaries, so read_full of SIZE bytes is exactly one message). The
+ * program is unix_stream.c with the other socket type. */
+#define UNIX_SOCKET_TYPE SOCK_SEQPACKET
+#include "unix_stream.c"

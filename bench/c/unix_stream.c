@@ -1,8 +1,13 @@
 /* C reference: Unix stream socket at a path (listen/accept in the child, connect in the
- * parent), one write() per message, blocking. Extra arg: the socket path. */
+ * parent), one write() per message, blocking. Extra arg: the socket path.
+ * seqpacket.c builds this same program with UNIX_SOCKET_TYPE = SOCK_SEQPACKET. */
 #include "stream.h"
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#ifndef UNIX_SOCKET_TYPE
+#define UNIX_SOCKET_TYPE SOCK_STREAM
+#endif
 
 int main(int argc, char **argv) {
   bench_args a = parse_args(argc, argv);
@@ -10,7 +15,7 @@ int main(int argc, char **argv) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   strncpy(sa.sun_path, argv[5], sizeof sa.sun_path - 1);
   unlink(argv[5]);
-  int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  int lfd = socket(AF_UNIX, UNIX_SOCKET_TYPE, 0);
   if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, 1)) die("listen");
   pid_t pid = fork();
   if (pid < 0) die("fork");
@@ -23,8 +28,14 @@ int main(int argc, char **argv) {
     _exit(0);
   }
   close(lfd);
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) die("connect");
+  int fd = socket(AF_UNIX, UNIX_SOCKET_TYPE, 0);
+  if (fd < 0) die("socket");
+  if (UNIX_SOCKET_TYPE == SOCK_SEQPACKET) {
+    /* A seqpacket message must fit the send buffer whole. */
+    int buf = (int)a.size * 2 + 4096;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  }
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) die("connect");
   if (a.lat) stream_lat_parent(a, fd, fd);
   else stream_thr_parent(a, fd, fd);
   close(fd);
