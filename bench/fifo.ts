@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFifo, openFifo, unlinkFifo } from '../src/fifo.js';
+import { createFifo, openFifo, unlinkFifo } from '../src/mechanisms/fifo/fifo.js';
 import { BIG_MESSAGE_RTT_CAUSE, cFigures, SIZES, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';

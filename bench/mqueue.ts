@@ -7,8 +7,8 @@
  * Variants: `send()` per message, and `sendMany()` (one native call per batch, still one
  * mq_send per message). The receiving child uses `receiveMany()` in both.
  */
-import { RESOLVED } from '../src/channel.js';
-import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mqueue.js';
+import { RESOLVED } from '../src/core/channel.js';
+import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
 import { cFigure, now, runC, seqOf, stamp, startChild, tell, throughputFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';

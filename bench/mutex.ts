@@ -6,8 +6,8 @@
  * lock((i + 2) % 3), while the child locks i % 3 and unlocks (i + 2) % 3. A semaphore
  * tells the child to stop.
  */
-import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/mutex.js';
-import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/semaphore.js';
+import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/mechanisms/mutex/mutex.js';
+import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
 import { cFigure, latency, now, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 

@@ -1,5 +1,5 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
-import { openInheritedPipe, spawnWithPipes } from '../src/pipe.js';
+import { openInheritedPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
 import { BIG_MESSAGE_RTT_CAUSE, cFigures, SIZES, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';

@@ -12,9 +12,9 @@
  * No round trip: popen is one pipe, one direction (a round trip is the pipe scenario).
  */
 import { fileURLToPath } from 'node:url';
-import { RESOLVED } from '../src/channel.js';
-import { openInheritedPipe } from '../src/pipe.js';
-import { popen, type PopenReader, type PopenWriter } from '../src/popen.js';
+import { RESOLVED } from '../src/core/channel.js';
+import { openInheritedPipe } from '../src/mechanisms/pipe/pipe.js';
+import { popen, type PopenReader, type PopenWriter } from '../src/mechanisms/popen/popen.js';
 import { cPlacement } from './placement.js';
 import { cFigure, now, runC, seqOf, SIZES, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 

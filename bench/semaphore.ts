@@ -4,7 +4,7 @@
  * (bench/c/semaphore.c, blocking sem_wait). A third semaphore tells the child to stop.
  * A semaphore carries no payload: the figure is a round trip with size 0.
  */
-import { createSemaphore, openSemaphore, unlinkSemaphore, type Semaphore } from '../src/semaphore.js';
+import { createSemaphore, openSemaphore, unlinkSemaphore, type Semaphore } from '../src/mechanisms/semaphore/semaphore.js';
 import { cFigure, latency, now, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 

@@ -16,8 +16,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/ring.js';
-import { futexWaitPath } from '../src/shm.js';
+import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
+import { futexWaitPath } from '../src/mechanisms/shm/shm.js';
 import { cFigure, cFigures, latency, now, runC, SIZES, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 

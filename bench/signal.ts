@@ -3,7 +3,7 @@
  * sigwaitinfo with the signal blocked) in the same run. The parent queues SIGRTMIN+1 with
  * the sequence number as value; the child's handler answers with the same value.
  */
-import { sendSignal, signalReceiver } from '../src/signal.js';
+import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
 import { cFigures, latency, now, startChild, tell, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 

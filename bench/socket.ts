@@ -9,7 +9,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { connect, listen, openSocketFd, socketPair, type SocketChannel } from '../src/socket.js';
+import { connect, listen, openSocketFd, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
 import { BIG_MESSAGE_RTT_CAUSE, cFigures, latency, now, SIZES, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';

@@ -3,7 +3,7 @@
  * sockets): the parent's round-trip and one-way loops and the child's echo and sink.
  * The last message of a one-way run carries seq -1; the sink acknowledges with the count.
  */
-import { RESOLVED, type Receiver, type Sender } from '../src/channel.js';
+import { RESOLVED, type Receiver, type Sender } from '../src/core/channel.js';
 import { latency, now, seqOf, stamp, type Budget } from './harness.js';
 
 export interface BatchReceiver<T> extends Receiver<T> {

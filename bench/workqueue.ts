@@ -5,7 +5,7 @@
  * - one by one: put / get / taskDone per job
  * Baseline in the same run: process.send from the node baselines (one-way, 64 B).
  */
-import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../src/workqueue.js';
+import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
 import { startChild, tell, throughputFigure, type Figure, type Scenario } from './harness.js';
 
 const JOB_BYTES = 64;

@@ -1,13 +1,13 @@
 // Shared declarations of the ipckit addon. The addon is thin on purpose: it makes
 // system calls and does what JavaScript cannot (fd polling, futexes, waiter threads,
-// signal handlers); every policy lives in TypeScript (see src/native.ts).
+// signal handlers); every policy lives in TypeScript (see src/os/native.ts).
 #pragma once
 #include <napi.h>
 
 namespace ipckit {
 
 // Builds the one kind of error the addon raises: a JS Error with `errno` (positive
-// number) and `syscall`. src/errors.ts turns it into an IpcError.
+// number) and `syscall`. src/core/errors.ts turns it into an IpcError.
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall);
 
 // Throws ErrnoError for the current errno.

@@ -14,7 +14,7 @@ import { release, tmpdir, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { census, childrenOf, mqueueMount } from '../test/census.js';
-import { native } from '../src/native.js';
+import { native } from '../src/os/native.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const testRoot = join(root, 'dist', 'test');

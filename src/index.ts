@@ -2,16 +2,16 @@
  * ipckit: the eight classic kinds of inter-process communication for Node.js on Linux,
  * behind one typed API. This file only re-exports.
  */
-export { IpcError, ERROR_CODES, isIpcError, type IpcErrorCode, type IpcErrorOptions } from './errors.js';
-export { RESOLVED, type Channel, type Receiver, type Sender, type WaitOptions } from './channel.js';
-export { bytesCodec, jsonCodec, structuredCodec, utf8Codec, type Codec, type CodecName, type CodecOption, type MessageOf } from './codec.js';
-export { DEFAULT_MAX_MESSAGE_SIZE, FrameDecoder, type Framing, type FramingOptions } from './framing.js';
-export { FdReader, FdWriter, type ReaderOptions, type WriterOptions } from './stream.js';
-export { toReadable, toWritable } from './streams-node.js';
-export { runtimeDir } from './runtime.js';
-export { isProcessAlive, processStartTime, watchProcess } from './liveness.js';
-export type { CreateModeOptions, OwnerCheckOptions } from './permissions.js';
-export type { ChildExit, ChildOptions } from './child.js';
+export { IpcError, ERROR_CODES, isIpcError, type IpcErrorCode, type IpcErrorOptions } from './core/errors.js';
+export { RESOLVED, type Channel, type Receiver, type Sender, type WaitOptions } from './core/channel.js';
+export { bytesCodec, jsonCodec, structuredCodec, utf8Codec, type Codec, type CodecName, type CodecOption, type MessageOf } from './core/codec.js';
+export { DEFAULT_MAX_MESSAGE_SIZE, FrameDecoder, type Framing, type FramingOptions } from './core/framing.js';
+export { FdReader, FdWriter, type ReaderOptions, type WriterOptions } from './os/fd-stream.js';
+export { toReadable, toWritable } from './core/node-streams.js';
+export { runtimeDir } from './os/runtime.js';
+export { isProcessAlive, processStartTime, watchProcess } from './os/liveness.js';
+export type { CreateModeOptions, OwnerCheckOptions } from './os/permissions.js';
+export type { ChildExit, ChildOptions } from './os/child.js';
 export {
   ChildPipeWriter,
   createPipe,
@@ -26,9 +26,9 @@ export {
   type PipeDirection,
   type PipeOptions,
   type SpawnWithPipesOptions,
-} from './pipe.js';
-export { popen, PopenReader, PopenWriter, type PopenOptions } from './popen.js';
-export { createFifo, FifoReader, FifoWriter, openFifo, unlinkFifo, type CreateFifoOptions, type OpenFifoOptions } from './fifo.js';
+} from './mechanisms/pipe/pipe.js';
+export { popen, PopenReader, PopenWriter, type PopenOptions } from './mechanisms/popen/popen.js';
+export { createFifo, FifoReader, FifoWriter, openFifo, unlinkFifo, type CreateFifoOptions, type OpenFifoOptions } from './mechanisms/fifo/fifo.js';
 export {
   createMessageQueue,
   MessageQueue,
@@ -46,10 +46,10 @@ export {
   type OpenMessageQueueOptions,
   type ReceivedMessage,
   type SendOptions,
-} from './mqueue.js';
-export { createSemaphore, openSemaphore, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './semaphore.js';
-export { BoundedPool, createBoundedPool, openBoundedPool, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './pool.js';
-export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mutex.js';
+} from './mechanisms/mqueue/mqueue.js';
+export { createSemaphore, openSemaphore, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './mechanisms/semaphore/semaphore.js';
+export { BoundedPool, createBoundedPool, openBoundedPool, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './mechanisms/pool/pool.js';
+export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mechanisms/mutex/mutex.js';
 export {
   createSharedMemory,
   mapFile,
@@ -62,7 +62,7 @@ export {
   type OpenSharedMemoryOptions,
   type SharedMemoryInfo,
   type ShmWaitResult,
-} from './shm.js';
+} from './mechanisms/shm/shm.js';
 export {
   createRing,
   openRing,
@@ -77,7 +77,7 @@ export {
   type RingEndpointOptions,
   type RingInfo,
   type RingView,
-} from './ring.js';
+} from './mechanisms/ring/ring.js';
 export {
   createWorkQueue,
   openWorkQueue,
@@ -88,6 +88,6 @@ export {
   type OpenWorkQueueOptions,
   type WorkQueueHandleOptions,
   type WorkQueueStats,
-} from './workqueue.js';
-export * from './socket.js';
-export * from './signal.js';
+} from './mechanisms/workqueue/workqueue.js';
+export * from './mechanisms/socket/socket.js';
+export * from './mechanisms/signal/signal.js';

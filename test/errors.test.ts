@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { ERROR_CODES, errnoError, IpcError } from '../src/errors.js';
+import { ERROR_CODES, errnoError, IpcError } from '../src/core/errors.js';
 import { checkFdLeaks, repoRoot } from './helpers.js';
 
 checkFdLeaks();

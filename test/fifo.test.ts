@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
-import { createFifo, openFifo, unlinkFifo, type FifoReader } from '../src/fifo.js';
+import { createFifo, openFifo, unlinkFifo, type FifoReader } from '../src/mechanisms/fifo/fifo.js';
 import { channelConformance } from './conformance/channel.js';
 import { AS_NOBODY, checkFdLeaks, fixturesDir, jsonLineReader, rejectsWith, run, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, waitUntil, within } from './helpers.js';
 import { join } from 'node:path';

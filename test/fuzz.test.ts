@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { serialize } from 'node:v8';
 import { describe, it } from 'node:test';
-import { decodeWith, resolveCodec } from '../src/codec.js';
-import { IpcError } from '../src/errors.js';
-import { FrameDecoder, type Framing } from '../src/framing.js';
+import { decodeWith, resolveCodec } from '../src/core/codec.js';
+import { IpcError } from '../src/core/errors.js';
+import { FrameDecoder, type Framing } from '../src/core/framing.js';
 
 const ROUNDS = Number(process.env.IPCKIT_FUZZ_ROUNDS ?? 3000);
 const FIRST_SEED = Number(process.env.IPCKIT_FUZZ_SEED ?? 1);

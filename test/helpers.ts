@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import type { IpcErrorCode } from '../src/errors.js';
+import type { IpcErrorCode } from '../src/core/errors.js';
 import { TEST_MARK } from './census.js';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { openSync, closeSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { native } from '../src/native.js';
-import { createPipe, openInheritedPipe, PipeReader, PipeWriter, spawnWithPipes } from '../src/pipe.js';
+import { native } from '../src/os/native.js';
+import { createPipe, openInheritedPipe, PipeReader, PipeWriter, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
 import { channelConformance } from './conformance/channel.js';
 import { atomicPayload } from './fixtures/payloads.js';
 import { AS_NOBODY, checkFdLeaks, fixturesDir, openFds, rejectsWith, run, runFixture, scratchPath, throwsWith, within, zombieChildren } from './helpers.js';

@@ -7,9 +7,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Receiver } from '../src/channel.js';
-import { createFifo, unlinkFifo } from '../src/fifo.js';
-import { popen } from '../src/popen.js';
+import type { Receiver } from '../src/core/channel.js';
+import { createFifo, unlinkFifo } from '../src/mechanisms/fifo/fifo.js';
+import { popen } from '../src/mechanisms/popen/popen.js';
 import { channelConformance } from './conformance/channel.js';
 import { checkFdLeaks, jsonLineReader, openFds, processGone, rejectsWith, runFixture, scratchPath, sleep, throwsWith, waitUntil, within, zombieChildren } from './helpers.js';
 
@@ -190,7 +190,7 @@ describe('popen: children die with their parent', () => {
 
   it('the parent dying right after popen() returns (the fork/prctl race) leaves no child, 10 times', async () => {
     const code = `
-      import { popen } from ${JSON.stringify(new URL('../src/popen.js', import.meta.url).href)};
+      import { popen } from ${JSON.stringify(new URL('../src/mechanisms/popen/popen.js', import.meta.url).href)};
       import { writeSync } from 'node:fs';
       const r = popen(['sleep', '300'], 'r');
       writeSync(1, String(r.pid));

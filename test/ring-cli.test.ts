@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, it } from 'node:test';
-import { unlinkRing } from '../src/ring.js';
+import { unlinkRing } from '../src/mechanisms/ring/ring.js';
 import { runCli, uniqueName } from './helpers.js';
 
 const names: string[] = [];

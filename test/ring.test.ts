@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { createRing, openRing, openRingChannel, unlinkRing } from '../src/ring.js';
-import { createSharedMemory, openSharedMemory } from '../src/shm.js';
+import { createRing, openRing, openRingChannel, unlinkRing } from '../src/mechanisms/ring/ring.js';
+import { createSharedMemory, openSharedMemory } from '../src/mechanisms/shm/shm.js';
 import { channelConformance } from './conformance/channel.js';
 import { checkMessage, makeMessage, sizeFor } from './fixtures/checked-message.js';
 import { checkFdLeaks, jsonLines, rejectsWith, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
@@ -217,7 +217,7 @@ describe('ring: fast paths and views', () => {
          }
          await rx.close();
        });`,
-      { eval: true, workerData: { name: n, module: new URL('../src/ring.js', import.meta.url).href } },
+      { eval: true, workerData: { name: n, module: new URL('../src/mechanisms/ring/ring.js', import.meta.url).href } },
     );
     const messages: any[] = [];
     const done = new Promise<void>((resolve, reject) => {
@@ -249,7 +249,7 @@ describe('ring: endpoints in a worker that is terminated', () => {
          const ring = openRing(workerData.name);
          ${body}
        });`,
-      { eval: true, workerData: { name, ring: new URL('../src/ring.js', import.meta.url).href, checked: new URL('./fixtures/checked-message.js', import.meta.url).href } },
+      { eval: true, workerData: { name, ring: new URL('../src/mechanisms/ring/ring.js', import.meta.url).href, checked: new URL('./fixtures/checked-message.js', import.meta.url).href } },
     );
     await within(new Promise((resolve, reject) => {
       worker.once('message', resolve);

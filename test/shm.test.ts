@@ -8,8 +8,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { createSharedMemory, mapFile, openSharedMemory, unlinkSharedMemory } from '../src/shm.js';
-import { native } from '../src/native.js';
+import { createSharedMemory, mapFile, openSharedMemory, unlinkSharedMemory } from '../src/mechanisms/shm/shm.js';
+import { native } from '../src/os/native.js';
 import { AS_NOBODY, checkFdLeaks, fixturesDir, isRoot, repoRoot, jsonLines, run, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
@@ -384,7 +384,7 @@ describe('futex wait and notify across processes', () => {
          parentPort.postMessage('waiting');
          seg.waitSync(0, 0);
        });`,
-      { eval: true, workerData: { name: n, module: new URL('../src/shm.js', import.meta.url).href } },
+      { eval: true, workerData: { name: n, module: new URL('../src/mechanisms/shm/shm.js', import.meta.url).href } },
     );
     await within(new Promise((resolve) => worker.once('message', resolve)), 10_000, 'the worker starts waiting');
     await sleep(100);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { native } from '../src/native.js';
-import { isSignalHandled, onSignal, sendSignal, signalName, signalNumber, signalReceiver, waitForSignal, watchProcess, type SignalInfo } from '../src/signal.js';
+import { native } from '../src/os/native.js';
+import { isSignalHandled, onSignal, sendSignal, signalName, signalNumber, signalReceiver, waitForSignal, watchProcess, type SignalInfo } from '../src/mechanisms/signal/signal.js';
 import { rejectsWith, run, runFixture, sleep, throwsWith, within } from './helpers.js';
 
 const RTMIN = native.signalConstants.SIGRTMIN;

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { native } from '../src/native.js';
-import { connect, createSealedMemory, listen, openSealedMemory, socketPair, type SocketChannel, type SocketServer } from '../src/socket.js';
+import { native } from '../src/os/native.js';
+import { connect, createSealedMemory, listen, openSealedMemory, socketPair, type SocketChannel, type SocketServer } from '../src/mechanisms/socket/socket.js';
 import { channelConformance, type PairOptions } from './conformance/channel.js';
 import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, repoRoot, run, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
@@ -410,7 +410,7 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
       await x.close();
       const sock = await b.receiveHandle();
       assert.equal(sock.handle.type, 'socket');
-      const { openSocketFd } = await import('../src/socket.js');
+      const { openSocketFd } = await import('../src/mechanisms/socket/socket.js');
       const passed = openSocketFd(sock.handle.take(), { codec: 'utf8' });
       await passed.send('over the passed socket');
       assert.equal(await y.receive(), 'over the passed socket');

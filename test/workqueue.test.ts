@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { createSharedMemory } from '../src/shm.js';
-import { createWorkQueue, openWorkQueue, unlinkWorkQueue, type Job, type WorkQueue } from '../src/workqueue.js';
+import { createSharedMemory } from '../src/mechanisms/shm/shm.js';
+import { createWorkQueue, openWorkQueue, unlinkWorkQueue, type Job, type WorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
 import { checkFdLeaks, jsonLines, rejectsWith, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 const names: string[] = [];
@@ -193,7 +193,7 @@ describe('work queue: semantics in one process', () => {
          const job = await q.get();
          parentPort.postMessage(job.id);
        });`,
-      { eval: true, workerData: { name, module: new URL('../src/workqueue.js', import.meta.url).href } },
+      { eval: true, workerData: { name, module: new URL('../src/mechanisms/workqueue/workqueue.js', import.meta.url).href } },
     );
     const id = await q.put({ job: 1 });
     const took = await within(new Promise((resolve, reject) => {
@@ -221,7 +221,7 @@ describe('work queue: semantics in one process', () => {
          }
          await q.close();
        });`,
-      { eval: true, workerData: { name, module: new URL('../src/workqueue.js', import.meta.url).href } },
+      { eval: true, workerData: { name, module: new URL('../src/mechanisms/workqueue/workqueue.js', import.meta.url).href } },
     );
     const result = new Promise<any>((resolve, reject) => {
       worker.once('message', resolve);

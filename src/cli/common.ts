@@ -7,8 +7,8 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createInterface } from 'node:readline';
-import { IpcError, isIpcError } from '../errors.js';
-import { FRAMINGS, type Framing } from '../framing.js';
+import { IpcError, isIpcError } from '../core/errors.js';
+import { FRAMINGS, type Framing } from '../core/framing.js';
 
 export class UsageError extends Error {}
 

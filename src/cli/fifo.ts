@@ -1,6 +1,6 @@
 /** `ipckit fifo create|send|recv|rm`. */
-import { createFifo, openFifo, unlinkFifo } from '../fifo.js';
-import type { Framing } from '../framing.js';
+import { createFifo, openFifo, unlinkFifo } from '../mechanisms/fifo/fifo.js';
+import type { Framing } from '../core/framing.js';
 import { framingOption, framingOptions, intOption, messagesFrom, modeOption, parse, printMessage, requirePositional, UsageError, write, type CliGroup } from './common.js';
 import { receiveLoop } from './receive.js';
 

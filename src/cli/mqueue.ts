@@ -1,6 +1,6 @@
 /** `ipckit mqueue create|send|recv|info|rm` (alias `mq`). */
-import type { Receiver } from '../channel.js';
-import { createMessageQueue, openMessageQueue, unlinkMessageQueue, type ReceivedMessage } from '../mqueue.js';
+import type { Receiver } from '../core/channel.js';
+import { createMessageQueue, openMessageQueue, unlinkMessageQueue, type ReceivedMessage } from '../mechanisms/mqueue/mqueue.js';
 import { intOption, messagesFrom, modeOption, parse, printMessage, requirePositional, UsageError, write, type CliGroup } from './common.js';
 import { receiveLoop } from './receive.js';
 

@@ -1,7 +1,7 @@
 /** `ipckit mutex create|run|info|rm`: the robust cross-process mutex, e.g. to serialize scripts. */
 import { constants as osConstants } from 'node:os';
-import { startChild } from '../child.js';
-import { createMutex, openMutex, unlinkMutex } from '../mutex.js';
+import { startChild } from '../os/child.js';
+import { createMutex, openMutex, unlinkMutex } from '../mechanisms/mutex/mutex.js';
 import { intOption, modeOption, parse, requirePositional, UsageError, write, type CliGroup } from './common.js';
 
 export const group: CliGroup = {

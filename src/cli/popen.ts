@@ -1,6 +1,6 @@
 /** `ipckit popen [--framing F] [--json] [--timeout MS] -- CMD ARGS...`: run a program, print its messages, exit with its status. */
 import { constants as osConstants } from 'node:os';
-import { popen } from '../popen.js';
+import { popen } from '../mechanisms/popen/popen.js';
 import { framingOption, framingOptions, intOption, parse, UsageError, type CliGroup } from './common.js';
 import { printer } from './fifo.js';
 import { receiveLoop } from './receive.js';

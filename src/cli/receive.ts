@@ -1,6 +1,6 @@
 /** The receive loop every `recv`/`listen` command shares: count, overall timeout, printing. */
-import type { Receiver } from '../channel.js';
-import { isIpcError } from '../errors.js';
+import type { Receiver } from '../core/channel.js';
+import { isIpcError } from '../core/errors.js';
 
 export interface ReceiveLoopOptions<T> {
   /** Stop after this many messages (default: until the channel ends). */

@@ -1,5 +1,5 @@
 /** `ipckit ring create|send|recv|info|rm`: the shared-memory ring channel from the shell. */
-import { createRing, openRing, unlinkRing } from '../ring.js';
+import { createRing, openRing, unlinkRing } from '../mechanisms/ring/ring.js';
 import { intOption, messagesFrom, modeOption, parse, printMessage, requirePositional, UsageError, type CliGroup } from './common.js';
 import { receiveLoop } from './receive.js';
 import { sizeOption } from './shm.js';

@@ -1,5 +1,5 @@
 /** `ipckit semaphore create|post|wait|value|rm` (alias `sem`). */
-import { createSemaphore, openSemaphore, SEM_VALUE_MAX, unlinkSemaphore } from '../semaphore.js';
+import { createSemaphore, openSemaphore, SEM_VALUE_MAX, unlinkSemaphore } from '../mechanisms/semaphore/semaphore.js';
 import { intOption, modeOption, parse, requirePositional, UsageError, write, type CliGroup } from './common.js';
 
 export const group: CliGroup = {

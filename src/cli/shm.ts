@@ -1,6 +1,6 @@
 /** `ipckit shm create|write|read|info|rm`: POSIX shared memory segments from the shell. */
-import { createSharedMemory, openSharedMemory, unlinkSharedMemory } from '../shm.js';
-import { IpcError } from '../errors.js';
+import { createSharedMemory, openSharedMemory, unlinkSharedMemory } from '../mechanisms/shm/shm.js';
+import { IpcError } from '../core/errors.js';
 import { intOption, modeOption, parse, requirePositional, UsageError, write, type CliGroup } from './common.js';
 
 /** `65536`, `64K`, `1M`, `1G` (binary units). */

@@ -1,6 +1,6 @@
 /** `ipckit signal send|wait`. */
-import { sendSignal, signalNumber, signalReceiver } from '../signal.js';
-import { isIpcError } from '../errors.js';
+import { sendSignal, signalNumber, signalReceiver } from '../mechanisms/signal/signal.js';
+import { isIpcError } from '../core/errors.js';
 import { intOption, parse, requirePositional, UsageError, write, type CliGroup } from './common.js';
 
 export const group: CliGroup = {

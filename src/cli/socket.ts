@@ -1,6 +1,6 @@
 /** `ipckit socket listen|send` (alias `sock`). */
-import { connect, listen, type SocketChannel } from '../socket.js';
-import { isIpcError } from '../errors.js';
+import { connect, listen, type SocketChannel } from '../mechanisms/socket/socket.js';
+import { isIpcError } from '../core/errors.js';
 import { framingOption, framingOptions, intOption, messagesFrom, modeOption, parse, printMessage, progress, progressDone, requirePositional, UsageError, type CliGroup } from './common.js';
 
 const ADDRESSES = 'ADDRESS: unix:/path | unix:NAME (runtime folder) | unix-abstract:NAME | unix-dgram:/path | unix-seqpacket:/path | tcp://host:port';

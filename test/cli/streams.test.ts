@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { createFifo, openFifo, unlinkFifo } from '../../src/fifo.js';
+import { createFifo, openFifo, unlinkFifo } from '../../src/mechanisms/fifo/fifo.js';
 import { checkFdLeaks, jsonLineReader, repoRoot, run, runCli, runPython, scratchPath, sleep, within } from '../helpers.js';
 
 checkFdLeaks();

@@ -1,12 +1,12 @@
 /**
- * The Channel promises of src/channel.ts, stated once as tests, run against every
+ * The Channel promises of src/core/channel.ts, stated once as tests, run against every
  * implementation: each mechanism's test file calls `channelConformance` with a factory
  * that makes a fresh sender/receiver pair over real kernel objects.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Receiver, Sender } from '../../src/channel.js';
-import type { Codec, CodecOption } from '../../src/codec.js';
+import type { Receiver, Sender } from '../../src/core/channel.js';
+import type { Codec, CodecOption } from '../../src/core/codec.js';
 import { rejectsWith, sleep, throwsWith, within } from '../helpers.js';
 
 export interface PairOptions {

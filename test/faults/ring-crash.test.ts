@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { createRing, unlinkRing, type RingReceiver } from '../../src/ring.js';
+import { createRing, unlinkRing, type RingReceiver } from '../../src/mechanisms/ring/ring.js';
 import { checkMessage } from '../fixtures/checked-message.js';
 import { checkFdLeaks, jsonLines, rejectsWith, runFixture, runPython, sleep, uniqueName, within } from '../helpers.js';
 
@@ -218,7 +218,7 @@ describe('hostile peers', () => {
   });
 });
 
-import { openSharedMemory } from '../../src/shm.js';
+import { openSharedMemory } from '../../src/mechanisms/shm/shm.js';
 const openSegment = (n: string): SharedArrayBuffer => {
   const s = openSharedMemory(n);
   const b = s.buffer;

@@ -4,9 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { connect, listen, socketPair } from '../../src/socket.js';
-import { onSignal, signalReceiver, waitForSignal } from '../../src/signal.js';
-import { native } from '../../src/native.js';
+import { connect, listen, socketPair } from '../../src/mechanisms/socket/socket.js';
+import { onSignal, signalReceiver, waitForSignal } from '../../src/mechanisms/signal/signal.js';
+import { native } from '../../src/os/native.js';
 import { compileC, rejectsWith, run, scratchDir, scratchPath, within } from '../helpers.js';
 
 scratchDir();

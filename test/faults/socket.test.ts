@@ -1,9 +1,9 @@
 /** Bad input, crashes and restarts on sockets: each ends with its error code, none hangs. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { connect, listen, type SocketChannel } from '../../src/socket.js';
-import { readPackets } from '../../src/socket-packet.js';
-import { native } from '../../src/native.js';
+import { connect, listen, type SocketChannel } from '../../src/mechanisms/socket/socket.js';
+import { readPackets } from '../../src/mechanisms/socket/packet.js';
+import { native } from '../../src/os/native.js';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, run, runFixture, runPython, scratchDir, scratchPath, sleep, uniqueName, within } from '../helpers.js';
 

@@ -5,10 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createFifo, openFifo, unlinkFifo } from '../../src/fifo.js';
-import { createPipe, spawnWithPipes } from '../../src/pipe.js';
-import { native } from '../../src/native.js';
-import { unlinkMessageQueue } from '../../src/mqueue.js';
+import { createFifo, openFifo, unlinkFifo } from '../../src/mechanisms/fifo/fifo.js';
+import { createPipe, spawnWithPipes } from '../../src/mechanisms/pipe/pipe.js';
+import { native } from '../../src/os/native.js';
+import { unlinkMessageQueue } from '../../src/mechanisms/mqueue/mqueue.js';
 import { checkFdLeaks, fixturesDir, jsonLineReader, rejectsWith, repoRoot, run, runPython, scratchPath, uniqueName, within } from '../helpers.js';
 import { join } from 'node:path';
 
@@ -83,7 +83,7 @@ describe('faults: a writer killed mid-message', () => {
     const path = createFifo(scratchPath('killed-writer'));
     const reader = await openFifo(path, 'r', { codec: 'utf8' });
     const code = `
-      import { openFifo } from ${JSON.stringify(new URL('../../src/fifo.js', import.meta.url).href)};
+      import { openFifo } from ${JSON.stringify(new URL('../../src/mechanisms/fifo/fifo.js', import.meta.url).href)};
       const w = await openFifo(${JSON.stringify(path)}, 'w', { framing: 'raw' });
       const h = Buffer.alloc(8); h.writeUInt32LE(4, 0); h.write('done', 4);
       const partial = Buffer.alloc(4 + 10); partial.writeUInt32LE(1000, 0);

@@ -27,7 +27,7 @@ const nativeUrl = process.argv[1];
 describe('workers terminated inside native calls', () => {
   it('60 workers terminated while calling into the addon: the process survives', async () => {
     // In a child process: an abort must fail this test, not take the runner down.
-    const r = await run(process.execPath, ['-e', CHILD, new URL('../../src/native.js', import.meta.url).href], { timeoutMs: 60_000 }).done;
+    const r = await run(process.execPath, ['-e', CHILD, new URL('../../src/os/native.js', import.meta.url).href], { timeoutMs: 60_000 }).done;
     assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr.slice(-300)}`);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /survived/);

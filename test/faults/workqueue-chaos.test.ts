@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, it } from 'node:test';
-import { openSharedMemory } from '../../src/shm.js';
-import { createWorkQueue, unlinkWorkQueue } from '../../src/workqueue.js';
+import { openSharedMemory } from '../../src/mechanisms/shm/shm.js';
+import { createWorkQueue, unlinkWorkQueue } from '../../src/mechanisms/workqueue/workqueue.js';
 import { checkFdLeaks, jsonLines, runFixture, runPython, sleep, uniqueName, within } from '../helpers.js';
 
 const names: string[] = [];

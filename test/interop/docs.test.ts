@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createPipe } from '../../src/pipe.js';
+import { createPipe } from '../../src/mechanisms/pipe/pipe.js';
 import { checkFdLeaks, compileC, repoRoot, run } from '../helpers.js';
 
 checkFdLeaks();
@@ -26,7 +26,7 @@ async function framed(messages: string[]): Promise<Buffer> {
   const { reader, writer } = createPipe({ codec: 'utf8' });
   for (const m of messages) await writer.send(m);
   await writer.close();
-  const raw = await import('../../src/native.js');
+  const raw = await import('../../src/os/native.js');
   const buf = Buffer.alloc(1 << 20);
   let n = 0;
   for (;;) {

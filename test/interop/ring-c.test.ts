@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, it } from 'node:test';
-import { createRing, unlinkRing } from '../../src/ring.js';
+import { createRing, unlinkRing } from '../../src/mechanisms/ring/ring.js';
 import { checkMessage, makeMessage, sizeFor } from '../fixtures/checked-message.js';
 import { checkFdLeaks, compileC, run, scratchDir, uniqueName, within } from '../helpers.js';
 

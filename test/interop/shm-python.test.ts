@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, it } from 'node:test';
-import { openSharedMemory, unlinkSharedMemory } from '../../src/shm.js';
+import { openSharedMemory, unlinkSharedMemory } from '../../src/mechanisms/shm/shm.js';
 import { checkFdLeaks, runCli, runPython, uniqueName } from '../helpers.js';
 
 const made: string[] = [];

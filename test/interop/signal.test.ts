@@ -1,8 +1,8 @@
 /** Peers we did not write: python3 (ctypes sigqueue, signal.sigwaitinfo), sh's kill, and the CLI. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { native } from '../../src/native.js';
-import { sendSignal, signalReceiver, waitForSignal } from '../../src/signal.js';
+import { native } from '../../src/os/native.js';
+import { sendSignal, signalReceiver, waitForSignal } from '../../src/mechanisms/signal/signal.js';
 import { lineFrom, run, runCli, runPython, sleep, within } from '../helpers.js';
 
 const RTMIN = native.signalConstants.SIGRTMIN;

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { connect, listen } from '../../src/socket.js';
+import { connect, listen } from '../../src/mechanisms/socket/socket.js';
 import { lineFrom, run, runCli, scratchDir, scratchPath, within } from '../helpers.js';
 
 scratchDir();

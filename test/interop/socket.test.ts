@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { connect, createSealedMemory, listen, openSealedMemory } from '../../src/socket.js';
+import { connect, createSealedMemory, listen, openSealedMemory } from '../../src/mechanisms/socket/socket.js';
 import { checkFdLeaks, run, runPython, scratchDir, scratchPath, sleep, within } from '../helpers.js';
 
 checkFdLeaks();

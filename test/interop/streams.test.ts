@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createFifo, openFifo, unlinkFifo } from '../../src/fifo.js';
-import { spawnWithPipes } from '../../src/pipe.js';
+import { createFifo, openFifo, unlinkFifo } from '../../src/mechanisms/fifo/fifo.js';
+import { spawnWithPipes } from '../../src/mechanisms/pipe/pipe.js';
 import { checkFdLeaks, run, runPython, scratchPath, within } from '../helpers.js';
 
 checkFdLeaks();

@@ -1,0 +1,255 @@
+/**
+ * Named pipes (FIFOs, mkfifo): a pipe with a path, for unrelated processes.
+ *
+ * - `createFifo(path?, { mode })`: exclusive, mode exactly 0600 unless asked; a path that
+ *   exists (whatever it is) is ERR_IPCKIT_EXISTS. Without a path, one in the private
+ *   runtime folder.
+ * - `openFifo(path, 'r' | 'w')`: refuses a symlink (ERR_IPCKIT_PERMISSION), anything that
+ *   is not a FIFO (ERR_IPCKIT_INVALID_ARGUMENT) and a FIFO that is not ours or is wider than
+ *   allowed (ERR_IPCKIT_PERMISSION, see permissions.ts).
+ * - Opens never block: they use O_NONBLOCK, never a thread of libuv's pool (a blocking
+ *   FIFO open there is how four waiting FIFOs freeze every `fs` call in Node). A reader
+ *   opens at once and its `receive` waits; a writer waits for a reader by retrying, with
+ *   `timeout` and `signal`.
+ * - End of stream: a reader sees the end when the last writer closes (a reader opened
+ *   before any writer waits for the first one), unless it asked for `{ keepOpen: true }`:
+ *   then it stays open across successive writers (it holds a write end itself) until closed.
+ * - Several writers: `{ atomic: true }` keeps each write() whole frames within PIPE_BUF,
+ *   so their messages never interleave (see pipe.ts).
+ */
+import { constants as fsConstants } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { cancellableWait, type WaitOptions } from '../../core/channel.js';
+import type { CodecOption, MessageOf } from '../../core/codec.js';
+import { errnoError, IpcError, sys } from '../../core/errors.js';
+import { native, type FdWatcher, type NativeStat } from '../../os/native.js';
+import { checkOwner, createMode, fileTypeName, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { runtimePath } from '../../os/runtime.js';
+import { PipeReader, PipeWriter, setPipeCapacity } from '../pipe/pipe.js';
+import { validateStreamOptions, type ReaderOptions, type WriterOptions } from '../../os/fd-stream.js';
+import * as validate from '../../core/validate.js';
+
+const { O_RDONLY, O_WRONLY, O_NONBLOCK, O_NOFOLLOW, S_IFMT, S_IFIFO, S_IFLNK } = fsConstants;
+const O_CLOEXEC = 0o2000000;
+const ENXIO = osConstants.errno.ENXIO;
+
+export type CreateFifoOptions = CreateModeOptions;
+
+/** Creates a FIFO (exclusively) and returns its path. */
+export function createFifo(path?: string, options: CreateFifoOptions = {}): string {
+  const p = path === undefined ? runtimePath('fifo') : validate.string('path', path);
+  validate.object('options', options);
+  const { mode, group } = createMode(options);
+  sys(`create FIFO ${p}`, () => native.mkfifo(p, mode & 0o700), { path: p });
+  try {
+    // Set the exact mode (and group) on what we created, through an fd: no umask, no path race.
+    const fd = sys(`open FIFO ${p}`, () => native.open(p, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path: p });
+    try {
+      if (group !== undefined) sys(`set the group of ${p}`, () => native.fchown(fd, -1, group), { path: p });
+      sys(`set the mode of ${p}`, () => native.fchmod(fd, mode), { path: p });
+    } finally {
+      native.close(fd);
+    }
+  } catch (e) {
+    try {
+      native.unlink(p);
+    } catch {
+      /* it was ours; nothing more to do */
+    }
+    throw e;
+  }
+  return p;
+}
+
+/** Removes a FIFO. Idempotent: false if nothing was there. Refuses to remove anything that is not a FIFO. */
+export function unlinkFifo(path: string): boolean {
+  validate.string('path', path);
+  let st: NativeStat;
+  try {
+    st = native.lstat(path);
+  } catch (e) {
+    if ((e as { errno?: number }).errno === osConstants.errno.ENOENT) return false;
+    throw sys(`remove FIFO ${path}`, () => {
+      throw e;
+    });
+  }
+  if ((st.mode & S_IFMT) !== S_IFIFO) {
+    throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `refusing to remove ${path}: it is ${fileTypeName(st.mode)}, not a FIFO`, { path });
+  }
+  try {
+    native.unlink(path);
+  } catch (e) {
+    if ((e as { errno?: number }).errno === osConstants.errno.ENOENT) return false;
+    throw sys(`remove FIFO ${path}`, () => {
+      throw e;
+    }, { path });
+  }
+  return true;
+}
+
+export interface OpenFifoOptions<C extends CodecOption | undefined = undefined>
+  extends ReaderOptions<C>,
+    WriterOptions<C>,
+    OwnerCheckOptions,
+    WaitOptions {
+  /** Reader only: stay open across successive writers instead of ending when the last one closes. */
+  keepOpen?: boolean;
+  /** Remove the FIFO's path when this end is closed. */
+  unlinkOnClose?: boolean;
+  /** Pipe buffer size in bytes (F_SETPIPE_SZ; shared by every user of the FIFO while it is open). */
+  capacity?: number;
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkFifo(path);
+  } catch {
+    /* already gone or replaced by something that is not ours to remove */
+  }
+}
+
+/** The read end of a FIFO. */
+export class FifoReader<T> extends PipeReader<T> {
+  /** @internal */
+  constructor(
+    readonly path: string,
+    fd: number,
+    options: ReaderOptions<CodecOption | undefined>,
+    keepOpen: FdWatcher | undefined,
+    unlinkOnClose = false,
+  ) {
+    super(fd, options, {
+      zeroReadNeedsPoll: keepOpen === undefined,
+      onRelease: () => {
+        keepOpen?.close(); // closes the write end we held
+        if (unlinkOnClose) unlinkQuietly(path);
+      },
+    });
+  }
+
+  /** Removes the FIFO's path (idempotent); this end stays usable. */
+  unlink(): boolean {
+    return unlinkFifo(this.path);
+  }
+}
+
+/** The write end of a FIFO. */
+export class FifoWriter<T> extends PipeWriter<T> {
+  /** @internal */
+  constructor(
+    readonly path: string,
+    fd: number,
+    options: WriterOptions<CodecOption | undefined>,
+    unlinkOnClose = false,
+  ) {
+    super(fd, options, unlinkOnClose ? { onRelease: () => unlinkQuietly(path) } : {});
+  }
+
+  /** Removes the FIFO's path (idempotent); this end stays usable. */
+  unlink(): boolean {
+    return unlinkFifo(this.path);
+  }
+}
+
+/** lstat checks before any open: exists, not a symlink, a FIFO, ours. */
+function checkPath(path: string, options: OwnerCheckOptions): NativeStat {
+  const st = sys(`open FIFO ${path}`, () => native.lstat(path), { path });
+  if ((st.mode & S_IFMT) === S_IFLNK) throw new IpcError('ERR_IPCKIT_PERMISSION', `refusing to open ${path}: it is a symlink`, { path });
+  if ((st.mode & S_IFMT) !== S_IFIFO) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `cannot open ${path} as a FIFO: it is ${fileTypeName(st.mode)}`, { path });
+  checkOwner(st, `FIFO ${path}`, options);
+  return st;
+}
+
+/** After open: the fd is the FIFO we checked (not something swapped in between). */
+function checkOpened(path: string, fd: number, before: NativeStat, options: OwnerCheckOptions): void {
+  const st = sys(`open FIFO ${path}`, () => native.fstat(fd), { path });
+  if ((st.mode & S_IFMT) !== S_IFIFO || st.ino !== before.ino || st.dev !== before.dev) {
+    throw new IpcError('ERR_IPCKIT_PERMISSION', `${path} changed while it was being opened; refusing it`, { path });
+  }
+  checkOwner(st, `FIFO ${path}`, options);
+}
+
+function readerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>): ReaderOptions<C> {
+  const r: ReaderOptions<C> = {};
+  if (o.codec !== undefined) r.codec = o.codec;
+  if (o.framing !== undefined) r.framing = o.framing;
+  if (o.maxMessageSize !== undefined) r.maxMessageSize = o.maxMessageSize;
+  if (o.readBufferSize !== undefined) r.readBufferSize = o.readBufferSize;
+  return r;
+}
+
+function writerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>): WriterOptions<C> {
+  const w: WriterOptions<C> = {};
+  if (o.codec !== undefined) w.codec = o.codec;
+  if (o.framing !== undefined) w.framing = o.framing;
+  if (o.maxMessageSize !== undefined) w.maxMessageSize = o.maxMessageSize;
+  if (o.highWaterMark !== undefined) w.highWaterMark = o.highWaterMark;
+  if (o.atomic !== undefined) w.atomic = o.atomic;
+  return w;
+}
+
+export function openFifo<C extends CodecOption | undefined = undefined>(path: string, mode: 'r', options?: OpenFifoOptions<C>): Promise<FifoReader<MessageOf<C>>>;
+export function openFifo<C extends CodecOption | undefined = undefined>(path: string, mode: 'w', options?: OpenFifoOptions<C>): Promise<FifoWriter<MessageOf<C>>>;
+export async function openFifo<C extends CodecOption | undefined = undefined>(
+  path: string,
+  mode: 'r' | 'w',
+  options: OpenFifoOptions<C> = {},
+): Promise<FifoReader<MessageOf<C>> | FifoWriter<MessageOf<C>>> {
+  validate.string('path', path);
+  validate.oneOf('mode', mode, ['r', 'w'] as const);
+  validate.object('options', options);
+  validate.timeout(options.timeout);
+  validate.abortSignal(options.signal);
+  if (options.capacity !== undefined) validate.integer('capacity', options.capacity, 1, 2 ** 31 - 1);
+  // Validate the channel options now, before any waiting.
+  const ropts = readerOptions(options);
+  const wopts = writerOptions(options);
+  validateStreamOptions({ ...ropts, ...wopts });
+  const before = checkPath(path, options);
+
+  if (mode === 'r') {
+    const fd = sys(`open FIFO ${path} for reading`, () => native.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
+    let keepOpenFd: number | undefined;
+    let keepOpen: FdWatcher | undefined;
+    try {
+      checkOpened(path, fd, before, options);
+      // Holding a write end ourselves keeps the stream open between writers.
+      if (options.keepOpen) {
+        keepOpenFd = sys(`open FIFO ${path}`, () => native.open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
+        checkOpened(path, keepOpenFd, before, options);
+        // Never started: it only owns the fd, so that a worker that ends closes it too.
+        keepOpen = new native.FdWatcher(keepOpenFd, () => {}, true);
+      }
+      if (options.capacity !== undefined) setPipeCapacity(fd, options.capacity);
+      return new FifoReader<MessageOf<C>>(path, fd, ropts, keepOpen, options.unlinkOnClose === true);
+    } catch (e) {
+      native.close(fd);
+      if (keepOpen) keepOpen.close();
+      else if (keepOpenFd !== undefined) native.close(keepOpenFd);
+      throw e;
+    }
+  }
+
+  const fd = await cancellableWait<number>(`open FIFO ${path} for writing (waiting for a reader)`, options, (resolve, reject) => {
+    // O_NONBLOCK write-open fails with ENXIO until a reader is there: retry with backoff.
+    let delay = 1;
+    let timer: NodeJS.Timeout | undefined;
+    const attempt = (): void => {
+      const r = native.tryOpen(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
+      if (r >= 0) return resolve(r);
+      if (-r !== ENXIO) return reject(errnoError(-r, 'open', `open FIFO ${path} for writing`, { path }));
+      timer = setTimeout(attempt, delay);
+      delay = Math.min(delay * 2, 50);
+    };
+    attempt();
+    return () => clearTimeout(timer);
+  });
+  try {
+    checkOpened(path, fd, before, options);
+    if (options.capacity !== undefined) setPipeCapacity(fd, options.capacity);
+    return new FifoWriter<MessageOf<C>>(path, fd, wopts, options.unlinkOnClose === true);
+  } catch (e) {
+    native.close(fd);
+    throw e;
+  }
+}

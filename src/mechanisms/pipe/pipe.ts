@@ -1,0 +1,364 @@
+/**
+ * Anonymous pipes: a real pipe(2), half-duplex. One end reads (a Receiver), the other
+ * writes (a Sender); a two-way link is two pipes. (Node's child "pipes" are socketpairs;
+ * these are pipes, so `cat`, `sh` and any C program see exactly what they expect.)
+ *
+ * - `createPipe()` gives both ends in this process.
+ * - `spawnWithPipes()` starts a child with pipe ends at chosen fds (3, 4, ...) and gives
+ *   us the other ends; in the child, `openInheritedPipe(fd)` (or any program's read/write
+ *   on that fd) uses them.
+ * - Capacity: read and set with F_GETPIPE_SZ / F_SETPIPE_SZ (up to
+ *   /proc/sys/fs/pipe-max-size for unprivileged users).
+ * - Several writers: a write of at most PIPE_BUF (4096) bytes is atomic; with
+ *   `{ atomic: true }` every write() is whole frames within PIPE_BUF, so frames from
+ *   several processes never interleave.
+ * - A reader that is gone makes `send` reject with ERR_IPCKIT_PEER_GONE (EPIPE); Node
+ *   ignores SIGPIPE, and nothing here emits an 'error' event.
+ */
+import { readFileSync } from 'node:fs';
+import type { ChildProcess, StdioOptions } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
+import { RESOLVED, type WaitOptions } from '../../core/channel.js';
+import { describeExit, exitWithin, startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions, type StartedChild } from '../../os/child.js';
+import type { CodecOption, MessageOf } from '../../core/codec.js';
+import { errnoError, invalidArgument, IpcError, sys } from '../../core/errors.js';
+import { native } from '../../os/native.js';
+import { FdReader, FdWriter, validateStreamOptions, type ReaderOptions, type StreamHooks, type WriterOptions } from '../../os/fd-stream.js';
+import * as validate from '../../core/validate.js';
+
+const O_ACCMODE = 3;
+
+export interface PipeOptions<C extends CodecOption | undefined = undefined> extends ReaderOptions<C>, WriterOptions<C> {
+  /** Pipe buffer size in bytes (F_SETPIPE_SZ); the kernel rounds it up to a power-of-two pages. */
+  capacity?: number;
+}
+
+function pipeMaxSize(): number | undefined {
+  try {
+    return Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a pipe's capacity. */
+export function getPipeCapacity(fd: number): number {
+  return sys('get pipe capacity', () => native.getPipeSize(fd));
+}
+
+/** Sets a pipe's capacity; returns what the kernel set. */
+export function setPipeCapacity(fd: number, bytes: number): number {
+  validate.integer('capacity', bytes, 1, 2 ** 31 - 1);
+  try {
+    return sys('set pipe capacity', () => native.setPipeSize(fd, bytes));
+  } catch (e) {
+    if (e instanceof IpcError && e.code === 'ERR_IPCKIT_PERMISSION') {
+      const max = pipeMaxSize();
+      throw new IpcError('ERR_IPCKIT_LIMIT', `pipe capacity ${bytes} is above /proc/sys/fs/pipe-max-size (${max}); raise that sysctl or ask for less`, {
+        cause: e,
+        details: { limit: 'fs.pipe-max-size', value: max, requested: bytes },
+      });
+    }
+    if (e instanceof IpcError && e.code === 'ERR_IPCKIT_SYSCALL' && e.systemCode === 'EBUSY') {
+      throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `pipe capacity ${bytes} is smaller than the data in the pipe now`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** The read end of a pipe. */
+export class PipeReader<T, R = void> extends FdReader<T, R> {
+  get capacity(): number {
+    return getPipeCapacity(this.fd);
+  }
+  setCapacity(bytes: number): number {
+    return setPipeCapacity(this.fd, bytes);
+  }
+}
+
+/** The write end of a pipe. */
+export class PipeWriter<T, R = void> extends FdWriter<T, R> {
+  get capacity(): number {
+    return getPipeCapacity(this.fd);
+  }
+  setCapacity(bytes: number): number {
+    return setPipeCapacity(this.fd, bytes);
+  }
+}
+
+/**
+ * Our write end of a pipe a child reads (spawnWithPipes, popen): when the child is gone,
+ * the ERR_IPCKIT_PEER_GONE of `send`, `flush` or `close` carries its exit status in
+ * `details` (`exitCode`, `signal`).
+ */
+export class ChildPipeWriter<T, R = void> extends PipeWriter<T, R> {
+  readonly #exited: Promise<ChildExit>;
+
+  /** @internal */
+  constructor(fd: number, options: WriterOptions<CodecOption | undefined>, exited: Promise<ChildExit>) {
+    super(fd, options);
+    this.#exited = exited;
+  }
+
+  override send(message: T, options?: WaitOptions): Promise<void> {
+    const p = super.send(message, options);
+    if (p === RESOLVED) return p;
+    return p.then(undefined, (e: unknown) => this.#withStatus(e));
+  }
+
+  override flush(options?: WaitOptions): Promise<void> {
+    const p = super.flush(options);
+    if (p === RESOLVED) return p;
+    return p.then(undefined, (e: unknown) => this.#withStatus(e));
+  }
+
+  override async close(options?: WaitOptions): Promise<R> {
+    try {
+      return await super.close(options);
+    } catch (e) {
+      return this.#withStatus(e);
+    }
+  }
+
+  async #withStatus(e: unknown): Promise<never> {
+    throw e instanceof IpcError && e.code === 'ERR_IPCKIT_PEER_GONE' ? await withExitStatus(e, this.#exited) : e;
+  }
+}
+
+function readerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): ReaderOptions<C> {
+  const { capacity: _c, highWaterMark: _h, atomic: _a, ...rest } = o;
+  return rest;
+}
+
+function writerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): WriterOptions<C> {
+  const { capacity: _c, readBufferSize: _r, ...rest } = o;
+  return rest;
+}
+
+/** Both ends of a new pipe, in this process. */
+export function createPipe<C extends CodecOption | undefined = undefined>(
+  options: PipeOptions<C> = {},
+): { reader: PipeReader<MessageOf<C>>; writer: PipeWriter<MessageOf<C>> } {
+  validate.object('options', options);
+  validateStreamOptions(options);
+  const [r, w] = sys('create pipe', () => native.pipe());
+  let reader: PipeReader<MessageOf<C>> | undefined;
+  try {
+    native.setNonBlocking(r, true);
+    native.setNonBlocking(w, true);
+    if (options.capacity !== undefined) setPipeCapacity(w, options.capacity);
+    reader = new PipeReader<MessageOf<C>>(r, readerOptions(options));
+    return { reader, writer: new PipeWriter<MessageOf<C>>(w, writerOptions(options)) };
+  } catch (e) {
+    if (reader) void reader.close(); // it owns r now
+    else native.close(r);
+    native.close(w);
+    throw e;
+  }
+}
+
+export type PipeDirection = 'to-child' | 'from-child';
+
+export interface ChildPipeSpec<C extends CodecOption | undefined = CodecOption | undefined> extends PipeOptions<C> {
+  direction: PipeDirection;
+}
+
+export interface SpawnWithPipesOptions<C extends CodecOption | undefined = CodecOption | undefined> extends ChildOptions, PipeOptions<C> {
+  /**
+   * fd number in the child -> direction (or a spec with its own codec/framing). fds 0-2
+   * are allowed too: `{ 0: 'to-child' }` makes the child's stdin a pipe from us.
+   */
+  pipes: Record<number, PipeDirection | ChildPipeSpec>;
+  /** The child's stdin/stdout when not given in `pipes` (default: stdin ignored, stdout inherited). */
+  stdin?: 'inherit' | 'ignore';
+  stdout?: 'inherit' | 'ignore';
+}
+
+/** A child started with pipes at chosen fds; `M` is the message type of the top-level codec. */
+export class PipedChild<M = Uint8Array> {
+  readonly #pipes = new Map<number, PipeReader<unknown> | PipeWriter<unknown>>();
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Settles with the exit status once the child has exited (it is always reaped). */
+  readonly exited: Promise<ChildExit>;
+
+  readonly #kill: (signal?: NodeJS.Signals | number) => boolean;
+
+  /** @internal */
+  constructor(started: StartedChild, pipes: Map<number, PipeReader<unknown> | PipeWriter<unknown>>) {
+    this.pid = started.pid;
+    this.child = started.child;
+    this.exited = started.exited;
+    this.#kill = started.kill;
+    for (const [k, v] of pipes) this.#pipes.set(k, v);
+  }
+
+  /** Our writing end of the pipe the child reads at `fd`. */
+  sender<T = M>(fd: number): PipeWriter<T> {
+    const p = this.#pipes.get(fd);
+    if (!(p instanceof PipeWriter)) throw invalidArgument(`fd ${fd} of the child is not a 'to-child' pipe`);
+    return p as PipeWriter<T>;
+  }
+
+  /** Our reading end of the pipe the child writes at `fd`. */
+  receiver<T = M>(fd: number): PipeReader<T> {
+    const p = this.#pipes.get(fd);
+    if (!(p instanceof PipeReader)) throw invalidArgument(`fd ${fd} of the child is not a 'from-child' pipe`);
+    return p as PipeReader<T>;
+  }
+
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    return this.#kill(signal);
+  }
+
+  /**
+   * Closes our pipe ends (senders flush first) and waits for the child to exit.
+   * `timeout`/`signal` bound each wait; the child is then left running (use `kill()`).
+   */
+  async close(options?: WaitOptions): Promise<ChildExit> {
+    const results = await Promise.allSettled([...this.#pipes.values()].map((p) => (p instanceof PipeWriter ? p.close(options) : p.close())));
+    const exit = await waitForExit(this.exited, `wait for ${this.pid} to exit`, options);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return exit;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      for (const p of this.#pipes.values()) await p.close().catch(() => {});
+      if ((await exitWithin(this.exited, 1000)) === undefined) this.kill('SIGKILL');
+    }
+    await this.close().catch(() => {});
+  }
+}
+
+/**
+ * Starts `command` (argv, no shell) with real pipes at the fds named in `pipes`. The
+ * child's ends are blocking, ours are not. Example: `{ 3: 'to-child', 4: 'from-child' }`.
+ */
+export function spawnWithPipes<C extends CodecOption | undefined = undefined>(command: string[], options: SpawnWithPipesOptions<C>): PipedChild<MessageOf<C>> {
+  const argv = validateArgv(command);
+  validate.object('options', options);
+  if (options.pipes === null || typeof options.pipes !== 'object') throw invalidArgument('options.pipes must map child fds to "to-child" or "from-child"');
+  const entries = Object.entries(options.pipes).map(([k, v]) => {
+    const fd = validate.integer('pipes fd', Number(k), 0, 1023);
+    if (typeof v !== 'string' && (v === null || typeof v !== 'object')) throw invalidArgument(`pipes[${fd}] must be "to-child", "from-child" or a spec object, got ${validate.describe(v)}`);
+    const spec: ChildPipeSpec = typeof v === 'string' ? { direction: v } : v;
+    validate.oneOf(`pipes[${fd}]`, spec.direction, ['to-child', 'from-child'] as const);
+    return [fd, spec] as const;
+  });
+  if (entries.length === 0) throw invalidArgument('options.pipes must name at least one fd');
+  const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, processGroup, ...common } = options;
+  if (stdin !== undefined) validate.oneOf('stdin', stdin, ['inherit', 'ignore'] as const);
+  if (stdout !== undefined) validate.oneOf('stdout', stdout, ['inherit', 'ignore'] as const);
+  if (stderr !== undefined) validate.oneOf('stderr', stderr, ['inherit', 'ignore'] as const);
+  const maxFd = Math.max(2, ...entries.map(([fd]) => fd));
+  const stdio: StdioOptions = Array.from({ length: maxFd + 1 }, (_, i) =>
+    i === 0 ? (stdin ?? 'ignore') : i === 1 ? (stdout ?? 'inherit') : i === 2 ? (stderr ?? 'inherit') : 'ignore',
+  );
+  const ours = new Map<number, PipeReader<unknown> | PipeWriter<unknown>>();
+  const childEnds: number[] = [];
+  // Readers learn the child's exit status when its stream ends inside a frame.
+  let exitedLater: (p: Promise<ChildExit>) => void = () => {};
+  const exited = new Promise<ChildExit>((resolve, reject) => {
+    exitedLater = (p) => p.then(resolve, reject);
+  });
+  exited.catch(() => {});
+  const hooks: StreamHooks = { truncatedEnd: (e) => withExitStatus(e, exited) };
+  const cleanup = (): void => {
+    for (const fd of childEnds) native.close(fd);
+  };
+  try {
+    for (const [fd, spec] of entries) {
+      const opts = { ...common, ...spec };
+      const [r, w] = sys('create pipe', () => native.pipe());
+      const [mine, theirs] = spec.direction === 'to-child' ? [w, r] : [r, w];
+      childEnds.push(theirs);
+      try {
+        native.setNonBlocking(mine, true);
+        if (opts.capacity !== undefined) setPipeCapacity(mine, opts.capacity);
+        ours.set(fd, spec.direction === 'to-child' ? new ChildPipeWriter(mine, writerOptions(opts), exited) : new PipeReader(mine, readerOptions(opts), hooks));
+      } catch (e) {
+        native.close(mine); // not yet owned by a reader or writer
+        throw e;
+      }
+      (stdio as unknown[])[fd] = theirs;
+    }
+    const started = startChild(argv, stdio, {
+      ...(cwd !== undefined ? { cwd } : {}),
+      ...(env !== undefined ? { env } : {}),
+      ...(dieWithParent !== undefined ? { dieWithParent } : {}),
+      ...(processGroup !== undefined ? { processGroup } : {}),
+    });
+    cleanup();
+    exitedLater(started.exited);
+    return new PipedChild<MessageOf<C>>(started, ours);
+  } catch (e) {
+    cleanup();
+    for (const p of ours.values()) void p.close().catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * In a child: the pipe end inherited at `fd`, as a Receiver ('r') or Sender ('w'). The
+ * direction defaults to the fd's access mode. The fd is switched to non-blocking (that
+ * flag is shared with anyone else holding the same open pipe end).
+ */
+export function openInheritedPipe<C extends CodecOption | undefined = undefined>(
+  fd: number,
+  direction: 'r',
+  options?: PipeOptions<C>,
+): PipeReader<MessageOf<C>>;
+export function openInheritedPipe<C extends CodecOption | undefined = undefined>(
+  fd: number,
+  direction: 'w',
+  options?: PipeOptions<C>,
+): PipeWriter<MessageOf<C>>;
+export function openInheritedPipe<C extends CodecOption | undefined = undefined>(
+  fd: number,
+  direction?: 'r' | 'w',
+  options?: PipeOptions<C>,
+): PipeReader<MessageOf<C>> | PipeWriter<MessageOf<C>>;
+export function openInheritedPipe<C extends CodecOption | undefined = undefined>(
+  fd: number,
+  direction?: 'r' | 'w',
+  options: PipeOptions<C> = {},
+): PipeReader<MessageOf<C>> | PipeWriter<MessageOf<C>> {
+  validate.integer('fd', fd, 0, 2 ** 31 - 1);
+  if (direction !== undefined) validate.oneOf('direction', direction, ['r', 'w'] as const);
+  const st = sys(`inherited fd ${fd}`, () => native.fstat(fd));
+  const type = st.mode & fsConstants.S_IFMT;
+  if (type !== fsConstants.S_IFIFO && type !== fsConstants.S_IFSOCK) {
+    throw invalidArgument(`fd ${fd} is not a pipe (or socket): it cannot carry a stream of messages`);
+  }
+  const access = native.getStatusFlags(fd) & O_ACCMODE;
+  const dir = direction ?? (access === fsConstants.O_WRONLY ? 'w' : 'r');
+  if ((dir === 'r' && access === fsConstants.O_WRONLY) || (dir === 'w' && access === fsConstants.O_RDONLY)) {
+    throw invalidArgument(`fd ${fd} is open for ${access === fsConstants.O_WRONLY ? 'writing' : 'reading'} only, not for ${dir === 'r' ? 'reading' : 'writing'}`);
+  }
+  native.setCloexec(fd, true);
+  native.setNonBlocking(fd, true);
+  if (options.capacity !== undefined && type === fsConstants.S_IFIFO) setPipeCapacity(fd, options.capacity);
+  return dir === 'r' ? new PipeReader<MessageOf<C>>(fd, readerOptions(options)) : new PipeWriter<MessageOf<C>>(fd, writerOptions(options));
+}
+
+/** Adds a child's exit status to a peer error once it is known (briefly waited for). */
+export async function withExitStatus(error: IpcError, exited: Promise<ChildExit>, waitMs = 500): Promise<IpcError> {
+  const exit = await exitWithin(exited, waitMs);
+  if (!exit) return error;
+  const base = error.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '');
+  // A stream cut short by a child that died (signal, failure) is a dead peer, not bad framing.
+  const died = exit.signal !== null || exit.exitCode !== 0;
+  const code = error.code === 'ERR_IPCKIT_BAD_FRAME' && died ? 'ERR_IPCKIT_PEER_GONE' : error.code;
+  return new IpcError(code, `${base}; the child ${describeExit(exit)}`, {
+    cause: error,
+    details: { ...error.details, exitCode: exit.exitCode, signal: exit.signal },
+    ...(error.errno !== undefined ? { errno: error.errno } : {}),
+    ...(error.syscall !== undefined ? { syscall: error.syscall } : {}),
+    ...(error.systemCode !== undefined ? { systemCode: error.systemCode } : {}),
+  });
+}
+
+export type { ChildExit, StreamHooks };
+export { errnoError };

@@ -1,0 +1,316 @@
+/**
+ * POSIX named semaphores (sem_overview(7)): a counter in a named object that any process,
+ * C and Python ones too, opens with sem_open(name) and changes with sem_post/sem_wait.
+ *
+ * - `createSemaphore(name, { value, mode, group })`: exclusive (sem_open with O_EXCL), mode
+ *   exactly 0600 unless asked (fchmod after creation, so no umask widens it).
+ * - `openSemaphore(name)`: opens /dev/shm/sem.<name> with O_NOFOLLOW and checks its
+ *   owner and mode with fstat before using it; a semaphore someone else made (a squatter
+ *   who created the name first, with whatever value) is ERR_IPCKIT_PERMISSION unless the
+ *   caller opts in. The handle maps that very file: the semaphore used is the one checked.
+ * - `wait()` is async and keeps the event loop free without using libuv's thread pool: a
+ *   futex wait completed on the event loop through io_uring where the kernel has it (see
+ *   `backend`), else one dedicated native thread per waiting handle doing sem_wait. A wait
+ *   that ends by timeout or abort takes no permit (a permit taken after the wait was
+ *   cancelled is posted back). `waitSync()` blocks the calling thread (workers, scripts).
+ * - `acquire()` gives a permit for `using` / `await using`, released exactly once.
+ *
+ * Crashes: a POSIX semaphore has no undo. A process that dies between wait and post
+ * keeps its permit forever; nothing in the kernel gives it back. A plain semaphore
+ * therefore only fits counting and signalling. For "at most N holders" with crashes
+ * survived, use `BoundedPool` (pool.ts), which records each holder and takes back the
+ * permits of dead ones, and for mutual exclusion the robust `Mutex` (mutex.ts).
+ */
+import { constants as fsConstants } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
+import { abortedError, closedError, errnoError, IpcError, sys } from '../../core/errors.js';
+import { native, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
+import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import * as validate from '../../core/validate.js';
+
+const { O_RDWR, O_NOFOLLOW, S_IFMT, S_IFREG } = fsConstants;
+const O_CLOEXEC = 0o2000000;
+const { EAGAIN, EEXIST, ENOENT, ELOOP, ETIMEDOUT, EOVERFLOW, EINVAL } = osConstants.errno;
+/** What native/semaphore.cc reports for a sem_t whose futex flags were overwritten. */
+const EUCLEAN = 117;
+
+/** SEM_VALUE_MAX on Linux. */
+export const SEM_VALUE_MAX = 2147483647;
+/** Where glibc (and musl) keep named semaphores. */
+const SEM_DIR = '/dev/shm';
+
+export interface CreateSemaphoreOptions extends CreateModeOptions {
+  /** Initial value (default 0). */
+  value?: number;
+  /** Remove the name when this handle closes (default false). */
+  unlinkOnClose?: boolean;
+}
+
+export interface OpenSemaphoreOptions extends OwnerCheckOptions {
+  /** Remove the name when this handle closes (default false). */
+  unlinkOnClose?: boolean;
+}
+
+/** A permit from `acquire()`: `release()` posts it back, exactly once. */
+export interface Permit extends Disposable, AsyncDisposable {
+  /** Posts the permit back. True the first time, false (and nothing posted) after. */
+  release(): boolean;
+  readonly released: boolean;
+}
+
+function errnoOf(e: unknown): number | undefined {
+  const n = (e as { errno?: unknown })?.errno;
+  return typeof n === 'number' ? n : undefined;
+}
+
+/** The file a named semaphore lives in. */
+export function semaphorePath(name: string): string {
+  return `${SEM_DIR}/sem.${validate.posixName(name, 251).slice(1)}`;
+}
+
+function corruptFlags(name: string): IpcError {
+  return new IpcError('ERR_IPCKIT_CORRUPT', `semaphore ${name} is corrupt: its futex flags are not those of a process-shared semaphore (a peer overwrote them); remove it and create it again`, {
+    path: name,
+    errno: EUCLEAN,
+    systemCode: 'EUCLEAN',
+  });
+}
+
+export class Semaphore {
+  readonly name: string;
+  readonly #handle: NativeSemaphoreHandle;
+  readonly #unlinkOnClose: boolean;
+  #closed = false;
+  #waiters = new WaitQueue<void>('semaphore wait');
+
+  /** @internal */
+  constructor(name: string, fd: number, unlinkOnClose = false) {
+    this.name = name;
+    this.#unlinkOnClose = unlinkOnClose;
+    this.#handle = sys(`map semaphore ${name}`, () => new native.Semaphore(fd, (count, errno) => this.#onPermits(count, errno)), { path: name });
+    if (!this.#handle.intact()) {
+      this.#handle.close();
+      throw corruptFlags(name);
+    }
+    this.#waiters.onCancel = () => this.#handle.setWanted(this.#waiters.length);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * How async waits are made here: 'io_uring' (a futex wait that completes on the event
+   * loop, Linux 6.7+) or 'thread' (a dedicated waiter thread per waiting handle).
+   */
+  get backend(): 'io_uring' | 'thread' {
+    return this.#handle.backend();
+  }
+
+  /** sem_post: adds one permit (wakes one waiter, in any process). */
+  post(): void {
+    if (this.#closed) throw closedError(`semaphore ${this.name}`);
+    try {
+      this.#handle.post();
+    } catch (e) {
+      if (errnoOf(e) === EUCLEAN) throw this.#error(EUCLEAN, 'sem_post');
+      if (errnoOf(e) === EOVERFLOW) {
+        throw new IpcError('ERR_IPCKIT_LIMIT', `semaphore ${this.name} is at its maximum value (SEM_VALUE_MAX = ${SEM_VALUE_MAX})`, {
+          cause: e,
+          path: this.name,
+          details: { limit: 'SEM_VALUE_MAX', value: SEM_VALUE_MAX },
+        });
+      }
+      throw sys(`post semaphore ${this.name}`, () => {
+        throw e;
+      }, { path: this.name });
+    }
+  }
+
+  /**
+   * Takes a permit, waiting for one. A wait that times out or is aborted took nothing.
+   * Concurrent waits of this handle are served in the order they were made.
+   */
+  wait(options?: WaitOptions): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError(`semaphore ${this.name}`));
+    if (options !== undefined) {
+      validate.timeout(options.timeout);
+      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError(`wait on semaphore ${this.name}`, options.signal!));
+    }
+    if (this.#waiters.length === 0) {
+      const r = this.#handle.tryWait();
+      if (r === 0) return RESOLVED;
+      if (r !== -EAGAIN) return Promise.reject(this.#error(-r, 'sem_trywait'));
+    }
+    const p = this.#waiters.enqueue(options, undefined);
+    this.#handle.setWanted(this.#waiters.length);
+    return p;
+  }
+
+  /** Takes a permit if one is there now. False when none is, or when waits of this handle are queued first. */
+  tryWait(): boolean {
+    if (this.#closed) throw closedError(`semaphore ${this.name}`);
+    if (this.#waiters.length > 0) return false;
+    const r = this.#handle.tryWait();
+    if (r === 0) return true;
+    if (r === -EAGAIN) return false;
+    throw this.#error(-r, 'sem_trywait');
+  }
+
+  /** Takes a permit blocking the calling thread (workers, scripts), up to `timeout` ms. */
+  waitSync(options: { timeout?: number } = {}): void {
+    if (this.#closed) throw closedError(`semaphore ${this.name}`);
+    const ms = validate.timeout(options.timeout);
+    const r = this.#handle.waitSync(ms === undefined ? -1 : Math.ceil(ms));
+    if (r === 0) return;
+    if (r === -ETIMEDOUT) throw new IpcError('ERR_IPCKIT_TIMEOUT', `wait on semaphore ${this.name} timed out after ${ms} ms`, { path: this.name, details: { timeout: ms } });
+    throw this.#error(-r, 'sem_clockwait');
+  }
+
+  /** The current value (sem_getvalue): permits available now. */
+  value(): number {
+    if (this.#closed) throw closedError(`semaphore ${this.name}`);
+    return sys(`read semaphore ${this.name}`, () => this.#handle.value(), { path: this.name });
+  }
+
+  /** Waits for a permit and returns it as a guard: `using permit = await sem.acquire()`. */
+  async acquire(options?: WaitOptions): Promise<Permit> {
+    await this.wait(options);
+    let released = false;
+    const release = (): boolean => {
+      if (released) return false;
+      released = true;
+      this.post();
+      return true;
+    };
+    return {
+      release,
+      get released() {
+        return released;
+      },
+      [Symbol.dispose]: () => void release(),
+      [Symbol.asyncDispose]: async () => void release(),
+    };
+  }
+
+  /** Removes the name (open handles keep working). Idempotent: false if it was gone. */
+  unlink(): boolean {
+    return unlinkSemaphore(this.name);
+  }
+
+  /** Releases this handle: pending waits reject with ERR_IPCKIT_CLOSED (taking nothing). Idempotent. */
+  async close(): Promise<void> {
+    this.#release();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#release();
+  }
+
+  #release(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#waiters.rejectAll(() => closedError(`semaphore ${this.name}`));
+    this.#handle.close();
+    if (this.#unlinkOnClose) unlinkSemaphore(this.name);
+  }
+
+  #error(errno: number, syscall: string): IpcError {
+    if (errno === EINVAL) return new IpcError('ERR_IPCKIT_CORRUPT', `semaphore ${this.name} does not hold a valid semaphore (${syscall}: EINVAL)`, { path: this.name, errno, syscall, systemCode: 'EINVAL' });
+    if (errno === EUCLEAN) return corruptFlags(this.name);
+    return errnoError(errno, syscall, `semaphore ${this.name}`, { path: this.name });
+  }
+
+  /** From the native thread: `count` permits taken for our waiters, or a failure. */
+  #onPermits(count: number, errno: number): void {
+    for (let i = 0; i < count; i++) {
+      // A waiter that left meanwhile does not get it: the permit goes back.
+      if (!this.#waiters.resolveNext(undefined)) this.#handle.post();
+    }
+    if (errno !== 0) this.#waiters.rejectAll(this.#error(errno, 'sem_wait'));
+    if (!this.#closed) this.#handle.setWanted(this.#waiters.length);
+  }
+}
+
+/** Opens the semaphore file without following links and checks it before any use. */
+function openFile(name: string, path: string, check: (st: NativeStat, fd: number) => void, unlinkOnClose: boolean): Semaphore {
+  let fd: number;
+  try {
+    fd = native.open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+  } catch (e) {
+    const errno = errnoOf(e);
+    if (errno === ENOENT) throw new IpcError('ERR_IPCKIT_NOT_FOUND', `no semaphore ${name}`, { cause: e, path: name, errno, syscall: 'open', systemCode: 'ENOENT' });
+    if (errno === ELOOP) throw new IpcError('ERR_IPCKIT_PERMISSION', `refusing semaphore ${name}: ${path} is a symlink`, { cause: e, path: name, errno, syscall: 'open', systemCode: 'ELOOP' });
+    throw sys(`open semaphore ${name}`, () => {
+      throw e;
+    }, { path: name });
+  }
+  try {
+    const st = sys(`fstat semaphore ${name}`, () => native.fstat(fd), { path: name });
+    if ((st.mode & S_IFMT) !== S_IFREG) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path} is not a semaphore (not a regular file)`, { path: name });
+    check(st, fd);
+    if (st.size < native.SEM_SIZE) throw new IpcError('ERR_IPCKIT_CORRUPT', `${path} is ${st.size} bytes, too small for a semaphore (${native.SEM_SIZE})`, { path: name, details: { size: st.size } });
+    return new Semaphore(name, fd, unlinkOnClose);
+  } finally {
+    native.close(fd);
+  }
+}
+
+/** Creates a named semaphore (exclusively: an existing name is ERR_IPCKIT_EXISTS) and opens it. */
+export function createSemaphore(name: string, options: CreateSemaphoreOptions = {}): Semaphore {
+  const sname = validate.posixName(name, 251);
+  validate.object('options', options);
+  const { mode, group } = createMode(options);
+  const value = validate.optionalInteger('value', options.value, 0, SEM_VALUE_MAX) ?? 0;
+  const path = semaphorePath(sname);
+  try {
+    // Owner-only until the exact mode is set through the fd below.
+    native.semCreate(sname, mode & 0o700, value);
+  } catch (e) {
+    if (errnoOf(e) === EEXIST) throw new IpcError('ERR_IPCKIT_EXISTS', `semaphore ${sname} already exists (open it with openSemaphore, or remove it first)`, { cause: e, path: sname, errno: EEXIST, syscall: 'sem_open', systemCode: 'EEXIST' });
+    throw sys(`create semaphore ${sname}`, () => {
+      throw e;
+    }, { path: sname });
+  }
+  try {
+    return openFile(sname, path, (st, fd) => {
+      // We made it a moment ago with O_EXCL (and /dev/shm is sticky): it must be ours.
+      checkOwner(st, `semaphore ${sname}`, { mode: 0o700 });
+      if (group !== undefined) sys(`set the group of semaphore ${sname}`, () => native.fchown(fd, -1, group), { path: sname });
+      sys(`set the mode of semaphore ${sname}`, () => native.fchmod(fd, mode), { path: sname });
+    }, options.unlinkOnClose === true);
+  } catch (e) {
+    try {
+      native.semUnlink(sname);
+    } catch {
+      /* it was ours; nothing more to do */
+    }
+    throw e;
+  }
+}
+
+/**
+ * Opens an existing named semaphore. Its owner and mode are checked (fstat) before its
+ * value is ever used: ERR_IPCKIT_PERMISSION if another user made it or it is wider than
+ * allowed, unless `{ trustAnyOwner: true }` or `{ owner, mode }` say that is expected.
+ */
+export function openSemaphore(name: string, options: OpenSemaphoreOptions = {}): Semaphore {
+  const sname = validate.posixName(name, 251);
+  validate.object('options', options);
+  return openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options), options.unlinkOnClose === true);
+}
+
+/** Removes a semaphore's name. Idempotent: false if there was none. */
+export function unlinkSemaphore(name: string): boolean {
+  const sname = validate.posixName(name, 251);
+  try {
+    native.semUnlink(sname);
+    return true;
+  } catch (e) {
+    if (errnoOf(e) === ENOENT) return false;
+    throw sys(`remove semaphore ${sname}`, () => {
+      throw e;
+    }, { path: sname });
+  }
+}

@@ -1,0 +1,979 @@
+/**
+ * Unix datagram and seqpacket sockets: the kernel keeps message boundaries, so a message
+ * is one sendmsg and one recvmsg, with no framing. Node's dgram module has neither kind.
+ *
+ * Receiving: nothing is read until someone waits (data stays in the kernel: that is the
+ * backpressure); then up to 64 messages are taken per recvmmsg call. Each message is
+ * received whole into a slot of `maxMessageSize` bytes, with MSG_TRUNC so that a larger
+ * one is recognised (its real length is reported): it is consumed and reported as
+ * ERR_IPCKIT_FRAME_TOO_LARGE to the receive that would have got it, and the messages after
+ * it are delivered as usual.
+ *
+ * Sending: messages are accepted into a bounded queue (`highWaterMark` bytes) and written
+ * at the end of the event-loop turn with one sendmmsg per 64 messages (the kernel still
+ * does one message per send: that is its rule for datagrams). A full peer makes `send`
+ * wait: a connected socket polls for writability; an unconnected one (a datagram server's
+ * reply) retries with a short backoff, because the kernel cannot signal it.
+ *
+ * End of a seqpacket connection: recvmsg returns 0 both for an empty message and for the
+ * end. We set SO_PASSCRED, so every real message carries SCM_CREDENTIALS and the end does
+ * not: that tells them apart (and gives each message's sender).
+ */
+import { constants as osConstants } from 'node:os';
+import { RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
+import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
+import { DEFAULT_MAX_MESSAGE_SIZE, frameTooLarge } from '../../core/framing.js';
+import { native } from '../../os/native.js';
+import { FdPoll } from '../../os/fd-stream.js';
+import { closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './handle.js';
+import type { SocketKind } from './address.js';
+import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './stream.js';
+import * as validate from '../../core/validate.js';
+
+const C = native.socketConstants;
+const E = osConstants.errno;
+
+/** Default largest datagram/seqpacket message: 256 KiB (the kernel's own default limit is SO_SNDBUF - 32, about 208 KiB). */
+export const DEFAULT_PACKET_MAX_MESSAGE_SIZE = 256 * 1024;
+const SCRATCH_BYTES = 4 * 1024 * 1024;
+const DEFAULT_HIGH_WATER_MARK = 256 * 1024;
+
+// One set of receive buffers for the whole thread: JavaScript reads one socket at a time
+// and copies each message out before the next call.
+const meta = new Int32Array(C.MAX_BATCH * C.META_STRIDE);
+const fdsOut = new Int32Array(C.MAX_BATCH * C.MAX_FDS_PER_MESSAGE);
+const addrs = Buffer.alloc(C.MAX_BATCH * C.ADDR_STRIDE);
+const scratches = new Map<number, { buf: Buffer; count: number }>();
+
+function scratchFor(slot: number): { buf: Buffer; count: number } {
+  let s = scratches.get(slot);
+  if (!s) {
+    const count = Math.max(1, Math.min(C.MAX_BATCH, Math.floor(SCRATCH_BYTES / slot)));
+    s = { buf: Buffer.allocUnsafe(slot * count), count };
+    scratches.set(slot, s);
+  }
+  return s;
+}
+
+/** One received message, or the error that takes its place. */
+export interface Incoming {
+  payload: Buffer | null;
+  error: IpcError | null;
+  fds: number[] | null;
+  creds: PeerCredentials | null;
+}
+
+export interface ReceiveBatch {
+  /** Messages (and per-message errors) in order. */
+  items: Incoming[];
+  /** Sender address key per item (datagram servers only). */
+  from: string[] | null;
+  /** Sender sun_path bytes per item (datagram servers only). */
+  fromPath: Buffer[] | null;
+  /** The connection ended (seqpacket EOF), after `items`. */
+  ended: boolean;
+  /** A socket error (after `items`). */
+  error: IpcError | null;
+  /** Nothing more to read now. */
+  drained: boolean;
+}
+
+/** Reads one batch of messages now (never waits). */
+export function readPackets(fd: number, maxMessageSize: number, withAddresses: boolean, detectEnd: boolean): ReceiveBatch {
+  const { buf, count } = scratchFor(maxMessageSize);
+  const n = native.recvPackets(fd, buf, maxMessageSize, count, meta, withAddresses ? addrs : null, fdsOut);
+  const batch: ReceiveBatch = { items: [], from: withAddresses ? [] : null, fromPath: withAddresses ? [] : null, ended: false, error: null, drained: n < count };
+  if (n < 0) {
+    batch.drained = true;
+    if (-n !== E.EAGAIN) batch.error = errnoError(-n, 'recvmsg', 'receive');
+    return batch;
+  }
+  for (let i = 0; i < n; i++) {
+    const row = i * C.META_STRIDE;
+    const len = meta[row]!;
+    const flags = meta[row + 1]!;
+    const pid = meta[row + 3]!;
+    const nfds = meta[row + 6]!;
+    const fds = nfds > 0 ? Array.from(fdsOut.subarray(meta[row + 7]!, meta[row + 7]! + nfds)) : null;
+    if (detectEnd && len === 0 && pid === -1 && nfds === 0) {
+      batch.ended = true;
+      batch.drained = true;
+      break;
+    }
+    const creds = pid === -1 ? null : { pid, uid: meta[row + 4]! >>> 0, gid: meta[row + 5]! >>> 0 };
+    let item: Incoming;
+    if (len > maxMessageSize || (flags & C.MSG_TRUNC) !== 0) {
+      closeFds(fds);
+      item = { payload: null, error: frameTooLarge(len, maxMessageSize, 'receive'), fds: null, creds };
+    } else if ((flags & C.MSG_CTRUNC) !== 0) {
+      closeFds(fds);
+      item = {
+        payload: null,
+        error: new IpcError('ERR_IPCKIT_LIMIT', `a message carried more than ${C.MAX_FDS_PER_MESSAGE} descriptors; it was dropped and its descriptors closed`, { details: { limit: C.MAX_FDS_PER_MESSAGE } }),
+        fds: null,
+        creds,
+      };
+    } else {
+      const payload = Buffer.allocUnsafe(len);
+      buf.copy(payload, 0, i * maxMessageSize, i * maxMessageSize + len);
+      item = { payload, error: null, fds, creds };
+    }
+    batch.items.push(item);
+    if (withAddresses) {
+      const alen = meta[row + 2]!;
+      const path = Buffer.from(addrs.subarray(i * C.ADDR_STRIDE, i * C.ADDR_STRIDE + alen));
+      batch.fromPath!.push(path);
+      batch.from!.push(alen > 0 ? path.toString('latin1') : `unnamed:${pid}`);
+    }
+  }
+  return batch;
+}
+
+export interface PacketOptions<C extends CodecOption | undefined = undefined> extends SocketChannelOptions<C> {}
+
+export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageSize: number; highWaterMark: number } {
+  if (options.framing !== undefined) throw invalidArgument('datagram and seqpacket sockets keep message boundaries themselves: `framing` does not apply');
+  return {
+    codec: resolveCodec(options.codec),
+    maxMessageSize: validate.optionalInteger('maxMessageSize', options.maxMessageSize, 1, Math.min(DEFAULT_MAX_MESSAGE_SIZE * 4, 2 ** 31 - 1)) ?? DEFAULT_PACKET_MAX_MESSAGE_SIZE,
+    highWaterMark: validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HIGH_WATER_MARK,
+  };
+}
+
+/** Raises SO_SNDBUF so a message of `maxMessageSize` fits (best effort: capped by wmem_max). */
+export function fitSendBuffer(fd: number, maxMessageSize: number): void {
+  try {
+    const have = native.getSockOpt(fd, C.SOL_SOCKET, C.SO_SNDBUF);
+    if (have < maxMessageSize + 1024) native.setSockOpt(fd, C.SOL_SOCKET, C.SO_SNDBUF, maxMessageSize + 1024);
+  } catch {
+    /* the kernel keeps its limit; a larger message then fails with EMSGSIZE */
+  }
+}
+
+/** Messages up to this size are copied when accepted; larger ones are written in place. */
+const COPY_LIMIT = 16 * 1024;
+
+function copyOf(bytes: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(bytes.length);
+  b.set(bytes);
+  return b;
+}
+
+interface OutEntry {
+  bytes: Uint8Array;
+  fds: Int32Array | null;
+  resolve: (() => void) | null;
+  reject: ((e: unknown) => void) | null;
+}
+
+/**
+ * The sending half: a bounded queue flushed with sendmmsg (connected) or sendmsg per
+ * message (with descriptors, or to an address).
+ */
+export class PacketWriter {
+  #queue: OutEntry[] = [];
+  #qHead = 0;
+  #bytes = 0;
+  #spaceWaiters = new WaitQueue<void, OutEntry>('send');
+  #flushWaiters = new WaitQueue<void>('flush');
+  #scheduled = false;
+  #pollingWrite = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryDelay = 1;
+  #error: IpcError | null = null;
+  #views: Uint8Array[] = [];
+  #flushTask = (): void => {
+    this.#scheduled = false;
+    this.#flush();
+  };
+  #onWritable = (): void => this.#flush();
+
+  constructor(
+    readonly fd: number,
+    readonly highWaterMark: number,
+    /** Connected sockets poll for writability; null means retry with a timer. */
+    readonly poll: FdPoll | null,
+    /** Destination for every message (a datagram server's reply to one peer). */
+    readonly to: Buffer | null,
+    readonly peer: () => PeerCredentials | undefined,
+  ) {}
+
+  get error(): IpcError | null {
+    return this.#error;
+  }
+
+  get pending(): number {
+    return this.#queue.length - this.#qHead + this.#spaceWaiters.length;
+  }
+
+  /**
+   * Accepts `bytes` (with optional descriptors). A small message is copied and resolves
+   * once accepted; a large one (or one with descriptors) is written from the caller's
+   * buffer and resolves once the kernel has it, so the caller may reuse its buffer after.
+   */
+  send(bytes: Uint8Array, fds: Int32Array | null, options: WaitOptions | undefined): Promise<void> {
+    if (this.#error) return Promise.reject(this.#error);
+    const inPlace = fds !== null || bytes.length > COPY_LIMIT;
+    const entry: OutEntry = { bytes: inPlace ? bytes : copyOf(bytes), fds, resolve: null, reject: null };
+    let done: Promise<void> = RESOLVED;
+    if (inPlace) done = new Promise<void>((resolve, reject) => ((entry.resolve = resolve), (entry.reject = reject)));
+    if (this.#spaceWaiters.length === 0 && (this.#bytes + bytes.length <= this.highWaterMark || this.#bytes === 0)) {
+      this.#push(entry);
+      return done;
+    }
+    if (this.#bytes + bytes.length > this.highWaterMark && !this.#pollingWrite && this.#retryTimer === undefined) this.#flush();
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#spaceWaiters.length === 0 && (this.#bytes + bytes.length <= this.highWaterMark || this.#bytes === 0)) {
+      this.#push(entry);
+      return done;
+    }
+    this.#waitForRoom();
+    return this.#spaceWaiters.enqueue(options, entry).then(() => done);
+  }
+
+  trySend(bytes: Uint8Array): boolean {
+    if (this.#error) throw this.#error;
+    if (this.#spaceWaiters.length > 0) return false;
+    if (this.#bytes + bytes.length > this.highWaterMark && this.#bytes > 0) {
+      this.#flush();
+      if (this.#error) throw this.#error;
+      if (this.#bytes + bytes.length > this.highWaterMark && this.#bytes > 0) return false;
+    }
+    this.#push({ bytes: copyOf(bytes), fds: null, resolve: null, reject: null });
+    return true;
+  }
+
+  flush(options?: WaitOptions): Promise<void> {
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.pending === 0) return RESOLVED;
+    const p = this.#flushWaiters.enqueue(options, undefined);
+    this.#flush();
+    return p;
+  }
+
+  /** Rejects waiting sends; what was accepted is still written by `flush`. */
+  rejectWaiting(error: IpcError): void {
+    this.#spaceWaiters.rejectAll(error);
+  }
+
+  /** Drops everything unsent (closing): returns how many accepted messages were lost. */
+  discard(error: IpcError): number {
+    let lost = 0;
+    for (let i = this.#qHead; i < this.#queue.length; i++) {
+      const e = this.#queue[i]!;
+      if (e.reject) e.reject(error);
+      else lost++;
+    }
+    this.#queue = [];
+    this.#qHead = 0;
+    this.#bytes = 0;
+    this.#spaceWaiters.rejectAll(error);
+    this.#flushWaiters.rejectAll(error);
+    this.#stopWaiting();
+    return lost;
+  }
+
+  #push(entry: OutEntry): void {
+    this.#queue.push(entry);
+    this.#bytes += entry.bytes.length;
+    // While the peer is full we wait for its room (poll or timer), not retry on every send.
+    if (this.#pollingWrite || this.#retryTimer !== undefined) return;
+    if (this.#queue.length - this.#qHead >= C.MAX_BATCH) this.#flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushTask);
+    }
+  }
+
+  #waitForRoom(): void {
+    if (this.poll) {
+      if (!this.#pollingWrite) {
+        this.#pollingWrite = true;
+        this.poll.want('write', this.#onWritable);
+      }
+    } else if (this.#retryTimer === undefined) {
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = undefined;
+        this.#retryDelay = Math.min(this.#retryDelay * 2, 20);
+        this.#flush();
+      }, this.#retryDelay);
+    }
+  }
+
+  #stopWaiting(): void {
+    if (this.#pollingWrite) {
+      this.#pollingWrite = false;
+      this.poll?.unwant('write');
+    }
+    if (this.#retryTimer !== undefined) {
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+    }
+  }
+
+  #flush(): void {
+    if (this.#error) return;
+    for (;;) {
+      while (this.#qHead < this.#queue.length) {
+        const n = this.#writeSome();
+        if (n === 0) {
+          this.#waitForRoom();
+          return;
+        }
+        if (n < 0) return;
+      }
+      this.#queue = [];
+      this.#qHead = 0;
+      this.#retryDelay = 1;
+      // Admit sends that waited for room.
+      let admitted = false;
+      for (;;) {
+        const next = this.#spaceWaiters.peek();
+        if (next === undefined || (this.#bytes + next.bytes.length > this.highWaterMark && this.#bytes > 0)) break;
+        const w = this.#spaceWaiters.take()!;
+        this.#queue.push(w.data);
+        this.#bytes += w.data.bytes.length;
+        w.resolve();
+        admitted = true;
+      }
+      if (!admitted) break;
+    }
+    this.#stopWaiting();
+    while (this.#flushWaiters.resolveNext(undefined)) {
+      /* everything accepted is written */
+    }
+  }
+
+  /** Writes from the head of the queue: >0 messages written, 0 the peer is full, -1 failed. */
+  #writeSome(): number {
+    const head = this.#queue[this.#qHead]!;
+    let n: number;
+    if (head.fds !== null || this.to !== null || this.#qHead + 1 === this.#queue.length) {
+      const r = native.sendPacket(this.fd, head.bytes, 0, head.bytes.length, head.fds, this.to);
+      n = r < 0 ? r : 1;
+    } else {
+      const views = this.#views;
+      views.length = 0;
+      for (let i = this.#qHead; i < this.#queue.length && views.length < C.MAX_BATCH; i++) {
+        const e = this.#queue[i]!;
+        if (e.fds !== null) break;
+        views.push(e.bytes);
+      }
+      n = native.sendPackets(this.fd, views, 0);
+    }
+    if (n < 0) {
+      if (-n === E.EAGAIN || -n === E.ENOBUFS) return 0;
+      let error = errnoError(-n, 'sendmsg', 'send');
+      if (-n === E.EMSGSIZE) {
+        error = new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `the kernel refused a ${head.bytes.length}-byte message (EMSGSIZE): a Unix datagram must fit the socket's send buffer (SO_SNDBUF - 32 bytes; raise net.core.wmem_max)`, {
+          cause: error,
+          errno: error.errno!,
+          syscall: 'sendmsg',
+          systemCode: 'EMSGSIZE',
+        });
+      }
+      this.#fail(error);
+      return -1;
+    }
+    for (let i = 0; i < n; i++) {
+      const e = this.#queue[this.#qHead]!;
+      this.#queue[this.#qHead++] = undefined as unknown as OutEntry;
+      this.#bytes -= e.bytes.length;
+      e.resolve?.();
+    }
+    return n;
+  }
+
+  #fail(error: IpcError): void {
+    if (this.#error) return;
+    this.#error = error;
+    const lost = this.discard(error);
+    if (lost > 0) {
+      this.#error = new IpcError(error.code, `${error.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '')}; ${lost} accepted messages were not delivered`, {
+        cause: error,
+        details: { lostMessages: lost },
+        ...(error.systemCode ? { systemCode: error.systemCode, errno: error.errno!, syscall: error.syscall! } : {}),
+      });
+    }
+    void peerDiedError(this.#error, this.peer()).then((e) => {
+      this.#error = e;
+    });
+  }
+}
+
+export type { MessageWithHandles };
+
+/** What the message queue of a packet channel holds. */
+type Waiting<T> = { resolve: (v: MessageWithHandles<T>) => void; reject: (e: unknown) => void };
+
+/**
+ * The receiving half shared by connected packet channels and a datagram server's
+ * per-peer channels: a queue of incoming messages and the receives waiting for them.
+ */
+export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
+  abstract readonly kind: SocketKind;
+  abstract readonly remoteAddress: string | undefined;
+  abstract readonly localAddress: string | undefined;
+  protected codec: Codec<T>;
+  readonly maxMessageSize: number;
+  protected writer: PacketWriter;
+  #incoming: Incoming[] = [];
+  #inHead = 0;
+  #incomingBytes = 0;
+  #waiters = new WaitQueue<MessageWithHandles<T>, undefined>('receive');
+  protected state: 'open' | 'ended' | 'closed' = 'open';
+  #endError: IpcError | null = null;
+  #peer: PeerCredentials | undefined;
+
+  protected constructor(codec: Codec<T>, maxMessageSize: number, writer: PacketWriter, peer: PeerCredentials | undefined) {
+    this.codec = codec;
+    this.maxMessageSize = maxMessageSize;
+    this.writer = writer;
+    this.#peer = peer;
+    this.#waiters.onCancel = () => {
+      if (this.#waiters.length === 0) this.stopReading();
+    };
+  }
+
+  /** The process at the other end: SO_PEERCRED, or the sender of the latest message. */
+  get peer(): PeerCredentials | undefined {
+    return this.#peer;
+  }
+
+  /** Whether `receive` would wait on the kernel (used to decide when to read). */
+  protected get wantsMessages(): boolean {
+    return this.#waiters.length > 0 && this.#inHead >= this.#incoming.length;
+  }
+
+  protected get queuedCount(): number {
+    return this.#incoming.length - this.#inHead;
+  }
+
+  protected get queuedByteCount(): number {
+    return this.#incomingBytes;
+  }
+
+  /** Start or stop reading the socket (subclasses: poll, or the server's shared reader). */
+  protected abstract startReading(): void;
+  protected abstract stopReading(): void;
+  /** Read what is there now, without waiting, into `enqueue`. */
+  protected abstract fill(): void;
+  protected abstract release(): void;
+
+  send(message: T, options?: WaitOptions): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(closedError('sender'));
+    const bytes = this.#encode(message);
+    return this.writer.send(bytes, null, options);
+  }
+
+  trySend(message: T): boolean {
+    if (this.state === 'closed') throw closedError('sender');
+    return this.writer.trySend(this.#encode(message));
+  }
+
+  /** Resolves once every accepted message has been handed to the kernel. */
+  flush(options?: WaitOptions): Promise<void> {
+    return this.writer.flush(options);
+  }
+
+  /**
+   * Sends `message` (default: empty) with descriptors attached (SCM_RIGHTS), as one
+   * message: the peer receives both together. Resolves once the kernel has it. The
+   * caller's descriptors stay theirs: the message carries duplicates taken now, so they
+   * may be closed as soon as this returns.
+   */
+  sendHandle(handle: HandleSource | HandleSource[], message?: T, options?: WaitOptions): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(closedError('sender'));
+    const bytes = message === undefined ? new Uint8Array(0) : this.#encode(message);
+    const copies = copyHandles(handle, C.MAX_FDS_PER_MESSAGE);
+    // Settled once the message is written, or dropped before it ever was (never both).
+    const sent = this.writer.send(bytes, copies, options);
+    const release = (): void => closeHandleCopies(copies);
+    sent.then(release, release);
+    return sent;
+  }
+
+  receive(options?: WaitOptions): Promise<T> {
+    return this.receiveWithHandles(options).then((m) => {
+      for (const h of m.handles) h.close();
+      return m.message;
+    });
+  }
+
+  /** The next message and the descriptors that came with it (you own and close them). */
+  receiveWithHandles(options?: WaitOptions): Promise<MessageWithHandles<T>> {
+    if (this.#inHead < this.#incoming.length) return this.#takeNow();
+    if (this.state === 'open' && this.#waiters.length === 0) {
+      this.fill();
+      if (this.#inHead < this.#incoming.length) return this.#takeNow();
+    }
+    if (this.state !== 'open') return Promise.reject(this.#takeEndError());
+    const p = this.#waiters.enqueue(options, undefined);
+    this.startReading();
+    return p;
+  }
+
+  /**
+   * The next message, which must carry a descriptor: resolves with the first one (others
+   * are closed) and the message. A message without one rejects with ERR_IPCKIT_BAD_FRAME
+   * (it is consumed: use receiveWithHandles when either may come).
+   */
+  async receiveHandle(options?: WaitOptions): Promise<{ handle: ReceivedHandle; message: T; sender: PeerCredentials | undefined }> {
+    const m = await this.receiveWithHandles(options);
+    const [first, ...rest] = m.handles;
+    for (const h of rest) h.close();
+    if (!first) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'the message carried no descriptor (expected a handle)');
+    return { handle: first, message: m.message, sender: m.sender };
+  }
+
+  tryReceive(): T | undefined {
+    if (this.#inHead >= this.#incoming.length && this.state === 'open' && this.#waiters.length === 0) this.fill();
+    if (this.#inHead < this.#incoming.length) {
+      const m = this.#decode(this.#shift());
+      for (const h of m.handles) h.close();
+      return m.message;
+    }
+    if (this.state === 'open') return undefined;
+    throw this.#takeEndError();
+  }
+
+  /** Every message ready now (at least one: waits for it), up to `max`. */
+  async receiveMany(max = Infinity, options?: WaitOptions): Promise<T[]> {
+    const out: T[] = [await this.receive(options)];
+    while (out.length < max) {
+      if (this.#inHead >= this.#incoming.length) {
+        if (this.state !== 'open' || this.#waiters.length > 0) break;
+        this.fill();
+        if (this.#inHead >= this.#incoming.length) break;
+      }
+      const next = this.#incoming[this.#inHead]!;
+      if (next.error) break;
+      try {
+        const m = this.#decode(this.#shift());
+        for (const h of m.handles) h.close();
+        out.push(m.message);
+      } catch {
+        break;
+      }
+    }
+    return out;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return receiverIterator(this);
+  }
+
+  async close(options?: WaitOptions): Promise<void> {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state;
+    this.state = 'closed';
+    this.writer.rejectWaiting(closedError('sender'));
+    let failure: unknown;
+    if (wasOpen === 'open' || this.writer.pending > 0) {
+      try {
+        await this.writer.flush(options);
+      } catch (e) {
+        failure = e;
+        this.writer.discard(closedError('sender'));
+      }
+    }
+    for (let i = this.#inHead; i < this.#incoming.length; i++) closeFds(this.#incoming[i]!.fds);
+    this.#incoming = [];
+    this.#incomingBytes = 0;
+    this.#inHead = 0;
+    this.#endError = null;
+    this.#waiters.rejectAll(() => closedError('receiver'));
+    this.stopReading();
+    this.release();
+    if (failure !== undefined && this.writer.error) throw this.writer.error;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // --- for subclasses ---
+
+  protected enqueue(item: Incoming): void {
+    if (this.state === 'closed') {
+      closeFds(item.fds);
+      return;
+    }
+    if (item.creds) this.#peer = item.creds;
+    this.#incoming.push(item);
+    this.#incomingBytes += item.payload?.length ?? 0;
+  }
+
+  /** The connection is over: deliver what is queued, then `error` (null: a clean end). */
+  protected finish(error: IpcError | null): void {
+    if (this.state !== 'open') return;
+    this.state = 'ended';
+    this.#endError = error;
+    this.stopReading();
+    this.deliver();
+  }
+
+  protected deliver(): void {
+    while (this.#waiters.length > 0 && this.#inHead < this.#incoming.length) {
+      let m: MessageWithHandles<T>;
+      try {
+        m = this.#decode(this.#shift());
+      } catch (e) {
+        this.#waiters.rejectNext(e);
+        continue;
+      }
+      this.#waiters.resolveNext(m);
+    }
+    if (this.#waiters.length === 0) {
+      this.stopReading();
+      return;
+    }
+    if (this.state === 'open') this.startReading();
+    else {
+      this.#waiters.rejectNext(this.#takeEndError());
+      this.#waiters.rejectAll(() => closedError('receiver'));
+    }
+  }
+
+  // --- internals ---
+
+  #encode(message: T): Uint8Array {
+    const bytes = encodeWith(this.codec, message);
+    if (bytes.length > this.maxMessageSize) throw frameTooLarge(bytes.length, this.maxMessageSize, 'send');
+    return bytes;
+  }
+
+  #shift(): Incoming {
+    const m = this.#incoming[this.#inHead]!;
+    this.#incoming[this.#inHead++] = undefined as unknown as Incoming;
+    this.#incomingBytes -= m.payload?.length ?? 0;
+    if (this.#inHead === this.#incoming.length) {
+      this.#incoming = [];
+      this.#inHead = 0;
+    }
+    return m;
+  }
+
+  #decode(item: Incoming): MessageWithHandles<T> {
+    if (item.error) throw item.error;
+    const handles = item.fds ? item.fds.map((fd) => new ReceivedHandle(fd)) : [];
+    try {
+      return { message: decodeWith(this.codec, item.payload!), handles, sender: item.creds ?? undefined };
+    } catch (e) {
+      for (const h of handles) h.close();
+      throw e;
+    }
+  }
+
+  #takeNow(): Promise<MessageWithHandles<T>> {
+    try {
+      return Promise.resolve(this.#decode(this.#shift()));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #takeEndError(): IpcError {
+    const e = this.#endError;
+    this.#endError = null;
+    return e ?? closedError('receiver');
+  }
+}
+
+export interface PacketChannelInit {
+  kind: 'unix-dgram' | 'unix-seqpacket';
+  peer: PeerCredentials | undefined;
+  remoteAddress: string | undefined;
+  localAddress: string | undefined;
+  onClose?: () => void;
+}
+
+/** A connected datagram or seqpacket socket: its own fd, polled by the event loop. */
+export class PacketChannel<T> extends PacketChannelBase<T> {
+  readonly fd: number;
+  readonly kind: 'unix-dgram' | 'unix-seqpacket';
+  readonly remoteAddress: string | undefined;
+  readonly localAddress: string | undefined;
+  #poll: FdPoll;
+  #reading = false;
+  #onClose: (() => void) | undefined;
+  #onReadable = (): void => {
+    this.fill();
+    this.deliver();
+  };
+
+  constructor(fd: number, options: PacketOptions<CodecOption | undefined>, init: PacketChannelInit) {
+    const o = resolvePacketOptions(options);
+    const poll = new FdPoll(fd);
+    const holder: { self?: PacketChannel<T> } = {};
+    super(o.codec as Codec<T>, o.maxMessageSize, new PacketWriter(fd, o.highWaterMark, poll, null, () => holder.self?.peer), init.peer);
+    holder.self = this;
+    this.fd = fd;
+    this.kind = init.kind;
+    this.remoteAddress = init.remoteAddress;
+    this.localAddress = init.localAddress;
+    this.#poll = poll;
+    this.#onClose = init.onClose;
+    fitSendBuffer(fd, o.maxMessageSize);
+  }
+
+  protected startReading(): void {
+    if (this.#reading || this.state !== 'open') return;
+    this.#reading = true;
+    this.#poll.want('read', this.#onReadable);
+  }
+
+  protected stopReading(): void {
+    if (!this.#reading) return;
+    this.#reading = false;
+    this.#poll.unwant('read');
+  }
+
+  protected fill(): void {
+    if (this.state !== 'open') return;
+    for (let rounds = 0; rounds < 4; rounds++) {
+      const batch = readPackets(this.fd, this.maxMessageSize, false, this.kind === 'unix-seqpacket');
+      for (const item of batch.items) this.enqueue(item);
+      if (batch.ended) {
+        this.finish(null);
+        return;
+      }
+      if (batch.error) {
+        const error = batch.error;
+        void peerDiedError(error, this.peer).then((e) => this.finish(e));
+        this.stopReading();
+        return;
+      }
+      if (batch.drained) return;
+    }
+  }
+
+  protected release(): void {
+    this.#poll.close();
+    native.close(this.fd);
+    this.#onClose?.();
+  }
+
+  /** Half-close (seqpacket): flush, then shutdown(SHUT_WR); the peer's receive ends. */
+  async end(options?: WaitOptions): Promise<void> {
+    if (this.state === 'closed') return;
+    await this.writer.flush(options);
+    native.shutdown(this.fd, C.SHUT_WR);
+  }
+}
+
+export interface AllowList {
+  uids?: readonly number[];
+  gids?: readonly number[];
+}
+
+export function isAllowed(allow: AllowList | null, creds: PeerCredentials | null | undefined): boolean {
+  if (allow === null) return true;
+  if (!creds) return false;
+  return (allow.uids?.includes(creds.uid) ?? false) || (allow.gids?.includes(creds.gid) ?? false);
+}
+
+/** Most messages (and bytes of them) one datagram peer may have waiting before the server stops reading for everyone. */
+const PEER_QUEUE_LIMIT = 4096;
+const PEER_QUEUE_BYTES = 8 * 1024 * 1024;
+/**
+ * The same for all peers together, and the most senders not yet accepted: every new
+ * sender address is a new peer, so per-peer limits alone let many senders grow us without bound.
+ */
+const SERVER_QUEUE_BYTES = 32 * 1024 * 1024;
+const UNACCEPTED_PEER_LIMIT = 1024;
+
+/**
+ * A bound, unconnected Unix datagram socket serving many senders: each sender address is
+ * one peer channel (yielded by `accept()` when its first datagram arrives); replies go
+ * back to that address. Senders outside `allow` are dropped (and counted) before their
+ * datagram is queued, by the credentials the kernel attaches (SO_PASSCRED).
+ */
+export class DatagramServer<T> {
+  readonly fd: number;
+  readonly #poll: FdPoll;
+  readonly #codec: Codec<unknown>;
+  readonly #maxMessageSize: number;
+  readonly #highWaterMark: number;
+  readonly #allow: AllowList | null;
+  readonly #peers = new Map<string, DatagramPeer<T>>();
+  readonly #fresh: DatagramPeer<T>[] = [];
+  readonly #acceptWaiters = new WaitQueue<DatagramPeer<T>>('accept');
+  readonly #localAddress: string;
+  #reading = false;
+  #closed = false;
+  refused = 0;
+  #onReadable = (): void => this.pump();
+
+  constructor(fd: number, options: PacketOptions<CodecOption | undefined>, allow: AllowList | null, localAddress: string) {
+    const o = resolvePacketOptions(options);
+    this.fd = fd;
+    this.#poll = new FdPoll(fd);
+    this.#codec = o.codec;
+    this.#maxMessageSize = o.maxMessageSize;
+    this.#highWaterMark = o.highWaterMark;
+    this.#allow = allow;
+    this.#localAddress = localAddress;
+    this.#acceptWaiters.onCancel = () => this.updateReading();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  accept(options?: WaitOptions): Promise<DatagramPeer<T>> {
+    if (this.#closed) return Promise.reject(closedError('server'));
+    const ready = this.#fresh.shift();
+    if (ready) return Promise.resolve(ready);
+    const p = this.#acceptWaiters.enqueue(options, undefined);
+    this.pump();
+    return p;
+  }
+
+  /**
+   * Reads while anyone waits for a datagram (or once, when `now`: a receiver looking for
+   * more without waiting), routing each to its sender's channel.
+   */
+  pump(now = false): void {
+    if (this.#closed) return;
+    for (let rounds = 0; rounds < 8 && (now || this.#interested()) && !this.#congested(); rounds++) {
+      now = false;
+      const batch = readPackets(this.fd, this.#maxMessageSize, true, false);
+      for (let i = 0; i < batch.items.length; i++) {
+        const item = batch.items[i]!;
+        if (!isAllowed(this.#allow, item.creds)) {
+          this.refused++;
+          closeFds(item.fds);
+          continue;
+        }
+        const key = batch.from![i]!;
+        let peer = this.#peers.get(key);
+        if (!peer) {
+          const path = batch.fromPath![i]!;
+          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageSize, this.#highWaterMark, item.creds ?? undefined, this.#localAddress);
+          this.#peers.set(key, peer);
+          if (!this.#acceptWaiters.resolveNext(peer)) this.#fresh.push(peer);
+        }
+        peer.push(item);
+      }
+      for (const peer of this.#peers.values()) peer.flushIncoming();
+      if (batch.error) {
+        // A datagram socket has no connection to lose: report it to whoever waits, go on.
+        if (!this.#acceptWaiters.rejectNext(batch.error)) break;
+      }
+      if (batch.drained) break;
+    }
+    this.updateReading();
+  }
+
+  updateReading(): void {
+    const want = !this.#closed && this.#interested() && !this.#congested();
+    if (want === this.#reading) return;
+    this.#reading = want;
+    if (want) this.#poll.want('read', this.#onReadable);
+    else this.#poll.unwant('read');
+  }
+
+  forget(key: string): void {
+    this.#peers.delete(key);
+    this.updateReading();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#acceptWaiters.rejectAll(() => closedError('server'));
+    const peers = [...this.#peers.values()];
+    await Promise.allSettled(peers.map((p) => p.close({ timeout: 1000 })));
+    this.#reading = false;
+    this.#poll.close();
+    native.close(this.fd);
+  }
+
+  #interested(): boolean {
+    if (this.#acceptWaiters.length > 0) return true;
+    for (const p of this.#peers.values()) if (p.waitingForKernel) return true;
+    return false;
+  }
+
+  #congested(): boolean {
+    if (this.#fresh.length >= UNACCEPTED_PEER_LIMIT) return true;
+    let total = 0;
+    for (const p of this.#peers.values()) {
+      if (p.queued >= PEER_QUEUE_LIMIT || p.queuedBytes >= PEER_QUEUE_BYTES) return true;
+      total += p.queuedBytes;
+    }
+    return total >= SERVER_QUEUE_BYTES;
+  }
+}
+
+/** One sender of a datagram server: its datagrams, and replies to its address. */
+export class DatagramPeer<T> extends PacketChannelBase<T> {
+  readonly kind = 'unix-dgram' as const;
+  readonly remoteAddress: string | undefined;
+  readonly localAddress: string | undefined;
+  readonly #server: DatagramServer<T>;
+  readonly #key: string;
+  readonly #replyable: boolean;
+
+  /** @internal */
+  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageSize: number, highWaterMark: number, peer: PeerCredentials | undefined, localAddress: string) {
+    const holder: { self?: DatagramPeer<T> } = {};
+    super(codec, maxMessageSize, new PacketWriter(server.fd, highWaterMark, null, path, () => holder.self?.peer), peer);
+    holder.self = this;
+    this.#server = server;
+    this.#key = key;
+    this.#replyable = path !== null;
+    this.localAddress = localAddress;
+    this.remoteAddress = path === null ? undefined : path[0] === 0 ? `unix-dgram:@${path.subarray(1).toString('utf8')}` : `unix-dgram:${path.toString('utf8')}`;
+  }
+
+  get waitingForKernel(): boolean {
+    return this.wantsMessages;
+  }
+
+  get queued(): number {
+    return this.queuedCount;
+  }
+
+  get queuedBytes(): number {
+    return this.queuedByteCount;
+  }
+
+  /** A datagram peer has no connection to half-close: writes what was accepted. */
+  end(options?: WaitOptions): Promise<void> {
+    return this.writer.flush(options);
+  }
+
+  override send(message: T, options?: WaitOptions): Promise<void> {
+    if (!this.#replyable) return Promise.reject(new IpcError('ERR_IPCKIT_UNSUPPORTED', 'this sender did not bind an address, so it cannot be answered'));
+    return super.send(message, options);
+  }
+
+  /** @internal */
+  push(item: Incoming): void {
+    this.enqueue(item);
+  }
+
+  /** @internal */
+  flushIncoming(): void {
+    this.deliver();
+  }
+
+  protected startReading(): void {
+    this.#server.updateReading();
+  }
+
+  protected stopReading(): void {
+    this.#server.updateReading();
+  }
+
+  protected fill(): void {
+    this.#server.pump(true);
+  }
+
+  protected release(): void {
+    this.#server.forget(this.#key);
+  }
+}

@@ -1,0 +1,863 @@
+/**
+ * Message channels over a non-blocking byte-stream fd (a pipe end, a FIFO, a stream
+ * socket): `FdReader` is a Receiver, `FdWriter` a Sender. Every mechanism that carries
+ * bytes builds on these two, so framing, backpressure, timeouts and the end-of-stream
+ * rules of channel.ts are implemented once.
+ *
+ * Reading: nothing is read until someone waits for a message (data stays in the kernel:
+ * that is the backpressure); then the fd is read in large chunks and every complete frame
+ * in a chunk is queued. Waiting uses FdPoll (the event loop), never a thread.
+ *
+ * Writing: small frames are copied into a batch buffer. The first message of a turn of the
+ * event loop is written at once (a request/response peer can start on it); the ones that
+ * follow in the same turn go out together in one write() at the end of the turn (or as
+ * soon as 64 KiB are waiting), which is how a JavaScript sender reaches millions of
+ * messages a second. Large payloads are not copied: they are written from the caller's
+ * buffer and their `send` resolves once the kernel has them.
+ */
+import { constants as osConstants } from 'node:os';
+import { RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from '../core/channel.js';
+import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
+import { closedError, errnoError, IpcError, toIpcError } from '../core/errors.js';
+import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
+import { native, type FdWatcher } from './native.js';
+import * as validate from '../core/validate.js';
+
+const EAGAIN = osConstants.errno.EAGAIN;
+const READABLE = 1;
+const WRITABLE = 2;
+
+/**
+ * One event-loop watcher per fd, shared by the reading and the writing side of a socket.
+ * A side that has nobody waiting can go `idle`: the fd stays in epoll (so the next wait
+ * costs no epoll_ctl) but no longer keeps the event loop alive; its callback still gets
+ * the next event and then usually calls `unwant`.
+ */
+export class FdPoll {
+  #watcher: FdWatcher | null;
+  #mask = 0;
+  #idle = 0;
+  #refd = true;
+  #onReadable: (() => void) | undefined;
+  #onWritable: (() => void) | undefined;
+
+  /**
+   * `ownsFd`: the fd is this poll's to close: close() closes it, and so does the end of a
+   * worker whose code never did (no descriptor outlives the thread that used it).
+   */
+  constructor(
+    readonly fd: number,
+    ownsFd = false,
+  ) {
+    this.#watcher = new native.FdWatcher(fd, (status, events) => this.#event(status, events), ownsFd);
+  }
+
+  get closed(): boolean {
+    return this.#watcher === null;
+  }
+
+  want(kind: 'read' | 'write', callback: () => void): void {
+    if (!this.#watcher) return;
+    const bit = kind === 'read' ? READABLE : WRITABLE;
+    if (kind === 'read') this.#onReadable = callback;
+    else this.#onWritable = callback;
+    this.#idle &= ~bit;
+    const mask = this.#mask | bit;
+    if (mask !== this.#mask) {
+      this.#mask = mask;
+      this.#watcher.start(mask);
+    }
+    this.#updateRef();
+  }
+
+  unwant(kind: 'read' | 'write'): void {
+    if (!this.#watcher) return;
+    const bit = kind === 'read' ? READABLE : WRITABLE;
+    this.#idle &= ~bit;
+    const mask = this.#mask & ~bit;
+    if (mask !== this.#mask) {
+      this.#mask = mask;
+      if (mask === 0) this.#watcher.stop();
+      else this.#watcher.start(mask);
+    }
+    this.#updateRef();
+  }
+
+  /** Keeps watching `kind` without keeping the event loop alive (see the class comment). */
+  idle(kind: 'read' | 'write'): void {
+    const bit = kind === 'read' ? READABLE : WRITABLE;
+    if (!this.#watcher || !(this.#mask & bit)) return;
+    this.#idle |= bit;
+    this.#updateRef();
+  }
+
+  close(): void {
+    this.#watcher?.close();
+    this.#watcher = null;
+    this.#mask = 0;
+    this.#idle = 0;
+  }
+
+  #updateRef(): void {
+    const refd = this.#mask === 0 || (this.#mask & ~this.#idle) !== 0;
+    if (refd !== this.#refd && this.#watcher) {
+      this.#refd = refd;
+      this.#watcher.setLoopRef(refd);
+    }
+  }
+
+  #event(status: number, events: number): void {
+    if (status < 0) {
+      // libuv stopped the watcher (POLLERR): let both sides try their syscall, which
+      // reports the real error (EPIPE, ECONNRESET), and re-arm if they still wait.
+      const mask = this.#mask;
+      this.#mask = 0;
+      this.#idle = 0;
+      this.#updateRef();
+      if (mask & READABLE) this.#onReadable?.();
+      if (mask & WRITABLE) this.#onWritable?.();
+      return;
+    }
+    if (events & READABLE && this.#mask & READABLE) this.#onReadable?.();
+    if (events & WRITABLE && this.#mask & WRITABLE) this.#onWritable?.();
+  }
+}
+
+export interface StreamOptions<C extends CodecOption | undefined = undefined> extends FramingOptions {
+  codec?: C;
+}
+
+export interface ReaderOptions<C extends CodecOption | undefined = undefined> extends StreamOptions<C> {
+  /**
+   * Largest read() in bytes (default 1 MiB). The buffer starts at 64 KiB (or this, if
+   * smaller) and doubles while reads fill it, so a quiet reader holds little and a busy
+   * one drains the kernel in few calls.
+   */
+  readBufferSize?: number;
+}
+
+export interface WriterOptions<C extends CodecOption | undefined = undefined> extends StreamOptions<C> {
+  /** Bytes accepted but not yet written beyond which `send` waits (default 256 KiB). */
+  highWaterMark?: number;
+  /**
+   * Keep every write() at most PIPE_BUF (4096) bytes of whole frames, so that several
+   * processes can write to one pipe or FIFO without interleaving. Messages must then fit
+   * in PIPE_BUF with their header.
+   */
+  atomic?: boolean;
+}
+
+/**
+ * Checks reader and writer options the way the constructors will, so that a mechanism can
+ * refuse bad options before it waits for anything (a FIFO open, a connect).
+ */
+export function validateStreamOptions(options: ReaderOptions<CodecOption | undefined> & WriterOptions<CodecOption | undefined>): void {
+  resolveFraming(options);
+  resolveCodec(options.codec);
+  validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024);
+  validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
+}
+
+/** Hooks a mechanism gives the generic reader/writer. */
+export interface StreamHooks {
+  /** What the end of stream means when it came inside a frame (popen: the child's exit). */
+  truncatedEnd?(error: IpcError): IpcError | Promise<IpcError>;
+  /**
+   * A read of 0 bytes before any sign of a writer (a poll event, data, or EAGAIN) is not
+   * an end: a FIFO opened before its first writer reads 0 until one arrives.
+   */
+  zeroReadNeedsPoll?: boolean;
+  /** Called once when the fd has been released. */
+  onRelease?(): void;
+  /** Wraps errors from the peer side (e.g. to add a child's exit status). */
+  peerError?(error: IpcError): IpcError | Promise<IpcError>;
+  /** Reads in place of read(2), same contract (bytes, 0 at the end, -errno): e.g. recvmsg to collect passed descriptors. */
+  read?(fd: number, buf: Uint8Array, offset: number, length: number): number;
+}
+
+type ReaderState = 'open' | 'ending' | 'ended' | 'closed';
+
+/** The read buffer starts at FIRST_READ bytes and grows up to MAX_READ (readBufferSize). */
+const FIRST_READ = 64 * 1024;
+const MAX_READ = 1024 * 1024;
+
+/** `R` is what `close()` resolves with (subclasses such as popen's return an exit status). */
+export class FdReader<T, R = void> implements Receiver<T> {
+  readonly fd: number;
+  #poll: FdPoll | null;
+  #ownsPoll: boolean;
+  #decoder: FrameDecoder;
+  #codec: Codec<T>;
+  #hooks: StreamHooks;
+  #queue: Buffer[] = [];
+  #qHead = 0;
+  #waiters = new WaitQueue<T>('receive');
+  #state: ReaderState = 'open';
+  #endError: IpcError | null = null;
+  #maxRead: number;
+  #polling = false;
+  /** The last read found nothing: wait for the poll instead of trying another read. */
+  #drained = false;
+  /** A writer has been there (zeroReadNeedsPoll: only then is a read of 0 the end). */
+  #writerSeen = false;
+  #onReadable = (): void => {
+    this.#writerSeen = true;
+    this.#drained = false;
+    // Woken while idle (nobody waits): leave the data in the kernel, that is the backpressure.
+    if (this.#waiters.length === 0) this.#stopPolling();
+    else this.#pump();
+  };
+
+  constructor(fd: number, options: ReaderOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
+    const { framing, maxMessageSize } = resolveFraming(options);
+    const size = validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024) ?? MAX_READ;
+    this.#maxRead = size;
+    this.fd = fd;
+    this.#codec = resolveCodec(options.codec) as Codec<T>;
+    this.#decoder = new FrameDecoder(framing, maxMessageSize, Math.min(size, FIRST_READ));
+    this.#hooks = hooks;
+    this.#ownsPoll = poll === undefined;
+    this.#poll = poll ?? new FdPoll(fd, true);
+    this.#waiters.onCancel = () => {
+      if (this.#waiters.length === 0) this.#idlePolling();
+    };
+  }
+
+  get framing(): Framing {
+    return this.#decoder.framing;
+  }
+
+  /** True once the channel can deliver no more messages (ended or closed, queue drained). */
+  get done(): boolean {
+    return this.#state !== 'open' && this.#qHead >= this.#queue.length && this.#endError === null;
+  }
+
+  receive(options?: WaitOptions): Promise<T> {
+    if (this.#qHead < this.#queue.length) return this.#decodeNext();
+    if (this.#waiters.length === 0 && this.#state === 'open' && !this.#drained) {
+      this.#fill();
+      if (this.#qHead < this.#queue.length) return this.#decodeNext();
+    }
+    if (this.#state === 'ended' || this.#state === 'closed') return Promise.reject(this.#takeEndError());
+    const p = this.#waiters.enqueue(options, undefined);
+    if (this.#state === 'open') this.#startPolling();
+    return p;
+  }
+
+  /** Every message ready now (at least one: waits for it), up to `max`. */
+  async receiveMany(max = Infinity, options?: WaitOptions): Promise<T[]> {
+    const first = await this.receive(options);
+    const out: T[] = [first as T];
+    while (out.length < max) {
+      if (this.#qHead >= this.#queue.length) {
+        if (this.#state !== 'open' || this.#waiters.length > 0 || this.#drained) break;
+        this.#fill();
+        if (this.#qHead >= this.#queue.length) break;
+      }
+      let value: T;
+      try {
+        value = this.#decode(this.#queue[this.#qHead]!);
+      } catch {
+        break; // an undecodable message ends the batch and stays first: the next receive reports it
+      }
+      this.#shift();
+      out.push(value);
+    }
+    return out;
+  }
+
+  /**
+   * The next message if one is ready now, else undefined. Throws when the channel has
+   * ended (ERR_IPCKIT_CLOSED, or the error that ended it), like `receive` would reject.
+   */
+  tryReceive(): T | undefined {
+    if (this.#qHead < this.#queue.length) return this.#decode(this.#shift());
+    if (this.#state === 'open') {
+      if (this.#waiters.length > 0) return undefined;
+      this.#fill();
+      if (this.#qHead < this.#queue.length) return this.#decode(this.#shift());
+      if (this.#state === 'open' || this.#state === 'ending') return undefined;
+    }
+    if (this.#state === 'ending') return undefined;
+    throw this.#takeEndError();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return receiverIterator(this);
+  }
+
+  async close(): Promise<R> {
+    if (this.#state === 'closed') return undefined as R;
+    this.#state = 'closed';
+    this.#queue = [];
+    this.#qHead = 0;
+    this.#endError = null;
+    this.#waiters.rejectAll(() => closedError('receiver'));
+    this.#release();
+    return undefined as R;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // --- internals ---
+
+  #shift(): Buffer {
+    const m = this.#queue[this.#qHead]!;
+    this.#queue[this.#qHead++] = undefined as unknown as Buffer;
+    if (this.#qHead === this.#queue.length) {
+      this.#queue = [];
+      this.#qHead = 0;
+    }
+    return m;
+  }
+
+  #decode(payload: Buffer): T {
+    return decodeWith(this.#codec, payload);
+  }
+
+  #decodeNext(): Promise<T> {
+    try {
+      return Promise.resolve(this.#decode(this.#shift()));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #takeEndError(): IpcError {
+    const e = this.#endError;
+    this.#endError = null;
+    return e ?? closedError('receiver');
+  }
+
+  #startPolling(): void {
+    if (!this.#poll) return;
+    this.#polling = true;
+    this.#poll.want('read', this.#onReadable);
+  }
+
+  /** Nobody waits: stay in epoll (the next wait is then free) without keeping the loop alive. */
+  #idlePolling(): void {
+    if (this.#polling) this.#poll?.idle('read');
+  }
+
+  #stopPolling(): void {
+    if (!this.#polling) return;
+    this.#polling = false;
+    this.#poll?.unwant('read');
+  }
+
+  /**
+   * Reads what is there (without waiting) and queues every complete message. A short
+   * read means the kernel had no more: the next wait goes straight to the poll.
+   */
+  #fill(): void {
+    this.#drained = false;
+    // Bounded: at most about one full buffer goes from the kernel to the queue per call.
+    for (let total = 0; total < this.#maxRead && this.#state === 'open'; ) {
+      const [buf, off, len] = this.#decoder.space();
+      const n = this.#hooks.read ? this.#hooks.read(this.fd, buf, off, len) : native.read(this.fd, buf, off, len);
+      if (n > 0) {
+        this.#writerSeen = true;
+        total += n;
+        this.#decoder.commit(n);
+        if (!this.#drainDecoder()) return;
+        if (n < len) {
+          this.#drained = true;
+          return;
+        }
+        // The read filled the buffer: more is waiting, read bigger from now on.
+        if (buf.length === this.#decoder.bufferSize) this.#decoder.grow(this.#maxRead);
+        continue;
+      }
+      if (n === 0) {
+        if (this.#hooks.zeroReadNeedsPoll && !this.#writerSeen) {
+          this.#drained = true; // no writer yet: its arrival is a poll event
+          return;
+        }
+        this.#end(null);
+        return;
+      }
+      if (-n === EAGAIN) {
+        this.#writerSeen = true;
+        this.#drained = true;
+        return;
+      }
+      this.#end(errnoError(-n, 'read', 'receive'), true);
+      return;
+    }
+  }
+
+  /** Moves complete messages from the decoder to the queue; false if the stream is bad. */
+  #drainDecoder(): boolean {
+    try {
+      for (let m = this.#decoder.next(); m !== undefined; m = this.#decoder.next()) this.#queue.push(m);
+      return true;
+    } catch (e) {
+      this.#end(toIpcError(e, 'receive'));
+      return false;
+    }
+  }
+
+  #pump(): void {
+    if (this.#state === 'open') this.#fill();
+    this.#deliver();
+  }
+
+  #deliver(): void {
+    while (this.#waiters.length > 0 && this.#qHead < this.#queue.length) {
+      const payload = this.#shift();
+      let value: T;
+      try {
+        value = this.#decode(payload);
+      } catch (e) {
+        this.#waiters.rejectNext(e);
+        continue;
+      }
+      this.#waiters.resolveNext(value);
+    }
+    if (this.#waiters.length === 0) {
+      this.#idlePolling();
+      return;
+    }
+    if (this.#state === 'open') this.#startPolling();
+    else if (this.#state === 'ended' || this.#state === 'closed') {
+      this.#waiters.rejectNext(this.#takeEndError());
+      this.#waiters.rejectAll(() => closedError('receiver'));
+    }
+  }
+
+  /**
+   * The stream is over: `error` null for a clean end. Messages already queued are still
+   * delivered; the error (if any) goes to the first receive after them.
+   */
+  #end(error: IpcError | null, fromPeer = false): void {
+    if (this.#state !== 'open') return;
+    if (error === null) {
+      try {
+        const last = this.#decoder.finish();
+        if (last !== undefined) this.#queue.push(last);
+      } catch (e) {
+        error = toIpcError(e, 'receive');
+        const hook = this.#hooks.truncatedEnd;
+        if (hook) return this.#endAsync(hook(error));
+      }
+    } else if (fromPeer && this.#hooks.peerError) {
+      return this.#endAsync(this.#hooks.peerError(error));
+    }
+    this.#finishEnd(error);
+  }
+
+  #endAsync(error: IpcError | Promise<IpcError>): void {
+    this.#state = 'ending';
+    this.#stopPolling();
+    this.#release();
+    Promise.resolve(error).then(
+      (e) => this.#finishEnd(e),
+      (e) => this.#finishEnd(toIpcError(e, 'receive')),
+    );
+  }
+
+  #finishEnd(error: IpcError | null): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'ended';
+    this.#endError = error;
+    this.#release();
+    this.#deliver();
+  }
+
+  #release(): void {
+    this.#polling = false;
+    if (this.#poll) {
+      const poll = this.#poll;
+      this.#poll = null;
+      if (this.#ownsPoll) {
+        poll.close(); // and the fd with it
+        this.#hooks.onRelease?.();
+      } else {
+        poll.unwant('read');
+        this.#hooks.onRelease?.();
+      }
+    }
+  }
+}
+
+/** Frames up to this size are copied into the batch; larger payloads are written in place. */
+const COPY_LIMIT = 16 * 1024;
+const BATCH_SIZE = 64 * 1024;
+
+interface Chunk {
+  bytes: Uint8Array;
+  /** Settles the `send` of a large payload once its bytes are written. */
+  resolve?: () => void;
+  /** Rejects that `send` if the bytes cannot be written (then its loss is reported there). */
+  reject?: (e: unknown) => void;
+}
+
+type WriterState = 'open' | 'closing' | 'closed';
+
+/** `R` is what `close()` resolves with (subclasses such as popen's return an exit status). */
+export class FdWriter<T, R = void> implements Sender<T> {
+  readonly fd: number;
+  #poll: FdPoll | null;
+  #ownsPoll: boolean;
+  #codec: Codec<T>;
+  #framing: Framing;
+  #maxMessageSize: number;
+  #hooks: StreamHooks;
+  #highWaterMark: number;
+  #atomic: boolean;
+  #batchSize: number;
+  #batch: Buffer;
+  #batchLen = 0;
+  #batchSealed = 0;
+  #chunks: Chunk[] = [];
+  #firstOffset = 0; // bytes of #chunks[0] already written
+  #queued = 0; // accepted, not yet written
+  #spaceWaiters = new WaitQueue<void, Uint8Array>('send');
+  #flushWaiters = new WaitQueue<void>('flush');
+  #flushScheduled = false;
+  #flushing = false;
+  #pollingWrite = false;
+  #state: WriterState = 'open';
+  #error: IpcError | null = null;
+  /** Accepted bytes that were never written. */
+  #lostBytes = 0;
+  /** #error reached the user through a rejected send/flush, so close() need not repeat it. */
+  #errorReported = false;
+  #onWritable = (): void => this.#flushNow();
+  #flushTask = (): void => {
+    this.#flushScheduled = false;
+    this.#flushNow();
+  };
+
+  constructor(fd: number, options: WriterOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
+    const { framing, maxMessageSize } = resolveFraming(options);
+    this.fd = fd;
+    this.#codec = resolveCodec(options.codec) as Codec<T>;
+    this.#framing = framing;
+    this.#atomic = options.atomic === true;
+    this.#batchSize = this.#atomic ? native.PIPE_BUF : BATCH_SIZE;
+    this.#maxMessageSize = this.#atomic ? Math.min(maxMessageSize, native.PIPE_BUF - (framing === 'length' ? LENGTH_HEADER_BYTES : framing === 'lines' ? 1 : 0)) : maxMessageSize;
+    this.#highWaterMark = validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? 256 * 1024;
+    this.#hooks = hooks;
+    this.#batch = Buffer.allocUnsafe(this.#batchSize);
+    this.#ownsPoll = poll === undefined;
+    this.#poll = poll ?? new FdPoll(fd, true);
+  }
+
+  /** Largest payload `send` accepts (smaller than maxMessageSize in atomic mode). */
+  get maxMessageSize(): number {
+    return this.#maxMessageSize;
+  }
+
+  /** Bytes accepted but not yet handed to the kernel. */
+  get bufferedBytes(): number {
+    return this.#queued;
+  }
+
+  send(message: T, options?: WaitOptions): Promise<void> {
+    if (this.#state !== 'open') return Promise.reject(this.#reportError() ?? closedError('sender'));
+    if (this.#error) return Promise.reject(this.#reportError());
+    const payload = encodeWith(this.#codec, message);
+    const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
+    if (this.#spaceWaiters.length === 0) {
+      if (this.#queued + size > this.#highWaterMark && this.#queued > 0) this.#flushNow();
+      if (this.#error) return Promise.reject(this.#reportError());
+      if (this.#queued + size <= this.#highWaterMark || this.#queued === 0) return this.#accept(payload, size, true);
+    }
+    this.#startPollingWrite();
+    return this.#spaceWaiters.enqueue(options, payload);
+  }
+
+  /** Accepts the message now and returns true, or returns false if `send` would wait. */
+  trySend(message: T): boolean {
+    if (this.#state !== 'open') throw this.#reportError() ?? closedError('sender');
+    if (this.#error) throw this.#reportError();
+    const payload = encodeWith(this.#codec, message);
+    const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
+    if (this.#spaceWaiters.length > 0) return false;
+    if (this.#queued + size > this.#highWaterMark && this.#queued > 0) {
+      this.#flushNow();
+      if (this.#error) throw this.#reportError();
+      if (this.#queued + size > this.#highWaterMark && this.#queued > 0) return false;
+    }
+    // Nobody holds a promise for this message: if it cannot be written, close() says so.
+    void this.#accept(payload, size, false);
+    return true;
+  }
+
+  /** Sends every message in order; resolves when all were accepted. */
+  async sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
+    for (const m of messages) {
+      const p = this.send(m, options);
+      if (p !== RESOLVED) await p;
+    }
+  }
+
+  /** Resolves once every accepted message has been written to the kernel. */
+  flush(options?: WaitOptions): Promise<void> {
+    if (this.#error) return Promise.reject(this.#reportError());
+    if (this.#queued === 0 && this.#spaceWaiters.length === 0) return RESOLVED;
+    const p = this.#flushWaiters.enqueue(options, undefined);
+    this.#flushNow();
+    return p;
+  }
+
+  /**
+   * Writes what was accepted, then releases the fd. Sends still waiting for room are
+   * rejected with ERR_IPCKIT_CLOSED. Rejects if accepted messages could not be written
+   * (the reader went away) and no `send` or `flush` has reported that already, so that no
+   * loss goes unnoticed and none is reported twice. `timeout`/`signal` bound the wait for
+   * a slow reader; on expiry the rest is dropped and the error says so.
+   */
+  async close(options?: WaitOptions): Promise<R> {
+    if (this.#state === 'closed') return undefined as R;
+    if (this.#state === 'closing') {
+      await this.#flushWaiters.enqueue(options, undefined).catch(() => {});
+      return undefined as R;
+    }
+    this.#state = 'closing';
+    this.#spaceWaiters.rejectAll(() => closedError('sender'));
+    let failure: IpcError | null = null;
+    if (!this.#error && this.#queued > 0) {
+      try {
+        const p = this.#flushWaiters.enqueue(options, undefined);
+        this.#flushNow();
+        await p;
+      } catch (e) {
+        failure = toIpcError(e, 'close');
+        if (!this.#error) this.#fail(failure);
+      }
+    }
+    this.#state = 'closed';
+    this.#release();
+    if (this.#lostBytes > 0 && (failure !== null || !this.#errorReported)) {
+      const e = failure ?? this.#error!;
+      throw new IpcError(e.code, `${e.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '')}; ${this.#lostBytes} accepted bytes were not delivered`, {
+        cause: e,
+        details: { ...e.details, lostBytes: this.#lostBytes },
+        ...(e.errno !== undefined ? { errno: e.errno } : {}),
+        ...(e.syscall !== undefined ? { syscall: e.syscall } : {}),
+        ...(e.systemCode !== undefined ? { systemCode: e.systemCode } : {}),
+      });
+    }
+    return undefined as R;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // --- internals ---
+
+  /** The error, noted as seen by the user (it is about to reject one of their calls). */
+  #reportError(): IpcError | null {
+    if (this.#error) this.#errorReported = true;
+    return this.#error;
+  }
+
+  /** `tracked`: a caller holds the returned promise (false for trySend). */
+  #accept(payload: Uint8Array, size: number, tracked: boolean): Promise<void> {
+    const headerBytes = size - payload.length;
+    if (payload.length <= COPY_LIMIT || this.#atomic) {
+      if (this.#batchLen + size > this.#batchSize) this.#newBatch();
+      this.#writeFrameInto(payload);
+      this.#queued += size;
+      if (this.#batchLen >= this.#batchSize - 64) this.#flushNow();
+      else if (!this.#flushScheduled && this.#queued === size) {
+        // The first message of this turn goes out at once (the peer can start on it while
+        // we go on); the rest of the turn is batched and written by the scheduled flush.
+        this.#flushNow();
+        this.#scheduleFlush();
+      } else this.#scheduleFlush();
+      return RESOLVED;
+    }
+    // Large payload: header (if any) goes in the batch, the payload is written in place.
+    if (this.#batchLen + headerBytes > this.#batchSize) this.#newBatch();
+    if (this.#framing === 'length') {
+      this.#batch.writeUInt32LE(payload.length, this.#batchLen);
+      this.#batchLen += LENGTH_HEADER_BYTES;
+    }
+    this.#seal();
+    const p = tracked ? new Promise<void>((resolve, reject) => this.#chunks.push({ bytes: payload, resolve, reject })) : RESOLVED;
+    if (!tracked) this.#chunks.push({ bytes: payload });
+    if (this.#framing === 'lines') this.#appendNewlineChunk();
+    this.#queued += size;
+    this.#flushNow();
+    return p;
+  }
+
+  #writeFrameInto(payload: Uint8Array): void {
+    const b = this.#batch;
+    let at = this.#batchLen;
+    if (this.#framing === 'length') {
+      b[at] = payload.length & 0xff;
+      b[at + 1] = (payload.length >>> 8) & 0xff;
+      b[at + 2] = (payload.length >>> 16) & 0xff;
+      b[at + 3] = (payload.length >>> 24) & 0xff;
+      at += 4;
+    }
+    if (payload.length < 64) for (let i = 0; i < payload.length; i++) b[at + i] = payload[i]!;
+    else b.set(payload, at);
+    at += payload.length;
+    if (this.#framing === 'lines') b[at++] = 0x0a;
+    this.#batchLen = at;
+  }
+
+  #appendNewlineChunk(): void {
+    if (this.#batchLen + 1 > this.#batchSize) this.#newBatch();
+    this.#batch[this.#batchLen++] = 0x0a;
+  }
+
+  /** Makes the unsealed part of the batch a chunk of its own (atomic mode: one write each). */
+  #seal(): void {
+    if (this.#batchLen > this.#batchSealed) {
+      this.#chunks.push({ bytes: this.#batch.subarray(this.#batchSealed, this.#batchLen) });
+      this.#batchSealed = this.#batchLen;
+    }
+  }
+
+  #newBatch(): void {
+    this.#seal();
+    this.#batch = Buffer.allocUnsafe(this.#batchSize);
+    this.#batchLen = this.#batchSealed = 0;
+  }
+
+  #scheduleFlush(): void {
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flushTask);
+    }
+  }
+
+  #startPollingWrite(): void {
+    if (this.#pollingWrite || !this.#poll) return;
+    this.#pollingWrite = true;
+    this.#poll.want('write', this.#onWritable);
+  }
+
+  #stopPollingWrite(): void {
+    if (!this.#pollingWrite) return;
+    this.#pollingWrite = false;
+    this.#poll?.unwant('write');
+  }
+
+  /** Writes as much as the kernel takes now; waits for writability if it takes less. */
+  #flushNow(): void {
+    if (this.#flushing || this.#error || !this.#poll) return;
+    this.#flushing = true;
+    try {
+      for (;;) {
+        this.#seal();
+        if (!this.#writeChunks()) break;
+        // Everything written: reuse the batch, admit sends that waited for room.
+        this.#batchLen = this.#batchSealed = 0;
+        if (this.#spaceWaiters.length === 0) {
+          this.#stopPollingWrite();
+          while (this.#flushWaiters.resolveNext(undefined)) {
+            /* every flush waiter is satisfied */
+          }
+          break;
+        }
+        this.#admitWaiters();
+        if (this.#queued === 0) break;
+      }
+    } finally {
+      this.#flushing = false;
+    }
+    if (!this.#error && this.#queued > 0) {
+      this.#admitWaiters();
+      this.#startPollingWrite();
+    }
+  }
+
+  /** Writes queued chunks; true when all were written, false when the kernel is full. */
+  #writeChunks(): boolean {
+    while (this.#chunks.length > 0) {
+      let n: number;
+      const first = this.#chunks[0]!;
+      if (this.#atomic || this.#chunks.length === 1) {
+        n = native.write(this.fd, first.bytes, this.#firstOffset, first.bytes.length - this.#firstOffset);
+      } else {
+        n = native.writev(this.fd, this.#chunks.map((c) => c.bytes), this.#firstOffset);
+      }
+      if (n < 0) {
+        if (-n === EAGAIN) return false;
+        this.#fail(errnoError(-n, 'write', 'send'));
+        return false;
+      }
+      this.#consume(n);
+    }
+    return true;
+  }
+
+  #consume(n: number): void {
+    this.#queued -= n;
+    while (n > 0) {
+      const c = this.#chunks[0]!;
+      const left = c.bytes.length - this.#firstOffset;
+      if (n < left) {
+        this.#firstOffset += n;
+        return;
+      }
+      n -= left;
+      this.#chunks.shift();
+      this.#firstOffset = 0;
+      c.resolve?.();
+    }
+  }
+
+  /** Accepts waiting sends while there is room, in their order. */
+  #admitWaiters(): void {
+    for (;;) {
+      const payload = this.#spaceWaiters.peek();
+      if (payload === undefined) return;
+      const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
+      if (this.#queued + size > this.#highWaterMark && this.#queued > 0) return;
+      const waiter = this.#spaceWaiters.take()!;
+      const accepted = this.#accept(payload, size, true);
+      // A large payload's sender learns the outcome from the write itself.
+      accepted.then(waiter.resolve, waiter.reject);
+      if (this.#error) return;
+    }
+  }
+
+  #fail(error: IpcError): void {
+    if (this.#error) return;
+    this.#error = error;
+    let lost = 0;
+    for (const c of this.#chunks) {
+      const left = c.bytes.length - (c === this.#chunks[0] ? this.#firstOffset : 0);
+      if (c.reject) {
+        c.reject(error);
+        this.#errorReported = true;
+      } else lost += left;
+    }
+    this.#lostBytes += lost;
+    this.#chunks = [];
+    this.#queued = 0;
+    if (this.#spaceWaiters.length > 0 || this.#flushWaiters.length > 0) this.#errorReported = true;
+    this.#spaceWaiters.rejectAll(error);
+    this.#flushWaiters.rejectAll(error);
+    this.#stopPollingWrite();
+  }
+
+  #release(): void {
+    this.#pollingWrite = false;
+    if (!this.#poll) return;
+    const poll = this.#poll;
+    this.#poll = null;
+    if (this.#ownsPoll) {
+      poll.close(); // and the fd with it
+    } else {
+      poll.unwant('write');
+    }
+    this.#hooks.onRelease?.();
+  }
+}
+
+/** A Receiver's or Sender's message type. */
+export type ReaderOf<C extends CodecOption | undefined> = FdReader<MessageOf<C>>;
+export type WriterOf<C extends CodecOption | undefined> = FdWriter<MessageOf<C>>;

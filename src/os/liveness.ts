@@ -1,0 +1,105 @@
+/**
+ * Is a process still alive, and the same process? The mechanisms that record a peer or an
+ * owner (ring, work queue, pool, mutex) keep its pid *and* its start time, because pids are
+ * reused: a record whose pid is alive but whose start time differs belongs to a dead
+ * process. `watchProcess` waits for an exit through a pidfd, polled by the event loop: no
+ * thread, no signal, no pid-reuse race.
+ */
+import { readFileSync } from 'node:fs';
+import { cancellableWait, type WaitOptions } from '../core/channel.js';
+import { IpcError, toIpcError } from '../core/errors.js';
+import { native } from './native.js';
+import { FdPoll } from './fd-stream.js';
+import * as validate from '../core/validate.js';
+
+/**
+ * Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or
+ * undefined when there is no such process (or /proc does not show it: see isProcessAlive).
+ */
+export function processStartTime(pid: number): number | undefined {
+  const stat = readStat(pid);
+  return stat === undefined ? undefined : startTimeOf(stat);
+}
+
+function readStat(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Field 22 of a /proc/<pid>/stat line; undefined for a process that has exited. */
+function startTimeOf(stat: string): number | undefined {
+  // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  if (state === 'Z' || state === 'X') return undefined; // exited, not yet reaped
+  const start = Number(fields[19]);
+  return Number.isFinite(start) ? start : undefined;
+}
+
+/** Our own start time, computed once. */
+export const selfStartTime: number = processStartTime(process.pid) ?? 0;
+
+/** True if `pid` runs and, when `startTime` is given, is the process that started then. */
+export function isProcessAlive(pid: number, startTime?: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  const stat = readStat(pid);
+  if (stat === undefined) return existsUnseen(pid);
+  const st = startTimeOf(stat);
+  if (st === undefined) return false;
+  return startTime === undefined || startTime === st;
+}
+
+/**
+ * /proc may not show a process that exists: mounted with hidepid, it hides other users'
+ * processes. kill(pid, 0) still tells (EPERM: it exists and is not ours). Its start time
+ * cannot be checked then, so it counts as alive: calling a live process dead would let
+ * others take what it holds.
+ */
+function existsUnseen(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Settles when process `pid` exits (zombie or reaped). Uses pidfd_open, so a pid reused by
+ * a new process after the exit cannot be confused with it. Rejects ERR_IPCKIT_NOT_FOUND if
+ * no such process exists now; takes `timeout` and `signal` like every wait.
+ */
+export function watchProcess(pid: number, options?: WaitOptions): Promise<void> {
+  validate.integer('pid', pid, 1, 2 ** 31 - 1);
+  return cancellableWait<void>(`watch process ${pid}`, options, (resolve, reject) => {
+    let fd: number;
+    try {
+      fd = native.pidfdOpen(pid);
+    } catch (e) {
+      const err = toIpcError(e, `watch process ${pid}`);
+      if (err.systemCode === 'ESRCH') {
+        reject(new IpcError('ERR_IPCKIT_NOT_FOUND', `no process ${pid} to watch`, { cause: err }));
+        return;
+      }
+      if (err.systemCode === 'ENOSYS') {
+        reject(new IpcError('ERR_IPCKIT_UNSUPPORTED', 'pidfd_open needs Linux 5.3 or later', { cause: err }));
+        return;
+      }
+      reject(err);
+      return;
+    }
+    const poll = new FdPoll(fd, true);
+    const release = (): void => poll.close(); // and the pidfd with it
+    // A pidfd becomes readable when the process exits.
+    poll.want('read', () => {
+      release();
+      resolve();
+    });
+    return release;
+  });
+}
+
+

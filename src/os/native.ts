@@ -1,0 +1,441 @@
+/**
+ * The only file that loads the native addon (build/Release/ipckit.node, built by
+ * node-gyp during `npm ci`). It declares every export the addon has, grouped by the
+ * native/ file that implements it. Conventions:
+ *
+ * - Calls that fail throw an Error with numeric `errno` and `syscall`; wrap them in
+ *   `sys()` (errors.ts) to get an IpcError.
+ * - Hot-path calls (read, write, writev, tryOpen, ...) return `-errno` instead of throwing,
+ *   because EAGAIN is an ordinary answer there.
+ * - Nothing here decides policy: validation, retries and error mapping are TypeScript's.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { IpcError } from '../core/errors.js';
+
+export interface NativeStat {
+  dev: number;
+  ino: number;
+  /** st_mode: file type and permission bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+}
+
+/** native/poll.cc: readiness of an fd, reported on the event loop (uv_poll). */
+export interface FdWatcher {
+  /** Watch for `events` (1 readable, 2 writable); replaces the previous mask. */
+  start(events: number): void;
+  stop(): void;
+  /** Stops and releases the libuv handle. Call before closing the fd (a watcher that owns its fd closes it here). */
+  close(): void;
+  /** false: while watching, this watcher alone does not keep the process alive (uv_unref). */
+  setLoopRef(on: boolean): void;
+}
+export interface FdWatcherConstructor {
+  /**
+   * `callback(status, events)`: status 0 or a negative libuv error (then try the syscall
+   * to learn why). `ownsFd`: close() closes the fd, and so does the end of this thread's
+   * env (a worker that ends) if close() was never called.
+   */
+  new (fd: number, callback: (status: number, events: number) => void, ownsFd?: boolean): FdWatcher;
+}
+
+/** native/fd.cc */
+export interface NativeFd {
+  /** pipe2(O_CLOEXEC): [readFd, writeFd]. */
+  pipe(): [number, number];
+  read(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  write(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  /** writev of the views, the first one from `firstOffset`; at most IOV_MAX views are used. */
+  writev(fd: number, views: Uint8Array[], firstOffset: number): number;
+  close(fd: number): void;
+  setNonBlocking(fd: number, on: boolean): void;
+  /** fcntl(F_GETFL). */
+  getStatusFlags(fd: number): number;
+  setCloexec(fd: number, on: boolean): void;
+  /** fcntl(F_DUPFD_CLOEXEC): another descriptor for the same open file. */
+  dupCloexec(fd: number): number;
+  getPipeSize(fd: number): number;
+  /** Returns the size the kernel actually set (rounded up to a power-of-two pages). */
+  setPipeSize(fd: number, size: number): number;
+  open(path: string, flags: number, mode: number): number;
+  /** open() returning -errno on failure. */
+  tryOpen(path: string, flags: number, mode: number): number;
+  mkfifo(path: string, mode: number): void;
+  fstat(fd: number): NativeStat;
+  lstat(path: string): NativeStat;
+  fchmod(fd: number, mode: number): void;
+  fchown(fd: number, uid: number, gid: number): void;
+  unlink(path: string): void;
+  /** pidfd_open(pid, 0), with FD_CLOEXEC: readable once the process has exited. */
+  pidfdOpen(pid: number): number;
+  readonly PIPE_BUF: number;
+  readonly IOV_MAX: number;
+}
+
+/** native/poll.cc */
+export interface NativePoll {
+  FdWatcher: FdWatcherConstructor;
+}
+
+/** native/process.cc */
+export interface NativeProcess {
+  /** prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants are reparented to us. */
+  setChildSubreaper(on: boolean): void;
+}
+
+/** mq_getattr(3) of an open queue. */
+export interface NativeMqAttr {
+  /** mq_flags (O_NONBLOCK or 0). */
+  flags: number;
+  maxMessages: number;
+  messageSize: number;
+  currentMessages: number;
+}
+
+/**
+ * native/mqueue.cc: POSIX message queues. An mqd_t is a file descriptor on Linux: poll it
+ * with FdWatcher (readable: a message is waiting; writable: there is room), close it with
+ * `close`. Send and receive never block when the queue was opened with O_NONBLOCK.
+ */
+export interface NativeMqueue {
+  /** mq_open(name, oflag, mode, attr); attr only when maxMessages > 0. Returns the fd. */
+  mqOpen(name: string, oflag: number, mode: number, maxMessages: number, messageSize: number): number;
+  mqUnlink(name: string): void;
+  mqGetattr(fd: number): NativeMqAttr;
+  /** mq_send of the whole view: 0, or -errno (EAGAIN: full, EMSGSIZE: too long). */
+  mqSend(fd: number, message: Uint8Array, priority: number): number;
+  /** mq_send of views[start..] in order, all with `priority`, until one would block:
+   *  how many were sent, or -errno when the first failed. */
+  mqSendMany(fd: number, messages: Uint8Array[], start: number, priority: number): number;
+  /** mq_receive into `buffer` (at least the queue's messageSize long):
+   *  priority * 2**32 + length, or -errno (EAGAIN: empty). */
+  mqReceive(fd: number, buffer: Uint8Array): number;
+  /** Up to `max` mq_receive calls, messages packed one after another into `buffer`
+   *  (each needs messageSize bytes of room); meta[2i] = length, meta[2i+1] = priority.
+   *  Returns how many, or -errno when the first failed. */
+  mqReceiveMany(fd: number, buffer: Uint8Array, messageSize: number, max: number, meta: Uint32Array): number;
+  /** sysconf(_SC_MQ_PRIO_MAX): priorities are 0 .. MQ_PRIO_MAX - 1. */
+  readonly MQ_PRIO_MAX: number;
+}
+
+/**
+ * native/semaphore.cc: a mapped named semaphore. Async waits complete on the event loop:
+ * through io_uring futex waits where the kernel has them (Linux 6.7+; IPCKIT_NO_URING=1
+ * turns them off), else through a dedicated waiter thread per handle.
+ */
+export interface NativeSemaphoreHandle {
+  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: see intact). */
+  post(): void;
+  /** sem_trywait: 0 (took one) or -errno (EAGAIN: none; EUCLEAN: see intact). */
+  tryWait(): number;
+  /** sem_clockwait on CLOCK_MONOTONIC on the calling thread; ms < 0: no limit. 0 or -errno (ETIMEDOUT; EUCLEAN: see intact). */
+  waitSync(ms: number): number;
+  /**
+   * False when the sem_t's futex flags are not those of a process-shared glibc semaphore
+   * (a peer overwrote them). glibc trusts them on every call (a corrupt value can make
+   * sem_post sleep forever or abort the process), so every call checks first and fails
+   * with EUCLEAN instead, and waits end with onPermits(0, EUCLEAN).
+   */
+  intact(): boolean;
+  /** sem_getvalue. */
+  value(): number;
+  /**
+   * How many permits JS is waiting for now. The handle takes permits as they come until
+   * it has that many and reports them with `onPermits(count, 0)`; when the number drops,
+   * its wait ends without taking anything (a permit taken after it was no longer wanted
+   * is posted back). While n > 0 the handle keeps the event loop alive.
+   */
+  setWanted(n: number): void;
+  /** How async waits are made: 'io_uring' (futex waits completed on the loop) or 'thread' (a waiter thread). */
+  backend(): 'io_uring' | 'thread';
+  /** Stops the thread and unmaps. Idempotent. */
+  close(): void;
+}
+export interface NativeSemaphore {
+  /** sem_open(name, O_CREAT | O_EXCL, mode, value), then sem_close: the object exists, unmapped. */
+  semCreate(name: string, mode: number, value: number): void;
+  semUnlink(name: string): void;
+  /**
+   * Maps the semaphore in `fd` (/dev/shm/sem.<name>, opened and checked by TypeScript).
+   * `onPermits(count, errno)`: permits taken for the JS side, or a sem_wait failure.
+   */
+  Semaphore: new (fd: number, onPermits: (count: number, errno: number) => void) => NativeSemaphoreHandle;
+  /** sizeof(sem_t). */
+  readonly SEM_SIZE: number;
+}
+
+/**
+ * native/mutex.cc: a mapped shared-memory segment for synchronization objects. Offsets
+ * are bounds- and alignment-checked (RangeError otherwise).
+ */
+export interface NativeSyncSegment {
+  load32(offset: number): number;
+  store32(offset: number, value: number): void;
+  /** Atomic add; returns the previous value. */
+  add32(offset: number, delta: number): number;
+  load64(offset: number): bigint;
+  /** Atomic compare-and-swap of a u64: true if it was `expected` and is now `desired`. */
+  cas64(offset: number, expected: bigint, desired: bigint): boolean;
+  /** FUTEX_WAKE (shared) on the u32 at offset; returns how many were woken. */
+  wake(offset: number, count: number): number;
+  /** pthread_mutex_init of a robust, process-shared mutex at offset (creator only). */
+  mutexInit(offset: number): void;
+  /**
+   * pthread_mutex_trylock for the calling thread: 0, -EOWNERDEAD (locked, the previous
+   * owner died), -EBUSY, -ENOTRECOVERABLE or -errno. `contended`: we waited for it, so
+   * mark the word as having waiters (our unlock then wakes the next one).
+   */
+  mutexTryLock(offset: number, contended?: boolean): number;
+  /** pthread_mutex_clocklock (ms >= 0) or pthread_mutex_lock on the calling thread; like mutexTryLock, -ETIMEDOUT. */
+  mutexLockSync(offset: number, ms: number): number;
+  /** pthread_mutex_unlock: 0 or -errno (EPERM: this thread is not the owner). */
+  mutexUnlock(offset: number): number;
+  /** pthread_mutex_consistent: 0 or -errno (EINVAL: not in the owner-died state). */
+  mutexConsistent(offset: number): number;
+  /** A snapshot, without locking, of glibc's [futex word, __owner field] of the mutex at offset. */
+  mutexPeek(offset: number): [number, number];
+  /**
+   * Whether the mutex at offset has the type mutexInit gives it (robust, process-shared,
+   * normal). The mutex* calls check it first and return -EUCLEAN, calling nothing, when
+   * it does not: glibc trusts the type it reads from shared memory (a corrupt one can
+   * make it abort the process).
+   */
+  mutexValid(offset: number): boolean;
+  /** Calls onWake once the mutex at offset has no owner (unlocked, or its owner died). */
+  watchMutex(offset: number): void;
+  /** Calls onWake once the u32 at offset differs from `expected`. */
+  watchChange(offset: number, expected: number): void;
+  /** Cancels the pending watch (no onWake for it). */
+  unwatch(): void;
+  /** How watches wait: 'io_uring' (futex waits completed on the loop) or 'thread' (a watcher thread). */
+  backend(): 'io_uring' | 'thread';
+  /** Stops the watcher and unmaps (a held mutex stays mapped until the thread ends). Idempotent. */
+  close(): void;
+}
+export interface NativeMutex {
+  /** shm_open(name, oflag, mode) -> fd (glibc adds O_NOFOLLOW | O_CLOEXEC). */
+  syncShmOpen(name: string, oflag: number, mode: number): number;
+  syncShmUnlink(name: string): void;
+  syncFtruncate(fd: number, size: number): void;
+  /** Maps `size` bytes of fd; onWake() runs on the event loop when a watch fires. */
+  SyncSegment: new (fd: number, size: number, onWake: () => void) => NativeSyncSegment;
+  /** sizeof(pthread_mutex_t). */
+  readonly PTHREAD_MUTEX_SIZE: number;
+}
+
+/**
+ * native/shm.cc: a MAP_SHARED mapping of an fd (shm object or file). The pages stay
+ * mapped while the handle (until `release()`), any SharedArrayBuffer made by `buffer()`,
+ * or any futex wait on them is alive. Offsets are in bytes and bounds-checked natively.
+ */
+export interface NativeMapping {
+  /** Bytes mapped. */
+  readonly length: number;
+  /** A new SharedArrayBuffer over the whole mapping (throws where external buffers are not allowed, or read-only). */
+  buffer(): SharedArrayBuffer;
+  /** Copies `length` bytes at `offset` into `dst[dstOffset..]`. */
+  read(offset: number, dst: Uint8Array, dstOffset: number, length: number): void;
+  /** Copies `src[srcOffset..srcOffset+length]` to `offset`. */
+  write(offset: number, src: Uint8Array, srcOffset: number, length: number): void;
+  /** 32-bit atomics (seq_cst) at a 4-byte aligned byte offset, as JS Atomics on an Int32Array. */
+  load(byteOffset: number): number;
+  store(byteOffset: number, value: number): number;
+  /** Returns the old value. */
+  compareExchange(byteOffset: number, expected: number, replacement: number): number;
+  /** Wrapping add; returns the old value. */
+  add(byteOffset: number, delta: number): number;
+  /** msync(MS_SYNC, or MS_ASYNC when `async`). */
+  sync(async: boolean): void;
+  /** Drops the handle's reference to the pages. */
+  release(): void;
+}
+
+export interface NativeShm {
+  /** new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes of `fd`. */
+  Mapping: new (fd: number, length: number, writable: boolean) => NativeMapping;
+  /** shm_open(name, flags | O_CLOEXEC, mode) -> fd. */
+  shmOpen(name: string, flags: number, mode: number): number;
+  shmUnlink(name: string): void;
+  /** posix_fallocate(fd, 0, size): reserves the pages (ENOSPC now instead of SIGBUS later). */
+  fallocate(fd: number, size: number): void;
+  /** False in runtimes with a V8 memory cage (Electron) and in builds without the V8 path: use the copying path. */
+  readonly externalBuffersAllowed: boolean;
+}
+
+/** Results of a futex wait: 0 woken, 1 the word was not the expected value, 2 timed out, 3 cancelled; negative: -errno. */
+export type FutexResult = number;
+
+/** native/futex.cc: asynchronous futex waits on dedicated threads, one object per JS environment. */
+export interface NativeFutexWaiters {
+  /** Starts a wait on the word at `byteOffset`; the result is passed to the dispatch function with the returned id. `timeoutMs` < 0: none. */
+  wait(mapping: NativeMapping, byteOffset: number, expected: number, timeoutMs: number): number;
+  /** Cancels a running wait (its result becomes 3); false if it had already finished. */
+  cancel(id: number): boolean;
+  /**
+   * Starts a watch on a word: a thread of its own that keeps waiting on it. Nothing is
+   * reported until `arm`. Returns the watch's id (results go to the dispatch function).
+   */
+  watch(mapping: NativeMapping, byteOffset: number, sliceMs: number): number;
+  /** Reports once (0) when the word differs from `seq` (at once if it already does), or (2) after a slice without a change. Re-arming with the value the thread waits on makes no system call. */
+  arm(id: number, seq: number): void;
+  /** Withdraws the arming (a report already on its way is dropped). */
+  disarm(id: number): void;
+  /** Stops the watch and joins its thread. */
+  unwatch(id: number): void;
+  /** Waiter threads started so far (they are reused), and watches. */
+  threads(): number;
+  /** True when waits go through io_uring (one wake-up) rather than waiter threads. */
+  usesUring(): boolean;
+  /**
+   * Registers what to do if this JS environment ends with the action still registered (a
+   * worker's terminate() runs no JavaScript): compare-and-swap the word at `byteOffset`
+   * from `expected` to `replacement`, and if that happened add 1 to the word at
+   * `signalByteOffset` (< 0: none) and wake its waiters in any process. Returns an id.
+   */
+  atExitSwap(mapping: NativeMapping, byteOffset: number, expected: number, replacement: number, signalByteOffset: number): number;
+  /** Registers close(fd) for the end of this JS environment; returns an id. */
+  atExitClose(fd: number): number;
+  /** Withdraws an exit action (the endpoint closed normally). */
+  cancelAtExit(id: number): void;
+}
+
+/** native/futex.cc: shared (cross-process) futex wait and wake on a word of a mapping. */
+export interface NativeFutex {
+  /** Blocks the calling thread while the word equals `expected`, up to `timeoutMs` (< 0: no limit). EINTR is retried. */
+  futexWait(mapping: NativeMapping, byteOffset: number, expected: number, timeoutMs: number): FutexResult;
+  /** Wakes up to `count` waiters (< 0: all); returns how many were woken, in any process. */
+  futexWake(mapping: NativeMapping, byteOffset: number, count: number): number;
+  FutexWaiters: new (dispatch: (id: number, result: FutexResult) => void) => NativeFutexWaiters;
+}
+
+/** A socket's own or its peer's address (getsockname/getpeername). */
+export type NativeSockAddr =
+  | { family: 'unix'; /** sun_path bytes; a leading NUL is the abstract namespace. */ path: Buffer }
+  | { family: 'ipv4' | 'ipv6'; address: string; port: number };
+
+/** native/socket.cc. Sockets are always created SOCK_NONBLOCK | SOCK_CLOEXEC. */
+export interface NativeSocket {
+  /** socket(domain, type) -> fd. */
+  socket(domain: number, type: number): number;
+  /** socketpair(AF_UNIX, type) -> [fd, fd]. */
+  socketpair(type: number): [number, number];
+  /** bind to raw sun_path bytes (leading NUL: abstract); empty bytes autobind a unique abstract name. Throws. */
+  bindUnix(fd: number, path: Uint8Array): void;
+  /** connect to raw sun_path bytes -> 0 or -errno (EAGAIN: backlog full). */
+  connectUnix(fd: number, path: Uint8Array): number;
+  /** bind to a numeric IPv4/IPv6 address. Throws. */
+  bindInet(fd: number, ip: string, port: number): void;
+  /** connect to a numeric address -> 0 or -errno (EINPROGRESS: wait for writable, then SO_ERROR). */
+  connectInet(fd: number, ip: string, port: number): number;
+  listen(fd: number, backlog: number): void;
+  /** accept4 -> fd (non-blocking, close-on-exec) or -errno. */
+  accept(fd: number): number;
+  /** getsockopt for an int option (SO_ERROR reads and clears the pending error). */
+  getSockOpt(fd: number, level: number, name: number): number;
+  setSockOpt(fd: number, level: number, name: number, value: number): void;
+  /** SO_PEERCRED: the process that connected (or listened) at the other end. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  localAddress(fd: number): NativeSockAddr;
+  peerAddress(fd: number): NativeSockAddr;
+  /** shutdown -> 0 or -errno. */
+  shutdown(fd: number, how: number): number;
+  /**
+   * One sendmsg (MSG_DONTWAIT | MSG_NOSIGNAL): one datagram/seqpacket message, with
+   * descriptors (SCM_RIGHTS, at most MAX_FDS_PER_MESSAGE) and an optional destination
+   * (raw sun_path bytes) -> bytes sent or -errno.
+   */
+  sendPacket(fd: number, buf: Uint8Array, offset: number, length: number, fds: Int32Array | null, to: Uint8Array | null): number;
+  /** sendmmsg of views[start..] (at most MAX_BATCH) on a connected socket -> messages sent or -errno. */
+  sendPackets(fd: number, views: Uint8Array[], start: number): number;
+  /**
+   * recvmmsg (MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC) of at most `maxCount` messages,
+   * message i into scratch[i*slotSize ..] -> count or -errno. meta[i*META_STRIDE ..] =
+   * [real length, msg_flags, sender address length, pid, uid, gid (-1 without
+   * SCM_CREDENTIALS), descriptor count, index of the first descriptor in `fds`]; sender
+   * addresses go to addrs[i*ADDR_STRIDE ..] when `addrs` is given. Every received fd is
+   * the caller's to close.
+   */
+  recvPackets(fd: number, scratch: Uint8Array, slotSize: number, maxCount: number, meta: Int32Array, addrs: Uint8Array | null, fds: Int32Array): number;
+  /**
+   * recvmsg (MSG_DONTWAIT | MSG_CMSG_CLOEXEC) on a Unix stream socket: read(2) that also
+   * takes passed descriptors -> bytes, 0 at the end, or -errno. fds[0] = count, fds[1..16]
+   * the descriptors (the caller's to close), fds[17] = 1 if more were sent than fit.
+   */
+  recvStream(fd: number, buf: Uint8Array, offset: number, length: number, fds: Int32Array): number;
+  /** memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING) -> fd. */
+  memfdCreate(name: string): number;
+  ftruncate(fd: number, size: number): void;
+  /** fcntl(F_ADD_SEALS). */
+  addSeals(fd: number, seals: number): void;
+  /** fcntl(F_GET_SEALS). */
+  getSeals(fd: number): number;
+  /** mmap(MAP_SHARED) of `size` bytes as an ArrayBuffer, unmapped when collected. */
+  mapShared(fd: number, size: number, writable: boolean): ArrayBuffer;
+  readonly socketConstants: Readonly<Record<
+    | 'AF_UNIX' | 'AF_INET' | 'AF_INET6' | 'SOCK_STREAM' | 'SOCK_DGRAM' | 'SOCK_SEQPACKET' | 'SOL_SOCKET' | 'IPPROTO_TCP' | 'IPPROTO_IPV6'
+    | 'SO_ERROR' | 'SO_REUSEADDR' | 'SO_SNDBUF' | 'SO_RCVBUF' | 'SO_PASSCRED' | 'SO_TYPE' | 'TCP_NODELAY' | 'IPV6_V6ONLY'
+    | 'SHUT_RD' | 'SHUT_WR' | 'SHUT_RDWR' | 'MSG_TRUNC' | 'MSG_CTRUNC'
+    | 'F_SEAL_SEAL' | 'F_SEAL_SHRINK' | 'F_SEAL_GROW' | 'F_SEAL_WRITE' | 'F_SEAL_FUTURE_WRITE'
+    | 'MAX_FDS_PER_MESSAGE' | 'MAX_BATCH' | 'META_STRIDE' | 'ADDR_STRIDE' | 'SUN_PATH_MAX', number>>;
+}
+
+/**
+ * native/signal.cc: an SA_SIGINFO handler that writes each signal's siginfo as a 32-byte
+ * record (i32 signo, i32 si_code, i32 pid, u32 uid, i32 value, i32 reserved, i64 pointer)
+ * into a non-blocking self-pipe, chaining to the handler it replaced.
+ */
+export interface NativeSignal {
+  /** The self-pipe's read end (created on first use, close-on-exec, never closed). */
+  signalPipe(): number;
+  /** Installs our handler for `signo` (chaining to the current one); false if it already was ours. */
+  installSignal(signo: number): boolean;
+  /** Restores the disposition that was there before ours (unless someone replaced ours). */
+  uninstallSignal(signo: number): void;
+  /** Whether our handler is the one installed for `signo` now. */
+  signalHandlerIsOurs(signo: number): boolean;
+  /** Records dropped because the pipe was full, since the last call. */
+  takeDroppedSignals(): number;
+  /** kill(2). Throws. */
+  kill(pid: number, signo: number): void;
+  /** sigqueue(3) with sival_int = value. Throws (EAGAIN: RLIMIT_SIGPENDING reached). */
+  sigqueue(pid: number, signo: number, value: number): void;
+  readonly signalConstants: Readonly<Record<'SIGRTMIN' | 'SIGRTMAX' | 'RECORD_SIZE' | 'SI_USER' | 'SI_QUEUE' | 'SI_TKILL', number>>;
+}
+
+/** Everything the addon exports, one interface per native/ file. */
+export interface NativeAddon
+  extends NativeFd,
+    NativePoll,
+    NativeProcess,
+    NativeMqueue,
+    NativeSemaphore,
+    NativeMutex,
+    NativeShm,
+    NativeFutex,
+    NativeSocket,
+    NativeSignal {}
+
+const addonPath = fileURLToPath(new URL('../../../build/Release/ipckit.node', import.meta.url));
+/** The die-with-parent exec helper built next to the addon (native/exec_helper.c). */
+export const execHelperPath = fileURLToPath(new URL('../../../build/Release/ipckit-exec', import.meta.url));
+
+function load(): NativeAddon {
+  if (!existsSync(addonPath)) {
+    throw new IpcError(
+      'ERR_IPCKIT_UNSUPPORTED',
+      `the ipckit native addon is missing at ${addonPath}; it is built by node-gyp during \`npm ci\` (needs python3, make and a C++ compiler). Rebuild it with \`npm rebuild ipckit\``,
+    );
+  }
+  try {
+    return createRequire(import.meta.url)(addonPath) as NativeAddon;
+  } catch (e) {
+    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the ipckit native addon at ${addonPath} failed to load: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export const native: NativeAddon = load();

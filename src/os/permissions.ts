@@ -1,0 +1,81 @@
+/**
+ * The ownership model every named object shares (FIFOs, sockets, shm, mqueues,
+ * semaphores, mutexes):
+ *
+ * - Create exclusively (O_EXCL) with mode 0600 unless asked; the mode is then set exactly
+ *   with fchmod, so a umask can neither widen nor narrow it.
+ * - Cross-user sharing is explicit: `{ mode: 0o660, group: gid }` on create.
+ * - Opening an existing object checks it with fstat: it must belong to us (or to
+ *   `owner`), and its permission bits must be within `mode` (default 0600), else
+ *   ERR_IPCKIT_PERMISSION: someone else may have squatted the name. `trustAnyOwner: true`
+ *   skips both checks for objects another user made for us on purpose.
+ */
+import { constants as fsConstants } from 'node:fs';
+import { IpcError } from '../core/errors.js';
+import type { NativeStat } from './native.js';
+import * as validate from '../core/validate.js';
+
+export interface CreateModeOptions {
+  /** Permission bits of the new object (default 0o600). */
+  mode?: number;
+  /** Group to give the object (gid), for sharing with that group via `mode`. */
+  group?: number;
+}
+
+export interface OwnerCheckOptions {
+  /** Widest permission bits accepted on an existing object (default 0o600). */
+  mode?: number;
+  /** uid that must own the object (default: our effective uid). */
+  owner?: number;
+  /** Accept any owner and any mode (the object was made by someone else for us). */
+  trustAnyOwner?: boolean;
+}
+
+export const DEFAULT_MODE = 0o600;
+
+export function createMode(options: CreateModeOptions): { mode: number; group: number | undefined } {
+  return {
+    mode: validate.mode('mode', options.mode, DEFAULT_MODE),
+    group: validate.optionalInteger('group', options.group, 0, 2 ** 32 - 2),
+  };
+}
+
+/** Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed. */
+export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'>, what: string, options: OwnerCheckOptions = {}): void {
+  if (options.trustAnyOwner === true) return;
+  const allowed = validate.mode('mode', options.mode, DEFAULT_MODE);
+  const owner = validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2) ?? process.geteuid?.() ?? 0;
+  if (st.uid !== owner) {
+    throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} belongs to uid ${st.uid}, not uid ${owner}; refusing it (pass { trustAnyOwner: true } or { owner } if that is expected)`, {
+      details: { uid: st.uid, expectedUid: owner },
+    });
+  }
+  const bits = st.mode & 0o777;
+  if ((bits & ~allowed) !== 0) {
+    throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} has mode ${bits.toString(8).padStart(4, '0')}, wider than the allowed ${allowed.toString(8).padStart(4, '0')}; refusing it (pass { mode } to allow more)`, {
+      details: { mode: bits, allowedMode: allowed },
+    });
+  }
+}
+
+/** What kind of file `st_mode` describes, for messages: "a regular file", "a symlink", ... */
+export function fileTypeName(mode: number): string {
+  switch (mode & fsConstants.S_IFMT) {
+    case fsConstants.S_IFREG:
+      return 'a regular file';
+    case fsConstants.S_IFDIR:
+      return 'a directory';
+    case fsConstants.S_IFIFO:
+      return 'a FIFO';
+    case fsConstants.S_IFSOCK:
+      return 'a socket';
+    case fsConstants.S_IFCHR:
+      return 'a character device';
+    case fsConstants.S_IFBLK:
+      return 'a block device';
+    case fsConstants.S_IFLNK:
+      return 'a symlink';
+    default:
+      return 'of an unknown type';
+  }
+}
