@@ -41,23 +41,51 @@ export interface IpcErrorOptions {
   details?: Record<string, unknown>;
 }
 
+/** Marks IpcErrors made by any copy of ipckit loaded in this process (see isIpcError). */
+const BRAND = Symbol.for('ipckit.IpcError');
+
 export class IpcError extends Error {
   override readonly name = 'IpcError';
   readonly code: IpcErrorCode;
+  /** What went wrong, in words, without the code (`message` is `${reason} (${code})`). */
+  readonly reason: string;
   declare readonly errno?: number;
   declare readonly syscall?: string;
   declare readonly systemCode?: string;
   declare readonly path?: string;
   declare readonly details?: Record<string, unknown>;
 
-  constructor(code: IpcErrorCode, message: string, options: IpcErrorOptions = {}) {
-    super(`${message} (${code})`, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(code: IpcErrorCode, reason: string, options: IpcErrorOptions = {}) {
+    super(`${reason} (${code})`, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.reason = reason;
     if (options.errno !== undefined) this.errno = options.errno;
     if (options.syscall !== undefined) this.syscall = options.syscall;
     if (options.systemCode !== undefined) this.systemCode = options.systemCode;
     if (options.path !== undefined) this.path = options.path;
     if (options.details !== undefined) this.details = options.details;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  /**
+   * The same failure told with more: `note` is appended to the reason, `details` merged,
+   * `code` replaced if given; errno, syscall and path are kept, and the cause is this
+   * error's cause (or this error).
+   */
+  amend(more: { note?: string; details?: Record<string, unknown>; code?: IpcErrorCode }): IpcError {
+    return new IpcError(more.code ?? this.code, more.note === undefined ? this.reason : `${this.reason}; ${more.note}`, {
+      cause: this.cause ?? this,
+      ...(this.errno !== undefined ? { errno: this.errno } : {}),
+      ...(this.syscall !== undefined ? { syscall: this.syscall } : {}),
+      ...(this.systemCode !== undefined ? { systemCode: this.systemCode } : {}),
+      ...(this.path !== undefined ? { path: this.path } : {}),
+      ...(this.details !== undefined || more.details !== undefined ? { details: { ...this.details, ...more.details } } : {}),
+    });
+  }
+
+  /** `instanceof IpcError` holds for an IpcError of another copy of the package too. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
 }
 
@@ -126,6 +154,23 @@ function isNativeErrno(e: unknown): e is Error & { errno: number; syscall: strin
   return e instanceof Error && typeof (e as { errno?: unknown }).errno === 'number' && typeof (e as { syscall?: unknown }).syscall === 'string';
 }
 
+/** The errno a native call failed with, or undefined for anything else. */
+export function errnoOf(e: unknown): number | undefined {
+  const n = (e as { errno?: unknown } | null | undefined)?.errno;
+  return typeof n === 'number' ? n : undefined;
+}
+
+/**
+ * The one way a native failure becomes an IpcError: an errno error keeps its errno and
+ * syscall (and gets a code by meaning); an IpcError passes through; anything else (a bug)
+ * becomes ERR_IPCKIT_SYSCALL with the original as its cause. `what` says what we were doing.
+ */
+export function toIpcError(e: unknown, what: string, options: IpcErrorOptions = {}): IpcError {
+  if (e instanceof IpcError) return e;
+  if (isNativeErrno(e)) return errnoError(e.errno, e.syscall, what, options);
+  return new IpcError('ERR_IPCKIT_SYSCALL', `${what}: ${e instanceof Error ? e.message : String(e)}`, { ...options, cause: e });
+}
+
 /**
  * Runs a native call and converts its errno error into an IpcError. Anything else
  * (a bug) is rethrown untouched.
@@ -134,17 +179,9 @@ export function sys<R>(what: string, fn: () => R, options: IpcErrorOptions = {})
   try {
     return fn();
   } catch (e) {
-    if (e instanceof IpcError) throw e;
-    if (isNativeErrno(e)) throw errnoError(e.errno, e.syscall, what, options);
+    if (!(e instanceof IpcError) && isNativeErrno(e)) throw errnoError(e.errno, e.syscall, what, options);
     throw e;
   }
-}
-
-/** Converts whatever was thrown into an IpcError (native errno errors keep their errno). */
-export function toIpcError(e: unknown, what: string): IpcError {
-  if (e instanceof IpcError) return e;
-  if (isNativeErrno(e)) return errnoError(e.errno, e.syscall, what);
-  return new IpcError('ERR_IPCKIT_SYSCALL', `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }
 
 export function invalidArgument(message: string): IpcError {
@@ -163,6 +200,7 @@ export function abortedError(what: string, signal: AbortSignal): IpcError {
   return new IpcError('ERR_IPCKIT_ABORTED', `${what} was aborted`, { cause: signal.reason });
 }
 
+/** True for an IpcError (of any copy of ipckit loaded in the process), with `code` if given. */
 export function isIpcError(e: unknown, code?: IpcErrorCode): e is IpcError {
   return e instanceof IpcError && (code === undefined || e.code === code);
 }

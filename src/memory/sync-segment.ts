@@ -13,7 +13,7 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { IpcError, sys } from '../core/errors.js';
+import { errnoOf, IpcError, sys, toIpcError } from '../core/errors.js';
 import { native, type NativeStat, type NativeSyncSegment } from '../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../os/permissions.js';
 
@@ -29,10 +29,6 @@ export interface Segment {
   onWake: () => void;
 }
 
-function errnoOf(e: unknown): number | undefined {
-  const n = (e as { errno?: unknown })?.errno;
-  return typeof n === 'number' ? n : undefined;
-}
 
 function mapFd(name: string, fd: number, size: number, stat: NativeStat): Segment {
   const segment: Segment = {
@@ -57,9 +53,7 @@ export function createSegment(kind: string, name: string, size: number, options:
     fd = native.syncShmOpen(name, O_RDWR | O_CREAT | O_EXCL, mode & 0o700);
   } catch (e) {
     if (errnoOf(e) === EEXIST) throw new IpcError('ERR_IPCKIT_EXISTS', `${kind} ${name} already exists (open it, or remove it first)`, { cause: e, path: name, errno: EEXIST, syscall: 'shm_open', systemCode: 'EEXIST' });
-    throw sys(`create ${kind} ${name}`, () => {
-      throw e;
-    }, { path: name });
+    throw toIpcError(e, `create ${kind} ${name}`, { path: name });
   }
   try {
     if (group !== undefined) sys(`set the group of ${kind} ${name}`, () => native.fchown(fd, -1, group), { path: name });
@@ -102,9 +96,7 @@ export async function openSegment(kind: string, name: string, minSize: number, s
     fd = native.syncShmOpen(name, O_RDWR, 0);
   } catch (e) {
     if (errnoOf(e) === ENOENT) throw new IpcError('ERR_IPCKIT_NOT_FOUND', `no ${kind} ${name}`, { cause: e, path: name, errno: ENOENT, syscall: 'shm_open', systemCode: 'ENOENT' });
-    throw sys(`open ${kind} ${name}`, () => {
-      throw e;
-    }, { path: name });
+    throw toIpcError(e, `open ${kind} ${name}`, { path: name });
   }
   let segment: Segment | undefined;
   try {
@@ -150,9 +142,7 @@ export function unlinkSegment(kind: string, name: string): boolean {
     return true;
   } catch (e) {
     if (errnoOf(e) === ENOENT) return false;
-    throw sys(`remove ${kind} ${name}`, () => {
-      throw e;
-    }, { path: name });
+    throw toIpcError(e, `remove ${kind} ${name}`, { path: name });
   }
 }
 

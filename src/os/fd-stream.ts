@@ -635,13 +635,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     this.#release();
     if (this.#lostBytes > 0 && (failure !== null || !this.#errorReported)) {
       const e = failure ?? this.#error!;
-      throw new IpcError(e.code, `${e.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '')}; ${this.#lostBytes} accepted bytes were not delivered`, {
-        cause: e,
-        details: { ...e.details, lostBytes: this.#lostBytes },
-        ...(e.errno !== undefined ? { errno: e.errno } : {}),
-        ...(e.syscall !== undefined ? { syscall: e.syscall } : {}),
-        ...(e.systemCode !== undefined ? { systemCode: e.systemCode } : {}),
-      });
+      throw e.amend({ note: `${this.#lostBytes} accepted bytes were not delivered`, details: { lostBytes: this.#lostBytes } });
     }
     return undefined as R;
   }

@@ -21,7 +21,7 @@ import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { cancellableWait, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
-import { errnoError, IpcError, sys } from '../../core/errors.js';
+import { errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type FdWatcher, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, fileTypeName, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { runtimePath } from '../../os/runtime.js';
@@ -68,10 +68,8 @@ export function unlinkFifo(path: string): boolean {
   try {
     st = native.lstat(path);
   } catch (e) {
-    if ((e as { errno?: number }).errno === osConstants.errno.ENOENT) return false;
-    throw sys(`remove FIFO ${path}`, () => {
-      throw e;
-    });
+    if (errnoOf(e) === osConstants.errno.ENOENT) return false;
+    throw toIpcError(e, `remove FIFO ${path}`);
   }
   if ((st.mode & S_IFMT) !== S_IFIFO) {
     throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `refusing to remove ${path}: it is ${fileTypeName(st.mode)}, not a FIFO`, { path });
@@ -79,10 +77,8 @@ export function unlinkFifo(path: string): boolean {
   try {
     native.unlink(path);
   } catch (e) {
-    if ((e as { errno?: number }).errno === osConstants.errno.ENOENT) return false;
-    throw sys(`remove FIFO ${path}`, () => {
-      throw e;
-    }, { path });
+    if (errnoOf(e) === osConstants.errno.ENOENT) return false;
+    throw toIpcError(e, `remove FIFO ${path}`, { path });
   }
   return true;
 }

@@ -26,7 +26,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
-import { abortedError, closedError, errnoError, IpcError, isIpcError, sys } from '../../core/errors.js';
+import { abortedError, closedError, errnoError, errnoOf, IpcError, isIpcError, sys } from '../../core/errors.js';
 import { native } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { FdPoll } from '../../os/fd-stream.js';
@@ -211,10 +211,6 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
   return base;
 }
 
-function nativeErrno(e: unknown): number | undefined {
-  const n = (e as { errno?: unknown })?.errno;
-  return typeof n === 'number' ? n : undefined;
-}
 
 /** The open queue shared by the receiving and the sending side of one handle. */
 class QueueCore {
@@ -547,10 +543,7 @@ class SendingSide<T> {
     return p.catch((e: unknown) => {
       // Say how far a batch got before its wait ended: those messages are in the queue.
       if (isIpcError(e) && job.next > 0) {
-        throw new IpcError(e.code, `${e.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '')}; ${job.next} of ${payloads.length} messages were sent`, {
-          cause: e,
-          details: { ...e.details, sent: job.next },
-        });
+        throw e.amend({ note: `${job.next} of ${payloads.length} messages were sent`, details: { sent: job.next } });
       }
       throw e;
     });
@@ -767,7 +760,7 @@ function mqOpen(name: string, flags: number, mode: number, attrs: { maxMessages:
   try {
     return native.mqOpen(name, flags | O_NONBLOCK, mode, attrs?.maxMessages ?? 0, attrs?.messageSize ?? 0);
   } catch (e) {
-    const errno = nativeErrno(e);
+    const errno = errnoOf(e);
     if (errno === undefined) throw e;
     throw mapOpenFailure(errno, name, attrs);
   }
@@ -857,7 +850,7 @@ export function unlinkMessageQueue(name: string): boolean {
     native.mqUnlink(qname);
     return true;
   } catch (e) {
-    if (nativeErrno(e) === ENOENT) return false;
+    if (errnoOf(e) === ENOENT) return false;
     return sys(`remove message queue ${qname}`, () => {
       throw e;
     }, { path: qname });

@@ -347,17 +347,10 @@ export function openInheritedPipe<C extends CodecOption | undefined = undefined>
 export async function withExitStatus(error: IpcError, exited: Promise<ChildExit>, waitMs = 500): Promise<IpcError> {
   const exit = await exitWithin(exited, waitMs);
   if (!exit) return error;
-  const base = error.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '');
   // A stream cut short by a child that died (signal, failure) is a dead peer, not bad framing.
   const died = exit.signal !== null || exit.exitCode !== 0;
   const code = error.code === 'ERR_IPCKIT_BAD_FRAME' && died ? 'ERR_IPCKIT_PEER_GONE' : error.code;
-  return new IpcError(code, `${base}; the child ${describeExit(exit)}`, {
-    cause: error,
-    details: { ...error.details, exitCode: exit.exitCode, signal: exit.signal },
-    ...(error.errno !== undefined ? { errno: error.errno } : {}),
-    ...(error.syscall !== undefined ? { syscall: error.syscall } : {}),
-    ...(error.systemCode !== undefined ? { systemCode: error.systemCode } : {}),
-  });
+  return error.amend({ code, note: `the child ${describeExit(exit)}`, details: { exitCode: exit.exitCode, signal: exit.signal } });
 }
 
 export type { ChildExit, StreamHooks };

@@ -565,7 +565,7 @@ export class RingSender<T> implements Sender<T> {
     }
     const pending: PendingSend = { payloads, next };
     const p = this.#waiting.enqueue(options, pending).catch((e: unknown) => {
-      if (isIpcError(e)) throw new IpcError(e.code, e.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, ''), { cause: e.cause ?? e, details: { ...e.details, sent: pending.next } });
+      if (isIpcError(e)) throw e.amend({ details: { sent: pending.next } });
       throw e;
     });
     this.#arm();
@@ -588,7 +588,7 @@ export class RingSender<T> implements Sender<T> {
       if (i > start) this.#publish();
       const err = isIpcError(e, 'ERR_IPCKIT_FRAME_TOO_LARGE') || isIpcError(e, 'ERR_IPCKIT_INVALID_ARGUMENT') ? e : this.#fail(e);
       // The messages before the failing one went out: say how many, as sendMany does.
-      throw new IpcError(err.code, err.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, ''), { cause: err.cause ?? err, details: { ...err.details, sent: i - start } });
+      throw err.amend({ details: { sent: i - start } });
     }
     if (i > start) this.#publish();
     return i - start;

@@ -24,7 +24,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
-import { abortedError, closedError, errnoError, IpcError, sys } from '../../core/errors.js';
+import { abortedError, closedError, errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import * as validate from '../../core/validate.js';
@@ -59,10 +59,6 @@ export interface Permit extends Disposable, AsyncDisposable {
   readonly released: boolean;
 }
 
-function errnoOf(e: unknown): number | undefined {
-  const n = (e as { errno?: unknown })?.errno;
-  return typeof n === 'number' ? n : undefined;
-}
 
 /** The file a named semaphore lives in. */
 export function semaphorePath(name: string): string {
@@ -122,9 +118,7 @@ export class Semaphore {
           details: { limit: 'SEM_VALUE_MAX', value: SEM_VALUE_MAX },
         });
       }
-      throw sys(`post semaphore ${this.name}`, () => {
-        throw e;
-      }, { path: this.name });
+      throw toIpcError(e, `post semaphore ${this.name}`, { path: this.name });
     }
   }
 
@@ -242,9 +236,7 @@ function openFile(name: string, path: string, check: (st: NativeStat, fd: number
     const errno = errnoOf(e);
     if (errno === ENOENT) throw new IpcError('ERR_IPCKIT_NOT_FOUND', `no semaphore ${name}`, { cause: e, path: name, errno, syscall: 'open', systemCode: 'ENOENT' });
     if (errno === ELOOP) throw new IpcError('ERR_IPCKIT_PERMISSION', `refusing semaphore ${name}: ${path} is a symlink`, { cause: e, path: name, errno, syscall: 'open', systemCode: 'ELOOP' });
-    throw sys(`open semaphore ${name}`, () => {
-      throw e;
-    }, { path: name });
+    throw toIpcError(e, `open semaphore ${name}`, { path: name });
   }
   try {
     const st = sys(`fstat semaphore ${name}`, () => native.fstat(fd), { path: name });
@@ -269,9 +261,7 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
     native.semCreate(sname, mode & 0o700, value);
   } catch (e) {
     if (errnoOf(e) === EEXIST) throw new IpcError('ERR_IPCKIT_EXISTS', `semaphore ${sname} already exists (open it with openSemaphore, or remove it first)`, { cause: e, path: sname, errno: EEXIST, syscall: 'sem_open', systemCode: 'EEXIST' });
-    throw sys(`create semaphore ${sname}`, () => {
-      throw e;
-    }, { path: sname });
+    throw toIpcError(e, `create semaphore ${sname}`, { path: sname });
   }
   try {
     return openFile(sname, path, (st, fd) => {
@@ -309,8 +299,6 @@ export function unlinkSemaphore(name: string): boolean {
     return true;
   } catch (e) {
     if (errnoOf(e) === ENOENT) return false;
-    throw sys(`remove semaphore ${sname}`, () => {
-      throw e;
-    }, { path: sname });
+    throw toIpcError(e, `remove semaphore ${sname}`, { path: sname });
   }
 }

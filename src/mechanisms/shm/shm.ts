@@ -28,7 +28,7 @@ import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
 import { cancellableWait, type WaitOptions } from '../../core/channel.js';
-import { closedError, errnoError, IpcError, sys, toIpcError } from '../../core/errors.js';
+import { closedError, errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type FutexResult, type NativeFutexWaiters, type NativeMapping, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import * as validate from '../../core/validate.js';
@@ -632,7 +632,7 @@ export function unlinkSharedMemory(name: string): boolean {
     native.shmUnlink(n);
     return true;
   } catch (e) {
-    if ((e as { errno?: number }).errno === ENOENT) return false;
+    if (errnoOf(e) === ENOENT) return false;
     return sys(`remove shared memory ${n}`, () => {
       throw e;
     }, { path: `/dev/shm${n}` });
@@ -648,7 +648,7 @@ function unlinkFile(path: string): boolean {
     native.unlink(path);
     return true;
   } catch (e) {
-    if ((e as { errno?: number }).errno === ENOENT) return false;
+    if (errnoOf(e) === ENOENT) return false;
     return sys(`remove mapped file ${path}`, () => {
       throw e;
     }, { path });

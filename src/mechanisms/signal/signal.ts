@@ -23,7 +23,7 @@
 import { constants as osConstants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
 import { cancellableWait, WaitQueue, receiverIterator, type Receiver, type WaitOptions } from '../../core/channel.js';
-import { closedError, errnoError, invalidArgument, IpcError } from '../../core/errors.js';
+import { closedError, errnoError, errnoOf, invalidArgument, IpcError } from '../../core/errors.js';
 import { native, type FdWatcher } from '../../os/native.js';
 import * as validate from '../../core/validate.js';
 
@@ -124,7 +124,7 @@ export function sendSignal(pid: number, signal: SignalLike, options: SendSignalO
     if (value === undefined) native.kill(pid, n);
     else native.sigqueue(pid, n, value);
   } catch (e) {
-    const errno = (e as { errno?: number }).errno ?? 0;
+    const errno = errnoOf(e) ?? 0;
     const syscall = value === undefined ? 'kill' : 'sigqueue';
     const what = `send ${signalName(n)} to process ${pid}`;
     if (errno === E.EAGAIN) {

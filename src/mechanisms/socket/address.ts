@@ -18,7 +18,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { errnoError, invalidArgument, IpcError, sys } from '../../core/errors.js';
+import { errnoError, errnoOf, invalidArgument, IpcError, sys } from '../../core/errors.js';
 import { native, type NativeStat } from '../../os/native.js';
 import { fileTypeName } from '../../os/permissions.js';
 import { runtimeDir, runtimePath } from '../../os/runtime.js';
@@ -144,8 +144,8 @@ function lstatOrNull(path: string): NativeStat | null {
   try {
     return native.lstat(path);
   } catch (e) {
-    if ((e as { errno?: number }).errno === E.ENOENT) return null;
-    throw errnoError((e as { errno: number }).errno, 'lstat', `check socket path ${path}`, { path });
+    if (errnoOf(e) === E.ENOENT) return null;
+    throw errnoError(errnoOf(e)!, 'lstat', `check socket path ${path}`, { path });
   }
 }
 
@@ -197,7 +197,7 @@ export function reclaimSocketPath(addr: UnixAddress, type: number, reclaimStale:
   try {
     native.unlink(addr.path);
   } catch (e) {
-    if ((e as { errno?: number }).errno !== E.ENOENT) throw errnoError((e as { errno: number }).errno, 'unlink', `remove stale socket ${addr.path}`, { path: addr.path });
+    if (errnoOf(e) !== E.ENOENT) throw errnoError(errnoOf(e)!, 'unlink', `remove stale socket ${addr.path}`, { path: addr.path });
   }
 }
 

@@ -182,6 +182,12 @@ export class PacketWriter {
   #retryTimer: NodeJS.Timeout | undefined;
   #retryDelay = 1;
   #error: IpcError | null = null;
+  /**
+   * Once a write failed: settles to the failure's final form, after we learn whether the
+   * peer died (PEER_GONE). Every pending and later call gets that one error, so calls
+   * pending at the same moment never see two codes for one failure.
+   */
+  #failing: Promise<IpcError> | null = null;
   #views: Uint8Array[] = [];
   #flushTask = (): void => {
     this.#scheduled = false;
@@ -213,7 +219,7 @@ export class PacketWriter {
    * buffer and resolves once the kernel has it, so the caller may reuse its buffer after.
    */
   send(bytes: Uint8Array, fds: Int32Array | null, options: WaitOptions | undefined): Promise<void> {
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#error) return this.#rejection();
     const inPlace = fds !== null || bytes.length > COPY_LIMIT;
     const entry: OutEntry = { bytes: inPlace ? bytes : copyOf(bytes), fds, resolve: null, reject: null };
     let done: Promise<void> = RESOLVED;
@@ -223,7 +229,7 @@ export class PacketWriter {
       return done;
     }
     if (this.#bytes + bytes.length > this.highWaterMark && !this.#pollingWrite && this.#retryTimer === undefined) this.#flush();
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#error) return this.#rejection();
     if (this.#spaceWaiters.length === 0 && (this.#bytes + bytes.length <= this.highWaterMark || this.#bytes === 0)) {
       this.#push(entry);
       return done;
@@ -245,7 +251,7 @@ export class PacketWriter {
   }
 
   flush(options?: WaitOptions): Promise<void> {
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#error) return this.#rejection();
     if (this.pending === 0) return RESOLVED;
     const p = this.#flushWaiters.enqueue(options, undefined);
     this.#flush();
@@ -385,19 +391,19 @@ export class PacketWriter {
     return n;
   }
 
+  /** The failure, once its final form is known (#error is set only by #fail). */
+  #rejection(): Promise<never> {
+    return this.#failing!.then((e) => Promise.reject(e));
+  }
+
   #fail(error: IpcError): void {
     if (this.#error) return;
-    this.#error = error;
-    const lost = this.discard(error);
-    if (lost > 0) {
-      this.#error = new IpcError(error.code, `${error.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '')}; ${lost} accepted messages were not delivered`, {
-        cause: error,
-        details: { lostMessages: lost },
-        ...(error.systemCode ? { systemCode: error.systemCode, errno: error.errno!, syscall: error.syscall! } : {}),
-      });
-    }
-    void peerDiedError(this.#error, this.peer()).then((e) => {
-      this.#error = e;
+    this.#error = error; // what a synchronous call (trySend) throws meanwhile
+    this.#stopWaiting();
+    this.#failing = peerDiedError(error, this.peer()).then((final) => {
+      const lost = this.discard(final);
+      this.#error = lost > 0 ? final.amend({ note: `${lost} accepted messages were not delivered`, details: { lostMessages: lost } }) : final;
+      return this.#error;
     });
   }
 }

@@ -92,8 +92,7 @@ export async function peerDiedError(error: IpcError, peer: PeerCredentials | und
     }
   }
   if (!died) return error;
-  const base = error.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, '');
-  return new IpcError('ERR_IPCKIT_PEER_GONE', `${base}; the peer process ${peer.pid} died`, { cause: error, details: { ...error.details, pid: peer.pid } });
+  return error.amend({ code: 'ERR_IPCKIT_PEER_GONE', note: `the peer process ${peer.pid} died`, details: { pid: peer.pid } });
 }
 
 function noHandles(kind: SocketKind): IpcError {

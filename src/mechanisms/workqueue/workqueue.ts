@@ -289,7 +289,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     }
     const pending: PendingPut = { payloads, ids, single: false };
     const p = (this.#putters.enqueue(options, pending) as Promise<number[]>).catch((e: unknown) => {
-      if (isIpcError(e)) throw new IpcError(e.code, e.message.replace(/ \(ERR_IPCKIT_[A-Z_]+\)$/, ''), { cause: e.cause ?? e, details: { ...e.details, ids: pending.ids } });
+      if (isIpcError(e)) throw e.amend({ details: { ids: pending.ids } });
       throw e;
     });
     this.#armPut();
