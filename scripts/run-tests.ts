@@ -9,6 +9,7 @@
  * Usage: node dist/scripts/run-tests.js [name-filter...]
  */
 import { spawnSync, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { release, tmpdir, cpus } from 'node:os';
 import { join, relative } from 'node:path';
@@ -70,14 +71,16 @@ mkdirSync(testTmp, { mode: 0o700 });
 // open a path inside a scratch folder they made reachable (the folders themselves stay 0700).
 chmodSync(runDir, 0o711);
 chmodSync(testTmp, 0o711);
-const before = census(runtimeDir);
+// This run's mark: the tests' names carry it, and the census counts only those.
+const mark = `ipckit-test-${randomBytes(3).toString('hex')}`;
+const before = census(runtimeDir, mark);
 native.setChildSubreaper(true);
 
 const files = findTests(testRoot).filter((f) => filters.length === 0 || filters.some((x) => relative(testRoot, f).includes(x)));
 console.log(`# running ${files.length} test files`);
 const result = spawnSync(process.execPath, ['--test', '--test-timeout=120000', ...files], {
   stdio: 'inherit',
-  env: { ...process.env, IPCKIT_RUNTIME_DIR: runtimeDir, TMPDIR: testTmp, IPCKIT_TEST: '1' },
+  env: { ...process.env, IPCKIT_RUNTIME_DIR: runtimeDir, TMPDIR: testTmp, IPCKIT_TEST: '1', IPCKIT_TEST_MARK: mark },
 });
 
 // Orphans of the tests are reparented to us. Dead ones stay zombies here (we do not
@@ -89,7 +92,7 @@ while (leftoverProcs.length > 0 && Date.now() < deadline) {
   spawnSync('sleep', ['0.1']);
   leftoverProcs = live().filter((p) => !p.includes('sleep 0.1'));
 }
-const after = census(runtimeDir).filter((x) => !before.includes(x));
+const after = census(runtimeDir, mark).filter((x) => !before.includes(x));
 let failed = result.status !== 0;
 if (after.length > 0) {
   failed = true;

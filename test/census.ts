@@ -6,7 +6,12 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
-export const TEST_MARK = 'ipckit-test';
+/**
+ * The mark in every name a test makes: `ipckit-test`, plus the run's own tag when the
+ * runner sets IPCKIT_TEST_MARK, so that two suites running at once on one host (two
+ * checkouts) do not count each other's objects.
+ */
+export const TEST_MARK: string = process.env.IPCKIT_TEST_MARK ?? 'ipckit-test';
 
 function list(dir: string, filter: (name: string) => boolean): string[] {
   try {
@@ -31,11 +36,11 @@ export function mqueueMount(): string | undefined {
   return undefined;
 }
 
-export function census(runtimeDir?: string): string[] {
+export function census(runtimeDir?: string, mark: string = TEST_MARK): string[] {
   const mq = mqueueMount();
   const out = [
-    ...list('/dev/shm', (n) => n.includes(TEST_MARK)),
-    ...(mq ? list(mq, (n) => n.includes(TEST_MARK)) : []),
+    ...list('/dev/shm', (n) => n.includes(mark)),
+    ...(mq ? list(mq, (n) => n.includes(mark)) : []),
   ];
   if (runtimeDir && existsSync(runtimeDir)) out.push(...list(runtimeDir, () => true));
   return out.sort();
