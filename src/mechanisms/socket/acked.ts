@@ -17,7 +17,7 @@
  * at-least-once). Plain connections pay none of this: only `{ reconnect }` clients and
  * `{ acknowledged: true }` servers speak it.
  *
- * Wire format: ordinary length frames (DESIGN §4) whose payload starts with a type byte:
+ * Wire format: ordinary length frames (docs/design.md §4) whose payload starts with a type byte:
  *
  *   0x03 HELLO  "ipckit-ack/1"   each side's first frame; the client waits for the server's
  *   0x01 DATA   payload          one application message

@@ -4,7 +4,7 @@
  *
  * - `listen(address, options)` binds and gives a server; connections arrive by
  *   `accept()` or async iteration, each a Channel. `connect(address, options)` gives a
- *   Channel. Stream kinds carry ipckit frames (DESIGN §4) or `lines`/`raw`; datagram and
+ *   Channel. Stream kinds carry ipckit frames (docs/design.md §4) or `lines`/`raw`; datagram and
  *   seqpacket keep the kernel's message boundaries.
  * - Unix peers are identified by the kernel (SO_PEERCRED): `channel.peer` is
  *   `{ pid, uid, gid }`, and `allow: { uids, gids }` refuses anyone else before a byte is
