@@ -255,7 +255,7 @@ describe('mqueue: waiting', () => {
 describe('mqueue: CLI', () => {
   it('create, send (arguments and stdin lines), recv --json with priorities, info, rm', async () => {
     const name = qname('cli');
-    let r = await runCli(['mqueue', 'create', name, '--max-messages', '8', '--message-size', '256', '--mode', '640']).done;
+    let r = await runCli(['mqueue', 'create', name, '--max-messages', '8', '--max-message', '256', '--mode', '640']).done;
     assert.equal(r.code, 0, r.stderr);
     r = await runCli(['mq', 'send', name, 'low', '--priority', '1']).done;
     assert.equal(r.code, 0, r.stderr);
@@ -267,7 +267,7 @@ describe('mqueue: CLI', () => {
     assert.equal(info.maxMessages, 8);
     assert.equal(info.messageSize, 256);
     assert.equal(info.currentMessages, 3);
-    assert.equal(info.mode, '0640');
+    assert.equal(info.mode, 0o640);
     r = await runCli(['mqueue', 'recv', name, '--count', '3', '--json']).done;
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(

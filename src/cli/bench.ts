@@ -1,18 +1,30 @@
 /** `ipckit bench [--quick] [--only a,b] [--out FILE]`: measure every mechanism against its baselines. */
-import { parse, UsageError, type CliGroup } from './common.js';
+import type { Group } from './command.js';
 
-export const group: CliGroup = {
-  usage: `bench [--quick] [--only pipe,fifo,...] [--out bench-results.json]
-                                          measure each mechanism between two processes, with C and
-                                          Node baselines in the same run; prints a table, writes JSON`,
-  async run(argv) {
-    const { values, positionals } = parse(argv, { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } });
-    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-    const { runBench } = await import('../../bench/run.js');
-    return runBench({
-      quick: values.quick === true,
-      only: values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
-      out: values.out ?? 'bench-results.json',
-    });
-  },
+export const group: Group = {
+  name: 'bench',
+  summary: 'Measure each mechanism between two processes, with C and Node baselines in the same run.',
+  single: true,
+  commands: [
+    {
+      verb: 'bench',
+      args: '',
+      summary: 'measure each mechanism between two processes, with C and Node baselines in the same run; prints a table and writes JSON',
+      flags: {
+        quick: { kind: 'boolean', help: 'a short run (under a minute)' },
+        only: { kind: 'string', value: 'LIST', help: 'only these mechanisms, comma-separated: pipe,fifo,popen,mqueue,semaphore,mutex,shm,workqueue,socket,signal' },
+        out: { kind: 'string', value: 'FILE', help: 'where to write the JSON results (default bench-results.json)' },
+      },
+      examples: ['ipckit bench --quick', 'ipckit bench --only pipe,socket --out pipes.json'],
+      async run({ flags }) {
+        // The benchmark (and the C compiler it may run) is loaded only for this command.
+        const { runBench } = await import('../../bench/run.js');
+        return runBench({
+          quick: flags.quick === true,
+          only: typeof flags.only === 'string' ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+          out: (flags.out as string | undefined) ?? 'bench-results.json',
+        });
+      },
+    },
+  ],
 };

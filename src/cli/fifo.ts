@@ -1,21 +1,26 @@
-/** `ipckit fifo create|send|recv|rm`. */
-import { createFifo, openFifo, unlinkFifo } from '../mechanisms/fifo/fifo.js';
+/** `ipckit fifo create|send|recv|rm`: named pipes from the shell. */
 import type { Framing } from '../core/framing.js';
-import { framingOption, framingOptions, intOption, messagesFrom, modeOption, parse, printMessage, requirePositional, UsageError, write, type CliGroup } from './common.js';
+import { FRAMINGS } from '../core/framing.js';
+import { createFifo, openFifo, unlinkFifo } from '../mechanisms/fifo/fifo.js';
+import { FLAGS, RECEIVE_FLAGS, type Flag, type Group } from './command.js';
+import { messagesFrom, printMessage, printResult, waitingNote, withWaitingNote, write } from './output.js';
 import { receiveLoop } from './receive.js';
+import { removeNamed } from './remove.js';
+
+export const FRAMING_FLAG: Flag = { kind: 'string', value: 'F', choices: FRAMINGS, help: 'length (ipckit frames, the default), lines (text lines) or raw (bytes as they come)' };
 
 /** What is left of a deadline, as a `timeout` option. */
 function remaining(deadline: number | undefined): { timeout?: number } {
-  return deadline === undefined ? {} : { timeout: Math.max(0, deadline - Date.now()) };
+  return deadline === undefined ? {} : { timeout: Math.max(0, deadline - performance.now()) };
 }
 
 /** Messages to send: the arguments, else stdin (one message per line; raw: the bytes as they come). */
-async function* outgoing(positionals: string[], framing: Framing): AsyncGenerator<Uint8Array> {
-  if (positionals.length === 0 && framing === 'raw') {
+async function* outgoing(args: string[], framing: Framing): AsyncGenerator<Uint8Array> {
+  if (args.length === 0 && framing === 'raw') {
     for await (const chunk of process.stdin) yield chunk as Buffer;
     return;
   }
-  yield* messagesFrom(positionals);
+  yield* messagesFrom(args);
 }
 
 /** Prints a received message: a line (raw: the bytes as they are), or a JSON line with --json. */
@@ -24,70 +29,89 @@ export function printer(framing: Framing, json: boolean): (m: Uint8Array) => Pro
   return (m) => printMessage(m, json);
 }
 
-export const group: CliGroup = {
-  usage: `fifo create PATH [--mode 600] [--json]   create a FIFO (exclusive; owner-only unless --mode)
-fifo send PATH [MESSAGE...] [--framing F] [--timeout MS] [--json] [--mode 600]
-                                          send each MESSAGE (none: one message per stdin line; raw: stdin as is);
-                                          waits for a reader; MS bounds the whole command
-fifo recv PATH [--count N] [--timeout MS] [--framing F] [--json] [--keep-open] [--mode 600]
-                                          print messages, one per line, until the writers are gone (or N arrived);
-                                          --json: one {"data","encoding","length"} object per line
-                                          --mode: the widest mode accepted on an existing FIFO (default 600:
-                                          one made by mkfifo under umask 022 is 644; accept it with --mode 644)
-fifo rm PATH                              remove a FIFO (refuses anything that is not one)
-  --framing length|lines|raw (default length)`,
-  async run(argv) {
-    const [verb, ...rest] = argv;
-    switch (verb) {
-      case 'create': {
-        const { values, positionals } = parse(rest, { mode: { type: 'string' }, json: { type: 'boolean' } });
-        const path = createFifo(requirePositional(positionals, 0, 'PATH'), { mode: modeOption(values.mode) ?? 0o600 });
-        await write(values.json ? `${JSON.stringify({ path })}\n` : `${path}\n`);
+export const group: Group = {
+  name: 'fifo',
+  summary: 'Named pipes (mkfifo): a byte stream between unrelated processes, carrying messages.',
+  commands: [
+    {
+      verb: 'create',
+      args: 'PATH',
+      summary: 'create a FIFO (exclusive; owner-only unless --mode)',
+      flags: { mode: FLAGS.createMode, json: FLAGS.json },
+      examples: ['ipckit fifo create /tmp/jobs.fifo --mode 660'],
+      async run({ args, flags }) {
+        const path = createFifo(args[0], { mode: (flags.mode as number | undefined) ?? 0o600 });
+        await printResult(flags.json === true, { path }, path);
         return 0;
-      }
-      case 'send': {
-        const { values, positionals } = parse(rest, { ...framingOptions, timeout: { type: 'string' }, mode: { type: 'string' } });
-        const path = requirePositional(positionals, 0, 'PATH');
-        const framing = framingOption(values.framing);
-        const timeout = intOption('timeout', values.timeout);
-        const mode = modeOption(values.mode);
-        const deadline = timeout === undefined ? undefined : Date.now() + timeout;
-        const writer = await openFifo(path, 'w', { framing, ...(mode !== undefined ? { mode } : {}), ...remaining(deadline) });
+      },
+    },
+    {
+      verb: 'send',
+      args: 'PATH [MESSAGE...]',
+      summary: 'send each MESSAGE (none: one per stdin line; raw: stdin as is); waits for a reader',
+      flags: { framing: FRAMING_FLAG, timeout: FLAGS.timeout, mode: FLAGS.acceptMode, json: FLAGS.json, quiet: FLAGS.quiet },
+      examples: ['ipckit fifo send /tmp/jobs.fifo "hello" "world"', 'ls | ipckit fifo send /tmp/jobs.fifo --framing lines'],
+      async run({ args, flags }) {
+        const [path, ...messages] = args as [string, ...string[]];
+        const framing = (flags.framing as Framing | undefined) ?? 'length';
+        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
+        const mode = flags.mode as number | undefined;
+        const writer = await withWaitingNote(`waiting for a reader on ${path}…`, flags.quiet === true, () =>
+          openFifo(path, 'w', { framing, ...(mode !== undefined ? { mode } : {}), ...remaining(deadline) }),
+        );
         let sent = 0;
+        const stalled = waitingNote(`waiting for the reader of ${path} to take more…`, flags.quiet === true);
         try {
-          for await (const m of outgoing(positionals.slice(1), framing)) {
+          for await (const m of outgoing(messages, framing)) {
             await writer.send(m, remaining(deadline));
+            stalled.progress();
             sent++;
           }
         } finally {
+          stalled.done();
           await writer.close(remaining(deadline));
         }
-        if (values.json) await write(`${JSON.stringify({ path, sent })}\n`);
+        if (flags.json) await write(`${JSON.stringify({ path, sent })}\n`);
         return 0;
-      }
-      case 'recv': {
-        const { values, positionals } = parse(rest, { ...framingOptions, count: { type: 'string' }, timeout: { type: 'string' }, 'keep-open': { type: 'boolean' }, mode: { type: 'string' } });
-        const path = requirePositional(positionals, 0, 'PATH');
-        const framing = framingOption(values.framing);
-        const count = intOption('count', values.count, 1);
-        const timeout = intOption('timeout', values.timeout);
-        const mode = modeOption(values.mode);
-        const reader = await openFifo(path, 'r', { framing, keepOpen: values['keep-open'] === true, ...(mode !== undefined ? { mode } : {}) });
+      },
+    },
+    {
+      verb: 'recv',
+      args: 'PATH',
+      summary: 'print messages, one per line, until the writers are gone (or --count arrived)',
+      details: 'With --keep-open the FIFO stays open across writers: recv ends only at --count, --timeout or --drain.',
+      flags: { ...RECEIVE_FLAGS, framing: FRAMING_FLAG, 'keep-open': { kind: 'boolean', help: 'stay open when the last writer closes, for the next one' }, mode: FLAGS.acceptMode },
+      examples: ['ipckit fifo recv /tmp/jobs.fifo --count 2 --json'],
+      async run({ args, flags }) {
+        const path = args[0]!;
+        const framing = (flags.framing as Framing | undefined) ?? 'length';
+        const mode = flags.mode as number | undefined;
+        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
+        const reader = await openFifo(path, 'r', { framing, keepOpen: flags['keep-open'] === true, ...(mode !== undefined ? { mode } : {}) });
         try {
-          await receiveLoop(reader, { count, timeout, print: printer(framing, values.json === true) });
+          return await receiveLoop(reader, {
+            what: `FIFO ${path}`,
+            peer: 'a writer',
+            count: flags.count as number | undefined,
+            ...remaining(deadline),
+            drain: flags.drain === true,
+            quiet: flags.quiet === true,
+            print: printer(framing, flags.json === true),
+          });
         } finally {
           await reader.close();
         }
-        return 0;
-      }
-      case 'rm': {
-        const { positionals } = parse(rest, {});
-        const path = requirePositional(positionals, 0, 'PATH');
-        unlinkFifo(path);
-        return 0;
-      }
-      default:
-        throw new UsageError(`unknown fifo command ${JSON.stringify(verb ?? '')}: use create, send, recv or rm`);
-    }
-  },
+      },
+    },
+    {
+      verb: 'rm',
+      args: 'PATH',
+      summary: 'remove a FIFO (refuses anything that is not one)',
+      flags: { force: FLAGS.force },
+      examples: ['ipckit fifo rm /tmp/jobs.fifo'],
+      async run({ args, flags }) {
+        return removeNamed('FIFO', args[0]!, flags.force === true, unlinkFifo);
+      },
+    },
+  ],
 };

@@ -1,21 +1,23 @@
 #!/usr/bin/env node
 /**
- * `ipckit <mechanism> <verb> [args] [--options]`. Each mechanism's commands live in
- * cli/<mechanism>.ts; aliases map short names to them.
+ * `ipckit <group> <command> [args] [flags]`. Each group's commands are declared in
+ * cli/<group>.ts (see command.ts); help is printed from those declarations.
  */
 import { readFileSync } from 'node:fs';
-import { report, UsageError, type CliGroup } from './common.js';
+import { groupHelp, commandHelp, runGroup, UsageError, type Group } from './command.js';
+import { report } from './output.js';
 
-const GROUPS: Record<string, () => Promise<CliGroup>> = {
-  fifo: async () => (await import('./fifo.js')).group,
+/** Groups, in the order `ipckit help` lists them; each is loaded only when used. */
+const GROUPS: Record<string, () => Promise<Group>> = {
   popen: async () => (await import('./popen.js')).group,
+  fifo: async () => (await import('./fifo.js')).group,
   mqueue: async () => (await import('./mqueue.js')).group,
   semaphore: async () => (await import('./semaphore.js')).group,
   mutex: async () => (await import('./mutex.js')).group,
+  signal: async () => (await import('./signal.js')).group,
   shm: async () => (await import('./shm.js')).group,
   ring: async () => (await import('./ring.js')).group,
   socket: async () => (await import('./socket.js')).group,
-  signal: async () => (await import('./signal.js')).group,
   bench: async () => (await import('./bench.js')).group,
 };
 
@@ -26,31 +28,51 @@ function version(): string {
   return pkg.version;
 }
 
-async function help(): Promise<void> {
-  const lines = ['usage: ipckit <mechanism> <verb> [args] [--options]', ''];
+async function overview(): Promise<string> {
+  const lines = ['usage: ipckit <group> <command> [args] [flags]', '', 'groups:'];
   for (const [name, load] of Object.entries(GROUPS)) {
     const group = await load();
-    if (group.usage) lines.push(group.usage.trimEnd(), '');
+    lines.push(`  ${name.padEnd(10)}  ${group.summary}`);
   }
-  lines.push(`aliases: ${Object.entries(ALIASES).map(([a, b]) => `${a} = ${b}`).join(', ')}`);
-  lines.push('exit codes: 0 done, 1 failed (the message names the error code), 2 usage, 124 timed out');
-  process.stdout.write(`${lines.join('\n')}\n`);
+  lines.push(
+    '',
+    `aliases: ${Object.entries(ALIASES).map(([a, b]) => `${a} = ${b}`).join(', ')}`,
+    'exit codes: 0 done, 1 failed (the message names the error code), 2 usage, 124 timed out',
+    '',
+    'run `ipckit help <group>` or `ipckit <group> --help` for a group\'s commands,',
+    'and `ipckit <group> <command> --help` for one command\'s flags and an example',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+async function loadGroup(word: string): Promise<Group> {
+  const load = GROUPS[ALIASES[word] ?? word];
+  if (!load) throw new UsageError(`unknown group ${JSON.stringify(word)}: use ${Object.keys(GROUPS).join(', ')}`);
+  return load();
 }
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
-    await help();
-    return first === undefined ? 2 : 0;
+  if (first === undefined) {
+    process.stderr.write(await overview());
+    return 2;
+  }
+  if (first === 'help' || first === '--help' || first === '-h') {
+    if (rest[0] === undefined) {
+      process.stdout.write(await overview());
+      return 0;
+    }
+    const group = await loadGroup(rest[0]);
+    const command = rest[1] === undefined ? undefined : group.commands.find((c) => c.verb === rest[1]);
+    if (rest[1] !== undefined && !command) throw new UsageError(`unknown ${group.name} command ${JSON.stringify(rest[1])}`, `ipckit ${group.name}`);
+    process.stdout.write(command ? commandHelp(group, command) : groupHelp(group));
+    return 0;
   }
   if (first === '--version' || first === '-v') {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
-  const name = ALIASES[first] ?? first;
-  const load = GROUPS[name];
-  if (!load) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
-  return (await load()).run(rest);
+  return runGroup(await loadGroup(first), rest);
 }
 
 main(process.argv.slice(2)).then(

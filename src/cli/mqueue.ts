@@ -1,105 +1,121 @@
-/** `ipckit mqueue create|send|recv|info|rm` (alias `mq`). */
-import type { Receiver } from '../core/channel.js';
-import { createMessageQueue, openMessageQueue, unlinkMessageQueue, type ReceivedMessage } from '../mechanisms/mqueue/mqueue.js';
-import { intOption, messagesFrom, modeOption, parse, printMessage, requirePositional, UsageError, write, type CliGroup } from './common.js';
+/** `ipckit mqueue create|send|recv|info|rm` (alias `mq`): POSIX message queues. */
+import { createMessageQueue, openMessageQueue, unlinkMessageQueue } from '../mechanisms/mqueue/mqueue.js';
+import { FLAGS, OWNER_FLAGS, RECEIVE_FLAGS, type Group, type Invocation } from './command.js';
+import { messagesFrom, printMessage, printResult, waitingNote } from './output.js';
 import { receiveLoop } from './receive.js';
+import { removeNamed } from './remove.js';
 
-/** The CLI checks that a queue is ours (not its mode: a mode you gave it is yours); --any-owner skips that. */
-function ownerCheck(anyOwner: boolean | undefined): { mode: number; trustAnyOwner: boolean } {
-  return { mode: 0o777, trustAnyOwner: anyOwner === true };
+/** The owner check of a command that uses a queue: ours unless --any-owner / --owner (the mode you gave it is yours). */
+export function ownerCheck(flags: Invocation['flags']): { mode: number; trustAnyOwner?: boolean; owner?: number } {
+  return { mode: 0o777, ...(flags['any-owner'] ? { trustAnyOwner: true } : {}), ...(flags.owner !== undefined ? { owner: flags.owner as number } : {}) };
 }
 
-function rangeOption(name: string, value: string | undefined, min: number, max: number): number | undefined {
-  const n = intOption(name, value, min);
-  if (n !== undefined && n > max) throw new UsageError(`--${name} must be at most ${max}, got ${n}`);
-  return n;
-}
-
-export const group: CliGroup = {
-  usage: `mqueue create NAME [--max-messages N] [--message-size N] [--mode 600]
-                                          create a POSIX message queue (exclusive; owner-only unless --mode)
-mqueue send NAME [MESSAGE...] [--priority P] [--timeout MS] [--any-owner]
-                                          send each MESSAGE (none: one message per stdin line); waits while the queue is full
-mqueue recv NAME [--count N] [--timeout MS] [--json] [--any-owner]
-                                          print messages, highest priority first (--json adds the priority)
-mqueue info NAME [--json]                 size limits, messages waiting, owner and mode
-mqueue rm NAME                            remove the queue's name`,
-  async run(argv) {
-    const [verb, ...rest] = argv;
-    switch (verb) {
-      case 'create': {
-        const { values, positionals } = parse(rest, { 'max-messages': { type: 'string' }, 'message-size': { type: 'string' }, mode: { type: 'string' } });
-        const name = requirePositional(positionals, 0, 'NAME');
-        const maxMessages = rangeOption('max-messages', values['max-messages'], 1, 65536);
-        const messageSize = rangeOption('message-size', values['message-size'], 1, 16 * 1024 * 1024);
-        const q = createMessageQueue(name, {
-          ...(maxMessages !== undefined ? { maxMessages } : {}),
-          ...(messageSize !== undefined ? { messageSize } : {}),
-          mode: modeOption(values.mode) ?? 0o600,
+export const group: Group = {
+  name: 'mqueue',
+  aliases: ['mq'],
+  summary: 'POSIX message queues (mq_*): kernel queues of messages with priorities, shared by name.',
+  commands: [
+    {
+      verb: 'create',
+      args: 'NAME',
+      summary: 'create a queue (exclusive; owner-only unless --mode)',
+      flags: {
+        'max-messages': { kind: 'int', value: 'N', min: 1, max: 65536, help: 'how many messages it holds (default: the kernel\'s msg_default, often 10)' },
+        'max-message': { kind: 'size', value: 'BYTES', min: 1, max: 16 * 1024 * 1024, help: 'largest message, e.g. 8K (default: the kernel\'s msgsize_default)' },
+        mode: FLAGS.createMode,
+      },
+      examples: ['ipckit mqueue create /jobs --max-messages 10 --max-message 8K'],
+      async run({ args, flags }) {
+        const q = createMessageQueue(args[0]!, {
+          ...(flags['max-messages'] !== undefined ? { maxMessages: flags['max-messages'] as number } : {}),
+          ...(flags['max-message'] !== undefined ? { messageSize: flags['max-message'] as number } : {}),
+          mode: (flags.mode as number | undefined) ?? 0o600,
         });
         await q.close();
-        process.stdout.write(`${q.name}\n`);
+        await printResult(false, undefined, q.name);
         return 0;
-      }
-      case 'send': {
-        const { values, positionals } = parse(rest, { priority: { type: 'string' }, timeout: { type: 'string' }, 'any-owner': { type: 'boolean' } });
-        const name = requirePositional(positionals, 0, 'NAME');
-        const priority = rangeOption('priority', values.priority, 0, 32767) ?? 0;
-        const timeout = intOption('timeout', values.timeout);
-        const q = openMessageQueue(name, { access: 'w', ...ownerCheck(values['any-owner']) });
+      },
+    },
+    {
+      verb: 'send',
+      args: 'NAME [MESSAGE...]',
+      summary: 'send each MESSAGE (none: one per stdin line); waits while the queue is full',
+      flags: { priority: { kind: 'int', value: 'P', min: 0, max: 32767, help: 'message priority, 0 to 32767 (higher is received first; default 0)' }, timeout: FLAGS.timeout, quiet: FLAGS.quiet, ...OWNER_FLAGS },
+      examples: ['ipckit mqueue send /jobs "first job" --priority 5'],
+      async run({ args, flags }) {
+        const [name, ...messages] = args as [string, ...string[]];
+        const priority = (flags.priority as number | undefined) ?? 0;
+        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
+        const q = openMessageQueue(name, { access: 'w', ...ownerCheck(flags) });
+        const full = waitingNote(`queue ${name} is full: waiting for a receiver to make room…`, flags.quiet === true);
         try {
-          for await (const m of messagesFrom(positionals.slice(1))) await q.send(m, { priority, ...(timeout !== undefined ? { timeout } : {}) });
+          for await (const m of messagesFrom(messages)) {
+            await q.send(m, { priority, ...(deadline !== undefined ? { timeout: Math.max(0, deadline - performance.now()) } : {}) });
+            full.progress();
+          }
         } finally {
+          full.done();
           await q.close();
         }
         return 0;
-      }
-      case 'recv': {
-        const { values, positionals } = parse(rest, { count: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean' }, 'any-owner': { type: 'boolean' } });
-        const name = requirePositional(positionals, 0, 'NAME');
-        const q = openMessageQueue(name, { access: 'r', ...ownerCheck(values['any-owner']) });
-        const withPriority: Receiver<ReceivedMessage<Uint8Array>> = {
-          receive: (o) => q.receiveWithPriority(o),
-          close: () => q.close(),
-          [Symbol.asyncIterator]: () => {
-            throw new Error('not used');
-          },
-          [Symbol.asyncDispose]: () => q.close(),
-        };
+      },
+    },
+    {
+      verb: 'recv',
+      args: 'NAME',
+      summary: 'print messages, highest priority first, until --count arrived (--json adds the priority)',
+      details: 'A queue never ends by itself: without --count, --timeout or --drain, recv waits for messages until stopped.',
+      flags: { ...RECEIVE_FLAGS, ...OWNER_FLAGS },
+      examples: ['ipckit mqueue recv /jobs --count 1 --timeout 5000', 'ipckit mqueue recv /jobs --drain --json'],
+      async run({ args, flags }) {
+        const name = args[0]!;
+        const q = openMessageQueue(name, { access: 'r', ...ownerCheck(flags) });
         try {
-          await receiveLoop(withPriority, {
-            count: intOption('count', values.count, 1),
-            timeout: intOption('timeout', values.timeout),
-            print: (m) => printMessage(m.message, values.json === true, { priority: m.priority }),
-          });
+          return await receiveLoop(
+            { receive: (o) => q.receiveWithPriority(o), tryReceive: () => q.tryReceiveWithPriority() },
+            {
+              what: `queue ${name}`,
+              count: flags.count as number | undefined,
+              timeout: flags.timeout as number | undefined,
+              drain: flags.drain === true,
+              quiet: flags.quiet === true,
+              print: (m) => printMessage(m.message, flags.json === true, { priority: m.priority }),
+            },
+          );
         } finally {
           await q.close();
         }
-        return 0;
-      }
-      case 'info': {
-        const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
-        const name = requirePositional(positionals, 0, 'NAME');
+      },
+    },
+    {
+      verb: 'info',
+      args: 'NAME',
+      summary: 'size limits, messages waiting, owner and mode',
+      flags: { json: FLAGS.json },
+      examples: ['ipckit mqueue info /jobs --json'],
+      async run({ args, flags }) {
         // Reading attributes uses nothing in the queue: any owner is fine.
-        const q = openMessageQueue(name, { access: 'r', trustAnyOwner: true });
+        const q = openMessageQueue(args[0]!, { access: 'r', trustAnyOwner: true });
         try {
           const a = q.attributes();
           const o = q.owner();
-          const info = { name: q.name, ...a, uid: o.uid, gid: o.gid, mode: o.mode.toString(8).padStart(4, '0') };
-          if (values.json) await write(`${JSON.stringify(info)}\n`);
-          else await write(`${Object.entries(info).map(([k, v]) => `${k} ${v}`).join('\n')}\n`);
+          const info = { name: q.name, ...a, uid: o.uid, gid: o.gid, mode: o.mode };
+          await printResult(flags.json === true, info, Object.entries({ ...info, mode: o.mode.toString(8).padStart(4, '0') }).map(([k, v]) => `${k} ${v}`).join('\n'));
         } finally {
           await q.close();
         }
         return 0;
-      }
-      case 'rm': {
-        const { positionals } = parse(rest, {});
-        unlinkMessageQueue(requirePositional(positionals, 0, 'NAME'));
-        return 0;
-      }
-      default:
-        throw new UsageError(`unknown mqueue command ${JSON.stringify(verb ?? '')}: use create, send, recv, info or rm`);
-    }
-  },
+      },
+    },
+    {
+      verb: 'rm',
+      args: 'NAME',
+      summary: 'remove the queue\'s name',
+      flags: { force: FLAGS.force },
+      examples: ['ipckit mqueue rm /jobs'],
+      async run({ args, flags }) {
+        return removeNamed('message queue', args[0]!, flags.force === true, unlinkMessageQueue);
+      },
+    },
+  ],
 };

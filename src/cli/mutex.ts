@@ -1,39 +1,46 @@
 /** `ipckit mutex create|run|info|rm`: the robust cross-process mutex, e.g. to serialize scripts. */
 import { constants as osConstants } from 'node:os';
-import { startChild } from '../os/child.js';
 import { createMutex, openMutex, unlinkMutex } from '../mechanisms/mutex/mutex.js';
-import { intOption, modeOption, parse, requirePositional, UsageError, write, type CliGroup } from './common.js';
+import { startChild } from '../os/child.js';
+import { FLAGS, OWNER_FLAGS, type Group } from './command.js';
+import { ownerCheck } from './mqueue.js';
+import { note, printResult, withWaitingNote } from './output.js';
+import { removeNamed } from './remove.js';
 
-export const group: CliGroup = {
-  usage: `mutex create NAME [--mode 600]           create a robust cross-process mutex (exclusive; owner-only unless --mode)
-mutex run NAME [--timeout MS] [--any-owner] -- COMMAND [ARGS...]
-                                          run COMMAND holding the lock (like flock(1)); exit with its status.
-                                          COMMAND is killed if ipckit dies (the lock is no longer held for it).
-                                          If the last holder died, says so on stderr and runs COMMAND anyway
-mutex info NAME [--json]                  free, locked, owner-died or unrecoverable (looked at without locking)
-mutex rm NAME                             remove the mutex's name`,
-  async run(argv) {
-    const [verb, ...rest] = argv;
-    switch (verb) {
-      case 'create': {
-        const { values, positionals } = parse(rest, { mode: { type: 'string' } });
-        const m = createMutex(requirePositional(positionals, 0, 'NAME'), { mode: modeOption(values.mode) ?? 0o600 });
+export const group: Group = {
+  name: 'mutex',
+  summary: 'The robust cross-process mutex: a lock whose holder\'s death is reported to the next holder.',
+  commands: [
+    {
+      verb: 'create',
+      args: 'NAME',
+      summary: 'create a mutex (exclusive; owner-only unless --mode)',
+      flags: { mode: FLAGS.createMode },
+      examples: ['ipckit mutex create /deploy'],
+      async run({ args, flags }) {
+        const m = createMutex(args[0]!, { mode: (flags.mode as number | undefined) ?? 0o600 });
         await m.close();
-        process.stdout.write(`${m.name}\n`);
+        await printResult(false, undefined, m.name);
         return 0;
-      }
-      case 'run': {
-        const { values, positionals } = parse(rest, { timeout: { type: 'string' }, 'any-owner': { type: 'boolean' } });
-        const name = requirePositional(positionals, 0, 'NAME');
-        const command = positionals.slice(1);
-        if (command.length === 0) throw new UsageError('missing COMMAND (put it after --)');
-        const timeout = intOption('timeout', values.timeout);
-        const m = await openMutex(name, { mode: 0o777, trustAnyOwner: values['any-owner'] === true });
+      },
+    },
+    {
+      verb: 'run',
+      args: 'NAME',
+      takesCommand: true,
+      summary: 'run COMMAND holding the lock (like flock(1)) and exit with its status',
+      details: 'COMMAND is killed if ipckit dies (the lock is no longer held for it). If the last holder died\nholding the lock, says so on stderr and runs COMMAND anyway.',
+      flags: { timeout: FLAGS.timeout, quiet: FLAGS.quiet, ...OWNER_FLAGS },
+      examples: ['ipckit mutex run /deploy --timeout 60000 -- ./deploy.sh'],
+      async run({ args, flags, rest: command }) {
+        const name = args[0]!;
+        const timeout = flags.timeout as number | undefined;
+        const m = await openMutex(name, ownerCheck(flags));
         try {
-          const r = await m.lock(timeout !== undefined ? { timeout } : undefined);
+          const r = await withWaitingNote(`waiting for mutex ${name}…`, flags.quiet === true, () => m.lock(timeout !== undefined ? { timeout } : undefined));
           if (r.ownerDied) {
             // A command run under the lock is its own repair: mark it consistent.
-            process.stderr.write(`ipckit: the previous holder of mutex ${name} died while holding it; running the command anyway\n`);
+            note(`the previous holder of mutex ${name} died while holding it; running the command anyway`);
             m.markConsistent();
           }
           // The command dies with us: the lock is held for it only as long as we live (the
@@ -42,7 +49,7 @@ mutex rm NAME                             remove the mutex's name`,
           try {
             started = startChild(command, 'inherit', { dieWithParent: true });
           } catch (e) {
-            process.stderr.write(`ipckit: cannot run ${command[0]}: ${(e as Error).message}\n`);
+            note(`cannot run ${command[0]}: ${(e as Error).message}`);
             return 127;
           }
           const exit = await started.exited.catch(() => ({ exitCode: 127, signal: null }));
@@ -51,28 +58,36 @@ mutex rm NAME                             remove the mutex's name`,
         } finally {
           await m.close();
         }
-      }
-      case 'info': {
-        const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      },
+    },
+    {
+      verb: 'info',
+      args: 'NAME',
+      summary: 'free, locked, owner-died or unrecoverable (looked at without locking)',
+      flags: { json: FLAGS.json },
+      examples: ['ipckit mutex info /deploy --json'],
+      async run({ args, flags }) {
         // A look without locking: any owner is fine.
-        const m = await openMutex(requirePositional(positionals, 0, 'NAME'), { trustAnyOwner: true });
+        const m = await openMutex(args[0]!, { trustAnyOwner: true });
         let state: string;
         try {
           state = m.state();
         } finally {
           await m.close();
         }
-        if (values.json) await write(`${JSON.stringify({ name: m.name, state })}\n`);
-        else await write(`${m.name}: ${state}\n`);
+        await printResult(flags.json === true, { name: m.name, state }, `${m.name}: ${state}`);
         return 0;
-      }
-      case 'rm': {
-        const { positionals } = parse(rest, {});
-        unlinkMutex(requirePositional(positionals, 0, 'NAME'));
-        return 0;
-      }
-      default:
-        throw new UsageError(`unknown mutex command ${JSON.stringify(verb ?? '')}: use create, run, info or rm`);
-    }
-  },
+      },
+    },
+    {
+      verb: 'rm',
+      args: 'NAME',
+      summary: 'remove the mutex\'s name (refuses any other kind of object)',
+      flags: { force: FLAGS.force },
+      examples: ['ipckit mutex rm /deploy'],
+      async run({ args, flags }) {
+        return removeNamed('mutex', args[0]!, flags.force === true, unlinkMutex);
+      },
+    },
+  ],
 };

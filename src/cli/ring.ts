@@ -1,88 +1,125 @@
 /** `ipckit ring create|send|recv|info|rm`: the shared-memory ring channel from the shell. */
 import { createRing, openRing, unlinkRing } from '../mechanisms/ring/ring.js';
-import { intOption, messagesFrom, modeOption, parse, printMessage, requirePositional, UsageError, type CliGroup } from './common.js';
+import { FLAGS, RECEIVE_FLAGS, type Group } from './command.js';
+import { messagesFrom, printMessage, printResult, waitingNote } from './output.js';
 import { receiveLoop } from './receive.js';
-import { sizeOption } from './shm.js';
+import { removeNamed } from './remove.js';
 
-export const group: CliGroup = {
-  usage: `ring create NAME [--capacity BYTES] [--max-message BYTES] [--producers one|many] [--mode 600]
-                                                  create a ring (capacity a power of two, default 1M)
-ring send NAME [MESSAGE...] [--timeout MS]        send each MESSAGE (none: one message per stdin line); waits up to MS for room
-ring recv NAME [--count N] [--timeout MS] [--json]
-                                                  print messages, one per line, until the producers are done (or N arrived)
-ring info NAME [--json]                           capacity, bytes in use, the receiver and the producers
-ring rm NAME                                      remove a ring's name`,
-  async run(argv) {
-    const [verb, ...rest] = argv;
-    switch (verb) {
-      case 'create': {
-        const { values, positionals } = parse(rest, { capacity: { type: 'string' }, 'max-message': { type: 'string' }, producers: { type: 'string' }, mode: { type: 'string' } });
-        const producers = values.producers ?? 'one';
-        if (producers !== 'one' && producers !== 'many') throw new UsageError(`--producers must be one or many, got ${JSON.stringify(producers)}`);
-        const capacity = sizeOption('--capacity', values.capacity);
-        const maxMessageSize = sizeOption('--max-message', values['max-message']);
-        const ring = createRing(requirePositional(positionals, 0, 'NAME'), {
-          producers,
-          mode: modeOption(values.mode) ?? 0o600,
-          ...(capacity !== undefined ? { capacity } : {}),
-          ...(maxMessageSize !== undefined ? { maxMessageSize } : {}),
+export const group: Group = {
+  name: 'ring',
+  summary: 'The shared-memory ring: the fastest channel between processes (one or many producers, one consumer).',
+  notes: 'Sizes take 4096, 64K, 1M or 1G.',
+  commands: [
+    {
+      verb: 'create',
+      args: 'NAME',
+      summary: 'create a ring (exclusive; owner-only unless --mode)',
+      flags: {
+        capacity: { kind: 'size', value: 'BYTES', min: 4096, max: 2 ** 30, help: 'bytes of messages it holds, a power of two (default 1M)' },
+        'max-message': { kind: 'size', value: 'BYTES', min: 1, help: 'largest message (default: a quarter of the capacity)' },
+        producers: { kind: 'string', value: 'one|many', choices: ['one', 'many'], help: 'one producer (the default) or many at once' },
+        mode: FLAGS.createMode,
+      },
+      examples: ['ipckit ring create /events --capacity 64K --producers many'],
+      async run({ args, flags }) {
+        const ring = createRing(args[0]!, {
+          producers: (flags.producers as 'one' | 'many' | undefined) ?? 'one',
+          mode: (flags.mode as number | undefined) ?? 0o600,
+          ...(flags.capacity !== undefined ? { capacity: flags.capacity as number } : {}),
+          ...(flags['max-message'] !== undefined ? { maxMessageSize: flags['max-message'] as number } : {}),
         });
-        process.stdout.write(`${ring.name}\n`);
+        await printResult(false, undefined, ring.name);
         ring.close();
         return 0;
-      }
-      case 'send': {
-        const { values, positionals } = parse(rest, { timeout: { type: 'string' } });
-        const ring = openRing(requirePositional(positionals, 0, 'NAME'));
+      },
+    },
+    {
+      verb: 'send',
+      args: 'NAME [MESSAGE...]',
+      summary: 'send each MESSAGE (none: one per stdin line); waits while the ring is full',
+      flags: { timeout: FLAGS.timeout, quiet: FLAGS.quiet },
+      examples: ['ipckit ring send /events "hello"'],
+      async run({ args, flags }) {
+        const [name, ...messages] = args as [string, ...string[]];
+        const ring = openRing(name);
         const tx = ring.sender();
         ring.close();
-        const timeout = intOption('timeout', values.timeout);
+        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
+        const full = waitingNote(`ring ${name} is full: waiting for its receiver…`, flags.quiet === true);
         try {
-          for await (const m of messagesFrom(positionals.slice(1))) await tx.send(m, timeout !== undefined ? { timeout } : undefined);
+          for await (const m of messagesFrom(messages)) {
+            await tx.send(m, deadline !== undefined ? { timeout: Math.max(0, deadline - performance.now()) } : undefined);
+            full.progress();
+          }
         } finally {
+          full.done();
           await tx.close();
         }
         return 0;
-      }
-      case 'recv': {
-        const { values, positionals } = parse(rest, { count: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean' } });
-        const ring = openRing(requirePositional(positionals, 0, 'NAME'));
+      },
+    },
+    {
+      verb: 'recv',
+      args: 'NAME',
+      summary: 'print messages, one per line, until the producers are done (or --count arrived)',
+      details: 'With --count, recv keeps waiting when the producers it saw have closed: a new producer may come.',
+      flags: RECEIVE_FLAGS,
+      examples: ['ipckit ring recv /events --count 5 --timeout 3000'],
+      async run({ args, flags }) {
+        const name = args[0]!;
+        const ring = openRing(name);
         const rx = ring.receiver();
         ring.close();
         try {
-          await receiveLoop(rx, {
-            count: intOption('count', values.count, 1),
-            timeout: intOption('timeout', values.timeout),
-            print: (m) => printMessage(m, values.json === true),
+          return await receiveLoop(rx, {
+            what: `ring ${name}`,
+            peer: 'a producer',
+            endIsFinal: false,
+            count: flags.count as number | undefined,
+            timeout: flags.timeout as number | undefined,
+            drain: flags.drain === true,
+            quiet: flags.quiet === true,
+            print: (m) => printMessage(m, flags.json === true),
           });
         } finally {
           await rx.close();
         }
-        return 0;
-      }
-      case 'info': {
-        const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
-        using ring = openRing(requirePositional(positionals, 0, 'NAME'));
-        const info = ring.info();
-        if (values.json) {
-          process.stdout.write(`${JSON.stringify(info)}\n`);
-        } else {
-          const lines = [
-            `${info.name}: ${info.producers === 'many' ? `up to ${info.maxProducers} producers` : 'one producer'}, capacity ${info.capacity} bytes, ${info.used} in use, messages up to ${info.maxMessageSize} bytes`,
-            `  receiver: ${info.consumer.state === 'none' ? 'never attached' : `pid ${info.consumer.pid}, ${info.consumer.state}${info.consumer.state === 'attached' && !info.consumer.alive ? ' (dead)' : ''}`}`,
-            ...info.producerSlots.filter((s) => s.state !== 'free').map((s) => `  producer slot ${s.slot}: pid ${s.pid}, ${s.state}${s.state === 'attached' && !s.alive ? ' (dead)' : ''}`),
-          ];
-          process.stdout.write(`${lines.join('\n')}\n`);
+      },
+    },
+    {
+      verb: 'info',
+      args: 'NAME',
+      summary: 'capacity, bytes in use, the receiver and the producers',
+      flags: { json: FLAGS.json },
+      examples: ['ipckit ring info /events'],
+      async run({ args, flags }) {
+        const ring = openRing(args[0]!);
+        try {
+          const info = ring.info();
+          await printResult(
+            flags.json === true,
+            info,
+            [
+              `${info.name}: ${info.producers === 'many' ? `up to ${info.maxProducers} producers` : 'one producer'}, capacity ${info.capacity} bytes, ${info.used} in use, messages up to ${info.maxMessageSize} bytes`,
+              `  receiver: ${info.consumer.state === 'none' ? 'never attached' : `pid ${info.consumer.pid}, ${info.consumer.state}${info.consumer.state === 'attached' && !info.consumer.alive ? ' (dead)' : ''}`}`,
+              ...info.producerSlots.filter((s) => s.state !== 'free').map((s) => `  producer slot ${s.slot}: pid ${s.pid}, ${s.state}${s.state === 'attached' && !s.alive ? ' (dead)' : ''}`),
+            ].join('\n'),
+          );
+        } finally {
+          ring.close();
         }
         return 0;
-      }
-      case 'rm': {
-        const { positionals } = parse(rest, {});
-        unlinkRing(requirePositional(positionals, 0, 'NAME'));
-        return 0;
-      }
-      default:
-        throw new UsageError(`unknown ring command ${JSON.stringify(verb ?? '')}: use create, send, recv, info or rm`);
-    }
-  },
+      },
+    },
+    {
+      verb: 'rm',
+      args: 'NAME',
+      summary: 'remove a ring\'s name (refuses any other kind of object)',
+      flags: { force: FLAGS.force },
+      examples: ['ipckit ring rm /events'],
+      async run({ args, flags }) {
+        return removeNamed('ring', args[0]!, flags.force === true, unlinkRing);
+      },
+    },
+  ],
 };

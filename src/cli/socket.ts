@@ -1,88 +1,94 @@
-/** `ipckit socket listen|send` (alias `sock`). */
+/** `ipckit socket listen|send` (alias `sock`): Unix-domain and TCP sockets. */
+import { IpcError, isIpcError } from '../core/errors.js';
+import type { Framing } from '../core/framing.js';
 import { connect, listen, type SocketChannel } from '../mechanisms/socket/socket.js';
-import { isIpcError } from '../core/errors.js';
-import { framingOption, framingOptions, intOption, messagesFrom, modeOption, parse, printMessage, progress, progressDone, requirePositional, UsageError, type CliGroup } from './common.js';
+import { FLAGS, OWNER_FLAGS, UsageError, type Group } from './command.js';
+import { FRAMING_FLAG } from './fifo.js';
+import { messagesFrom, note, printMessage, progress, progressDone, withWaitingNote } from './output.js';
 
-const ADDRESSES = 'ADDRESS: unix:/path | unix:NAME (runtime folder) | unix-abstract:NAME | unix-dgram:/path | unix-seqpacket:/path | tcp://host:port';
+const isPacket = (address: string): boolean => address.startsWith('unix-dgram:') || address.startsWith('unix-seqpacket:');
 
-export const group: CliGroup = {
-  usage: `socket listen ADDRESS [--count N] [--timeout MS] [--framing F] [--json] [--mode 600] [--allow-uid U]... [--acknowledged]
-                                          serve ADDRESS; print each message received (from every client) until N
-                                          arrived; --json adds the sender's pid/uid/gid
-socket send ADDRESS [MESSAGE...] [--framing F] [--timeout MS] [--trust-any-owner] [--reconnect]
-                                          connect and send each MESSAGE (none: one message per stdin line)
-  ${ADDRESSES}
-  --framing length|lines|raw (stream kinds; default length). alias: sock`,
-  async run(argv) {
-    const [verb, ...rest] = argv;
-    switch (verb) {
-      case 'listen': {
-        const { values, positionals } = parse(rest, {
-          ...framingOptions,
-          count: { type: 'string' },
-          timeout: { type: 'string' },
-          mode: { type: 'string' },
-          'allow-uid': { type: 'string', multiple: true },
-          'allow-any': { type: 'boolean' },
-          acknowledged: { type: 'boolean' },
-        });
-        const address = requirePositional(positionals, 0, 'ADDRESS');
-        const count = intOption('count', values.count, 1);
-        const timeout = intOption('timeout', values.timeout);
-        const packet = address.startsWith('unix-dgram:') || address.startsWith('unix-seqpacket:');
-        if (packet && values.framing !== undefined) throw new UsageError('--framing applies to stream sockets only: datagram and seqpacket keep message boundaries');
-        const uids = (values['allow-uid'] ?? []).map((u) => intOption('allow-uid', u, 0)!);
+function framingFor(address: string, framing: unknown, verb: string): { framing?: Framing } {
+  if (!isPacket(address)) return framing === undefined ? {} : { framing: framing as Framing };
+  if (framing !== undefined) throw new UsageError('--framing applies to stream sockets only: datagram and seqpacket keep message boundaries', `ipckit socket ${verb}`);
+  return {};
+}
+
+export const group: Group = {
+  name: 'socket',
+  aliases: ['sock'],
+  summary: 'Unix-domain sockets (stream, datagram, seqpacket) and TCP: peer credentials, many clients.',
+  notes: 'ADDRESS: unix:/path | unix:NAME (in the runtime folder) | unix-abstract:NAME | unix-dgram:/path |\n         unix-seqpacket:/path | tcp://host:port',
+  commands: [
+    {
+      verb: 'listen',
+      args: 'ADDRESS',
+      summary: 'serve ADDRESS and print each message received, from every client, until --count arrived',
+      details: 'Says "listening on ADDRESS" on stderr (with the real port or path) once clients may connect.',
+      flags: {
+        count: FLAGS.count,
+        timeout: FLAGS.timeout,
+        framing: FRAMING_FLAG,
+        json: { kind: 'boolean', help: 'one JSON object per line, with the sender\'s pid, uid and gid' },
+        mode: FLAGS.createMode,
+        'allow-uid': { kind: 'int', value: 'UID', min: 0, max: 2 ** 32 - 2, multiple: true, help: 'also accept clients running as this uid (default: only our own uid)' },
+        'allow-any': { kind: 'boolean', help: 'accept clients of any uid' },
+        acknowledged: { kind: 'boolean', help: 'acknowledge each message, for clients that send with --reconnect' },
+      },
+      examples: ['ipckit socket listen unix:/tmp/app.sock --count 3 --json', 'ipckit socket listen tcp://127.0.0.1:0'],
+      async run({ args, flags }) {
+        const address = args[0]!;
+        const count = flags.count as number | undefined;
+        const timeout = flags.timeout as number | undefined;
+        const uids = (flags['allow-uid'] as number[] | undefined) ?? [];
         const server = await listen(address, {
-          ...(packet ? {} : { framing: framingOption(values.framing) }),
-          mode: modeOption(values.mode) ?? 0o600,
-          ...(uids.length ? { allow: { uids } } : values['allow-any'] ? { allow: 'any' as const } : {}),
-          ...(values.acknowledged ? { acknowledged: true } : {}),
+          ...framingFor(address, flags.framing, 'listen'),
+          mode: (flags.mode as number | undefined) ?? 0o600,
+          ...(uids.length ? { allow: { uids } } : flags['allow-any'] ? { allow: 'any' as const } : {}),
+          ...(flags.acknowledged ? { acknowledged: true } : {}),
         });
         // The address (with the real port or path) first, so a script knows where to connect.
         process.stderr.write(`listening on ${server.address}\n`);
-        const deadline = timeout === undefined ? undefined : Date.now() + timeout;
+        const deadline = timeout === undefined ? undefined : performance.now() + timeout;
+        const left = (): { timeout?: number } => (deadline === undefined ? {} : { timeout: Math.max(0, deadline - performance.now()) });
         let n = 0;
         let finish: () => void = () => {};
         const finished = new Promise<void>((r) => (finish = r));
         const open = new Set<SocketChannel<Uint8Array>>();
         let failure: unknown;
+        let timedOut = false;
         const serve = async (c: SocketChannel<Uint8Array>): Promise<void> => {
           open.add(c);
           try {
-            for (;;) {
-              if (count !== undefined && n >= count) break;
-              const left = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+            while (count === undefined || n < count) {
               let m: Uint8Array;
               try {
-                m = await c.receive(left === undefined ? undefined : { timeout: left });
+                m = await c.receive(left());
               } catch (e) {
                 if (isIpcError(e, 'ERR_IPCKIT_CLOSED')) break;
-                if (isIpcError(e, 'ERR_IPCKIT_TIMEOUT')) failure = e;
+                if (isIpcError(e, 'ERR_IPCKIT_TIMEOUT')) timedOut = true;
                 else if (!isIpcError(e, 'ERR_IPCKIT_PEER_GONE') && !isIpcError(e, 'ERR_IPCKIT_BAD_FRAME') && !isIpcError(e, 'ERR_IPCKIT_FRAME_TOO_LARGE')) failure = e;
-                else process.stderr.write(`ipckit: a client's connection ended: ${(e as Error).message}\n`);
+                else note(`a client's connection ended: ${(e as Error).message}`);
                 break;
               }
               if (count !== undefined && n >= count) break;
               n++;
               const peer = c.peer;
-              await printMessage(m, values.json === true, peer ? { pid: peer.pid, uid: peer.uid, gid: peer.gid } : c.remoteAddress ? { from: c.remoteAddress } : {});
+              await printMessage(m, flags.json === true, peer ? { pid: peer.pid, uid: peer.uid, gid: peer.gid } : c.remoteAddress ? { from: c.remoteAddress } : {});
               progress(`${n} messages`);
             }
           } finally {
             open.delete(c);
             await c.close({ timeout: 100 }).catch(() => {});
-            if ((count !== undefined && n >= count) || failure !== undefined) finish();
+            if ((count !== undefined && n >= count) || failure !== undefined || timedOut) finish();
           }
         };
         const accepting = (async () => {
           try {
-            for (;;) {
-              const left = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
-              const c = await server.accept(left === undefined ? undefined : { timeout: left });
-              void serve(c);
-            }
+            for (;;) void serve(await server.accept(left()));
           } catch (e) {
-            if (!isIpcError(e, 'ERR_IPCKIT_CLOSED')) failure ??= e;
+            if (isIpcError(e, 'ERR_IPCKIT_TIMEOUT')) timedOut = true;
+            else if (!isIpcError(e, 'ERR_IPCKIT_CLOSED')) failure ??= e;
             finish();
           }
         })();
@@ -92,29 +98,38 @@ socket send ADDRESS [MESSAGE...] [--framing F] [--timeout MS] [--trust-any-owner
         for (const c of open) await c.close({ timeout: 100 }).catch(() => {});
         await accepting;
         if (failure !== undefined) throw failure;
+        if (timedOut && (count === undefined || n < count)) {
+          const got = count === undefined ? `${n} message${n === 1 ? '' : 's'} received` : `${n} of ${count} messages received`;
+          throw new IpcError('ERR_IPCKIT_TIMEOUT', `timed out after ${timeout} ms (--timeout) listening on ${server.address}, ${got}`, { details: { timeout, received: n, ...(count !== undefined ? { count } : {}) } });
+        }
         return 0;
-      }
-      case 'send': {
-        const { values, positionals } = parse(rest, { ...framingOptions, timeout: { type: 'string' }, 'trust-any-owner': { type: 'boolean' }, reconnect: { type: 'boolean' } });
-        const address = requirePositional(positionals, 0, 'ADDRESS');
-        const timeout = intOption('timeout', values.timeout);
-        const packet = address.startsWith('unix-dgram:') || address.startsWith('unix-seqpacket:');
-        if (packet && values.framing !== undefined) throw new UsageError('--framing applies to stream sockets only');
-        const channel = await connect(address, {
-          ...(packet ? {} : { framing: framingOption(values.framing) }),
-          ...(timeout !== undefined ? { timeout } : {}),
-          ...(values['trust-any-owner'] ? { trustAnyOwner: true } : {}),
-          ...(values.reconnect ? { reconnect: true } : {}),
-        });
+      },
+    },
+    {
+      verb: 'send',
+      args: 'ADDRESS [MESSAGE...]',
+      summary: 'connect and send each MESSAGE (none: one per stdin line)',
+      flags: { framing: FRAMING_FLAG, timeout: FLAGS.timeout, reconnect: { kind: 'boolean', help: 'reconnect if the server restarts (it must listen with --acknowledged)' }, quiet: FLAGS.quiet, ...OWNER_FLAGS },
+      examples: ['ipckit socket send unix:/tmp/app.sock "hello"', 'seq 3 | ipckit socket send tcp://127.0.0.1:7000 --framing lines'],
+      async run({ args, flags }) {
+        const [address, ...messages] = args as [string, ...string[]];
+        const timeout = flags.timeout as number | undefined;
+        const channel = await withWaitingNote(`waiting for the server at ${address}…`, flags.quiet === true, () =>
+          connect(address, {
+            ...framingFor(address, flags.framing, 'send'),
+            ...(timeout !== undefined ? { timeout } : {}),
+            ...(flags['any-owner'] ? { trustAnyOwner: true } : {}),
+            ...(flags.owner !== undefined ? { owner: flags.owner as number } : {}),
+            ...(flags.reconnect ? { reconnect: true } : {}),
+          }),
+        );
         try {
-          for await (const m of messagesFrom(positionals.slice(1))) await channel.send(m, timeout !== undefined ? { timeout } : undefined);
+          for await (const m of messagesFrom(messages)) await channel.send(m, timeout !== undefined ? { timeout } : undefined);
         } finally {
           await channel.close(timeout !== undefined ? { timeout } : undefined);
         }
         return 0;
-      }
-      default:
-        throw new UsageError(`unknown socket command ${JSON.stringify(verb ?? '')}: use listen or send`);
-    }
-  },
+      },
+    },
+  ],
 };

@@ -39,6 +39,30 @@ export interface IpcErrorOptions {
   path?: string;
   /** Anything else worth knowing (exit status of a peer, a limit's value). */
   details?: Record<string, unknown>;
+  /** What the caller can pass to get past this failure (see Remedy). */
+  remedy?: Remedy;
+}
+
+/**
+ * Options that would change the outcome, kept as data so that each caller can say them in
+ * its own terms: the API as `{ anyOwner: true }`, the CLI as `--any-owner`.
+ */
+export interface Remedy {
+  /** Each entry is one way out. A value of `undefined` means "with a value of your choosing": `{ owner }`. */
+  options: ReadonlyArray<Readonly<Record<string, unknown>>>;
+  /** Said after the options: `if that is expected`. */
+  when?: string;
+}
+
+/** `{ anyOwner: true }`, `{ owner }`, `{ mode: 0o644 }`: an option as a caller writes it. */
+function apiOption(option: Readonly<Record<string, unknown>>): string {
+  const fields = Object.entries(option).map(([k, v]) => (v === undefined ? k : `${k}: ${typeof v === 'string' ? `'${v}'` : typeof v === 'number' && k === 'mode' ? `0o${v.toString(8)}` : String(v)}`));
+  return `{ ${fields.join(', ')} }`;
+}
+
+/** The remedy in words, with `say` naming each option (the API's way by default). */
+export function remedyText(remedy: Remedy, say: (option: Readonly<Record<string, unknown>>) => string = apiOption): string {
+  return `pass ${remedy.options.map(say).join(' or ')}${remedy.when ? ` ${remedy.when}` : ''}`;
 }
 
 /** Marks IpcErrors made by any copy of ipckit loaded in this process (see isIpcError). */
@@ -47,18 +71,21 @@ const BRAND = Symbol.for('ipckit.IpcError');
 export class IpcError extends Error {
   override readonly name = 'IpcError';
   readonly code: IpcErrorCode;
-  /** What went wrong, in words, without the code (`message` is `${reason} (${code})`). */
+  /** What went wrong, in words, without the remedy or the code (`message` is `${reason}; ${remedy} (${code})`). */
   readonly reason: string;
   declare readonly errno?: number;
   declare readonly syscall?: string;
   declare readonly systemCode?: string;
   declare readonly path?: string;
   declare readonly details?: Record<string, unknown>;
+  /** Options that would get past this failure; `message` says them in the API's terms. */
+  declare readonly remedy?: Remedy;
 
   constructor(code: IpcErrorCode, reason: string, options: IpcErrorOptions = {}) {
-    super(`${reason} (${code})`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(`${reason}${options.remedy ? `; ${remedyText(options.remedy)}` : ''} (${code})`, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.reason = reason;
+    if (options.remedy !== undefined) this.remedy = options.remedy;
     if (options.errno !== undefined) this.errno = options.errno;
     if (options.syscall !== undefined) this.syscall = options.syscall;
     if (options.systemCode !== undefined) this.systemCode = options.systemCode;
@@ -79,6 +106,7 @@ export class IpcError extends Error {
       ...(this.syscall !== undefined ? { syscall: this.syscall } : {}),
       ...(this.systemCode !== undefined ? { systemCode: this.systemCode } : {}),
       ...(this.path !== undefined ? { path: this.path } : {}),
+      ...(this.remedy !== undefined ? { remedy: this.remedy } : {}),
       ...(this.details !== undefined || more.details !== undefined ? { details: { ...this.details, ...more.details } } : {}),
     });
   }
@@ -193,7 +221,7 @@ export function closedError(what: string): IpcError {
 }
 
 export function timeoutError(what: string, ms: number): IpcError {
-  return new IpcError('ERR_IPCKIT_TIMEOUT', `${what} timed out after ${ms} ms`, { details: { timeout: ms } });
+  return new IpcError('ERR_IPCKIT_TIMEOUT', `${what} timed out after ${Math.round(ms)} ms`, { details: { timeout: ms } });
 }
 
 export function abortedError(what: string, signal: AbortSignal): IpcError {

@@ -11,7 +11,7 @@
  *   skips both checks for objects another user made for us on purpose.
  */
 import { constants as fsConstants } from 'node:fs';
-import { IpcError } from '../core/errors.js';
+import { IpcError, type Remedy } from '../core/errors.js';
 import type { NativeStat } from './native.js';
 import * as validate from '../core/validate.js';
 
@@ -40,20 +40,27 @@ export function createMode(options: CreateModeOptions): { mode: number; group: n
   };
 }
 
+const octal = (bits: number): string => (bits & 0o7777).toString(8).padStart(4, '0');
+
+/** The remedy of an object that belongs to someone else: trust it, or name its owner. */
+export const TRUST_OWNER: Remedy = { options: [{ trustAnyOwner: true }, { owner: undefined }], when: 'if that is expected' };
+
 /** Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed. */
 export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'>, what: string, options: OwnerCheckOptions = {}): void {
   if (options.trustAnyOwner === true) return;
   const allowed = validate.mode('mode', options.mode, DEFAULT_MODE);
   const owner = validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2) ?? process.geteuid?.() ?? 0;
   if (st.uid !== owner) {
-    throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} belongs to uid ${st.uid}, not uid ${owner}; refusing it (pass { trustAnyOwner: true } or { owner } if that is expected)`, {
-      details: { uid: st.uid, expectedUid: owner },
+    throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} belongs to uid ${st.uid} (mode ${octal(st.mode)}), not uid ${owner}; refusing it`, {
+      details: { uid: st.uid, mode: st.mode & 0o7777, expectedUid: owner },
+      remedy: TRUST_OWNER,
     });
   }
   const bits = st.mode & 0o777;
   if ((bits & ~allowed) !== 0) {
-    throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} has mode ${bits.toString(8).padStart(4, '0')}, wider than the allowed ${allowed.toString(8).padStart(4, '0')}; refusing it (pass { mode } to allow more)`, {
-      details: { mode: bits, allowedMode: allowed },
+    throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} (owner uid ${st.uid}) has mode ${octal(bits)}, wider than the allowed ${octal(allowed)}; refusing it`, {
+      details: { uid: st.uid, mode: bits, allowedMode: allowed },
+      remedy: { options: [{ mode: bits }], when: 'to accept that mode' },
     });
   }
 }

@@ -71,7 +71,7 @@ shm.close()`,
   assert.equal(seg.read(0, 23).toString(), 'written by Python 3 \u2713');
   assert.equal(Buffer.from(seg.buffer, 0, 7).toString(), 'written');
   const info = await runCli(['shm', 'info', n, '--json']).done;
-  assert.equal(JSON.parse(info.stdout).mode, '0600');
+  assert.equal(JSON.parse(info.stdout).mode, 0o600);
   const rm = await runCli(['shm', 'rm', n]).done;
   assert.equal(rm.code, 0);
   assert.equal(existsSync(`/dev/shm${n}`), false);

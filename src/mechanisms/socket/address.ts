@@ -189,7 +189,7 @@ export function reclaimSocketPath(addr: UnixAddress, type: number, reclaimStale:
     throw new IpcError('ERR_IPCKIT_EXISTS', `a server is listening on ${addr.text}; refusing to take its socket`, { path: addr.path, systemCode: 'EADDRINUSE' });
   }
   if (-r !== E.ECONNREFUSED) throw errnoError(-r, 'connect', `check whether ${addr.text} is in use`, { path: addr.path });
-  if (!reclaimStale) throw new IpcError('ERR_IPCKIT_EXISTS', `${addr.path} is a stale socket file (its server is gone); pass { reclaimStale: true } or remove it`, { path: addr.path });
+  if (!reclaimStale) throw new IpcError('ERR_IPCKIT_EXISTS', `${addr.path} is a stale socket file (its server is gone); refusing to replace it`, { path: addr.path, remedy: { options: [{ reclaimStale: true }], when: 'to replace it, or remove it first' } });
   // Remove it only if it is still the file we probed (a new server may have replaced it).
   const again = lstatOrNull(addr.path);
   if (again === null) return;

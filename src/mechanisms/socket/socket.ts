@@ -25,7 +25,7 @@ import { resolveCodec } from '../../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_SIZE, resolveFraming } from '../../core/framing.js';
 import { native, type NativeSockAddr } from '../../os/native.js';
-import { createMode, type CreateModeOptions } from '../../os/permissions.js';
+import { createMode, TRUST_OWNER, type CreateModeOptions } from '../../os/permissions.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import {
   boundFile,
@@ -542,14 +542,15 @@ function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecO
         // A datagram socket has no SO_PEERCRED: the socket file's owner stands in.
         if (!addr.abstract && !trustAnyOwner) {
           const st = native.lstat(addr.path);
-          if (st.uid !== expected) throw new IpcError('ERR_IPCKIT_PERMISSION', `${addr.path} belongs to uid ${st.uid}, not uid ${expected}; refusing it (pass { trustAnyOwner: true } or { owner } if that is expected)`, { path: addr.path, details: { uid: st.uid, expectedUid: expected } });
+          if (st.uid !== expected) throw new IpcError('ERR_IPCKIT_PERMISSION', `${addr.path} belongs to uid ${st.uid}, not uid ${expected}; refusing it`, { path: addr.path, details: { uid: st.uid, expectedUid: expected }, remedy: TRUST_OWNER });
         }
         return undefined;
       }
       peer = native.peerCredentials(fd);
       if (!trustAnyOwner && peer.uid !== expected) {
-        throw new IpcError('ERR_IPCKIT_PERMISSION', `the server at ${addr.text} runs as uid ${peer.uid}, not uid ${expected}; refusing it (pass { trustAnyOwner: true } or { owner } if that is expected)`, {
+        throw new IpcError('ERR_IPCKIT_PERMISSION', `the server at ${addr.text} runs as uid ${peer.uid}, not uid ${expected}; refusing it`, {
           details: { uid: peer.uid, expectedUid: expected, pid: peer.pid },
+          remedy: TRUST_OWNER,
         });
       }
       return peer;
