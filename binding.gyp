@@ -17,7 +17,8 @@
         "native/shm.cc",
         "native/futex.cc",
         "native/socket.cc",
-        "native/signal.cc"
+        "native/signal.cc",
+        "native/probe.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a call that fails while a worker is being

@@ -52,6 +52,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ipckit::InitFutex(env, exports);
   ipckit::InitSocket(env, exports);
   ipckit::InitSignal(env, exports);
+  ipckit::InitProbe(env, exports);
   return exports;
 }
 

@@ -91,3 +91,4 @@ export {
 } from './mechanisms/workqueue/workqueue.js';
 export * from './mechanisms/socket/socket.js';
 export * from './mechanisms/signal/signal.js';
+export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } from './ops/doctor.js';

@@ -18,6 +18,7 @@ const GROUPS: Record<string, () => Promise<Group>> = {
   shm: async () => (await import('./shm.js')).group,
   ring: async () => (await import('./ring.js')).group,
   socket: async () => (await import('./socket.js')).group,
+  doctor: async () => (await import('./doctor.js')).group,
   bench: async () => (await import('./bench.js')).group,
 };
 

@@ -407,6 +407,11 @@ export interface NativeSignal {
   readonly signalConstants: Readonly<Record<'SIGRTMIN' | 'SIGRTMAX' | 'RECORD_SIZE' | 'SI_USER' | 'SI_QUEUE' | 'SI_TKILL', number>>;
 }
 
+/** native/probe.cc: each feature's probe gives 0 where it works, else the errno that said no. */
+export interface NativeProbe {
+  probeFeatures(): { futexWaitv: number; pidfd: number; memfdSeals: number; ofdLocks: number };
+}
+
 /** Everything the addon exports, one interface per native/ file. */
 export interface NativeAddon
   extends NativeFd,
@@ -418,7 +423,8 @@ export interface NativeAddon
     NativeShm,
     NativeFutex,
     NativeSocket,
-    NativeSignal {}
+    NativeSignal,
+    NativeProbe {}
 
 const addonPath = fileURLToPath(new URL('../../../build/Release/ipckit.node', import.meta.url));
 /** The die-with-parent exec helper built next to the addon (native/exec_helper.c). */

@@ -22,11 +22,12 @@
  *   any system call; a queue over the kernel's limits is ERR_IPCKIT_LIMIT naming the
  *   limit, its value and the file or rlimit to raise (see `messageQueueLimits()`).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, isIpcError, sys } from '../../core/errors.js';
+import { readRlimit, sysctlNumber } from '../../os/limits.js';
 import { native } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { FdPoll } from '../../os/fd-stream.js';
@@ -44,7 +45,6 @@ const TWO_POW_32 = 4294967296;
 /** Linux's hard ceilings (ipc/mqueue.c HARD_MSGMAX, HARD_MSGSIZEMAX), whatever the sysctls say. */
 const HARD_MSGMAX = 65536;
 const HARD_MSGSIZEMAX = 16 * 1024 * 1024;
-const PROC = '/proc/sys/fs/mqueue';
 
 export type MessageQueueAccess = 'r' | 'w' | 'rw';
 
@@ -63,35 +63,14 @@ export interface MessageQueueLimits {
   rlimitMsgqueue: { soft: number; hard: number };
 }
 
-function readNumber(path: string, fallback: number): number {
-  try {
-    const n = Number(readFileSync(path, 'utf8').trim());
-    return Number.isFinite(n) ? n : fallback;
-  } catch {
-    return fallback;
-  }
-}
-
-function readRlimit(name: string): { soft: number; hard: number } {
-  try {
-    const line = readFileSync('/proc/self/limits', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith(name));
-    const [soft, hard] = (line?.slice(name.length).trim().split(/\s+/) ?? []).map((v) => (v === 'unlimited' ? Infinity : Number(v)));
-    return { soft: soft ?? Infinity, hard: hard ?? Infinity };
-  } catch {
-    return { soft: Infinity, hard: Infinity };
-  }
-}
-
 export function messageQueueLimits(): MessageQueueLimits {
   return {
-    msgMax: readNumber(`${PROC}/msg_max`, 10),
-    msgsizeMax: readNumber(`${PROC}/msgsize_max`, 8192),
-    queuesMax: readNumber(`${PROC}/queues_max`, 256),
-    msgDefault: readNumber(`${PROC}/msg_default`, 10),
-    msgsizeDefault: readNumber(`${PROC}/msgsize_default`, 8192),
-    rlimitMsgqueue: readRlimit('Max msgqueue size'),
+    msgMax: sysctlNumber('fs.mqueue.msg_max', 10),
+    msgsizeMax: sysctlNumber('fs.mqueue.msgsize_max', 8192),
+    queuesMax: sysctlNumber('fs.mqueue.queues_max', 256),
+    msgDefault: sysctlNumber('fs.mqueue.msg_default', 10),
+    msgsizeDefault: sysctlNumber('fs.mqueue.msgsize_default', 8192),
+    rlimitMsgqueue: readRlimit('RLIMIT_MSGQUEUE'),
   };
 }
 
@@ -166,13 +145,13 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
     if (creating.maxMessages > limits.msgMax) {
       return new IpcError('ERR_IPCKIT_LIMIT', `maxMessages ${creating.maxMessages} is above the kernel limit msg_max = ${limits.msgMax}; raise /proc/sys/fs/mqueue/msg_max (root: sysctl fs.mqueue.msg_max=${creating.maxMessages}) or ask for fewer`, {
         ...fields,
-        details: { limit: 'fs.mqueue.msg_max', value: limits.msgMax, requested: creating.maxMessages, file: `${PROC}/msg_max` },
+        details: { limit: 'fs.mqueue.msg_max', value: limits.msgMax, requested: creating.maxMessages, file: '/proc/sys/fs/mqueue/msg_max' },
       });
     }
     if (creating.messageSize > limits.msgsizeMax) {
       return new IpcError('ERR_IPCKIT_LIMIT', `messageSize ${creating.messageSize} is above the kernel limit msgsize_max = ${limits.msgsizeMax}; raise /proc/sys/fs/mqueue/msgsize_max (root: sysctl fs.mqueue.msgsize_max=${creating.messageSize}) or ask for less`, {
         ...fields,
-        details: { limit: 'fs.mqueue.msgsize_max', value: limits.msgsizeMax, requested: creating.messageSize, file: `${PROC}/msgsize_max` },
+        details: { limit: 'fs.mqueue.msgsize_max', value: limits.msgsizeMax, requested: creating.messageSize, file: '/proc/sys/fs/mqueue/msgsize_max' },
       });
     }
     return base;
@@ -180,11 +159,11 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
   if (errno === ENOSPC) {
     return new IpcError('ERR_IPCKIT_LIMIT', `too many message queues: this IPC namespace allows queues_max = ${limits.queuesMax}; remove unused queues or raise /proc/sys/fs/mqueue/queues_max`, {
       ...fields,
-      details: { limit: 'fs.mqueue.queues_max', value: limits.queuesMax, file: `${PROC}/queues_max` },
+      details: { limit: 'fs.mqueue.queues_max', value: limits.queuesMax, file: '/proc/sys/fs/mqueue/queues_max' },
     });
   }
   if (errno === EMFILE) {
-    const nofile = readRlimit('Max open files');
+    const nofile = readRlimit('RLIMIT_NOFILE');
     let open = 0;
     try {
       open = readdirSync('/proc/self/fd').length;
