@@ -18,7 +18,9 @@
         "native/futex.cc",
         "native/socket.cc",
         "native/signal.cc",
-        "native/probe.cc"
+        "native/probe.cc",
+        "native/blocking.cc",
+        "native/filelock.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a call that fails while a worker is being

@@ -53,6 +53,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ipckit::InitSocket(env, exports);
   ipckit::InitSignal(env, exports);
   ipckit::InitProbe(env, exports);
+  ipckit::InitBlocking(env, exports);
+  ipckit::InitFileLock(env, exports);
   return exports;
 }
 

@@ -91,4 +91,15 @@ export {
 } from './mechanisms/workqueue/workqueue.js';
 export * from './mechanisms/socket/socket.js';
 export * from './mechanisms/signal/signal.js';
+export {
+  FileLock,
+  HeldLock,
+  openFileLock,
+  openFileLockSync,
+  type FileLockKind,
+  type LockHolder,
+  type LockOptions,
+  type LockRange,
+  type OpenFileLockOptions,
+} from './mechanisms/lock/file-lock.js';
 export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } from './ops/doctor.js';

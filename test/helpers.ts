@@ -298,7 +298,8 @@ export function lineFrom(stream: NodeJS.ReadableStream, re: RegExp): Promise<str
     let buf = '';
     const on = (d: Buffer): void => {
       buf += d.toString();
-      const m = buf.split('\n').find((l) => re.test(l));
+      // Whole lines only: a line still arriving could match before its end is there.
+      const m = buf.split('\n').slice(0, -1).find((l) => re.test(l));
       if (m !== undefined) {
         stream.off('data', on);
         resolve(m);

@@ -72,6 +72,8 @@ export interface Group {
   commands: Command[];
   /** A group that is a single command (`popen`, `bench`): its verb is implied. */
   single?: boolean;
+  /** The command run when the first word is none of the verbs (`ipckit lock PATH -- CMD`). */
+  defaultVerb?: string;
 }
 
 // --- The shared flags ---------------------------------------------------------------------
@@ -232,7 +234,16 @@ export async function runGroup(group: Group, argv: string[]): Promise<number> {
     process.stdout.write(named ? commandHelp(group, named) : groupHelp(group));
     return 0;
   }
-  const command = group.commands.find((c) => c.verb === verb);
+  const named = group.commands.find((c) => c.verb === verb);
+  const command = named ?? group.commands.find((c) => c.verb === group.defaultVerb);
+  if (command && !named) {
+    const own = argv.indexOf('--') === -1 ? argv : argv.slice(0, argv.indexOf('--'));
+    if (own.some((a) => HELP_FLAGS.has(a))) {
+      process.stdout.write(commandHelp(group, command));
+      return 0;
+    }
+    return command.run(parseInvocation(group, command, argv));
+  }
   if (!command) throw new UsageError(`unknown ${group.name} command ${JSON.stringify(verb)}: use ${listWords(group.commands.map((c) => c.verb))}`, `ipckit ${group.name}`);
   const own = rest.indexOf('--') === -1 ? rest : rest.slice(0, rest.indexOf('--'));
   if (own.some((a) => HELP_FLAGS.has(a))) {
@@ -275,7 +286,7 @@ export function commandHelp(group: Group, command: Command): string {
 /** The help of a group: one line per command, and how to see more. */
 export function groupHelp(group: Group): string {
   if (group.single) return commandHelp(group, group.commands[0]!);
-  const rows = group.commands.map((c) => [`${c.verb}${c.args ? ` ${c.args}` : ''}`, c.summary] as const);
+  const rows = group.commands.map((c) => [`${c.verb} ${c.args}${c.takesCommand ? ' -- COMMAND...' : ''}`.trim(), c.verb === group.defaultVerb ? `${c.summary} (\`${c.verb}\` may be left out)` : c.summary] as const);
   const width = Math.min(40, Math.max(...rows.map(([l]) => l.length)));
   const lines = [`usage: ipckit ${group.name} <command> [args] [flags]${group.aliases?.length ? `   (alias: ${group.aliases.join(', ')})` : ''}`, '', group.summary, '', 'commands:'];
   for (const [label, summary] of rows) lines.push(label.length > width ? `  ${label}\n  ${''.padEnd(width)}  ${summary}` : `  ${label.padEnd(width)}  ${summary}`);

@@ -412,6 +412,30 @@ export interface NativeProbe {
   probeFeatures(): { futexWaitv: number; pidfd: number; memfdSeals: number; ofdLocks: number };
 }
 
+/** native/blocking.cc: blocking system calls on threads of ours, cancellable. */
+export interface NativeBlockingCalls {
+  /** fcntl(fd, cmd, lock) with cmd F_OFD_SETLKW or F_SETLKW, on a thread; returns the call's id. */
+  lockWait(fd: number, cmd: number, type: number, start: number, length: number): number;
+  /** Ends a call; its dispatch still comes once (-ECANCELED, or its result if it finished first). */
+  cancel(id: number): void;
+  threads(): number;
+}
+
+export interface NativeBlocking {
+  BlockingCalls: new (dispatch: (id: number, result: number) => void) => NativeBlockingCalls;
+}
+
+/** native/filelock.cc: file locks, non-blocking forms. */
+export interface NativeFileLock {
+  /** F_OFD_SETLK or F_SETLK: 0, or -errno (EAGAIN/EACCES: a conflicting lock is held). */
+  setLock(fd: number, cmd: number, type: number, start: number, length: number): number;
+  /** F_OFD_GETLK or F_GETLK: null, or the first conflicting lock (pid -1 for an OFD lock). */
+  getLock(fd: number, cmd: number, type: number, start: number, length: number): { type: number; start: number; length: number; pid: number } | null;
+  /** flock(2): 0, or -errno. */
+  flock(fd: number, op: number): number;
+  readonly lockConstants: Readonly<Record<'F_OFD_GETLK' | 'F_OFD_SETLK' | 'F_OFD_SETLKW' | 'F_GETLK' | 'F_SETLK' | 'F_SETLKW' | 'F_RDLCK' | 'F_WRLCK' | 'F_UNLCK' | 'LOCK_SH' | 'LOCK_EX' | 'LOCK_UN' | 'LOCK_NB', number>>;
+}
+
 /** Everything the addon exports, one interface per native/ file. */
 export interface NativeAddon
   extends NativeFd,
@@ -424,7 +448,9 @@ export interface NativeAddon
     NativeFutex,
     NativeSocket,
     NativeSignal,
-    NativeProbe {}
+    NativeProbe,
+    NativeBlocking,
+    NativeFileLock {}
 
 const addonPath = fileURLToPath(new URL('../../../build/Release/ipckit.node', import.meta.url));
 /** The die-with-parent exec helper built next to the addon (native/exec_helper.c). */
