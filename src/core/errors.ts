@@ -200,7 +200,12 @@ export function abortedError(what: string, signal: AbortSignal): IpcError {
   return new IpcError('ERR_IPCKIT_ABORTED', `${what} was aborted`, { cause: signal.reason });
 }
 
-/** True for an IpcError (of any copy of ipckit loaded in the process), with `code` if given. */
-export function isIpcError(e: unknown, code?: IpcErrorCode): e is IpcError {
+/**
+ * True for an IpcError (of any copy of ipckit loaded in the process), with `code` if given.
+ * With a code, a false answer still allows an IpcError of another code (the type says so).
+ */
+export function isIpcError(e: unknown): e is IpcError;
+export function isIpcError<C extends IpcErrorCode>(e: unknown, code: C): e is IpcError & { readonly code: C };
+export function isIpcError(e: unknown, code?: IpcErrorCode): boolean {
   return e instanceof IpcError && (code === undefined || e.code === code);
 }
