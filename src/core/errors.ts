@@ -56,6 +56,9 @@ export class IpcError extends Error {
   declare readonly details?: Record<string, unknown>;
 
   constructor(code: IpcErrorCode, reason: string, options: IpcErrorOptions = {}) {
+    checkCode(code);
+    if (typeof reason !== 'string') throw invalidArgument(`reason must be a string, got ${typeof reason}`);
+    if (options === null || typeof options !== 'object') throw invalidArgument(`options must be an object, got ${options === null ? 'null' : typeof options}`);
     super(`${reason} (${code})`, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.reason = reason;
@@ -86,6 +89,13 @@ export class IpcError extends Error {
   /** `instanceof IpcError` holds for an IpcError of another copy of the package too. */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+}
+
+/** Throws unless `code` is in the registry (this file cannot use validate.ts, which imports it). */
+function checkCode(code: unknown): void {
+  if (typeof code !== 'string' || !Object.hasOwn(ERROR_CODES, code)) {
+    throw invalidArgument(`code must be one of the ERR_IPCKIT_* codes of ERROR_CODES, got ${typeof code === 'string' ? JSON.stringify(code) : typeof code}`);
   }
 }
 
@@ -207,5 +217,6 @@ export function abortedError(what: string, signal: AbortSignal): IpcError {
 export function isIpcError(e: unknown): e is IpcError;
 export function isIpcError<C extends IpcErrorCode>(e: unknown, code: C): e is IpcError & { readonly code: C };
 export function isIpcError(e: unknown, code?: IpcErrorCode): boolean {
+  if (code !== undefined) checkCode(code);
   return e instanceof IpcError && (code === undefined || e.code === code);
 }
