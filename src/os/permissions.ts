@@ -40,11 +40,22 @@ export function createMode(options: CreateModeOptions): { mode: number; group: n
   };
 }
 
+/**
+ * Checks the owner-check options (`mode`, `owner`, `trustAnyOwner`) before anything is
+ * opened, so that a bad one throws at once rather than after a system call.
+ */
+export function validateOwnerCheck(options: OwnerCheckOptions): void {
+  validate.mode('mode', options.mode, DEFAULT_MODE);
+  validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2);
+  validate.optionalBoolean('trustAnyOwner', options.trustAnyOwner);
+}
+
 /** Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed. */
 export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'>, what: string, options: OwnerCheckOptions = {}): void {
+  validateOwnerCheck(options);
   if (options.trustAnyOwner === true) return;
-  const allowed = validate.mode('mode', options.mode, DEFAULT_MODE);
-  const owner = validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2) ?? process.geteuid?.() ?? 0;
+  const allowed = options.mode ?? DEFAULT_MODE;
+  const owner = options.owner ?? process.geteuid?.() ?? 0;
   if (st.uid !== owner) {
     throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} belongs to uid ${st.uid}, not uid ${owner}; refusing it (pass { trustAnyOwner: true } or { owner } if that is expected)`, {
       details: { uid: st.uid, expectedUid: owner },
