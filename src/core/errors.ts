@@ -76,6 +76,10 @@ export class IpcError extends Error {
    * error's cause (or this error).
    */
   amend(more: { note?: string; details?: Record<string, unknown>; code?: IpcErrorCode }): IpcError {
+    if (more === null || typeof more !== 'object') throw invalidArgument(`amend takes { note, details, code }, got ${more === null ? 'null' : typeof more}`);
+    if (more.note !== undefined && typeof more.note !== 'string') throw invalidArgument(`note must be a string, got ${typeof more.note}`);
+    if (more.details !== undefined && (more.details === null || typeof more.details !== 'object')) throw invalidArgument(`details must be an object, got ${more.details === null ? 'null' : typeof more.details}`);
+    if (more.code !== undefined) checkCode(more.code);
     return new IpcError(more.code ?? this.code, more.note === undefined ? this.reason : `${this.reason}; ${more.note}`, {
       cause: this.cause ?? this,
       ...(this.errno !== undefined ? { errno: this.errno } : {}),
