@@ -27,6 +27,14 @@
  *    releases the kernel object. Both are idempotent; `await using` calls them.
  * 9. Bad input: a frame above `maxMessageSize` is ERR_IPCKIT_FRAME_TOO_LARGE before any
  *    allocation; a payload that fails to decode is ERR_IPCKIT_BAD_FRAME for that message.
+ * 10. Bad arguments throw synchronously (ERR_IPCKIT_INVALID_ARGUMENT, or
+ *    ERR_IPCKIT_FRAME_TOO_LARGE for a message too big to send), from every method, before
+ *    any fast path: a bad `timeout` throws even when a message is ready, a message the
+ *    codec refuses throws even on a closed channel. Nothing was sent or taken.
+ *
+ * Batches (`sendMany`, `receiveMany`) keep these promises per message. `sendMany` encodes
+ * every message before it sends the first (so a bad one throws and nothing is sent); a
+ * batch that fails part-way says in `details.sent` how many messages went.
  */
 import { abortedError, closedError, IpcError, isIpcError, timeoutError } from './errors.js';
 import * as validate from './validate.js';
@@ -82,12 +90,17 @@ export class WaitQueue<V, D = undefined> {
     return this.#count;
   }
 
+  /**
+   * Adds a wait. Bad options throw here, synchronously, before any promise exists (public
+   * methods check them earlier still, before their fast paths).
+   */
   enqueue(options: WaitOptions | undefined, data: D): Promise<V> {
+    validate.waitOptions(options);
     return new Promise<V>((resolve, reject) => {
       const waiter: Waiter<V, D> = { resolve, reject, data, cleanup: undefined };
       if (options !== undefined) {
-        const ms = validate.timeout(options.timeout);
-        const signal = validate.abortSignal(options.signal);
+        const ms = options.timeout;
+        const signal = options.signal;
         if (signal?.aborted) {
           reject(abortedError(this.what, signal));
           return;
@@ -192,8 +205,9 @@ export function cancellableWait<T>(
   options: WaitOptions | undefined,
   executor: (resolve: (value: T) => void, reject: (error: unknown) => void) => (() => void) | void,
 ): Promise<T> {
-  const ms = validate.timeout(options?.timeout);
-  const signal = validate.abortSignal(options?.signal);
+  validate.waitOptions(options);
+  const ms = options?.timeout;
+  const signal = options?.signal;
   return new Promise<T>((resolve, reject) => {
     if (signal?.aborted) {
       reject(abortedError(what, signal));
@@ -223,6 +237,15 @@ export function cancellableWait<T>(
     }
     if (done && cancel) cancel();
   });
+}
+
+/**
+ * The error of a batch that stopped after `sent` of its `total` messages went: an IpcError
+ * says so in its reason and in `details.sent` (the messages before it are in the channel).
+ */
+export function batchError(error: unknown, sent: number, total: number): unknown {
+  if (!isIpcError(error)) return error;
+  return error.amend({ note: `${sent} of ${total} messages were sent`, details: { sent } });
 }
 
 /**

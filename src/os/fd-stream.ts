@@ -16,9 +16,9 @@
  * buffer and their `send` resolves once the kernel has them.
  */
 import { constants as osConstants } from 'node:os';
-import { RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from '../core/channel.js';
+import { batchError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from '../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
-import { closedError, errnoError, IpcError, toIpcError } from '../core/errors.js';
+import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../core/errors.js';
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
 import { native, type FdWatcher } from './native.js';
 import * as validate from '../core/validate.js';
@@ -149,13 +149,24 @@ export interface WriterOptions<C extends CodecOption | undefined = undefined> ex
 
 /**
  * Checks reader and writer options the way the constructors will, so that a mechanism can
- * refuse bad options before it waits for anything (a FIFO open, a connect).
+ * refuse bad options before it does anything (creates a pipe, starts a child, waits for a
+ * FIFO's reader).
  */
-export function validateStreamOptions(options: ReaderOptions<CodecOption | undefined> & WriterOptions<CodecOption | undefined>): void {
+export function validateStreamOptions(options: ReaderOptions<CodecOption | undefined> & WriterOptions<CodecOption | undefined>, name = 'options'): void {
+  validate.object(name, options);
   resolveFraming(options);
   resolveCodec(options.codec);
   validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024);
   validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
+  validate.optionalBoolean('atomic', options.atomic);
+}
+
+/** The constructors' common checks: a descriptor number, options, hooks and a shared poll. */
+function checkEndpointArguments(fd: unknown, options: unknown, hooks: unknown, poll: unknown): void {
+  validate.integer('fd', fd, 0, 2 ** 31 - 1);
+  validate.object('options', options);
+  validate.object('hooks', hooks);
+  if (poll !== undefined && !(poll instanceof FdPoll)) throw invalidArgument(`poll must be an FdPoll, got ${validate.describe(poll)}`);
 }
 
 /** Hooks a mechanism gives the generic reader/writer. */
@@ -209,6 +220,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
   };
 
   constructor(fd: number, options: ReaderOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
+    checkEndpointArguments(fd, options, hooks, poll);
     const { framing, maxMessageSize } = resolveFraming(options);
     const size = validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024) ?? MAX_READ;
     this.#maxRead = size;
@@ -233,6 +245,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
   }
 
   receive(options?: WaitOptions): Promise<T> {
+    validate.waitOptions(options); // before the fast path: a bad option throws even when a message is ready
     if (this.#qHead < this.#queue.length) return this.#decodeNext();
     if (this.#waiters.length === 0 && this.#state === 'open' && !this.#drained) {
       this.#fill();
@@ -244,10 +257,15 @@ export class FdReader<T, R = void> implements Receiver<T> {
     return p;
   }
 
-  /** Every message ready now (at least one: waits for it), up to `max`. */
-  async receiveMany(max = Infinity, options?: WaitOptions): Promise<T[]> {
-    const first = await this.receive(options);
-    const out: T[] = [first as T];
+  /** Every message ready now (at least one: waits for it), up to `max` (default: no limit). */
+  receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
+    const limit = validate.batchMax('max', max, Infinity);
+    return this.receive(options).then((first) => this.#readyAfter(first, limit));
+  }
+
+  /** `first` and the messages ready after it, up to `max` in all. */
+  #readyAfter(first: T, max: number): T[] {
+    const out: T[] = [first];
     while (out.length < max) {
       if (this.#qHead >= this.#queue.length) {
         if (this.#state !== 'open' || this.#waiters.length > 0 || this.#drained) break;
@@ -533,11 +551,12 @@ export class FdWriter<T, R = void> implements Sender<T> {
   };
 
   constructor(fd: number, options: WriterOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
+    checkEndpointArguments(fd, options, hooks, poll);
     const { framing, maxMessageSize } = resolveFraming(options);
     this.fd = fd;
     this.#codec = resolveCodec(options.codec) as Codec<T>;
     this.#framing = framing;
-    this.#atomic = options.atomic === true;
+    this.#atomic = validate.optionalBoolean('atomic', options.atomic) ?? false;
     this.#batchSize = this.#atomic ? native.PIPE_BUF : BATCH_SIZE;
     this.#maxMessageSize = this.#atomic ? Math.min(maxMessageSize, native.PIPE_BUF - (framing === 'length' ? LENGTH_HEADER_BYTES : framing === 'lines' ? 1 : 0)) : maxMessageSize;
     this.#highWaterMark = validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? 256 * 1024;
@@ -558,10 +577,15 @@ export class FdWriter<T, R = void> implements Sender<T> {
   }
 
   send(message: T, options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    const payload = encodeWith(this.#codec, message);
+    return this.#send(payload, checkOutgoing(this.#framing, payload, this.#maxMessageSize), options);
+  }
+
+  /** Accepts an encoded, checked payload of `size` bytes on the wire, or waits for room. */
+  #send(payload: Uint8Array, size: number, options: WaitOptions | undefined): Promise<void> {
     if (this.#state !== 'open') return Promise.reject(this.#reportError() ?? closedError('sender'));
     if (this.#error) return Promise.reject(this.#reportError());
-    const payload = encodeWith(this.#codec, message);
-    const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
     if (this.#spaceWaiters.length === 0) {
       if (this.#queued + size > this.#highWaterMark && this.#queued > 0) this.#flushNow();
       if (this.#error) return Promise.reject(this.#reportError());
@@ -573,10 +597,10 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   /** Accepts the message now and returns true, or returns false if `send` would wait. */
   trySend(message: T): boolean {
-    if (this.#state !== 'open') throw this.#reportError() ?? closedError('sender');
-    if (this.#error) throw this.#reportError();
     const payload = encodeWith(this.#codec, message);
     const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
+    if (this.#state !== 'open') throw this.#reportError() ?? closedError('sender');
+    if (this.#error) throw this.#reportError();
     if (this.#spaceWaiters.length > 0) return false;
     if (this.#queued + size > this.#highWaterMark && this.#queued > 0) {
       this.#flushNow();
@@ -588,16 +612,43 @@ export class FdWriter<T, R = void> implements Sender<T> {
     return true;
   }
 
-  /** Sends every message in order; resolves when all were accepted. */
-  async sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
-    for (const m of messages) {
-      const p = this.send(m, options);
-      if (p !== RESOLVED) await p;
+  /**
+   * Sends every message in order; resolves when all were accepted. Every message is
+   * encoded and checked first, so one the codec refuses throws and nothing is sent.
+   * `timeout` bounds the whole batch; if it fails part-way, `details.sent` says how many
+   * were accepted (those are delivered like any accepted message).
+   */
+  sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    const payloads: Uint8Array[] = [];
+    const sizes: number[] = [];
+    for (const m of validate.iterable<T>('messages', messages)) {
+      const payload = encodeWith(this.#codec, m);
+      sizes.push(checkOutgoing(this.#framing, payload, this.#maxMessageSize));
+      payloads.push(payload);
+    }
+    return this.#sendAll(payloads, sizes, options);
+  }
+
+  async #sendAll(payloads: Uint8Array[], sizes: number[], options: WaitOptions | undefined): Promise<void> {
+    const timeout = options?.timeout;
+    const deadline = timeout === undefined ? undefined : performance.now() + timeout;
+    for (let i = 0; i < payloads.length; i++) {
+      const wait = deadline === undefined ? options : { ...options, timeout: Math.max(0, deadline - performance.now()) };
+      const p = this.#send(payloads[i]!, sizes[i]!, wait);
+      if (p === RESOLVED) continue;
+      try {
+        await p;
+      } catch (e) {
+        // A wait given what was left of the batch's time reports the batch's timeout.
+        throw batchError(isIpcError(e, 'ERR_IPCKIT_TIMEOUT') ? timeoutError('send', timeout!) : e, i, payloads.length);
+      }
     }
   }
 
   /** Resolves once every accepted message has been written to the kernel. */
   flush(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
     if (this.#error) return Promise.reject(this.#reportError());
     if (this.#queued === 0 && this.#spaceWaiters.length === 0) return RESOLVED;
     const p = this.#flushWaiters.enqueue(options, undefined);
@@ -612,7 +663,12 @@ export class FdWriter<T, R = void> implements Sender<T> {
    * loss goes unnoticed and none is reported twice. `timeout`/`signal` bound the wait for
    * a slow reader; on expiry the rest is dropped and the error says so.
    */
-  async close(options?: WaitOptions): Promise<R> {
+  close(options?: WaitOptions): Promise<R> {
+    validate.waitOptions(options);
+    return this.#close(options);
+  }
+
+  async #close(options: WaitOptions | undefined): Promise<R> {
     if (this.#state === 'closed') return undefined as R;
     if (this.#state === 'closing') {
       await this.#flushWaiters.enqueue(options, undefined).catch(() => {});

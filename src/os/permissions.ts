@@ -45,11 +45,22 @@ const octal = (bits: number): string => (bits & 0o7777).toString(8).padStart(4, 
 /** The remedy of an object that belongs to someone else: trust it, or name its owner. */
 export const TRUST_OWNER: Remedy = { options: [{ trustAnyOwner: true }, { owner: undefined }], when: 'if that is expected' };
 
+/**
+ * Checks the owner-check options (`mode`, `owner`, `trustAnyOwner`) before anything is
+ * opened, so that a bad one throws at once rather than after a system call.
+ */
+export function validateOwnerCheck(options: OwnerCheckOptions): void {
+  validate.mode('mode', options.mode, DEFAULT_MODE);
+  validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2);
+  validate.optionalBoolean('trustAnyOwner', options.trustAnyOwner);
+}
+
 /** Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed. */
 export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'>, what: string, options: OwnerCheckOptions = {}): void {
+  validateOwnerCheck(options);
   if (options.trustAnyOwner === true) return;
-  const allowed = validate.mode('mode', options.mode, DEFAULT_MODE);
-  const owner = validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2) ?? process.geteuid?.() ?? 0;
+  const allowed = options.mode ?? DEFAULT_MODE;
+  const owner = options.owner ?? process.geteuid?.() ?? 0;
   if (st.uid !== owner) {
     throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} belongs to uid ${st.uid} (mode ${octal(st.mode)}), not uid ${owner}; refusing it`, {
       details: { uid: st.uid, mode: st.mode & 0o7777, expectedUid: owner },

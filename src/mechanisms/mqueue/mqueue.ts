@@ -24,12 +24,12 @@
  */
 import { readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
+import { batchError, RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, isIpcError, sys } from '../../core/errors.js';
 import { readRlimit, sysctlNumber } from '../../os/limits.js';
 import { native } from '../../os/native.js';
-import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { checkOwner, createMode, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import * as validate from '../../core/validate.js';
 
@@ -79,6 +79,8 @@ export function messageQueueLimits(): MessageQueueLimits {
  * its messages plus a 48-byte header and a 48-byte tree node per message slot.
  */
 export function messageQueueBytes(maxMessages: number, messageSize: number): number {
+  validate.integer('maxMessages', maxMessages, 1, HARD_MSGMAX);
+  validate.integer('messageSize', messageSize, 1, HARD_MSGSIZEMAX);
   return maxMessages * (messageSize + 48) + Math.min(maxMessages, 32768) * 48;
 }
 
@@ -269,11 +271,9 @@ class ReceivingSide<T> {
 
   /** One message (max 0) or a batch of 1..max messages; waits for the first. */
   receive(options: WaitOptions | undefined, withPriority: boolean, max = 0): Promise<unknown> {
+    validate.waitOptions(options);
     if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
-    if (options !== undefined) {
-      validate.timeout(options.timeout);
-      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError('receive', options.signal!));
-    }
+    if (options?.signal?.aborted) return Promise.reject(abortedError('receive', options.signal));
     if (this.#waiters.length === 0) {
       try {
         const ready = this.#takeNow({ withPriority, max });
@@ -469,14 +469,10 @@ class SendingSide<T> {
   }
 
   send(message: T, options: SendOptions | undefined): Promise<void> {
-    if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
+    const priority = sendOptions(options);
     const payload = this.#encode(message);
-    let priority = 0;
-    if (options !== undefined) {
-      priority = validatePriority(options.priority);
-      validate.timeout(options.timeout);
-      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError('send', options.signal!));
-    }
+    if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
+    if (options?.signal?.aborted) return Promise.reject(abortedError('send', options.signal));
     if (this.#waiters.length === 0) {
       const r = native.mqSend(this.#core.fd, payload, priority);
       if (r === 0) return RESOLVED;
@@ -488,9 +484,9 @@ class SendingSide<T> {
   }
 
   trySend(message: T, options: { priority?: number } | undefined): boolean {
-    if (this.#core.closed) throw closedError(`message queue ${this.#core.name}`);
+    const priority = validatePriority(validate.object<{ priority: number }>('options', options).priority);
     const payload = this.#encode(message);
-    const priority = options === undefined ? 0 : validatePriority(options.priority);
+    if (this.#core.closed) throw closedError(`message queue ${this.#core.name}`);
     if (this.#waiters.length > 0) return false;
     const r = native.mqSend(this.#core.fd, payload, priority);
     if (r === 0) return true;
@@ -499,33 +495,24 @@ class SendingSide<T> {
   }
 
   sendMany(messages: Iterable<T>, options: SendOptions | undefined): Promise<void> {
-    if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
+    const priority = sendOptions(options);
     const payloads: Uint8Array[] = [];
-    for (const m of messages) payloads.push(this.#encode(m));
-    let priority = 0;
-    if (options !== undefined) {
-      priority = validatePriority(options.priority);
-      validate.timeout(options.timeout);
-      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError('send', options.signal!));
-    }
+    for (const m of validate.iterable<T>('messages', messages)) payloads.push(this.#encode(m));
+    if (this.#core.closed) return Promise.reject(batchError(closedError(`message queue ${this.#core.name}`), 0, payloads.length));
+    if (options?.signal?.aborted) return Promise.reject(batchError(abortedError('send', options.signal), 0, payloads.length));
     if (payloads.length === 0) return RESOLVED;
     let next = 0;
     if (this.#waiters.length === 0) {
       const r = native.mqSendMany(this.#core.fd, payloads, 0, priority);
-      if (r < 0 && r !== -EAGAIN) return Promise.reject(this.#core.error(-r, 'mq_send', 'send'));
+      if (r < 0 && r !== -EAGAIN) return Promise.reject(batchError(this.#core.error(-r, 'mq_send', 'send'), 0, payloads.length));
       if (r === payloads.length) return RESOLVED;
       next = Math.max(0, r);
     }
     const job: SendJob = { payloads, next, priority };
     const p = this.#waiters.enqueue(options, job);
     this.#startPolling();
-    return p.catch((e: unknown) => {
-      // Say how far a batch got before its wait ended: those messages are in the queue.
-      if (isIpcError(e) && job.next > 0) {
-        throw e.amend({ note: `${job.next} of ${payloads.length} messages were sent`, details: { sent: job.next } });
-      }
-      throw e;
-    });
+    // Say how far a batch got before its wait ended: those messages are in the queue.
+    return p.catch((e: unknown) => Promise.reject(batchError(e, job.next, payloads.length)));
   }
 
   /** Sends waiting jobs in order while the queue has room. */
@@ -569,6 +556,13 @@ class SendingSide<T> {
 function validatePriority(value: unknown): number {
   if (value === undefined) return 0;
   return validate.integer('priority', value, 0, native.MQ_PRIO_MAX - 1);
+}
+
+/** Checks a send's options whole (priority, timeout, signal); returns the priority. */
+function sendOptions(options: SendOptions | undefined): number {
+  validate.object('options', options);
+  validate.waitOptions(options);
+  return validatePriority(options?.priority);
 }
 
 /** What every handle has: the name, attributes, close and unlink. */
@@ -657,12 +651,12 @@ export class MessageQueueReceiver<T = Uint8Array> extends MessageQueueHandle imp
   }
 
   /** Waits for at least one message, then returns every one waiting now, up to `max` (one native call for the batch). */
-  receiveMany(max = BATCH_MAX, options?: WaitOptions): Promise<T[]> {
-    return this.#rx.receive(options, false, validate.integer('max', max, 1)) as Promise<T[]>;
+  receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
+    return this.#rx.receive(options, false, validate.batchMax('max', max, BATCH_MAX)) as Promise<T[]>;
   }
 
-  receiveManyWithPriority(max = BATCH_MAX, options?: WaitOptions): Promise<Array<ReceivedMessage<T>>> {
-    return this.#rx.receive(options, true, validate.integer('max', max, 1)) as Promise<Array<ReceivedMessage<T>>>;
+  receiveManyWithPriority(max?: number, options?: WaitOptions): Promise<Array<ReceivedMessage<T>>> {
+    return this.#rx.receive(options, true, validate.batchMax('max', max, BATCH_MAX)) as Promise<Array<ReceivedMessage<T>>>;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
@@ -761,6 +755,7 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
   const messageSize = positiveAttr('messageSize', options.messageSize, HARD_MSGSIZEMAX) ?? limits.msgsizeDefault;
   const access = options.access === undefined ? 'rw' : validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
   const codec = resolveCodec(options.codec);
+  validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   // Owner-only until the exact mode is set through the fd: never wider, even for a moment.
   const fd = mqOpen(qname, accessFlags(access) | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, messageSize });
   let core: QueueCore | undefined;
@@ -806,7 +801,9 @@ export function openMessageQueue<C extends CodecOption | undefined = undefined>(
   else allowedMode = validate.mode('mode', options.mode, 0o600);
   if (options.access !== undefined) access = validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
   const check: OwnerCheckOptions = { ...(allowedMode !== undefined ? { mode: allowedMode } : {}), ...(options.owner !== undefined ? { owner: options.owner } : {}), ...(options.trustAnyOwner !== undefined ? { trustAnyOwner: options.trustAnyOwner } : {}) };
+  validateOwnerCheck(check);
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
+  validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   const fd = mqOpen(qname, accessFlags(access), 0, undefined);
   let core: QueueCore | undefined;
   try {

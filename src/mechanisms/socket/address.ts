@@ -21,7 +21,7 @@ import { constants as osConstants } from 'node:os';
 import { errnoError, errnoOf, invalidArgument, IpcError, sys } from '../../core/errors.js';
 import { native, type NativeStat } from '../../os/native.js';
 import { fileTypeName } from '../../os/permissions.js';
-import { runtimeDir, runtimePath } from '../../os/runtime.js';
+import { runtimeDir, runtimeDirPath, runtimeName } from '../../os/runtime.js';
 import * as validate from '../../core/validate.js';
 
 export type SocketKind = 'unix' | 'unix-abstract' | 'unix-dgram' | 'unix-seqpacket' | 'tcp';
@@ -42,6 +42,8 @@ export interface UnixAddress {
   sunPath: Buffer;
   /** Canonical text: `unix:/run/x`, `unix-abstract:name`, `unix-dgram:@name`. */
   text: string;
+  /** The path is in the runtime folder, which must be made (or checked) before use: `prepareAddress`. */
+  inRuntimeDir: boolean;
 }
 
 export interface TcpAddress {
@@ -67,12 +69,12 @@ function unixText(kind: UnixAddress['kind'], path: string, abstract: boolean): s
   return `${kind}:${abstract ? '@' : ''}${path}`;
 }
 
-function unixAddress(kind: UnixAddress['kind'], path: string, abstract: boolean): UnixAddress {
+function unixAddress(kind: UnixAddress['kind'], path: string, abstract: boolean, inRuntimeDir = false): UnixAddress {
   const bytes = Buffer.from(path, 'utf8');
   if (abstract) {
     if (bytes.length === 0) throw invalidArgument('an abstract socket name must not be empty');
     if (bytes.length > C.SUN_PATH_MAX - 1) throw invalidArgument(`abstract socket name is ${bytes.length} bytes; at most ${C.SUN_PATH_MAX - 1} fit in sun_path`);
-    return { kind: kind === 'unix' ? 'unix-abstract' : kind, path, abstract, sunPath: Buffer.concat([Buffer.from([0]), bytes]), text: unixText(kind === 'unix' ? 'unix-abstract' : kind, path, abstract) };
+    return { kind: kind === 'unix' ? 'unix-abstract' : kind, path, abstract, sunPath: Buffer.concat([Buffer.from([0]), bytes]), text: unixText(kind === 'unix' ? 'unix-abstract' : kind, path, abstract), inRuntimeDir: false };
   }
   if (bytes.length > MAX_UNIX_PATH) {
     const suggestion = kind === 'unix' ? 'unix-abstract:NAME' : `${kind}:@NAME`;
@@ -82,16 +84,18 @@ function unixAddress(kind: UnixAddress['kind'], path: string, abstract: boolean)
       { path, details: { length: bytes.length, max: MAX_UNIX_PATH } },
     );
   }
-  return { kind, path, abstract, sunPath: bytes, text: unixText(kind, path, abstract) };
+  return { kind, path, abstract, sunPath: bytes, text: unixText(kind, path, abstract), inRuntimeDir };
 }
 
 /**
- * Parses an address. `forListen` allows `unix:` with no path (a fresh runtime path) and
- * TCP port 0. Relative names without "/" go to the runtime folder; paths with "/" are
- * resolved against the working directory.
+ * Parses an address, without touching the system (a bad address throws here, at once).
+ * `forListen` allows `unix:` with no path (a fresh runtime path) and TCP port 0. Relative
+ * names without "/" go to the runtime folder, which `prepareAddress` makes before use;
+ * paths with "/" are resolved against the working directory.
  */
 export function parseAddress(address: unknown, forListen = false): SocketAddress {
   const text = validate.string('address', address);
+  validate.boolean('forListen', forListen);
   const colon = text.indexOf(':');
   const scheme = colon < 0 ? '' : text.slice(0, colon);
   if (scheme === 'tcp') return parseTcp(text, forListen);
@@ -104,13 +108,15 @@ export function parseAddress(address: unknown, forListen = false): SocketAddress
   if (rest.startsWith('@')) return unixAddress(kind, rest.slice(1), true);
   if (rest === '') {
     if (!forListen) throw invalidArgument(`address ${JSON.stringify(text)} names no socket: give a path (${kind}:/path) or a name (${kind}:NAME)`);
-    rest = runtimePath('socket');
-  } else if (!rest.includes('/')) {
-    rest = join(runtimeDir(), rest);
-  } else if (!isAbsolute(rest)) {
-    rest = resolvePath(rest);
+    return unixAddress(kind, join(runtimeDirPath(), runtimeName('socket')), false, true);
   }
-  return unixAddress(kind, rest, false);
+  if (!rest.includes('/')) return unixAddress(kind, join(runtimeDirPath(), rest), false, true);
+  return unixAddress(kind, isAbsolute(rest) ? rest : resolvePath(rest), false);
+}
+
+/** Makes what a parsed address needs on the system: the runtime folder for a path in it. */
+export function prepareAddress(addr: SocketAddress): void {
+  if (addr.kind !== 'tcp' && addr.inRuntimeDir) runtimeDir();
 }
 
 function parseTcp(text: string, forListen: boolean): TcpAddress {
