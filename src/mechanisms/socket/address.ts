@@ -13,12 +13,12 @@
  * abstract namespace; a symlink or any non-socket at the path is refused; a socket file
  * left by a dead server (connect is refused) is reclaimed, a live server's never is.
  */
-import { constants as fsConstants } from 'node:fs';
+import { chmodSync, chownSync, constants as fsConstants } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { errnoError, errnoOf, invalidArgument, IpcError, sys } from '../../core/errors.js';
+import { errnoError, errnoOf, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type NativeStat } from '../../os/native.js';
 import { fileTypeName } from '../../os/permissions.js';
 import { runtimeDir, runtimeDirPath, runtimeName } from '../../os/runtime.js';
@@ -214,9 +214,37 @@ export interface BoundFile {
   ino: number;
 }
 
-export function boundFile(path: string): BoundFile {
-  const st = native.lstat(path);
-  return { path, dev: st.dev, ino: st.ino };
+const O_PATH = 0o10000000; // Linux, x86-64 and arm64 alike
+const O_NOFOLLOW_CLOEXEC = fsConstants.O_NOFOLLOW | 0o2000000;
+
+/**
+ * The socket file that bind() just made: opened by O_PATH without following a symlink,
+ * checked to be a socket of ours, and given its group and exact mode through that
+ * descriptor (via /proc/self/fd, which names the inode itself). Nothing here goes by path
+ * after the open, so a user who can write the folder and swaps in a symlink or another
+ * file between bind() and now changes nothing but gets ERR_IPCKIT_PERMISSION.
+ */
+export function claimBoundFile(path: string, mode: number, group: number | undefined): BoundFile {
+  let fd: number;
+  try {
+    fd = native.open(path, O_PATH | O_NOFOLLOW_CLOEXEC, 0);
+  } catch (e) {
+    throw toIpcError(e, `check the socket file ${path}`, { path });
+  }
+  try {
+    const st = native.fstat(fd);
+    const uid = process.geteuid?.() ?? 0;
+    if ((st.mode & fsConstants.S_IFMT) !== fsConstants.S_IFSOCK || st.uid !== uid) {
+      throw new IpcError('ERR_IPCKIT_PERMISSION', `${path} is not the socket we just bound (it is ${fileTypeName(st.mode)} of uid ${st.uid}): someone replaced it; refusing to touch it`, { path });
+    }
+    const self = `/proc/self/fd/${fd}`;
+    if (group !== undefined) sys(`set the group of ${path}`, () => chownSync(self, -1, group), { path });
+    // bind() applied the umask to the mode set on the socket: set it exactly.
+    if ((st.mode & 0o7777) !== mode) sys(`set the mode of ${path}`, () => chmodSync(self, mode), { path });
+    return { path, dev: st.dev, ino: st.ino };
+  } finally {
+    native.close(fd);
+  }
 }
 
 /** Removes our socket file unless it is gone or is now someone else's (a newer server's). */

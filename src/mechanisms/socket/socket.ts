@@ -18,7 +18,6 @@
  * Everything waits on the event loop (FdPoll): no thread, no blocking call.
  */
 import { constants as osConstants } from 'node:os';
-import { lchownSync, chmodSync } from 'node:fs';
 import { cancellableWait, receiverIterator, WaitQueue, type Channel, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { resolveCodec } from '../../core/codec.js';
@@ -28,7 +27,7 @@ import { native, type NativeSockAddr } from '../../os/native.js';
 import { createMode, TRUST_OWNER, type CreateModeOptions } from '../../os/permissions.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import {
-  boundFile,
+  claimBoundFile,
   checkConnectPath,
   isPacketKind,
   parseAddress,
@@ -261,11 +260,7 @@ async function listenUnix<T>(addr: UnixAddress, plan: ListenPlan): Promise<Socke
       if (err.systemCode === 'EADDRINUSE') throw new IpcError('ERR_IPCKIT_EXISTS', `${addr.text} is in use by another socket`, { cause: err, path: addr.path, systemCode: 'EADDRINUSE' });
       throw err;
     }
-    if (!addr.abstract) {
-      file = boundFile(addr.path);
-      if (group !== undefined) lchownSync(addr.path, -1, group);
-      if ((native.lstat(addr.path).mode & 0o777) !== mode) chmodSync(addr.path, mode);
-    }
+    if (!addr.abstract) file = claimBoundFile(addr.path, mode, group);
     if (type !== C.SOCK_STREAM) native.setSockOpt(fd, C.SOL_SOCKET, C.SO_PASSCRED, 1);
     if (type !== C.SOCK_DGRAM) sys(`listen on ${addr.text}`, () => native.listen(fd, backlog));
   } catch (e) {
