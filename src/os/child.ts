@@ -120,7 +120,7 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
   const program = resolveProgram(argv[0]!, env, options.cwd ?? process.cwd());
   const dieWithParent = options.dieWithParent ?? true;
   if (dieWithParent && !existsSync(execHelperPath)) {
-    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the die-with-parent helper is missing at ${execHelperPath} (it is built with the addon by \`npm ci\`); pass { dieWithParent: false } to start children without it`, {
+    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the die-with-parent helper is missing at ${execHelperPath} (it ships in prebuilds/ next to the addon, and a build from source makes it in build/Release); pass { dieWithParent: false } to start children without it`, {
       path: execHelperPath,
     });
   }

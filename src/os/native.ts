@@ -1,7 +1,7 @@
 /**
- * The only file that loads the native addon (build/Release/ipckit.node, built by
- * node-gyp during `npm ci`). It declares every export the addon has, grouped by the
- * native/ file that implements it. Conventions:
+ * The only file that loads the native addon, and the one that finds the ipckit-exec
+ * helper next to it (see `locateAddon`). It declares every export the addon has, grouped
+ * by the native/ file that implements it. Conventions:
  *
  * - Calls that fail throw an Error with numeric `errno` and `syscall`; wrap them in
  *   `sys()` (errors.ts) to get an IpcError.
@@ -10,7 +10,7 @@
  * - Nothing here decides policy: validation, retries and error mapping are TypeScript's.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IpcError } from '../core/errors.js';
 
@@ -452,21 +452,47 @@ export interface NativeAddon
     NativeBlocking,
     NativeFileLock {}
 
-const addonPath = fileURLToPath(new URL('../../../build/Release/ipckit.node', import.meta.url));
-/** The die-with-parent exec helper built next to the addon (native/exec_helper.c). */
-export const execHelperPath = fileURLToPath(new URL('../../../build/Release/ipckit-exec', import.meta.url));
+/** The package's root: package.json, build/ and prebuilds/ (this file is dist/src/os/native.js). */
+const packageRoot = fileURLToPath(new URL('../../..', import.meta.url));
+const require = createRequire(import.meta.url);
 
-function load(): NativeAddon {
-  if (!existsSync(addonPath)) {
+/** What to run when there is no addon for this machine, or it does not load. */
+const buildFromSource =
+  'build it from source (needs python3, make and a C++ compiler): in a project, `npm install-scripts approve ipckit` ' +
+  '(npm 11.16 and later, which run a dependency\'s install script only once approved) and then `npm rebuild ipckit`; in a checkout of ipckit, `npm ci`';
+
+/**
+ * The addon's path, as node-gyp-build resolves it (one rule for the package and for a
+ * checkout): build/Release if there is one (built from source, by `npm ci` in a checkout,
+ * or by the install script, which builds only where no prebuild loads), else the prebuild
+ * for this platform, architecture and libc in prebuilds/<platform>-<arch>/ (shipped in the
+ * package, made by `npm run prebuilds`), which needs no compiler and no install script.
+ * PREBUILDS_ONLY=1 in the environment skips build/Release (to try the prebuild in a checkout).
+ */
+function locateAddon(): string {
+  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  try {
+    return nodeGypBuild.path(packageRoot);
+  } catch (e) {
+    // node-gyp-build's message names the platform, architecture and libc it looked for.
+    const looked = (e as Error).message.split('\n')[0]!.replace(/^No native build was found for /, '');
     throw new IpcError(
       'ERR_IPCKIT_UNSUPPORTED',
-      `the ipckit native addon is missing at ${addonPath}; it is built by node-gyp during \`npm ci\` (needs python3, make and a C++ compiler). Rebuild it with \`npm rebuild ipckit\``,
+      `the ipckit native addon is missing: no prebuild in ${join(packageRoot, 'prebuilds')} fits this machine (${looked}) and none was built in ${join(packageRoot, 'build', 'Release')}; ${buildFromSource}`,
+      { cause: e },
     );
   }
+}
+
+const addonPath = locateAddon();
+/** The die-with-parent exec helper (native/exec_helper.c), built and shipped next to the addon. */
+export const execHelperPath = join(dirname(addonPath), 'ipckit-exec');
+
+function load(): NativeAddon {
   try {
-    return createRequire(import.meta.url)(addonPath) as NativeAddon;
+    return require(addonPath) as NativeAddon;
   } catch (e) {
-    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the ipckit native addon at ${addonPath} failed to load: ${(e as Error).message}`, { cause: e });
+    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the ipckit native addon at ${addonPath} failed to load: ${(e as Error).message}; ${buildFromSource}`, { cause: e });
   }
 }
 
