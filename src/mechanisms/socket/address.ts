@@ -237,11 +237,17 @@ export function claimBoundFile(path: string, mode: number, group: number | undef
     if ((st.mode & fsConstants.S_IFMT) !== fsConstants.S_IFSOCK || st.uid !== uid) {
       throw new IpcError('ERR_IPCKIT_PERMISSION', `${path} is not the socket we just bound (it is ${fileTypeName(st.mode)} of uid ${st.uid}): someone replaced it; refusing to touch it`, { path });
     }
+    const file = { path, dev: st.dev, ino: st.ino };
     const self = `/proc/self/fd/${fd}`;
-    if (group !== undefined) sys(`set the group of ${path}`, () => chownSync(self, -1, group), { path });
-    // bind() applied the umask to the mode set on the socket: set it exactly.
-    if ((st.mode & 0o7777) !== mode) sys(`set the mode of ${path}`, () => chmodSync(self, mode), { path });
-    return { path, dev: st.dev, ino: st.ino };
+    try {
+      if (group !== undefined) sys(`set the group of ${path}`, () => chownSync(self, -1, group), { path });
+      // bind() applied the umask to the mode set on the socket: set it exactly.
+      if ((st.mode & 0o7777) !== mode) sys(`set the mode of ${path}`, () => chmodSync(self, mode), { path });
+    } catch (e) {
+      unlinkBoundFile(file); // ours, and not to be left behind
+      throw e;
+    }
+    return file;
   } finally {
     native.close(fd);
   }
