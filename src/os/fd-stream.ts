@@ -16,7 +16,7 @@
  * buffer and their `send` resolves once the kernel has them.
  */
 import { constants as osConstants } from 'node:os';
-import { batchError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from '../core/channel.js';
+import { batchError, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from '../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../core/errors.js';
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
@@ -140,6 +140,12 @@ export interface WriterOptions<C extends CodecOption | undefined = undefined> ex
   /** Bytes accepted but not yet written beyond which `send` waits (default 256 KiB). */
   highWaterMark?: number;
   /**
+   * Bytes of sends waiting for room (beyond highWaterMark) that the writer holds at most
+   * (default 64 MiB): past it, `send` rejects with ERR_IPCKIT_LIMIT instead of holding
+   * memory for callers that do not await their sends.
+   */
+  maxPendingBytes?: number;
+  /**
    * Keep every write() at most PIPE_BUF (4096) bytes of whole frames, so that several
    * processes can write to one pipe or FIFO without interleaving. Messages must then fit
    * in PIPE_BUF with their header.
@@ -158,6 +164,7 @@ export function validateStreamOptions(options: ReaderOptions<CodecOption | undef
   resolveCodec(options.codec);
   validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024);
   validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
+  validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   validate.optionalBoolean('atomic', options.atomic);
 }
 
@@ -541,7 +548,8 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #chunks: Chunk[] = [];
   #firstOffset = 0; // bytes of #chunks[0] already written
   #queued = 0; // accepted, not yet written
-  #spaceWaiters = new WaitQueue<void, Uint8Array>('send');
+  #spaceWaiters = new WaitQueue<void, Uint8Array>('send', (payload) => payload.length);
+  #maxPendingBytes: number;
   #flushWaiters = new WaitQueue<void>('flush');
   #flushScheduled = false;
   #flushing = false;
@@ -568,6 +576,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     this.#batchMax = this.#atomic ? native.PIPE_BUF : BATCH_SIZE;
     this.#maxMessageSize = this.#atomic ? Math.min(maxMessageSize, native.PIPE_BUF - (framing === 'length' ? LENGTH_HEADER_BYTES : framing === 'lines' ? 1 : 0)) : maxMessageSize;
     this.#highWaterMark = validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? 256 * 1024;
+    this.#maxPendingBytes = validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES;
     this.#hooks = hooks;
     this.#batch = Buffer.allocUnsafe(Math.min(FIRST_BATCH, this.#batchMax));
     this.#ownsPoll = poll === undefined;
@@ -599,6 +608,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
       if (this.#error) return Promise.reject(this.#reportError());
       if (this.#queued + size <= this.#highWaterMark || this.#queued === 0) return this.#accept(payload, size, true);
     }
+    if (this.#spaceWaiters.weight + payload.length > this.#maxPendingBytes) return Promise.reject(pendingLimitError('this sender', this.#spaceWaiters.weight, payload.length, this.#maxPendingBytes));
     this.#startPollingWrite();
     return this.#spaceWaiters.enqueue(options, payload);
   }

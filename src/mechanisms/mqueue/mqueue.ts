@@ -24,7 +24,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { batchError, RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
+import { batchError, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, isIpcError, sys } from '../../core/errors.js';
 import { readRlimit, sysctlNumber } from '../../os/limits.js';
@@ -96,6 +96,8 @@ export interface MessageQueueOptions<C extends CodecOption | undefined = undefin
   codec?: C;
   /** Remove the name when this handle closes (default false). */
   unlinkOnClose?: boolean;
+  /** Bytes of sends waiting for room this handle holds at most (default 64 MiB); past it `send` rejects with ERR_IPCKIT_LIMIT. */
+  maxPendingBytes?: number;
 }
 
 export interface CreateMessageQueueOptions<C extends CodecOption | undefined = undefined> extends CreateModeOptions, MessageQueueOptions<C> {
@@ -205,6 +207,8 @@ class QueueCore {
     readonly maxMessages: number,
     readonly messageSize: number,
     readonly unlinkOnClose: boolean,
+    /** Bytes of sends waiting for room this handle holds at most. */
+    readonly maxPendingBytes: number,
   ) {
     this.poll = new FdPoll(fd, true); // it closes the fd
   }
@@ -428,6 +432,8 @@ const NOTHING: unique symbol = Symbol('nothing');
 
 interface SendJob {
   payloads: Uint8Array[];
+  /** Bytes of all its payloads (fixed: what the job counts against maxPendingBytes). */
+  bytes: number;
   /** Index of the next payload to send. */
   next: number;
   priority: number;
@@ -436,7 +442,7 @@ interface SendJob {
 class SendingSide<T> {
   #core: QueueCore;
   #codec: Codec<T>;
-  #waiters = new WaitQueue<void, SendJob>('send');
+  #waiters = new WaitQueue<void, SendJob>('send', (job) => job.bytes);
   #polling = false;
   #onWritable = (): void => {
     // As for receiving: stop polling when there is room and nobody waits for it.
@@ -478,7 +484,8 @@ class SendingSide<T> {
       if (r === 0) return RESOLVED;
       if (r !== -EAGAIN) return Promise.reject(this.#core.error(-r, 'mq_send', 'send'));
     }
-    const p = this.#waiters.enqueue(options, { payloads: [payload], next: 0, priority });
+    if (this.#waiters.weight + payload.length > this.#core.maxPendingBytes) return Promise.reject(pendingLimitError(`message queue ${this.#core.name}`, this.#waiters.weight, payload.length, this.#core.maxPendingBytes));
+    const p = this.#waiters.enqueue(options, { payloads: [payload], bytes: payload.length, next: 0, priority });
     this.#startPolling();
     return p;
   }
@@ -508,7 +515,9 @@ class SendingSide<T> {
       if (r === payloads.length) return RESOLVED;
       next = Math.max(0, r);
     }
-    const job: SendJob = { payloads, next, priority };
+    const bytes = payloads.reduce((n, p) => n + p.length, 0);
+    if (this.#waiters.weight + bytes > this.#core.maxPendingBytes) return Promise.reject(batchError(pendingLimitError(`message queue ${this.#core.name}`, this.#waiters.weight, bytes, this.#core.maxPendingBytes), next, payloads.length));
+    const job: SendJob = { payloads, bytes, next, priority };
     const p = this.#waiters.enqueue(options, job);
     this.#startPolling();
     // Say how far a batch got before its wait ended: those messages are in the queue.
@@ -756,6 +765,7 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
   const access = options.access === undefined ? 'rw' : validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
   const codec = resolveCodec(options.codec);
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
+  validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   // Owner-only until the exact mode is set through the fd: never wider, even for a moment.
   const fd = mqOpen(qname, accessFlags(access) | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, messageSize });
   let core: QueueCore | undefined;
@@ -763,7 +773,7 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
     if (group !== undefined) sys(`set the group of message queue ${qname}`, () => native.fchown(fd, -1, group), { path: qname });
     sys(`set the mode of message queue ${qname}`, () => native.fchmod(fd, mode), { path: qname });
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true);
+    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
     return makeHandle(access, core, codec) as HandleFor<A, MessageOf<C>>;
   } catch (e) {
     if (core) core.poll.close(); // it owns the fd now
@@ -804,13 +814,14 @@ export function openMessageQueue<C extends CodecOption | undefined = undefined>(
   validateOwnerCheck(check);
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
+  validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   const fd = mqOpen(qname, accessFlags(access), 0, undefined);
   let core: QueueCore | undefined;
   try {
     const st = sys(`fstat message queue ${qname}`, () => native.fstat(fd), { path: qname });
     checkOwner(st, `message queue ${qname}`, check);
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true);
+    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
     return makeHandle(access, core, codec);
   } catch (e) {
     if (core) core.poll.close(); // it owns the fd now

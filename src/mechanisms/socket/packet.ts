@@ -20,7 +20,7 @@
  * not: that tells them apart (and gives each message's sender).
  */
 import { constants as osConstants } from 'node:os';
-import { RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_SIZE, frameTooLarge } from '../../core/framing.js';
@@ -132,13 +132,22 @@ export function readPackets(fd: number, maxMessageSize: number, withAddresses: b
 
 export interface PacketOptions<C extends CodecOption | undefined = undefined> extends SocketChannelOptions<C> {}
 
-export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageSize: number; highWaterMark: number } {
+/** How much a packet writer holds: accepted bytes before `send` waits, and bytes of waiting sends before it refuses. */
+export interface WriterLimits {
+  highWaterMark: number;
+  maxPendingBytes: number;
+}
+
+export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageSize: number; limits: WriterLimits } {
   validate.object('options', options);
   if (options.framing !== undefined) throw invalidArgument('datagram and seqpacket sockets keep message boundaries themselves: `framing` does not apply');
   return {
     codec: resolveCodec(options.codec),
     maxMessageSize: validate.optionalInteger('maxMessageSize', options.maxMessageSize, 1, Math.min(DEFAULT_MAX_MESSAGE_SIZE * 4, 2 ** 31 - 1)) ?? DEFAULT_PACKET_MAX_MESSAGE_SIZE,
-    highWaterMark: validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HIGH_WATER_MARK,
+    limits: {
+      highWaterMark: validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HIGH_WATER_MARK,
+      maxPendingBytes: validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES,
+    },
   };
 }
 
@@ -176,7 +185,7 @@ export class PacketWriter {
   #queue: OutEntry[] = [];
   #qHead = 0;
   #bytes = 0;
-  #spaceWaiters = new WaitQueue<void, OutEntry>('send');
+  #spaceWaiters = new WaitQueue<void, OutEntry>('send', (entry) => entry.bytes.length);
   #flushWaiters = new WaitQueue<void>('flush');
   #scheduled = false;
   #pollingWrite = false;
@@ -196,15 +205,21 @@ export class PacketWriter {
   };
   #onWritable = (): void => this.#flush();
 
+  readonly highWaterMark: number;
+  readonly maxPendingBytes: number;
+
   constructor(
     readonly fd: number,
-    readonly highWaterMark: number,
+    limits: WriterLimits,
     /** Connected sockets poll for writability; null means retry with a timer. */
     readonly poll: FdPoll | null,
     /** Destination for every message (a datagram server's reply to one peer). */
     readonly to: Buffer | null,
     readonly peer: () => PeerCredentials | undefined,
-  ) {}
+  ) {
+    this.highWaterMark = limits.highWaterMark;
+    this.maxPendingBytes = limits.maxPendingBytes;
+  }
 
   get error(): IpcError | null {
     return this.#error;
@@ -235,6 +250,7 @@ export class PacketWriter {
       this.#push(entry);
       return done;
     }
+    if (this.#spaceWaiters.weight + bytes.length > this.maxPendingBytes) return Promise.reject(pendingLimitError('this sender', this.#spaceWaiters.weight, bytes.length, this.maxPendingBytes));
     this.#waitForRoom();
     return this.#spaceWaiters.enqueue(options, entry).then(() => done);
   }
@@ -741,7 +757,7 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
     const o = resolvePacketOptions(options);
     const poll = new FdPoll(fd);
     const holder: { self?: PacketChannel<T> } = {};
-    super(o.codec as Codec<T>, o.maxMessageSize, new PacketWriter(fd, o.highWaterMark, poll, null, () => holder.self?.peer), init.peer);
+    super(o.codec as Codec<T>, o.maxMessageSize, new PacketWriter(fd, o.limits, poll, null, () => holder.self?.peer), init.peer);
     holder.self = this;
     this.fd = fd;
     this.kind = init.kind;
@@ -831,7 +847,7 @@ export class DatagramServer<T> {
   readonly #poll: FdPoll;
   readonly #codec: Codec<unknown>;
   readonly #maxMessageSize: number;
-  readonly #highWaterMark: number;
+  readonly #limits: WriterLimits;
   readonly #allow: AllowList | null;
   readonly #peers = new Map<string, DatagramPeer<T>>();
   readonly #fresh: DatagramPeer<T>[] = [];
@@ -849,7 +865,7 @@ export class DatagramServer<T> {
     this.#poll = new FdPoll(fd);
     this.#codec = o.codec;
     this.#maxMessageSize = o.maxMessageSize;
-    this.#highWaterMark = o.highWaterMark;
+    this.#limits = o.limits;
     this.#allow = allow;
     this.#localAddress = localAddress;
     this.#acceptWaiters.onCancel = () => this.updateReading();
@@ -889,7 +905,7 @@ export class DatagramServer<T> {
         let peer = this.#peers.get(key);
         if (!peer) {
           const path = batch.fromPath![i]!;
-          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageSize, this.#highWaterMark, item.creds ?? undefined, this.#localAddress);
+          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageSize, this.#limits, item.creds ?? undefined, this.#localAddress);
           this.#peers.set(key, peer);
           if (!this.#acceptWaiters.resolveNext(peer)) this.#fresh.push(peer);
         }
@@ -956,9 +972,9 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
   readonly #replyable: boolean;
 
   /** @internal */
-  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageSize: number, highWaterMark: number, peer: PeerCredentials | undefined, localAddress: string) {
+  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageSize: number, limits: WriterLimits, peer: PeerCredentials | undefined, localAddress: string) {
     const holder: { self?: DatagramPeer<T> } = {};
-    super(codec, maxMessageSize, new PacketWriter(server.fd, highWaterMark, null, path, () => holder.self?.peer), peer);
+    super(codec, maxMessageSize, new PacketWriter(server.fd, limits, null, path, () => holder.self?.peer), peer);
     holder.self = this;
     this.#server = server;
     this.#key = key;

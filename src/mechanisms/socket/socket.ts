@@ -175,6 +175,7 @@ function checkChannelOptions(kind: SocketKind, options: SocketChannelOptions<Cod
     resolveFraming(options);
     resolveCodec(options.codec);
     validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
+    validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   }
 }
 
@@ -184,6 +185,7 @@ function channelOptions(options: SocketChannelOptions<CodecOption | undefined>):
   if (options.framing !== undefined) out.framing = options.framing;
   if (options.maxMessageSize !== undefined) out.maxMessageSize = options.maxMessageSize;
   if (options.highWaterMark !== undefined) out.highWaterMark = options.highWaterMark;
+  if (options.maxPendingBytes !== undefined) out.maxPendingBytes = options.maxPendingBytes;
   if (options.readBufferSize !== undefined) out.readBufferSize = options.readBufferSize;
   if (options.handles !== undefined) out.handles = options.handles;
   return out;

@@ -40,6 +40,8 @@ export interface SocketChannelOptions<C extends CodecOption | undefined = undefi
   codec?: C;
   /** Bytes accepted but not yet written beyond which `send` waits (default 256 KiB). */
   highWaterMark?: number;
+  /** Bytes of sends waiting for room the channel holds at most (default 64 MiB); past it `send` rejects with ERR_IPCKIT_LIMIT. */
+  maxPendingBytes?: number;
   /** Stream kinds: size of the read buffer (default 64 KiB). */
   readBufferSize?: number;
   /**
@@ -204,7 +206,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     this.remoteAddress = init.remoteAddress;
     this.localAddress = init.localAddress;
     this.#onClose = init.onClose;
-    const { highWaterMark, readBufferSize, handles, ...common } = options;
+    const { highWaterMark, maxPendingBytes, readBufferSize, handles, ...common } = options;
     this.#framing = resolveFraming(common).framing;
     this.#codec = resolveCodec(common.codec) as Codec<T>;
     if (handles === true) {
@@ -223,7 +225,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
       this.#reader = new FdReader<T>(fd, readerOptions, hooks, this.#poll);
       // The writer carries bytes: messages are encoded here, so that a bad one throws even
       // when the send has to wait behind a descriptor (the barrier).
-      this.#writer = new FdWriter<Uint8Array>(fd, { ...common, codec: undefined, ...(highWaterMark !== undefined ? { highWaterMark } : {}) }, {}, this.#poll);
+      this.#writer = new FdWriter<Uint8Array>(fd, { ...common, codec: undefined, ...(highWaterMark !== undefined ? { highWaterMark } : {}), ...(maxPendingBytes !== undefined ? { maxPendingBytes } : {}) }, {}, this.#poll);
     } catch (e) {
       this.#poll.close();
       throw e;
