@@ -188,8 +188,18 @@ export function errnoError(errno: number, syscall: string, what?: string, option
   const name = errnoName(n);
   const code = ERRNO_CODES[name] ?? 'ERR_IPCKIT_SYSCALL';
   const subject = what ? `${what}: ` : '';
+  const limit = LIMIT_ERRNOS[name];
+  if (limit !== undefined && options.details?.limit === undefined) {
+    return new IpcError(code, `${subject}${syscall} failed with ${name}: ${limit.says}`, { ...options, errno: n, syscall, systemCode: name, details: { ...options.details, limit: limit.limit } });
+  }
   return new IpcError(code, `${subject}${syscall} failed with ${name}`, { ...options, errno: n, syscall, systemCode: name });
 }
+
+/** The limits that the descriptor errnos mean, named in the message (a bare EMFILE says little). */
+const LIMIT_ERRNOS: Readonly<Record<string, { limit: string; says: string }>> = {
+  EMFILE: { limit: 'RLIMIT_NOFILE', says: 'this process has no free descriptor (it reached RLIMIT_NOFILE): close some, or raise it (ulimit -n)' },
+  ENFILE: { limit: 'fs.file-max', says: 'the system has no free file (it reached fs.file-max): close some, or raise it (sysctl fs.file-max)' },
+};
 
 /** True for the errors the native addon throws (an Error with numeric `errno` and a `syscall`). */
 function isNativeErrno(e: unknown): e is Error & { errno: number; syscall: string } {

@@ -22,7 +22,6 @@
  *   any system call; a queue over the kernel's limits is ERR_IPCKIT_LIMIT naming the
  *   limit, its value and the file or rlimit to raise (see `messageQueueLimits()`).
  */
-import { readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { batchError, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
@@ -137,6 +136,20 @@ function positiveAttr(name: string, value: unknown, hard: number): number | unde
   return validate.optionalInteger(name, value, 1, hard);
 }
 
+/** Whether this process can open one more descriptor now (a dup of stdin, stdout or stderr, closed at once). */
+function haveFreeDescriptor(): boolean {
+  for (const fd of [0, 1, 2]) {
+    try {
+      native.close(native.dupCloexec(fd));
+      return true;
+    } catch (e) {
+      if (errnoOf(e) === EMFILE) return false;
+      // EBADF: that one is closed; try the next.
+    }
+  }
+  return true;
+}
+
 /** The IpcError for a failed mq_open, naming the limit when one was hit. */
 function mapOpenFailure(errno: number, name: string, creating: { maxMessages: number; messageSize: number } | undefined): IpcError {
   const base = errnoError(errno, 'mq_open', `${creating ? 'create' : 'open'} message queue ${name}`, { path: name });
@@ -167,19 +180,10 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
     });
   }
   if (errno === EMFILE) {
-    const nofile = readRlimit('RLIMIT_NOFILE');
-    let open = 0;
-    try {
-      open = readdirSync('/proc/self/fd').length;
-    } catch {
-      /* no /proc */
-    }
-    if (open >= nofile.soft - 1) {
-      return new IpcError('ERR_IPCKIT_LIMIT', `this process has ${open} open files, at RLIMIT_NOFILE = ${nofile.soft}; close some or raise it (ulimit -n)`, {
-        ...fields,
-        details: { limit: 'RLIMIT_NOFILE', value: nofile.soft, open },
-      });
-    }
+    // mq_open says EMFILE both when this process has no free descriptor and when the
+    // queue would pass RLIMIT_MSGQUEUE. Asking for a descriptor tells which, and needs
+    // none (reading /proc to find out would need one, and fail the same way).
+    if (!haveFreeDescriptor()) return errnoError(errno, 'mq_open', `create message queue ${name}`, { path: name });
     const bytes = messageQueueBytes(creating.maxMessages, creating.messageSize);
     const rl = limits.rlimitMsgqueue;
     return new IpcError(
