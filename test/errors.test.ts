@@ -57,7 +57,7 @@ it('an IpcError made by another loaded copy of the package is an IpcError here',
   assert.ok(isIpcError(foreign));
   assert.ok(isIpcError(foreign, 'ERR_IPCKIT_TIMEOUT'));
   assert.ok(!isIpcError(foreign, 'ERR_IPCKIT_CLOSED'));
-  assert.ok(foreign instanceof IpcError);
+  assert.ok((foreign as unknown) instanceof IpcError);
   assert.ok(other.isIpcError(new IpcError('ERR_IPCKIT_CLOSED', 'x is closed')));
   // Look-alikes are not IpcErrors.
   assert.ok(!isIpcError(Object.assign(new Error('x (ERR_IPCKIT_TIMEOUT)'), { code: 'ERR_IPCKIT_TIMEOUT' })));
