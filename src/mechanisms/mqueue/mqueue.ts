@@ -24,6 +24,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { batchPromise } from '../../core/batch.js';
 import { RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, isIpcError, sys } from '../../core/errors.js';
@@ -538,15 +539,10 @@ class SendingSide<T> {
       next = Math.max(0, r);
     }
     const job: SendJob = { payloads, next, priority };
-    const p = this.#waiters.enqueue(options, job);
+    // Say how far a batch got before its wait ended: those messages are in the queue.
+    const p = batchPromise(this.#waiters.enqueue(options, job), payloads.length, () => job.next);
     this.#startPolling();
-    return p.catch((e: unknown) => {
-      // Say how far a batch got before its wait ended: those messages are in the queue.
-      if (isIpcError(e) && job.next > 0) {
-        throw e.amend({ note: `${job.next} of ${payloads.length} messages were sent`, details: { sent: job.next } });
-      }
-      throw e;
-    });
+    return p;
   }
 
   /** Sends waiting jobs in order while the queue has room. */
