@@ -17,7 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
-import { futexWaitPath } from '../src/mechanisms/shm/shm.js';
+import { futexWaitPath } from '../src/memory/waits.js';
 import { cFigure, cFigures, latency, now, runC, SIZES, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
@@ -100,8 +100,8 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
   const back = ringName('back');
   const ringOut = createRing(out, { capacity });
   const ringBack = createRing(back, { capacity: 1 << 20 });
-  const tx = ringOut.sender(spinMicros === undefined ? {} : { spinMicros });
-  const rx = ringBack.receiver(spinMicros === undefined ? {} : { spinMicros });
+  const tx = await ringOut.sender(spinMicros === undefined ? {} : { spinMicros });
+  const rx = await ringBack.receiver(spinMicros === undefined ? {} : { spinMicros });
   ringOut.close();
   ringBack.close();
   const child = startChild('shm', role, { out, back, mode, size, spinMicros });
@@ -325,11 +325,11 @@ export const scenarios: Scenario[] = [
 
 /** Child side: attaches to the two rings the parent made, tells it, then echoes or sinks. */
 async function attach(args: { out: string; back: string; spinMicros?: number | null }): Promise<{ rx: RingReceiver<Uint8Array>; tx: RingSender<Uint8Array> }> {
-  const inRing = openRing(args.out);
-  const outRing = openRing(args.back);
+  const inRing = await openRing(args.out);
+  const outRing = await openRing(args.back);
   const endpoint = typeof args.spinMicros === 'number' ? { spinMicros: args.spinMicros } : {};
-  const rx = inRing.receiver(endpoint);
-  const tx = outRing.sender(endpoint);
+  const rx = await inRing.receiver(endpoint);
+  const tx = await outRing.sender(endpoint);
   inRing.close();
   outRing.close();
   tell({ ready: true });

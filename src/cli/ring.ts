@@ -33,9 +33,8 @@ ring rm NAME                                      remove a ring's name`,
       }
       case 'send': {
         const { values, positionals } = parse(rest, { timeout: { type: 'string' } });
-        const ring = openRing(requirePositional(positionals, 0, 'NAME'));
-        const tx = ring.sender();
-        ring.close();
+        const ring = await openRing(requirePositional(positionals, 0, 'NAME'));
+        const tx = await ring.sender().finally(() => ring.close());
         const timeout = intOption('timeout', values.timeout);
         try {
           for await (const m of messagesFrom(positionals.slice(1))) await tx.send(m, timeout !== undefined ? { timeout } : undefined);
@@ -46,9 +45,8 @@ ring rm NAME                                      remove a ring's name`,
       }
       case 'recv': {
         const { values, positionals } = parse(rest, { count: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean' } });
-        const ring = openRing(requirePositional(positionals, 0, 'NAME'));
-        const rx = ring.receiver();
-        ring.close();
+        const ring = await openRing(requirePositional(positionals, 0, 'NAME'));
+        const rx = await ring.receiver().finally(() => ring.close());
         try {
           await receiveLoop(rx, {
             count: intOption('count', values.count, 1),
@@ -62,7 +60,7 @@ ring rm NAME                                      remove a ring's name`,
       }
       case 'info': {
         const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
-        using ring = openRing(requirePositional(positionals, 0, 'NAME'));
+        using ring = await openRing(requirePositional(positionals, 0, 'NAME'));
         const info = ring.info();
         if (values.json) {
           process.stdout.write(`${JSON.stringify(info)}\n`);
