@@ -9,7 +9,7 @@
 // - futexWake: wakes up to `count` waiters.
 // - FutexWaiters, one per JS environment: waits that keep the event loop free and never
 //   use libuv's thread pool.
-//   * One-shot waits (`wait`): end when the word is woken or differs. A wait made with
+//   * One-shot waits (`wait`, on a `word` registered once): end when the word is woken or differs. A wait made with
 //     `passOn` stands for a waiter of a lock or a semaphore, whose peers wake ONE waiter:
 //     if such a wait is cancelled and the wake-up reaches it anyway, it is passed on to
 //     the next waiter (FUTEX_WAKE 1), so no waiter elsewhere sleeps while the lock is
@@ -72,21 +72,32 @@ int WaitUntil(uint32_t* addr, uint32_t expected, int64_t deadlineNs) {
   }
 }
 
+// The (mapping, byteOffset) arguments every call here starts with: the word, and the
+// region that keeps its page mapped.
+struct WordRef {
+  std::shared_ptr<Region> region;
+  uint32_t* addr;
+};
+
+WordRef WordArg(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Region> region = RegionOf(info.Env(), info[0]);
+  uint32_t* addr = WordAt(info.Env(), *region, ArgInt64(info, 1));
+  return WordRef{std::move(region), addr};
+}
+
 Napi::Value FutexWait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::shared_ptr<Region> region = RegionOf(env, info[0]);
-  uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+  WordRef w = WordArg(info);
   uint32_t expected = static_cast<uint32_t>(ArgInt64(info, 2));
   double timeoutMs = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
-  return Napi::Number::New(env, WaitUntil(addr, expected, DeadlineAfterMs(timeoutMs)));
+  return Napi::Number::New(env, WaitUntil(w.addr, expected, DeadlineAfterMs(timeoutMs)));
 }
 
 Napi::Value FutexWake(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::shared_ptr<Region> region = RegionOf(env, info[0]);
-  uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+  WordRef w = WordArg(info);
   int64_t count = ArgInt64(info, 2);
-  long rc = FutexWakeShared(addr, count < 0 || count > INT_MAX ? -1 : static_cast<int>(count));
+  long rc = FutexWakeShared(w.addr, count < 0 || count > INT_MAX ? -1 : static_cast<int>(count));
   if (rc < 0) ThrowErrno(env, static_cast<int>(-rc), "futex(FUTEX_WAKE)");
   return Napi::Number::New(env, static_cast<double>(rc));
 }
@@ -170,6 +181,8 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "FutexWaiters", {
+      InstanceMethod<&FutexWaiters::WordStart>("word"),
+      InstanceMethod<&FutexWaiters::WordForget>("forget"),
       InstanceMethod<&FutexWaiters::WaitAsync>("wait"),
       InstanceMethod<&FutexWaiters::Cancel>("cancel"),
       InstanceMethod<&FutexWaiters::WatchStart>("watch"),
@@ -232,16 +245,32 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     CallBack(env, Value(), "_dispatch", {Napi::Number::New(env, id), Napi::Number::New(env, result)}, context_);
   }
 
-  // wait(mapping, byteOffset, expected, passOn) -> id; the result arrives via dispatch:
-  // 0 woken, 1 the word was not `expected`, 3 cancelled, or -errno.
+  // word(mapping, byteOffset) -> id: a word that one-shot waits are made on, resolved once
+  // (finding the region behind a Mapping argument costs more than the rest of a wait).
+  Napi::Value WordStart(const Napi::CallbackInfo& info) {
+    uint32_t id = NextId();
+    words_.emplace(id, WordArg(info));
+    return Napi::Number::New(info.Env(), id);
+  }
+
+  // forget(wordId): the word is no longer waited on (waits in progress keep its pages).
+  Napi::Value WordForget(const Napi::CallbackInfo& info) {
+    words_.erase(static_cast<uint32_t>(ArgInt64(info, 0)));
+    return info.Env().Undefined();
+  }
+
+  // wait(wordId, expected, passOn) -> id; the result arrives via dispatch: 0 woken, 1 the
+  // word was not `expected`, 3 cancelled, or -errno.
   Napi::Value WaitAsync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
+    auto word = words_.find(static_cast<uint32_t>(ArgInt64(info, 0)));
+    if (word == words_.end()) throw Napi::Error::New(env, "FutexWaiters: no such word");
     OneShot w;
-    w.region = RegionOf(env, info[0]);
-    w.addr = WordAt(env, *w.region, ArgInt64(info, 1));
-    uint32_t expected = static_cast<uint32_t>(ArgInt64(info, 2));
-    w.passOn = info.Length() > 3 && info[3].ToBoolean();
+    w.region = word->second.region;
+    w.addr = word->second.addr;
+    uint32_t expected = static_cast<uint32_t>(ArgInt64(info, 1));
+    w.passOn = info.Length() > 2 && info[2].ToBoolean();
     uint32_t id = NextId();
     if (FutexRing* ring = Ring()) {
       w.ringId = ring->Wait(w.addr, expected, [this, alive = alive_, id](int res) {
@@ -335,16 +364,15 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   Napi::Value WatchStart(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
-    std::shared_ptr<Region> region = RegionOf(env, info[0]);
-    uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+    WordRef ref = WordArg(info);
     double sliceMs = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 50;
     auto* w = new Watch;
     w->id = NextId();
     w->owner = this;
-    w->region = std::move(region);
-    w->addr = addr;
+    w->region = std::move(ref.region);
+    w->addr = ref.addr;
     w->sliceNs = static_cast<int64_t>((sliceMs > 0 ? sliceMs : 50) * 1e6);
-    SafeLoad(addr, &w->waitingOn);
+    SafeLoad(w->addr, &w->waitingOn);
     uv_loop_t* loop = nullptr;
     if (Ring() != nullptr && napi_get_uv_event_loop(env, &loop) == napi_ok && loop != nullptr) {
       w->uring = true;
@@ -501,8 +529,9 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     Napi::Env env = info.Env();
     if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
     ExitAction a;
-    a.region = RegionOf(env, info[0]);
-    a.word = WordAt(env, *a.region, ArgInt64(info, 1));
+    WordRef ref = WordArg(info);
+    a.region = std::move(ref.region);
+    a.word = ref.addr;
     a.expected = static_cast<uint32_t>(ArgInt64(info, 2));
     a.replacement = static_cast<uint32_t>(ArgInt64(info, 3));
     int64_t signal = ArgInt64(info, 4);
@@ -737,6 +766,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     for (auto& [id, w] : watches_) StopWatch(w);
     watches_.clear();
     oneShots_.clear();  // the ring cancels its waits when it closes; the threads are gone
+    words_.clear();
     napi_remove_env_cleanup_hook(env_, CleanupHook, this);
     if (signal_) signal_->Close();
   }
@@ -745,6 +775,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   std::mutex mu_;
   std::vector<WaiterThread*> threads_;
   std::vector<WaiterThread*> idle_;
+  std::unordered_map<uint32_t, WordRef> words_;           // JavaScript thread only
   std::unordered_map<uint32_t, OneShot> oneShots_;        // JavaScript thread only
   std::unordered_map<uint32_t, Watch*> watches_;          // JavaScript thread only
   std::unordered_map<uint32_t, ExitAction> exitActions_;  // JavaScript thread only

@@ -6,7 +6,7 @@
  * mapping; 64-bit words are at 8-byte aligned indexes.
  */
 import { native, type FutexResult, type NativeMapping } from '../os/native.js';
-import { atThreadExit, blockingWait, waitWord, watchWord, type WordWatch } from './waits.js';
+import { atThreadExit, blockingWait, FutexWord, watchWord, type WordWatch } from './waits.js';
 
 // Copies of messages up to 4 KiB are carved out of 64 KiB chunks, as Buffer.allocUnsafe
 // does, but as plain Uint8Arrays: a fresh off-heap ArrayBuffer per message costs more than
@@ -70,9 +70,9 @@ export abstract class Memory {
     return blockingWait(this.mapping, index * 4, expected, timeoutMs);
   }
 
-  /** A one-shot event-loop wait (see waits.ts); returns the cancel function. */
-  waitAsync(index: number, expected: number, passOn: boolean, done: (result: FutexResult) => void): () => void {
-    return waitWord(this.mapping, index * 4, expected, passOn, done);
+  /** A word to make one-shot event-loop waits on (see waits.ts). */
+  word(index: number): FutexWord {
+    return new FutexWord(this.mapping, index * 4);
   }
 
   /** A persistent watch on a word, for channels that sleep and wake in turn. `report` runs on the event loop. */

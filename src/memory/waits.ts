@@ -47,9 +47,9 @@ function futexWaiters(): NativeFutexWaiters {
   return waiters;
 }
 
-/** How asynchronous futex waits sleep in this thread: 'io_uring' (the completion wakes the event loop) or 'threads' (a waiter thread, then the event loop). */
-export function futexWaitPath(): 'io_uring' | 'threads' {
-  return futexWaiters().usesUring() ? 'io_uring' : 'threads';
+/** How asynchronous futex waits sleep in this thread: 'io_uring' (the completion wakes the event loop) or 'thread' (a waiter thread, then the event loop). */
+export function waitBackend(): 'io_uring' | 'thread' {
+  return futexWaiters().usesUring() ? 'io_uring' : 'thread';
 }
 
 /**
@@ -69,19 +69,39 @@ function startWait(what: string, start: () => number): number {
 }
 
 /**
- * A one-shot wait on the word at `byteOffset` while it equals `expected`; `done` runs on
- * the event loop with WOKEN, NOT_EQUAL or -errno. Returns the cancel function (after
- * which `done` never runs).
+ * A word that one-shot waits are made on, registered with the back-end once (a mutex's
+ * futex word, a pool's release counter, a semaphore's value). `close()` when done with it.
  */
-export function waitWord(mapping: NativeMapping, byteOffset: number, expected: number, passOn: boolean, done: (result: FutexResult) => void): () => void {
-  const w = futexWaiters();
-  const id = startWait('wait on a futex word', () => w.wait(mapping, byteOffset, expected, passOn));
-  callbacks.set(id, done);
-  oneShot.add(id);
-  return () => {
-    oneShot.delete(id);
-    if (callbacks.delete(id)) w.cancel(id);
-  };
+export class FutexWord {
+  readonly #waiters = futexWaiters();
+  readonly #id: number;
+  #closed = false;
+
+  constructor(mapping: NativeMapping, byteOffset: number) {
+    this.#id = this.#waiters.word(mapping, byteOffset);
+  }
+
+  /**
+   * A one-shot wait while the word equals `expected`; `done` runs on the event loop with
+   * WOKEN, NOT_EQUAL or -errno. Returns the cancel function (after which `done` never runs).
+   */
+  wait(expected: number, passOn: boolean, done: (result: FutexResult) => void): () => void {
+    const w = this.#waiters;
+    const id = startWait('wait on a futex word', () => w.wait(this.#id, expected, passOn));
+    callbacks.set(id, done);
+    oneShot.add(id);
+    return () => {
+      oneShot.delete(id);
+      if (callbacks.delete(id)) w.cancel(id);
+    };
+  }
+
+  /** Idempotent; waits in progress go on. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#waiters.forget(this.#id);
+  }
 }
 
 /** A watch on one word (native/futex.cc): arm(seq) reports once, through the callback, when the word is no longer seq or after a slice. */

@@ -126,33 +126,43 @@ export interface NativeMqueue {
 }
 
 /**
- * native/semaphore.cc: named semaphores. A handle is a Mapping (native/shm.cc) of the
- * file /dev/shm/sem.<name>, which TypeScript opened and checked; the calls take it. Async
- * waits are futex waits of the one wait back-end (NativeFutexWaiters) on the value word.
+ * native/semaphore.cc: the sem_t in a Mapping (native/shm.cc) of the file
+ * /dev/shm/sem.<name>, which TypeScript opened and checked. Async waits are futex waits of
+ * the one wait back-end (NativeFutexWaiters) on the value word.
  */
-export interface NativeSemaphore {
-  /** sem_open(name, O_CREAT | O_EXCL, mode, value), then sem_close: the object exists, unmapped. */
-  semCreate(name: string, mode: number, value: number): void;
-  semUnlink(name: string): void;
+export interface NativeSemaphoreHandle {
   /**
    * False when the sem_t's futex flags are not those of a process-shared glibc semaphore
    * (a peer overwrote them). glibc trusts them on every call (a corrupt value can make
    * sem_post sleep forever or abort the process), so every call checks first and fails
    * with EUCLEAN instead.
    */
-  semIntact(sem: NativeMapping): boolean;
-  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: see semIntact). */
-  semPost(sem: NativeMapping): void;
+  intact(): boolean;
+  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: see intact). */
+  post(): void;
   /** sem_trywait: 0 (took one) or -errno (EAGAIN: none; EUCLEAN). */
-  semTryWait(sem: NativeMapping): number;
-  /** Takes up to `max` permits now (glibc's compare-and-swap fast path): how many, or -EUCLEAN. */
-  semTake(sem: NativeMapping, max: number): number;
+  tryWait(): number;
+  /**
+   * Takes up to `max` permits now (glibc's compare-and-swap fast path): how many, or
+   * -EUCLEAN. `waiters` +1: join the waiters first; -1: leave them afterwards if all `max`
+   * were taken; 0 (default): neither.
+   */
+  take(max: number, waiters?: number): number;
   /** Joins (+1) or leaves (-1) the waiters a sem_post wakes (glibc layout; nothing elsewhere). */
-  semWaiters(sem: NativeMapping, delta: number): void;
+  waiters(delta: number): void;
   /** sem_clockwait on CLOCK_MONOTONIC on the calling thread; ms < 0: no limit. 0 or -errno (ETIMEDOUT; EUCLEAN). */
-  semWaitSync(sem: NativeMapping, ms: number): number;
+  waitSync(ms: number): number;
   /** sem_getvalue. */
-  semValue(sem: NativeMapping): number;
+  value(): number;
+  /** Drops the handle's reference to the mapping. */
+  release(): void;
+}
+export interface NativeSemaphore {
+  /** sem_open(name, O_CREAT | O_EXCL, mode, value), then sem_close: the object exists, unmapped. */
+  semCreate(name: string, mode: number, value: number): void;
+  semUnlink(name: string): void;
+  /** The sem_t at offset 0 of a writable Mapping (resolved once, so that each call is cheap). */
+  Semaphore: new (mapping: NativeMapping) => NativeSemaphoreHandle;
   /** sizeof(sem_t). */
   readonly SEM_SIZE: number;
   /** Byte offset of the word a sem_post wakes. */
@@ -238,13 +248,17 @@ export type FutexResult = number;
 
 /** native/futex.cc: the wait back-end, one object per JS environment (io_uring futex waits, or waiter threads). */
 export interface NativeFutexWaiters {
+  /** Registers the word at `byteOffset` for one-shot waits (resolved once); returns its id. */
+  word(mapping: NativeMapping, byteOffset: number): number;
+  /** Drops a registered word (waits in progress keep its pages). */
+  forget(wordId: number): void;
   /**
-   * Starts a wait on the word at `byteOffset` while it equals `expected`; the result (0
-   * woken, 1 not equal, or -errno) is passed to the dispatch function with the returned
-   * id. `passOn`: a waiter of a lock or semaphore; if the wait is cancelled and a wake
-   * reaches it anyway, the wake goes to the next waiter.
+   * Starts a wait on a registered word while it equals `expected`; the result (0 woken,
+   * 1 not equal, or -errno) is passed to the dispatch function with the returned id.
+   * `passOn`: a waiter of a lock or semaphore; if the wait is cancelled and a wake reaches
+   * it anyway, the wake goes to the next waiter.
    */
-  wait(mapping: NativeMapping, byteOffset: number, expected: number, passOn: boolean): number;
+  wait(wordId: number, expected: number, passOn: boolean): number;
   /** Cancels a running wait (it reports nothing); false if it had already finished. */
   cancel(id: number): boolean;
   /**

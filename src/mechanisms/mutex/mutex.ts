@@ -34,7 +34,7 @@ import * as validate from '../../core/validate.js';
 import { magicOf } from '../../memory/header.js';
 import { adopt, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions } from '../../memory/object.js';
 import type { Segment } from '../../memory/segment.js';
-import { checkWaitOptions, futexWaitPath, SLICE_MS } from '../../memory/waits.js';
+import { checkWaitOptions, waitBackend, SLICE_MS, type FutexWord } from '../../memory/waits.js';
 
 const { EBUSY, EPERM, ETIMEDOUT, EINVAL } = osConstants.errno;
 // Linux values (the same on x86-64 and arm64); Node's os.constants does not list them.
@@ -110,7 +110,8 @@ export class Mutex {
   #held = false;
   /** Held after the owner died, and not yet marked consistent. */
   #inconsistent = false;
-  /** The pending wait for the mutex to become free: its cancel function. */
+  /** The mutex's futex word, to wait on; and the pending wait's cancel function. */
+  readonly #word: FutexWord;
   #watching: (() => void) | undefined;
   #waiters = new WaitQueue<LockResult>('lock');
 
@@ -119,6 +120,7 @@ export class Mutex {
     this.#segment = segment;
     this.#unlinkOnClose = unlinkOnClose;
     this.#key = `${segment.stat.dev}:${segment.stat.ino}`;
+    this.#word = segment.mem.word(MUTEX_OFFSET / 4);
     this.#waiters.onCancel = () => {
       if (this.#waiters.length === 0) this.#stopWatching();
     };
@@ -139,7 +141,7 @@ export class Mutex {
 
   /** How a busy mutex is waited for: 'io_uring' (futex waits completed on the loop) or 'thread' (a waiter thread). */
   get backend(): 'io_uring' | 'thread' {
-    return futexWaitPath() === 'io_uring' ? 'io_uring' : 'thread';
+    return waitBackend();
   }
 
   /**
@@ -282,6 +284,7 @@ export class Mutex {
       heldHere.delete(this.#key);
     }
     this.#stopWatching();
+    this.#word.close();
     this.#segment.close();
     if (this.#unlinkOnClose) unlinkMutex(this.name);
   }
@@ -340,7 +343,7 @@ export class Mutex {
       this.#watching = () => clearImmediate(t);
       return;
     }
-    this.#watching = this.#segment.mem.waitAsync(MUTEX_OFFSET / 4, v | 0, true, (r) => {
+    this.#watching = this.#word.wait(v | 0, true, (r) => {
       this.#watching = undefined;
       if (r < 0) this.#waiters.rejectAll(errnoError(-r, 'futex', `wait for mutex ${this.name}`, { path: this.name }));
       else if (this.#waiters.length === 0) this.#segment.mem.wake(MUTEX_OFFSET / 4, 1); // meant for another waiter

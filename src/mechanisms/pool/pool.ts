@@ -27,6 +27,7 @@
  *   then        u32 slot[permits]    0 = free, else (row + 1) | (row's epoch & 0xffff) << 16
  */
 import { WaitQueue, type WaitOptions } from '../../core/channel.js';
+import { releasable, type Releasable } from '../../core/permit.js';
 import { closedError, errnoError, invalidArgument, IpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import { AttachLock } from '../../memory/attach-lock.js';
@@ -34,7 +35,7 @@ import { H_TABLE_OFFSET, H_TABLE_ROWS, magicOf } from '../../memory/header.js';
 import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions } from '../../memory/object.js';
 import { FREE, Participants, ROW_BYTES } from '../../memory/participants.js';
 import type { Segment } from '../../memory/segment.js';
-import { checkWaitOptions, futexWaitPath } from '../../memory/waits.js';
+import { checkWaitOptions, waitBackend, type FutexWord } from '../../memory/waits.js';
 
 /** 'IPKP': the magic word of a ready pool. */
 export const POOL_MAGIC = magicOf('pool', true);
@@ -63,13 +64,10 @@ export interface OpenBoundedPoolOptions extends OpenObjectOptions {
   unlinkOnClose?: boolean;
 }
 
-/** A permit of the pool: `release()` returns it, exactly once; `using` releases it too. */
-export interface PoolPermit extends Disposable, AsyncDisposable {
+/** A permit of the pool: `release()` returns it, exactly once (false after, and if it was reclaimed meanwhile); `using` releases it too. */
+export interface PoolPermit extends Releasable {
   /** Which slot it occupies. */
   readonly slot: number;
-  /** Returns the permit. True the first time, false after (and if it was reclaimed meanwhile). */
-  release(): boolean;
-  readonly released: boolean;
 }
 
 export interface PoolHolder {
@@ -123,6 +121,7 @@ export class BoundedPool {
   readonly #unlinkOnClose: boolean;
   readonly #mine = new Set<number>();
   readonly #leaveAtExit: () => void;
+  readonly #releases: FutexWord; // the counter waiters sleep on
   #closed = false;
   #waiting: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -142,6 +141,7 @@ export class BoundedPool {
     this.#checkInterval = interval;
     this.#unlinkOnClose = unlinkOnClose;
     this.#leaveAtExit = this.#table.clearAtThreadExit(row, W_RELEASES);
+    this.#releases = segment.mem.word(W_RELEASES);
     this.#waiters.onCancel = () => {
       if (this.#waiters.length === 0) this.#stopWaiting();
     };
@@ -157,7 +157,7 @@ export class BoundedPool {
 
   /** How waiting acquires are woken: 'io_uring' (futex waits completed on the loop) or 'thread' (a waiter thread). */
   get backend(): 'io_uring' | 'thread' {
-    return futexWaitPath() === 'io_uring' ? 'io_uring' : 'thread';
+    return waitBackend();
   }
 
   /** A permit if one is free now (after taking back those of dead holders), else undefined. */
@@ -254,6 +254,7 @@ export class BoundedPool {
       this.#table.leave(this.#row, this.#epoch, FREE);
     }
     this.#closed = true;
+    this.#releases.close();
     this.#segment.close();
     if (this.#unlinkOnClose) unlinkBoundedPool(this.name);
   }
@@ -285,22 +286,8 @@ export class BoundedPool {
 
   #permit(slot: number): PoolPermit {
     this.#mine.add(slot);
-    let released = false;
-    const release = (): boolean => {
-      if (released) return false;
-      released = true;
-      if (this.#closed) return false; // close() returned it already
-      return this.#return(slot);
-    };
-    return {
-      slot,
-      release,
-      get released() {
-        return released;
-      },
-      [Symbol.dispose]: () => void release(),
-      [Symbol.asyncDispose]: async () => void release(),
-    };
+    // After close() it was returned already.
+    return releasable(() => !this.#closed && this.#return(slot), { slot });
   }
 
   #return(slot: number): boolean {
@@ -331,7 +318,7 @@ export class BoundedPool {
       if (!p) {
         // Wake when the counter moves past what we saw before trying.
         if (this.#waiting === undefined) {
-          this.#waiting = mem.waitAsync(W_RELEASES, seen, false, (r) => {
+          this.#waiting = this.#releases.wait(seen, false, (r) => {
             this.#waiting = undefined;
             if (r < 0) this.#waiters.rejectAll(errnoError(-r, 'futex', `wait on pool ${this.name}`, { path: this.name }));
             else this.#serve();

@@ -27,12 +27,13 @@
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
+import { releasable, type Releasable } from '../../core/permit.js';
 import { closedError, errnoError, errnoOf, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
-import { native, type NativeMapping, type NativeStat } from '../../os/native.js';
+import { native, type NativeMapping, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import * as validate from '../../core/validate.js';
 import { ownerOptions } from '../../memory/segment.js';
-import { checkWaitOptions, futexWaitPath, SLICE_MS, waitWord } from '../../memory/waits.js';
+import { checkWaitOptions, FutexWord, waitBackend, SLICE_MS } from '../../memory/waits.js';
 
 const { O_RDWR, O_NOFOLLOW, S_IFMT, S_IFREG } = fsConstants;
 const O_CLOEXEC = 0o2000000;
@@ -57,12 +58,8 @@ export interface OpenSemaphoreOptions extends OwnerCheckOptions {
   unlinkOnClose?: boolean;
 }
 
-/** A permit from `acquire()`: `release()` posts it back, exactly once. */
-export interface Permit extends Disposable, AsyncDisposable {
-  /** Posts the permit back. True the first time, false (and nothing posted) after. */
-  release(): boolean;
-  readonly released: boolean;
-}
+/** A permit from `acquire()`: `release()` posts it back, exactly once (true the first time, false and nothing posted after). */
+export type Permit = Releasable;
 
 
 /** The file a named semaphore lives in. */
@@ -84,6 +81,9 @@ const POLL_MS = 5;
 export class Semaphore {
   readonly name: string;
   readonly #map: NativeMapping;
+  readonly #sem: NativeSemaphoreHandle;
+  /** The value word a post wakes (where the sem_t is glibc's), to sleep on. */
+  readonly #word: FutexWord | undefined;
   readonly #unlinkOnClose: boolean;
   #closed = false;
   #waiters = new WaitQueue<void>('semaphore wait');
@@ -97,10 +97,13 @@ export class Semaphore {
     this.name = name;
     this.#unlinkOnClose = unlinkOnClose;
     this.#map = sys(`map semaphore ${name}`, () => new native.Mapping(fd, native.SEM_SIZE, true), { path: name });
-    if (!native.semIntact(this.#map)) {
+    this.#sem = new native.Semaphore(this.#map);
+    if (!this.#sem.intact()) {
+      this.#sem.release();
       this.#map.release();
       throw corruptFlags(name);
     }
+    this.#word = native.SEM_WAKES_WAITERS ? new FutexWord(this.#map, native.SEM_VALUE_OFFSET) : undefined;
     this.#waiters.onCancel = () => {
       if (this.#waiters.length === 0) this.#stopWaiting();
     };
@@ -115,14 +118,14 @@ export class Semaphore {
    * loop, Linux 6.7+) or 'thread' (a waiter thread of the wait back-end).
    */
   get backend(): 'io_uring' | 'thread' {
-    return futexWaitPath() === 'io_uring' ? 'io_uring' : 'thread';
+    return waitBackend();
   }
 
   /** sem_post: adds one permit (wakes one waiter, in any process). */
   post(): void {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
     try {
-      native.semPost(this.#map);
+      this.#sem.post();
     } catch (e) {
       if (errnoOf(e) === EUCLEAN) throw this.#error(EUCLEAN, 'sem_post');
       if (errnoOf(e) === EOVERFLOW) {
@@ -145,7 +148,7 @@ export class Semaphore {
     if (this.#closed) return Promise.reject(closedError(`semaphore ${this.name}`));
     if (aborted) return Promise.reject(aborted);
     if (this.#waiters.length === 0) {
-      const r = native.semTryWait(this.#map);
+      const r = this.#sem.tryWait();
       if (r === 0) return RESOLVED;
       if (r !== -EAGAIN) return Promise.reject(this.#error(-r, 'sem_trywait'));
     }
@@ -158,7 +161,7 @@ export class Semaphore {
   tryWait(): boolean {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
     if (this.#waiters.length > 0) return false;
-    const r = native.semTryWait(this.#map);
+    const r = this.#sem.tryWait();
     if (r === 0) return true;
     if (r === -EAGAIN) return false;
     throw this.#error(-r, 'sem_trywait');
@@ -171,7 +174,7 @@ export class Semaphore {
     const deadline = ms === undefined ? Infinity : performance.now() + ms;
     // In slices (the one blocking wait, src/memory/waits.ts): a worker blocked here can still be terminated between two.
     for (;;) {
-      const r = native.semWaitSync(this.#map, Math.max(0, Math.min(SLICE_MS, deadline - performance.now())));
+      const r = this.#sem.waitSync(Math.max(0, Math.min(SLICE_MS, deadline - performance.now())));
       if (r === 0) return;
       if (r !== -ETIMEDOUT) throw this.#error(-r, 'sem_clockwait');
       if (performance.now() >= deadline) throw new IpcError('ERR_IPCKIT_TIMEOUT', `wait on semaphore ${this.name} timed out after ${ms} ms`, { path: this.name, details: { timeout: ms } });
@@ -181,29 +184,18 @@ export class Semaphore {
   /** The current value (sem_getvalue): permits available now. */
   value(): number {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
-    return sys(`read semaphore ${this.name}`, () => native.semValue(this.#map), { path: this.name });
+    return sys(`read semaphore ${this.name}`, () => this.#sem.value(), { path: this.name });
   }
 
   /** Waits for a permit and returns it as a guard: `using permit = await sem.acquire()`. */
   acquire(options?: WaitOptions): Promise<Permit> {
     const waiting = this.wait(options); // checks the options at once
-    return waiting.then(() => {
-      let released = false;
-      const release = (): boolean => {
-        if (released) return false;
-        released = true;
+    return waiting.then(() =>
+      releasable(() => {
         this.post();
         return true;
-      };
-      return {
-        release,
-        get released() {
-          return released;
-        },
-        [Symbol.dispose]: () => void release(),
-        [Symbol.asyncDispose]: async () => void release(),
-      };
-    });
+      }, {}),
+    );
   }
 
   /** Removes the name (open handles keep working). Idempotent: false if it was gone. */
@@ -225,6 +217,8 @@ export class Semaphore {
     this.#closed = true;
     this.#waiters.rejectAll(() => closedError(`semaphore ${this.name}`));
     this.#stopWaiting();
+    this.#word?.close();
+    this.#sem.release();
     this.#map.release();
     if (this.#unlinkOnClose) unlinkSemaphore(this.name);
   }
@@ -237,28 +231,27 @@ export class Semaphore {
 
   /**
    * Serves the waiting wait() calls: takes the permits there are (for as many waiters as
-   * there are), then sleeps until a post. Registered as a waiter first, so that a post
-   * between our last look and our sleep still wakes us.
+   * there are), then sleeps until a post. Counted as a waiter before it looks, so that a
+   * post between the look and the sleep still wakes it.
    */
   #serve(): void {
     while (!this.#closed && this.#waiters.length > 0) {
-      const n = native.semTake(this.#map, this.#waiters.length);
+      const wanted = this.#waiters.length;
+      // Joins the waiters before the first look; leaves them when this look serves everyone.
+      const n = this.#sem.take(wanted, this.#registered ? -1 : +1);
       if (n < 0) {
         this.#waiters.rejectAll(this.#error(-n, 'sem_wait'));
         break;
       }
+      this.#registered = !this.#registered || n < wanted;
       for (let i = 0; i < n; i++) {
         // A waiter that left meanwhile does not get it: the permit goes back.
-        if (!this.#waiters.resolveNext(undefined)) native.semPost(this.#map);
+        if (!this.#waiters.resolveNext(undefined)) this.#sem.post();
       }
       if (this.#waiters.length === 0) break;
-      if (!this.#registered) {
-        native.semWaiters(this.#map, +1);
-        this.#registered = true;
-        continue; // look once more: a post before we were counted woke nobody
-      }
+      if (!this.#registered) continue; // served all it asked for, yet more came: join again
       if (this.#sleeping !== undefined) return;
-      if (!native.SEM_WAKES_WAITERS) {
+      if (this.#word === undefined) {
         const t = setTimeout(() => {
           this.#sleeping = undefined;
           this.#serve();
@@ -266,7 +259,7 @@ export class Semaphore {
         this.#sleeping = () => clearTimeout(t);
         return;
       }
-      this.#sleeping = waitWord(this.#map, native.SEM_VALUE_OFFSET, 0, true, (r) => {
+      this.#sleeping = this.#word.wait(0, true, (r) => {
         this.#sleeping = undefined;
         if (r < 0) this.#waiters.rejectAll(errnoError(-r, 'futex', `wait on semaphore ${this.name}`, { path: this.name }));
         else this.#serve();
@@ -283,7 +276,7 @@ export class Semaphore {
     cancel?.();
     if (this.#registered) {
       this.#registered = false;
-      native.semWaiters(this.#map, -1);
+      this.#sem.waiters(-1);
     }
   }
 }

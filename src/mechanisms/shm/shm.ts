@@ -200,21 +200,25 @@ export class SharedMemory implements Disposable {
     checkWaitOptions(options, `wait on ${this.#what}`);
     const i = this.#index(index);
     return cancellableWait<'ok' | 'not-equal'>(`wait on ${this.#what}`, options, (resolve, reject) => {
-      const onClose = (e: IpcError): void => {
-        cancel();
-        reject(e);
-      };
-      const cancel = this.#segment.mem.waitAsync(i, expected | 0, false, (r) => {
+      const word = this.#segment.mem.word(i);
+      const stopWaiting = word.wait(expected | 0, false, (r) => {
+        word.close();
         this.#waits.delete(onClose);
         if (r === 0) resolve('ok');
         else if (r === 1) resolve('not-equal');
         else if (r < 0) reject(errnoError(-r, 'futex_waitv', `wait on ${this.#what}`));
       });
-      this.#waits.add(onClose);
-      return () => {
+      const cancel = (): void => {
         this.#waits.delete(onClose);
-        cancel();
+        stopWaiting();
+        word.close();
       };
+      const onClose = (e: IpcError): void => {
+        cancel();
+        reject(e);
+      };
+      this.#waits.add(onClose);
+      return cancel;
     });
   }
 
