@@ -2,7 +2,7 @@
  * Every wait on a word of shared memory goes through here (design.md section 6, "Waits"):
  * the TypeScript half of the wait back-end in native/futex.cc, one per JS thread.
  *
- * - One-shot waits (`waitWord`): end when the word is woken or differs. `passOn` is for a
+ * - One-shot waits (`FutexWord`, registered once): end when the word is woken or differs. `passOn` is for a
  *   waiter of a lock or a semaphore, whose peers wake ONE waiter: a cancelled wait that
  *   the wake reached anyway passes it to the next waiter.
  * - Watches (`watchWord`): armed again and again on one word, for channels that sleep and
