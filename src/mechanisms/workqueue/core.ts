@@ -218,10 +218,10 @@ export class QueueCore<T> {
     return payload;
   }
 
-  /** Wakes whoever sleeps on `signal` if they raised the flag (the waker clears it). */
+  /** Wakes whoever sleeps on `signal` if they raised the flag (the waker clears it). Callers on a hot path look at the flag first. */
   wake(signal: number, flag: number): void {
     const mem = this.mem;
-    if (mem.load(flag) !== 0 && mem.compareExchange(flag, 1, 0) === 1) {
+    if (mem.compareExchange(flag, 1, 0) === 1) {
       mem.add(signal, 1);
       mem.wake(signal, -1);
     }
@@ -267,15 +267,17 @@ export class QueueCore<T> {
 
   /** After items were put: statistics and one wake-up for sleeping consumers. */
   afterPut(n: number): void {
-    this.mem.add(W_PUT_TOTAL, n);
+    const mem = this.mem;
+    mem.add(W_PUT_TOTAL, n);
     if (FAULTS) fault('workqueue:before-wake');
-    this.wake(W_ITEMS_SIGNAL, W_GETTERS_SLEEPING);
+    if (mem.load(W_GETTERS_SLEEPING) !== 0) this.wake(W_ITEMS_SIGNAL, W_GETTERS_SLEEPING);
   }
 
   afterDone(n: number): void {
-    this.mem.add(W_DONE_TOTAL, n);
-    this.wake(W_SPACE_SIGNAL, W_PUTTERS_SLEEPING);
-    this.wake(W_DONE_SIGNAL, W_JOINERS_SLEEPING);
+    const mem = this.mem;
+    mem.add(W_DONE_TOTAL, n);
+    if (mem.load(W_PUTTERS_SLEEPING) !== 0) this.wake(W_SPACE_SIGNAL, W_PUTTERS_SLEEPING);
+    if (mem.load(W_JOINERS_SLEEPING) !== 0) this.wake(W_DONE_SIGNAL, W_JOINERS_SLEEPING);
   }
 
   // --- consuming ---
