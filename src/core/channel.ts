@@ -269,15 +269,6 @@ export function cancellableWait<T>(
 }
 
 /**
- * The error of a batch that stopped after `sent` of its `total` messages went: an IpcError
- * says so in its reason and in `details.sent` (the messages before it are in the channel).
- */
-export function batchError(error: unknown, sent: number, total: number): unknown {
-  if (!isIpcError(error)) return error;
-  return error.amend({ note: `${sent} of ${total} messages were sent`, details: { sent } });
-}
-
-/**
  * The async iterator of a receiver: yields messages until the channel ends cleanly
  * (ERR_IPCKIT_CLOSED ends the loop), throws any other error. Breaking out of the loop
  * does not close the receiver: use `await using` or `close()` for that.

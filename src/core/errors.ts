@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   ERR_IPCKIT_SYSCALL: 'a system call failed with an errno that has no more specific code (see `systemCode`)',
   ERR_IPCKIT_TIMEOUT: 'the wait took longer than its `timeout`',
   ERR_IPCKIT_UNSUPPORTED: 'this kernel, runtime or thread cannot do what was asked',
+  ERR_IPCKIT_WRONG_KIND: 'the object exists but is another kind of ipckit object; the message names what it is',
 } as const;
 
 export type IpcErrorCode = keyof typeof ERROR_CODES;

@@ -16,7 +16,8 @@
  * buffer and their `send` resolves once the kernel has them.
  */
 import { constants as osConstants } from 'node:os';
-import { batchError, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from '../core/channel.js';
+import { batchError } from '../core/batch.js';
+import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from '../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../core/errors.js';
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';

@@ -44,6 +44,15 @@ function startTimeOf(stat: string): number | undefined {
 export const selfStartTime: number = processStartTime(process.pid) ?? 0;
 
 /**
+ * This JS thread (main thread or worker): its thread id and its start time, in clock
+ * ticks since boot. What the attach lock and the participant table of an ipckit object
+ * record, so that a worker thread that was terminated, like a process that died, stops
+ * looking alive (the main thread's id is the pid, its start time the process's).
+ */
+export const selfThreadId: number = native.gettid();
+export const selfThreadStartTime: number = (selfThreadId === process.pid ? selfStartTime : startTimeOf(readStat(selfThreadId) ?? '')) ?? 0;
+
+/**
  * True if `pid` runs and, when `startTime` is given, is the process that started then.
  * Any number is a fair question: one that is no pid (0, negative, fractional, too large)
  * is simply not alive, so values read from shared memory (untrusted) need no check first.
@@ -58,6 +67,19 @@ export function isProcessAlive(pid: number, startTime?: number): boolean {
   const st = startTimeOf(stat);
   if (st === undefined) return false;
   return startTime === undefined || startTime === st;
+}
+
+/**
+ * True if thread `tid` runs and its start time, modulo 2^32, is `startLow32` (the attach
+ * lock keeps only those bits). /proc/<tid>/stat describes any thread, not only a
+ * process's main thread.
+ */
+export function isThreadAliveLow32(tid: number, startLow32: number): boolean {
+  if (!Number.isInteger(tid) || tid <= 0) return false;
+  const stat = readStat(tid);
+  if (stat === undefined) return existsUnseen(tid);
+  const st = startTimeOf(stat);
+  return st !== undefined && st % 2 ** 32 === startLow32;
 }
 
 /**

@@ -44,28 +44,6 @@ export function throwsInvalid(call: () => unknown, what: string): void {
   assert.fail(`${what}: returned ${returned instanceof Promise ? 'a promise' : String(returned)} instead of throwing ERR_IPCKIT_INVALID_ARGUMENT`);
 }
 
-/**
- * Cases that fail on one implementation only because its synchronous checks land in
- * another branch (the shared-memory stack is being rewritten in parallel). Such a case
- * runs as a `todo` there: reported, not failing the suite. Remove the entries at merge.
- */
-const PENDING_ELSEWHERE: ReadonlyArray<{ mechanism: RegExp; test: string; todo: string }> = [
-  {
-    mechanism: /^ring /,
-    test: 'bad wait options throw synchronously from every method, even with a message ready, and take nothing',
-    todo: 'shared-memory branch, remove at merge: the ring checks timeout/signal only when a call has to wait',
-  },
-  {
-    mechanism: /^ring /,
-    test: 'a message the codec refuses throws synchronously from send, trySend and sendMany, and nothing is sent',
-    todo: 'shared-memory branch, remove at merge: the ring sendMany takes a non-iterable as a TypeError, and a closed ring rejects before it encodes',
-  },
-];
-
-function todoFor(mechanism: string, test: string): string | undefined {
-  return PENDING_ELSEWHERE.find((p) => p.mechanism.test(mechanism) && p.test === test)?.todo;
-}
-
 export interface PairOptions {
   senderCodec?: CodecOption;
   receiverCodec?: CodecOption;
@@ -109,10 +87,8 @@ function pattern(size: number, seed: number): Uint8Array {
 
 export function channelConformance(name: string, options: ConformanceOptions): void {
   const max = options.maxMessage ?? 1024 * 1024;
-  /** `it`, run as a todo where PENDING_ELSEWHERE names this case for this mechanism. */
   const check = (title: string, fn: () => Promise<void>): void => {
-    const todo = todoFor(name, title);
-    it(title, todo === undefined ? {} : { todo }, fn);
+    it(title, fn);
   };
 
   describe(`${name}: Channel conformance`, () => {

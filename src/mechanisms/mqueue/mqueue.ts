@@ -23,7 +23,8 @@
  *   limit, its value and the file or rlimit to raise (see `messageQueueLimits()`).
  */
 import { constants as osConstants } from 'node:os';
-import { batchError, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
+import { batchError, batchPromise } from '../../core/batch.js';
+import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, isIpcError, sys } from '../../core/errors.js';
 import { readRlimit, sysctlNumber } from '../../os/limits.js';
@@ -522,10 +523,10 @@ class SendingSide<T> {
     const bytes = payloads.reduce((n, p) => n + p.length, 0);
     if (this.#waiters.weight + bytes > this.#core.maxPendingBytes) return Promise.reject(batchError(pendingLimitError(`message queue ${this.#core.name}`, this.#waiters.weight, bytes, this.#core.maxPendingBytes), next, payloads.length));
     const job: SendJob = { payloads, bytes, next, priority };
-    const p = this.#waiters.enqueue(options, job);
-    this.#startPolling();
     // Say how far a batch got before its wait ended: those messages are in the queue.
-    return p.catch((e: unknown) => Promise.reject(batchError(e, job.next, payloads.length)));
+    const p = batchPromise(this.#waiters.enqueue(options, job), payloads.length, () => job.next);
+    this.#startPolling();
+    return p;
   }
 
   /** Sends waiting jobs in order while the queue has room. */
