@@ -205,6 +205,9 @@ export function natsError(e: unknown, what: string): IpcError {
   if (err instanceof Error && /max_payload|maximum payload/i.test(message)) {
     return new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `${what}: ${message}`, { cause: e });
   }
+  if (err instanceof Error && /jetstream (is )?not enabled/i.test(message)) {
+    return new IpcError('ERR_IPCKIT_UNSUPPORTED', `${what}: the server has no JetStream (start it with nats-server -js -sd DIR)`, { cause: e });
+  }
   const name = err instanceof Error ? err.name : '';
   const code = CLIENT_CODES[name] ?? (name === 'ConnectionError' || /connection|CONNECTION_REFUSED|disconnect/i.test(message) ? 'ERR_IPCKIT_PEER_GONE' : 'ERR_IPCKIT_SYSCALL');
   return new IpcError(code, `${what}: ${message}`, { cause: e });
