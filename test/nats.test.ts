@@ -77,6 +77,26 @@ describe('nats: arguments', () => {
     }
   });
 
+  it('a buffer reused after send resolved does not change what was sent', async () => {
+    const subject = newSubject();
+    const rx = openNatsReceiver(shared.url, subject);
+    const tx = openNatsSender(shared.url, subject);
+    try {
+      await rx.ready();
+      await tx.client.ready();
+      const buf = new Uint8Array(4);
+      // trySend in one synchronous loop: the client writes on a later microtask.
+      for (let i = 0; i < 100; i++) {
+        buf.fill(i);
+        assert.equal(tx.trySend(buf), true);
+      }
+      for (let i = 0; i < 100; i++) assert.deepEqual([...(await within(rx.receive(), 5000))], [i, i, i, i]);
+    } finally {
+      await tx.close();
+      await rx.close();
+    }
+  });
+
   it('several servers separated by commas: the client uses one that answers', async () => {
     const dead = `127.0.0.1:1`;
     const subject = newSubject();

@@ -18,7 +18,7 @@
  * or while a connection is down, is gone (docs/nats.md says exactly what holds).
  */
 import { RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
-import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
+import { decodeWith, encodeWith, jsonCodec, resolveCodec, structuredCodec, utf8Codec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { closedError, invalidArgument, IpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import type { Msg, Subscription } from '@nats-io/transport-node';
@@ -39,6 +39,17 @@ export interface NatsReceiverOptions<C extends CodecOption | undefined = undefin
 
 const DEFAULT_MAX_PENDING = 65536;
 const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The bytes to publish: a copy, because the client keeps a reference until it writes
+ * (on a later microtask) and the caller may reuse its buffer once `send` resolved.
+ */
+function payload<T>(codec: Codec<T>, message: T): Uint8Array {
+  const bytes = encodeWith(codec, message);
+  // The built-in text codecs make a new buffer each time; bytes and user codecs may not.
+  const fresh = codec === (utf8Codec as Codec<unknown>) || codec === (jsonCodec as Codec<unknown>) || codec === (structuredCodec as Codec<unknown>);
+  return fresh ? bytes : bytes.slice();
+}
 
 /** Payload size against the server's max_payload, when known: synchronously, as bad input. */
 function checkSize(client: NatsClient, bytes: Uint8Array, subject: string): void {
@@ -350,7 +361,7 @@ export class NatsSender<T = Uint8Array> extends Endpoint implements Sender<T> {
   }
 
   #encode(message: T): Uint8Array {
-    const bytes = encodeWith(this.#codec, message);
+    const bytes = payload(this.#codec, message);
     checkSize(this.client, bytes, this.subject);
     return bytes;
   }
@@ -541,7 +552,7 @@ export class NatsResponder<T = Uint8Array> extends Subscriber<Incoming<T>> imple
   }
 
   #answer(reply: string, message: T, options: WaitOptions | undefined): Promise<void> {
-    const bytes = encodeWith(this.#codec, message);
+    const bytes = payload(this.#codec, message);
     checkSize(this.client, bytes, reply);
     if (options !== undefined) checkWait(options);
     if (this.closedBy) return Promise.reject(this.closedBy);
@@ -661,7 +672,7 @@ export class NatsRequester<T = Uint8Array> extends Endpoint implements Channel<T
   }
 
   #encode(message: T): Uint8Array {
-    const bytes = encodeWith(this.#codec, message);
+    const bytes = payload(this.#codec, message);
     checkSize(this.client, bytes, this.subject);
     return bytes;
   }
