@@ -49,6 +49,8 @@ const PULL_EXPIRES_MS = 5000;
 /** Acknowledged ids remembered to ignore a redelivery of a job whose acknowledgement got lost. */
 const ACKED_MEMORY = 65536;
 const NAME_RE = /^[A-Za-z0-9_-]{1,200}$/;
+/** JetStream's acknowledgement payload. */
+const ACK = new TextEncoder().encode('+ACK');
 
 export function workQueueSubjects(name: string): { stream: string; subject: string; deadStream: string; deadSubject: string } {
   return { stream: name, subject: `ipckit.workqueue.${name}`, deadStream: `${name}-dead`, deadSubject: `ipckit.workqueue.${name}.dead` };
@@ -376,11 +378,15 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
   }
 
   async #confirmAck(msg: JsMsg, id: number): Promise<void> {
-    // A lost acknowledgement is sent again (the server acknowledges by stream sequence,
-    // whichever delivery it came from) until it is confirmed or the handle gives up.
+    // An acknowledgement the server did not confirm is sent again (it acknowledges by
+    // stream sequence, whichever delivery the ack subject names) until it is confirmed or
+    // the handle gives up. Our own request, not the client's ackAck(): that one sends once
+    // per message and answers `false` without sending when asked again.
     for (let attempt = 0; ; attempt++) {
       try {
-        if (await msg.ackAck({ timeout: 5000 })) return;
+        const nc = await this.client.connection();
+        await nc.request((msg as JsMsg & { readonly reply: string }).reply, ACK, { timeout: 5000 });
+        return;
       } catch (e) {
         if (this.client.closedError || attempt >= 20) {
           this.#ackFailure ??= natsError(e, `acknowledging job ${id} on ${this.url}`).amend({ note: 'the job will be delivered again', details: { id } });
