@@ -8,7 +8,9 @@ import { connectNats } from '../src/mechanisms/nats/connection.js';
 import { natsReceiver, natsSender, openNatsReceiver, openNatsRequester, openNatsResponder, openNatsSender, type NatsReceiver } from '../src/mechanisms/nats/channel.js';
 import { isIpcError } from '../src/core/errors.js';
 import { channelConformance } from './conformance/channel.js';
-import { rejectsWith, sleep, throwsWith, within } from './helpers.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { rejectsWith, repoRoot, run, scratchPath, sleep, throwsWith, within } from './helpers.js';
 import { makeCertificates, startNatsServer, type TestNatsServer } from './nats-server.js';
 
 let shared: TestNatsServer;
@@ -401,5 +403,24 @@ describe('nats: request/reply', () => {
       await requester.close();
       await responder.close();
     }
+  });
+});
+
+describe('nats: the client is loaded only when used', () => {
+  it('importing ipckit, or running a command that is not NATS, loads no @nats-io module; connecting does', async () => {
+    const hook = `${scratchPath('hook')}.mjs`;
+    writeFileSync(hook, 'export async function resolve(s, c, next) { if (s.includes("@nats-io")) process.stderr.write(`LOADED ${s}\\n`); return next(s, c); }\n');
+    const register = `data:text/javascript,import{register}from"node:module";register(${JSON.stringify(`file://${hook}`)})`;
+    const index = join(repoRoot, 'dist', 'src', 'index.js');
+    const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+    const imported = await run(process.execPath, ['--import', register, '-e', `await import(${JSON.stringify(index)})`]).done;
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.doesNotMatch(imported.stderr, /LOADED/);
+    const help = await run(process.execPath, ['--import', register, cli, 'nats', '--help']).done;
+    assert.equal(help.code, 0, help.stderr);
+    assert.doesNotMatch(help.stderr, /LOADED/);
+    const used = await run(process.execPath, ['--import', register, cli, 'nats', 'send', shared.url, 'loaded.check', 'x']).done;
+    assert.equal(used.code, 0, used.stderr);
+    assert.match(used.stderr, /LOADED @nats-io\/transport-node/);
   });
 });
