@@ -261,14 +261,20 @@ describe('nats work queue: crashes', () => {
         }
       })();
       // Kill a random worker now and then and start another, while jobs are put and
-      // worked on; stop once everything is acknowledged.
+      // worked on; stop once the server holds no job (every one acknowledged).
       let seed = 12345;
       const random = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
       const deadline = Date.now() + 540_000;
       let putDone = false;
       void putting.finally(() => (putDone = true));
-      while ((!putDone || acked.size < total) && Date.now() < deadline) {
+      let left = total;
+      while (Date.now() < deadline) {
         await sleep(100 + Math.floor(random() * 300));
+        if (putDone) {
+          const s = await q.stats();
+          left = s.ready + s.inFlight;
+          if (left === 0) break;
+        }
         if (acked.size < total * 0.9 && workers.size > 0) {
           const victims = [...workers];
           const v = victims[Math.floor(random() * victims.length)]!;
@@ -280,16 +286,20 @@ describe('nats work queue: crashes', () => {
       }
       await putting;
       assert.equal(ids.length, total);
-      const missing = ids.filter((id) => !acked.has(id));
-      assert.deepEqual(missing.slice(0, 10), [], `${missing.length} jobs were never acknowledged`);
-      const twice = [...acked].filter(([, n]) => n > 1);
-      assert.deepEqual(twice.slice(0, 10), [], `${twice.length} acknowledged jobs were delivered and acknowledged again`);
+      // Nothing lost: the server removed every job on its acknowledgement, none went to the dead letters.
+      assert.equal(left, 0, `${left} jobs are still in the queue`);
       await within(q.join(), 20_000, 'join');
       const s = await q.stats();
-      assert.equal(s.done, total);
-      assert.equal(s.ready + s.inFlight, 0);
+      assert.deepEqual({ put: s.put, done: s.done, deadLettered: s.deadLettered }, { put: total, done: total, deadLettered: 0 });
+      // Nothing acknowledged delivered again: no id was reported acknowledged twice.
+      const twice = [...acked].filter(([, n]) => n > 1);
+      assert.deepEqual(twice.slice(0, 10), [], `${twice.length} acknowledged jobs were delivered and acknowledged again`);
+      // A worker killed after its acknowledgements were confirmed and before it said so
+      // leaves at most one batch unreported.
+      const unreported = ids.filter((id) => !acked.has(id)).length;
+      assert.ok(unreported <= kills * 16, `${unreported} jobs acknowledged without a report, more than ${kills} kills x 16 can explain`);
       assert.ok(kills > 0, 'some workers were killed');
-      t.diagnostic(`chaos: ${total} jobs, ${kills} workers killed, ${taken} takes, ${redelivered} redeliveries`);
+      t.diagnostic(`chaos: ${total} jobs, ${kills} workers killed, ${taken} takes, ${redelivered} redeliveries, ${acked.size} acknowledgements reported`);
     } finally {
       for (const w of workers) w.child.kill('SIGKILL');
       await Promise.all([...workers].map((w) => w.done));
