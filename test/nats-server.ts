@@ -31,6 +31,8 @@ export interface NatsServerOptions {
   user?: string;
   password?: string;
   token?: string;
+  /** Public NKEY (U...) of the one user allowed in. */
+  nkeyUser?: string;
   /** PEM files: the server's certificate and key; with `caFile` and `verify`, clients must show a certificate signed by that CA. */
   tls?: { certFile: string; keyFile: string; caFile?: string; verify?: boolean };
   /** The server's max_payload. */
@@ -112,6 +114,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     if (options.jetstream !== false) lines.push(`jetstream { store_dir: ${JSON.stringify(storeDir)} }`);
     if (options.user !== undefined) lines.push(`authorization { user: ${JSON.stringify(options.user)}, password: ${JSON.stringify(options.password ?? '')} }`);
     if (options.token !== undefined) lines.push(`authorization { token: ${JSON.stringify(options.token)} }`);
+    if (options.nkeyUser !== undefined) lines.push(`authorization { users: [ { nkey: ${JSON.stringify(options.nkeyUser)} } ] }`);
     if (options.maxPayload !== undefined) lines.push(`max_payload: ${options.maxPayload}`);
     if (options.maxPending !== undefined) lines.push(`max_pending: ${options.maxPending}`);
     if (options.tls) {

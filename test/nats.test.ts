@@ -145,6 +145,32 @@ describe('nats: connections and errors', () => {
     }
   });
 
+  it('a token, and an NKEY seed from a file: the right one gets in, another is ERR_IPCKIT_PERMISSION', async () => {
+    const { nkeys } = await import('@nats-io/transport-node');
+    const user = nkeys.createUser();
+    const seedFile = scratchPath('user.nk');
+    writeFileSync(seedFile, `${new TextDecoder().decode(user.getSeed())}\n`, { mode: 0o600 });
+    const withNkey = await startNatsServer({ jetstream: false, nkeyUser: user.getPublicKey() });
+    const withToken = await startNatsServer({ jetstream: false, token: 't0ken' });
+    try {
+      const other = openNatsSender(withNkey.url, 'x', { nkeySeed: new TextDecoder().decode(nkeys.createUser().getSeed()) });
+      await rejectsWith(other.client.ready(), 'ERR_IPCKIT_PERMISSION');
+      await other.close();
+      const ok = openNatsSender(withNkey.url, 'x', { nkeySeedFile: seedFile });
+      await within(ok.client.ready(), 10_000);
+      await ok.close();
+      const badToken = openNatsSender(withToken.url, 'x', { token: 'nope' });
+      await rejectsWith(badToken.client.ready(), 'ERR_IPCKIT_PERMISSION');
+      await badToken.close();
+      const goodToken = openNatsSender(withToken.url, 'x', { token: 't0ken' });
+      await within(goodToken.client.ready(), 10_000);
+      await goodToken.close();
+    } finally {
+      await withNkey.stop();
+      await withToken.stop();
+    }
+  });
+
   it('TLS with a certificate made by openssl: the CA file is needed, and a client certificate when the server verifies', async () => {
     const certs = makeCertificates();
     const server = await startNatsServer({ jetstream: false, tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile, verify: true } });

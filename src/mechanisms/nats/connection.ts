@@ -253,6 +253,8 @@ export class NatsClient {
   #connected = false;
   #roomWaiters: Array<() => void> = [];
   #roomTimer: NodeJS.Timeout | undefined;
+  /** Reconnect attempts that failed since the last connection: the backoff's exponent. */
+  #failedAttempts = 0;
 
   constructor(url: string | NatsAddress, options: NatsConnectOptions = {}) {
     this.address = typeof url === 'string' ? parseNatsUrl(url, { name: 'optional' }) : url;
@@ -316,8 +318,6 @@ export class NatsClient {
     }
     return nc;
   }
-
-  #failedAttempts = 0;
 
   async #watch(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status() as AsyncIterable<Status>) {
@@ -436,10 +436,16 @@ export class NatsClient {
   }
 
   /** A round trip to the server: every message published before it has reached the server. */
-  async flush(options?: WaitOptions): Promise<void> {
-    const nc = await this.connection();
-    await cancellableWait<void>(`flushing to ${this.url}`, options, (resolve, reject) => {
-      nc.flush().then(resolve, (e: unknown) => reject(natsError(e, `flushing to ${this.url}`)));
+  flush(options?: WaitOptions): Promise<void> {
+    if (options !== undefined) {
+      validate.object('options', options);
+      validate.timeout(options.timeout);
+      validate.abortSignal(options.signal);
+    }
+    return cancellableWait<void>(`flushing to ${this.url}`, options, (resolve, reject) => {
+      this.connection()
+        .then((nc) => nc.flush())
+        .then(resolve, (e: unknown) => reject(natsError(e, `flushing to ${this.url}`)));
     });
   }
 
