@@ -50,8 +50,13 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     if (ownsFd_) AddHook();
   }
 
+  // Collected without close(): an fd it owns is closed too. Removing the env cleanup hook
+  // alone (as before) left it open for the life of the thread, and of a worker's process:
+  // a writer nobody referenced any more, collected before worker.terminate(), kept its
+  // pipe end open.
   ~FdWatcher() override {
     CloseHandle();
+    if (!closed_) CloseOwnedFd();
     RemoveHook();
   }
 

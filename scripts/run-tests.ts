@@ -58,7 +58,7 @@ console.log('# environment');
 console.log(`#   kernel ${release()}, node ${process.version}, ${cpus().length} cpus, uid ${process.geteuid?.()}`);
 console.log(`#   mqueue: msg_max ${read('/proc/sys/fs/mqueue/msg_max')}, msgsize_max ${read('/proc/sys/fs/mqueue/msgsize_max')}, queues_max ${read('/proc/sys/fs/mqueue/queues_max')}, mounted at ${mq ?? 'nowhere (queues cannot be listed)'}`);
 console.log(`#   fs.protected_fifos ${read('/proc/sys/fs/protected_fifos')}, protected_regular ${read('/proc/sys/fs/protected_regular')}, protected_symlinks ${read('/proc/sys/fs/protected_symlinks')}`);
-console.log(`#   pipe-max-size ${read('/proc/sys/fs/pipe-max-size')}; python3 ${existsSync('/usr/bin/python3') ? 'yes' : 'NO'}; socat ${spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}; cc ${spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}`);
+console.log(`#   pipe-max-size ${read('/proc/sys/fs/pipe-max-size')}; python3 ${existsSync('/usr/bin/python3') ? 'yes' : 'NO'}; socat ${spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}; cc ${spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}; nats-server ${spawnSync('nats-server', ['--version'], { encoding: 'utf8' }).stdout?.trim().replace(/^nats-server: /, '') || 'NO (the NATS tests will fail: apt-get install nats-server)'}`);
 
 // One folder for the run: the runtime folder ipckit uses, and TMPDIR for the tests'
 // scratch folders, so that nothing of a killed test outlives the run.

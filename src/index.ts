@@ -90,6 +90,35 @@ export {
   type WorkQueueHandleOptions,
   type WorkQueueStats,
 } from './mechanisms/workqueue/workqueue.js';
+export type { WorkQueueContract } from './core/work-queue.js';
+export {
+  connectNats,
+  NatsClient,
+  parseNatsUrl,
+  type NatsAddress,
+  type NatsClientStats,
+  type NatsConnectOptions,
+  type NatsTlsOptions,
+} from './mechanisms/nats/connection.js';
+export {
+  natsReceiver,
+  NatsReceiver,
+  natsRequester,
+  NatsRequester,
+  natsResponder,
+  NatsResponder,
+  natsSender,
+  NatsSender,
+  openNatsReceiver,
+  openNatsRequester,
+  openNatsResponder,
+  openNatsSender,
+  type NatsEndpointOptions,
+  type NatsReceiverOptions,
+  type NatsRequest,
+  type OpenNatsOptions,
+} from './mechanisms/nats/channel.js';
+export { natsWorkQueue, NatsWorkQueue, openNatsWorkQueue, workQueueSubjects, type NatsWorkQueueOptions } from './mechanisms/nats/workqueue.js';
 export * from './mechanisms/socket/socket.js';
 export * from './mechanisms/signal/signal.js';
 export {

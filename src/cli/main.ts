@@ -19,11 +19,13 @@ const GROUPS: Record<string, () => Promise<Group>> = {
   shm: async () => (await import('./shm.js')).group,
   ring: async () => (await import('./ring.js')).group,
   socket: async () => (await import('./socket.js')).group,
+  workqueue: async () => (await import('./workqueue.js')).group,
+  nats: async () => (await import('./nats.js')).group,
   doctor: async () => (await import('./doctor.js')).group,
   bench: async () => (await import('./bench.js')).group,
 };
 
-const ALIASES: Record<string, string> = { mq: 'mqueue', sem: 'semaphore', sock: 'socket' };
+const ALIASES: Record<string, string> = { mq: 'mqueue', sem: 'semaphore', sock: 'socket', wq: 'workqueue' };
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

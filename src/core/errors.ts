@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   ERR_IPCKIT_OWNER_DIED: 'the owner of a lock died while holding it, or the lock was left unrecoverable',
   ERR_IPCKIT_PEER_GONE: 'the process on the other side exited or closed its end while we were using it',
   ERR_IPCKIT_PERMISSION: 'the kernel refused access, or the object belongs to someone else or is wider than asked',
+  ERR_IPCKIT_SLOW_CONSUMER: 'a receiver fell behind a source that cannot wait (core NATS) and messages were dropped; `details.dropped` says how many',
   ERR_IPCKIT_SYSCALL: 'a system call failed with an errno that has no more specific code (see `systemCode`)',
   ERR_IPCKIT_TIMEOUT: 'the wait took longer than its `timeout`',
   ERR_IPCKIT_UNSUPPORTED: 'this kernel, runtime or thread cannot do what was asked',

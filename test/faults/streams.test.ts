@@ -165,6 +165,27 @@ describe('faults: a payload that fails to decode', () => {
   });
 });
 
+describe('faults: pipe ends nobody closed', () => {
+  it('a pipe collected without close() closes both of its descriptors', async () => {
+    // A writer nobody references any more used to keep its fd for the life of the thread
+    // (the watcher's destructor dropped the env cleanup hook without closing): in a worker
+    // collected before terminate(), its pipe end stayed open in the process.
+    const code = `
+      const { createPipe } = await import(process.argv[1]);
+      const { readlinkSync } = await import('node:fs');
+      let p = createPipe();
+      const fds = [p.reader.fd, p.writer.fd];
+      const inode = readlinkSync('/proc/self/fd/' + fds[1]);
+      p = null;
+      for (let i = 0; i < 20; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 5)); }
+      console.log(JSON.stringify(fds.filter((fd) => { try { return readlinkSync('/proc/self/fd/' + fd) === inode; } catch { return false; } })));
+    `;
+    const r = await run(process.execPath, ['--expose-gc', '--input-type=module', '-e', code, join(repoRoot, 'dist', 'src', 'index.js')], { timeoutMs: 20_000 }).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [], 'descriptors of the collected pipe are still open');
+  });
+});
+
 describe('faults: a worker that uses ipckit alone is terminated while it waits', () => {
   // The main thread of this child never loads ipckit: when the worker ends, Node unloads
   // the addon, and anything the addon still had to close must not run after that.
