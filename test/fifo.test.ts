@@ -132,7 +132,7 @@ describe('fifo: opening what is not ours is refused', () => {
     const e = await rejectsWith(openFifo(path, 'r'), 'ERR_IPCKIT_PERMISSION');
     assert.equal(e.details?.uid, 65534);
     await rejectsWith(openFifo(path, 'w', { timeout: 100 }), 'ERR_IPCKIT_PERMISSION');
-    const trusted = await openFifo(path, 'r', { trustAnyOwner: true });
+    const trusted = await openFifo(path, 'r', { anyOwner: true });
     await trusted.close();
     unlinkFifo(path);
   });
@@ -148,7 +148,7 @@ describe('fifo: opening what is not ours is refused', () => {
       const ours = JSON.parse((await asNobody({})).stdout) as { error: string; message: string };
       assert.equal(ours.error, 'ERR_IPCKIT_PERMISSION');
       assert.match(ours.message, /belongs to uid 0/);
-      const kernels = JSON.parse((await asNobody({ trustAnyOwner: true })).stdout) as { error: string; message: string };
+      const kernels = JSON.parse((await asNobody({ anyOwner: true })).stdout) as { error: string; message: string };
       assert.equal(kernels.error, 'ERR_IPCKIT_PERMISSION');
       assert.match(kernels.message, /EACCES/);
     } finally {

@@ -119,7 +119,7 @@ describe('BoundedPool: holders that /proc does not show', () => {
   // /proc/<pid>/stat, yet we are alive and hold a permit.
   const CHILD = `
     const { openBoundedPool } = await import(process.argv[1]);
-    const pool = await openBoundedPool(process.argv[2], { trustAnyOwner: true });
+    const pool = await openBoundedPool(process.argv[2], { anyOwner: true });
     const out = { reclaimed: pool.reclaim(), alive: pool.holders().map((h) => h.alive), acquired: pool.tryAcquire() !== undefined };
     await pool.close();
     console.log(JSON.stringify(out));

@@ -197,7 +197,7 @@ catch (e) { console.log(JSON.stringify({ ipc: e instanceof IpcError, code: e.cod
     await py.done;
     assert.ok(lstatSync(path).isSocket(), 'the dead server left its file');
     const server = await listen(`unix:${path}`, { codec: 'utf8' });
-    const c = await connect(server.address, { codec: 'utf8', trustAnyOwner: true });
+    const c = await connect(server.address, { codec: 'utf8', anyOwner: true });
     const s = await server.accept();
     await c.send('reclaimed');
     assert.equal(await s.receive(), 'reclaimed');
@@ -339,7 +339,7 @@ describe('peer credentials and allow', () => {
     assert.equal(c.peer!.uid, 65534);
     await c.close();
     // The server's backlog holds this one too: trusting any owner lets it through.
-    const t = await connect(`unix-abstract:${name}`, { trustAnyOwner: true });
+    const t = await connect(`unix-abstract:${name}`, { anyOwner: true });
     assert.equal(t.peer!.uid, 65534);
     await t.close();
     py.child.kill('SIGKILL');

@@ -6,8 +6,8 @@ import { receiveLoop } from './receive.js';
 import { removeNamed } from './remove.js';
 
 /** The owner check of a command that uses a queue: ours unless --any-owner / --owner (the mode you gave it is yours). */
-export function ownerCheck(flags: Invocation['flags']): { mode: number; trustAnyOwner?: boolean; owner?: number } {
-  return { mode: 0o777, ...(flags['any-owner'] ? { trustAnyOwner: true } : {}), ...(flags.owner !== undefined ? { owner: flags.owner as number } : {}) };
+export function ownerCheck(flags: Invocation['flags']): { mode: number; anyOwner?: boolean; owner?: number } {
+  return { mode: 0o777, ...(flags['any-owner'] ? { anyOwner: true } : {}), ...(flags.owner !== undefined ? { owner: flags.owner as number } : {}) };
 }
 
 export const group: Group = {
@@ -95,7 +95,7 @@ export const group: Group = {
       examples: ['ipckit mqueue info /jobs --json'],
       async run({ args, flags }) {
         // Reading attributes uses nothing in the queue: any owner is fine.
-        const q = openMessageQueue(args[0]!, { access: 'r', trustAnyOwner: true });
+        const q = openMessageQueue(args[0]!, { access: 'r', anyOwner: true });
         try {
           const a = q.attributes();
           const o = q.owner();

@@ -68,7 +68,7 @@ export const group: Group = {
       examples: ['ipckit mutex info /deploy --json'],
       async run({ args, flags }) {
         // A look without locking: any owner is fine.
-        const m = await openMutex(args[0]!, { trustAnyOwner: true });
+        const m = await openMutex(args[0]!, { anyOwner: true });
         let state: string;
         try {
           state = m.state();

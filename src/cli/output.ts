@@ -119,7 +119,6 @@ export async function withWaitingNote<R>(text: string, quiet: boolean, wait: () 
 /** How an API option that would fix a failure is typed on the command line. */
 const FLAG_FOR: Record<string, (value: unknown) => string> = {
   anyOwner: () => '--any-owner',
-  trustAnyOwner: () => '--any-owner',
   owner: (v) => `--owner ${v ?? 'UID'}`,
   mode: (v) => `--mode ${typeof v === 'number' ? v.toString(8) : 'BITS'}`,
 };

@@ -65,7 +65,7 @@ export const group: Group = {
       examples: ['ipckit semaphore value /slots'],
       async run({ args, flags }) {
         // Reading the value changes nothing: any owner is fine.
-        const s = openSemaphore(args[0]!, { trustAnyOwner: true });
+        const s = openSemaphore(args[0]!, { anyOwner: true });
         try {
           const value = s.value();
           await printResult(flags.json === true, { name: s.name, value }, String(value));

@@ -83,7 +83,7 @@ export const group: Group = {
       flags: { json: FLAGS.json },
       examples: ['ipckit shm info /frame --json'],
       async run({ args, flags }) {
-        const seg = openSharedMemory(args[0]!, { readOnly: true, trustAnyOwner: true });
+        const seg = openSharedMemory(args[0]!, { readOnly: true, anyOwner: true });
         try {
           const info = seg.info();
           await printResult(

@@ -118,7 +118,7 @@ export const group: Group = {
           connect(address, {
             ...framingFor(address, flags.framing, 'send'),
             ...(timeout !== undefined ? { timeout } : {}),
-            ...(flags['any-owner'] ? { trustAnyOwner: true } : {}),
+            ...(flags['any-owner'] ? { anyOwner: true } : {}),
             ...(flags.owner !== undefined ? { owner: flags.owner as number } : {}),
             ...(flags.reconnect ? { reconnect: true } : {}),
           }),

@@ -48,9 +48,9 @@ export function ownerOptions(options: OwnerCheckOptions): OwnerCheckOptions {
   const owner: OwnerCheckOptions = {};
   if (options.mode !== undefined) owner.mode = validate.mode('mode', options.mode, 0o600);
   if (options.owner !== undefined) owner.owner = validate.integer('owner', options.owner, 0, 2 ** 32 - 2);
-  if (options.trustAnyOwner !== undefined) {
-    if (typeof options.trustAnyOwner !== 'boolean') throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `trustAnyOwner must be a boolean, got ${validate.describe(options.trustAnyOwner)}`);
-    owner.trustAnyOwner = options.trustAnyOwner;
+  if (options.anyOwner !== undefined) {
+    if (typeof options.anyOwner !== 'boolean') throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `anyOwner must be a boolean, got ${validate.describe(options.anyOwner)}`);
+    owner.anyOwner = options.anyOwner;
   }
   return owner;
 }

@@ -7,7 +7,7 @@
  * - Cross-user sharing is explicit: `{ mode: 0o660, group: gid }` on create.
  * - Opening an existing object checks it with fstat: it must belong to us (or to
  *   `owner`), and its permission bits must be within `mode` (default 0600), else
- *   ERR_IPCKIT_PERMISSION: someone else may have squatted the name. `trustAnyOwner: true`
+ *   ERR_IPCKIT_PERMISSION: someone else may have squatted the name. `anyOwner: true`
  *   skips both checks for objects another user made for us on purpose.
  */
 import { constants as fsConstants } from 'node:fs';
@@ -28,7 +28,7 @@ export interface OwnerCheckOptions {
   /** uid that must own the object (default: our effective uid). */
   owner?: number;
   /** Accept any owner and any mode (the object was made by someone else for us). */
-  trustAnyOwner?: boolean;
+  anyOwner?: boolean;
 }
 
 export const DEFAULT_MODE = 0o600;
@@ -43,22 +43,22 @@ export function createMode(options: CreateModeOptions): { mode: number; group: n
 const octal = (bits: number): string => (bits & 0o7777).toString(8).padStart(4, '0');
 
 /** The remedy of an object that belongs to someone else: trust it, or name its owner. */
-export const TRUST_OWNER: Remedy = { options: [{ trustAnyOwner: true }, { owner: undefined }], when: 'if that is expected' };
+export const TRUST_OWNER: Remedy = { options: [{ anyOwner: true }, { owner: undefined }], when: 'if that is expected' };
 
 /**
- * Checks the owner-check options (`mode`, `owner`, `trustAnyOwner`) before anything is
+ * Checks the owner-check options (`mode`, `owner`, `anyOwner`) before anything is
  * opened, so that a bad one throws at once rather than after a system call.
  */
 export function validateOwnerCheck(options: OwnerCheckOptions): void {
   validate.mode('mode', options.mode, DEFAULT_MODE);
   validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2);
-  validate.optionalBoolean('trustAnyOwner', options.trustAnyOwner);
+  validate.optionalBoolean('anyOwner', options.anyOwner);
 }
 
 /** Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed. */
 export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'>, what: string, options: OwnerCheckOptions = {}): void {
   validateOwnerCheck(options);
-  if (options.trustAnyOwner === true) return;
+  if (options.anyOwner === true) return;
   const allowed = options.mode ?? DEFAULT_MODE;
   const owner = options.owner ?? process.geteuid?.() ?? 0;
   if (st.uid !== owner) {

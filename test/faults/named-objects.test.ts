@@ -64,7 +64,7 @@ describe('named objects: squatting (a name created first by another user)', { sk
     throwsWith(() => createMessageQueue(name), 'ERR_IPCKIT_EXISTS');
     throwsWith(() => openMessageQueue(name), 'ERR_IPCKIT_PERMISSION');
     throwsWith(() => openMessageQueue(name, { mode: 0o666 }), 'ERR_IPCKIT_PERMISSION'); // still not ours
-    const trusted = openMessageQueue(name, { trustAnyOwner: true });
+    const trusted = openMessageQueue(name, { anyOwner: true });
     assert.equal(trusted.owner().uid, 65534);
     await trusted.close();
     const byOwner = openMessageQueue(name, { owner: 65534, mode: 0o666 });
@@ -79,7 +79,7 @@ describe('named objects: squatting (a name created first by another user)', { sk
     throwsWith(() => createSemaphore(name, { value: 1 }), 'ERR_IPCKIT_EXISTS');
     throwsWith(() => openSemaphore(name), 'ERR_IPCKIT_PERMISSION');
     // The refusals took nothing: the squatter's 5 permits are all still there.
-    const trusted = openSemaphore(name, { trustAnyOwner: true });
+    const trusted = openSemaphore(name, { anyOwner: true });
     assert.equal(trusted.value(), 5);
     await trusted.close();
   });
@@ -94,11 +94,11 @@ describe('named objects: squatting (a name created first by another user)', { sk
         throwsWith(() => createMutex(name), 'ERR_IPCKIT_EXISTS');
         await rejectsWith(openMutex(name), 'ERR_IPCKIT_PERMISSION');
         // Opting in is not enough to use garbage: it was never initialized.
-        await rejectsWith(openMutex(name, { trustAnyOwner: true, timeout: 50 }), 'ERR_IPCKIT_CORRUPT');
+        await rejectsWith(openMutex(name, { anyOwner: true, timeout: 50 }), 'ERR_IPCKIT_CORRUPT');
       } else {
         throwsWith(() => createBoundedPool(name, { permits: 1 }), 'ERR_IPCKIT_EXISTS');
         await rejectsWith(openBoundedPool(name), 'ERR_IPCKIT_PERMISSION');
-        await rejectsWith(openBoundedPool(name, { trustAnyOwner: true, timeout: 50 }), 'ERR_IPCKIT_CORRUPT');
+        await rejectsWith(openBoundedPool(name, { anyOwner: true, timeout: 50 }), 'ERR_IPCKIT_CORRUPT');
       }
     }
   });

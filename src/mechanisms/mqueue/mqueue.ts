@@ -795,7 +795,7 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
 /**
  * Opens an existing queue. Its owner and mode are checked (fstat) before it is used:
  * ERR_IPCKIT_PERMISSION if another user made it or it is wider than allowed, unless
- * `{ trustAnyOwner: true }` or `{ owner, mode }` say that is expected.
+ * `{ anyOwner: true }` or `{ owner, mode }` say that is expected.
  */
 export function openMessageQueue<C extends CodecOption | undefined = undefined>(name: string, options?: OpenMessageQueueOptions<C> & { mode?: 'rw' | number; access?: 'rw' }): MessageQueue<MessageOf<C>>;
 export function openMessageQueue<C extends CodecOption | undefined = undefined>(name: string, options: OpenMessageQueueOptions<C> & ({ mode: 'r' } | { access: 'r' })): MessageQueueReceiver<MessageOf<C>>;
@@ -815,7 +815,7 @@ export function openMessageQueue<C extends CodecOption | undefined = undefined>(
   if (typeof options.mode === 'string') access = validate.oneOf('mode', options.mode, ['r', 'w', 'rw'] as const);
   else allowedMode = validate.mode('mode', options.mode, 0o600);
   if (options.access !== undefined) access = validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
-  const check: OwnerCheckOptions = { ...(allowedMode !== undefined ? { mode: allowedMode } : {}), ...(options.owner !== undefined ? { owner: options.owner } : {}), ...(options.trustAnyOwner !== undefined ? { trustAnyOwner: options.trustAnyOwner } : {}) };
+  const check: OwnerCheckOptions = { ...(allowedMode !== undefined ? { mode: allowedMode } : {}), ...(options.owner !== undefined ? { owner: options.owner } : {}), ...(options.anyOwner !== undefined ? { anyOwner: options.anyOwner } : {}) };
   validateOwnerCheck(check);
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);

@@ -394,7 +394,7 @@ export function createMutex(name: string, options: CreateMutexOptions = {}): Mut
 
 /**
  * Opens an existing named mutex, checking its owner and mode (ERR_IPCKIT_PERMISSION for
- * one another user made, unless `{ trustAnyOwner }` or `{ owner, mode }` allow it) and
+ * one another user made, unless `{ anyOwner }` or `{ owner, mode }` allow it) and
  * its header (ERR_IPCKIT_CORRUPT; ERR_IPCKIT_WRONG_KIND for another kind of object).
  * Waits (on the event loop, up to `timeout`, default 2 s) for a creator still making it.
  */

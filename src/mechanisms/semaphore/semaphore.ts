@@ -338,7 +338,7 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
 /**
  * Opens an existing named semaphore. Its owner and mode are checked (fstat) before its
  * value is ever used: ERR_IPCKIT_PERMISSION if another user made it or it is wider than
- * allowed, unless `{ trustAnyOwner: true }` or `{ owner, mode }` say that is expected.
+ * allowed, unless `{ anyOwner: true }` or `{ owner, mode }` say that is expected.
  */
 export function openSemaphore(name: string, options: OpenSemaphoreOptions = {}): Semaphore {
   const sname = validate.posixName(name, 251);

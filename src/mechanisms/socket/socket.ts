@@ -98,7 +98,7 @@ export interface ConnectOptions<C extends CodecOption | undefined = undefined> e
   /** uid the server must run as (Unix sockets; default: our own). */
   owner?: number;
   /** Accept a server of any uid (a system socket, another user's on purpose). */
-  trustAnyOwner?: boolean;
+  anyOwner?: boolean;
   /**
    * Keep the connection up across server restarts (stream kinds), with acknowledged
    * delivery; the server must listen with `{ acknowledged: true }`. See acked.ts.
@@ -518,20 +518,20 @@ export function connect<C extends CodecOption | undefined = undefined>(address: 
   checkChannelOptions(addr.kind, options);
   validate.waitOptions(options);
   const owner = validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2);
-  const trustAnyOwner = validate.optionalBoolean('trustAnyOwner', options.trustAnyOwner);
+  const anyOwner = validate.optionalBoolean('anyOwner', options.anyOwner);
   const wait: WaitOptions = { ...(options.timeout !== undefined ? { timeout: options.timeout } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) };
-  if (options.reconnect === undefined || options.reconnect === false) return connectRaw<MessageOf<C>>(addr, { ...channelOptions(options), ...(trustAnyOwner !== undefined ? { trustAnyOwner } : {}) }, wait, owner);
+  if (options.reconnect === undefined || options.reconnect === false) return connectRaw<MessageOf<C>>(addr, { ...channelOptions(options), ...(anyOwner !== undefined ? { anyOwner } : {}) }, wait, owner);
   if (isPacketKind(addr.kind)) throw invalidArgument('`reconnect` applies to stream sockets (unix:, unix-abstract:, tcp://)');
   const reconnect = resolveReconnectOptions(options.reconnect);
-  const raw = { ...rawAckedOptions(channelOptions(options)), ...(trustAnyOwner !== undefined ? { trustAnyOwner } : {}) };
+  const raw = { ...rawAckedOptions(channelOptions(options)), ...(anyOwner !== undefined ? { anyOwner } : {}) };
   const channel = new ReconnectingChannel<MessageOf<C>>((o) => connectRaw(addr, raw, o, owner), channelOptions(options), reconnect, addr.text);
   return channel.start(wait).then(() => channel as unknown as SocketChannel<MessageOf<C>>);
 }
 
 /** One connection attempt, as a plain channel. */
-function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecOption | undefined> & { trustAnyOwner?: boolean }, wait: WaitOptions, owner: number | undefined): Promise<SocketChannel<T>> {
+function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecOption | undefined> & { anyOwner?: boolean }, wait: WaitOptions, owner: number | undefined): Promise<SocketChannel<T>> {
   const chOptions = channelOptions(options);
-  const trustAnyOwner = options.trustAnyOwner === true;
+  const anyOwner = options.anyOwner === true;
   return cancellableWait<SocketChannel<T>>(`connect to ${addr.text}`, wait, (resolve, reject) => {
     let fd = -1;
     let poll: FdPoll | null = null;
@@ -566,14 +566,14 @@ function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecO
       let peer: PeerCredentials | undefined;
       if (addr.kind === 'unix-dgram') {
         // A datagram socket has no SO_PEERCRED: the socket file's owner stands in.
-        if (!addr.abstract && !trustAnyOwner) {
+        if (!addr.abstract && !anyOwner) {
           const st = native.lstat(addr.path);
           if (st.uid !== expected) throw new IpcError('ERR_IPCKIT_PERMISSION', `${addr.path} belongs to uid ${st.uid}, not uid ${expected}; refusing it`, { path: addr.path, details: { uid: st.uid, expectedUid: expected }, remedy: TRUST_OWNER });
         }
         return undefined;
       }
       peer = native.peerCredentials(fd);
-      if (!trustAnyOwner && peer.uid !== expected) {
+      if (!anyOwner && peer.uid !== expected) {
         throw new IpcError('ERR_IPCKIT_PERMISSION', `the server at ${addr.text} runs as uid ${peer.uid}, not uid ${expected}; refusing it`, {
           details: { uid: peer.uid, expectedUid: expected, pid: peer.pid },
           remedy: TRUST_OWNER,
