@@ -56,10 +56,10 @@ async function withQueues<R>(size: number, maxMessages: number, role: string, bo
   const base = `/ipckit-bench-${process.pid}-${++counter}`;
   const to = `${base}-to`;
   const from = `${base}-from`;
-  const tx = createMessageQueue(to, { maxMessages, messageSize: Math.max(size, 8), access: 'w' });
+  const tx = createMessageQueue(to, { maxMessages, maxMessageBytes: Math.max(size, 8), access: 'w' });
   let rx: MessageQueueReceiver | undefined;
   try {
-    rx = createMessageQueue(from, { maxMessages, messageSize: Math.max(size, 8), access: 'r' });
+    rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8), access: 'r' });
     const child = startChild('mqueue', role, { to, from });
     pin(child.child.pid!, placement.childCpu);
     try {

@@ -42,11 +42,11 @@ async function endMarker(ch: SocketChannel<Uint8Array>, size: number): Promise<v
 
 /** Parent listens (datagram: the child does), child connects; returns our channel and the child. */
 async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ ch: SocketChannel<Uint8Array>; pid: number; done: () => Promise<void> }> {
-  const maxMessageSize = Math.max(size, 8) + 64;
+  const maxMessageBytes = Math.max(size, 8) + 64;
   if (kind === 'unix-dgram-pair') {
     // A connected pair, one end inherited by the child at fd 3 (socketPair + openSocketFd).
-    const [mine, theirs] = socketPair('unix-dgram', { maxMessageSize });
-    const child = startChild('socket', `${role}Fd`, { maxMessageSize }, [(theirs as unknown as { fd: number }).fd]);
+    const [mine, theirs] = socketPair('unix-dgram', { maxMessageBytes });
+    const child = startChild('socket', `${role}Fd`, { maxMessageBytes }, [(theirs as unknown as { fd: number }).fd]);
     await theirs.close();
     await child.nextLine(); // the child is up and holds its end
     return {
@@ -62,9 +62,9 @@ async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ 
   if (kind === 'unix-dgram') {
     // The datagram server (the child) is the receiving side, as a datagram service is.
     const path = benchPath('d');
-    const child = startChild('socket', `${role}Server`, { path, maxMessageSize });
+    const child = startChild('socket', `${role}Server`, { path, maxMessageBytes });
     await child.nextLine();
-    const ch = await connect(`unix-dgram:${path}`, { maxMessageSize, timeout: 10_000 });
+    const ch = await connect(`unix-dgram:${path}`, { maxMessageBytes, timeout: 10_000 });
     return {
       ch,
       pid: child.child.pid!,
@@ -77,9 +77,9 @@ async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ 
     };
   }
   const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(kind === 'unix' ? 's' : 'q')}`;
-  const server = await listen(address, { maxMessageSize });
+  const server = await listen(address, { maxMessageBytes });
   const accepting = server.accept();
-  const child = startChild('socket', role, { address: server.address, maxMessageSize });
+  const child = startChild('socket', role, { address: server.address, maxMessageBytes });
   const ch = await accepting;
   return {
     ch,
@@ -211,43 +211,43 @@ export const scenarios: Scenario[] = [
   },
 ];
 
-async function childChannel(args: { address: string; maxMessageSize: number }): Promise<SocketChannel<Uint8Array>> {
-  return connect(args.address, { maxMessageSize: args.maxMessageSize, timeout: 10_000 });
+async function childChannel(args: { address: string; maxMessageBytes: number }): Promise<SocketChannel<Uint8Array>> {
+  return connect(args.address, { maxMessageBytes: args.maxMessageBytes, timeout: 10_000 });
 }
 
 export const children = {
-  async echo(args: { address: string; maxMessageSize: number }): Promise<void> {
+  async echo(args: { address: string; maxMessageBytes: number }): Promise<void> {
     const ch = await childChannel(args);
     await echoLoop(ch, ch);
     await ch.close();
   },
-  async sink(args: { address: string; maxMessageSize: number }): Promise<void> {
+  async sink(args: { address: string; maxMessageBytes: number }): Promise<void> {
     const ch = await childChannel(args);
     await sinkLoop(ch as never, ch);
     await ch.close();
   },
-  async echoFd(args: { maxMessageSize: number }): Promise<void> {
-    const ch = openSocketFd(3, { maxMessageSize: args.maxMessageSize });
+  async echoFd(args: { maxMessageBytes: number }): Promise<void> {
+    const ch = openSocketFd(3, { maxMessageBytes: args.maxMessageBytes });
     tell('ready');
     await echoLoop(ch, ch);
     await ch.close();
   },
-  async sinkFd(args: { maxMessageSize: number }): Promise<void> {
-    const ch = openSocketFd(3, { maxMessageSize: args.maxMessageSize });
+  async sinkFd(args: { maxMessageBytes: number }): Promise<void> {
+    const ch = openSocketFd(3, { maxMessageBytes: args.maxMessageBytes });
     tell('ready');
     await sinkLoop(ch as never, ch);
     await ch.close();
   },
-  async echoServer(args: { path: string; maxMessageSize: number }): Promise<void> {
-    const server = await listen(`unix-dgram:${args.path}`, { maxMessageSize: args.maxMessageSize });
+  async echoServer(args: { path: string; maxMessageBytes: number }): Promise<void> {
+    const server = await listen(`unix-dgram:${args.path}`, { maxMessageBytes: args.maxMessageBytes });
     tell('listening');
     const peer = await server.accept();
     await echoLoop(peer, peer);
     await peer.close();
     await server.close();
   },
-  async sinkServer(args: { path: string; maxMessageSize: number }): Promise<void> {
-    const server = await listen(`unix-dgram:${args.path}`, { maxMessageSize: args.maxMessageSize });
+  async sinkServer(args: { path: string; maxMessageBytes: number }): Promise<void> {
+    const server = await listen(`unix-dgram:${args.path}`, { maxMessageBytes: args.maxMessageBytes });
     tell('listening');
     const peer = await server.accept();
     await sinkLoop(peer as never, peer);

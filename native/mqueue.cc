@@ -17,7 +17,7 @@ namespace {
 
 mqd_t ArgMqd(const Napi::CallbackInfo& info, size_t i) { return static_cast<mqd_t>(ArgInt(info, i)); }
 
-// mqOpen(name, oflag, mode, maxMessages, messageSize) -> fd. maxMessages 0 means "no
+// mqOpen(name, oflag, mode, maxMessages, maxMessageBytes) -> fd. maxMessages 0 means "no
 // attributes" (open an existing queue, or create with the system defaults).
 Napi::Value MqOpen(const Napi::CallbackInfo& info) {
   std::string name = ArgString(info, 0);
@@ -46,7 +46,7 @@ Napi::Value MqGetattr(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("flags", Napi::Number::New(env, static_cast<double>(attr.mq_flags)));
   o.Set("maxMessages", Napi::Number::New(env, static_cast<double>(attr.mq_maxmsg)));
-  o.Set("messageSize", Napi::Number::New(env, static_cast<double>(attr.mq_msgsize)));
+  o.Set("maxMessageBytes", Napi::Number::New(env, static_cast<double>(attr.mq_msgsize)));
   o.Set("currentMessages", Napi::Number::New(env, static_cast<double>(attr.mq_curmsgs)));
   return o;
 }

@@ -5,7 +5,7 @@
 export { IpcError, ERROR_CODES, isIpcError, type IpcErrorCode, type IpcErrorOptions } from './core/errors.js';
 export { RESOLVED, type Channel, type Receiver, type Sender, type WaitOptions } from './core/channel.js';
 export { bytesCodec, jsonCodec, structuredCodec, utf8Codec, type Codec, type CodecName, type CodecOption, type MessageOf } from './core/codec.js';
-export { DEFAULT_MAX_MESSAGE_SIZE, FrameDecoder, type Framing, type FramingOptions } from './core/framing.js';
+export { DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, type Framing, type FramingOptions } from './core/framing.js';
 export { FdReader, FdWriter, type ReaderOptions, type WriterOptions } from './os/fd-stream.js';
 export { toReadable, toWritable } from './core/node-streams.js';
 export { runtimeDir } from './os/runtime.js';

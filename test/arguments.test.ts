@@ -182,7 +182,7 @@ before(async () => {
   fifoR = await openFifo(fifoPath, 'r');
   fifoW = await openFifo(fifoPath, 'w');
   mqName = uniqueName('args');
-  mq = createMessageQueue(mqName, { maxMessages: 4, messageSize: 64 });
+  mq = createMessageQueue(mqName, { maxMessages: 4, maxMessageBytes: 64 });
   mqR = openMessageQueue(mqName, { access: 'r' });
   mqW = openMessageQueue(mqName, { access: 'w' });
   signals = signalReceiver('SIGUSR2');
@@ -265,7 +265,7 @@ const TABLE: Record<string, () => Case[]> = {
   'structuredCodec.decode': () => [['a number', () => structuredCodec.decode(bad(5)), /bytes/]],
   'new FrameDecoder': () => [
     ['an unknown framing', () => new FrameDecoder(bad('chunks'), 10), /framing/],
-    ['a negative maxMessageSize', () => new FrameDecoder('length', -1), /maxMessageSize/],
+    ['a negative maxMessageBytes', () => new FrameDecoder('length', -1), /maxMessageBytes/],
     ['a tiny buffer', () => new FrameDecoder('length', 10, 1), /bufferSize/],
   ],
   'FrameDecoder.grow': () => [['0', () => decoder.grow(0), /max/]],
@@ -285,7 +285,7 @@ const TABLE: Record<string, () => Case[]> = {
     ['a negative fd', () => new FdReader(-1), /fd/],
     ['options that are a number', () => new FdReader(0, bad(5)), /options/],
     ['an unknown framing', () => new FdReader(0, { framing: bad('chunks') }), /framing/],
-    ['a tiny readBufferSize', () => new FdReader(0, { readBufferSize: 1 }), /readBufferSize/],
+    ['a tiny readBufferBytes', () => new FdReader(0, { readBufferBytes: 1 }), /readBufferBytes/],
     ['an unknown codec', () => new FdReader(0, { codec: bad('yaml') }), /codec/],
     ['hooks that are a string', () => new FdReader(0, {}, bad('x')), /hooks/],
     ['a poll that is not an FdPoll', () => new FdReader(0, {}, {}, bad({})), /poll/],
@@ -294,7 +294,7 @@ const TABLE: Record<string, () => Case[]> = {
     ['an fd that is a string', () => new FdWriter(bad('1')), /fd/],
     ['atomic that is not a boolean', () => new FdWriter(1, { atomic: bad('yes') }), /atomic/],
     ['a zero highWaterMark', () => new FdWriter(1, { highWaterMark: 0 }), /highWaterMark/],
-    ['a zero maxMessageSize', () => new FdWriter(1, { maxMessageSize: 0 }), /maxMessageSize/],
+    ['a zero maxMessageBytes', () => new FdWriter(1, { maxMessageBytes: 0 }), /maxMessageBytes/],
   ],
   'FdReader.receive': () => [
     ['a negative timeout', () => pipe.reader.receive({ timeout: -5 }), /timeout/],
@@ -339,7 +339,7 @@ const TABLE: Record<string, () => Case[]> = {
     ['capacity 0', () => createPipe({ capacity: 0 }), /capacity/],
     ['an unknown codec', () => createPipe({ codec: bad('yaml') }), /codec/],
     ['atomic that is a string', () => createPipe({ atomic: bad('yes') }), /atomic/],
-    ['maxMessageSize 0', () => createPipe({ maxMessageSize: 0 }), /maxMessageSize/],
+    ['maxMessageBytes 0', () => createPipe({ maxMessageBytes: 0 }), /maxMessageBytes/],
   ],
   getPipeCapacity: () => [['a negative fd', () => getPipeCapacity(-1), /fd/]],
   setPipeCapacity: () => [
@@ -427,7 +427,7 @@ const TABLE: Record<string, () => Case[]> = {
   createMessageQueue: () => [
     ['an empty name', () => createMessageQueue(''), /name/],
     ['maxMessages 0', () => createMessageQueue(uniqueName(), { maxMessages: 0 }), /maxMessages/],
-    ['a fractional messageSize', () => createMessageQueue(uniqueName(), { messageSize: 1.5 }), /messageSize/],
+    ['a fractional maxMessageBytes', () => createMessageQueue(uniqueName(), { maxMessageBytes: 1.5 }), /maxMessageBytes/],
     ['an unknown access', () => createMessageQueue(uniqueName(), { access: bad('x') }), /access/],
     ['an unknown codec', () => createMessageQueue(uniqueName(), { codec: bad('yaml') }), /codec/],
     ['unlinkOnClose that is a string', () => createMessageQueue(uniqueName(), { unlinkOnClose: bad('yes') }), /unlinkOnClose/],
@@ -442,7 +442,7 @@ const TABLE: Record<string, () => Case[]> = {
   unlinkMessageQueue: () => [['a name that is a number', () => unlinkMessageQueue(bad(5)), /name/]],
   messageQueueBytes: () => [
     ['maxMessages 0', () => messageQueueBytes(0, 10), /maxMessages/],
-    ['a negative messageSize', () => messageQueueBytes(10, -1), /messageSize/],
+    ['a negative maxMessageBytes', () => messageQueueBytes(10, -1), /maxMessageBytes/],
   ],
   'MessageQueue.send': () => [
     ['a negative priority', () => mq.send(Buffer.from('x'), { priority: -1 }), /priority/],
@@ -540,7 +540,7 @@ const TABLE: Record<string, () => Case[]> = {
     ['reconnect with handles', () => connect('unix:/x', { reconnect: true, handles: true }), /descriptors/],
     ['handles on TCP', () => connect('tcp://127.0.0.1:1', { handles: true }), /handles/],
     ['an unknown codec', () => connect('unix:/x', { codec: bad('yaml') }), /codec/],
-    ['a tiny readBufferSize', () => connect('unix:/x', { readBufferSize: 1 }), /readBufferSize/],
+    ['a tiny readBufferBytes', () => connect('unix:/x', { readBufferBytes: 1 }), /readBufferBytes/],
   ],
   socketPair: () => [
     ['an unknown kind', () => socketPair(bad('tcp')), /kind/],

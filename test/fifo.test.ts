@@ -20,8 +20,8 @@ channelConformance('fifo', {
   backpressure: true,
   async make(o) {
     const path = createFifo(scratchPath('conformance'));
-    const receiver = await openFifo(path, 'r', { codec: o.receiverCodec, maxMessageSize: o.maxMessageSize });
-    const sender = await openFifo(path, 'w', { codec: o.senderCodec, maxMessageSize: o.maxMessageSize });
+    const receiver = await openFifo(path, 'r', { codec: o.receiverCodec, maxMessageBytes: o.maxMessageBytes });
+    const sender = await openFifo(path, 'w', { codec: o.senderCodec, maxMessageBytes: o.maxMessageBytes });
     return {
       sender,
       receiver,

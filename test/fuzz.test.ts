@@ -77,7 +77,7 @@ function decode(framing: Framing, s: Buffer, max: number, bufferSize: number, r:
       const [buf, offset, room] = d.space();
       // Nothing the peer announces makes us hold more than the limit (plus a header), or
       // more than the working buffer when the limit is small.
-      assert.ok(buf.length <= Math.max(bufferSize, max + 5), `a ${buf.length}-byte buffer for maxMessageSize ${max}`);
+      assert.ok(buf.length <= Math.max(bufferSize, max + 5), `a ${buf.length}-byte buffer for maxMessageBytes ${max}`);
       assert.ok(room > 0 && offset + room <= buf.length);
       const n = Math.min(room, s.length - pos, 1 + r.int(r.chance(0.2) ? 4 : 700));
       s.copy(buf, offset, pos, pos + n);
@@ -131,7 +131,7 @@ describe('frame decoder against a reference model (seeded random streams)', () =
         const s = stream(framing, max, r);
         const want = model(framing, s, max);
         const got = decode(framing, s, max, bufferSize, r);
-        const where = `seed ${seed} (${framing}, maxMessageSize ${max}, buffer ${bufferSize}, ${s.length}-byte stream)`;
+        const where = `seed ${seed} (${framing}, maxMessageBytes ${max}, buffer ${bufferSize}, ${s.length}-byte stream)`;
         if (framing === 'raw') {
           assert.deepEqual(Buffer.concat(got.messages), Buffer.concat(want.messages), where);
           assert.equal(got.error, null, where);

@@ -33,7 +33,7 @@ channelConformance('mqueue', {
   maxMessage: 8192,
   async make(o) {
     const name = qname('conf');
-    const creator = createMessageQueue(name, { maxMessages: 10, messageSize: o.maxMessageSize ?? 8192 });
+    const creator = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: o.maxMessageBytes ?? 8192 });
     const sender = openMessageQueue(name, { access: 'w', codec: o.senderCodec });
     const receiver = openMessageQueue(name, { access: 'r', codec: o.receiverCodec });
     return {
@@ -52,10 +52,10 @@ channelConformance('mqueue', {
 describe('mqueue: create, open, unlink', () => {
   it('creates exclusively with mode 0600, opens by the same name, unlink is idempotent', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 4, messageSize: 128 });
+    const q = createMessageQueue(name, { maxMessages: 4, maxMessageBytes: 128 });
     try {
       assert.equal(q.name, name);
-      assert.deepEqual(q.attributes(), { maxMessages: 4, messageSize: 128, currentMessages: 0 });
+      assert.deepEqual(q.attributes(), { maxMessages: 4, maxMessageBytes: 128, currentMessages: 0 });
       assert.equal(q.owner().mode, 0o600);
       assert.equal(q.owner().uid, process.geteuid!());
       assert.throws(() => createMessageQueue(name), (e: { code?: string }) => e.code === 'ERR_IPCKIT_EXISTS');
@@ -74,7 +74,7 @@ describe('mqueue: create, open, unlink', () => {
 
   it('takes names as C and Python peers give them: a leading slash is added, bad names are refused', () => {
     const bare = qname().slice(1);
-    const q = createMessageQueue(bare, { maxMessages: 1, messageSize: 8 });
+    const q = createMessageQueue(bare, { maxMessages: 1, maxMessageBytes: 8 });
     assert.equal(q.name, `/${bare}`);
     void q.close();
     for (const bad of ['', '/', '/a/b', '/..', `/${'x'.repeat(255)}`, 'a\0b']) {
@@ -82,13 +82,13 @@ describe('mqueue: create, open, unlink', () => {
       throwsWith(() => openMessageQueue(bad), 'ERR_IPCKIT_INVALID_ARGUMENT');
     }
     throwsWith(() => createMessageQueue(qname(), { maxMessages: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => createMessageQueue(qname(), { messageSize: -1 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createMessageQueue(qname(), { maxMessageBytes: -1 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createMessageQueue(qname(), { mode: 0o1777 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
   it('composes roles: a reader has no send, a writer has no receive', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 2, messageSize: 16 });
+    const q = createMessageQueue(name, { maxMessages: 2, maxMessageBytes: 16 });
     const r: MessageQueueReceiver = openMessageQueue(name, { mode: 'r' });
     const w: MessageQueueSender = openMessageQueue(name, { mode: 'w' });
     assert.equal('send' in r, false);
@@ -100,7 +100,7 @@ describe('mqueue: create, open, unlink', () => {
 
   it('unlinkOnClose removes the name when the handle closes', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 1, messageSize: 8, unlinkOnClose: true });
+    const q = createMessageQueue(name, { maxMessages: 1, maxMessageBytes: 8, unlinkOnClose: true });
     await q.close();
     assert.equal(unlinkMessageQueue(name), false);
   });
@@ -109,7 +109,7 @@ describe('mqueue: create, open, unlink', () => {
 describe('mqueue: priorities and batches', () => {
   it('delivers the highest priority first, FIFO within one priority, and reports it', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 10, messageSize: 32, codec: 'utf8' });
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 32, codec: 'utf8' });
     try {
       const sent: Array<[string, number]> = [['a', 0], ['b', 5], ['c', 31], ['d', 5], ['e', 0], ['f', 100]];
       for (const [m, p] of sent) await q.send(m, { priority: p });
@@ -132,7 +132,7 @@ describe('mqueue: priorities and batches', () => {
 
   it('sendMany and receiveMany move batches in order with one native call each', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 10, messageSize: 64, codec: 'json' });
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, codec: 'json' });
     try {
       const messages = Array.from({ length: 500 }, (_, i) => ({ i }));
       const sending = q.sendMany(messages, { timeout: 10_000 });
@@ -152,7 +152,7 @@ describe('mqueue: priorities and batches', () => {
 
   it('a sendMany that times out says how many went in, and those arrive', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 3, messageSize: 8, codec: 'utf8' });
+    const q = createMessageQueue(name, { maxMessages: 3, maxMessageBytes: 8, codec: 'utf8' });
     try {
       const e = await rejectsWith(q.sendMany(['1', '2', '3', '4', '5'], { timeout: 100 }), 'ERR_IPCKIT_TIMEOUT');
       assert.equal(e.details?.sent, 3);
@@ -162,9 +162,9 @@ describe('mqueue: priorities and batches', () => {
     }
   });
 
-  it('a message above messageSize is refused before any system call', async () => {
+  it('a message above maxMessageBytes is refused before any system call', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 2, messageSize: 16 });
+    const q = createMessageQueue(name, { maxMessages: 2, maxMessageBytes: 16 });
     try {
       throwsWith(() => void q.send(new Uint8Array(17)), 'ERR_IPCKIT_FRAME_TOO_LARGE');
       throwsWith(() => q.trySend(new Uint8Array(17)), 'ERR_IPCKIT_FRAME_TOO_LARGE');
@@ -179,7 +179,7 @@ describe('mqueue: priorities and batches', () => {
 
   it('close() rejects a waiting send with ERR_IPCKIT_CLOSED; an abort ends it with its reason', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 1, messageSize: 8 });
+    const q = createMessageQueue(name, { maxMessages: 1, maxMessageBytes: 8 });
     await q.send(new Uint8Array(1));
     const ac = new AbortController();
     const aborted = q.send(new Uint8Array(2), { signal: ac.signal });
@@ -200,7 +200,7 @@ describe('mqueue: waiting', () => {
   it('a hundred queues with a pending receive do not stall fs calls or the event loop', async () => {
     const queues: Array<MessageQueue<string>> = [];
     try {
-      for (let i = 0; i < 100; i++) queues.push(createMessageQueue(qname('many'), { maxMessages: 1, messageSize: 16, codec: 'utf8' }));
+      for (let i = 0; i < 100; i++) queues.push(createMessageQueue(qname('many'), { maxMessages: 1, maxMessageBytes: 16, codec: 'utf8' }));
       const pending = queues.map((q) => q.receive());
       // With a thread (or a thread-pool slot) per wait, these would queue behind the receives.
       let ticks = 0;
@@ -224,7 +224,7 @@ describe('mqueue: waiting', () => {
 
   it('a receive waits for a message from another process, without a thread per wait', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 4, messageSize: 64, codec: 'utf8' });
+    const q = createMessageQueue(name, { maxMessages: 4, maxMessageBytes: 64, codec: 'utf8' });
     try {
       const got = q.receiveWithPriority({ timeout: 20_000 });
       const peer = runFixture('mqsem-peer', ['mq-send', name, '3:from node peer']);
@@ -237,7 +237,7 @@ describe('mqueue: waiting', () => {
 
   it('streams 20,000 messages to another process in order, through a full queue', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 10, messageSize: 64, access: 'w', codec: 'json' });
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, access: 'w', codec: 'json' });
     try {
       const peer = runFixture('mqsem-peer', ['mq-sink', name, '20000']);
       const lines = peer.child.stdout!;
@@ -265,7 +265,7 @@ describe('mqueue: CLI', () => {
     assert.equal(r.code, 0, r.stderr);
     const info = JSON.parse(r.stdout);
     assert.equal(info.maxMessages, 8);
-    assert.equal(info.messageSize, 256);
+    assert.equal(info.maxMessageBytes, 256);
     assert.equal(info.currentMessages, 3);
     assert.equal(info.mode, 0o640);
     r = await runCli(['mqueue', 'recv', name, '--count', '3', '--json']).done;

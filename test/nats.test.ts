@@ -31,7 +31,7 @@ channelConformance('nats', {
   maxMessage: 512 * 1024,
   async make(o) {
     // max_payload is the server's: a pair that asks for a limit gets its own server.
-    const server = o.maxMessageSize === undefined ? shared : await startNatsServer({ jetstream: false, maxPayload: o.maxMessageSize });
+    const server = o.maxMessageBytes === undefined ? shared : await startNatsServer({ jetstream: false, maxPayload: o.maxMessageBytes });
     const subject = newSubject('conf');
     const receiver = openNatsReceiver(server.url, subject, { codec: o.receiverCodec });
     const sender = openNatsSender(server.url, subject, { codec: o.senderCodec });

@@ -23,8 +23,8 @@ channelConformance('pipe', {
     const [r, w] = native.pipe();
     native.setNonBlocking(r, true);
     native.setNonBlocking(w, true);
-    const receiver = new PipeReader(r, { codec: o.receiverCodec, maxMessageSize: o.maxMessageSize });
-    const sender = new PipeWriter(w, { codec: o.senderCodec, maxMessageSize: o.maxMessageSize });
+    const receiver = new PipeReader(r, { codec: o.receiverCodec, maxMessageBytes: o.maxMessageBytes });
+    const sender = new PipeWriter(w, { codec: o.senderCodec, maxMessageBytes: o.maxMessageBytes });
     return {
       sender,
       receiver,
@@ -82,7 +82,7 @@ describe('pipe: both ends in one process', () => {
   it('bad stream options of spawnWithPipes leave no pipe end open', () => {
     const pipesBefore = [...openFds().values()].filter((t) => t.startsWith('pipe:')).length;
     throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'to-child' }, highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'to-child', 4: { direction: 'from-child', readBufferSize: 1 } } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'to-child', 4: { direction: 'from-child', readBufferBytes: 1 } } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     assert.equal([...openFds().values()].filter((t) => t.startsWith('pipe:')).length, pipesBefore, 'a pipe end was left open');
   });
 
@@ -216,7 +216,7 @@ describe('pipe: several writers', () => {
   it('{ atomic: true }: frames from four writer processes never interleave', async () => {
     const writers = 4;
     const count = 3000;
-    const { reader, writer } = createPipe({ maxMessageSize: native.PIPE_BUF - 4 });
+    const { reader, writer } = createPipe({ maxMessageBytes: native.PIPE_BUF - 4 });
     const children = Array.from({ length: writers }, (_, id) =>
       run(process.execPath, [join(fixturesDir, 'streams.js'), 'atomic-writer', String(id), String(count)], { stdio: ['ignore', 'pipe', 'pipe', writer.fd] }),
     );
@@ -244,7 +244,7 @@ describe('pipe: several writers', () => {
   it('{ atomic: true } refuses a message that does not fit in PIPE_BUF with its header', async () => {
     const { reader, writer } = createPipe({ atomic: true });
     try {
-      assert.equal(writer.maxMessageSize, native.PIPE_BUF - 4);
+      assert.equal(writer.maxMessageBytes, native.PIPE_BUF - 4);
       throwsWith(() => void writer.send(new Uint8Array(native.PIPE_BUF - 3)), 'ERR_IPCKIT_FRAME_TOO_LARGE');
     } finally {
       await writer.close();

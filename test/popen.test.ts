@@ -21,8 +21,8 @@ channelConformance('popen (through two cat processes)', {
   backpressure: true,
   async make(o) {
     const fifo = createFifo(scratchPath('popen-chain'));
-    const receiver = popen(['cat', fifo], 'r', { codec: o.receiverCodec, maxMessageSize: o.maxMessageSize });
-    const sender = popen(['sh', '-c', 'exec cat > "$0"', fifo], 'w', { codec: o.senderCodec, maxMessageSize: o.maxMessageSize });
+    const receiver = popen(['cat', fifo], 'r', { codec: o.receiverCodec, maxMessageBytes: o.maxMessageBytes });
+    const sender = popen(['sh', '-c', 'exec cat > "$0"', fifo], 'w', { codec: o.senderCodec, maxMessageBytes: o.maxMessageBytes });
     // close() waits for the child, like pclose; `cat fifo` waits for input and would not
     // notice that its stdout went away, so closing this end also ends it.
     const closingReceiver: Receiver<unknown> = {
@@ -102,7 +102,7 @@ describe('popen: commands', () => {
     const marker = scratchPath('started');
     const pipesBefore = [...openFds().values()].filter((t) => t.startsWith('pipe:')).length;
     throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'w', { highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'r', { readBufferSize: 1 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'r', { readBufferBytes: 1 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     assert.equal([...openFds().values()].filter((t) => t.startsWith('pipe:')).length, pipesBefore, 'a pipe end was left open');
     await sleep(300);
     assert.equal(existsSync(marker), false, 'the command was started although popen() threw');

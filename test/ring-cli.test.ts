@@ -24,7 +24,7 @@ it('ring create / send / recv --json / info / rm', async () => {
   const info = await runCli(['ring', 'info', n, '--json']).done;
   const i = JSON.parse(info.stdout);
   assert.equal(i.capacity, 65536);
-  assert.equal(i.maxMessageSize, 1024);
+  assert.equal(i.maxMessageBytes, 1024);
   assert.equal(i.producersEver, 2);
   const r = await runCli(['ring', 'recv', n, '--json']).done;
   assert.equal(r.code, 0, r.stderr);

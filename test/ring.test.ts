@@ -34,7 +34,7 @@ for (const external of [true, false]) {
     backpressure: true,
     async make(o) {
       const name = uniqueName('ring');
-      const ring = createRing(name, { capacity: 4 * 1024 * 1024, external, ...(o.maxMessageSize ? { maxMessageSize: o.maxMessageSize } : {}) });
+      const ring = createRing(name, { capacity: 4 * 1024 * 1024, external, ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}) });
       const receiver = await ring.receiver({ codec: o.receiverCodec });
       const sender = await ring.sender({ codec: o.senderCodec });
       ring.close();
@@ -109,7 +109,7 @@ describe('ring: fast paths and views', () => {
   });
 
   it('records wrap with padding, in every alignment', async () => {
-    using ring = createRing(ringName(), { capacity: 4096, maxMessageSize: 3000 });
+    using ring = createRing(ringName(), { capacity: 4096, maxMessageBytes: 3000 });
     const tx = track(await ring.sender());
     const rx = track(await ring.receiver());
     for (let seq = 0; seq < 3000; seq++) {
@@ -182,7 +182,7 @@ describe('ring: fast paths and views', () => {
   it('bad options are refused synchronously', () => {
     throwsWith(() => createRing(uniqueName(), { capacity: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createRing(uniqueName(), { capacity: 1024 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => createRing(uniqueName(), { capacity: 4096, maxMessageSize: 4096 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createRing(uniqueName(), { capacity: 4096, maxMessageBytes: 4096 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createRing(uniqueName(), { producers: 'some' as 'many' }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
@@ -310,7 +310,7 @@ describe('ring: endpoints in a worker that is terminated', () => {
 describe('ring: across processes', () => {
   it('a producer process, checked messages of many sizes, in order', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 64 * 1024, maxMessageSize: 16 * 1024 });
+    using ring = createRing(n, { capacity: 64 * 1024, maxMessageBytes: 16 * 1024 });
     const rx = track(await ring.receiver());
     const count = 5000;
     const producer = runFixture('ring-peer', ['produce', n, '7', String(count), '16384']);
@@ -325,7 +325,7 @@ describe('ring: across processes', () => {
 
   it("many producers: four processes, each one's order kept, nothing lost", async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 32 * 1024, producers: 'many', maxProducers: 8, maxMessageSize: 8192 });
+    using ring = createRing(n, { capacity: 32 * 1024, producers: 'many', maxProducers: 8, maxMessageBytes: 8192 });
     const rx = track(await ring.receiver());
     const count = 2000;
     const producers = [1, 2, 3, 4].map((id) => runFixture('ring-peer', ['produce', n, String(id), String(count), '8192']));
@@ -344,7 +344,7 @@ describe('ring: across processes', () => {
   it('many producers: one that sent nothing while 4 GiB went through still sees a full ring as full (positions wrap at 2^32)', async () => {
     const n = ringName();
     const capacity = 1 << 24;
-    using ring = createRing(n, { capacity, producers: 'many', maxMessageSize: capacity - 8 });
+    using ring = createRing(n, { capacity, producers: 'many', maxMessageBytes: capacity - 8 });
     const rx = track(await ring.receiver({ spinMicros: 0 }));
     const idle = runFixture('ring-peer', ['idle', n]);
     const lines = jsonLines(idle);

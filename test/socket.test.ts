@@ -12,9 +12,9 @@ scratchDir(); // created at the top level, so it lives until the file ends
 
 /** A server and one connected client, for the conformance suite. */
 async function serverPair(address: string, o: PairOptions, extra: Record<string, unknown> = {}): Promise<{ server: SocketServer<any>; client: SocketChannel<any>; accepted: SocketChannel<any> }> {
-  const server = await listen(address, { codec: o.receiverCodec, maxMessageSize: o.maxMessageSize, ...extra } as never);
+  const server = await listen(address, { codec: o.receiverCodec, maxMessageBytes: o.maxMessageBytes, ...extra } as never);
   const accepting = server.accept();
-  const client = await connect(server.address, { codec: o.senderCodec, maxMessageSize: o.maxMessageSize, timeout: 5000, ...(extra.acknowledged ? { reconnect: { minDelay: 5, maxDelay: 50 } } : {}) } as never);
+  const client = await connect(server.address, { codec: o.senderCodec, maxMessageBytes: o.maxMessageBytes, timeout: 5000, ...(extra.acknowledged ? { reconnect: { minDelay: 5, maxDelay: 50 } } : {}) } as never);
   const accepted = await within(accepting, 5000, 'accept');
   return { server, client, accepted };
 }
@@ -50,8 +50,8 @@ for (const [name, address, extra] of kinds) {
 
 /** A datagram server, a client, and the server's channel for that client (met through a raw probe datagram). */
 async function datagramPair(o: PairOptions, clientCodec: unknown, serverCodec: unknown): Promise<{ server: SocketServer<any>; client: SocketChannel<any>; peer: SocketChannel<any> }> {
-  const server = await listen(`unix-dgram:${scratchPath('d')}`, { codec: serverCodec, maxMessageSize: o.maxMessageSize } as never);
-  const client = await connect(server.address, { codec: clientCodec, maxMessageSize: o.maxMessageSize } as never);
+  const server = await listen(`unix-dgram:${scratchPath('d')}`, { codec: serverCodec, maxMessageBytes: o.maxMessageBytes } as never);
+  const client = await connect(server.address, { codec: clientCodec, maxMessageBytes: o.maxMessageBytes } as never);
   const accepting = server.accept();
   native.sendPacket((client as unknown as { fd: number }).fd, Buffer.from('1'), 0, 1, null, null);
   const peer = await within(accepting, 5000, 'the first datagram');
@@ -571,8 +571,8 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
 });
 
 describe('datagram and seqpacket boundaries', () => {
-  it('a datagram above maxMessageSize is FRAME_TOO_LARGE for that receive, and the next arrives', async () => {
-    const [a, b] = socketPair('unix-dgram', { maxMessageSize: 1000 });
+  it('a datagram above maxMessageBytes is FRAME_TOO_LARGE for that receive, and the next arrives', async () => {
+    const [a, b] = socketPair('unix-dgram', { maxMessageBytes: 1000 });
     const [big] = socketPair('unix-dgram');
     await big.close();
     // Send an oversize datagram with a raw sendmsg (our own sender would refuse it).

@@ -70,7 +70,7 @@ describe('work queue: semantics in one process', () => {
   });
 
   it('bounded: tryPut says full, put waits for a slot (backpressure), a timed-out put put nothing', async () => {
-    const { name, q } = queue({ capacity: 4, maxMessageSize: 64 });
+    const { name, q } = queue({ capacity: 4, maxMessageBytes: 64 });
     const c = await open(name);
     for (let i = 0; i < 4; i++) assert.notEqual(q.tryPut({ i }), undefined);
     assert.equal(q.tryPut({ i: 4 }), undefined);
@@ -94,8 +94,8 @@ describe('work queue: semantics in one process', () => {
     assert.deepEqual(rest, [{ i: 1 }, { i: 2 }, { i: 3 }, { i: 4 }], 'nothing of the timed-out or aborted puts');
   });
 
-  it('a message above maxMessageSize is refused synchronously; bad options too', () => {
-    const { q } = queue({ maxMessageSize: 10 });
+  it('a message above maxMessageBytes is refused synchronously; bad options too', () => {
+    const { q } = queue({ maxMessageBytes: 10 });
     throwsWith(() => void q.put('x'.repeat(20)), 'ERR_IPCKIT_FRAME_TOO_LARGE');
     throwsWith(() => createWorkQueue(uniqueName(), { capacity: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createWorkQueue(uniqueName(), { maxParticipants: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');

@@ -9,7 +9,7 @@
 import { createMessageQueue } from 'ipckit';
 
 const name = process.argv[2] ?? '/ipckit-example-jobs';
-await using queue = createMessageQueue(name, { maxMessages: 10, messageSize: 1024, codec: 'json' });
+await using queue = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 1024, codec: 'json' });
 
 for (let id = 1; id <= 20; id++) {
   const urgent = id % 5 === 0;

@@ -28,7 +28,7 @@ export const group: Group = {
       async run({ args, flags }) {
         const q = createMessageQueue(args[0]!, {
           ...(flags['max-messages'] !== undefined ? { maxMessages: flags['max-messages'] as number } : {}),
-          ...(flags['max-message'] !== undefined ? { messageSize: flags['max-message'] as number } : {}),
+          ...(flags['max-message'] !== undefined ? { maxMessageBytes: flags['max-message'] as number } : {}),
           mode: (flags.mode as number | undefined) ?? 0o600,
         });
         await q.close();

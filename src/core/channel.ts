@@ -27,7 +27,7 @@
  * 8. Closing: `close()` on a receiver rejects pending receives with ERR_IPCKIT_CLOSED;
  *    on a sender it rejects sends still waiting for room, writes what was accepted, then
  *    releases the kernel object. Both are idempotent; `await using` calls them.
- * 9. Bad input: a frame above `maxMessageSize` is ERR_IPCKIT_FRAME_TOO_LARGE before any
+ * 9. Bad input: a frame above `maxMessageBytes` is ERR_IPCKIT_FRAME_TOO_LARGE before any
  *    allocation; a payload that fails to decode is ERR_IPCKIT_BAD_FRAME for that message.
  * 10. Bad arguments throw synchronously (ERR_IPCKIT_INVALID_ARGUMENT, or
  *    ERR_IPCKIT_FRAME_TOO_LARGE for a message too big to send), from every method, before

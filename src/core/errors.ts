@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   ERR_IPCKIT_CLOSED: 'the channel or object was closed, or the other side finished cleanly',
   ERR_IPCKIT_CORRUPT: 'a shared structure (ring, queue, mutex segment) holds values that break its invariants',
   ERR_IPCKIT_EXISTS: 'an object with that name or path already exists',
-  ERR_IPCKIT_FRAME_TOO_LARGE: 'a message is larger than the limit (maxMessageSize, a queue\'s messageSize)',
+  ERR_IPCKIT_FRAME_TOO_LARGE: 'a message is larger than the limit (maxMessageBytes, a queue\'s maxMessageBytes)',
   ERR_IPCKIT_INVALID_ARGUMENT: 'an argument is of the wrong type, out of range, or names the wrong kind of object',
   ERR_IPCKIT_LIMIT: 'a kernel or process limit was reached; the message names the limit and how to raise it',
   ERR_IPCKIT_NOT_FOUND: 'no object with that name or path exists',

@@ -6,7 +6,7 @@
  *                     part of the message; a last line without `\n` is still delivered
  *   raw:              chunks as they arrive; no boundaries (for programs that have none)
  *
- * The decoder enforces `maxMessageSize` from the header alone, before allocating; a
+ * The decoder enforces `maxMessageBytes` from the header alone, before allocating; a
  * stream that ends inside a length frame is ERR_IPCKIT_BAD_FRAME and the partial bytes
  * are never delivered.
  */
@@ -16,14 +16,14 @@ import * as validate from './validate.js';
 export type Framing = 'length' | 'lines' | 'raw';
 export const FRAMINGS: readonly Framing[] = ['length', 'lines', 'raw'];
 
-export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** The u32 header caps a length frame at 4 GiB - 1. */
 export const MAX_FRAME_LENGTH = 0xffff_ffff;
 export const LENGTH_HEADER_BYTES = 4;
 const NEWLINE = 0x0a;
 /**
  * A frame up to this size gets its whole buffer once its header is checked; a larger one
- * (only with a maxMessageSize above it) grows with the bytes that really arrive, so a peer
+ * (only with a maxMessageBytes above it) grows with the bytes that really arrive, so a peer
  * that announces a huge frame and sends little makes us allocate little.
  */
 const EAGER_FRAME_ALLOC = 16 * 1024 * 1024;
@@ -31,26 +31,26 @@ const EAGER_FRAME_ALLOC = 16 * 1024 * 1024;
 export interface FramingOptions {
   framing?: Framing;
   /** Largest message accepted, in bytes (default 16 MiB). Checked on send and receive. */
-  maxMessageSize?: number;
+  maxMessageBytes?: number;
 }
 
-export function resolveFraming(options: FramingOptions): { framing: Framing; maxMessageSize: number } {
+export function resolveFraming(options: FramingOptions): { framing: Framing; maxMessageBytes: number } {
   const framing = options.framing === undefined ? 'length' : validate.oneOf('framing', options.framing, FRAMINGS);
-  const maxMessageSize =
-    options.maxMessageSize === undefined ? DEFAULT_MAX_MESSAGE_SIZE : validate.integer('maxMessageSize', options.maxMessageSize, 1, MAX_FRAME_LENGTH);
-  return { framing, maxMessageSize };
+  const maxMessageBytes =
+    options.maxMessageBytes === undefined ? DEFAULT_MAX_MESSAGE_BYTES : validate.integer('maxMessageBytes', options.maxMessageBytes, 1, MAX_FRAME_LENGTH);
+  return { framing, maxMessageBytes };
 }
 
 export function frameTooLarge(length: number, max: number, side: 'send' | 'receive'): IpcError {
   const what = side === 'send' ? 'message to send' : 'incoming frame';
-  return new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `${what} is ${length} bytes, more than maxMessageSize (${max})`, {
-    details: { length, maxMessageSize: max },
+  return new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `${what} is ${length} bytes, more than maxMessageBytes (${max})`, {
+    details: { length, maxMessageBytes: max },
   });
 }
 
 /** Checks an outgoing payload against the framing; throws synchronously. Returns the frame's size on the wire. */
-export function checkOutgoing(framing: Framing, payload: Uint8Array, maxMessageSize: number): number {
-  if (payload.length > maxMessageSize) throw frameTooLarge(payload.length, maxMessageSize, 'send');
+export function checkOutgoing(framing: Framing, payload: Uint8Array, maxMessageBytes: number): number {
+  if (payload.length > maxMessageBytes) throw frameTooLarge(payload.length, maxMessageBytes, 'send');
   switch (framing) {
     case 'length':
       return payload.length + LENGTH_HEADER_BYTES;
@@ -66,7 +66,7 @@ export function checkOutgoing(framing: Framing, payload: Uint8Array, maxMessageS
  * Incremental decoder. The reader asks `space()` where to read into, reports what it read
  * with `commit(n)`, then takes messages with `next()` until it returns undefined. A frame
  * that does not fit the working buffer is read straight into its own allocation, once its
- * header has been checked against `maxMessageSize`.
+ * header has been checked against `maxMessageBytes`.
  *
  * Messages are copied out of the working buffer, which is then reused: reading into a
  * buffer that is already in the cache and copying out beat handing out views of fresh
@@ -84,11 +84,11 @@ export class FrameDecoder {
 
   constructor(
     readonly framing: Framing,
-    readonly maxMessageSize: number,
+    readonly maxMessageBytes: number,
     bufferSize = 64 * 1024,
   ) {
     validate.oneOf('framing', framing, FRAMINGS);
-    validate.integer('maxMessageSize', maxMessageSize, 0, MAX_FRAME_LENGTH); // 0: only empty messages
+    validate.integer('maxMessageBytes', maxMessageBytes, 0, MAX_FRAME_LENGTH); // 0: only empty messages
     validate.integer('bufferSize', bufferSize, 16, 2 ** 31 - 1);
     this.#buf = Buffer.allocUnsafe(bufferSize);
   }
@@ -140,7 +140,7 @@ export class FrameDecoder {
     }
     if (this.#end === this.#buf.length) {
       // Only a line longer than the buffer gets here (length frames go to #big).
-      const grown = Buffer.allocUnsafe(Math.min(this.#buf.length * 2, this.maxMessageSize + 1));
+      const grown = Buffer.allocUnsafe(Math.min(this.#buf.length * 2, this.maxMessageBytes + 1));
       this.#buf.copy(grown, 0, this.#start, this.#end);
       this.#end -= this.#start;
       this.#scanFrom -= this.#start;
@@ -216,7 +216,7 @@ export class FrameDecoder {
     const avail = this.#end - this.#start;
     if (avail < LENGTH_HEADER_BYTES) return undefined;
     const length = this.#buf.readUInt32LE(this.#start);
-    if (length > this.maxMessageSize) throw frameTooLarge(length, this.maxMessageSize, 'receive');
+    if (length > this.maxMessageBytes) throw frameTooLarge(length, this.maxMessageBytes, 'receive');
     const frameEnd = this.#start + LENGTH_HEADER_BYTES + length;
     if (frameEnd <= this.#end) {
       const m = this.#copy(this.#start + LENGTH_HEADER_BYTES, frameEnd);
@@ -241,14 +241,14 @@ export class FrameDecoder {
     const i = from < this.#end ? this.#buf.indexOf(NEWLINE, from) : -1;
     if (i === -1 || i >= this.#end) {
       this.#scanFrom = this.#end;
-      if (this.#end - this.#start > this.maxMessageSize) {
-        throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `incoming line is longer than maxMessageSize (${this.maxMessageSize}) bytes`, {
-          details: { maxMessageSize: this.maxMessageSize },
+      if (this.#end - this.#start > this.maxMessageBytes) {
+        throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `incoming line is longer than maxMessageBytes (${this.maxMessageBytes}) bytes`, {
+          details: { maxMessageBytes: this.maxMessageBytes },
         });
       }
       return undefined;
     }
-    if (i - this.#start > this.maxMessageSize) throw frameTooLarge(i - this.#start, this.maxMessageSize, 'receive');
+    if (i - this.#start > this.maxMessageBytes) throw frameTooLarge(i - this.#start, this.maxMessageBytes, 'receive');
     const m = this.#copy(this.#start, i);
     this.#start = i + 1;
     this.#scanFrom = this.#start;

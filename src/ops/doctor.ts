@@ -138,7 +138,7 @@ async function ourQueueBytes(mount: string | undefined): Promise<number | undefi
       const q = openMessageQueue(`/${name}`, { access: 'r', anyOwner: true });
       try {
         const a = q.attributes();
-        total += a.maxMessages * (a.messageSize + 48) + Math.min(a.maxMessages, 32768) * 48;
+        total += a.maxMessages * (a.maxMessageBytes + 48) + Math.min(a.maxMessages, 32768) * 48;
       } finally {
         await q.close();
       }

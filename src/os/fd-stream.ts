@@ -134,7 +134,7 @@ export interface ReaderOptions<C extends CodecOption | undefined = undefined> ex
    * smaller) and doubles while reads fill it, so a quiet reader holds little and a busy
    * one drains the kernel in few calls.
    */
-  readBufferSize?: number;
+  readBufferBytes?: number;
 }
 
 export interface WriterOptions<C extends CodecOption | undefined = undefined> extends StreamOptions<C> {
@@ -163,7 +163,7 @@ export function validateStreamOptions(options: ReaderOptions<CodecOption | undef
   validate.object(name, options);
   resolveFraming(options);
   resolveCodec(options.codec);
-  validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024);
+  validate.optionalInteger('readBufferBytes', options.readBufferBytes, 64, 64 * 1024 * 1024);
   validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
   validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   validate.optionalBoolean('atomic', options.atomic);
@@ -196,7 +196,7 @@ export interface StreamHooks {
 
 type ReaderState = 'open' | 'ending' | 'ended' | 'closed';
 
-/** The read buffer starts at FIRST_READ bytes and grows up to MAX_READ (readBufferSize). */
+/** The read buffer starts at FIRST_READ bytes and grows up to MAX_READ (readBufferBytes). */
 const FIRST_READ = 64 * 1024;
 const MAX_READ = 1024 * 1024;
 
@@ -229,12 +229,12 @@ export class FdReader<T, R = void> implements Receiver<T> {
 
   constructor(fd: number, options: ReaderOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
     checkEndpointArguments(fd, options, hooks, poll);
-    const { framing, maxMessageSize } = resolveFraming(options);
-    const size = validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024) ?? MAX_READ;
+    const { framing, maxMessageBytes } = resolveFraming(options);
+    const size = validate.optionalInteger('readBufferBytes', options.readBufferBytes, 64, 64 * 1024 * 1024) ?? MAX_READ;
     this.#maxRead = size;
     this.fd = fd;
     this.#codec = resolveCodec(options.codec) as Codec<T>;
-    this.#decoder = new FrameDecoder(framing, maxMessageSize, Math.min(size, FIRST_READ));
+    this.#decoder = new FrameDecoder(framing, maxMessageBytes, Math.min(size, FIRST_READ));
     this.#hooks = hooks;
     this.#ownsPoll = poll === undefined;
     this.#poll = poll ?? new FdPoll(fd, true);
@@ -537,7 +537,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #ownsPoll: boolean;
   #codec: Codec<T>;
   #framing: Framing;
-  #maxMessageSize: number;
+  #maxMessageBytes: number;
   #hooks: StreamHooks;
   #highWaterMark: number;
   #atomic: boolean;
@@ -569,13 +569,13 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   constructor(fd: number, options: WriterOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
     checkEndpointArguments(fd, options, hooks, poll);
-    const { framing, maxMessageSize } = resolveFraming(options);
+    const { framing, maxMessageBytes } = resolveFraming(options);
     this.fd = fd;
     this.#codec = resolveCodec(options.codec) as Codec<T>;
     this.#framing = framing;
     this.#atomic = validate.optionalBoolean('atomic', options.atomic) ?? false;
     this.#batchMax = this.#atomic ? native.PIPE_BUF : BATCH_SIZE;
-    this.#maxMessageSize = this.#atomic ? Math.min(maxMessageSize, native.PIPE_BUF - (framing === 'length' ? LENGTH_HEADER_BYTES : framing === 'lines' ? 1 : 0)) : maxMessageSize;
+    this.#maxMessageBytes = this.#atomic ? Math.min(maxMessageBytes, native.PIPE_BUF - (framing === 'length' ? LENGTH_HEADER_BYTES : framing === 'lines' ? 1 : 0)) : maxMessageBytes;
     this.#highWaterMark = validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? 256 * 1024;
     this.#maxPendingBytes = validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES;
     this.#hooks = hooks;
@@ -584,9 +584,9 @@ export class FdWriter<T, R = void> implements Sender<T> {
     this.#poll = poll ?? new FdPoll(fd, true);
   }
 
-  /** Largest payload `send` accepts (smaller than maxMessageSize in atomic mode). */
-  get maxMessageSize(): number {
-    return this.#maxMessageSize;
+  /** Largest payload `send` accepts (smaller than maxMessageBytes in atomic mode). */
+  get maxMessageBytes(): number {
+    return this.#maxMessageBytes;
   }
 
   /** Bytes accepted but not yet handed to the kernel. */
@@ -597,7 +597,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
   send(message: T, options?: WaitOptions): Promise<void> {
     validate.waitOptions(options);
     const payload = encodeWith(this.#codec, message);
-    return this.#send(payload, checkOutgoing(this.#framing, payload, this.#maxMessageSize), options);
+    return this.#send(payload, checkOutgoing(this.#framing, payload, this.#maxMessageBytes), options);
   }
 
   /** Accepts an encoded, checked payload of `size` bytes on the wire, or waits for room. */
@@ -617,7 +617,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
   /** Accepts the message now and returns true, or returns false if `send` would wait. */
   trySend(message: T): boolean {
     const payload = encodeWith(this.#codec, message);
-    const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
+    const size = checkOutgoing(this.#framing, payload, this.#maxMessageBytes);
     if (this.#state !== 'open') throw this.#reportError() ?? closedError('sender');
     if (this.#error) throw this.#reportError();
     if (this.#spaceWaiters.length > 0) return false;
@@ -643,7 +643,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     const sizes: number[] = [];
     for (const m of validate.iterable<T>('messages', messages)) {
       const payload = encodeWith(this.#codec, m);
-      sizes.push(checkOutgoing(this.#framing, payload, this.#maxMessageSize));
+      sizes.push(checkOutgoing(this.#framing, payload, this.#maxMessageBytes));
       payloads.push(payload);
     }
     return this.#sendAll(payloads, sizes, options);
@@ -884,7 +884,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     for (;;) {
       const payload = this.#spaceWaiters.peek();
       if (payload === undefined) return;
-      const size = checkOutgoing(this.#framing, payload, this.#maxMessageSize);
+      const size = checkOutgoing(this.#framing, payload, this.#maxMessageBytes);
       if (this.#queued + size > this.#highWaterMark && this.#queued > 0) return;
       const waiter = this.#spaceWaiters.take()!;
       const accepted = this.#accept(payload, size, true);

@@ -95,7 +95,7 @@ export interface NativeMqAttr {
   /** mq_flags (O_NONBLOCK or 0). */
   flags: number;
   maxMessages: number;
-  messageSize: number;
+  maxMessageBytes: number;
   currentMessages: number;
 }
 
@@ -106,7 +106,7 @@ export interface NativeMqAttr {
  */
 export interface NativeMqueue {
   /** mq_open(name, oflag, mode, attr); attr only when maxMessages > 0. Returns the fd. */
-  mqOpen(name: string, oflag: number, mode: number, maxMessages: number, messageSize: number): number;
+  mqOpen(name: string, oflag: number, mode: number, maxMessages: number, maxMessageBytes: number): number;
   mqUnlink(name: string): void;
   mqGetattr(fd: number): NativeMqAttr;
   /** mq_send of the whole view: 0, or -errno (EAGAIN: full, EMSGSIZE: too long). */
@@ -114,13 +114,13 @@ export interface NativeMqueue {
   /** mq_send of views[start..] in order, all with `priority`, until one would block:
    *  how many were sent, or -errno when the first failed. */
   mqSendMany(fd: number, messages: Uint8Array[], start: number, priority: number): number;
-  /** mq_receive into `buffer` (at least the queue's messageSize long):
+  /** mq_receive into `buffer` (at least the queue's maxMessageBytes long):
    *  priority * 2**32 + length, or -errno (EAGAIN: empty). */
   mqReceive(fd: number, buffer: Uint8Array): number;
   /** Up to `max` mq_receive calls, messages packed one after another into `buffer`
-   *  (each needs messageSize bytes of room); meta[2i] = length, meta[2i+1] = priority.
+   *  (each needs maxMessageBytes bytes of room); meta[2i] = length, meta[2i+1] = priority.
    *  Returns how many, or -errno when the first failed. */
-  mqReceiveMany(fd: number, buffer: Uint8Array, messageSize: number, max: number, meta: Uint32Array): number;
+  mqReceiveMany(fd: number, buffer: Uint8Array, maxMessageBytes: number, max: number, meta: Uint32Array): number;
   /** sysconf(_SC_MQ_PRIO_MAX): priorities are 0 .. MQ_PRIO_MAX - 1. */
   readonly MQ_PRIO_MAX: number;
 }

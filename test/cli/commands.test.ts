@@ -80,7 +80,7 @@ describe('one flag for one idea', () => {
     try {
       assert.equal(r.code, 0, r.stderr);
       const info = JSON.parse((await runCli(['mqueue', 'info', name, '--json']).done).stdout);
-      assert.equal(info.messageSize, 1024);
+      assert.equal(info.maxMessageBytes, 1024);
       assert.equal(info.mode, 0o600);
     } finally {
       unlinkMessageQueue(name);
@@ -161,7 +161,7 @@ describe('every recv ends the same way', () => {
 
   it('--drain prints what is there and exits 0; an empty queue drains to nothing', async () => {
     const name = uniqueName('drain');
-    const q = createMessageQueue(name, { maxMessages: 4, messageSize: 64 });
+    const q = createMessageQueue(name, { maxMessages: 4, maxMessageBytes: 64 });
     try {
       await q.send(new TextEncoder().encode('one'));
       await q.send(new TextEncoder().encode('two'));

@@ -48,7 +48,7 @@ export interface PairOptions {
   senderCodec?: CodecOption;
   receiverCodec?: CodecOption;
   /** Applied to both sides. */
-  maxMessageSize?: number;
+  maxMessageBytes?: number;
 }
 
 export interface ConformancePair {
@@ -177,8 +177,8 @@ export function channelConformance(name: string, options: ConformanceOptions): v
       });
     });
 
-    it('a message above maxMessageSize is refused synchronously, and nothing is sent', async () => {
-      await withPair(options, { maxMessageSize: 100 }, async ({ sender, receiver }) => {
+    it('a message above maxMessageBytes is refused synchronously, and nothing is sent', async () => {
+      await withPair(options, { maxMessageBytes: 100 }, async ({ sender, receiver }) => {
         throwsWith(() => void sender.send(new Uint8Array(101)), 'ERR_IPCKIT_FRAME_TOO_LARGE');
         await sender.send(new Uint8Array(100).fill(7));
         const m = (await within(receiver.receive(), 10_000)) as Uint8Array;

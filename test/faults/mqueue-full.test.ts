@@ -14,7 +14,7 @@ describe('mqueue: full queue', () => {
   it('trySend is false, send({ timeout: 200 }) is ERR_IPCKIT_TIMEOUT and sent nothing', async () => {
     const name = uniqueName('full');
     names.push(name);
-    const q = createMessageQueue(name, { maxMessages: 3, messageSize: 16, codec: 'utf8' });
+    const q = createMessageQueue(name, { maxMessages: 3, maxMessageBytes: 16, codec: 'utf8' });
     try {
       for (let i = 0; i < 3; i++) assert.equal(q.trySend(`m${i}`), true);
       assert.equal(q.trySend('extra'), false);
@@ -32,7 +32,7 @@ describe('mqueue: full queue', () => {
   it('a consumer SIGSTOPped then resumed: the producer waits (a timed send times out, not "peer gone"), and every message arrives in order', async () => {
     const name = uniqueName('stopped');
     names.push(name);
-    const q = createMessageQueue(name, { maxMessages: 10, messageSize: 64, access: 'w', codec: 'json' });
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, access: 'w', codec: 'json' });
     const total = 5000;
     try {
       const consumer = runFixture('mqsem-peer', ['mq-sink', name, String(total)]);

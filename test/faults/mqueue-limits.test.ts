@@ -22,7 +22,7 @@ describe('mqueue: kernel limits', () => {
   it('names the limit, its value and the file to raise for oversized attributes', () => {
     const limits = messageQueueLimits();
     const name = qname();
-    let e = assert.throws(() => createMessageQueue(name, { maxMessages: limits.msgMax + 1, messageSize: 8 }), (err: { code?: string; details?: Record<string, unknown>; message: string }) => {
+    let e = assert.throws(() => createMessageQueue(name, { maxMessages: limits.msgMax + 1, maxMessageBytes: 8 }), (err: { code?: string; details?: Record<string, unknown>; message: string }) => {
       assert.equal(err.code, 'ERR_IPCKIT_LIMIT');
       assert.equal(err.details?.limit, 'fs.mqueue.msg_max');
       assert.equal(err.details?.value, limits.msgMax);
@@ -32,7 +32,7 @@ describe('mqueue: kernel limits', () => {
       return true;
     });
     void e;
-    e = assert.throws(() => createMessageQueue(name, { maxMessages: 1, messageSize: limits.msgsizeMax + 1 }), (err: { code?: string; details?: Record<string, unknown> }) => {
+    e = assert.throws(() => createMessageQueue(name, { maxMessages: 1, maxMessageBytes: limits.msgsizeMax + 1 }), (err: { code?: string; details?: Record<string, unknown> }) => {
       assert.equal(err.code, 'ERR_IPCKIT_LIMIT');
       assert.equal(err.details?.limit, 'fs.mqueue.msgsize_max');
       assert.equal(err.details?.file, '/proc/sys/fs/mqueue/msgsize_max');
@@ -49,7 +49,7 @@ describe('mqueue: kernel limits', () => {
     try {
       for (let i = 0; i < 1000 && !error; i++) {
         try {
-          queues.push(createMessageQueue(qname('rl'), { maxMessages: limits.msgMax, messageSize: limits.msgsizeMax }));
+          queues.push(createMessageQueue(qname('rl'), { maxMessages: limits.msgMax, maxMessageBytes: limits.msgsizeMax }));
         } catch (e) {
           error = e as typeof error;
         }
@@ -74,7 +74,7 @@ describe('mqueue: kernel limits', () => {
     try {
       for (let i = 0; i < limits.queuesMax + 10 && !error; i++) {
         try {
-          queues.push(createMessageQueue(qname('qm'), { maxMessages: 1, messageSize: 1 }));
+          queues.push(createMessageQueue(qname('qm'), { maxMessages: 1, maxMessageBytes: 1 }));
         } catch (e) {
           error = e as typeof error;
         }

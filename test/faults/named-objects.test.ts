@@ -112,7 +112,7 @@ describe('named objects: sharing with another user', { skip: !isRoot && 'needs r
     cleanups.push(() => unlinkSemaphore(shared), () => unlinkSemaphore(private_), () => unlinkMessageQueue(sharedQ));
     const s = createSemaphore(shared, { mode: 0o660, group: 65534 });
     const p = createSemaphore(private_);
-    const q = createMessageQueue(sharedQ, { mode: 0o620, group: 65534, maxMessages: 2, messageSize: 16, codec: 'utf8' });
+    const q = createMessageQueue(sharedQ, { mode: 0o620, group: 65534, maxMessages: 2, maxMessageBytes: 16, codec: 'utf8' });
     try {
       const code = `s = rt.sem_open(sys.argv[1].encode(), 0)\nif not s: print('refused', ctypes.get_errno()); sys.exit(0)\nrt.sem_post(ctypes.c_void_p(s)); print('posted')`;
       let r = await asNobody(code, [shared]);

@@ -56,7 +56,7 @@ const LIMIT = 1024 * 1024;
 
 describe('maxPendingBytes bounds what unawaited sends hold', () => {
   it('a pipe writer', async () => {
-    const { reader, writer } = createPipe({ maxPendingBytes: LIMIT, maxMessageSize: MESSAGE });
+    const { reader, writer } = createPipe({ maxPendingBytes: LIMIT, maxMessageBytes: MESSAGE });
     try {
       check(await flood(writer, reader, 100, MESSAGE), 100, LIMIT / MESSAGE);
     } finally {
@@ -67,7 +67,7 @@ describe('maxPendingBytes bounds what unawaited sends hold', () => {
 
   for (const kind of ['unix', 'unix-seqpacket'] as const) {
     it(`a ${kind} socket`, async () => {
-      const [a, b] = socketPair(kind, { maxPendingBytes: LIMIT, maxMessageSize: MESSAGE });
+      const [a, b] = socketPair(kind, { maxPendingBytes: LIMIT, maxMessageBytes: MESSAGE });
       try {
         check(await flood(a, b, 100, MESSAGE), 100, LIMIT / MESSAGE);
       } finally {
@@ -79,7 +79,7 @@ describe('maxPendingBytes bounds what unawaited sends hold', () => {
 
   it('a message queue', async () => {
     const name = uniqueName('pending');
-    const q = createMessageQueue(name, { maxMessages: 4, messageSize: 8192, maxPendingBytes: 64 * 1024 });
+    const q = createMessageQueue(name, { maxMessages: 4, maxMessageBytes: 8192, maxPendingBytes: 64 * 1024 });
     try {
       const f = await flood(q, q, 50, 8192);
       check(f, 50, 4 + 8);

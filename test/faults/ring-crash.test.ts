@@ -53,7 +53,7 @@ describe('a producer SIGKILLed at each step of a send', () => {
     for (const point of POINTS) {
       it(`${producers} producer${producers === 'many' ? 's' : ''}: killed ${point}`, async () => {
         const n = ringName();
-        using ring = createRing(n, { capacity: 16 * 1024, producers, maxMessageSize: 8192 });
+        using ring = createRing(n, { capacity: 16 * 1024, producers, maxMessageBytes: 8192 });
         // spinMicros 0: the receiver is asleep when the producer dies, so a lost wake-up would show.
         const rx = await ring.receiver({ spinMicros: 0 });
         receivers.push(rx);

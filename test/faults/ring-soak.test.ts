@@ -18,7 +18,7 @@ checkFdLeaks();
 async function soak(producers: number, perProducer: number, options: { producers: 'one' | 'many'; capacity: number }): Promise<void> {
   const n = uniqueName('soak');
   rings.push(n);
-  using ring = createRing(n, { ...options, maxMessageSize: 4096 });
+  using ring = createRing(n, { ...options, maxMessageBytes: 4096 });
   const rx = await ring.receiver();
   const started = Date.now();
   const procs = Array.from({ length: producers }, (_, i) => runFixture('ring-peer', ['produce', n, String(i + 1), String(perProducer), '300'], { timeoutMs: 110_000 }));

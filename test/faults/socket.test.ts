@@ -64,7 +64,7 @@ describe('hostile clients', () => {
   });
 
   it('garbage bytes: FRAME_TOO_LARGE or BAD_FRAME, never a message; the server goes on', async () => {
-    const server = await listen(`unix:${scratchPath('garbage')}`, { codec: 'json', maxMessageSize: 4096 });
+    const server = await listen(`unix:${scratchPath('garbage')}`, { codec: 'json', maxMessageBytes: 4096 });
     // A length past the limit, random bytes, a payload that is not JSON, a stream that ends inside a frame.
     for (const [hex, shut] of [['ffffffff0102', false], ['deadbeefdeadbeef', false], ['050000007b6e6f7421', false], ['03000000', true]] as const) {
       const accepting = server.accept();

@@ -28,14 +28,14 @@ describe('faults: frames that are too large or cut short', () => {
     const before = bufferBytes();
     const e = await rejectsWith(within(child.receiver(3).receive(), 5000, 'the oversized frame'), 'ERR_IPCKIT_FRAME_TOO_LARGE');
     assert.equal(e.details?.length, 2 ** 31);
-    assert.equal(e.details?.maxMessageSize, 16 * 1024 * 1024);
+    assert.equal(e.details?.maxMessageBytes, 16 * 1024 * 1024);
     assert.ok(bufferBytes() - before < 4 * 1024 * 1024, 'the announced length was allocated');
     child.kill('SIGKILL');
     await child.close();
   });
 
   it('with a limit above it, the same frame grows only with the bytes that come (and a timeout ends the wait)', async () => {
-    const { reader, writer } = createPipe({ maxMessageSize: 2 ** 32 - 1 });
+    const { reader, writer } = createPipe({ maxMessageBytes: 2 ** 32 - 1 });
     const frame = Buffer.alloc(4 + 1000);
     frame.writeUInt32LE(2 ** 31);
     const before = bufferBytes();
@@ -222,7 +222,7 @@ describe('faults: a worker that uses ipckit alone is terminated while it waits',
           waiting.reader.receive().catch(() => {});
           const fifo = await ipc.openFifo(workerData.fifo, 'r', { keepOpen: true });
           fifo.receive().catch(() => {});
-          const q = ipc.createMessageQueue(workerData.queue, { maxMessages: 1, messageSize: 8 });
+          const q = ipc.createMessageQueue(workerData.queue, { maxMessages: 1, maxMessageBytes: 8 });
           q.receive().catch(() => {});
           parentPort.postMessage('ready');
         });

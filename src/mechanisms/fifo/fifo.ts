@@ -170,8 +170,8 @@ function readerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>)
   const r: ReaderOptions<C> = {};
   if (o.codec !== undefined) r.codec = o.codec;
   if (o.framing !== undefined) r.framing = o.framing;
-  if (o.maxMessageSize !== undefined) r.maxMessageSize = o.maxMessageSize;
-  if (o.readBufferSize !== undefined) r.readBufferSize = o.readBufferSize;
+  if (o.maxMessageBytes !== undefined) r.maxMessageBytes = o.maxMessageBytes;
+  if (o.readBufferBytes !== undefined) r.readBufferBytes = o.readBufferBytes;
   return r;
 }
 
@@ -179,7 +179,7 @@ function writerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>)
   const w: WriterOptions<C> = {};
   if (o.codec !== undefined) w.codec = o.codec;
   if (o.framing !== undefined) w.framing = o.framing;
-  if (o.maxMessageSize !== undefined) w.maxMessageSize = o.maxMessageSize;
+  if (o.maxMessageBytes !== undefined) w.maxMessageBytes = o.maxMessageBytes;
   if (o.highWaterMark !== undefined) w.highWaterMark = o.highWaterMark;
   if (o.atomic !== undefined) w.atomic = o.atomic;
   return w;

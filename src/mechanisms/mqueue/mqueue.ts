@@ -3,7 +3,7 @@
  * priority, kept by the kernel until unlinked, that C and Python peers open by the same
  * name (`/jobs`).
  *
- * - `createMessageQueue(name, { maxMessages, messageSize, mode, group })`: exclusive
+ * - `createMessageQueue(name, { maxMessages, maxMessageBytes, mode, group })`: exclusive
  *   (O_EXCL), mode exactly 0600 unless asked (set with fchmod, so no umask widens it).
  * - `openMessageQueue(name, { mode: 'r' | 'w' | 'rw' })`: checks the queue's owner and
  *   permission bits with fstat before using it (permissions.ts); a queue someone else
@@ -18,7 +18,7 @@
  *   When the queue is full, `send` waits (backpressure) with `timeout` and `signal`.
  * - Order: the kernel delivers the highest priority first, FIFO within a priority.
  * - A queue has no end of stream: closing a sender does not end a receiver.
- * - Limits: a message above the queue's messageSize is ERR_IPCKIT_FRAME_TOO_LARGE before
+ * - Limits: a message above the queue's maxMessageBytes is ERR_IPCKIT_FRAME_TOO_LARGE before
  *   any system call; a queue over the kernel's limits is ERR_IPCKIT_LIMIT naming the
  *   limit, its value and the file or rlimit to raise (see `messageQueueLimits()`).
  */
@@ -52,7 +52,7 @@ export type MessageQueueAccess = 'r' | 'w' | 'rw';
 export interface MessageQueueLimits {
   /** Most messages a queue may hold (/proc/sys/fs/mqueue/msg_max). */
   msgMax: number;
-  /** Largest messageSize a queue may have (/proc/sys/fs/mqueue/msgsize_max). */
+  /** Largest maxMessageBytes a queue may have (/proc/sys/fs/mqueue/msgsize_max). */
   msgsizeMax: number;
   /** Most queues in this IPC namespace (/proc/sys/fs/mqueue/queues_max). */
   queuesMax: number;
@@ -78,16 +78,16 @@ export function messageQueueLimits(): MessageQueueLimits {
  * Bytes a queue counts against RLIMIT_MSGQUEUE, as Linux accounts it on 64-bit machines:
  * its messages plus a 48-byte header and a 48-byte tree node per message slot.
  */
-export function messageQueueBytes(maxMessages: number, messageSize: number): number {
+export function messageQueueBytes(maxMessages: number, maxMessageBytes: number): number {
   validate.integer('maxMessages', maxMessages, 1, HARD_MSGMAX);
-  validate.integer('messageSize', messageSize, 1, HARD_MSGSIZEMAX);
-  return maxMessages * (messageSize + 48) + Math.min(maxMessages, 32768) * 48;
+  validate.integer('maxMessageBytes', maxMessageBytes, 1, HARD_MSGSIZEMAX);
+  return maxMessages * (maxMessageBytes + 48) + Math.min(maxMessages, 32768) * 48;
 }
 
 /** What `attributes()` reports (mq_getattr). */
 export interface MessageQueueAttributes {
   maxMessages: number;
-  messageSize: number;
+  maxMessageBytes: number;
   /** Messages waiting in the queue now. */
   currentMessages: number;
 }
@@ -104,7 +104,7 @@ export interface CreateMessageQueueOptions<C extends CodecOption | undefined = u
   /** Most messages the queue holds (default: /proc/sys/fs/mqueue/msg_default, 10). */
   maxMessages?: number;
   /** Largest message in bytes (default: /proc/sys/fs/mqueue/msgsize_default, 8192). */
-  messageSize?: number;
+  maxMessageBytes?: number;
   /** How this handle uses the queue (default 'rw'). */
   access?: MessageQueueAccess;
 }
@@ -152,7 +152,7 @@ function haveFreeDescriptor(): boolean {
 }
 
 /** The IpcError for a failed mq_open, naming the limit when one was hit. */
-function mapOpenFailure(errno: number, name: string, creating: { maxMessages: number; messageSize: number } | undefined): IpcError {
+function mapOpenFailure(errno: number, name: string, creating: { maxMessages: number; maxMessageBytes: number } | undefined): IpcError {
   const base = errnoError(errno, 'mq_open', `${creating ? 'create' : 'open'} message queue ${name}`, { path: name });
   if (errno === EEXIST) return new IpcError('ERR_IPCKIT_EXISTS', `message queue ${name} already exists (open it with openMessageQueue, or remove it first)`, { cause: base, path: name, errno, syscall: 'mq_open', systemCode: 'EEXIST' });
   if (errno === ENOENT) return new IpcError('ERR_IPCKIT_NOT_FOUND', `no message queue ${name}`, { cause: base, path: name, errno, syscall: 'mq_open', systemCode: 'ENOENT' });
@@ -166,10 +166,10 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
         details: { limit: 'fs.mqueue.msg_max', value: limits.msgMax, requested: creating.maxMessages, file: '/proc/sys/fs/mqueue/msg_max' },
       });
     }
-    if (creating.messageSize > limits.msgsizeMax) {
-      return new IpcError('ERR_IPCKIT_LIMIT', `messageSize ${creating.messageSize} is above the kernel limit msgsize_max = ${limits.msgsizeMax}; raise /proc/sys/fs/mqueue/msgsize_max (root: sysctl fs.mqueue.msgsize_max=${creating.messageSize}) or ask for less`, {
+    if (creating.maxMessageBytes > limits.msgsizeMax) {
+      return new IpcError('ERR_IPCKIT_LIMIT', `maxMessageBytes ${creating.maxMessageBytes} is above the kernel limit msgsize_max = ${limits.msgsizeMax}; raise /proc/sys/fs/mqueue/msgsize_max (root: sysctl fs.mqueue.msgsize_max=${creating.maxMessageBytes}) or ask for less`, {
         ...fields,
-        details: { limit: 'fs.mqueue.msgsize_max', value: limits.msgsizeMax, requested: creating.messageSize, file: '/proc/sys/fs/mqueue/msgsize_max' },
+        details: { limit: 'fs.mqueue.msgsize_max', value: limits.msgsizeMax, requested: creating.maxMessageBytes, file: '/proc/sys/fs/mqueue/msgsize_max' },
       });
     }
     return base;
@@ -185,7 +185,7 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
     // queue would pass RLIMIT_MSGQUEUE. Asking for a descriptor tells which, and needs
     // none (reading /proc to find out would need one, and fail the same way).
     if (!haveFreeDescriptor()) return errnoError(errno, 'mq_open', `create message queue ${name}`, { path: name });
-    const bytes = messageQueueBytes(creating.maxMessages, creating.messageSize);
+    const bytes = messageQueueBytes(creating.maxMessages, creating.maxMessageBytes);
     const rl = limits.rlimitMsgqueue;
     return new IpcError(
       'ERR_IPCKIT_LIMIT',
@@ -194,7 +194,7 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
     );
   }
   if (errno === ENOMEM) {
-    return new IpcError('ERR_IPCKIT_LIMIT', `not enough kernel memory for a queue of ${creating.maxMessages} x ${creating.messageSize} bytes`, { ...fields, details: { limit: 'memory' } });
+    return new IpcError('ERR_IPCKIT_LIMIT', `not enough kernel memory for a queue of ${creating.maxMessages} x ${creating.maxMessageBytes} bytes`, { ...fields, details: { limit: 'memory' } });
   }
   return base;
 }
@@ -210,7 +210,7 @@ class QueueCore {
     readonly name: string,
     readonly fd: number,
     readonly maxMessages: number,
-    readonly messageSize: number,
+    readonly maxMessageBytes: number,
     readonly unlinkOnClose: boolean,
     /** Bytes of sends waiting for room this handle holds at most. */
     readonly maxPendingBytes: number,
@@ -267,7 +267,7 @@ class ReceivingSide<T> {
   constructor(core: QueueCore, codec: Codec<T>) {
     this.#core = core;
     this.#codec = codec;
-    this.#scratch = Buffer.allocUnsafeSlow(Math.max(1, core.messageSize));
+    this.#scratch = Buffer.allocUnsafeSlow(Math.max(1, core.maxMessageBytes));
     this.#waiters.onCancel = () => {
       if (this.#waiters.length === 0) this.#stopPolling();
     };
@@ -392,7 +392,7 @@ class ReceivingSide<T> {
 
   /** Up to `max` messages into the batch buffer with one native call; how many (0: none). */
   #takeBatch(max: number): number {
-    const size = this.#core.messageSize;
+    const size = this.#core.maxMessageBytes;
     if (!this.#batchBuffer) {
       this.#batchBuffer = Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, size));
       this.#meta = new Uint32Array(BATCH_MAX * 2);
@@ -470,10 +470,10 @@ class SendingSide<T> {
 
   #encode(message: T): Uint8Array {
     const payload = encodeWith(this.#codec, message);
-    if (payload.length > this.#core.messageSize) {
-      throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `message to send is ${payload.length} bytes, more than the queue's messageSize (${this.#core.messageSize})`, {
+    if (payload.length > this.#core.maxMessageBytes) {
+      throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `message to send is ${payload.length} bytes, more than the queue's maxMessageBytes (${this.#core.maxMessageBytes})`, {
         path: this.#core.name,
-        details: { length: payload.length, messageSize: this.#core.messageSize },
+        details: { length: payload.length, maxMessageBytes: this.#core.maxMessageBytes },
       });
     }
     return payload;
@@ -593,8 +593,8 @@ abstract class MessageQueueHandle {
   }
 
   /** Largest message this queue carries, in bytes. */
-  get messageSize(): number {
-    return this.core.messageSize;
+  get maxMessageBytes(): number {
+    return this.core.maxMessageBytes;
   }
 
   /** Most messages the queue holds. */
@@ -610,7 +610,7 @@ abstract class MessageQueueHandle {
   attributes(): MessageQueueAttributes {
     if (this.core.closed) throw closedError(`message queue ${this.core.name}`);
     const a = sys(`read the attributes of message queue ${this.core.name}`, () => native.mqGetattr(this.core.fd), { path: this.core.name });
-    return { maxMessages: a.maxMessages, messageSize: a.messageSize, currentMessages: a.currentMessages };
+    return { maxMessages: a.maxMessages, maxMessageBytes: a.maxMessageBytes, currentMessages: a.currentMessages };
   }
 
   /** Owner and permission bits of the queue (fstat). */
@@ -743,9 +743,9 @@ function makeHandle<T>(access: MessageQueueAccess, core: QueueCore, codec: Codec
 }
 
 /** Opens (or creates) with mq_open, mapping failures to codes; the fd is O_NONBLOCK. */
-function mqOpen(name: string, flags: number, mode: number, attrs: { maxMessages: number; messageSize: number } | undefined): number {
+function mqOpen(name: string, flags: number, mode: number, attrs: { maxMessages: number; maxMessageBytes: number } | undefined): number {
   try {
-    return native.mqOpen(name, flags | O_NONBLOCK, mode, attrs?.maxMessages ?? 0, attrs?.messageSize ?? 0);
+    return native.mqOpen(name, flags | O_NONBLOCK, mode, attrs?.maxMessages ?? 0, attrs?.maxMessageBytes ?? 0);
   } catch (e) {
     const errno = errnoOf(e);
     if (errno === undefined) throw e;
@@ -766,19 +766,19 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
   const { mode, group } = createMode(options);
   const limits = messageQueueLimits();
   const maxMessages = positiveAttr('maxMessages', options.maxMessages, HARD_MSGMAX) ?? limits.msgDefault;
-  const messageSize = positiveAttr('messageSize', options.messageSize, HARD_MSGSIZEMAX) ?? limits.msgsizeDefault;
+  const maxMessageBytes = positiveAttr('maxMessageBytes', options.maxMessageBytes, HARD_MSGSIZEMAX) ?? limits.msgsizeDefault;
   const access = options.access === undefined ? 'rw' : validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
   const codec = resolveCodec(options.codec);
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   // Owner-only until the exact mode is set through the fd: never wider, even for a moment.
-  const fd = mqOpen(qname, accessFlags(access) | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, messageSize });
+  const fd = mqOpen(qname, accessFlags(access) | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, maxMessageBytes });
   let core: QueueCore | undefined;
   try {
     if (group !== undefined) sys(`set the group of message queue ${qname}`, () => native.fchown(fd, -1, group), { path: qname });
     sys(`set the mode of message queue ${qname}`, () => native.fchmod(fd, mode), { path: qname });
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
+    core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
     return makeHandle(access, core, codec) as HandleFor<A, MessageOf<C>>;
   } catch (e) {
     if (core) core.poll.close(); // it owns the fd now
@@ -826,7 +826,7 @@ export function openMessageQueue<C extends CodecOption | undefined = undefined>(
     const st = sys(`fstat message queue ${qname}`, () => native.fstat(fd), { path: qname });
     checkOwner(st, `message queue ${qname}`, check);
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
+    core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
     return makeHandle(access, core, codec);
   } catch (e) {
     if (core) core.poll.close(); // it owns the fd now

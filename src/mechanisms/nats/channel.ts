@@ -59,7 +59,7 @@ function checkSize(client: NatsClient, bytes: Uint8Array, subject: string): void
 
 function tooLarge(length: number, max: number, subject: string): IpcError {
   return new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `a message of ${length} bytes is larger than the server's max_payload (${max} bytes) on ${subject}`, {
-    details: { length, maxMessageSize: max },
+    details: { length, maxMessageBytes: max },
   });
 }
 

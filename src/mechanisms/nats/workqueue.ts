@@ -226,7 +226,7 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
     const bytes = encodeWith(this.#codec, item);
     const max = this.client.maxPayload;
     if (max !== undefined && bytes.length > max) {
-      throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `a job of ${bytes.length} bytes is larger than the server's max_payload (${max} bytes)`, { details: { length: bytes.length, maxMessageSize: max } });
+      throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `a job of ${bytes.length} bytes is larger than the server's max_payload (${max} bytes)`, { details: { length: bytes.length, maxMessageBytes: max } });
     }
     return bytes;
   }
@@ -267,7 +267,7 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
   }
 
   #encodeCheckLate(bytes: Uint8Array): never {
-    throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `a job of ${bytes.length} bytes is larger than the server's max_payload (${this.client.maxPayload} bytes)`, { details: { length: bytes.length, maxMessageSize: this.client.maxPayload } });
+    throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `a job of ${bytes.length} bytes is larger than the server's max_payload (${this.client.maxPayload} bytes)`, { details: { length: bytes.length, maxMessageBytes: this.client.maxPayload } });
   }
 
   put(item: T, options?: WaitOptions): Promise<number> {

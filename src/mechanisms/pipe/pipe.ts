@@ -139,7 +139,7 @@ function readerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): Re
 }
 
 function writerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): WriterOptions<C> {
-  const { capacity: _c, readBufferSize: _r, ...rest } = o;
+  const { capacity: _c, readBufferBytes: _r, ...rest } = o;
   return rest;
 }
 

@@ -36,7 +36,7 @@ export class RingCore {
   readonly mem: Memory;
   readonly capacity: number;
   readonly mask: number;
-  readonly maxMessageSize: number;
+  readonly maxMessageBytes: number;
   readonly many: boolean;
   /** Producer rows: 1 .. producers. */
   readonly producers: number;
@@ -57,7 +57,7 @@ export class RingCore {
     const g = readGeometry(mem, segment.size, tableOffset, tableRows, (what) => corrupt(name, what));
     this.capacity = g.capacity;
     this.mask = g.capacity - 1;
-    this.maxMessageSize = g.maxMessageSize;
+    this.maxMessageBytes = g.maxMessageBytes;
     this.many = g.many;
     this.producers = g.producers;
     this.table = new Participants(mem, tableOffset, tableRows);

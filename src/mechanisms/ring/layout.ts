@@ -46,7 +46,7 @@ export const MAX_CAPACITY = 2 ** 30;
 
 export interface RingGeometry {
   capacity: number;
-  maxMessageSize: number;
+  maxMessageBytes: number;
   many: boolean;
   /** Producer rows (1 for a one-producer ring). */
   producers: number;
@@ -56,7 +56,7 @@ export interface RingGeometry {
 export function writeGeometry(mem: Memory, g: RingGeometry): void {
   mem.store(W_CAPACITY, g.capacity);
   mem.store(W_FLAGS, g.many ? FLAG_MANY : 0);
-  mem.store(W_MAX_MESSAGE, g.maxMessageSize);
+  mem.store(W_MAX_MESSAGE, g.maxMessageBytes);
   mem.store(W_DATA_OFFSET, DATA_OFFSET);
 }
 
@@ -77,5 +77,5 @@ export function readGeometry(mem: Memory, segmentSize: number, tableOffset: numb
   const many = (flags & FLAG_MANY) !== 0;
   const producers = tableRows - 1;
   if (tableOffset !== TABLE_OFFSET || producers < 1 || producers > MAX_PRODUCERS || (!many && producers !== 1)) throw corrupt(`participant table of ${tableRows} rows at ${tableOffset}`);
-  return { capacity, maxMessageSize: maxMessage, many, producers };
+  return { capacity, maxMessageBytes: maxMessage, many, producers };
 }

@@ -76,7 +76,7 @@ export class RingReceiver<T> implements Receiver<T> {
     this.#mem = core.mem;
     this.#capacity = core.capacity;
     this.#mask = core.mask;
-    this.#max = core.maxMessageSize;
+    this.#max = core.maxMessageBytes;
     this.#many = core.many;
     this.#wait = new LoopWait(this.#mem, W_DATA_SIGNAL, SLICE_MS, (res) => {
       if (res < 0) this.#waiters.rejectAll(this.#failIfCorrupt(this.#core.waitError(res, 'receive')));
@@ -95,7 +95,7 @@ export class RingReceiver<T> implements Receiver<T> {
     };
   }
 
-  get maxMessageSize(): number {
+  get maxMessageBytes(): number {
     return this.#max;
   }
 

@@ -46,7 +46,7 @@ export interface CreateRingOptions extends CreateObjectOptions {
   /** Bytes of the data region: a power of two from 4 KiB to 1 GiB (default 1 MiB). */
   capacity?: number;
   /** Largest message (default capacity / 2; at most capacity - 8). */
-  maxMessageSize?: number;
+  maxMessageBytes?: number;
   /** 'one' (default): one producer at a time; 'many': several, with claim/commit. */
   producers?: 'one' | 'many';
   /** Producer slots for 'many' (default 16, at most 64). */
@@ -58,7 +58,7 @@ export type OpenRingOptions = OpenObjectOptions;
 export interface RingInfo {
   name: string;
   capacity: number;
-  maxMessageSize: number;
+  maxMessageBytes: number;
   producers: 'one' | 'many';
   maxProducers: number;
   persistent: boolean;
@@ -117,8 +117,8 @@ export class Ring {
   get capacity(): number {
     return this.#core.capacity;
   }
-  get maxMessageSize(): number {
-    return this.#core.maxMessageSize;
+  get maxMessageBytes(): number {
+    return this.#core.maxMessageBytes;
   }
   get producers(): 'one' | 'many' {
     return this.#core.many ? 'many' : 'one';
@@ -193,7 +193,7 @@ export class Ring {
     return {
       name: core.name,
       capacity: core.capacity,
-      maxMessageSize: core.maxMessageSize,
+      maxMessageBytes: core.maxMessageBytes,
       producers: core.many ? 'many' : 'one',
       maxProducers: core.producers,
       persistent: core.persistent,
@@ -234,12 +234,12 @@ export function createRing(name: string, options: CreateRingOptions = {}): Ring 
   validate.object('options', options);
   const capacity = validate.integer('capacity', options.capacity ?? 1024 * 1024, MIN_CAPACITY, MAX_CAPACITY);
   if ((capacity & (capacity - 1)) !== 0) throw invalidArgument(`capacity must be a power of two, got ${capacity}`);
-  const maxMessage = validate.integer('maxMessageSize', options.maxMessageSize ?? capacity / 2, 1, capacity - RECORD_HEADER);
+  const maxMessage = validate.integer('maxMessageBytes', options.maxMessageBytes ?? capacity / 2, 1, capacity - RECORD_HEADER);
   const producers = options.producers === undefined ? 'one' : validate.oneOf('producers', options.producers, ['one', 'many'] as const);
   const slots = producers === 'one' ? 1 : validate.integer('maxProducers', options.maxProducers ?? 16, 1, MAX_PRODUCERS);
   if (TABLE_OFFSET + (1 + slots) * ROW_BYTES > DATA_OFFSET) throw invalidArgument('too many producers for the header');
   const segment = createObject(n, { kind: 'ring', version: VERSION, size: DATA_OFFSET + capacity, tableOffset: TABLE_OFFSET, tableRows: 1 + slots }, options, (seg) =>
-    writeGeometry(seg.mem, { capacity, maxMessageSize: maxMessage, many: producers === 'many', producers: slots }),
+    writeGeometry(seg.mem, { capacity, maxMessageBytes: maxMessage, many: producers === 'many', producers: slots }),
   );
   return adopt(segment, () => new Ring(new RingCore(n, segment)));
 }

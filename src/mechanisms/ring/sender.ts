@@ -116,7 +116,7 @@ export class RingSender<T> implements Sender<T> {
     this.#mem = core.mem;
     this.#capacity = core.capacity;
     this.#mask = core.mask;
-    this.#max = core.maxMessageSize;
+    this.#max = core.maxMessageBytes;
     this.#many = core.many;
     this.#row = claim.row;
     this.#epoch = claim.epoch;
@@ -140,7 +140,7 @@ export class RingSender<T> implements Sender<T> {
     };
   }
 
-  get maxMessageSize(): number {
+  get maxMessageBytes(): number {
     return this.#max;
   }
 

@@ -29,7 +29,7 @@
 import { cancellableWait, RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { abortedError, closedError, IpcError, isIpcError, toIpcError } from '../../core/errors.js';
-import { DEFAULT_MAX_MESSAGE_SIZE, frameTooLarge } from '../../core/framing.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
 import type { SocketKind } from './address.js';
 import type { PeerCredentials, SocketChannelOptions, SocketInfo, StreamSocketChannel } from './stream.js';
 import { checkHandles, type HandleSource } from './handle.js';
@@ -286,7 +286,7 @@ interface IncomingEntry {
  */
 abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   protected readonly codec: Codec<T>;
-  readonly maxMessageSize: number;
+  readonly maxMessageBytes: number;
   protected link: Link | null = null;
   #incoming: IncomingEntry[] = [];
   #incomingBytes = 0;
@@ -301,7 +301,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
 
   protected constructor(options: SocketChannelOptions<CodecOption | undefined>) {
     this.codec = resolveCodec(options.codec) as Codec<T>;
-    this.maxMessageSize = validate.optionalInteger('maxMessageSize', options.maxMessageSize, 1) ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.maxMessageBytes = validate.optionalInteger('maxMessageBytes', options.maxMessageBytes, 1) ?? DEFAULT_MAX_MESSAGE_BYTES;
   }
 
   abstract readonly kind: SocketKind;
@@ -497,7 +497,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
 
   #encode(message: T): Uint8Array {
     const bytes = encodeWith(this.codec, message);
-    if (bytes.length > this.maxMessageSize) throw frameTooLarge(bytes.length, this.maxMessageSize, 'send');
+    if (bytes.length > this.maxMessageBytes) throw frameTooLarge(bytes.length, this.maxMessageBytes, 'send');
     return bytes;
   }
 

@@ -4,7 +4,7 @@
  *
  * Receiving: nothing is read until someone waits (data stays in the kernel: that is the
  * backpressure); then up to 64 messages are taken per recvmmsg call. Each message is
- * received whole into a slot of `maxMessageSize` bytes, with MSG_TRUNC so that a larger
+ * received whole into a slot of `maxMessageBytes` bytes, with MSG_TRUNC so that a larger
  * one is recognised (its real length is reported): it is consumed and reported as
  * ERR_IPCKIT_FRAME_TOO_LARGE to the receive that would have got it, and the messages after
  * it are delivered as usual.
@@ -23,7 +23,7 @@ import { constants as osConstants } from 'node:os';
 import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
-import { DEFAULT_MAX_MESSAGE_SIZE, frameTooLarge } from '../../core/framing.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
 import { native } from '../../os/native.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import { checkHandles, closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './handle.js';
@@ -80,9 +80,9 @@ export interface ReceiveBatch {
 }
 
 /** Reads one batch of messages now (never waits). */
-export function readPackets(fd: number, maxMessageSize: number, withAddresses: boolean, detectEnd: boolean): ReceiveBatch {
-  const { buf, count } = scratchFor(maxMessageSize);
-  const n = native.recvPackets(fd, buf, maxMessageSize, count, meta, withAddresses ? addrs : null, fdsOut);
+export function readPackets(fd: number, maxMessageBytes: number, withAddresses: boolean, detectEnd: boolean): ReceiveBatch {
+  const { buf, count } = scratchFor(maxMessageBytes);
+  const n = native.recvPackets(fd, buf, maxMessageBytes, count, meta, withAddresses ? addrs : null, fdsOut);
   const batch: ReceiveBatch = { items: [], from: withAddresses ? [] : null, fromPath: withAddresses ? [] : null, ended: false, error: null, drained: n < count };
   if (n < 0) {
     batch.drained = true;
@@ -103,9 +103,9 @@ export function readPackets(fd: number, maxMessageSize: number, withAddresses: b
     }
     const creds = pid === -1 ? null : { pid, uid: meta[row + 4]! >>> 0, gid: meta[row + 5]! >>> 0 };
     let item: Incoming;
-    if (len > maxMessageSize || (flags & C.MSG_TRUNC) !== 0) {
+    if (len > maxMessageBytes || (flags & C.MSG_TRUNC) !== 0) {
       closeFds(fds);
-      item = { payload: null, error: frameTooLarge(len, maxMessageSize, 'receive'), fds: null, creds };
+      item = { payload: null, error: frameTooLarge(len, maxMessageBytes, 'receive'), fds: null, creds };
     } else if ((flags & C.MSG_CTRUNC) !== 0) {
       closeFds(fds);
       item = {
@@ -116,7 +116,7 @@ export function readPackets(fd: number, maxMessageSize: number, withAddresses: b
       };
     } else {
       const payload = Buffer.allocUnsafe(len);
-      buf.copy(payload, 0, i * maxMessageSize, i * maxMessageSize + len);
+      buf.copy(payload, 0, i * maxMessageBytes, i * maxMessageBytes + len);
       item = { payload, error: null, fds, creds };
     }
     batch.items.push(item);
@@ -138,12 +138,12 @@ export interface WriterLimits {
   maxPendingBytes: number;
 }
 
-export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageSize: number; limits: WriterLimits } {
+export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageBytes: number; limits: WriterLimits } {
   validate.object('options', options);
   if (options.framing !== undefined) throw invalidArgument('datagram and seqpacket sockets keep message boundaries themselves: `framing` does not apply');
   return {
     codec: resolveCodec(options.codec),
-    maxMessageSize: validate.optionalInteger('maxMessageSize', options.maxMessageSize, 1, Math.min(DEFAULT_MAX_MESSAGE_SIZE * 4, 2 ** 31 - 1)) ?? DEFAULT_PACKET_MAX_MESSAGE_SIZE,
+    maxMessageBytes: validate.optionalInteger('maxMessageBytes', options.maxMessageBytes, 1, Math.min(DEFAULT_MAX_MESSAGE_BYTES * 4, 2 ** 31 - 1)) ?? DEFAULT_PACKET_MAX_MESSAGE_SIZE,
     limits: {
       highWaterMark: validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HIGH_WATER_MARK,
       maxPendingBytes: validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES,
@@ -151,11 +151,11 @@ export function resolvePacketOptions(options: PacketOptions<CodecOption | undefi
   };
 }
 
-/** Raises SO_SNDBUF so a message of `maxMessageSize` fits (best effort: capped by wmem_max). */
-export function fitSendBuffer(fd: number, maxMessageSize: number): void {
+/** Raises SO_SNDBUF so a message of `maxMessageBytes` fits (best effort: capped by wmem_max). */
+export function fitSendBuffer(fd: number, maxMessageBytes: number): void {
   try {
     const have = native.getSockOpt(fd, C.SOL_SOCKET, C.SO_SNDBUF);
-    if (have < maxMessageSize + 1024) native.setSockOpt(fd, C.SOL_SOCKET, C.SO_SNDBUF, maxMessageSize + 1024);
+    if (have < maxMessageBytes + 1024) native.setSockOpt(fd, C.SOL_SOCKET, C.SO_SNDBUF, maxMessageBytes + 1024);
   } catch {
     /* the kernel keeps its limit; a larger message then fails with EMSGSIZE */
   }
@@ -439,7 +439,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   abstract readonly remoteAddress: string | undefined;
   abstract readonly localAddress: string | undefined;
   protected codec: Codec<T>;
-  readonly maxMessageSize: number;
+  readonly maxMessageBytes: number;
   protected writer: PacketWriter;
   #incoming: Incoming[] = [];
   #inHead = 0;
@@ -449,9 +449,9 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   #endError: IpcError | null = null;
   #peer: PeerCredentials | undefined;
 
-  protected constructor(codec: Codec<T>, maxMessageSize: number, writer: PacketWriter, peer: PeerCredentials | undefined) {
+  protected constructor(codec: Codec<T>, maxMessageBytes: number, writer: PacketWriter, peer: PeerCredentials | undefined) {
     this.codec = codec;
-    this.maxMessageSize = maxMessageSize;
+    this.maxMessageBytes = maxMessageBytes;
     this.writer = writer;
     this.#peer = peer;
     this.#waiters.onCancel = () => {
@@ -689,7 +689,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
 
   #encode(message: T): Uint8Array {
     const bytes = encodeWith(this.codec, message);
-    if (bytes.length > this.maxMessageSize) throw frameTooLarge(bytes.length, this.maxMessageSize, 'send');
+    if (bytes.length > this.maxMessageBytes) throw frameTooLarge(bytes.length, this.maxMessageBytes, 'send');
     return bytes;
   }
 
@@ -757,7 +757,7 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
     const o = resolvePacketOptions(options);
     const poll = new FdPoll(fd);
     const holder: { self?: PacketChannel<T> } = {};
-    super(o.codec as Codec<T>, o.maxMessageSize, new PacketWriter(fd, o.limits, poll, null, () => holder.self?.peer), init.peer);
+    super(o.codec as Codec<T>, o.maxMessageBytes, new PacketWriter(fd, o.limits, poll, null, () => holder.self?.peer), init.peer);
     holder.self = this;
     this.fd = fd;
     this.kind = init.kind;
@@ -765,7 +765,7 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
     this.localAddress = init.localAddress;
     this.#poll = poll;
     this.#onClose = init.onClose;
-    fitSendBuffer(fd, o.maxMessageSize);
+    fitSendBuffer(fd, o.maxMessageBytes);
   }
 
   protected startReading(): void {
@@ -783,7 +783,7 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
   protected fill(): void {
     if (this.state !== 'open') return;
     for (let rounds = 0; rounds < 4; rounds++) {
-      const batch = readPackets(this.fd, this.maxMessageSize, false, this.kind === 'unix-seqpacket');
+      const batch = readPackets(this.fd, this.maxMessageBytes, false, this.kind === 'unix-seqpacket');
       for (const item of batch.items) this.enqueue(item);
       if (batch.ended) {
         this.finish(null);
@@ -846,7 +846,7 @@ export class DatagramServer<T> {
   readonly fd: number;
   readonly #poll: FdPoll;
   readonly #codec: Codec<unknown>;
-  readonly #maxMessageSize: number;
+  readonly #maxMessageBytes: number;
   readonly #limits: WriterLimits;
   readonly #allow: AllowList | null;
   readonly #peers = new Map<string, DatagramPeer<T>>();
@@ -864,7 +864,7 @@ export class DatagramServer<T> {
     this.fd = fd;
     this.#poll = new FdPoll(fd);
     this.#codec = o.codec;
-    this.#maxMessageSize = o.maxMessageSize;
+    this.#maxMessageBytes = o.maxMessageBytes;
     this.#limits = o.limits;
     this.#allow = allow;
     this.#localAddress = localAddress;
@@ -893,7 +893,7 @@ export class DatagramServer<T> {
     if (this.#closed) return;
     for (let rounds = 0; rounds < 8 && (now || this.#interested()) && !this.#congested(); rounds++) {
       now = false;
-      const batch = readPackets(this.fd, this.#maxMessageSize, true, false);
+      const batch = readPackets(this.fd, this.#maxMessageBytes, true, false);
       for (let i = 0; i < batch.items.length; i++) {
         const item = batch.items[i]!;
         if (!isAllowed(this.#allow, item.creds)) {
@@ -905,7 +905,7 @@ export class DatagramServer<T> {
         let peer = this.#peers.get(key);
         if (!peer) {
           const path = batch.fromPath![i]!;
-          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageSize, this.#limits, item.creds ?? undefined, this.#localAddress);
+          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageBytes, this.#limits, item.creds ?? undefined, this.#localAddress);
           this.#peers.set(key, peer);
           if (!this.#acceptWaiters.resolveNext(peer)) this.#fresh.push(peer);
         }
@@ -972,9 +972,9 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
   readonly #replyable: boolean;
 
   /** @internal */
-  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageSize: number, limits: WriterLimits, peer: PeerCredentials | undefined, localAddress: string) {
+  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageBytes: number, limits: WriterLimits, peer: PeerCredentials | undefined, localAddress: string) {
     const holder: { self?: DatagramPeer<T> } = {};
-    super(codec, maxMessageSize, new PacketWriter(server.fd, limits, null, path, () => holder.self?.peer), peer);
+    super(codec, maxMessageBytes, new PacketWriter(server.fd, limits, null, path, () => holder.self?.peer), peer);
     holder.self = this;
     this.#server = server;
     this.#key = key;

@@ -22,7 +22,7 @@ import { cancellableWait, receiverIterator, WaitQueue, type Channel, type WaitOp
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { resolveCodec } from '../../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
-import { DEFAULT_MAX_MESSAGE_SIZE, resolveFraming } from '../../core/framing.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, resolveFraming } from '../../core/framing.js';
 import { native, type NativeSockAddr } from '../../os/native.js';
 import { createMode, TRUST_OWNER, type CreateModeOptions } from '../../os/permissions.js';
 import { FdPoll } from '../../os/fd-stream.js';
@@ -169,7 +169,7 @@ function checkChannelOptions(kind: SocketKind, options: SocketChannelOptions<Cod
   validate.object('options', options);
   validate.optionalBoolean('handles', options.handles);
   if (options.handles === true && kind === 'tcp') throw invalidArgument('`handles` needs a Unix socket: TCP cannot carry descriptors');
-  validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024);
+  validate.optionalInteger('readBufferBytes', options.readBufferBytes, 64, 64 * 1024 * 1024);
   if (isPacketKind(kind)) resolvePacketOptions(options);
   else {
     resolveFraming(options);
@@ -183,10 +183,10 @@ function channelOptions(options: SocketChannelOptions<CodecOption | undefined>):
   const out: SocketChannelOptions<CodecOption | undefined> = {};
   if (options.codec !== undefined) out.codec = options.codec;
   if (options.framing !== undefined) out.framing = options.framing;
-  if (options.maxMessageSize !== undefined) out.maxMessageSize = options.maxMessageSize;
+  if (options.maxMessageBytes !== undefined) out.maxMessageBytes = options.maxMessageBytes;
   if (options.highWaterMark !== undefined) out.highWaterMark = options.highWaterMark;
   if (options.maxPendingBytes !== undefined) out.maxPendingBytes = options.maxPendingBytes;
-  if (options.readBufferSize !== undefined) out.readBufferSize = options.readBufferSize;
+  if (options.readBufferBytes !== undefined) out.readBufferBytes = options.readBufferBytes;
   if (options.handles !== undefined) out.handles = options.handles;
   return out;
 }
@@ -196,7 +196,7 @@ function rawAckedOptions(options: SocketChannelOptions<CodecOption | undefined>)
   if (options.framing !== undefined && options.framing !== 'length') throw invalidArgument('acknowledged connections use length framing');
   if (options.handles === true) throw invalidArgument('acknowledged connections do not carry descriptors');
   const { codec: _c, framing: _f, handles: _h, ...rest } = options;
-  return { ...rest, maxMessageSize: (options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE) + 1 };
+  return { ...rest, maxMessageBytes: (options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES) + 1 };
 }
 
 /** A channel over a connected fd of `kind`. */

@@ -43,7 +43,7 @@ export interface SocketChannelOptions<C extends CodecOption | undefined = undefi
   /** Bytes of sends waiting for room the channel holds at most (default 64 MiB); past it `send` rejects with ERR_IPCKIT_LIMIT. */
   maxPendingBytes?: number;
   /** Stream kinds: size of the read buffer (default 64 KiB). */
-  readBufferSize?: number;
+  readBufferBytes?: number;
   /**
    * Unix stream sockets: carry descriptors (sendHandle/receiveHandle), at a small cost per
    * received message. Datagram and seqpacket sockets always can.
@@ -206,7 +206,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     this.remoteAddress = init.remoteAddress;
     this.localAddress = init.localAddress;
     this.#onClose = init.onClose;
-    const { highWaterMark, maxPendingBytes, readBufferSize, handles, ...common } = options;
+    const { highWaterMark, maxPendingBytes, readBufferBytes, handles, ...common } = options;
     this.#framing = resolveFraming(common).framing;
     this.#codec = resolveCodec(common.codec) as Codec<T>;
     if (handles === true) {
@@ -220,7 +220,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
       peerError: (e) => peerDiedError(e, peer),
       ...(this.#tracker ? { read: this.#tracker.read } : {}),
     };
-    const readerOptions = { ...common, ...(this.#tracker ? { codec: undefined } : {}), ...(readBufferSize !== undefined ? { readBufferSize } : {}) };
+    const readerOptions = { ...common, ...(this.#tracker ? { codec: undefined } : {}), ...(readBufferBytes !== undefined ? { readBufferBytes } : {}) };
     try {
       this.#reader = new FdReader<T>(fd, readerOptions, hooks, this.#poll);
       // The writer carries bytes: messages are encoded here, so that a bad one throws even
@@ -233,8 +233,8 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   }
 
   /** Largest payload `send` accepts. */
-  get maxMessageSize(): number {
-    return this.#writer.maxMessageSize;
+  get maxMessageBytes(): number {
+    return this.#writer.maxMessageBytes;
   }
 
   /** Bytes accepted but not yet handed to the kernel. */
@@ -427,7 +427,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   /** A message as the bytes the writer carries, checked against the framing and the size limit. */
   #encode(message: T): Uint8Array {
     const payload = encodeWith(this.#codec, message);
-    checkOutgoing(this.#framing, payload, this.#writer.maxMessageSize);
+    checkOutgoing(this.#framing, payload, this.#writer.maxMessageBytes);
     return payload;
   }
 
@@ -442,7 +442,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   }
 
   #frame(payload: Uint8Array): Buffer {
-    if (payload.length > this.#writer.maxMessageSize) throw frameTooLarge(payload.length, this.#writer.maxMessageSize, 'send');
+    if (payload.length > this.#writer.maxMessageBytes) throw frameTooLarge(payload.length, this.#writer.maxMessageBytes, 'send');
     if (this.#framing === 'length') {
       const f = Buffer.allocUnsafe(LENGTH_HEADER_BYTES + payload.length);
       f.writeUInt32LE(payload.length, 0);

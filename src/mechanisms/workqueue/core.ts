@@ -108,7 +108,7 @@ export function geometryOf(segment: Segment, name: string): QueueGeometry {
 export class QueueCore<T> {
   readonly mem: Memory;
   readonly capacity: number;
-  readonly maxMessageSize: number;
+  readonly maxMessageBytes: number;
   readonly table: Participants;
   readonly lock: AttachLock;
   readonly persistent: boolean;
@@ -140,7 +140,7 @@ export class QueueCore<T> {
   ) {
     this.mem = segment.mem;
     this.capacity = geometry.capacity;
-    this.maxMessageSize = geometry.maxMessageSize;
+    this.maxMessageBytes = geometry.maxMessageBytes;
     this.#slotsByte = geometry.slotsOffset;
     this.#slotBytes = geometry.slotBytes;
     this.#slotsWord = geometry.slotsOffset >>> 2;
@@ -214,7 +214,7 @@ export class QueueCore<T> {
 
   encode(item: T): Uint8Array {
     const payload = encodeWith(this.codec, item);
-    if (payload.length > this.maxMessageSize) throw frameTooLarge(payload.length, this.maxMessageSize, 'send');
+    if (payload.length > this.maxMessageBytes) throw frameTooLarge(payload.length, this.maxMessageBytes, 'send');
     return payload;
   }
 
@@ -298,9 +298,9 @@ export class QueueCore<T> {
       mem.store(W_GET_HINT, i + 1 === cap ? 0 : i + 1);
       // Ours now: read what the producer wrote (each field once, checked).
       const len = mem.loadPlain(sw + S_LENGTH) >>> 0;
-      if (len > this.maxMessageSize) {
+      if (len > this.maxMessageBytes) {
         mem.store(sw, FREE);
-        throw this.corrupt(`slot ${i} holds ${len} bytes, more than the maximum ${this.maxMessageSize}`);
+        throw this.corrupt(`slot ${i} holds ${len} bytes, more than the maximum ${this.maxMessageBytes}`);
       }
       const id = (mem.loadPlain(sw + S_ID_HI) >>> 0) * 4294967296 + (mem.loadPlain(sw + S_ID_LO) >>> 0);
       const deliveries = (mem.loadPlain(sw + S_DELIVERIES) >>> 0) + 1;

@@ -53,22 +53,22 @@ export const TAKEN = 3;
 export interface QueueGeometry {
   capacity: number;
   slotBytes: number;
-  maxMessageSize: number;
+  maxMessageBytes: number;
   slotsOffset: number;
   participants: number;
 }
 
 /** The geometry of a new queue, from what the creator asked for. */
-export function plan(capacity: number, maxMessageSize: number, participants: number): QueueGeometry & { size: number } {
-  const slotBytes = Math.ceil((SLOT_HEADER + maxMessageSize) / 64) * 64;
+export function plan(capacity: number, maxMessageBytes: number, participants: number): QueueGeometry & { size: number } {
+  const slotBytes = Math.ceil((SLOT_HEADER + maxMessageBytes) / 64) * 64;
   const slotsOffset = Math.ceil((TABLE_OFFSET + participants * 32) / 4096) * 4096;
-  return { capacity, slotBytes, maxMessageSize, slotsOffset, participants, size: slotsOffset + capacity * slotBytes };
+  return { capacity, slotBytes, maxMessageBytes, slotsOffset, participants, size: slotsOffset + capacity * slotBytes };
 }
 
 export function writeGeometry(mem: Memory, g: QueueGeometry): void {
   mem.store(W_CAPACITY, g.capacity);
   mem.store(W_SLOT_BYTES, g.slotBytes);
-  mem.store(W_MAX_MESSAGE, g.maxMessageSize);
+  mem.store(W_MAX_MESSAGE, g.maxMessageBytes);
   mem.store(W_SLOTS_OFFSET, g.slotsOffset);
 }
 
@@ -82,5 +82,5 @@ export function readGeometry(mem: Memory, segmentSize: number, tableOffset: numb
   if (slotsOffset % 64 !== 0 || slotBytes % 64 !== 0 || slotBytes < SLOT_HEADER + 8) throw corrupt(`slot geometry ${slotsOffset}/${slotBytes}`);
   if (capacity < 1 || max < 1 || max > slotBytes - SLOT_HEADER) throw corrupt(`capacity ${capacity}, max message ${max}`);
   if (slotsOffset + capacity * slotBytes > segmentSize) throw corrupt(`${capacity} slots of ${slotBytes} bytes do not fit in ${segmentSize} bytes`);
-  return { capacity, slotBytes, maxMessageSize: max, slotsOffset, participants: tableRows };
+  return { capacity, slotBytes, maxMessageBytes: max, slotsOffset, participants: tableRows };
 }

@@ -36,7 +36,7 @@ export interface CreateWorkQueueOptions<C extends CodecOption | undefined = unde
   /** Slots: items waiting plus items in progress (default 1024). */
   capacity?: number;
   /** Largest item, in bytes after the codec (default 4096). */
-  maxMessageSize?: number;
+  maxMessageBytes?: number;
   /** Handles (threads or processes) that may be attached at once (default 64, at most 4096). */
   maxParticipants?: number;
 }
@@ -48,7 +48,7 @@ export interface OpenWorkQueueOptions<C extends CodecOption | undefined = undefi
 export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   readonly name: string;
   readonly capacity: number;
-  readonly maxMessageSize: number;
+  readonly maxMessageBytes: number;
   #core: QueueCore<T>;
   #producer: Producer<T>;
   #consumer: Consumer<T>;
@@ -59,7 +59,7 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     this.#core = core;
     this.name = core.name;
     this.capacity = core.capacity;
-    this.maxMessageSize = core.maxMessageSize;
+    this.maxMessageBytes = core.maxMessageBytes;
     this.#producer = new Producer(core);
     this.#consumer = new Consumer(core, spinMicros);
     this.#leaveAtExit = core.table.clearAtThreadExit(core.row, W_ITEMS_SIGNAL);
@@ -225,11 +225,11 @@ export function createWorkQueue<C extends CodecOption | undefined = undefined>(n
   const n = validate.posixName(name);
   validate.object('options', options);
   const capacity = validate.integer('capacity', options.capacity ?? 1024, 1, 1 << 24);
-  const max = validate.integer('maxMessageSize', options.maxMessageSize ?? 4096, 1, 1 << 30);
+  const max = validate.integer('maxMessageBytes', options.maxMessageBytes ?? 4096, 1, 1 << 30);
   const participants = validate.integer('maxParticipants', options.maxParticipants ?? 64, 1, MAX_PARTICIPANTS);
   const h = handleOptions(options);
   const g = planLayout(capacity, max, participants);
-  if (g.size > Number.MAX_SAFE_INTEGER / 2) throw invalidArgument('capacity x maxMessageSize is too large');
+  if (g.size > Number.MAX_SAFE_INTEGER / 2) throw invalidArgument('capacity x maxMessageBytes is too large');
   let epoch = 0;
   const segment = createObject(n, { kind: 'workqueue', version: VERSION, size: g.size, tableOffset: TABLE_OFFSET, tableRows: participants }, options, (seg) => {
     writeGeometry(seg.mem, g);
