@@ -39,7 +39,7 @@ async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: F
         const rx = await openFifo(paths.up, 'r');
         const child = startChild('fifo', role, paths);
         try {
-          const tx = await openFifo(paths.down, 'w', { capacity: CAPACITY, timeout: 20_000 });
+          const tx = await openFifo(paths.down, 'w', { capacityBytes: CAPACITY, timeout: 20_000 });
           try {
             if (role === 'echo') {
               const l = await pinnedPair(ctx, child.child.pid!, () => rttLoop(tx, rx, size, ctx.budget));
@@ -80,7 +80,7 @@ export const scenarios: Scenario[] = [
 
 async function open(args: Paths) {
   const rx = await openFifo(args.down, 'r');
-  const tx = await openFifo(args.up, 'w', { capacity: CAPACITY, timeout: 20_000 });
+  const tx = await openFifo(args.up, 'w', { capacityBytes: CAPACITY, timeout: 20_000 });
   return { rx, tx };
 }
 

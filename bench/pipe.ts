@@ -16,7 +16,7 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
       ctx.progress(`${mechanism}: ${variant} ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
       const child = spawnWithPipes([process.execPath, childScript, 'pipe', role, '{}'], {
         pipes: { 3: 'to-child', 4: 'from-child' },
-        capacity: CAPACITY,
+        capacityBytes: CAPACITY,
       });
       const tx = child.sender(3);
       const rx = child.receiver(4);

@@ -32,7 +32,7 @@ function endMarker(buf: Uint8Array, count: number): Uint8Array {
 const countOf = (buf: Uint8Array): number => new DataView(buf.buffer, buf.byteOffset, buf.length).getFloat64(8, true);
 
 async function toChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
-  const w = popen([process.execPath, childScript, 'popen', 'sink', '{}'], 'w', { capacity: CAPACITY, stdout: 'ignore' });
+  const w = popen([process.execPath, childScript, 'popen', 'sink', '{}'], 'w', { capacityBytes: CAPACITY, stdout: 'ignore' });
   return sendAll(w, size, budget);
 }
 
@@ -64,7 +64,7 @@ async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget)
 
 async function fromChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
   const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds: budget.thrSeconds, max: budget.thrMessages })], 'r', {
-    capacity: CAPACITY,
+    capacityBytes: CAPACITY,
   });
   return receiveAll(r);
 }

@@ -98,8 +98,8 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
   const capacity = capacityFor(size);
   const out = ringName('out');
   const back = ringName('back');
-  const ringOut = createRing(out, { capacity });
-  const ringBack = createRing(back, { capacity: 1 << 20 });
+  const ringOut = createRing(out, { capacityBytes: capacity });
+  const ringBack = createRing(back, { capacityBytes: 1 << 20 });
   const tx = await ringOut.sender(spinMicros === undefined ? {} : { spinMicros });
   const rx = await ringBack.receiver(spinMicros === undefined ? {} : { spinMicros });
   ringOut.close();

@@ -14,7 +14,7 @@ let counter = 0;
 
 async function run(batched: boolean, seconds: number, maxJobs: number): Promise<{ jobs: number; seconds: number; consumers: number[] }> {
   const name = `/ipckit-bench-${process.pid}-${++counter}-wq`;
-  const q = createWorkQueue(name, { capacity: 4096, maxMessageBytes: JOB_BYTES });
+  const q = createWorkQueue(name, { capacityJobs: 4096, maxMessageBytes: JOB_BYTES });
   const consumers = [0, 1].map(() => startChild('workqueue', 'consumer', { name, batched }));
   try {
     for (const c of consumers) await c.nextLine();

@@ -355,9 +355,9 @@ describe('fifo: the reader goes away', () => {
 
   it('capacity: F_SETPIPE_SZ on a FIFO', async () => {
     const path = createFifo(scratchPath('capacity'));
-    const reader = await openFifo(path, 'r', { capacity: 1 << 20 });
+    const reader = await openFifo(path, 'r', { capacityBytes: 1 << 20 });
     const writer = await openFifo(path, 'w');
-    assert.equal(writer.capacity, 1 << 20);
+    assert.equal(writer.capacityBytes, 1 << 20);
     await writer.close();
     await reader.close();
     unlinkFifo(path);

@@ -54,7 +54,7 @@ describe('pipe: both ends in one process', () => {
 
   it('bad arguments throw at once', () => {
     throwsWith(() => createPipe({ framing: 'words' as 'raw' }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => createPipe({ capacity: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createPipe({ capacityBytes: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => spawnWithPipes('cat' as unknown as string[], { pipes: { 3: 'to-child' } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => spawnWithPipes(['cat'], { pipes: {} }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'sideways' as 'to-child' } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
@@ -177,13 +177,13 @@ describe('pipe: children with pipes at chosen fds', () => {
 
 describe('pipe: capacity', () => {
   it('reads and sets F_GETPIPE_SZ/F_SETPIPE_SZ; the kernel rounds up to pages', async () => {
-    const { reader, writer } = createPipe({ capacity: 1 << 20 });
+    const { reader, writer } = createPipe({ capacityBytes: 1 << 20 });
     try {
-      assert.equal(writer.capacity, 1 << 20);
-      assert.equal(reader.capacity, 1 << 20);
-      assert.equal(writer.setCapacity(4096), 4096);
-      assert.equal(reader.setCapacity(5000), 8192);
-      assert.equal(writer.capacity, 8192);
+      assert.equal(writer.capacityBytes, 1 << 20);
+      assert.equal(reader.capacityBytes, 1 << 20);
+      assert.equal(writer.setCapacityBytes(4096), 4096);
+      assert.equal(reader.setCapacityBytes(5000), 8192);
+      assert.equal(writer.capacityBytes, 8192);
     } finally {
       await writer.close();
       await reader.close();
@@ -195,7 +195,7 @@ describe('pipe: capacity', () => {
     try {
       await writer.send(Buffer.alloc(20_000));
       await writer.flush();
-      throwsWith(() => writer.setCapacity(4096), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => writer.setCapacityBytes(4096), 'ERR_IPCKIT_INVALID_ARGUMENT');
     } finally {
       await writer.close();
       await reader.close();

@@ -23,7 +23,7 @@ it('ring create / send / recv --json / info / rm', async () => {
   assert.equal(lines.code, 0, lines.stderr);
   const info = await runCli(['ring', 'info', n, '--json']).done;
   const i = JSON.parse(info.stdout);
-  assert.equal(i.capacity, 65536);
+  assert.equal(i.capacityBytes, 65536);
   assert.equal(i.maxMessageBytes, 1024);
   assert.equal(i.producersEver, 2);
   const r = await runCli(['ring', 'recv', n, '--json']).done;

@@ -34,7 +34,7 @@ for (const external of [true, false]) {
     backpressure: true,
     async make(o) {
       const name = uniqueName('ring');
-      const ring = createRing(name, { capacity: 4 * 1024 * 1024, external, ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}) });
+      const ring = createRing(name, { capacityBytes: 4 * 1024 * 1024, external, ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}) });
       const receiver = await ring.receiver({ codec: o.receiverCodec });
       const sender = await ring.sender({ codec: o.senderCodec });
       ring.close();
@@ -53,7 +53,7 @@ for (const external of [true, false]) {
 
 describe('ring: fast paths and views', () => {
   it('trySend / tryReceive, sendMany / receiveMany, trySendMany / tryReceiveMany', async () => {
-    using ring = createRing(ringName(), { capacity: 4096 });
+    using ring = createRing(ringName(), { capacityBytes: 4096 });
     const tx = track(await ring.sender());
     const rx = track(await ring.receiver());
     assert.equal(rx.tryReceive(), undefined);
@@ -86,7 +86,7 @@ describe('ring: fast paths and views', () => {
   });
 
   it('receiveView is zero-copy and holds its space until release()', async () => {
-    using ring = createRing(ringName(), { capacity: 4096 });
+    using ring = createRing(ringName(), { capacityBytes: 4096 });
     const tx = track(await ring.sender());
     const rx = track(await ring.receiver());
     tx.trySend(new Uint8Array(2000).fill(1));
@@ -109,7 +109,7 @@ describe('ring: fast paths and views', () => {
   });
 
   it('records wrap with padding, in every alignment', async () => {
-    using ring = createRing(ringName(), { capacity: 4096, maxMessageBytes: 3000 });
+    using ring = createRing(ringName(), { capacityBytes: 4096, maxMessageBytes: 3000 });
     const tx = track(await ring.sender());
     const rx = track(await ring.receiver());
     for (let seq = 0; seq < 3000; seq++) {
@@ -151,7 +151,7 @@ describe('ring: fast paths and views', () => {
     seg.store(0, 0x12345678);
     await rejectsWith(openRing(plain), 'ERR_IPCKIT_WRONG_KIND'); // a foreign object
     const n = ringName();
-    using ring = createRing(n, { capacity: 4096 });
+    using ring = createRing(n, { capacityBytes: 4096 });
     using raw = openSharedMemory(n);
     raw.store(80, 4097); // capacity (docs/ring.md): not a power of two
     await rejectsWith(openRing(n), 'ERR_IPCKIT_CORRUPT');
@@ -180,9 +180,9 @@ describe('ring: fast paths and views', () => {
   });
 
   it('bad options are refused synchronously', () => {
-    throwsWith(() => createRing(uniqueName(), { capacity: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => createRing(uniqueName(), { capacity: 1024 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => createRing(uniqueName(), { capacity: 4096, maxMessageBytes: 4096 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createRing(uniqueName(), { capacityBytes: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createRing(uniqueName(), { capacityBytes: 1024 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createRing(uniqueName(), { capacityBytes: 4096, maxMessageBytes: 4096 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createRing(uniqueName(), { producers: 'some' as 'many' }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
@@ -263,7 +263,7 @@ describe('ring: endpoints in a worker that is terminated', () => {
 
   it('a terminated receiver frees its place: a new one takes over and reads on; a send waiting on it ends', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 4096 });
+    using ring = createRing(n, { capacityBytes: 4096 });
     const tx = track(await ring.sender());
     const worker = await workerWith(n, `const rx = await ring.receiver(); ring.close(); parentPort.postMessage('ready'); setInterval(() => {}, 1000);`);
     while (tx.trySend(new Uint8Array(500)));
@@ -279,7 +279,7 @@ describe('ring: endpoints in a worker that is terminated', () => {
   it('a terminated producer (many producers, sending flat out) ends receives with PEER_GONE and never wedges the ring', async () => {
     for (let round = 0; round < 3; round++) {
       const n = ringName();
-      using ring = createRing(n, { capacity: 64 * 1024, producers: 'many' });
+      using ring = createRing(n, { capacityBytes: 64 * 1024, producers: 'many' });
       const rx = track(await ring.receiver({ spinMicros: 0 }));
       const worker = await workerWith(
         n,
@@ -310,7 +310,7 @@ describe('ring: endpoints in a worker that is terminated', () => {
 describe('ring: across processes', () => {
   it('a producer process, checked messages of many sizes, in order', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 64 * 1024, maxMessageBytes: 16 * 1024 });
+    using ring = createRing(n, { capacityBytes: 64 * 1024, maxMessageBytes: 16 * 1024 });
     const rx = track(await ring.receiver());
     const count = 5000;
     const producer = runFixture('ring-peer', ['produce', n, '7', String(count), '16384']);
@@ -325,7 +325,7 @@ describe('ring: across processes', () => {
 
   it("many producers: four processes, each one's order kept, nothing lost", async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 32 * 1024, producers: 'many', maxProducers: 8, maxMessageBytes: 8192 });
+    using ring = createRing(n, { capacityBytes: 32 * 1024, producers: 'many', maxProducers: 8, maxMessageBytes: 8192 });
     const rx = track(await ring.receiver());
     const count = 2000;
     const producers = [1, 2, 3, 4].map((id) => runFixture('ring-peer', ['produce', n, String(id), String(count), '8192']));
@@ -344,7 +344,7 @@ describe('ring: across processes', () => {
   it('many producers: one that sent nothing while 4 GiB went through still sees a full ring as full (positions wrap at 2^32)', async () => {
     const n = ringName();
     const capacity = 1 << 24;
-    using ring = createRing(n, { capacity, producers: 'many', maxMessageBytes: capacity - 8 });
+    using ring = createRing(n, { capacityBytes: capacity, producers: 'many', maxMessageBytes: capacity - 8 });
     const rx = track(await ring.receiver({ spinMicros: 0 }));
     const idle = runFixture('ring-peer', ['idle', n]);
     const lines = jsonLines(idle);
@@ -372,7 +372,7 @@ describe('ring: across processes', () => {
 
   it('spinMicros: Infinity (never sleeps) still sees a dead producer and a dead receiver', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 4096 });
+    using ring = createRing(n, { capacityBytes: 4096 });
     const rx = track(await ring.receiver({ spinMicros: Infinity }));
     const producer = runFixture('ring-peer', ['idle', n]);
     await jsonLines(producer).next();
@@ -385,7 +385,7 @@ describe('ring: across processes', () => {
     await rx.close();
 
     const n2 = ringName();
-    using ring2 = createRing(n2, { capacity: 4096 });
+    using ring2 = createRing(n2, { capacityBytes: 4096 });
     const tx = track(await ring2.sender({ spinMicros: Infinity }));
     const holder = runFixture('ring-peer', ['hold', n2]);
     await jsonLines(holder).next();
@@ -447,7 +447,7 @@ describe('ring: across processes', () => {
 
   it('a send waiting for room on a ring whose receiver died rejects with ERR_IPCKIT_PEER_GONE', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 4096 });
+    using ring = createRing(n, { capacityBytes: 4096 });
     const tx = track(await ring.sender());
     const holder = runFixture('ring-peer', ['hold', n]);
     await jsonLines(holder).next();

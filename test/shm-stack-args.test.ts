@@ -61,12 +61,12 @@ const badSignal = { signal: 'now' as unknown as AbortSignal };
 
 it('ring: every entry point', async () => {
   const n = uniqueName('args-ring');
-  const ring = createRing(n, { capacity: 4096 });
+  const ring = createRing(n, { capacityBytes: 4096 });
   cleanups.push(() => unlinkRing(n));
   const tx = await ring.sender();
   const rx = await ring.receiver();
   cleanups.push(() => tx.close(), () => rx.close(), () => ring.close());
-  refused('createRing capacity', () => createRing(uniqueName(), { capacity: 'big' as unknown as number }));
+  refused('createRing capacity', () => createRing(uniqueName(), { capacityBytes: 'big' as unknown as number }));
   refused('createRing persistent', () => createRing(uniqueName(), { persistent: 'yes' as unknown as boolean }));
   refused('createRing name', () => createRing(''));
   refused('openRing timeout', () => openRing(n, bad));
@@ -103,9 +103,9 @@ it('ring: every entry point', async () => {
 
 it('work queue: every entry point', async () => {
   const n = uniqueName('args-wq');
-  const q = createWorkQueue(n, { capacity: 4 });
+  const q = createWorkQueue(n, { capacityJobs: 4 });
   cleanups.push(() => unlinkWorkQueue(n), () => q.close());
-  refused('createWorkQueue capacity', () => createWorkQueue(uniqueName(), { capacity: 0 }));
+  refused('createWorkQueue capacity', () => createWorkQueue(uniqueName(), { capacityJobs: 0 }));
   refused('createWorkQueue spin', () => createWorkQueue(uniqueName(), { spinMicros: -1 }));
   refused('openWorkQueue timeout', () => openWorkQueue(n, bad));
   refused('openWorkQueue codec', () => openWorkQueue(n, { codec: 'klingon' as never }));

@@ -29,7 +29,7 @@ async function open(name: string): Promise<WorkQueue<unknown>> {
 
 describe('work queue: semantics in one process', () => {
   it('put, get, taskDone and join, in FIFO order with one producer and one consumer', async () => {
-    const { name, q } = queue({ capacity: 64 });
+    const { name, q } = queue({ capacityJobs: 64 });
     const c = await open(name);
     const ids: number[] = [];
     for (let i = 0; i < 50; i++) ids.push(await q.put({ i }));
@@ -70,7 +70,7 @@ describe('work queue: semantics in one process', () => {
   });
 
   it('bounded: tryPut says full, put waits for a slot (backpressure), a timed-out put put nothing', async () => {
-    const { name, q } = queue({ capacity: 4, maxMessageBytes: 64 });
+    const { name, q } = queue({ capacityJobs: 4, maxMessageBytes: 64 });
     const c = await open(name);
     for (let i = 0; i < 4; i++) assert.notEqual(q.tryPut({ i }), undefined);
     assert.equal(q.tryPut({ i: 4 }), undefined);
@@ -97,14 +97,14 @@ describe('work queue: semantics in one process', () => {
   it('a message above maxMessageBytes is refused synchronously; bad options too', () => {
     const { q } = queue({ maxMessageBytes: 10 });
     throwsWith(() => void q.put('x'.repeat(20)), 'ERR_IPCKIT_FRAME_TOO_LARGE');
-    throwsWith(() => createWorkQueue(uniqueName(), { capacity: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createWorkQueue(uniqueName(), { capacityJobs: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createWorkQueue(uniqueName(), { maxParticipants: 5000 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
   it('an item that fails to decode is reported (ERR_IPCKIT_BAD_FRAME), also when getMany meets it after other items', async () => {
     const name = uniqueName('wq');
     names.push(name);
-    const q = createWorkQueue(name, { capacity: 8 }) as WorkQueue<unknown>; // raw bytes in
+    const q = createWorkQueue(name, { capacityJobs: 8 }) as WorkQueue<unknown>; // raw bytes in
     handles.push(q);
     const c = await open(name); // JSON out
     await q.putMany([Buffer.from('{"a":1}'), Buffer.from('not json'), Buffer.from('{"b":2}')]);
@@ -121,7 +121,7 @@ describe('work queue: semantics in one process', () => {
 
   it('a closed handle answers ERR_IPCKIT_CLOSED, on both memory paths (isShutdown too)', async () => {
     for (const external of [true, false]) {
-      const { q } = queue({ capacity: 4, external });
+      const { q } = queue({ capacityJobs: 4, external });
       await q.close();
       throwsWith(() => q.isShutdown, 'ERR_IPCKIT_CLOSED');
       throwsWith(() => q.stats(), 'ERR_IPCKIT_CLOSED');
@@ -185,7 +185,7 @@ describe('work queue: semantics in one process', () => {
   });
 
   it('a consumer in a worker that is terminated with a job in hand: the job is delivered again', async () => {
-    const { name, q } = queue({ capacity: 4 });
+    const { name, q } = queue({ capacityJobs: 4 });
     const c = await open(name);
     const worker = new Worker(
       `const { parentPort, workerData } = require('node:worker_threads');
@@ -247,7 +247,7 @@ function peer(args: string[], fault?: string): ReturnType<typeof jsonLines> & { 
 
 describe('work queue: across processes', () => {
   it('one producer and three consumer processes: every item done exactly once', async () => {
-    const { name, q } = queue({ capacity: 128 });
+    const { name, q } = queue({ capacityJobs: 128 });
     const consumers = [0, 1, 2].map(() => peer(['consume', name]));
     for (const c of consumers) await c.next();
     const producer = peer(['produce', name, '1', '3000']);
@@ -264,7 +264,7 @@ describe('work queue: across processes', () => {
 
   for (const point of ['after-take', 'before-done']) {
     it(`a consumer SIGKILLed ${point}: its job is delivered again with the same id, nothing lost`, async () => {
-      const { name, q } = queue({ capacity: 32 });
+      const { name, q } = queue({ capacityJobs: 32 });
       const victim = peer(['consume', name, '1'], `workqueue:${point}:5`);
       await victim.next();
       for (let i = 0; i < 20; i++) await q.put({ p: 1, n: i });
@@ -295,7 +295,7 @@ describe('work queue: across processes', () => {
 
   for (const point of ['before-claim', 'after-claim', 'mid-copy', 'before-publish', 'before-wake']) {
     it(`a producer SIGKILLed ${point}: every resolved put is delivered, no slot is lost`, async () => {
-      const { name, q } = queue({ capacity: 16 });
+      const { name, q } = queue({ capacityJobs: 16 });
       const victim = peer(['produce', name, '9', '100'], `workqueue:${point}:10`);
       assert.equal((await victim.done).signal, 'SIGKILL');
       const resolved = victim.all.filter((l) => 'put' in l).map((l) => l.put as number);

@@ -16,7 +16,7 @@ const name = args.find((a) => a.startsWith('/')) ?? '/ipckit-example-jobs';
 const JOBS = 100_000;
 const consumerScript = fileURLToPath(new URL('./consumer.js', import.meta.url));
 
-const queue = createWorkQueue(name, { capacity: 1024, maxMessageBytes: 256, codec: 'json' });
+const queue = createWorkQueue(name, { capacityJobs: 1024, maxMessageBytes: 256, codec: 'json' });
 const start = (): ChildProcess => fork(consumerScript, [name], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 const consumers = [start(), start(), start(), start()];
 const status = (): string => {

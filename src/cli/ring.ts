@@ -25,7 +25,7 @@ export const group: Group = {
         const ring = createRing(args[0]!, {
           producers: (flags.producers as 'one' | 'many' | undefined) ?? 'one',
           mode: (flags.mode as number | undefined) ?? 0o600,
-          ...(flags.capacity !== undefined ? { capacity: flags.capacity as number } : {}),
+          ...(flags.capacity !== undefined ? { capacityBytes: flags.capacity as number } : {}),
           ...(flags['max-message'] !== undefined ? { maxMessageBytes: flags['max-message'] as number } : {}),
         });
         await printResult(false, undefined, ring.name);
@@ -98,7 +98,7 @@ export const group: Group = {
             flags.json === true,
             info,
             [
-              `${info.name}: ${info.producers === 'many' ? `up to ${info.maxProducers} producers` : 'one producer'}, capacity ${info.capacity} bytes, ${info.used} in use, messages up to ${info.maxMessageBytes} bytes`,
+              `${info.name}: ${info.producers === 'many' ? `up to ${info.maxProducers} producers` : 'one producer'}, capacity ${info.capacityBytes} bytes, ${info.used} in use, messages up to ${info.maxMessageBytes} bytes`,
               `  receiver: ${info.consumer.state === 'none' ? 'never attached' : `pid ${info.consumer.pid}, ${info.consumer.state}${info.consumer.state === 'attached' && !info.consumer.alive ? ' (dead)' : ''}`}`,
               ...info.producerSlots.filter((s) => s.state !== 'free').map((s) => `  producer slot ${s.slot}: pid ${s.pid}, ${s.state}${s.state === 'attached' && !s.alive ? ' (dead)' : ''}`),
             ].join('\n'),

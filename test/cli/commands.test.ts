@@ -137,7 +137,7 @@ describe('every recv ends the same way', () => {
   it('--count waits for the count, and exits 124 with what it got when --timeout passes first', async () => {
     const n = uniqueName('count');
     rings.push(n);
-    createRing(n, { capacity: 4096 }).close();
+    createRing(n, { capacityBytes: 4096 }).close();
     assert.equal((await runCli(['ring', 'send', n, 'a', 'b']).done).code, 0);
     const r = await runCli(['ring', 'recv', n, '--count', '5', '--timeout', '500']).done;
     assert.equal(r.stdout, 'a\nb\n');
@@ -148,7 +148,7 @@ describe('every recv ends the same way', () => {
   it('a ring recv --count keeps waiting after earlier producers closed: a message sent later arrives', async () => {
     const n = uniqueName('late');
     rings.push(n);
-    createRing(n, { capacity: 4096 }).close();
+    createRing(n, { capacityBytes: 4096 }).close();
     assert.equal((await runCli(['ring', 'send', n, 'early']).done).code, 0);
     assert.equal((await runCli(['ring', 'recv', n, '--count', '1']).done).stdout, 'early\n');
     const waiting = runCli(['ring', 'recv', n, '--count', '1', '--timeout', '5000']);

@@ -32,8 +32,8 @@ const NAMES: Record<Kind, string> = { ring: 'ring', workqueue: 'work queue', mut
 
 /** What each kind's public API does: create (this process), open, unlink. */
 const API: Record<Kind, { create(name: string): { close(): unknown }; open(name: string, o?: { timeout?: number; signal?: AbortSignal }): Promise<{ close(): unknown }>; unlink(name: string): boolean }> = {
-  ring: { create: (n) => createRing(n, { capacity: 4096, producers: 'many', maxProducers: 4 }), open: (n, o) => openRing(n, o), unlink: unlinkRing },
-  workqueue: { create: (n) => createWorkQueue(n, { capacity: 4 }), open: (n, o) => openWorkQueue(n, o), unlink: unlinkWorkQueue },
+  ring: { create: (n) => createRing(n, { capacityBytes: 4096, producers: 'many', maxProducers: 4 }), open: (n, o) => openRing(n, o), unlink: unlinkRing },
+  workqueue: { create: (n) => createWorkQueue(n, { capacityJobs: 4 }), open: (n, o) => openWorkQueue(n, o), unlink: unlinkWorkQueue },
   mutex: { create: (n) => createMutex(n), open: (n, o) => openMutex(n, o), unlink: unlinkMutex },
   pool: { create: (n) => createBoundedPool(n, { permits: 1 }), open: (n, o) => openBoundedPool(n, o), unlink: unlinkBoundedPool },
 };
@@ -106,7 +106,7 @@ describe('the attach lock', () => {
 
   it('a worker thread terminated while holding the lock: its lock is taken over (the owner is a thread, not the process)', async () => {
     const n = name('lock-worker');
-    const q = createWorkQueue(n, { capacity: 4 });
+    const q = createWorkQueue(n, { capacityJobs: 4 });
     const worker = new Worker(
       `const { parentPort, workerData } = require('node:worker_threads');
        (async () => {

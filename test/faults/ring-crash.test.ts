@@ -53,7 +53,7 @@ describe('a producer SIGKILLed at each step of a send', () => {
     for (const point of POINTS) {
       it(`${producers} producer${producers === 'many' ? 's' : ''}: killed ${point}`, async () => {
         const n = ringName();
-        using ring = createRing(n, { capacity: 16 * 1024, producers, maxMessageBytes: 8192 });
+        using ring = createRing(n, { capacityBytes: 16 * 1024, producers, maxMessageBytes: 8192 });
         // spinMicros 0: the receiver is asleep when the producer dies, so a lost wake-up would show.
         const rx = await ring.receiver({ spinMicros: 0 });
         receivers.push(rx);
@@ -89,7 +89,7 @@ describe('a producer SIGKILLed at each step of a send', () => {
 
   it('a stalled (stopped) producer holding a claim is not unblocked: the receiver times out, and gets the message once it resumes', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 16 * 1024, producers: 'many' });
+    using ring = createRing(n, { capacityBytes: 16 * 1024, producers: 'many' });
     const rx = await ring.receiver({ spinMicros: 0 });
     receivers.push(rx);
     const victim = runFixture('ring-peer', ['produce', n, '1', '10', '1000'], { env: { ...process.env, IPCKIT_FAULT: 'ring:after-claim:5', IPCKIT_FAULT_ACTION: 'stop' } });
@@ -104,7 +104,7 @@ describe('a producer SIGKILLed at each step of a send', () => {
 describe('a receiver SIGKILLed mid-receive', () => {
   it('the producer blocked on the full ring gets ERR_IPCKIT_PEER_GONE; a new receiver resumes at the message being taken', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 4096 });
+    using ring = createRing(n, { capacityBytes: 4096 });
     const tx = await ring.sender();
     const victim = runFixture('ring-peer', ['consume', n, '100', '10000'], { env: { ...process.env, IPCKIT_FAULT: 'ring:mid-receive:10' } });
     const lines = jsonLines(victim);
@@ -136,7 +136,7 @@ describe('hostile peers', () => {
   it('a process writing random headers, lengths and cursors into the ring for a few seconds: a clear error, no crash, no hang', async () => {
     for (const producers of ['one', 'many'] as const) {
       const n = ringName();
-      using ring = createRing(n, { capacity: 64 * 1024, producers });
+      using ring = createRing(n, { capacityBytes: 64 * 1024, producers });
       const consumer = runFixture('ring-peer', ['drain', n, '4000'], { timeoutMs: 30_000 });
       const lines = jsonLines(consumer);
       await lines.next();
@@ -170,7 +170,7 @@ describe('hostile peers', () => {
 
   it('a live process sitting on the attach lock: attaching times out with TIMEOUT, it is not taken from it', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 64 * 1024 });
+    using ring = createRing(n, { capacityBytes: 64 * 1024 });
     // Bytes 32-39 are the attach lock (docs/design.md section 6): the holder's thread id and
     // its start time; a live thread there is a holder that never lets go.
     const squatter = runPython(
@@ -196,7 +196,7 @@ describe('hostile peers', () => {
 
   it('a length that flips between valid and huge while the receiver parses (double fetch): never out of range', async () => {
     const n = ringName();
-    using ring = createRing(n, { capacity: 4096 });
+    using ring = createRing(n, { capacityBytes: 4096 });
     const tx = await ring.sender();
     const rx = await ring.receiver();
     receivers.push(rx);

@@ -15,7 +15,7 @@ after(() => {
 });
 checkFdLeaks();
 
-async function soak(producers: number, perProducer: number, options: { producers: 'one' | 'many'; capacity: number }): Promise<void> {
+async function soak(producers: number, perProducer: number, options: { producers: 'one' | 'many'; capacityBytes: number }): Promise<void> {
   const n = uniqueName('soak');
   rings.push(n);
   using ring = createRing(n, { ...options, maxMessageBytes: 4096 });
@@ -58,9 +58,9 @@ async function soak(producers: number, perProducer: number, options: { producers
 }
 
 it('one producer, 1,000,000 messages: 0 lost, 0 duplicated, 0 torn', { timeout: 115_000 }, async () => {
-  await soak(1, 1_000_000, { producers: 'one', capacity: 64 * 1024 });
+  await soak(1, 1_000_000, { producers: 'one', capacityBytes: 64 * 1024 });
 });
 
 it('four producers on a many-producer ring, 4 x 250,000 messages: 0 lost, 0 duplicated, 0 torn', { timeout: 115_000 }, async () => {
-  await soak(4, 250_000, { producers: 'many', capacity: 64 * 1024 });
+  await soak(4, 250_000, { producers: 'many', capacityBytes: 64 * 1024 });
 });

@@ -127,7 +127,7 @@ describe('faults: a reader that exits while we write 64 MiB', () => {
 
 describe('faults: waits end', () => {
   it('a send on a full pipe times out (ERR_IPCKIT_TIMEOUT) or is aborted (ERR_IPCKIT_ABORTED), and sent nothing', async () => {
-    const { reader, writer } = createPipe({ framing: 'raw', highWaterMark: 1024, capacity: 4096 });
+    const { reader, writer } = createPipe({ framing: 'raw', highWaterMark: 1024, capacityBytes: 4096 });
     let accepted = 0;
     while (writer.trySend(Buffer.alloc(512, 1))) accepted += 512; // the kernel pipe and our buffer are full now
     await rejectsWith(writer.send(Buffer.alloc(2048, 2), { timeout: 100 }), 'ERR_IPCKIT_TIMEOUT');

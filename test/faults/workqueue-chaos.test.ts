@@ -31,7 +31,7 @@ interface Proc {
 it('producers and consumers SIGKILLed at any step: nothing lost, duplicates only from dead consumers', { timeout: 110_000 }, async () => {
   const name = uniqueName('chaos');
   names.push(name);
-  const q = createWorkQueue(name, { capacity: 64, maxMessageBytes: 64, codec: 'json', maxParticipants: 64 });
+  const q = createWorkQueue(name, { capacityJobs: 64, maxMessageBytes: 64, codec: 'json', maxParticipants: 64 });
   let seed = 12345;
   const random = (n: number): number => {
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -95,7 +95,7 @@ it('producers and consumers SIGKILLed at any step: nothing lost, duplicates only
 it('a process writing random words into the slots and header: consumers end with a clear error or go on, never crash or hang', { timeout: 60_000 }, async () => {
   const name = uniqueName('hostile');
   names.push(name);
-  await using q = createWorkQueue(name, { capacity: 64, maxMessageBytes: 64, codec: 'json' });
+  await using q = createWorkQueue(name, { capacityJobs: 64, maxMessageBytes: 64, codec: 'json' });
   const consumer = runFixture('workqueue-peer', ['consume', name], { timeoutMs: 30_000 });
   const lines = jsonLines(consumer);
   await lines.next();

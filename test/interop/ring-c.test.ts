@@ -245,7 +245,7 @@ function fnv(h: number, bytes: Uint8Array): number {
 it('a C receiver reads what a Node producer sent, through wrap-around and futex sleeps', async () => {
   const n = uniqueName('cring');
   rings.push(n);
-  using ring = createRing(n, { capacity: 16 * 1024, maxMessageBytes: 8192 });
+  using ring = createRing(n, { capacityBytes: 16 * 1024, maxMessageBytes: 8192 });
   const c = run(peer(), ['consume', n], { timeoutMs: 60_000 });
   const tx = await ring.sender();
   let hash = 0x811c9dc5;
@@ -272,7 +272,7 @@ it('a C receiver reads what a Node producer sent, through wrap-around and futex 
 it('a Node receiver reads what a C producer sent', async () => {
   const n = uniqueName('cring');
   rings.push(n);
-  using ring = createRing(n, { capacity: 8192, maxMessageBytes: 4000 });
+  using ring = createRing(n, { capacityBytes: 8192, maxMessageBytes: 4000 });
   const rx = await ring.receiver();
   const count = 5000;
   const c = run(peer(), ['produce', n, String(count)], { timeoutMs: 60_000 });

@@ -94,7 +94,7 @@ export interface OpenFifoOptions<C extends CodecOption | undefined = undefined>
   /** Remove the FIFO's path when this end is closed. */
   unlinkOnClose?: boolean;
   /** Pipe buffer size in bytes (F_SETPIPE_SZ; shared by every user of the FIFO while it is open). */
-  capacity?: number;
+  capacityBytes?: number;
 }
 
 function unlinkQuietly(path: string): void {
@@ -202,7 +202,7 @@ export function openFifo<C extends CodecOption | undefined = undefined>(
   validate.object('options', options);
   validate.waitOptions(options);
   validateOwnerCheck(options);
-  validate.optionalInteger('capacity', options.capacity, 1, 2 ** 31 - 1);
+  validate.optionalInteger('capacityBytes', options.capacityBytes, 1, 2 ** 31 - 1);
   validate.optionalBoolean('keepOpen', options.keepOpen);
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   validateStreamOptions(options);
@@ -227,7 +227,7 @@ async function open<C extends CodecOption | undefined>(path: string, mode: 'r' |
         // Never started: it only owns the fd, so that a worker that ends closes it too.
         keepOpen = new native.FdWatcher(keepOpenFd, () => {}, true);
       }
-      if (options.capacity !== undefined) setPipeCapacity(fd, options.capacity);
+      if (options.capacityBytes !== undefined) setPipeCapacity(fd, options.capacityBytes);
       return new FifoReader<MessageOf<C>>(path, fd, ropts, keepOpen, options.unlinkOnClose === true);
     } catch (e) {
       native.close(fd);
@@ -253,7 +253,7 @@ async function open<C extends CodecOption | undefined>(path: string, mode: 'r' |
   });
   try {
     checkOpened(path, fd, before, options);
-    if (options.capacity !== undefined) setPipeCapacity(fd, options.capacity);
+    if (options.capacityBytes !== undefined) setPipeCapacity(fd, options.capacityBytes);
     return new FifoWriter<MessageOf<C>>(path, fd, wopts, options.unlinkOnClose === true);
   } catch (e) {
     native.close(fd);

@@ -30,7 +30,7 @@ const O_ACCMODE = 3;
 
 export interface PipeOptions<C extends CodecOption | undefined = undefined> extends ReaderOptions<C>, WriterOptions<C> {
   /** Pipe buffer size in bytes (F_SETPIPE_SZ); the kernel rounds it up to a power-of-two pages. */
-  capacity?: number;
+  capacityBytes?: number;
 }
 
 function pipeMaxSize(): number | undefined {
@@ -49,7 +49,7 @@ export function getPipeCapacity(fd: number): number {
 
 /** A pipe capacity in bytes (the kernel rounds it up to a power-of-two pages). */
 function checkCapacity(bytes: unknown): number | undefined {
-  return validate.optionalInteger('capacity', bytes, 1, 2 ** 31 - 1);
+  return validate.optionalInteger('capacityBytes', bytes, 1, 2 ** 31 - 1);
 }
 
 /** Sets a pipe's capacity; returns what the kernel set. */
@@ -75,20 +75,24 @@ export function setPipeCapacity(fd: number, bytes: number): number {
 
 /** The read end of a pipe. */
 export class PipeReader<T, R = void> extends FdReader<T, R> {
-  get capacity(): number {
+  /** The pipe buffer's size in bytes (F_GETPIPE_SZ). */
+  get capacityBytes(): number {
     return getPipeCapacity(this.fd);
   }
-  setCapacity(bytes: number): number {
+  /** Sets the pipe buffer's size (F_SETPIPE_SZ); returns what the kernel set. */
+  setCapacityBytes(bytes: number): number {
     return setPipeCapacity(this.fd, bytes);
   }
 }
 
 /** The write end of a pipe. */
 export class PipeWriter<T, R = void> extends FdWriter<T, R> {
-  get capacity(): number {
+  /** The pipe buffer's size in bytes (F_GETPIPE_SZ). */
+  get capacityBytes(): number {
     return getPipeCapacity(this.fd);
   }
-  setCapacity(bytes: number): number {
+  /** Sets the pipe buffer's size (F_SETPIPE_SZ); returns what the kernel set. */
+  setCapacityBytes(bytes: number): number {
     return setPipeCapacity(this.fd, bytes);
   }
 }
@@ -134,12 +138,12 @@ export class ChildPipeWriter<T, R = void> extends PipeWriter<T, R> {
 }
 
 function readerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): ReaderOptions<C> {
-  const { capacity: _c, highWaterMark: _h, atomic: _a, ...rest } = o;
+  const { capacityBytes: _c, highWaterMark: _h, atomic: _a, ...rest } = o;
   return rest;
 }
 
 function writerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): WriterOptions<C> {
-  const { capacity: _c, readBufferBytes: _r, ...rest } = o;
+  const { capacityBytes: _c, readBufferBytes: _r, ...rest } = o;
   return rest;
 }
 
@@ -148,13 +152,13 @@ export function createPipe<C extends CodecOption | undefined = undefined>(
   options: PipeOptions<C> = {},
 ): { reader: PipeReader<MessageOf<C>>; writer: PipeWriter<MessageOf<C>> } {
   validateStreamOptions(options);
-  checkCapacity(options.capacity);
+  checkCapacity(options.capacityBytes);
   const [r, w] = sys('create pipe', () => native.pipe());
   let reader: PipeReader<MessageOf<C>> | undefined;
   try {
     native.setNonBlocking(r, true);
     native.setNonBlocking(w, true);
-    if (options.capacity !== undefined) setPipeCapacity(w, options.capacity);
+    if (options.capacityBytes !== undefined) setPipeCapacity(w, options.capacityBytes);
     reader = new PipeReader<MessageOf<C>>(r, readerOptions(options));
     return { reader, writer: new PipeWriter<MessageOf<C>>(w, writerOptions(options)) };
   } catch (e) {
@@ -262,7 +266,7 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
   validate.optionalOneOf('stdin', stdin, ['inherit', 'ignore'] as const);
   validate.optionalOneOf('stdout', stdout, ['inherit', 'ignore'] as const);
   validateStreamOptions(common);
-  checkCapacity(common.capacity);
+  checkCapacity(common.capacityBytes);
   const entries = Object.entries(options.pipes).map(([k, v]) => {
     const fd = validate.integer('pipes fd', Number(k), 0, 1023);
     if (typeof v !== 'string' && (v === null || typeof v !== 'object')) throw invalidArgument(`pipes[${fd}] must be "to-child", "from-child" or a spec object, got ${validate.describe(v)}`);
@@ -270,7 +274,7 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
     validate.oneOf(typeof v === 'string' ? `pipes[${fd}]` : `pipes[${fd}].direction`, spec.direction, ['to-child', 'from-child'] as const);
     // Every pipe's own options, checked (with the common ones) before any pipe exists.
     validateStreamOptions({ ...common, ...spec }, `pipes[${fd}]`);
-    checkCapacity(spec.capacity);
+    checkCapacity(spec.capacityBytes);
     return [fd, spec] as const;
   });
   if (entries.length === 0) throw invalidArgument('pipes must name at least one fd, like { 3: \'to-child\' }');
@@ -298,7 +302,7 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
       childEnds.push(theirs);
       try {
         native.setNonBlocking(mine, true);
-        if (opts.capacity !== undefined) setPipeCapacity(mine, opts.capacity);
+        if (opts.capacityBytes !== undefined) setPipeCapacity(mine, opts.capacityBytes);
         ours.set(fd, spec.direction === 'to-child' ? new ChildPipeWriter(mine, writerOptions(opts), exited) : new PipeReader(mine, readerOptions(opts), hooks));
       } catch (e) {
         native.close(mine); // not yet owned by a reader or writer
@@ -350,7 +354,7 @@ export function openInheritedPipe<C extends CodecOption | undefined = undefined>
   validate.integer('fd', fd, 0, 2 ** 31 - 1);
   if (direction !== undefined) validate.oneOf('direction', direction, ['r', 'w'] as const);
   validateStreamOptions(options);
-  checkCapacity(options.capacity);
+  checkCapacity(options.capacityBytes);
   const st = sys(`inherited fd ${fd}`, () => native.fstat(fd));
   const type = st.mode & fsConstants.S_IFMT;
   if (type !== fsConstants.S_IFIFO && type !== fsConstants.S_IFSOCK) {
@@ -363,7 +367,7 @@ export function openInheritedPipe<C extends CodecOption | undefined = undefined>
   }
   native.setCloexec(fd, true);
   native.setNonBlocking(fd, true);
-  if (options.capacity !== undefined && type === fsConstants.S_IFIFO) setPipeCapacity(fd, options.capacity);
+  if (options.capacityBytes !== undefined && type === fsConstants.S_IFIFO) setPipeCapacity(fd, options.capacityBytes);
   return dir === 'r' ? new PipeReader<MessageOf<C>>(fd, readerOptions(options)) : new PipeWriter<MessageOf<C>>(fd, writerOptions(options));
 }
 

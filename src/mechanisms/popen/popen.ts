@@ -141,19 +141,19 @@ export function popen<C extends CodecOption | undefined = undefined>(
     if (options.shell === true) throw invalidArgument('{ shell: true } takes the command as one string, not an argv array');
     argv = validateArgv(command);
   }
-  const { shell, cwd, env, dieWithParent, processGroup, stderr, stdin, stdout, capacity, ...streamOptions } = options;
+  const { shell, cwd, env, dieWithParent, processGroup, stderr, stdin, stdout, capacityBytes, ...streamOptions } = options;
   validateChildOptions(options);
   validate.optionalOneOf('stdin', stdin, ['inherit', 'ignore'] as const);
   validate.optionalOneOf('stdout', stdout, ['inherit', 'ignore'] as const);
   // Check the stream options (all of them, as the reader/writer will) before starting anything.
   validateStreamOptions(streamOptions);
-  if (capacity !== undefined) validate.integer('capacity', capacity, 1, 2 ** 31 - 1);
+  if (capacityBytes !== undefined) validate.integer('capacityBytes', capacityBytes, 1, 2 ** 31 - 1);
   const [r, w] = sys('create pipe', () => native.pipe());
   const [mine, theirs] = mode === 'r' ? [r, w] : [w, r];
   let started;
   try {
     native.setNonBlocking(mine, true);
-    if (capacity !== undefined) setPipeCapacity(mine, capacity);
+    if (capacityBytes !== undefined) setPipeCapacity(mine, capacityBytes);
     const stdio = mode === 'r' ? [stdin ?? 'ignore', theirs, stderr ?? 'inherit'] : [theirs, stdout ?? 'inherit', stderr ?? 'inherit'];
     started = startChild(argv, stdio, {
       ...(cwd !== undefined ? { cwd } : {}),

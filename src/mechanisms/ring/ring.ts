@@ -2,7 +2,7 @@
  * The ring channel: a bounded ring of variable-length messages in one shared memory
  * segment, the fastest channel JavaScript can have between two processes.
  *
- * `createRing(name, { capacity })` / `await openRing(name)` give a `Ring`;
+ * `createRing(name, { capacityBytes })` / `await openRing(name)` give a `Ring`;
  * `await ring.sender()` is the producer side (a Sender), `await ring.receiver()` the
  * consumer side (a Receiver); `…Sync` forms for workers and scripts. One producer by
  * default; `{ producers: 'many' }` lets several threads or processes send, with a
@@ -44,8 +44,8 @@ export { RingReceiver, type RingView } from './receiver.js';
 
 export interface CreateRingOptions extends CreateObjectOptions {
   /** Bytes of the data region: a power of two from 4 KiB to 1 GiB (default 1 MiB). */
-  capacity?: number;
-  /** Largest message (default capacity / 2; at most capacity - 8). */
+  capacityBytes?: number;
+  /** Largest message (default capacityBytes / 2; at most capacityBytes - 8). */
   maxMessageBytes?: number;
   /** 'one' (default): one producer at a time; 'many': several, with claim/commit. */
   producers?: 'one' | 'many';
@@ -57,7 +57,7 @@ export type OpenRingOptions = OpenObjectOptions;
 
 export interface RingInfo {
   name: string;
-  capacity: number;
+  capacityBytes: number;
   maxMessageBytes: number;
   producers: 'one' | 'many';
   maxProducers: number;
@@ -114,7 +114,8 @@ export class Ring {
     this.name = core.name;
   }
 
-  get capacity(): number {
+  /** Bytes of the data region. */
+  get capacityBytes(): number {
     return this.#core.capacity;
   }
   get maxMessageBytes(): number {
@@ -192,7 +193,7 @@ export class Ring {
     const creator = creatorOf(mem);
     return {
       name: core.name,
-      capacity: core.capacity,
+      capacityBytes: core.capacity,
       maxMessageBytes: core.maxMessageBytes,
       producers: core.many ? 'many' : 'one',
       maxProducers: core.producers,
@@ -232,8 +233,8 @@ export class Ring {
 export function createRing(name: string, options: CreateRingOptions = {}): Ring {
   const n = validate.posixName(name);
   validate.object('options', options);
-  const capacity = validate.integer('capacity', options.capacity ?? 1024 * 1024, MIN_CAPACITY, MAX_CAPACITY);
-  if ((capacity & (capacity - 1)) !== 0) throw invalidArgument(`capacity must be a power of two, got ${capacity}`);
+  const capacity = validate.integer('capacityBytes', options.capacityBytes ?? 1024 * 1024, MIN_CAPACITY, MAX_CAPACITY);
+  if ((capacity & (capacity - 1)) !== 0) throw invalidArgument(`capacityBytes must be a power of two, got ${capacity}`);
   const maxMessage = validate.integer('maxMessageBytes', options.maxMessageBytes ?? capacity / 2, 1, capacity - RECORD_HEADER);
   const producers = options.producers === undefined ? 'one' : validate.oneOf('producers', options.producers, ['one', 'many'] as const);
   const slots = producers === 'one' ? 1 : validate.integer('maxProducers', options.maxProducers ?? 16, 1, MAX_PRODUCERS);

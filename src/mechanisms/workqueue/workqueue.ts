@@ -7,7 +7,7 @@
  * recovery after a crash), producer.ts (put), consumer.ts (get, taskDone, join), and this
  * handle, which opens the queue and takes a row of its participant table.
  *
- * - A slot stays taken until taskDone(), so `capacity` bounds the items waiting plus the
+ * - A slot stays taken until taskDone(), so `capacityJobs` bounds the items waiting plus the
  *   items in progress; put waits (backpressure) when no slot is free.
  * - Waiting spins briefly, then sleeps on a futex with sleeper flags, as the ring does.
  * - Order: items are taken roughly in the order they were put (exactly, with one producer
@@ -33,8 +33,8 @@ export interface WorkQueueHandleOptions<C extends CodecOption | undefined = unde
 }
 
 export interface CreateWorkQueueOptions<C extends CodecOption | undefined = undefined> extends CreateObjectOptions, WorkQueueHandleOptions<C> {
-  /** Slots: items waiting plus items in progress (default 1024). */
-  capacity?: number;
+  /** Jobs it holds: jobs waiting plus jobs in progress (default 1024). */
+  capacityJobs?: number;
   /** Largest item, in bytes after the codec (default 4096). */
   maxMessageBytes?: number;
   /** Handles (threads or processes) that may be attached at once (default 64, at most 4096). */
@@ -224,7 +224,7 @@ function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined>)
 export function createWorkQueue<C extends CodecOption | undefined = undefined>(name: string, options: CreateWorkQueueOptions<C> = {}): WorkQueue<MessageOf<C>> {
   const n = validate.posixName(name);
   validate.object('options', options);
-  const capacity = validate.integer('capacity', options.capacity ?? 1024, 1, 1 << 24);
+  const capacity = validate.integer('capacityJobs', options.capacityJobs ?? 1024, 1, 1 << 24);
   const max = validate.integer('maxMessageBytes', options.maxMessageBytes ?? 4096, 1, 1 << 30);
   const participants = validate.integer('maxParticipants', options.maxParticipants ?? 64, 1, MAX_PARTICIPANTS);
   const h = handleOptions(options);
