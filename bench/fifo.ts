@@ -36,10 +36,10 @@ async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: F
       ctx.progress(`fifo: ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
       const paths: Paths = { down: createFifo(join(dir, `down-${size}-${role}`)), up: createFifo(join(dir, `up-${size}-${role}`)) };
       try {
-        const rx = await openFifo(paths.up, 'r');
+        const rx = await openFifo(paths.up, 'read');
         const child = startChild('fifo', role, paths);
         try {
-          const tx = await openFifo(paths.down, 'w', { capacityBytes: CAPACITY, timeout: 20_000 });
+          const tx = await openFifo(paths.down, 'write', { capacityBytes: CAPACITY, timeout: 20_000 });
           try {
             if (role === 'echo') {
               const l = await pinnedPair(ctx, child.child.pid!, () => rttLoop(tx, rx, size, ctx.budget));
@@ -79,8 +79,8 @@ export const scenarios: Scenario[] = [
 ];
 
 async function open(args: Paths) {
-  const rx = await openFifo(args.down, 'r');
-  const tx = await openFifo(args.up, 'w', { capacityBytes: CAPACITY, timeout: 20_000 });
+  const rx = await openFifo(args.down, 'read');
+  const tx = await openFifo(args.up, 'write', { capacityBytes: CAPACITY, timeout: 20_000 });
   return { rx, tx };
 }
 

@@ -8,7 +8,7 @@
  * mq_send per message). The receiving child uses `receiveMany()` in both.
  */
 import { RESOLVED } from '../src/core/channel.js';
-import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
+import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
 import { cFigure, now, runC, seqOf, stamp, startChild, tell, throughputFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
@@ -52,14 +52,14 @@ function plan(): { sizes: number[]; depth: (size: number) => number; notes: stri
 
 let counter = 0;
 
-async function withQueues<R>(size: number, maxMessages: number, role: string, body: (tx: MessageQueueSender, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
+async function withQueues<R>(size: number, maxMessages: number, role: string, body: (tx: MessageQueue, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
   const base = `/ipckit-bench-${process.pid}-${++counter}`;
   const to = `${base}-to`;
   const from = `${base}-from`;
-  const tx = createMessageQueue(to, { maxMessages, maxMessageBytes: Math.max(size, 8), access: 'w' });
+  const tx = createMessageQueue(to, { maxMessages, maxMessageBytes: Math.max(size, 8) });
   let rx: MessageQueueReceiver | undefined;
   try {
-    rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8), access: 'r' });
+    rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8) });
     const child = startChild('mqueue', role, { to, from });
     pin(child.child.pid!, placement.childCpu);
     try {
@@ -79,7 +79,7 @@ async function withQueues<R>(size: number, maxMessages: number, role: string, bo
 }
 
 /** One-way with sendMany: batches of `batch` distinct buffers, each stamped with its sequence number. */
-async function batchThroughputLoop(tx: MessageQueueSender, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<{ messages: number; seconds: number }> {
+async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<{ messages: number; seconds: number }> {
   const bufs = Array.from({ length: batch }, () => new Uint8Array(Math.max(size, 8)).fill(120));
   const start = now();
   const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
@@ -163,8 +163,8 @@ export const scenarios: Scenario[] = [
 ];
 
 async function openPair(args: { to: string; from: string }): Promise<{ rx: MessageQueueReceiver; tx: MessageQueueSender }> {
-  const rx = openMessageQueue(args.to, { mode: 'r' });
-  const tx = openMessageQueue(args.from, { mode: 'w' });
+  const rx = await openMessageQueue(args.to, 'read');
+  const tx = await openMessageQueue(args.from, 'write');
   tell({ ready: true });
   return { rx, tx };
 }

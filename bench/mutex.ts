@@ -91,7 +91,7 @@ export const scenarios: Scenario[] = [
 export const children = {
   async relay(args: { names: string[]; stop: string }): Promise<void> {
     const mutexes = await Promise.all(args.names.map((n) => openMutex(n)));
-    const stop = openSemaphore(args.stop);
+    const stop = await openSemaphore(args.stop);
     mutexes[2]!.tryLock();
     tell({ ready: true });
     for (let j = 0; ; j++) {

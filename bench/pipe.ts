@@ -15,7 +15,7 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
     for (const role of ['echo', 'sink'] as const) {
       ctx.progress(`${mechanism}: ${variant} ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
       const child = spawnWithPipes([process.execPath, childScript, 'pipe', role, '{}'], {
-        pipes: { 3: 'to-child', 4: 'from-child' },
+        pipes: { 3: 'write', 4: 'read' },
         capacityBytes: CAPACITY,
       });
       const tx = child.sender(3);
@@ -53,15 +53,15 @@ export const scenarios: Scenario[] = [
 
 export const children = {
   async echo(): Promise<void> {
-    const rx = openInheritedPipe(3, 'r');
-    const tx = openInheritedPipe(4, 'w');
+    const rx = openInheritedPipe(3, 'read');
+    const tx = openInheritedPipe(4, 'write');
     await echoLoop(rx, tx);
     await tx.close();
     await rx.close();
   },
   async sink(): Promise<void> {
-    const rx = openInheritedPipe(3, 'r');
-    const tx = openInheritedPipe(4, 'w');
+    const rx = openInheritedPipe(3, 'read');
+    const tx = openInheritedPipe(4, 'write');
     await sinkLoop(rx, tx);
     await tx.close();
     await rx.close();

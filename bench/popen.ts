@@ -32,7 +32,7 @@ function endMarker(buf: Uint8Array, count: number): Uint8Array {
 const countOf = (buf: Uint8Array): number => new DataView(buf.buffer, buf.byteOffset, buf.length).getFloat64(8, true);
 
 async function toChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
-  const w = popen([process.execPath, childScript, 'popen', 'sink', '{}'], 'w', { capacityBytes: CAPACITY, stdout: 'ignore' });
+  const w = popen([process.execPath, childScript, 'popen', 'sink', '{}'], 'write', { capacityBytes: CAPACITY, stdout: 'ignore' });
   return sendAll(w, size, budget);
 }
 
@@ -63,7 +63,7 @@ async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget)
 }
 
 async function fromChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
-  const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds: budget.thrSeconds, max: budget.thrMessages })], 'r', {
+  const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds: budget.thrSeconds, max: budget.thrMessages })], 'read', {
     capacityBytes: CAPACITY,
   });
   return receiveAll(r);
@@ -121,7 +121,7 @@ export const scenarios: Scenario[] = [
 export const children = {
   /** Reads stdin until the end marker; exits 0 only if every message arrived, in order. */
   async sink(): Promise<void> {
-    const rx = openInheritedPipe(0, 'r');
+    const rx = openInheritedPipe(0, 'read');
     let expected = 0;
     for (;;) {
       for (const m of await rx.receiveMany()) {
@@ -141,7 +141,7 @@ export const children = {
   },
   /** Writes a start marker, then numbered messages for `seconds`, then the end marker with the count. */
   async source(args: { size: number; seconds: number; max: number }): Promise<void> {
-    const tx = openInheritedPipe(1, 'w');
+    const tx = openInheritedPipe(1, 'write');
     const buf = new Uint8Array(Math.max(args.size, 16)).fill(120);
     await tx.send(stamp(buf, START));
     await tx.flush();

@@ -83,9 +83,9 @@ export const scenarios: Scenario[] = [
 
 export const children = {
   async echo(names: { ping: string; pong: string; stop: string }): Promise<void> {
-    const ping = openSemaphore(names.ping);
-    const pong = openSemaphore(names.pong);
-    const stop = openSemaphore(names.stop);
+    const ping = await openSemaphore(names.ping);
+    const pong = await openSemaphore(names.pong);
+    const stop = await openSemaphore(names.stop);
     tell({ ready: true });
     for (;;) {
       await ping.wait();

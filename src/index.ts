@@ -37,9 +37,10 @@ export {
   MessageQueueReceiver,
   MessageQueueSender,
   openMessageQueue,
+  openMessageQueueSync,
   unlinkMessageQueue,
   type CreateMessageQueueOptions,
-  type MessageQueueAccess,
+  type MessageQueueDirection,
   type MessageQueueAttributes,
   type MessageQueueLimits,
   type MessageQueueOptions,
@@ -47,13 +48,14 @@ export {
   type ReceivedMessage,
   type SendOptions,
 } from './mechanisms/mqueue/mqueue.js';
-export { createSemaphore, openSemaphore, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './mechanisms/semaphore/semaphore.js';
+export { createSemaphore, openSemaphore, openSemaphoreSync, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './mechanisms/semaphore/semaphore.js';
 export { BoundedPool, createBoundedPool, openBoundedPool, openBoundedPoolSync, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './mechanisms/pool/pool.js';
 export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, openMutexSync, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mechanisms/mutex/mutex.js';
 export {
   createSharedMemory,
   mapFile,
   openSharedMemory,
+  openSharedMemorySync,
   SharedMemory,
   unlinkSharedMemory,
   type CreateSharedMemoryOptions,

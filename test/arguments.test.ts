@@ -40,6 +40,7 @@ const {
   openFifo,
   openInheritedPipe,
   openMessageQueue,
+  openMessageQueueSync,
   openSealedMemory,
   openSocketFd,
   PacketChannel,
@@ -71,6 +72,7 @@ const {
 
 /** Exports of the shared-memory stack: test/shm-stack-args.test.ts checks them. */
 const OTHER_BRANCH = new Set([
+  'openSemaphoreSync', 'openSharedMemorySync',
   'openBoundedPoolSync', 'openMutexSync', 'openRingChannelSync', 'openRingSync', 'openWorkQueueSync',
   'BoundedPool', 'Mutex', 'Ring', 'RingChannel', 'RingReceiver', 'RingSender', 'Semaphore', 'SharedMemory', 'WorkQueue',
   'createBoundedPool', 'createMutex', 'createRing', 'createSemaphore', 'createSharedMemory', 'createWorkQueue', 'mapFile',
@@ -175,16 +177,16 @@ const decoder = new FrameDecoder('length', 100);
 
 before(async () => {
   pipe = createPipe({ codec: 'utf8' });
-  child = spawnWithPipes(['sleep', '30'], { pipes: { 3: 'to-child', 4: 'from-child' } });
-  popenR = popen(['sleep', '30'], 'r');
-  popenW = popen(['sleep', '30'], 'w');
+  child = spawnWithPipes(['sleep', '30'], { pipes: { 3: 'write', 4: 'read' } });
+  popenR = popen(['sleep', '30'], 'read');
+  popenW = popen(['sleep', '30'], 'write');
   fifoPath = createFifo(scratchPath('args'));
-  fifoR = await openFifo(fifoPath, 'r');
-  fifoW = await openFifo(fifoPath, 'w');
+  fifoR = await openFifo(fifoPath, 'read');
+  fifoW = await openFifo(fifoPath, 'write');
   mqName = uniqueName('args');
   mq = createMessageQueue(mqName, { maxMessages: 4, maxMessageBytes: 64 });
-  mqR = openMessageQueue(mqName, { access: 'r' });
-  mqW = openMessageQueue(mqName, { access: 'w' });
+  mqR = await openMessageQueue(mqName, 'read');
+  mqW = await openMessageQueue(mqName, 'write');
   signals = signalReceiver('SIGUSR2');
   stream = socketPair('unix');
   packet = socketPair('unix-seqpacket');
@@ -353,20 +355,20 @@ const TABLE: Record<string, () => Case[]> = {
   openInheritedPipe: () => [
     ['a negative fd', () => openInheritedPipe(-1), /fd/],
     ['an unknown direction', () => openInheritedPipe(0, bad('x')), /direction/],
-    ['capacity 0, before the fd is touched', () => openInheritedPipe(0, 'r', { capacityBytes: 0 }), /capacityBytes/],
-    ['an unknown codec', () => openInheritedPipe(0, 'r', { codec: bad('yaml') }), /codec/],
+    ['capacity 0, before the fd is touched', () => openInheritedPipe(0, 'read', { capacityBytes: 0 }), /capacityBytes/],
+    ['an unknown codec', () => openInheritedPipe(0, 'read', { codec: bad('yaml') }), /codec/],
   ],
   spawnWithPipes: () => [
-    ['an empty command', () => spawnWithPipes([], { pipes: { 3: 'to-child' } }), /command/],
-    ['no pipes', () => spawnWithPipes(['true'], bad({})), /pipes/],
+    ['an empty command', () => spawnWithPipes([], { pipes: { 3: 'write' } }), /command/],
+    ['pipes that is an array', () => spawnWithPipes(['true'], { pipes: bad([3]) }), /pipes/],
     ['an unknown direction', () => spawnWithPipes(['true'], { pipes: { 3: bad('sideways') } }), /pipes\[3\]/],
-    ['a pipe with an unknown codec', () => spawnWithPipes(['true'], { pipes: { 3: { direction: 'to-child', codec: bad('yaml') } } }), /codec/],
-    ['stdin that is neither', () => spawnWithPipes(['true'], { pipes: { 3: 'to-child' }, stdin: bad('pipe') }), /stdin/],
-    ['a cwd that is a number', () => spawnWithPipes(['true'], { pipes: { 3: 'to-child' }, cwd: bad(5) }), /cwd/],
-    ['an env value that is a number', () => spawnWithPipes(['true'], { pipes: { 3: 'to-child' }, env: bad({ A: 1 }) }), /env\.A/],
-    ['dieWithParent that is a string', () => spawnWithPipes(['true'], { pipes: { 3: 'to-child' }, dieWithParent: bad('no') }), /dieWithParent/],
-    ['processGroup that is a number', () => spawnWithPipes(['true'], { pipes: { 3: 'to-child' }, processGroup: bad(1) }), /processGroup/],
-    ['capacity 0', () => spawnWithPipes(['true'], { pipes: { 3: 'to-child' }, capacityBytes: 0 }), /capacity/],
+    ['a pipe with an unknown codec', () => spawnWithPipes(['true'], { pipes: { 3: { direction: 'write', codec: bad('yaml') } } }), /codec/],
+    ['stdin that is neither', () => spawnWithPipes(['true'], { pipes: { 3: 'write' }, stdin: bad('pipe') }), /stdin/],
+    ['a cwd that is a number', () => spawnWithPipes(['true'], { pipes: { 3: 'write' }, cwd: bad(5) }), /cwd/],
+    ['an env value that is a number', () => spawnWithPipes(['true'], { pipes: { 3: 'write' }, env: bad({ A: 1 }) }), /env\.A/],
+    ['dieWithParent that is a string', () => spawnWithPipes(['true'], { pipes: { 3: 'write' }, dieWithParent: bad('no') }), /dieWithParent/],
+    ['processGroup that is a number', () => spawnWithPipes(['true'], { pipes: { 3: 'write' }, processGroup: bad(1) }), /processGroup/],
+    ['capacity 0', () => spawnWithPipes(['true'], { pipes: { 3: 'write' }, capacityBytes: 0 }), /capacity/],
   ],
   'PipedChild.sender': () => [['an fd that is a string', () => child.sender(bad('3')), /fd/]],
   'PipedChild.receiver': () => [['a negative fd', () => child.receiver(-4), /fd/]],
@@ -382,15 +384,15 @@ const TABLE: Record<string, () => Case[]> = {
 
   // --- popen ---
   popen: () => [
-    ['a command that is a number', () => popen(bad(5), 'r'), /command/],
-    ['an unknown mode', () => popen(['true'], bad('rw')), /mode/],
-    ['shell that is a string', () => popen('true', 'r', { shell: bad('yes') }), /shell/],
-    ['a string without { shell: true }', () => popen('true', 'r'), /shell/],
-    ['stdout that is neither', () => popen(['true'], 'w', { stdout: bad('pipe') }), /stdout/],
-    ['stderr that is neither', () => popen(['true'], 'r', { stderr: bad('pipe') }), /stderr/],
-    ['an env that is a string', () => popen(['true'], 'r', { env: bad('A=1') }), /env/],
-    ['capacity 0', () => popen(['true'], 'r', { capacityBytes: 0 }), /capacityBytes/],
-    ['an unknown framing', () => popen(['true'], 'r', { framing: bad('chunks') }), /framing/],
+    ['a command that is a number', () => popen(bad(5), 'read'), /command/],
+    ['an unknown direction', () => popen(['true'], bad('r')), /direction/],
+    ['shell that is a string', () => popen('true', 'read', { shell: bad('yes') }), /shell/],
+    ['a string without { shell: true }', () => popen('true', 'read'), /shell/],
+    ['stdout that is neither', () => popen(['true'], 'write', { stdout: bad('pipe') }), /stdout/],
+    ['stderr that is neither', () => popen(['true'], 'read', { stderr: bad('pipe') }), /stderr/],
+    ['an env that is a string', () => popen(['true'], 'read', { env: bad('A=1') }), /env/],
+    ['capacity 0', () => popen(['true'], 'read', { capacityBytes: 0 }), /capacityBytes/],
+    ['an unknown framing', () => popen(['true'], 'read', { framing: bad('chunks') }), /framing/],
   ],
   'PopenReader.kill': () => [['a signal that is an object', () => popenR.kill(bad({})), /signal/]],
   'PopenReader.close': () => [['a negative timeout', () => popenR.close({ timeout: -1 }), /timeout/]],
@@ -407,19 +409,19 @@ const TABLE: Record<string, () => Case[]> = {
   openFifo: () => {
     const missing = scratchPath('no-such-fifo'); // arguments are checked before the path is looked at
     return [
-      ['a path that is a number', () => openFifo(bad(5), 'r'), /path/],
-      ['an unknown mode', () => openFifo(missing, bad('rw')), /mode/],
-      ['options that are a number', () => openFifo(missing, 'r', bad(5)), /options/],
-      ['a negative timeout', () => openFifo(missing, 'w', { timeout: -1 }), /timeout/],
-      ['a signal that is a string', () => openFifo(missing, 'w', { signal: bad('x') }), /signal/],
-      ['capacity 0', () => openFifo(missing, 'r', { capacityBytes: 0 }), /capacityBytes/],
-      ['keepOpen that is a string', () => openFifo(missing, 'r', { keepOpen: bad('yes') }), /keepOpen/],
-      ['unlinkOnClose that is a number', () => openFifo(missing, 'r', { unlinkOnClose: bad(1) }), /unlinkOnClose/],
-      ['a negative owner', () => openFifo(missing, 'r', { owner: -1 }), /owner/],
-      ['anyOwner that is a string', () => openFifo(missing, 'r', { anyOwner: bad('yes') }), /anyOwner/],
-      ['a mode beyond 0o777', () => openFifo(missing, 'r', { mode: 0o1777 }), /mode/],
-      ['atomic that is a string', () => openFifo(missing, 'w', { atomic: bad('yes') }), /atomic/],
-      ['a zero highWaterMark', () => openFifo(missing, 'w', { highWaterMark: 0 }), /highWaterMark/],
+      ['a path that is a number', () => openFifo(bad(5), 'read'), /path/],
+      ['an unknown direction', () => openFifo(missing, bad('r')), /direction/],
+      ['options that are a number', () => openFifo(missing, 'read', bad(5)), /options/],
+      ['a negative timeout', () => openFifo(missing, 'write', { timeout: -1 }), /timeout/],
+      ['a signal that is a string', () => openFifo(missing, 'write', { signal: bad('x') }), /signal/],
+      ['capacity 0', () => openFifo(missing, 'read', { capacityBytes: 0 }), /capacityBytes/],
+      ['keepOpen that is a string', () => openFifo(missing, 'read', { keepOpen: bad('yes') }), /keepOpen/],
+      ['unlinkOnClose that is a number', () => openFifo(missing, 'read', { unlinkOnClose: bad(1) }), /unlinkOnClose/],
+      ['a negative owner', () => openFifo(missing, 'read', { owner: -1 }), /owner/],
+      ['anyOwner that is a string', () => openFifo(missing, 'read', { anyOwner: bad('yes') }), /anyOwner/],
+      ['a mode beyond 0o777', () => openFifo(missing, 'read', { mode: 0o1777 }), /mode/],
+      ['atomic that is a string', () => openFifo(missing, 'write', { atomic: bad('yes') }), /atomic/],
+      ['a zero highWaterMark', () => openFifo(missing, 'write', { highWaterMark: 0 }), /highWaterMark/],
     ];
   },
 
@@ -428,17 +430,19 @@ const TABLE: Record<string, () => Case[]> = {
     ['an empty name', () => createMessageQueue(''), /name/],
     ['maxMessages 0', () => createMessageQueue(uniqueName(), { maxMessages: 0 }), /maxMessages/],
     ['a fractional maxMessageBytes', () => createMessageQueue(uniqueName(), { maxMessageBytes: 1.5 }), /maxMessageBytes/],
-    ['an unknown access', () => createMessageQueue(uniqueName(), { access: bad('x') }), /access/],
     ['an unknown codec', () => createMessageQueue(uniqueName(), { codec: bad('yaml') }), /codec/],
     ['unlinkOnClose that is a string', () => createMessageQueue(uniqueName(), { unlinkOnClose: bad('yes') }), /unlinkOnClose/],
   ],
   openMessageQueue: () => [
     ['a name that is a number', () => openMessageQueue(bad(5)), /name/],
-    ['an unknown mode', () => openMessageQueue(mqName, { mode: bad('x') }), /mode/],
+    ['an unknown direction', () => openMessageQueue(mqName, bad('r')), /direction/],
+    ['a mode that is not permission bits', () => openMessageQueue(mqName, { mode: bad('x') }), /mode/],
     ['a negative owner, before the queue is opened', () => openMessageQueue(mqName, { owner: -1 }), /owner/],
     ['anyOwner that is a string', () => openMessageQueue(mqName, { anyOwner: bad('yes') }), /anyOwner/],
     ['unlinkOnClose that is a number', () => openMessageQueue(mqName, { unlinkOnClose: bad(1) }), /unlinkOnClose/],
+    ['wait that is a string', () => openMessageQueue(mqName, { wait: bad('yes') }), /wait/],
   ],
+  openMessageQueueSync: () => [['an unknown direction', () => openMessageQueueSync(mqName, bad('both ways')), /direction/]],
   unlinkMessageQueue: () => [['a name that is a number', () => unlinkMessageQueue(bad(5)), /name/]],
   messageQueueBytes: () => [
     ['maxMessages 0', () => messageQueueBytes(0, 10), /maxMessages/],

@@ -20,8 +20,8 @@ channelConformance('fifo', {
   backpressure: true,
   async make(o) {
     const path = createFifo(scratchPath('conformance'));
-    const receiver = await openFifo(path, 'r', { codec: o.receiverCodec, maxMessageBytes: o.maxMessageBytes });
-    const sender = await openFifo(path, 'w', { codec: o.senderCodec, maxMessageBytes: o.maxMessageBytes });
+    const receiver = await openFifo(path, 'read', { codec: o.receiverCodec, maxMessageBytes: o.maxMessageBytes });
+    const sender = await openFifo(path, 'write', { codec: o.senderCodec, maxMessageBytes: o.maxMessageBytes });
     return {
       sender,
       receiver,
@@ -103,24 +103,24 @@ describe('fifo: opening what is not ours is refused', () => {
   it('a regular file is ERR_IPCKIT_INVALID_ARGUMENT; a missing path ERR_IPCKIT_NOT_FOUND', async () => {
     const file = scratchPath('regular');
     writeFileSync(file, 'x');
-    await rejectsWith(openFifo(file, 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    await rejectsWith(openFifo(file, 'w', { timeout: 100 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    await rejectsWith(openFifo(scratchPath('missing'), 'r'), 'ERR_IPCKIT_NOT_FOUND');
-    await rejectsWith(openFifo(scratchPath('missing'), 'w'), 'ERR_IPCKIT_NOT_FOUND');
+    await rejectsWith(openFifo(file, 'read'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    await rejectsWith(openFifo(file, 'write', { timeout: 100 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    await rejectsWith(openFifo(scratchPath('missing'), 'read'), 'ERR_IPCKIT_NOT_FOUND');
+    await rejectsWith(openFifo(scratchPath('missing'), 'write'), 'ERR_IPCKIT_NOT_FOUND');
   });
 
   it('a symlink, even to our own FIFO, is ERR_IPCKIT_PERMISSION', async () => {
     const fifo = createFifo(scratchPath('target'));
     const link = scratchPath('link-to-fifo');
     symlinkSync(fifo, link);
-    await rejectsWith(openFifo(link, 'r'), 'ERR_IPCKIT_PERMISSION');
-    await rejectsWith(openFifo(link, 'w', { timeout: 100 }), 'ERR_IPCKIT_PERMISSION');
+    await rejectsWith(openFifo(link, 'read'), 'ERR_IPCKIT_PERMISSION');
+    await rejectsWith(openFifo(link, 'write', { timeout: 100 }), 'ERR_IPCKIT_PERMISSION');
   });
 
   it('a FIFO wider than 0600 is refused unless that mode is allowed', async () => {
     const path = createFifo(scratchPath('wide'), { mode: 0o666 });
-    await rejectsWith(openFifo(path, 'r'), 'ERR_IPCKIT_PERMISSION');
-    const reader = await openFifo(path, 'r', { mode: 0o666 });
+    await rejectsWith(openFifo(path, 'read'), 'ERR_IPCKIT_PERMISSION');
+    const reader = await openFifo(path, 'read', { mode: 0o666 });
     await reader.close();
   });
 
@@ -129,10 +129,10 @@ describe('fifo: opening what is not ours is refused', () => {
     const made = await run(AS_NOBODY[0]!, [...AS_NOBODY.slice(1), '/usr/bin/python3', '-c', 'import os, sys; os.mkfifo(sys.argv[1], 0o600)', path]).done;
     assert.equal(made.code, 0, made.stderr);
     assert.equal(statSync(path).uid, 65534);
-    const e = await rejectsWith(openFifo(path, 'r'), 'ERR_IPCKIT_PERMISSION');
+    const e = await rejectsWith(openFifo(path, 'read'), 'ERR_IPCKIT_PERMISSION');
     assert.equal(e.details?.uid, 65534);
-    await rejectsWith(openFifo(path, 'w', { timeout: 100 }), 'ERR_IPCKIT_PERMISSION');
-    const trusted = await openFifo(path, 'r', { anyOwner: true });
+    await rejectsWith(openFifo(path, 'write', { timeout: 100 }), 'ERR_IPCKIT_PERMISSION');
+    const trusted = await openFifo(path, 'read', { anyOwner: true });
     await trusted.close();
     unlinkFifo(path);
   });
@@ -143,7 +143,7 @@ describe('fifo: opening what is not ours is refused', () => {
       run(AS_NOBODY[0]!, [...AS_NOBODY.slice(1), process.execPath, join(fixturesDir, 'streams.js'), 'fifo', path, 'w', 'x'], {
         env: { ...process.env, FIFO_OPTIONS: JSON.stringify({ timeout: 2000, ...options }) },
       }).done;
-    const reader = await openFifo(path, 'r');
+    const reader = await openFifo(path, 'read');
     try {
       const ours = JSON.parse((await asNobody({})).stdout) as { error: string; message: string };
       assert.equal(ours.error, 'ERR_IPCKIT_PERMISSION');
@@ -161,10 +161,10 @@ describe('fifo: opening what is not ours is refused', () => {
 describe('fifo: end of stream', () => {
   it('a reader opened before any writer waits for one (it does not end at once)', async () => {
     const path = createFifo(scratchPath('early-reader'));
-    const reader = await openFifo(path, 'r', { codec: 'utf8' });
+    const reader = await openFifo(path, 'read', { codec: 'utf8' });
     try {
       await rejectsWith(reader.receive({ timeout: 150 }), 'ERR_IPCKIT_TIMEOUT');
-      const writer = await openFifo(path, 'w', { codec: 'utf8' });
+      const writer = await openFifo(path, 'write', { codec: 'utf8' });
       await writer.send('first');
       assert.equal(await within(reader.receive(), 5000), 'first');
       await writer.close();
@@ -177,10 +177,10 @@ describe('fifo: end of stream', () => {
 
   it('the stream ends when the last of several writers closes, not before', async () => {
     const path = createFifo(scratchPath('two-writers'));
-    const reader = await openFifo(path, 'r', { codec: 'utf8' });
+    const reader = await openFifo(path, 'read', { codec: 'utf8' });
     try {
-      const a = await openFifo(path, 'w', { codec: 'utf8' });
-      const b = await openFifo(path, 'w', { codec: 'utf8' });
+      const a = await openFifo(path, 'write', { codec: 'utf8' });
+      const b = await openFifo(path, 'write', { codec: 'utf8' });
       await a.send('from a');
       await a.close();
       assert.equal(await within(reader.receive(), 5000), 'from a');
@@ -199,7 +199,7 @@ describe('fifo: end of stream', () => {
     const path = createFifo(scratchPath('blocked-writer'));
     const py = runPython('import os, sys, time\nfd = os.open(sys.argv[1], os.O_WRONLY)\ntime.sleep(0.2)\nos.close(fd)', [path]);
     await sleep(100); // python is now blocked in open(), waiting for a reader
-    const reader = await openFifo(path, 'r');
+    const reader = await openFifo(path, 'read');
     try {
       await rejectsWith(within(reader.receive(), 5000, 'the end of stream'), 'ERR_IPCKIT_CLOSED');
       assert.equal((await py.done).code, 0);
@@ -211,7 +211,7 @@ describe('fifo: end of stream', () => {
 
   it('{ keepOpen: true } stays open across successive writer processes', async () => {
     const path = createFifo(scratchPath('keep-open'));
-    const reader = await openFifo(path, 'r', { codec: 'utf8', keepOpen: true });
+    const reader = await openFifo(path, 'read', { codec: 'utf8', keepOpen: true });
     try {
       for (const word of ['one', 'two', 'three']) {
         const w = await runFixture('streams', ['fifo', path, 'w', word]).done;
@@ -228,7 +228,7 @@ describe('fifo: end of stream', () => {
 
   it('{ unlinkOnClose: true } removes the path with the last close of that end', async () => {
     const path = createFifo(scratchPath('unlink-on-close'));
-    const reader = await openFifo(path, 'r', { unlinkOnClose: true });
+    const reader = await openFifo(path, 'read', { unlinkOnClose: true });
     await reader.close();
     assert.equal(existsSync(path), false);
   });
@@ -239,14 +239,14 @@ describe('fifo: a writer waits for a reader', () => {
     const path = createFifo(scratchPath('no-reader'));
     try {
       const started = Date.now();
-      await rejectsWith(openFifo(path, 'w', { timeout: 150 }), 'ERR_IPCKIT_TIMEOUT');
+      await rejectsWith(openFifo(path, 'write', { timeout: 150 }), 'ERR_IPCKIT_TIMEOUT');
       assert.ok(Date.now() - started >= 140);
       const ac = new AbortController();
-      const pending = openFifo(path, 'w', { signal: ac.signal });
+      const pending = openFifo(path, 'write', { signal: ac.signal });
       setTimeout(() => ac.abort(new Error('changed my mind')), 50);
       const e = await rejectsWith(pending, 'ERR_IPCKIT_ABORTED');
       assert.equal(((e as { cause?: Error }).cause as Error).message, 'changed my mind');
-      await rejectsWith(openFifo(path, 'w', { signal: AbortSignal.abort() }), 'ERR_IPCKIT_ABORTED');
+      await rejectsWith(openFifo(path, 'write', { signal: AbortSignal.abort() }), 'ERR_IPCKIT_ABORTED');
     } finally {
       unlinkFifo(path);
     }
@@ -254,7 +254,7 @@ describe('fifo: a writer waits for a reader', () => {
 
   it('and opens as soon as a reader (another process) comes', async () => {
     const path = createFifo(scratchPath('late-reader'));
-    const opening = openFifo(path, 'w', { codec: 'utf8', timeout: 10_000 });
+    const opening = openFifo(path, 'write', { codec: 'utf8', timeout: 10_000 });
     await sleep(100);
     const reader = runFixture('streams', ['fifo', path, 'r']);
     const writer = await within(opening, 10_000);
@@ -269,7 +269,7 @@ describe('fifo: a writer waits for a reader', () => {
     const paths = Array.from({ length: 10 }, (_, i) => createFifo(scratchPath(`waiting-${i}`)));
     let opened = 0;
     const openings = paths.map((p) =>
-      openFifo(p, 'w', { codec: 'utf8', timeout: 30_000 }).then((w) => {
+      openFifo(p, 'write', { codec: 'utf8', timeout: 30_000 }).then((w) => {
         opened++;
         return w;
       }),
@@ -278,7 +278,7 @@ describe('fifo: a writer waits for a reader', () => {
     assert.ok(content.length > 0);
     assert.equal(opened, 0, 'the writers were still waiting when readFile finished');
     const readers: FifoReader<string>[] = [];
-    for (const p of paths) readers.push(await openFifo(p, 'r', { codec: 'utf8' }));
+    for (const p of paths) readers.push(await openFifo(p, 'read', { codec: 'utf8' }));
     const writers = await within(Promise.all(openings), 10_000);
     for (const [i, w] of writers.entries()) await w.send(`to ${i}`);
     for (const [i, r] of readers.entries()) assert.equal(await within(r.receive(), 5000), `to ${i}`);
@@ -314,7 +314,7 @@ describe('fifo: unrelated processes', () => {
       [path],
     );
     assert.ok(await waitUntil(() => existsSync(path), 5000), 'python made no FIFO');
-    const writer = await openFifo(path, 'w', { codec: 'utf8', timeout: 5000 });
+    const writer = await openFifo(path, 'write', { codec: 'utf8', timeout: 5000 });
     for (const m of ['from', 'node', 'to python']) await writer.send(m);
     await writer.close();
     assert.equal((await reader.done).stdout, 'from\nnode\nto python\n');
@@ -331,7 +331,7 @@ describe('fifo: unrelated processes', () => {
       [path],
     );
     assert.ok(await waitUntil(() => existsSync(path), 5000), 'python made no FIFO');
-    const rx = await openFifo(path, 'r', { codec: 'utf8' });
+    const rx = await openFifo(path, 'read', { codec: 'utf8' });
     const got: string[] = [];
     for await (const m of rx) got.push(m);
     assert.deepEqual(got, ['from', 'python', '']);
@@ -344,8 +344,8 @@ describe('fifo: unrelated processes', () => {
 describe('fifo: the reader goes away', () => {
   it('a send after the reader closed is ERR_IPCKIT_PEER_GONE', async () => {
     const path = createFifo(scratchPath('gone'));
-    const reader = await openFifo(path, 'r');
-    const writer = await openFifo(path, 'w', { codec: 'utf8' });
+    const reader = await openFifo(path, 'read');
+    const writer = await openFifo(path, 'write', { codec: 'utf8' });
     await reader.close();
     await writer.send('x');
     await rejectsWith(writer.flush(), 'ERR_IPCKIT_PEER_GONE');
@@ -355,8 +355,8 @@ describe('fifo: the reader goes away', () => {
 
   it('capacity: F_SETPIPE_SZ on a FIFO', async () => {
     const path = createFifo(scratchPath('capacity'));
-    const reader = await openFifo(path, 'r', { capacityBytes: 1 << 20 });
-    const writer = await openFifo(path, 'w');
+    const reader = await openFifo(path, 'read', { capacityBytes: 1 << 20 });
+    const writer = await openFifo(path, 'write');
     assert.equal(writer.capacityBytes, 1 << 20);
     await writer.close();
     await reader.close();

@@ -100,8 +100,8 @@ describe('npm install of the packed tarball, no install scripts, no compiler, of
     writeFileSync(
       join(app, 'child.js'),
       `import { openInheritedPipe } from 'ipckit';
-const results = openInheritedPipe(4, 'w', { codec: 'json' });
-for await (const { n } of openInheritedPipe(3, 'r', { codec: 'json' })) await results.send({ n, square: n * n });
+const results = openInheritedPipe(4, 'write', { codec: 'json' });
+for await (const { n } of openInheritedPipe(3, 'read', { codec: 'json' })) await results.send({ n, square: n * n });
 await results.close();
 `,
     );
@@ -109,7 +109,7 @@ await results.close();
       join(app, 'parent.js'),
       `import { readFileSync } from 'node:fs';
 import { spawnWithPipes } from 'ipckit';
-const child = spawnWithPipes([process.execPath, new URL('./child.js', import.meta.url).pathname], { pipes: { 3: 'to-child', 4: 'from-child' }, codec: 'json' });
+const child = spawnWithPipes([process.execPath, new URL('./child.js', import.meta.url).pathname], { pipes: { 3: 'write', 4: 'read' }, codec: 'json' });
 for (const n of [3, 12]) await child.sender(3).send({ n });
 await child.sender(3).close();
 const results = [];

@@ -4,7 +4,7 @@ import { after, describe, it } from 'node:test';
 import {
   createMessageQueue,
   messageQueueLimits,
-  openMessageQueue,
+  openMessageQueue, openMessageQueueSync,
   unlinkMessageQueue,
   type MessageQueue,
   type MessageQueueReceiver,
@@ -34,8 +34,8 @@ channelConformance('mqueue', {
   async make(o) {
     const name = qname('conf');
     const creator = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: o.maxMessageBytes ?? 8192 });
-    const sender = openMessageQueue(name, { access: 'w', codec: o.senderCodec });
-    const receiver = openMessageQueue(name, { access: 'r', codec: o.receiverCodec });
+    const sender = await openMessageQueue(name, 'write', { codec: o.senderCodec });
+    const receiver = await openMessageQueue(name, 'read', { codec: o.receiverCodec });
     return {
       sender,
       receiver,
@@ -59,7 +59,7 @@ describe('mqueue: create, open, unlink', () => {
       assert.equal(q.owner().mode, 0o600);
       assert.equal(q.owner().uid, process.geteuid!());
       assert.throws(() => createMessageQueue(name), (e: { code?: string }) => e.code === 'ERR_IPCKIT_EXISTS');
-      const other = openMessageQueue(name);
+      const other = await openMessageQueue(name);
       await other.send(new Uint8Array([1, 2, 3]));
       assert.equal(q.attributes().currentMessages, 1);
       assert.deepEqual([...(await q.receive())], [1, 2, 3]);
@@ -69,7 +69,7 @@ describe('mqueue: create, open, unlink', () => {
     }
     assert.equal(unlinkMessageQueue(name), true);
     assert.equal(unlinkMessageQueue(name), false);
-    assert.throws(() => openMessageQueue(name), (e: { code?: string }) => e.code === 'ERR_IPCKIT_NOT_FOUND');
+    assert.throws(() => openMessageQueueSync(name), (e: { code?: string }) => e.code === 'ERR_IPCKIT_NOT_FOUND');
   });
 
   it('takes names as C and Python peers give them: a leading slash is added, bad names are refused', () => {
@@ -79,7 +79,7 @@ describe('mqueue: create, open, unlink', () => {
     void q.close();
     for (const bad of ['', '/', '/a/b', '/..', `/${'x'.repeat(255)}`, 'a\0b']) {
       throwsWith(() => createMessageQueue(bad), 'ERR_IPCKIT_INVALID_ARGUMENT');
-      throwsWith(() => openMessageQueue(bad), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => openMessageQueueSync(bad), 'ERR_IPCKIT_INVALID_ARGUMENT');
     }
     throwsWith(() => createMessageQueue(qname(), { maxMessages: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createMessageQueue(qname(), { maxMessageBytes: -1 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
@@ -89,8 +89,8 @@ describe('mqueue: create, open, unlink', () => {
   it('composes roles: a reader has no send, a writer has no receive', async () => {
     const name = qname();
     const q = createMessageQueue(name, { maxMessages: 2, maxMessageBytes: 16 });
-    const r: MessageQueueReceiver = openMessageQueue(name, { mode: 'r' });
-    const w: MessageQueueSender = openMessageQueue(name, { mode: 'w' });
+    const r: MessageQueueReceiver = await openMessageQueue(name, 'read');
+    const w: MessageQueueSender = await openMessageQueue(name, 'write');
     assert.equal('send' in r, false);
     assert.equal('receive' in w, false);
     await w.send(Buffer.from('x'));
@@ -190,7 +190,7 @@ describe('mqueue: priorities and batches', () => {
     await sleep(10);
     await q.close();
     await rejectsWith(waiting, 'ERR_IPCKIT_CLOSED');
-    const again = openMessageQueue(name);
+    const again = await openMessageQueue(name);
     assert.deepEqual(again.attributes().currentMessages, 1, 'neither the aborted nor the closed send went in');
     await again.close();
   });
@@ -210,7 +210,7 @@ describe('mqueue: waiting', () => {
       await sleep(50);
       clearInterval(timer);
       assert.ok(ticks > 10, `the event loop ran only ${ticks} timer ticks in ${Date.now() - started} ms`);
-      const senders = queues.map((q) => openMessageQueue(q.name, { mode: 'w', codec: 'utf8' }));
+      const senders = queues.map((q) => openMessageQueueSync(q.name, 'write', { codec: 'utf8' }));
       senders.forEach((s, i) => s.trySend(`m${i}`));
       assert.deepEqual(await within(Promise.all(pending), 10_000), queues.map((_, i) => `m${i}`));
       for (const s of senders) await s.close();
@@ -237,7 +237,7 @@ describe('mqueue: waiting', () => {
 
   it('streams 20,000 messages to another process in order, through a full queue', async () => {
     const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, access: 'w', codec: 'json' });
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, codec: 'json' });
     try {
       const peer = runFixture('mqsem-peer', ['mq-sink', name, '20000']);
       const lines = peer.child.stdout!;

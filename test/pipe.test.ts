@@ -55,11 +55,10 @@ describe('pipe: both ends in one process', () => {
   it('bad arguments throw at once', () => {
     throwsWith(() => createPipe({ framing: 'words' as 'raw' }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createPipe({ capacityBytes: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => spawnWithPipes('cat' as unknown as string[], { pipes: { 3: 'to-child' } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => spawnWithPipes(['cat'], { pipes: {} }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'sideways' as 'to-child' } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => spawnWithPipes(['ipckit-test-no-such-program'], { pipes: { 3: 'to-child' } }), 'ERR_IPCKIT_NOT_FOUND');
-    throwsWith(() => openInheritedPipe(-1, 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => spawnWithPipes('cat' as unknown as string[], { pipes: { 3: 'write' } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'sideways' as 'write' } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => spawnWithPipes(['ipckit-test-no-such-program'], { pipes: { 3: 'write' } }), 'ERR_IPCKIT_NOT_FOUND');
+    throwsWith(() => openInheritedPipe(-1, 'read'), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
   it('a bad receive option throws even when a message waits in the reader, which keeps it', async () => {
@@ -81,8 +80,8 @@ describe('pipe: both ends in one process', () => {
 
   it('bad stream options of spawnWithPipes leave no pipe end open', () => {
     const pipesBefore = [...openFds().values()].filter((t) => t.startsWith('pipe:')).length;
-    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'to-child' }, highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'to-child', 4: { direction: 'from-child', readBufferBytes: 1 } } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'write' }, highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'write', 4: { direction: 'read', readBufferBytes: 1 } } }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     assert.equal([...openFds().values()].filter((t) => t.startsWith('pipe:')).length, pipesBefore, 'a pipe end was left open');
   });
 
@@ -90,14 +89,14 @@ describe('pipe: both ends in one process', () => {
     const file = scratchPath('plain');
     const fd = openSync(file, 'w');
     try {
-      throwsWith(() => openInheritedPipe(fd, 'w'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => openInheritedPipe(fd, 'write'), 'ERR_IPCKIT_INVALID_ARGUMENT');
     } finally {
       closeSync(fd);
     }
     const [r, w] = native.pipe();
     try {
-      throwsWith(() => openInheritedPipe(r, 'w'), 'ERR_IPCKIT_INVALID_ARGUMENT');
-      throwsWith(() => openInheritedPipe(w, 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => openInheritedPipe(r, 'write'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => openInheritedPipe(w, 'read'), 'ERR_IPCKIT_INVALID_ARGUMENT');
     } finally {
       native.close(r);
       native.close(w);
@@ -106,9 +105,16 @@ describe('pipe: both ends in one process', () => {
 });
 
 describe('pipe: children with pipes at chosen fds', () => {
+  it('a child with no pipes of its own: spawnWithPipes starts it and close() says how it ended', async () => {
+    const none = spawnWithPipes(['sh', '-c', 'exit 3']);
+    assert.deepEqual(await none.close(), { exitCode: 3, signal: null });
+    const empty = spawnWithPipes(['true'], { pipes: {} });
+    assert.deepEqual(await empty.close(), { exitCode: 0, signal: null });
+  });
+
   it('sh reads fd 3 and writes fd 4 (lines), and its exit status comes back', async () => {
     const child = spawnWithPipes(['sh', '-c', 'while read -r line <&3; do printf "got:%s\\n" "$line" >&4; done; exit 7'], {
-      pipes: { 3: 'to-child', 4: 'from-child' },
+      pipes: { 3: 'write', 4: 'read' },
       framing: 'lines',
       codec: 'utf8',
     });
@@ -124,7 +130,7 @@ describe('pipe: children with pipes at chosen fds', () => {
   });
 
   it('sh passes length frames through cat untouched', async () => {
-    const child = spawnWithPipes(['sh', '-c', 'exec cat <&3 >&4'], { pipes: { 3: 'to-child', 4: 'from-child' } });
+    const child = spawnWithPipes(['sh', '-c', 'exec cat <&3 >&4'], { pipes: { 3: 'write', 4: 'read' } });
     const sizes = [0, 1, 4096, 70_000, 1 << 20];
     const sending = (async () => {
       for (const s of sizes) await child.sender(3).send(Buffer.alloc(s, s & 0xff));
@@ -144,7 +150,7 @@ describe('pipe: children with pipes at chosen fds', () => {
       "    n, = struct.unpack('<I', h); p = r.read(n)",
       "    w.write(struct.pack('<I', n) + p[::-1]); w.flush()",
     ].join('\n');
-    const child = spawnWithPipes(['python3', '-c', code], { pipes: { 3: 'to-child', 4: 'from-child' }, codec: 'utf8' });
+    const child = spawnWithPipes(['python3', '-c', code], { pipes: { 3: 'write', 4: 'read' }, codec: 'utf8' });
     for (const m of ['abc', '', 'x'.repeat(100_000) + 'y']) {
       await child.sender(3).send(m);
       assert.equal(await within(child.receiver(4).receive(), 10_000), [...m].reverse().join(''));
@@ -154,7 +160,7 @@ describe('pipe: children with pipes at chosen fds', () => {
 
   it('a node child opens the inherited fds with openInheritedPipe (direction from the fd)', async () => {
     const child = spawnWithPipes([process.execPath, join(fixturesDir, 'streams.js'), 'inherited-echo'], {
-      pipes: { 3: 'to-child', 4: 'from-child' },
+      pipes: { 3: 'write', 4: 'read' },
       codec: 'json',
     });
     const tx = child.sender(3);
@@ -168,7 +174,7 @@ describe('pipe: children with pipes at chosen fds', () => {
   });
 
   it('a child that writes a partial frame and exits 0: ERR_IPCKIT_BAD_FRAME with its exit status', async () => {
-    const child = spawnWithPipes(['sh', '-c', 'printf "\\012\\000\\000\\000abc" >&3'], { pipes: { 3: 'from-child' } });
+    const child = spawnWithPipes(['sh', '-c', 'printf "\\012\\000\\000\\000abc" >&3'], { pipes: { 3: 'read' } });
     const e = await rejectsWith(within(child.receiver(3).receive(), 10_000), 'ERR_IPCKIT_BAD_FRAME');
     assert.equal(e.details?.exitCode, 0);
     await child.close();
@@ -273,7 +279,7 @@ describe('pipe: the reader goes away', () => {
   });
 
   it('a child reader that exits while we write 64 MiB: one ERR_IPCKIT_PEER_GONE with its exit status', async () => {
-    const child = spawnWithPipes(['sh', '-c', 'head -c 100000 <&3 >/dev/null; exit 4'], { pipes: { 3: 'to-child' } });
+    const child = spawnWithPipes(['sh', '-c', 'head -c 100000 <&3 >/dev/null; exit 4'], { pipes: { 3: 'write' } });
     const tx = child.sender(3);
     const chunk = Buffer.alloc(64 * 1024, 1);
     let sent = 0;

@@ -21,8 +21,8 @@ channelConformance('popen (through two cat processes)', {
   backpressure: true,
   async make(o) {
     const fifo = createFifo(scratchPath('popen-chain'));
-    const receiver = popen(['cat', fifo], 'r', { codec: o.receiverCodec, maxMessageBytes: o.maxMessageBytes });
-    const sender = popen(['sh', '-c', 'exec cat > "$0"', fifo], 'w', { codec: o.senderCodec, maxMessageBytes: o.maxMessageBytes });
+    const receiver = popen(['cat', fifo], 'read', { codec: o.receiverCodec, maxMessageBytes: o.maxMessageBytes });
+    const sender = popen(['sh', '-c', 'exec cat > "$0"', fifo], 'write', { codec: o.senderCodec, maxMessageBytes: o.maxMessageBytes });
     // close() waits for the child, like pclose; `cat fifo` waits for input and would not
     // notice that its stdout went away, so closing this end also ends it.
     const closingReceiver: Receiver<unknown> = {
@@ -58,7 +58,7 @@ describe('popen: commands', () => {
   it('argv reaches the child verbatim: ; $(...) backticks quotes newlines and --', async () => {
     const marker = scratchPath('injected');
     const args = ['a;b', `$(touch ${marker})`, `\`touch ${marker}\``, '"double" \'single\'', 'line1\nline2', '--', '-x', '', '*', '$HOME', 'é ✓'];
-    const r = popen(['python3', '-c', PRINT_ARGV, ...args], 'r', { framing: 'raw', codec: 'utf8' });
+    const r = popen(['python3', '-c', PRINT_ARGV, ...args], 'read', { framing: 'raw', codec: 'utf8' });
     let out = '';
     for await (const chunk of r) out += chunk;
     assert.deepEqual(await r.close(), { exitCode: 0, signal: null });
@@ -67,9 +67,9 @@ describe('popen: commands', () => {
   });
 
   it('a shell string runs only with { shell: true }', async () => {
-    throwsWith(() => popen('echo hi', 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => popen(['echo', 'hi'], 'r', { shell: true }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    const r = popen('echo $((6 * 7)); echo "$0" | cut -c1-2', 'r', { shell: true, framing: 'lines', codec: 'utf8' });
+    throwsWith(() => popen('echo hi', 'read'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['echo', 'hi'], 'read', { shell: true }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    const r = popen('echo $((6 * 7)); echo "$0" | cut -c1-2', 'read', { shell: true, framing: 'lines', codec: 'utf8' });
     const got: string[] = [];
     for await (const line of r) got.push(line);
     assert.deepEqual(got, ['42', '/b']);
@@ -78,31 +78,31 @@ describe('popen: commands', () => {
 
   it('a shell command runs in a process group of its own: signals and SIGKILL reach what it started', async () => {
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
-      const r = popen('sleep 300 & echo $!; wait', 'r', { shell: true, framing: 'lines', codec: 'utf8' });
+      const r = popen('sleep 300 & echo $!; wait', 'read', { shell: true, framing: 'lines', codec: 'utf8' });
       const grandchild = Number(await within(r.receive(), 5000));
       assert.equal(processGone(grandchild), false);
       r.kill(signal);
       assert.deepEqual(await within(r.close(), 5000), { exitCode: null, signal });
       assert.ok(await waitUntil(() => processGone(grandchild), 1000), `${signal}: the shell's child ${grandchild} survived`);
     }
-    const code = popen('exit 9', 'r', { shell: true });
+    const code = popen('exit 9', 'read', { shell: true });
     assert.deepEqual(await within(code.close(), 5000), { exitCode: 9, signal: null });
   });
 
   it('bad arguments throw at once and start nothing', () => {
-    throwsWith(() => popen([], 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => popen(['cat'], 'x' as 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => popen(['cat'], 'r', { framing: 'bytes' as 'raw' }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => popen(['cat', 'a\0b'], 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => popen(['ipckit-test-no-such-program'], 'r'), 'ERR_IPCKIT_NOT_FOUND');
-    throwsWith(() => popen(['/etc/passwd'], 'r'), 'ERR_IPCKIT_NOT_FOUND');
+    throwsWith(() => popen([], 'read'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['cat'], 'r' as 'read'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['cat'], 'read', { framing: 'bytes' as 'raw' }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['cat', 'a\0b'], 'read'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['ipckit-test-no-such-program'], 'read'), 'ERR_IPCKIT_NOT_FOUND');
+    throwsWith(() => popen(['/etc/passwd'], 'read'), 'ERR_IPCKIT_NOT_FOUND');
   });
 
   it('bad stream options throw before anything starts: no child, no fd left open', async () => {
     const marker = scratchPath('started');
     const pipesBefore = [...openFds().values()].filter((t) => t.startsWith('pipe:')).length;
-    throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'w', { highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'r', { readBufferBytes: 1 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'write', { highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => popen(['sh', '-c', `touch ${marker}`], 'read', { readBufferBytes: 1 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     assert.equal([...openFds().values()].filter((t) => t.startsWith('pipe:')).length, pipesBefore, 'a pipe end was left open');
     await sleep(300);
     assert.equal(existsSync(marker), false, 'the command was started although popen() threw');
@@ -110,7 +110,7 @@ describe('popen: commands', () => {
 
   it("'w' mode: messages reach the child's stdin; close() flushes and returns its exit code", async () => {
     const out = scratchPath('w-out');
-    const w = popen(['sh', '-c', 'cat > "$0"; exit 5', out], 'w', { framing: 'lines', codec: 'utf8' });
+    const w = popen(['sh', '-c', 'cat > "$0"; exit 5', out], 'write', { framing: 'lines', codec: 'utf8' });
     for (let i = 0; i < 1000; i++) await w.send(`line ${i}`);
     assert.deepEqual(await within(w.close(), 10_000), { exitCode: 5, signal: null });
     const lines = readFileSync(out, 'utf8').split('\n');
@@ -119,24 +119,24 @@ describe('popen: commands', () => {
   });
 
   it('close() reports a signal like pclose, and the child is reaped (no zombie)', async () => {
-    const r = popen(['sleep', '30'], 'r');
+    const r = popen(['sleep', '30'], 'read');
     assert.ok(r.pid > 0);
     r.kill('SIGTERM');
     assert.deepEqual(await within(r.close(), 5000), { exitCode: null, signal: 'SIGTERM' });
-    const self = popen(['sh', '-c', 'kill -9 $$'], 'w');
+    const self = popen(['sh', '-c', 'kill -9 $$'], 'write');
     assert.deepEqual(await within(self.close(), 5000), { exitCode: null, signal: 'SIGKILL' });
     assert.deepEqual(zombieChildren().filter((p) => p === r.pid || p === self.pid), []);
   });
 
   it('close() on a child that keeps running takes a timeout and leaves the child to us', async () => {
-    const r = popen(['sleep', '30'], 'r');
+    const r = popen(['sleep', '30'], 'read');
     await rejectsWith(r.close({ timeout: 100 }), 'ERR_IPCKIT_TIMEOUT');
     r.kill('SIGKILL');
     assert.deepEqual(await within(r.exited, 5000), { exitCode: null, signal: 'SIGKILL' });
   });
 
   it("a child killed mid-frame: the reader's error is ERR_IPCKIT_PEER_GONE with the signal", async () => {
-    const r = popen(['sh', '-c', 'printf "\\144\\000\\000\\000abc"; kill -9 $$'], 'r');
+    const r = popen(['sh', '-c', 'printf "\\144\\000\\000\\000abc"; kill -9 $$'], 'read');
     const e = await rejectsWith(within(r.receive(), 5000), 'ERR_IPCKIT_PEER_GONE');
     assert.equal(e.details?.signal, 'SIGKILL');
     await r.close();
@@ -149,7 +149,7 @@ describe('popen: a child that exits early while we write', () => {
     ['1 KiB messages', 1024],
   ] as const) {
     it(`64 MiB in ${label}: exactly one ERR_IPCKIT_PEER_GONE, carrying the exit status`, async () => {
-      const w = popen(['sh', '-c', 'head -c 100000 >/dev/null; exit 3'], 'w');
+      const w = popen(['sh', '-c', 'head -c 100000 >/dev/null; exit 3'], 'write');
       const chunk = Buffer.alloc(size, 7);
       const total = (64 * 1024 * 1024) / size;
       const errors: Array<{ code?: string; details?: Record<string, unknown> }> = [];
@@ -192,7 +192,7 @@ describe('popen: children die with their parent', () => {
     const code = `
       import { popen } from ${JSON.stringify(new URL('../src/mechanisms/popen/popen.js', import.meta.url).href)};
       import { writeSync } from 'node:fs';
-      const r = popen(['sleep', '300'], 'r');
+      const r = popen(['sleep', '300'], 'read');
       writeSync(1, String(r.pid));
       process.kill(process.pid, 'SIGKILL');`;
     for (let i = 0; i < 10; i++) {
@@ -214,8 +214,8 @@ describe('popen: Node streams', () => {
     const data = Buffer.alloc(3 * 1024 * 1024);
     for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
     writeFileSync(source, data);
-    const r = popen(['cat', source], 'r', { framing: 'raw' });
-    const w = popen(['sh', '-c', 'cat > "$0"', target], 'w', { framing: 'raw' });
+    const r = popen(['cat', source], 'read', { framing: 'raw' });
+    const w = popen(['sh', '-c', 'cat > "$0"', target], 'write', { framing: 'raw' });
     await within(pipeline(r.stream(), w.stream()), 20_000, 'pipeline');
     assert.deepEqual(await w.exited, { exitCode: 0, signal: null });
     assert.deepEqual(await r.exited, { exitCode: 0, signal: null });
@@ -231,14 +231,14 @@ describe('popen: Node streams', () => {
       "print('|'.join(out))",
     ].join('\n');
     const out = scratchPath('frames');
-    const w = popen(['sh', '-c', 'python3 -c "$0" > "$1"', code, out], 'w');
+    const w = popen(['sh', '-c', 'python3 -c "$0" > "$1"', code, out], 'write');
     await pipeline(Readable.from(['a', 'bb', 'ccc'].map((s) => Buffer.from(s))), w.stream());
     assert.deepEqual(await w.exited, { exitCode: 0, signal: null });
     assert.equal(readFileSync(out, 'utf8'), 'a|bb|ccc\n');
   });
 
   it('destroying the Readable closes the reader: the child gets SIGPIPE', async () => {
-    const r = popen(['yes'], 'r', { framing: 'raw' });
+    const r = popen(['yes'], 'read', { framing: 'raw' });
     const stream = r.stream();
     const first = await new Promise<Buffer>((resolve) => stream.once('data', resolve));
     assert.ok(first.length > 0);

@@ -152,7 +152,7 @@ describe('ring: fast paths and views', () => {
     await rejectsWith(openRing(plain), 'ERR_IPCKIT_WRONG_KIND'); // a foreign object
     const n = ringName();
     using ring = createRing(n, { capacityBytes: 4096 });
-    using raw = openSharedMemory(n);
+    using raw = await openSharedMemory(n);
     raw.store(80, 4097); // capacity (docs/ring.md): not a power of two
     await rejectsWith(openRing(n), 'ERR_IPCKIT_CORRUPT');
     raw.store(80, 4096);

@@ -3,7 +3,7 @@ import { symlinkSync, unlinkSync, writeFileSync, statSync, mkdirSync, rmdirSync 
 import { readFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
-import { createSemaphore, openSemaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type Semaphore } from '../src/index.js';
+import { createSemaphore, openSemaphore, openSemaphoreSync, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type Semaphore } from '../src/index.js';
 import { join } from 'node:path';
 import { unlinkBoundedPool, unlinkMutex } from '../src/index.js';
 import { checkFdLeaks, mqsemWorker, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
@@ -31,7 +31,7 @@ describe('semaphore: create, open, unlink', () => {
       assert.equal(s.value(), 2);
       assert.equal(statSync(semaphorePath(name)).mode & 0o777, 0o600);
       assert.throws(() => createSemaphore(name), (e: { code?: string }) => e.code === 'ERR_IPCKIT_EXISTS');
-      const other = openSemaphore(name);
+      const other = await openSemaphore(name);
       assert.equal(other.tryWait(), true);
       assert.equal(s.value(), 1);
       other.post();
@@ -43,7 +43,7 @@ describe('semaphore: create, open, unlink', () => {
     }
     assert.equal(unlinkSemaphore(name), true);
     assert.equal(unlinkSemaphore(name), false);
-    assert.throws(() => openSemaphore(name), (e: { code?: string }) => e.code === 'ERR_IPCKIT_NOT_FOUND');
+    assert.throws(() => openSemaphoreSync(name), (e: { code?: string }) => e.code === 'ERR_IPCKIT_NOT_FOUND');
   });
 
   it('refuses bad names and values, a symlink, something that is not a semaphore, and a file too small for one', async () => {
@@ -55,18 +55,18 @@ describe('semaphore: create, open, unlink', () => {
     const link = sname('link');
     symlinkSync(semaphorePath(target), semaphorePath(link));
     try {
-      throwsWith(() => openSemaphore(link), 'ERR_IPCKIT_PERMISSION');
+      throwsWith(() => openSemaphoreSync(link), 'ERR_IPCKIT_PERMISSION');
     } finally {
       unlinkSync(semaphorePath(link));
       await real.close();
     }
     const small = sname('small');
     writeFileSync(semaphorePath(small), Buffer.alloc(4), { mode: 0o600 });
-    throwsWith(() => openSemaphore(small), 'ERR_IPCKIT_CORRUPT');
+    throwsWith(() => openSemaphoreSync(small), 'ERR_IPCKIT_CORRUPT');
     const dir = sname('dir');
     mkdirSync(semaphorePath(dir), { mode: 0o700 });
     try {
-      throwsWith(() => openSemaphore(dir), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => openSemaphoreSync(dir), 'ERR_IPCKIT_INVALID_ARGUMENT');
     } finally {
       rmdirSync(semaphorePath(dir));
     }
@@ -353,8 +353,8 @@ describe('semaphore: a corrupt sem_t', () => {
     const { openSemaphore, semaphorePath } = await import(process.argv[1]);
     const [name, flags] = [process.argv[2], Number(process.argv[3])];
     const code = async (f) => { try { await f(); return 'ok'; } catch (e) { return e.code ?? String(e); } };
-    const s = openSemaphore(name);
-    const waiter = openSemaphore(name);
+    const s = await openSemaphore(name);
+    const waiter = await openSemaphore(name);
     const waiting = waiter.wait({ timeout: 1000 }).then(() => 'ok', (e) => e.code); // glibc's post wakes only when someone waits
     await new Promise((r) => setTimeout(r, 50));
     const fd = openSync(semaphorePath(name), 'r+');
@@ -367,7 +367,7 @@ describe('semaphore: a corrupt sem_t', () => {
       tryWait: await code(() => s.tryWait()),
       wait: await code(() => s.wait({ timeout: 500 })),
       waitSync: await code(() => s.waitSync({ timeout: 500 })),
-      open: await code(() => openSemaphore(name).close()),
+      open: await code(async () => (await openSemaphore(name)).close()),
     };
     await waiter.close();
     await waiting;

@@ -22,8 +22,8 @@ import {
   openRingChannel,
   openRingChannelSync,
   openRingSync,
-  openSemaphore,
-  openSharedMemory,
+  openSemaphore, openSemaphoreSync,
+  openSharedMemory, openSharedMemorySync,
   openWorkQueue,
   openWorkQueueSync,
   unlinkBoundedPool,
@@ -31,8 +31,7 @@ import {
   unlinkRing,
   unlinkSemaphore,
   unlinkSharedMemory,
-  unlinkWorkQueue,
-} from '../src/index.js';
+  unlinkWorkQueue,} from '../src/index.js';
 import { checkFdLeaks, scratchPath, uniqueName } from './helpers.js';
 
 // Cleanup first (before the fd check): the handles, then the names.
@@ -161,7 +160,7 @@ it('shared memory and mapped files: every entry point', async () => {
   cleanups.push(() => unlinkSharedMemory(n), () => seg.close());
   refused('createSharedMemory size', () => createSharedMemory(uniqueName(), 0));
   refused('createSharedMemory reserve', () => createSharedMemory(uniqueName(), 10, { reserve: 'y' as unknown as boolean }));
-  refused('openSharedMemory readOnly', () => openSharedMemory(n, { readOnly: 'y' as unknown as boolean }));
+  refused('openSharedMemory readOnly', () => openSharedMemorySync(n, { readOnly: 'y' as unknown as boolean }));
   refused('openSharedMemory owner', () => openSharedMemory(n, { owner: -5 }));
   refused('unlinkSharedMemory', () => unlinkSharedMemory(''));
   refused('mapFile path', () => mapFile(''));
@@ -182,7 +181,7 @@ it('semaphore: every entry point', async () => {
   cleanups.push(() => unlinkSemaphore(n), () => s.close());
   refused('createSemaphore value', () => createSemaphore(uniqueName(), { value: -1 }));
   refused('createSemaphore unlinkOnClose', () => createSemaphore(uniqueName(), { unlinkOnClose: 'y' as unknown as boolean }));
-  refused('openSemaphore unlinkOnClose', () => openSemaphore(n, { unlinkOnClose: 'y' as unknown as boolean }));
+  refused('openSemaphore unlinkOnClose', () => openSemaphoreSync(n, { unlinkOnClose: 'y' as unknown as boolean }));
   refused('openSemaphore owner', () => openSemaphore(n, { owner: -1 }));
   refused('unlinkSemaphore', () => unlinkSemaphore('/a/b'));
   refused('wait timeout (a permit there: before the fast path)', () => s.wait(bad));

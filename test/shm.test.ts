@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { createSharedMemory, mapFile, openSharedMemory, unlinkSharedMemory } from '../src/mechanisms/shm/shm.js';
+import { createSharedMemory, mapFile, openSharedMemory, openSharedMemorySync, unlinkSharedMemory } from '../src/mechanisms/shm/shm.js';
 import { native } from '../src/os/native.js';
 import { AS_NOBODY, checkFdLeaks, fixturesDir, isRoot, repoRoot, jsonLines, run, rejectsWith, runFixture, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
@@ -66,7 +66,7 @@ describe('segments: create, open, unlink', () => {
 
   it('open refuses a missing name, and unlink is idempotent', () => {
     const n = name();
-    throwsWith(() => openSharedMemory(n), 'ERR_IPCKIT_NOT_FOUND');
+    throwsWith(() => openSharedMemorySync(n), 'ERR_IPCKIT_NOT_FOUND');
     createSharedMemory(n, 64).close();
     assert.equal(unlinkSharedMemory(n), true);
     assert.equal(unlinkSharedMemory(n), false);
@@ -75,8 +75,8 @@ describe('segments: create, open, unlink', () => {
   it('open refuses a segment wider than 0600 unless asked, and one of another owner unless trusted', { skip: !isRoot && 'needs root to make a segment of another user' }, async () => {
     const wide = name('wide');
     createSharedMemory(wide, 64, { mode: 0o644 }).close();
-    throwsWith(() => openSharedMemory(wide), 'ERR_IPCKIT_PERMISSION');
-    openSharedMemory(wide, { mode: 0o644 }).close();
+    throwsWith(() => openSharedMemorySync(wide), 'ERR_IPCKIT_PERMISSION');
+    (await openSharedMemory(wide, { mode: 0o644 })).close();
 
     // A squatter (uid 65534) made the name first, world-writable.
     const squat = name('squat');
@@ -89,9 +89,9 @@ describe('segments: create, open, unlink', () => {
     const asNobody = await runPython('import os,sys; os.chown("/dev/shm"+sys.argv[1], 65534, 65534)', [squat]).done;
     assert.equal(asNobody.code, 0, asNobody.stderr);
     throwsWith(() => createSharedMemory(squat, 64), 'ERR_IPCKIT_EXISTS');
-    throwsWith(() => openSharedMemory(squat), 'ERR_IPCKIT_PERMISSION');
-    openSharedMemory(squat, { anyOwner: true }).close();
-    openSharedMemory(squat, { owner: 65534, mode: 0o666 }).close();
+    throwsWith(() => openSharedMemorySync(squat), 'ERR_IPCKIT_PERMISSION');
+    (await openSharedMemory(squat, { anyOwner: true })).close();
+    (await openSharedMemory(squat, { owner: 65534, mode: 0o666 })).close();
   });
 
   it('another user cannot open an owner-only segment', { skip: !isRoot && 'needs root to run a peer as nobody' }, async () => {
@@ -177,7 +177,7 @@ describe('the SharedArrayBuffer over the mapping', () => {
     assert.equal(a.read(10, 5).toString(), 'hello');
     assert.equal(a.add(20, 5), 0);
     assert.equal(a.compareExchange(20, 5, 9), 5);
-    using b = openSharedMemory(n);
+    using b = openSharedMemorySync(n);
     assert.equal(b.load(20), 9, 'the copying path writes the shared pages');
     assert.equal(Buffer.from(b.buffer, 10, 5).toString(), 'hello');
   });
@@ -186,7 +186,7 @@ describe('the SharedArrayBuffer over the mapping', () => {
     const n = name();
     using w = createSharedMemory(n, 4096);
     w.write(Buffer.from('abc'));
-    using r = openSharedMemory(n, { readOnly: true });
+    using r = openSharedMemorySync(n, { readOnly: true });
     assert.equal(r.read(0, 3).toString(), 'abc');
     throwsWith(() => r.buffer, 'ERR_IPCKIT_UNSUPPORTED');
     throwsWith(() => r.write(Buffer.from('x')), 'ERR_IPCKIT_PERMISSION');
@@ -379,8 +379,8 @@ describe('futex wait and notify across processes', () => {
     using seg = createSharedMemory(n, 4096);
     const worker = new Worker(
       `const { parentPort, workerData } = require('node:worker_threads');
-       import(workerData.module).then(({ openSharedMemory }) => {
-         const seg = openSharedMemory(workerData.name);
+       import(workerData.module).then(({ openSharedMemorySync }) => {
+         const seg = openSharedMemorySync(workerData.name);
          parentPort.postMessage('waiting');
          seg.waitSync(0, 0);
        });`,

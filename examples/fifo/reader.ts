@@ -9,7 +9,7 @@
 import { createFifo, openFifo } from 'ipckit';
 
 const path = createFifo(process.argv[2]); // no argument: a fresh path in the private runtime folder
-const reader = await openFifo(path, 'r', { codec: 'utf8', unlinkOnClose: true });
+const reader = await openFifo(path, 'read', { codec: 'utf8', unlinkOnClose: true });
 console.log(`listening on ${path}`);
 for await (const message of reader) console.log('got', message);
 await reader.close(); // the last writer closed: the stream ended; this removes the FIFO

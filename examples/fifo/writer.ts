@@ -8,6 +8,6 @@ import { openFifo } from 'ipckit';
 
 const [path, ...messages] = process.argv.slice(2);
 if (!path) throw new Error('usage: writer.js PATH [MESSAGE...]');
-const writer = await openFifo(path, 'w', { codec: 'utf8', timeout: 5000 });
+const writer = await openFifo(path, 'write', { codec: 'utf8', timeout: 5000 });
 for (const message of messages) await writer.send(message);
 await writer.close();

@@ -9,7 +9,7 @@ const name = process.argv[2] ?? '/ipckit-example-jobs';
 async function open(): Promise<MessageQueueReceiver<unknown>> {
   for (let tries = 0; ; tries++) {
     try {
-      return openMessageQueue(name, { mode: 'r', codec: 'json' });
+      return await openMessageQueue(name, 'read', { codec: 'json' });
     } catch (e) {
       if (!isIpcError(e, 'ERR_IPCKIT_NOT_FOUND') || tries > 200) throw e;
       await new Promise((r) => setTimeout(r, 25)); // the producer has not created it yet

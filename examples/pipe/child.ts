@@ -4,8 +4,8 @@
  */
 import { openInheritedPipe } from 'ipckit';
 
-const jobs = openInheritedPipe(3, 'r', { codec: 'json' });
-const results = openInheritedPipe(4, 'w', { codec: 'json' });
+const jobs = openInheritedPipe(3, 'read', { codec: 'json' });
+const results = openInheritedPipe(4, 'write', { codec: 'json' });
 
 for await (const job of jobs) {
   const { n } = job as { n: number };

@@ -9,7 +9,7 @@ import { spawnWithPipes } from 'ipckit';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 const child = spawnWithPipes([process.execPath, childScript], {
-  pipes: { 3: 'to-child', 4: 'from-child' },
+  pipes: { 3: 'write', 4: 'read' },
   codec: 'json',
 });
 const jobs = child.sender(3);

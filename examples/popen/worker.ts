@@ -5,6 +5,6 @@
 import { openInheritedPipe } from 'ipckit';
 
 const steps = Number(process.argv[2] ?? 3);
-const out = openInheritedPipe(1, 'w', { codec: 'json' });
+const out = openInheritedPipe(1, 'write', { codec: 'json' });
 for (let step = 1; step <= steps; step++) await out.send({ step, of: steps });
 await out.close();

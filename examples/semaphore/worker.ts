@@ -6,7 +6,7 @@ import { openBoundedPool, openSemaphore } from 'ipckit';
 
 const [prefix = '/ipckit-example', id = '?'] = process.argv.slice(2);
 await using pool = await openBoundedPool(`${prefix}-pool`);
-await using done = openSemaphore(`${prefix}-done`);
+await using done = await openSemaphore(`${prefix}-done`);
 {
   using permit = await pool.acquire({ timeout: 30_000 });
   const holders = pool.holders().length;

@@ -5,7 +5,7 @@
 import { openSharedMemory } from 'ipckit';
 
 const name = process.argv[2] ?? '/ipckit-example-shm';
-using segment = openSharedMemory(name); // refuses a segment that is not ours, or wider than 0600
+using segment = await openSharedMemory(name); // refuses a segment that is not ours, or wider than 0600
 console.log(`greeting: ${segment.read(64, 64).toString().replace(/\0+$/, '')}`);
 let seen = segment.load(0);
 while (seen < 5) {

@@ -57,7 +57,7 @@ export const group: Group = {
         const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
         const mode = flags.mode as number | undefined;
         const writer = await withWaitingNote(`waiting for a reader on ${path}…`, flags.quiet === true, () =>
-          openFifo(path, 'w', { framing, ...(mode !== undefined ? { mode } : {}), ...remaining(deadline) }),
+          openFifo(path, 'write', { framing, ...(mode !== undefined ? { mode } : {}), ...remaining(deadline) }),
         );
         let sent = 0;
         const stalled = waitingNote(`waiting for the reader of ${path} to take more…`, flags.quiet === true);
@@ -87,7 +87,7 @@ export const group: Group = {
         const framing = (flags.framing as Framing | undefined) ?? 'length';
         const mode = flags.mode as number | undefined;
         const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
-        const reader = await openFifo(path, 'r', { framing, keepOpen: flags['keep-open'] === true, ...(mode !== undefined ? { mode } : {}) });
+        const reader = await openFifo(path, 'read', { framing, keepOpen: flags['keep-open'] === true, ...(mode !== undefined ? { mode } : {}) });
         try {
           return await receiveLoop(reader, {
             what: `FIFO ${path}`,

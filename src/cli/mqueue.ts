@@ -46,7 +46,7 @@ export const group: Group = {
         const [name, ...messages] = args as [string, ...string[]];
         const priority = (flags.priority as number | undefined) ?? 0;
         const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
-        const q = openMessageQueue(name, { access: 'w', ...ownerCheck(flags) });
+        const q = await openMessageQueue(name, 'write', { ...ownerCheck(flags) });
         const full = waitingNote(`queue ${name} is full: waiting for a receiver to make room…`, flags.quiet === true);
         try {
           for await (const m of messagesFrom(messages)) {
@@ -69,7 +69,7 @@ export const group: Group = {
       examples: ['ipckit mqueue recv /jobs --count 1 --timeout 5000', 'ipckit mqueue recv /jobs --drain --json'],
       async run({ args, flags }) {
         const name = args[0]!;
-        const q = openMessageQueue(name, { access: 'r', ...ownerCheck(flags) });
+        const q = await openMessageQueue(name, 'read', { ...ownerCheck(flags) });
         try {
           return await receiveLoop(
             { receive: (o) => q.receiveWithPriority(o), tryReceive: () => q.tryReceiveWithPriority() },
@@ -95,7 +95,7 @@ export const group: Group = {
       examples: ['ipckit mqueue info /jobs --json'],
       async run({ args, flags }) {
         // Reading attributes uses nothing in the queue: any owner is fine.
-        const q = openMessageQueue(args[0]!, { access: 'r', anyOwner: true });
+        const q = await openMessageQueue(args[0]!, 'read', { anyOwner: true });
         try {
           const a = q.attributes();
           const o = q.owner();

@@ -23,7 +23,7 @@ export const group: Group = {
       async run({ flags, rest }) {
         const framing = (flags.framing as Framing | undefined) ?? 'length';
         const timeout = flags.timeout as number | undefined;
-        const reader = popen(rest, 'r', { framing, stdin: 'inherit' });
+        const reader = popen(rest, 'read', { framing, stdin: 'inherit' });
         const deadline = timeout === undefined ? undefined : performance.now() + timeout;
         let failure: unknown;
         try {

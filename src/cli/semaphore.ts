@@ -30,7 +30,7 @@ export const group: Group = {
       flags: { count: { kind: 'int', value: 'N', min: 1, max: SEM_VALUE_MAX, help: 'how many permits to add (default 1)' }, ...OWNER_FLAGS },
       examples: ['ipckit semaphore post /slots --count 2'],
       async run({ args, flags }) {
-        const s = openSemaphore(args[0]!, ownerCheck(flags));
+        const s = await openSemaphore(args[0]!, ownerCheck(flags));
         try {
           for (let i = (flags.count as number | undefined) ?? 1; i > 0; i--) s.post();
         } finally {
@@ -47,7 +47,7 @@ export const group: Group = {
       examples: ['ipckit semaphore wait /slots --timeout 5000'],
       async run({ args, flags }) {
         const name = args[0]!;
-        const s = openSemaphore(name, ownerCheck(flags));
+        const s = await openSemaphore(name, ownerCheck(flags));
         try {
           const timeout = flags.timeout as number | undefined;
           await withWaitingNote(`waiting for a permit of semaphore ${name}…`, flags.quiet === true, () => s.wait(timeout !== undefined ? { timeout } : undefined));
@@ -65,7 +65,7 @@ export const group: Group = {
       examples: ['ipckit semaphore value /slots'],
       async run({ args, flags }) {
         // Reading the value changes nothing: any owner is fine.
-        const s = openSemaphore(args[0]!, { anyOwner: true });
+        const s = await openSemaphore(args[0]!, { anyOwner: true });
         try {
           const value = s.value();
           await printResult(flags.json === true, { name: s.name, value }, String(value));

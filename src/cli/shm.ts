@@ -45,7 +45,7 @@ export const group: Group = {
       flags: { offset: OFFSET, ...OWNER_FLAGS },
       examples: ['echo hello | ipckit shm write /frame --offset 4K'],
       async run({ args, flags }) {
-        const seg = openSharedMemory(args[0]!, ownerCheck(flags));
+        const seg = await openSharedMemory(args[0]!, ownerCheck(flags));
         try {
           const offset = (flags.offset as number | undefined) ?? 0;
           if (offset > seg.size) throw new UsageError(`--offset ${offset} is past the end of the segment (${seg.size} bytes)`, 'ipckit shm write');
@@ -63,7 +63,7 @@ export const group: Group = {
       flags: { offset: OFFSET, length: { kind: 'size', value: 'BYTES', min: 0, help: 'how many bytes (default: to the end)' }, ...OWNER_FLAGS },
       examples: ['ipckit shm read /frame --offset 4K --length 6'],
       async run({ args, flags }) {
-        const seg = openSharedMemory(args[0]!, { readOnly: true, ...ownerCheck(flags) });
+        const seg = await openSharedMemory(args[0]!, { readOnly: true, ...ownerCheck(flags) });
         try {
           const offset = (flags.offset as number | undefined) ?? 0;
           if (offset > seg.size) throw new UsageError(`--offset ${offset} is past the end of the segment (${seg.size} bytes)`, 'ipckit shm read');
@@ -83,7 +83,7 @@ export const group: Group = {
       flags: { json: FLAGS.json },
       examples: ['ipckit shm info /frame --json'],
       async run({ args, flags }) {
-        const seg = openSharedMemory(args[0]!, { readOnly: true, anyOwner: true });
+        const seg = await openSharedMemory(args[0]!, { readOnly: true, anyOwner: true });
         try {
           const info = seg.info();
           await printResult(

@@ -65,6 +65,10 @@ export interface Receiver<T> extends AsyncIterable<T>, AsyncDisposable {
 
 export interface Channel<T> extends Sender<T>, Receiver<T> {}
 
+/** Which way an endpoint carries messages, from the caller's side: it 'read's or it 'write's. */
+export type Direction = 'read' | 'write';
+export const DIRECTIONS: readonly Direction[] = ['read', 'write'];
+
 /** An already-resolved promise: `send` returns it when a message was accepted at once. */
 export const RESOLVED: Promise<void> = Promise.resolve();
 

@@ -17,7 +17,7 @@
  *   a ring"), never CORRUPT; so is an object that is not an ipckit object at all.
  */
 import { constants as osConstants } from 'node:os';
-import { errnoError, errnoOf, IpcError, sys, toIpcError } from '../core/errors.js';
+import { errnoError, errnoOf, IpcError, isIpcError, sys, toIpcError } from '../core/errors.js';
 import { fault, FAULTS } from '../os/faults.js';
 import { native } from '../os/native.js';
 import type { CreateModeOptions, OwnerCheckOptions } from '../os/permissions.js';
@@ -37,14 +37,21 @@ export interface CreateObjectOptions extends CreateModeOptions, MappingOptions {
 }
 
 export interface OpenObjectOptions extends OwnerCheckOptions, MappingOptions {
-  /** How long to wait for a creator still making the object, and for the attach lock (ms, default 2000). */
+  /**
+   * How long to wait for the object to exist (with `wait`), for a creator still making it,
+   * and for the attach lock (ms, default 2000).
+   */
   timeout?: number;
   signal?: AbortSignal;
+  /** Wait for the name to exist instead of ERR_IPCKIT_NOT_FOUND at once (within `timeout`). */
+  wait?: boolean;
 }
 
 /** The open options, checked before anything else (they throw synchronously). */
 export interface OpenPlan {
   deadline: number;
+  /** Wait for the name to exist. */
+  wait: boolean;
   signal: AbortSignal | undefined;
   external: boolean;
   owner: OwnerCheckOptions;
@@ -54,7 +61,8 @@ export function planOpen(options: OpenObjectOptions): OpenPlan {
   const ms = validate.timeout(options.timeout) ?? DEFAULT_OPEN_TIMEOUT;
   const signal = validate.abortSignal(options.signal);
   const owner = ownerOptions(options);
-  return { deadline: performance.now() + ms, signal, external: resolveExternal(options.external), owner };
+  const wait = validate.optionalBoolean('wait', options.wait) ?? false;
+  return { deadline: performance.now() + ms, wait, signal, external: resolveExternal(options.external), owner };
 }
 
 export function persistentOption(value: unknown): boolean {
@@ -100,10 +108,15 @@ export function createObject(name: string, layout: ObjectLayout, options: Create
   }
 }
 
-/** One open in progress: the descriptor until it is mapped, then the segment. */
+/** Until a name appears, `wait` tries again after this many ms, doubling to NAME_POLL_MAX. */
+const NAME_POLL_FIRST = 2;
+const NAME_POLL_MAX = 100;
+
+/** One open in progress: the descriptor (once the name exists) until it is mapped, then the segment. */
 class Opening {
-  #fd: number;
+  #fd = -1;
   #segment: Segment | undefined;
+  #nextPoll = NAME_POLL_FIRST;
   readonly what: string;
 
   constructor(
@@ -113,11 +126,21 @@ class Opening {
     readonly plan: OpenPlan,
   ) {
     this.what = `${kindName(kind)} ${name}`;
-    this.#fd = openShm(name, false, plan.owner, this.what).fd;
+    if (!plan.wait) this.#fd = openShm(name, false, plan.owner, this.what).fd;
   }
 
-  /** Maps the object once its creator has sized it, then waits for the ready magic word. */
+  /** Opens the name once it exists, maps the object once its creator has sized it, then waits for the ready magic word. */
   attempt(deep: boolean): Attempt<Segment> {
+    if (this.#fd < 0) {
+      try {
+        this.#fd = openShm(this.name, false, this.plan.owner, this.what).fd;
+      } catch (e) {
+        if (!isIpcError(e, 'ERR_IPCKIT_NOT_FOUND')) throw e;
+        const wait = this.#nextPoll;
+        this.#nextPoll = Math.min(wait * 2, NAME_POLL_MAX);
+        return { retryAfter: wait };
+      }
+    }
     if (this.#segment === undefined) {
       const st = sys(`fstat ${this.what}`, () => native.fstat(this.#fd), { path: this.name });
       if (st.size === 0) return { retryAfter: 2 }; // the creator has not sized it yet
@@ -139,8 +162,9 @@ class Opening {
     return { sleepOn: { mapping: this.#segment.mapping, byteOffset: H_MAGIC * 4, seq: magic } };
   }
 
-  /** When the time is up: a creator still at it (TIMEOUT), or an object nobody will finish (CORRUPT). */
+  /** When the time is up: no such object yet, a creator still at it (TIMEOUT), or an object nobody will finish (CORRUPT). */
   timedOut(ms: number): IpcError {
+    if (this.#fd < 0) return new IpcError('ERR_IPCKIT_TIMEOUT', `no ${this.what} appeared within ${Math.round(ms)} ms`, { path: this.name, details: { timeout: Math.round(ms) } });
     if (this.#segment !== undefined) {
       const creator = creatorOf(this.#segment.mem);
       if (creator.alive) {
@@ -157,7 +181,7 @@ class Opening {
   /** After a failure: whatever is open is closed. */
   abandon(): void {
     if (this.#segment !== undefined) this.#segment.close();
-    else native.close(this.#fd);
+    else if (this.#fd >= 0) native.close(this.#fd);
   }
 }
 

@@ -135,7 +135,7 @@ async function ourQueueBytes(mount: string | undefined): Promise<number | undefi
       const path = join(mount, name);
       const st = native.lstat(path);
       if (st.uid !== uid) continue;
-      const q = openMessageQueue(`/${name}`, { access: 'r', anyOwner: true });
+      const q = await openMessageQueue(`/${name}`, 'read', { anyOwner: true });
       try {
         const a = q.attributes();
         total += a.maxMessages * (a.maxMessageBytes + 48) + Math.min(a.maxMessages, 32768) * 48;

@@ -77,11 +77,11 @@ describe('ipckit fifo', () => {
     const recv = runCli(['fifo', 'recv', path, '--keep-open', '--count', '2', '--json']);
     const next = jsonLineReader(recv.child);
     await sleep(200);
-    const writer1 = await openFifo(path, 'w', { codec: 'utf8' });
+    const writer1 = await openFifo(path, 'write', { codec: 'utf8' });
     await writer1.send('first');
     await writer1.close();
     assert.equal(((await within(next(), 5000)) as { data: string }).data, 'first');
-    const writer2 = await openFifo(path, 'w', { codec: 'utf8' });
+    const writer2 = await openFifo(path, 'write', { codec: 'utf8' });
     await writer2.send('second');
     await writer2.close();
     assert.equal(((await within(next(), 5000)) as { data: string }).data, 'second');

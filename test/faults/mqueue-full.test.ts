@@ -32,7 +32,7 @@ describe('mqueue: full queue', () => {
   it('a consumer SIGSTOPped then resumed: the producer waits (a timed send times out, not "peer gone"), and every message arrives in order', async () => {
     const name = uniqueName('stopped');
     names.push(name);
-    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, access: 'w', codec: 'json' });
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, codec: 'json' });
     const total = 5000;
     try {
       const consumer = runFixture('mqsem-peer', ['mq-sink', name, String(total)]);

@@ -12,14 +12,13 @@ import {
   createMutex,
   createSemaphore,
   openBoundedPool,
-  openMessageQueue,
+  openMessageQueue, openMessageQueueSync,
   openMutex,
-  openSemaphore,
+  openSemaphore, openSemaphoreSync,
   unlinkBoundedPool,
   unlinkMessageQueue,
   unlinkMutex,
-  unlinkSemaphore,
-} from '../../src/index.js';
+  unlinkSemaphore,} from '../../src/index.js';
 import { AS_NOBODY, isRoot, rejectsWith, run, runFixture, throwsWith, uniqueName } from '../helpers.js';
 
 const PY = '/usr/bin/python3'; // the system python: user nobody can run it
@@ -62,12 +61,12 @@ describe('named objects: squatting (a name created first by another user)', { sk
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), '65534');
     throwsWith(() => createMessageQueue(name), 'ERR_IPCKIT_EXISTS');
-    throwsWith(() => openMessageQueue(name), 'ERR_IPCKIT_PERMISSION');
-    throwsWith(() => openMessageQueue(name, { mode: 0o666 }), 'ERR_IPCKIT_PERMISSION'); // still not ours
-    const trusted = openMessageQueue(name, { anyOwner: true });
+    throwsWith(() => openMessageQueueSync(name), 'ERR_IPCKIT_PERMISSION');
+    throwsWith(() => openMessageQueueSync(name, { mode: 0o666 }), 'ERR_IPCKIT_PERMISSION'); // still not ours
+    const trusted = await openMessageQueue(name, { anyOwner: true });
     assert.equal(trusted.owner().uid, 65534);
     await trusted.close();
-    const byOwner = openMessageQueue(name, { owner: 65534, mode: 0o666 });
+    const byOwner = await openMessageQueue(name, { owner: 65534, mode: 0o666 });
     await byOwner.close();
   });
 
@@ -77,9 +76,9 @@ describe('named objects: squatting (a name created first by another user)', { sk
     const r = await asNobody(`s = rt.sem_open(sys.argv[1].encode(), os.O_CREAT, 0o666, 5)\nassert s, ctypes.get_errno()`, [name]);
     assert.equal(r.code, 0, r.stderr);
     throwsWith(() => createSemaphore(name, { value: 1 }), 'ERR_IPCKIT_EXISTS');
-    throwsWith(() => openSemaphore(name), 'ERR_IPCKIT_PERMISSION');
+    throwsWith(() => openSemaphoreSync(name), 'ERR_IPCKIT_PERMISSION');
     // The refusals took nothing: the squatter's 5 permits are all still there.
-    const trusted = openSemaphore(name, { anyOwner: true });
+    const trusted = await openSemaphore(name, { anyOwner: true });
     assert.equal(trusted.value(), 5);
     await trusted.close();
   });
@@ -128,8 +127,8 @@ describe('named objects: sharing with another user', { skip: !isRoot && 'needs r
       assert.equal(r.stdout.trim(), 'sent', r.stderr);
       assert.deepEqual(await q.receiveWithPriority({ timeout: 5000 }), { message: 'hi', priority: 4 });
       // Our own open checks the mode too: a shared object must be opened as one.
-      throwsWith(() => openSemaphore(shared), 'ERR_IPCKIT_PERMISSION');
-      const again = openSemaphore(shared, { mode: 0o660 });
+      throwsWith(() => openSemaphoreSync(shared), 'ERR_IPCKIT_PERMISSION');
+      const again = await openSemaphore(shared, { mode: 0o660 });
       await again.close();
     } finally {
       await s.close();

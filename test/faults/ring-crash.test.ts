@@ -221,9 +221,9 @@ describe('hostile peers', () => {
   });
 });
 
-import { openSharedMemory } from '../../src/mechanisms/shm/shm.js';
+import { openSharedMemory, openSharedMemorySync } from '../../src/mechanisms/shm/shm.js';
 const openSegment = (n: string): SharedArrayBuffer => {
-  const s = openSharedMemory(n);
+  const s = openSharedMemorySync(n);
   const b = s.buffer;
   s.close();
   return b;

@@ -23,7 +23,7 @@ function bufferBytes(): number {
 describe('faults: frames that are too large or cut short', () => {
   it('a peer announcing a 2^31-byte frame and sending nothing: ERR_IPCKIT_FRAME_TOO_LARGE at once, nothing allocated', async () => {
     const child = spawnWithPipes(['python3', '-c', "import os, struct, time; os.write(3, struct.pack('<I', 2**31)); time.sleep(30)"], {
-      pipes: { 3: 'from-child' },
+      pipes: { 3: 'read' },
     });
     const before = bufferBytes();
     const e = await rejectsWith(within(child.receiver(3).receive(), 5000, 'the oversized frame'), 'ERR_IPCKIT_FRAME_TOO_LARGE');
@@ -50,7 +50,7 @@ describe('faults: frames that are too large or cut short', () => {
 
   it('a stream that ends inside a frame: ERR_IPCKIT_BAD_FRAME, the partial bytes never delivered', async () => {
     const path = createFifo(scratchPath('cut'));
-    const reader = await openFifo(path, 'r', { codec: 'utf8' });
+    const reader = await openFifo(path, 'read', { codec: 'utf8' });
     const py = runPython("import sys, struct\nf = open(sys.argv[1], 'wb')\nf.write(struct.pack('<I', 2) + b'ok' + struct.pack('<I', 100) + b'only part')", [path]);
     assert.equal(await within(reader.receive(), 5000), 'ok');
     const e = await rejectsWith(within(reader.receive(), 5000), 'ERR_IPCKIT_BAD_FRAME');
@@ -65,7 +65,7 @@ describe('faults: frames that are too large or cut short', () => {
 describe('faults: a writer killed mid-message', () => {
   it('pipe: the complete message arrives, the partial one never; the end is ERR_IPCKIT_PEER_GONE with the signal', async () => {
     const child = spawnWithPipes([process.execPath, join(fixturesDir, 'streams.js'), 'partial-writer'], {
-      pipes: { 3: 'from-child' },
+      pipes: { 3: 'read' },
       stdout: 'ignore',
       codec: 'utf8',
     });
@@ -81,10 +81,10 @@ describe('faults: a writer killed mid-message', () => {
 
   it('FIFO (an unrelated writer, no exit status known): ERR_IPCKIT_BAD_FRAME, the partial message never delivered', async () => {
     const path = createFifo(scratchPath('killed-writer'));
-    const reader = await openFifo(path, 'r', { codec: 'utf8' });
+    const reader = await openFifo(path, 'read', { codec: 'utf8' });
     const code = `
       import { openFifo } from ${JSON.stringify(new URL('../../src/mechanisms/fifo/fifo.js', import.meta.url).href)};
-      const w = await openFifo(${JSON.stringify(path)}, 'w', { framing: 'raw' });
+      const w = await openFifo(${JSON.stringify(path)}, 'write', { framing: 'raw' });
       const h = Buffer.alloc(8); h.writeUInt32LE(4, 0); h.write('done', 4);
       const partial = Buffer.alloc(4 + 10); partial.writeUInt32LE(1000, 0);
       await w.send(Buffer.concat([h, partial])); await w.flush();
@@ -105,7 +105,7 @@ describe('faults: a reader that exits while we write 64 MiB', () => {
   it('FIFO: python3 reads 100 kB and exits; our sends end with one ERR_IPCKIT_PEER_GONE, no crash', async () => {
     const path = createFifo(scratchPath('reader-exits'));
     const py = runPython("import sys\nf = open(sys.argv[1], 'rb')\nf.read(100000)", [path]);
-    const writer = await openFifo(path, 'w', { timeout: 10_000 });
+    const writer = await openFifo(path, 'write', { timeout: 10_000 });
     const chunk = Buffer.alloc(64 * 1024, 3);
     let sent = 0;
     await rejectsWith(
@@ -152,7 +152,7 @@ describe('faults: waits end', () => {
 describe('faults: a payload that fails to decode', () => {
   it('receiveMany stops before it and the next receive reports it (ERR_IPCKIT_BAD_FRAME): it is never dropped silently', async () => {
     const child = spawnWithPipes(['python3', '-c', "import os, struct\nframes = [b'1', b'{bad', b'3']\nos.write(3, b''.join(struct.pack('<I', len(f)) + f for f in frames))"], {
-      pipes: { 3: 'from-child' },
+      pipes: { 3: 'read' },
       codec: 'json',
     });
     const rx = child.receiver<unknown>(3);
@@ -220,7 +220,7 @@ describe('faults: a worker that uses ipckit alone is terminated while it waits',
           const idle = ipc.createPipe();
           const waiting = ipc.createPipe();
           waiting.reader.receive().catch(() => {});
-          const fifo = await ipc.openFifo(workerData.fifo, 'r', { keepOpen: true });
+          const fifo = await ipc.openFifo(workerData.fifo, 'read', { keepOpen: true });
           fifo.receive().catch(() => {});
           const q = ipc.createMessageQueue(workerData.queue, { maxMessages: 1, maxMessageBytes: 8 });
           q.receive().catch(() => {});

@@ -123,7 +123,7 @@ it('a process writing random words into the slots and header: consumers end with
   } catch (e) {
     // Our handle saw the corruption and is failed for good; shut down by hand, as an operator would.
     assert.equal((e as { code?: string }).code, 'ERR_IPCKIT_CORRUPT');
-    using raw = openSharedMemory(name);
+    using raw = await openSharedMemory(name);
     raw.store(101, 1); // the shutdown word (docs/workqueue.md)
     raw.add(48, 1);
     raw.notify(48);

@@ -25,7 +25,7 @@ describe('mqueue interop: python3 ctypes', () => {
   it('python sends with priorities, Node receives them highest first', async () => {
     const name = uniqueName('py-mq');
     names.push(name);
-    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 128, access: 'r', codec: 'utf8' });
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 128, codec: 'utf8' });
     try {
       const py = await runPython(
         `${PRELUDE}
@@ -55,7 +55,7 @@ os.close(fd)
   it('Node sends with priorities, python receives them highest first; a blocked python mq_receive wakes', async () => {
     const name = uniqueName('py-mq-rx');
     names.push(name);
-    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, access: 'w', codec: 'utf8' });
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, codec: 'utf8' });
     try {
       const py = runPython(
         `${PRELUDE}

@@ -62,7 +62,7 @@ print('woken' if r == 0 else 'error %d' % ctypes.get_errno())
     names.push(made);
     const py = await runPython(`${PRELUDE}\nsem(sys.argv[1], True, 3)\n`, [made]).done;
     assert.equal(py.code, 0, py.stderr);
-    const t = openSemaphore(made);
+    const t = await openSemaphore(made);
     assert.equal(t.value(), 3);
     await t.wait({ timeout: 1000 });
     assert.equal(t.value(), 2);

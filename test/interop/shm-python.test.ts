@@ -67,7 +67,7 @@ shm.close()`,
   assert.equal(cli.code, 0, cli.stderr);
   assert.equal(cli.stdout, 'written by Python 3 \u2713');
   // Python creates with mode 0600, owned by us: the default open check accepts it.
-  using seg = openSharedMemory(n);
+  using seg = await openSharedMemory(n);
   assert.equal(seg.read(0, 23).toString(), 'written by Python 3 \u2713');
   assert.equal(Buffer.from(seg.buffer, 0, 7).toString(), 'written');
   const info = await runCli(['shm', 'info', n, '--json']).done;

@@ -33,7 +33,7 @@ const MESSAGES = ['hello', '', 'ünïcødé ✓', 'x'.repeat(70_000), 'bye'];
 
 describe('interop over an anonymous pipe', () => {
   it('cat copies our frames back untouched', async () => {
-    const cat = spawnWithPipes(['cat'], { pipes: { 0: 'to-child', 1: 'from-child' }, codec: 'utf8' });
+    const cat = spawnWithPipes(['cat'], { pipes: { 0: 'write', 1: 'read' }, codec: 'utf8' });
     const sending = (async () => {
       for (const m of MESSAGES) await cat.sender(0).send(m);
       await cat.sender(0).close();
@@ -47,7 +47,7 @@ describe('interop over an anonymous pipe', () => {
 
   it("sh's printf writes a length frame and lines that we read", async () => {
     const child = spawnWithPipes(['sh', '-c', 'printf "\\005\\000\\000\\000hello" >&3; printf "one\\ntwo\\nlast" >&4'], {
-      pipes: { 3: 'from-child', 4: { direction: 'from-child', framing: 'lines' } },
+      pipes: { 3: 'read', 4: { direction: 'read', framing: 'lines' } },
       codec: 'utf8',
     });
     assert.equal(await within(child.receiver(3).receive(), 5000), 'hello');
@@ -58,7 +58,7 @@ describe('interop over an anonymous pipe', () => {
   });
 
   it('python3 reads our frames (five-line reader)', async () => {
-    const py = spawnWithPipes(['python3', '-c', PY_READER], { pipes: { 0: 'to-child', 1: { direction: 'from-child', framing: 'lines' } }, codec: 'utf8' });
+    const py = spawnWithPipes(['python3', '-c', PY_READER], { pipes: { 0: 'write', 1: { direction: 'read', framing: 'lines' } }, codec: 'utf8' });
     for (const m of MESSAGES) await py.sender(0).send(m);
     await py.sender(0).close();
     const printed: string[] = [];
@@ -68,7 +68,7 @@ describe('interop over an anonymous pipe', () => {
   });
 
   it('python3 writes frames we read (five-line writer)', async () => {
-    const py = spawnWithPipes(['python3', '-c', PY_WRITER, '-', ...MESSAGES], { pipes: { 1: 'from-child' }, codec: 'utf8' });
+    const py = spawnWithPipes(['python3', '-c', PY_WRITER, '-', ...MESSAGES], { pipes: { 1: 'read' }, codec: 'utf8' });
     const got: string[] = [];
     for await (const m of py.receiver(1)) got.push(m);
     assert.deepEqual(got, MESSAGES);
@@ -80,9 +80,9 @@ describe('interop over a FIFO', () => {
   it('cat reads one FIFO and writes another: our frames come back untouched', async () => {
     const a = createFifo(scratchPath('to-cat'));
     const b = createFifo(scratchPath('from-cat'));
-    const back = await openFifo(b, 'r', { codec: 'utf8' });
+    const back = await openFifo(b, 'read', { codec: 'utf8' });
     const cat = run('sh', ['-c', 'exec cat "$0" > "$1"', a, b]);
-    const out = await openFifo(a, 'w', { codec: 'utf8', timeout: 10_000 });
+    const out = await openFifo(a, 'write', { codec: 'utf8', timeout: 10_000 });
     const sending = (async () => {
       for (const m of MESSAGES) await out.send(m);
       await out.close();
@@ -99,7 +99,7 @@ describe('interop over a FIFO', () => {
 
   it("sh's printf writes into the FIFO", async () => {
     const path = createFifo(scratchPath('printf'));
-    const reader = await openFifo(path, 'r', { framing: 'lines', codec: 'utf8' });
+    const reader = await openFifo(path, 'read', { framing: 'lines', codec: 'utf8' });
     const sh = run('sh', ['-c', 'printf "alpha\\nbeta\\n" > "$0"', path]);
     const got: string[] = [];
     for await (const l of reader) got.push(l);
@@ -112,14 +112,14 @@ describe('interop over a FIFO', () => {
   it('python3 reads our frames from the FIFO and writes frames we read', async () => {
     const path = createFifo(scratchPath('py'));
     const pyReader = runPython(PY_READER, [path]);
-    const writer = await openFifo(path, 'w', { codec: 'utf8', timeout: 10_000 });
+    const writer = await openFifo(path, 'write', { codec: 'utf8', timeout: 10_000 });
     for (const m of MESSAGES) await writer.send(m);
     await writer.close();
     const r = await pyReader.done;
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l) as string), MESSAGES);
 
-    const reader = await openFifo(path, 'r', { codec: 'utf8' });
+    const reader = await openFifo(path, 'read', { codec: 'utf8' });
     const pyWriter = runPython(PY_WRITER, [path, ...MESSAGES]);
     const got: string[] = [];
     for await (const m of reader) got.push(m);

@@ -4,7 +4,7 @@
  * - `createFifo(path?, { mode })`: exclusive, mode exactly 0600 unless asked; a path that
  *   exists (whatever it is) is ERR_IPCKIT_EXISTS. Without a path, one in the private
  *   runtime folder.
- * - `openFifo(path, 'r' | 'w')`: refuses a symlink (ERR_IPCKIT_PERMISSION), anything that
+ * - `openFifo(path, 'read' | 'write')`: refuses a symlink (ERR_IPCKIT_PERMISSION), anything that
  *   is not a FIFO (ERR_IPCKIT_INVALID_ARGUMENT) and a FIFO that is not ours or is wider than
  *   allowed (ERR_IPCKIT_PERMISSION, see permissions.ts).
  * - Opens never block: they use O_NONBLOCK, never a thread of libuv's pool (a blocking
@@ -19,7 +19,7 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { cancellableWait, type WaitOptions } from '../../core/channel.js';
+import { cancellableWait, DIRECTIONS, type Direction, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type FdWatcher, type NativeStat } from '../../os/native.js';
@@ -186,19 +186,19 @@ function writerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>)
 }
 
 /**
- * Opens a FIFO for reading ('r': at once) or writing ('w': waits for a reader). Bad
+ * Opens a FIFO for reading ('read': at once) or writing ('write': waits for a reader). Bad
  * arguments throw here, synchronously, before anything is opened; failures of the system
  * (no such FIFO, not ours, no reader in time) reject the promise.
  */
-export function openFifo<C extends CodecOption | undefined = undefined>(path: string, mode: 'r', options?: OpenFifoOptions<C>): Promise<FifoReader<MessageOf<C>>>;
-export function openFifo<C extends CodecOption | undefined = undefined>(path: string, mode: 'w', options?: OpenFifoOptions<C>): Promise<FifoWriter<MessageOf<C>>>;
+export function openFifo<C extends CodecOption | undefined = undefined>(path: string, direction: 'read', options?: OpenFifoOptions<C>): Promise<FifoReader<MessageOf<C>>>;
+export function openFifo<C extends CodecOption | undefined = undefined>(path: string, direction: 'write', options?: OpenFifoOptions<C>): Promise<FifoWriter<MessageOf<C>>>;
 export function openFifo<C extends CodecOption | undefined = undefined>(
   path: string,
-  mode: 'r' | 'w',
+  direction: Direction,
   options: OpenFifoOptions<C> = {},
 ): Promise<FifoReader<MessageOf<C>> | FifoWriter<MessageOf<C>>> {
   validate.string('path', path);
-  validate.oneOf('mode', mode, ['r', 'w'] as const);
+  validate.oneOf('direction', direction, DIRECTIONS);
   validate.object('options', options);
   validate.waitOptions(options);
   validateOwnerCheck(options);
@@ -206,15 +206,15 @@ export function openFifo<C extends CodecOption | undefined = undefined>(
   validate.optionalBoolean('keepOpen', options.keepOpen);
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   validateStreamOptions(options);
-  return open(path, mode, options);
+  return open(path, direction, options);
 }
 
-async function open<C extends CodecOption | undefined>(path: string, mode: 'r' | 'w', options: OpenFifoOptions<C>): Promise<FifoReader<MessageOf<C>> | FifoWriter<MessageOf<C>>> {
+async function open<C extends CodecOption | undefined>(path: string, direction: Direction, options: OpenFifoOptions<C>): Promise<FifoReader<MessageOf<C>> | FifoWriter<MessageOf<C>>> {
   const ropts = readerOptions(options);
   const wopts = writerOptions(options);
   const before = checkPath(path, options);
 
-  if (mode === 'r') {
+  if (direction === 'read') {
     const fd = sys(`open FIFO ${path} for reading`, () => native.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
     let keepOpenFd: number | undefined;
     let keepOpen: FdWatcher | undefined;

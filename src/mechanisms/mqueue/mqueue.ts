@@ -5,7 +5,7 @@
  *
  * - `createMessageQueue(name, { maxMessages, maxMessageBytes, mode, group })`: exclusive
  *   (O_EXCL), mode exactly 0600 unless asked (set with fchmod, so no umask widens it).
- * - `openMessageQueue(name, { mode: 'r' | 'w' | 'rw' })`: checks the queue's owner and
+ * - `openMessageQueue(name, 'read' | 'write' | 'both')`: checks the queue's owner and
  *   permission bits with fstat before using it (permissions.ts); a queue someone else
  *   made, or one wider than allowed, is ERR_IPCKIT_PERMISSION unless the caller opts in.
  *   'r' gives a MessageQueueReceiver, 'w' a MessageQueueSender, 'rw' a MessageQueue
@@ -27,6 +27,7 @@ import { batchError, batchPromise } from '../../core/batch.js';
 import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, isIpcError, sys } from '../../core/errors.js';
+import { checkWaitToOpen, openWhenThere, type WaitToOpenOptions } from '../../core/open.js';
 import { readRlimit, sysctlNumber } from '../../os/limits.js';
 import { native } from '../../os/native.js';
 import { checkOwner, createMode, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
@@ -46,7 +47,8 @@ const TWO_POW_32 = 4294967296;
 const HARD_MSGMAX = 65536;
 const HARD_MSGSIZEMAX = 16 * 1024 * 1024;
 
-export type MessageQueueAccess = 'r' | 'w' | 'rw';
+/** How a handle uses the queue: it 'read's, 'write's, or 'both' (a Channel). */
+export type MessageQueueDirection = 'read' | 'write' | 'both';
 
 /** The kernel's message-queue limits that apply to this process, read now. */
 export interface MessageQueueLimits {
@@ -105,19 +107,9 @@ export interface CreateMessageQueueOptions<C extends CodecOption | undefined = u
   maxMessages?: number;
   /** Largest message in bytes (default: /proc/sys/fs/mqueue/msgsize_default, 8192). */
   maxMessageBytes?: number;
-  /** How this handle uses the queue (default 'rw'). */
-  access?: MessageQueueAccess;
 }
 
-export interface OpenMessageQueueOptions<C extends CodecOption | undefined = undefined> extends Omit<OwnerCheckOptions, 'mode'>, MessageQueueOptions<C> {
-  /**
-   * 'r' | 'w' | 'rw' (default 'rw'): how this handle uses the queue. A number instead is
-   * the widest permission bits accepted on the existing queue (OwnerCheckOptions.mode,
-   * default 0o600), as for every other open; use `access` to give both.
-   */
-  mode?: MessageQueueAccess | number;
-  access?: MessageQueueAccess;
-}
+export interface OpenMessageQueueOptions<C extends CodecOption | undefined = undefined> extends OwnerCheckOptions, MessageQueueOptions<C>, WaitToOpenOptions {}
 
 export interface SendOptions extends WaitOptions {
   /** 0 .. MQ_PRIO_MAX - 1 (32767 on Linux; 0..31 is what every POSIX system allows). Higher is received first. Default 0. */
@@ -129,8 +121,8 @@ export interface ReceivedMessage<T> {
   priority: number;
 }
 
-function accessFlags(access: MessageQueueAccess): number {
-  return access === 'r' ? O_RDONLY : access === 'w' ? O_WRONLY : O_RDWR;
+function accessFlags(direction: MessageQueueDirection): number {
+  return direction === 'read' ? O_RDONLY : direction === 'write' ? O_WRONLY : O_RDWR;
 }
 
 function positiveAttr(name: string, value: unknown, hard: number): number | undefined {
@@ -734,11 +726,9 @@ export class MessageQueue<T = Uint8Array> extends MessageQueueReceiver<T> implem
   }
 }
 
-type HandleFor<A extends MessageQueueAccess, T> = A extends 'r' ? MessageQueueReceiver<T> : A extends 'w' ? MessageQueueSender<T> : MessageQueue<T>;
-
-function makeHandle<T>(access: MessageQueueAccess, core: QueueCore, codec: Codec<T>): MessageQueueReceiver<T> | MessageQueueSender<T> | MessageQueue<T> {
-  if (access === 'r') return new MessageQueueReceiver(core, codec);
-  if (access === 'w') return new MessageQueueSender(core, codec);
+function makeHandle<T>(direction: MessageQueueDirection, core: QueueCore, codec: Codec<T>): MessageQueueReceiver<T> | MessageQueueSender<T> | MessageQueue<T> {
+  if (direction === 'read') return new MessageQueueReceiver(core, codec);
+  if (direction === 'write') return new MessageQueueSender(core, codec);
   return new MessageQueue(core, codec);
 }
 
@@ -757,29 +747,25 @@ function mqOpen(name: string, flags: number, mode: number, attrs: { maxMessages:
  * Creates a queue (exclusively: an existing name is ERR_IPCKIT_EXISTS) and opens it.
  * Its mode is exactly `mode` (default 0o600), whatever the umask.
  */
-export function createMessageQueue<C extends CodecOption | undefined = undefined, A extends MessageQueueAccess = 'rw'>(
-  name: string,
-  options: CreateMessageQueueOptions<C> & { access?: A } = {},
-): HandleFor<A, MessageOf<C>> {
+export function createMessageQueue<C extends CodecOption | undefined = undefined>(name: string, options: CreateMessageQueueOptions<C> = {}): MessageQueue<MessageOf<C>> {
   const qname = validate.posixName(name);
   validate.object('options', options);
   const { mode, group } = createMode(options);
   const limits = messageQueueLimits();
   const maxMessages = positiveAttr('maxMessages', options.maxMessages, HARD_MSGMAX) ?? limits.msgDefault;
   const maxMessageBytes = positiveAttr('maxMessageBytes', options.maxMessageBytes, HARD_MSGSIZEMAX) ?? limits.msgsizeDefault;
-  const access = options.access === undefined ? 'rw' : validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
-  const codec = resolveCodec(options.codec);
+  const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   // Owner-only until the exact mode is set through the fd: never wider, even for a moment.
-  const fd = mqOpen(qname, accessFlags(access) | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, maxMessageBytes });
+  const fd = mqOpen(qname, O_RDWR | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, maxMessageBytes });
   let core: QueueCore | undefined;
   try {
     if (group !== undefined) sys(`set the group of message queue ${qname}`, () => native.fchown(fd, -1, group), { path: qname });
     sys(`set the mode of message queue ${qname}`, () => native.fchmod(fd, mode), { path: qname });
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
     core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
-    return makeHandle(access, core, codec) as HandleFor<A, MessageOf<C>>;
+    return new MessageQueue(core, codec);
   } catch (e) {
     if (core) core.poll.close(); // it owns the fd now
     else native.close(fd);
@@ -792,47 +778,66 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
   }
 }
 
+type HandleFor<D extends MessageQueueDirection, T> = D extends 'read' ? MessageQueueReceiver<T> : D extends 'write' ? MessageQueueSender<T> : MessageQueue<T>;
+
 /**
- * Opens an existing queue. Its owner and mode are checked (fstat) before it is used:
- * ERR_IPCKIT_PERMISSION if another user made it or it is wider than allowed, unless
- * `{ anyOwner: true }` or `{ owner, mode }` say that is expected.
+ * Opens an existing queue to read, write, or both (the default: a Channel). Its owner and
+ * mode are checked (fstat) before it is used: ERR_IPCKIT_PERMISSION if another user made
+ * it or it is wider than allowed, unless `{ anyOwner: true }` or `{ owner, mode }` say that
+ * is expected. With `{ wait: true }` it waits for the name to exist (within `timeout`).
  */
-export function openMessageQueue<C extends CodecOption | undefined = undefined>(name: string, options?: OpenMessageQueueOptions<C> & { mode?: 'rw' | number; access?: 'rw' }): MessageQueue<MessageOf<C>>;
-export function openMessageQueue<C extends CodecOption | undefined = undefined>(name: string, options: OpenMessageQueueOptions<C> & ({ mode: 'r' } | { access: 'r' })): MessageQueueReceiver<MessageOf<C>>;
-export function openMessageQueue<C extends CodecOption | undefined = undefined>(name: string, options: OpenMessageQueueOptions<C> & ({ mode: 'w' } | { access: 'w' })): MessageQueueSender<MessageOf<C>>;
+export function openMessageQueue<C extends CodecOption | undefined = undefined>(name: string, options?: OpenMessageQueueOptions<C>): Promise<MessageQueue<MessageOf<C>>>;
+export function openMessageQueue<C extends CodecOption | undefined = undefined, D extends MessageQueueDirection = 'both'>(name: string, direction: D, options?: OpenMessageQueueOptions<C>): Promise<HandleFor<D, MessageOf<C>>>;
 export function openMessageQueue<C extends CodecOption | undefined = undefined>(
   name: string,
-  options?: OpenMessageQueueOptions<C>,
-): MessageQueue<MessageOf<C>> | MessageQueueReceiver<MessageOf<C>> | MessageQueueSender<MessageOf<C>>;
-export function openMessageQueue<C extends CodecOption | undefined = undefined>(
+  directionOrOptions?: MessageQueueDirection | OpenMessageQueueOptions<C>,
+  maybeOptions?: OpenMessageQueueOptions<C>,
+): Promise<MessageQueue<MessageOf<C>> | MessageQueueReceiver<MessageOf<C>> | MessageQueueSender<MessageOf<C>>> {
+  const { qname, options, open } = checkOpen<C>(name, directionOrOptions, maybeOptions);
+  return openWhenThere(`open message queue ${qname}`, options, open);
+}
+
+/** openMessageQueue for workers and scripts: the handle itself, at once (it never waits for the name). */
+export function openMessageQueueSync<C extends CodecOption | undefined = undefined>(name: string, options?: OpenMessageQueueOptions<C>): MessageQueue<MessageOf<C>>;
+export function openMessageQueueSync<C extends CodecOption | undefined = undefined, D extends MessageQueueDirection = 'both'>(name: string, direction: D, options?: OpenMessageQueueOptions<C>): HandleFor<D, MessageOf<C>>;
+export function openMessageQueueSync<C extends CodecOption | undefined = undefined>(
   name: string,
-  options: OpenMessageQueueOptions<C> = {},
+  directionOrOptions?: MessageQueueDirection | OpenMessageQueueOptions<C>,
+  maybeOptions?: OpenMessageQueueOptions<C>,
 ): MessageQueue<MessageOf<C>> | MessageQueueReceiver<MessageOf<C>> | MessageQueueSender<MessageOf<C>> {
+  return checkOpen<C>(name, directionOrOptions, maybeOptions).open();
+}
+
+/** Checks an open's arguments (they throw at once) and returns the open itself. */
+function checkOpen<C extends CodecOption | undefined>(
+  name: string,
+  directionOrOptions: MessageQueueDirection | OpenMessageQueueOptions<C> | undefined,
+  maybeOptions: OpenMessageQueueOptions<C> | undefined,
+): { qname: string; options: OpenMessageQueueOptions<C>; open: () => MessageQueue<MessageOf<C>> | MessageQueueReceiver<MessageOf<C>> | MessageQueueSender<MessageOf<C>> } {
   const qname = validate.posixName(name);
-  validate.object('options', options);
-  let access: MessageQueueAccess = 'rw';
-  let allowedMode: number | undefined;
-  if (typeof options.mode === 'string') access = validate.oneOf('mode', options.mode, ['r', 'w', 'rw'] as const);
-  else allowedMode = validate.mode('mode', options.mode, 0o600);
-  if (options.access !== undefined) access = validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
-  const check: OwnerCheckOptions = { ...(allowedMode !== undefined ? { mode: allowedMode } : {}), ...(options.owner !== undefined ? { owner: options.owner } : {}), ...(options.anyOwner !== undefined ? { anyOwner: options.anyOwner } : {}) };
-  validateOwnerCheck(check);
+  const direction = typeof directionOrOptions === 'string' || directionOrOptions === null || typeof directionOrOptions !== 'object' ? validate.oneOf('direction', directionOrOptions ?? 'both', ['read', 'write', 'both'] as const) : 'both';
+  const options = validate.object<OpenMessageQueueOptions<C>>('options', typeof directionOrOptions === 'object' && directionOrOptions !== null ? directionOrOptions : maybeOptions) as OpenMessageQueueOptions<C>;
+  validateOwnerCheck(options);
+  checkWaitToOpen(options);
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
-  const fd = mqOpen(qname, accessFlags(access), 0, undefined);
-  let core: QueueCore | undefined;
-  try {
-    const st = sys(`fstat message queue ${qname}`, () => native.fstat(fd), { path: qname });
-    checkOwner(st, `message queue ${qname}`, check);
-    const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
-    return makeHandle(access, core, codec);
-  } catch (e) {
-    if (core) core.poll.close(); // it owns the fd now
-    else native.close(fd);
-    throw e;
-  }
+  const open = (): MessageQueue<MessageOf<C>> | MessageQueueReceiver<MessageOf<C>> | MessageQueueSender<MessageOf<C>> => {
+    const fd = mqOpen(qname, accessFlags(direction), 0, undefined);
+    let core: QueueCore | undefined;
+    try {
+      const st = sys(`fstat message queue ${qname}`, () => native.fstat(fd), { path: qname });
+      checkOwner(st, `message queue ${qname}`, options);
+      const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
+      core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
+      return makeHandle(direction, core, codec);
+    } catch (e) {
+      if (core) core.poll.close(); // it owns the fd now
+      else native.close(fd);
+      throw e;
+    }
+  };
+  return { qname, options, open };
 }
 
 /** Removes a queue's name. Idempotent: false if there was none. */

@@ -18,7 +18,7 @@
 import { readFileSync } from 'node:fs';
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { RESOLVED, type WaitOptions } from '../../core/channel.js';
+import { DIRECTIONS, RESOLVED, type Direction, type WaitOptions } from '../../core/channel.js';
 import { describeExit, exitWithin, killSignal, startChild, validateArgv, validateChildOptions, waitForExit, type ChildExit, type ChildOptions, type StartedChild } from '../../os/child.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { errnoError, invalidArgument, IpcError, sys } from '../../core/errors.js';
@@ -169,7 +169,8 @@ export function createPipe<C extends CodecOption | undefined = undefined>(
   }
 }
 
-export type PipeDirection = 'to-child' | 'from-child';
+/** Which way a child's pipe goes, from our side: we 'write' to the child, or 'read' from it. */
+export type PipeDirection = Direction;
 
 export interface ChildPipeSpec<C extends CodecOption | undefined = CodecOption | undefined> extends PipeOptions<C> {
   direction: PipeDirection;
@@ -178,9 +179,9 @@ export interface ChildPipeSpec<C extends CodecOption | undefined = CodecOption |
 export interface SpawnWithPipesOptions<C extends CodecOption | undefined = CodecOption | undefined> extends ChildOptions, PipeOptions<C> {
   /**
    * fd number in the child -> direction (or a spec with its own codec/framing). fds 0-2
-   * are allowed too: `{ 0: 'to-child' }` makes the child's stdin a pipe from us.
+   * are allowed too: `{ 0: 'write' }` makes the child's stdin a pipe we write to.
    */
-  pipes: Record<number, PipeDirection | ChildPipeSpec>;
+  pipes?: Record<number, PipeDirection | ChildPipeSpec>;
   /** The child's stdin/stdout when not given in `pipes` (default: stdin ignored, stdout inherited). */
   stdin?: 'inherit' | 'ignore';
   stdout?: 'inherit' | 'ignore';
@@ -209,7 +210,7 @@ export class PipedChild<M = Uint8Array> {
   sender<T = M>(fd: number): PipeWriter<T> {
     validate.integer('fd', fd, 0, 1023);
     const p = this.#pipes.get(fd);
-    if (!(p instanceof PipeWriter)) throw invalidArgument(`fd ${fd} of the child is not a 'to-child' pipe`);
+    if (!(p instanceof PipeWriter)) throw invalidArgument(`fd ${fd} of the child is not a pipe we write to ('write')`);
     return p as PipeWriter<T>;
   }
 
@@ -217,7 +218,7 @@ export class PipedChild<M = Uint8Array> {
   receiver<T = M>(fd: number): PipeReader<T> {
     validate.integer('fd', fd, 0, 1023);
     const p = this.#pipes.get(fd);
-    if (!(p instanceof PipeReader)) throw invalidArgument(`fd ${fd} of the child is not a 'from-child' pipe`);
+    if (!(p instanceof PipeReader)) throw invalidArgument(`fd ${fd} of the child is not a pipe we read from ('read')`);
     return p as PipeReader<T>;
   }
 
@@ -253,13 +254,13 @@ export class PipedChild<M = Uint8Array> {
 
 /**
  * Starts `command` (argv, no shell) with real pipes at the fds named in `pipes`. The
- * child's ends are blocking, ours are not. Example: `{ 3: 'to-child', 4: 'from-child' }`.
+ * child's ends are blocking, ours are not. Example: `{ 3: 'write', 4: 'read' }` (from our side).
  */
-export function spawnWithPipes<C extends CodecOption | undefined = undefined>(command: string[], options: SpawnWithPipesOptions<C>): PipedChild<MessageOf<C>> {
+export function spawnWithPipes<C extends CodecOption | undefined = undefined>(command: string[], options: SpawnWithPipesOptions<C> = {}): PipedChild<MessageOf<C>> {
   const argv = validateArgv(command);
   validate.object('options', options);
-  if (options === undefined || options.pipes === null || typeof options.pipes !== 'object' || Array.isArray(options.pipes)) {
-    throw invalidArgument(`pipes must map child fds to "to-child" or "from-child", like { 3: 'to-child' }, got ${validate.describe(options?.pipes)}`);
+  if (options.pipes !== undefined && (options.pipes === null || typeof options.pipes !== 'object' || Array.isArray(options.pipes))) {
+    throw invalidArgument(`pipes must map child fds to "write" (we write, the child reads) or "read", like { 3: 'write' }, got ${validate.describe(options?.pipes)}`);
   }
   const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, processGroup, ...common } = options;
   validateChildOptions(options);
@@ -267,17 +268,16 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
   validate.optionalOneOf('stdout', stdout, ['inherit', 'ignore'] as const);
   validateStreamOptions(common);
   checkCapacity(common.capacityBytes);
-  const entries = Object.entries(options.pipes).map(([k, v]) => {
+  const entries = Object.entries(options.pipes ?? {}).map(([k, v]) => {
     const fd = validate.integer('pipes fd', Number(k), 0, 1023);
-    if (typeof v !== 'string' && (v === null || typeof v !== 'object')) throw invalidArgument(`pipes[${fd}] must be "to-child", "from-child" or a spec object, got ${validate.describe(v)}`);
+    if (typeof v !== 'string' && (v === null || typeof v !== 'object')) throw invalidArgument(`pipes[${fd}] must be "write", "read" or a spec object, got ${validate.describe(v)}`);
     const spec: ChildPipeSpec = typeof v === 'string' ? { direction: v } : v;
-    validate.oneOf(typeof v === 'string' ? `pipes[${fd}]` : `pipes[${fd}].direction`, spec.direction, ['to-child', 'from-child'] as const);
+    validate.oneOf(typeof v === 'string' ? `pipes[${fd}]` : `pipes[${fd}].direction`, spec.direction, DIRECTIONS);
     // Every pipe's own options, checked (with the common ones) before any pipe exists.
     validateStreamOptions({ ...common, ...spec }, `pipes[${fd}]`);
     checkCapacity(spec.capacityBytes);
     return [fd, spec] as const;
   });
-  if (entries.length === 0) throw invalidArgument('pipes must name at least one fd, like { 3: \'to-child\' }');
   const maxFd = Math.max(2, ...entries.map(([fd]) => fd));
   const stdio: StdioOptions = Array.from({ length: maxFd + 1 }, (_, i) =>
     i === 0 ? (stdin ?? 'ignore') : i === 1 ? (stdout ?? 'inherit') : i === 2 ? (stderr ?? 'inherit') : 'ignore',
@@ -298,12 +298,12 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
     for (const [fd, spec] of entries) {
       const opts = { ...common, ...spec };
       const [r, w] = sys('create pipe', () => native.pipe());
-      const [mine, theirs] = spec.direction === 'to-child' ? [w, r] : [r, w];
+      const [mine, theirs] = spec.direction === 'write' ? [w, r] : [r, w];
       childEnds.push(theirs);
       try {
         native.setNonBlocking(mine, true);
         if (opts.capacityBytes !== undefined) setPipeCapacity(mine, opts.capacityBytes);
-        ours.set(fd, spec.direction === 'to-child' ? new ChildPipeWriter(mine, writerOptions(opts), exited) : new PipeReader(mine, readerOptions(opts), hooks));
+        ours.set(fd, spec.direction === 'write' ? new ChildPipeWriter(mine, writerOptions(opts), exited) : new PipeReader(mine, readerOptions(opts), hooks));
       } catch (e) {
         native.close(mine); // not yet owned by a reader or writer
         throw e;
@@ -327,32 +327,32 @@ export function spawnWithPipes<C extends CodecOption | undefined = undefined>(co
 }
 
 /**
- * In a child: the pipe end inherited at `fd`, as a Receiver ('r') or Sender ('w'). The
+ * In a child: the pipe end inherited at `fd`, as a Receiver ('read') or Sender ('write'). The
  * direction defaults to the fd's access mode. The fd is switched to non-blocking (that
  * flag is shared with anyone else holding the same open pipe end).
  */
 export function openInheritedPipe<C extends CodecOption | undefined = undefined>(
   fd: number,
-  direction: 'r',
+  direction: 'read',
   options?: PipeOptions<C>,
 ): PipeReader<MessageOf<C>>;
 export function openInheritedPipe<C extends CodecOption | undefined = undefined>(
   fd: number,
-  direction: 'w',
+  direction: 'write',
   options?: PipeOptions<C>,
 ): PipeWriter<MessageOf<C>>;
 export function openInheritedPipe<C extends CodecOption | undefined = undefined>(
   fd: number,
-  direction?: 'r' | 'w',
+  direction?: Direction,
   options?: PipeOptions<C>,
 ): PipeReader<MessageOf<C>> | PipeWriter<MessageOf<C>>;
 export function openInheritedPipe<C extends CodecOption | undefined = undefined>(
   fd: number,
-  direction?: 'r' | 'w',
+  direction?: Direction,
   options: PipeOptions<C> = {},
 ): PipeReader<MessageOf<C>> | PipeWriter<MessageOf<C>> {
   validate.integer('fd', fd, 0, 2 ** 31 - 1);
-  if (direction !== undefined) validate.oneOf('direction', direction, ['r', 'w'] as const);
+  if (direction !== undefined) validate.oneOf('direction', direction, DIRECTIONS);
   validateStreamOptions(options);
   checkCapacity(options.capacityBytes);
   const st = sys(`inherited fd ${fd}`, () => native.fstat(fd));
@@ -361,14 +361,14 @@ export function openInheritedPipe<C extends CodecOption | undefined = undefined>
     throw invalidArgument(`fd ${fd} is not a pipe (or socket): it cannot carry a stream of messages`);
   }
   const access = native.getStatusFlags(fd) & O_ACCMODE;
-  const dir = direction ?? (access === fsConstants.O_WRONLY ? 'w' : 'r');
-  if ((dir === 'r' && access === fsConstants.O_WRONLY) || (dir === 'w' && access === fsConstants.O_RDONLY)) {
-    throw invalidArgument(`fd ${fd} is open for ${access === fsConstants.O_WRONLY ? 'writing' : 'reading'} only, not for ${dir === 'r' ? 'reading' : 'writing'}`);
+  const dir = direction ?? (access === fsConstants.O_WRONLY ? 'write' : 'read');
+  if ((dir === 'read' && access === fsConstants.O_WRONLY) || (dir === 'write' && access === fsConstants.O_RDONLY)) {
+    throw invalidArgument(`fd ${fd} is open for ${access === fsConstants.O_WRONLY ? 'writing' : 'reading'} only, not for ${dir === 'read' ? 'reading' : 'writing'}`);
   }
   native.setCloexec(fd, true);
   native.setNonBlocking(fd, true);
   if (options.capacityBytes !== undefined && type === fsConstants.S_IFIFO) setPipeCapacity(fd, options.capacityBytes);
-  return dir === 'r' ? new PipeReader<MessageOf<C>>(fd, readerOptions(options)) : new PipeWriter<MessageOf<C>>(fd, writerOptions(options));
+  return dir === 'read' ? new PipeReader<MessageOf<C>>(fd, readerOptions(options)) : new PipeWriter<MessageOf<C>>(fd, writerOptions(options));
 }
 
 /** Adds a child's exit status to a peer error once it is known (briefly waited for). */

@@ -1,5 +1,5 @@
 /**
- * popen: a program started as a child, its stdout ('r') or stdin ('w') as our Receiver or
+ * popen: a program started as a child, its stdout ('read') or stdin ('write') as our Receiver or
  * Sender, like C's popen/pclose.
  *
  * - `command` is an argv array and runs without a shell: `;`, `$(...)`, backticks, quotes,
@@ -19,7 +19,7 @@
  */
 import { Readable, Writable } from 'node:stream';
 import { killSignal, startChild, validateArgv, validateChildOptions, waitForExit, type ChildExit, type ChildOptions } from '../../os/child.js';
-import type { WaitOptions } from '../../core/channel.js';
+import { DIRECTIONS, type Direction, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { invalidArgument, sys } from '../../core/errors.js';
 import { native } from '../../os/native.js';
@@ -31,9 +31,9 @@ import * as validate from '../../core/validate.js';
 export interface PopenOptions<C extends CodecOption | undefined = undefined> extends ChildOptions, PipeOptions<C> {
   /** Run `command` (a string) with /bin/sh -c. Unsafe with untrusted input. */
   shell?: boolean;
-  /** 'r' mode: the child's stdin (default 'ignore': /dev/null). */
+  /** 'read': the child's stdin (default 'ignore': /dev/null). */
   stdin?: 'inherit' | 'ignore';
-  /** 'w' mode: the child's stdout (default 'inherit': ours). */
+  /** 'write': the child's stdout (default 'inherit': ours). */
   stdout?: 'inherit' | 'ignore';
 }
 
@@ -43,7 +43,7 @@ interface ChildHandle {
   kill(signal?: NodeJS.Signals | number): boolean;
 }
 
-/** popen(..., 'r'): the child's stdout. */
+/** popen(..., 'read'): the child's stdout. */
 export class PopenReader<T> extends PipeReader<T, ChildExit> {
   readonly pid: number;
   /** Settles with the exit status once the child has exited (and been reaped). */
@@ -78,7 +78,7 @@ export class PopenReader<T> extends PipeReader<T, ChildExit> {
   }
 }
 
-/** popen(..., 'w'): the child's stdin. */
+/** popen(..., 'write'): the child's stdin. */
 export class PopenWriter<T> extends ChildPipeWriter<T, ChildExit> {
   readonly pid: number;
   /** Settles with the exit status once the child has exited (and been reaped). */
@@ -118,17 +118,17 @@ export class PopenWriter<T> extends ChildPipeWriter<T, ChildExit> {
 }
 
 /**
- * Starts `command` with its stdout ('r') or stdin ('w') connected to a pipe of ours.
+ * Starts `command` with its stdout ('read') or stdin ('write') connected to a pipe of ours.
  * `command` is an argv array (no shell), or a string with `{ shell: true }`.
  */
-export function popen<C extends CodecOption | undefined = undefined>(command: string[] | string, mode: 'r', options?: PopenOptions<C>): PopenReader<MessageOf<C>>;
-export function popen<C extends CodecOption | undefined = undefined>(command: string[] | string, mode: 'w', options?: PopenOptions<C>): PopenWriter<MessageOf<C>>;
+export function popen<C extends CodecOption | undefined = undefined>(command: string[] | string, direction: 'read', options?: PopenOptions<C>): PopenReader<MessageOf<C>>;
+export function popen<C extends CodecOption | undefined = undefined>(command: string[] | string, direction: 'write', options?: PopenOptions<C>): PopenWriter<MessageOf<C>>;
 export function popen<C extends CodecOption | undefined = undefined>(
   command: string[] | string,
-  mode: 'r' | 'w',
+  direction: Direction,
   options: PopenOptions<C> = {},
 ): PopenReader<MessageOf<C>> | PopenWriter<MessageOf<C>> {
-  validate.oneOf('mode', mode, ['r', 'w'] as const);
+  validate.oneOf('direction', direction, DIRECTIONS);
   validate.object('options', options);
   validate.optionalBoolean('shell', options.shell);
   let argv: string[];
@@ -149,12 +149,12 @@ export function popen<C extends CodecOption | undefined = undefined>(
   validateStreamOptions(streamOptions);
   if (capacityBytes !== undefined) validate.integer('capacityBytes', capacityBytes, 1, 2 ** 31 - 1);
   const [r, w] = sys('create pipe', () => native.pipe());
-  const [mine, theirs] = mode === 'r' ? [r, w] : [w, r];
+  const [mine, theirs] = direction === 'read' ? [r, w] : [w, r];
   let started;
   try {
     native.setNonBlocking(mine, true);
     if (capacityBytes !== undefined) setPipeCapacity(mine, capacityBytes);
-    const stdio = mode === 'r' ? [stdin ?? 'ignore', theirs, stderr ?? 'inherit'] : [theirs, stdout ?? 'inherit', stderr ?? 'inherit'];
+    const stdio = direction === 'read' ? [stdin ?? 'ignore', theirs, stderr ?? 'inherit'] : [theirs, stdout ?? 'inherit', stderr ?? 'inherit'];
     started = startChild(argv, stdio, {
       ...(cwd !== undefined ? { cwd } : {}),
       ...(env !== undefined ? { env } : {}),
@@ -168,5 +168,5 @@ export function popen<C extends CodecOption | undefined = undefined>(
   }
   native.close(theirs);
   const child: ChildHandle = { pid: started.pid, exited: started.exited, kill: started.kill };
-  return mode === 'r' ? new PopenReader<MessageOf<C>>(mine, streamOptions, child) : new PopenWriter<MessageOf<C>>(mine, streamOptions, child);
+  return direction === 'read' ? new PopenReader<MessageOf<C>>(mine, streamOptions, child) : new PopenWriter<MessageOf<C>>(mine, streamOptions, child);
 }

@@ -27,6 +27,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
+import { checkWaitToOpen, openWhenThere, type WaitToOpenOptions } from '../../core/open.js';
 import { releasable, type Releasable } from '../../core/permit.js';
 import { closedError, errnoError, errnoOf, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type NativeMapping, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
@@ -53,7 +54,7 @@ export interface CreateSemaphoreOptions extends CreateModeOptions {
   unlinkOnClose?: boolean;
 }
 
-export interface OpenSemaphoreOptions extends OwnerCheckOptions {
+export interface OpenSemaphoreOptions extends OwnerCheckOptions, WaitToOpenOptions {
   /** Remove the name when this handle closes (default false). */
   unlinkOnClose?: boolean;
 }
@@ -338,14 +339,27 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
 /**
  * Opens an existing named semaphore. Its owner and mode are checked (fstat) before its
  * value is ever used: ERR_IPCKIT_PERMISSION if another user made it or it is wider than
- * allowed, unless `{ anyOwner: true }` or `{ owner, mode }` say that is expected.
+ * allowed, unless `{ anyOwner: true }` or `{ owner, mode }` say that is expected. With
+ * `{ wait: true }` it waits for the name to exist (within `timeout`, and `signal`).
  */
-export function openSemaphore(name: string, options: OpenSemaphoreOptions = {}): Semaphore {
+export function openSemaphore(name: string, options: OpenSemaphoreOptions = {}): Promise<Semaphore> {
+  const open = checkOpen(name, options);
+  return openWhenThere(`open semaphore ${validate.posixName(name, 251)}`, options, open);
+}
+
+/** openSemaphore for workers and scripts: the Semaphore itself, at once (it never waits for the name). */
+export function openSemaphoreSync(name: string, options: OpenSemaphoreOptions = {}): Semaphore {
+  return checkOpen(name, options)();
+}
+
+/** Checks an open's arguments (they throw at once) and returns the open itself. */
+function checkOpen(name: string, options: OpenSemaphoreOptions): () => Semaphore {
   const sname = validate.posixName(name, 251);
   validate.object('options', options);
   ownerOptions(options);
+  checkWaitToOpen(options);
   const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
-  return openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options), unlinkOnClose);
+  return () => openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options), unlinkOnClose);
 }
 
 function unlinkOnCloseOption(value: unknown): boolean {

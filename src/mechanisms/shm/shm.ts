@@ -32,6 +32,7 @@ import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { cancellableWait, type WaitOptions } from '../../core/channel.js';
 import { closedError, errnoError, errnoOf, IpcError, sys } from '../../core/errors.js';
+import { checkWaitToOpen, openWhenThere, type WaitToOpenOptions } from '../../core/open.js';
 import { native, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import * as validate from '../../core/validate.js';
@@ -49,7 +50,7 @@ export interface CreateSharedMemoryOptions extends CreateModeOptions, MappingOpt
   reserve?: boolean;
 }
 
-export interface OpenSharedMemoryOptions extends OwnerCheckOptions, MappingOptions {
+export interface OpenSharedMemoryOptions extends OwnerCheckOptions, MappingOptions, WaitToOpenOptions {
   /** Map read-only (PROT_READ). Such a segment has no `buffer` (a write would crash the process): use read/load. */
   readOnly?: boolean;
 }
@@ -295,23 +296,40 @@ export function createSharedMemory(name: string, size: number, options: CreateSh
   return new SharedMemory('shm', createShm(n, size, o, `shared memory ${n}`));
 }
 
-/** Opens an existing segment after checking its owner and mode, and maps all of it. */
-export function openSharedMemory(name: string, options: OpenSharedMemoryOptions = {}): SharedMemory {
+/**
+ * Opens an existing segment after checking its owner and mode, and maps all of it. With
+ * `{ wait: true }` it waits for the name to exist (within `timeout`, and `signal`).
+ */
+export function openSharedMemory(name: string, options: OpenSharedMemoryOptions = {}): Promise<SharedMemory> {
+  const open = checkOpen(name, options);
+  return openWhenThere(`open shared memory ${validate.posixName(name)}`, options, open);
+}
+
+/** openSharedMemory for workers and scripts: the SharedMemory itself, at once (it never waits for the name). */
+export function openSharedMemorySync(name: string, options: OpenSharedMemoryOptions = {}): SharedMemory {
+  return checkOpen(name, options)();
+}
+
+/** Checks an open's arguments (they throw at once) and returns the open itself. */
+function checkOpen(name: string, options: OpenSharedMemoryOptions): () => SharedMemory {
   const n = validate.posixName(name);
   const o = validate.object<OpenSharedMemoryOptions>('options', options);
   ownerOptions(o);
+  checkWaitToOpen(o);
   const external = resolveExternal(o.external);
   if (o.readOnly !== undefined && typeof o.readOnly !== 'boolean') throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `readOnly must be a boolean, got ${validate.describe(o.readOnly)}`);
   const readOnly = o.readOnly === true;
-  const what = `shared memory ${n}`;
-  const { fd, stat } = openShm(n, readOnly, o, what);
-  try {
-    if (stat.size === 0) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${what} is empty (size 0): its creator has not sized it yet, or it is not a segment to map`, { path: shmPath(n) });
-    return new SharedMemory('shm', new Segment(n, shmPath(n), fd, stat.size, readOnly, external, stat));
-  } catch (e) {
-    native.close(fd);
-    throw e;
-  }
+  return () => {
+    const what = `shared memory ${n}`;
+    const { fd, stat } = openShm(n, readOnly, o, what);
+    try {
+      if (stat.size === 0) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${what} is empty (size 0): its creator has not sized it yet, or it is not a segment to map`, { path: shmPath(n) });
+      return new SharedMemory('shm', new Segment(n, shmPath(n), fd, stat.size, readOnly, external, stat));
+    } catch (e) {
+      native.close(fd);
+      throw e;
+    }
+  };
 }
 
 /** Removes a segment's name. Idempotent: false if there was none. Mappings stay valid. */
