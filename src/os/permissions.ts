@@ -44,16 +44,29 @@ const octal = (bits: number): string => (bits & 0o7777).toString(8).padStart(4, 
 
 /** The remedy of an object that belongs to someone else: trust it, or name its owner. */
 export const TRUST_OWNER: Remedy = { options: [{ trustAnyOwner: true }, { owner: undefined }], when: 'if that is expected' };
+/** The same remedy for the APIs whose option is `anyOwner` (System V; the POSIX objects are being renamed to it). */
+export const ANY_OWNER: Remedy = { options: [{ anyOwner: true }, { owner: undefined }], when: 'if that is expected' };
 
-/** Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed. */
-export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'>, what: string, options: OwnerCheckOptions = {}): void {
+/**
+ * Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed.
+ * `cuid`: the creator of a System V object, who keeps the owner's rights (IPC_SET,
+ * IPC_RMID, the owner's permission bits) after giving it to another uid, so it must be ours
+ * too. `remedy`: the options to name, in the caller's API.
+ */
+export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'> & { cuid?: number }, what: string, options: OwnerCheckOptions = {}, remedy: Remedy = TRUST_OWNER): void {
   if (options.trustAnyOwner === true) return;
   const allowed = validate.mode('mode', options.mode, DEFAULT_MODE);
   const owner = validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2) ?? process.geteuid?.() ?? 0;
   if (st.uid !== owner) {
     throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} belongs to uid ${st.uid} (mode ${octal(st.mode)}), not uid ${owner}; refusing it`, {
-      details: { uid: st.uid, mode: st.mode & 0o7777, expectedUid: owner },
-      remedy: TRUST_OWNER,
+      details: { uid: st.uid, mode: st.mode & 0o7777, expectedUid: owner, ...(st.cuid !== undefined ? { cuid: st.cuid } : {}) },
+      remedy,
+    });
+  }
+  if (st.cuid !== undefined && st.cuid !== owner) {
+    throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} was created by uid ${st.cuid}, who keeps an owner's rights over it, and given to uid ${st.uid}; refusing it`, {
+      details: { uid: st.uid, cuid: st.cuid, mode: st.mode & 0o7777, expectedUid: owner },
+      remedy,
     });
   }
   const bits = st.mode & 0o777;
