@@ -4,13 +4,17 @@
 //
 // - A call is queued and taken by an idle thread of this object (a new one is started when
 //   none is idle). Its result (-errno, or what the call returns) is reported on the loop
-//   through a LoopSignal: dispatch(id, result).
-// - Cancellation (a timeout, an abort, close) uses pthread_cancel. Each call this runner
-//   offers is a POSIX cancellation point that glibc implements as a cancellable system call:
-//   a cancel that arrives while the call blocks ends it with no effect (no lock taken, no
-//   message consumed); a call that completed first reports its result, and the JavaScript
-//   side undoes it (unlocks) if nobody wants it any more. A thread whose call was cancelled
-//   ends (its cancel request would otherwise stay pending); idle threads are reused.
+//   through a LoopSignal: dispatch(id, result, extra).
+// - Cancellation (a timeout, an abort, close) uses pthread_cancel for the calls that glibc
+//   implements as cancellable system calls (fcntl(F_SETLKW), msgrcv, msgsnd): a cancel that
+//   arrives while the call blocks ends it with no effect (no lock taken, no message consumed
+//   or sent); a call that completed first reports its result, and the JavaScript side
+//   settles or undoes it. A thread whose call was cancelled ends (its cancel request would
+//   otherwise stay pending); idle threads are reused.
+// - semop and semtimedop are not cancellation points in glibc (a pthread_cancel would act
+//   only after the call returned). A semaphore wait therefore runs semtimedop in slices of
+//   SLICE_MS and checks a stop flag between two: cancelling it sets the flag, and the call
+//   ends within a slice (-ECANCELED, or its result if the operation was done first).
 // - When the environment ends (a worker terminated), every call is cancelled and every
 //   thread has ended before the object goes away.
 #include "addon.h"
@@ -18,10 +22,15 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -33,12 +42,19 @@ namespace {
 
 class BlockingCalls;
 
+// Longest semtimedop of a semaphore wait: how long a cancelled one may take to notice.
+constexpr long SLICE_MS = 50;
+
 struct Call {
   uint32_t id = 0;
-  std::function<long()> run;  // the blocking call: >= 0, or -errno
+  std::function<long(Call&)> run;  // the blocking call: >= 0, or -errno
   long result = 0;
+  double extra = 0;  // a second result some calls give (msgrcvWait: the message's type)
   enum class State { Queued, Running, Done } state = State::Queued;
   bool cancelRequested = false;
+  // Cancelled by `stop` (checked between slices) instead of pthread_cancel.
+  bool cancelByFlag = false;
+  std::atomic<bool> stop{false};
   pthread_t thread{};
 };
 
@@ -47,13 +63,16 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "BlockingCalls", {
       InstanceMethod<&BlockingCalls::LockWait>("lockWait"),
+      InstanceMethod<&BlockingCalls::MsgrcvWait>("msgrcvWait"),
+      InstanceMethod<&BlockingCalls::MsgsndWait>("msgsndWait"),
+      InstanceMethod<&BlockingCalls::SemopWait>("semopWait"),
       InstanceMethod<&BlockingCalls::Cancel>("cancel"),
       InstanceMethod<&BlockingCalls::Threads>("threads"),
     });
     exports.Set("BlockingCalls", ctor);
   }
 
-  // new BlockingCalls(dispatch(id, result)): one per JS environment.
+  // new BlockingCalls(dispatch(id, result, extra)): one per JS environment.
   explicit BlockingCalls(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BlockingCalls>(info), context_(info.Env(), "ipckit.BlockingCalls") {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "BlockingCalls: dispatch function required");
@@ -76,7 +95,7 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
     short type = static_cast<short>(ArgInt(info, 2));
     off_t start = static_cast<off_t>(ArgInt64(info, 3));
     off_t length = static_cast<off_t>(ArgInt64(info, 4));
-    return Napi::Number::New(info.Env(), Submit(info.Env(), [fd, cmd, type, start, length]() -> long {
+    return Napi::Number::New(info.Env(), Submit(info.Env(), [fd, cmd, type, start, length](Call&) -> long {
       struct flock fl = {};
       fl.l_type = type;
       fl.l_whence = SEEK_SET;
@@ -87,6 +106,86 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
         if (errno != EINTR) return -errno;
       }
     }));
+  }
+
+  // msgrcvWait(id, type, flags): msgrcv(id, buffer, 0, type, flags), blocking until a message
+  // of that type selection is in the queue. The zero-sized buffer is the point: the kernel
+  // leaves a longer message in the queue and says E2BIG, so this waits for a message without
+  // taking it (the loop thread then takes it with IPC_NOWAIT). A zero-length message fits
+  // and is taken: the result is then 0 and `extra` its type.
+  Napi::Value MsgrcvWait(const Napi::CallbackInfo& info) {
+    int id = ArgInt(info, 0);
+    long type = static_cast<long>(ArgInt64(info, 1));
+    int flags = ArgInt(info, 2);
+    return Napi::Number::New(info.Env(), Submit(info.Env(), [id, type, flags](Call& c) -> long {
+      struct {
+        long mtype;
+        char mtext[8];
+      } buf;
+      for (;;) {
+        ssize_t r = msgrcv(id, &buf, 0, type, flags);
+        if (r >= 0) {
+          c.extra = static_cast<double>(buf.mtype);
+          return static_cast<long>(r);
+        }
+        if (errno != EINTR) return -errno;
+      }
+    }));
+  }
+
+  // msgsndWait(id, bytes, type, flags): msgsnd, blocking while the queue is full. The
+  // message is copied now: the call owns its bytes.
+  Napi::Value MsgsndWait(const Napi::CallbackInfo& info) {
+    int id = ArgInt(info, 0);
+    ByteView v = ArgBytes(info, 1);
+    long type = static_cast<long>(ArgInt64(info, 2));
+    int flags = ArgInt(info, 3);
+    auto buf = std::make_shared<std::vector<char>>(sizeof(long) + v.length);
+    memcpy(buf->data(), &type, sizeof type);
+    if (v.length > 0) memcpy(buf->data() + sizeof(long), v.data, v.length);
+    size_t length = v.length;
+    return Napi::Number::New(info.Env(), Submit(info.Env(), [id, buf, length, flags](Call&) -> long {
+      for (;;) {
+        if (msgsnd(id, buf->data(), length, flags) == 0) return 0;
+        if (errno != EINTR) return -errno;
+      }
+    }));
+  }
+
+  // semopWait(id, ops, timeoutMs): the operations (an Int32Array of [index, delta, flags]
+  // triples) done at once, waiting up to timeoutMs (< 0: no limit): 0, -EAGAIN when the time
+  // ran out, -ECANCELED when cancelled first, or -errno. semtimedop in slices (see above).
+  Napi::Value SemopWait(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int id = ArgInt(info, 0);
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) throw Napi::TypeError::New(env, "semopWait: expected an Int32Array of operations");
+    Napi::Int32Array a = info[1].As<Napi::Int32Array>();
+    std::vector<struct sembuf> ops(a.ElementLength() / 3);
+    for (size_t k = 0; k < ops.size(); k++) {
+      ops[k].sem_num = static_cast<unsigned short>(a[3 * k]);
+      ops[k].sem_op = static_cast<short>(a[3 * k + 1]);
+      ops[k].sem_flg = static_cast<short>(a[3 * k + 2]);
+    }
+    int64_t timeoutMs = ArgInt64(info, 2);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int64_t deadline = timeoutMs < 0 ? -1 : start.tv_sec * 1000000000LL + start.tv_nsec + timeoutMs * 1000000LL;
+    return Napi::Number::New(env, Submit(env, [id, ops, deadline](Call& c) mutable -> long {
+      for (;;) {
+        if (c.stop.load(std::memory_order_acquire)) return -ECANCELED;
+        int64_t slice = SLICE_MS * 1000000LL;
+        if (deadline >= 0) {
+          struct timespec now;
+          clock_gettime(CLOCK_MONOTONIC, &now);
+          int64_t left = deadline - (now.tv_sec * 1000000000LL + now.tv_nsec);
+          if (left <= 0) return -EAGAIN;
+          if (left < slice) slice = left;
+        }
+        struct timespec ts = {static_cast<time_t>(slice / 1000000000LL), static_cast<long>(slice % 1000000000LL)};
+        if (semtimedop(id, ops.data(), ops.size(), &ts) == 0) return 0;
+        if (errno != EAGAIN && errno != EINTR) return -errno;
+      }
+    }, true));
   }
 
   // cancel(id): ends a call; its dispatch still comes once (-ECANCELED, or its real
@@ -110,7 +209,8 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
       signal_->Send();
     } else if (c->state == Call::State::Running && !c->cancelRequested) {
       c->cancelRequested = true;
-      pthread_cancel(c->thread);
+      if (c->cancelByFlag) c->stop.store(true, std::memory_order_release);
+      else pthread_cancel(c->thread);
     }
     return info.Env().Undefined();
   }
@@ -121,9 +221,10 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
     return Napi::Number::New(info.Env(), threads_);
   }
 
-  uint32_t Submit(Napi::Env env, std::function<long()> run) {
+  uint32_t Submit(Napi::Env env, std::function<long(Call&)> run, bool cancelByFlag = false) {
     Call* c = new Call();
     c->run = std::move(run);
+    c->cancelByFlag = cancelByFlag;
     std::unique_lock<std::mutex> lk(mu_);
     c->id = ++nextId_;
     if (c->id == 0) c->id = ++nextId_;
@@ -177,7 +278,8 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
       c->state = Call::State::Done;
       self->done_.push_back(c);
       self->signal_->Send();
-      if (c->cancelRequested) break;  // a cancel came too late to act: it stays pending on this thread
+      // A pthread_cancel that came too late to act stays pending on this thread: end it.
+      if (c->cancelRequested && !c->cancelByFlag) break;
     }
     self->threads_--;
     self->cv_.notify_all();
@@ -196,7 +298,7 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
     int old;
     pthread_cleanup_push(Cancelled, &ctx);
     pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
-    r = c->run();
+    r = c->run(*c);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
     pthread_cleanup_pop(0);
     return r;
@@ -231,7 +333,7 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
     Napi::Env env(env_);
     Napi::HandleScope scope(env);
     for (Call* c : done) {
-      CallBack(env, Value(), "_dispatch", {Napi::Number::New(env, c->id), Napi::Number::New(env, static_cast<double>(c->result))}, context_);
+      CallBack(env, Value(), "_dispatch", {Napi::Number::New(env, c->id), Napi::Number::New(env, static_cast<double>(c->result)), Napi::Number::New(env, c->extra)}, context_);
       delete c;
     }
   }
@@ -245,7 +347,8 @@ class BlockingCalls : public Napi::ObjectWrap<BlockingCalls> {
     for (auto& [id, c] : calls_) {
       if (c->state == Call::State::Running && !c->cancelRequested) {
         c->cancelRequested = true;
-        pthread_cancel(c->thread);
+        if (c->cancelByFlag) c->stop.store(true, std::memory_order_release);
+        else pthread_cancel(c->thread);
       }
     }
     queue_.clear();
