@@ -3,12 +3,14 @@
  * semaphore wait), run on threads of ours (native/blocking.cc) so that neither the event
  * loop nor libuv's thread pool waits in them.
  *
- * A call that is no longer wanted (timeout, abort, close) is cancelled. It may have
- * completed just before the cancel could act; two ways to settle that:
+ * A call that is no longer wanted (timeout, abort, close) is cancelled: its thread is
+ * interrupted with a signal (native/blocking.cc says why not pthread_cancel), and reports
+ * -ECANCELED having done nothing. It may have completed just before the cancel could act;
+ * two ways to settle that:
  * - 'at-cancel' (the default): the promise rejects at once, and a call that completed
  *   anyway is given back by the caller's `undo` (a lock is unlocked).
  * - 'when-reported': the promise settles only once the thread has reported, a few
- *   microseconds later (a slice at most for a semaphore wait): with the cancel's error if
+ *   microseconds later: with the cancel's error if
  *   the cancel acted, with the result if the call completed first. For calls that cannot be
  *   undone (a message sent, a semaphore operation done): the caller is told what happened.
  */

@@ -422,17 +422,17 @@ export interface NativeBlockingCalls {
   /**
    * msgrcv with a zero-sized buffer: waits until a message of that type selection is in the
    * queue without taking it (result -E2BIG); a zero-length message is taken (result 0,
-   * `extra` its type). Cancelled with pthread_cancel.
+   * `extra` its type).
    */
   msgrcvWait(id: number, type: number, flags: number): number;
-  /** msgsnd (a copy of `bytes`), waiting while the queue is full: 0 or -errno. Cancelled with pthread_cancel. */
+  /** msgsnd (a copy of `bytes`), waiting while the queue is full: 0 or -errno. */
   msgsndWait(id: number, bytes: Uint8Array, type: number, flags: number): number;
-  /**
-   * semtimedop of `ops` ([index, delta, flags] triples) in 50 ms slices until done (0), the
-   * time is out (-EAGAIN; timeoutMs < 0: none), cancelled (-ECANCELED, within a slice) or -errno.
-   */
+  /** semtimedop of `ops` ([index, delta, flags] triples): done (0), the time is out (-EAGAIN; timeoutMs < 0: none), cancelled (-ECANCELED) or -errno. */
   semopWait(id: number, ops: Int32Array, timeoutMs: number): number;
-  /** Ends a call; its dispatch still comes once (-ECANCELED, or its result if it finished first). */
+  /**
+   * Stops a call: its thread is interrupted with a signal (SIGURG, see native/blocking.cc).
+   * Its dispatch still comes once: -ECANCELED (it did nothing), or its result if it finished first.
+   */
   cancel(id: number): void;
   threads(): number;
 }
