@@ -436,12 +436,13 @@ class SendingSide<T> {
   #encode(message: T): Uint8Array {
     const core = this.#core;
     const payload = encodeWith(this.#codec, message);
-    if (payload.length > core.maxMessageSize) {
-      throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `message to send is ${payload.length} bytes, more than maxMessageSize (${core.maxMessageSize})`, { details: { length: payload.length, maxMessageSize: core.maxMessageSize } });
-    }
+    // The kernel's limit first: maxMessageSize is kernel.msgmax unless the caller chose it.
     if (payload.length > core.msgmax) {
       core.msgmax = sysvLimits().msgmax; // it may have been raised since the handle was made
       if (payload.length > core.msgmax) throw limitError('kernel.msgmax', core.msgmax, `message to send is ${payload.length} bytes, more than the kernel's largest System V message:`, { code: 'ERR_IPCKIT_FRAME_TOO_LARGE', details: { length: payload.length } });
+    }
+    if (payload.length > core.maxMessageSize) {
+      throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `message to send is ${payload.length} bytes, more than maxMessageSize (${core.maxMessageSize})`, { details: { length: payload.length, maxMessageSize: core.maxMessageSize } });
     }
     return payload;
   }
