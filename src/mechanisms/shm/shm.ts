@@ -348,15 +348,20 @@ export class SharedMemory implements Disposable {
   #closed = false;
   #keepFd: () => void = () => {};
 
-  /** @internal Use createSharedMemory, openSharedMemory or mapFile. */
-  constructor(kind: 'shm' | 'file', name: string, fd: number, size: number, readOnly: boolean, external: boolean) {
+  /**
+   * @internal Use createSharedMemory, openSharedMemory or mapFile. `source`: the descriptor
+   * to map, or a mapping made elsewhere (a System V segment attached with shmat, which has no
+   * descriptor: sysv/shm.ts).
+   */
+  constructor(kind: 'shm' | 'file', name: string, source: number | NativeMapping, size: number, readOnly: boolean, external: boolean) {
     this.kind = kind;
     this.name = name;
     this.path = kind === 'shm' ? `/dev/shm${name}` : name;
     this.size = size;
     this.readOnly = readOnly;
+    const fd = typeof source === 'number' ? source : -1;
     this.#fd = fd;
-    this.#mapping = sys(`map ${this.#what}`, () => new native.Mapping(fd, size, !readOnly), { path: this.path });
+    this.#mapping = typeof source === 'number' ? sys(`map ${this.#what}`, () => new native.Mapping(fd, size, !readOnly), { path: this.path }) : source;
     if (external && !readOnly) {
       this.#sab = this.#mapping.buffer();
       // A typed array spans at most MAX_LENGTH bytes (4 GiB in Node 20): past that, the
@@ -367,7 +372,7 @@ export class SharedMemory implements Disposable {
       this.#memory = new CopyingMemory(this.#mapping, size);
     }
     this.external = this.#sab !== undefined;
-    if (!isMainThread) {
+    if (!isMainThread && fd >= 0) {
       // A terminated worker runs no close(): its fd would stay open for the life of the process.
       const w = futexWaiters();
       const id = w.atExitClose(fd);
@@ -512,7 +517,7 @@ export class SharedMemory implements Disposable {
    */
   isIntact(): boolean {
     this.#check();
-    return native.fstat(this.#fd).size >= this.size;
+    return this.#fd < 0 || native.fstat(this.#fd).size >= this.size; // an attached System V segment never shrinks
   }
 
   info(): SharedMemoryInfo {
@@ -532,7 +537,7 @@ export class SharedMemory implements Disposable {
     this.#waits.clear();
     this.#mapping.release();
     this.#keepFd();
-    native.close(this.#fd);
+    if (this.#fd >= 0) native.close(this.#fd);
   }
 
   /** Removes the name (the segment or file lives on while it is mapped). False if it was already gone. */
