@@ -13,8 +13,10 @@
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
+#include <sys/mman.h>
 #include <sys/shm.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -268,6 +270,21 @@ Napi::Value ShmAttach(const Napi::CallbackInfo& info) {
   return Napi::External<std::shared_ptr<Region>>::New(env, region, [](Napi::Env, std::shared_ptr<Region>* r) { delete r; });
 }
 
+// shmDetach(mapping): detaches the segment of a Mapping made by shmAttach now, as shmdt does,
+// by putting private zero pages at the same addresses (mmap MAP_FIXED replaces the
+// attachment, and the kernel's shm_close runs for it). A SharedArrayBuffer still held over
+// them stays valid memory, no longer the segment's, until it is garbage and the region is
+// unmapped: never a crash.
+Napi::Value ShmDetach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Region> r = RegionOf(env, info[0]);
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t length = (r->length + page - 1) / page * page;
+  void* p = mmap(r->base, length, PROT_READ | (r->writable ? PROT_WRITE : 0), MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) ThrowErrno(env, "mmap");
+  return env.Undefined();
+}
+
 Napi::Value ShmStat(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct shmid_ds d;
@@ -317,6 +334,7 @@ void InitSysv(Napi::Env env, Napi::Object exports) {
   exports.Set("semRemove", Napi::Function::New(env, SemRemove, "semRemove"));
   exports.Set("shmGet", Napi::Function::New(env, ShmGet, "shmGet"));
   exports.Set("shmAttach", Napi::Function::New(env, ShmAttach, "shmAttach"));
+  exports.Set("shmDetach", Napi::Function::New(env, ShmDetach, "shmDetach"));
   exports.Set("shmStat", Napi::Function::New(env, ShmStat, "shmStat"));
   exports.Set("shmSet", Napi::Function::New(env, ShmSet, "shmSet"));
   exports.Set("shmRemove", Napi::Function::New(env, ShmRemove, "shmRemove"));

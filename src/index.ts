@@ -135,4 +135,15 @@ export {
   type SemOpOptions,
   type SysvSemaphoreSetStat,
 } from './mechanisms/sysv/sem.js';
+export {
+  createSysvSharedMemory,
+  openSysvSharedMemory,
+  openSysvSharedMemorySync,
+  removeSysvSharedMemory,
+  SysvSharedMemory,
+  type CreateSysvSharedMemoryOptions,
+  type OpenSysvSharedMemoryOptions,
+  type SysvSharedMemoryOptions,
+  type SysvSharedMemoryStat,
+} from './mechanisms/sysv/shm.js';
 export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } from './ops/doctor.js';

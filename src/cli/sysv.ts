@@ -7,8 +7,10 @@ import { IpcError } from '../core/errors.js';
 import { ftok, keyHex, parseSysvTarget } from '../mechanisms/sysv/keys.js';
 import { createSysvMessageQueue, openSysvMessageQueue, removeSysvMessageQueue } from '../mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, removeSysvSemaphoreSet, type SemOp } from '../mechanisms/sysv/sem.js';
-import { FLAGS, OWNER_FLAGS, parseInteger, RECEIVE_FLAGS, UsageError, type Command, type Flag, type Group, type Invocation } from './command.js';
-import { messagesFrom, printMessage, printResult, waitingNote, withWaitingNote } from './output.js';
+import { createSysvSharedMemory, openSysvSharedMemory, removeSysvSharedMemory } from '../mechanisms/sysv/shm.js';
+import { FLAGS, OWNER_FLAGS, parseInteger, parseSize, RECEIVE_FLAGS, UsageError, type Command, type Flag, type Group, type Invocation } from './command.js';
+import { messagesFrom, printMessage, printResult, waitingNote, withWaitingNote, write } from './output.js';
+import { LENGTH, OFFSET, readStdin } from './shm.js';
 import { receiveLoop } from './receive.js';
 import { removeNamed } from './remove.js';
 
@@ -56,7 +58,7 @@ function printCreated(json: boolean, key: number, id: number): Promise<void> {
 
 const MODE = FLAGS.createMode;
 
-function info(kind: string, open: (t: { key: number } | { id: number }) => Promise<{ stat(): object; close(): Promise<void> }>): Command {
+function info(kind: string, open: (t: { key: number } | { id: number }) => Promise<{ stat(): object; close(): Promise<void> | void }>): Command {
   return {
     verb: 'info',
     args: 'KEY',
@@ -273,6 +275,67 @@ const sem: Group = {
   ],
 };
 
+const shm: Group = {
+  name: 'sysv shm',
+  summary: 'System V shared memory segments (shmget, shmat, shmctl): memory attached by key',
+  notes: `${KEY_NOTE}\nSIZE, --offset and --length take 4096, 64K, 1M or 1G.`,
+  commands: [
+    {
+      verb: 'create',
+      args: 'KEY SIZE',
+      summary: 'create a segment, zero-filled (exclusive; owner-only unless --mode); prints its id as id:N',
+      flags: { mode: MODE, json: FLAGS.json },
+      examples: ['ipckit sysv shm create 0x5e0003 1M'],
+      async run({ args, flags }) {
+        const seg = createSysvSharedMemory(keyToCreate(args[0]!, 'ipckit sysv shm create'), parseSize('SIZE', args[1]!), { mode: (flags.mode as number | undefined) ?? 0o600 });
+        seg.close();
+        await printCreated(flags.json === true, seg.key, seg.id);
+        return 0;
+      },
+    },
+    {
+      verb: 'write',
+      args: 'KEY',
+      summary: 'copy stdin into the segment at --offset',
+      flags: { offset: OFFSET, ...OWNER_FLAGS },
+      examples: ['echo hello | ipckit sysv shm write 0x5e0003 --offset 4K'],
+      async run({ args, flags }) {
+        const seg = await openSysvSharedMemory(target(args[0]!), ownerCheck(flags));
+        try {
+          const offset = (flags.offset as number | undefined) ?? 0;
+          if (offset > seg.size) throw new UsageError(`--offset ${offset} is past the end of the segment (${seg.size} bytes)`, 'ipckit sysv shm write');
+          seg.write(await readStdin(seg.size - offset), offset);
+        } finally {
+          seg.close();
+        }
+        return 0;
+      },
+    },
+    {
+      verb: 'read',
+      args: 'KEY',
+      summary: 'copy bytes of the segment to stdout (default: all of it); attaches read-only',
+      flags: { offset: OFFSET, length: LENGTH, ...OWNER_FLAGS },
+      examples: ['ipckit sysv shm read 0x5e0003 --offset 4K --length 6'],
+      async run({ args, flags }) {
+        const seg = await openSysvSharedMemory(target(args[0]!), { readOnly: true, ...ownerCheck(flags) });
+        try {
+          const offset = (flags.offset as number | undefined) ?? 0;
+          if (offset > seg.size) throw new UsageError(`--offset ${offset} is past the end of the segment (${seg.size} bytes)`, 'ipckit sysv shm read');
+          const length = (flags.length as number | undefined) ?? seg.size - offset;
+          if (offset + length > seg.size) throw new UsageError(`--offset ${offset} --length ${length} goes past the end of the segment (${seg.size} bytes)`, 'ipckit sysv shm read');
+          await write(seg.read(offset, length));
+        } finally {
+          seg.close();
+        }
+        return 0;
+      },
+    },
+    info('shm', (t) => openSysvSharedMemory(t, { anyOwner: true, readOnly: true })),
+    rm('shm', 'System V shared memory segment', removeSysvSharedMemory),
+  ],
+};
+
 export const group: Group = {
   name: 'sysv',
   summary: 'System V IPC: message queues with types, semaphore sets with undo, shared memory segments, by key.',
@@ -293,5 +356,5 @@ export const group: Group = {
       },
     },
   ],
-  groups: [msg, sem],
+  groups: [msg, sem, shm],
 };

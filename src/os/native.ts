@@ -483,6 +483,8 @@ export interface NativeSysv {
   shmGet(key: number, size: number, flags: number): number;
   /** shmat of the whole segment (SHM_RDONLY when readOnly), for `new Mapping(attached)`. Throws. */
   shmAttach(id: number, readOnly: boolean): SysvAttachment;
+  /** Detaches the segment of a Mapping made from shmAttach now; private zero pages take its place until the region is unmapped (buffers still held never crash). */
+  shmDetach(mapping: NativeMapping): void;
   shmStat(id: number): NativeIpcPerm & { size: number; attached: number; creatorPid: number; lastPid: number; attachTime: number; detachTime: number; changeTime: number };
   shmSet(id: number, uid: number, gid: number, mode: number): void;
   shmRemove(id: number): void;

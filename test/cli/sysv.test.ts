@@ -2,14 +2,16 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { createSysvMessageQueue, createSysvSemaphoreSet, ftok, openSysvSemaphoreSet, removeSysvMessageQueue, removeSysvSemaphoreSet } from '../../src/index.js';
+import { createSysvMessageQueue, createSysvSemaphoreSet, ftok, openSysvSemaphoreSet, openSysvSharedMemory, removeSysvMessageQueue, removeSysvSemaphoreSet, removeSysvSharedMemory } from '../../src/index.js';
 import { isRoot, runCli, scratchPath, uniqueKey } from '../helpers.js';
 
 const queues: number[] = [];
 const sets: number[] = [];
+const segments: number[] = [];
 after(() => {
   for (const id of queues) removeSysvMessageQueue({ id });
   for (const id of sets) removeSysvSemaphoreSet({ id });
+  for (const id of segments) removeSysvSharedMemory({ id });
 });
 
 const hex = (key: number): string => `0x${key.toString(16).padStart(8, '0')}`;
@@ -170,5 +172,31 @@ describe('ipckit sysv sem', () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+describe('ipckit sysv shm', () => {
+  it('create with a size, write stdin at --offset, read --offset --length, info --json, rm', async () => {
+    const key = uniqueKey();
+    const made = await cli(['sysv', 'shm', 'create', hex(key), '64K', '--json']);
+    assert.equal(made.code, 0, made.stderr);
+    const { id } = JSON.parse(made.stdout) as { key: number; id: number };
+    segments.push(id);
+    assert.equal((await cli(['sysv', 'shm', 'write', hex(key), '--offset', '4K'], 'hello\n')).code, 0);
+    const r = await cli(['sysv', 'shm', 'read', `id:${id}`, '--offset', '4K', '--length', '6']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello\n');
+    const seg = await openSysvSharedMemory(key);
+    assert.equal(seg.read(4096, 5).toString(), 'hello');
+    seg.close();
+    const past = await cli(['sysv', 'shm', 'read', hex(key), '--offset', '64K', '--length', '1']);
+    assert.equal(past.code, 2);
+    const big = await cli(['sysv', 'shm', 'write', hex(key), '--offset', '65530'], '0123456789');
+    assert.equal(big.code, 1);
+    assert.match(big.stderr, /stdin has more than the 6 bytes/);
+    const info = JSON.parse((await cli(['sysv', 'shm', 'info', hex(key), '--json'])).stdout);
+    assert.deepEqual({ id: info.id, key: info.key, size: info.size, mode: info.mode, removed: info.removed }, { id, key, size: 65536, mode: 0o600, removed: false });
+    assert.equal((await cli(['sysv', 'shm', 'rm', hex(key)])).code, 0);
+    assert.equal((await cli(['sysv', 'shm', 'rm', hex(key)])).code, 1);
   });
 });

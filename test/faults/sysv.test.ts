@@ -9,7 +9,17 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { createSysvMessageQueue, createSysvSemaphoreSet, openSysvMessageQueue, openSysvSemaphoreSet, removeSysvMessageQueue, removeSysvSemaphoreSet } from '../../src/index.js';
+import {
+  createSysvMessageQueue,
+  createSysvSemaphoreSet,
+  createSysvSharedMemory,
+  openSysvMessageQueue,
+  openSysvSemaphoreSet,
+  openSysvSharedMemory,
+  removeSysvMessageQueue,
+  removeSysvSemaphoreSet,
+  removeSysvSharedMemory,
+} from '../../src/index.js';
 import { AS_NOBODY, isRoot, rejectsWith, repoRoot, run, scratchDir, throwsWith, uniqueKey } from '../helpers.js';
 
 const PY = '/usr/bin/python3';
@@ -17,9 +27,11 @@ const haveSysvIpc = spawnSync(PY, ['-c', 'import sysv_ipc'], { stdio: 'ignore' }
 
 const queues: number[] = [];
 const sets: number[] = [];
+const segments: number[] = [];
 after(() => {
   for (const id of queues) removeSysvMessageQueue({ id });
   for (const id of sets) removeSysvSemaphoreSet({ id });
+  for (const id of segments) removeSysvSharedMemory({ id });
 });
 
 /** python3 with sysv_ipc as user nobody; prints what it got or the exception's class. */
@@ -58,7 +70,7 @@ describe('sysv: another user', { skip: !isRoot ? 'needs root to act as user nobo
     }
   });
 
-  it('a key squatted by another user: create is ERR_IPCKIT_EXISTS, open ERR_IPCKIT_PERMISSION unless { anyOwner }, and nothing was used', async () => {
+  it('a key squatted by another user (a queue, a set, a segment): create is ERR_IPCKIT_EXISTS, open ERR_IPCKIT_PERMISSION unless { anyOwner }, and nothing was used', async () => {
     const qkey = uniqueKey();
     const skey = uniqueKey();
     let r = await asNobody(`mq = sysv_ipc.MessageQueue(key, sysv_ipc.IPC_CREX, 0o666)\nmq.send(b'bait', type=1)\nprint(mq.id)`, qkey);
@@ -73,6 +85,12 @@ describe('sysv: another user', { skip: !isRoot ? 'needs root to act as user nobo
     assert.match(e.message, /belongs to uid 65534 \(mode 0666\), not uid 0; refusing it; pass \{ anyOwner: true \} or \{ owner \} if that is expected/);
     await rejectsWith(openSysvMessageQueue(qkey, { mode: 0o666 }), 'ERR_IPCKIT_PERMISSION'); // still not ours
     await rejectsWith(openSysvSemaphoreSet(skey), 'ERR_IPCKIT_PERMISSION');
+    const mkey = uniqueKey();
+    r = await asNobody(`m = sysv_ipc.SharedMemory(key, sysv_ipc.IPC_CREX, 0o666, 4096)\nm.write(b'bait')\nprint(m.id)`, mkey);
+    assert.match(r.stdout, /^\d+\n$/, r.stderr);
+    segments.push(Number(r.stdout));
+    throwsWith(() => createSysvSharedMemory(mkey, 4096), 'ERR_IPCKIT_EXISTS');
+    await rejectsWith(openSysvSharedMemory(mkey), 'ERR_IPCKIT_PERMISSION');
     const trusted = await openSysvSemaphoreSet(skey, { anyOwner: true });
     assert.equal(trusted.get(0), 5, 'the refusals took nothing');
     await trusted.close();
@@ -96,7 +114,7 @@ describe('sysv: another user', { skip: !isRoot ? 'needs root to act as user nobo
 });
 
 describe('sysv: the kernel\'s limits, named (a private IPC namespace)', { skip: !isRoot && 'needs root for unshare -i' }, () => {
-  it('msgmax, msgmnb, msgmni, kernel.sem (SEMMSL, SEMOPM, SEMMNI) and SEMVMX each name themselves and their sysctl', async () => {
+  it('msgmax, msgmnb, msgmni, kernel.sem (SEMMSL, SEMOPM, SEMMNI), SEMVMX, shmmax, shmall and shmmni each name themselves and their sysctl', async () => {
     const dir = scratchDir();
     const script = join(dir, 'sysv-limits.mjs');
     writeFileSync(
@@ -116,6 +134,14 @@ describe('sysv: the kernel\'s limits, named (a private IPC namespace)', { skip: 
       await catching('semmni', () => ipc.createSysvSemaphoreSet(0x2004, { count: 1 }));
       s.set(3, 32767);
       await catching('semvmx', () => s.op([{ index: 3, delta: 1 }]));
+      await catching('shmmax', () => ipc.createSysvSharedMemory(0x3001, 16384));
+      const seg = ipc.createSysvSharedMemory(0x3002, 8192);
+      await catching('shmall', () => ipc.createSysvSharedMemory(0x3003, 8192));
+      ipc.removeSysvSharedMemory({ id: seg.id });
+      seg.close();
+      ipc.createSysvSharedMemory(0x3004, 64).close();
+      ipc.createSysvSharedMemory(0x3005, 64).close();
+      await catching('shmmni', () => ipc.createSysvSharedMemory(0x3006, 64));
       process.stdout.write(JSON.stringify(out));`,
     );
     // unshare -i: a fresh IPC namespace, with its own sysctls and no objects; the objects go with it.
@@ -125,6 +151,9 @@ describe('sysv: the kernel\'s limits, named (a private IPC namespace)', { skip: 
       echo 500 > /proc/sys/kernel/msgmnb
       echo 2 > /proc/sys/kernel/msgmni
       echo '4 100 2 2' > /proc/sys/kernel/sem
+      echo 8192 > /proc/sys/kernel/shmmax
+      echo 3 > /proc/sys/kernel/shmall
+      echo 2 > /proc/sys/kernel/shmmni
       setpriv --bounding-set=-sys_resource ${JSON.stringify(process.execPath)} sysv-limits.mjs
     `;
     const r = await run('unshare', ['-i', 'sh', '-c', sh], { cwd: dir }).done;
@@ -143,5 +172,8 @@ describe('sysv: the kernel\'s limits, named (a private IPC namespace)', { skip: 
     expect('semopm', 'ERR_IPCKIT_LIMIT', 'kernel.sem SEMOPM', 2, /too many operations for one semop .* kernel\.sem SEMOPM = 2/);
     expect('semmni', 'ERR_IPCKIT_LIMIT', 'kernel.sem SEMMNI', 2, /kernel\.sem SEMMNI = 2/);
     expect('semvmx', 'ERR_IPCKIT_LIMIT', 'SEMVMX', 32767, /past SEMVMX = 32767; it is fixed in the kernel/);
+    expect('shmmax', 'ERR_IPCKIT_LIMIT', 'kernel.shmmax', 8192, /a segment of 16384 bytes is larger than kernel\.shmmax = 8192; raise it/);
+    expect('shmall', 'ERR_IPCKIT_LIMIT', 'kernel.shmall', 3, /its 2 pages and the 2 in use pass the most in all segments, kernel\.shmall = 3/);
+    expect('shmmni', 'ERR_IPCKIT_LIMIT', 'kernel.shmmni', 2, /kernel\.shmmni = 2; remove unused segments/);
   });
 });

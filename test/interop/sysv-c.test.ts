@@ -5,15 +5,58 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { createSysvMessageQueue, createSysvSemaphoreSet, openSysvMessageQueue, openSysvSemaphoreSet, removeSysvMessageQueue, removeSysvSemaphoreSet } from '../../src/index.js';
+import {
+  createSysvMessageQueue,
+  createSysvSemaphoreSet,
+  createSysvSharedMemory,
+  openSysvMessageQueue,
+  openSysvSemaphoreSet,
+  openSysvSharedMemory,
+  removeSysvMessageQueue,
+  removeSysvSemaphoreSet,
+  removeSysvSharedMemory,
+} from '../../src/index.js';
 import { compileC, jsonLines, rejectsWith, run, sleep, trackSysv, uniqueKey, waitUntil, within } from '../helpers.js';
 
 const queues: number[] = [];
 const sets: number[] = [];
+const segments: number[] = [];
 after(() => {
   for (const id of queues) removeSysvMessageQueue({ id });
   for (const id of sets) removeSysvSemaphoreSet({ id });
+  for (const id of segments) removeSysvSharedMemory({ id });
 });
+
+const SHM_PEER = `
+#define _GNU_SOURCE
+#include <linux/futex.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+/* Shared (not FUTEX_PRIVATE_FLAG) futex calls on words of the segment. */
+static long futex(uint32_t *w, int op, uint32_t v) { return syscall(SYS_futex, w, op, v, NULL, NULL, 0); }
+int main(int argc, char **argv) {
+  int id = shmget((key_t)strtoul(argv[1], 0, 0), 0, 0);
+  if (id < 0) { perror("shmget"); return 1; }
+  uint32_t *w = shmat(id, NULL, 0);
+  if (w == (void *)-1) { perror("shmat"); return 1; }
+  printf("attached %s\\n", (char *)(w + 16));
+  fflush(stdout);
+  /* wait while word 0 is 0, as our waitAsync does */
+  while (__atomic_load_n(&w[0], __ATOMIC_SEQ_CST) == 0) futex(&w[0], FUTEX_WAIT, 0);
+  strcpy((char *)(w + 32), "c saw it");
+  __atomic_store_n(&w[1], 1, __ATOMIC_SEQ_CST);
+  futex(&w[1], FUTEX_WAKE, 1);
+  shmdt(w);
+  printf("done\\n");
+  return 0;
+}
+`;
 
 const MSG_PEER = `
 #define _GNU_SOURCE
@@ -207,5 +250,36 @@ describe('sysv interop: ipcmk, ipcs, ipcrm', () => {
       await s.close();
       removeSysvSemaphoreSet({ id: sid });
     }
+  });
+});
+
+describe('sysv interop: C programs and shared memory', () => {
+  it('C attaches our segment, waits on a word with a shared futex we notify, and wakes our waitAsync', async () => {
+    const bin = compileC('sysv-shm-peer', SHM_PEER);
+    const seg = createSysvSharedMemory(uniqueKey(), 4096);
+    segments.push(seg.id);
+    try {
+      seg.write(Buffer.from('hello c\0'), 64);
+      const c = run(bin, [hex(seg.key)]);
+      const lines = jsonLines(c);
+      assert.deepEqual(await lines.next(10_000), { text: 'attached hello c' });
+      assert.equal(seg.stat().attached, 2);
+      const woken = seg.waitAsync(1, 0, { timeout: 10_000 });
+      await sleep(50);
+      seg.store(0, 1);
+      seg.notify(0);
+      assert.equal(await within(woken, 10_000), 'ok');
+      assert.equal(seg.read(128, 8).toString(), 'c saw it');
+      const r = await within(c.done, 10_000);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await waitUntil(() => seg.stat().attached === 1, 5000), 'C detached');
+    } finally {
+      seg.close();
+    }
+    // ipcs shows the segment as we see it: its size, and one attachment (ours, opened now).
+    const other = await openSysvSharedMemory({ id: seg.id });
+    const ipcs = await run('ipcs', ['-m', '-i', String(seg.id)]).done;
+    assert.match(ipcs.stdout, /bytes=4096\s+lpid=\d+\s+cpid=\d+\s+nattch=1/);
+    other.close();
   });
 });

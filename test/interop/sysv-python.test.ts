@@ -5,7 +5,18 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
-import { createSysvMessageQueue, createSysvSemaphoreSet, ftok, openSysvMessageQueue, openSysvSemaphoreSet, removeSysvMessageQueue, removeSysvSemaphoreSet } from '../../src/index.js';
+import {
+  createSysvMessageQueue,
+  createSysvSemaphoreSet,
+  createSysvSharedMemory,
+  ftok,
+  openSysvMessageQueue,
+  openSysvSemaphoreSet,
+  openSysvSharedMemory,
+  removeSysvMessageQueue,
+  removeSysvSemaphoreSet,
+  removeSysvSharedMemory,
+} from '../../src/index.js';
 import { jsonLines, run, scratchPath, sleep, uniqueKey, waitUntil, within } from '../helpers.js';
 import { writeFileSync } from 'node:fs';
 
@@ -15,9 +26,11 @@ const skip = haveSysvIpc ? false : 'needs python3-sysv-ipc (apt-get install pyth
 
 const queues: number[] = [];
 const sets: number[] = [];
+const segments: number[] = [];
 after(() => {
   for (const id of queues) removeSysvMessageQueue({ id });
   for (const id of sets) removeSysvSemaphoreSet({ id });
+  for (const id of segments) removeSysvSharedMemory({ id });
 });
 
 /** python3 with sysv_ipc imported; `key` is passed as a signed C key_t, as sysv_ipc takes it. */
@@ -182,6 +195,37 @@ describe('sysv interop: python3-sysv-ipc message queue made by python, opened by
       assert.deepEqual(await q.receiveWithType(), { type: 4, message: 'from python' });
     } finally {
       await q.close();
+    }
+  });
+});
+
+describe('sysv interop: python3-sysv-ipc shared memory', { skip }, () => {
+  it('python writes a segment we made; we write one python made; both read what the other wrote', async () => {
+    const seg = createSysvSharedMemory(uniqueKey(), 4096);
+    segments.push(seg.id);
+    try {
+      new Uint8Array(seg.buffer).set(Buffer.from('from node'), 0);
+      const py = await python(`m = sysv_ipc.SharedMemory(key)\nprint(m.read(9).decode(), m.size, flush=True)\nm.write(b'from python', 100)\nm.detach()`, seg.key).done;
+      assert.equal(py.code, 0, py.stderr);
+      assert.equal(py.stdout.trim(), 'from node 4096');
+      assert.equal(Buffer.from(seg.buffer, 100, 11).toString(), 'from python');
+      assert.equal(seg.stat().lastPid > 0, true);
+    } finally {
+      seg.close();
+    }
+    const key = uniqueKey();
+    const made = await python(`m = sysv_ipc.SharedMemory(key, sysv_ipc.IPC_CREX, 0o600, 8192)\nm.write(b'python made this', 0)\nprint(m.id)`, key).done;
+    assert.equal(made.code, 0, made.stderr);
+    segments.push(Number(made.stdout.trim()));
+    const theirs = await openSysvSharedMemory(key);
+    try {
+      assert.equal(theirs.size, 8192);
+      assert.equal(theirs.read(0, 16).toString(), 'python made this');
+      theirs.write(Buffer.from('node was here'), 4000);
+      const back = await python(`m = sysv_ipc.SharedMemory(key)\nprint(m.read(13, 4000).decode())`, key).done;
+      assert.equal(back.stdout.trim(), 'node was here');
+    } finally {
+      theirs.close();
     }
   });
 });

@@ -107,7 +107,7 @@ export function findSysv(kind: SysvKind, target: { key: number } | { id: number 
     try {
       return get(target.key);
     } catch (e) {
-      if (errnoOf(e) === ENOENT) throw new IpcError('ERR_IPCKIT_NOT_FOUND', `no ${what}`, { errno: ENOENT, syscall: `${kind}get`, systemCode: 'ENOENT', remedy: { options: [{ wait: true }], when: 'to wait for its creator' } });
+      if (errnoOf(e) === ENOENT) throw new IpcError('ERR_IPCKIT_NOT_FOUND', `no ${what}`, { errno: ENOENT, syscall: `${kind}get`, systemCode: 'ENOENT' });
       throw toIpcError(e, `find ${what}`);
     }
   }
