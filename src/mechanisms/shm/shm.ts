@@ -31,6 +31,7 @@ import { cancellableWait, type WaitOptions } from '../../core/channel.js';
 import { closedError, errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type FutexResult, type NativeFutexWaiters, type NativeMapping, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import * as validate from '../../core/validate.js';
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, S_IFMT, S_IFREG } = fsConstants;
@@ -518,6 +519,14 @@ export class SharedMemory implements Disposable {
   isIntact(): boolean {
     this.#check();
     return this.#fd < 0 || native.fstat(this.#fd).size >= this.size; // an attached System V segment never shrinks
+  }
+
+  /** The permission record every IPC object reports (fstat): no key, creator or sequence number, which POSIX objects do not have. */
+  perm(): PosixIpcPerm {
+    this.#check();
+    if (this.#fd < 0) throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `${this.#what} has no descriptor to fstat: ask the System V segment (its perm())`);
+    const st = sys(`stat ${this.#what}`, () => native.fstat(this.#fd), { path: this.path });
+    return posixPerm(this.kind === 'shm' ? 'shm' : 'file', this.name, st);
   }
 
   info(): SharedMemoryInfo {
