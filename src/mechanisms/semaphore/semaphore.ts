@@ -27,6 +27,7 @@ import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import * as validate from '../../core/validate.js';
 
 const { O_RDWR, O_NOFOLLOW, S_IFMT, S_IFREG } = fsConstants;
@@ -186,6 +187,17 @@ export class Semaphore {
       [Symbol.dispose]: () => void release(),
       [Symbol.asyncDispose]: async () => void release(),
     };
+  }
+
+  /**
+   * The permission record every IPC object reports, from an lstat of the semaphore's file
+   * (the handle keeps no descriptor): no key, creator or sequence number, which POSIX
+   * objects do not have. ERR_IPCKIT_NOT_FOUND once the name was removed.
+   */
+  perm(): PosixIpcPerm {
+    if (this.#closed) throw closedError(`semaphore ${this.name}`);
+    const path = semaphorePath(this.name);
+    return posixPerm('semaphore', this.name, sys(`lstat semaphore ${this.name}`, () => native.lstat(path), { path: this.name }));
   }
 
   /** Removes the name (open handles keep working). Idempotent: false if it was gone. */
