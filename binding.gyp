@@ -13,7 +13,6 @@
         "native/mqueue.cc",
         "native/uring.cc",
         "native/semaphore.cc",
-        "native/mutex.cc",
         "native/shm.cc",
         "native/futex.cc",
         "native/socket.cc",

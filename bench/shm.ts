@@ -17,7 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
-import { futexWaitPath } from '../src/mechanisms/shm/shm.js';
+import { waitBackend } from '../src/memory/waits.js';
 import { cFigure, cFigures, latency, now, runC, SIZES, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
@@ -100,8 +100,8 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
   const back = ringName('back');
   const ringOut = createRing(out, { capacity });
   const ringBack = createRing(back, { capacity: 1 << 20 });
-  const tx = ringOut.sender(spinMicros === undefined ? {} : { spinMicros });
-  const rx = ringBack.receiver(spinMicros === undefined ? {} : { spinMicros });
+  const tx = await ringOut.sender(spinMicros === undefined ? {} : { spinMicros });
+  const rx = await ringBack.receiver(spinMicros === undefined ? {} : { spinMicros });
   ringOut.close();
   ringBack.close();
   const child = startChild('shm', role, { out, back, mode, size, spinMicros });
@@ -253,7 +253,7 @@ function fastestNote(figures: Figure[]): string {
     `    - Both sides spinning on two CPUs: C ring ${us(spinC)}, ipckit ring ${us(spinJs)}; a C pipe takes ${us(pipeC)}: ${compare(spinC, pipeC)}. Each waiting side burns a core.`,
     `    - Sleeping between messages, a reader needs a wake-up: C futex ring ${us(futexC)} against a C pipe's ${us(pipeC)}: ${sameCost(futexC, pipeC)}.` +
       (colocated ? ' (In this run a C pair shared one CPU, where a wake-up is cheap; on two CPUs both pay a cross-CPU wake-up, 40-60 us on this kind of VM.)' : ''),
-    `      ipckit: event loop without spinning ${us(sleepJs)} (${futexWaitPath() === 'io_uring' ? 'an io_uring futex wait: the completion wakes the event loop, one wake-up' : 'a waiter thread, then the event loop: two wake-ups'}); default event loop (adaptive spin of up to ${DEFAULT_SPIN} us) ${us(eventJs)}; blocking receiveSync/sendSync ${us(adaptiveJs)}.`,
+    `      ipckit: event loop without spinning ${us(sleepJs)} (${waitBackend() === 'io_uring' ? 'an io_uring futex wait: the completion wakes the event loop, one wake-up' : 'a waiter thread, then the event loop: two wake-ups'}); default event loop (adaptive spin of up to ${DEFAULT_SPIN} us) ${us(eventJs)}; blocking receiveSync/sendSync ${us(adaptiveJs)}.`,
     `    - One CPU: spinning is the worst IPC there is (the spinner holds the CPU its peer needs until preempted): C spinning ring ${us(spin1)}. Sleeping: C futex ring ${us(futex1)}, C pipe ${us(pipe1)}, ipckit event loop ${us(event1)} (it does not spin on one CPU).`,
     `    - Bytes and batches are where it wins without spinning a core: 64 KiB one-way ${rate(find(figures, MODE_NAMES.event, 'throughput', 65536))} (${((find(figures, MODE_NAMES.event, 'throughput', 65536)?.mbPerSec ?? 0) / 1000).toFixed(1)} GB/s) in the event loop; 64 B ${rate(find(figures, MODE_NAMES.event, 'throughput', 64))} in the event loop, ${rate(find(figures, MODE_NAMES.spin, 'throughput', 64))} spinning, against a C pipe's ${rate(find(figures, 'C pipe(2)', 'throughput', 64))}.`,
   ].join('\n');
@@ -325,11 +325,11 @@ export const scenarios: Scenario[] = [
 
 /** Child side: attaches to the two rings the parent made, tells it, then echoes or sinks. */
 async function attach(args: { out: string; back: string; spinMicros?: number | null }): Promise<{ rx: RingReceiver<Uint8Array>; tx: RingSender<Uint8Array> }> {
-  const inRing = openRing(args.out);
-  const outRing = openRing(args.back);
+  const inRing = await openRing(args.out);
+  const outRing = await openRing(args.back);
   const endpoint = typeof args.spinMicros === 'number' ? { spinMicros: args.spinMicros } : {};
-  const rx = inRing.receiver(endpoint);
-  const tx = outRing.sender(endpoint);
+  const rx = await inRing.receiver(endpoint);
+  const tx = await outRing.sender(endpoint);
   inRing.close();
   outRing.close();
   tell({ ready: true });

@@ -69,7 +69,7 @@ export const scenarios: Scenario[] = [
 
 export const children = {
   async consumer(args: { name: string; batched: boolean }): Promise<void> {
-    const q = openWorkQueue(args.name);
+    const q = await openWorkQueue(args.name);
     tell({ ready: true });
     let done = 0;
     try {

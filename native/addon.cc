@@ -47,7 +47,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ipckit::InitProcess(env, exports);
   ipckit::InitMqueue(env, exports);
   ipckit::InitSemaphore(env, exports);
-  ipckit::InitMutex(env, exports);
   ipckit::InitShm(env, exports);
   ipckit::InitFutex(env, exports);
   ipckit::InitSocket(env, exports);

@@ -1,40 +1,42 @@
-// futex(2) on a 32-bit word inside a mapped region, across processes: the wait and wake
-// are shared (no FUTEX_PRIVATE_FLAG), so the kernel keys them by the physical page and a
-// wake in one process reaches a waiter in another. (V8's Atomics.wait/notify keep a wait
-// list inside one process and never reach another one.)
+// The wait back-end: every futex wait of the addon on a word of a mapped region (native/
+// region.h), for the ring, the work queue, the mutex, the pool, the semaphore and the shm
+// mechanism. Waits and wakes are shared (no FUTEX_PRIVATE_FLAG), so a wake in one process
+// reaches a waiter in another. (V8's Atomics.wait/notify keep a wait list inside one
+// process and never reach another one.)
 //
-// - futexWait: blocks the calling thread (for workers and scripts). EINTR is retried; the
-//   deadline is absolute (CLOCK_MONOTONIC, FUTEX_WAIT_BITSET), so a retry waits only for
-//   what is left of the timeout.
+// - futexWait: blocks the calling thread (for workers and scripts; TypeScript calls it in
+//   slices). EINTR is retried against the same absolute deadline (FUTEX_WAIT_BITSET).
 // - futexWake: wakes up to `count` waiters.
-// - FutexWaiters: asynchronous waits that keep the event loop free and never use libuv's
-//   thread pool. Each wait in progress runs on a dedicated waiter thread of ours, which
-//   reports to the loop through one uv_async_t. Cancellation (timeout, abort, close) is
-//   exact: the thread waits with futex_waitv on the target word and on a private control
-//   word that cancel() bumps. On kernels without futex_waitv (before 5.16) it waits in
-//   slices of 20 ms and looks at the cancel flag between them.
-//   Two kinds: one-shot waits (a pool of reusable threads), and watches (a thread per
-//   watch that keeps waiting on one word; see struct Watch) for channels that sleep often.
-// - Exit actions: what a worker thread's endpoints must undo if the thread ends without
-//   closing them (worker.terminate() runs no JavaScript): run by the env cleanup hook.
-// - Where io_uring can wait on futexes (Linux 6.7+, see uring.h) both kinds use it instead
-//   of a thread: the peer's FUTEX_WAKE completes the request and the loop thread runs the
-//   callback, one wake-up instead of two (thread, then loop). IPCKIT_NO_URING=1 turns it off.
+// - FutexWaiters, one per JS environment: waits that keep the event loop free and never
+//   use libuv's thread pool.
+//   * One-shot waits (`wait`, on a `word` registered once): end when the word is woken or differs. A wait made with
+//     `passOn` stands for a waiter of a lock or a semaphore, whose peers wake ONE waiter:
+//     if such a wait is cancelled and the wake-up reaches it anyway, it is passed on to
+//     the next waiter (FUTEX_WAKE 1), so no waiter elsewhere sleeps while the lock is
+//     free or a permit is there.
+//   * Watches (`watch`/`arm`): a wait that keeps going on one word and reports a change
+//     (or a slice without one) whenever JavaScript has armed it. For channels whose peers
+//     wake everyone (the ring, the work queue), that sleep and wake in turn.
+//   * Exit actions: what a worker thread's endpoints must undo if the thread ends without
+//     closing them (worker.terminate() runs no JavaScript): run by the env cleanup hook.
+// - Two ways to wait, chosen per environment: where io_uring can wait on futexes (Linux
+//   6.7+, see uring.h) the peer's FUTEX_WAKE completes the request and the loop thread runs
+//   the callback, one wake-up; elsewhere (IPCKIT_NO_URING=1 too) a dedicated waiter thread
+//   of ours waits and reports through LoopSignal (waiter.h), two wake-ups. A waiter thread
+//   cancels exactly: it waits with futex_waitv on the target word and on a private control
+//   word that a cancel bumps (on kernels without futex_waitv, before 5.16, in slices of 20
+//   ms, looking at the cancel flag between them).
 #include "addon.h"
+#include "futex.h"
 #include "region.h"
 #include "uring.h"
+#include "waiter.h"
 
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include <atomic>
-#include <cerrno>
-#include <climits>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -58,39 +60,10 @@ namespace {
 // Results reported to JavaScript (negative values are -errno).
 enum WaitResult { kWoken = 0, kNotEqual = 1, kTimedOut = 2, kCancelled = 3 };
 
-int64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
-}
-
-timespec ToTimespec(int64_t ns) {
-  timespec ts;
-  ts.tv_sec = static_cast<time_t>(ns / 1000000000LL);
-  ts.tv_nsec = static_cast<long>(ns % 1000000000LL);
-  return ts;
-}
-
-// A deadline from a timeout in ms (negative: none).
-int64_t DeadlineFrom(double timeoutMs) {
-  if (timeoutMs < 0) return -1;
-  double ns = timeoutMs * 1e6;
-  if (ns > 9.0e18) return -1;
-  return MonotonicNs() + static_cast<int64_t>(ns);
-}
-
-// One FUTEX_WAIT_BITSET (shared) with an absolute deadline: 0 woken, or -errno.
-long WaitShared(uint32_t* addr, uint32_t expected, int64_t deadlineNs) {
-  timespec ts;
-  if (deadlineNs >= 0) ts = ToTimespec(deadlineNs);
-  long rc = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, deadlineNs >= 0 ? &ts : nullptr, nullptr, FUTEX_BITSET_MATCH_ANY);
-  return rc == 0 ? 0 : -errno;
-}
-
 // The blocking wait: EINTR retried against the same absolute deadline.
 int WaitUntil(uint32_t* addr, uint32_t expected, int64_t deadlineNs) {
   for (;;) {
-    long rc = WaitShared(addr, expected, deadlineNs);
+    long rc = FutexWaitShared(addr, expected, deadlineNs);
     if (rc == 0) return kWoken;
     if (rc == -EAGAIN) return kNotEqual;
     if (rc == -ETIMEDOUT) return kTimedOut;
@@ -99,55 +72,48 @@ int WaitUntil(uint32_t* addr, uint32_t expected, int64_t deadlineNs) {
   }
 }
 
+// The (mapping, byteOffset) arguments every call here starts with: the word, and the
+// region that keeps its page mapped.
+struct WordRef {
+  std::shared_ptr<Region> region;
+  uint32_t* addr;
+};
+
+WordRef WordArg(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Region> region = RegionOf(info.Env(), info[0]);
+  uint32_t* addr = WordAt(info.Env(), *region, ArgInt64(info, 1));
+  return WordRef{std::move(region), addr};
+}
+
 Napi::Value FutexWait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::shared_ptr<Region> region = RegionOf(env, info[0]);
-  uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+  WordRef w = WordArg(info);
   uint32_t expected = static_cast<uint32_t>(ArgInt64(info, 2));
   double timeoutMs = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
-  return Napi::Number::New(env, WaitUntil(addr, expected, DeadlineFrom(timeoutMs)));
+  return Napi::Number::New(env, WaitUntil(w.addr, expected, DeadlineAfterMs(timeoutMs)));
 }
 
 Napi::Value FutexWake(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::shared_ptr<Region> region = RegionOf(env, info[0]);
-  uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+  WordRef w = WordArg(info);
   int64_t count = ArgInt64(info, 2);
-  int n = count < 0 || count > INT_MAX ? INT_MAX : static_cast<int>(count);
-  long rc = syscall(SYS_futex, addr, FUTEX_WAKE, n, nullptr, nullptr, 0);
-  if (rc < 0) ThrowErrno(env, "futex(FUTEX_WAKE)");
+  long rc = FutexWakeShared(w.addr, count < 0 || count > INT_MAX ? -1 : static_cast<int>(count));
+  if (rc < 0) ThrowErrno(env, static_cast<int>(-rc), "futex(FUTEX_WAKE)");
   return Napi::Number::New(env, static_cast<double>(rc));
 }
 
 std::atomic<bool> g_haveWaitv{true};
-std::atomic<bool> g_haveVmRead{true};
 
-// Reads a word of the region without risking SIGBUS: if a peer shrank the segment under
-// us, process_vm_readv fails with EFAULT where a plain load would kill the process. Used
-// by the waiter threads, which read words while JavaScript is not looking.
-bool SafeLoad(uint32_t* addr, uint32_t* out) {
-  if (g_haveVmRead.load(std::memory_order_relaxed)) {
-    struct iovec local = {out, sizeof *out};
-    struct iovec remote = {addr, sizeof *out};
-    ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-    if (n == static_cast<ssize_t>(sizeof *out)) return true;
-    if (n < 0 && errno == EFAULT) return false;
-    g_haveVmRead.store(false);  // not allowed here (seccomp): plain loads
-  }
-  *out = __atomic_load_n(addr, __ATOMIC_SEQ_CST);
-  return true;
-}
+class FutexWaiters;
 
+// A one-shot wait on the thread path, handed to a waiter thread.
 struct Request {
   std::shared_ptr<Region> region;  // keeps the pages mapped while we wait on them
   uint32_t* addr;
   uint32_t expected;
-  int64_t deadlineNs;
   uint32_t id;
   std::atomic<bool> cancelled{false};
 };
-
-class FutexWaiters;
 
 struct WaiterThread {
   FutexWaiters* owner = nullptr;
@@ -156,10 +122,18 @@ struct WaiterThread {
   Request* request = nullptr;         // guarded by owner->mu_
 };
 
-// A watch: a thread of its own that keeps waiting on one word and reports a change (or a
-// slice without one) whenever JavaScript has armed it. Re-arming with the value the thread
-// already waits on costs no system call, so a channel that sleeps and wakes in turn does
-// not pay a hand-over to the thread each time.
+// A one-shot wait as the loop thread knows it, whichever way it waits.
+struct OneShot {
+  std::shared_ptr<Region> region;
+  uint32_t* addr = nullptr;
+  bool passOn = false;
+  bool cancelled = false;
+  uint64_t ringId = 0;  // io_uring path: the pending FUTEX_WAIT (0: a waiter thread has it)
+};
+
+// A watch: keeps waiting on one word and reports a change (or a slice without one)
+// whenever JavaScript has armed it. Re-arming with the value it already waits on costs no
+// system call, so a channel that sleeps and wakes in turn does not pay a hand-over each time.
 struct Watch {
   uint32_t id = 0;
   FutexWaiters* owner = nullptr;
@@ -186,12 +160,6 @@ struct Watch {
   uv_timer_t* timer = nullptr;
 };
 
-// A one-shot wait on the io_uring path.
-struct RingWait {
-  uint64_t ringId;
-  std::shared_ptr<Region> region;
-};
-
 // Done when the env goes away with the action still registered: compare-and-swap a word
 // (then bump and wake `signal`), and/or close an fd.
 struct ExitAction {
@@ -213,6 +181,8 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "FutexWaiters", {
+      InstanceMethod<&FutexWaiters::WordStart>("word"),
+      InstanceMethod<&FutexWaiters::WordForget>("forget"),
       InstanceMethod<&FutexWaiters::WaitAsync>("wait"),
       InstanceMethod<&FutexWaiters::Cancel>("cancel"),
       InstanceMethod<&FutexWaiters::WatchStart>("watch"),
@@ -234,17 +204,8 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "FutexWaiters: dispatch function required");
     info.This().As<Napi::Object>().Set("_dispatch", info[0]);
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw Napi::Error::New(env, "FutexWaiters: no event loop");
-    async_ = new uv_async_t;
-    if (uv_async_init(loop, async_, OnAsync) != 0) {
-      delete async_;
-      async_ = nullptr;
-      throw Napi::Error::New(env, "FutexWaiters: uv_async_init failed");
-    }
-    async_->data = this;
-    uv_unref(reinterpret_cast<uv_handle_t*>(async_));  // only pending waits keep the loop alive
     env_ = env;
+    signal_ = std::make_unique<LoopSignal>(env, [this] { OnSignal(); });
     Ref();  // lives as long as the environment (the module keeps one)
     napi_add_env_cleanup_hook(env, CleanupHook, this);
     ring_ = FutexRing::For(env);
@@ -253,12 +214,13 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   ~FutexWaiters() override { Shutdown(); }
 
  private:
-  // Waits that keep the event loop alive: one-shot waits in progress and armed watches.
+  // Waits that keep the event loop alive on the thread path: one-shot waits in progress
+  // and armed watches. (On the io_uring path the ring holds the loop: FutexRing::Hold.)
   void Hold() {
-    if (live_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+    if (live_++ == 0) signal_->Ref(true);
   }
   void Unhold() {
-    if (--live_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
+    if (--live_ == 0) signal_->Ref(false);
   }
 
   pthread_t StartThread(Napi::Env env, void* (*main)(void*), void* arg) {
@@ -280,44 +242,52 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   void Dispatch(uint32_t id, int result) {
     Napi::Env env = env_;
     Napi::HandleScope scope(env);
-    try {
-      Napi::Object obj = Value();
-      Napi::Value fn = obj.Get("_dispatch");
-      if (!fn.IsFunction()) return;
-      fn.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, id), Napi::Number::New(env, result)}, context_);
-    } catch (const Napi::Error& e) {
-      ReportFromLoop(env, e);
-    }
+    CallBack(env, Value(), "_dispatch", {Napi::Number::New(env, id), Napi::Number::New(env, result)}, context_);
   }
 
-  // wait(mapping, byteOffset, expected, timeoutMs) -> id; the result arrives via dispatch.
+  // word(mapping, byteOffset) -> id: a word that one-shot waits are made on, resolved once
+  // (finding the region behind a Mapping argument costs more than the rest of a wait).
+  Napi::Value WordStart(const Napi::CallbackInfo& info) {
+    uint32_t id = NextId();
+    words_.emplace(id, WordArg(info));
+    return Napi::Number::New(info.Env(), id);
+  }
+
+  // forget(wordId): the word is no longer waited on (waits in progress keep its pages).
+  Napi::Value WordForget(const Napi::CallbackInfo& info) {
+    words_.erase(static_cast<uint32_t>(ArgInt64(info, 0)));
+    return info.Env().Undefined();
+  }
+
+  // wait(wordId, expected, passOn) -> id; the result arrives via dispatch: 0 woken, 1 the
+  // word was not `expected`, 3 cancelled, or -errno.
   Napi::Value WaitAsync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
-    std::shared_ptr<Region> region = RegionOf(env, info[0]);
-    uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
-    double timeoutMs = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
-    FutexRing* ring = timeoutMs < 0 ? Ring() : nullptr;  // the thread path knows timeouts; JS passes none
-    if (ring != nullptr) {
-      uint32_t id = NextId();
-      uint64_t ringId = ring->Wait(addr, static_cast<uint32_t>(ArgInt64(info, 2)), [this, alive = alive_, id](int res) {
-        if (!*alive || ringWaits_.erase(id) == 0) return;
-        ring_->Hold(-1);
-        Dispatch(id, res == 0 ? kWoken : res == -EAGAIN ? kNotEqual : res == -ECANCELED ? kCancelled : res);
+    auto word = words_.find(static_cast<uint32_t>(ArgInt64(info, 0)));
+    if (word == words_.end()) throw Napi::Error::New(env, "FutexWaiters: no such word");
+    OneShot w;
+    w.region = word->second.region;
+    w.addr = word->second.addr;
+    uint32_t expected = static_cast<uint32_t>(ArgInt64(info, 1));
+    w.passOn = info.Length() > 2 && info[2].ToBoolean();
+    uint32_t id = NextId();
+    if (FutexRing* ring = Ring()) {
+      w.ringId = ring->Wait(w.addr, expected, [this, alive = alive_, id](int res) {
+        if (*alive) Complete(id, res == 0 ? kWoken : res == -EAGAIN ? kNotEqual : res == -ECANCELED ? kCancelled : res);
       });
-      if (ringId != 0) {
-        ringWaits_[id] = RingWait{ringId, std::move(region)};
+      if (w.ringId != 0) {
         ring->Hold(+1);
+        oneShots_.emplace(id, std::move(w));
         return Napi::Number::New(env, id);
       }
       // Could not submit: the thread path below.
     }
     auto* req = new Request;
-    req->region = std::move(region);
-    req->addr = addr;
-    req->expected = static_cast<uint32_t>(ArgInt64(info, 2));
-    req->deadlineNs = DeadlineFrom(timeoutMs);
-    req->id = NextId();
+    req->region = w.region;
+    req->addr = w.addr;
+    req->expected = expected;
+    req->id = id;
     WaiterThread* t = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -338,46 +308,71 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       }
       threads_.push_back(t);
     }
+    oneShots_.emplace(id, std::move(w));
     {
       std::lock_guard<std::mutex> lock(mu_);
       t->request = req;
-      active_[req->id] = t;
     }
     Hold();
-    Poke(t->control);
-    return Napi::Number::New(env, req->id);
+    FutexWakePrivate(t->control);
+    return Napi::Number::New(env, id);
   }
 
-  // cancel(id) -> true if that wait was still running (its result will be 3, cancelled).
+  // Loop thread: a one-shot wait ended. A cancelled one reports nothing; if a wake-up
+  // reached it anyway and it stands for a lock or semaphore waiter, the wake goes on.
+  void Complete(uint32_t id, int result) {
+    auto it = oneShots_.find(id);
+    if (it == oneShots_.end()) return;
+    OneShot w = std::move(it->second);
+    oneShots_.erase(it);
+    if (w.ringId != 0) {
+      if (FutexRing* ring = Ring()) ring->Hold(-1);
+    } else {
+      Unhold();
+    }
+    if (w.cancelled) {
+      if (result == kWoken && w.passOn) FutexWakeShared(w.addr, 1);
+      return;
+    }
+    Dispatch(id, result);
+  }
+
+  // cancel(id) -> true if that wait was still running (it then reports nothing).
   Napi::Value Cancel(const Napi::CallbackInfo& info) {
     uint32_t id = static_cast<uint32_t>(ArgInt64(info, 0));
-    auto rw = ringWaits_.find(id);
-    if (rw != ringWaits_.end()) {
-      if (FutexRing* ring = Ring()) ring->Cancel(rw->second.ringId);  // its callback reports 3 (cancelled)
-      return Napi::Boolean::New(info.Env(), true);
+    auto it = oneShots_.find(id);
+    if (it == oneShots_.end() || it->second.cancelled) return Napi::Boolean::New(info.Env(), false);
+    OneShot& w = it->second;
+    w.cancelled = true;
+    if (w.ringId != 0) {
+      if (FutexRing* ring = Ring()) ring->Cancel(w.ringId);
+    } else {
+      // A thread that still waits for it is told; one that has finished has reported (or
+      // will), and Complete drops the report.
+      std::lock_guard<std::mutex> lock(mu_);
+      for (WaiterThread* t : threads_) {
+        if (t->request != nullptr && t->request->id == id) {
+          t->request->cancelled.store(true);
+          FutexWakePrivate(t->control);
+        }
+      }
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = active_.find(id);
-    if (it == active_.end() || it->second->request == nullptr) return Napi::Boolean::New(info.Env(), false);
-    it->second->request->cancelled.store(true);
-    Poke(it->second->control);
     return Napi::Boolean::New(info.Env(), true);
   }
 
-  // watch(mapping, byteOffset, sliceMs) -> id: starts the watch's thread, not armed.
+  // watch(mapping, byteOffset, sliceMs) -> id: a watch, not armed.
   Napi::Value WatchStart(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
-    std::shared_ptr<Region> region = RegionOf(env, info[0]);
-    uint32_t* addr = WordAt(env, *region, ArgInt64(info, 1));
+    WordRef ref = WordArg(info);
     double sliceMs = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 50;
     auto* w = new Watch;
     w->id = NextId();
     w->owner = this;
-    w->region = std::move(region);
-    w->addr = addr;
+    w->region = std::move(ref.region);
+    w->addr = ref.addr;
     w->sliceNs = static_cast<int64_t>((sliceMs > 0 ? sliceMs : 50) * 1e6);
-    SafeLoad(addr, &w->waitingOn);
+    SafeLoad(w->addr, &w->waitingOn);
     uv_loop_t* loop = nullptr;
     if (Ring() != nullptr && napi_get_uv_event_loop(env, &loop) == napi_ok && loop != nullptr) {
       w->uring = true;
@@ -425,7 +420,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       w->jsArmed = true;
       Hold();
     }
-    if (poke) Poke(w->control);
+    if (poke) FutexWakePrivate(w->control);
     return info.Env().Undefined();
   }
 
@@ -464,7 +459,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       std::lock_guard<std::mutex> lock(mu_);
       w->stop = true;
     }
-    Poke(w->control);
+    FutexWakePrivate(w->control);
     pthread_join(w->thread, nullptr);
     if (w->jsArmed) {
       w->jsArmed = false;
@@ -507,7 +502,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     if (!w->jsArmed) return;
     w->jsArmed = false;
     if (FutexRing* ring = Ring()) ring->Hold(-1);
-    Dispatch(w->id, result == -EAGAIN ? kWoken : result);
+    Dispatch(w->id, result);
   }
 
   void DisarmRing(Watch* w) {
@@ -534,8 +529,9 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     Napi::Env env = info.Env();
     if (shutdown_) throw Napi::Error::New(env, "FutexWaiters: shut down");
     ExitAction a;
-    a.region = RegionOf(env, info[0]);
-    a.word = WordAt(env, *a.region, ArgInt64(info, 1));
+    WordRef ref = WordArg(info);
+    a.region = std::move(ref.region);
+    a.word = ref.addr;
     a.expected = static_cast<uint32_t>(ArgInt64(info, 2));
     a.replacement = static_cast<uint32_t>(ArgInt64(info, 3));
     int64_t signal = ArgInt64(info, 4);
@@ -568,7 +564,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       uint32_t expected = a.expected;
       if (__atomic_compare_exchange_n(a.word, &expected, a.replacement, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) && a.signal != nullptr) {
         __atomic_fetch_add(a.signal, 1, __ATOMIC_SEQ_CST);
-        syscall(SYS_futex, a.signal, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+        FutexWakeShared(a.signal, -1);
       }
     }
     if (a.fd >= 0) close(a.fd);
@@ -584,11 +580,6 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     uint32_t id = ++nextId_;
     if (id == 0) id = ++nextId_;
     return id;
-  }
-
-  static void Poke(std::atomic<uint32_t>& control) {
-    control.fetch_add(1);
-    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&control), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
   }
 
   // Waits on the word and on the control word until the deadline: 0 the word was woken,
@@ -612,7 +603,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     // No futex_waitv (Linux < 5.16): wait on the word alone, in slices of at most 20 ms,
     // and let the caller look at its control word between them.
     int64_t slice = MonotonicNs() + 20 * 1000000LL;
-    long rc = WaitShared(addr, expected, deadlineNs >= 0 && deadlineNs < slice ? deadlineNs : slice);
+    long rc = FutexWaitShared(addr, expected, deadlineNs >= 0 && deadlineNs < slice ? deadlineNs : slice);
     if (rc == -ETIMEDOUT && (deadlineNs < 0 || MonotonicNs() < deadlineNs)) return 1;  // a slice: look again
     return rc;
   }
@@ -622,7 +613,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     for (;;) {
       uint32_t seen = t->control.load();
       if (r->cancelled.load()) return kCancelled;
-      long rc = WaitBoth(r->addr, r->expected, t->control, seen, r->deadlineNs);
+      long rc = WaitBoth(r->addr, r->expected, t->control, seen, -1);
       if (rc == 0) return kWoken;
       if (rc == 1 || rc == -EINTR) {
         first = false;
@@ -636,7 +627,6 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
         first = false;
         continue;
       }
-      if (rc == -ETIMEDOUT) return kTimedOut;
       return static_cast<int>(rc);
     }
   }
@@ -653,19 +643,18 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
         if (r == nullptr && self->shutdown_) return nullptr;
       }
       if (r == nullptr) {
-        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&t->control), FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+        FutexWaitPrivate(t->control, seen, nullptr);
         continue;
       }
       int result = Run(r, t);
       {
         std::lock_guard<std::mutex> lock(self->mu_);
         t->request = nullptr;
-        self->active_.erase(r->id);
         self->done_.push_back({r->id, result, 0});
         if (!self->shutdown_) self->idle_.push_back(t);
       }
       delete r;
-      uv_async_send(self->async_);
+      self->signal_->Send();
     }
   }
 
@@ -687,9 +676,9 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
             post = true;
           }
         }
-        if (post) uv_async_send(self->async_);
+        if (post) self->signal_->Send();
         timespec rel = ToTimespec(w->sliceNs);
-        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&w->control), FUTEX_WAIT_PRIVATE, seen, &rel, nullptr, 0);
+        FutexWaitPrivate(w->control, seen, &rel);
         continue;
       }
       {
@@ -702,7 +691,8 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
         }
         w->waitingOn = cur;
       }
-      if (post) uv_async_send(self->async_);
+      if (post) self->signal_->Send();
+      post = false;
       long rc = WaitBoth(w->addr, cur, w->control, seen, MonotonicNs() + w->sliceNs);
       if (rc == -ETIMEDOUT || rc == 1) {
         std::lock_guard<std::mutex> lock(self->mu_);
@@ -720,36 +710,35 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
             post = true;
           }
         }
-        if (post) uv_async_send(self->async_);
+        if (post) self->signal_->Send();
         // An error that would repeat at once (EFAULT): do not spin on it.
         timespec rel = ToTimespec(w->sliceNs);
-        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&w->control), FUTEX_WAIT_PRIVATE, seen, &rel, nullptr, 0);
+        FutexWaitPrivate(w->control, seen, &rel);
         continue;
       }
-      if (post) uv_async_send(self->async_);
+      if (post) self->signal_->Send();
     }
   }
 
-  static void OnAsync(uv_async_t* handle) {
-    FutexWaiters* self = static_cast<FutexWaiters*>(handle->data);
+  // Loop thread: what the waiter threads reported.
+  void OnSignal() {
     std::vector<Report> batch;
     {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      batch.swap(self->done_);
+      std::lock_guard<std::mutex> lock(mu_);
+      batch.swap(done_);
     }
     for (const Report& r : batch) {
-      auto wit = self->watches_.find(r.id);
-      if (wit != self->watches_.end()) {
+      auto wit = watches_.find(r.id);
+      if (wit != watches_.end()) {
         Watch* w = wit->second;
         if (!w->jsArmed || r.gen != w->gen) continue;  // answers an arming that was withdrawn
         w->jsArmed = false;
-        self->Unhold();
-      } else if (r.gen == 0 && !self->shutdown_) {
-        self->Unhold();
-      } else {
-        continue;  // a watch that was stopped meanwhile
+        Unhold();
+        Dispatch(r.id, r.result);
+      } else if (r.gen == 0 && !shutdown_) {
+        Complete(r.id, r.result);
       }
-      self->Dispatch(r.id, r.result);
+      // else: a watch that was stopped meanwhile
     }
   }
 
@@ -766,7 +755,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
       shutdown_ = true;
       for (WaiterThread* t : threads_) {
         if (t->request != nullptr) t->request->cancelled.store(true);
-        Poke(t->control);
+        FutexWakePrivate(t->control);
       }
     }
     for (WaiterThread* t : threads_) {
@@ -776,21 +765,19 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
     threads_.clear();
     for (auto& [id, w] : watches_) StopWatch(w);
     watches_.clear();
-    ringWaits_.clear();  // the ring cancels its waits when it closes
+    oneShots_.clear();  // the ring cancels its waits when it closes; the threads are gone
+    words_.clear();
     napi_remove_env_cleanup_hook(env_, CleanupHook, this);
-    if (async_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
-      async_ = nullptr;
-    }
+    if (signal_) signal_->Close();
   }
 
   static constexpr size_t kMaxThreads = 256;
   std::mutex mu_;
   std::vector<WaiterThread*> threads_;
   std::vector<WaiterThread*> idle_;
-  std::unordered_map<uint32_t, WaiterThread*> active_;
-  std::unordered_map<uint32_t, Watch*> watches_;  // JavaScript thread only
-  std::unordered_map<uint32_t, RingWait> ringWaits_;  // one-shot waits on the io_uring path
+  std::unordered_map<uint32_t, WordRef> words_;           // JavaScript thread only
+  std::unordered_map<uint32_t, OneShot> oneShots_;        // JavaScript thread only
+  std::unordered_map<uint32_t, Watch*> watches_;          // JavaScript thread only
   std::unordered_map<uint32_t, ExitAction> exitActions_;  // JavaScript thread only
   FutexRing* ring_ = nullptr;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
@@ -798,7 +785,7 @@ class FutexWaiters : public Napi::ObjectWrap<FutexWaiters> {
   size_t live_ = 0;
   uint32_t nextId_ = 0;
   std::atomic<bool> shutdown_{false};
-  uv_async_t* async_ = nullptr;
+  std::unique_ptr<LoopSignal> signal_;
   napi_env env_ = nullptr;
   Napi::AsyncContext context_;
 };

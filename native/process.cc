@@ -1,9 +1,10 @@
 // Process-level calls JavaScript has no way to make: child-subreaper status (so a test
-// runner can find the orphans its tests leave behind) and the process's start time
-// (kept with a pid to tell a live owner from a reused pid).
+// runner can find the orphans its tests leave behind) and the calling thread's id (the
+// attach lock of an ipckit object names the thread that holds it).
 #include "addon.h"
 
 #include <sys/prctl.h>
+#include <unistd.h>
 
 namespace ipckit {
 namespace {
@@ -13,10 +14,14 @@ Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// gettid(): the id of the calling thread (the main thread's is the pid).
+Napi::Value Gettid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(gettid())); }
+
 }  // namespace
 
 void InitProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper, "setChildSubreaper"));
+  exports.Set("gettid", Napi::Function::New(env, Gettid, "gettid"));
 }
 
 }  // namespace ipckit

@@ -1,15 +1,23 @@
-// A mapped region of shared memory, shared by native/shm.cc (which maps it and wraps it
-// in a SharedArrayBuffer) and native/futex.cc (which waits on words inside it).
+// A mapped region of shared memory, shared by native/shm.cc (which maps it, wraps it in a
+// SharedArrayBuffer and does the atomics and robust-mutex operations on it), native/sysv.cc
+// (which attaches System V segments as regions),
+// native/futex.cc (which waits on words inside it) and native/semaphore.cc (whose sem_t
+// is one).
 //
 // Lifetime: the region is unmapped when the last owner lets go. Owners are the JS
-// `Mapping` handle (until close()), every SharedArrayBuffer made over it (its backing
-// store's deleter drops a reference, so JS can keep using the buffer after close()), and
-// every futex wait in progress on a waiter thread. Nothing ever touches an unmapped page.
+// `Mapping` handle (until release()), every SharedArrayBuffer made over it (its backing
+// store's deleter drops a reference, so JS can keep using the buffer after release()),
+// every futex wait in progress on it and every exit action registered on it. Nothing ever
+// touches an unmapped page. One exception keeps pages mapped for good: a robust mutex this
+// thread still holds (`heldMutexes`), because at the thread's exit the kernel walks the
+// thread's robust list through those pages to mark the mutex "owner died".
 #pragma once
 #include <napi.h>
 
 #include <sys/mman.h>
+#include <sys/shm.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -17,14 +25,21 @@
 namespace ipckit {
 
 struct Region {
+  // How the pages go: munmap (an mmap), or shmdt (a System V segment attached with shmat,
+  // native/sysv.cc; it turns into munmap once shmDetach has put private pages in its place).
+  enum class Unmap { Munmap, Shmdt };
   uint8_t* base = nullptr;
   size_t length = 0;
   bool writable = false;
-  Region(uint8_t* b, size_t n, bool w) : base(b), length(n), writable(w) {}
+  std::atomic<int> heldMutexes{0};
+  std::atomic<Unmap> unmap{Unmap::Munmap};
+  Region(uint8_t* b, size_t n, bool w, Unmap how = Unmap::Munmap) : base(b), length(n), writable(w), unmap(how) {}
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
   ~Region() {
-    if (base != nullptr) munmap(base, length);
+    if (base == nullptr || heldMutexes.load() != 0) return;
+    if (unmap.load() == Unmap::Shmdt) shmdt(base);
+    else munmap(base, length);
   }
 };
 
@@ -32,8 +47,13 @@ struct Region {
 // not a Mapping or has been released.
 std::shared_ptr<Region> RegionOf(Napi::Env env, Napi::Value value);
 
-// A 32-bit word of the region at byteOffset: bounds- and alignment-checked (throws a
-// RangeError otherwise).
-uint32_t* WordAt(Napi::Env env, const Region& region, int64_t byteOffset);
+// `bytes` bytes of the region at byteOffset, aligned to `align`: bounds- and
+// alignment-checked (throws a RangeError otherwise).
+uint8_t* BytesAt(Napi::Env env, const Region& region, int64_t byteOffset, size_t bytes, size_t align);
+
+// A 32-bit word of the region at byteOffset (see BytesAt).
+inline uint32_t* WordAt(Napi::Env env, const Region& region, int64_t byteOffset) {
+  return reinterpret_cast<uint32_t*>(BytesAt(env, region, byteOffset, 4, 4));
+}
 
 }  // namespace ipckit

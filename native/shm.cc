@@ -1,5 +1,8 @@
-// Shared memory: shm_open/shm_unlink, fallocate (ftruncate is socket.cc's), and `Mapping`, a mapped
-// region with the few things JavaScript cannot do itself:
+// Named shared-memory objects and their mappings: the one module for shm_open,
+// shm_unlink, ftruncate, fallocate and mmap, and for what JavaScript cannot do on a
+// mapped region itself. Every ipckit object (ring, work queue, mutex, pool), the plain
+// segments and mapped files of the shm mechanism, and the semaphore's sem_t are a
+// `Mapping`:
 //
 // - buffer(): a real SharedArrayBuffer over the mapped pages. Node-API cannot make one
 //   over external memory, so this one place uses V8's API: a backing store whose deleter
@@ -8,16 +11,28 @@
 //   (Electron >= 21) forbid external buffers; builds for them (V8_ENABLE_SANDBOX, or
 //   NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED / IPCKIT_NO_EXTERNAL_BUFFERS defined) compile this
 //   path out, and `externalBuffersAllowed` tells TypeScript to use the copying path.
-// - The copying path: read/write copies and 32-bit atomics (seq_cst) done natively.
+// - The copying path: read/write copies and 32-bit atomics (seq_cst) done natively; and
+//   the 64-bit atomics on both paths (the attach lock's owner word).
+// - The robust, process-shared pthread mutex at an offset (the mutex object). Every
+//   lock and unlock is made by the JS thread (main thread or worker) that called it:
+//   pthread_mutex_trylock on that thread, never a blocking lock elsewhere. When the mutex
+//   is busy, TypeScript only waits for it to become free: mutexPrepareWait sets
+//   FUTEX_WAITERS on the mutex's futex word (as any glibc waiter does, so the unlocker
+//   wakes one) and returns the value to wait on; the wait itself is futex.cc's. So the
+//   owner the kernel records (and whose death it reports with EOWNERDEAD) is always the
+//   thread that JS code runs on.
 // - sync(): msync, for mapped files.
 #include "addon.h"
+#include "futex.h"
 #include "region.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #if defined(NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED) || defined(V8_ENABLE_SANDBOX) || defined(IPCKIT_NO_EXTERNAL_BUFFERS)
@@ -35,6 +50,37 @@ const napi_type_tag kMappingTag = {0x69706b6974736d68ULL, 0x4d617070696e6731ULL}
 
 bool g_externalAllowed = false;
 
+static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "the futex word of a glibc mutex is its first int");
+
+// The type glibc records (__kind) in a mutex made by mutexInit: robust, process-shared,
+// normal. glibc reads the type from the shared mutex on every call and trusts it: a
+// corrupt one can make it abort the process (priority-protect bits), treat the mutex as
+// process-private and not robust, or fail with EINVAL. So every call checks it first and
+// returns -EUCLEAN, calling nothing, when it is not this.
+int ExpectedMutexKind() {
+  static const int kind = [] {
+    pthread_mutex_t m;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    int k = m.__data.__kind;
+    pthread_mutex_destroy(&m);
+    return k;
+  }();
+  return kind;
+}
+
+bool MutexKindOk(pthread_mutex_t* m) { return __atomic_load_n(&m->__data.__kind, __ATOMIC_ACQUIRE) == ExpectedMutexKind(); }
+
+uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || !info[i].IsBigInt()) throw Napi::TypeError::New(info.Env(), "ipckit native: expected a bigint argument");
+  bool lossless = true;
+  return info[i].As<Napi::BigInt>().Uint64Value(&lossless);
+}
+
 class Mapping : public Napi::ObjectWrap<Mapping> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -46,10 +92,21 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
       InstanceMethod<&Mapping::Store>("store"),
       InstanceMethod<&Mapping::CompareExchange>("compareExchange"),
       InstanceMethod<&Mapping::Add>("add"),
+      InstanceMethod<&Mapping::Load64>("load64"),
+      InstanceMethod<&Mapping::CompareExchange64>("compareExchange64"),
+      InstanceMethod<&Mapping::MutexInit>("mutexInit"),
+      InstanceMethod<&Mapping::MutexTryLock>("mutexTryLock"),
+      InstanceMethod<&Mapping::MutexLockSync>("mutexLockSync"),
+      InstanceMethod<&Mapping::MutexUnlock>("mutexUnlock"),
+      InstanceMethod<&Mapping::MutexConsistent>("mutexConsistent"),
+      InstanceMethod<&Mapping::MutexPeek>("mutexPeek"),
+      InstanceMethod<&Mapping::MutexValid>("mutexValid"),
+      InstanceMethod<&Mapping::MutexPrepareWait>("mutexPrepareWait"),
       InstanceMethod<&Mapping::Sync>("sync"),
       InstanceMethod<&Mapping::Release>("release"),
     });
     exports.Set("Mapping", ctor);
+    exports.Set("PTHREAD_MUTEX_SIZE", Napi::Number::New(env, sizeof(pthread_mutex_t)));
   }
 
   // new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes.
@@ -81,6 +138,12 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     return *region_;
   }
 
+  const Region& Writable(Napi::Env env) const {
+    const Region& r = Live(env);
+    if (!r.writable) throw Napi::Error::New(env, "ipckit native: the mapping is read-only");
+    return r;
+  }
+
   uint8_t* Range(Napi::Env env, int64_t offset, int64_t length) const {
     const Region& r = Live(env);
     if (offset < 0 || length < 0 || static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) > r.length) {
@@ -89,8 +152,10 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     return r.base + offset;
   }
 
-  int32_t* Word(Napi::Env env, int64_t offset) const {
-    return reinterpret_cast<int32_t*>(WordAt(env, Live(env), offset));
+  int32_t* Word(Napi::Env env, int64_t offset) const { return reinterpret_cast<int32_t*>(WordAt(env, Live(env), offset)); }
+  uint64_t* Word64(Napi::Env env, int64_t offset) const { return reinterpret_cast<uint64_t*>(BytesAt(env, Live(env), offset, 8, 8)); }
+  pthread_mutex_t* MutexAt(const Napi::CallbackInfo& info) const {
+    return reinterpret_cast<pthread_mutex_t*>(BytesAt(info.Env(), Writable(info.Env()), ArgInt64(info, 0), sizeof(pthread_mutex_t), 8));
   }
 
   // A new SharedArrayBuffer over the whole region; it holds its own reference.
@@ -132,7 +197,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   // write(offset, src, srcOffset, length): copies into the region.
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Live(env).writable) throw Napi::Error::New(env, "ipckit native: the mapping is read-only");
+    Writable(env);
     ByteView src = ArgBytes(info, 1);
     int64_t srcOff = ArgInt64(info, 2), len = ArgInt64(info, 3);
     if (srcOff < 0 || len < 0 || static_cast<uint64_t>(srcOff) + static_cast<uint64_t>(len) > src.length) {
@@ -151,7 +216,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 
   Napi::Value Store(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Live(env).writable) throw Napi::Error::New(env, "ipckit native: the mapping is read-only");
+    Writable(env);
     int32_t* w = Word(env, ArgInt64(info, 0));
     int32_t v = static_cast<int32_t>(ArgInt64(info, 1));
     __atomic_store_n(w, v, __ATOMIC_SEQ_CST);
@@ -160,7 +225,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 
   Napi::Value CompareExchange(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Live(env).writable) throw Napi::Error::New(env, "ipckit native: the mapping is read-only");
+    Writable(env);
     int32_t* w = Word(env, ArgInt64(info, 0));
     int32_t expected = static_cast<int32_t>(ArgInt64(info, 1));
     int32_t replacement = static_cast<int32_t>(ArgInt64(info, 2));
@@ -170,12 +235,135 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 
   Napi::Value Add(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Live(env).writable) throw Napi::Error::New(env, "ipckit native: the mapping is read-only");
+    Writable(env);
     int32_t* w = Word(env, ArgInt64(info, 0));
     int32_t delta = static_cast<int32_t>(ArgInt64(info, 1));
     // Wrapping add on the unsigned value (signed overflow is undefined in C).
     uint32_t old = __atomic_fetch_add(reinterpret_cast<uint32_t*>(w), static_cast<uint32_t>(delta), __ATOMIC_SEQ_CST);
     return Napi::Number::New(env, static_cast<int32_t>(old));
+  }
+
+  // load64(offset) -> bigint (unsigned).
+  Napi::Value Load64(const Napi::CallbackInfo& info) {
+    uint64_t* w = Word64(info.Env(), ArgInt64(info, 0));
+    return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(__atomic_load_n(w, __ATOMIC_SEQ_CST)));
+  }
+
+  // compareExchange64(offset, expected, replacement) -> the old value (bigint, unsigned).
+  Napi::Value CompareExchange64(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Writable(env);
+    uint64_t* w = Word64(env, ArgInt64(info, 0));
+    uint64_t expected = ArgU64(info, 1);
+    uint64_t replacement = ArgU64(info, 2);
+    __atomic_compare_exchange_n(w, &expected, replacement, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return Napi::BigInt::New(env, expected);
+  }
+
+  // mutexInit(offset): a robust, process-shared, normal mutex at offset (the creator only).
+  Napi::Value MutexInit(const Napi::CallbackInfo& info) {
+    pthread_mutex_t* m = MutexAt(info);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    int err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (err == 0) err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (err == 0) err = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (err != 0) ThrowErrno(info.Env(), err, "pthread_mutex_init");
+    return info.Env().Undefined();
+  }
+
+  void Held(int delta) { region_->heldMutexes.fetch_add(delta); }
+
+  // mutexTryLock(offset, contended) -> 0 (locked), -EOWNERDEAD (locked; the previous owner
+  // died), -EBUSY, -ENOTRECOVERABLE, -EUCLEAN (the mutex's type is corrupt: nothing was
+  // called), or another -errno. Locks for the calling thread. The same -EUCLEAN for the
+  // other mutex calls below. `contended`: we waited for it, so mark the word as having
+  // waiters (what glibc's own lock does after a wait): other waiters may still sleep on
+  // it, and our unlock must wake one.
+  Napi::Value MutexTryLock(const Napi::CallbackInfo& info) {
+    pthread_mutex_t* m = MutexAt(info);
+    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
+    int err = pthread_mutex_trylock(m);
+    if (err == ENOTRECOVERABLE) {
+      // glibc's trylock takes the lock word before it sees "not recoverable" and, unlike
+      // pthread_mutex_lock, leaves it taken (it only unlocks `if (oldval == id)`, and
+      // oldval is 0 there). Left so, every locker would wait for us forever: release the
+      // word as lll_unlock would, and wake the waiters so they see the state too.
+      uint32_t* word = reinterpret_cast<uint32_t*>(m);
+      uint32_t tid = static_cast<uint32_t>(gettid());
+      uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+      if ((v & FUTEX_TID_MASK) == tid && __atomic_compare_exchange_n(word, &v, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED) && (v & FUTEX_WAITERS)) {
+        FutexWakeShared(word, -1);
+      }
+    }
+    if (err == 0 || err == EOWNERDEAD) {
+      Held(+1);
+      if (info.Length() > 1 && info[1].ToBoolean()) __atomic_fetch_or(reinterpret_cast<uint32_t*>(m), FUTEX_WAITERS, __ATOMIC_RELAXED);
+    }
+    return Napi::Number::New(info.Env(), -err);
+  }
+
+  // mutexLockSync(offset, ms) -> like mutexTryLock, waiting up to ms (< 0: no limit) on the
+  // calling thread (-ETIMEDOUT). For workers and scripts; TypeScript calls it in slices.
+  Napi::Value MutexLockSync(const Napi::CallbackInfo& info) {
+    pthread_mutex_t* m = MutexAt(info);
+    double ms = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
+    int64_t deadline = DeadlineAfterMs(ms);
+    int err;
+    if (deadline < 0) {
+      err = pthread_mutex_lock(m);
+    } else {
+      timespec ts = ToTimespec(deadline);
+      err = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+    }
+    if (err == 0 || err == EOWNERDEAD) Held(+1);
+    return Napi::Number::New(info.Env(), -err);
+  }
+
+  // mutexUnlock(offset) -> 0 or -errno (EPERM: this thread does not own it).
+  Napi::Value MutexUnlock(const Napi::CallbackInfo& info) {
+    pthread_mutex_t* m = MutexAt(info);
+    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
+    int err = pthread_mutex_unlock(m);
+    if (err == 0 && region_->heldMutexes.load() > 0) Held(-1);
+    return Napi::Number::New(info.Env(), -err);
+  }
+
+  Napi::Value MutexConsistent(const Napi::CallbackInfo& info) {
+    pthread_mutex_t* m = MutexAt(info);
+    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
+    return Napi::Number::New(info.Env(), -pthread_mutex_consistent(m));
+  }
+
+  // mutexValid(offset): whether the mutex at offset has the type mutexInit gives.
+  Napi::Value MutexValid(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), MutexKindOk(MutexAt(info))); }
+
+  // mutexPeek(offset) -> [futex word, owner field]: glibc's pthread_mutex_t starts with
+  // `int __lock; unsigned __count; int __owner;` (bits/struct_mutex.h). A snapshot for
+  // diagnostics, taken without locking (locking a mutex whose owner died would change it).
+  Napi::Value MutexPeek(const Napi::CallbackInfo& info) {
+    pthread_mutex_t* m = MutexAt(info);
+    Napi::Array out = Napi::Array::New(info.Env(), 2);
+    out.Set(0u, Napi::Number::New(info.Env(), __atomic_load_n(reinterpret_cast<uint32_t*>(&m->__data.__lock), __ATOMIC_ACQUIRE)));
+    out.Set(1u, Napi::Number::New(info.Env(), __atomic_load_n(&m->__data.__owner, __ATOMIC_ACQUIRE)));
+    return out;
+  }
+
+  // mutexPrepareWait(offset) -> -1 if the mutex has no owner now (unlocked, or its owner
+  // died: try to lock it), else the futex word's value to wait on, with FUTEX_WAITERS set
+  // (announced as glibc's own lock does, so the owner's unlock wakes a waiter).
+  Napi::Value MutexPrepareWait(const Napi::CallbackInfo& info) {
+    uint32_t* word = reinterpret_cast<uint32_t*>(MutexAt(info));
+    uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    for (;;) {
+      if ((v & FUTEX_TID_MASK) == 0) return Napi::Number::New(info.Env(), -1);
+      if (v & FUTEX_WAITERS) return Napi::Number::New(info.Env(), static_cast<double>(v));
+      if (__atomic_compare_exchange_n(word, &v, v | FUTEX_WAITERS, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        return Napi::Number::New(info.Env(), static_cast<double>(v | FUTEX_WAITERS));
+      }
+    }
   }
 
   // sync(async): msync the whole region (for mapped files that must reach the disk).
@@ -186,7 +374,8 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     return env.Undefined();
   }
 
-  // Drops the handle's reference; buffers and waits still in use keep the pages mapped.
+  // Drops the handle's reference; buffers, waits and exit actions still using it keep the
+  // pages mapped (and a mutex this thread holds keeps them mapped for good: region.h).
   Napi::Value Release(const Napi::CallbackInfo& info) {
     region_.reset();
     return info.Env().Undefined();
@@ -207,6 +396,14 @@ Napi::Value ShmOpen(const Napi::CallbackInfo& info) {
 Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
   std::string name = ArgString(info, 0);
   if (shm_unlink(name.c_str()) != 0) ThrowErrno(info.Env(), "shm_unlink");
+  return info.Env().Undefined();
+}
+
+Napi::Value Ftruncate(const Napi::CallbackInfo& info) {
+  int r;
+  do r = ftruncate(ArgInt(info, 0), static_cast<off_t>(ArgInt64(info, 1)));
+  while (r < 0 && errno == EINTR);
+  if (r != 0) ThrowErrno(info.Env(), "ftruncate");
   return info.Env().Undefined();
 }
 
@@ -233,11 +430,11 @@ bool ProbeExternalBuffers(Napi::Env env) {
 
 }  // namespace
 
-uint32_t* WordAt(Napi::Env env, const Region& region, int64_t byteOffset) {
-  if (byteOffset < 0 || (byteOffset & 3) != 0 || static_cast<uint64_t>(byteOffset) + 4 > region.length) {
-    throw Napi::RangeError::New(env, "ipckit native: word offset outside the mapping or not 4-byte aligned");
+uint8_t* BytesAt(Napi::Env env, const Region& region, int64_t byteOffset, size_t bytes, size_t align) {
+  if (byteOffset < 0 || static_cast<uint64_t>(byteOffset) % align != 0 || static_cast<uint64_t>(byteOffset) + bytes > region.length) {
+    throw Napi::RangeError::New(env, "ipckit native: offset outside the mapping or misaligned");
   }
-  return reinterpret_cast<uint32_t*>(region.base + byteOffset);
+  return region.base + byteOffset;
 }
 
 std::shared_ptr<Region> RegionOf(Napi::Env env, Napi::Value value) {
@@ -252,11 +449,10 @@ std::shared_ptr<Region> RegionOf(Napi::Env env, Napi::Value value) {
 
 void InitShm(Napi::Env env, Napi::Object exports) {
   g_externalAllowed = ProbeExternalBuffers(env);
-#if IPCKIT_EXTERNAL_SAB
-#endif
   Mapping::Init(env, exports);
   exports.Set("shmOpen", Napi::Function::New(env, ShmOpen, "shmOpen"));
   exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink, "shmUnlink"));
+  exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
   exports.Set("externalBuffersAllowed", Napi::Boolean::New(env, g_externalAllowed));
 }

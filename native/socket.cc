@@ -426,13 +426,6 @@ Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fd);
 }
 
-Napi::Value Ftruncate(const Napi::CallbackInfo& info) {
-  int r;
-  do r = ftruncate(ArgInt(info, 0), static_cast<off_t>(ArgInt64(info, 1))); while (r < 0 && errno == EINTR);
-  if (r != 0) ThrowErrno(info.Env(), "ftruncate");
-  return info.Env().Undefined();
-}
-
 Napi::Value AddSeals(const Napi::CallbackInfo& info) {
   if (fcntl(ArgInt(info, 0), F_ADD_SEALS, ArgInt(info, 1)) != 0) ThrowErrno(info.Env(), "fcntl(F_ADD_SEALS)");
   return info.Env().Undefined();
@@ -490,7 +483,6 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("recvPackets", Napi::Function::New(env, RecvPackets, "recvPackets"));
   exports.Set("recvStream", Napi::Function::New(env, RecvStream, "recvStream"));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
-  exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
   exports.Set("addSeals", Napi::Function::New(env, AddSeals, "addSeals"));
   exports.Set("getSeals", Napi::Function::New(env, GetSeals, "getSeals"));
   exports.Set("mapShared", Napi::Function::New(env, MapShared, "mapShared"));

@@ -254,9 +254,8 @@ Napi::Value ShmGet(const Napi::CallbackInfo& info) {
 }
 
 // shmAttach(id, readOnly) -> the attached segment, for `new Mapping(attached)` (native/shm.cc):
-// the region is unmapped when the last reference to it goes (the Mapping handle, every
-// SharedArrayBuffer made from it, every futex wait on it), and unmapping an attachment
-// detaches it exactly as shmdt does (the kernel's shm_close runs for the mapping).
+// a region whose unmapper is shmdt, run when the last reference to it goes (the Mapping
+// handle, every SharedArrayBuffer made from it, every futex wait on it).
 Napi::Value ShmAttach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int id = ArgInt(info, 0);
@@ -266,7 +265,7 @@ Napi::Value ShmAttach(const Napi::CallbackInfo& info) {
   void* p = shmat(id, nullptr, readOnly ? SHM_RDONLY : 0);
   if (p == reinterpret_cast<void*>(-1)) ThrowErrno(env, "shmat");
   // The size is read before attaching: a segment's size never changes once made.
-  auto* region = new std::shared_ptr<Region>(std::make_shared<Region>(static_cast<uint8_t*>(p), d.shm_segsz, !readOnly));
+  auto* region = new std::shared_ptr<Region>(std::make_shared<Region>(static_cast<uint8_t*>(p), d.shm_segsz, !readOnly, Region::Unmap::Shmdt));
   return Napi::External<std::shared_ptr<Region>>::New(env, region, [](Napi::Env, std::shared_ptr<Region>* r) { delete r; });
 }
 
@@ -280,8 +279,10 @@ Napi::Value ShmDetach(const Napi::CallbackInfo& info) {
   std::shared_ptr<Region> r = RegionOf(env, info[0]);
   size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   size_t length = (r->length + page - 1) / page * page;
+  if (r->unmap.load() != Region::Unmap::Shmdt) return env.Undefined();  // detached already
   void* p = mmap(r->base, length, PROT_READ | (r->writable ? PROT_WRITE : 0), MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) ThrowErrno(env, "mmap");
+  r->unmap.store(Region::Unmap::Munmap);  // the private pages are an mmap now
   return env.Undefined();
 }
 

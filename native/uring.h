@@ -9,7 +9,7 @@
 //
 // Where io_uring or its futex operations are missing (older kernels, seccomp profiles
 // that refuse io_uring, IPCKIT_NO_URING=1), For() returns nullptr and callers use a
-// dedicated waiter thread instead (semaphore.cc, mutex.cc).
+// dedicated waiter thread instead (futex.cc).
 #pragma once
 #include <napi.h>
 #include <uv.h>

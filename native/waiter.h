@@ -1,6 +1,7 @@
-// Shared by the facilities that wait on a dedicated thread (semaphore.cc, mutex.cc):
-// LoopSignal wakes the event loop of one Node env from any thread. The waiting thread
-// blocks; the loop stays free; libuv's thread pool is never used.
+// LoopSignal wakes the event loop of one Node env from any thread: every wake-up of the
+// loop by a thread of ours goes through it (the wait back-end's waiter threads, native/
+// futex.cc; the signal handler's reports are a pipe). The loop stays free; libuv's thread
+// pool is never used.
 #pragma once
 #include <napi.h>
 

@@ -48,8 +48,8 @@ export {
   type SendOptions,
 } from './mechanisms/mqueue/mqueue.js';
 export { createSemaphore, openSemaphore, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './mechanisms/semaphore/semaphore.js';
-export { BoundedPool, createBoundedPool, openBoundedPool, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './mechanisms/pool/pool.js';
-export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mechanisms/mutex/mutex.js';
+export { BoundedPool, createBoundedPool, openBoundedPool, openBoundedPoolSync, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './mechanisms/pool/pool.js';
+export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, openMutexSync, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mechanisms/mutex/mutex.js';
 export {
   createSharedMemory,
   mapFile,
@@ -66,9 +66,8 @@ export {
 export {
   createRing,
   openRing,
-  openRingChannel,
+  openRingSync,
   Ring,
-  RingChannel,
   RingReceiver,
   RingSender,
   unlinkRing,
@@ -78,9 +77,11 @@ export {
   type RingInfo,
   type RingView,
 } from './mechanisms/ring/ring.js';
+export { openRingChannel, openRingChannelSync, RingChannel, type RingChannelOptions } from './mechanisms/ring/channel.js';
 export {
   createWorkQueue,
   openWorkQueue,
+  openWorkQueueSync,
   unlinkWorkQueue,
   WorkQueue,
   type CreateWorkQueueOptions,

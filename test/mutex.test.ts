@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { createMutex, MUTEX_MAGIC, openMutex, unlinkMutex, type Mutex } from '../src/index.js';
+import { createMutex, MUTEX_MAGIC, MUTEX_OFFSET, openMutex, unlinkMutex, type Mutex } from '../src/index.js';
 import { join } from 'node:path';
 import { checkFdLeaks, mqsemWorker, processGone, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, waitUntil, within } from './helpers.js';
 
@@ -25,13 +25,15 @@ describe('mutex: basics', () => {
     const m = createMutex(name);
     try {
       assert.equal(statSync(`/dev/shm${name}`).mode & 0o777, 0o600);
-      const header = Buffer.alloc(16);
+      const header = Buffer.alloc(72);
       const fd = openSync(`/dev/shm${name}`, 'r');
-      (await import('node:fs')).readSync(fd, header, 0, 16, 0);
+      (await import('node:fs')).readSync(fd, header, 0, 72, 0);
       closeSync(fd);
       assert.equal(header.readUInt32LE(0), MUTEX_MAGIC);
-      assert.equal(header.readUInt32LE(4), 1);
-      assert.equal(header.readUInt32LE(8), 64);
+      assert.equal(header.readUInt32LE(4), 2, 'layout version');
+      assert.equal(header.readUInt32LE(8), 64, 'the common header is 64 bytes');
+      assert.equal(header.readUInt32LE(16), process.pid, 'the creator');
+      assert.equal(header.readUInt32LE(64), MUTEX_OFFSET);
       assert.throws(() => createMutex(name), (e: { code?: string }) => e.code === 'ERR_IPCKIT_EXISTS');
       assert.equal(m.state(), 'free');
       assert.deepEqual(await m.lock(), { ownerDied: false });
@@ -174,16 +176,17 @@ describe('mutex: basics', () => {
     writeSync(fd, header, 0, 16, 0);
     closeSync(fd);
     await rejectsWith(openMutex(bad), 'ERR_IPCKIT_CORRUPT');
-    const half = mname('half');
+    const half = uniqueName('half'); // not a mutex yet: removed as a file, below
     closeSync(openSync(`/dev/shm${half}`, 'wx', 0o600)); // size 0: the creator died before sizing it
-    await rejectsWith(openMutex(half, { initTimeout: 100 }), 'ERR_IPCKIT_CORRUPT');
-    for (const n of ['', '/a/b']) await assert.rejects(openMutex(n), (e: { code?: string }) => e.code === 'ERR_IPCKIT_INVALID_ARGUMENT');
+    after(() => unlinkSync(`/dev/shm${half}`));
+    await rejectsWith(openMutex(half, { timeout: 100 }), 'ERR_IPCKIT_CORRUPT');
+    for (const n of ['', '/a/b']) throwsWith(() => openMutex(n), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 });
 
 describe('mutex: a corrupt pthread_mutex_t', () => {
   // glibc's pthread_mutex_t starts with int __lock, __count, __owner, __nusers, __kind (x86-64 and arm64).
-  const KIND_OFFSET = 64 + 16;
+  const KIND_OFFSET = 128 + 16; // MUTEX_OFFSET + 16
   // In a child process: a corrupt mutex type once made glibc abort (an assertion in its priority-protect code).
   const CHILD = `
     import { openSync, writeSync, closeSync } from 'node:fs';

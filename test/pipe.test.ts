@@ -62,6 +62,23 @@ describe('pipe: both ends in one process', () => {
     throwsWith(() => openInheritedPipe(-1, 'r'), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
+  it('a bad receive option throws even when a message waits in the reader, which keeps it', async () => {
+    const { reader, writer } = createPipe({ codec: 'utf8' });
+    try {
+      // Two frames in one write: the first receive reads both, and keeps the second.
+      writer.trySend('one');
+      writer.trySend('two');
+      await writer.flush();
+      assert.equal(await within(reader.receive(), 5000), 'one');
+      throwsWith(() => void reader.receive({ timeout: -5 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => void reader.receiveMany(0), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      assert.equal(reader.tryReceive(), 'two', 'the refused receive took the message');
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
+  });
+
   it('bad stream options of spawnWithPipes leave no pipe end open', () => {
     const pipesBefore = [...openFds().values()].filter((t) => t.startsWith('pipe:')).length;
     throwsWith(() => spawnWithPipes(['cat'], { pipes: { 3: 'to-child' }, highWaterMark: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');

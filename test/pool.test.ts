@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { openSync, closeSync, writeSync, statSync, ftruncateSync } from 'node:fs';
+import { openSync, closeSync, writeSync, statSync, ftruncateSync, unlinkSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { createBoundedPool, openBoundedPool, unlinkBoundedPool } from '../src/index.js';
 import { join } from 'node:path';
@@ -99,15 +99,16 @@ describe('BoundedPool', () => {
     const fd = openSync(`/dev/shm${name}`, 'r+');
     const permits = Buffer.alloc(4);
     permits.writeUInt32LE(1000);
-    writeSync(fd, permits, 0, 4, 8);
+    writeSync(fd, permits, 0, 4, 64); // docs/semaphore.md: permits at byte 64
     closeSync(fd);
     await rejectsWith(openBoundedPool(name), 'ERR_IPCKIT_CORRUPT');
     // An object whose creator died before writing the header.
-    const half = pname();
+    const half = uniqueName('half'); // never became a pool: removed as a file, below
     const hfd = openSync(`/dev/shm${half}`, 'wx', 0o600);
+    after(() => unlinkSync(`/dev/shm${half}`));
     ftruncateSync(hfd, 128);
     closeSync(hfd);
-    await rejectsWith(openBoundedPool(half, { initTimeout: 100 }), 'ERR_IPCKIT_CORRUPT');
+    await rejectsWith(openBoundedPool(half, { timeout: 100 }), 'ERR_IPCKIT_CORRUPT');
     await rejectsWith(openBoundedPool(pname()), 'ERR_IPCKIT_NOT_FOUND');
   });
 });

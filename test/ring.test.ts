@@ -2,8 +2,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { createRing, openRing, openRingChannel, unlinkRing } from '../src/mechanisms/ring/ring.js';
-import { createSharedMemory, openSharedMemory } from '../src/mechanisms/shm/shm.js';
+import { createRing, openRing, unlinkRing } from '../src/mechanisms/ring/ring.js';
+import { openRingChannel } from '../src/mechanisms/ring/channel.js';
+import { createSharedMemory, openSharedMemory, unlinkSharedMemory } from '../src/mechanisms/shm/shm.js';
 import { channelConformance } from './conformance/channel.js';
 import { checkMessage, makeMessage, sizeFor } from './fixtures/checked-message.js';
 import { checkFdLeaks, jsonLines, rejectsWith, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
@@ -34,8 +35,8 @@ for (const external of [true, false]) {
     async make(o) {
       const name = uniqueName('ring');
       const ring = createRing(name, { capacity: 4 * 1024 * 1024, external, ...(o.maxMessageSize ? { maxMessageSize: o.maxMessageSize } : {}) });
-      const receiver = ring.receiver({ codec: o.receiverCodec });
-      const sender = ring.sender({ codec: o.senderCodec });
+      const receiver = await ring.receiver({ codec: o.receiverCodec });
+      const sender = await ring.sender({ codec: o.senderCodec });
       ring.close();
       return {
         sender,
@@ -53,8 +54,8 @@ for (const external of [true, false]) {
 describe('ring: fast paths and views', () => {
   it('trySend / tryReceive, sendMany / receiveMany, trySendMany / tryReceiveMany', async () => {
     using ring = createRing(ringName(), { capacity: 4096 });
-    const tx = track(ring.sender());
-    const rx = track(ring.receiver());
+    const tx = track(await ring.sender());
+    const rx = track(await ring.receiver());
     assert.equal(rx.tryReceive(), undefined);
     assert.equal(tx.trySend(Buffer.from('a')), true);
     assert.deepEqual(Buffer.from(rx.tryReceive()!), Buffer.from('a'));
@@ -86,8 +87,8 @@ describe('ring: fast paths and views', () => {
 
   it('receiveView is zero-copy and holds its space until release()', async () => {
     using ring = createRing(ringName(), { capacity: 4096 });
-    const tx = track(ring.sender());
-    const rx = track(ring.receiver());
+    const tx = track(await ring.sender());
+    const rx = track(await ring.receiver());
     tx.trySend(new Uint8Array(2000).fill(1));
     tx.trySend(new Uint8Array(2000).fill(2));
     const view = await rx.receiveView();
@@ -109,8 +110,8 @@ describe('ring: fast paths and views', () => {
 
   it('records wrap with padding, in every alignment', async () => {
     using ring = createRing(ringName(), { capacity: 4096, maxMessageSize: 3000 });
-    const tx = track(ring.sender());
-    const rx = track(ring.receiver());
+    const tx = track(await ring.sender());
+    const rx = track(await ring.receiver());
     for (let seq = 0; seq < 3000; seq++) {
       const m = makeMessage(1, seq, sizeFor(seq, 3000));
       if (!tx.trySend(m)) {
@@ -128,35 +129,37 @@ describe('ring: fast paths and views', () => {
 
   it('one producer and one receiver at a time (ERR_IPCKIT_LIMIT), and a closed one can be replaced', async () => {
     using ring = createRing(ringName());
-    const tx = track(ring.sender());
-    const rx = track(ring.receiver());
-    throwsWith(() => ring.sender(), 'ERR_IPCKIT_LIMIT');
-    throwsWith(() => ring.receiver(), 'ERR_IPCKIT_LIMIT');
+    const tx = track(await ring.sender());
+    const rx = track(await ring.receiver());
+    await rejectsWith(ring.sender(), 'ERR_IPCKIT_LIMIT');
+    await rejectsWith(ring.receiver(), 'ERR_IPCKIT_LIMIT');
     await tx.send(Buffer.from('one'));
     await tx.close();
     await rx.close();
-    const tx2 = track(ring.sender());
-    const rx2 = track(ring.receiver());
+    const tx2 = track(await ring.sender());
+    const rx2 = track(await ring.receiver());
     assert.equal(Buffer.from(await rx2.receive()).toString(), 'one', 'the new receiver starts at the first unread message');
     await tx2.close();
     await rx2.close();
   });
 
-  it('openRing checks the layout: not a ring, or a corrupt header, is ERR_IPCKIT_CORRUPT', () => {
-    const plain = ringName('plain');
+  it('openRing checks the layout: not an ipckit object is ERR_IPCKIT_WRONG_KIND, a never-written or corrupt header ERR_IPCKIT_CORRUPT', async () => {
+    const plain = uniqueName('plain'); // not a ring: removed as shared memory, below
     using seg = createSharedMemory(plain, 8192);
+    after(() => unlinkSharedMemory(plain));
+    await rejectsWith(openRing(plain, { timeout: 100 }), 'ERR_IPCKIT_CORRUPT'); // zeros: never initialized
     seg.store(0, 0x12345678);
-    throwsWith(() => openRing(plain), 'ERR_IPCKIT_CORRUPT');
+    await rejectsWith(openRing(plain), 'ERR_IPCKIT_WRONG_KIND'); // a foreign object
     const n = ringName();
     using ring = createRing(n, { capacity: 4096 });
     using raw = openSharedMemory(n);
-    raw.store(3, 4097); // capacity: not a power of two
-    throwsWith(() => openRing(n), 'ERR_IPCKIT_CORRUPT');
-    raw.store(3, 4096);
+    raw.store(80, 4097); // capacity (docs/ring.md): not a power of two
+    await rejectsWith(openRing(n), 'ERR_IPCKIT_CORRUPT');
+    raw.store(80, 4096);
     raw.store(1, 99); // version
-    throwsWith(() => openRing(n), 'ERR_IPCKIT_CORRUPT');
-    raw.store(1, 1);
-    openRing(n).close();
+    await rejectsWith(openRing(n), 'ERR_IPCKIT_CORRUPT');
+    raw.store(1, 2);
+    (await openRing(n)).close();
     void ring;
   });
 
@@ -165,8 +168,8 @@ describe('ring: fast paths and views', () => {
     const b = ringName('b');
     createRing(a).close();
     createRing(b).close();
-    const left = track(openRingChannel(a, b, { codec: 'json' }));
-    const right = track(openRingChannel(b, a, { codec: 'json' }));
+    const left = track(await openRingChannel(a, b, { codec: 'json' }));
+    const right = track(await openRingChannel(b, a, { codec: 'json' }));
     await left.send({ ping: 1 });
     assert.deepEqual(await right.receive(), { ping: 1 });
     await right.send({ pong: 1 });
@@ -185,8 +188,8 @@ describe('ring: fast paths and views', () => {
 
   it('a receive waiting for data keeps the event loop free', async () => {
     using ring = createRing(ringName());
-    const tx = track(ring.sender());
-    const rx = track(ring.receiver({ spinMicros: 0 }));
+    const tx = track(await ring.sender());
+    const rx = track(await ring.receiver({ spinMicros: 0 }));
     let ticks = 0;
     const timer = setInterval(() => ticks++, 5);
     const p = rx.receive();
@@ -202,12 +205,12 @@ describe('ring: fast paths and views', () => {
   it('receiveSync in a worker thread, the producer in the main thread', async () => {
     const n = ringName();
     using ring = createRing(n);
-    const tx = track(ring.sender());
+    const tx = track(await ring.sender());
     const worker = new Worker(
       `const { parentPort, workerData } = require('node:worker_threads');
-       import(workerData.module).then(async ({ openRing }) => {
-         const ring = openRing(workerData.name);
-         const rx = ring.receiver();
+       import(workerData.module).then(async ({ openRingSync }) => {
+         const ring = openRingSync(workerData.name);
+         const rx = ring.receiverSync();
          ring.close();
          parentPort.postMessage('ready');
          let sum = 0, n = 0;
@@ -246,7 +249,7 @@ describe('ring: endpoints in a worker that is terminated', () => {
       `const { parentPort, workerData } = require('node:worker_threads');
        import(workerData.ring).then(async ({ openRing }) => {
          const { makeMessage } = await import(workerData.checked);
-         const ring = openRing(workerData.name);
+         const ring = await openRing(workerData.name);
          ${body}
        });`,
       { eval: true, workerData: { name, ring: new URL('../src/mechanisms/ring/ring.js', import.meta.url).href, checked: new URL('./fixtures/checked-message.js', import.meta.url).href } },
@@ -261,13 +264,13 @@ describe('ring: endpoints in a worker that is terminated', () => {
   it('a terminated receiver frees its place: a new one takes over and reads on; a send waiting on it ends', async () => {
     const n = ringName();
     using ring = createRing(n, { capacity: 4096 });
-    const tx = track(ring.sender());
-    const worker = await workerWith(n, `const rx = ring.receiver(); ring.close(); parentPort.postMessage('ready'); setInterval(() => {}, 1000);`);
+    const tx = track(await ring.sender());
+    const worker = await workerWith(n, `const rx = await ring.receiver(); ring.close(); parentPort.postMessage('ready'); setInterval(() => {}, 1000);`);
     while (tx.trySend(new Uint8Array(500)));
     const waiting = tx.send(new Uint8Array(500), { timeout: 5000 });
     await worker.terminate();
     await rejectsWith(waiting, 'ERR_IPCKIT_PEER_GONE');
-    const rx = track(ring.receiver());
+    const rx = track(await ring.receiver());
     assert.equal(rx.tryReceiveMany().length, 8, 'the messages the terminated receiver left');
     await tx.close();
     await rx.close();
@@ -277,10 +280,10 @@ describe('ring: endpoints in a worker that is terminated', () => {
     for (let round = 0; round < 3; round++) {
       const n = ringName();
       using ring = createRing(n, { capacity: 64 * 1024, producers: 'many' });
-      const rx = track(ring.receiver({ spinMicros: 0 }));
+      const rx = track(await ring.receiver({ spinMicros: 0 }));
       const worker = await workerWith(
         n,
-        `const tx = ring.sender(); ring.close(); parentPort.postMessage('ready');
+        `const tx = await ring.sender(); ring.close(); parentPort.postMessage('ready');
          for (let seq = 0; ; ) if (tx.trySend(makeMessage(1, seq, 4000 + (seq % 64)))) seq++;`,
       );
       let got = 0;
@@ -295,7 +298,7 @@ describe('ring: endpoints in a worker that is terminated', () => {
       await rejectsWith(within(drained, 10_000, 'the receiver sees the producer gone'), 'ERR_IPCKIT_PEER_GONE');
       assert.ok(got > 0);
       // Neither its claim lock nor a claim it left holds up the next producer.
-      const tx = track(ring.sender());
+      const tx = track(await ring.sender());
       await within(tx.send(makeMessage(2, 0, 100)), 5000, 'a send after the terminated producer');
       assert.deepEqual(checkMessage(await within(rx.receive(), 5000)), { producer: 2, seq: 0 });
       await tx.close();
@@ -308,7 +311,7 @@ describe('ring: across processes', () => {
   it('a producer process, checked messages of many sizes, in order', async () => {
     const n = ringName();
     using ring = createRing(n, { capacity: 64 * 1024, maxMessageSize: 16 * 1024 });
-    const rx = track(ring.receiver());
+    const rx = track(await ring.receiver());
     const count = 5000;
     const producer = runFixture('ring-peer', ['produce', n, '7', String(count), '16384']);
     for (let seq = 0; seq < count; seq++) {
@@ -323,7 +326,7 @@ describe('ring: across processes', () => {
   it("many producers: four processes, each one's order kept, nothing lost", async () => {
     const n = ringName();
     using ring = createRing(n, { capacity: 32 * 1024, producers: 'many', maxProducers: 8, maxMessageSize: 8192 });
-    const rx = track(ring.receiver());
+    const rx = track(await ring.receiver());
     const count = 2000;
     const producers = [1, 2, 3, 4].map((id) => runFixture('ring-peer', ['produce', n, String(id), String(count), '8192']));
     const next: Record<number, number> = {};
@@ -342,11 +345,11 @@ describe('ring: across processes', () => {
     const n = ringName();
     const capacity = 1 << 24;
     using ring = createRing(n, { capacity, producers: 'many', maxMessageSize: capacity - 8 });
-    const rx = track(ring.receiver({ spinMicros: 0 }));
+    const rx = track(await ring.receiver({ spinMicros: 0 }));
     const idle = runFixture('ring-peer', ['idle', n]);
     const lines = jsonLines(idle);
     await lines.next();
-    const tx = track(ring.sender({ spinMicros: 0 }));
+    const tx = track(await ring.sender({ spinMicros: 0 }));
     // Records of half the ring, passed through until the head is half a ring short of 2^32 ...
     const big = new Uint8Array(capacity / 2 - 8);
     for (let i = 0; i < 2 ** 32 / (capacity / 2) - 1; i++) {
@@ -370,27 +373,28 @@ describe('ring: across processes', () => {
   it('spinMicros: Infinity (never sleeps) still sees a dead producer and a dead receiver', async () => {
     const n = ringName();
     using ring = createRing(n, { capacity: 4096 });
-    const rx = track(ring.receiver({ spinMicros: Infinity }));
+    const rx = track(await ring.receiver({ spinMicros: Infinity }));
     const producer = runFixture('ring-peer', ['idle', n]);
     await jsonLines(producer).next();
-    const receiving = rx.receive({ timeout: 5000 });
+    // The outcome is awaited from the start: the receiver may see the death before this process reaps the child.
+    const receiving = rejectsWith(rx.receive({ timeout: 5000 }), 'ERR_IPCKIT_PEER_GONE');
     await sleep(20);
     producer.child.kill('SIGKILL');
     await producer.done;
-    await rejectsWith(receiving, 'ERR_IPCKIT_PEER_GONE');
+    await receiving;
     await rx.close();
 
     const n2 = ringName();
     using ring2 = createRing(n2, { capacity: 4096 });
-    const tx = track(ring2.sender({ spinMicros: Infinity }));
+    const tx = track(await ring2.sender({ spinMicros: Infinity }));
     const holder = runFixture('ring-peer', ['hold', n2]);
     await jsonLines(holder).next();
     while (tx.trySend(new Uint8Array(500)));
-    const sending = tx.send(new Uint8Array(500), { timeout: 5000 });
+    const sending = rejectsWith(tx.send(new Uint8Array(500), { timeout: 5000 }), 'ERR_IPCKIT_PEER_GONE');
     await sleep(20);
     holder.child.kill('SIGKILL');
     await holder.done;
-    await rejectsWith(sending, 'ERR_IPCKIT_PEER_GONE');
+    await sending;
     await tx.close();
   });
 
@@ -398,7 +402,7 @@ describe('ring: across processes', () => {
     for (const env of [{}, { IPCKIT_NO_URING: '1' }]) {
       const n = ringName();
       using ring = createRing(n);
-      const tx = track(ring.sender());
+      const tx = track(await ring.sender());
       const consumer = runFixture('ring-peer', ['consume', n, '60', '10000', '0'], { env: { ...process.env, ...env } });
       const lines = jsonLines(consumer);
       await lines.next();
@@ -421,7 +425,7 @@ describe('ring: across processes', () => {
   it('a producer killed while the receiver waits: ERR_IPCKIT_PEER_GONE within about 100 ms', async () => {
     const n = ringName();
     using ring = createRing(n);
-    const rx = track(ring.receiver());
+    const rx = track(await ring.receiver());
     const producer = runFixture('ring-peer', ['produce', n, '1', '1000000', '64', '50']);
     const lines = jsonLines(producer);
     await lines.next();
@@ -444,7 +448,7 @@ describe('ring: across processes', () => {
   it('a send waiting for room on a ring whose receiver died rejects with ERR_IPCKIT_PEER_GONE', async () => {
     const n = ringName();
     using ring = createRing(n, { capacity: 4096 });
-    const tx = track(ring.sender());
+    const tx = track(await ring.sender());
     const holder = runFixture('ring-peer', ['hold', n]);
     await jsonLines(holder).next();
     while (tx.trySend(new Uint8Array(500)));
@@ -456,7 +460,7 @@ describe('ring: across processes', () => {
     await rejectsWith(within(waiting, 5000), 'ERR_IPCKIT_PEER_GONE');
     console.log(`# dead receiver seen ${Date.now() - t0} ms after its exit`);
     // A new receiver takes over the dead one's place and reads what was sent.
-    const rx = track(ring.receiver());
+    const rx = track(await ring.receiver());
     assert.equal(rx.tryReceiveMany().length, 8, 'the eight 512-byte records that filled the ring');
     await tx.send(new Uint8Array(500));
     await tx.close();

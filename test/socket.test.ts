@@ -159,18 +159,19 @@ catch (e) { console.log(JSON.stringify({ ipc: e instanceof IpcError, code: e.cod
     assert.equal(existsSync(path), false, 'the socket file was removed');
   });
 
-  it('a path longer than sun_path is INVALID_ARGUMENT suggesting the abstract namespace', async () => {
+  it('a path longer than sun_path is INVALID_ARGUMENT (thrown at once) suggesting the abstract namespace', () => {
     const long = `/tmp/${'x'.repeat(120)}`;
-    const e = await rejectsWith(listen(`unix:${long}`), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    assert.match(e.message, /abstract/);
-    await rejectsWith(connect(`unix:${long}`), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    assert.throws(() => void listen(`unix:${long}`), (e: Error & { code?: string }) => e.code === 'ERR_IPCKIT_INVALID_ARGUMENT' && /abstract/.test(e.message));
+    throwsWith(() => void connect(`unix:${long}`), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    // A name in the runtime folder is measured with the folder's path, still before anything is made.
+    throwsWith(() => void listen(`unix:${'n'.repeat(110)}`), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
-  it('refuses malformed addresses synchronously-validated, with clear messages', async () => {
-    for (const a of ['', 'pipe:/x', 'tcp://localhost', 'tcp://[::1:80', 'tcp://1.2.3.4:70000', 'unix-abstract:']) {
-      await rejectsWith(connect(a), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  it('refuses malformed addresses synchronously, with clear messages', () => {
+    for (const a of ['', 'pipe:/x', 'tcp://localhost', 'tcp://[::1:80', 'tcp://1.2.3.4:70000', 'unix-abstract:', 'unix:']) {
+      throwsWith(() => void connect(a), 'ERR_IPCKIT_INVALID_ARGUMENT');
     }
-    await rejectsWith(connect('tcp://127.0.0.1:0'), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => void connect('tcp://127.0.0.1:0'), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
   it('refuses a symlink and a regular file at the socket path, and touches neither', async () => {
@@ -337,6 +338,10 @@ describe('peer credentials and allow', () => {
     const c = await connect(`unix-abstract:${name}`, { owner: 65534 });
     assert.equal(c.peer!.uid, 65534);
     await c.close();
+    // The server's backlog holds this one too: trusting any owner lets it through.
+    const t = await connect(`unix-abstract:${name}`, { trustAnyOwner: true });
+    assert.equal(t.peer!.uid, 65534);
+    await t.close();
     py.child.kill('SIGKILL');
     await py.done;
   });
@@ -503,7 +508,7 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
     await rejectsWith(a.sendHandle(0), 'ERR_IPCKIT_UNSUPPORTED');
     await a.close();
     await b.close();
-    await rejectsWith(connect('tcp://127.0.0.1:1', { handles: true }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => void connect('tcp://127.0.0.1:1', { handles: true }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 
   it('a handle sent on a stream the peer does not read: timeout and abort end the wait', async () => {

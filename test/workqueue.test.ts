@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { createSharedMemory } from '../src/mechanisms/shm/shm.js';
+import { createSharedMemory, unlinkSharedMemory } from '../src/mechanisms/shm/shm.js';
 import { createWorkQueue, openWorkQueue, unlinkWorkQueue, type Job, type WorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
 import { checkFdLeaks, jsonLines, rejectsWith, runFixture, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
@@ -21,8 +21,8 @@ function queue(options: Parameters<typeof createWorkQueue>[1] = {}): { name: str
   handles.push(q);
   return { name, q };
 }
-function open(name: string): WorkQueue<unknown> {
-  const h = openWorkQueue(name, { codec: 'json' }) as WorkQueue<unknown>;
+async function open(name: string): Promise<WorkQueue<unknown>> {
+  const h = (await openWorkQueue(name, { codec: 'json' })) as WorkQueue<unknown>;
   handles.push(h);
   return h;
 }
@@ -30,7 +30,7 @@ function open(name: string): WorkQueue<unknown> {
 describe('work queue: semantics in one process', () => {
   it('put, get, taskDone and join, in FIFO order with one producer and one consumer', async () => {
     const { name, q } = queue({ capacity: 64 });
-    const c = open(name);
+    const c = await open(name);
     const ids: number[] = [];
     for (let i = 0; i < 50; i++) ids.push(await q.put({ i }));
     assert.equal(new Set(ids).size, 50, 'ids are unique');
@@ -54,7 +54,7 @@ describe('work queue: semantics in one process', () => {
 
   it('taskDone(): no argument marks the oldest job; a job done twice, or of another handle, is refused', async () => {
     const { name, q } = queue();
-    const c = open(name);
+    const c = await open(name);
     await q.putMany([1, 2, 3]);
     const [a, b] = await c.getMany(2);
     assert.equal(c.inFlight, 2);
@@ -71,7 +71,7 @@ describe('work queue: semantics in one process', () => {
 
   it('bounded: tryPut says full, put waits for a slot (backpressure), a timed-out put put nothing', async () => {
     const { name, q } = queue({ capacity: 4, maxMessageSize: 64 });
-    const c = open(name);
+    const c = await open(name);
     for (let i = 0; i < 4; i++) assert.notEqual(q.tryPut({ i }), undefined);
     assert.equal(q.tryPut({ i: 4 }), undefined);
     await rejectsWith(q.put({ i: 'timed out' }, { timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
@@ -106,7 +106,7 @@ describe('work queue: semantics in one process', () => {
     names.push(name);
     const q = createWorkQueue(name, { capacity: 8 }) as WorkQueue<unknown>; // raw bytes in
     handles.push(q);
-    const c = open(name); // JSON out
+    const c = await open(name); // JSON out
     await q.putMany([Buffer.from('{"a":1}'), Buffer.from('not json'), Buffer.from('{"b":2}')]);
     const batch = await c.getMany(10);
     assert.deepEqual(batch.map((j) => j.data), [{ a: 1 }], 'the batch ends before the bad item');
@@ -135,7 +135,7 @@ describe('work queue: semantics in one process', () => {
     await rejectsWith(q.get({ timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
     await rejectsWith(q.get({ signal: AbortSignal.abort() }), 'ERR_IPCKIT_ABORTED');
     await rejectsWith(q.join({ timeout: 1 }).then(() => Promise.reject(Object.assign(new Error('x'), { code: 'ERR_IPCKIT_TIMEOUT' }))), 'ERR_IPCKIT_TIMEOUT');
-    const c = open(name);
+    const c = await open(name);
     const pending = c.get();
     await sleep(10);
     await c.close();
@@ -146,10 +146,10 @@ describe('work queue: semantics in one process', () => {
   it('closing with jobs in hand gives them back: delivered again, same id, deliveries 2', async () => {
     const { name, q } = queue();
     const id = await q.put({ task: 'x' });
-    const c1 = open(name);
+    const c1 = await open(name);
     const first = await c1.get();
     await c1.close();
-    const c2 = open(name);
+    const c2 = await open(name);
     const again = await c2.get({ timeout: 5000 });
     assert.equal(again.id, id);
     assert.equal(first.id, id);
@@ -162,7 +162,7 @@ describe('work queue: semantics in one process', () => {
 
   it('shutdown: puts refuse, gets drain what is left, then async iteration ends', async () => {
     const { name, q } = queue();
-    const c = open(name);
+    const c = await open(name);
     await q.putMany([1, 2, 3]);
     q.shutdown();
     await rejectsWith(q.put(4), 'ERR_IPCKIT_CLOSED');
@@ -175,21 +175,22 @@ describe('work queue: semantics in one process', () => {
     assert.equal(q.isShutdown, true);
   });
 
-  it('not a work queue, or a corrupt header: ERR_IPCKIT_CORRUPT', () => {
-    const n = uniqueName('notwq');
-    names.push(n);
+  it('not a work queue: ERR_IPCKIT_WRONG_KIND; a header never written: ERR_IPCKIT_CORRUPT', async () => {
+    const n = uniqueName('notwq'); // not a work queue: removed as shared memory
     using seg = createSharedMemory(n, 8192);
+    after(() => unlinkSharedMemory(n));
+    await rejectsWith(openWorkQueue(n, { timeout: 100 }), 'ERR_IPCKIT_CORRUPT');
     seg.store(0, 42);
-    throwsWith(() => openWorkQueue(n), 'ERR_IPCKIT_CORRUPT');
+    await rejectsWith(openWorkQueue(n), 'ERR_IPCKIT_WRONG_KIND');
   });
 
   it('a consumer in a worker that is terminated with a job in hand: the job is delivered again', async () => {
     const { name, q } = queue({ capacity: 4 });
-    const c = open(name);
+    const c = await open(name);
     const worker = new Worker(
       `const { parentPort, workerData } = require('node:worker_threads');
        import(workerData.module).then(async ({ openWorkQueue }) => {
-         const q = openWorkQueue(workerData.name, { codec: 'json' });
+         const q = await openWorkQueue(workerData.name, { codec: 'json' });
          const job = await q.get();
          parentPort.postMessage(job.id);
        });`,
@@ -212,8 +213,8 @@ describe('work queue: semantics in one process', () => {
     const { name, q } = queue();
     const worker = new Worker(
       `const { parentPort, workerData } = require('node:worker_threads');
-       import(workerData.module).then(async ({ openWorkQueue }) => {
-         const q = openWorkQueue(workerData.name, { codec: 'json' });
+       import(workerData.module).then(async ({ openWorkQueueSync }) => {
+         const q = openWorkQueueSync(workerData.name, { codec: 'json' });
          const seen = [];
          for (;;) {
            try { const j = q.getSync(10000); seen.push(j.data); q.taskDone(j); }

@@ -15,11 +15,14 @@
 #include <sys/syscall.h>
 
 enum {
-  HEADER_BYTES = 4096,
-  W_MAGIC = 0, W_VERSION = 1, W_HEADER_BYTES = 2, W_CAPACITY = 3, W_FLAGS = 4, W_MAX_MESSAGE = 5, W_PRODUCER_SLOTS = 6,
+  HEADER_BYTES = 4096, /* where the data region starts (W_DATA_OFFSET) */
+  /* the common header of an ipckit object (docs/design.md section 6) */
+  W_MAGIC = 0, W_VERSION = 1, W_HEADER_BYTES = 2, W_TABLE_OFFSET = 10, W_TABLE_ROWS = 11,
+  /* the ring (docs/ring.md) */
   W_TAIL = 16, W_HEAD = 32,
   W_DATA_SIGNAL = 48, W_CONSUMER_SLEEPING = 49,
   W_SPACE_SIGNAL = 64, W_PRODUCER_SLEEPING = 65,
+  W_CAPACITY = 80, W_FLAGS = 81, W_MAX_MESSAGE = 82, W_DATA_OFFSET = 83,
   REC_MESSAGE = 1, REC_PADDING = 2,
 };
 
@@ -82,11 +85,13 @@ static void ring_init(ring_t *r, uint8_t *base, uint32_t cap) {
   r->base = base;
   r->cap = cap;
   r->mask = cap - 1;
-  *word(r, W_VERSION) = 1;
-  *word(r, W_HEADER_BYTES) = HEADER_BYTES;
+  *word(r, W_VERSION) = 2;
+  *word(r, W_HEADER_BYTES) = 64;
+  *word(r, W_TABLE_OFFSET) = 512; /* row 0 the consumer, row 1 the producer */
+  *word(r, W_TABLE_ROWS) = 2;
   *word(r, W_CAPACITY) = cap;
   *word(r, W_MAX_MESSAGE) = cap / 2;
-  *word(r, W_PRODUCER_SLOTS) = 1;
+  *word(r, W_DATA_OFFSET) = HEADER_BYTES;
   store_rel(word(r, W_MAGIC), 0x524b5049);
 }
 

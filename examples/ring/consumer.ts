@@ -5,8 +5,8 @@
 import { openRing } from 'ipckit';
 
 const name = process.argv[2] ?? '/ipckit-example-ring';
-const ring = openRing(name);
-const rx = ring.receiver({ codec: 'json' });
+const ring = await openRing(name); // waits for a creator still making it
+const rx = await ring.receiver({ codec: 'json' });
 ring.close();
 let expected = 0;
 const started = performance.now();

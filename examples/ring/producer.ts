@@ -8,7 +8,7 @@ import { createRing } from 'ipckit';
 
 const name = process.argv[2] ?? '/ipckit-example-ring';
 const ring = createRing(name, { capacity: 256 * 1024 }); // exclusive, mode 0600
-const tx = ring.sender({ codec: 'json' });
+const tx = await ring.sender({ codec: 'json' });
 ring.close(); // the sender keeps the mapping
 console.log(`created ${name}; start the consumer now`);
 try {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { openWorkQueue } from 'ipckit';
 
-const queue = openWorkQueue(process.argv[2] ?? '/ipckit-example-jobs', { codec: 'json' });
+const queue = await openWorkQueue(process.argv[2] ?? '/ipckit-example-jobs', { codec: 'json' });
 let done = 0;
 for await (const job of queue) {
   const { text } = job.data as { n: number; text: string };

@@ -41,9 +41,8 @@ export const group: Group = {
       examples: ['ipckit ring send /events "hello"'],
       async run({ args, flags }) {
         const [name, ...messages] = args as [string, ...string[]];
-        const ring = openRing(name);
-        const tx = ring.sender();
-        ring.close();
+        const ring = await openRing(name);
+        const tx = await ring.sender().finally(() => ring.close());
         const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
         const full = waitingNote(`ring ${name} is full: waiting for its receiver…`, flags.quiet === true);
         try {
@@ -67,9 +66,8 @@ export const group: Group = {
       examples: ['ipckit ring recv /events --count 5 --timeout 3000'],
       async run({ args, flags }) {
         const name = args[0]!;
-        const ring = openRing(name);
-        const rx = ring.receiver();
-        ring.close();
+        const ring = await openRing(name);
+        const rx = await ring.receiver().finally(() => ring.close());
         try {
           return await receiveLoop(rx, {
             what: `ring ${name}`,
@@ -93,7 +91,7 @@ export const group: Group = {
       flags: { json: FLAGS.json },
       examples: ['ipckit ring info /events'],
       async run({ args, flags }) {
-        const ring = openRing(args[0]!);
+        const ring = await openRing(args[0]!);
         try {
           const info = ring.info();
           await printResult(

@@ -8,7 +8,9 @@
  * 2. Order: messages from one sender arrive in the order they were sent.
  * 3. Backpressure: `send` resolves once the message is *accepted* into the channel's
  *    bounded buffer (ours plus the kernel's). When that is full, `send` waits; it never
- *    drops a message and never buffers without bound. `flush()`, where offered, resolves
+ *    drops a message and never buffers without bound: sends still waiting for room may
+ *    hold at most `maxPendingBytes` (default 64 MiB; then ERR_IPCKIT_LIMIT), so a caller
+ *    that does not await cannot grow the process. `flush()`, where offered, resolves
  *    once every accepted message has reached the kernel.
  * 4. Receiving: `receive` resolves with the next message. Concurrent `receive` calls are
  *    served in the order they were made.
@@ -27,6 +29,14 @@
  *    releases the kernel object. Both are idempotent; `await using` calls them.
  * 9. Bad input: a frame above `maxMessageSize` is ERR_IPCKIT_FRAME_TOO_LARGE before any
  *    allocation; a payload that fails to decode is ERR_IPCKIT_BAD_FRAME for that message.
+ * 10. Bad arguments throw synchronously (ERR_IPCKIT_INVALID_ARGUMENT, or
+ *    ERR_IPCKIT_FRAME_TOO_LARGE for a message too big to send), from every method, before
+ *    any fast path: a bad `timeout` throws even when a message is ready, a message the
+ *    codec refuses throws even on a closed channel. Nothing was sent or taken.
+ *
+ * Batches (`sendMany`, `receiveMany`) keep these promises per message. `sendMany` encodes
+ * every message before it sends the first (so a bad one throws and nothing is sent); a
+ * batch that fails part-way says in `details.sent` how many messages went.
  */
 import { abortedError, closedError, IpcError, isIpcError, timeoutError } from './errors.js';
 import * as validate from './validate.js';
@@ -74,20 +84,35 @@ export class WaitQueue<V, D = undefined> {
   #items: Array<Waiter<V, D> | undefined> = [];
   #head = 0;
   #count = 0;
+  #weight = 0;
   onCancel: (() => void) | undefined;
 
-  constructor(readonly what: string) {}
+  /** `weigh`: the bytes a waiter's data holds, summed in `weight` (sends waiting for room). */
+  constructor(
+    readonly what: string,
+    readonly weigh?: (data: D) => number,
+  ) {}
 
   get length(): number {
     return this.#count;
   }
 
+  /** What the waiters hold together, by `weigh` (0 without it). */
+  get weight(): number {
+    return this.#weight;
+  }
+
+  /**
+   * Adds a wait. Bad options throw here, synchronously, before any promise exists (public
+   * methods check them earlier still, before their fast paths).
+   */
   enqueue(options: WaitOptions | undefined, data: D): Promise<V> {
+    validate.waitOptions(options);
     return new Promise<V>((resolve, reject) => {
       const waiter: Waiter<V, D> = { resolve, reject, data, cleanup: undefined };
       if (options !== undefined) {
-        const ms = validate.timeout(options.timeout);
-        const signal = validate.abortSignal(options.signal);
+        const ms = options.timeout;
+        const signal = options.signal;
         if (signal?.aborted) {
           reject(abortedError(this.what, signal));
           return;
@@ -108,6 +133,7 @@ export class WaitQueue<V, D = undefined> {
       }
       this.#items.push(waiter);
       this.#count++;
+      if (this.weigh) this.#weight += this.weigh(data);
     });
   }
 
@@ -155,6 +181,7 @@ export class WaitQueue<V, D = undefined> {
     if (i < 0) return;
     this.#items[i] = undefined;
     this.#count--;
+    if (this.weigh) this.#weight -= this.weigh(waiter.data);
     waiter.cleanup?.();
     waiter.reject(error);
     this.onCancel?.();
@@ -174,12 +201,27 @@ export class WaitQueue<V, D = undefined> {
     const w = this.#items[this.#head]!;
     this.#items[this.#head++] = undefined;
     this.#count--;
+    if (this.weigh) this.#weight -= this.weigh(w.data);
     if (this.#head === this.#items.length) {
       this.#items.length = 0;
       this.#head = 0;
     }
     return w;
   }
+}
+
+/** What a sender holds for sends waiting for room, at most, unless told otherwise (64 MiB). */
+export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The error of a send that would make its sender hold more than `maxPendingBytes` for sends
+ * still waiting for room: the caller is not awaiting its sends (or a batch is too large).
+ */
+export function pendingLimitError(what: string, pending: number, adding: number, max: number): IpcError {
+  return new IpcError('ERR_IPCKIT_LIMIT', `${what} already holds ${pending} bytes of sends waiting for room; this one (${adding} bytes) would pass maxPendingBytes (${max}): await each send before the next, or send less at once`, {
+    details: { limit: 'maxPendingBytes', value: max, pendingBytes: pending, requestedBytes: adding },
+    remedy: { options: [{ maxPendingBytes: undefined }], when: 'to let it hold more' },
+  });
 }
 
 /**
@@ -192,8 +234,9 @@ export function cancellableWait<T>(
   options: WaitOptions | undefined,
   executor: (resolve: (value: T) => void, reject: (error: unknown) => void) => (() => void) | void,
 ): Promise<T> {
-  const ms = validate.timeout(options?.timeout);
-  const signal = validate.abortSignal(options?.signal);
+  validate.waitOptions(options);
+  const ms = options?.timeout;
+  const signal = options?.signal;
   return new Promise<T>((resolve, reject) => {
     if (signal?.aborted) {
       reject(abortedError(what, signal));

@@ -6,7 +6,7 @@
  */
 import { deserialize, serialize } from 'node:v8';
 import { IpcError, invalidArgument } from './errors.js';
-import { describe } from './validate.js';
+import { bytes as checkBytes, describe } from './validate.js';
 
 export interface Codec<T> {
   readonly name: string;
@@ -32,7 +32,7 @@ export const bytesCodec: Codec<Uint8Array> = {
     if (!(value instanceof Uint8Array)) throw invalidArgument(`message must be a Uint8Array (codec "bytes"), got ${describe(value)}`);
     return value;
   },
-  decode: (bytes) => bytes,
+  decode: (bytes) => checkBytes('bytes', bytes),
 };
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -44,6 +44,7 @@ export const utf8Codec: Codec<string> = {
     return Buffer.from(value, 'utf8');
   },
   decode(bytes) {
+    checkBytes('bytes', bytes);
     try {
       return decoder.decode(bytes);
     } catch (e) {
@@ -65,6 +66,7 @@ export const jsonCodec: Codec<unknown> = {
     return Buffer.from(text, 'utf8');
   },
   decode(bytes) {
+    checkBytes('bytes', bytes);
     try {
       return JSON.parse(decoder.decode(bytes)) as unknown;
     } catch (e) {
@@ -84,6 +86,7 @@ export const structuredCodec: Codec<unknown> = {
     }
   },
   decode(bytes) {
+    checkBytes('bytes', bytes);
     try {
       return deserialize(bytes) as unknown;
     } catch (e) {

@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   ERR_IPCKIT_SYSCALL: 'a system call failed with an errno that has no more specific code (see `systemCode`)',
   ERR_IPCKIT_TIMEOUT: 'the wait took longer than its `timeout`',
   ERR_IPCKIT_UNSUPPORTED: 'this kernel, runtime or thread cannot do what was asked',
+  ERR_IPCKIT_WRONG_KIND: 'the object exists but is another kind of ipckit object; the message names what it is',
 } as const;
 
 export type IpcErrorCode = keyof typeof ERROR_CODES;
@@ -82,6 +83,9 @@ export class IpcError extends Error {
   declare readonly remedy?: Remedy;
 
   constructor(code: IpcErrorCode, reason: string, options: IpcErrorOptions = {}) {
+    checkCode(code);
+    if (typeof reason !== 'string') throw invalidArgument(`reason must be a string, got ${typeof reason}`);
+    if (options === null || typeof options !== 'object') throw invalidArgument(`options must be an object, got ${options === null ? 'null' : typeof options}`);
     super(`${reason}${options.remedy ? `; ${remedyText(options.remedy)}` : ''} (${code})`, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.reason = reason;
@@ -100,6 +104,10 @@ export class IpcError extends Error {
    * error's cause (or this error).
    */
   amend(more: { note?: string; details?: Record<string, unknown>; code?: IpcErrorCode }): IpcError {
+    if (more === null || typeof more !== 'object') throw invalidArgument(`amend takes { note, details, code }, got ${more === null ? 'null' : typeof more}`);
+    if (more.note !== undefined && typeof more.note !== 'string') throw invalidArgument(`note must be a string, got ${typeof more.note}`);
+    if (more.details !== undefined && (more.details === null || typeof more.details !== 'object')) throw invalidArgument(`details must be an object, got ${more.details === null ? 'null' : typeof more.details}`);
+    if (more.code !== undefined) checkCode(more.code);
     return new IpcError(more.code ?? this.code, more.note === undefined ? this.reason : `${this.reason}; ${more.note}`, {
       cause: this.cause ?? this,
       ...(this.errno !== undefined ? { errno: this.errno } : {}),
@@ -114,6 +122,13 @@ export class IpcError extends Error {
   /** `instanceof IpcError` holds for an IpcError of another copy of the package too. */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+}
+
+/** Throws unless `code` is in the registry (this file cannot use validate.ts, which imports it). */
+function checkCode(code: unknown): void {
+  if (typeof code !== 'string' || !Object.hasOwn(ERROR_CODES, code)) {
+    throw invalidArgument(`code must be one of the ERR_IPCKIT_* codes of ERROR_CODES, got ${typeof code === 'string' ? JSON.stringify(code) : typeof code}`);
   }
 }
 
@@ -174,8 +189,18 @@ export function errnoError(errno: number, syscall: string, what?: string, option
   const name = errnoName(n);
   const code = ERRNO_CODES[name] ?? 'ERR_IPCKIT_SYSCALL';
   const subject = what ? `${what}: ` : '';
+  const limit = LIMIT_ERRNOS[name];
+  if (limit !== undefined && options.details?.limit === undefined) {
+    return new IpcError(code, `${subject}${syscall} failed with ${name}: ${limit.says}`, { ...options, errno: n, syscall, systemCode: name, details: { ...options.details, limit: limit.limit } });
+  }
   return new IpcError(code, `${subject}${syscall} failed with ${name}`, { ...options, errno: n, syscall, systemCode: name });
 }
+
+/** The limits that the descriptor errnos mean, named in the message (a bare EMFILE says little). */
+const LIMIT_ERRNOS: Readonly<Record<string, { limit: string; says: string }>> = {
+  EMFILE: { limit: 'RLIMIT_NOFILE', says: 'this process has no free descriptor (it reached RLIMIT_NOFILE): close some, or raise it (ulimit -n)' },
+  ENFILE: { limit: 'fs.file-max', says: 'the system has no free file (it reached fs.file-max): close some, or raise it (sysctl fs.file-max)' },
+};
 
 /** True for the errors the native addon throws (an Error with numeric `errno` and a `syscall`). */
 function isNativeErrno(e: unknown): e is Error & { errno: number; syscall: string } {
@@ -228,7 +253,13 @@ export function abortedError(what: string, signal: AbortSignal): IpcError {
   return new IpcError('ERR_IPCKIT_ABORTED', `${what} was aborted`, { cause: signal.reason });
 }
 
-/** True for an IpcError (of any copy of ipckit loaded in the process), with `code` if given. */
-export function isIpcError(e: unknown, code?: IpcErrorCode): e is IpcError {
+/**
+ * True for an IpcError (of any copy of ipckit loaded in the process), with `code` if given.
+ * With a code, a false answer still allows an IpcError of another code (the type says so).
+ */
+export function isIpcError(e: unknown): e is IpcError;
+export function isIpcError<C extends IpcErrorCode>(e: unknown, code: C): e is IpcError & { readonly code: C };
+export function isIpcError(e: unknown, code?: IpcErrorCode): boolean {
+  if (code !== undefined) checkCode(code);
   return e instanceof IpcError && (code === undefined || e.code === code);
 }

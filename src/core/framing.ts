@@ -80,12 +80,16 @@ export class FrameDecoder {
   #bigFilled = 0;
   #bigLength = 0; // the length the header announced (#big may still be smaller)
   #scanFrom = 0; // lines: where the newline search resumes
+  #room = 0; // bytes the last space() offered: commit(n) takes no more
 
   constructor(
     readonly framing: Framing,
     readonly maxMessageSize: number,
     bufferSize = 64 * 1024,
   ) {
+    validate.oneOf('framing', framing, FRAMINGS);
+    validate.integer('maxMessageSize', maxMessageSize, 0, MAX_FRAME_LENGTH); // 0: only empty messages
+    validate.integer('bufferSize', bufferSize, 16, 2 ** 31 - 1);
     this.#buf = Buffer.allocUnsafe(bufferSize);
   }
 
@@ -99,6 +103,7 @@ export class FrameDecoder {
    * fill the buffer: fewer, larger reads). Returns false if it is already that large.
    */
   grow(max: number): boolean {
+    validate.integer('max', max, 1, 2 ** 31 - 1);
     if (this.#buf.length >= max) return false;
     const grown = Buffer.allocUnsafe(Math.min(max, this.#buf.length * 2));
     this.#buf.copy(grown, 0, this.#start, this.#end);
@@ -122,7 +127,8 @@ export class FrameDecoder {
         this.#big.copy(grown, 0, 0, this.#bigFilled);
         this.#big = grown;
       }
-      return [this.#big, this.#bigFilled, this.#big.length - this.#bigFilled];
+      this.#room = this.#big.length - this.#bigFilled;
+      return [this.#big, this.#bigFilled, this.#room];
     }
     if (this.#start === this.#end) {
       this.#start = this.#end = this.#scanFrom = 0;
@@ -141,10 +147,16 @@ export class FrameDecoder {
       this.#start = 0;
       this.#buf = grown;
     }
-    return [this.#buf, this.#end, this.#buf.length - this.#end];
+    this.#room = this.#buf.length - this.#end;
+    return [this.#buf, this.#end, this.#room];
   }
 
+  /** `n` bytes were read into the last space(): at most what it offered. */
   commit(n: number): void {
+    if (!(Number.isInteger(n) && n >= 0 && n <= this.#room)) {
+      throw invalidArgument(`commit(n) takes the bytes read into the last space(), from 0 to ${this.#room}, got ${validate.describe(n)}`);
+    }
+    this.#room -= n;
     if (this.#big) this.#bigFilled += n;
     else this.#end += n;
   }

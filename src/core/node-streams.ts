@@ -5,9 +5,19 @@
  */
 import { Readable, Writable } from 'node:stream';
 import type { Receiver, Sender } from './channel.js';
-import { isIpcError } from './errors.js';
+import { invalidArgument, isIpcError } from './errors.js';
+import { describe } from './validate.js';
+
+/** Throws unless `value` has the methods the adapter calls. */
+function checkEndpoint(name: string, value: unknown, methods: readonly string[]): void {
+  const o = value as Record<string, unknown> | null | undefined;
+  if (o === null || typeof o !== 'object' || methods.some((m) => typeof o[m] !== 'function')) {
+    throw invalidArgument(`${name} must be an ipckit ${name} (with ${methods.map((m) => `${m}()`).join(' and ')}), got ${describe(value)}`);
+  }
+}
 
 export function toReadable(receiver: Receiver<Uint8Array>): Readable {
+  checkEndpoint('receiver', receiver, ['receive', 'close']);
   return new Readable({
     read() {
       receiver.receive().then(
@@ -28,6 +38,7 @@ export function toReadable(receiver: Receiver<Uint8Array>): Readable {
 }
 
 export function toWritable(sender: Sender<Uint8Array>): Writable {
+  checkEndpoint('sender', sender, ['send', 'close']);
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {
       sender.send(chunk).then(() => callback(), callback);

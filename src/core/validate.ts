@@ -45,9 +45,10 @@ export function bytes(name: string, value: unknown): Uint8Array {
   return value;
 }
 
+/** An options object (undefined stands for none); arrays and functions are not options. */
 export function object<T extends object>(name: string, value: unknown): Partial<T> {
   if (value === undefined) return {};
-  if (value === null || typeof value !== 'object') throw invalidArgument(`${name} must be an object, got ${describe(value)}`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArgument(`${name} must be an object, got ${describe(value)}`);
   return value as Partial<T>;
 }
 
@@ -60,18 +61,71 @@ export function mode(name: string, value: unknown, fallback: number): number {
   return value;
 }
 
-/** A timeout in milliseconds: a non-negative finite number, or undefined for none. */
-export function timeout(value: unknown): number | undefined {
+export function boolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalidArgument(`${name} must be true or false, got ${describe(value)}`);
+  return value;
+}
+
+export function optionalBoolean(name: string, value: unknown): boolean | undefined {
+  return value === undefined ? undefined : boolean(name, value);
+}
+
+export function optionalString(name: string, value: unknown, options?: { nonEmpty?: boolean }): string | undefined {
+  return value === undefined ? undefined : string(name, value, options);
+}
+
+export function optionalOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T | undefined {
+  return value === undefined ? undefined : oneOf(name, value, allowed);
+}
+
+export function func<F extends (...args: never[]) => unknown>(name: string, value: unknown): F {
+  if (typeof value !== 'function') throw invalidArgument(`${name} must be a function, got ${describe(value)}`);
+  return value as F;
+}
+
+/** Something `for...of` can walk (an array, a Set, a generator). */
+export function iterable<T>(name: string, value: unknown): Iterable<T> {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'string') || typeof (value as Iterable<T>)[Symbol.iterator] !== 'function') {
+    throw invalidArgument(`${name} must be an iterable (an array, for one), got ${describe(value)}`);
+  }
+  return value as Iterable<T>;
+}
+
+/** How many messages a batch takes at most: an integer from 1, or Infinity for "every one ready". */
+export function batchMax(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (value === Infinity) return value;
+  return integer(name, value, 1);
+}
+
+/** The longest timeout a timer can hold (setTimeout fires at once for anything longer). */
+export const MAX_TIMEOUT = 2 ** 31 - 1;
+
+/** A timeout in milliseconds: a number from 0 to MAX_TIMEOUT (about 24.8 days), or undefined for none. */
+export function timeout(value: unknown, name = 'timeout'): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw invalidArgument(`timeout must be a non-negative number of milliseconds, got ${describe(value)}`);
+  if (typeof value !== 'number' || !(value >= 0 && value <= MAX_TIMEOUT)) {
+    throw invalidArgument(`${name} must be a number of milliseconds from 0 to ${MAX_TIMEOUT}, got ${describe(value)}`);
   }
   return value;
 }
 
-export function abortSignal(value: unknown): AbortSignal | undefined {
+export function abortSignal(value: unknown, name = 'signal'): AbortSignal | undefined {
   if (value === undefined) return undefined;
-  if (!(value instanceof AbortSignal)) throw invalidArgument(`signal must be an AbortSignal, got ${describe(value)}`);
+  if (!(value instanceof AbortSignal)) throw invalidArgument(`${name} must be an AbortSignal, got ${describe(value)}`);
+  return value;
+}
+
+/**
+ * The options of a wait, checked whole: undefined, or an object whose `timeout` (ms) and
+ * `signal` (AbortSignal) are valid. Every public method that waits calls this first,
+ * before any fast path, so a bad option throws whether or not the call had to wait.
+ */
+export function waitOptions<O extends { timeout?: number; signal?: AbortSignal }>(value: O | undefined, name = 'options'): O | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object') throw invalidArgument(`${name} must be an object like { timeout, signal }, got ${describe(value)}`);
+  timeout(value.timeout);
+  abortSignal(value.signal);
   return value;
 }
 

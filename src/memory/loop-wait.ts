@@ -5,7 +5,8 @@
  * to check that its peer lives and the segment is intact. `onWake(res)` gets the watch's
  * result: negative an -errno, 2 a slice passed, otherwise the word moved.
  */
-import type { Memory, WordWatch } from '../mechanisms/shm/shm.js';
+import type { Memory } from './memory.js';
+import type { WordWatch } from './waits.js';
 
 const now = (): number => performance.now();
 

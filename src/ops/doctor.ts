@@ -16,7 +16,7 @@ import { existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { openMessageQueue } from '../mechanisms/mqueue/mqueue.js';
-import { futexWaitPath } from '../mechanisms/shm/shm.js';
+import { waitBackend } from '../memory/waits.js';
 import { readRlimit, readSysctl, type Rlimit } from '../os/limits.js';
 import { native } from '../os/native.js';
 import { runtimeDirPath } from '../os/runtime.js';
@@ -78,7 +78,7 @@ function features(): Finding[] {
   const probe = native.probeFeatures();
   const feature = (id: string, errno: number, works: string, without: string): Finding =>
     errno === 0 ? { id, status: 'ok', value: 'yes', detail: works } : { id, status: 'warning', value: `no (${errnoName(errno)})`, detail: without };
-  const uring = futexWaitPath() === 'io_uring';
+  const uring = waitBackend() === 'io_uring';
   const noUring = process.env.IPCKIT_NO_URING === '1';
   return [
     uring

@@ -16,10 +16,11 @@
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { cancellableWait, type WaitOptions } from '../core/channel.js';
 import { IpcError, invalidArgument } from '../core/errors.js';
-import { execHelperPath } from './native.js';
+import { execHelperPath, native } from './native.js';
 import * as validate from '../core/validate.js';
 
 export interface ChildExit {
@@ -75,6 +76,32 @@ export function validateArgv(command: unknown, name = 'command'): string[] {
   return command.map((a, i) => validate.string(`${name}[${i}]`, a, { nonEmpty: i === 0 }));
 }
 
+/**
+ * Checks the ChildOptions fields of `options` (other fields are the caller's), so that a
+ * bad one is refused before any pipe is made or any process started.
+ */
+export function validateChildOptions(options: ChildOptions): void {
+  validate.optionalString('cwd', options.cwd);
+  if (options.env !== undefined) {
+    const env = validate.object<Record<string, unknown>>('env', options.env);
+    for (const [k, v] of Object.entries(env)) {
+      if (v !== undefined && typeof v !== 'string') throw invalidArgument(`env.${k} must be a string, got ${validate.describe(v)}`);
+    }
+  }
+  validate.optionalBoolean('dieWithParent', options.dieWithParent);
+  validate.optionalBoolean('processGroup', options.processGroup);
+  validate.optionalOneOf('stderr', options.stderr, ['inherit', 'ignore'] as const);
+}
+
+/** A signal for kill(): a name Node knows ('SIGTERM') or a number from 0 to SIGRTMAX. */
+export function killSignal(signal: unknown): NodeJS.Signals | number {
+  if (typeof signal === 'number') return validate.integer('signal', signal, 0, native.signalConstants.SIGRTMAX);
+  if (typeof signal !== 'string' || !Object.hasOwn(osConstants.signals, signal)) {
+    throw invalidArgument(`signal must be a signal name like "SIGTERM" or a number, got ${validate.describe(signal)}`);
+  }
+  return signal as NodeJS.Signals;
+}
+
 export interface StartedChild {
   child: ChildProcess;
   pid: number;
@@ -93,7 +120,7 @@ export function startChild(argv: string[], stdio: StdioOptions, options: ChildOp
   const program = resolveProgram(argv[0]!, env, options.cwd ?? process.cwd());
   const dieWithParent = options.dieWithParent ?? true;
   if (dieWithParent && !existsSync(execHelperPath)) {
-    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the die-with-parent helper is missing at ${execHelperPath} (it is built with the addon by \`npm ci\`); pass { dieWithParent: false } to start children without it`, {
+    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the die-with-parent helper is missing at ${execHelperPath} (it ships in prebuilds/ next to the addon, and a build from source makes it in build/Release); pass { dieWithParent: false } to start children without it`, {
       path: execHelperPath,
     });
   }
@@ -148,6 +175,7 @@ export function describeExit(exit: ChildExit): string {
  * ERR_IPCKIT_ABORTED: the child is left running, not killed).
  */
 export function waitForExit(exited: Promise<ChildExit>, what: string, options?: WaitOptions): Promise<ChildExit> {
+  validate.waitOptions(options);
   if (options?.timeout === undefined && options?.signal === undefined) return exited;
   return cancellableWait<ChildExit>(what, options, (resolve, reject) => {
     exited.then(resolve, reject);

@@ -2,8 +2,10 @@
  * Fault injection for the crash tests (test/faults/): a process started with
  * `IPCKIT_FAULT=<point>[:<n>]` kills itself with SIGKILL the n-th time (default 1st) it
  * reaches the named point, e.g. `IPCKIT_FAULT=ring:after-claim:3` (or stops itself with
- * SIGSTOP, with `IPCKIT_FAULT_ACTION=stop`). The points are listed
- * in docs/ring.md and docs/workqueue.md. Without the variable, `FAULTS` is false and the
+ * SIGSTOP, with `IPCKIT_FAULT_ACTION=stop`). The points are listed in docs/ring.md and
+ * docs/workqueue.md; every ipckit object also has `create:before-publish` (the creator,
+ * its header written, before it publishes the object) and `attach:locked` (holding the
+ * attach lock), docs/design.md section 6. Without the variable, `FAULTS` is false and the
  * checks cost one branch on a constant.
  */
 const spec = process.env.IPCKIT_FAULT;

@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { cancellableWait, type WaitOptions } from '../core/channel.js';
-import { IpcError, toIpcError } from '../core/errors.js';
+import { invalidArgument, IpcError, toIpcError } from '../core/errors.js';
 import { native } from './native.js';
 import { FdPoll } from './fd-stream.js';
 import * as validate from '../core/validate.js';
@@ -17,6 +17,7 @@ import * as validate from '../core/validate.js';
  * undefined when there is no such process (or /proc does not show it: see isProcessAlive).
  */
 export function processStartTime(pid: number): number | undefined {
+  validate.integer('pid', pid, 1, 2 ** 31 - 1);
   const stat = readStat(pid);
   return stat === undefined ? undefined : startTimeOf(stat);
 }
@@ -42,14 +43,43 @@ function startTimeOf(stat: string): number | undefined {
 /** Our own start time, computed once. */
 export const selfStartTime: number = processStartTime(process.pid) ?? 0;
 
-/** True if `pid` runs and, when `startTime` is given, is the process that started then. */
+/**
+ * This JS thread (main thread or worker): its thread id and its start time, in clock
+ * ticks since boot. What the attach lock and the participant table of an ipckit object
+ * record, so that a worker thread that was terminated, like a process that died, stops
+ * looking alive (the main thread's id is the pid, its start time the process's).
+ */
+export const selfThreadId: number = native.gettid();
+export const selfThreadStartTime: number = (selfThreadId === process.pid ? selfStartTime : startTimeOf(readStat(selfThreadId) ?? '')) ?? 0;
+
+/**
+ * True if `pid` runs and, when `startTime` is given, is the process that started then.
+ * Any number is a fair question: one that is no pid (0, negative, fractional, too large)
+ * is simply not alive, so values read from shared memory (untrusted) need no check first.
+ * Anything but a number is a bad argument.
+ */
 export function isProcessAlive(pid: number, startTime?: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (typeof pid !== 'number') throw invalidArgument(`pid must be a number, got ${validate.describe(pid)}`);
+  if (startTime !== undefined && typeof startTime !== 'number') throw invalidArgument(`startTime must be a number (clock ticks since boot), got ${validate.describe(startTime)}`);
+  if (!Number.isInteger(pid) || pid <= 0 || pid > 2 ** 31 - 1) return false;
   const stat = readStat(pid);
   if (stat === undefined) return existsUnseen(pid);
   const st = startTimeOf(stat);
   if (st === undefined) return false;
   return startTime === undefined || startTime === st;
+}
+
+/**
+ * True if thread `tid` runs and its start time, modulo 2^32, is `startLow32` (the attach
+ * lock keeps only those bits). /proc/<tid>/stat describes any thread, not only a
+ * process's main thread.
+ */
+export function isThreadAliveLow32(tid: number, startLow32: number): boolean {
+  if (!Number.isInteger(tid) || tid <= 0) return false;
+  const stat = readStat(tid);
+  if (stat === undefined) return existsUnseen(tid);
+  const st = startTimeOf(stat);
+  return st !== undefined && st % 2 ** 32 === startLow32;
 }
 
 /**

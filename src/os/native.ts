@@ -1,7 +1,7 @@
 /**
- * The only file that loads the native addon (build/Release/ipckit.node, built by
- * node-gyp during `npm ci`). It declares every export the addon has, grouped by the
- * native/ file that implements it. Conventions:
+ * The only file that loads the native addon, and the one that finds the ipckit-exec
+ * helper next to it (see `locateAddon`). It declares every export the addon has, grouped
+ * by the native/ file that implements it. Conventions:
  *
  * - Calls that fail throw an Error with numeric `errno` and `syscall`; wrap them in
  *   `sys()` (errors.ts) to get an IpcError.
@@ -10,7 +10,7 @@
  * - Nothing here decides policy: validation, retries and error mapping are TypeScript's.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IpcError } from '../core/errors.js';
 
@@ -86,6 +86,8 @@ export interface NativePoll {
 export interface NativeProcess {
   /** prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants are reparented to us. */
   setChildSubreaper(on: boolean): void;
+  /** gettid(): the calling thread's id (the main thread's is the pid). */
+  gettid(): number;
 }
 
 /** mq_getattr(3) of an open queue. */
@@ -124,114 +126,56 @@ export interface NativeMqueue {
 }
 
 /**
- * native/semaphore.cc: a mapped named semaphore. Async waits complete on the event loop:
- * through io_uring futex waits where the kernel has them (Linux 6.7+; IPCKIT_NO_URING=1
- * turns them off), else through a dedicated waiter thread per handle.
+ * native/semaphore.cc: the sem_t in a Mapping (native/shm.cc) of the file
+ * /dev/shm/sem.<name>, which TypeScript opened and checked. Async waits are futex waits of
+ * the one wait back-end (NativeFutexWaiters) on the value word.
  */
 export interface NativeSemaphoreHandle {
-  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: see intact). */
-  post(): void;
-  /** sem_trywait: 0 (took one) or -errno (EAGAIN: none; EUCLEAN: see intact). */
-  tryWait(): number;
-  /** sem_clockwait on CLOCK_MONOTONIC on the calling thread; ms < 0: no limit. 0 or -errno (ETIMEDOUT; EUCLEAN: see intact). */
-  waitSync(ms: number): number;
   /**
    * False when the sem_t's futex flags are not those of a process-shared glibc semaphore
    * (a peer overwrote them). glibc trusts them on every call (a corrupt value can make
    * sem_post sleep forever or abort the process), so every call checks first and fails
-   * with EUCLEAN instead, and waits end with onPermits(0, EUCLEAN).
+   * with EUCLEAN instead.
    */
   intact(): boolean;
+  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: see intact). */
+  post(): void;
+  /** sem_trywait: 0 (took one) or -errno (EAGAIN: none; EUCLEAN). */
+  tryWait(): number;
+  /**
+   * Takes up to `max` permits now (glibc's compare-and-swap fast path): how many, or
+   * -EUCLEAN. `waiters` +1: join the waiters first; -1: leave them afterwards if all `max`
+   * were taken; 0 (default): neither.
+   */
+  take(max: number, waiters?: number): number;
+  /** Joins (+1) or leaves (-1) the waiters a sem_post wakes (glibc layout; nothing elsewhere). */
+  waiters(delta: number): void;
+  /** sem_clockwait on CLOCK_MONOTONIC on the calling thread; ms < 0: no limit. 0 or -errno (ETIMEDOUT; EUCLEAN). */
+  waitSync(ms: number): number;
   /** sem_getvalue. */
   value(): number;
-  /**
-   * How many permits JS is waiting for now. The handle takes permits as they come until
-   * it has that many and reports them with `onPermits(count, 0)`; when the number drops,
-   * its wait ends without taking anything (a permit taken after it was no longer wanted
-   * is posted back). While n > 0 the handle keeps the event loop alive.
-   */
-  setWanted(n: number): void;
-  /** How async waits are made: 'io_uring' (futex waits completed on the loop) or 'thread' (a waiter thread). */
-  backend(): 'io_uring' | 'thread';
-  /** Stops the thread and unmaps. Idempotent. */
-  close(): void;
+  /** Drops the handle's reference to the mapping. */
+  release(): void;
 }
 export interface NativeSemaphore {
   /** sem_open(name, O_CREAT | O_EXCL, mode, value), then sem_close: the object exists, unmapped. */
   semCreate(name: string, mode: number, value: number): void;
   semUnlink(name: string): void;
-  /**
-   * Maps the semaphore in `fd` (/dev/shm/sem.<name>, opened and checked by TypeScript).
-   * `onPermits(count, errno)`: permits taken for the JS side, or a sem_wait failure.
-   */
-  Semaphore: new (fd: number, onPermits: (count: number, errno: number) => void) => NativeSemaphoreHandle;
+  /** The sem_t at offset 0 of a writable Mapping (resolved once, so that each call is cheap). */
+  Semaphore: new (mapping: NativeMapping) => NativeSemaphoreHandle;
   /** sizeof(sem_t). */
   readonly SEM_SIZE: number;
+  /** Byte offset of the word a sem_post wakes. */
+  readonly SEM_VALUE_OFFSET: number;
+  /** True where a post wakes a registered waiter's futex wait (glibc's sem_t); else waits poll. */
+  readonly SEM_WAKES_WAITERS: boolean;
 }
 
 /**
- * native/mutex.cc: a mapped shared-memory segment for synchronization objects. Offsets
- * are bounds- and alignment-checked (RangeError otherwise).
- */
-export interface NativeSyncSegment {
-  load32(offset: number): number;
-  store32(offset: number, value: number): void;
-  /** Atomic add; returns the previous value. */
-  add32(offset: number, delta: number): number;
-  load64(offset: number): bigint;
-  /** Atomic compare-and-swap of a u64: true if it was `expected` and is now `desired`. */
-  cas64(offset: number, expected: bigint, desired: bigint): boolean;
-  /** FUTEX_WAKE (shared) on the u32 at offset; returns how many were woken. */
-  wake(offset: number, count: number): number;
-  /** pthread_mutex_init of a robust, process-shared mutex at offset (creator only). */
-  mutexInit(offset: number): void;
-  /**
-   * pthread_mutex_trylock for the calling thread: 0, -EOWNERDEAD (locked, the previous
-   * owner died), -EBUSY, -ENOTRECOVERABLE or -errno. `contended`: we waited for it, so
-   * mark the word as having waiters (our unlock then wakes the next one).
-   */
-  mutexTryLock(offset: number, contended?: boolean): number;
-  /** pthread_mutex_clocklock (ms >= 0) or pthread_mutex_lock on the calling thread; like mutexTryLock, -ETIMEDOUT. */
-  mutexLockSync(offset: number, ms: number): number;
-  /** pthread_mutex_unlock: 0 or -errno (EPERM: this thread is not the owner). */
-  mutexUnlock(offset: number): number;
-  /** pthread_mutex_consistent: 0 or -errno (EINVAL: not in the owner-died state). */
-  mutexConsistent(offset: number): number;
-  /** A snapshot, without locking, of glibc's [futex word, __owner field] of the mutex at offset. */
-  mutexPeek(offset: number): [number, number];
-  /**
-   * Whether the mutex at offset has the type mutexInit gives it (robust, process-shared,
-   * normal). The mutex* calls check it first and return -EUCLEAN, calling nothing, when
-   * it does not: glibc trusts the type it reads from shared memory (a corrupt one can
-   * make it abort the process).
-   */
-  mutexValid(offset: number): boolean;
-  /** Calls onWake once the mutex at offset has no owner (unlocked, or its owner died). */
-  watchMutex(offset: number): void;
-  /** Calls onWake once the u32 at offset differs from `expected`. */
-  watchChange(offset: number, expected: number): void;
-  /** Cancels the pending watch (no onWake for it). */
-  unwatch(): void;
-  /** How watches wait: 'io_uring' (futex waits completed on the loop) or 'thread' (a watcher thread). */
-  backend(): 'io_uring' | 'thread';
-  /** Stops the watcher and unmaps (a held mutex stays mapped until the thread ends). Idempotent. */
-  close(): void;
-}
-export interface NativeMutex {
-  /** shm_open(name, oflag, mode) -> fd (glibc adds O_NOFOLLOW | O_CLOEXEC). */
-  syncShmOpen(name: string, oflag: number, mode: number): number;
-  syncShmUnlink(name: string): void;
-  syncFtruncate(fd: number, size: number): void;
-  /** Maps `size` bytes of fd; onWake() runs on the event loop when a watch fires. */
-  SyncSegment: new (fd: number, size: number, onWake: () => void) => NativeSyncSegment;
-  /** sizeof(pthread_mutex_t). */
-  readonly PTHREAD_MUTEX_SIZE: number;
-}
-
-/**
- * native/shm.cc: a MAP_SHARED mapping of an fd (shm object or file). The pages stay
+ * native/shm.cc: a MAP_SHARED mapping of an fd (shm object, file, sem_t). The pages stay
  * mapped while the handle (until `release()`), any SharedArrayBuffer made by `buffer()`,
- * or any futex wait on them is alive. Offsets are in bytes and bounds-checked natively.
+ * any futex wait or exit action on them is alive (and for good while this thread holds a
+ * robust mutex in them). Offsets are in bytes, bounds- and alignment-checked natively.
  */
 export interface NativeMapping {
   /** Bytes mapped. */
@@ -249,6 +193,35 @@ export interface NativeMapping {
   compareExchange(byteOffset: number, expected: number, replacement: number): number;
   /** Wrapping add; returns the old value. */
   add(byteOffset: number, delta: number): number;
+  /** The unsigned 64-bit word at an 8-byte aligned offset (seq_cst). */
+  load64(byteOffset: number): bigint;
+  /** Compare-and-swap of that word; returns the old value. */
+  compareExchange64(byteOffset: number, expected: bigint, replacement: bigint): bigint;
+  /** pthread_mutex_init of a robust, process-shared, normal mutex at offset (creator only). */
+  mutexInit(byteOffset: number): void;
+  /**
+   * pthread_mutex_trylock for the calling thread: 0, -EOWNERDEAD (locked, the previous
+   * owner died), -EBUSY, -ENOTRECOVERABLE or -errno. `contended`: we waited for it, so
+   * mark the word as having waiters (our unlock then wakes the next one).
+   */
+  mutexTryLock(byteOffset: number, contended?: boolean): number;
+  /** pthread_mutex_clocklock (ms >= 0) or pthread_mutex_lock on the calling thread; like mutexTryLock, -ETIMEDOUT. */
+  mutexLockSync(byteOffset: number, ms: number): number;
+  /** pthread_mutex_unlock: 0 or -errno (EPERM: this thread is not the owner). */
+  mutexUnlock(byteOffset: number): number;
+  /** pthread_mutex_consistent: 0 or -errno (EINVAL: not in the owner-died state). */
+  mutexConsistent(byteOffset: number): number;
+  /** A snapshot, without locking, of glibc's [futex word, __owner field] of the mutex. */
+  mutexPeek(byteOffset: number): [number, number];
+  /**
+   * Whether the mutex has the type mutexInit gives it (robust, process-shared, normal).
+   * The mutex* calls check it first and return -EUCLEAN, calling nothing, when it does
+   * not: glibc trusts the type it reads from shared memory (a corrupt one can make it
+   * abort the process).
+   */
+  mutexValid(byteOffset: number): boolean;
+  /** -1 if the mutex has no owner now (try to lock it); else its futex word, with FUTEX_WAITERS set, to wait on. */
+  mutexPrepareWait(byteOffset: number): number;
   /** msync(MS_SYNC, or MS_ASYNC when `async`). */
   sync(async: boolean): void;
   /** Drops the handle's reference to the pages. */
@@ -258,12 +231,16 @@ export interface NativeMapping {
 export interface NativeShm {
   /**
    * new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes of `fd`.
-   * new Mapping(attached): a System V segment attached by shmAttach (native/sysv.cc).
+   * new Mapping(attached): a System V segment attached by shmAttach (native/sysv.cc), whose
+   * region is unmapped with shmdt.
    */
   Mapping: { new (fd: number, length: number, writable: boolean): NativeMapping; new (attached: SysvAttachment): NativeMapping };
-  /** shm_open(name, flags | O_CLOEXEC, mode) -> fd. */
+  /** shm_open(name, flags | O_CLOEXEC, mode) -> fd (glibc adds O_NOFOLLOW). */
   shmOpen(name: string, flags: number, mode: number): number;
   shmUnlink(name: string): void;
+  ftruncate(fd: number, size: number): void;
+  /** sizeof(pthread_mutex_t). */
+  readonly PTHREAD_MUTEX_SIZE: number;
   /** posix_fallocate(fd, 0, size): reserves the pages (ENOSPC now instead of SIGBUS later). */
   fallocate(fd: number, size: number): void;
   /** False in runtimes with a V8 memory cage (Electron) and in builds without the V8 path: use the copying path. */
@@ -273,11 +250,20 @@ export interface NativeShm {
 /** Results of a futex wait: 0 woken, 1 the word was not the expected value, 2 timed out, 3 cancelled; negative: -errno. */
 export type FutexResult = number;
 
-/** native/futex.cc: asynchronous futex waits on dedicated threads, one object per JS environment. */
+/** native/futex.cc: the wait back-end, one object per JS environment (io_uring futex waits, or waiter threads). */
 export interface NativeFutexWaiters {
-  /** Starts a wait on the word at `byteOffset`; the result is passed to the dispatch function with the returned id. `timeoutMs` < 0: none. */
-  wait(mapping: NativeMapping, byteOffset: number, expected: number, timeoutMs: number): number;
-  /** Cancels a running wait (its result becomes 3); false if it had already finished. */
+  /** Registers the word at `byteOffset` for one-shot waits (resolved once); returns its id. */
+  word(mapping: NativeMapping, byteOffset: number): number;
+  /** Drops a registered word (waits in progress keep its pages). */
+  forget(wordId: number): void;
+  /**
+   * Starts a wait on a registered word while it equals `expected`; the result (0 woken,
+   * 1 not equal, or -errno) is passed to the dispatch function with the returned id.
+   * `passOn`: a waiter of a lock or semaphore; if the wait is cancelled and a wake reaches
+   * it anyway, the wake goes to the next waiter.
+   */
+  wait(wordId: number, expected: number, passOn: boolean): number;
+  /** Cancels a running wait (it reports nothing); false if it had already finished. */
   cancel(id: number): boolean;
   /**
    * Starts a watch on a word: a thread of its own that keeps waiting on it. Nothing is
@@ -372,7 +358,6 @@ export interface NativeSocket {
   recvStream(fd: number, buf: Uint8Array, offset: number, length: number, fds: Int32Array): number;
   /** memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING) -> fd. */
   memfdCreate(name: string): number;
-  ftruncate(fd: number, size: number): void;
   /** fcntl(F_ADD_SEALS). */
   addSeals(fd: number, seals: number): void;
   /** fcntl(F_GET_SEALS). */
@@ -515,7 +500,6 @@ export interface NativeAddon
     NativeProcess,
     NativeMqueue,
     NativeSemaphore,
-    NativeMutex,
     NativeShm,
     NativeFutex,
     NativeSocket,
@@ -525,21 +509,47 @@ export interface NativeAddon
     NativeFileLock,
     NativeSysv {}
 
-const addonPath = fileURLToPath(new URL('../../../build/Release/ipckit.node', import.meta.url));
-/** The die-with-parent exec helper built next to the addon (native/exec_helper.c). */
-export const execHelperPath = fileURLToPath(new URL('../../../build/Release/ipckit-exec', import.meta.url));
+/** The package's root: package.json, build/ and prebuilds/ (this file is dist/src/os/native.js). */
+const packageRoot = fileURLToPath(new URL('../../..', import.meta.url));
+const require = createRequire(import.meta.url);
 
-function load(): NativeAddon {
-  if (!existsSync(addonPath)) {
+/** What to run when there is no addon for this machine, or it does not load. */
+const buildFromSource =
+  'build it from source (needs python3, make and a C++ compiler): in a project, `npm install-scripts approve ipckit` ' +
+  '(npm 11.16 and later, which run a dependency\'s install script only once approved) and then `npm rebuild ipckit`; in a checkout of ipckit, `npm ci`';
+
+/**
+ * The addon's path, as node-gyp-build resolves it (one rule for the package and for a
+ * checkout): build/Release if there is one (built from source, by `npm ci` in a checkout,
+ * or by the install script, which builds only where no prebuild loads), else the prebuild
+ * for this platform, architecture and libc in prebuilds/<platform>-<arch>/ (shipped in the
+ * package, made by `npm run prebuilds`), which needs no compiler and no install script.
+ * PREBUILDS_ONLY=1 in the environment skips build/Release (to try the prebuild in a checkout).
+ */
+function locateAddon(): string {
+  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  try {
+    return nodeGypBuild.path(packageRoot);
+  } catch (e) {
+    // node-gyp-build's message names the platform, architecture and libc it looked for.
+    const looked = (e as Error).message.split('\n')[0]!.replace(/^No native build was found for /, '');
     throw new IpcError(
       'ERR_IPCKIT_UNSUPPORTED',
-      `the ipckit native addon is missing at ${addonPath}; it is built by node-gyp during \`npm ci\` (needs python3, make and a C++ compiler). Rebuild it with \`npm rebuild ipckit\``,
+      `the ipckit native addon is missing: no prebuild in ${join(packageRoot, 'prebuilds')} fits this machine (${looked}) and none was built in ${join(packageRoot, 'build', 'Release')}; ${buildFromSource}`,
+      { cause: e },
     );
   }
+}
+
+const addonPath = locateAddon();
+/** The die-with-parent exec helper (native/exec_helper.c), built and shipped next to the addon. */
+export const execHelperPath = join(dirname(addonPath), 'ipckit-exec');
+
+function load(): NativeAddon {
   try {
-    return createRequire(import.meta.url)(addonPath) as NativeAddon;
+    return require(addonPath) as NativeAddon;
   } catch (e) {
-    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the ipckit native addon at ${addonPath} failed to load: ${(e as Error).message}`, { cause: e });
+    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `the ipckit native addon at ${addonPath} failed to load: ${(e as Error).message}; ${buildFromSource}`, { cause: e });
   }
 }
 

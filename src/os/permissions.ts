@@ -48,15 +48,27 @@ export const TRUST_OWNER: Remedy = { options: [{ trustAnyOwner: true }, { owner:
 export const ANY_OWNER: Remedy = { options: [{ anyOwner: true }, { owner: undefined }], when: 'if that is expected' };
 
 /**
+/**
+ * Checks the owner-check options (`mode`, `owner`, `trustAnyOwner`) before anything is
+ * opened, so that a bad one throws at once rather than after a system call.
+ */
+export function validateOwnerCheck(options: OwnerCheckOptions): void {
+  validate.mode('mode', options.mode, DEFAULT_MODE);
+  validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2);
+  validate.optionalBoolean('trustAnyOwner', options.trustAnyOwner);
+}
+
+/**
  * Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed.
  * `cuid`: the creator of a System V object, who keeps the owner's rights (IPC_SET,
  * IPC_RMID, the owner's permission bits) after giving it to another uid, so it must be ours
  * too. `remedy`: the options to name, in the caller's API.
  */
 export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'> & { cuid?: number }, what: string, options: OwnerCheckOptions = {}, remedy: Remedy = TRUST_OWNER): void {
+  validateOwnerCheck(options);
   if (options.trustAnyOwner === true) return;
-  const allowed = validate.mode('mode', options.mode, DEFAULT_MODE);
-  const owner = validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2) ?? process.geteuid?.() ?? 0;
+  const allowed = options.mode ?? DEFAULT_MODE;
+  const owner = options.owner ?? process.geteuid?.() ?? 0;
   if (st.uid !== owner) {
     throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} belongs to uid ${st.uid} (mode ${octal(st.mode)}), not uid ${owner}; refusing it`, {
       details: { uid: st.uid, mode: st.mode & 0o7777, expectedUid: owner, ...(st.cuid !== undefined ? { cuid: st.cuid } : {}) },

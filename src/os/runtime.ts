@@ -35,7 +35,12 @@ export function runtimeDir(): string {
   return dir;
 }
 
-/** A fresh path in the runtime folder: `<dir>/<prefix>-<pid>-<random>`. */
+/** A fresh name for the runtime folder: `<prefix>-<pid>-<random>`. */
+export function runtimeName(prefix: string): string {
+  return `${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** A fresh path in the runtime folder (created and checked first): `<dir>/<prefix>-<pid>-<random>`. */
 export function runtimePath(prefix: string): string {
-  return join(runtimeDir(), `${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return join(runtimeDir(), runtimeName(prefix));
 }

@@ -9,6 +9,41 @@ import type { Receiver, Sender } from '../../src/core/channel.js';
 import type { Codec, CodecOption } from '../../src/core/codec.js';
 import { rejectsWith, sleep, throwsWith, within } from '../helpers.js';
 
+/** The batch methods a Sender or Receiver may offer (not part of the interface). */
+type Batching = {
+  sendMany?(messages: Iterable<unknown>, options?: unknown): Promise<void>;
+  receiveMany?(max?: number, options?: unknown): Promise<unknown[]>;
+  flush?(options?: unknown): Promise<void>;
+};
+
+/** Wait options that are not: each must throw ERR_IPCKIT_INVALID_ARGUMENT at once. */
+const BAD_WAIT_OPTIONS: ReadonlyArray<[string, unknown]> = [
+  ['a negative timeout', { timeout: -5 }],
+  ['a NaN timeout', { timeout: NaN }],
+  ['an infinite timeout', { timeout: Infinity }],
+  ['a timeout no timer can hold', { timeout: 2 ** 31 }],
+  ['a timeout as a string', { timeout: '100' }],
+  ['a signal that is not an AbortSignal', { signal: { aborted: false } }],
+  ['options that are a number', 5],
+  ['options that are null', null],
+];
+
+/**
+ * Asserts that `call` throws ERR_IPCKIT_INVALID_ARGUMENT synchronously: a returned promise
+ * (even one that rejects with that code) fails, since bad arguments must never reach one.
+ */
+export function throwsInvalid(call: () => unknown, what: string): void {
+  let returned: unknown;
+  try {
+    returned = call();
+  } catch (e) {
+    assert.equal((e as { code?: string }).code, 'ERR_IPCKIT_INVALID_ARGUMENT', `${what}: threw ${(e as Error).message}`);
+    return;
+  }
+  if (returned instanceof Promise) returned.catch(() => {});
+  assert.fail(`${what}: returned ${returned instanceof Promise ? 'a promise' : String(returned)} instead of throwing ERR_IPCKIT_INVALID_ARGUMENT`);
+}
+
 export interface PairOptions {
   senderCodec?: CodecOption;
   receiverCodec?: CodecOption;
@@ -52,6 +87,9 @@ function pattern(size: number, seed: number): Uint8Array {
 
 export function channelConformance(name: string, options: ConformanceOptions): void {
   const max = options.maxMessage ?? 1024 * 1024;
+  const check = (title: string, fn: () => Promise<void>): void => {
+    it(title, fn);
+  };
 
   describe(`${name}: Channel conformance`, () => {
     it('keeps message boundaries and bytes', async () => {
@@ -229,6 +267,146 @@ export function channelConformance(name: string, options: ConformanceOptions): v
         });
       });
     }
+
+    check('bad wait options throw synchronously from every method, even with a message ready, and take nothing', async () => {
+      await withPair(options, { senderCodec: 'utf8', receiverCodec: 'utf8' }, async ({ sender, receiver }) => {
+        const tx = sender as Sender<string> & Batching;
+        const rx = receiver as Receiver<string> & Batching;
+        for (const [what, bad] of BAD_WAIT_OPTIONS) {
+          throwsInvalid(() => tx.send('never', bad as never), `send with ${what}`);
+          if (tx.sendMany) throwsInvalid(() => tx.sendMany!(['never'], bad), `sendMany with ${what}`);
+          if (tx.flush) throwsInvalid(() => tx.flush!(bad), `flush with ${what}`);
+        }
+        for (const m of ['first', 'second', 'third']) await sender.send(m);
+        assert.equal(await within(receiver.receive(), 10_000), 'first');
+        await sleep(50); // the others have arrived: a receive now would not wait
+        for (const [what, bad] of BAD_WAIT_OPTIONS) {
+          throwsInvalid(() => rx.receive(bad as never), `receive with ${what}`);
+          if (rx.receiveMany) throwsInvalid(() => rx.receiveMany!(1, bad), `receiveMany with ${what}`);
+        }
+        if (rx.receiveMany) {
+          for (const bad of [0, -1, 1.5, NaN, '2']) throwsInvalid(() => rx.receiveMany!(bad as never), `receiveMany(${String(bad)})`);
+        }
+        assert.equal(await within(receiver.receive(), 10_000), 'second', 'a refused receive took a message');
+        assert.equal(await within(receiver.receive(), 10_000), 'third');
+      });
+    });
+
+    check('a message the codec refuses throws synchronously from send, trySend and sendMany, and nothing is sent', async () => {
+      await withPair(options, { senderCodec: 'utf8', receiverCodec: 'utf8' }, async ({ sender, receiver }) => {
+        const tx = sender as Sender<unknown> & Batching;
+        throwsInvalid(() => tx.send(42), 'send(42) with codec "utf8"');
+        if (tx.trySend) throwsInvalid(() => tx.trySend!(42), 'trySend(42) with codec "utf8"');
+        if (tx.sendMany) {
+          throwsInvalid(() => tx.sendMany!(['fine', 42]), 'sendMany with a number among strings');
+          throwsInvalid(() => tx.sendMany!(42 as never), 'sendMany of something not iterable');
+        }
+        await sender.send('after');
+        assert.equal(await within(receiver.receive(), 10_000), 'after', 'part of a refused batch was sent');
+        await sender.close();
+        // Still an argument error, not ERR_IPCKIT_CLOSED: the message was never valid.
+        throwsInvalid(() => tx.send(42), 'send(42) on a closed sender');
+      });
+      await withPair(options, {}, async ({ sender }) => {
+        throwsInvalid(() => sender.send('text'), 'send of a string with codec "bytes"');
+      });
+    });
+
+    if (options.backpressure) {
+      check('trySend keeps order with send; on a full channel it returns false and takes nothing', async () => {
+        await withPair(options, { senderCodec: 'json', receiverCodec: 'json' }, async ({ sender, receiver }) => {
+          if (!sender.trySend) return;
+          await sender.send({ i: 'a' });
+          assert.equal(sender.trySend({ i: 'b' }), true, 'trySend on an empty channel');
+          await sender.send({ i: 'c' });
+          for (const i of ['a', 'b', 'c']) assert.deepEqual(await within(receiver.receive(), 10_000), { i });
+          const filler = 'x'.repeat(Math.min(1000, max - 100));
+          let accepted = 0;
+          while (sender.trySend({ i: accepted, filler })) {
+            accepted++;
+            assert.ok(accepted < 200_000, 'trySend never returned false: the channel buffers without bound');
+          }
+          // The refused ones took nothing: exactly the accepted messages arrive, in order.
+          for (let i = 0; i < accepted; i++) assert.deepEqual(await within(receiver.receive(), 10_000), { i, filler });
+          await rejectsWith(receiver.receive({ timeout: 300 }), 'ERR_IPCKIT_TIMEOUT');
+          // With room again, trySend accepts (the attempts that found no room took nothing).
+          const deadline = Date.now() + 10_000;
+          while (!sender.trySend({ i: 'again' })) {
+            assert.ok(Date.now() < deadline, 'trySend never found room after the channel was drained');
+            await sleep(5);
+          }
+          assert.deepEqual(await within(receiver.receive(), 10_000), { i: 'again' });
+          await rejectsWith(receiver.receive({ timeout: 100 }), 'ERR_IPCKIT_TIMEOUT');
+        });
+      });
+    }
+
+    check('sendMany keeps order and boundaries, with send between batches; any iterable; an empty batch sends nothing', async () => {
+      await withPair(options, {}, async ({ sender, receiver }) => {
+        const tx = sender as Sender<Uint8Array> & Batching;
+        if (!tx.sendMany) return;
+        const sizes = [1, 63, 4096, 4097, 65_539, max].filter((s) => s <= max);
+        if (options.emptyMessages !== false) sizes.unshift(0);
+        const sending = tx.sendMany(sizes.map((s, i) => pattern(s, i)));
+        for (const [i, s] of sizes.entries()) {
+          const m = (await within(receiver.receive(), 10_000, `receive of ${s} bytes`)) as Uint8Array;
+          assert.equal(m.length, s);
+          assert.deepEqual(Buffer.from(m), Buffer.from(pattern(s, i)));
+        }
+        await sending;
+      });
+      await withPair(options, { senderCodec: 'utf8', receiverCodec: 'utf8' }, async ({ sender, receiver }) => {
+        const tx = sender as Sender<string> & Batching;
+        if (!tx.sendMany) return;
+        await tx.send('a');
+        await tx.sendMany(['b', 'c']);
+        await tx.sendMany([]);
+        await tx.sendMany(
+          (function* () {
+            yield 'd';
+            yield 'e';
+          })(),
+        );
+        await tx.send('f');
+        for (const m of ['a', 'b', 'c', 'd', 'e', 'f']) assert.equal(await within(receiver.receive(), 10_000), m);
+        await rejectsWith(receiver.receive({ timeout: 100 }), 'ERR_IPCKIT_TIMEOUT');
+      });
+    });
+
+    if (options.backpressure) {
+      check('sendMany on a full channel ends at its timeout, says in details.sent how many went, and exactly those arrive', async () => {
+        await withPair(options, { senderCodec: 'json', receiverCodec: 'json' }, async ({ sender, receiver }) => {
+          const tx = sender as Sender<unknown> & Batching;
+          if (!tx.sendMany) return;
+          // More than any of these channels holds (kernel buffers and ours): 32 MiB.
+          const filler = 'x'.repeat(Math.min(4000, max - 100));
+          const batch = Array.from({ length: Math.ceil((32 * 1024 * 1024) / filler.length) }, (_, i) => ({ i, filler }));
+          const e = await rejectsWith(within(tx.sendMany(batch, { timeout: 150 }), 20_000, 'sendMany with a 150 ms timeout'), 'ERR_IPCKIT_TIMEOUT');
+          const sent = e.details?.sent;
+          assert.ok(Number.isInteger(sent) && (sent as number) > 0 && (sent as number) < batch.length, `details.sent is ${String(sent)} of ${batch.length}`);
+          for (let i = 0; i < (sent as number); i++) assert.deepEqual(await within(receiver.receive(), 10_000), { i, filler });
+          await rejectsWith(receiver.receive({ timeout: 300 }), 'ERR_IPCKIT_TIMEOUT');
+          await sender.send({ i: 'last' });
+          assert.deepEqual(await within(receiver.receive(), 10_000), { i: 'last' });
+        });
+      });
+    }
+
+    check('receiveMany returns the messages ready, in order, at most max', async () => {
+      await withPair(options, { senderCodec: 'utf8', receiverCodec: 'utf8' }, async ({ sender, receiver }) => {
+        const rx = receiver as Receiver<string> & Batching;
+        if (!rx.receiveMany) return;
+        const sent = ['m0', 'm1', 'm2', 'm3', 'm4'];
+        for (const m of sent) await sender.send(m);
+        const got: string[] = [];
+        while (got.length < sent.length) {
+          const batch = (await within(rx.receiveMany(2), 10_000)) as string[];
+          assert.ok(batch.length >= 1 && batch.length <= 2, `a batch of ${batch.length} for max 2`);
+          got.push(...batch);
+        }
+        assert.deepEqual(got, sent);
+      });
+    });
 
     it('Symbol.asyncDispose closes both sides', async () => {
       await withPair(options, {}, async ({ sender, receiver }) => {

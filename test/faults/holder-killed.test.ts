@@ -66,12 +66,20 @@ describe('holder killed', () => {
       await started(h, 'the holder');
       h.child.kill('SIGKILL');
       await h.done;
-      // Slot 1: pid 1 is alive, but this record says it started at another time.
-      const word = (BigInt(processStartTime(1)! + 12345) << 22n) | 1n;
-      const b = Buffer.alloc(8);
-      b.writeBigUInt64LE(word);
+      // Slot 1 names participant row 5, whose record says pid 1 (alive) started at another
+      // time (docs/semaphore.md: rows of 32 bytes from byte 128, slots after the 128 rows).
+      const row = Buffer.alloc(32);
+      const start = processStartTime(1)! + 12345;
+      row.writeUInt32LE(1, 0); // pid
+      row.writeUInt32LE(1, 4); // attached
+      row.writeUInt32LE(start % 2 ** 32, 8);
+      row.writeUInt32LE(Math.floor(start / 2 ** 32), 12);
+      row.writeUInt32LE(7, 16); // epoch
+      const slot = Buffer.alloc(4);
+      slot.writeUInt32LE((5 + 1) | (7 << 16));
       const fd = openSync(`/dev/shm${name}`, 'r+');
-      writeSync(fd, b, 0, 8, 64 + 8);
+      writeSync(fd, row, 0, 32, 128 + 5 * 32);
+      writeSync(fd, slot, 0, 4, 128 + 128 * 32 + 4);
       closeSync(fd);
       assert.deepEqual(pool.holders().map((x) => x.alive), [false, false]);
       const a = pool.tryAcquire();

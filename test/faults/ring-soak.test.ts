@@ -19,7 +19,7 @@ async function soak(producers: number, perProducer: number, options: { producers
   const n = uniqueName('soak');
   rings.push(n);
   using ring = createRing(n, { ...options, maxMessageSize: 4096 });
-  const rx = ring.receiver();
+  const rx = await ring.receiver();
   const started = Date.now();
   const procs = Array.from({ length: producers }, (_, i) => runFixture('ring-peer', ['produce', n, String(i + 1), String(perProducer), '300'], { timeoutMs: 110_000 }));
   const next = new Map<number, number>();

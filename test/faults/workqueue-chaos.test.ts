@@ -6,13 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, it } from 'node:test';
-import { openSharedMemory } from '../../src/mechanisms/shm/shm.js';
-import { createWorkQueue, unlinkWorkQueue } from '../../src/mechanisms/workqueue/workqueue.js';
+import { openSharedMemory, unlinkSharedMemory } from '../../src/mechanisms/shm/shm.js';
+import { createWorkQueue } from '../../src/mechanisms/workqueue/workqueue.js';
 import { checkFdLeaks, jsonLines, runFixture, runPython, sleep, uniqueName, within } from '../helpers.js';
 
 const names: string[] = [];
 after(() => {
-  for (const n of names) unlinkWorkQueue(n);
+  // Raw removal: the hostile test wrecks its queue's header on purpose (unlinkWorkQueue would refuse it).
+  for (const n of names) unlinkSharedMemory(n);
 });
 checkFdLeaks();
 
@@ -123,7 +124,7 @@ it('a process writing random words into the slots and header: consumers end with
     // Our handle saw the corruption and is failed for good; shut down by hand, as an operator would.
     assert.equal((e as { code?: string }).code, 'ERR_IPCKIT_CORRUPT');
     using raw = openSharedMemory(name);
-    raw.store(98, 1); // the shutdown word (docs/workqueue.md)
+    raw.store(101, 1); // the shutdown word (docs/workqueue.md)
     raw.add(48, 1);
     raw.notify(48);
   }

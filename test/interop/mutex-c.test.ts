@@ -20,13 +20,15 @@ const C_SOURCE = String.raw`
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* docs/mutex.md: the layout of an ipckit mutex object */
+/* docs/mutex.md: the layout of an ipckit mutex object (the common header, then the mutex's fields) */
 struct ipckit_mutex {
-  uint32_t magic;        /* 0x4d4b5049 */
-  uint32_t version;      /* 1 */
-  uint32_t mutex_offset; /* 64 */
+  uint32_t magic;        /* 0x4d4b5049 "IPKM" */
+  uint32_t version;      /* 2 */
+  uint32_t header_bytes; /* 64 */
+  uint8_t header_rest[52];
+  uint32_t mutex_offset; /* 128 */
   uint32_t mutex_size;   /* sizeof(pthread_mutex_t) */
-  uint8_t reserved[48];
+  uint8_t reserved[56];
   pthread_mutex_t mutex;
 };
 
@@ -34,9 +36,9 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   int fd = shm_open(argv[1], O_RDWR, 0);
   if (fd < 0) { perror("shm_open"); return 2; }
-  struct ipckit_mutex *m = mmap(NULL, 128, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  struct ipckit_mutex *m = mmap(NULL, 192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (m == MAP_FAILED) { perror("mmap"); return 2; }
-  if (m->magic != 0x4d4b5049 || m->version != 1 || m->mutex_offset != 64 || m->mutex_size != sizeof(pthread_mutex_t)) {
+  if (m->magic != 0x4d4b5049 || m->version != 2 || m->header_bytes != 64 || m->mutex_offset != 128 || (char *)&m->mutex - (char *)m != 128 || m->mutex_size != sizeof(pthread_mutex_t)) {
     fprintf(stderr, "not an ipckit mutex\n");
     return 3;
   }
@@ -98,9 +100,9 @@ int main(int argc, char **argv) {
   if (argc < 2) return 2;
   int fd = shm_open(argv[1], O_RDWR, 0);
   if (fd < 0) { perror("shm_open"); return 2; }
-  char *base = mmap(NULL, 128, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  char *base = mmap(NULL, 192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) { perror("mmap"); return 2; }
-  mu = (pthread_mutex_t *)(base + 64);
+  mu = (pthread_mutex_t *)(base + 128); /* docs/mutex.md: mutex_offset */
   if (pthread_mutex_lock(mu) != 0) return 3;
   printf("held\n");
   char line[16];

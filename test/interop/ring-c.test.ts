@@ -33,19 +33,21 @@ const C_PEER = String.raw`
 #include <unistd.h>
 
 enum {
-  HEADER_BYTES = 4096,
-  W_MAGIC = 0, W_VERSION = 1, W_HEADER_BYTES = 2, W_CAPACITY = 3, W_FLAGS = 4, W_MAX_MESSAGE = 5, W_PRODUCER_SLOTS = 6,
+  /* the common header (docs/design.md section 6) */
+  W_MAGIC = 0, W_VERSION = 1, W_HEADER_BYTES = 2, W_ATTACH_LOCK = 8 /* u64 */, W_TABLE_OFFSET = 10, W_TABLE_ROWS = 11,
+  /* the ring (docs/ring.md) */
   W_TAIL = 16, W_HEAD = 32,
   W_DATA_SIGNAL = 48, W_CONSUMER_SLEEPING = 49, W_SPACE_SIGNAL = 64, W_PRODUCER_SLEEPING = 65,
-  W_CONSUMER_PID = 80, W_CONSUMER_STATE = 81, W_CONSUMER_START_LO = 82, W_CONSUMER_START_HI = 83,
-  W_ATTACH_LOCK = 96, W_PRODUCERS_EVER = 97, W_SLOTS = 128, SLOT_WORDS = 8,
-  S_PID = 0, S_STATE = 1, S_START_LO = 2, S_START_HI = 3, S_EPOCH = 4,
+  W_CAPACITY = 80, W_FLAGS = 81, W_MAX_MESSAGE = 82, W_DATA_OFFSET = 83, W_PRODUCERS_EVER = 84,
+  /* participant rows: row 0 the consumer, rows 1.. the producers */
+  ROW_WORDS = 8, P_PID = 0, P_STATE = 1, P_START_LO = 2, P_START_HI = 3, P_EPOCH = 4, P_TID = 5,
   REC_MESSAGE = 1, REC_PADDING = 2, ATTACHED = 1, CLOSED = 2,
 };
 
 static uint32_t *w;   /* the segment as 32-bit words */
 static uint8_t *data; /* the data region */
-static uint32_t cap, mask, max_message, slots;
+static uint32_t cap, mask, max_message, rows, table;
+static uint64_t me;   /* our attach-lock value: thread id | start time (mod 2^32) << 32 */
 
 static uint32_t ld(int i) { return __atomic_load_n(&w[i], __ATOMIC_SEQ_CST); }
 static void st(int i, uint32_t v) { __atomic_store_n(&w[i], v, __ATOMIC_SEQ_CST); }
@@ -64,24 +66,62 @@ static void wake_if_sleeping(int flag, int signal) {
     futex_wake(signal);
   }
 }
-static void lock_attach(void) { while (!cas(W_ATTACH_LOCK, 0, (uint32_t)getpid())) usleep(100); }
-static void unlock_attach(void) { cas(W_ATTACH_LOCK, (uint32_t)getpid(), 0); }
+static uint64_t start_time(void) { /* field 22 of /proc/self/stat: clock ticks since boot */
+  char buf[1024];
+  FILE *f = fopen("/proc/self/stat", "r");
+  if (!f || !fgets(buf, sizeof buf, f)) fail("/proc/self/stat");
+  fclose(f);
+  char *p = strrchr(buf, ')') + 2;
+  for (int field = 3; field < 22; field++) p = strchr(p, ' ') + 1;
+  return strtoull(p, NULL, 10);
+}
+static uint64_t *lock_word(void) { return (uint64_t *)&w[W_ATTACH_LOCK]; }
+static void lock_attach(void) {
+  for (;;) {
+    uint64_t expect = 0;
+    if (__atomic_compare_exchange_n(lock_word(), &expect, me, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) return;
+    usleep(100);
+  }
+}
+static void unlock_attach(void) {
+  uint64_t expect = me;
+  if (__atomic_compare_exchange_n(lock_word(), &expect, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) futex_wake(W_ATTACH_LOCK);
+}
+static int row_word(uint32_t row, int field) { return (int)(table / 4 + row * ROW_WORDS + field); }
+/* Takes a participant row: our pid and thread (the main one: 0), our start time, a new epoch. */
+static void claim_row(uint32_t row) {
+  uint64_t start = start_time();
+  __atomic_fetch_add(&w[row_word(row, P_EPOCH)], 1, __ATOMIC_SEQ_CST);
+  st(row_word(row, P_PID), (uint32_t)getpid());
+  st(row_word(row, P_TID), 0);
+  st(row_word(row, P_START_LO), (uint32_t)start);
+  st(row_word(row, P_START_HI), (uint32_t)(start >> 32));
+  st(row_word(row, P_STATE), ATTACHED);
+}
+static int row_live(uint32_t row) {
+  uint32_t pid = ld(row_word(row, P_PID));
+  return ld(row_word(row, P_STATE)) == ATTACHED && pid != 0 && kill((pid_t)pid, 0) == 0;
+}
 
 static void map(const char *name) {
   int fd = shm_open(name, O_RDWR, 0);
   if (fd < 0) fail("shm_open");
   struct stat sb;
   fstat(fd, &sb);
-  if (sb.st_size < HEADER_BYTES) fail("segment too small");
+  if (sb.st_size < 4096) fail("segment too small");
   w = mmap(NULL, sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (w == MAP_FAILED) fail("mmap");
-  if (ld(W_MAGIC) != 0x524b5049 || ld(W_VERSION) != 1 || ld(W_HEADER_BYTES) != HEADER_BYTES) fail("not a version-1 ring");
+  if (ld(W_MAGIC) != 0x524b5049 || ld(W_VERSION) != 2 || ld(W_HEADER_BYTES) != 64) fail("not a version-2 ring");
   cap = ld(W_CAPACITY);
   mask = cap - 1;
   max_message = ld(W_MAX_MESSAGE);
-  slots = ld(W_PRODUCER_SLOTS);
-  if (cap < 4096 || (cap & mask) || HEADER_BYTES + (uint64_t)cap > (uint64_t)sb.st_size || slots < 1 || slots > 64) fail("bad geometry");
-  data = (uint8_t *)w + HEADER_BYTES;
+  uint32_t data_offset = ld(W_DATA_OFFSET);
+  table = ld(W_TABLE_OFFSET);
+  rows = ld(W_TABLE_ROWS);
+  if (cap < 4096 || (cap & mask) || data_offset != 4096 || data_offset + (uint64_t)cap > (uint64_t)sb.st_size) fail("bad geometry");
+  if (table != 512 || rows < 2 || rows > 65) fail("bad participant table");
+  data = (uint8_t *)w + data_offset;
+  me = (uint64_t)(uint32_t)syscall(SYS_gettid) | ((start_time() & 0xffffffffu) << 32);
 }
 
 static uint32_t fnv(uint32_t h, const uint8_t *p, uint32_t n) {
@@ -92,17 +132,14 @@ static uint32_t fnv(uint32_t h, const uint8_t *p, uint32_t n) {
 /* The producers are done: some attached once, none is attached now. */
 static int producers_done(void) {
   if (ld(W_PRODUCERS_EVER) == 0) return 0;
-  for (uint32_t s = 0; s < slots; s++) if (ld(W_SLOTS + s * SLOT_WORDS + S_STATE) == ATTACHED) return 0;
+  for (uint32_t r = 1; r < rows; r++) if (ld(row_word(r, P_STATE)) == ATTACHED) return 0;
   return 1;
 }
 
 static int consume(void) {
   lock_attach();
-  if (ld(W_CONSUMER_STATE) == ATTACHED && ld(W_CONSUMER_PID) != 0 && kill((pid_t)ld(W_CONSUMER_PID), 0) == 0) fail("the ring has a live receiver");
-  st(W_CONSUMER_PID, (uint32_t)getpid());
-  st(W_CONSUMER_START_LO, 0); /* 0: no start time recorded, peers check the pid alone */
-  st(W_CONSUMER_START_HI, 0);
-  st(W_CONSUMER_STATE, ATTACHED);
+  if (row_live(0)) fail("the ring has a live receiver");
+  claim_row(0);
   st(W_CONSUMER_SLEEPING, 0);
   uint32_t pos = ld(W_HEAD);
   unlock_attach();
@@ -139,22 +176,15 @@ static int consume(void) {
     st(W_HEAD, pos);
     wake_if_sleeping(W_PRODUCER_SLEEPING, W_SPACE_SIGNAL);
   }
-  lock_attach();
-  st(W_CONSUMER_STATE, CLOSED);
-  unlock_attach();
+  st(row_word(0, P_STATE), CLOSED); /* our own row: no lock needed */
   printf("{\"count\":%u,\"bytes\":%llu,\"hash\":%u,\"sleeps\":%u}\n", count, (unsigned long long)bytes, hash, sleeps);
   return 0;
 }
 
 static int produce(uint32_t n) {
   lock_attach();
-  uint32_t *slot = &w[W_SLOTS];
-  if (__atomic_load_n(&slot[S_STATE], __ATOMIC_SEQ_CST) == ATTACHED && slot[S_PID] != 0 && kill((pid_t)slot[S_PID], 0) == 0) fail("the ring has a live producer");
-  __atomic_fetch_add(&slot[S_EPOCH], 1, __ATOMIC_SEQ_CST);
-  st(W_SLOTS + S_PID, (uint32_t)getpid());
-  st(W_SLOTS + S_START_LO, 0);
-  st(W_SLOTS + S_START_HI, 0);
-  st(W_SLOTS + S_STATE, ATTACHED);
+  if (row_live(1)) fail("the ring has a live producer");
+  claim_row(1);
   __atomic_fetch_add(&w[W_PRODUCERS_EVER], 1, __ATOMIC_SEQ_CST);
   uint32_t tail = ld(W_TAIL);
   unlock_attach();
@@ -191,7 +221,7 @@ static int produce(uint32_t n) {
       placed = 1;
     }
   }
-  st(W_SLOTS + S_STATE, CLOSED);
+  st(row_word(1, P_STATE), CLOSED);
   __atomic_fetch_add(&w[W_DATA_SIGNAL], 1, __ATOMIC_SEQ_CST);
   futex_wake(W_DATA_SIGNAL);
   return 0;
@@ -217,7 +247,7 @@ it('a C receiver reads what a Node producer sent, through wrap-around and futex 
   rings.push(n);
   using ring = createRing(n, { capacity: 16 * 1024, maxMessageSize: 8192 });
   const c = run(peer(), ['consume', n], { timeoutMs: 60_000 });
-  const tx = ring.sender();
+  const tx = await ring.sender();
   let hash = 0x811c9dc5;
   let bytes = 0;
   const count = 20_000;
@@ -243,7 +273,7 @@ it('a Node receiver reads what a C producer sent', async () => {
   const n = uniqueName('cring');
   rings.push(n);
   using ring = createRing(n, { capacity: 8192, maxMessageSize: 4000 });
-  const rx = ring.receiver();
+  const rx = await ring.receiver();
   const count = 5000;
   const c = run(peer(), ['produce', n, String(count)], { timeoutMs: 60_000 });
   try {

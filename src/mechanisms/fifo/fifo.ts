@@ -23,7 +23,7 @@ import { cancellableWait, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { closedError, errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type FdWatcher, type NativeStat } from '../../os/native.js';
-import { checkOwner, createMode, fileTypeName, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { checkOwner, createMode, fileTypeName, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { runtimePath } from '../../os/runtime.js';
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { PipeReader, PipeWriter, setPipeCapacity } from '../pipe/pipe.js';
@@ -38,9 +38,10 @@ export type CreateFifoOptions = CreateModeOptions;
 
 /** Creates a FIFO (exclusively) and returns its path. */
 export function createFifo(path?: string, options: CreateFifoOptions = {}): string {
-  const p = path === undefined ? runtimePath('fifo') : validate.string('path', path);
+  if (path !== undefined) validate.string('path', path);
   validate.object('options', options);
   const { mode, group } = createMode(options);
+  const p = path ?? runtimePath('fifo');
   sys(`create FIFO ${p}`, () => native.mkfifo(p, mode & 0o700), { path: p });
   try {
     // Set the exact mode (and group) on what we created, through an fd: no umask, no path race.
@@ -201,9 +202,14 @@ function writerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>)
   return w;
 }
 
+/**
+ * Opens a FIFO for reading ('r': at once) or writing ('w': waits for a reader). Bad
+ * arguments throw here, synchronously, before anything is opened; failures of the system
+ * (no such FIFO, not ours, no reader in time) reject the promise.
+ */
 export function openFifo<C extends CodecOption | undefined = undefined>(path: string, mode: 'r', options?: OpenFifoOptions<C>): Promise<FifoReader<MessageOf<C>>>;
 export function openFifo<C extends CodecOption | undefined = undefined>(path: string, mode: 'w', options?: OpenFifoOptions<C>): Promise<FifoWriter<MessageOf<C>>>;
-export async function openFifo<C extends CodecOption | undefined = undefined>(
+export function openFifo<C extends CodecOption | undefined = undefined>(
   path: string,
   mode: 'r' | 'w',
   options: OpenFifoOptions<C> = {},
@@ -211,13 +217,18 @@ export async function openFifo<C extends CodecOption | undefined = undefined>(
   validate.string('path', path);
   validate.oneOf('mode', mode, ['r', 'w'] as const);
   validate.object('options', options);
-  validate.timeout(options.timeout);
-  validate.abortSignal(options.signal);
-  if (options.capacity !== undefined) validate.integer('capacity', options.capacity, 1, 2 ** 31 - 1);
-  // Validate the channel options now, before any waiting.
+  validate.waitOptions(options);
+  validateOwnerCheck(options);
+  validate.optionalInteger('capacity', options.capacity, 1, 2 ** 31 - 1);
+  validate.optionalBoolean('keepOpen', options.keepOpen);
+  validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
+  validateStreamOptions(options);
+  return open(path, mode, options);
+}
+
+async function open<C extends CodecOption | undefined>(path: string, mode: 'r' | 'w', options: OpenFifoOptions<C>): Promise<FifoReader<MessageOf<C>> | FifoWriter<MessageOf<C>>> {
   const ropts = readerOptions(options);
   const wopts = writerOptions(options);
-  validateStreamOptions({ ...ropts, ...wopts });
   const before = checkPath(path, options);
 
   if (mode === 'r') {

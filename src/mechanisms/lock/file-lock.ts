@@ -73,17 +73,12 @@ export interface LockHolder {
   length: number | undefined;
 }
 
-function flag(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${name} must be true or false, got ${validate.describe(value)}`);
-  return value;
-}
-
 /** The largest offset a lock may reach: JavaScript's exact integers, well inside off_t. */
 const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
 
 function checkLockOptions(options: unknown, kind: FileLockKind): { shared: boolean; start: number; length: number } {
   const o = validate.object<LockOptions & WaitOptions>('options', options);
-  const shared = o.shared === undefined ? false : flag('shared', o.shared);
+  const shared = o.shared === undefined ? false : validate.boolean('shared', o.shared);
   if (o.range === undefined) return { shared, start: 0, length: 0 };
   if (kind === 'flock') throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', 'flock locks the whole file: a range needs an OFD lock (the default kind)');
   const r = validate.object<LockRange>('range', o.range);
@@ -156,8 +151,7 @@ export class FileLock implements AsyncDisposable, Disposable {
    */
   lock(options: LockOptions & WaitOptions = {}): Promise<HeldLock> {
     const o = checkLockOptions(options, this.kind);
-    validate.timeout(options.timeout);
-    validate.abortSignal(options.signal);
+    validate.waitOptions(options);
     this.#usable(o.shared);
     if (this.#try(o)) return Promise.resolve(this.#held(o));
     const what = `lock ${this.path}`;
@@ -360,9 +354,9 @@ function checkOpen(path: unknown, options: unknown): OpenChecked {
   const o = validate.object<OpenFileLockOptions>('options', options);
   return {
     kind: o.kind === undefined ? 'ofd' : validate.oneOf('kind', o.kind, ['ofd', 'flock'] as const),
-    create: o.create === undefined ? false : flag('create', o.create),
-    followSymlinks: o.followSymlinks === undefined ? false : flag('followSymlinks', o.followSymlinks),
-    readOnly: o.readOnly === undefined ? false : flag('readOnly', o.readOnly),
+    create: o.create === undefined ? false : validate.boolean('create', o.create),
+    followSymlinks: o.followSymlinks === undefined ? false : validate.boolean('followSymlinks', o.followSymlinks),
+    readOnly: o.readOnly === undefined ? false : validate.boolean('readOnly', o.readOnly),
     mode: validate.mode('mode', o.mode, 0o600),
   };
 }

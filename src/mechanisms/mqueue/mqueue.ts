@@ -22,14 +22,14 @@
  *   any system call; a queue over the kernel's limits is ERR_IPCKIT_LIMIT naming the
  *   limit, its value and the file or rlimit to raise (see `messageQueueLimits()`).
  */
-import { readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
+import { batchError, batchPromise } from '../../core/batch.js';
+import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, isIpcError, sys } from '../../core/errors.js';
 import { readRlimit, sysctlNumber } from '../../os/limits.js';
 import { native } from '../../os/native.js';
-import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { checkOwner, createMode, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import * as validate from '../../core/validate.js';
@@ -80,6 +80,8 @@ export function messageQueueLimits(): MessageQueueLimits {
  * its messages plus a 48-byte header and a 48-byte tree node per message slot.
  */
 export function messageQueueBytes(maxMessages: number, messageSize: number): number {
+  validate.integer('maxMessages', maxMessages, 1, HARD_MSGMAX);
+  validate.integer('messageSize', messageSize, 1, HARD_MSGSIZEMAX);
   return maxMessages * (messageSize + 48) + Math.min(maxMessages, 32768) * 48;
 }
 
@@ -95,6 +97,8 @@ export interface MessageQueueOptions<C extends CodecOption | undefined = undefin
   codec?: C;
   /** Remove the name when this handle closes (default false). */
   unlinkOnClose?: boolean;
+  /** Bytes of sends waiting for room this handle holds at most (default 64 MiB); past it `send` rejects with ERR_IPCKIT_LIMIT. */
+  maxPendingBytes?: number;
 }
 
 export interface CreateMessageQueueOptions<C extends CodecOption | undefined = undefined> extends CreateModeOptions, MessageQueueOptions<C> {
@@ -134,6 +138,20 @@ function positiveAttr(name: string, value: unknown, hard: number): number | unde
   return validate.optionalInteger(name, value, 1, hard);
 }
 
+/** Whether this process can open one more descriptor now (a dup of stdin, stdout or stderr, closed at once). */
+function haveFreeDescriptor(): boolean {
+  for (const fd of [0, 1, 2]) {
+    try {
+      native.close(native.dupCloexec(fd));
+      return true;
+    } catch (e) {
+      if (errnoOf(e) === EMFILE) return false;
+      // EBADF: that one is closed; try the next.
+    }
+  }
+  return true;
+}
+
 /** The IpcError for a failed mq_open, naming the limit when one was hit. */
 function mapOpenFailure(errno: number, name: string, creating: { maxMessages: number; messageSize: number } | undefined): IpcError {
   const base = errnoError(errno, 'mq_open', `${creating ? 'create' : 'open'} message queue ${name}`, { path: name });
@@ -164,19 +182,10 @@ function mapOpenFailure(errno: number, name: string, creating: { maxMessages: nu
     });
   }
   if (errno === EMFILE) {
-    const nofile = readRlimit('RLIMIT_NOFILE');
-    let open = 0;
-    try {
-      open = readdirSync('/proc/self/fd').length;
-    } catch {
-      /* no /proc */
-    }
-    if (open >= nofile.soft - 1) {
-      return new IpcError('ERR_IPCKIT_LIMIT', `this process has ${open} open files, at RLIMIT_NOFILE = ${nofile.soft}; close some or raise it (ulimit -n)`, {
-        ...fields,
-        details: { limit: 'RLIMIT_NOFILE', value: nofile.soft, open },
-      });
-    }
+    // mq_open says EMFILE both when this process has no free descriptor and when the
+    // queue would pass RLIMIT_MSGQUEUE. Asking for a descriptor tells which, and needs
+    // none (reading /proc to find out would need one, and fail the same way).
+    if (!haveFreeDescriptor()) return errnoError(errno, 'mq_open', `create message queue ${name}`, { path: name });
     const bytes = messageQueueBytes(creating.maxMessages, creating.messageSize);
     const rl = limits.rlimitMsgqueue;
     return new IpcError(
@@ -204,6 +213,8 @@ class QueueCore {
     readonly maxMessages: number,
     readonly messageSize: number,
     readonly unlinkOnClose: boolean,
+    /** Bytes of sends waiting for room this handle holds at most. */
+    readonly maxPendingBytes: number,
   ) {
     this.poll = new FdPoll(fd, true); // it closes the fd
   }
@@ -270,11 +281,9 @@ class ReceivingSide<T> {
 
   /** One message (max 0) or a batch of 1..max messages; waits for the first. */
   receive(options: WaitOptions | undefined, withPriority: boolean, max = 0): Promise<unknown> {
+    validate.waitOptions(options);
     if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
-    if (options !== undefined) {
-      validate.timeout(options.timeout);
-      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError('receive', options.signal!));
-    }
+    if (options?.signal?.aborted) return Promise.reject(abortedError('receive', options.signal));
     if (this.#waiters.length === 0) {
       try {
         const ready = this.#takeNow({ withPriority, max });
@@ -429,6 +438,8 @@ const NOTHING: unique symbol = Symbol('nothing');
 
 interface SendJob {
   payloads: Uint8Array[];
+  /** Bytes of all its payloads (fixed: what the job counts against maxPendingBytes). */
+  bytes: number;
   /** Index of the next payload to send. */
   next: number;
   priority: number;
@@ -437,7 +448,7 @@ interface SendJob {
 class SendingSide<T> {
   #core: QueueCore;
   #codec: Codec<T>;
-  #waiters = new WaitQueue<void, SendJob>('send');
+  #waiters = new WaitQueue<void, SendJob>('send', (job) => job.bytes);
   #polling = false;
   #onWritable = (): void => {
     // As for receiving: stop polling when there is room and nobody waits for it.
@@ -470,28 +481,25 @@ class SendingSide<T> {
   }
 
   send(message: T, options: SendOptions | undefined): Promise<void> {
-    if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
+    const priority = sendOptions(options);
     const payload = this.#encode(message);
-    let priority = 0;
-    if (options !== undefined) {
-      priority = validatePriority(options.priority);
-      validate.timeout(options.timeout);
-      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError('send', options.signal!));
-    }
+    if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
+    if (options?.signal?.aborted) return Promise.reject(abortedError('send', options.signal));
     if (this.#waiters.length === 0) {
       const r = native.mqSend(this.#core.fd, payload, priority);
       if (r === 0) return RESOLVED;
       if (r !== -EAGAIN) return Promise.reject(this.#core.error(-r, 'mq_send', 'send'));
     }
-    const p = this.#waiters.enqueue(options, { payloads: [payload], next: 0, priority });
+    if (this.#waiters.weight + payload.length > this.#core.maxPendingBytes) return Promise.reject(pendingLimitError(`message queue ${this.#core.name}`, this.#waiters.weight, payload.length, this.#core.maxPendingBytes));
+    const p = this.#waiters.enqueue(options, { payloads: [payload], bytes: payload.length, next: 0, priority });
     this.#startPolling();
     return p;
   }
 
   trySend(message: T, options: { priority?: number } | undefined): boolean {
-    if (this.#core.closed) throw closedError(`message queue ${this.#core.name}`);
+    const priority = validatePriority(validate.object<{ priority: number }>('options', options).priority);
     const payload = this.#encode(message);
-    const priority = options === undefined ? 0 : validatePriority(options.priority);
+    if (this.#core.closed) throw closedError(`message queue ${this.#core.name}`);
     if (this.#waiters.length > 0) return false;
     const r = native.mqSend(this.#core.fd, payload, priority);
     if (r === 0) return true;
@@ -500,33 +508,26 @@ class SendingSide<T> {
   }
 
   sendMany(messages: Iterable<T>, options: SendOptions | undefined): Promise<void> {
-    if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
+    const priority = sendOptions(options);
     const payloads: Uint8Array[] = [];
-    for (const m of messages) payloads.push(this.#encode(m));
-    let priority = 0;
-    if (options !== undefined) {
-      priority = validatePriority(options.priority);
-      validate.timeout(options.timeout);
-      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError('send', options.signal!));
-    }
+    for (const m of validate.iterable<T>('messages', messages)) payloads.push(this.#encode(m));
+    if (this.#core.closed) return Promise.reject(batchError(closedError(`message queue ${this.#core.name}`), 0, payloads.length));
+    if (options?.signal?.aborted) return Promise.reject(batchError(abortedError('send', options.signal), 0, payloads.length));
     if (payloads.length === 0) return RESOLVED;
     let next = 0;
     if (this.#waiters.length === 0) {
       const r = native.mqSendMany(this.#core.fd, payloads, 0, priority);
-      if (r < 0 && r !== -EAGAIN) return Promise.reject(this.#core.error(-r, 'mq_send', 'send'));
+      if (r < 0 && r !== -EAGAIN) return Promise.reject(batchError(this.#core.error(-r, 'mq_send', 'send'), 0, payloads.length));
       if (r === payloads.length) return RESOLVED;
       next = Math.max(0, r);
     }
-    const job: SendJob = { payloads, next, priority };
-    const p = this.#waiters.enqueue(options, job);
+    const bytes = payloads.reduce((n, p) => n + p.length, 0);
+    if (this.#waiters.weight + bytes > this.#core.maxPendingBytes) return Promise.reject(batchError(pendingLimitError(`message queue ${this.#core.name}`, this.#waiters.weight, bytes, this.#core.maxPendingBytes), next, payloads.length));
+    const job: SendJob = { payloads, bytes, next, priority };
+    // Say how far a batch got before its wait ended: those messages are in the queue.
+    const p = batchPromise(this.#waiters.enqueue(options, job), payloads.length, () => job.next);
     this.#startPolling();
-    return p.catch((e: unknown) => {
-      // Say how far a batch got before its wait ended: those messages are in the queue.
-      if (isIpcError(e) && job.next > 0) {
-        throw e.amend({ note: `${job.next} of ${payloads.length} messages were sent`, details: { sent: job.next } });
-      }
-      throw e;
-    });
+    return p;
   }
 
   /** Sends waiting jobs in order while the queue has room. */
@@ -570,6 +571,13 @@ class SendingSide<T> {
 function validatePriority(value: unknown): number {
   if (value === undefined) return 0;
   return validate.integer('priority', value, 0, native.MQ_PRIO_MAX - 1);
+}
+
+/** Checks a send's options whole (priority, timeout, signal); returns the priority. */
+function sendOptions(options: SendOptions | undefined): number {
+  validate.object('options', options);
+  validate.waitOptions(options);
+  return validatePriority(options?.priority);
 }
 
 /** What every handle has: the name, attributes, close and unlink. */
@@ -664,12 +672,12 @@ export class MessageQueueReceiver<T = Uint8Array> extends MessageQueueHandle imp
   }
 
   /** Waits for at least one message, then returns every one waiting now, up to `max` (one native call for the batch). */
-  receiveMany(max = BATCH_MAX, options?: WaitOptions): Promise<T[]> {
-    return this.#rx.receive(options, false, validate.integer('max', max, 1)) as Promise<T[]>;
+  receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
+    return this.#rx.receive(options, false, validate.batchMax('max', max, BATCH_MAX)) as Promise<T[]>;
   }
 
-  receiveManyWithPriority(max = BATCH_MAX, options?: WaitOptions): Promise<Array<ReceivedMessage<T>>> {
-    return this.#rx.receive(options, true, validate.integer('max', max, 1)) as Promise<Array<ReceivedMessage<T>>>;
+  receiveManyWithPriority(max?: number, options?: WaitOptions): Promise<Array<ReceivedMessage<T>>> {
+    return this.#rx.receive(options, true, validate.batchMax('max', max, BATCH_MAX)) as Promise<Array<ReceivedMessage<T>>>;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
@@ -768,6 +776,8 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
   const messageSize = positiveAttr('messageSize', options.messageSize, HARD_MSGSIZEMAX) ?? limits.msgsizeDefault;
   const access = options.access === undefined ? 'rw' : validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
   const codec = resolveCodec(options.codec);
+  validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
+  validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   // Owner-only until the exact mode is set through the fd: never wider, even for a moment.
   const fd = mqOpen(qname, accessFlags(access) | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, messageSize });
   let core: QueueCore | undefined;
@@ -775,7 +785,7 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
     if (group !== undefined) sys(`set the group of message queue ${qname}`, () => native.fchown(fd, -1, group), { path: qname });
     sys(`set the mode of message queue ${qname}`, () => native.fchmod(fd, mode), { path: qname });
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true);
+    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
     return makeHandle(access, core, codec) as HandleFor<A, MessageOf<C>>;
   } catch (e) {
     if (core) core.poll.close(); // it owns the fd now
@@ -813,14 +823,17 @@ export function openMessageQueue<C extends CodecOption | undefined = undefined>(
   else allowedMode = validate.mode('mode', options.mode, 0o600);
   if (options.access !== undefined) access = validate.oneOf('access', options.access, ['r', 'w', 'rw'] as const);
   const check: OwnerCheckOptions = { ...(allowedMode !== undefined ? { mode: allowedMode } : {}), ...(options.owner !== undefined ? { owner: options.owner } : {}), ...(options.trustAnyOwner !== undefined ? { trustAnyOwner: options.trustAnyOwner } : {}) };
+  validateOwnerCheck(check);
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
+  validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
+  validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   const fd = mqOpen(qname, accessFlags(access), 0, undefined);
   let core: QueueCore | undefined;
   try {
     const st = sys(`fstat message queue ${qname}`, () => native.fstat(fd), { path: qname });
     checkOwner(st, `message queue ${qname}`, check);
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true);
+    core = new QueueCore(qname, fd, a.maxMessages, a.messageSize, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
     return makeHandle(access, core, codec);
   } catch (e) {
     if (core) core.poll.close(); // it owns the fd now

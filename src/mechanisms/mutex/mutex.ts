@@ -12,28 +12,29 @@
  *   thread or worker) where that handle lives; only that handle unlocks it, in the same
  *   turn of the event loop or any later one. `unlock()` from any other handle is
  *   ERR_IPCKIT_PERMISSION and changes nothing. Every pthread call is made on the JS
- *   thread itself: a busy mutex is waited for by a helper thread that only watches the
- *   mutex's futex word until it is free, then the JS thread tries again (native/mutex.cc).
- *   So the owner the kernel records, and whose death it reports, is the JS thread.
+ *   thread itself (native/shm.cc): a busy mutex is only waited for, with a futex wait of
+ *   the one wait back-end (src/memory/waits.ts) on the mutex's futex word until it is
+ *   free, then the JS thread tries again. So the owner the kernel records, and whose
+ *   death it reports, is the JS thread.
  * - Waiting never blocks the event loop nor uses libuv's thread pool; `lockSync` (for
- *   workers and scripts) blocks the calling thread.
+ *   workers and scripts) blocks the calling thread, in slices.
  *
- * Layout of the object (shm_open(name), 128 bytes; all fields native-endian):
+ * Layout of the object (shm_open(name), 192 bytes; docs/mutex.md): the common header of
+ * every ipckit object (src/memory/header.ts, magic 'IPKM', no participant table), then
  *
- *   offset  0  u32 magic          0x4d4b5049 ("IPKM"), written last by the creator
- *   offset  4  u32 version        1
- *   offset  8  u32 mutex_offset   64
- *   offset 12  u32 mutex_size     sizeof(pthread_mutex_t) (40 on x86-64 glibc, 48 on arm64)
- *   offset 16  48 bytes reserved (zero)
- *   offset 64  pthread_mutex_t    robust, process-shared, PTHREAD_MUTEX_NORMAL
+ *   offset  64  u32 mutex_offset   128
+ *   offset  68  u32 mutex_size     sizeof(pthread_mutex_t) (40 on x86-64 glibc, 48 on arm64)
+ *   offset 128  pthread_mutex_t    robust, process-shared, PTHREAD_MUTEX_NORMAL
  */
 import { constants as osConstants } from 'node:os';
 import { WaitQueue, type WaitOptions } from '../../core/channel.js';
-import { abortedError, closedError, errnoError, invalidArgument, IpcError } from '../../core/errors.js';
+import { closedError, errnoError, invalidArgument, IpcError } from '../../core/errors.js';
 import { native } from '../../os/native.js';
-import type { CreateModeOptions } from '../../os/permissions.js';
-import { corrupt, createSegment, openSegment, unlinkSegment, type OpenSegmentOptions, type Segment } from '../../memory/sync-segment.js';
 import * as validate from '../../core/validate.js';
+import { magicOf } from '../../memory/header.js';
+import { adopt, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions } from '../../memory/object.js';
+import type { Segment } from '../../memory/segment.js';
+import { checkWaitOptions, waitBackend, SLICE_MS, type FutexWord } from '../../memory/waits.js';
 
 const { EBUSY, EPERM, ETIMEDOUT, EINVAL } = osConstants.errno;
 // Linux values (the same on x86-64 and arm64); Node's os.constants does not list them.
@@ -42,11 +43,13 @@ const ENOTRECOVERABLE = 131;
 /** What native/mutex.cc returns when the mutex's type in shared memory is corrupt. */
 const EUCLEAN = 117;
 
-export const MUTEX_MAGIC = 0x4d4b5049;
-export const MUTEX_VERSION = 1;
-export const MUTEX_OFFSET = 64;
-export const MUTEX_SEGMENT_SIZE = 128;
-const KIND = 'mutex';
+/** 'IPKM': the magic word of a ready mutex object. */
+export const MUTEX_MAGIC = magicOf('mutex', true);
+export const MUTEX_VERSION = 2;
+export const MUTEX_OFFSET = 128;
+export const MUTEX_SEGMENT_SIZE = 192;
+const W_MUTEX_OFFSET = 16;
+const W_MUTEX_SIZE = 17;
 
 /** What `state()` saw: a snapshot, taken without locking. */
 export type MutexState = 'free' | 'locked' | 'owner-died' | 'unrecoverable';
@@ -64,20 +67,30 @@ export interface LockResult {
   ownerDied: boolean;
 }
 
-export interface CreateMutexOptions extends CreateModeOptions {
+export interface CreateMutexOptions extends CreateObjectOptions {
   /** Remove the name when this handle closes (default false). */
   unlinkOnClose?: boolean;
 }
-export interface OpenMutexOptions extends OpenSegmentOptions {
+export interface OpenMutexOptions extends OpenObjectOptions {
   /** Remove the name when this handle closes (default false). */
   unlinkOnClose?: boolean;
+}
+
+function unlinkOnCloseOption(value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw invalidArgument(`unlinkOnClose must be a boolean, got ${validate.describe(value)}`);
+  return value;
+}
+
+function corrupt(name: string, what: string): IpcError {
+  return new IpcError('ERR_IPCKIT_CORRUPT', `mutex ${name} is corrupt: ${what}`, { path: name });
 }
 
 /** Mutexes this JS thread holds, by object identity (dev:ino): lockSync must not wait on itself. */
 const heldHere = new Set<string>();
 
 function corruptType(name: string): IpcError {
-  return corrupt(KIND, name, 'its pthread_mutex_t is not a robust, process-shared mutex (its type field was overwritten); remove it (unlinkMutex) and create it again');
+  return corrupt(name, 'its pthread_mutex_t is not a robust, process-shared mutex (its type field was overwritten); remove it (unlinkMutex) and create it again');
 }
 
 function unrecoverable(name: string): IpcError {
@@ -97,7 +110,9 @@ export class Mutex {
   #held = false;
   /** Held after the owner died, and not yet marked consistent. */
   #inconsistent = false;
-  #watching = false;
+  /** The mutex's futex word, to wait on; and the pending wait's cancel function. */
+  readonly #word: FutexWord;
+  #watching: (() => void) | undefined;
   #waiters = new WaitQueue<LockResult>('lock');
 
   /** @internal */
@@ -105,17 +120,9 @@ export class Mutex {
     this.#segment = segment;
     this.#unlinkOnClose = unlinkOnClose;
     this.#key = `${segment.stat.dev}:${segment.stat.ino}`;
-    segment.onWake = () => {
-      this.#watching = false;
-      // Nobody waits any more: the wake-up we took was meant for another waiter.
-      if (this.#waiters.length === 0) this.#segment.map.wake(MUTEX_OFFSET, 1);
-      else this.#serve(true);
-    };
+    this.#word = segment.mem.word(MUTEX_OFFSET / 4);
     this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0 && this.#watching) {
-        this.#watching = false;
-        this.#segment.map.unwatch();
-      }
+      if (this.#waiters.length === 0) this.#stopWatching();
     };
   }
 
@@ -132,9 +139,9 @@ export class Mutex {
     return this.#closed;
   }
 
-  /** How a busy mutex is waited for: 'io_uring' (futex waits completed on the loop) or 'thread' (a watcher thread). */
+  /** How a busy mutex is waited for: 'io_uring' (futex waits completed on the loop) or 'thread' (a waiter thread). */
   get backend(): 'io_uring' | 'thread' {
-    return this.#segment.map.backend();
+    return waitBackend();
   }
 
   /**
@@ -145,7 +152,7 @@ export class Mutex {
    */
   state(): MutexState {
     if (this.#closed) throw closedError(`mutex ${this.name}`);
-    const [word, owner] = this.#segment.map.mutexPeek(MUTEX_OFFSET);
+    const [word, owner] = this.#segment.mapping.mutexPeek(MUTEX_OFFSET);
     if ((word & FUTEX_TID_MASK) !== 0) return 'locked';
     if (word & FUTEX_OWNER_DIED) return 'owner-died';
     if (owner === PTHREAD_MUTEX_NOTRECOVERABLE) return 'unrecoverable';
@@ -159,11 +166,9 @@ export class Mutex {
    * served in order, one holder at a time.
    */
   lock(options?: WaitOptions): Promise<LockResult> {
+    const aborted = checkWaitOptions(options, `lock mutex ${this.name}`);
     if (this.#closed) return Promise.reject(closedError(`mutex ${this.name}`));
-    if (options !== undefined) {
-      validate.timeout(options.timeout);
-      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError(`lock mutex ${this.name}`, options.signal!));
-    }
+    if (aborted) return Promise.reject(aborted);
     if (!this.#held && this.#waiters.length === 0) {
       try {
         const r = this.#try(false);
@@ -189,12 +194,16 @@ export class Mutex {
    * `timeout` ms (ERR_IPCKIT_TIMEOUT).
    */
   lockSync(options: { timeout?: number } = {}): LockResult {
+    const ms = validate.timeout(validate.object<{ timeout: unknown }>('options', options).timeout);
     if (this.#closed) throw closedError(`mutex ${this.name}`);
-    const ms = validate.timeout(options.timeout);
     if (this.#held || heldHere.has(this.#key)) throw invalidArgument(`lockSync on mutex ${this.name} would wait forever: this thread already holds it`);
-    const r = this.#segment.map.mutexLockSync(MUTEX_OFFSET, ms === undefined ? -1 : Math.ceil(ms));
-    if (r === -ETIMEDOUT) throw new IpcError('ERR_IPCKIT_TIMEOUT', `lock mutex ${this.name} timed out after ${ms} ms`, { details: { timeout: ms } });
-    return this.#taken(r, 'pthread_mutex_lock');
+    const deadline = ms === undefined ? Infinity : performance.now() + ms;
+    // In slices (the one blocking wait, src/memory/waits.ts): a worker blocked here can still be terminated between two.
+    for (;;) {
+      const r = this.#segment.mapping.mutexLockSync(MUTEX_OFFSET, Math.max(0, Math.min(SLICE_MS, deadline - performance.now())));
+      if (r !== -ETIMEDOUT) return this.#taken(r, 'pthread_mutex_lock');
+      if (performance.now() >= deadline) throw new IpcError('ERR_IPCKIT_TIMEOUT', `lock mutex ${this.name} timed out after ${ms} ms`, { details: { timeout: ms } });
+    }
   }
 
   /**
@@ -205,7 +214,7 @@ export class Mutex {
   unlock(): void {
     if (this.#closed) throw closedError(`mutex ${this.name}`);
     if (!this.#held) throw new IpcError('ERR_IPCKIT_PERMISSION', `mutex ${this.name} is not held by this handle; only the handle that locked it may unlock it`, { path: this.name });
-    const r = this.#segment.map.mutexUnlock(MUTEX_OFFSET);
+    const r = this.#segment.mapping.mutexUnlock(MUTEX_OFFSET);
     if (r === -EUCLEAN) throw corruptType(this.name);
     if (r === -EPERM) throw new IpcError('ERR_IPCKIT_PERMISSION', `mutex ${this.name} is not owned by this thread (pthread_mutex_unlock: EPERM)`, { path: this.name, errno: EPERM, syscall: 'pthread_mutex_unlock', systemCode: 'EPERM' });
     if (r < 0) throw errnoError(-r, 'pthread_mutex_unlock', `unlock mutex ${this.name}`, { path: this.name });
@@ -223,7 +232,7 @@ export class Mutex {
     if (this.#closed) throw closedError(`mutex ${this.name}`);
     if (!this.#held) throw new IpcError('ERR_IPCKIT_PERMISSION', `mutex ${this.name} is not held by this handle; lock it before markConsistent()`, { path: this.name });
     if (!this.#inconsistent) return;
-    const r = this.#segment.map.mutexConsistent(MUTEX_OFFSET);
+    const r = this.#segment.mapping.mutexConsistent(MUTEX_OFFSET);
     if (r === -EUCLEAN) throw corruptType(this.name);
     if (r < 0 && r !== -EINVAL) throw errnoError(-r, 'pthread_mutex_consistent', `mark mutex ${this.name} consistent`, { path: this.name });
     this.#inconsistent = false;
@@ -233,13 +242,17 @@ export class Mutex {
    * Runs `fn` holding the lock and unlocks afterwards, also when it throws. `fn` gets the
    * lock result: after `ownerDied`, repair and call `markConsistent()` inside `fn`.
    */
-  async withLock<R>(fn: (lock: LockResult) => R | Promise<R>, options?: WaitOptions): Promise<R> {
-    const r = await this.lock(options);
-    try {
-      return await fn(r);
-    } finally {
-      if (this.#held && !this.#closed) this.unlock();
-    }
+  withLock<R>(fn: (lock: LockResult) => R | Promise<R>, options?: WaitOptions): Promise<R> {
+    if (typeof fn !== 'function') throw invalidArgument(`fn must be a function, got ${validate.describe(fn)}`);
+    const locking = this.lock(options); // checks the options at once
+    return (async () => {
+      const r = await locking;
+      try {
+        return await fn(r);
+      } finally {
+        if (this.#held && !this.#closed) this.unlock();
+      }
+    })();
   }
 
   /**
@@ -266,18 +279,19 @@ export class Mutex {
     this.#waiters.rejectAll(() => closedError(`mutex ${this.name}`));
     if (this.#held) {
       // Released, not handed to a waiter of this handle: they were just ended.
-      this.#segment.map.mutexUnlock(MUTEX_OFFSET);
+      this.#segment.mapping.mutexUnlock(MUTEX_OFFSET);
       this.#held = false;
       heldHere.delete(this.#key);
     }
-    this.#watching = false;
-    this.#segment.map.close();
+    this.#stopWatching();
+    this.#word.close();
+    this.#segment.close();
     if (this.#unlinkOnClose) unlinkMutex(this.name);
   }
 
   /** One trylock on this thread: the result, undefined when busy; throws when unrecoverable. */
   #try(contended: boolean): LockResult | undefined {
-    const r = this.#segment.map.mutexTryLock(MUTEX_OFFSET, contended);
+    const r = this.#segment.mapping.mutexTryLock(MUTEX_OFFSET, contended);
     if (r === -EBUSY) return undefined;
     return this.#taken(r, 'pthread_mutex_trylock');
   }
@@ -312,63 +326,94 @@ export class Mutex {
     }
   }
 
+  /**
+   * Waits (on the event loop) until the mutex may be free, then serves the queue. The
+   * wait stands for a waiter of the mutex: a wake-up that reaches it after nobody here
+   * wants it any more goes on to the next waiter (passOn, waits.ts).
+   */
   #watch(): void {
     if (this.#held || this.#watching || this.#closed) return; // a holder serves the queue at unlock
-    this.#watching = true;
-    this.#segment.map.watchMutex(MUTEX_OFFSET);
+    const v = this.#segment.mapping.mutexPrepareWait(MUTEX_OFFSET);
+    if (v < 0) {
+      // No owner now (it was just unlocked, or its owner died): try again on the next turn.
+      const t = setImmediate(() => {
+        this.#watching = undefined;
+        this.#serve(true);
+      });
+      this.#watching = () => clearImmediate(t);
+      return;
+    }
+    this.#watching = this.#word.wait(v | 0, true, (r) => {
+      this.#watching = undefined;
+      if (r < 0) this.#waiters.rejectAll(errnoError(-r, 'futex', `wait for mutex ${this.name}`, { path: this.name }));
+      else if (this.#waiters.length === 0) this.#segment.mem.wake(MUTEX_OFFSET / 4, 1); // meant for another waiter
+      else this.#serve(true);
+    });
+  }
+
+  #stopWatching(): void {
+    const cancel = this.#watching;
+    this.#watching = undefined;
+    cancel?.();
   }
 }
 
-function checkHeader(segment: Segment): void {
-  const m = segment.map;
-  if (m.load32(4) !== MUTEX_VERSION) throw corrupt(KIND, segment.name, `version ${m.load32(4)}, expected ${MUTEX_VERSION}`);
-  if (m.load32(8) !== MUTEX_OFFSET) throw corrupt(KIND, segment.name, `mutex offset ${m.load32(8)}, expected ${MUTEX_OFFSET}`);
-  if (m.load32(12) !== native.PTHREAD_MUTEX_SIZE) {
-    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `mutex ${segment.name} was made with a pthread_mutex_t of ${m.load32(12)} bytes, this system's is ${native.PTHREAD_MUTEX_SIZE}: it cannot be shared between these ABIs`, { path: segment.name });
+/** The mutex's own fields, after the common header (untrusted: each read once). */
+function checkLayout(segment: Segment): void {
+  const mem = segment.mem;
+  const name = segment.name;
+  if (segment.size < MUTEX_SEGMENT_SIZE) throw corrupt(name, `${segment.size} bytes, fewer than the ${MUTEX_SEGMENT_SIZE} of its layout`);
+  const offset = mem.load(W_MUTEX_OFFSET) >>> 0;
+  if (offset !== MUTEX_OFFSET) throw corrupt(name, `mutex offset ${offset}, expected ${MUTEX_OFFSET}`);
+  const size = mem.load(W_MUTEX_SIZE) >>> 0;
+  if (size !== native.PTHREAD_MUTEX_SIZE) {
+    throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `mutex ${name} was made with a pthread_mutex_t of ${size} bytes, this system's is ${native.PTHREAD_MUTEX_SIZE}: it cannot be shared between these ABIs`, { path: name });
   }
-  if (!m.mutexValid(MUTEX_OFFSET)) throw corruptType(segment.name);
+  if (!segment.mapping.mutexValid(MUTEX_OFFSET)) throw corruptType(name);
 }
 
-/** Creates a named mutex (exclusively; mode exactly 0600 unless asked), unlocked. */
+function mutexOf(segment: Segment, unlinkOnClose: boolean): Mutex {
+  return adopt(segment, () => {
+    checkLayout(segment);
+    return new Mutex(segment, unlinkOnClose);
+  });
+}
+
+/** Creates a named mutex (exclusively; mode exactly 0600 unless asked), unlocked. Never waits. */
 export function createMutex(name: string, options: CreateMutexOptions = {}): Mutex {
   const mname = validate.posixName(name);
   validate.object('options', options);
-  const segment = createSegment(
-    KIND,
-    mname,
-    MUTEX_SEGMENT_SIZE,
-    options,
-    (map) => {
-      map.mutexInit(MUTEX_OFFSET);
-      map.store32(4, MUTEX_VERSION);
-      map.store32(8, MUTEX_OFFSET);
-      map.store32(12, native.PTHREAD_MUTEX_SIZE);
-    },
-    MUTEX_MAGIC,
-  );
-  return new Mutex(segment, options.unlinkOnClose === true);
+  const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
+  const segment = createObject(mname, { kind: 'mutex', version: MUTEX_VERSION, size: MUTEX_SEGMENT_SIZE }, options, (seg) => {
+    seg.mapping.mutexInit(MUTEX_OFFSET);
+    seg.mem.store(W_MUTEX_OFFSET, MUTEX_OFFSET);
+    seg.mem.store(W_MUTEX_SIZE, native.PTHREAD_MUTEX_SIZE);
+  });
+  return new Mutex(segment, unlinkOnClose);
 }
 
 /**
  * Opens an existing named mutex, checking its owner and mode (ERR_IPCKIT_PERMISSION for
  * one another user made, unless `{ trustAnyOwner }` or `{ owner, mode }` allow it) and
- * its header (ERR_IPCKIT_CORRUPT).
+ * its header (ERR_IPCKIT_CORRUPT; ERR_IPCKIT_WRONG_KIND for another kind of object).
+ * Waits (on the event loop, up to `timeout`, default 2 s) for a creator still making it.
  */
-export async function openMutex(name: string, options: OpenMutexOptions = {}): Promise<Mutex> {
+export function openMutex(name: string, options: OpenMutexOptions = {}): Promise<Mutex> {
   const mname = validate.posixName(name);
-  validate.object('options', options);
-  validate.optionalInteger('initTimeout', options.initTimeout, 0, 60_000);
-  const segment = await openSegment(KIND, mname, MUTEX_SEGMENT_SIZE, () => MUTEX_SEGMENT_SIZE, MUTEX_MAGIC, options);
-  try {
-    checkHeader(segment);
-  } catch (e) {
-    segment.map.close();
-    throw e;
-  }
-  return new Mutex(segment, options.unlinkOnClose === true);
+  const plan = planOpen(validate.object('options', options));
+  const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
+  return openObject(mname, 'mutex', MUTEX_VERSION, plan).then((segment) => mutexOf(segment, unlinkOnClose));
 }
 
-/** Removes a mutex's name. Idempotent: false if there was none. */
+/** openMutex for workers and scripts: the wait for a creator blocks this thread. */
+export function openMutexSync(name: string, options: OpenMutexOptions = {}): Mutex {
+  const mname = validate.posixName(name);
+  const plan = planOpen(validate.object('options', options));
+  const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
+  return mutexOf(openObjectSync(mname, 'mutex', MUTEX_VERSION, plan), unlinkOnClose);
+}
+
+/** Removes a mutex's name, after checking that it is a mutex (ERR_IPCKIT_WRONG_KIND otherwise). Idempotent: false if there was none. */
 export function unlinkMutex(name: string): boolean {
-  return unlinkSegment(KIND, validate.posixName(name));
+  return unlinkObject(validate.posixName(name), 'mutex');
 }

@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { RESOLVED, type WaitOptions } from '../../core/channel.js';
-import { describeExit, exitWithin, startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions, type StartedChild } from '../../os/child.js';
+import { describeExit, exitWithin, killSignal, startChild, validateArgv, validateChildOptions, waitForExit, type ChildExit, type ChildOptions, type StartedChild } from '../../os/child.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { errnoError, invalidArgument, IpcError, sys } from '../../core/errors.js';
 import { native } from '../../os/native.js';
@@ -43,11 +43,18 @@ function pipeMaxSize(): number | undefined {
 
 /** Reads a pipe's capacity. */
 export function getPipeCapacity(fd: number): number {
+  validate.integer('fd', fd, 0, 2 ** 31 - 1);
   return sys('get pipe capacity', () => native.getPipeSize(fd));
+}
+
+/** A pipe capacity in bytes (the kernel rounds it up to a power-of-two pages). */
+function checkCapacity(bytes: unknown): number | undefined {
+  return validate.optionalInteger('capacity', bytes, 1, 2 ** 31 - 1);
 }
 
 /** Sets a pipe's capacity; returns what the kernel set. */
 export function setPipeCapacity(fd: number, bytes: number): number {
+  validate.integer('fd', fd, 0, 2 ** 31 - 1);
   validate.integer('capacity', bytes, 1, 2 ** 31 - 1);
   try {
     return sys('set pipe capacity', () => native.setPipeSize(fd, bytes));
@@ -100,10 +107,15 @@ export class ChildPipeWriter<T, R = void> extends PipeWriter<T, R> {
     this.#exited = exited;
   }
 
+  // Each calls the base method first, so its bad arguments throw at once, as there.
   override send(message: T, options?: WaitOptions): Promise<void> {
     const p = super.send(message, options);
     if (p === RESOLVED) return p;
     return p.then(undefined, (e: unknown) => this.#withStatus(e));
+  }
+
+  override sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
+    return super.sendMany(messages, options).then(undefined, (e: unknown) => this.#withStatus(e));
   }
 
   override flush(options?: WaitOptions): Promise<void> {
@@ -112,12 +124,8 @@ export class ChildPipeWriter<T, R = void> extends PipeWriter<T, R> {
     return p.then(undefined, (e: unknown) => this.#withStatus(e));
   }
 
-  override async close(options?: WaitOptions): Promise<R> {
-    try {
-      return await super.close(options);
-    } catch (e) {
-      return this.#withStatus(e);
-    }
+  override close(options?: WaitOptions): Promise<R> {
+    return super.close(options).then(undefined, (e: unknown) => this.#withStatus(e));
   }
 
   async #withStatus(e: unknown): Promise<never> {
@@ -139,8 +147,8 @@ function writerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): Wr
 export function createPipe<C extends CodecOption | undefined = undefined>(
   options: PipeOptions<C> = {},
 ): { reader: PipeReader<MessageOf<C>>; writer: PipeWriter<MessageOf<C>> } {
-  validate.object('options', options);
   validateStreamOptions(options);
+  checkCapacity(options.capacity);
   const [r, w] = sys('create pipe', () => native.pipe());
   let reader: PipeReader<MessageOf<C>> | undefined;
   try {
@@ -195,6 +203,7 @@ export class PipedChild<M = Uint8Array> {
 
   /** Our writing end of the pipe the child reads at `fd`. */
   sender<T = M>(fd: number): PipeWriter<T> {
+    validate.integer('fd', fd, 0, 1023);
     const p = this.#pipes.get(fd);
     if (!(p instanceof PipeWriter)) throw invalidArgument(`fd ${fd} of the child is not a 'to-child' pipe`);
     return p as PipeWriter<T>;
@@ -202,20 +211,26 @@ export class PipedChild<M = Uint8Array> {
 
   /** Our reading end of the pipe the child writes at `fd`. */
   receiver<T = M>(fd: number): PipeReader<T> {
+    validate.integer('fd', fd, 0, 1023);
     const p = this.#pipes.get(fd);
     if (!(p instanceof PipeReader)) throw invalidArgument(`fd ${fd} of the child is not a 'from-child' pipe`);
     return p as PipeReader<T>;
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    return this.#kill(signal);
+    return this.#kill(killSignal(signal));
   }
 
   /**
    * Closes our pipe ends (senders flush first) and waits for the child to exit.
    * `timeout`/`signal` bound each wait; the child is then left running (use `kill()`).
    */
-  async close(options?: WaitOptions): Promise<ChildExit> {
+  close(options?: WaitOptions): Promise<ChildExit> {
+    validate.waitOptions(options);
+    return this.#close(options);
+  }
+
+  async #close(options: WaitOptions | undefined): Promise<ChildExit> {
     const results = await Promise.allSettled([...this.#pipes.values()].map((p) => (p instanceof PipeWriter ? p.close(options) : p.close())));
     const exit = await waitForExit(this.exited, `wait for ${this.pid} to exit`, options);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -239,19 +254,26 @@ export class PipedChild<M = Uint8Array> {
 export function spawnWithPipes<C extends CodecOption | undefined = undefined>(command: string[], options: SpawnWithPipesOptions<C>): PipedChild<MessageOf<C>> {
   const argv = validateArgv(command);
   validate.object('options', options);
-  if (options.pipes === null || typeof options.pipes !== 'object') throw invalidArgument('options.pipes must map child fds to "to-child" or "from-child"');
+  if (options === undefined || options.pipes === null || typeof options.pipes !== 'object' || Array.isArray(options.pipes)) {
+    throw invalidArgument(`pipes must map child fds to "to-child" or "from-child", like { 3: 'to-child' }, got ${validate.describe(options?.pipes)}`);
+  }
+  const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, processGroup, ...common } = options;
+  validateChildOptions(options);
+  validate.optionalOneOf('stdin', stdin, ['inherit', 'ignore'] as const);
+  validate.optionalOneOf('stdout', stdout, ['inherit', 'ignore'] as const);
+  validateStreamOptions(common);
+  checkCapacity(common.capacity);
   const entries = Object.entries(options.pipes).map(([k, v]) => {
     const fd = validate.integer('pipes fd', Number(k), 0, 1023);
     if (typeof v !== 'string' && (v === null || typeof v !== 'object')) throw invalidArgument(`pipes[${fd}] must be "to-child", "from-child" or a spec object, got ${validate.describe(v)}`);
     const spec: ChildPipeSpec = typeof v === 'string' ? { direction: v } : v;
-    validate.oneOf(`pipes[${fd}]`, spec.direction, ['to-child', 'from-child'] as const);
+    validate.oneOf(typeof v === 'string' ? `pipes[${fd}]` : `pipes[${fd}].direction`, spec.direction, ['to-child', 'from-child'] as const);
+    // Every pipe's own options, checked (with the common ones) before any pipe exists.
+    validateStreamOptions({ ...common, ...spec }, `pipes[${fd}]`);
+    checkCapacity(spec.capacity);
     return [fd, spec] as const;
   });
-  if (entries.length === 0) throw invalidArgument('options.pipes must name at least one fd');
-  const { pipes: _p, stdin, stdout, stderr, cwd, env, dieWithParent, processGroup, ...common } = options;
-  if (stdin !== undefined) validate.oneOf('stdin', stdin, ['inherit', 'ignore'] as const);
-  if (stdout !== undefined) validate.oneOf('stdout', stdout, ['inherit', 'ignore'] as const);
-  if (stderr !== undefined) validate.oneOf('stderr', stderr, ['inherit', 'ignore'] as const);
+  if (entries.length === 0) throw invalidArgument('pipes must name at least one fd, like { 3: \'to-child\' }');
   const maxFd = Math.max(2, ...entries.map(([fd]) => fd));
   const stdio: StdioOptions = Array.from({ length: maxFd + 1 }, (_, i) =>
     i === 0 ? (stdin ?? 'ignore') : i === 1 ? (stdout ?? 'inherit') : i === 2 ? (stderr ?? 'inherit') : 'ignore',
@@ -327,6 +349,8 @@ export function openInheritedPipe<C extends CodecOption | undefined = undefined>
 ): PipeReader<MessageOf<C>> | PipeWriter<MessageOf<C>> {
   validate.integer('fd', fd, 0, 2 ** 31 - 1);
   if (direction !== undefined) validate.oneOf('direction', direction, ['r', 'w'] as const);
+  validateStreamOptions(options);
+  checkCapacity(options.capacity);
   const st = sys(`inherited fd ${fd}`, () => native.fstat(fd));
   const type = st.mode & fsConstants.S_IFMT;
   if (type !== fsConstants.S_IFIFO && type !== fsConstants.S_IFSOCK) {

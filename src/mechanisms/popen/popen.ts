@@ -18,7 +18,7 @@
  *   programs that know nothing of ipckit. `.stream()` gives a Node stream instead.
  */
 import { Readable, Writable } from 'node:stream';
-import { startChild, validateArgv, waitForExit, type ChildExit, type ChildOptions } from '../../os/child.js';
+import { killSignal, startChild, validateArgv, validateChildOptions, waitForExit, type ChildExit, type ChildOptions } from '../../os/child.js';
 import type { WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { invalidArgument, sys } from '../../core/errors.js';
@@ -59,7 +59,7 @@ export class PopenReader<T> extends PipeReader<T, ChildExit> {
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    return this.#child.kill(signal);
+    return this.#child.kill(killSignal(signal));
   }
 
   /**
@@ -67,9 +67,9 @@ export class PopenReader<T> extends PipeReader<T, ChildExit> {
    * exit, like pclose. `timeout`/`signal` bound that wait; the child is then left running
    * (use `kill()`).
    */
-  override async close(options?: WaitOptions): Promise<ChildExit> {
-    await super.close();
-    return waitForExit(this.exited, `wait for ${this.pid} to exit`, options);
+  override close(options?: WaitOptions): Promise<ChildExit> {
+    validate.waitOptions(options);
+    return super.close().then(() => waitForExit(this.exited, `wait for ${this.pid} to exit`, options));
   }
 
   /** A Node Readable of the messages (as Buffers); destroying it closes this reader. */
@@ -94,7 +94,7 @@ export class PopenWriter<T> extends ChildPipeWriter<T, ChildExit> {
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    return this.#child.kill(signal);
+    return this.#child.kill(killSignal(signal));
   }
 
   /**
@@ -102,11 +102,13 @@ export class PopenWriter<T> extends ChildPipeWriter<T, ChildExit> {
    * if accepted messages were lost and no `send` reported it (the error then carries the
    * exit status). `timeout`/`signal` bound the whole wait; the child is then left running.
    */
-  override async close(options?: WaitOptions): Promise<ChildExit> {
+  override close(options?: WaitOptions): Promise<ChildExit> {
     const started = Date.now();
-    await super.close(options);
-    const rest = options?.timeout === undefined ? options : { ...options, timeout: Math.max(0, options.timeout - (Date.now() - started)) };
-    return waitForExit(this.exited, `wait for ${this.pid} to exit`, rest);
+    // super.close checks the options (and throws) before anything is closed.
+    return super.close(options).then(() => {
+      const rest = options?.timeout === undefined ? options : { ...options, timeout: Math.max(0, options.timeout - (Date.now() - started)) };
+      return waitForExit(this.exited, `wait for ${this.pid} to exit`, rest);
+    });
   }
 
   /** A Node Writable whose chunks are sent as messages; ending it closes this writer. */
@@ -128,6 +130,7 @@ export function popen<C extends CodecOption | undefined = undefined>(
 ): PopenReader<MessageOf<C>> | PopenWriter<MessageOf<C>> {
   validate.oneOf('mode', mode, ['r', 'w'] as const);
   validate.object('options', options);
+  validate.optionalBoolean('shell', options.shell);
   let argv: string[];
   if (typeof command === 'string') {
     if (options.shell !== true) {
@@ -139,9 +142,9 @@ export function popen<C extends CodecOption | undefined = undefined>(
     argv = validateArgv(command);
   }
   const { shell, cwd, env, dieWithParent, processGroup, stderr, stdin, stdout, capacity, ...streamOptions } = options;
-  if (stdin !== undefined) validate.oneOf('stdin', stdin, ['inherit', 'ignore'] as const);
-  if (stdout !== undefined) validate.oneOf('stdout', stdout, ['inherit', 'ignore'] as const);
-  if (stderr !== undefined) validate.oneOf('stderr', stderr, ['inherit', 'ignore'] as const);
+  validateChildOptions(options);
+  validate.optionalOneOf('stdin', stdin, ['inherit', 'ignore'] as const);
+  validate.optionalOneOf('stdout', stdout, ['inherit', 'ignore'] as const);
   // Check the stream options (all of them, as the reader/writer will) before starting anything.
   validateStreamOptions(streamOptions);
   if (capacity !== undefined) validate.integer('capacity', capacity, 1, 2 ** 31 - 1);

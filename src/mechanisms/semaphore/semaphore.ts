@@ -8,11 +8,14 @@
  *   owner and mode with fstat before using it; a semaphore someone else made (a squatter
  *   who created the name first, with whatever value) is ERR_IPCKIT_PERMISSION unless the
  *   caller opts in. The handle maps that very file: the semaphore used is the one checked.
- * - `wait()` is async and keeps the event loop free without using libuv's thread pool: a
- *   futex wait completed on the event loop through io_uring where the kernel has it (see
- *   `backend`), else one dedicated native thread per waiting handle doing sem_wait. A wait
- *   that ends by timeout or abort takes no permit (a permit taken after the wait was
- *   cancelled is posted back). `waitSync()` blocks the calling thread (workers, scripts).
+ * - `wait()` is async and keeps the event loop free without using libuv's thread pool: the
+ *   handle registers as one of the semaphore's waiters (glibc's sem_t keeps a count, and
+ *   sem_post wakes a waiter only when it is not zero) and sleeps with a futex wait of the
+ *   one wait back-end (src/memory/waits.ts: io_uring, or a waiter thread; see `backend`)
+ *   on the value word; the JS thread itself takes the permits, with glibc's own atomic
+ *   steps. A wait that ends by timeout or abort takes no permit, and a post's wake-up that
+ *   reached a wait no longer wanted is passed on to another waiter. `waitSync()` blocks
+ *   the calling thread (workers, scripts), in slices.
  * - `acquire()` gives a permit for `using` / `await using`, released exactly once.
  *
  * Crashes: a POSIX semaphore has no undo. A process that dies between wait and post
@@ -24,11 +27,14 @@
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
-import { abortedError, closedError, errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
-import { native, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
+import { releasable, type Releasable } from '../../core/permit.js';
+import { closedError, errnoError, errnoOf, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
+import { native, type NativeMapping, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import * as validate from '../../core/validate.js';
+import { ownerOptions } from '../../memory/segment.js';
+import { checkWaitOptions, FutexWord, waitBackend, SLICE_MS } from '../../memory/waits.js';
 
 const { O_RDWR, O_NOFOLLOW, S_IFMT, S_IFREG } = fsConstants;
 const O_CLOEXEC = 0o2000000;
@@ -53,12 +59,8 @@ export interface OpenSemaphoreOptions extends OwnerCheckOptions {
   unlinkOnClose?: boolean;
 }
 
-/** A permit from `acquire()`: `release()` posts it back, exactly once. */
-export interface Permit extends Disposable, AsyncDisposable {
-  /** Posts the permit back. True the first time, false (and nothing posted) after. */
-  release(): boolean;
-  readonly released: boolean;
-}
+/** A permit from `acquire()`: `release()` posts it back, exactly once (true the first time, false and nothing posted after). */
+export type Permit = Releasable;
 
 
 /** The file a named semaphore lives in. */
@@ -74,23 +76,38 @@ function corruptFlags(name: string): IpcError {
   });
 }
 
+/** How often a wait looks again where a post cannot wake it (a sem_t that is not glibc's), ms. */
+const POLL_MS = 5;
+
 export class Semaphore {
   readonly name: string;
-  readonly #handle: NativeSemaphoreHandle;
+  readonly #map: NativeMapping;
+  readonly #sem: NativeSemaphoreHandle;
+  /** The value word a post wakes (where the sem_t is glibc's), to sleep on. */
+  readonly #word: FutexWord | undefined;
   readonly #unlinkOnClose: boolean;
   #closed = false;
   #waiters = new WaitQueue<void>('semaphore wait');
+  /** Counted among the semaphore's waiters (glibc's sem_t), while ours wait. */
+  #registered = false;
+  /** The pending futex wait (or poll) for a post: its cancel function. */
+  #sleeping: (() => void) | undefined;
 
   /** @internal */
   constructor(name: string, fd: number, unlinkOnClose = false) {
     this.name = name;
     this.#unlinkOnClose = unlinkOnClose;
-    this.#handle = sys(`map semaphore ${name}`, () => new native.Semaphore(fd, (count, errno) => this.#onPermits(count, errno)), { path: name });
-    if (!this.#handle.intact()) {
-      this.#handle.close();
+    this.#map = sys(`map semaphore ${name}`, () => new native.Mapping(fd, native.SEM_SIZE, true), { path: name });
+    this.#sem = new native.Semaphore(this.#map);
+    if (!this.#sem.intact()) {
+      this.#sem.release();
+      this.#map.release();
       throw corruptFlags(name);
     }
-    this.#waiters.onCancel = () => this.#handle.setWanted(this.#waiters.length);
+    this.#word = native.SEM_WAKES_WAITERS ? new FutexWord(this.#map, native.SEM_VALUE_OFFSET) : undefined;
+    this.#waiters.onCancel = () => {
+      if (this.#waiters.length === 0) this.#stopWaiting();
+    };
   }
 
   get closed(): boolean {
@@ -99,17 +116,17 @@ export class Semaphore {
 
   /**
    * How async waits are made here: 'io_uring' (a futex wait that completes on the event
-   * loop, Linux 6.7+) or 'thread' (a dedicated waiter thread per waiting handle).
+   * loop, Linux 6.7+) or 'thread' (a waiter thread of the wait back-end).
    */
   get backend(): 'io_uring' | 'thread' {
-    return this.#handle.backend();
+    return waitBackend();
   }
 
   /** sem_post: adds one permit (wakes one waiter, in any process). */
   post(): void {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
     try {
-      this.#handle.post();
+      this.#sem.post();
     } catch (e) {
       if (errnoOf(e) === EUCLEAN) throw this.#error(EUCLEAN, 'sem_post');
       if (errnoOf(e) === EOVERFLOW) {
@@ -128,18 +145,16 @@ export class Semaphore {
    * Concurrent waits of this handle are served in the order they were made.
    */
   wait(options?: WaitOptions): Promise<void> {
+    const aborted = checkWaitOptions(options, `wait on semaphore ${this.name}`);
     if (this.#closed) return Promise.reject(closedError(`semaphore ${this.name}`));
-    if (options !== undefined) {
-      validate.timeout(options.timeout);
-      if (validate.abortSignal(options.signal)?.aborted) return Promise.reject(abortedError(`wait on semaphore ${this.name}`, options.signal!));
-    }
+    if (aborted) return Promise.reject(aborted);
     if (this.#waiters.length === 0) {
-      const r = this.#handle.tryWait();
+      const r = this.#sem.tryWait();
       if (r === 0) return RESOLVED;
       if (r !== -EAGAIN) return Promise.reject(this.#error(-r, 'sem_trywait'));
     }
     const p = this.#waiters.enqueue(options, undefined);
-    this.#handle.setWanted(this.#waiters.length);
+    this.#serve();
     return p;
   }
 
@@ -147,7 +162,7 @@ export class Semaphore {
   tryWait(): boolean {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
     if (this.#waiters.length > 0) return false;
-    const r = this.#handle.tryWait();
+    const r = this.#sem.tryWait();
     if (r === 0) return true;
     if (r === -EAGAIN) return false;
     throw this.#error(-r, 'sem_trywait');
@@ -155,38 +170,33 @@ export class Semaphore {
 
   /** Takes a permit blocking the calling thread (workers, scripts), up to `timeout` ms. */
   waitSync(options: { timeout?: number } = {}): void {
+    const ms = validate.timeout(validate.object<{ timeout: unknown }>('options', options).timeout);
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
-    const ms = validate.timeout(options.timeout);
-    const r = this.#handle.waitSync(ms === undefined ? -1 : Math.ceil(ms));
-    if (r === 0) return;
-    if (r === -ETIMEDOUT) throw new IpcError('ERR_IPCKIT_TIMEOUT', `wait on semaphore ${this.name} timed out after ${ms} ms`, { path: this.name, details: { timeout: ms } });
-    throw this.#error(-r, 'sem_clockwait');
+    const deadline = ms === undefined ? Infinity : performance.now() + ms;
+    // In slices (the one blocking wait, src/memory/waits.ts): a worker blocked here can still be terminated between two.
+    for (;;) {
+      const r = this.#sem.waitSync(Math.max(0, Math.min(SLICE_MS, deadline - performance.now())));
+      if (r === 0) return;
+      if (r !== -ETIMEDOUT) throw this.#error(-r, 'sem_clockwait');
+      if (performance.now() >= deadline) throw new IpcError('ERR_IPCKIT_TIMEOUT', `wait on semaphore ${this.name} timed out after ${ms} ms`, { path: this.name, details: { timeout: ms } });
+    }
   }
 
   /** The current value (sem_getvalue): permits available now. */
   value(): number {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
-    return sys(`read semaphore ${this.name}`, () => this.#handle.value(), { path: this.name });
+    return sys(`read semaphore ${this.name}`, () => this.#sem.value(), { path: this.name });
   }
 
   /** Waits for a permit and returns it as a guard: `using permit = await sem.acquire()`. */
-  async acquire(options?: WaitOptions): Promise<Permit> {
-    await this.wait(options);
-    let released = false;
-    const release = (): boolean => {
-      if (released) return false;
-      released = true;
-      this.post();
-      return true;
-    };
-    return {
-      release,
-      get released() {
-        return released;
-      },
-      [Symbol.dispose]: () => void release(),
-      [Symbol.asyncDispose]: async () => void release(),
-    };
+  acquire(options?: WaitOptions): Promise<Permit> {
+    const waiting = this.wait(options); // checks the options at once
+    return waiting.then(() =>
+      releasable(() => {
+        this.post();
+        return true;
+      }, {}),
+    );
   }
 
   /**
@@ -218,7 +228,10 @@ export class Semaphore {
     if (this.#closed) return;
     this.#closed = true;
     this.#waiters.rejectAll(() => closedError(`semaphore ${this.name}`));
-    this.#handle.close();
+    this.#stopWaiting();
+    this.#word?.close();
+    this.#sem.release();
+    this.#map.release();
     if (this.#unlinkOnClose) unlinkSemaphore(this.name);
   }
 
@@ -228,14 +241,55 @@ export class Semaphore {
     return errnoError(errno, syscall, `semaphore ${this.name}`, { path: this.name });
   }
 
-  /** From the native thread: `count` permits taken for our waiters, or a failure. */
-  #onPermits(count: number, errno: number): void {
-    for (let i = 0; i < count; i++) {
-      // A waiter that left meanwhile does not get it: the permit goes back.
-      if (!this.#waiters.resolveNext(undefined)) this.#handle.post();
+  /**
+   * Serves the waiting wait() calls: takes the permits there are (for as many waiters as
+   * there are), then sleeps until a post. Counted as a waiter before it looks, so that a
+   * post between the look and the sleep still wakes it.
+   */
+  #serve(): void {
+    while (!this.#closed && this.#waiters.length > 0) {
+      const wanted = this.#waiters.length;
+      // Joins the waiters before the first look; leaves them when this look serves everyone.
+      const n = this.#sem.take(wanted, this.#registered ? -1 : +1);
+      if (n < 0) {
+        this.#waiters.rejectAll(this.#error(-n, 'sem_wait'));
+        break;
+      }
+      this.#registered = !this.#registered || n < wanted;
+      for (let i = 0; i < n; i++) {
+        // A waiter that left meanwhile does not get it: the permit goes back.
+        if (!this.#waiters.resolveNext(undefined)) this.#sem.post();
+      }
+      if (this.#waiters.length === 0) break;
+      if (!this.#registered) continue; // served all it asked for, yet more came: join again
+      if (this.#sleeping !== undefined) return;
+      if (this.#word === undefined) {
+        const t = setTimeout(() => {
+          this.#sleeping = undefined;
+          this.#serve();
+        }, POLL_MS);
+        this.#sleeping = () => clearTimeout(t);
+        return;
+      }
+      this.#sleeping = this.#word.wait(0, true, (r) => {
+        this.#sleeping = undefined;
+        if (r < 0) this.#waiters.rejectAll(errnoError(-r, 'futex', `wait on semaphore ${this.name}`, { path: this.name }));
+        else this.#serve();
+      });
+      return;
     }
-    if (errno !== 0) this.#waiters.rejectAll(this.#error(errno, 'sem_wait'));
-    if (!this.#closed) this.#handle.setWanted(this.#waiters.length);
+    this.#stopWaiting();
+  }
+
+  /** Nobody here waits any more: end the sleep (a wake that reaches it goes on) and leave the waiters. */
+  #stopWaiting(): void {
+    const cancel = this.#sleeping;
+    this.#sleeping = undefined;
+    cancel?.();
+    if (this.#registered) {
+      this.#registered = false;
+      this.#sem.waiters(-1);
+    }
   }
 }
 
@@ -257,7 +311,7 @@ function openFile(name: string, path: string, check: (st: NativeStat, fd: number
     if (st.size < native.SEM_SIZE) throw new IpcError('ERR_IPCKIT_CORRUPT', `${path} is ${st.size} bytes, too small for a semaphore (${native.SEM_SIZE})`, { path: name, details: { size: st.size } });
     return new Semaphore(name, fd, unlinkOnClose);
   } finally {
-    native.close(fd);
+    native.close(fd); // the mapping keeps what it needs
   }
 }
 
@@ -267,6 +321,7 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
   validate.object('options', options);
   const { mode, group } = createMode(options);
   const value = validate.optionalInteger('value', options.value, 0, SEM_VALUE_MAX) ?? 0;
+  const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
   const path = semaphorePath(sname);
   try {
     // Owner-only until the exact mode is set through the fd below.
@@ -281,7 +336,7 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
       checkOwner(st, `semaphore ${sname}`, { mode: 0o700 });
       if (group !== undefined) sys(`set the group of semaphore ${sname}`, () => native.fchown(fd, -1, group), { path: sname });
       sys(`set the mode of semaphore ${sname}`, () => native.fchmod(fd, mode), { path: sname });
-    }, options.unlinkOnClose === true);
+    }, unlinkOnClose);
   } catch (e) {
     try {
       native.semUnlink(sname);
@@ -300,7 +355,15 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
 export function openSemaphore(name: string, options: OpenSemaphoreOptions = {}): Semaphore {
   const sname = validate.posixName(name, 251);
   validate.object('options', options);
-  return openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options), options.unlinkOnClose === true);
+  ownerOptions(options);
+  const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
+  return openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options), unlinkOnClose);
+}
+
+function unlinkOnCloseOption(value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw invalidArgument(`unlinkOnClose must be a boolean, got ${validate.describe(value)}`);
+  return value;
 }
 
 /** Removes a semaphore's name. Idempotent: false if there was none. */

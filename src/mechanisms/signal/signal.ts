@@ -55,6 +55,7 @@ for (const [name, n] of Object.entries(SIG)) if (!NAMES.has(n) && name !== 'SIGI
 
 /** The canonical name of a signal number: 'SIGUSR2', 'SIGRTMIN+3'. */
 export function signalName(n: number): string {
+  validate.integer('signal', n, 0, S.SIGRTMAX);
   if (n >= S.SIGRTMIN && n <= S.SIGRTMAX) return n === S.SIGRTMIN ? 'SIGRTMIN' : `SIGRTMIN+${n - S.SIGRTMIN}`;
   return NAMES.get(n) ?? `SIG${n}`;
 }
@@ -313,10 +314,11 @@ export interface OnSignalOptions {
  */
 export function onSignal(signal: SignalLike, handler: (info: SignalInfo) => void, options: OnSignalOptions = {}): SignalSubscription {
   const n = signalNumber(signal);
-  checkCatchable(n, signal);
-  if (typeof handler !== 'function') throw invalidArgument(`handler must be a function, got ${validate.describe(handler)}`);
+  validate.func('handler', handler);
   validate.object('options', options);
-  const listener: Listener = { handler, keepAlive: options.keepAlive === true };
+  const keepAlive = validate.optionalBoolean('keepAlive', options.keepAlive) ?? false;
+  checkCatchable(n, signal);
+  const listener: Listener = { handler, keepAlive };
   addListener(n, listener);
   let closed = false;
   const close = (): void => {
@@ -333,6 +335,7 @@ export function onSignal(signal: SignalLike, handler: (info: SignalInfo) => void
  */
 export function waitForSignal(signal: SignalLike, options?: WaitOptions): Promise<SignalInfo> {
   const n = signalNumber(signal);
+  validate.waitOptions(options);
   checkCatchable(n, signal);
   return cancellableWait<SignalInfo>(`wait for ${signalName(n)}`, options, (resolve) => {
     const listener: Listener = {
@@ -372,11 +375,12 @@ export class SignalReceiver implements Receiver<SignalInfo> {
 
   constructor(signals: SignalLike | SignalLike[], options: SignalReceiverOptions = {}) {
     const list = Array.isArray(signals) ? signals : [signals];
-    if (list.length === 0) throw invalidArgument('name at least one signal');
-    this.#numbers = [...new Set(list.map((s) => signalNumber(s)))];
-    this.#numbers.forEach((n, i) => checkCatchable(n, list[i]!));
+    if (list.length === 0) throw invalidArgument('signals must name at least one signal, got an empty array');
+    const numbers = list.map((s) => signalNumber(s));
     validate.object('options', options);
     this.#capacity = validate.optionalInteger('capacity', options.capacity, 1) ?? 65536;
+    numbers.forEach((n, i) => checkCatchable(n, list[i]!));
+    this.#numbers = [...new Set(numbers)];
     this.signals = this.#numbers.map(signalName);
     this.#listener = { keepAlive: false, handler: (info) => this.#push(info) };
     for (const n of this.#numbers) addListener(n, this.#listener);
@@ -384,6 +388,7 @@ export class SignalReceiver implements Receiver<SignalInfo> {
   }
 
   receive(options?: WaitOptions): Promise<SignalInfo> {
+    validate.waitOptions(options); // before the fast path: a bad option throws even when a delivery is queued
     if (this.#head < this.#queue.length) return Promise.resolve(this.#shift());
     if (this.#closed) return Promise.reject(closedError('signal receiver'));
     const p = this.#waiters.enqueue(options, undefined);

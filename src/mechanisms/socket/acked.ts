@@ -32,6 +32,8 @@ import { abortedError, closedError, IpcError, isIpcError, toIpcError } from '../
 import { DEFAULT_MAX_MESSAGE_SIZE, frameTooLarge } from '../../core/framing.js';
 import type { SocketKind } from './address.js';
 import type { PeerCredentials, SocketChannelOptions, SocketInfo, StreamSocketChannel } from './stream.js';
+import { checkHandles, type HandleSource } from './handle.js';
+import { native } from '../../os/native.js';
 import * as validate from '../../core/validate.js';
 
 const DATA = 0x01;
@@ -54,6 +56,15 @@ export interface ReconnectOptions {
   maxDelay?: number;
   /** How long to wait for the server's handshake on each connection, ms (default 5000). */
   handshakeTimeout?: number;
+}
+
+/** `reconnect` as given to connect (true: the defaults), checked whole. */
+export function resolveReconnectOptions(value: ReconnectOptions | boolean): Required<ReconnectOptions> {
+  const o = value === true ? {} : validate.object<ReconnectOptions>('reconnect', value);
+  const minDelay = validate.optionalInteger('reconnect.minDelay', o.minDelay, 1, 3_600_000) ?? 50;
+  const maxDelay = Math.max(minDelay, validate.optionalInteger('reconnect.maxDelay', o.maxDelay, 1, 3_600_000) ?? 2000);
+  const handshakeTimeout = validate.optionalInteger('reconnect.handshakeTimeout', o.handshakeTimeout, 1, validate.MAX_TIMEOUT) ?? HANDSHAKE_TIMEOUT;
+  return { minDelay, maxDelay, handshakeTimeout };
 }
 
 type RawChannel = StreamSocketChannel<Uint8Array>;
@@ -309,14 +320,14 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
 
   /** Resolves once the peer acknowledged the message (see the module comment). */
   send(message: T, options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    const bytes = this.#encode(message);
     if (this.closed) return Promise.reject(closedError('sender'));
     if (this.failure) return Promise.reject(this.failure);
     // The server's side of a connection that ended: no link will come to carry it.
     if (this.#ended) return Promise.reject(this.link?.dead ?? closedError('sender'));
-    const bytes = encodeWith(this.codec, message);
-    if (bytes.length > this.maxMessageSize) throw frameTooLarge(bytes.length, this.maxMessageSize, 'send');
-    const timeout = validate.timeout(options?.timeout);
-    const signal = validate.abortSignal(options?.signal);
+    const timeout = options?.timeout;
+    const signal = options?.signal;
     const wait: SendWait = { ...(timeout !== undefined ? { deadline: performance.now() + timeout, timeout } : {}), ...(signal ? { signal } : {}) };
     if (this.#pending.length === 0 && this.link && !this.link.dead && this.link.unacked < WINDOW) {
       if (signal?.aborted) return Promise.reject(abortedError('send', signal));
@@ -327,6 +338,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
 
   /** Resolves once every message sent so far has been acknowledged or has failed. */
   flush(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
     if (this.failure) return Promise.reject(this.failure);
     if (this.#idle()) return RESOLVED;
     return cancellableWait<void>('flush', options, (resolve) => {
@@ -349,6 +361,7 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   }
 
   receive(options?: WaitOptions): Promise<T> {
+    validate.waitOptions(options); // before the fast path: a bad option throws even when a message is ready
     if (this.#inHead < this.#incoming.length) return this.#takeNow();
     if (this.closed) return Promise.reject(closedError('receiver'));
     if (this.failure) return Promise.reject(this.failure);
@@ -368,22 +381,25 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   }
 
   /** Waits until everything sent was acknowledged, then half-closes the current connection. */
-  async end(options?: WaitOptions): Promise<void> {
-    await this.flush(options);
-    await this.link?.raw.end(options);
+  end(options?: WaitOptions): Promise<void> {
+    return this.flush(options).then(() => this.link?.raw.end(options));
   }
 
-  /** Descriptors do not travel over stream sockets. */
-  sendHandle(): Promise<void> {
+  /** Descriptors do not travel over acknowledged connections (the arguments are still checked, as everywhere). */
+  sendHandle(handle: HandleSource | HandleSource[], message?: T, options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    checkHandles(handle, native.socketConstants.MAX_FDS_PER_MESSAGE);
+    if (message !== undefined) this.#encode(message);
     return Promise.reject(new IpcError('ERR_IPCKIT_UNSUPPORTED', 'an acknowledged stream connection cannot carry descriptors: use a unix-seqpacket: or unix-dgram: socket'));
   }
 
-  receiveHandle(): Promise<never> {
+  receiveHandle(options?: WaitOptions): Promise<never> {
+    validate.waitOptions(options);
     return Promise.reject(new IpcError('ERR_IPCKIT_UNSUPPORTED', 'an acknowledged stream connection cannot carry descriptors'));
   }
 
-  receiveWithHandles(): Promise<never> {
-    return this.receiveHandle();
+  receiveWithHandles(options?: WaitOptions): Promise<never> {
+    return this.receiveHandle(options);
   }
 
   /**
@@ -391,7 +407,12 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
    * then closes. Sends still waiting for a connection reject with ERR_IPCKIT_CLOSED, and
    * so do receives.
    */
-  async close(options?: WaitOptions): Promise<void> {
+  close(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    return this.#close(options);
+  }
+
+  async #close(options: WaitOptions | undefined): Promise<void> {
     if (this.closed) return;
     this.#pending.rejectAll(() => closedError('sender'));
     this.notifyIdle();
@@ -474,6 +495,12 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
 
   // --- internals ---
 
+  #encode(message: T): Uint8Array {
+    const bytes = encodeWith(this.codec, message);
+    if (bytes.length > this.maxMessageSize) throw frameTooLarge(bytes.length, this.maxMessageSize, 'send');
+    return bytes;
+  }
+
   #onData(link: Link, payload: Buffer): void {
     this.#incoming.push({ payload: Buffer.from(payload), link });
     this.#incomingBytes += payload.length;
@@ -553,13 +580,14 @@ export class ReconnectingChannel<T> extends AckedEndpoint<T> {
   #dialAbort: AbortController | null = null;
 
   /** @internal */
-  constructor(dial: (wait: WaitOptions) => Promise<unknown>, options: SocketChannelOptions<CodecOption | undefined>, reconnect: ReconnectOptions, readonly address: string) {
+  constructor(dial: (wait: WaitOptions) => Promise<unknown>, options: SocketChannelOptions<CodecOption | undefined>, reconnect: ReconnectOptions | boolean, readonly address: string) {
     super(options);
     this.kind = address.startsWith('tcp:') ? 'tcp' : address.startsWith('unix-abstract:') ? 'unix-abstract' : 'unix';
     this.#dial = dial;
-    this.#minDelay = validate.optionalInteger('reconnect.minDelay', reconnect.minDelay, 1, 3_600_000) ?? 50;
-    this.#maxDelay = Math.max(this.#minDelay, validate.optionalInteger('reconnect.maxDelay', reconnect.maxDelay, 1, 3_600_000) ?? 2000);
-    this.#handshakeTimeout = validate.optionalInteger('reconnect.handshakeTimeout', reconnect.handshakeTimeout, 1) ?? HANDSHAKE_TIMEOUT;
+    const r = resolveReconnectOptions(reconnect);
+    this.#minDelay = r.minDelay;
+    this.#maxDelay = r.maxDelay;
+    this.#handshakeTimeout = r.handshakeTimeout;
   }
 
   /** Whether a connection is up now. */

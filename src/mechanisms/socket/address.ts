@@ -13,16 +13,16 @@
  * abstract namespace; a symlink or any non-socket at the path is refused; a socket file
  * left by a dead server (connect is refused) is reclaimed, a live server's never is.
  */
-import { constants as fsConstants } from 'node:fs';
+import { chmodSync, chownSync, constants as fsConstants } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { errnoError, errnoOf, invalidArgument, IpcError, sys } from '../../core/errors.js';
+import { errnoError, errnoOf, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type NativeStat } from '../../os/native.js';
 import { fileTypeName } from '../../os/permissions.js';
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
-import { runtimeDir, runtimePath } from '../../os/runtime.js';
+import { runtimeDir, runtimeDirPath, runtimeName } from '../../os/runtime.js';
 import * as validate from '../../core/validate.js';
 
 export type SocketKind = 'unix' | 'unix-abstract' | 'unix-dgram' | 'unix-seqpacket' | 'tcp';
@@ -43,6 +43,8 @@ export interface UnixAddress {
   sunPath: Buffer;
   /** Canonical text: `unix:/run/x`, `unix-abstract:name`, `unix-dgram:@name`. */
   text: string;
+  /** The path is in the runtime folder, which must be made (or checked) before use: `prepareAddress`. */
+  inRuntimeDir: boolean;
 }
 
 export interface TcpAddress {
@@ -68,12 +70,12 @@ function unixText(kind: UnixAddress['kind'], path: string, abstract: boolean): s
   return `${kind}:${abstract ? '@' : ''}${path}`;
 }
 
-function unixAddress(kind: UnixAddress['kind'], path: string, abstract: boolean): UnixAddress {
+function unixAddress(kind: UnixAddress['kind'], path: string, abstract: boolean, inRuntimeDir = false): UnixAddress {
   const bytes = Buffer.from(path, 'utf8');
   if (abstract) {
     if (bytes.length === 0) throw invalidArgument('an abstract socket name must not be empty');
     if (bytes.length > C.SUN_PATH_MAX - 1) throw invalidArgument(`abstract socket name is ${bytes.length} bytes; at most ${C.SUN_PATH_MAX - 1} fit in sun_path`);
-    return { kind: kind === 'unix' ? 'unix-abstract' : kind, path, abstract, sunPath: Buffer.concat([Buffer.from([0]), bytes]), text: unixText(kind === 'unix' ? 'unix-abstract' : kind, path, abstract) };
+    return { kind: kind === 'unix' ? 'unix-abstract' : kind, path, abstract, sunPath: Buffer.concat([Buffer.from([0]), bytes]), text: unixText(kind === 'unix' ? 'unix-abstract' : kind, path, abstract), inRuntimeDir: false };
   }
   if (bytes.length > MAX_UNIX_PATH) {
     const suggestion = kind === 'unix' ? 'unix-abstract:NAME' : `${kind}:@NAME`;
@@ -83,16 +85,18 @@ function unixAddress(kind: UnixAddress['kind'], path: string, abstract: boolean)
       { path, details: { length: bytes.length, max: MAX_UNIX_PATH } },
     );
   }
-  return { kind, path, abstract, sunPath: bytes, text: unixText(kind, path, abstract) };
+  return { kind, path, abstract, sunPath: bytes, text: unixText(kind, path, abstract), inRuntimeDir };
 }
 
 /**
- * Parses an address. `forListen` allows `unix:` with no path (a fresh runtime path) and
- * TCP port 0. Relative names without "/" go to the runtime folder; paths with "/" are
- * resolved against the working directory.
+ * Parses an address, without touching the system (a bad address throws here, at once).
+ * `forListen` allows `unix:` with no path (a fresh runtime path) and TCP port 0. Relative
+ * names without "/" go to the runtime folder, which `prepareAddress` makes before use;
+ * paths with "/" are resolved against the working directory.
  */
 export function parseAddress(address: unknown, forListen = false): SocketAddress {
   const text = validate.string('address', address);
+  validate.boolean('forListen', forListen);
   const colon = text.indexOf(':');
   const scheme = colon < 0 ? '' : text.slice(0, colon);
   if (scheme === 'tcp') return parseTcp(text, forListen);
@@ -105,13 +109,15 @@ export function parseAddress(address: unknown, forListen = false): SocketAddress
   if (rest.startsWith('@')) return unixAddress(kind, rest.slice(1), true);
   if (rest === '') {
     if (!forListen) throw invalidArgument(`address ${JSON.stringify(text)} names no socket: give a path (${kind}:/path) or a name (${kind}:NAME)`);
-    rest = runtimePath('socket');
-  } else if (!rest.includes('/')) {
-    rest = join(runtimeDir(), rest);
-  } else if (!isAbsolute(rest)) {
-    rest = resolvePath(rest);
+    return unixAddress(kind, join(runtimeDirPath(), runtimeName('socket')), false, true);
   }
-  return unixAddress(kind, rest, false);
+  if (!rest.includes('/')) return unixAddress(kind, join(runtimeDirPath(), rest), false, true);
+  return unixAddress(kind, isAbsolute(rest) ? rest : resolvePath(rest), false);
+}
+
+/** Makes what a parsed address needs on the system: the runtime folder for a path in it. */
+export function prepareAddress(addr: SocketAddress): void {
+  if (addr.kind !== 'tcp' && addr.inRuntimeDir) runtimeDir();
 }
 
 function parseTcp(text: string, forListen: boolean): TcpAddress {
@@ -209,9 +215,43 @@ export interface BoundFile {
   ino: number;
 }
 
-export function boundFile(path: string): BoundFile {
-  const st = native.lstat(path);
-  return { path, dev: st.dev, ino: st.ino };
+const O_PATH = 0o10000000; // Linux, x86-64 and arm64 alike
+const O_NOFOLLOW_CLOEXEC = fsConstants.O_NOFOLLOW | 0o2000000;
+
+/**
+ * The socket file that bind() just made: opened by O_PATH without following a symlink,
+ * checked to be a socket of ours, and given its group and exact mode through that
+ * descriptor (via /proc/self/fd, which names the inode itself). Nothing here goes by path
+ * after the open, so a user who can write the folder and swaps in a symlink or another
+ * file between bind() and now changes nothing but gets ERR_IPCKIT_PERMISSION.
+ */
+export function claimBoundFile(path: string, mode: number, group: number | undefined): BoundFile {
+  let fd: number;
+  try {
+    fd = native.open(path, O_PATH | O_NOFOLLOW_CLOEXEC, 0);
+  } catch (e) {
+    throw toIpcError(e, `check the socket file ${path}`, { path });
+  }
+  try {
+    const st = native.fstat(fd);
+    const uid = process.geteuid?.() ?? 0;
+    if ((st.mode & fsConstants.S_IFMT) !== fsConstants.S_IFSOCK || st.uid !== uid) {
+      throw new IpcError('ERR_IPCKIT_PERMISSION', `${path} is not the socket we just bound (it is ${fileTypeName(st.mode)} of uid ${st.uid}): someone replaced it; refusing to touch it`, { path });
+    }
+    const file = { path, dev: st.dev, ino: st.ino };
+    const self = `/proc/self/fd/${fd}`;
+    try {
+      if (group !== undefined) sys(`set the group of ${path}`, () => chownSync(self, -1, group), { path });
+      // bind() applied the umask to the mode set on the socket: set it exactly.
+      if ((st.mode & 0o7777) !== mode) sys(`set the mode of ${path}`, () => chmodSync(self, mode), { path });
+    } catch (e) {
+      unlinkBoundFile(file); // ours, and not to be left behind
+      throw e;
+    }
+    return file;
+  } finally {
+    native.close(fd);
+  }
 }
 
 /**

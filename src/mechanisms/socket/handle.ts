@@ -39,14 +39,19 @@ export function handleFd(source: unknown, name = 'handle'): number {
   return fd;
 }
 
+/** The descriptors of `handles` (one or an array of 1 to `max`), validated; nothing is opened. */
+export function checkHandles(handles: unknown, max: number): number[] {
+  const list: unknown[] = Array.isArray(handles) ? handles : [handles];
+  if (list.length === 0 || list.length > max) throw invalidArgument(`handle must be one descriptor or an array of 1 to ${max}, got ${list.length}`);
+  return list.length === 1 && !Array.isArray(handles) ? [handleFd(handles)] : list.map((h, i) => handleFd(h, `handle[${i}]`));
+}
+
 /**
  * Validates `handles` and duplicates each descriptor (close-on-exec), for a message that
  * may wait in a queue; `closeHandleCopies` releases them once it is written or dropped.
  */
 export function copyHandles(handles: HandleSource | HandleSource[], max: number): Int32Array {
-  const list = Array.isArray(handles) ? handles : [handles];
-  if (list.length === 0 || list.length > max) throw invalidArgument(`a message carries 1 to ${max} handles, got ${list.length}`);
-  const fds = list.map((h, i) => handleFd(h, `handle[${i}]`));
+  const fds = checkHandles(handles, max);
   const copies = new Int32Array(fds.length);
   let n = 0;
   try {
@@ -98,7 +103,7 @@ export class ReceivedHandle implements Disposable {
   readonly type: HandleType;
 
   constructor(fd: number) {
-    this.#fd = fd;
+    this.#fd = validate.integer('fd', fd, 0, 2 ** 31 - 1);
     this.type = typeOf(fd);
   }
 
@@ -150,6 +155,9 @@ export class SealedMemory implements Disposable {
 
   /** @internal */
   constructor(fd: number, size: number, writable: boolean) {
+    validate.integer('fd', fd, 0, 2 ** 31 - 1);
+    validate.integer('size', size, 1);
+    validate.boolean('writable', writable);
     this.#fd = fd;
     this.size = size;
     this.seals = native.getSeals(fd);
@@ -209,6 +217,7 @@ export interface OpenSealedMemoryOptions {
  */
 export function openSealedMemory(handle: ReceivedHandle | HandleSource, options: OpenSealedMemoryOptions = {}): SealedMemory {
   validate.object('options', options);
+  const writable = validate.optionalBoolean('writable', options.writable) ?? true;
   const fd = handle instanceof ReceivedHandle ? handle.fd : handleFd(handle);
   if (fd < 0) throw new IpcError('ERR_IPCKIT_CLOSED', 'this handle was already closed or taken');
   const st = sys('check sealed memory', () => native.fstat(fd));
@@ -227,7 +236,7 @@ export function openSealedMemory(handle: ReceivedHandle | HandleSource, options:
   // The size only now: until the seals were in place the peer could still change it.
   const { size } = sys('check sealed memory', () => native.fstat(fd));
   if (size <= 0) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', 'the shared memory is empty');
-  const mem = new SealedMemory(fd, size, options.writable !== false);
+  const mem = new SealedMemory(fd, size, writable);
   if (handle instanceof ReceivedHandle) handle.take();
   return mem;
 }

@@ -20,13 +20,13 @@
  * not: that tells them apart (and gives each message's sender).
  */
 import { constants as osConstants } from 'node:os';
-import { RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_SIZE, frameTooLarge } from '../../core/framing.js';
 import { native } from '../../os/native.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './handle.js';
+import { checkHandles, closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './handle.js';
 import type { SocketKind } from './address.js';
 import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './stream.js';
 import * as validate from '../../core/validate.js';
@@ -132,12 +132,22 @@ export function readPackets(fd: number, maxMessageSize: number, withAddresses: b
 
 export interface PacketOptions<C extends CodecOption | undefined = undefined> extends SocketChannelOptions<C> {}
 
-export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageSize: number; highWaterMark: number } {
+/** How much a packet writer holds: accepted bytes before `send` waits, and bytes of waiting sends before it refuses. */
+export interface WriterLimits {
+  highWaterMark: number;
+  maxPendingBytes: number;
+}
+
+export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageSize: number; limits: WriterLimits } {
+  validate.object('options', options);
   if (options.framing !== undefined) throw invalidArgument('datagram and seqpacket sockets keep message boundaries themselves: `framing` does not apply');
   return {
     codec: resolveCodec(options.codec),
     maxMessageSize: validate.optionalInteger('maxMessageSize', options.maxMessageSize, 1, Math.min(DEFAULT_MAX_MESSAGE_SIZE * 4, 2 ** 31 - 1)) ?? DEFAULT_PACKET_MAX_MESSAGE_SIZE,
-    highWaterMark: validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HIGH_WATER_MARK,
+    limits: {
+      highWaterMark: validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HIGH_WATER_MARK,
+      maxPendingBytes: validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES,
+    },
   };
 }
 
@@ -175,7 +185,7 @@ export class PacketWriter {
   #queue: OutEntry[] = [];
   #qHead = 0;
   #bytes = 0;
-  #spaceWaiters = new WaitQueue<void, OutEntry>('send');
+  #spaceWaiters = new WaitQueue<void, OutEntry>('send', (entry) => entry.bytes.length);
   #flushWaiters = new WaitQueue<void>('flush');
   #scheduled = false;
   #pollingWrite = false;
@@ -195,15 +205,21 @@ export class PacketWriter {
   };
   #onWritable = (): void => this.#flush();
 
+  readonly highWaterMark: number;
+  readonly maxPendingBytes: number;
+
   constructor(
     readonly fd: number,
-    readonly highWaterMark: number,
+    limits: WriterLimits,
     /** Connected sockets poll for writability; null means retry with a timer. */
     readonly poll: FdPoll | null,
     /** Destination for every message (a datagram server's reply to one peer). */
     readonly to: Buffer | null,
     readonly peer: () => PeerCredentials | undefined,
-  ) {}
+  ) {
+    this.highWaterMark = limits.highWaterMark;
+    this.maxPendingBytes = limits.maxPendingBytes;
+  }
 
   get error(): IpcError | null {
     return this.#error;
@@ -234,6 +250,7 @@ export class PacketWriter {
       this.#push(entry);
       return done;
     }
+    if (this.#spaceWaiters.weight + bytes.length > this.maxPendingBytes) return Promise.reject(pendingLimitError('this sender', this.#spaceWaiters.weight, bytes.length, this.maxPendingBytes));
     this.#waitForRoom();
     return this.#spaceWaiters.enqueue(options, entry).then(() => done);
   }
@@ -468,19 +485,29 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   protected abstract release(): void;
 
   send(message: T, options?: WaitOptions): Promise<void> {
-    if (this.state === 'closed') return Promise.reject(closedError('sender'));
+    validate.waitOptions(options);
     const bytes = this.#encode(message);
+    const refusal = this.sendRefusal();
+    if (refusal) return Promise.reject(refusal);
     return this.writer.send(bytes, null, options);
   }
 
   trySend(message: T): boolean {
-    if (this.state === 'closed') throw closedError('sender');
-    return this.writer.trySend(this.#encode(message));
+    const bytes = this.#encode(message);
+    const refusal = this.sendRefusal();
+    if (refusal) throw refusal;
+    return this.writer.trySend(bytes);
   }
 
   /** Resolves once every accepted message has been handed to the kernel. */
   flush(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
     return this.writer.flush(options);
+  }
+
+  /** Why nothing can be sent now (closed, or a peer with no address to answer), or null. */
+  protected sendRefusal(): IpcError | null {
+    return this.state === 'closed' ? closedError('sender') : null;
   }
 
   /**
@@ -490,8 +517,11 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
    * may be closed as soon as this returns.
    */
   sendHandle(handle: HandleSource | HandleSource[], message?: T, options?: WaitOptions): Promise<void> {
-    if (this.state === 'closed') return Promise.reject(closedError('sender'));
+    validate.waitOptions(options);
+    checkHandles(handle, C.MAX_FDS_PER_MESSAGE);
     const bytes = message === undefined ? new Uint8Array(0) : this.#encode(message);
+    const refusal = this.sendRefusal();
+    if (refusal) return Promise.reject(refusal);
     const copies = copyHandles(handle, C.MAX_FDS_PER_MESSAGE);
     // Settled once the message is written, or dropped before it ever was (never both).
     const sent = this.writer.send(bytes, copies, options);
@@ -509,6 +539,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
 
   /** The next message and the descriptors that came with it (you own and close them). */
   receiveWithHandles(options?: WaitOptions): Promise<MessageWithHandles<T>> {
+    validate.waitOptions(options); // before the fast path: a bad option throws even when a message is ready
     if (this.#inHead < this.#incoming.length) return this.#takeNow();
     if (this.state === 'open' && this.#waiters.length === 0) {
       this.fill();
@@ -525,12 +556,13 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
    * are closed) and the message. A message without one rejects with ERR_IPCKIT_BAD_FRAME
    * (it is consumed: use receiveWithHandles when either may come).
    */
-  async receiveHandle(options?: WaitOptions): Promise<{ handle: ReceivedHandle; message: T; sender: PeerCredentials | undefined }> {
-    const m = await this.receiveWithHandles(options);
-    const [first, ...rest] = m.handles;
-    for (const h of rest) h.close();
-    if (!first) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'the message carried no descriptor (expected a handle)');
-    return { handle: first, message: m.message, sender: m.sender };
+  receiveHandle(options?: WaitOptions): Promise<{ handle: ReceivedHandle; message: T; sender: PeerCredentials | undefined }> {
+    return this.receiveWithHandles(options).then((m) => {
+      const [first, ...rest] = m.handles;
+      for (const h of rest) h.close();
+      if (!first) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'the message carried no descriptor (expected a handle)');
+      return { handle: first, message: m.message, sender: m.sender };
+    });
   }
 
   tryReceive(): T | undefined {
@@ -544,9 +576,15 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
     throw this.#takeEndError();
   }
 
-  /** Every message ready now (at least one: waits for it), up to `max`. */
-  async receiveMany(max = Infinity, options?: WaitOptions): Promise<T[]> {
-    const out: T[] = [await this.receive(options)];
+  /** Every message ready now (at least one: waits for it), up to `max` (default: no limit). */
+  receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
+    const limit = validate.batchMax('max', max, Infinity);
+    return this.receive(options).then((first) => this.#readyAfter(first, limit));
+  }
+
+  /** `first` and the messages ready after it, up to `max` in all. */
+  #readyAfter(first: T, max: number): T[] {
+    const out: T[] = [first];
     while (out.length < max) {
       if (this.#inHead >= this.#incoming.length) {
         if (this.state !== 'open' || this.#waiters.length > 0) break;
@@ -570,7 +608,12 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
     return receiverIterator(this);
   }
 
-  async close(options?: WaitOptions): Promise<void> {
+  close(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    return this.#close(options);
+  }
+
+  async #close(options: WaitOptions | undefined): Promise<void> {
     if (this.state === 'closed') return;
     const wasOpen = this.state;
     this.state = 'closed';
@@ -710,10 +753,11 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
   };
 
   constructor(fd: number, options: PacketOptions<CodecOption | undefined>, init: PacketChannelInit) {
+    validate.integer('fd', fd, 0, 2 ** 31 - 1);
     const o = resolvePacketOptions(options);
     const poll = new FdPoll(fd);
     const holder: { self?: PacketChannel<T> } = {};
-    super(o.codec as Codec<T>, o.maxMessageSize, new PacketWriter(fd, o.highWaterMark, poll, null, () => holder.self?.peer), init.peer);
+    super(o.codec as Codec<T>, o.maxMessageSize, new PacketWriter(fd, o.limits, poll, null, () => holder.self?.peer), init.peer);
     holder.self = this;
     this.fd = fd;
     this.kind = init.kind;
@@ -762,10 +806,12 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
   }
 
   /** Half-close (seqpacket): flush, then shutdown(SHUT_WR); the peer's receive ends. */
-  async end(options?: WaitOptions): Promise<void> {
-    if (this.state === 'closed') return;
-    await this.writer.flush(options);
-    native.shutdown(this.fd, C.SHUT_WR);
+  end(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    if (this.state === 'closed') return RESOLVED;
+    return this.writer.flush(options).then(() => {
+      native.shutdown(this.fd, C.SHUT_WR);
+    });
   }
 }
 
@@ -801,7 +847,7 @@ export class DatagramServer<T> {
   readonly #poll: FdPoll;
   readonly #codec: Codec<unknown>;
   readonly #maxMessageSize: number;
-  readonly #highWaterMark: number;
+  readonly #limits: WriterLimits;
   readonly #allow: AllowList | null;
   readonly #peers = new Map<string, DatagramPeer<T>>();
   readonly #fresh: DatagramPeer<T>[] = [];
@@ -813,12 +859,13 @@ export class DatagramServer<T> {
   #onReadable = (): void => this.pump();
 
   constructor(fd: number, options: PacketOptions<CodecOption | undefined>, allow: AllowList | null, localAddress: string) {
+    validate.integer('fd', fd, 0, 2 ** 31 - 1);
     const o = resolvePacketOptions(options);
     this.fd = fd;
     this.#poll = new FdPoll(fd);
     this.#codec = o.codec;
     this.#maxMessageSize = o.maxMessageSize;
-    this.#highWaterMark = o.highWaterMark;
+    this.#limits = o.limits;
     this.#allow = allow;
     this.#localAddress = localAddress;
     this.#acceptWaiters.onCancel = () => this.updateReading();
@@ -829,6 +876,7 @@ export class DatagramServer<T> {
   }
 
   accept(options?: WaitOptions): Promise<DatagramPeer<T>> {
+    validate.waitOptions(options);
     if (this.#closed) return Promise.reject(closedError('server'));
     const ready = this.#fresh.shift();
     if (ready) return Promise.resolve(ready);
@@ -857,7 +905,7 @@ export class DatagramServer<T> {
         let peer = this.#peers.get(key);
         if (!peer) {
           const path = batch.fromPath![i]!;
-          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageSize, this.#highWaterMark, item.creds ?? undefined, this.#localAddress);
+          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageSize, this.#limits, item.creds ?? undefined, this.#localAddress);
           this.#peers.set(key, peer);
           if (!this.#acceptWaiters.resolveNext(peer)) this.#fresh.push(peer);
         }
@@ -924,9 +972,9 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
   readonly #replyable: boolean;
 
   /** @internal */
-  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageSize: number, highWaterMark: number, peer: PeerCredentials | undefined, localAddress: string) {
+  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageSize: number, limits: WriterLimits, peer: PeerCredentials | undefined, localAddress: string) {
     const holder: { self?: DatagramPeer<T> } = {};
-    super(codec, maxMessageSize, new PacketWriter(server.fd, highWaterMark, null, path, () => holder.self?.peer), peer);
+    super(codec, maxMessageSize, new PacketWriter(server.fd, limits, null, path, () => holder.self?.peer), peer);
     holder.self = this;
     this.#server = server;
     this.#key = key;
@@ -949,12 +997,12 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
 
   /** A datagram peer has no connection to half-close: writes what was accepted. */
   end(options?: WaitOptions): Promise<void> {
-    return this.writer.flush(options);
+    return this.flush(options);
   }
 
-  override send(message: T, options?: WaitOptions): Promise<void> {
-    if (!this.#replyable) return Promise.reject(new IpcError('ERR_IPCKIT_UNSUPPORTED', 'this sender did not bind an address, so it cannot be answered'));
-    return super.send(message, options);
+  protected override sendRefusal(): IpcError | null {
+    if (!this.#replyable) return new IpcError('ERR_IPCKIT_UNSUPPORTED', 'this sender did not bind an address, so it cannot be answered');
+    return super.sendRefusal();
   }
 
   /** @internal */

@@ -18,7 +18,6 @@
  * Everything waits on the event loop (FdPoll): no thread, no blocking call.
  */
 import { constants as osConstants } from 'node:os';
-import { lchownSync, chmodSync } from 'node:fs';
 import { cancellableWait, receiverIterator, WaitQueue, type Channel, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { resolveCodec } from '../../core/codec.js';
@@ -29,10 +28,11 @@ import { createMode, TRUST_OWNER, type CreateModeOptions } from '../../os/permis
 import type { PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import {
-  boundFile,
+  claimBoundFile,
   checkConnectPath,
   isPacketKind,
   parseAddress,
+  prepareAddress,
   reclaimSocketPath,
   resolveHost,
   socketType,
@@ -45,7 +45,7 @@ import {
   type TcpAddress,
   type UnixAddress,
 } from './address.js';
-import { AckedChannel, ReconnectingChannel, type ReconnectOptions } from './acked.js';
+import { AckedChannel, ReconnectingChannel, resolveReconnectOptions, type ReconnectOptions } from './acked.js';
 import type { HandleSource, ReceivedHandle } from './handle.js';
 import { DatagramServer, isAllowed, PacketChannel, resolvePacketOptions, type AllowList, type MessageWithHandles } from './packet.js';
 import { StreamSocketChannel, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './stream.js';
@@ -172,14 +172,18 @@ function resolveAllow(value: unknown, addr: SocketAddress): AllowList | null {
   return { ...(uids ? { uids } : {}), ...(gids ? { gids } : {}) };
 }
 
+/** Checks the channel options whole, as the channel of `kind` will use them. */
 function checkChannelOptions(kind: SocketKind, options: SocketChannelOptions<CodecOption | undefined>): void {
-  if (options.handles !== undefined && typeof options.handles !== 'boolean') throw invalidArgument(`handles must be a boolean, got ${validate.describe(options.handles)}`);
+  validate.object('options', options);
+  validate.optionalBoolean('handles', options.handles);
   if (options.handles === true && kind === 'tcp') throw invalidArgument('`handles` needs a Unix socket: TCP cannot carry descriptors');
+  validate.optionalInteger('readBufferSize', options.readBufferSize, 64, 64 * 1024 * 1024);
   if (isPacketKind(kind)) resolvePacketOptions(options);
   else {
     resolveFraming(options);
     resolveCodec(options.codec);
     validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
+    validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   }
 }
 
@@ -189,6 +193,7 @@ function channelOptions(options: SocketChannelOptions<CodecOption | undefined>):
   if (options.framing !== undefined) out.framing = options.framing;
   if (options.maxMessageSize !== undefined) out.maxMessageSize = options.maxMessageSize;
   if (options.highWaterMark !== undefined) out.highWaterMark = options.highWaterMark;
+  if (options.maxPendingBytes !== undefined) out.maxPendingBytes = options.maxPendingBytes;
   if (options.readBufferSize !== undefined) out.readBufferSize = options.readBufferSize;
   if (options.handles !== undefined) out.handles = options.handles;
   return out;
@@ -214,21 +219,44 @@ function wrapConnected<T>(fd: number, kind: SocketKind, options: SocketChannelOp
 
 // --- listen ---
 
-/** Binds `address` and starts listening. */
-export async function listen<C extends CodecOption | undefined = undefined>(address: string, options: ListenOptions<C> = {}): Promise<SocketServer<MessageOf<C>>> {
+/** What listen() checked, for the part that binds. */
+interface ListenPlan {
+  allow: AllowList | null;
+  backlog: number;
+  acknowledged: boolean;
+  reclaimStale: boolean;
+  mode: number;
+  group: number | undefined;
+  channel: SocketChannelOptions<CodecOption | undefined>;
+}
+
+/**
+ * Binds `address` and starts listening. Bad arguments throw here, synchronously, before
+ * anything is bound; failures of the system (the address in use, no permission) reject.
+ */
+export function listen<C extends CodecOption | undefined = undefined>(address: string, options: ListenOptions<C> = {}): Promise<SocketServer<MessageOf<C>>> {
   validate.object('options', options);
   const addr = parseAddress(address, true);
   checkChannelOptions(addr.kind, options);
-  const allow = resolveAllow(options.allow, addr);
-  const backlog = validate.optionalInteger('backlog', options.backlog, 1, 65535) ?? 511;
-  const acknowledged = options.acknowledged === true;
+  const acknowledged = validate.optionalBoolean('acknowledged', options.acknowledged) ?? false;
   if (acknowledged && isPacketKind(addr.kind)) throw invalidArgument('`acknowledged` applies to stream sockets (unix:, unix-abstract:, tcp://)');
-  const { mode, group } = createMode(options);
-  const chOptions = channelOptions(options);
-  if (addr.kind === 'tcp') return listenTcp<MessageOf<C>>(addr, backlog, chOptions, acknowledged);
+  if (acknowledged) rawAckedOptions(options);
+  const plan: ListenPlan = {
+    allow: resolveAllow(options.allow, addr),
+    backlog: validate.optionalInteger('backlog', options.backlog, 1, 65535) ?? 511,
+    acknowledged,
+    reclaimStale: validate.optionalBoolean('reclaimStale', options.reclaimStale) ?? true,
+    ...createMode(options),
+    channel: channelOptions(options),
+  };
+  return addr.kind === 'tcp' ? listenTcp<MessageOf<C>>(addr, plan) : listenUnix<MessageOf<C>>(addr, plan);
+}
 
+async function listenUnix<T>(addr: UnixAddress, plan: ListenPlan): Promise<SocketServer<T>> {
+  const { allow, backlog, acknowledged, mode, group, channel: chOptions } = plan;
+  prepareAddress(addr);
   const type = socketType(addr.kind);
-  reclaimSocketPath(addr, type, options.reclaimStale !== false);
+  reclaimSocketPath(addr, type, plan.reclaimStale);
   const fd = sys('create socket', () => native.socket(C.AF_UNIX, type));
   let file: BoundFile | undefined;
   try {
@@ -242,11 +270,7 @@ export async function listen<C extends CodecOption | undefined = undefined>(addr
       if (err.systemCode === 'EADDRINUSE') throw new IpcError('ERR_IPCKIT_EXISTS', `${addr.text} is in use by another socket`, { cause: err, path: addr.path, systemCode: 'EADDRINUSE' });
       throw err;
     }
-    if (!addr.abstract) {
-      file = boundFile(addr.path);
-      if (group !== undefined) lchownSync(addr.path, -1, group);
-      if ((native.lstat(addr.path).mode & 0o777) !== mode) chmodSync(addr.path, mode);
-    }
+    if (!addr.abstract) file = claimBoundFile(addr.path, mode, group);
     if (type !== C.SOCK_STREAM) native.setSockOpt(fd, C.SOL_SOCKET, C.SO_PASSCRED, 1);
     if (type !== C.SOCK_DGRAM) sys(`listen on ${addr.text}`, () => native.listen(fd, backlog));
   } catch (e) {
@@ -254,11 +278,12 @@ export async function listen<C extends CodecOption | undefined = undefined>(addr
     if (file) unlinkBoundFile(file);
     throw toIpcError(e, `listen on ${addr.text}`);
   }
-  if (addr.kind === 'unix-dgram') return new DatagramListener<MessageOf<C>>(fd, addr, chOptions, allow, file);
-  return new ListeningServer<MessageOf<C>>(fd, addr.kind, addr.text, addr.abstract ? undefined : addr.path, undefined, chOptions, allow, file, acknowledged);
+  if (addr.kind === 'unix-dgram') return new DatagramListener<T>(fd, addr, chOptions, allow, file);
+  return new ListeningServer<T>(fd, addr.kind, addr.text, addr.abstract ? undefined : addr.path, undefined, chOptions, allow, file, acknowledged);
 }
 
-async function listenTcp<T>(addr: TcpAddress, backlog: number, options: SocketChannelOptions<CodecOption | undefined>, acknowledged: boolean): Promise<SocketServer<T>> {
+async function listenTcp<T>(addr: TcpAddress, plan: ListenPlan): Promise<SocketServer<T>> {
+  const { backlog, acknowledged, channel: options } = plan;
   const { ip, family } = await resolveHost(addr.host);
   const fd = sys('create socket', () => native.socket(family === 6 ? C.AF_INET6 : C.AF_INET, C.SOCK_STREAM));
   let local: ReturnType<typeof native.localAddress>;
@@ -342,6 +367,7 @@ class ListeningServer<T> implements SocketServer<T> {
   }
 
   accept(options?: WaitOptions): Promise<SocketChannel<T>> {
+    validate.waitOptions(options); // before the fast path: a bad option throws even when a connection is ready
     if (this.#closed) return Promise.reject(closedError('server'));
     const ready = this.#ready.shift();
     if (ready) {
@@ -498,24 +524,24 @@ class DatagramListener<T> implements SocketServer<T> {
 /**
  * Connects to `address`. Waits (with `timeout`/`signal`) only as long as the kernel
  * needs: a TCP handshake, a Unix listener whose backlog is full. With `reconnect`, also
- * waits for the server to appear, and stays connected across its restarts.
+ * waits for the server to appear, and stays connected across its restarts. Bad arguments
+ * throw here, synchronously, before any socket exists; failures of the system or the
+ * server (nobody listening, a server of another user, the timeout) reject.
  */
-export async function connect<C extends CodecOption | undefined = undefined>(address: string, options: ConnectOptions<C> = {}): Promise<SocketChannel<MessageOf<C>>> {
+export function connect<C extends CodecOption | undefined = undefined>(address: string, options: ConnectOptions<C> = {}): Promise<SocketChannel<MessageOf<C>>> {
   validate.object('options', options);
   const addr = parseAddress(address);
   checkChannelOptions(addr.kind, options);
-  validate.timeout(options.timeout);
-  validate.abortSignal(options.signal);
+  validate.waitOptions(options);
   const owner = validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 2);
-  if (options.reconnect !== undefined && options.reconnect !== false) {
-    if (isPacketKind(addr.kind)) throw invalidArgument('`reconnect` applies to stream sockets (unix:, unix-abstract:, tcp://)');
-    const reconnect = options.reconnect === true ? {} : validate.object<ReconnectOptions>('reconnect', options.reconnect);
-    const raw = { ...rawAckedOptions(channelOptions(options)), ...(options.trustAnyOwner !== undefined ? { trustAnyOwner: options.trustAnyOwner } : {}) };
-    const channel = new ReconnectingChannel<MessageOf<C>>((o) => connectRaw(addr, raw, o, owner), channelOptions(options), reconnect as ReconnectOptions, addr.text);
-    await channel.start({ ...(options.timeout !== undefined ? { timeout: options.timeout } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) });
-    return channel as unknown as SocketChannel<MessageOf<C>>;
-  }
-  return connectRaw<MessageOf<C>>(addr, channelOptions(options), options, owner);
+  const trustAnyOwner = validate.optionalBoolean('trustAnyOwner', options.trustAnyOwner);
+  const wait: WaitOptions = { ...(options.timeout !== undefined ? { timeout: options.timeout } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) };
+  if (options.reconnect === undefined || options.reconnect === false) return connectRaw<MessageOf<C>>(addr, { ...channelOptions(options), ...(trustAnyOwner !== undefined ? { trustAnyOwner } : {}) }, wait, owner);
+  if (isPacketKind(addr.kind)) throw invalidArgument('`reconnect` applies to stream sockets (unix:, unix-abstract:, tcp://)');
+  const reconnect = resolveReconnectOptions(options.reconnect);
+  const raw = { ...rawAckedOptions(channelOptions(options)), ...(trustAnyOwner !== undefined ? { trustAnyOwner } : {}) };
+  const channel = new ReconnectingChannel<MessageOf<C>>((o) => connectRaw(addr, raw, o, owner), channelOptions(options), reconnect, addr.text);
+  return channel.start(wait).then(() => channel as unknown as SocketChannel<MessageOf<C>>);
 }
 
 /** One connection attempt, as a plain channel. */
@@ -572,6 +598,7 @@ function connectRaw<T>(addr: SocketAddress, options: SocketChannelOptions<CodecO
       return peer;
     };
     const start = async (): Promise<void> => {
+      prepareAddress(addr);
       if (addr.kind === 'tcp') {
         const { ip, family } = await resolveHost(addr.host);
         if (cancelled) return;
@@ -661,6 +688,7 @@ export function socketPair<C extends CodecOption | undefined = undefined>(kind: 
  */
 export function openSocketFd<C extends CodecOption | undefined = undefined>(fd: number, options: SocketChannelOptions<C> = {}): SocketChannel<MessageOf<C>> {
   validate.integer('fd', fd, 0, 2 ** 31 - 1);
+  validate.object('options', options);
   const type = sys(`inspect fd ${fd}`, () => native.getSockOpt(fd, C.SOL_SOCKET, C.SO_TYPE));
   const local = tryAddr(() => native.localAddress(fd));
   const unix = local?.family === 'unix';

@@ -18,10 +18,10 @@ import { constants as osConstants } from 'node:os';
 import { receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { abortedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
-import { frameTooLarge, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../../core/framing.js';
+import { checkOutgoing, frameTooLarge, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../../core/framing.js';
 import { processStartTime, watchProcess } from '../../os/liveness.js';
 import { native } from '../../os/native.js';
-import { closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './handle.js';
+import { checkHandles, closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './handle.js';
 import { FdPoll, FdReader, FdWriter, type StreamHooks } from '../../os/fd-stream.js';
 import type { SocketKind } from './address.js';
 import * as validate from '../../core/validate.js';
@@ -40,6 +40,8 @@ export interface SocketChannelOptions<C extends CodecOption | undefined = undefi
   codec?: C;
   /** Bytes accepted but not yet written beyond which `send` waits (default 256 KiB). */
   highWaterMark?: number;
+  /** Bytes of sends waiting for room the channel holds at most (default 64 MiB); past it `send` rejects with ERR_IPCKIT_LIMIT. */
+  maxPendingBytes?: number;
   /** Stream kinds: size of the read buffer (default 64 KiB). */
   readBufferSize?: number;
   /**
@@ -180,7 +182,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   readonly localAddress: string | undefined;
   readonly #poll: FdPoll;
   readonly #reader: FdReader<T>;
-  readonly #writer: FdWriter<T>;
+  readonly #writer: FdWriter<Uint8Array>;
   readonly #onClose: (() => void) | undefined;
   readonly #framing: Framing;
   readonly #codec: Codec<T>;
@@ -195,13 +197,16 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   #ended = false;
 
   constructor(fd: number, options: SocketChannelOptions<CodecOption | undefined>, init: StreamSocketInit) {
+    validate.integer('fd', fd, 0, 2 ** 31 - 1);
+    validate.object('options', options);
+    validate.optionalBoolean('handles', options.handles);
     this.fd = fd;
     this.kind = init.kind;
     this.peer = init.peer;
     this.remoteAddress = init.remoteAddress;
     this.localAddress = init.localAddress;
     this.#onClose = init.onClose;
-    const { highWaterMark, readBufferSize, handles, ...common } = options;
+    const { highWaterMark, maxPendingBytes, readBufferSize, handles, ...common } = options;
     this.#framing = resolveFraming(common).framing;
     this.#codec = resolveCodec(common.codec) as Codec<T>;
     if (handles === true) {
@@ -218,7 +223,9 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     const readerOptions = { ...common, ...(this.#tracker ? { codec: undefined } : {}), ...(readBufferSize !== undefined ? { readBufferSize } : {}) };
     try {
       this.#reader = new FdReader<T>(fd, readerOptions, hooks, this.#poll);
-      this.#writer = new FdWriter<T>(fd, { ...common, ...(highWaterMark !== undefined ? { highWaterMark } : {}) }, {}, this.#poll);
+      // The writer carries bytes: messages are encoded here, so that a bad one throws even
+      // when the send has to wait behind a descriptor (the barrier).
+      this.#writer = new FdWriter<Uint8Array>(fd, { ...common, codec: undefined, ...(highWaterMark !== undefined ? { highWaterMark } : {}), ...(maxPendingBytes !== undefined ? { maxPendingBytes } : {}) }, {}, this.#poll);
     } catch (e) {
       this.#poll.close();
       throw e;
@@ -240,27 +247,35 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   }
 
   send(message: T, options?: WaitOptions): Promise<void> {
-    if (this.#barrier) return this.#barrier.then(() => this.#writer.send(message, options));
-    return this.#writer.send(message, options);
+    validate.waitOptions(options);
+    const payload = this.#encode(message);
+    if (this.#barrier) return this.#barrier.then(() => this.#writer.send(payload, options));
+    return this.#writer.send(payload, options);
   }
 
   trySend(message: T): boolean {
+    const payload = this.#encode(message);
     if (this.#barrier) return false;
-    return this.#writer.trySend(message);
+    return this.#writer.trySend(payload);
   }
 
   sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
-    if (this.#barrier) return this.#barrier.then(() => this.#writer.sendMany(messages, options));
-    return this.#writer.sendMany(messages, options);
+    validate.waitOptions(options);
+    const payloads: Uint8Array[] = [];
+    for (const m of validate.iterable<T>('messages', messages)) payloads.push(this.#encode(m));
+    if (this.#barrier) return this.#barrier.then(() => this.#writer.sendMany(payloads, options));
+    return this.#writer.sendMany(payloads, options);
   }
 
   /** Resolves once every accepted message has been written to the kernel. */
   flush(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
     if (this.#barrier) return this.#barrier.then(() => this.#writer.flush(options));
     return this.#writer.flush(options);
   }
 
   receive(options?: WaitOptions): Promise<T> {
+    validate.waitOptions(options);
     if (!this.#tracker) return this.#reader.receive(options);
     return this.receiveWithHandles(options).then((m) => {
       for (const h of m.handles) h.close();
@@ -276,11 +291,17 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     return m.message;
   }
 
-  /** Every message ready now (at least one: waits for it), up to `max`. */
-  async receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
+  /** Every message ready now (at least one: waits for it), up to `max` (default: no limit). */
+  receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
     if (!this.#tracker) return this.#reader.receiveMany(max, options);
-    const out: T[] = [await this.receive(options)];
-    while (out.length < (max ?? Infinity)) {
+    const limit = validate.batchMax('max', max, Infinity);
+    return this.receive(options).then((first) => this.#readyAfter(first, limit));
+  }
+
+  /** Descriptor mode: `first` and the messages ready after it, up to `max` in all. */
+  #readyAfter(first: T, max: number): T[] {
+    const out: T[] = [first];
+    while (out.length < max) {
       let m: T | undefined;
       try {
         m = this.tryReceive();
@@ -304,11 +325,13 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
    * Resolves once the kernel has it. Needs `{ handles: true }` on a Unix stream socket.
    */
   sendHandle(handle: HandleSource | HandleSource[], message?: T, options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    checkHandles(handle, C.MAX_FDS_PER_MESSAGE);
+    const frame = this.#frame(message === undefined ? new Uint8Array(0) : encodeWith(this.#codec, message));
     if (!this.#tracker) return Promise.reject(noHandles(this.kind));
     if (this.#closed) return Promise.reject(new IpcError('ERR_IPCKIT_CLOSED', 'sender is closed'));
-    const frame = this.#frame(message === undefined ? new Uint8Array(0) : encodeWith(this.#codec, message));
-    const timeout = validate.timeout(options?.timeout);
-    const signal = validate.abortSignal(options?.signal);
+    const timeout = options?.timeout;
+    const signal = options?.signal;
     const fds = copyHandles(handle, C.MAX_FDS_PER_MESSAGE);
     const run = async (): Promise<void> => {
       if (signal?.aborted) throw abortedError('send a handle', signal);
@@ -330,16 +353,18 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   }
 
   /** The next message, which must carry a descriptor (extra ones are closed). */
-  async receiveHandle(options?: WaitOptions): Promise<{ handle: ReceivedHandle; message: T; sender: PeerCredentials | undefined }> {
-    const m = await this.receiveWithHandles(options);
-    const [first, ...rest] = m.handles;
-    for (const h of rest) h.close();
-    if (!first) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'the message carried no descriptor (expected a handle)');
-    return { handle: first, message: m.message, sender: this.peer };
+  receiveHandle(options?: WaitOptions): Promise<{ handle: ReceivedHandle; message: T; sender: PeerCredentials | undefined }> {
+    return this.receiveWithHandles(options).then((m) => {
+      const [first, ...rest] = m.handles;
+      for (const h of rest) h.close();
+      if (!first) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'the message carried no descriptor (expected a handle)');
+      return { handle: first, message: m.message, sender: this.peer };
+    });
   }
 
   /** The next message with any descriptors it carried (yours to close). */
   receiveWithHandles(options?: WaitOptions): Promise<MessageWithHandles<T>> {
+    validate.waitOptions(options);
     const tracker = this.#tracker;
     if (!tracker) return Promise.reject(noHandles(this.kind));
     if (this.#stashedError !== undefined) {
@@ -354,7 +379,12 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
    * Half-close: writes what was accepted, then shuts down our sending direction; the
    * peer receives every message and then its channel ends. We can still receive.
    */
-  async end(options?: WaitOptions): Promise<void> {
+  end(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    return this.#end(options);
+  }
+
+  async #end(options: WaitOptions | undefined): Promise<void> {
     if (this.#ended || this.#closed) return;
     this.#ended = true;
     if (this.#barrier) await this.#barrier;
@@ -366,7 +396,12 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
    * Writes what was accepted (bounded by `timeout`/`signal`), then releases the socket.
    * Rejects if accepted messages could not be written (the peer went away).
    */
-  async close(options?: WaitOptions): Promise<void> {
+  close(options?: WaitOptions): Promise<void> {
+    validate.waitOptions(options);
+    return this.#close(options);
+  }
+
+  async #close(options: WaitOptions | undefined): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     let failure: unknown;
@@ -388,6 +423,13 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
   }
 
   // --- internals ---
+
+  /** A message as the bytes the writer carries, checked against the framing and the size limit. */
+  #encode(message: T): Uint8Array {
+    const payload = encodeWith(this.#codec, message);
+    checkOutgoing(this.#framing, payload, this.#writer.maxMessageSize);
+    return payload;
+  }
 
   #tryTake(): MessageWithHandles<T> | undefined {
     if (this.#stashedError !== undefined) {

@@ -72,8 +72,5 @@ export function ownerArgument(value: unknown): { uid: number | undefined; gid: n
   return { uid, gid };
 }
 
-/** A boolean option, checked. */
-export function flag(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw invalidArgument(`${name} must be true or false, got ${validate.describe(value)}`);
-  return value;
-}
+/** A boolean option, checked (validate.boolean). */
+export const flag = validate.boolean;

@@ -17,9 +17,9 @@
  *   segment may take the key), and it lives on, with its contents, until the last process
  *   detaches. `stat()` then shows `removed: true` and key 0.
  *
- * Built on the POSIX segment's machinery (shm.ts): the attachment is a Mapping adopted
- * from shmat (native/sysv.cc), wrapped in a SharedMemory, whose read/write, atomics and
- * waits this handle offers. Unmapping an attachment detaches it, as shmdt does.
+ * Built on the shared-memory stack (src/memory): the attachment is a Mapping whose region
+ * shmdt detaches (native/sysv.cc, region.h), a Segment over it, and the POSIX segment's
+ * SharedMemory over that, whose read/write, atomics and waits this handle offers.
  */
 import { constants as osConstants } from 'node:os';
 import type { WaitOptions } from '../../core/channel.js';
@@ -28,6 +28,7 @@ import * as validate from '../../core/validate.js';
 import type { SysvIpcPerm } from '../../os/ipc-perm.js';
 import { native, type NativeMapping } from '../../os/native.js';
 import { readSysvTable } from '../../os/sysvipc.js';
+import { resolveExternal, Segment } from '../../memory/segment.js';
 import { SharedMemory, type ShmWaitResult } from '../shm/shm.js';
 import { describeTarget, findSysv, isGone, keyHex, validateKey, validateTarget, waitForSysv, type SysvTarget } from './keys.js';
 import { limitError, sysvLimits } from './limits.js';
@@ -252,19 +253,12 @@ function removeSegment(id: number, what: string): boolean {
   }
 }
 
-function resolveExternal(external: unknown): boolean {
-  if (external === undefined) return native.externalBuffersAllowed;
-  if (!flag('external', external)) return false;
-  if (!native.externalBuffersAllowed) throw new IpcError('ERR_IPCKIT_UNSUPPORTED', 'this runtime does not allow buffers over external memory (a V8 memory cage, as in Electron): use { external: false }');
-  return true;
-}
-
-/** Attaches segment `id` and wraps it in the POSIX segment's machinery. */
+/** Attaches segment `id` as a Segment of the shared-memory stack (src/memory/segment.ts), with the POSIX segment's API over it. */
 function attach(id: number, key: number, what: string, readOnly: boolean, external: boolean, removeOnClose: boolean): SysvSharedMemory {
-  let mapping;
-  let size: number;
+  let mapping: NativeMapping;
+  let s: ReturnType<typeof native.shmStat>;
   try {
-    size = native.shmStat(id).size;
+    s = native.shmStat(id);
     mapping = new native.Mapping(native.shmAttach(id, readOnly));
   } catch (e) {
     const errno = errnoOf(e);
@@ -273,7 +267,9 @@ function attach(id: number, key: number, what: string, readOnly: boolean, extern
   }
   // Its messages read "shared memory System V key 0x… (id N) is closed".
   const name = key === 0 ? `System V id ${id}` : `System V key ${keyHex(key)} (id ${id})`;
-  return new SysvSharedMemory(id, key, new SharedMemory('shm', name, mapping, size, readOnly, external), mapping, removeOnClose);
+  const stat = { dev: 0, ino: id, mode: s.mode & 0o777, uid: s.uid, gid: s.gid, size: s.size, nlink: s.attached };
+  const segment = new Segment(name, name, mapping, s.size, readOnly, external, stat);
+  return new SysvSharedMemory(id, key, new SharedMemory('shm', segment), mapping, removeOnClose);
 }
 
 /**

@@ -1,0 +1,112 @@
+/**
+ * A duplex link over two rings: messages go out on one and come in on the other.
+ */
+import { receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { resolveCodec, type CodecOption, type MessageOf } from '../../core/codec.js';
+import * as validate from '../../core/validate.js';
+import { spinOption } from './core.js';
+import { openRing, openRingSync, type OpenRingOptions, type Ring } from './ring.js';
+import type { RingReceiver } from './receiver.js';
+import type { RingEndpointOptions, RingSender } from './sender.js';
+
+/** A Channel over two rings: messages go out on one and come in on the other. */
+export class RingChannel<T> implements Channel<T> {
+  constructor(
+    readonly sender: RingSender<T>,
+    readonly receiver: RingReceiver<T>,
+  ) {}
+  send(message: T, options?: WaitOptions): Promise<void> {
+    return this.sender.send(message, options);
+  }
+  trySend(message: T): boolean {
+    return this.sender.trySend(message);
+  }
+  receive(options?: WaitOptions): Promise<T> {
+    return this.receiver.receive(options);
+  }
+  tryReceive(): T | undefined {
+    return this.receiver.tryReceive();
+  }
+  async close(): Promise<void> {
+    await Promise.all([this.sender.close(), this.receiver.close()]);
+  }
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return receiverIterator(this.receiver);
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+export type RingChannelOptions<C extends CodecOption | undefined = undefined> = OpenRingOptions & Omit<RingEndpointOptions<C>, 'timeout' | 'signal'>;
+
+/** Splits the options of a channel into those of the two opens and those of the endpoints (checked at once). */
+function split<C extends CodecOption | undefined>(options: RingChannelOptions<C>): { open: OpenRingOptions; endpoint: RingEndpointOptions<C> } {
+  validate.object('options', options);
+  const { codec, spinMicros, ...open } = options;
+  const endpoint: RingEndpointOptions<C> = {};
+  resolveCodec(codec); // bad endpoint options throw now, not after the opens
+  spinOption(spinMicros);
+  if (codec !== undefined) endpoint.codec = codec;
+  if (spinMicros !== undefined) endpoint.spinMicros = spinMicros;
+  if (open.timeout !== undefined) endpoint.timeout = open.timeout;
+  if (open.signal !== undefined) endpoint.signal = open.signal;
+  return { open, endpoint };
+}
+
+/**
+ * Opens a duplex Channel over two existing rings: we send on `sendRing` and receive on
+ * `receiveRing` (the peer opens the same two names the other way round). `timeout` and
+ * `signal` bound each open and each attach.
+ */
+export function openRingChannel<C extends CodecOption | undefined = undefined>(sendRing: string, receiveRing: string, options: RingChannelOptions<C> = {}): Promise<RingChannel<MessageOf<C>>> {
+  validate.posixName(sendRing);
+  validate.posixName(receiveRing);
+  const { open, endpoint } = split(options);
+  const outOpen = openRing(sendRing, open); // validates the rest at once
+  return (async () => {
+    let sender: RingSender<MessageOf<C>>;
+    const out: Ring = await outOpen;
+    try {
+      sender = await out.sender(endpoint);
+    } finally {
+      out.close();
+    }
+    try {
+      const inn = await openRing(receiveRing, open);
+      try {
+        return new RingChannel(sender, await inn.receiver(endpoint));
+      } finally {
+        inn.close();
+      }
+    } catch (e) {
+      await sender.close();
+      throw e;
+    }
+  })();
+}
+
+/** openRingChannel for workers and scripts: the waits block this thread. */
+export function openRingChannelSync<C extends CodecOption | undefined = undefined>(sendRing: string, receiveRing: string, options: RingChannelOptions<C> = {}): RingChannel<MessageOf<C>> {
+  validate.posixName(sendRing);
+  validate.posixName(receiveRing);
+  const { open, endpoint } = split(options);
+  const out = openRingSync(sendRing, open);
+  let sender: RingSender<MessageOf<C>>;
+  try {
+    sender = out.senderSync(endpoint);
+  } finally {
+    out.close();
+  }
+  try {
+    const inn = openRingSync(receiveRing, open);
+    try {
+      return new RingChannel(sender, inn.receiverSync(endpoint));
+    } finally {
+      inn.close();
+    }
+  } catch (e) {
+    void sender.close();
+    throw e;
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * The consuming side of a work-queue handle: get (and its batch, try and Sync forms),
+ * taskDone, and join. A get that finds nothing ready spins briefly, then sleeps on the
+ * items signal in slices, recovering the slots of dead owners as it waits.
+ */
+import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
+import { availableParallelism } from 'node:os';
+import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
+import * as validate from '../../core/validate.js';
+import { LoopWait } from '../../memory/loop-wait.js';
+import { SpinBudget } from '../../memory/spin.js';
+import { checkWaitOptions, SLICE_MS } from '../../memory/waits.js';
+import { fault, FAULTS } from '../../os/faults.js';
+import type { Job, JobImpl, QueueCore } from './core.js';
+import { FREE, W_DONE_SIGNAL, W_GETTERS_SLEEPING, W_ITEMS_SIGNAL, W_JOINERS_SLEEPING } from './layout.js';
+
+const DEFAULT_SPIN_MICROS = 20;
+const now = (): number => performance.now();
+
+type Want = { many: false } | { many: true; max: number };
+
+/** The spin option of a handle, checked (µs). */
+export function spinOption(value: unknown): number {
+  return value === undefined ? (availableParallelism() > 1 ? DEFAULT_SPIN_MICROS : 0) : validate.integer('spinMicros', value, 0, 10_000_000);
+}
+
+export class Consumer<T> {
+  #core: QueueCore<T>;
+  #spinner: SpinBudget;
+  #getters = new WaitQueue<unknown, Want>('get');
+  #joiners = new WaitQueue<void>('join');
+  #items: LoopWait;
+  #done: LoopWait;
+
+  constructor(core: QueueCore<T>, spinMicros: number) {
+    this.#core = core;
+    this.#spinner = new SpinBudget(spinMicros);
+    this.#items = new LoopWait(core.mem, W_ITEMS_SIGNAL, SLICE_MS, (res) => (res < 0 ? core.waitFailed(res, 'items') : this.#armGet(res === 2)));
+    this.#done = new LoopWait(core.mem, W_DONE_SIGNAL, SLICE_MS, (res) => (res < 0 ? core.waitFailed(res, 'done') : this.#armJoin(res === 2)));
+    core.rejecters.push((e) => {
+      this.#getters.rejectAll(e);
+      this.#joiners.rejectAll(e);
+    });
+    this.#getters.onCancel = () => {
+      if (this.#getters.length === 0) this.#items.stop();
+    };
+    this.#joiners.onCancel = () => {
+      if (this.#joiners.length === 0) this.#done.stop();
+    };
+  }
+
+  get(options?: WaitOptions): Promise<Job<T>> {
+    return this.#request({ many: false }, options, checkWaitOptions(options, 'get')) as Promise<Job<T>>;
+  }
+
+  tryGet(): Job<T> | undefined {
+    this.#core.usable();
+    if (this.#getters.length > 0) return undefined;
+    return this.#core.take();
+  }
+
+  getMany(max: number, options?: WaitOptions): Promise<Array<Job<T>>> {
+    if (max !== Infinity) validate.integer('max', max, 1);
+    return this.#request({ many: true, max }, options, checkWaitOptions(options, 'get')) as Promise<Array<Job<T>>>;
+  }
+
+  tryGetMany(max: number): Array<Job<T>> {
+    if (max !== Infinity) validate.integer('max', max, 1);
+    this.#core.usable();
+    if (this.#getters.length > 0) return [];
+    return this.#core.takeMany(max);
+  }
+
+  getSync(timeoutMs?: number): Job<T> {
+    const ms = validate.timeout(timeoutMs);
+    const core = this.#core;
+    core.usable();
+    if (this.#getters.length > 0) throw invalidArgument('getSync cannot overtake pending asynchronous gets');
+    const deadline = ms === undefined ? undefined : now() + ms;
+    const mem = core.mem;
+    try {
+      let job = core.take();
+      if (job) return job;
+      const budget = this.#spinner.next();
+      if (budget > 0) {
+        const t0 = now();
+        const until = Math.min(t0 + budget / 1000, deadline ?? Infinity);
+        let lastDeep = t0;
+        for (;;) {
+          const t = now();
+          if (t - lastDeep >= SLICE_MS) {
+            lastDeep = t;
+            core.checkIntact();
+            core.maintain(true);
+          }
+          job = core.take();
+          if (job) {
+            this.#spinner.caught((now() - t0) * 1000);
+            return job;
+          }
+          const end = core.drained();
+          if (end) throw end;
+          if (t >= until) break;
+        }
+        this.#spinner.missed();
+      }
+      let deep = false;
+      for (;;) {
+        core.maintain(deep);
+        const end = core.drained();
+        if (end) throw end;
+        if (deadline !== undefined && now() >= deadline) throw timeoutError('get', ms!);
+        mem.store(W_GETTERS_SLEEPING, 1);
+        const seq = mem.load(W_ITEMS_SIGNAL);
+        job = core.take();
+        if (job) return job;
+        const left = deadline === undefined ? SLICE_MS : Math.max(0, Math.min(SLICE_MS, deadline - now()));
+        const r = mem.waitSync(W_ITEMS_SIGNAL, seq, left);
+        if (r < 0) throw errnoError(-r, 'futex', 'get');
+        deep = r === 2;
+        if (deep) core.checkIntact();
+        job = core.take();
+        if (job) return job;
+      }
+    } catch (e) {
+      throw isIpcError(e, 'ERR_IPCKIT_TIMEOUT') ? e : core.fail(e);
+    }
+  }
+
+  taskDone(job?: Job<T> | ReadonlyArray<Job<T>>): void {
+    const core = this.#core;
+    if (job !== undefined && (job === null || typeof job !== 'object')) throw invalidArgument(`job must be a Job or an array of jobs, got ${validate.describe(job)}`);
+    core.usable();
+    const jobs: Array<Job<T>> = job === undefined ? [core.oldest()] : Array.isArray(job) ? [...(job as ReadonlyArray<Job<T>>)] : [job as Job<T>];
+    let done = 0;
+    try {
+      for (const j of jobs) {
+        const t = j !== null && typeof j === 'object' ? core.inFlight.get(j.id) : undefined;
+        if (!t || t !== j) throw invalidArgument(`job ${(j as Job<T> | null)?.id} is not in progress on this handle (taskDone twice, or taken by another handle)`);
+        if (FAULTS) fault('workqueue:before-done');
+        core.release(t as JobImpl<T>, FREE);
+        done++;
+      }
+    } finally {
+      if (done > 0) core.afterDone(done);
+    }
+  }
+
+  join(options?: WaitOptions): Promise<void> {
+    const core = this.#core;
+    const aborted = checkWaitOptions(options, 'join');
+    if (core.closed || core.error) return Promise.reject(core.error ?? closedError(`work queue ${core.name}`));
+    if (aborted) return Promise.reject(aborted);
+    try {
+      if (core.unfinished() === 0) return RESOLVED;
+    } catch (e) {
+      return Promise.reject(core.fail(e));
+    }
+    const p = this.#joiners.enqueue(options, undefined);
+    this.#armJoin();
+    return p;
+  }
+
+  /** Ends every waiting get and join with `err` (close). */
+  rejectAll(err: () => IpcError): void {
+    this.#getters.rejectAll(err);
+    this.#joiners.rejectAll(err);
+  }
+
+  /** close(): the waits go for good. */
+  stop(): void {
+    this.#items.stop(true);
+    this.#done.stop(true);
+  }
+
+  // --- waiting ---
+
+  #request(want: Want, options: WaitOptions | undefined, aborted: IpcError | undefined): Promise<unknown> {
+    const core = this.#core;
+    if (core.closed || core.error) return Promise.reject(core.error ?? closedError(`work queue ${core.name}`));
+    if (aborted) return Promise.reject(aborted);
+    if (this.#getters.length === 0) {
+      try {
+        const v = this.#serve(want);
+        if (v !== undefined) return Promise.resolve(v);
+        // Spin a little before going to sleep; an event-loop spin lasts at most 1 ms.
+        const s = this.#spinner.spinFor(() => this.#serve(want), undefined, 1000);
+        if (s !== undefined) return Promise.resolve(s);
+      } catch (e) {
+        return Promise.reject(core.fail(e));
+      }
+    }
+    const p = this.#getters.enqueue(options, want);
+    this.#armGet(false);
+    return p;
+  }
+
+  #serve(want: Want): unknown {
+    if (want.many) {
+      const batch = this.#core.takeMany(want.max);
+      return batch.length > 0 ? batch : undefined;
+    }
+    return this.#core.take();
+  }
+
+  #deliver(): void {
+    for (;;) {
+      const want = this.#getters.peek();
+      if (!want) return;
+      let v: unknown;
+      try {
+        v = this.#serve(want);
+      } catch (e) {
+        if (isIpcError(e, 'ERR_IPCKIT_CORRUPT')) throw e;
+        this.#getters.rejectNext(e); // an item that failed to decode: that one only
+        continue;
+      }
+      if (v === undefined) return;
+      this.#getters.resolveNext(v);
+    }
+  }
+
+  #armGet(deep: boolean): void {
+    const core = this.#core;
+    if (this.#items.pending || core.closed || core.error) return;
+    const mem = core.mem;
+    try {
+      if (deep) core.checkIntact();
+      core.maintain(deep);
+      this.#deliver();
+      if (this.#getters.length === 0) return;
+      const end = core.drained();
+      if (end) {
+        this.#getters.rejectAll(end);
+        return;
+      }
+      mem.store(W_GETTERS_SLEEPING, 1);
+      const seq = mem.load(W_ITEMS_SIGNAL);
+      this.#deliver();
+      if (this.#getters.length === 0) return;
+      this.#items.sleep(seq);
+    } catch (e) {
+      this.#getters.rejectAll(core.fail(e));
+    }
+  }
+
+  #armJoin(deep = false): void {
+    const core = this.#core;
+    if (this.#done.pending || core.closed || core.error) return;
+    const mem = core.mem;
+    try {
+      if (deep) core.checkIntact();
+      core.maintain(deep);
+      if (core.unfinished() === 0) {
+        while (this.#joiners.resolveNext(undefined));
+        return;
+      }
+      if (this.#joiners.length === 0) return;
+      mem.store(W_JOINERS_SLEEPING, 1);
+      const seq = mem.load(W_DONE_SIGNAL);
+      if (core.unfinished() === 0) {
+        while (this.#joiners.resolveNext(undefined));
+        return;
+      }
+      this.#done.sleep(seq);
+    } catch (e) {
+      this.#joiners.rejectAll(core.fail(e));
+    }
+  }
+}

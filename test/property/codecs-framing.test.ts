@@ -1,0 +1,150 @@
+/**
+ * Properties of the codecs and the framing, checked with fast-check on generated inputs
+ * (and shrunk to a smallest counterexample when one fails): every value a codec accepts
+ * comes back equal; every list of messages framed and cut into any pieces comes back as
+ * the same messages; and bytes from a peer, however damaged, give messages or an
+ * IpcError of the documented codes, never anything else. IPCKIT_PROPERTY_RUNS sets the
+ * number of runs (default 300), IPCKIT_PROPERTY_SEED replays one.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { bytesCodec, jsonCodec, structuredCodec, utf8Codec } from '../../src/core/codec.js';
+import { IpcError } from '../../src/core/errors.js';
+import { FrameDecoder, type Framing } from '../../src/core/framing.js';
+
+const runs = Number(process.env.IPCKIT_PROPERTY_RUNS ?? 300);
+const seed = process.env.IPCKIT_PROPERTY_SEED === undefined ? undefined : Number(process.env.IPCKIT_PROPERTY_SEED);
+const params = { numRuns: runs, ...(seed !== undefined ? { seed } : {}) };
+
+/** A frame as a writer puts it on the wire. */
+function frame(framing: Framing, payload: Uint8Array): Buffer {
+  if (framing === 'lines') return Buffer.concat([payload, Buffer.from('\n')]);
+  if (framing === 'raw') return Buffer.from(payload);
+  const header = Buffer.alloc(4);
+  header.writeUInt32LE(payload.length);
+  return Buffer.concat([header, payload]);
+}
+
+/** Feeds `stream` to a decoder in the pieces `cuts` says, as a reader would; collects what it yields. */
+function decodeInPieces(framing: Framing, stream: Buffer, cuts: number[], max: number, bufferSize: number): Buffer[] {
+  const d = new FrameDecoder(framing, max, bufferSize);
+  const out: Buffer[] = [];
+  let pos = 0;
+  let c = 0;
+  while (pos < stream.length) {
+    const [buf, offset, room] = d.space();
+    const want = cuts.length === 0 ? room : Math.max(1, cuts[c++ % cuts.length]!);
+    const n = Math.min(room, want, stream.length - pos);
+    stream.copy(buf, offset, pos, pos + n);
+    d.commit(n);
+    pos += n;
+    for (let m = d.next(); m !== undefined; m = d.next()) out.push(Buffer.from(m));
+  }
+  for (let m = d.next(); m !== undefined; m = d.next()) out.push(Buffer.from(m));
+  const last = d.finish();
+  if (last !== undefined) out.push(Buffer.from(last));
+  return out;
+}
+
+const payload = fc.uint8Array({ maxLength: 3000 });
+const linePayload = payload.map((p) => p.map((b) => (b === 0x0a ? 0x20 : b)));
+const cuts = fc.array(fc.integer({ min: 1, max: 5000 }), { maxLength: 20 });
+const bufferSizes = fc.constantFrom(16, 256, 4096, 65536);
+
+describe('framing: any messages, any split of the stream', () => {
+  it('length frames come back as the same messages, in order', () => {
+    fc.assert(
+      fc.property(fc.array(payload, { maxLength: 30 }), cuts, bufferSizes, (messages, pieces, size) => {
+        const stream = Buffer.concat(messages.map((m) => frame('length', m)));
+        assert.deepEqual(decodeInPieces('length', stream, pieces, 4096, size), messages.map((m) => Buffer.from(m)));
+      }),
+      params,
+    );
+  });
+
+  it('lines come back as the same lines, in order', () => {
+    fc.assert(
+      fc.property(fc.array(linePayload, { maxLength: 30 }), cuts, bufferSizes, (lines, pieces, size) => {
+        const stream = Buffer.concat(lines.map((m) => frame('lines', m)));
+        assert.deepEqual(decodeInPieces('lines', stream, pieces, 4096, size), lines.map((m) => Buffer.from(m)));
+      }),
+      params,
+    );
+  });
+
+  it('raw keeps every byte, in order, however it is cut', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 20000 }), cuts, bufferSizes, (bytes, pieces, size) => {
+        assert.deepEqual(Buffer.concat(decodeInPieces('raw', Buffer.from(bytes), pieces, 4096, size)), Buffer.from(bytes));
+      }),
+      params,
+    );
+  });
+
+  it('damaged streams give whole messages and then, at most, FRAME_TOO_LARGE or BAD_FRAME', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom<Framing>('length', 'lines'),
+        fc.array(payload, { maxLength: 10 }),
+        fc.array(fc.record({ at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }), { maxLength: 8 }),
+        fc.nat(),
+        cuts,
+        fc.integer({ min: 1, max: 5000 }),
+        (framing, messages, flips, cutAt, pieces, max) => {
+          let stream = Buffer.concat(messages.map((m) => frame(framing, framing === 'lines' ? m.map((b) => (b === 0x0a ? 0x20 : b)) : m)));
+          stream = Buffer.from(stream.subarray(0, stream.length === 0 ? 0 : cutAt % (stream.length + 1)));
+          for (const f of flips) if (stream.length > 0) stream[f.at % stream.length] = f.byte;
+          try {
+            for (const m of decodeInPieces(framing, stream, pieces, max, 4096)) assert.ok(m.length <= max, 'no message above the limit is delivered');
+          } catch (e) {
+            assert.ok(e instanceof IpcError, `not an IpcError: ${String(e)}`);
+            assert.ok(['ERR_IPCKIT_FRAME_TOO_LARGE', 'ERR_IPCKIT_BAD_FRAME'].includes(e.code), e.code);
+          }
+        },
+      ),
+      params,
+    );
+  });
+});
+
+describe('codecs: what one side encodes, the other decodes to the same value', () => {
+  it('bytes and utf8', () => {
+    fc.assert(fc.property(fc.uint8Array(), (b) => assert.deepEqual(bytesCodec.decode(bytesCodec.encode(b)), b)), params);
+    fc.assert(fc.property(fc.string({ unit: 'grapheme' }), (s) => assert.equal(utf8Codec.decode(utf8Codec.encode(s)), s)), params);
+  });
+
+  it('json: every JSON value', () => {
+    fc.assert(fc.property(fc.jsonValue(), (v) => assert.deepEqual(jsonCodec.decode(jsonCodec.encode(v)), JSON.parse(JSON.stringify(v)))), params);
+  });
+
+  it('structured: Maps, Sets, Dates, typed arrays, BigInts and nested objects', () => {
+    const value = fc.letrec((tie) => ({
+      leaf: fc.oneof(fc.integer(), fc.double({ noNaN: true }), fc.string(), fc.boolean(), fc.constant(null), fc.bigInt(), fc.date({ noInvalidDate: true }), fc.uint8Array({ maxLength: 32 })),
+      node: fc.oneof(
+        { depthSize: 'small' },
+        tie('leaf'),
+        fc.array(tie('node'), { maxLength: 4 }),
+        fc.dictionary(fc.string({ maxLength: 8 }), tie('node'), { maxKeys: 4 }),
+        fc.array(fc.tuple(fc.string({ maxLength: 8 }), tie('node')), { maxLength: 3 }).map((e) => new Map(e)),
+        fc.array(fc.integer(), { maxLength: 4 }).map((e) => new Set(e)),
+      ),
+    })).node;
+    fc.assert(fc.property(value, (v) => assert.deepStrictEqual(structuredCodec.decode(structuredCodec.encode(v)), v)), params);
+  });
+
+  it('damaged payloads: a value or BAD_FRAME, never another error', () => {
+    for (const codec of [utf8Codec, jsonCodec, structuredCodec]) {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 256 }), (bytes) => {
+          try {
+            codec.decode(bytes);
+          } catch (e) {
+            assert.ok(e instanceof IpcError && e.code === 'ERR_IPCKIT_BAD_FRAME', `${codec.name}: ${String(e)}`);
+          }
+        }),
+        params,
+      );
+    }
+  });
+});
