@@ -78,6 +78,7 @@ export function ftok(path: string, projectId: number): number {
  * character, as ftok's callers often pass 'A').
  */
 export function parseSysvTarget(text: string): { key: number } | { id: number } {
+  validate.string('key', text);
   const id = /^id:(\d+)$/.exec(text);
   if (id) return { id: validate.integer('id', Number(id[1]), 0, 2 ** 31 - 1) };
   if (/^0x[0-9a-f]{1,8}$/i.test(text)) return { key: parseInt(text.slice(2), 16) };

@@ -474,6 +474,7 @@ export function removeSysvSemaphoreSet(target: SysvTarget): boolean {
 /** A lock held from a SysvLock: `release()` (or `using`) gives it back, once. */
 export class SysvLockHold implements Disposable, AsyncDisposable {
   #released = false;
+  /** @internal Made by SysvLock. */
   constructor(
     readonly lock: SysvLock,
     give: () => void,
@@ -513,6 +514,7 @@ export class SysvLockHold implements Disposable, AsyncDisposable {
 export class SysvLock {
   readonly #ops: { take: SemOp[]; give: SemOp[] };
 
+  /** @internal Use sysvLock(set, { index }). */
   constructor(
     readonly set: SysvSemaphoreSet,
     readonly index: number,
