@@ -14,14 +14,14 @@
  * The objects are made here (the C programs get their identifiers) and removed in
  * `finally`, so a killed run leaves nothing behind.
  */
-import { receiverIterator, type Receiver, type Sender, type WaitOptions } from '../src/core/channel.js';
+import { receiverIterator, type Sender, type WaitOptions } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
 import { cFigure, latency, now, runC, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
+import { echoLoop, rttLoop, sinkLoop, throughputLoop, type BatchReceiver } from './streams.js';
 
 const MSG_VARIANT = 'C msgsnd/msgrcv';
 const SEM_VARIANT = 'C semop';
@@ -46,10 +46,12 @@ function queueBytes(q: SysvMessageQueue<Uint8Array>): number {
   return q.stat().maxBytes;
 }
 
-/** The two directions of one queue as a Sender and a Receiver. */
-function directions(q: SysvMessageQueue<Uint8Array>, out: number, back: number): { tx: Sender<Uint8Array>; rx: Receiver<Uint8Array> } {
-  const rx: Receiver<Uint8Array> = {
-    receive: (o?: WaitOptions) => q.receive(o ? { ...o, type: back } : { type: back }),
+/** The two directions of one queue as a Sender and a Receiver (with receiveMany, which the sink uses). */
+function directions(q: SysvMessageQueue<Uint8Array>, out: number, back: number): { tx: Sender<Uint8Array>; rx: BatchReceiver<Uint8Array> } {
+  const selection = { type: back };
+  const rx: BatchReceiver<Uint8Array> = {
+    receive: (o?: WaitOptions) => q.receive(o ? { ...o, type: back } : selection),
+    receiveMany: (max?: number) => q.receiveMany(max, selection),
     tryReceive: () => q.tryReceive({ type: back }),
     close: () => q.close(),
     [Symbol.asyncIterator]: () => receiverIterator(rx),

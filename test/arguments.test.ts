@@ -686,6 +686,11 @@ const TABLE: Record<string, () => Case[]> = {
     ['a signal that is a string', () => sysvQueue.receive({ signal: bad('stop') }), /signal/],
   ],
   'SysvMessageQueue.receiveWithType': () => [['options that are a number', () => sysvQueue.receiveWithType(bad(5)), /options/]],
+  'SysvMessageQueue.receiveMany': () => [
+    ['max 0', () => sysvQueue.receiveMany(0), /max/],
+    ['a negative timeout', () => sysvQueue.receiveMany(1, { timeout: -1 }), /timeout/],
+  ],
+  'SysvMessageQueue.receiveManyWithType': () => [['a fractional max', () => sysvQueue.receiveManyWithType(1.5), /max/]],
   'SysvMessageQueue.tryReceive': () => [['a type past 2^53', () => sysvQueue.tryReceive({ type: 2 ** 60 }), /type/]],
   'SysvMessageQueue.tryReceiveWithType': () => [['except that is a string', () => sysvQueue.tryReceiveWithType({ type: 1, except: bad('yes') }), /except/]],
   'SysvMessageQueue.setOwner': () => [

@@ -123,6 +123,48 @@ describe('sysv msg: types and selectors', () => {
   });
 });
 
+describe('sysv msg: batches', () => {
+  it('receiveMany waits for one, then takes what is waiting (up to max) in one call, keeping types and the selector', async () => {
+    const q = queue({ codec: 'utf8' });
+    try {
+      const waiting = q.receiveManyWithType(10, { type: -5 });
+      await sleep(20);
+      await q.send('first', { type: 3 });
+      assert.deepEqual(await within(waiting, 5000), [{ type: 3, message: 'first' }]);
+      for (let i = 0; i < 8; i++) await q.send(`m${i}`, { type: i % 2 === 0 ? 2 : 9 });
+      assert.deepEqual(await q.receiveMany(3, { type: 2 }), ['m0', 'm2', 'm4']);
+      assert.deepEqual(await q.receiveMany(100, { type: 9 }), ['m1', 'm3', 'm5', 'm7']);
+      assert.deepEqual(await q.receiveManyWithType(), [{ type: 2, message: 'm6' }]);
+      assert.equal(q.stat().messages, 0);
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('a message that fails to decode is that receive\'s error; those after it in the batch come next, in order', async () => {
+    const q = queue({ codec: 'json' });
+    const raw = await openSysvMessageQueue(q.key);
+    try {
+      for (const m of ['{"a":1}', '{"a":2}', '{not json', '{"a":4}', '{"a":5}']) await raw.send(Buffer.from(m), { type: 1 });
+      assert.deepEqual(await q.receiveMany(), [{ a: 1 }, { a: 2 }]);
+      await rejectsWith(q.receiveMany(), 'ERR_IPCKIT_BAD_FRAME');
+      assert.deepEqual(await q.receive(), { a: 4 }, 'held back, then given to the next receive of that selector');
+      assert.deepEqual(await q.receiveMany(), [{ a: 5 }]);
+      // Held messages left at close go back to the queue.
+      for (const m of ['{"b":1}', 'oops', '{"b":3}']) await raw.send(Buffer.from(m), { type: 4 });
+      assert.deepEqual(await q.receiveMany(10, { type: 4 }), [{ b: 1 }]);
+    } finally {
+      await q.close();
+    }
+    assert.deepEqual(
+      [raw.tryReceiveWithType(), raw.tryReceiveWithType()].map((m) => m && { type: m.type, text: Buffer.from(m.message).toString() }),
+      [{ type: 4, text: 'oops' }, { type: 4, text: '{"b":3}' }],
+      'what close() put back, in order',
+    );
+    await raw.close();
+  });
+});
+
 describe('sysv msg: waiting', () => {
   it('pending receives keep the event loop turning and libuv\'s pool free; one thread per selector', async () => {
     const q = queue({ codec: 'utf8' });

@@ -450,6 +450,12 @@ export interface NativeSysv {
   msgSnd(id: number, bytes: Uint8Array, type: number, flags: number): number;
   /** msgrcv into `buffer` (type in its first 8 bytes, native endianness, then the text; at least 8 + size bytes): text length or -errno (ENOMSG: none; E2BIG: longer than size, left in the queue). */
   msgRcv(id: number, buffer: Uint8Array, size: number, type: number, flags: number): number;
+  /**
+   * Up to `max` msgrcv(IPC_NOWAIT) calls into `buffer`: message i's struct msgbuf at the next
+   * 8-byte-aligned offset (type, then text), taken only while `size` more bytes fit;
+   * meta[2i] = length, meta[2i+1] = type. How many, or -errno when the first failed.
+   */
+  msgRcvMany(id: number, buffer: Uint8Array, size: number, type: number, flags: number, max: number, meta: Float64Array): number;
   msgStat(id: number): NativeIpcPerm & { messages: number; bytes: number; maxBytes: number; lastSendPid: number; lastReceivePid: number; sendTime: number; receiveTime: number; changeTime: number };
   /** IPC_SET: owner, group, mode and msg_qbytes at once. Throws. */
   msgSet(id: number, uid: number, gid: number, mode: number, maxBytes: number): void;

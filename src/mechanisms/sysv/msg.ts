@@ -108,6 +108,7 @@ export interface SysvMessageQueueStat extends SysvIpcPerm {
 }
 
 const date = (seconds: number): Date | null => (seconds === 0 ? null : new Date(seconds * 1000));
+const align8 = (n: number): number => (n + 7) & ~7;
 
 const DEFAULT_SPIN_MICROS = 20;
 
@@ -124,11 +125,17 @@ interface Selector {
   /** MSG_EXCEPT, MSG_NOERROR. */
   flags: number;
   withType: boolean;
+  /** 0: one message; else a batch of 1 .. max (receiveMany). */
+  max: number;
   /** Receives with the same selector wait in turn: one probe per group. */
   group: string;
 }
 
-function selector(options: SysvReceiveOptions | undefined, withType: boolean): Selector {
+/** How many messages one receiveMany takes at most, and the batch buffer's least size. */
+const BATCH_MAX = 1024;
+const BATCH_BYTES = 64 * 1024;
+
+function selector(options: SysvReceiveOptions | undefined, withType: boolean, max = 0): Selector {
   const o = validate.object<SysvReceiveOptions>('options', options);
   const type = o.type === undefined ? 0 : validate.integer('type', o.type, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const except = o.except === undefined ? false : flag('except', o.except);
@@ -136,7 +143,7 @@ function selector(options: SysvReceiveOptions | undefined, withType: boolean): S
   const truncate = o.truncate === undefined ? false : flag('truncate', o.truncate);
   validate.timeout(o.timeout);
   validate.abortSignal(o.signal);
-  return { type, flags: (except ? C.MSG_EXCEPT : 0) | (truncate ? C.MSG_NOERROR : 0), withType, group: `${type}${except ? '!' : ''}` };
+  return { type, flags: (except ? C.MSG_EXCEPT : 0) | (truncate ? C.MSG_NOERROR : 0), withType, max, group: `${type}${except ? '!' : ''}` };
 }
 
 function messageType(value: unknown): number {
@@ -286,6 +293,16 @@ class ReceivingSide<T> {
   /** msgrcv's buffer: the type, then up to maxMessageSize bytes of text. */
   readonly #scratch: Buffer;
   readonly #view: DataView;
+  /** receiveMany's buffer and its [length, type] pairs, made on first use. */
+  #batch: Buffer | undefined;
+  #meta: Float64Array | undefined;
+  /**
+   * Messages a batch took from the kernel but did not deliver (after one that failed to
+   * decode), with the selector group that took them: the next receives of that group get
+   * them first, in order.
+   */
+  #held: Array<{ bytes: Uint8Array; type: number }> = [];
+  #heldGroup = '';
   readonly waits: Waits<ReceiveWaiter>;
 
   constructor(core: QueueCore, codec: Codec<T>, spinMicros: number) {
@@ -298,8 +315,8 @@ class ReceivingSide<T> {
     core.onRemoved.push(() => void this.waits.stop(() => core.removedError()));
   }
 
-  receive(options: SysvReceiveOptions | undefined, withType: boolean): Promise<unknown> {
-    const sel = selector(options, withType);
+  receive(options: SysvReceiveOptions | undefined, withType: boolean, max = 0): Promise<unknown> {
+    const sel = selector(options, withType, max);
     const bad = this.#core.unusable();
     if (bad) return Promise.reject(bad);
     if (options?.signal?.aborted) return Promise.reject(abortedError(this.waits.what, options.signal));
@@ -329,21 +346,98 @@ class ReceivingSide<T> {
     return ready === NOTHING ? undefined : ready;
   }
 
-  /** One message for `sel` now (msgrcv with IPC_NOWAIT), or NOTHING. Throws for that message (too long, undecodable) or the queue. */
+  /**
+   * What `sel` asks for, if the queue (or #held) has it now: one message, or for a batch an
+   * array of 1 .. max; NOTHING otherwise. Throws for that message (too long, undecodable)
+   * or the queue.
+   */
   #take(sel: Selector): unknown {
+    if (sel.max > 0) return this.#takeMany(sel);
+    if (this.#held.length > 0 && this.#heldGroup === sel.group) {
+      const m = this.#held.shift()!;
+      return this.#shape(m.bytes, m.type, sel);
+    }
     const core = this.#core;
     const r = native.msgRcv(core.id, this.#scratch, core.maxMessageSize, sel.type, sel.flags | C.IPC_NOWAIT);
     if (r === -ENOMSG) return NOTHING;
-    if (r === -E2BIG) {
-      throw new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `the next message${sel.type === 0 ? '' : ` of type selection ${sel.type}`} on ${core.what} is longer than maxMessageSize (${core.maxMessageSize} bytes); it stays in the queue`, {
+    if (r < 0) throw this.#failure(-r, sel);
+    const bytes = Buffer.allocUnsafe(r);
+    this.#scratch.copy(bytes, 0, TYPE_BYTES, TYPE_BYTES + r);
+    return this.#shape(bytes, this.#readType(), sel);
+  }
+
+  /** A batch: held messages of this group first, then one native call for what is waiting. */
+  #takeMany(sel: Selector): unknown {
+    const out: unknown[] = [];
+    while (out.length < sel.max && this.#held.length > 0 && this.#heldGroup === sel.group) {
+      const m = this.#held[0]!;
+      try {
+        out.push(this.#shape(m.bytes, m.type, sel));
+      } catch (e) {
+        if (out.length > 0) return out; // it goes out as its own error next time
+        this.#held.shift();
+        throw e;
+      }
+      this.#held.shift();
+    }
+    if (out.length === sel.max || this.#held.length > 0) return out.length === 0 ? NOTHING : out;
+    const core = this.#core;
+    this.#batch ??= Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, 2 * (TYPE_BYTES + core.maxMessageSize + 8)));
+    this.#meta ??= new Float64Array(2 * BATCH_MAX);
+    const n = native.msgRcvMany(core.id, this.#batch, core.maxMessageSize, sel.type, sel.flags, Math.min(sel.max - out.length, BATCH_MAX), this.#meta);
+    if (n < 0) {
+      if (n === -ENOMSG || out.length > 0) return out.length === 0 ? NOTHING : out;
+      throw this.#failure(-n, sel);
+    }
+    const meta = this.#meta;
+    // One copy out of the reused buffer; each message is a view of that copy.
+    let end = 0;
+    for (let i = 0; i < n; i++) end = align8(end + TYPE_BYTES + meta[2 * i]!);
+    const block = Buffer.allocUnsafe(end);
+    this.#batch.copy(block, 0, 0, end);
+    for (let i = 0, at = 0; i < n; i++) {
+      const length = meta[2 * i]!;
+      const bytes = block.subarray(at + TYPE_BYTES, at + TYPE_BYTES + length);
+      try {
+        out.push(this.#shape(bytes, meta[2 * i + 1]!, sel));
+      } catch (e) {
+        // Hold back this message (it goes out as its error) and those after it, in order.
+        const held: Array<{ bytes: Uint8Array; type: number }> = [];
+        for (let j = i, a = at; j < n; j++) {
+          const l = meta[2 * j]!;
+          held.push({ bytes: block.subarray(a + TYPE_BYTES, a + TYPE_BYTES + l), type: meta[2 * j + 1]! });
+          a = align8(a + TYPE_BYTES + l);
+        }
+        this.#held = held;
+        this.#heldGroup = sel.group;
+        if (out.length > 0) return out;
+        this.#held.shift();
+        throw e;
+      }
+      at = align8(at + TYPE_BYTES + length);
+    }
+    return out.length === 0 ? NOTHING : out;
+  }
+
+  #failure(errno: number, sel: Selector): IpcError {
+    const core = this.#core;
+    if (errno === E2BIG) {
+      return new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `the next message${sel.type === 0 ? '' : ` of type selection ${sel.type}`} on ${core.what} is longer than maxMessageSize (${core.maxMessageSize} bytes); it stays in the queue`, {
         details: { maxMessageSize: core.maxMessageSize },
         remedy: { options: [{ truncate: true }, { maxMessageSize: undefined }], when: 'to take it (truncated, or whole)' },
       });
     }
-    if (r < 0) throw core.error(-r, 'msgrcv', 'receive');
-    const bytes = Buffer.allocUnsafe(r);
-    this.#scratch.copy(bytes, 0, TYPE_BYTES, TYPE_BYTES + r);
-    return this.#shape(bytes, this.#readType(), sel);
+    return core.error(errno, 'msgrcv', 'receive');
+  }
+
+  /**
+   * At close: messages a batch took but never delivered go back to the queue, at the end of
+   * their type (best effort: a full or removed queue keeps them out).
+   */
+  putBack(): number {
+    let lost = 0;
+    for (const m of this.#held.splice(0)) if (this.#core.removed || native.msgSnd(this.#core.id, m.bytes, m.type, C.IPC_NOWAIT) !== 0) lost++;
+    return lost;
   }
 
   #readType(): number {
@@ -391,6 +485,7 @@ class ReceivingSide<T> {
       let value: unknown;
       try {
         value = this.#shape(new Uint8Array(0), type, w.sel);
+        if (w.sel.max > 0) value = [value];
       } catch (e) {
         this.waits.reject(w, e);
         value = NOTHING;
@@ -620,6 +715,18 @@ export class SysvMessageQueue<T = Uint8Array> implements Channel<T> {
     return this.#rx.receive(options, true) as Promise<SysvMessage<T>>;
   }
 
+  /**
+   * Waits for at least one message of the type selection, then returns every one waiting
+   * now, up to `max` (one native call for the batch).
+   */
+  receiveMany(max = BATCH_MAX, options?: SysvReceiveOptions): Promise<T[]> {
+    return this.#rx.receive(options, false, validate.batchMax('max', max, BATCH_MAX)) as Promise<T[]>;
+  }
+
+  receiveManyWithType(max = BATCH_MAX, options?: SysvReceiveOptions): Promise<Array<SysvMessage<T>>> {
+    return this.#rx.receive(options, true, validate.batchMax('max', max, BATCH_MAX)) as Promise<Array<SysvMessage<T>>>;
+  }
+
   /** The next message if one is there now (and no receive of this handle waits), else undefined. */
   tryReceive(options?: Omit<SysvReceiveOptions, 'timeout' | 'signal'>): T | undefined {
     return this.#rx.tryReceive(options, false) as T | undefined;
@@ -686,6 +793,7 @@ export class SysvMessageQueue<T = Uint8Array> implements Channel<T> {
       const core = this.#core;
       core.closed = true;
       await Promise.all([this.#rx.waits.stop(() => closedError(core.what)), this.#tx.waits.stop(() => closedError(core.what))]);
+      this.#rx.putBack();
       if (this.#removeOnClose && !core.removed) removeQueue(core.id, core.what);
     })();
     return this.#closing;
