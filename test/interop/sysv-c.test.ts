@@ -207,7 +207,7 @@ describe('sysv interop: C programs', () => {
 });
 
 describe('sysv interop: ipcmk, ipcs, ipcrm', () => {
-  it('a queue and a set made by ipcmk open here by id; ipcs shows what we sent; ipcrm removes ours', async () => {
+  it('a queue, a set and a segment made by ipcmk open here by id; ipcs shows what we did; ipcrm removes them', async () => {
     const mk = await run('ipcmk', ['-Q', '-p', '0600']).done;
     assert.equal(mk.code, 0, mk.stderr);
     const qid = Number(/id: (\d+)/.exec(mk.stdout)![1]);
@@ -250,6 +250,26 @@ describe('sysv interop: ipcmk, ipcs, ipcrm', () => {
       await s.close();
       removeSysvSemaphoreSet({ id: sid });
     }
+
+    const mkm = await run('ipcmk', ['-M', '8192', '-p', '0600']).done;
+    assert.equal(mkm.code, 0, mkm.stderr);
+    const mid = Number(/id: (\d+)/.exec(mkm.stdout)![1]);
+    trackSysv('shm', mid);
+    segments.push(mid);
+    const seg = await openSysvSharedMemory({ id: mid });
+    try {
+      assert.equal(seg.size, 8192);
+      seg.write(Buffer.from('made by ipcmk'), 100);
+      const ipcs = await run('ipcs', ['-m', '-i', String(mid)]).done;
+      assert.match(ipcs.stdout, /bytes=8192\s+lpid=\d+\s+cpid=\d+\s+nattch=1/);
+      const rm = await run('ipcrm', ['-m', String(mid)]).done;
+      assert.equal(rm.code, 0, rm.stderr);
+      assert.equal(seg.stat().removed, true, 'ipcrm marks it; it stays while we are attached');
+      assert.equal(seg.read(100, 13).toString(), 'made by ipcmk');
+    } finally {
+      seg.close();
+    }
+    assert.equal(removeSysvSharedMemory({ id: mid }), false, 'gone with our detach');
   });
 });
 
