@@ -19,7 +19,8 @@
         "native/signal.cc",
         "native/probe.cc",
         "native/blocking.cc",
-        "native/filelock.cc"
+        "native/filelock.cc",
+        "native/sysv.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a call that fails while a worker is being

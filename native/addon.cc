@@ -54,6 +54,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ipckit::InitProbe(env, exports);
   ipckit::InitBlocking(env, exports);
   ipckit::InitFileLock(env, exports);
+  ipckit::InitSysv(env, exports);
   return exports;
 }
 

@@ -45,5 +45,6 @@ void InitSignal(Napi::Env env, Napi::Object exports);
 void InitProbe(Napi::Env env, Napi::Object exports);
 void InitBlocking(Napi::Env env, Napi::Object exports);
 void InitFileLock(Napi::Env env, Napi::Object exports);
+void InitSysv(Napi::Env env, Napi::Object exports);
 
 }  // namespace ipckit

@@ -1,5 +1,6 @@
 // A mapped region of shared memory, shared by native/shm.cc (which maps it, wraps it in a
-// SharedArrayBuffer and does the atomics and robust-mutex operations on it),
+// SharedArrayBuffer and does the atomics and robust-mutex operations on it), native/sysv.cc
+// (which attaches System V segments as regions),
 // native/futex.cc (which waits on words inside it) and native/semaphore.cc (whose sem_t
 // is one).
 //
@@ -14,6 +15,7 @@
 #include <napi.h>
 
 #include <sys/mman.h>
+#include <sys/shm.h>
 
 #include <atomic>
 #include <cstddef>
@@ -23,15 +25,21 @@
 namespace ipckit {
 
 struct Region {
+  // How the pages go: munmap (an mmap), or shmdt (a System V segment attached with shmat,
+  // native/sysv.cc; it turns into munmap once shmDetach has put private pages in its place).
+  enum class Unmap { Munmap, Shmdt };
   uint8_t* base = nullptr;
   size_t length = 0;
   bool writable = false;
   std::atomic<int> heldMutexes{0};
-  Region(uint8_t* b, size_t n, bool w) : base(b), length(n), writable(w) {}
+  std::atomic<Unmap> unmap{Unmap::Munmap};
+  Region(uint8_t* b, size_t n, bool w, Unmap how = Unmap::Munmap) : base(b), length(n), writable(w), unmap(how) {}
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
   ~Region() {
-    if (base != nullptr && heldMutexes.load() == 0) munmap(base, length);
+    if (base == nullptr || heldMutexes.load() != 0) return;
+    if (unmap.load() == Unmap::Shmdt) shmdt(base);
+    else munmap(base, length);
   }
 };
 

@@ -110,8 +110,15 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   }
 
   // new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes.
+  // new Mapping(attached): a region mapped elsewhere (a System V segment, native/sysv.cc).
   explicit Mapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapping>(info) {
     Napi::Env env = info.Env();
+    if (info.Length() == 1 && info[0].IsExternal()) {
+      region_ = *info[0].As<Napi::External<std::shared_ptr<Region>>>().Data();
+      napi_type_tag_object(env, info.This(), &kMappingTag);
+      info.This().As<Napi::Object>().Set("length", Napi::Number::New(env, static_cast<double>(region_->length)));
+      return;
+    }
     int fd = ArgInt(info, 0);
     int64_t length = ArgInt64(info, 1);
     bool writable = info[2].ToBoolean();

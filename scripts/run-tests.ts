@@ -59,6 +59,7 @@ console.log(`#   kernel ${release()}, node ${process.version}, ${cpus().length} 
 console.log(`#   mqueue: msg_max ${read('/proc/sys/fs/mqueue/msg_max')}, msgsize_max ${read('/proc/sys/fs/mqueue/msgsize_max')}, queues_max ${read('/proc/sys/fs/mqueue/queues_max')}, mounted at ${mq ?? 'nowhere (queues cannot be listed)'}`);
 console.log(`#   fs.protected_fifos ${read('/proc/sys/fs/protected_fifos')}, protected_regular ${read('/proc/sys/fs/protected_regular')}, protected_symlinks ${read('/proc/sys/fs/protected_symlinks')}`);
 console.log(`#   pipe-max-size ${read('/proc/sys/fs/pipe-max-size')}; python3 ${existsSync('/usr/bin/python3') ? 'yes' : 'NO'}; socat ${spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}; cc ${spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}; nats-server ${spawnSync('nats-server', ['--version'], { encoding: 'utf8' }).stdout?.trim().replace(/^nats-server: /, '') || 'NO (the NATS tests will fail: apt-get install nats-server)'}`);
+console.log(`#   System V: msgmax ${read('/proc/sys/kernel/msgmax')}, msgmnb ${read('/proc/sys/kernel/msgmnb')}, sem ${read('/proc/sys/kernel/sem').replace(/\s+/g, ' ')}, shmmax ${read('/proc/sys/kernel/shmmax')}; python3-sysv-ipc ${spawnSync('/usr/bin/python3', ['-c', 'import sysv_ipc'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}; ipcmk ${spawnSync('ipcmk', ['-V'], { stdio: 'ignore' }).status === 0 ? 'yes' : 'NO'}`);
 
 // One folder for the run: the runtime folder ipckit uses, and TMPDIR for the tests'
 // scratch folders, so that nothing of a killed test outlives the run.
@@ -73,14 +74,16 @@ chmodSync(runDir, 0o711);
 chmodSync(testTmp, 0o711);
 // This run's mark: the tests' names carry it, and the census counts only those.
 const mark = `ipckit-test-${randomBytes(3).toString('hex')}`;
-const before = census(runtimeDir, mark);
+// System V objects no key finds (IPC_PRIVATE) are recorded here by the tests that make them.
+const sysvLog = join(runDir, 'sysv-objects');
+const before = census(runtimeDir, mark, sysvLog);
 native.setChildSubreaper(true);
 
 const files = findTests(testRoot).filter((f) => filters.length === 0 || filters.some((x) => relative(testRoot, f).includes(x)));
 console.log(`# running ${files.length} test files`);
 const result = spawnSync(process.execPath, ['--test', '--test-timeout=120000', ...files], {
   stdio: 'inherit',
-  env: { ...process.env, IPCKIT_RUNTIME_DIR: runtimeDir, TMPDIR: testTmp, IPCKIT_TEST: '1', IPCKIT_TEST_MARK: mark },
+  env: { ...process.env, IPCKIT_RUNTIME_DIR: runtimeDir, TMPDIR: testTmp, IPCKIT_TEST: '1', IPCKIT_TEST_MARK: mark, IPCKIT_TEST_SYSV_LOG: sysvLog },
 });
 
 // Orphans of the tests are reparented to us. Dead ones stay zombies here (we do not
@@ -92,7 +95,7 @@ while (leftoverProcs.length > 0 && Date.now() < deadline) {
   spawnSync('sleep', ['0.1']);
   leftoverProcs = live().filter((p) => !p.includes('sleep 0.1'));
 }
-const after = census(runtimeDir, mark).filter((x) => !before.includes(x));
+const after = census(runtimeDir, mark, sysvLog).filter((x) => !before.includes(x));
 let failed = result.status !== 0;
 if (after.length > 0) {
   failed = true;

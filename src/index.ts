@@ -134,4 +134,48 @@ export {
   type LockRange,
   type OpenFileLockOptions,
 } from './mechanisms/lock/file-lock.js';
+export { type IpcPerm, type PosixIpcPerm, type SysvIpcPerm } from './os/ipc-perm.js';
+export { ftok, IPC_PRIVATE, parseSysvTarget, type SysvKind, type SysvTarget } from './mechanisms/sysv/keys.js';
+export { sysvLimits, type SysvLimits } from './mechanisms/sysv/limits.js';
+export { type SysvOpenOptions, type SysvOwnerOptions } from './mechanisms/sysv/perm.js';
+export {
+  createSysvMessageQueue,
+  openSysvMessageQueue,
+  openSysvMessageQueueSync,
+  removeSysvMessageQueue,
+  SysvMessageQueue,
+  type CreateSysvMessageQueueOptions,
+  type OpenSysvMessageQueueOptions,
+  type SysvMessage,
+  type SysvMessageQueueOptions,
+  type SysvMessageQueueStat,
+  type SysvReceiveOptions,
+  type SysvSendOptions,
+} from './mechanisms/sysv/msg.js';
+export {
+  createSysvSemaphoreSet,
+  openSysvSemaphoreSet,
+  openSysvSemaphoreSetSync,
+  removeSysvSemaphoreSet,
+  SysvLock,
+  SysvLockHold,
+  sysvLock,
+  SysvSemaphoreSet,
+  type CreateSysvSemaphoreSetOptions,
+  type OpenSysvSemaphoreSetOptions,
+  type SemOp,
+  type SemOpOptions,
+  type SysvSemaphoreSetStat,
+} from './mechanisms/sysv/sem.js';
+export {
+  createSysvSharedMemory,
+  openSysvSharedMemory,
+  openSysvSharedMemorySync,
+  removeSysvSharedMemory,
+  SysvSharedMemory,
+  type CreateSysvSharedMemoryOptions,
+  type OpenSysvSharedMemoryOptions,
+  type SysvSharedMemoryOptions,
+  type SysvSharedMemoryStat,
+} from './mechanisms/sysv/shm.js';
 export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } from './ops/doctor.js';

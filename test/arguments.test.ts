@@ -4,7 +4,8 @@
  * message queue, signal and socket mechanisms: one table, and a check that every entry
  * point the package exports (src/index.ts) is in it, so a new one cannot be forgotten.
  *
- * Each case must throw ERR_IPCKIT_INVALID_ARGUMENT from the call itself, never return a
+ * The System V family (message queues, semaphore sets, shared memory, keys) is in the table
+ * too. Each case must throw ERR_IPCKIT_INVALID_ARGUMENT from the call itself, never return a
  * promise (not even a rejected one), and name what was wrong in the user's terms. Nothing
  * may be made meanwhile: no descriptor, no child process.
  */
@@ -16,7 +17,7 @@ import { cancellableWait, WaitQueue } from '../src/core/channel.js';
 import { native } from '../src/os/native.js';
 import { childrenOf } from './census.js';
 import { throwsInvalid } from './conformance/channel.js';
-import { checkFdLeaks, openFds, scratchPath, uniqueName } from './helpers.js';
+import { checkFdLeaks, openFds, scratchPath, uniqueKey, uniqueName } from './helpers.js';
 
 const {
   bytesCodec,
@@ -87,6 +88,7 @@ const NATS = /^(Nats|nats|connectNats|openNats|parseNatsUrl$|workQueueSubjects$)
 const INTERNAL_CONSTRUCTORS = new Set([
   'AckedChannel', 'ChildPipeWriter', 'DatagramPeer', 'FifoReader', 'FifoWriter', 'MessageQueue', 'MessageQueueReceiver',
   'MessageQueueSender', 'PipedChild', 'PopenReader', 'PopenWriter', 'ReconnectingChannel', 'SealedMemory', 'FileLock', 'HeldLock',
+  'SysvMessageQueue', 'SysvSemaphoreSet', 'SysvSharedMemory', 'SysvLock', 'SysvLockHold',
 ]);
 
 /** Entry points that take no arguments: nothing to get wrong. */
@@ -98,6 +100,11 @@ const NO_ARGUMENTS = [
   'PacketChannel.tryReceive', 'AckedChannel.tryReceive', 'DatagramServer.close', 'ReceivedHandle.take', 'ReceivedHandle.close',
   'SealedMemory.close', 'FrameDecoder.space', 'FrameDecoder.next', 'FrameDecoder.finish', 'IpcError.toString',
   'diagnose', 'FileLock.locks', 'FileLock.close', 'HeldLock.release',
+  'FifoReader.perm', 'FifoWriter.perm', 'MessageQueue.perm', 'sysvLimits',
+  'SysvMessageQueue.stat', 'SysvMessageQueue.perm', 'SysvMessageQueue.remove', 'SysvMessageQueue.close',
+  'SysvSemaphoreSet.getAll', 'SysvSemaphoreSet.stat', 'SysvSemaphoreSet.perm', 'SysvSemaphoreSet.remove', 'SysvSemaphoreSet.close',
+  'SysvSharedMemory.stat', 'SysvSharedMemory.perm', 'SysvSharedMemory.remove', 'SysvSharedMemory.close',
+  'SysvLock.tryLock', 'SysvLockHold.release',
 ];
 
 /** Methods on an exported prototype that are protected or @internal, not the API. */
@@ -173,6 +180,10 @@ let received: api.ReceivedHandle;
 let sealed: api.SealedMemory;
 let fileLock: api.FileLock;
 let lockPath: string;
+let sysvQueue: api.SysvMessageQueue<Uint8Array>;
+let sysvSet: api.SysvSemaphoreSet;
+let sysvSegment: api.SysvSharedMemory;
+let sysvLocked: api.SysvLock;
 const decoder = new FrameDecoder('length', 100);
 
 before(async () => {
@@ -205,9 +216,16 @@ before(async () => {
   sealed = createSealedMemory(4096);
   lockPath = scratchPath('args.lock');
   fileLock = await api.openFileLock(lockPath, { create: true });
+  sysvQueue = api.createSysvMessageQueue(uniqueKey(), { removeOnClose: true });
+  sysvSet = api.createSysvSemaphoreSet(uniqueKey(), { count: 2, value: 1, removeOnClose: true });
+  sysvSegment = api.createSysvSharedMemory(uniqueKey(), 64, { removeOnClose: true });
+  sysvLocked = api.sysvLock(sysvSet);
 });
 
 after(async () => {
+  await sysvQueue.close();
+  await sysvSet.close();
+  sysvSegment.close();
   await fileLock.close();
   await pipe.writer.close({ timeout: 1000 }).catch(() => {});
   await pipe.reader.close();
@@ -637,6 +655,109 @@ const TABLE: Record<string, () => Case[]> = {
     ['a handle that is a string', () => openSealedMemory(bad('fd')), /handle/],
     ['writable that is a string', () => openSealedMemory(sealed, { writable: bad('no') }), /writable/],
   ],
+
+  // --- System V ---
+  ftok: () => [
+    ['projectId 0', () => api.ftok('/', 0), /projectId/],
+    ['a path that is a number', () => api.ftok(bad(5), 1), /path/],
+  ],
+  parseSysvTarget: () => [
+    ['a name', () => api.parseSysvTarget('jobs'), /key/],
+    ['a number', () => api.parseSysvTarget(bad(5)), /key/],
+  ],
+  createSysvMessageQueue: () => [
+    ['a key past 32 bits', () => api.createSysvMessageQueue(2 ** 32), /key/],
+    ['maxBytes 0', () => api.createSysvMessageQueue(0, { maxBytes: 0 }), /maxBytes/],
+    ['type 0', () => api.createSysvMessageQueue(0, { type: 0 }), /type/],
+    ['a negative spinMicros', () => api.createSysvMessageQueue(0, { spinMicros: -1 }), /spinMicros/],
+    ['set-id mode bits', () => api.createSysvMessageQueue(0, { mode: 0o4600 }), /mode/],
+  ],
+  openSysvMessageQueue: () => [
+    ['a name', () => api.openSysvMessageQueue(bad('/jobs')), /key/],
+    ['both key and id', () => api.openSysvMessageQueue(bad({ key: 1, id: 1 })), /key/],
+    ['wait that is a number', () => api.openSysvMessageQueue(1, { wait: bad(1) }), /wait/],
+    ['a negative owner', () => api.openSysvMessageQueue(1, { owner: -1 }), /owner/],
+  ],
+  openSysvMessageQueueSync: () => [['wait', () => api.openSysvMessageQueueSync(1, bad({ wait: true })), /wait/]],
+  removeSysvMessageQueue: () => [['an empty object', () => api.removeSysvMessageQueue(bad({})), /key/]],
+  'SysvMessageQueue.send': () => [
+    ['type 0', () => sysvQueue.send(Buffer.from('x'), { type: 0 }), /type/],
+    ['a negative timeout', () => sysvQueue.send(Buffer.from('x'), { timeout: -1 }), /timeout/],
+    ['a string with codec "bytes"', () => sysvQueue.send(bad('x')), /Uint8Array/],
+  ],
+  'SysvMessageQueue.trySend': () => [['a negative type', () => sysvQueue.trySend(Buffer.from('x'), { type: -1 }), /type/]],
+  'SysvMessageQueue.receive': () => [
+    ['a fractional type', () => sysvQueue.receive({ type: 0.5 }), /type/],
+    ['except without a type', () => sysvQueue.receive({ except: true }), /except/],
+    ['truncate that is a string', () => sysvQueue.receive({ truncate: bad('yes') }), /truncate/],
+    ['a signal that is a string', () => sysvQueue.receive({ signal: bad('stop') }), /signal/],
+  ],
+  'SysvMessageQueue.receiveWithType': () => [['options that are a number', () => sysvQueue.receiveWithType(bad(5)), /options/]],
+  'SysvMessageQueue.receiveMany': () => [
+    ['max 0', () => sysvQueue.receiveMany(0), /max/],
+    ['a negative timeout', () => sysvQueue.receiveMany(1, { timeout: -1 }), /timeout/],
+  ],
+  'SysvMessageQueue.receiveManyWithType': () => [['a fractional max', () => sysvQueue.receiveManyWithType(1.5), /max/]],
+  'SysvMessageQueue.tryReceive': () => [['a type past 2^53', () => sysvQueue.tryReceive({ type: 2 ** 60 }), /type/]],
+  'SysvMessageQueue.tryReceiveWithType': () => [['except that is a string', () => sysvQueue.tryReceiveWithType({ type: 1, except: bad('yes') }), /except/]],
+  'SysvMessageQueue.setOwner': () => [
+    ['a uid that is a string', () => sysvQueue.setOwner({ uid: bad('root') }), /uid/],
+    ['nothing to set', () => sysvQueue.setOwner({}), /setOwner/],
+  ],
+  'SysvMessageQueue.setMode': () => [['sticky', () => sysvQueue.setMode(0o1777), /mode/]],
+  'SysvMessageQueue.setMaxBytes': () => [['0', () => sysvQueue.setMaxBytes(0), /maxBytes/]],
+  createSysvSemaphoreSet: () => [
+    ['count 0', () => api.createSysvSemaphoreSet(0, { count: 0 }), /count/],
+    ['a value past SEMVMX', () => api.createSysvSemaphoreSet(0, { value: 32768 }), /value/],
+    ['values of the wrong length', () => api.createSysvSemaphoreSet(0, { count: 2, values: [1] }), /values/],
+  ],
+  openSysvSemaphoreSet: () => [
+    ['anyOwner that is a string', () => api.openSysvSemaphoreSet(1, { anyOwner: bad('yes') }), /anyOwner/],
+    ['a negative timeout', () => api.openSysvSemaphoreSet(1, { wait: true, timeout: -1 }), /timeout/],
+  ],
+  openSysvSemaphoreSetSync: () => [['null', () => api.openSysvSemaphoreSetSync(bad(null)), /key/]],
+  removeSysvSemaphoreSet: () => [['a negative id', () => api.removeSysvSemaphoreSet({ id: -1 }), /id/]],
+  'SysvSemaphoreSet.op': () => [
+    ['no operations', () => sysvSet.op([]), /ops/],
+    ['an index past the set', () => sysvSet.op([{ index: 2, delta: 1 }]), /index/],
+    ['a fractional delta', () => sysvSet.op([{ index: 0, delta: 1.5 }]), /delta/],
+    ['undo that is a number', () => sysvSet.op([{ index: 0, delta: 1 }], { undo: bad(1) }), /undo/],
+    ['wait that is a string', () => sysvSet.op([{ index: 0, delta: 1 }], { wait: bad('no') }), /wait/],
+  ],
+  'SysvSemaphoreSet.tryOp': () => [['one operation, not an array', () => sysvSet.tryOp(bad({ index: 0, delta: 1 })), /ops/]],
+  'SysvSemaphoreSet.opSync': () => [['a negative timeout', () => sysvSet.opSync([{ index: 0, delta: -1 }], { timeout: -1 }), /timeout/]],
+  'SysvSemaphoreSet.get': () => [['a negative index', () => sysvSet.get(-1), /index/]],
+  'SysvSemaphoreSet.set': () => [['a negative value', () => sysvSet.set(0, -1), /value/]],
+  'SysvSemaphoreSet.setAll': () => [['too many values', () => sysvSet.setAll([1, 2, 3]), /values/]],
+  'SysvSemaphoreSet.waitingToTake': () => [['an index past the set', () => sysvSet.waitingToTake(2), /index/]],
+  'SysvSemaphoreSet.waitingForZero': () => [['an index that is a string', () => sysvSet.waitingForZero(bad('0')), /index/]],
+  'SysvSemaphoreSet.lastPid': () => [['a fractional index', () => sysvSet.lastPid(0.5), /index/]],
+  'SysvSemaphoreSet.setOwner': () => [['a gid that is negative', () => sysvSet.setOwner({ gid: -1 }), /gid/]],
+  'SysvSemaphoreSet.setMode': () => [['a mode past 0o777', () => sysvSet.setMode(0o1000), /mode/]],
+  sysvLock: () => [
+    ['not a set', () => api.sysvLock(bad({})), /SysvSemaphoreSet/],
+    ['an index past the set', () => api.sysvLock(sysvSet, { index: 5 }), /index/],
+  ],
+  'SysvLock.lock': () => [['a negative timeout', () => sysvLocked.lock({ timeout: -1 }), /timeout/]],
+  'SysvLock.lockSync': () => [['a timeout that is a string', () => sysvLocked.lockSync({ timeout: bad('soon') }), /timeout/]],
+  createSysvSharedMemory: () => [
+    ['size 0', () => api.createSysvSharedMemory(0, 0), /size/],
+    ['external that is a string', () => api.createSysvSharedMemory(0, 64, { external: bad('yes') }), /external/],
+  ],
+  openSysvSharedMemory: () => [['readOnly that is a number', () => api.openSysvSharedMemory(1, { readOnly: bad(1) }), /readOnly/]],
+  openSysvSharedMemorySync: () => [['removeOnClose that is a string', () => api.openSysvSharedMemorySync(1, { removeOnClose: bad('yes') }), /removeOnClose/]],
+  removeSysvSharedMemory: () => [['a name', () => api.removeSysvSharedMemory(bad('/seg')), /key/]],
+  'SysvSharedMemory.read': () => [['past the end', () => sysvSegment.read(60, 10), /length/]],
+  'SysvSharedMemory.write': () => [['a string', () => sysvSegment.write(bad('x')), /bytes/]],
+  'SysvSharedMemory.load': () => [['an index past the segment', () => sysvSegment.load(16), /index/]],
+  'SysvSharedMemory.store': () => [['a negative index', () => sysvSegment.store(-1, 0), /index/]],
+  'SysvSharedMemory.add': () => [['an index that is a string', () => sysvSegment.add(bad('0'), 1), /index/]],
+  'SysvSharedMemory.compareExchange': () => [['a fractional index', () => sysvSegment.compareExchange(0.5, 0, 1), /index/]],
+  'SysvSharedMemory.waitSync': () => [['expected that is a string', () => sysvSegment.waitSync(0, bad('0')), /expected/]],
+  'SysvSharedMemory.waitAsync': () => [['a negative timeout', () => sysvSegment.waitAsync(0, 0, { timeout: -1 }), /timeout/]],
+  'SysvSharedMemory.notify': () => [['a negative count', () => sysvSegment.notify(0, -1), /count/]],
+  'SysvSharedMemory.setOwner': () => [['a uid that is a string', () => sysvSegment.setOwner({ uid: bad('x') }), /uid/]],
+  'SysvSharedMemory.setMode': () => [['setgid', () => sysvSegment.setMode(0o2660), /mode/]],
 };
 
 describe('the waits underneath check their options before any promise exists', () => {

@@ -12,7 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import type { IpcErrorCode } from '../src/core/errors.js';
-import { TEST_MARK } from './census.js';
+import { readSysvTable } from '../src/os/sysvipc.js';
+import { sysvKeyTag, TEST_MARK, trackSysv } from './census.js';
+
+export { trackSysv };
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 /** Compiled test fixtures (test/fixtures/*.ts -> dist/test/fixtures/*.js). */
@@ -22,6 +25,23 @@ let counter = 0;
 /** A unique POSIX IPC name for this test process: `/ipckit-test-<pid>-<n>`. */
 export function uniqueName(tag = ''): string {
   return `/${TEST_MARK}-${process.pid}-${++counter}${tag ? `-${tag}` : ''}`;
+}
+
+const usedKeys = new Set<number>();
+/**
+ * A System V key of this run's range (test/census.ts), free now in all three tables: the
+ * census counts any object with such a key that is left at the end of the suite.
+ */
+export function uniqueKey(): number {
+  const taken = new Set((['msg', 'sem', 'shm'] as const).flatMap((t) => readSysvTable(t).map((r) => (r.key ?? 0) >>> 0)));
+  const base = (sysvKeyTag() << 16) >>> 0;
+  for (let n = (process.pid * 97) & 0xffff, tries = 0; tries < 0x10000; n = (n + 1) & 0xffff, tries++) {
+    const key = (base | n) >>> 0;
+    if (key === 0 || taken.has(key) || usedKeys.has(key)) continue;
+    usedKeys.add(key);
+    return key;
+  }
+  throw new Error('no free System V test key left in this run\'s range');
 }
 
 let scratch: string | undefined;

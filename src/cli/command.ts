@@ -1,8 +1,9 @@
 /**
  * How every `ipckit` command is declared, parsed and explained: a group (`ring`) holds
  * commands (`ring recv`), each with its arguments, its flags, a one-line summary and an
- * example. Help is printed from these declarations, so `ipckit ring --help`,
- * `ipckit ring recv --help` and `ipckit help ring` always match what the command accepts.
+ * example, and may hold groups of its own (`sysv msg send`). Help is printed from these
+ * declarations, so `ipckit ring --help`, `ipckit ring recv --help` and `ipckit help ring`
+ * always match what the command accepts.
  *
  * The same idea has the same flag in every group (the FLAGS below): `--any-owner`,
  * `--owner UID`, `--mode BITS`, `--timeout MS`, `--count N`, `--drain`, `--json`,
@@ -64,6 +65,7 @@ export interface Command {
 }
 
 export interface Group {
+  /** The words after `ipckit`: `ring`, or `sysv msg` for a group inside `sysv`. */
   name: string;
   summary: string;
   aliases?: string[];
@@ -74,6 +76,31 @@ export interface Group {
   single?: boolean;
   /** The command run when the first word is none of the verbs (`ipckit lock PATH -- CMD`). */
   defaultVerb?: string;
+  /** Groups inside this one, by their last word: `ipckit sysv msg send` runs `send` of the group `sysv msg`. */
+  groups?: Group[];
+}
+
+/** The word that names a group inside its parent: `msg` of `sysv msg`. */
+function lastWord(group: Group): string {
+  return group.name.slice(group.name.lastIndexOf(' ') + 1);
+}
+
+function subgroup(group: Group, word: string | undefined): Group | undefined {
+  return word === undefined ? undefined : group.groups?.find((g) => lastWord(g) === word);
+}
+
+/**
+ * The help that `words` name inside `group` (`[]`: the group's own; `['recv']`: a command's;
+ * `['msg', 'send']`: a command of an inner group). UsageError for a word that names nothing.
+ */
+export function helpFor(group: Group, words: string[]): string {
+  const [word, ...rest] = words;
+  if (word === undefined) return groupHelp(group);
+  const inner = subgroup(group, word);
+  if (inner) return helpFor(inner, rest);
+  const command = group.commands.find((c) => c.verb === word);
+  if (!command || rest.length > 0) throw new UsageError(`unknown ${group.name} command ${JSON.stringify(words.join(' '))}`, `ipckit ${group.name}`);
+  return commandHelp(group, command);
 }
 
 // --- The shared flags ---------------------------------------------------------------------
@@ -230,10 +257,12 @@ export async function runGroup(group: Group, argv: string[]): Promise<number> {
     return 2;
   }
   if (HELP_FLAGS.has(verb) || verb === 'help') {
-    const named = rest[0] === undefined ? undefined : group.commands.find((c) => c.verb === rest[0]);
-    process.stdout.write(named ? commandHelp(group, named) : groupHelp(group));
+    const known = rest[0] !== undefined && (subgroup(group, rest[0]) || group.commands.some((c) => c.verb === rest[0]));
+    process.stdout.write(known ? helpFor(group, rest) : groupHelp(group));
     return 0;
   }
+  const inner = subgroup(group, verb);
+  if (inner) return runGroup(inner, rest);
   const named = group.commands.find((c) => c.verb === verb);
   const command = named ?? group.commands.find((c) => c.verb === group.defaultVerb);
   if (command && !named) {
@@ -244,7 +273,7 @@ export async function runGroup(group: Group, argv: string[]): Promise<number> {
     }
     return command.run(parseInvocation(group, command, argv));
   }
-  if (!command) throw new UsageError(`unknown ${group.name} command ${JSON.stringify(verb)}: use ${listWords(group.commands.map((c) => c.verb))}`, `ipckit ${group.name}`);
+  if (!command) throw new UsageError(`unknown ${group.name} command ${JSON.stringify(verb)}: use ${listWords([...group.commands.map((c) => c.verb), ...(group.groups ?? []).map(lastWord)])}`, `ipckit ${group.name}`);
   const own = rest.indexOf('--') === -1 ? rest : rest.slice(0, rest.indexOf('--'));
   if (own.some((a) => HELP_FLAGS.has(a))) {
     process.stdout.write(commandHelp(group, command));
@@ -286,12 +315,16 @@ export function commandHelp(group: Group, command: Command): string {
 /** The help of a group: one line per command, and how to see more. */
 export function groupHelp(group: Group): string {
   if (group.single) return commandHelp(group, group.commands[0]!);
-  const rows = group.commands.map((c) => [`${c.verb} ${c.args}${c.takesCommand ? ' -- COMMAND...' : ''}`.trim(), c.verb === group.defaultVerb ? `${c.summary} (\`${c.verb}\` may be left out)` : c.summary] as const);
+  const rows = [
+    ...group.commands.map((c) => [`${c.verb} ${c.args}${c.takesCommand ? ' -- COMMAND...' : ''}`.trim(), c.verb === group.defaultVerb ? `${c.summary} (\`${c.verb}\` may be left out)` : c.summary] as const),
+    ...(group.groups ?? []).map((g) => [`${lastWord(g)} <command>`, `${g.summary} (${listWords([...g.commands.map((c) => c.verb), ...(g.groups ?? []).map(lastWord)])})`] as const),
+  ];
   const width = Math.min(40, Math.max(...rows.map(([l]) => l.length)));
   const lines = [`usage: ipckit ${group.name} <command> [args] [flags]${group.aliases?.length ? `   (alias: ${group.aliases.join(', ')})` : ''}`, '', group.summary, '', 'commands:'];
   for (const [label, summary] of rows) lines.push(label.length > width ? `  ${label}\n  ${''.padEnd(width)}  ${summary}` : `  ${label.padEnd(width)}  ${summary}`);
   if (group.notes) lines.push('', ...group.notes.split('\n'));
-  const first = group.commands[0]!;
-  lines.push('', `example:`, `  ${first.examples[0]}`, '', `run \`ipckit ${group.name} <command> --help\` for a command's flags`);
+  const first = group.commands[0] ?? group.groups?.[0]?.commands[0];
+  if (first) lines.push('', `example:`, `  ${first.examples[0]}`);
+  lines.push('', `run \`ipckit ${group.name} <command> --help\` for a command's flags`);
   return `${lines.join('\n')}\n`;
 }

@@ -4,7 +4,7 @@
  * cli/<group>.ts (see command.ts); help is printed from those declarations.
  */
 import { readFileSync } from 'node:fs';
-import { groupHelp, commandHelp, runGroup, UsageError, type Group } from './command.js';
+import { helpFor, runGroup, UsageError, type Group } from './command.js';
 import { report } from './output.js';
 
 /** Groups, in the order `ipckit help` lists them; each is loaded only when used. */
@@ -15,6 +15,7 @@ const GROUPS: Record<string, () => Promise<Group>> = {
   semaphore: async () => (await import('./semaphore.js')).group,
   mutex: async () => (await import('./mutex.js')).group,
   lock: async () => (await import('./lock.js')).group,
+  sysv: async () => (await import('./sysv.js')).group,
   signal: async () => (await import('./signal.js')).group,
   shm: async () => (await import('./shm.js')).group,
   ring: async () => (await import('./ring.js')).group,
@@ -66,10 +67,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(await overview());
       return 0;
     }
-    const group = await loadGroup(rest[0]);
-    const command = rest[1] === undefined ? undefined : group.commands.find((c) => c.verb === rest[1]);
-    if (rest[1] !== undefined && !command) throw new UsageError(`unknown ${group.name} command ${JSON.stringify(rest[1])}`, `ipckit ${group.name}`);
-    process.stdout.write(command ? commandHelp(group, command) : groupHelp(group));
+    process.stdout.write(helpFor(await loadGroup(rest[0]), rest.slice(1)));
     return 0;
   }
   if (first === '--version' || first === '-v') {

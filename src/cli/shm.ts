@@ -6,8 +6,8 @@ import { ownerCheck } from './mqueue.js';
 import { printResult, write } from './output.js';
 import { removeNamed } from './remove.js';
 
-/** Reads stdin, refusing more than `max` bytes. */
-async function readStdin(max: number): Promise<Buffer> {
+/** Reads stdin, refusing more than `max` bytes (also for `ipckit sysv shm write`). */
+export async function readStdin(max: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
@@ -18,7 +18,8 @@ async function readStdin(max: number): Promise<Buffer> {
   return Buffer.concat(chunks, total);
 }
 
-const OFFSET = { kind: 'size', value: 'BYTES', min: 0, help: 'where to start in the segment (default 0)' } as const;
+export const OFFSET = { kind: 'size', value: 'BYTES', min: 0, help: 'where to start in the segment (default 0)' } as const;
+export const LENGTH = { kind: 'size', value: 'BYTES', min: 0, help: 'how many bytes (default: to the end)' } as const;
 
 export const group: Group = {
   name: 'shm',
@@ -60,7 +61,7 @@ export const group: Group = {
       verb: 'read',
       args: 'NAME',
       summary: 'copy bytes of the segment to stdout (default: all of it)',
-      flags: { offset: OFFSET, length: { kind: 'size', value: 'BYTES', min: 0, help: 'how many bytes (default: to the end)' }, ...OWNER_FLAGS },
+      flags: { offset: OFFSET, length: LENGTH, ...OWNER_FLAGS },
       examples: ['ipckit shm read /frame --offset 4K --length 6'],
       async run({ args, flags }) {
         const seg = await openSharedMemory(args[0]!, { readOnly: true, ...ownerCheck(flags) });

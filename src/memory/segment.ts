@@ -65,36 +65,43 @@ export class Segment {
   #closed = false;
   #keepFd: () => void;
 
-  /** Maps the first `size` bytes of `fd` (which it then owns). */
+  /**
+   * Maps the first `size` bytes of `fd` (which it then owns); or, given a Mapping made
+   * elsewhere, stands on it: a System V segment attached with shmat (sysv/shm.ts), whose
+   * region shmdt detaches. Such a segment has no descriptor: nothing to close or keep for
+   * a terminated worker, and it never shrinks (isIntact is always true).
+   */
   constructor(
     /** The POSIX name (`/jobs`) or the file's path. */
     readonly name: string,
     /** Where it lives in the file system (`/dev/shm/jobs`, or the file's path). */
     readonly path: string,
-    fd: number,
+    source: number | NativeMapping,
     /** Bytes mapped. */
     readonly size: number,
     readonly readOnly: boolean,
     external: boolean,
-    /** fstat of the object when it was mapped (owner, inode). */
+    /** fstat of the object when it was mapped (owner, inode); for a System V segment, made from its IPC_STAT (dev 0, ino its identifier). */
     readonly stat: NativeStat,
   ) {
+    const fd = typeof source === 'number' ? source : -1;
     this.#fd = fd;
-    this.mapping = sys(`map ${path}`, () => new native.Mapping(fd, size, !readOnly), { path });
+    this.mapping = typeof source === 'number' ? sys(`map ${path}`, () => new native.Mapping(fd, size, !readOnly), { path }) : source;
     this.sab = external && !readOnly ? this.mapping.buffer() : undefined;
     // A typed array spans at most MAX_LENGTH bytes (4 GiB in Node 20): past that, the
     // native accessors are used; `sab` still works for views of parts of it.
     this.mem = memoryOf(this.mapping, size, this.sab, bufferConstants.MAX_LENGTH);
     // A terminated worker runs no close(): its fd would stay open for the life of the process.
-    this.#keepFd = closeAtThreadExit(fd);
+    this.#keepFd = fd >= 0 ? closeAtThreadExit(fd) : () => {};
   }
 
   get closed(): boolean {
     return this.#closed;
   }
 
-  /** fstat of the object now. */
+  /** fstat of the object now (a segment with a descriptor: not a System V one). */
   fstat(): NativeStat {
+    if (this.#fd < 0) throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `${this.path} has no descriptor to fstat (a System V segment: see its stat())`);
     return sys(`fstat ${this.path}`, () => native.fstat(this.#fd), { path: this.path });
   }
 
@@ -103,7 +110,7 @@ export class Segment {
    * ftruncate): touching the missing pages would kill this process with SIGBUS.
    */
   isIntact(): boolean {
-    return native.fstat(this.#fd).size >= this.size;
+    return this.#fd < 0 || native.fstat(this.#fd).size >= this.size;
   }
 
   /** Releases the descriptor and our reference to the mapping (views and waits keep the pages). Idempotent. */
@@ -112,7 +119,7 @@ export class Segment {
     this.#closed = true;
     this.mapping.release();
     this.#keepFd();
-    native.close(this.#fd);
+    if (this.#fd >= 0) native.close(this.#fd);
   }
 }
 

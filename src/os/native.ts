@@ -229,8 +229,12 @@ export interface NativeMapping {
 }
 
 export interface NativeShm {
-  /** new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes of `fd`. */
-  Mapping: new (fd: number, length: number, writable: boolean) => NativeMapping;
+  /**
+   * new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes of `fd`.
+   * new Mapping(attached): a System V segment attached by shmAttach (native/sysv.cc), whose
+   * region is unmapped with shmdt.
+   */
+  Mapping: { new (fd: number, length: number, writable: boolean): NativeMapping; new (attached: SysvAttachment): NativeMapping };
   /** shm_open(name, flags | O_CLOEXEC, mode) -> fd (glibc adds O_NOFOLLOW). */
   shmOpen(name: string, flags: number, mode: number): number;
   shmUnlink(name: string): void;
@@ -400,14 +404,89 @@ export interface NativeProbe {
 export interface NativeBlockingCalls {
   /** fcntl(fd, cmd, lock) with cmd F_OFD_SETLKW or F_SETLKW, on a thread; returns the call's id. */
   lockWait(fd: number, cmd: number, type: number, start: number, length: number): number;
-  /** Ends a call; its dispatch still comes once (-ECANCELED, or its result if it finished first). */
+  /**
+   * msgrcv with a zero-sized buffer: waits until a message of that type selection is in the
+   * queue without taking it (result -E2BIG); a zero-length message is taken (result 0,
+   * `extra` its type).
+   */
+  msgrcvWait(id: number, type: number, flags: number): number;
+  /** msgsnd (a copy of `bytes`), waiting while the queue is full: 0 or -errno. */
+  msgsndWait(id: number, bytes: Uint8Array, type: number, flags: number): number;
+  /** semtimedop of `ops` ([index, delta, flags] triples): done (0), the time is out (-EAGAIN; timeoutMs < 0: none), cancelled (-ECANCELED) or -errno. */
+  semopWait(id: number, ops: Int32Array, timeoutMs: number): number;
+  /**
+   * Stops a call: its thread is interrupted with a signal (SIGURG, see native/blocking.cc).
+   * Its dispatch still comes once: -ECANCELED (it did nothing), or its result if it finished first.
+   */
   cancel(id: number): void;
   threads(): number;
 }
 
 export interface NativeBlocking {
-  BlockingCalls: new (dispatch: (id: number, result: number) => void) => NativeBlockingCalls;
+  /** `dispatch(id, result, extra)` runs on the loop once per call: result >= 0 or -errno; `extra` as the call says. */
+  BlockingCalls: new (dispatch: (id: number, result: number, extra: number) => void) => NativeBlockingCalls;
 }
+
+/** What every System V object keeps (struct ipc_perm), as native/sysv.cc reports it. */
+export interface NativeIpcPerm {
+  /** Unsigned: 0x81000001 stays positive. */
+  key: number;
+  uid: number;
+  gid: number;
+  cuid: number;
+  cgid: number;
+  /** The permission bits, and for a segment SHM_DEST / SHM_LOCKED above them. */
+  mode: number;
+  seq: number;
+}
+
+/** native/sysv.cc: System V IPC. Times are seconds since the epoch (0: never). */
+export interface NativeSysv {
+  /** ftok(3), exactly libc's key (unsigned). Throws. */
+  ftok(path: string, projectId: number): number;
+  /** msgget(key, flags) -> identifier. Throws. */
+  msgGet(key: number, flags: number): number;
+  /** msgsnd of `bytes` with `type`: 0 or -errno (EAGAIN with IPC_NOWAIT: full). */
+  msgSnd(id: number, bytes: Uint8Array, type: number, flags: number): number;
+  /** msgrcv into `buffer` (type in its first 8 bytes, native endianness, then the text; at least 8 + size bytes): text length or -errno (ENOMSG: none; E2BIG: longer than size, left in the queue). */
+  msgRcv(id: number, buffer: Uint8Array, size: number, type: number, flags: number): number;
+  /**
+   * Up to `max` msgrcv(IPC_NOWAIT) calls into `buffer`: message i's struct msgbuf at the next
+   * 8-byte-aligned offset (type, then text), taken only while `size` more bytes fit;
+   * meta[2i] = length, meta[2i+1] = type. How many, or -errno when the first failed.
+   */
+  msgRcvMany(id: number, buffer: Uint8Array, size: number, type: number, flags: number, max: number, meta: Float64Array): number;
+  msgStat(id: number): NativeIpcPerm & { messages: number; bytes: number; maxBytes: number; lastSendPid: number; lastReceivePid: number; sendTime: number; receiveTime: number; changeTime: number };
+  /** IPC_SET: owner, group, mode and msg_qbytes at once. Throws. */
+  msgSet(id: number, uid: number, gid: number, mode: number, maxBytes: number): void;
+  msgRemove(id: number): void;
+  semGet(key: number, count: number, flags: number): number;
+  /** semop (timeoutMs < 0) or semtimedop of [index, delta, flags] triples on the calling thread: 0 or -errno. */
+  semOp(id: number, ops: Int32Array, timeoutMs: number): number;
+  /** GETVAL, GETNCNT, GETZCNT or GETPID of one semaphore. Throws. */
+  semCtl(id: number, index: number, cmd: number): number;
+  semSetVal(id: number, index: number, value: number): void;
+  semGetAll(id: number, count: number): number[];
+  semSetAll(id: number, values: number[]): void;
+  semStat(id: number): NativeIpcPerm & { count: number; opTime: number; changeTime: number };
+  semSet(id: number, uid: number, gid: number, mode: number): void;
+  semRemove(id: number): void;
+  shmGet(key: number, size: number, flags: number): number;
+  /** shmat of the whole segment (SHM_RDONLY when readOnly), for `new Mapping(attached)`. Throws. */
+  shmAttach(id: number, readOnly: boolean): SysvAttachment;
+  /** Detaches the segment of a Mapping made from shmAttach now; private zero pages take its place until the region is unmapped (buffers still held never crash). */
+  shmDetach(mapping: NativeMapping): void;
+  shmStat(id: number): NativeIpcPerm & { size: number; attached: number; creatorPid: number; lastPid: number; attachTime: number; detachTime: number; changeTime: number };
+  shmSet(id: number, uid: number, gid: number, mode: number): void;
+  shmRemove(id: number): void;
+  readonly sysvConstants: Readonly<Record<
+    'IPC_PRIVATE' | 'IPC_CREAT' | 'IPC_EXCL' | 'IPC_NOWAIT' | 'MSG_NOERROR' | 'MSG_EXCEPT' | 'SEM_UNDO' | 'GETVAL' | 'GETNCNT' | 'GETZCNT' | 'GETPID' | 'SHM_DEST' | 'SEMVMX',
+    number
+  >>;
+}
+
+/** An attached System V segment on its way into a Mapping (an opaque native value). */
+export type SysvAttachment = { readonly __sysvAttachment: unique symbol };
 
 /** native/filelock.cc: file locks, non-blocking forms. */
 export interface NativeFileLock {
@@ -433,7 +512,8 @@ export interface NativeAddon
     NativeSignal,
     NativeProbe,
     NativeBlocking,
-    NativeFileLock {}
+    NativeFileLock,
+    NativeSysv {}
 
 /** The package's root: package.json, build/ and prebuilds/ (this file is dist/src/os/native.js). */
 const packageRoot = fileURLToPath(new URL('../../..', import.meta.url));

@@ -55,16 +55,27 @@ export function validateOwnerCheck(options: OwnerCheckOptions): void {
   validate.optionalBoolean('anyOwner', options.anyOwner);
 }
 
-/** Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed. */
-export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'>, what: string, options: OwnerCheckOptions = {}): void {
+/**
+ * Throws ERR_IPCKIT_PERMISSION if an existing object is not ours or is wider than allowed.
+ * `cuid`: the creator of a System V object, who keeps the owner's rights (IPC_SET,
+ * IPC_RMID, the owner's permission bits) after giving it to another uid, so it must be ours
+ * too. `remedy`: the options to name, in the caller's API.
+ */
+export function checkOwner(st: Pick<NativeStat, 'uid' | 'mode'> & { cuid?: number }, what: string, options: OwnerCheckOptions = {}, remedy: Remedy = TRUST_OWNER): void {
   validateOwnerCheck(options);
   if (options.anyOwner === true) return;
   const allowed = options.mode ?? DEFAULT_MODE;
   const owner = options.owner ?? process.geteuid?.() ?? 0;
   if (st.uid !== owner) {
     throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} belongs to uid ${st.uid} (mode ${octal(st.mode)}), not uid ${owner}; refusing it`, {
-      details: { uid: st.uid, mode: st.mode & 0o7777, expectedUid: owner },
-      remedy: TRUST_OWNER,
+      details: { uid: st.uid, mode: st.mode & 0o7777, expectedUid: owner, ...(st.cuid !== undefined ? { cuid: st.cuid } : {}) },
+      remedy,
+    });
+  }
+  if (st.cuid !== undefined && st.cuid !== owner) {
+    throw new IpcError('ERR_IPCKIT_PERMISSION', `${what} was created by uid ${st.cuid}, who keeps an owner's rights over it, and given to uid ${st.uid}; refusing it`, {
+      details: { uid: st.uid, cuid: st.cuid, mode: st.mode & 0o7777, expectedUid: owner },
+      remedy,
     });
   }
   const bits = st.mode & 0o777;

@@ -8,11 +8,11 @@ import { after, describe, it } from 'node:test';
 import { createFifo, createMessageQueue, createRing, unlinkFifo, unlinkMessageQueue, unlinkRing } from '../../src/index.js';
 import { isRoot, runCli, scratchPath, uniqueName } from '../helpers.js';
 
-const GROUPS = ['popen', 'fifo', 'mqueue', 'semaphore', 'mutex', 'signal', 'shm', 'ring', 'socket', 'bench'];
+const GROUPS = ['popen', 'fifo', 'mqueue', 'semaphore', 'mutex', 'signal', 'shm', 'ring', 'socket', 'sysv', 'bench'];
 
-/** Every `group verb` pair, read from the group's own help. */
-async function commandsOf(group: string): Promise<string[]> {
-  const r = await runCli([group, '--help']).done;
+/** The words its help lists under `commands:` (empty for a single-command group). */
+async function wordsOf(words: string[]): Promise<string[]> {
+  const r = await runCli([...words, '--help']).done;
   assert.equal(r.code, 0, r.stderr);
   if (!r.stdout.includes('commands:')) return [];
   const block = r.stdout.split('commands:\n')[1]!.split('\n\n')[0]!;
@@ -20,6 +20,20 @@ async function commandsOf(group: string): Promise<string[]> {
     .split('\n')
     .map((l) => /^ {2}(\w[\w-]*)/.exec(l)?.[1])
     .filter((v): v is string => v !== undefined);
+}
+
+/** Every command of a group, as the words after `ipckit` (`['sysv', 'msg', 'send']`), read from the helps; inner groups (`sysv msg`) too. */
+async function commandsOf(group: string): Promise<string[][]> {
+  const out: string[][] = [];
+  const walk = async (words: string[]): Promise<void> => {
+    for (const word of await wordsOf(words)) {
+      const path = [...words, word];
+      out.push(path);
+      if ((await runCli([...path, '--help']).done).stdout.startsWith(`usage: ipckit ${path.join(' ')} <command>`)) await walk(path);
+    }
+  };
+  await walk([group]);
+  return out;
 }
 
 describe('help', () => {
@@ -34,15 +48,15 @@ describe('help', () => {
       for (const other of GROUPS.filter((g) => g !== group && !['popen', 'bench'].includes(g))) {
         assert.doesNotMatch(a.stdout, new RegExp(`ipckit ${other} `), `${group}'s help shows only ${group}`);
       }
-      for (const verb of await commandsOf(group)) {
-        const c = await runCli([group, verb, '--help']).done;
-        const h = await runCli([group, verb, '-h']).done;
-        const d = await runCli(['help', group, verb]).done;
-        assert.equal(c.code, 0, `${group} ${verb}: ${c.stderr}`);
+      for (const path of await commandsOf(group)) {
+        const c = await runCli([...path, '--help']).done;
+        const h = await runCli([...path, '-h']).done;
+        const d = await runCli(['help', ...path]).done;
+        assert.equal(c.code, 0, `${path.join(' ')}: ${c.stderr}`);
         assert.equal(c.stdout, h.stdout);
         assert.equal(c.stdout, d.stdout);
-        assert.match(c.stdout, new RegExp(`^usage: ipckit ${group} ${verb}`));
-        assert.match(c.stdout, /\nexamples?:\n {2}.*ipckit /, `${group} ${verb} has an example`);
+        assert.match(c.stdout, new RegExp(`^usage: ipckit ${path.join(' ')}`));
+        assert.match(c.stdout, /\nexamples?:\n {2}.*ipckit /, `${path.join(' ')} has an example`);
         assert.doesNotMatch(c.stdout, /parseArgs|'--/, 'no parseArgs text');
       }
     }
@@ -67,9 +81,9 @@ describe('one flag for one idea', () => {
   it('owner trust is --any-owner / --owner, sizes are --max-message with K/M/G, everywhere', async () => {
     const seen = new Map<string, string[]>();
     for (const group of GROUPS) {
-      for (const verb of await commandsOf(group)) {
-        const help = (await runCli([group, verb, '--help']).done).stdout;
-        for (const m of help.matchAll(/^ {2}(?:-\w, )?(--[\w-]+)/gm)) seen.set(m[1]!, [...(seen.get(m[1]!) ?? []), `${group} ${verb}`]);
+      for (const path of await commandsOf(group)) {
+        const help = (await runCli([...path, '--help']).done).stdout;
+        for (const m of help.matchAll(/^ {2}(?:-\w, )?(--[\w-]+)/gm)) seen.set(m[1]!, [...(seen.get(m[1]!) ?? []), path.join(' ')]);
       }
     }
     for (const banned of ['--trust-any-owner', '--message-size', '--max-message-size']) assert.equal(seen.get(banned), undefined, `${banned} is used by ${seen.get(banned)}`);

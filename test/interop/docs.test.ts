@@ -1,7 +1,7 @@
 /**
- * What docs/pipe.md, docs/popen.md and docs/fifo.md show is true: the five-line Python
- * and C readers of the default framing read our frames, and each page has the same
- * headings.
+^ * What docs/pipe.md, docs/popen.md and docs/fifo.md show is true: the five-line Python
+ * and C readers of the default framing read our frames, and each page (the System V ones
+ * too) has the same headings.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -41,7 +41,7 @@ async function framed(messages: string[]): Promise<Buffer> {
 const MESSAGES = ['first', '', 'ünïcødé', 'x'.repeat(5000)];
 
 describe('docs', () => {
-  for (const name of ['pipe', 'popen', 'fifo']) {
+  for (const name of ['pipe', 'popen', 'fifo', 'sysv-msg', 'sysv-sem', 'sysv-shm']) {
     it(`docs/${name}.md has the common headings, in order`, () => {
       const headings = [...page(name).matchAll(/^## (.+)$/gm)].map((m) => m[1]);
       assert.deepEqual(headings, HEADINGS);

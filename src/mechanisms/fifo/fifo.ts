@@ -21,10 +21,11 @@ import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { cancellableWait, DIRECTIONS, type Direction, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
-import { errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
+import { closedError, errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type FdWatcher, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, fileTypeName, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { runtimePath } from '../../os/runtime.js';
+import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { PipeReader, PipeWriter, setPipeCapacity } from '../pipe/pipe.js';
 import { validateStreamOptions, type ReaderOptions, type WriterOptions } from '../../os/fd-stream.js';
 import * as validate from '../../core/validate.js';
@@ -128,6 +129,11 @@ export class FifoReader<T> extends PipeReader<T> {
   unlink(): boolean {
     return unlinkFifo(this.path);
   }
+
+  /** The permission record every IPC object reports (fstat of this end): no key, creator or sequence number, which POSIX objects do not have. */
+  perm(): PosixIpcPerm {
+    return fifoPerm(this.path, this.fd);
+  }
 }
 
 /** The write end of a FIFO. */
@@ -146,6 +152,17 @@ export class FifoWriter<T> extends PipeWriter<T> {
   unlink(): boolean {
     return unlinkFifo(this.path);
   }
+
+  /** The permission record every IPC object reports (fstat of this end): no key, creator or sequence number, which POSIX objects do not have. */
+  perm(): PosixIpcPerm {
+    return fifoPerm(this.path, this.fd);
+  }
+}
+
+function fifoPerm(path: string, fd: number): PosixIpcPerm {
+  const st = sys(`fstat FIFO ${path}`, () => native.fstat(fd), { path }); // EBADF after close: ERR_IPCKIT_CLOSED
+  if ((st.mode & S_IFMT) !== S_IFIFO) throw closedError(`FIFO ${path}`); // closed, and the number reused
+  return posixPerm('fifo', path, st);
 }
 
 /** lstat checks before any open: exists, not a symlink, a FIFO, ours. */

@@ -31,6 +31,7 @@ import { checkWaitToOpen, openWhenThere, type WaitToOpenOptions } from '../../co
 import { readRlimit, sysctlNumber } from '../../os/limits.js';
 import { native } from '../../os/native.js';
 import { checkOwner, createMode, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import * as validate from '../../core/validate.js';
 
@@ -607,9 +608,15 @@ abstract class MessageQueueHandle {
 
   /** Owner and permission bits of the queue (fstat). */
   owner(): { uid: number; gid: number; mode: number } {
+    const p = this.perm();
+    return { uid: p.uid, gid: p.gid, mode: p.mode };
+  }
+
+  /** The permission record every IPC object reports (fstat): no key, creator or sequence number, which POSIX objects do not have. */
+  perm(): PosixIpcPerm {
     if (this.core.closed) throw closedError(`message queue ${this.core.name}`);
     const st = sys(`fstat message queue ${this.core.name}`, () => native.fstat(this.core.fd), { path: this.core.name });
-    return { uid: st.uid, gid: st.gid, mode: st.mode & 0o777 };
+    return posixPerm('mqueue', this.core.name, st);
   }
 
   /** Removes the name (processes that have it open keep using it). Idempotent: false if it was gone. */

@@ -32,6 +32,7 @@ import { releasable, type Releasable } from '../../core/permit.js';
 import { closedError, errnoError, errnoOf, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type NativeMapping, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import * as validate from '../../core/validate.js';
 import { ownerOptions } from '../../memory/segment.js';
 import { checkWaitOptions, FutexWord, waitBackend, SLICE_MS } from '../../memory/waits.js';
@@ -197,6 +198,17 @@ export class Semaphore {
         return true;
       }, {}),
     );
+  }
+
+  /**
+   * The permission record every IPC object reports, from an lstat of the semaphore's file
+   * (the handle keeps no descriptor): no key, creator or sequence number, which POSIX
+   * objects do not have. ERR_IPCKIT_NOT_FOUND once the name was removed.
+   */
+  perm(): PosixIpcPerm {
+    if (this.#closed) throw closedError(`semaphore ${this.name}`);
+    const path = semaphorePath(this.name);
+    return posixPerm('semaphore', this.name, sys(`lstat semaphore ${this.name}`, () => native.lstat(path), { path: this.name }));
   }
 
   /** Removes the name (open handles keep working). Idempotent: false if it was gone. */

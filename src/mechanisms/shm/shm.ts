@@ -35,6 +35,7 @@ import { closedError, errnoError, errnoOf, IpcError, sys } from '../../core/erro
 import { checkWaitToOpen, openWhenThere, type WaitToOpenOptions } from '../../core/open.js';
 import { native, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
+import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import * as validate from '../../core/validate.js';
 import { applyMode, createShm, openShm, ownerOptions, resolveExternal, Segment, shmPath, unlinkShm, type MappingOptions } from '../../memory/segment.js';
 import { blockingWait, checkWaitOptions, NOT_EQUAL, TIMED_OUT, WOKEN } from '../../memory/waits.js';
@@ -245,6 +246,12 @@ export class SharedMemory implements Disposable {
   isIntact(): boolean {
     this.#check();
     return this.#segment.isIntact();
+  }
+
+  /** The permission record every IPC object reports (fstat): no key, creator or sequence number, which POSIX objects do not have. */
+  perm(): PosixIpcPerm {
+    this.#check();
+    return posixPerm(this.kind === 'shm' ? 'shm' : 'file', this.name, this.#segment.fstat());
   }
 
   info(): SharedMemoryInfo {

@@ -21,6 +21,7 @@ import { constants as osConstants } from 'node:os';
 import { errnoError, errnoOf, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
 import { native, type NativeStat } from '../../os/native.js';
 import { fileTypeName } from '../../os/permissions.js';
+import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { runtimeDir, runtimeDirPath, runtimeName } from '../../os/runtime.js';
 import * as validate from '../../core/validate.js';
 
@@ -251,6 +252,16 @@ export function claimBoundFile(path: string, mode: number, group: number | undef
   } finally {
     native.close(fd);
   }
+}
+
+/**
+ * The permission record of our socket file (lstat), as every IPC object reports it; undefined
+ * once it is gone or is now someone else's (a newer server's).
+ */
+export function boundFilePerm(file: BoundFile): PosixIpcPerm | undefined {
+  const st = lstatOrNull(file.path);
+  if (st === null || st.dev !== file.dev || st.ino !== file.ino) return undefined;
+  return posixPerm('socket', file.path, st);
 }
 
 /** Removes our socket file unless it is gone or is now someone else's (a newer server's). */

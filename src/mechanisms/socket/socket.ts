@@ -25,6 +25,7 @@ import { closedError, errnoError, invalidArgument, IpcError, sys, toIpcError } f
 import { DEFAULT_MAX_MESSAGE_BYTES, resolveFraming } from '../../core/framing.js';
 import { native, type NativeSockAddr } from '../../os/native.js';
 import { createMode, TRUST_OWNER, type CreateModeOptions } from '../../os/permissions.js';
+import type { PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import {
   claimBoundFile,
@@ -36,6 +37,7 @@ import {
   resolveHost,
   socketType,
   tcpText,
+  boundFilePerm,
   unlinkBoundFile,
   type BoundFile,
   type SocketAddress,
@@ -121,6 +123,12 @@ export interface SocketServer<T> extends AsyncIterable<SocketChannel<T>>, AsyncD
   accept(options?: WaitOptions): Promise<SocketChannel<T>>;
   /** Stops listening and removes our socket file (never a newer server's). Connections already accepted stay open. */
   close(): Promise<void>;
+  /**
+   * The permission record of the socket file (lstat), as every IPC object reports it: no key,
+   * creator or sequence number, which POSIX objects do not have. Undefined without a file
+   * (TCP, abstract names) or once it is gone or replaced.
+   */
+  perm(): PosixIpcPerm | undefined;
 }
 
 // --- helpers ---
@@ -375,6 +383,10 @@ class ListeningServer<T> implements SocketServer<T> {
     return receiverIterator({ receive: (o?: WaitOptions) => this.accept(o) });
   }
 
+  perm(): PosixIpcPerm | undefined {
+    return this.#file && !this.#closed ? boundFilePerm(this.#file) : undefined;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -490,6 +502,10 @@ class DatagramListener<T> implements SocketServer<T> {
 
   [Symbol.asyncIterator](): AsyncIterator<SocketChannel<T>> {
     return receiverIterator({ receive: (o?: WaitOptions) => this.accept(o) });
+  }
+
+  perm(): PosixIpcPerm | undefined {
+    return this.#file && !this.#server.closed ? boundFilePerm(this.#file) : undefined;
   }
 
   async close(): Promise<void> {

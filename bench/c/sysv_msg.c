@@ -1,0 +1,98 @@
+/*
+ * C reference: a System V message queue, one queue for both directions as System V
+ * programs use it: the parent sends type 1, the child answers type 2. One blocking msgsnd /
+ * msgrcv per message. The queue is made by the caller (bench/sysv.ts, which removes it
+ * afterwards, even if this program is killed) and passed as its identifier:
+ *   sysv_msg lat|thr SIZE MAX_MSGS MAX_SECONDS ID [P,C]   (P,C: pin parent and child, pin.h)
+ */
+#include "harness.h"
+#include "pin.h"
+#include <sys/ipc.h>
+#include <sys/msg.h>
+
+struct msg {
+  long type;
+  char text[];
+};
+
+static void send_msg(int id, struct msg *m, long type, size_t n) {
+  m->type = type;
+  while (msgsnd(id, m, n, 0) != 0) {
+    if (errno != EINTR) die("msgsnd");
+  }
+}
+
+static ssize_t recv_msg(int id, struct msg *m, long type, size_t cap) {
+  for (;;) {
+    ssize_t n = msgrcv(id, m, cap, type, 0);
+    if (n >= 0) return n;
+    if (errno != EINTR) die("msgrcv");
+  }
+}
+
+int main(int argc, char **argv) {
+  bench_args a = parse_args(argc, argv);
+  if (argc < 6) {
+    fprintf(stderr, "usage: %s lat|thr SIZE MAX_MSGS MAX_SECONDS ID [P,C]\n", argv[0]);
+    return 2;
+  }
+  int id = atoi(argv[5]);
+  struct msg *m = malloc(sizeof(long) + a.size);
+  memset(m->text, 'x', a.size);
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  pin_to(argc > 6 ? argv[6] : NULL, pid == 0 ? 1 : 0);
+  if (pid == 0) {
+    long n = 0;
+    for (;;) {
+      ssize_t got = recv_msg(id, m, 1, a.size);
+      if ((size_t)got != a.size) { fprintf(stderr, "short message\n"); exit(1); }
+      uint64_t s = get_seq(m->text);
+      if (s == LAST_SEQ) break;
+      if (a.lat) send_msg(id, m, 2, a.size);
+      else if (s != (uint64_t)n) { fprintf(stderr, "bad seq %llu != %ld\n", (unsigned long long)s, n); exit(1); }
+      n++;
+    }
+    if (!a.lat) {
+      memcpy(m->text, &n, sizeof n);
+      send_msg(id, m, 2, sizeof n);
+    }
+    _exit(0);
+  }
+  if (a.lat) {
+    uint64_t *samples = malloc(sizeof(uint64_t) * (size_t)a.max_msgs);
+    uint64_t deadline = now_ns() + (uint64_t)(a.max_seconds * 1e9);
+    long n = 0;
+    while (n < a.max_msgs) {
+      uint64_t t0 = now_ns();
+      put_seq(m->text, (uint64_t)n);
+      send_msg(id, m, 1, a.size);
+      recv_msg(id, m, 2, a.size);
+      if (get_seq(m->text) != (uint64_t)n) { fprintf(stderr, "bad echo seq\n"); exit(1); }
+      uint64_t t1 = now_ns();
+      samples[n++] = t1 - t0;
+      if (t1 > deadline) break;
+    }
+    put_seq(m->text, LAST_SEQ);
+    send_msg(id, m, 1, a.size);
+    print_latency(samples, n);
+  } else {
+    uint64_t start = now_ns(), deadline = start + (uint64_t)(a.max_seconds * 1e9);
+    long n = 0;
+    for (; n < a.max_msgs; n++) {
+      put_seq(m->text, (uint64_t)n);
+      send_msg(id, m, 1, a.size);
+      if ((n & 255) == 0 && now_ns() > deadline) { n++; break; }
+    }
+    put_seq(m->text, LAST_SEQ);
+    send_msg(id, m, 1, a.size);
+    long got = -1;
+    recv_msg(id, m, 2, a.size);
+    memcpy(&got, m->text, sizeof got);
+    uint64_t end = now_ns();
+    if (got != n) { fprintf(stderr, "lost messages: sent %ld, got %ld\n", n, got); exit(1); }
+    print_throughput(n, end - start, a.size);
+  }
+  waitpid(pid, NULL, 0);
+  return 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * C reference: System V semaphores, ping-pong. The parent gives semaphore 0 (ping), the
+ * child takes it and gives semaphore 1 (pong), the parent takes that: one round trip. A
+ * third semaphore tells the child to stop. The set is made by the caller (bench/sysv.ts,
+ * which removes it afterwards) and passed as its identifier:
+ *   sysv_sem lat SIZE MAX_MSGS MAX_SECONDS ID [P,C]   (SIZE is ignored: no payload; P,C: pin.h)
+ */
+#include "harness.h"
+#include "pin.h"
+#include <sys/ipc.h>
+#include <sys/sem.h>
+
+static void op(int id, unsigned short num, short delta) {
+  struct sembuf b = {num, delta, 0};
+  while (semop(id, &b, 1) != 0) {
+    if (errno != EINTR) die("semop");
+  }
+}
+
+int main(int argc, char **argv) {
+  bench_args a = parse_args(argc, argv);
+  if (!a.lat || argc < 6) {
+    fprintf(stderr, "usage: %s lat SIZE MAX_MSGS MAX_SECONDS ID [P,C] (a semaphore carries no payload)\n", argv[0]);
+    return 2;
+  }
+  int id = atoi(argv[5]);
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  pin_to(argc > 6 ? argv[6] : NULL, pid == 0 ? 1 : 0);
+  if (pid == 0) {
+    for (;;) {
+      op(id, 0, -1);
+      struct sembuf stop = {2, -1, IPC_NOWAIT};
+      if (semop(id, &stop, 1) == 0) break;
+      op(id, 1, 1);
+    }
+    _exit(0);
+  }
+  uint64_t *samples = malloc(sizeof(uint64_t) * (size_t)a.max_msgs);
+  uint64_t deadline = now_ns() + (uint64_t)(a.max_seconds * 1e9);
+  long n = 0;
+  while (n < a.max_msgs) {
+    uint64_t t0 = now_ns();
+    op(id, 0, 1);
+    op(id, 1, -1);
+    uint64_t t1 = now_ns();
+    samples[n++] = t1 - t0;
+    if (t1 > deadline) break;
+  }
+  op(id, 2, 1);
+  op(id, 0, 1);
+  waitpid(pid, NULL, 0);
+  print_latency(samples, n);
+  return 0;
+}
