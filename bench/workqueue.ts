@@ -1,8 +1,8 @@
 /**
  * Bench: the work queue with one producer and two consumers in three processes, small
  * jobs (16 bytes). jobs/s = jobs / (first put .. join() resolved, i.e. every job done).
- * - batched: putMany / getMany / taskDone(batch), 256 at a time
- * - one by one: put / get / taskDone per job
+ * - batched: putMany / takeMany / ack(batch), 256 at a time
+ * - one by one: put / take / ack per job
  * Baseline in the same run: process.send from the node baselines (one-way, 64 B).
  */
 import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
@@ -75,13 +75,13 @@ export const children = {
     try {
       if (args.batched) {
         for (;;) {
-          const jobs = await q.getMany(BATCH);
-          q.taskDone(jobs);
+          const jobs = await q.takeMany(BATCH);
+          q.ack(jobs);
           done += jobs.length;
         }
       } else {
         for await (const job of q) {
-          q.taskDone(job);
+          q.ack(job);
           done++;
         }
       }

@@ -90,9 +90,9 @@ export {
   type Job,
   type OpenWorkQueueOptions,
   type WorkQueueHandleOptions,
-  type WorkQueueStats,
+  type WorkQueueInfo,
 } from './mechanisms/workqueue/workqueue.js';
-export type { WorkQueueContract } from './core/work-queue.js';
+export type { WorkQueueContract, WorkQueueStats } from './core/work-queue.js';
 export {
   connectNats,
   NatsClient,

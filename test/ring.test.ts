@@ -327,6 +327,9 @@ describe('ring: across processes', () => {
     const n = ringName();
     using ring = createRing(n, { capacityBytes: 32 * 1024, producers: 'many', maxProducers: 8, maxMessageBytes: 8192 });
     const rx = track(await ring.receiver());
+    // The ring ends when its last producer leaves: hold one open so that a producer that
+    // finishes before another has attached (a loaded machine) does not end it early.
+    const hold = await ring.sender();
     const count = 2000;
     const producers = [1, 2, 3, 4].map((id) => runFixture('ring-peer', ['produce', n, String(id), String(count), '8192']));
     const next: Record<number, number> = {};
@@ -337,6 +340,7 @@ describe('ring: across processes', () => {
     }
     assert.deepEqual(next, { 1: count, 2: count, 3: count, 4: count });
     for (const p of producers) assert.equal((await p.done).code, 0);
+    await hold.close();
     await rejectsWith(rx.receive({ timeout: 10_000 }), 'ERR_IPCKIT_CLOSED');
     await rx.close();
   });

@@ -114,13 +114,13 @@ it('work queue: every entry point', async () => {
   refused('put timeout (with room)', () => q.put(item, bad));
   refused('putMany not iterable', () => q.putMany(3 as unknown as Uint8Array[]));
   refused('putMany signal', () => q.putMany([item], badSignal));
-  refused('get timeout', () => q.get(bad));
-  refused('getMany max', () => q.getMany(0));
-  refused('tryGetMany max', () => q.tryGetMany(-2));
-  refused('getSync timeout', () => q.getSync(-1));
-  refused('taskDone not a job', () => q.taskDone(5 as never));
+  refused('get timeout', () => q.take(bad));
+  refused('takeMany max', () => q.takeMany(0));
+  refused('tryTakeMany max', () => q.tryTakeMany(-2));
+  refused('takeSync timeout', () => q.takeSync(-1));
+  refused('ack not a job', () => q.ack(5 as never));
   refused('join signal', () => q.join(badSignal));
-  assert.equal(q.stats().ready, 0, 'nothing was put by the refused calls');
+  assert.equal(q.info().ready, 0, 'nothing was put by the refused calls');
 });
 
 it('mutex: every entry point', async () => {

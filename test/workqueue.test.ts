@@ -28,7 +28,7 @@ async function open(name: string): Promise<WorkQueue<unknown>> {
 }
 
 describe('work queue: semantics in one process', () => {
-  it('put, get, taskDone and join, in FIFO order with one producer and one consumer', async () => {
+  it('put, take, ack and join, in FIFO order with one producer and one consumer', async () => {
     const { name, q } = queue({ capacityJobs: 64 });
     const c = await open(name);
     const ids: number[] = [];
@@ -37,35 +37,35 @@ describe('work queue: semantics in one process', () => {
     let joined = false;
     const joining = q.join().then(() => (joined = true));
     for (let i = 0; i < 50; i++) {
-      const job = await c.get();
+      const job = await c.take();
       assert.deepEqual(job.data, { i });
       assert.equal(job.id, ids[i]);
       assert.equal(job.deliveries, 1);
       assert.equal(job.redelivered, false);
       await sleep(0);
-      assert.equal(joined, false, 'join waits for taskDone of every item');
-      c.taskDone(job);
+      assert.equal(joined, false, 'join waits for the ack of every item');
+      c.ack(job);
     }
     await within(joining, 5000);
     assert.equal(await q.join(), undefined);
-    const s = q.stats();
+    const s = q.info();
     assert.deepEqual({ ready: s.ready, inFlight: s.inFlight, free: s.free, put: s.put, done: s.done }, { ready: 0, inFlight: 0, free: 64, put: 50, done: 50 });
   });
 
-  it('taskDone(): no argument marks the oldest job; a job done twice, or of another handle, is refused', async () => {
+  it('ack(): no argument marks the oldest job; a job done twice, or of another handle, is refused', async () => {
     const { name, q } = queue();
     const c = await open(name);
     await q.putMany([1, 2, 3]);
-    const [a, b] = await c.getMany(2);
+    const [a, b] = await c.takeMany(2);
     assert.equal(c.inFlight, 2);
-    c.taskDone();
+    c.ack();
     assert.equal(c.inFlight, 1);
-    throwsWith(() => c.taskDone(a!), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    const third = await q.get();
-    throwsWith(() => c.taskDone(third), 'ERR_IPCKIT_INVALID_ARGUMENT');
-    c.taskDone(b!);
-    q.taskDone(third);
-    throwsWith(() => q.taskDone(), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => c.ack(a!), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    const third = await q.take();
+    throwsWith(() => c.ack(third), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    c.ack(b!);
+    q.ack(third);
+    throwsWith(() => q.ack(), 'ERR_IPCKIT_INVALID_ARGUMENT');
     await within(q.join(), 5000);
   });
 
@@ -80,16 +80,16 @@ describe('work queue: semantics in one process', () => {
     ac.abort();
     await rejectsWith(aborted, 'ERR_IPCKIT_ABORTED');
     const waiting = q.put({ i: 4 });
-    // A taken job still holds its slot: the put waits for taskDone, not for get.
-    const first = await c.get();
+    // A taken job still holds its slot: the put waits for ack, not for take.
+    const first = await c.take();
     await sleep(30);
-    assert.equal(q.stats().ready, 3);
-    c.taskDone(first);
+    assert.equal(q.info().ready, 3);
+    c.ack(first);
     await within(waiting, 5000);
     const rest: unknown[] = [];
-    for (let j = c.tryGet(); j; j = c.tryGet()) {
+    for (let j = c.tryTake(); j; j = c.tryTake()) {
       rest.push(j.data);
-      c.taskDone(j);
+      c.ack(j);
     }
     assert.deepEqual(rest, [{ i: 1 }, { i: 2 }, { i: 3 }, { i: 4 }], 'nothing of the timed-out or aborted puts');
   });
@@ -108,15 +108,15 @@ describe('work queue: semantics in one process', () => {
     handles.push(q);
     const c = await open(name); // JSON out
     await q.putMany([Buffer.from('{"a":1}'), Buffer.from('not json'), Buffer.from('{"b":2}')]);
-    const batch = await c.getMany(10);
+    const batch = await c.takeMany(10);
     assert.deepEqual(batch.map((j) => j.data), [{ a: 1 }], 'the batch ends before the bad item');
-    c.taskDone(batch);
-    await rejectsWith(c.get({ timeout: 1000 }), 'ERR_IPCKIT_BAD_FRAME');
-    const last = await c.get({ timeout: 1000 });
+    c.ack(batch);
+    await rejectsWith(c.take({ timeout: 1000 }), 'ERR_IPCKIT_BAD_FRAME');
+    const last = await c.take({ timeout: 1000 });
     assert.deepEqual(last.data, { b: 2 });
-    c.taskDone(last);
+    c.ack(last);
     await within(q.join(), 2000, 'join: the bad item counts as done');
-    assert.equal(q.stats().done, 3);
+    assert.equal(q.info().done, 3);
   });
 
   it('a closed handle answers ERR_IPCKIT_CLOSED, on both memory paths (isShutdown too)', async () => {
@@ -124,39 +124,40 @@ describe('work queue: semantics in one process', () => {
       const { q } = queue({ capacityJobs: 4, external });
       await q.close();
       throwsWith(() => q.isShutdown, 'ERR_IPCKIT_CLOSED');
-      throwsWith(() => q.stats(), 'ERR_IPCKIT_CLOSED');
-      throwsWith(() => q.tryGet(), 'ERR_IPCKIT_CLOSED');
+      throwsWith(() => q.info(), 'ERR_IPCKIT_CLOSED');
+      await rejectsWith(q.stats(), 'ERR_IPCKIT_CLOSED');
+      throwsWith(() => q.tryTake(), 'ERR_IPCKIT_CLOSED');
       await rejectsWith(q.put(1), 'ERR_IPCKIT_CLOSED');
     }
   });
 
-  it('get times out and aborts, takes nothing; close() rejects pending waits', async () => {
+  it('take times out and aborts, takes nothing; close() rejects pending waits', async () => {
     const { name, q } = queue();
-    await rejectsWith(q.get({ timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
-    await rejectsWith(q.get({ signal: AbortSignal.abort() }), 'ERR_IPCKIT_ABORTED');
+    await rejectsWith(q.take({ timeout: 50 }), 'ERR_IPCKIT_TIMEOUT');
+    await rejectsWith(q.take({ signal: AbortSignal.abort() }), 'ERR_IPCKIT_ABORTED');
     await rejectsWith(q.join({ timeout: 1 }).then(() => Promise.reject(Object.assign(new Error('x'), { code: 'ERR_IPCKIT_TIMEOUT' }))), 'ERR_IPCKIT_TIMEOUT');
     const c = await open(name);
-    const pending = c.get();
+    const pending = c.take();
     await sleep(10);
     await c.close();
     await rejectsWith(pending, 'ERR_IPCKIT_CLOSED');
-    await rejectsWith(c.get(), 'ERR_IPCKIT_CLOSED');
+    await rejectsWith(c.take(), 'ERR_IPCKIT_CLOSED');
   });
 
   it('closing with jobs in hand gives them back: delivered again, same id, deliveries 2', async () => {
     const { name, q } = queue();
     const id = await q.put({ task: 'x' });
     const c1 = await open(name);
-    const first = await c1.get();
+    const first = await c1.take();
     await c1.close();
     const c2 = await open(name);
-    const again = await c2.get({ timeout: 5000 });
+    const again = await c2.take({ timeout: 5000 });
     assert.equal(again.id, id);
     assert.equal(first.id, id);
     assert.equal(again.deliveries, 2);
     assert.equal(again.redelivered, true);
-    assert.equal(q.stats().redelivered, 1);
-    c2.taskDone(again);
+    assert.equal(q.info().redelivered, 1);
+    c2.ack(again);
     await within(q.join(), 5000);
   });
 
@@ -169,7 +170,7 @@ describe('work queue: semantics in one process', () => {
     const got: unknown[] = [];
     for await (const job of c) {
       got.push(job.data);
-      c.taskDone(job);
+      c.ack(job);
     }
     assert.deepEqual(got, [1, 2, 3]);
     assert.equal(q.isShutdown, true);
@@ -191,7 +192,7 @@ describe('work queue: semantics in one process', () => {
       `const { parentPort, workerData } = require('node:worker_threads');
        import(workerData.module).then(async ({ openWorkQueue }) => {
          const q = await openWorkQueue(workerData.name, { codec: 'json' });
-         const job = await q.get();
+         const job = await q.take();
          parentPort.postMessage(job.id);
        });`,
       { eval: true, workerData: { name, module: new URL('../src/mechanisms/workqueue/workqueue.js', import.meta.url).href } },
@@ -203,9 +204,9 @@ describe('work queue: semantics in one process', () => {
     }), 10_000, 'the worker takes the job');
     assert.equal(took, id);
     await worker.terminate();
-    const again = await c.get({ timeout: 5000 });
+    const again = await c.take({ timeout: 5000 });
     assert.deepEqual({ id: again.id, deliveries: again.deliveries, data: again.data }, { id, deliveries: 2, data: { job: 1 } });
-    c.taskDone(again);
+    c.ack(again);
     await within(q.join(), 5000);
   });
 
@@ -217,7 +218,7 @@ describe('work queue: semantics in one process', () => {
          const q = openWorkQueueSync(workerData.name, { codec: 'json' });
          const seen = [];
          for (;;) {
-           try { const j = q.getSync(10000); seen.push(j.data); q.taskDone(j); }
+           try { const j = q.takeSync(10000); seen.push(j.data); q.ack(j); }
            catch (e) { parentPort.postMessage({ seen, end: e.code }); break; }
          }
          await q.close();
@@ -289,7 +290,7 @@ describe('work queue: across processes', () => {
       }
       const all = new Set([...done, ...helper.all.filter((l) => 'done' in l).map((l) => l.done as number)]);
       assert.equal(all.size, 20, 'every item was done');
-      assert.ok(q.stats().redelivered >= 1);
+      assert.ok(q.info().redelivered >= 1);
     });
   }
 
@@ -301,9 +302,9 @@ describe('work queue: across processes', () => {
       const resolved = victim.all.filter((l) => 'put' in l).map((l) => l.put as number);
       assert.deepEqual(resolved, Array.from({ length: 9 }, (_, i) => i));
       const got: number[] = [];
-      for (let j = q.tryGet(); j; j = q.tryGet()) {
+      for (let j = q.tryTake(); j; j = q.tryTake()) {
         got.push((j.data as { n: number }).n);
-        q.taskDone(j);
+        q.ack(j);
       }
       // The put in progress reached the queue only if it was published (before-wake).
       assert.deepEqual(got.sort((a, b) => a - b), point === 'before-wake' ? [...resolved, 9] : resolved);
@@ -315,7 +316,7 @@ describe('work queue: across processes', () => {
         else await sleep(20);
       }
       assert.equal(placed, 16);
-      assert.equal(q.stats().writing, 0);
+      assert.equal(q.info().writing, 0);
     });
   }
 });

@@ -1,6 +1,6 @@
 /**
  * Work queue consumer: takes jobs until the queue is shut down and every job is done.
- * A job is finished with taskDone(); if this process dies before that, the job goes to
+ * A job is finished with ack(); if this process dies before that, the job goes to
  * another consumer (job.redelivered is then true, and job.id is the same).
  */
 import { createHash } from 'node:crypto';
@@ -11,7 +11,7 @@ let done = 0;
 for await (const job of queue) {
   const { text } = job.data as { n: number; text: string };
   createHash('sha256').update(text).digest(); // the "work"
-  queue.taskDone(job);
+  queue.ack(job);
   done++;
 }
 await queue.close();

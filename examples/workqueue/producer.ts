@@ -20,7 +20,7 @@ const queue = createWorkQueue(name, { capacityJobs: 1024, maxMessageBytes: 256, 
 const start = (): ChildProcess => fork(consumerScript, [name], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 const consumers = [start(), start(), start(), start()];
 const status = (): string => {
-  const s = queue.stats();
+  const s = queue.info();
   return `done ${s.done.toLocaleString('en-US')} / ${JOBS.toLocaleString('en-US')}, in flight ${s.inFlight}, waiting ${s.ready}, redelivered ${s.redelivered}`;
 };
 const live = setInterval(() => {
@@ -32,7 +32,7 @@ try {
   for (let n = 0; n < JOBS; n += 500) {
     const batch = Array.from({ length: Math.min(500, JOBS - n) }, (_, i) => ({ n: n + i, text: `job ${n + i}` }));
     await queue.putMany(batch); // waits while the queue is full
-    if (killOne && !killed && queue.stats().done > JOBS / 3) {
+    if (killOne && !killed && queue.info().done > JOBS / 3) {
       killed = true;
       consumers[0]!.kill('SIGKILL'); // it dies with jobs in hand...
       consumers.push(start()); // ...and a new consumer picks them up again

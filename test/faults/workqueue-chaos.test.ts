@@ -81,7 +81,7 @@ it('producers and consumers SIGKILLed at any step: nothing lost, duplicates only
   const lost = [...resolved].filter((id) => !taken.has(id));
   const redeliveries = takes.filter((l) => l.deliveries > 1).length;
   const consumerDeaths = procs.filter((p) => p.kind === 'consumer').length - 6; // every consumer beyond the 3 + 3 that ended cleanly died
-  const stats = q.stats();
+  const stats = q.info();
   console.log(
     `chaos: ${procs.length} processes, ${kills} kills by the test, ${resolved.size} puts resolved, ${takes.length} takes, ${doneIds.size} done, ${redeliveries} redelivered, stats ${JSON.stringify(stats)}`,
   );

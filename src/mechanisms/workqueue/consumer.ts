@@ -1,6 +1,6 @@
 /**
  * The consuming side of a work-queue handle: get (and its batch, try and Sync forms),
- * taskDone, and join. A get that finds nothing ready spins briefly, then sleeps on the
+ * ack, retry and join. A take that finds nothing ready spins briefly, then sleeps on the
  * items signal in slices, recovering the slots of dead owners as it waits.
  */
 import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
@@ -12,7 +12,7 @@ import { SpinBudget } from '../../memory/spin.js';
 import { checkWaitOptions, SLICE_MS } from '../../memory/waits.js';
 import { fault, FAULTS } from '../../os/faults.js';
 import type { Job, JobImpl, QueueCore } from './core.js';
-import { FREE, W_DONE_SIGNAL, W_GETTERS_SLEEPING, W_ITEMS_SIGNAL, W_JOINERS_SLEEPING } from './layout.js';
+import { FREE, READY, W_DONE_SIGNAL, W_GETTERS_SLEEPING, W_ITEMS_SIGNAL, W_JOINERS_SLEEPING } from './layout.js';
 
 const DEFAULT_SPIN_MICROS = 20;
 const now = (): number => performance.now();
@@ -49,33 +49,33 @@ export class Consumer<T> {
     };
   }
 
-  get(options?: WaitOptions): Promise<Job<T>> {
+  take(options?: WaitOptions): Promise<Job<T>> {
     return this.#request({ many: false }, options, checkWaitOptions(options, 'get')) as Promise<Job<T>>;
   }
 
-  tryGet(): Job<T> | undefined {
+  tryTake(): Job<T> | undefined {
     this.#core.usable();
     if (this.#getters.length > 0) return undefined;
     return this.#core.take();
   }
 
-  getMany(max: number, options?: WaitOptions): Promise<Array<Job<T>>> {
+  takeMany(max: number, options?: WaitOptions): Promise<Array<Job<T>>> {
     if (max !== Infinity) validate.integer('max', max, 1);
     return this.#request({ many: true, max }, options, checkWaitOptions(options, 'get')) as Promise<Array<Job<T>>>;
   }
 
-  tryGetMany(max: number): Array<Job<T>> {
+  tryTakeMany(max: number): Array<Job<T>> {
     if (max !== Infinity) validate.integer('max', max, 1);
     this.#core.usable();
     if (this.#getters.length > 0) return [];
     return this.#core.takeMany(max);
   }
 
-  getSync(timeoutMs?: number): Job<T> {
+  takeSync(timeoutMs?: number): Job<T> {
     const ms = validate.timeout(timeoutMs);
     const core = this.#core;
     core.usable();
-    if (this.#getters.length > 0) throw invalidArgument('getSync cannot overtake pending asynchronous gets');
+    if (this.#getters.length > 0) throw invalidArgument('takeSync cannot overtake pending asynchronous takes');
     const deadline = ms === undefined ? undefined : now() + ms;
     const mem = core.mem;
     try {
@@ -127,7 +127,7 @@ export class Consumer<T> {
     }
   }
 
-  taskDone(job?: Job<T> | ReadonlyArray<Job<T>>): void {
+  ack(job?: Job<T> | ReadonlyArray<Job<T>>): void {
     const core = this.#core;
     if (job !== undefined && (job === null || typeof job !== 'object')) throw invalidArgument(`job must be a Job or an array of jobs, got ${validate.describe(job)}`);
     core.usable();
@@ -136,7 +136,7 @@ export class Consumer<T> {
     try {
       for (const j of jobs) {
         const t = j !== null && typeof j === 'object' ? core.inFlight.get(j.id) : undefined;
-        if (!t || t !== j) throw invalidArgument(`job ${(j as Job<T> | null)?.id} is not in progress on this handle (taskDone twice, or taken by another handle)`);
+        if (!t || t !== j) throw invalidArgument(`job ${(j as Job<T> | null)?.id} is not in progress on this handle (acknowledged twice, or taken by another handle)`);
         if (FAULTS) fault('workqueue:before-done');
         core.release(t as JobImpl<T>, FREE);
         done++;
@@ -144,6 +144,24 @@ export class Consumer<T> {
     } finally {
       if (done > 0) core.afterDone(done);
     }
+  }
+
+  /**
+   * Gives a job this handle took back to the queue, to be delivered again (to any
+   * consumer, this one included), at once or after `delay` ms; until then it stays ours.
+   */
+  retry(job: Job<T>, delay: number | undefined): void {
+    const core = this.#core;
+    core.usable();
+    const t = job !== null && typeof job === 'object' ? core.inFlight.get(job.id) : undefined;
+    if (!t || t !== job) throw invalidArgument(`job ${(job as Job<T> | null)?.id} is not in progress on this handle (acknowledged, retried, or taken by another handle)`);
+    const giveBack = (): void => {
+      if (core.closed || core.inFlight.get(t.id) !== t) return; // close() gave it back already
+      core.release(t as JobImpl<T>, READY);
+      core.redelivered(1);
+    };
+    if (delay === undefined || delay === 0) giveBack();
+    else setTimeout(giveBack, delay).unref();
   }
 
   join(options?: WaitOptions): Promise<void> {

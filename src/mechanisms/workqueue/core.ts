@@ -6,7 +6,7 @@
  *
  * - A slot's state word says what it holds and who owns it: FREE, WRITING (a producer is
  *   filling it), READY (an item waits), TAKEN (a consumer has it and has not called
- *   taskDone). The owner is a row of the participant table and its epoch.
+ *   acknowledged). The owner is a row of the participant table and its epoch.
  * - So the queue is consistent after a crash at any instruction: a WRITING slot whose
  *   owner died goes back to FREE (its put never resolved), a TAKEN slot whose owner died
  *   goes back to READY and is delivered again (at-least-once; the redelivered job keeps
@@ -14,6 +14,7 @@
  *   whenever they wait, and every 100 ms while busy.
  */
 import { decodeWith, encodeWith, type Codec } from '../../core/codec.js';
+import type { Job, WorkQueueStats } from '../../core/work-queue.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError } from '../../core/errors.js';
 import { frameTooLarge } from '../../core/framing.js';
 import { AttachLock } from '../../memory/attach-lock.js';
@@ -54,16 +55,8 @@ import {
 const RECOVER_EVERY_MS = 100;
 const now = (): number => performance.now();
 
-/** An item taken from the queue. Call `queue.taskDone(job)` when it is handled. */
-export interface Job<T> {
-  /** Unique per put; a redelivered job keeps it. */
-  readonly id: number;
-  readonly data: T;
-  /** How many times it was taken, this time included (1 the first time). */
-  readonly deliveries: number;
-  /** True if an earlier consumer took it and did not finish it (it died, or closed). */
-  readonly redelivered: boolean;
-}
+/** A job taken from the queue: acknowledge it (`queue.ack(job)`) once handled. */
+export type { Job };
 
 export class JobImpl<T> implements Job<T> {
   constructor(
@@ -77,19 +70,12 @@ export class JobImpl<T> implements Job<T> {
   }
 }
 
-export interface WorkQueueStats {
+/** The contract's counts (capacity in jobs; put, done and redelivered are wrapping 32-bit counters since creation), and what a shared-memory queue adds. */
+export interface WorkQueueInfo extends WorkQueueStats {
   capacity: number;
-  /** Items waiting to be taken. */
-  ready: number;
-  /** Items taken and not yet done. */
-  inFlight: number;
   /** Slots being written by a producer. */
   writing: number;
   free: number;
-  /** Since creation (wrapping 32-bit counters): items put, tasks done, deliveries again after a consumer died or left. */
-  put: number;
-  done: number;
-  redelivered: number;
   /** Attached handles now. */
   participants: number;
   shutdown: boolean;
@@ -361,7 +347,7 @@ export class QueueCore<T> {
 
   oldest(): JobImpl<T> {
     const first = this.inFlight.values().next();
-    if (first.done) throw invalidArgument('taskDone() called with no job in progress on this handle');
+    if (first.done) throw invalidArgument('ack() called with no job in progress on this handle');
     return first.value;
   }
 
@@ -452,9 +438,10 @@ export class QueueCore<T> {
   }
 
   /** Counts of the queue now (a scan of the slots and rows). */
-  stats(): WorkQueueStats {
+  stats(): WorkQueueInfo {
     const mem = this.mem;
-    const s: WorkQueueStats = { capacity: this.capacity, ready: 0, inFlight: 0, writing: 0, free: 0, put: mem.load(W_PUT_TOTAL) >>> 0, done: mem.load(W_DONE_TOTAL) >>> 0, redelivered: mem.load(W_REDELIVERED_TOTAL) >>> 0, participants: 0, shutdown: this.isShutdown() };
+    // No dead letters here: a job is delivered until it is acknowledged.
+    const s: WorkQueueInfo = { capacity: this.capacity, ready: 0, inFlight: 0, writing: 0, free: 0, put: mem.load(W_PUT_TOTAL) >>> 0, done: mem.load(W_DONE_TOTAL) >>> 0, redelivered: mem.load(W_REDELIVERED_TOTAL) >>> 0, deadLettered: 0, participants: 0, shutdown: this.isShutdown() };
     for (let i = 0; i < this.capacity; i++) {
       const kind = mem.load(this.slotWord(i, S_STATE)) & 0xf;
       if (kind === READY) s.ready++;

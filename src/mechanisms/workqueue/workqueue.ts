@@ -1,13 +1,13 @@
 /**
  * A producer-consumer work queue in one shared memory segment: many producers and many
  * consumers, in any processes and threads, with Python's JoinableQueue semantics (put,
- * get, taskDone, join) and at-least-once delivery.
+ * take, ack, join) and at-least-once delivery.
  *
  * The files: layout.ts (docs/workqueue.md has it), core.ts (the slots and their
- * recovery after a crash), producer.ts (put), consumer.ts (get, taskDone, join), and this
+ * recovery after a crash), producer.ts (put), consumer.ts (take, ack, retry, join), and this
  * handle, which opens the queue and takes a row of its participant table.
  *
- * - A slot stays taken until taskDone(), so `capacityJobs` bounds the items waiting plus the
+ * - A slot stays taken until ack(), so `capacityJobs` bounds the items waiting plus the
  *   items in progress; put waits (backpressure) when no slot is free.
  * - Waiting spins briefly, then sleeps on a futex with sleeper flags, as the ring does.
  * - Order: items are taken roughly in the order they were put (exactly, with one producer
@@ -20,11 +20,12 @@ import * as validate from '../../core/validate.js';
 import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions, type OpenPlan } from '../../memory/object.js';
 import { FREE as ROW_FREE, Participants } from '../../memory/participants.js';
 import { Consumer, spinOption } from './consumer.js';
-import { geometryOf, QueueCore, type Job, type WorkQueueStats } from './core.js';
+import type { WorkQueueContract } from '../../core/work-queue.js';
+import { geometryOf, QueueCore, type Job, type WorkQueueInfo } from './core.js';
 import { MAX_PARTICIPANTS, plan as planLayout, READY, TABLE_OFFSET, VERSION, W_ITEMS_SIGNAL, writeGeometry } from './layout.js';
 import { Producer } from './producer.js';
 
-export type { Job, WorkQueueStats } from './core.js';
+export type { Job, WorkQueueInfo } from './core.js';
 
 export interface WorkQueueHandleOptions<C extends CodecOption | undefined = undefined> {
   codec?: C;
@@ -45,7 +46,7 @@ export interface OpenWorkQueueOptions<C extends CodecOption | undefined = undefi
 
 
 /** A handle on a work queue: produce, consume, or both. */
-export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
+export class WorkQueue<T> implements WorkQueueContract<T> {
   readonly name: string;
   readonly capacity: number;
   readonly maxMessageBytes: number;
@@ -90,37 +91,47 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
 
   // --- consuming ---
 
-  /** Takes the next item, waiting for one. Rejects with ERR_IPCKIT_CLOSED once the queue is shut down and drained. */
-  get(options?: WaitOptions): Promise<Job<T>> {
-    return this.#consumer.get(options);
+  /** Takes the next job, waiting for one. Rejects with ERR_IPCKIT_CLOSED once the queue is shut down and drained. */
+  take(options?: WaitOptions): Promise<Job<T>> {
+    return this.#consumer.take(options);
   }
 
-  /** Takes the next item if one is ready, else undefined. */
-  tryGet(): Job<T> | undefined {
-    return this.#consumer.tryGet();
+  /** Takes the next job if one is ready, else undefined. */
+  tryTake(): Job<T> | undefined {
+    return this.#consumer.tryTake();
   }
 
-  /** Waits for at least one item, then takes every ready item up to `max`. */
-  getMany(max = Infinity, options?: WaitOptions): Promise<Array<Job<T>>> {
-    return this.#consumer.getMany(max, options);
+  /** Waits for at least one job, then takes every ready job up to `max`. */
+  takeMany(max = Infinity, options?: WaitOptions): Promise<Array<Job<T>>> {
+    return this.#consumer.takeMany(max, options);
   }
 
-  tryGetMany(max = Infinity): Array<Job<T>> {
-    return this.#consumer.tryGetMany(max);
+  tryTakeMany(max = Infinity): Array<Job<T>> {
+    return this.#consumer.tryTakeMany(max);
   }
 
-  /** Blocking get for worker threads and scripts (blocks the event loop on the main thread). */
-  getSync(timeoutMs?: number): Job<T> {
-    return this.#consumer.getSync(timeoutMs);
+  /** Blocking take for worker threads and scripts (blocks the event loop on the main thread). */
+  takeSync(timeoutMs?: number): Job<T> {
+    return this.#consumer.takeSync(timeoutMs);
   }
 
   /**
-   * Marks jobs done (Python's task_done): a job, an array of jobs, or, with no argument,
-   * the oldest job this handle took and has not finished. Its slot becomes free. Throws
-   * ERR_IPCKIT_INVALID_ARGUMENT for a job that is not in progress here (done twice).
+   * Acknowledges jobs (Python's task_done): a job, an array of jobs, or, with no argument,
+   * the oldest job this handle took and has not acknowledged. It is never delivered again,
+   * and its slot becomes free. Throws ERR_IPCKIT_INVALID_ARGUMENT for a job that is not in
+   * progress here (acknowledged twice).
    */
-  taskDone(job?: Job<T> | ReadonlyArray<Job<T>>): void {
-    this.#consumer.taskDone(job);
+  ack(job?: Job<T> | ReadonlyArray<Job<T>>): void {
+    this.#consumer.ack(job);
+  }
+
+  /**
+   * Hands a job back to be delivered again (its `deliveries` grows), at once or after
+   * `delay` ms (it stays this handle's until then: a crash meanwhile redelivers it too).
+   */
+  retry(job: Job<T>, options?: { delay?: number }): void {
+    const o = validate.object<{ delay: number }>('options', options);
+    this.#consumer.retry(job, validate.timeout(o.delay, 'delay'));
   }
 
   /** Resolves once every item put so far has been taken and marked done (Python's join). */
@@ -145,9 +156,18 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
   }
 
   /** Counts of the queue now (a scan of the slots). */
-  stats(): WorkQueueStats {
+  info(): WorkQueueInfo {
     this.#core.usable();
     return this.#core.stats();
+  }
+
+  /** The counts of the work-queue contract (the same as info(), as a promise like every backend's). */
+  stats(): Promise<WorkQueueInfo> {
+    try {
+      return Promise.resolve(this.info());
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Jobs this handle took and has not marked done. */
@@ -193,11 +213,11 @@ export class WorkQueue<T> implements AsyncIterable<Job<T>>, AsyncDisposable {
     return unlinkWorkQueue(this.name);
   }
 
-  /** Yields jobs until the queue is shut down and drained (or this handle closes). Call taskDone for each. */
+  /** Yields jobs until the queue is shut down and drained (or this handle closes). Acknowledge each (ack). */
   [Symbol.asyncIterator](): AsyncIterableIterator<Job<T>> {
     const iterator: AsyncIterableIterator<Job<T>> = {
       next: () =>
-        this.get().then(
+        this.take().then(
           (value) => ({ value, done: false }),
           (e: unknown) => {
             if (isIpcError(e, 'ERR_IPCKIT_CLOSED')) return { value: undefined, done: true };
