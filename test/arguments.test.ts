@@ -787,7 +787,7 @@ const TABLE: Record<string, () => Case[]> = {
   'SysvSharedMemory.add': () => [['an index that is a string', () => sysvSegment.add(bad('0'), 1), /index/]],
   'SysvSharedMemory.compareExchange': () => [['a fractional index', () => sysvSegment.compareExchange(0.5, 0, 1), /index/]],
   'SysvSharedMemory.waitSync': () => [['expected that is a string', () => sysvSegment.waitSync(0, bad('0')), /expected/]],
-  'SysvSharedMemory.waitAsync': () => [['a negative timeout', () => sysvSegment.waitAsync(0, 0, { timeout: -1 }), /timeout/]],
+  'SysvSharedMemory.wait': () => [['a negative timeout', () => sysvSegment.wait(0, 0, { timeout: -1 }), /timeout/]],
   'SysvSharedMemory.notify': () => [['a negative count', () => sysvSegment.notify(0, -1), /count/]],
   'SysvSharedMemory.setOwner': () => [['a uid that is a string', () => sysvSegment.setOwner({ uid: bad('x') }), /uid/]],
   'SysvSharedMemory.setMode': () => [['setgid', () => sysvSegment.setMode(0o2660), /mode/]],

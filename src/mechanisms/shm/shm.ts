@@ -13,9 +13,9 @@
  *   `{ external: false }`, the segment uses the copying path instead: `read`/`write` copy,
  *   and `load`/`store`/`compareExchange`/`add` are native atomics. Both paths offer those
  *   methods; only `buffer` is missing on the copying path.
- * - `waitAsync`/`waitSync`/`notify` are futex(2) wait and wake without FUTEX_PRIVATE_FLAG:
+ * - `wait`/`waitSync`/`notify` are futex(2) wait and wake without FUTEX_PRIVATE_FLAG:
  *   a notify in one process wakes a waiter in another (V8's Atomics.notify does not).
- *   They are the waits of src/memory/waits.ts: `waitAsync` completes on the event loop
+ *   They are the waits of src/memory/waits.ts: `wait` completes on the event loop
  *   (io_uring, or a native waiter thread), never on libuv's pool; `waitSync` blocks in
  *   slices so that a worker stays terminable.
  * - `mapFile(path, { size })` maps a regular file with the same API, for data that must
@@ -194,14 +194,15 @@ export class SharedMemory implements Disposable {
 
   /**
    * Waits, without blocking the event loop, until word `index` is notified or no longer
-   * equals `expected`: resolves 'ok' (woken) or 'not-equal' (it differed at the start).
-   * Rejects with ERR_IPCKIT_TIMEOUT, ERR_IPCKIT_ABORTED, or ERR_IPCKIT_CLOSED on close().
+   * equals `expected`: resolves 'ok' (woken), 'not-equal' (it differed at the start) or
+   * 'timed-out' (options.timeout passed), the same results as waitSync and Atomics.wait.
+   * Rejects with ERR_IPCKIT_ABORTED (options.signal), or ERR_IPCKIT_CLOSED on close().
    */
-  waitAsync(index: number, expected: number, options?: WaitOptions): Promise<'ok' | 'not-equal'> {
+  wait(index: number, expected: number, options?: WaitOptions): Promise<ShmWaitResult> {
     validate.integer('expected', expected, -(2 ** 31), 2 ** 32 - 1);
     checkWaitOptions(options, `wait on ${this.#what}`);
     const i = this.#index(index);
-    return cancellableWait<'ok' | 'not-equal'>(`wait on ${this.#what}`, options, (resolve, reject) => {
+    const waiting = cancellableWait<ShmWaitResult>(`wait on ${this.#what}`, options, (resolve, reject) => {
       const word = this.#segment.mem.word(i);
       const stopWaiting = word.wait(expected | 0, false, (r) => {
         word.close();
@@ -221,6 +222,11 @@ export class SharedMemory implements Disposable {
       };
       this.#waits.add(onClose);
       return cancel;
+    });
+    // A timeout is an answer here, as in waitSync, not a failure.
+    return waiting.catch((e: unknown) => {
+      if (e instanceof IpcError && e.code === 'ERR_IPCKIT_TIMEOUT') return 'timed-out';
+      throw e;
     });
   }
 
@@ -261,7 +267,7 @@ export class SharedMemory implements Disposable {
   }
 
   /**
-   * Releases our handle: the fd and our reference to the mapping. Pending waitAsync calls
+   * Releases our handle: the fd and our reference to the mapping. Pending wait calls
    * reject with ERR_IPCKIT_CLOSED. Buffers and views taken before stay usable. Idempotent.
    */
   close(): void {
