@@ -17,7 +17,7 @@ import type { WaitOptions } from '../../core/channel.js';
 import { resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { closedError, invalidArgument, isIpcError, type IpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
-import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions, type OpenPlan } from '../../memory/object.js';
+import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, unlinkOnCloseOption, type CreateObjectOptions, type OpenObjectOptions, type OpenPlan, type UnlinkOnCloseOptions } from '../../memory/object.js';
 import { FREE as ROW_FREE, Participants } from '../../memory/participants.js';
 import { Consumer, spinOption } from './consumer.js';
 import type { WorkQueueContract } from '../../core/work-queue.js';
@@ -54,10 +54,12 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
   #producer: Producer<T>;
   #consumer: Consumer<T>;
   #leaveAtExit: () => void; // a terminated worker's row must look dead at once
+  readonly #unlinkOnClose: boolean;
 
   /** @internal Use createWorkQueue or openWorkQueue: the core has its row already. */
-  constructor(core: QueueCore<T>, spinMicros: number) {
+  constructor(core: QueueCore<T>, spinMicros: number, unlinkOnClose = false) {
     this.#core = core;
+    this.#unlinkOnClose = unlinkOnClose;
     this.name = core.name;
     this.capacity = core.capacity;
     this.maxMessageBytes = core.maxMessageBytes;
@@ -204,7 +206,11 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
       if (back > 0) core.redelivered(back);
       core.table.leave(core.row, core.epoch, ROW_FREE); // our own row, one store: no lock
     } finally {
-      core.segment.close();
+      try {
+        if (this.#unlinkOnClose) core.segment.unlinkIfStillNamed(`work queue ${this.name}`);
+      } finally {
+        core.segment.close();
+      }
     }
   }
 
@@ -236,8 +242,14 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
 }
 
 /** The handle options, checked at once. */
-function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined>): { codec: Codec<unknown>; spin: number } {
-  return { codec: resolveCodec(options.codec) as Codec<unknown>, spin: spinOption(options.spinMicros) };
+function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined> & UnlinkOnCloseOptions): HandleOptions {
+  return { codec: resolveCodec(options.codec) as Codec<unknown>, spin: spinOption(options.spinMicros), unlinkOnClose: unlinkOnCloseOption(options.unlinkOnClose) };
+}
+
+interface HandleOptions {
+  codec: Codec<unknown>;
+  spin: number;
+  unlinkOnClose: boolean;
 }
 
 /** Creates a work queue exclusively (mode 0600 unless asked) and returns a handle on it. Never waits. */
@@ -259,21 +271,21 @@ export function createWorkQueue<C extends CodecOption | undefined = undefined>(n
   return adopt(segment, () => {
     const core = new QueueCore<MessageOf<C>>(n, segment, geometryOf(segment, n), h.codec as Codec<MessageOf<C>>);
     core.attached(0, epoch);
-    return handleOf(core, h.spin);
+    return handleOf(core, h);
   });
 }
 
 /** The handle over a core that has its row; a failure gives the row back (the caller closes the segment). */
-function handleOf<T>(core: QueueCore<T>, spin: number): WorkQueue<T> {
+function handleOf<T>(core: QueueCore<T>, h: HandleOptions): WorkQueue<T> {
   try {
-    return new WorkQueue<T>(core, spin);
+    return new WorkQueue<T>(core, h.spin, h.unlinkOnClose);
   } catch (e) {
     core.table.leave(core.row, core.epoch, ROW_FREE);
     throw e;
   }
 }
 
-function openPlan(name: string, options: OpenWorkQueueOptions<CodecOption | undefined>): { n: string; plan: OpenPlan; h: { codec: Codec<unknown>; spin: number } } {
+function openPlan(name: string, options: OpenWorkQueueOptions<CodecOption | undefined>): { n: string; plan: OpenPlan; h: HandleOptions } {
   const n = validate.posixName(name);
   const o = validate.object<OpenWorkQueueOptions<CodecOption | undefined>>('options', options);
   return { n, plan: planOpen(o), h: handleOptions(o) };
@@ -290,7 +302,7 @@ export function openWorkQueue<C extends CodecOption | undefined = undefined>(nam
     adoptAsync(segment, async () => {
       const core = new QueueCore<MessageOf<C>>(n, segment, geometryOf(segment, n), h.codec as Codec<MessageOf<C>>);
       await core.lock.with({ deadline: plan.deadline, signal: plan.signal }, () => core.claimRow());
-      return handleOf(core, h.spin);
+      return handleOf(core, h);
     }),
   );
 }
@@ -301,7 +313,7 @@ export function openWorkQueueSync<C extends CodecOption | undefined = undefined>
   return adopt(openObjectSync(n, 'workqueue', VERSION, plan), (segment) => {
     const core = new QueueCore<MessageOf<C>>(n, segment, geometryOf(segment, n), h.codec as Codec<MessageOf<C>>);
     core.lock.withSync({ deadline: plan.deadline, signal: plan.signal }, () => core.claimRow());
-    return handleOf(core, h.spin);
+    return handleOf(core, h);
   });
 }
 
