@@ -79,7 +79,7 @@ export {
   type RingInfo,
   type RingView,
 } from './mechanisms/ring/ring.js';
-export { openRingChannel, openRingChannelSync, RingChannel, type RingChannelOptions } from './mechanisms/ring/channel.js';
+export { openRingChannel, openRingChannelSync, RingChannel, type RingChannelOptions, type RingPair } from './mechanisms/ring/channel.js';
 export {
   createWorkQueue,
   openWorkQueue,
