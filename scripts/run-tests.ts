@@ -79,9 +79,18 @@ const sysvLog = join(runDir, 'sysv-objects');
 const before = census(runtimeDir, mark, sysvLog);
 native.setChildSubreaper(true);
 
-const files = findTests(testRoot).filter((f) => filters.length === 0 || filters.some((x) => relative(testRoot, f).includes(x)));
+// Filters match paths under dist/test, with or without a leading test/.
+const wanted = filters.map((x) => x.replace(/^(dist\/)?test\//, ''));
+const files = findTests(testRoot).filter((f) => wanted.length === 0 || wanted.some((x) => relative(testRoot, f).includes(x)));
+if (files.length === 0) {
+  // `node --test` with no files would run everything it finds: say so instead.
+  console.error(`no test file matches ${filters.map((f) => JSON.stringify(f)).join(', ')}`);
+  process.exit(2);
+}
 console.log(`# running ${files.length} test files`);
-const result = spawnSync(process.execPath, ['--test', '--test-timeout=120000', ...files], {
+// 5 minutes a test: a hang still ends the run, and the CLI's help walk (a process per
+// command) fits on a loaded 2-CPU machine.
+const result = spawnSync(process.execPath, ['--test', '--test-timeout=300000', ...files], {
   stdio: 'inherit',
   env: { ...process.env, IPCKIT_RUNTIME_DIR: runtimeDir, TMPDIR: testTmp, IPCKIT_TEST: '1', IPCKIT_TEST_MARK: mark, IPCKIT_TEST_SYSV_LOG: sysvLog },
 });

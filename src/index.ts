@@ -90,6 +90,7 @@ export {
   type Job,
   type OpenWorkQueueOptions,
   type WorkQueueHandleOptions,
+  type NatsAddressText,
   type WorkQueueInfo,
 } from './mechanisms/workqueue/workqueue.js';
 export type { WorkQueueContract, WorkQueueStats } from './core/work-queue.js';

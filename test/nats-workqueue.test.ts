@@ -41,6 +41,24 @@ describe('nats work queue: the contract', () => {
     }
   });
 
+  it("openWorkQueue('nats://…/NAME') opens this queue: the same code as for a shared-memory queue, another address", async () => {
+    const { openWorkQueue } = await import('../src/index.js');
+    throwsWith(() => void openWorkQueue(`${server.url}/bad.name` as `nats://${string}`), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    const q = await openWorkQueue(`${server.url}/dispatch-${process.pid}` as `nats://${string}`, { codec: 'json', reconnectWait: 50 });
+    try {
+      const id = await q.put({ n: 1 });
+      const job = await q.take({ timeout: 10_000 });
+      assert.deepEqual([job.id, job.data], [id, { n: 1 }]);
+      q.ack(job);
+      // The server counts an acknowledgement when it has it: look until it does.
+      const deadline = Date.now() + 10_000;
+      while ((await q.stats()).done < 1 && Date.now() < deadline) await sleep(50);
+      assert.equal((await q.stats()).done, 1);
+    } finally {
+      await q.close();
+    }
+  });
+
   it('put, take, ack: ids in order, every job once, stats and join', async () => {
     const name = newQueue();
     const producer = open(name);

@@ -14,6 +14,7 @@ const GROUPS: Record<string, () => Promise<Group>> = {
   mqueue: async () => (await import('./mqueue.js')).group,
   semaphore: async () => (await import('./semaphore.js')).group,
   mutex: async () => (await import('./mutex.js')).group,
+  pool: async () => (await import('./pool.js')).group,
   lock: async () => (await import('./lock.js')).group,
   sysv: async () => (await import('./sysv.js')).group,
   signal: async () => (await import('./signal.js')).group,

@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { createFifo, createMessageQueue, createRing, unlinkFifo, unlinkMessageQueue, unlinkRing } from '../../src/index.js';
 import { isRoot, runCli, scratchPath, uniqueName } from '../helpers.js';
 
-const GROUPS = ['popen', 'fifo', 'mqueue', 'semaphore', 'mutex', 'signal', 'shm', 'ring', 'socket', 'sysv', 'bench'];
+const GROUPS = ['popen', 'fifo', 'mqueue', 'semaphore', 'mutex', 'pool', 'lock', 'signal', 'shm', 'ring', 'socket', 'workqueue', 'sysv', 'doctor', 'bench'];
 
 /** The words its help lists under `commands:` (empty for a single-command group). */
 async function wordsOf(words: string[]): Promise<string[]> {
@@ -130,6 +130,8 @@ describe('rm', () => {
       ['semaphore', uniqueName('none')],
       ['ring', uniqueName('none')],
       ['mutex', uniqueName('none')],
+      ['pool', uniqueName('none')],
+      ['workqueue', uniqueName('none')],
       ['shm', uniqueName('none')],
       ['fifo', scratchPath('none.fifo')],
     ] as const) {

@@ -15,6 +15,11 @@ import { cancellableWait, type WaitOptions } from '../../core/channel.js';
 import * as validate from '../../core/validate.js';
 import type { ConnectionOptions, NatsConnection, Status } from '@nats-io/transport-node';
 
+/** True for an address that names something on NATS (`nats://…` or `tls://…`) rather than on this host. */
+export function isNatsAddress(address: unknown): boolean {
+  return typeof address === 'string' && /^(nats|tls):\/\//i.test(address.trimStart());
+}
+
 /** What `nats://host:port[,host:port...][/NAME]` names. */
 export interface NatsAddress {
   /** `host:port` of every server, in order (`tls://` kept where given). */

@@ -17,6 +17,8 @@ import type { WaitOptions } from '../../core/channel.js';
 import { resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { closedError, invalidArgument, isIpcError, type IpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
+import { isNatsAddress } from '../nats/connection.js';
+import { openNatsWorkQueue, type NatsWorkQueue, type NatsWorkQueueOptions } from '../nats/workqueue.js';
 import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, unlinkOnCloseOption, type CreateObjectOptions, type OpenObjectOptions, type OpenPlan, type UnlinkOnCloseOptions } from '../../memory/object.js';
 import { FREE as ROW_FREE, Participants } from '../../memory/participants.js';
 import { Consumer, spinOption } from './consumer.js';
@@ -296,8 +298,17 @@ function openPlan(name: string, options: OpenWorkQueueOptions<CodecOption | unde
  * of its participant table: waits (on the event loop, up to `timeout`, default 2 s) for a
  * creator still making it and for the attach lock (never taken from a live holder).
  */
-export function openWorkQueue<C extends CodecOption | undefined = undefined>(name: string, options: OpenWorkQueueOptions<C> = {}): Promise<WorkQueue<MessageOf<C>>> {
-  const { n, plan, h } = openPlan(name, options);
+export function openWorkQueue<C extends CodecOption | undefined = undefined>(address: NatsAddressText, options?: NatsWorkQueueOptions<C>): Promise<NatsWorkQueue<MessageOf<C>>>;
+export function openWorkQueue<C extends CodecOption | undefined = undefined>(name: string, options?: OpenWorkQueueOptions<C>): Promise<WorkQueue<MessageOf<C>>>;
+export function openWorkQueue<C extends CodecOption | undefined = undefined>(
+  name: string,
+  options: OpenWorkQueueOptions<C> | NatsWorkQueueOptions<C> = {},
+): Promise<WorkQueue<MessageOf<C>> | NatsWorkQueue<MessageOf<C>>> {
+  // The same code moves from one host to many by changing the address: a nats:// address
+  // is a JetStream work queue (the NATS client itself loads only when it connects). Its
+  // bad arguments throw here, synchronously, as every open's do.
+  if (isNatsAddress(name)) return Promise.resolve(openNatsWorkQueue<C>(name, options as NatsWorkQueueOptions<C>));
+  const { n, plan, h } = openPlan(name, options as OpenWorkQueueOptions<C>);
   return openObject(n, 'workqueue', VERSION, plan).then((segment) =>
     adoptAsync(segment, async () => {
       const core = new QueueCore<MessageOf<C>>(n, segment, geometryOf(segment, n), h.codec as Codec<MessageOf<C>>);
@@ -316,6 +327,9 @@ export function openWorkQueueSync<C extends CodecOption | undefined = undefined>
     return handleOf(core, h);
   });
 }
+
+/** A nats:// or tls:// address, which openWorkQueue opens as a JetStream work queue. */
+export type NatsAddressText = `nats://${string}` | `tls://${string}`;
 
 /** Removes a queue's name, after checking that it is a work queue (ERR_IPCKIT_WRONG_KIND otherwise). Idempotent: false if it was gone. */
 export function unlinkWorkQueue(name: string): boolean {
