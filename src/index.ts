@@ -179,3 +179,7 @@ export {
   type SysvSharedMemoryStat,
 } from './mechanisms/sysv/shm.js';
 export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } from './ops/doctor.js';
+// Process toolkit (issue 12): request/reply on any duplex Channel, spawnProcess/parentChannel.
+export { createRequester, errorFromWire, errorToWire, Requester, serve, Server, type Handler, type RemoteErrorShape, type RequestChannel, type RequesterOptions, type ServeOptions } from './core/request.js';
+export { spawnProcess, SpawnedProcess, type ProcessCloseOptions, type SpawnProcessOptions } from './mechanisms/process/process.js';
+export { hasParentChannel, parentChannel, type ParentChannelOptions } from './mechanisms/process/parent.js';
