@@ -17,7 +17,7 @@ import { cancellableWait, WaitQueue } from '../src/core/channel.js';
 import { native } from '../src/os/native.js';
 import { childrenOf } from './census.js';
 import { throwsInvalid } from './conformance/channel.js';
-import { checkFdLeaks, openFds, scratchPath, uniqueKey, uniqueName } from './helpers.js';
+import { checkFdLeaks, fixturesDir, openFds, scratchPath, uniqueKey, uniqueName } from './helpers.js';
 
 const {
   bytesCodec,
@@ -89,6 +89,7 @@ const INTERNAL_CONSTRUCTORS = new Set([
   'AckedChannel', 'ChildPipeWriter', 'DatagramPeer', 'FifoReader', 'FifoWriter', 'MessageQueue', 'MessageQueueReceiver',
   'MessageQueueSender', 'PipedChild', 'PopenReader', 'PopenWriter', 'ReconnectingChannel', 'SealedMemory', 'FileLock', 'HeldLock',
   'SysvMessageQueue', 'SysvSemaphoreSet', 'SysvSharedMemory', 'SysvLock', 'SysvLockHold',
+  'Requester', 'Server', 'SpawnedProcess',
 ]);
 
 /** Entry points that take no arguments: nothing to get wrong. */
@@ -105,6 +106,8 @@ const NO_ARGUMENTS = [
   'SysvSemaphoreSet.getAll', 'SysvSemaphoreSet.stat', 'SysvSemaphoreSet.perm', 'SysvSemaphoreSet.remove', 'SysvSemaphoreSet.close',
   'SysvSharedMemory.stat', 'SysvSharedMemory.perm', 'SysvSharedMemory.remove', 'SysvSharedMemory.close',
   'SysvLock.tryLock', 'SysvLockHold.release',
+  // Request/reply and processes: these take any value by design (an error reason, a thrown value, a peer's bytes).
+  'Requester.fail', 'Requester.close', 'Server.close', 'errorToWire', 'errorFromWire', 'hasParentChannel', 'SpawnedProcess.tryReceive',
 ];
 
 /** Methods on an exported prototype that are protected or @internal, not the API. */
@@ -184,6 +187,8 @@ let sysvQueue: api.SysvMessageQueue<Uint8Array>;
 let sysvSet: api.SysvSemaphoreSet;
 let sysvSegment: api.SysvSharedMemory;
 let sysvLocked: api.SysvLock;
+let proc: api.SpawnedProcess<unknown>;
+let requester: api.Requester;
 const decoder = new FrameDecoder('length', 100);
 
 before(async () => {
@@ -220,9 +225,13 @@ before(async () => {
   sysvSet = api.createSysvSemaphoreSet(uniqueKey(), { count: 2, value: 1, removeOnClose: true });
   sysvSegment = api.createSysvSharedMemory(uniqueKey(), 64, { removeOnClose: true });
   sysvLocked = api.sysvLock(sysvSet);
+  proc = api.spawnProcess(`${fixturesDir}process-child.js`, { args: ['echo'] });
+  requester = api.createRequester(stream[0]);
 });
 
 after(async () => {
+  proc.kill('SIGKILL');
+  await proc.close({ timeout: 5000 });
   await sysvQueue.close();
   await sysvSet.close();
   sysvSegment.close();
@@ -758,6 +767,34 @@ const TABLE: Record<string, () => Case[]> = {
   'SysvSharedMemory.notify': () => [['a negative count', () => sysvSegment.notify(0, -1), /count/]],
   'SysvSharedMemory.setOwner': () => [['a uid that is a string', () => sysvSegment.setOwner({ uid: bad('x') }), /uid/]],
   'SysvSharedMemory.setMode': () => [['setgid', () => sysvSegment.setMode(0o2660), /mode/]],
+  createRequester: () => [
+    ['a channel that is not one', () => api.createRequester(bad({})), /channel/],
+    ['peerGone that is not a function', () => api.createRequester(stream[0], { peerGone: bad(1) }), /peerGone/],
+  ],
+  'Requester.request': () => [
+    ['a negative timeout', () => requester.request(1, { timeout: -1 }), /timeout/],
+    ['a message the codec cannot carry', () => requester.request(bad(Symbol('x'))), /message/],
+  ],
+  serve: () => [
+    ['a channel that is not one', () => api.serve(bad(null), () => 1), /channel/],
+    ['a handler that is not a function', () => api.serve(stream[1], bad('f')), /handler/],
+    ['concurrency 0', () => api.serve(stream[1], () => 1, { concurrency: 0 }), /concurrency/],
+  ],
+  parentChannel: () => [['an unknown codec', () => api.parentChannel({ codec: bad('yaml') }), /codec/]],
+  spawnProcess: () => [
+    ['an unknown transport', () => api.spawnProcess(`${fixturesDir}process-child.js`, { transport: bad('shm') }), /transport/],
+    ['args that are numbers', () => api.spawnProcess(`${fixturesDir}process-child.js`, { args: bad([1]) }), /args/],
+    ['a module that is a number', () => api.spawnProcess(bad(5)), /module/],
+    ['an http URL', () => api.spawnProcess(new URL('http://example.com/x.js')), /module/],
+    ['an env value that is a number', () => api.spawnProcess(`${fixturesDir}process-child.js`, { env: bad({ A: 1 }) }), /env\.A/],
+    ['spinMicros that is negative', () => api.spawnProcess(`${fixturesDir}process-child.js`, { spinMicros: -1 }), /spinMicros/],
+  ],
+  'SpawnedProcess.send': () => [['a negative timeout', () => proc.send(1, { timeout: -1 }), /timeout/]],
+  'SpawnedProcess.trySend': () => [['a message JSON cannot carry', () => proc.trySend(bad(1n)), /JSON/]],
+  'SpawnedProcess.receive': () => [['a NaN timeout', () => proc.receive({ timeout: NaN }), /timeout/]],
+  'SpawnedProcess.request': () => [['a signal that is not one', () => proc.request(1, { signal: bad('x') }), /signal/]],
+  'SpawnedProcess.kill': () => [['an unknown signal', () => proc.kill(bad('SIGNOPE')), /signal/]],
+  'SpawnedProcess.close': () => [['a negative timeout', () => proc.close({ timeout: -1 }), /timeout/]],
 };
 
 describe('the waits underneath check their options before any promise exists', () => {

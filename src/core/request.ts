@@ -118,6 +118,7 @@ export class Requester<Req = unknown, Res = unknown> {
   #failed: unknown;
   #closed = false;
 
+  /** @internal use createRequester() */
   constructor(channel: RequestChannel, options: RequesterOptions = {}) {
     if (channel === null || typeof channel !== 'object' || typeof channel.send !== 'function' || typeof channel.receive !== 'function') {
       throw invalidArgument(`channel must be a duplex Channel (send and receive), got ${validate.describe(channel)}`);
