@@ -89,7 +89,7 @@ const INTERNAL_CONSTRUCTORS = new Set([
   'AckedChannel', 'ChildPipeWriter', 'DatagramPeer', 'FifoReader', 'FifoWriter', 'MessageQueue', 'MessageQueueReceiver',
   'MessageQueueSender', 'PipedChild', 'PopenReader', 'PopenWriter', 'ReconnectingChannel', 'SealedMemory', 'FileLock', 'HeldLock',
   'SysvMessageQueue', 'SysvSemaphoreSet', 'SysvSharedMemory', 'SysvLock', 'SysvLockHold',
-  'Requester', 'Server', 'SpawnedProcess',
+  'Requester', 'Server', 'SpawnedProcess', 'SharedArray', 'SharedValue',
 ]);
 
 /** Entry points that take no arguments: nothing to get wrong. */
@@ -108,6 +108,7 @@ const NO_ARGUMENTS = [
   'SysvLock.tryLock', 'SysvLockHold.release',
   // Request/reply and processes: these take any value by design (an error reason, a thrown value, a peer's bytes).
   'Requester.fail', 'Requester.close', 'Server.close', 'errorToWire', 'errorFromWire', 'hasParentChannel', 'SpawnedProcess.tryReceive',
+  'SharedArray.notify', 'SharedArray.close', 'SharedArray.unlink', 'SharedValue.load', 'SharedValue.notify', 'SharedValue.close', 'SharedValue.unlink',
 ];
 
 /** Methods on an exported prototype that are protected or @internal, not the API. */
@@ -189,6 +190,8 @@ let sysvSegment: api.SysvSharedMemory;
 let sysvLocked: api.SysvLock;
 let proc: api.SpawnedProcess<unknown>;
 let requester: api.Requester;
+let sharedVal: api.SharedValue<'i32'>;
+let sharedArr: api.SharedArray<'f64'>;
 const decoder = new FrameDecoder('length', 100);
 
 before(async () => {
@@ -227,9 +230,15 @@ before(async () => {
   sysvLocked = api.sysvLock(sysvSet);
   proc = api.spawnProcess(`${fixturesDir}process-child.js`, { args: ['echo'] });
   requester = api.createRequester(stream[0]);
+  sharedVal = api.createSharedValue(uniqueName('args-v'), 'i32', { lock: true });
+  sharedArr = api.createSharedArray(uniqueName('args-a'), Float64Array, 4);
 });
 
 after(async () => {
+  sharedVal.close();
+  sharedVal.unlink();
+  sharedArr.close();
+  sharedArr.unlink();
   proc.kill('SIGKILL');
   await proc.close({ timeout: 5000 });
   await sysvQueue.close();
@@ -795,6 +804,38 @@ const TABLE: Record<string, () => Case[]> = {
   'SpawnedProcess.request': () => [['a signal that is not one', () => proc.request(1, { signal: bad('x') }), /signal/]],
   'SpawnedProcess.kill': () => [['an unknown signal', () => proc.kill(bad('SIGNOPE')), /signal/]],
   'SpawnedProcess.close': () => [['a negative timeout', () => proc.close({ timeout: -1 }), /timeout/]],
+  createSharedValue: () => [
+    ['an unknown kind', () => api.createSharedValue(uniqueName('x'), bad('f16')), /kind/],
+    ['lock that is a number', () => api.createSharedValue(uniqueName('x'), 'i32', { lock: bad(1) }), /lock/],
+    ['an initial value out of range', () => api.createSharedValue(uniqueName('x'), 'u8', { initial: 256 }), /initial/],
+  ],
+  createSharedArray: () => [
+    ['a type that is not a typed array', () => api.createSharedArray(uniqueName('x'), bad(Array), 2), /type/],
+    ['length 0', () => api.createSharedArray(uniqueName('x'), Int32Array, 0), /length/],
+  ],
+  openSharedValue: () => [['an unknown kind', () => api.openSharedValue('/x', { kind: bad('f16') }), /kind/]],
+  openSharedValueSync: () => [['external: false', () => api.openSharedValueSync('/x', { external: false }), /external/]],
+  openSharedArray: () => [['a type that is not a typed array', () => api.openSharedArray('/x', { type: bad(Map) }), /type/]],
+  openSharedArraySync: () => [['a negative timeout', () => api.openSharedArraySync('/x', { timeout: -1 }), /timeout/]],
+  unlinkSharedValue: () => [['a name that is a number', () => api.unlinkSharedValue(bad(5)), /name/]],
+  unlinkSharedArray: () => [['an empty name', () => api.unlinkSharedArray(''), /name/]],
+  'SharedArray.load': () => [['an index past the end', () => sharedArr.load(4), /index/]],
+  'SharedArray.store': () => [['a string', () => sharedArr.store(0, bad('1')), /value/]],
+  'SharedArray.add': () => [['a bigint delta for f64', () => sharedArr.add(0, bad(1n)), /delta/]],
+  'SharedArray.sub': () => [['a fractional index', () => sharedArr.sub(0.5, 1), /index/]],
+  'SharedArray.exchange': () => [['a missing value', () => sharedArr.exchange(0, bad(undefined)), /value/]],
+  'SharedArray.compareExchange': () => [['a replacement that is a string', () => sharedArr.compareExchange(0, 0, bad('x')), /replacement/]],
+  'SharedArray.wait': () => [['a negative timeout', () => sharedArr.wait(0, 1, { timeout: -1 }), /timeout/]],
+  'SharedArray.waitSync': () => [['an expected value that is a string', () => sharedArr.waitSync(0, bad('1')), /expected/]],
+  'SharedArray.withLock': () => [['no lock in the object', () => sharedArr.withLock(() => 1), /lock/]],
+  'SharedValue.store': () => [['a fraction for an i32', () => sharedVal.store(1.5), /value/]],
+  'SharedValue.add': () => [['a fraction for an i32', () => sharedVal.add(0.5), /delta/]],
+  'SharedValue.sub': () => [['a string', () => sharedVal.sub(bad('1')), /delta/]],
+  'SharedValue.exchange': () => [['out of range', () => sharedVal.exchange(2 ** 31), /value/]],
+  'SharedValue.compareExchange': () => [['an expected value that is a bigint', () => sharedVal.compareExchange(bad(1n), 1), /expected/]],
+  'SharedValue.wait': () => [['a signal that is not one', () => sharedVal.wait(0, { signal: bad('x') }), /signal/]],
+  'SharedValue.waitSync': () => [['a NaN timeout', () => sharedVal.waitSync(0, { timeout: NaN }), /timeout/]],
+  'SharedValue.withLock': () => [['fn that is not a function', () => sharedVal.withLock(bad(1)), /fn/]],
 };
 
 describe('the waits underneath check their options before any promise exists', () => {

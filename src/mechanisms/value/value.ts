@@ -71,7 +71,9 @@ const CTORS: Record<SharedValueKind, SharedArrayType> = {
 /** The element type of a kind: bigint for the 64-bit integers, number otherwise. */
 export type ElementOf<K extends SharedValueKind> = K extends 'i64' | 'u64' ? bigint : number;
 type ArrayOf<K extends SharedValueKind> = InstanceType<(typeof CTORS)[K]>;
-type KindOf<A extends SharedArrayType> = A extends BigInt64ArrayConstructor ? 'i64' : A extends BigUint64ArrayConstructor ? 'u64' : SharedValueKind;
+type KindOf<A extends SharedArrayType> = A extends Float64ArrayConstructor ? 'f64' : A extends Float32ArrayConstructor ? 'f32' : A extends BigInt64ArrayConstructor ? 'i64'
+  : A extends BigUint64ArrayConstructor ? 'u64' : A extends Int32ArrayConstructor ? 'i32' : A extends Uint32ArrayConstructor ? 'u32' : A extends Int16ArrayConstructor ? 'i16'
+  : A extends Uint16ArrayConstructor ? 'u16' : A extends Int8ArrayConstructor ? 'i8' : A extends Uint8ArrayConstructor ? 'u8' : SharedValueKind;
 
 /** A typed array of `kind` over `sab`. */
 function view(kind: SharedValueKind, sab: SharedArrayBuffer, byteOffset: number, length: number): AnyArray {
