@@ -9,7 +9,8 @@ import { after, describe, it } from 'node:test';
 import { isIpcError } from '../src/core/errors.js';
 import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/process.js';
 import { parentChannel } from '../src/mechanisms/process/parent.js';
-import { fixturesDir, processGone, rejectsWith, throwsWith, waitUntil, within, zombieChildren } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { fixturesDir, isRoot, processGone, rejectsWith, repoRoot, run, throwsWith, waitUntil, within, zombieChildren } from './helpers.js';
 
 const child = `${fixturesDir}process-child.js`;
 const started: SpawnedProcess<any>[] = [];
@@ -128,6 +129,25 @@ describe('spawnProcess: lifetime', () => {
     assert.ok(maxRss - rss0 < 300 * 1024 * 1024, `parent RSS grew by ${((maxRss - rss0) / 2 ** 20).toFixed(0)} MB`);
     assert.ok(report.maxRss < 300 * 1024 * 1024, `child RSS reached ${(report.maxRss / 2 ** 20).toFixed(0)} MB`);
     await p.close();
+  });
+});
+
+describe('spawnProcess: where shared memory cannot be made', () => {
+  // A mount namespace of its own with /dev/shm read-only: shm_open(O_CREAT) fails with EROFS.
+  const canUnshare = isRoot && spawnSync('unshare', ['-m', 'true']).status === 0;
+  it('falls back to pipes by itself (transport "auto"), and "ring" says why it cannot', { skip: !canUnshare && 'needs root and unshare(1)' }, async () => {
+    const script = `
+      import { spawnProcess } from ${JSON.stringify(`${repoRoot}dist/src/index.js`)};
+      const p = spawnProcess(${JSON.stringify(child)}, { args: ['echo'] });
+      console.log(p.transport, await p.request({ op: 'echo', value: 'via pipes' }, { timeout: 20000 }));
+      await p.close();
+      try { spawnProcess(${JSON.stringify(child)}, { transport: 'ring' }); } catch (e) { console.log(e.code); }
+    `;
+    const r = await run('unshare', ['-m', 'sh', '-c', 'mount -t tmpfs -o ro tmpfs /dev/shm && exec "$0" --input-type=module -e "$1"', process.execPath, script], { timeoutMs: 60_000 }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const [first, second] = r.stdout.trim().split('\n');
+    assert.equal(first, 'pipe via pipes');
+    assert.match(second!, /^ERR_IPCKIT_/);
   });
 });
 

@@ -37,7 +37,7 @@ export interface SpawnProcessOptions<C extends CodecOption | undefined = undefin
   /** The child's environment (default: ours). */
   env?: NodeJS.ProcessEnv;
   cwd?: string;
-  /** Node options before the module (default: ours, `process.execArgv`, as fork does). */
+  /** Node options before the module (default: ours, `process.execArgv`, as fork does, less `-e`/`-p` and their code). */
   execArgv?: string[];
   /** Message codec (default 'json', as `process.send`); the child's parentChannel() uses the same name. */
   codec?: C;
@@ -74,6 +74,28 @@ function modulePath(module: unknown, cwd: string): string {
   }
   if (!existsSync(p) || !statSync(p).isFile()) throw new IpcError('ERR_IPCKIT_NOT_FOUND', `cannot start ${p}: no such module file`, { path: p });
   return p;
+}
+
+/**
+ * Our Node options for the child, as fork passes them, less those that would make it run
+ * something else than the module (`-e`, `-p` with their code, `--input-type`, `-i`, `-c`).
+ */
+function inheritedExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print' || a === '-pe') {
+      i++; // and its code
+      continue;
+    }
+    if (/^--(eval|print|input-type)=/.test(a) || a === '--input-type' || a === '-i' || a === '--interactive' || a === '-c' || a === '--check') {
+      if (a === '--input-type') i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
 }
 
 function stringArray(name: string, value: unknown): string[] | undefined {
@@ -213,7 +235,7 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
   const cwd = validate.optionalString('cwd', options.cwd) ?? process.cwd();
   const path = modulePath(module, cwd);
   const args = stringArray('args', options.args) ?? [];
-  const execArgv = stringArray('execArgv', options.execArgv) ?? process.execArgv;
+  const execArgv = stringArray('execArgv', options.execArgv) ?? inheritedExecArgv();
   if (options.env !== undefined) {
     for (const [k, v] of Object.entries(validate.object<Record<string, unknown>>('env', options.env))) {
       if (v !== undefined && typeof v !== 'string') throw invalidArgument(`env.${k} must be a string, got ${validate.describe(v)}`);
