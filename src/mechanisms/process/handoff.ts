@@ -11,7 +11,8 @@
  * name, or "custom" when the parent passed a Codec object (the child must pass the same).
  * Ring names are unlinked by the child as soon as it has opened both, and by the parent
  * when the child exits, whichever comes first: only a parent killed before its child
- * opened them leaves them, and `ipckit gc` removes those (their creator is dead).
+ * opened them leaves them: named `/ipckit-proc-<parent pid>-…`, not persistent, with a
+ * dead creator in their header (unlinkRing removes them).
  */
 import { invalidArgument } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';

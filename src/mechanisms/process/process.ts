@@ -307,10 +307,11 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
           }
         };
         const proc = new SpawnedProcess<M>(started.pid, started.exited, started.kill, channel, 'ring', opened);
-        void started.exited.finally(() => {
+        const cleanup = (): void => {
           unlinkBoth();
           for (const r of rings) r.close();
-        });
+        };
+        started.exited.then(cleanup, cleanup);
         return proc;
       } catch (e) {
         void channel?.close().catch(() => {});
