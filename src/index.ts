@@ -219,3 +219,27 @@ export {
   type SysvSharedMemoryStat,
 } from './mechanisms/sysv/shm.js';
 export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } from './ops/doctor.js';
+// Process toolkit (issue 12): request/reply on any duplex Channel, spawnProcess/parentChannel, shared values and arrays.
+export { createRequester, errorFromWire, errorToWire, Requester, serve, Server, type Handler, type RemoteErrorShape, type RequestChannel, type RequesterOptions, type ServeOptions } from './core/request.js';
+export { spawnProcess, SpawnedProcess, type ProcessCloseOptions, type SpawnProcessOptions } from './mechanisms/process/process.js';
+export { hasParentChannel, parentChannel, type ParentChannelOptions } from './mechanisms/process/parent.js';
+export {
+  createSharedArray,
+  createSharedValue,
+  openSharedArray,
+  openSharedArraySync,
+  openSharedValue,
+  openSharedValueSync,
+  SharedArray,
+  SharedValue,
+  SHARED_VALUE_DATA_OFFSET,
+  unlinkSharedArray,
+  unlinkSharedValue,
+  type CreateSharedValueOptions,
+  type ElementOf,
+  type OpenSharedArrayOptions,
+  type OpenSharedValueKindOptions,
+  type OpenSharedValueOptions,
+  type SharedArrayType,
+  type SharedValueKind,
+} from './mechanisms/value/value.js';

@@ -25,7 +25,7 @@ import { parseSysvTarget as parseSysvTargetInternal } from '../src/mechanisms/sy
 import { native } from '../src/os/native.js';
 import { childrenOf } from './census.js';
 import { throwsInvalid } from './conformance/channel.js';
-import { checkFdLeaks, openFds, scratchPath, uniqueKey, uniqueName } from './helpers.js';
+import { checkFdLeaks, fixturesDir, openFds, scratchPath, uniqueKey, uniqueName } from './helpers.js';
 
 /**
  * The public API plus the internal pieces whose argument checks this table also covers
@@ -120,6 +120,7 @@ const INTERNAL_CONSTRUCTORS = new Set([
   'AckedChannel', 'ChildPipeWriter', 'DatagramPeer', 'FifoReader', 'FifoWriter', 'MessageQueue', 'MessageQueueReceiver',
   'MessageQueueSender', 'PipedChild', 'PopenReader', 'PopenWriter', 'ReconnectingChannel', 'SealedMemory', 'FileLock', 'HeldLock',
   'SysvMessageQueue', 'SysvSemaphoreSet', 'SysvSharedMemory', 'SysvLock', 'SysvLockHold',
+  'Requester', 'Server', 'SpawnedProcess', 'SharedArray', 'SharedValue',
 ]);
 
 /** Entry points that take no arguments: nothing to get wrong. */
@@ -136,6 +137,9 @@ const NO_ARGUMENTS = [
   'SysvSemaphoreSet.getAll', 'SysvSemaphoreSet.stat', 'SysvSemaphoreSet.perm', 'SysvSemaphoreSet.remove', 'SysvSemaphoreSet.close',
   'SysvSharedMemory.stat', 'SysvSharedMemory.perm', 'SysvSharedMemory.remove', 'SysvSharedMemory.close',
   'SysvLock.tryLock', 'SysvLockHold.release',
+  // Request/reply and processes: these take any value by design (an error reason, a thrown value, a peer's bytes).
+  'Requester.fail', 'Requester.close', 'Server.close', 'errorToWire', 'errorFromWire', 'hasParentChannel', 'SpawnedProcess.tryReceive',
+  'SharedArray.notify', 'SharedArray.close', 'SharedArray.unlink', 'SharedValue.load', 'SharedValue.notify', 'SharedValue.close', 'SharedValue.unlink',
 ];
 
 /** Methods on an exported prototype that are protected or @internal, not the API. */
@@ -215,6 +219,10 @@ let sysvQueue: publicApi.SysvMessageQueue<Uint8Array>;
 let sysvSet: publicApi.SysvSemaphoreSet;
 let sysvSegment: publicApi.SysvSharedMemory;
 let sysvLocked: publicApi.SysvLock;
+let proc: publicApi.SpawnedProcess<unknown>;
+let requester: publicApi.Requester;
+let sharedVal: publicApi.SharedValue<'i32'>;
+let sharedArr: publicApi.SharedArray<'f64'>;
 const decoder = new FrameDecoder('length', 100);
 
 before(async () => {
@@ -251,9 +259,19 @@ before(async () => {
   sysvSet = api.createSysvSemaphoreSet(uniqueKey(), { count: 2, value: 1, removeOnClose: true });
   sysvSegment = api.createSysvSharedMemory(uniqueKey(), 64, { removeOnClose: true });
   sysvLocked = api.sysvLock(sysvSet);
+  proc = api.spawnProcess(`${fixturesDir}process-child.js`, { args: ['echo'] });
+  requester = api.createRequester(stream[0]);
+  sharedVal = api.createSharedValue(uniqueName('args-v'), 'i32', { lock: true });
+  sharedArr = api.createSharedArray(uniqueName('args-a'), Float64Array, 4);
 });
 
 after(async () => {
+  sharedVal.close();
+  sharedVal.unlink();
+  sharedArr.close();
+  sharedArr.unlink();
+  proc.kill('SIGKILL');
+  await proc.close({ timeout: 5000 });
   await sysvQueue.close();
   await sysvSet.close();
   sysvSegment.close();
@@ -791,6 +809,66 @@ const TABLE: Record<string, () => Case[]> = {
   'SysvSharedMemory.notify': () => [['a negative count', () => sysvSegment.notify(0, -1), /count/]],
   'SysvSharedMemory.setOwner': () => [['a uid that is a string', () => sysvSegment.setOwner({ uid: bad('x') }), /uid/]],
   'SysvSharedMemory.setMode': () => [['setgid', () => sysvSegment.setMode(0o2660), /mode/]],
+  createRequester: () => [
+    ['a channel that is not one', () => api.createRequester(bad({})), /channel/],
+    ['peerGone that is not a function', () => api.createRequester(stream[0], { peerGone: bad(1) }), /peerGone/],
+  ],
+  'Requester.request': () => [
+    ['a negative timeout', () => requester.request(1, { timeout: -1 }), /timeout/],
+    ['a message the codec cannot carry', () => requester.request(bad(Symbol('x'))), /message/],
+  ],
+  serve: () => [
+    ['a channel that is not one', () => api.serve(bad(null), () => 1), /channel/],
+    ['a handler that is not a function', () => api.serve(stream[1], bad('f')), /handler/],
+    ['concurrency 0', () => api.serve(stream[1], () => 1, { concurrency: 0 }), /concurrency/],
+  ],
+  parentChannel: () => [['an unknown codec', () => api.parentChannel({ codec: bad('yaml') }), /codec/]],
+  spawnProcess: () => [
+    ['an unknown transport', () => api.spawnProcess(`${fixturesDir}process-child.js`, { transport: bad('shm') }), /transport/],
+    ['args that are numbers', () => api.spawnProcess(`${fixturesDir}process-child.js`, { args: bad([1]) }), /args/],
+    ['a module that is a number', () => api.spawnProcess(bad(5)), /module/],
+    ['an http URL', () => api.spawnProcess(new URL('http://example.com/x.js')), /module/],
+    ['an env value that is a number', () => api.spawnProcess(`${fixturesDir}process-child.js`, { env: bad({ A: 1 }) }), /env\.A/],
+    ['spinMicros that is negative', () => api.spawnProcess(`${fixturesDir}process-child.js`, { spinMicros: -1 }), /spinMicros/],
+  ],
+  'SpawnedProcess.send': () => [['a negative timeout', () => proc.send(1, { timeout: -1 }), /timeout/]],
+  'SpawnedProcess.trySend': () => [['a message JSON cannot carry', () => proc.trySend(bad(1n)), /JSON/]],
+  'SpawnedProcess.receive': () => [['a NaN timeout', () => proc.receive({ timeout: NaN }), /timeout/]],
+  'SpawnedProcess.request': () => [['a signal that is not one', () => proc.request(1, { signal: bad('x') }), /signal/]],
+  'SpawnedProcess.kill': () => [['an unknown signal', () => proc.kill(bad('SIGNOPE')), /signal/]],
+  'SpawnedProcess.close': () => [['a negative timeout', () => proc.close({ timeout: -1 }), /timeout/]],
+  createSharedValue: () => [
+    ['an unknown kind', () => api.createSharedValue(uniqueName('x'), bad('f16')), /kind/],
+    ['lock that is a number', () => api.createSharedValue(uniqueName('x'), 'i32', { lock: bad(1) }), /lock/],
+    ['an initial value out of range', () => api.createSharedValue(uniqueName('x'), 'u8', { initial: 256 }), /initial/],
+  ],
+  createSharedArray: () => [
+    ['a type that is not a typed array', () => api.createSharedArray(uniqueName('x'), bad(Array), 2), /type/],
+    ['length 0', () => api.createSharedArray(uniqueName('x'), Int32Array, 0), /length/],
+  ],
+  openSharedValue: () => [['an unknown kind', () => api.openSharedValue('/x', { kind: bad('f16') }), /kind/]],
+  openSharedValueSync: () => [['external: false', () => api.openSharedValueSync('/x', { external: false }), /external/]],
+  openSharedArray: () => [['a type that is not a typed array', () => api.openSharedArray('/x', { type: bad(Map) }), /type/]],
+  openSharedArraySync: () => [['a negative timeout', () => api.openSharedArraySync('/x', { timeout: -1 }), /timeout/]],
+  unlinkSharedValue: () => [['a name that is a number', () => api.unlinkSharedValue(bad(5)), /name/]],
+  unlinkSharedArray: () => [['an empty name', () => api.unlinkSharedArray(''), /name/]],
+  'SharedArray.load': () => [['an index past the end', () => sharedArr.load(4), /index/]],
+  'SharedArray.store': () => [['a string', () => sharedArr.store(0, bad('1')), /value/]],
+  'SharedArray.add': () => [['a bigint delta for f64', () => sharedArr.add(0, bad(1n)), /delta/]],
+  'SharedArray.sub': () => [['a fractional index', () => sharedArr.sub(0.5, 1), /index/]],
+  'SharedArray.exchange': () => [['a missing value', () => sharedArr.exchange(0, bad(undefined)), /value/]],
+  'SharedArray.compareExchange': () => [['a replacement that is a string', () => sharedArr.compareExchange(0, 0, bad('x')), /replacement/]],
+  'SharedArray.wait': () => [['a negative timeout', () => sharedArr.wait(0, 1, { timeout: -1 }), /timeout/]],
+  'SharedArray.waitSync': () => [['an expected value that is a string', () => sharedArr.waitSync(0, bad('1')), /expected/]],
+  'SharedArray.withLock': () => [['no lock in the object', () => sharedArr.withLock(() => 1), /lock/]],
+  'SharedValue.store': () => [['a fraction for an i32', () => sharedVal.store(1.5), /value/]],
+  'SharedValue.add': () => [['a fraction for an i32', () => sharedVal.add(0.5), /delta/]],
+  'SharedValue.sub': () => [['a string', () => sharedVal.sub(bad('1')), /delta/]],
+  'SharedValue.exchange': () => [['out of range', () => sharedVal.exchange(2 ** 31), /value/]],
+  'SharedValue.compareExchange': () => [['an expected value that is a bigint', () => sharedVal.compareExchange(bad(1n), 1), /expected/]],
+  'SharedValue.wait': () => [['a signal that is not one', () => sharedVal.wait(0, { signal: bad('x') }), /signal/]],
+  'SharedValue.waitSync': () => [['a NaN timeout', () => sharedVal.waitSync(0, { timeout: NaN }), /timeout/]],
+  'SharedValue.withLock': () => [['fn that is not a function', () => sharedVal.withLock(bad(1)), /fn/]],
 };
 
 describe('the waits underneath check their options before any promise exists', () => {

@@ -3,7 +3,7 @@
  * the mutex and the pool), words little-endian u32 (design.md section 6):
  *
  *   word 0      magic: 'I' 'P' 'K' and the kind's letter, R ring, Q work queue, M mutex,
- *               P pool. Lower case while the creator is still making the object, upper
+ *               P pool, V shared value or array. Lower case while the creator is still making the object, upper
  *               case once it is ready: the creator stores the upper-case magic last.
  *   word 1      layout version of that kind
  *   word 2      header bytes: 64, where the kind's own layout starts
@@ -35,10 +35,10 @@ export const H_TABLE_ROWS = 11;
 
 export const FLAG_PERSISTENT = 1;
 
-export type ObjectKind = 'ring' | 'workqueue' | 'mutex' | 'pool';
+export type ObjectKind = 'ring' | 'workqueue' | 'mutex' | 'pool' | 'value';
 
-const LETTERS: Record<ObjectKind, string> = { ring: 'R', workqueue: 'Q', mutex: 'M', pool: 'P' };
-const NAMES: Record<string, string> = { R: 'ring', Q: 'work queue', M: 'mutex', P: 'pool' };
+const LETTERS: Record<ObjectKind, string> = { ring: 'R', workqueue: 'Q', mutex: 'M', pool: 'P', value: 'V' };
+const NAMES: Record<string, string> = { R: 'ring', Q: 'work queue', M: 'mutex', P: 'pool', V: 'shared value' };
 
 /** The kind as messages name it: 'ring', 'work queue', 'mutex', 'pool'. */
 export function kindName(kind: ObjectKind): string {

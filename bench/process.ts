@@ -1,0 +1,233 @@
+/**
+ * Bench: spawnProcess against child_process.fork + process.send, in the same run, with
+ * interleaved rounds (send, ours, ours with spinning off, send, ...) so that the load of
+ * the machine falls on every side alike; each figure is the median over rounds of the
+ * round's p50 (RTT) or rate (one-way), with the spread (min..max) in the note.
+ *
+ * - Both sides carry the same JSON object, `{ s, d, echo }`, `d` a string of the size,
+ *   with the default codec of each ('json' for both: fork's default serialization).
+ * - RTT: the parent sends, the child echoes; pinned parent CPU 0 / child CPU 1 as every
+ *   Node and C round trip in `ipckit bench` (bench/placement.ts).
+ * - One-way: the parent sends as fast as the channel lets it (process.send: waits for the
+ *   callback when send returns false; ours: trySend, then send when full); the child counts
+ *   and acknowledges the last; rate = messages / (first send .. acknowledgement).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/process.js';
+import { parentChannel } from '../src/mechanisms/process/parent.js';
+import { latency, now, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { pinnedPair } from './placement.js';
+
+const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
+
+const SEND = 'fork + process.send';
+const OURS = 'spawnProcess';
+const OURS_NOSPIN = 'spawnProcess, spinMicros 0';
+const RTT_SIZES = [64, 1024];
+
+interface Side {
+  variant: string;
+  pid: number;
+  /** One round trip of `m`. */
+  roundTrip(m: unknown): Promise<void>;
+  /** Sends `count` messages one way as fast as the channel takes them; resolves with the count the child acknowledged. */
+  blast(count: number, deadline: bigint, m: (s: number) => unknown): Promise<{ sent: number; acked: number }>;
+  close(): Promise<void>;
+}
+
+function forkSide(): Promise<Side> {
+  const child: ChildProcess = fork(childScript, ['process', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const once = (): Promise<any> => new Promise((r) => child.once('message', r));
+  return once().then(() => ({
+    variant: SEND,
+    pid: child.pid!,
+    async roundTrip(m) {
+      const reply = once();
+      child.send(m as object);
+      await reply;
+    },
+    async blast(count, deadline, m) {
+      let n = 0;
+      for (; n < count; n++) {
+        if (!child.send(m(n) as object)) await new Promise<void>((r) => child.send({ s: -2 }, () => r()));
+        if ((n & 255) === 255 && now() > deadline) {
+          n++;
+          break;
+        }
+      }
+      const ack = once();
+      child.send({ s: -1 });
+      return { sent: n, acked: ((await ack) as { n: number }).n };
+    },
+    async close() {
+      child.disconnect();
+      await new Promise((r) => child.once('exit', r));
+    },
+  }));
+}
+
+async function oursSide(variant: string, spinMicros?: number): Promise<Side> {
+  const p: SpawnedProcess<any> = spawnProcess(childScript, { args: ['process', 'spawnPeer', '{}'], stdout: 'ignore', ...(spinMicros !== undefined ? { spinMicros } : {}) });
+  await p.receive(); // ready
+  return {
+    variant,
+    pid: p.pid,
+    async roundTrip(m) {
+      await p.send(m);
+      await p.receive();
+    },
+    async blast(count, deadline, m) {
+      let n = 0;
+      for (; n < count; n++) {
+        const msg = m(n);
+        if (!p.trySend(msg)) await p.send(msg);
+        if ((n & 255) === 255 && now() > deadline) {
+          n++;
+          break;
+        }
+      }
+      await p.send({ s: -1 });
+      return { sent: n, acked: ((await p.receive()) as { n: number }).n };
+    },
+    async close() {
+      await p.close();
+    },
+  };
+}
+
+async function rttRound(ctx: BenchContext, side: Side, size: number): Promise<{ p50Us: number; p99Us: number; n: number }> {
+  const d = 'x'.repeat(size);
+  const samples: number[] = [];
+  const budget = ctx.budget;
+  const rounds = Math.max(200, Math.floor(budget.rttMessages / 3));
+  const deadline = now() + BigInt(Math.round((budget.rttSeconds / 3) * 1e9));
+  await pinnedPair(ctx, side.pid, async () => {
+    for (let i = 0; i < rounds; i++) {
+      const t0 = now();
+      await side.roundTrip({ s: i, d, echo: true });
+      const t1 = now();
+      samples.push(Number(t1 - t0));
+      if (t1 > deadline) break;
+    }
+  });
+  return latency(samples);
+}
+
+async function thrRound(ctx: BenchContext, side: Side, size: number): Promise<number> {
+  const d = 'x'.repeat(size);
+  const budget = ctx.budget;
+  const start = now();
+  const { sent, acked } = await side.blast(Math.floor(budget.thrMessages / 3), start + BigInt(Math.round((budget.thrSeconds / 3) * 1e9)), (s) => ({ s, d }));
+  const seconds = Number(now() - start) / 1e9;
+  if (sent !== acked) throw new Error(`${side.variant}: the child counted ${acked} of ${sent} messages`);
+  return sent / seconds;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+const targets: Target[] = [
+  ...RTT_SIZES.map((size): Target => ({ mechanism: 'process', variant: OURS, metric: 'rtt', size, maxRatio: 0.5, compareTo: { variant: SEND }, text: `spawnProcess round trip at ${size} B: at most half of fork + process.send's (issue 12)` })),
+  ...RTT_SIZES.map((size): Target => ({ mechanism: 'process', variant: OURS_NOSPIN, metric: 'rtt', size, maxRatio: 1, compareTo: { variant: SEND }, text: `spawnProcess with spinning off, round trip at ${size} B: no worse than fork + process.send (issue 12)` })),
+  { mechanism: 'process', variant: OURS, metric: 'throughput', size: 64, maxRatio: 0.1, compareTo: { variant: SEND }, text: 'spawnProcess one-way at 64 B: at least 10x fork + process.send (issue 12)' },
+];
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'process',
+    title: 'spawnProcess against fork + process.send (interleaved rounds)',
+    targets,
+    async run(ctx) {
+      const rounds = ctx.quick ? 3 : 5;
+      const sides = [await forkSide(), await oursSide(OURS), await oursSide(OURS_NOSPIN, 0)];
+      const rtt = new Map<string, Array<{ p50Us: number; p99Us: number; n: number }>>();
+      const thr = new Map<string, number[]>();
+      try {
+        for (let r = 0; r < rounds; r++) {
+          for (const size of RTT_SIZES) {
+            for (const side of sides) {
+              ctx.progress(`process: round ${r + 1}/${rounds}, ${side.variant} RTT ${size} B`);
+              const key = `${side.variant}|${size}`;
+              rtt.set(key, [...(rtt.get(key) ?? []), await rttRound(ctx, side, size)]);
+            }
+          }
+          for (const side of sides.slice(0, 2)) {
+            ctx.progress(`process: round ${r + 1}/${rounds}, ${side.variant} one-way 64 B`);
+            thr.set(side.variant, [...(thr.get(side.variant) ?? []), await thrRound(ctx, side, 64)]);
+          }
+        }
+      } finally {
+        for (const s of sides) await s.close().catch(() => {});
+      }
+      const out: Figure[] = [];
+      for (const side of sides) {
+        const role = side.variant === SEND ? 'node' : 'ipckit';
+        for (const size of RTT_SIZES) {
+          const rs = rtt.get(`${side.variant}|${size}`)!;
+          const p50s = rs.map((x) => x.p50Us);
+          out.push({
+            mechanism: 'process', variant: side.variant, role, metric: 'rtt', size,
+            n: rs.reduce((a, x) => a + x.n, 0), p50Us: median(p50s), p99Us: median(rs.map((x) => x.p99Us)),
+            note: `median of ${rounds} rounds' p50, spread ${Math.min(...p50s).toFixed(1)}..${Math.max(...p50s).toFixed(1)} us`,
+          });
+        }
+        const rates = thr.get(side.variant);
+        if (rates) {
+          const f = throughputFigure({ mechanism: 'process', variant: side.variant, role, size: 64 }, 1, 1 / median(rates));
+          f.n = rates.length;
+          f.note = `median of ${rounds} rounds, spread ${(Math.min(...rates) / 1e6).toFixed(2)}..${(Math.max(...rates) / 1e6).toFixed(2)}M msg/s`;
+          out.push(f);
+        }
+      }
+      // A miss is printed with what was measured around it (the cause, not an excuse).
+      const fig = (v: string, m: 'rtt' | 'throughput', s: number): Figure => out.find((f) => f.variant === v && f.metric === m && f.size === s)!;
+      for (const t of targets) {
+        const ours = fig(t.variant!, t.metric, t.size!);
+        const send = fig(SEND, t.metric, t.size!);
+        t.ifMissed =
+          t.metric === 'rtt'
+            ? `measured under load: ${t.variant} p50 ${ours.p50Us!.toFixed(1)} us (rounds ${ours.note}) against process.send ${send.p50Us!.toFixed(1)} us (${send.note}); a round trip whose two sides sleep costs two cross-CPU futex wake-ups, and with 5 jobs on 2 CPUs the spinning side is often descheduled while it spins`
+            : `measured under load: ${(ours.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${ours.note}) against process.send ${(send.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${send.note}); both sides run JSON.stringify/parse per message, which bounds the rate of any JSON channel`;
+      }
+      return out;
+    },
+  },
+];
+
+export const children = {
+  async forkPeer(): Promise<void> {
+    let n = 0;
+    process.on('message', (m: { s: number; d?: string; echo?: boolean }) => {
+      if (m.echo) process.send!(m);
+      else if (m.s === -1) {
+        process.send!({ n });
+        n = 0;
+      } else if (m.s >= 0) n++;
+    });
+    process.on('disconnect', () => process.exit(0));
+    process.send!('ready');
+  },
+  async spawnPeer(): Promise<void> {
+    const ch = parentChannel();
+    await ch.send('ready');
+    let n = 0;
+    for (;;) {
+      let m: { s: number; d?: string; echo?: boolean };
+      try {
+        m = (ch.tryReceive?.() ?? (await ch.receive())) as typeof m;
+      } catch {
+        break; // the parent closed
+      }
+      if (m.echo) {
+        if (!ch.trySend?.(m)) await ch.send(m);
+      } else if (m.s === -1) {
+        await ch.send({ n });
+        n = 0;
+      } else if (m.s >= 0) n++;
+    }
+    process.exit(0);
+  },
+};

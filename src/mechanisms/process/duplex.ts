@@ -1,0 +1,35 @@
+/**
+ * A Channel made of one Sender and one Receiver (a pipe pair: one pipe each way).
+ */
+import { receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
+
+export class DuplexChannel<T> implements Channel<T> {
+  constructor(
+    readonly sender: Sender<T>,
+    readonly receiver: Receiver<T>,
+  ) {}
+  send(message: T, options?: WaitOptions): Promise<void> {
+    return this.sender.send(message, options);
+  }
+  trySend(message: T): boolean {
+    return this.sender.trySend ? this.sender.trySend(message) : false;
+  }
+  receive(options?: WaitOptions): Promise<T> {
+    return this.receiver.receive(options);
+  }
+  tryReceive(): T | undefined {
+    return this.receiver.tryReceive?.();
+  }
+  /** Closes both (the sender writes what it accepted first); rejects if either failed. */
+  async close(): Promise<void> {
+    const [a, b] = await Promise.allSettled([this.sender.close(), this.receiver.close()]);
+    if (a.status === 'rejected') throw a.reason;
+    if (b.status === 'rejected') throw b.reason;
+  }
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return receiverIterator(this.receiver);
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
