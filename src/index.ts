@@ -179,3 +179,6 @@ export {
   type SysvSharedMemoryStat,
 } from './mechanisms/sysv/shm.js';
 export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } from './ops/doctor.js';
+
+// The process pool (issue 12 part 4): worker processes that run a module's functions, jobs over the work queue.
+export { createProcessPool, ProcessPool, type MapOptions, type ProcessPoolOptions, type ProcessPoolStats, type RunOptions } from './mechanisms/process-pool/pool.js';
