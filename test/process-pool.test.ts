@@ -137,10 +137,14 @@ describe('process pool: crashes', () => {
     const N = 10_000;
     let killing = true;
     let kills = 0;
+    // A worker is killed every 100-300 ms, among those up for 300 ms at least (a new one
+    // takes about that to start on a loaded machine: killing only those would stall the run).
+    const firstSeen = new Map<number, number>();
     const killer = (async () => {
       while (killing) {
-        await sleep(40 + Math.random() * 120);
-        const pids = p.pids;
+        await sleep(100 + Math.random() * 200);
+        for (const pid of p.pids) if (!firstSeen.has(pid)) firstSeen.set(pid, Date.now());
+        const pids = p.pids.filter((pid) => Date.now() - firstSeen.get(pid)! >= 300);
         const victim = pids[Math.floor(Math.random() * pids.length)];
         if (killing && victim !== undefined) {
           try {
