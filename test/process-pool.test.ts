@@ -4,13 +4,14 @@
  * time; close() drains, terminate() does not; every kernel object is gone afterwards.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createProcessPool, type ProcessPool, type ProcessPoolOptions } from '../src/mechanisms/process-pool/pool.js';
 import { unlinkRing } from '../src/mechanisms/ring/ring.js';
 import { unlinkSharedMemory } from '../src/mechanisms/shm/shm.js';
 import { unlinkWorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
-import { jsonLines, processGone, rejectsWith, runFixture, sleep, throwsWith, uniqueName, waitUntil, within } from './helpers.js';
+import { jsonLines, processGone, rejectsWith, repoRoot, run, runFixture, sleep, throwsWith, uniqueName, waitUntil, within } from './helpers.js';
 
 const tasks = new URL('./fixtures/pool-tasks.js', import.meta.url);
 const pools: ProcessPool[] = [];
@@ -271,5 +272,37 @@ describe('process pool: bad input', () => {
     throwsWith(() => createProcessPool(tasks, { size: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createProcessPool(tasks, { maxAttempts: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createProcessPool(tasks, { timeout: -5 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  });
+});
+
+describe('process pool: docs/pool.md', () => {
+  /** The `// tasks.mjs` and `// main.mjs` parts of each code block that has them. */
+  function examples(): Array<{ tasks: string; main: string }> {
+    const page = readFileSync(join(repoRoot, 'docs', 'pool.md'), 'utf8');
+    return [...page.matchAll(/```(?:js|ts)\n([\s\S]*?)```/g)]
+      .map((m) => m[1]!)
+      .filter((b) => b.includes('// tasks.mjs') && b.includes('// main.mjs'))
+      .map((b) => ({ tasks: b.slice(0, b.indexOf('// main.mjs')), main: b.slice(b.indexOf('// main.mjs')) }));
+  }
+
+  it('its snippets run as they are (Node 20, plain JavaScript)', async () => {
+    const found = examples();
+    assert.equal(found.length, 2, 'the first block and the Example');
+    // Inside the package, so that `import ... from 'ipckit'` resolves to it (self-reference).
+    const dir = join(repoRoot, 'dist', `pool-doc-example-${process.pid}`);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    try {
+      for (const [i, { tasks, main }] of found.entries()) {
+        writeFileSync(join(dir, 'tasks.mjs'), tasks);
+        writeFileSync(join(dir, 'main.mjs'), main);
+        const r = await run(process.execPath, [join(dir, 'main.mjs')], { timeoutMs: 100_000 }).done;
+        assert.equal(r.code, 0, `example ${i + 1}: ${r.stderr}`);
+        if (i === 0) assert.match(r.stdout, /^49\n333328333350000\n$/);
+        else assert.match(r.stdout, /^250 [0-9a-f]{64}\n500 [0-9a-f]{64}\n750 [0-9a-f]{64}\n1000 [0-9a-f]{64}\n\{[\s\S]*done: 1000,[\s\S]*\}\n$/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
