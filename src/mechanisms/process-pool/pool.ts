@@ -15,11 +15,11 @@ import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cancellableWait, type WaitOptions } from '../../core/channel.js';
-import { abortedError, closedError, invalidArgument, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
+import { abortedError, closedError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { describeExit, startChild, type ChildExit, type StartedChild } from '../../os/child.js';
-import { createRing, unlinkRing, type RingReceiver, type RingSender } from '../ring/ring.js';
+import { createRing, unlinkRing, type Ring, type RingReceiver, type RingSender } from '../ring/ring.js';
 import { createSharedMemory, unlinkSharedMemory, type SharedMemory } from '../shm/shm.js';
 import { createWorkQueue, unlinkWorkQueue, type WorkQueue } from '../workqueue/workqueue.js';
 import * as p from './protocol.js';
@@ -112,10 +112,10 @@ export class ProcessPool {
   #names: ReadonlySet<string> = new Set();
   #maxAttempts: number;
   #env: NodeJS.ProcessEnv;
-  #queue: WorkQueue<Uint8Array>;
+  #queue!: WorkQueue<Uint8Array>;
   #rx: RingReceiver<Uint8Array> | undefined;
   #tx: RingSender<Uint8Array> | undefined; // ours: keeps the receiver from ending when every worker is gone at once
-  #tickets: SharedMemory;
+  #tickets!: SharedMemory;
   #ticketCount: number;
   #freeTickets: number[];
   #folder: string;
@@ -139,7 +139,8 @@ export class ProcessPool {
   #failed = 0;
   #restarted = 0;
   #lastInfo = { ready: 0, inFlight: 0, redelivered: 0 };
-  #onExit = (): void => this.#removeObjects();
+  #ring: Ring | undefined; // until the pool's endpoints are attached
+  #made: Array<() => void> = []; // removes what this pool made, in order
   #janitor: ChildProcess | undefined;
 
   /** @internal Use createProcessPool. */
@@ -152,23 +153,36 @@ export class ProcessPool {
     const capacityJobs = o.capacityJobs ?? 1024;
     this.#ticketCount = capacityJobs * 2;
     this.#freeTickets = Array.from({ length: this.#ticketCount }, (_, i) => this.#ticketCount - 1 - i);
-    this.#folder = `/dev/shm/${name.slice(1)}.files`;
-    process.on('exit', this.#onExit);
+    const folder = (this.#folder = `/dev/shm/${name.slice(1)}.files`);
+    // Each object is made exclusively; only what we made is ever removed (a name someone
+    // else holds fails here with ERR_IPCKIT_EXISTS and stays theirs).
     try {
       this.#queue = createWorkQueue(`${name}-jobs`, { capacityJobs, maxMessageBytes: SLOT_BYTES, maxParticipants: Math.min(4096, this.size * 2 + 8) });
+      this.#made.push(() => unlinkWorkQueue(`${name}-jobs`));
       this.#tickets = createSharedMemory(`${name}-tickets`, this.#ticketCount * 4);
-      mkdirSync(this.#folder, { mode: 0o700 });
-      this.#janitor = janitor([`/dev/shm${name}-jobs`, `/dev/shm${name}-results`, `/dev/shm${name}-tickets`, this.#folder]);
+      this.#made.push(() => unlinkSharedMemory(`${name}-tickets`));
+      this.#ring = createRing(`${name}-results`, { capacityBytes: RING_BYTES, maxMessageBytes: RING_BYTES / 2, producers: 'many', maxProducers: 64 });
+      this.#made.push(() => unlinkRing(`${name}-results`));
+      try {
+        mkdirSync(folder, { mode: 0o700 });
+      } catch (e) {
+        throw toIpcError(e, `cannot make the pool's folder ${folder}`, { path: folder });
+      }
+      this.#made.push(() => rmSync(folder, { recursive: true, force: true }));
     } catch (e) {
-      process.off('exit', this.#onExit);
+      void this.#queue?.close().catch(() => {});
+      this.#tickets?.close();
+      this.#ring?.close();
       this.#removeObjects();
       throw e;
     }
+    this.#janitor = janitor([`/dev/shm${name}-jobs`, `/dev/shm${name}-tickets`, `/dev/shm${name}-results`, folder]);
+    openPools.add(this);
   }
 
   /** @internal Makes the ring, starts the workers and waits for each to have loaded the module. */
   async start(options: WaitOptions): Promise<void> {
-    const ring = createRing(`${this.name}-results`, { capacityBytes: RING_BYTES, maxMessageBytes: RING_BYTES / 2, producers: 'many', maxProducers: 64 });
+    const ring = this.#ring!;
     try {
       this.#rx = await ring.receiver();
       this.#tx = await ring.sender();
@@ -689,23 +703,31 @@ export class ProcessPool {
     await this.#queue.close().catch(() => {});
     this.#tickets.close();
     this.#removeObjects();
-    process.off('exit', this.#onExit);
+    openPools.delete(this);
     this.#janitor?.kill('SIGKILL');
   }
 
-  /** Removes the pool's names (also at process exit, if the pool was not closed). */
+  /** @internal Removes the names this pool made (also at process exit, if the pool was not closed). */
+  removeObjects(): void {
+    this.#removeObjects();
+  }
+
   #removeObjects(): void {
-    const removals = [() => unlinkWorkQueue(`${this.name}-jobs`), () => unlinkRing(`${this.name}-results`), () => unlinkSharedMemory(`${this.name}-tickets`)];
-    for (const remove of removals) {
+    for (const remove of this.#made.splice(0)) {
       try {
         remove();
       } catch {
-        /* not there, or not ours to remove */
+        /* gone already, or replaced by another kind: not ours to remove */
       }
     }
-    rmSync(this.#folder, { recursive: true, force: true });
   }
 }
+
+// Pools not closed when the process exits normally: their names go with it.
+const openPools = new Set<ProcessPool>();
+process.on('exit', () => {
+  for (const pool of openPools) pool.removeObjects();
+});
 
 /**
  * A small `sh` that outlives us: if this process dies without closing the pool (SIGKILL,
