@@ -58,6 +58,36 @@ describe('process pool: jobs', () => {
     assert.deepEqual(leftovers(p), []);
   });
 
+  it('map over an endless iterable reads items only as results are taken, and ends at its signal', async () => {
+    const p = await pool({ size: 2 });
+    let pulled = 0;
+    function* endless(): Generator<number> {
+      for (;;) yield pulled++;
+    }
+    const ac = new AbortController();
+    let got = 0;
+    const e = await (async () => {
+      for await (const r of p.map<number>('square', endless(), { concurrency: 8, signal: ac.signal })) {
+        assert.equal(r, got * got);
+        if (++got === 200) ac.abort();
+        assert.ok(pulled <= got + 8, `pulled ${pulled} items for ${got} results`);
+      }
+    })().then(
+      () => assert.fail('the map ended without its signal'),
+      (x: unknown) => x as Error & { code?: string },
+    );
+    assert.equal(e.code, 'ERR_IPCKIT_ABORTED');
+    assert.ok(pulled <= 200 + 8, `pulled ${pulled}`);
+    let early = 0;
+    for await (const r of p.map<number>('square', endless(), { concurrency: 4 })) {
+      assert.equal(typeof r, 'number');
+      if (++early === 10) break; // leaving early drops the rest
+    }
+    await p.join({ timeout: 30_000 });
+    assert.equal(p.stats().queued, 0);
+    await p.close();
+  });
+
   it('a job that throws rejects with the worker error (name, message, stack, code) and the worker lives on', async () => {
     const p = await pool({ size: 1 });
     const [pid] = p.pids;

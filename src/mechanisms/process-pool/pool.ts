@@ -10,6 +10,7 @@
  * with the pool's process, and Node reaps them.
  */
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
@@ -238,8 +239,20 @@ export class ProcessPool {
     return this.#map(fn, items, concurrency, ro) as AsyncIterableIterator<R>;
   }
 
-  async *#map(fn: string, items: Iterable<unknown> | AsyncIterable<unknown>, concurrency: number, o: RunOptions): AsyncGenerator<unknown> {
+  async *#map(fn: string, items: Iterable<unknown> | AsyncIterable<unknown>, concurrency: number, options: RunOptions): AsyncGenerator<unknown> {
     const window: PoolJob[] = [];
+    // The caller's signal, once for the map: each job listens to a signal of ours (as many
+    // listeners as jobs in flight, more than an AbortSignal likes to have without a warning).
+    let o = options;
+    const outer = options.signal;
+    const inner = new AbortController();
+    const forward = (): void => inner.abort(outer!.reason);
+    if (outer) {
+      setMaxListeners(0, inner.signal);
+      if (outer.aborted) forward();
+      else outer.addEventListener('abort', forward, { once: true });
+      o = { ...options, signal: inner.signal };
+    }
     const it = Symbol.asyncIterator in items ? (items as AsyncIterable<unknown>)[Symbol.asyncIterator]() : (items as Iterable<unknown>)[Symbol.iterator]();
     let more = true;
     try {
@@ -256,10 +269,13 @@ export class ProcessPool {
         }
         const head = window.shift();
         if (head === undefined) return;
-        yield await head.promise;
+        const value = await head.promise;
+        if (outer?.aborted) throw abortedError(`map() of ${fn}`, outer); // not a result more once aborted
+        yield value;
       }
     } finally {
       // The caller left early (or a job failed): drop what has not started.
+      outer?.removeEventListener('abort', forward);
       for (const job of window) this.#cancel(job, closedError('a map() the caller left'), false);
       if (more) await it.return?.();
     }
@@ -366,41 +382,39 @@ export class ProcessPool {
   #submit(fn: string, arg: unknown, o: RunOptions): PoolJob {
     let settle!: Pick<PoolJob, 'resolve' | 'reject'>;
     const promise = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
-    if (this.#state !== 'open' || o.signal?.aborted) {
+    if (this.#state !== 'open' || this.#broken || o.signal?.aborted) {
       const error = o.signal?.aborted ? abortedError(`job ${fn}`, o.signal) : (this.#broken ?? closedError(`process pool ${this.name}${this.#state === 'closing' ? ' (closing: it takes no new jobs)' : ''}`));
       settle.reject(error);
       return { promise, settled: true } as PoolJob;
     }
-    {
-      let seq = (this.#seq = (this.#seq + 1) >>> 0);
-      if ((seq | 0) === 0) seq = this.#seq = 1; // a ticket word of 0 means "not wanted"
-      const job: PoolJob = {
-        seq,
-        fn,
-        arg,
-        flags: o.timeout !== undefined || o.signal !== undefined ? p.REPORT_START : 0,
-        ticket: -1,
-        settled: false,
-        file: false,
-        timeout: o.timeout,
-        timer: undefined,
-        worker: undefined,
-        signal: o.signal,
-        onAbort: undefined,
-        waiters: undefined,
-        promise,
-        ...settle,
-      };
-      if (o.signal) {
-        const signal = o.signal;
-        job.onAbort = () => this.#cancel(job, abortedError(`job ${fn}`, signal), true);
-        signal.addEventListener('abort', job.onAbort, { once: true });
-      }
-      this.#jobs.set(seq, job);
-      this.#pending.push(job);
-      this.#pump();
-      return job;
+    let seq = (this.#seq = (this.#seq + 1) >>> 0);
+    if ((seq | 0) === 0) seq = this.#seq = 1; // a ticket word of 0 means "not wanted"
+    const job: PoolJob = {
+      seq,
+      fn,
+      arg,
+      flags: o.timeout !== undefined || o.signal !== undefined ? p.REPORT_START : 0,
+      ticket: -1,
+      settled: false,
+      file: false,
+      timeout: o.timeout,
+      timer: undefined,
+      worker: undefined,
+      signal: o.signal,
+      onAbort: undefined,
+      waiters: undefined,
+      promise,
+      ...settle,
+    };
+    if (o.signal) {
+      const signal = o.signal;
+      job.onAbort = () => this.#cancel(job, abortedError(`job ${fn}`, signal), true);
+      signal.addEventListener('abort', job.onAbort, { once: true });
     }
+    this.#jobs.set(seq, job);
+    this.#pending.push(job);
+    this.#pump();
+    return job;
   }
 
   /** Moves waiting jobs into the queue while tickets are free; waits for room when it is full. */
