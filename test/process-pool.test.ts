@@ -265,6 +265,7 @@ describe('process pool: bad input', () => {
     throwsWith(() => createProcessPool(tasks, { size: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createProcessPool(tasks, { maxAttempts: 0 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
     throwsWith(() => createProcessPool(tasks, { timeout: -5 }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => createProcessPool(tasks, { execArgv: '--inspect' as unknown as string[] }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 });
 

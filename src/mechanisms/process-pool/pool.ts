@@ -36,6 +36,8 @@ export interface ProcessPoolOptions {
   name?: string;
   /** Environment of the workers (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Node options of the workers, before the worker script (default none): `['--max-old-space-size=512']`, `['--cpu-prof']`. */
+  execArgv?: string[];
   /** How long the workers may take to start and load the module (ms, default 30000). */
   timeout?: number;
   signal?: AbortSignal;
@@ -113,6 +115,7 @@ export class ProcessPool {
   #names: ReadonlySet<string> = new Set();
   #maxAttempts: number;
   #env: NodeJS.ProcessEnv;
+  #execArgv: string[];
   #queue!: WorkQueue<Uint8Array>;
   #rx: RingReceiver<Uint8Array> | undefined;
   #tx: RingSender<Uint8Array> | undefined; // ours: keeps the receiver from ending when every worker is gone at once
@@ -151,6 +154,7 @@ export class ProcessPool {
     this.size = o.size ?? Math.min(MAX_SIZE, Math.max(1, availableParallelism()));
     this.#maxAttempts = o.maxAttempts ?? 3;
     this.#env = o.env ?? process.env;
+    this.#execArgv = o.execArgv ?? [];
     const capacityJobs = o.capacityJobs ?? 1024;
     this.#ticketCount = capacityJobs * 2;
     this.#freeTickets = Array.from({ length: this.#ticketCount }, (_, i) => this.#ticketCount - 1 - i);
@@ -645,7 +649,7 @@ export class ProcessPool {
     };
     let child: StartedChild;
     try {
-      child = startChild([process.execPath, workerScript], ['ignore', 'inherit', 'inherit'], { env: { ...this.#env, [p.CONFIG_ENV]: JSON.stringify(config) } });
+      child = startChild([process.execPath, ...this.#execArgv, workerScript], ['ignore', 'inherit', 'inherit'], { env: { ...this.#env, [p.CONFIG_ENV]: JSON.stringify(config) } });
     } catch (e) {
       this.#startupFailed(e as Error);
       return;
@@ -804,6 +808,10 @@ export function createProcessPool(module: string | URL, options: ProcessPoolOpti
   validate.optionalInteger('capacityJobs', o.capacityJobs, 1, 1 << 20);
   const name = o.name === undefined ? `/ipckit-pool-${process.pid}-${++pools}-${randomBytes(4).toString('hex')}` : validate.posixName(o.name, 200);
   if (o.env !== undefined) validate.object('env', o.env);
+  if (o.execArgv !== undefined) {
+    if (!Array.isArray(o.execArgv)) throw invalidArgument(`execArgv must be an array of strings, got ${validate.describe(o.execArgv)}`);
+    o.execArgv.forEach((a, i) => validate.string(`execArgv[${i}]`, a));
+  }
   const wait = validate.waitOptions({ timeout: o.timeout ?? 30_000, signal: o.signal })!;
   return (async () => {
     const path = fileURLToPath(url);
