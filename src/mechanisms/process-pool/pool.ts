@@ -468,14 +468,14 @@ export class ProcessPool {
     }
     let item: Uint8Array;
     try {
-      item = p.encode([job.seq, job.ticket, job.fn, job.flags, job.arg] satisfies p.JobItem);
+      item = p.encodeJob([job.seq, job.ticket, job.fn, job.flags, job.arg]);
     } catch (e) {
       throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `the argument of ${job.fn} cannot be sent to a worker: ${(e as Error).message}`, { cause: e });
     }
     if (item.length > this.#queue.maxMessageBytes) {
       writeFileSync(p.argFile(this.#folder, job.seq), p.encode(job.arg), { mode: 0o600 });
       job.file = true;
-      item = p.encode([job.seq, job.ticket, job.fn, job.flags | p.FILE_ARG, undefined] satisfies p.JobItem);
+      item = p.encodeJob([job.seq, job.ticket, job.fn, job.flags | p.FILE_ARG, undefined]);
     }
     job.arg = undefined; // the queue (or the file) has it now
     return item;
@@ -550,7 +550,7 @@ export class ProcessPool {
       for (const bytes of messages) {
         let message: p.Message;
         try {
-          message = p.decode<p.Message>(bytes);
+          message = p.decodeMessage(bytes);
         } catch (e) {
           this.#fail(new IpcError('ERR_IPCKIT_CORRUPT', `process pool ${this.name}: a message from a worker cannot be read: ${(e as Error).message}`, { cause: e }));
           return;
@@ -594,7 +594,7 @@ export class ProcessPool {
           rmSync(path, { force: true });
         }
         const job = this.#jobs.get(seq);
-        if (job && bytes) this.#settle(job, p.decode<p.Message>(bytes)[3], true);
+        if (job && bytes) this.#settle(job, p.decodeMessage(bytes)[3], true);
         return;
       }
       case p.START: {

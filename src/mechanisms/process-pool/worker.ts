@@ -25,7 +25,7 @@ const tx = openRingSync(config.ring).senderSync();
 const tickets = openSharedMemorySync(config.tickets);
 
 function post(message: p.Message | Uint8Array): void | Promise<void> {
-  const bytes = message instanceof Uint8Array ? message : p.encode(message);
+  const bytes = message instanceof Uint8Array ? message : p.encodeMessage(message);
   if (!tx.trySend(bytes)) return tx.send(bytes);
 }
 
@@ -52,7 +52,7 @@ async function runJob(seq: number, fn: string, flags: number, arg: unknown): Pro
     if (value !== null && typeof (value as PromiseLike<unknown>)?.then === 'function') value = await value;
     let bytes: Uint8Array;
     try {
-      bytes = p.encode([p.OK, seq, me, value]);
+      bytes = p.encodeMessage([p.OK, seq, me, value]);
     } catch (e) {
       throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `the result of ${fn} cannot be sent to the pool: ${(e as Error).message}`, { cause: e });
     }
@@ -60,9 +60,9 @@ async function runJob(seq: number, fn: string, flags: number, arg: unknown): Pro
     // Too large for the ring: a file of the pool's folder (the parent reads and removes it).
     const file = p.resultFileName(seq, me);
     writeFileSync(`${config!.folder}/${file}`, bytes, { mode: 0o600, flag: 'wx' });
-    return p.encode([p.OK_FILE, seq, me, file]);
+    return p.encodeMessage([p.OK_FILE, seq, me, file]);
   } catch (e) {
-    return p.encode([p.THREW, seq, me, p.errorRecord(e)]);
+    return p.encodeMessage([p.THREW, seq, me, p.errorRecord(e)]);
   }
 }
 
@@ -78,7 +78,7 @@ for (;;) {
   }
   let item: p.JobItem;
   try {
-    item = p.decode<p.JobItem>(job.data as Uint8Array);
+    item = p.decodeJob(job.data as Uint8Array);
   } catch {
     queue.ack(job); // not a job of ours: nothing to run, nobody to answer
     continue;
