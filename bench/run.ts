@@ -9,7 +9,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { compileC, FULL, haveCc, QUICK, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 
 /** Scenario modules, in the order they run. `node` (the baselines) always runs. */
-export const MODULES = ['node', 'pipe', 'fifo', 'popen', 'mqueue', 'sysv', 'semaphore', 'mutex', 'shm', 'workqueue', 'socket', 'signal', 'nats', 'process'];
+export const MODULES = ['node', 'pipe', 'fifo', 'popen', 'mqueue', 'sysv', 'semaphore', 'mutex', 'shm', 'workqueue', 'process-pool', 'socket', 'signal', 'nats', 'process'];
 
 export interface BenchOptions {
   quick: boolean;

@@ -243,3 +243,6 @@ export {
   type SharedArrayType,
   type SharedValueKind,
 } from './mechanisms/value/value.js';
+
+// The process pool (issue 12 part 4): worker processes that run a module's functions, jobs over the work queue.
+export { createProcessPool, ProcessPool, type MapOptions, type ProcessPoolOptions, type ProcessPoolStats, type RunOptions } from './mechanisms/process-pool/pool.js';

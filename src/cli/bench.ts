@@ -12,7 +12,7 @@ export const group: Group = {
       summary: 'measure each mechanism between two processes, with C and Node baselines in the same run; prints a table and writes JSON',
       flags: {
         quick: { kind: 'boolean', help: 'a short run (under a minute)' },
-        only: { kind: 'string', value: 'LIST', help: 'only these mechanisms, comma-separated: pipe,fifo,popen,mqueue,sysv,semaphore,mutex,shm,workqueue,socket,signal' },
+        only: { kind: 'string', value: 'LIST', help: 'only these mechanisms, comma-separated: pipe,fifo,popen,mqueue,sysv,semaphore,mutex,shm,workqueue,process-pool,socket,signal' },
         out: { kind: 'string', value: 'FILE', help: 'where to write the JSON results (default bench-results.json)' },
       },
       examples: ['ipckit bench --quick', 'ipckit bench --only pipe,socket --out pipes.json'],

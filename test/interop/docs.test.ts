@@ -41,7 +41,7 @@ async function framed(messages: string[]): Promise<Buffer> {
 const MESSAGES = ['first', '', 'ünïcødé', 'x'.repeat(5000)];
 
 describe('docs', () => {
-  for (const name of ['pipe', 'popen', 'fifo', 'sysv-msg', 'sysv-sem', 'sysv-shm', 'process']) {
+  for (const name of ['pipe', 'popen', 'fifo', 'sysv-msg', 'sysv-sem', 'sysv-shm', 'process', 'pool']) {
     it(`docs/${name}.md has the common headings, in order`, () => {
       const headings = [...page(name).matchAll(/^## (.+)$/gm)].map((m) => m[1]);
       assert.deepEqual(headings, HEADINGS);
