@@ -179,3 +179,7 @@ export {
   type SysvSharedMemoryStat,
 } from './mechanisms/sysv/shm.js';
 export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } from './ops/doctor.js';
+
+// Operating a host (issue 13): `ipckit ls` and `ipckit gc` as a library (docs/ops.md).
+export { listObjects, listObjectsDetailed, INVENTORY_KINDS, type IpcObject, type InventoryKind, type InventoryPerm, type Holder, type Participant, type ObjectState, type ListOptions, type Inventory } from './ops/inventory.js';
+export { collectGarbage, type GcOptions, type GcResult } from './ops/gc.js';
