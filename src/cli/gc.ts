@@ -10,12 +10,13 @@ export const group: Group = {
   commands: [
     {
       verb: 'gc',
-      args: '',
+      args: '[PATH...]',
       summary: 'remove the ipckit objects proved abandoned: every process that took part is dead (pid and start time) and none has it open or mapped',
       details: [
         'Each object is checked again just before it goes, and once more after its name is moved aside:',
         'a process that opened it meanwhile keeps it. Persistent objects (made with `create` verbs or',
         '{ persistent: true }) stay, and so does anything ipckit did not make unless named with --foreign.',
+        'FIFOs and socket files (foreign: removed only with --foreign) are looked for in the runtime folder and each PATH.',
         'Exits 0 when done, 1 if something could not be removed (the reason is shown).',
       ].join('\n'),
       flags: {
@@ -25,8 +26,8 @@ export const group: Group = {
         prefix: { kind: 'string', value: 'TEXT', help: 'only objects whose name starts with TEXT' },
       },
       examples: ['ipckit gc --dry-run', 'ipckit gc', 'ipckit gc --foreign /psm_1234 --foreign sysv-msg:7'],
-      async run({ flags }) {
-        const options: GcOptions = { dryRun: flags['dry-run'] === true };
+      async run({ args, flags }) {
+        const options: GcOptions = { dryRun: flags['dry-run'] === true, paths: args };
         if (flags.foreign !== undefined) options.foreign = flags.foreign as string[];
         if (flags.prefix !== undefined) options.prefix = flags.prefix as string;
         const results = await collectGarbage(options);

@@ -26,6 +26,8 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Foreign objects to remove, each named by its ref (`shm:/x`, `sysv-msg:5`) or its name (`/x`): still only when nobody holds it. */
   foreign?: string[];
+  /** More FIFOs and socket files to look at (as listObjects' `paths`): files, or folders' entries. */
+  paths?: string[];
   /** Only objects whose name starts with this (as listObjects' `prefix`): keeps a caller to its own objects. */
   prefix?: string;
 }
@@ -152,10 +154,12 @@ export async function collectGarbage(options: GcOptions = {}): Promise<GcResult[
   if (options.foreign !== undefined && (!Array.isArray(options.foreign) || options.foreign.some((f) => typeof f !== 'string' || f === ''))) throw invalidArgument('foreign must be an array of object names');
   if (options.prefix !== undefined && typeof options.prefix !== 'string') throw invalidArgument('prefix must be a string');
   const foreign = options.foreign ?? [];
-  const { objects } = await listObjectsDetailed(options.prefix !== undefined ? { prefix: options.prefix } : {});
+  if (options.paths !== undefined && (!Array.isArray(options.paths) || options.paths.some((p) => typeof p !== 'string'))) throw invalidArgument('paths must be an array of paths');
+  const { objects } = await listObjectsDetailed({ ...(options.prefix !== undefined ? { prefix: options.prefix } : {}), ...(options.paths ? { paths: options.paths } : {}) });
   const results: GcResult[] = [];
   for (const o of objects) {
-    if (o.kind !== 'shm' || (!IPCKIT_KINDS.has(o.madeBy) && !o.madeBy.startsWith('ipckit'))) continue;
+    // ipckit's objects, and those whose header we may not read (they may be ipckit's: say why they stay).
+    if (o.kind !== 'shm' || (!IPCKIT_KINDS.has(o.madeBy) && !o.madeBy.startsWith('ipckit') && o.madeBy !== 'unknown')) continue;
     const kept = (reason: string): void => void results.push({ name: o.ref, madeBy: o.madeBy, action: 'kept', reason });
     if (o.persistent) kept('persistent: made to outlive its creator');
     else if (o.state !== 'abandoned') kept(`${o.state}: ${o.reason}`);
