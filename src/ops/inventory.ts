@@ -148,8 +148,8 @@ export interface HolderScan {
   sysvShm: Map<number, Set<number>>;
   /** Processes whose descriptors or mappings we could not read (another user's, without privilege). */
   unseen: ProcessSeen[];
-  /** /proc hides processes (hidepid) and we are not root: the scan is incomplete. */
-  hidden: boolean;
+  /** Why some processes cannot be seen at all, so that nothing can be proved abandoned: /proc mounted with hidepid (and we are not root), or we run in a PID namespace of our own. */
+  hidden: string | undefined;
 }
 
 function add<K, V>(map: Map<K, Map<number, Set<V>>>, key: K, pid: number, via: V): void {
@@ -167,6 +167,19 @@ function uidOf(pid: number): number {
   } catch {
     return -1;
   }
+}
+
+/** Why processes may be missing from /proc as we see it, if they may. */
+function blindness(): string | undefined {
+  if ((process.geteuid?.() ?? 0) !== 0 && hidepid()) return '/proc is mounted with hidepid: processes of other users cannot be seen (run as root)';
+  try {
+    // The host's PID namespace has a fixed inode (PROC_PID_INIT_INO); NSpid would not tell
+    // inside a container with a /proc of its own.
+    if (readlinkSync('/proc/self/ns/pid') !== `pid:[${0xeffffffc}]`) return 'this process runs in a PID namespace of its own: processes outside it cannot be seen (run where the peers run: on the host, or in a container started with --pid=host)';
+  } catch {
+    /* no /proc/self/ns: nothing more to tell */
+  }
+  return undefined;
 }
 
 function hidepid(): boolean {
@@ -191,12 +204,12 @@ const breathe = (): Promise<void> => new Promise((r) => setImmediate(r));
  * /proc/<pid>/status shows to all).
  */
 export async function scanHolders(): Promise<HolderScan> {
-  const scan: HolderScan = { files: new Map(), sockets: new Map(), sysvShm: new Map(), unseen: [], hidden: (process.geteuid?.() ?? 0) !== 0 && hidepid() };
+  const scan: HolderScan = { files: new Map(), sockets: new Map(), sysvShm: new Map(), unseen: [], hidden: blindness() };
   let pids: number[];
   try {
     pids = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number);
-  } catch {
-    scan.hidden = true;
+  } catch (e) {
+    scan.hidden = `/proc cannot be read (${(e as NodeJS.ErrnoException).code})`;
     return scan;
   }
   let n = 0;
@@ -271,7 +284,7 @@ function holdersOf(scan: HolderScan, st: Pick<Stats, 'dev' | 'ino'>): Holder[] {
  * counted (a normal user never sees them): documented in docs/ops.md.
  */
 export function blindSpot(scan: HolderScan, perm: InventoryPerm): string | undefined {
-  if (scan.hidden) return '/proc is mounted with hidepid: other processes cannot be seen (run as root)';
+  if (scan.hidden) return scan.hidden;
   const open = (perm.mode & 0o077) !== 0;
   const could = scan.unseen.filter((p) => p.uid !== 0 && (open || p.uid === perm.uid));
   if (could.length === 0) return undefined;
@@ -632,7 +645,7 @@ export async function listObjectsDetailed(options: ListOptions = {}, scan?: Hold
   const want = kinds(options.kind);
   const notes: string[] = [];
   const holders = scan ?? (await scanHolders());
-  if (holders.hidden) notes.push('/proc is mounted with hidepid: processes of other users cannot be seen, so nothing can be proved abandoned (run as root)');
+  if (holders.hidden) notes.push(`${holders.hidden}: nothing can be proved abandoned`);
   const closed = holders.unseen.filter((p) => p.uid !== 0);
   if (closed.length > 0) notes.push(`${closed.length} process${closed.length === 1 ? '' : 'es'} of other users could not be looked at (their /proc/<pid>/fd is closed to us): objects they could use show as unknown`);
   const out: IpcObject[] = [];

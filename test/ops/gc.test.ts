@@ -6,7 +6,7 @@
  * may. Every call here passes `prefix`, so that gc never looks at other tests' objects.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { collectGarbage, listObjects, unlinkRing, type GcResult } from '../../src/index.js';
@@ -192,6 +192,37 @@ describe('ipckit gc', () => {
       assert.equal(rest.get(rootPrivate)?.action, 'removed');
       assert.equal(rest.get(rootOpen)?.action, 'removed');
       assert.equal((await listObjects({ prefix: `${PREFIX}-n-` })).length, 0);
+    } finally {
+      removeShm(PREFIX);
+    }
+  });
+  it('proves nothing where processes are hidden: /proc with hidepid, or a PID namespace of its own', { skip: !isRoot && 'needs root for unshare' }, async () => {
+    const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+    const theirs = `/${PREFIX}-h-nobody`;
+    const c = await peer(['create', 'ring', theirs], {}, AS_NOBODY);
+    await kill(c);
+    try {
+      assert.equal((await named(theirs.slice(1))).get(theirs)?.state, 'abandoned');
+      const dir = scratchDir();
+      const node = JSON.stringify(process.execPath);
+      const script = `
+        mount -t proc -o hidepid=2 proc /proc
+        ${node} ${JSON.stringify(cli)} gc --prefix ${theirs.slice(1)} --json > ns-gc.json
+        ${AS_NOBODY.join(' ')} ${node} ${JSON.stringify(cli)} ls --json --kind shm > hidden-ls.json
+        ${AS_NOBODY.join(' ')} ${node} ${JSON.stringify(cli)} gc --prefix ${theirs.slice(1)} --json > hidden-gc.json
+      `;
+      const r = await run('unshare', ['-mp', '--fork', 'sh', '-c', script], { cwd: dir }).done;
+      assert.equal(r.code, 0, r.stderr);
+      const read = (f: string): unknown => JSON.parse(readFileSync(join(dir, f), 'utf8'));
+      const nsGc = byName(read('ns-gc.json') as GcResult[]).get(theirs)!;
+      assert.equal(nsGc.action, 'kept');
+      assert.match(nsGc.reason, /PID namespace of its own/);
+      const ls = (read('hidden-ls.json') as Array<{ name: string; state: string; reason: string }>).find((o) => o.name === theirs)!;
+      assert.equal(ls.state, 'unknown');
+      assert.match(ls.reason, /hidepid/);
+      assert.equal(byName(read('hidden-gc.json') as GcResult[]).get(theirs)?.action, 'kept');
+      assert.ok(exists(theirs));
+      assert.equal(byName(await collectGarbage({ prefix: theirs.slice(1) })).get(theirs)?.action, 'removed', 'seen from here, it is abandoned');
     } finally {
       removeShm(PREFIX);
     }
