@@ -89,7 +89,8 @@ async function removeAbandoned(o: IpcObject): Promise<GcResult> {
   }
   // Third check: anyone who opened it before the rename holds it now.
   const late = stillAbandoned({ ...o, path: aside }, await scanHolders());
-  if (late && late !== 'it is gone already') {
+  if (late === 'it is gone already') return result('kept', 'removed meanwhile by another process');
+  if (late) {
     try {
       linkSync(aside, path); // never replaces a new object of that name
       unlinkSync(aside);

@@ -262,6 +262,9 @@ describe('ipckit ls', () => {
       assert.ok(!(JSON.parse(none.stdout) as Array<{ name: string }>).some((o) => o.name === ring));
       const bad = await runCli(['ls', '--kind', 'nonsense']).done;
       assert.equal(bad.code, 2);
+      const both = await runCli(['ls', '--watch', '--json']).done; // --watch alone takes its default
+      assert.equal(both.code, 2);
+      assert.match(both.stderr, /--watch draws a table/);
 
       const watch = runCli(['ls', '--kind', 'shm', '--watch', '1'], { timeoutMs: 60_000 });
       let frames = '';
