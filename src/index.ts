@@ -246,3 +246,7 @@ export {
 
 // The process pool (issue 12 part 4): worker processes that run a module's functions, jobs over the work queue.
 export { createProcessPool, ProcessPool, type MapOptions, type ProcessPoolOptions, type ProcessPoolStats, type RunOptions } from './mechanisms/process-pool/pool.js';
+
+// Operating a host (issue 13): `ipckit ls` and `ipckit gc` as a library (docs/ops.md).
+export { listObjects, listObjectsDetailed, INVENTORY_KINDS, type IpcObject, type InventoryKind, type InventoryPerm, type Holder, type Participant, type ObjectState, type ListOptions, type Inventory } from './ops/inventory.js';
+export { collectGarbage, type GcOptions, type GcResult } from './ops/gc.js';

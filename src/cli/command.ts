@@ -37,6 +37,11 @@ export interface Flag {
   /** Accepted more than once (`--allow-uid 1000 --allow-uid 1001`). */
   multiple?: boolean;
   short?: string;
+  /**
+   * The flag may stand alone (`--watch`) or take the next word as its value when that
+   * word is a number (`--watch 5`): alone, its value is this text.
+   */
+  bare?: string;
 }
 
 export type FlagValue = boolean | string | number | string[] | number[] | undefined;
@@ -182,9 +187,9 @@ const HELP_FLAGS = new Set(['--help', '-h']);
 export function parseInvocation(group: Group, command: Command, argv: string[]): Invocation {
   const where = commandPath(group, command);
   const dash = argv.indexOf('--');
-  const own = dash === -1 ? argv : argv.slice(0, dash);
-  const rest = dash === -1 ? [] : argv.slice(dash + 1);
   const flags = command.flags ?? {};
+  const own = withBareValues(dash === -1 ? argv : argv.slice(0, dash), flags);
+  const rest = dash === -1 ? [] : argv.slice(dash + 1);
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
   for (const [name, f] of Object.entries(flags)) {
     options[name] = { type: f.kind === 'boolean' ? 'boolean' : 'string', ...(f.multiple ? { multiple: true } : {}), ...(f.short ? { short: f.short } : {}) };
@@ -207,6 +212,19 @@ export function parseInvocation(group: Group, command: Command, argv: string[]):
   if (!command.takesCommand && dash !== -1) throw new UsageError(`unexpected "--": ${where} takes no command to run`, where);
   checkArity(command, parsed.positionals, where);
   return { args: parsed.positionals, flags: out, rest };
+}
+
+/** `--watch 5` and `--watch` of a flag with a `bare` value, as parseArgs takes them: `--watch=5`, `--watch=<bare>`. */
+function withBareValues(argv: string[], flags: Record<string, Flag>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const f = a.startsWith('--') && !a.includes('=') ? flags[a.slice(2)] : undefined;
+    if (f?.bare === undefined) out.push(a);
+    else if (/^\d+(\.\d+)?$/.test(argv[i + 1] ?? '')) out.push(`${a}=${argv[++i]}`);
+    else out.push(`${a}=${f.bare}`);
+  }
+  return out;
 }
 
 /** Node's parseArgs messages name options in its own words: say it in ours. */
@@ -289,7 +307,8 @@ function listWords(words: string[]): string {
 // --- Help ---------------------------------------------------------------------------------
 
 function flagLabel(name: string, f: Flag): string {
-  return `${f.short ? `-${f.short}, ` : ''}--${name}${f.kind === 'boolean' ? '' : ` ${f.value ?? (f.choices ? f.choices.join('|') : 'VALUE')}`}`;
+  const value = f.value ?? (f.choices ? f.choices.join('|') : 'VALUE');
+  return `${f.short ? `-${f.short}, ` : ''}--${name}${f.kind === 'boolean' ? '' : f.bare !== undefined ? ` [${value}]` : ` ${value}`}`;
 }
 
 function synopsis(group: Group, command: Command): string {

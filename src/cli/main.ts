@@ -24,6 +24,8 @@ const GROUPS: Record<string, () => Promise<Group>> = {
   workqueue: async () => (await import('./workqueue.js')).group,
   nats: async () => (await import('./nats.js')).group,
   doctor: async () => (await import('./doctor.js')).group,
+  ls: async () => (await import('./ls.js')).group,
+  gc: async () => (await import('./gc.js')).group,
   bench: async () => (await import('./bench.js')).group,
 };
 

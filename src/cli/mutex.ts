@@ -14,11 +14,11 @@ export const group: Group = {
     {
       verb: 'create',
       args: 'NAME',
-      summary: 'create a mutex (exclusive; owner-only unless --mode)',
+      summary: 'create a mutex (exclusive; owner-only unless --mode; persistent: ipckit gc keeps it)',
       flags: { mode: FLAGS.createMode },
       examples: ['ipckit mutex create /deploy'],
       async run({ args, flags }) {
-        const m = createMutex(args[0]!, { mode: (flags.mode as number | undefined) ?? 0o600 });
+        const m = createMutex(args[0]!, { mode: (flags.mode as number | undefined) ?? 0o600, persistent: true }); // outlives this command: ipckit gc keeps it
         await m.close();
         await printResult(false, undefined, m.name);
         return 0;

@@ -13,7 +13,7 @@ export const group: Group = {
     {
       verb: 'create',
       args: 'NAME',
-      summary: 'create a ring (exclusive; owner-only unless --mode)',
+      summary: 'create a ring (exclusive; owner-only unless --mode; persistent: ipckit gc keeps it)',
       flags: {
         capacity: { kind: 'size', value: 'BYTES', min: 4096, max: 2 ** 30, help: 'bytes of messages it holds, a power of two (default 1M)' },
         'max-message': { kind: 'size', value: 'BYTES', min: 1, help: 'largest message (default: a quarter of the capacity)' },
@@ -24,6 +24,7 @@ export const group: Group = {
       async run({ args, flags }) {
         const ring = createRing(args[0]!, {
           producers: (flags.producers as 'one' | 'many' | undefined) ?? 'one',
+          persistent: true, // made from the shell to outlive this command: ipckit gc keeps it
           mode: (flags.mode as number | undefined) ?? 0o600,
           ...(flags.capacity !== undefined ? { capacityBytes: flags.capacity as number } : {}),
           ...(flags['max-message'] !== undefined ? { maxMessageBytes: flags['max-message'] as number } : {}),

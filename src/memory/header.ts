@@ -72,6 +72,21 @@ export function readMagic(magic: number, kind: ObjectKind): MagicReading {
   return name === undefined ? { what: 'foreign' } : { what: 'other', name, ready };
 }
 
+/**
+ * What a magic word says with no kind in mind (ipckit ls and gc): an ipckit kind and whether
+ * it is ready, 'ipckit' for the IPK mark with a letter this ipckit does not know, 'empty'
+ * for 0, or 'foreign'.
+ */
+export function decodeMagic(magic: number): { kind: ObjectKind; ready: boolean } | 'ipckit' | 'empty' | 'foreign' {
+  const m = magic >>> 0;
+  if (m === 0) return 'empty';
+  if ((m & 0xffffff) !== IPK) return 'foreign';
+  const code = m >>> 24;
+  const upper = String.fromCharCode(code & ~0x20);
+  const kind = (Object.keys(LETTERS) as ObjectKind[]).find((k) => LETTERS[k] === upper);
+  return kind === undefined ? 'ipckit' : { kind, ready: (code & 0x20) === 0 };
+}
+
 /** The error for an object that is not `kind`: another ipckit kind, or not an ipckit object at all. */
 export function wrongKind(name: string, kind: ObjectKind, reading: MagicReading | { what: 'small'; size: number } | { what: 'not-a-file'; type: string }): IpcError {
   const want = kindName(kind);

@@ -42,6 +42,18 @@ export interface ParticipantInfo {
   alive: boolean;
 }
 
+/**
+ * Does the row whose words `field` reads name a live thread (its state is not checked
+ * here)? Also used on a copy of the table read from outside (ipckit ls and gc).
+ */
+export function rowAlive(field: (index: number) => number): boolean {
+  const pid = field(P_PID) >>> 0;
+  if (pid === 0) return false;
+  const tid = field(P_TID) >>> 0;
+  const start = (field(P_START_HI) >>> 0) * 2 ** 32 + (field(P_START_LO) >>> 0);
+  return isProcessAlive(tid || pid, start || undefined);
+}
+
 export class Participants {
   readonly #base: number;
 
@@ -73,11 +85,7 @@ export class Participants {
     const mem = this.mem;
     if (mem.load(this.word(row, P_STATE)) !== ATTACHED) return false;
     if (epoch16 !== undefined && this.epoch16(row) !== epoch16) return false;
-    const pid = mem.load(this.word(row, P_PID)) >>> 0;
-    if (pid === 0) return false;
-    const tid = mem.load(this.word(row, P_TID)) >>> 0;
-    const start = (mem.load(this.word(row, P_START_HI)) >>> 0) * 2 ** 32 + (mem.load(this.word(row, P_START_LO)) >>> 0);
-    return isProcessAlive(tid || pid, start || undefined);
+    return rowAlive((field) => mem.load(this.word(row, field)));
   }
 
   /** Under the attach lock: may `row` be taken (it is not attached to a live thread)? */
