@@ -40,7 +40,7 @@ export interface GcResult {
   reason: string;
 }
 
-const IPCKIT_KINDS = new Set(['ring', 'workqueue', 'mutex', 'pool', 'ipckit (being made)']);
+const IPCKIT_KINDS = new Set(['ring', 'workqueue', 'mutex', 'pool', 'value', 'ipckit (being made)']);
 
 const euid = (): number => process.geteuid?.() ?? 0;
 

@@ -35,9 +35,10 @@ import { VERSION as RING_VERSION, W_CAPACITY as RING_W_CAPACITY, W_HEAD as RING_
 import { MAX_PARTICIPANTS as WQ_MAX_PARTICIPANTS, VERSION as WQ_VERSION, W_CAPACITY as WQ_W_CAPACITY, W_DONE_TOTAL, W_PUT_TOTAL } from '../mechanisms/workqueue/layout.js';
 import { MUTEX_VERSION } from '../mechanisms/mutex/mutex.js';
 import { POOL_VERSION } from '../mechanisms/pool/pool.js';
+import { SHARED_VALUE_VERSION } from '../mechanisms/value/value.js';
 
 /** The layout version this ipckit reads, for each kind of its own objects. */
-const VERSIONS: Record<ObjectKind, number> = { ring: RING_VERSION, workqueue: WQ_VERSION, mutex: MUTEX_VERSION, pool: POOL_VERSION };
+const VERSIONS: Record<ObjectKind, number> = { ring: RING_VERSION, workqueue: WQ_VERSION, mutex: MUTEX_VERSION, pool: POOL_VERSION, value: SHARED_VALUE_VERSION };
 
 export type InventoryKind = 'shm' | 'semaphore' | 'mqueue' | 'sysv-msg' | 'sysv-sem' | 'sysv-shm' | 'fifo' | 'socket' | 'abstract-socket';
 export const INVENTORY_KINDS: readonly InventoryKind[] = ['shm', 'semaphore', 'mqueue', 'sysv-msg', 'sysv-sem', 'sysv-shm', 'fifo', 'socket', 'abstract-socket'];

@@ -38,7 +38,8 @@ import type { Segment } from '../../memory/segment.js';
 import { checkWaitOptions, untilReady, untilReadySync, type Attempt } from '../../memory/waits.js';
 import { Mutex, MUTEX_OFFSET, type LockResult } from '../mutex/mutex.js';
 
-const VERSION = 1;
+export const SHARED_VALUE_VERSION = 1;
+const VERSION = SHARED_VALUE_VERSION;
 const W_MUTEX_OFFSET = 16;
 const W_MUTEX_SIZE = 17;
 const W_KIND = 18;
