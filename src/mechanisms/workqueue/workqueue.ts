@@ -13,7 +13,7 @@
  * - Order: items are taken roughly in the order they were put (exactly, with one producer
  *   and one consumer and no redelivery).
  */
-import type { WaitOptions } from '../../core/channel.js';
+import { DEFAULT_MAX_PENDING_BYTES, type WaitOptions } from '../../core/channel.js';
 import { resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { closedError, invalidArgument, isIpcError, type IpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
@@ -31,6 +31,11 @@ export interface WorkQueueHandleOptions<C extends CodecOption | undefined = unde
   codec?: C;
   /** Spin before sleeping, µs (default 20; 0 on one CPU). */
   spinMicros?: number;
+  /**
+   * The most bytes of puts waiting for a free slot this handle holds (default 64 MiB); past
+   * it `put` rejects with ERR_IPCKIT_LIMIT (a caller that does not await its puts).
+   */
+  maxPendingBytes?: number;
 }
 
 export interface CreateWorkQueueOptions<C extends CodecOption | undefined = undefined> extends CreateObjectOptions, WorkQueueHandleOptions<C> {
@@ -56,12 +61,12 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
   #leaveAtExit: () => void; // a terminated worker's row must look dead at once
 
   /** @internal Use createWorkQueue or openWorkQueue: the core has its row already. */
-  constructor(core: QueueCore<T>, spinMicros: number) {
+  constructor(core: QueueCore<T>, spinMicros: number, maxPendingBytes: number = DEFAULT_MAX_PENDING_BYTES) {
     this.#core = core;
     this.name = core.name;
     this.capacity = core.capacity;
     this.maxMessageBytes = core.maxMessageBytes;
-    this.#producer = new Producer(core);
+    this.#producer = new Producer(core, maxPendingBytes);
     this.#consumer = new Consumer(core, spinMicros);
     this.#leaveAtExit = core.table.clearAtThreadExit(core.row, W_ITEMS_SIGNAL);
     core.recover(); // the previous holder of our row may have died with slots in hand
@@ -236,8 +241,18 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
 }
 
 /** The handle options, checked at once. */
-function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined>): { codec: Codec<unknown>; spin: number } {
-  return { codec: resolveCodec(options.codec) as Codec<unknown>, spin: spinOption(options.spinMicros) };
+function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined>): HandleOptions {
+  return {
+    codec: resolveCodec(options.codec) as Codec<unknown>,
+    spin: spinOption(options.spinMicros),
+    maxPending: validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES,
+  };
+}
+
+interface HandleOptions {
+  codec: Codec<unknown>;
+  spin: number;
+  maxPending: number;
 }
 
 /** Creates a work queue exclusively (mode 0600 unless asked) and returns a handle on it. Never waits. */
@@ -259,21 +274,21 @@ export function createWorkQueue<C extends CodecOption | undefined = undefined>(n
   return adopt(segment, () => {
     const core = new QueueCore<MessageOf<C>>(n, segment, geometryOf(segment, n), h.codec as Codec<MessageOf<C>>);
     core.attached(0, epoch);
-    return handleOf(core, h.spin);
+    return handleOf(core, h);
   });
 }
 
 /** The handle over a core that has its row; a failure gives the row back (the caller closes the segment). */
-function handleOf<T>(core: QueueCore<T>, spin: number): WorkQueue<T> {
+function handleOf<T>(core: QueueCore<T>, h: HandleOptions): WorkQueue<T> {
   try {
-    return new WorkQueue<T>(core, spin);
+    return new WorkQueue<T>(core, h.spin, h.maxPending);
   } catch (e) {
     core.table.leave(core.row, core.epoch, ROW_FREE);
     throw e;
   }
 }
 
-function openPlan(name: string, options: OpenWorkQueueOptions<CodecOption | undefined>): { n: string; plan: OpenPlan; h: { codec: Codec<unknown>; spin: number } } {
+function openPlan(name: string, options: OpenWorkQueueOptions<CodecOption | undefined>): { n: string; plan: OpenPlan; h: HandleOptions } {
   const n = validate.posixName(name);
   const o = validate.object<OpenWorkQueueOptions<CodecOption | undefined>>('options', options);
   return { n, plan: planOpen(o), h: handleOptions(o) };
@@ -290,7 +305,7 @@ export function openWorkQueue<C extends CodecOption | undefined = undefined>(nam
     adoptAsync(segment, async () => {
       const core = new QueueCore<MessageOf<C>>(n, segment, geometryOf(segment, n), h.codec as Codec<MessageOf<C>>);
       await core.lock.with({ deadline: plan.deadline, signal: plan.signal }, () => core.claimRow());
-      return handleOf(core, h.spin);
+      return handleOf(core, h);
     }),
   );
 }
@@ -301,7 +316,7 @@ export function openWorkQueueSync<C extends CodecOption | undefined = undefined>
   return adopt(openObjectSync(n, 'workqueue', VERSION, plan), (segment) => {
     const core = new QueueCore<MessageOf<C>>(n, segment, geometryOf(segment, n), h.codec as Codec<MessageOf<C>>);
     core.lock.withSync({ deadline: plan.deadline, signal: plan.signal }, () => core.claimRow());
-    return handleOf(core, h.spin);
+    return handleOf(core, h);
   });
 }
 
