@@ -201,7 +201,7 @@ switch (`${mech} ${role}`) {
     for (;;) await sleep(1000); // until the soak ends us
   }
   case 'fifo send':
-    await sender(() => openFifo(target, 'write', { maxMessageBytes: max, timeout: 5000 }));
+    await sender(() => openFifo(target, 'write', { maxMessageBytes: max, timeout: 5000, atomic: true }));
     break;
   case 'fifo receive':
     sampling();

@@ -96,6 +96,8 @@ interface Mech {
   corruptSamples: string[];
   procs: Proc[];
   steadySamples: number[][][];
+  /** Restarts scheduled and not made yet, by role: they count as present. */
+  starting: { send: number; receive: number };
 }
 
 const args = parseArgs(process.argv.slice(2));
@@ -155,7 +157,7 @@ cleanups.push(() => removeSysvMessageQueue({ id: sysvId }));
 createFifo(fifoPath);
 
 function mech(name: string, target: string, senders: number, receivers: number, killReceivers = false): Mech {
-  return { name, target, senders, receivers, killReceivers, books: new Map(), kills: 0, stops: 0, errors: {}, corrupted: 0, corruptSamples: [], procs: [], steadySamples: [] };
+  return { name, target, senders, receivers, killReceivers, books: new Map(), kills: 0, stops: 0, errors: {}, corrupted: 0, corruptSamples: [], procs: [], steadySamples: [], starting: { send: 0, receive: 0 } };
 }
 const mechs: Mech[] = [
   mech('pipe', '-', 0, 1),
@@ -289,9 +291,11 @@ while (Date.now() < endAt) {
       if (v) {
         killProc(v, 'SIGKILL');
         const role = v.role;
+        m.starting[role]++;
         restarts.push(
           (async () => {
             await sleep(20 + random(300));
+            m.starting[role]--;
             if (Date.now() < endAt) start(m, role);
           })(),
         );
@@ -315,7 +319,7 @@ while (Date.now() < endAt) {
   for (const mm of mechs) {
     const want = { send: mm.senders, receive: mm.receivers };
     for (const role of ['send', 'receive'] as const) {
-      const have = live(mm).filter((p) => p.role === role).length;
+      const have = live(mm).filter((p) => p.role === role).length + mm.starting[role];
       const pendingRestart = mm.procs.filter((p) => p.role === role && p.exited).length > 0 && have < want[role];
       if (pendingRestart && tick % 20 === 0) for (let i = have; i < want[role]; i++) start(mm, role);
     }
