@@ -33,7 +33,7 @@ import { checkFdLeaks, trackSysv, uniqueName, within } from '../helpers.js';
 checkFdLeaks();
 const runs = Number(process.env.IPCKIT_PROPERTY_RUNS ?? 25);
 const seed = process.env.IPCKIT_PROPERTY_SEED === undefined ? undefined : Number(process.env.IPCKIT_PROPERTY_SEED);
-const params = { numRuns: runs, ...(seed !== undefined ? { seed } : {}) };
+const params = { numRuns: runs, ...(seed !== undefined ? { seed } : {}), ...(process.env.IPCKIT_PROPERTY_NO_SHRINK ? { endOnFailure: true } : {}) };
 
 interface Tx {
   send(m: Uint8Array, o?: { timeout?: number }): Promise<void>;
