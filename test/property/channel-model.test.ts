@@ -73,9 +73,15 @@ const codeOf = async (p: Promise<unknown>): Promise<string> =>
   );
 const same = (a: Uint8Array, b: Uint8Array, what: string): void => assert.deepEqual(Buffer.from(a), Buffer.from(b), what);
 
+/** Sends that fit what the mechanism holds without a reader (the model does not wait). */
+const fits = (model: Readonly<Model>, mech: Mechanism, n: number): boolean => !model.txClosed && model.queue.length + n <= mech.capacity;
+
 class Send implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly m: Uint8Array) {}
-  check = (model: Readonly<Model>): boolean => !model.txClosed;
+  constructor(
+    readonly mech: Mechanism,
+    readonly m: Uint8Array,
+  ) {}
+  check = (model: Readonly<Model>): boolean => fits(model, this.mech, 1);
   async run(model: Model, real: Real): Promise<void> {
     await real.tx.send(this.m, LONG);
     model.queue.push(this.m);
@@ -83,8 +89,11 @@ class Send implements fc.AsyncCommand<Model, Real> {
   toString = (): string => `send(${this.m.length} B)`;
 }
 class SendMany implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly ms: Uint8Array[]) {}
-  check = (model: Readonly<Model>): boolean => !model.txClosed;
+  constructor(
+    readonly mech: Mechanism,
+    readonly ms: Uint8Array[],
+  ) {}
+  check = (model: Readonly<Model>): boolean => fits(model, this.mech, this.ms.length);
   async run(model: Model, real: Real): Promise<void> {
     if (real.tx.sendMany) await real.tx.sendMany(this.ms, LONG);
     else await Promise.all(this.ms.map((m) => real.tx.send(m, LONG))); // unawaited sends keep their order
@@ -167,8 +176,8 @@ function commands(mech: Mechanism): fc.Arbitrary<Iterable<fc.AsyncCommand<Model,
   const msg = fc.uint8Array({ minLength: 1, maxLength: 300 });
   return fc.commands(
     [
-      msg.map((m) => new Send(m)),
-      fc.array(msg, { minLength: 1, maxLength: 4 }).map((ms) => new SendMany(ms)),
+      msg.map((m) => new Send(mech, m)),
+      fc.array(msg, { minLength: 1, maxLength: 4 }).map((ms) => new SendMany(mech, ms)),
       fc.constant(new SendAfterClose()),
       fc.constant(new Receive()),
       fc.integer({ min: 1, max: 5 }).map((n) => new ReceiveMany(n)),
@@ -181,23 +190,16 @@ function commands(mech: Mechanism): fc.Arbitrary<Iterable<fc.AsyncCommand<Model,
   );
 }
 
-/** The commands that would pass the capacity wait (the model does not wait): dropped. */
-function withinCapacity(mech: Mechanism, cmds: Iterable<fc.AsyncCommand<Model, Real>>): Iterable<fc.AsyncCommand<Model, Real>> {
+/** A command that never settles is a failure with its name (and the commands before it), not a hung suite. */
+function watched(cmds: Iterable<fc.AsyncCommand<Model, Real>>): Iterable<fc.AsyncCommand<Model, Real>> {
   const list = [...cmds];
-  return list.map((c) => {
-    if (c instanceof Send || c instanceof SendMany) {
-      const check = c.check;
-      const n = c instanceof Send ? 1 : c.ms.length;
-      c.check = (model) => check(model) && model.queue.length + n <= mech.capacity;
-    }
-    // A command that never settles is a failure with its name, not a hung suite.
-    if (!(c as { watched?: boolean }).watched) {
-      const run = c.run.bind(c);
-      c.run = (model, real) => within(run(model, real), 20_000, `${c.toString()} (after ${list.slice(0, list.indexOf(c)).map(String).join(', ')})`);
-      (c as { watched?: boolean }).watched = true;
-    }
-    return c;
-  });
+  for (const c of list) {
+    if ((c as { watched?: boolean }).watched) continue;
+    const run = c.run.bind(c);
+    c.run = (model, real) => within(run(model, real), 20_000, `${c.toString()} (after ${list.slice(0, list.indexOf(c)).map(String).join(', ')})`);
+    (c as { watched?: boolean }).watched = true;
+  }
+  return list;
 }
 
 const removals: Array<() => void> = [];
@@ -318,7 +320,7 @@ describe('the Channel contract against a model queue', () => {
           const real = mech.open();
           try {
             const model: Model = { queue: [], txClosed: false };
-            await fc.asyncModelRun(() => ({ model, real }), withinCapacity(mech, cmds));
+            await fc.asyncModelRun(() => ({ model, real }), watched(cmds));
             // The sender's close delivers what it holds (the receiver is still open); the
             // receiver's own close: a receive after it refuses.
             if (!model.txClosed) await within(real.tx.close(), 20_000, 'closing the sender');
