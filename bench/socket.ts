@@ -9,7 +9,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { connect, listen, openSocketFd, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
+import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
 import { BIG_MESSAGE_RTT_CAUSE, cFigures, latency, now, SIZES, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
@@ -44,7 +44,7 @@ async function endMarker(ch: SocketChannel<Uint8Array>, size: number): Promise<v
 async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ ch: SocketChannel<Uint8Array>; pid: number; done: () => Promise<void> }> {
   const maxMessageBytes = Math.max(size, 8) + 64;
   if (kind === 'unix-dgram-pair') {
-    // A connected pair, one end inherited by the child at fd 3 (socketPair + openSocketFd).
+    // A connected pair, one end inherited by the child at fd 3 (socketPair + openInheritedSocket).
     const [mine, theirs] = socketPair('unix-dgram', { maxMessageBytes });
     const child = startChild('socket', `${role}Fd`, { maxMessageBytes }, [(theirs as unknown as { fd: number }).fd]);
     await theirs.close();
@@ -227,13 +227,13 @@ export const children = {
     await ch.close();
   },
   async echoFd(args: { maxMessageBytes: number }): Promise<void> {
-    const ch = openSocketFd(3, { maxMessageBytes: args.maxMessageBytes });
+    const ch = openInheritedSocket(3, { maxMessageBytes: args.maxMessageBytes });
     tell('ready');
     await echoLoop(ch, ch);
     await ch.close();
   },
   async sinkFd(args: { maxMessageBytes: number }): Promise<void> {
-    const ch = openSocketFd(3, { maxMessageBytes: args.maxMessageBytes });
+    const ch = openInheritedSocket(3, { maxMessageBytes: args.maxMessageBytes });
     tell('ready');
     await sinkLoop(ch as never, ch);
     await ch.close();

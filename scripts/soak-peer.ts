@@ -25,7 +25,6 @@ import {
   openMessageQueue,
   openRing,
   openSysvMessageQueue,
-  parseSysvTarget,
   openWorkQueue,
   popen,
   type SocketChannel,
@@ -239,11 +238,11 @@ switch (`${mech} ${role}`) {
     );
     break;
   case 'sysv send':
-    await sender(() => openSysvMessageQueue(parseSysvTarget(target)));
+    await sender(() => openSysvMessageQueue({ id: Number(target.slice(3)) }) /* target: id:N */);
     break;
   case 'sysv receive':
     await receiver(
-      () => openSysvMessageQueue(parseSysvTarget(target)),
+      () => openSysvMessageQueue({ id: Number(target.slice(3)) }) /* target: id:N */,
       (q) => q.receiveMany(64, wait),
       (q) => q.close(),
     );

@@ -3,10 +3,10 @@
  * behind one typed API. This file only re-exports.
  */
 export { IpcError, ERROR_CODES, isIpcError, type IpcErrorCode, type IpcErrorOptions } from './core/errors.js';
-export { RESOLVED, type Channel, type Receiver, type Sender, type WaitOptions } from './core/channel.js';
-export { bytesCodec, jsonCodec, structuredCodec, utf8Codec, type Codec, type CodecName, type CodecOption, type MessageOf } from './core/codec.js';
-export { DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, type Framing, type FramingOptions } from './core/framing.js';
-export { FdReader, FdWriter, type ReaderOptions, type WriterOptions } from './os/fd-stream.js';
+export type { Channel, Receiver, Sender, WaitOptions } from './core/channel.js';
+export { json, structured, type Codec, type CodecName, type CodecOption, type MessageOf, type TypedCodecOptions, type Validator } from './core/codec.js';
+export { DEFAULT_MAX_MESSAGE_BYTES, type Framing, type FramingOptions } from './core/framing.js';
+export type { ReaderOptions, WriterOptions } from './os/fd-stream.js';
 export { toReadable, toWritable } from './core/node-streams.js';
 export { runtimeDir } from './os/runtime.js';
 export { isProcessAlive, processStartTime, watchProcess } from './os/liveness.js';
@@ -50,7 +50,7 @@ export {
 } from './mechanisms/mqueue/mqueue.js';
 export { createSemaphore, openSemaphore, openSemaphoreSync, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './mechanisms/semaphore/semaphore.js';
 export { BoundedPool, createBoundedPool, openBoundedPool, openBoundedPoolSync, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './mechanisms/pool/pool.js';
-export { createMutex, Mutex, MUTEX_MAGIC, MUTEX_OFFSET, MUTEX_SEGMENT_SIZE, openMutex, openMutexSync, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mechanisms/mutex/mutex.js';
+export { createMutex, Mutex, openMutex, openMutexSync, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mechanisms/mutex/mutex.js';
 export {
   createSharedMemory,
   mapFile,
@@ -79,7 +79,7 @@ export {
   type RingInfo,
   type RingView,
 } from './mechanisms/ring/ring.js';
-export { openRingChannel, openRingChannelSync, RingChannel, type RingChannelOptions } from './mechanisms/ring/channel.js';
+export { openRingChannel, openRingChannelSync, RingChannel, type RingChannelOptions, type RingPair } from './mechanisms/ring/channel.js';
 export {
   createWorkQueue,
   openWorkQueue,
@@ -96,7 +96,6 @@ export type { WorkQueueContract, WorkQueueStats } from './core/work-queue.js';
 export {
   connectNats,
   NatsClient,
-  parseNatsUrl,
   type NatsAddress,
   type NatsClientStats,
   type NatsConnectOptions,
@@ -120,9 +119,49 @@ export {
   type NatsRequest,
   type OpenNatsOptions,
 } from './mechanisms/nats/channel.js';
-export { natsWorkQueue, NatsWorkQueue, openNatsWorkQueue, workQueueSubjects, type NatsWorkQueueOptions } from './mechanisms/nats/workqueue.js';
-export * from './mechanisms/socket/socket.js';
-export * from './mechanisms/signal/signal.js';
+export { natsWorkQueue, NatsWorkQueue, openNatsWorkQueue, type NatsWorkQueueOptions } from './mechanisms/nats/workqueue.js';
+export {
+  connect,
+  listen,
+  openInheritedSocket,
+  socketPair,
+  createSealedMemory,
+  openSealedMemory,
+  ReceivedHandle,
+  SealedMemory,
+  type AllowList,
+  type ConnectOptions,
+  type CreateSealedMemoryOptions,
+  type HandleSource,
+  type HandleType,
+  type ListenOptions,
+  type MessageWithHandles,
+  type OpenSealedMemoryOptions,
+  type PeerCredentials,
+  type ReconnectOptions,
+  type SocketChannel,
+  type SocketChannelOptions,
+  type SocketInfo,
+  type SocketKind,
+  type SocketServer,
+} from './mechanisms/socket/socket.js';
+export {
+  droppedSignals,
+  isSignalHandled,
+  onSignal,
+  sendSignal,
+  signalName,
+  signalNumber,
+  SignalReceiver,
+  signalReceiver,
+  waitForSignal,
+  type OnSignalOptions,
+  type SendSignalOptions,
+  type SignalInfo,
+  type SignalLike,
+  type SignalReceiverOptions,
+  type SignalSubscription,
+} from './mechanisms/signal/signal.js';
 export {
   FileLock,
   HeldLock,
@@ -135,7 +174,7 @@ export {
   type OpenFileLockOptions,
 } from './mechanisms/lock/file-lock.js';
 export { type IpcPerm, type PosixIpcPerm, type SysvIpcPerm } from './os/ipc-perm.js';
-export { ftok, IPC_PRIVATE, parseSysvTarget, type SysvKind, type SysvTarget } from './mechanisms/sysv/keys.js';
+export { ftok, IPC_PRIVATE, type SysvKind, type SysvTarget } from './mechanisms/sysv/keys.js';
 export { sysvLimits, type SysvLimits } from './mechanisms/sysv/limits.js';
 export { type SysvOpenOptions, type SysvOwnerOptions } from './mechanisms/sysv/perm.js';
 export {

@@ -8,7 +8,7 @@ import { jsonLines, repoRoot, run, uniqueName } from './helpers.js';
 const example = (dir: string, file: string): string => join(repoRoot, 'dist', 'examples', dir, `${file}.js`);
 const node = (dir: string, file: string, args: string[]): ReturnType<typeof run> => run(process.execPath, [example(dir, file), ...args], { timeoutMs: 90_000 });
 
-it('shm: the writer bumps a counter, the reader follows it with waitAsync', async () => {
+it('shm: the writer bumps a counter, the reader follows it with wait', async () => {
   const name = uniqueName('ex-shm');
   const writer = node('shm', 'writer', [name]);
   assert.match((await jsonLines(writer).next()).text, /created/);

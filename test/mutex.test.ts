@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { createMutex, MUTEX_MAGIC, MUTEX_OFFSET, openMutex, unlinkMutex, type Mutex } from '../src/index.js';
+import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/index.js';
+import { MUTEX_MAGIC, MUTEX_OFFSET } from '../src/mechanisms/mutex/mutex.js';
 import { join } from 'node:path';
 import { checkFdLeaks, mqsemWorker, processGone, rejectsWith, repoRoot, run, runCli, runFixture, sleep, throwsWith, uniqueName, waitUntil, within } from './helpers.js';
 

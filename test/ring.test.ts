@@ -168,8 +168,8 @@ describe('ring: fast paths and views', () => {
     const b = ringName('b');
     createRing(a).close();
     createRing(b).close();
-    const left = track(await openRingChannel(a, b, { codec: 'json' }));
-    const right = track(await openRingChannel(b, a, { codec: 'json' }));
+    const left = track(await openRingChannel({ send: a, receive: b }, { codec: 'json' }));
+    const right = track(await openRingChannel({ send: b, receive: a }, { codec: 'json' }));
     await left.send({ ping: 1 });
     assert.deepEqual(await right.receive(), { ping: 1 });
     await right.send({ pong: 1 });

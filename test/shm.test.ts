@@ -287,13 +287,13 @@ describe('futex wait and notify across processes', () => {
     assert.ok(woken + summary.woken <= 2 * rounds);
   });
 
-  it('waitAsync keeps the event loop free and is woken by another process', async () => {
+  it('wait keeps the event loop free and is woken by another process', async () => {
     const n = name();
     using seg = createSharedMemory(n, 4096);
     let ticks = 0;
     const timer = setInterval(() => ticks++, 5);
     try {
-      const p = seg.waitAsync(8, 0, { timeout: 10_000 });
+      const p = seg.wait(8, 0, { timeout: 10_000 });
       const py = runPython(
         // futex(FUTEX_WAKE) from Python through ctypes: syscall 202 on x86-64, 98 on arm64.
         `import mmap,os,sys,time,ctypes\nfd=os.open('/dev/shm'+sys.argv[1],os.O_RDWR)\nm=mmap.mmap(fd,4096)\nlibc=ctypes.CDLL(None,use_errno=True)\ntime.sleep(0.3)\nm[32:36]=(1).to_bytes(4,'little')\naddr=ctypes.addressof(ctypes.c_char.from_buffer(m,32))\nnr=98 if os.uname().machine=='aarch64' else 202\nprint(libc.syscall(nr, ctypes.c_void_p(addr), 1, 0x7fffffff, None, None, 0))`,
@@ -309,29 +309,29 @@ describe('futex wait and notify across processes', () => {
     }
   });
 
-  it('waitAsync: not-equal at once, timeout, abort with its reason, ERR_IPCKIT_CLOSED on close', async () => {
+  it('wait: not-equal at once, timed-out, abort with its reason, ERR_IPCKIT_CLOSED on close', async () => {
     const n = name();
     const seg = createSharedMemory(n, 4096);
     seg.store(1, 5);
-    assert.equal(await seg.waitAsync(1, 4), 'not-equal');
+    assert.equal(await seg.wait(1, 4), 'not-equal');
     const t0 = Date.now();
-    await rejectsWith(seg.waitAsync(1, 5, { timeout: 60 }), 'ERR_IPCKIT_TIMEOUT');
+    assert.equal(await seg.wait(1, 5, { timeout: 60 }), 'timed-out'); // as waitSync and Atomics.wait answer
     assert.ok(Date.now() - t0 >= 55);
     const ac = new AbortController();
-    const waiting = seg.waitAsync(1, 5, { signal: ac.signal });
+    const waiting = seg.wait(1, 5, { signal: ac.signal });
     const reason = new Error('enough');
     ac.abort(reason);
     const e = await rejectsWith(waiting, 'ERR_IPCKIT_ABORTED');
     assert.equal((e as Error & { cause?: unknown }).cause, reason);
-    const pending = seg.waitAsync(1, 5);
+    const pending = seg.wait(1, 5);
     seg.close();
     await rejectsWith(pending, 'ERR_IPCKIT_CLOSED');
   });
 
-  it("waitAsync does not use libuv's thread pool: eight waits leave fs working", async () => {
+  it("wait does not use libuv's thread pool: eight waits leave fs working", async () => {
     const n = name();
     using seg = createSharedMemory(n, 4096);
-    const waits = Array.from({ length: 8 }, (_, i) => seg.waitAsync(i, 0, { timeout: 5000 }).catch(() => 'gone'));
+    const waits = Array.from({ length: 8 }, (_, i) => seg.wait(i, 0, { timeout: 5000 }).catch(() => 'gone'));
     await sleep(20);
     const text = await within(readFile(new URL(import.meta.url), 'utf8'), 2000, 'fs.readFile while 8 futex waits are pending');
     assert.ok(text.length > 0);
@@ -342,7 +342,7 @@ describe('futex wait and notify across processes', () => {
   });
 
   for (const path of ['io_uring', 'threads'] as const) {
-    it(`one notify ends 200 waitAsync calls of another process at once (${path} path), which then exits`, async () => {
+    it(`one notify ends 200 wait calls of another process at once (${path} path), which then exits`, async () => {
       const n = name();
       using seg = createSharedMemory(n, 4096);
       const env = path === 'threads' ? { ...process.env, IPCKIT_NO_URING: '1' } : process.env;

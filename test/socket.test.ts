@@ -415,8 +415,8 @@ describe('descriptors and sealed memory (SCM_RIGHTS)', () => {
       await x.close();
       const sock = await b.receiveHandle();
       assert.equal(sock.handle.type, 'socket');
-      const { openSocketFd } = await import('../src/mechanisms/socket/socket.js');
-      const passed = openSocketFd(sock.handle.take(), { codec: 'utf8' });
+      const { openInheritedSocket } = await import('../src/mechanisms/socket/socket.js');
+      const passed = openInheritedSocket(sock.handle.take(), { codec: 'utf8' });
       await passed.send('over the passed socket');
       assert.equal(await y.receive(), 'over the passed socket');
       await passed.close();

@@ -54,14 +54,14 @@ describe('sysv shm', () => {
       const c = child(`
         const seg = await ipc.openSysvSharedMemory({ id: ${seg.id} });
         console.log('waiting');
-        const r = await seg.waitAsync(0, 0, { timeout: 10000 });
+        const r = await seg.wait(0, 0, { timeout: 10000 });
         console.log('woken ' + r + ' ' + seg.load(0));
         seg.store(1, 99);
         seg.notify(1);
         seg.close();`);
       await within(lineFrom(c.child.stdout!, /^waiting/), 10_000, 'the child waits');
       await sleep(50);
-      const mine = seg.waitAsync(1, 0, { timeout: 10_000 });
+      const mine = seg.wait(1, 0, { timeout: 10_000 });
       seg.store(0, 5);
       assert.ok(seg.notify(0) >= 0);
       assert.equal(await within(mine, 10_000), 'ok');
@@ -101,7 +101,7 @@ describe('sysv shm', () => {
     const c = child(`
       const seg = await ipc.openSysvSharedMemory({ id: ${seg.id} });
       console.log('attached');
-      await seg.waitAsync(0, 0, { timeout: 10000 });
+      await seg.wait(0, 0, { timeout: 10000 });
       console.log('read ' + seg.read(8, 4).toString());
       seg.write(Buffer.from('back'), 16);
       seg.notify(1);
@@ -125,7 +125,7 @@ describe('sysv shm', () => {
       again.close();
       // Both attachments still share the removed segment's memory.
       seg.write(Buffer.from('data'), 8);
-      const back = seg.waitAsync(1, 0, { timeout: 10_000 });
+      const back = seg.wait(1, 0, { timeout: 10_000 });
       seg.store(0, 1);
       seg.notify(0);
       await within(lineFrom(c.child.stdout!, /^read data/), 10_000, 'the child reads what we wrote');
@@ -171,7 +171,7 @@ describe('sysv shm', () => {
         ['read: past the end', () => seg.read(60, 10)],
         ['write: past the end', () => seg.write(Buffer.alloc(10), 60)],
         ['load: index', () => seg.load(16)],
-        ['waitAsync: index', () => seg.waitAsync(-1, 0)],
+        ['wait: index', () => seg.wait(-1, 0)],
         ['notify: count', () => seg.notify(0, -1)],
         ['setMode', () => seg.setMode(0o2000)],
       ];

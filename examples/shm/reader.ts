@@ -1,6 +1,6 @@
 /**
  * Shared memory, reader side: opens the segment, reads the greeting, and follows the
- * counter with waitAsync (the event loop stays free while it waits).
+ * counter with wait (the event loop stays free while it waits).
  */
 import { openSharedMemory } from 'ipckit';
 
@@ -9,7 +9,7 @@ using segment = await openSharedMemory(name); // refuses a segment that is not o
 console.log(`greeting: ${segment.read(64, 64).toString().replace(/\0+$/, '')}`);
 let seen = segment.load(0);
 while (seen < 5) {
-  await segment.waitAsync(0, seen, { timeout: 10_000 }); // wakes on notify, or at once if it changed
+  await segment.wait(0, seen, { timeout: 10_000 }); // wakes on notify, or at once if it changed
   seen = segment.load(0);
   console.log(`counter is ${seen}`);
 }

@@ -18,7 +18,7 @@ try {
     segment.notify(0); // a futex wake: reaches a waiter in another process (Atomics.notify would not)
   }
   // Wait (without blocking the event loop) until the reader says it saw all five.
-  while (Atomics.load(words, 1) !== 5) await segment.waitAsync(1, Atomics.load(words, 1), { timeout: 10_000 });
+  while (Atomics.load(words, 1) !== 5) await segment.wait(1, Atomics.load(words, 1), { timeout: 10_000 });
   console.log('the reader saw every update');
 } finally {
   segment.unlink();

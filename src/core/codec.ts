@@ -1,17 +1,32 @@
 /**
  * Codecs turn typed messages into bytes and back. Messages are `Uint8Array` by default;
- * `{ codec: 'utf8' | 'json' | 'structured' | Codec<T> }` types them. A payload from a
- * peer that fails to decode is ERR_IPCKIT_BAD_FRAME for that message only; a value we
- * cannot encode is ERR_IPCKIT_INVALID_ARGUMENT, thrown before anything is sent.
+ * `{ codec: 'utf8' | 'json' | 'structured' }` picks a built-in one, and a codec value
+ * types the messages: `{ codec: json<Ticket>() }` gives `Ticket` (with an optional
+ * `validate` hook that checks what a peer sent), or any object with encode/decode.
+ * A payload from a peer that fails to decode (or to validate) is ERR_IPCKIT_BAD_FRAME
+ * for that message only; a value we cannot encode is ERR_IPCKIT_INVALID_ARGUMENT,
+ * thrown before anything is sent.
  */
 import { deserialize, serialize } from 'node:v8';
 import { IpcError, invalidArgument } from './errors.js';
 import { bytes as checkBytes, describe } from './validate.js';
 
 export interface Codec<T> {
-  readonly name: string;
+  /** Named in error messages ("codec "x" could not decode a message"); defaults to "custom". */
+  readonly name?: string;
   encode(value: T): Uint8Array;
   decode(bytes: Uint8Array): T;
+}
+
+/**
+ * Checks a decoded value from a peer and returns it typed: throw (any error) to refuse it,
+ * or return false from a type guard. Schema libraries fit: `(v) => Ticket.parse(v)`.
+ */
+export type Validator<T> = ((value: unknown) => T) | ((value: unknown) => value is T);
+
+export interface TypedCodecOptions<T> {
+  /** Runs on every received message; a refusal is ERR_IPCKIT_BAD_FRAME for that message. */
+  validate?: Validator<T>;
 }
 
 export type CodecName = 'bytes' | 'utf8' | 'json' | 'structured';
@@ -95,6 +110,38 @@ export const structuredCodec: Codec<unknown> = {
   },
 };
 
+function typed<T>(base: Codec<unknown>, options: TypedCodecOptions<T>): Codec<T> {
+  const validate = options.validate;
+  if (validate !== undefined && typeof validate !== 'function') throw invalidArgument(`validate must be a function, got ${describe(validate)}`);
+  return {
+    name: base.name!,
+    encode: (value: T) => base.encode(value),
+    decode(bytes: Uint8Array): T {
+      const value = base.decode(bytes);
+      if (validate === undefined) return value as T;
+      let checked: unknown;
+      try {
+        checked = validate(value);
+      } catch (e) {
+        throw new IpcError('ERR_IPCKIT_BAD_FRAME', `a received message failed validation: ${(e as Error)?.message ?? e}`, { cause: e });
+      }
+      if (checked === false) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'a received message failed validation (the validate guard returned false)');
+      // A type guard returns true and leaves the value as it is; a parser returns the value to use.
+      return (checked === true ? value : checked) as T;
+    },
+  };
+}
+
+/** JSON messages typed as T: `{ codec: json<Ticket>() }`, optionally `json<Ticket>({ validate })`. */
+export function json<T = unknown>(options: TypedCodecOptions<T> = {}): Codec<T> {
+  return typed(jsonCodec, options);
+}
+
+/** node:v8-serialized messages (Node peers only) typed as T, optionally validated. */
+export function structured<T = unknown>(options: TypedCodecOptions<T> = {}): Codec<T> {
+  return typed(structuredCodec, options);
+}
+
 const BY_NAME: Record<CodecName, Codec<any>> = {
   bytes: bytesCodec,
   utf8: utf8Codec,
@@ -118,7 +165,7 @@ export function resolveCodec<C extends CodecOption | undefined>(option: C): Code
 /** Encodes with a user codec and checks that it really returned bytes. */
 export function encodeWith<T>(codec: Codec<T>, value: T): Uint8Array {
   const bytes = codec.encode(value);
-  if (!(bytes instanceof Uint8Array)) throw invalidArgument(`codec "${codec.name}" must encode to a Uint8Array, got ${describe(bytes)}`);
+  if (!(bytes instanceof Uint8Array)) throw invalidArgument(`codec "${codec.name ?? 'custom'}" must encode to a Uint8Array, got ${describe(bytes)}`);
   return bytes;
 }
 
@@ -129,6 +176,6 @@ export function decodeWith<T>(codec: Codec<T>, bytes: Uint8Array): T {
     return codec.decode(bytes);
   } catch (e) {
     if (e instanceof IpcError) throw e;
-    throw new IpcError('ERR_IPCKIT_BAD_FRAME', `codec "${codec.name}" could not decode a message: ${(e as Error)?.message ?? e}`, { cause: e });
+    throw new IpcError('ERR_IPCKIT_BAD_FRAME', `codec "${codec.name ?? 'custom'}" could not decode a message: ${(e as Error)?.message ?? e}`, { cause: e });
   }
 }

@@ -31,12 +31,25 @@ const { ENOENT } = osConstants.errno;
 /** How long an open waits for a creator and for the attach lock, unless told (ms). */
 export const DEFAULT_OPEN_TIMEOUT = 2000;
 
-export interface CreateObjectOptions extends CreateModeOptions, MappingOptions {
+/** What every handle of a named object may do when it closes. */
+export interface UnlinkOnCloseOptions {
+  /**
+   * Remove the name when this handle closes, if it still names this object (processes that
+   * have it open keep it until they close). Default false.
+   */
+  unlinkOnClose?: boolean;
+}
+
+export interface CreateObjectOptions extends CreateModeOptions, MappingOptions, UnlinkOnCloseOptions {
   /** Made to outlive its creator: `ipckit gc` never removes it (header flag bit 0). Default false. */
   persistent?: boolean;
 }
 
-export interface OpenObjectOptions extends OwnerCheckOptions, MappingOptions {
+export function unlinkOnCloseOption(value: unknown): boolean {
+  return validate.optionalBoolean('unlinkOnClose', value) ?? false;
+}
+
+export interface OpenObjectOptions extends OwnerCheckOptions, MappingOptions, UnlinkOnCloseOptions {
   /**
    * How long to wait for the object to exist (with `wait`), for a creator still making it,
    * and for the attach lock (ms, default 2000).
@@ -55,6 +68,7 @@ export interface OpenPlan {
   signal: AbortSignal | undefined;
   external: boolean;
   owner: OwnerCheckOptions;
+  unlinkOnClose: boolean;
 }
 
 export function planOpen(options: OpenObjectOptions): OpenPlan {
@@ -62,7 +76,8 @@ export function planOpen(options: OpenObjectOptions): OpenPlan {
   const signal = validate.abortSignal(options.signal);
   const owner = ownerOptions(options);
   const wait = validate.optionalBoolean('wait', options.wait) ?? false;
-  return { deadline: performance.now() + ms, wait, signal, external: resolveExternal(options.external), owner };
+  const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
+  return { deadline: performance.now() + ms, wait, signal, external: resolveExternal(options.external), owner, unlinkOnClose };
 }
 
 export function persistentOption(value: unknown): boolean {

@@ -99,6 +99,28 @@ export class Segment {
     return this.#closed;
   }
 
+  /**
+   * For `unlinkOnClose`: removes the POSIX name only if it still names this object, not
+   * one that another process made under the same name after ours was removed. False if
+   * the name is gone or names something else.
+   */
+  unlinkIfStillNamed(what: string): boolean {
+    let fd: number;
+    try {
+      fd = native.shmOpen(this.name, 0 /* O_RDONLY */, 0);
+    } catch (e) {
+      if (errnoOf(e) === ENOENT) return false;
+      throw toIpcError(e, `remove ${what}`, { path: this.path });
+    }
+    try {
+      const now = sys(`fstat ${what}`, () => native.fstat(fd), { path: this.path });
+      if (now.ino !== this.stat.ino || now.dev !== this.stat.dev) return false;
+    } finally {
+      native.close(fd);
+    }
+    return unlinkShm(this.name, what);
+  }
+
   /** fstat of the object now (a segment with a descriptor: not a System V one). */
   fstat(): NativeStat {
     if (this.#fd < 0) throw new IpcError('ERR_IPCKIT_UNSUPPORTED', `${this.path} has no descriptor to fstat (a System V segment: see its stat())`);

@@ -47,7 +47,7 @@ int main(int argc, char **argv) {
   if (w == (void *)-1) { perror("shmat"); return 1; }
   printf("attached %s\\n", (char *)(w + 16));
   fflush(stdout);
-  /* wait while word 0 is 0, as our waitAsync does */
+  /* wait while word 0 is 0, as our wait does */
   while (__atomic_load_n(&w[0], __ATOMIC_SEQ_CST) == 0) futex(&w[0], FUTEX_WAIT, 0);
   strcpy((char *)(w + 32), "c saw it");
   __atomic_store_n(&w[1], 1, __ATOMIC_SEQ_CST);
@@ -274,7 +274,7 @@ describe('sysv interop: ipcmk, ipcs, ipcrm', () => {
 });
 
 describe('sysv interop: C programs and shared memory', () => {
-  it('C attaches our segment, waits on a word with a shared futex we notify, and wakes our waitAsync', async () => {
+  it('C attaches our segment, waits on a word with a shared futex we notify, and wakes our wait', async () => {
     const bin = compileC('sysv-shm-peer', SHM_PEER);
     const seg = createSysvSharedMemory(uniqueKey(), 4096);
     segments.push(seg.id);
@@ -284,7 +284,7 @@ describe('sysv interop: C programs and shared memory', () => {
       const lines = jsonLines(c);
       assert.deepEqual(await lines.next(10_000), { text: 'attached hello c' });
       assert.equal(seg.stat().attached, 2);
-      const woken = seg.waitAsync(1, 0, { timeout: 10_000 });
+      const woken = seg.wait(1, 0, { timeout: 10_000 });
       await sleep(50);
       seg.store(0, 1);
       seg.notify(0);

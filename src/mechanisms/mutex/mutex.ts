@@ -32,7 +32,7 @@ import { closedError, errnoError, invalidArgument, IpcError } from '../../core/e
 import { native } from '../../os/native.js';
 import * as validate from '../../core/validate.js';
 import { magicOf } from '../../memory/header.js';
-import { adopt, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions } from '../../memory/object.js';
+import { adopt, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions, unlinkOnCloseOption } from '../../memory/object.js';
 import type { Segment } from '../../memory/segment.js';
 import { checkWaitOptions, waitBackend, SLICE_MS, type FutexWord } from '../../memory/waits.js';
 
@@ -67,20 +67,9 @@ export interface LockResult {
   ownerDied: boolean;
 }
 
-export interface CreateMutexOptions extends CreateObjectOptions {
-  /** Remove the name when this handle closes (default false). */
-  unlinkOnClose?: boolean;
-}
-export interface OpenMutexOptions extends OpenObjectOptions {
-  /** Remove the name when this handle closes (default false). */
-  unlinkOnClose?: boolean;
-}
+export type CreateMutexOptions = CreateObjectOptions;
+export type OpenMutexOptions = OpenObjectOptions;
 
-function unlinkOnCloseOption(value: unknown): boolean {
-  if (value === undefined) return false;
-  if (typeof value !== 'boolean') throw invalidArgument(`unlinkOnClose must be a boolean, got ${validate.describe(value)}`);
-  return value;
-}
 
 function corrupt(name: string, what: string): IpcError {
   return new IpcError('ERR_IPCKIT_CORRUPT', `mutex ${name} is corrupt: ${what}`, { path: name });
@@ -285,8 +274,11 @@ export class Mutex {
     }
     this.#stopWatching();
     this.#word.close();
-    this.#segment.close();
-    if (this.#unlinkOnClose) unlinkMutex(this.name);
+    try {
+      if (this.#unlinkOnClose) this.#segment.unlinkIfStillNamed(`mutex ${this.name}`);
+    } finally {
+      this.#segment.close();
+    }
   }
 
   /** One trylock on this thread: the result, undefined when busy; throws when unrecoverable. */

@@ -32,7 +32,7 @@ import { closedError, errnoError, invalidArgument, IpcError } from '../../core/e
 import * as validate from '../../core/validate.js';
 import { AttachLock } from '../../memory/attach-lock.js';
 import { H_TABLE_OFFSET, H_TABLE_ROWS, magicOf } from '../../memory/header.js';
-import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions } from '../../memory/object.js';
+import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions, unlinkOnCloseOption } from '../../memory/object.js';
 import { FREE, Participants, ROW_BYTES } from '../../memory/participants.js';
 import type { Segment } from '../../memory/segment.js';
 import { checkWaitOptions, waitBackend, type FutexWord } from '../../memory/waits.js';
@@ -55,13 +55,10 @@ export interface CreateBoundedPoolOptions extends CreateObjectOptions {
   maxParticipants?: number;
   /** While an acquire waits, look for dead holders this often (ms, default 100). */
   checkInterval?: number;
-  /** Remove the name when this handle closes (default false). */
-  unlinkOnClose?: boolean;
 }
 
 export interface OpenBoundedPoolOptions extends OpenObjectOptions {
   checkInterval?: number;
-  unlinkOnClose?: boolean;
 }
 
 /** A permit of the pool: `release()` returns it, exactly once (false after, and if it was reclaimed meanwhile); `using` releases it too. */
@@ -81,12 +78,6 @@ export interface PoolHolder {
 
 function corrupt(name: string, what: string): IpcError {
   return new IpcError('ERR_IPCKIT_CORRUPT', `pool ${name} is corrupt: ${what}`, { path: name });
-}
-
-function booleanOption(name: string, value: unknown): boolean {
-  if (value === undefined) return false;
-  if (typeof value !== 'boolean') throw invalidArgument(`${name} must be a boolean, got ${validate.describe(value)}`);
-  return value;
 }
 
 function checkInterval(value: unknown): number {
@@ -255,8 +246,11 @@ export class BoundedPool {
     }
     this.#closed = true;
     this.#releases.close();
-    this.#segment.close();
-    if (this.#unlinkOnClose) unlinkBoundedPool(this.name);
+    try {
+      if (this.#unlinkOnClose) this.#segment.unlinkIfStillNamed(`pool ${this.name}`);
+    } finally {
+      this.#segment.close();
+    }
   }
 
   #check(): void {
@@ -369,7 +363,7 @@ interface PoolOptions {
 }
 
 function poolOptions(options: { checkInterval?: unknown; unlinkOnClose?: unknown }): PoolOptions {
-  return { interval: checkInterval(options.checkInterval), unlinkOnClose: booleanOption('unlinkOnClose', options.unlinkOnClose) };
+  return { interval: checkInterval(options.checkInterval), unlinkOnClose: unlinkOnCloseOption(options.unlinkOnClose) };
 }
 
 /** Creates a pool of `permits` (exclusively; mode exactly 0600 unless asked), all free. Never waits. */

@@ -56,14 +56,26 @@ function split<C extends CodecOption | undefined>(options: RingChannelOptions<C>
   return { open, endpoint };
 }
 
+/** The names of the two rings of a channel, from this side: the peer swaps them. */
+export interface RingPair {
+  /** The ring we send on (the peer's receive). */
+  send: string;
+  /** The ring we receive on (the peer's send). */
+  receive: string;
+}
+
+function ringNames(rings: RingPair): RingPair {
+  const r = validate.object<{ send: unknown; receive: unknown }>('rings', rings);
+  return { send: validate.posixName(r.send as string), receive: validate.posixName(r.receive as string) };
+}
+
 /**
- * Opens a duplex Channel over two existing rings: we send on `sendRing` and receive on
- * `receiveRing` (the peer opens the same two names the other way round). `timeout` and
- * `signal` bound each open and each attach.
+ * Opens a duplex Channel over two existing rings, by name: we send on `rings.send` and
+ * receive on `rings.receive` (the peer opens the same two names the other way round).
+ * `timeout` and `signal` bound each open and each attach.
  */
-export function openRingChannel<C extends CodecOption | undefined = undefined>(sendRing: string, receiveRing: string, options: RingChannelOptions<C> = {}): Promise<RingChannel<MessageOf<C>>> {
-  validate.posixName(sendRing);
-  validate.posixName(receiveRing);
+export function openRingChannel<C extends CodecOption | undefined = undefined>(rings: RingPair, options: RingChannelOptions<C> = {}): Promise<RingChannel<MessageOf<C>>> {
+  const { send: sendRing, receive: receiveRing } = ringNames(rings);
   const { open, endpoint } = split(options);
   const outOpen = openRing(sendRing, open); // validates the rest at once
   return (async () => {
@@ -89,9 +101,8 @@ export function openRingChannel<C extends CodecOption | undefined = undefined>(s
 }
 
 /** openRingChannel for workers and scripts: the waits block this thread. */
-export function openRingChannelSync<C extends CodecOption | undefined = undefined>(sendRing: string, receiveRing: string, options: RingChannelOptions<C> = {}): RingChannel<MessageOf<C>> {
-  validate.posixName(sendRing);
-  validate.posixName(receiveRing);
+export function openRingChannelSync<C extends CodecOption | undefined = undefined>(rings: RingPair, options: RingChannelOptions<C> = {}): RingChannel<MessageOf<C>> {
+  const { send: sendRing, receive: receiveRing } = ringNames(rings);
   const { open, endpoint } = split(options);
   const out = openRingSync(sendRing, open);
   let sender: RingSender<MessageOf<C>>;

@@ -32,7 +32,7 @@ import { closedError, invalidArgument } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import type { LockWait } from '../../memory/attach-lock.js';
 import { creatorOf } from '../../memory/header.js';
-import { adopt, createObject, openObject, openObjectSync, planOpen, unlinkObject, DEFAULT_OPEN_TIMEOUT, type CreateObjectOptions, type OpenObjectOptions } from '../../memory/object.js';
+import { adopt, createObject, openObject, openObjectSync, planOpen, unlinkObject, DEFAULT_OPEN_TIMEOUT, type CreateObjectOptions, type OpenObjectOptions, unlinkOnCloseOption } from '../../memory/object.js';
 import { CLOSED, ROW_BYTES } from '../../memory/participants.js';
 import { RingCore, spinOption } from './core.js';
 import { CONSUMER_ROW, DATA_OFFSET, MAX_CAPACITY, MAX_PRODUCERS, MIN_CAPACITY, RECORD_HEADER, TABLE_OFFSET, VERSION, W_HEAD, W_PRODUCERS_EVER, W_TAIL, writeGeometry } from './layout.js';
@@ -108,11 +108,13 @@ export class Ring {
   readonly name: string;
   #core: RingCore;
   #closed = false;
+  readonly #unlinkOnClose: boolean;
 
   /** @internal */
-  constructor(core: RingCore) {
+  constructor(core: RingCore, unlinkOnClose = false) {
     this.#core = core;
     this.name = core.name;
+    this.#unlinkOnClose = unlinkOnClose;
   }
 
   /** Bytes of the data region. */
@@ -213,7 +215,11 @@ export class Ring {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#core.release();
+    try {
+      if (this.#unlinkOnClose) this.#core.segment.unlinkIfStillNamed(`ring ${this.name}`);
+    } finally {
+      this.#core.release();
+    }
   }
 
   /** Removes the ring's name (attached endpoints keep working). False if it was gone. */
@@ -240,10 +246,11 @@ export function createRing(name: string, options: CreateRingOptions = {}): Ring 
   const producers = options.producers === undefined ? 'one' : validate.oneOf('producers', options.producers, ['one', 'many'] as const);
   const slots = producers === 'one' ? 1 : validate.integer('maxProducers', options.maxProducers ?? 16, 1, MAX_PRODUCERS);
   if (TABLE_OFFSET + (1 + slots) * ROW_BYTES > DATA_OFFSET) throw invalidArgument('too many producers for the header');
+  const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
   const segment = createObject(n, { kind: 'ring', version: VERSION, size: DATA_OFFSET + capacity, tableOffset: TABLE_OFFSET, tableRows: 1 + slots }, options, (seg) =>
     writeGeometry(seg.mem, { capacity, maxMessageBytes: maxMessage, many: producers === 'many', producers: slots }),
   );
-  return adopt(segment, () => new Ring(new RingCore(n, segment)));
+  return adopt(segment, () => new Ring(new RingCore(n, segment), unlinkOnClose));
 }
 
 /**
@@ -253,14 +260,14 @@ export function createRing(name: string, options: CreateRingOptions = {}): Ring 
 export function openRing(name: string, options: OpenRingOptions = {}): Promise<Ring> {
   const n = validate.posixName(name);
   const plan = planOpen(validate.object('options', options));
-  return openObject(n, 'ring', VERSION, plan).then((segment) => adopt(segment, () => new Ring(new RingCore(n, segment))));
+  return openObject(n, 'ring', VERSION, plan).then((segment) => adopt(segment, () => new Ring(new RingCore(n, segment), plan.unlinkOnClose)));
 }
 
 /** openRing for workers and scripts: the wait for a creator blocks this thread. */
 export function openRingSync(name: string, options: OpenRingOptions = {}): Ring {
   const n = validate.posixName(name);
   const plan = planOpen(validate.object('options', options));
-  return adopt(openObjectSync(n, 'ring', VERSION, plan), (segment) => new Ring(new RingCore(n, segment)));
+  return adopt(openObjectSync(n, 'ring', VERSION, plan), (segment) => new Ring(new RingCore(n, segment), plan.unlinkOnClose));
 }
 
 /** Removes a ring's name, after checking that it is a ring (ERR_IPCKIT_WRONG_KIND otherwise). False if it was gone. */

@@ -13,9 +13,9 @@
  *   `{ external: false }`, the segment uses the copying path instead: `read`/`write` copy,
  *   and `load`/`store`/`compareExchange`/`add` are native atomics. Both paths offer those
  *   methods; only `buffer` is missing on the copying path.
- * - `waitAsync`/`waitSync`/`notify` are futex(2) wait and wake without FUTEX_PRIVATE_FLAG:
+ * - `wait`/`waitSync`/`notify` are futex(2) wait and wake without FUTEX_PRIVATE_FLAG:
  *   a notify in one process wakes a waiter in another (V8's Atomics.notify does not).
- *   They are the waits of src/memory/waits.ts: `waitAsync` completes on the event loop
+ *   They are the waits of src/memory/waits.ts: `wait` completes on the event loop
  *   (io_uring, or a native waiter thread), never on libuv's pool; `waitSync` blocks in
  *   slices so that a worker stays terminable.
  * - `mapFile(path, { size })` maps a regular file with the same API, for data that must
@@ -38,6 +38,7 @@ import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions 
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import * as validate from '../../core/validate.js';
 import { applyMode, createShm, openShm, ownerOptions, resolveExternal, Segment, shmPath, unlinkShm, type MappingOptions } from '../../memory/segment.js';
+import { unlinkOnCloseOption, type UnlinkOnCloseOptions } from '../../memory/object.js';
 import { blockingWait, checkWaitOptions, NOT_EQUAL, TIMED_OUT, WOKEN } from '../../memory/waits.js';
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, S_IFMT, S_IFREG } = fsConstants;
@@ -46,12 +47,12 @@ const { ENOENT, EEXIST } = osConstants.errno;
 
 export type { MappingOptions };
 
-export interface CreateSharedMemoryOptions extends CreateModeOptions, MappingOptions {
+export interface CreateSharedMemoryOptions extends CreateModeOptions, MappingOptions, UnlinkOnCloseOptions {
   /** Reserve the memory now (posix_fallocate): a full /dev/shm fails here with ERR_IPCKIT_LIMIT instead of killing a process with SIGBUS later. Default false. */
   reserve?: boolean;
 }
 
-export interface OpenSharedMemoryOptions extends OwnerCheckOptions, MappingOptions, WaitToOpenOptions {
+export interface OpenSharedMemoryOptions extends OwnerCheckOptions, MappingOptions, WaitToOpenOptions, UnlinkOnCloseOptions {
   /** Map read-only (PROT_READ). Such a segment has no `buffer` (a write would crash the process): use read/load. */
   readOnly?: boolean;
 }
@@ -92,12 +93,14 @@ export class SharedMemory implements Disposable {
   /** true: `buffer` is a SharedArrayBuffer over the pages; false: the copying path. */
   readonly external: boolean;
   #segment: Segment;
+  readonly #unlinkOnClose: boolean;
   #waits = new Set<(error: IpcError) => void>();
 
   /** @internal Use createSharedMemory, openSharedMemory or mapFile. */
-  constructor(kind: 'shm' | 'file', segment: Segment) {
+  constructor(kind: 'shm' | 'file', segment: Segment, unlinkOnClose = false) {
     this.kind = kind;
     this.#segment = segment;
+    this.#unlinkOnClose = unlinkOnClose;
     this.name = segment.name;
     this.path = segment.path;
     this.size = segment.size;
@@ -194,14 +197,15 @@ export class SharedMemory implements Disposable {
 
   /**
    * Waits, without blocking the event loop, until word `index` is notified or no longer
-   * equals `expected`: resolves 'ok' (woken) or 'not-equal' (it differed at the start).
-   * Rejects with ERR_IPCKIT_TIMEOUT, ERR_IPCKIT_ABORTED, or ERR_IPCKIT_CLOSED on close().
+   * equals `expected`: resolves 'ok' (woken), 'not-equal' (it differed at the start) or
+   * 'timed-out' (options.timeout passed), the same results as waitSync and Atomics.wait.
+   * Rejects with ERR_IPCKIT_ABORTED (options.signal), or ERR_IPCKIT_CLOSED on close().
    */
-  waitAsync(index: number, expected: number, options?: WaitOptions): Promise<'ok' | 'not-equal'> {
+  wait(index: number, expected: number, options?: WaitOptions): Promise<ShmWaitResult> {
     validate.integer('expected', expected, -(2 ** 31), 2 ** 32 - 1);
     checkWaitOptions(options, `wait on ${this.#what}`);
     const i = this.#index(index);
-    return cancellableWait<'ok' | 'not-equal'>(`wait on ${this.#what}`, options, (resolve, reject) => {
+    const waiting = cancellableWait<ShmWaitResult>(`wait on ${this.#what}`, options, (resolve, reject) => {
       const word = this.#segment.mem.word(i);
       const stopWaiting = word.wait(expected | 0, false, (r) => {
         word.close();
@@ -221,6 +225,11 @@ export class SharedMemory implements Disposable {
       };
       this.#waits.add(onClose);
       return cancel;
+    });
+    // A timeout is an answer here, as in waitSync, not a failure.
+    return waiting.catch((e: unknown) => {
+      if (e instanceof IpcError && e.code === 'ERR_IPCKIT_TIMEOUT') return 'timed-out';
+      throw e;
     });
   }
 
@@ -261,14 +270,18 @@ export class SharedMemory implements Disposable {
   }
 
   /**
-   * Releases our handle: the fd and our reference to the mapping. Pending waitAsync calls
+   * Releases our handle: the fd and our reference to the mapping. Pending wait calls
    * reject with ERR_IPCKIT_CLOSED. Buffers and views taken before stay usable. Idempotent.
    */
   close(): void {
     if (this.#segment.closed) return;
     for (const fail of [...this.#waits]) fail(closedError(this.#what));
     this.#waits.clear();
-    this.#segment.close();
+    try {
+      if (this.#unlinkOnClose) this.#segment.unlinkIfStillNamed(this.#what);
+    } finally {
+      this.#segment.close();
+    }
   }
 
   /** Removes the name (the segment or file lives on while it is mapped). False if it was already gone. */
@@ -300,7 +313,8 @@ export function createSharedMemory(name: string, size: number, options: CreateSh
   validate.integer('size', size, 1);
   const o = validate.object<CreateSharedMemoryOptions>('options', options);
   if (o.reserve !== undefined && typeof o.reserve !== 'boolean') throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `reserve must be a boolean, got ${validate.describe(o.reserve)}`);
-  return new SharedMemory('shm', createShm(n, size, o, `shared memory ${n}`));
+  const unlinkOnClose = unlinkOnCloseOption(o.unlinkOnClose);
+  return new SharedMemory('shm', createShm(n, size, o, `shared memory ${n}`), unlinkOnClose);
 }
 
 /**
@@ -326,12 +340,13 @@ function checkOpen(name: string, options: OpenSharedMemoryOptions): () => Shared
   const external = resolveExternal(o.external);
   if (o.readOnly !== undefined && typeof o.readOnly !== 'boolean') throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `readOnly must be a boolean, got ${validate.describe(o.readOnly)}`);
   const readOnly = o.readOnly === true;
+  const unlinkOnClose = unlinkOnCloseOption(o.unlinkOnClose);
   return () => {
     const what = `shared memory ${n}`;
     const { fd, stat } = openShm(n, readOnly, o, what);
     try {
       if (stat.size === 0) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${what} is empty (size 0): its creator has not sized it yet, or it is not a segment to map`, { path: shmPath(n) });
-      return new SharedMemory('shm', new Segment(n, shmPath(n), fd, stat.size, readOnly, external, stat));
+      return new SharedMemory('shm', new Segment(n, shmPath(n), fd, stat.size, readOnly, external, stat), unlinkOnClose);
     } catch (e) {
       native.close(fd);
       throw e;

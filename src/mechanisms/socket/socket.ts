@@ -686,7 +686,7 @@ export function socketPair<C extends CodecOption | undefined = undefined>(kind: 
  * A channel over a socket fd we inherited (a child started with one end of a
  * socketPair at fd 3, say). The fd is made non-blocking and close-on-exec.
  */
-export function openSocketFd<C extends CodecOption | undefined = undefined>(fd: number, options: SocketChannelOptions<C> = {}): SocketChannel<MessageOf<C>> {
+export function openInheritedSocket<C extends CodecOption | undefined = undefined>(fd: number, options: SocketChannelOptions<C> = {}): SocketChannel<MessageOf<C>> {
   validate.integer('fd', fd, 0, 2 ** 31 - 1);
   validate.object('options', options);
   const type = sys(`inspect fd ${fd}`, () => native.getSockOpt(fd, C.SOL_SOCKET, C.SO_TYPE));

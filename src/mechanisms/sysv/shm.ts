@@ -6,7 +6,7 @@
  * - `createSysvSharedMemory(key, size)` (exclusive, mode exactly 0600 unless asked) and
  *   `openSysvSharedMemory(target, { readOnly })` attach the whole segment. `buffer` is a
  *   SharedArrayBuffer over it (not for a read-only attach, SHM_RDONLY: a write through it
- *   would crash the process; use read/load), with the same cross-process `waitAsync`,
+ *   would crash the process; use read/load), with the same cross-process `wait`,
  *   `waitSync` and `notify` on its 32-bit words as a POSIX segment (futex without
  *   FUTEX_PRIVATE_FLAG: the futex of a shared mapping is keyed by its page, so a notify
  *   in one process wakes a waiter in another).
@@ -147,8 +147,8 @@ export class SysvSharedMemory implements Disposable {
   }
 
   /** Waits without blocking the event loop until word `index` is notified or differs from `expected`. */
-  waitAsync(index: number, expected: number, options?: WaitOptions): Promise<'ok' | 'not-equal'> {
-    return this.#segment.waitAsync(index, expected, options);
+  wait(index: number, expected: number, options?: WaitOptions): Promise<ShmWaitResult> {
+    return this.#segment.wait(index, expected, options);
   }
 
   /** Wakes up to `count` waiters on word `index`, in any process (default: all). */

@@ -17,7 +17,7 @@ import { DEFAULT_MAX_PENDING_BYTES, type WaitOptions } from '../../core/channel.
 import { resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { closedError, invalidArgument, isIpcError, type IpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
-import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions, type OpenPlan } from '../../memory/object.js';
+import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, unlinkOnCloseOption, type CreateObjectOptions, type OpenObjectOptions, type OpenPlan, type UnlinkOnCloseOptions } from '../../memory/object.js';
 import { FREE as ROW_FREE, Participants } from '../../memory/participants.js';
 import { Consumer, spinOption } from './consumer.js';
 import type { WorkQueueContract } from '../../core/work-queue.js';
@@ -59,10 +59,12 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
   #producer: Producer<T>;
   #consumer: Consumer<T>;
   #leaveAtExit: () => void; // a terminated worker's row must look dead at once
+  readonly #unlinkOnClose: boolean;
 
   /** @internal Use createWorkQueue or openWorkQueue: the core has its row already. */
-  constructor(core: QueueCore<T>, spinMicros: number, maxPendingBytes: number = DEFAULT_MAX_PENDING_BYTES) {
+  constructor(core: QueueCore<T>, spinMicros: number, unlinkOnClose = false, maxPendingBytes: number = DEFAULT_MAX_PENDING_BYTES) {
     this.#core = core;
+    this.#unlinkOnClose = unlinkOnClose;
     this.name = core.name;
     this.capacity = core.capacity;
     this.maxMessageBytes = core.maxMessageBytes;
@@ -209,7 +211,11 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
       if (back > 0) core.redelivered(back);
       core.table.leave(core.row, core.epoch, ROW_FREE); // our own row, one store: no lock
     } finally {
-      core.segment.close();
+      try {
+        if (this.#unlinkOnClose) core.segment.unlinkIfStillNamed(`work queue ${this.name}`);
+      } finally {
+        core.segment.close();
+      }
     }
   }
 
@@ -241,10 +247,11 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
 }
 
 /** The handle options, checked at once. */
-function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined>): HandleOptions {
+function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined> & UnlinkOnCloseOptions): HandleOptions {
   return {
     codec: resolveCodec(options.codec) as Codec<unknown>,
     spin: spinOption(options.spinMicros),
+    unlinkOnClose: unlinkOnCloseOption(options.unlinkOnClose),
     maxPending: validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES,
   };
 }
@@ -252,6 +259,7 @@ function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined>)
 interface HandleOptions {
   codec: Codec<unknown>;
   spin: number;
+  unlinkOnClose: boolean;
   maxPending: number;
 }
 
@@ -281,7 +289,7 @@ export function createWorkQueue<C extends CodecOption | undefined = undefined>(n
 /** The handle over a core that has its row; a failure gives the row back (the caller closes the segment). */
 function handleOf<T>(core: QueueCore<T>, h: HandleOptions): WorkQueue<T> {
   try {
-    return new WorkQueue<T>(core, h.spin, h.maxPending);
+    return new WorkQueue<T>(core, h.spin, h.unlinkOnClose, h.maxPending);
   } catch (e) {
     core.table.leave(core.row, core.epoch, ROW_FREE);
     throw e;
