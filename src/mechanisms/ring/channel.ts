@@ -7,7 +7,7 @@ import * as validate from '../../core/validate.js';
 import { spinOption } from './core.js';
 import { openRing, openRingSync, type OpenRingOptions, type Ring } from './ring.js';
 import type { RingReceiver } from './receiver.js';
-import type { RingEndpointOptions, RingSender } from './sender.js';
+import { maxPendingOption, type RingEndpointOptions, type RingSender } from './sender.js';
 
 /** A Channel over two rings: messages go out on one and come in on the other. */
 export class RingChannel<T> implements Channel<T> {
@@ -43,10 +43,12 @@ export type RingChannelOptions<C extends CodecOption | undefined = undefined> = 
 /** Splits the options of a channel into those of the two opens and those of the endpoints (checked at once). */
 function split<C extends CodecOption | undefined>(options: RingChannelOptions<C>): { open: OpenRingOptions; endpoint: RingEndpointOptions<C> } {
   validate.object('options', options);
-  const { codec, spinMicros, ...open } = options;
+  const { codec, spinMicros, maxPendingBytes, ...open } = options;
   const endpoint: RingEndpointOptions<C> = {};
   resolveCodec(codec); // bad endpoint options throw now, not after the opens
   spinOption(spinMicros);
+  maxPendingOption(maxPendingBytes);
+  if (maxPendingBytes !== undefined) endpoint.maxPendingBytes = maxPendingBytes;
   if (codec !== undefined) endpoint.codec = codec;
   if (spinMicros !== undefined) endpoint.spinMicros = spinMicros;
   if (open.timeout !== undefined) endpoint.timeout = open.timeout;

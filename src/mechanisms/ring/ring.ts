@@ -37,7 +37,7 @@ import { CLOSED, ROW_BYTES } from '../../memory/participants.js';
 import { RingCore, spinOption } from './core.js';
 import { CONSUMER_ROW, DATA_OFFSET, MAX_CAPACITY, MAX_PRODUCERS, MIN_CAPACITY, RECORD_HEADER, TABLE_OFFSET, VERSION, W_HEAD, W_PRODUCERS_EVER, W_TAIL, writeGeometry } from './layout.js';
 import { claimConsumer, RingReceiver } from './receiver.js';
-import { claimProducer, RingSender, type Claim, type RingEndpointOptions } from './sender.js';
+import { claimProducer, maxPendingOption, RingSender, type Claim, type RingEndpointOptions } from './sender.js';
 
 export { RingSender, type RingEndpointOptions } from './sender.js';
 export { RingReceiver, type RingView } from './receiver.js';
@@ -77,6 +77,7 @@ function endpointPlan(options: unknown): LockWait {
   const o = validate.object<RingEndpointOptions<CodecOption | undefined>>('options', options);
   resolveCodec(o.codec);
   spinOption(o.spinMicros);
+  maxPendingOption(o.maxPendingBytes);
   const ms = validate.timeout(o.timeout) ?? DEFAULT_OPEN_TIMEOUT;
   const signal = validate.abortSignal(o.signal);
   return { deadline: performance.now() + ms, signal };

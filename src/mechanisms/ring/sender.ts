@@ -5,7 +5,7 @@
  * committed; a claim whose producer died becomes padding, never a torn message.
  */
 import { batchError, batchPromise } from '../../core/batch.js';
-import { RESOLVED, WaitQueue, type Sender, type WaitOptions } from '../../core/channel.js';
+import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, type Sender, type WaitOptions } from '../../core/channel.js';
 import { encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
 import { frameTooLarge } from '../../core/framing.js';
@@ -50,6 +50,16 @@ export interface RingEndpointOptions<C extends CodecOption | undefined = undefin
   /** How long attaching may wait for the attach lock (ms, default 2000). */
   timeout?: number;
   signal?: AbortSignal;
+  /**
+   * Senders: the most bytes of sends waiting for room this sender holds (default 64 MiB);
+   * past it `send` rejects with ERR_IPCKIT_LIMIT (a caller that does not await its sends).
+   */
+  maxPendingBytes?: number;
+}
+
+/** The maxPendingBytes option, checked. */
+export function maxPendingOption(value: unknown): number {
+  return validate.optionalInteger('maxPendingBytes', value, 0) ?? DEFAULT_MAX_PENDING_BYTES;
 }
 
 /** Where an endpoint's attach got: its participant row and the epoch it claimed it with. */
@@ -80,6 +90,8 @@ export function claimProducer(core: RingCore): Claim {
 
 interface PendingSend {
   payloads: Uint8Array[];
+  /** Bytes of the payloads it had left when it began to wait (fixed: what it counts against maxPendingBytes). */
+  bytes: number;
   next: number;
 }
 
@@ -101,7 +113,8 @@ export class RingSender<T> implements Sender<T> {
   #lockValue: number; // row | epoch << 8
   #tail = 0; // one-producer mode: our private tail
   #headCache = 0;
-  #waiting = new WaitQueue<void, PendingSend>('send');
+  #waiting = new WaitQueue<void, PendingSend>('send', (p) => p.bytes);
+  #maxPending: number;
   #wait: LoopWait;
   #leaveAtExit: () => void; // a terminated worker's row must look dead at once
   #closed = false;
@@ -111,6 +124,7 @@ export class RingSender<T> implements Sender<T> {
   constructor(core: RingCore, options: RingEndpointOptions<CodecOption | undefined>, claim: Claim) {
     this.#codec = resolveCodec(options.codec) as Codec<T>;
     this.#spinner = new SpinBudget(spinOption(options.spinMicros));
+    this.#maxPending = maxPendingOption(options.maxPendingBytes);
     this.ring = core.name;
     this.#core = core;
     this.#mem = core.mem;
@@ -163,7 +177,8 @@ export class RingSender<T> implements Sender<T> {
         return RESOLVED;
       }
     }
-    const p = this.#waiting.enqueue(options, { payloads: [payload], next: 0 });
+    if (this.#waiting.weight + payload.length > this.#maxPending) return Promise.reject(pendingLimitError(`ring ${this.ring}`, this.#waiting.weight, payload.length, this.#maxPending));
+    const p = this.#waiting.enqueue(options, { payloads: [payload], bytes: payload.length, next: 0 });
     this.#arm();
     return p;
   }
@@ -207,7 +222,10 @@ export class RingSender<T> implements Sender<T> {
       if (next > 0) this.#publish();
       if (next === payloads.length) return RESOLVED;
     }
-    const pending: PendingSend = { payloads, next };
+    let bytes = 0; // what waits: the messages not sent yet
+    for (let i = next; i < payloads.length; i++) bytes += payloads[i]!.length;
+    if (this.#waiting.weight + bytes > this.#maxPending) return Promise.reject(batchError(pendingLimitError(`ring ${this.ring}`, this.#waiting.weight, bytes, this.#maxPending), next, payloads.length));
+    const pending: PendingSend = { payloads, bytes, next };
     const p = batchPromise(this.#waiting.enqueue(options, pending), payloads.length, () => pending.next);
     this.#arm();
     return p;

@@ -4,7 +4,7 @@
  * progress), spinning briefly, then sleeping on the space signal in slices.
  */
 import { batchError, batchPromise } from '../../core/batch.js';
-import { WaitQueue, type WaitOptions } from '../../core/channel.js';
+import { pendingLimitError, WaitQueue, type WaitOptions } from '../../core/channel.js';
 import { closedError, invalidArgument, IpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import { LoopWait } from '../../memory/loop-wait.js';
@@ -15,17 +15,21 @@ import { W_PUTTERS_SLEEPING, W_SPACE_SIGNAL } from './layout.js';
 /** A put waiting for free slots: `ids` of the items placed so far. */
 interface PendingPut {
   payloads: Uint8Array[];
+  /** Bytes of the payloads it had left when it began to wait (fixed: what it counts against maxPendingBytes). */
+  bytes: number;
   ids: number[];
   single: boolean;
 }
 
 export class Producer<T> {
   #core: QueueCore<T>;
-  #putters = new WaitQueue<number | number[], PendingPut>('put');
+  #putters = new WaitQueue<number | number[], PendingPut>('put', (p) => p.bytes);
+  #maxPending: number;
   #wait: LoopWait;
 
-  constructor(core: QueueCore<T>) {
+  constructor(core: QueueCore<T>, maxPendingBytes: number) {
     this.#core = core;
+    this.#maxPending = maxPendingBytes;
     this.#wait = new LoopWait(core.mem, W_SPACE_SIGNAL, SLICE_MS, (res) => (res < 0 ? core.waitFailed(res, 'space') : this.#arm(res === 2)));
     core.rejecters.push((e) => this.#putters.rejectAll(e));
     this.#putters.onCancel = () => {
@@ -51,7 +55,8 @@ export class Producer<T> {
         return Promise.reject(core.fail(e));
       }
     }
-    const p = this.#putters.enqueue(options, { payloads: [payload], ids: [], single: true }) as Promise<number>;
+    if (this.#putters.weight + payload.length > this.#maxPending) return Promise.reject(pendingLimitError(`work queue ${core.name}`, this.#putters.weight, payload.length, this.#maxPending));
+    const p = this.#putters.enqueue(options, { payloads: [payload], bytes: payload.length, ids: [], single: true }) as Promise<number>;
     this.#arm();
     return p;
   }
@@ -97,7 +102,10 @@ export class Producer<T> {
       if (ids.length > 0) core.afterPut(ids.length);
       if (ids.length === payloads.length) return Promise.resolve(ids);
     }
-    const pending: PendingPut = { payloads, ids, single: false };
+    let bytes = 0; // what waits: the items not placed yet
+    for (let i = ids.length; i < payloads.length; i++) bytes += payloads[i]!.length;
+    if (this.#putters.weight + bytes > this.#maxPending) return Promise.reject(batchError(pendingLimitError(`work queue ${core.name}`, this.#putters.weight, bytes, this.#maxPending), ids.length, payloads.length, { ids }));
+    const pending: PendingPut = { payloads, bytes, ids, single: false };
     const p = batchPromise(this.#putters.enqueue(options, pending) as Promise<number[]>, payloads.length, () => pending.ids.length, () => ({ ids: pending.ids }));
     this.#arm();
     return p;

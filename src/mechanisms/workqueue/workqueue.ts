@@ -13,7 +13,7 @@
  * - Order: items are taken roughly in the order they were put (exactly, with one producer
  *   and one consumer and no redelivery).
  */
-import type { WaitOptions } from '../../core/channel.js';
+import { DEFAULT_MAX_PENDING_BYTES, type WaitOptions } from '../../core/channel.js';
 import { resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { closedError, invalidArgument, isIpcError, type IpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
@@ -33,6 +33,11 @@ export interface WorkQueueHandleOptions<C extends CodecOption | undefined = unde
   codec?: C;
   /** Spin before sleeping, µs (default 20; 0 on one CPU). */
   spinMicros?: number;
+  /**
+   * The most bytes of puts waiting for a free slot this handle holds (default 64 MiB); past
+   * it `put` rejects with ERR_IPCKIT_LIMIT (a caller that does not await its puts).
+   */
+  maxPendingBytes?: number;
 }
 
 export interface CreateWorkQueueOptions<C extends CodecOption | undefined = undefined> extends CreateObjectOptions, WorkQueueHandleOptions<C> {
@@ -59,13 +64,13 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
   readonly #unlinkOnClose: boolean;
 
   /** @internal Use createWorkQueue or openWorkQueue: the core has its row already. */
-  constructor(core: QueueCore<T>, spinMicros: number, unlinkOnClose = false) {
+  constructor(core: QueueCore<T>, spinMicros: number, unlinkOnClose = false, maxPendingBytes: number = DEFAULT_MAX_PENDING_BYTES) {
     this.#core = core;
     this.#unlinkOnClose = unlinkOnClose;
     this.name = core.name;
     this.capacity = core.capacity;
     this.maxMessageBytes = core.maxMessageBytes;
-    this.#producer = new Producer(core);
+    this.#producer = new Producer(core, maxPendingBytes);
     this.#consumer = new Consumer(core, spinMicros);
     this.#leaveAtExit = core.table.clearAtThreadExit(core.row, W_ITEMS_SIGNAL);
     core.recover(); // the previous holder of our row may have died with slots in hand
@@ -245,13 +250,19 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
 
 /** The handle options, checked at once. */
 function handleOptions(options: WorkQueueHandleOptions<CodecOption | undefined> & UnlinkOnCloseOptions): HandleOptions {
-  return { codec: resolveCodec(options.codec) as Codec<unknown>, spin: spinOption(options.spinMicros), unlinkOnClose: unlinkOnCloseOption(options.unlinkOnClose) };
+  return {
+    codec: resolveCodec(options.codec) as Codec<unknown>,
+    spin: spinOption(options.spinMicros),
+    unlinkOnClose: unlinkOnCloseOption(options.unlinkOnClose),
+    maxPending: validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES,
+  };
 }
 
 interface HandleOptions {
   codec: Codec<unknown>;
   spin: number;
   unlinkOnClose: boolean;
+  maxPending: number;
 }
 
 /** Creates a work queue exclusively (mode 0600 unless asked) and returns a handle on it. Never waits. */
@@ -280,7 +291,7 @@ export function createWorkQueue<C extends CodecOption | undefined = undefined>(n
 /** The handle over a core that has its row; a failure gives the row back (the caller closes the segment). */
 function handleOf<T>(core: QueueCore<T>, h: HandleOptions): WorkQueue<T> {
   try {
-    return new WorkQueue<T>(core, h.spin, h.unlinkOnClose);
+    return new WorkQueue<T>(core, h.spin, h.unlinkOnClose, h.maxPending);
   } catch (e) {
     core.table.leave(core.row, core.epoch, ROW_FREE);
     throw e;
