@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
 import type { Figure } from '../bench/harness.js';
@@ -13,7 +14,7 @@ import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { aggregate, evaluate, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
-import { runCli, scratchPath } from './helpers.js';
+import { repoRoot, runCli, scratchPath } from './helpers.js';
 
 describe('bench statistics', () => {
   it('median of odd and even counts, ignoring non-finite values', () => {
@@ -179,6 +180,19 @@ describe('bench --compare, --html, --readme', () => {
     assert.ok(out.startsWith(`# x\n\nbefore\n${START_MARK}\n`));
     assert.ok(out.endsWith(`${END_MARK}\nafter\n`));
     assert.doesNotMatch(out, /old table/);
+  });
+});
+
+describe('docs/bench.md', () => {
+  it('has the common headings, in order, and documents every field of the JSON', () => {
+    const md = readFileSync(join(repoRoot, 'docs', 'bench.md'), 'utf8');
+    assert.deepEqual([...md.matchAll(/^## (.+)$/gm)].map((m) => m[1]), ['What it is', 'Guarantees', 'Limits', 'System calls', 'API', 'Errors', 'Example']);
+    const documented = (field: string): boolean => md.includes(`\`${field}\``) || md.includes(`\`${field}[]\``);
+    const r = report();
+    for (const k of Object.keys(r)) assert.ok(documented(k), `docs/bench.md documents ${k}`);
+    for (const k of Object.keys(r.machine)) assert.ok(documented(k), `docs/bench.md documents machine.${k}`);
+    for (const f of r.figures) for (const k of Object.keys(f)) assert.ok(documented(k), `docs/bench.md documents figures[].${k}`);
+    for (const t of r.targets) for (const k of Object.keys(t)) assert.ok(documented(k), `docs/bench.md documents targets[].${k}`);
   });
 });
 
