@@ -4,11 +4,13 @@
  * compiling and running the C reference programs of bench/c/.
  *
  * Method (the same for every mechanism, and the same as the reference measurements):
+ * - Warm-up: every loop runs until its rate is steady (RttMeter / RateMeter below, with
+ *   bench/stats.ts Steady), then measures; the run repeats every case in rounds (bench/run.ts).
  * - RTT: the parent sends a message, the child echoes it; each round trip is timed in the
- *   parent; the first min(1000, n/20) are warm-up and dropped; p50 and p99 are reported.
+ *   parent; p50 and p99 of the measured part are reported.
  * - One-way throughput: the parent sends as fast as the mechanism lets it; the child
  *   receives and checks every message's sequence number and acknowledges the last one;
- *   msgs/s = messages / (first send .. acknowledgement).
+ *   msgs/s = messages sent after the warm-up / (end of warm-up .. acknowledgement).
  * - Every figure is measured between two real processes, in the same run as its baselines.
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
@@ -118,15 +120,6 @@ export interface BenchContext {
   note(text: string): void;
   /** Updates the progress line (shown on a terminal only). */
   progress(text: string): void;
-}
-
-/** p50/p99 of round-trip samples in nanoseconds, after dropping the warm-up. */
-export function latency(samplesNs: number[]): { p50Us: number; p99Us: number; n: number } {
-  const warm = Math.min(1000, Math.floor(samplesNs.length / 20));
-  const s = samplesNs.slice(warm).sort((a, b) => a - b);
-  if (s.length === 0) return { p50Us: NaN, p99Us: NaN, n: 0 };
-  const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))]! / 1000;
-  return { p50Us: at(0.5), p99Us: at(0.99), n: s.length };
 }
 
 /** p50/p99 of measured samples (ns), nothing dropped. */

@@ -4,7 +4,7 @@
  * the sequence number as value; the child's handler answers with the same value.
  */
 import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
-import { cFigures, now, RateMeter, RttMeter, startChild, tell, type Figure, type Scenario } from './harness.js';
+import { cFigures, now, RttMeter, startChild, tell, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 export const scenarios: Scenario[] = [

@@ -19,7 +19,7 @@ import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, sizesOf, now, RateMeter, RttMeter, runC, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, sizesOf, now, RttMeter, runC, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop, type BatchReceiver } from './streams.js';
 
