@@ -330,10 +330,15 @@ export interface CResult {
   notMeasured?: string;
 }
 
-/** How long a C reference may run before it is taken as stalled: generous, and scaled to its budget. */
+/**
+ * How long a C reference may run before it is taken as stalled: 20 times its budget (at
+ * least 10 s), so a loaded or slower machine gets proportionally more, and a stalled one
+ * (the C futex ring's one-way run stalls now and then: a lost wake-up) costs a --quick run
+ * seconds, not minutes.
+ */
 export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
   const secs = mode === 'lat' ? budget.rttSeconds : budget.thrSeconds;
-  return Math.max(30, 40 * (secs + budget.warm.capSeconds));
+  return Math.max(10, Math.ceil(20 * (secs + budget.warm.capSeconds)));
 }
 
 /**
