@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFifo, openFifo, unlinkFifo } from '../src/mechanisms/fifo/fifo.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, SIZES, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { BIG_MESSAGE_RTT_CAUSE, cFigures, SIZES, sizesOf, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
@@ -18,7 +18,7 @@ interface Paths {
   up: string;
 }
 
-export async function measureFifo(ctx: BenchContext, sizes = SIZES): Promise<Figure[]> {
+export async function measureFifo(ctx: BenchContext, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
   // A private folder, removed after: the bench leaves nothing in /tmp or the runtime folder.
   const dir = mkdtempSync(join(tmpdir(), 'ipckit-bench-'));
@@ -46,7 +46,7 @@ async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: F
               out.push({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
             } else {
               const t = await throughputLoop(tx, rx, size, ctx.budget);
-              out.push(throughputFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
+              out.push(throughputFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
             }
           } finally {
             await tx.close();
@@ -68,7 +68,7 @@ export const scenarios: Scenario[] = [
     name: 'fifo',
     title: 'named pipe (FIFO)',
     async run(ctx) {
-      return [...(await measureFifo(ctx)), ...cFigures(ctx, 'fifo', 'fifo', 'C FIFO (mkfifo)', SIZES, [], cPlacement(ctx))];
+      return [...(await measureFifo(ctx)), ...cFigures(ctx, 'fifo', 'fifo', 'C FIFO (mkfifo)', sizesOf(ctx), [], cPlacement(ctx))];
     },
     targets: [
       { mechanism: 'fifo', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'FIFO one-way at 64 B >= 1,000,000 msg/s' },

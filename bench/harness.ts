@@ -4,11 +4,13 @@
  * compiling and running the C reference programs of bench/c/.
  *
  * Method (the same for every mechanism, and the same as the reference measurements):
+ * - Warm-up: every loop runs until its rate is steady (RttMeter / RateMeter below, with
+ *   bench/stats.ts Steady), then measures; the run repeats every case in rounds (bench/run.ts).
  * - RTT: the parent sends a message, the child echoes it; each round trip is timed in the
- *   parent; the first min(1000, n/20) are warm-up and dropped; p50 and p99 are reported.
+ *   parent; p50 and p99 of the measured part are reported.
  * - One-way throughput: the parent sends as fast as the mechanism lets it; the child
  *   receives and checks every message's sequence number and acknowledges the last one;
- *   msgs/s = messages / (first send .. acknowledgement).
+ *   msgs/s = messages sent after the warm-up / (end of warm-up .. acknowledgement).
  * - Every figure is measured between two real processes, in the same run as its baselines.
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
@@ -16,6 +18,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { median, Steady, type SteadyOptions } from './stats.js';
 
 export type Metric = 'rtt' | 'throughput';
 /** Whose figure: ours, the C limit, or what a Node user has today. */
@@ -36,6 +39,10 @@ export interface Figure {
   msgsPerSec?: number;
   mbPerSec?: number;
   note?: string;
+  /** Set when this figure could not be measured on this machine: exactly why (no value fields then). */
+  notMeasured?: string;
+  /** The warm-up before the measured part: its length, and whether the rate settled (false: the cap ended it). */
+  warmup?: { seconds: number; steady: boolean };
 }
 
 /**
@@ -70,26 +77,42 @@ export interface Scenario {
 }
 
 export interface Budget {
-  /** Max round trips per RTT figure. */
+  /** Max round trips in the measured part of an RTT figure (after warm-up). */
   rttMessages: number;
-  /** Max seconds per RTT figure. */
+  /** Max seconds of the measured part of an RTT figure. */
   rttSeconds: number;
-  /** Max messages per throughput figure. */
+  /** Max messages in the measured part of a throughput figure. */
   thrMessages: number;
-  /** Max seconds per throughput figure. */
+  /** Max seconds of the measured part of a throughput figure. */
   thrSeconds: number;
+  /** Warm-up before the measured part: until two successive windows agree (bench/stats.ts Steady). */
+  warm: SteadyOptions;
+  /** Rounds: every case runs this many times, its references interleaved with it (bench/run.ts). */
+  rounds: number;
 }
 
-export const QUICK: Budget = { rttMessages: 3000, rttSeconds: 0.25, thrMessages: 2_000_000, thrSeconds: 0.25 };
-export const FULL: Budget = { rttMessages: 50_000, rttSeconds: 1.0, thrMessages: 20_000_000, thrSeconds: 1.0 };
+/**
+ * --quick: three rounds of a short measured part after a warm-up that waits for a steady
+ * rate (the quick figures agree with the full run's: docs/bench.md says how closely).
+ */
+export const QUICK: Budget = { rttMessages: 20_000, rttSeconds: 0.1, thrMessages: 5_000_000, thrSeconds: 0.1, warm: { tolerance: 0.05, windowSeconds: 0.02, capSeconds: 0.4 }, rounds: 3 };
+export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages: 50_000_000, thrSeconds: 0.4, warm: { tolerance: 0.03, windowSeconds: 0.05, capSeconds: 1.5 }, rounds: 5 };
 
 export const SIZES = [64, 1024, 65536];
+
+/** The sizes a case measures: all of `all`, or with --quick the first (smallest) only. */
+export function sizesOf(ctx: BenchContext, all: number[] = SIZES): number[] {
+  return ctx.quick ? all.slice(0, 1) : all;
+}
 
 export const packageRoot = fileURLToPath(new URL('../..', import.meta.url));
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 
 export interface BenchContext {
   quick: boolean;
+  /** This round (1-based) and the number of rounds. */
+  round: number;
+  rounds: number;
   budget: Budget;
   /** Path of the compiled C reference program `bench/c/<name>.c`, or null (no compiler: noted). */
   cProgram(name: string, libs?: string[]): string | null;
@@ -99,18 +122,113 @@ export interface BenchContext {
   progress(text: string): void;
 }
 
-/** p50/p99 of round-trip samples in nanoseconds, after dropping the warm-up. */
-export function latency(samplesNs: number[]): { p50Us: number; p99Us: number; n: number } {
-  const warm = Math.min(1000, Math.floor(samplesNs.length / 20));
-  const s = samplesNs.slice(warm).sort((a, b) => a - b);
+/** p50/p99 of measured samples (ns), nothing dropped. */
+export function percentiles(samplesNs: number[]): { p50Us: number; p99Us: number; n: number } {
+  const s = [...samplesNs].sort((a, b) => a - b);
   if (s.length === 0) return { p50Us: NaN, p99Us: NaN, n: 0 };
   const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))]! / 1000;
   return { p50Us: at(0.5), p99Us: at(0.99), n: s.length };
 }
 
-export function throughputFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, messages: number, seconds: number): Figure {
+/**
+ * One RTT figure's samples: a warm-up until the median round trip of two successive
+ * windows agrees (budget.warm), then the measured part (budget.rttSeconds or
+ * budget.rttMessages, whichever ends first). Every RTT loop uses it:
+ *   const meter = new RttMeter(budget);
+ *   for (let i = 0; ; i++) { const t0 = now(); ...; if (meter.add(Number(now() - t0))) break; }
+ *   return meter.result();
+ */
+export class RttMeter {
+  readonly #budget: Budget;
+  readonly #steady: Steady;
+  readonly #start = now();
+  #windowStart = this.#start;
+  #window: number[] = [];
+  #measureStart = 0n;
+  #warmupSeconds = 0;
+  readonly samples: number[] = [];
+
+  constructor(budget: Budget) {
+    this.#budget = budget;
+    this.#steady = new Steady(budget.warm);
+  }
+
+  /** Records one round trip (ns); true when the figure has all it needs. */
+  add(ns: number): boolean {
+    const t = now();
+    if (!this.#steady.done) {
+      this.#window.push(ns);
+      if (Number(t - this.#windowStart) / 1e9 >= this.#budget.warm.windowSeconds) {
+        if (this.#steady.window(median(this.#window), Number(t - this.#start) / 1e9)) {
+          this.#measureStart = t;
+          this.#warmupSeconds = Number(t - this.#start) / 1e9;
+        }
+        this.#window = [];
+        this.#windowStart = t;
+      }
+      return false;
+    }
+    this.samples.push(ns);
+    return this.samples.length >= this.#budget.rttMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.rttSeconds;
+  }
+
+  result(): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean } } {
+    return { ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady } };
+  }
+}
+
+/**
+ * One throughput figure's clock: the sender calls `tick(sent)` every few messages; the
+ * warm-up lasts until the send rate of two successive windows agrees, then the measured
+ * part runs for budget.thrSeconds (or budget.thrMessages). `result(sent)` after the
+ * receiver's acknowledgement gives the measured part's messages and seconds.
+ */
+export class RateMeter {
+  readonly #budget: Budget;
+  readonly #steady: Steady;
+  readonly #start = now();
+  #windowStart = this.#start;
+  #windowCount = 0;
+  #measureStart = 0n;
+  #measureCount = 0;
+  #warmupSeconds = 0;
+
+  constructor(budget: Budget) {
+    this.#budget = budget;
+    this.#steady = new Steady(budget.warm);
+  }
+
+  /** `sent`: messages sent so far. True when the sender should stop. */
+  tick(sent: number): boolean {
+    const t = now();
+    if (!this.#steady.done) {
+      const dt = Number(t - this.#windowStart) / 1e9;
+      if (dt >= this.#budget.warm.windowSeconds) {
+        if (this.#steady.window((sent - this.#windowCount) / dt, Number(t - this.#start) / 1e9)) {
+          this.#measureStart = t;
+          this.#measureCount = sent;
+          this.#warmupSeconds = Number(t - this.#start) / 1e9;
+        }
+        this.#windowStart = t;
+        this.#windowCount = sent;
+      }
+      return false;
+    }
+    return sent - this.#measureCount >= this.#budget.thrMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.thrSeconds;
+  }
+
+  /** After the receiver acknowledged `sent` messages: the measured part. */
+  result(sent: number): { messages: number; seconds: number; warmup: { seconds: number; steady: boolean } } {
+    const end = now();
+    const from = this.#steady.done ? this.#measureStart : this.#start;
+    const count = this.#steady.done ? this.#measureCount : 0;
+    return { messages: sent - count, seconds: Number(end - from) / 1e9, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady } };
+  }
+}
+
+export function throughputFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, messages: number, seconds: number, warmup?: Figure['warmup']): Figure {
   const msgsPerSec = messages / seconds;
-  return { ...base, metric: 'throughput', n: messages, msgsPerSec, mbPerSec: (msgsPerSec * base.size) / 1e6 };
+  return { ...base, metric: 'throughput', n: messages, msgsPerSec, mbPerSec: (msgsPerSec * base.size) / 1e6, ...(warmup ? { warmup } : {}) };
 }
 
 export const now = (): bigint => process.hrtime.bigint();
@@ -208,19 +326,49 @@ export interface CResult {
   msgs_per_sec?: number;
   mb_per_sec?: number;
   note?: string;
+  /** Why there is no result (set by runC, not by the program). */
+  notMeasured?: string;
 }
 
-/** Runs a C reference program: `<bin> lat|thr SIZE MAX_MSGS MAX_SECONDS [extra...]`, which prints one JSON line. */
+/**
+ * How long a C reference may run before it is taken as stalled: 20 times its budget (at
+ * least 10 s), so a loaded or slower machine gets proportionally more, and a stalled one
+ * (the C futex ring's one-way run stalls now and then: a lost wake-up) costs a --quick run
+ * seconds, not minutes.
+ */
+export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
+  const secs = mode === 'lat' ? budget.rttSeconds : budget.thrSeconds;
+  return Math.max(10, Math.ceil(20 * (secs + budget.warm.capSeconds)));
+}
+
+/**
+ * Runs a C reference program: `<bin> lat|thr SIZE MAX_MSGS MAX_SECONDS [extra...]`, which
+ * prints one JSON line. A program that fails or overruns its time limit is killed and its
+ * result says exactly why (`notMeasured`), rather than failing the whole case: the figure
+ * then prints NOT MEASURED with that cause. (Its forked child dies with it: harness.h sets
+ * PR_SET_PDEATHSIG.) The C side runs for the warm-up cap plus the measured part, and drops
+ * its own first samples (harness.h).
+ */
 export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Budget, extra: string[] = []): CResult {
   const [msgs, secs] = mode === 'lat' ? [budget.rttMessages, budget.rttSeconds] : [budget.thrMessages, budget.thrSeconds];
-  const r = spawnSync(bin, [mode, String(size), String(msgs), String(secs), ...extra], { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${bin} ${mode} ${size} failed (${r.status ?? r.signal}): ${r.stderr}`);
+  const limit = cTimeLimitSeconds(budget, mode);
+  const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;
+  const r = spawnSync(bin, [mode, String(size), String(msgs), String(secs), ...extra], { encoding: 'utf8', timeout: limit * 1000, killSignal: 'SIGKILL' });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
+    return { notMeasured: `${what}: did not finish within its time limit of ${limit} s (it measures for ${secs} s) and was killed: it stalled${r.stderr ? ` (stderr: ${r.stderr.trim().slice(0, 200)})` : ''}` };
+  }
+  if (r.status !== 0) return { notMeasured: `${what}: failed (${r.status ?? r.signal ?? r.error?.message})${r.stderr ? `: ${r.stderr.trim().slice(0, 300)}` : ''}` };
   const line = r.stdout.trim().split('\n').pop() ?? '{}';
-  return JSON.parse(line) as CResult;
+  try {
+    return JSON.parse(line) as CResult;
+  } catch {
+    return { notMeasured: `${what}: printed no result (${line.slice(0, 100)})` };
+  }
 }
 
 /** A Figure from a C program's result. */
 export function cFigure(mechanism: string, variant: string, metric: Metric, size: number, r: CResult): Figure {
+  if (r.notMeasured) return { mechanism, variant, role: 'c', metric, size, n: 0, notMeasured: r.notMeasured };
   if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...(r.note ? { note: r.note } : {}) };
   return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.note ? { note: r.note } : {}) };
 }

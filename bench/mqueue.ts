@@ -9,7 +9,7 @@
  */
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
-import { cFigure, now, runC, seqOf, stamp, startChild, tell, throughputFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, throughputFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
@@ -79,30 +79,29 @@ async function withQueues<R>(size: number, maxMessages: number, role: string, bo
 }
 
 /** One-way with sendMany: batches of `batch` distinct buffers, each stamped with its sequence number. */
-async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<{ messages: number; seconds: number }> {
+async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<ReturnType<RateMeter['result']>> {
   const bufs = Array.from({ length: batch }, () => new Uint8Array(Math.max(size, 8)).fill(120));
-  const start = now();
-  const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  const meter = new RateMeter(budget);
   let n = 0;
-  while (n < budget.thrMessages) {
-    const k = Math.min(batch, budget.thrMessages - n);
+  for (;;) {
+    const k = batch;
     for (let i = 0; i < k; i++) stamp(bufs[i]!, n + i);
     const p = tx.sendMany(k === batch ? bufs : bufs.slice(0, k));
     if (p !== RESOLVED) await p;
     n += k;
-    if (now() > deadline) break;
+    if (meter.tick(n)) break;
   }
   await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1));
   const reply = await ack.receive();
-  const seconds = Number(now() - start) / 1e9;
+  const measured = meter.result(n);
   if (seqOf(reply) !== n) throw new Error(`the receiver counted ${seqOf(reply)} messages, ${n} were sent`);
-  return { messages: n, seconds };
+  return measured;
 }
 
 async function measure(ctx: BenchContext, sizes: number[], depth: (size: number) => number): Promise<Figure[]> {
   const out: Figure[] = [];
   const bin = ctx.cProgram('mqueue');
-  for (const size of sizes) {
+  for (const size of sizesOf(ctx, sizes)) {
     for (const placement of placements(ctx, 'mqueue')) {
       const mechanism = `mqueue${placement.suffix}`;
       ctx.progress(`${mechanism}: RTT ${size} B`);
@@ -122,10 +121,10 @@ async function measure(ctx: BenchContext, sizes: number[], depth: (size: number)
     }
     ctx.progress(`mqueue: one-way ${size} B`);
     const t = await withQueues(size, depth(size), 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
-    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
+    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
     ctx.progress(`mqueue: one-way sendMany ${size} B`);
     const b = await withQueues(size, depth(size), 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
-    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b.messages, b.seconds));
+    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b.messages, b.seconds, b.warmup));
     if (bin) {
       ctx.progress(`mqueue: C one-way ${size} B`);
       out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget)));

@@ -8,7 +8,7 @@
  */
 import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/mechanisms/mutex/mutex.js';
 import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { cFigure, latency, now, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, now, RttMeter, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C pthread_mutex (robust, pshared)';
@@ -29,18 +29,16 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
       await child.nextLine(); // the child holds mutex 2
       for (const n of names) unlinkMutex(n);
       unlinkSemaphore(stopName);
-      const samples: number[] = [];
+      const meter = new RttMeter(ctx.budget);
       const i = await withPlacement(placement, async () => {
-        const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
         let n = 0;
-        while (n < ctx.budget.rttMessages) {
+        for (;;) {
           const t0 = now();
           mutexes[n % 3]!.unlock();
           await mutexes[(n + 2) % 3]!.lock();
           const t1 = now();
-          samples.push(Number(t1 - t0));
           n++;
-          if (t1 > deadline) break;
+          if (meter.add(Number(t1 - t0))) break;
         }
         return n;
       });
@@ -48,7 +46,7 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
       stop.post();
       mutexes[i % 3]!.unlock();
       mutexes[(i + 1) % 3]!.unlock();
-      return { mechanism: `mutex${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...latency(samples) };
+      return { mechanism: `mutex${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...meter.result() };
     } finally {
       await child.finish();
     }

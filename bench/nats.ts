@@ -83,7 +83,7 @@ async function startServer(): Promise<BenchServer | string> {
 let counter = 0;
 const subjectBase = (): string => `ipckit.bench.${process.pid}.${++counter}`;
 
-async function pubsub(url: string, size: number, budget: Parameters<typeof throughputLoop>[3]): Promise<{ messages: number; seconds: number }> {
+async function pubsub(url: string, size: number, budget: Parameters<typeof throughputLoop>[3]): ReturnType<typeof throughputLoop> {
   const base = subjectBase();
   const ack = openNatsReceiver(url, `${base}.ack`);
   const tx = openNatsSender(url, `${base}.data`);
@@ -99,7 +99,7 @@ async function pubsub(url: string, size: number, budget: Parameters<typeof throu
   }
 }
 
-async function requestReply(url: string, size: number, budget: Parameters<typeof rttLoop>[3]): Promise<{ p50Us: number; p99Us: number; n: number }> {
+async function requestReply(url: string, size: number, budget: Parameters<typeof rttLoop>[3]): ReturnType<typeof rttLoop> {
   const subject = `${subjectBase()}.svc`;
   const child = startChild('nats', 'echo', { url, subject });
   const requester = openNatsRequester(url, subject);
@@ -159,7 +159,7 @@ export const scenarios: Scenario[] = [
         for (const size of [64, 1024]) {
           ctx.progress(`nats: publish/subscribe one-way ${size} B`);
           const t = await pubsub(server.url, size, ctx.budget);
-          out.push(throughputFigure({ mechanism: 'nats', variant: 'ipckit publish/subscribe', role: 'ipckit', size }, t.messages, t.seconds));
+          out.push(throughputFigure({ mechanism: 'nats', variant: 'ipckit publish/subscribe', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
           ctx.progress(`nats: request/reply ${size} B`);
           const l = await requestReply(server.url, size, ctx.budget);
           out.push({ mechanism: 'nats', variant: 'ipckit request/reply', role: 'ipckit', metric: 'rtt', size, ...l });

@@ -8,7 +8,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { latency, now, SIZES, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { now, RateMeter, RttMeter, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -22,25 +22,22 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const d = 'x'.repeat(size);
   const child = fork(childScript, ['node', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   await onceMessage(child); // ready
-  const samples: number[] = [];
-  const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
+  const meter = new RttMeter(budget);
   await pinnedPair(ctx, child.pid!, async () => {
-    for (let i = 0; i < budget.rttMessages; i++) {
+    for (let i = 0; ; i++) {
       const t0 = now();
       const reply = onceMessage(child);
       child.send({ s: i, d, echo: true });
       await reply;
       const t1 = now();
-      samples.push(Number(t1 - t0));
-      if (t1 > deadline) break;
+      if (meter.add(Number(t1 - t0))) break;
     }
   });
-  const start = now();
-  const tdeadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  const tmeter = new RateMeter(budget);
   let n = 0;
-  for (; n < budget.thrMessages; n++) {
+  for (;; n++) {
     if (!child.send({ s: n, d })) await new Promise<void>((r) => child.send({ s: -2 }, () => r()));
-    if ((n & 255) === 255 && now() > tdeadline) {
+    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
       n++;
       break;
     }
@@ -48,12 +45,12 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const ack = onceMessage(child);
   child.send({ s: -1 });
   const got = (await ack) as { n: number };
-  const seconds = Number(now() - start) / 1e9;
+  const measured = tmeter.result(n);
   child.disconnect();
   await new Promise((r) => child.once('exit', r));
   if (got.n !== n) throw new Error(`process.send baseline lost messages: ${got.n} of ${n}`);
   const base = { mechanism: 'node', variant: 'process.send', role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...latency(samples) }, throughputFigure(base, n, seconds)];
+  return [{ ...base, metric: 'rtt', ...meter.result() }, throughputFigure(base, measured.messages, measured.seconds, measured.warmup)];
 }
 
 function frame(payload: Buffer): Buffer {
@@ -87,29 +84,26 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
   const write = async (b: Buffer): Promise<void> => {
     if (!child.stdin!.write(frame(b))) await new Promise((r) => child.stdin!.once('drain', r));
   };
-  const samples: number[] = [];
-  const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
+  const meter = new RttMeter(budget);
   await pinnedPair(ctx, child.pid!, async () => {
-    for (let i = 0; i < budget.rttMessages; i++) {
+    for (let i = 0; ; i++) {
       const t0 = now();
       payload.writeDoubleLE(i, 0);
       await write(payload);
       const r = await incoming.next();
       const t1 = now();
       if (r.done || r.value.readDoubleLE(0) !== i) throw new Error('stdio baseline echo mismatch');
-      samples.push(Number(t1 - t0));
-      if (t1 > deadline) break;
+      if (meter.add(Number(t1 - t0))) break;
     }
   });
   payload.writeDoubleLE(-3, 0); // switch the child to counting
   await write(payload);
-  const start = now();
-  const tdeadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  const tmeter = new RateMeter(budget);
   let n = 0;
-  for (; n < budget.thrMessages; n++) {
+  for (;; n++) {
     payload.writeDoubleLE(n, 0);
     await write(payload);
-    if ((n & 255) === 255 && now() > tdeadline) {
+    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
       n++;
       break;
     }
@@ -117,12 +111,12 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
   payload.writeDoubleLE(-1, 0);
   await write(payload);
   const ack = await incoming.next();
-  const seconds = Number(now() - start) / 1e9;
+  const measured = tmeter.result(n);
   child.stdin!.end();
   await new Promise((r) => child.once('exit', r));
   if (ack.done || ack.value.readDoubleLE(0) !== n) throw new Error('stdio baseline lost messages');
   const base = { mechanism: 'node', variant: 'stdio framing', role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...latency(samples) }, throughputFigure(base, n, seconds)];
+  return [{ ...base, metric: 'rtt', ...meter.result() }, throughputFigure(base, measured.messages, measured.seconds, measured.warmup)];
 }
 
 export const scenarios: Scenario[] = [
@@ -131,7 +125,7 @@ export const scenarios: Scenario[] = [
     title: 'Node baselines (process.send, stdio framing)',
     async run(ctx) {
       const out: Figure[] = [];
-      for (const size of SIZES) {
+      for (const size of sizesOf(ctx)) {
         ctx.progress(`Node baselines ${size} B`);
         out.push(...(await forkFigures(ctx, size)), ...(await stdioFigures(ctx, size)));
       }

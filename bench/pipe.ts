@@ -1,6 +1,6 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, SIZES, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { BIG_MESSAGE_RTT_CAUSE, cFigures, SIZES, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,7 @@ const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 /** 1 MiB pipes (the default pipe-max-size): a 64 KiB message no longer fills the pipe. */
 const CAPACITY = 1024 * 1024;
 
-export async function measurePipe(ctx: BenchContext, mechanism: string, variant: string, sizes = SIZES): Promise<Figure[]> {
+export async function measurePipe(ctx: BenchContext, mechanism: string, variant: string, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
   for (const size of sizes) {
     for (const role of ['echo', 'sink'] as const) {
@@ -26,7 +26,7 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
           out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...l });
         } else {
           const t = await throughputLoop(tx, rx, size, ctx.budget);
-          out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size }, t.messages, t.seconds));
+          out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
         }
       } finally {
         await child.close();
@@ -41,7 +41,7 @@ export const scenarios: Scenario[] = [
     name: 'pipe',
     title: 'anonymous pipe',
     async run(ctx) {
-      return [...(await measurePipe(ctx, 'pipe', 'ipckit')), ...cFigures(ctx, 'pipe', 'pipe', 'C pipe(2)', SIZES, [], cPlacement(ctx))];
+      return [...(await measurePipe(ctx, 'pipe', 'ipckit')), ...cFigures(ctx, 'pipe', 'pipe', 'C pipe(2)', sizesOf(ctx), [], cPlacement(ctx))];
     },
     targets: [
       { mechanism: 'pipe', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'pipe one-way at 64 B >= 1,000,000 msg/s' },

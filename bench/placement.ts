@@ -48,7 +48,8 @@ export function placements(ctx: BenchContext, mechanism: string): Placement[] {
     ctx.note(`${mechanism}: no taskset (util-linux): pinned-to-two-CPUs figures skipped`);
     return [SCHEDULER];
   }
-  return [SCHEDULER, CROSS];
+  // --quick measures the pinned placement only (the one the round trips of every other mechanism use).
+  return ctx.quick ? [CROSS] : [SCHEDULER, CROSS];
 }
 
 function affinity(pid: number): string | undefined {

@@ -16,7 +16,7 @@ import { RESOLVED } from '../src/core/channel.js';
 import { openInheritedPipe } from '../src/mechanisms/pipe/pipe.js';
 import { popen, type PopenReader, type PopenWriter } from '../src/mechanisms/popen/popen.js';
 import { cPlacement } from './placement.js';
-import { cFigure, now, runC, seqOf, SIZES, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { cFigure, now, RateMeter, runC, seqOf, sizesOf, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 const CAPACITY = 1024 * 1024;
@@ -31,62 +31,66 @@ function endMarker(buf: Uint8Array, count: number): Uint8Array {
 }
 const countOf = (buf: Uint8Array): number => new DataView(buf.buffer, buf.byteOffset, buf.length).getFloat64(8, true);
 
-async function toChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
+async function toChild(size: number, budget: Budget): ReturnType<typeof sendAll> {
   const w = popen([process.execPath, childScript, 'popen', 'sink', '{}'], 'write', { capacityBytes: CAPACITY, stdout: 'ignore' });
   return sendAll(w, size, budget);
 }
 
-async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
+async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
   const buf = new Uint8Array(Math.max(size, 16)).fill(120);
   // Warm-up: more than the pipe and our buffer hold, so the clock starts once the child
   // is up and reading (its start-up is not part of the figure).
   const warm = Math.ceil((CAPACITY + 512 * 1024) / (buf.length + 4));
   let n = 0;
   for (; n < warm; n++) await w.send(stamp(buf, n));
+  // Then the steady-rate warm-up and the measured part (RateMeter counts from here).
   const first = n;
-  const start = now();
-  const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
-  for (; n < first + budget.thrMessages; n++) {
+  const meter = new RateMeter(budget);
+  for (;; n++) {
     stamp(buf, n);
     const p = w.send(buf);
     if (p !== RESOLVED) await p;
-    if ((n & 1023) === 1023 && now() > deadline) {
+    if ((n & 63) === 63 && meter.tick(n + 1 - first)) {
       n++;
       break;
     }
   }
   await w.send(endMarker(buf, n));
   const exit = await w.close();
-  const seconds = Number(now() - start) / 1e9;
+  const measured = meter.result(n - first);
   if (exit.exitCode !== 0) throw new Error(`the popen child found lost or reordered messages (${JSON.stringify(exit)})`);
-  return { messages: n - first, seconds };
+  return measured;
 }
 
-async function fromChild(size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
-  const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds: budget.thrSeconds, max: budget.thrMessages })], 'read', {
+async function fromChild(size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
+  // The child sends for longer than our warm-up cap and measured part together; we measure on the receiving side.
+  const seconds = budget.warm.capSeconds + budget.thrSeconds + 0.25;
+  const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds, max: Number.MAX_SAFE_INTEGER })], 'read', {
     capacityBytes: CAPACITY,
   });
-  return receiveAll(r);
+  return receiveAll(r, budget);
 }
 
-async function receiveAll(r: PopenReader<Uint8Array>): Promise<{ messages: number; seconds: number }> {
+async function receiveAll(r: PopenReader<Uint8Array>, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
   const first = await r.receive();
   if (seqOf(first) !== START) throw new Error('the popen child did not start with its start marker');
-  const start = now();
+  const meter = new RateMeter(budget);
+  let measured: ReturnType<RateMeter['result']> | undefined;
   let expected = 0;
   for (;;) {
     for (const m of await r.receiveMany()) {
       const s = seqOf(m);
       if (s === END) {
-        const seconds = Number(now() - start) / 1e9;
+        measured ??= meter.result(expected);
         if (countOf(m) !== expected) throw new Error(`the popen child sent ${countOf(m)} messages, ${expected} arrived`);
         const exit = await r.close();
         if (exit.exitCode !== 0) throw new Error(`the popen child failed: ${JSON.stringify(exit)}`);
-        return { messages: expected, seconds };
+        return measured;
       }
       if (s !== expected) throw new Error(`sequence ${s} arrived, expected ${expected}`);
       expected++;
     }
+    if (measured === undefined && meter.tick(expected)) measured = meter.result(expected);
   }
 }
 
@@ -96,18 +100,18 @@ export const scenarios: Scenario[] = [
     title: 'popen',
     async run(ctx: BenchContext) {
       const out: Figure[] = [];
-      for (const size of SIZES) {
+      for (const size of sizesOf(ctx)) {
         ctx.progress(`popen: one-way to the child's stdin ${size} B`);
         const w = await toChild(size, ctx.budget);
-        out.push(throughputFigure({ mechanism: 'popen', variant: "ipckit, to child's stdin (w)", role: 'ipckit', size }, w.messages, w.seconds));
+        out.push(throughputFigure({ mechanism: 'popen', variant: "ipckit, to child's stdin (w)", role: 'ipckit', size }, w.messages, w.seconds, w.warmup));
         ctx.progress(`popen: one-way from the child's stdout ${size} B`);
         const r = await fromChild(size, ctx.budget);
-        out.push(throughputFigure({ mechanism: 'popen', variant: "ipckit, from child's stdout (r)", role: 'ipckit', size }, r.messages, r.seconds));
+        out.push(throughputFigure({ mechanism: 'popen', variant: "ipckit, from child's stdout (r)", role: 'ipckit', size }, r.messages, r.seconds, r.warmup));
       }
       const bin = ctx.cProgram('pipe');
       if (bin) {
         const placement = cPlacement(ctx);
-        for (const size of SIZES) {
+        for (const size of sizesOf(ctx)) {
           ctx.progress(`popen: C pipe(2) reference ${size} B`);
           out.push(cFigure('popen', 'C pipe(2)', 'throughput', size, runC(bin, 'thr', size, ctx.budget, placement)));
         }

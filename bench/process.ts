@@ -16,7 +16,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/process.js';
 import { parentChannel } from '../src/mechanisms/process/parent.js';
-import { latency, now, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { now, RttMeter, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -98,20 +98,16 @@ async function oursSide(variant: string, spinMicros?: number): Promise<Side> {
 
 async function rttRound(ctx: BenchContext, side: Side, size: number): Promise<{ p50Us: number; p99Us: number; n: number }> {
   const d = 'x'.repeat(size);
-  const samples: number[] = [];
-  const budget = ctx.budget;
-  const rounds = Math.max(200, Math.floor(budget.rttMessages / 3));
-  const deadline = now() + BigInt(Math.round((budget.rttSeconds / 3) * 1e9));
+  // The one measuring clock of every RTT figure: warm until steady, then the measured part.
+  const meter = new RttMeter(ctx.budget);
   await pinnedPair(ctx, side.pid, async () => {
-    for (let i = 0; i < rounds; i++) {
+    for (let i = 0; ; i++) {
       const t0 = now();
       await side.roundTrip({ s: i, d, echo: true });
-      const t1 = now();
-      samples.push(Number(t1 - t0));
-      if (t1 > deadline) break;
+      if (meter.add(Number(now() - t0))) break;
     }
   });
-  return latency(samples);
+  return meter.result();
 }
 
 async function thrRound(ctx: BenchContext, side: Side, size: number): Promise<number> {

@@ -1,12 +1,16 @@
 /**
- * `ipckit bench`: runs every scenario (bench/<mechanism>.ts) and the Node baselines in
- * one run, prints a table with each figure's ratio to the C reference and to what a Node
- * user has today, checks the issues' targets, and writes bench-results.json.
+ * `ipckit bench`: runs every case (bench/<mechanism>.ts) and the Node baselines in rounds:
+ * round 1 runs every case once (each case measures ours, then its C reference), round 2
+ * again, and so on, so ours, C and Node are interleaved (A B A B ...) and a figure is the
+ * median of its rounds with their spread; a ratio is the median of per-round ratios
+ * (bench/report.ts). Prints the table and the targets, writes the JSON (docs/bench.md),
+ * and on request an HTML page (bench/html.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
-import { compileC, FULL, haveCc, QUICK, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { compileC, FULL, haveCc, QUICK, type BenchContext, type Budget, type Figure, type Scenario, type Target } from './harness.js';
+import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
 /** Scenario modules, in the order they run. `node` (the baselines) always runs. */
 export const MODULES = ['node', 'pipe', 'fifo', 'popen', 'mqueue', 'sysv', 'semaphore', 'mutex', 'shm', 'workqueue', 'process-pool', 'socket', 'signal', 'nats', 'process'];
@@ -15,152 +19,139 @@ export interface BenchOptions {
   quick: boolean;
   only?: string[] | undefined;
   out: string;
+  /** Rounds (default: the budget's: 3 quick, 5 full). */
+  rounds?: number | undefined;
+  /** Also write the HTML page here. */
+  html?: string | undefined;
 }
 
-interface TargetResult extends Target {
-  value?: number;
-  reference?: number;
-  met?: boolean;
-}
-
-function fmtRate(f: Figure): string {
-  if (f.msgsPerSec === undefined) return '-';
-  const r = f.msgsPerSec;
-  const rate = r >= 1e6 ? `${(r / 1e6).toFixed(2)}M` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r.toFixed(0);
-  return `${rate}/s ${f.mbPerSec! >= 1000 ? `${(f.mbPerSec! / 1000).toFixed(2)} GB/s` : `${f.mbPerSec!.toFixed(0)} MB/s`}`;
-}
-
-function fmtRtt(f: Figure): string {
-  return f.p50Us === undefined ? '-' : `${f.p50Us.toFixed(f.p50Us < 10 ? 2 : 1)} / ${f.p99Us!.toFixed(f.p99Us! < 10 ? 2 : 1)} us`;
-}
-
-const fmt = (f: Figure | undefined): string => (f === undefined ? '-' : f.metric === 'rtt' ? fmtRtt(f) : fmtRate(f));
-
-/** ours relative to a baseline: throughput as a multiple (higher is better), RTT as a multiple of the baseline's p50 (lower is better). */
-function ratio(ours: Figure, base: Figure | undefined): string {
-  if (!base) return '';
-  if (ours.metric === 'rtt') return ours.p50Us && base.p50Us ? `${(ours.p50Us / base.p50Us).toFixed(2)}x` : '';
-  return ours.msgsPerSec && base.msgsPerSec ? `${(ours.msgsPerSec / base.msgsPerSec).toFixed(2)}x` : '';
-}
-
-function sizeLabel(size: number): string {
-  return size === 0 ? '-' : size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
-}
-
-function evaluate(t: Target, figures: Figure[]): TargetResult {
-  const ours = figures.find((f) => f.mechanism === t.mechanism && f.metric === t.metric && (t.size === undefined || f.size === t.size) && (t.variant === undefined ? f.role === 'ipckit' : f.variant === t.variant));
-  if (!ours) return { ...t };
-  if (t.minMsgsPerSec !== undefined) return { ...t, value: ours.msgsPerSec!, met: ours.msgsPerSec! >= t.minMsgsPerSec };
-  if (t.minMBPerSec !== undefined) return { ...t, value: ours.mbPerSec!, met: ours.mbPerSec! >= t.minMBPerSec };
-  if (t.maxP50Us !== undefined) return { ...t, value: ours.p50Us!, met: ours.p50Us! <= t.maxP50Us };
-  if (t.maxRatio !== undefined && t.compareTo) {
-    const base = figures.find((f) => f.mechanism === (t.compareTo!.mechanism ?? t.mechanism) && f.variant === t.compareTo!.variant && f.metric === t.metric && (t.size === undefined || f.size === t.size));
-    if (!base) return { ...t, value: ours.p50Us! };
-    const v = t.metric === 'rtt' ? ours.p50Us! / base.p50Us! : base.msgsPerSec! / ours.msgsPerSec!;
-    return { ...t, value: v, reference: t.metric === 'rtt' ? base.p50Us! : base.msgsPerSec!, met: v <= t.maxRatio };
-  }
-  return { ...t };
-}
-
-function machine(): Record<string, unknown> {
+function machine(): BenchReport['machine'] {
   const cpu = cpus();
   let cc = 'none';
   if (haveCc()) cc = execFileSync('cc', ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? 'cc';
-  return { cpuModel: cpu[0]?.model, cpus: cpu.length, memoryGiB: +(totalmem() / 2 ** 30).toFixed(1), kernel: release(), node: process.version, cc };
+  return { cpuModel: cpu[0]?.model, cpus: cpu.length, memoryGiB: +(totalmem() / 2 ** 30).toFixed(1), kernel: release(), node: process.version, cc, load: loadavg().map((l) => +l.toFixed(2)) };
+}
+
+const secs = (s: number): string => (s >= 90 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.round(s)} s`);
+
+interface Case {
+  module: string;
+  scenario: Scenario;
+  seconds: number[];
 }
 
 export async function runBench(options: BenchOptions): Promise<number> {
-  const notes: string[] = [];
-  const tty = process.stderr.isTTY;
-  const ctx: BenchContext = {
-    quick: options.quick,
-    budget: options.quick ? QUICK : FULL,
-    cProgram: (name, libs) => {
-      const bin = compileC(name, libs);
-      if (!bin && !notes.some((n) => n.startsWith('no C compiler'))) notes.push('no C compiler (cc) on this machine: the C reference figures were skipped');
-      return bin;
-    },
-    note: (text) => notes.push(text),
-    progress: (text) => {
-      if (tty) process.stderr.write(`\r\x1b[K  measuring ${text}`);
-    },
-  };
-  const started = Date.now();
-  const figures: Figure[] = [];
-  const targets: Target[] = [];
-  const selected = MODULES.filter((m) => m === 'node' || !options.only || options.only.includes(m));
   if (options.only) {
     const unknown = options.only.filter((m) => !MODULES.includes(m));
     if (unknown.length) throw new Error(`unknown bench ${unknown.join(', ')}; known: ${MODULES.join(', ')}`);
   }
-  for (const m of selected) {
+  const base = options.quick ? QUICK : FULL;
+  const budget: Budget = { ...base, rounds: options.rounds ?? base.rounds };
+  const tty = process.stderr.isTTY === true;
+  const started = Date.now();
+  const notes: string[] = [];
+  const roundNotes: string[][] = [];
+  const cases: Case[] = [];
+  // --quick leaves out nats (it starts a server) unless --only names it.
+  for (const m of MODULES.filter((m) => m === 'node' || (options.only ? options.only.includes(m) : !(options.quick && m === 'nats')))) {
     const mod = (await import(`./${m}.js`)) as { scenarios?: Scenario[] };
-    for (const s of mod.scenarios ?? []) {
-      ctx.progress(s.title);
+    for (const scenario of mod.scenarios ?? []) cases.push({ module: m, scenario, seconds: [] });
+  }
+
+  // Progress on a terminal: round, case, what is being measured, time left (known after round 1).
+  let current = '';
+  let round = 1;
+  let caseIndex = 0;
+  const left = (): string => {
+    if (round === 1) return 'time left: known after round 1';
+    const perRound = cases.reduce((a, c) => a + (c.seconds[0] ?? 0), 0);
+    const thisRound = cases.slice(caseIndex).reduce((a, c) => a + (c.seconds[0] ?? 0), 0);
+    return `about ${secs(thisRound + perRound * (budget.rounds - round))} left`;
+  };
+  const progress = (text: string): void => {
+    if (tty) process.stderr.write(`\r\x1b[K  round ${round}/${budget.rounds} · ${current}: ${text.slice(0, 60)} · ${left()}`);
+  };
+
+  const rounds: Figure[][] = [];
+  for (round = 1; round <= budget.rounds; round++) {
+    const figures: Figure[] = [];
+    const noted: string[] = [];
+    const ctx: BenchContext = {
+      quick: options.quick,
+      round,
+      rounds: budget.rounds,
+      budget,
+      cProgram: (name, libs) => {
+        const bin = compileC(name, libs);
+        if (!bin && !noted.some((n) => n.startsWith('no C compiler'))) noted.push('no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)');
+        return bin;
+      },
+      note: (text) => noted.push(text),
+      progress,
+    };
+    for (caseIndex = 0; caseIndex < cases.length; caseIndex++) {
+      const c = cases[caseIndex]!;
+      current = c.scenario.title;
+      progress('starting');
+      const t0 = Date.now();
       try {
-        figures.push(...(await s.run(ctx)));
+        figures.push(...(await c.scenario.run(ctx)));
       } catch (e) {
-        notes.push(`${s.title}: failed: ${(e as Error).message}`);
+        noted.push(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
       }
-      targets.push(...(s.targets ?? []));
+      c.seconds.push(+((Date.now() - t0) / 1000).toFixed(2));
     }
+    rounds.push(figures);
+    roundNotes.push(noted);
   }
   if (tty) process.stderr.write('\r\x1b[K');
-
-  // The table: one row per figure of ours, with the C reference and Node baselines beside it.
-  const baseline = (variant: string, f: Figure): Figure | undefined =>
-    figures.find((b) => b.mechanism === 'node' && b.variant === variant && b.metric === f.metric && b.size === f.size);
-  const header = ['mechanism', 'variant', 'size', 'metric', 'ipckit', 'C reference', 'vs C', 'process.send', 'vs send', 'stdio framing', 'vs stdio'];
-  const rows: string[][] = [header];
-  for (const f of figures.filter((x) => x.role === 'ipckit')) {
-    const c = figures.find((x) => x.role === 'c' && x.mechanism === f.mechanism && x.metric === f.metric && x.size === f.size);
-    const send = baseline('process.send', f);
-    const stdio = baseline('stdio framing', f);
-    rows.push([
-      f.mechanism,
-      f.variant,
-      sizeLabel(f.size),
-      f.metric === 'rtt' ? 'RTT p50/p99' : 'one-way',
-      fmt(f),
-      fmt(c),
-      c ? ratio(f, c) : '',
-      fmt(send),
-      ratio(f, send as Figure),
-      fmt(stdio),
-      ratio(f, stdio as Figure),
-    ]);
+  // Notes: the last round's (its remarks describe figures like every round's), plus every failure of any round.
+  notes.push(...(roundNotes.at(-1) ?? []));
+  for (const n of roundNotes.slice(0, -1).flat()) if (/failed|not measured|killed/i.test(n) && !notes.includes(n)) notes.push(n);
+  for (const f of rounds.flat()) if (f.notMeasured) {
+    const n = `NOT MEASURED: ${f.variant} (${f.mechanism}, ${f.metric}, ${sizeLabel(f.size)}): ${f.notMeasured}`;
+    if (!notes.includes(n)) notes.push(n);
   }
-  const results = targets.map((t) => evaluate(t, figures));
+
+  const figures = aggregate(rounds);
+  const targets: Target[] = cases.flatMap((c) => c.scenario.targets ?? []);
+  // A target whose figure this run does not measure (a size or placement --quick leaves out) is not listed.
+  const all = targets.map((t) => evaluate(t, figures));
+  const results = all.filter((t) => t.notMeasured !== 'not part of this run');
+  if (all.length > results.length) notes.push(`${all.length - results.length} targets concern figures this run does not measure${options.quick ? ' (--quick measures 64 B only, the pinned placement, no one-CPU ring and no nats: run the full bench)' : ''}`);
+  const report: BenchReport = {
+    schemaVersion: SCHEMA_VERSION,
+    date: new Date().toISOString(),
+    quick: options.quick,
+    machine: machine(),
+    budget,
+    rounds: budget.rounds,
+    seconds: +((Date.now() - started) / 1000).toFixed(1),
+    cases: cases.map((c) => ({ name: c.module, title: c.scenario.title, seconds: c.seconds })),
+    figures,
+    targets: results,
+    notes,
+  };
+
   const out: string[] = [];
-  out.push(`ipckit bench${options.quick ? ' --quick' : ''}: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Linux ${release()}, Node ${process.version}`);
-  out.push('RTT: one round trip, p50 / p99. one-way: messages/s and payload bytes/s. vs X: ours / X (RTT: lower is better; one-way: higher is better).');
+  out.push(`ipckit bench${options.quick ? ' --quick' : ''}: ${machineLine(report.machine)}; load average ${report.machine.load?.join(' ')}`);
+  out.push(`${budget.rounds} rounds; each figure is the median of its rounds, (min-max) the spread; vs X is the median of per-round ratios ours / X (RTT: lower is better; one-way: higher is better).`);
+  out.push('RTT: one round trip, p50. one-way: messages/s and payload bytes/s.');
   out.push('');
-  out.push(table(rows));
+  out.push(mainTable(figures));
   const others = figures.filter((f) => f.role !== 'ipckit' && f.mechanism !== 'node' && !figures.some((o) => o.role === 'ipckit' && o.mechanism === f.mechanism && o.metric === f.metric && o.size === f.size));
   if (others.length) {
     out.push('', 'Reference figures with no ipckit counterpart:');
-    out.push(table([['mechanism', 'variant', 'size', 'metric', 'figure'], ...others.map((f) => [f.mechanism, f.variant, sizeLabel(f.size), f.metric, fmt(f)])]));
+    out.push(table([['mechanism', 'variant', 'size', 'metric', 'figure'], ...others.map((f) => [f.mechanism, f.variant, sizeLabel(f.size), f.metric, fmtFigure(f)])]));
   }
-  if (results.length) {
-    out.push('', 'Targets (from the issues; measured in this run):');
-    for (const r of results) {
-      const status = r.met === undefined ? 'NOT MEASURED' : r.met ? 'met' : 'MISSED';
-      const value = r.value === undefined ? '' : r.maxRatio !== undefined ? ` (${r.value.toFixed(2)}x)` : r.minMBPerSec !== undefined ? ` (${(r.value / 1000).toFixed(2)} GB/s)` : r.maxP50Us !== undefined ? ` (${r.value.toFixed(2)} us)` : ` (${Math.round(r.value).toLocaleString('en-US')} msg/s)`;
-      out.push(`  [${status}] ${r.text}${value}`);
-      if (r.met === false && r.ifMissed) out.push(`      why: ${r.ifMissed}`);
-    }
-  }
+  if (results.length) out.push('', 'Targets (from the issues; measured in this run):', ...targetLines(results));
   if (notes.length) out.push('', 'Notes:', ...notes.map((n) => `  - ${n}`));
-  out.push('', `${figures.length} figures in ${((Date.now() - started) / 1000).toFixed(1)} s; written to ${options.out}`);
+  out.push('', `${figures.length} figures, ${budget.rounds} rounds, in ${report.seconds} s; written to ${options.out}${options.html ? ` and ${options.html}` : ''}`);
   process.stdout.write(`${out.join('\n')}\n`);
-  writeFileSync(
-    options.out,
-    `${JSON.stringify({ date: new Date().toISOString(), quick: options.quick, machine: machine(), budget: ctx.budget, figures, targets: results, notes }, null, 2)}\n`,
-  );
+  writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
+  if (options.html) {
+    const { renderHtml } = await import('./html.js');
+    writeFileSync(options.html, renderHtml(report));
+  }
   return 0;
 }

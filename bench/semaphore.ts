@@ -5,23 +5,20 @@
  * A semaphore carries no payload: the figure is a round trip with size 0.
  */
 import { createSemaphore, openSemaphore, unlinkSemaphore, type Semaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { cFigure, latency, now, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, now, RttMeter, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C sem_post/sem_wait';
 
-export async function pingPong(ctx: BenchContext, ping: Semaphore, pong: Semaphore): Promise<{ p50Us: number; p99Us: number; n: number }> {
-  const samples: number[] = [];
-  const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
-  for (let i = 0; i < ctx.budget.rttMessages; i++) {
+export async function pingPong(ctx: BenchContext, ping: Semaphore, pong: Semaphore): Promise<ReturnType<RttMeter['result']>> {
+  const meter = new RttMeter(ctx.budget);
+  for (;;) {
     const t0 = now();
     ping.post();
     await pong.wait();
-    const t1 = now();
-    samples.push(Number(t1 - t0));
-    if (t1 > deadline) break;
+    if (meter.add(Number(now() - t0))) break;
   }
-  return latency(samples);
+  return meter.result();
 }
 
 async function measure(ctx: BenchContext, placement: Placement): Promise<Figure> {

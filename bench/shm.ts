@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
-import { cFigure, cFigures, latency, now, runC, SIZES, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { cFigure, cFigures, now, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
@@ -117,13 +117,12 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
   }
 }
 
-async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number, pinFor?: BenchContext): Promise<{ p50Us: number; p99Us: number; n: number }> {
+async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number, pinFor?: BenchContext): Promise<ReturnType<RttMeter['result']>> {
   return withRings('echo', mode, size, spinMicros, async (tx, rx) => {
     const buf = stamped(size);
     const guard = new Guard();
-    const samples: number[] = [];
-    const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
-    for (let i = 0; i < budget.rttMessages; i++) {
+    const meter = new RttMeter(budget);
+    for (let i = 0; ; i++) {
       const t0 = now();
       setSeq(buf, i);
       let echo: Uint8Array;
@@ -136,23 +135,21 @@ async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number
       }
       const t1 = now();
       if (seqOf(echo) !== i) throw new Error(`echo out of order: ${seqOf(echo)} != ${i}`);
-      samples.push(Number(t1 - t0));
-      if (t1 > deadline) break;
+      if (meter.add(Number(t1 - t0))) break;
     }
     setSeq(buf, END);
     await sendOne(tx, buf, mode, guard);
-    return latency(samples);
+    return meter.result();
   }, pinFor);
 }
 
-async function throughput(mode: Mode, size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
+async function throughput(mode: Mode, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
   return withRings('sink', mode, size, undefined, async (tx, rx) => {
     const bufs = Array.from({ length: BATCH }, () => stamped(size));
     const guard = new Guard();
-    const start = now();
-    const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+    const meter = new RateMeter(budget);
     let n = 0;
-    while (n < budget.thrMessages) {
+    for (;;) {
       for (let j = 0; j < BATCH; j++) setSeq(bufs[j]!, n + j);
       if (mode === 'event') {
         await tx.sendMany(bufs, { timeout: 10_000 });
@@ -172,15 +169,15 @@ async function throughput(mode: Mode, size: number, budget: Budget): Promise<{ m
         }
       }
       n += BATCH;
-      if (now() > deadline) break;
+      if (meter.tick(n)) break;
     }
     const end = stamped(8);
     setSeq(end, END);
     await sendOne(tx, end, mode, guard);
     const ack = await recvOne(rx, mode, guard);
-    const seconds = Number(now() - start) / 1e9;
+    const measured = meter.result(n);
     if (seqOf(ack) !== n) throw new Error(`the receiver counted ${seqOf(ack)} messages, ${n} were sent`);
-    return { messages: n, seconds };
+    return measured;
   });
 }
 
@@ -192,7 +189,7 @@ async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, siz
     out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await rtt(mode, size, ctx.budget, undefined, ctx)) });
     ctx.progress(`${variant} one-way ${size} B`);
     const t = await throughput(mode, size, ctx.budget);
-    out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size, note: mode === 'event' ? 'sendMany / receiveMany' : 'trySendMany / tryReceiveMany' }, t.messages, t.seconds));
+    out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size, note: mode === 'event' ? 'sendMany / receiveMany' : 'trySendMany / tryReceiveMany' }, t.messages, t.seconds, t.warmup));
   }
   return out;
 }
@@ -272,27 +269,28 @@ export const scenarios: Scenario[] = [
           ctx.note(`${what}: failed: ${(e as Error).message}`);
         }
       };
-      await attempt('ring spin', () => ringFigures(ctx, 'spin', 'ring (spin)', SIZES));
-      await attempt('C ring spin', () => cFigures(ctx, 'ring', 'ring (spin)', 'C ring, spin', SIZES, [], ['spin', ...cPlacement(ctx)]));
-      await attempt('ring event loop', () => ringFigures(ctx, 'event', 'ring (sleep)', SIZES));
-      await attempt('C ring futex', () => cFigures(ctx, 'ring', 'ring (sleep)', 'C ring, futex', SIZES, [], ['futex', ...cPlacement(ctx)]));
+      await attempt('ring spin', () => ringFigures(ctx, 'spin', 'ring (spin)', sizesOf(ctx)));
+      await attempt('C ring spin', () => cFigures(ctx, 'ring', 'ring (spin)', 'C ring, spin', sizesOf(ctx), [], ['spin', ...cPlacement(ctx)]));
+      await attempt('ring event loop', () => ringFigures(ctx, 'event', 'ring (sleep)', sizesOf(ctx)));
+      await attempt('C ring futex', () => cFigures(ctx, 'ring', 'ring (sleep)', 'C ring, futex', sizesOf(ctx), [], ['futex', ...cPlacement(ctx)]));
       await attempt('ring event loop, no spin', async () => {
         ctx.progress(`${MODE_NAMES.event}, spinMicros 0, RTT 64 B`);
         return [{ mechanism: 'ring (sleep)', variant: `${MODE_NAMES.event}, no spin`, role: 'ipckit' as const, metric: 'rtt' as const, size: 64, ...(await rtt('event', 64, ctx.budget, 0, ctx)) }];
       });
       await attempt('ring adaptive', async () => {
         const out: Figure[] = [];
-        for (const size of SIZES) {
+        for (const size of sizesOf(ctx)) {
           ctx.progress(`${MODE_NAMES.adaptive} RTT ${size} B`);
           out.push({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', metric: 'rtt', size, ...(await rtt('adaptive', size, ctx.budget, undefined, ctx)) });
         }
         const t = await throughput('adaptive', 64, ctx.budget);
-        out.push(throughputFigure({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', size: 64 }, t.messages, t.seconds));
+        out.push(throughputFigure({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', size: 64 }, t.messages, t.seconds, t.warmup));
         return out;
       });
       await attempt('C pipe', () => cFigures(ctx, 'pipe', 'pipe (reference)', 'C pipe(2)', [64], [], cPlacement(ctx)));
       // One CPU: both processes pinned to CPU 0.
       await attempt('one CPU', async () => {
+        if (ctx.quick) return []; // one-CPU figures: full runs only (they take seconds: a spinning pair on one CPU waits for preemption)
         const out = await onOneCpu(async () => {
           const f: Figure[] = [];
           const ring = ctx.cProgram('ring');

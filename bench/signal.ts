@@ -4,7 +4,7 @@
  * the sequence number as value; the child's handler answers with the same value.
  */
 import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
-import { cFigures, latency, now, startChild, tell, type Figure, type Scenario } from './harness.js';
+import { cFigures, now, RttMeter, startChild, tell, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 export const scenarios: Scenario[] = [
@@ -16,18 +16,16 @@ export const scenarios: Scenario[] = [
       const rx = signalReceiver('SIGRTMIN+1');
       const child = startChild('signal', 'echo', { parent: process.pid });
       const ready = (await child.nextLine()) as { pid: number };
-      const samples: number[] = [];
-      const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
+      const meter = new RttMeter(ctx.budget);
       try {
         await pinnedPair(ctx, ready.pid, async () => {
-          for (let i = 0; i < ctx.budget.rttMessages; i++) {
+          for (let i = 0; ; i++) {
             const t0 = now();
             sendSignal(ready.pid, 'SIGRTMIN+1', { value: i });
             const info = await rx.receive({ timeout: 5000 });
             const t1 = now();
             if (info.value !== i) throw new Error(`signal echo out of order: ${info.value} != ${i}`);
-            samples.push(Number(t1 - t0));
-            if (t1 > deadline) break;
+            if (meter.add(Number(t1 - t0))) break;
           }
         });
         sendSignal(ready.pid, 'SIGRTMIN+1', { value: -1 });
@@ -35,7 +33,7 @@ export const scenarios: Scenario[] = [
         await child.finish();
         await rx.close();
       }
-      const ours: Figure = { mechanism: 'signal', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...latency(samples) };
+      const ours: Figure = { mechanism: 'signal', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...meter.result() };
       const c = cFigures(ctx, 'signal', 'signal', 'C sigqueue/sigwaitinfo', [0], [], cPlacement(ctx)).filter((f) => f.metric === 'rtt');
       return [ours, ...c];
     },

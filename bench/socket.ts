@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, latency, now, SIZES, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { BIG_MESSAGE_RTT_CAUSE, cFigures, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
@@ -95,7 +95,7 @@ async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ 
 async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
   const mechanism = MECHANISM[kind];
   const out: Figure[] = [];
-  for (const size of SIZES) {
+  for (const size of sizesOf(ctx)) {
     for (const role of ['echo', 'sink'] as const) {
       ctx.progress(`${mechanism}: ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
       const { ch, pid, done } = await pair(kind, role, size);
@@ -103,7 +103,7 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
         if (role === 'echo') out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...(await pinnedPair(ctx, pid, () => rttLoop(ch, ch, size, ctx.budget))) });
         else {
           const t = await throughputLoop(ch, ch, size, ctx.budget);
-          out.push(throughputFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
+          out.push(throughputFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
         }
       } finally {
         await done();
@@ -112,7 +112,7 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
   }
   const [program, variant] = C_PROGRAM[kind];
   const extra = [...(kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)]), ...cPlacement(ctx)];
-  out.push(...cFigures(ctx, program, mechanism, variant, SIZES, [], extra));
+  out.push(...cFigures(ctx, program, mechanism, variant, sizesOf(ctx), [], extra));
   return out;
 }
 
@@ -143,9 +143,8 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
     return f;
   };
   const payload = Buffer.alloc(Math.max(8, size), 120);
-  const samples: number[] = [];
-  const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
-  for (let i = 0; i < ctx.budget.rttMessages; i++) {
+  const meter = new RttMeter(ctx.budget);
+  for (let i = 0; ; i++) {
     const t0 = now();
     payload.writeDoubleLE(i, 0);
     const reply = new Promise<Buffer>((r) => waiting.push(r));
@@ -153,18 +152,16 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
     const echo = await reply;
     const t1 = now();
     if (echo.readDoubleLE(0) !== i) throw new Error('net baseline echo mismatch');
-    samples.push(Number(t1 - t0));
-    if (t1 > deadline) break;
+    if (meter.add(Number(t1 - t0))) break;
   }
   payload.writeDoubleLE(-3, 0);
   sock.write(frame(payload));
-  const start = now();
-  const tdeadline = start + BigInt(Math.round(ctx.budget.thrSeconds * 1e9));
+  const tmeter = new RateMeter(ctx.budget);
   let n = 0;
-  for (; n < ctx.budget.thrMessages; n++) {
+  for (;; n++) {
     payload.writeDoubleLE(n, 0);
     if (!sock.write(frame(payload))) await new Promise((r) => sock.once('drain', r));
-    if ((n & 255) === 255 && now() > tdeadline) {
+    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
       n++;
       break;
     }
@@ -173,14 +170,14 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
   const ack = new Promise<Buffer>((r) => waiting.push(r));
   sock.write(frame(payload));
   const got = (await ack).readDoubleLE(0);
-  const seconds = Number(now() - start) / 1e9;
+  const measured = tmeter.result(n);
   if (got !== n) throw new Error(`net baseline lost messages: ${got} of ${n}`);
   sock.end();
   await child.finish();
   server.close();
   rmSync(path, { force: true });
   const base = { mechanism: 'node net (Unix, length prefix)', variant: 'net + u32 framing', role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...latency(samples) }, throughputFigure(base, n, seconds)];
+  return [{ ...base, metric: 'rtt', ...meter.result() }, throughputFigure(base, measured.messages, measured.seconds, measured.warmup)];
 }
 
 const rttTargets = (kind: Kind) =>

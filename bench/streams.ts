@@ -4,41 +4,38 @@
  * The last message of a one-way run carries seq -1; the sink acknowledges with the count.
  */
 import { RESOLVED, type Receiver, type Sender } from '../src/core/channel.js';
-import { latency, now, seqOf, stamp, type Budget } from './harness.js';
+import { now, RateMeter, RttMeter, seqOf, stamp, type Budget } from './harness.js';
 
 export interface BatchReceiver<T> extends Receiver<T> {
   receiveMany?(max?: number): Promise<T[]>;
 }
 
 /** Parent: timed round trips of `size` bytes through an echoing child. */
-export async function rttLoop(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array>, size: number, budget: Budget): Promise<{ p50Us: number; p99Us: number; n: number }> {
+export async function rttLoop(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array>, size: number, budget: Budget): Promise<ReturnType<RttMeter['result']>> {
   const buf = new Uint8Array(Math.max(size, 8)).fill(120);
-  const samples: number[] = [];
-  const deadline = now() + BigInt(Math.round(budget.rttSeconds * 1e9));
-  for (let i = 0; i < budget.rttMessages; i++) {
+  const meter = new RttMeter(budget);
+  for (let i = 0; ; i++) {
     const t0 = now();
     stamp(buf, i);
     await tx.send(buf);
     const echo = await rx.receive();
     const t1 = now();
     if (seqOf(echo) !== i) throw new Error(`echo out of order: ${seqOf(echo)} != ${i}`);
-    samples.push(Number(t1 - t0));
-    if (t1 > deadline) break;
+    if (meter.add(Number(t1 - t0))) break;
   }
-  return latency(samples);
+  return meter.result();
 }
 
 /** Parent: sends as fast as the channel accepts for the budget, then the end marker; waits for the ack. */
-export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8Array>, size: number, budget: Budget): Promise<{ messages: number; seconds: number }> {
+export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8Array>, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
   const buf = new Uint8Array(Math.max(size, 8)).fill(120);
-  const start = now();
-  const deadline = start + BigInt(Math.round(budget.thrSeconds * 1e9));
+  const meter = new RateMeter(budget);
   let n = 0;
-  for (; n < budget.thrMessages; n++) {
+  for (;; n++) {
     stamp(buf, n);
     const p = tx.send(buf);
     if (p !== RESOLVED) await p;
-    if ((n & 1023) === 1023 && now() > deadline) {
+    if ((n & 63) === 63 && meter.tick(n + 1)) {
       n++;
       break;
     }
@@ -46,10 +43,10 @@ export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8
   stamp(buf, -1);
   await tx.send(buf);
   const reply = await ack.receive();
-  const seconds = Number(now() - start) / 1e9;
+  const result = meter.result(n);
   const got = seqOf(reply);
   if (got !== n) throw new Error(`the receiver counted ${got} messages, ${n} were sent`);
-  return { messages: n, seconds };
+  return result;
 }
 
 /** Child: echoes every message until the end marker or the end of the channel. */

@@ -19,7 +19,7 @@ import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, latency, now, runC, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, sizesOf, now, RttMeter, runC, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop, type BatchReceiver } from './streams.js';
 
@@ -105,7 +105,7 @@ async function measureMessages(ctx: BenchContext): Promise<Figure[]> {
   await probe.close();
   const msgmax = sysvLimits().msgmax;
   ctx.note(`sysv msg: queues hold ${bytes} bytes (msg_qbytes${bytes < WANTED_QBYTES ? `: kernel.msgmnb, as this process may not raise it; sysctl kernel.msgmnb=${WANTED_QBYTES} as root lets a sender run further ahead` : ''}), for ipckit and C alike`);
-  for (const size of SIZES) {
+  for (const size of sizesOf(ctx, SIZES)) {
     if (size > msgmax) {
       ctx.note(`sysv msg: ${size} B not measured: kernel.msgmax is ${msgmax} (sysctl kernel.msgmax=${size} as root)`);
       continue;
@@ -129,7 +129,7 @@ async function measureMessages(ctx: BenchContext): Promise<Figure[]> {
       const { tx, rx } = directions(q, TO_CHILD, TO_PARENT);
       return throughputLoop(tx, rx, size, ctx.budget);
     });
-    out.push(throughputFigure({ mechanism: 'sysv msg', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds));
+    out.push(throughputFigure({ mechanism: 'sysv msg', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
     if (bin) {
       ctx.progress(`sysv msg: C one-way ${size} B`);
       out.push(cFigure('sysv msg', MSG_VARIANT, 'throughput', size, cMessage(bin, 'thr', size, ctx, SCHEDULER)));
@@ -142,20 +142,17 @@ const PING = 0;
 const PONG = 1;
 const STOP = 2;
 
-async function pingPong(ctx: BenchContext, set: SysvSemaphoreSet): Promise<{ p50Us: number; p99Us: number; n: number }> {
-  const samples: number[] = [];
+async function pingPong(ctx: BenchContext, set: SysvSemaphoreSet): Promise<ReturnType<RttMeter['result']>> {
+  const meter = new RttMeter(ctx.budget);
   const ping = [{ index: PING, delta: 1 }];
   const pong = [{ index: PONG, delta: -1 }];
-  const deadline = now() + BigInt(Math.round(ctx.budget.rttSeconds * 1e9));
-  for (let i = 0; i < ctx.budget.rttMessages; i++) {
+  for (;;) {
     const t0 = now();
     set.tryOp(ping);
     await set.op(pong);
-    const t1 = now();
-    samples.push(Number(t1 - t0));
-    if (t1 > deadline) break;
+    if (meter.add(Number(now() - t0))) break;
   }
-  return latency(samples);
+  return meter.result();
 }
 
 async function measureSemaphores(ctx: BenchContext): Promise<Figure[]> {

@@ -60,8 +60,13 @@ static void wait_for(ring_t *r, int (*ready)(ring_t *, uint32_t), uint32_t arg, 
       cpu_relax();
       continue;
     }
-    __atomic_store_n(word(r, flag), 1, __ATOMIC_SEQ_CST);
+    /* The signal is read BEFORE the flag is raised. The other way round, a waker that saw
+     * this flag still raised from an earlier wait that ended without sleeping (ready on the
+     * re-check) could clear the new flag and bump the signal before we read it: we would
+     * then sleep on the bumped value with the flag down, and no later message wakes us
+     * (measured: 1 one-way run in 3 stalled, producer waiting for room, consumer for data). */
     uint32_t seq = __atomic_load_n(word(r, signal), __ATOMIC_SEQ_CST);
+    __atomic_store_n(word(r, flag), 1, __ATOMIC_SEQ_CST);
     if (ready(r, arg)) break;
     futex_wait(word(r, signal), seq);
   }

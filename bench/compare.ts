@@ -1,0 +1,53 @@
+/**
+ * `ipckit bench --compare OLD.json NEW.json`: a table of every figure that moved beyond its
+ * spread between two runs (their ranges of rounds do not overlap: bench/stats.ts moved),
+ * better or worse, and the figures only one run has. Reads the JSON `ipckit bench` writes.
+ */
+import { readFileSync } from 'node:fs';
+import { figureKey, fmtFigure, machineLine, sizeLabel, table, SCHEMA_VERSION, type BenchReport, type ReportFigure } from './report.js';
+import { moved } from './stats.js';
+
+export function readReport(path: string): BenchReport {
+  const r = JSON.parse(readFileSync(path, 'utf8')) as BenchReport;
+  if (r.schemaVersion !== SCHEMA_VERSION) {
+    throw new Error(`${path}: schemaVersion ${r.schemaVersion ?? '(none: written before rounds existed)'}, this ipckit reads ${SCHEMA_VERSION}; run ipckit bench again to get one it can compare`);
+  }
+  return r;
+}
+
+const summary = (f: ReportFigure): { median: number; min: number; max: number; rounds: number } => ({ median: f.value, min: f.min, max: f.max, rounds: f.rounds });
+
+/** The comparison as text (what `--compare` prints). */
+export function compareReports(old: BenchReport, now: BenchReport, names: [string, string] = ['OLD', 'NEW']): string {
+  const lines: string[] = [];
+  lines.push(`${names[0]}: ${old.date}, ${machineLine(old.machine)}, ${old.rounds} rounds${old.quick ? ', --quick' : ''}`);
+  lines.push(`${names[1]}: ${now.date}, ${machineLine(now.machine)}, ${now.rounds} rounds${now.quick ? ', --quick' : ''}`);
+  if (old.machine.cpuModel !== now.machine.cpuModel || old.machine.cpus !== now.machine.cpus) lines.push('The two runs are from different machines: figures differ by machine, so a move here may be the machine.');
+  const oldBy = new Map(old.figures.map((f) => [figureKey(f), f]));
+  const newBy = new Map(now.figures.map((f) => [figureKey(f), f]));
+  const rows: string[][] = [['mechanism', 'variant', 'size', 'metric', names[0], names[1], 'change', '']];
+  let count = 0;
+  for (const [k, n] of newBy) {
+    const o = oldBy.get(k);
+    if (!o || !o.rounds || !n.rounds) continue;
+    if (!moved(summary(o), summary(n))) continue;
+    count++;
+    const change = n.value / o.value;
+    const better = n.metric === 'rtt' ? change < 1 : change > 1;
+    rows.push([n.mechanism, n.variant, sizeLabel(n.size), n.metric === 'rtt' ? 'RTT p50' : 'one-way', fmtFigure(o), fmtFigure(n), `${change.toFixed(2)}x`, better ? 'better' : 'worse']);
+  }
+  lines.push('');
+  if (count) {
+    lines.push(`${count} figures moved beyond their spread (the two runs' ranges of rounds do not overlap):`, table(rows));
+  } else {
+    lines.push('No figure moved beyond its spread.');
+  }
+  const onlyOld = [...oldBy.keys()].filter((k) => !newBy.has(k)).map((k) => oldBy.get(k)!);
+  const onlyNew = [...newBy.keys()].filter((k) => !oldBy.has(k)).map((k) => newBy.get(k)!);
+  const unmeasured = [...newBy.values()].filter((f) => !f.rounds && oldBy.get(figureKey(f))?.rounds);
+  const list = (fs: ReportFigure[]): string => fs.map((f) => `${f.mechanism} / ${f.variant} ${sizeLabel(f.size)} ${f.metric}`).join('; ');
+  if (onlyOld.length) lines.push('', `Only in ${names[0]}: ${list(onlyOld)}`);
+  if (onlyNew.length) lines.push('', `Only in ${names[1]}: ${list(onlyNew)}`);
+  if (unmeasured.length) lines.push('', `Measured in ${names[0]} but NOT MEASURED in ${names[1]}: ${unmeasured.map((f) => `${f.variant} ${sizeLabel(f.size)} ${f.metric} (${f.notMeasured})`).join('; ')}`);
+  return lines.join('\n');
+}

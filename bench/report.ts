@@ -1,0 +1,273 @@
+/**
+ * From the rounds of a run to what `ipckit bench` reports (pure, no I/O; tested in
+ * test/bench.test.ts): figures summarized over rounds, ratios as medians of per-round
+ * ratios, the targets judged, the table and the JSON document (schema: docs/bench.md).
+ */
+import type { Figure, Metric, Role, Target } from './harness.js';
+import { ratioOfRounds, summarize, type Summary } from './stats.js';
+
+/** Bump when a field changes meaning or goes away (docs/bench.md lists every field). */
+export const SCHEMA_VERSION = 2;
+
+/** A ratio between a figure of ours and a reference, over the rounds where both were measured. */
+export interface Ratio {
+  /** The reference's variant (e.g. 'C pipe(2)', 'process.send'). */
+  against: string;
+  /** Median of the per-round ratios. RTT: ours / theirs (lower is better); one-way: ours / theirs (higher is better). */
+  ratio: number;
+  min: number;
+  max: number;
+  rounds: number;
+}
+
+/** One figure of the report: a case's value over every round. */
+export interface ReportFigure {
+  mechanism: string;
+  variant: string;
+  role: Role;
+  metric: Metric;
+  size: number;
+  /** Rounds that measured it. */
+  rounds: number;
+  /** The headline value per round (RTT: p50 in µs; one-way: messages/s); null where a round did not measure it. */
+  perRound: Array<number | null>;
+  /** Median of perRound and its spread (smallest and largest round). */
+  value: number;
+  min: number;
+  max: number;
+  /** Medians over the rounds. */
+  p50Us?: number;
+  p99Us?: number;
+  msgsPerSec?: number;
+  mbPerSec?: number;
+  /** Round trips or messages measured, all rounds together. */
+  n: number;
+  /** How many rounds' warm-ups reached a steady rate, and the median warm-up in seconds. */
+  warmup?: { steadyRounds: number; seconds: number };
+  note?: string;
+  /** Why it was not measured (no round produced a value). */
+  notMeasured?: string;
+  /** Ours only: against the C reference and the Node baselines. */
+  vsC?: Ratio;
+  vsSend?: Ratio;
+  vsStdio?: Ratio;
+}
+
+export interface TargetResult extends Target {
+  /** The measured value: msg/s, MB/s, µs, or a ratio (median of per-round ratios). */
+  value?: number;
+  min?: number;
+  max?: number;
+  met?: boolean;
+  /** Why it could not be judged (a reference that was not measured, with its cause). */
+  notMeasured?: string;
+}
+
+/** The headline value of one figure of one round. */
+export function headline(f: Figure): number | undefined {
+  if (f.notMeasured) return undefined;
+  const v = f.metric === 'rtt' ? f.p50Us : f.msgsPerSec;
+  return v !== undefined && Number.isFinite(v) ? v : undefined;
+}
+
+export const figureKey = (f: Pick<Figure, 'mechanism' | 'variant' | 'metric' | 'size'>): string => `${f.mechanism}\u0000${f.variant}\u0000${f.metric}\u0000${f.size}`;
+
+/** Figures of every round, grouped by case: `rounds[r]` holds round r+1's figures. */
+export function aggregate(rounds: Figure[][]): ReportFigure[] {
+  const keys: string[] = [];
+  const first = new Map<string, Figure>();
+  for (const round of rounds)
+    for (const f of round) {
+      const k = figureKey(f);
+      if (!first.has(k)) {
+        first.set(k, f);
+        keys.push(k);
+      }
+    }
+  const at = (k: string): Array<Figure | undefined> => rounds.map((round) => round.find((f) => figureKey(f) === k));
+  const out: ReportFigure[] = keys.map((k) => {
+    const f0 = first.get(k)!;
+    const per = at(k);
+    const vals = per.map((f) => (f ? headline(f) : undefined));
+    const s = summarize(vals);
+    const med = (pick: (f: Figure) => number | undefined): number | undefined => {
+      const m = summarize(per.map((f) => (f && !f.notMeasured ? pick(f) : undefined)));
+      return m.rounds ? m.median : undefined;
+    };
+    const warm = per.filter((f): f is Figure => f?.warmup !== undefined);
+    const r: ReportFigure = {
+      mechanism: f0.mechanism,
+      variant: f0.variant,
+      role: f0.role,
+      metric: f0.metric,
+      size: f0.size,
+      rounds: s.rounds,
+      perRound: vals.map((v) => v ?? null),
+      value: s.median,
+      min: s.min,
+      max: s.max,
+      n: per.reduce((a, f) => a + (f && !f.notMeasured ? f.n : 0), 0),
+    };
+    if (f0.metric === 'rtt') {
+      r.p50Us = med((f) => f.p50Us);
+      r.p99Us = med((f) => f.p99Us);
+    } else {
+      r.msgsPerSec = med((f) => f.msgsPerSec);
+      r.mbPerSec = med((f) => f.mbPerSec);
+    }
+    if (warm.length) r.warmup = { steadyRounds: warm.filter((f) => f.warmup!.steady).length, seconds: summarize(warm.map((f) => f.warmup!.seconds)).median };
+    const note = per.find((f) => f?.note)?.note;
+    if (note) r.note = note;
+    if (s.rounds === 0) r.notMeasured = [...new Set(per.map((f) => f?.notMeasured).filter(Boolean))].join('; ') || 'no round produced it';
+    return r;
+  });
+  // Ratios of ours against the C reference and the Node baselines, round by round.
+  const perRoundOf = (f: ReportFigure): Array<number | undefined> => f.perRound.map((v) => v ?? undefined);
+  const ratio = (ours: ReportFigure, base: ReportFigure | undefined): Ratio | undefined => {
+    if (!base) return undefined;
+    const s = ratioOfRounds(perRoundOf(ours), perRoundOf(base));
+    return s.rounds ? { against: base.variant, ratio: s.median, min: s.min, max: s.max, rounds: s.rounds } : undefined;
+  };
+  for (const f of out) {
+    if (f.role !== 'ipckit') continue;
+    const c = cReference(out, f);
+    const send = out.find((b) => b.mechanism === 'node' && b.variant === 'process.send' && b.metric === f.metric && b.size === f.size);
+    const stdio = out.find((b) => b.mechanism === 'node' && b.variant === 'stdio framing' && b.metric === f.metric && b.size === f.size);
+    const vc = ratio(f, c);
+    const vs = ratio(f, send);
+    const vt = ratio(f, stdio);
+    if (vc) f.vsC = vc;
+    if (vs) f.vsSend = vs;
+    if (vt) f.vsStdio = vt;
+  }
+  return out;
+}
+
+/** The C reference of a figure of ours: the C figure of the same mechanism, metric and size. */
+export function cReference(figures: ReportFigure[], f: ReportFigure): ReportFigure | undefined {
+  return figures.find((x) => x.role === 'c' && x.mechanism === f.mechanism && x.metric === f.metric && x.size === f.size);
+}
+
+/** Judges a target on the report's figures (ratios: the median of per-round ratios). */
+export function evaluate(t: Target, figures: ReportFigure[]): TargetResult {
+  const ours = figures.find((f) => f.mechanism === t.mechanism && f.metric === t.metric && (t.size === undefined || f.size === t.size) && (t.variant === undefined ? f.role === 'ipckit' : f.variant === t.variant));
+  if (!ours) return { ...t, notMeasured: 'not part of this run' };
+  if (ours.notMeasured) return { ...t, notMeasured: ours.notMeasured };
+  const judged = (value: number, min: number, max: number, met: boolean): TargetResult => ({ ...t, value, min, max, met });
+  if (t.minMsgsPerSec !== undefined) return judged(ours.value, ours.min, ours.max, ours.value >= t.minMsgsPerSec);
+  if (t.minMBPerSec !== undefined) {
+    const mb = (v: number): number => (v * ours.size) / 1e6;
+    return judged(mb(ours.value), mb(ours.min), mb(ours.max), mb(ours.value) >= t.minMBPerSec);
+  }
+  if (t.maxP50Us !== undefined) return judged(ours.value, ours.min, ours.max, ours.value <= t.maxP50Us);
+  if (t.maxRatio !== undefined && t.compareTo) {
+    const base = figures.find((f) => f.mechanism === (t.compareTo!.mechanism ?? t.mechanism) && f.variant === t.compareTo!.variant && f.metric === t.metric && (t.size === undefined || f.size === t.size));
+    if (!base) return { ...t, notMeasured: `the reference ${t.compareTo.variant} is not part of this run` };
+    if (base.notMeasured) return { ...t, notMeasured: `the reference ${base.variant} was not measured: ${base.notMeasured}` };
+    // RTT: ours / theirs; one-way: theirs / ours (both "how many times worse").
+    const s: Summary = t.metric === 'rtt' ? ratioOfRounds(ours.perRound.map((v) => v ?? undefined), base.perRound.map((v) => v ?? undefined)) : ratioOfRounds(base.perRound.map((v) => v ?? undefined), ours.perRound.map((v) => v ?? undefined));
+    if (!s.rounds) return { ...t, notMeasured: `no round measured both this and ${base.variant}` };
+    return judged(s.median, s.min, s.max, s.median <= t.maxRatio);
+  }
+  return { ...t, notMeasured: 'the target names no threshold' };
+}
+
+// --- formatting (the table, --compare, the README) ---
+
+export function sizeLabel(size: number): string {
+  return size === 0 ? '-' : size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
+}
+
+export function fmtUs(us: number): string {
+  return us < 10 ? us.toFixed(2) : us < 10_000 ? us.toFixed(1) : `${(us / 1000).toFixed(1)}k`;
+}
+
+export function fmtRate(r: number): string {
+  return r >= 1e6 ? `${(r / 1e6).toFixed(2)}M` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r.toFixed(0);
+}
+
+/** A figure's headline value with its unit: "69.1 us", "3.69M msg/s". */
+export function fmtValue(metric: Metric, v: number): string {
+  if (!Number.isFinite(v)) return '-';
+  return metric === 'rtt' ? `${fmtUs(v)} us` : `${fmtRate(v)}/s`;
+}
+
+/** "69.1 us (66.0-75.2)" or "3.69M/s 236 MB/s (3.1M-3.8M)"; NOT MEASURED when it was not. */
+export function fmtFigure(f: ReportFigure | undefined): string {
+  if (!f) return '-';
+  if (f.notMeasured) return 'NOT MEASURED';
+  const spread = f.rounds > 1 ? ` (${f.metric === 'rtt' ? `${fmtUs(f.min)}-${fmtUs(f.max)}` : `${fmtRate(f.min)}-${fmtRate(f.max)}`})` : '';
+  if (f.metric === 'rtt') return `${fmtValue('rtt', f.value)}${spread}`;
+  const mb = f.mbPerSec ?? 0;
+  return `${fmtValue('throughput', f.value)} ${mb >= 1000 ? `${(mb / 1000).toFixed(2)} GB/s` : `${mb.toFixed(0)} MB/s`}${spread}`;
+}
+
+export function fmtRatio(r: Ratio | undefined): string {
+  if (!r) return '';
+  return r.rounds > 1 ? `${r.ratio.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)})` : `${r.ratio.toFixed(2)}x`;
+}
+
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** The main table: one row per figure of ours, its C reference and the Node baselines beside it. */
+export function mainTable(figures: ReportFigure[]): string {
+  const node = (variant: string, f: ReportFigure): ReportFigure | undefined => figures.find((b) => b.mechanism === 'node' && b.variant === variant && b.metric === f.metric && b.size === f.size);
+  const rows: string[][] = [['mechanism', 'variant', 'size', 'metric', 'ipckit', 'C reference', 'vs C', 'process.send', 'vs send', 'stdio framing', 'vs stdio']];
+  for (const f of figures.filter((x) => x.role === 'ipckit')) {
+    rows.push([
+      f.mechanism,
+      f.variant,
+      sizeLabel(f.size),
+      f.metric === 'rtt' ? 'RTT p50' : 'one-way',
+      fmtFigure(f),
+      fmtFigure(cReference(figures, f)),
+      fmtRatio(f.vsC),
+      fmtFigure(node('process.send', f)),
+      fmtRatio(f.vsSend),
+      fmtFigure(node('stdio framing', f)),
+      fmtRatio(f.vsStdio),
+    ]);
+  }
+  return table(rows);
+}
+
+/** One line per target: [met] / [MISSED] (with the measured cause) / [NOT MEASURED] (with why). */
+export function targetLines(results: TargetResult[]): string[] {
+  const out: string[] = [];
+  for (const r of results) {
+    const status = r.met === undefined ? 'NOT MEASURED' : r.met ? 'met' : 'MISSED';
+    let value = '';
+    if (r.value !== undefined) {
+      const f = (v: number): string =>
+        r.maxRatio !== undefined ? `${v.toFixed(2)}x` : r.minMBPerSec !== undefined ? `${(v / 1000).toFixed(2)} GB/s` : r.maxP50Us !== undefined ? `${v.toFixed(2)} us` : `${Math.round(v).toLocaleString('en-US')} msg/s`;
+      value = ` (${f(r.value)}${r.min !== undefined && r.max !== undefined && r.min !== r.max ? `; rounds ${f(r.min)} to ${f(r.max)}` : ''})`;
+    }
+    out.push(`  [${status}] ${r.text}${value}`);
+    if (r.met === false && r.ifMissed) out.push(`      why: ${r.ifMissed}`);
+    if (r.met === undefined && r.notMeasured) out.push(`      why: ${r.notMeasured}`);
+  }
+  return out;
+}
+
+/** The JSON document `ipckit bench` writes (docs/bench.md). */
+export interface BenchReport {
+  schemaVersion: number;
+  date: string;
+  quick: boolean;
+  machine: { cpuModel?: string; cpus: number; memoryGiB: number; kernel: string; node: string; cc: string; load?: number[] };
+  budget: unknown;
+  rounds: number;
+  seconds: number;
+  cases: Array<{ name: string; title: string; seconds: number[] }>;
+  figures: ReportFigure[];
+  targets: TargetResult[];
+  notes: string[];
+}
+
+/** A short machine line: "2 CPUs (AMD EPYC), Linux 6.18, Node v20.20.2". */
+export function machineLine(m: BenchReport['machine']): string {
+  return `${m.cpus} CPUs (${m.cpuModel ?? '?'}), Linux ${m.kernel}, Node ${m.node}`;
+}

@@ -1,0 +1,226 @@
+/**
+ * `ipckit bench`'s machinery: the statistics (median, spread, ratio as the median of
+ * per-round ratios, warm-up until steady), the report built from rounds, --compare on two
+ * JSON files, --html (one <svg> per metric, nothing fetched), the README table, and one
+ * real `ipckit bench --quick --only signal` run end to end. Speed is never asserted here.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { compareReports, readReport } from '../bench/compare.js';
+import type { Figure } from '../bench/harness.js';
+import { renderHtml } from '../bench/html.js';
+import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
+import { aggregate, evaluate, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
+import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
+import { repoRoot, runCli, scratchPath } from './helpers.js';
+
+describe('bench statistics', () => {
+  it('median of odd and even counts, ignoring non-finite values', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.equal(median([5, NaN, 1, Infinity, 3]), 3);
+    assert.ok(Number.isNaN(median([])));
+  });
+
+  it('summarize: median and min-max spread over the rounds that have a value', () => {
+    assert.deepEqual(summarize([10, undefined, 30, 20]), { median: 20, min: 10, max: 30, rounds: 3 });
+    assert.deepEqual(summarize([undefined]), { median: NaN, min: NaN, max: NaN, rounds: 0 });
+  });
+
+  it('a ratio is the median of per-round ratios, not the ratio of the medians', () => {
+    // Round 2 is loaded for both sides: its ratio is still 2.
+    const ours = [20, 200, 22];
+    const theirs = [10, 100, 10];
+    const r = ratioOfRounds(ours, theirs);
+    assert.equal(r.median, 2);
+    assert.equal(r.min, 2);
+    assert.equal(r.max, 2.2);
+    assert.equal(r.rounds, 3);
+    assert.notEqual(median(ours) / median(theirs), r.median); // 22 / 10
+    // Rounds where one side is missing are left out of the pairing.
+    assert.deepEqual(ratioOfRounds([4, undefined, 9], [2, 5, 3]), { median: 2.5, min: 2, max: 3, rounds: 2 });
+  });
+
+  it('moved: only when the two ranges of rounds do not overlap', () => {
+    const s = (min: number, max: number) => ({ median: (min + max) / 2, min, max, rounds: 3 });
+    assert.equal(moved(s(10, 12), s(11, 13)), false);
+    assert.equal(moved(s(10, 12), s(12.5, 14)), true);
+    assert.equal(moved(s(10, 12), s(7, 9)), true);
+    assert.equal(moved(s(10, 12), { median: NaN, min: NaN, max: NaN, rounds: 0 }), false);
+  });
+
+  it('Steady: ends when two successive windows agree within the tolerance, or at the cap', () => {
+    const steady = new Steady({ tolerance: 0.05, windowSeconds: 0.1, capSeconds: 1 });
+    assert.equal(steady.window(100, 0.1), false); // first window: nothing to compare with
+    assert.equal(steady.window(150, 0.2), false); // still warming (50% apart)
+    assert.equal(steady.window(160, 0.3), false); // 6.25% apart
+    assert.equal(steady.window(163, 0.4), true); // 1.8% apart: steady
+    assert.equal(steady.steady, true);
+    assert.equal(steady.windows, 4);
+    const never = new Steady({ tolerance: 0.05, windowSeconds: 0.1, capSeconds: 0.3 });
+    assert.equal(never.window(1, 0.1), false);
+    assert.equal(never.window(2, 0.2), false);
+    assert.equal(never.window(4, 0.3), true); // the cap
+    assert.equal(never.steady, false);
+  });
+});
+
+const fig = (variant: string, role: Figure['role'], mechanism: string, metric: Figure['metric'], size: number, v: number): Figure =>
+  metric === 'rtt' ? { mechanism, variant, role, metric, size, n: 100, p50Us: v, p99Us: v * 2 } : { mechanism, variant, role, metric, size, n: 100, msgsPerSec: v, mbPerSec: (v * size) / 1e6 };
+
+/** Three rounds of a pipe case with its C reference and both Node baselines. */
+function rounds(scale = 1, cMissing = false): Figure[][] {
+  return [1, 1.5, 1.1].map((load) => [
+    fig('process.send', 'node', 'node', 'rtt', 64, 80 * load),
+    fig('stdio framing', 'node', 'node', 'rtt', 64, 75 * load),
+    fig('process.send', 'node', 'node', 'throughput', 64, 700_000 / load),
+    fig('ipckit', 'ipckit', 'pipe', 'rtt', 64, 70 * load * scale),
+    fig('ipckit', 'ipckit', 'pipe', 'throughput', 64, (3_000_000 / load) * (2 - scale)),
+    cMissing ? { mechanism: 'pipe', variant: 'C pipe(2)', role: 'c' as const, metric: 'rtt' as const, size: 64, n: 0, notMeasured: 'C reference pipe lat 64: did not finish within its time limit of 30 s and was killed: it stalled' } : fig('C pipe(2)', 'c', 'pipe', 'rtt', 64, 60 * load),
+    fig('C pipe(2)', 'c', 'pipe', 'throughput', 64, 1_000_000 / load),
+  ]);
+}
+
+function report(scale = 1, cMissing = false): BenchReport {
+  const figures = aggregate(rounds(scale, cMissing));
+  const targets = [
+    { mechanism: 'pipe', metric: 'rtt' as const, size: 64, maxRatio: 1.5, compareTo: { variant: 'C pipe(2)' }, text: 'pipe RTT at 64 B <= 1.5x C' },
+    { mechanism: 'pipe', metric: 'throughput' as const, size: 64, minMsgsPerSec: 1_000_000, text: 'pipe one-way at 64 B >= 1,000,000 msg/s' },
+  ].map((t) => evaluate(t, figures));
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    date: '2026-12-02T22:00:00.000Z',
+    quick: false,
+    machine: { cpuModel: 'AMD EPYC', cpus: 2, memoryGiB: 4, kernel: '6.18.44', node: 'v20.20.2', cc: 'cc (Debian 14.2.0) 14.2.0', load: [3.5, 3, 2] },
+    budget: {},
+    rounds: 3,
+    seconds: 1,
+    cases: [{ name: 'pipe', title: 'anonymous pipe', seconds: [1, 1, 1] }],
+    figures,
+    targets,
+    notes: ['a note'],
+  };
+}
+
+describe('bench report', () => {
+  it('figures are medians of their rounds with the spread; vs C and vs Node are medians of per-round ratios', () => {
+    const r = report();
+    const rtt = r.figures.find((f) => f.mechanism === 'pipe' && f.role === 'ipckit' && f.metric === 'rtt')!;
+    assert.equal(rtt.rounds, 3);
+    assert.equal(rtt.value, 77);
+    assert.equal(rtt.min, 70);
+    assert.equal(rtt.max, 105);
+    assert.deepEqual(rtt.perRound, [70, 105, 77]);
+    assert.equal(rtt.n, 300);
+    assert.ok(Math.abs(rtt.vsC!.ratio - 70 / 60) < 1e-9);
+    assert.equal(rtt.vsC!.against, 'C pipe(2)');
+    assert.ok(Math.abs(rtt.vsSend!.ratio - 70 / 80) < 1e-9);
+    assert.ok(Math.abs(rtt.vsStdio!.ratio - 70 / 75) < 1e-9);
+    const met = r.targets.find((t) => t.maxRatio !== undefined)!;
+    assert.equal(met.met, true);
+    assert.ok(Math.abs(met.value! - 70 / 60) < 1e-9);
+  });
+
+  it('a C reference that was not measured makes its figure and its targets NOT MEASURED, with the cause', () => {
+    const r = report(1, true);
+    const c = r.figures.find((f) => f.role === 'c' && f.metric === 'rtt')!;
+    assert.equal(c.rounds, 0);
+    assert.match(c.notMeasured!, /time limit of 30 s/);
+    const t = r.targets.find((x) => x.maxRatio !== undefined)!;
+    assert.equal(t.met, undefined);
+    assert.match(t.notMeasured!, /C pipe\(2\) was not measured: .*killed/);
+  });
+});
+
+describe('bench --compare, --html, --readme', () => {
+  it('--compare prints every figure that moved beyond its spread, and only those', async () => {
+    const oldPath = scratchPath('old.json');
+    const newPath = scratchPath('new.json');
+    writeFileSync(oldPath, JSON.stringify(report(1)));
+    writeFileSync(newPath, JSON.stringify(report(1.6))); // ours: RTT 1.6x, one-way 0.4x; references unchanged
+    const r = await runCli(['bench', '--compare', oldPath, newPath], { timeoutMs: 60_000 }).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /2 figures moved beyond their spread/);
+    const rows = r.stdout.split('\n').filter((l) => /^pipe\s/.test(l));
+    assert.equal(rows.length, 2, r.stdout);
+    assert.ok(rows.some((l) => /RTT p50.*1\.60x\s+worse/.test(l)), r.stdout);
+    assert.ok(rows.some((l) => /one-way.*0\.40x\s+worse/.test(l)), r.stdout);
+    assert.doesNotMatch(r.stdout, /C pipe\(2\)|process\.send\s/);
+    // The same file twice: nothing moved.
+    const same = compareReports(readReport(oldPath), readReport(oldPath));
+    assert.match(same, /No figure moved beyond its spread/);
+  });
+
+  it('--compare refuses a JSON file without the schemaVersion it reads', () => {
+    const p = scratchPath('v1.json');
+    writeFileSync(p, JSON.stringify({ date: 'x', figures: [] }));
+    assert.throws(() => readReport(p), /schemaVersion \(none/);
+  });
+
+  it('--html: one self-contained page, one <svg> per metric, the machine named, nothing fetched', () => {
+    const html = renderHtml(report(1, true));
+    assert.equal((html.match(/<svg\b/g) ?? []).length, 2);
+    assert.doesNotMatch(html, /https?:\/\/|<script|<link|src=|@import|url\(/i);
+    assert.match(html, /AMD EPYC/);
+    assert.match(html, /Linux 6\.18\.44/);
+    assert.match(html, /Node v20\.20\.2/);
+    assert.match(html, /NOT MEASURED/);
+    assert.match(html, /class="t"/); // a target drawn
+  });
+
+  it('--readme: the table names the machine, says figures differ by machine, and replaces only the marked part', () => {
+    const section = readmeSection(report());
+    assert.match(section, /AMD EPYC/);
+    assert.match(section, /differ by machine/);
+    assert.match(section, /\| pipe \| 77\.0 µs \| 1\.17x \| 2\.73M msg\/s \| — \|/);
+    const readme = `# x\n\nbefore\n${START_MARK}\nold table\n${END_MARK}\nafter\n`;
+    const out = replaceSection(readme, section);
+    assert.ok(out.startsWith(`# x\n\nbefore\n${START_MARK}\n`));
+    assert.ok(out.endsWith(`${END_MARK}\nafter\n`));
+    assert.doesNotMatch(out, /old table/);
+  });
+});
+
+describe('docs/bench.md', () => {
+  it('has the common headings, in order, and documents every field of the JSON', () => {
+    const md = readFileSync(join(repoRoot, 'docs', 'bench.md'), 'utf8');
+    assert.deepEqual([...md.matchAll(/^## (.+)$/gm)].map((m) => m[1]), ['What it is', 'Guarantees', 'Limits', 'System calls', 'API', 'Errors', 'Example']);
+    const documented = (field: string): boolean => md.includes(`\`${field}\``) || md.includes(`\`${field}[]\``);
+    const r = report();
+    for (const k of Object.keys(r)) assert.ok(documented(k), `docs/bench.md documents ${k}`);
+    for (const k of Object.keys(r.machine)) assert.ok(documented(k), `docs/bench.md documents machine.${k}`);
+    for (const f of r.figures) for (const k of Object.keys(f)) assert.ok(documented(k), `docs/bench.md documents figures[].${k}`);
+    for (const t of r.targets) for (const k of Object.keys(t)) assert.ok(documented(k), `docs/bench.md documents targets[].${k}`);
+  });
+});
+
+describe('ipckit bench, a real run', () => {
+  it('--quick --only signal --rounds 2: JSON with schemaVersion, rounds, the signal case against C; HTML written', { timeout: 300_000 }, async () => {
+    const out = scratchPath('run.json');
+    const html = scratchPath('run.html');
+    const r = await runCli(['bench', '--quick', '--only', 'signal', '--rounds', '2', '--out', out, '--html', html], { timeoutMs: 280_000 }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    assert.equal(j.schemaVersion, SCHEMA_VERSION);
+    assert.equal(j.rounds, 2);
+    assert.equal(j.quick, true);
+    assert.ok(j.machine.node.startsWith('v'));
+    assert.deepEqual(j.cases.map((c) => c.name), ['node', 'signal']);
+    assert.ok(j.cases.every((c) => c.seconds.length === 2));
+    const ours = j.figures.find((f) => f.mechanism === 'signal' && f.role === 'ipckit')!;
+    assert.ok(ours, r.stdout);
+    assert.equal(ours.perRound.length, 2);
+    assert.ok(ours.rounds >= 1);
+    assert.ok(ours.min <= ours.value && ours.value <= ours.max);
+    const c = j.figures.find((f) => f.mechanism === 'signal' && f.role === 'c');
+    // The C reference was measured, or the JSON says exactly why not.
+    assert.ok(c && (c.rounds > 0 || (c.notMeasured ?? '').length > 0), JSON.stringify(c));
+    if (c!.rounds > 0) assert.equal(ours.vsC?.against, 'C sigqueue/sigwaitinfo');
+    assert.match(r.stdout, /signal\s+ipckit\s+-\s+RTT p50/);
+    assert.equal((readFileSync(html, 'utf8').match(/<svg\b/g) ?? []).length, 2);
+    // Not a terminal: no progress line on stderr.
+    assert.doesNotMatch(r.stderr, /round 1\/2/);
+  });
+});
