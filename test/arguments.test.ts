@@ -326,6 +326,15 @@ const TABLE: Record<string, () => Case[]> = {
   isIpcError: () => [['an unknown code', () => isIpcError(new Error('x'), bad('ERR_TIMEOUT')), /code/]],
   'bytesCodec.encode': () => [['a string', () => bytesCodec.encode(bad('x')), /message must be a Uint8Array/]],
   'bytesCodec.decode': () => [['a string', () => bytesCodec.decode(bad('x')), /bytes/]],
+  listObjects: () => [
+    ['an unknown kind', () => api.listObjects({ kind: bad('tape') }), /kind/],
+    ['an owner that is a string', () => api.listObjects({ owner: bad('root') }), /owner/],
+  ],
+  listObjectsDetailed: () => [['paths that is a string', () => api.listObjectsDetailed({ paths: bad('/tmp') }), /paths/]],
+  collectGarbage: () => [
+    ['dryRun that is a string', () => api.collectGarbage({ dryRun: bad('yes') }), /dryRun/],
+    ['foreign that is a string', () => api.collectGarbage({ foreign: bad('/x') }), /foreign/],
+  ],
   json: () => [['validate that is a string', () => api.json(bad({ validate: 'strict' })), /validate/]],
   structured: () => [['validate that is an object', () => api.structured(bad({ validate: {} })), /validate/]],
   'utf8Codec.encode': () => [['a number', () => utf8Codec.encode(bad(5)), /message must be a string/]],

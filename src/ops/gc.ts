@@ -150,12 +150,18 @@ function matches(o: IpcObject, name: string): boolean {
  * never a persistent one), and the foreign objects named in `foreign` that nobody holds.
  * One result per ipckit object looked at and per foreign name.
  */
-export async function collectGarbage(options: GcOptions = {}): Promise<GcResult[]> {
+export function collectGarbage(options: GcOptions = {}): Promise<GcResult[]> {
+  // Bad options throw here, synchronously, as every entry point's do.
+  validate.object('options', options);
   const dryRun = validate.optionalBoolean('dryRun', options.dryRun) ?? false;
   if (options.foreign !== undefined && (!Array.isArray(options.foreign) || options.foreign.some((f) => typeof f !== 'string' || f === ''))) throw invalidArgument('foreign must be an array of object names');
   if (options.prefix !== undefined && typeof options.prefix !== 'string') throw invalidArgument('prefix must be a string');
   const foreign = options.foreign ?? [];
   if (options.paths !== undefined && (!Array.isArray(options.paths) || options.paths.some((p) => typeof p !== 'string'))) throw invalidArgument('paths must be an array of paths');
+  return collect(options, dryRun, foreign);
+}
+
+async function collect(options: GcOptions, dryRun: boolean, foreign: string[]): Promise<GcResult[]> {
   const { objects } = await listObjectsDetailed({ ...(options.prefix !== undefined ? { prefix: options.prefix } : {}), ...(options.paths ? { paths: options.paths } : {}) });
   const results: GcResult[] = [];
   for (const o of objects) {

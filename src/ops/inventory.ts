@@ -24,6 +24,7 @@
 import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { invalidArgument } from '../core/errors.js';
+import * as validate from '../core/validate.js';
 import { mqueueMount } from './doctor.js';
 import { isProcessAlive } from '../os/liveness.js';
 import { native } from '../os/native.js';
@@ -642,8 +643,18 @@ export function hasPrefix(o: Pick<IpcObject, 'name' | 'kind'>, prefix: string): 
 }
 
 /** Every IPC object the caller can see, with its holders and state (see the top of this file). */
-export async function listObjectsDetailed(options: ListOptions = {}, scan?: HolderScan): Promise<Inventory> {
+export function listObjectsDetailed(options: ListOptions = {}, scan?: HolderScan): Promise<Inventory> {
+  // Bad options throw here, synchronously, as every entry point's do.
+  validate.object('options', options);
   const want = kinds(options.kind);
+  validate.optionalInteger('owner', options.owner, 0, 2 ** 32 - 1);
+  validate.optionalBoolean('abandoned', options.abandoned);
+  validate.optionalString('prefix', options.prefix);
+  if (options.paths !== undefined && (!Array.isArray(options.paths) || options.paths.some((p) => typeof p !== 'string'))) throw invalidArgument('paths must be an array of paths');
+  return collect(options, want, scan);
+}
+
+async function collect(options: ListOptions, want: Set<InventoryKind>, scan: HolderScan | undefined): Promise<Inventory> {
   const notes: string[] = [];
   const holders = scan ?? (await scanHolders());
   if (holders.hidden) notes.push(`${holders.hidden}: nothing can be proved abandoned`);
@@ -666,6 +677,6 @@ export async function listObjectsDetailed(options: ListOptions = {}, scan?: Hold
 }
 
 /** `ipckit ls`: every IPC object the caller can see (see listObjectsDetailed for the notes on what could not be seen). */
-export async function listObjects(options: ListOptions = {}): Promise<IpcObject[]> {
-  return (await listObjectsDetailed(options)).objects;
+export function listObjects(options: ListOptions = {}): Promise<IpcObject[]> {
+  return listObjectsDetailed(options).then((inventory) => inventory.objects);
 }
