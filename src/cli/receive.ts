@@ -70,7 +70,11 @@ export async function receiveLoop<T>(source: Source<T>, options: ReceiveLoopOpti
         const t = left();
         m = await source.receive(t === undefined ? undefined : { timeout: t });
       } catch (e) {
-        if (isIpcError(e, 'ERR_IPCKIT_TIMEOUT') && deadline !== undefined && left() === 0) throw timedOut(what, timeout!, n, count);
+        if (isIpcError(e, 'ERR_IPCKIT_TIMEOUT') && deadline !== undefined) {
+          // A source's timer may fire a moment before our deadline: wait out what is left.
+          if (left() === 0) throw timedOut(what, timeout!, n, count);
+          continue;
+        }
         if (isIpcError(e, 'ERR_IPCKIT_CLOSED')) {
           if (count === undefined) return 0;
           if (options.endIsFinal === false && (deadline === undefined || left()! > 0)) {
