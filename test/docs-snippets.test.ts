@@ -17,6 +17,8 @@ interface Snippet {
   where: string;
   file: string;
   code: string;
+  /** A ```js block: checked as JavaScript (its calls and names against our types), not as strict TypeScript. */
+  js: boolean;
 }
 
 function snippets(): Snippet[] {
@@ -30,8 +32,9 @@ function snippets(): Snippet[] {
       const parts = m[2]!.split(/^(?=\/\/ [\w./-]+\.(?:ts|js|mjs)\b)/m).filter((p) => p.trim() !== '');
       parts.forEach((code, part) => {
         const named = /^\/\/ ([\w./-]+)\.(?:ts|js|mjs)\b/.exec(code)?.[1];
-        const file = `${page.replace(/[/.]/g, '_')}_${block}_${part}.ts`;
-        out.push({ where: `${page}, block ${block}${named ? `, ${named}` : ''}`, file, code });
+        const js = m[1] === 'js';
+        const file = `${page.replace(/[/.]/g, '_')}_${block}_${part}.${js ? 'mjs' : 'ts'}`;
+        out.push({ where: `${page}, block ${block}${named ? `, ${named}` : ''}`, file, code, js });
       });
     }
   }
@@ -49,26 +52,35 @@ describe('docs snippets', () => {
     assert.ok(all.length >= 25, `found ${all.length}`);
   });
 
-  it('every snippet type-checks under strict against the package types', () => {
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
+  /** The diagnostics of compiling these snippets with `options`. */
+  function check(snippets: Snippet[], options: ts.CompilerOptions): string[] {
     // `export {}` makes each file a module of its own, as each would be on disk.
-    for (const s of all) writeFileSync(join(dir, s.file), `${s.code}\nexport {};\n`);
-    const program = ts.createProgram(all.map((s) => join(dir, s.file)), {
+    for (const s of snippets) writeFileSync(join(dir, s.file), `${s.code}\nexport {};\n`);
+    const program = ts.createProgram(snippets.map((s) => join(dir, s.file)), {
       module: ts.ModuleKind.Node16,
       moduleResolution: ts.ModuleResolutionKind.Node16,
       target: ts.ScriptTarget.ES2022,
-      strict: true,
       noEmit: true,
       skipLibCheck: true,
       types: ['node'],
+      ...options,
     });
-    const where = new Map(all.map((s) => [join(dir, s.file), s.where]));
-    const problems = ts.getPreEmitDiagnostics(program).map((d) => {
+    const where = new Map(snippets.map((s) => [join(dir, s.file), s.where]));
+    return ts.getPreEmitDiagnostics(program).map((d) => {
       const at = d.file ? `${where.get(d.file.fileName) ?? d.file.fileName}, line ${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}: ` : '';
       return at + ts.flattenDiagnosticMessageText(d.messageText, '\n');
     });
-    assert.deepEqual(problems, []);
+  }
+
+  it('every TypeScript snippet type-checks under strict against the package types', () => {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    assert.deepEqual(check(all.filter((s) => !s.js), { strict: true }), []);
+  });
+
+  it('every JavaScript snippet checks against the package types (checkJs: names, calls, arity)', () => {
+    mkdirSync(dir, { recursive: true });
+    assert.deepEqual(check(all.filter((s) => s.js), { allowJs: true, checkJs: true }), []);
   });
 
   it('no snippet uses `using` or `await using` (a SyntaxError on Node 20)', () => {
@@ -82,7 +94,7 @@ describe('docs snippets', () => {
     for (const s of all) {
       // ESNext keeps the syntax as written: nothing is lowered for an older runtime.
       const js = ts.transpileModule(s.code, { compilerOptions: { target: ts.ScriptTarget.ESNext, module: ts.ModuleKind.ESNext } }).outputText;
-      const path = join(dir, s.file.replace(/\.ts$/, '.mjs'));
+      const path = join(dir, s.file.replace(/\.(ts|mjs)$/, '.check.mjs'));
       writeFileSync(path, js);
       const r = await run(process.execPath, ['--check', path]).done;
       if (r.code !== 0) failures.push(`${s.where}: ${r.stderr.split('\n').find((l) => /Error/.test(l)) ?? r.stderr}`);
