@@ -206,8 +206,10 @@ export class RingReceiver<T> implements Receiver<T> {
       let deep = false;
       for (;;) {
         if (deadline !== undefined && now() >= deadline) throw timeoutError('receive', ms!);
-        mem.store(W_CONSUMER_SLEEPING, 1);
+        // The signal before the flag: a waker that clears a stale flag bumps the signal after
+        // this read, so the wait below returns at once instead of missing the wake-up.
         const seq = mem.load(W_DATA_SIGNAL);
+        mem.store(W_CONSUMER_SLEEPING, 1);
         if (this.#find(false) < 0) {
           const r = mem.waitSync(W_DATA_SIGNAL, seq, remaining(deadline));
           if (r < 0) throw errnoError(-r, 'futex', 'receive');
@@ -503,8 +505,10 @@ export class RingReceiver<T> implements Receiver<T> {
         });
         return;
       }
-      mem.store(W_CONSUMER_SLEEPING, 1);
+      // The signal before the flag: a waker that clears a stale flag bumps the signal after
+      // this read, so the wait below returns at once instead of missing the wake-up.
       const seq = mem.load(W_DATA_SIGNAL);
+      mem.store(W_CONSUMER_SLEEPING, 1);
       this.#deliver(false);
       if (this.#waiters.length === 0) return;
       this.#wait.sleep(seq);

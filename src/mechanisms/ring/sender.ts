@@ -299,8 +299,10 @@ export class RingSender<T> implements Sender<T> {
         if (r === 'busy') {
           mem.waitSync(W_CLAIM_LOCK, mem.load(W_CLAIM_LOCK), 1);
         } else {
-          mem.store(W_PRODUCER_SLEEPING, 1);
+          // The signal before the flag: a waker that clears a stale flag bumps the signal after
+          // this read, so the wait below returns at once instead of missing the wake-up.
           const seq = mem.load(W_SPACE_SIGNAL);
+          mem.store(W_PRODUCER_SLEEPING, 1);
           r = this.#place(payload);
           if (r === 'ok') return this.#publish();
           const res = mem.waitSync(W_SPACE_SIGNAL, seq, remaining(deadline));
@@ -555,8 +557,10 @@ export class RingSender<T> implements Sender<T> {
         this.#wait.retry(() => this.#arm(this.#wait.deepDue()), 1);
         return;
       }
-      mem.store(W_PRODUCER_SLEEPING, 1);
+      // The signal before the flag: a waker that clears a stale flag bumps the signal after
+      // this read, so the wait below returns at once instead of missing the wake-up.
       const seq = mem.load(W_SPACE_SIGNAL);
+      mem.store(W_PRODUCER_SLEEPING, 1);
       r = this.#admit();
       if (this.#waiting.length === 0) return;
       this.#wait.sleep(seq);

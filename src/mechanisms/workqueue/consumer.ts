@@ -110,8 +110,10 @@ export class Consumer<T> {
         const end = core.drained();
         if (end) throw end;
         if (deadline !== undefined && now() >= deadline) throw timeoutError('get', ms!);
-        mem.store(W_GETTERS_SLEEPING, 1);
+        // The signal before the flag: a waker that clears a stale flag bumps the signal after
+        // this read, so the wait below returns at once instead of missing the wake-up.
         const seq = mem.load(W_ITEMS_SIGNAL);
+        mem.store(W_GETTERS_SLEEPING, 1);
         job = core.take();
         if (job) return job;
         const left = deadline === undefined ? SLICE_MS : Math.max(0, Math.min(SLICE_MS, deadline - now()));
@@ -252,8 +254,10 @@ export class Consumer<T> {
         this.#getters.rejectAll(end);
         return;
       }
-      mem.store(W_GETTERS_SLEEPING, 1);
+      // The signal before the flag: a waker that clears a stale flag bumps the signal after
+      // this read, so the wait below returns at once instead of missing the wake-up.
       const seq = mem.load(W_ITEMS_SIGNAL);
+      mem.store(W_GETTERS_SLEEPING, 1);
       this.#deliver();
       if (this.#getters.length === 0) return;
       this.#items.sleep(seq);
@@ -274,8 +278,10 @@ export class Consumer<T> {
         return;
       }
       if (this.#joiners.length === 0) return;
-      mem.store(W_JOINERS_SLEEPING, 1);
+      // The signal before the flag: a waker that clears a stale flag bumps the signal after
+      // this read, so the wait below returns at once instead of missing the wake-up.
       const seq = mem.load(W_DONE_SIGNAL);
+      mem.store(W_JOINERS_SLEEPING, 1);
       if (core.unfinished() === 0) {
         while (this.#joiners.resolveNext(undefined));
         return;

@@ -152,8 +152,10 @@ export class Producer<T> {
       core.maintain(deep);
       this.#admit();
       if (this.#putters.length === 0) return;
-      mem.store(W_PUTTERS_SLEEPING, 1);
+      // The signal before the flag: a waker that clears a stale flag bumps the signal after
+      // this read, so the wait below returns at once instead of missing the wake-up.
       const seq = mem.load(W_SPACE_SIGNAL);
+      mem.store(W_PUTTERS_SLEEPING, 1);
       this.#admit();
       if (this.#putters.length === 0) return;
       this.#wait.sleep(seq);
