@@ -1,10 +1,9 @@
 /** `ipckit lock PATH [flags] -- COMMAND` (like flock(1)) and `ipckit lock info PATH`. */
-import { constants as osConstants } from 'node:os';
 import { openFileLock, type LockRange } from '../mechanisms/lock/file-lock.js';
-import { startChild } from '../os/child.js';
+import { runWhileHeld } from './run-held.js';
 import { locksOn } from '../os/proc-locks.js';
 import { FLAGS, parseSize, UsageError, type Group } from './command.js';
-import { note, printResult, withWaitingNote } from './output.js';
+import { printResult, withWaitingNote } from './output.js';
 
 /** `START:LENGTH` with sizes like 4K; LENGTH 0 is to the end of the file. */
 function parseRange(text: string): LockRange {
@@ -46,17 +45,9 @@ export const group: Group = {
           const held = await withWaitingNote(`waiting for the lock on ${path}…`, flags.quiet === true, () =>
             lock.lock({ shared: flags.shared === true, ...(range ? { range } : {}), ...(timeout !== undefined ? { timeout } : {}) }),
           );
-          // The command dies with us: the lock is held for it only as long as we live.
-          let started;
-          try {
-            started = startChild(command, 'inherit', { dieWithParent: true });
-          } catch (e) {
-            note(`cannot run ${command[0]}: ${(e as Error).message}`);
-            return 127;
-          }
-          const exit = await started.exited.catch(() => ({ exitCode: 127, signal: null }));
+          const status = await runWhileHeld(command);
           held.release();
-          return exit.exitCode ?? 128 + (exit.signal ? (osConstants.signals[exit.signal] ?? 0) : 0);
+          return status;
         } finally {
           await lock.close();
         }

@@ -1,7 +1,7 @@
 /** `ipckit ls [PATH...]`: every IPC object of this host the caller can see, who holds it, and whether it is abandoned. */
 import { readFileSync } from 'node:fs';
 import { INVENTORY_KINDS, listObjectsDetailed, type InventoryKind, type IpcObject, type ListOptions } from '../ops/inventory.js';
-import { FLAGS, UsageError, type Group } from './command.js';
+import { UsageError, type Group } from './command.js';
 import { humanBytes } from './doctor.js';
 import { note, write } from './output.js';
 

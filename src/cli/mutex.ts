@@ -1,7 +1,6 @@
 /** `ipckit mutex create|run|info|rm`: the robust cross-process mutex, e.g. to serialize scripts. */
-import { constants as osConstants } from 'node:os';
 import { createMutex, openMutex, unlinkMutex } from '../mechanisms/mutex/mutex.js';
-import { startChild } from '../os/child.js';
+import { runWhileHeld } from './run-held.js';
 import { FLAGS, OWNER_FLAGS, type Group } from './command.js';
 import { ownerCheck } from './mqueue.js';
 import { note, printResult, withWaitingNote } from './output.js';
@@ -43,18 +42,10 @@ export const group: Group = {
             note(`the previous holder of mutex ${name} died while holding it; running the command anyway`);
             m.markConsistent();
           }
-          // The command dies with us: the lock is held for it only as long as we live (the
-          // next holder then hears ownerDied), so it must not run on unprotected.
-          let started;
-          try {
-            started = startChild(command, 'inherit', { dieWithParent: true });
-          } catch (e) {
-            note(`cannot run ${command[0]}: ${(e as Error).message}`);
-            return 127;
-          }
-          const exit = await started.exited.catch(() => ({ exitCode: 127, signal: null }));
+          // If we die holding it, the next holder hears ownerDied.
+          const status = await runWhileHeld(command);
           m.unlock();
-          return exit.exitCode ?? 128 + (exit.signal ? (osConstants.signals[exit.signal] ?? 0) : 0);
+          return status;
         } finally {
           await m.close();
         }

@@ -2,12 +2,11 @@
  * `ipckit pool create|run|info|rm`: the bounded pool (at most N holders at once across
  * processes; a dead holder's permit comes back), e.g. to cap how many scripts run at once.
  */
-import { constants as osConstants } from 'node:os';
 import { createBoundedPool, openBoundedPool, unlinkBoundedPool } from '../mechanisms/pool/pool.js';
-import { startChild } from '../os/child.js';
+import { runWhileHeld } from './run-held.js';
 import { FLAGS, OWNER_FLAGS, UsageError, type Group } from './command.js';
 import { ownerCheck } from './mqueue.js';
-import { note, printResult, withWaitingNote } from './output.js';
+import { printResult, withWaitingNote } from './output.js';
 import { removeNamed } from './remove.js';
 
 export const group: Group = {
@@ -46,16 +45,7 @@ export const group: Group = {
         try {
           const permit = await withWaitingNote(`waiting for a permit of pool ${name}…`, flags.quiet === true, () => pool.acquire(timeout !== undefined ? { timeout } : undefined));
           try {
-            // The command dies with us: the permit is held for it only as long as we live.
-            let started;
-            try {
-              started = startChild(command, 'inherit', { dieWithParent: true });
-            } catch (e) {
-              note(`cannot run ${command[0]}: ${(e as Error).message}`);
-              return 127;
-            }
-            const exit = await started.exited.catch(() => ({ exitCode: 127, signal: null }));
-            return exit.exitCode ?? 128 + (exit.signal ? (osConstants.signals[exit.signal] ?? 0) : 0);
+            return await runWhileHeld(command);
           } finally {
             permit.release();
           }
