@@ -13,6 +13,7 @@
  * `ipckit doctor` exits 1). Nothing here changes the system.
  */
 import { existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { inOwnPidNamespace } from '../os/liveness.js';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { openMessageQueue } from '../mechanisms/mqueue/mqueue.js';
@@ -322,11 +323,11 @@ function hazards(): Finding[] {
   const nspid = /^NSpid:\s+(.+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]?.trim().split(/\s+/) ?? [];
   const container = existsSync('/.dockerenv') || existsSync('/run/.containerenv');
   out.push(
-    nspid.length > 1
+    nspid.length > 1 || inOwnPidNamespace() === true
       ? {
           id: 'hazard.pid-namespace',
           status: 'warning',
-          value: `pid ${nspid[nspid.length - 1]} here, ${nspid[0]} outside`,
+          value: nspid.length > 1 ? `pid ${nspid[nspid.length - 1]} here, ${nspid[0]} outside` : `pid ${process.pid} here; the host's pids are not visible`,
           detail: 'this process runs in its own PID namespace: a peer outside it (or in another container) is seen under another pid or not at all, so liveness checks of rings, work queues, pools and sockets are wrong across the boundary',
           fix: 'run the peers in one PID namespace (docker run --pid=host, or one pod with shareProcessNamespace)',
         }

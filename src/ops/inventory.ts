@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { invalidArgument } from '../core/errors.js';
 import * as validate from '../core/validate.js';
 import { mqueueMount } from './doctor.js';
-import { isProcessAlive } from '../os/liveness.js';
+import { inOwnPidNamespace, isProcessAlive } from '../os/liveness.js';
 import { native } from '../os/native.js';
 import { readSysvTable } from '../os/sysvipc.js';
 import { runtimeDirPath } from '../os/runtime.js';
@@ -174,13 +174,7 @@ function uidOf(pid: number): number {
 /** Why processes may be missing from /proc as we see it, if they may. */
 function blindness(): string | undefined {
   if ((process.geteuid?.() ?? 0) !== 0 && hidepid()) return '/proc is mounted with hidepid: processes of other users cannot be seen (run as root)';
-  try {
-    // The host's PID namespace has a fixed inode (PROC_PID_INIT_INO); NSpid would not tell
-    // inside a container with a /proc of its own.
-    if (readlinkSync('/proc/self/ns/pid') !== `pid:[${0xeffffffc}]`) return 'this process runs in a PID namespace of its own: processes outside it cannot be seen (run where the peers run: on the host, or in a container started with --pid=host)';
-  } catch {
-    /* no /proc/self/ns: nothing more to tell */
-  }
+  if (inOwnPidNamespace() === true) return 'this process runs in a PID namespace of its own: processes outside it cannot be seen (run where the peers run: on the host, or in a container started with --pid=host)';
   return undefined;
 }
 

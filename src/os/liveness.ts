@@ -5,7 +5,7 @@
  * process. `watchProcess` waits for an exit through a pidfd, polled by the event loop: no
  * thread, no signal, no pid-reuse race.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { cancellableWait, type WaitOptions } from '../core/channel.js';
 import { invalidArgument, IpcError, toIpcError } from '../core/errors.js';
 import { native } from './native.js';
@@ -133,3 +133,18 @@ export function watchProcess(pid: number, options?: WaitOptions): Promise<void> 
 }
 
 
+
+/**
+ * Whether this process runs in a PID namespace other than the host's: then processes
+ * outside it are not seen (or seen under other pids), and liveness checks across the
+ * boundary are wrong. The host's namespace has a fixed inode (PROC_PID_INIT_INO); NSpid
+ * alone would not tell inside a container that has a /proc of its own. Undefined when
+ * /proc cannot tell.
+ */
+export function inOwnPidNamespace(): boolean | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid') !== `pid:[${0xeffffffc}]`;
+  } catch {
+    return undefined;
+  }
+}

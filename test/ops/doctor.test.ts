@@ -118,7 +118,7 @@ describe('ipckit doctor with limits and mounts changed in private namespaces (ro
     assert.notEqual(sysctl('fs.mqueue.queues_max'), 2);
   });
 
-  it('/proc with hidepid, and systemd-logind RemoveIPC for a regular user', async () => {
+  it('/proc with hidepid, a PID namespace of its own, and systemd-logind RemoveIPC for a regular user', async () => {
     const dir = scratchDir();
     writeFileSync(join(dir, 'logind.conf'), '[Login]\nRemoveIPC=no\n');
     const doctor = `${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} doctor --json`;
@@ -135,6 +135,8 @@ describe('ipckit doctor with limits and mounts changed in private namespaces (ro
     const hidden = JSON.parse(readFileSync(join(dir, 'hidden.json'), 'utf8')) as Diagnosis;
     assert.equal(find(hidden, 'hazard.hidepid').status, 'warning');
     assert.match(String(find(hidden, 'hazard.hidepid').value), /^hidepid=(2|invisible)$/);
+    // unshare -p with a /proc of its own: NSpid there shows one pid, yet this is not the host's namespace.
+    assert.equal(find(hidden, 'hazard.pid-namespace').status, 'warning', JSON.stringify(find(hidden, 'hazard.pid-namespace')));
     const nobody = JSON.parse(readFileSync(join(dir, 'nobody.json'), 'utf8')) as Diagnosis;
     const logind = find(nobody, 'hazard.remove-ipc');
     if (logind.status !== 'ok' || logind.value !== undefined) {
