@@ -167,7 +167,14 @@ function fifoPerm(path: string, fd: number): PosixIpcPerm {
 
 /** lstat checks before any open: exists, not a symlink, a FIFO, ours. */
 function checkPath(path: string, options: OwnerCheckOptions): NativeStat {
-  const st = sys(`open FIFO ${path}`, () => native.lstat(path), { path });
+  let st: NativeStat;
+  try {
+    st = native.lstat(path);
+  } catch (e) {
+    // The same words as every named kind's: "no <kind> <name>".
+    if (errnoOf(e) === osConstants.errno.ENOENT) throw new IpcError('ERR_IPCKIT_NOT_FOUND', `no FIFO ${path}`, { path, errno: osConstants.errno.ENOENT, syscall: 'lstat', systemCode: 'ENOENT' });
+    throw toIpcError(e, `open FIFO ${path}`, { path });
+  }
   if ((st.mode & S_IFMT) === S_IFLNK) throw new IpcError('ERR_IPCKIT_PERMISSION', `refusing to open ${path}: it is a symlink`, { path });
   if ((st.mode & S_IFMT) !== S_IFIFO) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `cannot open ${path} as a FIFO: it is ${fileTypeName(st.mode)}`, { path });
   checkOwner(st, `FIFO ${path}`, options);
