@@ -128,7 +128,7 @@ const median = (xs: number[]): number => {
 const targets: Target[] = [
   ...RTT_SIZES.map((size): Target => ({ mechanism: 'process', variant: OURS, metric: 'rtt', size, maxRatio: 0.5, compareTo: { variant: SEND }, text: `spawnProcess round trip at ${size} B: at most half of fork + process.send's (issue 12)` })),
   ...RTT_SIZES.map((size): Target => ({ mechanism: 'process', variant: OURS_NOSPIN, metric: 'rtt', size, maxRatio: 1, compareTo: { variant: SEND }, text: `spawnProcess with spinning off, round trip at ${size} B: no worse than fork + process.send (issue 12)` })),
-  { mechanism: 'process', variant: OURS, metric: 'throughput', size: 64, maxRatio: 0.1, compareTo: { variant: SEND }, text: 'spawnProcess one-way at 64 B: at least 10x fork + process.send (issue 12)' },
+  { mechanism: 'process', variant: OURS, metric: 'throughput', size: 64, maxRatio: 0.1, compareTo: { variant: SEND }, text: "spawnProcess one-way at 64 B: at least 10x fork + process.send's; shown: process.send's rate / ours, at most 0.1 (issue 12)" },
 ];
 
 export const scenarios: Scenario[] = [
