@@ -228,16 +228,18 @@ describe('faults: a worker that uses ipckit alone is terminated while it waits',
         });
       \`, { eval: true, workerData: { index: process.argv[1], fifo: process.argv[2], queue: process.argv[3] } });
       w.once('message', async () => {
-        const during = ours().length - before.length;
+        const opened = ours().filter((t) => !before.includes(t));
+        const during = opened.length;
         await w.terminate();
-        setTimeout(() => console.log(JSON.stringify({ during, left: ours().filter((t) => !before.includes(t)) })), 100);
+        setTimeout(() => console.log(JSON.stringify({ during, opened, left: ours().filter((t) => !before.includes(t)) })), 100);
       });
     `;
     try {
       const r = await run(process.execPath, ['-e', child, join(repoRoot, 'dist', 'src', 'index.js'), fifo, queue], { timeoutMs: 20_000 }).done;
       assert.equal(r.code, 0, r.stderr);
-      const out = JSON.parse(r.stdout) as { during: number; left: string[] };
-      assert.ok(out.during >= 7, `the worker had ${out.during} of its descriptors open`);
+      const out = JSON.parse(r.stdout) as { during: number; opened: string[]; left: string[] };
+      // Two pipes (4), the FIFO and its kept-open write end (2), the queue (1).
+      assert.ok(out.during >= 7, `the worker had ${out.during} of its descriptors open: ${out.opened.join(', ')}`);
       assert.deepEqual(out.left, [], 'descriptors of the ended worker are still open');
     } finally {
       unlinkFifo(fifo);
