@@ -34,6 +34,7 @@ import {
   type RingReceiver,
   type WorkQueue,
 } from '../src/index.js';
+import { seededRandom } from './seeded.js';
 
 const argv = process.argv.slice(2);
 const opt = (k: string): string | undefined => {
@@ -43,15 +44,7 @@ const opt = (k: string): string | undefined => {
 const RUNS = Number(opt('--runs') ?? 20);
 const jsonOut = opt('--json');
 const only = opt('--only');
-let seed = Number(opt('--seed') ?? 15) >>> 0 || 1;
-function random(n: number): number {
-  seed ^= seed << 13;
-  seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  seed >>>= 0;
-  return seed % n;
-}
+const random = seededRandom(Number(opt('--seed') ?? 15));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const code = (e: unknown): string => (e as { code?: string })?.code ?? String(e);
 

@@ -30,19 +30,11 @@ import {
   type SocketChannel,
 } from '../src/index.js';
 import { MAX_BYTES } from './soak-plan.js';
+import { seededRandom } from './seeded.js';
 
 const [mech, role, target, idArg, seedArg] = process.argv.slice(2) as [string, string, string, string, string];
 const id = Number(idArg);
-let seed = (Number(seedArg) ^ (id * 0x9e3779b1)) >>> 0 || 1;
-/** xorshift32: the soak is reproducible from its seed (as far as timing allows). */
-function random(n: number): number {
-  seed ^= seed << 13;
-  seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  seed >>>= 0;
-  return seed % n;
-}
+const random = seededRandom(Number(seedArg) ^ (id * 0x9e3779b1));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const log = (line: string): void => {
   writeSync(2, `${line}\n`);
@@ -188,7 +180,7 @@ switch (`${mech} ${role}`) {
     for (let child = 0; !calm; child++) {
       const sid = id * 100_000 + child; // each sender child has its own number
       try {
-        const r = popen([process.execPath, process.argv[1]!, 'pipe', 'send', '-', String(sid), String(seed)], 'read', { maxMessageBytes: max, stderr: 'inherit' });
+        const r = popen([process.execPath, process.argv[1]!, 'pipe', 'send', '-', String(sid), String(random(2 ** 31))], 'read', { maxMessageBytes: max, stderr: 'inherit' });
         log(`k ${r.pid}`);
         await drain(r);
         await r.close().catch(() => {});

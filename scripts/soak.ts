@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createFifo, createMessageQueue, createRing, createSysvMessageQueue, createWorkQueue, IPC_PRIVATE, removeSysvMessageQueue, unlinkMessageQueue, unlinkRing, unlinkWorkQueue } from '../src/index.js';
 import { MAX_BYTES } from './soak-plan.js';
+import { seededRandom } from './seeded.js';
 
 interface Args {
   minutes: number;
@@ -105,15 +106,7 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const peerScript = join(here, 'soak-peer.js');
 const prefix = `ipckit-soak-${process.pid}-${randomBytes(3).toString('hex')}`;
 const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
-let seed = args.seed >>> 0 || 1;
-function random(n: number): number {
-  seed ^= seed << 13;
-  seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  seed >>>= 0;
-  return seed % n;
-}
+const random = seededRandom(args.seed);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // --- the objects, all under our prefix, removed in cleanup() whatever happens ---
