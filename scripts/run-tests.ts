@@ -10,12 +10,13 @@
  */
 import { spawnSync, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { census, childrenOf, mqueueMount } from '../test/census.js';
 import { native } from '../src/os/native.js';
+import { isProcessAlive, processStartTime } from '../src/os/liveness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const testRoot = join(root, 'dist', 'test');
@@ -63,7 +64,21 @@ console.log(`#   System V: msgmax ${read('/proc/sys/kernel/msgmax')}, msgmnb ${r
 
 // One folder for the run: the runtime folder ipckit uses, and TMPDIR for the tests'
 // scratch folders, so that nothing of a killed test outlives the run.
+// A run killed before its end (SIGKILL, a closed terminal) cannot remove its folder: the
+// next run removes the folders of runners that are dead (pid and start time, as recorded).
+for (const entry of readdirSync(tmpdir())) {
+  if (!entry.startsWith('ipckit-testrun-')) continue;
+  const folder = join(tmpdir(), entry);
+  try {
+    const [pid, start] = readFileSync(join(folder, 'runner'), 'utf8').trim().split(' ').map(Number);
+    if (!Number.isInteger(pid) || !Number.isInteger(start) || isProcessAlive(pid!, start)) continue;
+  } catch {
+    continue; // no record: not a folder this runner made, or one still being made
+  }
+  rmSync(folder, { recursive: true, force: true });
+}
 const runDir = mkdtempSync(join(tmpdir(), 'ipckit-testrun-'));
+writeFileSync(join(runDir, 'runner'), `${process.pid} ${processStartTime(process.pid)}\n`);
 const runtimeDir = join(runDir, 'runtime');
 const testTmp = join(runDir, 'tmp');
 mkdirSync(runtimeDir, { mode: 0o700 });
