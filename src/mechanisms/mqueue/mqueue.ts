@@ -8,7 +8,7 @@
  * - `openMessageQueue(name, 'read' | 'write' | 'both')`: checks the queue's owner and
  *   permission bits with fstat before using it (permissions.ts); a queue someone else
  *   made, or one wider than allowed, is ERR_IPCKIT_PERMISSION unless the caller opts in.
- *   'r' gives a MessageQueueReceiver, 'w' a MessageQueueSender, 'rw' a MessageQueue
+ *   'read' gives a MessageQueueReceiver, 'write' a MessageQueueSender, 'both' a MessageQueue
  *   (both): roles are composed, not stubbed.
  * - Waiting: on Linux an mqd_t is a file descriptor, opened here with O_NONBLOCK and
  *   watched by the event loop (FdPoll: readable = a message is waiting, writable = there
@@ -331,15 +331,14 @@ class ReceivingSide<T> {
       const n = this.#takeBatch(max - out.length);
       if (n <= 0) return;
       const meta = this.#meta!;
-      let total = 0;
-      for (let i = 0; i < n; i++) total += meta[2 * i]!;
-      // One copy out of the reused buffer; each message is a view of that copy.
-      const block = Buffer.allocUnsafe(total);
-      this.#batchBuffer!.copy(block, 0, 0, total);
-      let at = 0;
+      // Each message gets its own Buffer (as a single receive does): views of one shared
+      // block would let a transfer of one message's buffer detach the others of its batch.
+      const batch = this.#batchBuffer!;
+      let at = 0; // messages are packed one after another in the batch buffer
       for (let i = 0; i < n; i++) {
         const len = meta[2 * i]!;
-        const bytes = block.subarray(at, at + len);
+        const bytes = Buffer.allocUnsafe(len);
+        batch.copy(bytes, 0, at, at + len);
         at += len;
         try {
           const message = decodeWith(this.#codec, bytes);
@@ -349,7 +348,9 @@ class ReceivingSide<T> {
           const held: RawMessage[] = [{ bytes, priority: meta[2 * i + 1]! }];
           for (let j = i + 1, a = at; j < n; j++) {
             const l = meta[2 * j]!;
-            held.push({ bytes: block.subarray(a, a + l), priority: meta[2 * j + 1]! });
+            const rest = Buffer.allocUnsafe(l);
+            batch.copy(rest, 0, a, a + l);
+            held.push({ bytes: rest, priority: meta[2 * j + 1]! });
             a += l;
           }
           this.#pending.push(...held);
@@ -634,7 +635,7 @@ abstract class MessageQueueHandle {
   }
 }
 
-/** A handle that receives (opened 'r'). */
+/** A handle that receives (opened 'read'). */
 export class MessageQueueReceiver<T = Uint8Array> extends MessageQueueHandle implements Receiver<T> {
   readonly #rx: ReceivingSide<T>;
 
@@ -677,7 +678,7 @@ export class MessageQueueReceiver<T = Uint8Array> extends MessageQueueHandle imp
   }
 }
 
-/** A handle that sends (opened 'w'). */
+/** A handle that sends (opened 'write'). */
 export class MessageQueueSender<T = Uint8Array> extends MessageQueueHandle implements Sender<T> {
   readonly #tx: SendingSide<T>;
 
@@ -708,7 +709,7 @@ export class MessageQueueSender<T = Uint8Array> extends MessageQueueHandle imple
 }
 
 /**
- * A handle that sends and receives (opened 'rw'): a Channel. It is a receiving handle
+ * A handle that sends and receives (opened 'both'): a Channel. It is a receiving handle
  * with the sending side added, so the receive methods are written once.
  */
 export class MessageQueue<T = Uint8Array> extends MessageQueueReceiver<T> implements Channel<T> {
