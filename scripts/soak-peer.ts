@@ -9,18 +9,36 @@
  *   c TEXT         a message arrived torn (wrong length, bytes or checksum)
  *   e CODE         an operation failed with CODE (the peer reopens and goes on)
  *   k PID          the pipe receiver started a sender child PID (the soak may kill it)
+ *   a P N          semaphore: sender P is about to post its N-th token (then `s P N` once posted)
+ *   t              semaphore: a receiver took a token
  *   m FDS THREADS RSS_KB   a resource sample (receivers, every second)
  *
  * Usage: node dist/scripts/soak-peer.js MECH ROLE TARGET ID SEED
- *   MECH: pipe fifo socket seqpacket mqueue sysv ring workqueue; ROLE: send | receive;
- *   TARGET: the object (name, path, id:N); ID: the sender's number (unique per process).
+ *   MECH: pipe fifo socket seqpacket mqueue sysv ring workqueue nats signal semaphore mutex lock;
+ *   ROLE: send | receive (mutex and lock: `send` is a worker that takes the lock);
+ *   TARGET: the object (name, path, id:N; signal: the receiver's pid; mutex and lock:
+ *   OBJECT|HOLDER, HOLDER a shared value naming who is inside); ID: the sender's number.
+ *
+ * Signals carry (ID mod 2^15) << 16 | N as their value, N < 2^16: a sender stops there.
+ * The mutex and lock workers check mutual exclusion: inside, the holder value must be 0, or
+ * name a process that died inside (the robust mutex must then say ownerDied); two live
+ * processes inside at once is a `c` line (counted as corrupted).
  */
 import { readdirSync, readFileSync, writeSync } from 'node:fs';
 import { checkMessage, makeMessage } from '../test/fixtures/checked-message.js';
 import {
   connect,
+  isProcessAlive,
   listen,
+  onSignal,
+  droppedSignals,
   openFifo,
+  openFileLock,
+  openMutex,
+  openNatsWorkQueue,
+  openSemaphore,
+  openSharedValue,
+  sendSignal,
   openInheritedPipe,
   openMessageQueue,
   openRing,
@@ -28,6 +46,7 @@ import {
   openWorkQueue,
   popen,
   type SocketChannel,
+  type WorkQueueContract,
 } from '../src/index.js';
 import { MAX_BYTES } from './soak-plan.js';
 import { seededRandom } from './seeded.js';
@@ -155,6 +174,43 @@ async function drain(ch: { receive(o?: { timeout?: number }): Promise<Uint8Array
 }
 
 const wait = { timeout: 1000 };
+/** The soak's JetStream work queue: a job a killed consumer held comes back after 5 s. */
+const NATS_QUEUE = { ackWait: 5000, maxDeliveries: 1_000_000 };
+
+/** A work-queue consumer (shared memory or NATS), which may be killed: every take is logged before its ack. */
+async function consumer(open: () => Promise<WorkQueueContract<Uint8Array>>): Promise<never> {
+  sampling();
+  for (;;) {
+    const q = await open().catch((e: unknown) => {
+      log(`e ${code(e)}`);
+      return undefined;
+    });
+    if (!q) {
+      await sleep(50);
+      continue;
+    }
+    try {
+      const until = Date.now() + 1000 + random(4000);
+      while (Date.now() < until) {
+        const jobs = await q.takeMany(16, wait).catch((e: unknown) => {
+          if (code(e) === 'ERR_IPCKIT_TIMEOUT') return [];
+          throw e;
+        });
+        for (const job of jobs) {
+          const m = got(job.data as Uint8Array, job.deliveries);
+          if (random(50) === 0) await sleep(1 + random(20)); // work in hand when a kill comes
+          q.ack(job);
+          if (m) log(`d ${m.producer} ${m.seq}`);
+        }
+      }
+    } catch (e) {
+      log(`e ${code(e)}`);
+    } finally {
+      await q.close().catch(() => {});
+    }
+  }
+}
+const SOAK_SIGNAL = 'SIGRTMIN+5';
 
 switch (`${mech} ${role}`) {
   case 'pipe send': {
@@ -270,37 +326,129 @@ switch (`${mech} ${role}`) {
       return { send: (m) => q.put(m), close: () => q.close() };
     });
     break;
-  case 'workqueue receive': {
-    // Consumers may be killed: every take is logged before its ack.
+  case 'workqueue receive':
+    await consumer(() => openWorkQueue(target));
+    break;
+  case 'nats send':
+    await sender(async () => {
+      const q = openNatsWorkQueue(target, NATS_QUEUE);
+      await q.ready();
+      return { send: (m) => q.put(m, { timeout: 5000 }), close: () => q.close() };
+    });
+    break;
+  case 'nats receive':
+    await consumer(async () => {
+      const q = openNatsWorkQueue(target, NATS_QUEUE);
+      await q.ready();
+      return q;
+    });
+    break;
+  case 'signal send': {
+    const pid = Number(target);
+    const producer = id & 0x7fff;
+    for (let seq = 0; seq < 0x10000; ) {
+      const batch = 1 + random(16);
+      try {
+        for (let j = 0; j < batch && seq < 0x10000; j++, seq++) {
+          sendSignal(pid, SOAK_SIGNAL, { value: (producer << 16) | seq });
+          log(`s ${producer} ${seq}`);
+        }
+      } catch (e) {
+        log(`e ${code(e)}`); // the receiver's queue is full (RLIMIT_SIGPENDING): back off
+        await sleep(20 + random(100));
+      }
+      await sleep(1 + random(5));
+    }
+    for (;;) await sleep(1000); // all 2^16 sent: idle until killed
+  }
+  case 'signal receive': {
+    sampling();
+    onSignal(SOAK_SIGNAL, (info) => {
+      if (info.value === undefined || info.code !== 'sigqueue') log(`c a delivery without a value (${info.code})`);
+      else log(`r ${info.value >>> 16} ${info.value & 0xffff}`);
+    }, { keepAlive: true });
+    let dropped = 0;
+    setInterval(() => {
+      for (const now = droppedSignals(); dropped < now; dropped++) log('e DROPPED');
+    }, 1000);
+    break;
+  }
+  case 'semaphore send': {
+    const sem = await openSemaphore(target);
+    for (let seq = 0; ; ) {
+      const batch = 1 + random(16);
+      for (let j = 0; j < batch; j++, seq++) {
+        log(`a ${id} ${seq}`);
+        sem.post();
+        log(`s ${id} ${seq}`);
+      }
+      await sleep(1 + random(5));
+    }
+  }
+  case 'semaphore receive':
     sampling();
     for (;;) {
-      const q = await openWorkQueue(target).catch((e: unknown) => {
+      const sem = await openSemaphore(target).catch((e: unknown) => {
         log(`e ${code(e)}`);
         return undefined;
       });
-      if (!q) {
+      if (!sem) {
         await sleep(50);
         continue;
       }
       try {
         const until = Date.now() + 1000 + random(4000);
         while (Date.now() < until) {
-          const jobs = await q.takeMany(16, wait).catch((e: unknown) => {
-            if (code(e) === 'ERR_IPCKIT_TIMEOUT') return [];
-            throw e;
-          });
-          for (const job of jobs) {
-            const m = got(job.data as Uint8Array, job.deliveries);
-            if (random(50) === 0) await sleep(1 + random(20)); // work in hand when a kill comes
-            q.ack(job);
-            if (m) log(`d ${m.producer} ${m.seq}`);
+          try {
+            await sem.wait(wait);
+            log('t');
+          } catch (e) {
+            if (code(e) !== 'ERR_IPCKIT_TIMEOUT') throw e;
           }
         }
       } catch (e) {
         log(`e ${code(e)}`);
+        await sleep(50);
       } finally {
-        await q.close().catch(() => {});
+        await sem.close();
       }
+    }
+  case 'mutex send':
+  case 'lock send': {
+    const [object, holderName] = target.split('|') as [string, string];
+    const holder = await openSharedValue(holderName);
+    const mutex = mech === 'mutex' ? await openMutex(object) : undefined;
+    const file = mech === 'lock' ? await openFileLock(object) : undefined;
+    /** A process named inside that is still alive (a dying one may need a moment to be seen dead). */
+    const stillInside = async (pid: number): Promise<boolean> => {
+      for (let i = 0; i < 40; i++) {
+        if (!isProcessAlive(pid)) return false;
+        await sleep(5);
+      }
+      return true;
+    };
+    for (let seq = 0; ; seq++) {
+      try {
+        let ownerDied = false;
+        if (mutex) ownerDied = (await mutex.lock({ timeout: 5000 })).ownerDied;
+        const held = file ? await file.lock({ timeout: 5000 }) : undefined;
+        const before = holder.load() as number;
+        if (before !== 0) {
+          if (await stillInside(before)) log(`c ${process.pid} got the ${mech} while ${before} was inside and alive`);
+          else if (mutex && !ownerDied) log(`c ${process.pid} got the mutex from ${before}, who died inside, without ownerDied`);
+        }
+        holder.store(process.pid);
+        if (random(8) === 0) await sleep(random(3));
+        holder.store(0);
+        if (ownerDied) mutex!.markConsistent();
+        mutex?.unlock();
+        held?.release();
+        writeSync(2, `s ${id} ${seq}\nr ${id} ${seq}\n`); // one write: a kill takes both lines or neither
+      } catch (e) {
+        log(`e ${code(e)}`);
+        await sleep(20);
+      }
+      if (random(4) === 0) await sleep(1 + random(3));
     }
   }
   default:

@@ -1,6 +1,8 @@
 /**
- * The soak (`npm run soak -- --minutes N [--out FILE] [--seed S]`): every message-carrying
- * mechanism at once, each sender and receiver in its own process (scripts/soak-peer.ts),
+ * The soak (`npm run soak -- --minutes N [--out FILE] [--seed S]`): every mechanism at once
+ * (the message carriers; signals with values; a semaphore's tokens; the robust mutex and
+ * file locks, checked for mutual exclusion; a NATS JetStream work queue on a nats-server of
+ * its own, when one is installed), each sender and receiver in its own process (scripts/soak-peer.ts),
  * with self-checking messages of mixed sizes (producer, sequence number, length, checksum),
  * while senders (and work-queue consumers) are killed with SIGKILL and any peer is stopped
  * (SIGSTOP, then SIGCONT) at random; senders close and reopen their endpoints all the time
@@ -17,13 +19,32 @@
  * Every kernel object is named `ipckit-soak-<pid>-<random>` and removed at the end, also on
  * failure or Ctrl-C. Writes the JSON report to --out (default: stdout) and a summary to stderr.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, connect as tcpConnect } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createFifo, createMessageQueue, createRing, createSysvMessageQueue, createWorkQueue, IPC_PRIVATE, removeSysvMessageQueue, unlinkMessageQueue, unlinkRing, unlinkWorkQueue } from '../src/index.js';
+import {
+  createFifo,
+  createMessageQueue,
+  createMutex,
+  createRing,
+  createSemaphore,
+  createSharedValue,
+  createSysvMessageQueue,
+  createWorkQueue,
+  IPC_PRIVATE,
+  openNatsWorkQueue,
+  removeSysvMessageQueue,
+  unlinkMessageQueue,
+  unlinkMutex,
+  unlinkRing,
+  unlinkSemaphore,
+  unlinkSharedValue,
+  unlinkWorkQueue,
+} from '../src/index.js';
 import { MAX_BYTES } from './soak-plan.js';
 import { seededRandom } from './seeded.js';
 
@@ -99,6 +120,8 @@ interface Mech {
   steadySamples: number[][][];
   /** Restarts scheduled and not made yet, by role: they count as present. */
   starting: { send: number; receive: number };
+  /** The semaphore carries tokens, not messages: posts about to be made, posts made, tokens taken. */
+  tokens: { attempted: number; posted: number; taken: number };
 }
 
 const args = parseArgs(process.argv.slice(2));
@@ -148,9 +171,55 @@ const sysvId = sysv.id;
 await sysv.close();
 cleanups.push(() => removeSysvMessageQueue({ id: sysvId }));
 createFifo(fifoPath);
+const semName = `/${prefix}-sem`;
+await createSemaphore(semName, { value: 0 }).close();
+cleanups.push(() => unlinkSemaphore(semName));
+made.push(`/dev/shm/sem.${semName.slice(1)}`);
+const mutexName = `/${prefix}-mutex`;
+await createMutex(mutexName).close();
+cleanups.push(() => unlinkMutex(mutexName));
+made.push(`/dev/shm${mutexName}`);
+const lockPath = join(dir, 'lock');
+const holders = [`/${prefix}-mutex-holder`, `/${prefix}-lock-holder`];
+for (const h of holders) {
+  createSharedValue(h, 'i32').close();
+  cleanups.push(() => unlinkSharedValue(h));
+  made.push(`/dev/shm${h}`);
+}
+writeFileSync(lockPath, '', { mode: 0o600 });
+
+// NATS: a nats-server of our own (JetStream in our folder), when one is installed.
+const natsServer = process.env.NATS_SERVER ?? 'nats-server';
+let natsUrl: string | undefined;
+if (spawnSync(natsServer, ['--version']).status === 0) {
+  const port = await new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
+  const server = spawn(natsServer, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(dir, 'jetstream')], { stdio: 'ignore' });
+  cleanups.push(() => server.kill('SIGKILL'));
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const c = tcpConnect(port, '127.0.0.1', () => {
+        c.destroy();
+        resolve(true);
+      }).on('error', () => resolve(false));
+    });
+    if (up) break;
+    await sleep(50);
+  }
+  natsUrl = `nats://127.0.0.1:${port}/soak`;
+  const q = openNatsWorkQueue(natsUrl, { create: true, ackWait: 5000, maxDeliveries: 1_000_000 });
+  await q.ready(); // the stream and its consumer are made
+  await q.close();
+} else {
+  process.stderr.write(`soak: NATS not run: ${natsServer} is not installed (Debian: apt-get install nats-server)\n`);
+}
 
 function mech(name: string, target: string, senders: number, receivers: number, killReceivers = false): Mech {
-  return { name, target, senders, receivers, killReceivers, books: new Map(), kills: 0, stops: 0, errors: {}, corrupted: 0, corruptSamples: [], procs: [], steadySamples: [], starting: { send: 0, receive: 0 } };
+  return { name, target, senders, receivers, killReceivers, books: new Map(), kills: 0, stops: 0, errors: {}, corrupted: 0, corruptSamples: [], procs: [], steadySamples: [], starting: { send: 0, receive: 0 }, tokens: { attempted: 0, posted: 0, taken: 0 } };
 }
 const mechs: Mech[] = [
   mech('pipe', '-', 0, 1),
@@ -161,6 +230,11 @@ const mechs: Mech[] = [
   mech('sysv', `id:${sysvId}`, 2, 1),
   mech('ring', ringName, 2, 1),
   mech('workqueue', wqName, 2, 2, true),
+  ...(natsUrl ? [mech('nats', natsUrl, 2, 2, true)] : []),
+  mech('signal', '(the receiver\'s pid)', 2, 1),
+  mech('semaphore', semName, 2, 1),
+  mech('mutex', `${mutexName}|${holders[0]}`, 3, 0),
+  mech('lock', `${lockPath}|${holders[1]}`, 3, 0),
 ];
 const allProcs: Proc[] = [];
 let nextSender = 1;
@@ -174,6 +248,10 @@ function book(m: Mech, producer: number): Book {
 function onLine(p: Proc, line: string): void {
   const m = p.mech;
   const [t, a, b, c] = line.split(' ');
+  if (m.name === 'semaphore' && (t === 'a' || t === 's' || t === 't')) {
+    m.tokens[t === 'a' ? 'attempted' : t === 's' ? 'posted' : 'taken']++;
+    return;
+  }
   switch (t) {
     case 's': {
       const bk = book(m, Number(a));
@@ -188,7 +266,7 @@ function onLine(p: Proc, line: string): void {
       const n = Number(b);
       bk.grow(n);
       if (bk.recv[n]! < 255) bk.recv[n]!++;
-      if (m.name === 'workqueue') p.inHand.set(`${a} ${b}`, [Number(a), n]);
+      if (m.killReceivers) p.inHand.set(`${a} ${b}`, [Number(a), n]);
       void c;
       return;
     }
@@ -259,6 +337,9 @@ const rss0 = process.memoryUsage().rss;
 for (const m of mechs) {
   for (let i = 0; i < m.receivers; i++) start(m, 'receive');
 }
+// Signals go to the signal receiver's pid (it is never killed).
+const signalMech = mechs.find((m) => m.name === 'signal')!;
+signalMech.target = String(signalMech.procs[0]!.child.pid);
 await sleep(500); // listeners up before their senders connect
 for (const m of mechs) for (let i = 0; i < m.senders; i++) start(m, 'send');
 
@@ -345,6 +426,12 @@ while (Date.now() < drainEnd) {
 await sleep(1500); // a last resource sample of every receiver, idle
 
 function counts(m: Mech): { sent: number; received: number; lost: number; duplicated: number; dupOrphan: number } {
+  if (m.name === 'semaphore') {
+    // Tokens have no identity: a post made and not taken is lost; a token taken beyond every
+    // post that may have been made (a sender killed between post and its log line) is a duplicate.
+    const { attempted, posted, taken } = m.tokens;
+    return { sent: posted, received: taken, lost: Math.max(0, posted - taken), duplicated: Math.max(0, taken - attempted), dupOrphan: 0 };
+  }
   let sent = 0;
   let received = 0;
   let lost = 0;
@@ -441,6 +528,7 @@ const report = {
       kills: m.kills,
       errors: m.errors,
       ...(m.name === 'workqueue' ? { duplicatedAfterConsumerDied: c.dupOrphan, jobsLeftInQueue: stuckJobs } : {}),
+      ...(m.name === 'nats' ? { duplicatedAfterConsumerDied: c.dupOrphan } : {}),
       stops: m.stops,
       ...(m.corruptSamples.length ? { corruptSamples: m.corruptSamples } : {}),
     };

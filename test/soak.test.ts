@@ -25,7 +25,7 @@ it('a 20-second soak: nothing lost, corrupted or duplicated, nothing left behind
     const report = JSON.parse(readFileSync(out, 'utf8')) as Report;
     console.log(done.stderr.split('\n').slice(-13).join('\n'));
     assert.deepEqual(Object.keys(report).slice(0, 4), ['mechanisms', 'leaks', 'seconds', 'seed']);
-    assert.deepEqual(report.mechanisms.map((m) => m.name), ['pipe', 'fifo', 'socket', 'seqpacket', 'mqueue', 'sysv', 'ring', 'workqueue']);
+    assert.deepEqual(report.mechanisms.map((m) => m.name), ['pipe', 'fifo', 'socket', 'seqpacket', 'mqueue', 'sysv', 'ring', 'workqueue', 'nats', 'signal', 'semaphore', 'mutex', 'lock']);
     for (const m of report.mechanisms) {
       assert.ok(m.sent > 0, `${m.name} carried messages`);
       assert.equal(m.lost, 0, `${m.name}: nothing lost`);
