@@ -55,9 +55,23 @@ const [mech, role, target, idArg, seedArg] = process.argv.slice(2) as [string, s
 const id = Number(idArg);
 const random = seededRandom(Number(seedArg) ^ (id * 0x9e3779b1));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const log = (line: string): void => {
-  writeSync(2, `${line}\n`);
-};
+/**
+ * One write per call (lines are far below PIPE_BUF, so a write is whole or nothing). The
+ * pipe to the soak may be non-blocking and full when the soak falls behind: wait and retry.
+ */
+const pause = new Int32Array(new SharedArrayBuffer(4));
+function writeLines(text: string): void {
+  for (;;) {
+    try {
+      writeSync(2, text);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
+}
+const log = (line: string): void => writeLines(`${line}\n`);
 const code = (e: unknown): string => (e as { code?: string })?.code ?? (e as Error)?.name ?? 'Error';
 
 const SIZES = [16, 17, 23, 24, 64, 100, 255, 1000, 4095, 4096, 4097, 12_345];
@@ -443,7 +457,7 @@ switch (`${mech} ${role}`) {
         if (ownerDied) mutex!.markConsistent();
         mutex?.unlock();
         held?.release();
-        writeSync(2, `s ${id} ${seq}\nr ${id} ${seq}\n`); // one write: a kill takes both lines or neither
+        writeLines(`s ${id} ${seq}\nr ${id} ${seq}\n`); // one write: a kill takes both lines or neither
       } catch (e) {
         log(`e ${code(e)}`);
         await sleep(20);
