@@ -8,7 +8,8 @@
  * Growth is the last sample against the first one after a warm-up (the first twentieth of
  * the cycles, where allocators, JIT and pools settle), with no forced GC: what a server
  * that takes many short connections sees. A full GC after the last cycle gives the
- * "after GC" figure apart. The run fails (exit 1) when a kind leaves a kernel object, grows
+ * "after GC" figure apart, and glibc's malloc_trim(0) after it the "after trim" one: freed
+ * memory the allocator kept (fragmentation) against memory still held. The run fails (exit 1) when a kind leaves a kernel object, grows
  * descriptors or threads, or grows RSS by 20 MB or more. Prints a Markdown table (the one
  * in docs/reliability.md) and writes the samples to --json.
  *
@@ -57,6 +58,7 @@ import {
   unlinkWorkQueue,
   type SocketChannel,
 } from '../src/index.js';
+import { native } from '../src/os/native.js';
 
 const RSS_LIMIT_MB = 20;
 const SAMPLES = 20;
@@ -77,6 +79,7 @@ interface KindResult {
   samples: Sample[];
   rssGrowthMB: number;
   rssAfterGcMB: number;
+  rssAfterTrimMB: number;
   heapGrowthMB: number;
   externalGrowthMB: number;
   fdGrowth: number;
@@ -359,6 +362,10 @@ async function runKind(kindName: string, cycles: number, prefix: string, key: nu
   (globalThis as { gc?: () => void }).gc?.();
   await new Promise((r) => setTimeout(r, 200));
   const afterGc = sample(cycles);
+  // What glibc keeps of freed memory (fragmentation) is not held by anyone: give it back,
+  // and what remains is memory still in use.
+  native.mallocTrim();
+  const afterTrim = sample(cycles);
   const objects = objectsLeft(ctx);
   rmSync(dir, { recursive: true, force: true });
   const first = samples.find((s) => s.cycle >= warm) ?? end;
@@ -369,6 +376,7 @@ async function runKind(kindName: string, cycles: number, prefix: string, key: nu
     samples,
     rssGrowthMB: Math.round((end.rssMB - first.rssMB) * 10) / 10,
     rssAfterGcMB: Math.round((afterGc.rssMB - first.rssMB) * 10) / 10,
+    rssAfterTrimMB: Math.round((afterTrim.rssMB - first.rssMB) * 10) / 10,
     heapGrowthMB: Math.round((end.heapMB - first.heapMB) * 10) / 10,
     externalGrowthMB: Math.round((end.externalMB - first.externalMB) * 10) / 10,
     fdGrowth: end.fds - first.fds,
@@ -426,7 +434,7 @@ for (const [k, kindName] of kinds.entries()) {
   try {
     r = JSON.parse(line) as KindResult;
   } catch {
-    r = { kind: kindName, cycles, seconds: 0, samples: [], rssGrowthMB: 0, rssAfterGcMB: 0, heapGrowthMB: 0, externalGrowthMB: 0, fdGrowth: 0, threadGrowth: 0, objectsLeft: [], error: `the child exited with ${code} and no result` };
+    r = { kind: kindName, cycles, seconds: 0, samples: [], rssGrowthMB: 0, rssAfterGcMB: 0, rssAfterTrimMB: 0, heapGrowthMB: 0, externalGrowthMB: 0, fdGrowth: 0, threadGrowth: 0, objectsLeft: [], error: `the child exited with ${code} and no result` };
   }
   // Whatever the child left (it may have died): remove it, and report it.
   for (const n of [`/${prefix}-${kindName}`]) {
@@ -451,9 +459,9 @@ for (const [k, kindName] of kinds.entries()) {
 }
 
 const table = [
-  `| kind | cycles | seconds | RSS growth (MB) | after a full GC (MB) | heap (MB) | external (MB) | descriptors | threads | objects left |`,
-  `|---|---|---|---|---|---|---|---|---|---|`,
-  ...results.map((r) => `| ${r.kind} | ${r.cycles.toLocaleString('en')} | ${r.seconds} | ${r.rssGrowthMB} | ${r.rssAfterGcMB} | ${r.heapGrowthMB} | ${r.externalGrowthMB} | ${r.fdGrowth} | ${r.threadGrowth} | ${r.objectsLeft.length}${r.error ? ` (failed: ${r.error})` : ''} |`),
+  `| kind | cycles | seconds | RSS growth (MB) | after a full GC | after GC + malloc_trim | heap (MB) | external (MB) | descriptors | threads | objects left |`,
+  `|---|---|---|---|---|---|---|---|---|---|---|`,
+  ...results.map((r) => `| ${r.kind} | ${r.cycles.toLocaleString('en')} | ${r.seconds} | ${r.rssGrowthMB} | ${r.rssAfterGcMB} | ${r.rssAfterTrimMB} | ${r.heapGrowthMB} | ${r.externalGrowthMB} | ${r.fdGrowth} | ${r.threadGrowth} | ${r.objectsLeft.length}${r.error ? ` (failed: ${r.error})` : ''} |`),
 ];
 process.stdout.write(`${table.join('\n')}\n`);
 if (jsonOut) writeFileSync(jsonOut, `${JSON.stringify({ cycles, rssLimitMB: RSS_LIMIT_MB, node: process.version, results }, null, 2)}\n`);

@@ -88,6 +88,8 @@ export interface NativeProcess {
   setChildSubreaper(on: boolean): void;
   /** gettid(): the calling thread's id (the main thread's is the pid). */
   gettid(): number;
+  /** glibc's malloc_trim(0): freed heap memory back to the system (diagnostics: scripts/leak-cycles.ts). */
+  mallocTrim(): boolean;
 }
 
 /** mq_getattr(3) of an open queue. */
