@@ -5,12 +5,23 @@
  * Spinning pays off only when the peer runs at the same time on another CPU and answers
  * within the spin; then it saves a wake-up (tens of µs on a VM), and once both sides of a
  * busy channel spin, neither ever sleeps. When the peer shares our CPU (one CPU, or the
- * machine is busy), our spin only delays it. So: a wait that caught its event while
- * spinning restores the full budget; a wait that had to sleep halves it, down to 1 µs; and
- * every 16th wait probes with the full budget, so that spinning comes back when it pays.
+ * machine is busy), our spin only delays it. So: a wait that had to sleep halves the
+ * budget, down to 1 µs; a wait that caught its event while spinning spins next time at
+ * least twice as long as that one took (the full budget at least); and every 16th wait
+ * probes with four times the full budget.
+ *
+ * Why the probe is longer than the budget: once both sides of a round trip sleep, each
+ * side's wait lasts the peer's wake-up plus its handling (about 35-80 µs on a VM, more with
+ * 1 KiB of JSON to handle), longer than any spin of the full budget, so probes of that
+ * length never caught anything and both sides stayed asleep for good (spawnProcess's RTT
+ * at 1 KiB: 86 µs where 64 B took 4 µs). A probe that outlasts one wake-up catches the
+ * reply, the caught time sets the next budget, and the peer's next wait, answered at once,
+ * catches too: both sides spin again within a few probes.
  */
 const MIN_MICROS = 1;
 const PROBE_EVERY = 16;
+/** A probe spins this many times the full budget, and no budget grows beyond it. */
+const PROBE_FACTOR = 4;
 
 export class SpinBudget {
   #max: number;
@@ -30,13 +41,13 @@ export class SpinBudget {
   /** The spin for the next wait, in µs. */
   next(): number {
     if (this.#max === 0 || this.#max === Infinity) return this.#max;
-    return ++this.#waits % PROBE_EVERY === 0 ? this.#max : this.#budget;
+    return ++this.#waits % PROBE_EVERY === 0 ? this.#max * PROBE_FACTOR : this.#budget;
   }
 
-  /** The event came while spinning (after `micros`). */
+  /** The event came while spinning (after `micros`): spin at least twice that long next time. */
   caught(micros: number): void {
-    void micros;
-    this.#budget = this.#max;
+    if (this.#max === 0 || this.#max === Infinity) return;
+    this.#budget = Math.min(this.#max * PROBE_FACTOR, Math.max(this.#max, 2 * micros));
   }
 
   /** The spin ended without the event: we go to sleep. */
