@@ -132,6 +132,17 @@ export class ReceivedHandle implements Disposable {
   }
 }
 
+/**
+ * receiveHandle's answer from a message with its descriptors: the first descriptor (the
+ * others are closed), or ERR_IPCKIT_BAD_FRAME when it carried none (the message is consumed).
+ */
+export function firstHandle<T, S>(m: { message: T; handles: ReceivedHandle[] }, sender: S): { handle: ReceivedHandle; message: T; sender: S } {
+  const [first, ...rest] = m.handles;
+  for (const h of rest) h.close();
+  if (!first) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'the message carried no descriptor (expected a handle)');
+  return { handle: first, message: m.message, sender };
+}
+
 /** Closes descriptors nobody will use (a dropped message's, a closed channel's queue). */
 export function closeFds(fds: readonly number[] | null | undefined): void {
   if (!fds) return;

@@ -26,7 +26,7 @@ import { closedError, errnoError, IpcError, invalidArgument } from '../../core/e
 import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
 import { native } from '../../os/native.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { checkHandles, closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './handle.js';
+import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';
 import type { SocketKind } from './address.js';
 import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './stream.js';
 import * as validate from '../../core/validate.js';
@@ -557,12 +557,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
    * (it is consumed: use receiveWithHandles when either may come).
    */
   receiveHandle(options?: WaitOptions): Promise<{ handle: ReceivedHandle; message: T; sender: PeerCredentials | undefined }> {
-    return this.receiveWithHandles(options).then((m) => {
-      const [first, ...rest] = m.handles;
-      for (const h of rest) h.close();
-      if (!first) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'the message carried no descriptor (expected a handle)');
-      return { handle: first, message: m.message, sender: m.sender };
-    });
+    return this.receiveWithHandles(options).then((m) => firstHandle(m, m.sender));
   }
 
   tryReceive(): T | undefined {

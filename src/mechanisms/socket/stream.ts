@@ -21,7 +21,7 @@ import { abortedError, errnoError, invalidArgument, IpcError, isIpcError, timeou
 import { checkOutgoing, frameTooLarge, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../../core/framing.js';
 import { processStartTime, watchProcess } from '../../os/liveness.js';
 import { native } from '../../os/native.js';
-import { checkHandles, closeFds, closeHandleCopies, copyHandles, ReceivedHandle, type HandleSource } from './handle.js';
+import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';
 import { FdPoll, FdReader, FdWriter, type StreamHooks } from '../../os/fd-stream.js';
 import type { SocketKind } from './address.js';
 import * as validate from '../../core/validate.js';
@@ -354,12 +354,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
 
   /** The next message, which must carry a descriptor (extra ones are closed). */
   receiveHandle(options?: WaitOptions): Promise<{ handle: ReceivedHandle; message: T; sender: PeerCredentials | undefined }> {
-    return this.receiveWithHandles(options).then((m) => {
-      const [first, ...rest] = m.handles;
-      for (const h of rest) h.close();
-      if (!first) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'the message carried no descriptor (expected a handle)');
-      return { handle: first, message: m.message, sender: this.peer };
-    });
+    return this.receiveWithHandles(options).then((m) => firstHandle(m, this.peer));
   }
 
   /** The next message with any descriptors it carried (yours to close). */
