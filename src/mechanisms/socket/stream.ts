@@ -42,7 +42,7 @@ export interface SocketChannelOptions<C extends CodecOption | undefined = undefi
   highWaterMark?: number;
   /** Bytes of sends waiting for room the channel holds at most (default 64 MiB); past it `send` rejects with ERR_IPCKIT_LIMIT. */
   maxPendingBytes?: number;
-  /** Stream kinds: size of the read buffer (default 64 KiB). */
+  /** Stream kinds: the most the read buffer grows to (it starts at 64 KiB and doubles while reads fill it; default 1 MiB). */
   readBufferBytes?: number;
   /**
    * Unix stream sockets: carry descriptors (sendHandle/receiveHandle), at a small cost per
