@@ -1,6 +1,6 @@
 /**
  * The hostile-peer campaign (`npm run hostile -- [--seconds S] [--rounds R] [--inputs N]
- * [--seed X] [--json FILE]`): peers we did not write (Python) feed ipckit what no honest
+ * [--seed X] [--only TARGET,...] [--json FILE]`): peers we did not write (Python) feed ipckit what no honest
  * peer sends, through real kernel objects, while ipckit uses them:
  *
  * - shared memory: a Python process scribbles random and chosen 32-bit words (0, -1,
@@ -50,7 +50,7 @@ const opt = (k: string, d: number): number => {
   const i = argv.indexOf(k);
   const v = i >= 0 ? Number(argv[i + 1]) : d;
   if (!(v > 0)) {
-    process.stderr.write(`usage: npm run hostile -- [--seconds S] [--rounds R] [--inputs N] [--seed X] [--json FILE]  (bad ${k})\n`);
+    process.stderr.write(`usage: npm run hostile -- [--seconds S] [--rounds R] [--inputs N] [--seed X] [--only TARGET,...] [--json FILE]  (bad ${k})\n`);
     process.exit(2);
   }
   return v;
@@ -454,17 +454,26 @@ const step = async (what: string, f: () => Promise<void>): Promise<void> => {
   const r = results[results.length - 1]!;
   process.stderr.write(`${((Date.now() - s) / 1000).toFixed(1)} s, ${r.inputs} inputs, ${r.operations} operations\n`);
 };
-await step('ring', () => sharedMemory('ring', (n) => createRing(n, { capacityBytes: 64 * 1024 })));
-await step('work queue', () => sharedMemory('workqueue', (n) => createWorkQueue(n, { capacityJobs: 64 })));
-await step('mutex', () => sharedMemory('mutex', (n) => createMutex(n)));
-await step('bounded pool', () => sharedMemory('pool', (n) => createBoundedPool(n, { permits: 2 })));
-await step('shared value', () => sharedMemory('value', (n) => createSharedValue(n, 'i32', { lock: true })));
-await step('Unix stream server', () => server('unix', 'stream'));
-await step('Unix seqpacket server', () => server('unix-seqpacket', 'packet'));
-await step('TCP server', () => server('tcp', 'tcp'));
-await step('Unix datagram server', () => server('unix-dgram', 'dgram'));
-await step('popen', () => pipes());
-await step('message queues', () => messageQueues());
+const TARGETS: Record<string, [string, () => Promise<void>]> = {
+  ring: ['ring', () => sharedMemory('ring', (n) => createRing(n, { capacityBytes: 64 * 1024 }))],
+  workqueue: ['work queue', () => sharedMemory('workqueue', (n) => createWorkQueue(n, { capacityJobs: 64 }))],
+  mutex: ['mutex', () => sharedMemory('mutex', (n) => createMutex(n))],
+  pool: ['bounded pool', () => sharedMemory('pool', (n) => createBoundedPool(n, { permits: 2 }))],
+  value: ['shared value', () => sharedMemory('value', (n) => createSharedValue(n, 'i32', { lock: true }))],
+  unix: ['Unix stream server', () => server('unix', 'stream')],
+  seqpacket: ['Unix seqpacket server', () => server('unix-seqpacket', 'packet')],
+  tcp: ['TCP server', () => server('tcp', 'tcp')],
+  dgram: ['Unix datagram server', () => server('unix-dgram', 'dgram')],
+  popen: ['popen', () => pipes()],
+  queues: ['message queues', () => messageQueues()],
+};
+const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1]!.split(',') : Object.keys(TARGETS);
+const unknownTargets = only.filter((k) => !(k in TARGETS));
+if (unknownTargets.length) {
+  process.stderr.write(`hostile: unknown target ${unknownTargets.join(', ')} (targets: ${Object.keys(TARGETS).join(',')})\n`);
+  process.exit(2);
+}
+for (const k of only) await step(...TARGETS[k]!);
 
 const outcomesText = (o: Record<string, number>): string =>
   Object.entries(o)
