@@ -35,6 +35,7 @@ import {
   createSharedValue,
   createSysvMessageQueue,
   createWorkQueue,
+  IPC_PRIVATE,
   isIpcError,
   listen,
   openMessageQueue,
@@ -422,7 +423,8 @@ async function messageQueues(): Promise<void> {
   }
   {
     const t = target('System V message queue: random sizes, some past maxMessageBytes');
-    const q = createSysvMessageQueue(0x1f000000 + (SEED & 0xffff), { codec: 'json', maxMessageBytes: 512 });
+    // IPC_PRIVATE: a key of its own, so two campaigns at once (two CI jobs on one kernel) cannot collide.
+    const q = createSysvMessageQueue(IPC_PRIVATE, { codec: 'json', maxMessageBytes: 512 });
     cleanups.push(() => removeSysvMessageQueue({ id: q.id }));
     const feeder = runProcess('python3', ['-c', MQ_FEEDER, 'sysv', String(q.id), String(INPUTS), String(SEED), '512'], 120);
     await receiveUntilFed(t, feeder, async (o) => {

@@ -6,7 +6,7 @@
  * their figures are in docs/reliability.md.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { repoRoot, run, scratchPath, within } from './helpers.js';
@@ -17,6 +17,8 @@ interface HostileReport {
 async function hostile(only: string, out: string): Promise<{ code: number | null; stdout: string; stderr: string; report: HostileReport }> {
   const r = run(process.execPath, [join(repoRoot, 'dist/scripts/hostile.js'), '--seconds', '1', '--rounds', '1', '--inputs', '60', '--seed', '7', '--only', only, '--json', out], { timeoutMs: 200_000 });
   const done = await within(r.done, 220_000, 'the hostile campaign');
+  // No report means the campaign itself failed: show why, not a missing file.
+  assert.ok(existsSync(out), `the campaign wrote no report (status ${done.code}):\n${done.stdout}\n${done.stderr.slice(-3000)}`);
   return { ...done, report: JSON.parse(readFileSync(out, 'utf8')) as HostileReport };
 }
 function checkTargets(report: HostileReport, count: number): void {
