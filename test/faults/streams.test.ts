@@ -224,6 +224,8 @@ describe('faults: a worker that uses ipckit alone is terminated while it waits',
           fifo.receive().catch(() => {});
           const q = ipc.createMessageQueue(workerData.queue, { maxMessages: 1, maxMessageBytes: 8 });
           q.receive().catch(() => {});
+          // Held, so that no handle is collected (a collected handle closes its descriptor) before the count.
+          globalThis.keep = [idle, waiting, fifo, q];
           parentPort.postMessage('ready');
         });
       \`, { eval: true, workerData: { index: process.argv[1], fifo: process.argv[2], queue: process.argv[3] } });
