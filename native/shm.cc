@@ -15,7 +15,8 @@
 //   the 64-bit atomics on both paths (the attach lock's owner word).
 // - The robust, process-shared pthread mutex at an offset (the mutex object). Every
 //   lock and unlock is made by the JS thread (main thread or worker) that called it:
-//   pthread_mutex_trylock on that thread, never a blocking lock elsewhere. When the mutex
+//   a trylock on that thread, never a blocking lock elsewhere (glibc's protocol, done in
+//   robust_mutex.h so that links in shared memory are never followed). When the mutex
 //   is busy, TypeScript only waits for it to become free: mutexPrepareWait sets
 //   FUTEX_WAITERS on the mutex's futex word (as any glibc waiter does, so the unlocker
 //   wakes one) and returns the value to wait on; the wait itself is futex.cc's. So the
@@ -25,6 +26,7 @@
 #include "addon.h"
 #include "futex.h"
 #include "region.h"
+#include "robust_mutex.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -79,6 +81,18 @@ uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i) {
   if (i >= info.Length() || !info[i].IsBigInt()) throw Napi::TypeError::New(info.Env(), "ipckit native: expected a bigint argument");
   bool lossless = true;
   return info[i].As<Napi::BigInt>().Uint64Value(&lossless);
+}
+
+// -1 if the mutex whose futex word this is has no owner now (unlocked, or its owner died:
+// try to lock it), else the word's value to wait on, with FUTEX_WAITERS set (announced as
+// glibc's own lock does, so the owner's unlock wakes a waiter).
+int64_t PrepareWait(uint32_t* word) {
+  uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+  for (;;) {
+    if ((v & FUTEX_TID_MASK) == 0 || (v & FUTEX_OWNER_DIED)) return -1;
+    if (v & FUTEX_WAITERS) return v;
+    if (__atomic_compare_exchange_n(word, &v, v | FUTEX_WAITERS, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return v | FUTEX_WAITERS;
+  }
 }
 
 class Mapping : public Napi::ObjectWrap<Mapping> {
@@ -277,58 +291,46 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 
   // mutexTryLock(offset, contended) -> 0 (locked), -EOWNERDEAD (locked; the previous owner
   // died), -EBUSY, -ENOTRECOVERABLE, -EUCLEAN (the mutex's type is corrupt: nothing was
-  // called), or another -errno. Locks for the calling thread. The same -EUCLEAN for the
-  // other mutex calls below. `contended`: we waited for it, so mark the word as having
-  // waiters (what glibc's own lock does after a wait): other waiters may still sleep on
-  // it, and our unlock must wake one.
+  // done), or another -errno. Locks for the calling thread (robust_mutex.h: glibc's
+  // protocol, without trusting the links in shared memory). `contended`: we waited for it.
   Napi::Value MutexTryLock(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info);
     if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
-    int err = pthread_mutex_trylock(m);
-    if (err == ENOTRECOVERABLE) {
-      // glibc's trylock takes the lock word before it sees "not recoverable" and, unlike
-      // pthread_mutex_lock, leaves it taken (it only unlocks `if (oldval == id)`, and
-      // oldval is 0 there). Left so, every locker would wait for us forever: release the
-      // word as lll_unlock would, and wake the waiters so they see the state too.
-      uint32_t* word = reinterpret_cast<uint32_t*>(m);
-      uint32_t tid = static_cast<uint32_t>(gettid());
-      uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-      if ((v & FUTEX_TID_MASK) == tid && __atomic_compare_exchange_n(word, &v, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED) && (v & FUTEX_WAITERS)) {
-        FutexWakeShared(word, -1);
-      }
-    }
-    if (err == 0 || err == EOWNERDEAD) {
-      Held(+1);
-      if (info.Length() > 1 && info[1].ToBoolean()) __atomic_fetch_or(reinterpret_cast<uint32_t*>(m), FUTEX_WAITERS, __ATOMIC_RELAXED);
-    }
-    return Napi::Number::New(info.Env(), -err);
-  }
-
-  // mutexLockSync(offset, ms) -> like mutexTryLock, waiting up to ms (< 0: no limit) on the
-  // calling thread (-ETIMEDOUT). For workers and scripts; TypeScript calls it in slices.
-  Napi::Value MutexLockSync(const Napi::CallbackInfo& info) {
-    pthread_mutex_t* m = MutexAt(info);
-    double ms = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
-    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
-    int64_t deadline = DeadlineAfterMs(ms);
-    int err;
-    if (deadline < 0) {
-      err = pthread_mutex_lock(m);
-    } else {
-      timespec ts = ToTimespec(deadline);
-      err = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-    }
+    int err = robust::TryLock(m, info.Length() > 1 && info[1].ToBoolean());
     if (err == 0 || err == EOWNERDEAD) Held(+1);
     return Napi::Number::New(info.Env(), -err);
   }
 
-  // mutexUnlock(offset) -> 0 or -errno (EPERM: this thread does not own it).
+  // mutexLockSync(offset, ms) -> like mutexTryLock, waiting up to ms (< 0: no limit) on the
+  // calling thread (-ETIMEDOUT): trylock, then a futex wait on the word with FUTEX_WAITERS
+  // announced, as glibc's own lock does. For workers and scripts; TypeScript calls it in slices.
+  Napi::Value MutexLockSync(const Napi::CallbackInfo& info) {
+    pthread_mutex_t* m = MutexAt(info);
+    double ms = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    int64_t deadline = DeadlineAfterMs(ms);
+    for (bool contended = false;; contended = true) {
+      if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
+      int err = robust::TryLock(m, contended);
+      if (err == 0 || err == EOWNERDEAD) Held(+1);
+      if (err != EBUSY) return Napi::Number::New(info.Env(), -err);
+      int64_t v = PrepareWait(reinterpret_cast<uint32_t*>(m));
+      if (v < 0) continue;  // free again (or its owner died): try at once
+      if (FutexWaitShared(reinterpret_cast<uint32_t*>(m), static_cast<uint32_t>(v), deadline) == -ETIMEDOUT) {
+        return Napi::Number::New(info.Env(), -ETIMEDOUT);
+      }
+    }
+  }
+
+  // mutexUnlock(offset) -> 0; 1 (unlocked, but another process had overwritten the mutex:
+  // its list links or its type); 2 (this thread held it, but its word now names another
+  // owner: taken off this thread's list, the word left alone); -EPERM (this thread does
+  // not own it; nothing changed); -EUCLEAN (its type is corrupt and only glibc could
+  // unlock it here: nothing was called).
   Napi::Value MutexUnlock(const Napi::CallbackInfo& info) {
     pthread_mutex_t* m = MutexAt(info);
-    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
-    int err = pthread_mutex_unlock(m);
-    if (err == 0 && region_->heldMutexes.load() > 0) Held(-1);
-    return Napi::Number::New(info.Env(), -err);
+    int r = robust::Unlock(m, MutexKindOk(m));
+    if (r >= 0 && region_->heldMutexes.load() > 0) Held(-1);
+    return Napi::Number::New(info.Env(), r);
   }
 
   Napi::Value MutexConsistent(const Napi::CallbackInfo& info) {
@@ -355,15 +357,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   // died: try to lock it), else the futex word's value to wait on, with FUTEX_WAITERS set
   // (announced as glibc's own lock does, so the owner's unlock wakes a waiter).
   Napi::Value MutexPrepareWait(const Napi::CallbackInfo& info) {
-    uint32_t* word = reinterpret_cast<uint32_t*>(MutexAt(info));
-    uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-    for (;;) {
-      if ((v & FUTEX_TID_MASK) == 0) return Napi::Number::New(info.Env(), -1);
-      if (v & FUTEX_WAITERS) return Napi::Number::New(info.Env(), static_cast<double>(v));
-      if (__atomic_compare_exchange_n(word, &v, v | FUTEX_WAITERS, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        return Napi::Number::New(info.Env(), static_cast<double>(v | FUTEX_WAITERS));
-      }
-    }
+    return Napi::Number::New(info.Env(), static_cast<double>(PrepareWait(reinterpret_cast<uint32_t*>(MutexAt(info)))));
   }
 
   // sync(async): msync the whole region (for mapped files that must reach the disk).

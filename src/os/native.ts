@@ -207,9 +207,15 @@ export interface NativeMapping {
    * mark the word as having waiters (our unlock then wakes the next one).
    */
   mutexTryLock(byteOffset: number, contended?: boolean): number;
-  /** pthread_mutex_clocklock (ms >= 0) or pthread_mutex_lock on the calling thread; like mutexTryLock, -ETIMEDOUT. */
+  /** Trylock, then a futex wait, until locked or ms (< 0: no limit) ran out, on the calling thread; like mutexTryLock, -ETIMEDOUT. */
   mutexLockSync(byteOffset: number, ms: number): number;
-  /** pthread_mutex_unlock: 0 or -errno (EPERM: this thread is not the owner). */
+  /**
+   * Unlock (glibc's protocol, never following links read from shared memory): 0;
+   * MUTEX_UNLOCKED_OVERWRITTEN (unlocked, but another process had overwritten the mutex);
+   * MUTEX_WORD_OVERWRITTEN (held here, but its word names another owner now: dropped from
+   * this thread's list, word left alone); -EPERM (not the owner; nothing changed);
+   * -EUCLEAN (corrupt type and only glibc could unlock it here: nothing done).
+   */
   mutexUnlock(byteOffset: number): number;
   /** pthread_mutex_consistent: 0 or -errno (EINVAL: not in the owner-died state). */
   mutexConsistent(byteOffset: number): number;

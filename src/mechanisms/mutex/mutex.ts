@@ -42,6 +42,9 @@ const EOWNERDEAD = 130;
 const ENOTRECOVERABLE = 131;
 /** What native/mutex.cc returns when the mutex's type in shared memory is corrupt. */
 const EUCLEAN = 117;
+// mutexUnlock's results besides 0 and -errno (native/robust_mutex.h).
+const UNLOCKED_OVERWRITTEN = 1;
+const WORD_OVERWRITTEN = 2;
 
 /** 'IPKM': the magic word of a ready mutex object. */
 export const MUTEX_MAGIC = magicOf('mutex', true);
@@ -211,6 +214,8 @@ export class Mutex {
     this.#inconsistent = false;
     heldHere.delete(this.#key);
     if (this.#waiters.length > 0) this.#serve(true);
+    if (r === UNLOCKED_OVERWRITTEN) throw corrupt(this.name, 'another process overwrote its pthread_mutex_t while this handle held it (it was unlocked all the same); remove it (unlinkMutex) and create it again');
+    if (r === WORD_OVERWRITTEN) throw corrupt(this.name, 'another process overwrote its lock word while this handle held it, so it names another owner now and was left as found; remove it (unlinkMutex) and create it again');
   }
 
   /**
