@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <memory>
 
 namespace ipckit {
 namespace {
@@ -30,7 +31,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   // error; events is a mask of 1 (readable) and 2 (writable). With ownsFd, close() closes
   // the fd too, and so does the end of the env (a worker that ends) if JS never did.
   explicit FdWatcher(const Napi::CallbackInfo& info)
-      : Napi::ObjectWrap<FdWatcher>(info), context_(info.Env(), "ipckit.FdWatcher") {
+      : Napi::ObjectWrap<FdWatcher>(info) {
     Napi::Env env = info.Env();
     int fd = ArgInt(info, 0);
     if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "FdWatcher: callback required");
@@ -87,6 +88,10 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
         throw ErrnoError(info.Env(), -err, "epoll_ctl");
       }
       handle_->data = this;
+      // Made with the handle: a watcher that never waits (the data was already there) costs
+      // no async resource, whose strong reference to a JS object would live until our
+      // finalizer runs, that is until the event loop turns.
+      if (!context_) context_ = std::make_unique<Napi::AsyncContext>(info.Env(), "ipckit.FdWatcher");
       AddHook();
       ApplyLoopRef();
     }
@@ -191,7 +196,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     try {
       Napi::Value cb = obj.Get("_onEvent");
       if (!cb.IsFunction()) return;
-      cb.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, status), Napi::Number::New(env, events)}, self->context_);
+      cb.As<Napi::Function>().MakeCallback(obj, {Napi::Number::New(env, status), Napi::Number::New(env, events)}, *self->context_);
     } catch (const Napi::Error& e) {
       ReportFromLoop(env, e);  // to 'uncaughtException', never out into libuv
     }
@@ -205,7 +210,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   bool hooked_ = false;
   bool active_ = false;
   bool loopRef_ = true;
-  Napi::AsyncContext context_;
+  std::unique_ptr<Napi::AsyncContext> context_;
   napi_env env_ = nullptr;
 };
 

@@ -495,6 +495,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
 
   #release(): void {
     this.#polling = false;
+    if (this.#state !== 'open') this.#decoder.release(); // never read into again
     if (this.#poll) {
       const poll = this.#poll;
       this.#poll = null;
@@ -552,7 +553,8 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #spaceWaiters = new WaitQueue<void, Uint8Array>('send', (payload) => payload.length);
   #maxPendingBytes: number;
   #flushWaiters = new WaitQueue<void>('flush');
-  #flushScheduled = false;
+  /** The flush scheduled for the end of this turn (it also marks "later sends of this turn are batched"). */
+  #flushImmediate: NodeJS.Immediate | undefined;
   #flushing = false;
   #pollingWrite = false;
   #state: WriterState = 'open';
@@ -563,7 +565,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #errorReported = false;
   #onWritable = (): void => this.#flushNow();
   #flushTask = (): void => {
-    this.#flushScheduled = false;
+    this.#flushImmediate = undefined;
     this.#flushNow();
   };
 
@@ -735,7 +737,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
       this.#writeFrameInto(payload);
       this.#queued += size;
       if (this.#batchLen >= this.#batchMax - 64) this.#flushNow();
-      else if (!this.#flushScheduled && this.#queued === size) {
+      else if (this.#flushImmediate === undefined && this.#queued === size) {
         // The first message of this turn goes out at once (the peer can start on it while
         // we go on); the rest of the turn is batched and written by the scheduled flush.
         this.#flushNow();
@@ -796,10 +798,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
   }
 
   #scheduleFlush(): void {
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(this.#flushTask);
-    }
+    this.#flushImmediate ??= setImmediate(this.#flushTask);
   }
 
   #startPollingWrite(): void {
@@ -916,6 +915,10 @@ export class FdWriter<T, R = void> implements Sender<T> {
 
   #release(): void {
     this.#pollingWrite = false;
+    // A pending immediate holds the writer (and its batch) until the loop turns: a program
+    // that opens and closes writers without turning it would keep every one of them.
+    if (this.#flushImmediate !== undefined) clearImmediate(this.#flushImmediate);
+    this.#flushImmediate = undefined;
     if (!this.#poll) return;
     const poll = this.#poll;
     this.#poll = null;
