@@ -13,6 +13,10 @@
  * descriptors or threads, or grows RSS by 20 MB or more. Prints a Markdown table (the one
  * in docs/reliability.md) and writes the samples to --json.
  *
+ * `--turn-loop` (a diagnosis, not the target's measure) lets the event loop turn once after
+ * every cycle: what is freed only then (Node-API finalizers run from the loop, handles
+ * closed by libuv) shows as the difference between the two runs.
+ *
  * Every object is named `ipckit-leak-<pid>-<random>-<kind>` (System V: one key of the run
  * per kind) and removed at the end, also on failure.
  */
@@ -336,7 +340,7 @@ function objectsLeft(ctx: Ctx): string[] {
   return left;
 }
 
-async function runKind(kindName: string, cycles: number, prefix: string, key: number): Promise<KindResult> {
+async function runKind(kindName: string, cycles: number, prefix: string, key: number, turnLoop: boolean): Promise<KindResult> {
   const kind = KINDS[kindName]!;
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const ctx: Ctx = { name: `/${prefix}-${kindName}`, key, dir };
@@ -349,6 +353,7 @@ async function runKind(kindName: string, cycles: number, prefix: string, key: nu
     await kind.setup?.(ctx);
     for (let i = 1; i <= cycles; i++) {
       await kind.cycle(ctx, i);
+      if (turnLoop) await new Promise((r) => setImmediate(r));
       if (i % every === 0 || i === cycles) samples.push(sample(i));
     }
   } catch (e) {
@@ -404,7 +409,7 @@ const opt = (k: string): string | undefined => {
 
 if (opt('--child') !== undefined) {
   // One kind in this process; the result as one JSON line on stdout.
-  const r = await runKind(opt('--child')!, Number(opt('--cycles')), opt('--prefix')!, Number(opt('--key')));
+  const r = await runKind(opt('--child')!, Number(opt('--cycles')), opt('--prefix')!, Number(opt('--key')), argv.includes('--turn-loop'));
   process.stdout.write(`${JSON.stringify(r)}\n`);
   process.exit(0);
 }
@@ -414,7 +419,7 @@ const only = opt('--only')?.split(',');
 const jsonOut = opt('--json');
 const unknown = only?.filter((k) => !(k in KINDS)) ?? [];
 if (!Number.isInteger(cycles) || cycles < SAMPLES || unknown.length) {
-  process.stderr.write(`usage: npm run leak-cycles -- [--cycles N (>= ${SAMPLES})] [--only ${Object.keys(KINDS).join(',')}] [--json FILE]${unknown.length ? `  (unknown kind ${unknown.join(', ')})` : ''}\n`);
+  process.stderr.write(`usage: npm run leak-cycles -- [--cycles N (>= ${SAMPLES})] [--only ${Object.keys(KINDS).join(',')}] [--turn-loop] [--json FILE]${unknown.length ? `  (unknown kind ${unknown.join(', ')})` : ''}\n`);
   process.exit(2);
 }
 const prefix = `ipckit-leak-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -425,7 +430,7 @@ const kinds = only ?? Object.keys(KINDS);
 for (const [k, kindName] of kinds.entries()) {
   const key = keyBase + k;
   process.stderr.write(`${kindName}: ${cycles} cycles... `);
-  const child = spawn(process.execPath, ['--expose-gc', script, '--child', kindName, '--cycles', String(cycles), '--prefix', prefix, '--key', String(key)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--expose-gc', script, '--child', kindName, '--cycles', String(cycles), '--prefix', prefix, '--key', String(key), ...(argv.includes('--turn-loop') ? ['--turn-loop'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d));
   const code = await new Promise<number | null>((r) => child.on('exit', r));
@@ -464,5 +469,5 @@ const table = [
   ...results.map((r) => `| ${r.kind} | ${r.cycles.toLocaleString('en')} | ${r.seconds} | ${r.rssGrowthMB} | ${r.rssAfterGcMB} | ${r.rssAfterTrimMB} | ${r.heapGrowthMB} | ${r.externalGrowthMB} | ${r.fdGrowth} | ${r.threadGrowth} | ${r.objectsLeft.length}${r.error ? ` (failed: ${r.error})` : ''} |`),
 ];
 process.stdout.write(`${table.join('\n')}\n`);
-if (jsonOut) writeFileSync(jsonOut, `${JSON.stringify({ cycles, rssLimitMB: RSS_LIMIT_MB, node: process.version, results }, null, 2)}\n`);
+if (jsonOut) writeFileSync(jsonOut, `${JSON.stringify({ cycles, turnLoop: argv.includes('--turn-loop'), rssLimitMB: RSS_LIMIT_MB, node: process.version, results }, null, 2)}\n`);
 process.exit(results.some((r) => verdict(r).length > 0) ? 1 : 0);
