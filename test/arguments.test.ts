@@ -133,7 +133,7 @@ const NO_ARGUMENTS = [
   'MessageQueueReceiver.tryReceive', 'MessageQueueReceiver.tryReceiveWithPriority', 'MessageQueue.attributes', 'MessageQueue.owner',
   'MessageQueue.unlink', 'MessageQueue.close', 'SignalReceiver.tryReceive', 'SignalReceiver.close', 'StreamSocketChannel.tryReceive',
   'PacketChannel.tryReceive', 'AckedChannel.tryReceive', 'DatagramServer.close', 'ReceivedHandle.take', 'ReceivedHandle.close',
-  'SealedMemory.close', 'FrameDecoder.space', 'FrameDecoder.next', 'FrameDecoder.finish', 'IpcError.toString',
+  'SealedMemory.close', 'FrameDecoder.space', 'FrameDecoder.next', 'FrameDecoder.finish', 'FrameDecoder.release', 'IpcError.toString',
   'diagnose', 'FileLock.locks', 'FileLock.close', 'HeldLock.release',
   'FifoReader.perm', 'FifoWriter.perm', 'MessageQueue.perm', 'sysvLimits',
   'SysvMessageQueue.stat', 'SysvMessageQueue.perm', 'SysvMessageQueue.remove', 'SysvMessageQueue.close',
