@@ -16,6 +16,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/process.js';
 import { parentChannel } from '../src/mechanisms/process/parent.js';
+import { jsonCodec } from '../src/core/codec.js';
 import { now, RttMeter, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { pinnedPair } from './placement.js';
 
@@ -120,6 +121,30 @@ async function thrRound(ctx: BenchContext, side: Side, size: number): Promise<nu
   return sent / seconds;
 }
 
+/**
+ * What the 'json' codec alone costs per message of the one-way case, on this CPU, now: the
+ * encode (JSON.stringify + UTF-8 into a Buffer) and the decode (UTF-8 + JSON.parse), each
+ * timed over `ms` of calls. One side can carry at most 1/max of them per second whatever
+ * the transport: the ceiling a missed one-way target is measured against.
+ */
+function jsonCostUs(size: number, ms = 200): { encodeUs: number; decodeUs: number } {
+  const d = 'x'.repeat(size);
+  const time = (f: (i: number) => void): number => {
+    for (let i = 0; i < 20_000; i++) f(i); // warm: optimized code
+    let n = 0;
+    const start = now();
+    const until = start + BigInt(ms * 1e6);
+    while (now() < until) for (let k = 0; k < 1000; k++) f(n++);
+    return Number(now() - start) / 1e3 / n;
+  };
+  let sink = 0;
+  const encodeUs = time((i) => (sink += (jsonCodec.encode({ s: i, d }) as Uint8Array).length));
+  const bytes = jsonCodec.encode({ s: 123_456, d });
+  const decodeUs = time(() => (sink += (jsonCodec.decode(bytes) as { s: number }).s));
+  if (sink < 0) throw new Error('unreachable');
+  return { encodeUs, decodeUs };
+}
+
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -179,6 +204,7 @@ export const scenarios: Scenario[] = [
         }
       }
       // A miss is printed with what was measured around it (the cause, not an excuse).
+      const cost = jsonCostUs(64);
       const fig = (v: string, m: 'rtt' | 'throughput', s: number): Figure => out.find((f) => f.variant === v && f.metric === m && f.size === s)!;
       for (const t of targets) {
         const ours = fig(t.variant!, t.metric, t.size!);
@@ -186,7 +212,7 @@ export const scenarios: Scenario[] = [
         t.ifMissed =
           t.metric === 'rtt'
             ? `measured under load: ${t.variant} p50 ${ours.p50Us!.toFixed(1)} us (rounds ${ours.note}) against process.send ${send.p50Us!.toFixed(1)} us (${send.note}); a round trip whose two sides sleep costs two cross-CPU futex wake-ups, and with 5 jobs on 2 CPUs the spinning side is often descheduled while it spins`
-            : `measured under load: ${(ours.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${ours.note}) against process.send ${(send.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${send.note}); both sides run JSON.stringify/parse per message, which bounds the rate of any JSON channel`;
+            : `measured: ${(ours.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${ours.note}) against process.send ${(send.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${send.note}). The 'json' codec alone, timed in this run on this message: encode ${cost.encodeUs.toFixed(2)} us, decode ${cost.decodeUs.toFixed(2)} us, so no JSON channel passes ${(1 / Math.max(cost.encodeUs, cost.decodeUs)).toFixed(2)}M msg/s here, ${(1 / Math.max(cost.encodeUs, cost.decodeUs) / (send.msgsPerSec! / 1e6)).toFixed(1)}x process.send's rate: 10x needs another codec ('bytes', or structured binary)`;
       }
       return out;
     },

@@ -4,6 +4,7 @@ import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { createRing, openRing, unlinkRing } from '../src/mechanisms/ring/ring.js';
 import { openRingChannel } from '../src/mechanisms/ring/channel.js';
+import { json } from '../src/core/codec.js';
 import { createSharedMemory, openSharedMemory, unlinkSharedMemory } from '../src/mechanisms/shm/shm.js';
 import { channelConformance } from './conformance/channel.js';
 import { checkMessage, makeMessage, sizeFor } from './fixtures/checked-message.js';
@@ -50,6 +51,41 @@ for (const external of [true, false]) {
     },
   });
 }
+
+describe('ring: text codecs encode into a reused buffer (src/core/codec.ts, encodeBorrowed)', () => {
+  // A send that waits for room must keep bytes of its own: one scratch buffer per thread is
+  // rewritten by the next send. Many unawaited sends into a small ring, each different.
+  for (const external of [true, false]) {
+    for (const [label, codec, make] of [
+      ['json', 'json', (i: number) => ({ i, text: `message ${i} `.repeat(1 + (i % 7)) })],
+      ['utf8', 'utf8', (i: number) => `message ${i} é ✓ `.repeat(1 + (i % 5))],
+      ['json<T>({ validate })', json<{ i: number; text: string }>({ validate: (v): v is { i: number; text: string } => typeof (v as { i?: unknown }).i === 'number' }), (i: number) => ({ i, text: 'x'.repeat(i % 300) })],
+    ] as const) {
+      it(`${label} (${external ? 'SharedArrayBuffer' : 'copying path'}): 300 sends, most waiting for room, arrive whole and in order`, async () => {
+        using ring = createRing(ringName(), { capacityBytes: 4096, external });
+        const tx = track(await ring.sender({ codec: codec as 'json' }));
+        const rx = track(await ring.receiver({ codec: codec as 'json' }));
+        const sent = Array.from({ length: 300 }, (_, i) => make(i));
+        const sends = sent.map((m) => tx.send(m as never));
+        const got: unknown[] = [];
+        while (got.length < sent.length) got.push(await rx.receive({ timeout: 5000 }));
+        await Promise.all(sends);
+        assert.deepEqual(got, sent);
+      });
+    }
+  }
+
+  it('a text too long for the scratch buffer (a 40,000-character JSON string) is sent whole', async () => {
+    using ring = createRing(ringName(), { capacityBytes: 256 * 1024 });
+    const tx = track(await ring.sender({ codec: 'json' }));
+    const rx = track(await ring.receiver({ codec: 'json' }));
+    const big = { text: 'ü'.repeat(40_000) };
+    await tx.send(big);
+    await tx.send({ after: 1 });
+    assert.deepEqual(await rx.receive({ timeout: 5000 }), big);
+    assert.deepEqual(await rx.receive({ timeout: 5000 }), { after: 1 });
+  });
+});
 
 describe('ring: fast paths and views', () => {
   it('trySend / tryReceive, sendMany / receiveMany, trySendMany / tryReceiveMany', async () => {

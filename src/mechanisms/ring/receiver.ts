@@ -8,7 +8,7 @@
  */
 import { invalidArgument, closedError, errnoError, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
 import { receiverIterator, WaitQueue, type Receiver, type WaitOptions } from '../../core/channel.js';
-import { decodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
+import { decodeScratch, decodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import * as validate from '../../core/validate.js';
 import { LoopWait } from '../../memory/loop-wait.js';
 import type { Memory } from '../../memory/memory.js';
@@ -341,8 +341,16 @@ export class RingReceiver<T> implements Receiver<T> {
     if (mem.load(W_PRODUCER_SLEEPING) !== 0) this.#core.wakeProducers();
   }
 
+  /** The message's bytes out of the ring: into the decode scratch when the codec keeps none of them. */
+  #copyOut(at: number): Uint8Array {
+    const scratch = decodeScratch(this.#codec as Codec<unknown>, this.#msgLen);
+    if (scratch === undefined) return this.#mem.copyOut(at, this.#msgLen);
+    this.#mem.copyInto(at, this.#msgLen, scratch, 0);
+    return scratch.subarray(0, this.#msgLen);
+  }
+
   #takeOne(at: number): T {
-    const payload = this.#mem.copyOut(at, this.#msgLen);
+    const payload = this.#copyOut(at);
     if (FAULTS) fault('ring:mid-receive');
     this.#readPos = this.#msgEnd;
     this.#release();
@@ -356,7 +364,7 @@ export class RingReceiver<T> implements Receiver<T> {
       while (out.length < max) {
         const at = this.#find(false);
         if (at < 0) break;
-        const payload = mem.copyOut(at, this.#msgLen);
+        const payload = this.#copyOut(at);
         if (FAULTS) fault('ring:mid-receive');
         let value: T;
         try {

@@ -6,7 +6,7 @@
  */
 import { batchError, batchPromise } from '../../core/batch.js';
 import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, type Sender, type WaitOptions } from '../../core/channel.js';
-import { encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
+import { encodeBorrowed, encodeWith, ownBytes, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
 import { frameTooLarge } from '../../core/framing.js';
 import * as validate from '../../core/validate.js';
@@ -178,7 +178,7 @@ export class RingSender<T> implements Sender<T> {
       }
     }
     if (this.#waiting.weight + payload.length > this.#maxPending) return Promise.reject(pendingLimitError(`ring ${this.ring}`, this.#waiting.weight, payload.length, this.#maxPending));
-    const p = this.#waiting.enqueue(options, { payloads: [payload], bytes: payload.length, next: 0 });
+    const p = this.#waiting.enqueue(options, { payloads: [ownBytes(payload)], bytes: payload.length, next: 0 });
     this.#arm();
     return p;
   }
@@ -208,7 +208,7 @@ export class RingSender<T> implements Sender<T> {
     if (messages === null || typeof (messages as Partial<Iterable<T>>)?.[Symbol.iterator] !== 'function') throw invalidArgument(`messages must be iterable, got ${validate.describe(messages)}`);
     const aborted = checkWaitOptions(options, 'send');
     const payloads: Uint8Array[] = [];
-    for (const m of messages) payloads.push(this.#encode(m));
+    for (const m of messages) payloads.push(this.#encode(m, false)); // kept: bytes of their own
     if (this.#closed || this.#error) return Promise.reject(batchError(this.#error ?? closedError('sender'), 0, payloads.length));
     if (aborted) return Promise.reject(batchError(aborted, 0, payloads.length));
     let next = 0;
@@ -347,8 +347,9 @@ export class RingSender<T> implements Sender<T> {
 
   // --- internals ---
 
-  #encode(message: T): Uint8Array {
-    const payload = encodeWith(this.#codec, message);
+  /** `borrow`: the bytes are copied into the ring before the next encode (or owned with ownBytes). */
+  #encode(message: T, borrow = true): Uint8Array {
+    const payload = borrow ? encodeBorrowed(this.#codec, message) : encodeWith(this.#codec, message);
     if (payload.length > this.#max) throw frameTooLarge(payload.length, this.#max, 'send');
     return payload;
   }
