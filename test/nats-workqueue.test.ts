@@ -125,14 +125,16 @@ describe('nats work queue: the contract', () => {
     }
   });
 
-  it('a job not acknowledged within ackWait is delivered again; after maxDeliveries it goes to the dead-letter subject', async () => {
+  it('a job handed back is delivered again; after maxDeliveries it goes to the dead-letter subject', async () => {
     const name = newQueue();
     const q = open(name, { ackWait: 300, maxDeliveries: 2 });
     try {
       const id = await q.put({ poison: true });
       const first = await within(q.take(), 10_000);
-      const second = await within(q.take(), 10_000); // after ackWait
+      q.retry(first);
+      const second = await within(q.take(), 10_000);
       assert.deepEqual([first.id, second.id, second.deliveries], [id, id, 2]);
+      q.retry(second);
       const ok = await q.put({ fine: true });
       // The third delivery is past maxDeliveries: moved to the dead letters, not handed out.
       const next = await within(q.take(), 10_000);
@@ -218,6 +220,34 @@ describe('nats work queue: crashes', () => {
     } finally {
       await q.close();
       await own.stop();
+    }
+  });
+
+  it('a live holder keeps its job past ackWait (in-progress beats); a hung one (SIGSTOP) loses it after ackWait', async () => {
+    const name = newQueue('beat');
+    const url = `${server.url}/${name}`;
+    const q = open(name, { ackWait: 500 });
+    const holder = runFixture('nats-workqueue-peer', ['hold', url, '500'], { timeoutMs: 30_000 });
+    try {
+      await q.ready();
+      const id = await q.put({ task: 'slow' });
+      const took = await within(
+        new Promise<any>((resolve) => lines(holder, (v) => v.took !== undefined && resolve(v))),
+        15_000,
+        'the holder taking the job',
+      );
+      assert.equal(took.took, id);
+      // Four times ackWait: the holder lives, so nobody else gets the job.
+      await rejectsWith(q.take({ timeout: 2000 }), 'ERR_IPCKIT_TIMEOUT');
+      holder.child.kill('SIGSTOP'); // hung: no more beats
+      const again = await within(q.take(), 10_000, 'the redelivery after the holder hung');
+      assert.deepEqual([again.id, again.redelivered, again.deliveries], [id, true, 2]);
+      q.ack(again);
+      await q.flushAcks();
+    } finally {
+      holder.child.kill('SIGKILL');
+      await holder.done;
+      await q.close();
     }
   });
 

@@ -7,7 +7,8 @@
  *   once acknowledged), file storage (it survives a server restart), optionally bounded
  *   (`capacity`, discard new: a put to a full queue waits);
  * - durable pull consumer `workers` with explicit acks and `ackWait`: a job taken and not
- *   acknowledged within `ackWait` (its consumer died, hung or closed) is delivered again;
+ *   acknowledged is delivered again when its holder closes, or `ackWait` after its holder
+ *   died or hung (a live holder restarts the wait with "in progress" beats);
  * - stream NAME-dead, subject `ipckit.workqueue.NAME.dead`: a job taken `maxDeliveries`
  *   times without an acknowledgement is published there (deduplicated by the job's id),
  *   then acknowledged in the work queue, by whichever consumer takes it once more.
@@ -73,6 +74,8 @@ interface Setup {
   jsm: JetStreamManager;
   consumer: Consumer;
   maxDeliveries: number;
+  /** The consumer's ackWait, as the server has it (a queue made earlier keeps its own). */
+  ackWaitMs: number;
 }
 
 const isFull = (e: unknown): boolean => /maximum (messages|bytes) exceeded|maximum messages per subject exceeded/i.test((e as Error)?.message ?? '');
@@ -108,6 +111,7 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
   /** Acknowledgements sent and not yet confirmed by the server. */
   readonly #acking = new Set<Promise<void>>();
   #ackFailure: IpcError | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(client: NatsClient, name: string, codec: Codec<T>, options: { ackWait: number; maxDeliveries: number; capacity: number | undefined; replicas: number; create: boolean }, ownsClient: boolean) {
     this.client = client;
@@ -175,13 +179,15 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
     );
     await ensureStream({ name: n.deadStream, subjects: [n.deadSubject], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: o.replicas });
     let maxDeliveries = o.maxDeliveries;
+    let ackWaitMs = o.ackWait;
     const description = (m: number): string => `ipckit work queue consumer; maxDeliveries=${m}`;
-    const readShared = (d: string | undefined): void => {
-      const m = /maxDeliveries=(\d+)/.exec(d ?? '');
+    const readShared = (config: { description?: string; ack_wait?: number }): void => {
+      const m = /maxDeliveries=(\d+)/.exec(config.description ?? '');
       if (m) maxDeliveries = Number(m[1]);
+      if (typeof config.ack_wait === 'number' && config.ack_wait > 0) ackWaitMs = Math.max(1, Math.round(config.ack_wait / 1e6));
     };
     try {
-      readShared((await jsm.consumers.info(n.stream, CONSUMER)).config.description);
+      readShared((await jsm.consumers.info(n.stream, CONSUMER)).config);
     } catch (e) {
       if (!isMissing(e)) throw natsError(e, what);
       try {
@@ -197,7 +203,7 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
         });
       } catch (e2) {
         try {
-          readShared((await jsm.consumers.info(n.stream, CONSUMER)).config.description);
+          readShared((await jsm.consumers.info(n.stream, CONSUMER)).config);
         } catch {
           throw natsError(e2, `${what}: making consumer ${CONSUMER}`);
         }
@@ -205,7 +211,26 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
     }
     const js = jetstream(nc);
     const consumer = await js.consumers.get(n.stream, CONSUMER);
-    return { js, jsm, consumer, maxDeliveries };
+    this.#startHeartbeat(ackWaitMs);
+    return { js, jsm, consumer, maxDeliveries, ackWaitMs };
+  }
+
+  /**
+   * While this handle lives, the jobs it holds (handed out, or fetched and not handed out
+   * yet) are not delivered again: every third of ackWait each gets an "in progress"
+   * (`working()`), which restarts its ackWait on the server. So a job goes to another
+   * consumer when its holder closes, dies or hangs (its event loop stops, and with it these
+   * beats), not because it was slow, as with the shared-memory work queue. Without them a
+   * consumer slowed by load (the soak: 5 s of ackWait at load 25) had its jobs handed to a
+   * second consumer while it still worked on them.
+   */
+  #startHeartbeat(ackWaitMs: number): void {
+    if (this.#heartbeat !== undefined || this.#closed) return;
+    this.#heartbeat = setInterval(() => {
+      for (const t of this.#inHand.values()) t.msg.working();
+      for (const m of this.#fetched) m.working();
+    }, Math.max(20, Math.floor(ackWaitMs / 3)));
+    this.#heartbeat.unref(); // never what keeps the process alive
   }
 
   /** Resolves once connected and the stream and consumer exist. */
@@ -581,6 +606,7 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#closed = closedError(`work queue ${this.url}`);
+      clearInterval(this.#heartbeat);
       this.#takers.rejectAll(this.#closed);
       await this.#pull?.close().catch(() => {});
       for (const m of this.#fetched.splice(0)) m.nak();
