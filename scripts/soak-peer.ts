@@ -210,12 +210,18 @@ async function consumer(open: () => Promise<WorkQueueContract<Uint8Array>>): Pro
           if (code(e) === 'ERR_IPCKIT_TIMEOUT') return [];
           throw e;
         });
+        const done: string[] = [];
         for (const job of jobs) {
           const m = got(job.data as Uint8Array, job.deliveries);
           if (random(50) === 0) await sleep(1 + random(20)); // work in hand when a kill comes
           q.ack(job);
-          if (m) log(`d ${m.producer} ${m.seq}`);
+          if (m) done.push(`d ${m.producer} ${m.seq}`);
         }
+        // Over NATS a job counts as acknowledged once the server confirmed it (docs/nats.md):
+        // until then it is in hand, and a kill before the confirmation may bring it back.
+        const flushAcks = (q as { flushAcks?: () => Promise<void> }).flushAcks;
+        if (flushAcks) await flushAcks.call(q);
+        for (const l of done) log(l);
       }
     } catch (e) {
       log(`e ${code(e)}`);
