@@ -80,6 +80,11 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     // never own one (if it is collected after its fd was closed and the number reused,
     // it would unregister someone else's fd).
     if (handle_ == nullptr) {
+      // Made with the handle (before it, so that a handle never exists without it): a
+      // watcher that never waits (the data was already there) costs no async resource,
+      // whose strong reference to a JS object would live until our finalizer runs, that is
+      // until the event loop turns.
+      if (!context_) context_ = std::make_unique<Napi::AsyncContext>(info.Env(), "ipckit.FdWatcher");
       handle_ = new uv_poll_t;
       int err = uv_poll_init(loop_, handle_, fd_);
       if (err != 0) {
@@ -88,10 +93,6 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
         throw ErrnoError(info.Env(), -err, "epoll_ctl");
       }
       handle_->data = this;
-      // Made with the handle: a watcher that never waits (the data was already there) costs
-      // no async resource, whose strong reference to a JS object would live until our
-      // finalizer runs, that is until the event loop turns.
-      if (!context_) context_ = std::make_unique<Napi::AsyncContext>(info.Env(), "ipckit.FdWatcher");
       AddHook();
       ApplyLoopRef();
     }

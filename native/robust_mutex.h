@@ -105,6 +105,7 @@ inline uint32_t* WordOf(pthread_mutex_t* m) { return reinterpret_cast<uint32_t*>
 
 // glibc's ENQUEUE_MUTEX, with the old top taken from this thread's head.
 inline void Enqueue(ThreadState& s, pthread_mutex_t* m) {
+  s.held.reserve(s.held.size() + 1);  // nothing may fail once the mutex is on the list
   void* top = s.head->list.next;
   LinksAt(top)->__prev = static_cast<__pthread_list_t*>(EntryOf(m));
   m->__data.__list.__next = static_cast<__pthread_list_t*>(top);
@@ -163,7 +164,9 @@ inline int TryLock(pthread_mutex_t* m, bool contended) {
   for (;;) {
     if (old & FUTEX_OWNER_DIED) {
       // The previous owner died holding it (the kernel marked the word): take it over.
-      if (!__atomic_compare_exchange_n(word, &old, id | (old & FUTEX_WAITERS), false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) continue;
+      // A waiter that slept keeps FUTEX_WAITERS on (glibc: assume_other_futex_waiters): others
+      // may still sleep, and an unlock in between cleared the bit.
+      if (!__atomic_compare_exchange_n(word, &old, id | (old & FUTEX_WAITERS) | (contended ? FUTEX_WAITERS : 0), false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) continue;
       m->__data.__count = 1;
       m->__data.__owner = kInconsistent;
       Enqueue(s, m);

@@ -83,13 +83,14 @@ uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::BigInt>().Uint64Value(&lossless);
 }
 
-// -1 if the mutex whose futex word this is has no owner now (unlocked, or its owner died:
-// try to lock it), else the word's value to wait on, with FUTEX_WAITERS set (announced as
-// glibc's own lock does, so the owner's unlock wakes a waiter).
+// -1 if the mutex whose futex word this is can be tried now (unlocked, or its owner died),
+// else the word's value to wait on, with FUTEX_WAITERS set (announced as glibc's own lock
+// does, so the owner's unlock wakes a waiter). A word with no owner but other bits (only a
+// peer writing the segment makes one) is waited on too, as glibc does: never a busy loop.
 int64_t PrepareWait(uint32_t* word) {
   uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
   for (;;) {
-    if ((v & FUTEX_TID_MASK) == 0 || (v & FUTEX_OWNER_DIED)) return -1;
+    if (v == 0 || (v & FUTEX_OWNER_DIED)) return -1;
     if (v & FUTEX_WAITERS) return v;
     if (__atomic_compare_exchange_n(word, &v, v | FUTEX_WAITERS, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return v | FUTEX_WAITERS;
   }
@@ -314,7 +315,11 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
       if (err == 0 || err == EOWNERDEAD) Held(+1);
       if (err != EBUSY) return Napi::Number::New(info.Env(), -err);
       int64_t v = PrepareWait(reinterpret_cast<uint32_t*>(m));
-      if (v < 0) continue;  // free again (or its owner died): try at once
+      if (v < 0) {
+        // Free again (or its owner died): try at once, within the deadline.
+        if (deadline >= 0 && MonotonicNs() >= deadline) return Napi::Number::New(info.Env(), -ETIMEDOUT);
+        continue;
+      }
       if (FutexWaitShared(reinterpret_cast<uint32_t*>(m), static_cast<uint32_t>(v), deadline) == -ETIMEDOUT) {
         return Napi::Number::New(info.Env(), -ETIMEDOUT);
       }

@@ -68,17 +68,22 @@ export const utf8Codec: Codec<string> = {
   },
 };
 
+/** JSON.stringify, with what it refuses as ERR_IPCKIT_INVALID_ARGUMENT. */
+function jsonText(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (e) {
+    throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `message cannot be encoded as JSON: ${(e as Error).message}`, { cause: e });
+  }
+  if (text === undefined) throw invalidArgument(`message cannot be encoded as JSON, got ${describe(value)}`);
+  return text;
+}
+
 export const jsonCodec: Codec<unknown> = {
   name: 'json',
   encode(value) {
-    let text: string | undefined;
-    try {
-      text = JSON.stringify(value);
-    } catch (e) {
-      throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `message cannot be encoded as JSON: ${(e as Error).message}`, { cause: e });
-    }
-    if (text === undefined) throw invalidArgument(`message cannot be encoded as JSON, got ${describe(value)}`);
-    return Buffer.from(text, 'utf8');
+    return Buffer.from(jsonText(value), 'utf8');
   },
   decode(bytes) {
     checkBytes('bytes', bytes);
@@ -176,12 +181,7 @@ export function encodeBorrowed<T>(codec: Codec<T>, value: T): Uint8Array {
     if (typeof value !== 'string') return encodeWith(codec, value); // its own error
     text = value;
   } else {
-    try {
-      text = JSON.stringify(value); // user toJSON code runs here, before the scratch is written
-    } catch {
-      return encodeWith(codec, value); // its own error
-    }
-    if (text === undefined) return encodeWith(codec, value);
+    text = jsonText(value); // user toJSON code runs here, before the scratch is written
   }
   if (text.length * 3 > SCRATCH_BYTES) return Buffer.from(text, 'utf8'); // may not fit: its own buffer
   return sendScratch.subarray(0, textEncoder.encodeInto(text, sendScratch).written);

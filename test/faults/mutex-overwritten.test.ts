@@ -12,6 +12,7 @@
  * that hold the locks, so that a crash shows as a signal, not as the end of this file.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createMutex, openMutex, unlinkMutex } from '../../src/index.js';
@@ -25,9 +26,9 @@ function mname(tag: string): string {
   return n;
 }
 
-// overwrite NAME links|word: writes into the pthread_mutex_t at offset 128 (docs/mutex.md)
-// what no honest peer writes: its list links (two non-canonical addresses), or its lock
-// word (another thread id).
+// overwrite NAME links|word|waiters: writes into the pthread_mutex_t at offset 128
+// (docs/mutex.md) what no honest peer writes: its list links (two non-canonical addresses),
+// its lock word (another thread id), or a word with the waiters bit and no owner.
 const SCRIBBLER = compileC(
   'mutexscribbler',
   String.raw`
@@ -48,6 +49,8 @@ int main(int argc, char **argv) {
   if (strcmp(argv[2], "links") == 0) {
     m->__data.__list.__prev = (void *)0x4141414141414141ULL;
     m->__data.__list.__next = (void *)0x4242424242424240ULL;
+  } else if (strcmp(argv[2], "waiters") == 0) {
+    __atomic_store_n(&m->__data.__lock, 0x80000000u, __ATOMIC_SEQ_CST); /* FUTEX_WAITERS, no owner */
   } else {
     __atomic_store_n(&m->__data.__lock, 4242, __ATOMIC_SEQ_CST);
   }
@@ -125,6 +128,35 @@ describe('mutex: another process writes into it while we hold it', () => {
       }
     });
   }
+
+  it('a lock word with the waiters bit and no owner: lockSync and lock time out, without a busy loop', async () => {
+    const name = mname('over-waiters');
+    createMutex(name).close();
+    execFileSync(SCRIBBLER, [name, 'waiters']);
+    // In a child: a wait that never returns to JavaScript would hang this file, not fail it.
+    const r = child(
+      `
+      const m = await ipc.openMutex(names[0]);
+      const t0 = process.cpuUsage();
+      const w0 = Date.now();
+      let sync = 'none';
+      try { m.lockSync({ timeout: 300 }); sync = 'locked'; } catch (e) { sync = e.code; }
+      let async = 'none';
+      try { await m.lock({ timeout: 300 }); async = 'locked'; } catch (e) { async = e.code; }
+      const cpu = process.cpuUsage(t0);
+      say({ sync, async, wallMs: Date.now() - w0, cpuMs: (cpu.user + cpu.system) / 1000 });
+      await m.close();
+    `,
+      [name],
+    );
+    const res = await jsonLines(r).next(15_000);
+    assert.equal(res.failed, undefined, res.failed);
+    assert.deepEqual([res.sync, res.async], ['ERR_IPCKIT_TIMEOUT', 'ERR_IPCKIT_TIMEOUT']);
+    // Asleep, not spinning: far less CPU than the 600 ms of waiting.
+    assert.ok(res.cpuMs < res.wallMs / 2, `${res.cpuMs} ms of CPU in ${res.wallMs} ms of waiting`);
+    const done = await within(r.done, 15_000, 'the child');
+    assert.equal(done.code, 0, done.stderr);
+  });
 
   it('a process killed holding mutexes it locked and unlocked out of order: exactly the ones it held say ownerDied', async () => {
     const base = mname('order');

@@ -216,20 +216,25 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
   }
 
   /**
-   * While this handle lives, the jobs it holds (handed out, or fetched and not handed out
-   * yet) are not delivered again: every third of ackWait each gets an "in progress"
-   * (`working()`), which restarts its ackWait on the server. So a job goes to another
-   * consumer when its holder closes, dies or hangs (its event loop stops, and with it these
-   * beats), not because it was slow, as with the shared-memory work queue. Without them a
-   * consumer slowed by load (the soak: 5 s of ackWait at load 25) had its jobs handed to a
-   * second consumer while it still worked on them.
+   * While this handle lives, the jobs handed out through it are not delivered again: every
+   * third of ackWait each gets an "in progress" (`working()`), which restarts its ackWait on
+   * the server. So a job goes to another consumer when its holder closes, dies or hangs (its
+   * event loop stops, and with it these beats), not because it was slow, as with the
+   * shared-memory work queue. Without them a consumer slowed by load (the soak: 5 s of
+   * ackWait at load 25) had its jobs handed to a second consumer while it still worked on
+   * them. Jobs fetched and not handed out (a take that timed out meanwhile) get no beats:
+   * nobody here holds them, so ackWait gives them back.
    */
   #startHeartbeat(ackWaitMs: number): void {
     if (this.#heartbeat !== undefined || this.#closed) return;
     this.#heartbeat = setInterval(() => {
+      if (this.client.closedError) {
+        // Closed for good: nothing to beat through, and no beat may pile up for it.
+        clearInterval(this.#heartbeat);
+        return;
+      }
       for (const t of this.#inHand.values()) t.msg.working();
-      for (const m of this.#fetched) m.working();
-    }, Math.max(20, Math.floor(ackWaitMs / 3)));
+    }, Math.max(1, Math.floor(ackWaitMs / 3)));
     this.#heartbeat.unref(); // never what keeps the process alive
   }
 
