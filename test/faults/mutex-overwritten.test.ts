@@ -81,6 +81,7 @@ describe('mutex: another process writes into it while we hold it', () => {
   ] as const) {
     it(`its ${what === 'links' ? 'list links' : 'lock word'}: unlock() is ERR_IPCKIT_CORRUPT, the process lives, and the handle no longer holds it`, async () => {
       const name = mname(`over-${what}`);
+      names.push(`${name}-2`); // the child's second mutex: removed here too if the child dies
       createMutex(name).close();
       const r = child(
         `
