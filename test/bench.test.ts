@@ -12,7 +12,7 @@ import { compareReports, readReport } from '../bench/compare.js';
 import type { Figure } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
-import { aggregate, evaluate, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
+import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
 import { repoRoot, runCli, scratchPath } from './helpers.js';
 
@@ -121,6 +121,20 @@ describe('bench report', () => {
     const met = r.targets.find((t) => t.maxRatio !== undefined)!;
     assert.equal(met.met, true);
     assert.ok(Math.abs(met.value! - 70 / 60) < 1e-9);
+  });
+
+  it("vs send: a case's own process.send (measured in its rounds) is preferred to the Node baseline's", () => {
+    const figures = aggregate(
+      [1, 2, 1.5].map((load) => [
+        fig('process.send', 'node', 'node', 'throughput', 64, 300_000 / load),
+        fig('fork + process.send', 'node', 'process', 'throughput', 64, 200_000 / load),
+        fig('spawnProcess', 'ipckit', 'process', 'throughput', 64, 800_000 / load),
+      ]),
+    );
+    const ours = figures.find((f) => f.role === 'ipckit')!;
+    assert.equal(ours.vsSend!.against, 'fork + process.send');
+    assert.ok(Math.abs(ours.vsSend!.ratio - 4) < 1e-9);
+    assert.match(mainTable(figures), /133\.3k\/s/); // the case's own (the baseline's median is 200.0k)
   });
 
   it('a C reference that was not measured makes its figure and its targets NOT MEASURED, with the cause', () => {
