@@ -27,6 +27,23 @@ async function open(name: string): Promise<WorkQueue<unknown>> {
   return h;
 }
 
+describe('work queue: the json codec encodes into a reused buffer (src/core/codec.ts)', () => {
+  it('300 puts into 4 slots, most waiting for room, are taken whole and in order', async () => {
+    const { name, q } = queue({ capacityJobs: 4 });
+    const c = await open(name);
+    const sent = Array.from({ length: 300 }, (_, i) => ({ i, text: `job ${i} `.repeat(1 + (i % 9)) }));
+    const puts = sent.map((m) => q.put(m));
+    const got: unknown[] = [];
+    while (got.length < sent.length) {
+      const job = await c.take({ timeout: 5000 });
+      got.push(job.data);
+      c.ack(job);
+    }
+    await Promise.all(puts);
+    assert.deepEqual(got, sent);
+  });
+});
+
 describe('work queue: semantics in one process', () => {
   it('put, take, ack and join, in FIFO order with one producer and one consumer', async () => {
     const { name, q } = queue({ capacityJobs: 64 });

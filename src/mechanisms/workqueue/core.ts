@@ -13,7 +13,7 @@
  *   its id, and `deliveries` counts the attempts). Live handles look for dead owners
  *   whenever they wait, and every 100 ms while busy.
  */
-import { decodeWith, encodeWith, type Codec } from '../../core/codec.js';
+import { decodeScratch, decodeWith, encodeBorrowed, encodeWith, type Codec } from '../../core/codec.js';
 import type { Job, WorkQueueStats } from '../../core/work-queue.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError } from '../../core/errors.js';
 import { frameTooLarge } from '../../core/framing.js';
@@ -198,8 +198,9 @@ export class QueueCore<T> {
     this.rejectAll(this.fail(err));
   }
 
-  encode(item: T): Uint8Array {
-    const payload = encodeWith(this.codec, item);
+  /** `borrow`: the bytes are placed before the next encode (or owned with ownBytes); src/core/codec.ts. */
+  encode(item: T, borrow = true): Uint8Array {
+    const payload = borrow ? encodeBorrowed(this.codec, item) : encodeWith(this.codec, item);
     if (payload.length > this.maxMessageBytes) throw frameTooLarge(payload.length, this.maxMessageBytes, 'send');
     return payload;
   }
@@ -291,7 +292,10 @@ export class QueueCore<T> {
       const id = (mem.loadPlain(sw + S_ID_HI) >>> 0) * 4294967296 + (mem.loadPlain(sw + S_ID_LO) >>> 0);
       const deliveries = (mem.loadPlain(sw + S_DELIVERIES) >>> 0) + 1;
       mem.storePlain(sw + S_DELIVERIES, deliveries);
-      const payload = mem.copyOut(this.#slotsByte + i * this.#slotBytes + SLOT_HEADER, len);
+      const at = this.#slotsByte + i * this.#slotBytes + SLOT_HEADER;
+      // Into the decode scratch when the codec keeps none of the bytes (src/core/codec.ts).
+      const scratch = decodeScratch(this.codec as Codec<unknown>, len);
+      const payload = scratch === undefined ? mem.copyOut(at, len) : (mem.copyInto(at, len, scratch, 0), scratch.subarray(0, len));
       if (FAULTS) fault('workqueue:after-take');
       let data: T;
       try {

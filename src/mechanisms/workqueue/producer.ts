@@ -6,6 +6,7 @@
 import { batchError, batchPromise } from '../../core/batch.js';
 import { pendingLimitError, WaitQueue, type WaitOptions } from '../../core/channel.js';
 import { closedError, invalidArgument, IpcError } from '../../core/errors.js';
+import { ownBytes } from '../../core/codec.js';
 import * as validate from '../../core/validate.js';
 import { LoopWait } from '../../memory/loop-wait.js';
 import { checkWaitOptions, SLICE_MS } from '../../memory/waits.js';
@@ -56,7 +57,7 @@ export class Producer<T> {
       }
     }
     if (this.#putters.weight + payload.length > this.#maxPending) return Promise.reject(pendingLimitError(`work queue ${core.name}`, this.#putters.weight, payload.length, this.#maxPending));
-    const p = this.#putters.enqueue(options, { payloads: [payload], bytes: payload.length, ids: [], single: true }) as Promise<number>;
+    const p = this.#putters.enqueue(options, { payloads: [ownBytes(payload)], bytes: payload.length, ids: [], single: true }) as Promise<number>;
     this.#arm();
     return p;
   }
@@ -85,7 +86,7 @@ export class Producer<T> {
     const aborted = checkWaitOptions(options, 'put');
     if (core.closed || core.error) return Promise.reject(core.error ?? closedError(`work queue ${core.name}`));
     const payloads: Uint8Array[] = [];
-    for (const item of items) payloads.push(core.encode(item));
+    for (const item of items) payloads.push(core.encode(item, false)); // kept: bytes of their own
     if (aborted) return Promise.reject(batchError(aborted, 0, payloads.length, { ids: [] }));
     const ids: number[] = [];
     if (this.#putters.length === 0) {
