@@ -48,6 +48,18 @@ constexpr int kUnlocked = 0;
 constexpr int kUnlockedOverwritten = 1;  // unlocked, but another process had overwritten the mutex (links or type)
 constexpr int kWordOverwritten = 2;      // our record says we hold it, its word names another thread: taken off our list, word left alone
 
+// pthread_mutex_init as a robust, process-shared, normal mutex (the one kind this file
+// knows): 0 or an errno.
+inline int InitShared(pthread_mutex_t* m) {
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  int err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  if (err == 0) err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  if (err == 0) err = pthread_mutex_init(m, &attr);
+  pthread_mutexattr_destroy(&attr);
+  return err;
+}
+
 struct ThreadState {
   bool checked = false;
   robust_list_head* head = nullptr;    // this thread's list head, as glibc registered it (null: use glibc)
@@ -75,12 +87,7 @@ inline ThreadState& State() {
   if (syscall(SYS_get_robust_list, 0, &head, &len) != 0 || head == nullptr || len != sizeof(robust_list_head)) return s;
   if (head->futex_offset != static_cast<long>(offsetof(pthread_mutex_t, __data.__lock)) - static_cast<long>(offsetof(pthread_mutex_t, __data.__list.__next))) return s;
   pthread_mutex_t probe;
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&probe, &attr);
-  pthread_mutexattr_destroy(&attr);
+  if (InitShared(&probe) != 0) return s;
   void* top = head->list.next;
   bool asExpected = false;
   if (pthread_mutex_lock(&probe) == 0) {

@@ -62,12 +62,7 @@ static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "the futex word of 
 int ExpectedMutexKind() {
   static const int kind = [] {
     pthread_mutex_t m;
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&m, &attr);
-    pthread_mutexattr_destroy(&attr);
+    robust::InitShared(&m);
     int k = m.__data.__kind;
     pthread_mutex_destroy(&m);
     return k;
@@ -277,13 +272,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 
   // mutexInit(offset): a robust, process-shared, normal mutex at offset (the creator only).
   Napi::Value MutexInit(const Napi::CallbackInfo& info) {
-    pthread_mutex_t* m = MutexAt(info);
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    int err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (err == 0) err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (err == 0) err = pthread_mutex_init(m, &attr);
-    pthread_mutexattr_destroy(&attr);
+    int err = robust::InitShared(MutexAt(info));
     if (err != 0) ThrowErrno(info.Env(), err, "pthread_mutex_init");
     return info.Env().Undefined();
   }

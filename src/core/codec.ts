@@ -192,13 +192,17 @@ export function ownBytes(bytes: Uint8Array): Uint8Array {
   return bytes.buffer === sendScratch.buffer ? bytes.slice() : bytes;
 }
 
+/** Whether `codec` keeps nothing of the bytes it decodes (a built-in text codec): they may be borrowed. */
+export function decodesBorrowed(codec: Codec<unknown>): boolean {
+  return TEXT_CODECS.has(codec);
+}
+
 /**
- * Where to copy `length` bytes to decode them with `codec`: this thread's receive scratch
- * when the codec keeps nothing of them (a built-in text codec), else undefined (the caller
- * makes bytes of their own). Valid until the next call.
+ * This thread's receive scratch, to copy `length` bytes into and decode them at once with a
+ * codec that decodesBorrowed; undefined when they do not fit. Valid until the next call.
  */
-export function decodeScratch(codec: Codec<unknown>, length: number): Uint8Array | undefined {
-  return length <= SCRATCH_BYTES && TEXT_CODECS.has(codec) ? receiveScratch : undefined;
+export function decodeScratch(length: number): Uint8Array | undefined {
+  return length <= SCRATCH_BYTES ? receiveScratch : undefined;
 }
 
 const BY_NAME: Record<CodecName, Codec<any>> = {

@@ -5,6 +5,7 @@
  * for `{ external: false }`). Word indexes are in 32-bit units from the start of the
  * mapping; 64-bit words are at 8-byte aligned indexes.
  */
+import { decodeScratch } from '../core/codec.js';
 import { native, type FutexResult, type NativeMapping } from '../os/native.js';
 import { atThreadExit, blockingWait, FutexWord, watchWord, type WordWatch } from './waits.js';
 
@@ -40,6 +41,18 @@ export abstract class Memory {
   abstract copyInto(byteOffset: number, length: number, dst: Uint8Array, dstOffset: number): void;
   /** The bytes themselves where possible (a view of the mapping), else a copy. */
   abstract view(byteOffset: number, length: number): Uint8Array;
+
+  /**
+   * The bytes of a message to decode at once: with `borrow` (the codec keeps none of them,
+   * decodesBorrowed in src/core/codec.ts) a copy in this thread's decode scratch, valid until
+   * the next call; else a copy of their own (copyOut).
+   */
+  copyToDecode(byteOffset: number, length: number, borrow: boolean): Uint8Array {
+    const scratch = borrow ? decodeScratch(length) : undefined;
+    if (scratch === undefined) return this.copyOut(byteOffset, length);
+    this.copyInto(byteOffset, length, scratch, 0);
+    return scratch.subarray(0, length);
+  }
   /** Sets bytes to zero. */
   abstract zero(byteOffset: number, length: number): void;
 

@@ -8,7 +8,7 @@
  */
 import { invalidArgument, closedError, errnoError, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
 import { receiverIterator, WaitQueue, type Receiver, type WaitOptions } from '../../core/channel.js';
-import { decodeScratch, decodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
+import { decodesBorrowed, decodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import * as validate from '../../core/validate.js';
 import { LoopWait } from '../../memory/loop-wait.js';
 import type { Memory } from '../../memory/memory.js';
@@ -48,6 +48,8 @@ export class RingReceiver<T> implements Receiver<T> {
   #core: RingCore;
   #mem: Memory;
   #codec: Codec<T>;
+  /** The codec keeps none of the bytes: decode from the scratch (Memory.copyToDecode). */
+  #borrow: boolean;
   #spinner: SpinBudget;
   #capacity: number;
   #mask: number;
@@ -70,6 +72,7 @@ export class RingReceiver<T> implements Receiver<T> {
   /** @internal Use ring.receiver() or ring.receiverSync(): they take the row under the attach lock. */
   constructor(core: RingCore, options: RingEndpointOptions<CodecOption | undefined>, claim: Claim) {
     this.#codec = resolveCodec(options.codec) as Codec<T>;
+    this.#borrow = decodesBorrowed(this.#codec as Codec<unknown>);
     this.#spinner = new SpinBudget(spinOption(options.spinMicros));
     this.ring = core.name;
     this.#core = core;
@@ -341,16 +344,8 @@ export class RingReceiver<T> implements Receiver<T> {
     if (mem.load(W_PRODUCER_SLEEPING) !== 0) this.#core.wakeProducers();
   }
 
-  /** The message's bytes out of the ring: into the decode scratch when the codec keeps none of them. */
-  #copyOut(at: number): Uint8Array {
-    const scratch = decodeScratch(this.#codec as Codec<unknown>, this.#msgLen);
-    if (scratch === undefined) return this.#mem.copyOut(at, this.#msgLen);
-    this.#mem.copyInto(at, this.#msgLen, scratch, 0);
-    return scratch.subarray(0, this.#msgLen);
-  }
-
   #takeOne(at: number): T {
-    const payload = this.#copyOut(at);
+    const payload = this.#mem.copyToDecode(at, this.#msgLen, this.#borrow);
     if (FAULTS) fault('ring:mid-receive');
     this.#readPos = this.#msgEnd;
     this.#release();
@@ -364,7 +359,7 @@ export class RingReceiver<T> implements Receiver<T> {
       while (out.length < max) {
         const at = this.#find(false);
         if (at < 0) break;
-        const payload = this.#copyOut(at);
+        const payload = mem.copyToDecode(at, this.#msgLen, this.#borrow);
         if (FAULTS) fault('ring:mid-receive');
         let value: T;
         try {

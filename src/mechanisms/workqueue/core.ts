@@ -13,7 +13,7 @@
  *   its id, and `deliveries` counts the attempts). Live handles look for dead owners
  *   whenever they wait, and every 100 ms while busy.
  */
-import { decodeScratch, decodeWith, encodeBorrowed, encodeWith, type Codec } from '../../core/codec.js';
+import { decodesBorrowed, decodeWith, encodeBorrowed, encodeWith, type Codec } from '../../core/codec.js';
 import type { Job, WorkQueueStats } from '../../core/work-queue.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError } from '../../core/errors.js';
 import { frameTooLarge } from '../../core/framing.js';
@@ -102,6 +102,8 @@ export class QueueCore<T> {
   readonly #slotWords: number;
   readonly #slotsByte: number;
   readonly #slotBytes: number;
+  /** The codec keeps none of the bytes: decode from the scratch (Memory.copyToDecode). */
+  readonly #borrow: boolean;
   /** Our participant row and the epoch we claimed it with. */
   row = 0;
   epoch = 0;
@@ -131,6 +133,7 @@ export class QueueCore<T> {
     this.#slotBytes = geometry.slotBytes;
     this.#slotsWord = geometry.slotsOffset >>> 2;
     this.#slotWords = geometry.slotBytes >>> 2;
+    this.#borrow = decodesBorrowed(codec as Codec<unknown>);
     this.table = new Participants(this.mem, this.mem.load(H_TABLE_OFFSET) >>> 0, geometry.participants);
     this.lock = new AttachLock(this.mem, `work queue ${name}`);
     this.persistent = (this.mem.load(H_FLAGS) & FLAG_PERSISTENT) !== 0;
@@ -292,10 +295,7 @@ export class QueueCore<T> {
       const id = (mem.loadPlain(sw + S_ID_HI) >>> 0) * 4294967296 + (mem.loadPlain(sw + S_ID_LO) >>> 0);
       const deliveries = (mem.loadPlain(sw + S_DELIVERIES) >>> 0) + 1;
       mem.storePlain(sw + S_DELIVERIES, deliveries);
-      const at = this.#slotsByte + i * this.#slotBytes + SLOT_HEADER;
-      // Into the decode scratch when the codec keeps none of the bytes (src/core/codec.ts).
-      const scratch = decodeScratch(this.codec as Codec<unknown>, len);
-      const payload = scratch === undefined ? mem.copyOut(at, len) : (mem.copyInto(at, len, scratch, 0), scratch.subarray(0, len));
+      const payload = mem.copyToDecode(this.#slotsByte + i * this.#slotBytes + SLOT_HEADER, len, this.#borrow);
       if (FAULTS) fault('workqueue:after-take');
       let data: T;
       try {
