@@ -26,7 +26,7 @@ import { createRequester, type Requester } from '../../core/request.js';
 import * as validate from '../../core/validate.js';
 import { describeExit, exitWithin, killSignal, startChild, type ChildExit } from '../../os/child.js';
 import { spawnWithPipes } from '../pipe/pipe.js';
-import { spinOption } from '../ring/core.js';
+import { ringSpinOption } from '../ring/core.js';
 import { createRing, unlinkRing, type Ring } from '../ring/ring.js';
 import { DuplexChannel } from './duplex.js';
 import { encodeHandoff, HANDOFF_ENV } from './handoff.js';
@@ -245,7 +245,7 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
   const codec = resolveCodec(codecOption);
   const codecName = typeof codecOption === 'string' ? codecOption : 'custom';
   const transport = validate.optionalOneOf('transport', options.transport, TRANSPORTS) ?? 'auto';
-  const spin = options.spinMicros === undefined ? undefined : spinOption(options.spinMicros);
+  const spin = options.spinMicros === undefined ? undefined : ringSpinOption(options.spinMicros);
   validate.optionalInteger('capacityBytes', options.capacityBytes, 1);
   validate.optionalInteger('maxMessageBytes', options.maxMessageBytes, 1);
   const stdout = validate.optionalOneOf('stdout', options.stdout, ['inherit', 'ignore'] as const) ?? 'inherit';

@@ -4,7 +4,7 @@
 import { receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
 import { resolveCodec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import * as validate from '../../core/validate.js';
-import { spinOption } from './core.js';
+import { ringSpinOption } from './core.js';
 import { openRing, openRingSync, type OpenRingOptions, type Ring } from './ring.js';
 import type { RingReceiver } from './receiver.js';
 import { maxPendingOption, type RingEndpointOptions, type RingSender } from './sender.js';
@@ -46,7 +46,7 @@ function split<C extends CodecOption | undefined>(options: RingChannelOptions<C>
   const { codec, spinMicros, maxPendingBytes, ...open } = options;
   const endpoint: RingEndpointOptions<C> = {};
   resolveCodec(codec); // bad endpoint options throw now, not after the opens
-  spinOption(spinMicros);
+  ringSpinOption(spinMicros);
   maxPendingOption(maxPendingBytes);
   if (maxPendingBytes !== undefined) endpoint.maxPendingBytes = maxPendingBytes;
   if (codec !== undefined) endpoint.codec = codec;

@@ -3,7 +3,7 @@
  * the participant table (row 0 the consumer, rows 1..P the producers), the attach lock,
  * and the wake-ups. Reference-counted: the Ring handle and each endpoint hold one.
  */
-import { availableParallelism } from 'node:os';
+import { spinOption } from '../../memory/spin.js';
 import { errnoError, IpcError } from '../../core/errors.js';
 import { AttachLock } from '../../memory/attach-lock.js';
 import { checkHeader, H_TABLE_OFFSET, H_TABLE_ROWS } from '../../memory/header.js';
@@ -13,9 +13,6 @@ import type { Segment } from '../../memory/segment.js';
 import * as validate from '../../core/validate.js';
 import { CONSUMER_ROW, readGeometry, VERSION, W_DATA_SIGNAL, W_CONSUMER_SLEEPING, W_PRODUCER_SLEEPING, W_SPACE_SIGNAL } from './layout.js';
 
-/** Default spin before sleeping (µs): about one cross-CPU wake-up on the machines we measured. */
-const DEFAULT_SPIN_MICROS = 20;
-
 export function corrupt(ring: string, what: string): IpcError {
   return new IpcError('ERR_IPCKIT_CORRUPT', `ring ${ring} is corrupt: ${what}`, { path: ring, details: { ring } });
 }
@@ -24,12 +21,9 @@ export function peerGone(ring: string, who: string): IpcError {
   return new IpcError('ERR_IPCKIT_PEER_GONE', `ring ${ring}: the ${who} died`, { details: { ring } });
 }
 
-/** The spin option of an endpoint, checked (µs; Infinity: never sleep). */
-export function spinOption(value: unknown): number {
-  // On one CPU a spinning waiter only delays the peer it waits for: sleep at once there.
-  if (value === undefined) return availableParallelism() > 1 ? DEFAULT_SPIN_MICROS : 0;
-  if (value === Infinity) return Infinity;
-  return validate.integer('spinMicros', value, 0, 10_000_000);
+/** The spin option of a ring endpoint, checked (µs; Infinity: never sleep). */
+export function ringSpinOption(value: unknown): number {
+  return spinOption(value, true);
 }
 
 export class RingCore {

@@ -16,7 +16,7 @@ import { ATTACHED, CLOSED } from '../../memory/participants.js';
 import { SpinBudget } from '../../memory/spin.js';
 import { checkWaitOptions, SLICE_MS } from '../../memory/waits.js';
 import { fault, FAULTS } from '../../os/faults.js';
-import { peerGone, spinOption, type RingCore } from './core.js';
+import { peerGone, ringSpinOption, type RingCore } from './core.js';
 import { CONSUMER_ROW, DATA_OFFSET, RECORD_HEADER, REC_CLAIMED, REC_MESSAGE, REC_PADDING, W_CONSUMER_SLEEPING, W_DATA_SIGNAL, W_HEAD, W_PRODUCERS_EVER, W_PRODUCER_SLEEPING, W_SPACE_SIGNAL, W_TAIL } from './layout.js';
 import { remaining, type Claim, type RingEndpointOptions } from './sender.js';
 
@@ -73,7 +73,7 @@ export class RingReceiver<T> implements Receiver<T> {
   constructor(core: RingCore, options: RingEndpointOptions<CodecOption | undefined>, claim: Claim) {
     this.#codec = resolveCodec(options.codec) as Codec<T>;
     this.#borrow = decodesBorrowed(this.#codec as Codec<unknown>);
-    this.#spinner = new SpinBudget(spinOption(options.spinMicros));
+    this.#spinner = new SpinBudget(ringSpinOption(options.spinMicros));
     this.ring = core.name;
     this.#core = core;
     this.#mem = core.mem;

@@ -34,7 +34,7 @@ import type { LockWait } from '../../memory/attach-lock.js';
 import { creatorOf } from '../../memory/header.js';
 import { adopt, createObject, openObject, openObjectSync, planOpen, unlinkObject, DEFAULT_OPEN_TIMEOUT, type CreateObjectOptions, type OpenObjectOptions, unlinkOnCloseOption } from '../../memory/object.js';
 import { CLOSED, ROW_BYTES } from '../../memory/participants.js';
-import { RingCore, spinOption } from './core.js';
+import { RingCore, ringSpinOption } from './core.js';
 import { CONSUMER_ROW, DATA_OFFSET, MAX_CAPACITY, MAX_PRODUCERS, MIN_CAPACITY, RECORD_HEADER, TABLE_OFFSET, VERSION, W_HEAD, W_PRODUCERS_EVER, W_TAIL, writeGeometry } from './layout.js';
 import { claimConsumer, RingReceiver } from './receiver.js';
 import { claimProducer, maxPendingOption, RingSender, type Claim, type RingEndpointOptions } from './sender.js';
@@ -76,7 +76,7 @@ export interface RingInfo {
 function endpointPlan(options: unknown): LockWait {
   const o = validate.object<RingEndpointOptions<CodecOption | undefined>>('options', options);
   resolveCodec(o.codec);
-  spinOption(o.spinMicros);
+  ringSpinOption(o.spinMicros);
   maxPendingOption(o.maxPendingBytes);
   const ms = validate.timeout(o.timeout) ?? DEFAULT_OPEN_TIMEOUT;
   const signal = validate.abortSignal(o.signal);

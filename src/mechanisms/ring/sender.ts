@@ -16,7 +16,7 @@ import { CLOSED } from '../../memory/participants.js';
 import { SpinBudget } from '../../memory/spin.js';
 import { checkWaitOptions, SLICE_MS } from '../../memory/waits.js';
 import { fault, FAULTS } from '../../os/faults.js';
-import { peerGone, spinOption, type RingCore } from './core.js';
+import { peerGone, ringSpinOption, type RingCore } from './core.js';
 import {
   CONSUMER_ROW,
   DATA_OFFSET,
@@ -123,7 +123,7 @@ export class RingSender<T> implements Sender<T> {
   /** @internal Use ring.sender() or ring.senderSync(): they take the row under the attach lock. */
   constructor(core: RingCore, options: RingEndpointOptions<CodecOption | undefined>, claim: Claim) {
     this.#codec = resolveCodec(options.codec) as Codec<T>;
-    this.#spinner = new SpinBudget(spinOption(options.spinMicros));
+    this.#spinner = new SpinBudget(ringSpinOption(options.spinMicros));
     this.#maxPending = maxPendingOption(options.maxPendingBytes);
     this.ring = core.name;
     this.#core = core;

@@ -28,12 +28,12 @@
  * - A removed queue (IPC_RMID, `ipcrm`) ends every wait and call on it with
  *   ERR_IPCKIT_CLOSED (`details.removed`): `for await` ends.
  */
-import { availableParallelism, constants as osConstants, endianness } from 'node:os';
+import { constants as osConstants, endianness } from 'node:os';
 import { RESOLVED, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, timeoutError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
-import { SpinBudget } from '../../memory/spin.js';
+import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
 import { startBlocking } from '../../os/blocking.js';
 import type { SysvIpcPerm } from '../../os/ipc-perm.js';
 import { native } from '../../os/native.js';
@@ -109,13 +109,6 @@ export interface SysvMessageQueueStat extends SysvIpcPerm {
 
 const date = (seconds: number): Date | null => (seconds === 0 ? null : new Date(seconds * 1000));
 const align8 = (n: number): number => (n + 7) & ~7;
-
-const DEFAULT_SPIN_MICROS = 20;
-
-/** A spin never outlasts the wait's own timeout. */
-function spinCap(options: WaitOptions | undefined): number {
-  return options?.timeout === undefined ? Infinity : options.timeout * 1000;
-}
 
 /** "Nothing ready" (undefined could be a decoded message). */
 const NOTHING: unique symbol = Symbol('nothing');
@@ -842,7 +835,7 @@ function removeQueue(id: number, what: string): boolean {
 function handleOptions(options: SysvMessageQueueOptions<CodecOption | undefined>): { codec: Codec<any>; maxMessageBytes: number; type: number; removeOnClose: boolean; msgmax: number; spinMicros: number } {
   const msgmax = sysvLimits().msgmax;
   return {
-    spinMicros: options.spinMicros === undefined ? (availableParallelism() > 1 ? DEFAULT_SPIN_MICROS : 0) : validate.integer('spinMicros', options.spinMicros, 0, 10_000_000),
+    spinMicros: spinOption(options.spinMicros),
     codec: resolveCodec(options.codec),
     maxMessageBytes: validate.optionalInteger('maxMessageBytes', options.maxMessageBytes, 0, 2 ** 31 - 1 - TYPE_BYTES) ?? msgmax,
     type: options.type === undefined ? 1 : messageType(options.type),

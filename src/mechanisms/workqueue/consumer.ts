@@ -4,7 +4,6 @@
  * items signal in slices, recovering the slots of dead owners as it waits.
  */
 import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
-import { availableParallelism } from 'node:os';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import { LoopWait } from '../../memory/loop-wait.js';
@@ -14,15 +13,9 @@ import { fault, FAULTS } from '../../os/faults.js';
 import type { Job, JobImpl, QueueCore } from './core.js';
 import { FREE, READY, W_DONE_SIGNAL, W_GETTERS_SLEEPING, W_ITEMS_SIGNAL, W_JOINERS_SLEEPING } from './layout.js';
 
-const DEFAULT_SPIN_MICROS = 20;
 const now = (): number => performance.now();
 
 type Want = { many: false } | { many: true; max: number };
-
-/** The spin option of a handle, checked (µs). */
-export function spinOption(value: unknown): number {
-  return value === undefined ? (availableParallelism() > 1 ? DEFAULT_SPIN_MICROS : 0) : validate.integer('spinMicros', value, 0, 10_000_000);
-}
 
 export class Consumer<T> {
   #core: QueueCore<T>;
