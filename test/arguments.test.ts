@@ -369,6 +369,8 @@ const TABLE: Record<string, () => Case[]> = {
     ['options that are a number', () => new FdReader(0, bad(5)), /options/],
     ['an unknown framing', () => new FdReader(0, { framing: bad('chunks') }), /framing/],
     ['a tiny readBufferBytes', () => new FdReader(0, { readBufferBytes: 1 }), /readBufferBytes/],
+    ['a negative spinMicros', () => new FdReader(0, { spinMicros: -1 }), /spinMicros/],
+    ['spinMicros Infinity (a stream receive never spins for ever)', () => new FdReader(0, { spinMicros: Infinity }), /spinMicros/],
     ['an unknown codec', () => new FdReader(0, { codec: bad('yaml') }), /codec/],
     ['hooks that are a string', () => new FdReader(0, {}, bad('x')), /hooks/],
     ['a poll that is not an FdPoll', () => new FdReader(0, {}, {}, bad({})), /poll/],
@@ -626,11 +628,14 @@ const TABLE: Record<string, () => Case[]> = {
     ['handles on TCP', () => connect('tcp://127.0.0.1:1', { handles: true }), /handles/],
     ['an unknown codec', () => connect('unix:/x', { codec: bad('yaml') }), /codec/],
     ['a tiny readBufferBytes', () => connect('unix:/x', { readBufferBytes: 1 }), /readBufferBytes/],
+    ['spinMicros that is a string', () => connect('unix:/x', { spinMicros: bad('fast') }), /spinMicros/],
   ],
   socketPair: () => [
     ['an unknown kind', () => socketPair(bad('tcp')), /kind/],
     ['options that are a number', () => socketPair('unix', bad(5)), /options/],
     ['framing on seqpacket', () => socketPair('unix-seqpacket', { framing: 'lines' }), /framing/],
+    ['a fractional spinMicros on seqpacket', () => socketPair('unix-seqpacket', { spinMicros: 2.5 }), /spinMicros/],
+    ['a negative spinMicros on a stream pair', () => socketPair('unix', { spinMicros: -5 }), /spinMicros/],
   ],
   openInheritedSocket: () => [
     ['a negative fd', () => openInheritedSocket(-1), /fd/],

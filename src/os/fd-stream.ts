@@ -21,7 +21,9 @@ import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, rece
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../core/errors.js';
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
+import { SpinBudget, spinCap, spinOption } from '../memory/spin.js';
 import { native, type FdWatcher } from './native.js';
+import { batchDone, batchScheduled, mayAnswerWithoutTurn, writeBatchesNow } from './turn.js';
 import * as validate from '../core/validate.js';
 
 const EAGAIN = osConstants.errno.EAGAIN;
@@ -135,6 +137,13 @@ export interface ReaderOptions<C extends CodecOption | undefined = undefined> ex
    * one drains the kernel in few calls.
    */
   readBufferBytes?: number;
+  /**
+   * How long a receive that finds nothing retries the read on the event loop before it
+   * waits for the poll, in µs (default 20 where the process may use more than one CPU, else
+   * 0). Adaptive, as the ring's: a peer that answers within it saves a cross-CPU wake-up;
+   * retries that keep missing shrink to 1 µs. Never longer than the receive's timeout.
+   */
+  spinMicros?: number;
 }
 
 export interface WriterOptions<C extends CodecOption | undefined = undefined> extends StreamOptions<C> {
@@ -164,6 +173,7 @@ export function validateStreamOptions(options: ReaderOptions<CodecOption | undef
   resolveFraming(options);
   resolveCodec(options.codec);
   validate.optionalInteger('readBufferBytes', options.readBufferBytes, 64, 64 * 1024 * 1024);
+  spinOption(options.spinMicros);
   validate.optionalInteger('highWaterMark', options.highWaterMark, 1);
   validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
   validate.optionalBoolean('atomic', options.atomic);
@@ -214,6 +224,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
   #state: ReaderState = 'open';
   #endError: IpcError | null = null;
   #maxRead: number;
+  #spinner: SpinBudget;
   #polling = false;
   /** The last read found nothing: wait for the poll instead of trying another read. */
   #drained = false;
@@ -232,6 +243,7 @@ export class FdReader<T, R = void> implements Receiver<T> {
     const { framing, maxMessageBytes } = resolveFraming(options);
     const size = validate.optionalInteger('readBufferBytes', options.readBufferBytes, 64, 64 * 1024 * 1024) ?? MAX_READ;
     this.#maxRead = size;
+    this.#spinner = new SpinBudget(spinOption(options.spinMicros));
     this.fd = fd;
     this.#codec = resolveCodec(options.codec) as Codec<T>;
     this.#decoder = new FrameDecoder(framing, maxMessageBytes, Math.min(size, FIRST_READ));
@@ -255,8 +267,14 @@ export class FdReader<T, R = void> implements Receiver<T> {
   receive(options?: WaitOptions): Promise<T> {
     validate.waitOptions(options); // before the fast path: a bad option throws even when a message is ready
     if (this.#qHead < this.#queue.length) return this.#decodeNext();
-    if (this.#waiters.length === 0 && this.#state === 'open' && !this.#drained) {
-      this.#fill();
+    if (this.#waiters.length === 0 && this.#state === 'open' && mayAnswerWithoutTurn()) {
+      if (!this.#drained) this.#fill();
+      // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
+      // what this thread has batched is written (the peer may be waiting for it).
+      if (this.#qHead === this.#queue.length && this.#state === 'open' && this.#spinner.max > 0 && !options?.signal?.aborted) {
+        writeBatchesNow();
+        this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
+      }
       if (this.#qHead < this.#queue.length) return this.#decodeNext();
     }
     if (this.#state === 'ended' || this.#state === 'closed') return Promise.reject(this.#takeEndError());
@@ -415,6 +433,12 @@ export class FdReader<T, R = void> implements Receiver<T> {
     }
   }
 
+  /** One retry of a spinning receive: true once it found a message or the stream's end. */
+  #fillFound = (): boolean => {
+    this.#fill();
+    return this.#qHead < this.#queue.length || this.#state !== 'open';
+  };
+
   /** Moves complete messages from the decoder to the queue; false if the stream is bad. */
   #drainDecoder(): boolean {
     try {
@@ -565,6 +589,13 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #errorReported = false;
   #onWritable = (): void => this.#flushNow();
   #flushTask = (): void => {
+    this.#flushImmediate = undefined;
+    batchDone(this.#writeBatchNow);
+    this.#flushNow();
+  };
+  /** A receive is about to spin (os/turn.ts): write the batch now, and the next send at once. */
+  #writeBatchNow = (): void => {
+    if (this.#flushImmediate !== undefined) clearImmediate(this.#flushImmediate);
     this.#flushImmediate = undefined;
     this.#flushNow();
   };
@@ -798,7 +829,9 @@ export class FdWriter<T, R = void> implements Sender<T> {
   }
 
   #scheduleFlush(): void {
-    this.#flushImmediate ??= setImmediate(this.#flushTask);
+    if (this.#flushImmediate !== undefined) return;
+    this.#flushImmediate = setImmediate(this.#flushTask);
+    batchScheduled(this.#writeBatchNow);
   }
 
   #startPollingWrite(): void {
@@ -919,6 +952,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     // that opens and closes writers without turning it would keep every one of them.
     if (this.#flushImmediate !== undefined) clearImmediate(this.#flushImmediate);
     this.#flushImmediate = undefined;
+    batchDone(this.#writeBatchNow);
     if (!this.#poll) return;
     const poll = this.#poll;
     this.#poll = null;

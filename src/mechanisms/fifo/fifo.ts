@@ -196,6 +196,7 @@ function readerOptions<C extends CodecOption | undefined>(o: OpenFifoOptions<C>)
   if (o.framing !== undefined) r.framing = o.framing;
   if (o.maxMessageBytes !== undefined) r.maxMessageBytes = o.maxMessageBytes;
   if (o.readBufferBytes !== undefined) r.readBufferBytes = o.readBufferBytes;
+  if (o.spinMicros !== undefined) r.spinMicros = o.spinMicros;
   return r;
 }
 

@@ -143,7 +143,7 @@ function readerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): Re
 }
 
 function writerOptions<C extends CodecOption | undefined>(o: PipeOptions<C>): WriterOptions<C> {
-  const { capacityBytes: _c, readBufferBytes: _r, ...rest } = o;
+  const { capacityBytes: _c, readBufferBytes: _r, spinMicros: _s, ...rest } = o;
   return rest;
 }
 

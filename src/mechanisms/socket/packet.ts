@@ -25,7 +25,9 @@ import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } fr
 import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
 import { native } from '../../os/native.js';
+import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
 import { FdPoll } from '../../os/fd-stream.js';
+import { batchDone, batchScheduled, mayAnswerWithoutTurn, writeBatchesNow } from '../../os/turn.js';
 import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';
 import type { SocketKind } from './address.js';
 import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './stream.js';
@@ -138,7 +140,7 @@ export interface WriterLimits {
   maxPendingBytes: number;
 }
 
-export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageBytes: number; limits: WriterLimits } {
+export function resolvePacketOptions(options: PacketOptions<CodecOption | undefined>): { codec: Codec<unknown>; maxMessageBytes: number; limits: WriterLimits; spinMicros: number } {
   validate.object('options', options);
   if (options.framing !== undefined) throw invalidArgument('datagram and seqpacket sockets keep message boundaries themselves: `framing` does not apply');
   return {
@@ -148,6 +150,7 @@ export function resolvePacketOptions(options: PacketOptions<CodecOption | undefi
       highWaterMark: validate.optionalInteger('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HIGH_WATER_MARK,
       maxPendingBytes: validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0) ?? DEFAULT_MAX_PENDING_BYTES,
     },
+    spinMicros: spinOption(options.spinMicros),
   };
 }
 
@@ -201,8 +204,11 @@ export class PacketWriter {
   #views: Uint8Array[] = [];
   #flushTask = (): void => {
     this.#scheduled = false;
+    batchDone(this.#writeBatchNow);
     this.#flush();
   };
+  /** A receive is about to spin (os/turn.ts): write the batch now. */
+  #writeBatchNow = (): void => this.#flush();
   #onWritable = (): void => this.#flush();
 
   readonly highWaterMark: number;
@@ -291,6 +297,7 @@ export class PacketWriter {
     this.#queue = [];
     this.#qHead = 0;
     this.#bytes = 0;
+    batchDone(this.#writeBatchNow);
     this.#spaceWaiters.rejectAll(error);
     this.#flushWaiters.rejectAll(error);
     this.#stopWaiting();
@@ -303,11 +310,15 @@ export class PacketWriter {
     // While the peer is full we wait for its room (poll or timer), not retry on every send.
     if (this.#pollingWrite || this.#retryTimer !== undefined) return;
     if (this.#queue.length - this.#qHead >= C.MAX_BATCH) this.#flush();
-    else if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(this.#flushTask);
+    else {
+      batchScheduled(this.#writeBatchNow);
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#flushTask);
+      }
     }
   }
+
 
   #waitForRoom(): void {
     if (this.poll) {
@@ -448,8 +459,11 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   protected state: 'open' | 'ended' | 'closed' = 'open';
   #endError: IpcError | null = null;
   #peer: PeerCredentials | undefined;
+  #spinner: SpinBudget;
 
-  protected constructor(codec: Codec<T>, maxMessageBytes: number, writer: PacketWriter, peer: PeerCredentials | undefined) {
+  /** `spinMicros`: see SocketChannelOptions (0 where this channel does not read the socket itself). */
+  protected constructor(codec: Codec<T>, maxMessageBytes: number, writer: PacketWriter, peer: PeerCredentials | undefined, spinMicros: number) {
+    this.#spinner = new SpinBudget(spinMicros);
     this.codec = codec;
     this.maxMessageBytes = maxMessageBytes;
     this.writer = writer;
@@ -463,6 +477,9 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   get peer(): PeerCredentials | undefined {
     return this.#peer;
   }
+
+  /** One retry of a spinning receive: true once it found a message, the end or an error. */
+  #fillFound = (): boolean => !this.fill() || this.#inHead < this.#incoming.length || this.state !== 'open';
 
   /** Whether `receive` would wait on the kernel (used to decide when to read). */
   protected get wantsMessages(): boolean {
@@ -481,7 +498,8 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   protected abstract startReading(): void;
   protected abstract stopReading(): void;
   /** Read what is there now, without waiting, into `enqueue`. */
-  protected abstract fill(): void;
+  /** Reads what is there now into the incoming queue; false once the socket reported its end or an error. */
+  protected abstract fill(): boolean;
   protected abstract release(): void;
 
   send(message: T, options?: WaitOptions): Promise<void> {
@@ -541,8 +559,13 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   receiveWithHandles(options?: WaitOptions): Promise<MessageWithHandles<T>> {
     validate.waitOptions(options); // before the fast path: a bad option throws even when a message is ready
     if (this.#inHead < this.#incoming.length) return this.#takeNow();
-    if (this.state === 'open' && this.#waiters.length === 0) {
-      this.fill();
+    if (this.state === 'open' && this.#waiters.length === 0 && mayAnswerWithoutTurn()) {
+      // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
+      // what this thread has batched is written (the peer may be waiting for it).
+      if (this.fill() && this.#inHead === this.#incoming.length && this.#spinner.max > 0 && !options?.signal?.aborted) {
+        writeBatchesNow();
+        this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
+      }
       if (this.#inHead < this.#incoming.length) return this.#takeNow();
     }
     if (this.state !== 'open') return Promise.reject(this.#takeEndError());
@@ -752,7 +775,7 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
     const o = resolvePacketOptions(options);
     const poll = new FdPoll(fd);
     const holder: { self?: PacketChannel<T> } = {};
-    super(o.codec as Codec<T>, o.maxMessageBytes, new PacketWriter(fd, o.limits, poll, null, () => holder.self?.peer), init.peer);
+    super(o.codec as Codec<T>, o.maxMessageBytes, new PacketWriter(fd, o.limits, poll, null, () => holder.self?.peer), init.peer, o.spinMicros);
     holder.self = this;
     this.fd = fd;
     this.kind = init.kind;
@@ -775,23 +798,24 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
     this.#poll.unwant('read');
   }
 
-  protected fill(): void {
-    if (this.state !== 'open') return;
+  protected fill(): boolean {
+    if (this.state !== 'open') return false;
     for (let rounds = 0; rounds < 4; rounds++) {
       const batch = readPackets(this.fd, this.maxMessageBytes, false, this.kind === 'unix-seqpacket');
       for (const item of batch.items) this.enqueue(item);
       if (batch.ended) {
         this.finish(null);
-        return;
+        return false;
       }
       if (batch.error) {
         const error = batch.error;
         void peerDiedError(error, this.peer).then((e) => this.finish(e));
         this.stopReading();
-        return;
+        return false;
       }
-      if (batch.drained) return;
+      if (batch.drained) break;
     }
+    return true;
   }
 
   protected release(): void {
@@ -969,7 +993,8 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
   /** @internal */
   constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageBytes: number, limits: WriterLimits, peer: PeerCredentials | undefined, localAddress: string) {
     const holder: { self?: DatagramPeer<T> } = {};
-    super(codec, maxMessageBytes, new PacketWriter(server.fd, limits, null, path, () => holder.self?.peer), peer);
+    // The server reads for all its peers: a peer's receive does not spin on the shared socket.
+    super(codec, maxMessageBytes, new PacketWriter(server.fd, limits, null, path, () => holder.self?.peer), peer, 0);
     holder.self = this;
     this.#server = server;
     this.#key = key;
@@ -1018,8 +1043,9 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
     this.#server.updateReading();
   }
 
-  protected fill(): void {
+  protected fill(): boolean {
     this.#server.pump(true);
+    return true;
   }
 
   protected release(): void {

@@ -27,6 +27,7 @@ import { native, type NativeSockAddr } from '../../os/native.js';
 import { createMode, TRUST_OWNER, type CreateModeOptions } from '../../os/permissions.js';
 import type { PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
+import { spinOption } from '../../memory/spin.js';
 import {
   claimBoundFile,
   checkConnectPath,
@@ -178,6 +179,7 @@ function checkChannelOptions(kind: SocketKind, options: SocketChannelOptions<Cod
   validate.optionalBoolean('handles', options.handles);
   if (options.handles === true && kind === 'tcp') throw invalidArgument('`handles` needs a Unix socket: TCP cannot carry descriptors');
   validate.optionalInteger('readBufferBytes', options.readBufferBytes, 64, 64 * 1024 * 1024);
+  spinOption(options.spinMicros);
   if (isPacketKind(kind)) resolvePacketOptions(options);
   else {
     resolveFraming(options);
@@ -195,6 +197,7 @@ function channelOptions(options: SocketChannelOptions<CodecOption | undefined>):
   if (options.highWaterMark !== undefined) out.highWaterMark = options.highWaterMark;
   if (options.maxPendingBytes !== undefined) out.maxPendingBytes = options.maxPendingBytes;
   if (options.readBufferBytes !== undefined) out.readBufferBytes = options.readBufferBytes;
+  if (options.spinMicros !== undefined) out.spinMicros = options.spinMicros;
   if (options.handles !== undefined) out.handles = options.handles;
   return out;
 }

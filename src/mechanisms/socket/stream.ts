@@ -45,6 +45,13 @@ export interface SocketChannelOptions<C extends CodecOption | undefined = undefi
   /** Stream kinds: the most the read buffer grows to (it starts at 64 KiB and doubles while reads fill it; default 1 MiB). */
   readBufferBytes?: number;
   /**
+   * How long a receive that finds nothing retries the read on the event loop before it
+   * waits for the poll, in µs (default 20 where the process may use more than one CPU, else
+   * 0). Adaptive: a peer that answers within it saves a cross-CPU wake-up; retries that keep
+   * missing shrink to 1 µs. Never longer than the receive's timeout.
+   */
+  spinMicros?: number;
+  /**
    * Unix stream sockets: carry descriptors (sendHandle/receiveHandle), at a small cost per
    * received message. Datagram and seqpacket sockets always can.
    */
@@ -206,7 +213,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     this.remoteAddress = init.remoteAddress;
     this.localAddress = init.localAddress;
     this.#onClose = init.onClose;
-    const { highWaterMark, maxPendingBytes, readBufferBytes, handles, ...common } = options;
+    const { highWaterMark, maxPendingBytes, readBufferBytes, spinMicros, handles, ...common } = options;
     this.#framing = resolveFraming(common).framing;
     this.#codec = resolveCodec(common.codec) as Codec<T>;
     if (handles === true) {
@@ -220,7 +227,7 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
       peerError: (e) => peerDiedError(e, peer),
       ...(this.#tracker ? { read: this.#tracker.read } : {}),
     };
-    const readerOptions = { ...common, ...(this.#tracker ? { codec: undefined } : {}), ...(readBufferBytes !== undefined ? { readBufferBytes } : {}) };
+    const readerOptions = { ...common, ...(this.#tracker ? { codec: undefined } : {}), ...(readBufferBytes !== undefined ? { readBufferBytes } : {}), ...(spinMicros !== undefined ? { spinMicros } : {}) };
     try {
       this.#reader = new FdReader<T>(fd, readerOptions, hooks, this.#poll);
       // The writer carries bytes: messages are encoded here, so that a bad one throws even

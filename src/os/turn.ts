@@ -1,0 +1,59 @@
+/**
+ * What a receive that reads the kernel without waiting owes the rest of this event-loop
+ * turn (FdReader, PacketChannel):
+ *
+ * - Batched writes. Writers hold small messages for the end of the turn (FdWriter,
+ *   PacketWriter). A receive about to spin for its peer's answer writes them out first: in a
+ *   request/response exchange the peer is waiting for exactly those bytes, and a spin that
+ *   holds the event loop would otherwise keep them back until the turn ends.
+ * - The loop itself. A receive answered at once resolves without the loop turning; a
+ *   request/response exchange whose every answer comes within the spin (another process on
+ *   another CPU, or two channels of this process) would then never let timers and I/O run.
+ *   So reads that skip the poll are allowed for MAX_SYNC_MS after the loop last turned;
+ *   past that a receive waits for the poll, and the loop turns before it is answered.
+ */
+/** A writer's "write what you have batched, now" (as its end-of-turn flush would). */
+export type WriteBatchNow = () => void;
+
+const batched = new Set<WriteBatchNow>();
+
+/** A writer has scheduled its end-of-turn flush; `write` writes its batch now. */
+export function batchScheduled(write: WriteBatchNow): void {
+  batched.add(write);
+}
+
+/** That writer's batch was written, or the writer closed. */
+export function batchDone(write: WriteBatchNow): void {
+  batched.delete(write);
+}
+
+/** Writes every batch of this thread now (before a receive spins). */
+export function writeBatchesNow(): void {
+  if (batched.size === 0) return;
+  for (const write of [...batched]) {
+    batched.delete(write);
+    write();
+  }
+}
+
+/** How long receives may go on answering without the event loop turning (ms). */
+const MAX_SYNC_MS = 1;
+/** When the present run of answers without a turn began; -1 once the loop has turned. */
+let syncSince = -1;
+const turned = (): void => {
+  syncSince = -1;
+};
+
+/**
+ * True while a receive may read the kernel without waiting for the poll: the loop turned
+ * less than MAX_SYNC_MS ago (an immediate marks the turn).
+ */
+export function mayAnswerWithoutTurn(): boolean {
+  const t = performance.now();
+  if (syncSince < 0) {
+    syncSince = t;
+    setImmediate(turned);
+    return true;
+  }
+  return t - syncSince < MAX_SYNC_MS;
+}

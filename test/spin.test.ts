@@ -1,0 +1,132 @@
+/**
+ * Receives on byte streams and packet sockets that retry the read for a few µs before they
+ * wait for the poll (spinMicros), and what they owe the rest of the event-loop turn
+ * (src/os/turn.ts): the batches written before a spin, and a turn of the loop at least
+ * every millisecond however fast the answers come.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+import type { Receiver, Sender } from '../src/core/channel.js';
+import { createPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
+import { socketPair } from '../src/mechanisms/socket/socket.js';
+
+/** A python3 echo of length-framed messages (u32 LE + payload) on fd 3 (read) and fd 4 (write). */
+const PY_ECHO = `
+import os, struct, sys
+r, w = int(sys.argv[1]), int(sys.argv[2])
+os.set_blocking(r, True)
+os.set_blocking(w, True)
+def exact(n):
+    b = b''
+    while len(b) < n:
+        c = os.read(r, n - len(b))
+        if not c: sys.exit(0)
+        b += c
+    return b
+while True:
+    h = exact(4)
+    os.write(w, h + exact(struct.unpack('<I', h)[0]))
+`;
+
+/** A python3 echo of seqpacket messages on fd 3 (each message one recv and one send). */
+const PY_SEQPACKET_ECHO = `
+import socket
+s = socket.socket(fileno=3)
+s.setblocking(True)
+while True:
+    m = s.recv(65536)
+    if not m: break
+    s.send(m)
+`;
+
+async function roundTrips(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array>, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const m = new Uint8Array(8 + (i % 300)).fill(i & 0xff);
+    new DataView(m.buffer).setUint32(0, i, true);
+    await tx.send(m);
+    const echo = await rx.receive({ timeout: 10_000 });
+    assert.equal(new DataView(echo.buffer, echo.byteOffset).getUint32(0, true), i, 'answers come in order');
+    assert.deepEqual(new Uint8Array(echo), m, `answer ${i} is the request`);
+  }
+}
+
+describe('receives that spin before they wait (spinMicros)', () => {
+  for (const spinMicros of [0, 20, 2000]) {
+    it(`round trips with a python3 echo over pipes, spinMicros ${spinMicros}: every answer, in order`, async () => {
+      const child = spawnWithPipes(['python3', '-c', PY_ECHO, '3', '4'], { pipes: { 3: 'write', 4: 'read' }, spinMicros });
+      try {
+        await roundTrips(child.sender(3), child.receiver(4), 2000);
+      } finally {
+        await child.close();
+      }
+    });
+
+    it(`round trips with a python3 echo over a Unix stream and a seqpacket socket, spinMicros ${spinMicros}`, async () => {
+      for (const [kind, code, args] of [
+        ['unix', PY_ECHO, ['3', '3']],
+        ['unix-seqpacket', PY_SEQPACKET_ECHO, []],
+      ] as const) {
+        const [mine, theirs] = socketPair(kind, { spinMicros });
+        const py = spawn('python3', ['-c', code, ...args], { stdio: ['ignore', 'inherit', 'inherit', (theirs as unknown as { fd: number }).fd] });
+        const exited = new Promise((resolve) => py.once('exit', resolve));
+        await theirs.close();
+        try {
+          await roundTrips(mine, mine, 1000);
+        } finally {
+          await mine.close();
+          await exited;
+        }
+      }
+    });
+  }
+
+  it('the event loop turns during a request/response exchange answered within the spin (timers run)', async () => {
+    // Two channels of this process answer each other at once: without the 1 ms bound every
+    // receive would resolve in the spin or from a read, and the loop would never turn
+    // (spinMicros set, so that a machine with one CPU spins too).
+    const pipes = [createPipe({ spinMicros: 2000 }), createPipe({ spinMicros: 2000 })] as const;
+    const kinds: Array<[string, Sender<Uint8Array> & Receiver<Uint8Array>, Sender<Uint8Array> & Receiver<Uint8Array>, () => Promise<void>]> = [];
+    for (const kind of ['unix', 'unix-seqpacket'] as const) {
+      const [a, b] = socketPair(kind, { spinMicros: 2000 });
+      kinds.push([kind, a, b, async () => void (await Promise.all([a.close(), b.close()]))]);
+    }
+    const pipeA = { send: (m: Uint8Array) => pipes[0].writer.send(m), receive: () => pipes[1].reader.receive() } as Sender<Uint8Array> & Receiver<Uint8Array>;
+    const pipeB = { send: (m: Uint8Array) => pipes[1].writer.send(m), receive: () => pipes[0].reader.receive() } as Sender<Uint8Array> & Receiver<Uint8Array>;
+    kinds.push(['pipe', pipeA, pipeB, async () => void (await Promise.all(pipes.flatMap((p) => [p.reader.close(), p.writer.close()])))]);
+    for (const [kind, a, b, close] of kinds) {
+      // One function plays both sides in turn, so every receive finds its message already
+      // sent (read at once, or caught by the spin after the batch went out).
+      let ticks = 0;
+      const timer = setInterval(() => void ticks++, 1);
+      const m = new Uint8Array(16);
+      let n = 0;
+      for (; n < 50_000 && ticks < 5; n++) {
+        await a.send(m);
+        await b.send(await b.receive());
+        await a.receive();
+      }
+      clearInterval(timer);
+      await close();
+      assert.ok(ticks >= 5, `${kind}: a 1 ms interval ran ${ticks} times during ${n} round trips`);
+    }
+  });
+
+  it('a stream end inherited by a child spins there too (openInheritedSocket takes spinMicros)', async () => {
+    const [mine, theirs] = socketPair('unix');
+    const script = `
+      const { openInheritedSocket } = await import(${JSON.stringify(new URL('../src/mechanisms/socket/socket.js', import.meta.url).href)});
+      const ch = openInheritedSocket(3, { spinMicros: 50 });
+      for await (const m of ch) await ch.send(m);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'inherit', 'inherit', (theirs as unknown as { fd: number }).fd] });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    await theirs.close();
+    try {
+      await roundTrips(mine, mine, 1000);
+    } finally {
+      await mine.close();
+      assert.equal(await exited, 0);
+    }
+  });
+});
