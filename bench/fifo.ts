@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFifo, openFifo, unlinkFifo } from '../src/mechanisms/fifo/fifo.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, SIZES, sizesOf, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { BIG_MESSAGE_RTT_CAUSE, cFigures, streamRttTargets, SIZES, sizesOf, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
@@ -73,7 +73,7 @@ export const scenarios: Scenario[] = [
     targets: [
       { mechanism: 'fifo', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'FIFO one-way at 64 B >= 1,000,000 msg/s' },
       { mechanism: 'fifo', metric: 'throughput', size: 65536, minMBPerSec: 2000, text: 'FIFO one-way at 64 KiB >= 2 GB/s' },
-      ...SIZES.map((size) => ({ mechanism: 'fifo', metric: 'rtt' as const, size, maxRatio: 1.5, compareTo: { variant: 'C FIFO (mkfifo)' }, text: `FIFO RTT at ${size} B <= 1.5x C`, ...(size >= 65536 ? { ifMissed: BIG_MESSAGE_RTT_CAUSE } : {}) })),
+      ...streamRttTargets('fifo', 'C FIFO (mkfifo)', 'FIFO'),
     ],
   },
 ];

@@ -1,6 +1,6 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, SIZES, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { BIG_MESSAGE_RTT_CAUSE, cFigures, streamRttTargets, SIZES, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +46,7 @@ export const scenarios: Scenario[] = [
     targets: [
       { mechanism: 'pipe', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'pipe one-way at 64 B >= 1,000,000 msg/s' },
       { mechanism: 'pipe', metric: 'throughput', size: 65536, minMBPerSec: 2000, text: 'pipe one-way at 64 KiB >= 2 GB/s' },
-      ...SIZES.map((size) => ({ mechanism: 'pipe', metric: 'rtt' as const, size, maxRatio: 1.5, compareTo: { variant: 'C pipe(2)' }, text: `pipe RTT at ${size} B <= 1.5x C`, ...(size >= 65536 ? { ifMissed: BIG_MESSAGE_RTT_CAUSE } : {}) })),
+      ...streamRttTargets('pipe', 'C pipe(2)', 'pipe'),
     ],
   },
 ];

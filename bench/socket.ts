@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { BIG_MESSAGE_RTT_CAUSE, cFigures, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
@@ -144,16 +144,19 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
   };
   const payload = Buffer.alloc(Math.max(8, size), 120);
   const meter = new RttMeter(ctx.budget);
-  for (let i = 0; ; i++) {
-    const t0 = now();
-    payload.writeDoubleLE(i, 0);
-    const reply = new Promise<Buffer>((r) => waiting.push(r));
-    sock.write(frame(payload));
-    const echo = await reply;
-    const t1 = now();
-    if (echo.readDoubleLE(0) !== i) throw new Error('net baseline echo mismatch');
-    if (meter.add(Number(t1 - t0))) break;
-  }
+  // Pinned like ours (bench/placement.ts), so that the ratios compare like with like.
+  await pinnedPair(ctx, child.child.pid!, async () => {
+    for (let i = 0; ; i++) {
+      const t0 = now();
+      payload.writeDoubleLE(i, 0);
+      const reply = new Promise<Buffer>((r) => waiting.push(r));
+      sock.write(frame(payload));
+      const echo = await reply;
+      const t1 = now();
+      if (echo.readDoubleLE(0) !== i) throw new Error('net baseline echo mismatch');
+      if (meter.add(Number(t1 - t0))) break;
+    }
+  });
   payload.writeDoubleLE(-3, 0);
   sock.write(frame(payload));
   const tmeter = new RateMeter(ctx.budget);
@@ -176,12 +179,11 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
   await child.finish();
   server.close();
   rmSync(path, { force: true });
-  const base = { mechanism: 'node net (Unix, length prefix)', variant: 'net + u32 framing', role: 'node' as const, size };
+  const base = { mechanism: NET_BASELINE, variant: NET_VARIANT, role: 'node' as const, size };
   return [{ ...base, metric: 'rtt', ...meter.result() }, throughputFigure(base, measured.messages, measured.seconds, measured.warmup)];
 }
 
-const rttTargets = (kind: Kind) =>
-  SIZES.map((size) => ({ mechanism: MECHANISM[kind], metric: 'rtt' as const, size, maxRatio: 1.5, compareTo: { variant: C_PROGRAM[kind][1] }, text: `${MECHANISM[kind]} RTT at ${size} B <= 1.5x C`, ...(size >= 65536 ? { ifMissed: BIG_MESSAGE_RTT_CAUSE } : {}) }));
+const rttTargets = (kind: Kind) => streamRttTargets(MECHANISM[kind], C_PROGRAM[kind][1], MECHANISM[kind], { net: kind === 'unix' || kind === 'tcp' });
 
 export const scenarios: Scenario[] = [
   {
@@ -190,8 +192,10 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       const out: Figure[] = [];
       for (const kind of ['unix', 'unix-dgram', 'unix-dgram-pair', 'unix-seqpacket', 'tcp'] as const) out.push(...(await measure(ctx, kind)));
-      ctx.progress('node net baseline 64 B');
-      out.push(...(await netBaseline(ctx, 64)));
+      for (const size of sizesOf(ctx, [64, 1024])) {
+        ctx.progress(`node net baseline ${size} B`);
+        out.push(...(await netBaseline(ctx, size)));
+      }
       return out;
     },
     targets: [
