@@ -461,7 +461,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   #peer: PeerCredentials | undefined;
   #spinner: SpinBudget;
 
-  /** `spinMicros`: see SocketChannelOptions (0 where this channel does not read the socket itself). */
+  /** `spinMicros`: see SocketChannelOptions. */
   protected constructor(codec: Codec<T>, maxMessageBytes: number, writer: PacketWriter, peer: PeerCredentials | undefined, spinMicros: number) {
     this.#spinner = new SpinBudget(spinMicros);
     this.codec = codec;
@@ -867,6 +867,7 @@ export class DatagramServer<T> {
   readonly #codec: Codec<unknown>;
   readonly #maxMessageBytes: number;
   readonly #limits: WriterLimits;
+  readonly #spinMicros: number;
   readonly #allow: AllowList | null;
   readonly #peers = new Map<string, DatagramPeer<T>>();
   readonly #fresh: DatagramPeer<T>[] = [];
@@ -885,6 +886,7 @@ export class DatagramServer<T> {
     this.#codec = o.codec;
     this.#maxMessageBytes = o.maxMessageBytes;
     this.#limits = o.limits;
+    this.#spinMicros = o.spinMicros;
     this.#allow = allow;
     this.#localAddress = localAddress;
     this.#acceptWaiters.onCancel = () => this.updateReading();
@@ -924,7 +926,7 @@ export class DatagramServer<T> {
         let peer = this.#peers.get(key);
         if (!peer) {
           const path = batch.fromPath![i]!;
-          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageBytes, this.#limits, item.creds ?? undefined, this.#localAddress);
+          peer = new DatagramPeer<T>(this, key, path.length > 0 ? path : null, this.#codec as Codec<T>, this.#maxMessageBytes, this.#limits, item.creds ?? undefined, this.#localAddress, this.#spinMicros);
           this.#peers.set(key, peer);
           if (!this.#acceptWaiters.resolveNext(peer)) this.#fresh.push(peer);
         }
@@ -991,10 +993,10 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
   readonly #replyable: boolean;
 
   /** @internal */
-  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageBytes: number, limits: WriterLimits, peer: PeerCredentials | undefined, localAddress: string) {
+  constructor(server: DatagramServer<T>, key: string, path: Buffer | null, codec: Codec<T>, maxMessageBytes: number, limits: WriterLimits, peer: PeerCredentials | undefined, localAddress: string, spinMicros: number) {
     const holder: { self?: DatagramPeer<T> } = {};
-    // The server reads for all its peers: a peer's receive does not spin on the shared socket.
-    super(codec, maxMessageBytes, new PacketWriter(server.fd, limits, null, path, () => holder.self?.peer), peer, 0);
+    // A peer's spin reads the server's socket for every peer (DatagramServer.pump).
+    super(codec, maxMessageBytes, new PacketWriter(server.fd, limits, null, path, () => holder.self?.peer), peer, spinMicros);
     holder.self = this;
     this.#server = server;
     this.#key = key;
