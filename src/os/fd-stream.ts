@@ -23,7 +23,7 @@ import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeout
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
 import { SpinBudget, spinCap, spinOption } from '../memory/spin.js';
 import { native, type FdWatcher } from './native.js';
-import { batchDone, batchScheduled, mayAnswerWithoutTurn, writeBatchesNow } from './turn.js';
+import { batchDone, batchScheduled, maySpinThisTurn, writeBatchesNow } from './turn.js';
 import * as validate from '../core/validate.js';
 
 const EAGAIN = osConstants.errno.EAGAIN;
@@ -267,11 +267,11 @@ export class FdReader<T, R = void> implements Receiver<T> {
   receive(options?: WaitOptions): Promise<T> {
     validate.waitOptions(options); // before the fast path: a bad option throws even when a message is ready
     if (this.#qHead < this.#queue.length) return this.#decodeNext();
-    if (this.#waiters.length === 0 && this.#state === 'open' && mayAnswerWithoutTurn()) {
+    if (this.#waiters.length === 0 && this.#state === 'open') {
       if (!this.#drained) this.#fill();
       // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
       // what this thread has batched is written (the peer may be waiting for it).
-      if (this.#qHead === this.#queue.length && this.#state === 'open' && this.#spinner.max > 0 && !options?.signal?.aborted) {
+      if (this.#qHead === this.#queue.length && this.#state === 'open' && this.#spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn()) {
         writeBatchesNow();
         this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
       }

@@ -27,7 +27,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js'
 import { native } from '../../os/native.js';
 import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { batchDone, batchScheduled, mayAnswerWithoutTurn, writeBatchesNow } from '../../os/turn.js';
+import { batchDone, batchScheduled, maySpinThisTurn, writeBatchesNow } from '../../os/turn.js';
 import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';
 import type { SocketKind } from './address.js';
 import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './stream.js';
@@ -559,10 +559,10 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   receiveWithHandles(options?: WaitOptions): Promise<MessageWithHandles<T>> {
     validate.waitOptions(options); // before the fast path: a bad option throws even when a message is ready
     if (this.#inHead < this.#incoming.length) return this.#takeNow();
-    if (this.state === 'open' && this.#waiters.length === 0 && mayAnswerWithoutTurn()) {
+    if (this.state === 'open' && this.#waiters.length === 0) {
       // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
       // what this thread has batched is written (the peer may be waiting for it).
-      if (this.fill() && this.#inHead === this.#incoming.length && this.#spinner.max > 0 && !options?.signal?.aborted) {
+      if (this.fill() && this.#inHead === this.#incoming.length && this.#spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn()) {
         writeBatchesNow();
         this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
       }
