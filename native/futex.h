@@ -55,11 +55,14 @@ inline long FutexWakeShared(uint32_t* addr, int count) {
 }
 
 // A control word of this process (a waiter thread's mailbox): wait with a relative timeout
-// (nullptr: none), and wake.
+// (nullptr: none), and wake. The wake bumps the word first: a waiter loads the word, looks
+// at its mailbox, then sleeps while the word is still what it loaded, so a wake between the
+// look and the sleep makes the sleep return at once instead of being lost.
 inline void FutexWaitPrivate(std::atomic<uint32_t>& word, uint32_t expected, const timespec* relative) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, relative, nullptr, 0);
 }
 inline void FutexWakePrivate(std::atomic<uint32_t>& word) {
+  word.fetch_add(1, std::memory_order_seq_cst);
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
 }
 
