@@ -51,6 +51,19 @@ async function roundTrips(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array>, n: n
   }
 }
 
+/** Starts `command` with the other end of `mine` at fd 3, runs 1000 round trips through it, and returns its exit code. */
+async function echoOverInherited(mine: Sender<Uint8Array> & Receiver<Uint8Array> & { close(): Promise<unknown> }, theirs: { close(): Promise<unknown> }, command: string, args: string[]): Promise<number | null> {
+  const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', (theirs as unknown as { fd: number }).fd] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  await theirs.close();
+  try {
+    await roundTrips(mine, mine, 1000);
+  } finally {
+    await mine.close();
+  }
+  return exited;
+}
+
 describe('receives that spin before they wait (spinMicros)', () => {
   for (const spinMicros of [0, 20, 2000]) {
     it(`round trips with a python3 echo over pipes, spinMicros ${spinMicros}: every answer, in order`, async () => {
@@ -68,15 +81,7 @@ describe('receives that spin before they wait (spinMicros)', () => {
         ['unix-seqpacket', PY_SEQPACKET_ECHO, []],
       ] as const) {
         const [mine, theirs] = socketPair(kind, { spinMicros });
-        const py = spawn('python3', ['-c', code, ...args], { stdio: ['ignore', 'inherit', 'inherit', (theirs as unknown as { fd: number }).fd] });
-        const exited = new Promise((resolve) => py.once('exit', resolve));
-        await theirs.close();
-        try {
-          await roundTrips(mine, mine, 1000);
-        } finally {
-          await mine.close();
-          await exited;
-        }
+        await echoOverInherited(mine, theirs, 'python3', ['-c', code, ...args]);
       }
     });
   }
@@ -119,14 +124,6 @@ describe('receives that spin before they wait (spinMicros)', () => {
       const ch = openInheritedSocket(3, { spinMicros: 50 });
       for await (const m of ch) await ch.send(m);
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'inherit', 'inherit', (theirs as unknown as { fd: number }).fd] });
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    await theirs.close();
-    try {
-      await roundTrips(mine, mine, 1000);
-    } finally {
-      await mine.close();
-      assert.equal(await exited, 0);
-    }
+    assert.equal(await echoOverInherited(mine, theirs, process.execPath, ['--input-type=module', '-e', script]), 0);
   });
 });
