@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFifo, openFifo, unlinkFifo } from '../src/mechanisms/fifo/fifo.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, streamRttTargets, SIZES, sizesOf, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigures, streamRttTargets, SIZES, sizesOf, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
-import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
+import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop } from './streams.js';
 
 /** 1 MiB FIFOs (the default pipe-max-size): a 64 KiB message no longer fills the pipe. */
 const CAPACITY = 1024 * 1024;
@@ -32,18 +32,18 @@ export async function measureFifo(ctx: BenchContext, sizes = sizesOf(ctx)): Prom
 
 async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: Figure[]): Promise<void> {
   for (const size of sizes) {
-    for (const role of ['echo', 'sink'] as const) {
-      ctx.progress(`fifo: ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
+    for (const role of streamCases(size)) {
+      ctx.progress(`fifo: ${role === 'sink' ? 'one-way' : role === 'echo' ? 'RTT' : 'RTT (receiveInto)'} ${size} B`);
       const paths: Paths = { down: createFifo(join(dir, `down-${size}-${role}`)), up: createFifo(join(dir, `up-${size}-${role}`)) };
       try {
         const rx = await openFifo(paths.up, 'read');
-        const child = startChild('fifo', role, paths);
+        const child = startChild('fifo', role === 'sink' ? 'sink' : 'echo', { ...paths, into: role === 'echoInto' });
         try {
           const tx = await openFifo(paths.down, 'write', { capacityBytes: CAPACITY, timeout: 20_000 });
           try {
-            if (role === 'echo') {
-              const l = await pinnedPair(ctx, child.child.pid!, () => rttLoop(tx, rx, size, ctx.budget));
-              out.push({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
+            if (role !== 'sink') {
+              const l = await pinnedPair(ctx, child.child.pid!, () => rttLoop(tx, rx, size, ctx.budget, role === 'echoInto'));
+              out.push({ mechanism: 'fifo', variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
             } else {
               const t = await throughputLoop(tx, rx, size, ctx.budget);
               out.push(throughputFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
@@ -85,9 +85,9 @@ async function open(args: Paths) {
 }
 
 export const children = {
-  async echo(args: Paths): Promise<void> {
+  async echo(args: Paths & { into?: boolean }): Promise<void> {
     const { rx, tx } = await open(args);
-    await echoLoop(rx, tx);
+    await echoLoop(rx, tx, args.into === true);
     await tx.close();
     await rx.close();
   },

@@ -1,8 +1,8 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, streamRttTargets, SIZES, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigures, streamRttTargets, SIZES, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
-import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
+import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop } from './streams.js';
 import { fileURLToPath } from 'node:url';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -12,18 +12,18 @@ const CAPACITY = 1024 * 1024;
 export async function measurePipe(ctx: BenchContext, mechanism: string, variant: string, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
   for (const size of sizes) {
-    for (const role of ['echo', 'sink'] as const) {
-      ctx.progress(`${mechanism}: ${variant} ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
-      const child = spawnWithPipes([process.execPath, childScript, 'pipe', role, '{}'], {
+    for (const role of streamCases(size)) {
+      ctx.progress(`${mechanism}: ${variant} ${role === 'sink' ? 'one-way' : role === 'echo' ? 'RTT' : 'RTT (receiveInto)'} ${size} B`);
+      const child = spawnWithPipes([process.execPath, childScript, 'pipe', role === 'sink' ? 'sink' : 'echo', JSON.stringify({ into: role === 'echoInto' })], {
         pipes: { 3: 'write', 4: 'read' },
         capacityBytes: CAPACITY,
       });
       const tx = child.sender(3);
       const rx = child.receiver(4);
       try {
-        if (role === 'echo') {
-          const l = await pinnedPair(ctx, child.pid, () => rttLoop(tx, rx, size, ctx.budget));
-          out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...l });
+        if (role !== 'sink') {
+          const l = await pinnedPair(ctx, child.pid, () => rttLoop(tx, rx, size, ctx.budget, role === 'echoInto'));
+          out.push({ mechanism, variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : variant, role: 'ipckit', metric: 'rtt', size, ...l });
         } else {
           const t = await throughputLoop(tx, rx, size, ctx.budget);
           out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
@@ -52,10 +52,10 @@ export const scenarios: Scenario[] = [
 ];
 
 export const children = {
-  async echo(): Promise<void> {
+  async echo(args: { into?: boolean }): Promise<void> {
     const rx = openInheritedPipe(3, 'read');
     const tx = openInheritedPipe(4, 'write');
-    await echoLoop(rx, tx);
+    await echoLoop(rx, tx, args.into === true);
     await tx.close();
     await rx.close();
   },

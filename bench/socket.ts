@@ -10,8 +10,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { BIG_MESSAGE_RTT_CAUSE, cFigures, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
-import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
+import { cFigures, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Kind = 'unix' | 'unix-dgram' | 'unix-dgram-pair' | 'unix-seqpacket' | 'tcp';
@@ -41,12 +41,14 @@ async function endMarker(ch: SocketChannel<Uint8Array>, size: number): Promise<v
 }
 
 /** Parent listens (datagram: the child does), child connects; returns our channel and the child. */
-async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ ch: SocketChannel<Uint8Array>; pid: number; done: () => Promise<void> }> {
+async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ ch: SocketChannel<Uint8Array>; pid: number; done: () => Promise<void> }> {
   const maxMessageBytes = Math.max(size, 8) + 64;
+  const into = testCase === 'echoInto';
+  const role = testCase === 'sink' ? 'sink' : 'echo';
   if (kind === 'unix-dgram-pair') {
     // A connected pair, one end inherited by the child at fd 3 (socketPair + openInheritedSocket).
     const [mine, theirs] = socketPair('unix-dgram', { maxMessageBytes });
-    const child = startChild('socket', `${role}Fd`, { maxMessageBytes }, [(theirs as unknown as { fd: number }).fd]);
+    const child = startChild('socket', `${role}Fd`, { maxMessageBytes, into }, [(theirs as unknown as { fd: number }).fd]);
     await theirs.close();
     await child.nextLine(); // the child is up and holds its end
     return {
@@ -62,7 +64,7 @@ async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ 
   if (kind === 'unix-dgram') {
     // The datagram server (the child) is the receiving side, as a datagram service is.
     const path = benchPath('d');
-    const child = startChild('socket', `${role}Server`, { path, maxMessageBytes });
+    const child = startChild('socket', `${role}Server`, { path, maxMessageBytes, into });
     await child.nextLine();
     const ch = await connect(`unix-dgram:${path}`, { maxMessageBytes, timeout: 10_000 });
     return {
@@ -79,7 +81,7 @@ async function pair(kind: Kind, role: 'echo' | 'sink', size: number): Promise<{ 
   const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(kind === 'unix' ? 's' : 'q')}`;
   const server = await listen(address, { maxMessageBytes });
   const accepting = server.accept();
-  const child = startChild('socket', role, { address: server.address, maxMessageBytes });
+  const child = startChild('socket', role, { address: server.address, maxMessageBytes, into });
   const ch = await accepting;
   return {
     ch,
@@ -96,12 +98,14 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
   const mechanism = MECHANISM[kind];
   const out: Figure[] = [];
   for (const size of sizesOf(ctx)) {
-    for (const role of ['echo', 'sink'] as const) {
-      ctx.progress(`${mechanism}: ${role === 'echo' ? 'RTT' : 'one-way'} ${size} B`);
+    for (const role of streamCases(size)) {
+      ctx.progress(`${mechanism}: ${role === 'sink' ? 'one-way' : role === 'echo' ? 'RTT' : 'RTT (receiveInto)'} ${size} B`);
       const { ch, pid, done } = await pair(kind, role, size);
       try {
-        if (role === 'echo') out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...(await pinnedPair(ctx, pid, () => rttLoop(ch, ch, size, ctx.budget))) });
-        else {
+        if (role !== 'sink') {
+          const variant = role === 'echoInto' ? RECEIVE_INTO_VARIANT : 'ipckit';
+          out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await pinnedPair(ctx, pid, () => rttLoop(ch, ch, size, ctx.budget, role === 'echoInto'))) });
+        } else {
           const t = await throughputLoop(ch, ch, size, ctx.budget);
           out.push(throughputFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
         }
@@ -217,9 +221,9 @@ async function childChannel(args: { address: string; maxMessageBytes: number }):
 }
 
 export const children = {
-  async echo(args: { address: string; maxMessageBytes: number }): Promise<void> {
+  async echo(args: { address: string; maxMessageBytes: number; into?: boolean }): Promise<void> {
     const ch = await childChannel(args);
-    await echoLoop(ch, ch);
+    await echoLoop(ch, ch, args.into === true);
     await ch.close();
   },
   async sink(args: { address: string; maxMessageBytes: number }): Promise<void> {
@@ -227,10 +231,10 @@ export const children = {
     await sinkLoop(ch as never, ch);
     await ch.close();
   },
-  async echoFd(args: { maxMessageBytes: number }): Promise<void> {
+  async echoFd(args: { maxMessageBytes: number; into?: boolean }): Promise<void> {
     const ch = openInheritedSocket(3, { maxMessageBytes: args.maxMessageBytes });
     tell('ready');
-    await echoLoop(ch, ch);
+    await echoLoop(ch, ch, args.into === true);
     await ch.close();
   },
   async sinkFd(args: { maxMessageBytes: number }): Promise<void> {
@@ -239,11 +243,11 @@ export const children = {
     await sinkLoop(ch as never, ch);
     await ch.close();
   },
-  async echoServer(args: { path: string; maxMessageBytes: number }): Promise<void> {
+  async echoServer(args: { path: string; maxMessageBytes: number; into?: boolean }): Promise<void> {
     const server = await listen(`unix-dgram:${args.path}`, { maxMessageBytes: args.maxMessageBytes });
     tell('listening');
     const peer = await server.accept();
-    await echoLoop(peer, peer);
+    await echoLoop(peer, peer, args.into === true);
     await peer.close();
     await server.close();
   },

@@ -3,22 +3,39 @@
  * sockets): the parent's round-trip and one-way loops and the child's echo and sink.
  * The last message of a one-way run carries seq -1; the sink acknowledges with the count.
  */
-import { RESOLVED, type Receiver, type Sender } from '../src/core/channel.js';
-import { now, RateMeter, RttMeter, seqOf, stamp, type Budget } from './harness.js';
+import { RESOLVED, type Receiver, type ReceiverInto, type Sender } from '../src/core/channel.js';
+import { isIpcError } from '../src/core/errors.js';
+import { now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, type Budget } from './harness.js';
+
+export { RECEIVE_INTO_VARIANT };
 
 export interface BatchReceiver<T> extends Receiver<T> {
   receiveMany?(max?: number): Promise<T[]>;
 }
 
-/** Parent: timed round trips of `size` bytes through an echoing child. */
-export async function rttLoop(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array>, size: number, budget: Budget): Promise<ReturnType<RttMeter['result']>> {
+/**
+ * What a stream bench measures at `size`: round trips ('echo'), one-way ('sink') and, at
+ * 64 KiB, round trips with the zero-copy receive on both sides ('echoInto': receiveInto
+ * into a buffer each side reuses), reported as the variant RECEIVE_INTO_VARIANT.
+ */
+export type StreamCase = 'echo' | 'echoInto' | 'sink';
+export function streamCases(size: number): StreamCase[] {
+  return size >= 65536 ? ['echo', 'echoInto', 'sink'] : ['echo', 'sink'];
+}
+
+/** The echo side's buffer for receiveInto: larger than any message the benches send. */
+const ECHO_INTO_BYTES = 1024 * 1024;
+
+/** Parent: timed round trips of `size` bytes through an echoing child (`into`: receiveInto, no allocation per message). */
+export async function rttLoop(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array> & Partial<ReceiverInto>, size: number, budget: Budget, into = false): Promise<ReturnType<RttMeter['result']>> {
   const buf = new Uint8Array(Math.max(size, 8)).fill(120);
+  const back = new Uint8Array(buf.length);
   const meter = new RttMeter(budget);
   for (let i = 0; ; i++) {
     const t0 = now();
     stamp(buf, i);
     await tx.send(buf);
-    const echo = await rx.receive();
+    const echo = into ? back.subarray(0, await rx.receiveInto!(back)) : await rx.receive();
     const t1 = now();
     if (seqOf(echo) !== i) throw new Error(`echo out of order: ${seqOf(echo)} != ${i}`);
     if (meter.add(Number(t1 - t0))) break;
@@ -49,8 +66,23 @@ export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8
   return result;
 }
 
-/** Child: echoes every message until the end marker or the end of the channel. */
-export async function echoLoop(rx: Receiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
+/** Child: echoes every message until the end marker or the end of the channel (`into`: with receiveInto). */
+export async function echoLoop(rx: Receiver<Uint8Array> & Partial<ReceiverInto>, tx: Sender<Uint8Array>, into = false): Promise<void> {
+  if (into) {
+    const buf = new Uint8Array(ECHO_INTO_BYTES);
+    for (;;) {
+      let n: number;
+      try {
+        n = await rx.receiveInto!(buf);
+      } catch (e) {
+        if (isIpcError(e, 'ERR_IPCKIT_CLOSED')) return;
+        throw e;
+      }
+      const m = buf.subarray(0, n);
+      if (seqOf(m) === -1) return;
+      await tx.send(m);
+    }
+  }
   for await (const m of rx) {
     if (seqOf(m) === -1) break;
     await tx.send(m);

@@ -3,7 +3,7 @@
  * behind one typed API. This file only re-exports.
  */
 export { IpcError, ERROR_CODES, isIpcError, type IpcErrorCode, type IpcErrorOptions } from './core/errors.js';
-export type { Channel, Receiver, Sender, WaitOptions } from './core/channel.js';
+export type { Channel, Receiver, ReceiverInto, Sender, WaitOptions } from './core/channel.js';
 export { json, structured, type Codec, type CodecName, type CodecOption, type MessageOf, type TypedCodecOptions, type Validator } from './core/codec.js';
 export { DEFAULT_MAX_MESSAGE_BYTES, type Framing, type FramingOptions } from './core/framing.js';
 export type { ReaderOptions, WriterOptions } from './os/fd-stream.js';

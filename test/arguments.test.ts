@@ -133,7 +133,7 @@ const NO_ARGUMENTS = [
   'MessageQueueReceiver.tryReceive', 'MessageQueueReceiver.tryReceiveWithPriority', 'MessageQueue.attributes', 'MessageQueue.owner',
   'MessageQueue.unlink', 'MessageQueue.close', 'SignalReceiver.tryReceive', 'SignalReceiver.close', 'StreamSocketChannel.tryReceive',
   'PacketChannel.tryReceive', 'AckedChannel.tryReceive', 'DatagramServer.close', 'ReceivedHandle.take', 'ReceivedHandle.close',
-  'SealedMemory.close', 'FrameDecoder.space', 'FrameDecoder.next', 'FrameDecoder.finish', 'FrameDecoder.release', 'IpcError.toString',
+  'SealedMemory.close', 'FrameDecoder.space', 'FrameDecoder.next', 'FrameDecoder.nextLength', 'FrameDecoder.returnBorrowed', 'FrameDecoder.finish', 'FrameDecoder.release', 'IpcError.toString',
   'diagnose', 'FileLock.locks', 'FileLock.close', 'HeldLock.release',
   'FifoReader.perm', 'FifoWriter.perm', 'MessageQueue.perm', 'sysvLimits',
   'SysvMessageQueue.stat', 'SysvMessageQueue.perm', 'SysvMessageQueue.remove', 'SysvMessageQueue.close',
@@ -152,7 +152,7 @@ const NOT_PUBLIC = [
   'ReconnectingChannel.onLinkDead', 'DatagramPeer.sendRefusal', 'DatagramPeer.push', 'DatagramPeer.flushIncoming', 'DatagramPeer.startReading',
   'DatagramPeer.stopReading', 'DatagramPeer.fill', 'DatagramPeer.release', 'PacketChannel.startReading', 'PacketChannel.stopReading',
   'PacketChannel.fill', 'PacketChannel.release', 'PacketChannel.sendRefusal', 'PacketChannel.enqueue', 'PacketChannel.finish',
-  'PacketChannel.deliver', 'DatagramServer.pump', 'DatagramServer.updateReading', 'DatagramServer.forget',
+  'PacketChannel.deliver', 'PacketChannel.pumpIncoming', 'DatagramPeer.pumpIncoming', 'DatagramServer.pump', 'DatagramServer.updateReading', 'DatagramServer.forget',
 ];
 
 /** Entry points reached only through an interface (the class is not exported). */
@@ -351,6 +351,7 @@ const TABLE: Record<string, () => Case[]> = {
     ['a negative maxMessageBytes', () => new FrameDecoder('length', -1), /maxMessageBytes/],
     ['a tiny buffer', () => new FrameDecoder('length', 10, 1), /bufferSize/],
   ],
+  'FrameDecoder.nextInto': () => [['a target that is an array', () => decoder.nextInto(bad([0])), /Uint8Array/]],
   'FrameDecoder.grow': () => [['0', () => decoder.grow(0), /max/]],
   'FrameDecoder.commit': () => {
     const room = decoder.space()[2];
@@ -386,6 +387,12 @@ const TABLE: Record<string, () => Case[]> = {
     ['a signal that is not an AbortSignal', () => pipe.reader.receive({ signal: bad({}) }), /signal/],
     ['options that are a string', () => pipe.reader.receive(bad('soon')), /options/],
   ],
+  'FdReader.receiveInto': () => [
+    ['a target that is an array', () => pipe.reader.receiveInto(bad([0, 0])), /Uint8Array/],
+    ['no target', () => pipe.reader.receiveInto(bad(undefined)), /Uint8Array/],
+    ['a negative timeout', () => pipe.reader.receiveInto(new Uint8Array(8), { timeout: -5 }), /timeout/],
+  ],
+  'FdReader.tryReceiveInto': () => [['a target that is an ArrayBuffer', () => pipe.reader.tryReceiveInto(bad(new ArrayBuffer(8))), /Uint8Array/]],
   'FdReader.receiveMany': () => [
     ['max 0', () => pipe.reader.receiveMany(0), /max/],
     ['a fractional max', () => pipe.reader.receiveMany(2.5), /max/],
@@ -672,6 +679,11 @@ const TABLE: Record<string, () => Case[]> = {
   'StreamSocketChannel.sendMany': () => [['something not iterable', () => (stream[0] as unknown as StreamSocketChannelInternal<Uint8Array>).sendMany(bad(5)), /messages/]],
   'StreamSocketChannel.flush': () => [['a negative timeout', () => stream[0].flush({ timeout: -1 }), /timeout/]],
   'StreamSocketChannel.receive': () => [['a negative timeout', () => stream[1].receive({ timeout: -1 }), /timeout/]],
+  'StreamSocketChannel.receiveInto': () => [
+    ['a target that is a string', () => stream[1].receiveInto(bad('buf')), /Uint8Array/],
+    ['a negative timeout', () => stream[1].receiveInto(new Uint8Array(8), { timeout: -1 }), /timeout/],
+  ],
+  'StreamSocketChannel.tryReceiveInto': () => [['a target that is a number', () => stream[1].tryReceiveInto(bad(8)), /Uint8Array/]],
   'StreamSocketChannel.receiveMany': () => [['max 0', () => (stream[1] as unknown as StreamSocketChannelInternal<Uint8Array>).receiveMany(0), /max/]],
   'StreamSocketChannel.sendHandle': () => [
     ['a handle that is a string', () => stream[0].sendHandle(bad('fd')), /handle/],
@@ -699,6 +711,11 @@ const TABLE: Record<string, () => Case[]> = {
   'PacketChannel.receive': () => [['a negative timeout', () => packet[1].receive({ timeout: -1 }), /timeout/]],
   'PacketChannel.receiveWithHandles': () => [['a signal that is a string', () => packet[1].receiveWithHandles({ signal: bad('x') }), /signal/]],
   'PacketChannel.receiveHandle': () => [['a negative timeout', () => packet[1].receiveHandle({ timeout: -1 }), /timeout/]],
+  'PacketChannel.receiveInto': () => [
+    ['a target that is a DataView', () => packet[1].receiveInto(bad(new DataView(new ArrayBuffer(8)))), /Uint8Array/],
+    ['a negative timeout', () => packet[1].receiveInto(new Uint8Array(8), { timeout: -1 }), /timeout/],
+  ],
+  'PacketChannel.tryReceiveInto': () => [['no target', () => packet[1].tryReceiveInto(bad(null)), /Uint8Array/]],
   'PacketChannel.receiveMany': () => [['max 0', () => (packet[1] as unknown as PacketChannelInternal<Uint8Array>).receiveMany(0), /max/]],
   'PacketChannel.end': () => [['a negative timeout', () => packet[0].end({ timeout: -1 }), /timeout/]],
   'PacketChannel.close': () => [['a negative timeout', () => packet[0].close({ timeout: -1 }), /timeout/]],
@@ -707,6 +724,11 @@ const TABLE: Record<string, () => Case[]> = {
     ['a string with codec "bytes"', () => acked.send(bad('x')), /Uint8Array/],
     ['a negative timeout', () => ackedClient.send(Buffer.from('x'), { timeout: -1 }), /timeout/],
   ],
+  'AckedChannel.receiveInto': () => [
+    ['a target that is an array', () => acked.receiveInto(bad([1])), /Uint8Array/],
+    ['a negative timeout', () => acked.receiveInto(new Uint8Array(8), { timeout: -1 }), /timeout/],
+  ],
+  'AckedChannel.tryReceiveInto': () => [['a target that is a string', () => acked.tryReceiveInto(bad('x')), /Uint8Array/]],
   'AckedChannel.flush': () => [['a negative timeout', () => ackedClient.flush({ timeout: -1 }), /timeout/]],
   'AckedChannel.receive': () => [['options that are a number', () => acked.receive(bad(5)), /options/]],
   'AckedChannel.end': () => [['a negative timeout', () => ackedClient.end({ timeout: -1 }), /timeout/]],

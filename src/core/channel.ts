@@ -38,7 +38,7 @@
  * every message before it sends the first (so a bad one throws and nothing is sent); a
  * batch that fails part-way says in `details.sent` how many messages went.
  */
-import { abortedError, closedError, IpcError, isIpcError, timeoutError } from './errors.js';
+import { abortedError, closedError, invalidArgument, IpcError, isIpcError, timeoutError } from './errors.js';
 import * as validate from './validate.js';
 
 export interface WaitOptions {
@@ -64,6 +64,32 @@ export interface Receiver<T> extends AsyncIterable<T>, AsyncDisposable {
 }
 
 export interface Channel<T> extends Sender<T>, Receiver<T> {}
+
+/**
+ * Zero-copy receive (streams and packet sockets): the next message's bytes go into a buffer
+ * the caller supplies and keeps reusing, so no memory is allocated per message. No codec
+ * is applied. Resolves with the message's length (the bytes are `target[0, length)`). A
+ * message longer than `target` is not taken: ERR_IPCKIT_FRAME_TOO_LARGE with
+ * `details.length`, and the next receive gets it. Ordered with the other receives.
+ */
+export interface ReceiverInto {
+  receiveInto(target: Uint8Array, options?: WaitOptions): Promise<number>;
+  /** The next message into `target` if one is ready now (its length), else undefined. */
+  tryReceiveInto(target: Uint8Array): number | undefined;
+}
+
+/** Checks receiveInto's buffer (synchronously, like every argument). */
+export function checkReceiveTarget(target: unknown): Uint8Array {
+  if (!(target instanceof Uint8Array)) throw invalidArgument(`receiveInto needs a Uint8Array (or Buffer) to receive into, got ${validate.describe(target)}`);
+  return target;
+}
+
+/** The next message does not fit the caller's buffer: it stays queued for the next receive. */
+export function bufferTooSmall(length: number, bufferBytes: number): IpcError {
+  return new IpcError('ERR_IPCKIT_FRAME_TOO_LARGE', `the next message is ${length} bytes, more than the ${bufferBytes}-byte buffer given to receiveInto; it was not taken: receive it with a buffer of at least ${length} bytes, or with receive()`, {
+    details: { length, bufferBytes },
+  });
+}
 
 /** Which way an endpoint carries messages, from the caller's side: it 'read's or it 'write's. */
 export type Direction = 'read' | 'write';

@@ -91,6 +91,8 @@ export class FrameDecoder {
   #big: Buffer | null = null;
   #bigFilled = 0;
   #bigLength = 0; // the length the header announced (#big may still be smaller)
+  /** #big is this receiveInto caller's buffer (as they passed it), read into directly: see nextInto. */
+  #borrowedFrom: Uint8Array | null = null;
   #scanFrom = 0; // lines: where the newline search resumes
   #room = 0; // bytes the last space() offered: commit(n) takes no more
 
@@ -115,6 +117,7 @@ export class FrameDecoder {
     this.#buf = RELEASED;
     this.#start = this.#end = this.#scanFrom = 0;
     this.#big = null;
+    this.#borrowedFrom = null;
     if (b.length === SPARE_SIZE && spareBuffers.length < SPARE_MAX) spareBuffers.push(b);
   }
 
@@ -152,7 +155,8 @@ export class FrameDecoder {
         this.#big.copy(grown, 0, 0, this.#bigFilled);
         this.#big = grown;
       }
-      this.#room = this.#big.length - this.#bigFilled;
+      // A borrowed buffer may be longer than the frame: the next frame's bytes must not land in it.
+      this.#room = Math.min(this.#big.length, this.#bigLength) - this.#bigFilled;
       return [this.#big, this.#bigFilled, this.#room];
     }
     if (this.#buf === RELEASED) this.#buf = Buffer.allocUnsafe(SPARE_SIZE);
@@ -200,6 +204,99 @@ export class FrameDecoder {
   }
 
   /**
+   * The length of the next message if it is already known (a length frame whose header
+   * arrived, a complete line), else -1. With framing 'raw' always -1: raw bytes fit any buffer.
+   */
+  nextLength(): number {
+    if (this.framing === 'length') {
+      if (this.#big) return this.#bigLength;
+      return this.#end - this.#start >= LENGTH_HEADER_BYTES ? this.#buf.readUInt32LE(this.#start) : -1;
+    }
+    if (this.framing === 'lines') {
+      const from = Math.max(this.#start, this.#scanFrom);
+      const i = from < this.#end ? this.#buf.indexOf(NEWLINE, from) : -1;
+      if (i === -1 || i >= this.#end) {
+        this.#scanFrom = this.#end;
+        return -1;
+      }
+      return i - this.#start;
+    }
+    return -1;
+  }
+
+  /**
+   * The next complete message copied into `target` (receiveInto): returns its length, or
+   * -1 when none is complete yet. The caller has checked `nextLength()` against the
+   * target's size ('raw' copies what fits and keeps the rest). A length frame larger than
+   * the working buffer whose bytes have not arrived yet is read straight into `target`
+   * (no copy at all): `target` is then borrowed until the frame is complete, and
+   * `returnBorrowed()` must be called if its owner stops waiting before that.
+   */
+  nextInto(target: Uint8Array): number {
+    if (!(target instanceof Uint8Array)) throw invalidArgument(`nextInto needs a Uint8Array, got ${validate.describe(target)}`);
+    if (this.framing === 'raw') {
+      const n = Math.min(this.#end - this.#start, target.length);
+      if (n === 0 && this.#end === this.#start) return -1;
+      target.set(this.#buf.subarray(this.#start, this.#start + n));
+      this.#start += n;
+      if (this.#start === this.#end) this.#start = this.#end = 0;
+      return n;
+    }
+    if (this.framing === 'lines') {
+      const length = this.nextLength();
+      if (length < 0) return -1;
+      if (length > this.maxMessageBytes) throw frameTooLarge(length, this.maxMessageBytes, 'receive');
+      target.set(this.#buf.subarray(this.#start, this.#start + length));
+      this.#start += length + 1;
+      this.#scanFrom = this.#start;
+      return length;
+    }
+    if (this.#big) {
+      if (this.#bigFilled < this.#bigLength) return -1;
+      const length = this.#bigLength;
+      if (this.#borrowedFrom !== target) target.set(this.#big.subarray(0, length));
+      this.#big = null;
+      this.#borrowedFrom = null;
+      return length;
+    }
+    const avail = this.#end - this.#start;
+    if (avail < LENGTH_HEADER_BYTES) return -1;
+    const length = this.#buf.readUInt32LE(this.#start);
+    if (length > this.maxMessageBytes) throw frameTooLarge(length, this.maxMessageBytes, 'receive');
+    const frameEnd = this.#start + LENGTH_HEADER_BYTES + length;
+    if (frameEnd <= this.#end) {
+      target.set(this.#buf.subarray(this.#start + LENGTH_HEADER_BYTES, frameEnd));
+      this.#start = frameEnd;
+      return length;
+    }
+    if (LENGTH_HEADER_BYTES + length > this.#buf.length && length <= target.length) {
+      // The rest goes straight into the caller's buffer.
+      const have = avail - LENGTH_HEADER_BYTES;
+      target.set(this.#buf.subarray(this.#start + LENGTH_HEADER_BYTES, this.#end));
+      this.#big = target instanceof Buffer ? target : Buffer.from(target.buffer, target.byteOffset, target.byteLength);
+      this.#borrowedFrom = target;
+      this.#bigFilled = have;
+      this.#bigLength = length;
+      this.#start = this.#end = 0;
+    }
+    return -1;
+  }
+
+  /** The caller's buffer this decoder is reading a frame into (nextInto), or null. */
+  get borrowed(): Uint8Array | null {
+    return this.#borrowedFrom;
+  }
+
+  /** Stops reading into the borrowed buffer: what arrived of the frame moves to a buffer of our own. */
+  returnBorrowed(): void {
+    if (!this.#borrowedFrom || !this.#big) return;
+    const own = Buffer.allocUnsafe(Math.min(this.#bigLength, Math.max(EAGER_FRAME_ALLOC, this.#bigFilled)));
+    this.#big.copy(own, 0, 0, this.#bigFilled);
+    this.#big = own;
+    this.#borrowedFrom = null;
+  }
+
+  /**
    * End of stream: returns the last message if the framing has one pending (an
    * unterminated line), throws ERR_IPCKIT_BAD_FRAME if a length frame was cut short.
    */
@@ -213,6 +310,7 @@ export class FrameDecoder {
       const got = this.#big ? this.#bigFilled : Math.max(0, this.#end - this.#start - LENGTH_HEADER_BYTES);
       const want = this.#big ? this.#bigLength : this.#end - this.#start >= LENGTH_HEADER_BYTES ? this.#buf.readUInt32LE(this.#start) : undefined;
       this.#big = null;
+      this.#borrowedFrom = null;
       this.#start = this.#end = 0;
       return this.#throwTruncated(got, want);
     }
@@ -235,8 +333,9 @@ export class FrameDecoder {
   #nextLength(): Buffer | undefined {
     if (this.#big) {
       if (this.#bigFilled < this.#bigLength) return undefined;
-      const m = this.#big;
+      const m = this.#borrowedFrom ? Buffer.from(this.#big.subarray(0, this.#bigLength)) : this.#big;
       this.#big = null;
+      this.#borrowedFrom = null;
       return m;
     }
     const avail = this.#end - this.#start;

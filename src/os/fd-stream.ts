@@ -17,7 +17,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { batchError } from '../core/batch.js';
-import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type Sender, type WaitOptions } from '../core/channel.js';
+import { bufferTooSmall, checkReceiveTarget, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type ReceiverInto, type Sender, type WaitOptions } from '../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../core/errors.js';
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
@@ -211,7 +211,7 @@ const FIRST_READ = 64 * 1024;
 const MAX_READ = 1024 * 1024;
 
 /** `R` is what `close()` resolves with (subclasses such as popen's return an exit status). */
-export class FdReader<T, R = void> implements Receiver<T> {
+export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
   readonly fd: number;
   #poll: FdPoll | null;
   #ownsPoll: boolean;
@@ -220,7 +220,12 @@ export class FdReader<T, R = void> implements Receiver<T> {
   #hooks: StreamHooks;
   #queue: Buffer[] = [];
   #qHead = 0;
-  #waiters = new WaitQueue<T>('receive');
+  /** Pending receives; a receiveInto's carries its buffer (a plain receive's carries nothing). */
+  #waiters = new WaitQueue<T | number, Uint8Array | undefined>('receive');
+  /** While a receiveInto is being served: its buffer, where the next message goes (#drainDecoder). */
+  #into: Uint8Array | null = null;
+  /** The length of the message #drainDecoder placed in #into, or -1. */
+  #intoLength = -1;
   #state: ReaderState = 'open';
   #endError: IpcError | null = null;
   #maxRead: number;
@@ -251,6 +256,9 @@ export class FdReader<T, R = void> implements Receiver<T> {
     this.#ownsPoll = poll === undefined;
     this.#poll = poll ?? new FdPoll(fd, true);
     this.#waiters.onCancel = () => {
+      // A receiveInto that stopped waiting gets its buffer back at once (it is theirs again).
+      const lent = this.#decoder.borrowed;
+      if (lent !== null && this.#waiters.peek() !== lent) this.#decoder.returnBorrowed();
       if (this.#waiters.length === 0) this.#idlePolling();
     };
   }
@@ -278,9 +286,69 @@ export class FdReader<T, R = void> implements Receiver<T> {
       if (this.#qHead < this.#queue.length) return this.#decodeNext();
     }
     if (this.#state === 'ended' || this.#state === 'closed') return Promise.reject(this.#takeEndError());
-    const p = this.#waiters.enqueue(options, undefined);
+    const p = this.#waiters.enqueue(options, undefined) as Promise<T>;
     if (this.#state === 'open') this.#startPolling();
     return p;
+  }
+
+  /**
+   * Zero-copy receive: the next message's bytes go into `target` (no codec, no memory
+   * allocated); resolves with its length. A length frame larger than the read buffer is
+   * read from the kernel straight into `target`; a smaller one is copied there from the
+   * read buffer. A message longer than `target` is not taken (ERR_IPCKIT_FRAME_TOO_LARGE,
+   * `details.length`); with framing 'raw' a receive takes what fits and leaves the rest.
+   * `target` is ours until the promise settles: do not touch it meanwhile.
+   */
+  receiveInto(target: Uint8Array, options?: WaitOptions): Promise<number> {
+    this.#checkInto(target);
+    validate.waitOptions(options);
+    const ready = this.#takeInto(target);
+    if (ready !== undefined) return typeof ready === 'number' ? Promise.resolve(ready) : Promise.reject(ready);
+    if (this.#waiters.length === 0 && this.#state === 'open' && !options?.signal?.aborted) {
+      this.#into = target;
+      try {
+        if (!this.#drained) this.#fill();
+        if (this.#intoLength < 0 && this.#qHead === this.#queue.length && this.#state === 'open' && this.#spinner.max > 0 && maySpinThisTurn()) {
+          writeBatchesNow();
+          this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
+        }
+      } finally {
+        this.#into = null;
+      }
+      const got = this.#takeInto(target);
+      if (got !== undefined) {
+        this.#decoder.returnBorrowed(); // (only a frame for `target` could be borrowed, and it was taken)
+        return typeof got === 'number' ? Promise.resolve(got) : Promise.reject(got);
+      }
+    }
+    if (this.#state === 'ended' || this.#state === 'closed' || options?.signal?.aborted) {
+      this.#decoder.returnBorrowed();
+      if (this.#state === 'ended' || this.#state === 'closed') return Promise.reject(this.#takeEndError());
+    }
+    // A frame that started arriving in `target` goes on arriving there while this waits.
+    const p = this.#waiters.enqueue(options, target) as Promise<number>;
+    if (this.#state === 'open') this.#startPolling();
+    return p;
+  }
+
+  /** receiveInto's fast path: the next message into `target` if one is ready now (its length), else undefined. */
+  tryReceiveInto(target: Uint8Array): number | undefined {
+    this.#checkInto(target);
+    let got = this.#takeInto(target);
+    if (got === undefined && this.#state === 'open' && this.#waiters.length === 0) {
+      this.#into = target;
+      try {
+        this.#fill();
+      } finally {
+        this.#into = null;
+      }
+      got = this.#takeInto(target);
+      this.#decoder.returnBorrowed(); // a frame only part-way here must not stay in their buffer
+    }
+    if (typeof got === 'number') return got;
+    if (got !== undefined) throw got;
+    if (this.#state === 'open' || this.#state === 'ending') return undefined;
+    throw this.#takeEndError();
   }
 
   /** Every message ready now (at least one: waits for it), up to `max` (default: no limit). */
@@ -361,6 +429,34 @@ export class FdReader<T, R = void> implements Receiver<T> {
     return decodeWith(this.#codec, payload);
   }
 
+  #checkInto(target: unknown): void {
+    checkReceiveTarget(target);
+    if (this.#decoder.framing === 'raw' && (target as Uint8Array).length === 0) throw invalidArgument('receiveInto with framing "raw" needs a buffer of at least 1 byte');
+  }
+
+  /**
+   * The next message for a receiveInto with `target`: its length (the bytes are in
+   * `target`), the error that refuses it (too long for `target`; it stays queued), or
+   * undefined when no message is ready.
+   */
+  #takeInto(target: Uint8Array): number | IpcError | undefined {
+    if (this.#intoLength >= 0) {
+      const n = this.#intoLength;
+      this.#intoLength = -1;
+      return n;
+    }
+    if (this.#qHead >= this.#queue.length) return undefined;
+    const head = this.#queue[this.#qHead]!;
+    if (head.length > target.length) {
+      if (this.#decoder.framing !== 'raw') return bufferTooSmall(head.length, target.length);
+      target.set(head.subarray(0, target.length));
+      this.#queue[this.#qHead] = head.subarray(target.length);
+      return target.length;
+    }
+    target.set(this.#shift());
+    return head.length;
+  }
+
   #decodeNext(): Promise<T> {
     try {
       return Promise.resolve(this.#decode(this.#shift()));
@@ -436,12 +532,19 @@ export class FdReader<T, R = void> implements Receiver<T> {
   /** One retry of a spinning receive: true once it found a message or the stream's end. */
   #fillFound = (): boolean => {
     this.#fill();
-    return this.#qHead < this.#queue.length || this.#state !== 'open';
+    return this.#intoLength >= 0 || this.#qHead < this.#queue.length || this.#state !== 'open';
   };
 
   /** Moves complete messages from the decoder to the queue; false if the stream is bad. */
   #drainDecoder(): boolean {
     try {
+      // A receiveInto is served and nothing is queued before it: its message goes straight
+      // into its buffer (one that does not fit is queued below like any other).
+      const into = this.#into;
+      if (into !== null && this.#intoLength < 0 && this.#qHead === this.#queue.length && this.#decoder.nextLength() <= into.length) {
+        this.#intoLength = this.#decoder.nextInto(into);
+        if (this.#intoLength < 0) return true;
+      }
       for (let m = this.#decoder.next(); m !== undefined; m = this.#decoder.next()) this.#queue.push(m);
       return true;
     } catch (e) {
@@ -451,12 +554,28 @@ export class FdReader<T, R = void> implements Receiver<T> {
   }
 
   #pump(): void {
-    if (this.#state === 'open') this.#fill();
+    if (this.#state === 'open') {
+      this.#into = this.#waiters.peek() ?? null; // the oldest receive, if it is a receiveInto
+      try {
+        this.#fill();
+      } finally {
+        this.#into = null;
+      }
+    }
     this.#deliver();
   }
 
   #deliver(): void {
-    while (this.#waiters.length > 0 && this.#qHead < this.#queue.length) {
+    while (this.#waiters.length > 0) {
+      const target = this.#waiters.peek();
+      if (target !== undefined) {
+        const got = this.#takeInto(target);
+        if (got === undefined) break;
+        if (typeof got === 'number') this.#waiters.resolveNext(got);
+        else this.#waiters.rejectNext(got);
+        continue;
+      }
+      if (this.#qHead >= this.#queue.length) break;
       const payload = this.#shift();
       let value: T;
       try {

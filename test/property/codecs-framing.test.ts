@@ -47,6 +47,57 @@ function decodeInPieces(framing: Framing, stream: Buffer, cuts: number[], max: n
   return out;
 }
 
+/**
+ * Like decodeInPieces, but takes messages as receiveInto does: into targets of the sizes
+ * `plan` gives in turn (one too small: the message is taken with next() instead, as the
+ * receive after a refused receiveInto would). A frame left part-way in a target is
+ * given back (returnBorrowed) when `plan`'s next entry is odd, and that target is then
+ * scribbled over: the frame must still come out whole.
+ */
+function decodeIntoInPieces(framing: Framing, stream: Buffer, cuts: number[], max: number, bufferSize: number, plan: number[]): Buffer[] {
+  const d = new FrameDecoder(framing, max, bufferSize);
+  const out: Buffer[] = [];
+  let k = 0;
+  const take = (): void => {
+    for (;;) {
+      const target = new Uint8Array(plan.length === 0 ? 8192 : plan[k++ % plan.length]!);
+      const length = d.nextLength();
+      if (length > target.length) {
+        const m = d.next();
+        if (m === undefined) return;
+        out.push(Buffer.from(m));
+        continue;
+      }
+      const n = d.nextInto(target);
+      if (n >= 0) {
+        if (framing === 'raw' && n === 0 && target.length > 0) return;
+        out.push(Buffer.from(target.subarray(0, n)));
+        continue;
+      }
+      if (d.borrowed === target && (plan[k % Math.max(1, plan.length)] ?? 0) % 2 === 1) {
+        d.returnBorrowed();
+        target.fill(0xee);
+      }
+      return;
+    }
+  };
+  let pos = 0;
+  let c = 0;
+  while (pos < stream.length) {
+    const [buf, offset, room] = d.space();
+    const want = cuts.length === 0 ? room : Math.max(1, cuts[c++ % cuts.length]!);
+    const n = Math.min(room, want, stream.length - pos);
+    stream.copy(buf, offset, pos, pos + n);
+    d.commit(n);
+    pos += n;
+    take();
+  }
+  take();
+  const last = d.finish();
+  if (last !== undefined) out.push(Buffer.from(last));
+  return out;
+}
+
 const payload = fc.uint8Array({ maxLength: 3000 });
 const linePayload = payload.map((p) => p.map((b) => (b === 0x0a ? 0x20 : b)));
 const cuts = fc.array(fc.integer({ min: 1, max: 5000 }), { maxLength: 20 });
@@ -77,6 +128,30 @@ describe('framing: any messages, any split of the stream', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 20000 }), cuts, bufferSizes, (bytes, pieces, size) => {
         assert.deepEqual(Buffer.concat(decodeInPieces('raw', Buffer.from(bytes), pieces, 4096, size)), Buffer.from(bytes));
+      }),
+      params,
+    );
+  });
+
+  it('taken into caller buffers of any size (receiveInto), length frames and lines come back the same, in order', () => {
+    const plan = fc.array(fc.integer({ min: 1, max: 9000 }), { minLength: 1, maxLength: 12 });
+    // Messages of any size up to the limit (fast-check favours tiny ones), so that frames
+    // larger than the working buffer are read straight into a target and some given back.
+    const anySize = fc.uint8Array({ maxLength: 3000, size: 'max' });
+    fc.assert(
+      fc.property(fc.constantFrom<Framing>('length', 'lines'), fc.array(anySize, { maxLength: 20 }), cuts, bufferSizes, plan, (framing, messages, pieces, size, targets) => {
+        const sent = framing === 'lines' ? messages.map((m) => m.map((b) => (b === 0x0a ? 0x20 : b))) : messages;
+        const stream = Buffer.concat(sent.map((m) => frame(framing, m)));
+        assert.deepEqual(decodeIntoInPieces(framing, stream, pieces, 4096, size, targets), sent.map((m) => Buffer.from(m)));
+      }),
+      params,
+    );
+  });
+
+  it('raw bytes taken into caller buffers of any size: every byte, in order', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 20000 }), cuts, bufferSizes, fc.array(fc.integer({ min: 1, max: 9000 }), { minLength: 1, maxLength: 8 }), (bytes, pieces, size, targets) => {
+        assert.deepEqual(Buffer.concat(decodeIntoInPieces('raw', Buffer.from(bytes), pieces, 4096, size, targets)), Buffer.from(bytes));
       }),
       params,
     );

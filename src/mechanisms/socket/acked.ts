@@ -26,7 +26,7 @@
  * At most WINDOW messages are written and unacknowledged at a time, which also bounds
  * how many sends a crash can leave "maybe delivered".
  */
-import { cancellableWait, RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { cancellableWait, checkReceiveTarget, RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { abortedError, closedError, IpcError, isIpcError, toIpcError } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
@@ -280,6 +280,10 @@ interface IncomingEntry {
   link: Link;
 }
 
+function receiveIntoUnsupported(): IpcError {
+  return new IpcError('ERR_IPCKIT_UNSUPPORTED', 'receiveInto is not offered on acknowledged (reconnecting) connections: use receive()');
+}
+
 /**
  * The part both ends share: a queue of received messages (acknowledged when taken) and
  * sends that wait for a link with room in its window.
@@ -383,6 +387,18 @@ abstract class AckedEndpoint<T> implements Channel<T>, SocketInfo {
   /** Waits until everything sent was acknowledged, then half-closes the current connection. */
   end(options?: WaitOptions): Promise<void> {
     return this.flush(options).then(() => this.link?.raw.end(options));
+  }
+
+  /** Not on acknowledged connections: they queue a copy of every message for its acknowledgement anyway (use receive). */
+  receiveInto(target: Uint8Array, options?: WaitOptions): Promise<number> {
+    checkReceiveTarget(target);
+    validate.waitOptions(options);
+    return Promise.reject(receiveIntoUnsupported());
+  }
+
+  tryReceiveInto(target: Uint8Array): number | undefined {
+    checkReceiveTarget(target);
+    throw receiveIntoUnsupported();
   }
 
   /** Descriptors do not travel over acknowledged connections (the arguments are still checked, as everywhere). */

@@ -20,7 +20,7 @@
  * not: that tells them apart (and gives each message's sender).
  */
 import { constants as osConstants } from 'node:os';
-import { DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { bufferTooSmall, checkReceiveTarget, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type ReceiverInto, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
@@ -60,7 +60,9 @@ function scratchFor(slot: number): { buf: Buffer; count: number } {
 
 /** One received message, or the error that takes its place. */
 export interface Incoming {
+  /** The bytes; for `borrowed`, a view of the receiveInto buffer they were received into. */
   payload: Buffer | null;
+  borrowed?: boolean;
   error: IpcError | null;
   fds: number[] | null;
   creds: PeerCredentials | null;
@@ -81,8 +83,11 @@ export interface ReceiveBatch {
   drained: boolean;
 }
 
-/** Reads one batch of messages now (never waits). */
-export function readPackets(fd: number, maxMessageBytes: number, withAddresses: boolean, detectEnd: boolean): ReceiveBatch {
+/**
+ * Reads one batch of messages now (never waits). `into`: a receiveInto's buffer; the first
+ * message goes there if it fits (no allocation), as a `borrowed` item.
+ */
+export function readPackets(fd: number, maxMessageBytes: number, withAddresses: boolean, detectEnd: boolean, into: Uint8Array | null = null): ReceiveBatch {
   const { buf, count } = scratchFor(maxMessageBytes);
   const n = native.recvPackets(fd, buf, maxMessageBytes, count, meta, withAddresses ? addrs : null, fdsOut);
   const batch: ReceiveBatch = { items: [], from: withAddresses ? [] : null, fromPath: withAddresses ? [] : null, ended: false, error: null, drained: n < count };
@@ -116,6 +121,9 @@ export function readPackets(fd: number, maxMessageBytes: number, withAddresses: 
         fds: null,
         creds,
       };
+    } else if (i === 0 && into !== null && len <= into.length) {
+      into.set(buf.subarray(0, len));
+      item = { payload: Buffer.from(into.buffer, into.byteOffset, len), borrowed: true, error: null, fds, creds };
     } else {
       const payload = Buffer.allocUnsafe(len);
       buf.copy(payload, 0, i * maxMessageBytes, i * maxMessageBytes + len);
@@ -445,7 +453,7 @@ type Waiting<T> = { resolve: (v: MessageWithHandles<T>) => void; reject: (e: unk
  * The receiving half shared by connected packet channels and a datagram server's
  * per-peer channels: a queue of incoming messages and the receives waiting for them.
  */
-export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
+export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, SocketInfo {
   abstract readonly kind: SocketKind;
   abstract readonly remoteAddress: string | undefined;
   abstract readonly localAddress: string | undefined;
@@ -455,7 +463,14 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
   #incoming: Incoming[] = [];
   #inHead = 0;
   #incomingBytes = 0;
-  #waiters = new WaitQueue<MessageWithHandles<T>, undefined>('receive');
+  /** Pending receives; a receiveInto's carries its buffer. */
+  #waiters = new WaitQueue<MessageWithHandles<T> | number, Uint8Array | undefined>('receive');
+  /**
+   * While a receiveInto is served with nothing queued before it: its buffer, where `fill`
+   * puts the first message it reads (readPackets' `into`). Such an item is taken before the
+   * section ends (#endInto).
+   */
+  protected intoTarget: Uint8Array | null = null;
   protected state: 'open' | 'ended' | 'closed' = 'open';
   #endError: IpcError | null = null;
   #peer: PeerCredentials | undefined;
@@ -480,6 +495,17 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
 
   /** One retry of a spinning receive: true once it found a message, the end or an error. */
   #fillFound = (): boolean => !this.fill() || this.#inHead < this.#incoming.length || this.state !== 'open';
+
+  /** Reads what is there (fill) for the oldest receive, then hands messages to the receives waiting. */
+  protected pumpIncoming(): void {
+    this.#startInto(this.#waiters.peek() ?? null);
+    try {
+      this.fill();
+      this.deliver();
+    } finally {
+      this.#endInto();
+    }
+  }
 
   /** Whether `receive` would wait on the kernel (used to decide when to read). */
   protected get wantsMessages(): boolean {
@@ -569,9 +595,58 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
       if (this.#inHead < this.#incoming.length) return this.#takeNow();
     }
     if (this.state !== 'open') return Promise.reject(this.#takeEndError());
-    const p = this.#waiters.enqueue(options, undefined);
+    const p = this.#waiters.enqueue(options, undefined) as Promise<MessageWithHandles<T>>;
     this.startReading();
     return p;
+  }
+
+  /**
+   * Zero-copy receive: the next message's bytes go into `target` (no codec; no memory
+   * allocated when nothing is queued before it: it is copied from the receive buffer
+   * into `target`); resolves with its length. A message longer than `target` is not
+   * taken (ERR_IPCKIT_FRAME_TOO_LARGE, `details.length`). Descriptors that came with it
+   * are closed, as receive() does.
+   */
+  receiveInto(target: Uint8Array, options?: WaitOptions): Promise<number> {
+    checkReceiveTarget(target);
+    validate.waitOptions(options);
+    let got = this.#takeInto(target);
+    if (got === undefined && this.state === 'open' && this.#waiters.length === 0) {
+      this.#startInto(target);
+      try {
+        if (this.fill() && this.#inHead === this.#incoming.length && this.#spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn()) {
+          writeBatchesNow();
+          this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
+        }
+        got = this.#takeInto(target);
+      } finally {
+        this.#endInto();
+      }
+    }
+    if (got !== undefined) return typeof got === 'number' ? Promise.resolve(got) : Promise.reject(got);
+    if (this.state !== 'open') return Promise.reject(this.#takeEndError());
+    const p = this.#waiters.enqueue(options, target) as Promise<number>;
+    this.startReading();
+    return p;
+  }
+
+  /** receiveInto's fast path: the next message into `target` if one is ready now (its length), else undefined. */
+  tryReceiveInto(target: Uint8Array): number | undefined {
+    checkReceiveTarget(target);
+    let got = this.#takeInto(target);
+    if (got === undefined && this.state === 'open' && this.#waiters.length === 0) {
+      this.#startInto(target);
+      try {
+        this.fill();
+        got = this.#takeInto(target);
+      } finally {
+        this.#endInto();
+      }
+    }
+    if (typeof got === 'number') return got;
+    if (got !== undefined) throw got;
+    if (this.state === 'open') return undefined;
+    throw this.#takeEndError();
   }
 
   /**
@@ -683,6 +758,13 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
 
   protected deliver(): void {
     while (this.#waiters.length > 0 && this.#inHead < this.#incoming.length) {
+      const target = this.#waiters.peek();
+      if (target !== undefined) {
+        const got = this.#takeInto(target)!;
+        if (typeof got === 'number') this.#waiters.resolveNext(got);
+        else this.#waiters.rejectNext(got);
+        continue;
+      }
       let m: MessageWithHandles<T>;
       try {
         m = this.#decode(this.#shift());
@@ -733,6 +815,42 @@ export abstract class PacketChannelBase<T> implements Channel<T>, SocketInfo {
     }
   }
 
+  #startInto(target: Uint8Array | null): void {
+    this.intoTarget = this.#inHead === this.#incoming.length ? target : null;
+  }
+
+  /** The section that served a receiveInto is over: a message still in its buffer gets memory of its own. */
+  #endInto(): void {
+    this.intoTarget = null;
+    const head = this.#incoming[this.#inHead];
+    if (head?.borrowed) {
+      head.payload = Buffer.from(head.payload!);
+      head.borrowed = false;
+    }
+  }
+
+  /**
+   * The next queued message for a receiveInto with `target`: its length (the bytes are in
+   * `target`), an error (the message's own, and it is consumed; or too long for `target`,
+   * and it stays queued), or undefined when nothing is queued.
+   */
+  #takeInto(target: Uint8Array): number | IpcError | undefined {
+    if (this.#inHead >= this.#incoming.length) return undefined;
+    const head = this.#incoming[this.#inHead]!;
+    if (head.error) {
+      this.#shift();
+      return head.error;
+    }
+    const payload = head.payload!;
+    if (!head.borrowed) {
+      if (payload.length > target.length) return bufferTooSmall(payload.length, target.length);
+      target.set(payload);
+    }
+    this.#shift();
+    closeFds(head.fds);
+    return payload.length;
+  }
+
   #takeNow(): Promise<MessageWithHandles<T>> {
     try {
       return Promise.resolve(this.#decode(this.#shift()));
@@ -765,10 +883,7 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
   #poll: FdPoll;
   #reading = false;
   #onClose: (() => void) | undefined;
-  #onReadable = (): void => {
-    this.fill();
-    this.deliver();
-  };
+  #onReadable = (): void => this.pumpIncoming();
 
   constructor(fd: number, options: PacketOptions<CodecOption | undefined>, init: PacketChannelInit) {
     validate.integer('fd', fd, 0, 2 ** 31 - 1);
@@ -801,7 +916,7 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
   protected fill(): boolean {
     if (this.state !== 'open') return false;
     for (let rounds = 0; rounds < 4; rounds++) {
-      const batch = readPackets(this.fd, this.maxMessageBytes, false, this.kind === 'unix-seqpacket');
+      const batch = readPackets(this.fd, this.maxMessageBytes, false, this.kind === 'unix-seqpacket', rounds === 0 ? this.intoTarget : null);
       for (const item of batch.items) this.enqueue(item);
       if (batch.ended) {
         this.finish(null);

@@ -18,7 +18,7 @@
  * Everything waits on the event loop (FdPoll): no thread, no blocking call.
  */
 import { constants as osConstants } from 'node:os';
-import { cancellableWait, receiverIterator, WaitQueue, type Channel, type WaitOptions } from '../../core/channel.js';
+import { cancellableWait, receiverIterator, WaitQueue, type Channel, type ReceiverInto, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { resolveCodec } from '../../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
@@ -63,7 +63,7 @@ export { DatagramPeer, DatagramServer, PacketChannel } from './packet.js';
 export { AckedChannel, ReconnectingChannel } from './acked.js';
 
 /** What every socket channel offers, whatever its kind. */
-export interface SocketChannel<T> extends Channel<T>, SocketInfo {
+export interface SocketChannel<T> extends Channel<T>, ReceiverInto, SocketInfo {
   /** Resolves once every accepted message has been handed to the kernel. */
   flush(options?: WaitOptions): Promise<void>;
   /**

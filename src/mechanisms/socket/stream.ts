@@ -15,7 +15,7 @@
  *   uses recvmsg and ties each descriptor to the frame it came with (HandleTracker).
  */
 import { constants as osConstants } from 'node:os';
-import { receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { receiverIterator, type Channel, type ReceiverInto, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
 import { abortedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
 import { checkOutgoing, frameTooLarge, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../../core/framing.js';
@@ -181,7 +181,7 @@ class HandleTracker<T> {
   }
 }
 
-export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
+export class StreamSocketChannel<T> implements Channel<T>, ReceiverInto, SocketInfo {
   readonly fd: number;
   readonly kind: SocketKind;
   readonly peer: PeerCredentials | undefined;
@@ -296,6 +296,20 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     if (m === undefined) return undefined;
     for (const h of m.handles) h.close();
     return m.message;
+  }
+
+  /**
+   * Zero-copy receive into `target` (see ReceiverInto): resolves with the message's length.
+   * Not with `handles: true` (a message may carry descriptors: use receiveWithHandles).
+   */
+  receiveInto(target: Uint8Array, options?: WaitOptions): Promise<number> {
+    this.#refuseIntoWithHandles();
+    return this.#reader.receiveInto(target, options);
+  }
+
+  tryReceiveInto(target: Uint8Array): number | undefined {
+    this.#refuseIntoWithHandles();
+    return this.#reader.tryReceiveInto(target);
   }
 
   /** Every message ready now (at least one: waits for it), up to `max` (default: no limit). */
@@ -431,6 +445,10 @@ export class StreamSocketChannel<T> implements Channel<T>, SocketInfo {
     const payload = encodeWith(this.#codec, message);
     checkOutgoing(this.#framing, payload, this.#writer.maxMessageBytes);
     return payload;
+  }
+
+  #refuseIntoWithHandles(): void {
+    if (this.#tracker) throw new IpcError('ERR_IPCKIT_UNSUPPORTED', 'receiveInto does not take descriptors: on a socket opened with `handles: true` use receiveWithHandles (or receive)');
   }
 
   #tryTake(): MessageWithHandles<T> | undefined {
