@@ -145,7 +145,9 @@ export const scenarios: Scenario[] = [
           ['tiny', 256, ctx.quick ? 50_000 : 500_000, ctx.budget.thrSeconds, TINY],
           ['mib', 8, ctx.quick ? 200 : 2000, ctx.budget.thrSeconds, MIB],
         ] as const) {
-          for (const s of all) await drive(s.submit, fn, inFlight, Math.min(maxJobs, fn === 'tiny' ? 2000 : 20), 5); // warm-up
+          // Warm-up, each side for half the warm-up cap (0.2 s in --quick): 2,000 jobs (10 ms)
+          // left a quick run's one round at a fifth of a full run's rate.
+          for (const s of all) await drive(s.submit, fn, inFlight, maxJobs, ctx.budget.warm.capSeconds / 2);
           const runs = new Map<Side, Array<{ rate: number; cpu: number; workerCpu: number }>>(all.map((s) => [s, []]));
           for (let r = 0; r < rounds; r++) {
             for (let k = 0; k < all.length; k++) {
