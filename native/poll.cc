@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <memory>
+#include <unordered_set>
 
 namespace ipckit {
 namespace {
@@ -61,7 +62,6 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     RemoveHook();
   }
 
- private:
   // 0 if epoll accepts `fd`, else the errno (EPERM for files epoll cannot watch).
   static int ProbePollable(int fd) {
     static int probe = epoll_create1(EPOLL_CLOEXEC);
@@ -72,6 +72,8 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     epoll_ctl(probe, EPOLL_CTL_DEL, fd, &ev);
     return 0;
   }
+
+ private:
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (closed_) throw Napi::Error::New(info.Env(), "FdWatcher: closed");
@@ -215,8 +217,56 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   napi_env env_ = nullptr;
 };
 
+// Descriptors a JS object owns before it has a watcher (most short-lived pipes and
+// sockets never wait, so they never make one): this thread's set, closed when its env
+// ends (a worker that ends must not leave them open). One set and one cleanup hook per
+// thread, so owning an fd costs no object of its own (whose finalizer would wait for a
+// turn of the event loop).
+struct OwnedFds {
+  std::unordered_set<int> fds;
+};
+thread_local OwnedFds* ownedFds = nullptr;
+
+void CloseOwnedFds(void* arg) {
+  OwnedFds* owned = static_cast<OwnedFds*>(arg);
+  for (int fd : owned->fds) close(fd);
+  if (ownedFds == owned) ownedFds = nullptr;
+  delete owned;
+}
+
+// ownFd(fd): close fd if this thread's env ends before disownFd(fd).
+Napi::Value OwnFd(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0);
+  if (ownedFds == nullptr) {
+    ownedFds = new OwnedFds();
+    napi_add_env_cleanup_hook(info.Env(), CloseOwnedFds, ownedFds);
+  }
+  ownedFds->fds.insert(fd);
+  return info.Env().Undefined();
+}
+
+// disownFd(fd): JS closed it, or handed it to a watcher that owns it now.
+Napi::Value DisownFd(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0);
+  if (ownedFds != nullptr) ownedFds->fds.erase(fd);
+  return info.Env().Undefined();
+}
+
+// probePollable(fd): throws (the errno of epoll_ctl) if epoll cannot watch fd, as a new
+// FdWatcher does; for objects that make their watcher only when they first wait.
+Napi::Value ProbePollableFd(const Napi::CallbackInfo& info) {
+  int err = FdWatcher::ProbePollable(ArgInt(info, 0));
+  if (err != 0) throw ErrnoError(info.Env(), err, "epoll_ctl");
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
-void InitPoll(Napi::Env env, Napi::Object exports) { FdWatcher::Init(env, exports); }
+void InitPoll(Napi::Env env, Napi::Object exports) {
+  FdWatcher::Init(env, exports);
+  exports.Set("ownFd", Napi::Function::New(env, OwnFd, "ownFd"));
+  exports.Set("disownFd", Napi::Function::New(env, DisownFd, "disownFd"));
+  exports.Set("probePollable", Napi::Function::New(env, ProbePollableFd, "probePollable"));
+}
 
 }  // namespace ipckit

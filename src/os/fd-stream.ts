@@ -31,13 +31,31 @@ const READABLE = 1;
 const WRITABLE = 2;
 
 /**
+ * Closes the fd of an FdPoll that owned it, never made a watcher and was collected without
+ * close() (a watcher, once made, owns the fd and does this itself).
+ */
+const unclosedFds = new FinalizationRegistry<number>((fd) => {
+  native.disownFd(fd);
+  native.close(fd);
+});
+
+/**
  * One event-loop watcher per fd, shared by the reading and the writing side of a socket.
  * A side that has nobody waiting can go `idle`: the fd stays in epoll (so the next wait
  * costs no epoll_ctl) but no longer keeps the event loop alive; its callback still gets
  * the next event and then usually calls `unwant`.
+ *
+ * The native watcher is made at the first `want`, not before: most short-lived pipes and
+ * connections find their data already there and never wait, and a native object per
+ * handle is freed only when the event loop turns (Node runs Node-API finalizers from the
+ * loop), so a program that opens and closes many of them in one go would hold them all.
+ * Until then an fd we own is in this thread's set of owned fds (native ownFd: closed if
+ * the thread ends first) and in `unclosedFds` (closed if this object is collected first).
  */
 export class FdPoll {
-  #watcher: FdWatcher | null;
+  #watcher: FdWatcher | null = null;
+  #closed = false;
+  readonly #ownsFd: boolean;
   #mask = 0;
   #idle = 0;
   #refd = true;
@@ -52,15 +70,33 @@ export class FdPoll {
     readonly fd: number,
     ownsFd = false,
   ) {
-    this.#watcher = new native.FdWatcher(fd, (status, events) => this.#event(status, events), ownsFd);
+    native.probePollable(fd); // refuse an fd epoll cannot watch now, not at the first wait
+    this.#ownsFd = ownsFd;
+    if (ownsFd) {
+      native.ownFd(fd);
+      unclosedFds.register(this, fd, this);
+    }
   }
 
   get closed(): boolean {
-    return this.#watcher === null;
+    return this.#closed;
+  }
+
+  /** The native watcher, made now if this is the first wait (it takes over owning the fd). */
+  #watch(): FdWatcher {
+    if (this.#watcher) return this.#watcher;
+    const watcher = new native.FdWatcher(this.fd, (status, events) => this.#event(status, events), this.#ownsFd);
+    if (this.#ownsFd) {
+      unclosedFds.unregister(this);
+      native.disownFd(this.fd);
+    }
+    if (!this.#refd) watcher.setLoopRef(false);
+    this.#watcher = watcher;
+    return watcher;
   }
 
   want(kind: 'read' | 'write', callback: () => void): void {
-    if (!this.#watcher) return;
+    if (this.#closed) return;
     const bit = kind === 'read' ? READABLE : WRITABLE;
     if (kind === 'read') this.#onReadable = callback;
     else this.#onWritable = callback;
@@ -68,13 +104,13 @@ export class FdPoll {
     const mask = this.#mask | bit;
     if (mask !== this.#mask) {
       this.#mask = mask;
-      this.#watcher.start(mask);
+      this.#watch().start(mask);
     }
     this.#updateRef();
   }
 
   unwant(kind: 'read' | 'write'): void {
-    if (!this.#watcher) return;
+    if (this.#closed || !this.#watcher) return;
     const bit = kind === 'read' ? READABLE : WRITABLE;
     this.#idle &= ~bit;
     const mask = this.#mask & ~bit;
@@ -95,7 +131,14 @@ export class FdPoll {
   }
 
   close(): void {
-    this.#watcher?.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#watcher) this.#watcher.close(); // and the fd, if we own it
+    else if (this.#ownsFd) {
+      unclosedFds.unregister(this);
+      native.disownFd(this.fd);
+      native.close(this.fd);
+    }
     this.#watcher = null;
     this.#mask = 0;
     this.#idle = 0;

@@ -80,6 +80,11 @@ export interface NativeFd {
 /** native/poll.cc */
 export interface NativePoll {
   FdWatcher: FdWatcherConstructor;
+  /** Closes `fd` when this thread's env ends (a worker that ends), unless disownFd(fd) came first. One set per thread: no object per fd. */
+  ownFd(fd: number): void;
+  disownFd(fd: number): void;
+  /** Throws (errno of epoll_ctl, EPERM for a regular file) if epoll cannot watch `fd`, as new FdWatcher does. */
+  probePollable(fd: number): void;
 }
 
 /** native/process.cc */

@@ -186,6 +186,42 @@ describe('faults: pipe ends nobody closed', () => {
   });
 });
 
+describe('faults: pipe ends nobody closed, in a worker that ends', () => {
+  for (const how of ['ends by itself', 'is terminated'] as const) {
+    it(`pipes that never waited (no watcher was ever made) are closed when their worker ${how}`, async () => {
+      // Until a pipe end first waits it has no native watcher: this thread's set of owned
+      // descriptors (native ownFd) is what closes it when the worker ends.
+      const code = `
+        const { Worker } = await import('node:worker_threads');
+        const { readlinkSync } = await import('node:fs');
+        const w = new Worker(\`
+          const { parentPort, workerData } = await import('node:worker_threads');
+          const { readlinkSync } = await import('node:fs');
+          import(workerData).then(async ({ createPipe }) => {
+            const ends = [];
+            for (let i = 0; i < 3; i++) {
+              const p = createPipe();
+              await p.writer.send(Buffer.from('x'));
+              if (p.reader.tryReceive() === undefined) throw new Error('no message');
+              ends.push(p); // kept, never closed
+            }
+            const fds = ends.flatMap((p) => [p.reader.fd, p.writer.fd]);
+            globalThis.keep = ends;
+            parentPort.postMessage(fds.map((fd) => [fd, readlinkSync('/proc/self/fd/' + fd)]));
+            ${how === 'is terminated' ? "setInterval(() => {}, 1000); // keeps running until terminated" : ''}
+          });
+        \`, { eval: true, workerData: process.argv[1] });
+        const fds = await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+        ${how === 'is terminated' ? 'await w.terminate();' : "await new Promise((r) => w.once('exit', r));"}
+        console.log(JSON.stringify(fds.filter(([fd, link]) => { try { return readlinkSync('/proc/self/fd/' + fd) === link; } catch { return false; } })));
+      `;
+      const r = await run(process.execPath, ['--input-type=module', '-e', code, join(repoRoot, 'dist', 'src', 'index.js')], { timeoutMs: 20_000 }).done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), [], 'descriptors of the worker\'s pipes are still open');
+    });
+  }
+});
+
 describe('faults: a worker that uses ipckit alone is terminated while it waits', () => {
   // The main thread of this child never loads ipckit: when the worker ends, Node unloads
   // the addon, and anything the addon still had to close must not run after that.

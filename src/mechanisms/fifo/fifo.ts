@@ -22,12 +22,12 @@ import { constants as osConstants } from 'node:os';
 import { cancellableWait, DIRECTIONS, type Direction, type WaitOptions } from '../../core/channel.js';
 import type { CodecOption, MessageOf } from '../../core/codec.js';
 import { closedError, errnoError, errnoOf, IpcError, sys, toIpcError } from '../../core/errors.js';
-import { native, type FdWatcher, type NativeStat } from '../../os/native.js';
+import { native, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, fileTypeName, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { runtimePath } from '../../os/runtime.js';
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { PipeReader, PipeWriter, setPipeCapacity } from '../pipe/pipe.js';
-import { validateStreamOptions, type ReaderOptions, type WriterOptions } from '../../os/fd-stream.js';
+import { FdPoll, validateStreamOptions, type ReaderOptions, type WriterOptions } from '../../os/fd-stream.js';
 import * as validate from '../../core/validate.js';
 
 const { O_RDONLY, O_WRONLY, O_NONBLOCK, O_NOFOLLOW, S_IFMT, S_IFIFO, S_IFLNK } = fsConstants;
@@ -113,7 +113,7 @@ export class FifoReader<T> extends PipeReader<T> {
     readonly path: string,
     fd: number,
     options: ReaderOptions<CodecOption | undefined>,
-    keepOpen: FdWatcher | undefined,
+    keepOpen: FdPoll | undefined,
     unlinkOnClose = false,
   ) {
     super(fd, options, {
@@ -242,15 +242,15 @@ async function open<C extends CodecOption | undefined>(path: string, direction: 
   if (direction === 'read') {
     const fd = sys(`open FIFO ${path} for reading`, () => native.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
     let keepOpenFd: number | undefined;
-    let keepOpen: FdWatcher | undefined;
+    let keepOpen: FdPoll | undefined;
     try {
       checkOpened(path, fd, before, options);
       // Holding a write end ourselves keeps the stream open between writers.
       if (options.keepOpen) {
         keepOpenFd = sys(`open FIFO ${path}`, () => native.open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0), { path });
         checkOpened(path, keepOpenFd, before, options);
-        // Never started: it only owns the fd, so that a worker that ends closes it too.
-        keepOpen = new native.FdWatcher(keepOpenFd, () => {}, true);
+        // Never watched: it only owns the fd, so that a worker that ends closes it too.
+        keepOpen = new FdPoll(keepOpenFd, true);
       }
       if (options.capacityBytes !== undefined) setPipeCapacity(fd, options.capacityBytes);
       return new FifoReader<MessageOf<C>>(path, fd, ropts, keepOpen, options.unlinkOnClose === true);
