@@ -522,6 +522,7 @@ const TABLE: Record<string, () => Case[]> = {
     ['a fractional maxMessageBytes', () => createMessageQueue(uniqueName(), { maxMessageBytes: 1.5 }), /maxMessageBytes/],
     ['an unknown codec', () => createMessageQueue(uniqueName(), { codec: bad('yaml') }), /codec/],
     ['unlinkOnClose that is a string', () => createMessageQueue(uniqueName(), { unlinkOnClose: bad('yes') }), /unlinkOnClose/],
+    ['a negative spinMicros', () => createMessageQueue(uniqueName(), { spinMicros: -1 }), /spinMicros/],
   ],
   openMessageQueue: () => [
     ['a name that is a number', () => openMessageQueue(bad(5)), /name/],
@@ -531,6 +532,7 @@ const TABLE: Record<string, () => Case[]> = {
     ['anyOwner that is a string', () => openMessageQueue(mqName, { anyOwner: bad('yes') }), /anyOwner/],
     ['unlinkOnClose that is a number', () => openMessageQueue(mqName, { unlinkOnClose: bad(1) }), /unlinkOnClose/],
     ['wait that is a string', () => openMessageQueue(mqName, { wait: bad('yes') }), /wait/],
+    ['spinMicros Infinity (a queue receive never spins for ever)', () => openMessageQueue(mqName, { spinMicros: Infinity }), /spinMicros/],
   ],
   openMessageQueueSync: () => [['an unknown direction', () => openMessageQueueSync(mqName, bad('both ways')), /direction/]],
   unlinkMessageQueue: () => [['a name that is a number', () => unlinkMessageQueue(bad(5)), /name/]],

@@ -10,6 +10,8 @@ import { describe, it } from 'node:test';
 import type { Receiver, Sender } from '../src/core/channel.js';
 import { createPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
 import { socketPair } from '../src/mechanisms/socket/socket.js';
+import { createMessageQueue } from '../src/mechanisms/mqueue/mqueue.js';
+import { compileC } from './helpers.js';
 
 /** A python3 echo of length-framed messages (u32 LE + payload) on fd 3 (read) and fd 4 (write). */
 const PY_ECHO = `
@@ -115,6 +117,88 @@ describe('receives that spin before they wait (spinMicros)', () => {
       await close();
       assert.ok(ticks >= 5, `${kind}: a 1 ms interval ran ${ticks} times during ${n} round trips`);
     }
+  });
+
+  it('POSIX message queues to a python3 (ctypes) echo: every answer in order with spinMicros 0, 20 and 2000, and the event loop turns while answers come within the spin', async () => {
+    const PY_MQ_ECHO = `
+import ctypes, os, sys
+rt = ctypes.CDLL('librt.so.1', use_errno=True)
+rt.mq_receive.restype = ctypes.c_ssize_t
+rx = rt.mq_open(sys.argv[1].encode(), os.O_RDONLY)
+tx = rt.mq_open(sys.argv[2].encode(), os.O_WRONLY)
+buf = ctypes.create_string_buffer(512)
+while True:
+    n = rt.mq_receive(rx, buf, 512, None)
+    if n <= 0: break
+    rt.mq_send(tx, buf, n, 0)
+`;
+    for (const spinMicros of [0, 20, 2000]) {
+      const down = `/ipckit-test-spin-${process.pid}-${spinMicros}-d`;
+      const up = `/ipckit-test-spin-${process.pid}-${spinMicros}-u`;
+      const tx = createMessageQueue(down, { maxMessages: 4, maxMessageBytes: 512, unlinkOnClose: true });
+      const rx = createMessageQueue(up, { maxMessages: 4, maxMessageBytes: 512, unlinkOnClose: true, spinMicros });
+      const py = spawn('python3', ['-c', PY_MQ_ECHO, down, up], { stdio: 'inherit' });
+      const exited = new Promise((r) => py.once('exit', r));
+      let ticks = 0;
+      const timer = setInterval(() => void ticks++, 1);
+      try {
+        await roundTrips(tx, rx, 2000);
+        await tx.send(new Uint8Array(0)); // python's loop ends on an empty message
+      } finally {
+        clearInterval(timer);
+        py.kill(); // (already gone after the empty message; a failed exchange leaves it waiting)
+        await tx.close();
+        await rx.close();
+      }
+      await exited;
+      // With answers caught by a 2 ms spin, only the 1 ms rule (os/turn.ts) lets the loop turn.
+      assert.ok(ticks >= 5, `spinMicros ${spinMicros}: a 1 ms interval ran ${ticks} times during 2000 round trips`);
+    }
+  });
+
+  it('the event loop turns while a C echo answers a POSIX queue within the spin every time', async () => {
+    // The C peer polls its queue without sleeping, so every answer comes within a 2 ms
+    // spin: only the 1 ms rule (os/turn.ts) lets the loop turn. Without it: 0 ticks.
+    const echo = compileC('mq-busy-echo', `
+#include <fcntl.h>
+#include <mqueue.h>
+#include <errno.h>
+int main(int argc, char **argv) {
+  mqd_t rx = mq_open(argv[1], O_RDONLY | O_NONBLOCK), tx = mq_open(argv[2], O_WRONLY);
+  char buf[512];
+  if (rx < 0 || tx < 0) return 2;
+  for (;;) {
+    ssize_t n = mq_receive(rx, buf, sizeof buf, 0);
+    if (n < 0 && errno == EAGAIN) continue;
+    if (n <= 0) return 0;
+    if (mq_send(tx, buf, n, 0) != 0) return 3;
+  }
+}
+`, ['-lrt']);
+    const down = `/ipckit-test-spin-${process.pid}-cd`;
+    const up = `/ipckit-test-spin-${process.pid}-cu`;
+    const tx = createMessageQueue(down, { maxMessages: 4, maxMessageBytes: 512, unlinkOnClose: true });
+    const rx = createMessageQueue(up, { maxMessages: 4, maxMessageBytes: 512, unlinkOnClose: true, spinMicros: 2000 });
+    const child = spawn(echo, [down, up], { stdio: 'inherit' });
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    let ticks = 0;
+    const timer = setInterval(() => void ticks++, 1);
+    let n = 0;
+    try {
+      const m = new Uint8Array(16);
+      for (; n < 50_000 && ticks < 5; n++) {
+        await tx.send(m);
+        await rx.receive({ timeout: 10_000 });
+      }
+      await tx.send(new Uint8Array(0));
+    } finally {
+      clearInterval(timer);
+      child.kill();
+      await tx.close();
+      await rx.close();
+    }
+    await exited;
+    assert.ok(ticks >= 5, `a 1 ms interval ran ${ticks} times during ${n} round trips`);
   });
 
   it('a stream end inherited by a child spins there too (openInheritedSocket takes spinMicros)', async () => {

@@ -33,6 +33,8 @@ import { native } from '../../os/native.js';
 import { checkOwner, createMode, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
+import { maySpinThisTurn, writeBatchesNow } from '../../os/turn.js';
+import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
 import * as validate from '../../core/validate.js';
 
 const { EAGAIN, EBADF, EEXIST, EINVAL, EMFILE, ENOSPC, ENOMEM, ENOENT } = osConstants.errno;
@@ -101,6 +103,12 @@ export interface MessageQueueOptions<C extends CodecOption | undefined = undefin
   unlinkOnClose?: boolean;
   /** Bytes of sends waiting for room this handle holds at most (default 64 MiB); past it `send` rejects with ERR_IPCKIT_LIMIT. */
   maxPendingBytes?: number;
+  /**
+   * How long a receive that finds the queue empty retries `mq_receive` on the event loop
+   * before it waits for the poll, in µs (default 20 where the process may use more than one
+   * CPU, else 0; adaptive, as a pipe's: memory/spin.ts). Never longer than its timeout.
+   */
+  spinMicros?: number;
 }
 
 export interface CreateMessageQueueOptions<C extends CodecOption | undefined = undefined> extends CreateModeOptions, MessageQueueOptions<C> {
@@ -207,6 +215,8 @@ class QueueCore {
     readonly unlinkOnClose: boolean,
     /** Bytes of sends waiting for room this handle holds at most. */
     readonly maxPendingBytes: number,
+    /** How long an empty receive retries before it waits (MessageQueueOptions.spinMicros). */
+    readonly spinMicros: number,
   ) {
     this.poll = new FdPoll(fd, true); // it closes the fd
   }
@@ -250,6 +260,7 @@ class ReceivingSide<T> {
   #pending: RawMessage[] = [];
   #waiters = new WaitQueue<unknown, ReceiveWant>('receive');
   #polling = false;
+  #spinner: SpinBudget;
   #onReadable = (): void => {
     // Polling stops lazily, here, when a message arrives and nobody waits: a receiver
     // that keeps receiving keeps its poll, without an epoll_ctl pair per wait.
@@ -261,6 +272,7 @@ class ReceivingSide<T> {
     this.#core = core;
     this.#codec = codec;
     this.#scratch = Buffer.allocUnsafeSlow(Math.max(1, core.maxMessageBytes));
+    this.#spinner = new SpinBudget(core.spinMicros);
     this.#waiters.onCancel = () => {
       if (this.#waiters.length === 0) this.#stopPolling();
     };
@@ -277,8 +289,15 @@ class ReceivingSide<T> {
     if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
     if (options?.signal?.aborted) return Promise.reject(abortedError('receive', options.signal));
     if (this.#waiters.length === 0) {
+      const want = { withPriority, max };
       try {
-        const ready = this.#takeNow({ withPriority, max });
+        let ready = this.#takeNow(want);
+        // Empty: retry for a few µs before the poll (spinMicros), once what this thread
+        // has batched is written (the peer may be waiting for it): os/turn.ts.
+        if (ready === NOTHING && this.#spinner.max > 0 && maySpinThisTurn()) {
+          writeBatchesNow();
+          this.#spinner.spinFor(() => (ready = this.#takeNow(want)) !== NOTHING, false, spinCap(options));
+        }
         if (ready !== NOTHING) return Promise.resolve(ready);
       } catch (e) {
         return Promise.reject(e);
@@ -765,6 +784,7 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
+  spinOption(options.spinMicros);
   // Owner-only until the exact mode is set through the fd: never wider, even for a moment.
   const fd = mqOpen(qname, O_RDWR | O_CREAT | O_EXCL, mode & 0o700, { maxMessages, maxMessageBytes });
   let core: QueueCore | undefined;
@@ -772,7 +792,7 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
     if (group !== undefined) sys(`set the group of message queue ${qname}`, () => native.fchown(fd, -1, group), { path: qname });
     sys(`set the mode of message queue ${qname}`, () => native.fchmod(fd, mode), { path: qname });
     const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-    core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
+    core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES, spinOption(options.spinMicros));
     return new MessageQueue(core, codec);
   } catch (e) {
     if (core) core.poll.close(); // it owns the fd now
@@ -830,6 +850,7 @@ function checkOpen<C extends CodecOption | undefined>(
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);
+  spinOption(options.spinMicros);
   const open = (): MessageQueue<MessageOf<C>> | MessageQueueReceiver<MessageOf<C>> | MessageQueueSender<MessageOf<C>> => {
     const fd = mqOpen(qname, accessFlags(direction), 0, undefined);
     let core: QueueCore | undefined;
@@ -837,7 +858,7 @@ function checkOpen<C extends CodecOption | undefined>(
       const st = sys(`fstat message queue ${qname}`, () => native.fstat(fd), { path: qname });
       checkOwner(st, `message queue ${qname}`, options);
       const a = sys(`read the attributes of message queue ${qname}`, () => native.mqGetattr(fd), { path: qname });
-      core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
+      core = new QueueCore(qname, fd, a.maxMessages, a.maxMessageBytes, options.unlinkOnClose === true, options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES, spinOption(options.spinMicros));
       return makeHandle(direction, core, codec);
     } catch (e) {
       if (core) core.poll.close(); // it owns the fd now
