@@ -218,6 +218,23 @@ describe('receiveInto on byte streams', () => {
     }
   });
 
+  it('framing "lines": a line longer than maxMessageBytes is ERR_IPCKIT_FRAME_TOO_LARGE for receiveInto too, as for receive()', async () => {
+    // python3 writes 3 MiB with no newline; the reader's limit is 1000 bytes.
+    for (const maxMessageBytes of [1000, 100_000]) {
+      const child = spawnWithPipes(['python3', '-c', 'import os\nos.write(3, b"a" * 3 * 1024 * 1024)\nos.write(3, b"\\n")'], {
+        pipes: { 3: { direction: 'read', framing: 'lines', maxMessageBytes } },
+      });
+      try {
+        const rx = child.receiver(3);
+        const e = await rejectsWith(rx.receiveInto(new Uint8Array(4096), { timeout: 20_000 }), 'ERR_IPCKIT_FRAME_TOO_LARGE');
+        assert.match(e.message, /maxMessageBytes/);
+      } finally {
+        child.kill();
+        await child.close().catch(() => {});
+      }
+    }
+  });
+
   it('a Unix stream socket to python3 and a TCP connection to socat: 64 KiB round trips into one buffer', { skip: !haveSocat && 'socat is not installed' }, async () => {
     // Unix stream: python3 echoes length frames on its inherited end.
     const [mine, theirs] = socketPair('unix');

@@ -67,8 +67,10 @@ export interface Channel<T> extends Sender<T>, Receiver<T> {}
 
 /**
  * Zero-copy receive (streams and packet sockets): the next message's bytes go into a buffer
- * the caller supplies and keeps reusing, so no memory is allocated per message. No codec
- * is applied. Resolves with the message's length (the bytes are `target[0, length)`). A
+ * the caller supplies and keeps reusing, so no memory is allocated per message (a datagram
+ * server's peers excepted: the server reads for every peer). No codec is applied. The
+ * buffer's contents are unspecified unless the call resolved (a frame may have started
+ * arriving in it). Resolves with the message's length (the bytes are `target[0, length)`). A
  * message longer than `target` is not taken: ERR_IPCKIT_FRAME_TOO_LARGE with
  * `details.length`, and the next receive gets it. Ordered with the other receives.
  */

@@ -229,10 +229,11 @@ export class FrameDecoder {
    * -1 when none is complete yet. The caller has checked `nextLength()` against the
    * target's size ('raw' copies what fits and keeps the rest). A length frame larger than
    * the working buffer whose bytes have not arrived yet is read straight into `target`
-   * (no copy at all): `target` is then borrowed until the frame is complete, and
-   * `returnBorrowed()` must be called if its owner stops waiting before that.
+   * (no copy at all) unless `borrow` is false: `target` is then borrowed until the frame is
+   * complete, and `returnBorrowed()` must be called if its owner stops waiting before that
+   * (its contents are then unspecified: part of the frame was there).
    */
-  nextInto(target: Uint8Array): number {
+  nextInto(target: Uint8Array, borrow = true): number {
     if (!(target instanceof Uint8Array)) throw invalidArgument(`nextInto needs a Uint8Array, got ${validate.describe(target)}`);
     if (this.framing === 'raw') {
       const n = Math.min(this.#end - this.#start, target.length);
@@ -269,7 +270,7 @@ export class FrameDecoder {
       this.#start = frameEnd;
       return length;
     }
-    if (LENGTH_HEADER_BYTES + length > this.#buf.length && length <= target.length) {
+    if (borrow && LENGTH_HEADER_BYTES + length > this.#buf.length && length <= target.length) {
       // The rest goes straight into the caller's buffer.
       const have = avail - LENGTH_HEADER_BYTES;
       target.set(this.#buf.subarray(this.#start + LENGTH_HEADER_BYTES, this.#end));

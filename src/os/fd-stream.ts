@@ -36,8 +36,17 @@ const WRITABLE = 2;
  */
 const unclosedFds = new FinalizationRegistry<number>((fd) => {
   native.disownFd(fd);
-  native.close(fd);
+  closeQuietly(fd);
 });
+
+/** close(2) of an fd we own, errors ignored (Linux releases the number even then), as a watcher's close does. */
+function closeQuietly(fd: number): void {
+  try {
+    native.close(fd);
+  } catch {
+    /* nothing to do: the descriptor is released */
+  }
+}
 
 /**
  * One event-loop watcher per fd, shared by the reading and the writing side of a socket.
@@ -137,7 +146,7 @@ export class FdPoll {
     else if (this.#ownsFd) {
       unclosedFds.unregister(this);
       native.disownFd(this.fd);
-      native.close(this.fd);
+      closeQuietly(this.fd);
     }
     this.#watcher = null;
     this.#mask = 0;
@@ -269,6 +278,8 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
   #into: Uint8Array | null = null;
   /** The length of the message #drainDecoder placed in #into, or -1. */
   #intoLength = -1;
+  /** Whether that receiveInto may lend its buffer for a large frame to be read into (not tryReceiveInto). */
+  #intoBorrows = true;
   #state: ReaderState = 'open';
   #endError: IpcError | null = null;
   #maxRead: number;
@@ -345,30 +356,27 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
   receiveInto(target: Uint8Array, options?: WaitOptions): Promise<number> {
     this.#checkInto(target);
     validate.waitOptions(options);
-    const ready = this.#takeInto(target);
-    if (ready !== undefined) return typeof ready === 'number' ? Promise.resolve(ready) : Promise.reject(ready);
-    if (this.#waiters.length === 0 && this.#state === 'open' && !options?.signal?.aborted) {
+    let got = this.#takeInto(target);
+    if (got === undefined && this.#waiters.length === 0 && this.#state === 'open') {
       this.#into = target;
+      this.#intoBorrows = true;
       try {
         if (!this.#drained) this.#fill();
-        if (this.#intoLength < 0 && this.#qHead === this.#queue.length && this.#state === 'open' && this.#spinner.max > 0 && maySpinThisTurn()) {
+        if (this.#intoLength < 0 && this.#qHead === this.#queue.length && this.#state === 'open' && this.#spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn()) {
           writeBatchesNow();
           this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
         }
+        got = this.#takeInto(target);
       } finally {
-        this.#into = null;
-      }
-      const got = this.#takeInto(target);
-      if (got !== undefined) {
-        this.#decoder.returnBorrowed(); // (only a frame for `target` could be borrowed, and it was taken)
-        return typeof got === 'number' ? Promise.resolve(got) : Promise.reject(got);
+        this.#endInto();
       }
     }
-    if (this.#state === 'ended' || this.#state === 'closed' || options?.signal?.aborted) {
-      this.#decoder.returnBorrowed();
-      if (this.#state === 'ended' || this.#state === 'closed') return Promise.reject(this.#takeEndError());
-    }
-    // A frame that started arriving in `target` goes on arriving there while this waits.
+    if (got !== undefined) return typeof got === 'number' ? Promise.resolve(got) : Promise.reject(got);
+    const ended = this.#state === 'ended' || this.#state === 'closed';
+    // Not going to wait: a frame that started arriving in `target` must not stay there.
+    if ((ended || options?.signal?.aborted) && this.#waiters.length === 0) this.#decoder.returnBorrowed();
+    if (ended) return Promise.reject(this.#takeEndError());
+    // Else a frame that started arriving in `target` goes on arriving there while this waits.
     const p = this.#waiters.enqueue(options, target) as Promise<number>;
     if (this.#state === 'open') this.#startPolling();
     return p;
@@ -380,13 +388,13 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
     let got = this.#takeInto(target);
     if (got === undefined && this.#state === 'open' && this.#waiters.length === 0) {
       this.#into = target;
+      this.#intoBorrows = false; // the call returns at once: a frame only part-way here would be copied out again
       try {
         this.#fill();
+        got = this.#takeInto(target);
       } finally {
-        this.#into = null;
+        this.#endInto();
       }
-      got = this.#takeInto(target);
-      this.#decoder.returnBorrowed(); // a frame only part-way here must not stay in their buffer
     }
     if (typeof got === 'number') return got;
     if (got !== undefined) throw got;
@@ -585,8 +593,8 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
       // into its buffer (one that does not fit is queued below like any other).
       const into = this.#into;
       if (into !== null && this.#intoLength < 0 && this.#qHead === this.#queue.length && this.#decoder.nextLength() <= into.length) {
-        this.#intoLength = this.#decoder.nextInto(into);
-        if (this.#intoLength < 0) return true;
+        this.#intoLength = this.#decoder.nextInto(into, this.#intoBorrows);
+        // -1: nothing complete yet; next() below then checks what is pending (a line's limit).
       }
       for (let m = this.#decoder.next(); m !== undefined; m = this.#decoder.next()) this.#queue.push(m);
       return true;
@@ -599,13 +607,30 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
   #pump(): void {
     if (this.#state === 'open') {
       this.#into = this.#waiters.peek() ?? null; // the oldest receive, if it is a receiveInto
+      this.#intoBorrows = true;
       try {
         this.#fill();
+        this.#deliver();
       } finally {
-        this.#into = null;
+        this.#endInto();
       }
+      return;
     }
     this.#deliver();
+  }
+
+  /**
+   * A section that served a receiveInto is over. Its message was taken; if something went
+   * wrong before that, the message goes back to the head of the queue, as a copy, rather
+   * than staying in a buffer nobody will read as its.
+   */
+  #endInto(): void {
+    const into = this.#into;
+    this.#into = null;
+    if (this.#intoLength >= 0 && into !== null) {
+      this.#queue.splice(this.#qHead, 0, Buffer.from(into.subarray(0, this.#intoLength)));
+      this.#intoLength = -1;
+    }
   }
 
   #deliver(): void {

@@ -601,9 +601,10 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
   }
 
   /**
-   * Zero-copy receive: the next message's bytes go into `target` (no codec; no memory
-   * allocated when nothing is queued before it: it is copied from the receive buffer
-   * into `target`); resolves with its length. A message longer than `target` is not
+   * Zero-copy receive: the next message's bytes go into `target` (no codec; on a connected
+   * socket with nothing queued before it, no memory is allocated: it is copied there from
+   * the receive buffer; a datagram server's peer copies it from the datagram the server
+   * read for it); resolves with its length. A message longer than `target` is not
    * taken (ERR_IPCKIT_FRAME_TOO_LARGE, `details.length`). Descriptors that came with it
    * are closed, as receive() does.
    */
