@@ -21,9 +21,9 @@ import { bufferTooSmall, checkReceiveTarget, DEFAULT_MAX_PENDING_BYTES, pendingL
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../core/errors.js';
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
-import { SpinBudget, spinCap, spinOption } from '../memory/spin.js';
+import { SpinBudget, spinOption } from '../memory/spin.js';
 import { native, type FdWatcher } from './native.js';
-import { batchDone, batchScheduled, maySpinThisTurn, writeBatchesNow } from './turn.js';
+import { batchDone, batchScheduled, spinBeforeWait } from './turn.js';
 import * as validate from '../core/validate.js';
 
 const EAGAIN = osConstants.errno.EAGAIN;
@@ -333,10 +333,7 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
       if (!this.#drained) this.#fill();
       // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
       // what this thread has batched is written (the peer may be waiting for it).
-      if (this.#qHead === this.#queue.length && this.#state === 'open' && this.#spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn()) {
-        writeBatchesNow();
-        this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
-      }
+      if (this.#qHead === this.#queue.length && this.#state === 'open') spinBeforeWait(this.#spinner, this.#fillFound, options);
       if (this.#qHead < this.#queue.length) return this.#decodeNext();
     }
     if (this.#state === 'ended' || this.#state === 'closed') return Promise.reject(this.#takeEndError());
@@ -362,10 +359,7 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
       this.#intoBorrows = true;
       try {
         if (!this.#drained) this.#fill();
-        if (this.#intoLength < 0 && this.#qHead === this.#queue.length && this.#state === 'open' && this.#spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn()) {
-          writeBatchesNow();
-          this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
-        }
+        if (this.#intoLength < 0 && this.#qHead === this.#queue.length && this.#state === 'open') spinBeforeWait(this.#spinner, this.#fillFound, options);
         got = this.#takeInto(target);
       } finally {
         this.#endInto();

@@ -1,6 +1,7 @@
 /**
  * What a receive that reads the kernel without waiting owes the rest of this event-loop
- * turn (FdReader, PacketChannel):
+ * turn (FdReader, PacketChannel, the POSIX queue); `spinBeforeWait` is the one place that
+ * applies both rules:
  *
  * - Batched writes. Writers hold small messages for the end of the turn (FdWriter,
  *   PacketWriter). A receive about to spin for its peer's answer writes them out first: in a
@@ -15,6 +16,9 @@
  *   server that receives at accept lag hundreds of connections behind a client that never
  *   yields, and its RSS grow by 25-37 MB over 100,000 connections instead of 9.)
  */
+import type { WaitOptions } from '../core/channel.js';
+import { spinCap, type SpinBudget } from '../memory/spin.js';
+
 /** A writer's "write what you have batched, now" (as its end-of-turn flush would). */
 export type WriteBatchNow = () => void;
 
@@ -31,7 +35,7 @@ export function batchDone(write: WriteBatchNow): void {
 }
 
 /** Writes every batch of this thread now (before a receive spins). */
-export function writeBatchesNow(): void {
+function writeBatchesNow(): void {
   if (batched.size === 0) return;
   for (const write of [...batched]) {
     batched.delete(write);
@@ -48,7 +52,7 @@ const turned = (): void => {
 };
 
 /** True while a receive may spin: the loop turned less than MAX_SYNC_MS ago (an immediate marks the turn). */
-export function maySpinThisTurn(): boolean {
+function maySpinThisTurn(): boolean {
   const t = performance.now();
   if (syncSince < 0) {
     syncSince = t;
@@ -56,4 +60,15 @@ export function maySpinThisTurn(): boolean {
     return true;
   }
   return t - syncSince < MAX_SYNC_MS;
+}
+
+/**
+ * A receive found nothing: retries `found` for up to the spinner's budget (never past the
+ * wait's timeout, not when its signal is aborted), after writing this thread's batches,
+ * and only within MAX_SYNC_MS of the loop's last turn. True once `found` returned true.
+ */
+export function spinBeforeWait(spinner: SpinBudget, found: () => boolean, options: WaitOptions | undefined): boolean {
+  if (spinner.max <= 0 || options?.signal?.aborted || !maySpinThisTurn()) return false;
+  writeBatchesNow();
+  return spinner.spinFor(found, false, spinCap(options));
 }

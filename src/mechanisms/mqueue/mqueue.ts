@@ -33,8 +33,8 @@ import { native } from '../../os/native.js';
 import { checkOwner, createMode, validateOwnerCheck, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { maySpinThisTurn, writeBatchesNow } from '../../os/turn.js';
-import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
+import { spinBeforeWait } from '../../os/turn.js';
+import { SpinBudget, spinOption } from '../../memory/spin.js';
 import * as validate from '../../core/validate.js';
 
 const { EAGAIN, EBADF, EEXIST, EINVAL, EMFILE, ENOSPC, ENOMEM, ENOENT } = osConstants.errno;
@@ -294,10 +294,7 @@ class ReceivingSide<T> {
         let ready = this.#takeNow(want);
         // Empty: retry for a few µs before the poll (spinMicros), once what this thread
         // has batched is written (the peer may be waiting for it): os/turn.ts.
-        if (ready === NOTHING && this.#spinner.max > 0 && maySpinThisTurn()) {
-          writeBatchesNow();
-          this.#spinner.spinFor(() => (ready = this.#takeNow(want)) !== NOTHING, false, spinCap(options));
-        }
+        if (ready === NOTHING) spinBeforeWait(this.#spinner, () => (ready = this.#takeNow(want)) !== NOTHING, options);
         if (ready !== NOTHING) return Promise.resolve(ready);
       } catch (e) {
         return Promise.reject(e);

@@ -25,9 +25,9 @@ import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } fr
 import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
 import { native } from '../../os/native.js';
-import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
+import { SpinBudget, spinOption } from '../../memory/spin.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { batchDone, batchScheduled, maySpinThisTurn, writeBatchesNow } from '../../os/turn.js';
+import { batchDone, batchScheduled, spinBeforeWait } from '../../os/turn.js';
 import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';
 import type { SocketKind } from './address.js';
 import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './stream.js';
@@ -588,10 +588,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (this.state === 'open' && this.#waiters.length === 0) {
       // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
       // what this thread has batched is written (the peer may be waiting for it).
-      if (this.fill() && this.#inHead === this.#incoming.length && this.#spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn()) {
-        writeBatchesNow();
-        this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
-      }
+      if (this.fill() && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
       if (this.#inHead < this.#incoming.length) return this.#takeNow();
     }
     if (this.state !== 'open') return Promise.reject(this.#takeEndError());
@@ -615,10 +612,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (got === undefined && this.state === 'open' && this.#waiters.length === 0) {
       this.#startInto(target);
       try {
-        if (this.fill() && this.#inHead === this.#incoming.length && this.#spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn()) {
-          writeBatchesNow();
-          this.#spinner.spinFor(this.#fillFound, false, spinCap(options));
-        }
+        if (this.fill() && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
         got = this.#takeInto(target);
       } finally {
         this.#endInto();

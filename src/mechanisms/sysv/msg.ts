@@ -34,6 +34,7 @@ import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, typ
 import { abortedError, closedError, errnoError, errnoOf, IpcError, timeoutError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
+import { spinBeforeWait } from '../../os/turn.js';
 import { startBlocking } from '../../os/blocking.js';
 import type { SysvIpcPerm } from '../../os/ipc-perm.js';
 import { native } from '../../os/native.js';
@@ -316,8 +317,9 @@ class ReceivingSide<T> {
     if (this.waits.items.length === 0) {
       try {
         let ready = this.#take(sel);
-        // Nothing yet: retry for a few µs before a thread waits (see spinMicros).
-        if (ready === NOTHING) ready = this.#spinner.spinFor(() => this.#take(sel), NOTHING, spinCap(options));
+        // Nothing yet: retry for a few µs before a thread waits (see spinMicros), under the
+        // event-loop turn rules every receive's spin keeps (os/turn.ts).
+        if (ready === NOTHING) spinBeforeWait(this.#spinner, () => (ready = this.#take(sel)) !== NOTHING, options);
         if (ready !== NOTHING) return Promise.resolve(ready);
       } catch (e) {
         return Promise.reject(e);
