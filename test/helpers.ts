@@ -116,6 +116,20 @@ export function runCli(args: string[], options: SpawnOptions & { timeoutMs?: num
 export const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
 export const isRoot = process.geteuid?.() === 0;
 
+/**
+ * Python: `exact(n)` reads exactly n bytes from the blocking fd `r` (which the script
+ * defines first, with `os` and `sys` imported) and exits the script when the stream ends.
+ */
+export const PY_READ_EXACT = `
+def exact(n):
+    b = b''
+    while len(b) < n:
+        c = os.read(r, n - len(b))
+        if not c: sys.exit(0)
+        b += c
+    return b
+`;
+
 /** Compiles a C program from source text; returns the binary's path. */
 export function compileC(name: string, source: string, libs: string[] = []): string {
   const dir = scratchDir();

@@ -12,7 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { spawnWithPipes, type PipedChild } from '../src/mechanisms/pipe/pipe.js';
 import { connect, listen, socketPair } from '../src/mechanisms/socket/socket.js';
-import { rejectsWith, scratchPath, throwsWith } from './helpers.js';
+import { PY_READ_EXACT, rejectsWith, scratchPath, throwsWith } from './helpers.js';
 
 /** The bytes of message `i` of `n` bytes, as the python3 peers below make them. */
 function payload(i: number, n: number): Buffer {
@@ -43,13 +43,7 @@ ${PY_PAYLOAD}
 r, w = 3, 4
 os.set_blocking(r, True)
 os.set_blocking(w, True)
-def exact(n):
-    b = b''
-    while len(b) < n:
-        c = os.read(r, n - len(b))
-        if not c: sys.exit(0)
-        b += c
-    return b
+${PY_READ_EXACT}
 def send_all(b):
     v = memoryview(b)
     while len(v): v = v[os.write(w, v):]

@@ -11,7 +11,7 @@ import type { Receiver, Sender } from '../src/core/channel.js';
 import { createPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
 import { socketPair } from '../src/mechanisms/socket/socket.js';
 import { createMessageQueue } from '../src/mechanisms/mqueue/mqueue.js';
-import { compileC } from './helpers.js';
+import { compileC, PY_READ_EXACT } from './helpers.js';
 
 /** A python3 echo of length-framed messages (u32 LE + payload) on fd 3 (read) and fd 4 (write). */
 const PY_ECHO = `
@@ -19,13 +19,7 @@ import os, struct, sys
 r, w = int(sys.argv[1]), int(sys.argv[2])
 os.set_blocking(r, True)
 os.set_blocking(w, True)
-def exact(n):
-    b = b''
-    while len(b) < n:
-        c = os.read(r, n - len(b))
-        if not c: sys.exit(0)
-        b += c
-    return b
+${PY_READ_EXACT}
 while True:
     h = exact(4)
     os.write(w, h + exact(struct.unpack('<I', h)[0]))

@@ -26,10 +26,11 @@ function frame(framing: Framing, payload: Uint8Array): Buffer {
   return Buffer.concat([header, payload]);
 }
 
-/** Feeds `stream` to a decoder in the pieces `cuts` says, as a reader would; collects what it yields. */
-function decodeInPieces(framing: Framing, stream: Buffer, cuts: number[], max: number, bufferSize: number): Buffer[] {
-  const d = new FrameDecoder(framing, max, bufferSize);
-  const out: Buffer[] = [];
+/**
+ * Writes `stream` into the decoder in the pieces `cuts` says (each at most the room it
+ * offers), as a reader's reads would, calling `take` after each piece and once at the end.
+ */
+function feedInPieces(d: FrameDecoder, stream: Buffer, cuts: number[], take: () => void): void {
   let pos = 0;
   let c = 0;
   while (pos < stream.length) {
@@ -39,9 +40,18 @@ function decodeInPieces(framing: Framing, stream: Buffer, cuts: number[], max: n
     stream.copy(buf, offset, pos, pos + n);
     d.commit(n);
     pos += n;
-    for (let m = d.next(); m !== undefined; m = d.next()) out.push(Buffer.from(m));
+    take();
   }
-  for (let m = d.next(); m !== undefined; m = d.next()) out.push(Buffer.from(m));
+  take();
+}
+
+/** Feeds `stream` to a decoder in the pieces `cuts` says, as a reader would; collects what it yields. */
+function decodeInPieces(framing: Framing, stream: Buffer, cuts: number[], max: number, bufferSize: number): Buffer[] {
+  const d = new FrameDecoder(framing, max, bufferSize);
+  const out: Buffer[] = [];
+  feedInPieces(d, stream, cuts, () => {
+    for (let m = d.next(); m !== undefined; m = d.next()) out.push(Buffer.from(m));
+  });
   const last = d.finish();
   if (last !== undefined) out.push(Buffer.from(last));
   return out;
@@ -81,18 +91,7 @@ function decodeIntoInPieces(framing: Framing, stream: Buffer, cuts: number[], ma
       return;
     }
   };
-  let pos = 0;
-  let c = 0;
-  while (pos < stream.length) {
-    const [buf, offset, room] = d.space();
-    const want = cuts.length === 0 ? room : Math.max(1, cuts[c++ % cuts.length]!);
-    const n = Math.min(room, want, stream.length - pos);
-    stream.copy(buf, offset, pos, pos + n);
-    d.commit(n);
-    pos += n;
-    take();
-  }
-  take();
+  feedInPieces(d, stream, cuts, take);
   const last = d.finish();
   if (last !== undefined) out.push(Buffer.from(last));
   return out;
