@@ -7,8 +7,15 @@
 // atomics; it allocates nothing and saves errno. A handler that was in place before ours
 // (libuv's, when process.on('SIGUSR2') is listening) is chained: ours runs, then it does,
 // so both ipckit listeners and process.on listeners see the signal (a one-shot handler,
-// SA_RESETHAND, is not: see SetPrevious). A full pipe (JavaScript
-// has not read 32768 records) drops the record and counts it.
+// SA_RESETHAND, is not: see SetPrevious).
+//
+// A full pipe (JavaScript has not read 32768 records: its event loop is blocked) loses
+// nothing: the handler puts the siginfo back in the kernel's queue for the main thread
+// (rt_tgsigqueueinfo to ourselves keeps every field) and blocks the signal there until
+// JavaScript has read (through the ucontext's saved mask; releaseHeldSignals unblocks it),
+// so later ones wait in the kernel too, in order, and senders of real-time signals meet
+// RLIMIT_SIGPENDING (EAGAIN) instead of a silent loss. Only a record that cannot be put back
+// (that queue full as well) is dropped and counted.
 //
 // Order: a process-directed signal goes to any thread that does not block it, and Node
 // has several (V8's platform workers, libuv's pool). Two threads taking two real-time
@@ -62,6 +69,8 @@ std::atomic<pid_t> g_mainTid{0};
 constexpr int kBlockRequest = 0x1b10c4ed;
 int g_readFd = -1;
 std::atomic<uint32_t> g_dropped{0};
+// Signals the handler blocked in the main thread because the pipe was full (bit signo - 1).
+std::atomic<uint64_t> g_held{0};
 // The handler to chain to per signal (at most one of the two is set).
 std::atomic<InfoHandler> g_chainInfo[NSIG];
 std::atomic<PlainHandler> g_chainPlain[NSIG];
@@ -99,7 +108,17 @@ void OnSignal(int signo, siginfo_t* si, void* context) {
     r.pointer = reinterpret_cast<intptr_t>(si->si_value.sival_ptr);
   }
   int fd = g_writeFd.load(std::memory_order_acquire);
-  if (fd < 0 || write(fd, &r, sizeof r) != static_cast<ssize_t>(sizeof r)) g_dropped.fetch_add(1, std::memory_order_relaxed);
+  if (fd < 0 || write(fd, &r, sizeof r) != static_cast<ssize_t>(sizeof r)) {
+    // Full: hold it in the kernel (see the top of this file); chained to when it comes back.
+    if (fd >= 0 && errno == EAGAIN && self == main && context != nullptr && si != nullptr && signo > 0 && signo <= 64 &&
+        Tgsigqueueinfo(getpid(), self, signo, si) == 0) {
+      sigaddset(&static_cast<ucontext_t*>(context)->uc_sigmask, signo);
+      g_held.fetch_or(uint64_t{1} << (signo - 1), std::memory_order_acq_rel);
+      errno = savedErrno;
+      return;
+    }
+    g_dropped.fetch_add(1, std::memory_order_relaxed);
+  }
   if (signo > 0 && signo < NSIG) {
     InfoHandler info = g_chainInfo[signo].load(std::memory_order_acquire);
     if (info != nullptr) {
@@ -270,6 +289,19 @@ Napi::Value UninstallSignal(const Napi::CallbackInfo& info) {
   if (sigaction(signo, nullptr, &current) != 0) ThrowErrno(env, "sigaction");
   // A block request still queued must meet our handler, not the disposition put back.
   AwaitBlockRequests(signo);
+  // Deliveries held in the kernel for a full pipe were for the subscribers that are going
+  // (as the records still in the pipe, which nobody reads now): take them out of the queue
+  // so that they do not meet the disposition put back (for most signals: end the process).
+  uint64_t bit = uint64_t{1} << (signo - 1);
+  if (signo <= 64 && (g_held.fetch_and(~bit, std::memory_order_acq_rel) & bit)) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, nullptr, &zero) == signo) {
+    }
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  }
   // Someone replaced ours meanwhile: leave theirs alone.
   if (IsOurs(current) && sigaction(signo, &g_previous[signo], nullptr) != 0) ThrowErrno(env, "sigaction");
   g_chainInfo[signo].store(nullptr, std::memory_order_release);
@@ -287,6 +319,21 @@ Napi::Value SignalHandlerIsOurs(const Napi::CallbackInfo& info) {
 // takeDroppedSignals() -> records dropped because the pipe was full, since the last call.
 Napi::Value TakeDroppedSignals(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), g_dropped.exchange(0, std::memory_order_relaxed));
+}
+
+// releaseHeldSignals(): unblocks, in the main thread, the signals held in the kernel while
+// the pipe was full (call after reading the pipe): the kernel delivers them at once, in order.
+Napi::Value ReleaseHeldSignals(const Napi::CallbackInfo& info) {
+  uint64_t held = g_held.exchange(0, std::memory_order_acq_rel);
+  if (held != 0) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int signo = 1; signo <= 64; signo++) {
+      if (held & (uint64_t{1} << (signo - 1))) sigaddset(&set, signo);
+    }
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  }
+  return Napi::Boolean::New(info.Env(), held != 0);
 }
 
 // kill(pid, signo): throws (ESRCH, EPERM).
@@ -311,6 +358,7 @@ void InitSignal(Napi::Env env, Napi::Object exports) {
   exports.Set("installSignal", Napi::Function::New(env, InstallSignal, "installSignal"));
   exports.Set("uninstallSignal", Napi::Function::New(env, UninstallSignal, "uninstallSignal"));
   exports.Set("signalHandlerIsOurs", Napi::Function::New(env, SignalHandlerIsOurs, "signalHandlerIsOurs"));
+  exports.Set("releaseHeldSignals", Napi::Function::New(env, ReleaseHeldSignals, "releaseHeldSignals"));
   exports.Set("takeDroppedSignals", Napi::Function::New(env, TakeDroppedSignals, "takeDroppedSignals"));
   exports.Set("kill", Napi::Function::New(env, Kill, "kill"));
   exports.Set("sigqueue", Napi::Function::New(env, Sigqueue, "sigqueue"));

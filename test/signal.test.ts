@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { native } from '../src/os/native.js';
-import { isSignalHandled, onSignal, sendSignal, signalName, signalNumber, signalReceiver, waitForSignal, watchProcess, type SignalInfo } from '../src/mechanisms/signal/signal.js';
-import { rejectsWith, run, runFixture, sleep, throwsWith, within } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { droppedSignals, isSignalHandled, onSignal, sendSignal, signalName, signalNumber, signalReceiver, waitForSignal, watchProcess, type SignalInfo } from '../src/mechanisms/signal/signal.js';
+import { fixturesDir, rejectsWith, run, runFixture, sleep, throwsWith, within } from './helpers.js';
 
 const RTMIN = native.signalConstants.SIGRTMIN;
 
@@ -62,6 +64,36 @@ describe('sending and receiving', () => {
     assert.deepEqual(values, Array.from({ length: n }, (_, i) => i));
     assert.equal((await child.done).code, 0);
     await rx.close();
+  });
+
+  it('a blocked event loop loses no real-time signal: past the pipe\'s 32768 records they wait in the kernel, in order', async (t) => {
+    // spawnSync blocks this thread's event loop while the sender runs: every delivery meets
+    // the handler with nobody reading the pipe. Before, the 7232 past its room were dropped.
+    const rx = signalReceiver('SIGRTMIN+6', { capacity: 100_000 });
+    const n = 40_000;
+    const droppedBefore = droppedSignals();
+    const r = spawnSync(process.execPath, [join(fixturesDir, 'signal-child.js'), 'send', String(process.pid), 'SIGRTMIN+6', String(n), 'queue', 'patient'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), `sent ${n}`);
+    assert.equal(isSignalHandled('SIGRTMIN+6'), true);
+    const values: number[] = [];
+    for (let i = 0; i < n; i++) values.push((await within(rx.receive(), 10_000)).value!);
+    t.diagnostic(`sent ${n} while the loop was blocked, received ${values.length}`);
+    assert.deepEqual(values, Array.from({ length: n }, (_, i) => i));
+    assert.equal(droppedSignals() - droppedBefore, 0);
+    assert.equal(rx.dropped, 0);
+    await rx.close();
+    // Nothing is left blocked: the next one arrives as usual.
+    const next = waitForSignal('SIGRTMIN+6', { timeout: 5000 });
+    sendSignal(process.pid, 'SIGRTMIN+6', { value: 9 });
+    assert.equal((await next).value, 9);
+  });
+
+  it('unsubscribing while deliveries wait in the kernel for a full pipe leaves none for the default action', async () => {
+    const r = await runFixture('signal-child', ['blocked-close', 'SIGRTMIN+7', '40000']).done;
+    assert.equal(r.signal, null, `the child died of ${r.signal}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['sent 40000', 'blocked false pending false', 'alive']);
   });
 
   it('standard signals may merge: counted, never promised', async (t) => {

@@ -399,8 +399,10 @@ export interface NativeSignal {
   uninstallSignal(signo: number): void;
   /** Whether our handler is the one installed for `signo` now. */
   signalHandlerIsOurs(signo: number): boolean;
-  /** Records dropped because the pipe was full, since the last call. */
+  /** Records dropped since the last call: the pipe was full and the kernel's queue too. */
   takeDroppedSignals(): number;
+  /** Unblocks (main thread) the signals held in the kernel while the pipe was full; true if any was. */
+  releaseHeldSignals(): boolean;
   /** kill(2). Throws. */
   kill(pid: number, signo: number): void;
   /** sigqueue(3) with sival_int = value. Throws (EAGAIN: RLIMIT_SIGPENDING reached). */

@@ -179,6 +179,8 @@ function readRecords(): void {
     dispatch(records, n);
     if (n < records.length) break;
   }
+  // The pipe has room again: signals held in the kernel while it was full come now.
+  native.releaseHeldSignals();
   dropped += native.takeDroppedSignals();
 }
 
@@ -231,6 +233,7 @@ function discardStaleRecords(n: number): void {
     keep(records, got);
     if (got < records.length) break;
   }
+  native.releaseHeldSignals();
   backlog = kept.length === 0 ? null : Buffer.concat(kept);
   if (backlog !== null) setImmediate(() => backlog !== null && readRecords());
 }
@@ -285,7 +288,10 @@ function removeListener(n: number, listener: Listener): void {
   updateWatcher();
 }
 
-/** Signal records dropped since the process started because JavaScript did not read them in time (more than 32768 waiting). */
+/**
+ * Deliveries lost since the process started: JavaScript had not read 32768 records (its
+ * event loop was blocked) and the kernel's queue of pending signals was full as well.
+ */
 export function droppedSignals(): number {
   if (pipeFd >= 0) dropped += native.takeDroppedSignals();
   return dropped;
