@@ -4,8 +4,8 @@
 // native/futex.cc (which waits on words inside it) and native/semaphore.cc (whose sem_t
 // is one).
 //
-// Lifetime: the region is unmapped when the last owner lets go. Owners are the JS
-// `Mapping` handle (until release()), every SharedArrayBuffer made over it (its backing
+// Lifetime: the region is unmapped when the last owner lets go. Owners are the mapping
+// handle JavaScript holds (a slot of its thread's table in native/shm.cc, until mapRelease), every SharedArrayBuffer made over it (its backing
 // store's deleter drops a reference, so JS can keep using the buffer after release()),
 // every futex wait in progress on it and every exit action registered on it. Nothing ever
 // touches an unmapped page. One exception keeps pages mapped for good: a robust mutex this
@@ -43,9 +43,12 @@ struct Region {
   }
 };
 
-// The region behind a JS Mapping handle (native/shm.cc). Throws a JS error if `value` is
-// not a Mapping or has been released.
+// The region behind a mapping handle of this thread (native/shm.cc). Throws a JS error if
+// `value` is not a handle or has been released.
 std::shared_ptr<Region> RegionOf(Napi::Env env, Napi::Value value);
+
+// Puts `region` in this thread's table: returns its handle, for JavaScript.
+double AddRegion(Napi::Env env, std::shared_ptr<Region> region);
 
 // `bytes` bytes of the region at byteOffset, aligned to `align`: bounds- and
 // alignment-checked (throws a RangeError otherwise).

@@ -1,12 +1,12 @@
 // POSIX named semaphores (sem_*).
 //
 // Creation goes through sem_open(O_CREAT | O_EXCL), so the object is exactly what a C or
-// Python peer's sem_open expects. Every handle, ours or opened, is then a Mapping
+// Python peer's sem_open expects. Every handle, ours or opened, is then a mapping
 // (native/shm.cc) of the file /dev/shm/sem.<name> that TypeScript opened with O_NOFOLLOW
 // and checked with fstat (owner and mode): the semaphore we use is the one we checked,
 // with no window between the check and the use. sem_wait/sem_post work on any
-// process-shared sem_t, and the one in that file is one. A `Semaphore` handle is made
-// over that Mapping once, so the calls need no lookup of it.
+// process-shared sem_t, and the one in that file is one. Every call here takes that
+// mapping's handle (a slot of the thread's table: an index, no object per semaphore).
 //
 // An async wait must neither block the event loop nor sit on libuv's thread pool, and a
 // semaphore has no file descriptor to poll. It is a futex wait of the one wait back-end
@@ -77,142 +77,117 @@ bool Intact(sem_t* sem) {
 #endif
 }
 
-// The sem_t of a Mapping (native/shm.cc), resolved once: the region stays mapped while
-// the handle lives, and every call is a method (no lookup of the mapping per call: the
-// async wait makes several calls per permit).
-class Semaphore : public Napi::ObjectWrap<Semaphore> {
- public:
-  static void Init(Napi::Env env, Napi::Object exports) {
-    Napi::Function ctor = DefineClass(env, "Semaphore", {
-      InstanceMethod<&Semaphore::GetIntact>("intact"),
-      InstanceMethod<&Semaphore::Post>("post"),
-      InstanceMethod<&Semaphore::TryWait>("tryWait"),
-      InstanceMethod<&Semaphore::Take>("take"),
-      InstanceMethod<&Semaphore::Waiters>("waiters"),
-      InstanceMethod<&Semaphore::WaitSync>("waitSync"),
-      InstanceMethod<&Semaphore::GetValue>("value"),
-      InstanceMethod<&Semaphore::Release>("release"),
-    });
-    exports.Set("Semaphore", ctor);
-  }
+// The sem_t at offset 0 of the writable mapping whose handle (native/shm.cc) is argument 0
+// of every call here; the region is looked up per call (an index into the thread's table).
+sem_t* SemArg(const Napi::CallbackInfo& info, std::shared_ptr<Region>* keep = nullptr) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Region> region = RegionOf(env, info[0]);
+  if (!region->writable) throw Napi::Error::New(env, "ipckit native: the semaphore is mapped read-only");
+  sem_t* sem = reinterpret_cast<sem_t*>(BytesAt(env, *region, 0, sizeof(sem_t), alignof(sem_t)));
+  if (keep != nullptr) *keep = std::move(region);
+  return sem;
+}
 
-  // new Semaphore(mapping): the sem_t at offset 0 of a writable Mapping of at least sizeof(sem_t).
-  explicit Semaphore(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Semaphore>(info) {
-    Napi::Env env = info.Env();
-    region_ = RegionOf(env, info[0]);
-    sem_ = reinterpret_cast<sem_t*>(BytesAt(env, *region_, 0, sizeof(sem_t), alignof(sem_t)));
-    if (!region_->writable) throw Napi::Error::New(env, "ipckit native: the semaphore is mapped read-only");
-  }
+// semIntact(handle) -> false if the sem_t is corrupt (see Intact).
+Napi::Value SemIntact(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Intact(SemArg(info))); }
 
- private:
-  sem_t* Sem(Napi::Env env) const {
-    if (!region_) ThrowErrno(env, EBADF, "sem");
-    return sem_;
-  }
+// semPost(handle). Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: corrupt).
+Napi::Value SemPost(const Napi::CallbackInfo& info) {
+  sem_t* sem = SemArg(info);
+  if (!Intact(sem)) ThrowErrno(info.Env(), EUCLEAN, "sem_post");
+  if (sem_post(sem) != 0) ThrowErrno(info.Env(), "sem_post");
+  return info.Env().Undefined();
+}
 
-  // intact() -> false if the sem_t is corrupt (see Intact).
-  Napi::Value GetIntact(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Intact(Sem(info.Env()))); }
+// semTryWait(handle) -> 0 (took a permit) or -errno (EAGAIN: none; EUCLEAN: corrupt).
+Napi::Value SemTryWait(const Napi::CallbackInfo& info) {
+  sem_t* sem = SemArg(info);
+  if (!Intact(sem)) return Napi::Number::New(info.Env(), -EUCLEAN);
+  return Napi::Number::New(info.Env(), sem_trywait(sem) == 0 ? 0 : -errno);
+}
 
-  // post(). Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: corrupt).
-  Napi::Value Post(const Napi::CallbackInfo& info) {
-    sem_t* sem = Sem(info.Env());
-    if (!Intact(sem)) ThrowErrno(info.Env(), EUCLEAN, "sem_post");
-    if (sem_post(sem) != 0) ThrowErrno(info.Env(), "sem_post");
-    return info.Env().Undefined();
-  }
-
-  // tryWait() -> 0 (took a permit) or -errno (EAGAIN: none; EUCLEAN: corrupt).
-  Napi::Value TryWait(const Napi::CallbackInfo& info) {
-    sem_t* sem = Sem(info.Env());
-    if (!Intact(sem)) return Napi::Number::New(info.Env(), -EUCLEAN);
-    return Napi::Number::New(info.Env(), sem_trywait(sem) == 0 ? 0 : -errno);
-  }
-
-  // take(max, waiters) -> permits taken now (0 .. max), or -EUCLEAN. glibc's own fast path
-  // (a compare-and-swap of the value) where the layout is glibc's, else sem_trywait. With
-  // `waiters` +1 the caller joins the waiters first (a post after that wakes it); with -1
-  // it leaves them afterwards if it got all `max` (it waits no more): one call instead of
-  // two on each step of an async wait.
-  Napi::Value Take(const Napi::CallbackInfo& info) {
-    sem_t* sem = Sem(info.Env());
-    int64_t max = ArgInt64(info, 0);
-    int64_t waiters = info.Length() > 1 ? ArgInt64(info, 1) : 0;
-    if (!Intact(sem)) return Napi::Number::New(info.Env(), -EUCLEAN);
-    int64_t n = 0;
+// semTake(handle, max, waiters) -> permits taken now (0 .. max), or -EUCLEAN. glibc's own
+// fast path (a compare-and-swap of the value) where the layout is glibc's, else sem_trywait.
+// With `waiters` +1 the caller joins the waiters first (a post after that wakes it); with -1
+// it leaves them afterwards if it got all `max` (it waits no more): one call instead of
+// two on each step of an async wait.
+Napi::Value SemTake(const Napi::CallbackInfo& info) {
+  sem_t* sem = SemArg(info);
+  int64_t max = ArgInt64(info, 1);
+  int64_t waiters = info.Length() > 2 ? ArgInt64(info, 2) : 0;
+  if (!Intact(sem)) return Napi::Number::New(info.Env(), -EUCLEAN);
+  int64_t n = 0;
 #if IPCKIT_GLIBC_SEM
-    uint64_t* data = &reinterpret_cast<GlibcSem*>(sem)->data;
-    if (waiters > 0) __atomic_fetch_add(data, kOneWaiter, __ATOMIC_RELAXED);
-    uint64_t d = __atomic_load_n(data, __ATOMIC_RELAXED);
-    while (n < max && static_cast<uint32_t>(d) > 0) {
-      if (__atomic_compare_exchange_n(data, &d, d - 1, true, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-        n++;
-        d = __atomic_load_n(data, __ATOMIC_RELAXED);
-      }
+  uint64_t* data = &reinterpret_cast<GlibcSem*>(sem)->data;
+  if (waiters > 0) __atomic_fetch_add(data, kOneWaiter, __ATOMIC_RELAXED);
+  uint64_t d = __atomic_load_n(data, __ATOMIC_RELAXED);
+  while (n < max && static_cast<uint32_t>(d) > 0) {
+    if (__atomic_compare_exchange_n(data, &d, d - 1, true, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+      n++;
+      d = __atomic_load_n(data, __ATOMIC_RELAXED);
     }
-    if (waiters < 0 && n == max) __atomic_fetch_sub(data, kOneWaiter, __ATOMIC_RELAXED);
-#else
-    (void)waiters;
-    while (n < max && sem_trywait(sem) == 0) n++;
-#endif
-    return Napi::Number::New(info.Env(), static_cast<double>(n));
   }
+  if (waiters < 0 && n == max) __atomic_fetch_sub(data, kOneWaiter, __ATOMIC_RELAXED);
+#else
+  (void)waiters;
+  while (n < max && sem_trywait(sem) == 0) n++;
+#endif
+  return Napi::Number::New(info.Env(), static_cast<double>(n));
+}
 
-  // waiters(delta): joins (+1) or leaves (-1) the waiters glibc's sem_post wakes. Nothing
-  // where the layout is not glibc's.
-  Napi::Value Waiters(const Napi::CallbackInfo& info) {
-    sem_t* sem = Sem(info.Env());
-    int64_t delta = ArgInt64(info, 0);
+// semWaiters(handle, delta): joins (+1) or leaves (-1) the waiters glibc's sem_post wakes.
+// Nothing where the layout is not glibc's.
+Napi::Value SemWaiters(const Napi::CallbackInfo& info) {
+  sem_t* sem = SemArg(info);
+  int64_t delta = ArgInt64(info, 1);
 #if IPCKIT_GLIBC_SEM
-    uint64_t* data = &reinterpret_cast<GlibcSem*>(sem)->data;
-    if (delta > 0) __atomic_fetch_add(data, kOneWaiter, __ATOMIC_RELAXED);
-    else if (delta < 0) __atomic_fetch_sub(data, kOneWaiter, __ATOMIC_RELAXED);
+  uint64_t* data = &reinterpret_cast<GlibcSem*>(sem)->data;
+  if (delta > 0) __atomic_fetch_add(data, kOneWaiter, __ATOMIC_RELAXED);
+  else if (delta < 0) __atomic_fetch_sub(data, kOneWaiter, __ATOMIC_RELAXED);
 #else
-    (void)sem;
-    (void)delta;
+  (void)sem;
+  (void)delta;
 #endif
-    return info.Env().Undefined();
-  }
+  return info.Env().Undefined();
+}
 
-  // waitSync(ms) -> 0 or -errno (ETIMEDOUT; EUCLEAN: corrupt). ms < 0: no timeout. Blocks
-  // this thread; TypeScript calls it in slices.
-  Napi::Value WaitSync(const Napi::CallbackInfo& info) {
-    sem_t* sem = Sem(info.Env());
-    double ms = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
-    if (!Intact(sem)) return Napi::Number::New(info.Env(), -EUCLEAN);
-    int64_t deadline = DeadlineAfterMs(ms);
-    int r;
-    if (deadline < 0) {
-      do r = sem_wait(sem); while (r != 0 && errno == EINTR);
-    } else {
-      timespec ts = ToTimespec(deadline);
-      do r = sem_clockwait(sem, CLOCK_MONOTONIC, &ts); while (r != 0 && errno == EINTR);
-    }
-    return Napi::Number::New(info.Env(), r == 0 ? 0 : -errno);
+// semWaitSync(handle, ms) -> 0 or -errno (ETIMEDOUT; EUCLEAN: corrupt). ms < 0: no timeout.
+// Blocks this thread; TypeScript calls it in slices.
+Napi::Value SemWaitSync(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Region> keep;
+  sem_t* sem = SemArg(info, &keep);
+  double ms = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  if (!Intact(sem)) return Napi::Number::New(info.Env(), -EUCLEAN);
+  int64_t deadline = DeadlineAfterMs(ms);
+  int r;
+  if (deadline < 0) {
+    do r = sem_wait(sem); while (r != 0 && errno == EINTR);
+  } else {
+    timespec ts = ToTimespec(deadline);
+    do r = sem_clockwait(sem, CLOCK_MONOTONIC, &ts); while (r != 0 && errno == EINTR);
   }
+  return Napi::Number::New(info.Env(), r == 0 ? 0 : -errno);
+}
 
-  Napi::Value GetValue(const Napi::CallbackInfo& info) {
-    int v = 0;
-    if (sem_getvalue(Sem(info.Env()), &v) != 0) ThrowErrno(info.Env(), "sem_getvalue");
-    return Napi::Number::New(info.Env(), v);
-  }
-
-  // release(): drops the handle's reference to the mapping. Idempotent.
-  Napi::Value Release(const Napi::CallbackInfo& info) {
-    region_.reset();
-    sem_ = nullptr;
-    return info.Env().Undefined();
-  }
-
-  std::shared_ptr<Region> region_;
-  sem_t* sem_ = nullptr;
-};
+// semValue(handle) -> sem_getvalue.
+Napi::Value SemValue(const Napi::CallbackInfo& info) {
+  int v = 0;
+  if (sem_getvalue(SemArg(info), &v) != 0) ThrowErrno(info.Env(), "sem_getvalue");
+  return Napi::Number::New(info.Env(), v);
+}
 
 }  // namespace
 
 void InitSemaphore(Napi::Env env, Napi::Object exports) {
   exports.Set("semCreate", Napi::Function::New(env, SemCreate, "semCreate"));
   exports.Set("semUnlink", Napi::Function::New(env, SemUnlink, "semUnlink"));
-  Semaphore::Init(env, exports);
+  exports.Set("semIntact", Napi::Function::New(env, SemIntact, "semIntact"));
+  exports.Set("semPost", Napi::Function::New(env, SemPost, "semPost"));
+  exports.Set("semTryWait", Napi::Function::New(env, SemTryWait, "semTryWait"));
+  exports.Set("semTake", Napi::Function::New(env, SemTake, "semTake"));
+  exports.Set("semWaiters", Napi::Function::New(env, SemWaiters, "semWaiters"));
+  exports.Set("semWaitSync", Napi::Function::New(env, SemWaitSync, "semWaitSync"));
+  exports.Set("semValue", Napi::Function::New(env, SemValue, "semValue"));
   exports.Set("SEM_SIZE", Napi::Number::New(env, sizeof(sem_t)));
   // The byte offset of the word a post wakes (glibc: the value, the low half of `data`).
   exports.Set("SEM_VALUE_OFFSET", Napi::Number::New(env, 0));

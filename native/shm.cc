@@ -2,9 +2,9 @@
 // shm_unlink, ftruncate, fallocate and mmap, and for what JavaScript cannot do on a
 // mapped region itself. Every ipckit object (ring, work queue, mutex, pool), the plain
 // segments and mapped files of the shm mechanism, and the semaphore's sem_t are a
-// `Mapping`:
+// mapping, held by JavaScript as a handle (a number: see the table below):
 //
-// - buffer(): a real SharedArrayBuffer over the mapped pages. Node-API cannot make one
+// - mapBuffer(): a real SharedArrayBuffer over the mapped pages. Node-API cannot make one
 //   over external memory, so this one place uses V8's API: a backing store whose deleter
 //   drops our reference to the region (the pages are unmapped only when no JS buffer, no
 //   handle and no futex wait uses them any more). Runtimes with a V8 memory cage
@@ -36,6 +36,8 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #if defined(NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED) || defined(V8_ENABLE_SANDBOX) || defined(IPCKIT_NO_EXTERNAL_BUFFERS)
 #define IPCKIT_EXTERNAL_SAB 0
@@ -46,9 +48,6 @@
 
 namespace ipckit {
 namespace {
-
-// Marks JS objects that are Mappings, so RegionOf can refuse anything else.
-const napi_type_tag kMappingTag = {0x69706b6974736d68ULL, 0x4d617070696e6731ULL};
 
 bool g_externalAllowed = false;
 
@@ -91,286 +90,313 @@ int64_t PrepareWait(uint32_t* word) {
   }
 }
 
-class Mapping : public Napi::ObjectWrap<Mapping> {
- public:
-  static void Init(Napi::Env env, Napi::Object exports) {
-    Napi::Function ctor = DefineClass(env, "Mapping", {
-      InstanceMethod<&Mapping::Buffer>("buffer"),
-      InstanceMethod<&Mapping::Read>("read"),
-      InstanceMethod<&Mapping::Write>("write"),
-      InstanceMethod<&Mapping::Load>("load"),
-      InstanceMethod<&Mapping::Store>("store"),
-      InstanceMethod<&Mapping::CompareExchange>("compareExchange"),
-      InstanceMethod<&Mapping::Add>("add"),
-      InstanceMethod<&Mapping::Load64>("load64"),
-      InstanceMethod<&Mapping::CompareExchange64>("compareExchange64"),
-      InstanceMethod<&Mapping::MutexInit>("mutexInit"),
-      InstanceMethod<&Mapping::MutexTryLock>("mutexTryLock"),
-      InstanceMethod<&Mapping::MutexLockSync>("mutexLockSync"),
-      InstanceMethod<&Mapping::MutexUnlock>("mutexUnlock"),
-      InstanceMethod<&Mapping::MutexConsistent>("mutexConsistent"),
-      InstanceMethod<&Mapping::MutexPeek>("mutexPeek"),
-      InstanceMethod<&Mapping::MutexValid>("mutexValid"),
-      InstanceMethod<&Mapping::MutexPrepareWait>("mutexPrepareWait"),
-      InstanceMethod<&Mapping::Sync>("sync"),
-      InstanceMethod<&Mapping::Release>("release"),
-    });
-    exports.Set("Mapping", ctor);
-    exports.Set("PTHREAD_MUTEX_SIZE", Napi::Number::New(env, sizeof(pthread_mutex_t)));
-  }
-
-  // new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes.
-  // new Mapping(attached): a region mapped elsewhere (a System V segment, native/sysv.cc).
-  explicit Mapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapping>(info) {
-    Napi::Env env = info.Env();
-    if (info.Length() == 1 && info[0].IsExternal()) {
-      region_ = *info[0].As<Napi::External<std::shared_ptr<Region>>>().Data();
-      napi_type_tag_object(env, info.This(), &kMappingTag);
-      info.This().As<Napi::Object>().Set("length", Napi::Number::New(env, static_cast<double>(region_->length)));
-      return;
-    }
-    int fd = ArgInt(info, 0);
-    int64_t length = ArgInt64(info, 1);
-    bool writable = info[2].ToBoolean();
-    if (length <= 0) throw Napi::RangeError::New(env, "Mapping: length must be positive");
-    void* p = mmap(nullptr, static_cast<size_t>(length), PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) ThrowErrno(env, "mmap");
-    region_ = std::make_shared<Region>(static_cast<uint8_t*>(p), static_cast<size_t>(length), writable);
-    napi_type_tag_object(env, info.This(), &kMappingTag);
-    info.This().As<Napi::Object>().Set("length", Napi::Number::New(env, static_cast<double>(length)));
-  }
-
-  std::shared_ptr<Region> region() const { return region_; }
-
- private:
-  const Region& Live(Napi::Env env) const {
-    if (!region_) throw Napi::Error::New(env, "ipckit native: the mapping was released");
-    return *region_;
-  }
-
-  const Region& Writable(Napi::Env env) const {
-    const Region& r = Live(env);
-    if (!r.writable) throw Napi::Error::New(env, "ipckit native: the mapping is read-only");
-    return r;
-  }
-
-  uint8_t* Range(Napi::Env env, int64_t offset, int64_t length) const {
-    const Region& r = Live(env);
-    if (offset < 0 || length < 0 || static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) > r.length) {
-      throw Napi::RangeError::New(env, "ipckit native: range outside the mapping");
-    }
-    return r.base + offset;
-  }
-
-  int32_t* Word(Napi::Env env, int64_t offset) const { return reinterpret_cast<int32_t*>(WordAt(env, Live(env), offset)); }
-  uint64_t* Word64(Napi::Env env, int64_t offset) const { return reinterpret_cast<uint64_t*>(BytesAt(env, Live(env), offset, 8, 8)); }
-  pthread_mutex_t* MutexAt(const Napi::CallbackInfo& info) const {
-    return reinterpret_cast<pthread_mutex_t*>(BytesAt(info.Env(), Writable(info.Env()), ArgInt64(info, 0), sizeof(pthread_mutex_t), 8));
-  }
-
-  // A new SharedArrayBuffer over the whole region; it holds its own reference.
-  Napi::Value Buffer(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const Region& r = Live(env);
-#if IPCKIT_EXTERNAL_SAB
-    if (!g_externalAllowed) throw Napi::Error::New(env, "ipckit native: this runtime does not allow external buffers");
-    if (!r.writable) throw Napi::Error::New(env, "ipckit native: a read-only mapping has no SharedArrayBuffer");
-    auto* holder = new std::shared_ptr<Region>(region_);
-    std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(
-        r.base, r.length,
-        [](void*, size_t, void* data) { delete static_cast<std::shared_ptr<Region>*>(data); },
-        holder);
-    v8::Isolate* isolate = v8::Isolate::GetCurrent();
-    v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
-    // A napi_value is a v8::Local's slot pointer (as in Node's js_native_api_v8.h).
-    v8::Local<v8::Value> value = sab;
-    return Napi::Value(env, reinterpret_cast<napi_value>(*value));
-#else
-    (void)r;
-    throw Napi::Error::New(env, "ipckit native: built without external buffers (copying path only)");
-#endif
-  }
-
-  // read(offset, dst, dstOffset, length): copies out of the region.
-  Napi::Value Read(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    ByteView dst = ArgBytes(info, 1);
-    int64_t dstOff = ArgInt64(info, 2), len = ArgInt64(info, 3);
-    if (dstOff < 0 || len < 0 || static_cast<uint64_t>(dstOff) + static_cast<uint64_t>(len) > dst.length) {
-      throw Napi::RangeError::New(env, "ipckit native: range outside the destination");
-    }
-    uint8_t* src = Range(env, ArgInt64(info, 0), len);
-    memcpy(dst.data + dstOff, src, static_cast<size_t>(len));
-    return env.Undefined();
-  }
-
-  // write(offset, src, srcOffset, length): copies into the region.
-  Napi::Value Write(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Writable(env);
-    ByteView src = ArgBytes(info, 1);
-    int64_t srcOff = ArgInt64(info, 2), len = ArgInt64(info, 3);
-    if (srcOff < 0 || len < 0 || static_cast<uint64_t>(srcOff) + static_cast<uint64_t>(len) > src.length) {
-      throw Napi::RangeError::New(env, "ipckit native: range outside the source");
-    }
-    uint8_t* dst = Range(env, ArgInt64(info, 0), len);
-    memcpy(dst, src.data + srcOff, static_cast<size_t>(len));
-    return env.Undefined();
-  }
-
-  // The 32-bit atomics of the copying path: sequentially consistent, like JS Atomics.
-  Napi::Value Load(const Napi::CallbackInfo& info) {
-    int32_t* w = Word(info.Env(), ArgInt64(info, 0));
-    return Napi::Number::New(info.Env(), __atomic_load_n(w, __ATOMIC_SEQ_CST));
-  }
-
-  Napi::Value Store(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Writable(env);
-    int32_t* w = Word(env, ArgInt64(info, 0));
-    int32_t v = static_cast<int32_t>(ArgInt64(info, 1));
-    __atomic_store_n(w, v, __ATOMIC_SEQ_CST);
-    return Napi::Number::New(env, v);
-  }
-
-  Napi::Value CompareExchange(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Writable(env);
-    int32_t* w = Word(env, ArgInt64(info, 0));
-    int32_t expected = static_cast<int32_t>(ArgInt64(info, 1));
-    int32_t replacement = static_cast<int32_t>(ArgInt64(info, 2));
-    __atomic_compare_exchange_n(w, &expected, replacement, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    return Napi::Number::New(env, expected);  // the old value, as Atomics.compareExchange returns
-  }
-
-  Napi::Value Add(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Writable(env);
-    int32_t* w = Word(env, ArgInt64(info, 0));
-    int32_t delta = static_cast<int32_t>(ArgInt64(info, 1));
-    // Wrapping add on the unsigned value (signed overflow is undefined in C).
-    uint32_t old = __atomic_fetch_add(reinterpret_cast<uint32_t*>(w), static_cast<uint32_t>(delta), __ATOMIC_SEQ_CST);
-    return Napi::Number::New(env, static_cast<int32_t>(old));
-  }
-
-  // load64(offset) -> bigint (unsigned).
-  Napi::Value Load64(const Napi::CallbackInfo& info) {
-    uint64_t* w = Word64(info.Env(), ArgInt64(info, 0));
-    return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(__atomic_load_n(w, __ATOMIC_SEQ_CST)));
-  }
-
-  // compareExchange64(offset, expected, replacement) -> the old value (bigint, unsigned).
-  Napi::Value CompareExchange64(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Writable(env);
-    uint64_t* w = Word64(env, ArgInt64(info, 0));
-    uint64_t expected = ArgU64(info, 1);
-    uint64_t replacement = ArgU64(info, 2);
-    __atomic_compare_exchange_n(w, &expected, replacement, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    return Napi::BigInt::New(env, expected);
-  }
-
-  // mutexInit(offset): a robust, process-shared, normal mutex at offset (the creator only).
-  Napi::Value MutexInit(const Napi::CallbackInfo& info) {
-    int err = robust::InitShared(MutexAt(info));
-    if (err != 0) ThrowErrno(info.Env(), err, "pthread_mutex_init");
-    return info.Env().Undefined();
-  }
-
-  void Held(int delta) { region_->heldMutexes.fetch_add(delta); }
-
-  // mutexTryLock(offset, contended) -> 0 (locked), -EOWNERDEAD (locked; the previous owner
-  // died), -EBUSY, -ENOTRECOVERABLE, -EUCLEAN (the mutex's type is corrupt: nothing was
-  // done), or another -errno. Locks for the calling thread (robust_mutex.h: glibc's
-  // protocol, without trusting the links in shared memory). `contended`: we waited for it.
-  Napi::Value MutexTryLock(const Napi::CallbackInfo& info) {
-    pthread_mutex_t* m = MutexAt(info);
-    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
-    int err = robust::TryLock(m, info.Length() > 1 && info[1].ToBoolean());
-    if (err == 0 || err == EOWNERDEAD) Held(+1);
-    return Napi::Number::New(info.Env(), -err);
-  }
-
-  // mutexLockSync(offset, ms) -> like mutexTryLock, waiting up to ms (< 0: no limit) on the
-  // calling thread (-ETIMEDOUT): trylock, then a futex wait on the word with FUTEX_WAITERS
-  // announced, as glibc's own lock does. For workers and scripts; TypeScript calls it in slices.
-  Napi::Value MutexLockSync(const Napi::CallbackInfo& info) {
-    pthread_mutex_t* m = MutexAt(info);
-    double ms = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
-    int64_t deadline = DeadlineAfterMs(ms);
-    for (bool contended = false;; contended = true) {
-      if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
-      int err = robust::TryLock(m, contended);
-      if (err == 0 || err == EOWNERDEAD) Held(+1);
-      if (err != EBUSY) return Napi::Number::New(info.Env(), -err);
-      int64_t v = PrepareWait(reinterpret_cast<uint32_t*>(m));
-      if (v < 0) {
-        // Free again (or its owner died): try at once, within the deadline.
-        if (deadline >= 0 && MonotonicNs() >= deadline) return Napi::Number::New(info.Env(), -ETIMEDOUT);
-        continue;
-      }
-      if (FutexWaitShared(reinterpret_cast<uint32_t*>(m), static_cast<uint32_t>(v), deadline) == -ETIMEDOUT) {
-        return Napi::Number::New(info.Env(), -ETIMEDOUT);
-      }
-    }
-  }
-
-  // mutexUnlock(offset) -> 0; 1 (unlocked, but another process had overwritten the mutex:
-  // its list links or its type); 2 (this thread held it, but its word now names another
-  // owner: taken off this thread's list, the word left alone); -EPERM (this thread does
-  // not own it; nothing changed); -EUCLEAN (its type is corrupt and only glibc could
-  // unlock it here: nothing was called).
-  Napi::Value MutexUnlock(const Napi::CallbackInfo& info) {
-    pthread_mutex_t* m = MutexAt(info);
-    int r = robust::Unlock(m, MutexKindOk(m));
-    if (r >= 0 && region_->heldMutexes.load() > 0) Held(-1);
-    return Napi::Number::New(info.Env(), r);
-  }
-
-  Napi::Value MutexConsistent(const Napi::CallbackInfo& info) {
-    pthread_mutex_t* m = MutexAt(info);
-    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
-    return Napi::Number::New(info.Env(), -pthread_mutex_consistent(m));
-  }
-
-  // mutexValid(offset): whether the mutex at offset has the type mutexInit gives.
-  Napi::Value MutexValid(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), MutexKindOk(MutexAt(info))); }
-
-  // mutexPeek(offset) -> [futex word, owner field]: glibc's pthread_mutex_t starts with
-  // `int __lock; unsigned __count; int __owner;` (bits/struct_mutex.h). A snapshot for
-  // diagnostics, taken without locking (locking a mutex whose owner died would change it).
-  Napi::Value MutexPeek(const Napi::CallbackInfo& info) {
-    pthread_mutex_t* m = MutexAt(info);
-    Napi::Array out = Napi::Array::New(info.Env(), 2);
-    out.Set(0u, Napi::Number::New(info.Env(), __atomic_load_n(reinterpret_cast<uint32_t*>(&m->__data.__lock), __ATOMIC_ACQUIRE)));
-    out.Set(1u, Napi::Number::New(info.Env(), __atomic_load_n(&m->__data.__owner, __ATOMIC_ACQUIRE)));
-    return out;
-  }
-
-  // mutexPrepareWait(offset) -> -1 if the mutex has no owner now (unlocked, or its owner
-  // died: try to lock it), else the futex word's value to wait on, with FUTEX_WAITERS set
-  // (announced as glibc's own lock does, so the owner's unlock wakes a waiter).
-  Napi::Value MutexPrepareWait(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(PrepareWait(reinterpret_cast<uint32_t*>(MutexAt(info)))));
-  }
-
-  // sync(async): msync the whole region (for mapped files that must reach the disk).
-  Napi::Value Sync(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const Region& r = Live(env);
-    if (msync(r.base, r.length, info[0].ToBoolean() ? MS_ASYNC : MS_SYNC) != 0) ThrowErrno(env, "msync");
-    return env.Undefined();
-  }
-
-  // Drops the handle's reference; buffers, waits and exit actions still using it keep the
-  // pages mapped (and a mutex this thread holds keeps them mapped for good: region.h).
-  Napi::Value Release(const Napi::CallbackInfo& info) {
-    region_.reset();
-    return info.Env().Undefined();
-  }
-
-  std::shared_ptr<Region> region_;
+// Mapping handles are numbers: indexes into this thread's table of regions, with a
+// generation so that a released one is refused, never confused with the slot's next user.
+// Not a native object per handle (ObjectWrap): Node 20 runs Node-API finalizers only when
+// the event loop turns, so a loop that opened and closed segments without turning it kept
+// every closed handle's native half (about 180 bytes; 18 MB per 100,000) until it did.
+// mapRelease frees the slot at once; a handle never released stays until its thread ends
+// (the table goes with the thread, a worker's too), as a descriptor never closed does.
+struct RegionSlot {
+  std::shared_ptr<Region> region;
+  uint32_t generation = 0;
 };
+struct RegionTable {
+  std::vector<RegionSlot> slots;
+  std::vector<uint32_t> free;
+};
+thread_local RegionTable t_regions;
+constexpr uint64_t kIndexBits = 24;  // 16M live mappings per thread; generation: 29 bits (ids < 2^53)
+constexpr uint64_t kIndexMask = (uint64_t{1} << kIndexBits) - 1;
+constexpr uint32_t kGenerationMask = (uint32_t{1} << 29) - 1;
+
+// The live region of the handle in argument `i` (a reference into the table, valid for
+// the call); throws a TypeError for anything but a handle, an Error for a released one.
+const std::shared_ptr<Region>& Slot(Napi::Env env, Napi::Value value) {
+  if (!value.IsNumber()) throw Napi::TypeError::New(env, "ipckit native: expected a mapping handle");
+  double d = value.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<uint64_t>(d))) {
+    throw Napi::TypeError::New(env, "ipckit native: expected a mapping handle");
+  }
+  uint64_t id = static_cast<uint64_t>(d);
+  uint64_t index = id & kIndexMask;
+  RegionTable& t = t_regions;
+  if (index >= t.slots.size() || !t.slots[index].region || t.slots[index].generation != (id >> kIndexBits)) {
+    throw Napi::Error::New(env, "ipckit native: the mapping was released");
+  }
+  return t.slots[index].region;
+}
+
+const Region& Live(const Napi::CallbackInfo& info) { return *Slot(info.Env(), info[0]); }
+
+const Region& Writable(const Napi::CallbackInfo& info) {
+  const Region& r = Live(info);
+  if (!r.writable) throw Napi::Error::New(info.Env(), "ipckit native: the mapping is read-only");
+  return r;
+}
+
+uint8_t* Range(Napi::Env env, const Region& r, int64_t offset, int64_t length) {
+  if (offset < 0 || length < 0 || static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) > r.length) {
+    throw Napi::RangeError::New(env, "ipckit native: range outside the mapping");
+  }
+  return r.base + offset;
+}
+
+// The word or mutex at the offset in argument 1 of a call whose argument 0 is a handle.
+int32_t* Word(const Napi::CallbackInfo& info, const Region& r) { return reinterpret_cast<int32_t*>(WordAt(info.Env(), r, ArgInt64(info, 1))); }
+uint64_t* Word64(const Napi::CallbackInfo& info, const Region& r) { return reinterpret_cast<uint64_t*>(BytesAt(info.Env(), r, ArgInt64(info, 1), 8, 8)); }
+pthread_mutex_t* MutexAt(const Napi::CallbackInfo& info, const Region& r) {
+  return reinterpret_cast<pthread_mutex_t*>(BytesAt(info.Env(), r, ArgInt64(info, 1), sizeof(pthread_mutex_t), 8));
+}
+pthread_mutex_t* MutexAt(const Napi::CallbackInfo& info) { return MutexAt(info, Writable(info)); }
+
+// mapOpen(fd, length, writable) -> handle: mmap(MAP_SHARED) of the first `length` bytes.
+Napi::Value MapOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0);
+  int64_t length = ArgInt64(info, 1);
+  bool writable = info[2].ToBoolean();
+  if (length <= 0) throw Napi::RangeError::New(env, "mapOpen: length must be positive");
+  void* p = mmap(nullptr, static_cast<size_t>(length), PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) ThrowErrno(env, "mmap");
+  return Napi::Number::New(env, AddRegion(env, std::make_shared<Region>(static_cast<uint8_t*>(p), static_cast<size_t>(length), writable)));
+}
+
+// mapLength(handle) -> bytes mapped.
+Napi::Value MapLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(Live(info).length)); }
+
+// mapBuffer(handle) -> a new SharedArrayBuffer over the whole region; it holds its own reference.
+Napi::Value MapBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::shared_ptr<Region>& region = Slot(env, info[0]);
+  const Region& r = *region;
+#if IPCKIT_EXTERNAL_SAB
+  if (!g_externalAllowed) throw Napi::Error::New(env, "ipckit native: this runtime does not allow external buffers");
+  if (!r.writable) throw Napi::Error::New(env, "ipckit native: a read-only mapping has no SharedArrayBuffer");
+  auto* holder = new std::shared_ptr<Region>(region);
+  std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(
+      r.base, r.length,
+      [](void*, size_t, void* data) { delete static_cast<std::shared_ptr<Region>*>(data); },
+      holder);
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
+  // A napi_value is a v8::Local's slot pointer (as in Node's js_native_api_v8.h).
+  v8::Local<v8::Value> value = sab;
+  return Napi::Value(env, reinterpret_cast<napi_value>(*value));
+#else
+  (void)r;
+  throw Napi::Error::New(env, "ipckit native: built without external buffers (copying path only)");
+#endif
+}
+
+// mapRead(handle, offset, dst, dstOffset, length): copies out of the region.
+Napi::Value MapRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Region& r = Live(info);
+  ByteView dst = ArgBytes(info, 2);
+  int64_t dstOff = ArgInt64(info, 3), len = ArgInt64(info, 4);
+  if (dstOff < 0 || len < 0 || static_cast<uint64_t>(dstOff) + static_cast<uint64_t>(len) > dst.length) {
+    throw Napi::RangeError::New(env, "ipckit native: range outside the destination");
+  }
+  uint8_t* src = Range(env, r, ArgInt64(info, 1), len);
+  memcpy(dst.data + dstOff, src, static_cast<size_t>(len));
+  return env.Undefined();
+}
+
+// mapWrite(handle, offset, src, srcOffset, length): copies into the region.
+Napi::Value MapWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Region& r = Writable(info);
+  ByteView src = ArgBytes(info, 2);
+  int64_t srcOff = ArgInt64(info, 3), len = ArgInt64(info, 4);
+  if (srcOff < 0 || len < 0 || static_cast<uint64_t>(srcOff) + static_cast<uint64_t>(len) > src.length) {
+    throw Napi::RangeError::New(env, "ipckit native: range outside the source");
+  }
+  uint8_t* dst = Range(env, r, ArgInt64(info, 1), len);
+  memcpy(dst, src.data + srcOff, static_cast<size_t>(len));
+  return env.Undefined();
+}
+
+// The 32-bit atomics of the copying path, (handle, offset, ...): sequentially consistent, like JS Atomics.
+Napi::Value MapLoad(const Napi::CallbackInfo& info) {
+  int32_t* w = Word(info, Live(info));
+  return Napi::Number::New(info.Env(), __atomic_load_n(w, __ATOMIC_SEQ_CST));
+}
+
+Napi::Value MapStore(const Napi::CallbackInfo& info) {
+  int32_t* w = Word(info, Writable(info));
+  int32_t v = static_cast<int32_t>(ArgInt64(info, 2));
+  __atomic_store_n(w, v, __ATOMIC_SEQ_CST);
+  return Napi::Number::New(info.Env(), v);
+}
+
+Napi::Value MapCompareExchange(const Napi::CallbackInfo& info) {
+  int32_t* w = Word(info, Writable(info));
+  int32_t expected = static_cast<int32_t>(ArgInt64(info, 2));
+  int32_t replacement = static_cast<int32_t>(ArgInt64(info, 3));
+  __atomic_compare_exchange_n(w, &expected, replacement, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  return Napi::Number::New(info.Env(), expected);  // the old value, as Atomics.compareExchange returns
+}
+
+Napi::Value MapAdd(const Napi::CallbackInfo& info) {
+  int32_t* w = Word(info, Writable(info));
+  int32_t delta = static_cast<int32_t>(ArgInt64(info, 2));
+  // Wrapping add on the unsigned value (signed overflow is undefined in C).
+  uint32_t old = __atomic_fetch_add(reinterpret_cast<uint32_t*>(w), static_cast<uint32_t>(delta), __ATOMIC_SEQ_CST);
+  return Napi::Number::New(info.Env(), static_cast<int32_t>(old));
+}
+
+// mapLoad64(handle, offset) -> bigint (unsigned).
+Napi::Value MapLoad64(const Napi::CallbackInfo& info) {
+  uint64_t* w = Word64(info, Live(info));
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(__atomic_load_n(w, __ATOMIC_SEQ_CST)));
+}
+
+// mapCompareExchange64(handle, offset, expected, replacement) -> the old value (bigint, unsigned).
+Napi::Value MapCompareExchange64(const Napi::CallbackInfo& info) {
+  uint64_t* w = Word64(info, Writable(info));
+  uint64_t expected = ArgU64(info, 2);
+  uint64_t replacement = ArgU64(info, 3);
+  __atomic_compare_exchange_n(w, &expected, replacement, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  return Napi::BigInt::New(info.Env(), expected);
+}
+
+// mutexInit(handle, offset): a robust, process-shared, normal mutex at offset (the creator only).
+Napi::Value MutexInit(const Napi::CallbackInfo& info) {
+  int err = robust::InitShared(MutexAt(info));
+  if (err != 0) ThrowErrno(info.Env(), err, "pthread_mutex_init");
+  return info.Env().Undefined();
+}
+
+// mutexTryLock(handle, offset, contended) -> 0 (locked), -EOWNERDEAD (locked; the previous
+// owner died), -EBUSY, -ENOTRECOVERABLE, -EUCLEAN (the mutex's type is corrupt: nothing was
+// done), or another -errno. Locks for the calling thread (robust_mutex.h: glibc's
+// protocol, without trusting the links in shared memory). `contended`: we waited for it.
+Napi::Value MutexTryLock(const Napi::CallbackInfo& info) {
+  const Region& r = Writable(info);
+  pthread_mutex_t* m = MutexAt(info, r);
+  if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
+  int err = robust::TryLock(m, info.Length() > 2 && info[2].ToBoolean());
+  if (err == 0 || err == EOWNERDEAD) const_cast<Region&>(r).heldMutexes.fetch_add(1);
+  return Napi::Number::New(info.Env(), -err);
+}
+
+// mutexLockSync(handle, offset, ms) -> like mutexTryLock, waiting up to ms (< 0: no limit) on
+// the calling thread (-ETIMEDOUT): trylock, then a futex wait on the word with FUTEX_WAITERS
+// announced, as glibc's own lock does. For workers and scripts; TypeScript calls it in slices.
+Napi::Value MutexLockSync(const Napi::CallbackInfo& info) {
+  const Region& r = Writable(info);
+  pthread_mutex_t* m = MutexAt(info, r);
+  double ms = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  int64_t deadline = DeadlineAfterMs(ms);
+  for (bool contended = false;; contended = true) {
+    if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
+    int err = robust::TryLock(m, contended);
+    if (err == 0 || err == EOWNERDEAD) const_cast<Region&>(r).heldMutexes.fetch_add(1);
+    if (err != EBUSY) return Napi::Number::New(info.Env(), -err);
+    int64_t v = PrepareWait(reinterpret_cast<uint32_t*>(m));
+    if (v < 0) {
+      // Free again (or its owner died): try at once, within the deadline.
+      if (deadline >= 0 && MonotonicNs() >= deadline) return Napi::Number::New(info.Env(), -ETIMEDOUT);
+      continue;
+    }
+    if (FutexWaitShared(reinterpret_cast<uint32_t*>(m), static_cast<uint32_t>(v), deadline) == -ETIMEDOUT) {
+      return Napi::Number::New(info.Env(), -ETIMEDOUT);
+    }
+  }
+}
+
+// mutexUnlock(handle, offset) -> 0; 1 (unlocked, but another process had overwritten the
+// mutex: its list links or its type); 2 (this thread held it, but its word now names another
+// owner: taken off this thread's list, the word left alone); -EPERM (this thread does
+// not own it; nothing changed); -EUCLEAN (its type is corrupt and only glibc could
+// unlock it here: nothing was called).
+Napi::Value MutexUnlock(const Napi::CallbackInfo& info) {
+  const Region& r = Writable(info);
+  pthread_mutex_t* m = MutexAt(info, r);
+  int result = robust::Unlock(m, MutexKindOk(m));
+  if (result >= 0 && r.heldMutexes.load() > 0) const_cast<Region&>(r).heldMutexes.fetch_sub(1);
+  return Napi::Number::New(info.Env(), result);
+}
+
+Napi::Value MutexConsistent(const Napi::CallbackInfo& info) {
+  pthread_mutex_t* m = MutexAt(info);
+  if (!MutexKindOk(m)) return Napi::Number::New(info.Env(), -EUCLEAN);
+  return Napi::Number::New(info.Env(), -pthread_mutex_consistent(m));
+}
+
+// mutexValid(handle, offset): whether the mutex at offset has the type mutexInit gives.
+Napi::Value MutexValid(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), MutexKindOk(MutexAt(info))); }
+
+// mutexPeek(handle, offset) -> [futex word, owner field]: glibc's pthread_mutex_t starts with
+// `int __lock; unsigned __count; int __owner;` (bits/struct_mutex.h). A snapshot for
+// diagnostics, taken without locking (locking a mutex whose owner died would change it).
+Napi::Value MutexPeek(const Napi::CallbackInfo& info) {
+  pthread_mutex_t* m = MutexAt(info);
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, Napi::Number::New(info.Env(), __atomic_load_n(reinterpret_cast<uint32_t*>(&m->__data.__lock), __ATOMIC_ACQUIRE)));
+  out.Set(1u, Napi::Number::New(info.Env(), __atomic_load_n(&m->__data.__owner, __ATOMIC_ACQUIRE)));
+  return out;
+}
+
+// mutexPrepareWait(handle, offset) -> -1 if the mutex has no owner now (unlocked, or its
+// owner died: try to lock it), else the futex word's value to wait on, with FUTEX_WAITERS
+// set (announced as glibc's own lock does, so the owner's unlock wakes a waiter).
+Napi::Value MutexPrepareWait(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(PrepareWait(reinterpret_cast<uint32_t*>(MutexAt(info)))));
+}
+
+// mapSync(handle, async): msync the whole region (for mapped files that must reach the disk).
+Napi::Value MapSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Region& r = Live(info);
+  if (msync(r.base, r.length, info[1].ToBoolean() ? MS_ASYNC : MS_SYNC) != 0) ThrowErrno(env, "msync");
+  return env.Undefined();
+}
+
+// Private zero pages in place of the region's shared ones (MAP_FIXED replaces the mapping,
+// as shmDetach does for System V), if nothing but the SharedArrayBuffer made for its
+// owner (`buffers` at most) holds it: no futex wait, watch or exit action (each holds a
+// reference), no robust mutex this thread holds in it (the kernel walks those at the
+// thread's exit). The garbage collector frees a closed object's buffer when it likes (a
+// loop that opens and closes pools kept 120 MB of their pages); its address range stays
+// reserved until then, but no memory. Returns whether it was done.
+bool DiscardPages(const std::shared_ptr<Region>& r, long buffers) {
+  if (r.use_count() > 1 + buffers || r->heldMutexes.load() != 0 || r->unmap.load() != Region::Unmap::Munmap) return false;
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t length = (r->length + page - 1) / page * page;
+  return mmap(r->base, length, PROT_READ | (r->writable ? PROT_WRITE : 0), MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED;
+}
+
+// mapRelease(handle, discard): drops the handle's reference and frees its slot; buffers,
+// waits and exit actions still using the region keep the pages mapped (and a mutex this
+// thread holds keeps them mapped for good: region.h). `discard`: the owner is closed for
+// good and its one SharedArrayBuffer is its own: let the pages go now (DiscardPages).
+// Idempotent: a released handle is ignored.
+Napi::Value MapRelease(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "ipckit native: expected a mapping handle");
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  if (d >= 0 && d <= 9007199254740991.0) {
+    uint64_t id = static_cast<uint64_t>(d);
+    uint64_t index = id & kIndexMask;
+    RegionTable& t = t_regions;
+    if (index < t.slots.size() && t.slots[index].region && t.slots[index].generation == (id >> kIndexBits)) {
+      std::shared_ptr<Region> region = std::move(t.slots[index].region);
+      if (info[1].ToBoolean()) DiscardPages(region, 1);
+      region.reset();
+      t.slots[index].generation = (t.slots[index].generation + 1) & kGenerationMask;
+      t.free.push_back(static_cast<uint32_t>(index));
+    }
+  }
+  return env.Undefined();
+}
+
+// mapsLive() -> handles of this thread not released yet (tests: none left behind).
+Napi::Value MapsLive(const Napi::CallbackInfo& info) {
+  const RegionTable& t = t_regions;
+  return Napi::Number::New(info.Env(), static_cast<double>(t.slots.size() - t.free.size()));
+}
 
 Napi::Value ShmOpen(const Napi::CallbackInfo& info) {
   std::string name = ArgString(info, 0);
@@ -425,19 +451,36 @@ uint8_t* BytesAt(Napi::Env env, const Region& region, int64_t byteOffset, size_t
   return region.base + byteOffset;
 }
 
-std::shared_ptr<Region> RegionOf(Napi::Env env, Napi::Value value) {
-  bool tagged = false;
-  if (!value.IsObject() || napi_check_object_type_tag(env, value, &kMappingTag, &tagged) != napi_ok || !tagged) {
-    throw Napi::TypeError::New(env, "ipckit native: expected a Mapping");
+double AddRegion(Napi::Env env, std::shared_ptr<Region> region) {
+  RegionTable& t = t_regions;
+  uint32_t index;
+  if (!t.free.empty()) {
+    index = t.free.back();
+    t.free.pop_back();
+  } else {
+    index = static_cast<uint32_t>(t.slots.size());
+    if (index > kIndexMask) throw Napi::Error::New(env, "ipckit native: too many mappings in one thread");
+    t.slots.emplace_back();
   }
-  std::shared_ptr<Region> r = Mapping::Unwrap(value.As<Napi::Object>())->region();
-  if (!r) throw Napi::Error::New(env, "ipckit native: the mapping was released");
-  return r;
+  t.slots[index].region = std::move(region);
+  return static_cast<double>((static_cast<uint64_t>(t.slots[index].generation) << kIndexBits) | index);
 }
+
+std::shared_ptr<Region> RegionOf(Napi::Env env, Napi::Value value) { return Slot(env, value); }
 
 void InitShm(Napi::Env env, Napi::Object exports) {
   g_externalAllowed = ProbeExternalBuffers(env);
-  Mapping::Init(env, exports);
+  exports.Set("PTHREAD_MUTEX_SIZE", Napi::Number::New(env, sizeof(pthread_mutex_t)));
+  const std::pair<const char*, Napi::Function::Callback> functions[] = {
+      {"mapOpen", MapOpen}, {"mapLength", MapLength}, {"mapBuffer", MapBuffer}, {"mapRead", MapRead},
+      {"mapWrite", MapWrite}, {"mapLoad", MapLoad}, {"mapStore", MapStore}, {"mapCompareExchange", MapCompareExchange},
+      {"mapAdd", MapAdd}, {"mapLoad64", MapLoad64}, {"mapCompareExchange64", MapCompareExchange64},
+      {"mutexInit", MutexInit}, {"mutexTryLock", MutexTryLock}, {"mutexLockSync", MutexLockSync},
+      {"mutexUnlock", MutexUnlock}, {"mutexConsistent", MutexConsistent}, {"mutexValid", MutexValid},
+      {"mutexPeek", MutexPeek}, {"mutexPrepareWait", MutexPrepareWait}, {"mapSync", MapSync},
+      {"mapRelease", MapRelease}, {"mapsLive", MapsLive},
+  };
+  for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
   exports.Set("shmOpen", Napi::Function::New(env, ShmOpen, "shmOpen"));
   exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink, "shmUnlink"));
   exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));

@@ -290,9 +290,9 @@ Napi::Value ShmGet(const Napi::CallbackInfo& info) {
   return Num(info.Env(), id);
 }
 
-// shmAttach(id, readOnly) -> the attached segment, for `new Mapping(attached)` (native/shm.cc):
-// a region whose unmapper is shmdt, run when the last reference to it goes (the Mapping
-// handle, every SharedArrayBuffer made from it, every futex wait on it).
+// shmAttach(id, readOnly) -> a mapping handle (native/shm.cc) of the attached segment: a
+// region whose unmapper is shmdt, run when the last reference to it goes (the handle,
+// every SharedArrayBuffer made from it, every futex wait on it).
 Napi::Value ShmAttach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int id = ArgInt(info, 0);
@@ -302,11 +302,10 @@ Napi::Value ShmAttach(const Napi::CallbackInfo& info) {
   void* p = shmat(id, nullptr, readOnly ? SHM_RDONLY : 0);
   if (p == reinterpret_cast<void*>(-1)) ThrowErrno(env, "shmat");
   // The size is read before attaching: a segment's size never changes once made.
-  auto* region = new std::shared_ptr<Region>(std::make_shared<Region>(static_cast<uint8_t*>(p), d.shm_segsz, !readOnly, Region::Unmap::Shmdt));
-  return Napi::External<std::shared_ptr<Region>>::New(env, region, [](Napi::Env, std::shared_ptr<Region>* r) { delete r; });
+  return Napi::Number::New(env, AddRegion(env, std::make_shared<Region>(static_cast<uint8_t*>(p), d.shm_segsz, !readOnly, Region::Unmap::Shmdt)));
 }
 
-// shmDetach(mapping): detaches the segment of a Mapping made by shmAttach now, as shmdt does,
+// shmDetach(handle): detaches the segment of a mapping made by shmAttach now, as shmdt does,
 // by putting private zero pages at the same addresses (mmap MAP_FIXED replaces the
 // attachment, and the kernel's shm_close runs for it). A SharedArrayBuffer still held over
 // them stays valid memory, no longer the segment's, until it is garbage and the region is

@@ -6,7 +6,8 @@
  * mapping; 64-bit words are at 8-byte aligned indexes.
  */
 import { decodeScratch } from '../core/codec.js';
-import { native, type FutexResult, type NativeMapping } from '../os/native.js';
+import type { Mapping } from '../os/mapping.js';
+import { native, type FutexResult } from '../os/native.js';
 import { atThreadExit, blockingWait, FutexWord, watchWord, type WordWatch } from './waits.js';
 
 // A message copied out of a mapping owns its memory: its ArrayBuffer holds that message and
@@ -22,7 +23,7 @@ import { atThreadExit, blockingWait, FutexWord, watchWord, type WordWatch } from
 /** Byte and word access to a mapping, plus futex wait and wake on its words. */
 export abstract class Memory {
   constructor(
-    readonly mapping: NativeMapping,
+    readonly mapping: Mapping,
     readonly length: number,
   ) {}
   abstract readonly external: boolean;
@@ -67,7 +68,7 @@ export abstract class Memory {
 
   /** Wakes up to `count` waiters on the word (any process; < 0: all). */
   wake(index: number, count: number): number {
-    return native.futexWake(this.mapping, index * 4, count);
+    return native.futexWake(this.mapping.handle, index * 4, count);
   }
 
   /** One blocking wait of at most a slice while the word equals `expected` (see waits.ts). */
@@ -97,7 +98,7 @@ class SharedArrayMemory extends Memory {
   readonly u8: Uint8Array;
   readonly i64: BigInt64Array;
 
-  constructor(mapping: NativeMapping, readonly sab: SharedArrayBuffer) {
+  constructor(mapping: Mapping, readonly sab: SharedArrayBuffer) {
     super(mapping, sab.byteLength);
     this.i32 = new Int32Array(sab, 0, Math.floor(sab.byteLength / 4));
     this.u8 = new Uint8Array(sab);
@@ -195,6 +196,6 @@ class CopyingMemory extends Memory {
  * The Memory of a mapping: over `sab` when there is one and a typed array can span it
  * (at most buffer.constants.MAX_LENGTH bytes, 4 GiB in Node 20), else the copying path.
  */
-export function memoryOf(mapping: NativeMapping, size: number, sab: SharedArrayBuffer | undefined, maxTypedArray: number): Memory {
+export function memoryOf(mapping: Mapping, size: number, sab: SharedArrayBuffer | undefined, maxTypedArray: number): Memory {
   return sab !== undefined && size <= maxTypedArray ? new SharedArrayMemory(mapping, sab) : new CopyingMemory(mapping, size);
 }

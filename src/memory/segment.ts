@@ -16,7 +16,8 @@ import { constants as bufferConstants } from 'node:buffer';
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { errnoOf, IpcError, sys, toIpcError } from '../core/errors.js';
-import { native, type NativeMapping, type NativeStat } from '../os/native.js';
+import { Mapping } from '../os/mapping.js';
+import { native, type NativeStat } from '../os/native.js';
 import { checkOwner, createMode, fileTypeName, type CreateModeOptions, type OwnerCheckOptions } from '../os/permissions.js';
 import * as validate from '../core/validate.js';
 import { memoryOf, type Memory } from './memory.js';
@@ -57,7 +58,7 @@ export function ownerOptions(options: OwnerCheckOptions): OwnerCheckOptions {
 
 /** A mapped object: the descriptor, the mapping, and the Memory over it. */
 export class Segment {
-  readonly mapping: NativeMapping;
+  readonly mapping: Mapping;
   readonly mem: Memory;
   /** The SharedArrayBuffer over the pages (undefined on the copying path and for read-only mappings). */
   readonly sab: SharedArrayBuffer | undefined;
@@ -76,7 +77,7 @@ export class Segment {
     readonly name: string,
     /** Where it lives in the file system (`/dev/shm/jobs`, or the file's path). */
     readonly path: string,
-    source: number | NativeMapping,
+    source: number | Mapping,
     /** Bytes mapped. */
     readonly size: number,
     readonly readOnly: boolean,
@@ -86,7 +87,7 @@ export class Segment {
   ) {
     const fd = typeof source === 'number' ? source : -1;
     this.#fd = fd;
-    this.mapping = typeof source === 'number' ? sys(`map ${path}`, () => new native.Mapping(fd, size, !readOnly), { path }) : source;
+    this.mapping = typeof source === 'number' ? sys(`map ${path}`, () => Mapping.open(fd, size, !readOnly), { path }) : source;
     this.sab = external && !readOnly ? this.mapping.buffer() : undefined;
     // A typed array spans at most MAX_LENGTH bytes (4 GiB in Node 20): past that, the
     // native accessors are used; `sab` still works for views of parts of it.
@@ -135,11 +136,16 @@ export class Segment {
     return this.#fd < 0 || native.fstat(this.#fd).size >= this.size;
   }
 
-  /** Releases the descriptor and our reference to the mapping (views and waits keep the pages). Idempotent. */
-  close(): void {
+  /**
+   * Releases the descriptor and our reference to the mapping (views and waits keep the
+   * pages). `discardPages`, for objects that never hand their buffer out (pool, mutex, work
+   * queue): their memory goes back now, not when the garbage collector frees the buffer
+   * (Mapping.release). Idempotent.
+   */
+  close(discardPages = false): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.mapping.release();
+    this.mapping.release(discardPages);
     this.#keepFd();
     if (this.#fd >= 0) native.close(this.#fd);
   }

@@ -19,7 +19,8 @@
 import { isMainThread } from 'node:worker_threads';
 import { cancellableWait } from '../core/channel.js';
 import { abortedError, IpcError, toIpcError } from '../core/errors.js';
-import { native, type FutexResult, type NativeFutexWaiters, type NativeMapping } from '../os/native.js';
+import type { Mapping } from '../os/mapping.js';
+import { native, type FutexResult, type NativeFutexWaiters } from '../os/native.js';
 import * as validate from '../core/validate.js';
 
 /** Longest single sleep of a wait (ms): between two, liveness and sizes are checked, and a worker can be terminated. */
@@ -77,8 +78,8 @@ export class FutexWord {
   readonly #id: number;
   #closed = false;
 
-  constructor(mapping: NativeMapping, byteOffset: number) {
-    this.#id = this.#waiters.word(mapping, byteOffset);
+  constructor(mapping: Mapping, byteOffset: number) {
+    this.#id = this.#waiters.word(mapping.handle, byteOffset);
   }
 
   /**
@@ -111,9 +112,9 @@ export interface WordWatch {
   close(): void;
 }
 
-export function watchWord(mapping: NativeMapping, byteOffset: number, sliceMs: number, report: (result: FutexResult) => void): WordWatch {
+export function watchWord(mapping: Mapping, byteOffset: number, sliceMs: number, report: (result: FutexResult) => void): WordWatch {
   const w = futexWaiters();
-  const id = startWait('watch a futex word', () => w.watch(mapping, byteOffset, sliceMs));
+  const id = startWait('watch a futex word', () => w.watch(mapping.handle, byteOffset, sliceMs));
   callbacks.set(id, report);
   let closed = false;
   return {
@@ -134,10 +135,10 @@ export function watchWord(mapping: NativeMapping, byteOffset: number, sliceMs: n
  * is bumped and woken. Returns the function that withdraws it. In the main thread nothing
  * is needed: the process's exit is what peers see.
  */
-export function atThreadExit(mapping: NativeMapping, byteOffset: number, expected: number, replacement: number, signalByteOffset: number): () => void {
+export function atThreadExit(mapping: Mapping, byteOffset: number, expected: number, replacement: number, signalByteOffset: number): () => void {
   if (isMainThread) return () => {};
   const w = futexWaiters();
-  const id = w.atExitSwap(mapping, byteOffset, expected, replacement, signalByteOffset);
+  const id = w.atExitSwap(mapping.handle, byteOffset, expected, replacement, signalByteOffset);
   return () => w.cancelAtExit(id);
 }
 
@@ -153,8 +154,8 @@ export function closeAtThreadExit(fd: number): () => void {
  * The blocking wait: one futex wait of at most SLICE_MS (and at most `timeoutMs`) while
  * the word equals `expected`. WOKEN, NOT_EQUAL, TIMED_OUT or -errno. Callers loop.
  */
-export function blockingWait(mapping: NativeMapping, byteOffset: number, expected: number, timeoutMs: number = SLICE_MS): FutexResult {
-  return native.futexWait(mapping, byteOffset, expected, Math.max(0, Math.min(SLICE_MS, timeoutMs)));
+export function blockingWait(mapping: Mapping, byteOffset: number, expected: number, timeoutMs: number = SLICE_MS): FutexResult {
+  return native.futexWait(mapping.handle, byteOffset, expected, Math.max(0, Math.min(SLICE_MS, timeoutMs)));
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -167,7 +168,7 @@ export function sleepSync(ms: number): void {
 export type Attempt<R> =
   | { done: R }
   /** Sleep until the word at `byteOffset` of `mapping` is no longer `seq` (or a slice passes). */
-  | { sleepOn: { mapping: NativeMapping; byteOffset: number; seq: number } }
+  | { sleepOn: { mapping: Mapping; byteOffset: number; seq: number } }
   /** Nothing to sleep on: try again after `ms`. */
   | { retryAfter: number };
 
@@ -185,7 +186,7 @@ export interface UntilOptions {
  */
 export function untilReady<R>(what: string, attempt: (deep: boolean) => Attempt<R>, options: UntilOptions): Promise<R> {
   return cancellableWait<R>(what, options.signal === undefined ? undefined : { signal: options.signal }, (resolve, reject) => {
-    let watch: { mapping: NativeMapping; byteOffset: number; w: WordWatch } | undefined;
+    let watch: { mapping: Mapping; byteOffset: number; w: WordWatch } | undefined;
     let timer: NodeJS.Timeout | undefined;
     let ended = false;
     const stop = (): void => {

@@ -133,121 +133,80 @@ export interface NativeMqueue {
 }
 
 /**
- * native/semaphore.cc: the sem_t in a Mapping (native/shm.cc) of the file
- * /dev/shm/sem.<name>, which TypeScript opened and checked. Async waits are futex waits of
- * the one wait back-end (NativeFutexWaiters) on the value word.
+ * native/semaphore.cc: the sem_t at offset 0 of a mapping (native/shm.cc; `handle` is
+ * `Mapping.handle`) of the file /dev/shm/sem.<name>, which TypeScript opened and checked.
+ * Async waits are futex waits of the one wait back-end (NativeFutexWaiters) on the value word.
  */
-export interface NativeSemaphoreHandle {
+export interface NativeSemaphore {
+  /** sem_open(name, O_CREAT | O_EXCL, mode, value), then sem_close: the object exists, unmapped. */
+  semCreate(name: string, mode: number, value: number): void;
+  semUnlink(name: string): void;
   /**
    * False when the sem_t's futex flags are not those of a process-shared glibc semaphore
    * (a peer overwrote them). glibc trusts them on every call (a corrupt value can make
    * sem_post sleep forever or abort the process), so every call checks first and fails
    * with EUCLEAN instead.
    */
-  intact(): boolean;
-  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: see intact). */
-  post(): void;
+  semIntact(handle: number): boolean;
+  /** sem_post. Throws (EOVERFLOW at SEM_VALUE_MAX; EUCLEAN: see semIntact). */
+  semPost(handle: number): void;
   /** sem_trywait: 0 (took one) or -errno (EAGAIN: none; EUCLEAN). */
-  tryWait(): number;
+  semTryWait(handle: number): number;
   /**
    * Takes up to `max` permits now (glibc's compare-and-swap fast path): how many, or
    * -EUCLEAN. `waiters` +1: join the waiters first; -1: leave them afterwards if all `max`
    * were taken; 0 (default): neither.
    */
-  take(max: number, waiters?: number): number;
+  semTake(handle: number, max: number, waiters?: number): number;
   /** Joins (+1) or leaves (-1) the waiters a sem_post wakes (glibc layout; nothing elsewhere). */
-  waiters(delta: number): void;
+  semWaiters(handle: number, delta: number): void;
   /** sem_clockwait on CLOCK_MONOTONIC on the calling thread; ms < 0: no limit. 0 or -errno (ETIMEDOUT; EUCLEAN). */
-  waitSync(ms: number): number;
+  semWaitSync(handle: number, ms: number): number;
   /** sem_getvalue. */
-  value(): number;
-  /** Drops the handle's reference to the mapping. */
-  release(): void;
-}
-export interface NativeSemaphore {
-  /** sem_open(name, O_CREAT | O_EXCL, mode, value), then sem_close: the object exists, unmapped. */
-  semCreate(name: string, mode: number, value: number): void;
-  semUnlink(name: string): void;
-  /** The sem_t at offset 0 of a writable Mapping (resolved once, so that each call is cheap). */
-  Semaphore: new (mapping: NativeMapping) => NativeSemaphoreHandle;
+  semValue(handle: number): number;
   /** sizeof(sem_t). */
   readonly SEM_SIZE: number;
-  /** Byte offset of the word a sem_post wakes. */
+  /** Byte offset of the word a post wakes. */
   readonly SEM_VALUE_OFFSET: number;
   /** True where a post wakes a registered waiter's futex wait (glibc's sem_t); else waits poll. */
   readonly SEM_WAKES_WAITERS: boolean;
 }
 
 /**
- * native/shm.cc: a MAP_SHARED mapping of an fd (shm object, file, sem_t). The pages stay
- * mapped while the handle (until `release()`), any SharedArrayBuffer made by `buffer()`,
- * any futex wait or exit action on them is alive (and for good while this thread holds a
- * robust mutex in them). Offsets are in bytes, bounds- and alignment-checked natively.
+ * native/shm.cc: MAP_SHARED mappings, held as handles (numbers: slots of the thread's
+ * native table), each freed by mapRelease at once. src/os/mapping.ts wraps them (`Mapping`),
+ * with what each call does; offsets are in bytes, bounds- and alignment-checked natively.
  */
-export interface NativeMapping {
-  /** Bytes mapped. */
-  readonly length: number;
-  /** A new SharedArrayBuffer over the whole mapping (throws where external buffers are not allowed, or read-only). */
-  buffer(): SharedArrayBuffer;
-  /** Copies `length` bytes at `offset` into `dst[dstOffset..]`. */
-  read(offset: number, dst: Uint8Array, dstOffset: number, length: number): void;
-  /** Copies `src[srcOffset..srcOffset+length]` to `offset`. */
-  write(offset: number, src: Uint8Array, srcOffset: number, length: number): void;
-  /** 32-bit atomics (seq_cst) at a 4-byte aligned byte offset, as JS Atomics on an Int32Array. */
-  load(byteOffset: number): number;
-  store(byteOffset: number, value: number): number;
-  /** Returns the old value. */
-  compareExchange(byteOffset: number, expected: number, replacement: number): number;
-  /** Wrapping add; returns the old value. */
-  add(byteOffset: number, delta: number): number;
-  /** The unsigned 64-bit word at an 8-byte aligned offset (seq_cst). */
-  load64(byteOffset: number): bigint;
-  /** Compare-and-swap of that word; returns the old value. */
-  compareExchange64(byteOffset: number, expected: bigint, replacement: bigint): bigint;
-  /** pthread_mutex_init of a robust, process-shared, normal mutex at offset (creator only). */
-  mutexInit(byteOffset: number): void;
-  /**
-   * pthread_mutex_trylock for the calling thread: 0, -EOWNERDEAD (locked, the previous
-   * owner died), -EBUSY, -ENOTRECOVERABLE or -errno. `contended`: we waited for it, so
-   * mark the word as having waiters (our unlock then wakes the next one).
-   */
-  mutexTryLock(byteOffset: number, contended?: boolean): number;
-  /** Trylock, then a futex wait, until locked or ms (< 0: no limit) ran out, on the calling thread; like mutexTryLock, -ETIMEDOUT. */
-  mutexLockSync(byteOffset: number, ms: number): number;
-  /**
-   * Unlock (glibc's protocol, never following links read from shared memory): 0;
-   * MUTEX_UNLOCKED_OVERWRITTEN (unlocked, but another process had overwritten the mutex);
-   * MUTEX_WORD_OVERWRITTEN (held here, but its word names another owner now: dropped from
-   * this thread's list, word left alone); -EPERM (not the owner; nothing changed);
-   * -EUCLEAN (corrupt type and only glibc could unlock it here: nothing done).
-   */
-  mutexUnlock(byteOffset: number): number;
-  /** pthread_mutex_consistent: 0 or -errno (EINVAL: not in the owner-died state). */
-  mutexConsistent(byteOffset: number): number;
-  /** A snapshot, without locking, of glibc's [futex word, __owner field] of the mutex. */
-  mutexPeek(byteOffset: number): [number, number];
-  /**
-   * Whether the mutex has the type mutexInit gives it (robust, process-shared, normal).
-   * The mutex* calls check it first and return -EUCLEAN, calling nothing, when it does
-   * not: glibc trusts the type it reads from shared memory (a corrupt one can make it
-   * abort the process).
-   */
-  mutexValid(byteOffset: number): boolean;
-  /** -1 if the mutex has no owner now (try to lock it); else its futex word, with FUTEX_WAITERS set, to wait on. */
-  mutexPrepareWait(byteOffset: number): number;
-  /** msync(MS_SYNC, or MS_ASYNC when `async`). */
-  sync(async: boolean): void;
-  /** Drops the handle's reference to the pages. */
-  release(): void;
-}
-
 export interface NativeShm {
+  mapOpen(fd: number, length: number, writable: boolean): number;
+  mapLength(handle: number): number;
+  mapBuffer(handle: number): SharedArrayBuffer;
+  mapRead(handle: number, offset: number, dst: Uint8Array, dstOffset: number, length: number): void;
+  mapWrite(handle: number, offset: number, src: Uint8Array, srcOffset: number, length: number): void;
+  mapLoad(handle: number, byteOffset: number): number;
+  mapStore(handle: number, byteOffset: number, value: number): number;
+  mapCompareExchange(handle: number, byteOffset: number, expected: number, replacement: number): number;
+  mapAdd(handle: number, byteOffset: number, delta: number): number;
+  mapLoad64(handle: number, byteOffset: number): bigint;
+  mapCompareExchange64(handle: number, byteOffset: number, expected: bigint, replacement: bigint): bigint;
+  mutexInit(handle: number, byteOffset: number): void;
+  mutexTryLock(handle: number, byteOffset: number, contended?: boolean): number;
+  mutexLockSync(handle: number, byteOffset: number, ms: number): number;
+  mutexUnlock(handle: number, byteOffset: number): number;
+  mutexConsistent(handle: number, byteOffset: number): number;
+  mutexPeek(handle: number, byteOffset: number): [number, number];
+  mutexValid(handle: number, byteOffset: number): boolean;
+  mutexPrepareWait(handle: number, byteOffset: number): number;
+  mapSync(handle: number, async: boolean): void;
   /**
-   * new Mapping(fd, length, writable): mmap(MAP_SHARED) of the first `length` bytes of `fd`.
-   * new Mapping(attached): a System V segment attached by shmAttach (native/sysv.cc), whose
-   * region is unmapped with shmdt.
+   * Frees the handle's slot (idempotent); buffers, waits and exit actions keep the pages.
+   * `discard`: the owner is closed for good and its one SharedArrayBuffer is nobody else's:
+   * private zero pages take the shared ones' place now, unless a wait, exit action or held
+   * robust mutex still uses them.
    */
-  Mapping: { new (fd: number, length: number, writable: boolean): NativeMapping; new (attached: SysvAttachment): NativeMapping };
+  mapRelease(handle: number, discard?: boolean): void;
+  /** Handles of this thread not released (tests). */
+  mapsLive(): number;
   /** shm_open(name, flags | O_CLOEXEC, mode) -> fd (glibc adds O_NOFOLLOW). */
   shmOpen(name: string, flags: number, mode: number): number;
   shmUnlink(name: string): void;
@@ -266,7 +225,7 @@ export type FutexResult = number;
 /** native/futex.cc: the wait back-end, one object per JS environment (io_uring futex waits, or waiter threads). */
 export interface NativeFutexWaiters {
   /** Registers the word at `byteOffset` for one-shot waits (resolved once); returns its id. */
-  word(mapping: NativeMapping, byteOffset: number): number;
+  word(mapping: number, byteOffset: number): number;
   /** Drops a registered word (waits in progress keep its pages). */
   forget(wordId: number): void;
   /**
@@ -282,7 +241,7 @@ export interface NativeFutexWaiters {
    * Starts a watch on a word: a thread of its own that keeps waiting on it. Nothing is
    * reported until `arm`. Returns the watch's id (results go to the dispatch function).
    */
-  watch(mapping: NativeMapping, byteOffset: number, sliceMs: number): number;
+  watch(mapping: number, byteOffset: number, sliceMs: number): number;
   /** Reports once (0) when the word differs from `seq` (at once if it already does), or (2) after a slice without a change. Re-arming with the value the thread waits on makes no system call. */
   arm(id: number, seq: number): void;
   /** Withdraws the arming (a report already on its way is dropped). */
@@ -299,7 +258,7 @@ export interface NativeFutexWaiters {
    * from `expected` to `replacement`, and if that happened add 1 to the word at
    * `signalByteOffset` (< 0: none) and wake its waiters in any process. Returns an id.
    */
-  atExitSwap(mapping: NativeMapping, byteOffset: number, expected: number, replacement: number, signalByteOffset: number): number;
+  atExitSwap(mapping: number, byteOffset: number, expected: number, replacement: number, signalByteOffset: number): number;
   /** Registers close(fd) for the end of this JS environment; returns an id. */
   atExitClose(fd: number): number;
   /** Withdraws an exit action (the endpoint closed normally). */
@@ -309,9 +268,9 @@ export interface NativeFutexWaiters {
 /** native/futex.cc: shared (cross-process) futex wait and wake on a word of a mapping. */
 export interface NativeFutex {
   /** Blocks the calling thread while the word equals `expected`, up to `timeoutMs` (< 0: no limit). EINTR is retried. */
-  futexWait(mapping: NativeMapping, byteOffset: number, expected: number, timeoutMs: number): FutexResult;
+  futexWait(mapping: number, byteOffset: number, expected: number, timeoutMs: number): FutexResult;
   /** Wakes up to `count` waiters (< 0: all); returns how many were woken, in any process. */
-  futexWake(mapping: NativeMapping, byteOffset: number, count: number): number;
+  futexWake(mapping: number, byteOffset: number, count: number): number;
   FutexWaiters: new (dispatch: (id: number, result: FutexResult) => void) => NativeFutexWaiters;
 }
 
@@ -487,10 +446,10 @@ export interface NativeSysv {
   semSet(id: number, uid: number, gid: number, mode: number): void;
   semRemove(id: number): void;
   shmGet(key: number, size: number, flags: number): number;
-  /** shmat of the whole segment (SHM_RDONLY when readOnly), for `new Mapping(attached)`. Throws. */
-  shmAttach(id: number, readOnly: boolean): SysvAttachment;
-  /** Detaches the segment of a Mapping made from shmAttach now; private zero pages take its place until the region is unmapped (buffers still held never crash). */
-  shmDetach(mapping: NativeMapping): void;
+  /** shmat of the whole segment (SHM_RDONLY when readOnly): a mapping handle (Mapping.adopt). Throws. */
+  shmAttach(id: number, readOnly: boolean): number;
+  /** Detaches the segment of a mapping made from shmAttach now; private zero pages take its place until the region is unmapped (buffers still held never crash). */
+  shmDetach(handle: number): void;
   shmStat(id: number): NativeIpcPerm & { size: number; attached: number; creatorPid: number; lastPid: number; attachTime: number; detachTime: number; changeTime: number };
   shmSet(id: number, uid: number, gid: number, mode: number): void;
   shmRemove(id: number): void;
@@ -499,9 +458,6 @@ export interface NativeSysv {
     number
   >>;
 }
-
-/** An attached System V segment on its way into a Mapping (an opaque native value). */
-export type SysvAttachment = { readonly __sysvAttachment: unique symbol };
 
 /** native/filelock.cc: file locks, non-blocking forms. */
 export interface NativeFileLock {

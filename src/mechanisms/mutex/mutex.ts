@@ -282,7 +282,7 @@ export class Mutex {
     try {
       if (this.#unlinkOnClose) this.#segment.unlinkIfStillNamed(`mutex ${this.name}`);
     } finally {
-      this.#segment.close();
+      this.#segment.close(true); // its buffer was never handed out: the pages go now
     }
   }
 

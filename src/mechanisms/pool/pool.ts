@@ -249,7 +249,7 @@ export class BoundedPool {
     try {
       if (this.#unlinkOnClose) this.#segment.unlinkIfStillNamed(`pool ${this.name}`);
     } finally {
-      this.#segment.close();
+      this.#segment.close(true); // its buffer was never handed out: the pages go now
     }
   }
 

@@ -30,7 +30,8 @@ import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
 import { checkWaitToOpen, openWhenThere, type WaitToOpenOptions } from '../../core/open.js';
 import { releasable, type Releasable } from '../../core/permit.js';
 import { closedError, errnoError, errnoOf, invalidArgument, IpcError, sys, toIpcError } from '../../core/errors.js';
-import { native, type NativeMapping, type NativeSemaphoreHandle, type NativeStat } from '../../os/native.js';
+import { Mapping } from '../../os/mapping.js';
+import { native, type NativeStat } from '../../os/native.js';
 import { checkOwner, createMode, type CreateModeOptions, type OwnerCheckOptions } from '../../os/permissions.js';
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import * as validate from '../../core/validate.js';
@@ -82,8 +83,8 @@ const POLL_MS = 5;
 
 export class Semaphore {
   readonly name: string;
-  readonly #map: NativeMapping;
-  readonly #sem: NativeSemaphoreHandle;
+  /** The mapping of the sem_t; its handle is what every native sem call takes. */
+  readonly #map: Mapping;
   /** The value word a post wakes (where the sem_t is glibc's), to sleep on. */
   readonly #word: FutexWord | undefined;
   readonly #unlinkOnClose: boolean;
@@ -98,10 +99,8 @@ export class Semaphore {
   constructor(name: string, fd: number, unlinkOnClose = false) {
     this.name = name;
     this.#unlinkOnClose = unlinkOnClose;
-    this.#map = sys(`map semaphore ${name}`, () => new native.Mapping(fd, native.SEM_SIZE, true), { path: name });
-    this.#sem = new native.Semaphore(this.#map);
-    if (!this.#sem.intact()) {
-      this.#sem.release();
+    this.#map = sys(`map semaphore ${name}`, () => Mapping.open(fd, native.SEM_SIZE, true), { path: name });
+    if (!native.semIntact(this.#map.handle)) {
       this.#map.release();
       throw corruptFlags(name);
     }
@@ -127,7 +126,7 @@ export class Semaphore {
   post(): void {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
     try {
-      this.#sem.post();
+      native.semPost(this.#map.handle);
     } catch (e) {
       if (errnoOf(e) === EUCLEAN) throw this.#error(EUCLEAN, 'sem_post');
       if (errnoOf(e) === EOVERFLOW) {
@@ -150,7 +149,7 @@ export class Semaphore {
     if (this.#closed) return Promise.reject(closedError(`semaphore ${this.name}`));
     if (aborted) return Promise.reject(aborted);
     if (this.#waiters.length === 0) {
-      const r = this.#sem.tryWait();
+      const r = native.semTryWait(this.#map.handle);
       if (r === 0) return RESOLVED;
       if (r !== -EAGAIN) return Promise.reject(this.#error(-r, 'sem_trywait'));
     }
@@ -163,7 +162,7 @@ export class Semaphore {
   tryWait(): boolean {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
     if (this.#waiters.length > 0) return false;
-    const r = this.#sem.tryWait();
+    const r = native.semTryWait(this.#map.handle);
     if (r === 0) return true;
     if (r === -EAGAIN) return false;
     throw this.#error(-r, 'sem_trywait');
@@ -176,7 +175,7 @@ export class Semaphore {
     const deadline = ms === undefined ? Infinity : performance.now() + ms;
     // In slices (the one blocking wait, src/memory/waits.ts): a worker blocked here can still be terminated between two.
     for (;;) {
-      const r = this.#sem.waitSync(Math.max(0, Math.min(SLICE_MS, deadline - performance.now())));
+      const r = native.semWaitSync(this.#map.handle, Math.max(0, Math.min(SLICE_MS, deadline - performance.now())));
       if (r === 0) return;
       if (r !== -ETIMEDOUT) throw this.#error(-r, 'sem_clockwait');
       if (performance.now() >= deadline) throw new IpcError('ERR_IPCKIT_TIMEOUT', `wait on semaphore ${this.name} timed out after ${ms} ms`, { path: this.name, details: { timeout: ms } });
@@ -186,7 +185,7 @@ export class Semaphore {
   /** The current value (sem_getvalue): permits available now. */
   value(): number {
     if (this.#closed) throw closedError(`semaphore ${this.name}`);
-    return sys(`read semaphore ${this.name}`, () => this.#sem.value(), { path: this.name });
+    return sys(`read semaphore ${this.name}`, () => native.semValue(this.#map.handle), { path: this.name });
   }
 
   /** Waits for a permit and returns it as a guard: `using permit = await sem.acquire()`. */
@@ -231,7 +230,6 @@ export class Semaphore {
     this.#waiters.rejectAll(() => closedError(`semaphore ${this.name}`));
     this.#stopWaiting();
     this.#word?.close();
-    this.#sem.release();
     this.#map.release();
     if (this.#unlinkOnClose) unlinkSemaphore(this.name);
   }
@@ -251,7 +249,7 @@ export class Semaphore {
     while (!this.#closed && this.#waiters.length > 0) {
       const wanted = this.#waiters.length;
       // Joins the waiters before the first look; leaves them when this look serves everyone.
-      const n = this.#sem.take(wanted, this.#registered ? -1 : +1);
+      const n = native.semTake(this.#map.handle, wanted, this.#registered ? -1 : +1);
       if (n < 0) {
         this.#waiters.rejectAll(this.#error(-n, 'sem_wait'));
         break;
@@ -259,7 +257,7 @@ export class Semaphore {
       this.#registered = !this.#registered || n < wanted;
       for (let i = 0; i < n; i++) {
         // A waiter that left meanwhile does not get it: the permit goes back.
-        if (!this.#waiters.resolveNext(undefined)) this.#sem.post();
+        if (!this.#waiters.resolveNext(undefined)) native.semPost(this.#map.handle);
       }
       if (this.#waiters.length === 0) break;
       if (!this.#registered) continue; // served all it asked for, yet more came: join again
@@ -289,7 +287,7 @@ export class Semaphore {
     cancel?.();
     if (this.#registered) {
       this.#registered = false;
-      this.#sem.waiters(-1);
+      native.semWaiters(this.#map.handle, -1);
     }
   }
 }

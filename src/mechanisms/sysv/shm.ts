@@ -26,7 +26,8 @@ import type { WaitOptions } from '../../core/channel.js';
 import { closedError, errnoError, errnoOf, IpcError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import type { SysvIpcPerm } from '../../os/ipc-perm.js';
-import { native, type NativeMapping } from '../../os/native.js';
+import { Mapping } from '../../os/mapping.js';
+import { native } from '../../os/native.js';
 import { readSysvTable } from '../../os/sysvipc.js';
 import { resolveExternal, Segment } from '../../memory/segment.js';
 import { SharedMemory, type ShmWaitResult } from '../shm/shm.js';
@@ -73,12 +74,12 @@ export class SysvSharedMemory implements Disposable {
   readonly #id: number;
   readonly #key: number;
   readonly #segment: SharedMemory;
-  readonly #mapping: NativeMapping;
+  readonly #mapping: Mapping;
   readonly #removeOnClose: boolean;
   #removed = false;
 
   /** @internal */
-  constructor(id: number, key: number, segment: SharedMemory, mapping: NativeMapping, removeOnClose: boolean) {
+  constructor(id: number, key: number, segment: SharedMemory, mapping: Mapping, removeOnClose: boolean) {
     this.#id = id;
     this.#key = key;
     this.#segment = segment;
@@ -211,7 +212,7 @@ export class SysvSharedMemory implements Disposable {
     if (this.#removeOnClose && !this.#removed) this.remove();
     try {
       // While the Mapping still holds the region; waits in flight keep valid (private) pages under them.
-      native.shmDetach(this.#mapping);
+      native.shmDetach(this.#mapping.handle);
     } finally {
       this.#segment.close(); // rejects pending waits and releases the Mapping
     }
@@ -255,11 +256,11 @@ function removeSegment(id: number, what: string): boolean {
 
 /** Attaches segment `id` as a Segment of the shared-memory stack (src/memory/segment.ts), with the POSIX segment's API over it. */
 function attach(id: number, key: number, what: string, readOnly: boolean, external: boolean, removeOnClose: boolean): SysvSharedMemory {
-  let mapping: NativeMapping;
+  let mapping: Mapping;
   let s: ReturnType<typeof native.shmStat>;
   try {
     s = native.shmStat(id);
-    mapping = new native.Mapping(native.shmAttach(id, readOnly));
+    mapping = Mapping.adopt(native.shmAttach(id, readOnly));
   } catch (e) {
     const errno = errnoOf(e);
     if (errno !== undefined && isGone(errno)) throw new IpcError('ERR_IPCKIT_NOT_FOUND', `${what} was removed as we attached it`, { errno, syscall: 'shmat' });

@@ -217,7 +217,7 @@ export class WorkQueue<T> implements WorkQueueContract<T> {
       try {
         if (this.#unlinkOnClose) core.segment.unlinkIfStillNamed(`work queue ${this.name}`);
       } finally {
-        core.segment.close();
+        core.segment.close(true); // jobs are copied out: its buffer was never handed out
       }
     }
   }
