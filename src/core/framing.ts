@@ -10,6 +10,7 @@
  * stream that ends inside a length frame is ERR_IPCKIT_BAD_FRAME and the partial bytes
  * are never delivered.
  */
+import { SpareBuffers } from './spare-buffers.js';
 import { IpcError, invalidArgument } from './errors.js';
 import * as validate from './validate.js';
 
@@ -72,16 +73,8 @@ export function checkOutgoing(framing: Framing, payload: Uint8Array, maxMessageB
  * buffer that is already in the cache and copying out beat handing out views of fresh
  * buffers (measured: 2.5 vs 2.2 GB/s at 64 KiB), and a kept message holds only its bytes.
  */
-/**
- * Working buffers of the default size from released decoders, kept for this thread's next
- * decoder: a program that opens and closes many short-lived readers then reuses a few
- * buffers instead of asking the allocator for 64 KiB each time (glibc keeps much of what is
- * freed: RSS grew 55 MB over 100,000 pipes, scripts/leak-cycles.ts). Nothing of a previous
- * reader's bytes is ever shown: messages are copied out of the bytes just read.
- */
-const SPARE_SIZE = 64 * 1024;
-const SPARE_MAX = 4;
-const spareBuffers: Buffer[] = [];
+/** The default working buffers of released decoders, for this thread's next decoder. */
+const spareBuffers = new SpareBuffers(64 * 1024);
 const RELEASED = Buffer.alloc(0);
 
 export class FrameDecoder {
@@ -104,7 +97,7 @@ export class FrameDecoder {
     validate.oneOf('framing', framing, FRAMINGS);
     validate.integer('maxMessageBytes', maxMessageBytes, 0, MAX_FRAME_LENGTH); // 0: only empty messages
     validate.integer('bufferSize', bufferSize, 16, 2 ** 31 - 1);
-    this.#buf = (bufferSize === SPARE_SIZE && spareBuffers.pop()) || Buffer.allocUnsafe(bufferSize);
+    this.#buf = spareBuffers.take(bufferSize);
   }
 
   /**
@@ -118,7 +111,7 @@ export class FrameDecoder {
     this.#start = this.#end = this.#scanFrom = 0;
     this.#big = null;
     this.#borrowedFrom = null;
-    if (b.length === SPARE_SIZE && spareBuffers.length < SPARE_MAX) spareBuffers.push(b);
+    spareBuffers.give(b);
   }
 
   /** Size of the working buffer. */
@@ -159,7 +152,7 @@ export class FrameDecoder {
       this.#room = Math.min(this.#big.length, this.#bigLength) - this.#bigFilled;
       return [this.#big, this.#bigFilled, this.#room];
     }
-    if (this.#buf === RELEASED) this.#buf = Buffer.allocUnsafe(SPARE_SIZE);
+    if (this.#buf === RELEASED) this.#buf = spareBuffers.take(spareBuffers.size);
     if (this.#start === this.#end) {
       this.#start = this.#end = this.#scanFrom = 0;
     } else if (this.#buf.length - this.#end < 4096 && this.#start > 0) {

@@ -35,6 +35,7 @@ import { abortedError, closedError, errnoError, errnoOf, IpcError, timeoutError,
 import * as validate from '../../core/validate.js';
 import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
 import { spinBeforeWait } from '../../os/turn.js';
+import { SpareBuffers } from '../../core/spare-buffers.js';
 import { startBlocking } from '../../os/blocking.js';
 import type { SysvIpcPerm } from '../../os/ipc-perm.js';
 import { native } from '../../os/native.js';
@@ -43,6 +44,11 @@ import { limitError, sysvLimits } from './limits.js';
 import { checkSysvOwner, createMode, flag, openOptions, ownerArgument, sysvPerm, type CreateModeOptions, type SysvOpenOptions } from './perm.js';
 
 const C = native.sysvConstants;
+/** Receive scratch buffers (type + kernel.msgmax, the default largest message) of closed queues, for the thread's next (see SpareBuffers). */
+let spareScratchPool: SpareBuffers | undefined;
+const spareScratch = (): SpareBuffers => (spareScratchPool ??= new SpareBuffers(8 + sysvLimits().msgmax));
+const EMPTY = Buffer.alloc(0);
+const EMPTY_TYPE = new Uint8Array(8);
 const { EAGAIN, ENOMSG, E2BIG, EEXIST, ENOSPC, ENOMEM, EPERM, EACCES } = osConstants.errno;
 const ECANCELED = 125;
 const LITTLE_ENDIAN = endianness() === 'LE';
@@ -285,8 +291,8 @@ class ReceivingSide<T> {
   readonly #codec: Codec<T>;
   readonly #spinner: SpinBudget;
   /** msgrcv's buffer: the type, then up to maxMessageBytes bytes of text. */
-  readonly #scratch: Buffer;
-  readonly #view: DataView;
+  #scratch: Buffer;
+  #view: DataView;
   /** receiveMany's buffer and its [length, type] pairs, made on first use. */
   #batch: Buffer | undefined;
   #meta: Float64Array | undefined;
@@ -303,7 +309,7 @@ class ReceivingSide<T> {
     this.#core = core;
     this.#codec = codec;
     this.#spinner = new SpinBudget(spinMicros);
-    this.#scratch = Buffer.allocUnsafeSlow(TYPE_BYTES + core.maxMessageBytes);
+    this.#scratch = spareScratch().take(TYPE_BYTES + core.maxMessageBytes);
     this.#view = new DataView(this.#scratch.buffer, this.#scratch.byteOffset, TYPE_BYTES);
     this.waits = new Waits(`receive on ${core.what}`);
     core.onRemoved.push(() => void this.waits.stop(() => core.removedError()));
@@ -433,6 +439,13 @@ class ReceivingSide<T> {
     let lost = 0;
     for (const m of this.#held.splice(0)) if (this.#core.removed || native.msgSnd(this.#core.id, m.bytes, m.type, C.IPC_NOWAIT) !== 0) lost++;
     return lost;
+  }
+
+  /** Closed, its waits stopped (none uses the scratch now): the scratch goes back for the thread's next queue. */
+  release(): void {
+    spareScratch().give(this.#scratch);
+    this.#scratch = EMPTY;
+    this.#view = new DataView(EMPTY_TYPE.buffer);
   }
 
   #readType(): number {
@@ -789,6 +802,7 @@ export class SysvMessageQueue<T = Uint8Array> implements Channel<T> {
       core.closed = true;
       await Promise.all([this.#rx.waits.stop(() => closedError(core.what)), this.#tx.waits.stop(() => closedError(core.what))]);
       this.#rx.putBack();
+      this.#rx.release();
       if (this.#removeOnClose && !core.removed) removeQueue(core.id, core.what);
     })();
     return this.#closing;
