@@ -8,21 +8,40 @@ export interface Releasable extends Disposable, AsyncDisposable {
   readonly released: boolean;
 }
 
-/** A Releasable (with the fields of `extra`) whose first release() calls `giveBack`. */
-export function releasable<E extends object>(giveBack: () => boolean, extra: E): E & Releasable {
-  let released = false;
-  const release = (): boolean => {
-    if (released) return false;
-    released = true;
+/**
+ * A class, not an object literal: a literal with its own getter (`get released()` over a
+ * closure) gave every permit its own hidden class, which V8 keeps in old space, so a loop of
+ * pools that took a permit each grew the heap by 30 MB per 100,000 and RSS by 20 MB more
+ * than one that took none (scripts/leak-cycles.ts).
+ */
+class Permit implements Releasable {
+  #giveBack: (() => boolean) | undefined;
+  /** Gives the permit back the first time (true), false after; may be called detached. */
+  readonly release = (): boolean => {
+    const giveBack = this.#giveBack;
+    if (giveBack === undefined) return false;
+    this.#giveBack = undefined;
     return giveBack();
   };
-  return {
-    ...extra,
-    release,
-    get released() {
-      return released;
-    },
-    [Symbol.dispose]: () => void release(),
-    [Symbol.asyncDispose]: async () => void release(),
-  };
+
+  constructor(giveBack: () => boolean) {
+    this.#giveBack = giveBack;
+  }
+
+  get released(): boolean {
+    return this.#giveBack === undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.release();
+  }
+}
+
+/** A Releasable (with the fields of `extra`) whose first release() calls `giveBack`. */
+export function releasable<E extends object>(giveBack: () => boolean, extra: E): E & Releasable {
+  return Object.assign(new Permit(giveBack), extra);
 }

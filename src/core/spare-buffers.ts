@@ -17,7 +17,8 @@ export class SpareBuffers {
 
   /** A buffer of `size` bytes: a spare one if `size` is this pool's, else a new one. */
   take(size: number): Buffer {
-    return (size === this.size && this.#spare.pop()) || Buffer.allocUnsafeSlow(size);
+    // allocUnsafe: a small one is a slice of Node's shared pool (never kept: not this size).
+    return (size === this.size && this.#spare.pop()) || Buffer.allocUnsafe(size);
   }
 
   /** Gives `b` back (kept if it has this pool's size and there is room). */

@@ -90,3 +90,25 @@ it('shared-memory handles give everything back at close, without the event loop 
     assert.equal(out[kind]!.pagesStillMapped, 0, `${kind}: closed objects' pages still mapped (${out[kind]!.pagesStillMapped} mappings)`);
   }
 });
+
+it("a pool's and a semaphore's permits share one hidden class (V8 keeps a class per object in old space)", async () => {
+  // A permit made as an object literal with its own getter over a closure had a hidden
+  // class of its own: 100,000 pools that each took a permit grew the heap by 30 MB and RSS
+  // by 20 MB more than pools that took none. %HaveSameMap asks V8 directly.
+  const script = `
+    import(process.argv[1]).then(async (m) => {
+      const name = '/ipckit-test-permit-' + process.pid;
+      const pool = m.createBoundedPool(name, { permits: 2 });
+      const a = pool.tryAcquire(), b = pool.tryAcquire();
+      const sem = m.createSemaphore(name, { value: 2 });
+      const c = await sem.acquire({ timeout: 1000 }), d = await sem.acquire({ timeout: 1000 });
+      console.log(JSON.stringify({ pool: %HaveSameMap(a, b), semaphore: %HaveSameMap(c, d), released: [a.release(), a.release(), a.released] }));
+      b.release(); c.release(); d.release();
+      await pool.close(); m.unlinkBoundedPool(name);
+      await sem.close(); m.unlinkSemaphore(name);
+    });
+  `;
+  const r = await run(process.execPath, ['--allow-natives-syntax', '-e', script, join(repoRoot, 'dist', 'src', 'index.js')], { timeoutMs: 30_000 }).done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { pool: true, semaphore: true, released: [true, false, true] });
+});
