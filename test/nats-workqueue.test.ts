@@ -251,6 +251,24 @@ describe('nats work queue: crashes', () => {
     }
   });
 
+  it('a job delivered again to the handle that still holds it (its loop was blocked past ackWait) is not handed out twice, and one ack settles it', async () => {
+    const name = newQueue('held-again');
+    const q = open(name, { ackWait: 500 });
+    try {
+      const id = await q.put({ task: 'long' });
+      const job = await within(q.take(), 10_000, 'taking the job');
+      assert.equal(job.id, id);
+      // No beat can run: the server's ackWait passes and it delivers the job again.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+      await rejectsWith(q.take({ timeout: 1500 }), 'ERR_IPCKIT_TIMEOUT');
+      q.ack(job);
+      await q.flushAcks();
+      await rejectsWith(q.take({ timeout: 1500 }), 'ERR_IPCKIT_TIMEOUT');
+    } finally {
+      await q.close();
+    }
+  });
+
   it('a consumer SIGKILLed mid-job: its job is delivered again after ackWait, marked redelivered', async () => {
     const name = newQueue('kill');
     const url = `${server.url}/${name}`;

@@ -368,6 +368,17 @@ export class NatsWorkQueue<T = Uint8Array> implements WorkQueueContract<T> {
       this.#track(msg, id);
       return undefined;
     }
+    const held = this.#inHand.get(id);
+    if (held) {
+      // Delivered again while this handle still holds it: its ackWait passed with no beat
+      // reaching the server (the process was stopped, or too loaded to run the timer). It
+      // stays one job in hand, not two: the holder's ack goes to the newest delivery, which
+      // is the one the server waits for (an ack of the first copy and then of the second
+      // failed with ERR_IPCKIT_INVALID_ARGUMENT, and both copies were worked on).
+      held.msg = msg;
+      msg.working();
+      return undefined;
+    }
     const deliveries = msg.info.deliveryCount;
     if (deliveries > this.#maxDeliveries) {
       void this.#deadLetter(msg);
