@@ -110,9 +110,9 @@ constexpr uint64_t kIndexBits = 24;  // 16M live mappings per thread; generation
 constexpr uint64_t kIndexMask = (uint64_t{1} << kIndexBits) - 1;
 constexpr uint32_t kGenerationMask = (uint32_t{1} << 29) - 1;
 
-// The live region of the handle in argument `i` (a reference into the table, valid for
-// the call); throws a TypeError for anything but a handle, an Error for a released one.
-const std::shared_ptr<Region>& Slot(Napi::Env env, Napi::Value value) {
+// The live slot that handle `value` names, or nullptr (released, or never made); throws a
+// TypeError for anything but a handle.
+RegionSlot* FindSlot(Napi::Env env, Napi::Value value) {
   if (!value.IsNumber()) throw Napi::TypeError::New(env, "ipckit native: expected a mapping handle");
   double d = value.As<Napi::Number>().DoubleValue();
   if (!(d >= 0) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<uint64_t>(d))) {
@@ -121,10 +121,16 @@ const std::shared_ptr<Region>& Slot(Napi::Env env, Napi::Value value) {
   uint64_t id = static_cast<uint64_t>(d);
   uint64_t index = id & kIndexMask;
   RegionTable& t = t_regions;
-  if (index >= t.slots.size() || !t.slots[index].region || t.slots[index].generation != (id >> kIndexBits)) {
-    throw Napi::Error::New(env, "ipckit native: the mapping was released");
-  }
-  return t.slots[index].region;
+  if (index >= t.slots.size() || !t.slots[index].region || t.slots[index].generation != (id >> kIndexBits)) return nullptr;
+  return &t.slots[index];
+}
+
+// The live region of handle `value` (a reference into the table, valid for the call);
+// throws a TypeError for anything but a handle, an Error for a released one.
+const std::shared_ptr<Region>& Slot(Napi::Env env, Napi::Value value) {
+  RegionSlot* slot = FindSlot(env, value);
+  if (slot == nullptr) throw Napi::Error::New(env, "ipckit native: the mapping was released");
+  return slot->region;
 }
 
 const Region& Live(const Napi::CallbackInfo& info) { return *Slot(info.Env(), info[0]); }
@@ -374,22 +380,14 @@ bool DiscardPages(const std::shared_ptr<Region>& r, long buffers) {
 // good and its one SharedArrayBuffer is its own: let the pages go now (DiscardPages).
 // Idempotent: a released handle is ignored.
 Napi::Value MapRelease(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "ipckit native: expected a mapping handle");
-  double d = info[0].As<Napi::Number>().DoubleValue();
-  if (d >= 0 && d <= 9007199254740991.0) {
-    uint64_t id = static_cast<uint64_t>(d);
-    uint64_t index = id & kIndexMask;
-    RegionTable& t = t_regions;
-    if (index < t.slots.size() && t.slots[index].region && t.slots[index].generation == (id >> kIndexBits)) {
-      std::shared_ptr<Region> region = std::move(t.slots[index].region);
-      if (info[1].ToBoolean()) DiscardPages(region, 1);
-      region.reset();
-      t.slots[index].generation = (t.slots[index].generation + 1) & kGenerationMask;
-      t.free.push_back(static_cast<uint32_t>(index));
-    }
+  RegionSlot* slot = FindSlot(info.Env(), info[0]);
+  if (slot != nullptr) {
+    std::shared_ptr<Region> region = std::move(slot->region);
+    if (info[1].ToBoolean()) DiscardPages(region, 1);
+    slot->generation = (slot->generation + 1) & kGenerationMask;
+    t_regions.free.push_back(static_cast<uint32_t>(slot - t_regions.slots.data()));
   }
-  return env.Undefined();
+  return info.Env().Undefined();
 }
 
 // mapsLive() -> handles of this thread not released yet (tests: none left behind).
