@@ -3,16 +3,11 @@ import type { Framing } from '../core/framing.js';
 import { FRAMINGS } from '../core/framing.js';
 import { createFifo, openFifo, unlinkFifo } from '../mechanisms/fifo/fifo.js';
 import { FLAGS, RECEIVE_FLAGS, type Flag, type Group } from './command.js';
-import { messagesFrom, printMessage, printResult, waitingNote, withWaitingNote, write } from './output.js';
+import { messagesFrom, printMessage, printResult, timeLeft, waitingNote, withWaitingNote, write } from './output.js';
 import { receiveLoop } from './receive.js';
 import { removeNamed } from './remove.js';
 
 export const FRAMING_FLAG: Flag = { kind: 'string', value: 'F', choices: FRAMINGS, help: 'length (ipckit frames, the default), lines (text lines) or raw (bytes as they come)' };
-
-/** What is left of a deadline, as a `timeout` option. */
-function remaining(deadline: number | undefined): { timeout?: number } {
-  return deadline === undefined ? {} : { timeout: Math.max(0, deadline - performance.now()) };
-}
 
 /** Messages to send: the arguments, else stdin (one message per line; raw: the bytes as they come). */
 async function* outgoing(args: string[], framing: Framing): AsyncGenerator<Uint8Array> {
@@ -54,22 +49,22 @@ export const group: Group = {
       async run({ args, flags }) {
         const [path, ...messages] = args as [string, ...string[]];
         const framing = (flags.framing as Framing | undefined) ?? 'length';
-        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
+        const left = timeLeft(flags.timeout as number | undefined);
         const mode = flags.mode as number | undefined;
         const writer = await withWaitingNote(`waiting for a reader on ${path}…`, flags.quiet === true, () =>
-          openFifo(path, 'write', { framing, ...(mode !== undefined ? { mode } : {}), ...remaining(deadline) }),
+          openFifo(path, 'write', { framing, ...(mode !== undefined ? { mode } : {}), ...left() }),
         );
         let sent = 0;
         const stalled = waitingNote(`waiting for the reader of ${path} to take more…`, flags.quiet === true);
         try {
           for await (const m of outgoing(messages, framing)) {
-            await writer.send(m, remaining(deadline));
+            await writer.send(m, left());
             stalled.progress();
             sent++;
           }
         } finally {
           stalled.done();
-          await writer.close(remaining(deadline));
+          await writer.close(left());
         }
         if (flags.json) await write(`${JSON.stringify({ path, sent })}\n`);
         return 0;
@@ -86,14 +81,14 @@ export const group: Group = {
         const path = args[0]!;
         const framing = (flags.framing as Framing | undefined) ?? 'length';
         const mode = flags.mode as number | undefined;
-        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
+        const left = timeLeft(flags.timeout as number | undefined);
         const reader = await openFifo(path, 'read', { framing, keepOpen: flags['keep-open'] === true, ...(mode !== undefined ? { mode } : {}) });
         try {
           return await receiveLoop(reader, {
             what: `FIFO ${path}`,
             peer: 'a writer',
             count: flags.count as number | undefined,
-            ...remaining(deadline),
+            ...left(),
             drain: flags.drain === true,
             quiet: flags.quiet === true,
             print: printer(framing, flags.json === true),

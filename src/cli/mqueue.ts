@@ -1,7 +1,7 @@
 /** `ipckit mqueue create|send|recv|info|rm` (alias `mq`): POSIX message queues. */
 import { createMessageQueue, openMessageQueue, unlinkMessageQueue } from '../mechanisms/mqueue/mqueue.js';
 import { FLAGS, OWNER_FLAGS, RECEIVE_FLAGS, type Group, type Invocation } from './command.js';
-import { messagesFrom, printMessage, printResult, waitingNote } from './output.js';
+import { printMessage, printResult, sendEach, timeLeft } from './output.js';
 import { receiveLoop } from './receive.js';
 import { removeNamed } from './remove.js';
 
@@ -45,16 +45,12 @@ export const group: Group = {
       async run({ args, flags }) {
         const [name, ...messages] = args as [string, ...string[]];
         const priority = (flags.priority as number | undefined) ?? 0;
-        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
+        const left = timeLeft(flags.timeout as number | undefined);
         const q = await openMessageQueue(name, 'write', { ...ownerCheck(flags) });
-        const full = waitingNote(`queue ${name} is full: waiting for a receiver to make room…`, flags.quiet === true);
         try {
-          for await (const m of messagesFrom(messages)) {
-            await q.send(m, { priority, ...(deadline !== undefined ? { timeout: Math.max(0, deadline - performance.now()) } : {}) });
-            full.progress();
-          }
+          const waiting = `queue ${name} is full: waiting for a receiver to make room…`;
+          await sendEach(messages, { left, waiting, quiet: flags.quiet === true }, (m, opts) => q.send(m, { priority, ...opts }));
         } finally {
-          full.done();
           await q.close();
         }
         return 0;

@@ -5,7 +5,7 @@
 import type { NatsConnectOptions } from '../mechanisms/nats/connection.js';
 import { openNatsReceiver, openNatsSender } from '../mechanisms/nats/channel.js';
 import { FLAGS, RECEIVE_FLAGS, UsageError, type Flag, type Group, type Invocation } from './command.js';
-import { messagesFrom, printMessage, waitingNote } from './output.js';
+import { printMessage, sendEach, timeLeft } from './output.js';
 import { receiveLoop } from './receive.js';
 
 /** How to reach and log in to a NATS server, the same in every command that does. */
@@ -57,18 +57,12 @@ export const group: Group = {
       examples: ['ipckit nats send nats://127.0.0.1:4222 jobs.new "first job"', 'seq 3 | ipckit nats send nats://a:4222,b:4222 numbers'],
       async run({ args, flags }) {
         const [url, subject, ...messages] = args as [string, string, ...string[]];
-        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
-        const left = (): { timeout?: number } => (deadline === undefined ? {} : { timeout: Math.max(0, deadline - performance.now()) });
+        const left = timeLeft(flags.timeout as number | undefined);
         const tx = openNatsSender(url, subject, natsOptions(flags, 'ipckit nats send'));
-        const wait = waitingNote(`waiting for the NATS server at ${tx.client.url}…`, flags.quiet === true);
         try {
-          for await (const m of messagesFrom(messages)) {
-            await tx.send(m, left());
-            wait.progress();
-          }
-          await tx.flush(left());
+          const waiting = `waiting for the NATS server at ${tx.client.url}…`;
+          await sendEach(messages, { left, waiting, quiet: flags.quiet === true }, (m, opts) => tx.send(m, opts), (opts) => tx.flush(opts));
         } finally {
-          wait.done();
           await tx.close();
         }
         return 0;

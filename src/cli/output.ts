@@ -61,6 +61,40 @@ export async function* messagesFrom(args: string[]): AsyncGenerator<Uint8Array> 
   for await (const line of rl) yield Buffer.from(line, 'utf8');
 }
 
+/**
+ * One deadline for a whole command: what is left of `timeoutMs` (--timeout) each time it
+ * is asked, as a wait option (`{}` when there is no --timeout).
+ */
+export function timeLeft(timeoutMs: number | undefined): () => { timeout?: number } {
+  if (timeoutMs === undefined) return () => ({});
+  const deadline = performance.now() + timeoutMs;
+  return () => ({ timeout: Math.max(0, deadline - performance.now()) });
+}
+
+/**
+ * Sends the command line's messages (or stdin's lines) in order with `send`, each within
+ * what `left` says is left of --timeout, then runs `finish` (a flush); says `waiting` on
+ * stderr if one of them waits for a second (nothing with --quiet). Closing is the caller's.
+ */
+export async function sendEach(
+  messages: string[],
+  how: { left: () => { timeout?: number }; waiting: string; quiet: boolean },
+  send: (message: Uint8Array, left: { timeout?: number }) => Promise<unknown>,
+  finish?: (left: { timeout?: number }) => Promise<unknown>,
+): Promise<void> {
+  const { left } = how;
+  const note = waitingNote(how.waiting, how.quiet);
+  try {
+    for await (const m of messagesFrom(messages)) {
+      await send(m, left());
+      note.progress();
+    }
+    if (finish) await finish(left());
+  } finally {
+    note.done();
+  }
+}
+
 /** A status line on stderr when it is a terminal; nothing when piped. */
 export function progress(text: string): void {
   if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);

@@ -1,7 +1,7 @@
 /** `ipckit ring create|send|recv|info|rm`: the shared-memory ring channel from the shell. */
 import { createRing, openRing, unlinkRing } from '../mechanisms/ring/ring.js';
 import { FLAGS, RECEIVE_FLAGS, type Group } from './command.js';
-import { messagesFrom, printMessage, printResult, waitingNote } from './output.js';
+import { printMessage, printResult, sendEach, timeLeft } from './output.js';
 import { receiveLoop } from './receive.js';
 import { removeNamed } from './remove.js';
 
@@ -44,15 +44,10 @@ export const group: Group = {
         const [name, ...messages] = args as [string, ...string[]];
         const ring = await openRing(name);
         const tx = await ring.sender().finally(() => ring.close());
-        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
-        const full = waitingNote(`ring ${name} is full: waiting for its receiver…`, flags.quiet === true);
         try {
-          for await (const m of messagesFrom(messages)) {
-            await tx.send(m, deadline !== undefined ? { timeout: Math.max(0, deadline - performance.now()) } : undefined);
-            full.progress();
-          }
+          const waiting = `ring ${name} is full: waiting for its receiver…`;
+          await sendEach(messages, { left: timeLeft(flags.timeout as number | undefined), waiting, quiet: flags.quiet === true }, (m, left) => tx.send(m, left));
         } finally {
-          full.done();
           await tx.close();
         }
         return 0;

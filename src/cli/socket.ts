@@ -4,7 +4,7 @@ import type { Framing } from '../core/framing.js';
 import { connect, listen, type SocketChannel } from '../mechanisms/socket/socket.js';
 import { FLAGS, OWNER_FLAGS, UsageError, type Group } from './command.js';
 import { FRAMING_FLAG } from './fifo.js';
-import { messagesFrom, note, printMessage, progress, progressDone, withWaitingNote } from './output.js';
+import { messagesFrom, note, printMessage, progress, progressDone, timeLeft, withWaitingNote } from './output.js';
 
 const isPacket = (address: string): boolean => address.startsWith('unix-dgram:') || address.startsWith('unix-seqpacket:');
 
@@ -49,8 +49,7 @@ export const group: Group = {
         });
         // The address (with the real port or path) first, so a script knows where to connect.
         process.stderr.write(`listening on ${server.address}\n`);
-        const deadline = timeout === undefined ? undefined : performance.now() + timeout;
-        const left = (): { timeout?: number } => (deadline === undefined ? {} : { timeout: Math.max(0, deadline - performance.now()) });
+        const left = timeLeft(timeout);
         let n = 0;
         let finish: () => void = () => {};
         const finished = new Promise<void>((r) => (finish = r));

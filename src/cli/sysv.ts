@@ -9,7 +9,7 @@ import { createSysvMessageQueue, openSysvMessageQueue, removeSysvMessageQueue } 
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, removeSysvSemaphoreSet, type SemOp } from '../mechanisms/sysv/sem.js';
 import { createSysvSharedMemory, openSysvSharedMemory, removeSysvSharedMemory } from '../mechanisms/sysv/shm.js';
 import { FLAGS, OWNER_FLAGS, parseInteger, parseSize, RECEIVE_FLAGS, UsageError, type Command, type Flag, type Group, type Invocation } from './command.js';
-import { messagesFrom, printMessage, printResult, waitingNote, withWaitingNote, write } from './output.js';
+import { printMessage, printResult, sendEach, timeLeft, withWaitingNote, write } from './output.js';
 import { LENGTH, OFFSET, readStdin } from './shm.js';
 import { receiveLoop } from './receive.js';
 import { removeNamed } from './remove.js';
@@ -122,16 +122,12 @@ const msg: Group = {
       async run({ args, flags }) {
         const [key, ...messages] = args as [string, ...string[]];
         const type = (flags.type as number | undefined) ?? 1;
-        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
+        const left = timeLeft(flags.timeout as number | undefined);
         const q = await openSysvMessageQueue(target(key), ownerCheck(flags));
-        const full = waitingNote(`queue ${key} is full: waiting for a receiver to make room…`, flags.quiet === true);
         try {
-          for await (const m of messagesFrom(messages)) {
-            await q.send(m, { type, ...(deadline !== undefined ? { timeout: Math.max(0, deadline - performance.now()) } : {}) });
-            full.progress();
-          }
+          const waiting = `queue ${key} is full: waiting for a receiver to make room…`;
+          await sendEach(messages, { left, waiting, quiet: flags.quiet === true }, (m, opts) => q.send(m, { type, ...opts }));
         } finally {
-          full.done();
           await q.close();
         }
         return 0;

@@ -10,7 +10,7 @@ import { openNatsWorkQueue } from '../mechanisms/nats/workqueue.js';
 import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../mechanisms/workqueue/workqueue.js';
 import { FLAGS, OWNER_FLAGS, RECEIVE_FLAGS, UsageError, type Group, type Invocation } from './command.js';
 import { ownerCheck } from './mqueue.js';
-import { messagesFrom, printMessage, printResult, waitingNote } from './output.js';
+import { printMessage, printResult, sendEach, timeLeft } from './output.js';
 import { NATS_FLAGS, natsOptions } from './nats.js';
 import { receiveLoop } from './receive.js';
 import { removeNamed } from './remove.js';
@@ -66,18 +66,14 @@ export const group: Group = {
       examples: ['ipckit workqueue put /jobs "resize a.png" "resize b.png"', 'ipckit workqueue put nats://127.0.0.1:4222/jobs "resize a.png"'],
       async run({ args, flags }) {
         const [address, ...messages] = args as [string, ...string[]];
-        const deadline = flags.timeout === undefined ? undefined : performance.now() + (flags.timeout as number);
-        const left = (): { timeout?: number } => (deadline === undefined ? {} : { timeout: Math.max(0, deadline - performance.now()) });
+        const left = timeLeft(flags.timeout as number | undefined);
         const { queue, what } = await openQueue(address, flags, 'ipckit workqueue put');
-        const wait = waitingNote(`waiting for room on ${what}…`, flags.quiet === true);
         try {
-          for await (const m of messagesFrom(messages)) {
-            const id = await queue.put(m, left());
-            wait.progress();
+          await sendEach(messages, { left, waiting: `waiting for room on ${what}…`, quiet: flags.quiet === true }, async (m, opts) => {
+            const id = await queue.put(m, opts);
             if (flags.json) process.stdout.write(`${JSON.stringify({ id })}\n`);
-          }
+          });
         } finally {
-          wait.done();
           await queue.close();
         }
         return 0;
