@@ -9,7 +9,7 @@ import type { Channel } from '../src/core/channel.js';
 import { IpcError, isIpcError } from '../src/core/errors.js';
 import { createRequester, serve } from '../src/core/request.js';
 import { createPipe } from '../src/mechanisms/pipe/pipe.js';
-import { DuplexChannel } from '../src/mechanisms/process/duplex.js';
+import { DuplexChannel } from '../src/core/duplex.js';
 import { openRingChannel } from '../src/mechanisms/ring/channel.js';
 import { createRing, unlinkRing } from '../src/mechanisms/ring/ring.js';
 import { socketPair } from '../src/mechanisms/socket/socket.js';

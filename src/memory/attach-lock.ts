@@ -1,6 +1,8 @@
 /**
- * The attach lock of an ipckit object (header words 8-9): serialises joining and leaving,
- * that is taking a row of the participant table (participants.ts). It is held for a few
+ * The attach lock of an ipckit object (header words 8-9): serialises joining, that is
+ * taking a row of the participant table (participants.ts); leaving is one store to our own
+ * row and takes no lock, so a live process squatting on the lock cannot keep a closing
+ * endpoint (RingCore.leave). It is held for a few
  * stores, always within one synchronous stretch of JavaScript; waiting for it is async
  * (`lock`) or blocking in slices (`lockSync`), with a timeout and an AbortSignal.
  *

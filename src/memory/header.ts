@@ -40,7 +40,7 @@ export type ObjectKind = 'ring' | 'workqueue' | 'mutex' | 'pool' | 'value';
 const LETTERS: Record<ObjectKind, string> = { ring: 'R', workqueue: 'Q', mutex: 'M', pool: 'P', value: 'V' };
 const NAMES: Record<string, string> = { R: 'ring', Q: 'work queue', M: 'mutex', P: 'pool', V: 'shared value' };
 
-/** The kind as messages name it: 'ring', 'work queue', 'mutex', 'pool'. */
+/** The kind as messages name it: 'ring', 'work queue', 'mutex', 'pool', 'shared value'. */
 export function kindName(kind: ObjectKind): string {
   return NAMES[LETTERS[kind]]!;
 }

@@ -71,6 +71,19 @@ export abstract class Memory {
     return native.futexWake(this.mapping.handle, index * 4, count);
   }
 
+  /**
+   * The first half of going to sleep on the signal word `signal`: reads it, then raises the
+   * sleeper flag `flag` that wakers look at, and returns what it read; the caller looks for
+   * its event once more and then sleeps while the signal still holds that value. The signal
+   * before the flag: a waker that clears a stale flag bumps the signal after this read, so
+   * the sleep returns at once instead of missing the wake-up.
+   */
+  prepareSleep(signal: number, flag: number): number {
+    const seq = this.load(signal);
+    this.store(flag, 1);
+    return seq;
+  }
+
   /** One blocking wait of at most a slice while the word equals `expected` (see waits.ts). */
   waitSync(index: number, expected: number, timeoutMs: number): FutexResult {
     return blockingWait(this.mapping, index * 4, expected, timeoutMs);

@@ -21,7 +21,7 @@ import { bufferTooSmall, checkReceiveTarget, DEFAULT_MAX_PENDING_BYTES, pendingL
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../core/errors.js';
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
-import { SpinBudget, spinOption } from '../memory/spin.js';
+import { SpinBudget, spinOption } from './spin.js';
 import { native, type FdWatcher } from './native.js';
 import { batchDone, batchScheduled, spinBeforeWait } from './turn.js';
 import * as validate from '../core/validate.js';

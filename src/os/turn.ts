@@ -17,7 +17,7 @@
  *   yields, and its RSS grow by 25-37 MB over 100,000 connections instead of 9.)
  */
 import type { WaitOptions } from '../core/channel.js';
-import { spinCap, type SpinBudget } from '../memory/spin.js';
+import { spinCap, type SpinBudget } from './spin.js';
 
 /** A writer's "write what you have batched, now" (as its end-of-turn flush would). */
 export type WriteBatchNow = () => void;

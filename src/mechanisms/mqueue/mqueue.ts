@@ -34,7 +34,7 @@ import { checkOwner, createMode, validateOwnerCheck, type CreateModeOptions, typ
 import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import { spinBeforeWait } from '../../os/turn.js';
-import { SpinBudget, spinOption } from '../../memory/spin.js';
+import { SpinBudget, spinOption } from '../../os/spin.js';
 import * as validate from '../../core/validate.js';
 
 const { EAGAIN, EBADF, EEXIST, EINVAL, EMFILE, ENOSPC, ENOMEM, ENOENT } = osConstants.errno;
@@ -106,7 +106,7 @@ export interface MessageQueueOptions<C extends CodecOption | undefined = undefin
   /**
    * How long a receive that finds the queue empty retries `mq_receive` on the event loop
    * before it waits for the poll, in µs (default 20 where the process may use more than one
-   * CPU, else 0; adaptive, as a pipe's: memory/spin.ts). Never longer than its timeout.
+   * CPU, else 0; adaptive, as a pipe's: os/spin.ts). Never longer than its timeout.
    */
   spinMicros?: number;
 }

@@ -9,7 +9,7 @@ import * as validate from '../../core/validate.js';
 import { openInheritedPipe } from '../pipe/pipe.js';
 import { openRingChannelSync } from '../ring/channel.js';
 import { unlinkRing } from '../ring/ring.js';
-import { DuplexChannel } from './duplex.js';
+import { DuplexChannel } from '../../core/duplex.js';
 import { decodeHandoff, HANDOFF_ENV, type Handoff } from './handoff.js';
 
 export interface ParentChannelOptions<C extends CodecOption | undefined = undefined> {

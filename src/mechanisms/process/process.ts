@@ -28,7 +28,7 @@ import { describeExit, exitWithin, killSignal, startChild, type ChildExit } from
 import { spawnWithPipes } from '../pipe/pipe.js';
 import { ringSpinOption } from '../ring/core.js';
 import { createRing, unlinkRing, type Ring } from '../ring/ring.js';
-import { DuplexChannel } from './duplex.js';
+import { DuplexChannel } from '../../core/duplex.js';
 import { encodeHandoff, HANDOFF_ENV } from './handoff.js';
 
 export interface SpawnProcessOptions<C extends CodecOption | undefined = undefined> {

@@ -1,7 +1,7 @@
 /**
  * A duplex link over two rings: messages go out on one and come in on the other.
  */
-import { receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { DuplexChannel } from '../../core/duplex.js';
 import { resolveCodec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import * as validate from '../../core/validate.js';
 import { ringSpinOption } from './core.js';
@@ -10,33 +10,7 @@ import type { RingReceiver } from './receiver.js';
 import { maxPendingOption, type RingEndpointOptions, type RingSender } from './sender.js';
 
 /** A Channel over two rings: messages go out on one and come in on the other. */
-export class RingChannel<T> implements Channel<T> {
-  constructor(
-    readonly sender: RingSender<T>,
-    readonly receiver: RingReceiver<T>,
-  ) {}
-  send(message: T, options?: WaitOptions): Promise<void> {
-    return this.sender.send(message, options);
-  }
-  trySend(message: T): boolean {
-    return this.sender.trySend(message);
-  }
-  receive(options?: WaitOptions): Promise<T> {
-    return this.receiver.receive(options);
-  }
-  tryReceive(): T | undefined {
-    return this.receiver.tryReceive();
-  }
-  async close(): Promise<void> {
-    await Promise.all([this.sender.close(), this.receiver.close()]);
-  }
-  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
-    return receiverIterator(this.receiver);
-  }
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-}
+export class RingChannel<T> extends DuplexChannel<T, RingSender<T>, RingReceiver<T>> {}
 
 export type RingChannelOptions<C extends CodecOption | undefined = undefined> = OpenRingOptions & Omit<RingEndpointOptions<C>, 'timeout' | 'signal'>;
 

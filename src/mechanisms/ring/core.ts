@@ -3,12 +3,12 @@
  * the participant table (row 0 the consumer, rows 1..P the producers), the attach lock,
  * and the wake-ups. Reference-counted: the Ring handle and each endpoint hold one.
  */
-import { spinOption } from '../../memory/spin.js';
+import { spinOption } from '../../os/spin.js';
 import { errnoError, IpcError } from '../../core/errors.js';
 import { AttachLock } from '../../memory/attach-lock.js';
 import { checkHeader, H_TABLE_OFFSET, H_TABLE_ROWS } from '../../memory/header.js';
 import type { Memory } from '../../memory/memory.js';
-import { Participants } from '../../memory/participants.js';
+import { CLOSED, Participants } from '../../memory/participants.js';
 import type { Segment } from '../../memory/segment.js';
 import * as validate from '../../core/validate.js';
 import { CONSUMER_ROW, readGeometry, VERSION, W_DATA_SIGNAL, W_CONSUMER_SLEEPING, W_PRODUCER_SLEEPING, W_SPACE_SIGNAL } from './layout.js';
@@ -110,6 +110,22 @@ export class RingCore {
     if (mem.compareExchange(W_PRODUCER_SLEEPING, 1, 0) === 1) {
       mem.add(W_SPACE_SIGNAL, 1);
       mem.wake(W_SPACE_SIGNAL, -1);
+    }
+  }
+
+  /**
+   * An end closes: its row is marked closed (our own row, one store: no lock, so a live
+   * process squatting on the lock cannot keep us), everyone sleeping on `wake` is woken,
+   * and this end's reference to the mapping is released. A segment shrunk under us is not
+   * touched (that would be a SIGBUS).
+   */
+  leave(row: number, epoch: number, wake: number): void {
+    try {
+      if (!this.segment.isIntact()) return;
+      this.table.leave(row, epoch, CLOSED);
+      this.signal(wake);
+    } finally {
+      this.release();
     }
   }
 

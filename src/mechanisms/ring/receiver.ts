@@ -13,7 +13,7 @@ import * as validate from '../../core/validate.js';
 import { LoopWait } from '../../memory/loop-wait.js';
 import type { Memory } from '../../memory/memory.js';
 import { ATTACHED, CLOSED } from '../../memory/participants.js';
-import { SpinBudget } from '../../memory/spin.js';
+import { SpinBudget } from '../../os/spin.js';
 import { checkWaitOptions, SLICE_MS } from '../../memory/waits.js';
 import { fault, FAULTS } from '../../os/faults.js';
 import { peerGone, ringSpinOption, type RingCore } from './core.js';
@@ -182,37 +182,27 @@ export class RingReceiver<T> implements Receiver<T> {
       const end = this.#endState(false);
       if (end) throw end;
       // Spin (the budget adapts to what spinning achieved lately), then sleep.
-      const budget = this.#spinner.next();
-      if (budget > 0) {
-        const t0 = now();
-        const until = Math.min(t0 + budget / 1000, deadline ?? Infinity);
-        let lastDeep = t0;
-        for (;;) {
-          for (let i = 0; i < 64 && this.#readPos === this.#tailCache && (mem.load(W_TAIL) >>> 0) === this.#tailCache; i++);
-          const t = now();
-          const deep = t - lastDeep >= SLICE_MS; // a long spin still checks the peers
-          if (deep) {
-            lastDeep = t;
-            this.#core.checkIntact();
-          }
-          got = take(deep);
-          if (got !== undefined) {
-            this.#spinner.caught((now() - t0) * 1000);
-            return got;
-          }
+      got = this.#spinner.spinSync(
+        (deep) => {
+          if (deep) this.#core.checkIntact();
+          const g = take(deep);
+          if (g !== undefined) return g;
           const e = this.#endState(deep);
           if (e) throw e;
-          if (t >= until) break;
-        }
-        this.#spinner.missed();
-      }
+          return undefined;
+        },
+        deadline,
+        SLICE_MS,
+        // Nothing new at the tail: look again without the cost of a full attempt.
+        () => {
+          for (let i = 0; i < 64 && this.#readPos === this.#tailCache && (mem.load(W_TAIL) >>> 0) === this.#tailCache; i++);
+        },
+      );
+      if (got !== undefined) return got;
       let deep = false;
       for (;;) {
         if (deadline !== undefined && now() >= deadline) throw timeoutError('receive', ms!);
-        // The signal before the flag: a waker that clears a stale flag bumps the signal after
-        // this read, so the wait below returns at once instead of missing the wake-up.
-        const seq = mem.load(W_DATA_SIGNAL);
-        mem.store(W_CONSUMER_SLEEPING, 1);
+        const seq = mem.prepareSleep(W_DATA_SIGNAL, W_CONSUMER_SLEEPING);
         if (this.#find(false) < 0) {
           const r = mem.waitSync(W_DATA_SIGNAL, seq, remaining(deadline));
           if (r < 0) throw errnoError(-r, 'futex', 'receive');
@@ -241,14 +231,7 @@ export class RingReceiver<T> implements Receiver<T> {
     this.#leaveAtExit();
     this.#wait.stop(true);
     this.#waiters.rejectAll(() => closedError('receiver'));
-    const core = this.#core;
-    try {
-      if (!core.segment.isIntact()) return; // shrunk under us: touching it would be a SIGBUS
-      core.table.leave(CONSUMER_ROW, this.#epoch, CLOSED); // our own row, one store: no lock
-      core.signal(W_SPACE_SIGNAL);
-    } finally {
-      core.release();
-    }
+    this.#core.leave(CONSUMER_ROW, this.#epoch, W_SPACE_SIGNAL);
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
@@ -508,10 +491,7 @@ export class RingReceiver<T> implements Receiver<T> {
         });
         return;
       }
-      // The signal before the flag: a waker that clears a stale flag bumps the signal after
-      // this read, so the wait below returns at once instead of missing the wake-up.
-      const seq = mem.load(W_DATA_SIGNAL);
-      mem.store(W_CONSUMER_SLEEPING, 1);
+      const seq = mem.prepareSleep(W_DATA_SIGNAL, W_CONSUMER_SLEEPING);
       this.#deliver(false);
       if (this.#waiters.length === 0) return;
       this.#wait.sleep(seq);

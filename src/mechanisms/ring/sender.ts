@@ -13,7 +13,7 @@ import * as validate from '../../core/validate.js';
 import { LoopWait } from '../../memory/loop-wait.js';
 import type { Memory } from '../../memory/memory.js';
 import { CLOSED } from '../../memory/participants.js';
-import { SpinBudget } from '../../memory/spin.js';
+import { SpinBudget } from '../../os/spin.js';
 import { checkWaitOptions, SLICE_MS } from '../../memory/waits.js';
 import { fault, FAULTS } from '../../os/faults.js';
 import { peerGone, ringSpinOption, type RingCore } from './core.js';
@@ -271,38 +271,21 @@ export class RingSender<T> implements Sender<T> {
       if (r === 'ok') return this.#publish();
       this.#checkConsumer(false);
       // Spin (the budget adapts to what spinning achieved lately), then sleep.
-      const budget = this.#spinner.next();
-      if (budget > 0) {
-        const t0 = now();
-        const until = Math.min(t0 + budget / 1000, deadline ?? Infinity);
-        let lastDeep = t0;
-        for (;;) {
-          const t = now();
-          const deep = t - lastDeep >= SLICE_MS; // a long spin still checks the receiver
-          if (deep) {
-            lastDeep = t;
-            this.#core.checkIntact();
-          }
-          r = this.#place(payload);
-          if (r === 'ok') {
-            this.#spinner.caught((now() - t0) * 1000);
-            return this.#publish();
-          }
-          this.#checkConsumer(deep);
-          if (t >= until) break;
-        }
-        this.#spinner.missed();
-      }
+      const placed = this.#spinner.spinSync((deep) => {
+        if (deep) this.#core.checkIntact();
+        r = this.#place(payload);
+        if (r === 'ok') return true;
+        this.#checkConsumer(deep);
+        return undefined;
+      }, deadline, SLICE_MS);
+      if (placed) return this.#publish();
       let deep = false;
       for (;;) {
         if (deadline !== undefined && now() >= deadline) throw timeoutError('send', ms!);
         if (r === 'busy') {
           mem.waitSync(W_CLAIM_LOCK, mem.load(W_CLAIM_LOCK), 1);
         } else {
-          // The signal before the flag: a waker that clears a stale flag bumps the signal after
-          // this read, so the wait below returns at once instead of missing the wake-up.
-          const seq = mem.load(W_SPACE_SIGNAL);
-          mem.store(W_PRODUCER_SLEEPING, 1);
+          const seq = mem.prepareSleep(W_SPACE_SIGNAL, W_PRODUCER_SLEEPING);
           r = this.#place(payload);
           if (r === 'ok') return this.#publish();
           const res = mem.waitSync(W_SPACE_SIGNAL, seq, remaining(deadline));
@@ -330,15 +313,7 @@ export class RingSender<T> implements Sender<T> {
     this.#leaveAtExit();
     this.#wait.stop(true);
     this.#waiting.rejectAll(() => closedError('sender'));
-    const core = this.#core;
-    try {
-      if (!core.segment.isIntact()) return; // shrunk under us: touching it would be a SIGBUS
-      // Our own row, one store: no lock (a live process squatting on it cannot keep us).
-      core.table.leave(this.#row, this.#epoch, CLOSED);
-      core.signal(W_DATA_SIGNAL);
-    } finally {
-      core.release();
-    }
+    this.#core.leave(this.#row, this.#epoch, W_DATA_SIGNAL);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -558,10 +533,7 @@ export class RingSender<T> implements Sender<T> {
         this.#wait.retry(() => this.#arm(this.#wait.deepDue()), 1);
         return;
       }
-      // The signal before the flag: a waker that clears a stale flag bumps the signal after
-      // this read, so the wait below returns at once instead of missing the wake-up.
-      const seq = mem.load(W_SPACE_SIGNAL);
-      mem.store(W_PRODUCER_SLEEPING, 1);
+      const seq = mem.prepareSleep(W_SPACE_SIGNAL, W_PRODUCER_SLEEPING);
       r = this.#admit();
       if (this.#waiting.length === 0) return;
       this.#wait.sleep(seq);

@@ -25,7 +25,7 @@ import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } fr
 import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
 import { native } from '../../os/native.js';
-import { SpinBudget, spinOption } from '../../memory/spin.js';
+import { SpinBudget, spinOption } from '../../os/spin.js';
 import { FdPoll } from '../../os/fd-stream.js';
 import { batchDone, batchScheduled, spinBeforeWait } from '../../os/turn.js';
 import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';

@@ -27,7 +27,7 @@ import { native, type NativeSockAddr } from '../../os/native.js';
 import { createMode, TRUST_OWNER, type CreateModeOptions } from '../../os/permissions.js';
 import type { PosixIpcPerm } from '../../os/ipc-perm.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { spinOption } from '../../memory/spin.js';
+import { spinOption } from '../../os/spin.js';
 import {
   claimBoundFile,
   checkConnectPath,

@@ -33,7 +33,7 @@ import { RESOLVED, receiverIterator, type Channel, type WaitOptions } from '../.
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, timeoutError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
-import { SpinBudget, spinCap, spinOption } from '../../memory/spin.js';
+import { SpinBudget, spinCap, spinOption } from '../../os/spin.js';
 import { spinBeforeWait } from '../../os/turn.js';
 import { SpareBuffers } from '../../core/spare-buffers.js';
 import { startBlocking } from '../../os/blocking.js';

@@ -7,7 +7,7 @@ import { RESOLVED, WaitQueue, type WaitOptions } from '../../core/channel.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import { LoopWait } from '../../memory/loop-wait.js';
-import { SpinBudget } from '../../memory/spin.js';
+import { SpinBudget } from '../../os/spin.js';
 import { checkWaitOptions, SLICE_MS } from '../../memory/waits.js';
 import { fault, FAULTS } from '../../os/faults.js';
 import type { Job, JobImpl, QueueCore } from './core.js';
@@ -74,39 +74,25 @@ export class Consumer<T> {
     try {
       let job = core.take();
       if (job) return job;
-      const budget = this.#spinner.next();
-      if (budget > 0) {
-        const t0 = now();
-        const until = Math.min(t0 + budget / 1000, deadline ?? Infinity);
-        let lastDeep = t0;
-        for (;;) {
-          const t = now();
-          if (t - lastDeep >= SLICE_MS) {
-            lastDeep = t;
-            core.checkIntact();
-            core.maintain(true);
-          }
-          job = core.take();
-          if (job) {
-            this.#spinner.caught((now() - t0) * 1000);
-            return job;
-          }
-          const end = core.drained();
-          if (end) throw end;
-          if (t >= until) break;
+      job = this.#spinner.spinSync((deep) => {
+        if (deep) {
+          core.checkIntact();
+          core.maintain(true);
         }
-        this.#spinner.missed();
-      }
+        const j = core.take();
+        if (j) return j;
+        const end = core.drained();
+        if (end) throw end;
+        return undefined;
+      }, deadline, SLICE_MS);
+      if (job) return job;
       let deep = false;
       for (;;) {
         core.maintain(deep);
         const end = core.drained();
         if (end) throw end;
         if (deadline !== undefined && now() >= deadline) throw timeoutError('get', ms!);
-        // The signal before the flag: a waker that clears a stale flag bumps the signal after
-        // this read, so the wait below returns at once instead of missing the wake-up.
-        const seq = mem.load(W_ITEMS_SIGNAL);
-        mem.store(W_GETTERS_SLEEPING, 1);
+        const seq = mem.prepareSleep(W_ITEMS_SIGNAL, W_GETTERS_SLEEPING);
         job = core.take();
         if (job) return job;
         const left = deadline === undefined ? SLICE_MS : Math.max(0, Math.min(SLICE_MS, deadline - now()));
@@ -247,10 +233,7 @@ export class Consumer<T> {
         this.#getters.rejectAll(end);
         return;
       }
-      // The signal before the flag: a waker that clears a stale flag bumps the signal after
-      // this read, so the wait below returns at once instead of missing the wake-up.
-      const seq = mem.load(W_ITEMS_SIGNAL);
-      mem.store(W_GETTERS_SLEEPING, 1);
+      const seq = mem.prepareSleep(W_ITEMS_SIGNAL, W_GETTERS_SLEEPING);
       this.#deliver();
       if (this.#getters.length === 0) return;
       this.#items.sleep(seq);
@@ -271,10 +254,7 @@ export class Consumer<T> {
         return;
       }
       if (this.#joiners.length === 0) return;
-      // The signal before the flag: a waker that clears a stale flag bumps the signal after
-      // this read, so the wait below returns at once instead of missing the wake-up.
-      const seq = mem.load(W_DONE_SIGNAL);
-      mem.store(W_JOINERS_SLEEPING, 1);
+      const seq = mem.prepareSleep(W_DONE_SIGNAL, W_JOINERS_SLEEPING);
       if (core.unfinished() === 0) {
         while (this.#joiners.resolveNext(undefined));
         return;

@@ -153,10 +153,7 @@ export class Producer<T> {
       core.maintain(deep);
       this.#admit();
       if (this.#putters.length === 0) return;
-      // The signal before the flag: a waker that clears a stale flag bumps the signal after
-      // this read, so the wait below returns at once instead of missing the wake-up.
-      const seq = mem.load(W_SPACE_SIGNAL);
-      mem.store(W_PUTTERS_SLEEPING, 1);
+      const seq = mem.prepareSleep(W_SPACE_SIGNAL, W_PUTTERS_SLEEPING);
       this.#admit();
       if (this.#putters.length === 0) return;
       this.#wait.sleep(seq);

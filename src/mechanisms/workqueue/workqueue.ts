@@ -22,7 +22,7 @@ import { openNatsWorkQueue, type NatsWorkQueue, type NatsWorkQueueOptions } from
 import { adopt, adoptAsync, createObject, openObject, openObjectSync, planOpen, unlinkObject, unlinkOnCloseOption, type CreateObjectOptions, type OpenObjectOptions, type OpenPlan, type UnlinkOnCloseOptions } from '../../memory/object.js';
 import { FREE as ROW_FREE, Participants } from '../../memory/participants.js';
 import { Consumer } from './consumer.js';
-import { spinOption } from '../../memory/spin.js';
+import { spinOption } from '../../os/spin.js';
 import type { WorkQueueContract } from '../../core/work-queue.js';
 import { geometryOf, QueueCore, type Job, type WorkQueueInfo } from './core.js';
 import { MAX_PARTICIPANTS, plan as planLayout, READY, TABLE_OFFSET, VERSION, W_ITEMS_SIGNAL, writeGeometry } from './layout.js';

@@ -1,12 +1,13 @@
 /**
- * A Channel made of one Sender and one Receiver (a pipe pair: one pipe each way).
+ * A Channel made of one Sender and one Receiver: two rings (openRingChannel), or a pipe
+ * pair (spawnProcess's fallback), one each way.
  */
-import { receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
+import { receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from './channel.js';
 
-export class DuplexChannel<T> implements Channel<T> {
+export class DuplexChannel<T, S extends Sender<T> = Sender<T>, R extends Receiver<T> = Receiver<T>> implements Channel<T> {
   constructor(
-    readonly sender: Sender<T>,
-    readonly receiver: Receiver<T>,
+    readonly sender: S,
+    readonly receiver: R,
   ) {}
   send(message: T, options?: WaitOptions): Promise<void> {
     return this.sender.send(message, options);

@@ -1,6 +1,6 @@
 /**
  * How long a wait spins before it sleeps, adapted to what spinning achieved lately
- * (the ring, the work queue, the System V queue and the byte-stream and packet channels
+ * (the ring, the work queue, the POSIX and System V queues and the byte-stream and packet channels
  * use one per endpoint).
  *
  * Spinning pays off only when the peer runs at the same time on another CPU and answers
@@ -99,5 +99,36 @@ export class SpinBudget {
     }
     this.missed();
     return none;
+  }
+
+  /**
+   * The spin of a blocking (…Sync) wait: calls `attempt(deep)` until it returns something
+   * other than undefined, for up to the next budget and never past `deadline` (a
+   * performance.now() time), and returns that, or undefined once the spin is over and the
+   * caller should sleep. `deep` is true once per `sliceMs`, so that a long spin (spinMicros:
+   * Infinity) still checks the segment and its peers as a sleeper does after each slice;
+   * `attempt` throws to end the wait. `idle` runs before each attempt (a cheap look that
+   * saves a full one).
+   */
+  spinSync<R>(attempt: (deep: boolean) => R | undefined, deadline: number | undefined, sliceMs: number, idle?: () => void): R | undefined {
+    const budget = this.next();
+    if (budget <= 0) return undefined;
+    const t0 = performance.now();
+    const until = Math.min(t0 + budget / 1000, deadline ?? Infinity);
+    let lastDeep = t0;
+    for (;;) {
+      idle?.();
+      const t = performance.now();
+      const deep = t - lastDeep >= sliceMs;
+      if (deep) lastDeep = t;
+      const got = attempt(deep);
+      if (got !== undefined) {
+        this.caught((performance.now() - t0) * 1000);
+        return got;
+      }
+      if (t >= until) break;
+    }
+    this.missed();
+    return undefined;
   }
 }
