@@ -39,6 +39,15 @@ ByteView ArgBytes(const Napi::CallbackInfo& info, size_t i) {
   return ByteView{u8.Data(), u8.ByteLength()};
 }
 
+ByteView ArgByteRange(const Napi::CallbackInfo& info, size_t i) {
+  ByteView v = ArgBytes(info, i);
+  int64_t off = ArgInt64(info, i + 1), len = ArgInt64(info, i + 2);
+  if (off < 0 || len < 0 || static_cast<uint64_t>(off) + static_cast<uint64_t>(len) > v.length) {
+    throw Napi::RangeError::New(info.Env(), "ipckit native: offset/length outside the buffer");
+  }
+  return ByteView{v.data + off, static_cast<size_t>(len)};
+}
+
 }  // namespace ipckit
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -22,6 +22,9 @@ std::string ArgString(const Napi::CallbackInfo& info, size_t i);
 // A view of a Uint8Array argument's bytes.
 struct ByteView { uint8_t* data; size_t length; };
 ByteView ArgBytes(const Napi::CallbackInfo& info, size_t i);
+// The bytes [offset, offset + length) of the Uint8Array argument `i`, whose offset and
+// length are the next two arguments; RangeError if they fall outside it.
+ByteView ArgByteRange(const Napi::CallbackInfo& info, size_t i);
 
 // Reports an exception thrown while the event loop called into JavaScript: it goes to
 // 'uncaughtException', as it would from any other event. Nothing may escape to libuv (a

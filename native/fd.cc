@@ -16,18 +16,6 @@
 namespace ipckit {
 namespace {
 
-// Returns the [offset, offset+length) range of a Uint8Array argument, bounds-checked.
-uint8_t* Range(const Napi::CallbackInfo& info, size_t bufArg, size_t* lengthOut) {
-  ByteView v = ArgBytes(info, bufArg);
-  int64_t off = ArgInt64(info, bufArg + 1);
-  int64_t len = ArgInt64(info, bufArg + 2);
-  if (off < 0 || len < 0 || static_cast<uint64_t>(off) + static_cast<uint64_t>(len) > v.length) {
-    throw Napi::RangeError::New(info.Env(), "ipckit native: offset/length outside the buffer");
-  }
-  *lengthOut = static_cast<size_t>(len);
-  return v.data + off;
-}
-
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) ThrowErrno(info.Env(), "pipe2");
@@ -40,20 +28,18 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
 // read(fd, buf, offset, length) -> bytes read, 0 at end of stream, or -errno.
 Napi::Value Read(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0);
-  size_t len;
-  uint8_t* p = Range(info, 1, &len);
+  ByteView b = ArgByteRange(info, 1);
   ssize_t n;
-  do n = read(fd, p, len); while (n < 0 && errno == EINTR);
+  do n = read(fd, b.data, b.length); while (n < 0 && errno == EINTR);
   return Napi::Number::New(info.Env(), n < 0 ? -errno : static_cast<double>(n));
 }
 
 // write(fd, buf, offset, length) -> bytes written or -errno.
 Napi::Value Write(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0);
-  size_t len;
-  uint8_t* p = Range(info, 1, &len);
+  ByteView b = ArgByteRange(info, 1);
   ssize_t n;
-  do n = write(fd, p, len); while (n < 0 && errno == EINTR);
+  do n = write(fd, b.data, b.length); while (n < 0 && errno == EINTR);
   return Napi::Number::New(info.Env(), n < 0 ? -errno : static_cast<double>(n));
 }
 

@@ -199,13 +199,8 @@ Napi::Value MapBuffer(const Napi::CallbackInfo& info) {
 Napi::Value MapRead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Region& r = Live(info);
-  ByteView dst = ArgBytes(info, 2);
-  int64_t dstOff = ArgInt64(info, 3), len = ArgInt64(info, 4);
-  if (dstOff < 0 || len < 0 || static_cast<uint64_t>(dstOff) + static_cast<uint64_t>(len) > dst.length) {
-    throw Napi::RangeError::New(env, "ipckit native: range outside the destination");
-  }
-  uint8_t* src = Range(env, r, ArgInt64(info, 1), len);
-  memcpy(dst.data + dstOff, src, static_cast<size_t>(len));
+  ByteView dst = ArgByteRange(info, 2);
+  memcpy(dst.data, Range(env, r, ArgInt64(info, 1), static_cast<int64_t>(dst.length)), dst.length);
   return env.Undefined();
 }
 
@@ -213,13 +208,8 @@ Napi::Value MapRead(const Napi::CallbackInfo& info) {
 Napi::Value MapWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Region& r = Writable(info);
-  ByteView src = ArgBytes(info, 2);
-  int64_t srcOff = ArgInt64(info, 3), len = ArgInt64(info, 4);
-  if (srcOff < 0 || len < 0 || static_cast<uint64_t>(srcOff) + static_cast<uint64_t>(len) > src.length) {
-    throw Napi::RangeError::New(env, "ipckit native: range outside the source");
-  }
-  uint8_t* dst = Range(env, r, ArgInt64(info, 1), len);
-  memcpy(dst, src.data + srcOff, static_cast<size_t>(len));
+  ByteView src = ArgByteRange(info, 2);
+  memcpy(Range(env, r, ArgInt64(info, 1), static_cast<int64_t>(src.length)), src.data, src.length);
   return env.Undefined();
 }
 

@@ -222,10 +222,8 @@ Napi::Value Shutdown(const Napi::CallbackInfo& info) {
 Napi::Value SendPacket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0);
-  ByteView v = ArgBytes(info, 1);
-  int64_t off = ArgInt64(info, 2), len = ArgInt64(info, 3);
-  if (off < 0 || len < 0 || static_cast<uint64_t>(off + len) > v.length) throw Napi::RangeError::New(env, "ipckit native: offset/length outside the buffer");
-  struct iovec iov = {v.data + off, static_cast<size_t>(len)};
+  ByteView b = ArgByteRange(info, 1);
+  struct iovec iov = {b.data, b.length};
   struct msghdr msg;
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
@@ -386,13 +384,11 @@ Napi::Value RecvPackets(const Napi::CallbackInfo& info) {
 Napi::Value RecvStream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0);
-  ByteView v = ArgBytes(info, 1);
-  int64_t off = ArgInt64(info, 2), len = ArgInt64(info, 3);
-  if (off < 0 || len < 0 || static_cast<uint64_t>(off + len) > v.length) throw Napi::RangeError::New(env, "ipckit native: offset/length outside the buffer");
+  ByteView b = ArgByteRange(info, 1);
   if (info.Length() < 5 || !info[4].IsTypedArray()) throw Napi::TypeError::New(env, "ipckit native: recvStream expects an Int32Array");
   Napi::Int32Array out = info[4].As<Napi::Int32Array>();
   if (out.ElementLength() < static_cast<size_t>(kMaxFdsPerMessage + 2)) throw Napi::RangeError::New(env, "ipckit native: recvStream fds array too small");
-  struct iovec iov = {v.data + off, static_cast<size_t>(len)};
+  struct iovec iov = {b.data, b.length};
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
   struct msghdr msg;
   memset(&msg, 0, sizeof msg);
