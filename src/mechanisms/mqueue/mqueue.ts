@@ -775,9 +775,9 @@ export function createMessageQueue<C extends CodecOption | undefined = undefined
   const qname = validate.posixName(name);
   validate.object('options', options);
   const { mode, group } = createMode(options);
-  const limits = messageQueueLimits();
-  const maxMessages = positiveAttr('maxMessages', options.maxMessages, HARD_MSGMAX) ?? limits.msgDefault;
-  const maxMessageBytes = positiveAttr('maxMessageBytes', options.maxMessageBytes, HARD_MSGSIZEMAX) ?? limits.msgsizeDefault;
+  // The kernel's defaults, read only when an attribute is not given (each is a /proc read).
+  const maxMessages = positiveAttr('maxMessages', options.maxMessages, HARD_MSGMAX) ?? sysctlNumber('fs.mqueue.msg_default', 10);
+  const maxMessageBytes = positiveAttr('maxMessageBytes', options.maxMessageBytes, HARD_MSGSIZEMAX) ?? sysctlNumber('fs.mqueue.msgsize_default', 8192);
   const codec = resolveCodec(options.codec) as Codec<MessageOf<C>>;
   validate.optionalBoolean('unlinkOnClose', options.unlinkOnClose);
   validate.optionalInteger('maxPendingBytes', options.maxPendingBytes, 0);

@@ -28,6 +28,11 @@ export interface SysvLimits {
   shmmni: number;
 }
 
+/** kernel.msgmax now: the largest message, and a queue handle's default maxMessageBytes (one read, where sysvLimits makes ten). */
+export function sysvMsgmax(): number {
+  return sysctlNumber('kernel.msgmax', 8192);
+}
+
 /** The limits that apply now in this IPC namespace (the kernel's defaults where unreadable). */
 export function sysvLimits(): SysvLimits {
   const sem = (readSysctl('kernel.sem') ?? '').split(/\s+/).map(Number);

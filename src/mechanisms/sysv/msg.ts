@@ -40,13 +40,13 @@ import { startBlocking } from '../../os/blocking.js';
 import type { SysvIpcPerm } from '../../os/ipc-perm.js';
 import { native } from '../../os/native.js';
 import { describeTarget, findSysv, isGone, keyHex, validateKey, validateTarget, waitForSysv, type SysvTarget } from './keys.js';
-import { limitError, sysvLimits } from './limits.js';
+import { limitError, sysvLimits, sysvMsgmax } from './limits.js';
 import { checkSysvOwner, createMode, flag, openOptions, ownerArgument, sysvPerm, type CreateModeOptions, type SysvOpenOptions } from './perm.js';
 
 const C = native.sysvConstants;
 /** Receive scratch buffers (type + kernel.msgmax, the default largest message) of closed queues, for the thread's next (see SpareBuffers). */
 let spareScratchPool: SpareBuffers | undefined;
-const spareScratch = (): SpareBuffers => (spareScratchPool ??= new SpareBuffers(8 + sysvLimits().msgmax));
+const spareScratch = (): SpareBuffers => (spareScratchPool ??= new SpareBuffers(8 + sysvMsgmax()));
 const EMPTY = Buffer.alloc(0);
 const EMPTY_TYPE = new Uint8Array(8);
 const { EAGAIN, ENOMSG, E2BIG, EEXIST, ENOSPC, ENOMEM, EPERM, EACCES } = osConstants.errno;
@@ -561,7 +561,7 @@ class SendingSide<T> {
     const payload = encodeWith(this.#codec, message);
     // The kernel's limit first: maxMessageBytes is kernel.msgmax unless the caller chose it.
     if (payload.length > core.msgmax) {
-      core.msgmax = sysvLimits().msgmax; // it may have been raised since the handle was made
+      core.msgmax = sysvMsgmax(); // it may have been raised since the handle was made
       if (payload.length > core.msgmax) throw limitError('kernel.msgmax', core.msgmax, `message to send is ${payload.length} bytes, more than the kernel's largest System V message:`, { code: 'ERR_IPCKIT_FRAME_TOO_LARGE', details: { length: payload.length } });
     }
     if (payload.length > core.maxMessageBytes) {
@@ -586,7 +586,7 @@ class SendingSide<T> {
 
   #failure(errno: number, payload: Uint8Array): IpcError {
     const core = this.#core;
-    if (errno === 22 /* EINVAL */ && payload.length > (core.msgmax = sysvLimits().msgmax)) {
+    if (errno === 22 /* EINVAL */ && payload.length > (core.msgmax = sysvMsgmax())) {
       return limitError('kernel.msgmax', core.msgmax, `message to send is ${payload.length} bytes, more than the kernel's largest System V message:`, { code: 'ERR_IPCKIT_FRAME_TOO_LARGE', details: { length: payload.length } });
     }
     return core.error(errno, 'msgsnd', 'send');
@@ -849,7 +849,7 @@ function removeQueue(id: number, what: string): boolean {
 }
 
 function handleOptions(options: SysvMessageQueueOptions<CodecOption | undefined>): { codec: Codec<any>; maxMessageBytes: number; type: number; removeOnClose: boolean; msgmax: number; spinMicros: number } {
-  const msgmax = sysvLimits().msgmax;
+  const msgmax = sysvMsgmax();
   return {
     spinMicros: spinOption(options.spinMicros),
     codec: resolveCodec(options.codec),
