@@ -11,20 +11,16 @@ import { join } from 'node:path';
 import { it } from 'node:test';
 import { repoRoot, run } from '../helpers.js';
 
-it('20,000 pipes opened and closed without turning the event loop: nothing of them is retained', async () => {
+/**
+ * Runs `cycleBody` (the body of an async function that opens, uses and closes endpoints;
+ * `m` is the package, `message` a 5-byte Buffer) 20,000 times in a child whose event loop
+ * never turns, and returns by how much the heap grew across them, after a full GC.
+ */
+async function heapKeptOver20000(cycleBody: string): Promise<number> {
   const script = `
-    import(process.argv[1]).then(async ({ createPipe }) => {
+    import(process.argv[1]).then(async (m) => {
       const message = Buffer.from('hello');
-      const cycle = async () => {
-        const { reader, writer } = createPipe();
-        await writer.send(message);
-        // tryReceive: a receive() answered without waiting lets the loop turn every
-        // millisecond (src/os/turn.ts), and this test needs a loop that never turns.
-        const got = reader.tryReceive();
-        if (got === undefined || Buffer.compare(Buffer.from(got), message) !== 0) throw new Error('wrong or missing message');
-        await writer.close();
-        await reader.close();
-      };
+      const cycle = async () => { ${cycleBody} };
       for (let i = 0; i < 500; i++) await cycle(); // warm: code, pools
       gc();
       const before = process.memoryUsage().heapUsed;
@@ -32,16 +28,29 @@ it('20,000 pipes opened and closed without turning the event loop: nothing of th
       setImmediate(() => turns++);
       for (let i = 0; i < 20000; i++) await cycle();
       gc();
-      const after = process.memoryUsage().heapUsed;
-      console.log(JSON.stringify({ growthMB: (after - before) / 1048576, loopTurned: turns > 0 }));
+      console.log(JSON.stringify({ growthMB: (process.memoryUsage().heapUsed - before) / 1048576, loopTurned: turns > 0 }));
     });
   `;
   const r = await run(process.execPath, ['--expose-gc', '-e', script, join(repoRoot, 'dist', 'src', 'index.js')], { timeoutMs: 60_000 }).done;
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { growthMB: number; loopTurned: boolean };
   assert.equal(out.loopTurned, false, 'the loop turned: the test no longer tests what it says');
+  return out.growthMB;
+}
+
+it('20,000 pipes opened and closed without turning the event loop: nothing of them is retained', async () => {
+  const growthMB = await heapKeptOver20000(`
+    const { reader, writer } = m.createPipe();
+    await writer.send(message);
+    // tryReceive: a receive() answered without waiting lets the loop turn every
+    // millisecond (src/os/turn.ts), and this test needs a loop that never turns.
+    const got = reader.tryReceive();
+    if (got === undefined || Buffer.compare(Buffer.from(got), message) !== 0) throw new Error('wrong or missing message');
+    await writer.close();
+    await reader.close();
+  `);
   // 20,000 retained writers are about 20 MB; what a full GC cannot free must stay near zero.
-  assert.ok(out.growthMB < 3, `the heap grew by ${out.growthMB.toFixed(1)} MB over 20,000 closed pipes`);
+  assert.ok(growthMB < 3, `the heap grew by ${growthMB.toFixed(1)} MB over 20,000 closed pipes`);
 });
 
 it('shared-memory handles give everything back at close, without the event loop turning: no native handle left, no pages of a closed pool, mutex or work queue still mapped', async () => {
@@ -151,33 +160,16 @@ it('20,000 socket pairs opened and closed without turning the event loop: nothin
   // A packet writer's end-of-turn flush (a setImmediate and its entry in the thread's list
   // of batches) outlived a successful close(): every closed pair stayed reachable until the
   // loop turned (37 MB of heap after a full GC over 20,000 pairs).
-  const script = `
-    import(process.argv[1]).then(async ({ socketPair }) => {
-      const message = Buffer.from('hello');
-      const cycle = async () => {
-        const [a, b] = socketPair('unix-dgram');
-        await a.send(message);
-        await a.flush();
-        const got = b.tryReceive(); // see the pipe test: receive() may let the loop turn
-        if (got === undefined || Buffer.compare(Buffer.from(got), message) !== 0) throw new Error('wrong or missing message');
-        await a.close();
-        await b.close();
-      };
-      for (let i = 0; i < 500; i++) await cycle();
-      gc();
-      const before = process.memoryUsage().heapUsed;
-      let turns = 0;
-      setImmediate(() => turns++);
-      for (let i = 0; i < 20000; i++) await cycle();
-      gc();
-      console.log(JSON.stringify({ growthMB: (process.memoryUsage().heapUsed - before) / 1048576, loopTurned: turns > 0 }));
-    });
-  `;
-  const r = await run(process.execPath, ['--expose-gc', '-e', script, join(repoRoot, 'dist', 'src', 'index.js')], { timeoutMs: 60_000 }).done;
-  assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { growthMB: number; loopTurned: boolean };
-  assert.equal(out.loopTurned, false, 'the loop turned: the test no longer tests what it says');
-  assert.ok(out.growthMB < 3, `the heap grew by ${out.growthMB.toFixed(1)} MB over 20,000 closed socket pairs`);
+  const growthMB = await heapKeptOver20000(`
+    const [a, b] = m.socketPair('unix-dgram');
+    await a.send(message);
+    await a.flush();
+    const got = b.tryReceive(); // as in the pipe test: receive() may let the loop turn
+    if (got === undefined || Buffer.compare(Buffer.from(got), message) !== 0) throw new Error('wrong or missing message');
+    await a.close();
+    await b.close();
+  `);
+  assert.ok(growthMB < 3, `the heap grew by ${growthMB.toFixed(1)} MB over 20,000 closed socket pairs`);
 });
 
 it('making and closing System V and POSIX message queues reads /proc without a 64 KiB buffer per file', async () => {
