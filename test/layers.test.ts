@@ -30,6 +30,7 @@ function importsOf(file: string): string[] {
   const source = readFileSync(file, 'utf8');
   const found: string[] = [];
   for (const m of source.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"](\.[^'"]+)['"]/g)) found.push(m[1]!);
+  for (const m of source.matchAll(/(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g)) found.push(m[1]!); // side-effect imports
   for (const m of source.matchAll(/import\(\s*['"](\.[^'"]+)['"]\s*\)/g)) found.push(m[1]!);
   return found;
 }

@@ -31,7 +31,11 @@ export function readSysctl(name: string): string | undefined {
   } catch {
     return undefined;
   } finally {
-    closeSync(fd);
+    try {
+      closeSync(fd);
+    } catch {
+      /* Linux releases the descriptor even when close reports an error */
+    }
   }
 }
 
