@@ -1,7 +1,7 @@
 /** Bad input, crashes and restarts on sockets: each ends with its error code, none hangs. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { connect, listen, type SocketChannel } from '../../src/mechanisms/socket/socket.js';
+import { connect, listen, socketPair, type SocketChannel } from '../../src/mechanisms/socket/socket.js';
 import { readPackets } from '../../src/mechanisms/socket/packet.js';
 import { native } from '../../src/os/native.js';
 import { readdirSync, readlinkSync } from 'node:fs';
@@ -632,5 +632,60 @@ describe('server crashes under a reconnecting client', () => {
     assert.deepEqual(missing, [], 'every resolved send was delivered exactly once');
     assert.ok(resolved.size > 100, `only ${resolved.size} sends resolved`);
     t.diagnostic(`sent ${next}, resolved ${resolved.size}, delivered ${seen.size}, rejected ${JSON.stringify(Object.fromEntries(outcomes))}, over ${(client as unknown as { connections: number }).connections} connections`);
+  });
+});
+
+describe('close with a timeout while the peer does not read', () => {
+  for (const kind of ['unix-dgram', 'unix-seqpacket'] as const) {
+    it(`${kind}: a flush cut short by close({ timeout }) rejects with ERR_IPCKIT_TIMEOUT and the number of messages dropped`, async () => {
+      const [a, b] = socketPair(kind);
+      try {
+        // Accept messages until the kernel and the writer's own queue are full; a never reads.
+        const message = new Uint8Array(512).fill(7);
+        let accepted = 0;
+        while (b.trySend!(message)) accepted++;
+        assert.ok(accepted > 0);
+        const e = await within(rejectsWith(b.close({ timeout: 100 }), 'ERR_IPCKIT_TIMEOUT'), 5000, 'close');
+        const lost = e.details?.lostMessages as number;
+        assert.ok(lost > 0 && lost <= accepted, `lostMessages ${lost} of ${accepted} accepted`);
+        assert.match(e.message, /accepted messages were not delivered/);
+        // What was delivered is intact and in order, and it is exactly what was not reported lost.
+        let delivered = 0;
+        for (;;) {
+          let m: Uint8Array | undefined;
+          try {
+            m = a.tryReceive!();
+          } catch (end) {
+            // seqpacket: after the last message, the peer's close ends the stream
+            assert.equal(kind, 'unix-seqpacket');
+            assert.equal((end as { code?: string }).code, 'ERR_IPCKIT_CLOSED');
+            break;
+          }
+          if (m === undefined) break;
+          assert.equal(Buffer.compare(m, message), 0);
+          delivered++;
+        }
+        assert.equal(delivered + lost, accepted);
+        await b.close(); // once closed, closing again is a no-op
+      } finally {
+        await a.close();
+        await b.close().catch(() => {});
+      }
+    });
+  }
+
+  it('unix (stream): the same close rejects with ERR_IPCKIT_TIMEOUT and the bytes dropped', async () => {
+    const [a, b] = socketPair('unix');
+    try {
+      const message = new Uint8Array(512).fill(7);
+      let accepted = 0;
+      while (b.trySend!(message)) accepted++;
+      const e = await within(rejectsWith(b.close({ timeout: 100 }), 'ERR_IPCKIT_TIMEOUT'), 5000, 'close');
+      const lost = e.details?.lostBytes as number;
+      assert.ok(lost > 0 && lost <= accepted * (4 + 512), `lostBytes ${lost} of ${accepted} accepted 516-byte frames`);
+    } finally {
+      await a.close();
+      await b.close().catch(() => {});
+    }
   });
 });

@@ -22,7 +22,7 @@
 import { constants as osConstants } from 'node:os';
 import { bufferTooSmall, checkReceiveTarget, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Channel, type ReceiverInto, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption } from '../../core/codec.js';
-import { closedError, errnoError, IpcError, invalidArgument } from '../../core/errors.js';
+import { closedError, errnoError, IpcError, invalidArgument, toIpcError } from '../../core/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js';
 import { native } from '../../os/native.js';
 import { SpinBudget, spinOption } from '../../os/spin.js';
@@ -723,10 +723,11 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
         failure = e;
       }
     }
-    // Nothing is left after a flush (after a failed one, `failure` reports what was lost), and
-    // this also drops the writer's end-of-turn flush, which would hold this channel until
-    // the event loop turns: 20,000 socket pairs closed without a turn kept 37 MB of heap.
-    this.writer.discard(closedError('sender'));
+    // Nothing is left after a flush; after one that timed out or was aborted, what is left
+    // is dropped and counted. This also drops the writer's end-of-turn flush, which would
+    // hold this channel until the event loop turns: 20,000 socket pairs closed without a
+    // turn kept 37 MB of heap.
+    const lost = this.writer.discard(closedError('sender'));
     for (let i = this.#inHead; i < this.#incoming.length; i++) closeFds(this.#incoming[i]!.fds);
     this.#incoming = [];
     this.#incomingBytes = 0;
@@ -735,7 +736,11 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     this.#waiters.rejectAll(() => closedError('receiver'));
     this.stopReading();
     this.release();
-    if (failure !== undefined && this.writer.error) throw this.writer.error;
+    if (failure === undefined) return;
+    // A write that failed (the peer went away) has its error with the count already.
+    if (this.writer.error) throw this.writer.error;
+    // A flush cut short by the caller's timeout or signal: no accepted message is dropped silently.
+    if (lost > 0) throw toIpcError(failure, 'close').amend({ note: `${lost} accepted messages were not delivered`, details: { lostMessages: lost } });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
