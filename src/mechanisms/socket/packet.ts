@@ -293,16 +293,22 @@ export class PacketWriter {
   }
 
   /** Rejects waiting sends; what was accepted is still written by `flush`. */
-  rejectWaiting(error: IpcError): void {
+  rejectWaiting(error: () => IpcError): void {
     this.#spaceWaiters.rejectAll(error);
   }
 
-  /** Drops everything unsent (closing): returns how many accepted messages were lost. */
-  discard(error: IpcError): number {
+  /**
+   * Drops everything unsent (closing): returns how many accepted messages were lost. The
+   * error is made only if someone is told (an Error's stack costs microseconds, and most
+   * closes have nobody waiting).
+   */
+  discard(error: IpcError | (() => IpcError)): number {
+    let made: IpcError | undefined;
+    const theError = (): IpcError => (made ??= typeof error === 'function' ? error() : error);
     let lost = 0;
     for (let i = this.#qHead; i < this.#queue.length; i++) {
       const e = this.#queue[i]!;
-      if (e.reject) e.reject(error);
+      if (e.reject) e.reject(theError());
       else lost++;
     }
     this.#queue = [];
@@ -313,8 +319,8 @@ export class PacketWriter {
     // (unix-dgram pairs: RSS +26 MB over 100,000, scripts/leak-cycles.ts).
     this.#cancelFlushTask();
     batchDone(this.#writeBatchNow);
-    this.#spaceWaiters.rejectAll(error);
-    this.#flushWaiters.rejectAll(error);
+    this.#spaceWaiters.rejectAll(theError);
+    this.#flushWaiters.rejectAll(theError);
     this.#stopWaiting();
     return lost;
   }
@@ -714,7 +720,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (this.state === 'closed') return;
     const wasOpen = this.state;
     this.state = 'closed';
-    this.writer.rejectWaiting(closedError('sender'));
+    this.writer.rejectWaiting(() => closedError('sender'));
     let failure: unknown;
     if (wasOpen === 'open' || this.writer.pending > 0) {
       try {
@@ -727,7 +733,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     // is dropped and counted. This also drops the writer's end-of-turn flush, which would
     // hold this channel until the event loop turns: 20,000 socket pairs closed without a
     // turn kept 37 MB of heap.
-    const lost = this.writer.discard(closedError('sender'));
+    const lost = this.writer.discard(() => closedError('sender'));
     for (let i = this.#inHead; i < this.#incoming.length; i++) closeFds(this.#incoming[i]!.fds);
     this.#incoming = [];
     this.#incomingBytes = 0;
