@@ -118,7 +118,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   // A target whose figure this run does not measure (a size or placement --quick leaves out) is not listed.
   const all = targets.map((t) => evaluate(t, figures));
   const results = all.filter((t) => t.notMeasured !== 'not part of this run');
-  if (all.length > results.length) notes.push(`${all.length - results.length} targets concern figures this run does not measure${options.quick ? ' (--quick measures 64 B only, the pinned placement, no one-CPU ring and no nats: run the full bench)' : ''}`);
+  if (all.length > results.length) notes.push(`${all.length - results.length} targets concern figures this run does not measure${options.quick ? ' (--quick measures 64 B only, the pinned placement, no one-CPU ring, no datagram socketpair and no nats: run the full bench)' : ''}`);
   const report: BenchReport = {
     schemaVersion: SCHEMA_VERSION,
     date: new Date().toISOString(),
