@@ -792,3 +792,24 @@ describe('channel lifecycle', () => {
     assert.ok(statSync(scratchDir()).isDirectory());
   });
 });
+
+describe('socketPair addresses', () => {
+  for (const kind of ['unix', 'unix-dgram', 'unix-seqpacket'] as const) {
+    it(`${kind}: both ends have no address, as the kernel says (socketPair does not ask it)`, async () => {
+      const [a, b] = socketPair(kind);
+      try {
+        for (const end of [a, b]) {
+          assert.equal(end.remoteAddress, undefined);
+          assert.equal(end.localAddress, undefined);
+          const fd = (end as unknown as { fd: number }).fd;
+          assert.equal(native.peerAddress(fd).family, 'unix');
+          assert.equal((native.peerAddress(fd) as { path: Buffer }).path.length, 0);
+          assert.equal((native.localAddress(fd) as { path: Buffer }).path.length, 0);
+        }
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  }
+});

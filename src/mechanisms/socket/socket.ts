@@ -211,9 +211,10 @@ function rawAckedOptions(options: SocketChannelOptions<CodecOption | undefined>)
 }
 
 /** A channel over a connected fd of `kind`. */
-function wrapConnected<T>(fd: number, kind: SocketKind, options: SocketChannelOptions<CodecOption | undefined>, peer: PeerCredentials | undefined): SocketChannel<T> {
-  const remoteAddress = sockAddrText(kind, tryAddr(() => native.peerAddress(fd)));
-  const localAddress = sockAddrText(kind, tryAddr(() => native.localAddress(fd)));
+/** `unnamed`: both ends are known to have no address (a socketpair), so none is asked of the kernel. */
+function wrapConnected<T>(fd: number, kind: SocketKind, options: SocketChannelOptions<CodecOption | undefined>, peer: PeerCredentials | undefined, unnamed = false): SocketChannel<T> {
+  const remoteAddress = unnamed ? undefined : sockAddrText(kind, tryAddr(() => native.peerAddress(fd)));
+  const localAddress = unnamed ? undefined : sockAddrText(kind, tryAddr(() => native.localAddress(fd)));
   if (kind === 'unix-seqpacket' || kind === 'unix-dgram') {
     return new PacketChannel<T>(fd, options, { kind, peer, remoteAddress, localAddress }) as unknown as SocketChannel<T>;
   }
@@ -677,7 +678,7 @@ export function socketPair<C extends CodecOption | undefined = undefined>(kind: 
     }
     const me = { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
     const o = channelOptions(options);
-    return [wrapConnected<MessageOf<C>>(a, kind, o, me), wrapConnected<MessageOf<C>>(b, kind, o, me)];
+    return [wrapConnected<MessageOf<C>>(a, kind, o, me, true), wrapConnected<MessageOf<C>>(b, kind, o, me, true)];
   } catch (e) {
     native.close(a);
     native.close(b);
