@@ -86,6 +86,15 @@ describe('ipckit gc', () => {
       while (churn.child.exitCode === null && churn.child.signalCode === null) {
         const r = byName(await collectGarbage({ prefix: ring.slice(1) })).get(ring);
         if (churn.child.exitCode !== null) break; // it ended during this pass: gc may rightly remove it
+        if (r?.action === 'removed') {
+          // Only right if the churn had closed its last handle (its exit may not have reached
+          // us yet): had gc removed the ring under it, its next open would fail and it would
+          // exit 1 without printing its count.
+          const end = await churn.done;
+          assert.equal(end.code, 0, `gc removed the ring while it was in use: ${end.stdout}${end.stderr}`);
+          assert.match(end.stdout, /"opens":\d+/);
+          break;
+        }
         assert.equal(r?.action, 'kept', JSON.stringify(r));
         assert.ok(exists(ring));
         rounds++;
