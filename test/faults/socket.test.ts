@@ -674,6 +674,37 @@ describe('close with a timeout while the peer does not read', () => {
     });
   }
 
+  for (const kind of ['unix-dgram', 'unix-seqpacket'] as const) {
+    it(`${kind}: the peer closes while close({ timeout }) flushes: one ERR_IPCKIT_PEER_GONE with the messages dropped`, async () => {
+      const [a, b] = socketPair(kind);
+      try {
+        const message = new Uint8Array(512).fill(7);
+        let accepted = 0;
+        while (b.trySend!(message)) accepted++;
+        const closing = b.close({ timeout: 100 });
+        await a.close(); // b's next write fails while its close still flushes
+        const e = await within(rejectsWith(closing, 'ERR_IPCKIT_PEER_GONE'), 5000, 'close');
+        const lost = e.details?.lostMessages as number;
+        assert.ok(lost > 0 && lost <= accepted, `lostMessages ${lost} of ${accepted} accepted`);
+      } finally {
+        await a.close();
+        await b.close().catch(() => {});
+      }
+    });
+
+    it(`${kind}: a failure a send or flush already reported is not reported again by close()`, async () => {
+      const [a, b] = socketPair(kind);
+      await a.close();
+      try {
+        assert.equal(b.trySend!(new Uint8Array(8)), true);
+        await rejectsWith(b.flush(), 'ERR_IPCKIT_PEER_GONE');
+        await within(b.close(), 5000, 'close'); // told once, by flush()
+      } finally {
+        await b.close().catch(() => {});
+      }
+    });
+  }
+
   it('unix (stream): the same close rejects with ERR_IPCKIT_TIMEOUT and the bytes dropped', async () => {
     const [a, b] = socketPair('unix');
     try {

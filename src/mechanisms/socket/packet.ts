@@ -203,6 +203,8 @@ export class PacketWriter {
   #retryTimer: NodeJS.Timeout | undefined;
   #retryDelay = 1;
   #error: IpcError | null = null;
+  /** A send, trySend or flush has given the failure to the caller (close then does not repeat it). */
+  #errorReported = false;
   /**
    * Once a write failed: settles to the failure's final form, after we learn whether the
    * peer died (PEER_GONE). Every pending and later call gets that one error, so calls
@@ -242,6 +244,10 @@ export class PacketWriter {
     return this.#error;
   }
 
+  get errorReported(): boolean {
+    return this.#errorReported;
+  }
+
   get pending(): number {
     return this.#queue.length - this.#qHead + this.#spaceWaiters.length;
   }
@@ -273,19 +279,20 @@ export class PacketWriter {
   }
 
   trySend(bytes: Uint8Array): boolean {
-    if (this.#error) throw this.#error;
+    if (this.#error) throw this.#reportError();
     if (this.#spaceWaiters.length > 0) return false;
     if (this.#bytes + bytes.length > this.highWaterMark && this.#bytes > 0) {
       this.#flush();
-      if (this.#error) throw this.#error;
+      if (this.#error) throw this.#reportError();
       if (this.#bytes + bytes.length > this.highWaterMark && this.#bytes > 0) return false;
     }
     this.#push({ bytes: copyOf(bytes), fds: null, resolve: null, reject: null });
     return true;
   }
 
-  flush(options?: WaitOptions): Promise<void> {
-    if (this.#error) return this.#rejection();
+  /** `report`: false for close's own flush, which reports a failure only if nobody was told. */
+  flush(options?: WaitOptions, report = true): Promise<void> {
+    if (this.#error) return this.#rejection(report);
     if (this.pending === 0) return RESOLVED;
     const p = this.#flushWaiters.enqueue(options, undefined);
     this.#flush();
@@ -443,8 +450,14 @@ export class PacketWriter {
   }
 
   /** The failure, once its final form is known (#error is set only by #fail). */
-  #rejection(): Promise<never> {
+  #rejection(report = true): Promise<never> {
+    if (report) this.#errorReported = true;
     return this.#failing!.then((e) => Promise.reject(e));
+  }
+
+  #reportError(): IpcError {
+    this.#errorReported = true;
+    return this.#error!;
   }
 
   #fail(error: IpcError): void {
@@ -452,8 +465,16 @@ export class PacketWriter {
     this.#error = error; // what a synchronous call (trySend) throws meanwhile
     this.#stopWaiting();
     this.#failing = peerDiedError(error, this.peer()).then((final) => {
-      const lost = this.discard(final);
+      // Counted first, so that everyone told (a waiting send or flush) gets the count too.
+      let lost = 0;
+      let told = this.#spaceWaiters.length > 0 || this.#flushWaiters.length > 0;
+      for (let i = this.#qHead; i < this.#queue.length; i++) {
+        if (this.#queue[i]!.reject) told = true;
+        else lost++;
+      }
       this.#error = lost > 0 ? final.amend({ note: `${lost} accepted messages were not delivered`, details: { lostMessages: lost } }) : final;
+      this.discard(this.#error);
+      if (told) this.#errorReported = true;
       return this.#error;
     });
   }
@@ -724,7 +745,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     let failure: unknown;
     if (wasOpen === 'open' || this.writer.pending > 0) {
       try {
-        await this.writer.flush(options);
+        await this.writer.flush(options, false);
       } catch (e) {
         failure = e;
       }
@@ -743,10 +764,13 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     this.stopReading();
     this.release();
     if (failure === undefined) return;
-    // A write that failed (the peer went away) has its error with the count already.
-    if (this.writer.error) throw this.writer.error;
-    // A flush cut short by the caller's timeout or signal: no accepted message is dropped silently.
-    if (lost > 0) throw toIpcError(failure, 'close').amend({ note: `${lost} accepted messages were not delivered`, details: { lostMessages: lost } });
+    // What this close dropped (after a timeout or abort, or a write failure whose final form
+    // was not settled yet) is counted here: no accepted message is dropped silently.
+    const error = this.writer.error ?? toIpcError(failure, 'close');
+    if (lost > 0) throw error.amend({ note: `${lost} accepted messages were not delivered`, details: { lostMessages: lost } });
+    // A write failure (the peer went away) carries its own count; a send or flush that
+    // already gave it to the caller is not repeated here.
+    if (this.writer.error && !this.writer.errorReported) throw this.writer.error;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
