@@ -396,6 +396,28 @@ print(n, flush=True)`,
   });
 });
 
+describe('datagram server: close with replies nobody reads', () => {
+  it('server.close() rejects with the replies it could not deliver, instead of dropping them silently', async () => {
+    const name = uniqueName('dgclose').slice(1);
+    const server = await listen(`unix-dgram:@${name}`);
+    const client = await connect(`unix-dgram:@${name}`);
+    try {
+      await client.send(new Uint8Array([1]));
+      const peer = await within(server.accept(), 5000);
+      assert.deepEqual([...(await within(peer.receive(), 5000))], [1]);
+      // The client never reads: replies fill its queue, then wait in the peer's writer.
+      let accepted = 0;
+      while (peer.trySend!(new Uint8Array(512))) accepted++;
+      const e = await within(rejectsWith(server.close(), 'ERR_IPCKIT_TIMEOUT'), 10_000, 'server.close');
+      const lost = e.details?.lostMessages as number;
+      assert.ok(lost > 0 && lost <= accepted, `lostMessages ${lost} of ${accepted} replies accepted`);
+    } finally {
+      await client.close();
+      await server.close().catch(() => {});
+    }
+  });
+});
+
 describe('datagram server, many senders', () => {
   it('40 senders each under the per-sender limit cannot make the server hold more than 64 MiB together, and nothing is lost', async () => {
     const name = uniqueName('dgmany').slice(1);

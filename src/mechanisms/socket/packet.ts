@@ -1117,10 +1117,15 @@ export class DatagramServer<T> {
     this.#closed = true;
     this.#acceptWaiters.rejectAll(() => closedError('server'));
     const peers = [...this.#peers.values()];
-    await Promise.allSettled(peers.map((p) => p.close({ timeout: 1000 })));
+    const closed = await Promise.allSettled(peers.map((p) => p.close({ timeout: 1000 })));
     this.#reading = false;
     this.#poll.close();
     native.close(this.fd);
+    // Replies a peer could not deliver within the second are reported, not dropped silently.
+    const failed = closed.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => toIpcError(r.reason, 'close'));
+    if (failed.length === 0) return;
+    const lost = failed.reduce((n, e) => n + ((e.details?.lostMessages as number | undefined) ?? 0), 0);
+    throw failed.length === 1 ? failed[0]! : failed[0]!.amend({ note: `${failed.length} peers could not be closed cleanly, ${lost} replies were not delivered`, details: { lostMessages: lost, peers: failed.length } });
   }
 
   #interested(): boolean {
