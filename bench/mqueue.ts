@@ -61,9 +61,9 @@ async function withQueues<R>(size: number, maxMessages: number, role: string, bo
   try {
     rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8) });
     const child = startChild('mqueue', role, { to, from });
-    pin(child.child.pid!, placement.childCpu);
     try {
       await child.nextLine(); // the child has opened both
+      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
       unlinkMessageQueue(to);
       unlinkMessageQueue(from);
       return await withPlacement(placement, () => body(tx, rx!));

@@ -24,9 +24,9 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
     mutexes[0]!.tryLock();
     mutexes[1]!.tryLock();
     const child = startChild('mutex', 'relay', { names, stop: stopName });
-    pin(child.child.pid!, placement.childCpu);
     try {
       await child.nextLine(); // the child holds mutex 2
+      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
       for (const n of names) unlinkMutex(n);
       unlinkSemaphore(stopName);
       const meter = new RttMeter(ctx.budget);

@@ -1,6 +1,6 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
-import { cFigures, streamRttTargets, SIZES, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigures, stamp, streamRttTargets, SIZES, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop } from './streams.js';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,14 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
       const rx = child.receiver(4);
       try {
         if (role !== 'sink') {
+          // One round trip first: the child makes its ends as it starts, and each end's spin
+          // default comes from the CPUs the process may use then. Pinned before that, the
+          // child took itself for a one-CPU process and never spun: round trips of 53 µs
+          // where the FIFO's (whose child is up before it is pinned) took 3 µs.
+          const hello = new Uint8Array(Math.max(size, 8));
+          stamp(hello, 0);
+          await tx.send(hello);
+          await rx.receive();
           const l = await pinnedPair(ctx, child.pid, () => rttLoop(tx, rx, size, ctx.budget, role === 'echoInto'));
           out.push({ mechanism, variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : variant, role: 'ipckit', metric: 'rtt', size, ...l });
         } else {

@@ -33,9 +33,9 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
     const stop = createSemaphore(names.stop);
     made.push(stop);
     const child = startChild('semaphore', 'echo', names);
-    pin(child.child.pid!, placement.childCpu);
     try {
       await child.nextLine(); // the child has opened all three
+      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
       for (const n of Object.values(names)) unlinkSemaphore(n);
       const l = await withPlacement(placement, () => pingPong(ctx, ping, pong));
       stop.post();

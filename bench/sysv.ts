@@ -72,9 +72,9 @@ async function withQueue<R>(ctx: BenchContext, role: string, placement: Placemen
   try {
     queueBytes(q);
     const child = startChild('sysv', role, { id: q.id });
-    pin(child.child.pid!, placement.childCpu);
     try {
       await child.nextLine(); // the child has opened it
+      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
       return await withPlacement(placement, () => body(q));
     } finally {
       await child.finish();
@@ -164,9 +164,9 @@ async function measureSemaphores(ctx: BenchContext): Promise<Figure[]> {
     const set = createSysvSemaphoreSet(0, { count: 3, removeOnClose: true });
     try {
       const child = startChild('sysv', 'pong', { id: set.id });
-      pin(child.child.pid!, placement.childCpu);
       try {
         await child.nextLine();
+        pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
         const l = await withPlacement(placement, () => pingPong(ctx, set));
         set.tryOp([{ index: STOP, delta: 1 }, { index: PING, delta: 1 }]);
         out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...l });
