@@ -211,8 +211,11 @@ describe('faults: pipe ends nobody closed, in a worker that ends', () => {
             ${how === 'is terminated' ? "setInterval(() => {}, 1000); // keeps running until terminated" : ''}
           });
         \`, { eval: true, workerData: process.argv[1] });
+        // Listened for at once: a worker that ends right after its message can have its exit
+        // delivered with the message, before an await on the message returns (exit code 13).
+        const exited = new Promise((r) => w.once('exit', r));
         const fds = await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
-        ${how === 'is terminated' ? 'await w.terminate();' : "await new Promise((r) => w.once('exit', r));"}
+        ${how === 'is terminated' ? 'await w.terminate();' : 'await exited;'}
         console.log(JSON.stringify(fds.filter(([fd, link]) => { try { return readlinkSync('/proc/self/fd/' + fd) === link; } catch { return false; } })));
       `;
       const r = await run(process.execPath, ['--input-type=module', '-e', code, join(repoRoot, 'dist', 'src', 'index.js')], { timeoutMs: 20_000 }).done;
