@@ -259,6 +259,8 @@ describe('ring: fast paths and views', () => {
       { eval: true, workerData: { name: n, module: new URL('../src/mechanisms/ring/ring.js', import.meta.url).href } },
     );
     const messages: any[] = [];
+    // Listened for at once: an exit can come with the last message, before an await on it returns.
+    const exited = new Promise((r) => worker.once('exit', r));
     const done = new Promise<void>((resolve, reject) => {
       worker.on('message', (m) => {
         messages.push(m);
@@ -271,7 +273,7 @@ describe('ring: fast paths and views', () => {
     await tx.close();
     await within(done, 15_000);
     // Let it close its handle and end by itself (a terminated worker's fds would stay open).
-    await within(new Promise((r) => worker.once('exit', r)), 10_000, 'the worker exits');
+    await within(exited, 10_000, 'the worker exits');
     let sum = 0;
     for (let i = 0; i < 1000; i++) sum += i & 0xff;
     assert.deepEqual(messages[1], { n: 1000, sum, end: 'ERR_IPCKIT_CLOSED' });
