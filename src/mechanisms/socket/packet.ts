@@ -305,19 +305,17 @@ export class PacketWriter {
   }
 
   /**
-   * Drops everything unsent (closing): returns how many accepted messages were lost. The
-   * error is made only if someone is told (an Error's stack costs microseconds, and most
-   * closes have nobody waiting).
+   * Drops everything unsent (closing): returns how many accepted messages were lost (sends
+   * still waiting for theirs to be written are rejected instead). `error(lost)` is made
+   * only if someone is told (an Error's stack costs microseconds, and most closes have
+   * nobody waiting), and once.
    */
-  discard(error: IpcError | (() => IpcError)): number {
-    let made: IpcError | undefined;
-    const theError = (): IpcError => (made ??= typeof error === 'function' ? error() : error);
+  discard(error: (lost: number) => IpcError): number {
     let lost = 0;
-    for (let i = this.#qHead; i < this.#queue.length; i++) {
-      const e = this.#queue[i]!;
-      if (e.reject) e.reject(theError());
-      else lost++;
-    }
+    for (let i = this.#qHead; i < this.#queue.length; i++) if (!this.#queue[i]!.reject) lost++;
+    let made: IpcError | undefined;
+    const theError = (): IpcError => (made ??= error(lost));
+    for (let i = this.#qHead; i < this.#queue.length; i++) this.#queue[i]!.reject?.(theError());
     this.#queue = [];
     this.#qHead = 0;
     this.#bytes = 0;
@@ -465,15 +463,10 @@ export class PacketWriter {
     this.#error = error; // what a synchronous call (trySend) throws meanwhile
     this.#stopWaiting();
     this.#failing = peerDiedError(error, this.peer()).then((final) => {
-      // Counted first, so that everyone told (a waiting send or flush) gets the count too.
-      let lost = 0;
-      let told = this.#spaceWaiters.length > 0 || this.#flushWaiters.length > 0;
-      for (let i = this.#qHead; i < this.#queue.length; i++) {
-        if (this.#queue[i]!.reject) told = true;
-        else lost++;
-      }
-      this.#error = lost > 0 ? final.amend({ note: `${lost} accepted messages were not delivered`, details: { lostMessages: lost } }) : final;
-      this.discard(this.#error);
+      // Everyone told (a waiting send or flush) gets the count too, and then knows.
+      let told: IpcError | undefined;
+      const lost = this.discard((n) => (told = withLostMessages(final, n)));
+      this.#error = told ?? withLostMessages(final, lost);
       if (told) this.#errorReported = true;
       return this.#error;
     });
@@ -481,6 +474,11 @@ export class PacketWriter {
 }
 
 export type { MessageWithHandles };
+
+/** `error`, saying how many accepted messages it cost (`details.lostMessages`); itself if none. */
+function withLostMessages(error: IpcError, lost: number): IpcError {
+  return lost > 0 ? error.amend({ note: `${lost} accepted messages were not delivered`, details: { lostMessages: lost } }) : error;
+}
 
 /** What the message queue of a packet channel holds. */
 type Waiting<T> = { resolve: (v: MessageWithHandles<T>) => void; reject: (e: unknown) => void };
@@ -766,8 +764,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (failure === undefined) return;
     // What this close dropped (after a timeout or abort, or a write failure whose final form
     // was not settled yet) is counted here: no accepted message is dropped silently.
-    const error = this.writer.error ?? toIpcError(failure, 'close');
-    if (lost > 0) throw error.amend({ note: `${lost} accepted messages were not delivered`, details: { lostMessages: lost } });
+    if (lost > 0) throw withLostMessages(this.writer.error ?? toIpcError(failure, 'close'), lost);
     // A write failure (the peer went away) carries its own count; a send or flush that
     // already gave it to the caller is not repeated here.
     if (this.writer.error && !this.writer.errorReported) throw this.writer.error;

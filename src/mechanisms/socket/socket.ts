@@ -210,8 +210,10 @@ function rawAckedOptions(options: SocketChannelOptions<CodecOption | undefined>)
   return { ...rest, maxMessageBytes: (options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES) + 1 };
 }
 
-/** A channel over a connected fd of `kind`. */
-/** `unnamed`: both ends are known to have no address (a socketpair), so none is asked of the kernel. */
+/**
+ * A channel over a connected fd of `kind`. `unnamed`: the ends are known to have no address
+ * (a socketpair), so none is asked of the kernel.
+ */
 function wrapConnected<T>(fd: number, kind: SocketKind, options: SocketChannelOptions<CodecOption | undefined>, peer: PeerCredentials | undefined, unnamed = false): SocketChannel<T> {
   const remoteAddress = unnamed ? undefined : sockAddrText(kind, tryAddr(() => native.peerAddress(fd)));
   const localAddress = unnamed ? undefined : sockAddrText(kind, tryAddr(() => native.localAddress(fd)));
