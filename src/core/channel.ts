@@ -100,11 +100,29 @@ export const DIRECTIONS: readonly Direction[] = ['read', 'write'];
 /** An already-resolved promise: `send` returns it when a message was accepted at once. */
 export const RESOLVED: Promise<void> = Promise.resolve();
 
-interface Waiter<V, D> {
+/** What a wait holds until it ends: its timer and its abort listener (see endWait). */
+export interface WaitEnd {
+  timer: NodeJS.Timeout | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+interface Waiter<V, D> extends WaitEnd {
   resolve(value: V): void;
   reject(error: unknown): void;
   data: D;
-  cleanup: (() => void) | undefined;
+}
+
+/**
+ * Ends a wait's timer and abort listener. One function for every wait, not a closure made
+ * per wait and called when it ends: with such a closure, 100,000 datagram pairs that
+ * received with a timeout had 45-250 KB survive each young-generation collection, against
+ * 5 KB without it (`--trace-gc-nvp`), all of it promoted to V8's old space, garbage that
+ * only a full collection frees. Which reference V8 kept was not established.
+ */
+export function endWait(w: WaitEnd): void {
+  if (w.timer !== undefined) clearTimeout(w.timer);
+  if (w.onAbort !== undefined) w.signal!.removeEventListener('abort', w.onAbort);
 }
 
 /**
@@ -141,7 +159,7 @@ export class WaitQueue<V, D = undefined> {
   enqueue(options: WaitOptions | undefined, data: D): Promise<V> {
     validate.waitOptions(options);
     return new Promise<V>((resolve, reject) => {
-      const waiter: Waiter<V, D> = { resolve, reject, data, cleanup: undefined };
+      const waiter: Waiter<V, D> = { resolve, reject, data, timer: undefined, signal: undefined, onAbort: undefined };
       if (options !== undefined) {
         const ms = options.timeout;
         const signal = options.signal;
@@ -149,18 +167,11 @@ export class WaitQueue<V, D = undefined> {
           reject(abortedError(this.what, signal));
           return;
         }
-        let timer: NodeJS.Timeout | undefined;
-        let onAbort: (() => void) | undefined;
-        if (ms !== undefined) timer = setTimeout(() => this.#cancel(waiter, timeoutError(this.what, ms)), ms);
+        if (ms !== undefined) waiter.timer = setTimeout(() => this.#cancel(waiter, timeoutError(this.what, ms)), ms);
         if (signal) {
-          onAbort = () => this.#cancel(waiter, abortedError(this.what, signal));
-          signal.addEventListener('abort', onAbort, { once: true });
-        }
-        if (timer !== undefined || onAbort !== undefined) {
-          waiter.cleanup = () => {
-            if (timer !== undefined) clearTimeout(timer);
-            if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
-          };
+          waiter.signal = signal;
+          waiter.onAbort = () => this.#cancel(waiter, abortedError(this.what, signal));
+          signal.addEventListener('abort', waiter.onAbort, { once: true });
         }
       }
       this.#items.push(waiter);
@@ -179,14 +190,14 @@ export class WaitQueue<V, D = undefined> {
   take(): { resolve: (value: V) => void; reject: (error: unknown) => void; data: D } | undefined {
     const w = this.#shift();
     if (!w) return undefined;
-    w.cleanup?.();
+    endWait(w);
     return w;
   }
 
   resolveNext(value: V): boolean {
     const w = this.#shift();
     if (!w) return false;
-    w.cleanup?.();
+    endWait(w);
     w.resolve(value);
     return true;
   }
@@ -194,7 +205,7 @@ export class WaitQueue<V, D = undefined> {
   rejectNext(error: unknown): boolean {
     const w = this.#shift();
     if (!w) return false;
-    w.cleanup?.();
+    endWait(w);
     w.reject(error);
     return true;
   }
@@ -203,7 +214,7 @@ export class WaitQueue<V, D = undefined> {
     for (;;) {
       const w = this.#shift();
       if (!w) break;
-      w.cleanup?.();
+      endWait(w);
       w.reject(typeof error === 'function' ? (error as () => unknown)() : error);
     }
   }
@@ -214,7 +225,7 @@ export class WaitQueue<V, D = undefined> {
     this.#items[i] = undefined;
     this.#count--;
     if (this.weigh) this.#weight -= this.weigh(waiter.data);
-    waiter.cleanup?.();
+    endWait(waiter);
     waiter.reject(error);
     this.onCancel?.();
   }

@@ -29,7 +29,7 @@
  *   ERR_IPCKIT_CLOSED (`details.removed`): `for await` ends.
  */
 import { constants as osConstants, endianness } from 'node:os';
-import { RESOLVED, receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { endWait, RESOLVED, receiverIterator, type Channel, type WaitEnd, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, timeoutError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
@@ -195,10 +195,9 @@ class QueueCore {
   }
 }
 
-interface Waiter {
+interface Waiter extends WaitEnd {
   resolve(value: unknown): void;
   reject(error: unknown): void;
-  cleanup: (() => void) | undefined;
   /** While a thread waits for it: the function that cancels that wait. */
   probe: (() => void) | undefined;
   /** A cancel that came while the thread waited: the error to settle with once it reports. */
@@ -221,15 +220,11 @@ class Waits<W extends Waiter> {
       const w = make(resolve, reject);
       const ms = options?.timeout;
       const signal = options?.signal;
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = (): void => this.cancel(w, abortedError(this.what, signal!));
-      if (ms !== undefined) timer = setTimeout(() => this.cancel(w, timeoutError(this.what, ms)), ms);
-      if (signal) signal.addEventListener('abort', onAbort, { once: true });
-      if (timer !== undefined || signal) {
-        w.cleanup = () => {
-          if (timer !== undefined) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        };
+      if (ms !== undefined) w.timer = setTimeout(() => this.cancel(w, timeoutError(this.what, ms)), ms);
+      if (signal) {
+        w.signal = signal;
+        w.onAbort = () => this.cancel(w, abortedError(this.what, signal));
+        signal.addEventListener('abort', w.onAbort, { once: true });
       }
       this.items.push(w);
       onAdded(w);
@@ -241,7 +236,7 @@ class Waits<W extends Waiter> {
     if (w.done || w.why !== undefined) return;
     if (w.probe) {
       w.why = error;
-      w.cleanup?.();
+      endWait(w);
       w.probe();
     } else {
       this.reject(w, error);
@@ -275,7 +270,7 @@ class Waits<W extends Waiter> {
   #remove(w: W): boolean {
     if (w.done) return false;
     w.done = true;
-    w.cleanup?.();
+    endWait(w);
     const i = this.items.indexOf(w);
     if (i >= 0) this.items.splice(i, 1);
     return true;
@@ -333,7 +328,7 @@ class ReceivingSide<T> {
     }
     return this.waits.add(
       options,
-      (resolve, reject) => ({ resolve, reject, sel, cleanup: undefined, probe: undefined, why: undefined, done: false }),
+      (resolve, reject) => ({ resolve, reject, sel, timer: undefined, signal: undefined, onAbort: undefined, probe: undefined, why: undefined, done: false }),
       () => this.#schedule(),
     );
   }
@@ -609,7 +604,7 @@ class SendingSide<T> {
     }
     return this.waits.add(
       options,
-      (resolve, reject) => ({ resolve, reject, payload, type, cleanup: undefined, probe: undefined, why: undefined, done: false }),
+      (resolve, reject) => ({ resolve, reject, payload, type, timer: undefined, signal: undefined, onAbort: undefined, probe: undefined, why: undefined, done: false }),
       () => this.#pump(),
     ) as Promise<void>;
   }
