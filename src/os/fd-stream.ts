@@ -23,7 +23,8 @@ import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeout
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
 import { SpinBudget, spinOption } from './spin.js';
 import { native, type FdWatcher } from './native.js';
-import { batchDone, batchScheduled, spinBeforeWait } from './turn.js';
+import { batchDone, batchScheduled, spinBeforeWait, type WriteBatchNow } from './turn.js';
+import { slotFor, SlotSet, type Slot } from '../core/slot-set.js';
 import * as validate from '../core/validate.js';
 
 const EAGAIN = osConstants.errno.EAGAIN;
@@ -46,24 +47,24 @@ const unclosedFds = new FinalizationRegistry<number>((fd) => {
  * program that opens and closes pipes without yielding held it all (100,000 pipes: RSS +15
  * and +23 MB with the registration, -1 and +3.5 MB without; scripts/leak-cycles.ts, runs
  * interleaved). Most short-lived endpoints close before the loop turns and never register.
+ * A SlotSet, not a Set: see slot-set.ts.
  */
-const toRegister = new Set<FdPoll>();
+const toRegister = new SlotSet<FdPoll>();
 let registering = false;
 
-function registerWhenLoopTurns(poll: FdPoll): void {
+function registerWhenLoopTurns(poll: Slot<FdPoll>): void {
   toRegister.add(poll);
   if (registering) return;
   registering = true;
   setImmediate(() => {
     registering = false;
-    for (const p of toRegister) unclosedFds.register(p, p.fd, p);
-    toRegister.clear();
+    for (const p of toRegister.take()) unclosedFds.register(p, p.fd, p);
   }).unref();
 }
 
 /** The poll no longer needs `unclosedFds` (it closed, or its watcher owns the fd now). */
-function forget(poll: FdPoll): void {
-  if (!toRegister.delete(poll)) unclosedFds.unregister(poll);
+function forget(poll: Slot<FdPoll>): void {
+  if (!toRegister.delete(poll)) unclosedFds.unregister(poll.value);
 }
 
 /** close(2) of an fd we own, errors ignored (Linux releases the number even then), as a watcher's close does. */
@@ -98,6 +99,8 @@ export class FdPoll {
   #refd = true;
   #onReadable: (() => void) | undefined;
   #onWritable: (() => void) | undefined;
+  /** Its place in `toRegister`. */
+  readonly #registration = slotFor<FdPoll>(this);
 
   /**
    * `ownsFd`: the fd is this poll's to close: close() closes it, and so does the end of a
@@ -111,7 +114,7 @@ export class FdPoll {
     this.#ownsFd = ownsFd;
     if (ownsFd) {
       native.ownFd(fd);
-      registerWhenLoopTurns(this);
+      registerWhenLoopTurns(this.#registration);
     }
   }
 
@@ -124,7 +127,7 @@ export class FdPoll {
     if (this.#watcher) return this.#watcher;
     const watcher = new native.FdWatcher(this.fd, (status, events) => this.#event(status, events), this.#ownsFd);
     if (this.#ownsFd) {
-      forget(this);
+      forget(this.#registration);
       native.disownFd(this.fd);
     }
     if (!this.#refd) watcher.setLoopRef(false);
@@ -172,7 +175,7 @@ export class FdPoll {
     this.#closed = true;
     if (this.#watcher) this.#watcher.close(); // and the fd, if we own it
     else if (this.#ownsFd) {
-      forget(this);
+      forget(this.#registration);
       native.disownFd(this.fd);
       closeQuietly(this.fd);
     }
@@ -799,15 +802,15 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #onWritable = (): void => this.#flushNow();
   #flushTask = (): void => {
     this.#flushImmediate = undefined;
-    batchDone(this.#writeBatchNow);
+    batchDone(this.#batchSlot);
     this.#flushNow();
   };
   /** A receive is about to spin (os/turn.ts): write the batch now, and the next send at once. */
-  #writeBatchNow = (): void => {
+  readonly #batchSlot = slotFor<WriteBatchNow>(() => {
     if (this.#flushImmediate !== undefined) clearImmediate(this.#flushImmediate);
     this.#flushImmediate = undefined;
     this.#flushNow();
-  };
+  });
 
   constructor(fd: number, options: WriterOptions<CodecOption | undefined> = {}, hooks: StreamHooks = {}, poll?: FdPoll) {
     checkEndpointArguments(fd, options, hooks, poll);
@@ -1040,7 +1043,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #scheduleFlush(): void {
     if (this.#flushImmediate !== undefined) return;
     this.#flushImmediate = setImmediate(this.#flushTask);
-    batchScheduled(this.#writeBatchNow);
+    batchScheduled(this.#batchSlot);
   }
 
   #startPollingWrite(): void {
@@ -1161,7 +1164,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     // that opens and closes writers without turning it would keep every one of them.
     if (this.#flushImmediate !== undefined) clearImmediate(this.#flushImmediate);
     this.#flushImmediate = undefined;
-    batchDone(this.#writeBatchNow);
+    batchDone(this.#batchSlot);
     if (!this.#poll) return;
     const poll = this.#poll;
     this.#poll = null;

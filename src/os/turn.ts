@@ -17,30 +17,29 @@
  *   yields, and its RSS grow by 25-37 MB over 100,000 connections instead of 9.)
  */
 import type { WaitOptions } from '../core/channel.js';
+import { SlotSet, type Slot } from '../core/slot-set.js';
 import { spinCap, type SpinBudget } from './spin.js';
 
 /** A writer's "write what you have batched, now" (as its end-of-turn flush would). */
 export type WriteBatchNow = () => void;
 
-const batched = new Set<WriteBatchNow>();
+/** Writers of this thread with a batch waiting for the end of the turn (see slot-set.ts). */
+const batched = new SlotSet<WriteBatchNow>();
 
-/** A writer has scheduled its end-of-turn flush; `write` writes its batch now. */
-export function batchScheduled(write: WriteBatchNow): void {
+/** A writer has scheduled its end-of-turn flush; `write.value` writes its batch now. */
+export function batchScheduled(write: Slot<WriteBatchNow>): void {
   batched.add(write);
 }
 
 /** That writer's batch was written, or the writer closed. */
-export function batchDone(write: WriteBatchNow): void {
+export function batchDone(write: Slot<WriteBatchNow>): void {
   batched.delete(write);
 }
 
 /** Writes every batch of this thread now (before a receive spins). */
 function writeBatchesNow(): void {
   if (batched.size === 0) return;
-  for (const write of [...batched]) {
-    batched.delete(write);
-    write();
-  }
+  for (const write of batched.take()) write();
 }
 
 /** How long receives may go on answering without the event loop turning (ms). */

@@ -27,7 +27,8 @@ import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js'
 import { native } from '../../os/native.js';
 import { SpinBudget, spinOption } from '../../os/spin.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { batchDone, batchScheduled, spinBeforeWait } from '../../os/turn.js';
+import { batchDone, batchScheduled, spinBeforeWait, type WriteBatchNow } from '../../os/turn.js';
+import { slotFor } from '../../core/slot-set.js';
 import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';
 import type { SocketKind } from './address.js';
 import { peerDiedError, type MessageWithHandles, type PeerCredentials, type SocketChannelOptions, type SocketInfo } from './stream.js';
@@ -214,14 +215,14 @@ export class PacketWriter {
   #views: Uint8Array[] = [];
   #flushTask = (): void => {
     this.#flushImmediate = undefined;
-    batchDone(this.#writeBatchNow);
+    batchDone(this.#batchSlot);
     this.#flush();
   };
   /** A receive is about to spin (os/turn.ts): write the batch now. */
-  #writeBatchNow = (): void => {
+  readonly #batchSlot = slotFor<WriteBatchNow>(() => {
     this.#cancelFlushTask();
     this.#flush();
-  };
+  });
   #onWritable = (): void => this.#flush();
 
   readonly highWaterMark: number;
@@ -323,7 +324,7 @@ export class PacketWriter {
     // a program that opens and closes sockets without turning it would keep every one
     // (unix-dgram pairs: RSS +26 MB over 100,000, scripts/leak-cycles.ts).
     this.#cancelFlushTask();
-    batchDone(this.#writeBatchNow);
+    batchDone(this.#batchSlot);
     this.#spaceWaiters.rejectAll(theError);
     this.#flushWaiters.rejectAll(theError);
     this.#stopWaiting();
@@ -337,7 +338,7 @@ export class PacketWriter {
     if (this.#pollingWrite || this.#retryTimer !== undefined) return;
     if (this.#queue.length - this.#qHead >= C.MAX_BATCH) this.#flush();
     else {
-      batchScheduled(this.#writeBatchNow);
+      batchScheduled(this.#batchSlot);
       this.#flushImmediate ??= setImmediate(this.#flushTask);
     }
   }
