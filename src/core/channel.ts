@@ -135,12 +135,15 @@ export class WaitQueue<V, D = undefined> {
   #head = 0;
   #count = 0;
   #weight = 0;
-  onCancel: (() => void) | undefined;
-
-  /** `weigh`: the bytes a waiter's data holds, summed in `weight` (sends waiting for room). */
+  /**
+   * `weigh`: the bytes a waiter's data holds, summed in `weight` (sends waiting for room).
+   * `onCancel`: runs after a wait left by timeout or abort. Given here, not assigned later:
+   * see the note on closures in docs/design.md, section 8.
+   */
   constructor(
     readonly what: string,
     readonly weigh?: (data: D) => number,
+    readonly onCancel?: () => void,
   ) {}
 
   get length(): number {

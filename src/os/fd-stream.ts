@@ -304,7 +304,12 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
   #queue: Buffer[] = [];
   #qHead = 0;
   /** Pending receives; a receiveInto's carries its buffer (a plain receive's carries nothing). */
-  #waiters = new WaitQueue<T | number, Uint8Array | undefined>('receive');
+  #waiters = new WaitQueue<T | number, Uint8Array | undefined>('receive', undefined, () => {
+    // A receiveInto that stopped waiting gets its buffer back at once (it is theirs again).
+    const lent = this.#decoder.borrowed;
+    if (lent !== null && this.#waiters.peek() !== lent) this.#decoder.returnBorrowed();
+    if (this.#waiters.length === 0) this.#idlePolling();
+  });
   /** While a receiveInto is being served: its buffer, where the next message goes (#drainDecoder). */
   #into: Uint8Array | null = null;
   /** The length of the message #drainDecoder placed in #into, or -1. */
@@ -340,12 +345,6 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
     this.#hooks = hooks;
     this.#ownsPoll = poll === undefined;
     this.#poll = poll ?? new FdPoll(fd, true);
-    this.#waiters.onCancel = () => {
-      // A receiveInto that stopped waiting gets its buffer back at once (it is theirs again).
-      const lent = this.#decoder.borrowed;
-      if (lent !== null && this.#waiters.peek() !== lent) this.#decoder.returnBorrowed();
-      if (this.#waiters.length === 0) this.#idlePolling();
-    };
   }
 
   get framing(): Framing {

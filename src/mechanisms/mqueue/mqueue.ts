@@ -258,7 +258,9 @@ class ReceivingSide<T> {
   #meta: Uint32Array | undefined;
   /** Messages taken from the kernel but not yet delivered (after a decode failure in a batch). */
   #pending: RawMessage[] = [];
-  #waiters = new WaitQueue<unknown, ReceiveWant>('receive');
+  #waiters = new WaitQueue<unknown, ReceiveWant>('receive', undefined, () => {
+    if (this.#waiters.length === 0) this.#stopPolling();
+  });
   #polling = false;
   #spinner: SpinBudget;
   #onReadable = (): void => {
@@ -273,9 +275,6 @@ class ReceivingSide<T> {
     this.#codec = codec;
     this.#scratch = Buffer.allocUnsafeSlow(Math.max(1, core.maxMessageBytes));
     this.#spinner = new SpinBudget(core.spinMicros);
-    this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopPolling();
-    };
     core.onClose.push(() => {
       this.#pending = [];
       this.#waiters.rejectAll(() => closedError(`message queue ${core.name}`));
@@ -457,7 +456,10 @@ interface SendJob {
 class SendingSide<T> {
   #core: QueueCore;
   #codec: Codec<T>;
-  #waiters = new WaitQueue<void, SendJob>('send', (job) => job.bytes);
+  #waiters = new WaitQueue<void, SendJob>('send', (job) => job.bytes, () => {
+    if (this.#waiters.length === 0) this.#stopPolling();
+    else this.#flush(); // the cancelled one may have been first: the next may fit now
+  });
   #polling = false;
   #onWritable = (): void => {
     // As for receiving: stop polling when there is room and nobody waits for it.
@@ -468,10 +470,6 @@ class SendingSide<T> {
   constructor(core: QueueCore, codec: Codec<T>) {
     this.#core = core;
     this.#codec = codec;
-    this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopPolling();
-      else this.#flush(); // the cancelled one may have been first: the next may fit now
-    };
     core.onClose.push(() => {
       this.#waiters.rejectAll(() => closedError(`message queue ${core.name}`));
       this.#polling = false;

@@ -105,7 +105,9 @@ export class Mutex {
   /** The mutex's futex word, to wait on; and the pending wait's cancel function. */
   readonly #word: FutexWord;
   #watching: (() => void) | undefined;
-  #waiters = new WaitQueue<LockResult>('lock');
+  #waiters = new WaitQueue<LockResult>('lock', undefined, () => {
+    if (this.#waiters.length === 0) this.#stopWatching();
+  });
 
   /** @internal */
   constructor(segment: Segment, unlinkOnClose = false) {
@@ -113,9 +115,6 @@ export class Mutex {
     this.#unlinkOnClose = unlinkOnClose;
     this.#key = `${segment.stat.dev}:${segment.stat.ino}`;
     this.#word = segment.mem.word(MUTEX_OFFSET / 4);
-    this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopWatching();
-    };
   }
 
   get name(): string {

@@ -116,7 +116,9 @@ export class BoundedPool {
   #closed = false;
   #waiting: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #waiters = new WaitQueue<PoolPermit>('pool acquire');
+  #waiters = new WaitQueue<PoolPermit>('pool acquire', undefined, () => {
+    if (this.#waiters.length === 0) this.#stopWaiting();
+  });
   /** How many permits the pool has. */
   readonly permits: number;
 
@@ -133,9 +135,6 @@ export class BoundedPool {
     this.#unlinkOnClose = unlinkOnClose;
     this.#leaveAtExit = this.#table.clearAtThreadExit(row, W_RELEASES);
     this.#releases = segment.mem.word(W_RELEASES);
-    this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopWaiting();
-    };
   }
 
   get name(): string {

@@ -61,7 +61,9 @@ export class RingReceiver<T> implements Receiver<T> {
   #published = 0; // the head we last stored
   #msgLen = 0; // set by #find
   #msgEnd = 0;
-  #waiters = new WaitQueue<unknown, Want>('receive');
+  #waiters = new WaitQueue<unknown, Want>('receive', undefined, () => {
+    if (this.#waiters.length === 0) this.#wait.stop();
+  });
   #wait: LoopWait;
   #epoch: number;
   #leaveAtExit: () => void; // a terminated worker's row must look dead at once
@@ -93,9 +95,6 @@ export class RingReceiver<T> implements Receiver<T> {
     this.#epoch = claim.epoch;
     this.#leaveAtExit = core.table.clearAtThreadExit(CONSUMER_ROW, W_SPACE_SIGNAL);
     core.retain();
-    this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#wait.stop();
-    };
   }
 
   get maxMessageBytes(): number {

@@ -113,7 +113,9 @@ export class RingSender<T> implements Sender<T> {
   #lockValue: number; // row | epoch << 8
   #tail = 0; // one-producer mode: our private tail
   #headCache = 0;
-  #waiting = new WaitQueue<void, PendingSend>('send', (p) => p.bytes);
+  #waiting = new WaitQueue<void, PendingSend>('send', (p) => p.bytes, () => {
+    if (this.#waiting.length === 0) this.#wait.stop();
+  });
   #maxPending: number;
   #wait: LoopWait;
   #leaveAtExit: () => void; // a terminated worker's row must look dead at once
@@ -149,9 +151,6 @@ export class RingSender<T> implements Sender<T> {
       else this.#arm(res === 2);
     });
     core.retain();
-    this.#waiting.onCancel = () => {
-      if (this.#waiting.length === 0) this.#wait.stop();
-    };
   }
 
   get maxMessageBytes(): number {

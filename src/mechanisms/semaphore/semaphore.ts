@@ -89,7 +89,9 @@ export class Semaphore {
   readonly #word: FutexWord | undefined;
   readonly #unlinkOnClose: boolean;
   #closed = false;
-  #waiters = new WaitQueue<void>('semaphore wait');
+  #waiters = new WaitQueue<void>('semaphore wait', undefined, () => {
+    if (this.#waiters.length === 0) this.#stopWaiting();
+  });
   /** Counted among the semaphore's waiters (glibc's sem_t), while ours wait. */
   #registered = false;
   /** The pending futex wait (or poll) for a post: its cancel function. */
@@ -105,9 +107,6 @@ export class Semaphore {
       throw corruptFlags(name);
     }
     this.#word = native.SEM_WAKES_WAITERS ? new FutexWord(this.#map, native.SEM_VALUE_OFFSET) : undefined;
-    this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.#stopWaiting();
-    };
   }
 
   get closed(): boolean {

@@ -372,7 +372,7 @@ export class SignalReceiver implements Receiver<SignalInfo> {
   #listener: Listener;
   #queue: SignalInfo[] = [];
   #head = 0;
-  #waiters = new WaitQueue<SignalInfo>('receive signal');
+  #waiters = new WaitQueue<SignalInfo>('receive signal', undefined, () => this.#updateKeepAlive());
   #capacity: number;
   #closed = false;
   #waitingListener: Listener | null = null;
@@ -390,7 +390,6 @@ export class SignalReceiver implements Receiver<SignalInfo> {
     this.signals = this.#numbers.map(signalName);
     this.#listener = { keepAlive: false, handler: (info) => this.#push(info) };
     for (const n of this.#numbers) addListener(n, this.#listener);
-    this.#waiters.onCancel = () => this.#updateKeepAlive();
   }
 
   receive(options?: WaitOptions): Promise<SignalInfo> {

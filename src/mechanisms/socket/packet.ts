@@ -499,7 +499,9 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
   #inHead = 0;
   #incomingBytes = 0;
   /** Pending receives; a receiveInto's carries its buffer. */
-  #waiters = new WaitQueue<MessageWithHandles<T> | number, Uint8Array | undefined>('receive');
+  #waiters = new WaitQueue<MessageWithHandles<T> | number, Uint8Array | undefined>('receive', undefined, () => {
+    if (this.#waiters.length === 0) this.stopReading();
+  });
   /**
    * While a receiveInto is served with nothing queued before it: its buffer, where `fill`
    * puts the first message it reads (readPackets' `into`). Such an item is taken before the
@@ -518,9 +520,6 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     this.maxMessageBytes = maxMessageBytes;
     this.writer = writer;
     this.#peer = peer;
-    this.#waiters.onCancel = () => {
-      if (this.#waiters.length === 0) this.stopReading();
-    };
   }
 
   /** The process at the other end: SO_PEERCRED, or the sender of the latest message. */
@@ -1026,7 +1025,7 @@ export class DatagramServer<T> {
   readonly #allow: AllowList | null;
   readonly #peers = new Map<string, DatagramPeer<T>>();
   readonly #fresh: DatagramPeer<T>[] = [];
-  readonly #acceptWaiters = new WaitQueue<DatagramPeer<T>>('accept');
+  readonly #acceptWaiters = new WaitQueue<DatagramPeer<T>>('accept', undefined, () => this.updateReading());
   readonly #localAddress: string;
   #reading = false;
   #closed = false;
@@ -1044,7 +1043,6 @@ export class DatagramServer<T> {
     this.#spinMicros = o.spinMicros;
     this.#allow = allow;
     this.#localAddress = localAddress;
-    this.#acceptWaiters.onCancel = () => this.updateReading();
   }
 
   get closed(): boolean {

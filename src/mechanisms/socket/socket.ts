@@ -331,7 +331,9 @@ function handOver<T>(channel: SocketChannel<T>): SocketChannel<T> {
 class ListeningServer<T> implements SocketServer<T> {
   readonly #fd: number;
   readonly #poll: FdPoll;
-  readonly #waiters = new WaitQueue<SocketChannel<T>>('accept');
+  readonly #waiters = new WaitQueue<SocketChannel<T>>('accept', undefined, () => {
+    if (!this.#wanted()) this.#stopPolling();
+  });
   readonly #options: SocketChannelOptions<CodecOption | undefined>;
   readonly #allow: AllowList | null;
   readonly #file: BoundFile | undefined;
@@ -360,9 +362,6 @@ class ListeningServer<T> implements SocketServer<T> {
     this.#allow = allow;
     this.#file = file;
     this.#acknowledged = acknowledged;
-    this.#waiters.onCancel = () => {
-      if (!this.#wanted()) this.#stopPolling();
-    };
     // A reconnecting client waits for our handshake before its connect() resolves, so an
     // acknowledged server accepts ahead of the application, up to READY_LIMIT connections.
     if (acknowledged) this.#acceptSome();

@@ -20,8 +20,12 @@ type Want = { many: false } | { many: true; max: number };
 export class Consumer<T> {
   #core: QueueCore<T>;
   #spinner: SpinBudget;
-  #getters = new WaitQueue<unknown, Want>('get');
-  #joiners = new WaitQueue<void>('join');
+  #getters = new WaitQueue<unknown, Want>('get', undefined, () => {
+    if (this.#getters.length === 0) this.#items.stop();
+  });
+  #joiners = new WaitQueue<void>('join', undefined, () => {
+    if (this.#joiners.length === 0) this.#done.stop();
+  });
   #items: LoopWait;
   #done: LoopWait;
 
@@ -34,12 +38,6 @@ export class Consumer<T> {
       this.#getters.rejectAll(e);
       this.#joiners.rejectAll(e);
     });
-    this.#getters.onCancel = () => {
-      if (this.#getters.length === 0) this.#items.stop();
-    };
-    this.#joiners.onCancel = () => {
-      if (this.#joiners.length === 0) this.#done.stop();
-    };
   }
 
   take(options?: WaitOptions): Promise<Job<T>> {

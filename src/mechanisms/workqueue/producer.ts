@@ -24,7 +24,9 @@ interface PendingPut {
 
 export class Producer<T> {
   #core: QueueCore<T>;
-  #putters = new WaitQueue<number | number[], PendingPut>('put', (p) => p.bytes);
+  #putters = new WaitQueue<number | number[], PendingPut>('put', (p) => p.bytes, () => {
+    if (this.#putters.length === 0) this.#wait.stop();
+  });
   #maxPending: number;
   #wait: LoopWait;
 
@@ -33,9 +35,6 @@ export class Producer<T> {
     this.#maxPending = maxPendingBytes;
     this.#wait = new LoopWait(core.mem, W_SPACE_SIGNAL, SLICE_MS, (res) => (res < 0 ? core.waitFailed(res, 'space') : this.#arm(res === 2)));
     core.rejecters.push((e) => this.#putters.rejectAll(e));
-    this.#putters.onCancel = () => {
-      if (this.#putters.length === 0) this.#wait.stop();
-    };
   }
 
   /** Puts an item; resolves with its id once it is in the queue, or waits for a free slot. */
