@@ -13,6 +13,10 @@
  * descriptors or threads, or grows RSS by 20 MB or more. Prints a Markdown table (the one
  * in docs/reliability.md) and writes the samples to --json.
  *
+ * The `control` kind uses no ipckit and does no I/O, only short-lived objects and settled
+ * awaits (about as many bytes a cycle as a datagram socket pair's): what it grows is the
+ * measure's own floor (Node, the samples).
+ *
  * `--turn-loop` (a diagnosis, not the target's measure) lets the event loop turn once after
  * every cycle: what is freed only then (Node-API finalizers run from the loop, handles
  * closed by libuv) shows as the difference between the two runs.
@@ -140,7 +144,25 @@ async function connectSend(ctx: Ctx): Promise<void> {
   await ch.close();
 }
 
+/** What the `control` kind allocates and drops each cycle, about as much as a socket pair's cycle. */
+class ControlEndpoint {
+  readonly waiting: Array<{ n: number; done: () => void }> = [];
+  readonly onEvent = (): number => this.waiting.length;
+  constructor(readonly n: number) {}
+  async close(): Promise<number> {
+    await new Promise<void>((done) => this.waiting.push({ n: this.n, done }) && done());
+    return this.onEvent();
+  }
+}
+
 const KINDS: Record<string, Kind> = {
+  // The measure's floor (see the comment at the top).
+  control: {
+    async cycle(_ctx, i) {
+      const ends = Array.from({ length: 7 }, (_, k) => new ControlEndpoint(i + k));
+      for (const e of ends) await e.close();
+    },
+  },
   pipe: {
     async cycle() {
       const { reader, writer } = createPipe();
