@@ -36,7 +36,7 @@ export function batchDone(write: Slot<WriteBatchNow>): void {
   batched.delete(write);
 }
 
-/** Writes every batch of this thread now (before a receive spins). */
+/** Writes every batch of this thread now (before a receive spins), in no particular order across writers. */
 function writeBatchesNow(): void {
   if (batched.size === 0) return;
   for (const write of batched.take()) write();

@@ -206,9 +206,11 @@ it('socket pairs that receive with a timeout put nothing in V8\'s old space per 
   // waiting (src/os/turn.ts) was a Set, which V8 reallocates in its old space as it grows
   // and shrinks (120 bytes a cycle); and a wait's cleanup was a closure made per wait, which
   // made each waited-on channel outlive young-generation collections (31-35 bytes a cycle
-  // promoted). Before both: 140-143 bytes a cycle; after: 0-5.
+  // promoted). Before both: 140-143 bytes a cycle; after: 0-5. spinMicros is set because
+  // the closure showed only on that path (a receive that spins, and once a millisecond
+  // waits with its timer), which a one-CPU machine does not take by default.
   const bytes = await oldSpaceBytesPerCycle(`
-    const [a, b] = m.socketPair('unix-dgram');
+    const [a, b] = m.socketPair('unix-dgram', { spinMicros: 20 });
     await a.send(message);
     const got = await b.receive({ timeout: 10000 });
     if (Buffer.compare(Buffer.from(got), message) !== 0) throw new Error('wrong message');
@@ -221,7 +223,7 @@ it('socket pairs that receive with a timeout put nothing in V8\'s old space per 
 it("endpoints made and closed by code V8 has not optimized yet put nothing in V8's old space per cycle", async () => {
   // Every endpoint's constructor gave its wait queue a closure afterwards
   // (\`this.#waiters.onCancel = () => ...\`). Run by V8's interpreter, that kept each
-  // endpoint's objects through young-generation collections (4-7 MB of 8-16 surviving each
+  // endpoint's objects through young-generation collections (5-7 MB of 8-16 surviving each
   // one, nearly all promoted, --trace-gc-nvp), and from that V8 decided, in half the runs,
   // to make some of their objects in the old space from then on (allocation-site
   // pretenuring: 8 of 16 runs of datagram pairs, 0 of 16 after): RSS +8 to +23 MB over
