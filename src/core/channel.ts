@@ -125,6 +125,18 @@ export function endWait(w: WaitEnd): void {
   if (w.onAbort !== undefined) w.signal!.removeEventListener('abort', w.onAbort);
 }
 
+/** Starts a wait's timeout and abort listener (endWait ends them); `cancel` gets their error. */
+export function startWait(w: WaitEnd, options: WaitOptions | undefined, what: string, cancel: (error: IpcError) => void): void {
+  const ms = options?.timeout;
+  const signal = options?.signal;
+  if (ms !== undefined) w.timer = setTimeout(() => cancel(timeoutError(what, ms)), ms);
+  if (signal) {
+    w.signal = signal;
+    w.onAbort = () => cancel(abortedError(what, signal));
+    signal.addEventListener('abort', w.onAbort, { once: true });
+  }
+}
+
 /**
  * A FIFO of pending waits (receives waiting for a message, sends waiting for room),
  * each with its own timeout and AbortSignal. A wait that ends by timeout or abort leaves
@@ -164,18 +176,11 @@ export class WaitQueue<V, D = undefined> {
     return new Promise<V>((resolve, reject) => {
       const waiter: Waiter<V, D> = { resolve, reject, data, timer: undefined, signal: undefined, onAbort: undefined };
       if (options !== undefined) {
-        const ms = options.timeout;
-        const signal = options.signal;
-        if (signal?.aborted) {
-          reject(abortedError(this.what, signal));
+        if (options.signal?.aborted) {
+          reject(abortedError(this.what, options.signal));
           return;
         }
-        if (ms !== undefined) waiter.timer = setTimeout(() => this.#cancel(waiter, timeoutError(this.what, ms)), ms);
-        if (signal) {
-          waiter.signal = signal;
-          waiter.onAbort = () => this.#cancel(waiter, abortedError(this.what, signal));
-          signal.addEventListener('abort', waiter.onAbort, { once: true });
-        }
+        startWait(waiter, options, this.what, (e) => this.#cancel(waiter, e));
       }
       this.#items.push(waiter);
       this.#count++;

@@ -29,9 +29,9 @@
  *   ERR_IPCKIT_CLOSED (`details.removed`): `for await` ends.
  */
 import { constants as osConstants, endianness } from 'node:os';
-import { endWait, RESOLVED, receiverIterator, type Channel, type WaitEnd, type WaitOptions } from '../../core/channel.js';
+import { endWait, RESOLVED, startWait, receiverIterator, type Channel, type WaitEnd, type WaitOptions } from '../../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
-import { abortedError, closedError, errnoError, errnoOf, IpcError, timeoutError, toIpcError } from '../../core/errors.js';
+import { abortedError, closedError, errnoError, errnoOf, IpcError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import { SpinBudget, spinCap, spinOption } from '../../os/spin.js';
 import { spinBeforeWait } from '../../os/turn.js';
@@ -218,14 +218,7 @@ class Waits<W extends Waiter> {
   add(options: WaitOptions | undefined, make: (resolve: (v: unknown) => void, reject: (e: unknown) => void) => W, onAdded: (w: W) => void): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const w = make(resolve, reject);
-      const ms = options?.timeout;
-      const signal = options?.signal;
-      if (ms !== undefined) w.timer = setTimeout(() => this.cancel(w, timeoutError(this.what, ms)), ms);
-      if (signal) {
-        w.signal = signal;
-        w.onAbort = () => this.cancel(w, abortedError(this.what, signal));
-        signal.addEventListener('abort', w.onAbort, { once: true });
-      }
+      startWait(w, options, this.what, (e) => this.cancel(w, e));
       this.items.push(w);
       onAdded(w);
     });
