@@ -117,8 +117,9 @@ interface Waiter<V, D> extends WaitEnd {
  * Ends a wait's timer and abort listener. One function for every wait, not a closure made
  * per wait and called when it ends: with such a closure, 100,000 datagram pairs that
  * received with a timeout had 47-181 KB survive each young-generation collection, against
- * 5 KB without it (`--trace-gc-nvp`, four runs each), all of it promoted to V8's old space, garbage that
- * only a full collection frees. Which reference V8 kept was not established.
+ * 5 KB without it (`--trace-gc-nvp`, four runs each), nearly all of it promoted to V8's old
+ * space, garbage that only a full collection frees. Which reference V8 kept was not
+ * established.
  */
 export function endWait(w: WaitEnd): void {
   if (w.timer !== undefined) clearTimeout(w.timer);

@@ -99,8 +99,8 @@ export class FdPoll {
   #refd = true;
   #onReadable: (() => void) | undefined;
   #onWritable: (() => void) | undefined;
-  /** Its place in `toRegister`. */
-  readonly #registration = slotFor<FdPoll>(this);
+  /** Its place in `toRegister`, if it owns its fd (only those are registered). */
+  readonly #registration: Slot<FdPoll> | null = null;
 
   /**
    * `ownsFd`: the fd is this poll's to close: close() closes it, and so does the end of a
@@ -114,6 +114,7 @@ export class FdPoll {
     this.#ownsFd = ownsFd;
     if (ownsFd) {
       native.ownFd(fd);
+      this.#registration = slotFor<FdPoll>(this);
       registerWhenLoopTurns(this.#registration);
     }
   }
@@ -127,7 +128,7 @@ export class FdPoll {
     if (this.#watcher) return this.#watcher;
     const watcher = new native.FdWatcher(this.fd, (status, events) => this.#event(status, events), this.#ownsFd);
     if (this.#ownsFd) {
-      forget(this.#registration);
+      forget(this.#registration!);
       native.disownFd(this.fd);
     }
     if (!this.#refd) watcher.setLoopRef(false);
@@ -175,7 +176,7 @@ export class FdPoll {
     this.#closed = true;
     if (this.#watcher) this.#watcher.close(); // and the fd, if we own it
     else if (this.#ownsFd) {
-      forget(this.#registration);
+      forget(this.#registration!);
       native.disownFd(this.fd);
       closeQuietly(this.fd);
     }
