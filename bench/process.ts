@@ -25,6 +25,8 @@ const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 const SEND = 'fork + process.send';
 const OURS = 'spawnProcess';
 const OURS_NOSPIN = 'spawnProcess, spinMicros 0';
+/** One-way only: the same transport carrying 64-B buffers (codec 'bytes'), to show what the transport carries without JSON. */
+const OURS_BYTES = "spawnProcess, codec 'bytes'";
 const RTT_SIZES = [64, 1024];
 
 interface Side {
@@ -34,6 +36,8 @@ interface Side {
   roundTrip(m: unknown): Promise<void>;
   /** Sends `count` messages one way as fast as the channel takes them; resolves with the count the child acknowledged. */
   blast(count: number, deadline: bigint, m: (s: number) => unknown): Promise<{ sent: number; acked: number }>;
+  /** The one-way message with sequence number `s` and a payload of `size` bytes. */
+  oneWay(size: number): (s: number) => unknown;
   close(): Promise<void>;
 }
 
@@ -61,6 +65,7 @@ function forkSide(): Promise<Side> {
       child.send({ s: -1 });
       return { sent: n, acked: ((await ack) as { n: number }).n };
     },
+    oneWay: jsonOneWay,
     async close() {
       child.disconnect();
       await new Promise((r) => child.once('exit', r));
@@ -68,9 +73,17 @@ function forkSide(): Promise<Side> {
   }));
 }
 
-async function oursSide(variant: string, spinMicros?: number): Promise<Side> {
-  const p: SpawnedProcess<any> = spawnProcess(childScript, { args: ['process', 'spawnPeer', '{}'], stdout: 'ignore', ...(spinMicros !== undefined ? { spinMicros } : {}) });
+/** Both JSON sides carry the same object: `{ s, d }`, `d` a string of the size. */
+function jsonOneWay(size: number): (s: number) => unknown {
+  const d = 'x'.repeat(size);
+  return (s) => ({ s, d });
+}
+
+async function oursSide(variant: string, options: { spinMicros?: number; codec?: 'bytes' } = {}): Promise<Side> {
+  const peer = options.codec === 'bytes' ? 'spawnBytesPeer' : 'spawnPeer';
+  const p: SpawnedProcess<any> = spawnProcess(childScript, { args: ['process', peer, '{}'], stdout: 'ignore', ...options });
   await p.receive(); // ready
+  const bytes = options.codec === 'bytes';
   return {
     variant,
     pid: p.pid,
@@ -88,9 +101,21 @@ async function oursSide(variant: string, spinMicros?: number): Promise<Side> {
           break;
         }
       }
-      await p.send({ s: -1 });
-      return { sent: n, acked: ((await p.receive()) as { n: number }).n };
+      if (!bytes) {
+        await p.send({ s: -1 });
+        return { sent: n, acked: ((await p.receive()) as { n: number }).n };
+      }
+      await p.send(new Uint8Array(1)); // the end: a 1-byte message; the child answers with its count (u32)
+      const ack = (await p.receive()) as Uint8Array;
+      return { sent: n, acked: Buffer.from(ack.buffer, ack.byteOffset, ack.byteLength).readUInt32LE(0) };
     },
+    oneWay: bytes
+      ? (size) => {
+          // One buffer, its first 4 bytes the sequence number: send copies it into the ring before it resolves.
+          const b = Buffer.alloc(size, 120);
+          return (s) => (b.writeUInt32LE(s, 0), b);
+        }
+      : jsonOneWay,
     async close() {
       await p.close();
     },
@@ -112,14 +137,14 @@ async function rttRound(ctx: BenchContext, side: Side, size: number): Promise<{ 
 }
 
 async function thrRound(ctx: BenchContext, side: Side, size: number): Promise<number> {
-  const d = 'x'.repeat(size);
+  const m = side.oneWay(size);
   const budget = ctx.budget;
   // Warm-up: the same blast, unmeasured, so that both processes run optimized code.
-  const warm = await side.blast(budget.thrMessages, now() + BigInt(Math.round((budget.warm.capSeconds / 2) * 1e9)), (s) => ({ s, d }));
+  const warm = await side.blast(budget.thrMessages, now() + BigInt(Math.round((budget.warm.capSeconds / 2) * 1e9)), m);
   if (warm.sent !== warm.acked) throw new Error(`${side.variant}: the child counted ${warm.acked} of ${warm.sent} messages (warm-up)`);
   const start = now();
   const seconds0 = Math.max(0.1, budget.thrSeconds / 3);
-  const { sent, acked } = await side.blast(Math.floor(budget.thrMessages / 3), start + BigInt(Math.round(seconds0 * 1e9)), (s) => ({ s, d }));
+  const { sent, acked } = await side.blast(Math.floor(budget.thrMessages / 3), start + BigInt(Math.round(seconds0 * 1e9)), m);
   const seconds = Number(now() - start) / 1e9;
   if (sent !== acked) throw new Error(`${side.variant}: the child counted ${acked} of ${sent} messages`);
   return sent / seconds;
@@ -169,7 +194,8 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       // Interleaved rounds of its own (A B C A B C ...); a quick run's 3 outer rounds interleave too.
       const rounds = ctx.quick ? 1 : 5;
-      const sides = [await forkSide(), await oursSide(OURS), await oursSide(OURS_NOSPIN, 0)];
+      const sides = [await forkSide(), await oursSide(OURS), await oursSide(OURS_NOSPIN, { spinMicros: 0 })];
+      const oneWaySides = [sides[0]!, sides[1]!, await oursSide(OURS_BYTES, { codec: 'bytes' })];
       const rtt = new Map<string, Array<{ p50Us: number; p99Us: number; n: number }>>();
       const thr = new Map<string, number[]>();
       try {
@@ -181,19 +207,20 @@ export const scenarios: Scenario[] = [
               rtt.set(key, [...(rtt.get(key) ?? []), await rttRound(ctx, side, size)]);
             }
           }
-          for (const side of sides.slice(0, 2)) {
+          for (const side of oneWaySides) {
             ctx.progress(`process: round ${r + 1}/${rounds}, ${side.variant} one-way 64 B`);
             thr.set(side.variant, [...(thr.get(side.variant) ?? []), await thrRound(ctx, side, 64)]);
           }
         }
       } finally {
-        for (const s of sides) await s.close().catch(() => {});
+        for (const s of [...sides, oneWaySides[2]!]) await s.close().catch(() => {});
       }
       const out: Figure[] = [];
-      for (const side of sides) {
+      for (const side of [...sides, oneWaySides[2]!]) {
         const role = side.variant === SEND ? 'node' : 'ipckit';
         for (const size of RTT_SIZES) {
-          const rs = rtt.get(`${side.variant}|${size}`)!;
+          const rs = rtt.get(`${side.variant}|${size}`);
+          if (!rs) continue; // the bytes side measures one-way only
           const p50s = rs.map((x) => x.p50Us);
           out.push({
             mechanism: 'process', variant: side.variant, role, metric: 'rtt', size,
@@ -212,13 +239,20 @@ export const scenarios: Scenario[] = [
       // A miss is printed with what was measured around it (the cause, not an excuse).
       const cost = jsonCostUs(64);
       const fig = (v: string, m: 'rtt' | 'throughput', s: number): Figure => out.find((f) => f.variant === v && f.metric === m && f.size === s)!;
+      const bytesFig = fig(OURS_BYTES, 'throughput', 64);
+      // Median of the per-round ratios, as every ratio of the bench.
+      const ratioText = (f: Figure): string => {
+        const a = thr.get(f.variant)!;
+        const b = thr.get(SEND)!;
+        return `${median(a.map((x, i) => x / b[i]!)).toFixed(1)}x`;
+      };
       for (const t of targets) {
         const ours = fig(t.variant!, t.metric, t.size!);
         const send = fig(SEND, t.metric, t.size!);
         t.ifMissed =
           t.metric === 'rtt'
             ? `measured under load: ${t.variant} p50 ${ours.p50Us!.toFixed(1)} us (rounds ${ours.note}) against process.send ${send.p50Us!.toFixed(1)} us (${send.note}); a round trip whose two sides sleep costs two cross-CPU futex wake-ups, and with 5 jobs on 2 CPUs the spinning side is often descheduled while it spins`
-            : `measured: ${(ours.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${ours.note}) against process.send ${(send.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${send.note}). The 'json' codec alone, timed in this run on this message: encode ${cost.encodeUs.toFixed(2)} us, decode ${cost.decodeUs.toFixed(2)} us, so no JSON channel passes ${(1 / Math.max(cost.encodeUs, cost.decodeUs)).toFixed(2)}M msg/s here, ${(1 / Math.max(cost.encodeUs, cost.decodeUs) / (send.msgsPerSec! / 1e6)).toFixed(1)}x process.send's rate: 10x needs another codec ('bytes', or structured binary)`;
+            : `measured: ${(ours.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${ours.note}) against process.send ${(send.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${send.note}). The 'json' codec alone, timed in this run on this message: encode ${cost.encodeUs.toFixed(2)} us, decode ${cost.decodeUs.toFixed(2)} us, so no JSON channel passes ${(1 / Math.max(cost.encodeUs, cost.decodeUs)).toFixed(2)}M msg/s here, ${(1 / Math.max(cost.encodeUs, cost.decodeUs) / (send.msgsPerSec! / 1e6)).toFixed(1)}x process.send's rate. The same transport with codec 'bytes' (64-B buffers) carried ${(bytesFig.msgsPerSec! / 1e6).toFixed(2)}M msg/s in the same rounds (${bytesFig.note}), ${ratioText(bytesFig)} process.send's: the transport has the rate, the JSON codec does not`;
       }
       return out;
     },
@@ -255,6 +289,29 @@ export const children = {
         await ch.send({ n });
         n = 0;
       } else if (m.s >= 0) n++;
+    }
+    process.exit(0);
+  },
+  /** codec 'bytes', one-way only: counts messages; a 1-byte message ends a run and is answered with the count (u32). */
+  async spawnBytesPeer(): Promise<void> {
+    const ch = parentChannel({ codec: 'bytes' });
+    await ch.send(new Uint8Array(0)); // ready
+    const ack = new Uint8Array(4);
+    let n = 0;
+    for (;;) {
+      let m: Uint8Array;
+      try {
+        m = ch.tryReceive?.() ?? (await ch.receive());
+      } catch {
+        break; // the parent closed
+      }
+      if (m.length !== 1) {
+        n++;
+        continue;
+      }
+      new DataView(ack.buffer).setUint32(0, n, true);
+      await ch.send(ack);
+      n = 0;
     }
     process.exit(0);
   },
