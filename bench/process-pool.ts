@@ -15,6 +15,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createProcessPool } from '../src/mechanisms/process-pool/pool.js';
 import { throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { Steady, type SteadyOptions } from './stats.js';
 
 const tasks = new URL('./pool-tasks.js', import.meta.url);
 const TINY = 8; // bytes of a tiny job's argument and result, for the table's size column
@@ -30,24 +31,53 @@ interface Side {
   close(): Promise<void>;
 }
 
-/** Keeps `inFlight` jobs going until `maxJobs` are done or `seconds` have passed; returns jobs/s and the parent's CPU µs per job. */
-async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, maxJobs: number, seconds: number): Promise<{ jobs: number; seconds: number; cpuUsPerJob: number }> {
-  const cpu0 = process.cpuUsage();
+/**
+ * Keeps `inFlight` jobs going, then drains them. `until` says when to stop starting jobs:
+ * - `{ steady }`, a warm-up: once the completion rate of two successive windows agrees
+ *   (bench/stats.ts Steady), or at its cap;
+ * - `{ seconds }`, a measured part: `seconds` after the first `inFlight` jobs completed.
+ *   The rate counts the completions inside that window only, with the pipeline full: not
+ *   its filling nor its draining, which with 256 jobs in flight weigh on a 0.1 s window
+ *   (quick runs) more than on a 0.4 s one, and did (quick tiny-job figures 0.75x-1.3x
+ *   the full run's, each pool biased its own way).
+ * Returns the window's jobs/s and the parent's CPU µs per job in it, and the jobs run in all.
+ */
+async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, until: { seconds: number } | { steady: SteadyOptions }): Promise<{ rate: number; cpuUsPerJob: number; jobs: number; seconds: number; steady?: boolean }> {
   const start = process.hrtime.bigint();
-  const deadline = start + BigInt(Math.round(seconds * 1e9));
+  const steady = 'steady' in until ? new Steady(until.steady) : undefined;
+  let windowStart = start; // warm-up: the current Steady window; measured part: the measured window
+  let windowDone = 0;
+  let cpu0 = process.cpuUsage();
+  let measured: { rate: number; cpuUsPerJob: number } | undefined;
   let started = 0;
   let done = 0;
   let stop = false;
   await new Promise<void>((resolve, reject) => {
     const next = (): void => {
       if (stop) return;
-      const late = process.hrtime.bigint() > deadline;
-      if (done === started && (started >= maxJobs || late)) {
+      const t = process.hrtime.bigint();
+      const inWindow = Number(t - windowStart) / 1e9;
+      if (steady) {
+        if (!steady.done && inWindow >= steady.options.windowSeconds) {
+          steady.window((done - windowDone) / inWindow, Number(t - start) / 1e9);
+          windowStart = t;
+          windowDone = done;
+        }
+      } else if (windowDone === 0 && done >= inFlight) {
+        windowStart = t; // the pipeline is full: the measured window opens
+        windowDone = done;
+        cpu0 = process.cpuUsage();
+      } else if (windowDone > 0 && !measured && inWindow >= (until as { seconds: number }).seconds) {
+        const cpu = process.cpuUsage(cpu0);
+        measured = { rate: (done - windowDone) / inWindow, cpuUsPerJob: (cpu.user + cpu.system) / (done - windowDone) };
+      }
+      const enough = steady ? steady.done : measured !== undefined;
+      if (enough && done === started) {
         stop = true;
         resolve();
         return;
       }
-      while (!late && started - done < inFlight && started < maxJobs) {
+      while (!enough && started - done < inFlight) {
         const i = started++;
         submit(fn, i).then(
           (r) => {
@@ -64,9 +94,8 @@ async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, maxJo
     };
     next();
   });
-  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
-  const cpu = process.cpuUsage(cpu0);
-  return { jobs: done, seconds: elapsed, cpuUsPerJob: (cpu.user + cpu.system) / done };
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  return { rate: measured?.rate ?? NaN, cpuUsPerJob: measured?.cpuUsPerJob ?? NaN, jobs: done, seconds, ...(steady ? { steady: steady.steady } : {}) };
 }
 
 async function loadOptional(name: string): Promise<any> {
@@ -129,6 +158,9 @@ const target: Target = {
   text: "process pool: tiny jobs at least 5x workerpool's (process mode); shown: workerpool's rate / ours, at most 0.2 (issue 12)",
 };
 
+/** The pools a quick run keeps between its outer rounds. */
+let kept: Side[] | undefined;
+
 export const scenarios: Scenario[] = [
   {
     name: 'process-pool',
@@ -138,16 +170,26 @@ export const scenarios: Scenario[] = [
       const size = Math.max(2, Math.min(4, availableParallelism()));
       // Interleaved rounds of its own; a quick run's 3 outer rounds interleave too.
       const rounds = ctx.quick ? 1 : 5;
-      const all = await sides(ctx, size);
+      // A quick run keeps its pools from one outer round to the next (closed after the last,
+      // or when a round fails): started fresh in each 0.1 s round, their worker processes
+      // were still warming up when measured (quick tiny-job figures 0.55x-0.9x the full run's).
+      const all = (ctx.quick && kept) || (await sides(ctx, size));
+      kept = undefined;
+      let keep = false;
       const figures: Figure[] = [];
       try {
-        for (const [fn, inFlight, maxJobs, seconds, bytes] of [
-          ['tiny', 256, ctx.quick ? 50_000 : 500_000, ctx.budget.thrSeconds, TINY],
-          ['mib', 8, ctx.quick ? 200 : 2000, ctx.budget.thrSeconds, MIB],
+        for (const [fn, inFlight, bytes] of [
+          ['tiny', 256, TINY],
+          ['mib', 8, MIB],
         ] as const) {
-          // Warm-up, each side for half the warm-up cap (0.2 s in --quick): 2,000 jobs (10 ms)
-          // left a quick run's one round at a fifth of a full run's rate.
-          for (const s of all) await drive(s.submit, fn, inFlight, maxJobs, ctx.budget.warm.capSeconds / 2);
+          const seconds = ctx.budget.thrSeconds;
+          // Warm-up, each side until its rate is steady (as every figure of the bench): a fixed
+          // 2,000 jobs (10 ms) left a quick run's one round at a fifth of a full run's rate.
+          const warmups = new Map<Side, { seconds: number; steady: boolean }>();
+          for (const s of all) {
+            const w = await drive(s.submit, fn, inFlight, { steady: ctx.budget.warm });
+            warmups.set(s, { seconds: +w.seconds.toFixed(3), steady: w.steady! });
+          }
           const runs = new Map<Side, Array<{ rate: number; cpu: number; workerCpu: number }>>(all.map((s) => [s, []]));
           for (let r = 0; r < rounds; r++) {
             for (let k = 0; k < all.length; k++) {
@@ -155,8 +197,8 @@ export const scenarios: Scenario[] = [
               ctx.progress(`process pool, ${fn}: ${s.variant} (round ${r + 1}/${rounds})`);
               const pids = s.pids?.() ?? [];
               const w0 = cpuOf(pids);
-              const m = await drive(s.submit, fn, inFlight, maxJobs, seconds);
-              runs.get(s)!.push({ rate: m.jobs / m.seconds, cpu: m.cpuUsPerJob, workerCpu: pids.length ? (cpuOf(pids) - w0) / m.jobs : NaN });
+              const m = await drive(s.submit, fn, inFlight, { seconds });
+              runs.get(s)!.push({ rate: m.rate, cpu: m.cpuUsPerJob, workerCpu: pids.length ? (cpuOf(pids) - w0) / m.jobs : NaN });
             }
           }
           const summary: string[] = [];
@@ -166,7 +208,7 @@ export const scenarios: Scenario[] = [
             const med = median(rates);
             const spread = `${rate(Math.min(...rates))}-${rate(Math.max(...rates))}`;
             const cpu = median(rs.map((x) => x.cpu));
-            figures.push({ ...throughputFigure({ mechanism: 'process-pool', variant: s.variant, role: s.role, size: bytes }, 1, 1 / med), n: rounds, note: `median of ${rounds} interleaved rounds, spread ${spread}; parent CPU ${cpu.toFixed(1)} us/job; ${size} workers, ${inFlight} jobs in flight` });
+            figures.push({ ...throughputFigure({ mechanism: 'process-pool', variant: s.variant, role: s.role, size: bytes }, 1, 1 / med, warmups.get(s)), n: rounds, note: `median of ${rounds} interleaved rounds, spread ${spread}; parent CPU ${cpu.toFixed(1)} us/job; ${size} workers, ${inFlight} jobs in flight` });
             summary.push(`${s.variant} ${rate(med)} (spread ${spread}, parent CPU ${cpu.toFixed(1)} us/job)`);
           }
           const ours = figures.find((f) => f.role === 'ipckit' && f.size === bytes)!;
@@ -185,8 +227,10 @@ export const scenarios: Scenario[] = [
               `workerpool is bound by its own process (${median(runs.get(all.find((x) => x.variant === wp.variant)!)!.map((x) => x.cpu)).toFixed(1)} us of CPU per job there, one CPU), which more CPUs do not help; ours spreads over the workers, so the ratio grows with the CPUs`;
           }
         }
+        keep = ctx.quick && ctx.round < ctx.rounds;
       } finally {
-        for (const s of all) await s.close().catch(() => {});
+        if (keep) kept = all;
+        else for (const s of all) await s.close().catch(() => {});
       }
       return figures;
     },
