@@ -173,6 +173,8 @@ export const scenarios: Scenario[] = [
       // A quick run keeps its pools from one outer round to the next (closed after the last,
       // or when a round fails): started fresh in each 0.1 s round, their worker processes
       // were still warming up when measured (quick tiny-job figures 0.55x-0.9x the full run's).
+      // Kept pools warmed up in the first round: after the other cases they get a short one (4 windows at most).
+      const warmBudget = ctx.quick && kept ? { ...ctx.budget.warm, capSeconds: 4 * ctx.budget.warm.windowSeconds } : ctx.budget.warm;
       const all = (ctx.quick && kept) || (await sides(ctx, size));
       kept = undefined;
       let keep = false;
@@ -187,7 +189,7 @@ export const scenarios: Scenario[] = [
           // 2,000 jobs (10 ms) left a quick run's one round at a fifth of a full run's rate.
           const warmups = new Map<Side, { seconds: number; steady: boolean }>();
           for (const s of all) {
-            const w = await drive(s.submit, fn, inFlight, { steady: ctx.budget.warm });
+            const w = await drive(s.submit, fn, inFlight, { steady: warmBudget });
             warmups.set(s, { seconds: +w.seconds.toFixed(3), steady: w.steady! });
           }
           const runs = new Map<Side, Array<{ rate: number; cpu: number; workerCpu: number }>>(all.map((s) => [s, []]));
