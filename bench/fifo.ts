@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFifo, openFifo, unlinkFifo } from '../src/mechanisms/fifo/fifo.js';
-import { cFigures, streamRttTargets, SIZES, sizesOf, startChild, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigures, streamRttTargets, SIZES, sizesOf, startChild, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop } from './streams.js';
 
@@ -46,7 +46,7 @@ async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: F
               out.push({ mechanism: 'fifo', variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
             } else {
               const t = await throughputLoop(tx, rx, size, ctx.budget);
-              out.push(throughputFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
+              out.push(senderFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t));
             }
           } finally {
             await tx.close();

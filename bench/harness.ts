@@ -14,11 +14,12 @@
  * - Every figure is measured between two real processes, in the same run as its baselines.
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { median, Steady, type SteadyOptions } from './stats.js';
+import type { ReportFigure } from './report.js';
 
 export type Metric = 'rtt' | 'throughput';
 /** Whose figure: ours, the C limit, or what a Node user has today. */
@@ -38,6 +39,11 @@ export interface Figure {
   p99Us?: number;
   msgsPerSec?: number;
   mbPerSec?: number;
+  /** One-way, where measured: CPU time (user + system) the sending process used per message, µs. */
+  senderCpuUs?: number;
+  /** One-way, where measured: the receiving process's CPU per message (µs) and minor page faults per message. */
+  receiverCpuUs?: number;
+  receiverPageFaults?: number;
   note?: string;
   /** Set when this figure could not be measured on this machine: exactly why (no value fields then). */
   notMeasured?: string;
@@ -45,11 +51,6 @@ export interface Figure {
   warmup?: { seconds: number; steady: boolean };
 }
 
-/**
- * A target from an issue. `compareTo` names the variant of the same mechanism (or of
- * another) whose figure the ratio is taken against; ratios are of p50 RTT.
- */
-/** Why round trips of 64 KiB messages on byte streams and sockets cost more than C's (a finding we measured). */
 /**
  * The variant of a stream bench's 64 KiB round trip with the zero-copy receive on both
  * sides (receiveInto into a buffer each side reuses: bench/streams.ts).
@@ -81,6 +82,11 @@ export function streamRttTargets(mechanism: string, cVariant: string, label: str
 export const NET_BASELINE = 'node net (Unix, length prefix)';
 export const NET_VARIANT = 'net + u32 framing';
 
+/**
+ * A target from an issue. `compareTo` names the variant of the same mechanism (or of
+ * another) whose figure the ratio is taken against: RTT ours / theirs (p50), one-way
+ * theirs / ours.
+ */
 export interface Target {
   mechanism: string;
   variant?: string;
@@ -92,8 +98,11 @@ export interface Target {
   maxRatio?: number;
   compareTo?: { mechanism?: string; variant: string };
   text: string;
-  /** The cause we measured for missing it, printed under a MISSED line (a finding, not an excuse). */
-  ifMissed?: string;
+  /**
+   * The cause we measured for missing it, printed under a MISSED line (a finding, not an
+   * excuse); a function builds it from the run's figures (all cases, medians over rounds).
+   */
+  ifMissed?: string | ((figures: ReportFigure[]) => string);
 }
 
 export interface Scenario {
@@ -219,6 +228,7 @@ export class RateMeter {
   #windowCount = 0;
   #measureStart = 0n;
   #measureCount = 0;
+  #measureCpu = process.cpuUsage();
   #warmupSeconds = 0;
 
   constructor(budget: Budget) {
@@ -235,6 +245,7 @@ export class RateMeter {
         if (this.#steady.window((sent - this.#windowCount) / dt, Number(t - this.#start) / 1e9)) {
           this.#measureStart = t;
           this.#measureCount = sent;
+          this.#measureCpu = process.cpuUsage();
           this.#warmupSeconds = Number(t - this.#start) / 1e9;
         }
         this.#windowStart = t;
@@ -245,18 +256,35 @@ export class RateMeter {
     return sent - this.#measureCount >= this.#budget.thrMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.thrSeconds;
   }
 
-  /** After the receiver acknowledged `sent` messages: the measured part. */
-  result(sent: number): { messages: number; seconds: number; warmup: { seconds: number; steady: boolean } } {
+  /**
+   * After the receiver acknowledged `sent` messages: the measured part, with `cpuUs`, the CPU
+   * time (user + system, all threads) this process used in it: the sender's, where the sender
+   * keeps the meter.
+   */
+  result(sent: number): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean } } {
     const end = now();
     const from = this.#steady.done ? this.#measureStart : this.#start;
     const count = this.#steady.done ? this.#measureCount : 0;
-    return { messages: sent - count, seconds: Number(end - from) / 1e9, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady } };
+    const cpu = process.cpuUsage(this.#measureCpu);
+    return { messages: sent - count, seconds: Number(end - from) / 1e9, cpuUs: cpu.user + cpu.system, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady } };
   }
 }
 
 export function throughputFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, messages: number, seconds: number, warmup?: Figure['warmup']): Figure {
   const msgsPerSec = messages / seconds;
   return { ...base, metric: 'throughput', n: messages, msgsPerSec, mbPerSec: (msgsPerSec * base.size) / 1e6, ...(warmup ? { warmup } : {}) };
+}
+
+/**
+ * throughputFigure of a RateMeter result kept by the sending process, with its CPU per
+ * message and, where the receiver reported them (bench/streams.ts), the receiver's costs.
+ */
+export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, r: ReturnType<RateMeter['result']> & { receiver?: { cpuUs: number; pageFaults: number } }): Figure {
+  return {
+    ...throughputFigure(base, r.messages, r.seconds, r.warmup),
+    ...(r.messages > 0 ? { senderCpuUs: r.cpuUs / r.messages } : {}),
+    ...(r.receiver ? { receiverCpuUs: r.receiver.cpuUs, receiverPageFaults: r.receiver.pageFaults } : {}),
+  };
 }
 
 export const now = (): bigint => process.hrtime.bigint();
@@ -332,14 +360,14 @@ export function haveCc(): boolean {
   return ccChecked;
 }
 
-/** Compiles bench/c/<name>.c (with harness.h) unless the binary is newer; null without a compiler. */
+/** Compiles bench/c/<name>.c unless the binary is newer than it and every bench/c/*.h; null without a compiler. */
 export function compileC(name: string, libs: string[] = []): string | null {
   if (!haveCc()) return null;
   const src = join(cDir, `${name}.c`);
   const bin = join(cBuildDir, name);
-  const header = join(cDir, 'harness.h');
+  const headers = readdirSync(cDir).filter((f) => f.endsWith('.h')).map((f) => join(cDir, f));
   mkdirSync(cBuildDir, { recursive: true });
-  const fresh = existsSync(bin) && statSync(bin).mtimeMs >= Math.max(statSync(src).mtimeMs, statSync(header).mtimeMs);
+  const fresh = existsSync(bin) && statSync(bin).mtimeMs >= Math.max(...[src, ...headers].map((f) => statSync(f).mtimeMs));
   if (!fresh) {
     const r = spawnSync('cc', ['-O2', '-Wall', '-o', bin, src, ...libs, '-lrt', '-lpthread'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`cc failed for bench/c/${name}.c:\n${r.stderr}`);
@@ -353,6 +381,7 @@ export interface CResult {
   n?: number;
   msgs_per_sec?: number;
   mb_per_sec?: number;
+  sender_cpu_us?: number;
   note?: string;
   /** Why there is no result (set by runC, not by the program). */
   notMeasured?: string;
@@ -398,7 +427,7 @@ export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Bud
 export function cFigure(mechanism: string, variant: string, metric: Metric, size: number, r: CResult): Figure {
   if (r.notMeasured) return { mechanism, variant, role: 'c', metric, size, n: 0, notMeasured: r.notMeasured };
   if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...(r.note ? { note: r.note } : {}) };
-  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.note ? { note: r.note } : {}) };
+  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...(r.note ? { note: r.note } : {}) };
 }
 
 /** Runs the C program for every size and both metrics (skips with a note when there is no compiler). */

@@ -9,7 +9,7 @@
  */
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
-import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, throughputFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
@@ -121,10 +121,10 @@ async function measure(ctx: BenchContext, sizes: number[], depth: (size: number)
     }
     ctx.progress(`mqueue: one-way ${size} B`);
     const t = await withQueues(size, depth(size), 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
-    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
+    out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t));
     ctx.progress(`mqueue: one-way sendMany ${size} B`);
     const b = await withQueues(size, depth(size), 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
-    out.push(throughputFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b.messages, b.seconds, b.warmup));
+    out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b));
     if (bin) {
       ctx.progress(`mqueue: C one-way ${size} B`);
       out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget)));

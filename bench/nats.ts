@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openNatsReceiver, openNatsRequester, openNatsResponder, openNatsSender } from '../src/mechanisms/nats/channel.js';
 import { openNatsWorkQueue } from '../src/mechanisms/nats/workqueue.js';
-import { stamp, startChild, tell, throughputFigure, type Figure, type Scenario } from './harness.js';
+import { stamp, startChild, tell, senderFigure, throughputFigure, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
 const NATS_SERVER = process.env.NATS_SERVER ?? 'nats-server';
@@ -159,7 +159,7 @@ export const scenarios: Scenario[] = [
         for (const size of [64, 1024]) {
           ctx.progress(`nats: publish/subscribe one-way ${size} B`);
           const t = await pubsub(server.url, size, ctx.budget);
-          out.push(throughputFigure({ mechanism: 'nats', variant: 'ipckit publish/subscribe', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
+          out.push(senderFigure({ mechanism: 'nats', variant: 'ipckit publish/subscribe', role: 'ipckit', size }, t));
           ctx.progress(`nats: request/reply ${size} B`);
           const l = await requestReply(server.url, size, ctx.budget);
           out.push({ mechanism: 'nats', variant: 'ipckit request/reply', role: 'ipckit', metric: 'rtt', size, ...l });

@@ -8,7 +8,8 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { now, RateMeter, RttMeter, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { receiverCost } from './streams.js';
+import { now, RateMeter, RttMeter, senderFigure, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -116,7 +117,7 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
   await new Promise((r) => child.once('exit', r));
   if (ack.done || ack.value.readDoubleLE(0) !== n) throw new Error('stdio baseline lost messages');
   const base = { mechanism: 'node', variant: 'stdio framing', role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...meter.result() }, throughputFigure(base, measured.messages, measured.seconds, measured.warmup)];
+  return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, { ...measured, ...receiverCost(ack.value, n) })];
 }
 
 export const scenarios: Scenario[] = [
@@ -148,14 +149,23 @@ export const children = {
   async stdioPeer(): Promise<void> {
     let counting = false;
     let n = 0;
+    let cpu0 = process.cpuUsage();
+    let faults0 = 0;
     for await (const m of frames(process.stdin)) {
       const s = m.readDoubleLE(0);
-      if (s === -3) counting = true;
-      else if (!counting) {
+      if (s === -3) {
+        counting = true;
+        cpu0 = process.cpuUsage();
+        faults0 = process.resourceUsage().minorPageFault;
+      } else if (!counting) {
         if (!process.stdout.write(frame(Buffer.from(m)))) await new Promise((r) => process.stdout.once('drain', r));
       } else if (s === -1) {
-        const ack = Buffer.alloc(8);
+        // The count, then this side's CPU (µs) and page faults, as bench/streams.ts's sink.
+        const cpu = process.cpuUsage(cpu0);
+        const ack = Buffer.alloc(24);
         ack.writeDoubleLE(n, 0);
+        ack.writeDoubleLE(cpu.user + cpu.system, 8);
+        ack.writeDoubleLE(process.resourceUsage().minorPageFault - faults0, 16);
         process.stdout.write(frame(ack));
       } else n++;
     }

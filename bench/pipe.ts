@@ -1,6 +1,6 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
-import { cFigures, stamp, streamRttTargets, SIZES, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigures, stamp, streamRttTargets, SIZES, sizesOf, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop } from './streams.js';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +34,7 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
           out.push({ mechanism, variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : variant, role: 'ipckit', metric: 'rtt', size, ...l });
         } else {
           const t = await throughputLoop(tx, rx, size, ctx.budget);
-          out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
+          out.push(senderFigure({ mechanism, variant, role: 'ipckit', size }, t));
         }
       } finally {
         await child.close();

@@ -40,6 +40,10 @@ export interface ReportFigure {
   p99Us?: number;
   msgsPerSec?: number;
   mbPerSec?: number;
+  /** One-way, where measured (medians over the rounds): the sending and the receiving process's CPU per message (µs), the receiver's minor page faults per message. */
+  senderCpuUs?: number;
+  receiverCpuUs?: number;
+  receiverPageFaults?: number;
   /** Round trips or messages measured, all rounds together. */
   n: number;
   /** How many rounds' warm-ups reached a steady rate, and the median warm-up in seconds. */
@@ -53,7 +57,9 @@ export interface ReportFigure {
   vsStdio?: Ratio;
 }
 
-export interface TargetResult extends Target {
+export interface TargetResult extends Omit<Target, 'ifMissed'> {
+  /** The measured cause printed under MISSED (built from the run's figures where the target says how). */
+  ifMissed?: string;
   /** The measured value: msg/s, MB/s, µs, or a ratio (median of per-round ratios). */
   value?: number;
   min?: number;
@@ -114,6 +120,10 @@ export function aggregate(rounds: Figure[][]): ReportFigure[] {
     } else {
       r.msgsPerSec = med((f) => f.msgsPerSec);
       r.mbPerSec = med((f) => f.mbPerSec);
+      for (const k of ['senderCpuUs', 'receiverCpuUs', 'receiverPageFaults'] as const) {
+        const v = med((f) => f[k]);
+        if (v !== undefined) r[k] = v;
+      }
     }
     if (warm.length) r.warmup = { steadyRounds: warm.filter((f) => f.warmup!.steady).length, seconds: summarize(warm.map((f) => f.warmup!.seconds)).median };
     const note = per.find((f) => f?.note)?.note;
@@ -163,7 +173,8 @@ export function cReference(figures: ReportFigure[], f: ReportFigure): ReportFigu
 }
 
 /** Judges a target on the report's figures (ratios: the median of per-round ratios). */
-export function evaluate(t: Target, figures: ReportFigure[]): TargetResult {
+export function evaluate(target: Target, figures: ReportFigure[]): TargetResult {
+  const t: TargetResult = { ...target, ifMissed: typeof target.ifMissed === 'function' ? target.ifMissed(figures) : target.ifMissed };
   const ours = figures.find((f) => f.mechanism === t.mechanism && f.metric === t.metric && (t.size === undefined || f.size === t.size) && (t.variant === undefined ? f.role === 'ipckit' : f.variant === t.variant));
   if (!ours) return { ...t, notMeasured: 'not part of this run' };
   if (ours.notMeasured) return { ...t, notMeasured: ours.notMeasured };

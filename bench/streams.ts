@@ -1,7 +1,8 @@
 /**
  * Measurement loops shared by the byte-stream mechanisms (pipe, FIFO, popen, stream
  * sockets): the parent's round-trip and one-way loops and the child's echo and sink.
- * The last message of a one-way run carries seq -1; the sink acknowledges with the count.
+ * The last message of a one-way run carries seq -1; the sink acknowledges with the count,
+ * then its CPU time (µs) and minor page faults over the run (f64 each, little-endian).
  */
 import { RESOLVED, type Receiver, type ReceiverInto, type Sender } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
@@ -44,7 +45,7 @@ export async function rttLoop(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array> &
 }
 
 /** Parent: sends as fast as the channel accepts for the budget, then the end marker; waits for the ack. */
-export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8Array>, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
+export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8Array>, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']> & { receiver?: ReceiverCost }> {
   const buf = new Uint8Array(Math.max(size, 8)).fill(120);
   const meter = new RateMeter(budget);
   let n = 0;
@@ -63,7 +64,19 @@ export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8
   const result = meter.result(n);
   const got = seqOf(reply);
   if (got !== n) throw new Error(`the receiver counted ${got} messages, ${n} were sent`);
-  return result;
+  return { ...result, ...receiverCost(reply, n) };
+}
+
+/** What receiving cost the sink per message, over its whole run (warm-up included). */
+export interface ReceiverCost {
+  cpuUs: number;
+  pageFaults: number;
+}
+
+export function receiverCost(ack: Uint8Array, messages: number): { receiver?: ReceiverCost } {
+  if (ack.length < 24 || messages === 0) return {};
+  const v = new DataView(ack.buffer, ack.byteOffset, ack.length);
+  return { receiver: { cpuUs: v.getFloat64(8, true) / messages, pageFaults: v.getFloat64(16, true) / messages } };
 }
 
 /** Child: echoes every message until the end marker or the end of the channel (`into`: with receiveInto). */
@@ -92,12 +105,19 @@ export async function echoLoop(rx: Receiver<Uint8Array> & Partial<ReceiverInto>,
 /** Child: receives and checks sequence numbers until the end marker, then acks the count. */
 export async function sinkLoop(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
   let expected = 0;
+  const cpu0 = process.cpuUsage();
+  const faults0 = process.resourceUsage().minorPageFault;
   for (;;) {
     const batch = rx.receiveMany ? await rx.receiveMany() : [await rx.receive()];
     for (const m of batch) {
       const s = seqOf(m);
       if (s === -1) {
-        const ackMsg = stamp(new Uint8Array(8), expected);
+        const cpu = process.cpuUsage(cpu0);
+        const ackMsg = new Uint8Array(24);
+        const v = new DataView(ackMsg.buffer);
+        v.setFloat64(0, expected, true);
+        v.setFloat64(8, cpu.user + cpu.system, true);
+        v.setFloat64(16, process.resourceUsage().minorPageFault - faults0, true);
         await tx.send(ackMsg);
         if ('flush' in tx && typeof (tx as { flush?: unknown }).flush === 'function') await (tx as unknown as { flush(): Promise<void> }).flush();
         return;

@@ -19,7 +19,7 @@ import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, sizesOf, now, RttMeter, runC, startChild, tell, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop, type BatchReceiver } from './streams.js';
 
@@ -129,7 +129,7 @@ async function measureMessages(ctx: BenchContext): Promise<Figure[]> {
       const { tx, rx } = directions(q, TO_CHILD, TO_PARENT);
       return throughputLoop(tx, rx, size, ctx.budget);
     });
-    out.push(throughputFigure({ mechanism: 'sysv msg', variant: 'ipckit', role: 'ipckit', size }, t.messages, t.seconds, t.warmup));
+    out.push(senderFigure({ mechanism: 'sysv msg', variant: 'ipckit', role: 'ipckit', size }, t));
     if (bin) {
       ctx.progress(`sysv msg: C one-way ${size} B`);
       out.push(cFigure('sysv msg', MSG_VARIANT, 'throughput', size, cMessage(bin, 'thr', size, ctx, SCHEDULER)));

@@ -77,7 +77,7 @@ function rounds(scale = 1, cMissing = false): Figure[][] {
     fig('stdio framing', 'node', 'node', 'rtt', 64, 75 * load),
     fig('process.send', 'node', 'node', 'throughput', 64, 700_000 / load),
     fig('ipckit', 'ipckit', 'pipe', 'rtt', 64, 70 * load * scale),
-    fig('ipckit', 'ipckit', 'pipe', 'throughput', 64, (3_000_000 / load) * (2 - scale)),
+    { ...fig('ipckit', 'ipckit', 'pipe', 'throughput', 64, (3_000_000 / load) * (2 - scale)), senderCpuUs: 0.3 * load, receiverCpuUs: 0.4 * load, receiverPageFaults: 0.01 },
     cMissing ? { mechanism: 'pipe', variant: 'C pipe(2)', role: 'c' as const, metric: 'rtt' as const, size: 64, n: 0, notMeasured: 'C reference pipe lat 64: did not finish within its time limit of 30 s and was killed: it stalled' } : fig('C pipe(2)', 'c', 'pipe', 'rtt', 64, 60 * load),
     fig('C pipe(2)', 'c', 'pipe', 'throughput', 64, 1_000_000 / load),
   ]);
@@ -121,6 +121,27 @@ describe('bench report', () => {
     const met = r.targets.find((t) => t.maxRatio !== undefined)!;
     assert.equal(met.met, true);
     assert.ok(Math.abs(met.value! - 70 / 60) < 1e-9);
+    const thr = r.figures.find((f) => f.mechanism === 'pipe' && f.role === 'ipckit' && f.metric === 'throughput')!;
+    assert.ok(Math.abs(thr.senderCpuUs! - 0.33) < 1e-9, 'the median of the rounds (0.3, 0.45, 0.33)');
+    assert.ok(Math.abs(thr.receiverCpuUs! - 0.44) < 1e-9);
+  });
+
+  it("a target's cause can be built from the run's figures, and is a string in the result", () => {
+    const figures = aggregate(rounds(1));
+    const missed = evaluate(
+      {
+        mechanism: 'pipe',
+        metric: 'throughput',
+        size: 64,
+        minMsgsPerSec: 10_000_000,
+        text: 'pipe one-way at 64 B >= 10M msg/s',
+        ifMissed: (fs) => `sender ${fs.find((f) => f.role === 'ipckit' && f.metric === 'throughput')!.senderCpuUs!.toFixed(2)} us per message`,
+      },
+      figures,
+    );
+    assert.equal(missed.met, false);
+    assert.equal(missed.ifMissed, 'sender 0.33 us per message');
+    assert.ok(JSON.stringify(missed).includes('"ifMissed":"sender 0.33 us per message"'));
   });
 
   it("vs send: a case's own process.send (measured in its rounds) is preferred to the Node baseline's", () => {

@@ -2,7 +2,8 @@
  * Shared by the C reference programs: timing, percentiles, the one-line JSON result.
  * Every program takes: lat|thr SIZE MAX_MSGS MAX_SECONDS, forks one child, and prints
  *   lat: {"p50_us":..,"p99_us":..,"n":..}        (per round trip, warm-up dropped)
- *   thr: {"msgs_per_sec":..,"mb_per_sec":..,"n":..}  (one message per write/send call)
+ *   thr: {"msgs_per_sec":..,"mb_per_sec":..,"n":..}  (one message per write/send call;
+ *        the byte streams add "sender_cpu_us": CPU the sending process used per message)
  * Messages carry a sequence number in their first 8 bytes, checked by the receiver.
  */
 #ifndef IPCKIT_BENCH_HARNESS_H
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +71,19 @@ static void print_latency(uint64_t *samples, long n) {
 static void print_throughput(long msgs, uint64_t ns, size_t size) {
   double secs = ns / 1e9, rate = msgs / secs;
   printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld}\n", rate, rate * size / 1e6, msgs);
+}
+
+/* CPU time (user + system) this process has used, in microseconds (its children not counted). */
+static double cpu_us(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+}
+
+/* print_throughput, plus the sender's CPU per message (`cpu`: cpu_us() spent sending). */
+static void print_throughput_cpu(long msgs, uint64_t ns, size_t size, double cpu) {
+  double secs = ns / 1e9, rate = msgs / secs;
+  printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld,\"sender_cpu_us\":%.3f}\n", rate, rate * size / 1e6, msgs, msgs ? cpu / msgs : 0);
 }
 
 static inline void put_seq(char *buf, uint64_t seq) { memcpy(buf, &seq, 8); }

@@ -41,6 +41,7 @@ static void stream_lat_child(bench_args a, int in, int out) {
 static void stream_thr_parent(bench_args a, int out, int ack) {
   char *buf = malloc(a.size);
   memset(buf, 'x', a.size);
+  double cpu0 = cpu_us();
   uint64_t start = now_ns(), deadline = start + (uint64_t)(a.max_seconds * 1e9);
   long n = 0;
   for (; n < a.max_msgs; n++) {
@@ -54,7 +55,7 @@ static void stream_thr_parent(bench_args a, int out, int ack) {
   if (!read_full(ack, (char *)&got, sizeof got)) die("no ack");
   uint64_t end = now_ns();
   if (got != n) { fprintf(stderr, "lost messages: sent %ld, got %ld\n", n, got); exit(1); }
-  print_throughput(n, end - start, a.size);
+  print_throughput_cpu(n, end - start, a.size, cpu_us() - cpu0);
 }
 
 static void stream_thr_child(bench_args a, int in, int ack) {
