@@ -5,10 +5,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFifo, openFifo, unlinkFifo } from '../src/mechanisms/fifo/fifo.js';
-import { cFigures, streamRttTargets, SIZES, sizesOf, startChild, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { createFifo, openFifo, unlinkFifo, type FifoReader } from '../src/mechanisms/fifo/fifo.js';
+import { cFigures, streamRttTargets, SIZES, sizesOf, startChild, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
-import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop } from './streams.js';
+import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
 
 /** 1 MiB FIFOs (the default pipe-max-size): a 64 KiB message no longer fills the pipe. */
 const CAPACITY = 1024 * 1024;
@@ -32,34 +32,53 @@ export async function measureFifo(ctx: BenchContext, sizes = sizesOf(ctx)): Prom
 
 async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: Figure[]): Promise<void> {
   for (const size of sizes) {
-    for (const role of streamCases(size)) {
+    ctx.progress(`fifo: starting the peers for ${size} B`);
+    await startedTogether(streamCases(size), (role) => peer(dir, size, role), async (role, { tx, rx, pid }) => {
       ctx.progress(`fifo: ${role === 'sink' ? 'one-way' : role === 'echo' ? 'RTT' : 'RTT (receiveInto)'} ${size} B`);
-      const paths: Paths = { down: createFifo(join(dir, `down-${size}-${role}`)), up: createFifo(join(dir, `up-${size}-${role}`)) };
-      try {
-        const rx = await openFifo(paths.up, 'read');
-        const child = startChild('fifo', role === 'sink' ? 'sink' : 'echo', { ...paths, into: role === 'echoInto' });
-        try {
-          const tx = await openFifo(paths.down, 'write', { capacityBytes: CAPACITY, timeout: 20_000 });
-          try {
-            if (role !== 'sink') {
-              const l = await pinnedPair(ctx, child.child.pid!, () => rttLoop(tx, rx, size, ctx.budget, role === 'echoInto'));
-              out.push({ mechanism: 'fifo', variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
-            } else {
-              const t = await throughputLoop(tx, rx, size, ctx.budget);
-              out.push(senderFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t));
-            }
-          } finally {
-            await tx.close();
-          }
-        } finally {
-          await rx.close();
-          await child.finish();
-        }
-      } finally {
-        unlinkFifo(paths.down);
-        unlinkFifo(paths.up);
+      if (role !== 'sink') {
+        const l = await pinnedPair(ctx, pid, () => rttLoop(tx, rx, size, ctx.budget, role === 'echoInto'));
+        out.push({ mechanism: 'fifo', variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
+      } else {
+        const t = await throughputLoop(tx, rx, size, ctx.budget);
+        out.push(senderFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t));
       }
-    }
+    });
+  }
+}
+
+/** A child that opens the case's two FIFOs by path: up once both ends are open. */
+async function peer(dir: string, size: number, role: StreamCase) {
+  const paths: Paths = { down: createFifo(join(dir, `down-${size}-${role}`)), up: createFifo(join(dir, `up-${size}-${role}`)) };
+  const unlink = (): void => {
+    unlinkFifo(paths.down);
+    unlinkFifo(paths.up);
+  };
+  let rx: FifoReader<Uint8Array> | undefined;
+  let child: BenchChild | undefined;
+  try {
+    rx = await openFifo(paths.up, 'read');
+    child = startChild('fifo', role === 'sink' ? 'sink' : 'echo', { ...paths, into: role === 'echoInto' });
+    const tx = await openFifo(paths.down, 'write', { capacityBytes: CAPACITY, timeout: 20_000 });
+    const [r, c] = [rx, child];
+    return {
+      tx,
+      rx: r,
+      pid: c.child.pid!,
+      done: async () => {
+        try {
+          await tx.close();
+        } finally {
+          await r.close();
+          await c.finish();
+          unlink();
+        }
+      },
+    };
+  } catch (e) {
+    await rx?.close().catch(() => {});
+    await child?.finish().catch(() => {});
+    unlink();
+    throw e;
   }
 }
 

@@ -1,8 +1,8 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
-import { cFigures, stamp, streamRttTargets, SIZES, sizesOf, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigures, seqOf, stamp, streamRttTargets, SIZES, sizesOf, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
-import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop } from './streams.js';
+import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { fileURLToPath } from 'node:url';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -12,37 +12,51 @@ const CAPACITY = 1024 * 1024;
 export async function measurePipe(ctx: BenchContext, mechanism: string, variant: string, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
   for (const size of sizes) {
-    for (const role of streamCases(size)) {
+    ctx.progress(`${mechanism}: starting the peers for ${size} B`);
+    await startedTogether(streamCases(size), (role) => peer(size, role), async (role, { tx, rx, pid }) => {
       ctx.progress(`${mechanism}: ${variant} ${role === 'sink' ? 'one-way' : role === 'echo' ? 'RTT' : 'RTT (receiveInto)'} ${size} B`);
-      const child = spawnWithPipes([process.execPath, childScript, 'pipe', role === 'sink' ? 'sink' : 'echo', JSON.stringify({ into: role === 'echoInto' })], {
-        pipes: { 3: 'write', 4: 'read' },
-        capacityBytes: CAPACITY,
-      });
-      const tx = child.sender(3);
-      const rx = child.receiver(4);
-      try {
-        if (role !== 'sink') {
-          // One round trip first: the child makes its ends as it starts, and each end's spin
-          // default comes from the CPUs the process may use then. Pinned before that, the
-          // child took itself for a one-CPU process and never spun: round trips of 53 µs
-          // where the FIFO's (whose child is up before it is pinned) took 3 µs.
-          const hello = new Uint8Array(Math.max(size, 8));
-          stamp(hello, 0);
-          await tx.send(hello);
-          await rx.receive();
-          const l = await pinnedPair(ctx, child.pid, () => rttLoop(tx, rx, size, ctx.budget, role === 'echoInto'));
-          out.push({ mechanism, variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : variant, role: 'ipckit', metric: 'rtt', size, ...l });
-        } else {
-          const t = await throughputLoop(tx, rx, size, ctx.budget);
-          out.push(senderFigure({ mechanism, variant, role: 'ipckit', size }, t));
-        }
-      } finally {
-        await child.close();
+      if (role !== 'sink') {
+        const l = await pinnedPair(ctx, pid, () => rttLoop(tx, rx, size, ctx.budget, role === 'echoInto'));
+        out.push({ mechanism, variant: role === 'echoInto' ? RECEIVE_INTO_VARIANT : variant, role: 'ipckit', metric: 'rtt', size, ...l });
+      } else {
+        const t = await throughputLoop(tx, rx, size, ctx.budget);
+        out.push(senderFigure({ mechanism, variant, role: 'ipckit', size }, t));
       }
-    }
+    });
   }
   return out;
 }
+
+/**
+ * A child with a pipe each way, returned once it is up: an echo child has answered one
+ * round trip, a sink child has said it is ready. The child makes its ends as it starts,
+ * and each end's spin default comes from the CPUs the process may use then: pinned before
+ * that, the child took itself for a one-CPU process and never spun (round trips of 53 µs
+ * where the FIFO's, whose child is up before it is pinned, took 3 µs).
+ */
+async function peer(size: number, role: StreamCase) {
+  const child = spawnWithPipes([process.execPath, childScript, 'pipe', role === 'sink' ? 'sink' : 'echo', JSON.stringify({ into: role === 'echoInto' })], {
+    pipes: { 3: 'write', 4: 'read' },
+    capacityBytes: CAPACITY,
+  });
+  const tx = child.sender(3);
+  const rx = child.receiver(4);
+  try {
+    if (role === 'sink') {
+      if (seqOf(await rx.receive()) !== READY) throw new Error('the sink child did not say it was ready');
+    } else {
+      await tx.send(stamp(new Uint8Array(Math.max(size, 8)), 0));
+      await rx.receive();
+    }
+  } catch (e) {
+    await child.close().catch(() => {});
+    throw e;
+  }
+  return { tx, rx, pid: child.pid, done: async () => void (await child.close()) };
+}
+
+/** What a sink child sends first. */
+const READY = -2;
 
 export const scenarios: Scenario[] = [
   {
@@ -70,6 +84,7 @@ export const children = {
   async sink(): Promise<void> {
     const rx = openInheritedPipe(3, 'read');
     const tx = openInheritedPipe(4, 'write');
+    await tx.send(stamp(new Uint8Array(8), READY));
     await sinkLoop(rx, tx);
     await tx.close();
     await rx.close();

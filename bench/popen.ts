@@ -63,7 +63,8 @@ async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget)
 }
 
 async function fromChild(size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
-  // The child sends for longer than our warm-up cap and measured part together; we measure on the receiving side.
+  // The child sends for longer than our warm-up cap and measured part together, or until
+  // told (SIGUSR1) that we have our figure; we measure on the receiving side.
   const seconds = budget.warm.capSeconds + budget.thrSeconds + 0.25;
   const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds, max: Number.MAX_SAFE_INTEGER })], 'read', {
     capacityBytes: CAPACITY,
@@ -90,7 +91,11 @@ async function receiveAll(r: PopenReader<Uint8Array>, budget: Budget): Promise<R
       if (s !== expected) throw new Error(`sequence ${s} arrived, expected ${expected}`);
       expected++;
     }
-    if (measured === undefined && meter.tick(expected)) measured = meter.result(expected);
+    if (measured === undefined && meter.tick(expected)) {
+      measured = meter.result(expected);
+      // Done measuring: the child stops at its next turn of the event loop (when the pipe is full).
+      if (r.pid) process.kill(r.pid, 'SIGUSR1');
+    }
   }
 }
 
@@ -145,6 +150,11 @@ export const children = {
   },
   /** Writes a start marker, then numbered messages for `seconds`, then the end marker with the count. */
   async source(args: { size: number; seconds: number; max: number }): Promise<void> {
+    // Before the start marker: the parent's SIGUSR1 (it has its figure) ends the run early.
+    let stop = false;
+    process.on('SIGUSR1', () => {
+      stop = true;
+    });
     const tx = openInheritedPipe(1, 'write');
     const buf = new Uint8Array(Math.max(args.size, 16)).fill(120);
     await tx.send(stamp(buf, START));
@@ -155,7 +165,7 @@ export const children = {
       stamp(buf, n);
       const p = tx.send(buf);
       if (p !== RESOLVED) await p;
-      if ((n & 1023) === 1023 && now() > deadline) {
+      if (stop || ((n & 1023) === 1023 && now() > deadline)) {
         n++;
         break;
       }

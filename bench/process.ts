@@ -194,9 +194,17 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       // Interleaved rounds of its own (A B C A B C ...); a quick run's 3 outer rounds interleave too.
       const rounds = ctx.quick ? 1 : 5;
-      const sides = [await forkSide(), await oursSide(OURS), await oursSide(OURS_NOSPIN, { spinMicros: 0 })];
+      // The children start side by side (each waits until its child is up; none is measured yet).
       // The bytes side is a full run's only: a quick run would pass its minute with it.
-      const bytesSide = ctx.quick ? undefined : await oursSide(OURS_BYTES, { codec: 'bytes' });
+      const started = await Promise.allSettled([forkSide(), oursSide(OURS), oursSide(OURS_NOSPIN, { spinMicros: 0 }), ...(ctx.quick ? [] : [oursSide(OURS_BYTES, { codec: 'bytes' })])]);
+      const failed = started.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+      if (failed) {
+        for (const x of started) if (x.status === 'fulfilled') await x.value.close().catch(() => {});
+        throw failed.reason;
+      }
+      const all = started.map((x) => (x as PromiseFulfilledResult<Side>).value);
+      const sides = all.slice(0, 3);
+      const bytesSide = all[3];
       const oneWaySides = bytesSide ? [sides[0]!, sides[1]!, bytesSide] : sides.slice(0, 2);
       const rtt = new Map<string, Array<{ p50Us: number; p99Us: number; n: number }>>();
       const thr = new Map<string, number[]>();

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
 import { cFigures, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
-import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, streamCases, throughputLoop, type StreamCase } from './streams.js';
+import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Kind = 'unix' | 'unix-dgram' | 'unix-dgram-pair' | 'unix-seqpacket' | 'tcp';
@@ -64,7 +64,7 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
   }
   if (kind === 'unix-dgram') {
     // The datagram server (the child) is the receiving side, as a datagram service is.
-    const path = benchPath('d');
+    const path = benchPath(`d-${testCase}`); // one per case: the cases' peers start together
     const child = startChild('socket', `${role}Server`, { path, maxMessageBytes, into });
     await child.nextLine();
     const ch = await connect(`unix-dgram:${path}`, { maxMessageBytes, timeout: 10_000 });
@@ -79,7 +79,7 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
       },
     };
   }
-  const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(kind === 'unix' ? 's' : 'q')}`;
+  const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(`${kind === 'unix' ? 's' : 'q'}-${testCase}`)}`;
   const server = await listen(address, { maxMessageBytes });
   const accepting = server.accept();
   const child = startChild('socket', role, { address: server.address, maxMessageBytes, into });
@@ -99,21 +99,17 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
   const mechanism = MECHANISM[kind];
   const out: Figure[] = [];
   for (const size of sizesOf(ctx)) {
-    for (const role of streamCases(size)) {
+    ctx.progress(`${mechanism}: starting the peers for ${size} B`);
+    await startedTogether(streamCases(size), (role) => pair(kind, role, size), async (role, { ch, pid }) => {
       ctx.progress(`${mechanism}: ${role === 'sink' ? 'one-way' : role === 'echo' ? 'RTT' : 'RTT (receiveInto)'} ${size} B`);
-      const { ch, pid, done } = await pair(kind, role, size);
-      try {
-        if (role !== 'sink') {
-          const variant = role === 'echoInto' ? RECEIVE_INTO_VARIANT : 'ipckit';
-          out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await pinnedPair(ctx, pid, () => rttLoop(ch, ch, size, ctx.budget, role === 'echoInto'))) });
-        } else {
-          const t = await throughputLoop(ch, ch, size, ctx.budget);
-          out.push(senderFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t));
-        }
-      } finally {
-        await done();
+      if (role !== 'sink') {
+        const variant = role === 'echoInto' ? RECEIVE_INTO_VARIANT : 'ipckit';
+        out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await pinnedPair(ctx, pid, () => rttLoop(ch, ch, size, ctx.budget, role === 'echoInto'))) });
+      } else {
+        const t = await throughputLoop(ch, ch, size, ctx.budget);
+        out.push(senderFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t));
       }
-    }
+    });
   }
   const [program, variant] = C_PROGRAM[kind];
   const extra = [...(kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)]), ...cPlacement(ctx)];
