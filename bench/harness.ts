@@ -289,6 +289,19 @@ export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' 
 
 export const now = (): bigint => process.hrtime.bigint();
 
+/**
+ * Waits for peers started side by side (their processes start in parallel, and before any
+ * is measured); if one fails to start, ends those that did (`end`) and rethrows its error.
+ */
+export async function startAll<P>(starting: Array<Promise<P>>, end: (peer: P) => Promise<unknown>): Promise<P[]> {
+  const started = await Promise.allSettled(starting);
+  const peers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (!failed) return peers;
+  for (const p of peers) await end(p).catch(() => {});
+  throw failed.reason;
+}
+
 /** A message of `size` bytes whose first 8 bytes hold `seq` (little-endian). */
 export function stamp(buf: Uint8Array, seq: number): Uint8Array {
   if (buf.length >= 8) new DataView(buf.buffer, buf.byteOffset, buf.length).setFloat64(0, seq, true);

@@ -11,7 +11,7 @@ import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
 import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
+import { echoLoop, receiverCost, rttLoop, sinkLoop, throughputLoop, type ReceiverCost } from './streams.js';
 
 /** Queue depth: what fs.mqueue.msg_max allows, up to this (bench/c/mqueue.c chooses the same). */
 const MAX_MESSAGES = 256;
@@ -79,7 +79,7 @@ async function withQueues<R>(size: number, maxMessages: number, role: string, bo
 }
 
 /** One-way with sendMany: batches of `batch` distinct buffers, each stamped with its sequence number. */
-async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<ReturnType<RateMeter['result']>> {
+async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<ReturnType<RateMeter['result']> & { receiver?: ReceiverCost }> {
   const bufs = Array.from({ length: batch }, () => new Uint8Array(Math.max(size, 8)).fill(120));
   const meter = new RateMeter(budget);
   let n = 0;
@@ -95,7 +95,7 @@ async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, 
   const reply = await ack.receive();
   const measured = meter.result(n);
   if (seqOf(reply) !== n) throw new Error(`the receiver counted ${seqOf(reply)} messages, ${n} were sent`);
-  return measured;
+  return { ...measured, ...receiverCost(reply, n) };
 }
 
 async function measure(ctx: BenchContext, sizes: number[], depth: (size: number) => number): Promise<Figure[]> {

@@ -8,7 +8,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { receiverCost } from './streams.js';
+import { receiverCost, SinkCosts } from './streams.js';
 import { now, RateMeter, RttMeter, senderFigure, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
@@ -147,26 +147,16 @@ export const children = {
     process.send!('ready');
   },
   async stdioPeer(): Promise<void> {
-    let counting = false;
+    let costs: SinkCosts | undefined; // set when counting starts
     let n = 0;
-    let cpu0 = process.cpuUsage();
-    let faults0 = 0;
     for await (const m of frames(process.stdin)) {
       const s = m.readDoubleLE(0);
-      if (s === -3) {
-        counting = true;
-        cpu0 = process.cpuUsage();
-        faults0 = process.resourceUsage().minorPageFault;
-      } else if (!counting) {
+      if (s === -3) costs = new SinkCosts();
+      else if (!costs) {
         if (!process.stdout.write(frame(Buffer.from(m)))) await new Promise((r) => process.stdout.once('drain', r));
       } else if (s === -1) {
-        // The count, then this side's CPU (µs) and page faults, as bench/streams.ts's sink.
-        const cpu = process.cpuUsage(cpu0);
-        const ack = Buffer.alloc(24);
-        ack.writeDoubleLE(n, 0);
-        ack.writeDoubleLE(cpu.user + cpu.system, 8);
-        ack.writeDoubleLE(process.resourceUsage().minorPageFault - faults0, 16);
-        process.stdout.write(frame(ack));
+        // The count, then this side's CPU and page faults, as bench/streams.ts's sink.
+        process.stdout.write(frame(Buffer.from(costs.ack(n))));
       } else n++;
     }
   },

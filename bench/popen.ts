@@ -64,7 +64,7 @@ async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget)
 
 async function fromChild(size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
   // The child sends for longer than our warm-up cap and measured part together, or until
-  // told (SIGUSR1) that we have our figure; we measure on the receiving side.
+  // told (SIGUSR2) that we have our figure; we measure on the receiving side.
   const seconds = budget.warm.capSeconds + budget.thrSeconds + 0.25;
   const r = popen([process.execPath, childScript, 'popen', 'source', JSON.stringify({ size, seconds, max: Number.MAX_SAFE_INTEGER })], 'read', {
     capacityBytes: CAPACITY,
@@ -93,8 +93,9 @@ async function receiveAll(r: PopenReader<Uint8Array>, budget: Budget): Promise<R
     }
     if (measured === undefined && meter.tick(expected)) {
       measured = meter.result(expected);
-      // Done measuring: the child stops at its next turn of the event loop (when the pipe is full).
-      if (r.pid) process.kill(r.pid, 'SIGUSR1');
+      // Done measuring: the child stops at its next turn of the event loop (when the pipe is
+      // full). kill() does nothing once the child has ended (it may have met its deadline).
+      r.kill('SIGUSR2');
     }
   }
 }
@@ -150,9 +151,10 @@ export const children = {
   },
   /** Writes a start marker, then numbered messages for `seconds`, then the end marker with the count. */
   async source(args: { size: number; seconds: number; max: number }): Promise<void> {
-    // Before the start marker: the parent's SIGUSR1 (it has its figure) ends the run early.
+    // Before the start marker: the parent's SIGUSR2 (it has its figure) ends the run early
+    // (not SIGUSR1: Node starts its inspector on that one).
     let stop = false;
-    process.on('SIGUSR1', () => {
+    process.on('SIGUSR2', () => {
       stop = true;
     });
     const tx = openInheritedPipe(1, 'write');

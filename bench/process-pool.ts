@@ -15,7 +15,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createProcessPool } from '../src/mechanisms/process-pool/pool.js';
 import { throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
-import { Steady, type SteadyOptions } from './stats.js';
+import { median, Steady, type SteadyOptions } from './stats.js';
 
 const tasks = new URL('./pool-tasks.js', import.meta.url);
 const TINY = 8; // bytes of a tiny job's argument and result, for the table's size column
@@ -106,8 +106,10 @@ async function loadOptional(name: string): Promise<any> {
   }
 }
 
-async function sides(ctx: BenchContext, size: number): Promise<Side[]> {
+/** The pools, and the notes about the ones that could not be made (repeated in every round that uses them). */
+async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> {
   const out: Side[] = [];
+  const notes: string[] = [];
   const pool = await createProcessPool(tasks, { size });
   out.push({ variant: 'ipckit process pool', role: 'ipckit', submit: (fn, i) => pool.run(fn, i), close: () => pool.close(), pids: () => pool.pids });
   const workerpool = await loadOptional('workerpool');
@@ -115,7 +117,7 @@ async function sides(ctx: BenchContext, size: number): Promise<Side[]> {
     const wp = workerpool.pool(fileURLToPath(new URL('./pool-workerpool-worker.js', import.meta.url)), { workerType: 'process', minWorkers: size, maxWorkers: size });
     out.push({ variant: 'workerpool (process mode)', role: 'node', submit: (fn, i) => wp.exec(fn, [i]), close: () => wp.terminate() });
   } else {
-    ctx.note('process pool: workerpool is not installed (a devDependency of the repository): its figures and the 5x target were skipped');
+    notes.push('process pool: workerpool is not installed (a devDependency of the repository): its figures and the 5x target were skipped');
   }
   const piscina = await loadOptional('piscina');
   if (piscina) {
@@ -123,9 +125,9 @@ async function sides(ctx: BenchContext, size: number): Promise<Side[]> {
     const ps = new Piscina({ filename: fileURLToPath(tasks), minThreads: size, maxThreads: size });
     out.push({ variant: 'piscina (threads)', role: 'node', submit: (fn, i) => ps.run(i, { name: fn }), close: () => ps.destroy() });
   } else {
-    ctx.note('process pool: piscina is not installed (a devDependency of the repository): the threads figures were skipped');
+    notes.push('process pool: piscina is not installed (a devDependency of the repository): the threads figures were skipped');
   }
-  return out;
+  return { sides: out, notes };
 }
 
 /** CPU time (user + system, µs) the processes have used, from /proc/<pid>/stat (clock ticks of 10 ms). */
@@ -143,10 +145,6 @@ function cpuOf(pids: number[]): number {
   return ticks * 10_000;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const rate = (r: number): string => (r >= 1e3 ? `${(r / 1e3).toFixed(1)}k/s` : `${r.toFixed(0)}/s`);
 
 const target: Target = {
@@ -159,7 +157,7 @@ const target: Target = {
 };
 
 /** The pools a quick run keeps between its outer rounds. */
-let kept: Side[] | undefined;
+let kept: { sides: Side[]; notes: string[] } | undefined;
 
 export const scenarios: Scenario[] = [
   {
@@ -175,8 +173,10 @@ export const scenarios: Scenario[] = [
       // were still warming up when measured (quick tiny-job figures 0.55x-0.9x the full run's).
       // Kept pools warmed up in the first round: after the other cases they get a short one (4 windows at most).
       const warmBudget = ctx.quick && kept ? { ...ctx.budget.warm, capSeconds: 4 * ctx.budget.warm.windowSeconds } : ctx.budget.warm;
-      const all = (ctx.quick && kept) || (await sides(ctx, size));
+      const made = (ctx.quick && kept) || (await sides(size));
       kept = undefined;
+      for (const n of made.notes) ctx.note(n);
+      const all = made.sides;
       let keep = false;
       const figures: Figure[] = [];
       try {
@@ -231,7 +231,7 @@ export const scenarios: Scenario[] = [
         }
         keep = ctx.quick && ctx.round < ctx.rounds;
       } finally {
-        if (keep) kept = all;
+        if (keep) kept = made;
         else for (const s of all) await s.close().catch(() => {});
       }
       return figures;

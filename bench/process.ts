@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/process.js';
 import { parentChannel } from '../src/mechanisms/process/parent.js';
 import { decodeWith, encodeBorrowed, jsonCodec, ownBytes } from '../src/core/codec.js';
-import { now, RttMeter, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { now, RttMeter, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -196,13 +196,7 @@ export const scenarios: Scenario[] = [
       const rounds = ctx.quick ? 1 : 5;
       // The children start side by side (each waits until its child is up; none is measured yet).
       // The bytes side is a full run's only: a quick run would pass its minute with it.
-      const started = await Promise.allSettled([forkSide(), oursSide(OURS), oursSide(OURS_NOSPIN, { spinMicros: 0 }), ...(ctx.quick ? [] : [oursSide(OURS_BYTES, { codec: 'bytes' })])]);
-      const failed = started.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-      if (failed) {
-        for (const x of started) if (x.status === 'fulfilled') await x.value.close().catch(() => {});
-        throw failed.reason;
-      }
-      const all = started.map((x) => (x as PromiseFulfilledResult<Side>).value);
+      const all = await startAll([forkSide(), oursSide(OURS), oursSide(OURS_NOSPIN, { spinMicros: 0 }), ...(ctx.quick ? [] : [oursSide(OURS_BYTES, { codec: 'bytes' })])], (s) => s.close());
       const sides = all.slice(0, 3);
       const bytesSide = all[3];
       const oneWaySides = bytesSide ? [sides[0]!, sides[1]!, bytesSide] : sides.slice(0, 2);
@@ -223,10 +217,10 @@ export const scenarios: Scenario[] = [
           }
         }
       } finally {
-        for (const s of bytesSide ? [...sides, bytesSide] : sides) await s.close().catch(() => {});
+        for (const s of all) await s.close().catch(() => {});
       }
       const out: Figure[] = [];
-      for (const side of bytesSide ? [...sides, bytesSide] : sides) {
+      for (const side of all) {
         const role = side.variant === SEND ? 'node' : 'ipckit';
         for (const size of RTT_SIZES) {
           const rs = rtt.get(`${side.variant}|${size}`);

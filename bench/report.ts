@@ -174,7 +174,20 @@ export function cReference(figures: ReportFigure[], f: ReportFigure): ReportFigu
 
 /** Judges a target on the report's figures (ratios: the median of per-round ratios). */
 export function evaluate(target: Target, figures: ReportFigure[]): TargetResult {
-  const t: TargetResult = { ...target, ifMissed: typeof target.ifMissed === 'function' ? target.ifMissed(figures) : target.ifMissed };
+  const { ifMissed, ...rest } = target;
+  const r = judge(rest, figures);
+  if (r.met !== false || ifMissed === undefined) return r;
+  // A cause built from the run's figures is built for a miss only; if it fails, the report still stands.
+  let cause: string;
+  try {
+    cause = typeof ifMissed === 'function' ? ifMissed(figures) : ifMissed;
+  } catch (e) {
+    cause = `(the cause could not be built from this run's figures: ${(e as Error).message})`;
+  }
+  return { ...r, ifMissed: cause };
+}
+
+function judge(t: TargetResult, figures: ReportFigure[]): TargetResult {
   const ours = figures.find((f) => f.mechanism === t.mechanism && f.metric === t.metric && (t.size === undefined || f.size === t.size) && (t.variant === undefined ? f.role === 'ipckit' : f.variant === t.variant));
   if (!ours) return { ...t, notMeasured: 'not part of this run' };
   if (ours.notMeasured) return { ...t, notMeasured: ours.notMeasured };

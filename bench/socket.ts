@@ -41,58 +41,68 @@ async function endMarker(ch: SocketChannel<Uint8Array>, size: number): Promise<v
   await ch.flush({ timeout: 1000 }).catch(() => {});
 }
 
-/** Parent listens (datagram: the child does), child connects; returns our channel and the child. */
+/**
+ * Parent listens (datagram: the child does), child connects; returns our channel and the
+ * child once it is connected. A start that fails ends what it had made (child, server,
+ * socket file) before it rethrows.
+ */
 async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ ch: SocketChannel<Uint8Array>; pid: number; done: () => Promise<void> }> {
   const maxMessageBytes = Math.max(size, 8) + 64;
   const into = testCase === 'echoInto';
   const role = testCase === 'sink' ? 'sink' : 'echo';
-  if (kind === 'unix-dgram-pair') {
-    // A connected pair, one end inherited by the child at fd 3 (socketPair + openInheritedSocket).
-    const [mine, theirs] = socketPair('unix-dgram', { maxMessageBytes });
-    const child = startChild('socket', `${role}Fd`, { maxMessageBytes, into }, [(theirs as unknown as { fd: number }).fd]);
-    await theirs.close();
-    await child.nextLine(); // the child is up and holds its end
-    return {
-      ch: mine,
-      pid: child.child.pid!,
-      done: async () => {
-        if (role === 'echo') await endMarker(mine, size);
-        await mine.close({ timeout: 1000 }).catch(() => {});
-        await child.finish();
-      },
-    };
-  }
-  if (kind === 'unix-dgram') {
-    // The datagram server (the child) is the receiving side, as a datagram service is.
-    const path = benchPath(`d-${testCase}`); // one per case: the cases' peers start together
-    const child = startChild('socket', `${role}Server`, { path, maxMessageBytes, into });
-    await child.nextLine();
-    const ch = await connect(`unix-dgram:${path}`, { maxMessageBytes, timeout: 10_000 });
-    return {
-      ch,
-      pid: child.child.pid!,
-      done: async () => {
-        if (role === 'echo') await endMarker(ch, size);
-        await ch.close({ timeout: 1000 }).catch(() => {});
-        await child.finish();
-        rmSync(path, { force: true });
-      },
-    };
-  }
-  const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(`${kind === 'unix' ? 's' : 'q'}-${testCase}`)}`;
-  const server = await listen(address, { maxMessageBytes });
-  const accepting = server.accept();
-  const child = startChild('socket', role, { address: server.address, maxMessageBytes, into });
-  const ch = await accepting;
-  return {
-    ch,
-    pid: child.child.pid!,
-    done: async () => {
-      await ch.close({ timeout: 1000 }).catch(() => {});
-      await child.finish();
-      await server.close();
-    },
+  const undo: Array<() => Promise<void> | void> = [];
+  const unwind = async (): Promise<void> => {
+    for (const u of undo.reverse()) await Promise.resolve(u()).catch(() => {});
   };
+  try {
+    if (kind === 'unix-dgram-pair') {
+      // A connected pair, one end inherited by the child at fd 3 (socketPair + openInheritedSocket).
+      const [mine, theirs] = socketPair('unix-dgram', { maxMessageBytes });
+      undo.push(() => mine.close({ timeout: 1000 }), () => theirs.close());
+      const child = startChild('socket', `${role}Fd`, { maxMessageBytes, into }, [(theirs as unknown as { fd: number }).fd]);
+      undo.push(() => child.finish()); // the child ends by itself after the end marker or its ack
+      await theirs.close();
+      await child.nextLine(); // the child is up and holds its end
+      return {
+        ch: mine,
+        pid: child.child.pid!,
+        done: async () => {
+          if (role === 'echo') await endMarker(mine, size);
+          await unwind();
+        },
+      };
+    }
+    if (kind === 'unix-dgram') {
+      // The datagram server (the child) is the receiving side, as a datagram service is.
+      const path = benchPath(`d-${testCase}`); // one per case: the cases' peers start together
+      undo.push(() => rmSync(path, { force: true }));
+      const child = startChild('socket', `${role}Server`, { path, maxMessageBytes, into });
+      undo.push(() => child.finish());
+      await child.nextLine();
+      const ch = await connect(`unix-dgram:${path}`, { maxMessageBytes, timeout: 10_000 });
+      undo.push(() => ch.close({ timeout: 1000 }));
+      return {
+        ch,
+        pid: child.child.pid!,
+        done: async () => {
+          if (role === 'echo') await endMarker(ch, size);
+          await unwind();
+        },
+      };
+    }
+    const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(`${kind === 'unix' ? 's' : 'q'}-${testCase}`)}`;
+    const server = await listen(address, { maxMessageBytes });
+    undo.push(() => server.close());
+    const accepting = server.accept({ timeout: 20_000 });
+    const child = startChild('socket', role, { address: server.address, maxMessageBytes, into });
+    undo.push(() => child.finish());
+    const ch = await accepting;
+    undo.push(() => ch.close({ timeout: 1000 }));
+    return { ch, pid: child.child.pid!, done: unwind };
+  } catch (e) {
+    await unwind();
+    throw e;
+  }
 }
 
 async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
@@ -206,7 +216,7 @@ const tcpBigTarget: Target = {
       return `${name} ${(f.mbPerSec! / 1000).toFixed(2)} GB/s${costs.length ? ` (${costs.join('; ')})` : ''}`;
     };
     return (
-      `measured in this run (medians over the rounds): ${side('ours', at('socket tcp', 'ipckit'))}; ${side('the C reference, pinned 0|1', at('socket tcp', C_PROGRAM.tcp[1]))}; ${side("Node's stdio framing", at('node', 'stdio framing'))}. ` +
+      `measured in this run (medians over the rounds): ${side('ours', at('socket tcp', 'ipckit'))}; ${side('the C reference', at('socket tcp', C_PROGRAM.tcp[1]))}; ${side("Node's stdio framing", at('node', 'stdio framing'))}. ` +
       "A sender near 100% busy is bound by the kernel: over loopback a TCP write also runs the receiving side's protocol work (perf on a 2-vCPU VM: the sender ~98% of its time in the kernel), C's alike, where stdio framing rides a pipe. " +
       'A receiver with page faults is growing its heap: each receive() returns a fresh 64 KiB buffer, which V8 frees only when it collects garbage, so new buffers land on new pages the kernel must zero (perf: up to a third of the receiver\'s time); receiveInto into one reused buffer does not allocate'
     );

@@ -6,7 +6,7 @@
  */
 import { RESOLVED, type Receiver, type ReceiverInto, type Sender } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
-import { now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, type Budget } from './harness.js';
+import { now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, startAll, type Budget } from './harness.js';
 
 export { RECEIVE_INTO_VARIANT };
 
@@ -31,13 +31,7 @@ export function streamCases(size: number): StreamCase[] {
  * Starting them one by one cost a quick run about 0.1 s per case.
  */
 export async function startedTogether<P extends { done(): Promise<void> }>(cases: StreamCase[], start: (c: StreamCase) => Promise<P>, measure: (c: StreamCase, peer: P) => Promise<void>): Promise<void> {
-  const started = await Promise.allSettled(cases.map(start));
-  const peers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-  const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (failed) {
-    for (const p of peers) await p.done().catch(() => {});
-    throw failed.reason;
-  }
+  const peers = await startAll(cases.map(start), (p) => p.done());
   let i = 0;
   try {
     for (; i < cases.length; i++) {
@@ -95,7 +89,26 @@ export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8
   return { ...result, ...receiverCost(reply, n) };
 }
 
-/** What receiving cost the sink per message, over its whole run (warm-up included). */
+/**
+ * A sink's CPU time and minor page faults from its construction on, and the acknowledgement
+ * that carries them after the count (f64 each, little-endian: what receiverCost reads).
+ */
+export class SinkCosts {
+  readonly #cpu = process.cpuUsage();
+  readonly #faults = process.resourceUsage().minorPageFault;
+
+  ack(count: number): Uint8Array {
+    const cpu = process.cpuUsage(this.#cpu);
+    const out = new Uint8Array(24);
+    const v = new DataView(out.buffer);
+    v.setFloat64(0, count, true);
+    v.setFloat64(8, cpu.user + cpu.system, true);
+    v.setFloat64(16, process.resourceUsage().minorPageFault - this.#faults, true);
+    return out;
+  }
+}
+
+/** What receiving cost the sink per message, over its counting run (warm-up included). */
 export interface ReceiverCost {
   cpuUs: number;
   pageFaults: number;
@@ -133,19 +146,14 @@ export async function echoLoop(rx: Receiver<Uint8Array> & Partial<ReceiverInto>,
 /** Child: receives and checks sequence numbers until the end marker, then acks the count. */
 export async function sinkLoop(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
   let expected = 0;
-  const cpu0 = process.cpuUsage();
-  const faults0 = process.resourceUsage().minorPageFault;
+  let costs: SinkCosts | undefined; // from the first message: a sink may wait while other cases run
   for (;;) {
     const batch = rx.receiveMany ? await rx.receiveMany() : [await rx.receive()];
+    costs ??= new SinkCosts();
     for (const m of batch) {
       const s = seqOf(m);
       if (s === -1) {
-        const cpu = process.cpuUsage(cpu0);
-        const ackMsg = new Uint8Array(24);
-        const v = new DataView(ackMsg.buffer);
-        v.setFloat64(0, expected, true);
-        v.setFloat64(8, cpu.user + cpu.system, true);
-        v.setFloat64(16, process.resourceUsage().minorPageFault - faults0, true);
+        const ackMsg = costs.ack(expected);
         await tx.send(ackMsg);
         if ('flush' in tx && typeof (tx as { flush?: unknown }).flush === 'function') await (tx as unknown as { flush(): Promise<void> }).flush();
         return;

@@ -142,6 +142,16 @@ describe('bench report', () => {
     assert.equal(missed.met, false);
     assert.equal(missed.ifMissed, 'sender 0.33 us per message');
     assert.ok(JSON.stringify(missed).includes('"ifMissed":"sender 0.33 us per message"'));
+    // Built for a miss only, and a builder that fails does not lose the report.
+    const throwing = (): string => {
+      throw new Error('no such figure');
+    };
+    const met = evaluate({ mechanism: 'pipe', metric: 'throughput', size: 64, minMsgsPerSec: 1, text: 'met', ifMissed: throwing }, figures);
+    assert.equal(met.met, true);
+    assert.equal('ifMissed' in met, false);
+    const broken = evaluate({ mechanism: 'pipe', metric: 'throughput', size: 64, minMsgsPerSec: 1e9, text: 'missed', ifMissed: throwing }, figures);
+    assert.equal(broken.met, false);
+    assert.match(broken.ifMissed!, /could not be built .*no such figure/);
   });
 
   it("vs send: a case's own process.send (measured in its rounds) is preferred to the Node baseline's", () => {
