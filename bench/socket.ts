@@ -218,7 +218,7 @@ const tcpBigTarget: Target = {
     return (
       `measured in this run (medians over the rounds): ${side('ours', at('socket tcp', 'ipckit'))}; ${side('the C reference', at('socket tcp', C_PROGRAM.tcp[1]))}; ${side("Node's stdio framing", at('node', 'stdio framing'))}. ` +
       "A sender near 100% busy is bound by the kernel: over loopback a TCP write also runs the receiving side's protocol work (perf on a 2-vCPU VM: the sender ~98% of its time in the kernel), C's alike, where stdio framing rides a pipe. " +
-      'A receiver with page faults is growing its heap: each receive() returns a fresh 64 KiB buffer, which V8 frees only when it collects garbage, so new buffers land on new pages the kernel must zero (perf: up to a third of the receiver\'s time); receiveInto into one reused buffer does not allocate'
+'A receiver near 100% busy is the bound: each receive() copies the message out of the read buffer into memory of its own (fresh 64 KiB blocks also cost page faults); receiveInto into a reused buffer does neither'
     );
   },
 };

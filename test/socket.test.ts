@@ -3,7 +3,7 @@ import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, stat
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { native } from '../src/os/native.js';
-import { connect, createSealedMemory, listen, openSealedMemory, socketPair, type SocketChannel, type SocketServer } from '../src/mechanisms/socket/socket.js';
+import { connect, createSealedMemory, listen, openSealedMemory, socketPair, StreamSocketChannel, type SocketChannel, type SocketServer } from '../src/mechanisms/socket/socket.js';
 import { channelConformance, type PairOptions } from './conformance/channel.js';
 import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, repoRoot, run, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
@@ -812,4 +812,37 @@ describe('socketPair addresses', () => {
       }
     });
   }
+});
+
+describe('socket: receiveMany against a peer that keeps the kernel buffers full', () => {
+  it('a TCP batch is what is queued and one more read, not everything the peer goes on sending', async () => {
+    // python3 sends 64 MiB of 64-byte frames; the kernel holds megabytes of them. A batch
+    // that read again while reads came back full held them all (a 64 KiB receiver: 580-815 MB).
+    const frames = 64 * 15420;
+    const server = await listen('tcp://127.0.0.1:0');
+    const port = server.address.split(':').pop()!;
+    const peer = runPython("import socket,struct,sys\ns=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\nf=(struct.pack('<I',64)+b'x'*64)*15420\nfor _ in range(64):\n  s.sendall(f)\ns.close()", [port], { timeoutMs: 60_000 });
+    const ch = await within(server.accept(), 10_000);
+    try {
+      assert.ok(ch instanceof StreamSocketChannel);
+      // Stream a while in small batches (the kernel grows the socket buffers to megabytes),
+      // then let the peer fill them while we do not read.
+      let total = 0;
+      while (total < 16 * 15420) total += (await within(ch.receiveMany(16), 10_000)).length;
+      await sleep(300);
+      const batch = await within(ch.receiveMany(), 10_000);
+      // What was queued and one more fill: a fill reads up to about 1 MiB, its last read up to
+      // the 1 MiB read buffer, so at most 4 MiB (here about 3; before, 48 of the 64 MiB).
+      assert.ok(batch.length * 68 <= 4 * 2 ** 20, `one batch held ${batch.length} messages (${((batch.length * 68) / 2 ** 20).toFixed(1)} MiB)`);
+      assert.ok(batch.every((m) => m.length === 64));
+      total += batch.length;
+      while (total < frames) total += (await within(ch.receiveMany(), 10_000)).length;
+      assert.equal(total, frames, 'every message arrives');
+      assert.equal((await peer.done).code, 0);
+    } finally {
+      peer.child.kill('SIGKILL');
+      await ch.close().catch(() => {});
+      await server.close();
+    }
+  });
 });

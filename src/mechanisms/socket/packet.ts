@@ -557,8 +557,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
   /** Start or stop reading the socket (subclasses: poll, or the server's shared reader). */
   protected abstract startReading(): void;
   protected abstract stopReading(): void;
-  /** Read what is there now, without waiting, into `enqueue`. */
-  /** Reads what is there now into the incoming queue; false once the socket reported its end or an error. */
+  /** Reads what is there now, without waiting, into the incoming queue; false once the socket reported its end or an error. */
   protected abstract fill(): boolean;
   protected abstract release(): void;
 
@@ -698,18 +697,23 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     throw this.#takeEndError();
   }
 
-  /** Every message ready now (at least one: waits for it), up to `max` (default: no limit). */
+  /** The messages ready now (at least one: waits for it), up to `max` (default: no limit): those queued and one more read of the kernel. */
   receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
     const limit = validate.batchMax('max', max, Infinity);
     return this.receive(options).then((first) => this.#readyAfter(first, limit));
   }
 
-  /** `first` and the messages ready after it, up to `max` in all. */
+  /**
+   * `first` and the messages ready after it, up to `max` in all: those queued, and those of
+   * one more fill, so that a peer that keeps sending cannot make a batch grow without end.
+   */
   #readyAfter(first: T, max: number): T[] {
     const out: T[] = [first];
+    let refilled = false;
     while (out.length < max) {
       if (this.#inHead >= this.#incoming.length) {
-        if (this.state !== 'open' || this.#waiters.length > 0) break;
+        if (refilled || this.state !== 'open' || this.#waiters.length > 0) break;
+        refilled = true;
         this.fill();
         if (this.#inHead >= this.#incoming.length) break;
       }

@@ -312,7 +312,7 @@ export class StreamSocketChannel<T> implements Channel<T>, ReceiverInto, SocketI
     return this.#reader.tryReceiveInto(target);
   }
 
-  /** Every message ready now (at least one: waits for it), up to `max` (default: no limit). */
+  /** The messages ready now (at least one: waits for it), up to `max` (default: no limit): those queued and one more read of the kernel. */
   receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
     if (!this.#tracker) return this.#reader.receiveMany(max, options);
     const limit = validate.batchMax('max', max, Infinity);
