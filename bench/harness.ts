@@ -132,7 +132,7 @@ export interface Budget {
  * --quick: three rounds of a short measured part after a warm-up that waits for a steady
  * rate (the quick figures agree with the full run's: docs/bench.md says how closely).
  */
-export const QUICK: Budget = { rttMessages: 20_000, rttSeconds: 0.1, thrMessages: 5_000_000, thrSeconds: 0.1, warm: { tolerance: 0.05, windowSeconds: 0.02, capSeconds: 0.4 }, rounds: 3 };
+export const QUICK: Budget = { rttMessages: 20_000, rttSeconds: 0.08, thrMessages: 5_000_000, thrSeconds: 0.08, warm: { tolerance: 0.05, windowSeconds: 0.02, capSeconds: 0.4 }, rounds: 3 };
 export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages: 50_000_000, thrSeconds: 0.4, warm: { tolerance: 0.03, windowSeconds: 0.05, capSeconds: 1.5 }, rounds: 5 };
 
 export const SIZES = [64, 1024, 65536];
