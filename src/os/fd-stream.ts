@@ -427,6 +427,11 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
     throw this.#takeEndError();
   }
 
+  /** Messages already read and queued here (a receive takes them without a system call). */
+  get queued(): number {
+    return this.#queue.length - this.#qHead;
+  }
+
   /** The messages ready now (at least one: waits for it), up to `max` (default: no limit): those queued and one more read of the kernel. */
   receiveMany(max?: number, options?: WaitOptions): Promise<T[]> {
     const limit = validate.batchMax('max', max, Infinity);

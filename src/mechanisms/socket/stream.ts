@@ -319,10 +319,19 @@ export class StreamSocketChannel<T> implements Channel<T>, ReceiverInto, SocketI
     return this.receive(options).then((first) => this.#readyAfter(first, limit));
   }
 
-  /** Descriptor mode: `first` and the messages ready after it, up to `max` in all. */
+  /**
+   * Descriptor mode: `first` and the messages ready after it, up to `max` in all: those
+   * queued and one more read, as FdReader's batches (a peer that keeps sending cannot make
+   * one batch grow without end).
+   */
   #readyAfter(first: T, max: number): T[] {
     const out: T[] = [first];
+    let refilled = false;
     while (out.length < max) {
+      if (this.#reader.queued === 0) {
+        if (refilled) break;
+        refilled = true; // the next tryReceive reads the socket
+      }
       let m: T | undefined;
       try {
         m = this.tryReceive();
