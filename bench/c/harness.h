@@ -68,20 +68,20 @@ static void print_latency(uint64_t *samples, long n) {
   printf("{\"p50_us\":%.3f,\"p99_us\":%.3f,\"n\":%ld}\n", p50, p99, n);
 }
 
-static void print_throughput(long msgs, uint64_t ns, size_t size) {
+static inline void print_throughput(long msgs, uint64_t ns, size_t size) {
   double secs = ns / 1e9, rate = msgs / secs;
   printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld}\n", rate, rate * size / 1e6, msgs);
 }
 
 /* CPU time (user + system) this process has used, in microseconds (its children not counted). */
-static double cpu_us(void) {
+static inline double cpu_us(void) {
   struct rusage u;
   getrusage(RUSAGE_SELF, &u);
   return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
 }
 
 /* print_throughput, plus the sender's CPU per message (`cpu`: cpu_us() spent sending). */
-static void print_throughput_cpu(long msgs, uint64_t ns, size_t size, double cpu) {
+static inline void print_throughput_cpu(long msgs, uint64_t ns, size_t size, double cpu) {
   double secs = ns / 1e9, rate = msgs / secs;
   printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld,\"sender_cpu_us\":%.3f}\n", rate, rate * size / 1e6, msgs, msgs ? cpu / msgs : 0);
 }
