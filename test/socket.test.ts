@@ -814,16 +814,47 @@ describe('socketPair addresses', () => {
   }
 });
 
+/** A python3 peer that sends 64 MiB of 64-byte length frames (15,420 per 1 MiB write) to `connect`. */
+const FRAMES_64MIB = 64 * 15420;
+const framesPeer = (connect: string, args: string[]) =>
+  runPython(`import socket,struct,sys\n${connect}\nf=(struct.pack('<I',64)+b'x'*64)*15420\nfor _ in range(64):\n  s.sendall(f)\ns.close()`, args, { timeoutMs: 60_000 });
+
+/**
+ * Accepts the peer's connection, runs `body` on it, checks that the peer sent everything
+ * and ends both sides (the peer killed, the channel and the server closed) in any case.
+ */
+async function withPeer(server: SocketServer<Uint8Array>, peer: ReturnType<typeof runPython>, body: (ch: SocketChannel<Uint8Array>) => Promise<void>): Promise<void> {
+  const ch = await within(server.accept(), 10_000);
+  try {
+    await body(ch);
+    assert.equal((await peer.done).code, 0);
+  } finally {
+    peer.child.kill('SIGKILL');
+    await ch.close().catch(() => {});
+    await server.close();
+  }
+}
+
+/** Receives `count` messages in receiveMany() batches; returns the largest batch. */
+async function largestBatch(rx: { receiveMany(): Promise<unknown[]> }, count: number): Promise<number> {
+  let total = 0;
+  let largest = 0;
+  while (total < count) {
+    const batch = await within(rx.receiveMany(), 10_000);
+    total += batch.length;
+    largest = Math.max(largest, batch.length);
+  }
+  assert.equal(total, count, 'every message arrives');
+  return largest;
+}
+
 describe('socket: receiveMany against a peer that keeps the kernel buffers full', () => {
   it('a TCP batch is what is queued and one more read, not everything the peer goes on sending', async () => {
-    // python3 sends 64 MiB of 64-byte frames; the kernel holds megabytes of them. A batch
-    // that read again while reads came back full held them all (a 64 KiB receiver: 580-815 MB).
-    const frames = 64 * 15420;
+    // The kernel holds megabytes of the peer's frames. A batch that read again while reads
+    // came back full held them all (a 64 KiB receiver: 580-815 MB).
     const server = await listen('tcp://127.0.0.1:0');
-    const port = server.address.split(':').pop()!;
-    const peer = runPython("import socket,struct,sys\ns=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\nf=(struct.pack('<I',64)+b'x'*64)*15420\nfor _ in range(64):\n  s.sendall(f)\ns.close()", [port], { timeoutMs: 60_000 });
-    const ch = await within(server.accept(), 10_000);
-    try {
+    const peer = framesPeer("s=socket.create_connection(('127.0.0.1',int(sys.argv[1])))", [server.address.split(':').pop()!]);
+    await withPeer(server, peer, async (ch) => {
       assert.ok(ch instanceof StreamSocketChannel);
       // Stream a while in small batches (the kernel grows the socket buffers to megabytes),
       // then let the peer fill them while we do not read.
@@ -835,63 +866,29 @@ describe('socket: receiveMany against a peer that keeps the kernel buffers full'
       // the 1 MiB read buffer, so at most 4 MiB (here about 3; before, 48 of the 64 MiB).
       assert.ok(batch.length * 68 <= 4 * 2 ** 20, `one batch held ${batch.length} messages (${((batch.length * 68) / 2 ** 20).toFixed(1)} MiB)`);
       assert.ok(batch.every((m) => m.length === 64));
-      total += batch.length;
-      while (total < frames) total += (await within(ch.receiveMany(), 10_000)).length;
-      assert.equal(total, frames, 'every message arrives');
-      assert.equal((await peer.done).code, 0);
-    } finally {
-      peer.child.kill('SIGKILL');
-      await ch.close().catch(() => {});
-      await server.close();
-    }
+      await largestBatch(ch, FRAMES_64MIB - total - batch.length);
+    });
   });
   it('so is a batch of a Unix stream opened with handles: true (its receive decodes each frame itself)', async () => {
-    const frames = 64 * 15420;
     const path = scratchPath('batch-handles');
     const server = await listen(`unix:${path}`, { handles: true });
-    const peer = runPython("import socket,struct,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nf=(struct.pack('<I',64)+b'x'*64)*15420\nfor _ in range(64):\n  s.sendall(f)\ns.close()", [path], { timeoutMs: 60_000 });
-    const ch = await within(server.accept(), 10_000);
-    try {
+    const peer = framesPeer('s=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])', [path]);
+    await withPeer(server, peer, async (ch) => {
       assert.ok(ch instanceof StreamSocketChannel);
       // The kernel holds little for a Unix socket: the batches read while the peer refills it.
-      let total = 0;
-      let largest = 0;
-      while (total < frames) {
-        const batch = await within(ch.receiveMany(), 10_000);
-        total += batch.length;
-        largest = Math.max(largest, batch.length);
-      }
+      const largest = await largestBatch(ch, FRAMES_64MIB);
       assert.ok(largest * 68 <= 4 * 2 ** 20, `one batch held ${largest} messages (${((largest * 68) / 2 ** 20).toFixed(1)} MiB)`);
-      assert.equal(total, frames, 'every message arrives');
-      assert.equal((await peer.done).code, 0);
-    } finally {
-      peer.child.kill('SIGKILL');
-      await ch.close().catch(() => {});
-      await server.close();
-    }
+    });
   });
   it('so is a seqpacket batch (one fill of recvmmsg rounds), against a python3 peer that keeps sending', async () => {
     const messages = 300_000;
     const path = scratchPath('batch-seqpacket');
     const server = await listen(`unix-seqpacket:${path}`);
     const peer = runPython("import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET)\ns.connect(sys.argv[1])\nm=b'x'*64\nfor _ in range(int(sys.argv[2])):\n  s.send(m)\ns.close()", [path, String(messages)], { timeoutMs: 60_000 });
-    const ch = await within(server.accept(), 10_000);
-    try {
+    await withPeer(server, peer, async (ch) => {
       assert.ok(ch instanceof PacketChannel);
-      let total = 0;
-      let largest = 0;
-      while (total < messages) {
-        const batch = await within(ch.receiveMany(), 10_000);
-        total += batch.length;
-        largest = Math.max(largest, batch.length);
-      }
+      const largest = await largestBatch(ch, messages);
       assert.ok(largest <= 4096, `one batch held ${largest} messages`);
-      assert.equal(total, messages, 'every message arrives');
-      assert.equal((await peer.done).code, 0);
-    } finally {
-      peer.child.kill('SIGKILL');
-      await ch.close().catch(() => {});
-      await server.close();
-    }
+    });
   });
 });
