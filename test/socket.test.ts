@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { native } from '../src/os/native.js';
 import { connect, createSealedMemory, listen, openSealedMemory, PacketChannel, socketPair, StreamSocketChannel, type SocketChannel, type SocketServer } from '../src/mechanisms/socket/socket.js';
 import { channelConformance, type PairOptions } from './conformance/channel.js';
-import { AS_NOBODY, checkFdLeaks, isRoot, rejectsWith, repoRoot, run, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
+import { AS_NOBODY, checkFdLeaks, isRoot, lineFrom, rejectsWith, repoRoot, run, runPython, scratchDir, scratchPath, sleep, throwsWith, uniqueName, within } from './helpers.js';
 
 checkFdLeaks();
 scratchDir(); // created at the top level, so it lives until the file ends
@@ -890,5 +890,87 @@ describe('socket: receiveMany against a peer that keeps the kernel buffers full'
       const largest = await largestBatch(ch, messages);
       assert.ok(largest <= 4096, `one batch held ${largest} messages`);
     });
+  });
+});
+
+describe('packet sockets between receives', () => {
+  // While nobody receives, a packet socket reads nothing: what the peer sends stays in the
+  // kernel, which then pushes back on the peer; and the socket does not keep the event loop
+  // alive. (Each test fails if a readable event with nobody waiting reads the socket, or if
+  // a socket nobody waits on holds the loop.)
+  for (const kind of ['unix-seqpacket', 'unix-dgram'] as const) {
+    it(`${kind}: what a python3 peer sends while nobody receives stays in the kernel (the peer finds it full), and all of it arrives after`, async () => {
+      const path = scratchPath(`idle-${kind}`);
+      // spinMicros 0: the first receive waits on the poll (the socket is watched, then not).
+      const server = await listen(`${kind}:${path}`, { spinMicros: 0 });
+      const type = kind === 'unix-seqpacket' ? 'SOCK_SEQPACKET' : 'SOCK_DGRAM';
+      const peer = runPython(
+        [
+          'import socket,sys,time',
+          `s=socket.socket(socket.AF_UNIX,socket.${type})`,
+          's.connect(sys.argv[1])',
+          'sys.stdin.readline()',
+          "s.send(b'first')",
+          'sys.stdin.readline()',
+          's.setblocking(False)',
+          'n=0',
+          'try:',
+          '  while n<1000000:',
+          "    s.send(b'x'*64); n+=1",
+          'except BlockingIOError: pass',
+          'time.sleep(0.3)',
+          'try:',
+          "  s.send(b'x'*64); n+=1; print('room',n,flush=True)",
+          "except BlockingIOError: print('full',n,flush=True)",
+          's.setblocking(True)',
+          "s.send(b'end')",
+        ].join('\n'),
+        [path],
+      );
+      const ch = kind === 'unix-seqpacket' ? await within(server.accept(), 10_000) : undefined;
+      const first = ch ? ch.receive() : undefined;
+      peer.child.stdin!.write('go\n');
+      const accepted = ch ?? (await within(server.accept(), 10_000)); // a datagram server's peer: made by its first datagram
+      try {
+        assert.equal(Buffer.from(await within(first ?? accepted.receive(), 10_000)).toString(), 'first');
+        const report = lineFrom(peer.child.stdout!, /^(full|room) \d+$/);
+        peer.child.stdin!.write('go\n');
+        const [state, count] = (await within(report, 20_000)).split(' ');
+        assert.equal(state, 'full', `the peer found room again after 0.3 s: the idle socket was read (${count} sent)`);
+        for (let i = 0; i < Number(count); i++) assert.equal((await within(accepted.receive(), 10_000)).length, 64);
+        assert.equal(Buffer.from(await within(accepted.receive(), 10_000)).toString(), 'end');
+        assert.equal((await peer.done).code, 0);
+      } finally {
+        peer.child.kill('SIGKILL');
+        await accepted.close().catch(() => {});
+        await server.close();
+      }
+    });
+  }
+  it('a process whose packet sockets have had their receives answered exits by itself (socketPair, and a datagram server and client)', async () => {
+    const script = [
+      `const { socketPair, listen, connect } = await import(${JSON.stringify(join(repoRoot, 'dist', 'src', 'index.js'))});`,
+      '// spinMicros 0 and each receive made before the send: every receive waits on the poll.',
+      "const [a, b] = socketPair('unix-seqpacket', { spinMicros: 0 });",
+      'let got = b.receive();',
+      'await a.send(new Uint8Array([1]));',
+      'await got;',
+      'const server = await listen(`unix-dgram:${process.argv[1]}`, { spinMicros: 0 });',
+      'const client = await connect(`unix-dgram:${process.argv[1]}`, { spinMicros: 0 });',
+      'await client.send(new Uint8Array([2]));',
+      'const peer = await server.accept();',
+      'await peer.receive();',
+      'got = peer.receive();',
+      'await client.send(new Uint8Array([3]));',
+      'await got;',
+      'got = client.receive();',
+      'await peer.send(new Uint8Array([4]));',
+      'await got;',
+      "console.log('received');",
+    ].join('\n');
+    const r = run(process.execPath, ['--input-type=module', '-e', script, scratchPath('idle-exit')], { timeoutMs: 15_000 });
+    const { code, signal, stdout, stderr } = await r.done;
+    assert.match(stdout, /received/, stderr);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, 'the process ended by itself, not at the timeout');
   });
 });
