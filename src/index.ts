@@ -48,9 +48,9 @@ export {
   type ReceivedMessage,
   type SendOptions,
 } from './mechanisms/mqueue/mqueue.js';
-export { createSemaphore, openSemaphore, openSemaphoreSync, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type Permit } from './mechanisms/semaphore/semaphore.js';
+export { createSemaphore, openSemaphore, openSemaphoreSync, Semaphore, semaphorePath, SEM_VALUE_MAX, unlinkSemaphore, type CreateSemaphoreOptions, type OpenSemaphoreOptions, type SemaphoreOptions, type Permit } from './mechanisms/semaphore/semaphore.js';
 export { BoundedPool, createBoundedPool, openBoundedPool, openBoundedPoolSync, unlinkBoundedPool, type CreateBoundedPoolOptions, type OpenBoundedPoolOptions, type PoolHolder, type PoolPermit } from './mechanisms/pool/pool.js';
-export { createMutex, Mutex, openMutex, openMutexSync, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexState, type OpenMutexOptions } from './mechanisms/mutex/mutex.js';
+export { createMutex, Mutex, openMutex, openMutexSync, unlinkMutex, type CreateMutexOptions, type LockResult, type MutexOptions, type MutexState, type OpenMutexOptions } from './mechanisms/mutex/mutex.js';
 export {
   createSharedMemory,
   mapFile,

@@ -1,6 +1,7 @@
 /**
  * Receives on byte streams and packet sockets that retry the read for a few µs before they
- * wait for the poll (spinMicros), and what they owe the rest of the event-loop turn
+ * wait for the poll (spinMicros), semaphore waits and mutex locks that retry taking before
+ * they sleep, and what they owe the rest of the event-loop turn
  * (src/os/turn.ts): the batches written before a spin, and a turn of the loop at least
  * every millisecond however fast the answers come.
  */
@@ -11,7 +12,10 @@ import type { Receiver, Sender } from '../src/core/channel.js';
 import { createPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
 import { socketPair } from '../src/mechanisms/socket/socket.js';
 import { createMessageQueue } from '../src/mechanisms/mqueue/mqueue.js';
-import { compileC, PY_READ_EXACT } from './helpers.js';
+import { createMutex, openMutex, unlinkMutex } from '../src/mechanisms/mutex/mutex.js';
+import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
+import { mapFile } from '../src/mechanisms/shm/shm.js';
+import { compileC, PY_READ_EXACT, rejectsWith, scratchPath, throwsWith, within } from './helpers.js';
 
 /** A python3 echo of length-framed messages (u32 LE + payload) on fd 3 (read) and fd 4 (write). */
 const PY_ECHO = `
@@ -203,5 +207,126 @@ int main(int argc, char **argv) {
       for await (const m of ch) await ch.send(m);
     `;
     assert.equal(await echoOverInherited(mine, theirs, process.execPath, ['--input-type=module', '-e', script]), 0);
+  });
+});
+
+describe('semaphore waits and mutex locks that spin before they sleep (spinMicros)', () => {
+  it('a semaphore ping-pong with a C peer blocking in sem_wait: every hand-over with spinMicros 0, 20 and 2000, and the loop turns while answers come within the spin', async () => {
+    // The C peer waits on ping and posts pong until it is killed; ours posts ping and waits
+    // on pong, at least 2000 times and until a 1 ms interval has run 5 times.
+    const echo = compileC('sem-echo', `
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+  sem_t *ping = sem_open(argv[1], 0), *pong = sem_open(argv[2], 0);
+  if (ping == SEM_FAILED || pong == SEM_FAILED) return 2;
+  for (;;) {
+    if (sem_wait(ping) != 0) return 3;
+    if (sem_post(pong) != 0) return 4;
+  }
+}
+`, ['-pthread']);
+    for (const spinMicros of [0, 20, 2000]) {
+      const ping = createSemaphore(`/ipckit-test-spin-${process.pid}-${spinMicros}-ping`, { unlinkOnClose: true });
+      const pong = createSemaphore(`/ipckit-test-spin-${process.pid}-${spinMicros}-pong`, { unlinkOnClose: true, spinMicros });
+      const child = spawn(echo, [ping.name, pong.name], { stdio: 'inherit' });
+      let ticks = 0;
+      const timer = setInterval(() => void ticks++, 1);
+      let n = 0;
+      try {
+        for (; n < 2000 || (ticks < 5 && n < 200_000); n++) {
+          ping.post();
+          await pong.wait({ timeout: 10_000 });
+        }
+        assert.deepEqual([ping.value(), pong.value()], [0, 0], 'every permit taken once, none left over');
+        assert.equal(child.exitCode, null, 'the C peer is still serving');
+      } finally {
+        clearInterval(timer);
+        child.kill();
+        await ping.close();
+        await pong.close();
+      }
+      // With answers caught by a 2 ms spin, only the 1 ms rule (os/turn.ts) lets the loop turn.
+      assert.ok(ticks >= 5, `spinMicros ${spinMicros}: a 1 ms interval ran ${ticks} times during ${n} hand-overs`);
+    }
+  });
+
+  it('a semaphore wait spins no longer than its timeout, and an abort before it ends it at once', async () => {
+    const sem = createSemaphore(`/ipckit-test-spin-${process.pid}-t`, { unlinkOnClose: true, spinMicros: 10_000_000 });
+    try {
+      await rejectsWith(within(sem.wait({ timeout: 5 }), 5000), 'ERR_IPCKIT_TIMEOUT');
+      await rejectsWith(within(sem.wait({ signal: AbortSignal.abort() }), 5000), 'ERR_IPCKIT_ABORTED');
+      sem.post();
+      await within(sem.wait({ timeout: 5 }), 5000); // a permit there is taken at once, spin or not
+    } finally {
+      await sem.close();
+    }
+  });
+
+  it('spinMicros is checked when a semaphore or mutex is made or opened', async () => {
+    for (const bad of [-1, 1.5, 'x', Infinity]) {
+      throwsWith(() => createSemaphore(`/ipckit-test-spin-${process.pid}-b`, { spinMicros: bad as number }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => createMutex(`/ipckit-test-spin-${process.pid}-b`, { spinMicros: bad as number }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => void openSemaphore(`/ipckit-test-spin-${process.pid}-b`, { spinMicros: bad as number }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      throwsWith(() => void openMutex(`/ipckit-test-spin-${process.pid}-b`, { spinMicros: bad as number }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    }
+    assert.equal(unlinkSemaphore(`/ipckit-test-spin-${process.pid}-b`), false, 'a refused create made nothing');
+    assert.equal(unlinkMutex(`/ipckit-test-spin-${process.pid}-b`), false, 'a refused create made nothing');
+  });
+
+  it('a mutex shared with a C peer that takes it 2000 times: lock() with spinMicros 0 and 2000 excludes it every time (a shared counter loses nothing)', async () => {
+    // The C peer knows only the documented layout (docs/mutex.md) and increments a counter
+    // in a mapped file under the lock, reading and writing it apart; so do we. A lock that
+    // overlapped the peer's would lose increments.
+    const peer = compileC('mutex-counter', String.raw`
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+int main(int argc, char **argv) {
+  int fd = shm_open(argv[1], O_RDWR, 0), cfd = open(argv[2], O_RDWR);
+  if (fd < 0 || cfd < 0) return 2;
+  char *obj = mmap(NULL, 192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  volatile int32_t *counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+  if (obj == MAP_FAILED || (void *)counter == MAP_FAILED || *(uint32_t *)obj != 0x4d4b5049) return 3;
+  pthread_mutex_t *m = (pthread_mutex_t *)(obj + 128);
+  for (int i = atoi(argv[3]); i > 0; i--) {
+    if (pthread_mutex_lock(m) != 0) return 4;
+    int32_t v = *counter;
+    for (volatile int k = 0; k < 500; k++) {}
+    *counter = v + 1;
+    pthread_mutex_unlock(m);
+    for (volatile int k = 0; k < 500; k++) {}
+  }
+  return 0;
+}
+`, ['-pthread', '-lrt']);
+    const n = 2000;
+    for (const spinMicros of [0, 2000]) {
+      const name = `/ipckit-test-spin-${process.pid}-m${spinMicros}`;
+      const mutex = createMutex(name, { unlinkOnClose: true, spinMicros });
+      const file = scratchPath('mutex-counter');
+      const shared = mapFile(file, { size: 4096 });
+      const counter = new Int32Array(shared.buffer, 0, 1);
+      const child = spawn(peer, [name, file, String(n)], { stdio: 'inherit' });
+      const exited = new Promise<number | null>((r) => child.once('exit', r));
+      try {
+        for (let i = 0; i < n; i++) {
+          await mutex.lock({ timeout: 10_000 });
+          const v = counter[0]!;
+          if (i % 64 === 0) await new Promise((r) => setImmediate(r)); // sometimes hold it across a turn
+          counter[0] = v + 1;
+          mutex.unlock();
+        }
+        assert.equal(await exited, 0, 'the C peer took the lock every time');
+        assert.equal(counter[0], 2 * n, `spinMicros ${spinMicros}: no increment lost`);
+      } finally {
+        child.kill();
+        await mutex.close();
+        shared.close();
+      }
+    }
   });
 });

@@ -35,6 +35,8 @@ import { magicOf } from '../../memory/header.js';
 import { adopt, createObject, openObject, openObjectSync, planOpen, unlinkObject, type CreateObjectOptions, type OpenObjectOptions, unlinkOnCloseOption } from '../../memory/object.js';
 import type { Segment } from '../../memory/segment.js';
 import { checkWaitOptions, waitBackend, SLICE_MS, type FutexWord } from '../../memory/waits.js';
+import { SpinBudget, spinOption } from '../../os/spin.js';
+import { spinBeforeWait } from '../../os/turn.js';
 
 const { EBUSY, EPERM, ETIMEDOUT, EINVAL } = osConstants.errno;
 // Linux values (the same on x86-64 and arm64); Node's os.constants does not list them.
@@ -70,8 +72,17 @@ export interface LockResult {
   ownerDied: boolean;
 }
 
-export type CreateMutexOptions = CreateObjectOptions;
-export type OpenMutexOptions = OpenObjectOptions;
+export interface MutexOptions {
+  /**
+   * How long a `lock()` that finds the mutex busy retries taking it on the event loop
+   * before it sleeps, in µs (default 20 where the process may use more than one CPU, else
+   * 0; adaptive, as a pipe's: os/spin.ts). Never longer than its timeout. A holder on
+   * another CPU that unlocks within it saves both sides a wake-up.
+   */
+  spinMicros?: number;
+}
+export type CreateMutexOptions = CreateObjectOptions & MutexOptions;
+export type OpenMutexOptions = OpenObjectOptions & MutexOptions;
 
 
 function corrupt(name: string, what: string): IpcError {
@@ -110,9 +121,15 @@ export class Mutex {
   });
 
   /** @internal */
-  constructor(segment: Segment, unlinkOnClose = false) {
+  readonly #spinner: SpinBudget;
+  /** What #try gave in a spin (#spinTake). */
+  #spun: LockResult | undefined;
+  #spinTake = (): boolean => (this.#spun = this.#try(false)) !== undefined;
+
+  constructor(segment: Segment, unlinkOnClose = false, spinMicros = spinOption(undefined)) {
     this.#segment = segment;
     this.#unlinkOnClose = unlinkOnClose;
+    this.#spinner = new SpinBudget(spinMicros);
     this.#key = `${segment.stat.dev}:${segment.stat.ino}`;
     this.#word = segment.mem.word(MUTEX_OFFSET / 4);
   }
@@ -162,7 +179,10 @@ export class Mutex {
     if (aborted) return Promise.reject(aborted);
     if (!this.#held && this.#waiters.length === 0) {
       try {
-        const r = this.#try(false);
+        let r = this.#try(false);
+        // Busy: retry for a few µs before sleeping (spinMicros), once what this thread has
+        // batched is written (the holder may be waiting for it).
+        if (!r && spinBeforeWait(this.#spinner, this.#spinTake, options)) r = this.#spun;
         if (r) return Promise.resolve(r);
       } catch (e) {
         return Promise.reject(e);
@@ -368,10 +388,10 @@ function checkLayout(segment: Segment): void {
   if (!segment.mapping.mutexValid(MUTEX_OFFSET)) throw corruptType(name);
 }
 
-function mutexOf(segment: Segment, unlinkOnClose: boolean): Mutex {
+function mutexOf(segment: Segment, unlinkOnClose: boolean, spinMicros: number): Mutex {
   return adopt(segment, () => {
     checkLayout(segment);
-    return new Mutex(segment, unlinkOnClose);
+    return new Mutex(segment, unlinkOnClose, spinMicros);
   });
 }
 
@@ -380,12 +400,13 @@ export function createMutex(name: string, options: CreateMutexOptions = {}): Mut
   const mname = validate.posixName(name);
   validate.object('options', options);
   const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
+  const spinMicros = spinOption(options.spinMicros);
   const segment = createObject(mname, { kind: 'mutex', version: MUTEX_VERSION, size: MUTEX_SEGMENT_SIZE }, options, (seg) => {
     seg.mapping.mutexInit(MUTEX_OFFSET);
     seg.mem.store(W_MUTEX_OFFSET, MUTEX_OFFSET);
     seg.mem.store(W_MUTEX_SIZE, native.PTHREAD_MUTEX_SIZE);
   });
-  return new Mutex(segment, unlinkOnClose);
+  return new Mutex(segment, unlinkOnClose, spinMicros);
 }
 
 /**
@@ -398,7 +419,8 @@ export function openMutex(name: string, options: OpenMutexOptions = {}): Promise
   const mname = validate.posixName(name);
   const plan = planOpen(validate.object('options', options));
   const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
-  return openObject(mname, 'mutex', MUTEX_VERSION, plan).then((segment) => mutexOf(segment, unlinkOnClose));
+  const spinMicros = spinOption(options.spinMicros);
+  return openObject(mname, 'mutex', MUTEX_VERSION, plan).then((segment) => mutexOf(segment, unlinkOnClose, spinMicros));
 }
 
 /** openMutex for workers and scripts: the wait for a creator blocks this thread. */
@@ -406,7 +428,8 @@ export function openMutexSync(name: string, options: OpenMutexOptions = {}): Mut
   const mname = validate.posixName(name);
   const plan = planOpen(validate.object('options', options));
   const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
-  return mutexOf(openObjectSync(mname, 'mutex', MUTEX_VERSION, plan), unlinkOnClose);
+  const spinMicros = spinOption(options.spinMicros);
+  return mutexOf(openObjectSync(mname, 'mutex', MUTEX_VERSION, plan), unlinkOnClose, spinMicros);
 }
 
 /** Removes a mutex's name, after checking that it is a mutex (ERR_IPCKIT_WRONG_KIND otherwise). Idempotent: false if there was none. */

@@ -37,6 +37,8 @@ import { posixPerm, type PosixIpcPerm } from '../../os/ipc-perm.js';
 import * as validate from '../../core/validate.js';
 import { ownerOptions } from '../../memory/segment.js';
 import { checkWaitOptions, FutexWord, waitBackend, SLICE_MS } from '../../memory/waits.js';
+import { SpinBudget, spinOption } from '../../os/spin.js';
+import { spinBeforeWait } from '../../os/turn.js';
 
 const { O_RDWR, O_NOFOLLOW, S_IFMT, S_IFREG } = fsConstants;
 const O_CLOEXEC = 0o2000000;
@@ -49,17 +51,24 @@ export const SEM_VALUE_MAX = 2147483647;
 /** Where glibc (and musl) keep named semaphores. */
 const SEM_DIR = '/dev/shm';
 
-export interface CreateSemaphoreOptions extends CreateModeOptions {
-  /** Initial value (default 0). */
-  value?: number;
+export interface SemaphoreOptions {
   /** Remove the name when this handle closes (default false). */
   unlinkOnClose?: boolean;
+  /**
+   * How long a `wait()` that finds no permit retries taking one on the event loop before it
+   * sleeps, in µs (default 20 where the process may use more than one CPU, else 0;
+   * adaptive, as a pipe's: os/spin.ts). Never longer than its timeout. A peer on another
+   * CPU that posts within it saves both sides a wake-up.
+   */
+  spinMicros?: number;
 }
 
-export interface OpenSemaphoreOptions extends OwnerCheckOptions, WaitToOpenOptions {
-  /** Remove the name when this handle closes (default false). */
-  unlinkOnClose?: boolean;
+export interface CreateSemaphoreOptions extends CreateModeOptions, SemaphoreOptions {
+  /** Initial value (default 0). */
+  value?: number;
 }
+
+export interface OpenSemaphoreOptions extends OwnerCheckOptions, WaitToOpenOptions, SemaphoreOptions {}
 
 /** A permit from `acquire()`: `release()` posts it back, exactly once (true the first time, false and nothing posted after). */
 export type Permit = Releasable;
@@ -96,11 +105,16 @@ export class Semaphore {
   #registered = false;
   /** The pending futex wait (or poll) for a post: its cancel function. */
   #sleeping: (() => void) | undefined;
+  readonly #spinner: SpinBudget;
+  /** sem_trywait's result in a spin (#spinTake). */
+  #taken = -EAGAIN;
+  #spinTake = (): boolean => (this.#taken = native.semTryWait(this.#map.handle)) !== -EAGAIN;
 
   /** @internal */
-  constructor(name: string, fd: number, unlinkOnClose = false) {
+  constructor(name: string, fd: number, unlinkOnClose = false, spinMicros = spinOption(undefined)) {
     this.name = name;
     this.#unlinkOnClose = unlinkOnClose;
+    this.#spinner = new SpinBudget(spinMicros);
     this.#map = sys(`map semaphore ${name}`, () => Mapping.open(fd, native.SEM_SIZE, true), { path: name });
     if (!native.semIntact(this.#map.handle)) {
       this.#map.release();
@@ -148,7 +162,10 @@ export class Semaphore {
     if (this.#closed) return Promise.reject(closedError(`semaphore ${this.name}`));
     if (aborted) return Promise.reject(aborted);
     if (this.#waiters.length === 0) {
-      const r = native.semTryWait(this.#map.handle);
+      let r = native.semTryWait(this.#map.handle);
+      // None yet: retry for a few µs before sleeping (spinMicros), once what this thread
+      // has batched is written (the peer may be waiting for it).
+      if (r === -EAGAIN && spinBeforeWait(this.#spinner, this.#spinTake, options)) r = this.#taken;
       if (r === 0) return RESOLVED;
       if (r !== -EAGAIN) return Promise.reject(this.#error(-r, 'sem_trywait'));
     }
@@ -292,7 +309,7 @@ export class Semaphore {
 }
 
 /** Opens the semaphore file without following links and checks it before any use. */
-function openFile(name: string, path: string, check: (st: NativeStat, fd: number) => void, unlinkOnClose: boolean): Semaphore {
+function openFile(name: string, path: string, check: (st: NativeStat, fd: number) => void, unlinkOnClose: boolean, spinMicros: number): Semaphore {
   let fd: number;
   try {
     fd = native.open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
@@ -307,7 +324,7 @@ function openFile(name: string, path: string, check: (st: NativeStat, fd: number
     if ((st.mode & S_IFMT) !== S_IFREG) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path} is not a semaphore (not a regular file)`, { path: name });
     check(st, fd);
     if (st.size < native.SEM_SIZE) throw new IpcError('ERR_IPCKIT_CORRUPT', `${path} is ${st.size} bytes, too small for a semaphore (${native.SEM_SIZE})`, { path: name, details: { size: st.size } });
-    return new Semaphore(name, fd, unlinkOnClose);
+    return new Semaphore(name, fd, unlinkOnClose, spinMicros);
   } finally {
     native.close(fd); // the mapping keeps what it needs
   }
@@ -320,6 +337,7 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
   const { mode, group } = createMode(options);
   const value = validate.optionalInteger('value', options.value, 0, SEM_VALUE_MAX) ?? 0;
   const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
+  const spinMicros = spinOption(options.spinMicros);
   const path = semaphorePath(sname);
   try {
     // Owner-only until the exact mode is set through the fd below.
@@ -334,7 +352,7 @@ export function createSemaphore(name: string, options: CreateSemaphoreOptions = 
       checkOwner(st, `semaphore ${sname}`, { mode: 0o700 });
       if (group !== undefined) sys(`set the group of semaphore ${sname}`, () => native.fchown(fd, -1, group), { path: sname });
       sys(`set the mode of semaphore ${sname}`, () => native.fchmod(fd, mode), { path: sname });
-    }, unlinkOnClose);
+    }, unlinkOnClose, spinMicros);
   } catch (e) {
     try {
       native.semUnlink(sname);
@@ -368,7 +386,8 @@ function checkOpen(name: string, options: OpenSemaphoreOptions): () => Semaphore
   ownerOptions(options);
   checkWaitToOpen(options);
   const unlinkOnClose = unlinkOnCloseOption(options.unlinkOnClose);
-  return () => openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options), unlinkOnClose);
+  const spinMicros = spinOption(options.spinMicros);
+  return () => openFile(sname, semaphorePath(sname), (st) => checkOwner(st, `semaphore ${sname}`, options), unlinkOnClose, spinMicros);
 }
 
 function unlinkOnCloseOption(value: unknown): boolean {
