@@ -15,6 +15,7 @@ import { createMessageQueue } from '../src/mechanisms/mqueue/mqueue.js';
 import { createMutex, openMutex, unlinkMutex } from '../src/mechanisms/mutex/mutex.js';
 import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
 import { mapFile } from '../src/mechanisms/shm/shm.js';
+import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
 import { compileC, PY_READ_EXACT, rejectsWith, scratchPath, throwsWith, within } from './helpers.js';
 
 /** A python3 echo of length-framed messages (u32 LE + payload) on fd 3 (read) and fd 4 (write). */
@@ -328,5 +329,61 @@ int main(int argc, char **argv) {
         shared.close();
       }
     }
+  });
+});
+
+describe('signal receives that spin before they wait (spinMicros)', () => {
+  it('a signal ping-pong with a C peer (sigwaitinfo, sigqueue with the value): every value in order with spinMicros 0, 20 and 2000, and the loop turns while answers come within the spin', async () => {
+    const echo = compileC('signal-echo', `
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  pid_t parent = atoi(argv[1]);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGRTMIN + 1);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  printf("ready\\n");
+  fflush(stdout);
+  for (;;) {
+    siginfo_t si;
+    if (sigwaitinfo(&set, &si) < 0) return 2;
+    if (si.si_value.sival_int == -1) return 0;
+    union sigval v = { .sival_int = si.si_value.sival_int };
+    if (sigqueue(parent, SIGRTMIN + 1, v) != 0) return 3;
+  }
+}
+`);
+    for (const spinMicros of [0, 20, 2000]) {
+      const rx = signalReceiver('SIGRTMIN+1', { spinMicros });
+      const child = spawn(echo, [String(process.pid)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise<number | null>((r) => child.once('exit', r));
+      let ticks = 0;
+      let timer: NodeJS.Timeout | undefined;
+      let n = 0;
+      try {
+        await new Promise((r) => child.stdout!.once('data', r)); // the peer blocks the signal now
+        timer = setInterval(() => void ticks++, 1);
+        for (; n < 1000 || (ticks < 5 && n < 100_000); n++) {
+          sendSignal(child.pid!, 'SIGRTMIN+1', { value: n });
+          const info = await rx.receive({ timeout: 10_000 });
+          assert.deepEqual([info.value, info.pid], [n, child.pid], 'each answer is the value sent, from the peer');
+        }
+        sendSignal(child.pid!, 'SIGRTMIN+1', { value: -1 });
+        assert.equal(await exited, 0);
+      } finally {
+        clearInterval(timer);
+        child.kill();
+        await rx.close();
+      }
+      assert.ok(ticks >= 5, `spinMicros ${spinMicros}: a 1 ms interval ran ${ticks} times during ${n} round trips`);
+    }
+  });
+
+  it('spinMicros is checked when a signal receiver is made', () => {
+    for (const bad of [-1, 1.5, 'x']) throwsWith(() => signalReceiver('SIGRTMIN+2', { spinMicros: bad as number }), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 });

@@ -26,6 +26,8 @@ import { cancellableWait, WaitQueue, receiverIterator, type Receiver, type WaitO
 import { closedError, errnoError, errnoOf, invalidArgument, IpcError } from '../../core/errors.js';
 import { native, type FdWatcher } from '../../os/native.js';
 import * as validate from '../../core/validate.js';
+import { SpinBudget, spinOption } from '../../os/spin.js';
+import { spinBeforeWait } from '../../os/turn.js';
 
 export { watchProcess, isProcessAlive, processStartTime } from '../../os/liveness.js';
 
@@ -359,6 +361,13 @@ export function waitForSignal(signal: SignalLike, options?: WaitOptions): Promis
 export interface SignalReceiverOptions {
   /** Deliveries kept until received (default 65536); beyond, they are counted in `dropped`. */
   capacity?: number;
+  /**
+   * How long a receive that finds nothing reads the handler's pipe again on the event loop
+   * before it waits for the poll, in µs (default 20 where the process may use more than one
+   * CPU, else 0; adaptive, as a pipe's: os/spin.ts). Never longer than its timeout. A sender
+   * on another CPU whose signal comes within it saves this side a wake-up.
+   */
+  spinMicros?: number;
 }
 
 /**
@@ -376,6 +385,12 @@ export class SignalReceiver implements Receiver<SignalInfo> {
   #capacity: number;
   #closed = false;
   #waitingListener: Listener | null = null;
+  readonly #spinner: SpinBudget;
+  /** One retry of a spinning receive: reads the pipe (dispatching to every listener, as the loop would). */
+  #spinFound = (): boolean => {
+    readRecords();
+    return this.#head < this.#queue.length || this.#closed;
+  };
   /** Deliveries dropped because the queue was full. */
   dropped = 0;
 
@@ -385,6 +400,7 @@ export class SignalReceiver implements Receiver<SignalInfo> {
     const numbers = list.map((s) => signalNumber(s));
     validate.object('options', options);
     this.#capacity = validate.optionalInteger('capacity', options.capacity, 1) ?? 65536;
+    this.#spinner = new SpinBudget(spinOption(options.spinMicros));
     numbers.forEach((n, i) => checkCatchable(n, list[i]!));
     this.#numbers = [...new Set(numbers)];
     this.signals = this.#numbers.map(signalName);
@@ -396,6 +412,12 @@ export class SignalReceiver implements Receiver<SignalInfo> {
     validate.waitOptions(options); // before the fast path: a bad option throws even when a delivery is queued
     if (this.#head < this.#queue.length) return Promise.resolve(this.#shift());
     if (this.#closed) return Promise.reject(closedError('signal receiver'));
+    // Nothing yet: read the pipe again for a few µs before the poll (spinMicros), once what
+    // this thread has batched is written (the peer may be waiting for it to answer).
+    if (this.#waiters.length === 0 && spinBeforeWait(this.#spinner, this.#spinFound, options)) {
+      if (this.#head < this.#queue.length) return Promise.resolve(this.#shift());
+      return Promise.reject(closedError('signal receiver')); // a listener closed it meanwhile
+    }
     const p = this.#waiters.enqueue(options, undefined);
     this.#updateKeepAlive();
     return p;
