@@ -75,7 +75,7 @@ export function readmeSection(r: BenchReport): string {
   );
   lines.push('');
   lines.push(
-    '**Figures differ by machine**: on two 2-vCPU VMs of the same kind, one Intel Xeon and one AMD EPYC, the same figures moved by up to 1.5x between the two (issue 14), and a machine shared with other work moves them further. Run `npx ipckit bench` on yours (`--html FILE` draws them; `--compare OLD.json NEW.json` shows what moved).',
+    "**Figures differ by machine**, by more than the spread of one run. Two 2-vCPU VMs of the same kind, full runs a day apart: on an Intel Xeon VM (2026-12-03) ipckit's pipe round trip took 3.2 µs and C's blocking one about 53 µs (0.06x); on an AMD EPYC VM (2026-12-04, two full runs) 9.4-9.7 µs and 15-18 µs (0.54x-0.64x): a system call costs more there (`getppid` 0.50 µs in a C loop) and a cross-CPU wake-up less. One-way rates were 2.5x-3.6x lower on that AMD VM (pipe at 64 B 4.1M against 1.2-1.3M msg/s, at 64 KiB 3.1 against 0.9 GB/s), `process.send`'s round trip about the same (75 against 73-74 µs); the AMD VM of issue 14 measured the pipe at 3.1M msg/s and the spinning ring at 0.61 µs (1.35-1.37 µs on ours): VMs of one kind and one vendor differ as much. A machine shared with other work moves them further. Run `npx ipckit bench` on yours (`--html FILE` draws them; `--compare OLD.json NEW.json` shows what moved).",
   );
   lines.push('');
   lines.push('| mechanism | RTT 64 B | vs C | one-way 64 B | one-way 64 KiB | RTT 64 KiB, `receiveInto` (vs C) |', '|---|---|---|---|---|---|');
