@@ -120,12 +120,12 @@ export class Mutex {
     if (this.#waiters.length === 0) this.#stopWatching();
   });
 
-  /** @internal */
   readonly #spinner: SpinBudget;
   /** What #try gave in a spin (#spinTake). */
   #spun: LockResult | undefined;
   #spinTake = (): boolean => (this.#spun = this.#try(false)) !== undefined;
 
+  /** @internal */
   constructor(segment: Segment, unlinkOnClose = false, spinMicros = spinOption(undefined)) {
     this.#segment = segment;
     this.#unlinkOnClose = unlinkOnClose;
