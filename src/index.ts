@@ -203,6 +203,7 @@ export {
   SysvSemaphoreSet,
   type CreateSysvSemaphoreSetOptions,
   type OpenSysvSemaphoreSetOptions,
+  type SysvSemaphoreSetOptions,
   type SemOp,
   type SemOpOptions,
   type SysvSemaphoreSetStat,

@@ -16,7 +16,8 @@ import { createMutex, openMutex, unlinkMutex } from '../src/mechanisms/mutex/mut
 import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
 import { mapFile } from '../src/mechanisms/shm/shm.js';
 import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
-import { compileC, PY_READ_EXACT, rejectsWith, scratchPath, throwsWith, within } from './helpers.js';
+import { createSysvSemaphoreSet, openSysvSemaphoreSetSync } from '../src/mechanisms/sysv/sem.js';
+import { compileC, PY_READ_EXACT, rejectsWith, scratchPath, throwsWith, uniqueKey, within } from './helpers.js';
 
 /** A python3 echo of length-framed messages (u32 LE + payload) on fd 3 (read) and fd 4 (write). */
 const PY_ECHO = `
@@ -385,5 +386,61 @@ int main(int argc, char **argv) {
 
   it('spinMicros is checked when a signal receiver is made', () => {
     for (const bad of [-1, 1.5, 'x']) throwsWith(() => signalReceiver('SIGRTMIN+2', { spinMicros: bad as number }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+  });
+});
+
+describe('System V semaphore operations that spin before a thread waits (spinMicros)', () => {
+  it('a ping-pong with a C peer blocking in semop: every change with spinMicros 0, 20 and 2000, and the loop turns while answers come within the spin', async () => {
+    const echo = compileC('sysv-sem-echo', `
+#include <stdlib.h>
+#include <sys/sem.h>
+int main(int argc, char **argv) {
+  int id = semget(atoi(argv[1]), 0, 0);
+  if (id < 0) return 2;
+  struct sembuf take = { 0, -1, 0 }, give = { 1, 1, 0 };
+  for (;;) {
+    if (semop(id, &take, 1) != 0) return 0; /* removed: done */
+    if (semop(id, &give, 1) != 0) return 3;
+  }
+}
+`);
+    for (const spinMicros of [0, 20, 2000]) {
+      const key = uniqueKey();
+      const set = createSysvSemaphoreSet(key, { count: 2, removeOnClose: true, spinMicros });
+      const child = spawn(echo, [String(key)], { stdio: 'inherit' });
+      const exited = new Promise<number | null>((r) => child.once('exit', r));
+      let ticks = 0;
+      const timer = setInterval(() => void ticks++, 1);
+      let n = 0;
+      try {
+        for (; n < 1000 || (ticks < 5 && n < 100_000); n++) {
+          await set.op([{ index: 0, delta: 1 }]);
+          await set.op([{ index: 1, delta: -1 }], { timeout: 10_000 });
+        }
+        assert.deepEqual(set.getAll(), [0, 0], 'every change made once');
+      } finally {
+        clearInterval(timer);
+        await set.close(); // removes the set: the peer's semop fails and it ends
+      }
+      assert.equal(await exited, 0);
+      assert.ok(ticks >= 5, `spinMicros ${spinMicros}: a 1 ms interval ran ${ticks} times during ${n} round trips`);
+    }
+  });
+
+  it('an op spins no longer than its timeout, an aborted one takes nothing and close() after it settles; spinMicros is checked when a set is made or opened', async () => {
+    const set = createSysvSemaphoreSet(uniqueKey(), { removeOnClose: true, spinMicros: 10_000_000 });
+    try {
+      await rejectsWith(within(set.op([{ index: 0, delta: -1 }], { timeout: 5 }), 5000), 'ERR_IPCKIT_TIMEOUT');
+      // Refused before its thread started: close() used to wait for it forever.
+      await rejectsWith(within(set.op([{ index: 0, delta: -1 }], { signal: AbortSignal.abort() }), 5000), 'ERR_IPCKIT_ABORTED');
+      for (const bad of [-1, 1.5, 'x']) {
+        throwsWith(() => createSysvSemaphoreSet(uniqueKey(), { spinMicros: bad as number }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+        throwsWith(() => openSysvSemaphoreSetSync({ id: set.id }, { spinMicros: bad as number }), 'ERR_IPCKIT_INVALID_ARGUMENT');
+      }
+      assert.deepEqual(set.getAll(), [0]);
+      await within(set.close(), 5000, 'close after an aborted op');
+    } finally {
+      if (!set.closed) set.remove();
+    }
   });
 });

@@ -71,7 +71,27 @@ export interface BlockingCall {
  * `failure` makes of a -errno. Timeout and abort cancel it.
  */
 export function runBlocking(call: BlockingCall, options: WaitOptions | undefined): Promise<number> {
-  if (call.settle === 'when-reported') return runToReport(call, options);
+  let started = false;
+  const tracked: BlockingCall = {
+    ...call,
+    start: (calls) => {
+      const id = call.start(calls);
+      started = true;
+      return id;
+    },
+  };
+  try {
+    return tracked.settle === 'when-reported' ? runToReport(tracked, options) : runAtCancel(tracked, options);
+  } finally {
+    // Refused before the native call started (a signal already aborted, bad options, a start
+    // that threw): it is over, and whoever counts calls in flight must hear so (a close
+    // waiting for them would wait forever).
+    if (!started) call.settled?.();
+  }
+}
+
+/** 'at-cancel': a cancel settles the wait at once; a result that comes after is undone. */
+function runAtCancel(call: BlockingCall, options: WaitOptions | undefined): Promise<number> {
   return cancellableWait<number>(call.what, options, (resolve, reject) => {
     let wanted = true;
     const cancel = startBlocking(call.start, (result) => {

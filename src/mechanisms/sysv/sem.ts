@@ -32,6 +32,8 @@ import { readSysvTable } from '../../os/sysvipc.js';
 import { describeTarget, findSysv, isGone, keyHex, validateKey, validateTarget, waitForSysv, type SysvTarget } from './keys.js';
 import { limitError, sysvLimits } from './limits.js';
 import { checkSysvOwner, createMode, flag, openOptions, ownerArgument, sysvPerm, type CreateModeOptions, type SysvOpenOptions } from './perm.js';
+import { SpinBudget, spinOption } from '../../os/spin.js';
+import { spinBeforeWait } from '../../os/turn.js';
 
 const C = native.sysvConstants;
 const { EAGAIN, EEXIST, ENOSPC, ENOMEM, EINVAL, E2BIG, ERANGE, EFBIG, EINTR } = osConstants.errno;
@@ -53,20 +55,28 @@ export interface SemOpOptions extends WaitOptions {
   wait?: boolean;
 }
 
-export interface CreateSysvSemaphoreSetOptions extends CreateModeOptions {
+export interface SysvSemaphoreSetOptions {
+  /** Remove the set (IPC_RMID) when this handle closes (default false). */
+  removeOnClose?: boolean;
+  /**
+   * How long an `op()` that would wait retries it (IPC_NOWAIT) on the event loop before a
+   * thread waits, in µs (default 20 where the process may use more than one CPU, else 0;
+   * adaptive, as a pipe's: os/spin.ts). Never longer than its timeout. A peer on another
+   * CPU that makes the change within it saves both sides a wake-up.
+   */
+  spinMicros?: number;
+}
+
+export interface CreateSysvSemaphoreSetOptions extends CreateModeOptions, SysvSemaphoreSetOptions {
   /** How many semaphores (default 1; at most kernel.sem SEMMSL). */
   count?: number;
   /** The value of every semaphore (default 0)... */
   value?: number;
   /** ...or each one's value. */
   values?: number[];
-  /** Remove the set (IPC_RMID) when this handle closes (default false). */
-  removeOnClose?: boolean;
 }
 
-export interface OpenSysvSemaphoreSetOptions extends SysvOpenOptions {
-  removeOnClose?: boolean;
-}
+export interface OpenSysvSemaphoreSetOptions extends SysvOpenOptions, SysvSemaphoreSetOptions {}
 
 export interface SysvSemaphoreSetStat extends SysvIpcPerm {
   /** Semaphores in the set. */
@@ -77,6 +87,13 @@ export interface SysvSemaphoreSetStat extends SysvIpcPerm {
 }
 
 const date = (seconds: number): Date | null => (seconds === 0 ? null : new Date(seconds * 1000));
+
+/** The same operations with IPC_NOWAIT (done now, on the loop thread, or not at all). */
+function withNowait(encoded: Int32Array): Int32Array {
+  const nowait = encoded.slice();
+  for (let i = 2; i < nowait.length; i += 3) nowait[i]! |= C.IPC_NOWAIT;
+  return nowait;
+}
 
 export class SysvSemaphoreSet {
   readonly #id: number;
@@ -90,13 +107,15 @@ export class SysvSemaphoreSet {
   readonly #stops = new Set<(error: unknown) => void>();
   #inFlight = 0;
   #drained: (() => void) | undefined;
+  readonly #spinner: SpinBudget;
 
   /** @internal */
-  constructor(id: number, key: number, count: number, removeOnClose: boolean) {
+  constructor(id: number, key: number, count: number, removeOnClose: boolean, spinMicros = spinOption(undefined)) {
     this.#id = id;
     this.#key = key;
     this.#count = count;
     this.#removeOnClose = removeOnClose;
+    this.#spinner = new SpinBudget(spinMicros);
   }
 
   get id(): number {
@@ -135,7 +154,11 @@ export class SysvSemaphoreSet {
     const encoded = this.#encode(ops, undo);
     const bad = this.#unusable();
     if (bad) return Promise.reject(bad);
-    const r = this.#now(encoded);
+    const nowait = withNowait(encoded);
+    let r = native.semOp(this.#id, nowait, -1);
+    // It would wait: retry for a few µs before a thread waits (spinMicros), under the
+    // event-loop turn rules every spin keeps (os/turn.ts).
+    if (r === -EAGAIN && wait) spinBeforeWait(this.#spinner, () => (r = native.semOp(this.#id, nowait, -1)) !== -EAGAIN, o);
     if (r === 0) return Promise.resolve(true);
     if (r !== -EAGAIN) return Promise.reject(this.#error(-r, 'semop'));
     if (!wait) return Promise.resolve(false);
@@ -167,7 +190,7 @@ export class SysvSemaphoreSet {
     const encoded = this.#encode(ops, o.undo === undefined ? false : flag('undo', o.undo));
     const bad = this.#unusable();
     if (bad) throw bad;
-    const r = this.#now(encoded);
+    const r = native.semOp(this.#id, withNowait(encoded), -1);
     if (r === 0) return true;
     if (r === -EAGAIN) return false;
     throw this.#error(-r, 'semop');
@@ -293,13 +316,6 @@ export class SysvSemaphoreSet {
     return new IpcError('ERR_IPCKIT_CLOSED', `${this.#what} was removed`, { details: { removed: true, id: this.#id } });
   }
 
-  #now(encoded: Int32Array): number {
-    // The same operations with IPC_NOWAIT, on the loop thread.
-    const nowait = encoded.slice();
-    for (let i = 2; i < nowait.length; i += 3) nowait[i]! |= C.IPC_NOWAIT;
-    return native.semOp(this.#id, nowait, -1);
-  }
-
   #index(index: number): number {
     return validate.integer('index', index, 0, this.#count - 1);
   }
@@ -371,6 +387,7 @@ export function createSysvSemaphoreSet(key: number, options: CreateSysvSemaphore
   if (o.value !== undefined && o.values !== undefined) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', 'give value (every semaphore) or values (each one), not both');
   const values = o.values !== undefined ? checkValues(o.values, count) : new Array<number>(count).fill(validate.optionalInteger('value', o.value, 0, C.SEMVMX) ?? 0);
   const removeOnClose = o.removeOnClose === undefined ? false : flag('removeOnClose', o.removeOnClose);
+  const spinMicros = spinOption(o.spinMicros);
   const what = describeTarget('sem', { key: k });
   let id: number;
   try {
@@ -401,10 +418,10 @@ export function createSysvSemaphoreSet(key: number, options: CreateSysvSemaphore
     removeSet(id, what);
     throw toIpcError(e, `initialise ${what}`);
   }
-  return new SysvSemaphoreSet(id, k, count, removeOnClose);
+  return new SysvSemaphoreSet(id, k, count, removeOnClose, spinMicros);
 }
 
-function openChecked(target: { key: number } | { id: number }, o: SysvOpenOptions, removeOnClose: boolean, id: number): SysvSemaphoreSet {
+function openChecked(target: { key: number } | { id: number }, o: SysvOpenOptions, removeOnClose: boolean, spinMicros: number, id: number): SysvSemaphoreSet {
   const what = describeTarget('sem', target);
   let s: ReturnType<typeof native.semStat>;
   try {
@@ -415,13 +432,13 @@ function openChecked(target: { key: number } | { id: number }, o: SysvOpenOption
     throw toIpcError(e, `open ${what}`);
   }
   checkSysvOwner(s, `${what} (id ${id})`, o);
-  return new SysvSemaphoreSet(id, s.key, s.count, removeOnClose);
+  return new SysvSemaphoreSet(id, s.key, s.count, removeOnClose, spinMicros);
 }
 
-function checkOpen(target: unknown, options: unknown): { t: { key: number } | { id: number }; o: SysvOpenOptions; removeOnClose: boolean } {
+function checkOpen(target: unknown, options: unknown): { t: { key: number } | { id: number }; o: SysvOpenOptions; removeOnClose: boolean; spinMicros: number } {
   const t = validateTarget(target);
   const raw = validate.object<OpenSysvSemaphoreSetOptions>('options', options);
-  return { t, o: openOptions(raw), removeOnClose: raw.removeOnClose === undefined ? false : flag('removeOnClose', raw.removeOnClose) };
+  return { t, o: openOptions(raw), removeOnClose: raw.removeOnClose === undefined ? false : flag('removeOnClose', raw.removeOnClose), spinMicros: spinOption(raw.spinMicros) };
 }
 
 const get = (key: number): number => native.semGet(key, 0, 0);
@@ -442,10 +459,10 @@ const initialised = (id: number): boolean => {
  * count as initialised until something does; open it without `wait`.
  */
 export function openSysvSemaphoreSet(target: SysvTarget, options: OpenSysvSemaphoreSetOptions = {}): Promise<SysvSemaphoreSet> {
-  const { t, o, removeOnClose } = checkOpen(target, options);
-  if (o.wait) return waitForSysv('sem', t, get, stat, o, initialised).then((id) => openChecked(t, o, removeOnClose, id));
+  const { t, o, removeOnClose, spinMicros } = checkOpen(target, options);
+  if (o.wait) return waitForSysv('sem', t, get, stat, o, initialised).then((id) => openChecked(t, o, removeOnClose, spinMicros, id));
   try {
-    return Promise.resolve(openChecked(t, o, removeOnClose, findSysv('sem', t, get, stat)));
+    return Promise.resolve(openChecked(t, o, removeOnClose, spinMicros, findSysv('sem', t, get, stat)));
   } catch (e) {
     return Promise.reject(e);
   }
@@ -453,9 +470,9 @@ export function openSysvSemaphoreSet(target: SysvTarget, options: OpenSysvSemaph
 
 /** openSysvSemaphoreSet for scripts and workers: the same checks, no waiting. */
 export function openSysvSemaphoreSetSync(target: SysvTarget, options: Omit<OpenSysvSemaphoreSetOptions, 'wait' | 'timeout' | 'signal'> = {}): SysvSemaphoreSet {
-  const { t, o, removeOnClose } = checkOpen(target, options);
+  const { t, o, removeOnClose, spinMicros } = checkOpen(target, options);
   if (o.wait) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', 'openSysvSemaphoreSetSync cannot wait: use openSysvSemaphoreSet');
-  return openChecked(t, o, removeOnClose, findSysv('sem', t, get, stat));
+  return openChecked(t, o, removeOnClose, spinMicros, findSysv('sem', t, get, stat));
 }
 
 /** Removes the set a key or `{ id }` names (IPC_RMID): false if there is none. Remove only what is yours. */
