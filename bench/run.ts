@@ -9,6 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
+import { IpcError } from '../src/core/errors.js';
 import { compileC, FULL, haveCc, QUICK, type BenchContext, type Budget, type Figure, type Scenario, type Target } from './harness.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
@@ -43,7 +44,7 @@ interface Case {
 export async function runBench(options: BenchOptions): Promise<number> {
   if (options.only) {
     const unknown = options.only.filter((m) => !MODULES.includes(m));
-    if (unknown.length) throw new Error(`unknown bench ${unknown.join(', ')}; known: ${MODULES.join(', ')}`);
+    if (unknown.length) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `only: no bench named ${unknown.join(', ')}; choose from ${MODULES.join(', ')}`, { details: { unknown } });
   }
   const base = options.quick ? QUICK : FULL;
   const budget: Budget = { ...base, rounds: options.rounds ?? base.rounds };

@@ -5,7 +5,7 @@
  * real `ipckit bench --quick --only signal` run end to end. Speed is never asserted here.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
@@ -202,6 +202,14 @@ describe('bench --compare, --html, --readme', () => {
     const p = scratchPath('v1.json');
     writeFileSync(p, JSON.stringify({ date: 'x', figures: [] }));
     assert.throws(() => readReport(p), /schemaVersion \(none/);
+  });
+
+  it('--only with a name that is not a bench: exit 2, the name and the choices said, nothing measured', async () => {
+    const out = scratchPath('never.json');
+    const r = await runCli(['bench', '--only', 'pipe,ring', '--out', out], { timeoutMs: 30_000 }).done;
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--only ring: no such bench \(the shared-memory ring is measured by shm\); choose from .*\bshm\b/);
+    assert.ok(!existsSync(out));
   });
 
   it('--html: one self-contained page, one <svg> per metric, the machine named, nothing fetched', () => {
