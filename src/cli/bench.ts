@@ -32,12 +32,12 @@ export const group: Group = {
       examples: ['ipckit bench --quick', 'ipckit bench --only pipe,socket --out pipes.json --html pipes.html', 'ipckit bench --compare before.json after.json'],
       async run({ flags, args }) {
         if (flags.compare === true) {
-          if (args.length !== 2) throw new UsageError('--compare takes two JSON files: OLD.json NEW.json', 'ipckit bench --help');
+          if (args.length !== 2) throw new UsageError('--compare takes two JSON files: OLD.json NEW.json', 'ipckit bench');
           const { compareReports, readReport } = await import('../../bench/compare.js');
           process.stdout.write(`${compareReports(readReport(args[0]!), readReport(args[1]!), [args[0]!, args[1]!])}\n`);
           return 0;
         }
-        if (args.length) throw new UsageError('ipckit bench takes file arguments only with --compare', 'ipckit bench --help');
+        if (args.length) throw new UsageError('ipckit bench takes file arguments only with --compare', 'ipckit bench');
         if (typeof flags.readme === 'string') {
           const { readReport } = await import('../../bench/compare.js');
           const { readmeSection, writeReadme } = await import('../../bench/readme.js');
@@ -53,7 +53,7 @@ export const group: Group = {
         if (unknown.length) {
           // The ring is a shared-memory structure: its figures come from the shm case.
           const hint = unknown.includes('ring') ? ' (the shared-memory ring is measured by shm)' : '';
-          throw new UsageError(`--only ${unknown.join(',')}: no such bench${hint}; choose from ${MODULES.filter((m) => m !== 'node').join(',')}`, 'ipckit bench --help');
+          throw new UsageError(`--only ${unknown.join(',')}: no such bench${hint}; choose from ${MODULES.filter((m) => m !== 'node').join(',')}`, 'ipckit bench');
         }
         return runBench({
           quick: flags.quick === true,
