@@ -241,7 +241,9 @@ export const scenarios: Scenario[] = [
         }
       }
       // A miss is printed with what was measured around it (the cause, not an excuse).
-      const cost = jsonCostUs(64);
+      // Timed only when a one-way target missed (0.4 s of calls): evaluate() builds the cause then.
+      let costOnce: { encodeUs: number; decodeUs: number } | undefined;
+      const jsonCost = (): { encodeUs: number; decodeUs: number } => (costOnce ??= jsonCostUs(64));
       const fig = (v: string, m: 'rtt' | 'throughput', s: number): Figure => out.find((f) => f.variant === v && f.metric === m && f.size === s)!;
       const bytesFig = out.find((f) => f.variant === OURS_BYTES);
       // Median of the per-round ratios, as every ratio of the bench.
@@ -256,7 +258,10 @@ export const scenarios: Scenario[] = [
         t.ifMissed =
           t.metric === 'rtt'
             ? `measured under load: ${t.variant} p50 ${ours.p50Us!.toFixed(1)} us (rounds ${ours.note}) against process.send ${send.p50Us!.toFixed(1)} us (${send.note}); a round trip whose two sides sleep costs two cross-CPU futex wake-ups, and with 5 jobs on 2 CPUs the spinning side is often descheduled while it spins`
-            : `measured: ${(ours.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${ours.note}) against process.send ${(send.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${send.note}). The 'json' codec alone, timed in this run on this message: encode ${cost.encodeUs.toFixed(2)} us, decode ${cost.decodeUs.toFixed(2)} us, so no JSON channel passes ${(1 / Math.max(cost.encodeUs, cost.decodeUs)).toFixed(2)}M msg/s here, ${(1 / Math.max(cost.encodeUs, cost.decodeUs) / (send.msgsPerSec! / 1e6)).toFixed(1)}x process.send's rate. ${bytesFig ? `The same transport with codec 'bytes' (64-B buffers) carried ${(bytesFig.msgsPerSec! / 1e6).toFixed(2)}M msg/s in the same rounds (${bytesFig.note}), ${ratioText(bytesFig)} process.send's: the transport has the rate, the JSON codec does not` : "A full run also measures the transport with codec 'bytes' (64-B buffers): it has the rate (17-21x process.send's on the machine of docs/process.md), the JSON codec does not"}`;
+            : () => {
+                const cost = jsonCost();
+                return `measured: ${(ours.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${ours.note}) against process.send ${(send.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${send.note}). The 'json' codec alone, timed in this run on this message: encode ${cost.encodeUs.toFixed(2)} us, decode ${cost.decodeUs.toFixed(2)} us, so no JSON channel passes ${(1 / Math.max(cost.encodeUs, cost.decodeUs)).toFixed(2)}M msg/s here, ${(1 / Math.max(cost.encodeUs, cost.decodeUs) / (send.msgsPerSec! / 1e6)).toFixed(1)}x process.send's rate. ${bytesFig ? `The same transport with codec 'bytes' (64-B buffers) carried ${(bytesFig.msgsPerSec! / 1e6).toFixed(2)}M msg/s in the same rounds (${bytesFig.note}), ${ratioText(bytesFig)} process.send's: the transport has the rate, the JSON codec does not` : "A full run also measures the transport with codec 'bytes' (64-B buffers): it has the rate (17-21x process.send's on the machine of docs/process.md), the JSON codec does not"}`;
+              };
       }
       return out;
     },
