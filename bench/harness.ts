@@ -395,6 +395,9 @@ export interface CResult {
   msgs_per_sec?: number;
   mb_per_sec?: number;
   sender_cpu_us?: number;
+  /** The warm-up's length and whether it reached a steady rate (harness.h lat_meter, rate_meter). */
+  warmup_s?: number;
+  steady?: number;
   note?: string;
   /** Why there is no result (set by runC, not by the program). */
   notMeasured?: string;
@@ -416,14 +419,16 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
  * prints one JSON line. A program that fails or overruns its time limit is killed and its
  * result says exactly why (`notMeasured`), rather than failing the whole case: the figure
  * then prints NOT MEASURED with that cause. (Its forked child dies with it: harness.h sets
- * PR_SET_PDEATHSIG.) The C side runs for the warm-up cap plus the measured part, and drops
- * its own first samples (harness.h).
+ * PR_SET_PDEATHSIG.) A round trip warms up as ours do, until two successive windows agree
+ * (IPCKIT_BENCH_WARM, harness.h lat_meter); a one-way run drops its own first messages.
  */
 export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Budget, extra: string[] = []): CResult {
   const [msgs, secs] = mode === 'lat' ? [budget.rttMessages, budget.rttSeconds] : [budget.thrMessages, budget.thrSeconds];
   const limit = cTimeLimitSeconds(budget, mode);
   const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;
-  const r = spawnSync(bin, [mode, String(size), String(msgs), String(secs), ...extra], { encoding: 'utf8', timeout: limit * 1000, killSignal: 'SIGKILL' });
+  // Round trips warm up as ours do (harness.h lat_meter): until two windows agree, or the cap.
+  const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}`;
+  const r = spawnSync(bin, [mode, String(size), String(msgs), String(secs), ...extra], { encoding: 'utf8', timeout: limit * 1000, killSignal: 'SIGKILL', env: { ...process.env, IPCKIT_BENCH_WARM: warm } });
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
     return { notMeasured: `${what}: did not finish within its time limit of ${limit} s (it measures for ${secs} s) and was killed: it stalled${r.stderr ? ` (stderr: ${r.stderr.trim().slice(0, 200)})` : ''}` };
   }
@@ -439,8 +444,9 @@ export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Bud
 /** A Figure from a C program's result. */
 export function cFigure(mechanism: string, variant: string, metric: Metric, size: number, r: CResult): Figure {
   if (r.notMeasured) return { mechanism, variant, role: 'c', metric, size, n: 0, notMeasured: r.notMeasured };
-  if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...(r.note ? { note: r.note } : {}) };
-  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...(r.note ? { note: r.note } : {}) };
+  const warmup = r.warmup_s !== undefined ? { warmup: { seconds: r.warmup_s, steady: r.steady === 1 } } : {};
+  if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...warmup, ...(r.note ? { note: r.note } : {}) };
+  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...warmup, ...(r.note ? { note: r.note } : {}) };
 }
 
 /** Runs the C program for every size and both metrics (skips with a note when there is no compiler). */

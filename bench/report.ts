@@ -3,7 +3,7 @@
  * test/bench.test.ts): figures summarized over rounds, ratios as medians of per-round
  * ratios, the targets judged, the table and the JSON document (schema: docs/bench.md).
  */
-import type { Figure, Metric, Role, Target } from './harness.js';
+import type { Budget, Figure, Metric, Role, Target } from './harness.js';
 import { ratioOfRounds, summarize, type Summary } from './stats.js';
 
 /** Bump when a field changes meaning or goes away (docs/bench.md lists every field). */
@@ -296,7 +296,7 @@ export interface BenchReport {
   date: string;
   quick: boolean;
   machine: { cpuModel?: string; cpus: number; memoryGiB: number; kernel: string; node: string; cc: string; load?: number[] };
-  budget: unknown;
+  budget: Budget;
   rounds: number;
   seconds: number;
   cases: Array<{ name: string; title: string; seconds: number[] }>;

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
-import type { Figure } from '../bench/harness.js';
+import { FULL, type Figure } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
@@ -94,7 +94,7 @@ function report(scale = 1, cMissing = false): BenchReport {
     date: '2026-12-02T22:00:00.000Z',
     quick: false,
     machine: { cpuModel: 'AMD EPYC', cpus: 2, memoryGiB: 4, kernel: '6.18.44', node: 'v20.20.2', cc: 'cc (Debian 14.2.0) 14.2.0', load: [3.5, 3, 2] },
-    budget: {},
+    budget: FULL,
     rounds: 3,
     seconds: 1,
     cases: [{ name: 'pipe', title: 'anonymous pipe', seconds: [1, 1, 1] }],
@@ -270,7 +270,11 @@ describe('ipckit bench, a real run', () => {
     const c = j.figures.find((f) => f.mechanism === 'signal' && f.role === 'c');
     // The C reference was measured, or the JSON says exactly why not.
     assert.ok(c && (c.rounds > 0 || (c.notMeasured ?? '').length > 0), JSON.stringify(c));
-    if (c!.rounds > 0) assert.equal(ours.vsC?.against, 'C sigqueue/sigwaitinfo');
+    if (c!.rounds > 0) {
+      assert.equal(ours.vsC?.against, 'C sigqueue/sigwaitinfo');
+      // The C round trip warmed up as ours did (harness.h lat_meter), within the budget's cap.
+      assert.ok(c!.warmup && c!.warmup.seconds >= j.budget.warm.windowSeconds && c!.warmup.seconds <= j.budget.warm.capSeconds + 0.2, JSON.stringify(c!.warmup));
+    }
     assert.match(r.stdout, /signal\s+ipckit\s+-\s+RTT p50/);
     assert.equal((readFileSync(html, 'utf8').match(/<svg\b/g) ?? []).length, 2);
     // Not a terminal: no progress line on stderr.

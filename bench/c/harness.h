@@ -1,9 +1,11 @@
 /*
  * Shared by the C reference programs: timing, percentiles, the one-line JSON result.
  * Every program takes: lat|thr SIZE MAX_MSGS MAX_SECONDS, forks one child, and prints
- *   lat: {"p50_us":..,"p99_us":..,"n":..}        (per round trip, warm-up dropped)
+ *   lat: {"p50_us":..,"p99_us":..,"n":..}        (per round trip, after the warm-up)
  *   thr: {"msgs_per_sec":..,"mb_per_sec":..,"n":..}  (one message per write/send call;
  *        the byte streams add "sender_cpu_us": CPU the sending process used per message)
+ * With IPCKIT_BENCH_WARM set (by the bench), both add "warmup_s" and "steady" (lat_meter,
+ * rate_meter below).
  * Messages carry a sequence number in their first 8 bytes, checked by the receiver.
  */
 #ifndef IPCKIT_BENCH_HARNESS_H
@@ -68,6 +70,85 @@ static void print_latency(uint64_t *samples, long n) {
   printf("{\"p50_us\":%.3f,\"p99_us\":%.3f,\"n\":%ld}\n", p50, p99, n);
 }
 
+/*
+ * Round-trip samples with the warm-up every figure of the bench gets (bench/stats.ts,
+ * Steady): with IPCKIT_BENCH_WARM="WINDOW_S,TOLERANCE,CAP_S" (bench/harness.ts runC sets it
+ * from the run's budget), windows of WINDOW_S seconds until the median round trip of two
+ * successive windows agrees within TOLERANCE, or CAP_S seconds have passed; then the
+ * measured part (MAX_SECONDS or MAX_MSGS, whichever ends first). A cross-CPU wake-up round
+ * trip speeds up or slows down over its first ~0.1 s on some VMs, so a fixed number of
+ * dropped samples left a short run measuring the ramp. Without the variable (a run by
+ * hand), the first samples are dropped instead (print_latency).
+ */
+typedef struct {
+  bench_args a;
+  uint64_t *samples;
+  long n;
+  int timed, warming, have_last, steady;
+  double window_s, tolerance, cap_s, last, warm_s;
+  uint64_t start, window_start, measure_end;
+  uint64_t *window;
+  long window_n, window_max;
+} lat_meter;
+
+static lat_meter lat_meter_start(bench_args a) {
+  lat_meter m;
+  memset(&m, 0, sizeof m);
+  m.a = a;
+  m.samples = malloc(sizeof(uint64_t) * (size_t)(a.max_msgs > 0 ? a.max_msgs : 1));
+  if (!m.samples) die("malloc");
+  const char *w = getenv("IPCKIT_BENCH_WARM");
+  if (w && sscanf(w, "%lf,%lf,%lf", &m.window_s, &m.tolerance, &m.cap_s) == 3 && m.window_s > 0) {
+    m.timed = m.warming = 1;
+    m.window_max = 1L << 20; /* a window's median is taken over its first 1M round trips */
+    m.window = malloc(sizeof(uint64_t) * (size_t)m.window_max);
+    if (!m.window) die("malloc");
+  }
+  m.start = m.window_start = now_ns();
+  m.measure_end = m.start + (uint64_t)(a.max_seconds * 1e9);
+  return m;
+}
+
+static double median_of(uint64_t *v, long n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_u64);
+  return n ? (double)v[n / 2] : 0;
+}
+
+/* Records one round trip (ns); 1 when the figure has all it needs. */
+static int lat_meter_add(lat_meter *m, uint64_t ns) {
+  uint64_t t = now_ns();
+  if (m->warming) {
+    if (m->window_n < m->window_max) m->window[m->window_n++] = ns;
+    if ((t - m->window_start) / 1e9 < m->window_s) return 0;
+    double v = median_of(m->window, m->window_n), elapsed = (t - m->start) / 1e9;
+    m->window_n = 0;
+    m->window_start = t;
+    double big = v > m->last ? v : m->last, diff = v > m->last ? v - m->last : m->last - v;
+    int agree = m->have_last && diff <= m->tolerance * big;
+    m->last = v;
+    m->have_last = 1;
+    if (agree || elapsed >= m->cap_s) {
+      m->steady = agree;
+      m->warming = 0;
+      m->warm_s = elapsed;
+      m->measure_end = t + (uint64_t)(m->a.max_seconds * 1e9);
+    }
+    return 0;
+  }
+  m->samples[m->n++] = ns;
+  return m->n >= m->a.max_msgs || t > m->measure_end;
+}
+
+static void lat_meter_print(lat_meter *m) {
+  if (!m->timed) {
+    print_latency(m->samples, m->n);
+    return;
+  }
+  qsort(m->samples, (size_t)m->n, sizeof *m->samples, cmp_u64);
+  double p50 = m->n ? m->samples[m->n / 2] / 1000.0 : 0, p99 = m->n ? m->samples[(long)(m->n * 0.99)] / 1000.0 : 0;
+  printf("{\"p50_us\":%.3f,\"p99_us\":%.3f,\"n\":%ld,\"warmup_s\":%.3f,\"steady\":%d}\n", p50, p99, m->n, m->warm_s, m->steady);
+}
+
 static inline void print_throughput(long msgs, uint64_t ns, size_t size) {
   double secs = ns / 1e9, rate = msgs / secs;
   printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld}\n", rate, rate * size / 1e6, msgs);
@@ -78,6 +159,68 @@ static inline double cpu_us(void) {
   struct rusage u;
   getrusage(RUSAGE_SELF, &u);
   return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+}
+
+/*
+ * A one-way run's clock, with the same warm-up (IPCKIT_BENCH_WARM; without it, measured from
+ * the first message): the sender calls rate_meter_tick(&m, sent) every 256 messages; windows
+ * of the send rate until two agree, then the measured part. After the receiver's
+ * acknowledgement, rate_meter_print reports the measured part's messages over its time
+ * (bench/harness.ts RateMeter does the same for ours).
+ */
+typedef struct {
+  bench_args a;
+  int warming, steady, have_last;
+  double window_s, tolerance, cap_s, last, warm_s, cpu0;
+  uint64_t start, window_start, measure_start;
+  long window_count, measure_count;
+} rate_meter;
+
+static rate_meter rate_meter_start(bench_args a) {
+  rate_meter m;
+  memset(&m, 0, sizeof m);
+  m.a = a;
+  const char *w = getenv("IPCKIT_BENCH_WARM");
+  if (w && sscanf(w, "%lf,%lf,%lf", &m.window_s, &m.tolerance, &m.cap_s) == 3 && m.window_s > 0) m.warming = 1;
+  m.start = m.window_start = m.measure_start = now_ns();
+  m.cpu0 = cpu_us();
+  return m;
+}
+
+/* `sent`: messages sent so far. 1 when the sender should stop. */
+static int rate_meter_tick(rate_meter *m, long sent) {
+  uint64_t t = now_ns();
+  if (m->warming) {
+    double dt = (t - m->window_start) / 1e9;
+    if (dt < m->window_s) return 0;
+    double v = (sent - m->window_count) / dt, elapsed = (t - m->start) / 1e9;
+    double big = v > m->last ? v : m->last, diff = v > m->last ? v - m->last : m->last - v;
+    int agree = m->have_last && diff <= m->tolerance * big;
+    m->last = v;
+    m->have_last = 1;
+    m->window_start = t;
+    m->window_count = sent;
+    if (agree || elapsed >= m->cap_s) {
+      m->steady = agree;
+      m->warming = 0;
+      m->warm_s = elapsed;
+      m->measure_start = t;
+      m->measure_count = sent;
+      m->cpu0 = cpu_us();
+    }
+    return 0;
+  }
+  return sent - m->measure_count >= m->a.max_msgs || (t - m->measure_start) / 1e9 >= m->a.max_seconds;
+}
+
+/* After the receiver acknowledged all `sent` messages at `end`; `with_cpu`: add the sender's CPU per message. */
+static void rate_meter_print(rate_meter *m, long sent, uint64_t end, int with_cpu) {
+  long msgs = sent - m->measure_count;
+  double secs = (end - m->measure_start) / 1e9, rate = secs > 0 ? msgs / secs : 0;
+  printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld", rate, rate * m->a.size / 1e6, msgs);
+  if (with_cpu) printf(",\"sender_cpu_us\":%.3f", msgs ? (cpu_us() - m->cpu0) / msgs : 0);
+  if (getenv("IPCKIT_BENCH_WARM")) printf(",\"warmup_s\":%.3f,\"steady\":%d", m->warm_s, m->steady);
+  printf("}\n");
 }
 
 /* print_throughput, plus the sender's CPU per message (`cpu`: cpu_us() spent sending). */

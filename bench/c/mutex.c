@@ -59,22 +59,21 @@ int main(int argc, char **argv) {
   }
   char c;
   if (read(ready[0], &c, 1) != 1) die("read");
-  uint64_t *samples = malloc(sizeof(uint64_t) * (size_t)a.max_msgs);
-  uint64_t deadline = now_ns() + (uint64_t)(a.max_seconds * 1e9);
+  lat_meter meter = lat_meter_start(a);
   long n = 0;
-  while (n < a.max_msgs) {
+  for (;;) {
     uint64_t t0 = now_ns();
     unlock(&s->m[n % 3]);
     lock(&s->m[(n + 2) % 3]);
     uint64_t t1 = now_ns();
-    samples[n++] = t1 - t0;
-    if (t1 > deadline) break;
+    n++;
+    if (lat_meter_add(&meter, t1 - t0)) break;
   }
   /* The parent holds (n % 3) and ((n + 1) % 3); the child waits for n % 3. */
   __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
   unlock(&s->m[n % 3]);
   unlock(&s->m[(n + 1) % 3]);
   waitpid(pid, NULL, 0);
-  print_latency(samples, n);
+  lat_meter_print(&meter);
   return 0;
 }

@@ -11,22 +11,21 @@
 static void stream_lat_parent(bench_args a, int out, int in) {
   char *buf = malloc(a.size);
   memset(buf, 'x', a.size);
-  uint64_t *samples = malloc(sizeof(uint64_t) * (size_t)a.max_msgs);
-  uint64_t deadline = now_ns() + (uint64_t)(a.max_seconds * 1e9);
+  lat_meter meter = lat_meter_start(a);
   long n = 0;
-  while (n < a.max_msgs) {
+  for (;;) {
     uint64_t t0 = now_ns();
     put_seq(buf, (uint64_t)n);
     write_full(out, buf, a.size);
     if (!read_full(in, buf, a.size)) die("echo ended");
     if (get_seq(buf) != (uint64_t)n) { fprintf(stderr, "bad echo seq\n"); exit(1); }
     uint64_t t1 = now_ns();
-    samples[n++] = t1 - t0;
-    if (t1 > deadline) break;
+    n++;
+    if (lat_meter_add(&meter, t1 - t0)) break;
   }
   put_seq(buf, LAST_SEQ);
   write_full(out, buf, a.size);
-  print_latency(samples, n);
+  lat_meter_print(&meter);
 }
 
 static void stream_lat_child(bench_args a, int in, int out) {
@@ -41,13 +40,12 @@ static void stream_lat_child(bench_args a, int in, int out) {
 static void stream_thr_parent(bench_args a, int out, int ack) {
   char *buf = malloc(a.size);
   memset(buf, 'x', a.size);
-  double cpu0 = cpu_us();
-  uint64_t start = now_ns(), deadline = start + (uint64_t)(a.max_seconds * 1e9);
+  rate_meter meter = rate_meter_start(a);
   long n = 0;
-  for (; n < a.max_msgs; n++) {
+  for (;; n++) {
     put_seq(buf, (uint64_t)n);
     write_full(out, buf, a.size);
-    if ((n & 255) == 0 && now_ns() > deadline) { n++; break; }
+    if ((n & 255) == 0 && rate_meter_tick(&meter, n + 1)) { n++; break; }
   }
   put_seq(buf, LAST_SEQ);
   write_full(out, buf, a.size);
@@ -55,7 +53,7 @@ static void stream_thr_parent(bench_args a, int out, int ack) {
   if (!read_full(ack, (char *)&got, sizeof got)) die("no ack");
   uint64_t end = now_ns();
   if (got != n) { fprintf(stderr, "lost messages: sent %ld, got %ld\n", n, got); exit(1); }
-  print_throughput_cpu(n, end - start, a.size, cpu_us() - cpu0);
+  rate_meter_print(&meter, n, end, 1);
 }
 
 static void stream_thr_child(bench_args a, int in, int ack) {

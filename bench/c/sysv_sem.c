@@ -36,20 +36,19 @@ int main(int argc, char **argv) {
     }
     _exit(0);
   }
-  uint64_t *samples = malloc(sizeof(uint64_t) * (size_t)a.max_msgs);
-  uint64_t deadline = now_ns() + (uint64_t)(a.max_seconds * 1e9);
+  lat_meter meter = lat_meter_start(a);
   long n = 0;
-  while (n < a.max_msgs) {
+  for (;;) {
     uint64_t t0 = now_ns();
     op(id, 0, 1);
     op(id, 1, -1);
     uint64_t t1 = now_ns();
-    samples[n++] = t1 - t0;
-    if (t1 > deadline) break;
+    n++;
+    if (lat_meter_add(&meter, t1 - t0)) break;
   }
   op(id, 2, 1);
   op(id, 0, 1);
   waitpid(pid, NULL, 0);
-  print_latency(samples, n);
+  lat_meter_print(&meter);
   return 0;
 }

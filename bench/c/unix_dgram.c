@@ -57,29 +57,28 @@ int main(int argc, char **argv) {
   }
   memset(msg, 'x', a.size);
   if (a.lat) {
-    uint64_t *samples = malloc(sizeof(uint64_t) * (size_t)a.max_msgs);
-    uint64_t deadline = now_ns() + (uint64_t)(a.max_seconds * 1e9);
+    lat_meter meter = lat_meter_start(a);
     long n = 0;
-    while (n < a.max_msgs) {
+    for (;;) {
       uint64_t t0 = now_ns();
       put_seq(msg, (uint64_t)n);
       if (send(fd, msg, a.size, 0) < 0) die("send");
       if (recv(fd, msg, a.size, 0) < 0) die("recv");
       if (get_seq(msg) != (uint64_t)n) { fprintf(stderr, "bad echo\n"); exit(1); }
       uint64_t t1 = now_ns();
-      samples[n++] = t1 - t0;
-      if (t1 > deadline) break;
+      n++;
+      if (lat_meter_add(&meter, t1 - t0)) break;
     }
     put_seq(msg, LAST_SEQ);
     send(fd, msg, a.size, 0);
-    print_latency(samples, n);
+    lat_meter_print(&meter);
   } else {
-    uint64_t start = now_ns(), deadline = start + (uint64_t)(a.max_seconds * 1e9);
+    rate_meter meter = rate_meter_start(a);
     long n = 0;
-    for (; n < a.max_msgs; n++) {
+    for (;; n++) {
       put_seq(msg, (uint64_t)n);
       while (send(fd, msg, a.size, 0) < 0) if (errno != EINTR) die("send");
-      if ((n & 255) == 0 && now_ns() > deadline) { n++; break; }
+      if ((n & 255) == 0 && rate_meter_tick(&meter, n + 1)) { n++; break; }
     }
     put_seq(msg, LAST_SEQ);
     send(fd, msg, a.size, 0);
@@ -87,7 +86,7 @@ int main(int argc, char **argv) {
     if (recv(fd, &got, sizeof got, 0) < 0) die("recv ack");
     uint64_t end = now_ns();
     if (got != n) { fprintf(stderr, "lost: sent %ld got %ld\n", n, got); exit(1); }
-    print_throughput(n, end - start, a.size);
+    rate_meter_print(&meter, n, end, 0);
   }
   waitpid(pid, NULL, 0);
   if (!pair) unlink(argv[5]);
