@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/process.js';
 import { parentChannel } from '../src/mechanisms/process/parent.js';
 import { decodeWith, encodeBorrowed, jsonCodec, ownBytes } from '../src/core/codec.js';
-import { now, RttMeter, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -122,7 +122,7 @@ async function oursSide(variant: string, options: { spinMicros?: number; codec?:
   };
 }
 
-async function rttRound(ctx: BenchContext, side: Side, size: number): Promise<{ p50Us: number; p99Us: number; n: number }> {
+async function rttRound(ctx: BenchContext, side: Side, size: number): Promise<ReturnType<RttMeter['result']>> {
   const d = 'x'.repeat(size);
   // The one measuring clock of every RTT figure: warm until steady, then the measured part.
   const meter = new RttMeter(ctx.budget);
@@ -194,17 +194,18 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       // Interleaved rounds of its own (A B C A B C ...); a quick run's 3 outer rounds interleave too.
       const rounds = ctx.quick ? 1 : 5;
+      const sizes = sizesOf(ctx, RTT_SIZES); // --quick: 64 B only, as every case
       // The children start side by side (each waits until its child is up; none is measured yet).
       // The bytes side is a full run's only: a quick run would pass its minute with it.
       const all = await startAll([forkSide(), oursSide(OURS), oursSide(OURS_NOSPIN, { spinMicros: 0 }), ...(ctx.quick ? [] : [oursSide(OURS_BYTES, { codec: 'bytes' })])], (s) => s.close());
       const sides = all.slice(0, 3);
       const bytesSide = all[3];
       const oneWaySides = bytesSide ? [sides[0]!, sides[1]!, bytesSide] : sides.slice(0, 2);
-      const rtt = new Map<string, Array<{ p50Us: number; p99Us: number; n: number }>>();
+      const rtt = new Map<string, Array<{ p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean } }>>();
       const thr = new Map<string, number[]>();
       try {
         for (let r = 0; r < rounds; r++) {
-          for (const size of RTT_SIZES) {
+          for (const size of sizes) {
             for (const side of sides) {
               ctx.progress(`process: round ${r + 1}/${rounds}, ${side.variant} RTT ${size} B`);
               const key = `${side.variant}|${size}`;
@@ -222,13 +223,14 @@ export const scenarios: Scenario[] = [
       const out: Figure[] = [];
       for (const side of all) {
         const role = side.variant === SEND ? 'node' : 'ipckit';
-        for (const size of RTT_SIZES) {
+        for (const size of sizes) {
           const rs = rtt.get(`${side.variant}|${size}`);
           if (!rs) continue; // the bytes side measures one-way only
           const p50s = rs.map((x) => x.p50Us);
           out.push({
             mechanism: 'process', variant: side.variant, role, metric: 'rtt', size,
             n: rs.reduce((a, x) => a + x.n, 0), p50Us: median(p50s), p99Us: median(rs.map((x) => x.p99Us)),
+            warmup: { seconds: median(rs.map((x) => x.warmup.seconds)), steady: rs.every((x) => x.warmup.steady) },
             note: `median of ${rounds} rounds' p50, spread ${Math.min(...p50s).toFixed(1)}..${Math.max(...p50s).toFixed(1)} us`,
           });
         }
@@ -244,7 +246,7 @@ export const scenarios: Scenario[] = [
       // Timed only when a one-way target missed (0.4 s of calls): evaluate() builds the cause then.
       let costOnce: { encodeUs: number; decodeUs: number } | undefined;
       const jsonCost = (): { encodeUs: number; decodeUs: number } => (costOnce ??= jsonCostUs(64));
-      const fig = (v: string, m: 'rtt' | 'throughput', s: number): Figure => out.find((f) => f.variant === v && f.metric === m && f.size === s)!;
+      const fig = (v: string, m: 'rtt' | 'throughput', s: number): Figure | undefined => out.find((f) => f.variant === v && f.metric === m && f.size === s);
       const bytesFig = out.find((f) => f.variant === OURS_BYTES);
       // Median of the per-round ratios, as every ratio of the bench.
       const ratioText = (f: Figure): string => {
@@ -255,6 +257,7 @@ export const scenarios: Scenario[] = [
       for (const t of targets) {
         const ours = fig(t.variant!, t.metric, t.size!);
         const send = fig(SEND, t.metric, t.size!);
+        if (!ours || !send) continue; // a size this run does not measure (--quick: 64 B only)
         t.ifMissed =
           t.metric === 'rtt'
             ? `measured under load: ${t.variant} p50 ${ours.p50Us!.toFixed(1)} us (rounds ${ours.note}) against process.send ${send.p50Us!.toFixed(1)} us (${send.note}); a round trip whose two sides sleep costs two cross-CPU futex wake-ups, and with 5 jobs on 2 CPUs the spinning side is often descheduled while it spins`
