@@ -124,7 +124,9 @@ export class ProcessPool {
   #freeTickets: number[];
   #folder: string;
   #jobs = new Map<number, PoolJob>();
-  #pending: PoolJob[] = [];
+  // Jobs not yet in the queue, from #pendingHead on. A slot is cleared as the head passes it:
+  // a job passed but kept there held its promise and result (1 MiB results: up to 1 GiB).
+  #pending: Array<PoolJob | undefined> = [];
   #pendingHead = 0;
   #putting = false;
   #seq = 0;
@@ -426,14 +428,14 @@ export class ProcessPool {
     while (!this.#putting && this.#pendingHead < this.#pending.length && this.#freeTickets.length > 0) {
       const job = this.#pending[this.#pendingHead]!;
       if (job.settled) {
-        this.#pendingHead++;
+        this.#pending[this.#pendingHead++] = undefined;
         continue;
       }
       let item: Uint8Array;
       try {
         item = this.#item(job);
       } catch (e) {
-        this.#pendingHead++;
+        this.#pending[this.#pendingHead++] = undefined;
         this.#settle(job, e, false);
         continue;
       }
@@ -442,7 +444,7 @@ export class ProcessPool {
         this.#queue.put(item).then(
           () => {
             this.#putting = false;
-            this.#pendingHead++;
+            this.#pending[this.#pendingHead++] = undefined;
             this.#pump();
           },
           (e: unknown) => {
@@ -452,7 +454,7 @@ export class ProcessPool {
         );
         return;
       }
-      this.#pendingHead++;
+      this.#pending[this.#pendingHead++] = undefined;
     }
     if (this.#pendingHead > 1024 && this.#pendingHead * 2 > this.#pending.length) {
       this.#pending = this.#pending.slice(this.#pendingHead);
