@@ -419,14 +419,14 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
  * prints one JSON line. A program that fails or overruns its time limit is killed and its
  * result says exactly why (`notMeasured`), rather than failing the whole case: the figure
  * then prints NOT MEASURED with that cause. (Its forked child dies with it: harness.h sets
- * PR_SET_PDEATHSIG.) A round trip warms up as ours do, until two successive windows agree
- * (IPCKIT_BENCH_WARM, harness.h lat_meter); a one-way run drops its own first messages.
+ * PR_SET_PDEATHSIG.) Round trips and one-way runs warm up as ours do, until two successive
+ * windows agree (IPCKIT_BENCH_WARM; harness.h warm_up, lat_meter, rate_meter).
  */
 export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Budget, extra: string[] = []): CResult {
   const [msgs, secs] = mode === 'lat' ? [budget.rttMessages, budget.rttSeconds] : [budget.thrMessages, budget.thrSeconds];
   const limit = cTimeLimitSeconds(budget, mode);
   const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;
-  // Round trips warm up as ours do (harness.h lat_meter): until two windows agree, or the cap.
+  // The C side warms up as ours does (harness.h warm_up): until two windows agree, or the cap.
   const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}`;
   const r = spawnSync(bin, [mode, String(size), String(msgs), String(secs), ...extra], { encoding: 'utf8', timeout: limit * 1000, killSignal: 'SIGKILL', env: { ...process.env, IPCKIT_BENCH_WARM: warm } });
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {

@@ -16,6 +16,18 @@ import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel,
 /** Scenario modules, in the order they run. `node` (the baselines) always runs. */
 export const MODULES = ['node', 'pipe', 'fifo', 'popen', 'mqueue', 'sysv', 'semaphore', 'mutex', 'shm', 'workqueue', 'process-pool', 'socket', 'signal', 'nats', 'process'];
 
+/**
+ * What is wrong with an `only` list (names that are no bench, and the choices), or undefined;
+ * the CLI says it as a usage error, runBench as an IpcError.
+ */
+export function unknownBenches(only: readonly string[] | undefined): string | undefined {
+  const unknown = (only ?? []).filter((m) => !MODULES.includes(m));
+  if (!unknown.length) return undefined;
+  // The ring is a shared-memory structure: its figures come from the shm case.
+  const hint = unknown.includes('ring') ? ' (the shared-memory ring is measured by shm)' : '';
+  return `${unknown.join(',')}: no such bench${hint}; choose from ${MODULES.filter((m) => m !== 'node').join(',')}`;
+}
+
 export interface BenchOptions {
   quick: boolean;
   only?: string[] | undefined;
@@ -42,10 +54,8 @@ interface Case {
 }
 
 export async function runBench(options: BenchOptions): Promise<number> {
-  if (options.only) {
-    const unknown = options.only.filter((m) => !MODULES.includes(m));
-    if (unknown.length) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `only: no bench named ${unknown.join(', ')}; choose from ${MODULES.join(', ')}`, { details: { unknown } });
-  }
+  const unknown = unknownBenches(options.only);
+  if (unknown) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `only: ${unknown}`, { details: { only: options.only } });
   const base = options.quick ? QUICK : FULL;
   const budget: Budget = { ...base, rounds: options.rounds ?? base.rounds };
   const tty = process.stderr.isTTY === true;

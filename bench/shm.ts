@@ -288,7 +288,7 @@ export const scenarios: Scenario[] = [
         return out;
       });
       // The C pipe and the one-CPU figures are for the note below (when is shared memory the
-      // fastest?): full runs only. A quick run has the C pipe in the pipe case's rows.
+      // fastest?): full runs only. A quick run that has the pipe case has the C pipe there.
       if (!ctx.quick) await attempt('C pipe', () => cFigures(ctx, 'pipe', 'pipe (reference)', 'C pipe(2)', [64], [], cPlacement(ctx)));
       // One CPU: both processes pinned to CPU 0.
       await attempt('one CPU', async () => {

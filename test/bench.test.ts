@@ -12,6 +12,8 @@ import { compareReports, readReport } from '../bench/compare.js';
 import { FULL, type Figure } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
+import { runBench } from '../bench/run.js';
+import { isIpcError } from '../src/core/errors.js';
 import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
 import { repoRoot, runCli, scratchPath } from './helpers.js';
@@ -209,6 +211,9 @@ describe('bench --compare, --html, --readme', () => {
     const r = await runCli(['bench', '--only', 'pipe,ring', '--out', out], { timeoutMs: 30_000 }).done;
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /--only ring: no such bench \(the shared-memory ring is measured by shm\); choose from .*\bshm\b/);
+    assert.ok(!existsSync(out));
+    // The API says it as an IpcError, before anything is measured.
+    await assert.rejects(runBench({ quick: true, only: ['ring'], out }), (e: unknown) => isIpcError(e, 'ERR_IPCKIT_INVALID_ARGUMENT') && /no such bench/.test((e as Error).message));
     assert.ok(!existsSync(out));
   });
 

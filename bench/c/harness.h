@@ -71,24 +71,59 @@ static void print_latency(uint64_t *samples, long n) {
 }
 
 /*
- * Round-trip samples with the warm-up every figure of the bench gets (bench/stats.ts,
- * Steady): with IPCKIT_BENCH_WARM="WINDOW_S,TOLERANCE,CAP_S" (bench/harness.ts runC sets it
- * from the run's budget), windows of WINDOW_S seconds until the median round trip of two
- * successive windows agrees within TOLERANCE, or CAP_S seconds have passed; then the
- * measured part (MAX_SECONDS or MAX_MSGS, whichever ends first). A cross-CPU wake-up round
+ * The warm-up every figure of the bench gets (bench/stats.ts, Steady), shared by lat_meter and
+ * rate_meter: with IPCKIT_BENCH_WARM="WINDOW_S,TOLERANCE,CAP_S" (bench/harness.ts runC sets it
+ * from the run's budget), windows of WINDOW_S seconds until the values of two successive
+ * windows agree within TOLERANCE, or CAP_S seconds have passed. A cross-CPU wake-up round
  * trip speeds up or slows down over its first ~0.1 s on some VMs, so a fixed number of
- * dropped samples left a short run measuring the ramp. Without the variable (a run by
- * hand), the first samples are dropped instead (print_latency).
+ * dropped samples left a short run measuring the ramp. Without the variable (a run by hand)
+ * there is no warm-up: a round trip drops its first samples (print_latency), a one-way run
+ * counts from its first message.
+ */
+typedef struct {
+  int timed, warming, have_last, steady;
+  double window_s, tolerance, cap_s, last, warm_s;
+  uint64_t start, window_start;
+} warm_up;
+
+static warm_up warm_up_start(void) {
+  warm_up w;
+  memset(&w, 0, sizeof w);
+  const char *env = getenv("IPCKIT_BENCH_WARM");
+  if (env && sscanf(env, "%lf,%lf,%lf", &w.window_s, &w.tolerance, &w.cap_s) == 3 && w.window_s > 0) w.timed = w.warming = 1;
+  w.start = w.window_start = now_ns();
+  return w;
+}
+
+/* A window ended at `t` with `value`: 1 when the warm-up is over (steady, or at its cap). */
+static int warm_up_window(warm_up *w, double value, uint64_t t) {
+  double elapsed = (t - w->start) / 1e9;
+  double big = value > w->last ? value : w->last, diff = value > w->last ? value - w->last : w->last - value;
+  int agree = w->have_last && diff <= w->tolerance * big;
+  w->last = value;
+  w->have_last = 1;
+  w->window_start = t;
+  if (!agree && elapsed < w->cap_s) return 0;
+  w->steady = agree;
+  w->warming = 0;
+  w->warm_s = elapsed;
+  return 1;
+}
+
+static void warm_up_print(const warm_up *w) {
+  if (w->timed) printf(",\"warmup_s\":%.3f,\"steady\":%d", w->warm_s, w->steady);
+}
+
+/*
+ * Round-trip samples: the warm-up (warm_up), then the measured part (MAX_SECONDS or MAX_MSGS,
+ * whichever ends first). A window's value is its median round trip.
  */
 typedef struct {
   bench_args a;
-  uint64_t *samples;
-  long n;
-  int timed, warming, have_last, steady;
-  double window_s, tolerance, cap_s, last, warm_s;
-  uint64_t start, window_start, measure_end;
-  uint64_t *window;
-  long window_n, window_max;
+  warm_up w;
+  uint64_t *samples, *window;
+  long n, window_n, window_max;
+  uint64_t measure_end;
 } lat_meter;
 
 static lat_meter lat_meter_start(bench_args a) {
@@ -97,61 +132,44 @@ static lat_meter lat_meter_start(bench_args a) {
   m.a = a;
   m.samples = malloc(sizeof(uint64_t) * (size_t)(a.max_msgs > 0 ? a.max_msgs : 1));
   if (!m.samples) die("malloc");
-  const char *w = getenv("IPCKIT_BENCH_WARM");
-  if (w && sscanf(w, "%lf,%lf,%lf", &m.window_s, &m.tolerance, &m.cap_s) == 3 && m.window_s > 0) {
-    m.timed = m.warming = 1;
+  m.w = warm_up_start();
+  if (m.w.timed) {
     m.window_max = 1L << 20; /* a window's median is taken over its first 1M round trips */
     m.window = malloc(sizeof(uint64_t) * (size_t)m.window_max);
     if (!m.window) die("malloc");
   }
-  m.start = m.window_start = now_ns();
-  m.measure_end = m.start + (uint64_t)(a.max_seconds * 1e9);
+  m.measure_end = m.w.start + (uint64_t)(a.max_seconds * 1e9);
   return m;
-}
-
-static double median_of(uint64_t *v, long n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_u64);
-  return n ? (double)v[n / 2] : 0;
 }
 
 /* Records one round trip (ns); 1 when the figure has all it needs. */
 static int lat_meter_add(lat_meter *m, uint64_t ns) {
   uint64_t t = now_ns();
-  if (m->warming) {
+  if (m->w.warming) {
     if (m->window_n < m->window_max) m->window[m->window_n++] = ns;
-    if ((t - m->window_start) / 1e9 < m->window_s) return 0;
-    double v = median_of(m->window, m->window_n), elapsed = (t - m->start) / 1e9;
+    if ((t - m->w.window_start) / 1e9 < m->w.window_s) return 0;
+    qsort(m->window, (size_t)m->window_n, sizeof *m->window, cmp_u64);
+    double median = (double)m->window[m->window_n / 2];
     m->window_n = 0;
-    m->window_start = t;
-    double big = v > m->last ? v : m->last, diff = v > m->last ? v - m->last : m->last - v;
-    int agree = m->have_last && diff <= m->tolerance * big;
-    m->last = v;
-    m->have_last = 1;
-    if (agree || elapsed >= m->cap_s) {
-      m->steady = agree;
-      m->warming = 0;
-      m->warm_s = elapsed;
-      m->measure_end = t + (uint64_t)(m->a.max_seconds * 1e9);
-    }
+    t = now_ns(); /* the sort is the warm-up's, not the next window's or the measured part's */
+    if (warm_up_window(&m->w, median, t)) m->measure_end = t + (uint64_t)(m->a.max_seconds * 1e9);
     return 0;
   }
   m->samples[m->n++] = ns;
   return m->n >= m->a.max_msgs || t > m->measure_end;
 }
 
+/* p50/p99 of the measured part (with no warm-up: print_latency, which drops the first samples). */
 static void lat_meter_print(lat_meter *m) {
-  if (!m->timed) {
+  if (!m->w.timed) {
     print_latency(m->samples, m->n);
     return;
   }
   qsort(m->samples, (size_t)m->n, sizeof *m->samples, cmp_u64);
   double p50 = m->n ? m->samples[m->n / 2] / 1000.0 : 0, p99 = m->n ? m->samples[(long)(m->n * 0.99)] / 1000.0 : 0;
-  printf("{\"p50_us\":%.3f,\"p99_us\":%.3f,\"n\":%ld,\"warmup_s\":%.3f,\"steady\":%d}\n", p50, p99, m->n, m->warm_s, m->steady);
-}
-
-static inline void print_throughput(long msgs, uint64_t ns, size_t size) {
-  double secs = ns / 1e9, rate = msgs / secs;
-  printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld}\n", rate, rate * size / 1e6, msgs);
+  printf("{\"p50_us\":%.3f,\"p99_us\":%.3f,\"n\":%ld", p50, p99, m->n);
+  warm_up_print(&m->w);
+  printf("}\n");
 }
 
 /* CPU time (user + system) this process has used, in microseconds (its children not counted). */
@@ -162,17 +180,16 @@ static inline double cpu_us(void) {
 }
 
 /*
- * A one-way run's clock, with the same warm-up (IPCKIT_BENCH_WARM; without it, measured from
- * the first message): the sender calls rate_meter_tick(&m, sent) every 256 messages; windows
- * of the send rate until two agree, then the measured part. After the receiver's
- * acknowledgement, rate_meter_print reports the measured part's messages over its time
- * (bench/harness.ts RateMeter does the same for ours).
+ * A one-way run's clock: the warm-up (warm_up; a window's value is its send rate), then the
+ * measured part. The sender calls rate_meter_tick(&m, sent) every 256 messages; after the
+ * receiver's acknowledgement, rate_meter_print reports the measured part's messages over its
+ * time (bench/harness.ts RateMeter does the same for ours).
  */
 typedef struct {
   bench_args a;
-  int warming, steady, have_last;
-  double window_s, tolerance, cap_s, last, warm_s, cpu0;
-  uint64_t start, window_start, measure_start;
+  warm_up w;
+  double cpu0;
+  uint64_t measure_start;
   long window_count, measure_count;
 } rate_meter;
 
@@ -180,9 +197,8 @@ static rate_meter rate_meter_start(bench_args a) {
   rate_meter m;
   memset(&m, 0, sizeof m);
   m.a = a;
-  const char *w = getenv("IPCKIT_BENCH_WARM");
-  if (w && sscanf(w, "%lf,%lf,%lf", &m.window_s, &m.tolerance, &m.cap_s) == 3 && m.window_s > 0) m.warming = 1;
-  m.start = m.window_start = m.measure_start = now_ns();
+  m.w = warm_up_start();
+  m.measure_start = m.w.start;
   m.cpu0 = cpu_us();
   return m;
 }
@@ -190,20 +206,12 @@ static rate_meter rate_meter_start(bench_args a) {
 /* `sent`: messages sent so far. 1 when the sender should stop. */
 static int rate_meter_tick(rate_meter *m, long sent) {
   uint64_t t = now_ns();
-  if (m->warming) {
-    double dt = (t - m->window_start) / 1e9;
-    if (dt < m->window_s) return 0;
-    double v = (sent - m->window_count) / dt, elapsed = (t - m->start) / 1e9;
-    double big = v > m->last ? v : m->last, diff = v > m->last ? v - m->last : m->last - v;
-    int agree = m->have_last && diff <= m->tolerance * big;
-    m->last = v;
-    m->have_last = 1;
-    m->window_start = t;
+  if (m->w.warming) {
+    double dt = (t - m->w.window_start) / 1e9;
+    if (dt < m->w.window_s) return 0;
+    double rate = (sent - m->window_count) / dt;
     m->window_count = sent;
-    if (agree || elapsed >= m->cap_s) {
-      m->steady = agree;
-      m->warming = 0;
-      m->warm_s = elapsed;
+    if (warm_up_window(&m->w, rate, t)) {
       m->measure_start = t;
       m->measure_count = sent;
       m->cpu0 = cpu_us();
@@ -219,14 +227,8 @@ static void rate_meter_print(rate_meter *m, long sent, uint64_t end, int with_cp
   double secs = (end - m->measure_start) / 1e9, rate = secs > 0 ? msgs / secs : 0;
   printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld", rate, rate * m->a.size / 1e6, msgs);
   if (with_cpu) printf(",\"sender_cpu_us\":%.3f", msgs ? (cpu_us() - m->cpu0) / msgs : 0);
-  if (getenv("IPCKIT_BENCH_WARM")) printf(",\"warmup_s\":%.3f,\"steady\":%d", m->warm_s, m->steady);
+  warm_up_print(&m->w);
   printf("}\n");
-}
-
-/* print_throughput, plus the sender's CPU per message (`cpu`: cpu_us() spent sending). */
-static inline void print_throughput_cpu(long msgs, uint64_t ns, size_t size, double cpu) {
-  double secs = ns / 1e9, rate = msgs / secs;
-  printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld,\"sender_cpu_us\":%.3f}\n", rate, rate * size / 1e6, msgs, msgs ? cpu / msgs : 0);
 }
 
 static inline void put_seq(char *buf, uint64_t seq) { memcpy(buf, &seq, 8); }

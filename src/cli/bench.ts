@@ -47,14 +47,10 @@ export const group: Group = {
           return 0;
         }
         // The benchmark (and the C compiler it may run) is loaded only for this command.
-        const { runBench, MODULES } = await import('../../bench/run.js');
+        const { runBench, unknownBenches } = await import('../../bench/run.js');
         const only = typeof flags.only === 'string' ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
-        const unknown = only?.filter((m) => !MODULES.includes(m)) ?? [];
-        if (unknown.length) {
-          // The ring is a shared-memory structure: its figures come from the shm case.
-          const hint = unknown.includes('ring') ? ' (the shared-memory ring is measured by shm)' : '';
-          throw new UsageError(`--only ${unknown.join(',')}: no such bench${hint}; choose from ${MODULES.filter((m) => m !== 'node').join(',')}`, 'ipckit bench');
-        }
+        const unknown = unknownBenches(only);
+        if (unknown) throw new UsageError(`--only ${unknown}`, 'ipckit bench');
         return runBench({
           quick: flags.quick === true,
           only,
