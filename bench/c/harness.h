@@ -142,9 +142,9 @@ static lat_meter lat_meter_start(bench_args a) {
   return m;
 }
 
-/* Records one round trip (ns); 1 when the figure has all it needs. */
-static int lat_meter_add(lat_meter *m, uint64_t ns) {
-  uint64_t t = now_ns();
+/* Records one round trip, from t0 to t1 (now_ns); 1 when the figure has all it needs. */
+static int lat_meter_add(lat_meter *m, uint64_t t0, uint64_t t1) {
+  uint64_t ns = t1 - t0, t = t1; /* t1 is now: no second clock read between round trips */
   if (m->w.warming) {
     if (m->window_n < m->window_max) m->window[m->window_n++] = ns;
     if ((t - m->w.window_start) / 1e9 < m->w.window_s) return 0;

@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
     lock(&s->m[(n + 2) % 3]);
     uint64_t t1 = now_ns();
     n++;
-    if (lat_meter_add(&meter, t1 - t0)) break;
+    if (lat_meter_add(&meter, t0, t1)) break;
   }
   /* The parent holds (n % 3) and ((n + 1) % 3); the child waits for n % 3. */
   __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);

@@ -183,7 +183,7 @@ int main(int argc, char **argv) {
       if (get_seq(buf) != (uint64_t)n) { fprintf(stderr, "bad echo seq\n"); exit(1); }
       uint64_t t1 = now_ns();
       n++;
-      if (lat_meter_add(&meter, t1 - t0)) break;
+      if (lat_meter_add(&meter, t0, t1)) break;
     }
     put_seq(buf, LAST_SEQ);
     ring_send(&to_child, buf, (uint32_t)a.size);

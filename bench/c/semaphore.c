@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
     wait_sem(pong);
     uint64_t t1 = now_ns();
     n++;
-    if (lat_meter_add(&meter, t1 - t0)) break;
+    if (lat_meter_add(&meter, t0, t1)) break;
   }
   __atomic_store_n(stop, 1, __ATOMIC_RELEASE);
   sem_post(ping);

@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
     if (si.si_value.sival_int != (int)n) { fprintf(stderr, "bad value\n"); exit(1); }
     uint64_t t1 = now_ns();
     n++;
-    if (lat_meter_add(&meter, t1 - t0)) break;
+    if (lat_meter_add(&meter, t0, t1)) break;
   }
   v.sival_int = -1;
   sigqueue(pid, sig, v);

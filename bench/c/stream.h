@@ -21,7 +21,7 @@ static void stream_lat_parent(bench_args a, int out, int in) {
     if (get_seq(buf) != (uint64_t)n) { fprintf(stderr, "bad echo seq\n"); exit(1); }
     uint64_t t1 = now_ns();
     n++;
-    if (lat_meter_add(&meter, t1 - t0)) break;
+    if (lat_meter_add(&meter, t0, t1)) break;
   }
   put_seq(buf, LAST_SEQ);
   write_full(out, buf, a.size);

@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
       if (get_seq(m->text) != (uint64_t)n) { fprintf(stderr, "bad echo seq\n"); exit(1); }
       uint64_t t1 = now_ns();
       n++;
-      if (lat_meter_add(&meter, t1 - t0)) break;
+      if (lat_meter_add(&meter, t0, t1)) break;
     }
     put_seq(m->text, LAST_SEQ);
     send_msg(id, m, 1, a.size);

@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
     op(id, 1, -1);
     uint64_t t1 = now_ns();
     n++;
-    if (lat_meter_add(&meter, t1 - t0)) break;
+    if (lat_meter_add(&meter, t0, t1)) break;
   }
   op(id, 2, 1);
   op(id, 0, 1);

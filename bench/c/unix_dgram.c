@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
       if (get_seq(msg) != (uint64_t)n) { fprintf(stderr, "bad echo\n"); exit(1); }
       uint64_t t1 = now_ns();
       n++;
-      if (lat_meter_add(&meter, t1 - t0)) break;
+      if (lat_meter_add(&meter, t0, t1)) break;
     }
     put_seq(msg, LAST_SEQ);
     send(fd, msg, a.size, 0);
