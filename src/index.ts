@@ -224,6 +224,7 @@ export { diagnose, type Diagnosis, type Finding, type Status as FindingStatus } 
 export { createRequester, errorFromWire, errorToWire, Requester, serve, Server, type Handler, type RemoteErrorShape, type RequestChannel, type RequesterOptions, type ServeOptions } from './core/request.js';
 export { spawnProcess, SpawnedProcess, type ProcessCloseOptions, type SpawnProcessOptions } from './mechanisms/process/process.js';
 export { hasParentChannel, parentChannel, type ParentChannelOptions } from './mechanisms/process/parent.js';
+export type { ProcessChannel } from './mechanisms/process/channel.js';
 export {
   createSharedArray,
   createSharedValue,

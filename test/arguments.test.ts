@@ -874,6 +874,11 @@ const TABLE: Record<string, () => Case[]> = {
   ],
   'SpawnedProcess.send': () => [['a negative timeout', () => proc.send(1, { timeout: -1 }), /timeout/]],
   'SpawnedProcess.trySend': () => [['a message JSON cannot carry', () => proc.trySend(bad(1n)), /JSON/]],
+  'SpawnedProcess.sendMany': () => [
+    ['messages that are not iterable', () => proc.sendMany(bad(5)), /iterable/],
+    ['a message JSON cannot carry among good ones', () => proc.sendMany([1, bad(1n), 3]), /JSON/],
+    ['a negative timeout', () => proc.sendMany([1], { timeout: -1 }), /timeout/],
+  ],
   'SpawnedProcess.receive': () => [['a NaN timeout', () => proc.receive({ timeout: NaN }), /timeout/]],
   'SpawnedProcess.request': () => [['a signal that is not one', () => proc.request(1, { signal: bad('x') }), /signal/]],
   'SpawnedProcess.kill': () => [['an unknown signal', () => proc.kill(bad('SIGNOPE')), /signal/]],

@@ -53,6 +53,23 @@ for (const transport of ['ring', 'pipe'] as const) {
       assert.deepEqual(await within(p.close(), 20_000), { exitCode: 0, signal: null });
     });
 
+    it('sendMany both ways: 20,000 JSON messages in batch frames arrive in order, as send would deliver them', async () => {
+      const p = start(['many-echo'], { transport });
+      const sent = Array.from({ length: 20_000 }, (_, i) => (i % 10 === 0 ? `m${i}` : { i, d: 'q'.repeat(i % 300), at: i % 1000 === 0 ? new Date(i) : null }));
+      const sending = (async () => {
+        for (let i = 0; i < sent.length; ) {
+          const k = 1 + ((i * 7919) % 700); // batches of 1 to 700
+          await p.sendMany(sent.slice(i, i + k));
+          i += k;
+        }
+      })();
+      const got: unknown[] = [];
+      while (got.length < sent.length) got.push(await within(p.receive(), 20_000));
+      await sending;
+      assert.deepEqual(got, sent.map((m) => JSON.parse(JSON.stringify(m))));
+      assert.deepEqual(await within(p.close(), 20_000), { exitCode: 0, signal: null });
+    });
+
     it('the child SIGKILLed: pending requests reject with ERR_IPCKIT_PEER_GONE and its exit', async () => {
       const p = start(['echo'], { transport });
       await within(p.request({ op: 'pid' }), 20_000);

@@ -115,6 +115,25 @@ export const structuredCodec: Codec<unknown> = {
   },
 };
 
+/**
+ * The value a validator accepts, or ERR_IPCKIT_BAD_FRAME: a parser's return value, or the
+ * value itself when a type guard returned true.
+ */
+export function checkValidated<T>(validate: Validator<T>, value: unknown): T {
+  let checked: unknown;
+  try {
+    checked = validate(value);
+  } catch (e) {
+    throw new IpcError('ERR_IPCKIT_BAD_FRAME', `a received message failed validation: ${(e as Error)?.message ?? e}`, { cause: e });
+  }
+  if (checked === false) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'a received message failed validation (the validate guard returned false)');
+  // A type guard returns true and leaves the value as it is; a parser returns the value to use.
+  return (checked === true ? value : checked) as T;
+}
+
+/** The validator of each JSON codec made by json<T>({ validate }). */
+const JSON_VALIDATORS = new WeakMap<Codec<unknown>, Validator<unknown>>();
+
 function typed<T>(base: Codec<unknown>, options: TypedCodecOptions<T>): Codec<T> {
   const validate = options.validate;
   if (validate !== undefined && typeof validate !== 'function') throw invalidArgument(`validate must be a function, got ${describe(validate)}`);
@@ -123,20 +142,22 @@ function typed<T>(base: Codec<unknown>, options: TypedCodecOptions<T>): Codec<T>
     encode: (value: T) => base.encode(value),
     decode(bytes: Uint8Array): T {
       const value = base.decode(bytes);
-      if (validate === undefined) return value as T;
-      let checked: unknown;
-      try {
-        checked = validate(value);
-      } catch (e) {
-        throw new IpcError('ERR_IPCKIT_BAD_FRAME', `a received message failed validation: ${(e as Error)?.message ?? e}`, { cause: e });
-      }
-      if (checked === false) throw new IpcError('ERR_IPCKIT_BAD_FRAME', 'a received message failed validation (the validate guard returned false)');
-      // A type guard returns true and leaves the value as it is; a parser returns the value to use.
-      return (checked === true ? value : checked) as T;
+      return validate === undefined ? (value as T) : checkValidated(validate, value);
     },
   };
-  if (base === jsonCodec) TEXT_CODECS.set(codec as Codec<unknown>, 'json'); // validate sees the value, never the bytes
+  if (base === jsonCodec) {
+    TEXT_CODECS.set(codec as Codec<unknown>, 'json'); // validate sees the value, never the bytes
+    if (validate !== undefined) JSON_VALIDATORS.set(codec as Codec<unknown>, validate as Validator<unknown>);
+  }
   return codec;
+}
+
+/**
+ * Whether `codec` carries JSON text ('json', or json<T>()), and if so its validator: what a
+ * channel needs to carry several of its messages in one JSON array (spawnProcess batches).
+ */
+export function jsonCodecParts(codec: Codec<unknown>): { validate: Validator<unknown> | undefined } | undefined {
+  return TEXT_CODECS.get(codec) === 'json' ? { validate: JSON_VALIDATORS.get(codec) } : undefined;
 }
 
 /** JSON messages typed as T: `{ codec: json<Ticket>() }`, optionally `json<Ticket>({ validate })`. */
@@ -159,6 +180,15 @@ export function structured<T = unknown>(options: TypedCodecOptions<T> = {}): Cod
 // neither side keeps the bytes: the encoder's are copied into the ring, and the decoders
 // make new strings. So those codecs use one scratch buffer per thread each way.
 
+/**
+ * Bytes made by ipckit's own framing above a codec (a spawnProcess batch of messages), sent
+ * as they are by every encode path. Never exported from the package: a user's message is
+ * never one.
+ */
+export class EncodedFrame {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
 /** Built-in codecs whose bytes are UTF-8 text made and read here, by kind. */
 const TEXT_CODECS = new WeakMap<Codec<unknown>, 'json' | 'utf8'>([
   [jsonCodec, 'json'],
@@ -175,6 +205,7 @@ const textEncoder = new TextEncoder();
  * send that waits for room) must take `ownBytes(bytes)` first.
  */
 export function encodeBorrowed<T>(codec: Codec<T>, value: T): Uint8Array {
+  if (value instanceof EncodedFrame) return value.bytes;
   const kind = TEXT_CODECS.get(codec as Codec<unknown>);
   if (kind === undefined) return encodeWith(codec, value);
   let text: string | undefined;
@@ -191,6 +222,16 @@ export function encodeBorrowed<T>(codec: Codec<T>, value: T): Uint8Array {
 /** Bytes from encodeBorrowed that the caller keeps: a copy if they were borrowed. */
 export function ownBytes(bytes: Uint8Array): Uint8Array {
   return bytes.buffer === sendScratch.buffer ? bytes.slice() : bytes;
+}
+
+/**
+ * Marks `codec` as one whose encode is exactly the 'json' codec's (JSON text as UTF-8) and
+ * whose decode keeps nothing of its bytes: its sends and receives then take the scratch
+ * paths above, as 'json' does. For codecs made here around a JSON codec.
+ */
+export function sameTextAsJson<T>(codec: Codec<T>): Codec<T> {
+  TEXT_CODECS.set(codec as Codec<unknown>, 'json');
+  return codec;
 }
 
 /** Whether `codec` keeps nothing of the bytes it decodes (a built-in text codec): they may be borrowed. */
@@ -228,6 +269,7 @@ export function resolveCodec<C extends CodecOption | undefined>(option: C): Code
 
 /** Encodes with a user codec and checks that it really returned bytes. */
 export function encodeWith<T>(codec: Codec<T>, value: T): Uint8Array {
+  if (value instanceof EncodedFrame) return value.bytes;
   const bytes = codec.encode(value);
   if (!(bytes instanceof Uint8Array)) throw invalidArgument(`codec "${codec.name ?? 'custom'}" must encode to a Uint8Array, got ${describe(bytes)}`);
   return bytes;

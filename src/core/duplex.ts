@@ -1,6 +1,6 @@
 /**
- * A Channel made of one Sender and one Receiver: two rings (openRingChannel), or a pipe
- * pair (spawnProcess's fallback), one each way.
+ * A Channel made of one Sender and one Receiver, one each way: two rings (openRingChannel).
+ * spawnProcess's channel is the same pairing plus batch frames (src/mechanisms/process/channel.ts).
  */
 import { receiverIterator, type Channel, type Receiver, type Sender, type WaitOptions } from './channel.js';
 

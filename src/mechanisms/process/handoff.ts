@@ -3,10 +3,12 @@
  * environment variable, `IPCKIT_PARENT_CHANNEL`, holding JSON. parentChannel() reads it
  * and deletes it from `process.env`, so the child's own children do not inherit it.
  *
- *   { "v": 1, "transport": "ring", "send": "/ipckit-proc-…-up", "receive": "/ipckit-proc-…-down",
+ *   { "v": 2, "transport": "ring", "send": "/ipckit-proc-…-up", "receive": "/ipckit-proc-…-down",
  *     "codec": "json", "spinMicros": 20 }
- *   { "v": 1, "transport": "pipe", "readFd": 3, "writeFd": 4, "codec": "json" }
+ *   { "v": 2, "transport": "pipe", "readFd": 3, "writeFd": 4, "codec": "json" }
  *
+ * `v` 2: both sides read batch frames (batches.ts), so `sendMany` may send them. A child
+ * given `v` 1 (a parent of an older ipckit) reads them but never sends them.
  * `send`/`receive` and the fds are from the child's side. `codec` is the parent's codec
  * name, or "custom" when the parent passed a Codec object (the child must pass the same).
  * Ring names are unlinked by the child as soon as it has opened both, and by the parent
@@ -20,8 +22,12 @@ import * as validate from '../../core/validate.js';
 export const HANDOFF_ENV = 'IPCKIT_PARENT_CHANNEL';
 
 export type Handoff =
-  | { v: 1; transport: 'ring'; send: string; receive: string; codec: string; spinMicros?: number | null }
-  | { v: 1; transport: 'pipe'; readFd: number; writeFd: number; codec: string; maxMessageBytes?: number };
+  | { v: HandoffVersion; transport: 'ring'; send: string; receive: string; codec: string; spinMicros?: number | null }
+  | { v: HandoffVersion; transport: 'pipe'; readFd: number; writeFd: number; codec: string; maxMessageBytes?: number };
+
+/** 1: single frames only; 2 (what we write): batch frames too. */
+export type HandoffVersion = 1 | 2;
+export const HANDOFF_VERSION: HandoffVersion = 2;
 
 export function encodeHandoff(h: Handoff): string {
   return JSON.stringify(h);
@@ -39,7 +45,7 @@ export function decodeHandoff(text: string): Handoff {
   const bad = (): never => {
     throw invalidArgument(`${HANDOFF_ENV} does not say where the parent's channel is (got ${validate.describe(text)}); it is set by spawnProcess()`);
   };
-  if (o.v !== 1 || typeof o.codec !== 'string') bad();
+  if ((o.v !== 1 && o.v !== 2) || typeof o.codec !== 'string') bad();
   if (o.transport === 'ring') {
     if (typeof o.send !== 'string' || typeof o.receive !== 'string') bad();
     if (o.spinMicros !== undefined && o.spinMicros !== null && typeof o.spinMicros !== 'number') bad();

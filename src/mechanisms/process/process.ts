@@ -28,8 +28,9 @@ import { describeExit, exitWithin, killSignal, startChild, type ChildExit } from
 import { spawnWithPipes } from '../pipe/pipe.js';
 import { ringSpinOption } from '../ring/core.js';
 import { createRing, unlinkRing, type Ring } from '../ring/ring.js';
-import { DuplexChannel } from '../../core/duplex.js';
-import { encodeHandoff, HANDOFF_ENV } from './handoff.js';
+import { batchingCodec } from './batches.js';
+import { ProcessChannel } from './channel.js';
+import { encodeHandoff, HANDOFF_ENV, HANDOFF_VERSION } from './handoff.js';
 
 export interface SpawnProcessOptions<C extends CodecOption | undefined = undefined> {
   /** Arguments after the module (`process.argv.slice(2)` in the child). */
@@ -111,7 +112,7 @@ export class SpawnedProcess<T = unknown> implements Channel<T> {
   readonly exited: Promise<ChildExit>;
   /** What carries the messages: 'ring' or 'pipe'. */
   readonly transport: 'ring' | 'pipe';
-  readonly #channel: Channel<T>;
+  readonly #channel: ProcessChannel<T>;
   readonly #kill: (signal: NodeJS.Signals | number) => boolean;
   #exit: ChildExit | undefined;
   /** Set when the child exited without ever opening its end: our waits end with it. */
@@ -120,7 +121,7 @@ export class SpawnedProcess<T = unknown> implements Channel<T> {
   #closing: Promise<ChildExit> | undefined;
 
   /** @internal */
-  constructor(pid: number, exited: Promise<ChildExit>, kill: (signal: NodeJS.Signals | number) => boolean, channel: Channel<T>, transport: 'ring' | 'pipe', opened: () => boolean) {
+  constructor(pid: number, exited: Promise<ChildExit>, kill: (signal: NodeJS.Signals | number) => boolean, channel: ProcessChannel<T>, transport: 'ring' | 'pipe', opened: () => boolean) {
     this.pid = pid;
     this.exited = exited;
     this.#kill = kill;
@@ -155,7 +156,21 @@ export class SpawnedProcess<T = unknown> implements Channel<T> {
   }
   trySend(message: T): boolean {
     if (this.#neverOpened) throw this.#neverOpened;
-    return this.#channel.trySend ? this.#channel.trySend(message) : false;
+    return this.#channel.trySend(message);
+  }
+  /**
+   * Sends every message in order, in fewer frames: with a JSON codec, runs of messages go as
+   * batch frames of up to 256 (one JSON.stringify and one JSON.parse per frame; the child
+   * receives them one by one as usual). Every message is encoded first: a bad one throws
+   * and nothing is sent. If it fails part-way, `details.sent` says how many went.
+   */
+  sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
+    if (this.#neverOpened) {
+      validate.iterable('messages', messages);
+      validate.waitOptions(options);
+      return Promise.reject(this.#neverOpened);
+    }
+    return this.#channel.sendMany(messages, options);
   }
   receive(options?: WaitOptions): Promise<T> {
     if (this.#neverOpened) {
@@ -166,7 +181,7 @@ export class SpawnedProcess<T = unknown> implements Channel<T> {
     return this.transport === 'ring' ? p.then(undefined, (e: unknown) => Promise.reject(this.#neverOpened && isIpcError(e, 'ERR_IPCKIT_CLOSED') ? this.#neverOpened : e)) : p;
   }
   tryReceive(): T | undefined {
-    return this.#channel.tryReceive?.();
+    return this.#channel.tryReceive();
   }
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     return receiverIterator(this);
@@ -285,17 +300,17 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
     }
     if (made) {
       const [downRing, upRing] = rings as [Ring, Ring];
-      const endpoint = { codec: codecOption, ...(spin !== undefined ? { spinMicros: spin } : {}) };
-      let channel: DuplexChannel<M> | undefined;
+      const endpoint = { codec: batchingCodec(codec), ...(spin !== undefined ? { spinMicros: spin } : {}) };
+      let channel: ProcessChannel<M> | undefined;
       try {
         const sender = downRing.senderSync(endpoint);
         try {
-          channel = new DuplexChannel<M>(sender as never, upRing.receiverSync(endpoint) as never);
+          channel = new ProcessChannel<M>(sender as never, upRing.receiverSync(endpoint) as never, codec as never);
         } catch (e) {
           void sender.close().catch(() => {});
           throw e;
         }
-        env[HANDOFF_ENV] = encodeHandoff({ v: 1, transport: 'ring', send: up, receive: down, codec: codecName, ...(spin !== undefined ? { spinMicros: spin === Infinity ? null : spin } : {}) });
+        env[HANDOFF_ENV] = encodeHandoff({ v: HANDOFF_VERSION, transport: 'ring', send: up, receive: down, codec: codecName, ...(spin !== undefined ? { spinMicros: spin === Infinity ? null : spin } : {}) });
         const started = startChild(argv, ['ignore', stdout, stderr], { cwd, env });
         // The child has opened its end once it attached to both rings: from then on, its
         // death is seen by the rings themselves.
@@ -322,10 +337,10 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
     }
   }
 
-  env[HANDOFF_ENV] = encodeHandoff({ v: 1, transport: 'pipe', readFd: 3, writeFd: 4, codec: codecName, ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}) });
+  env[HANDOFF_ENV] = encodeHandoff({ v: HANDOFF_VERSION, transport: 'pipe', readFd: 3, writeFd: 4, codec: codecName, ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}) });
   const piped = spawnWithPipes<CodecOption>(argv, {
     pipes: { 3: 'write', 4: 'read' },
-    codec,
+    codec: batchingCodec(codec),
     cwd,
     env,
     stdin: 'ignore',
@@ -333,6 +348,6 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
     stderr,
     ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
   });
-  const channel = new DuplexChannel<M>(piped.sender<M>(3), piped.receiver<M>(4));
+  const channel = new ProcessChannel<M>(piped.sender<M>(3), piped.receiver<M>(4), codec as never);
   return new SpawnedProcess<M>(piped.pid, piped.exited, (s) => piped.kill(s), channel, 'pipe', () => true);
 }

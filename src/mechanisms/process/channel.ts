@@ -1,0 +1,212 @@
+/**
+ * The Channel between a spawnProcess parent and its child, on either side: the rings' (or
+ * pipes') sender and receiver, plus what batch frames need (batches.ts). `sendMany` packs
+ * runs of JSON messages into batch frames; receiving hands out a frame's messages one at a
+ * time, in order, before anything of the next frame.
+ *
+ * Receives keep the Channel promises: the first receive goes straight to the receiver
+ * below with its own options; receives made while one is under way wait here, in order, and
+ * are served from a batch's messages or by one receive below at a time (cancelled once no
+ * receive waits here any more, so nothing is taken for nobody and nothing keeps the
+ * process alive).
+ */
+import { receiverIterator, RESOLVED, WaitQueue, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
+import { restateBatchError } from '../../core/batch.js';
+import { jsonCodecParts, type Codec } from '../../core/codec.js';
+import { abortedError, closedError, isIpcError } from '../../core/errors.js';
+import * as validate from '../../core/validate.js';
+import { DecodedBatch, encodeBatches, RefusedMessage } from './batches.js';
+
+/** What the sender below offers beyond Sender (rings and pipes both do). */
+type BatchSender<T> = Sender<T> & {
+  sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void>;
+  readonly maxMessageBytes: number;
+};
+
+export class ProcessChannel<T> implements Channel<T> {
+  readonly #sender: BatchSender<T>;
+  readonly #receiver: Receiver<T>;
+  /** The user's codec when it is a JSON one (sendMany makes batch frames), else undefined. */
+  readonly #batchCodec: Codec<unknown> | undefined;
+  /** Messages of a batch frame not delivered yet (a refused one as RefusedMessage). */
+  #ready: unknown[] = [];
+  #readyAt = 0;
+  /** Receives made while another was under way, or while `#below` runs for them. */
+  readonly #waiters = new WaitQueue<T>('receive', undefined, () => this.#waiterLeft());
+  /** A receive passed straight below with its caller's options, not settled yet. */
+  #straight = false;
+  /** The receive below that runs for #waiters (no timeout of its own: aborted when they all left). */
+  #below: AbortController | undefined;
+  #closed = false;
+
+  /**
+   * `sender` and `receiver` use `batchingCodec(codec)` (batches.ts); `codec` is the user's,
+   * the one batches are encoded with. `batches: false`: the peer cannot read batch frames
+   * (a parent of an older ipckit, handoff.ts), so sendMany sends one frame per message.
+   */
+  constructor(sender: Sender<T>, receiver: Receiver<T>, codec: Codec<T>, options: { batches?: boolean } = {}) {
+    this.#sender = sender as BatchSender<T>;
+    this.#receiver = receiver;
+    this.#batchCodec = options.batches !== false && jsonCodecParts(codec as Codec<unknown>) ? (codec as Codec<unknown>) : undefined;
+  }
+
+  get maxMessageBytes(): number {
+    return this.#sender.maxMessageBytes;
+  }
+
+  send(message: T, options?: WaitOptions): Promise<void> {
+    return this.#sender.send(message, options);
+  }
+
+  trySend(message: T): boolean {
+    return this.#sender.trySend ? this.#sender.trySend(message) : false;
+  }
+
+  /**
+   * Sends every message in order, like `send` one by one, in fewer frames: with a JSON codec,
+   * runs of messages go as batch frames (up to 256 messages each), one JSON.stringify and one
+   * JSON.parse per frame. Every message is encoded first: a bad one throws and nothing is
+   * sent. If it fails part-way, `details.sent` says how many messages went.
+   */
+  sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
+    const list = Array.isArray(messages) ? (messages as T[]) : [...validate.iterable<T>('messages', messages)];
+    validate.waitOptions(options);
+    if (this.#batchCodec === undefined) return this.#sender.sendMany(list, options);
+    const { frames, counts } = encodeBatches(this.#batchCodec, list, this.#sender.maxMessageBytes);
+    const sent = this.#sender.sendMany(frames as unknown as T[], options);
+    if (sent === RESOLVED) return sent; // all went at once: no promise more per call
+    return sent.catch((e: unknown) => {
+      throw restateBatchError(e, (sentFrames) => counts.slice(0, sentFrames).reduce((a, b) => a + b, 0), list.length);
+    });
+  }
+
+  receive(options?: WaitOptions): Promise<T> {
+    validate.waitOptions(options);
+    if (this.#closed) return Promise.reject(closedError('receiver'));
+    if (options?.signal?.aborted) return Promise.reject(abortedError('receive', options.signal));
+    if (!this.#straight && this.#below === undefined && this.#waiters.length === 0) {
+      if (this.#readyAt < this.#ready.length) {
+        try {
+          return Promise.resolve(this.#takeReady());
+        } catch (e) {
+          return Promise.reject(e);
+        }
+      }
+      this.#straight = true;
+      return this.#receiver.receive(options).then(
+        (v) => {
+          this.#straight = false;
+          if (this.#waiters.length > 0) this.#serveWaitersNext();
+          if (!(v instanceof DecodedBatch)) return v;
+          this.#keep(v);
+          return this.#takeReady(); // a refused message throws: this receive's error
+        },
+        (e: unknown) => {
+          this.#straight = false;
+          if (this.#waiters.length > 0) this.#serveWaitersNext();
+          throw e;
+        },
+      );
+    }
+    const p = this.#waiters.enqueue(options, undefined);
+    this.#serveWaiters();
+    return p;
+  }
+
+  tryReceive(): T | undefined {
+    if (this.#closed) throw closedError('receiver');
+    if (this.#straight || this.#below !== undefined || this.#waiters.length > 0) return undefined;
+    if (this.#readyAt < this.#ready.length) return this.#takeReady();
+    const v = this.#receiver.tryReceive?.();
+    if (!(v instanceof DecodedBatch)) return v; // one message (or none): as it came
+    this.#keep(v);
+    return this.#takeReady();
+  }
+
+  /** Closes both sides (what was sent is delivered first); receives waiting here reject with ERR_IPCKIT_CLOSED. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#ready = [];
+      this.#readyAt = 0;
+      this.#waiters.rejectAll(() => closedError('receiver'));
+      this.#below?.abort();
+    }
+    const [a, b] = await Promise.allSettled([this.#sender.close(), this.#receiver.close()]);
+    if (a.status === 'rejected') throw a.reason;
+    if (b.status === 'rejected') throw b.reason;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return receiverIterator(this);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Adds what one frame carried to the messages ready. */
+  #keep(v: unknown): void {
+    if (this.#readyAt === this.#ready.length) {
+      this.#ready.length = 0;
+      this.#readyAt = 0;
+    }
+    if (!(v instanceof DecodedBatch)) this.#ready.push(v);
+    else if (this.#ready.length === 0) this.#ready = v.items; // the usual case: no copy
+    else for (const m of v.items) this.#ready.push(m);
+  }
+
+  /** The next ready message (one is ready); a refused one throws its error. */
+  #takeReady(): T {
+    const m = this.#ready[this.#readyAt];
+    this.#ready[this.#readyAt++] = undefined;
+    if (m instanceof RefusedMessage) throw m.error;
+    return m as T;
+  }
+
+  /**
+   * #serveWaiters once this receive has settled: the receives that waited behind it were
+   * made after it, so they must not settle before it.
+   */
+  #serveWaitersNext(): void {
+    queueMicrotask(() => this.#serveWaiters());
+  }
+
+  /** Serves waiting receives from the ready messages, then starts one receive below for the rest. */
+  #serveWaiters(): void {
+    while (this.#waiters.length > 0 && this.#readyAt < this.#ready.length) {
+      const m = this.#ready[this.#readyAt];
+      this.#ready[this.#readyAt++] = undefined;
+      if (m instanceof RefusedMessage) this.#waiters.rejectNext(m.error);
+      else this.#waiters.resolveNext(m as T);
+    }
+    if (this.#waiters.length === 0 || this.#straight || this.#below !== undefined || this.#closed) return;
+    const below = new AbortController();
+    this.#below = below;
+    this.#receiver.receive({ signal: below.signal }).then(
+      (v) => {
+        this.#below = undefined;
+        if (this.#closed) return;
+        this.#keep(v);
+        this.#serveWaiters();
+      },
+      (e: unknown) => {
+        this.#below = undefined;
+        if (this.#closed) return;
+        if (below.signal.aborted && isIpcError(e, 'ERR_IPCKIT_ABORTED')) {
+          // Everyone it ran for left; new waiters may have come since.
+        } else if (isIpcError(e, 'ERR_IPCKIT_BAD_FRAME')) {
+          this.#keep(new RefusedMessage(e)); // that message's error, in its place
+        } else {
+          this.#waiters.rejectNext(e); // the end (closed, peer gone): each waiter in turn
+        }
+        this.#serveWaiters();
+      },
+    );
+  }
+
+  /** A waiting receive timed out or was aborted: with none left, the receive below stops. */
+  #waiterLeft(): void {
+    if (this.#waiters.length === 0) this.#below?.abort();
+  }
+}
