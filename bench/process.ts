@@ -20,6 +20,7 @@ import { parentChannel } from '../src/mechanisms/process/parent.js';
 import { decodeWith, encodeBorrowed, jsonCodec, ownBytes } from '../src/core/codec.js';
 import { BATCH_MESSAGES, batchingCodec, encodeBatches } from '../src/mechanisms/process/batches.js';
 import { now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import type { ReportFigure } from './report.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -200,8 +201,8 @@ function jsonCostUs(size: number, ms = 200): JsonCost {
   // A batch frame of BATCH_MESSAGES messages, as sendMany makes it and the child reads it, per message.
   const batch = Array.from({ length: BATCH_MESSAGES }, (_, i) => ({ s: i, d }));
   const wire = batchingCodec(jsonCodec);
-  const batchEncodeUs = time(() => (sink += encodeBatches(jsonCodec, batch, 1 << 20).frames.length)) / BATCH_MESSAGES;
-  const frame = encodeBatches(jsonCodec, batch, 1 << 20).frames[0]!.bytes;
+  const batchEncodeUs = time(() => (sink += encodeBatches(jsonCodec, batch, 1 << 20).length)) / BATCH_MESSAGES;
+  const frame = encodeBatches(jsonCodec, batch, 1 << 20)[0]!.bytes;
   const batchDecodeUs = time(() => (sink += (wire.decode(frame) as { items: unknown[] }).items.length)) / BATCH_MESSAGES;
   if (sink < 0) throw new Error('unreachable');
   return { encodeUs, decodeUs, batchEncodeUs, batchDecodeUs };
@@ -221,10 +222,44 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+// A miss is printed with what was measured around it (the cause, not an excuse), from the
+// run's figures (medians over every round of the run).
+const figureOf = (figures: ReportFigure[], variant: string, metric: 'rtt' | 'throughput', size: number): ReportFigure | undefined =>
+  figures.find((f) => f.mechanism === 'process' && f.variant === variant && f.metric === metric && f.size === size && !f.notMeasured);
+const spread = (f: ReportFigure, scale: number, unit: string): string => `${(f.value / scale).toFixed(2)}${unit} (rounds ${(f.min / scale).toFixed(2)}..${(f.max / scale).toFixed(2)})`;
+const vsSendText = (f: ReportFigure | undefined): string => (f?.vsSend ? `${f.vsSend.ratio.toFixed(1)}x process.send's (rounds ${f.vsSend.min.toFixed(1)}..${f.vsSend.max.toFixed(1)})` : 'not compared');
+
+const rttCause = (variant: string, size: number) => (figures: ReportFigure[]): string => {
+  const ours = figureOf(figures, variant, 'rtt', size);
+  const send = figureOf(figures, SEND, 'rtt', size);
+  if (!ours || !send) return 'not measured in this run';
+  return `measured under load: ${variant} p50 ${spread(ours, 1, ' us')} against process.send ${spread(send, 1, ' us')}; a round trip whose two sides sleep costs two cross-CPU futex wake-ups, and with 5 jobs on 2 CPUs the spinning side is often descheduled while it spins`;
+};
+
+// What JSON alone costs here: timed once, and only when a one-way target missed (0.4 s of calls).
+let jsonCostOnce: JsonCost | undefined;
+
+function oneWayCause(figures: ReportFigure[]): string {
+  const ours = figureOf(figures, OURS_MANY, 'throughput', 64);
+  const send = figureOf(figures, SEND, 'throughput', 64);
+  if (!ours || !send) return 'not measured in this run';
+  const one = figureOf(figures, OURS, 'throughput', 64);
+  const bytes = figureOf(figures, OURS_BYTES, 'throughput', 64);
+  const cost = (jsonCostOnce ??= jsonCostUs(64));
+  const ceiling = (enc: number, dec: number): string => `${(1 / Math.max(enc, dec)).toFixed(2)}M msg/s, ${(1 / Math.max(enc, dec) / (send.value / 1e6)).toFixed(1)}x process.send's rate`;
+  return [
+    `measured: ${spread(ours, 1e6, 'M msg/s')} against process.send ${spread(send, 1e6, 'M msg/s')}, ${vsSendText(ours)}.`,
+    `JSON alone, timed now on this message, per message: in batch frames of ${BATCH_MESSAGES} encode ${cost.batchEncodeUs.toFixed(2)} us and decode ${cost.batchDecodeUs.toFixed(2)} us, so no channel that sends it as JSON passes ${ceiling(cost.batchEncodeUs, cost.batchDecodeUs)} here (one message at a time: encode ${cost.encodeUs.toFixed(2)} us, decode ${cost.decodeUs.toFixed(2)} us, ${ceiling(cost.encodeUs, cost.decodeUs)}${one ? `; send() per message carried ${spread(one, 1e6, 'M msg/s')}, ${vsSendText(one)}` : ''}).`,
+    bytes
+      ? `The same transport with codec 'bytes' (64-B buffers) carried ${spread(bytes, 1e6, 'M msg/s')} in the same rounds, ${vsSendText(bytes)}: the transport has the rate, JSON does not`
+      : "A full run also measures the transport with codec 'bytes' (64-B buffers): it has the rate (17-27x process.send's on the machines of docs/process.md), JSON does not",
+  ].join(' ');
+}
+
 const targets: Target[] = [
-  ...RTT_SIZES.map((size): Target => ({ mechanism: 'process', variant: OURS, metric: 'rtt', size, maxRatio: 0.5, compareTo: { variant: SEND }, text: `spawnProcess round trip at ${size} B: at most half of fork + process.send's (issue 12)` })),
-  ...RTT_SIZES.map((size): Target => ({ mechanism: 'process', variant: OURS_NOSPIN, metric: 'rtt', size, maxRatio: 1, compareTo: { variant: SEND }, text: `spawnProcess with spinning off, round trip at ${size} B: no worse than fork + process.send (issue 12)` })),
-  { mechanism: 'process', variant: OURS_MANY, metric: 'throughput', size: 64, maxRatio: 0.1, compareTo: { variant: SEND }, text: `spawnProcess one-way at 64 B (sendMany of ${BATCH_MESSAGES}): at least 10x fork + process.send's; shown: process.send's rate / ours, at most 0.1 (issue 12)` },
+  ...RTT_SIZES.map((size): Target => ({ mechanism: 'process', variant: OURS, metric: 'rtt', size, maxRatio: 0.5, compareTo: { variant: SEND }, text: `spawnProcess round trip at ${size} B: at most half of fork + process.send's (issue 12)`, ifMissed: rttCause(OURS, size) })),
+  ...RTT_SIZES.map((size): Target => ({ mechanism: 'process', variant: OURS_NOSPIN, metric: 'rtt', size, maxRatio: 1, compareTo: { variant: SEND }, text: `spawnProcess with spinning off, round trip at ${size} B: no worse than fork + process.send (issue 12)`, ifMissed: rttCause(OURS_NOSPIN, size) })),
+  { mechanism: 'process', variant: OURS_MANY, metric: 'throughput', size: 64, maxRatio: 0.1, compareTo: { variant: SEND }, text: `spawnProcess one-way at 64 B (sendMany of ${BATCH_MESSAGES}): at least 10x fork + process.send's; shown: process.send's rate / ours, at most 0.1 (issue 12)`, ifMissed: oneWayCause },
 ];
 
 export const scenarios: Scenario[] = [
@@ -284,38 +319,6 @@ export const scenarios: Scenario[] = [
         f.n = rates.length;
         f.note = `median of ${rounds} rounds, spread ${(Math.min(...rates) / 1e6).toFixed(2)}..${(Math.max(...rates) / 1e6).toFixed(2)}M msg/s`;
         out.push(f);
-      }
-      // A miss is printed with what was measured around it (the cause, not an excuse).
-      // Timed only when a one-way target missed (0.4 s of calls): evaluate() builds the cause then.
-      let costOnce: JsonCost | undefined;
-      const jsonCost = (): JsonCost => (costOnce ??= jsonCostUs(64));
-      const fig = (v: string, m: 'rtt' | 'throughput', s: number): Figure | undefined => out.find((f) => f.variant === v && f.metric === m && f.size === s);
-      const bytesFig = out.find((f) => f.variant === OURS_BYTES);
-      // Median of the per-round ratios, as every ratio of the bench.
-      const ratioText = (f: Figure): string => {
-        const a = thr.get(f.variant)!;
-        const b = thr.get(SEND)!;
-        return `${median(a.map((x, i) => x / b[i]!)).toFixed(1)}x`;
-      };
-      for (const t of targets) {
-        const ours = fig(t.variant!, t.metric, t.size!);
-        const send = fig(SEND, t.metric, t.size!);
-        if (!ours || !send) continue; // a size this run does not measure (--quick: 64 B only)
-        t.ifMissed =
-          t.metric === 'rtt'
-            ? `measured under load: ${t.variant} p50 ${ours.p50Us!.toFixed(1)} us (rounds ${ours.note}) against process.send ${send.p50Us!.toFixed(1)} us (${send.note}); a round trip whose two sides sleep costs two cross-CPU futex wake-ups, and with 5 jobs on 2 CPUs the spinning side is often descheduled while it spins`
-            : () => {
-                const cost = jsonCost();
-                const ceiling = (enc: number, dec: number): string => `${(1 / Math.max(enc, dec)).toFixed(2)}M msg/s, ${(1 / Math.max(enc, dec) / (send.msgsPerSec! / 1e6)).toFixed(1)}x process.send's rate`;
-                const one = fig(OURS, 'throughput', 64);
-                return [
-                  `measured: ${(ours.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${ours.note}) against process.send ${(send.msgsPerSec! / 1e6).toFixed(2)}M msg/s (${send.note}), ${ratioText(ours)}.`,
-                  `JSON alone, timed in this run on this message, per message: in batch frames of ${BATCH_MESSAGES} encode ${cost.batchEncodeUs.toFixed(2)} us and decode ${cost.batchDecodeUs.toFixed(2)} us, so no channel that sends it as JSON passes ${ceiling(cost.batchEncodeUs, cost.batchDecodeUs)} here (one message at a time: encode ${cost.encodeUs.toFixed(2)} us, decode ${cost.decodeUs.toFixed(2)} us, ${ceiling(cost.encodeUs, cost.decodeUs)}${one ? `; send() per message carried ${(one.msgsPerSec! / 1e6).toFixed(2)}M msg/s, ${ratioText(one)}` : ''}).`,
-                  bytesFig
-                    ? `The same transport with codec 'bytes' (64-B buffers) carried ${(bytesFig.msgsPerSec! / 1e6).toFixed(2)}M msg/s in the same rounds (${bytesFig.note}), ${ratioText(bytesFig)} process.send's: the transport has the rate, JSON does not`
-                    : "A full run also measures the transport with codec 'bytes' (64-B buffers): it has the rate (17-27x process.send's on the machines of docs/process.md), JSON does not",
-                ].join(' ');
-              };
       }
       return out;
     },

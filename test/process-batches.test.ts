@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { EncodedFrame, json, resolveCodec, type Codec, type CodecOption } from '../src/core/codec.js';
+import { json, resolveCodec, type Codec, type CodecOption } from '../src/core/codec.js';
 import { createRing, unlinkRing } from '../src/mechanisms/ring/ring.js';
-import { batchingCodec } from '../src/mechanisms/process/batches.js';
+import { BATCH_MESSAGES, batchingCodec, EncodedFrame } from '../src/mechanisms/process/batches.js';
 import { decodeHandoff, encodeHandoff } from '../src/mechanisms/process/handoff.js';
 import { ProcessChannel } from '../src/mechanisms/process/channel.js';
 import type { RingSender } from '../src/mechanisms/ring/sender.js';
@@ -19,7 +19,13 @@ const names: string[] = [];
 const open: Array<{ close(): Promise<unknown> }> = [];
 after(async () => {
   for (const c of open) await c.close().catch(() => {});
-  for (const n of names) unlinkRing(n);
+  for (const n of names) {
+    try {
+      unlinkRing(n);
+    } catch {
+      /* removed by its test */
+    }
+  }
 });
 
 interface Pair<T> {
@@ -27,7 +33,7 @@ interface Pair<T> {
   a: ProcessChannel<T>;
   /** Receives from `a`. */
   b: ProcessChannel<T>;
-  /** The ring sender under `a`: to send frames of our own making. */
+  /** The ring sender under `a`: to send frames of our own making (with sendMany: the path that sends an EncodedFrame as it is). */
   raw: RingSender<T>;
   cleanup(): Promise<void>;
 }
@@ -54,8 +60,13 @@ async function pair<T = unknown>(options: { aCodec?: CodecOption; bCodec?: Codec
     cleanup: async () => {
       await a.close().catch(() => {});
       await b.close().catch(() => {});
-      unlinkRing(down);
-      unlinkRing(up);
+      for (const n of [down, up]) {
+        try {
+          unlinkRing(n);
+        } catch {
+          /* removed already */
+        }
+      }
     },
   };
 }
@@ -158,12 +169,15 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
       assert.deepEqual(got, ['x', 'y', 'z']);
       await rejectsWith(p.b.receive(), 'ERR_IPCKIT_CLOSED');
       const q = await pair();
-      const waiting = [q.b.receive(), q.b.receive()];
-      await sleep(10);
-      await q.b.close();
-      for (const w of waiting) await rejectsWith(w, 'ERR_IPCKIT_CLOSED');
-      throwsWith(() => q.b.tryReceive(), 'ERR_IPCKIT_CLOSED');
-      await q.cleanup();
+      try {
+        const waiting = [q.b.receive(), q.b.receive()];
+        await sleep(10);
+        await q.b.close();
+        for (const w of waiting) await rejectsWith(w, 'ERR_IPCKIT_CLOSED');
+        throwsWith(() => q.b.tryReceive(), 'ERR_IPCKIT_CLOSED');
+      } finally {
+        await q.cleanup();
+      }
     } finally {
       await p.cleanup();
     }
@@ -190,27 +204,29 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
     }
   });
 
-  it('a corrupt batch frame (not JSON, not UTF-8, not an array, an empty array) is ERR_IPCKIT_BAD_FRAME; the next message arrives', async () => {
-    const p = await pair();
+  it('a corrupt batch frame (not JSON, not UTF-8, not an array, too few or too many messages) is ERR_IPCKIT_BAD_FRAME; the next message arrives', async () => {
+    const p = await pair<{ i: number }>({ aCodec: 'json', bCodec: json({ validate: (v): v is { i: number } => typeof (v as { i?: unknown })?.i === 'number' }) });
     try {
-      const frame = (...bytes: number[]): EncodedFrame => new EncodedFrame(Uint8Array.from(bytes));
+      const frame = (...bytes: number[]): EncodedFrame => new EncodedFrame(Uint8Array.from(bytes), 1);
       const text = (t: string): number[] => [...Buffer.from(t)];
-      const bad = [frame(0, ...text('[1, 2')), frame(0, 0xff, 0xfe), frame(0, ...text('{"a":1}')), frame(0, ...text('[]')), frame(0)];
-      for (const f of bad) await p.raw.send(f as never);
-      await p.a.send('after');
+      // Too many: more than a sender ever puts in a frame, each refused by the validator (one error for the frame, not one each).
+      const tooMany = `[${Array.from({ length: BATCH_MESSAGES + 1 }, () => '0').join(',')}]`;
+      const bad = [frame(0, ...text('[1, 2')), frame(0, 0xff, 0xfe), frame(0, ...text('{"a":1}')), frame(0, ...text('[]')), frame(0, ...text('[{"i":1}]')), frame(0, ...text(tooMany)), frame(0)];
+      await p.raw.sendMany(bad as never);
+      await p.a.send({ i: 1 });
       for (let i = 0; i < bad.length; i++) {
         const e = await rejectsWith(p.b.receive({ timeout: 5000 }), 'ERR_IPCKIT_BAD_FRAME');
         assert.match(e.message, /batch of messages/);
       }
-      assert.equal(await p.b.receive({ timeout: 5000 }), 'after');
+      assert.deepEqual(await p.b.receive({ timeout: 5000 }), { i: 1 });
       // The same, met by a receive that was already waiting.
       const w = p.b.receive();
       const w2 = p.b.receive();
       await sleep(10);
-      await p.raw.send(frame(0, ...text('nope')) as never);
-      await p.a.send('next');
+      await p.raw.sendMany([frame(0, ...text('nope'))] as never);
+      await p.a.send({ i: 2 });
       await rejectsWith(within(w, 10_000), 'ERR_IPCKIT_BAD_FRAME');
-      assert.equal(await within(w2, 10_000), 'next');
+      assert.deepEqual(await within(w2, 10_000), { i: 2 });
     } finally {
       await p.cleanup();
     }
@@ -266,6 +282,27 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
     }
   });
 
+  it('large messages among small ones: runs are sized from their first message, and a run that does not fit goes one message per frame', async () => {
+    const p = await pair({ maxMessageBytes: 64 * 1024 });
+    try {
+      const big = (i: number): { i: number; big: string } => ({ i, big: 'B'.repeat(20_000) });
+      const batch = [
+        ...Array.from({ length: 300 }, (_, i) => ({ i })), // small: batches
+        ...Array.from({ length: 10 }, (_, i) => big(i)), // 20 KB each: a run of one or two per frame
+        { i: -1 }, // small first, large after: the run does not fit, each goes alone
+        ...Array.from({ length: 5 }, (_, i) => big(100 + i)),
+        'end',
+      ];
+      const sending = p.a.sendMany(batch);
+      const got: unknown[] = [];
+      while (got.length < batch.length) got.push(await within(p.b.receive(), 10_000));
+      await sending;
+      assert.deepEqual(got, batch);
+    } finally {
+      await p.cleanup();
+    }
+  });
+
   it('a sendMany that times out part-way says in details.sent how many messages went, and exactly those arrive', async () => {
     const p = await pair({ capacityBytes: 16 * 1024 });
     try {
@@ -299,7 +336,7 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
     }
   });
 
-  it('a peer of an older ipckit (hand-off v 1) is sent one frame per message; hand-off versions 1 and 2 are read, others refused', async () => {
+  it('a parent that does not read batch frames (no "batches" in the hand-off) is sent one frame per message; the hand-off is checked', async () => {
     const ring = createRing(uniqueName('pb'), { capacityBytes: 64 * 1024 });
     const back = createRing(uniqueName('pb'), { capacityBytes: 64 * 1024 });
     names.push(ring.name, back.name);
@@ -316,7 +353,11 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
       await ch.close();
       await old.close();
     }
-    for (const v of [1, 2]) assert.equal(decodeHandoff(encodeHandoff({ v: v as 1, transport: 'pipe', readFd: 3, writeFd: 4, codec: 'json' })).v, v);
-    throwsWith(() => decodeHandoff(JSON.stringify({ v: 3, transport: 'pipe', readFd: 3, writeFd: 4, codec: 'json' })), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    for (const batches of [undefined, true]) {
+      const h = { v: 1 as const, transport: 'pipe' as const, readFd: 3, writeFd: 4, codec: 'json', ...(batches ? { batches } : {}) };
+      assert.deepEqual(decodeHandoff(encodeHandoff(h)), h);
+    }
+    throwsWith(() => decodeHandoff(JSON.stringify({ v: 2, transport: 'pipe', readFd: 3, writeFd: 4, codec: 'json' })), 'ERR_IPCKIT_INVALID_ARGUMENT');
+    throwsWith(() => decodeHandoff(JSON.stringify({ v: 1, transport: 'pipe', readFd: 3, writeFd: 4, codec: 'json', batches: 'yes' })), 'ERR_IPCKIT_INVALID_ARGUMENT');
   });
 });

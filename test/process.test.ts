@@ -70,6 +70,19 @@ for (const transport of ['ring', 'pipe'] as const) {
       assert.deepEqual(await within(p.close(), 20_000), { exitCode: 0, signal: null });
     });
 
+    it('a sendMany the child stops reading: ERR_IPCKIT_PEER_GONE, details.sent counts messages (not frames), with the exit code', async () => {
+      const p = start(['take-exit'], { transport });
+      await p.send('take this one');
+      const total = 200_000;
+      const e = await within(rejectsWith(p.sendMany(Array.from({ length: total }, (_, i) => ({ i }))), 'ERR_IPCKIT_PEER_GONE'), 20_000);
+      const sent = e.details?.sent as number;
+      // What the ring or pipe held before the child left: many batch frames of up to 256 messages each.
+      assert.ok(Number.isInteger(sent) && sent >= 256 && sent < total, `details.sent ${sent}`);
+      assert.match(e.message, new RegExp(`; ${sent} of ${total} messages were sent`));
+      assert.equal(e.details?.exitCode, 3);
+      await p.close();
+    });
+
     it('the child SIGKILLed: pending requests reject with ERR_IPCKIT_PEER_GONE and its exit', async () => {
       const p = start(['echo'], { transport });
       await within(p.request({ op: 'pid' }), 20_000);

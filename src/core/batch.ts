@@ -4,28 +4,30 @@
  * far it got when it fails part-way (design.md section 2): the messages before the failure
  * went, and the error's `details.sent` (and its message) says how many.
  */
-import { isIpcError, type IpcError } from './errors.js';
+import { isIpcError, retold } from './errors.js';
 
 /** The error of a batch that failed after `sent` of its `total` messages went; `details` adds to what it says. */
 export function batchError(e: unknown, sent: number, total: number, details?: Record<string, unknown>): unknown {
   if (!isIpcError(e)) return e;
-  const told = e.amend({ ...(sent > 0 ? { note: `${sent} of ${total} messages were sent` } : {}), details: { sent, ...details } });
-  untold.set(told, { error: e, details });
-  return told;
+  return e.amend({ ...(sent > 0 ? { note: sentNote(sent, total) } : {}), details: { sent, ...details } });
 }
 
-/** Each batch error made here, with the error it was made from (for restateBatchError). */
-const untold = new WeakMap<object, { error: unknown; details: Record<string, unknown> | undefined }>();
+const sentNote = (sent: number, total: number): string => `${sent} of ${total} messages were sent`;
 
 /**
- * A batch error from a layer below that sent frames of several messages each (its
- * `details.sent` counts frames), told again in messages: `sentMessages(frames)` of
- * `totalMessages`. Any other error is returned as it is.
+ * A batch error from a layer below that sent frames of several messages each, told in
+ * messages: its `details.sent` (frames, of `totalFrames`) becomes `sentMessages(frames)` of
+ * `totalMessages`, in `details` and in its words. Later notes (an exit status) are kept.
+ * Any other error is returned as it is.
  */
-export function restateBatchError(e: unknown, sentMessages: (frames: number) => number, totalMessages: number): unknown {
-  const made = isIpcError(e) ? untold.get(e) : undefined;
-  if (!made) return e;
-  return batchError(made.error, sentMessages((e as IpcError).details!.sent as number), totalMessages, made.details);
+export function restateBatchError(e: unknown, totalFrames: number, sentMessages: (frames: number) => number, totalMessages: number): unknown {
+  if (!isIpcError(e) || typeof e.details?.sent !== 'number') return e;
+  const frames = e.details.sent;
+  const sent = sentMessages(frames);
+  const said = `; ${sentNote(frames, totalFrames)}`;
+  const say = sent > 0 ? `; ${sentNote(sent, totalMessages)}` : '';
+  const reason = e.reason.includes(said) ? e.reason.replace(said, say) : `${e.reason}${say}`;
+  return retold(e, e.code, reason, { sent });
 }
 
 /**

@@ -22,10 +22,8 @@ export class DuplexChannel<T, S extends Sender<T> = Sender<T>, R extends Receive
     return this.receiver.tryReceive?.();
   }
   /** Closes both (the sender writes what it accepted first); rejects if either failed. */
-  async close(): Promise<void> {
-    const [a, b] = await Promise.allSettled([this.sender.close(), this.receiver.close()]);
-    if (a.status === 'rejected') throw a.reason;
-    if (b.status === 'rejected') throw b.reason;
+  close(): Promise<void> {
+    return closeBoth(this.sender, this.receiver);
   }
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     return receiverIterator(this.receiver);
@@ -33,4 +31,11 @@ export class DuplexChannel<T, S extends Sender<T> = Sender<T>, R extends Receive
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Closes a sender and a receiver together (the sender writes what it accepted first); rejects if either failed. */
+export async function closeBoth(sender: Sender<unknown>, receiver: Receiver<unknown>): Promise<void> {
+  const [a, b] = await Promise.allSettled([sender.close(), receiver.close()]);
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
 }

@@ -109,21 +109,30 @@ export class IpcError extends Error {
     if (more.note !== undefined && typeof more.note !== 'string') throw invalidArgument(`note must be a string, got ${typeof more.note}`);
     if (more.details !== undefined && (more.details === null || typeof more.details !== 'object')) throw invalidArgument(`details must be an object, got ${more.details === null ? 'null' : typeof more.details}`);
     if (more.code !== undefined) checkCode(more.code);
-    return new IpcError(more.code ?? this.code, more.note === undefined ? this.reason : `${this.reason}; ${more.note}`, {
-      cause: this.cause ?? this,
-      ...(this.errno !== undefined ? { errno: this.errno } : {}),
-      ...(this.syscall !== undefined ? { syscall: this.syscall } : {}),
-      ...(this.systemCode !== undefined ? { systemCode: this.systemCode } : {}),
-      ...(this.path !== undefined ? { path: this.path } : {}),
-      ...(this.remedy !== undefined ? { remedy: this.remedy } : {}),
-      ...(this.details !== undefined || more.details !== undefined ? { details: { ...this.details, ...more.details } } : {}),
-    });
+    return retold(this, more.code ?? this.code, more.note === undefined ? this.reason : `${this.reason}; ${more.note}`, more.details);
   }
 
   /** `instanceof IpcError` holds for an IpcError of another copy of the package too. */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
+}
+
+/**
+ * `e` told again with `reason` in place of its own and `details` merged into its own: the
+ * one copy of what an amended error keeps (errno, syscall, path, remedy; the cause is `e`'s
+ * cause, or `e`). amend() appends to the reason; src/core/batch.ts restates a count in it.
+ */
+export function retold(e: IpcError, code: IpcErrorCode, reason: string, details: Record<string, unknown> | undefined): IpcError {
+  return new IpcError(code, reason, {
+    cause: e.cause ?? e,
+    ...(e.errno !== undefined ? { errno: e.errno } : {}),
+    ...(e.syscall !== undefined ? { syscall: e.syscall } : {}),
+    ...(e.systemCode !== undefined ? { systemCode: e.systemCode } : {}),
+    ...(e.path !== undefined ? { path: e.path } : {}),
+    ...(e.remedy !== undefined ? { remedy: e.remedy } : {}),
+    ...(e.details !== undefined || details !== undefined ? { details: { ...e.details, ...details } } : {}),
+  });
 }
 
 /** Throws unless `code` is in the registry (this file cannot use validate.ts, which imports it). */

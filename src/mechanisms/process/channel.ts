@@ -12,7 +12,8 @@
  */
 import { receiverIterator, RESOLVED, WaitQueue, type Channel, type Receiver, type Sender, type WaitOptions } from '../../core/channel.js';
 import { restateBatchError } from '../../core/batch.js';
-import { jsonCodecParts, type Codec } from '../../core/codec.js';
+import { jsonCodecInfo, type Codec } from '../../core/codec.js';
+import { closeBoth } from '../../core/duplex.js';
 import { abortedError, closedError, isIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
 import { DecodedBatch, encodeBatches, RefusedMessage } from './batches.js';
@@ -26,28 +27,28 @@ type BatchSender<T> = Sender<T> & {
 export class ProcessChannel<T> implements Channel<T> {
   readonly #sender: BatchSender<T>;
   readonly #receiver: Receiver<T>;
-  /** The user's codec when it is a JSON one (sendMany makes batch frames), else undefined. */
+  /** The user's codec when it is a JSON one and the peer reads batch frames (sendMany makes them), else undefined. */
   readonly #batchCodec: Codec<unknown> | undefined;
   /** Messages of a batch frame not delivered yet (a refused one as RefusedMessage). */
   #ready: unknown[] = [];
   #readyAt = 0;
-  /** Receives made while another was under way, or while `#below` runs for them. */
+  /** Receives made while another was under way, or while #waitersReceive runs for them. */
   readonly #waiters = new WaitQueue<T>('receive', undefined, () => this.#waiterLeft());
-  /** A receive passed straight below with its caller's options, not settled yet. */
-  #straight = false;
-  /** The receive below that runs for #waiters (no timeout of its own: aborted when they all left). */
-  #below: AbortController | undefined;
+  /** A caller's receive passed to the receiver below with its own options, not settled yet. */
+  #directReceive = false;
+  /** The receive below that runs for #waiters: no timeout of its own, aborted when they have all left. */
+  #waitersReceive: AbortController | undefined;
   #closed = false;
 
   /**
    * `sender` and `receiver` use `batchingCodec(codec)` (batches.ts); `codec` is the user's,
-   * the one batches are encoded with. `batches: false`: the peer cannot read batch frames
+   * the one batches are encoded with. `batches: false`: the peer does not read batch frames
    * (a parent of an older ipckit, handoff.ts), so sendMany sends one frame per message.
    */
   constructor(sender: Sender<T>, receiver: Receiver<T>, codec: Codec<T>, options: { batches?: boolean } = {}) {
     this.#sender = sender as BatchSender<T>;
     this.#receiver = receiver;
-    this.#batchCodec = options.batches !== false && jsonCodecParts(codec as Codec<unknown>) ? (codec as Codec<unknown>) : undefined;
+    this.#batchCodec = options.batches !== false && jsonCodecInfo(codec as Codec<unknown>) ? (codec as Codec<unknown>) : undefined;
   }
 
   get maxMessageBytes(): number {
@@ -69,14 +70,15 @@ export class ProcessChannel<T> implements Channel<T> {
    * sent. If it fails part-way, `details.sent` says how many messages went.
    */
   sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
-    const list = Array.isArray(messages) ? (messages as T[]) : [...validate.iterable<T>('messages', messages)];
     validate.waitOptions(options);
+    const list = Array.isArray(messages) ? (messages as T[]) : [...validate.iterable<T>('messages', messages)];
     if (this.#batchCodec === undefined) return this.#sender.sendMany(list, options);
-    const { frames, counts } = encodeBatches(this.#batchCodec, list, this.#sender.maxMessageBytes);
-    const sent = this.#sender.sendMany(frames as unknown as T[], options);
-    if (sent === RESOLVED) return sent; // all went at once: no promise more per call
-    return sent.catch((e: unknown) => {
-      throw restateBatchError(e, (sentFrames) => counts.slice(0, sentFrames).reduce((a, b) => a + b, 0), list.length);
+    const frames = encodeBatches(this.#batchCodec, list, this.#sender.maxMessageBytes);
+    const sending = this.#sender.sendMany(frames as unknown as T[], options);
+    if (sending === RESOLVED) return sending; // all went at once: no promise more per call
+    const messagesIn = (sentFrames: number): number => frames.slice(0, sentFrames).reduce((n, f) => n + f.messages, 0);
+    return sending.catch((e: unknown) => {
+      throw restateBatchError(e, frames.length, messagesIn, list.length);
     });
   }
 
@@ -84,38 +86,38 @@ export class ProcessChannel<T> implements Channel<T> {
     validate.waitOptions(options);
     if (this.#closed) return Promise.reject(closedError('receiver'));
     if (options?.signal?.aborted) return Promise.reject(abortedError('receive', options.signal));
-    if (!this.#straight && this.#below === undefined && this.#waiters.length === 0) {
-      if (this.#readyAt < this.#ready.length) {
-        try {
-          return Promise.resolve(this.#takeReady());
-        } catch (e) {
-          return Promise.reject(e);
-        }
-      }
-      this.#straight = true;
-      return this.#receiver.receive(options).then(
-        (v) => {
-          this.#straight = false;
-          if (this.#waiters.length > 0) this.#serveWaitersNext();
-          if (!(v instanceof DecodedBatch)) return v;
-          this.#keep(v);
-          return this.#takeReady(); // a refused message throws: this receive's error
-        },
-        (e: unknown) => {
-          this.#straight = false;
-          if (this.#waiters.length > 0) this.#serveWaitersNext();
-          throw e;
-        },
-      );
+    if (this.#directReceive || this.#waitersReceive !== undefined || this.#waiters.length > 0) {
+      const p = this.#waiters.enqueue(options, undefined);
+      this.#serveWaiters();
+      return p;
     }
-    const p = this.#waiters.enqueue(options, undefined);
-    this.#serveWaiters();
-    return p;
+    if (this.#readyAt < this.#ready.length) {
+      try {
+        return Promise.resolve(this.#takeReady());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    this.#directReceive = true;
+    return this.#receiver.receive(options).then(
+      (v) => {
+        this.#directReceive = false;
+        if (this.#waiters.length > 0) this.#serveWaitersNext();
+        if (!(v instanceof DecodedBatch)) return v;
+        this.#keep(v);
+        return this.#takeReady(); // a refused message throws: this receive's error
+      },
+      (e: unknown) => {
+        this.#directReceive = false;
+        if (this.#waiters.length > 0) this.#serveWaitersNext();
+        throw e;
+      },
+    );
   }
 
   tryReceive(): T | undefined {
     if (this.#closed) throw closedError('receiver');
-    if (this.#straight || this.#below !== undefined || this.#waiters.length > 0) return undefined;
+    if (this.#directReceive || this.#waitersReceive !== undefined || this.#waiters.length > 0) return undefined;
     if (this.#readyAt < this.#ready.length) return this.#takeReady();
     const v = this.#receiver.tryReceive?.();
     if (!(v instanceof DecodedBatch)) return v; // one message (or none): as it came
@@ -130,11 +132,9 @@ export class ProcessChannel<T> implements Channel<T> {
       this.#ready = [];
       this.#readyAt = 0;
       this.#waiters.rejectAll(() => closedError('receiver'));
-      this.#below?.abort();
+      this.#waitersReceive?.abort();
     }
-    const [a, b] = await Promise.allSettled([this.#sender.close(), this.#receiver.close()]);
-    if (a.status === 'rejected') throw a.reason;
-    if (b.status === 'rejected') throw b.reason;
+    await closeBoth(this.#sender, this.#receiver);
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
@@ -156,10 +156,16 @@ export class ProcessChannel<T> implements Channel<T> {
     else for (const m of v.items) this.#ready.push(m);
   }
 
-  /** The next ready message (one is ready); a refused one throws its error. */
-  #takeReady(): T {
+  /** Takes the next ready message (one is ready), a RefusedMessage as it is. */
+  #nextReady(): unknown {
     const m = this.#ready[this.#readyAt];
     this.#ready[this.#readyAt++] = undefined;
+    return m;
+  }
+
+  /** The next ready message (one is ready); a refused one throws its error. */
+  #takeReady(): T {
+    const m = this.#nextReady();
     if (m instanceof RefusedMessage) throw m.error;
     return m as T;
   }
@@ -175,25 +181,24 @@ export class ProcessChannel<T> implements Channel<T> {
   /** Serves waiting receives from the ready messages, then starts one receive below for the rest. */
   #serveWaiters(): void {
     while (this.#waiters.length > 0 && this.#readyAt < this.#ready.length) {
-      const m = this.#ready[this.#readyAt];
-      this.#ready[this.#readyAt++] = undefined;
+      const m = this.#nextReady();
       if (m instanceof RefusedMessage) this.#waiters.rejectNext(m.error);
       else this.#waiters.resolveNext(m as T);
     }
-    if (this.#waiters.length === 0 || this.#straight || this.#below !== undefined || this.#closed) return;
-    const below = new AbortController();
-    this.#below = below;
-    this.#receiver.receive({ signal: below.signal }).then(
+    if (this.#waiters.length === 0 || this.#directReceive || this.#waitersReceive !== undefined || this.#closed) return;
+    const control = new AbortController();
+    this.#waitersReceive = control;
+    this.#receiver.receive({ signal: control.signal }).then(
       (v) => {
-        this.#below = undefined;
+        this.#waitersReceive = undefined;
         if (this.#closed) return;
         this.#keep(v);
         this.#serveWaiters();
       },
       (e: unknown) => {
-        this.#below = undefined;
+        this.#waitersReceive = undefined;
         if (this.#closed) return;
-        if (below.signal.aborted && isIpcError(e, 'ERR_IPCKIT_ABORTED')) {
+        if (control.signal.aborted && isIpcError(e, 'ERR_IPCKIT_ABORTED')) {
           // Everyone it ran for left; new waiters may have come since.
         } else if (isIpcError(e, 'ERR_IPCKIT_BAD_FRAME')) {
           this.#keep(new RefusedMessage(e)); // that message's error, in its place
@@ -207,6 +212,6 @@ export class ProcessChannel<T> implements Channel<T> {
 
   /** A waiting receive timed out or was aborted: with none left, the receive below stops. */
   #waiterLeft(): void {
-    if (this.#waiters.length === 0) this.#below?.abort();
+    if (this.#waiters.length === 0) this.#waitersReceive?.abort();
   }
 }

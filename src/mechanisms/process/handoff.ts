@@ -3,12 +3,13 @@
  * environment variable, `IPCKIT_PARENT_CHANNEL`, holding JSON. parentChannel() reads it
  * and deletes it from `process.env`, so the child's own children do not inherit it.
  *
- *   { "v": 2, "transport": "ring", "send": "/ipckit-proc-…-up", "receive": "/ipckit-proc-…-down",
- *     "codec": "json", "spinMicros": 20 }
- *   { "v": 2, "transport": "pipe", "readFd": 3, "writeFd": 4, "codec": "json" }
+ *   { "v": 1, "transport": "ring", "send": "/ipckit-proc-…-up", "receive": "/ipckit-proc-…-down",
+ *     "codec": "json", "spinMicros": 20, "batches": true }
+ *   { "v": 1, "transport": "pipe", "readFd": 3, "writeFd": 4, "codec": "json", "batches": true }
  *
- * `v` 2: both sides read batch frames (batches.ts), so `sendMany` may send them. A child
- * given `v` 1 (a parent of an older ipckit) reads them but never sends them.
+ * `batches`: the parent reads batch frames (batches.ts), so the child's `sendMany` may send
+ * them; without it (a parent of an older ipckit) the child reads them but never sends them.
+ * An older child ignores the field, and cannot read a batch: do not mix versions.
  * `send`/`receive` and the fds are from the child's side. `codec` is the parent's codec
  * name, or "custom" when the parent passed a Codec object (the child must pass the same).
  * Ring names are unlinked by the child as soon as it has opened both, and by the parent
@@ -22,12 +23,8 @@ import * as validate from '../../core/validate.js';
 export const HANDOFF_ENV = 'IPCKIT_PARENT_CHANNEL';
 
 export type Handoff =
-  | { v: HandoffVersion; transport: 'ring'; send: string; receive: string; codec: string; spinMicros?: number | null }
-  | { v: HandoffVersion; transport: 'pipe'; readFd: number; writeFd: number; codec: string; maxMessageBytes?: number };
-
-/** 1: single frames only; 2 (what we write): batch frames too. */
-export type HandoffVersion = 1 | 2;
-export const HANDOFF_VERSION: HandoffVersion = 2;
+  | { v: 1; transport: 'ring'; send: string; receive: string; codec: string; spinMicros?: number | null; batches?: boolean }
+  | { v: 1; transport: 'pipe'; readFd: number; writeFd: number; codec: string; maxMessageBytes?: number; batches?: boolean };
 
 export function encodeHandoff(h: Handoff): string {
   return JSON.stringify(h);
@@ -45,7 +42,7 @@ export function decodeHandoff(text: string): Handoff {
   const bad = (): never => {
     throw invalidArgument(`${HANDOFF_ENV} does not say where the parent's channel is (got ${validate.describe(text)}); it is set by spawnProcess()`);
   };
-  if ((o.v !== 1 && o.v !== 2) || typeof o.codec !== 'string') bad();
+  if (o.v !== 1 || typeof o.codec !== 'string' || (o.batches !== undefined && typeof o.batches !== 'boolean')) bad();
   if (o.transport === 'ring') {
     if (typeof o.send !== 'string' || typeof o.receive !== 'string') bad();
     if (o.spinMicros !== undefined && o.spinMicros !== null && typeof o.spinMicros !== 'number') bad();

@@ -50,7 +50,7 @@ export function parentChannel<C extends CodecOption | undefined = undefined>(opt
   }
   const userCodec = resolveCodec((options.codec ?? h.codec) as CodecOption);
   const codec = batchingCodec(userCodec); // reads batch frames whatever the parent's version
-  const batches = h.v >= 2; // and sends them only to a parent that reads them
+  const batches = h.batches === true; // and sends them only to a parent that reads them
   if (h.transport === 'ring') {
     const spin = h.spinMicros === null ? Infinity : h.spinMicros;
     const channel = openRingChannelSync({ send: h.send, receive: h.receive }, { codec, ...(spin !== undefined ? { spinMicros: spin } : {}), ...(timeout !== undefined ? { timeout } : {}) });

@@ -19,7 +19,7 @@ import { existsSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { receiverIterator, type Channel, type WaitOptions } from '../../core/channel.js';
+import { receiverIterator, RESOLVED, type Channel, type WaitOptions } from '../../core/channel.js';
 import { resolveCodec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { invalidArgument, IpcError, isIpcError } from '../../core/errors.js';
 import { createRequester, type Requester } from '../../core/request.js';
@@ -30,7 +30,7 @@ import { ringSpinOption } from '../ring/core.js';
 import { createRing, unlinkRing, type Ring } from '../ring/ring.js';
 import { batchingCodec } from './batches.js';
 import { ProcessChannel } from './channel.js';
-import { encodeHandoff, HANDOFF_ENV, HANDOFF_VERSION } from './handoff.js';
+import { encodeHandoff, HANDOFF_ENV } from './handoff.js';
 
 export interface SpawnProcessOptions<C extends CodecOption | undefined = undefined> {
   /** Arguments after the module (`process.argv.slice(2)` in the child). */
@@ -152,7 +152,7 @@ export class SpawnedProcess<T = unknown> implements Channel<T> {
       validate.waitOptions(options);
       return Promise.reject(this.#neverOpened);
     }
-    return this.#channel.send(message, options);
+    return this.#withExitIfGone(this.#channel.send(message, options));
   }
   trySend(message: T): boolean {
     if (this.#neverOpened) throw this.#neverOpened;
@@ -166,11 +166,11 @@ export class SpawnedProcess<T = unknown> implements Channel<T> {
    */
   sendMany(messages: Iterable<T>, options?: WaitOptions): Promise<void> {
     if (this.#neverOpened) {
-      validate.iterable('messages', messages);
       validate.waitOptions(options);
+      validate.iterable('messages', messages);
       return Promise.reject(this.#neverOpened);
     }
-    return this.#channel.sendMany(messages, options);
+    return this.#withExitIfGone(this.#channel.sendMany(messages, options));
   }
   receive(options?: WaitOptions): Promise<T> {
     if (this.#neverOpened) {
@@ -229,6 +229,14 @@ export class SpawnedProcess<T = unknown> implements Channel<T> {
   #goneError(e: IpcError): IpcError {
     const exit = this.#exit;
     return exit ? e.amend({ details: { pid: this.pid, exitCode: exit.exitCode, signal: exit.signal } }) : e;
+  }
+
+  /** A send that fails because the child is gone fails with its exit status, as requests do (pipes add it themselves). */
+  #withExitIfGone(sending: Promise<void>): Promise<void> {
+    if (sending === RESOLVED || this.transport === 'pipe') return sending;
+    return sending.catch(async (e: unknown) => {
+      throw isIpcError(e, 'ERR_IPCKIT_PEER_GONE') ? await this.#withExit(e) : e;
+    });
   }
 
   /** A peer-gone error with the child's exit status, once known (briefly waited for). */
@@ -310,7 +318,7 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
           void sender.close().catch(() => {});
           throw e;
         }
-        env[HANDOFF_ENV] = encodeHandoff({ v: HANDOFF_VERSION, transport: 'ring', send: up, receive: down, codec: codecName, ...(spin !== undefined ? { spinMicros: spin === Infinity ? null : spin } : {}) });
+        env[HANDOFF_ENV] = encodeHandoff({ v: 1, transport: 'ring', send: up, receive: down, codec: codecName, batches: true, ...(spin !== undefined ? { spinMicros: spin === Infinity ? null : spin } : {}) });
         const started = startChild(argv, ['ignore', stdout, stderr], { cwd, env });
         // The child has opened its end once it attached to both rings: from then on, its
         // death is seen by the rings themselves.
@@ -337,7 +345,7 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
     }
   }
 
-  env[HANDOFF_ENV] = encodeHandoff({ v: HANDOFF_VERSION, transport: 'pipe', readFd: 3, writeFd: 4, codec: codecName, ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}) });
+  env[HANDOFF_ENV] = encodeHandoff({ v: 1, transport: 'pipe', readFd: 3, writeFd: 4, codec: codecName, batches: true, ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}) });
   const piped = spawnWithPipes<CodecOption>(argv, {
     pipes: { 3: 'write', 4: 'read' },
     codec: batchingCodec(codec),
