@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { json, resolveCodec, type Codec, type CodecOption } from '../src/core/codec.js';
 import { createRing, unlinkRing } from '../src/mechanisms/ring/ring.js';
-import { BATCH_MESSAGES, batchingCodec, EncodedFrame } from '../src/mechanisms/process/batches.js';
+import { BATCH_MESSAGES, batchingCodec, EncodedFrame, encodeBatches } from '../src/mechanisms/process/batches.js';
 import { decodeHandoff, encodeHandoff } from '../src/mechanisms/process/handoff.js';
 import { ProcessChannel } from '../src/mechanisms/process/channel.js';
 import type { RingSender } from '../src/mechanisms/ring/sender.js';
@@ -300,6 +300,47 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
       assert.deepEqual(got, batch);
     } finally {
       await p.cleanup();
+    }
+  });
+
+  it("an array with a toJSON of its own (or a subclass's) is a list of messages, each sent as send would send it", async () => {
+    const p = await pair();
+    try {
+      class Coll extends Array<unknown> {
+        toJSON(): unknown {
+          return ['X', 'Y'];
+        }
+      }
+      const own = Object.assign([{ a: 4 }, { a: 5 }], { toJSON: () => 'whole' });
+      await p.a.sendMany(Coll.from([{ a: 1 }, { a: 2 }, { a: 3 }]));
+      await p.a.sendMany(own);
+      const got: unknown[] = [];
+      while (got.length < 5) got.push(await within(p.b.receive(), 10_000));
+      assert.deepEqual(got, [{ a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }, { a: 5 }]);
+    } finally {
+      await p.cleanup();
+    }
+  });
+
+  it('frame sizes: every frame fits, large runs are cut by their measured size, and messages are neither lost nor repeated', () => {
+    const codec = resolveCodec('json') as Codec<unknown>;
+    const wire = batchingCodec(codec);
+    const cases: Array<[string, unknown[], number]> = [
+      ['small messages', Array.from({ length: 1000 }, (_, i) => ({ i })), 512 * 1024],
+      ['a small one, then 255 of 10 KB', [1, ...Array.from({ length: 255 }, (_, i) => ({ i, s: 'k'.repeat(10_000) }))], 512 * 1024],
+      ['a small one every 256', Array.from({ length: 1024 }, (_, i) => (i % 256 === 0 ? { h: i } : { i, s: 'k'.repeat(10_000) })), 512 * 1024],
+      ['messages near the limit', Array.from({ length: 20 }, (_, i) => ({ i, s: 'n'.repeat(3000) })), 4096],
+    ];
+    for (const [what, messages, maxBytes] of cases) {
+      const frames = encodeBatches(codec, messages, maxBytes);
+      assert.ok(frames.every((f) => f.bytes.length <= maxBytes), `${what}: a frame above ${maxBytes} bytes`);
+      const decoded = frames.flatMap((f) => {
+        const v = wire.decode(f.bytes) as unknown;
+        return (v as { items?: unknown[] })?.items ?? [v];
+      });
+      assert.deepEqual(decoded, messages, what);
+      assert.equal(frames.reduce((n, f) => n + f.messages, 0), messages.length, what);
+      if (what !== 'messages near the limit') assert.ok(frames.length <= Math.ceil(messages.length / 20), `${what}: ${frames.length} frames for ${messages.length} messages`);
     }
   });
 

@@ -107,33 +107,51 @@ function batchable(m: unknown): boolean {
 
 /**
  * Encodes `messages` for one `sendMany` as frames of at most `maxBytes`: runs of batchable
- * messages as batch frames, the others (and runs that would not fit) one per frame. Every
- * message is encoded before anything is sent, so a bad one throws here
- * (ERR_IPCKIT_INVALID_ARGUMENT, as from send).
+ * messages as batch frames, the others one per frame. Every message is encoded before
+ * anything is sent, so a bad one throws here (ERR_IPCKIT_INVALID_ARGUMENT, as from send).
  *
- * A run's length comes from the size of its first message's JSON (a run aims at half of
- * `maxBytes`), and a run that still does not fit is sent one message per frame: each
- * message is turned into JSON at most twice, never once per halving, and large messages
- * are never gathered into one large text.
+ * A run's length comes from the larger JSON of its first and last messages (a run aims at
+ * half of `maxBytes`). A run that still does not fit is split once by its measured average
+ * size, and a piece that still does not fit goes one message per frame: a message becomes
+ * JSON at most four times, never once per halving. Messages that differ wildly in size
+ * within one run can still be gathered into one text before it is found too large: at most
+ * the run's own data again, transiently.
  */
 export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[], maxBytes: number): EncodedFrame[] {
   const frames: EncodedFrame[] = [];
   const single = (m: unknown): void => {
     frames.push(new EncodedFrame(encodeWith(codec, m), 1));
   };
-  const run = (from: number, to: number): void => {
-    let text: string | undefined;
+  /** The run's frame, or its JSON length when it does not fit (undefined: JSON cannot carry it as one array). */
+  const tryRun = (from: number, to: number): number | undefined => {
+    // A plain array of the run: the caller's (or a subclass's) own toJSON must not stand for the batch.
+    const run = new Array<unknown>(to - from);
+    for (let k = from; k < to; k++) run[k - from] = messages[k];
+    let text: string;
     try {
-      text = JSON.stringify(from === 0 && to === messages.length ? messages : messages.slice(from, to));
+      text = JSON.stringify(run);
     } catch {
-      text = undefined; // a cycle, a BigInt, a string too long: one by one, the bad one throws its own error
+      return undefined; // a cycle, a BigInt, a string too long: one by one, the bad one throws its own error
     }
-    const frame = text === undefined || text.length + 1 > maxBytes ? undefined : markedText(BATCH_MARK, text);
-    if (frame === undefined || frame.length > maxBytes) {
-      for (let i = from; i < to; i++) single(messages[i]);
-      return;
+    if (text.length + 1 <= maxBytes) {
+      const frame = markedText(BATCH_MARK, text);
+      if (frame.length <= maxBytes) {
+        frames.push(new EncodedFrame(frame, to - from));
+        return 0;
+      }
     }
-    frames.push(new EncodedFrame(frame, to - from));
+    return text.length;
+  };
+  const runOf = (from: number, to: number): void => {
+    if (to - from === 1) return single(messages[from]);
+    const length = tryRun(from, to);
+    if (length === 0) return;
+    // Too large: pieces of the size its own average says fit, tried once each.
+    const piece = length === undefined ? 1 : Math.floor(maxBytes / 2 / (length / (to - from) + 1));
+    for (let s = from; s < to; s += Math.max(1, piece)) {
+      const end = Math.min(to, s + Math.max(1, piece));
+      if (end - s === 1 || length === undefined || tryRun(s, end) !== 0) for (let k = s; k < end; k++) single(messages[k]);
+    }
   };
   let i = 0;
   while (i < messages.length) {
@@ -143,22 +161,22 @@ export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[
     }
     let end = i + 1;
     while (end < messages.length && end - i < BATCH_MESSAGES && batchable(messages[end])) end++;
-    if (end - i === 1) {
-      single(messages[i++]);
-      continue;
-    }
-    let firstLength: number;
+    let probe: number;
     try {
-      firstLength = (JSON.stringify(messages[i]) as string | undefined)?.length ?? 1;
+      probe = Math.max(jsonLength(messages[i]), jsonLength(messages[end - 1]));
     } catch {
-      single(messages[i++]); // throws its own error
+      single(messages[i]); // the first throws its own error; else the last does, in its turn
+      i++;
       continue;
     }
-    const fit = Math.max(1, Math.floor(maxBytes / 2 / (firstLength + 1)));
-    const to = Math.min(end, i + fit);
-    if (to - i === 1) single(messages[i]);
-    else run(i, to);
+    const to = Math.min(end, i + Math.max(1, Math.floor(maxBytes / 2 / (probe + 1))));
+    runOf(i, to);
     i = to;
   }
   return frames;
+}
+
+/** The length of a batchable message's JSON text. */
+function jsonLength(m: unknown): number {
+  return (JSON.stringify(m) as string | undefined)?.length ?? 4;
 }

@@ -9,7 +9,8 @@
  *
  * `batches`: the parent reads batch frames (batches.ts), so the child's `sendMany` may send
  * them; without it (a parent of an older ipckit) the child reads them but never sends them.
- * An older child ignores the field, and cannot read a batch: do not mix versions.
+ * An older child ignores the field and does not know batch frames (each reaches it as one
+ * ERR_IPCKIT_BAD_FRAME, its messages lost): parent and child must load the same ipckit.
  * `send`/`receive` and the fds are from the child's side. `codec` is the parent's codec
  * name, or "custom" when the parent passed a Codec object (the child must pass the same).
  * Ring names are unlinked by the child as soon as it has opened both, and by the parent
