@@ -4,11 +4,11 @@
  * so this framing is private to the two; the hand-off says the parent reads them
  * (handoff.ts, `batches`).
  *
- * Why: JSON is what limits a JSON channel's rate, not the rings. One JSON.stringify and
- * one JSON.parse per message cost each side about 0.26 + 0.23 us for a 64-byte message
- * (2-vCPU AMD EPYC VM, Node 20), more than a 10x-of-process.send budget of 0.23 us; one call
- * for an array of 256 such messages costs about 0.15 us per message each way
- * (docs/process.md, Limits).
+ * Why: JSON is what limits a JSON channel's rate, not the rings. For a 64-byte message on
+ * a 2-vCPU AMD EPYC VM (Node 20), JSON.stringify and JSON.parse alone took about 0.26 and
+ * 0.23 us one message per call, 0.15 and 0.16 us per message in arrays of 256; with the
+ * UTF-8 work a channel adds, the bench measures 0.43 / 0.39 us against 0.19 / 0.18 us
+ * (docs/process.md, Limits), where a 10x-of-process.send rate leaves about 0.22 us.
  *
  * The frame: a single message is the codec's bytes as always (JSON text, which never starts
  * with a 0x00 byte); a batch is a 0x00 byte, then a JSON array of 2 to BATCH_MESSAGES
