@@ -17,7 +17,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { batchError } from '../core/batch.js';
-import { bufferTooSmall, checkReceiveTarget, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type ReceiverInto, type Sender, type WaitOptions } from '../core/channel.js';
+import { bufferTooSmall, cancellableWait, checkReceiveTarget, DEFAULT_MAX_PENDING_BYTES, pendingLimitError, RESOLVED, WaitQueue, receiverIterator, type Receiver, type ReceiverInto, type Sender, type WaitOptions } from '../core/channel.js';
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../core/codec.js';
 import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeoutError, toIpcError } from '../core/errors.js';
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
@@ -777,6 +777,8 @@ interface Chunk {
   reject?: (e: unknown) => void;
 }
 
+const noop = (): void => {};
+
 type WriterState = 'open' | 'closing' | 'closed';
 
 /** `R` is what `close()` resolves with (subclasses such as popen's return an exit status). */
@@ -799,6 +801,12 @@ export class FdWriter<T, R = void> implements Sender<T> {
   #firstOffset = 0; // bytes of #chunks[0] already written
   #queued = 0; // accepted, not yet written
   #spaceWaiters = new WaitQueue<void, Uint8Array>('send', (payload) => payload.length);
+  /**
+   * Set while a sendMany is part-way (it had to wait for room) and while the sends made
+   * meanwhile wait their turn behind it: they start in the order they were made, each once
+   * the one before has handed all its messages over, so none comes between a batch's.
+   */
+  #turn: Promise<void> | undefined;
   #maxPendingBytes: number;
   #flushWaiters = new WaitQueue<void>('flush');
   /** The flush scheduled for the end of this turn (it also marks "later sends of this turn are batched"). */
@@ -854,7 +862,9 @@ export class FdWriter<T, R = void> implements Sender<T> {
   send(message: T, options?: WaitOptions): Promise<void> {
     validate.waitOptions(options);
     const payload = encodeWith(this.#codec, message);
-    return this.#send(payload, checkOutgoing(this.#framing, payload, this.#maxMessageBytes), options);
+    const size = checkOutgoing(this.#framing, payload, this.#maxMessageBytes);
+    if (this.#turn) return this.#inTurn(options, (rest) => this.#send(payload, size, rest), false);
+    return this.#send(payload, size, options);
   }
 
   /** Accepts an encoded, checked payload of `size` bytes on the wire, or waits for room. */
@@ -877,7 +887,7 @@ export class FdWriter<T, R = void> implements Sender<T> {
     const size = checkOutgoing(this.#framing, payload, this.#maxMessageBytes);
     if (this.#state !== 'open') throw this.#reportError() ?? closedError('sender');
     if (this.#error) throw this.#reportError();
-    if (this.#spaceWaiters.length > 0) return false;
+    if (this.#spaceWaiters.length > 0 || this.#turn) return false;
     if (this.#queued + size > this.#highWaterMark && this.#queued > 0) {
       this.#flushNow();
       if (this.#error) throw this.#reportError();
@@ -903,15 +913,31 @@ export class FdWriter<T, R = void> implements Sender<T> {
       sizes.push(checkOutgoing(this.#framing, payload, this.#maxMessageBytes));
       payloads.push(payload);
     }
-    return this.#sendAll(payloads, sizes, options);
+    const timeout = options?.timeout;
+    if (this.#turn) return this.#inTurn(options, (rest) => this.#sendAll(payloads, sizes, rest, timeout), true);
+    // Sent at once while there is room; once one must wait, the rest is the writer's turn.
+    let i = 0;
+    while (i < payloads.length) {
+      const p = this.#send(payloads[i]!, sizes[i]!, options);
+      if (p !== RESOLVED) {
+        const rest = this.#sendAll(payloads, sizes, options, timeout, i, p);
+        this.#takeTurn(rest);
+        return rest;
+      }
+      i++;
+    }
+    return RESOLVED;
   }
 
-  async #sendAll(payloads: Uint8Array[], sizes: number[], options: WaitOptions | undefined): Promise<void> {
-    const timeout = options?.timeout;
-    const deadline = timeout === undefined ? undefined : performance.now() + timeout;
-    for (let i = 0; i < payloads.length; i++) {
+  /**
+   * The batch from payload `from` on (its send `first` already made), each sent once the one
+   * before was accepted; `timeout` is the batch's own, for the error.
+   */
+  async #sendAll(payloads: Uint8Array[], sizes: number[], options: WaitOptions | undefined, timeout: number | undefined, from = 0, first?: Promise<void>): Promise<void> {
+    const deadline = options?.timeout === undefined ? undefined : performance.now() + options.timeout;
+    for (let i = from; i < payloads.length; i++) {
       const wait = deadline === undefined ? options : { ...options, timeout: Math.max(0, deadline - performance.now()) };
-      const p = this.#send(payloads[i]!, sizes[i]!, wait);
+      const p = i === from && first ? first : this.#send(payloads[i]!, sizes[i]!, wait);
       if (p === RESOLVED) continue;
       try {
         await p;
@@ -920,6 +946,40 @@ export class FdWriter<T, R = void> implements Sender<T> {
         throw batchError(isIpcError(e, 'ERR_IPCKIT_TIMEOUT') ? timeoutError('send', timeout!) : e, i, payloads.length);
       }
     }
+  }
+
+  /** `handedOver` settles once an operation has handed all its messages over: the next may start then. */
+  #takeTurn(handedOver: Promise<unknown>): void {
+    const turn = (this.#turn ?? RESOLVED).then(() => handedOver).then(noop, noop);
+    this.#turn = turn;
+    void turn.then(() => {
+      if (this.#turn === turn) this.#turn = undefined;
+    });
+  }
+
+  /**
+   * A send or sendMany made while another has the turn: it starts once those before it have
+   * handed their messages over, within its own timeout and signal (ending while it waits for
+   * its turn, it took nothing). `many`: the next may start only once all of it was accepted.
+   */
+  #inTurn(options: WaitOptions | undefined, start: (options: WaitOptions | undefined) => Promise<void>, many: boolean): Promise<void> {
+    const deadline = options?.timeout === undefined ? undefined : performance.now() + options.timeout;
+    let handOver!: (done: Promise<unknown>) => void;
+    const handedOver = new Promise<unknown>((resolve) => (handOver = resolve));
+    const previous = this.#turn!;
+    this.#takeTurn(handedOver);
+    // Only the wait for the turn is ours to end: once started, the send's own wait (given
+    // what is left of the time) ends it, so a send that timed out never went.
+    const turn = cancellableWait<void>('send', options, (resolve) => {
+      void previous.then(() => resolve());
+      return () => handOver(RESOLVED); // ended while waiting: took nothing, the next may go
+    });
+    return turn.then(() => {
+      const rest = deadline === undefined ? options : { ...options, timeout: Math.max(0, deadline - performance.now()) };
+      const p = start(rest);
+      handOver(many ? p : RESOLVED);
+      return p;
+    });
   }
 
   /** Resolves once every accepted message has been written to the kernel. */

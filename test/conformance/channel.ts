@@ -392,6 +392,34 @@ export function channelConformance(name: string, options: ConformanceOptions): v
       });
     }
 
+    if (options.backpressure) {
+      check('sends made while a sendMany waits for room come after the whole batch, in the order they were made', async () => {
+        await withPair(options, { senderCodec: 'json', receiverCodec: 'json' }, async ({ sender, receiver }) => {
+          const tx = sender as Sender<unknown> & Batching;
+          if (!tx.sendMany) return;
+          // More than these channels hold (kernel buffers and ours): 8 MiB, so the batch waits.
+          const filler = 'y'.repeat(Math.min(4000, max - 100));
+          const n = Math.ceil((8 * 1024 * 1024) / filler.length);
+          const many = tx.sendMany(Array.from({ length: n }, (_, i) => ({ i, filler })));
+          await sleep(20);
+          const first = sender.send({ i: 'after 1' });
+          // Aborted while it waits its turn behind the batch: it takes nothing.
+          const ac = new AbortController();
+          const dropped = rejectsWith(sender.send({ i: 'aborted' }, { signal: ac.signal }), 'ERR_IPCKIT_ABORTED');
+          ac.abort();
+          const after = [first, tx.sendMany([{ i: 'after 2' }, { i: 'after 3' }]), sender.send({ i: 'after 4' }), dropped];
+          assert.equal(sender.trySend?.({ i: 'never' }) ?? false, false, 'trySend must not overtake a waiting batch');
+          for (let i = 0; i < n; i++) {
+            const m = (await within(receiver.receive(), 10_000)) as { i: unknown };
+            assert.equal(m.i, i, `message ${i} of the batch`);
+          }
+          for (const i of ['after 1', 'after 2', 'after 3', 'after 4']) assert.deepEqual(await within(receiver.receive(), 10_000), { i });
+          await within(Promise.all([many, ...after]), 10_000);
+          await rejectsWith(receiver.receive({ timeout: 100 }), 'ERR_IPCKIT_TIMEOUT');
+        });
+      });
+    }
+
     check('receiveMany returns the messages ready, in order, at most max', async () => {
       await withPair(options, { senderCodec: 'utf8', receiverCodec: 'utf8' }, async ({ sender, receiver }) => {
         const rx = receiver as Receiver<string> & Batching;
