@@ -51,10 +51,6 @@ export class ProcessChannel<T> implements Channel<T> {
     this.#batchCodec = options.batches !== false && jsonCodecInfo(codec as Codec<unknown>) ? (codec as Codec<unknown>) : undefined;
   }
 
-  get maxMessageBytes(): number {
-    return this.#sender.maxMessageBytes;
-  }
-
   send(message: T, options?: WaitOptions): Promise<void> {
     return this.#sender.send(message, options);
   }
