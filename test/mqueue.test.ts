@@ -250,6 +250,38 @@ describe('mqueue: waiting', () => {
       await q.close();
     }
   });
+
+  it('sendMany of batches 25x the queue reaches another process whole and in order (room is waited for, spinning or polling)', async () => {
+    const name = qname();
+    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, codec: 'json' });
+    try {
+      const peer = runFixture('mqsem-peer', ['mq-sink', name, '20000']);
+      await new Promise((r) => peer.child.stdout!.once('data', r));
+      for (let i = 0; i < 20_000; i += 250) await q.sendMany(Array.from({ length: 250 }, (_, k) => ({ i: i + k })), { timeout: 20_000 });
+      const r = await peer.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { got: 20_000 });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('a send spinning on a full queue keeps its timeout and puts nothing in when it ends', async () => {
+    const name = qname();
+    const q = createMessageQueue(name, { maxMessages: 1, maxMessageBytes: 8, spinMicros: 10_000 });
+    try {
+      await q.send(new Uint8Array(1));
+      await rejectsWith(q.send(new Uint8Array(1), { timeout: 30 }), 'ERR_IPCKIT_TIMEOUT');
+      const e = await rejectsWith(q.sendMany([new Uint8Array(1), new Uint8Array(1)], { timeout: 30 }), 'ERR_IPCKIT_TIMEOUT');
+      assert.equal(e.details?.sent, 0);
+      const aborted = new AbortController();
+      setTimeout(() => aborted.abort(), 30);
+      await rejectsWith(q.send(new Uint8Array(1), { signal: aborted.signal }), 'ERR_IPCKIT_ABORTED');
+      assert.equal(q.attributes().currentMessages, 1, 'the sends that ended put nothing in');
+    } finally {
+      await q.close();
+    }
+  });
 });
 
 describe('mqueue: CLI', () => {

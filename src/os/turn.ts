@@ -1,6 +1,7 @@
 /**
- * What a receive that reads the kernel without waiting owes the rest of this event-loop
- * turn (FdReader, PacketChannel, the POSIX queue); `spinBeforeWait` is the one place that
+ * What a wait that spins on the event loop owes the rest of this event-loop turn: a
+ * receive that finds nothing (FdReader, PacketChannel, the queues, semaphores, the mutex,
+ * signals) or a queue's send that finds no room. `spinBeforeWait` is the one place that
  * applies both rules:
  *
  * - Batched writes. Writers hold small messages for the end of the turn (FdWriter,
@@ -62,9 +63,10 @@ function maySpinThisTurn(): boolean {
 }
 
 /**
- * A receive found nothing: retries `found` for up to the spinner's budget (never past the
- * wait's timeout, not when its signal is aborted), after writing this thread's batches,
- * and only within MAX_SYNC_MS of the loop's last turn. True once `found` returned true.
+ * A receive found nothing, or a send found no room: retries `found` for up to the
+ * spinner's budget (never past the wait's timeout, not when its signal is aborted), after
+ * writing this thread's batches, and only within MAX_SYNC_MS of the loop's last turn. True
+ * once `found` returned true.
  */
 export function spinBeforeWait(spinner: SpinBudget, found: () => boolean, options: WaitOptions | undefined): boolean {
   if (spinner.max <= 0 || options?.signal?.aborted || !maySpinThisTurn()) return false;

@@ -106,7 +106,8 @@ export interface MessageQueueOptions<C extends CodecOption | undefined = undefin
   /**
    * How long a receive that finds the queue empty retries `mq_receive` on the event loop
    * before it waits for the poll, in µs (default 20 where the process may use more than one
-   * CPU, else 0; adaptive, as a pipe's: os/spin.ts). Never longer than its timeout.
+   * CPU, else 0; adaptive, as a pipe's: os/spin.ts), and a send that finds it full retries
+   * `mq_send`. Never longer than its timeout.
    */
   spinMicros?: number;
 }
@@ -264,10 +265,14 @@ class ReceivingSide<T> {
   #polling = false;
   #spinner: SpinBudget;
   #onReadable = (): void => {
-    // Polling stops lazily, here, when a message arrives and nobody waits: a receiver
-    // that keeps receiving keeps its poll, without an epoll_ctl pair per wait.
+    // Polling stops as soon as nobody waits. While the queue is in our epoll set, each of
+    // the peer's mq_send calls runs our epoll's wake-up callback (the kernel wakes a queue's
+    // pollers on every send and receive), and a busy sender that shares those locks with us
+    // ran at 0.6x C's rate. libuv takes the fd out of epoll lazily, at its next event, so
+    // a stop costs no system call now, and the next wait re-adds it: one epoll_ctl pair per
+    // wait that reached the poll, not a callback per message.
+    if (this.#waiters.length > 0) this.#deliver();
     if (this.#waiters.length === 0) this.#stopPolling();
-    else this.#deliver();
   };
 
   constructor(core: QueueCore, codec: Codec<T>) {
@@ -461,15 +466,18 @@ class SendingSide<T> {
     else this.#flush(); // the cancelled one may have been first: the next may fit now
   });
   #polling = false;
+  #spinner: SpinBudget;
   #onWritable = (): void => {
-    // As for receiving: stop polling when there is room and nobody waits for it.
+    // As for receiving: stop polling as soon as nobody waits for room (each of the peer's
+    // mq_receive calls would run our epoll's callback meanwhile).
+    if (this.#waiters.length > 0) this.#flush();
     if (this.#waiters.length === 0) this.#stopPolling();
-    else this.#flush();
   };
 
   constructor(core: QueueCore, codec: Codec<T>) {
     this.#core = core;
     this.#codec = codec;
+    this.#spinner = new SpinBudget(core.spinMicros);
     core.onClose.push(() => {
       this.#waiters.rejectAll(() => closedError(`message queue ${core.name}`));
       this.#polling = false;
@@ -493,7 +501,13 @@ class SendingSide<T> {
     if (this.#core.closed) return Promise.reject(closedError(`message queue ${this.#core.name}`));
     if (options?.signal?.aborted) return Promise.reject(abortedError('send', options.signal));
     if (this.#waiters.length === 0) {
-      const r = native.mqSend(this.#core.fd, payload, priority);
+      const fd = this.#core.fd;
+      let r = native.mqSend(fd, payload, priority);
+      // Full: retry for a few µs before the poll (spinMicros), under the rules every spin
+      // keeps (os/turn.ts). A queue holds 10 messages by default, so a fast sender finds it
+      // full every 10 messages; a receiver on another CPU makes room within a µs or two, far
+      // sooner than the poll's wake-up.
+      if (r === -EAGAIN) spinBeforeWait(this.#spinner, () => (r = native.mqSend(fd, payload, priority)) !== -EAGAIN, options);
       if (r === 0) return RESOLVED;
       if (r !== -EAGAIN) return Promise.reject(this.#core.error(-r, 'mq_send', 'send'));
     }
@@ -523,10 +537,15 @@ class SendingSide<T> {
     if (payloads.length === 0) return RESOLVED;
     let next = 0;
     if (this.#waiters.length === 0) {
-      const r = native.mqSendMany(this.#core.fd, payloads, 0, priority);
-      if (r < 0 && r !== -EAGAIN) return Promise.reject(batchError(this.#core.error(-r, 'mq_send', 'send'), 0, payloads.length));
-      if (r === payloads.length) return RESOLVED;
-      next = Math.max(0, r);
+      // What fits now; each time the queue is full, a spin as send's, while the rules allow.
+      const fd = this.#core.fd;
+      let r = 0;
+      const room = (): boolean => (r = native.mqSendMany(fd, payloads, next, priority)) !== -EAGAIN;
+      while (room() || spinBeforeWait(this.#spinner, room, options)) {
+        if (r < 0) return Promise.reject(batchError(this.#core.error(-r, 'mq_send', 'send'), next, payloads.length));
+        next += r;
+        if (next === payloads.length) return RESOLVED;
+      }
     }
     const bytes = payloads.reduce((n, p) => n + p.length, 0);
     if (this.#waiters.weight + bytes > this.#core.maxPendingBytes) return Promise.reject(batchError(pendingLimitError(`message queue ${this.#core.name}`, this.#waiters.weight, bytes, this.#core.maxPendingBytes), next, payloads.length));

@@ -33,7 +33,7 @@ import { endWait, RESOLVED, startWait, receiverIterator, type Channel, type Wait
 import { decodeWith, encodeWith, resolveCodec, type Codec, type CodecOption, type MessageOf } from '../../core/codec.js';
 import { abortedError, closedError, errnoError, errnoOf, IpcError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
-import { SpinBudget, spinCap, spinOption } from '../../os/spin.js';
+import { SpinBudget, spinOption } from '../../os/spin.js';
 import { spinBeforeWait } from '../../os/turn.js';
 import { SpareBuffers } from '../../core/spare-buffers.js';
 import { startBlocking } from '../../os/blocking.js';
@@ -589,8 +589,9 @@ class SendingSide<T> {
     if (this.waits.items.length === 0) {
       try {
         if (this.#sendNow(payload, type) === 0) return RESOLVED;
-        // Full: retry for a few µs before a thread waits for room (see spinMicros).
-        if (this.#spinner.spinFor(() => this.#sendNow(payload, type) === 0, false, spinCap(options))) return RESOLVED;
+        // Full: retry for a few µs before a thread waits for room (see spinMicros), under the
+        // rules every spin keeps (os/turn.ts).
+        if (spinBeforeWait(this.#spinner, () => this.#sendNow(payload, type) === 0, options)) return RESOLVED;
       } catch (e) {
         return Promise.reject(e);
       }
