@@ -48,8 +48,9 @@ async function pair<T = unknown>(options: { aCodec?: CodecOption; bCodec?: Codec
   const aCodec = resolveCodec(options.aCodec ?? 'json') as Codec<T>;
   const bCodec = resolveCodec(options.bCodec ?? options.aCodec ?? 'json') as Codec<T>;
   const raw = (await rDown.sender({ codec: batchingCodec(aCodec) })) as RingSender<T>;
-  const a = new ProcessChannel<T>(raw, await rUp.receiver({ codec: batchingCodec(aCodec) }), aCodec);
-  const b = new ProcessChannel<T>(await rUp.sender({ codec: batchingCodec(bCodec) }), await rDown.receiver({ codec: batchingCodec(bCodec) }), bCodec);
+  // As spawnProcess makes them over rings: a batch frame's text may go from the send scratch into the ring.
+  const a = new ProcessChannel<T>(raw, await rUp.receiver({ codec: batchingCodec(aCodec) }), aCodec, { borrowFrames: true });
+  const b = new ProcessChannel<T>(await rUp.sender({ codec: batchingCodec(bCodec) }), await rDown.receiver({ codec: batchingCodec(bCodec) }), bCodec, { borrowFrames: true });
   rDown.close();
   rUp.close();
   open.push(a, b);
@@ -364,6 +365,44 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
     } finally {
       await p.cleanup();
     }
+  });
+
+  it('a batch frame that waits for room owns its text: sends made meanwhile, here and on another channel, do not change it', async () => {
+    const p = await pair({ capacityBytes: 16 * 1024 });
+    const other = await pair();
+    try {
+      const filler = Array.from({ length: 200 }, (_, i) => ({ f: i, d: 'f'.repeat(40) }));
+      while (p.a.trySend(filler[0])) {
+        /* fill the ring */
+      }
+      const batch = Array.from({ length: 100 }, (_, i) => ({ i, d: 'b'.repeat(40) }));
+      const waiting = p.a.sendMany(batch); // one frame, encoded into the send scratch, then it waits
+      await other.a.send({ clobber: 'z'.repeat(20_000) }); // the scratch is written again
+      other.a.sendMany(filler); // and again, as a borrowed frame of another channel
+      const got: unknown[] = [];
+      while (got.length < batch.length) {
+        const m = (await within(p.b.receive(), 10_000)) as { f?: number };
+        if (m.f === undefined) got.push(m);
+      }
+      await waiting;
+      assert.deepEqual(got, batch);
+    } finally {
+      await p.cleanup();
+      await other.cleanup();
+    }
+  });
+
+  it('with the last frame borrowing the send scratch, a toJSON that sends elsewhere mid-encode does not change an earlier frame', () => {
+    const messages: unknown[] = Array.from({ length: BATCH_MESSAGES + 10 }, (_, i) => ({ i }));
+    // In the second run: a nested toJSON that writes the send scratch, as a send of its own would.
+    messages[BATCH_MESSAGES + 5] = { i: BATCH_MESSAGES + 5, nested: { toJSON: () => (encodeBatches(resolveCodec('json') as Codec<unknown>, ['y'.repeat(5000), 'y'.repeat(5000)], 1 << 20, { borrowLast: true }), 'n') } };
+    const frames = encodeBatches(resolveCodec('json') as Codec<unknown>, messages, 1 << 20, { borrowLast: true });
+    assert.equal(frames.length, 2);
+    const wire = batchingCodec(resolveCodec('json') as Codec<unknown>);
+    const first = (wire.decode(frames[0]!.bytes) as unknown as { items: unknown[] }).items;
+    assert.deepEqual(first, viaJson(messages.slice(0, BATCH_MESSAGES)));
+    const last = (wire.decode(frames[1]!.bytes) as unknown as { items: unknown[] }).items;
+    assert.deepEqual(last, viaJson(messages.slice(BATCH_MESSAGES)));
   });
 
   it('codecs other than JSON send one frame per message, as the ring does', async () => {

@@ -210,15 +210,18 @@ export function encodeBorrowed<T>(codec: Codec<T>, value: T): Uint8Array {
 }
 
 /**
- * A `mark` byte then `text` as UTF-8, in bytes of their own: encoded into this thread's send
- * scratch, then copied out at their size into memory that is not zeroed first (a frame's
- * text written once; 4% less per message than sizing it first with Buffer.byteLength).
+ * A `mark` byte then `text` as UTF-8, encoded into this thread's send scratch. `borrow`: the
+ * scratch itself when it fits (valid until the next encode, as from encodeBorrowed; keep
+ * it with ownBytes); else bytes of their own, copied out at their size into memory that is
+ * not zeroed first (a frame's text written once; 4% less per message than sizing it first
+ * with Buffer.byteLength).
  */
-export function markedText(mark: number, text: string): Uint8Array {
+export function markedText(mark: number, text: string, borrow = false): Uint8Array {
   if (text.length < SCRATCH_BYTES) {
     sendScratch[0] = mark;
     const { read, written } = textEncoder.encodeInto(text, sendScratch.subarray(1));
     if (read === text.length) {
+      if (borrow) return sendScratch.subarray(0, 1 + written);
       const out = Buffer.allocUnsafe(1 + written); // every byte set below
       out.set(sendScratch.subarray(0, 1 + written));
       return out;
@@ -230,9 +233,14 @@ export function markedText(mark: number, text: string): Uint8Array {
   return out;
 }
 
+/** Whether `bytes` are a view of this thread's send scratch (encodeBorrowed, markedText with borrow). */
+export function isBorrowed(bytes: Uint8Array): boolean {
+  return bytes.buffer === sendScratch.buffer;
+}
+
 /** Bytes from encodeBorrowed that the caller keeps: a copy if they were borrowed. */
 export function ownBytes(bytes: Uint8Array): Uint8Array {
-  return bytes.buffer === sendScratch.buffer ? bytes.slice() : bytes;
+  return isBorrowed(bytes) ? bytes.slice() : bytes;
 }
 
 /**

@@ -16,7 +16,7 @@
  * error for the frame); with json<T>({ validate }), each message of a batch is validated on
  * its own, and one that fails is ERR_IPCKIT_BAD_FRAME for that message only.
  */
-import { checkValidated, decodeWith, encodeWith, jsonCodec, jsonCodecInfo, markedText, sameTextAsJson, type Codec } from '../../core/codec.js';
+import { checkValidated, decodeWith, encodeWith, isBorrowed, jsonCodec, jsonCodecInfo, markedText, ownBytes, sameTextAsJson, type Codec } from '../../core/codec.js';
 import { IpcError, isIpcError } from '../../core/errors.js';
 
 const BATCH_MARK = 0x00;
@@ -39,7 +39,8 @@ export class DecodedBatch {
  */
 export class EncodedFrame {
   constructor(
-    readonly bytes: Uint8Array,
+    /** Its bytes; a view of the send scratch while it is the last frame of encodeBatches({ borrowLast }). */
+    public bytes: Uint8Array,
     /** Messages in it. */
     readonly messages: number,
   ) {
@@ -117,13 +118,28 @@ function batchable(m: unknown): boolean {
  * within one run can still be gathered into one text before it is found too large: at most
  * the run's own data again, transiently.
  */
-export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[], maxBytes: number): EncodedFrame[] {
+export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[], maxBytes: number, options: { borrowLast?: boolean } = {}): EncodedFrame[] {
   const frames: EncodedFrame[] = [];
+  // borrowLast: batch frames are encoded into the send scratch and the last one keeps it
+  // (a sendMany of one frame, the usual case, then writes its text once, not twice). Before
+  // anything else runs (user code too: a toJSON may send on another channel), the frame
+  // borrowing the scratch gets bytes of its own.
+  let borrowed: EncodedFrame | undefined;
+  const settle = (): void => {
+    if (borrowed) borrowed.bytes = ownBytes(borrowed.bytes);
+    borrowed = undefined;
+  };
+  const push = (frame: EncodedFrame): void => {
+    if (isBorrowed(frame.bytes)) borrowed = frame;
+    frames.push(frame);
+  };
   const single = (m: unknown): void => {
-    frames.push(new EncodedFrame(encodeWith(codec, m), 1));
+    settle();
+    push(new EncodedFrame(encodeWith(codec, m), 1));
   };
   /** The run's frame, or its JSON length when it does not fit (undefined: JSON cannot carry it as one array). */
   const tryRun = (from: number, to: number): number | undefined => {
+    settle();
     // A plain array of the run: the caller's (or a subclass's) own toJSON must not stand for the batch.
     const run = new Array<unknown>(to - from);
     for (let k = from; k < to; k++) run[k - from] = messages[k];
@@ -134,9 +150,9 @@ export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[
       return undefined; // a cycle, a BigInt, a string too long: one by one, the bad one throws its own error
     }
     if (text.length + 1 <= maxBytes) {
-      const frame = markedText(BATCH_MARK, text);
+      const frame = markedText(BATCH_MARK, text, options.borrowLast === true);
       if (frame.length <= maxBytes) {
-        frames.push(new EncodedFrame(frame, to - from));
+        push(new EncodedFrame(frame, to - from));
         return 0;
       }
     }
@@ -155,6 +171,7 @@ export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[
   };
   let i = 0;
   while (i < messages.length) {
+    settle();
     if (!batchable(messages[i])) {
       single(messages[i++]);
       continue;

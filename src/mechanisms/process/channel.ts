@@ -29,6 +29,8 @@ export class ProcessChannel<T> implements Channel<T> {
   readonly #receiver: Receiver<T>;
   /** The user's codec when it is a JSON one and the peer reads batch frames (sendMany makes them), else undefined. */
   readonly #batchCodec: Codec<unknown> | undefined;
+  /** The sender places a frame before anything else encodes and owns what waits (rings): the last frame may borrow the send scratch. */
+  readonly #borrowFrames: boolean;
   /** Messages of a batch frame not delivered yet (a refused one as RefusedMessage). */
   #ready: unknown[] = [];
   #readyAt = 0;
@@ -44,11 +46,14 @@ export class ProcessChannel<T> implements Channel<T> {
    * `sender` and `receiver` use `batchingCodec(codec)` (batches.ts); `codec` is the user's,
    * the one batches are encoded with. `batches: false`: the peer does not read batch frames
    * (a parent of an older ipckit, handoff.ts), so sendMany sends one frame per message.
+   * `borrowFrames`: the sender's sendMany copies what fits at once and owns what waits
+   * (rings), so a batch frame's text can go from the send scratch straight into it.
    */
-  constructor(sender: Sender<T>, receiver: Receiver<T>, codec: Codec<T>, options: { batches?: boolean } = {}) {
+  constructor(sender: Sender<T>, receiver: Receiver<T>, codec: Codec<T>, options: { batches?: boolean; borrowFrames?: boolean } = {}) {
     this.#sender = sender as BatchSender<T>;
     this.#receiver = receiver;
     this.#batchCodec = options.batches !== false && jsonCodecInfo(codec as Codec<unknown>) ? (codec as Codec<unknown>) : undefined;
+    this.#borrowFrames = options.borrowFrames === true;
   }
 
   send(message: T, options?: WaitOptions): Promise<void> {
@@ -69,7 +74,7 @@ export class ProcessChannel<T> implements Channel<T> {
     validate.waitOptions(options);
     const list = Array.isArray(messages) ? (messages as T[]) : [...validate.iterable<T>('messages', messages)];
     if (this.#batchCodec === undefined) return this.#sender.sendMany(list, options);
-    const frames = encodeBatches(this.#batchCodec, list, this.#sender.maxMessageBytes);
+    const frames = encodeBatches(this.#batchCodec, list, this.#sender.maxMessageBytes, { borrowLast: this.#borrowFrames });
     const sending = this.#sender.sendMany(frames as unknown as T[], options);
     if (sending === RESOLVED) return sending; // all went at once: no promise more per call
     const messagesIn = (sentFrames: number): number => frames.slice(0, sentFrames).reduce((n, f) => n + f.messages, 0);

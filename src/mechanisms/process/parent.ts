@@ -62,7 +62,7 @@ export function parentChannel<C extends CodecOption | undefined = undefined>(opt
         /* the parent removes them too */
       }
     }
-    opened = new ProcessChannel<unknown>(channel.sender, channel.receiver, userCodec, { batches });
+    opened = new ProcessChannel<unknown>(channel.sender, channel.receiver, userCodec, { batches, borrowFrames: true });
   } else {
     const max = h.maxMessageBytes !== undefined ? { maxMessageBytes: h.maxMessageBytes } : {};
     const receiver = openInheritedPipe(h.readFd, 'read', { codec, ...max });

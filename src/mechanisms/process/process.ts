@@ -313,7 +313,7 @@ export function spawnProcess<C extends CodecOption | undefined = 'json'>(module:
       try {
         const sender = downRing.senderSync(endpoint);
         try {
-          channel = new ProcessChannel<M>(sender as never, upRing.receiverSync(endpoint) as never, codec as never);
+          channel = new ProcessChannel<M>(sender as never, upRing.receiverSync(endpoint) as never, codec as never, { borrowFrames: true });
         } catch (e) {
           void sender.close().catch(() => {});
           throw e;

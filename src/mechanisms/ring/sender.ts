@@ -221,8 +221,8 @@ export class RingSender<T> implements Sender<T> {
       if (next > 0) this.#publish();
       if (next === payloads.length) return RESOLVED;
     }
-    let bytes = 0; // what waits: the messages not sent yet
-    for (let i = next; i < payloads.length; i++) bytes += payloads[i]!.length;
+    let bytes = 0; // what waits: the messages not sent yet, in bytes of their own (a spawnProcess batch frame may borrow the send scratch)
+    for (let i = next; i < payloads.length; i++) bytes += (payloads[i] = ownBytes(payloads[i]!)).length;
     if (this.#waiting.weight + bytes > this.#maxPending) return Promise.reject(batchError(pendingLimitError(`ring ${this.ring}`, this.#waiting.weight, bytes, this.#maxPending), next, payloads.length));
     const pending: PendingSend = { payloads, bytes, next };
     const p = batchPromise(this.#waiting.enqueue(options, pending), payloads.length, () => pending.next);
