@@ -9,4 +9,10 @@ if (!fn) {
   process.stderr.write(`bench child: bench/${module} has no role ${role}\n`);
   process.exit(2);
 }
+// A child whose bench went away (killed, or quit at a second Ctrl-C) must not wait forever
+// on a queue or a socket: it exits once its parent is gone.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(1);
+}, 500).unref();
 await fn(JSON.parse(json ?? '{}'));

@@ -47,6 +47,37 @@ function machine(): BenchReport['machine'] {
 
 const secs = (s: number): string => (s >= 90 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.round(s)} s`);
 
+/** Thrown by a stopped run's progress calls: the case unwinds through its finally blocks. */
+class BenchStopped extends Error {
+  constructor(signal: string) {
+    super(`stopped by ${signal}`);
+  }
+}
+
+/**
+ * While a run lasts: the first SIGINT or SIGTERM asks it to stop (`signal` says which); a
+ * second one exits at once (the bench children see their parent go and exit too).
+ */
+function stopOnSignals(tty: boolean): { readonly signal: NodeJS.Signals | undefined; dispose(): void } {
+  let signal: NodeJS.Signals | undefined;
+  const on = (s: NodeJS.Signals): void => {
+    if (signal) process.exit(s === 'SIGINT' ? 130 : 143);
+    signal = s;
+    process.stderr.write(`${tty ? '\r\x1b[K' : ''}ipckit bench: stopping after this measurement, removing what it made (${s} again: quit now)\n`);
+  };
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
+  return {
+    get signal() {
+      return signal;
+    },
+    dispose() {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+    },
+  };
+}
+
 interface Case {
   module: string;
   scenario: Scenario;
@@ -79,12 +110,16 @@ export async function runBench(options: BenchOptions): Promise<number> {
     const thisRound = cases.slice(caseIndex).reduce((a, c) => a + (c.seconds[0] ?? 0), 0);
     return `about ${secs(thisRound + perRound * (budget.rounds - round))} left`;
   };
+  // Ctrl-C (or SIGTERM) stops between two measurements, so every case's finally blocks
+  // remove what it made and end its children; a second one quits at once.
+  const stop = stopOnSignals(tty);
   const progress = (text: string): void => {
+    if (stop.signal) throw new BenchStopped(stop.signal);
     if (tty) process.stderr.write(`\r\x1b[K  round ${round}/${budget.rounds} · ${current}: ${text.slice(0, 60)} · ${left()}`);
   };
 
   const rounds: Figure[][] = [];
-  for (round = 1; round <= budget.rounds; round++) {
+  for (round = 1; round <= budget.rounds && !stop.signal; round++) {
     const figures: Figure[] = [];
     const noted: string[] = [];
     const ctx: BenchContext = {
@@ -100,15 +135,15 @@ export async function runBench(options: BenchOptions): Promise<number> {
       note: (text) => noted.push(text),
       progress,
     };
-    for (caseIndex = 0; caseIndex < cases.length; caseIndex++) {
+    for (caseIndex = 0; caseIndex < cases.length && !stop.signal; caseIndex++) {
       const c = cases[caseIndex]!;
       current = c.scenario.title;
-      progress('starting');
       const t0 = Date.now();
       try {
+        progress('starting');
         figures.push(...(await c.scenario.run(ctx)));
       } catch (e) {
-        noted.push(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
+        if (!stop.signal) noted.push(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
       }
       c.seconds.push(+((Date.now() - t0) / 1000).toFixed(2));
     }
@@ -116,6 +151,11 @@ export async function runBench(options: BenchOptions): Promise<number> {
     roundNotes.push(noted);
   }
   if (tty) process.stderr.write('\r\x1b[K');
+  stop.dispose();
+  if (stop.signal) {
+    process.stderr.write(`ipckit bench: stopped by ${stop.signal} in round ${Math.min(round, budget.rounds)}, ${current}; what it made is removed, nothing was written\n`);
+    return stop.signal === 'SIGINT' ? 130 : 143;
+  }
   // Notes: the last round's (its remarks describe figures like every round's), plus every failure of any round.
   notes.push(...(roundNotes.at(-1) ?? []));
   for (const n of roundNotes.slice(0, -1).flat()) if (/failed|not measured|killed/i.test(n) && !notes.includes(n)) notes.push(n);

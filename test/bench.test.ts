@@ -5,7 +5,7 @@
  * real `ipckit bench --quick --only signal` run end to end. Speed is never asserted here.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
@@ -16,7 +16,7 @@ import { runBench } from '../bench/run.js';
 import { isIpcError } from '../src/core/errors.js';
 import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
-import { repoRoot, runCli, scratchPath } from './helpers.js';
+import { repoRoot, runCli, scratchPath, sleep } from './helpers.js';
 
 describe('bench statistics', () => {
   it('median of odd and even counts, ignoring non-finite values', () => {
@@ -284,5 +284,55 @@ describe('ipckit bench, a real run', () => {
     assert.equal((readFileSync(html, 'utf8').match(/<svg\b/g) ?? []).length, 2);
     // Not a terminal: no progress line on stderr.
     assert.doesNotMatch(r.stderr, /round 1\/2/);
+  });
+
+  it('Ctrl-C stops a run between two measurements: its queues are removed, its children end, nothing is written; exit 130', { timeout: 120_000 }, async () => {
+    const out = scratchPath('stopped.json');
+    const r = runCli(['bench', '--only', 'sysv', '--rounds', '2', '--out', out], { timeoutMs: 110_000 });
+    const pid = r.child.pid!;
+    /** The System V queues (ids) that the bench or `pids` last sent to or received from (/proc/sysvipc/msg: lspid, lrpid). */
+    const queuesUsedBy = (pids: number[]): string[] =>
+      readFileSync('/proc/sysvipc/msg', 'utf8')
+        .split('\n')
+        .slice(1)
+        .map((l) => l.trim().split(/\s+/))
+        .filter((f) => f.length > 6 && [pid, ...pids].some((p) => f[5] === String(p) || f[6] === String(p)))
+        .map((f) => f[1]!);
+    const queueIds = (): string[] =>
+      readFileSync('/proc/sysvipc/msg', 'utf8')
+        .split('\n')
+        .slice(1)
+        .map((l) => l.trim().split(/\s+/)[1]!)
+        .filter(Boolean);
+    /** Its children (ppid = the bench). */
+    const childrenOfBench = (): number[] =>
+      readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+            return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === String(pid);
+          } catch {
+            return false;
+          }
+        })
+        .map(Number);
+    const until = Date.now() + 60_000;
+    let children: number[] = [];
+    let queues: string[] = [];
+    while (queues.length === 0 && Date.now() < until) {
+      await sleep(20);
+      children = childrenOfBench();
+      queues = queuesUsedBy(children);
+    }
+    assert.ok(queues.length > 0 && children.length > 0, 'the bench had a queue in use and a child');
+    process.kill(pid, 'SIGINT');
+    const done = await r.done;
+    assert.equal(done.code, 130, done.stderr);
+    assert.match(done.stderr, /stopped by SIGINT/);
+    const left = queueIds();
+    assert.deepEqual(queues.filter((q) => left.includes(q)), [], 'its queues are removed');
+    for (const c of children) assert.throws(() => process.kill(c, 0), /ESRCH/, `child ${c} still runs`);
+    assert.equal(existsSync(out), false);
   });
 });
