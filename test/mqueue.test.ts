@@ -235,36 +235,24 @@ describe('mqueue: waiting', () => {
     }
   });
 
-  it('streams 20,000 messages to another process in order, through a full queue', async () => {
-    const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, codec: 'json' });
-    try {
-      const peer = runFixture('mqsem-peer', ['mq-sink', name, '20000']);
-      const lines = peer.child.stdout!;
-      await new Promise((r) => lines.once('data', r));
-      for (let i = 0; i < 20_000; i++) await q.send({ i }, { timeout: 20_000 });
-      const r = await peer.done;
-      assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { got: 20_000 });
-    } finally {
-      await q.close();
-    }
-  });
-
-  it('sendMany of batches 25x the queue reaches another process whole and in order (room is waited for, spinning or polling)', async () => {
-    const name = qname();
-    const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, codec: 'json' });
-    try {
-      const peer = runFixture('mqsem-peer', ['mq-sink', name, '20000']);
-      await new Promise((r) => peer.child.stdout!.once('data', r));
-      for (let i = 0; i < 20_000; i += 250) await q.sendMany(Array.from({ length: 250 }, (_, k) => ({ i: i + k })), { timeout: 20_000 });
-      const r = await peer.done;
-      assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { got: 20_000 });
-    } finally {
-      await q.close();
-    }
-  });
+  // send one by one, and sendMany in batches 25x the queue: room is waited for, spinning or polling.
+  for (const how of ['send', 'sendMany'] as const) {
+    it(`streams 20,000 messages to another process in order, through a full queue (${how})`, async () => {
+      const name = qname();
+      const q = createMessageQueue(name, { maxMessages: 10, maxMessageBytes: 64, codec: 'json' });
+      try {
+        const peer = runFixture('mqsem-peer', ['mq-sink', name, '20000']);
+        await new Promise((r) => peer.child.stdout!.once('data', r));
+        if (how === 'send') for (let i = 0; i < 20_000; i++) await q.send({ i }, { timeout: 20_000 });
+        else for (let i = 0; i < 20_000; i += 250) await q.sendMany(Array.from({ length: 250 }, (_, k) => ({ i: i + k })), { timeout: 20_000 });
+        const r = await peer.done;
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { got: 20_000 });
+      } finally {
+        await q.close();
+      }
+    });
+  }
 
   it('a send spinning on a full queue keeps its timeout and puts nothing in when it ends', async () => {
     const name = qname();
