@@ -616,6 +616,35 @@ describe('datagram and seqpacket boundaries', () => {
     for (const c of [c1, c2, p1, p2]) await c.close();
     await server.close();
   });
+
+  it('datagrams of several senders read in one batch each reach their own sender\'s channel, in order', async () => {
+    const server = await listen(`unix-dgram:${scratchPath('mix')}`, { codec: 'json' });
+    // Autobound addresses are all 5 bytes long: runs of one sender and switches between
+    // senders of the same address length, in the batches the server reads.
+    const clients = await Promise.all([0, 1, 2].map(() => connect(server.address, { codec: 'json' })));
+    try {
+      const pattern = [0, 0, 1, 0, 2, 2, 2, 1, 1, 0];
+      for (let round = 0; round < 30; round++) for (const [k, c] of pattern.entries()) assert.ok(clients[c]!.trySend!({ c, n: round * pattern.length + k }));
+      const flushed = Promise.all(clients.map((c) => c.flush!())); // the server queues 10: flushed as it reads
+      const expected = clients.map((_, c) => Array.from({ length: 30 * pattern.length }, (__, i) => i).filter((i) => pattern[i % pattern.length] === c));
+      for (let accepted = 0; accepted < clients.length; accepted++) {
+        const peer = await within(server.accept(), 5000);
+        const first = (await within(peer.receive(), 5000)) as { c: number; n: number };
+        const got = [first.n];
+        while (got.length < expected[first.c]!.length) {
+          const m = (await within(peer.receive(), 5000)) as { c: number; n: number };
+          assert.equal(m.c, first.c, 'a datagram reached another sender\'s channel');
+          got.push(m.n);
+        }
+        assert.deepEqual(got, expected[first.c]);
+        await peer.close();
+      }
+      await within(flushed, 5000);
+    } finally {
+      for (const c of clients) await c.close();
+      await server.close();
+    }
+  });
 });
 
 // The acknowledged mode's send resolves only once the peer's application received the
