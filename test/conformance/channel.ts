@@ -374,40 +374,42 @@ export function channelConformance(name: string, options: ConformanceOptions): v
     });
 
     if (options.backpressure) {
-      check('sendMany on a full channel ends at its timeout, says in details.sent how many went, and exactly those arrive', async () => {
-        await withPair(options, { senderCodec: 'json', receiverCodec: 'json' }, async ({ sender, receiver }) => {
-          const tx = sender as Sender<unknown> & Batching;
-          if (!tx.sendMany) return;
-          // More than any of these channels holds (kernel buffers and ours): 32 MiB.
+      /** A JSON pair whose sender has sendMany (else the check does not apply), and a batch of `bytes` of messages { i, filler }. */
+      type BatchSender = Sender<unknown> & Required<Pick<Batching, 'sendMany'>>;
+      const withBatching = (body: (sender: BatchSender, receiver: Receiver<unknown>, batch: (bytes: number) => Array<{ i: number; filler: string }>) => Promise<void>): Promise<void> =>
+        withPair(options, { senderCodec: 'json', receiverCodec: 'json' }, async ({ sender, receiver }) => {
+          if (!(sender as Sender<unknown> & Batching).sendMany) return;
           const filler = 'x'.repeat(Math.min(4000, max - 100));
-          const batch = Array.from({ length: Math.ceil((32 * 1024 * 1024) / filler.length) }, (_, i) => ({ i, filler }));
-          const e = await rejectsWith(within(tx.sendMany(batch, { timeout: 150 }), 20_000, 'sendMany with a 150 ms timeout'), 'ERR_IPCKIT_TIMEOUT');
+          await body(sender as BatchSender, receiver, (bytes) => Array.from({ length: Math.ceil(bytes / filler.length) }, (_, i) => ({ i, filler })));
+        });
+
+      check('sendMany on a full channel ends at its timeout, says in details.sent how many went, and exactly those arrive', async () => {
+        await withBatching(async (sender, receiver, makeBatch) => {
+          // More than any of these channels holds (kernel buffers and ours): 32 MiB.
+          const batch = makeBatch(32 * 1024 * 1024);
+          const e = await rejectsWith(within(sender.sendMany(batch, { timeout: 150 }), 20_000, 'sendMany with a 150 ms timeout'), 'ERR_IPCKIT_TIMEOUT');
           const sent = e.details?.sent;
           assert.ok(Number.isInteger(sent) && (sent as number) > 0 && (sent as number) < batch.length, `details.sent is ${String(sent)} of ${batch.length}`);
-          for (let i = 0; i < (sent as number); i++) assert.deepEqual(await within(receiver.receive(), 10_000), { i, filler });
+          for (let i = 0; i < (sent as number); i++) assert.deepEqual(await within(receiver.receive(), 10_000), batch[i]);
           await rejectsWith(receiver.receive({ timeout: 300 }), 'ERR_IPCKIT_TIMEOUT');
           await sender.send({ i: 'last' });
           assert.deepEqual(await within(receiver.receive(), 10_000), { i: 'last' });
         });
       });
-    }
 
-    if (options.backpressure) {
       check('sends made while a sendMany waits for room come after the whole batch, in the order they were made', async () => {
-        await withPair(options, { senderCodec: 'json', receiverCodec: 'json' }, async ({ sender, receiver }) => {
-          const tx = sender as Sender<unknown> & Batching;
-          if (!tx.sendMany) return;
+        await withBatching(async (sender, receiver, makeBatch) => {
           // More than these channels hold (kernel buffers and ours): 8 MiB, so the batch waits.
-          const filler = 'y'.repeat(Math.min(4000, max - 100));
-          const n = Math.ceil((8 * 1024 * 1024) / filler.length);
-          const many = tx.sendMany(Array.from({ length: n }, (_, i) => ({ i, filler })));
+          const batch = makeBatch(8 * 1024 * 1024);
+          const n = batch.length;
+          const many = sender.sendMany(batch);
           await sleep(20);
           const first = sender.send({ i: 'after 1' });
           // Aborted while it waits its turn behind the batch: it takes nothing.
           const ac = new AbortController();
           const dropped = rejectsWith(sender.send({ i: 'aborted' }, { signal: ac.signal }), 'ERR_IPCKIT_ABORTED');
           ac.abort();
-          const after = [first, tx.sendMany([{ i: 'after 2' }, { i: 'after 3' }]), sender.send({ i: 'after 4' }), dropped];
+          const after = [first, sender.sendMany([{ i: 'after 2' }, { i: 'after 3' }]), sender.send({ i: 'after 4' }), dropped];
           assert.equal(sender.trySend?.({ i: 'never' }) ?? false, false, 'trySend must not overtake a waiting batch');
           for (let i = 0; i < n; i++) {
             const m = (await within(receiver.receive(), 10_000)) as { i: unknown };
