@@ -34,7 +34,9 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
     count++;
     const change = n.value / o.value;
     const better = n.metric === 'rtt' ? change < 1 : change > 1;
-    rows.push([n.mechanism, n.variant, sizeLabel(n.size), n.metric === 'rtt' ? 'RTT p50' : 'one-way', fmtFigure(o), fmtFigure(n), `${change.toFixed(2)}x`, better ? 'better' : 'worse']);
+    // A one-way rate timed by another clock (bench/harness.ts DeliveryClock) moves for that reason too.
+    const clocks = n.metric === 'throughput' && (o.timing ?? 'sender') !== (n.timing ?? 'sender') ? ` (timed by the ${o.timing ?? 'sender'}, then by the ${n.timing ?? 'sender'})` : '';
+    rows.push([n.mechanism, n.variant, sizeLabel(n.size), n.metric === 'rtt' ? 'RTT p50' : 'one-way', fmtFigure(o), fmtFigure(n), `${change.toFixed(2)}x`, (better ? 'better' : 'worse') + clocks]);
   }
   lines.push('');
   if (count) {

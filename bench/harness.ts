@@ -49,6 +49,12 @@ export interface Figure {
   notMeasured?: string;
   /** The warm-up before the measured part: its length, and whether the rate settled (false: the cap ended it). */
   warmup?: { seconds: number; steady: boolean };
+  /**
+   * One-way: whose clock timed the rate. 'receiver': the messages the receiver read from the
+   * first measured one to the end, over that time (DeliveryClock); absent: the sender's, from
+   * the first measured send to the receiver's acknowledgement of the last.
+   */
+  timing?: 'receiver';
 }
 
 /**
@@ -218,7 +224,8 @@ export class RttMeter {
  * One throughput figure's clock: the sender calls `tick(sent)` every few messages; the
  * warm-up lasts until the send rate of two successive windows agrees, then the measured
  * part runs for budget.thrSeconds (or budget.thrMessages). `result(sent)` after the
- * receiver's acknowledgement gives the measured part's messages and seconds.
+ * receiver's acknowledgement gives the measured part's messages and seconds, timed by the
+ * receiver when it reported a DeliveryClock's reading (`delivered`).
  */
 export class RateMeter {
   readonly #budget: Budget;
@@ -256,17 +263,72 @@ export class RateMeter {
     return sent - this.#measureCount >= this.#budget.thrMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.thrSeconds;
   }
 
+  /** Whether the warm-up is over: the next message sent is the measured part's first (the one that carries clockSeq). */
+  get measuring(): boolean {
+    return this.#steady.done;
+  }
+
   /**
    * After the receiver acknowledged `sent` messages: the measured part, with `cpuUs`, the CPU
    * time (user + system, all threads) this process used in it: the sender's, where the sender
    * keeps the meter.
    */
-  result(sent: number): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean } } {
+  result(sent: number, delivered?: Delivered): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean }; timing?: 'receiver' } {
     const end = now();
     const from = this.#steady.done ? this.#measureStart : this.#start;
     const count = this.#steady.done ? this.#measureCount : 0;
     const cpu = process.cpuUsage(this.#measureCpu);
-    return { messages: sent - count, seconds: Number(end - from) / 1e9, cpuUs: cpu.user + cpu.system, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady } };
+    const measured = { messages: sent - count, cpuUs: cpu.user + cpu.system, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady } };
+    // The receiver read exactly the measured part: its clock, which the sender's backlog does not bend.
+    if (delivered && this.#steady.done && delivered.messages === measured.messages && delivered.seconds > 0) return { ...measured, seconds: delivered.seconds, timing: 'receiver' };
+    return { ...measured, seconds: Number(end - from) / 1e9 };
+  }
+}
+
+/**
+ * Why one-way rates are timed by the receiver: a sender's clock that runs from its first
+ * measured send to the acknowledgement of its last also counts the time the receiver spends
+ * on the backlog that was already queued when the measured part began, while not counting
+ * those messages. The backlog is whatever the channel holds: a few milliseconds for most,
+ * but a loopback TCP connection's buffers grow to tens of megabytes (net.ipv4.tcp_rmem):
+ * measured on a 2-vCPU VM, 26-77 ms of draining after 80 ms of sending, a rate 0.6x-0.8x
+ * the one the receiver saw, and the shorter the run, the lower (why --quick disagreed with
+ * the full run). So the sender marks the first message of the measured part (clockSeq),
+ * the receiver notes when it reads it and when it reads the end marker (DeliveryClock), and
+ * the rate is the messages it read in between over that time, backlog neither counted nor
+ * waited for. The C references do the same (bench/c/harness.h delivery_clock).
+ */
+export interface Delivered {
+  /** Messages the receiver read from the marked one (included) to the end marker. */
+  messages: number;
+  seconds: number;
+}
+
+/**
+ * The sequence number the measured part's first message carries instead of `n`: negative
+ * (the end marker is -1), so a receiver's usual `s !== expected` test is the only one on its
+ * path per message, and DeliveryClock.mark sorts it out there.
+ */
+export function clockSeq(n: number): number {
+  return -2 - n;
+}
+
+/** Receiver: times the measured part between its first message (clockSeq) and the end marker. */
+export class DeliveryClock {
+  #startCount = -1;
+  #start = 0n;
+
+  /** A message whose sequence number `s` was not `count`, the expected one: true if it is the measured part's first (the clock starts). */
+  mark(s: number, count: number): boolean {
+    if (s !== clockSeq(count) || this.#startCount >= 0) return false;
+    this.#startCount = count;
+    this.#start = now();
+    return true;
+  }
+
+  /** At the end marker, `count` messages read in all: what the receiver saw of the measured part (undefined: no mark came). */
+  reading(count: number): Delivered | undefined {
+    return this.#startCount < 0 ? undefined : { messages: count - this.#startCount, seconds: Number(now() - this.#start) / 1e9 };
   }
 }
 
@@ -282,6 +344,7 @@ export function throughputFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerS
 export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, r: ReturnType<RateMeter['result']> & { receiver?: { cpuUs: number; pageFaults: number } }): Figure {
   return {
     ...throughputFigure(base, r.messages, r.seconds, r.warmup),
+    ...(r.timing ? { timing: r.timing } : {}),
     ...(r.messages > 0 ? { senderCpuUs: r.cpuUs / r.messages } : {}),
     ...(r.receiver ? { receiverCpuUs: r.receiver.cpuUs, receiverPageFaults: r.receiver.pageFaults } : {}),
   };
@@ -406,6 +469,8 @@ export interface CResult {
   msgs_per_sec?: number;
   mb_per_sec?: number;
   sender_cpu_us?: number;
+  /** 'receiver': the rate was timed by the receiver (harness.h rate_meter_print, DeliveryClock here). */
+  timing?: string;
   /** The warm-up's length and whether it reached a steady rate (harness.h lat_meter, rate_meter). */
   warmup_s?: number;
   steady?: number;
@@ -457,7 +522,7 @@ export function cFigure(mechanism: string, variant: string, metric: Metric, size
   if (r.notMeasured) return { mechanism, variant, role: 'c', metric, size, n: 0, notMeasured: r.notMeasured };
   const warmup = r.warmup_s !== undefined ? { warmup: { seconds: r.warmup_s, steady: r.steady === 1 } } : {};
   if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...warmup, ...(r.note ? { note: r.note } : {}) };
-  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...warmup, ...(r.note ? { note: r.note } : {}) };
+  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...(r.timing === 'receiver' ? { timing: 'receiver' as const } : {}), ...warmup, ...(r.note ? { note: r.note } : {}) };
 }
 
 /** Runs the C program for every size and both metrics (skips with a note when there is no compiler). */

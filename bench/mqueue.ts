@@ -9,9 +9,9 @@
  */
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
-import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, clockSeq, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { echoLoop, receiverCost, rttLoop, sinkLoop, throughputLoop, type ReceiverCost } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkLoop, throughputLoop, type ReceiverCost } from './streams.js';
 
 /** Queue depth: what fs.mqueue.msg_max allows, up to this (bench/c/mqueue.c chooses the same). */
 const MAX_MESSAGES = 256;
@@ -82,10 +82,15 @@ async function withQueues<R>(size: number, maxMessages: number, role: string, bo
 async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<ReturnType<RateMeter['result']> & { receiver?: ReceiverCost }> {
   const bufs = Array.from({ length: batch }, () => new Uint8Array(Math.max(size, 8)).fill(120));
   const meter = new RateMeter(budget);
+  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
   let n = 0;
   for (;;) {
     const k = batch;
     for (let i = 0; i < k; i++) stamp(bufs[i]!, n + i);
+    if (!marked && meter.measuring) {
+      stamp(bufs[0]!, clockSeq(n));
+      marked = true;
+    }
     const p = tx.sendMany(k === batch ? bufs : bufs.slice(0, k));
     if (p !== RESOLVED) await p;
     n += k;
@@ -93,9 +98,8 @@ async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, 
   }
   await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1));
   const reply = await ack.receive();
-  const measured = meter.result(n);
   if (seqOf(reply) !== n) throw new Error(`the receiver counted ${seqOf(reply)} messages, ${n} were sent`);
-  return { ...measured, ...receiverCost(reply, n) };
+  return { ...meter.result(n, deliveredOf(reply)), ...receiverCost(reply, n) };
 }
 
 async function measure(ctx: BenchContext, sizes: number[], depth: (size: number) => number): Promise<Figure[]> {

@@ -8,8 +8,8 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { receiverCost, SinkCosts } from './streams.js';
-import { now, RateMeter, RttMeter, senderFigure, sizesOf, throughputFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { deliveredOf, receiverCost, SinkCosts } from './streams.js';
+import { clockSeq, DeliveryClock, now, RateMeter, RttMeter, senderFigure, sizesOf, throughputFigure, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -35,9 +35,11 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
     }
   });
   const tmeter = new RateMeter(budget);
+  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
   let n = 0;
   for (;; n++) {
-    if (!child.send({ s: n, d })) await new Promise<void>((r) => child.send({ s: -2 }, () => r()));
+    const m = { s: !marked && tmeter.measuring ? ((marked = true), clockSeq(n)) : n, d };
+    if (!child.send(m)) await new Promise<void>((r) => child.send({ ping: 1 }, () => r()));
     if ((n & 63) === 63 && tmeter.tick(n + 1)) {
       n++;
       break;
@@ -45,13 +47,13 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   }
   const ack = onceMessage(child);
   child.send({ s: -1 });
-  const got = (await ack) as { n: number };
-  const measured = tmeter.result(n);
+  const got = (await ack) as { n: number; delivered?: Delivered };
+  const measured = tmeter.result(n, got.delivered);
   child.disconnect();
   await new Promise((r) => child.once('exit', r));
   if (got.n !== n) throw new Error(`process.send baseline lost messages: ${got.n} of ${n}`);
   const base = { mechanism: 'node', variant: 'process.send', role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...meter.result() }, throughputFigure(base, measured.messages, measured.seconds, measured.warmup)];
+  return [{ ...base, metric: 'rtt', ...meter.result() }, { ...throughputFigure(base, measured.messages, measured.seconds, measured.warmup), ...(measured.timing ? { timing: measured.timing } : {}) }];
 }
 
 function frame(payload: Buffer): Buffer {
@@ -100,19 +102,25 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
   payload.writeDoubleLE(-3, 0); // switch the child to counting
   await write(payload);
   const tmeter = new RateMeter(budget);
+  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
+  let markNext = false;
   let n = 0;
   for (;; n++) {
-    payload.writeDoubleLE(n, 0);
+    payload.writeDoubleLE(markNext ? clockSeq(n) : n, 0);
+    markNext = false;
     await write(payload);
-    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
-      n++;
-      break;
+    if ((n & 63) === 63) {
+      if (tmeter.tick(n + 1)) {
+        n++;
+        break;
+      }
+      if (!marked && tmeter.measuring) markNext = marked = true;
     }
   }
   payload.writeDoubleLE(-1, 0);
   await write(payload);
   const ack = await incoming.next();
-  const measured = tmeter.result(n);
+  const measured = tmeter.result(n, ack.done ? undefined : deliveredOf(ack.value));
   child.stdin!.end();
   await new Promise((r) => child.once('exit', r));
   if (ack.done || ack.value.readDoubleLE(0) !== n) throw new Error('stdio baseline lost messages');
@@ -138,16 +146,18 @@ export const scenarios: Scenario[] = [
 export const children = {
   async forkPeer(): Promise<void> {
     let n = 0;
-    process.on('message', (m: { s: number; d?: string; echo?: boolean }) => {
+    const clock = new DeliveryClock();
+    process.on('message', (m: { s?: number; d?: string; echo?: boolean; ping?: number }) => {
       if (m.echo) process.send!(m);
-      else if (m.s === -1) process.send!({ n });
-      else if (m.s >= 0) n++;
+      else if (m.s === -1) process.send!({ n, delivered: clock.reading(n) });
+      else if (m.s === n || (m.s !== undefined && clock.mark(m.s, n))) n++; // not a ping (the sender's wait for send's callback)
     });
     process.on('disconnect', () => process.exit(0));
     process.send!('ready');
   },
   async stdioPeer(): Promise<void> {
     let costs: SinkCosts | undefined; // set when counting starts
+    const clock = new DeliveryClock();
     let n = 0;
     for await (const m of frames(process.stdin)) {
       const s = m.readDoubleLE(0);
@@ -156,8 +166,11 @@ export const children = {
         if (!process.stdout.write(frame(Buffer.from(m)))) await new Promise((r) => process.stdout.once('drain', r));
       } else if (s === -1) {
         // The count, then this side's CPU and page faults, as bench/streams.ts's sink.
-        process.stdout.write(frame(Buffer.from(costs.ack(n))));
-      } else n++;
+        process.stdout.write(frame(Buffer.from(costs.ack(n, clock.reading(n)))));
+      } else {
+        if (s !== n) clock.mark(s, n);
+        n++;
+      }
     }
   },
 };

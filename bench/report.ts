@@ -44,6 +44,11 @@ export interface ReportFigure {
   senderCpuUs?: number;
   receiverCpuUs?: number;
   receiverPageFaults?: number;
+  /**
+   * One-way: whose clock timed the rate (harness.ts DeliveryClock): 'receiver' in every round,
+   * 'sender' (first send to acknowledgement) in every round, or 'mixed'.
+   */
+  timing?: 'receiver' | 'sender' | 'mixed';
   /** Round trips or messages measured, all rounds together. */
   n: number;
   /** How many rounds' warm-ups reached a steady rate, and the median warm-up in seconds. */
@@ -124,6 +129,9 @@ export function aggregate(rounds: Figure[][]): ReportFigure[] {
         const v = med((f) => f[k]);
         if (v !== undefined) r[k] = v;
       }
+      const measured = per.filter((f): f is Figure => f !== undefined && !f.notMeasured);
+      const byReceiver = measured.filter((f) => f.timing === 'receiver').length;
+      if (measured.length) r.timing = byReceiver === measured.length ? 'receiver' : byReceiver === 0 ? 'sender' : 'mixed';
     }
     if (warm.length) r.warmup = { steadyRounds: warm.filter((f) => f.warmup!.steady).length, seconds: summarize(warm.map((f) => f.warmup!.seconds)).median };
     const note = per.find((f) => f?.note)?.note;

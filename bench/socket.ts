@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { cFigures, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { cFigures, clockSeq, DeliveryClock, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
@@ -171,21 +171,28 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
   payload.writeDoubleLE(-3, 0);
   sock.write(frame(payload));
   const tmeter = new RateMeter(ctx.budget);
+  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
+  let markNext = false;
   let n = 0;
   for (;; n++) {
-    payload.writeDoubleLE(n, 0);
+    payload.writeDoubleLE(markNext ? clockSeq(n) : n, 0);
+    markNext = false;
     if (!sock.write(frame(payload))) await new Promise((r) => sock.once('drain', r));
-    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
-      n++;
-      break;
+    if ((n & 63) === 63) {
+      if (tmeter.tick(n + 1)) {
+        n++;
+        break;
+      }
+      if (!marked && tmeter.measuring) markNext = marked = true;
     }
   }
   payload.writeDoubleLE(-1, 0);
   const ack = new Promise<Buffer>((r) => waiting.push(r));
   sock.write(frame(payload));
-  const got = (await ack).readDoubleLE(0);
-  const measured = tmeter.result(n);
+  const reply = await ack;
+  const got = reply.readDoubleLE(0);
   if (got !== n) throw new Error(`net baseline lost messages: ${got} of ${n}`);
+  const measured = tmeter.result(n, reply.length >= 24 ? { messages: reply.readDoubleLE(8), seconds: reply.readDoubleLE(16) } : undefined);
   sock.end();
   await child.finish();
   server.close();
@@ -307,6 +314,7 @@ export const children = {
     let pending: Buffer = Buffer.alloc(0);
     let counting = false;
     let n = 0;
+    const clock = new DeliveryClock();
     await new Promise<void>((resolve) => {
       sock.on('data', (d: Buffer) => {
         pending = pending.length ? Buffer.concat([pending, d]) : d;
@@ -318,11 +326,18 @@ export const children = {
           if (s === -3) counting = true;
           else if (!counting) sock.write(Buffer.from(frame));
           else if (s === -1) {
-            const ack = Buffer.alloc(12);
-            ack.writeUInt32LE(8, 0);
+            // the count, then the measured part as this side's clock saw it (bench/harness.ts DeliveryClock)
+            const delivered = clock.reading(n);
+            const ack = Buffer.alloc(28);
+            ack.writeUInt32LE(24, 0);
             ack.writeDoubleLE(n, 4);
+            ack.writeDoubleLE(delivered?.messages ?? -1, 12);
+            ack.writeDoubleLE(delivered?.seconds ?? -1, 20);
             sock.write(ack);
-          } else n++;
+          } else {
+            if (s !== n) clock.mark(s, n);
+            n++;
+          }
         }
       });
       sock.on('end', () => {

@@ -2,11 +2,12 @@
  * Measurement loops shared by the byte-stream mechanisms (pipe, FIFO, popen, stream
  * sockets): the parent's round-trip and one-way loops and the child's echo and sink.
  * The last message of a one-way run carries seq -1; the sink acknowledges with the count,
- * then its CPU time (µs) and minor page faults over the run (f64 each, little-endian).
+ * then its CPU time (µs) and minor page faults over the run, then the measured part as its
+ * clock saw it (messages, seconds: bench/harness.ts DeliveryClock), f64 each, little-endian.
  */
 import { RESOLVED, type Receiver, type ReceiverInto, type Sender } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
-import { now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, startAll, type Budget } from './harness.js';
+import { clockSeq, DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, startAll, type Budget, type Delivered } from './harness.js';
 
 export { RECEIVE_INTO_VARIANT };
 
@@ -70,23 +71,28 @@ export async function rttLoop(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array> &
 export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8Array>, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']> & { receiver?: ReceiverCost }> {
   const buf = new Uint8Array(Math.max(size, 8)).fill(120);
   const meter = new RateMeter(budget);
+  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
+  let markNext = false;
   let n = 0;
   for (;; n++) {
-    stamp(buf, n);
+    stamp(buf, markNext ? clockSeq(n) : n);
+    markNext = false;
     const p = tx.send(buf);
     if (p !== RESOLVED) await p;
-    if ((n & 63) === 63 && meter.tick(n + 1)) {
-      n++;
-      break;
+    if ((n & 63) === 63) {
+      if (meter.tick(n + 1)) {
+        n++;
+        break;
+      }
+      if (!marked && meter.measuring) markNext = marked = true;
     }
   }
   stamp(buf, -1);
   await tx.send(buf);
   const reply = await ack.receive();
-  const result = meter.result(n);
   const got = seqOf(reply);
   if (got !== n) throw new Error(`the receiver counted ${got} messages, ${n} were sent`);
-  return { ...result, ...receiverCost(reply, n) };
+  return { ...meter.result(n, deliveredOf(reply)), ...receiverCost(reply, n) };
 }
 
 /**
@@ -97,15 +103,26 @@ export class SinkCosts {
   readonly #cpu = process.cpuUsage();
   readonly #faults = process.resourceUsage().minorPageFault;
 
-  ack(count: number): Uint8Array {
+  ack(count: number, delivered?: Delivered): Uint8Array {
     const cpu = process.cpuUsage(this.#cpu);
-    const out = new Uint8Array(24);
+    const out = new Uint8Array(delivered ? 40 : 24);
     const v = new DataView(out.buffer);
     v.setFloat64(0, count, true);
     v.setFloat64(8, cpu.user + cpu.system, true);
     v.setFloat64(16, process.resourceUsage().minorPageFault - this.#faults, true);
+    if (delivered) {
+      v.setFloat64(24, delivered.messages, true);
+      v.setFloat64(32, delivered.seconds, true);
+    }
     return out;
   }
+}
+
+/** The measured part as the sink's clock saw it, from its acknowledgement (SinkCosts.ack), if it carries it. */
+export function deliveredOf(ack: Uint8Array): Delivered | undefined {
+  if (ack.length < 40) return undefined;
+  const v = new DataView(ack.buffer, ack.byteOffset, ack.length);
+  return { messages: v.getFloat64(24, true), seconds: v.getFloat64(32, true) };
 }
 
 /** What receiving cost the sink per message, over its counting run (warm-up included). */
@@ -147,18 +164,19 @@ export async function echoLoop(rx: Receiver<Uint8Array> & Partial<ReceiverInto>,
 export async function sinkLoop(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
   let expected = 0;
   let costs: SinkCosts | undefined; // from the first message: a sink may wait while other cases run
+  const clock = new DeliveryClock();
   for (;;) {
     const batch = rx.receiveMany ? await rx.receiveMany() : [await rx.receive()];
     costs ??= new SinkCosts();
     for (const m of batch) {
       const s = seqOf(m);
       if (s === -1) {
-        const ackMsg = costs.ack(expected);
+        const ackMsg = costs.ack(expected, clock.reading(expected));
         await tx.send(ackMsg);
         if ('flush' in tx && typeof (tx as { flush?: unknown }).flush === 'function') await (tx as unknown as { flush(): Promise<void> }).flush();
         return;
       }
-      if (s !== expected) throw new Error(`sequence ${s} arrived, expected ${expected}`);
+      if (s !== expected && !clock.mark(s, expected)) throw new Error(`sequence ${s} arrived, expected ${expected}`);
       expected++;
     }
   }

@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
-import { FULL, type Figure } from '../bench/harness.js';
+import { clockSeq, DeliveryClock, FULL, RateMeter, type Figure } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
@@ -105,6 +105,35 @@ function report(scale = 1, cMissing = false): BenchReport {
     notes: ['a note'],
   };
 }
+
+describe('one-way timing by the receiver (DeliveryClock)', () => {
+  it('starts at the marked message only, once, and counts from it to the end marker', () => {
+    const clock = new DeliveryClock();
+    assert.equal(clock.reading(10), undefined, 'no mark came: no reading (the sender keeps its own clock)');
+    assert.equal(clock.mark(-1, 5), false, 'the end marker is not a mark');
+    assert.equal(clock.mark(7, 5), false, 'a wrong sequence number is not a mark');
+    assert.equal(clock.mark(clockSeq(6), 5), false, "another message's mark is not this one's");
+    assert.equal(clock.mark(clockSeq(5), 5), true);
+    assert.equal(clock.mark(clockSeq(9), 9), false, 'the clock starts once');
+    const r = clock.reading(105)!;
+    assert.equal(r.messages, 100);
+    assert.ok(r.seconds >= 0);
+  });
+
+  it("RateMeter takes the receiver's reading only when it covers exactly the measured part", () => {
+    const budget = { ...FULL, thrSeconds: 0, warm: { ...FULL.warm, windowSeconds: 0, capSeconds: 0 } };
+    const meter = new RateMeter(budget);
+    assert.equal(meter.measuring, false);
+    meter.tick(64); // the warm-up ends at its cap: the measured part starts after message 64
+    assert.equal(meter.measuring, true);
+    assert.equal(meter.result(164, { messages: 100, seconds: 0.5 }).seconds, 0.5);
+    assert.equal(meter.result(164, { messages: 100, seconds: 0.5 }).timing, 'receiver');
+    const other = meter.result(164, { messages: 99, seconds: 0.5 }); // not the measured part: the sender's clock
+    assert.equal(other.timing, undefined);
+    assert.notEqual(other.seconds, 0.5);
+    assert.equal(meter.result(164).timing, undefined);
+  });
+});
 
 describe('bench report', () => {
   it('figures are medians of their rounds with the spread; vs C and vs Node are medians of per-round ratios', () => {
@@ -281,9 +310,26 @@ describe('ipckit bench, a real run', () => {
       assert.ok(c!.warmup && c!.warmup.seconds >= j.budget.warm.windowSeconds && c!.warmup.seconds <= j.budget.warm.capSeconds + 0.2, JSON.stringify(c!.warmup));
     }
     assert.match(r.stdout, /signal\s+ipckit\s+-\s+RTT p50/);
+    // The Node baselines' one-way rates were timed by their receivers (harness.ts DeliveryClock).
+    for (const variant of ['process.send', 'stdio framing']) {
+      const f = j.figures.find((x) => x.mechanism === 'node' && x.variant === variant && x.metric === 'throughput');
+      assert.equal(f?.timing, 'receiver', JSON.stringify(f));
+    }
     assert.equal((readFileSync(html, 'utf8').match(/<svg\b/g) ?? []).length, 2);
     // Not a terminal: no progress line on stderr.
     assert.doesNotMatch(r.stderr, /round 1\/2/);
+  });
+
+  it('--quick --only pipe --rounds 1: ours and the C reference time their one-way rates by the receiver', { timeout: 300_000 }, async () => {
+    const out = scratchPath('pipe.json');
+    const r = await runCli(['bench', '--quick', '--only', 'pipe', '--rounds', '1', '--out', out], { timeoutMs: 280_000 }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    const oneWay = (variant: string) => j.figures.find((f) => f.mechanism === 'pipe' && f.variant === variant && f.metric === 'throughput');
+    assert.equal(oneWay('ipckit')?.timing, 'receiver', JSON.stringify(oneWay('ipckit')));
+    const c = oneWay('C pipe(2)');
+    // The C reference was timed by its receiver too (harness.h delivery_clock), or the JSON says why it was not measured.
+    assert.ok(c && (c.timing === 'receiver' || (c.rounds === 0 && (c.notMeasured ?? '').length > 0)), JSON.stringify(c));
   });
 
   it('Ctrl-C stops a run between two measurements: its queues are removed, its children end, nothing is written; exit 130', { timeout: 120_000 }, async () => {

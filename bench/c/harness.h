@@ -221,21 +221,69 @@ static int rate_meter_tick(rate_meter *m, long sent) {
   return sent - m->measure_count >= m->a.max_msgs || (t - m->measure_start) / 1e9 >= m->a.max_seconds;
 }
 
-/* After the receiver acknowledged all `sent` messages at `end`; `with_cpu`: add the sender's CPU per message. */
-static void rate_meter_print(rate_meter *m, long sent, uint64_t end, int with_cpu) {
-  long msgs = sent - m->measure_count;
-  double secs = (end - m->measure_start) / 1e9, rate = secs > 0 ? msgs / secs : 0;
-  printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld", rate, rate * m->a.size / 1e6, msgs);
-  if (with_cpu) printf(",\"sender_cpu_us\":%.3f", msgs ? (cpu_us() - m->cpu0) / msgs : 0);
-  warm_up_print(&m->w);
-  printf("}\n");
-}
-
 static inline void put_seq(char *buf, uint64_t seq) { memcpy(buf, &seq, 8); }
 static inline uint64_t get_seq(const char *buf) {
   uint64_t s;
   memcpy(&s, buf, 8);
   return s;
+}
+
+/*
+ * Delivered-rate timing, as ours (bench/harness.ts DeliveryClock says why: a sender's clock
+ * that runs until the acknowledgement also counts the draining of a backlog it does not
+ * count, tens of milliseconds in a loopback TCP connection's buffers). The sender writes
+ * each message's sequence number with rate_meter_stamp, which gives the measured part's
+ * first message CLOCK_MARK | n; the receiver, whose sequence check fails on it, calls
+ * delivery_mark, and at the end marker acknowledges with delivery_reading: its count and
+ * the measured part as its clock saw it.
+ */
+#define CLOCK_MARK (1ULL << 62)
+
+typedef struct {
+  long count;     /* messages the receiver counted in all */
+  long delivered; /* of them, from the marked one to the end (-1: no mark came) */
+  uint64_t ns;    /* the receiver's time from the marked message to the end marker */
+} delivery_ack;
+
+typedef struct {
+  long start_count;
+  uint64_t start;
+} delivery_clock;
+
+static inline delivery_clock delivery_clock_start(void) { return (delivery_clock){.start_count = -1}; }
+
+/* A sequence number `s` that was not `count`, the expected one: 1 if it marks the measured part's first message (the clock starts). */
+static inline int delivery_mark(delivery_clock *c, uint64_t s, long count) {
+  if (s != (CLOCK_MARK | (uint64_t)count) || c->start_count >= 0) return 0;
+  c->start_count = count;
+  c->start = now_ns();
+  return 1;
+}
+
+static inline delivery_ack delivery_reading(const delivery_clock *c, long count) {
+  if (c->start_count < 0) return (delivery_ack){.count = count, .delivered = -1, .ns = 0};
+  return (delivery_ack){.count = count, .delivered = count - c->start_count, .ns = now_ns() - c->start};
+}
+
+/* Writes message `n`'s sequence number into `buf`, marked on the measured part's first message. */
+static inline void rate_meter_stamp(const rate_meter *m, char *buf, long n) {
+  put_seq(buf, (uint64_t)n | (!m->w.warming && n == m->measure_count ? CLOCK_MARK : 0));
+}
+
+/*
+ * After the receiver acknowledged all `sent` messages (`ack`) at `end`: the measured part's
+ * rate, by the receiver's clock when it timed exactly the measured part; `with_cpu`: add the
+ * sender's CPU per message.
+ */
+static void rate_meter_print(rate_meter *m, long sent, uint64_t end, const delivery_ack *ack, int with_cpu) {
+  long msgs = sent - m->measure_count;
+  int by_receiver = ack && !m->w.warming && ack->delivered == msgs && ack->ns > 0;
+  double secs = by_receiver ? ack->ns / 1e9 : (end - m->measure_start) / 1e9, rate = secs > 0 ? msgs / secs : 0;
+  printf("{\"msgs_per_sec\":%.0f,\"mb_per_sec\":%.1f,\"n\":%ld", rate, rate * m->a.size / 1e6, msgs);
+  if (by_receiver) printf(",\"timing\":\"receiver\"");
+  if (with_cpu) printf(",\"sender_cpu_us\":%.3f", msgs ? (cpu_us() - m->cpu0) / msgs : 0);
+  warm_up_print(&m->w);
+  printf("}\n");
 }
 
 /* Reads exactly n bytes from a blocking fd (stream mechanisms); 0 at EOF. */

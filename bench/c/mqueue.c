@@ -65,16 +65,20 @@ int main(int argc, char **argv) {
   pin_to(cpus, pid == 0 ? 1 : 0);
   if (pid == 0) {
     long n = 0;
+    delivery_clock clock = delivery_clock_start();
     for (;;) {
       ssize_t got = recv_msg(to_child, buf, a.size);
       if ((size_t)got != a.size) { fprintf(stderr, "short message\n"); exit(1); }
       uint64_t s = get_seq(buf);
       if (s == LAST_SEQ) break;
       if (a.lat) send_msg(to_parent, buf, a.size);
-      else if (s != (uint64_t)n) { fprintf(stderr, "bad seq %llu != %ld\n", (unsigned long long)s, n); exit(1); }
+      else if (s != (uint64_t)n && !delivery_mark(&clock, s, n)) { fprintf(stderr, "bad seq %llu != %ld\n", (unsigned long long)s, n); exit(1); }
       n++;
     }
-    if (!a.lat) send_msg(to_parent, (char *)&n, sizeof n);
+    if (!a.lat) {
+      delivery_ack ack = delivery_reading(&clock, n);
+      send_msg(to_parent, (char *)&ack, sizeof ack);
+    }
     _exit(0);
   }
   if (a.lat) {
@@ -97,19 +101,19 @@ int main(int argc, char **argv) {
     rate_meter meter = rate_meter_start(a);
     long n = 0;
     for (;; n++) {
-      put_seq(buf, (uint64_t)n);
+      rate_meter_stamp(&meter, buf, n);
       send_msg(to_child, buf, a.size);
       if ((n & 255) == 0 && rate_meter_tick(&meter, n + 1)) { n++; break; }
     }
     put_seq(buf, LAST_SEQ);
     send_msg(to_child, buf, a.size);
-    long got = -1;
+    delivery_ack got = {.count = -1};
     char *ack = malloc(a.size);
-    recv_msg(to_parent, ack, a.size);
+    if (recv_msg(to_parent, ack, a.size) < (ssize_t)sizeof got) { fprintf(stderr, "short ack\n"); exit(1); }
     memcpy(&got, ack, sizeof got);
     uint64_t end = now_ns();
-    if (got != n) { fprintf(stderr, "lost messages: sent %ld, got %ld\n", n, got); exit(1); }
-    rate_meter_print(&meter, n, end, 0);
+    if (got.count != n) { fprintf(stderr, "lost messages: sent %ld, got %ld\n", n, got.count); exit(1); }
+    rate_meter_print(&meter, n, end, &got, 0);
   }
   waitpid(pid, NULL, 0);
   return 0;

@@ -43,30 +43,32 @@ static void stream_thr_parent(bench_args a, int out, int ack) {
   rate_meter meter = rate_meter_start(a);
   long n = 0;
   for (;; n++) {
-    put_seq(buf, (uint64_t)n);
+    rate_meter_stamp(&meter, buf, n);
     write_full(out, buf, a.size);
     if ((n & 255) == 0 && rate_meter_tick(&meter, n + 1)) { n++; break; }
   }
   put_seq(buf, LAST_SEQ);
   write_full(out, buf, a.size);
-  long got;
+  delivery_ack got;
   if (!read_full(ack, (char *)&got, sizeof got)) die("no ack");
   uint64_t end = now_ns();
-  if (got != n) { fprintf(stderr, "lost messages: sent %ld, got %ld\n", n, got); exit(1); }
-  rate_meter_print(&meter, n, end, 1);
+  if (got.count != n) { fprintf(stderr, "lost messages: sent %ld, got %ld\n", n, got.count); exit(1); }
+  rate_meter_print(&meter, n, end, &got, 1);
 }
 
 static void stream_thr_child(bench_args a, int in, int ack) {
   char *buf = malloc(a.size);
+  delivery_clock clock = delivery_clock_start();
   long n = 0;
   for (;;) {
     if (!read_full(in, buf, a.size)) die("stream ended early");
     uint64_t s = get_seq(buf);
     if (s == LAST_SEQ) break;
-    if (s != (uint64_t)n) { fprintf(stderr, "bad seq %llu != %ld\n", (unsigned long long)s, n); exit(1); }
+    if (s != (uint64_t)n && !delivery_mark(&clock, s, n)) { fprintf(stderr, "bad seq %llu != %ld\n", (unsigned long long)s, n); exit(1); }
     n++;
   }
-  write_full(ack, (char *)&n, sizeof n);
+  delivery_ack got = delivery_reading(&clock, n);
+  write_full(ack, (char *)&got, sizeof got);
 }
 
 #endif

@@ -35,17 +35,22 @@ int main(int argc, char **argv) {
     struct sockaddr_un from;
     socklen_t flen;
     long n = 0;
+    delivery_clock clock = delivery_clock_start();
     for (;;) {
       flen = sizeof from;
       ssize_t r = recvfrom(sfd, msg, a.size, 0, (struct sockaddr *)&from, &flen);
       if (r < 0) { if (errno == EINTR) continue; die("recvfrom"); }
       uint64_t s = get_seq(msg);
       if (s == LAST_SEQ) {
-        if (!a.lat) sendto(sfd, &n, sizeof n, 0, (struct sockaddr *)&from, flen);
+        delivery_ack got = delivery_reading(&clock, n);
+        if (!a.lat) sendto(sfd, &got, sizeof got, 0, (struct sockaddr *)&from, flen);
         break;
       }
       if (a.lat) { if (sendto(sfd, msg, (size_t)r, 0, (struct sockaddr *)&from, flen) < 0) die("sendto"); }
-      else { if (s != (uint64_t)n) { fprintf(stderr, "bad seq\n"); exit(1); } n++; }
+      else {
+        if (s != (uint64_t)n && !delivery_mark(&clock, s, n)) { fprintf(stderr, "bad seq\n"); exit(1); }
+        n++;
+      }
     }
     _exit(0);
   }
@@ -76,17 +81,17 @@ int main(int argc, char **argv) {
     rate_meter meter = rate_meter_start(a);
     long n = 0;
     for (;; n++) {
-      put_seq(msg, (uint64_t)n);
+      rate_meter_stamp(&meter, msg, n);
       while (send(fd, msg, a.size, 0) < 0) if (errno != EINTR) die("send");
       if ((n & 255) == 0 && rate_meter_tick(&meter, n + 1)) { n++; break; }
     }
     put_seq(msg, LAST_SEQ);
     send(fd, msg, a.size, 0);
-    long got;
-    if (recv(fd, &got, sizeof got, 0) < 0) die("recv ack");
+    delivery_ack got;
+    if (recv(fd, &got, sizeof got, 0) < (ssize_t)sizeof got) die("recv ack");
     uint64_t end = now_ns();
-    if (got != n) { fprintf(stderr, "lost: sent %ld got %ld\n", n, got); exit(1); }
-    rate_meter_print(&meter, n, end, 0);
+    if (got.count != n) { fprintf(stderr, "lost: sent %ld got %ld\n", n, got.count); exit(1); }
+    rate_meter_print(&meter, n, end, &got, 0);
   }
   waitpid(pid, NULL, 0);
   if (!pair) unlink(argv[5]);
