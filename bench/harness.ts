@@ -10,7 +10,9 @@
  *   parent; p50 and p99 of the measured part are reported.
  * - One-way throughput: the parent sends as fast as the mechanism lets it; the child
  *   receives and checks every message's sequence number and acknowledges the last one;
- *   msgs/s = messages sent after the warm-up / (end of warm-up .. acknowledgement).
+ *   msgs/s = the messages it read from the measured part's first to the end marker, over
+ *   that time by its clock (DeliveryClock below), where the receiver keeps one; else
+ *   messages sent after the warm-up / (end of warm-up .. acknowledgement).
  * - Every figure is measured between two real processes, in the same run as its baselines.
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
@@ -263,9 +265,17 @@ export class RateMeter {
     return sent - this.#measureCount >= this.#budget.thrMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.thrSeconds;
   }
 
-  /** Whether the warm-up is over: the next message sent is the measured part's first (the one that carries clockSeq). */
+  /** Whether the warm-up is over. */
   get measuring(): boolean {
     return this.#steady.done;
+  }
+
+  /**
+   * The sequence number to send message `n` with: clockSeq(n) on the measured part's first
+   * message (where the receiver starts its DeliveryClock), else `n`.
+   */
+  seq(n: number): number {
+    return this.#steady.done && n === this.#measureCount ? clockSeq(n) : n;
   }
 
   /**
@@ -305,12 +315,13 @@ export interface Delivered {
 }
 
 /**
- * The sequence number the measured part's first message carries instead of `n`: negative
- * (the end marker is -1), so a receiver's usual `s !== expected` test is the only one on its
- * path per message, and DeliveryClock.mark sorts it out there.
+ * The sequence number the measured part's first message carries instead of `n`: negative,
+ * so a receiver's usual `s !== expected` test is the only one on its path per message and
+ * DeliveryClock.mark sorts it out there; below the bench's own markers (-1 the end, -2 and
+ * -3 the starts of some cases), so it is never one of them.
  */
 export function clockSeq(n: number): number {
-  return -2 - n;
+  return -16 - n;
 }
 
 /** Receiver: times the measured part between its first message (clockSeq) and the end marker. */
@@ -367,22 +378,24 @@ export async function startAll<P>(starting: Array<Promise<P>>, end: (peer: P) =>
 
 // stamp and seqOf run once per message of every figure: a DataView per call took 31% of a
 // Unix stream sink's CPU (a CPU profile, 2026-12-05), the bench measuring itself. They copy
-// the 8 bytes through one f64 instead (the byte order of this machine: bench peers share it).
+// the 8 bytes through one f64 instead, little-endian as the DataView wrote them (other
+// fields of the bench's messages, the acknowledgements' counts, are written that way too).
 const seqValue = new Float64Array(1);
 const seqBytes = new Uint8Array(seqValue.buffer);
+const byteAt = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? [0, 1, 2, 3, 4, 5, 6, 7] : [7, 6, 5, 4, 3, 2, 1, 0];
 
-/** A message of `size` bytes whose first 8 bytes hold `seq` (an f64). */
+/** A message of `size` bytes whose first 8 bytes hold `seq` (an f64, little-endian). */
 export function stamp(buf: Uint8Array, seq: number): Uint8Array {
   if (buf.length >= 8) {
     seqValue[0] = seq;
-    for (let i = 0; i < 8; i++) buf[i] = seqBytes[i]!;
+    for (let i = 0; i < 8; i++) buf[i] = seqBytes[byteAt[i]!]!;
   }
   return buf;
 }
 
 export function seqOf(buf: Uint8Array): number {
   if (buf.length < 8) return -1;
-  for (let i = 0; i < 8; i++) seqBytes[i] = buf[i]!;
+  for (let i = 0; i < 8; i++) seqBytes[byteAt[i]!] = buf[i]!;
   return seqValue[0]!;
 }
 

@@ -9,7 +9,7 @@
  */
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
-import { cFigure, clockSeq, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkLoop, throughputLoop, type ReceiverCost } from './streams.js';
 
@@ -82,15 +82,10 @@ async function withQueues<R>(size: number, maxMessages: number, role: string, bo
 async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, size: number, budget: Budget, batch = 256): Promise<ReturnType<RateMeter['result']> & { receiver?: ReceiverCost }> {
   const bufs = Array.from({ length: batch }, () => new Uint8Array(Math.max(size, 8)).fill(120));
   const meter = new RateMeter(budget);
-  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
   let n = 0;
   for (;;) {
     const k = batch;
-    for (let i = 0; i < k; i++) stamp(bufs[i]!, n + i);
-    if (!marked && meter.measuring) {
-      stamp(bufs[0]!, clockSeq(n));
-      marked = true;
-    }
+    for (let i = 0; i < k; i++) stamp(bufs[i]!, meter.seq(n + i));
     const p = tx.sendMany(k === batch ? bufs : bufs.slice(0, k));
     if (p !== RESOLVED) await p;
     n += k;

@@ -9,7 +9,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { deliveredOf, receiverCost, SinkCosts } from './streams.js';
-import { clockSeq, DeliveryClock, now, RateMeter, RttMeter, senderFigure, sizesOf, throughputFigure, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
+import { DeliveryClock, now, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -35,10 +35,9 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
     }
   });
   const tmeter = new RateMeter(budget);
-  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
   let n = 0;
   for (;; n++) {
-    const m = { s: !marked && tmeter.measuring ? ((marked = true), clockSeq(n)) : n, d };
+    const m = { s: tmeter.seq(n), d };
     if (!child.send(m)) await new Promise<void>((r) => child.send({ ping: 1 }, () => r()));
     if ((n & 63) === 63 && tmeter.tick(n + 1)) {
       n++;
@@ -53,7 +52,7 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   await new Promise((r) => child.once('exit', r));
   if (got.n !== n) throw new Error(`process.send baseline lost messages: ${got.n} of ${n}`);
   const base = { mechanism: 'node', variant: 'process.send', role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...meter.result() }, { ...throughputFigure(base, measured.messages, measured.seconds, measured.warmup), ...(measured.timing ? { timing: measured.timing } : {}) }];
+  return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
 }
 
 function frame(payload: Buffer): Buffer {
@@ -102,19 +101,13 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
   payload.writeDoubleLE(-3, 0); // switch the child to counting
   await write(payload);
   const tmeter = new RateMeter(budget);
-  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
-  let markNext = false;
   let n = 0;
   for (;; n++) {
-    payload.writeDoubleLE(markNext ? clockSeq(n) : n, 0);
-    markNext = false;
+    payload.writeDoubleLE(tmeter.seq(n), 0);
     await write(payload);
-    if ((n & 63) === 63) {
-      if (tmeter.tick(n + 1)) {
-        n++;
-        break;
-      }
-      if (!marked && tmeter.measuring) markNext = marked = true;
+    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
+      n++;
+      break;
     }
   }
   payload.writeDoubleLE(-1, 0);

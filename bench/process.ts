@@ -11,7 +11,9 @@
  * - One-way: the parent sends as fast as the channel lets it (process.send: waits for the
  *   callback when send returns false; ours: sendMany of 256 messages at a time, the way to
  *   send many, and in a full run also trySend per message, then send when full); the child
- *   counts and acknowledges the last; rate = messages / (first send .. acknowledgement).
+ *   counts and acknowledges the last; rate = messages / (first send .. acknowledgement),
+ *   over one blast that starts with nothing in flight, after a warm-up of blasts until two
+ *   successive ones agree (budget.warm).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +24,7 @@ import { BATCH_MESSAGES, batchingCodec, encodeBatches } from '../src/mechanisms/
 import { now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { pinnedPair } from './placement.js';
+import { Steady } from './stats.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 
@@ -155,19 +158,31 @@ async function rttRound(ctx: BenchContext, side: Side, size: number): Promise<Re
   return meter.result();
 }
 
-async function thrRound(ctx: BenchContext, sender: OneWaySender, size: number): Promise<number> {
+async function thrRound(ctx: BenchContext, sender: OneWaySender, size: number): Promise<{ rate: number; warmup: { seconds: number; steady: boolean } }> {
   const { side, variant, many } = sender;
   const m = side.oneWay(size);
   const budget = ctx.budget;
-  // Warm-up: the same blast, unmeasured, so that both processes run optimized code.
-  const warm = await side.blast(budget.thrMessages, now() + BigInt(Math.round((budget.warm.capSeconds / 2) * 1e9)), m, many);
-  if (warm.sent !== warm.acked) throw new Error(`${variant}: the child counted ${warm.acked} of ${warm.sent} messages (warm-up)`);
+  // Warm-up until steady, as every one-way figure (bench/stats.ts Steady): blasts of one
+  // window each, until two successive ones agree (a fixed 0.2 s left a quick run's first
+  // round at 0.6x its third: 2.6, 3.3, 4.2M msg/s).
+  const steady = new Steady(budget.warm);
+  const warmStart = now();
+  for (;;) {
+    const t0 = now();
+    const warm = await side.blast(budget.thrMessages, t0 + BigInt(Math.round(budget.warm.windowSeconds * 1e9)), m, many);
+    if (warm.sent !== warm.acked) throw new Error(`${variant}: the child counted ${warm.acked} of ${warm.sent} messages (warm-up)`);
+    const t1 = now();
+    if (steady.window(warm.sent / (Number(t1 - t0) / 1e9), Number(t1 - warmStart) / 1e9)) break;
+  }
+  const warmup = { seconds: +(Number(now() - warmStart) / 1e9).toFixed(3), steady: steady.steady };
+  // Measured: one blast that starts with nothing in flight and ends when the child has
+  // acknowledged the last message, so no backlog is counted or left out.
   const start = now();
   const seconds0 = Math.max(0.1, budget.thrSeconds / 3);
   const { sent, acked } = await side.blast(Math.floor(budget.thrMessages / 3), start + BigInt(Math.round(seconds0 * 1e9)), m, many);
   const seconds = Number(now() - start) / 1e9;
   if (sent !== acked) throw new Error(`${variant}: the child counted ${acked} of ${sent} messages`);
-  return sent / seconds;
+  return { rate: sent / seconds, warmup };
 }
 
 /** A one-way row: a side, and whether it sends with sendMany. */
@@ -280,7 +295,7 @@ export const scenarios: Scenario[] = [
       // Quick: process.send and sendMany (the target). Full: also send() per message, and the bytes codec.
       const oneWaySenders = [oneWay(sides[0]!), oneWay(sides[1]!, OURS_MANY, true), ...(bytesSide ? [oneWay(sides[1]!), oneWay(bytesSide)] : [])];
       const rtt = new Map<string, Array<{ p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean } }>>();
-      const thr = new Map<string, number[]>();
+      const thr = new Map<string, Array<{ rate: number; warmup: { seconds: number; steady: boolean } }>>();
       try {
         for (let r = 0; r < rounds; r++) {
           for (const size of sizes) {
@@ -314,8 +329,10 @@ export const scenarios: Scenario[] = [
         }
       }
       for (const { variant } of oneWaySenders) {
-        const rates = thr.get(variant)!;
-        const f = throughputFigure({ mechanism: 'process', variant, role: variant === SEND ? 'node' : 'ipckit', size: 64 }, 1, 1 / median(rates));
+        const perRound = thr.get(variant)!;
+        const rates = perRound.map((x) => x.rate);
+        const warmup = { seconds: median(perRound.map((x) => x.warmup.seconds)), steady: perRound.every((x) => x.warmup.steady) };
+        const f = throughputFigure({ mechanism: 'process', variant, role: variant === SEND ? 'node' : 'ipckit', size: 64 }, 1, 1 / median(rates), warmup);
         f.n = rates.length;
         f.note = `median of ${rounds} rounds, spread ${(Math.min(...rates) / 1e6).toFixed(2)}..${(Math.max(...rates) / 1e6).toFixed(2)}M msg/s`;
         out.push(f);

@@ -10,9 +10,9 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { cFigures, clockSeq, DeliveryClock, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { cFigures, DeliveryClock, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
-import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, SinkCosts, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Kind = 'unix' | 'unix-dgram' | 'unix-dgram-pair' | 'unix-seqpacket' | 'tcp';
@@ -171,19 +171,13 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
   payload.writeDoubleLE(-3, 0);
   sock.write(frame(payload));
   const tmeter = new RateMeter(ctx.budget);
-  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
-  let markNext = false;
   let n = 0;
   for (;; n++) {
-    payload.writeDoubleLE(markNext ? clockSeq(n) : n, 0);
-    markNext = false;
+    payload.writeDoubleLE(tmeter.seq(n), 0);
     if (!sock.write(frame(payload))) await new Promise((r) => sock.once('drain', r));
-    if ((n & 63) === 63) {
-      if (tmeter.tick(n + 1)) {
-        n++;
-        break;
-      }
-      if (!marked && tmeter.measuring) markNext = marked = true;
+    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
+      n++;
+      break;
     }
   }
   payload.writeDoubleLE(-1, 0);
@@ -192,7 +186,7 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
   const reply = await ack;
   const got = reply.readDoubleLE(0);
   if (got !== n) throw new Error(`net baseline lost messages: ${got} of ${n}`);
-  const measured = tmeter.result(n, reply.length >= 24 ? { messages: reply.readDoubleLE(8), seconds: reply.readDoubleLE(16) } : undefined);
+  const measured = { ...tmeter.result(n, deliveredOf(reply)), ...receiverCost(reply, n) };
   sock.end();
   await child.finish();
   server.close();
@@ -312,7 +306,7 @@ export const children = {
     const sock = createConnection(args.path);
     sock.setNoDelay(true);
     let pending: Buffer = Buffer.alloc(0);
-    let counting = false;
+    let costs: SinkCosts | undefined; // set when counting starts
     let n = 0;
     const clock = new DeliveryClock();
     await new Promise<void>((resolve) => {
@@ -323,16 +317,14 @@ export const children = {
           const frame = pending.subarray(0, 4 + len);
           const s = frame.readDoubleLE(4);
           pending = pending.subarray(4 + len);
-          if (s === -3) counting = true;
-          else if (!counting) sock.write(Buffer.from(frame));
+          if (s === -3) costs = new SinkCosts();
+          else if (!costs) sock.write(Buffer.from(frame));
           else if (s === -1) {
-            // the count, then the measured part as this side's clock saw it (bench/harness.ts DeliveryClock)
-            const delivered = clock.reading(n);
-            const ack = Buffer.alloc(28);
-            ack.writeUInt32LE(24, 0);
-            ack.writeDoubleLE(n, 4);
-            ack.writeDoubleLE(delivered?.messages ?? -1, 12);
-            ack.writeDoubleLE(delivered?.seconds ?? -1, 20);
+            // as bench/streams.ts's sink: the count, this side's costs, what its clock saw (DeliveryClock)
+            const body = costs.ack(n, clock.reading(n));
+            const ack = Buffer.alloc(4 + body.length);
+            ack.writeUInt32LE(body.length, 0);
+            ack.set(body, 4);
             sock.write(ack);
           } else {
             if (s !== n) clock.mark(s, n);

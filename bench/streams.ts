@@ -7,7 +7,7 @@
  */
 import { RESOLVED, type Receiver, type ReceiverInto, type Sender } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
-import { clockSeq, DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, startAll, type Budget, type Delivered } from './harness.js';
+import { DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, startAll, type Budget, type Delivered } from './harness.js';
 
 export { RECEIVE_INTO_VARIANT };
 
@@ -71,20 +71,14 @@ export async function rttLoop(tx: Sender<Uint8Array>, rx: Receiver<Uint8Array> &
 export async function throughputLoop(tx: Sender<Uint8Array>, ack: Receiver<Uint8Array>, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']> & { receiver?: ReceiverCost }> {
   const buf = new Uint8Array(Math.max(size, 8)).fill(120);
   const meter = new RateMeter(budget);
-  let marked = false; // the measured part's first message carries clockSeq(n) (harness.ts DeliveryClock)
-  let markNext = false;
   let n = 0;
   for (;; n++) {
-    stamp(buf, markNext ? clockSeq(n) : n);
-    markNext = false;
+    stamp(buf, meter.seq(n));
     const p = tx.send(buf);
     if (p !== RESOLVED) await p;
-    if ((n & 63) === 63) {
-      if (meter.tick(n + 1)) {
-        n++;
-        break;
-      }
-      if (!marked && meter.measuring) markNext = marked = true;
+    if ((n & 63) === 63 && meter.tick(n + 1)) {
+      n++;
+      break;
     }
   }
   stamp(buf, -1);

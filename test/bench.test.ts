@@ -124,8 +124,13 @@ describe('one-way timing by the receiver (DeliveryClock)', () => {
     const budget = { ...FULL, thrSeconds: 0, warm: { ...FULL.warm, windowSeconds: 0, capSeconds: 0 } };
     const meter = new RateMeter(budget);
     assert.equal(meter.measuring, false);
-    meter.tick(64); // the warm-up ends at its cap: the measured part starts after message 64
+    assert.equal(meter.seq(64), 64, 'no mark during the warm-up');
+    meter.tick(64); // the warm-up ends at its cap: the measured part starts with message 64
     assert.equal(meter.measuring, true);
+    assert.equal(meter.seq(63), 63);
+    assert.equal(meter.seq(64), clockSeq(64), "the measured part's first message carries the mark");
+    assert.equal(meter.seq(65), 65);
+    assert.ok(clockSeq(0) < -3, 'a mark is never one of the bench markers (-1 .. -3)');
     assert.equal(meter.result(164, { messages: 100, seconds: 0.5 }).seconds, 0.5);
     assert.equal(meter.result(164, { messages: 100, seconds: 0.5 }).timing, 'receiver');
     const other = meter.result(164, { messages: 99, seconds: 0.5 }); // not the measured part: the sender's clock

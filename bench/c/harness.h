@@ -3,6 +3,7 @@
  * Every program takes: lat|thr SIZE MAX_MSGS MAX_SECONDS, forks one child, and prints
  *   lat: {"p50_us":..,"p99_us":..,"n":..}        (per round trip, after the warm-up)
  *   thr: {"msgs_per_sec":..,"mb_per_sec":..,"n":..}  (one message per write/send call;
+ *        "timing":"receiver" when the receiver's clock timed it (delivery_clock below);
  *        the byte streams add "sender_cpu_us": CPU the sending process used per message)
  * With IPCKIT_BENCH_WARM set (by the bench), both add "warmup_s" and "steady" (lat_meter,
  * rate_meter below).
@@ -182,8 +183,9 @@ static inline double cpu_us(void) {
 /*
  * A one-way run's clock: the warm-up (warm_up; a window's value is its send rate), then the
  * measured part. The sender calls rate_meter_tick(&m, sent) every 256 messages; after the
- * receiver's acknowledgement, rate_meter_print reports the measured part's messages over its
- * time (bench/harness.ts RateMeter does the same for ours).
+ * receiver's acknowledgement, rate_meter_print reports the measured part's messages over the
+ * receiver's time for them (delivery_clock below) or, without it, over the sender's time
+ * up to the acknowledgement (bench/harness.ts RateMeter does the same for ours).
  */
 typedef struct {
   bench_args a;

@@ -40,6 +40,8 @@ static ssize_t recv_msg(mqd_t q, char *buf, size_t cap) {
 
 int main(int argc, char **argv) {
   bench_args a = parse_args(argc, argv);
+  /* thr: the acknowledgement, a delivery_ack, goes back as one message of at most SIZE bytes */
+  if (!a.lat && a.size < sizeof(delivery_ack)) { fprintf(stderr, "thr needs SIZE >= %zu\n", sizeof(delivery_ack)); return 2; }
   /* Two queues must fit in RLIMIT_MSGQUEUE (about maxmsg * (size + 96) bytes each). */
   struct rlimit rl;
   long maxmsg = 10;

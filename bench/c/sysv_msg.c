@@ -32,6 +32,8 @@ static ssize_t recv_msg(int id, struct msg *m, long type, size_t cap) {
 
 int main(int argc, char **argv) {
   bench_args a = parse_args(argc, argv);
+  /* thr: the acknowledgement, a delivery_ack, goes back as one message of at most SIZE bytes */
+  if (!a.lat && a.size < sizeof(delivery_ack)) { fprintf(stderr, "thr needs SIZE >= %zu\n", sizeof(delivery_ack)); return 2; }
   if (argc < 6) {
     fprintf(stderr, "usage: %s lat|thr SIZE MAX_MSGS MAX_SECONDS ID [P,C]\n", argv[0]);
     return 2;
