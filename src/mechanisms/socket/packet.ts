@@ -97,8 +97,6 @@ export function readPackets(fd: number, maxMessageBytes: number, withAddresses: 
     if (-n !== E.EAGAIN) batch.error = errnoError(-n, 'recvmsg', 'receive');
     return batch;
   }
-  let lastLength = -1;
-  let lastPid = 0;
   for (let i = 0; i < n; i++) {
     const row = i * C.META_STRIDE;
     const len = meta[row]!;
@@ -136,9 +134,10 @@ export function readPackets(fd: number, maxMessageBytes: number, withAddresses: 
     if (withAddresses) {
       const alen = meta[row + 2]!;
       const at = i * C.ADDR_STRIDE;
+      const before = row - C.META_STRIDE; // the datagram before this one (i > 0)
       // The datagrams of a batch mostly come from one sender: the address the one before had
       // gives its key again, without a copy and a string per datagram.
-      if (i > 0 && alen === lastLength && (alen > 0 ? addrs.compare(addrs, at - C.ADDR_STRIDE, at - C.ADDR_STRIDE + alen, at, at + alen) === 0 : pid === lastPid)) {
+      if (i > 0 && alen === meta[before + 2] && (alen > 0 ? addrs.compare(addrs, at - C.ADDR_STRIDE, at - C.ADDR_STRIDE + alen, at, at + alen) === 0 : pid === meta[before + 3])) {
         batch.fromPath!.push(batch.fromPath![i - 1]!);
         batch.from!.push(batch.from![i - 1]!);
       } else {
@@ -146,8 +145,6 @@ export function readPackets(fd: number, maxMessageBytes: number, withAddresses: 
         batch.fromPath!.push(path);
         batch.from!.push(alen > 0 ? path.toString('latin1') : `unnamed:${pid}`);
       }
-      lastLength = alen;
-      lastPid = pid;
     }
   }
   return batch;
