@@ -163,8 +163,8 @@ async function thrRound(ctx: BenchContext, sender: OneWaySender, size: number): 
   const m = side.oneWay(size);
   const budget = ctx.budget;
   // Warm-up until steady, as every one-way figure (bench/stats.ts Steady): blasts of one
-  // window each, until two successive ones agree (a fixed 0.2 s left a quick run's first
-  // round at 0.6x its third: 2.6, 3.3, 4.2M msg/s).
+  // window each, until two successive ones agree. A fresh child's rate ramps for ~0.5 s with
+  // neighbours that agree on the way, so a quick run still measures part of it (docs/bench.md).
   const steady = new Steady(budget.warm);
   const warmStart = now();
   for (;;) {

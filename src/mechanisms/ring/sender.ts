@@ -207,7 +207,7 @@ export class RingSender<T> implements Sender<T> {
     if (messages === null || typeof (messages as Partial<Iterable<T>>)?.[Symbol.iterator] !== 'function') throw invalidArgument(`messages must be iterable, got ${validate.describe(messages)}`);
     const aborted = checkWaitOptions(options, 'send');
     const payloads: Uint8Array[] = [];
-    for (const m of messages) payloads.push(this.#encode(m, false)); // kept: bytes of their own
+    for (const m of messages) payloads.push(this.#encode(m, false)); // not the send scratch (but a spawnProcess batch frame may borrow it: owned below if it waits)
     if (this.#closed || this.#error) return Promise.reject(batchError(this.#error ?? closedError('sender'), 0, payloads.length));
     if (aborted) return Promise.reject(batchError(aborted, 0, payloads.length));
     let next = 0;
