@@ -304,7 +304,7 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
     }
   });
 
-  it("an array with a toJSON of its own (or a subclass's) is a list of messages, each sent as send would send it", async () => {
+  it("an array with a toJSON of its own, a subclass's, or a species that makes a subclass is a list of messages, each sent as send would send it", async () => {
     const p = await pair();
     try {
       class Coll extends Array<unknown> {
@@ -313,11 +313,14 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
         }
       }
       const own = Object.assign([{ a: 4 }, { a: 5 }], { toJSON: () => 'whole' });
+      // A plain array whose own constructor would make slice() return a Coll (its species).
+      const species = Object.assign([{ a: 6 }, { a: 7 }], { constructor: { [Symbol.species]: Coll } });
       await p.a.sendMany(Coll.from([{ a: 1 }, { a: 2 }, { a: 3 }]));
       await p.a.sendMany(own);
+      await p.a.sendMany(species);
       const got: unknown[] = [];
-      while (got.length < 5) got.push(await within(p.b.receive(), 10_000));
-      assert.deepEqual(got, [{ a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }, { a: 5 }]);
+      while (got.length < 7) got.push(await within(p.b.receive(), 10_000));
+      assert.deepEqual(got, [{ a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }, { a: 5 }, { a: 6 }, { a: 7 }]);
     } finally {
       await p.cleanup();
     }
