@@ -119,6 +119,11 @@ export interface Scenario {
   title: string;
   run(ctx: BenchContext): Promise<Figure[]>;
   targets?: Target[];
+  /**
+   * Ends what the case keeps from one round to the next (the process case keeps its
+   * children): called once, after the last round, or when the bench stops early.
+   */
+  close?(): Promise<void>;
 }
 
 export interface Budget {

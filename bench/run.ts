@@ -111,7 +111,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
     return `about ${secs(thisRound + perRound * (budget.rounds - round))} left`;
   };
   // Ctrl-C (or SIGTERM) stops between two measurements, so every case's finally blocks
-  // remove what it made and end its children; a second one quits at once.
+  // remove what it made and end its children (and its close() what it kept between
+  // rounds); a second one quits at once.
   const stop = stopOnSignals(tty);
   const progress = (text: string): void => {
     if (stop.signal) throw new BenchStopped(stop.signal);
@@ -119,36 +120,40 @@ export async function runBench(options: BenchOptions): Promise<number> {
   };
 
   const rounds: Figure[][] = [];
-  for (round = 1; round <= budget.rounds && !stop.signal; round++) {
-    const figures: Figure[] = [];
-    const noted: string[] = [];
-    const ctx: BenchContext = {
-      quick: options.quick,
-      round,
-      rounds: budget.rounds,
-      budget,
-      cProgram: (name, libs) => {
-        const bin = compileC(name, libs);
-        if (!bin && !noted.some((n) => n.startsWith('no C compiler'))) noted.push('no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)');
-        return bin;
-      },
-      note: (text) => noted.push(text),
-      progress,
-    };
-    for (caseIndex = 0; caseIndex < cases.length && !stop.signal; caseIndex++) {
-      const c = cases[caseIndex]!;
-      current = c.scenario.title;
-      const t0 = Date.now();
-      try {
-        progress('starting');
-        figures.push(...(await c.scenario.run(ctx)));
-      } catch (e) {
-        if (!stop.signal) noted.push(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
+  try {
+    for (round = 1; round <= budget.rounds && !stop.signal; round++) {
+      const figures: Figure[] = [];
+      const noted: string[] = [];
+      const ctx: BenchContext = {
+        quick: options.quick,
+        round,
+        rounds: budget.rounds,
+        budget,
+        cProgram: (name, libs) => {
+          const bin = compileC(name, libs);
+          if (!bin && !noted.some((n) => n.startsWith('no C compiler'))) noted.push('no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)');
+          return bin;
+        },
+        note: (text) => noted.push(text),
+        progress,
+      };
+      for (caseIndex = 0; caseIndex < cases.length && !stop.signal; caseIndex++) {
+        const c = cases[caseIndex]!;
+        current = c.scenario.title;
+        const t0 = Date.now();
+        try {
+          progress('starting');
+          figures.push(...(await c.scenario.run(ctx)));
+        } catch (e) {
+          if (!stop.signal) noted.push(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
+        }
+        c.seconds.push(+((Date.now() - t0) / 1000).toFixed(2));
       }
-      c.seconds.push(+((Date.now() - t0) / 1000).toFixed(2));
+      rounds.push(figures);
+      roundNotes.push(noted);
     }
-    rounds.push(figures);
-    roundNotes.push(noted);
+  } finally {
+    for (const c of cases) await c.scenario.close?.().catch(() => {});
   }
   if (tty) process.stderr.write('\r\x1b[K');
   stop.dispose();

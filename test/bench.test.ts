@@ -337,6 +337,38 @@ describe('ipckit bench, a real run', () => {
     assert.ok(c && (c.timing === 'receiver' || (c.rounds === 0 && (c.notMeasured ?? '').length > 0)), JSON.stringify(c));
   });
 
+  it('--quick --only process --rounds 2: the case keeps its children from round to round and ends them when the run ends', { timeout: 300_000 }, async () => {
+    const out = scratchPath('process.json');
+    const r = runCli(['bench', '--quick', '--only', 'process', '--rounds', '2', '--out', out], { timeoutMs: 280_000 });
+    const pid = r.child.pid!;
+    // The process case's children seen while the run lasts (the bench's children running its peers).
+    const seen = new Set<string>();
+    const watching = (async () => {
+      while (r.child.exitCode === null && r.child.signalCode === null) {
+        for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+          try {
+            const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+            const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+            if (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === String(pid) && argv.includes('process') && argv.some((a) => /^(spawnPeer|forkPeer)$/.test(a))) seen.add(d);
+          } catch {
+            // gone between the listing and the read
+          }
+        }
+        await sleep(20);
+      }
+    })();
+    // It exits: children kept past the last round would keep it running.
+    const done = await r.done;
+    await watching;
+    assert.equal(done.code, 0, done.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    const oneWay = j.figures.find((f) => f.mechanism === 'process' && f.metric === 'throughput' && f.role === 'ipckit');
+    assert.equal(oneWay?.perRound.length, 2, JSON.stringify(oneWay));
+    // fork's peer and two spawnProcess peers (spinning on and off), started once for both rounds.
+    assert.equal(seen.size, 3, `the process case's children: ${[...seen].join(', ')}`);
+    for (const c of seen) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `child ${c} still runs`);
+  });
+
   it('Ctrl-C stops a run between two measurements: its queues are removed, its children end, nothing is written; exit 130', { timeout: 120_000 }, async () => {
     const out = scratchPath('stopped.json');
     const r = runCli(['bench', '--only', 'sysv', '--rounds', '2', '--out', out], { timeoutMs: 110_000 });
