@@ -381,6 +381,48 @@ export async function startAll<P>(starting: Array<Promise<P>>, end: (peer: P) =>
   throw failed.reason;
 }
 
+/**
+ * What a case starts in its first round and keeps to the end of the run (its children, its
+ * pools), ended by the case's Scenario.close(): a fresh Node child runs slower until its
+ * code is optimized (a spawnProcess child's one-way rate ramps for ~0.5 s), longer than a
+ * quick round's warm-up can wait, and a user's long-lived child is past that. A start that
+ * fails is not kept: the next round tries again; a round that fails closes what was kept.
+ */
+export class Kept<T> {
+  #value: Promise<T> | undefined;
+
+  constructor(readonly end: (value: T) => Promise<unknown>) {}
+
+  /** Whether something is kept (from an earlier round). */
+  get kept(): boolean {
+    return this.#value !== undefined;
+  }
+
+  /** What was kept, or what `start` makes (the first time, or after a close). */
+  get(start: () => Promise<T>): Promise<T> {
+    if (!this.#value) {
+      const value = start();
+      this.#value = value;
+      value.catch(() => {
+        if (this.#value === value) this.#value = undefined;
+      });
+    }
+    return this.#value;
+  }
+
+  async close(): Promise<void> {
+    const value = this.#value;
+    this.#value = undefined;
+    const v = await value?.catch(() => undefined);
+    if (v !== undefined) await this.end(v).catch(() => {});
+  }
+}
+
+/** Closes every peer, one after the other; a failure does not stop the others. */
+export async function closeAll(peers: Array<{ close(): Promise<unknown> }>): Promise<void> {
+  for (const p of peers) await p.close().catch(() => {});
+}
+
 // stamp and seqOf run once per message of every figure: a DataView per call took 31% of a
 // Unix stream sink's CPU (a CPU profile, 2026-12-05), the bench measuring itself. They copy
 // the 8 bytes through one f64 instead, little-endian as the DataView wrote them (other

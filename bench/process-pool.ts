@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createProcessPool } from '../src/mechanisms/process-pool/pool.js';
-import { throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { closeAll, Kept, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { median, Steady, type SteadyOptions } from './stats.js';
 
 const tasks = new URL('./pool-tasks.js', import.meta.url);
@@ -156,8 +156,12 @@ const target: Target = {
   text: "process pool: tiny jobs at least 5x workerpool's (process mode); shown: workerpool's rate / ours, at most 0.2 (issue 12)",
 };
 
-/** The pools a quick run keeps between its outer rounds. */
-let kept: { sides: Side[]; notes: string[] } | undefined;
+/**
+ * The pools, kept from the case's first round to the end of the run (harness.ts Kept):
+ * started fresh in each of a quick run's 0.1 s rounds, their worker processes were still
+ * warming up when measured (quick tiny-job figures 0.55x-0.9x the full run's).
+ */
+const kept = new Kept<{ sides: Side[]; notes: string[] }>((made) => closeAll(made.sides));
 
 export const scenarios: Scenario[] = [
   {
@@ -168,16 +172,12 @@ export const scenarios: Scenario[] = [
       const size = Math.max(2, Math.min(4, availableParallelism()));
       // Interleaved rounds of its own; a quick run's 3 outer rounds interleave too.
       const rounds = ctx.quick ? 1 : 5;
-      // A quick run keeps its pools from one outer round to the next (closed after the last,
-      // or when a round fails): started fresh in each 0.1 s round, their worker processes
-      // were still warming up when measured (quick tiny-job figures 0.55x-0.9x the full run's).
-      // Kept pools warmed up in the first round: after the other cases they get a short one (4 windows at most).
-      const warmBudget = ctx.quick && kept ? { ...ctx.budget.warm, capSeconds: 4 * ctx.budget.warm.windowSeconds } : ctx.budget.warm;
-      const made = (ctx.quick && kept) || (await sides(size));
-      kept = undefined;
+      // Kept pools warmed up in the first round: after the other cases, a quick run gives
+      // them a short one (4 windows at most).
+      const warmBudget = ctx.quick && kept.kept ? { ...ctx.budget.warm, capSeconds: 4 * ctx.budget.warm.windowSeconds } : ctx.budget.warm;
+      const made = await kept.get(() => sides(size));
       for (const n of made.notes) ctx.note(n);
       const all = made.sides;
-      let keep = false;
       const figures: Figure[] = [];
       try {
         for (const [fn, inFlight, bytes] of [
@@ -229,12 +229,12 @@ export const scenarios: Scenario[] = [
               `workerpool is bound by its own process (${median(runs.get(all.find((x) => x.variant === wp.variant)!)!.map((x) => x.cpu)).toFixed(1)} us of CPU per job there, one CPU), which more CPUs do not help; ours spreads over the workers, so the ratio grows with the CPUs`;
           }
         }
-        keep = ctx.quick && ctx.round < ctx.rounds;
-      } finally {
-        if (keep) kept = made;
-        else for (const s of all) await s.close().catch(() => {});
+      } catch (e) {
+        await kept.close(); // the next round starts pools of its own
+        throw e;
       }
       return figures;
     },
+    close: () => kept.close(),
   },
 ];

@@ -21,7 +21,7 @@ import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/pro
 import { parentChannel } from '../src/mechanisms/process/parent.js';
 import { decodeWith, encodeBorrowed, jsonCodec, ownBytes } from '../src/core/codec.js';
 import { BATCH_MESSAGES, batchingCodec, encodeBatches } from '../src/mechanisms/process/batches.js';
-import { now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { closeAll, Kept, now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { pinnedPair } from './placement.js';
 import { Steady } from './stats.js';
@@ -165,7 +165,7 @@ async function thrRound(ctx: BenchContext, sender: OneWaySender, size: number): 
   // Warm-up until steady, as every one-way figure (bench/stats.ts Steady): blasts of one
   // window each, until two successive ones agree. A fresh child's rate ramps for ~0.5 s with
   // neighbours that agree on the way, so a run's first round may measure part of it; the
-  // children are kept for the next rounds (KeptSides), and a figure is the rounds' median.
+  // children are kept for the next rounds (harness.ts Kept), and a figure is the rounds' median.
   const steady = new Steady(budget.warm);
   const warmStart = now();
   for (;;) {
@@ -278,31 +278,8 @@ const targets: Target[] = [
   { mechanism: 'process', variant: OURS_MANY, metric: 'throughput', size: 64, maxRatio: 0.1, compareTo: { variant: SEND }, text: `spawnProcess one-way at 64 B (sendMany of ${BATCH_MESSAGES}): at least 10x fork + process.send's; shown: process.send's rate / ours, at most 0.1 (issue 12)`, ifMissed: oneWayCause },
 ];
 
-/**
- * The case's children, started in its first round and kept for the next ones: a fresh
- * child's one-way rate ramps for ~0.5 s (its code and heap warming up, docs/bench.md), which
- * a quick round's warm-up cannot wait out, and a user's long-lived child is past. Every side
- * is kept alike, process.send's child too.
- */
-class KeptSides {
-  #sides: Promise<Side[]> | undefined;
-
-  start(ctx: BenchContext): Promise<Side[]> {
-    // The children start side by side (each waits until its child is up; none is measured yet).
-    // The bytes side is a full run's only: a quick run would pass its minute with it.
-    this.#sides ??= startAll([forkSide(), oursSide(OURS), oursSide(OURS_NOSPIN, { spinMicros: 0 }), ...(ctx.quick ? [] : [oursSide(OURS_BYTES, { codec: 'bytes' })])], (s) => s.close());
-    // A start that failed is not kept: the next round tries again.
-    this.#sides.catch(() => (this.#sides = undefined));
-    return this.#sides;
-  }
-
-  async close(): Promise<void> {
-    const sides = this.#sides;
-    this.#sides = undefined;
-    for (const s of (await sides?.catch(() => undefined)) ?? []) await s.close().catch(() => {});
-  }
-}
-const kept = new KeptSides();
+/** The case's children, kept from its first round to the end of the run (harness.ts Kept); every side alike, process.send's child too. */
+const kept = new Kept<Side[]>(closeAll);
 
 export const scenarios: Scenario[] = [
   {
@@ -313,7 +290,9 @@ export const scenarios: Scenario[] = [
       // Interleaved rounds of its own (A B C A B C ...); a quick run's 3 outer rounds interleave too.
       const rounds = ctx.quick ? 1 : 5;
       const sizes = sizesOf(ctx, RTT_SIZES); // --quick: 64 B only, as every case
-      const all = await kept.start(ctx);
+      // The children start side by side (each waits until its child is up; none is measured yet).
+      // The bytes side is a full run's only: a quick run would pass its minute with it.
+      const all = await kept.get(() => startAll([forkSide(), oursSide(OURS), oursSide(OURS_NOSPIN, { spinMicros: 0 }), ...(ctx.quick ? [] : [oursSide(OURS_BYTES, { codec: 'bytes' })])], (s) => s.close()));
       const sides = all.slice(0, 3);
       const bytesSide = all[3];
       const oneWay = (side: Side, variant = side.variant, many = false): OneWaySender => ({ variant, side, many });
