@@ -150,6 +150,19 @@ export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages
 
 export const SIZES = [64, 1024, 65536];
 
+/**
+ * The budget of a Node baseline's round trip (`process.send`, stdio framing): measured as
+ * long as in a full run (0.4 s, or rttMessages), in a quick run too. Those round trips come
+ * in stretches of tens to hundreds of ms at about 70 us and at 90-140 us (p50 per 20-ms
+ * window of process.send, pinned 0|1, a 2-vCPU VM), so quick's 80 ms often measured one slow
+ * stretch: quick runs put process.send at 90-98 us and stdio framing at 83-95 us against 73
+ * and 64 us in the full run, and the quick ratios against them with it. Measured for 0.4 s,
+ * quick gave 70-74 and 68-69 us (docs/bench.md, Limits).
+ */
+export function baselineRttBudget(budget: Budget): Budget {
+  return { ...budget, rttSeconds: Math.max(budget.rttSeconds, FULL.rttSeconds) };
+}
+
 /** The sizes a case measures: all of `all`, or with --quick the first (smallest) only. */
 export function sizesOf(ctx: BenchContext, all: number[] = SIZES): number[] {
   return ctx.quick ? all.slice(0, 1) : all;

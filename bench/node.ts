@@ -9,20 +9,10 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { deliveredOf, receiverCost, SinkCosts } from './streams.js';
-import { DeliveryClock, FULL, now, RateMeter, RttMeter, senderFigure, sizesOf, type Budget, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
+import { baselineRttBudget, DeliveryClock, now, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
-
-/**
- * The budget of a baseline's round trip: as long as a full run's (0.4 s), in a quick run
- * too. Its round trips come in stretches of tens to hundreds of ms at about 70 us and at
- * 90-130 us (p50 per 20-ms window of process.send, pinned 0|1, this VM), so quick's 80 ms
- * often measured one slow stretch: quick runs put process.send at 90-98 us and stdio
- * framing at 83-95 us against 73 and 64 us in the full run, and every "vs send" and "vs
- * stdio" ratio of a quick run with them. Measured for 0.4 s, quick gave 70-74 and 68-69 us.
- */
-const baselineRtt = (budget: Budget): Budget => ({ ...budget, rttSeconds: Math.max(budget.rttSeconds, FULL.rttSeconds) });
 
 function onceMessage(child: ChildProcess): Promise<any> {
   return new Promise((resolve) => child.once('message', resolve));
@@ -33,7 +23,7 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const d = 'x'.repeat(size);
   const child = fork(childScript, ['node', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   await onceMessage(child); // ready
-  const meter = new RttMeter(baselineRtt(budget));
+  const meter = new RttMeter(baselineRttBudget(budget));
   await pinnedPair(ctx, child.pid!, async () => {
     for (let i = 0; ; i++) {
       const t0 = now();
@@ -96,7 +86,7 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
   const write = async (b: Buffer): Promise<void> => {
     if (!child.stdin!.write(frame(b))) await new Promise((r) => child.stdin!.once('drain', r));
   };
-  const meter = new RttMeter(baselineRtt(budget));
+  const meter = new RttMeter(baselineRttBudget(budget));
   await pinnedPair(ctx, child.pid!, async () => {
     for (let i = 0; ; i++) {
       const t0 = now();

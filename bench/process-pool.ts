@@ -110,22 +110,27 @@ async function loadOptional(name: string): Promise<any> {
 async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> {
   const out: Side[] = [];
   const notes: string[] = [];
-  const pool = await createProcessPool(tasks, { size });
-  out.push({ variant: 'ipckit process pool', role: 'ipckit', submit: (fn, i) => pool.run(fn, i), close: () => pool.close(), pids: () => pool.pids });
-  const workerpool = await loadOptional('workerpool');
-  if (workerpool) {
-    const wp = workerpool.pool(fileURLToPath(new URL('./pool-workerpool-worker.js', import.meta.url)), { workerType: 'process', minWorkers: size, maxWorkers: size });
-    out.push({ variant: 'workerpool (process mode)', role: 'node', submit: (fn, i) => wp.exec(fn, [i]), close: () => wp.terminate() });
-  } else {
-    notes.push('process pool: workerpool is not installed (a devDependency of the repository): its figures and the 5x target were skipped');
-  }
-  const piscina = await loadOptional('piscina');
-  if (piscina) {
-    const Piscina = piscina.Piscina ?? piscina.default;
-    const ps = new Piscina({ filename: fileURLToPath(tasks), minThreads: size, maxThreads: size });
-    out.push({ variant: 'piscina (threads)', role: 'node', submit: (fn, i) => ps.run(i, { name: fn }), close: () => ps.destroy() });
-  } else {
-    notes.push('process pool: piscina is not installed (a devDependency of the repository): the threads figures were skipped');
+  try {
+    const pool = await createProcessPool(tasks, { size });
+    out.push({ variant: 'ipckit process pool', role: 'ipckit', submit: (fn, i) => pool.run(fn, i), close: () => pool.close(), pids: () => pool.pids });
+    const workerpool = await loadOptional('workerpool');
+    if (workerpool) {
+      const wp = workerpool.pool(fileURLToPath(new URL('./pool-workerpool-worker.js', import.meta.url)), { workerType: 'process', minWorkers: size, maxWorkers: size });
+      out.push({ variant: 'workerpool (process mode)', role: 'node', submit: (fn, i) => wp.exec(fn, [i]), close: () => wp.terminate() });
+    } else {
+      notes.push('process pool: workerpool is not installed (a devDependency of the repository): its figures and the 5x target were skipped');
+    }
+    const piscina = await loadOptional('piscina');
+    if (piscina) {
+      const Piscina = piscina.Piscina ?? piscina.default;
+      const ps = new Piscina({ filename: fileURLToPath(tasks), minThreads: size, maxThreads: size });
+      out.push({ variant: 'piscina (threads)', role: 'node', submit: (fn, i) => ps.run(i, { name: fn }), close: () => ps.destroy() });
+    } else {
+      notes.push('process pool: piscina is not installed (a devDependency of the repository): the threads figures were skipped');
+    }
+  } catch (e) {
+    await closeAll(out); // the pools made before the one that failed
+    throw e;
   }
   return { sides: out, notes };
 }

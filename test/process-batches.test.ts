@@ -304,7 +304,7 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
     }
   });
 
-  it("an array with a toJSON of its own, a subclass's, or a species that makes a subclass is a list of messages, each sent as send would send it", async () => {
+  it("an array with a toJSON of its own, a subclass's, or a species that makes a subclass (a Proxy's too) is a list of messages, each sent as send would send it", async () => {
     const p = await pair();
     try {
       class Coll extends Array<unknown> {
@@ -313,14 +313,26 @@ describe('spawnProcess channel: sendMany in batch frames', () => {
         }
       }
       const own = Object.assign([{ a: 4 }, { a: 5 }], { toJSON: () => 'whole' });
-      // A plain array whose own constructor would make slice() return a Coll (its species).
-      const species = Object.assign([{ a: 6 }, { a: 7 }], { constructor: { [Symbol.species]: Coll } });
+      // A plain array whose own constructor would make slice() return a Spy (its species),
+      // and a Proxy of a plain array that says so only when asked for its constructor:
+      // neither is sliced (the species, user code, is never called).
+      let made = 0;
+      class Spy extends Coll {
+        constructor(...items: unknown[]) {
+          super(...items);
+          made++;
+        }
+      }
+      const species = Object.assign([{ a: 6 }, { a: 7 }], { constructor: { [Symbol.species]: Spy } });
+      const proxied = new Proxy([{ a: 8 }, { a: 9 }], { get: (t, k, r) => (k === 'constructor' ? { [Symbol.species]: Spy } : Reflect.get(t, k, r)) });
       await p.a.sendMany(Coll.from([{ a: 1 }, { a: 2 }, { a: 3 }]));
       await p.a.sendMany(own);
       await p.a.sendMany(species);
+      await p.a.sendMany(proxied);
       const got: unknown[] = [];
-      while (got.length < 7) got.push(await within(p.b.receive(), 10_000));
-      assert.deepEqual(got, [{ a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }, { a: 5 }, { a: 6 }, { a: 7 }]);
+      while (got.length < 9) got.push(await within(p.b.receive(), 10_000));
+      assert.deepEqual(got, [{ a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }, { a: 5 }, { a: 6 }, { a: 7 }, { a: 8 }, { a: 9 }]);
+      assert.equal(made, 0, 'a species constructor was called');
     } finally {
       await p.cleanup();
     }

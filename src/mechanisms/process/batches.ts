@@ -16,6 +16,7 @@
  * error for the frame); with json<T>({ validate }), each message of a batch is validated on
  * its own, and one that fails is ERR_IPCKIT_BAD_FRAME for that message only.
  */
+import { isProxy } from 'node:util/types';
 import { checkValidated, decodeWith, encodeWith, isBorrowed, jsonCodec, jsonCodecInfo, markedText, ownBytes, sameTextAsJson, type Codec } from '../../core/codec.js';
 import { IpcError, isIpcError } from '../../core/errors.js';
 
@@ -120,10 +121,6 @@ function batchable(m: unknown): boolean {
  */
 export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[], maxBytes: number, options: { borrowLast?: boolean } = {}): EncodedFrame[] {
   const frames: EncodedFrame[] = [];
-  // slice() of a plain array makes a plain array (its species is Array) in one copy, which
-  // JSON.stringify serializes on its packed fast path: ~5% of a 64-B message's encode, and
-  // ~10% of the one-way rate, against copying element by element into a holey new Array(n).
-  const plainArray = Array.isArray(messages) && Object.getPrototypeOf(messages) === Array.prototype && !Object.hasOwn(messages, 'constructor');
   // borrowLast: batch frames are encoded into the send scratch and the last one keeps it
   // (a sendMany of one frame, the usual case, then writes its text once, not twice). Before
   // anything else runs (user code too: a toJSON may send on another channel), the frame
@@ -145,7 +142,7 @@ export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[
   const tryRun = (from: number, to: number): number | undefined => {
     settle();
     // A plain array of the run: the caller's (or a subclass's) own toJSON must not stand for the batch.
-    const run = plainArray ? Array.prototype.slice.call(messages, from, to) : copyOf(messages, from, to);
+    const run = plainRun(messages, from, to);
     let text: string;
     try {
       text = JSON.stringify(run);
@@ -196,8 +193,19 @@ export function encodeBatches(codec: Codec<unknown>, messages: readonly unknown[
   return frames;
 }
 
-/** messages[from..to) in a plain array of its own, read by index (any array-like, a subclass's instance too). */
-function copyOf(messages: readonly unknown[], from: number, to: number): unknown[] {
+/**
+ * messages[from..to) in a plain array of our own. slice() makes one in a single copy, packed,
+ * which JSON.stringify serializes on its fast path (~5% of a 64-B message's encode, ~10% of
+ * the one-way rate, against an element copy into a holey new Array(n)), but slice() asks
+ * the array's constructor what to make (its species): so only for a plain array, checked
+ * right before (a toJSON that ran since may have changed it), and only if what it made is a
+ * plain array of the run's length (a toJSON may have shortened it). Otherwise by index.
+ */
+function plainRun(messages: readonly unknown[], from: number, to: number): unknown[] {
+  if (Array.isArray(messages) && !isProxy(messages) && Object.getPrototypeOf(messages) === Array.prototype && !Object.hasOwn(messages, 'constructor')) {
+    const run: unknown = Array.prototype.slice.call(messages, from, to);
+    if (Array.isArray(run) && !isProxy(run) && Object.getPrototypeOf(run) === Array.prototype && !Object.hasOwn(run, 'toJSON') && run.length === to - from) return run;
+  }
   const run: unknown[] = [];
   for (let k = from; k < to; k++) run.push(messages[k]);
   return run;
