@@ -120,8 +120,9 @@ export interface Scenario {
   run(ctx: BenchContext): Promise<Figure[]>;
   targets?: Target[];
   /**
-   * Ends what the case keeps from one round to the next (the process case keeps its
-   * children): called once, after the last round, or when the bench stops early.
+   * Ends what the case keeps from one round to the next (Kept: the process case's children,
+   * the process-pool case's pools): called once, after the last round, or when the bench
+   * stops early.
    */
   close?(): Promise<void>;
 }
