@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFifo, openFifo, unlinkFifo, type FifoReader } from '../src/mechanisms/fifo/fifo.js';
-import { cFigures, streamRttTargets, SIZES, sizesOf, startChild, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigures, KeptPeers, streamRttTargets, SIZES, sizesOf, startChild, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
-import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
+import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkRuns, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
 
 /** 1 MiB FIFOs (the default pipe-max-size): a 64 KiB message no longer fills the pipe. */
 const CAPACITY = 1024 * 1024;
@@ -18,15 +18,24 @@ interface Paths {
   up: string;
 }
 
+/**
+ * The FIFO case's peers (startedTogether) and the private folder of their FIFOs, kept from
+ * its first round to the end of the run, then removed (Scenario.close): the bench leaves
+ * nothing in /tmp or the runtime folder.
+ */
+const kept = new KeptPeers<Peer>((p) => p.done());
+let folder: string | undefined;
+
+async function closeKept(): Promise<void> {
+  await kept.close();
+  if (folder) rmSync(folder, { recursive: true, force: true });
+  folder = undefined;
+}
+
 export async function measureFifo(ctx: BenchContext, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
-  // A private folder, removed after: the bench leaves nothing in /tmp or the runtime folder.
-  const dir = mkdtempSync(join(tmpdir(), 'ipckit-bench-'));
-  try {
-    await measureIn(ctx, dir, sizes, out);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  folder ??= mkdtempSync(join(tmpdir(), 'ipckit-bench-'));
+  await measureIn(ctx, folder, sizes, out);
   return out;
 }
 
@@ -42,9 +51,11 @@ async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: F
         const t = await throughputLoop(tx, rx, size, ctx.budget);
         out.push(senderFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t));
       }
-    });
+    }, kept, String(size));
   }
 }
+
+type Peer = Awaited<ReturnType<typeof peer>>;
 
 /** A child that opens the case's two FIFOs by path: up once both ends are open. */
 async function peer(dir: string, size: number, role: StreamCase) {
@@ -89,6 +100,7 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       return [...(await measureFifo(ctx)), ...cFigures(ctx, 'fifo', 'fifo', 'C FIFO (mkfifo)', sizesOf(ctx), [], cPlacement(ctx))];
     },
+    close: closeKept,
     targets: [
       { mechanism: 'fifo', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'FIFO one-way at 64 B >= 1,000,000 msg/s' },
       { mechanism: 'fifo', metric: 'throughput', size: 65536, minMBPerSec: 2000, text: 'FIFO one-way at 64 KiB >= 2 GB/s' },
@@ -112,7 +124,7 @@ export const children = {
   },
   async sink(args: Paths): Promise<void> {
     const { rx, tx } = await open(args);
-    await sinkLoop(rx, tx);
+    await sinkRuns(rx, tx);
     await tx.close();
     await rx.close();
   },

@@ -432,6 +432,33 @@ export class Kept<T> {
   }
 }
 
+/**
+ * Kept, one per key: the peers a case keeps from its first round to the end of the run, one
+ * for each size and kind of figure (bench/streams.ts startedTogether). `drop` ends one (its
+ * round failed: the next round starts a new one), `close` all of them (Scenario.close).
+ */
+export class KeptPeers<T> {
+  readonly #kept = new Map<string, Kept<T>>();
+
+  constructor(readonly end: (value: T) => Promise<unknown>) {}
+
+  get(key: string, start: () => Promise<T>): Promise<T> {
+    let k = this.#kept.get(key);
+    if (!k) this.#kept.set(key, (k = new Kept(this.end)));
+    return k.get(start);
+  }
+
+  async drop(key: string): Promise<void> {
+    const k = this.#kept.get(key);
+    this.#kept.delete(key);
+    await k?.close();
+  }
+
+  async close(): Promise<void> {
+    for (const key of [...this.#kept.keys()]) await this.drop(key);
+  }
+}
+
 /** Closes every peer, one after the other; a failure does not stop the others. */
 export async function closeAll(peers: Array<{ close(): Promise<unknown> }>): Promise<void> {
   for (const p of peers) await p.close().catch(() => {});

@@ -9,9 +9,9 @@
  */
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
-import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, KeptPeers, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type BenchChild, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkLoop, throughputLoop, type ReceiverCost } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkRuns, SINK_STOP, throughputLoop, type ReceiverCost } from './streams.js';
 
 /** Queue depth: what fs.mqueue.msg_max allows, up to this (bench/c/mqueue.c chooses the same). */
 const MAX_MESSAGES = 256;
@@ -52,29 +52,63 @@ function plan(): { sizes: number[]; depth: (size: number) => number; notes: stri
 
 let counter = 0;
 
-async function withQueues<R>(size: number, maxMessages: number, role: string, body: (tx: MessageQueue, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
+/** A child with a queue each way, up once it has opened both (their names are then unlinked: nothing is left behind). */
+interface QueuePeer {
+  tx: MessageQueue;
+  rx: MessageQueueReceiver;
+  end(): Promise<void>;
+}
+
+async function startQueues(size: number, maxMessages: number, role: 'echo' | 'sink', placement: Placement): Promise<QueuePeer> {
   const base = `/ipckit-bench-${process.pid}-${++counter}`;
   const to = `${base}-to`;
   const from = `${base}-from`;
   const tx = createMessageQueue(to, { maxMessages, maxMessageBytes: Math.max(size, 8) });
   let rx: MessageQueueReceiver | undefined;
-  try {
-    rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8) });
-    const child = startChild('mqueue', role, { to, from });
+  let child: BenchChild | undefined;
+  const close = async (): Promise<void> => {
     try {
-      await child.nextLine(); // the child has opened both
-      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+      await child?.finish();
+    } finally {
+      await tx.close();
+      await rx?.close();
       unlinkMessageQueue(to);
       unlinkMessageQueue(from);
-      return await withPlacement(placement, () => body(tx, rx!));
-    } finally {
-      await child.finish();
     }
-  } finally {
-    await tx.close();
-    await rx?.close();
+  };
+  try {
+    rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8) });
+    child = startChild('mqueue', role, { to, from });
+    await child.nextLine(); // the child has opened both
+    pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
     unlinkMessageQueue(to);
     unlinkMessageQueue(from);
+  } catch (e) {
+    await close().catch(() => {});
+    throw e;
+  }
+  return {
+    tx,
+    rx,
+    end: async () => {
+      // A queue has no end of stream: tell the echo to stop (-1), the sink between its runs (SINK_STOP).
+      await tx.send(stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP), { timeout: 1000 }).catch(() => {});
+      await close();
+    },
+  };
+}
+
+/** The case's peers, one per size, placement and kind of figure, kept from its first round to the end of the run (streams.ts startedTogether says why). */
+const kept = new KeptPeers<QueuePeer>((p) => p.end());
+
+/** Measures `body` with the kept peer `key` (started if there is none); a failure ends the peer. */
+async function withQueues<R>(key: string, size: number, maxMessages: number, role: 'echo' | 'sink', body: (tx: MessageQueue, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
+  const { tx, rx } = await kept.get(key, () => startQueues(size, maxMessages, role, placement));
+  try {
+    return await withPlacement(placement, () => body(tx, rx));
+  } catch (e) {
+    await kept.drop(key);
+    throw e;
   }
 }
 
@@ -104,25 +138,15 @@ async function measure(ctx: BenchContext, sizes: number[], depth: (size: number)
     for (const placement of placements(ctx, 'mqueue')) {
       const mechanism = `mqueue${placement.suffix}`;
       ctx.progress(`${mechanism}: RTT ${size} B`);
-      const l = await withQueues(
-        size,
-        depth(size),
-        'echo',
-        async (tx, rx) => {
-          const r = await rttLoop(tx, rx, size, ctx.budget);
-          await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1)); // a queue has no end of stream: tell the echo to stop
-          return r;
-        },
-        placement,
-      );
+      const l = await withQueues(`${size}:${mechanism}:echo`, size, depth(size), 'echo', (tx, rx) => rttLoop(tx, rx, size, ctx.budget), placement);
       out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
       if (bin) out.push(cFigure(mechanism, C_VARIANT, 'rtt', size, runC(bin, 'lat', size, ctx.budget, placement.cArg ? [placement.cArg] : [])));
     }
     ctx.progress(`mqueue: one-way ${size} B`);
-    const t = await withQueues(size, depth(size), 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
+    const t = await withQueues(`${size}:send`, size, depth(size), 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
     out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t));
     ctx.progress(`mqueue: one-way sendMany ${size} B`);
-    const b = await withQueues(size, depth(size), 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
+    const b = await withQueues(`${size}:sendMany`, size, depth(size), 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
     out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b));
     if (bin) {
       ctx.progress(`mqueue: C one-way ${size} B`);
@@ -143,6 +167,7 @@ export const scenarios: Scenario[] = [
       for (const n of notes) ctx.note(n);
       return measure(ctx, sizes, depth);
     },
+    close: () => kept.close(),
     targets: [
       { mechanism: 'mqueue', variant: 'ipckit', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, send() per message >= 600,000 msg/s', ifMissed: MQ_CAUSE },
       { mechanism: 'mqueue', variant: 'ipckit sendMany', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, sendMany() >= 600,000 msg/s', ifMissed: MQ_CAUSE },
@@ -176,7 +201,7 @@ export const children = {
   },
   async sink(args: { to: string; from: string }): Promise<void> {
     const { rx, tx } = await openPair(args);
-    await sinkLoop(rx, tx);
+    await sinkRuns(rx, tx);
     await tx.close();
     await rx.close();
   },

@@ -9,7 +9,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { deliveredOf, receiverCost, SinkCosts } from './streams.js';
-import { baselineRttBudget, DeliveryClock, now, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
+import { baselineRttBudget, DeliveryClock, KeptPeers, now, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -18,41 +18,71 @@ function onceMessage(child: ChildProcess): Promise<any> {
   return new Promise((resolve) => child.once('message', resolve));
 }
 
+/** A forked child for process.send, up once it has said it is ready. */
+async function startFork(): Promise<ChildProcess> {
+  const child = fork(childScript, ['node', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  try {
+    await Promise.race([onceMessage(child), new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`the process.send child exited (${code}) before it was ready`))))]);
+  } catch (e) {
+    child.kill();
+    throw e;
+  }
+  return child;
+}
+
+async function endFork(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  if (child.connected) child.disconnect();
+  else child.kill();
+  await exited;
+}
+
+/**
+ * The baselines' children, one per size and kind, kept from the case's first round to the
+ * end of the run as ours are (harness.ts Kept; bench/streams.ts startedTogether): a fresh
+ * child's process.send one-way rate sat at ~0.7 of its later rate for its first 0.25 s.
+ */
+const forks = new KeptPeers<ChildProcess>(endFork);
+const stdios = new KeptPeers<StdioChild>((c) => c.end());
+
 async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const budget = ctx.budget;
   const d = 'x'.repeat(size);
-  const child = fork(childScript, ['node', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  await onceMessage(child); // ready
-  const meter = new RttMeter(baselineRttBudget(budget));
-  await pinnedPair(ctx, child.pid!, async () => {
-    for (let i = 0; ; i++) {
-      const t0 = now();
-      const reply = onceMessage(child);
-      child.send({ s: i, d, echo: true });
-      await reply;
-      const t1 = now();
-      if (meter.add(Number(t1 - t0))) break;
+  const child = await forks.get(String(size), startFork);
+  try {
+    const meter = new RttMeter(baselineRttBudget(budget));
+    await pinnedPair(ctx, child.pid!, async () => {
+      for (let i = 0; ; i++) {
+        const t0 = now();
+        const reply = onceMessage(child);
+        child.send({ s: i, d, echo: true });
+        await reply;
+        const t1 = now();
+        if (meter.add(Number(t1 - t0))) break;
+      }
+    });
+    const tmeter = new RateMeter(budget);
+    let n = 0;
+    for (;; n++) {
+      const m = { s: tmeter.seq(n), d };
+      if (!child.send(m)) await new Promise<void>((r) => child.send({ ping: 1 }, () => r()));
+      if ((n & 63) === 63 && tmeter.tick(n + 1)) {
+        n++;
+        break;
+      }
     }
-  });
-  const tmeter = new RateMeter(budget);
-  let n = 0;
-  for (;; n++) {
-    const m = { s: tmeter.seq(n), d };
-    if (!child.send(m)) await new Promise<void>((r) => child.send({ ping: 1 }, () => r()));
-    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
-      n++;
-      break;
-    }
+    const ack = onceMessage(child);
+    child.send({ s: -1 });
+    const got = (await ack) as { n: number; delivered?: Delivered };
+    const measured = tmeter.result(n, got.delivered);
+    if (got.n !== n) throw new Error(`process.send baseline lost messages: ${got.n} of ${n}`);
+    const base = { mechanism: 'node', variant: 'process.send', role: 'node' as const, size };
+    return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
+  } catch (e) {
+    await forks.drop(String(size));
+    throw e;
   }
-  const ack = onceMessage(child);
-  child.send({ s: -1 });
-  const got = (await ack) as { n: number; delivered?: Delivered };
-  const measured = tmeter.result(n, got.delivered);
-  child.disconnect();
-  await new Promise((r) => child.once('exit', r));
-  if (got.n !== n) throw new Error(`process.send baseline lost messages: ${got.n} of ${n}`);
-  const base = { mechanism: 'node', variant: 'process.send', role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
 }
 
 function frame(payload: Buffer): Buffer {
@@ -78,47 +108,69 @@ async function* frames(stream: NodeJS.ReadableStream): AsyncGenerator<Buffer> {
   }
 }
 
+interface StdioChild {
+  child: ChildProcess;
+  incoming: AsyncGenerator<Buffer>;
+  write(b: Buffer): Promise<void>;
+  end(): Promise<void>;
+}
+
+function startStdio(): Promise<StdioChild> {
+  const child = spawn(process.execPath, [childScript, 'node', 'stdioPeer', '{}'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise((r) => child.once('exit', r));
+  return Promise.resolve({
+    child,
+    incoming: frames(child.stdout!),
+    write: async (b: Buffer): Promise<void> => {
+      if (!child.stdin!.write(frame(b))) await new Promise((r) => child.stdin!.once('drain', r));
+    },
+    end: async () => {
+      child.stdin!.end();
+      await exited;
+    },
+  });
+}
+
 async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const budget = ctx.budget;
-  const child = spawn(process.execPath, [childScript, 'node', 'stdioPeer', '{}'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const incoming = frames(child.stdout!);
-  const payload = Buffer.alloc(Math.max(8, size), 120);
-  const write = async (b: Buffer): Promise<void> => {
-    if (!child.stdin!.write(frame(b))) await new Promise((r) => child.stdin!.once('drain', r));
-  };
-  const meter = new RttMeter(baselineRttBudget(budget));
-  await pinnedPair(ctx, child.pid!, async () => {
-    for (let i = 0; ; i++) {
-      const t0 = now();
-      payload.writeDoubleLE(i, 0);
-      await write(payload);
-      const r = await incoming.next();
-      const t1 = now();
-      if (r.done || r.value.readDoubleLE(0) !== i) throw new Error('stdio baseline echo mismatch');
-      if (meter.add(Number(t1 - t0))) break;
-    }
-  });
-  payload.writeDoubleLE(-3, 0); // switch the child to counting
-  await write(payload);
-  const tmeter = new RateMeter(budget);
-  let n = 0;
-  for (;; n++) {
-    payload.writeDoubleLE(tmeter.seq(n), 0);
+  const { child, incoming, write } = await stdios.get(String(size), startStdio);
+  try {
+    const payload = Buffer.alloc(Math.max(8, size), 120);
+    const meter = new RttMeter(baselineRttBudget(budget));
+    await pinnedPair(ctx, child.pid!, async () => {
+      for (let i = 0; ; i++) {
+        const t0 = now();
+        payload.writeDoubleLE(i, 0);
+        await write(payload);
+        const r = await incoming.next();
+        const t1 = now();
+        if (r.done || r.value.readDoubleLE(0) !== i) throw new Error('stdio baseline echo mismatch');
+        if (meter.add(Number(t1 - t0))) break;
+      }
+    });
+    payload.writeDoubleLE(-3, 0); // switch the child to counting
     await write(payload);
-    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
-      n++;
-      break;
+    const tmeter = new RateMeter(budget);
+    let n = 0;
+    for (;; n++) {
+      payload.writeDoubleLE(tmeter.seq(n), 0);
+      await write(payload);
+      if ((n & 63) === 63 && tmeter.tick(n + 1)) {
+        n++;
+        break;
+      }
     }
+    payload.writeDoubleLE(-1, 0); // the count; the child is back to echoing
+    await write(payload);
+    const ack = await incoming.next();
+    const measured = tmeter.result(n, ack.done ? undefined : deliveredOf(ack.value));
+    if (ack.done || ack.value.readDoubleLE(0) !== n) throw new Error('stdio baseline lost messages');
+    const base = { mechanism: 'node', variant: 'stdio framing', role: 'node' as const, size };
+    return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, { ...measured, ...receiverCost(ack.value, n) })];
+  } catch (e) {
+    await stdios.drop(String(size));
+    throw e;
   }
-  payload.writeDoubleLE(-1, 0);
-  await write(payload);
-  const ack = await incoming.next();
-  const measured = tmeter.result(n, ack.done ? undefined : deliveredOf(ack.value));
-  child.stdin!.end();
-  await new Promise((r) => child.once('exit', r));
-  if (ack.done || ack.value.readDoubleLE(0) !== n) throw new Error('stdio baseline lost messages');
-  const base = { mechanism: 'node', variant: 'stdio framing', role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, { ...measured, ...receiverCost(ack.value, n) })];
 }
 
 export const scenarios: Scenario[] = [
@@ -133,24 +185,31 @@ export const scenarios: Scenario[] = [
       }
       return out;
     },
+    async close() {
+      await forks.close();
+      await stdios.close();
+    },
   },
 ];
 
 export const children = {
   async forkPeer(): Promise<void> {
     let n = 0;
-    const clock = new DeliveryClock();
+    let clock = new DeliveryClock();
     process.on('message', (m: { s?: number; d?: string; echo?: boolean; ping?: number }) => {
       if (m.echo) process.send!(m);
-      else if (m.s === -1) process.send!({ n, delivered: clock.reading(n) });
-      else if (m.s === n || (m.s !== undefined && clock.mark(m.s, n))) n++; // not a ping (the sender's wait for send's callback)
+      else if (m.s === -1) {
+        process.send!({ n, delivered: clock.reading(n) });
+        n = 0; // kept for the next round: its count starts again
+        clock = new DeliveryClock();
+      } else if (m.s === n || (m.s !== undefined && clock.mark(m.s, n))) n++; // not a ping (the sender's wait for send's callback)
     });
     process.on('disconnect', () => process.exit(0));
     process.send!('ready');
   },
   async stdioPeer(): Promise<void> {
     let costs: SinkCosts | undefined; // set when counting starts
-    const clock = new DeliveryClock();
+    let clock = new DeliveryClock();
     let n = 0;
     for await (const m of frames(process.stdin)) {
       const s = m.readDoubleLE(0);
@@ -160,6 +219,10 @@ export const children = {
       } else if (s === -1) {
         // The count, then this side's CPU and page faults, as bench/streams.ts's sink.
         process.stdout.write(frame(Buffer.from(costs.ack(n, clock.reading(n)))));
+        // kept for the next round: echoing again until the next -3
+        costs = undefined;
+        clock = new DeliveryClock();
+        n = 0;
       } else {
         if (s !== n) clock.mark(s, n);
         n++;

@@ -1,13 +1,16 @@
 /** Bench: anonymous pipe(2) between a parent and a child, against the C reference. */
 import { openInheritedPipe, spawnWithPipes } from '../src/mechanisms/pipe/pipe.js';
-import { cFigures, seqOf, stamp, streamRttTargets, SIZES, sizesOf, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigures, KeptPeers, seqOf, stamp, streamRttTargets, SIZES, sizesOf, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
-import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
+import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkRuns, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { fileURLToPath } from 'node:url';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 /** 1 MiB pipes (the default pipe-max-size): a 64 KiB message no longer fills the pipe. */
 const CAPACITY = 1024 * 1024;
+
+/** The pipe case's peers, kept from its first round to the end of the run (startedTogether). */
+const kept = new KeptPeers<Peer>((p) => p.done());
 
 export async function measurePipe(ctx: BenchContext, mechanism: string, variant: string, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
@@ -22,10 +25,12 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
         const t = await throughputLoop(tx, rx, size, ctx.budget);
         out.push(senderFigure({ mechanism, variant, role: 'ipckit', size }, t));
       }
-    });
+    }, kept, String(size));
   }
   return out;
 }
+
+type Peer = Awaited<ReturnType<typeof peer>>;
 
 /**
  * A child with a pipe each way, returned once it is up: an echo child has answered one
@@ -65,6 +70,7 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       return [...(await measurePipe(ctx, 'pipe', 'ipckit')), ...cFigures(ctx, 'pipe', 'pipe', 'C pipe(2)', sizesOf(ctx), [], cPlacement(ctx))];
     },
+    close: () => kept.close(),
     targets: [
       { mechanism: 'pipe', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'pipe one-way at 64 B >= 1,000,000 msg/s' },
       { mechanism: 'pipe', metric: 'throughput', size: 65536, minMBPerSec: 2000, text: 'pipe one-way at 64 KiB >= 2 GB/s' },
@@ -85,7 +91,7 @@ export const children = {
     const rx = openInheritedPipe(3, 'read');
     const tx = openInheritedPipe(4, 'write');
     await tx.send(stamp(new Uint8Array(8), READY));
-    await sinkLoop(rx, tx);
+    await sinkRuns(rx, tx);
     await tx.close();
     await rx.close();
   },

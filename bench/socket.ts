@@ -10,9 +10,9 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { cFigures, DeliveryClock, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { cFigures, DeliveryClock, KeptPeers, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
-import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, SinkCosts, sinkLoop, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, SinkCosts, sinkRuns, startedTogether, SINK_STOP, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Kind = 'unix' | 'unix-dgram' | 'unix-dgram-pair' | 'unix-seqpacket' | 'tcp';
@@ -35,9 +35,9 @@ function benchPath(tag: string): string {
   return join(tmpdir(), `ipckit-bench-${process.pid}-${tag}`);
 }
 
-/** A datagram echo never sees an end of stream: tell it to stop (seq -1). */
-async function endMarker(ch: SocketChannel<Uint8Array>, size: number): Promise<void> {
-  await ch.send(stamp(new Uint8Array(Math.max(size, 8)), -1)).catch(() => {});
+/** A datagram peer never sees an end of stream: tell it to stop (an echo: seq -1; a sink, between its runs: SINK_STOP). */
+async function endMarker(ch: SocketChannel<Uint8Array>, size: number, role: 'echo' | 'sink'): Promise<void> {
+  await ch.send(stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP)).catch(() => {});
   await ch.flush({ timeout: 1000 }).catch(() => {});
 }
 
@@ -60,21 +60,21 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
       const [mine, theirs] = socketPair('unix-dgram', { maxMessageBytes });
       undo.push(() => mine.close({ timeout: 1000 }), () => theirs.close());
       const child = startChild('socket', `${role}Fd`, { maxMessageBytes, into }, [(theirs as unknown as { fd: number }).fd]);
-      undo.push(() => child.finish()); // the child ends by itself after the end marker or its ack
+      undo.push(() => child.finish()); // the child ends by itself after the end marker
       await theirs.close();
       await child.nextLine(); // the child is up and holds its end
       return {
         ch: mine,
         pid: child.child.pid!,
         done: async () => {
-          if (role === 'echo') await endMarker(mine, size);
+          await endMarker(mine, size, role);
           await unwind();
         },
       };
     }
     if (kind === 'unix-dgram') {
       // The datagram server (the child) is the receiving side, as a datagram service is.
-      const path = benchPath(`d-${testCase}`); // one per case: the cases' peers start together
+      const path = benchPath(`d-${size}-${testCase}`); // one per size and case: their peers are kept side by side
       undo.push(() => rmSync(path, { force: true }));
       const child = startChild('socket', `${role}Server`, { path, maxMessageBytes, into });
       undo.push(() => child.finish());
@@ -85,12 +85,12 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
         ch,
         pid: child.child.pid!,
         done: async () => {
-          if (role === 'echo') await endMarker(ch, size);
+          await endMarker(ch, size, role);
           await unwind();
         },
       };
     }
-    const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(`${kind === 'unix' ? 's' : 'q'}-${testCase}`)}`;
+    const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(`${kind === 'unix' ? 's' : 'q'}-${size}-${testCase}`)}`;
     const server = await listen(address, { maxMessageBytes });
     undo.push(() => server.close());
     const accepting = server.accept({ timeout: 20_000 });
@@ -104,6 +104,10 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
     throw e;
   }
 }
+
+type Pair = Awaited<ReturnType<typeof pair>>;
+/** The socket case's pairs, kept from its first round to the end of the run (startedTogether). */
+const kept = new KeptPeers<Pair>((p) => p.done());
 
 async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
   const mechanism = MECHANISM[kind];
@@ -119,7 +123,7 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
         const t = await throughputLoop(ch, ch, size, ctx.budget);
         out.push(senderFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t));
       }
-    });
+    }, kept, `${kind}:${size}`);
   }
   const [program, variant] = C_PROGRAM[kind];
   const extra = [...(kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)]), ...cPlacement(ctx)];
@@ -127,9 +131,17 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
   return out;
 }
 
-/** Node's net over a Unix socket with a u32 length prefix: the baseline users have. */
-async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
-  const path = benchPath('net');
+/** The net baseline's connection to its child, and what reads length-prefixed frames from it. */
+interface NetPeer {
+  sock: Socket;
+  pid: number;
+  /** The next frame the child sends. */
+  next(): Promise<Buffer>;
+  end(): Promise<void>;
+}
+
+async function startNetPeer(size: number): Promise<NetPeer> {
+  const path = benchPath(`net-${size}`);
   rmSync(path, { force: true });
   const server = createServer();
   await new Promise<void>((r) => server.listen(path, r));
@@ -147,52 +159,72 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
       waiting.shift()?.(m);
     }
   });
+  return {
+    sock,
+    pid: child.child.pid!,
+    next: () => new Promise<Buffer>((r) => waiting.push(r)),
+    end: async () => {
+      sock.end();
+      await child.finish();
+      server.close();
+      rmSync(path, { force: true });
+    },
+  };
+}
+
+/** The net baseline's children, one per size, kept from the first round to the end of the run (startedTogether says why). */
+const netPeers = new KeptPeers<NetPeer>((p) => p.end());
+
+/** Node's net over a Unix socket with a u32 length prefix: the baseline users have. */
+async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
+  const { sock, pid, next } = await netPeers.get(String(size), () => startNetPeer(size));
   const frame = (b: Buffer): Buffer => {
     const f = Buffer.allocUnsafe(4 + b.length);
     f.writeUInt32LE(b.length, 0);
     b.copy(f, 4);
     return f;
   };
-  const payload = Buffer.alloc(Math.max(8, size), 120);
-  const meter = new RttMeter(ctx.budget);
-  // Pinned like ours (bench/placement.ts), so that the ratios compare like with like.
-  await pinnedPair(ctx, child.child.pid!, async () => {
-    for (let i = 0; ; i++) {
-      const t0 = now();
-      payload.writeDoubleLE(i, 0);
-      const reply = new Promise<Buffer>((r) => waiting.push(r));
-      sock.write(frame(payload));
-      const echo = await reply;
-      const t1 = now();
-      if (echo.readDoubleLE(0) !== i) throw new Error('net baseline echo mismatch');
-      if (meter.add(Number(t1 - t0))) break;
+  try {
+    const payload = Buffer.alloc(Math.max(8, size), 120);
+    const meter = new RttMeter(ctx.budget);
+    // Pinned like ours (bench/placement.ts), so that the ratios compare like with like.
+    await pinnedPair(ctx, pid, async () => {
+      for (let i = 0; ; i++) {
+        const t0 = now();
+        payload.writeDoubleLE(i, 0);
+        const reply = next();
+        sock.write(frame(payload));
+        const echo = await reply;
+        const t1 = now();
+        if (echo.readDoubleLE(0) !== i) throw new Error('net baseline echo mismatch');
+        if (meter.add(Number(t1 - t0))) break;
+      }
+    });
+    payload.writeDoubleLE(-3, 0);
+    sock.write(frame(payload));
+    const tmeter = new RateMeter(ctx.budget);
+    let n = 0;
+    for (;; n++) {
+      payload.writeDoubleLE(tmeter.seq(n), 0);
+      if (!sock.write(frame(payload))) await new Promise((r) => sock.once('drain', r));
+      if ((n & 63) === 63 && tmeter.tick(n + 1)) {
+        n++;
+        break;
+      }
     }
-  });
-  payload.writeDoubleLE(-3, 0);
-  sock.write(frame(payload));
-  const tmeter = new RateMeter(ctx.budget);
-  let n = 0;
-  for (;; n++) {
-    payload.writeDoubleLE(tmeter.seq(n), 0);
-    if (!sock.write(frame(payload))) await new Promise((r) => sock.once('drain', r));
-    if ((n & 63) === 63 && tmeter.tick(n + 1)) {
-      n++;
-      break;
-    }
+    payload.writeDoubleLE(-1, 0); // the count; the child is back to echoing
+    const ack = next();
+    sock.write(frame(payload));
+    const reply = await ack;
+    const got = reply.readDoubleLE(0);
+    if (got !== n) throw new Error(`net baseline lost messages: ${got} of ${n}`);
+    const measured = { ...tmeter.result(n, deliveredOf(reply)), ...receiverCost(reply, n) };
+    const base = { mechanism: NET_BASELINE, variant: NET_VARIANT, role: 'node' as const, size };
+    return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
+  } catch (e) {
+    await netPeers.drop(String(size));
+    throw e;
   }
-  payload.writeDoubleLE(-1, 0);
-  const ack = new Promise<Buffer>((r) => waiting.push(r));
-  sock.write(frame(payload));
-  const reply = await ack;
-  const got = reply.readDoubleLE(0);
-  if (got !== n) throw new Error(`net baseline lost messages: ${got} of ${n}`);
-  const measured = { ...tmeter.result(n, deliveredOf(reply)), ...receiverCost(reply, n) };
-  sock.end();
-  await child.finish();
-  server.close();
-  rmSync(path, { force: true });
-  const base = { mechanism: NET_BASELINE, variant: NET_VARIANT, role: 'node' as const, size };
-  return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
 }
 
 /**
@@ -244,6 +276,10 @@ export const scenarios: Scenario[] = [
       }
       return out;
     },
+    async close() {
+      await kept.close();
+      await netPeers.close();
+    },
     targets: [
       { mechanism: 'socket unix', metric: 'throughput', size: 64, minMsgsPerSec: 1_000_000, text: 'Unix stream one-way at 64 B >= 1,000,000 msg/s' },
       { mechanism: 'socket tcp', metric: 'throughput', size: 64, minMsgsPerSec: 500_000, text: 'TCP loopback one-way at 64 B >= 500,000 msg/s' },
@@ -271,7 +307,7 @@ export const children = {
   },
   async sink(args: { address: string; maxMessageBytes: number }): Promise<void> {
     const ch = await childChannel(args);
-    await sinkLoop(ch as never, ch);
+    await sinkRuns(ch as never, ch);
     await ch.close();
   },
   async echoFd(args: { maxMessageBytes: number; into?: boolean }): Promise<void> {
@@ -283,7 +319,7 @@ export const children = {
   async sinkFd(args: { maxMessageBytes: number }): Promise<void> {
     const ch = openInheritedSocket(3, { maxMessageBytes: args.maxMessageBytes });
     tell('ready');
-    await sinkLoop(ch as never, ch);
+    await sinkRuns(ch as never, ch);
     await ch.close();
   },
   async echoServer(args: { path: string; maxMessageBytes: number; into?: boolean }): Promise<void> {
@@ -298,7 +334,7 @@ export const children = {
     const server = await listen(`unix-dgram:${args.path}`, { maxMessageBytes: args.maxMessageBytes });
     tell('listening');
     const peer = await server.accept();
-    await sinkLoop(peer as never, peer);
+    await sinkRuns(peer as never, peer);
     await peer.close();
     await server.close();
   },
@@ -308,7 +344,7 @@ export const children = {
     let pending: Buffer = Buffer.alloc(0);
     let costs: SinkCosts | undefined; // set when counting starts
     let n = 0;
-    const clock = new DeliveryClock();
+    let clock = new DeliveryClock();
     await new Promise<void>((resolve) => {
       sock.on('data', (d: Buffer) => {
         pending = pending.length ? Buffer.concat([pending, d]) : d;
@@ -326,6 +362,10 @@ export const children = {
             ack.writeUInt32LE(body.length, 0);
             ack.set(body, 4);
             sock.write(ack);
+            // kept for the next round: echoing again until the next -3
+            costs = undefined;
+            clock = new DeliveryClock();
+            n = 0;
           } else {
             if (s !== n) clock.mark(s, n);
             n++;

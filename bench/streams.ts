@@ -7,7 +7,7 @@
  */
 import { RESOLVED, type Receiver, type ReceiverInto, type Sender } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
-import { DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, startAll, type Budget, type Delivered } from './harness.js';
+import { DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, type Budget, type Delivered, type KeptPeers } from './harness.js';
 
 export { RECEIVE_INTO_VARIANT };
 
@@ -28,22 +28,39 @@ export function streamCases(size: number): StreamCase[] {
 /**
  * Starts the peers of every case of one size at once (their processes start side by side,
  * and none starts while another case is measured), then measures case by case, each with
- * its own fresh peer; every peer is ended, even when a start or a measurement fails.
- * Starting them one by one cost a quick run about 0.1 s per case.
+ * its own peer. Starting them one by one cost a quick run about 0.1 s per case.
+ *
+ * The peers are kept (`kept`, under `key` and the case) from the first round to the end of
+ * the run, as the process case keeps its children (harness.ts Kept): a fresh pair's rates
+ * ramp for tenths of a second (a Node child's code is optimized as it runs; a datagram
+ * round trip fell from 218 to ~20 us over its first 0.2 s), so a quick round's warm-up,
+ * which ends when two 20-ms windows agree, often ended on a plateau of the ramp, and a
+ * user's long-lived channel is past it. An echo peer answers every round's round trips; a
+ * sink peer counts one run after another (sinkRuns). A start or a measurement that fails
+ * ends every peer of that size: the next round starts new ones.
  */
-export async function startedTogether<P extends { done(): Promise<void> }>(cases: StreamCase[], start: (c: StreamCase) => Promise<P>, measure: (c: StreamCase, peer: P) => Promise<void>): Promise<void> {
-  const peers = await startAll(cases.map(start), (p) => p.done());
-  let i = 0;
+export async function startedTogether<P extends { done(): Promise<void> }>(
+  cases: StreamCase[],
+  start: (c: StreamCase) => Promise<P>,
+  measure: (c: StreamCase, peer: P) => Promise<void>,
+  kept: KeptPeers<P>,
+  key: string,
+): Promise<void> {
+  const keyOf = (c: StreamCase): string => `${key}:${c}`;
+  const dropAll = async (): Promise<void> => {
+    for (const c of cases) await kept.drop(keyOf(c));
+  };
+  const started = await Promise.allSettled(cases.map((c) => kept.get(keyOf(c), () => start(c))));
+  const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) {
+    await dropAll();
+    throw failed.reason;
+  }
   try {
-    for (; i < cases.length; i++) {
-      try {
-        await measure(cases[i]!, peers[i]!);
-      } finally {
-        await peers[i]!.done();
-      }
-    }
-  } finally {
-    for (let j = i + 1; j < peers.length; j++) await peers[j]!.done().catch(() => {});
+    for (let i = 0; i < cases.length; i++) await measure(cases[i]!, (started[i] as PromiseFulfilledResult<P>).value);
+  } catch (e) {
+    await dropAll();
+    throw e;
   }
 }
 
@@ -154,13 +171,40 @@ export async function echoLoop(rx: Receiver<Uint8Array> & Partial<ReceiverInto>,
   }
 }
 
+/**
+ * What a kept sink peer (startedTogether) is sent instead of a run's first message when the
+ * bench ends it: a datagram has no end of stream to end it with (below the end marker -1,
+ * -2 and -3, the starts some cases send, above clockSeq's values).
+ */
+export const SINK_STOP = -4;
+
 /** Child: receives and checks sequence numbers until the end marker, then acks the count. */
 export async function sinkLoop(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
+  if (!(await sinkRun(rx, tx, false))) throw new Error('the sink was told to stop before its run');
+}
+
+/**
+ * Child: sinkLoop run after run, for a peer the bench keeps from round to round
+ * (startedTogether), until the channel ends or a run starts with SINK_STOP.
+ */
+export async function sinkRuns(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
+  while (await sinkRun(rx, tx, true));
+}
+
+/** One run of a sink: true when it was acknowledged, false when it ended before its first message (`mayEnd`). */
+async function sinkRun(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Array>, mayEnd: boolean): Promise<boolean> {
   let expected = 0;
   let costs: SinkCosts | undefined; // from the first message: a sink may wait while other cases run
   const clock = new DeliveryClock();
   for (;;) {
-    const batch = rx.receiveMany ? await rx.receiveMany() : [await rx.receive()];
+    let batch: Uint8Array[];
+    try {
+      batch = rx.receiveMany ? await rx.receiveMany() : [await rx.receive()];
+    } catch (e) {
+      if (mayEnd && !costs && isIpcError(e, 'ERR_IPCKIT_CLOSED')) return false;
+      throw e;
+    }
+    if (!costs && batch.length && seqOf(batch[0]!) === SINK_STOP) return false;
     costs ??= new SinkCosts();
     for (const m of batch) {
       const s = seqOf(m);
@@ -168,7 +212,7 @@ export async function sinkLoop(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Ar
         const ackMsg = costs.ack(expected, clock.reading(expected));
         await tx.send(ackMsg);
         if ('flush' in tx && typeof (tx as { flush?: unknown }).flush === 'function') await (tx as unknown as { flush(): Promise<void> }).flush();
-        return;
+        return true;
       }
       if (s !== expected && !clock.mark(s, expected)) throw new Error(`sequence ${s} arrived, expected ${expected}`);
       expected++;

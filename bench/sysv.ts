@@ -19,9 +19,9 @@ import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, KeptPeers, sizesOf, now, RttMeter, runC, stamp, startChild, tell, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { echoLoop, rttLoop, sinkLoop, throughputLoop, type BatchReceiver } from './streams.js';
+import { echoLoop, rttLoop, sinkRuns, SINK_STOP, throughputLoop, type BatchReceiver } from './streams.js';
 
 const MSG_VARIANT = 'C msgsnd/msgrcv';
 const SEM_VARIANT = 'C semop';
@@ -70,20 +70,53 @@ function directions(q: SysvMessageQueue<Uint8Array>, out: number, back: number):
   return { tx, rx };
 }
 
-async function withQueue<R>(ctx: BenchContext, role: string, placement: Placement, body: (q: SysvMessageQueue<Uint8Array>) => Promise<R>): Promise<R> {
+/** A child on a queue of ours (removed when we close it), up once it has opened it. */
+interface QueuePeer {
+  q: SysvMessageQueue<Uint8Array>;
+  end(): Promise<void>;
+}
+
+async function startQueue(role: 'echo' | 'sink', placement: Placement, size: number): Promise<QueuePeer> {
   const q = createSysvMessageQueue(0, { removeOnClose: true });
+  let child: BenchChild | undefined;
+  const close = async (): Promise<void> => {
+    try {
+      await child?.finish();
+    } finally {
+      await q.close();
+    }
+  };
   try {
     queueBytes(q);
-    const child = startChild('sysv', role, { id: q.id });
-    try {
-      await child.nextLine(); // the child has opened it
-      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
-      return await withPlacement(placement, () => body(q));
-    } finally {
-      await child.finish();
-    }
-  } finally {
-    await q.close();
+    child = startChild('sysv', role, { id: q.id });
+    await child.nextLine(); // the child has opened it
+    pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+  } catch (e) {
+    await close().catch(() => {});
+    throw e;
+  }
+  return {
+    q,
+    end: async () => {
+      // A queue has no end of stream: tell the echo to stop (-1), the sink between its runs (SINK_STOP).
+      const { tx } = directions(q, TO_CHILD, TO_PARENT);
+      await tx.send(stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP), { timeout: 1000 }).catch(() => {});
+      await close();
+    },
+  };
+}
+
+/** The case's queue peers, one per size, placement and kind of figure, kept from its first round to the end of the run (streams.ts startedTogether says why). */
+const kept = new KeptPeers<QueuePeer>((p) => p.end());
+
+/** Measures `body` with the kept peer `key` (started if there is none); a failure ends the peer. */
+async function withQueue<R>(key: string, size: number, role: 'echo' | 'sink', placement: Placement, body: (q: SysvMessageQueue<Uint8Array>) => Promise<R>): Promise<R> {
+  const { q } = await kept.get(key, () => startQueue(role, placement, size));
+  try {
+    return await withPlacement(placement, () => body(q));
+  } catch (e) {
+    await kept.drop(key);
+    throw e;
   }
 }
 
@@ -116,19 +149,15 @@ async function measureMessages(ctx: BenchContext): Promise<Figure[]> {
     for (const placement of placements(ctx, 'sysv msg')) {
       const mechanism = `sysv msg${placement.suffix}`;
       ctx.progress(`${mechanism}: RTT ${size} B`);
-      const l = await withQueue(ctx, 'echo', placement, async (q) => {
+      const l = await withQueue(`${size}:${mechanism}:echo`, size, 'echo', placement, (q) => {
         const { tx, rx } = directions(q, TO_CHILD, TO_PARENT);
-        const r = await rttLoop(tx, rx, size, ctx.budget);
-        const stop = new Uint8Array(Math.max(size, 8));
-        new DataView(stop.buffer).setFloat64(0, -1, true); // a queue has no end of stream: tell the echo to stop
-        await tx.send(stop);
-        return r;
+        return rttLoop(tx, rx, size, ctx.budget);
       });
       out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
       if (bin) out.push(cFigure(mechanism, MSG_VARIANT, 'rtt', size, cMessage(bin, 'lat', size, ctx, placement)));
     }
     ctx.progress(`sysv msg: one-way ${size} B`);
-    const t = await withQueue(ctx, 'sink', SCHEDULER, (q) => {
+    const t = await withQueue(`${size}:sink`, size, 'sink', SCHEDULER, (q) => {
       const { tx, rx } = directions(q, TO_CHILD, TO_PARENT);
       return throughputLoop(tx, rx, size, ctx.budget);
     });
@@ -200,6 +229,7 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       return [...(await measureMessages(ctx)), ...(await measureSemaphores(ctx))];
     },
+    close: () => kept.close(),
     targets: [
       // Round trips are compared pinned to two CPUs, as for every ping-pong (bench/placement.ts).
       ...SIZES.flatMap((size) =>
@@ -247,7 +277,7 @@ export const children = {
     const q = await openSysvMessageQueue({ id: args.id });
     const { tx, rx } = directions(q, TO_PARENT, TO_CHILD);
     tell({ ready: true });
-    await sinkLoop(rx, tx);
+    await sinkRuns(rx, tx);
     await q.close();
   },
   async pong(args: { id: number }): Promise<void> {

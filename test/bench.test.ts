@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
@@ -337,36 +338,70 @@ describe('ipckit bench, a real run', () => {
     assert.ok(c && (c.timing === 'receiver' || (c.rounds === 0 && (c.notMeasured ?? '').length > 0)), JSON.stringify(c));
   });
 
+  /** The bench's own children (`node child.js <module> <role> ...`) seen while run `r` lasts, by pid: [module, role]. */
+  async function benchChildrenDuring(r: ReturnType<typeof runCli>): Promise<Map<string, [string, string]>> {
+    const pid = String(r.child.pid!);
+    const seen = new Map<string, [string, string]>();
+    while (r.child.exitCode === null && r.child.signalCode === null) {
+      for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+        try {
+          const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+          const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+          const script = argv.findIndex((a) => a.endsWith('/bench/child.js'));
+          if (script >= 0 && stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === pid) seen.set(d, [argv[script + 1]!, argv[script + 2]!]);
+        } catch {
+          // gone between the listing and the read
+        }
+      }
+      await sleep(20);
+    }
+    return seen;
+  }
+
   it('--quick --only process --rounds 2: the case keeps its children from round to round and ends them when the run ends', { timeout: 300_000 }, async () => {
     const out = scratchPath('process.json');
     const r = runCli(['bench', '--quick', '--only', 'process', '--rounds', '2', '--out', out], { timeoutMs: 280_000 });
-    const pid = r.child.pid!;
-    // The process case's children seen while the run lasts (the bench's children running its peers).
-    const seen = new Set<string>();
-    const watching = (async () => {
-      while (r.child.exitCode === null && r.child.signalCode === null) {
-        for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-          try {
-            const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-            const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-            if (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === String(pid) && argv.includes('process') && argv.some((a) => /^(spawnPeer|forkPeer)$/.test(a))) seen.add(d);
-          } catch {
-            // gone between the listing and the read
-          }
-        }
-        await sleep(20);
-      }
-    })();
+    const watching = benchChildrenDuring(r);
     // It exits: children kept past the last round would keep it running.
     const done = await r.done;
-    await watching;
+    const seen = [...(await watching)].filter(([, [module]]) => module === 'process');
     assert.equal(done.code, 0, done.stderr);
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
     const oneWay = j.figures.find((f) => f.mechanism === 'process' && f.metric === 'throughput' && f.role === 'ipckit');
     assert.equal(oneWay?.perRound.length, 2, JSON.stringify(oneWay));
     // fork's peer and two spawnProcess peers (spinning on and off), started once for both rounds.
-    assert.equal(seen.size, 3, `the process case's children: ${[...seen].join(', ')}`);
-    for (const c of seen) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `child ${c} still runs`);
+    assert.equal(seen.length, 3, `the process case's children: ${JSON.stringify(seen)}`);
+    for (const [c] of seen) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `child ${c} still runs`);
+  });
+
+  it('--quick --only pipe,fifo,socket,mqueue,sysv --rounds 2: the stream and queue cases and the Node baselines keep their peers from round to round, end them when the run ends and leave nothing behind', { timeout: 300_000 }, async () => {
+    const out = scratchPath('streams.json');
+    const before = new Set(readdirSync(tmpdir()).filter((f) => f.startsWith('ipckit-bench-')));
+    const queuesBefore = new Set(readdirSync('/dev/mqueue').filter((f) => f.startsWith('ipckit-bench-')));
+    const r = runCli(['bench', '--quick', '--only', 'pipe,fifo,socket,mqueue,sysv', '--rounds', '2', '--out', out], { timeoutMs: 280_000 });
+    const watching = benchChildrenDuring(r);
+    const done = await r.done;
+    const seen = [...(await watching)];
+    assert.equal(done.code, 0, done.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    // Every figure of ours and of the baselines was measured in both rounds, with its kept peer.
+    for (const f of j.figures.filter((f) => f.role !== 'c')) assert.equal(f.perRound.length, 2, JSON.stringify(f));
+    const count = (module: string, roles = /./) => seen.filter(([, [m, role]]) => m === module && roles.test(role)).length;
+    // One peer per case and kind, started once for both rounds (at 64 B, all --quick measures):
+    // node: process.send's and stdio's; pipe and FIFO: an echo and a sink; sockets: an echo and
+    // a sink for each of Unix stream, datagram, seqpacket and TCP, and the net baseline's; POSIX
+    // queues: an echo and a sink for send() and one for sendMany(); System V queues: an echo and
+    // a sink (its semaphore ping-pong starts a child each round).
+    assert.deepEqual(
+      { node: count('node'), pipe: count('pipe'), fifo: count('fifo'), socket: count('socket'), mqueue: count('mqueue'), sysv: count('sysv', /^(echo|sink)$/) },
+      { node: 2, pipe: 2, fifo: 2, socket: 9, mqueue: 3, sysv: 2 },
+      JSON.stringify(seen),
+    );
+    for (const [c] of seen) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `child ${c} still runs`);
+    // The kept FIFOs' folder, the sockets' files and the queues are gone.
+    const left = readdirSync(tmpdir()).filter((f) => f.startsWith('ipckit-bench-') && !before.has(f));
+    assert.deepEqual(left, []);
+    assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith('ipckit-bench-') && !queuesBefore.has(f)), []);
   });
 
   it('Ctrl-C stops a run between two measurements: its queues are removed, its children end, nothing is written; exit 130', { timeout: 120_000 }, async () => {
