@@ -9,9 +9,9 @@
  */
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
-import { cFigure, KeptPeers, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type BenchChild, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkRuns, SINK_STOP, throughputLoop, type ReceiverCost } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkLoop, throughputLoop, type ReceiverCost } from './streams.js';
 
 /** Queue depth: what fs.mqueue.msg_max allows, up to this (bench/c/mqueue.c chooses the same). */
 const MAX_MESSAGES = 256;
@@ -52,63 +52,35 @@ function plan(): { sizes: number[]; depth: (size: number) => number; notes: stri
 
 let counter = 0;
 
-/** A child with a queue each way, up once it has opened both (their names are then unlinked: nothing is left behind). */
-interface QueuePeer {
-  tx: MessageQueue;
-  rx: MessageQueueReceiver;
-  end(): Promise<void>;
-}
-
-async function startQueues(size: number, maxMessages: number, role: 'echo' | 'sink', placement: Placement): Promise<QueuePeer> {
+/**
+ * A fresh pair of queues and child for each figure: not kept from round to round as the
+ * stream peers are (streams.ts startedTogether), because every open queue's bytes count
+ * against RLIMIT_MSGQUEUE (819200 here), which the C reference's queues need too: kept, the
+ * C figures at 8 KiB failed with EMFILE.
+ */
+async function withQueues<R>(size: number, maxMessages: number, role: string, body: (tx: MessageQueue, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
   const base = `/ipckit-bench-${process.pid}-${++counter}`;
   const to = `${base}-to`;
   const from = `${base}-from`;
   const tx = createMessageQueue(to, { maxMessages, maxMessageBytes: Math.max(size, 8) });
   let rx: MessageQueueReceiver | undefined;
-  let child: BenchChild | undefined;
-  const close = async (): Promise<void> => {
-    try {
-      await child?.finish();
-    } finally {
-      await tx.close();
-      await rx?.close();
-      unlinkMessageQueue(to);
-      unlinkMessageQueue(from);
-    }
-  };
   try {
     rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8) });
-    child = startChild('mqueue', role, { to, from });
-    await child.nextLine(); // the child has opened both
-    pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+    const child = startChild('mqueue', role, { to, from });
+    try {
+      await child.nextLine(); // the child has opened both
+      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+      unlinkMessageQueue(to);
+      unlinkMessageQueue(from);
+      return await withPlacement(placement, () => body(tx, rx!));
+    } finally {
+      await child.finish();
+    }
+  } finally {
+    await tx.close();
+    await rx?.close();
     unlinkMessageQueue(to);
     unlinkMessageQueue(from);
-  } catch (e) {
-    await close().catch(() => {});
-    throw e;
-  }
-  return {
-    tx,
-    rx,
-    end: async () => {
-      // A queue has no end of stream: tell the echo to stop (-1), the sink between its runs (SINK_STOP).
-      await tx.send(stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP), { timeout: 1000 }).catch(() => {});
-      await close();
-    },
-  };
-}
-
-/** The case's peers, one per size, placement and kind of figure, kept from its first round to the end of the run (streams.ts startedTogether says why). */
-const kept = new KeptPeers<QueuePeer>((p) => p.end());
-
-/** Measures `body` with the kept peer `key` (started if there is none); a failure ends the peer. */
-async function withQueues<R>(key: string, size: number, maxMessages: number, role: 'echo' | 'sink', body: (tx: MessageQueue, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
-  const { tx, rx } = await kept.get(key, () => startQueues(size, maxMessages, role, placement));
-  try {
-    return await withPlacement(placement, () => body(tx, rx));
-  } catch (e) {
-    await kept.drop(key);
-    throw e;
   }
 }
 
@@ -138,15 +110,25 @@ async function measure(ctx: BenchContext, sizes: number[], depth: (size: number)
     for (const placement of placements(ctx, 'mqueue')) {
       const mechanism = `mqueue${placement.suffix}`;
       ctx.progress(`${mechanism}: RTT ${size} B`);
-      const l = await withQueues(`${size}:${mechanism}:echo`, size, depth(size), 'echo', (tx, rx) => rttLoop(tx, rx, size, ctx.budget), placement);
+      const l = await withQueues(
+        size,
+        depth(size),
+        'echo',
+        async (tx, rx) => {
+          const r = await rttLoop(tx, rx, size, ctx.budget);
+          await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1)); // a queue has no end of stream: tell the echo to stop
+          return r;
+        },
+        placement,
+      );
       out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
       if (bin) out.push(cFigure(mechanism, C_VARIANT, 'rtt', size, runC(bin, 'lat', size, ctx.budget, placement.cArg ? [placement.cArg] : [])));
     }
     ctx.progress(`mqueue: one-way ${size} B`);
-    const t = await withQueues(`${size}:send`, size, depth(size), 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
+    const t = await withQueues(size, depth(size), 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
     out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t));
     ctx.progress(`mqueue: one-way sendMany ${size} B`);
-    const b = await withQueues(`${size}:sendMany`, size, depth(size), 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
+    const b = await withQueues(size, depth(size), 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
     out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b));
     if (bin) {
       ctx.progress(`mqueue: C one-way ${size} B`);
@@ -167,7 +149,6 @@ export const scenarios: Scenario[] = [
       for (const n of notes) ctx.note(n);
       return measure(ctx, sizes, depth);
     },
-    close: () => kept.close(),
     targets: [
       { mechanism: 'mqueue', variant: 'ipckit', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, send() per message >= 600,000 msg/s', ifMissed: MQ_CAUSE },
       { mechanism: 'mqueue', variant: 'ipckit sendMany', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, sendMany() >= 600,000 msg/s', ifMissed: MQ_CAUSE },
@@ -201,7 +182,7 @@ export const children = {
   },
   async sink(args: { to: string; from: string }): Promise<void> {
     const { rx, tx } = await openPair(args);
-    await sinkRuns(rx, tx);
+    await sinkLoop(rx, tx);
     await tx.close();
     await rx.close();
   },
