@@ -23,7 +23,7 @@ interface Paths {
  * its first round to the end of the run, then removed (Scenario.close): the bench leaves
  * nothing in /tmp or the runtime folder.
  */
-const kept = new KeptPeers<Peer>((p) => p.done());
+const kept = new KeptPeers<Peer>();
 let folder: string | undefined;
 
 async function closeKept(): Promise<void> {
@@ -34,7 +34,12 @@ async function closeKept(): Promise<void> {
 
 export async function measureFifo(ctx: BenchContext, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
-  folder ??= mkdtempSync(join(tmpdir(), 'ipckit-bench-'));
+  if (!folder) {
+    const made = mkdtempSync(join(tmpdir(), 'ipckit-bench-'));
+    folder = made;
+    // A second Ctrl-C exits at once, without close(): the folder goes anyway.
+    process.once('exit', () => rmSync(made, { recursive: true, force: true }));
+  }
   await measureIn(ctx, folder, sizes, out);
   return out;
 }
@@ -51,7 +56,7 @@ async function measureIn(ctx: BenchContext, dir: string, sizes: number[], out: F
         const t = await throughputLoop(tx, rx, size, ctx.budget);
         out.push(senderFigure({ mechanism: 'fifo', variant: 'ipckit', role: 'ipckit', size }, t));
       }
-    }, kept, String(size));
+    }, kept, String(size), ctx.budget.keepPeers);
   }
 }
 
@@ -75,7 +80,7 @@ async function peer(dir: string, size: number, role: StreamCase) {
       tx,
       rx: r,
       pid: c.child.pid!,
-      done: async () => {
+      end: async () => {
         try {
           await tx.close();
         } finally {

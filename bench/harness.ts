@@ -120,9 +120,8 @@ export interface Scenario {
   run(ctx: BenchContext): Promise<Figure[]>;
   targets?: Target[];
   /**
-   * Ends what the case keeps from one round to the next (Kept: the process case's children,
-   * the process-pool case's pools): called once, after the last round, or when the bench
-   * stops early.
+   * Ends what the case keeps from one round to the next (Kept, KeptPeers: its Node peers,
+   * docs/bench.md Rounds): called once, after the last round, or when the bench stops early.
    */
   close?(): Promise<void>;
 }
@@ -140,14 +139,21 @@ export interface Budget {
   warm: SteadyOptions;
   /** Rounds: every case runs this many times, its references interleaved with it (bench/run.ts). */
   rounds: number;
+  /**
+   * Whether the stream, System V queue and Node baseline peers are kept from round to round
+   * (KeptPeers, bench/streams.ts startedTogether says why): in a quick run. A full run's
+   * longer warm-up waits out a fresh peer's ramp, and keeping the peers of all its sizes
+   * would hold about 75 idle Node processes, 5.1 GB resident (measured on a 2-vCPU VM).
+   */
+  keepPeers: boolean;
 }
 
 /**
  * --quick: three rounds of a short measured part after a warm-up that waits for a steady
  * rate (the quick figures agree with the full run's: docs/bench.md says how closely).
  */
-export const QUICK: Budget = { rttMessages: 20_000, rttSeconds: 0.08, thrMessages: 5_000_000, thrSeconds: 0.08, warm: { tolerance: 0.05, windowSeconds: 0.02, capSeconds: 0.4 }, rounds: 3 };
-export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages: 50_000_000, thrSeconds: 0.4, warm: { tolerance: 0.03, windowSeconds: 0.05, capSeconds: 1.5 }, rounds: 5 };
+export const QUICK: Budget = { rttMessages: 20_000, rttSeconds: 0.08, thrMessages: 5_000_000, thrSeconds: 0.08, warm: { tolerance: 0.05, windowSeconds: 0.02, capSeconds: 0.4 }, rounds: 3, keepPeers: true };
+export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages: 50_000_000, thrSeconds: 0.4, warm: { tolerance: 0.03, windowSeconds: 0.05, capSeconds: 1.5 }, rounds: 5, keepPeers: false };
 
 export const SIZES = [64, 1024, 65536];
 
@@ -432,20 +438,84 @@ export class Kept<T> {
   }
 }
 
+/** A peer a case keeps from round to round (KeptPeers). */
+export interface KeptPeer {
+  /** Its child process: the peer is used again only while that process runs. */
+  readonly pid: number;
+  /** Ends it: its child, its channel and what it made. */
+  end(): Promise<void>;
+  /**
+   * Removes at once what would outlive the bench if it exited without end() (a second
+   * Ctrl-C quits at once): a System V queue, a socket file.
+   */
+  abandon?(): void;
+}
+
+/** Whether process `pid` runs (one we may not signal runs too). */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * Kept, one per key: the peers a case keeps from its first round to the end of the run, one
- * for each size and kind of figure (bench/streams.ts startedTogether). `drop` ends one (its
- * round failed: the next round starts a new one), `close` all of them (Scenario.close).
+ * for each size and kind of figure (bench/streams.ts startedTogether). A kept peer whose
+ * child died between rounds is ended and started again; `use` ends a peer whose measurement
+ * failed (the next round starts a new one); `close` ends them all (Scenario.close).
  */
-export class KeptPeers<T> {
+export class KeptPeers<T extends KeptPeer> {
   readonly #kept = new Map<string, Kept<T>>();
+  /** The peers started and not ended: what an exit without close() abandons. */
+  readonly #live = new Set<T>();
+  #exitHook = false;
 
-  constructor(readonly end: (value: T) => Promise<unknown>) {}
+  async get(key: string, start: () => Promise<T>): Promise<T> {
+    const old = this.#kept.get(key);
+    if (old?.kept) {
+      const peer = await old.get(start);
+      if (isRunning(peer.pid)) return peer;
+      await this.drop(key);
+    }
+    const kept = new Kept<T>((p) => {
+      this.#live.delete(p);
+      return p.end();
+    });
+    this.#kept.set(key, kept);
+    const peer = await kept.get(start);
+    this.#live.add(peer);
+    if (peer.abandon && !this.#exitHook) {
+      this.#exitHook = true;
+      process.once('exit', () => {
+        for (const p of this.#live) {
+          try {
+            p.abandon?.();
+          } catch {
+            // gone already
+          }
+        }
+      });
+    }
+    return peer;
+  }
 
-  get(key: string, start: () => Promise<T>): Promise<T> {
-    let k = this.#kept.get(key);
-    if (!k) this.#kept.set(key, (k = new Kept(this.end)));
-    return k.get(start);
+  /**
+   * Measures `body` with the peer kept under `key` (started if there is none); a failure ends
+   * that peer, and so does the end of the body unless `keep` (Budget.keepPeers).
+   */
+  async use<R>(key: string, start: () => Promise<T>, body: (peer: T) => Promise<R>, keep: boolean): Promise<R> {
+    const peer = await this.get(key, start);
+    let kept = false;
+    try {
+      const r = await body(peer);
+      kept = keep;
+      return r;
+    } finally {
+      if (!kept) await this.drop(key);
+    }
   }
 
   async drop(key: string): Promise<void> {

@@ -9,7 +9,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { deliveredOf, receiverCost, SinkCosts } from './streams.js';
-import { baselineRttBudget, DeliveryClock, KeptPeers, now, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
+import { baselineRttBudget, DeliveryClock, KeptPeers, now, type KeptPeer, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -19,38 +19,45 @@ function onceMessage(child: ChildProcess): Promise<any> {
 }
 
 /** A forked child for process.send, up once it has said it is ready. */
-async function startFork(): Promise<ChildProcess> {
+async function startFork(): Promise<ForkPeer> {
   const child = fork(childScript, ['node', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  // A child gone between two sends must fail the figure, not the bench (no listener: an 'error' event throws).
+  child.on('error', () => {});
   try {
     await Promise.race([onceMessage(child), new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`the process.send child exited (${code}) before it was ready`))))]);
   } catch (e) {
-    child.kill();
+    child.kill('SIGKILL');
     throw e;
   }
-  return child;
+  return { child, pid: child.pid!, end: () => endChild(child, () => (child.connected ? child.disconnect() : child.kill())) };
 }
 
-async function endFork(child: ChildProcess): Promise<void> {
+/** Asks a child to end (`ask`), and kills it if it has not exited within 5 s. */
+async function endChild(child: ChildProcess, ask: () => void): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
-  if (child.connected) child.disconnect();
-  else child.kill();
+  ask();
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
+  clearTimeout(timer);
+}
+
+interface ForkPeer extends KeptPeer {
+  child: ChildProcess;
 }
 
 /**
  * The baselines' children, one per size and kind, kept from the case's first round to the
- * end of the run as ours are (harness.ts Kept; bench/streams.ts startedTogether): a fresh
- * child's process.send one-way rate sat at ~0.7 of its later rate for its first 0.25 s.
+ * end of the run as ours are (bench/streams.ts startedTogether): a fresh child's
+ * process.send one-way rate sat at ~0.7 of its later rate for its first 0.25 s.
  */
-const forks = new KeptPeers<ChildProcess>(endFork);
-const stdios = new KeptPeers<StdioChild>((c) => c.end());
+const forks = new KeptPeers<ForkPeer>();
+const stdios = new KeptPeers<StdioChild>();
 
 async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const budget = ctx.budget;
   const d = 'x'.repeat(size);
-  const child = await forks.get(String(size), startFork);
-  try {
+  return forks.use(String(size), startFork, async ({ child }) => {
     const meter = new RttMeter(baselineRttBudget(budget));
     await pinnedPair(ctx, child.pid!, async () => {
       for (let i = 0; ; i++) {
@@ -79,10 +86,7 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
     if (got.n !== n) throw new Error(`process.send baseline lost messages: ${got.n} of ${n}`);
     const base = { mechanism: 'node', variant: 'process.send', role: 'node' as const, size };
     return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
-  } catch (e) {
-    await forks.drop(String(size));
-    throw e;
-  }
+  }, budget.keepPeers);
 }
 
 function frame(payload: Buffer): Buffer {
@@ -108,33 +112,29 @@ async function* frames(stream: NodeJS.ReadableStream): AsyncGenerator<Buffer> {
   }
 }
 
-interface StdioChild {
+interface StdioChild extends KeptPeer {
   child: ChildProcess;
   incoming: AsyncGenerator<Buffer>;
   write(b: Buffer): Promise<void>;
-  end(): Promise<void>;
 }
 
-function startStdio(): Promise<StdioChild> {
+async function startStdio(): Promise<StdioChild> {
   const child = spawn(process.execPath, [childScript, 'node', 'stdioPeer', '{}'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const exited = new Promise((r) => child.once('exit', r));
-  return Promise.resolve({
+  child.stdin!.on('error', () => {}); // a child gone fails the figure (its echo never comes), not the bench
+  return {
     child,
+    pid: child.pid!,
     incoming: frames(child.stdout!),
     write: async (b: Buffer): Promise<void> => {
       if (!child.stdin!.write(frame(b))) await new Promise((r) => child.stdin!.once('drain', r));
     },
-    end: async () => {
-      child.stdin!.end();
-      await exited;
-    },
-  });
+    end: () => endChild(child, () => child.stdin!.end()),
+  };
 }
 
 async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const budget = ctx.budget;
-  const { child, incoming, write } = await stdios.get(String(size), startStdio);
-  try {
+  return stdios.use(String(size), startStdio, async ({ child, incoming, write }) => {
     const payload = Buffer.alloc(Math.max(8, size), 120);
     const meter = new RttMeter(baselineRttBudget(budget));
     await pinnedPair(ctx, child.pid!, async () => {
@@ -167,10 +167,7 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
     if (ack.done || ack.value.readDoubleLE(0) !== n) throw new Error('stdio baseline lost messages');
     const base = { mechanism: 'node', variant: 'stdio framing', role: 'node' as const, size };
     return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, { ...measured, ...receiverCost(ack.value, n) })];
-  } catch (e) {
-    await stdios.drop(String(size));
-    throw e;
-  }
+  }, budget.keepPeers);
 }
 
 export const scenarios: Scenario[] = [

@@ -10,7 +10,7 @@ const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 const CAPACITY = 1024 * 1024;
 
 /** The pipe case's peers, kept from its first round to the end of the run (startedTogether). */
-const kept = new KeptPeers<Peer>((p) => p.done());
+const kept = new KeptPeers<Peer>();
 
 export async function measurePipe(ctx: BenchContext, mechanism: string, variant: string, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
@@ -25,7 +25,7 @@ export async function measurePipe(ctx: BenchContext, mechanism: string, variant:
         const t = await throughputLoop(tx, rx, size, ctx.budget);
         out.push(senderFigure({ mechanism, variant, role: 'ipckit', size }, t));
       }
-    }, kept, String(size));
+    }, kept, String(size), ctx.budget.keepPeers);
   }
   return out;
 }
@@ -57,7 +57,7 @@ async function peer(size: number, role: StreamCase) {
     await child.close().catch(() => {});
     throw e;
   }
-  return { tx, rx, pid: child.pid, done: async () => void (await child.close()) };
+  return { tx, rx, pid: child.pid, end: async () => void (await child.close()) };
 }
 
 /** What a sink child sends first. */

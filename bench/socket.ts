@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { cFigures, DeliveryClock, KeptPeers, streamRttTargets, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { cFigures, DeliveryClock, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, SinkCosts, sinkRuns, startedTogether, SINK_STOP, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
@@ -46,7 +46,7 @@ async function endMarker(ch: SocketChannel<Uint8Array>, size: number, role: 'ech
  * child once it is connected. A start that fails ends what it had made (child, server,
  * socket file) before it rethrows.
  */
-async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ ch: SocketChannel<Uint8Array>; pid: number; done: () => Promise<void> }> {
+async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ ch: SocketChannel<Uint8Array> } & KeptPeer> {
   const maxMessageBytes = Math.max(size, 8) + 64;
   const into = testCase === 'echoInto';
   const role = testCase === 'sink' ? 'sink' : 'echo';
@@ -60,13 +60,13 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
       const [mine, theirs] = socketPair('unix-dgram', { maxMessageBytes });
       undo.push(() => mine.close({ timeout: 1000 }), () => theirs.close());
       const child = startChild('socket', `${role}Fd`, { maxMessageBytes, into }, [(theirs as unknown as { fd: number }).fd]);
-      undo.push(() => child.finish()); // the child ends by itself after the end marker
+      undo.push(() => child.finish()); // the child ends by itself once told to stop (endMarker)
       await theirs.close();
       await child.nextLine(); // the child is up and holds its end
       return {
         ch: mine,
         pid: child.child.pid!,
-        done: async () => {
+        end: async () => {
           await endMarker(mine, size, role);
           await unwind();
         },
@@ -84,13 +84,15 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
       return {
         ch,
         pid: child.child.pid!,
-        done: async () => {
+        end: async () => {
           await endMarker(ch, size, role);
           await unwind();
         },
+        abandon: () => rmSync(path, { force: true }),
       };
     }
-    const address = kind === 'tcp' ? 'tcp://127.0.0.1:0' : `${kind}:${benchPath(`${kind === 'unix' ? 's' : 'q'}-${size}-${testCase}`)}`;
+    const path = kind === 'tcp' ? undefined : benchPath(`${kind === 'unix' ? 's' : 'q'}-${size}-${testCase}`);
+    const address = path ? `${kind}:${path}` : 'tcp://127.0.0.1:0';
     const server = await listen(address, { maxMessageBytes });
     undo.push(() => server.close());
     const accepting = server.accept({ timeout: 20_000 });
@@ -98,7 +100,7 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
     undo.push(() => child.finish());
     const ch = await accepting;
     undo.push(() => ch.close({ timeout: 1000 }));
-    return { ch, pid: child.child.pid!, done: unwind };
+    return { ch, pid: child.child.pid!, end: unwind, ...(path ? { abandon: () => rmSync(path, { force: true }) } : {}) };
   } catch (e) {
     await unwind();
     throw e;
@@ -107,7 +109,7 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
 
 type Pair = Awaited<ReturnType<typeof pair>>;
 /** The socket case's pairs, kept from its first round to the end of the run (startedTogether). */
-const kept = new KeptPeers<Pair>((p) => p.done());
+const kept = new KeptPeers<Pair>();
 
 async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
   const mechanism = MECHANISM[kind];
@@ -123,7 +125,7 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
         const t = await throughputLoop(ch, ch, size, ctx.budget);
         out.push(senderFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t));
       }
-    }, kept, `${kind}:${size}`);
+    }, kept, `${kind}:${size}`, ctx.budget.keepPeers);
   }
   const [program, variant] = C_PROGRAM[kind];
   const extra = [...(kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)]), ...cPlacement(ctx)];
@@ -132,9 +134,8 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
 }
 
 /** The net baseline's connection to its child, and what reads length-prefixed frames from it. */
-interface NetPeer {
+interface NetPeer extends KeptPeer {
   sock: Socket;
-  pid: number;
   /** The next frame the child sends. */
   next(): Promise<Buffer>;
   end(): Promise<void>;
@@ -148,6 +149,7 @@ async function startNetPeer(size: number): Promise<NetPeer> {
   const child = startChild('socket', 'netPeer', { path });
   const sock = await new Promise<Socket>((r) => server.once('connection', r));
   sock.setNoDelay(true);
+  sock.on('error', () => {}); // a child gone fails the figure (its echo never comes), not the bench
   let pending: Buffer = Buffer.alloc(0);
   const waiting: Array<(b: Buffer) => void> = [];
   sock.on('data', (d: Buffer) => {
@@ -169,22 +171,22 @@ async function startNetPeer(size: number): Promise<NetPeer> {
       server.close();
       rmSync(path, { force: true });
     },
+    abandon: () => rmSync(path, { force: true }),
   };
 }
 
 /** The net baseline's children, one per size, kept from the first round to the end of the run (startedTogether says why). */
-const netPeers = new KeptPeers<NetPeer>((p) => p.end());
+const netPeers = new KeptPeers<NetPeer>();
 
 /** Node's net over a Unix socket with a u32 length prefix: the baseline users have. */
 async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
-  const { sock, pid, next } = await netPeers.get(String(size), () => startNetPeer(size));
   const frame = (b: Buffer): Buffer => {
     const f = Buffer.allocUnsafe(4 + b.length);
     f.writeUInt32LE(b.length, 0);
     b.copy(f, 4);
     return f;
   };
-  try {
+  return netPeers.use(String(size), () => startNetPeer(size), async ({ sock, pid, next }) => {
     const payload = Buffer.alloc(Math.max(8, size), 120);
     const meter = new RttMeter(ctx.budget);
     // Pinned like ours (bench/placement.ts), so that the ratios compare like with like.
@@ -221,10 +223,7 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
     const measured = { ...tmeter.result(n, deliveredOf(reply)), ...receiverCost(reply, n) };
     const base = { mechanism: NET_BASELINE, variant: NET_VARIANT, role: 'node' as const, size };
     return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
-  } catch (e) {
-    await netPeers.drop(String(size));
-    throw e;
-  }
+  }, ctx.budget.keepPeers);
 }
 
 /**

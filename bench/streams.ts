@@ -7,7 +7,7 @@
  */
 import { RESOLVED, type Receiver, type ReceiverInto, type Sender } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
-import { DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, type Budget, type Delivered, type KeptPeers } from './harness.js';
+import { DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, type Budget, type Delivered, type KeptPeer, type KeptPeers } from './harness.js';
 
 export { RECEIVE_INTO_VARIANT };
 
@@ -30,22 +30,18 @@ export function streamCases(size: number): StreamCase[] {
  * and none starts while another case is measured), then measures case by case, each with
  * its own peer. Starting them one by one cost a quick run about 0.1 s per case.
  *
- * The peers are kept (`kept`, under `key` and the case) from the first round to the end of
- * the run, as the process case keeps its children (harness.ts Kept): a fresh pair's rates
+ * In a quick run (`keep`: Budget.keepPeers) the peers are kept (`kept`, under `key` and the
+ * case) from the first round to the end of the run, as the process case keeps its children
+ * (harness.ts Kept); in a full run they end after the round. A fresh pair's rates
  * ramp for tenths of a second (a Node child's code is optimized as it runs; a datagram
  * round trip fell from 218 to ~20 us over its first 0.2 s), so a quick round's warm-up,
  * which ends when two 20-ms windows agree, often ended on a plateau of the ramp, and a
  * user's long-lived channel is past it. An echo peer answers every round's round trips; a
  * sink peer counts one run after another (sinkRuns). A start or a measurement that fails
- * ends every peer of that size: the next round starts new ones.
+ * ends every peer of that size, and a peer whose child died is started again (KeptPeers):
+ * the next round starts new ones.
  */
-export async function startedTogether<P extends { done(): Promise<void> }>(
-  cases: StreamCase[],
-  start: (c: StreamCase) => Promise<P>,
-  measure: (c: StreamCase, peer: P) => Promise<void>,
-  kept: KeptPeers<P>,
-  key: string,
-): Promise<void> {
+export async function startedTogether<P extends KeptPeer>(cases: StreamCase[], start: (c: StreamCase) => Promise<P>, measure: (c: StreamCase, peer: P) => Promise<void>, kept: KeptPeers<P>, key: string, keep: boolean): Promise<void> {
   const keyOf = (c: StreamCase): string => `${key}:${c}`;
   const dropAll = async (): Promise<void> => {
     for (const c of cases) await kept.drop(keyOf(c));
@@ -56,11 +52,12 @@ export async function startedTogether<P extends { done(): Promise<void> }>(
     await dropAll();
     throw failed.reason;
   }
+  let keeping = false;
   try {
     for (let i = 0; i < cases.length; i++) await measure(cases[i]!, (started[i] as PromiseFulfilledResult<P>).value);
-  } catch (e) {
-    await dropAll();
-    throw e;
+    keeping = keep;
+  } finally {
+    if (!keeping) await dropAll();
   }
 }
 

@@ -12,14 +12,15 @@
  * - Semaphore set: ping-pong on two semaphores of one set (a third says stop).
  *
  * The objects are made here (the C programs get their identifiers) and removed in
- * `finally`, so a killed run leaves nothing behind.
+ * `finally`; the queues our peers keep from round to round (KeptPeers) at the end of the
+ * run, or as the process exits (a second Ctrl-C). Only a SIGKILL leaves one behind.
  */
 import { receiverIterator, type Sender, type WaitOptions } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, KeptPeers, sizesOf, now, RttMeter, runC, stamp, startChild, tell, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, KeptPeers, type KeptPeer, sizesOf, now, RttMeter, runC, stamp, startChild, tell, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkRuns, SINK_STOP, throughputLoop, type BatchReceiver } from './streams.js';
 
@@ -71,9 +72,8 @@ function directions(q: SysvMessageQueue<Uint8Array>, out: number, back: number):
 }
 
 /** A child on a queue of ours (removed when we close it), up once it has opened it. */
-interface QueuePeer {
+interface QueuePeer extends KeptPeer {
   q: SysvMessageQueue<Uint8Array>;
-  end(): Promise<void>;
 }
 
 async function startQueue(role: 'echo' | 'sink', placement: Placement, size: number): Promise<QueuePeer> {
@@ -97,6 +97,8 @@ async function startQueue(role: 'echo' | 'sink', placement: Placement, size: num
   }
   return {
     q,
+    pid: child.child.pid!,
+    abandon: () => q.remove(),
     end: async () => {
       // A queue has no end of stream: tell the echo to stop (-1), the sink between its runs (SINK_STOP).
       const { tx } = directions(q, TO_CHILD, TO_PARENT);
@@ -107,17 +109,11 @@ async function startQueue(role: 'echo' | 'sink', placement: Placement, size: num
 }
 
 /** The case's queue peers, one per size, placement and kind of figure, kept from its first round to the end of the run (streams.ts startedTogether says why). */
-const kept = new KeptPeers<QueuePeer>((p) => p.end());
+const kept = new KeptPeers<QueuePeer>();
 
-/** Measures `body` with the kept peer `key` (started if there is none); a failure ends the peer. */
-async function withQueue<R>(key: string, size: number, role: 'echo' | 'sink', placement: Placement, body: (q: SysvMessageQueue<Uint8Array>) => Promise<R>): Promise<R> {
-  const { q } = await kept.get(key, () => startQueue(role, placement, size));
-  try {
-    return await withPlacement(placement, () => body(q));
-  } catch (e) {
-    await kept.drop(key);
-    throw e;
-  }
+/** Measures `body` with the peer kept under `key` (KeptPeers.use: kept in a quick run only). */
+function withQueue<R>(ctx: BenchContext, key: string, size: number, role: 'echo' | 'sink', placement: Placement, body: (q: SysvMessageQueue<Uint8Array>) => Promise<R>): Promise<R> {
+  return kept.use(key, () => startQueue(role, placement, size), ({ q }) => withPlacement(placement, () => body(q)), ctx.budget.keepPeers);
 }
 
 /** Runs the C reference on a queue made (and removed) here. */
@@ -149,7 +145,7 @@ async function measureMessages(ctx: BenchContext): Promise<Figure[]> {
     for (const placement of placements(ctx, 'sysv msg')) {
       const mechanism = `sysv msg${placement.suffix}`;
       ctx.progress(`${mechanism}: RTT ${size} B`);
-      const l = await withQueue(`${size}:${mechanism}:echo`, size, 'echo', placement, (q) => {
+      const l = await withQueue(ctx, `${size}:${mechanism}:echo`, size, 'echo', placement, (q) => {
         const { tx, rx } = directions(q, TO_CHILD, TO_PARENT);
         return rttLoop(tx, rx, size, ctx.budget);
       });
@@ -157,7 +153,7 @@ async function measureMessages(ctx: BenchContext): Promise<Figure[]> {
       if (bin) out.push(cFigure(mechanism, MSG_VARIANT, 'rtt', size, cMessage(bin, 'lat', size, ctx, placement)));
     }
     ctx.progress(`sysv msg: one-way ${size} B`);
-    const t = await withQueue(`${size}:sink`, size, 'sink', SCHEDULER, (q) => {
+    const t = await withQueue(ctx, `${size}:sink`, size, 'sink', SCHEDULER, (q) => {
       const { tx, rx } = directions(q, TO_CHILD, TO_PARENT);
       return throughputLoop(tx, rx, size, ctx.budget);
     });

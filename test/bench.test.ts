@@ -368,7 +368,7 @@ describe('ipckit bench, a real run', () => {
     assert.equal(done.code, 0, done.stderr);
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
     const oneWay = j.figures.find((f) => f.mechanism === 'process' && f.metric === 'throughput' && f.role === 'ipckit');
-    assert.equal(oneWay?.perRound.length, 2, JSON.stringify(oneWay));
+    assert.equal(oneWay?.rounds, 2, JSON.stringify(oneWay));
     // fork's peer and two spawnProcess peers (spinning on and off), started once for both rounds.
     assert.equal(seen.length, 3, `the process case's children: ${JSON.stringify(seen)}`);
     for (const [c] of seen) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `child ${c} still runs`);
@@ -378,14 +378,18 @@ describe('ipckit bench, a real run', () => {
     const out = scratchPath('streams.json');
     const before = new Set(readdirSync(tmpdir()).filter((f) => f.startsWith('ipckit-bench-')));
     const queuesBefore = new Set(readdirSync('/dev/mqueue').filter((f) => f.startsWith('ipckit-bench-')));
+    const sysvQueues = (): string[] => readFileSync('/proc/sysvipc/msg', 'utf8').trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/)[1]!);
+    const sysvBefore = new Set(sysvQueues());
     const r = runCli(['bench', '--quick', '--only', 'pipe,fifo,socket,mqueue,sysv', '--rounds', '2', '--out', out], { timeoutMs: 280_000 });
     const watching = benchChildrenDuring(r);
     const done = await r.done;
     const seen = [...(await watching)];
     assert.equal(done.code, 0, done.stderr);
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
-    // Every figure of ours and of the baselines was measured in both rounds, with its kept peer.
-    for (const f of j.figures.filter((f) => f.role !== 'c')) assert.equal(f.perRound.length, 2, JSON.stringify(f));
+    // Every figure of ours and of the baselines was measured in both rounds, with its kept
+    // peer (a round that failed would leave a null there and say so in the notes).
+    assert.deepEqual(j.notes.filter((n) => /round \d+ failed/.test(n)), []);
+    for (const f of j.figures.filter((f) => f.role !== 'c')) assert.equal(f.rounds, 2, JSON.stringify(f));
     const count = (module: string, roles = /./) => seen.filter(([, [m, role]]) => m === module && roles.test(role)).length;
     // One peer per case and kind, started once for both rounds (at 64 B, all --quick measures):
     // node: process.send's and stdio's; pipe and FIFO: an echo and a sink; sockets: an echo and
@@ -399,10 +403,11 @@ describe('ipckit bench, a real run', () => {
       JSON.stringify(seen),
     );
     for (const [c] of seen) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `child ${c} still runs`);
-    // The kept FIFOs' folder, the sockets' files and the queues are gone.
+    // The kept FIFOs' folder, the sockets' files and the queues (POSIX and System V) are gone.
     const left = readdirSync(tmpdir()).filter((f) => f.startsWith('ipckit-bench-') && !before.has(f));
     assert.deepEqual(left, []);
     assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith('ipckit-bench-') && !queuesBefore.has(f)), []);
+    assert.deepEqual(sysvQueues().filter((id) => !sysvBefore.has(id)), [], 'the kept System V queues are removed');
   });
 
   it('Ctrl-C stops a run between two measurements: its queues are removed, its children end, nothing is written; exit 130', { timeout: 120_000 }, async () => {
