@@ -594,12 +594,21 @@ export function startChild(module: string, role: string, args: unknown, extraStd
         else if (child.exitCode !== null || child.signalCode !== null) reject(new Error(`bench child ${module}/${role} has exited`));
         else waiting.push({ resolve, reject });
       }),
-    finish: async (ms = 5000) => {
-      const t = setTimeout(() => child.kill('SIGKILL'), ms);
-      await exited;
-      clearTimeout(t);
-    },
+    finish: (ms) => endChild(child, () => {}, ms),
   };
+}
+
+/**
+ * Ends a child the bench started: asks it (`ask`: close its input, disconnect, a signal),
+ * then waits for it to exit, and kills it if it has not within `ms`. At once if it has exited.
+ */
+export async function endChild(child: ChildProcess, ask: () => void, ms = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  ask();
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** In a child: prints one JSON line for the parent. */

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openNatsReceiver, openNatsRequester, openNatsResponder, openNatsSender } from '../src/mechanisms/nats/channel.js';
 import { openNatsWorkQueue } from '../src/mechanisms/nats/workqueue.js';
-import { stamp, startChild, tell, senderFigure, throughputFigure, type Figure, type Scenario } from './harness.js';
+import { endChild, stamp, startChild, tell, senderFigure, throughputFigure, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
 const NATS_SERVER = process.env.NATS_SERVER ?? 'nats-server';
@@ -70,11 +70,7 @@ async function startServer(): Promise<BenchServer | string> {
     url: `nats://127.0.0.1:${port}`,
     version: v.stdout.trim(),
     stop: async () => {
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
+      await endChild(child, () => child.kill('SIGTERM'));
       rmSync(store, { recursive: true, force: true });
     },
   };

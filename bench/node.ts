@@ -9,7 +9,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { deliveredOf, receiverCost, SinkCosts } from './streams.js';
-import { baselineRttBudget, DeliveryClock, KeptPeers, now, type KeptPeer, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
+import { baselineRttBudget, DeliveryClock, endChild, KeptPeers, now, type KeptPeer, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -30,16 +30,6 @@ async function startFork(): Promise<ForkPeer> {
     throw e;
   }
   return { child, pid: child.pid!, end: () => endChild(child, () => (child.connected ? child.disconnect() : child.kill())) };
-}
-
-/** Asks a child to end (`ask`), and kills it if it has not exited within 5 s. */
-async function endChild(child: ChildProcess, ask: () => void): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  ask();
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
 }
 
 interface ForkPeer extends KeptPeer {

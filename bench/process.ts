@@ -21,7 +21,7 @@ import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/pro
 import { parentChannel } from '../src/mechanisms/process/parent.js';
 import { decodeWith, encodeBorrowed, jsonCodec, ownBytes } from '../src/core/codec.js';
 import { BATCH_MESSAGES, batchingCodec, encodeBatches } from '../src/mechanisms/process/batches.js';
-import { baselineRttBudget, closeAll, Kept, now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { baselineRttBudget, closeAll, endChild, Kept, now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { pinnedPair } from './placement.js';
 import { Steady } from './stats.js';
@@ -77,12 +77,7 @@ function forkSide(): Promise<Side> {
       return { sent: n, acked: ((await ack) as { n: number }).n };
     },
     oneWay: jsonOneWay,
-    async close() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.disconnect();
-      await exited;
-    },
+    close: () => endChild(child, () => (child.connected ? child.disconnect() : child.kill())),
   }));
 }
 
