@@ -35,7 +35,7 @@ async function closeKept(): Promise<void> {
 export async function measureFifo(ctx: BenchContext, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
   if (!folder) {
-    const made = mkdtempSync(join(tmpdir(), 'ipckit-bench-'));
+    const made = mkdtempSync(join(tmpdir(), `ipckit-bench-${process.pid}-`));
     folder = made;
     // A second Ctrl-C exits at once, without close(): the folder goes anyway.
     process.once('exit', () => rmSync(made, { recursive: true, force: true }));

@@ -339,10 +339,11 @@ describe('ipckit bench, a real run', () => {
   });
 
   /** The bench's own children (`node child.js <module> <role> ...`) seen while run `r` lasts, by pid: [module, role]. */
-  async function benchChildrenDuring(r: ReturnType<typeof runCli>): Promise<Map<string, [string, string]>> {
+  async function benchChildrenDuring(r: ReturnType<typeof runCli>, each?: (children: string[]) => void): Promise<Map<string, [string, string]>> {
     const pid = String(r.child.pid!);
     const seen = new Map<string, [string, string]>();
     while (r.child.exitCode === null && r.child.signalCode === null) {
+      each?.([...seen.keys()]);
       for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
         try {
           const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
@@ -376,12 +377,21 @@ describe('ipckit bench, a real run', () => {
 
   it('--quick --only pipe,fifo,socket,mqueue,sysv --rounds 2: the stream cases, the System V queue and the Node baselines keep their peers from round to round, end them when the run ends and leave nothing behind', { timeout: 300_000 }, async () => {
     const out = scratchPath('streams.json');
-    const before = new Set(readdirSync(tmpdir()).filter((f) => f.startsWith('ipckit-bench-')));
-    const queuesBefore = new Set(readdirSync('/dev/mqueue').filter((f) => f.startsWith('ipckit-bench-')));
-    const sysvQueues = (): string[] => readFileSync('/proc/sysvipc/msg', 'utf8').trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/)[1]!);
-    const sysvBefore = new Set(sysvQueues());
     const r = runCli(['bench', '--quick', '--only', 'pipe,fifo,socket,mqueue,sysv', '--rounds', '2', '--out', out], { timeoutMs: 280_000 });
-    const watching = benchChildrenDuring(r);
+    const pid = r.child.pid!;
+    // The System V queues the bench or its children last used (/proc/sysvipc/msg: lspid, lrpid),
+    // noted while it runs: other test files may make queues of their own meanwhile.
+    const used = new Set<string>();
+    const queuesOf = (pids: string[]): string[] =>
+      readFileSync('/proc/sysvipc/msg', 'utf8')
+        .split('\n')
+        .slice(1)
+        .map((l) => l.trim().split(/\s+/))
+        .filter((f) => f.length > 6 && (pids.includes(f[5]!) || pids.includes(f[6]!)))
+        .map((f) => f[1]!);
+    const watching = benchChildrenDuring(r, (children) => {
+      for (const q of queuesOf([String(pid), ...children])) used.add(q);
+    });
     const done = await r.done;
     const seen = [...(await watching)];
     assert.equal(done.code, 0, done.stderr);
@@ -403,11 +413,12 @@ describe('ipckit bench, a real run', () => {
       JSON.stringify(seen),
     );
     for (const [c] of seen) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `child ${c} still runs`);
-    // The kept FIFOs' folder, the sockets' files and the queues (POSIX and System V) are gone.
-    const left = readdirSync(tmpdir()).filter((f) => f.startsWith('ipckit-bench-') && !before.has(f));
-    assert.deepEqual(left, []);
-    assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith('ipckit-bench-') && !queuesBefore.has(f)), []);
-    assert.deepEqual(sysvQueues().filter((id) => !sysvBefore.has(id)), [], 'the kept System V queues are removed');
+    // The kept FIFOs' folder, the sockets' files and the queues (POSIX and System V) are gone;
+    // the bench names what it makes with its pid.
+    assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
+    assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
+    assert.ok(used.size > 0, 'the bench used System V queues');
+    assert.deepEqual(queuesOf([String(pid), ...seen.map(([c]) => c)]), [], 'the kept System V queues are removed');
   });
 
   it('Ctrl-C stops a run between two measurements: its queues are removed, its children end, nothing is written; exit 130', { timeout: 120_000 }, async () => {
