@@ -9,9 +9,9 @@
  */
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
-import { cFigure, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type Budget, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, KeptPeers, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type BenchChild, type Budget, type BenchContext, type Figure, type KeptPeer, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkLoop, throughputLoop, type ReceiverCost } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkRuns, SINK_STOP, throughputLoop, type ReceiverCost } from './streams.js';
 
 /** Queue depth: what fs.mqueue.msg_max allows, up to this (bench/c/mqueue.c chooses the same). */
 const MAX_MESSAGES = 256;
@@ -52,36 +52,76 @@ function plan(): { sizes: number[]; depth: (size: number) => number; notes: stri
 
 let counter = 0;
 
-/**
- * A fresh pair of queues and child for each figure: not kept from round to round as the
- * stream peers are (streams.ts startedTogether), because every open queue's bytes count
- * against RLIMIT_MSGQUEUE (819200 here), which the C reference's queues need too: kept, the
- * C figures at 8 KiB failed with EMFILE.
- */
-async function withQueues<R>(size: number, maxMessages: number, role: string, body: (tx: MessageQueue, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
+/** A child with a queue each way, up once it has opened both (their names are then unlinked: nothing is left behind). */
+interface QueuePeer extends KeptPeer {
+  tx: MessageQueue;
+  rx: MessageQueueReceiver;
+}
+
+async function startQueues(size: number, maxMessages: number, role: 'echo' | 'sink', placement: Placement): Promise<QueuePeer> {
   const base = `/ipckit-bench-${process.pid}-${++counter}`;
   const to = `${base}-to`;
   const from = `${base}-from`;
   const tx = createMessageQueue(to, { maxMessages, maxMessageBytes: Math.max(size, 8) });
   let rx: MessageQueueReceiver | undefined;
-  try {
-    rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8) });
-    const child = startChild('mqueue', role, { to, from });
+  let child: BenchChild | undefined;
+  const close = async (): Promise<void> => {
     try {
-      await child.nextLine(); // the child has opened both
-      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+      await child?.finish();
+    } finally {
+      await tx.close();
+      await rx?.close();
       unlinkMessageQueue(to);
       unlinkMessageQueue(from);
-      return await withPlacement(placement, () => body(tx, rx!));
-    } finally {
-      await child.finish();
     }
-  } finally {
-    await tx.close();
-    await rx?.close();
+  };
+  try {
+    rx = createMessageQueue(from, { maxMessages, maxMessageBytes: Math.max(size, 8) });
+    child = startChild('mqueue', role, { to, from });
+    await child.nextLine(); // the child has opened both
+    pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
     unlinkMessageQueue(to);
     unlinkMessageQueue(from);
+  } catch (e) {
+    await close().catch(() => {});
+    throw e;
   }
+  return {
+    tx,
+    rx,
+    pid: child.child.pid!,
+    end: async () => {
+      // A queue has no end of stream: tell the echo to stop (-1), the sink between its runs (SINK_STOP).
+      await tx.send(stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP), { timeout: 1000 }).catch(() => {});
+      await close();
+    },
+  };
+}
+
+/** The case's queue peers, one per size, placement and kind of figure (streams.ts startedTogether says why they are kept). */
+const kept = new KeptPeers<QueuePeer>();
+
+/**
+ * Whether this run keeps its queue peers from round to round: a quick one (Budget.keepPeers)
+ * does, while its kept queues (at most an echo per placement and two sinks per size, a queue
+ * each way) leave the C reference's two queues room in RLIMIT_MSGQUEUE, which counts every open
+ * queue's bytes: a full run that kept the queues of all three sizes could not measure C's at
+ * 8 KiB (EMFILE).
+ */
+function keepsQueues(ctx: BenchContext, sizes: number[], depth: (size: number) => number): boolean {
+  if (!ctx.budget.keepPeers) return false;
+  const pairs = 4;
+  const keptBytes = sizes.reduce((a, s) => a + 2 * pairs * messageQueueBytes(depth(s), Math.max(s, 8)), 0);
+  const cBytes = Math.max(...sizes.map((s) => 2 * messageQueueBytes(depth(s), Math.max(s, 8))));
+  const rlimit = messageQueueLimits().rlimitMsgqueue.soft;
+  if (keptBytes + cBytes <= rlimit) return true;
+  ctx.note(`mqueue: peers start afresh each round: kept, their queues would need ${keptBytes} bytes of RLIMIT_MSGQUEUE (${rlimit}) beside the C reference's ${cBytes}`);
+  return false;
+}
+
+/** Measures `body` with the peer kept under `key`, kept to the end of the run when `keep`. */
+function withQueues<R>(key: string, size: number, maxMessages: number, role: 'echo' | 'sink', keep: boolean, body: (tx: MessageQueue, rx: MessageQueueReceiver) => Promise<R>, placement: Placement = SCHEDULER): Promise<R> {
+  return kept.use(key, () => startQueues(size, maxMessages, role, placement), ({ tx, rx }) => withPlacement(placement, () => body(tx, rx)), keep);
 }
 
 /** One-way with sendMany: batches of `batch` distinct buffers, each stamped with its sequence number. */
@@ -106,29 +146,21 @@ async function batchThroughputLoop(tx: MessageQueue, ack: MessageQueueReceiver, 
 async function measure(ctx: BenchContext, sizes: number[], depth: (size: number) => number): Promise<Figure[]> {
   const out: Figure[] = [];
   const bin = ctx.cProgram('mqueue');
-  for (const size of sizesOf(ctx, sizes)) {
+  const measured = sizesOf(ctx, sizes);
+  const keep = keepsQueues(ctx, measured, depth);
+  for (const size of measured) {
     for (const placement of placements(ctx, 'mqueue')) {
       const mechanism = `mqueue${placement.suffix}`;
       ctx.progress(`${mechanism}: RTT ${size} B`);
-      const l = await withQueues(
-        size,
-        depth(size),
-        'echo',
-        async (tx, rx) => {
-          const r = await rttLoop(tx, rx, size, ctx.budget);
-          await tx.send(stamp(new Uint8Array(Math.max(size, 8)), -1)); // a queue has no end of stream: tell the echo to stop
-          return r;
-        },
-        placement,
-      );
+      const l = await withQueues(`${size}:${mechanism}:echo`, size, depth(size), 'echo', keep, (tx, rx) => rttLoop(tx, rx, size, ctx.budget), placement);
       out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
       if (bin) out.push(cFigure(mechanism, C_VARIANT, 'rtt', size, runC(bin, 'lat', size, ctx.budget, placement.cArg ? [placement.cArg] : [])));
     }
     ctx.progress(`mqueue: one-way ${size} B`);
-    const t = await withQueues(size, depth(size), 'sink', (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
+    const t = await withQueues(`${size}:send`, size, depth(size), 'sink', keep, (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
     out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit', role: 'ipckit', size }, t));
     ctx.progress(`mqueue: one-way sendMany ${size} B`);
-    const b = await withQueues(size, depth(size), 'sink', (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
+    const b = await withQueues(`${size}:sendMany`, size, depth(size), 'sink', keep, (tx, rx) => batchThroughputLoop(tx, rx, size, ctx.budget));
     out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b));
     if (bin) {
       ctx.progress(`mqueue: C one-way ${size} B`);
@@ -149,6 +181,7 @@ export const scenarios: Scenario[] = [
       for (const n of notes) ctx.note(n);
       return measure(ctx, sizes, depth);
     },
+    close: () => kept.close(),
     targets: [
       { mechanism: 'mqueue', variant: 'ipckit', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, send() per message >= 600,000 msg/s', ifMissed: MQ_CAUSE },
       { mechanism: 'mqueue', variant: 'ipckit sendMany', metric: 'throughput', size: 64, minMsgsPerSec: 600_000, text: 'mqueue one-way at 64 B, sendMany() >= 600,000 msg/s', ifMissed: MQ_CAUSE },
@@ -182,7 +215,7 @@ export const children = {
   },
   async sink(args: { to: string; from: string }): Promise<void> {
     const { rx, tx } = await openPair(args);
-    await sinkLoop(rx, tx);
+    await sinkRuns(rx, tx);
     await tx.close();
     await rx.close();
   },
