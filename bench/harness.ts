@@ -140,8 +140,9 @@ export interface Budget {
   /** Rounds: every case runs this many times, its references interleaved with it (bench/run.ts). */
   rounds: number;
   /**
-   * Whether the stream, System V queue and Node baseline peers are kept from round to round
-   * (KeptPeers, bench/streams.ts startedTogether says why): in a quick run. A full run's
+   * Whether the stream, queue (POSIX ones while they fit in RLIMIT_MSGQUEUE: bench/mqueue.ts
+   * keepsQueues) and Node baseline peers are kept from round to round (KeptPeers,
+   * bench/streams.ts startedTogether says why): in a quick run. A full run's
    * longer warm-up waits out a fresh peer's ramp, and keeping the peers of all its sizes
    * would hold about 75 idle Node processes, 5.1 GB resident (measured on a 2-vCPU VM).
    */

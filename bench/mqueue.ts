@@ -11,7 +11,7 @@ import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
 import { cFigure, KeptPeers, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type BenchChild, type Budget, type BenchContext, type Figure, type KeptPeer, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkRuns, SINK_STOP, throughputLoop, type ReceiverCost } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkRuns, stopMessage, throughputLoop, type ReceiverCost } from './streams.js';
 
 /** Queue depth: what fs.mqueue.msg_max allows, up to this (bench/c/mqueue.c chooses the same). */
 const MAX_MESSAGES = 256;
@@ -91,8 +91,8 @@ async function startQueues(size: number, maxMessages: number, role: 'echo' | 'si
     rx,
     pid: child.child.pid!,
     end: async () => {
-      // A queue has no end of stream: tell the echo to stop (-1), the sink between its runs (SINK_STOP).
-      await tx.send(stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP), { timeout: 1000 }).catch(() => {});
+      // A queue has no end of stream: tell the child to stop.
+      await tx.send(stopMessage(size, role), { timeout: 1000 }).catch(() => {});
       await close();
     },
   };
@@ -103,16 +103,16 @@ const kept = new KeptPeers<QueuePeer>();
 
 /**
  * Whether this run keeps its queue peers from round to round: a quick one (Budget.keepPeers)
- * does, while its kept queues (at most an echo per placement and two sinks per size, a queue
- * each way) leave the C reference's two queues room in RLIMIT_MSGQUEUE, which counts every open
- * queue's bytes: a full run that kept the queues of all three sizes could not measure C's at
- * 8 KiB (EMFILE).
+ * does, while its kept queues (per size, an echo per placement and two sinks, each with a
+ * queue each way) leave the C reference's two queues room in RLIMIT_MSGQUEUE, which counts
+ * every open queue's bytes: a full run that kept the queues of all three sizes (an
+ * experiment) could not measure C's at 8 KiB (EMFILE).
  */
-function keepsQueues(ctx: BenchContext, sizes: number[], depth: (size: number) => number): boolean {
+function keepsQueues(ctx: BenchContext, sizes: number[], depth: (size: number) => number, placementCount: number): boolean {
   if (!ctx.budget.keepPeers) return false;
-  const pairs = 4;
-  const keptBytes = sizes.reduce((a, s) => a + 2 * pairs * messageQueueBytes(depth(s), Math.max(s, 8)), 0);
-  const cBytes = Math.max(...sizes.map((s) => 2 * messageQueueBytes(depth(s), Math.max(s, 8))));
+  const pairBytes = (s: number): number => 2 * messageQueueBytes(depth(s), Math.max(s, 8));
+  const keptBytes = sizes.reduce((a, s) => a + (placementCount + 2) * pairBytes(s), 0);
+  const cBytes = Math.max(...sizes.map(pairBytes));
   const rlimit = messageQueueLimits().rlimitMsgqueue.soft;
   if (keptBytes + cBytes <= rlimit) return true;
   ctx.note(`mqueue: peers start afresh each round: kept, their queues would need ${keptBytes} bytes of RLIMIT_MSGQUEUE (${rlimit}) beside the C reference's ${cBytes}`);
@@ -147,9 +147,10 @@ async function measure(ctx: BenchContext, sizes: number[], depth: (size: number)
   const out: Figure[] = [];
   const bin = ctx.cProgram('mqueue');
   const measured = sizesOf(ctx, sizes);
-  const keep = keepsQueues(ctx, measured, depth);
+  const places = placements(ctx, 'mqueue');
+  const keep = keepsQueues(ctx, measured, depth, places.length);
   for (const size of measured) {
-    for (const placement of placements(ctx, 'mqueue')) {
+    for (const placement of places) {
       const mechanism = `mqueue${placement.suffix}`;
       ctx.progress(`${mechanism}: RTT ${size} B`);
       const l = await withQueues(`${size}:${mechanism}:echo`, size, depth(size), 'echo', keep, (tx, rx) => rttLoop(tx, rx, size, ctx.budget), placement);

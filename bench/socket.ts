@@ -10,9 +10,9 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { cFigures, DeliveryClock, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, stamp, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { cFigures, DeliveryClock, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
-import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, SinkCosts, sinkRuns, startedTogether, SINK_STOP, streamCases, throughputLoop, type StreamCase } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, SinkCosts, sinkRuns, startedTogether, stopMessage, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Kind = 'unix' | 'unix-dgram' | 'unix-dgram-pair' | 'unix-seqpacket' | 'tcp';
@@ -35,9 +35,9 @@ function benchPath(tag: string): string {
   return join(tmpdir(), `ipckit-bench-${process.pid}-${tag}`);
 }
 
-/** A datagram peer never sees an end of stream: tell it to stop (an echo: seq -1; a sink, between its runs: SINK_STOP). */
+/** A datagram peer never sees an end of stream: tell it to stop (stopMessage). */
 async function endMarker(ch: SocketChannel<Uint8Array>, size: number, role: 'echo' | 'sink'): Promise<void> {
-  await ch.send(stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP)).catch(() => {});
+  await ch.send(stopMessage(size, role)).catch(() => {});
   await ch.flush({ timeout: 1000 }).catch(() => {});
 }
 

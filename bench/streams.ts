@@ -175,6 +175,14 @@ export async function echoLoop(rx: Receiver<Uint8Array> & Partial<ReceiverInto>,
  */
 export const SINK_STOP = -4;
 
+/**
+ * What ends a kept peer whose channel has no end of stream (a datagram socket, a message
+ * queue): an echo stops at seq -1, a sink between its runs at SINK_STOP.
+ */
+export function stopMessage(size: number, role: 'echo' | 'sink'): Uint8Array {
+  return stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP);
+}
+
 /** Child: receives and checks sequence numbers until the end marker, then acks the count. */
 export async function sinkLoop(rx: BatchReceiver<Uint8Array>, tx: Sender<Uint8Array>): Promise<void> {
   if (!(await sinkRun(rx, tx, false))) throw new Error('the sink was told to stop before its run');

@@ -20,9 +20,9 @@ import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, KeptPeers, type KeptPeer, sizesOf, now, RttMeter, runC, stamp, startChild, tell, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, KeptPeers, type KeptPeer, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
-import { echoLoop, rttLoop, sinkRuns, SINK_STOP, throughputLoop, type BatchReceiver } from './streams.js';
+import { echoLoop, rttLoop, sinkRuns, stopMessage, throughputLoop, type BatchReceiver } from './streams.js';
 
 const MSG_VARIANT = 'C msgsnd/msgrcv';
 const SEM_VARIANT = 'C semop';
@@ -100,9 +100,9 @@ async function startQueue(role: 'echo' | 'sink', placement: Placement, size: num
     pid: child.child.pid!,
     abandon: () => q.remove(),
     end: async () => {
-      // A queue has no end of stream: tell the echo to stop (-1), the sink between its runs (SINK_STOP).
+      // A queue has no end of stream: tell the child to stop.
       const { tx } = directions(q, TO_CHILD, TO_PARENT);
-      await tx.send(stamp(new Uint8Array(Math.max(size, 8)), role === 'echo' ? -1 : SINK_STOP), { timeout: 1000 }).catch(() => {});
+      await tx.send(stopMessage(size, role), { timeout: 1000 }).catch(() => {});
       await close();
     },
   };
