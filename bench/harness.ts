@@ -443,6 +443,11 @@ export class Kept<T> {
 export interface KeptPeer {
   /** Its child process: the peer is used again only while that process runs. */
   readonly pid: number;
+  /**
+   * Settles when that process exits: a measurement on a channel with no end of stream (a
+   * queue) would otherwise wait for it for ever; `use` fails the measurement instead.
+   */
+  readonly exited?: Promise<unknown>;
   /** Ends it: its child, its channel and what it made. */
   end(): Promise<void>;
   /**
@@ -511,7 +516,15 @@ export class KeptPeers<T extends KeptPeer> {
     const peer = await this.get(key, start);
     let kept = false;
     try {
-      const r = await body(peer);
+      let r: R;
+      if (peer.exited) {
+        const died = peer.exited.then(() => Promise.reject(new Error(`the peer (process ${peer.pid}) exited during the measurement`)));
+        died.catch(() => {}); // the measurement usually ends first
+        // A lost race leaves the body waiting until drop() closes the peer's channel.
+        r = await Promise.race([body(peer), died]);
+      } else {
+        r = await body(peer);
+      }
       kept = keep;
       return r;
     } finally {
@@ -564,6 +577,8 @@ export interface BenchChild {
   nextLine(): Promise<any>;
   /** Waits for the child to exit; kills it if it has not within `ms`. */
   finish(ms?: number): Promise<void>;
+  /** Settles when the child has exited. */
+  exited: Promise<void>;
 }
 
 /**
@@ -596,6 +611,7 @@ export function startChild(module: string, role: string, args: unknown, extraStd
         else waiting.push({ resolve, reject });
       }),
     finish: (ms) => endChild(child, () => {}, ms),
+    exited,
   };
 }
 

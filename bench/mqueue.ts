@@ -90,6 +90,7 @@ async function startQueues(size: number, maxMessages: number, role: 'echo' | 'si
     tx,
     rx,
     pid: child.child.pid!,
+    exited: child.exited,
     end: async () => {
       // A queue has no end of stream: tell the child to stop.
       await tx.send(stopMessage(size, role), { timeout: 1000 }).catch(() => {});

@@ -98,6 +98,7 @@ async function startQueue(role: 'echo' | 'sink', placement: Placement, size: num
   return {
     q,
     pid: child.child.pid!,
+    exited: child.exited,
     abandon: () => q.remove(),
     end: async () => {
       // A queue has no end of stream: tell the child to stop.

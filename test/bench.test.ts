@@ -423,6 +423,51 @@ describe('ipckit bench, a real run', () => {
     assert.deepEqual(queuesOf([String(pid), ...seen.map(([c]) => c)]), [], 'the kept System V queues are removed');
   });
 
+  it('a kept queue peer that dies while it is measured fails that round of its case, not the run: no wait for ever (a queue has no end of stream), a new peer in the next round, nothing left behind', { timeout: 200_000 }, async () => {
+    const out = scratchPath('peer-dies.json');
+    const r = runCli(['bench', '--quick', '--only', 'mqueue', '--rounds', '4', '--out', out], { timeoutMs: 180_000 });
+    const pid = String(r.child.pid!);
+    // Kill the POSIX queue echo once it is busy (its CPU time grows between two looks) after
+    // its first second: in a later round, while it answers a round trip (a kept peer idles
+    // between rounds, using no CPU).
+    const seen = new Map<string, { at: number; cpu: number }>();
+    let killed: string | undefined;
+    while (r.child.exitCode === null && r.child.signalCode === null && !killed) {
+      for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+        try {
+          const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+          const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+          if (f[1] !== pid) continue;
+          const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+          const script = argv.findIndex((a) => a.endsWith('/bench/child.js'));
+          if (script < 0 || argv[script + 1] !== 'mqueue' || argv[script + 2] !== 'echo') continue;
+          const cpu = Number(f[11]) + Number(f[12]);
+          const last = seen.get(d);
+          if (!last) seen.set(d, { at: Date.now(), cpu });
+          else if (Date.now() - last.at > 1000 && cpu > last.cpu) {
+            process.kill(Number(d), 'SIGKILL');
+            killed = d;
+          } else last.cpu = cpu;
+        } catch {
+          // gone between the listing and the read
+        }
+      }
+      await sleep(20);
+    }
+    const done = await r.done;
+    assert.ok(killed, 'the echo was seen answering');
+    assert.equal(done.code, 0, done.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    assert.ok(
+      j.notes.some((n) => /round [234] failed: the peer \(process \d+\) exited during the measurement/.test(n)),
+      JSON.stringify(j.notes),
+    );
+    // The other three rounds measured the round trip, those after it with a new echo.
+    const rtt = j.figures.find((f) => f.mechanism === 'mqueue, pinned 0|1' && f.role === 'ipckit' && f.metric === 'rtt');
+    assert.equal(rtt?.rounds, 3, JSON.stringify(rtt));
+    assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
+  });
+
   it('Ctrl-C stops a run between two measurements: its queues are removed, its children end, nothing is written; exit 130', { timeout: 120_000 }, async () => {
     const out = scratchPath('stopped.json');
     const r = runCli(['bench', '--only', 'sysv', '--rounds', '2', '--out', out], { timeoutMs: 110_000 });
