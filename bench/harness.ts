@@ -445,7 +445,8 @@ export interface KeptPeer {
   readonly pid: number;
   /**
    * Settles when that process exits: a measurement on a channel with no end of stream (a
-   * queue) would otherwise wait for it for ever; `use` fails the measurement instead.
+   * queue, a datagram socket, Node's IPC) would otherwise wait for it for ever; `use` and
+   * startedTogether fail the measurement instead (whilePeerRuns).
    */
   readonly exited?: Promise<unknown>;
   /** Ends it: its child, its channel and what it made. */
@@ -455,6 +456,19 @@ export interface KeptPeer {
    * Ctrl-C quits at once): a System V queue, a socket file.
    */
   abandon?(): void;
+}
+
+/**
+ * `measuring`, failed as soon as the peer's process exits (KeptPeer.exited): on a channel
+ * with no end of stream (a queue, a datagram socket, Node's IPC) a measurement would wait for
+ * a dead peer for ever. A lost race leaves the measurement waiting until the peer's end()
+ * closes its channel.
+ */
+export function whilePeerRuns<R>(peer: KeptPeer, measuring: Promise<R>): Promise<R> {
+  if (!peer.exited) return measuring;
+  const died = peer.exited.then(() => Promise.reject(new Error(`the peer (process ${peer.pid}) exited during the measurement`)));
+  died.catch(() => {}); // the measurement usually ends first
+  return Promise.race([measuring, died]);
 }
 
 /** Whether process `pid` runs (one we may not signal runs too). */
@@ -516,15 +530,7 @@ export class KeptPeers<T extends KeptPeer> {
     const peer = await this.get(key, start);
     let kept = false;
     try {
-      let r: R;
-      if (peer.exited) {
-        const died = peer.exited.then(() => Promise.reject(new Error(`the peer (process ${peer.pid}) exited during the measurement`)));
-        died.catch(() => {}); // the measurement usually ends first
-        // A lost race leaves the body waiting until drop() closes the peer's channel.
-        r = await Promise.race([body(peer), died]);
-      } else {
-        r = await body(peer);
-      }
+      const r = await whilePeerRuns(peer, body(peer));
       kept = keep;
       return r;
     } finally {

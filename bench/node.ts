@@ -23,13 +23,14 @@ async function startFork(): Promise<ForkPeer> {
   const child = fork(childScript, ['node', 'forkPeer', '{}'], { serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   // A child gone between two sends must fail the figure, not the bench (no listener: an 'error' event throws).
   child.on('error', () => {});
+  const exited = new Promise<void>((r) => child.once('exit', () => r())); // its IPC has no end of stream to wait on
   try {
     await Promise.race([onceMessage(child), new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`the process.send child exited (${code}) before it was ready`))))]);
   } catch (e) {
     child.kill('SIGKILL');
     throw e;
   }
-  return { child, pid: child.pid!, end: () => endChild(child, () => (child.connected ? child.disconnect() : child.kill())) };
+  return { child, pid: child.pid!, exited, end: () => endChild(child, () => (child.connected ? child.disconnect() : child.kill())) };
 }
 
 interface ForkPeer extends KeptPeer {

@@ -66,6 +66,7 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
       return {
         ch: mine,
         pid: child.child.pid!,
+        exited: child.exited,
         end: async () => {
           await endMarker(mine, size, role);
           await unwind();
@@ -84,6 +85,7 @@ async function pair(kind: Kind, testCase: StreamCase, size: number): Promise<{ c
       return {
         ch,
         pid: child.child.pid!,
+        exited: child.exited,
         end: async () => {
           await endMarker(ch, size, role);
           await unwind();

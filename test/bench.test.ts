@@ -423,11 +423,16 @@ describe('ipckit bench, a real run', () => {
     assert.deepEqual(queuesOf([String(pid), ...seen.map(([c]) => c)]), [], 'the kept System V queues are removed');
   });
 
-  it('a kept queue peer that dies while it is measured fails that round of its case, not the run: no wait for ever (a queue has no end of stream), a new peer in the next round, nothing left behind', { timeout: 200_000 }, async () => {
-    const out = scratchPath('peer-dies.json');
-    const r = runCli(['bench', '--quick', '--only', 'mqueue', '--rounds', '4', '--out', out], { timeoutMs: 180_000 });
+  // Peers on channels with no end of stream: a POSIX queue's echo, a bound datagram server's echo.
+  for (const [only, role, mechanism] of [
+    ['mqueue', 'echo', 'mqueue, pinned 0|1'],
+    ['socket', 'echoServer', 'socket unix-dgram'],
+  ] as const) {
+  it(`a kept ${only} peer (${role}) that dies while it is measured fails that round of its case, not the run: no wait for ever (its channel has no end of stream), a new peer in the next round, nothing left behind`, { timeout: 200_000 }, async () => {
+    const out = scratchPath(`peer-dies-${only}.json`);
+    const r = runCli(['bench', '--quick', '--only', only, '--rounds', '4', '--out', out], { timeoutMs: 180_000 });
     const pid = String(r.child.pid!);
-    // Kill the POSIX queue echo once it is busy (its CPU time grows between two looks) after
+    // Kill the echo once it is busy (its CPU time grows between two looks) after
     // its first second: in a later round, while it answers a round trip (a kept peer idles
     // between rounds, using no CPU).
     const seen = new Map<string, { at: number; cpu: number }>();
@@ -440,7 +445,7 @@ describe('ipckit bench, a real run', () => {
           if (f[1] !== pid) continue;
           const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
           const script = argv.findIndex((a) => a.endsWith('/bench/child.js'));
-          if (script < 0 || argv[script + 1] !== 'mqueue' || argv[script + 2] !== 'echo') continue;
+          if (script < 0 || argv[script + 1] !== only || argv[script + 2] !== role) continue;
           const cpu = Number(f[11]) + Number(f[12]);
           const last = seen.get(d);
           if (!last) seen.set(d, { at: Date.now(), cpu });
@@ -463,10 +468,12 @@ describe('ipckit bench, a real run', () => {
       JSON.stringify(j.notes),
     );
     // The other three rounds measured the round trip, those after it with a new echo.
-    const rtt = j.figures.find((f) => f.mechanism === 'mqueue, pinned 0|1' && f.role === 'ipckit' && f.metric === 'rtt');
+    const rtt = j.figures.find((f) => f.mechanism === mechanism && f.role === 'ipckit' && f.metric === 'rtt');
     assert.equal(rtt?.rounds, 3, JSON.stringify(rtt));
     assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
+    assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
   });
+  }
 
   it('Ctrl-C stops a run between two measurements: its queues are removed, its children end, nothing is written; exit 130', { timeout: 120_000 }, async () => {
     const out = scratchPath('stopped.json');
