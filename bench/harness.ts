@@ -390,6 +390,16 @@ export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' 
 export const now = (): bigint => process.hrtime.bigint();
 
 /**
+ * What the names of the objects a case makes carry (`ipckit-bench-<tag>-...`): the run's
+ * pid (`ipckit bench`'s: bench/run.ts passes it on), so a name says which run made it, then
+ * the case process's, so two case processes never pick the same name.
+ */
+export function benchTag(): string {
+  const run = process.env.IPCKIT_BENCH_RUN;
+  return run && run !== String(process.pid) ? `${run}-${process.pid}` : String(process.pid);
+}
+
+/**
  * Waits for peers started side by side (their processes start in parallel, and before any
  * is measured); if one fails to start, ends those that did (`end`) and rethrows its error.
  */

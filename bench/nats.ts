@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openNatsReceiver, openNatsRequester, openNatsResponder, openNatsSender } from '../src/mechanisms/nats/channel.js';
 import { openNatsWorkQueue } from '../src/mechanisms/nats/workqueue.js';
-import { endChild, stamp, startChild, tell, senderFigure, throughputFigure, type Figure, type Scenario } from './harness.js';
+import { benchTag, endChild, stamp, startChild, tell, senderFigure, throughputFigure, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
 const NATS_SERVER = process.env.NATS_SERVER ?? 'nats-server';
@@ -77,7 +77,7 @@ async function startServer(): Promise<BenchServer | string> {
 }
 
 let counter = 0;
-const subjectBase = (): string => `ipckit.bench.${process.pid}.${++counter}`;
+const subjectBase = (): string => `ipckit.bench.${benchTag()}.${++counter}`;
 
 async function pubsub(url: string, size: number, budget: Parameters<typeof throughputLoop>[3]): ReturnType<typeof throughputLoop> {
   const base = subjectBase();
@@ -112,7 +112,7 @@ async function requestReply(url: string, size: number, budget: Parameters<typeof
 }
 
 async function workQueue(url: string, seconds: number, maxJobs: number): Promise<{ jobs: number; seconds: number }> {
-  const name = `ipckit-bench-${process.pid}-${++counter}`;
+  const name = `ipckit-bench-${benchTag()}-${++counter}`;
   const q = openNatsWorkQueue(`${url}/${name}`);
   await q.ready();
   const consumers = [0, 1].map(() => startChild('nats', 'consumer', { url: `${url}/${name}` }));

@@ -5,12 +5,18 @@
  * median of its rounds with their spread; a ratio is the median of per-round ratios
  * (bench/report.ts). Prints the table and the targets, writes the JSON (docs/bench.md),
  * and on request an HTML page (bench/html.ts).
+ *
+ * Each module's cases run in a process of their own, kept for the whole run
+ * (bench/case-process.ts says why); this process orders the rounds, shows the progress and
+ * writes the report.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { IpcError } from '../src/core/errors.js';
-import { compileC, FULL, haveCc, QUICK, type BenchContext, type Budget, type Figure, type Scenario, type Target } from './harness.js';
+import { fileURLToPath } from 'node:url';
+import type { FromCase, ToCase } from './case-process.js';
+import { endChild, FULL, haveCc, QUICK, type Budget, type Figure, type Scenario, type Target } from './harness.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
 /** Scenario modules, in the order they run. `node` (the baselines) always runs. */
@@ -47,23 +53,18 @@ function machine(): BenchReport['machine'] {
 
 const secs = (s: number): string => (s >= 90 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.round(s)} s`);
 
-/** Thrown by a stopped run's progress calls: the case unwinds through its finally blocks. */
-class BenchStopped extends Error {
-  constructor(signal: string) {
-    super(`stopped by ${signal}`);
-  }
-}
-
 /**
- * While a run lasts: the first SIGINT or SIGTERM asks it to stop (`signal` says which); a
- * second one exits at once (the bench children see their parent go and exit too).
+ * While a run lasts: the first SIGINT or SIGTERM asks it to stop (`signal` says which; `then`
+ * tells the case processes); a second one exits at once (the case processes see the run go
+ * and exit, and their children see them go).
  */
-function stopOnSignals(tty: boolean): { readonly signal: NodeJS.Signals | undefined; dispose(): void } {
+function stopOnSignals(tty: boolean, then: (signal: NodeJS.Signals) => void): { readonly signal: NodeJS.Signals | undefined; dispose(): void } {
   let signal: NodeJS.Signals | undefined;
   const on = (s: NodeJS.Signals): void => {
     if (signal) process.exit(s === 'SIGINT' ? 130 : 143);
     signal = s;
     process.stderr.write(`${tty ? '\r\x1b[K' : ''}ipckit bench: stopping after this measurement, removing what it made (${s} again: quit now)\n`);
+    then(s);
   };
   process.on('SIGINT', on);
   process.on('SIGTERM', on);
@@ -80,8 +81,71 @@ function stopOnSignals(tty: boolean): { readonly signal: NodeJS.Signals | undefi
 
 interface Case {
   module: string;
+  /** Its index in its module's `scenarios`: what the case process runs. */
+  index: number;
   scenario: Scenario;
   seconds: number[];
+}
+
+const caseScript = fileURLToPath(new URL('./case-process.js', import.meta.url));
+
+/** A module's case process (bench/case-process.ts), as the run sees it. */
+class CaseProcess {
+  readonly #child: ChildProcess;
+  readonly #exited: Promise<string>;
+  #waiting: ((m: FromCase) => void) | undefined;
+
+  private constructor(readonly module: string) {
+    // The run's pid names what the cases make (harness.ts benchTag), so it can be told whose it is.
+    this.#child = fork(caseScript, [module], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, IPCKIT_BENCH_RUN: String(process.pid) } });
+    this.#exited = new Promise((resolve) => this.#child.once('exit', (code, signal) => resolve(signal ? `killed by ${signal}` : `exit code ${code}`)));
+    this.#child.on('message', (m: FromCase) => this.#waiting?.(m));
+  }
+
+  /** Starts it; resolves once its module is loaded. */
+  static async start(module: string): Promise<CaseProcess> {
+    const p = new CaseProcess(module);
+    const ready = new Promise<void>((resolve) => (p.#waiting = (m) => m.type === 'ready' && resolve()));
+    const exit = await Promise.race([ready.then(() => undefined), p.#exited]);
+    p.#waiting = undefined;
+    if (exit !== undefined) throw new Error(`its process could not start (${exit})`);
+    return p;
+  }
+
+  get running(): boolean {
+    return this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  /** Runs one of its scenarios for a round: its figures, or its error (the process's exit, too). */
+  async run(ask: Extract<ToCase, { type: 'run' }>, on: { progress(text: string): void; note(text: string): void }): Promise<Figure[]> {
+    let settle!: { resolve: (f: Figure[]) => void; reject: (e: Error) => void };
+    const result = new Promise<Figure[]>((resolve, reject) => (settle = { resolve, reject }));
+    // A process that fails because it is ending is waited for: the next round starts a new one.
+    let ending: string | undefined;
+    this.#waiting = (m) => {
+      if (m.type === 'progress') on.progress(m.text);
+      else if (m.type === 'note') on.note(m.text);
+      else if (m.type === 'done') settle.resolve(m.figures);
+      else if (m.type === 'failed' && m.ending) ending = m.message;
+      else if (m.type === 'failed') settle.reject(new Error(m.message));
+    };
+    void this.#exited.then((how) => settle.reject(new Error(ending ?? `its process (${this.#child.pid}) ended during the round (${how})`)));
+    this.#child.send(ask);
+    try {
+      return await result;
+    } finally {
+      this.#waiting = undefined;
+    }
+  }
+
+  stop(signal: string): void {
+    if (this.running) this.#child.send({ type: 'stop', signal } satisfies ToCase);
+  }
+
+  /** Ends what its scenarios keep (Scenario.close) and waits for it to exit (killed after 60 s). */
+  close(): Promise<void> {
+    return endChild(this.#child, () => this.#child.send({ type: 'close' } satisfies ToCase), 60_000);
+  }
 }
 
 export async function runBench(options: BenchOptions): Promise<number> {
@@ -96,8 +160,9 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const cases: Case[] = [];
   // --quick leaves out nats (it starts a server) unless --only names it.
   for (const m of MODULES.filter((m) => m === 'node' || (options.only ? options.only.includes(m) : !(options.quick && m === 'nats')))) {
+    // Loaded here too for the cases' titles and targets; their code runs in their process.
     const mod = (await import(`./${m}.js`)) as { scenarios?: Scenario[] };
-    for (const scenario of mod.scenarios ?? []) cases.push({ module: m, scenario, seconds: [] });
+    (mod.scenarios ?? []).forEach((scenario, index) => cases.push({ module: m, index, scenario, seconds: [] }));
   }
 
   // Progress on a terminal: round, case, what is being measured, time left (known after round 1).
@@ -110,32 +175,36 @@ export async function runBench(options: BenchOptions): Promise<number> {
     const thisRound = cases.slice(caseIndex).reduce((a, c) => a + (c.seconds[0] ?? 0), 0);
     return `about ${secs(thisRound + perRound * (budget.rounds - round))} left`;
   };
+  // Each module's process, started together before round 1 (and again in a later round if
+  // one has exited).
+  const processes = new Map<string, CaseProcess>();
+  const processOf = async (module: string): Promise<CaseProcess> => {
+    const p = processes.get(module);
+    if (p?.running) return p;
+    const started = await CaseProcess.start(module);
+    processes.set(module, started);
+    return started;
+  };
   // Ctrl-C (or SIGTERM) stops between two measurements, so every case's finally blocks
   // remove what it made and end its children (and its close() what it kept between
   // rounds); a second one quits at once.
-  const stop = stopOnSignals(tty);
+  const stop = stopOnSignals(tty, (signal) => {
+    for (const p of processes.values()) p.stop(signal);
+  });
   const progress = (text: string): void => {
-    if (stop.signal) throw new BenchStopped(stop.signal);
     if (tty) process.stderr.write(`\r\x1b[K  round ${round}/${budget.rounds} · ${current}: ${text.slice(0, 60)} · ${left()}`);
   };
 
   const rounds: Figure[][] = [];
   try {
+    current = 'starting a process per case';
+    progress('starting');
+    await Promise.allSettled([...new Set(cases.map((c) => c.module))].map(processOf));
     for (round = 1; round <= budget.rounds && !stop.signal; round++) {
       const figures: Figure[] = [];
       const noted: string[] = [];
-      const ctx: BenchContext = {
-        quick: options.quick,
-        round,
-        rounds: budget.rounds,
-        budget,
-        cProgram: (name, libs) => {
-          const bin = compileC(name, libs);
-          if (!bin && !noted.some((n) => n.startsWith('no C compiler'))) noted.push('no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)');
-          return bin;
-        },
-        note: (text) => noted.push(text),
-        progress,
+      const note = (text: string): void => {
+        if (!noted.includes(text)) noted.push(text);
       };
       for (caseIndex = 0; caseIndex < cases.length && !stop.signal; caseIndex++) {
         const c = cases[caseIndex]!;
@@ -143,9 +212,10 @@ export async function runBench(options: BenchOptions): Promise<number> {
         const t0 = Date.now();
         try {
           progress('starting');
-          figures.push(...(await c.scenario.run(ctx)));
+          const p = await processOf(c.module);
+          figures.push(...(await p.run({ type: 'run', scenario: c.index, quick: options.quick, round, rounds: budget.rounds, budget }, { progress, note })));
         } catch (e) {
-          if (!stop.signal) noted.push(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
+          if (!stop.signal) note(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
         }
         c.seconds.push(+((Date.now() - t0) / 1000).toFixed(2));
       }
@@ -153,7 +223,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
       roundNotes.push(noted);
     }
   } finally {
-    for (const c of cases) await c.scenario.close?.().catch(() => {});
+    for (const p of processes.values()) await p.close().catch(() => {});
   }
   if (tty) process.stderr.write('\r\x1b[K');
   stop.dispose();

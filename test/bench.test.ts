@@ -338,21 +338,55 @@ describe('ipckit bench, a real run', () => {
     assert.ok(c && (c.timing === 'receiver' || (c.rounds === 0 && (c.notMeasured ?? '').length > 0)), JSON.stringify(c));
   });
 
-  /** The bench's own children (`node child.js <module> <role> ...`) seen while run `r` lasts, by pid: [module, role]. */
+  /** The processes now: pid -> parent pid, CPU ticks (user + system) and arguments. */
+  function processTable(): Map<string, { ppid: string; cpu: number; argv: string[] }> {
+    const table = new Map<string, { ppid: string; cpu: number; argv: string[] }>();
+    for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        table.set(d, { ppid: f[1]!, cpu: Number(f[11]) + Number(f[12]), argv: readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0') });
+      } catch {
+        // gone between the listing and the read
+      }
+    }
+    return table;
+  }
+
+  /** Whether `pid` descends from `root` in `table`. */
+  function descends(table: ReturnType<typeof processTable>, pid: string, root: string): boolean {
+    for (let p = table.get(pid)?.ppid; p && p !== '0'; p = table.get(p)?.ppid) if (p === root) return true;
+    return false;
+  }
+
+  /** `node <script> <first> <second>`'s script and its two arguments, or undefined. */
+  function scriptOf(argv: string[], script: string): [string, string] | undefined {
+    const i = argv.findIndex((a) => a.endsWith(`/bench/${script}`));
+    return i < 0 ? undefined : [argv[i + 1]!, argv[i + 2]!];
+  }
+
+  /** The run's case processes (`node case-process.js <module>`: its children) now, by pid: module. */
+  function caseProcessesOf(table: ReturnType<typeof processTable>, pid: string): Map<string, string> {
+    return new Map([...table].flatMap(([d, p]) => (p.ppid === pid && scriptOf(p.argv, 'case-process.js') ? [[d, scriptOf(p.argv, 'case-process.js')![0]] as [string, string]] : [])));
+  }
+
+  /**
+   * The bench's peers (`node child.js <module> <role> ...`) seen while run `r` lasts, by pid:
+   * [module, role]. Each is a child of the run's case process for its own module (run.ts
+   * runs each module's cases in a process of their own).
+   */
   async function benchChildrenDuring(r: ReturnType<typeof runCli>, each?: (children: string[]) => void): Promise<Map<string, [string, string]>> {
     const pid = String(r.child.pid!);
     const seen = new Map<string, [string, string]>();
     while (r.child.exitCode === null && r.child.signalCode === null) {
       each?.([...seen.keys()]);
-      for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-        try {
-          const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-          const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-          const script = argv.findIndex((a) => a.endsWith('/bench/child.js'));
-          if (script >= 0 && stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === pid) seen.set(d, [argv[script + 1]!, argv[script + 2]!]);
-        } catch {
-          // gone between the listing and the read
-        }
+      const table = processTable();
+      const cases = caseProcessesOf(table, pid);
+      for (const [d, p] of table) {
+        const peer = scriptOf(p.argv, 'child.js');
+        if (!peer || !descends(table, d, pid)) continue;
+        assert.equal(cases.get(p.ppid), peer[0], `peer ${d} (${peer.join(' ')}) is a child of its module's case process, not of ${p.ppid} (${table.get(p.ppid)?.argv.join(' ')})`);
+        seen.set(d, peer);
       }
       await sleep(20);
     }
@@ -389,12 +423,24 @@ describe('ipckit bench, a real run', () => {
         .map((l) => l.trim().split(/\s+/))
         .filter((f) => f.length > 6 && (pids.includes(f[5]!) || pids.includes(f[6]!)))
         .map((f) => f[1]!);
+    // The case processes (one per module) and the names made while it runs.
+    const cases = new Map<string, string>();
+    const named = new Set<string>();
+    const prefix = `ipckit-bench-${pid}-`;
     const watching = benchChildrenDuring(r, (children) => {
-      for (const q of queuesOf([String(pid), ...children])) used.add(q);
+      for (const [c, module] of caseProcessesOf(processTable(), String(pid))) cases.set(c, module);
+      for (const q of queuesOf([String(pid), ...cases.keys(), ...children])) used.add(q);
+      for (const f of readdirSync(tmpdir())) if (f.startsWith(prefix)) named.add(`tmp:${f}`);
+      for (const f of readdirSync('/dev/mqueue')) if (f.startsWith(prefix)) named.add(`mqueue:${f}`);
     });
     const done = await r.done;
     const seen = [...(await watching)];
     assert.equal(done.code, 0, done.stderr);
+    // A process per module (node's baselines too), each kept for both rounds.
+    assert.deepEqual([...cases.values()].sort(), ['fifo', 'mqueue', 'node', 'pipe', 'socket', 'sysv'], JSON.stringify([...cases]));
+    for (const c of cases.keys()) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `case process ${c} still runs`);
+    // What the cases name carries the run's pid (harness.ts benchTag): the checks below can fail.
+    for (const where of ['tmp:', 'mqueue:']) assert.ok([...named].some((f) => f.startsWith(where)), `${where} names with the run's pid were seen: ${JSON.stringify([...named])}`);
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
     // Every figure of ours and of the baselines was measured in both rounds, with its kept
     // peer (a round that failed would leave a null there and say so in the notes).
@@ -420,7 +466,7 @@ describe('ipckit bench, a real run', () => {
     assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
     assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
     assert.ok(used.size > 0, 'the bench used System V queues');
-    assert.deepEqual(queuesOf([String(pid), ...seen.map(([c]) => c)]), [], 'the kept System V queues are removed');
+    assert.deepEqual(queuesOf([String(pid), ...cases.keys(), ...seen.map(([c]) => c)]), [], 'the kept System V queues are removed');
   });
 
   // Peers on channels with no end of stream: a POSIX queue's echo, a bound datagram server's echo.
@@ -438,24 +484,16 @@ describe('ipckit bench, a real run', () => {
     const seen = new Map<string, { at: number; cpu: number }>();
     let killed: string | undefined;
     while (r.child.exitCode === null && r.child.signalCode === null && !killed) {
-      for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-        try {
-          const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-          const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-          if (f[1] !== pid) continue;
-          const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-          const script = argv.findIndex((a) => a.endsWith('/bench/child.js'));
-          if (script < 0 || argv[script + 1] !== only || argv[script + 2] !== role) continue;
-          const cpu = Number(f[11]) + Number(f[12]);
-          const last = seen.get(d);
-          if (!last) seen.set(d, { at: Date.now(), cpu });
-          else if (Date.now() - last.at > 1000 && cpu > last.cpu) {
-            process.kill(Number(d), 'SIGKILL');
-            killed = d;
-          } else last.cpu = cpu;
-        } catch {
-          // gone between the listing and the read
-        }
+      const table = processTable();
+      for (const [d, p] of table) {
+        const peer = scriptOf(p.argv, 'child.js');
+        if (peer?.[0] !== only || peer[1] !== role || !descends(table, d, pid)) continue;
+        const last = seen.get(d);
+        if (!last) seen.set(d, { at: Date.now(), cpu: p.cpu });
+        else if (Date.now() - last.at > 1000 && p.cpu > last.cpu) {
+          process.kill(Number(d), 'SIGKILL');
+          killed = d;
+        } else last.cpu = p.cpu;
       }
       await sleep(20);
     }
@@ -472,6 +510,44 @@ describe('ipckit bench, a real run', () => {
     assert.equal(rtt?.rounds, 3, JSON.stringify(rtt));
     assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
     assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
+  });
+  }
+
+  // SIGKILL: it dies at once; SIGTERM sent to it alone: it stops at the next measurement, ends its peers and exits.
+  for (const [signal, why] of [
+    ['SIGKILL', (pid: string) => `round 1 failed: its process (${pid}) ended during the round (killed by SIGKILL)`],
+    ['SIGTERM', () => 'round 1 failed: stopped by SIGTERM'],
+  ] as const) {
+  it(`a case process that dies (${signal}) fails that round of its case, not the run: the next round starts a new one; its peers end`, { timeout: 200_000 }, async () => {
+    const out = scratchPath(`case-dies-${signal}.json`);
+    const r = runCli(['bench', '--quick', '--only', 'pipe', '--rounds', '3', '--out', out], { timeoutMs: 180_000 });
+    const pid = String(r.child.pid!);
+    // Kill the pipe's case process once one of its peers is up (it is measuring).
+    let killed: string | undefined;
+    let peers: string[] = [];
+    while (r.child.exitCode === null && r.child.signalCode === null && !killed) {
+      const table = processTable();
+      for (const [c, module] of caseProcessesOf(table, pid)) {
+        if (module !== 'pipe') continue;
+        peers = [...table].filter(([, p]) => p.ppid === c && scriptOf(p.argv, 'child.js')).map(([d]) => d);
+        if (!peers.length) continue;
+        process.kill(Number(c), signal);
+        killed = c;
+      }
+      await sleep(20);
+    }
+    const done = await r.done;
+    assert.ok(killed, 'the case process was seen measuring');
+    assert.equal(done.code, 0, done.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    assert.ok(
+      j.notes.some((n) => n.includes(`anonymous pipe: ${why(killed!)}`)),
+      JSON.stringify(j.notes),
+    );
+    const rtt = j.figures.find((f) => f.mechanism === 'pipe' && f.role === 'ipckit' && f.metric === 'rtt');
+    assert.equal(rtt?.rounds, 2, JSON.stringify(rtt));
+    // Its peers were ended, or saw their parent go and exited (child.js looks every 0.5 s).
+    for (const c of peers) assert.throws(() => process.kill(Number(c), 0), /ESRCH/, `peer ${c} still runs`);
   });
   }
 
@@ -493,19 +569,11 @@ describe('ipckit bench, a real run', () => {
         .slice(1)
         .map((l) => l.trim().split(/\s+/)[1]!)
         .filter(Boolean);
-    /** Its children (ppid = the bench). */
-    const childrenOfBench = (): number[] =>
-      readdirSync('/proc')
-        .filter((d) => /^\d+$/.test(d))
-        .filter((d) => {
-          try {
-            const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-            return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === String(pid);
-          } catch {
-            return false;
-          }
-        })
-        .map(Number);
+    /** Its case processes and their children. */
+    const childrenOfBench = (): number[] => {
+      const table = processTable();
+      return [...table.keys()].filter((d) => descends(table, d, String(pid))).map(Number);
+    };
     const until = Date.now() + 60_000;
     let children: number[] = [];
     let queues: string[] = [];

@@ -1,0 +1,125 @@
+/**
+ * One bench module's own process: `node case-process.js <module>`, forked by bench/run.ts
+ * (CaseProcess), runs that module's scenarios when the run asks, round after round, and keeps
+ * what they keep between rounds (their peers) until the run closes it.
+ *
+ * Why a process per module: V8 optimizes the code every case shares (the channels' reader
+ * and writer, the harness) for the types it has seen. In one process, after the whole case
+ * list had run twice, popen's reader ran its queue's `#shift` uninlined, and popen's one-way
+ * rates fell from 4.5-5.4M to 2.6-3.0M msg/s: a full run's later rounds measured popen
+ * slower than a quick run's, by 1.27-1.47x (docs/bench.md, Limits). Here each mechanism's
+ * code is optimized for that mechanism alone, as in a program that uses it, in every round.
+ *
+ * Messages (Node's IPC, control only: nothing here is measured):
+ * - from the run: ToCase; to the run: FromCase.
+ * - Ctrl-C reaches this process too (the terminal signals the whole group): ignored here,
+ *   the run asks ({type: 'stop'}). SIGTERM sent to this process alone stops it as the run's
+ *   stop would, then it closes and exits. If the run goes away (its IPC closes), this exits
+ *   at once; the peers' 'exit' hooks remove what would outlive it (KeptPeers.abandon).
+ */
+import { compileC, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+
+/** What the run asks. */
+export type ToCase =
+  | { type: 'run'; scenario: number; quick: boolean; round: number; rounds: number; budget: Budget }
+  /** Stop at the next measurement boundary (the run was told to stop). */
+  | { type: 'stop'; signal: string }
+  /** End what the scenarios keep (Scenario.close), then exit. */
+  | { type: 'close' };
+
+/** What this process tells the run. */
+export type FromCase =
+  | { type: 'ready' }
+  | { type: 'progress'; text: string }
+  | { type: 'note'; text: string }
+  | { type: 'done'; figures: Figure[] }
+  /** `ending`: this process is closing (a SIGTERM of its own): the run waits for it to exit. */
+  | { type: 'failed'; message: string; ending: boolean };
+
+export const NO_CC_NOTE = 'no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)';
+
+/** Thrown by a stopped case's progress calls: the case unwinds through its finally blocks. */
+class BenchStopped extends Error {
+  constructor(signal: string) {
+    super(`stopped by ${signal}`);
+  }
+}
+
+async function main(module: string): Promise<void> {
+  const tell = (m: FromCase): void => {
+    process.send?.(m);
+  };
+  const { scenarios = [] } = (await import(`./${module}.js`)) as { scenarios?: Scenario[] };
+  let stopped: string | undefined;
+  /** A SIGTERM sent to this process alone: stop, close and exit. */
+  let terminated = false;
+  let running = false;
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      for (const s of scenarios) await s.close?.().catch(() => {});
+      process.disconnect?.();
+      process.exit(0);
+    })());
+
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => {
+    terminated = true;
+    stopped ??= 'SIGTERM';
+    if (!running) void close();
+  });
+  process.on('disconnect', () => {
+    if (!closing) process.exit(1);
+  });
+
+  process.on('message', (m: ToCase) => {
+    if (m.type === 'stop') stopped ??= m.signal;
+    else if (m.type === 'close') void close();
+    else void run(m);
+  });
+
+  async function run(m: Extract<ToCase, { type: 'run' }>): Promise<void> {
+    const scenario = scenarios[m.scenario];
+    const ctx: BenchContext = {
+      quick: m.quick,
+      round: m.round,
+      rounds: m.rounds,
+      budget: m.budget,
+      cProgram: (name, libs) => {
+        const bin = compileC(name, libs);
+        if (!bin) tell({ type: 'note', text: NO_CC_NOTE });
+        return bin;
+      },
+      note: (text) => tell({ type: 'note', text }),
+      progress: (text) => {
+        if (stopped) throw new BenchStopped(stopped);
+        tell({ type: 'progress', text });
+      },
+    };
+    if (closing) {
+      tell({ type: 'failed', message: `its process is ending (${stopped ?? 'closed'})`, ending: true });
+      return;
+    }
+    running = true;
+    try {
+      if (!scenario) throw new Error(`bench/${module} has no scenario ${m.scenario}`);
+      ctx.progress('starting');
+      tell({ type: 'done', figures: await scenario.run(ctx) });
+    } catch (e) {
+      tell({ type: 'failed', message: (e as Error).message, ending: terminated });
+    } finally {
+      running = false;
+    }
+    // Stopped by a SIGTERM of its own: the run waits for this process to exit and starts another.
+    if (terminated) void close();
+  }
+
+  tell({ type: 'ready' });
+}
+
+const module = process.argv[2];
+if (!module || !process.send) {
+  process.stderr.write('bench case process: run by `ipckit bench` (node case-process.js <module>, with an IPC channel)\n');
+  process.exit(2);
+}
+await main(module);
