@@ -166,6 +166,14 @@ const target: Target = {
  * started fresh in each of a quick run's 0.1 s rounds, their worker processes were still
  * warming up when measured (quick tiny-job figures 0.55x-0.9x the full run's).
  */
+/**
+ * A pool's measured part lasts at least this long, in a quick run too: over 80 ms the rate
+ * swung from round to round (ours, tiny jobs: 62k-413k/s over 5 rounds of one
+ * `--quick --only process-pool` run); over 0.2 s it held 242k-260k/s, the full run's 250k
+ * (a 2-vCPU AMD EPYC VM). It costs a quick run about 0.7 s a round.
+ */
+const MIN_MEASURED_SECONDS = 0.2;
+
 const kept = new Kept<{ sides: Side[]; notes: string[] }>((made) => closeAll(made.sides));
 
 export const scenarios: Scenario[] = [
@@ -189,7 +197,7 @@ export const scenarios: Scenario[] = [
           ['tiny', 256, TINY],
           ['mib', 8, MIB],
         ] as const) {
-          const seconds = ctx.budget.thrSeconds;
+          const seconds = Math.max(ctx.budget.thrSeconds, MIN_MEASURED_SECONDS);
           // Warm-up, each side until its rate is steady (as every figure of the bench): a fixed
           // 2,000 jobs (10 ms) left a quick run's one round at a fifth of a full run's rate.
           const warmups = new Map<Side, { seconds: number; steady: boolean }>();
