@@ -36,7 +36,7 @@ export type FromCase =
   /** `ending`: this process is closing (a SIGTERM of its own): the run waits for it to exit. */
   | { type: 'failed'; message: string; ending: boolean };
 
-export const NO_CC_NOTE = 'no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)';
+const NO_CC_NOTE = 'no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)';
 
 /** Thrown by a stopped case's progress calls: the case unwinds through its finally blocks. */
 class BenchStopped extends Error {
@@ -49,6 +49,8 @@ async function main(module: string): Promise<void> {
   const tell = (m: FromCase): void => {
     process.send?.(m);
   };
+  // The bench children it starts watch this pid (bench/child.ts).
+  process.env.IPCKIT_BENCH_PARENT = String(process.pid);
   const { scenarios = [] } = (await import(`./${module}.js`)) as { scenarios?: Scenario[] };
   let stopped: string | undefined;
   /** A SIGTERM sent to this process alone: stop, close and exit. */

@@ -2,6 +2,17 @@
  * The child side of a bench scenario: `node child.js <module> <role> <json-args>` runs
  * `children[role](args)` exported by bench/<module>.js.
  */
+// A child whose bench went away (killed, or quit at a second Ctrl-C) must not wait forever
+// on a queue or a socket: it exits once its parent is gone. Its parent's pid is told
+// (IPCKIT_BENCH_PARENT, set by bench/case-process.ts, not passed on to our own children):
+// a parent killed while this child was still starting would leave it watching pid 1.
+const told = Number(process.env.IPCKIT_BENCH_PARENT);
+delete process.env.IPCKIT_BENCH_PARENT;
+const parent = told > 0 ? told : process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(1);
+}, 500).unref();
+
 const [module, role, json] = process.argv.slice(2);
 const mod = (await import(`./${module}.js`)) as { children?: Record<string, (args: any) => Promise<void>> };
 const fn = mod.children?.[role!];
@@ -9,10 +20,4 @@ if (!fn) {
   process.stderr.write(`bench child: bench/${module} has no role ${role}\n`);
   process.exit(2);
 }
-// A child whose bench went away (killed, or quit at a second Ctrl-C) must not wait forever
-// on a queue or a socket: it exits once its parent is gone.
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(1);
-}, 500).unref();
 await fn(JSON.parse(json ?? '{}'));

@@ -130,7 +130,7 @@ class CaseProcess {
       else if (m.type === 'failed') settle.reject(new Error(m.message));
     };
     void this.#exited.then((how) => settle.reject(new Error(ending ?? `its process (${this.#child.pid}) ended during the round (${how})`)));
-    this.#child.send(ask);
+    this.#child.send(ask, (e) => e && settle.reject(e));
     try {
       return await result;
     } finally {
@@ -139,12 +139,13 @@ class CaseProcess {
   }
 
   stop(signal: string): void {
-    if (this.running) this.#child.send({ type: 'stop', signal } satisfies ToCase);
+    if (this.running) this.#child.send({ type: 'stop', signal } satisfies ToCase, () => {});
   }
 
   /** Ends what its scenarios keep (Scenario.close) and waits for it to exit (killed after 60 s). */
   close(): Promise<void> {
-    return endChild(this.#child, () => this.#child.send({ type: 'close' } satisfies ToCase), 60_000);
+    // A send that fails (the process is exiting) reports to its callback; its exit ends the wait.
+    return endChild(this.#child, () => this.#child.send({ type: 'close' } satisfies ToCase, () => {}), 60_000);
   }
 }
 
