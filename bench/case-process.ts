@@ -6,8 +6,8 @@
  * Why a process per module: V8 optimizes the code every case shares (the channels' reader
  * and writer, the harness) for the types it has seen. In one process, after the whole case
  * list had run twice, popen's reader ran its queue's `#shift` uninlined, and popen's one-way
- * rates fell from 4.5-5.4M to 2.6-3.0M msg/s: a full run's later rounds measured popen
- * slower than a quick run's, by 1.27-1.47x (docs/bench.md, Limits). Here each mechanism's
+ * rates fell from 4.7-5.4M msg/s in a full run's first rounds to 2.5-3.5M in its later
+ * ones, 1.27-1.47x slower than a quick run's (docs/bench.md, Limits). Here each mechanism's
  * code is optimized for that mechanism alone, as in a program that uses it, in every round.
  *
  * Messages (Node's IPC, control only: nothing here is measured):
@@ -15,7 +15,8 @@
  * - Ctrl-C reaches this process too (the terminal signals the whole group): ignored here,
  *   the run asks ({type: 'stop'}). SIGTERM sent to this process alone stops it as the run's
  *   stop would, then it closes and exits. If the run goes away (its IPC closes), this exits
- *   at once; the peers' 'exit' hooks remove what would outlive it (KeptPeers.abandon).
+ *   at once, unless it is already closing; the peers' 'exit' hooks remove what would outlive
+ *   it (KeptPeers.abandon). It says 'ending' when it closes on its own (a SIGTERM, a crash).
  */
 import { compileC, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 
@@ -33,8 +34,9 @@ export type FromCase =
   | { type: 'progress'; text: string }
   | { type: 'note'; text: string }
   | { type: 'done'; figures: Figure[] }
-  /** `ending`: this process is closing (a SIGTERM of its own): the run waits for it to exit. */
-  | { type: 'failed'; message: string; ending: boolean };
+  | { type: 'failed'; message: string }
+  /** It is closing on its own (a SIGTERM sent to it alone, a crash): the run starts another. */
+  | { type: 'ending' };
 
 const NO_CC_NOTE = 'no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)';
 
@@ -46,8 +48,9 @@ class BenchStopped extends Error {
 }
 
 async function main(module: string): Promise<void> {
+  // A send while the channel closes reports to its callback, not as an 'error' event.
   const tell = (m: FromCase): void => {
-    process.send?.(m);
+    if (process.connected) process.send?.(m, () => {});
   };
   // The bench children it starts watch this pid (bench/child.ts).
   process.env.IPCKIT_BENCH_PARENT = String(process.pid);
@@ -59,8 +62,9 @@ async function main(module: string): Promise<void> {
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      tell({ type: 'ending' });
       for (const s of scenarios) await s.close?.().catch(() => {});
-      process.disconnect?.();
+      if (process.connected) process.disconnect();
       process.exit(0);
     })());
 
@@ -73,6 +77,15 @@ async function main(module: string): Promise<void> {
   process.on('disconnect', () => {
     if (!closing) process.exit(1);
   });
+  // A crash in a case fails its round with the error (not only on stderr), then ends what
+  // the scenarios keep.
+  const crashed = (e: unknown): void => {
+    process.stderr.write(`ipckit bench: the case process of bench/${module} crashed: ${(e as Error)?.stack ?? String(e)}\n`);
+    tell({ type: 'failed', message: `its process crashed (its stack is on stderr): ${(e as Error)?.message ?? String(e)}` });
+    void close();
+  };
+  process.on('uncaughtException', crashed);
+  process.on('unhandledRejection', crashed);
 
   process.on('message', (m: ToCase) => {
     if (m.type === 'stop') stopped ??= m.signal;
@@ -99,21 +112,24 @@ async function main(module: string): Promise<void> {
       },
     };
     if (closing) {
-      tell({ type: 'failed', message: `its process is ending (${stopped ?? 'closed'})`, ending: true });
+      tell({ type: 'failed', message: `its process is ending (${stopped ?? 'closed'})` });
       return;
     }
     running = true;
+    let outcome: FromCase;
     try {
       if (!scenario) throw new Error(`bench/${module} has no scenario ${m.scenario}`);
       ctx.progress('starting');
-      tell({ type: 'done', figures: await scenario.run(ctx) });
+      outcome = { type: 'done', figures: await scenario.run(ctx) };
     } catch (e) {
-      tell({ type: 'failed', message: (e as Error).message, ending: terminated });
+      outcome = { type: 'failed', message: (e as Error).message };
     } finally {
       running = false;
     }
-    // Stopped by a SIGTERM of its own: the run waits for this process to exit and starts another.
+    // Stopped by a SIGTERM of its own: it says it is ending before the outcome, so the run
+    // starts another for the next round.
     if (terminated) void close();
+    tell(outcome);
   }
 
   tell({ type: 'ready' });

@@ -44,7 +44,7 @@ function freePort(): Promise<number> {
 async function startServer(): Promise<BenchServer | string> {
   const v = spawnSync(NATS_SERVER, ['--version'], { encoding: 'utf8' });
   if (v.status !== 0) return `nats: skipped: ${NATS_SERVER} is not installed (${v.error?.message ?? v.stderr.trim()}); install it (Debian: apt-get install nats-server) to measure NATS beside the local mechanisms`;
-  const store = mkdtempSync(join(tmpdir(), 'ipckit-bench-nats-'));
+  const store = mkdtempSync(join(tmpdir(), `ipckit-bench-${benchTag()}-nats-`));
   const port = await freePort();
   const child: ChildProcess = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: 'ignore' });
   const deadline = Date.now() + 10_000;

@@ -86,12 +86,18 @@ const PARENT_CPU = 0;
 const CHILD_CPU = 1;
 
 let checked: boolean | undefined;
+let notedInRound: number | undefined;
 
-/** Whether figures are pinned here (two CPUs and taskset); notes which, every round (the run prints the last round's notes, each once). */
+/**
+ * Whether figures are pinned here (two CPUs and taskset); notes which once a round (the run
+ * prints the last round's notes, each once), not before each round trip.
+ */
 export function pinning(ctx: BenchContext): boolean {
   if (checked === undefined) {
     checked = cpus().length >= 2 && spawnSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }).status === 0;
   }
+  if (notedInRound === ctx.round) return checked;
+  notedInRound = ctx.round;
   ctx.note(
     checked
       ? 'round trips over pipes, FIFOs, sockets and signals, ours, C and the Node baselines, run with the parent on CPU 0 and the child on CPU 1 (their C one-way figures too; message queue, semaphore and mutex show both placements): placed by the scheduler, a pair (C or Node) sometimes shares one CPU, where a round trip costs 2-12 us instead of 45-60 us'

@@ -94,12 +94,21 @@ class CaseProcess {
   readonly #child: ChildProcess;
   readonly #exited: Promise<string>;
   #waiting: ((m: FromCase) => void) | undefined;
+  /** It said it is ending (a SIGTERM of its own, a crash): the next round starts another. */
+  #ending = false;
 
   private constructor(readonly module: string) {
     // The run's pid names what the cases make (harness.ts benchTag), so it can be told whose it is.
     this.#child = fork(caseScript, [module], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, IPCKIT_BENCH_RUN: String(process.pid) } });
-    this.#exited = new Promise((resolve) => this.#child.once('exit', (code, signal) => resolve(signal ? `killed by ${signal}` : `exit code ${code}`)));
-    this.#child.on('message', (m: FromCase) => this.#waiting?.(m));
+    this.#exited = new Promise((resolve) => {
+      this.#child.once('exit', (code, signal) => resolve(signal ? `killed by ${signal}` : `exit code ${code}`));
+      // A fork that fails (EAGAIN: no more processes) emits 'error' and no 'exit'.
+      this.#child.once('error', (e) => resolve(`error: ${e.message}`));
+    });
+    this.#child.on('message', (m: FromCase) => {
+      if (m.type === 'ending') this.#ending = true;
+      else this.#waiting?.(m);
+    });
   }
 
   /** Starts it; resolves once its module is loaded. */
@@ -112,24 +121,22 @@ class CaseProcess {
     return p;
   }
 
-  get running(): boolean {
-    return this.#child.exitCode === null && this.#child.signalCode === null;
+  /** Whether it can run a case: it runs and has not said it is ending. */
+  get usable(): boolean {
+    return this.#child.exitCode === null && this.#child.signalCode === null && !this.#ending;
   }
 
   /** Runs one of its scenarios for a round: its figures, or its error (the process's exit, too). */
   async run(ask: Extract<ToCase, { type: 'run' }>, on: { progress(text: string): void; note(text: string): void }): Promise<Figure[]> {
     let settle!: { resolve: (f: Figure[]) => void; reject: (e: Error) => void };
     const result = new Promise<Figure[]>((resolve, reject) => (settle = { resolve, reject }));
-    // A process that fails because it is ending is waited for: the next round starts a new one.
-    let ending: string | undefined;
     this.#waiting = (m) => {
       if (m.type === 'progress') on.progress(m.text);
       else if (m.type === 'note') on.note(m.text);
       else if (m.type === 'done') settle.resolve(m.figures);
-      else if (m.type === 'failed' && m.ending) ending = m.message;
       else if (m.type === 'failed') settle.reject(new Error(m.message));
     };
-    void this.#exited.then((how) => settle.reject(new Error(ending ?? `its process (${this.#child.pid}) ended during the round (${how})`)));
+    void this.#exited.then((how) => settle.reject(new Error(`its process (${this.#child.pid}) ended during the round (${how})`)));
     this.#child.send(ask, (e) => e && settle.reject(e));
     try {
       return await result;
@@ -139,10 +146,13 @@ class CaseProcess {
   }
 
   stop(signal: string): void {
-    if (this.running) this.#child.send({ type: 'stop', signal } satisfies ToCase, () => {});
+    if (this.usable) this.#child.send({ type: 'stop', signal } satisfies ToCase, () => {});
   }
 
-  /** Ends what its scenarios keep (Scenario.close) and waits for it to exit (killed after 60 s). */
+  /**
+   * Ends what its scenarios keep (Scenario.close) and waits for it to exit; after 60 s it is
+   * killed, and what its peers' exit hooks would have removed stays (docs/bench.md says so).
+   */
   close(): Promise<void> {
     // A send that fails (the process is exiting) reports to its callback; its exit ends the wait.
     return endChild(this.#child, () => this.#child.send({ type: 'close' } satisfies ToCase, () => {}), 60_000);
@@ -176,29 +186,32 @@ export async function runBench(options: BenchOptions): Promise<number> {
     const thisRound = cases.slice(caseIndex).reduce((a, c) => a + (c.seconds[0] ?? 0), 0);
     return `about ${secs(thisRound + perRound * (budget.rounds - round))} left`;
   };
-  // Each module's process, started together before round 1 (and again in a later round if
-  // one has exited).
-  const processes = new Map<string, CaseProcess>();
-  const processOf = async (module: string): Promise<CaseProcess> => {
-    const p = processes.get(module);
-    if (p?.running) return p;
-    const started = await CaseProcess.start(module);
-    processes.set(module, started);
-    return started;
-  };
   // Ctrl-C (or SIGTERM) stops between two measurements, so every case's finally blocks
   // remove what it made and end its children (and its close() what it kept between
   // rounds); a second one quits at once.
+  const processes = new Map<string, CaseProcess>();
   const stop = stopOnSignals(tty, (signal) => {
     for (const p of processes.values()) p.stop(signal);
   });
+  // Each module's process, started together before round 1, and again when one has exited
+  // or is ending (the one ending is waited for first).
+  const processOf = async (module: string): Promise<CaseProcess> => {
+    const p = processes.get(module);
+    if (p?.usable) return p;
+    await p?.close();
+    const started = await CaseProcess.start(module);
+    processes.set(module, started);
+    // A stop that came while it started.
+    if (stop.signal) started.stop(stop.signal);
+    return started;
+  };
   const progress = (text: string): void => {
     if (tty) process.stderr.write(`\r\x1b[K  round ${round}/${budget.rounds} · ${current}: ${text.slice(0, 60)} · ${left()}`);
   };
 
   const rounds: Figure[][] = [];
   try {
-    current = 'starting a process per case';
+    current = 'starting a process per module';
     progress('starting');
     await Promise.allSettled([...new Set(cases.map((c) => c.module))].map(processOf));
     for (round = 1; round <= budget.rounds && !stop.signal; round++) {
@@ -214,6 +227,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
         try {
           progress('starting');
           const p = await processOf(c.module);
+          if (stop.signal) break;
           figures.push(...(await p.run({ type: 'run', scenario: c.index, quick: options.quick, round, rounds: budget.rounds, budget }, { progress, note })));
         } catch (e) {
           if (!stop.signal) note(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
