@@ -16,7 +16,8 @@
  * - Every figure is measured between two real processes, in the same run as its baselines.
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -396,7 +397,36 @@ export const now = (): bigint => process.hrtime.bigint();
  */
 export function benchTag(): string {
   const run = process.env.IPCKIT_BENCH_RUN;
-  return run && run !== String(process.pid) ? `${run}-${process.pid}` : String(process.pid);
+  return run && run !== String(process.pid) ? caseTag(Number(run), process.pid) : String(process.pid);
+}
+
+/** The tag of case process `pid` of run `run` (benchTag). */
+export const caseTag = (run: number, pid: number): string => `${run}-${pid}`;
+
+/**
+ * Removes what a case process that died had named: its tag is in every name (benchTag), and
+ * a dead process's names are nobody else's. POSIX queues (/dev/mqueue), shared memory and
+ * named semaphores (/dev/shm, `sem.` before a semaphore's name), socket files and folders
+ * (the temporary folder). System V objects have no name to go by: they stay. Returns what
+ * it removed.
+ */
+export function removeNamedBy(tag: string): string[] {
+  const prefix = `ipckit-bench-${tag}-`;
+  const removed: string[] = [];
+  for (const dir of ['/dev/mqueue', '/dev/shm', tmpdir()]) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue; // no mqueue file system here
+    }
+    for (const name of names) {
+      if (!name.startsWith(prefix) && !name.startsWith(`sem.${prefix}`)) continue;
+      rmSync(join(dir, name), { recursive: true, force: true });
+      removed.push(join(dir, name));
+    }
+  }
+  return removed;
 }
 
 /**

@@ -16,7 +16,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { IpcError } from '../src/core/errors.js';
 import { fileURLToPath } from 'node:url';
 import type { FromCase, ToCase } from './case-process.js';
-import { endChild, FULL, haveCc, QUICK, type Budget, type Figure, type Scenario, type Target } from './harness.js';
+import { caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type Target } from './harness.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
 /** Scenario modules, in the order they run. `node` (the baselines) always runs. */
@@ -101,7 +101,11 @@ class CaseProcess {
     // The run's pid names what the cases make (harness.ts benchTag), so it can be told whose it is.
     this.#child = fork(caseScript, [module], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, IPCKIT_BENCH_RUN: String(process.pid) } });
     this.#exited = new Promise((resolve) => {
-      this.#child.once('exit', (code, signal) => resolve(signal ? `killed by ${signal}` : `exit code ${code}`));
+      this.#child.once('exit', (code, signal) => {
+        // One killed (SIGKILL, out of memory) could not remove what it had named: the run does.
+        if (signal) removeNamedBy(caseTag(process.pid, this.#child.pid!));
+        resolve(signal ? `killed by ${signal}` : `exit code ${code}`);
+      });
       // A fork that fails (EAGAIN: no more processes) emits 'error' and no 'exit'.
       this.#child.once('error', (e) => resolve(`error: ${e.message}`));
     });
@@ -151,7 +155,7 @@ class CaseProcess {
 
   /**
    * Ends what its scenarios keep (Scenario.close) and waits for it to exit; after 60 s it is
-   * killed, and what its peers' exit hooks would have removed stays (docs/bench.md says so).
+   * killed: its names are removed then (removeNamedBy), its System V queues stay.
    */
   close(): Promise<void> {
     // A send that fails (the process is exiting) reports to its callback; its exit ends the wait.

@@ -549,28 +549,31 @@ describe('ipckit bench, a real run', () => {
   });
   }
 
-  // SIGKILL: it dies at once; SIGTERM sent to it alone: it stops at its next measurement,
-  // ends its peers and exits.
-  for (const [signal, why] of [
-    ['SIGKILL', (pid: string) => new RegExp(`^anonymous pipe: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`)],
-    ['SIGTERM', () => /^anonymous pipe: round \d failed: stopped by SIGTERM$/],
+  // SIGKILL (the POSIX queue case): it dies at once, and the run removes the queues it had
+  // named; SIGTERM sent to it alone (the pipe case): it stops at its next measurement, ends
+  // its peers and exits.
+  for (const [signal, module, title, rttMechanism, why] of [
+    ['SIGKILL', 'mqueue', 'POSIX message queue', 'mqueue, pinned 0|1', (pid: string) => new RegExp(`^POSIX message queue: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`)],
+    ['SIGTERM', 'pipe', 'anonymous pipe', 'pipe', () => /^anonymous pipe: round \d failed: stopped by SIGTERM$/],
   ] as const) {
-  it(`a case process that dies (${signal}) fails that round of its case, not the run: the next round starts a new one; its peers end`, { timeout: 200_000 }, async () => {
+  it(`a case process that dies (${signal}, ${title}) fails that round of its case, not the run: the next round starts a new one; its peers end; what it named is removed`, { timeout: 200_000 }, async () => {
     const out = scratchPath(`case-dies-${signal}.json`);
-    const r = runCli(['bench', '--quick', '--only', 'pipe', '--rounds', '3', '--out', out], { timeoutMs: 180_000 });
+    const r = runCli(['bench', '--quick', '--only', module, '--rounds', '3', '--out', out], { timeoutMs: 180_000 });
     const pid = String(r.child.pid!);
-    // Kill the pipe's case process while it measures: one of its peers (kept between rounds,
-    // idle while other cases run) is busy, its CPU time grown between two looks. Then see
-    // the case process that replaces it.
+    // Kill the case process while it measures: one of its peers (kept between rounds, idle
+    // while other cases run) is busy, its CPU time grown between two looks. Then see the
+    // case process that replaces it.
     const busy = new Map<string, number>();
-    const pipeProcesses = new Set<string>();
+    const caseProcesses = new Set<string>();
+    const named = new Set<string>();
     let killed: string | undefined;
     let peers: string[] = [];
     while (r.child.exitCode === null && r.child.signalCode === null) {
+      for (const f of readdirSync('/dev/mqueue')) if (f.startsWith(`ipckit-bench-${pid}-`)) named.add(f);
       const table = processTable();
-      for (const [c, module] of caseProcessesOf(table, pid)) {
-        if (module !== 'pipe') continue;
-        pipeProcesses.add(c);
+      for (const [c, m] of caseProcessesOf(table, pid)) {
+        if (m !== module) continue;
+        caseProcesses.add(c);
         if (killed) continue;
         const mine = [...table].filter(([, p]) => p.ppid === c && scriptOf(p.argv, 'child.js'));
         if (!mine.some(([d, p]) => busy.has(d) && p.cpu > busy.get(d)!)) {
@@ -588,11 +591,15 @@ describe('ipckit bench, a real run', () => {
     assert.equal(done.code, 0, done.stderr);
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
     assert.equal(j.notes.filter((n) => why(killed!).test(n)).length, 1, JSON.stringify(j.notes));
-    const rtt = j.figures.find((f) => f.mechanism === 'pipe' && f.role === 'ipckit' && f.metric === 'rtt');
+    const rtt = j.figures.find((f) => f.mechanism === rttMechanism && f.role === 'ipckit' && f.metric === 'rtt');
     assert.equal(rtt?.rounds, 2, JSON.stringify(rtt));
-    assert.ok(pipeProcesses.size >= 2, `a new case process measured the next round: ${[...pipeProcesses]}`);
+    assert.ok(caseProcesses.size >= 2, `a new case process measured the next round: ${[...caseProcesses]}`);
     // Its peers were ended, or saw their parent go and exited (child.js looks every 0.5 s).
     for (const c of peers) assert.ok(ended(c), `peer ${c} still runs`);
+    // What it had named is gone (the killed one's queues removed by the run).
+    if (module === 'mqueue') assert.ok([...named].some((f) => f.startsWith(`ipckit-bench-${pid}-${killed}-`)), `the killed process had queues: ${[...named]}`);
+    assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
+    assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
   });
   }
 
