@@ -5,7 +5,8 @@
 // A child whose bench went away (killed, or quit at a second Ctrl-C) must not wait forever
 // on a queue or a socket: it exits once its parent is gone. Its parent's pid is told
 // (IPCKIT_BENCH_PARENT, set by bench/case-process.ts, not passed on to our own children):
-// a parent killed while this child was still starting would leave it watching pid 1.
+// read from process.ppid, a parent killed while this child was still starting would leave it
+// watching the process that adopted it (pid 1, or a subreaper such as the test runner).
 const told = Number(process.env.IPCKIT_BENCH_PARENT);
 delete process.env.IPCKIT_BENCH_PARENT;
 const parent = told > 0 ? told : process.ppid;
