@@ -510,42 +510,47 @@ describe('ipckit bench, a real run', () => {
     ['mqueue', 'echo', 'mqueue, pinned 0|1'],
     ['socket', 'echoServer', 'socket unix-dgram'],
   ] as const) {
-  it(`a kept ${only} peer (${role}) that dies while it is measured fails that round of its case, not the run: no wait for ever (its channel has no end of stream), a new peer in the next round, nothing left behind`, { timeout: 200_000 }, async () => {
-    const out = scratchPath(`peer-dies-${only}.json`);
-    const r = runCli(['bench', '--quick', '--only', only, '--rounds', '4', '--out', out], { timeoutMs: 180_000 });
-    const pid = String(r.child.pid!);
-    // Kill the echo once it is busy (its CPU time grows between two looks) after
-    // its first second: in a later round, while it answers a round trip (a kept peer idles
-    // between rounds, using no CPU).
-    const seen = new Map<string, { at: number; cpu: number }>();
-    let killed: string | undefined;
-    while (r.child.exitCode === null && r.child.signalCode === null && !killed) {
-      const table = processTable();
-      for (const [d, p] of table) {
-        const peer = scriptOf(p.argv, 'child.js');
-        if (peer?.[0] !== only || peer[1] !== role || !descends(table, d, pid)) continue;
-        const last = seen.get(d);
-        if (!last) seen.set(d, { at: Date.now(), cpu: p.cpu });
-        else if (Date.now() - last.at > 1000 && p.cpu > last.cpu) {
-          process.kill(Number(d), 'SIGKILL');
-          killed = d;
-        } else last.cpu = p.cpu;
+  it(`a kept ${only} peer (${role}) that dies while it is measured fails that round of its case, not the run: no wait for ever (its channel has no end of stream), a new peer in the next round, nothing left behind`, { timeout: 400_000 }, async () => {
+    // The kill is timed from outside, by looks 20 ms apart: now and then it lands just after
+    // a measurement ended, and no round fails. Each run must end well either way; up to three
+    // runs are made until one kills the echo in a measurement.
+    let hit = false;
+    for (let attempt = 1; attempt <= 3 && !hit; attempt++) {
+      const out = scratchPath(`peer-dies-${only}-${attempt}.json`);
+      const r = runCli(['bench', '--quick', '--only', only, '--rounds', '4', '--out', out], { timeoutMs: 120_000 });
+      const pid = String(r.child.pid!);
+      // Kill the echo once it is busy (its CPU time grows between two looks) after its
+      // first second: in a later round, while it answers a round trip (a kept peer idles
+      // between rounds, using no CPU).
+      const seen = new Map<string, { at: number; cpu: number }>();
+      let killed: string | undefined;
+      while (r.child.exitCode === null && r.child.signalCode === null && !killed) {
+        const table = processTable();
+        for (const [d, p] of table) {
+          const peer = scriptOf(p.argv, 'child.js');
+          if (peer?.[0] !== only || peer[1] !== role || !descends(table, d, pid)) continue;
+          const last = seen.get(d);
+          if (!last) seen.set(d, { at: Date.now(), cpu: p.cpu });
+          else if (Date.now() - last.at > 1000 && p.cpu > last.cpu) {
+            process.kill(Number(d), 'SIGKILL');
+            killed = d;
+          } else last.cpu = p.cpu;
+        }
+        await sleep(20);
       }
-      await sleep(20);
+      const done = await r.done;
+      assert.ok(killed, 'the echo was seen answering');
+      assert.equal(done.code, 0, done.stderr);
+      const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+      hit = j.notes.some((n) => /round \d failed: the peer \(process \d+\) exited during the measurement/.test(n));
+      // The other rounds measured the round trip, those after it with a new echo (all four
+      // when the kill came between two measurements).
+      const rtt = j.figures.find((f) => f.mechanism === mechanism && f.role === 'ipckit' && f.metric === 'rtt');
+      assert.equal(rtt?.rounds, hit ? 3 : 4, JSON.stringify({ rtt, notes: j.notes }));
+      assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
+      assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
     }
-    const done = await r.done;
-    assert.ok(killed, 'the echo was seen answering');
-    assert.equal(done.code, 0, done.stderr);
-    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
-    assert.ok(
-      j.notes.some((n) => /round [234] failed: the peer \(process \d+\) exited during the measurement/.test(n)),
-      JSON.stringify(j.notes),
-    );
-    // The other three rounds measured the round trip, those after it with a new echo.
-    const rtt = j.figures.find((f) => f.mechanism === mechanism && f.role === 'ipckit' && f.metric === 'rtt');
-    assert.equal(rtt?.rounds, 3, JSON.stringify(rtt));
-    assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
-    assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
+    assert.ok(hit, 'in one of three runs, the echo died during a measurement and that round failed');
   });
   }
 
