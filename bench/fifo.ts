@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFifo, openFifo, unlinkFifo, type FifoReader } from '../src/mechanisms/fifo/fifo.js';
-import { benchTag, cFigures, KeptPeers, streamRttTargets, SIZES, sizesOf, startChild, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigures, KeptPeers, streamRttTargets, SIZES, sizesOf, startChild, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 import { echoLoop, RECEIVE_INTO_VARIANT, rttLoop, sinkRuns, startedTogether, streamCases, throughputLoop, type StreamCase } from './streams.js';
 
@@ -35,7 +35,7 @@ async function closeKept(): Promise<void> {
 export async function measureFifo(ctx: BenchContext, sizes = sizesOf(ctx)): Promise<Figure[]> {
   const out: Figure[] = [];
   if (!folder) {
-    const made = mkdtempSync(join(tmpdir(), `ipckit-bench-${benchTag()}-`));
+    const made = mkdtempSync(join(tmpdir(), benchPrefix()));
     folder = made;
     // A second Ctrl-C exits at once, without close(): the folder goes anyway.
     process.once('exit', () => rmSync(made, { recursive: true, force: true }));

@@ -391,9 +391,9 @@ export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' 
 export const now = (): bigint => process.hrtime.bigint();
 
 /**
- * What the names of the objects a case makes carry (`ipckit-bench-<tag>-...`): the run's
- * pid (`ipckit bench`'s: bench/run.ts passes it on), so a name says which run made it, then
- * the case process's, so two case processes never pick the same name.
+ * What the names of the objects a case makes carry (benchPrefix): the run's pid (`ipckit
+ * bench`'s: bench/run.ts passes it on), so a name says which run made it, then the case
+ * process's, so two case processes never pick the same name.
  */
 export function benchTag(): string {
   const run = process.env.IPCKIT_BENCH_RUN;
@@ -403,16 +403,17 @@ export function benchTag(): string {
 /** The tag of case process `pid` of run `run` (benchTag). */
 export const caseTag = (run: number, pid: number): string => `${run}-${pid}`;
 
+/** How every name a case makes begins: `ipckit-bench-<tag>-` (this process's tag by default). */
+export const benchPrefix = (tag: string = benchTag()): string => `ipckit-bench-${tag}-`;
+
 /**
- * Removes what a case process that died had named: its tag is in every name (benchTag), and
- * a dead process's names are nobody else's. POSIX queues (/dev/mqueue), shared memory and
+ * Removes what a case process that died had named: its tag is in every name (benchPrefix),
+ * and a dead process's names are nobody else's. POSIX queues (/dev/mqueue), shared memory and
  * named semaphores (/dev/shm, `sem.` before a semaphore's name), socket files and folders
- * (the temporary folder). System V objects have no name to go by: they stay. Returns what
- * it removed.
+ * (the temporary folder). System V objects have no name to go by: they stay.
  */
-export function removeNamedBy(tag: string): string[] {
-  const prefix = `ipckit-bench-${tag}-`;
-  const removed: string[] = [];
+export function removeNamedBy(tag: string): void {
+  const prefix = benchPrefix(tag);
   for (const dir of ['/dev/mqueue', '/dev/shm', tmpdir()]) {
     let names: string[];
     try {
@@ -423,10 +424,8 @@ export function removeNamedBy(tag: string): string[] {
     for (const name of names) {
       if (!name.startsWith(prefix) && !name.startsWith(`sem.${prefix}`)) continue;
       rmSync(join(dir, name), { recursive: true, force: true });
-      removed.push(join(dir, name));
     }
   }
-  return removed;
 }
 
 /**

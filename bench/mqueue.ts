@@ -9,7 +9,7 @@
  */
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
-import { benchTag, cFigure, KeptPeers, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type BenchChild, type Budget, type BenchContext, type Figure, type KeptPeer, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, KeptPeers, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type BenchChild, type Budget, type BenchContext, type Figure, type KeptPeer, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkRuns, stopMessage, throughputLoop, type ReceiverCost } from './streams.js';
 
@@ -59,7 +59,7 @@ interface QueuePeer extends KeptPeer {
 }
 
 async function startQueues(size: number, maxMessages: number, role: 'echo' | 'sink', placement: Placement): Promise<QueuePeer> {
-  const base = `/ipckit-bench-${benchTag()}-${++counter}`;
+  const base = `/${benchPrefix()}${++counter}`;
   const to = `${base}-to`;
   const from = `${base}-from`;
   const tx = createMessageQueue(to, { maxMessages, maxMessageBytes: Math.max(size, 8) });

@@ -8,13 +8,13 @@
  */
 import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/mechanisms/mutex/mutex.js';
 import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { benchTag, cFigure, now, RttMeter, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, now, RttMeter, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C pthread_mutex (robust, pshared)';
 
 async function measure(ctx: BenchContext, placement: Placement): Promise<Figure> {
-  const base = `/ipckit-bench-${benchTag()}-mutex`;
+  const base = `/${benchPrefix()}mutex`;
   const names = [0, 1, 2].map((i) => `${base}-${i}`);
   const stopName = `${base}-stop`;
   const mutexes: Mutex[] = [];

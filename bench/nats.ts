@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openNatsReceiver, openNatsRequester, openNatsResponder, openNatsSender } from '../src/mechanisms/nats/channel.js';
 import { openNatsWorkQueue } from '../src/mechanisms/nats/workqueue.js';
-import { benchTag, endChild, stamp, startChild, tell, senderFigure, throughputFigure, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, benchTag, endChild, stamp, startChild, tell, senderFigure, throughputFigure, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
 const NATS_SERVER = process.env.NATS_SERVER ?? 'nats-server';
@@ -44,7 +44,7 @@ function freePort(): Promise<number> {
 async function startServer(): Promise<BenchServer | string> {
   const v = spawnSync(NATS_SERVER, ['--version'], { encoding: 'utf8' });
   if (v.status !== 0) return `nats: skipped: ${NATS_SERVER} is not installed (${v.error?.message ?? v.stderr.trim()}); install it (Debian: apt-get install nats-server) to measure NATS beside the local mechanisms`;
-  const store = mkdtempSync(join(tmpdir(), `ipckit-bench-${benchTag()}-nats-`));
+  const store = mkdtempSync(join(tmpdir(), `${benchPrefix()}nats-`));
   const port = await freePort();
   const child: ChildProcess = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: 'ignore' });
   const deadline = Date.now() + 10_000;
@@ -112,7 +112,7 @@ async function requestReply(url: string, size: number, budget: Parameters<typeof
 }
 
 async function workQueue(url: string, seconds: number, maxJobs: number): Promise<{ jobs: number; seconds: number }> {
-  const name = `ipckit-bench-${benchTag()}-${++counter}`;
+  const name = `${benchPrefix()}${++counter}`;
   const q = openNatsWorkQueue(`${url}/${name}`);
   await q.ready();
   const consumers = [0, 1].map(() => startChild('nats', 'consumer', { url: `${url}/${name}` }));

@@ -5,7 +5,7 @@
  * A semaphore carries no payload: the figure is a round trip with size 0.
  */
 import { createSemaphore, openSemaphore, unlinkSemaphore, type Semaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { benchTag, cFigure, now, RttMeter, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, now, RttMeter, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C sem_post/sem_wait';
@@ -22,7 +22,7 @@ export async function pingPong(ctx: BenchContext, ping: Semaphore, pong: Semapho
 }
 
 async function measure(ctx: BenchContext, placement: Placement): Promise<Figure> {
-  const base = `/ipckit-bench-${benchTag()}-sem`;
+  const base = `/${benchPrefix()}sem`;
   const names = { ping: `${base}-ping`, pong: `${base}-pong`, stop: `${base}-stop` };
   const made: Semaphore[] = [];
   try {

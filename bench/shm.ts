@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
-import { benchTag, cFigure, cFigures, now, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, cFigures, now, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
@@ -35,7 +35,7 @@ function capacityFor(size: number): number {
 }
 
 function ringName(tag: string): string {
-  return `/ipckit-bench-${benchTag()}-${++counter}-${tag}`;
+  return `/${benchPrefix()}${++counter}-${tag}`;
 }
 
 /** A bounded spin: throws once the peer has made no progress for STALL_NS. Reads the clock only every 65536 spins. */

@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { benchTag, cFigures, DeliveryClock, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { benchPrefix, cFigures, DeliveryClock, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, SinkCosts, sinkRuns, startedTogether, stopMessage, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { cPlacement, pinnedPair } from './placement.js';
@@ -32,7 +32,7 @@ const C_PROGRAM: Record<Kind, [string, string]> = {
 };
 
 function benchPath(tag: string): string {
-  return join(tmpdir(), `ipckit-bench-${benchTag()}-${tag}`);
+  return join(tmpdir(), `${benchPrefix()}${tag}`);
 }
 
 /** A datagram peer never sees an end of stream: tell it to stop (stopMessage). */

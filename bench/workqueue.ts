@@ -8,14 +8,14 @@
  * Baseline in the same run: process.send from the node baselines (one-way, 64 B).
  */
 import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
-import { benchTag, RateMeter, startChild, tell, throughputFigure, type Budget, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, RateMeter, startChild, tell, throughputFigure, type Budget, type Figure, type Scenario } from './harness.js';
 
 const JOB_BYTES = 64;
 const BATCH = 256;
 let counter = 0;
 
 async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; seconds: number; consumers: number[]; warmup: { seconds: number; steady: boolean } }> {
-  const name = `/ipckit-bench-${benchTag()}-${++counter}-wq`;
+  const name = `/${benchPrefix()}${++counter}-wq`;
   const q = createWorkQueue(name, { capacityJobs: 4096, maxMessageBytes: JOB_BYTES });
   const consumers = [0, 1].map(() => startChild('workqueue', 'consumer', { name, batched }));
   try {
