@@ -4,6 +4,7 @@
  * better or worse, and the figures only one run has. Reads the JSON `ipckit bench` writes.
  */
 import { readFileSync } from 'node:fs';
+import { distanceLine, distanceModes, figureDistance } from './distance.js';
 import { figureKey, fmtFigure, machineLine, sizeLabel, table, SCHEMA_VERSION, type BenchReport, type ReportFigure } from './report.js';
 import { moved } from './stats.js';
 
@@ -23,6 +24,8 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
   lines.push(`${names[0]}: ${old.date}, ${machineLine(old.machine)}, ${old.rounds} rounds${old.quick ? ', --quick' : ''}`);
   lines.push(`${names[1]}: ${now.date}, ${machineLine(now.machine)}, ${now.rounds} rounds${now.quick ? ', --quick' : ''}`);
   if (old.machine.cpuModel !== now.machine.cpuModel || old.machine.cpus !== now.machine.cpus) lines.push('The two runs are from different machines: figures differ by machine, so a move here may be the machine.');
+  const apart = [distanceLine(old.cpuDistance), distanceLine(now.cpuDistance)];
+  if (apart[0] || apart[1]) lines.push(`CPU distance, ${names[0]}: ${apart[0] ?? 'not recorded'}; ${names[1]}: ${apart[1] ?? 'not recorded'}`);
   const oldBy = new Map(old.figures.map((f) => [figureKey(f), f]));
   const newBy = new Map(now.figures.map((f) => [figureKey(f), f]));
   const rows: string[][] = [['mechanism', 'variant', 'size', 'metric', names[0], names[1], 'change', '']];
@@ -36,7 +39,10 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
     const better = n.metric === 'rtt' ? change < 1 : change > 1;
     // A one-way rate timed by another clock (bench/harness.ts DeliveryClock) moves for that reason too.
     const clocks = n.metric === 'throughput' && (o.timing ?? 'sender') !== (n.timing ?? 'sender') ? ` (timed by the ${o.timing ?? 'sender'}, then by the ${n.timing ?? 'sender'})` : '';
-    rows.push([n.mechanism, n.variant, sizeLabel(n.size), n.metric === 'rtt' ? 'RTT p50' : 'one-way', fmtFigure(o), fmtFigure(n), `${change.toFixed(2)}x`, (better ? 'better' : 'worse') + clocks]);
+    // So does a figure whose two CPUs the host had placed further apart or closer (bench/distance.ts).
+    const [was, is] = [figureDistance(o.cpuRoundTripNs), figureDistance(n.cpuRoundTripNs)];
+    const host = was !== undefined && is !== undefined && distanceModes([was, is]) ? ` (CPUs ${Math.round(was)} ns apart, then ${Math.round(is)} ns)` : '';
+    rows.push([n.mechanism, n.variant, sizeLabel(n.size), n.metric === 'rtt' ? 'RTT p50' : 'one-way', fmtFigure(o), fmtFigure(n), `${change.toFixed(2)}x`, (better ? 'better' : 'worse') + clocks + host]);
   }
   lines.push('');
   if (count) {

@@ -58,6 +58,8 @@ export interface Figure {
    * the first measured send to the receiver's acknowledgement of the last.
    */
   timing?: 'receiver';
+  /** Set by the run: the CPU distance probes (ns) just before and just after this figure's case (bench/distance.ts). */
+  cpuRoundTripNs?: [number | null, number | null];
 }
 
 /**

@@ -6,6 +6,7 @@
  * whisker and the targets as red ticks. The machine is named at the top.
  */
 import type { Metric } from './harness.js';
+import { distanceLine } from './distance.js';
 import { cReference, fmtValue, machineLine, sizeLabel, type BenchReport, type ReportFigure } from './report.js';
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -99,6 +100,7 @@ export function chart(report: BenchReport, metric: Metric): string {
 
 export function renderHtml(report: BenchReport): string {
   const m = report.machine;
+  const apart = distanceLine(report.cpuDistance);
   const metrics: Metric[] = ['rtt', 'throughput'];
   const targets = report.targets
     .map((t) => `<li class="${t.met === undefined ? 'nm' : t.met ? 'met' : 'missed'}">[${t.met === undefined ? 'NOT MEASURED' : t.met ? 'met' : 'MISSED'}] ${esc(t.text)}${t.value !== undefined ? ` (${t.value.toPrecision(3)})` : ''}${t.met === false && t.ifMissed ? `<br><small>why: ${esc(t.ifMissed)}</small>` : ''}${t.met === undefined && t.notMeasured ? `<br><small>why: ${esc(t.notMeasured)}</small>` : ''}</li>`)
@@ -114,7 +116,7 @@ li.missed{color:#c53030} li.nm{color:#975a16}
 .key span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
 </style></head><body>
 <h1>ipckit bench${report.quick ? ' --quick' : ''}</h1>
-<p><b>Machine:</b> ${esc(m.cpuModel ?? '?')}, ${m.cpus} CPUs, ${m.memoryGiB} GiB; Linux ${esc(m.kernel)}; Node ${esc(m.node)}; C compiler: ${esc(m.cc)}${m.load ? `; load average at the end ${m.load.join(' ')}` : ''}.<br>
+<p><b>Machine:</b> ${esc(m.cpuModel ?? '?')}, ${m.cpus} CPUs, ${m.memoryGiB} GiB; Linux ${esc(m.kernel)}; Node ${esc(m.node)}; C compiler: ${esc(m.cc)}${m.load ? `; load average at the end ${m.load.join(' ')}` : ''}.${apart ? ` ${esc(apart)}.` : ''}<br>
 ${esc(report.date)}; ${report.rounds} rounds in ${report.seconds} s. Each bar is the median of its rounds; the whisker is the spread (smallest to largest round); red ticks are the targets. Figures differ by machine.</p>
 <p class="key"><span style="background:${COLORS.ipckit}"></span>ipckit<span style="background:${COLORS.c}"></span>C reference<span style="background:${COLORS.node}"></span>Node baseline<span style="background:#e53e3e;width:3px"></span>target</p>
 ${metrics.map((mt) => chart(report, mt)).join('\n')}

@@ -82,8 +82,9 @@ export async function withPlacement<R>(placement: Placement, body: () => Promise
   }
 }
 
-const PARENT_CPU = 0;
-const CHILD_CPU = 1;
+/** The CPUs of a pinned round trip: the parent's and the child's (bench/distance.ts probes between them). */
+export const PARENT_CPU = 0;
+export const CHILD_CPU = 1;
 
 let checked: boolean | undefined;
 let notedInRound: number | undefined;

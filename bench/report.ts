@@ -4,6 +4,7 @@
  * ratios, the targets judged, the table and the JSON document (schema: docs/bench.md).
  */
 import type { Budget, Figure, Metric, Role, Target } from './harness.js';
+import type { CpuDistance } from './distance.js';
 import { ratioOfRounds, summarize, type Summary } from './stats.js';
 
 /** Bump when a field changes meaning or goes away (docs/bench.md lists every field). */
@@ -51,6 +52,11 @@ export interface ReportFigure {
   timing?: 'receiver' | 'sender' | 'mixed';
   /** Round trips or messages measured, all rounds together. */
   n: number;
+  /**
+   * Per round, the CPU distance (a cache line's round trip between the two CPUs, ns) probed
+   * just before and just after the figure's case (bench/distance.ts); null where not probed.
+   */
+  cpuRoundTripNs?: Array<[number | null, number | null] | null>;
   /** How many rounds' warm-ups reached a steady rate, and the median warm-up in seconds. */
   warmup?: { steadyRounds: number; seconds: number };
   note?: string;
@@ -133,6 +139,7 @@ export function aggregate(rounds: Figure[][]): ReportFigure[] {
       const byReceiver = measured.filter((f) => f.timing === 'receiver').length;
       if (measured.length) r.timing = byReceiver === measured.length ? 'receiver' : byReceiver === 0 ? 'sender' : 'mixed';
     }
+    if (per.some((f) => f?.cpuRoundTripNs)) r.cpuRoundTripNs = per.map((f) => f?.cpuRoundTripNs ?? null);
     if (warm.length) r.warmup = { steadyRounds: warm.filter((f) => f.warmup!.steady).length, seconds: summarize(warm.map((f) => f.warmup!.seconds)).median };
     const note = per.find((f) => f?.note)?.note;
     if (note) r.note = note;
@@ -311,6 +318,8 @@ export interface BenchReport {
   figures: ReportFigure[];
   targets: TargetResult[];
   notes: string[];
+  /** How far apart the two CPUs were before each case of each round (bench/distance.ts). */
+  cpuDistance?: CpuDistance;
 }
 
 /** A short machine line: "2 CPUs (AMD EPYC), Linux 6.18, Node v20.20.2". */

@@ -16,7 +16,9 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { IpcError } from '../src/core/errors.js';
 import { fileURLToPath } from 'node:url';
 import type { FromCase, ToCase } from './case-process.js';
+import { distanceLine, distanceNote, probeCpuDistance, type CpuDistance } from './distance.js';
 import { caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type Target } from './harness.js';
+import { CHILD_CPU, PARENT_CPU } from './placement.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
 /** Scenario modules, in the order they run. `node` (the baselines) always runs. */
@@ -214,6 +216,13 @@ export async function runBench(options: BenchOptions): Promise<number> {
   };
 
   const rounds: Figure[][] = [];
+  const distance: CpuDistance = { cpus: [PARENT_CPU, CHILD_CPU], probes: [] };
+  const probe = (): number | null => {
+    const p = probeCpuDistance();
+    if ('ns' in p) return p.ns;
+    distance.why ??= p.why;
+    return null;
+  };
   try {
     current = 'starting a process per module';
     progress('starting');
@@ -224,19 +233,29 @@ export async function runBench(options: BenchOptions): Promise<number> {
       const note = (text: string): void => {
         if (!noted.includes(text)) noted.push(text);
       };
+      // The CPU distance before each case and after the last (bench/distance.ts): a case's figures carry the two around them.
+      const probes: Array<number | null> = [];
+      distance.probes.push(probes);
+      let before = probe();
+      probes.push(before);
       for (caseIndex = 0; caseIndex < cases.length && !stop.signal; caseIndex++) {
         const c = cases[caseIndex]!;
         current = c.scenario.title;
         const t0 = Date.now();
+        let got: Figure[] = [];
         try {
           progress('starting');
           const p = await processOf(c.module);
           if (stop.signal) break;
-          figures.push(...(await p.run({ type: 'run', scenario: c.index, quick: options.quick, round, rounds: budget.rounds, budget }, { progress, note })));
+          got = await p.run({ type: 'run', scenario: c.index, quick: options.quick, round, rounds: budget.rounds, budget }, { progress, note });
         } catch (e) {
           if (!stop.signal) note(`${c.scenario.title}: round ${round} failed: ${(e as Error).message}`);
         }
         c.seconds.push(+((Date.now() - t0) / 1000).toFixed(2));
+        const after = probe();
+        probes.push(after);
+        figures.push(...got.map((f): Figure => (before === null && after === null ? f : { ...f, cpuRoundTripNs: [before, after] })));
+        before = after;
       }
       rounds.push(figures);
       roundNotes.push(noted);
@@ -253,6 +272,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
   // Notes: the last round's (its remarks describe figures like every round's), plus every failure of any round.
   notes.push(...(roundNotes.at(-1) ?? []));
   for (const n of roundNotes.slice(0, -1).flat()) if (/failed|not measured|killed/i.test(n) && !notes.includes(n)) notes.push(n);
+  const moved = distanceNote(distance);
+  if (moved) notes.push(moved);
   for (const f of rounds.flat()) if (f.notMeasured) {
     const n = `NOT MEASURED: ${f.variant} (${f.mechanism}, ${f.metric}, ${sizeLabel(f.size)}): ${f.notMeasured}`;
     if (!notes.includes(n)) notes.push(n);
@@ -276,10 +297,13 @@ export async function runBench(options: BenchOptions): Promise<number> {
     figures,
     targets: results,
     notes,
+    cpuDistance: distance,
   };
 
   const out: string[] = [];
   out.push(`ipckit bench${options.quick ? ' --quick' : ''}: ${machineLine(report.machine)}; load average ${report.machine.load?.join(' ')}`);
+  const apart = distanceLine(distance);
+  if (apart) out.push(apart);
   out.push(`${budget.rounds} rounds; each figure is the median of its rounds, (min-max) the spread; vs X is the median of per-round ratios ours / X (RTT: lower is better; one-way: higher is better).`);
   out.push('RTT: one round trip, p50. one-way: messages/s and payload bytes/s.');
   out.push('');

@@ -5,12 +5,14 @@
  * real `ipckit bench --quick --only signal` run end to end. Speed is never asserted here.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
-import { clockSeq, DeliveryClock, FULL, RateMeter, type Figure } from '../bench/harness.js';
+import { distanceLine, distanceModes, distanceNote, figureDistance, probeCpuDistance } from '../bench/distance.js';
+import { clockSeq, compileC, DeliveryClock, FULL, haveCc, RateMeter, type Figure } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
@@ -73,9 +75,9 @@ describe('bench statistics', () => {
 const fig = (variant: string, role: Figure['role'], mechanism: string, metric: Figure['metric'], size: number, v: number): Figure =>
   metric === 'rtt' ? { mechanism, variant, role, metric, size, n: 100, p50Us: v, p99Us: v * 2 } : { mechanism, variant, role, metric, size, n: 100, msgsPerSec: v, mbPerSec: (v * size) / 1e6 };
 
-/** Three rounds of a pipe case with its C reference and both Node baselines. */
-function rounds(scale = 1, cMissing = false): Figure[][] {
-  return [1, 1.5, 1.1].map((load) => [
+/** Three rounds of a pipe case with its C reference and both Node baselines; `apart`: each round's CPU distance (ns). */
+function rounds(scale = 1, cMissing = false, apart = [52, 52, 52]): Figure[][] {
+  return [1, 1.5, 1.1].map((load, r) => [
     fig('process.send', 'node', 'node', 'rtt', 64, 80 * load),
     fig('stdio framing', 'node', 'node', 'rtt', 64, 75 * load),
     fig('process.send', 'node', 'node', 'throughput', 64, 700_000 / load),
@@ -83,11 +85,11 @@ function rounds(scale = 1, cMissing = false): Figure[][] {
     { ...fig('ipckit', 'ipckit', 'pipe', 'throughput', 64, (3_000_000 / load) * (2 - scale)), senderCpuUs: 0.3 * load, receiverCpuUs: 0.4 * load, receiverPageFaults: 0.01 },
     cMissing ? { mechanism: 'pipe', variant: 'C pipe(2)', role: 'c' as const, metric: 'rtt' as const, size: 64, n: 0, notMeasured: 'C reference pipe lat 64: did not finish within its time limit of 30 s and was killed: it stalled' } : fig('C pipe(2)', 'c', 'pipe', 'rtt', 64, 60 * load),
     fig('C pipe(2)', 'c', 'pipe', 'throughput', 64, 1_000_000 / load),
-  ]);
+  ].map((f): Figure => ({ ...f, cpuRoundTripNs: [apart[r]!, apart[r]!] })));
 }
 
-function report(scale = 1, cMissing = false): BenchReport {
-  const figures = aggregate(rounds(scale, cMissing));
+function report(scale = 1, cMissing = false, apart = [52, 52, 52]): BenchReport {
+  const figures = aggregate(rounds(scale, cMissing, apart));
   const targets = [
     { mechanism: 'pipe', metric: 'rtt' as const, size: 64, maxRatio: 1.5, compareTo: { variant: 'C pipe(2)' }, text: 'pipe RTT at 64 B <= 1.5x C' },
     { mechanism: 'pipe', metric: 'throughput' as const, size: 64, minMsgsPerSec: 1_000_000, text: 'pipe one-way at 64 B >= 1,000,000 msg/s' },
@@ -104,8 +106,52 @@ function report(scale = 1, cMissing = false): BenchReport {
     figures,
     targets,
     notes: ['a note'],
+    cpuDistance: { cpus: [0, 1], probes: apart.map((a) => [a, a]) },
   };
 }
+
+describe('CPU distance (bench/distance.ts)', () => {
+  it('one placement through the run: a line, no note; probes that differ more than 2x: the two placements counted and a note', () => {
+    assert.equal(distanceModes([52, 49, 61, 55]), undefined);
+    assert.deepEqual(distanceModes([52, 350, 49, 380, 61]), { close: [52, 49, 61], far: [350, 380] });
+    const one = { cpus: [0, 1] as [number, number], probes: [[52, 49], [61, null]] };
+    assert.equal(distanceLine(one), "CPUs 0 and 1: a cache line's round trip 49-61 ns through the run");
+    assert.equal(distanceNote(one), undefined);
+    const moved = { cpus: [0, 1] as [number, number], probes: [[52, 49, 350], [380, 61, 55]] };
+    assert.equal(distanceLine(moved), "CPUs 0 and 1: a cache line's round trip 49-61 ns in 4 probes, 350-380 ns in 2: the host moved them during the run");
+    assert.match(distanceNote(moved)!, /the host moved CPUs 0 and 1 .*49-61 ns in 4 of the 6 probes .*350-380 ns in 2\b.*cpuRoundTripNs/);
+    assert.equal(distanceLine({ cpus: [0, 1], probes: [[null]], why: 'one CPU' }), 'CPUs 0 and 1: distance not measured (one CPU)');
+    assert.equal(figureDistance([[52, 60], null, [null, 350]]), 60);
+    assert.equal(figureDistance(undefined), undefined);
+  });
+
+  it('a figure keeps the probes around its case in every round (null where a round did not measure it)', () => {
+    const [r1, , r3] = rounds(1, false, [52, 350, 55]);
+    const figures = aggregate([r1!, r3!.filter((f) => f.role !== 'c'), r3!]);
+    const c = figures.find((f) => f.role === 'c' && f.metric === 'rtt')!;
+    assert.deepEqual(c.cpuRoundTripNs, [[52, 52], null, [55, 55]]);
+  });
+
+  it('the probe measures this machine, or says why not; the C probe gives up within a second when its other thread cannot run, and never hangs', () => {
+    const p = probeCpuDistance();
+    if (cpus().length >= 2 && haveCc()) {
+      assert.ok('ns' in p && p.ns > 0 && p.ns < 1e6, JSON.stringify(p));
+    } else {
+      assert.ok('why' in p && p.why.length > 0, JSON.stringify(p));
+    }
+    const bin = compileC('cpu_distance');
+    if (!bin) return;
+    // Both threads on one CPU: the spinning pong runs only when the ping is preempted.
+    const t0 = Date.now();
+    const r = spawnSync(bin, ['0', '0'], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /did not answer within 1 s/);
+    assert.ok(Date.now() - t0 < 5000);
+    const bad = spawnSync(bin, ['0'], { encoding: 'utf8' });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /usage: cpu_distance CPU_A CPU_B/);
+  });
+});
 
 describe('one-way timing by the receiver (DeliveryClock)', () => {
   it('starts at the marked message only, once, and counts from it to the end marker', () => {
@@ -249,6 +295,16 @@ describe('bench --compare, --html, --readme', () => {
     assert.match(same, /No figure moved beyond its spread/);
   });
 
+  it('--compare says when the host had moved the CPUs of a figure that moved, and each run\'s CPU distance', () => {
+    const apart = compareReports(report(1), report(1.6, false, [350, 340, 360]));
+    assert.match(apart, /CPU distance, OLD: CPUs 0 and 1: a cache line's round trip 52 ns through the run; NEW: CPUs 0 and 1: a cache line's round trip 340-360 ns through the run/);
+    const rows = apart.split('\n').filter((l) => /^pipe\s/.test(l));
+    assert.equal(rows.length, 2, apart);
+    assert.ok(rows.every((l) => /worse \(CPUs 52 ns apart, then 350 ns\)$/.test(l)), apart);
+    // The same distance in both: no such remark.
+    assert.doesNotMatch(compareReports(report(1), report(1.6)), /ns apart, then/);
+  });
+
   it('--compare refuses a JSON file without the schemaVersion it reads', () => {
     const p = scratchPath('v1.json');
     writeFileSync(p, JSON.stringify({ date: 'x', figures: [] }));
@@ -330,6 +386,19 @@ describe('ipckit bench, a real run', () => {
       assert.ok(c!.warmup && c!.warmup.seconds >= j.budget.warm.windowSeconds && c!.warmup.seconds <= j.budget.warm.capSeconds + 0.2, JSON.stringify(c!.warmup));
     }
     assert.match(r.stdout, /signal\s+ipckit\s+-\s+RTT p50/);
+    // The CPU distance was probed before each case of each round and after the last
+    // (bench/distance.ts); a figure carries the two probes around its case.
+    const probes = j.cpuDistance!.probes;
+    assert.equal(probes.length, 2);
+    for (const p of probes) assert.equal(p.length, j.cases.length + 1);
+    if (cpus().length >= 2 && haveCc()) {
+      assert.ok(probes.flat().every((x) => x !== null && x > 0), JSON.stringify(j.cpuDistance));
+      const i = j.cases.findIndex((x) => x.name === 'signal');
+      ours.perRound.forEach((v, round) => v !== null && assert.deepEqual(ours.cpuRoundTripNs?.[round], [probes[round]![i], probes[round]![i + 1]]));
+      assert.match(r.stdout, /^CPUs 0 and 1: a cache line's round trip \d+/m);
+    } else {
+      assert.ok(j.cpuDistance!.why, JSON.stringify(j.cpuDistance));
+    }
     // The Node baselines' one-way rates were timed by their receivers (harness.ts DeliveryClock).
     for (const variant of ['process.send', 'stdio framing']) {
       const f = j.figures.find((x) => x.mechanism === 'node' && x.variant === variant && x.metric === 'throughput');

@@ -1,0 +1,110 @@
+/**
+ * How far apart the bench's two CPUs are, measured before every case of every round.
+ *
+ * On a VM the host may move its virtual CPUs between close cores and distant ones while a
+ * run lasts, and every figure whose two sides run on the two CPUs moves with it. Measured on
+ * a 2-vCPU AMD EPYC VM (docs/bench.md, Limits): a cache line's round trip between CPU 0 and
+ * CPU 1 took 49-61 ns for seconds to minutes, then 330-380 ns, and back; C's mq_send one
+ * way ran at 1.25-1.35M msg/s in the first state and 0.53-0.65M in the second, in step with
+ * it over 100 alternating probes. Nothing in the guest chooses this, so the bench measures it
+ * (bench/c/cpu_distance.c: two threads pinned to the CPUs the round trips use, spinning on
+ * one cache line) and reports it with each figure's rounds, so that a figure that moved
+ * can be told from a host that moved.
+ */
+import { spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { compileC, haveCc } from './harness.js';
+import { CHILD_CPU, PARENT_CPU } from './placement.js';
+import { median } from './stats.js';
+
+/** One probe: nanoseconds per round trip of a cache line between the two CPUs, or why there is none. */
+export type DistanceProbe = { ns: number } | { why: string };
+
+/** What the run records (BenchReport.cpuDistance; docs/bench.md). */
+export interface CpuDistance {
+  /** The two CPUs: those the pinned round trips use (bench/placement.ts). */
+  cpus: [number, number];
+  /** probes[r][i]: before case i of round r+1; the last entry of a round is after its last case. null: that probe failed. */
+  probes: Array<Array<number | null>>;
+  /** Why no probe could run (one CPU, no C compiler), or why one failed. */
+  why?: string;
+}
+
+let cannot: string | undefined | null = null;
+
+/** Why this machine cannot probe at all, or undefined. */
+function cannotProbe(): string | undefined {
+  if (cannot === null) {
+    cannot = cpus().length < 2 ? 'one CPU' : !haveCc() ? 'no C compiler (cc) to build bench/c/cpu_distance.c' : undefined;
+  }
+  return cannot;
+}
+
+/** Measures the distance now (about 2-10 ms; 1 s at most, when the other CPU is taken). */
+export function probeCpuDistance(): DistanceProbe {
+  const why = cannotProbe();
+  if (why) return { why };
+  let bin: string | null;
+  try {
+    bin = compileC('cpu_distance');
+  } catch (e) {
+    return { why: (e as Error).message };
+  }
+  if (!bin) return { why: 'no C compiler (cc)' };
+  const r = spawnSync(bin, [String(PARENT_CPU), String(CHILD_CPU)], { encoding: 'utf8', timeout: 5000, killSignal: 'SIGKILL' });
+  if (r.status !== 0) return { why: (r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim() };
+  const ns = (JSON.parse(r.stdout) as { rtt_ns?: number }).rtt_ns;
+  return typeof ns === 'number' && ns > 0 ? { ns } : { why: `unexpected output: ${r.stdout.trim()}` };
+}
+
+/** Two probes more than this far apart (ratio) are two different placements, not noise (within one: 10-20%). */
+const MOVED_RATIO = 2;
+
+/**
+ * The probes split into the two placements when they differ by more than MOVED_RATIO
+ * (split at the geometric mean of the smallest and largest), or undefined when all are one.
+ */
+export function distanceModes(values: readonly number[]): { close: number[]; far: number[] } | undefined {
+  const v = values.filter((x) => Number.isFinite(x) && x > 0);
+  if (v.length < 2) return undefined;
+  const lo = Math.min(...v);
+  const hi = Math.max(...v);
+  if (hi / lo <= MOVED_RATIO) return undefined;
+  const cut = Math.sqrt(lo * hi);
+  return { close: v.filter((x) => x < cut), far: v.filter((x) => x >= cut) };
+}
+
+const range = (xs: number[]): string => {
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  return lo === hi ? `${lo} ns` : `${lo}-${hi} ns`;
+};
+
+/** One line for the report's header: the distance through the run, or why it was not measured. */
+export function distanceLine(d: CpuDistance | undefined): string | undefined {
+  if (!d) return undefined;
+  const all = d.probes.flat().filter((x): x is number => x !== null);
+  const between = `CPUs ${d.cpus[0]} and ${d.cpus[1]}`;
+  if (!all.length) return `${between}: distance not measured${d.why ? ` (${d.why})` : ''}`;
+  const modes = distanceModes(all);
+  if (!modes) return `${between}: a cache line's round trip ${range(all)} through the run`;
+  return `${between}: a cache line's round trip ${range(modes.close)} in ${modes.close.length} probes, ${range(modes.far)} in ${modes.far.length}: the host moved them during the run`;
+}
+
+/** The note under the report when the host moved the CPUs during the run, or undefined. */
+export function distanceNote(d: CpuDistance | undefined): string | undefined {
+  const all = d?.probes.flat().filter((x): x is number => x !== null) ?? [];
+  const modes = distanceModes(all);
+  if (!d || !modes) return undefined;
+  return (
+    `the host moved CPUs ${d.cpus[0]} and ${d.cpus[1]} closer together or further apart during this run (a cache line's round trip between them: ${range(modes.close)} in ${modes.close.length} of the ${all.length} probes taken before each case, ${range(modes.far)} in ${modes.far.length}). ` +
+    `Figures whose two sides run on both CPUs move with it, C's as much as ours (on a 2-vCPU AMD EPYC VM, C's mq_send one way: 1.3M msg/s close, 0.6M far); a ratio to C or Node is taken within a round and mostly is not moved. ` +
+    `Each figure's rounds carry the probes taken before and after them (cpuRoundTripNs in the JSON; docs/bench.md, "CPU distance")`
+  );
+}
+
+/** The median probe of a figure's rounds (before and after each), or undefined. */
+export function figureDistance(perRound: ReadonlyArray<readonly [number | null, number | null] | null> | undefined): number | undefined {
+  const v = (perRound ?? []).flatMap((p) => (p ? p.filter((x): x is number => x !== null) : []));
+  return v.length ? median(v) : undefined;
+}
