@@ -499,17 +499,22 @@ export interface KeptPeer {
   abandon?(): void;
 }
 
+/** A peer process as whilePeerRuns watches it: a KeptPeer, a BenchChild. */
+export type PeerProcess = Pick<KeptPeer, 'pid' | 'exited'>;
+
 /**
- * `measuring`, failed as soon as the peer's process exits (KeptPeer.exited): on a channel
- * with no end of stream (a queue, a datagram socket, Node's IPC) a measurement would wait for
- * a dead peer for ever. A lost race leaves the measurement waiting until the peer's end()
- * closes its channel.
+ * `measuring`, failed as soon as a peer's process exits (KeptPeer.exited, BenchChild.exited):
+ * on a channel with no end of stream (a queue, a datagram socket, Node's IPC, a semaphore, a
+ * work queue) a measurement would wait for a dead peer for ever. Whoever made the channel
+ * then closes it, which ends the wait the measurement was left in (a lost race leaves it
+ * waiting until then).
  */
-export function whilePeerRuns<R>(peer: KeptPeer, measuring: Promise<R>): Promise<R> {
-  if (!peer.exited) return measuring;
-  const died = peer.exited.then(() => Promise.reject(new Error(`the peer (process ${peer.pid}) exited during the measurement`)));
-  died.catch(() => {}); // the measurement usually ends first
-  return Promise.race([measuring, died]);
+export function whilePeerRuns<R>(peers: PeerProcess | readonly PeerProcess[], measuring: Promise<R>): Promise<R> {
+  const watched = (Array.isArray(peers) ? peers : [peers]) as readonly PeerProcess[];
+  const deaths = watched.flatMap((peer) => (peer.exited ? [peer.exited.then(() => Promise.reject(new Error(`the peer (process ${peer.pid}) exited during the measurement`)))] : []));
+  if (!deaths.length) return measuring;
+  for (const d of deaths) d.catch(() => {}); // the measurement usually ends first
+  return Promise.race([measuring, ...deaths]);
 }
 
 /** Whether process `pid` runs (one we may not signal runs too). */
@@ -620,6 +625,8 @@ export function seqOf(buf: Uint8Array): number {
 
 export interface BenchChild {
   child: ChildProcess;
+  /** Its pid (whilePeerRuns names it). */
+  pid: number;
   /** The next JSON line the child prints on stdout. */
   nextLine(): Promise<any>;
   /** Waits for the child to exit; kills it if it has not within `ms`. */
@@ -650,6 +657,7 @@ export function startChild(module: string, role: string, args: unknown, extraStd
   });
   return {
     child,
+    pid: child.pid!,
     nextLine: () =>
       new Promise((resolve, reject) => {
         const l = lines.shift();

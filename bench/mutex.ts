@@ -8,7 +8,7 @@
  */
 import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/mechanisms/mutex/mutex.js';
 import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { benchPrefix, cFigure, now, RttMeter, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, now, RttMeter, runC, startChild, tell, whilePeerRuns, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C pthread_mutex (robust, pshared)';
@@ -30,7 +30,9 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
       for (const n of names) unlinkMutex(n);
       unlinkSemaphore(stopName);
       const meter = new RttMeter(ctx.budget);
-      const i = await withPlacement(placement, async () => {
+      // The child's death fails the measurement (a lock it held comes back owner-died, and
+      // the relay would then wait on a lock of its own); closing the mutexes ends the wait.
+      const relay = async (): Promise<number> => {
         let n = 0;
         for (;;) {
           const t0 = now();
@@ -41,7 +43,8 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
           if (meter.add(Number(t1 - t0))) break;
         }
         return n;
-      });
+      };
+      const i = await withPlacement(placement, () => whilePeerRuns(child, relay()));
       // We hold i % 3 and (i + 1) % 3; the child waits for i % 3.
       stop.post();
       mutexes[i % 3]!.unlock();

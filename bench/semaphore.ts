@@ -5,7 +5,7 @@
  * A semaphore carries no payload: the figure is a round trip with size 0.
  */
 import { createSemaphore, openSemaphore, unlinkSemaphore, type Semaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { benchPrefix, cFigure, now, RttMeter, runC, startChild, tell, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, now, RttMeter, runC, startChild, tell, whilePeerRuns, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C sem_post/sem_wait';
@@ -37,7 +37,8 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
       await child.nextLine(); // the child has opened all three
       pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
       for (const n of Object.values(names)) unlinkSemaphore(n);
-      const l = await withPlacement(placement, () => pingPong(ctx, ping, pong));
+      // The child's death fails the measurement; closing the semaphores below ends its wait.
+      const l = await withPlacement(placement, () => whilePeerRuns(child, pingPong(ctx, ping, pong)));
       stop.post();
       ping.post();
       return { mechanism: `semaphore${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...l };

@@ -20,7 +20,7 @@ import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, KeptPeers, type KeptPeer, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, KeptPeers, type KeptPeer, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, whilePeerRuns, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkRuns, stopMessage, throughputLoop, type BatchReceiver } from './streams.js';
 
@@ -196,7 +196,8 @@ async function measureSemaphores(ctx: BenchContext): Promise<Figure[]> {
       try {
         await child.nextLine();
         pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
-        const l = await withPlacement(placement, () => pingPong(ctx, set));
+        // The child's death fails the measurement; closing the set below ends its wait.
+        const l = await withPlacement(placement, () => whilePeerRuns(child, pingPong(ctx, set)));
         set.tryOp([{ index: STOP, delta: 1 }, { index: PING, delta: 1 }]);
         out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...l });
       } finally {

@@ -8,7 +8,7 @@
  * Baseline in the same run: process.send from the node baselines (one-way, 64 B).
  */
 import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
-import { benchPrefix, RateMeter, startChild, tell, throughputFigure, type Budget, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, RateMeter, startChild, tell, throughputFigure, whilePeerRuns, type Budget, type Figure, type Scenario } from './harness.js';
 
 const JOB_BYTES = 64;
 const BATCH = 256;
@@ -23,17 +23,21 @@ async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; se
     const jobs = Array.from({ length: BATCH }, () => new Uint8Array(JOB_BYTES).fill(7));
     const meter = new RateMeter(budget);
     let n = 0;
-    for (;;) {
-      if (batched) {
-        await q.putMany(jobs);
-        n += BATCH;
-      } else {
-        for (let i = 0; i < BATCH; i++) await q.put(jobs[i]!);
-        n += BATCH;
+    const produce = async (): Promise<void> => {
+      for (;;) {
+        if (batched) {
+          await q.putMany(jobs);
+          n += BATCH;
+        } else {
+          for (let i = 0; i < BATCH; i++) await q.put(jobs[i]!);
+          n += BATCH;
+        }
+        if (meter.tick(n)) break;
       }
-      if (meter.tick(n)) break;
-    }
-    await q.join({ timeout: 30_000 });
+      await q.join({ timeout: 30_000 });
+    };
+    // A consumer's death fails the measurement (a full queue would wait for room for ever); closing the queue ends the wait.
+    await whilePeerRuns(consumers, produce());
     const measured = meter.result(n);
     q.shutdown();
     const counts: number[] = [];
@@ -42,6 +46,8 @@ async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; se
     if (total !== n) throw new Error(`the consumers did ${total} jobs, ${n} were put`);
     return { jobs: measured.messages, seconds: measured.seconds, consumers: counts, warmup: measured.warmup };
   } finally {
+    // After a failure too: the consumers left drain what is in the queue and end.
+    if (!q.isShutdown) q.shutdown();
     for (const c of consumers) await c.finish(10_000);
     await q.close();
     unlinkWorkQueue(name);
