@@ -9,13 +9,14 @@
  *   small jobs; jobs/s = jobs / (first put .. join() resolved).
  * Without nats-server on the PATH the scenario is skipped and the notes say why.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openNatsReceiver, openNatsRequester, openNatsResponder, openNatsSender } from '../src/mechanisms/nats/channel.js';
 import { openNatsWorkQueue } from '../src/mechanisms/nats/workqueue.js';
+import { startChild as startProgram } from '../src/os/child.js';
 import { benchPrefix, benchTag, endChild, stamp, startChild, tell, senderFigure, throughputFigure, type Figure, type Scenario } from './harness.js';
 import { echoLoop, rttLoop, sinkLoop, throughputLoop } from './streams.js';
 
@@ -46,7 +47,9 @@ async function startServer(): Promise<BenchServer | string> {
   if (v.status !== 0) return `nats: skipped: ${NATS_SERVER} is not installed (${v.error?.message ?? v.stderr.trim()}); install it (Debian: apt-get install nats-server) to measure NATS beside the local mechanisms`;
   const store = mkdtempSync(join(tmpdir(), `${benchPrefix()}nats-`));
   const port = await freePort();
-  const child: ChildProcess = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: 'ignore' });
+  // Through the die-with-parent helper (src/os/child.ts): a case process killed with
+  // SIGKILL takes its server with it (its store folder is removed by the run: removeNamedBy).
+  const { child } = startProgram([NATS_SERVER, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], 'ignore');
   const deadline = Date.now() + 10_000;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {

@@ -637,9 +637,11 @@ describe('ipckit bench, a real run', () => {
   for (const [signal, module, title, rttMechanism, why] of [
     ['SIGKILL', 'mqueue', 'POSIX message queue', 'mqueue, pinned 0|1', (pid: string) => new RegExp(`^POSIX message queue: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`)],
     ['SIGTERM', 'pipe', 'anonymous pipe', 'pipe', () => /^anonymous pipe: round \d failed: stopped by SIGTERM$/],
+    // The nats case starts a nats-server each round: it dies with the case process.
+    ['SIGKILL', 'nats', 'NATS through a local nats-server', 'nats', (pid: string) => new RegExp(`^NATS through a local nats-server: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`)],
   ] as const) {
   it(`a case process that dies (${signal}, ${title}) fails that round of its case, not the run: the next round starts a new one; its peers end; what it named is removed`, { timeout: 200_000 }, async () => {
-    const out = scratchPath(`case-dies-${signal}.json`);
+    const out = scratchPath(`case-dies-${signal}-${module}.json`);
     const r = runCli(['bench', '--quick', '--only', module, '--rounds', '3', '--out', out], { timeoutMs: 180_000 });
     const pid = String(r.child.pid!);
     // Kill the case process while it measures: one of its peers (kept between rounds, idle
@@ -650,6 +652,7 @@ describe('ipckit bench, a real run', () => {
     const named = new Set<string>();
     let killed: string | undefined;
     let peers: string[] = [];
+    let servers: string[] = [];
     while (r.child.exitCode === null && r.child.signalCode === null) {
       for (const f of readdirSync('/dev/mqueue')) if (f.startsWith(`ipckit-bench-${pid}-`)) named.add(f);
       const table = processTable();
@@ -663,6 +666,7 @@ describe('ipckit bench, a real run', () => {
           continue;
         }
         peers = mine.map(([d]) => d);
+        servers = [...table].filter(([, p]) => p.ppid === c && /nats-server/.test(p.argv[0] ?? '')).map(([d]) => d);
         process.kill(Number(c), signal);
         killed = c;
       }
@@ -678,6 +682,8 @@ describe('ipckit bench, a real run', () => {
     assert.ok(caseProcesses.size >= 2, `a new case process measured the next round: ${[...caseProcesses]}`);
     // Its peers were ended, or saw their parent go and exited (child.js looks every 0.5 s).
     for (const c of peers) assert.ok(ended(c), `peer ${c} still runs`);
+    if (module === 'nats') assert.equal(servers.length, 1, 'the case process had started a nats-server');
+    for (const c of servers) assert.ok(ended(c), `nats-server ${c} still runs`);
     // What it had named is gone (the killed one's queues removed by the run).
     if (module === 'mqueue') assert.ok([...named].some((f) => f.startsWith(`ipckit-bench-${pid}-${killed}-`)), `the killed process had queues: ${[...named]}`);
     assert.deepEqual(readdirSync('/dev/mqueue').filter((f) => f.startsWith(`ipckit-bench-${pid}-`)), []);
