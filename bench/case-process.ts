@@ -18,7 +18,7 @@
  *   at once, unless it is already closing; the peers' 'exit' hooks remove what would outlive
  *   it (KeptPeers.abandon). It says 'ending' when it closes on its own (a SIGTERM, a crash).
  */
-import { compileC, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { compileC, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
 
 /** What the run asks. */
 export type ToCase =
@@ -36,7 +36,9 @@ export type FromCase =
   | { type: 'done'; figures: Figure[] }
   | { type: 'failed'; message: string }
   /** It is closing on its own (a SIGTERM sent to it alone, a crash): the run starts another. */
-  | { type: 'ending' };
+  | { type: 'ending' }
+  /** It made a System V object (harness.ts madeSysv): the run removes it if this process is killed. */
+  | { type: 'made'; kind: SysvMade['kind']; id: number };
 
 const NO_CC_NOTE = 'no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)';
 

@@ -4,7 +4,7 @@
  * better or worse, and the figures only one run has. Reads the JSON `ipckit bench` writes.
  */
 import { readFileSync } from 'node:fs';
-import { distanceLine, distanceModes, figureDistance } from './distance.js';
+import { distanceLine, farApart, figureDistance } from './distance.js';
 import { figureKey, fmtFigure, machineLine, sizeLabel, table, SCHEMA_VERSION, type BenchReport, type ReportFigure } from './report.js';
 import { moved } from './stats.js';
 
@@ -41,7 +41,7 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
     const clocks = n.metric === 'throughput' && (o.timing ?? 'sender') !== (n.timing ?? 'sender') ? ` (timed by the ${o.timing ?? 'sender'}, then by the ${n.timing ?? 'sender'})` : '';
     // So does a figure whose two CPUs the host had placed further apart or closer (bench/distance.ts).
     const [was, is] = [figureDistance(o.cpuRoundTripNs), figureDistance(n.cpuRoundTripNs)];
-    const host = was !== undefined && is !== undefined && distanceModes([was, is]) ? ` (CPUs ${Math.round(was)} ns apart, then ${Math.round(is)} ns)` : '';
+    const host = was !== undefined && is !== undefined && farApart(was, is) ? ` (CPUs ${Math.round(was)} ns apart, then ${Math.round(is)} ns)` : '';
     rows.push([n.mechanism, n.variant, sizeLabel(n.size), n.metric === 'rtt' ? 'RTT p50' : 'one-way', fmtFigure(o), fmtFigure(n), `${change.toFixed(2)}x`, (better ? 'better' : 'worse') + clocks + host]);
   }
   lines.push('');

@@ -11,9 +11,8 @@
  * one cache line) and reports it with each figure's rounds, so that a figure that moved
  * can be told from a host that moved.
  */
-import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { compileC, haveCc } from './harness.js';
+import { compileC, runCJson } from './harness.js';
 import { CHILD_CPU, PARENT_CPU } from './placement.js';
 import { median } from './stats.js';
 
@@ -30,31 +29,31 @@ export interface CpuDistance {
   why?: string;
 }
 
-let cannot: string | undefined | null = null;
+/** The probe's program, or why this machine cannot run it (one CPU, no compiler, a failed compile); found once. */
+let program: string | { why: string } | undefined;
 
-/** Why this machine cannot probe at all, or undefined. */
-function cannotProbe(): string | undefined {
-  if (cannot === null) {
-    cannot = cpus().length < 2 ? 'one CPU' : !haveCc() ? 'no C compiler (cc) to build bench/c/cpu_distance.c' : undefined;
+function probeProgram(): string | { why: string } {
+  if (program === undefined) {
+    if (cpus().length < 2) program = { why: 'one CPU' };
+    else {
+      try {
+        program = compileC('cpu_distance') ?? { why: 'no C compiler (cc) to build bench/c/cpu_distance.c' };
+      } catch (e) {
+        program = { why: (e as Error).message };
+      }
+    }
   }
-  return cannot;
+  return program;
 }
 
-/** Measures the distance now (about 2-10 ms; 1 s at most, when the other CPU is taken). */
+/** Measures the distance now (1-10 ms; it gives up after 1 s when the other CPU is taken). */
 export function probeCpuDistance(): DistanceProbe {
-  const why = cannotProbe();
-  if (why) return { why };
-  let bin: string | null;
-  try {
-    bin = compileC('cpu_distance');
-  } catch (e) {
-    return { why: (e as Error).message };
-  }
-  if (!bin) return { why: 'no C compiler (cc)' };
-  const r = spawnSync(bin, [String(PARENT_CPU), String(CHILD_CPU)], { encoding: 'utf8', timeout: 5000, killSignal: 'SIGKILL' });
-  if (r.status !== 0) return { why: (r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim() };
-  const ns = (JSON.parse(r.stdout) as { rtt_ns?: number }).rtt_ns;
-  return typeof ns === 'number' && ns > 0 ? { ns } : { why: `unexpected output: ${r.stdout.trim()}` };
+  const bin = probeProgram();
+  if (typeof bin !== 'string') return bin;
+  const r = runCJson<{ rtt_ns?: number }>('bench/c/cpu_distance', bin, [String(PARENT_CPU), String(CHILD_CPU)], { limitSeconds: 5 });
+  if ('why' in r) return r;
+  const ns = r.result.rtt_ns;
+  return typeof ns === 'number' && ns > 0 ? { ns } : { why: `bench/c/cpu_distance printed no round trip: ${JSON.stringify(r.result)}` };
 }
 
 /** Two probes more than this far apart (ratio) are two different placements, not noise (within one: 10-20%). */
@@ -80,20 +79,31 @@ const range = (xs: number[]): string => {
   return lo === hi ? `${lo} ns` : `${lo}-${hi} ns`;
 };
 
+/** Whether two probes are two different placements (farther apart than MOVED_RATIO). */
+export const farApart = (a: number, b: number): boolean => distanceModes([a, b]) !== undefined;
+
+/** A run's probes that succeeded, and how many failed. */
+function probesOf(d: CpuDistance): { all: number[]; failed: number } {
+  const flat = d.probes.flat();
+  const all = flat.filter((x): x is number => x !== null);
+  return { all, failed: flat.length - all.length };
+}
+
 /** One line for the report's header: the distance through the run, or why it was not measured. */
 export function distanceLine(d: CpuDistance | undefined): string | undefined {
   if (!d) return undefined;
-  const all = d.probes.flat().filter((x): x is number => x !== null);
+  const { all, failed } = probesOf(d);
   const between = `CPUs ${d.cpus[0]} and ${d.cpus[1]}`;
   if (!all.length) return `${between}: distance not measured${d.why ? ` (${d.why})` : ''}`;
   const modes = distanceModes(all);
-  if (!modes) return `${between}: a cache line's round trip ${range(all)} through the run`;
-  return `${between}: a cache line's round trip ${range(modes.close)} in ${modes.close.length} probes, ${range(modes.far)} in ${modes.far.length}: the host moved them during the run`;
+  const lost = failed ? ` (${failed} ${failed === 1 ? 'probe' : 'probes'} failed: ${d.why ?? 'no reason recorded'})` : '';
+  if (!modes) return `${between}: a cache line's round trip ${range(all)} through the run${lost}`;
+  return `${between}: a cache line's round trip ${range(modes.close)} in ${modes.close.length} probes, ${range(modes.far)} in ${modes.far.length}: the host moved them during the run${lost}`;
 }
 
 /** The note under the report when the host moved the CPUs during the run, or undefined. */
 export function distanceNote(d: CpuDistance | undefined): string | undefined {
-  const all = d?.probes.flat().filter((x): x is number => x !== null) ?? [];
+  const all = d ? probesOf(d).all : [];
   const modes = distanceModes(all);
   if (!d || !modes) return undefined;
   return (

@@ -412,7 +412,7 @@ export const benchPrefix = (tag: string = benchTag()): string => `ipckit-bench-$
  * Removes what a case process that died had named: its tag is in every name (benchPrefix),
  * and a dead process's names are nobody else's. POSIX queues (/dev/mqueue), shared memory and
  * named semaphores (/dev/shm, `sem.` before a semaphore's name), socket files and folders
- * (the temporary folder). System V objects have no name to go by: they stay.
+ * (the temporary folder). System V objects have no name to go by: madeSysv.
  */
 export function removeNamedBy(tag: string): void {
   const prefix = benchPrefix(tag);
@@ -428,6 +428,21 @@ export function removeNamedBy(tag: string): void {
       rmSync(join(dir, name), { recursive: true, force: true });
     }
   }
+}
+
+/** A System V object a case process made: it has no name that carries the process's tag. */
+export interface SysvMade {
+  kind: 'msg' | 'sem';
+  id: number;
+}
+
+/**
+ * In a case process: tells the run that this process made `object`, so that the run removes
+ * it if this process is killed (removeSysvMade). Returns `object`.
+ */
+export function madeSysv<T extends { id: number }>(kind: SysvMade['kind'], object: T): T {
+  if (process.connected) process.send?.({ type: 'made', kind, id: object.id }, () => {});
+  return object;
 }
 
 /**
@@ -756,16 +771,26 @@ export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Bud
   const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;
   // The C side warms up as ours does (harness.h warm_up): until two windows agree, or the cap.
   const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}`;
-  const r = spawnSync(bin, [mode, String(size), String(msgs), String(secs), ...extra], { encoding: 'utf8', timeout: limit * 1000, killSignal: 'SIGKILL', env: { ...process.env, IPCKIT_BENCH_WARM: warm } });
+  const r = runCJson<CResult>(what, bin, [mode, String(size), String(msgs), String(secs), ...extra], { limitSeconds: limit, killed: `(it measures for ${secs} s) and was killed: it stalled`, env: { ...process.env, IPCKIT_BENCH_WARM: warm } });
+  return 'result' in r ? r.result : { notMeasured: r.why };
+}
+
+/**
+ * Runs a C program of bench/c and reads the JSON line it prints last: its result, or why
+ * there is none (`what` names it): killed at `limitSeconds` (`killed` says how the reason
+ * goes on), failed (with its stderr), or printed no JSON.
+ */
+export function runCJson<T>(what: string, bin: string, args: string[], options: { limitSeconds: number; killed?: string; env?: NodeJS.ProcessEnv }): { result: T } | { why: string } {
+  const r = spawnSync(bin, args, { encoding: 'utf8', timeout: options.limitSeconds * 1000, killSignal: 'SIGKILL', ...(options.env ? { env: options.env } : {}) });
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
-    return { notMeasured: `${what}: did not finish within its time limit of ${limit} s (it measures for ${secs} s) and was killed: it stalled${r.stderr ? ` (stderr: ${r.stderr.trim().slice(0, 200)})` : ''}` };
+    return { why: `${what}: did not finish within its time limit of ${options.limitSeconds} s ${options.killed ?? 'and was killed'}${r.stderr ? ` (stderr: ${r.stderr.trim().slice(0, 200)})` : ''}` };
   }
-  if (r.status !== 0) return { notMeasured: `${what}: failed (${r.status ?? r.signal ?? r.error?.message})${r.stderr ? `: ${r.stderr.trim().slice(0, 300)}` : ''}` };
+  if (r.status !== 0) return { why: `${what}: failed (${r.status ?? r.signal ?? r.error?.message})${r.stderr ? `: ${r.stderr.trim().slice(0, 300)}` : ''}` };
   const line = r.stdout.trim().split('\n').pop() ?? '{}';
   try {
-    return JSON.parse(line) as CResult;
+    return { result: JSON.parse(line) as T };
   } catch {
-    return { notMeasured: `${what}: printed no result (${line.slice(0, 100)})` };
+    return { why: `${what}: printed no result (${line.slice(0, 100)})` };
   }
 }
 

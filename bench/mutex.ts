@@ -26,18 +26,19 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
     const child = startChild('mutex', 'relay', { names, stop: stopName });
     try {
       await child.nextLine(); // the child holds mutex 2
-      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+      pin(child.pid, placement.childCpu); // only now: see pin() in placement.ts
       for (const n of names) unlinkMutex(n);
       unlinkSemaphore(stopName);
       const meter = new RttMeter(ctx.budget);
-      // The child's death fails the measurement (a lock it held comes back owner-died, and
-      // the relay would then wait on a lock of its own); closing the mutexes ends the wait.
+      // The child's death fails the measurement: the lock it held comes back owner-died
+      // (the kernel hands it over as the child exits, before its exit event), or its exit
+      // ends a wait on another one (closing the mutexes then ends that wait).
       const relay = async (): Promise<number> => {
         let n = 0;
         for (;;) {
           const t0 = now();
           mutexes[n % 3]!.unlock();
-          await mutexes[(n + 2) % 3]!.lock();
+          if ((await mutexes[(n + 2) % 3]!.lock()).ownerDied) throw new Error(`the peer (process ${child.pid}) died holding mutex ${(n + 2) % 3} during the measurement`);
           const t1 = now();
           n++;
           if (meter.add(Number(t1 - t0))) break;

@@ -9,7 +9,7 @@
  *   small jobs; jobs/s = jobs / (first put .. join() resolved).
  * Without nats-server on the PATH the scenario is skipped and the notes say why.
  */
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -49,7 +49,13 @@ async function startServer(): Promise<BenchServer | string> {
   const port = await freePort();
   // Through the die-with-parent helper (src/os/child.ts): a case process killed with
   // SIGKILL takes its server with it (its store folder is removed by the run: removeNamedBy).
-  const { child } = startProgram([NATS_SERVER, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], 'ignore');
+  let child: ChildProcess;
+  try {
+    ({ child } = startProgram([NATS_SERVER, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], 'ignore'));
+  } catch (e) {
+    rmSync(store, { recursive: true, force: true });
+    throw e;
+  }
   const deadline = Date.now() + 10_000;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {

@@ -253,7 +253,7 @@ const rttCause = (variant: string, size: number) => (figures: ReportFigure[]): s
   return `measured under load: ${variant} p50 ${spread(ours, 1, ' us')} against process.send ${spread(send, 1, ' us')}; a round trip whose two sides sleep costs two cross-CPU futex wake-ups, and with 5 jobs on 2 CPUs the spinning side is often descheduled while it spins`;
 };
 
-// What JSON alone costs here: timed once, and only when a one-way target missed (0.4 s of calls).
+// What JSON alone costs here: timed once, and only when a one-way target missed (about 0.5 s of calls).
 let jsonCostOnce: JsonCost | undefined;
 
 function oneWayCause(figures: ReportFigure[]): string {

@@ -17,7 +17,10 @@ import { IpcError } from '../src/core/errors.js';
 import { fileURLToPath } from 'node:url';
 import type { FromCase, ToCase } from './case-process.js';
 import { distanceLine, distanceNote, probeCpuDistance, type CpuDistance } from './distance.js';
-import { caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type Target } from './harness.js';
+import { removeSysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
+import { removeSysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
+import { readSysvTable } from '../src/os/sysvipc.js';
+import { caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type SysvMade, type Target } from './harness.js';
 import { CHILD_CPU, PARENT_CPU } from './placement.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
@@ -91,6 +94,27 @@ interface Case {
 
 const caseScript = fileURLToPath(new URL('./case-process.js', import.meta.url));
 
+/**
+ * The run, once a case process was killed: removes those System V objects it had made that
+ * are still there and still look like its own (a private key, created by this user). An id
+ * is not given again until its slot's sequence number wraps, so a live id is the same object.
+ */
+function removeSysvMade(made: Iterable<SysvMade>): void {
+  const uid = process.getuid?.();
+  const tables = { msg: readSysvTable('msg'), sem: readSysvTable('sem') };
+  for (const { kind, id } of made) {
+    const row = tables[kind].find((r) => r[kind === 'msg' ? 'msqid' : 'semid'] === id);
+    if (!row || row.key !== 0 || (uid !== undefined && row.cuid !== uid)) continue;
+    try {
+      if (kind === 'msg') removeSysvMessageQueue({ id });
+      else removeSysvSemaphoreSet({ id });
+    } catch (e) {
+      // The run goes on; `ipckit sysv msg rm` (sem rm) or ipcrm can remove it.
+      process.stderr.write(`ipckit bench: could not remove System V ${kind} ${id} left by a killed case process: ${(e as Error).message}\n`);
+    }
+  }
+}
+
 /** A module's case process (bench/case-process.ts), as the run sees it. */
 class CaseProcess {
   readonly #child: ChildProcess;
@@ -98,14 +122,24 @@ class CaseProcess {
   #waiting: ((m: FromCase) => void) | undefined;
   /** It said it is ending (a SIGTERM of its own, a crash): the next round starts another. */
   #ending = false;
+  /** The System V objects it made (madeSysv): removed by the run if it is killed. */
+  readonly #sysvMade: SysvMade[] = [];
 
   private constructor(readonly module: string) {
     // The run's pid names what the cases make (harness.ts benchTag), so it can be told whose it is.
     this.#child = fork(caseScript, [module], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, IPCKIT_BENCH_RUN: String(process.pid) } });
     this.#exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
-        // One killed (SIGKILL, out of memory) could not remove what it had named: the run does.
-        if (signal) removeNamedBy(caseTag(process.pid, this.#child.pid!));
+        // One killed (SIGKILL, out of memory) could not remove what it had made: the run does.
+        if (signal) {
+          try {
+            removeNamedBy(caseTag(process.pid, this.#child.pid!));
+          } catch (e) {
+            // A nats store its server (killed with it) was still writing: the run goes on.
+            process.stderr.write(`ipckit bench: could not remove all that a killed case process had named: ${(e as Error).message}\n`);
+          }
+          removeSysvMade(this.#sysvMade);
+        }
         resolve(signal ? `killed by ${signal}` : `exit code ${code}`);
       });
       // A fork that fails (EAGAIN: no more processes) emits 'error' and no 'exit'.
@@ -113,6 +147,7 @@ class CaseProcess {
     });
     this.#child.on('message', (m: FromCase) => {
       if (m.type === 'ending') this.#ending = true;
+      else if (m.type === 'made') this.#sysvMade.push({ kind: m.kind, id: m.id });
       else this.#waiting?.(m);
     });
   }

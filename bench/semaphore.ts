@@ -35,7 +35,7 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
     const child = startChild('semaphore', 'echo', names);
     try {
       await child.nextLine(); // the child has opened all three
-      pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+      pin(child.pid, placement.childCpu); // only now: see pin() in placement.ts
       for (const n of Object.values(names)) unlinkSemaphore(n);
       // The child's death fails the measurement; closing the semaphores below ends its wait.
       const l = await withPlacement(placement, () => whilePeerRuns(child, pingPong(ctx, ping, pong)));

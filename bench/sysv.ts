@@ -20,7 +20,7 @@ import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, KeptPeers, type KeptPeer, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, whilePeerRuns, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, KeptPeers, madeSysv, type KeptPeer, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, whilePeerRuns, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkRuns, stopMessage, throughputLoop, type BatchReceiver } from './streams.js';
 
@@ -77,7 +77,7 @@ interface QueuePeer extends KeptPeer {
 }
 
 async function startQueue(role: 'echo' | 'sink', placement: Placement, size: number): Promise<QueuePeer> {
-  const q = createSysvMessageQueue(0, { removeOnClose: true });
+  const q = madeSysv('msg', createSysvMessageQueue(0, { removeOnClose: true }));
   let child: BenchChild | undefined;
   const close = async (): Promise<void> => {
     try {
@@ -90,7 +90,7 @@ async function startQueue(role: 'echo' | 'sink', placement: Placement, size: num
     queueBytes(q);
     child = startChild('sysv', role, { id: q.id });
     await child.nextLine(); // the child has opened it
-    pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+    pin(child.pid, placement.childCpu); // only now: see pin() in placement.ts
   } catch (e) {
     await close().catch(() => {});
     throw e;
@@ -119,7 +119,7 @@ function withQueue<R>(ctx: BenchContext, key: string, size: number, role: 'echo'
 
 /** Runs the C reference on a queue made (and removed) here. */
 function cMessage(bin: string, mode: 'lat' | 'thr', size: number, ctx: BenchContext, placement: Placement): ReturnType<typeof runC> {
-  const q = createSysvMessageQueue(0);
+  const q = madeSysv('msg', createSysvMessageQueue(0));
   try {
     queueBytes(q);
     return runC(bin, mode, size, ctx.budget, [String(q.id), ...(placement.cArg ? [placement.cArg] : [])]);
@@ -132,7 +132,7 @@ function cMessage(bin: string, mode: 'lat' | 'thr', size: number, ctx: BenchCont
 async function measureMessages(ctx: BenchContext): Promise<Figure[]> {
   const out: Figure[] = [];
   const bin = ctx.cProgram('sysv_msg');
-  const probe = createSysvMessageQueue(0);
+  const probe = madeSysv('msg', createSysvMessageQueue(0));
   const bytes = queueBytes(probe);
   probe.remove();
   await probe.close();
@@ -190,12 +190,12 @@ async function measureSemaphores(ctx: BenchContext): Promise<Figure[]> {
   for (const placement of placements(ctx, 'sysv sem')) {
     const mechanism = `sysv sem${placement.suffix}`;
     ctx.progress(`${mechanism}: ping-pong`);
-    const set = createSysvSemaphoreSet(0, { count: 3, removeOnClose: true });
+    const set = madeSysv('sem', createSysvSemaphoreSet(0, { count: 3, removeOnClose: true }));
     try {
       const child = startChild('sysv', 'pong', { id: set.id });
       try {
         await child.nextLine();
-        pin(child.child.pid!, placement.childCpu); // only now: see pin() in placement.ts
+        pin(child.pid, placement.childCpu); // only now: see pin() in placement.ts
         // The child's death fails the measurement; closing the set below ends its wait.
         const l = await withPlacement(placement, () => whilePeerRuns(child, pingPong(ctx, set)));
         set.tryOp([{ index: STOP, delta: 1 }, { index: PING, delta: 1 }]);
@@ -208,7 +208,7 @@ async function measureSemaphores(ctx: BenchContext): Promise<Figure[]> {
     }
     if (bin) {
       ctx.progress(`${mechanism}: C ping-pong`);
-      const c = createSysvSemaphoreSet(0, { count: 3 });
+      const c = madeSysv('sem', createSysvSemaphoreSet(0, { count: 3 }));
       try {
         out.push(cFigure(mechanism, SEM_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, [String(c.id), ...(placement.cArg ? [placement.cArg] : [])])));
       } finally {

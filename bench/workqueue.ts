@@ -36,7 +36,9 @@ async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; se
       }
       await q.join({ timeout: 30_000 });
     };
-    // A consumer's death fails the measurement (a full queue would wait for room for ever); closing the queue ends the wait.
+    // A consumer's death fails the measurement: its jobs would be delivered again and the
+    // rate would not be the pair's (with both dead, a full queue would wait for room for
+    // ever); closing the queue ends the wait left behind.
     await whilePeerRuns(consumers, produce());
     const measured = meter.result(n);
     q.shutdown();
@@ -46,9 +48,12 @@ async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; se
     if (total !== n) throw new Error(`the consumers did ${total} jobs, ${n} were put`);
     return { jobs: measured.messages, seconds: measured.seconds, consumers: counts, warmup: measured.warmup };
   } finally {
-    // After a failure too: the consumers left drain what is in the queue and end.
-    if (!q.isShutdown) q.shutdown();
-    for (const c of consumers) await c.finish(10_000);
+    try {
+      // After a failure too: the consumers left drain what is in the queue and end.
+      if (!q.isShutdown) q.shutdown();
+    } finally {
+      for (const c of consumers) await c.finish(10_000);
+    }
     await q.close();
     unlinkWorkQueue(name);
   }
