@@ -584,12 +584,16 @@ describe('ipckit bench, a real run', () => {
   // Peers on channels with no end of stream: a kept POSIX queue's echo and bound datagram
   // server's echo (each kept from round to round), and peers started afresh each round: a
   // POSIX semaphore's echo, a work queue's consumer (one of two).
-  for (const [only, role, mechanism, kept] of [
-    ['mqueue', 'echo', 'mqueue, pinned 0|1', true],
-    ['socket', 'echoServer', 'socket unix-dgram', true],
-    ['semaphore', 'echo', 'semaphore, pinned 0|1', false],
-    ['mutex', 'relay', 'mutex, pinned 0|1', false],
-    ['workqueue', 'consumer', 'workqueue', false],
+  // kept: a kept peer idles between rounds, using no CPU; it is killed once busy after its
+  // first second, in a later round. unlinked: the case unlinks its names (/dev/shm) once its
+  // fresh peer is up, so a busy peer with no name left is measuring. Otherwise (the work
+  // queue's consumers, up for their whole run): once busy after 0.1 s.
+  for (const [only, role, mechanism, kept, unlinked] of [
+    ['mqueue', 'echo', 'mqueue, pinned 0|1', true, false],
+    ['socket', 'echoServer', 'socket unix-dgram', true, false],
+    ['semaphore', 'echo', 'semaphore, pinned 0|1', false, true],
+    ['mutex', 'relay', 'mutex, pinned 0|1', false, true],
+    ['workqueue', 'consumer', 'workqueue', false, false],
   ] as const) {
   it(`a ${kept ? 'kept ' : ''}${only} peer (${role}) that dies while it is measured fails that round of its case, not the run: no wait for ever (its channel has no end of stream), a new peer in the next round, nothing left behind`, { timeout: 400_000 }, async () => {
     // The kill is timed from outside, by looks 20 ms apart: now and then it lands just after
@@ -600,10 +604,9 @@ describe('ipckit bench, a real run', () => {
       const out = scratchPath(`peer-dies-${only}-${attempt}.json`);
       const r = runCli(['bench', '--quick', '--only', only, '--rounds', '4', '--out', out], { timeoutMs: 120_000 });
       const pid = String(r.child.pid!);
-      // Kill the peer once it is busy (its CPU time grows between two looks): a kept one
-      // after its first second, in a later round, while it answers (a kept peer idles
-      // between rounds, using no CPU); a fresh one after 0.1 s, once Node has started it.
-      const after = kept ? 1000 : 100;
+      // Kill the peer once it is busy (its CPU time grows between two looks) and measuring.
+      const after = kept ? 1000 : unlinked ? 0 : 100;
+      const up = (): boolean => !unlinked || !readdirSync('/dev/shm').some((f) => f.includes(`ipckit-bench-${pid}-`));
       const seen = new Map<string, { at: number; cpu: number }>();
       let killed: string | undefined;
       while (r.child.exitCode === null && r.child.signalCode === null && !killed) {
@@ -613,7 +616,7 @@ describe('ipckit bench, a real run', () => {
           if (peer?.[0] !== only || peer[1] !== role || !descends(table, d, pid)) continue;
           const last = seen.get(d);
           if (!last) seen.set(d, { at: Date.now(), cpu: p.cpu });
-          else if (Date.now() - last.at > after && p.cpu > last.cpu) {
+          else if (Date.now() - last.at > after && p.cpu > last.cpu && up()) {
             process.kill(Number(d), 'SIGKILL');
             killed = d;
           } else last.cpu = p.cpu;
