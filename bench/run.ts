@@ -13,13 +13,13 @@
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
-import { IpcError } from '../src/core/errors.js';
 import { fileURLToPath } from 'node:url';
+import { IpcError } from '../src/core/errors.js';
+import { removeSysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
+import { removeSysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
+import { readSysvTable } from '../src/os/sysvipc.js';
 import type { FromCase, ToCase } from './case-process.js';
 import { distanceLine, distanceNote, probeCpuDistance, type CpuDistance } from './distance.js';
-import { removeSysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { removeSysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
-import { readSysvTable } from '../src/os/sysvipc.js';
 import { caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type SysvMade, type Target } from './harness.js';
 import { CHILD_CPU, PARENT_CPU } from './placement.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
