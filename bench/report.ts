@@ -4,7 +4,7 @@
  * ratios, the targets judged, the table and the JSON document (schema: docs/bench.md).
  */
 import type { Budget, Figure, Metric, Role, Target } from './harness.js';
-import type { CpuDistance } from './distance.js';
+import { roundsByDistance, type CpuDistance } from './distance.js';
 import { ratioOfRounds, summarize, type Summary } from './stats.js';
 
 /** Bump when a field changes meaning or goes away (docs/bench.md lists every field). */
@@ -191,19 +191,28 @@ export function cReference(figures: ReportFigure[], f: ReportFigure): ReportFigu
 export function evaluate(target: Target, figures: ReportFigure[]): TargetResult {
   const { ifMissed, ...rest } = target;
   const r = judge(rest, figures);
-  if (r.met !== false || ifMissed === undefined) return r;
+  if (r.met !== false) return r;
   // A cause built from the run's figures is built for a miss only; if it fails, the report still stands.
-  let cause: string;
+  let cause: string | undefined;
   try {
     cause = typeof ifMissed === 'function' ? ifMissed(figures) : ifMissed;
   } catch (e) {
     cause = `(the cause could not be built from this run's figures: ${(e as Error).message})`;
   }
-  return { ...r, ifMissed: cause };
+  // A host that moved the CPUs during the figure's rounds is a measured cause too.
+  const ours = targetFigure(rest, figures);
+  const moved = ours ? roundsByDistance(ours, (v) => fmtValue(ours.metric, v)) : undefined;
+  const why = [cause, moved && `In this run, ${moved}`].filter(Boolean).join('. ');
+  return why ? { ...r, ifMissed: why } : r;
+}
+
+/** The figure a target judges: its mechanism, metric, size, and its variant (ours when it names none). */
+function targetFigure(t: Omit<Target, 'ifMissed'>, figures: ReportFigure[]): ReportFigure | undefined {
+  return figures.find((f) => f.mechanism === t.mechanism && f.metric === t.metric && (t.size === undefined || f.size === t.size) && (t.variant === undefined ? f.role === 'ipckit' : f.variant === t.variant));
 }
 
 function judge(t: TargetResult, figures: ReportFigure[]): TargetResult {
-  const ours = figures.find((f) => f.mechanism === t.mechanism && f.metric === t.metric && (t.size === undefined || f.size === t.size) && (t.variant === undefined ? f.role === 'ipckit' : f.variant === t.variant));
+  const ours = targetFigure(t, figures);
   if (!ours) return { ...t, notMeasured: 'not part of this run' };
   if (ours.notMeasured) return { ...t, notMeasured: ours.notMeasured };
   const judged = (value: number, min: number, max: number, met: boolean): TargetResult => ({ ...t, value, min, max, met });

@@ -126,6 +126,17 @@ describe('CPU distance (bench/distance.ts)', () => {
     assert.equal(figureDistance(undefined), undefined);
   });
 
+  it("a missed target's cause lists each round with its CPU distance when the host moved the CPUs, and only then", () => {
+    const target = { mechanism: 'pipe', metric: 'rtt' as const, size: 64, maxP50Us: 10, text: 'pipe RTT at 64 B <= 10 us', ifMissed: 'the measured cause' };
+    const moved = evaluate(target, aggregate(rounds(1, false, [52, 350, 55])));
+    assert.equal(moved.met, false);
+    assert.equal(moved.ifMissed, 'the measured cause. In this run, the host moved CPUs 0 and 1 closer or further apart during its rounds (docs/bench.md, "CPU distance"); each round, with the distance probed before/after its case: 70.0 us (52/52 ns), 105.0 us (350/350 ns), 77.0 us (55/55 ns)');
+    assert.equal(evaluate(target, aggregate(rounds())).ifMissed, 'the measured cause');
+    // A target with no cause of its own gets this one.
+    const { ifMissed: _, ...bare } = target;
+    assert.match(evaluate(bare, aggregate(rounds(1, false, [52, 350, 55]))).ifMissed ?? '', /^In this run, the host moved/);
+  });
+
   it('a figure keeps the probes around its case in every round (null where a round did not measure it)', () => {
     const [r1, , r3] = rounds(1, false, [52, 350, 55]);
     const figures = aggregate([r1!, r3!.filter((f) => f.role !== 'c'), r3!]);
