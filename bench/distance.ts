@@ -124,11 +124,15 @@ export function figureDistance(perRound: ReadonlyArray<readonly [number | null, 
  * round's value (`format`) with the distances probed before and after its case; else undefined.
  */
 export function roundsByDistance(f: { perRound: ReadonlyArray<number | null>; cpuRoundTripNs?: ReadonlyArray<readonly [number | null, number | null] | null> }, format: (v: number) => string): string | undefined {
-  const probes = (f.cpuRoundTripNs ?? []).flatMap((p) => (p ? p.filter((x): x is number => x !== null) : []));
+  // The probes of the rounds that measured the figure.
+  const probes = f.perRound.flatMap((v, i): number[] => {
+    const around: ReadonlyArray<number | null> = (v !== null && f.cpuRoundTripNs?.[i]) || [];
+    return around.filter((x): x is number => x !== null);
+  });
   if (!distanceModes(probes)) return undefined;
   const rounds = f.perRound.flatMap((v, i) => {
     const p = f.cpuRoundTripNs?.[i];
     return v === null ? [] : [`${format(v)} (${p ? p.map((x) => x ?? '?').join('/') : '?'} ns)`];
   });
-  return `the host moved CPUs 0 and 1 closer or further apart during its rounds (docs/bench.md, "CPU distance"); each round, with the distance probed before/after its case: ${rounds.join(', ')}`;
+  return `the host moved CPUs ${PARENT_CPU} and ${CHILD_CPU} closer or further apart during its rounds (docs/bench.md, "CPU distance"); each round, with the distance probed before/after its case: ${rounds.join(', ')}`;
 }

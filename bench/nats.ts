@@ -45,8 +45,8 @@ function freePort(): Promise<number> {
 async function startServer(): Promise<BenchServer | string> {
   const v = spawnSync(NATS_SERVER, ['--version'], { encoding: 'utf8' });
   if (v.status !== 0) return `nats: skipped: ${NATS_SERVER} is not installed (${v.error?.message ?? v.stderr.trim()}); install it (Debian: apt-get install nats-server) to measure NATS beside the local mechanisms`;
-  const store = mkdtempSync(join(tmpdir(), `${benchPrefix()}nats-`));
   const port = await freePort();
+  const store = mkdtempSync(join(tmpdir(), `${benchPrefix()}nats-`));
   // Through the die-with-parent helper (src/os/child.ts): a case process killed with
   // SIGKILL takes its server with it (its store folder is removed by the run: removeNamedBy).
   let child: ChildProcess;

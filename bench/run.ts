@@ -95,12 +95,14 @@ interface Case {
 const caseScript = fileURLToPath(new URL('./case-process.js', import.meta.url));
 
 /**
- * The run, once a case process was killed: removes those System V objects it had made that
+ * The run, once a case process has exited: removes those System V objects it had made that
  * are still there and still look like its own (a private key, created by this user). An id
- * is not given again until its slot's sequence number wraps, so a live id is the same object.
+ * is not given again until its slot's sequence number wraps (64 x 65,536 allocations by
+ * default, 64 x 128 with ipcmni_extend), so a live id is the same object. One made just
+ * before a kill, before its id was sent, stays.
  */
 function removeSysvMade(made: Iterable<SysvMade>): void {
-  const uid = process.getuid?.();
+  const uid = process.geteuid?.(); // a creator's cuid is its effective uid
   const tables = { msg: readSysvTable('msg'), sem: readSysvTable('sem') };
   for (const { kind, id } of made) {
     const row = tables[kind].find((r) => r[kind === 'msg' ? 'msqid' : 'semid'] === id);
@@ -122,24 +124,26 @@ class CaseProcess {
   #waiting: ((m: FromCase) => void) | undefined;
   /** It said it is ending (a SIGTERM of its own, a crash): the next round starts another. */
   #ending = false;
-  /** The System V objects it made (madeSysv): removed by the run if it is killed. */
+  /** The System V objects it made (madeSysv): removed by the run once it has exited. */
   readonly #sysvMade: SysvMade[] = [];
+  /** It has exited. */
+  #gone = false;
 
   private constructor(readonly module: string) {
     // The run's pid names what the cases make (harness.ts benchTag), so it can be told whose it is.
     this.#child = fork(caseScript, [module], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, IPCKIT_BENCH_RUN: String(process.pid) } });
     this.#exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
-        // One killed (SIGKILL, out of memory) could not remove what it had made: the run does.
-        if (signal) {
-          try {
-            removeNamedBy(caseTag(process.pid, this.#child.pid!));
-          } catch (e) {
-            // A nats store its server (killed with it) was still writing: the run goes on.
-            process.stderr.write(`ipckit bench: could not remove all that a killed case process had named: ${(e as Error).message}\n`);
-          }
-          removeSysvMade(this.#sysvMade);
+        // One killed (SIGKILL, out of memory) or crashed could not remove all it had made:
+        // the run does (after a clean exit there is nothing left to find).
+        this.#gone = true;
+        try {
+          removeNamedBy(caseTag(process.pid, this.#child.pid!));
+        } catch (e) {
+          // A nats store its server (killed with it) was still writing: the run goes on.
+          process.stderr.write(`ipckit bench: could not remove all that a case process had named: ${(e as Error).message}\n`);
         }
+        removeSysvMade(this.#sysvMade);
         resolve(signal ? `killed by ${signal}` : `exit code ${code}`);
       });
       // A fork that fails (EAGAIN: no more processes) emits 'error' and no 'exit'.
@@ -147,7 +151,11 @@ class CaseProcess {
     });
     this.#child.on('message', (m: FromCase) => {
       if (m.type === 'ending') this.#ending = true;
-      else if (m.type === 'made') this.#sysvMade.push({ kind: m.kind, id: m.id });
+      else if (m.type === 'made') {
+        this.#sysvMade.push({ kind: m.kind, id: m.id });
+        // Node may deliver a message after the 'exit' event: its object goes at once.
+        if (this.#gone) removeSysvMade([{ kind: m.kind, id: m.id }]);
+      }
       else this.#waiting?.(m);
     });
   }
@@ -192,7 +200,7 @@ class CaseProcess {
 
   /**
    * Ends what its scenarios keep (Scenario.close) and waits for it to exit; after 60 s it is
-   * killed: its names are removed then (removeNamedBy), its System V queues stay.
+   * killed: what it had made is removed then (removeNamedBy, removeSysvMade).
    */
   close(): Promise<void> {
     // A send that fails (the process is exiting) reports to its callback; its exit ends the wait.

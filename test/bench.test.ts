@@ -132,6 +132,11 @@ describe('CPU distance (bench/distance.ts)', () => {
     assert.equal(moved.met, false);
     assert.equal(moved.ifMissed, 'the measured cause. In this run, the host moved CPUs 0 and 1 closer or further apart during its rounds (docs/bench.md, "CPU distance"); each round, with the distance probed before/after its case: 70.0 us (52/52 ns), 105.0 us (350/350 ns), 77.0 us (55/55 ns)');
     assert.equal(evaluate(target, aggregate(rounds())).ifMissed, 'the measured cause');
+    // A target met, or not measured, is left as it was.
+    const met = evaluate({ ...target, maxP50Us: 1000 }, aggregate(rounds(1, false, [52, 350, 55])));
+    assert.deepEqual([met.met, met.ifMissed], [true, undefined]);
+    const absent = evaluate({ ...target, size: 1024 }, aggregate(rounds(1, false, [52, 350, 55])));
+    assert.deepEqual([absent.notMeasured, absent.ifMissed], ['not part of this run', undefined]);
     // A target with no cause of its own gets this one.
     const { ifMissed: _, ...bare } = target;
     assert.match(evaluate(bare, aggregate(rounds(1, false, [52, 350, 55]))).ifMissed ?? '', /^In this run, the host moved/);
@@ -691,7 +696,8 @@ describe('ipckit bench, a real run', () => {
           for (const [d, p] of mine) busy.set(d, p.cpu);
           continue;
         }
-        // The System V case: while its queues are in use (its semaphore ping-pong uses none).
+        // The System V case: while a queue it or its peers last used still exists (the kill
+        // may still land in its semaphore ping-pong, after its queues' figures).
         if (module === 'sysv' && !sysvQueuesUsedBy([c, ...mine.map(([d]) => d)]).length) continue;
         peers = mine.map(([d]) => d);
         servers = [...table].filter(([, p]) => p.ppid === c && /nats-server/.test(p.argv[0] ?? '')).map(([d]) => d);

@@ -8,7 +8,7 @@
  *
  * Prints {"rtt_ns":..,"min_ns":..,"max_ns":..}: the median, smallest and largest of BATCHES
  * batches of ROUNDS round trips each, after one batch of warm-up. Gives up (exit 3) when
- * they take more than a second (20 us a round trip, a hundred times the slowest seen): the
+ * they take more than a second (50 us a round trip, 130 times the slowest seen): the
  * other thread hardly ran, its CPU taken by something else (or both threads on one CPU).
  */
 /* harness.h for now_ns, die and cmp_u64; the rest of it is for the reference programs. */
@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
   char *end_a, *end_b;
   long a = argc == 3 ? strtol(argv[1], &end_a, 10) : -1;
   long b = argc == 3 ? strtol(argv[2], &end_b, 10) : -1;
-  if (argc != 3 || a < 0 || b < 0 || *end_a || *end_b || a >= CPU_SETSIZE || b >= CPU_SETSIZE) {
+  if (argc != 3 || a < 0 || b < 0 || *end_a || *end_b || end_a == argv[1] || end_b == argv[2] || a >= CPU_SETSIZE || b >= CPU_SETSIZE) {
     fprintf(stderr, "usage: cpu_distance CPU_A CPU_B (two CPU numbers)\n");
     return 2;
   }
@@ -72,14 +72,14 @@ int main(int argc, char **argv) {
   }
   uint64_t ns[BATCHES];
   uint64_t i = 0;
-  for (int b = -1; b < BATCHES; b++) {
+  for (int batch = -1; batch < BATCHES; batch++) {
     uint64_t t0 = now_ns();
     for (int r = 0; r < ROUNDS; r++, i++) {
       atomic_store_explicit(&line.word, 2 * i + 1, memory_order_release);
       while (atomic_load_explicit(&line.word, memory_order_acquire) != 2 * i + 2) {
       }
     }
-    if (b >= 0) ns[b] = (now_ns() - t0) / ROUNDS;
+    if (batch >= 0) ns[batch] = (now_ns() - t0) / ROUNDS;
   }
   pthread_join(t, NULL);
   alarm(0);
