@@ -37,7 +37,7 @@ export type FromCase =
   | { type: 'failed'; message: string }
   /** It is closing on its own (a SIGTERM sent to it alone, a crash): the run starts another. */
   | { type: 'ending' }
-  /** It made a System V object (harness.ts madeSysv): the run removes it if this process is killed. */
+  /** It made a System V object (harness.ts madeSysv): the run removes it if this process exits without doing so. */
   | { type: 'made'; kind: SysvMade['kind']; id: number };
 
 const NO_CC_NOTE = 'no C compiler (cc) on this machine: the C reference figures were skipped (NOT MEASURED)';

@@ -438,7 +438,8 @@ export interface SysvMade {
 
 /**
  * In a case process: tells the run that this process made `object`, so that the run removes
- * it if this process is killed (removeSysvMade). Returns `object`.
+ * it if this process exits without doing so (killed, crashed: run.ts removeSysvMade).
+ * Returns `object`.
  */
 export function madeSysv<T extends { id: number }>(kind: SysvMade['kind'], object: T): T {
   if (process.connected) process.send?.({ type: 'made', kind, id: object.id }, () => {});
