@@ -40,7 +40,7 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
     // A one-way rate timed by another clock (bench/harness.ts DeliveryClock) moves for that reason too.
     const clocks = n.metric === 'throughput' && (o.timing ?? 'sender') !== (n.timing ?? 'sender') ? ` (timed by the ${o.timing ?? 'sender'}, then by the ${n.timing ?? 'sender'})` : '';
     // So does a figure whose two CPUs the host had placed further apart or closer (bench/distance.ts).
-    const [was, is] = [figureDistance(o.cpuRoundTripNs), figureDistance(n.cpuRoundTripNs)];
+    const [was, is] = [figureDistance(o), figureDistance(n)];
     const host = was !== undefined && is !== undefined && farApart(was, is) ? ` (CPUs ${Math.round(was)} ns apart, then ${Math.round(is)} ns)` : '';
     rows.push([n.mechanism, n.variant, sizeLabel(n.size), n.metric === 'rtt' ? 'RTT p50' : 'one-way', fmtFigure(o), fmtFigure(n), `${change.toFixed(2)}x`, (better ? 'better' : 'worse') + clocks + host]);
   }

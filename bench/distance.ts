@@ -113,9 +113,20 @@ export function distanceNote(d: CpuDistance | undefined): string | undefined {
   );
 }
 
-/** The median probe of a figure's rounds (before and after each), or undefined. */
-export function figureDistance(perRound: ReadonlyArray<readonly [number | null, number | null] | null> | undefined): number | undefined {
-  const v = (perRound ?? []).flatMap((p) => (p ? p.filter((x): x is number => x !== null) : []));
+/** A figure's rounds and the probes around each (ReportFigure). */
+type ProbedFigure = { perRound: ReadonlyArray<number | null>; cpuRoundTripNs?: ReadonlyArray<readonly [number | null, number | null] | null> };
+
+/** The probes (before and after) of the rounds that measured the figure. */
+function measuredProbes(f: ProbedFigure): number[] {
+  return f.perRound.flatMap((v, i): number[] => {
+    const around: ReadonlyArray<number | null> = (v !== null && f.cpuRoundTripNs?.[i]) || [];
+    return around.filter((x): x is number => x !== null);
+  });
+}
+
+/** The median probe of the rounds that measured the figure, or undefined. */
+export function figureDistance(f: ProbedFigure): number | undefined {
+  const v = measuredProbes(f);
   return v.length ? median(v) : undefined;
 }
 
@@ -123,12 +134,8 @@ export function figureDistance(perRound: ReadonlyArray<readonly [number | null, 
  * For a missed target's cause: when the host moved the CPUs during a figure's rounds, each
  * round's value (`format`) with the distances probed before and after its case; else undefined.
  */
-export function roundsByDistance(f: { perRound: ReadonlyArray<number | null>; cpuRoundTripNs?: ReadonlyArray<readonly [number | null, number | null] | null> }, format: (v: number) => string): string | undefined {
-  // The probes of the rounds that measured the figure.
-  const probes = f.perRound.flatMap((v, i): number[] => {
-    const around: ReadonlyArray<number | null> = (v !== null && f.cpuRoundTripNs?.[i]) || [];
-    return around.filter((x): x is number => x !== null);
-  });
+export function roundsByDistance(f: ProbedFigure, format: (v: number) => string): string | undefined {
+  const probes = measuredProbes(f);
   if (!distanceModes(probes)) return undefined;
   const rounds = f.perRound.flatMap((v, i) => {
     const p = f.cpuRoundTripNs?.[i];

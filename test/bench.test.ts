@@ -122,8 +122,8 @@ describe('CPU distance (bench/distance.ts)', () => {
     assert.equal(distanceLine(moved), "CPUs 0 and 1: a cache line's round trip 49-61 ns in 4 probes, 350-380 ns in 2: the host moved them during the run");
     assert.match(distanceNote(moved)!, /the host moved CPUs 0 and 1 .*49-61 ns in 4 of the 6 probes .*350-380 ns in 2\b.*cpuRoundTripNs/);
     assert.equal(distanceLine({ cpus: [0, 1], probes: [[null]], why: 'one CPU' }), 'CPUs 0 and 1: distance not measured (one CPU)');
-    assert.equal(figureDistance([[52, 60], null, [null, 350]]), 60);
-    assert.equal(figureDistance(undefined), undefined);
+    assert.equal(figureDistance({ perRound: [1, null, 2], cpuRoundTripNs: [[52, 60], null, [null, 350]] }), 60);
+    assert.equal(figureDistance({ perRound: [1, null] }), undefined);
   });
 
   it("a missed target's cause lists each round with its CPU distance when the host moved the CPUs, and only then", () => {
