@@ -8,7 +8,8 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { deliveredOf, receiverCost, SinkCosts } from './streams.js';
+import { BaselinePeer, frame, FrameSplitter } from './framing.js';
+import { deliveredOf, receiverCost } from './streams.js';
 import { baselineRttBudget, DeliveryClock, endChild, KeptPeers, now, type KeptPeer, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
@@ -80,27 +81,10 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   }, budget.keepPeers);
 }
 
-function frame(payload: Buffer): Buffer {
-  const b = Buffer.allocUnsafe(4 + payload.length);
-  b.writeUInt32LE(payload.length, 0);
-  payload.copy(b, 4);
-  return b;
-}
-
-/** Yields length-prefixed frames from a stream. */
+/** Yields the payloads of the length-prefixed frames of a stream. */
 async function* frames(stream: NodeJS.ReadableStream): AsyncGenerator<Buffer> {
-  let pending: Buffer = Buffer.alloc(0);
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-    let off = 0;
-    while (pending.length - off >= 4) {
-      const len = pending.readUInt32LE(off);
-      if (pending.length - off - 4 < len) break;
-      yield pending.subarray(off + 4, off + 4 + len);
-      off += 4 + len;
-    }
-    pending = pending.subarray(off);
-  }
+  const splitter = new FrameSplitter();
+  for await (const chunk of stream as AsyncIterable<Buffer>) yield* splitter.push(chunk);
 }
 
 interface StdioChild extends KeptPeer {
@@ -196,25 +180,10 @@ export const children = {
     process.send!('ready');
   },
   async stdioPeer(): Promise<void> {
-    let costs: SinkCosts | undefined; // set when counting starts
-    let clock = new DeliveryClock();
-    let n = 0;
+    const peer = new BaselinePeer();
     for await (const m of frames(process.stdin)) {
-      const s = m.readDoubleLE(0);
-      if (s === -3) costs = new SinkCosts();
-      else if (!costs) {
-        if (!process.stdout.write(frame(Buffer.from(m)))) await new Promise((r) => process.stdout.once('drain', r));
-      } else if (s === -1) {
-        // The count, then this side's CPU and page faults, as bench/streams.ts's sink.
-        process.stdout.write(frame(Buffer.from(costs.ack(n, clock.reading(n)))));
-        // kept for the next round: echoing again until the next -3
-        costs = undefined;
-        clock = new DeliveryClock();
-        n = 0;
-      } else {
-        if (s !== n) clock.mark(s, n);
-        n++;
-      }
+      const answer = peer.take(m);
+      if (answer && !process.stdout.write(answer)) await new Promise((r) => process.stdout.once('drain', r));
     }
   },
 };

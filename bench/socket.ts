@@ -10,9 +10,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { benchPrefix, cFigures, DeliveryClock, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { benchPrefix, cFigures, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, senderFigure, startChild, tell, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
-import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, SinkCosts, sinkRuns, startedTogether, stopMessage, streamCases, throughputLoop, type StreamCase } from './streams.js';
+import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, sinkRuns, startedTogether, stopMessage, streamCases, throughputLoop, type StreamCase } from './streams.js';
+import { BaselinePeer, frame, FrameSplitter } from './framing.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Kind = 'unix' | 'unix-dgram' | 'unix-dgram-pair' | 'unix-seqpacket' | 'tcp';
@@ -152,16 +153,10 @@ async function startNetPeer(size: number): Promise<NetPeer> {
   const sock = await new Promise<Socket>((r) => server.once('connection', r));
   sock.setNoDelay(true);
   sock.on('error', () => {}); // a child gone fails the figure (its echo never comes), not the bench
-  let pending: Buffer = Buffer.alloc(0);
+  const splitter = new FrameSplitter();
   const waiting: Array<(b: Buffer) => void> = [];
   sock.on('data', (d: Buffer) => {
-    pending = pending.length ? Buffer.concat([pending, d]) : d;
-    while (pending.length >= 4 && pending.length - 4 >= pending.readUInt32LE(0)) {
-      const len = pending.readUInt32LE(0);
-      const m = pending.subarray(4, 4 + len);
-      pending = pending.subarray(4 + len);
-      waiting.shift()?.(m);
-    }
+    for (const m of splitter.push(d)) waiting.shift()?.(m);
   });
   return {
     sock,
@@ -182,12 +177,6 @@ const netPeers = new KeptPeers<NetPeer>();
 
 /** Node's net over a Unix socket with a u32 length prefix: the baseline users have. */
 async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
-  const frame = (b: Buffer): Buffer => {
-    const f = Buffer.allocUnsafe(4 + b.length);
-    f.writeUInt32LE(b.length, 0);
-    b.copy(f, 4);
-    return f;
-  };
   return netPeers.use(String(size), () => startNetPeer(size), async ({ sock, pid, next }) => {
     const payload = Buffer.alloc(Math.max(8, size), 120);
     const meter = new RttMeter(ctx.budget);
@@ -342,35 +331,13 @@ export const children = {
   async netPeer(args: { path: string }): Promise<void> {
     const sock = createConnection(args.path);
     sock.setNoDelay(true);
-    let pending: Buffer = Buffer.alloc(0);
-    let costs: SinkCosts | undefined; // set when counting starts
-    let n = 0;
-    let clock = new DeliveryClock();
+    const splitter = new FrameSplitter();
+    const peer = new BaselinePeer();
     await new Promise<void>((resolve) => {
       sock.on('data', (d: Buffer) => {
-        pending = pending.length ? Buffer.concat([pending, d]) : d;
-        while (pending.length >= 4 && pending.length - 4 >= pending.readUInt32LE(0)) {
-          const len = pending.readUInt32LE(0);
-          const frame = pending.subarray(0, 4 + len);
-          const s = frame.readDoubleLE(4);
-          pending = pending.subarray(4 + len);
-          if (s === -3) costs = new SinkCosts();
-          else if (!costs) sock.write(Buffer.from(frame));
-          else if (s === -1) {
-            // as bench/streams.ts's sink: the count, this side's costs, what its clock saw (DeliveryClock)
-            const body = costs.ack(n, clock.reading(n));
-            const ack = Buffer.alloc(4 + body.length);
-            ack.writeUInt32LE(body.length, 0);
-            ack.set(body, 4);
-            sock.write(ack);
-            // kept for the next round: echoing again until the next -3
-            costs = undefined;
-            clock = new DeliveryClock();
-            n = 0;
-          } else {
-            if (s !== n) clock.mark(s, n);
-            n++;
-          }
+        for (const m of splitter.push(d)) {
+          const answer = peer.take(m);
+          if (answer) sock.write(answer);
         }
       });
       sock.on('end', () => {
