@@ -4,16 +4,37 @@
  * better or worse, and the figures only one run has. Reads the JSON `ipckit bench` writes.
  */
 import { readFileSync } from 'node:fs';
+import { IpcError, toIpcError } from '../src/core/errors.js';
 import { distanceLine, farApart, figureDistance } from './distance.js';
 import { figureKey, fmtFigure, machineLine, sizeLabel, table, SCHEMA_VERSION, type BenchReport, type ReportFigure } from './report.js';
 import { moved } from './stats.js';
 
+/**
+ * A run's JSON, checked: a file that is missing, not JSON, of another schemaVersion or without
+ * the fields --compare and --readme read is an IpcError that says which, never a crash.
+ */
 export function readReport(path: string): BenchReport {
-  const r = JSON.parse(readFileSync(path, 'utf8')) as BenchReport;
-  if (r.schemaVersion !== SCHEMA_VERSION) {
-    throw new Error(`${path}: schemaVersion ${r.schemaVersion ?? '(none: written before rounds existed)'}, this ipckit reads ${SCHEMA_VERSION}; run ipckit bench again to get one it can compare`);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw toIpcError(e, `reading ${path}`, { path });
   }
-  return r;
+  let r: Partial<BenchReport> | null;
+  try {
+    r = JSON.parse(text) as Partial<BenchReport> | null;
+  } catch (e) {
+    throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path} is not the JSON ipckit bench writes (--out): ${(e as Error).message}`, { path, cause: e });
+  }
+  const bad = (why: string): IpcError => new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path}: ${why}`, { path });
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw bad('not the JSON ipckit bench writes (--out): no object at the top');
+  if (r.schemaVersion !== SCHEMA_VERSION) throw bad(`schemaVersion ${r.schemaVersion ?? '(none: written before rounds existed)'}, this ipckit reads ${SCHEMA_VERSION}; run ipckit bench again to get one it can read`);
+  if (!Array.isArray(r.figures) || typeof r.machine !== 'object' || r.machine === null) throw bad('no figures or no machine: not the JSON ipckit bench writes (--out)');
+  r.figures.forEach((f, i) => {
+    const ok = typeof f === 'object' && f !== null && typeof f.mechanism === 'string' && typeof f.variant === 'string' && (f.metric === 'rtt' || f.metric === 'throughput') && typeof f.size === 'number' && typeof f.rounds === 'number' && Array.isArray(f.perRound) && (f.rounds === 0 || typeof f.value === 'number');
+    if (!ok) throw bad(`figures[${i}] lacks a field ipckit bench writes (mechanism, variant, metric, size, rounds, perRound, value)`);
+  });
+  return r as BenchReport;
 }
 
 const summary = (f: ReportFigure): { median: number; min: number; max: number; rounds: number } => ({ median: f.value, min: f.min, max: f.max, rounds: f.rounds });
@@ -59,3 +80,4 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
   if (unmeasured.length) lines.push('', `Measured in ${names[0]} but NOT MEASURED in ${names[1]}: ${unmeasured.map((f) => `${f.variant} ${sizeLabel(f.size)} ${f.metric} (${f.notMeasured})`).join('; ')}`);
   return lines.join('\n');
 }
+

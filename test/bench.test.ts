@@ -16,7 +16,7 @@ import { clockSeq, compileC, DeliveryClock, FULL, haveCc, RateMeter, type Figure
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
-import { isIpcError } from '../src/core/errors.js';
+import { isIpcError, type IpcErrorCode } from '../src/core/errors.js';
 import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
 import { repoRoot, runCli, scratchPath, sleep } from './helpers.js';
@@ -324,10 +324,32 @@ describe('bench --compare, --html, --readme', () => {
     assert.doesNotMatch(compareReports(report(1), report(1.6)), /ns apart, then/);
   });
 
-  it('--compare refuses a JSON file without the schemaVersion it reads', () => {
-    const p = scratchPath('v1.json');
-    writeFileSync(p, JSON.stringify({ date: 'x', figures: [] }));
-    assert.throws(() => readReport(p), /schemaVersion \(none/);
+  it('--compare and --readme refuse a file that is missing, not JSON, of another schemaVersion or lacking fields: an IpcError, exit 1, no crash', async () => {
+    const cases: Array<[string, string | undefined, IpcErrorCode, RegExp]> = [
+      ['missing.json', undefined, 'ERR_IPCKIT_NOT_FOUND', /ENOENT/],
+      ['text.json', 'not json', 'ERR_IPCKIT_INVALID_ARGUMENT', /is not the JSON ipckit bench writes/],
+      ['array.json', '[]', 'ERR_IPCKIT_INVALID_ARGUMENT', /no object at the top/],
+      ['v1.json', JSON.stringify({ date: 'x', figures: [] }), 'ERR_IPCKIT_INVALID_ARGUMENT', /schemaVersion \(none/],
+      ['old.json', JSON.stringify({ ...report(), schemaVersion: 1 }), 'ERR_IPCKIT_INVALID_ARGUMENT', /schemaVersion 1, this ipckit reads 2; run ipckit bench again/],
+      ['nofigures.json', JSON.stringify({ ...report(), figures: null }), 'ERR_IPCKIT_INVALID_ARGUMENT', /no figures or no machine/],
+      ['badfigure.json', JSON.stringify({ ...report(), figures: [{ ...report().figures[0], perRound: 'x' }] }), 'ERR_IPCKIT_INVALID_ARGUMENT', /figures\[0\] lacks a field/],
+    ];
+    const good = scratchPath('good.json');
+    writeFileSync(good, JSON.stringify(report()));
+    const paths = new Map<string, string>();
+    for (const [name, content, code, why] of cases) {
+      const p = scratchPath(name);
+      paths.set(name, p);
+      if (content !== undefined) writeFileSync(p, content);
+      assert.throws(() => readReport(p), (e: unknown) => isIpcError(e, code) && why.test((e as Error).message), name);
+      const r = await runCli(['bench', '--compare', good, p], { timeoutMs: 30_000 }).done;
+      assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`\\(${code}\\)`), name);
+      assert.doesNotMatch(r.stderr, /unexpected error/, name);
+    }
+    const r = await runCli(['bench', '--readme', paths.get('old.json')!], { timeoutMs: 30_000 }).done;
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /schemaVersion 1.*\(ERR_IPCKIT_INVALID_ARGUMENT\)/);
   });
 
   it('--only with a name that is not a bench: exit 2, the name and the choices said, nothing measured', async () => {
@@ -352,11 +374,12 @@ describe('bench --compare, --html, --readme', () => {
     assert.match(html, /class="t"/); // a target drawn
   });
 
-  it('--readme: the table names the machine, says figures differ by machine, and replaces only the marked part', () => {
+  it('--readme: the table names the machine, gives each median with its spread, says figures differ by machine, and replaces only the marked part', () => {
     const section = readmeSection(report());
     assert.match(section, /AMD EPYC/);
     assert.match(section, /differ by machine/);
-    assert.match(section, /\| pipe \| 77\.0 µs \| 1\.17x \| 2\.73M msg\/s \| — \|/);
+    assert.match(section, /\| pipe \| 77\.0 µs \(70\.0-105\.0\) \| 1\.17x \(1\.17-1\.17\) \| 2\.73M msg\/s \(2\.00M-3\.00M\) \| — \|/);
+    assert.match(section, /median of its rounds, with the smallest and the largest round in brackets/);
     const readme = `# x\n\nbefore\n${START_MARK}\nold table\n${END_MARK}\nafter\n`;
     const out = replaceSection(readme, section);
     assert.ok(out.startsWith(`# x\n\nbefore\n${START_MARK}\n`));
