@@ -18,7 +18,8 @@
  *   at once, unless it is already closing; the peers' 'exit' hooks remove what would outlive
  *   it (KeptPeers.abandon). It says 'ending' when it closes on its own (a SIGTERM, a crash).
  */
-import { compileC, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
+import { probeCpuDistance } from './distance.js';
+import { compileC, setFigureProbe, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
 
 /** What the run asks. */
 export type ToCase =
@@ -111,6 +112,9 @@ async function main(module: string): Promise<void> {
       progress: (text) => {
         if (stopped) throw new BenchStopped(stopped);
         tell({ type: 'progress', text });
+        // Between two parts of a case, nothing is measured: the CPUs' distance now goes with the next figure (harness.ts setFigureProbe).
+        const probe = probeCpuDistance();
+        setFigureProbe('ns' in probe ? probe.ns : null);
       },
     };
     if (closing) {

@@ -71,6 +71,7 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
   } else {
     lines.push('No figure moved beyond its spread.');
   }
+  lines.push('', agreement(oldBy, newBy, names));
   const onlyOld = [...oldBy.keys()].filter((k) => !newBy.has(k)).map((k) => oldBy.get(k)!);
   const onlyNew = [...newBy.keys()].filter((k) => !oldBy.has(k)).map((k) => newBy.get(k)!);
   const unmeasured = [...newBy.values()].filter((f) => !f.rounds && oldBy.get(figureKey(f))?.rounds);
@@ -81,3 +82,22 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
   return lines.join('\n');
 }
 
+/** Within this fraction, two runs' figures agree (issue 14: a --quick run against the full run). */
+export const AGREE_WITHIN = 0.25;
+
+/**
+ * How many figures both runs measured agree within AGREE_WITHIN, and those that do not: the
+ * check of a quick run against a full one (docs/bench.md, Limits). Each figure is its value,
+ * at the CPUs' close placement where the host moved them (ReportFigure.far).
+ */
+function agreement(oldBy: Map<string, ReportFigure>, newBy: Map<string, ReportFigure>, names: [string, string]): string {
+  const both = [...newBy].flatMap(([k, n]) => {
+    const o = oldBy.get(k);
+    return o?.rounds && n.rounds ? [{ o, n, change: n.value / o.value }] : [];
+  });
+  const apart = both.filter(({ change }) => !(Math.abs(change - 1) <= AGREE_WITHIN));
+  const head = `${both.length - apart.length} of ${both.length} figures both runs measured are within ${AGREE_WITHIN * 100}% of ${names[0]}'s`;
+  if (!apart.length) return `${head}.`;
+  const list = apart.map(({ n, change }) => `${n.mechanism} / ${n.variant} ${sizeLabel(n.size)} ${n.metric === 'rtt' ? 'RTT' : 'one-way'} ${change.toFixed(2)}x`);
+  return `${head}; not: ${list.join('; ')}.`;
+}

@@ -64,13 +64,31 @@ const MOVED_RATIO = 2;
  * (split at the geometric mean of the smallest and largest), or undefined when all are one.
  */
 export function distanceModes(values: readonly number[]): { close: number[]; far: number[] } | undefined {
+  const cut = placementCut(values);
+  if (cut === undefined) return undefined;
+  const v = values.filter((x) => Number.isFinite(x) && x > 0);
+  return { close: v.filter((x) => x < cut), far: v.filter((x) => x >= cut) };
+}
+
+/**
+ * The distance (ns) that splits a run's probes into its two placements, the geometric mean
+ * of the smallest and the largest, or undefined when they are all one (within MOVED_RATIO).
+ */
+export function placementCut(values: readonly number[]): number | undefined {
   const v = values.filter((x) => Number.isFinite(x) && x > 0);
   if (v.length < 2) return undefined;
   const lo = Math.min(...v);
   const hi = Math.max(...v);
-  if (hi / lo <= MOVED_RATIO) return undefined;
-  const cut = Math.sqrt(lo * hi);
-  return { close: v.filter((x) => x < cut), far: v.filter((x) => x >= cut) };
+  return hi / lo <= MOVED_RATIO ? undefined : Math.sqrt(lo * hi);
+}
+
+/**
+ * Whether a round of a figure was measured with the two CPUs close: the probes before and
+ * after its case both read under the run's cut. A round whose case the host moved the CPUs
+ * during (one probe on each side), or with a failed probe, is not: it may have been far.
+ */
+export function closeRound(around: readonly [number | null, number | null] | null | undefined, cut: number): boolean {
+  return !!around && around.every((x) => x !== null && x < cut);
 }
 
 const range = (xs: number[]): string => {
@@ -109,6 +127,7 @@ export function distanceNote(d: CpuDistance | undefined): string | undefined {
   return (
     `the host moved CPUs ${d.cpus[0]} and ${d.cpus[1]} closer together or further apart during this run (a cache line's round trip between them: ${range(modes.close)} in ${modes.close.length} of the ${all.length} probes taken before each case, ${range(modes.far)} in ${modes.far.length}). ` +
     `Figures whose two sides run on both CPUs move with it, C's as much as ours (on a 2-vCPU AMD EPYC VM, C's mq_send one way: 1.3M msg/s close, 0.6M far); a ratio to C or Node is taken within a round and mostly is not moved. ` +
+    `A figure measured at both placements is given with the CPUs close, its other rounds after it ('CPUs far'; \`far\` in the JSON). ` +
     `Each figure's rounds carry the probes taken before and after them (cpuRoundTripNs in the JSON; docs/bench.md, "CPU distance")`
   );
 }

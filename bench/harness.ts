@@ -60,6 +60,8 @@ export interface Figure {
   timing?: 'receiver';
   /** Set by the run: the CPU distance probes (ns) just before and just after this figure's case (bench/distance.ts). */
   cpuRoundTripNs?: [number | null, number | null];
+  /** The same probe, taken by the case process when it began the figure's part of the case (figureProbe); null: it failed. */
+  cpuProbeNs?: number | null;
 }
 
 /**
@@ -246,8 +248,8 @@ export class RttMeter {
     return this.samples.length >= this.#budget.rttMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.rttSeconds;
   }
 
-  result(): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean } } {
-    return { ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady } };
+  result(): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null } {
+    return { ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...figureProbe() };
   }
 }
 
@@ -374,7 +376,7 @@ export class DeliveryClock {
 
 export function throughputFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, messages: number, seconds: number, warmup?: Figure['warmup']): Figure {
   const msgsPerSec = messages / seconds;
-  return { ...base, metric: 'throughput', n: messages, msgsPerSec, mbPerSec: (msgsPerSec * base.size) / 1e6, ...(warmup ? { warmup } : {}) };
+  return { ...base, metric: 'throughput', n: messages, msgsPerSec, mbPerSec: (msgsPerSec * base.size) / 1e6, ...(warmup ? { warmup } : {}), ...figureProbe() };
 }
 
 /**
@@ -391,6 +393,30 @@ export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' 
 }
 
 export const now = (): bigint => process.hrtime.bigint();
+
+/**
+ * In a case process: the CPU distance (bench/distance.ts) probed when the case last said what
+ * it measures next (ctx.progress, bench/case-process.ts), carried by the figure built next
+ * (RttMeter's result, throughputFigure, cFigure) as `cpuProbeNs`. The probes around a case
+ * are up to a minute apart, and the host moves the CPUs within a case too: C's spinning ring
+ * took 0.12-0.14 µs where a probe beside it read 75-121 ns, 0.61-0.67 µs where it read
+ * 315-410 ns (docs/bench.md, Limits). Undefined outside a case process.
+ */
+let lastProbe: number | null | undefined;
+
+export function setFigureProbe(ns: number | null): void {
+  lastProbe = ns;
+}
+
+function figureProbe(): { cpuProbeNs?: number | null } {
+  return lastProbe === undefined ? {} : { cpuProbeNs: lastProbe };
+}
+
+/** A figure made of several parts of its case (a case's own inner rounds): no one probe places it; the probes around its case do. */
+export function acrossParts(f: Figure): Figure {
+  const { cpuProbeNs: _, ...rest } = f;
+  return rest;
+}
 
 /**
  * What the names of the objects a case makes carry (benchPrefix): the run's pid (`ipckit
@@ -799,8 +825,8 @@ export function runCJson<T>(what: string, bin: string, args: string[], options: 
 export function cFigure(mechanism: string, variant: string, metric: Metric, size: number, r: CResult): Figure {
   if (r.notMeasured) return { mechanism, variant, role: 'c', metric, size, n: 0, notMeasured: r.notMeasured };
   const warmup = r.warmup_s !== undefined ? { warmup: { seconds: r.warmup_s, steady: r.steady === 1 } } : {};
-  if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...warmup, ...(r.note ? { note: r.note } : {}) };
-  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...(r.timing === 'receiver' ? { timing: 'receiver' as const } : {}), ...warmup, ...(r.note ? { note: r.note } : {}) };
+  if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...warmup, ...(r.note ? { note: r.note } : {}), ...figureProbe() };
+  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...(r.timing === 'receiver' ? { timing: 'receiver' as const } : {}), ...warmup, ...(r.note ? { note: r.note } : {}), ...figureProbe() };
 }
 
 /** Runs the C program for every size and both metrics (skips with a note when there is no compiler). */

@@ -4,11 +4,11 @@
  * ratios, the targets judged, the table and the JSON document (schema: docs/bench.md).
  */
 import type { Budget, Figure, Metric, Role, Target } from './harness.js';
-import { roundsByDistance, type CpuDistance } from './distance.js';
+import { closeRound, placementCut, roundsByDistance, type CpuDistance } from './distance.js';
 import { ratioOfRounds, summarize, type Summary } from './stats.js';
 
 /** Bump when a field changes meaning or goes away (docs/bench.md lists every field). */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** A ratio between a figure of ours and a reference, over the rounds where both were measured. */
 export interface Ratio {
@@ -28,15 +28,22 @@ export interface ReportFigure {
   role: Role;
   metric: Metric;
   size: number;
-  /** Rounds that measured it. */
+  /** The rounds `value` summarizes: those that measured it, or with `far`, those with the CPUs close. */
   rounds: number;
   /** The headline value per round (RTT: p50 in µs; one-way: messages/s); null where a round did not measure it. */
   perRound: Array<number | null>;
-  /** Median of perRound and its spread (smallest and largest round). */
+  /** Median of those rounds' values and their spread (smallest and largest round). */
   value: number;
   min: number;
   max: number;
-  /** Medians over the rounds. */
+  /**
+   * Where the host moved the two CPUs during the run (cpuDistance): the placement of the
+   * rounds `value` summarizes, 'close' or 'far' (all its rounds were far).
+   */
+  cpus?: 'close' | 'far';
+  /** With cpus 'close': the figure's other rounds (a probe before or after its case read far, or failed), summarized. */
+  far?: Summary;
+  /** Medians over the rounds `value` summarizes. */
   p50Us?: number;
   p99Us?: number;
   msgsPerSec?: number;
@@ -57,6 +64,8 @@ export interface ReportFigure {
    * just before and just after the figure's case (bench/distance.ts); null where not probed.
    */
   cpuRoundTripNs?: Array<[number | null, number | null] | null>;
+  /** Per round, the probe taken as the figure's part of its case began (ns; null where there is none), which places the round where it is a number. */
+  cpuProbeNs?: Array<number | null>;
   /** How many rounds' warm-ups reached a steady rate, and the median warm-up in seconds. */
   warmup?: { steadyRounds: number; seconds: number };
   note?: string;
@@ -89,6 +98,28 @@ export function headline(f: Figure): number | undefined {
 
 export const figureKey = (f: Pick<Figure, 'mechanism' | 'variant' | 'metric' | 'size'>): string => `${f.mechanism}\u0000${f.variant}\u0000${f.metric}\u0000${f.size}`;
 
+/**
+ * Which rounds a figure's value summarizes. In a run where the host moved the two CPUs
+ * (bench/distance.ts), a figure measured in rounds at both placements is the median of its
+ * rounds with the CPUs close, and its other rounds are summarized beside it (`far`): a
+ * median of the two would be a mixture whose value depends on how long the host kept each
+ * placement, and no other run could reproduce it. A figure measured at one placement only
+ * summarizes all its rounds, and `cpus` says which. Targets and ratios use every round.
+ */
+function placementOf(vals: ReadonlyArray<number | undefined>, per: ReadonlyArray<Figure | undefined>, cut: number | undefined): { rounds: boolean[]; cpus?: 'close' | 'far'; far?: Summary } {
+  const all = vals.map((v) => v !== undefined);
+  if (cut === undefined) return { rounds: all };
+  // The probe taken as the figure's part of the case began, where there is one; else the two around the case.
+  const close = vals.map((v, i) => {
+    const own = per[i]?.cpuProbeNs;
+    return v !== undefined && (typeof own === 'number' ? own < cut : closeRound(per[i]?.cpuRoundTripNs, cut));
+  });
+  const others = vals.map((v, i) => v !== undefined && !close[i]);
+  if (!close.some(Boolean)) return { rounds: all, cpus: 'far' };
+  if (!others.some(Boolean)) return { rounds: all, cpus: 'close' };
+  return { rounds: close, cpus: 'close', far: summarize(vals.map((v, i) => (others[i] ? v : undefined))) };
+}
+
 /** Figures of every round, grouped by case: `rounds[r]` holds round r+1's figures. */
 export function aggregate(rounds: Figure[][]): ReportFigure[] {
   const keys: string[] = [];
@@ -102,13 +133,16 @@ export function aggregate(rounds: Figure[][]): ReportFigure[] {
       }
     }
   const at = (k: string): Array<Figure | undefined> => rounds.map((round) => round.find((f) => figureKey(f) === k));
+  // Where the host moved the CPUs during the run, a figure is given at one placement (placementOf).
+  const cut = placementCut(rounds.flat().flatMap((f) => [...(f.cpuRoundTripNs ?? []), f.cpuProbeNs ?? null]).filter((x): x is number => x !== null));
   const out: ReportFigure[] = keys.map((k) => {
     const f0 = first.get(k)!;
     const per = at(k);
     const vals = per.map((f) => (f ? headline(f) : undefined));
-    const s = summarize(vals);
+    const placed = placementOf(vals, per, cut);
+    const s = summarize(vals.map((v, i) => (placed.rounds[i] ? v : undefined)));
     const med = (pick: (f: Figure) => number | undefined): number | undefined => {
-      const m = summarize(per.map((f) => (f && !f.notMeasured ? pick(f) : undefined)));
+      const m = summarize(per.map((f, i) => (f && !f.notMeasured && placed.rounds[i] ? pick(f) : undefined)));
       return m.rounds ? m.median : undefined;
     };
     const warm = per.filter((f): f is Figure => f?.warmup !== undefined);
@@ -140,6 +174,9 @@ export function aggregate(rounds: Figure[][]): ReportFigure[] {
       if (measured.length) r.timing = byReceiver === measured.length ? 'receiver' : byReceiver === 0 ? 'sender' : 'mixed';
     }
     if (per.some((f) => f?.cpuRoundTripNs)) r.cpuRoundTripNs = per.map((f) => f?.cpuRoundTripNs ?? null);
+    if (per.some((f) => f?.cpuProbeNs !== undefined)) r.cpuProbeNs = per.map((f) => f?.cpuProbeNs ?? null);
+    if (placed.cpus) r.cpus = placed.cpus;
+    if (placed.far) r.far = placed.far;
     if (warm.length) r.warmup = { steadyRounds: warm.filter((f) => f.warmup!.steady).length, seconds: summarize(warm.map((f) => f.warmup!.seconds)).median };
     const note = per.find((f) => f?.note)?.note;
     if (note) r.note = note;
@@ -216,12 +253,14 @@ function judge(t: TargetResult, figures: ReportFigure[]): TargetResult {
   if (!ours) return { ...t, notMeasured: 'not part of this run' };
   if (ours.notMeasured) return { ...t, notMeasured: ours.notMeasured };
   const judged = (value: number, min: number, max: number, met: boolean): TargetResult => ({ ...t, value, min, max, met });
-  if (t.minMsgsPerSec !== undefined) return judged(ours.value, ours.min, ours.max, ours.value >= t.minMsgsPerSec);
+  // Every round, whatever the placement of the CPUs (ReportFigure.far): a target is not met by leaving rounds out.
+  const all = summarize(ours.perRound.map((v) => v ?? undefined));
+  if (t.minMsgsPerSec !== undefined) return judged(all.median, all.min, all.max, all.median >= t.minMsgsPerSec);
   if (t.minMBPerSec !== undefined) {
     const mb = (v: number): number => (v * ours.size) / 1e6;
-    return judged(mb(ours.value), mb(ours.min), mb(ours.max), mb(ours.value) >= t.minMBPerSec);
+    return judged(mb(all.median), mb(all.min), mb(all.max), mb(all.median) >= t.minMBPerSec);
   }
-  if (t.maxP50Us !== undefined) return judged(ours.value, ours.min, ours.max, ours.value <= t.maxP50Us);
+  if (t.maxP50Us !== undefined) return judged(all.median, all.min, all.max, all.median <= t.maxP50Us);
   if (t.maxRatio !== undefined && t.compareTo) {
     const base = figures.find((f) => f.mechanism === (t.compareTo!.mechanism ?? t.mechanism) && f.variant === t.compareTo!.variant && f.metric === t.metric && (t.size === undefined || f.size === t.size));
     if (!base) return { ...t, notMeasured: `the reference ${t.compareTo.variant} is not part of this run` };
@@ -259,9 +298,11 @@ export function fmtFigure(f: ReportFigure | undefined): string {
   if (!f) return '-';
   if (f.notMeasured) return 'NOT MEASURED';
   const spread = f.rounds > 1 ? ` (${f.metric === 'rtt' ? `${fmtUs(f.min)}-${fmtUs(f.max)}` : `${fmtRate(f.min)}-${fmtRate(f.max)}`})` : '';
-  if (f.metric === 'rtt') return `${fmtValue('rtt', f.value)}${spread}`;
+  // The placement, where the host moved the CPUs: the far rounds' median beside the close ones'.
+  const cpus = f.far ? `; CPUs far: ${fmtValue(f.metric, f.far.median)}` : f.cpus === 'far' ? '; CPUs far' : '';
+  if (f.metric === 'rtt') return `${fmtValue('rtt', f.value)}${spread}${cpus}`;
   const mb = f.mbPerSec ?? 0;
-  return `${fmtValue('throughput', f.value)} ${mb >= 1000 ? `${(mb / 1000).toFixed(2)} GB/s` : `${mb.toFixed(0)} MB/s`}${spread}`;
+  return `${fmtValue('throughput', f.value)} ${mb >= 1000 ? `${(mb / 1000).toFixed(2)} GB/s` : `${mb.toFixed(0)} MB/s`}${spread}${cpus}`;
 }
 
 export function fmtRatio(r: Ratio | undefined): string {

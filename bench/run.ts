@@ -348,6 +348,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const apart = distanceLine(distance);
   if (apart) out.push(apart);
   out.push(`${budget.rounds} rounds; each figure is the median of its rounds, (min-max) the spread; vs X is the median of per-round ratios ours / X (RTT: lower is better; one-way: higher is better).`);
+  if (figures.some((f) => f.far)) out.push("The host moved the CPUs: a figure measured at both placements is the median of its rounds with the CPUs close, then the median of its other rounds ('CPUs far'); targets and ratios take every round.");
   out.push('RTT: one round trip, p50. one-way: messages/s and payload bytes/s.');
   out.push('');
   out.push(mainTable(figures));

@@ -17,7 +17,7 @@ import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
 import { isIpcError, type IpcErrorCode } from '../src/core/errors.js';
-import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport } from '../bench/report.js';
+import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport, type ReportFigure } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
 import { repoRoot, runCli, scratchPath, sleep } from './helpers.js';
 import { requireNatsServer } from './nats-server.js';
@@ -89,6 +89,9 @@ function rounds(scale = 1, cMissing = false, apart = [52, 52, 52]): Figure[][] {
   ].map((f): Figure => ({ ...f, cpuRoundTripNs: [apart[r]!, apart[r]!] })));
 }
 
+/** The rounds that measured a figure (its `rounds` counts only the close ones where the host moved the CPUs). */
+const measuredRounds = (f: ReportFigure): number => f.perRound.filter((v) => v !== null).length;
+
 function report(scale = 1, cMissing = false, apart = [52, 52, 52]): BenchReport {
   const figures = aggregate(rounds(scale, cMissing, apart));
   const targets = [
@@ -140,6 +143,37 @@ describe('CPU distance (bench/distance.ts)', () => {
     // A target with no cause of its own gets this one.
     const { ifMissed: _, ...bare } = target;
     assert.match(evaluate(bare, aggregate(rounds(1, false, [52, 350, 55]))).ifMissed ?? '', /^In this run, the host moved/);
+  });
+
+  it('where the host moved the CPUs, a figure is the median of its rounds with the CPUs close, its far rounds beside it; targets and ratios take every round', () => {
+    const figures = aggregate(rounds(1, false, [52, 350, 55]));
+    const ours = figures.find((f) => f.role === 'ipckit' && f.metric === 'rtt')!;
+    // Rounds of 70, 105 (CPUs far) and 77 us: the value is the close rounds' median.
+    assert.deepEqual([ours.value, ours.min, ours.max, ours.rounds, ours.cpus], [73.5, 70, 77, 2, 'close']);
+    assert.deepEqual(ours.far, { median: 105, min: 105, max: 105, rounds: 1 });
+    assert.deepEqual(ours.perRound, [70, 105, 77]);
+    assert.equal(ours.p50Us, 73.5);
+    assert.match(mainTable(figures), /73\.5 us \(70\.0-77\.0\); CPUs far: 105\.0 us/);
+    // The ratio to C: every round (each 70/60).
+    assert.equal(ours.vsC!.rounds, 3);
+    // A target is judged on every round: 77 us, not 73.5.
+    const t = evaluate({ mechanism: 'pipe', metric: 'rtt', size: 64, maxP50Us: 75, text: 'pipe RTT at 64 B <= 75 us' }, figures);
+    assert.deepEqual([t.value, t.min, t.max, t.met], [77, 70, 105, false]);
+    // One placement through the run: every round, and no placement named.
+    const still = aggregate(rounds()).find((f) => f.role === 'ipckit' && f.metric === 'rtt')!;
+    assert.deepEqual([still.value, still.rounds, still.cpus, still.far], [77, 3, undefined, undefined]);
+    // A round whose case the host moved the CPUs during (one probe each side) is not a close one.
+    const during = rounds(1, false, [52, 52, 52]).map((round, r) => round.map((f): Figure => ({ ...f, cpuRoundTripNs: r === 1 ? [52, 350] : [52, 52] })));
+    assert.equal(aggregate(during).find((f) => f.role === 'ipckit' && f.metric === 'rtt')!.far?.rounds, 1);
+    // The probe taken as the figure's part of its case began places its round, where there is one.
+    const own = rounds(1, false, [52, 52, 52]).map((round, r) => round.map((f): Figure => (f.role === 'ipckit' ? { ...f, cpuProbeNs: r === 2 ? 360 : 50 } : f)));
+    const placed = aggregate(own).find((f) => f.role === 'ipckit' && f.metric === 'rtt')!;
+    assert.deepEqual([placed.value, placed.far?.median, placed.cpuProbeNs], [87.5, 77, [50, 50, 360]]);
+    // A figure measured only with the CPUs far, in a run where others were close: all its rounds, named far.
+    const farOnly = rounds(1, false, [52, 52, 52]).map((round) => [...round.map((f): Figure => (f.role === 'c' ? { ...f, cpuRoundTripNs: [350, 360] } : f))]);
+    const c = aggregate(farOnly).find((f) => f.role === 'c' && f.metric === 'rtt')!;
+    assert.deepEqual([c.value, c.rounds, c.cpus, c.far], [66, 3, 'far', undefined]);
+    assert.match(mainTable(aggregate(farOnly)), /66\.0 us \(60\.0-90\.0\); CPUs far/);
   });
 
   it('a figure keeps the probes around its case in every round (null where a round did not measure it)', () => {
@@ -324,13 +358,20 @@ describe('bench --compare, --html, --readme', () => {
     assert.doesNotMatch(compareReports(report(1), report(1.6)), /ns apart, then/);
   });
 
+  it('--compare counts the figures within 25% of the old run, and names the others', () => {
+    const near = compareReports(report(1), report(1.2));
+    assert.match(near, /^7 of 7 figures both runs measured are within 25% of OLD's\.$/m);
+    const far = compareReports(report(1), report(1.6));
+    assert.match(far, /^5 of 7 figures both runs measured are within 25% of OLD's; not: pipe \/ ipckit 64 B RTT 1\.60x; pipe \/ ipckit 64 B one-way 0\.40x\.$/m);
+  });
+
   it('--compare and --readme refuse a file that is missing, not JSON, of another schemaVersion or lacking fields: an IpcError, exit 1, no crash', async () => {
     const cases: Array<[string, string | undefined, IpcErrorCode, RegExp]> = [
       ['missing.json', undefined, 'ERR_IPCKIT_NOT_FOUND', /ENOENT/],
       ['text.json', 'not json', 'ERR_IPCKIT_INVALID_ARGUMENT', /is not the JSON ipckit bench writes/],
       ['array.json', '[]', 'ERR_IPCKIT_INVALID_ARGUMENT', /no object at the top/],
       ['v1.json', JSON.stringify({ date: 'x', figures: [] }), 'ERR_IPCKIT_INVALID_ARGUMENT', /schemaVersion \(none/],
-      ['old.json', JSON.stringify({ ...report(), schemaVersion: 1 }), 'ERR_IPCKIT_INVALID_ARGUMENT', /schemaVersion 1, this ipckit reads 2; run ipckit bench again/],
+      ['v2.json', JSON.stringify({ ...report(), schemaVersion: 2 }), 'ERR_IPCKIT_INVALID_ARGUMENT', /schemaVersion 2, this ipckit reads 3; run ipckit bench again/],
       ['nofigures.json', JSON.stringify({ ...report(), figures: null }), 'ERR_IPCKIT_INVALID_ARGUMENT', /no figures or no machine/],
       ['badfigure.json', JSON.stringify({ ...report(), figures: [{ ...report().figures[0], perRound: 'x' }] }), 'ERR_IPCKIT_INVALID_ARGUMENT', /figures\[0\] lacks a field/],
     ];
@@ -347,9 +388,9 @@ describe('bench --compare, --html, --readme', () => {
       assert.match(r.stderr, new RegExp(`\\(${code}\\)`), name);
       assert.doesNotMatch(r.stderr, /unexpected error/, name);
     }
-    const r = await runCli(['bench', '--readme', paths.get('old.json')!], { timeoutMs: 30_000 }).done;
+    const r = await runCli(['bench', '--readme', paths.get('v2.json')!], { timeoutMs: 30_000 }).done;
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /schemaVersion 1.*\(ERR_IPCKIT_INVALID_ARGUMENT\)/);
+    assert.match(r.stderr, /schemaVersion 2.*\(ERR_IPCKIT_INVALID_ARGUMENT\)/);
   });
 
   it('--only with a name that is not a bench: exit 2, the name and the choices said, nothing measured', async () => {
@@ -437,6 +478,8 @@ describe('ipckit bench, a real run', () => {
       assert.ok(probes.flat().every((x) => x !== null && x > 0), JSON.stringify(j.cpuDistance));
       const i = j.cases.findIndex((x) => x.name === 'signal');
       ours.perRound.forEach((v, round) => v !== null && assert.deepEqual(ours.cpuRoundTripNs?.[round], [probes[round]![i], probes[round]![i + 1]]));
+      // And the probe its case process took as it began the figure's part (harness.ts setFigureProbe), ours and C's alike.
+      for (const f of j.figures.filter((x) => x.mechanism === 'signal')) f.perRound.forEach((v, round) => v !== null && assert.ok((f.cpuProbeNs?.[round] ?? 0) > 0, JSON.stringify(f)));
       assert.match(r.stdout, /^CPUs 0 and 1: a cache line's round trip \d+/m);
     } else {
       assert.ok(j.cpuDistance!.why, JSON.stringify(j.cpuDistance));
@@ -596,7 +639,7 @@ describe('ipckit bench, a real run', () => {
     // Every figure of ours and of the baselines was measured in both rounds, with its kept
     // peer (a round that failed would leave a null there and say so in the notes).
     assert.deepEqual(j.notes.filter((n) => /round \d+ failed/.test(n)), []);
-    for (const f of j.figures.filter((f) => f.role !== 'c')) assert.equal(f.rounds, 2, JSON.stringify(f));
+    for (const f of j.figures.filter((f) => f.role !== 'c')) assert.equal(measuredRounds(f), 2, JSON.stringify(f));
     const count = (module: string, roles = /./) => seen.filter(([, [m, role]]) => m === module && roles.test(role)).length;
     // One peer per case and kind, started once for both rounds (at 64 B, all --quick measures):
     // node: process.send's and stdio's; pipe and FIFO: an echo and a sink; sockets: an echo and
@@ -674,7 +717,7 @@ describe('ipckit bench, a real run', () => {
       assert.ok(failed.length <= 1, JSON.stringify(failed));
       const ours = j.figures.filter((f) => f.mechanism === mechanism && f.role === 'ipckit');
       assert.ok(ours.length > 0, JSON.stringify(j.figures.map((f) => f.mechanism)));
-      for (const f of ours) assert.equal(f.rounds, failed.length ? 3 : 4, JSON.stringify({ f, notes: j.notes }));
+      for (const f of ours) assert.equal(measuredRounds(f), failed.length ? 3 : 4, JSON.stringify({ f, notes: j.notes }));
       for (const dir of ['/dev/mqueue', '/dev/shm', tmpdir()]) assert.deepEqual(readdirSync(dir).filter((f) => f.includes(`ipckit-bench-${pid}-`)), [], dir);
     }
     assert.ok(hit, `in one of three runs, the ${role} died during a measurement and that round failed`);
