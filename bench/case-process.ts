@@ -19,7 +19,7 @@
  *   it (KeptPeers.abandon). It says 'ending' when it closes on its own (a SIGTERM, a crash).
  */
 import { probeCpuDistance } from './distance.js';
-import { compileC, setFigureProbe, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
+import { compileC, probeFiguresWith, probeForNextPart, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
 
 /** What the run asks. */
 export type ToCase =
@@ -55,6 +55,10 @@ async function main(module: string): Promise<void> {
   const tell = (m: FromCase): void => {
     if (process.connected) process.send?.(m, () => {});
   };
+  probeFiguresWith(() => {
+    const probe = probeCpuDistance();
+    return 'ns' in probe ? probe.ns : null;
+  });
   // The bench children it starts watch this pid (bench/child.ts).
   process.env.IPCKIT_BENCH_PARENT = String(process.pid);
   const { scenarios = [] } = (await import(`./${module}.js`)) as { scenarios?: Scenario[] };
@@ -112,9 +116,8 @@ async function main(module: string): Promise<void> {
       progress: (text) => {
         if (stopped) throw new BenchStopped(stopped);
         tell({ type: 'progress', text });
-        // Between two parts of a case, nothing is measured: the CPUs' distance now goes with the next figure (harness.ts setFigureProbe).
-        const probe = probeCpuDistance();
-        setFigureProbe('ns' in probe ? probe.ns : null);
+        // Between two parts of a case nothing is measured: the CPUs' distance now goes with the part's figures (harness.ts).
+        probeForNextPart();
       },
     };
     if (closing) {

@@ -18,6 +18,7 @@ export function readReport(path: string): BenchReport {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new IpcError('ERR_IPCKIT_NOT_FOUND', `${path}: no such file (ipckit bench --out FILE writes one)`, { path, cause: e });
     throw toIpcError(e, `reading ${path}`, { path });
   }
   let r: Partial<BenchReport> | null;
@@ -26,13 +27,13 @@ export function readReport(path: string): BenchReport {
   } catch (e) {
     throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path} is not the JSON ipckit bench writes (--out): ${(e as Error).message}`, { path, cause: e });
   }
-  const bad = (why: string): IpcError => new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path}: ${why}`, { path });
+  const bad = (why: string): IpcError => new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path}: ${why}; ipckit bench --out FILE writes one it can read`, { path });
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw bad('not the JSON ipckit bench writes (--out): no object at the top');
   if (r.schemaVersion !== SCHEMA_VERSION) throw bad(`schemaVersion ${r.schemaVersion ?? '(none: written before rounds existed)'}, this ipckit reads ${SCHEMA_VERSION}; run ipckit bench again to get one it can read`);
-  if (!Array.isArray(r.figures) || typeof r.machine !== 'object' || r.machine === null) throw bad('no figures or no machine: not the JSON ipckit bench writes (--out)');
+  if (!Array.isArray(r.figures) || typeof r.machine !== 'object' || r.machine === null || typeof r.date !== 'string') throw bad('no figures, machine or date: not the JSON ipckit bench writes (--out)');
   r.figures.forEach((f, i) => {
-    const ok = typeof f === 'object' && f !== null && typeof f.mechanism === 'string' && typeof f.variant === 'string' && (f.metric === 'rtt' || f.metric === 'throughput') && typeof f.size === 'number' && typeof f.rounds === 'number' && Array.isArray(f.perRound) && (f.rounds === 0 || typeof f.value === 'number');
-    if (!ok) throw bad(`figures[${i}] lacks a field ipckit bench writes (mechanism, variant, metric, size, rounds, perRound, value)`);
+    const ok = typeof f === 'object' && f !== null && typeof f.mechanism === 'string' && typeof f.variant === 'string' && (f.metric === 'rtt' || f.metric === 'throughput') && typeof f.size === 'number' && typeof f.rounds === 'number' && Array.isArray(f.perRound) && (f.rounds === 0 || [f.value, f.min, f.max].every((x) => typeof x === 'number'));
+    if (!ok) throw bad(`figures[${i}] lacks a field ipckit bench writes (mechanism, variant, metric, size, rounds, perRound, value, min, max)`);
   });
   return r as BenchReport;
 }
@@ -98,6 +99,8 @@ function agreement(oldBy: Map<string, ReportFigure>, newBy: Map<string, ReportFi
   const apart = both.filter(({ change }) => !(Math.abs(change - 1) <= AGREE_WITHIN));
   const head = `${both.length - apart.length} of ${both.length} figures both runs measured are within ${AGREE_WITHIN * 100}% of ${names[0]}'s`;
   if (!apart.length) return `${head}.`;
-  const list = apart.map(({ n, change }) => `${n.mechanism} / ${n.variant} ${sizeLabel(n.size)} ${n.metric === 'rtt' ? 'RTT' : 'one-way'} ${change.toFixed(2)}x`);
+  // A figure given at the far placement in one run and the close one in the other (ReportFigure.cpus) says so.
+  const placed = (o: ReportFigure, n: ReportFigure): string => ((o.cpus ?? 'close') !== (n.cpus ?? 'close') ? ` (CPUs ${o.cpus ?? 'close'}, then ${n.cpus ?? 'close'})` : '');
+  const list = apart.map(({ o, n, change }) => `${n.mechanism} / ${n.variant} ${sizeLabel(n.size)} ${n.metric === 'rtt' ? 'RTT' : 'one-way'} ${change.toFixed(2)}x${placed(o, n)}`);
   return `${head}; not: ${list.join('; ')}.`;
 }

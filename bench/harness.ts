@@ -194,7 +194,11 @@ export interface BenchContext {
   cProgram(name: string, libs?: string[]): string | null;
   /** Records a remark printed under the table (a skipped figure, a kernel limit). */
   note(text: string): void;
-  /** Updates the progress line (shown on a terminal only). */
+  /**
+   * Begins a part of the case: updates the progress line (shown on a terminal only) and, in
+   * a case process, probes the CPUs' distance for the part's figures (probeForNextPart), so
+   * call it where nothing is being measured.
+   */
   progress(text: string): void;
 }
 
@@ -218,6 +222,7 @@ export class RttMeter {
   readonly #budget: Budget;
   readonly #steady: Steady;
   readonly #start = now();
+  readonly #probe = figureProbe();
   #windowStart = this.#start;
   #window: number[] = [];
   #measureStart = 0n;
@@ -249,7 +254,7 @@ export class RttMeter {
   }
 
   result(): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null } {
-    return { ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...figureProbe() };
+    return { ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe };
   }
 }
 
@@ -270,6 +275,7 @@ export class RateMeter {
   #measureCount = 0;
   #measureCpu = process.cpuUsage();
   #warmupSeconds = 0;
+  readonly #probe = figureProbe();
 
   constructor(budget: Budget) {
     this.#budget = budget;
@@ -314,12 +320,12 @@ export class RateMeter {
    * time (user + system, all threads) this process used in it: the sender's, where the sender
    * keeps the meter.
    */
-  result(sent: number, delivered?: Delivered): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean }; timing?: 'receiver' } {
+  result(sent: number, delivered?: Delivered): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean }; timing?: 'receiver'; cpuProbeNs?: number | null } {
     const end = now();
     const from = this.#steady.done ? this.#measureStart : this.#start;
     const count = this.#steady.done ? this.#measureCount : 0;
     const cpu = process.cpuUsage(this.#measureCpu);
-    const measured = { messages: sent - count, cpuUs: cpu.user + cpu.system, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady } };
+    const measured = { messages: sent - count, cpuUs: cpu.user + cpu.system, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe };
     // The receiver read exactly the measured part: its clock, which the sender's backlog does not bend.
     if (delivered && this.#steady.done && delivered.messages === measured.messages && delivered.seconds > 0) return { ...measured, seconds: delivered.seconds, timing: 'receiver' };
     return { ...measured, seconds: Number(end - from) / 1e9 };
@@ -386,6 +392,7 @@ export function throughputFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerS
 export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, r: ReturnType<RateMeter['result']> & { receiver?: { cpuUs: number; pageFaults: number } }): Figure {
   return {
     ...throughputFigure(base, r.messages, r.seconds, r.warmup),
+    ...(r.cpuProbeNs !== undefined ? { cpuProbeNs: r.cpuProbeNs } : {}), // taken as the meter started
     ...(r.timing ? { timing: r.timing } : {}),
     ...(r.messages > 0 ? { senderCpuUs: r.cpuUs / r.messages } : {}),
     ...(r.receiver ? { receiverCpuUs: r.receiver.cpuUs, receiverPageFaults: r.receiver.pageFaults } : {}),
@@ -395,17 +402,25 @@ export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' 
 export const now = (): bigint => process.hrtime.bigint();
 
 /**
- * In a case process: the CPU distance (bench/distance.ts) probed when the case last said what
- * it measures next (ctx.progress, bench/case-process.ts), carried by the figure built next
- * (RttMeter's result, throughputFigure, cFigure) as `cpuProbeNs`. The probes around a case
- * are up to a minute apart, and the host moves the CPUs within a case too: C's spinning ring
- * took 0.12-0.14 µs where a probe beside it read 75-121 ns, 0.61-0.67 µs where it read
- * 315-410 ns (docs/bench.md, Limits). Undefined outside a case process.
+ * In a case process: the CPU distance (bench/distance.ts) probed when the case last began a
+ * part (ctx.progress, bench/case-process.ts) or a C reference (runC), which the figures of
+ * that part carry as `cpuProbeNs` (RttMeter and RateMeter read it when they start, cFigure
+ * and throughputFigure when they build). The probes around a case are up to a minute apart,
+ * and the host moves the CPUs within a case too: C's spinning ring took 0.12-0.14 µs where a
+ * probe beside it read 75-121 ns, 0.61-0.67 µs where it read 315-410 ns (docs/bench.md,
+ * Limits). Undefined outside a case process.
  */
 let lastProbe: number | null | undefined;
+/** How to probe: set by the case process (harness.ts cannot import distance.ts, which imports it). */
+let probe: (() => number | null) | undefined;
 
-export function setFigureProbe(ns: number | null): void {
-  lastProbe = ns;
+export function probeFiguresWith(how: () => number | null): void {
+  probe = how;
+}
+
+/** Probes now, for the figures measured next: call it only where nothing is measured. */
+export function probeForNextPart(): void {
+  if (probe) lastProbe = probe();
 }
 
 function figureProbe(): { cpuProbeNs?: number | null } {
@@ -793,6 +808,7 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
  * windows agree (IPCKIT_BENCH_WARM; harness.h warm_up, lat_meter, rate_meter).
  */
 export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Budget, extra: string[] = []): CResult {
+  probeForNextPart(); // its figure's placement (lastProbe): nothing of ours is measured now
   const [msgs, secs] = mode === 'lat' ? [budget.rttMessages, budget.rttSeconds] : [budget.thrMessages, budget.thrSeconds];
   const limit = cTimeLimitSeconds(budget, mode);
   const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;

@@ -61,6 +61,7 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
         if (meter.add(Number(t1 - t0))) break;
       }
     });
+    ctx.progress(`process.send one-way ${size} B`);
     const tmeter = new RateMeter(budget);
     let n = 0;
     for (;; n++) {
@@ -110,6 +111,7 @@ async function startStdio(): Promise<StdioChild> {
 async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const budget = ctx.budget;
   return stdios.use(String(size), startStdio, async ({ child, incoming, write }) => {
+    ctx.progress(`stdio framing RTT ${size} B`);
     const payload = Buffer.alloc(Math.max(8, size), 120);
     const meter = new RttMeter(baselineRttBudget(budget));
     await pinnedPair(ctx, child.pid!, async () => {
@@ -123,6 +125,7 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
         if (meter.add(Number(t1 - t0))) break;
       }
     });
+    ctx.progress(`stdio framing one-way ${size} B`);
     payload.writeDoubleLE(-3, 0); // switch the child to counting
     await write(payload);
     const tmeter = new RateMeter(budget);

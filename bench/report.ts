@@ -109,10 +109,11 @@ export const figureKey = (f: Pick<Figure, 'mechanism' | 'variant' | 'metric' | '
 function placementOf(vals: ReadonlyArray<number | undefined>, per: ReadonlyArray<Figure | undefined>, cut: number | undefined): { rounds: boolean[]; cpus?: 'close' | 'far'; far?: Summary } {
   const all = vals.map((v) => v !== undefined);
   if (cut === undefined) return { rounds: all };
-  // The probe taken as the figure's part of the case began, where there is one; else the two around the case.
+  // The probe taken as the figure's part of the case began (a failed one: not close, the other CPU was busy); without one, the two around the case.
   const close = vals.map((v, i) => {
     const own = per[i]?.cpuProbeNs;
-    return v !== undefined && (typeof own === 'number' ? own < cut : closeRound(per[i]?.cpuRoundTripNs, cut));
+    if (v === undefined || own === null) return false;
+    return typeof own === 'number' ? own < cut : closeRound(per[i]?.cpuRoundTripNs, cut);
   });
   const others = vals.map((v, i) => v !== undefined && !close[i]);
   if (!close.some(Boolean)) return { rounds: all, cpus: 'far' };

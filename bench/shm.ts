@@ -283,6 +283,7 @@ export const scenarios: Scenario[] = [
           ctx.progress(`${MODE_NAMES.adaptive} RTT ${size} B`);
           out.push({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', metric: 'rtt', size, ...(await rtt('adaptive', size, ctx.budget, undefined, ctx)) });
         }
+        ctx.progress(`${MODE_NAMES.adaptive} one-way 64 B`);
         const t = await throughput('adaptive', 64, ctx.budget);
         out.push(throughputFigure({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', size: 64 }, t.messages, t.seconds, t.warmup));
         return out;

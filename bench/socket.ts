@@ -193,6 +193,7 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
         if (meter.add(Number(t1 - t0))) break;
       }
     });
+    ctx.progress(`node net baseline one-way ${size} B`);
     payload.writeDoubleLE(-3, 0);
     sock.write(frame(payload));
     const tmeter = new RateMeter(ctx.budget);
