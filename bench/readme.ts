@@ -59,18 +59,24 @@ function withSpread(s: { median: number; min: number; max: number; rounds: numbe
   return `${fmt(s.median)}${unit}${s.rounds > 1 ? ` (${fmt(s.min)}-${fmt(s.max)})` : ''}`;
 }
 
-const rtt = (f: ReportFigure): string => withSpread({ ...f, median: f.value }, fmtUs, ' µs');
+/** A figure's value with its spread and, measured at both placements, how many rounds it is and its far rounds' median. */
+function figure(f: ReportFigure, fmt: (x: number) => string, unit: string): string {
+  const far = f.far ? ` [${f.rounds} of ${f.rounds + f.far.rounds} rounds; CPUs far: ${fmt(f.far.median)}]` : f.cpus === 'far' ? ' [CPUs far]' : '';
+  return withSpread({ ...f, median: f.value }, fmt, unit) + far;
+}
+
+const rtt = (f: ReportFigure): string => figure(f, fmtUs, ' µs');
 const ratio = (r: Ratio): string => withSpread({ ...r, median: r.ratio }, (x) => x.toFixed(2), 'x');
 
 function rate(f: ReportFigure | undefined, unit = 'msg/s'): string {
-  return f && f.rounds ? withSpread({ ...f, median: f.value }, fmtRate, ` ${unit}`) : dash;
+  return f && f.rounds ? figure(f, fmtRate, ` ${unit}`) : dash;
 }
 
 function bytes(f: ReportFigure | undefined): string {
   if (!f || !f.rounds) return dash;
   const gb = f.value * f.size >= 1e9;
   const fmt = (x: number): string => (gb ? ((x * f.size) / 1e9).toFixed(2) : ((x * f.size) / 1e6).toFixed(0));
-  return withSpread({ ...f, median: f.value }, fmt, gb ? ' GB/s' : ' MB/s');
+  return figure(f, fmt, gb ? ' GB/s' : ' MB/s');
 }
 
 /** The section: a paragraph naming the machine and the run, then the table. */
@@ -82,10 +88,10 @@ export function readmeSection(r: BenchReport): string {
     `Measured by \`ipckit bench\` (${r.quick ? 'a --quick run' : 'a full run'}, ${r.rounds} rounds: each figure is the median of its rounds, with the smallest and the largest round in brackets) on ${m.cpus} CPUs (${m.cpuModel ?? 'unknown CPU'}), Linux ${m.kernel}, Node.js ${m.node}, on ${day}` +
       `${m.load ? `, load average ${m.load[0]} at the end of the run` : ''}, between two real processes. A round trip (RTT) is one message there and back, p50; round trips run with the parent on CPU 0 and the child on CPU 1 for ours, the C references and the Node baselines alike ([bench/placement.ts](bench/placement.ts)). "vs C" is the median of per-round ratios to a small C program doing the same in the same run ([bench/c/](bench/c)).`,
   );
-  if (r.figures.some((f) => f.far)) lines.push('', `${distanceLine(r.cpuDistance) ?? 'The host moved the two CPUs during the run'}. A figure measured at both placements is the median of its rounds with the CPUs close ([docs/bench.md](docs/bench.md), "CPU distance"); a ratio takes every round.`);
+  if (r.figures.some((f) => f.far)) lines.push('', `${distanceLine(r.cpuDistance) ?? 'The host moved the two CPUs during the run'}. A figure measured at both placements is the median of its rounds with the CPUs close, with how many rounds that is and the far rounds' median in square brackets ([docs/bench.md](docs/bench.md), "CPU distance"); a ratio takes every round.`);
   lines.push('');
   lines.push(
-    "**Figures differ by machine**, by more than the spread of one run. Two 2-vCPU VMs of the same kind, full runs a day apart (so these are not ratios within one run): on an Intel Xeon VM (2026-12-03) ipckit's pipe round trip took 3.2 µs and C's blocking one about 53 µs (0.06x); on an AMD EPYC VM (2026-12-04, two full runs) 9.4-9.7 µs and 15-18 µs (0.54x-0.64x): a system call costs more there (`getppid` 0.50 µs, one run of a C loop of a million calls) and a cross-CPU wake-up less. One-way rates were 2.5x-3.6x lower on that AMD VM (pipe at 64 B 4.1M against 1.2-1.3M msg/s, at 64 KiB 3.1 against 0.9 GB/s), `process.send`'s round trip about the same (75 against 73-74 µs); the AMD VM of issue 14 measured the pipe at 3.1M msg/s and the spinning ring at 0.61 µs (1.35-1.37 µs on ours), and another AMD EPYC VM from that evening on 3.7-4.3 µs for our pipe round trip against C's 36-44 µs (0.09x-0.11x), 3.4-3.7M msg/s and 2.4-2.7 GB/s one way (after the bench's receivers took over the timing, below, seven full runs put it at 4.5-5.3M msg/s, rounds 3.1-5.6M, and 2.1-2.8 GB/s): VMs of one kind and one vendor differ as much; the table below is from a later instance of that kind (late on 2026-12-05; a cache line's round trip between its CPUs 68-129 ns when close, 300-420 ns when far, in that evening's runs), where our pipe round trip took 2.8-3.5 µs against C's 37-50 µs, and one way 5.6-7.1M msg/s and 2.9-4.3 GB/s. Since 2026-12-05 a one-way rate is timed by its receiver and the bench's receivers cost less per message ([docs/bench.md](docs/bench.md)): on that VM, the old bench and the new one interleaved (3 pairs of quick runs), TCP one-way at 64 B went from 1.4-1.9M to 2.7-3.1M msg/s and the pipe's from 3.5-3.7M to 4.0-4.4M, ipckit unchanged. A machine shared with other work moves them further. Run `npx ipckit bench` on yours (`--html FILE` draws them; `--compare OLD.json NEW.json` shows what moved).",
+    "**Figures differ by machine**, by more than the spread of one run. Two 2-vCPU VMs of the same kind, full runs a day apart (so these are not ratios within one run): on an Intel Xeon VM (2026-12-03) ipckit's pipe round trip took 3.2 µs and C's blocking one about 53 µs (0.06x); on an AMD EPYC VM (2026-12-04, two full runs) 9.4-9.7 µs and 15-18 µs (0.54x-0.64x): a system call costs more there (`getppid` 0.50 µs, one run of a C loop of a million calls) and a cross-CPU wake-up less. One-way rates were 2.5x-3.6x lower on that AMD VM (pipe at 64 B 4.1M against 1.2-1.3M msg/s, at 64 KiB 3.1 against 0.9 GB/s), `process.send`'s round trip about the same (75 against 73-74 µs); the AMD VM of issue 14 measured the pipe at 3.1M msg/s and the spinning ring at 0.61 µs (1.35-1.37 µs on ours), and another AMD EPYC VM from that evening on 3.7-4.3 µs for our pipe round trip against C's 36-44 µs (0.09x-0.11x), 3.4-3.7M msg/s and 2.4-2.7 GB/s one way (after the bench's receivers took over the timing, below, seven full runs put it at 4.5-5.3M msg/s, rounds 3.1-5.6M, and 2.1-2.8 GB/s): VMs of one kind and one vendor differ as much; the table below is from a later instance of that kind (late on 2026-12-05; a cache line's round trip between its CPUs 68-153 ns when close, 300-420 ns when far, in that evening's runs), where our pipe round trip took 2.8-3.6 µs against C's 39-45 µs, and one way 5.3-7.0M msg/s and 3.2-3.9 GB/s. Since 2026-12-05 a one-way rate is timed by its receiver and the bench's receivers cost less per message ([docs/bench.md](docs/bench.md)): on that VM, the old bench and the new one interleaved (3 pairs of quick runs), TCP one-way at 64 B went from 1.4-1.9M to 2.7-3.1M msg/s and the pipe's from 3.5-3.7M to 4.0-4.4M, ipckit unchanged. A machine shared with other work moves them further. Run `npx ipckit bench` on yours (`--html FILE` draws them; `--compare OLD.json NEW.json` shows what moved).",
   );
   lines.push('');
   lines.push('| mechanism | RTT 64 B | vs C | one-way 64 B | one-way 64 KiB | RTT 64 KiB, `receiveInto`, vs C |', '|---|---|---|---|---|---|');

@@ -429,6 +429,8 @@ describe('bench --compare, --html, --readme', () => {
     assert.match(section, /differ by machine/);
     assert.match(section, /\| pipe \| 77\.0 µs \(70\.0-105\.0\) \| 1\.17x \(1\.17-1\.17\) \| 2\.73M msg\/s \(2\.00M-3\.00M\) \| — \|/);
     assert.match(section, /median of its rounds, with the smallest and the largest round in brackets/);
+    // Where the host moved the CPUs: the close rounds, how many, and the far rounds' median.
+    assert.match(readmeSection(report(1, false, [52, 350, 55])), /\| pipe \| 73\.5 µs \(70\.0-77\.0\) \[2 of 3 rounds; CPUs far: 105\.0\] \|/);
     const readme = `# x\n\nbefore\n${START_MARK}\nold table\n${END_MARK}\nafter\n`;
     const out = replaceSection(readme, section);
     assert.ok(out.startsWith(`# x\n\nbefore\n${START_MARK}\n`));
