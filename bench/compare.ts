@@ -29,7 +29,7 @@ export function readReport(path: string): BenchReport {
   }
   const bad = (why: string): IpcError => new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path}: ${why}; ipckit bench --out FILE writes one it can read`, { path });
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw bad('not the JSON ipckit bench writes (--out): no object at the top');
-  if (r.schemaVersion !== SCHEMA_VERSION) throw bad(`schemaVersion ${r.schemaVersion ?? '(none: written before rounds existed)'}, this ipckit reads ${SCHEMA_VERSION}; run ipckit bench again to get one it can read`);
+  if (r.schemaVersion !== SCHEMA_VERSION) throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `${path}: schemaVersion ${r.schemaVersion ?? '(none: written before rounds existed)'}, this ipckit reads ${SCHEMA_VERSION}; run ipckit bench again to get one it can read`, { path });
   if (!Array.isArray(r.figures) || typeof r.machine !== 'object' || r.machine === null || typeof r.date !== 'string') throw bad('no figures, machine or date: not the JSON ipckit bench writes (--out)');
   r.figures.forEach((f, i) => {
     const ok = typeof f === 'object' && f !== null && typeof f.mechanism === 'string' && typeof f.variant === 'string' && (f.metric === 'rtt' || f.metric === 'throughput') && typeof f.size === 'number' && typeof f.rounds === 'number' && Array.isArray(f.perRound) && (f.rounds === 0 || [f.value, f.min, f.max].every((x) => typeof x === 'number'));

@@ -60,7 +60,7 @@ export interface Figure {
   timing?: 'receiver';
   /** Set by the run: the CPU distance probes (ns) just before and just after this figure's case (bench/distance.ts). */
   cpuRoundTripNs?: [number | null, number | null];
-  /** The same probe, taken by the case process when it began the figure's part of the case (figureProbe); null: it failed. */
+  /** The same probe, taken by the case process as it began the figure's part of the case or its C reference (probeForNextPart); null: it failed. */
   cpuProbeNs?: number | null;
 }
 

@@ -117,7 +117,7 @@ li.missed{color:#c53030} li.nm{color:#975a16}
 </style></head><body>
 <h1>ipckit bench${report.quick ? ' --quick' : ''}</h1>
 <p><b>Machine:</b> ${esc(m.cpuModel ?? '?')}, ${m.cpus} CPUs, ${m.memoryGiB} GiB; Linux ${esc(m.kernel)}; Node ${esc(m.node)}; C compiler: ${esc(m.cc)}${m.load ? `; load average at the end ${m.load.join(' ')}` : ''}.${apart ? ` ${esc(apart)}.` : ''}<br>
-${esc(report.date)}; ${report.rounds} rounds in ${report.seconds} s. Each bar is the median of its rounds${report.figures.some((f) => f.far) ? ' (where the host moved the CPUs, of its rounds with the CPUs close: the notes say more)' : ''}; the whisker is the spread (smallest to largest round); red ticks are the targets, judged on every round. Figures differ by machine.</p>
+${esc(report.date)}; ${report.rounds} rounds in ${report.seconds} s. Each bar is the median of its rounds${report.figures.some((f) => f.far) ? ' (where the host moved the CPUs, of its rounds with the CPUs close; `far` in the JSON holds the others)' : ''}; the whisker is the spread (smallest to largest round); red ticks are the targets, judged on every round. Figures differ by machine.</p>
 <p class="key"><span style="background:${COLORS.ipckit}"></span>ipckit<span style="background:${COLORS.c}"></span>C reference<span style="background:${COLORS.node}"></span>Node baseline<span style="background:#e53e3e;width:3px"></span>target</p>
 ${metrics.map((mt) => chart(report, mt)).join('\n')}
 <h2>Targets</h2>

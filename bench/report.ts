@@ -41,7 +41,7 @@ export interface ReportFigure {
    * rounds `value` summarizes, 'close' or 'far' (all its rounds were far).
    */
   cpus?: 'close' | 'far';
-  /** With cpus 'close': the figure's other rounds (a probe before or after its case read far, or failed), summarized. */
+  /** With cpus 'close': the figure's other rounds (its part's probe read far or failed; without one, a probe around its case did), summarized. */
   far?: Summary;
   /** Medians over the rounds `value` summarizes. */
   p50Us?: number;
@@ -64,7 +64,7 @@ export interface ReportFigure {
    * just before and just after the figure's case (bench/distance.ts); null where not probed.
    */
   cpuRoundTripNs?: Array<[number | null, number | null] | null>;
-  /** Per round, the probe taken as the figure's part of its case began (ns; null where there is none), which places the round where it is a number. */
+  /** Per round, the probe taken as the figure's part of its case (or its C reference) began, in ns, which places the round; null where it failed or the round did not measure the figure. */
   cpuProbeNs?: Array<number | null>;
   /** How many rounds' warm-ups reached a steady rate, and the median warm-up in seconds. */
   warmup?: { steadyRounds: number; seconds: number };
