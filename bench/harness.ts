@@ -382,7 +382,7 @@ export class DeliveryClock {
 
 export function throughputFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, messages: number, seconds: number, warmup?: Figure['warmup']): Figure {
   const msgsPerSec = messages / seconds;
-  return { ...base, metric: 'throughput', n: messages, msgsPerSec, mbPerSec: (msgsPerSec * base.size) / 1e6, ...(warmup ? { warmup } : {}), ...figureProbe() };
+  return { ...base, metric: 'throughput', n: messages, msgsPerSec, mbPerSec: (msgsPerSec * base.size) / 1e6, ...(warmup ? { warmup } : {}) };
 }
 
 /**
@@ -392,7 +392,7 @@ export function throughputFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerS
 export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' | 'metric'>, r: ReturnType<RateMeter['result']> & { receiver?: { cpuUs: number; pageFaults: number } }): Figure {
   return {
     ...throughputFigure(base, r.messages, r.seconds, r.warmup),
-    ...(r.cpuProbeNs !== undefined ? { cpuProbeNs: r.cpuProbeNs } : {}), // taken as the meter started
+    ...probedBy(r),
     ...(r.timing ? { timing: r.timing } : {}),
     ...(r.messages > 0 ? { senderCpuUs: r.cpuUs / r.messages } : {}),
     ...(r.receiver ? { receiverCpuUs: r.receiver.cpuUs, receiverPageFaults: r.receiver.pageFaults } : {}),
@@ -404,8 +404,9 @@ export const now = (): bigint => process.hrtime.bigint();
 /**
  * In a case process: the CPU distance (bench/distance.ts) probed when the case last began a
  * part (ctx.progress, bench/case-process.ts) or a C reference (runC), which the figures of
- * that part carry as `cpuProbeNs` (RttMeter and RateMeter read it when they start, cFigure
- * and throughputFigure when they build). The probes around a case are up to a minute apart,
+ * that part carry as `cpuProbeNs`: RttMeter and RateMeter read it when they start (probedBy
+ * passes a RateMeter's on), cFigure as it builds the figure of a C reference. A figure that
+ * is neither, such as a median of a case's own inner rounds, has none. The probes around a case are up to a minute apart,
  * and the host moves the CPUs within a case too: C's spinning ring took 0.12-0.14 µs where a
  * probe beside it read 75-121 ns, 0.61-0.67 µs where it read 315-410 ns (docs/bench.md,
  * Limits). Undefined outside a case process.
@@ -427,10 +428,9 @@ function figureProbe(): { cpuProbeNs?: number | null } {
   return lastProbe === undefined ? {} : { cpuProbeNs: lastProbe };
 }
 
-/** A figure made of several parts of its case (a case's own inner rounds): no one probe places it; the probes around its case do. */
-export function acrossParts(f: Figure): Figure {
-  const { cpuProbeNs: _, ...rest } = f;
-  return rest;
+/** The probe a meter's result carries (RttMeter, RateMeter), for the figure built from it. */
+export function probedBy(r: { cpuProbeNs?: number | null }): Pick<Figure, 'cpuProbeNs'> {
+  return r.cpuProbeNs === undefined ? {} : { cpuProbeNs: r.cpuProbeNs };
 }
 
 /**

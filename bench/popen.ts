@@ -16,7 +16,7 @@ import { RESOLVED } from '../src/core/channel.js';
 import { openInheritedPipe } from '../src/mechanisms/pipe/pipe.js';
 import { popen, type PopenReader, type PopenWriter } from '../src/mechanisms/popen/popen.js';
 import { cPlacement } from './placement.js';
-import { cFigure, now, RateMeter, runC, seqOf, sizesOf, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { cFigure, now, probedBy, RateMeter, runC, seqOf, sizesOf, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 const CAPACITY = 1024 * 1024;
@@ -109,11 +109,11 @@ export const scenarios: Scenario[] = [
       for (const size of sizesOf(ctx)) {
         ctx.progress(`popen: one-way to the child's stdin ${size} B`);
         const w = await toChild(size, ctx.budget);
-        out.push(throughputFigure({ mechanism: 'popen', variant: "ipckit, to child's stdin (w)", role: 'ipckit', size }, w.messages, w.seconds, w.warmup));
+        out.push(throughputFigure({ mechanism: 'popen', variant: "ipckit, to child's stdin (w)", role: 'ipckit', size, ...probedBy(w) }, w.messages, w.seconds, w.warmup));
         ctx.progress(`popen: one-way from the child's stdout ${size} B`);
         const r = await fromChild(size, ctx.budget);
         // Timed where it is read (receiveAll keeps the meter): the receiver's clock.
-        out.push({ ...throughputFigure({ mechanism: 'popen', variant: "ipckit, from child's stdout (r)", role: 'ipckit', size }, r.messages, r.seconds, r.warmup), timing: 'receiver' });
+        out.push({ ...throughputFigure({ mechanism: 'popen', variant: "ipckit, from child's stdout (r)", role: 'ipckit', size, ...probedBy(r) }, r.messages, r.seconds, r.warmup), timing: 'receiver' });
       }
       const bin = ctx.cProgram('pipe');
       if (bin) {

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createProcessPool } from '../src/mechanisms/process-pool/pool.js';
-import { acrossParts, closeAll, Kept, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { closeAll, Kept, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { median, Steady, type SteadyOptions } from './stats.js';
 
 const tasks = new URL('./pool-tasks.js', import.meta.url);
@@ -244,7 +244,7 @@ export const scenarios: Scenario[] = [
             const cpu = median(rs.map((x) => x.cpu));
             const workerCpu = median(rs.map((x) => x.workerCpu));
             figures.push({
-              ...acrossParts(throughputFigure({ mechanism: 'process-pool', variant: s.variant, role: s.role, size: bytes }, 1, 1 / med, warmups.get(s))),
+              ...throughputFigure({ mechanism: 'process-pool', variant: s.variant, role: s.role, size: bytes }, 1, 1 / med, warmups.get(s)),
               n: rounds,
               senderCpuUs: cpu,
               ...(Number.isFinite(workerCpu) ? { receiverCpuUs: workerCpu } : {}),

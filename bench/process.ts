@@ -21,7 +21,7 @@ import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/pro
 import { parentChannel } from '../src/mechanisms/process/parent.js';
 import { decodeWith, encodeBorrowed, jsonCodec, ownBytes } from '../src/core/codec.js';
 import { BATCH_MESSAGES, batchingCodec, encodeBatches } from '../src/mechanisms/process/batches.js';
-import { acrossParts, baselineRttBudget, closeAll, endChild, Kept, now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { baselineRttBudget, closeAll, endChild, Kept, now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { pinnedPair } from './placement.js';
 import { Steady } from './stats.js';
@@ -338,7 +338,7 @@ export const scenarios: Scenario[] = [
         const perRound = thr.get(variant)!;
         const rates = perRound.map((x) => x.rate);
         const warmup = { seconds: median(perRound.map((x) => x.warmup.seconds)), steady: perRound.every((x) => x.warmup.steady) };
-        const f = acrossParts(throughputFigure({ mechanism: 'process', variant, role: variant === SEND ? 'node' : 'ipckit', size: 64 }, 1, 1 / median(rates), warmup));
+        const f = throughputFigure({ mechanism: 'process', variant, role: variant === SEND ? 'node' : 'ipckit', size: 64 }, 1, 1 / median(rates), warmup);
         f.n = rates.length;
         f.note = `median of ${rounds} rounds, spread ${(Math.min(...rates) / 1e6).toFixed(2)}..${(Math.max(...rates) / 1e6).toFixed(2)}M msg/s`;
         out.push(f);

@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
-import { benchPrefix, cFigure, cFigures, now, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, cFigures, now, probedBy, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
@@ -189,7 +189,7 @@ async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, siz
     out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await rtt(mode, size, ctx.budget, undefined, ctx)) });
     ctx.progress(`${variant} one-way ${size} B`);
     const t = await throughput(mode, size, ctx.budget);
-    out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size, note: mode === 'event' ? 'sendMany / receiveMany' : 'trySendMany / tryReceiveMany' }, t.messages, t.seconds, t.warmup));
+    out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size, note: mode === 'event' ? 'sendMany / receiveMany' : 'trySendMany / tryReceiveMany', ...probedBy(t) }, t.messages, t.seconds, t.warmup));
   }
   return out;
 }
@@ -285,7 +285,7 @@ export const scenarios: Scenario[] = [
         }
         ctx.progress(`${MODE_NAMES.adaptive} one-way 64 B`);
         const t = await throughput('adaptive', 64, ctx.budget);
-        out.push(throughputFigure({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', size: 64 }, t.messages, t.seconds, t.warmup));
+        out.push(throughputFigure({ mechanism: 'ring (adaptive)', variant: MODE_NAMES.adaptive, role: 'ipckit', size: 64, ...probedBy(t) }, t.messages, t.seconds, t.warmup));
         return out;
       });
       // The C pipe and the one-CPU figures are for the note below (when is shared memory the

@@ -8,13 +8,13 @@
  * Baseline in the same run: process.send from the node baselines (one-way, 64 B).
  */
 import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
-import { benchPrefix, RateMeter, startChild, tell, throughputFigure, whilePeerRuns, type Budget, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, probedBy, RateMeter, startChild, tell, throughputFigure, whilePeerRuns, type Budget, type Figure, type Scenario } from './harness.js';
 
 const JOB_BYTES = 64;
 const BATCH = 256;
 let counter = 0;
 
-async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; seconds: number; consumers: number[]; warmup: { seconds: number; steady: boolean } }> {
+async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; seconds: number; consumers: number[]; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null }> {
   const name = `/${benchPrefix()}${++counter}-wq`;
   const q = createWorkQueue(name, { capacityJobs: 4096, maxMessageBytes: JOB_BYTES });
   const consumers = [0, 1].map(() => startChild('workqueue', 'consumer', { name, batched }));
@@ -46,7 +46,7 @@ async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; se
     for (const c of consumers) counts.push(((await c.nextLine()) as { done: number }).done);
     const total = counts.reduce((a, b) => a + b, 0);
     if (total !== n) throw new Error(`the consumers did ${total} jobs, ${n} were put`);
-    return { jobs: measured.messages, seconds: measured.seconds, consumers: counts, warmup: measured.warmup };
+    return { jobs: measured.messages, seconds: measured.seconds, consumers: counts, warmup: measured.warmup, ...probedBy(measured) };
   } finally {
     try {
       // After a failure too: the consumers left drain what is in the queue and end.
@@ -69,7 +69,7 @@ export const scenarios: Scenario[] = [
         const variant = batched ? 'ipckit work queue, batched (1P+2C)' : 'ipckit work queue, one by one (1P+2C)';
         ctx.progress(variant);
         const r = await run(batched, ctx.budget);
-        out.push(throughputFigure({ mechanism: 'workqueue', variant, role: 'ipckit', size: JOB_BYTES, note: `consumers did ${r.consumers.join(' + ')} jobs (warm-up included)` }, r.jobs, r.seconds, r.warmup));
+        out.push(throughputFigure({ mechanism: 'workqueue', variant, role: 'ipckit', size: JOB_BYTES, note: `consumers did ${r.consumers.join(' + ')} jobs (warm-up included)`, ...probedBy(r) }, r.jobs, r.seconds, r.warmup));
       }
       return out;
     },
