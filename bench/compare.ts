@@ -87,20 +87,36 @@ export function compareReports(old: BenchReport, now: BenchReport, names: [strin
 export const AGREE_WITHIN = 0.25;
 
 /**
+ * The two runs' values of one figure at one placement of the CPUs (bench/distance.ts): where
+ * one run gave it close and the other only far, the first one's far rounds (ReportFigure.far)
+ * stand for it, when it has any; otherwise the two values, placed as they are.
+ */
+function atOnePlacement(o: ReportFigure, n: ReportFigure): { was: number; is: number; far?: boolean } {
+  const [was, is] = [o.cpus ?? 'close', n.cpus ?? 'close'];
+  if (was === 'close' && is === 'far' && o.far) return { was: o.far.median, is: n.value, far: true };
+  if (was === 'far' && is === 'close' && n.far) return { was: o.value, is: n.far.median, far: true };
+  return { was: o.value, is: n.value };
+}
+
+/**
  * How many figures both runs measured agree within AGREE_WITHIN, and those that do not: the
  * check of a quick run against a full one (docs/bench.md, Limits). Each figure is its value,
- * at the CPUs' close placement where the host moved them (ReportFigure.far).
+ * at the CPUs' close placement where the host moved them (ReportFigure.far); a figure one run
+ * measured only far is compared with the other run's far rounds (atOnePlacement).
  */
 function agreement(oldBy: Map<string, ReportFigure>, newBy: Map<string, ReportFigure>, names: [string, string]): string {
   const both = [...newBy].flatMap(([k, n]) => {
     const o = oldBy.get(k);
-    return o?.rounds && n.rounds ? [{ o, n, change: n.value / o.value }] : [];
+    if (!o?.rounds || !n.rounds) return [];
+    const at = atOnePlacement(o, n);
+    return [{ o, n, far: at.far === true, change: at.is / at.was }];
   });
   const apart = both.filter(({ change }) => !(Math.abs(change - 1) <= AGREE_WITHIN));
-  const head = `${both.length - apart.length} of ${both.length} figures both runs measured are within ${AGREE_WITHIN * 100}% of ${names[0]}'s`;
+  const farOnly = both.filter(({ far }) => far).length;
+  const head = `${both.length - apart.length} of ${both.length} figures both runs measured are within ${AGREE_WITHIN * 100}% of ${names[0]}'s${farOnly ? ` (${farOnly} of them compared at the far placement: one run measured them only there)` : ''}`;
   if (!apart.length) return `${head}.`;
   // A figure given at the far placement in one run and the close one in the other (ReportFigure.cpus) says so.
-  const placed = (o: ReportFigure, n: ReportFigure): string => ((o.cpus ?? 'close') !== (n.cpus ?? 'close') ? ` (CPUs ${o.cpus ?? 'close'}, then ${n.cpus ?? 'close'})` : '');
-  const list = apart.map(({ o, n, change }) => `${n.mechanism} / ${n.variant} ${sizeLabel(n.size)} ${n.metric === 'rtt' ? 'RTT' : 'one-way'} ${change.toFixed(2)}x${placed(o, n)}`);
+  const placed = (o: ReportFigure, n: ReportFigure, far: boolean): string => (far ? ' (CPUs far)' : (o.cpus ?? 'close') !== (n.cpus ?? 'close') ? ` (CPUs ${o.cpus ?? 'close'}, then ${n.cpus ?? 'close'})` : '');
+  const list = apart.map(({ o, n, far, change }) => `${n.mechanism} / ${n.variant} ${sizeLabel(n.size)} ${n.metric === 'rtt' ? 'RTT' : 'one-way'} ${change.toFixed(2)}x${placed(o, n, far)}`);
   return `${head}; not: ${list.join('; ')}.`;
 }

@@ -60,7 +60,7 @@ export interface Figure {
   timing?: 'receiver';
   /** Set by the run: the CPU distance probes (ns) just before and just after this figure's case (bench/distance.ts). */
   cpuRoundTripNs?: [number | null, number | null];
-  /** The same probe, taken by the case process as it began the figure's part of the case or its C reference (probeForNextPart); null: it failed. */
+  /** The same probe, taken by the case process just before and just after the figure's measurement, the farther of the two (harness.ts farther); null: one failed. */
   cpuProbeNs?: number | null;
 }
 
@@ -196,7 +196,7 @@ export interface BenchContext {
   note(text: string): void;
   /**
    * Begins a part of the case: updates the progress line (shown on a terminal only) and, in
-   * a case process, probes the CPUs' distance for the part's figures (probeForNextPart), so
+   * a case process, probes the CPUs' distance for the part's figures (probeNow), so
    * call it where nothing is being measured.
    */
   progress(text: string): void;
@@ -222,7 +222,7 @@ export class RttMeter {
   readonly #budget: Budget;
   readonly #steady: Steady;
   readonly #start = now();
-  readonly #probe = figureProbe();
+  readonly #probe = probedBy({ cpuProbeNs: lastProbe });
   #windowStart = this.#start;
   #window: number[] = [];
   #measureStart = 0n;
@@ -253,8 +253,9 @@ export class RttMeter {
     return this.samples.length >= this.#budget.rttMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.rttSeconds;
   }
 
+  /** The figure's samples; in a case process it probes the CPUs' distance (placedAfter), so call it once the round trips are over. */
   result(): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null } {
-    return { ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe };
+    return placedAfter({ ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe });
   }
 }
 
@@ -275,7 +276,7 @@ export class RateMeter {
   #measureCount = 0;
   #measureCpu = process.cpuUsage();
   #warmupSeconds = 0;
-  readonly #probe = figureProbe();
+  readonly #probe = probedBy({ cpuProbeNs: lastProbe });
 
   constructor(budget: Budget) {
     this.#budget = budget;
@@ -318,17 +319,20 @@ export class RateMeter {
   /**
    * After the receiver acknowledged `sent` messages: the measured part, with `cpuUs`, the CPU
    * time (user + system, all threads) this process used in it: the sender's, where the sender
-   * keeps the meter.
+   * keeps the meter. In a case process it probes the CPUs' distance (placedAfter); where the
+   * peer is still busy (a receiver that stops measuring before the sender stops sending),
+   * pass `{ probe: false }` and call placedAfter on the result once it is idle.
    */
-  result(sent: number, delivered?: Delivered): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean }; timing?: 'receiver'; cpuProbeNs?: number | null } {
+  result(sent: number, delivered?: Delivered, { probe = true } = {}): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean }; timing?: 'receiver'; cpuProbeNs?: number | null } {
     const end = now();
     const from = this.#steady.done ? this.#measureStart : this.#start;
     const count = this.#steady.done ? this.#measureCount : 0;
     const cpu = process.cpuUsage(this.#measureCpu);
     const measured = { messages: sent - count, cpuUs: cpu.user + cpu.system, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe };
     // The receiver read exactly the measured part: its clock, which the sender's backlog does not bend.
-    if (delivered && this.#steady.done && delivered.messages === measured.messages && delivered.seconds > 0) return { ...measured, seconds: delivered.seconds, timing: 'receiver' };
-    return { ...measured, seconds: Number(end - from) / 1e9 };
+    const placed = probe ? placedAfter(measured) : measured;
+    if (delivered && this.#steady.done && delivered.messages === measured.messages && delivered.seconds > 0) return { ...placed, seconds: delivered.seconds, timing: 'receiver' };
+    return { ...placed, seconds: Number(end - from) / 1e9 };
   }
 }
 
@@ -402,30 +406,51 @@ export function senderFigure(base: Omit<Figure, 'n' | 'msgsPerSec' | 'mbPerSec' 
 export const now = (): bigint => process.hrtime.bigint();
 
 /**
- * In a case process: the CPU distance (bench/distance.ts) probed when the case last began a
- * part (ctx.progress, bench/case-process.ts) or a C reference (runC), which the figures of
- * that part carry as `cpuProbeNs`: RttMeter and RateMeter read it when they start (probedBy
- * passes a RateMeter's on), cFigure as it builds the figure of a C reference. A figure that
- * is neither, such as a median of a case's own inner rounds, has none. The probes around a case are up to a minute apart,
- * and the host moves the CPUs within a case too: C's spinning ring took 0.12-0.14 µs where a
- * probe beside it read 75-121 ns, 0.61-0.67 µs where it read 315-410 ns (docs/bench.md,
- * Limits). Undefined outside a case process.
+ * In a case process, each figure is placed by the CPU distance (bench/distance.ts) probed
+ * just before and just after its measurement (`cpuProbeNs`, the farther of the two, null if
+ * either failed): the probes around a case are up to a minute apart, and the host moves the
+ * CPUs within a case too, often while they are busy, so a probe before a measurement alone
+ * misses the moves during it (C's seqpacket one-way ran at 0.19M msg/s, the far placement's
+ * rate, behind probes that read close before it and far after; docs/bench.md, Limits).
+ * Probes are taken where nothing is measured: as the case begins a part (ctx.progress), as a
+ * meter ends (RttMeter.result, RateMeter.result), around each C reference (runC). A meter
+ * takes the last probe as its "before" when it starts. Undefined outside a case process.
  */
 let lastProbe: number | null | undefined;
+/** When lastProbe was taken. */
+let lastProbeAt = 0n;
 /** How to probe: set by the case process (harness.ts cannot import distance.ts, which imports it). */
 let probe: (() => number | null) | undefined;
 
-export function probeFiguresWith(how: () => number | null): void {
+/** Sets how to probe (undefined: not at all, as outside a case process). */
+export function probeFiguresWith(how: (() => number | null) | undefined): void {
   probe = how;
+  lastProbe = undefined;
 }
 
-/** Probes now, for the figures measured next: call it only where nothing is measured. */
-export function probeForNextPart(): void {
-  if (probe) lastProbe = probe();
+/** Probes now (call it only where nothing is measured): the distance, null if the probe failed, undefined outside a case process. */
+export function probeNow(): number | null | undefined {
+  if (!probe) return undefined;
+  lastProbe = probe();
+  lastProbeAt = now();
+  return lastProbe;
 }
 
-function figureProbe(): { cpuProbeNs?: number | null } {
-  return lastProbe === undefined ? {} : { cpuProbeNs: lastProbe };
+/** The last probe if it was taken within the last 20 ms (nothing ran in between that could have moved the CPUs for long), else a new one. */
+function recentProbe(): number | null | undefined {
+  return probe && lastProbe !== undefined && Number(now() - lastProbeAt) < 20e6 ? lastProbe : probeNow();
+}
+
+/** A measurement's placement from the probes before and after it: the farther (a move during it counts as far), null if either failed. */
+export function farther(before: number | null | undefined, after: number | null | undefined): number | null | undefined {
+  if (before === undefined || after === undefined) return before ?? after;
+  return before === null || after === null ? null : Math.max(before, after);
+}
+
+/** `r` with its placement completed by a probe now (`r` carries the probe from before its measurement). */
+export function placedAfter<T extends { cpuProbeNs?: number | null }>(r: T): T {
+  const cpuProbeNs = farther(r.cpuProbeNs, probeNow());
+  return cpuProbeNs === undefined ? r : { ...r, cpuProbeNs };
 }
 
 /** The probe a meter's result carries (RttMeter, RateMeter), for the figure built from it. */
@@ -786,6 +811,8 @@ export interface CResult {
   note?: string;
   /** Why there is no result (set by runC, not by the program). */
   notMeasured?: string;
+  /** The CPUs' placement around the run (set by runC: harness.ts farther). */
+  cpuProbeNs?: number | null;
 }
 
 /**
@@ -808,14 +835,15 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
  * windows agree (IPCKIT_BENCH_WARM; harness.h warm_up, lat_meter, rate_meter).
  */
 export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Budget, extra: string[] = []): CResult {
-  probeForNextPart(); // its figure's placement (lastProbe): nothing of ours is measured now
+  const before = recentProbe(); // its figure's placement: nothing of ours is measured now
   const [msgs, secs] = mode === 'lat' ? [budget.rttMessages, budget.rttSeconds] : [budget.thrMessages, budget.thrSeconds];
   const limit = cTimeLimitSeconds(budget, mode);
   const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;
   // The C side warms up as ours does (harness.h warm_up): until two windows agree, or the cap.
   const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}`;
   const r = runCJson<CResult>(what, bin, [mode, String(size), String(msgs), String(secs), ...extra], { limitSeconds: limit, killed: `(it measures for ${secs} s) and was killed: it stalled`, env: { ...process.env, IPCKIT_BENCH_WARM: warm } });
-  return 'result' in r ? r.result : { notMeasured: r.why };
+  const cpuProbeNs = farther(before, probeNow());
+  return { ...('result' in r ? r.result : { notMeasured: r.why }), ...probedBy({ cpuProbeNs }) };
 }
 
 /**
@@ -841,8 +869,8 @@ export function runCJson<T>(what: string, bin: string, args: string[], options: 
 export function cFigure(mechanism: string, variant: string, metric: Metric, size: number, r: CResult): Figure {
   if (r.notMeasured) return { mechanism, variant, role: 'c', metric, size, n: 0, notMeasured: r.notMeasured };
   const warmup = r.warmup_s !== undefined ? { warmup: { seconds: r.warmup_s, steady: r.steady === 1 } } : {};
-  if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...warmup, ...(r.note ? { note: r.note } : {}), ...figureProbe() };
-  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...(r.timing === 'receiver' ? { timing: 'receiver' as const } : {}), ...warmup, ...(r.note ? { note: r.note } : {}), ...figureProbe() };
+  if (metric === 'rtt') return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, p50Us: r.p50_us!, p99Us: r.p99_us!, ...warmup, ...(r.note ? { note: r.note } : {}), ...probedBy(r) };
+  return { mechanism, variant, role: 'c', metric, size, n: r.n ?? 0, msgsPerSec: r.msgs_per_sec!, mbPerSec: r.mb_per_sec ?? (r.msgs_per_sec! * size) / 1e6, ...(r.sender_cpu_us !== undefined ? { senderCpuUs: r.sender_cpu_us } : {}), ...(r.timing === 'receiver' ? { timing: 'receiver' as const } : {}), ...warmup, ...(r.note ? { note: r.note } : {}), ...probedBy(r) };
 }
 
 /** Runs the C program for every size and both metrics (skips with a note when there is no compiler). */

@@ -61,6 +61,7 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
         if (meter.add(Number(t1 - t0))) break;
       }
     });
+    const rtt = meter.result(); // as its round trips end (it probes the CPUs' distance)
     ctx.progress(`process.send one-way ${size} B`);
     const tmeter = new RateMeter(budget);
     let n = 0;
@@ -78,7 +79,7 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
     const measured = tmeter.result(n, got.delivered);
     if (got.n !== n) throw new Error(`process.send baseline lost messages: ${got.n} of ${n}`);
     const base = { mechanism: 'node', variant: 'process.send', role: 'node' as const, size };
-    return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
+    return [{ ...base, metric: 'rtt', ...rtt }, senderFigure(base, measured)];
   }, budget.keepPeers);
 }
 
@@ -125,6 +126,7 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
         if (meter.add(Number(t1 - t0))) break;
       }
     });
+    const rtt = meter.result(); // as its round trips end (it probes the CPUs' distance)
     ctx.progress(`stdio framing one-way ${size} B`);
     payload.writeDoubleLE(-3, 0); // switch the child to counting
     await write(payload);
@@ -144,7 +146,7 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
     const measured = tmeter.result(n, ack.done ? undefined : deliveredOf(ack.value));
     if (ack.done || ack.value.readDoubleLE(0) !== n) throw new Error('stdio baseline lost messages');
     const base = { mechanism: 'node', variant: 'stdio framing', role: 'node' as const, size };
-    return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, { ...measured, ...receiverCost(ack.value, n) })];
+    return [{ ...base, metric: 'rtt', ...rtt }, senderFigure(base, { ...measured, ...receiverCost(ack.value, n) })];
   }, budget.keepPeers);
 }
 

@@ -16,7 +16,7 @@ import { RESOLVED } from '../src/core/channel.js';
 import { openInheritedPipe } from '../src/mechanisms/pipe/pipe.js';
 import { popen, type PopenReader, type PopenWriter } from '../src/mechanisms/popen/popen.js';
 import { cPlacement } from './placement.js';
-import { cFigure, now, probedBy, RateMeter, runC, seqOf, sizesOf, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { cFigure, now, placedAfter, probedBy, RateMeter, runC, seqOf, sizesOf, stamp, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 const CAPACITY = 1024 * 1024;
@@ -82,17 +82,17 @@ async function receiveAll(r: PopenReader<Uint8Array>, budget: Budget): Promise<R
     for (const m of await r.receiveMany()) {
       const s = seqOf(m);
       if (s === END) {
-        measured ??= meter.result(expected);
+        measured ??= meter.result(expected, undefined, { probe: false });
         if (countOf(m) !== expected) throw new Error(`the popen child sent ${countOf(m)} messages, ${expected} arrived`);
         const exit = await r.close();
         if (exit.exitCode !== 0) throw new Error(`the popen child failed: ${JSON.stringify(exit)}`);
-        return measured;
+        return placedAfter(measured); // the child has ended: nothing busy now
       }
       if (s !== expected) throw new Error(`sequence ${s} arrived, expected ${expected}`);
       expected++;
     }
     if (measured === undefined && meter.tick(expected)) {
-      measured = meter.result(expected);
+      measured = meter.result(expected, undefined, { probe: false }); // the child is still sending
       // Done measuring: the child stops at its next turn of the event loop (when the pipe is
       // full). kill() does nothing once the child has ended (it may have met its deadline).
       r.kill('SIGUSR2');

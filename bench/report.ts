@@ -41,7 +41,7 @@ export interface ReportFigure {
    * rounds `value` summarizes, 'close' or 'far' (all its rounds were far).
    */
   cpus?: 'close' | 'far';
-  /** With cpus 'close': the figure's other rounds (its part's probe read far or failed; without one, a probe around its case did), summarized. */
+  /** With cpus 'close': the figure's other rounds (a probe before or after its measurement read far or failed; without them, a probe around its case did), summarized. */
   far?: Summary;
   /** Medians over the rounds `value` summarizes. */
   p50Us?: number;
@@ -64,7 +64,7 @@ export interface ReportFigure {
    * just before and just after the figure's case (bench/distance.ts); null where not probed.
    */
   cpuRoundTripNs?: Array<[number | null, number | null] | null>;
-  /** Per round, the probe taken as the figure's part of its case (or its C reference) began, in ns, which places the round; null where it failed or the round did not measure the figure. */
+  /** Per round, the farther of the probes taken just before and just after the figure's measurement, in ns, which places the round; null where one failed or the round did not measure the figure. */
   cpuProbeNs?: Array<number | null>;
   /** How many rounds' warm-ups reached a steady rate, and the median warm-up in seconds. */
   warmup?: { steadyRounds: number; seconds: number };
@@ -109,7 +109,7 @@ export const figureKey = (f: Pick<Figure, 'mechanism' | 'variant' | 'metric' | '
 function placementOf(vals: ReadonlyArray<number | undefined>, per: ReadonlyArray<Figure | undefined>, cut: number | undefined): { rounds: boolean[]; cpus?: 'close' | 'far'; far?: Summary } {
   const all = vals.map((v) => v !== undefined);
   if (cut === undefined) return { rounds: all };
-  // The probe taken as the figure's part of the case began (a failed one: not close, the other CPU was busy); without one, the two around the case.
+  // The probes just before and after the figure's measurement (a failed one: not close, the other CPU was busy); without them, the two around the case.
   const close = vals.map((v, i) => {
     const own = per[i]?.cpuProbeNs;
     if (v === undefined || own === null) return false;

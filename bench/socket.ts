@@ -193,6 +193,7 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
         if (meter.add(Number(t1 - t0))) break;
       }
     });
+    const rtt = meter.result(); // as its round trips end (it probes the CPUs' distance)
     ctx.progress(`node net baseline one-way ${size} B`);
     payload.writeDoubleLE(-3, 0);
     sock.write(frame(payload));
@@ -214,7 +215,7 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
     if (got !== n) throw new Error(`net baseline lost messages: ${got} of ${n}`);
     const measured = { ...tmeter.result(n, deliveredOf(reply)), ...receiverCost(reply, n) };
     const base = { mechanism: NET_BASELINE, variant: NET_VARIANT, role: 'node' as const, size };
-    return [{ ...base, metric: 'rtt', ...meter.result() }, senderFigure(base, measured)];
+    return [{ ...base, metric: 'rtt', ...rtt }, senderFigure(base, measured)];
   }, ctx.budget.keepPeers);
 }
 

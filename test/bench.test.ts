@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
 import { distanceLine, distanceModes, distanceNote, figureDistance, probeCpuDistance } from '../bench/distance.js';
-import { clockSeq, compileC, DeliveryClock, FULL, haveCc, RateMeter, type Figure } from '../bench/harness.js';
+import { cFigure, clockSeq, compileC, DeliveryClock, FULL, haveCc, probeFiguresWith, probeNow, QUICK, RateMeter, RttMeter, runC, type Figure } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
@@ -181,6 +181,41 @@ describe('CPU distance (bench/distance.ts)', () => {
     const c = aggregate(farOnly).find((f) => f.role === 'c' && f.metric === 'rtt')!;
     assert.deepEqual([c.value, c.rounds, c.cpus, c.far], [66, 3, 'far', undefined]);
     assert.match(mainTable(aggregate(farOnly)), /66\.0 us \(60\.0-90\.0\); CPUs far/);
+  });
+
+  it('a measurement is placed by the farther of the probes just before and just after it; a failed one makes it not close', async () => {
+    const readings: Array<number | null> = [];
+    probeFiguresWith(() => (readings.length ? readings.shift()! : null));
+    try {
+      // A meter takes the last probe as it starts and probes again as it ends.
+      readings.push(80, 350);
+      probeNow();
+      const meter = new RttMeter({ ...QUICK, rttMessages: 3 });
+      while (!meter.add(1000));
+      assert.equal(meter.result().cpuProbeNs, 350);
+      readings.push(80, null);
+      probeNow();
+      const rate = new RateMeter({ ...QUICK, thrMessages: 3 });
+      while (!rate.tick(1));
+      assert.equal(rate.result(1).cpuProbeNs, null);
+      // A C reference: probed before it runs and after it ends.
+      const bin = compileC('pipe');
+      if (!bin) return;
+      const budget = { ...QUICK, rttMessages: 2000, rttSeconds: 0.01, warm: { tolerance: 0.5, windowSeconds: 0.005, capSeconds: 0.05 } };
+      await sleep(30); // the last probe is no longer recent: runC takes a new one
+      readings.push(90, 100);
+      const c = runC(bin, 'lat', 64, budget);
+      assert.ok(c.p50_us! > 0, JSON.stringify(c));
+      assert.equal(cFigure('pipe', 'C pipe(2)', 'rtt', 64, c).cpuProbeNs, 100);
+      // Right after it, the next one reuses that probe (100) as its "before"; the failed one after it makes it not close.
+      readings.push(null);
+      assert.equal(runC(bin, 'lat', 64, budget).cpuProbeNs, null);
+      assert.equal(readings.length, 0);
+    } finally {
+      probeFiguresWith(undefined);
+    }
+    // Outside a case process: no probe at all.
+    assert.equal(new RttMeter(QUICK).result().cpuProbeNs, undefined);
   });
 
   it('a figure keeps the probes around its case in every round (null where a round did not measure it)', () => {
@@ -370,6 +405,23 @@ describe('bench --compare, --html, --readme', () => {
     assert.match(near, /^7 of 7 figures both runs measured are within 25% of OLD's\.$/m);
     const far = compareReports(report(1), report(1.6));
     assert.match(far, /^5 of 7 figures both runs measured are within 25% of OLD's; not: pipe \/ ipckit 64 B RTT 1\.60x; pipe \/ ipckit 64 B one-way 0\.40x\.$/m);
+  });
+
+  it('--compare compares a figure one run measured only with the CPUs far with the other run\'s far rounds', () => {
+    // OLD: C's rounds close, far, close (C pipe RTT 60, 90, 66 us: 63 close, 90 far). NEW: every C round far, 1.5x slower.
+    const placed = (slower: number, far: (r: number) => boolean): BenchReport => ({
+      ...report(1),
+      figures: aggregate(rounds().map((round, r) => round.map((f): Figure => (f.role !== 'c' ? f : { ...f, cpuRoundTripNs: far(r) ? [350, 360] : [52, 52], ...(f.metric === 'rtt' ? { p50Us: f.p50Us! * slower } : { msgsPerSec: f.msgsPerSec! / slower }) })))),
+    });
+    const old = placed(1, (r) => r === 1);
+    const now = placed(1.5, () => true);
+    assert.equal(old.figures.find((f) => f.role === 'c' && f.metric === 'rtt')!.value, 63);
+    assert.equal(now.figures.find((f) => f.role === 'c' && f.metric === 'rtt')!.cpus, 'far');
+    // 99 us against OLD's far round (90: 1.10x), not its close value (63: 1.57x); the one-way likewise.
+    assert.match(compareReports(old, now), /^7 of 7 figures both runs measured are within 25% of OLD's \(2 of them compared at the far placement: one run measured them only there\)\.$/m);
+    // Where the close run has no far rounds to compare with, the placements are named.
+    const allClose = placed(1, () => false);
+    assert.match(compareReports(allClose, now), /not: pipe \/ C pipe\(2\) 64 B RTT 1\.50x \(CPUs close, then far\); pipe \/ C pipe\(2\) 64 B one-way 0\.67x \(CPUs close, then far\)\.$/m);
   });
 
   it('--compare and --readme refuse a file that is missing, not JSON, of another schemaVersion or lacking fields: an IpcError, exit 1, no crash', async () => {
