@@ -134,19 +134,24 @@ export function distanceNote(d: CpuDistance | undefined): string | undefined {
     `the host moved CPUs ${d.cpus[0]} and ${d.cpus[1]} closer together or further apart during this run (a cache line's round trip between them: ${range(modes.close)} in ${modes.close.length} of the ${all.length} probes taken before each case, ${range(modes.far)} in ${modes.far.length}). ` +
     `Figures whose two sides run on both CPUs move with it, C's as much as ours (on a 2-vCPU AMD EPYC VM, C's mq_send one way: 1.3M msg/s close, 0.6M far); a ratio to C or Node is taken within a round, and moves when its two sides were measured at different placements. ` +
     `A figure measured at both placements is given with the CPUs close, its other rounds after it ('CPUs far'; \`far\` in the JSON). ` +
-    `Each figure's rounds carry the probes taken before and after them (cpuRoundTripNs in the JSON; docs/bench.md, "CPU distance")`
+    `Each figure's rounds carry the probes taken around its measurement and around its case (cpuProbeNs and cpuRoundTripNs in the JSON; docs/bench.md, "CPU distance")`
   );
 }
 
 /** A figure's rounds and the probes around each (ReportFigure). */
-type ProbedFigure = { perRound: ReadonlyArray<number | null>; cpuRoundTripNs?: ReadonlyArray<readonly [number | null, number | null] | null> };
+type ProbedFigure = { perRound: ReadonlyArray<number | null>; cpuRoundTripNs?: ReadonlyArray<readonly [number | null, number | null] | null>; cpuProbeNs?: ReadonlyArray<number | null> };
 
-/** The probes (before and after) of the rounds that measured the figure. */
+/** Per round that measured the figure: the probe around its measurement (cpuProbeNs) where there is one, else those before and after its case. */
+function roundProbes(f: ProbedFigure, i: number): number[] {
+  const own = f.cpuProbeNs?.[i];
+  if (typeof own === 'number') return [own];
+  const around: ReadonlyArray<number | null> = (f.perRound[i] !== null && f.cpuRoundTripNs?.[i]) || [];
+  return around.filter((x): x is number => x !== null);
+}
+
+/** The probes of the rounds that measured the figure (roundProbes). */
 function measuredProbes(f: ProbedFigure): number[] {
-  return f.perRound.flatMap((v, i): number[] => {
-    const around: ReadonlyArray<number | null> = (v !== null && f.cpuRoundTripNs?.[i]) || [];
-    return around.filter((x): x is number => x !== null);
-  });
+  return f.perRound.flatMap((v, i): number[] => (v === null ? [] : roundProbes(f, i)));
 }
 
 /** The median probe of the rounds that measured the figure, or undefined. */
@@ -157,14 +162,18 @@ export function figureDistance(f: ProbedFigure): number | undefined {
 
 /**
  * For a missed target's cause: when the host moved the CPUs during a figure's rounds, each
- * round's value (`format`) with the distances probed before and after its case; else undefined.
+ * round's value (`format`) with the distance probed around its measurement (without one, the
+ * distances probed before and after its case); else undefined.
  */
 export function roundsByDistance(f: ProbedFigure, format: (v: number) => string): string | undefined {
   const probes = measuredProbes(f);
   if (!distanceModes(probes)) return undefined;
   const rounds = f.perRound.flatMap((v, i) => {
+    if (v === null) return [];
+    const own = f.cpuProbeNs?.[i];
+    if (typeof own === 'number') return [`${format(v)} (${own} ns)`];
     const p = f.cpuRoundTripNs?.[i];
-    return v === null ? [] : [`${format(v)} (${p ? p.map((x) => x ?? '?').join('/') : '?'} ns)`];
+    return [`${format(v)} (${p ? p.map((x) => x ?? '?').join('/') : '?'} ns around its case)`];
   });
-  return `the host moved CPUs ${PARENT_CPU} and ${CHILD_CPU} closer or further apart during its rounds (docs/bench.md, "CPU distance"); each round, with the distance probed before/after its case: ${rounds.join(', ')}`;
+  return `the host moved CPUs ${PARENT_CPU} and ${CHILD_CPU} closer or further apart during its rounds (docs/bench.md, "CPU distance"); each round, with the distance probed around its measurement (the farther of before and after): ${rounds.join(', ')}`;
 }

@@ -127,17 +127,22 @@ describe('CPU distance (bench/distance.ts)', () => {
     assert.equal(distanceNote(one), undefined);
     const moved = { cpus: [0, 1] as [number, number], probes: [[52, 49, 350], [380, 61, 55]] };
     assert.equal(distanceLine(moved), "CPUs 0 and 1: a cache line's round trip 49-61 ns in 4 probes, 350-380 ns in 2: the host moved them during the run");
-    assert.match(distanceNote(moved)!, /the host moved CPUs 0 and 1 .*49-61 ns in 4 of the 6 probes .*350-380 ns in 2\b.*cpuRoundTripNs/);
+    assert.match(distanceNote(moved)!, /the host moved CPUs 0 and 1 .*49-61 ns in 4 of the 6 probes .*350-380 ns in 2\b.*cpuProbeNs and cpuRoundTripNs/);
     assert.equal(distanceLine({ cpus: [0, 1], probes: [[null]], why: 'one CPU' }), 'CPUs 0 and 1: distance not measured (one CPU)');
     assert.equal(figureDistance({ perRound: [1, null, 2], cpuRoundTripNs: [[52, 60], null, [null, 350]] }), 60);
     assert.equal(figureDistance({ perRound: [1, null] }), undefined);
+    // Where a round has a probe around its measurement, that one.
+    assert.equal(figureDistance({ perRound: [1, null, 3], cpuRoundTripNs: [[52, 60], [52, 60], [52, 60]], cpuProbeNs: [350, null, 340] }), 345);
   });
 
   it("a missed target's cause lists each round with its CPU distance when the host moved the CPUs, and only then", () => {
     const target = { mechanism: 'pipe', metric: 'rtt' as const, size: 64, maxP50Us: 10, text: 'pipe RTT at 64 B <= 10 us', ifMissed: 'the measured cause' };
     const moved = evaluate(target, aggregate(rounds(1, false, [52, 350, 55])));
     assert.equal(moved.met, false);
-    assert.equal(moved.ifMissed, 'the measured cause. In this run, the host moved CPUs 0 and 1 closer or further apart during its rounds (docs/bench.md, "CPU distance"); each round, with the distance probed before/after its case: 70.0 us (52/52 ns), 105.0 us (350/350 ns), 77.0 us (55/55 ns)');
+    assert.equal(moved.ifMissed, 'the measured cause. In this run, the host moved CPUs 0 and 1 closer or further apart during its rounds (docs/bench.md, "CPU distance"); each round, with the distance probed around its measurement (the farther of before and after): 70.0 us (52/52 ns around its case), 105.0 us (350/350 ns around its case), 77.0 us (55/55 ns around its case)');
+    // The probe around the measurement itself, where the round has one.
+    const own = rounds(1, false, [52, 52, 52]).map((round, r) => round.map((f): Figure => ({ ...f, cpuProbeNs: [60, 360, 58][r]! })));
+    assert.match(evaluate(target, aggregate(own)).ifMissed ?? '', /: 70\.0 us \(60 ns\), 105\.0 us \(360 ns\), 77\.0 us \(58 ns\)$/);
     assert.equal(evaluate(target, aggregate(rounds())).ifMissed, 'the measured cause');
     // A target met, or not measured, is left as it was.
     const met = evaluate({ ...target, maxP50Us: 1000 }, aggregate(rounds(1, false, [52, 350, 55])));
