@@ -19,7 +19,7 @@
  *   it (KeptPeers.abandon). It says 'ending' when it closes on its own (a SIGTERM, a crash).
  */
 import { probeCpuDistance } from './distance.js';
-import { compileC, probeFiguresWith, probeNow, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
+import { compileC, probeFiguresWith, recentProbe, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
 
 /** What the run asks. */
 export type ToCase =
@@ -117,7 +117,7 @@ async function main(module: string): Promise<void> {
         if (stopped) throw new BenchStopped(stopped);
         tell({ type: 'progress', text });
         // Between two parts of a case nothing is measured: the CPUs' distance now goes with the part's figures (harness.ts).
-        probeNow();
+        recentProbe();
       },
     };
     if (closing) {

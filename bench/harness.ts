@@ -164,16 +164,20 @@ export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages
 export const SIZES = [64, 1024, 65536];
 
 /**
- * The budget of a Node baseline's round trip (`process.send`, stdio framing): measured as
- * long as in a full run (0.4 s, or rttMessages), in a quick run too. Those round trips come
- * in stretches of tens to hundreds of ms at about 70 us and at 90-140 us (p50 per 20-ms
- * window of process.send, pinned 0|1, a 2-vCPU VM), so quick's 80 ms often measured one slow
- * stretch: quick runs put process.send at 90-98 us and stdio framing at 83-95 us against 73
- * and 64 us in the full run, and the quick ratios against them with it. Measured for 0.4 s,
- * quick gave 70-74 and 68-69 us (docs/bench.md, Limits).
+ * The budget of the Node baselines' round trips (`process.send`, stdio framing) and of
+ * `process.send`'s one-way rate: measured as long as in a full run (0.4 s, or the message
+ * limit), in a quick run too. Those round trips come in stretches of tens to hundreds of ms
+ * at about 70 us and at 90-140 us (p50 per 20-ms window of process.send, pinned 0|1, a 2-vCPU
+ * VM), so quick's 80 ms often measured one slow stretch: quick runs put process.send at
+ * 90-98 us and stdio framing at 83-95 us against 73 and 64 us in the full run, and the quick
+ * ratios against them with it. Measured for 0.4 s, quick gave 70-74 and 68-69 us.
+ * process.send's one-way rate likewise: over 80 ms, 0.25-0.34M msg/s in 6 of 18 quick rounds
+ * against 0.46-0.54M in every full one; over 0.4 s, 0.49-0.59M in 12 quick rounds
+ * interleaved with 12 at 80 ms (docs/bench.md, Limits). (Stdio framing's one-way rate
+ * agreed at 80 ms.)
  */
-export function baselineRttBudget(budget: Budget): Budget {
-  return { ...budget, rttSeconds: Math.max(budget.rttSeconds, FULL.rttSeconds) };
+export function baselineBudget(budget: Budget): Budget {
+  return { ...budget, rttSeconds: Math.max(budget.rttSeconds, FULL.rttSeconds), thrSeconds: Math.max(budget.thrSeconds, FULL.thrSeconds) };
 }
 
 /** The sizes a case measures: all of `all`, or with --quick the first (smallest) only. */
@@ -436,8 +440,12 @@ export function probeNow(): number | null | undefined {
   return lastProbe;
 }
 
-/** The last probe if it was taken within the last 20 ms (nothing ran in between that could have moved the CPUs for long), else a new one. */
-function recentProbe(): number | null | undefined {
+/**
+ * The last probe if it was taken within the last 20 ms (nothing ran in between that could
+ * have moved the CPUs for long), else a new one: a part that begins as the last one's meter
+ * ends, or a C reference right after it, needs no probe of its own (each costs 3-7 ms).
+ */
+export function recentProbe(): number | null | undefined {
   return probe && lastProbe !== undefined && Number(now() - lastProbeAt) < 20e6 ? lastProbe : probeNow();
 }
 
