@@ -164,19 +164,22 @@ export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages
 export const SIZES = [64, 1024, 65536];
 
 /**
- * The budget of the Node baselines' round trips (`process.send`, stdio framing) and of
- * `process.send`'s one-way rate: measured as long as in a full run (0.4 s, or the message
- * limit), in a quick run too. Those round trips come in stretches of tens to hundreds of ms
- * at about 70 us and at 90-140 us (p50 per 20-ms window of process.send, pinned 0|1, a 2-vCPU
- * VM), so quick's 80 ms often measured one slow stretch: quick runs put process.send at
- * 90-98 us and stdio framing at 83-95 us against 73 and 64 us in the full run, and the quick
- * ratios against them with it. Measured for 0.4 s, quick gave 70-74 and 68-69 us.
- * process.send's one-way rate likewise: over 80 ms, 0.25-0.34M msg/s in 6 of 18 quick rounds
- * against 0.46-0.54M in every full one; over 0.4 s, 0.49-0.59M in 12 quick rounds
- * interleaved with 12 at 80 ms (docs/bench.md, Limits). (Stdio framing's one-way rate
- * agreed at 80 ms.)
+ * A budget whose measured parts last as long as a full run's (0.4 s, or the message limit),
+ * in a quick run too, for the figures whose rate or p50 over quick's 80 ms depended on where
+ * in a stretch it fell (docs/bench.md, Limits):
+ * - the Node baselines' round trips (`process.send`, stdio framing; the process case's
+ *   `process.send` too): they come in stretches of tens to hundreds of ms at about 70 us and
+ *   at 90-140 us (p50 per 20-ms window of process.send, pinned 0|1, a 2-vCPU VM); quick runs
+ *   put process.send at 90-98 us and stdio framing at 83-95 us against 73 and 64 us in the
+ *   full run, and at 70-74 and 68-69 us measured for 0.4 s;
+ * - `process.send`'s one-way rate: over 80 ms, 0.25-0.34M msg/s in 6 of 18 quick rounds
+ *   against 0.46-0.54M in every full one; over 0.4 s, 0.49-0.59M in 12 quick rounds
+ *   interleaved with 12 at 80 ms (stdio framing's agreed at 80 ms);
+ * - the spinning ring's one-way rate, whose receiver is a new process each time and speeds
+ *   up after a plateau the warm-up takes for steady: the shm case alone with quick's budget,
+ *   8 interleaved pairs, 8.4-15.0M msg/s at 80 ms, 13.7-15.7M at 0.4 s (full runs 14.2-17.1M).
  */
-export function baselineBudget(budget: Budget): Budget {
+export function fullLengthBudget(budget: Budget): Budget {
   return { ...budget, rttSeconds: Math.max(budget.rttSeconds, FULL.rttSeconds), thrSeconds: Math.max(budget.thrSeconds, FULL.thrSeconds) };
 }
 

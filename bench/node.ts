@@ -10,7 +10,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BaselinePeer, frame, FrameSplitter } from './framing.js';
 import { deliveredOf, receiverCost } from './streams.js';
-import { baselineBudget, DeliveryClock, endChild, KeptPeers, now, type KeptPeer, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
+import { fullLengthBudget, DeliveryClock, endChild, KeptPeers, now, type KeptPeer, RateMeter, RttMeter, senderFigure, sizesOf, type BenchContext, type Delivered, type Figure, type Scenario } from './harness.js';
 import { pinnedPair } from './placement.js';
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -50,7 +50,7 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
   const budget = ctx.budget;
   const d = 'x'.repeat(size);
   return forks.use(String(size), startFork, async ({ child }) => {
-    const meter = new RttMeter(baselineBudget(budget));
+    const meter = new RttMeter(fullLengthBudget(budget));
     await pinnedPair(ctx, child.pid!, async () => {
       for (let i = 0; ; i++) {
         const t0 = now();
@@ -63,7 +63,7 @@ async function forkFigures(ctx: BenchContext, size: number): Promise<Figure[]> {
     });
     const rtt = meter.result(); // as its round trips end (it probes the CPUs' distance)
     ctx.progress(`process.send one-way ${size} B`);
-    const tmeter = new RateMeter(baselineBudget(budget));
+    const tmeter = new RateMeter(fullLengthBudget(budget));
     let n = 0;
     for (;; n++) {
       const m = { s: tmeter.seq(n), d };
@@ -114,7 +114,7 @@ async function stdioFigures(ctx: BenchContext, size: number): Promise<Figure[]> 
   return stdios.use(String(size), startStdio, async ({ child, incoming, write }) => {
     ctx.progress(`stdio framing RTT ${size} B`);
     const payload = Buffer.alloc(Math.max(8, size), 120);
-    const meter = new RttMeter(baselineBudget(budget));
+    const meter = new RttMeter(fullLengthBudget(budget));
     await pinnedPair(ctx, child.pid!, async () => {
       for (let i = 0; ; i++) {
         const t0 = now();

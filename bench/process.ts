@@ -21,7 +21,7 @@ import { spawnProcess, type SpawnedProcess } from '../src/mechanisms/process/pro
 import { parentChannel } from '../src/mechanisms/process/parent.js';
 import { decodeWith, encodeBorrowed, jsonCodec, ownBytes } from '../src/core/codec.js';
 import { BATCH_MESSAGES, batchingCodec, encodeBatches } from '../src/mechanisms/process/batches.js';
-import { baselineBudget, closeAll, endChild, Kept, now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { fullLengthBudget, closeAll, endChild, Kept, now, RttMeter, sizesOf, startAll, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { pinnedPair } from './placement.js';
 import { Steady } from './stats.js';
@@ -144,8 +144,8 @@ async function oursSide(variant: string, options: { spinMicros?: number; codec?:
 async function rttRound(ctx: BenchContext, side: Side, size: number): Promise<ReturnType<RttMeter['result']>> {
   const d = 'x'.repeat(size);
   // The one measuring clock of every RTT figure: warm until steady, then the measured part
-  // (process.send's as long as a full run's, as the Node baselines': harness.ts baselineBudget).
-  const meter = new RttMeter(side.variant === SEND ? baselineBudget(ctx.budget) : ctx.budget);
+  // (process.send's as long as a full run's, as the Node baselines': harness.ts fullLengthBudget).
+  const meter = new RttMeter(side.variant === SEND ? fullLengthBudget(ctx.budget) : ctx.budget);
   await pinnedPair(ctx, side.pid, async () => {
     for (let i = 0; ; i++) {
       const t0 = now();

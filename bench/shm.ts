@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
-import { benchPrefix, cFigure, cFigures, now, probedBy, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, cFigures, fullLengthBudget, now, probedBy, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
@@ -188,7 +188,7 @@ async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, siz
     ctx.progress(`${variant} RTT ${size} B`);
     out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await rtt(mode, size, ctx.budget, undefined, ctx)) });
     ctx.progress(`${variant} one-way ${size} B`);
-    const t = await throughput(mode, size, ctx.budget);
+    const t = await throughput(mode, size, mode === 'spin' ? fullLengthBudget(ctx.budget) : ctx.budget);
     out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size, note: mode === 'event' ? 'sendMany / receiveMany' : 'trySendMany / tryReceiveMany', ...probedBy(t) }, t.messages, t.seconds, t.warmup));
   }
   return out;
