@@ -141,10 +141,15 @@ export function distanceNote(d: CpuDistance | undefined): string | undefined {
 /** A figure's rounds and the probes around each (ReportFigure). */
 type ProbedFigure = { perRound: ReadonlyArray<number | null>; cpuRoundTripNs?: ReadonlyArray<readonly [number | null, number | null] | null>; cpuProbeNs?: ReadonlyArray<number | null> };
 
-/** Per round that measured the figure: the probe around its measurement (cpuProbeNs) where there is one, else those before and after its case. */
+/**
+ * Per round that measured the figure: the probe around its measurement (cpuProbeNs) where
+ * there is one, none where it failed (the distance then is unknown: bench/report.ts counts
+ * the round as not close), else those before and after its case.
+ */
 function roundProbes(f: ProbedFigure, i: number): number[] {
   const own = f.cpuProbeNs?.[i];
   if (typeof own === 'number') return [own];
+  if (own === null) return [];
   const around: ReadonlyArray<number | null> = (f.perRound[i] !== null && f.cpuRoundTripNs?.[i]) || [];
   return around.filter((x): x is number => x !== null);
 }
@@ -172,6 +177,7 @@ export function roundsByDistance(f: ProbedFigure, format: (v: number) => string)
     if (v === null) return [];
     const own = f.cpuProbeNs?.[i];
     if (typeof own === 'number') return [`${format(v)} (${own} ns)`];
+    if (own === null) return [`${format(v)} (probe failed: the other CPU was busy)`];
     const p = f.cpuRoundTripNs?.[i];
     return [`${format(v)} (${p ? p.map((x) => x ?? '?').join('/') : '?'} ns around its case)`];
   });

@@ -180,7 +180,8 @@ export const SIZES = [64, 1024, 65536];
  *   8 interleaved pairs, 8.4-15.0M msg/s at 80 ms, 13.7-15.7M at 0.4 s (full runs 14.2-17.1M).
  */
 export function fullLengthBudget(budget: Budget): Budget {
-  return { ...budget, rttSeconds: Math.max(budget.rttSeconds, FULL.rttSeconds), thrSeconds: Math.max(budget.thrSeconds, FULL.thrSeconds) };
+  const [rttMessages, rttSeconds] = [Math.max(budget.rttMessages, FULL.rttMessages), Math.max(budget.rttSeconds, FULL.rttSeconds)];
+  return { ...budget, rttMessages, rttSeconds, thrMessages: Math.max(budget.thrMessages, FULL.thrMessages), thrSeconds: Math.max(budget.thrSeconds, FULL.thrSeconds) };
 }
 
 /** The sizes a case measures: all of `all`, or with --quick the first (smallest) only. */
@@ -203,8 +204,9 @@ export interface BenchContext {
   note(text: string): void;
   /**
    * Begins a part of the case: updates the progress line (shown on a terminal only) and, in
-   * a case process, probes the CPUs' distance for the part's figures (probeNow), so
-   * call it where nothing is being measured.
+   * a case process, probes the CPUs' distance for the part's figures (recentProbe: a probe
+   * under 20 ms old, such as the last meter's, is reused), so call it where nothing is
+   * being measured.
    */
   progress(text: string): void;
 }
@@ -260,9 +262,14 @@ export class RttMeter {
     return this.samples.length >= this.#budget.rttMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.rttSeconds;
   }
 
-  /** The figure's samples; in a case process it probes the CPUs' distance (placedAfter), so call it once the round trips are over. */
-  result(): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null } {
-    return placedAfter({ ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe });
+  /**
+   * The figure's samples; in a case process it probes the CPUs' distance (placedAfter), so
+   * call it once the round trips are over. Where the peer is still busy (exiting), pass
+   * `{ probe: false }` and call placedAfter on the result once it is gone.
+   */
+  result({ probe = true } = {}): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null } {
+    const r = { ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe };
+    return probe ? placedAfter(r) : r;
   }
 }
 
@@ -327,8 +334,8 @@ export class RateMeter {
    * After the receiver acknowledged `sent` messages: the measured part, with `cpuUs`, the CPU
    * time (user + system, all threads) this process used in it: the sender's, where the sender
    * keeps the meter. In a case process it probes the CPUs' distance (placedAfter); where the
-   * peer is still busy (a receiver that stops measuring before the sender stops sending),
-   * pass `{ probe: false }` and call placedAfter on the result once it is idle.
+   * peer is still busy (a receiver that stops measuring before the sender stops sending, a
+   * peer exiting), pass `{ probe: false }` and call placedAfter on the result once it is idle.
    */
   result(sent: number, delivered?: Delivered, { probe = true } = {}): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean }; timing?: 'receiver'; cpuProbeNs?: number | null } {
     const end = now();

@@ -8,7 +8,7 @@
  */
 import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/mechanisms/mutex/mutex.js';
 import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { benchPrefix, cFigure, now, RttMeter, runC, startChild, tell, whilePeerRuns, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, now, placedAfter, RttMeter, runC, startChild, tell, whilePeerRuns, type BenchContext, type Figure, type Scenario } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C pthread_mutex (robust, pshared)';
@@ -24,6 +24,7 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
     mutexes[0]!.tryLock();
     mutexes[1]!.tryLock();
     const child = startChild('mutex', 'relay', { names, stop: stopName });
+    let ours: Figure;
     try {
       await child.nextLine(); // the child holds mutex 2
       pin(child.pid, placement.childCpu); // only now: see pin() in placement.ts
@@ -50,10 +51,11 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
       stop.post();
       mutexes[i % 3]!.unlock();
       mutexes[(i + 1) % 3]!.unlock();
-      return { mechanism: `mutex${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...meter.result() };
+      ours = { mechanism: `mutex${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...meter.result({ probe: false }) };
     } finally {
       await child.finish();
     }
+    return placedAfter(ours); // the child, told to stop, is gone now
   } finally {
     for (const m of mutexes) await m.close();
     await stop.close();

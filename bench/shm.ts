@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
-import { benchPrefix, cFigure, cFigures, fullLengthBudget, now, probedBy, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, cFigures, fullLengthBudget, now, placedAfter, probedBy, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
@@ -118,7 +118,8 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
 }
 
 async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number, pinFor?: BenchContext): Promise<ReturnType<RttMeter['result']>> {
-  return withRings('echo', mode, size, spinMicros, async (tx, rx) => {
+  // Placed once the echo child is gone (withRings waits for it): it exits as the loop ends.
+  return placedAfter(await withRings('echo', mode, size, spinMicros, async (tx, rx) => {
     const buf = stamped(size);
     const guard = new Guard();
     const meter = new RttMeter(budget);
@@ -139,12 +140,13 @@ async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number
     }
     setSeq(buf, END);
     await sendOne(tx, buf, mode, guard);
-    return meter.result();
-  }, pinFor);
+    return meter.result({ probe: false });
+  }, pinFor));
 }
 
 async function throughput(mode: Mode, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
-  return withRings('sink', mode, size, undefined, async (tx, rx) => {
+  // Placed once the sink child is gone, as rtt's.
+  return placedAfter(await withRings('sink', mode, size, undefined, async (tx, rx) => {
     const bufs = Array.from({ length: BATCH }, () => stamped(size));
     const guard = new Guard();
     const meter = new RateMeter(budget);
@@ -175,10 +177,10 @@ async function throughput(mode: Mode, size: number, budget: Budget): Promise<Ret
     setSeq(end, END);
     await sendOne(tx, end, mode, guard);
     const ack = await recvOne(rx, mode, guard);
-    const measured = meter.result(n);
+    const measured = meter.result(n, undefined, { probe: false });
     if (seqOf(ack) !== n) throw new Error(`the receiver counted ${seqOf(ack)} messages, ${n} were sent`);
     return measured;
-  });
+  }));
 }
 
 async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, sizes: number[], variantSuffix = ''): Promise<Figure[]> {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
 import { distanceLine, distanceModes, distanceNote, figureDistance, probeCpuDistance } from '../bench/distance.js';
-import { cFigure, clockSeq, compileC, DeliveryClock, FULL, haveCc, probeFiguresWith, probeNow, QUICK, RateMeter, RttMeter, runC, type Figure } from '../bench/harness.js';
+import { cFigure, clockSeq, compileC, DeliveryClock, FULL, fullLengthBudget, haveCc, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, type Figure } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
@@ -143,6 +143,9 @@ describe('CPU distance (bench/distance.ts)', () => {
     // The probe around the measurement itself, where the round has one.
     const own = rounds(1, false, [52, 52, 52]).map((round, r) => round.map((f): Figure => ({ ...f, cpuProbeNs: [60, 360, 58][r]! })));
     assert.match(evaluate(target, aggregate(own)).ifMissed ?? '', /: 70\.0 us \(60 ns\), 105\.0 us \(360 ns\), 77\.0 us \(58 ns\)$/);
+    // A failed one says so (the round counts as not close), not the probes around its case.
+    const failed = own.map((round, r) => round.map((f): Figure => (r === 0 ? { ...f, cpuProbeNs: null } : f)));
+    assert.match(evaluate(target, aggregate(failed)).ifMissed ?? '', /: 70\.0 us \(probe failed: the other CPU was busy\), 105\.0 us \(360 ns\), 77\.0 us \(58 ns\)$/);
     assert.equal(evaluate(target, aggregate(rounds())).ifMissed, 'the measured cause');
     // A target met, or not measured, is left as it was.
     const met = evaluate({ ...target, maxP50Us: 1000 }, aggregate(rounds(1, false, [52, 350, 55])));
@@ -189,8 +192,12 @@ describe('CPU distance (bench/distance.ts)', () => {
   });
 
   it('a measurement is placed by the farther of the probes just before and just after it; a failed one makes it not close', async () => {
+    // Scripted readings, each taken once: a probe more than the script expects fails the test.
     const readings: Array<number | null> = [];
-    probeFiguresWith(() => (readings.length ? readings.shift()! : null));
+    probeFiguresWith(() => {
+      if (!readings.length) throw new Error('a probe the test did not expect');
+      return readings.shift()!;
+    });
     try {
       // A meter takes the last probe as it starts and probes again as it ends.
       readings.push(80, 350);
@@ -203,6 +210,16 @@ describe('CPU distance (bench/distance.ts)', () => {
       const rate = new RateMeter({ ...QUICK, thrMessages: 3 });
       while (!rate.tick(1));
       assert.equal(rate.result(1).cpuProbeNs, null);
+      // Where its peer is still busy, a meter leaves the probe after it to its caller.
+      readings.push(70, 360);
+      probeNow();
+      const later = new RttMeter({ ...QUICK, rttMessages: 3 });
+      while (!later.add(1000));
+      const unplaced = later.result({ probe: false });
+      assert.deepEqual([unplaced.cpuProbeNs, readings], [70, [360]]);
+      assert.equal(placedAfter(unplaced).cpuProbeNs, 360);
+      // A probe under 20 ms old is reused (the next call comes microseconds later), not taken again.
+      assert.equal(recentProbe(), 360);
       // A C reference: probed before it runs and after it ends.
       const bin = compileC('pipe');
       if (!bin) return;
@@ -212,8 +229,9 @@ describe('CPU distance (bench/distance.ts)', () => {
       const c = runC(bin, 'lat', 64, budget);
       assert.ok(c.p50_us! > 0, JSON.stringify(c));
       assert.equal(cFigure('pipe', 'C pipe(2)', 'rtt', 64, c).cpuProbeNs, 100);
-      // Right after it, the next one reuses that probe (100) as its "before"; the failed one after it makes it not close.
-      readings.push(null);
+      // A failed probe on either side makes it not close.
+      await sleep(30);
+      readings.push(95, null);
       assert.equal(runC(bin, 'lat', 64, budget).cpuProbeNs, null);
       assert.equal(readings.length, 0);
     } finally {
@@ -221,6 +239,12 @@ describe('CPU distance (bench/distance.ts)', () => {
     }
     // Outside a case process: no probe at all.
     assert.equal(new RttMeter(QUICK).result().cpuProbeNs, undefined);
+  });
+
+  it("fullLengthBudget: a quick run's measured parts as long as a full run's, message limits included; a full budget unchanged", () => {
+    const q = fullLengthBudget(QUICK);
+    assert.deepEqual([q.rttSeconds, q.thrSeconds, q.rttMessages, q.thrMessages, q.warm, q.rounds], [FULL.rttSeconds, FULL.thrSeconds, FULL.rttMessages, FULL.thrMessages, QUICK.warm, QUICK.rounds]);
+    assert.deepEqual(fullLengthBudget(FULL), FULL);
   });
 
   it('a figure keeps the probes around its case in every round (null where a round did not measure it)', () => {
