@@ -12,7 +12,7 @@
  * can be told from a host that moved.
  */
 import { cpus } from 'node:os';
-import { compileC, runCJson } from './harness.js';
+import { compileC, farther, runCJson } from './harness.js';
 import { CHILD_CPU, PARENT_CPU } from './placement.js';
 import { median } from './stats.js';
 
@@ -89,12 +89,15 @@ export function placementCut(values: readonly number[]): number | undefined {
 }
 
 /**
- * Whether a round of a figure was measured with the two CPUs close: the probes before and
- * after its case both read under the run's cut. A round whose case the host moved the CPUs
- * during (one probe on each side), or with a failed probe, is not: it may have been far.
+ * The distance that places one round of a figure: the probe around its measurement
+ * (cpuProbeNs, itself the farther of the two: harness.ts farther), else the farther of the
+ * two around its case (a move during the case counts as far); null where a probe failed or
+ * none was taken (the other CPU was busy, or no probe ran: the distance is unknown, and the
+ * round is not counted close).
  */
-export function closeRound(around: readonly [number | null, number | null] | null | undefined, cut: number): boolean {
-  return !!around && around.every((x) => x !== null && x < cut);
+export function roundProbe(own: number | null | undefined, around: readonly [number | null, number | null] | null | undefined): number | null {
+  if (own !== undefined) return own;
+  return around ? (farther(around[0], around[1]) ?? null) : null;
 }
 
 const range = (xs: number[]): string => {
@@ -141,22 +144,12 @@ export function distanceNote(d: CpuDistance | undefined): string | undefined {
 /** A figure's rounds and the probes around each (ReportFigure). */
 type ProbedFigure = { perRound: ReadonlyArray<number | null>; cpuRoundTripNs?: ReadonlyArray<readonly [number | null, number | null] | null>; cpuProbeNs?: ReadonlyArray<number | null> };
 
-/**
- * Per round that measured the figure: the probe around its measurement (cpuProbeNs) where
- * there is one, none where it failed (the distance then is unknown: bench/report.ts counts
- * the round as not close), else those before and after its case.
- */
-function roundProbes(f: ProbedFigure, i: number): number[] {
-  const own = f.cpuProbeNs?.[i];
-  if (typeof own === 'number') return [own];
-  if (own === null) return [];
-  const around: ReadonlyArray<number | null> = (f.perRound[i] !== null && f.cpuRoundTripNs?.[i]) || [];
-  return around.filter((x): x is number => x !== null);
-}
-
-/** The probes of the rounds that measured the figure (roundProbes). */
+/** The distances that place the rounds that measured the figure (roundProbe), those known. */
 function measuredProbes(f: ProbedFigure): number[] {
-  return f.perRound.flatMap((v, i): number[] => (v === null ? [] : roundProbes(f, i)));
+  return f.perRound.flatMap((v, i): number[] => {
+    const p = v === null ? null : roundProbe(f.cpuProbeNs?.[i], f.cpuRoundTripNs?.[i]);
+    return p === null ? [] : [p];
+  });
 }
 
 /** The median probe of the rounds that measured the figure, or undefined. */

@@ -4,7 +4,7 @@
  * ratios, the targets judged, the table and the JSON document (schema: docs/bench.md).
  */
 import type { Budget, Figure, Metric, Role, Target } from './harness.js';
-import { closeRound, placementCut, roundsByDistance, type CpuDistance } from './distance.js';
+import { placementCut, roundProbe, roundsByDistance, type CpuDistance } from './distance.js';
 import { ratioOfRounds, summarize, type Summary } from './stats.js';
 
 /** Bump when a field changes meaning or goes away (docs/bench.md lists every field). */
@@ -109,11 +109,10 @@ export const figureKey = (f: Pick<Figure, 'mechanism' | 'variant' | 'metric' | '
 function placementOf(vals: ReadonlyArray<number | undefined>, per: ReadonlyArray<Figure | undefined>, cut: number | undefined): { rounds: boolean[]; cpus?: 'close' | 'far'; far?: Summary } {
   const all = vals.map((v) => v !== undefined);
   if (cut === undefined) return { rounds: all };
-  // The probes just before and after the figure's measurement (a failed one: not close, the other CPU was busy); without them, the two around the case.
+  // The probes just before and after the figure's measurement; without them, the two around its case (roundProbe).
   const close = vals.map((v, i) => {
-    const own = per[i]?.cpuProbeNs;
-    if (v === undefined || own === null) return false;
-    return typeof own === 'number' ? own < cut : closeRound(per[i]?.cpuRoundTripNs, cut);
+    const p = v === undefined ? null : roundProbe(per[i]?.cpuProbeNs, per[i]?.cpuRoundTripNs);
+    return p !== null && p < cut;
   });
   const others = vals.map((v, i) => v !== undefined && !close[i]);
   if (!close.some(Boolean)) return { rounds: all, cpus: 'far' };
