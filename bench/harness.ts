@@ -152,14 +152,24 @@ export interface Budget {
    * would hold about 75 idle Node processes, 5.1 GB resident (measured on a 2-vCPU VM).
    */
   keepPeers: boolean;
+  /**
+   * The shortest warm-up of a measurement that is a kept peer's first (KeptPeers.measure): a
+   * new Node process handles its first messages slowly until V8 has optimized its loop, and
+   * its rate can hold still on the way (a POSIX queue's new sink: 0.10-0.17M msg/s for 40-180
+   * ms, then 0.72M, in 20-ms windows on a 2-vCPU VM), so two agreeing windows there are not
+   * yet the steady rate. A quick run's 20-ms windows took such stretches for steady (the
+   * queue's one-way at 0.15-0.35M against 1.11-1.25M in full runs). A full run's peers are
+   * new every round and its 50-ms windows at 3% have not (its rounds agree), so it adds nothing.
+   */
+  freshPeerWarmSeconds: number;
 }
 
 /**
  * --quick: three rounds of a short measured part after a warm-up that waits for a steady
  * rate (the quick figures agree with the full run's: docs/bench.md says how closely).
  */
-export const QUICK: Budget = { rttMessages: 20_000, rttSeconds: 0.08, thrMessages: 5_000_000, thrSeconds: 0.08, warm: { tolerance: 0.05, windowSeconds: 0.02, capSeconds: 0.4 }, rounds: 3, keepPeers: true };
-export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages: 50_000_000, thrSeconds: 0.4, warm: { tolerance: 0.03, windowSeconds: 0.05, capSeconds: 1.5 }, rounds: 5, keepPeers: false };
+export const QUICK: Budget = { rttMessages: 20_000, rttSeconds: 0.08, thrMessages: 5_000_000, thrSeconds: 0.08, warm: { tolerance: 0.05, windowSeconds: 0.02, capSeconds: 0.4 }, rounds: 3, keepPeers: true, freshPeerWarmSeconds: 0.25 };
+export const FULL: Budget = { rttMessages: 200_000, rttSeconds: 0.4, thrMessages: 50_000_000, thrSeconds: 0.4, warm: { tolerance: 0.03, windowSeconds: 0.05, capSeconds: 1.5 }, rounds: 5, keepPeers: false, freshPeerWarmSeconds: 0 };
 
 export const SIZES = [64, 1024, 65536];
 
@@ -227,6 +237,17 @@ export function percentiles(samplesNs: number[]): { p50Us: number; p99Us: number
  *   for (let i = 0; ; i++) { const t0 = now(); ...; if (meter.add(Number(now() - t0))) break; }
  *   return meter.result();
  */
+/**
+ * Whether the measurement running now is a kept peer's first (KeptPeers.measure sets it
+ * around it; measurements run one at a time, as the probes that place them do).
+ */
+let freshPeer = false;
+
+/** A meter's warm-up: the budget's, at least freshPeerWarmSeconds long on a fresh peer. */
+function warmOf(budget: Budget): SteadyOptions {
+  return freshPeer && budget.freshPeerWarmSeconds > 0 ? { ...budget.warm, minSeconds: budget.freshPeerWarmSeconds } : budget.warm;
+}
+
 export class RttMeter {
   readonly #budget: Budget;
   readonly #steady: Steady;
@@ -240,7 +261,7 @@ export class RttMeter {
 
   constructor(budget: Budget) {
     this.#budget = budget;
-    this.#steady = new Steady(budget.warm);
+    this.#steady = new Steady(warmOf(budget));
   }
 
   /** Records one round trip (ns); true when the figure has all it needs. */
@@ -294,7 +315,7 @@ export class RateMeter {
 
   constructor(budget: Budget) {
     this.#budget = budget;
-    this.#steady = new Steady(budget.warm);
+    this.#steady = new Steady(warmOf(budget));
   }
 
   /** `sent`: messages sent so far. True when the sender should stop. */
@@ -323,11 +344,16 @@ export class RateMeter {
   }
 
   /**
-   * The sequence number to send message `n` with: clockSeq(n) on the measured part's first
-   * message (where the receiver starts its DeliveryClock), else `n`.
+   * The sequence number to send message `n` with: clockSeq(n) on the first message of each
+   * warm-up window and of the measured part (where the receiver's DeliveryClock starts
+   * again), else `n`. Marking the warm-up too runs the receiver's loop through the same
+   * branches as the measured part: when the measured part's mark was the first one, V8
+   * deoptimized a new sink's loop there (sinkRun: "insufficient type feedback") and the
+   * measured part ran slow until it was optimized again (a POSIX queue's one-way, round 1
+   * of a quick run: 0.18-0.28M msg/s measured after warm-up windows of 1.3M).
    */
   seq(n: number): number {
-    return this.#steady.done && n === this.#measureCount ? clockSeq(n) : n;
+    return n === this.#windowCount ? clockSeq(n) : n;
   }
 
   /**
@@ -358,8 +384,9 @@ export class RateMeter {
  * but a loopback TCP connection's buffers grow to tens of megabytes (net.ipv4.tcp_rmem):
  * measured on a 2-vCPU VM, 26-77 ms of draining after 80 ms of sending, a rate 0.6x-0.8x
  * the one the receiver saw, and the shorter the run, the lower (why --quick disagreed with
- * the full run). So the sender marks the first message of the measured part (clockSeq),
- * the receiver notes when it reads it and when it reads the end marker (DeliveryClock), and
+ * the full run). So the sender marks the first message of the measured part (clockSeq;
+ * and of each warm-up window: RateMeter.seq says why), the receiver notes when it reads the
+ * last mark and when it reads the end marker (DeliveryClock), and
  * the rate is the messages it read in between over that time, backlog neither counted nor
  * waited for. The C references do the same (bench/c/harness.h delivery_clock).
  */
@@ -370,7 +397,7 @@ export interface Delivered {
 }
 
 /**
- * The sequence number the measured part's first message carries instead of `n`: negative,
+ * The sequence number a mark (RateMeter.seq) carries instead of `n`: negative,
  * so a receiver's usual `s !== expected` test is the only one on its path per message and
  * DeliveryClock.mark sorts it out there; below the bench's own markers (-1 the end, -2 and
  * -3 the starts of some cases), so it is never one of them.
@@ -379,14 +406,17 @@ export function clockSeq(n: number): number {
   return -16 - n;
 }
 
-/** Receiver: times the measured part between its first message (clockSeq) and the end marker. */
+/** Receiver: times the measured part between its first message (the last clockSeq) and the end marker. */
 export class DeliveryClock {
   #startCount = -1;
   #start = 0n;
 
-  /** A message whose sequence number `s` was not `count`, the expected one: true if it is the measured part's first (the clock starts). */
+  /**
+   * A message whose sequence number `s` was not `count`, the expected one: true if it is a
+   * mark (RateMeter.seq), where the clock starts again: the last one starts the measured part.
+   */
   mark(s: number, count: number): boolean {
-    if (s !== clockSeq(count) || this.#startCount >= 0) return false;
+    if (s !== clockSeq(count)) return false;
     this.#startCount = count;
     this.#start = now();
     return true;
@@ -637,6 +667,8 @@ export class KeptPeers<T extends KeptPeer> {
   readonly #kept = new Map<string, Kept<T>>();
   /** The peers started and not ended: what an exit without close() abandons. */
   readonly #live = new Set<T>();
+  /** The peers that have had a measurement (KeptPeers.measure). */
+  readonly #measured = new WeakSet<T>();
   #exitHook = false;
 
   async get(key: string, start: () => Promise<T>): Promise<T> {
@@ -676,11 +708,26 @@ export class KeptPeers<T extends KeptPeer> {
     const peer = await this.get(key, start);
     let kept = false;
     try {
-      const r = await whilePeerRuns(peer, body(peer));
+      const r = await this.measure(peer, () => body(peer));
       kept = keep;
       return r;
     } finally {
       if (!kept) await this.drop(key);
+    }
+  }
+
+  /**
+   * Runs one measurement on `peer` (whilePeerRuns), its meters warmed up for at least
+   * Budget.freshPeerWarmSeconds when it is the peer's first.
+   */
+  async measure<R>(peer: T, body: () => Promise<R>): Promise<R> {
+    const fresh = !this.#measured.has(peer);
+    this.#measured.add(peer);
+    freshPeer = fresh;
+    try {
+      return await whilePeerRuns(peer, body());
+    } finally {
+      freshPeer = false;
     }
   }
 

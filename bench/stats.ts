@@ -64,13 +64,18 @@ export interface SteadyOptions {
   windowSeconds: number;
   /** Warm-up ends after this many seconds even if the rate never settled. */
   capSeconds: number;
+  /**
+   * Warm-up lasts at least this many seconds, even when two windows agreed sooner (a new
+   * peer's ramp: Budget.freshPeerWarmSeconds).
+   */
+  minSeconds?: number;
 }
 
 /**
  * Warm-up until steady. Feed it, at every window boundary it asks for, the window's value
  * (a rate, or a median round trip); it says when the last two windows agree within the
- * tolerance (steady) or the cap has passed. Times are given by the caller (seconds since
- * the warm-up began), so it is testable without a clock.
+ * tolerance (steady), no sooner than minSeconds, or the cap has passed. Times are given by
+ * the caller (seconds since the warm-up began), so it is testable without a clock.
  */
 export class Steady {
   #last: number | undefined;
@@ -85,7 +90,8 @@ export class Steady {
     this.#windows++;
     const last = this.#last;
     this.#last = value;
-    if (last !== undefined && Number.isFinite(value) && Number.isFinite(last) && Math.abs(value - last) <= this.options.tolerance * Math.max(Math.abs(value), Math.abs(last))) {
+    const agree = last !== undefined && Number.isFinite(value) && Number.isFinite(last) && Math.abs(value - last) <= this.options.tolerance * Math.max(Math.abs(value), Math.abs(last));
+    if (agree && elapsed >= (this.options.minSeconds ?? 0)) {
       this.steady = true;
       this.done = true;
     } else if (elapsed >= this.options.capSeconds) {

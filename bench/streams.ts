@@ -7,7 +7,7 @@
  */
 import { RESOLVED, type Receiver, type ReceiverInto, type Sender } from '../src/core/channel.js';
 import { isIpcError } from '../src/core/errors.js';
-import { DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, whilePeerRuns, type Budget, type Delivered, type KeptPeer, type KeptPeers } from './harness.js';
+import { DeliveryClock, now, RateMeter, RECEIVE_INTO_VARIANT, RttMeter, seqOf, stamp, type Budget, type Delivered, type KeptPeer, type KeptPeers } from './harness.js';
 
 export { RECEIVE_INTO_VARIANT };
 
@@ -56,7 +56,7 @@ export async function startedTogether<P extends KeptPeer>(cases: StreamCase[], s
   try {
     for (let i = 0; i < cases.length; i++) {
       const peer = (started[i] as PromiseFulfilledResult<P>).value;
-      await whilePeerRuns(peer, measure(cases[i]!, peer));
+      await kept.measure(peer, () => measure(cases[i]!, peer));
     }
     keeping = keep;
   } finally {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
 import { distanceLine, distanceModes, distanceNote, figureDistance, probeCpuDistance } from '../bench/distance.js';
-import { cFigure, clockSeq, compileC, DeliveryClock, FULL, fullLengthBudget, haveCc, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, type Figure } from '../bench/harness.js';
+import { cFigure, clockSeq, compileC, DeliveryClock, FULL, fullLengthBudget, haveCc, KeptPeers, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, type Figure, type KeptPeer } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
@@ -70,6 +70,16 @@ describe('bench statistics', () => {
     assert.equal(never.window(2, 0.2), false);
     assert.equal(never.window(4, 0.3), true); // the cap
     assert.equal(never.steady, false);
+  });
+
+  it('Steady: with minSeconds, windows that agree sooner do not end the warm-up (a new peer\'s plateau)', () => {
+    const steady = new Steady({ tolerance: 0.05, windowSeconds: 0.02, capSeconds: 0.4, minSeconds: 0.1 });
+    assert.equal(steady.window(0.15, 0.02), false);
+    assert.equal(steady.window(0.15, 0.04), false, 'agree, but before minSeconds');
+    assert.equal(steady.window(0.15, 0.06), false);
+    assert.equal(steady.window(0.72, 0.08), false, 'the plateau was not the steady rate');
+    assert.equal(steady.window(0.73, 0.1), true);
+    assert.equal(steady.steady, true);
   });
 });
 
@@ -278,16 +288,17 @@ describe('CPU distance (bench/distance.ts)', () => {
 });
 
 describe('one-way timing by the receiver (DeliveryClock)', () => {
-  it('starts at the marked message only, once, and counts from it to the end marker', () => {
+  it('starts again at each marked message and counts from the last one to the end marker', () => {
     const clock = new DeliveryClock();
     assert.equal(clock.reading(10), undefined, 'no mark came: no reading (the sender keeps its own clock)');
     assert.equal(clock.mark(-1, 5), false, 'the end marker is not a mark');
     assert.equal(clock.mark(7, 5), false, 'a wrong sequence number is not a mark');
     assert.equal(clock.mark(clockSeq(6), 5), false, "another message's mark is not this one's");
     assert.equal(clock.mark(clockSeq(5), 5), true);
-    assert.equal(clock.mark(clockSeq(9), 9), false, 'the clock starts once');
+    assert.equal(clock.reading(105)!.messages, 100);
+    assert.equal(clock.mark(clockSeq(9), 9), true, 'a later mark (the next window, or the measured part) starts it again');
     const r = clock.reading(105)!;
-    assert.equal(r.messages, 100);
+    assert.equal(r.messages, 96);
     assert.ok(r.seconds >= 0);
   });
 
@@ -295,7 +306,8 @@ describe('one-way timing by the receiver (DeliveryClock)', () => {
     const budget = { ...FULL, thrSeconds: 0, warm: { ...FULL.warm, windowSeconds: 0, capSeconds: 0 } };
     const meter = new RateMeter(budget);
     assert.equal(meter.measuring, false);
-    assert.equal(meter.seq(64), 64, 'no mark during the warm-up');
+    assert.equal(meter.seq(0), clockSeq(0), "the first warm-up window's first message carries a mark");
+    assert.equal(meter.seq(64), 64);
     meter.tick(64); // the warm-up ends at its cap: the measured part starts with message 64
     assert.equal(meter.measuring, true);
     assert.equal(meter.seq(63), 63);
@@ -308,6 +320,44 @@ describe('one-way timing by the receiver (DeliveryClock)', () => {
     assert.equal(other.timing, undefined);
     assert.notEqual(other.seconds, 0.5);
     assert.equal(meter.result(164).timing, undefined);
+  });
+
+  it('RateMeter marks the first message of every warm-up window, so a receiver meets the mark before the measured part', () => {
+    const budget = { ...QUICK, warm: { tolerance: -1, windowSeconds: 0, capSeconds: 1e9 } }; // never steady
+    const meter = new RateMeter(budget);
+    assert.equal(meter.seq(0), clockSeq(0));
+    assert.equal(meter.tick(64), false);
+    assert.equal(meter.seq(64), clockSeq(64), 'the second window starts with a mark');
+    assert.equal(meter.seq(65), 65);
+    meter.tick(128);
+    assert.equal(meter.seq(128), clockSeq(128));
+    assert.equal(meter.measuring, false);
+  });
+
+  it("a kept peer's first measurement warms up for at least freshPeerWarmSeconds, its later ones do not", async () => {
+    const budget = { ...QUICK, freshPeerWarmSeconds: 1000, warm: { tolerance: 1, windowSeconds: 0, capSeconds: 1e9 } }; // every two windows agree
+    const warmedAfterTwoWindows = (): boolean => {
+      const meter = new RateMeter(budget);
+      meter.tick(64);
+      meter.tick(128);
+      return meter.measuring;
+    };
+    const kept = new KeptPeers<KeptPeer>();
+    let started = 0;
+    const start = async (): Promise<KeptPeer> => {
+      started++;
+      return { pid: process.pid, end: async () => {} };
+    };
+    try {
+      assert.equal(await kept.use('a', start, async () => warmedAfterTwoWindows(), true), false, "the peer's first measurement");
+      assert.equal(await kept.use('a', start, async () => warmedAfterTwoWindows(), true), true, 'the same peer, kept');
+      assert.equal(started, 1);
+      assert.equal(await kept.use('b', start, async () => warmedAfterTwoWindows(), true), false, 'another new peer');
+      assert.equal(warmedAfterTwoWindows(), true, 'outside a measurement on a kept peer');
+      assert.equal(await kept.use('c', start, async () => warmedAfterTwoWindows(), false) || (await kept.use('c', start, async () => warmedAfterTwoWindows(), false)), false, 'a peer not kept is new each time');
+    } finally {
+      await kept.close();
+    }
   });
 });
 
