@@ -153,13 +153,16 @@ export interface Budget {
    */
   keepPeers: boolean;
   /**
-   * The shortest warm-up of a measurement that is a kept peer's first (KeptPeers.measure): a
-   * new Node process handles its first messages slowly until V8 has optimized its loop, and
-   * its rate can hold still on the way (a POSIX queue's new sink: 0.10-0.17M msg/s for 40-180
-   * ms, then 0.72M, in 20-ms windows on a 2-vCPU VM), so two agreeing windows there are not
-   * yet the steady rate. A quick run's 20-ms windows took such stretches for steady (the
-   * queue's one-way at 0.15-0.35M against 1.11-1.25M in full runs). A full run's peers are
-   * new every round and its 50-ms windows at 3% have not (its rounds agree), so it adds nothing.
+   * The shortest warm-up of a one-way rate (RateMeter) that is a kept peer's first
+   * measurement (KeptPeers.measure): a new Node process handles its first messages slowly
+   * until V8 has optimized its loop, and its rate can hold still on the way (a POSIX queue's
+   * new sink: 0.10-0.17M msg/s for 40-180 ms, then 0.72M, in 20-ms windows on a 2-vCPU VM),
+   * so two agreeing windows there are not yet the steady rate. A quick run's 20-ms windows
+   * took such stretches for steady (the queue's one-way at 0.15-0.35M against 1.11-1.25M in
+   * full runs). Round trips keep their rule: a quick run's were not found on such a plateau,
+   * and with the floor on them too quick runs took 58.4-60.5 s (57.3-59.2 s without). A full run's
+   * peers are new every round and its 50-ms windows at 3% have not taken the plateau (its
+   * rounds agree), so it adds nothing.
    */
   freshPeerWarmSeconds: number;
 }
@@ -243,8 +246,8 @@ export function percentiles(samplesNs: number[]): { p50Us: number; p99Us: number
  */
 let freshPeer = false;
 
-/** A meter's warm-up: the budget's, at least freshPeerWarmSeconds long on a fresh peer. */
-function warmOf(budget: Budget): SteadyOptions {
+/** A RateMeter's warm-up: the budget's, at least freshPeerWarmSeconds long on a fresh peer. */
+function rateWarmOf(budget: Budget): SteadyOptions {
   return freshPeer && budget.freshPeerWarmSeconds > 0 ? { ...budget.warm, minSeconds: budget.freshPeerWarmSeconds } : budget.warm;
 }
 
@@ -261,26 +264,28 @@ export class RttMeter {
 
   constructor(budget: Budget) {
     this.#budget = budget;
-    this.#steady = new Steady(warmOf(budget));
+    this.#steady = new Steady(budget.warm);
   }
 
-  /** Records one round trip (ns); true when the figure has all it needs. */
+  /**
+   * Records one round trip (ns); true when the figure has all it needs. The warm-up and the
+   * measured part run the same code (RateMeter.tick says why): the measured part's start is
+   * noted at every window's end, and whether it is complete is asked on every call.
+   */
   add(ns: number): boolean {
     const t = now();
-    if (!this.#steady.done) {
-      this.#window.push(ns);
-      if (Number(t - this.#windowStart) / 1e9 >= this.#budget.warm.windowSeconds) {
-        if (this.#steady.window(median(this.#window), Number(t - this.#start) / 1e9)) {
-          this.#measureStart = t;
-          this.#warmupSeconds = Number(t - this.#start) / 1e9;
-        }
-        this.#window = [];
-        this.#windowStart = t;
-      }
-      return false;
+    const measuring = this.#steady.done;
+    const [samples, window] = [this.samples, this.#window]; // both read on every call
+    (measuring ? samples : window).push(ns);
+    if (!measuring && Number(t - this.#windowStart) / 1e9 >= this.#budget.warm.windowSeconds) {
+      this.#steady.window(median(this.#window), Number(t - this.#start) / 1e9);
+      this.#measureStart = t;
+      this.#warmupSeconds = Number(t - this.#start) / 1e9;
+      this.#window = [];
+      this.#windowStart = t;
     }
-    this.samples.push(ns);
-    return this.samples.length >= this.#budget.rttMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.rttSeconds;
+    const complete = samples.length >= this.#budget.rttMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.rttSeconds;
+    return measuring && complete;
   }
 
   /**
@@ -289,7 +294,7 @@ export class RttMeter {
    * `{ probe: false }` and call placedAfter on the result once it is gone.
    */
   result({ probe = true } = {}): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null } {
-    const r = { ...percentiles(this.samples), warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe };
+    const r = { ...percentiles(this.samples), warmup: { seconds: this.#steady.done ? +this.#warmupSeconds.toFixed(3) : 0, steady: this.#steady.steady }, ...this.#probe };
     return probe ? placedAfter(r) : r;
   }
 }
@@ -315,27 +320,37 @@ export class RateMeter {
 
   constructor(budget: Budget) {
     this.#budget = budget;
-    this.#steady = new Steady(warmOf(budget));
+    this.#steady = new Steady(rateWarmOf(budget));
   }
 
-  /** `sent`: messages sent so far. True when the sender should stop. */
+  /**
+   * `sent`: messages sent so far. True when the sender should stop.
+   *
+   * The warm-up and the measured part run the same code: the measured part's start is noted
+   * at every window's end (the last one noted is where it starts), and whether it is over
+   * is asked on every tick. Code first run when the measured part began deoptimized the
+   * sender's loop there, which V8 had optimized with this method inlined ("Insufficient
+   * type feedback", --log-deopt), and the measured part ran slow until it was optimized
+   * again: a POSIX queue's one-way in round 1 of a quick run, 1.01-1.16M msg/s against
+   * 1.23-1.38M in rounds 2 and 3 (8 runs of the case alone), once 0.35M.
+   */
   tick(sent: number): boolean {
     const t = now();
-    if (!this.#steady.done) {
+    const measuring = this.#steady.done;
+    if (!measuring) {
       const dt = Number(t - this.#windowStart) / 1e9;
       if (dt >= this.#budget.warm.windowSeconds) {
-        if (this.#steady.window((sent - this.#windowCount) / dt, Number(t - this.#start) / 1e9)) {
-          this.#measureStart = t;
-          this.#measureCount = sent;
-          this.#measureCpu = process.cpuUsage();
-          this.#warmupSeconds = Number(t - this.#start) / 1e9;
-        }
+        this.#steady.window((sent - this.#windowCount) / dt, Number(t - this.#start) / 1e9);
+        this.#measureStart = t;
+        this.#measureCount = sent;
+        this.#measureCpu = process.cpuUsage();
+        this.#warmupSeconds = Number(t - this.#start) / 1e9;
         this.#windowStart = t;
         this.#windowCount = sent;
       }
-      return false;
     }
-    return sent - this.#measureCount >= this.#budget.thrMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.thrSeconds;
+    const over = sent - this.#measureCount >= this.#budget.thrMessages || Number(t - this.#measureStart) / 1e9 >= this.#budget.thrSeconds;
+    return measuring && over;
   }
 
   /** Whether the warm-up is over. */
@@ -368,7 +383,7 @@ export class RateMeter {
     const from = this.#steady.done ? this.#measureStart : this.#start;
     const count = this.#steady.done ? this.#measureCount : 0;
     const cpu = process.cpuUsage(this.#measureCpu);
-    const measured = { messages: sent - count, cpuUs: cpu.user + cpu.system, warmup: { seconds: +this.#warmupSeconds.toFixed(3), steady: this.#steady.steady }, ...this.#probe };
+    const measured = { messages: sent - count, cpuUs: cpu.user + cpu.system, warmup: { seconds: this.#steady.done ? +this.#warmupSeconds.toFixed(3) : 0, steady: this.#steady.steady }, ...this.#probe };
     // The receiver read exactly the measured part: its clock, which the sender's backlog does not bend.
     const placed = probe ? placedAfter(measured) : measured;
     if (delivered && this.#steady.done && delivered.messages === measured.messages && delivered.seconds > 0) return { ...placed, seconds: delivered.seconds, timing: 'receiver' };
@@ -717,8 +732,8 @@ export class KeptPeers<T extends KeptPeer> {
   }
 
   /**
-   * Runs one measurement on `peer` (whilePeerRuns), its meters warmed up for at least
-   * Budget.freshPeerWarmSeconds when it is the peer's first.
+   * Runs one measurement on `peer` (whilePeerRuns), its one-way rates warmed up for at
+   * least Budget.freshPeerWarmSeconds when it is the peer's first.
    */
   async measure<R>(peer: T, body: () => Promise<R>): Promise<R> {
     const fresh = !this.#measured.has(peer);

@@ -91,12 +91,10 @@ export class Steady {
     const last = this.#last;
     this.#last = value;
     const agree = last !== undefined && Number.isFinite(value) && Number.isFinite(last) && Math.abs(value - last) <= this.options.tolerance * Math.max(Math.abs(value), Math.abs(last));
-    if (agree && elapsed >= (this.options.minSeconds ?? 0)) {
-      this.steady = true;
-      this.done = true;
-    } else if (elapsed >= this.options.capSeconds) {
-      this.done = true;
-    }
+    // Assigned on every window, not in a branch first taken at the end: the meters run the
+    // warm-up's code in the measured part too (RateMeter.tick says why).
+    this.steady = agree && elapsed >= (this.options.minSeconds ?? 0);
+    this.done = this.steady || elapsed >= this.options.capSeconds;
     return this.done;
   }
 
