@@ -932,7 +932,9 @@ export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Bud
  * goes on), failed (with its stderr), or printed no JSON.
  */
 export function runCJson<T>(what: string, bin: string, args: string[], options: { limitSeconds: number; killed?: string; env?: NodeJS.ProcessEnv }): { result: T } | { why: string } {
-  const r = spawnSync(bin, args, { encoding: 'utf8', timeout: options.limitSeconds * 1000, killSignal: 'SIGKILL', ...(options.env ? { env: options.env } : {}) });
+  // IPCKIT_BENCH_PARENT: the reference dies with this process (harness.h die_with_parent).
+  const env = { ...(options.env ?? process.env), IPCKIT_BENCH_PARENT: String(process.pid) };
+  const r = spawnSync(bin, args, { encoding: 'utf8', timeout: options.limitSeconds * 1000, killSignal: 'SIGKILL', env });
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
     return { why: `${what}: did not finish within its time limit of ${options.limitSeconds} s ${options.killed ?? 'and was killed'}${r.stderr ? ` (stderr: ${r.stderr.trim().slice(0, 200)})` : ''}` };
   }

@@ -5,7 +5,7 @@
  * real `ipckit bench --quick --only signal` run end to end. Speed is never asserted here.
  */
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -864,6 +864,34 @@ describe('ipckit bench, a real run', () => {
     assert.ok(hit, `in one of three runs, the ${role} died during a measurement and that round failed`);
   });
   }
+
+  it('a C reference dies with the bench process that runs it: killed, that process leaves no reference running', { timeout: 60_000 }, async (t) => {
+    const bin = compileC('pipe');
+    if (!bin) return t.skip('no C compiler');
+    // A Node process runs a reference as a case does (runC), one that would measure for 60 s.
+    const harness = join(repoRoot, 'dist', 'bench', 'harness.js');
+    const script = `const { runC, FULL } = await import(${JSON.stringify(harness)}); runC(${JSON.stringify(bin)}, 'thr', 64, { ...FULL, thrSeconds: 60, thrMessages: 1e12 });`;
+    const node = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => node.once('exit', resolve));
+    let refs: string[] = [];
+    try {
+      // Its reference, and the peer the reference forked, once both run.
+      for (let i = 0; i < 500 && refs.length < 2; i++) {
+        await sleep(20);
+        const table = processTable();
+        const parent = [...table].find(([, p]) => p.ppid === String(node.pid) && p.argv[0] === bin)?.[0];
+        refs = parent ? [parent, ...[...table].filter(([, p]) => p.ppid === parent).map(([d]) => d)] : [];
+      }
+      assert.equal(refs.length, 2, 'the reference and its peer ran');
+      node.kill('SIGKILL');
+      await exited;
+      for (let i = 0; i < 250 && !refs.every(ended); i++) await sleep(20);
+      for (const d of refs) assert.ok(ended(d), `C process ${d} still runs after the process that ran it was killed`);
+    } finally {
+      node.kill('SIGKILL');
+      for (const d of refs) if (!ended(d)) process.kill(Number(d), 'SIGKILL'); // a failed run leaves nothing either
+    }
+  });
 
   // SIGKILL (the POSIX queue case): it dies at once, and the run removes the queues it had
   // named; SIGTERM sent to it alone (the pipe case): it stops at its next measurement, ends

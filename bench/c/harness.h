@@ -42,7 +42,21 @@ typedef struct {
   double max_seconds;
 } bench_args;
 
+/*
+ * A reference dies with the bench process that started it (bench/harness.ts runCJson, which
+ * gives its pid in IPCKIT_BENCH_PARENT): killed, that process could not end it, and it would
+ * run to its own end beside the next round's measurements. If the parent died before the
+ * prctl, we were reparented already: exit.
+ */
+static void die_with_parent(void) {
+  const char *parent = getenv("IPCKIT_BENCH_PARENT");
+  if (!parent) return; /* run by hand */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != (pid_t)atol(parent)) exit(3);
+}
+
 static bench_args parse_args(int argc, char **argv) {
+  die_with_parent();
   if (argc < 5) {
     fprintf(stderr, "usage: %s lat|thr SIZE MAX_MSGS MAX_SECONDS\n", argv[0]);
     exit(2);
