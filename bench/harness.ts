@@ -156,11 +156,12 @@ export interface Budget {
    * The shortest warm-up of a one-way rate (RateMeter) that is a kept peer's first
    * measurement (KeptPeers.measure): a new Node process handles its first messages slowly
    * until V8 has optimized its loop, and its rate can hold still on the way (a POSIX queue's
-   * new sink: 0.10-0.17M msg/s for 40-180 ms, then 0.72M, in 20-ms windows on a 2-vCPU VM),
+   * new sink: 0.06-0.17M msg/s for 40-180 ms, then 0.72-0.95M, in 20-ms windows, 13 runs on a
+   * 2-vCPU VM),
    * so two agreeing windows there are not yet the steady rate. A quick run's 20-ms windows
    * took such stretches for steady (the queue's one-way at 0.15-0.35M against 1.11-1.25M in
    * full runs). Round trips keep their rule: a quick run's were not found on such a plateau,
-   * and with the floor on them too quick runs took 58.4-60.5 s (57.3-59.2 s without). A full run's
+   * and with the floor on them too quick runs took 58.4-60.6 s (57.3-59.2 s without, three runs each). A full run's
    * peers are new every round and its 50-ms windows at 3% have not taken the plateau (its
    * rounds agree), so it adds nothing.
    */
@@ -314,7 +315,8 @@ export class RateMeter {
   #windowCount = 0;
   #measureStart = 0n;
   #measureCount = 0;
-  #measureCpu = process.cpuUsage();
+  readonly #startCpu = process.cpuUsage();
+  #measureCpu = this.#startCpu;
   #warmupSeconds = 0;
   readonly #probe = probedBy({ cpuProbeNs: lastProbe });
 
@@ -332,7 +334,8 @@ export class RateMeter {
    * sender's loop there, which V8 had optimized with this method inlined ("Insufficient
    * type feedback", --log-deopt), and the measured part ran slow until it was optimized
    * again: a POSIX queue's one-way in round 1 of a quick run, 1.01-1.16M msg/s against
-   * 1.23-1.38M in rounds 2 and 3 (8 runs of the case alone), once 0.35M.
+   * 1.23-1.38M in rounds 2 and 3 (8 runs of the case alone; once 0.35M in a quick run of
+   * every case).
    */
   tick(sent: number): boolean {
     const t = now();
@@ -365,7 +368,7 @@ export class RateMeter {
    * branches as the measured part: when the measured part's mark was the first one, V8
    * deoptimized a new sink's loop there (sinkRun: "insufficient type feedback") and the
    * measured part ran slow until it was optimized again (a POSIX queue's one-way, round 1
-   * of a quick run: 0.18-0.28M msg/s measured after warm-up windows of 1.3M).
+   * of a quick run: 0.18-0.41M msg/s measured after warm-up windows of 1.3M).
    */
   seq(n: number): number {
     return n === this.#windowCount ? clockSeq(n) : n;
@@ -382,7 +385,7 @@ export class RateMeter {
     const end = now();
     const from = this.#steady.done ? this.#measureStart : this.#start;
     const count = this.#steady.done ? this.#measureCount : 0;
-    const cpu = process.cpuUsage(this.#measureCpu);
+    const cpu = process.cpuUsage(this.#steady.done ? this.#measureCpu : this.#startCpu);
     const measured = { messages: sent - count, cpuUs: cpu.user + cpu.system, warmup: { seconds: this.#steady.done ? +this.#warmupSeconds.toFixed(3) : 0, steady: this.#steady.steady }, ...this.#probe };
     // The receiver read exactly the measured part: its clock, which the sender's backlog does not bend.
     const placed = probe ? placedAfter(measured) : measured;
@@ -403,7 +406,8 @@ export class RateMeter {
  * and of each warm-up window: RateMeter.seq says why), the receiver notes when it reads the
  * last mark and when it reads the end marker (DeliveryClock), and
  * the rate is the messages it read in between over that time, backlog neither counted nor
- * waited for. The C references do the same (bench/c/harness.h delivery_clock).
+ * waited for. The C references do the same (bench/c/harness.h delivery_clock), marking the
+ * measured part's first message only (their code is compiled ahead: nothing to warm).
  */
 export interface Delivered {
   /** Messages the receiver read from the marked one (included) to the end marker. */

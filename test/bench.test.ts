@@ -889,7 +889,13 @@ describe('ipckit bench, a real run', () => {
       for (const d of refs) assert.ok(ended(d), `C process ${d} still runs after the process that ran it was killed`);
     } finally {
       node.kill('SIGKILL');
-      for (const d of refs) if (!ended(d)) process.kill(Number(d), 'SIGKILL'); // a failed run leaves nothing either
+      for (const d of refs) {
+        try {
+          if (!ended(d)) process.kill(Number(d), 'SIGKILL'); // a failed run leaves nothing either
+        } catch {
+          // gone between the look and the kill
+        }
+      }
     }
   });
 

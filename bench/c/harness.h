@@ -52,7 +52,10 @@ static void die_with_parent(void) {
   const char *parent = getenv("IPCKIT_BENCH_PARENT");
   if (!parent) return; /* run by hand */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != (pid_t)atol(parent)) exit(3);
+  if (getppid() != (pid_t)atol(parent)) {
+    fprintf(stderr, "the bench process that ran this reference (%s) is gone\n", parent);
+    exit(3);
+  }
 }
 
 static bench_args parse_args(int argc, char **argv) {
