@@ -153,8 +153,8 @@ export interface Budget {
    */
   keepPeers: boolean;
   /**
-   * The shortest warm-up of a one-way rate (RateMeter) that is a kept peer's first
-   * measurement (KeptPeers.measure): a new Node process handles its first messages slowly
+   * The shortest warm-up of a one-way rate (RateMeter) that is a kept peer's first figure
+   * (KeptPeers.measure): a new Node process handles its first messages slowly
    * until V8 has optimized its loop, and its rate can hold still on the way (a POSIX queue's
    * new sink: 0.06-0.17M msg/s for 40-180 ms, then 0.72-0.95M, in 20-ms windows, 13 runs on a
    * 2-vCPU VM),
@@ -243,7 +243,9 @@ export function percentiles(samplesNs: number[]): { p50Us: number; p99Us: number
  */
 /**
  * Whether the measurement running now is a kept peer's first (KeptPeers.measure sets it
- * around it; measurements run one at a time, as the probes that place them do).
+ * around it; measurements run one at a time, as the probes that place them do), until its
+ * first figure is complete: a Node baseline's one-way rate follows its round trips on the
+ * same, by then warm, peer (a meter's result() clears it).
  */
 let freshPeer = false;
 
@@ -295,6 +297,7 @@ export class RttMeter {
    * `{ probe: false }` and call placedAfter on the result once it is gone.
    */
   result({ probe = true } = {}): { p50Us: number; p99Us: number; n: number; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null } {
+    freshPeer = false; // the peer has had a figure
     const r = { ...percentiles(this.samples), warmup: { seconds: this.#steady.done ? +this.#warmupSeconds.toFixed(3) : 0, steady: this.#steady.steady }, ...this.#probe };
     return probe ? placedAfter(r) : r;
   }
@@ -382,6 +385,7 @@ export class RateMeter {
    * peer exiting), pass `{ probe: false }` and call placedAfter on the result once it is idle.
    */
   result(sent: number, delivered?: Delivered, { probe = true } = {}): { messages: number; seconds: number; cpuUs: number; warmup: { seconds: number; steady: boolean }; timing?: 'receiver'; cpuProbeNs?: number | null } {
+    freshPeer = false; // the peer has had a figure
     const end = now();
     const from = this.#steady.done ? this.#measureStart : this.#start;
     const count = this.#steady.done ? this.#measureCount : 0;

@@ -354,6 +354,12 @@ describe('one-way timing by the receiver (DeliveryClock)', () => {
       assert.equal(started, 1);
       assert.equal(await kept.use('b', start, async () => warmedAfterTwoWindows(), true), false, 'another new peer');
       assert.equal(warmedAfterTwoWindows(), true, 'outside a measurement on a kept peer');
+      const firstThenSecond = async (): Promise<boolean[]> => {
+        const first = new RttMeter(budget);
+        first.result(); // the peer's first figure is complete
+        return [warmedAfterTwoWindows()];
+      };
+      assert.deepEqual(await kept.use('d', start, firstThenSecond, true), [true], "a new peer's second figure, after its first one's result");
       assert.equal(await kept.use('c', start, async () => warmedAfterTwoWindows(), false) || (await kept.use('c', start, async () => warmedAfterTwoWindows(), false)), false, 'a peer not kept is new each time');
     } finally {
       await kept.close();
