@@ -116,7 +116,11 @@ function agreement(oldBy: Map<string, ReportFigure>, newBy: Map<string, ReportFi
   const head = `${both.length - apart.length} of ${both.length} figures both runs measured are within ${AGREE_WITHIN * 100}% of ${names[0]}'s${farOnly ? ` (${farOnly} of them compared at the far placement: one run measured them only there)` : ''}`;
   if (!apart.length) return `${head}.`;
   // A figure given at the far placement in one run and the close one in the other (ReportFigure.cpus) says so.
-  const placed = (o: ReportFigure, n: ReportFigure, far: boolean): string => (far ? ' (CPUs far)' : (o.cpus ?? 'close') !== (n.cpus ?? 'close') ? ` (CPUs ${o.cpus ?? 'close'}, then ${n.cpus ?? 'close'})` : '');
+  const unplaced = (o: ReportFigure, n: ReportFigure, far: boolean): boolean => !far && (o.cpus ?? 'close') !== (n.cpus ?? 'close');
+  const placed = (o: ReportFigure, n: ReportFigure, far: boolean): string => (far ? ' (CPUs far)' : unplaced(o, n, far) ? ` (CPUs ${o.cpus ?? 'close'}, then ${n.cpus ?? 'close'})` : '');
   const list = apart.map(({ o, n, far, change }) => `${n.mechanism} / ${n.variant} ${sizeLabel(n.size)} ${n.metric === 'rtt' ? 'RTT' : 'one-way'} ${change.toFixed(2)}x${placed(o, n, far)}`);
-  return `${head}; not: ${list.join('; ')}.`;
+  // Counted, not left out: such a pair compares the two placements, whatever the code did.
+  const noCommon = apart.filter(({ o, n, far }) => unplaced(o, n, far)).length;
+  const why = noCommon ? `; ${noCommon} of the ${apart.length} others have no rounds at one placement in both runs (only close in one, only far in the other)` : '';
+  return `${head}${why}; not: ${list.join('; ')}.`;
 }
