@@ -154,16 +154,15 @@ export interface Budget {
   keepPeers: boolean;
   /**
    * The shortest warm-up of a one-way rate (RateMeter) that is a kept peer's first figure
-   * (KeptPeers.measure): a new Node process handles its first messages slowly
-   * until V8 has optimized its loop, and its rate can hold still on the way (a POSIX queue's
-   * new sink: 0.06-0.17M msg/s for 40-180 ms, then 0.72-0.95M, in 20-ms windows, 13 runs on a
-   * 2-vCPU VM),
-   * so two agreeing windows there are not yet the steady rate. A quick run's 20-ms windows
-   * took such stretches for steady (the queue's one-way at 0.15-0.35M against 1.11-1.25M in
-   * full runs). Round trips keep their rule: a quick run's were not found on such a plateau,
-   * and with the floor on them too quick runs took 58.4-60.6 s (57.3-59.2 s without, three runs each). A full run's
-   * peers are new every round and its 50-ms windows at 3% have not taken the plateau (its
-   * rounds agree), so it adds nothing.
+   * (KeptPeers.measure): a new Node process handles its first messages slowly until V8 has
+   * optimized its loop, and its rate can hold still on the way (a POSIX queue's new sink:
+   * 0.06-0.17M msg/s for 40-180 ms, then 0.72-0.95M, in 20-ms windows, 13 runs on a 2-vCPU
+   * VM), so two agreeing windows there are not yet the steady rate. A quick run's 20-ms
+   * windows took such stretches for steady (the queue's one-way at 0.15-0.35M against
+   * 1.11-1.25M in full runs). Round trips keep their rule: a quick run's were not found on
+   * such a plateau, and with the floor on them too quick runs took 58.4-60.6 s (57.3-59.2 s
+   * without, three runs each). A full run's peers are new every round and its 50-ms windows
+   * at 3% have not taken the plateau (its rounds agree), so it adds nothing.
    */
   freshPeerWarmSeconds: number;
 }
@@ -234,14 +233,6 @@ export function percentiles(samplesNs: number[]): { p50Us: number; p99Us: number
 }
 
 /**
- * One RTT figure's samples: a warm-up until the median round trip of two successive
- * windows agrees (budget.warm), then the measured part (budget.rttSeconds or
- * budget.rttMessages, whichever ends first). Every RTT loop uses it:
- *   const meter = new RttMeter(budget);
- *   for (let i = 0; ; i++) { const t0 = now(); ...; if (meter.add(Number(now() - t0))) break; }
- *   return meter.result();
- */
-/**
  * Whether the measurement running now is a kept peer's first (KeptPeers.measure sets it
  * around it; measurements run one at a time, as the probes that place them do), until its
  * first figure is complete: a Node baseline's one-way rate follows its round trips on the
@@ -254,6 +245,14 @@ function rateWarmOf(budget: Budget): SteadyOptions {
   return freshPeer && budget.freshPeerWarmSeconds > 0 ? { ...budget.warm, minSeconds: budget.freshPeerWarmSeconds } : budget.warm;
 }
 
+/**
+ * One RTT figure's samples: a warm-up until the median round trip of two successive
+ * windows agrees (budget.warm), then the measured part (budget.rttSeconds or
+ * budget.rttMessages, whichever ends first). Every RTT loop uses it:
+ *   const meter = new RttMeter(budget);
+ *   for (let i = 0; ; i++) { const t0 = now(); ...; if (meter.add(Number(now() - t0))) break; }
+ *   return meter.result();
+ */
 export class RttMeter {
   readonly #budget: Budget;
   readonly #steady: Steady;

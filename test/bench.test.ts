@@ -334,7 +334,7 @@ describe('one-way timing by the receiver (DeliveryClock)', () => {
     assert.equal(meter.measuring, false);
   });
 
-  it("a kept peer's first measurement warms up for at least freshPeerWarmSeconds, its later ones do not", async () => {
+  it("a kept peer's first figure warms up for at least freshPeerWarmSeconds, its later ones do not", async () => {
     const budget = { ...QUICK, freshPeerWarmSeconds: 1000, warm: { tolerance: 1, windowSeconds: 0, capSeconds: 1e9 } }; // every two windows agree
     const warmedAfterTwoWindows = (): boolean => {
       const meter = new RateMeter(budget);
