@@ -19,7 +19,7 @@
  *   it (KeptPeers.abandon). It says 'ending' when it closes on its own (a SIGTERM, a crash).
  */
 import { probeCpuDistance } from './distance.js';
-import { compileC, probeFiguresWith, recentProbe, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
+import { compileC, probeFiguresWith, recentProbe, sendToRun, type BenchContext, type Budget, type Figure, type Scenario, type SysvMade } from './harness.js';
 
 /** What the run asks. */
 export type ToCase =
@@ -51,10 +51,7 @@ class BenchStopped extends Error {
 }
 
 async function main(module: string): Promise<void> {
-  // A send while the channel closes reports to its callback, not as an 'error' event.
-  const tell = (m: FromCase): void => {
-    if (process.connected) process.send?.(m, () => {});
-  };
+  const tell = (m: FromCase): void => sendToRun(m);
   probeFiguresWith(() => {
     const probe = probeCpuDistance();
     return 'ns' in probe ? probe.ns : null;

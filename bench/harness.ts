@@ -578,8 +578,16 @@ export interface SysvMade {
  * Returns `object`.
  */
 export function madeSysv<T extends { id: number }>(kind: SysvMade['kind'], object: T): T {
-  if (process.connected) process.send?.({ type: 'made', kind, id: object.id }, () => {});
+  sendToRun({ type: 'made', kind, id: object.id });
   return object;
+}
+
+/**
+ * In a case process: a message to the run (bench/case-process.ts FromCase). A send while the
+ * channel closes reports to its callback, not as an 'error' event: dropped, as the run is gone.
+ */
+export function sendToRun(message: object): void {
+  if (process.connected) process.send?.(message, () => {});
 }
 
 /**

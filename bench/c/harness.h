@@ -339,8 +339,12 @@ static void write_full(int fd, const char *buf, size_t n) {
  * killed for overrunning its time limit (bench/harness.ts runC) leaves no spinning orphan.
  */
 static inline pid_t bench_fork(void) {
+  pid_t parent = getpid();
   pid_t pid = (fork)();
-  if (pid == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1); /* the parent died before the prctl */
+  }
   return pid;
 }
 #define fork() bench_fork()
