@@ -277,7 +277,8 @@ export class RttMeter {
   add(ns: number): boolean {
     const t = now();
     const measuring = this.#steady.done;
-    const [samples, window] = [this.samples, this.#window]; // both read on every call
+    const samples = this.samples; // both read on every call: no load first run as the measured part begins
+    const window = this.#window;
     (measuring ? samples : window).push(ns);
     if (!measuring && Number(t - this.#windowStart) / 1e9 >= this.#budget.warm.windowSeconds) {
       this.#steady.window(median(this.#window), Number(t - this.#start) / 1e9);
@@ -937,8 +938,7 @@ export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Bud
   // The C side warms up as ours does (harness.h warm_up): until two windows agree, or the cap.
   const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}`;
   const r = runCJson<CResult>(what, bin, [mode, String(size), String(msgs), String(secs), ...extra], { limitSeconds: limit, killed: `(it measures for ${secs} s) and was killed: it stalled`, env: { ...process.env, IPCKIT_BENCH_WARM: warm } });
-  const cpuProbeNs = farther(before, probeNow());
-  return { ...('result' in r ? r.result : { notMeasured: r.why }), ...probedBy({ cpuProbeNs }) };
+  return placedAfter({ ...('result' in r ? r.result : { notMeasured: r.why }), ...probedBy({ cpuProbeNs: before }) });
 }
 
 /**
