@@ -156,7 +156,7 @@ async function measure(ctx: BenchContext, sizes: number[], depth: (size: number)
       ctx.progress(`${mechanism}: RTT ${size} B`);
       const l = await withQueues(`${size}:${mechanism}:echo`, size, depth(size), 'echo', keep, (tx, rx) => rttLoop(tx, rx, size, ctx.budget), placement);
       out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size, ...l });
-      if (bin) out.push(cFigure(mechanism, C_VARIANT, 'rtt', size, runC(bin, 'lat', size, ctx.budget, placement.cArg ? [placement.cArg] : [])));
+      if (bin) out.push(cFigure(mechanism, C_VARIANT, 'rtt', size, runC(bin, 'lat', size, ctx.budget, placement.cArgs)));
     }
     ctx.progress(`mqueue: one-way ${size} B`);
     const t = await withQueues(`${size}:send`, size, depth(size), 'sink', keep, (tx, rx) => throughputLoop(tx, rx, size, ctx.budget));
@@ -166,8 +166,7 @@ async function measure(ctx: BenchContext, sizes: number[], depth: (size: number)
     out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b));
     if (bin) {
       ctx.progress(`mqueue: C one-way ${size} B`);
-      const oneWay = cOneWay(ctx).cArg;
-      out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget, oneWay ? [oneWay] : [])));
+      out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget, cOneWay(ctx).cArgs)));
     }
   }
   return out;

@@ -76,7 +76,7 @@ export const scenarios: Scenario[] = [
         out.push(await measure(ctx, placement));
         if (bin) {
           ctx.progress(`mutex${placement.suffix}: C ping-pong`);
-          out.push(cFigure(`mutex${placement.suffix}`, C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, placement.cArg ? [placement.cArg] : [])));
+          out.push(cFigure(`mutex${placement.suffix}`, C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, placement.cArgs)));
         }
       }
       return out;

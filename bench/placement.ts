@@ -10,11 +10,12 @@
  * Two helpers exist, for two kinds of scenario:
  * - `placements` / `withPlacement` / `pin` (message queue, semaphore, mutex): measure the
  *   scheduler-placed figure a user gets *and* the pinned one, named with a suffix; the C
- *   references take "P,C" (bench/c/pin.h), their one-way runs pinned (`cOneWay`).
+ *   references' one-way runs are pinned (`cOneWay`).
  * - `pinning` / `cPlacement` / `pinnedPair` (pipe, FIFO, popen): measure round trips
- *   pinned only; the C references take `cpus=P,C` (bench_place in bench/c/harness.h).
- *   One-way figures of ours are not pinned: two busy processes get two CPUs anyway, and
- *   pinning a Node process would also pin the threads that collect its garbage.
+ *   pinned only. One-way figures of ours are not pinned: two busy processes get two CPUs
+ *   anyway, and pinning a Node process would also pin the threads that collect its garbage.
+ * Every C reference takes the same argument to pin itself, `cpus=P,C` (`cArgs`; bench_place
+ * in bench/c/harness.h).
  * Without two CPUs or without taskset, figures are scheduler-placed and a note says so.
  */import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -23,14 +24,18 @@ import type { BenchContext } from './harness.js';
 export interface Placement {
   /** Appended to the mechanism name of the figures ('' when scheduler-placed). */
   suffix: string;
-  /** For the C references: "P,C", or undefined. */
-  cArg: string | undefined;
+  /** The C references' arguments for it: ["cpus=P,C"] (bench_place in bench/c/harness.h), or none. */
+  cArgs: string[];
   parentCpu: number | undefined;
   childCpu: number | undefined;
 }
 
-export const SCHEDULER: Placement = { suffix: '', cArg: undefined, parentCpu: undefined, childCpu: undefined };
-export const CROSS: Placement = { suffix: ', pinned 0|1', cArg: '0,1', parentCpu: 0, childCpu: 1 };
+/** The CPUs of a pinned round trip: the parent's and the child's (bench/distance.ts probes between them). */
+export const PARENT_CPU = 0;
+export const CHILD_CPU = 1;
+
+export const SCHEDULER: Placement = { suffix: '', cArgs: [], parentCpu: undefined, childCpu: undefined };
+export const CROSS: Placement = { suffix: `, pinned ${PARENT_CPU}|${CHILD_CPU}`, cArgs: [`cpus=${PARENT_CPU},${CHILD_CPU}`], parentCpu: PARENT_CPU, childCpu: CHILD_CPU };
 
 let tasksetChecked: boolean | undefined;
 function haveTaskset(): boolean {
@@ -82,10 +87,6 @@ export async function withPlacement<R>(placement: Placement, body: () => Promise
   }
 }
 
-/** The CPUs of a pinned round trip: the parent's and the child's (bench/distance.ts probes between them). */
-export const PARENT_CPU = 0;
-export const CHILD_CPU = 1;
-
 let checked: boolean | undefined;
 let notedInRound: number | undefined;
 
@@ -122,7 +123,7 @@ export function cOneWay(ctx: BenchContext): Placement {
 
 /** The extra argument that makes a C reference pin itself (bench_place), or none. */
 export function cPlacement(ctx: BenchContext): string[] {
-  return pinning(ctx) ? [`cpus=${PARENT_CPU},${CHILD_CPU}`] : [];
+  return pinning(ctx) ? CROSS.cArgs : [];
 }
 
 /** Pins the main thread of `pid` (its tid is its pid) to `cpu`. */

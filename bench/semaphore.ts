@@ -63,7 +63,7 @@ export const scenarios: Scenario[] = [
         out.push(await measure(ctx, placement));
         if (bin) {
           ctx.progress(`semaphore${placement.suffix}: C ping-pong`);
-          out.push(cFigure(`semaphore${placement.suffix}`, C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, placement.cArg ? [placement.cArg] : [])));
+          out.push(cFigure(`semaphore${placement.suffix}`, C_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, placement.cArgs)));
         }
       }
       return out;

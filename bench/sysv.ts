@@ -122,7 +122,7 @@ function cMessage(bin: string, mode: 'lat' | 'thr', size: number, ctx: BenchCont
   const q = madeSysv('msg', createSysvMessageQueue(0));
   try {
     queueBytes(q);
-    return runC(bin, mode, size, ctx.budget, [String(q.id), ...(placement.cArg ? [placement.cArg] : [])]);
+    return runC(bin, mode, size, ctx.budget, [String(q.id), ...placement.cArgs]);
   } finally {
     q.remove();
     void q.close();
@@ -210,7 +210,7 @@ async function measureSemaphores(ctx: BenchContext): Promise<Figure[]> {
       ctx.progress(`${mechanism}: C ping-pong`);
       const c = madeSysv('sem', createSysvSemaphoreSet(0, { count: 3 }));
       try {
-        out.push(cFigure(mechanism, SEM_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, [String(c.id), ...(placement.cArg ? [placement.cArg] : [])])));
+        out.push(cFigure(mechanism, SEM_VARIANT, 'rtt', 0, runC(bin, 'lat', 0, ctx.budget, [String(c.id), ...placement.cArgs])));
       } finally {
         c.remove();
         await c.close();

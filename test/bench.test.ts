@@ -653,19 +653,19 @@ describe('ipckit bench, a real run', () => {
     assert.ok(c && (c.timing === 'receiver' || (c.rounds === 0 && (c.notMeasured ?? '').length > 0)), JSON.stringify(c));
   });
 
-  it('--quick --only mqueue,sysv --rounds 1: the queues\' C one-way references run pinned apart, parent on CPU 0 and child on CPU 1', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() ? 'needs two CPUs and a C compiler' : false }, async () => {
-    const out = scratchPath('queues.json');
-    const run = runCli(['bench', '--quick', '--only', 'mqueue,sysv', '--rounds', '1', '--out', out], { timeoutMs: 280_000 });
-    // The CPUs each C one-way process may use, as last seen (/proc/PID/status), by program, pid and parent pid.
-    const seen = new Map<string, { program: string; ppid: string; cpus: string }>();
+  it('--quick --only mqueue,sysv,semaphore,mutex --rounds 1: the C references run pinned apart, parent on CPU 0 and child on CPU 1, the queues\' one-way runs too', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() ? 'needs two CPUs and a C compiler' : false }, async () => {
+    const out = scratchPath('pinned.json');
+    const run = runCli(['bench', '--quick', '--only', 'mqueue,sysv,semaphore,mutex', '--rounds', '1', '--out', out], { timeoutMs: 280_000 });
+    // Each C reference process, as last seen (/proc/PID/status): its program and mode, parent pid and the CPUs it may use.
+    const seen = new Map<string, { run: string; ppid: string; cpus: string }>();
     const look = (): void => {
       for (const pid of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
         try {
           const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-          const program = /bench-c\/(mqueue|sysv_msg)$/.exec(argv[0] ?? '')?.[1];
-          if (!program || argv[1] !== 'thr') continue;
+          const program = /bench-c\/(mqueue|sysv_msg|sysv_sem|semaphore|mutex)$/.exec(argv[0] ?? '')?.[1];
+          if (!program) continue;
           const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-          seen.set(pid, { program, ppid: /^PPid:\s*(\d+)/m.exec(status)![1]!, cpus: /^Cpus_allowed_list:\s*(\S+)/m.exec(status)![1]! });
+          seen.set(pid, { run: `${program} ${argv[1]}`, ppid: /^PPid:\s*(\d+)/m.exec(status)![1]!, cpus: /^Cpus_allowed_list:\s*(\S+)/m.exec(status)![1]! });
         } catch {
           // gone between the listing and the read
         }
@@ -674,18 +674,18 @@ describe('ipckit bench, a real run', () => {
     const timer = setInterval(look, 2);
     const r = await run.done.finally(() => clearInterval(timer));
     assert.equal(r.code, 0, r.stderr);
-    for (const program of ['mqueue', 'sysv_msg']) {
-      const procs = [...seen].filter(([, p]) => p.program === program);
-      const parent = procs.find(([pid]) => procs.some(([, p]) => p.ppid === pid));
-      const child = procs.find(([, p]) => p.ppid === parent?.[0]);
-      assert.ok(parent && child, `${program}: its C one-way run (parent and forked child) was not seen: ${JSON.stringify([...seen])}`);
-      assert.deepEqual([parent[1].cpus, child[1].cpus], ['0', '1'], `${program}: ${JSON.stringify(procs)}`);
+    // --quick measures the pinned placement only: every C run, round trip or one way, is pinned.
+    for (const want of ['mqueue lat', 'mqueue thr', 'sysv_msg lat', 'sysv_msg thr', 'sysv_sem lat', 'semaphore lat', 'mutex lat']) {
+      const procs = [...seen].filter(([, p]) => p.run === want);
+      const parents = procs.filter(([pid]) => procs.some(([, p]) => p.ppid === pid));
+      assert.ok(parents.length > 0, `${want}: no C run (parent and forked child) was seen: ${JSON.stringify([...seen])}`);
+      for (const [pid, parent] of parents) {
+        const child = procs.find(([, p]) => p.ppid === pid)![1];
+        assert.deepEqual([parent.cpus, child.cpus], ['0', '1'], `${want}: ${JSON.stringify(procs)}`);
+      }
     }
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
-    for (const mechanism of ['mqueue', 'sysv msg']) {
-      const c = j.figures.find((f) => f.mechanism === mechanism && f.role === 'c' && f.metric === 'throughput');
-      assert.ok(c && c.rounds === 1, JSON.stringify(c));
-    }
+    for (const f of j.figures.filter((x) => x.role === 'c')) assert.ok(f.rounds === 1, JSON.stringify(f));
   });
 
   /** When each pid this suite looked at started (its first look): a pid the kernel reuses is another process. */

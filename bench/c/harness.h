@@ -212,7 +212,7 @@ typedef struct {
   long window_count, measure_count;
 } rate_meter;
 
-static rate_meter rate_meter_start(bench_args a) {
+static inline rate_meter rate_meter_start(bench_args a) {
   rate_meter m;
   memset(&m, 0, sizeof m);
   m.a = a;
@@ -223,7 +223,7 @@ static rate_meter rate_meter_start(bench_args a) {
 }
 
 /* `sent`: messages sent so far. 1 when the sender should stop. */
-static int rate_meter_tick(rate_meter *m, long sent) {
+static inline int rate_meter_tick(rate_meter *m, long sent) {
   uint64_t t = now_ns();
   if (m->w.warming) {
     double dt = (t - m->w.window_start) / 1e9;
@@ -294,7 +294,7 @@ static inline void rate_meter_stamp(const rate_meter *m, char *buf, long n) {
  * rate, by the receiver's clock when it timed exactly the measured part; `with_cpu`: add the
  * sender's CPU per message.
  */
-static void rate_meter_print(rate_meter *m, long sent, uint64_t end, const delivery_ack *ack, int with_cpu) {
+static inline void rate_meter_print(rate_meter *m, long sent, uint64_t end, const delivery_ack *ack, int with_cpu) {
   long msgs = sent - m->measure_count;
   int by_receiver = ack && !m->w.warming && ack->delivered == msgs && ack->ns > 0;
   double secs = by_receiver ? ack->ns / 1e9 : (end - m->measure_start) / 1e9, rate = secs > 0 ? msgs / secs : 0;
@@ -306,7 +306,7 @@ static void rate_meter_print(rate_meter *m, long sent, uint64_t end, const deliv
 }
 
 /* Reads exactly n bytes from a blocking fd (stream mechanisms); 0 at EOF. */
-static int read_full(int fd, char *buf, size_t n) {
+static inline int read_full(int fd, char *buf, size_t n) {
   size_t got = 0;
   while (got < n) {
     ssize_t r = read(fd, buf + got, n - got);
@@ -320,7 +320,7 @@ static int read_full(int fd, char *buf, size_t n) {
   return 1;
 }
 
-static void write_full(int fd, const char *buf, size_t n) {
+static inline void write_full(int fd, const char *buf, size_t n) {
   size_t done = 0;
   while (done < n) {
     ssize_t w = write(fd, buf + done, n - done);
@@ -356,6 +356,7 @@ static inline pid_t bench_fork(void) {
  * CPU P and the child to CPU C. Without it the scheduler places them. Pinning the two to
  * different CPUs gives the usual scheduler-placed figure without its bimodality (a small C
  * pair is sometimes put on one CPU, where a round trip costs 2 us instead of 45-60 us).
+ * Every reference takes it (bench/placement.ts Placement.cArgs).
  */
 /* The "cpus=P,C" argument among the optional ones (argv[5...]), or NULL. */
 static const char *find_place(int argc, char **argv) {

@@ -4,10 +4,9 @@
  * ipckit side of the bench chooses, one blocking mq_send / mq_receive
  * per message. The queues are created before fork and unlinked at once (the open
  * descriptors keep them), so nothing is left behind even if the run is killed.
- *   mqueue lat|thr SIZE MAX_MSGS MAX_SECONDS [P,C]   (P,C: pin parent and child, pin.h)
+ *   mqueue lat|thr SIZE MAX_MSGS MAX_SECONDS [cpus=P,C]   (cpus=P,C: bench_place)
  */
 #include "harness.h"
-#include "pin.h"
 #include <fcntl.h>
 #include <mqueue.h>
 #include <sys/resource.h>
@@ -63,8 +62,7 @@ int main(int argc, char **argv) {
   memset(buf, 'x', a.size);
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  const char *cpus = argc > 5 ? argv[5] : NULL;
-  pin_to(cpus, pid == 0 ? 1 : 0);
+  bench_place(find_place(argc, argv), pid == 0);
   if (pid == 0) {
     long n = 0;
     delivery_clock clock = delivery_clock_start();

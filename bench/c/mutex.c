@@ -4,10 +4,9 @@
  * third; each side unlocks the one the other waits for, then locks the one the other
  * holds. One round trip = the parent's unlock(i % 3) + lock((i + 2) % 3), during which
  * the child does lock(i % 3) + unlock((i + 2) % 3): two lock hand-overs, one each way.
- *   mutex lat SIZE MAX_MSGS MAX_SECONDS [P,C]   (SIZE is ignored; P,C: pin.h)
+ *   mutex lat SIZE MAX_MSGS MAX_SECONDS [cpus=P,C]   (SIZE is ignored; cpus=P,C: bench_place)
  */
 #include "harness.h"
-#include "pin.h"
 #include <pthread.h>
 #include <sys/mman.h>
 
@@ -45,8 +44,7 @@ int main(int argc, char **argv) {
   lock(&s->m[1]);
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  const char *cpus = argc > 5 ? argv[5] : NULL;
-  pin_to(cpus, pid == 0 ? 1 : 0);
+  bench_place(find_place(argc, argv), pid == 0);
   if (pid == 0) {
     lock(&s->m[2]);
     if (write(ready[1], "r", 1) != 1) die("write");

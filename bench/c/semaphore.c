@@ -2,10 +2,9 @@
  * C reference: POSIX named semaphores, ping-pong. The parent posts `ping`, the child
  * waits on it and posts `pong`, the parent waits on `pong`: one round trip. Named
  * semaphores (sem_open, O_EXCL) unlinked at once; the mappings are inherited by fork.
- *   semaphore lat SIZE MAX_MSGS MAX_SECONDS [P,C]   (SIZE is ignored: no payload; P,C: pin.h)
+ *   semaphore lat SIZE MAX_MSGS MAX_SECONDS [cpus=P,C]   (SIZE is ignored: no payload; cpus=P,C: bench_place)
  */
 #include "harness.h"
-#include "pin.h"
 #include <fcntl.h>
 #include <semaphore.h>
 #include <sys/mman.h>
@@ -37,8 +36,7 @@ int main(int argc, char **argv) {
   *stop = 0;
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  const char *cpus = argc > 5 ? argv[5] : NULL;
-  pin_to(cpus, pid == 0 ? 1 : 0);
+  bench_place(find_place(argc, argv), pid == 0);
   if (pid == 0) {
     for (;;) {
       wait_sem(ping);

@@ -3,10 +3,9 @@
  * programs use it: the parent sends type 1, the child answers type 2. One blocking msgsnd /
  * msgrcv per message. The queue is made by the caller (bench/sysv.ts, which removes it
  * afterwards, even if this program is killed) and passed as its identifier:
- *   sysv_msg lat|thr SIZE MAX_MSGS MAX_SECONDS ID [P,C]   (P,C: pin parent and child, pin.h)
+ *   sysv_msg lat|thr SIZE MAX_MSGS MAX_SECONDS ID [cpus=P,C]   (cpus=P,C: bench_place)
  */
 #include "harness.h"
-#include "pin.h"
 #include <sys/ipc.h>
 #include <sys/msg.h>
 
@@ -35,7 +34,7 @@ int main(int argc, char **argv) {
   /* thr: the acknowledgement, a delivery_ack, goes back as one message of at most SIZE bytes */
   if (!a.lat && a.size < sizeof(delivery_ack)) { fprintf(stderr, "thr needs SIZE >= %zu\n", sizeof(delivery_ack)); return 2; }
   if (argc < 6) {
-    fprintf(stderr, "usage: %s lat|thr SIZE MAX_MSGS MAX_SECONDS ID [P,C]\n", argv[0]);
+    fprintf(stderr, "usage: %s lat|thr SIZE MAX_MSGS MAX_SECONDS ID [cpus=P,C]\n", argv[0]);
     return 2;
   }
   int id = atoi(argv[5]);
@@ -43,7 +42,7 @@ int main(int argc, char **argv) {
   memset(m->text, 'x', a.size);
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  pin_to(argc > 6 ? argv[6] : NULL, pid == 0 ? 1 : 0);
+  bench_place(find_place(argc, argv), pid == 0);
   if (pid == 0) {
     long n = 0;
     delivery_clock clock = delivery_clock_start();

@@ -3,10 +3,9 @@
  * child takes it and gives semaphore 1 (pong), the parent takes that: one round trip. A
  * third semaphore tells the child to stop. The set is made by the caller (bench/sysv.ts,
  * which removes it afterwards) and passed as its identifier:
- *   sysv_sem lat SIZE MAX_MSGS MAX_SECONDS ID [P,C]   (SIZE is ignored: no payload; P,C: pin.h)
+ *   sysv_sem lat SIZE MAX_MSGS MAX_SECONDS ID [cpus=P,C]   (SIZE is ignored: no payload; cpus=P,C: bench_place)
  */
 #include "harness.h"
-#include "pin.h"
 #include <sys/ipc.h>
 #include <sys/sem.h>
 
@@ -20,13 +19,13 @@ static void op(int id, unsigned short num, short delta) {
 int main(int argc, char **argv) {
   bench_args a = parse_args(argc, argv);
   if (!a.lat || argc < 6) {
-    fprintf(stderr, "usage: %s lat SIZE MAX_MSGS MAX_SECONDS ID [P,C] (a semaphore carries no payload)\n", argv[0]);
+    fprintf(stderr, "usage: %s lat SIZE MAX_MSGS MAX_SECONDS ID [cpus=P,C] (a semaphore carries no payload)\n", argv[0]);
     return 2;
   }
   int id = atoi(argv[5]);
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  pin_to(argc > 6 ? argv[6] : NULL, pid == 0 ? 1 : 0);
+  bench_place(find_place(argc, argv), pid == 0);
   if (pid == 0) {
     for (;;) {
       op(id, 0, -1);
