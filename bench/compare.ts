@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { IpcError, toIpcError } from '../src/core/errors.js';
-import { distanceLine, farApart, figureDistance } from './distance.js';
+import { distanceLine, farApart, figureDistance, placementCut } from './distance.js';
 import { figureKey, fmtFigure, machineLine, sizeLabel, table, SCHEMA_VERSION, type BenchReport, type ReportFigure } from './report.js';
-import { moved } from './stats.js';
+import { median, moved } from './stats.js';
 
 /**
  * A run's JSON, checked: a file that is missing, not JSON, of another schemaVersion or without
@@ -40,8 +40,30 @@ export function readReport(path: string): BenchReport {
 
 const summary = (f: ReportFigure): { median: number; min: number; max: number; rounds: number } => ({ median: f.value, min: f.min, max: f.max, rounds: f.rounds });
 
+/** A run's CPU-distance probes (bench/distance.ts): those around its cases and those around its figures' measurements. */
+function probesOf(run: BenchReport): number[] {
+  const around = run.cpuDistance?.probes.flat() ?? [];
+  const own = run.figures.flatMap((f) => f.cpuProbeNs ?? []);
+  return [...around, ...own].filter((x): x is number => typeof x === 'number' && x > 0);
+}
+
+/**
+ * A run the host kept at one placement has no `cpus` on its figures: its probes alone cannot
+ * tell close from far (bench/report.ts placementOf), and it would be compared as if close.
+ * Placed by the cut of both runs' probes together, a run measured entirely far says so, and
+ * its figures are compared with the other run's far rounds (atOnePlacement).
+ */
+function placedByBoth(run: BenchReport, other: BenchReport): BenchReport {
+  const own = probesOf(run);
+  if (own.length === 0 || placementCut(own) !== undefined) return run;
+  const cut = placementCut([...own, ...probesOf(other)]);
+  if (cut === undefined || median(own) < cut) return run;
+  return { ...run, figures: run.figures.map((f) => (f.rounds ? { ...f, cpus: 'far' as const } : f)) };
+}
+
 /** The comparison as text (what `--compare` prints). */
-export function compareReports(old: BenchReport, now: BenchReport, names: [string, string] = ['OLD', 'NEW']): string {
+export function compareReports(oldRun: BenchReport, nowRun: BenchReport, names: [string, string] = ['OLD', 'NEW']): string {
+  const [old, now] = [placedByBoth(oldRun, nowRun), placedByBoth(nowRun, oldRun)];
   const lines: string[] = [];
   lines.push(`${names[0]}: ${old.date}, ${machineLine(old.machine)}, ${old.rounds} rounds${old.quick ? ', --quick' : ''}`);
   lines.push(`${names[1]}: ${now.date}, ${machineLine(now.machine)}, ${now.rounds} rounds${now.quick ? ', --quick' : ''}`);

@@ -507,6 +507,15 @@ describe('bench --compare, --html, --readme', () => {
     // Where the close run has no far rounds to compare with, the placements are named.
     const allClose = placed(1, () => false);
     assert.match(compareReports(allClose, now), /^5 of 7 figures both runs measured are within 25% of OLD's; 2 of the 2 others have no rounds at one placement in both runs \(only close in one, only far in the other\); not: pipe \/ C pipe\(2\) 64 B RTT 1\.50x \(CPUs close, then far\); pipe \/ C pipe\(2\) 64 B one-way 0\.67x \(CPUs close, then far\)\.$/m);
+    // A run the host kept far throughout has no close probe of its own to tell far by, so its
+    // figures carry no placement; placed by both runs' probes together, it compares the same way.
+    const apart = [350, 340, 360];
+    const farThroughout: BenchReport = { ...report(1, false, apart), figures: aggregate(rounds(1, false, apart).map((round) => round.map((f): Figure => (f.role !== 'c' ? f : { ...f, ...(f.metric === 'rtt' ? { p50Us: f.p50Us! * 1.5 } : { msgsPerSec: f.msgsPerSec! / 1.5 }) })))) };
+    assert.ok(farThroughout.figures.every((f) => f.cpus === undefined));
+    for (const [a, b, names] of [[old, farThroughout, ['OLD', 'NEW']], [farThroughout, old, ['NEW', 'OLD']]] as const) {
+      assert.match(compareReports(a, b, [...names]), new RegExp(`^7 of 7 figures both runs measured are within 25% of ${names[0]}'s \\(2 of them compared at the far placement: one run measured them only there\\)\\.$`, 'm'));
+    }
+    assert.match(compareReports(allClose, farThroughout), /^5 of 7 figures both runs measured are within 25% of OLD's; 2 of the 2 others have no rounds at one placement in both runs \(only close in one, only far in the other\); not: pipe \/ C pipe\(2\) 64 B RTT 1\.50x \(CPUs close, then far\); pipe \/ C pipe\(2\) 64 B one-way 0\.67x \(CPUs close, then far\)\.$/m);
   });
 
   it('--compare and --readme refuse a file that is missing, not JSON, of another schemaVersion or lacking fields: an IpcError, exit 1, no crash', async () => {
