@@ -40,24 +40,23 @@ export function readReport(path: string): BenchReport {
 
 const summary = (f: ReportFigure): { median: number; min: number; max: number; rounds: number } => ({ median: f.value, min: f.min, max: f.max, rounds: f.rounds });
 
-/** A run's CPU-distance probes (bench/distance.ts): those around its cases and those around its figures' measurements. */
-function probesOf(run: BenchReport): number[] {
-  const around = run.cpuDistance?.probes.flat() ?? [];
-  const own = run.figures.flatMap((f) => f.cpuProbeNs ?? []);
-  return [...around, ...own].filter((x): x is number => typeof x === 'number' && x > 0);
+/** The CPU-distance probes a run's figures were placed by: those around each measurement and each case (bench/report.ts aggregate cuts the same ones). */
+function placementProbes(run: BenchReport): number[] {
+  return run.figures.flatMap((f) => [...(f.cpuRoundTripNs ?? []).flatMap((p) => p ?? []), ...(f.cpuProbeNs ?? [])]).filter((x): x is number => typeof x === 'number' && x > 0);
 }
 
 /**
  * A run the host kept at one placement has no `cpus` on its figures: its probes alone cannot
  * tell close from far (bench/report.ts placementOf), and it would be compared as if close.
  * Placed by the cut of both runs' probes together, a run measured entirely far says so, and
- * its figures are compared with the other run's far rounds (atOnePlacement).
+ * its figures are compared with the other run's far rounds (atOnePlacement). Only between
+ * runs on one kind of machine: another one's close CPUs may be several times nearer.
  */
 function placedByBoth(run: BenchReport, other: BenchReport): BenchReport {
-  const own = probesOf(run);
-  if (own.length === 0 || placementCut(own) !== undefined) return run;
-  const cut = placementCut([...own, ...probesOf(other)]);
-  if (cut === undefined || median(own) < cut) return run;
+  if (run.figures.some((f) => f.cpus) || run.machine.cpuModel !== other.machine.cpuModel || run.machine.cpus !== other.machine.cpus) return run;
+  const own = placementProbes(run);
+  const cut = placementCut([...own, ...placementProbes(other)]);
+  if (!own.length || cut === undefined || median(own) < cut) return run;
   return { ...run, figures: run.figures.map((f) => (f.rounds ? { ...f, cpus: 'far' as const } : f)) };
 }
 

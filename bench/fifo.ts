@@ -103,7 +103,7 @@ export const scenarios: Scenario[] = [
     name: 'fifo',
     title: 'named pipe (FIFO)',
     async run(ctx) {
-      return [...(await measureFifo(ctx)), ...cFigures(ctx, 'fifo', 'fifo', 'C FIFO (mkfifo)', sizesOf(ctx), [], cPlacement(ctx))];
+      return [...(await measureFifo(ctx)), ...cFigures(ctx, 'fifo', 'fifo', 'C FIFO (mkfifo)', sizesOf(ctx), [], cPlacement(ctx).cArgs)];
     },
     close: closeKept,
     targets: [

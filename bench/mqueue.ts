@@ -10,7 +10,7 @@
 import { RESOLVED } from '../src/core/channel.js';
 import { createMessageQueue, messageQueueBytes, messageQueueLimits, openMessageQueue, unlinkMessageQueue, type MessageQueue, type MessageQueueReceiver, type MessageQueueSender } from '../src/mechanisms/mqueue/mqueue.js';
 import { benchPrefix, cFigure, KeptPeers, RateMeter, runC, seqOf, sizesOf, stamp, startChild, tell, senderFigure, type BenchChild, type Budget, type BenchContext, type Figure, type KeptPeer, type Scenario } from './harness.js';
-import { cOneWay, CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
+import { cPlacement, CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { deliveredOf, echoLoop, receiverCost, rttLoop, sinkRuns, stopMessage, throughputLoop, type ReceiverCost } from './streams.js';
 
 /** Queue depth: what fs.mqueue.msg_max allows, up to this (bench/c/mqueue.c chooses the same). */
@@ -166,7 +166,7 @@ async function measure(ctx: BenchContext, sizes: number[], depth: (size: number)
     out.push(senderFigure({ mechanism: 'mqueue', variant: 'ipckit sendMany', role: 'ipckit', size }, b));
     if (bin) {
       ctx.progress(`mqueue: C one-way ${size} B`);
-      out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget, cOneWay(ctx).cArgs)));
+      out.push(cFigure('mqueue', C_VARIANT, 'throughput', size, runC(bin, 'thr', size, ctx.budget, cPlacement(ctx).cArgs)));
     }
   }
   return out;

@@ -68,7 +68,7 @@ export const scenarios: Scenario[] = [
     name: 'pipe',
     title: 'anonymous pipe',
     async run(ctx) {
-      return [...(await measurePipe(ctx, 'pipe', 'ipckit')), ...cFigures(ctx, 'pipe', 'pipe', 'C pipe(2)', sizesOf(ctx), [], cPlacement(ctx))];
+      return [...(await measurePipe(ctx, 'pipe', 'ipckit')), ...cFigures(ctx, 'pipe', 'pipe', 'C pipe(2)', sizesOf(ctx), [], cPlacement(ctx).cArgs)];
     },
     close: () => kept.close(),
     targets: [

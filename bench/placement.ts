@@ -9,8 +9,9 @@
  *
  * Two helpers exist, for two kinds of scenario:
  * - `placements` / `withPlacement` / `pin` (message queue, semaphore, mutex): measure the
- *   scheduler-placed figure a user gets *and* the pinned one, named with a suffix; the C
- *   references' one-way runs are pinned (`cOneWay`).
+ *   scheduler-placed figure a user gets *and* the pinned one, named with a suffix (a full
+ *   run; --quick measures the pinned one); the C references' one-way runs are pinned
+ *   (`cPlacement`).
  * - `pinning` / `cPlacement` / `pinnedPair` (pipe, FIFO, popen): measure round trips
  *   pinned only. One-way figures of ours are not pinned: two busy processes get two CPUs
  *   anyway, and pinning a Node process would also pin the threads that collect its garbage.
@@ -102,28 +103,23 @@ export function pinning(ctx: BenchContext): boolean {
   notedInRound = ctx.round;
   ctx.note(
     checked
-      ? 'round trips over pipes, FIFOs, sockets and signals, ours, C and the Node baselines, run with the parent on CPU 0 and the child on CPU 1 (the C one-way figures too, the message queues included; message queue, semaphore and mutex round trips show both placements): placed by the scheduler, a pair (C or Node) sometimes shares one CPU, where a round trip costs 2-12 us instead of 45-60 us'
+      ? 'round trips over pipes, FIFOs, sockets and signals, ours, C and the Node baselines, run with the parent on CPU 0 and the child on CPU 1 (the C one-way figures too, the message queues included; message queue, semaphore and mutex round trips show both placements in a full run): placed by the scheduler, a pair (C or Node) sometimes shares one CPU, where a round trip costs 2-12 us instead of 45-60 us'
       : 'round trips are placed by the scheduler (one CPU, or no taskset): they may be bimodal',
   );
   return checked;
 }
 
 /**
- * Where a C reference's one-way run goes in the cases that show both placements (message
- * queues): pinned apart, as the C one-way runs of pipes, FIFOs and sockets are. Placed by the
- * scheduler, two blocking C processes often share one CPU (a wake-up puts the receiver on
- * its waker's CPU): on a 2-vCPU AMD EPYC VM the POSIX queue's C one-way at 64 B read
- * 0.32-0.99M msg/s within bench runs, and alone (6 interleaved pairs of 0.4-s runs)
- * 0.81-0.93M placed by the scheduler against 1.09-1.42M pinned apart. Ours stay placed by
- * the scheduler (see the top of this file).
+ * Where the C references run: pinned apart wherever round trips are (`pinning`), one-way runs
+ * too, else placed by the scheduler. The queue cases' C one-way runs were placed by the
+ * scheduler until 2026-12-06, and two blocking C processes often shared one CPU (a wake-up
+ * puts the receiver on its waker's CPU): on a 2-vCPU AMD EPYC VM the POSIX queue's C one-way
+ * at 64 B read 0.32-1.05M msg/s within bench runs, and alone (6 interleaved pairs of 0.4-s
+ * runs) 0.81-0.93M placed by the scheduler against 1.09-1.42M pinned apart. Ours stay placed
+ * by the scheduler (see the top of this file).
  */
-export function cOneWay(ctx: BenchContext): Placement {
+export function cPlacement(ctx: BenchContext): Placement {
   return pinning(ctx) ? CROSS : SCHEDULER;
-}
-
-/** The extra argument that makes a C reference pin itself (bench_place), or none. */
-export function cPlacement(ctx: BenchContext): string[] {
-  return pinning(ctx) ? CROSS.cArgs : [];
 }
 
 /** Pins the main thread of `pid` (its tid is its pid) to `cpu`. */

@@ -117,10 +117,10 @@ export const scenarios: Scenario[] = [
       }
       const bin = ctx.cProgram('pipe');
       if (bin) {
-        const placement = cPlacement(ctx);
+        const cArgs = cPlacement(ctx).cArgs;
         for (const size of sizesOf(ctx)) {
           ctx.progress(`popen: C pipe(2) reference ${size} B`);
-          out.push(cFigure('popen', 'C pipe(2)', 'throughput', size, runC(bin, 'thr', size, ctx.budget, placement)));
+          out.push(cFigure('popen', 'C pipe(2)', 'throughput', size, runC(bin, 'thr', size, ctx.budget, cArgs)));
         }
       }
       ctx.note("popen 'w' figures include the child's exit (close() waits for it, like pclose); popen has no RTT figure (one pipe, one direction)");

@@ -272,9 +272,9 @@ export const scenarios: Scenario[] = [
         }
       };
       await attempt('ring spin', () => ringFigures(ctx, 'spin', 'ring (spin)', sizesOf(ctx)));
-      await attempt('C ring spin', () => cFigures(ctx, 'ring', 'ring (spin)', 'C ring, spin', sizesOf(ctx), [], ['spin', ...cPlacement(ctx)]));
+      await attempt('C ring spin', () => cFigures(ctx, 'ring', 'ring (spin)', 'C ring, spin', sizesOf(ctx), [], ['spin', ...cPlacement(ctx).cArgs]));
       await attempt('ring event loop', () => ringFigures(ctx, 'event', 'ring (sleep)', sizesOf(ctx)));
-      await attempt('C ring futex', () => cFigures(ctx, 'ring', 'ring (sleep)', 'C ring, futex', sizesOf(ctx), [], ['futex', ...cPlacement(ctx)]));
+      await attempt('C ring futex', () => cFigures(ctx, 'ring', 'ring (sleep)', 'C ring, futex', sizesOf(ctx), [], ['futex', ...cPlacement(ctx).cArgs]));
       await attempt('ring event loop, no spin', async () => {
         ctx.progress(`${MODE_NAMES.event}, spinMicros 0, RTT 64 B`);
         return [{ mechanism: 'ring (sleep)', variant: `${MODE_NAMES.event}, no spin`, role: 'ipckit' as const, metric: 'rtt' as const, size: 64, ...(await rtt('event', 64, ctx.budget, 0, ctx)) }];
@@ -292,7 +292,7 @@ export const scenarios: Scenario[] = [
       });
       // The C pipe and the one-CPU figures are for the note below (when is shared memory the
       // fastest?): full runs only. A quick run that has the pipe case has the C pipe there.
-      if (!ctx.quick) await attempt('C pipe', () => cFigures(ctx, 'pipe', 'pipe (reference)', 'C pipe(2)', [64], [], cPlacement(ctx)));
+      if (!ctx.quick) await attempt('C pipe', () => cFigures(ctx, 'pipe', 'pipe (reference)', 'C pipe(2)', [64], [], cPlacement(ctx).cArgs));
       // One CPU: both processes pinned to CPU 0.
       await attempt('one CPU', async () => {
         if (ctx.quick) return []; // one-CPU figures: full runs only (they take seconds: a spinning pair on one CPU waits for preemption)

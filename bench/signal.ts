@@ -34,7 +34,7 @@ export const scenarios: Scenario[] = [
         await rx.close();
       }
       const ours: Figure = { mechanism: 'signal', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...meter.result() };
-      const c = cFigures(ctx, 'signal', 'signal', 'C sigqueue/sigwaitinfo', [0], [], cPlacement(ctx)).filter((f) => f.metric === 'rtt');
+      const c = cFigures(ctx, 'signal', 'signal', 'C sigqueue/sigwaitinfo', [0], [], cPlacement(ctx).cArgs).filter((f) => f.metric === 'rtt');
       return [ours, ...c];
     },
     targets: [{ mechanism: 'signal', metric: 'rtt', size: 0, maxRatio: 1.5, compareTo: { variant: 'C sigqueue/sigwaitinfo' }, text: 'signal RTT <= 1.5x C' }],

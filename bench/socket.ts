@@ -131,7 +131,7 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
     }, kept, `${kind}:${size}`, ctx.budget.keepPeers);
   }
   const [program, variant] = C_PROGRAM[kind];
-  const extra = [...(kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)]), ...cPlacement(ctx)];
+  const extra = [...(kind === 'tcp' ? [] : kind === 'unix-dgram-pair' ? ['--pair'] : [benchPath(`c-${kind}`)]), ...cPlacement(ctx).cArgs];
   out.push(...cFigures(ctx, program, mechanism, variant, sizesOf(ctx), [], extra));
   return out;
 }

@@ -21,7 +21,7 @@ import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
 import { cFigure, KeptPeers, madeSysv, type KeptPeer, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, whilePeerRuns, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
-import { cOneWay, CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
+import { cPlacement, CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkRuns, stopMessage, throughputLoop, type BatchReceiver } from './streams.js';
 
 const MSG_VARIANT = 'C msgsnd/msgrcv';
@@ -161,7 +161,7 @@ async function measureMessages(ctx: BenchContext): Promise<Figure[]> {
     out.push(senderFigure({ mechanism: 'sysv msg', variant: 'ipckit', role: 'ipckit', size }, t));
     if (bin) {
       ctx.progress(`sysv msg: C one-way ${size} B`);
-      out.push(cFigure('sysv msg', MSG_VARIANT, 'throughput', size, cMessage(bin, 'thr', size, ctx, cOneWay(ctx))));
+      out.push(cFigure('sysv msg', MSG_VARIANT, 'throughput', size, cMessage(bin, 'thr', size, ctx, cPlacement(ctx))));
     }
   }
   return out;

@@ -516,6 +516,9 @@ describe('bench --compare, --html, --readme', () => {
       assert.match(compareReports(a, b, [...names]), new RegExp(`^7 of 7 figures both runs measured are within 25% of ${names[0]}'s \\(2 of them compared at the far placement: one run measured them only there\\)\\.$`, 'm'));
     }
     assert.match(compareReports(allClose, farThroughout), /^5 of 7 figures both runs measured are within 25% of OLD's; 2 of the 2 others have no rounds at one placement in both runs \(only close in one, only far in the other\); not: pipe \/ C pipe\(2\) 64 B RTT 1\.50x \(CPUs close, then far\); pipe \/ C pipe\(2\) 64 B one-way 0\.67x \(CPUs close, then far\)\.$/m);
+    // Not across two kinds of machine: another one's close CPUs may be several times nearer.
+    const elsewhere: BenchReport = { ...farThroughout, machine: { ...farThroughout.machine, cpuModel: 'Intel Xeon' } };
+    assert.match(compareReports(old, elsewhere), /^5 of 7 figures both runs measured are within 25% of OLD's; not: pipe \/ C pipe\(2\) 64 B RTT 1\.57x; pipe \/ C pipe\(2\) 64 B one-way 0\.63x\.$/m);
   });
 
   it('--compare and --readme refuse a file that is missing, not JSON, of another schemaVersion or lacking fields: an IpcError, exit 1, no crash', async () => {
@@ -662,25 +665,26 @@ describe('ipckit bench, a real run', () => {
     assert.ok(c && (c.timing === 'receiver' || (c.rounds === 0 && (c.notMeasured ?? '').length > 0)), JSON.stringify(c));
   });
 
-  it('--quick --only mqueue,sysv,semaphore,mutex --rounds 1: the C references run pinned apart, parent on CPU 0 and child on CPU 1, the queues\' one-way runs too', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() ? 'needs two CPUs and a C compiler' : false }, async () => {
+  it('--quick --only mqueue,sysv,semaphore,mutex --rounds 1: the C references run pinned apart, parent on CPU 0 and child on CPU 1, the queues\' one-way runs too', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() || spawnSync('taskset', ['-p', String(process.pid)]).status !== 0 ? 'needs two CPUs, a C compiler and taskset' : false }, async () => {
     const out = scratchPath('pinned.json');
     const run = runCli(['bench', '--quick', '--only', 'mqueue,sysv,semaphore,mutex', '--rounds', '1', '--out', out], { timeoutMs: 280_000 });
-    // Each C reference process, as last seen (/proc/PID/status): its program and mode, parent pid and the CPUs it may use.
+    const root = String(run.child.pid!);
+    // Each C reference process of this run, as last seen: its program and mode, parent pid and the CPUs it may use (/proc/PID/status).
     const seen = new Map<string, { run: string; ppid: string; cpus: string }>();
     const look = (): void => {
-      for (const pid of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+      const table = processTable();
+      for (const [pid, p] of table) {
+        const program = /bench-c\/(mqueue|sysv_msg|sysv_sem|semaphore|mutex)$/.exec(p.argv[0] ?? '')?.[1];
+        if (!program || !descends(table, pid, root)) continue;
         try {
-          const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-          const program = /bench-c\/(mqueue|sysv_msg|sysv_sem|semaphore|mutex)$/.exec(argv[0] ?? '')?.[1];
-          if (!program) continue;
-          const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-          seen.set(pid, { run: `${program} ${argv[1]}`, ppid: /^PPid:\s*(\d+)/m.exec(status)![1]!, cpus: /^Cpus_allowed_list:\s*(\S+)/m.exec(status)![1]! });
+          const cpusAllowed = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]!;
+          seen.set(pid, { run: `${program} ${p.argv[1]}`, ppid: p.ppid, cpus: cpusAllowed });
         } catch {
           // gone between the listing and the read
         }
       }
     };
-    const timer = setInterval(look, 2);
+    const timer = setInterval(look, 20); // a C run lasts 0.1 s at least: several looks, the last once it has pinned itself
     const r = await run.done.finally(() => clearInterval(timer));
     assert.equal(r.code, 0, r.stderr);
     // --quick measures the pinned placement only: every C run, round trip or one way, is pinned.
@@ -914,6 +918,16 @@ describe('ipckit bench, a real run', () => {
     assert.ok(hit, `in one of three runs, the ${role} died during a measurement and that round failed`);
   });
   }
+
+  it('a C reference refuses a placement given as a bare P,C (its old form) instead of running unpinned: exit 2, the form it takes said, before it forks', (t) => {
+    if (!haveCc()) return t.skip('no C compiler');
+    for (const [program, args] of [['mqueue', []], ['sysv_msg', ['1']], ['pipe', []]] as const) {
+      const bin = compileC(program)!;
+      const r = spawnSync(bin, ['thr', '64', '1000', '0.01', ...args, '0,1'], { encoding: 'utf8', timeout: 10_000 });
+      assert.equal(r.status, 2, `${program}: ${r.stderr}`);
+      assert.equal(r.stderr.trim(), `${bin}: CPUs are given as cpus=0,1`, program); // one line: said before the fork
+    }
+  });
 
   it('a C reference dies with the bench process that runs it: killed, that process leaves no reference running', { timeout: 60_000 }, async (t) => {
     const bin = compileC('pipe');

@@ -1,6 +1,7 @@
 /*
  * Shared by the C reference programs: timing, percentiles, the one-line JSON result.
- * Every program takes: lat|thr SIZE MAX_MSGS MAX_SECONDS, forks one child, and prints
+ * Every program takes: lat|thr SIZE MAX_MSGS MAX_SECONDS [its own arguments] [cpus=P,C]
+ * (find_place, bench_place below), forks one child, and prints
  *   lat: {"p50_us":..,"p99_us":..,"n":..}        (per round trip, after the warm-up)
  *   thr: {"msgs_per_sec":..,"mb_per_sec":..,"n":..}  (one message per write/send call;
  *        "timing":"receiver" when the receiver's clock timed it (delivery_clock below);
@@ -58,12 +59,15 @@ static void die_with_parent(void) {
   }
 }
 
+static const char *find_place(int argc, char **argv);
+
 static bench_args parse_args(int argc, char **argv) {
   die_with_parent();
   if (argc < 5) {
-    fprintf(stderr, "usage: %s lat|thr SIZE MAX_MSGS MAX_SECONDS\n", argv[0]);
+    fprintf(stderr, "usage: %s lat|thr SIZE MAX_MSGS MAX_SECONDS [...] [cpus=P,C]\n", argv[0]);
     exit(2);
   }
+  (void)find_place(argc, argv); /* a placement it would refuse is refused now, before fork */
   bench_args a;
   a.lat = strcmp(argv[1], "lat") == 0;
   a.size = (size_t)atol(argv[2]);
@@ -353,15 +357,25 @@ static inline pid_t bench_fork(void) {
 
 /*
  * Optional placement, from an argument "cpus=P,C": after fork, the parent pins itself to
- * CPU P and the child to CPU C. Without it the scheduler places them. Pinning the two to
- * different CPUs gives the usual scheduler-placed figure without its bimodality (a small C
- * pair is sometimes put on one CPU, where a round trip costs 2 us instead of 45-60 us).
- * Every reference takes it (bench/placement.ts Placement.cArgs).
+ * CPU P and the child to CPU C. Without it the scheduler places them, and a blocking pair
+ * sometimes shares one CPU: a round trip then costs 2 us instead of 45-60 us, and a queue's
+ * one-way rate falls (bench/placement.ts cPlacement). Every reference takes it
+ * (bench/placement.ts Placement.cArgs).
  */
-/* The "cpus=P,C" argument among the optional ones (argv[5...]), or NULL. */
+/*
+ * The "cpus=P,C" argument among the optional ones (argv[5...]), or NULL. A bare "P,C" (what
+ * the queue, semaphore and mutex references took before 2026-12-06) is refused, not run
+ * unpinned.
+ */
 static const char *find_place(int argc, char **argv) {
-  for (int i = 5; i < argc; i++)
+  for (int i = 5; i < argc; i++) {
+    int p, c, end = 0;
     if (strncmp(argv[i], "cpus=", 5) == 0) return argv[i];
+    if (sscanf(argv[i], "%d,%d%n", &p, &c, &end) == 2 && argv[i][end] == '\0') {
+      fprintf(stderr, "%s: CPUs are given as cpus=%s\n", argv[0], argv[i]);
+      exit(2);
+    }
+  }
   return NULL;
 }
 

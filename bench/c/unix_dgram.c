@@ -10,7 +10,7 @@
 
 int main(int argc, char **argv) {
   bench_args a = parse_args(argc, argv);
-  if (argc < 6) { fprintf(stderr, "usage: %s lat|thr SIZE MSGS SECS PATH\n", argv[0]); return 2; }
+  if (argc < 6) { fprintf(stderr, "usage: %s lat|thr SIZE MSGS SECS PATH|--pair [cpus=P,C]\n", argv[0]); return 2; }
   int pair = strcmp(argv[5], "--pair") == 0;
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   int buf = (int)a.size * 4 + 65536;

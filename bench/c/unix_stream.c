@@ -11,7 +11,7 @@
 
 int main(int argc, char **argv) {
   bench_args a = parse_args(argc, argv);
-  if (argc < 6) { fprintf(stderr, "usage: %s lat|thr SIZE MSGS SECS PATH\n", argv[0]); return 2; }
+  if (argc < 6) { fprintf(stderr, "usage: %s lat|thr SIZE MSGS SECS PATH [cpus=P,C]\n", argv[0]); return 2; }
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   strncpy(sa.sun_path, argv[5], sizeof sa.sun_path - 1);
   unlink(argv[5]);
