@@ -704,6 +704,20 @@ describe('ipckit bench, a real run', () => {
   /** When each pid this suite looked at started (its first look): a pid the kernel reuses is another process. */
   const startOf = new Map<string, string>();
 
+  /**
+   * The System V semaphore sets (ids) this user made with a private key at or after `since`
+   * (seconds since the epoch; /proc/sysvipc/sem: key, semid, ..., uid, ..., ctime): a bench's
+   * own (the test files run one at a time).
+   */
+  function privateSemaphoreSetsSince(since: number): string[] {
+    return readFileSync('/proc/sysvipc/sem', 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f.length >= 10 && f[0] === '0' && f[4] === String(process.getuid?.()) && Number(f[9]) >= since)
+      .map((f) => f[1]!);
+  }
+
   /** The System V queues (ids) that one of `pids` last sent to or received from (/proc/sysvipc/msg: lspid, lrpid). */
   function sysvQueuesUsedBy(pids: Array<string | number>): string[] {
     const wanted = new Set(pids.map(String));
@@ -966,17 +980,21 @@ describe('ipckit bench, a real run', () => {
   // SIGKILL (the POSIX queue case): it dies at once, and the run removes the queues it had
   // named; SIGTERM sent to it alone (the pipe case): it stops at its next measurement, ends
   // its peers and exits.
-  for (const [signal, module, title, rttMechanism, why] of [
-    ['SIGKILL', 'mqueue', 'POSIX message queue', 'mqueue, pinned 0|1', (pid: string) => new RegExp(`^POSIX message queue: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`)],
-    ['SIGTERM', 'pipe', 'anonymous pipe', 'pipe', () => /^anonymous pipe: round \d failed: stopped by SIGTERM$/],
-    // System V objects have no name: the run removes those the killed process had made.
-    ['SIGKILL', 'sysv', 'System V message queue and semaphore set', 'sysv msg, pinned 0|1', (pid: string) => new RegExp(`^System V message queue and semaphore set: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`)],
+  const sysvKilled = (pid: string): RegExp => new RegExp(`^System V message queue and semaphore set: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`);
+  for (const [signal, module, title, rttMechanism, why, during] of [
+    ['SIGKILL', 'mqueue', 'POSIX message queue', 'mqueue, pinned 0|1', (pid: string) => new RegExp(`^POSIX message queue: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`), ''],
+    ['SIGTERM', 'pipe', 'anonymous pipe', 'pipe', () => /^anonymous pipe: round \d failed: stopped by SIGTERM$/, ''],
+    // System V objects have no name: the run removes those the killed process had made, its
+    // queues (killed while it uses one) and its semaphore sets (killed in their ping-pong).
+    ['SIGKILL', 'sysv', 'System V message queue and semaphore set', 'sysv msg, pinned 0|1', sysvKilled, 'queue'],
+    ['SIGKILL', 'sysv', 'System V message queue and semaphore set', 'sysv sem, pinned 0|1', sysvKilled, 'semaphore set'],
     // The nats case starts a nats-server each round: it dies with the case process.
-    ['SIGKILL', 'nats', 'NATS through a local nats-server', 'nats', (pid: string) => new RegExp(`^NATS through a local nats-server: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`)],
+    ['SIGKILL', 'nats', 'NATS through a local nats-server', 'nats', (pid: string) => new RegExp(`^NATS through a local nats-server: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`), ''],
   ] as const) {
-  it(`a case process that dies (${signal}, ${title}) fails that round of its case, not the run: the next round starts a new one; its peers end; what it named is removed`, { timeout: 200_000 }, async () => {
+  it(`a case process that dies (${signal}, ${title}${during ? `, in a ${during}'s measurement` : ''}) fails that round of its case, not the run: the next round starts a new one; its peers end; what it named is removed`, { timeout: 200_000 }, async () => {
     if (module === 'nats') requireNatsServer(); // without it the case is skipped: say so, not "never seen measuring"
-    const out = scratchPath(`case-dies-${signal}-${module}.json`);
+    const out = scratchPath(`case-dies-${signal}-${module}${during ? `-${during.replace(' ', '-')}` : ''}.json`);
+    const started = Math.floor(Date.now() / 1000);
     const r = runCli(['bench', '--quick', '--only', module, '--rounds', '3', '--out', out], { timeoutMs: 180_000 });
     const pid = String(r.child.pid!);
     // Kill the case process while it measures: one of its peers (kept between rounds, idle
@@ -989,6 +1007,7 @@ describe('ipckit bench, a real run', () => {
     let peers: string[] = [];
     let servers: string[] = [];
     let sysvQueues: string[] = [];
+    let sysvSets: string[] = [];
     while (r.child.exitCode === null && r.child.signalCode === null) {
       for (const f of readdirSync('/dev/mqueue')) if (f.startsWith(`ipckit-bench-${pid}-`)) named.add(f);
       const table = processTable();
@@ -1002,11 +1021,14 @@ describe('ipckit bench, a real run', () => {
           continue;
         }
         // The System V case: while a queue it or its peers last used still exists (the kill
-        // may still land in its semaphore ping-pong, after its queues' figures).
-        if (module === 'sysv' && !sysvQueuesUsedBy([c, ...mine.map(([d]) => d)]).length) continue;
+        // may still land in its semaphore ping-pong, after its queues' figures), or while a
+        // semaphore set made in this run is in use.
+        if (during === 'queue' && !sysvQueuesUsedBy([c, ...mine.map(([d]) => d)]).length) continue;
+        if (during === 'semaphore set' && !privateSemaphoreSetsSince(started).length) continue;
         peers = mine.map(([d]) => d);
         servers = [...table].filter(([, p]) => p.ppid === c && /nats-server/.test(p.argv[0] ?? '')).map(([d]) => d);
         sysvQueues = sysvQueuesUsedBy([c, ...peers]);
+        sysvSets = privateSemaphoreSetsSince(started);
         process.kill(Number(c), signal);
         killed = c;
       }
@@ -1024,10 +1046,14 @@ describe('ipckit bench, a real run', () => {
     for (const c of peers) assert.ok(ended(c), `peer ${c} still runs`);
     if (module === 'nats') assert.equal(servers.length, 1, 'the case process had started a nats-server');
     for (const c of servers) assert.ok(ended(c), `nats-server ${c} still runs`);
-    if (module === 'sysv') {
+    if (during === 'queue') {
       assert.ok(sysvQueues.length > 0, 'the killed process and its peers had System V queues');
       const left = new Set(readFileSync('/proc/sysvipc/msg', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)[1]));
       assert.deepEqual(sysvQueues.filter((q) => left.has(q)), [], 'its System V queues are removed');
+    }
+    if (during === 'semaphore set') {
+      assert.ok(sysvSets.length > 0, 'the killed process had a semaphore set');
+      assert.deepEqual(privateSemaphoreSetsSince(started), [], 'its semaphore sets are removed (and every other this run made)');
     }
     // What it had named is gone (the killed one's queues removed by the run).
     if (module === 'mqueue') assert.ok([...named].some((f) => f.startsWith(`ipckit-bench-${pid}-${killed}-`)), `the killed process had queues: ${[...named]}`);
