@@ -79,6 +79,25 @@ function bytes(f: ReportFigure | undefined): string {
   return figure(f, fmt, gb ? ' GB/s' : ' MB/s');
 }
 
+/** "3.1-3.9": the smallest and the largest round of `f` (all its rounds, both placements), scaled and rounded. */
+function roundsSpan(f: ReportFigure | undefined, scale: number, digits: number): string | undefined {
+  const v = f?.perRound.filter((x): x is number => x !== null).map((x) => x * scale);
+  return v?.length ? `${Math.min(...v).toFixed(digits)}-${Math.max(...v).toFixed(digits)}` : undefined;
+}
+
+/** The run a README table comes from, in the words of the paragraph above it: its date and its pipe's figures, from its own rounds. */
+function theRun(r: BenchReport): string {
+  const pipe = (variant: string, metric: 'rtt' | 'throughput', size: number): ReportFigure | undefined => find(r, ['pipe', variant, size], metric);
+  const ours = roundsSpan(pipe('ipckit', 'rtt', 64), 1, 1);
+  const c = roundsSpan(pipe('C pipe(2)', 'rtt', 64), 1, 0);
+  const oneWay = [roundsSpan(pipe('ipckit', 'throughput', 64), 1e-6, 1), roundsSpan(pipe('ipckit', 'throughput', 65536), 65536 / 1e9, 1)];
+  const parts = [
+    ours && `our pipe round trip took ${ours} µs${c ? ` against C's ${c} µs` : ''}`,
+    (oneWay[0] || oneWay[1]) && `one way ${[oneWay[0] && `${oneWay[0]}M msg/s`, oneWay[1] && `${oneWay[1]} GB/s`].filter(Boolean).join(' and ')}`,
+  ].filter(Boolean);
+  return `${r.quick ? 'a --quick run' : 'a full run'} on ${r.date.slice(0, 10)}${parts.length ? `, where ${parts.join(', and ')} over its ${r.rounds} rounds` : ''}`;
+}
+
 /** The section: a paragraph naming the machine and the run, then the table. */
 export function readmeSection(r: BenchReport): string {
   const m = r.machine;
@@ -91,7 +110,7 @@ export function readmeSection(r: BenchReport): string {
   if (r.figures.some((f) => f.far)) lines.push('', `${distanceLine(r.cpuDistance) ?? 'The host moved the two CPUs during the run'}. A figure measured at both placements is the median of its rounds with the CPUs close, with how many rounds that is and the far rounds' median in square brackets ([docs/bench.md](docs/bench.md), "CPU distance"); a ratio takes every round.`);
   lines.push('');
   lines.push(
-    "**Figures differ by machine**, by more than the spread of one run. Two 2-vCPU VMs of the same kind, full runs a day apart (so these are not ratios within one run): on an Intel Xeon VM (2026-12-03) ipckit's pipe round trip took 3.2 µs and C's blocking one about 53 µs (0.06x); on an AMD EPYC VM (2026-12-04, two full runs) 9.4-9.7 µs and 15-18 µs (0.54x-0.64x): a system call costs more there (`getppid` 0.50 µs, one run of a C loop of a million calls) and a cross-CPU wake-up less. One-way rates were 2.5x-3.6x lower on that AMD VM (pipe at 64 B 4.1M against 1.2-1.3M msg/s, at 64 KiB 3.1 against 0.9 GB/s), `process.send`'s round trip about the same (75 against 73-74 µs); the AMD VM of issue 14 measured the pipe at 3.1M msg/s and the spinning ring at 0.61 µs (1.35-1.37 µs on ours), and another AMD EPYC VM from that evening on 3.7-4.3 µs for our pipe round trip against C's 36-44 µs (0.09x-0.11x), 3.4-3.7M msg/s and 2.4-2.7 GB/s one way (after the bench's receivers took over the timing, below, seven full runs put it at 4.5-5.3M msg/s, rounds 3.1-5.6M, and 2.1-2.8 GB/s): VMs of one kind and one vendor differ as much; the table below is from a later instance of that kind (a full run in the morning of 2026-12-06; a cache line's round trip between its CPUs 68-125 ns when close, 313-427 ns when far, in that run), where our pipe round trip took 2.8-3.6 µs against C's 40-50 µs, and one way 5.5-6.9M msg/s and 2.4-4.3 GB/s (the spread of its five rounds). Since 2026-12-05 a one-way rate is timed by its receiver and the bench's receivers cost less per message ([docs/bench.md](docs/bench.md)): on that VM, the old bench and the new one interleaved (3 pairs of quick runs), TCP one-way at 64 B went from 1.4-1.9M to 2.7-3.1M msg/s and the pipe's from 3.5-3.7M to 4.0-4.4M, ipckit unchanged. A machine shared with other work moves them further. Run `npx ipckit bench` on yours (`--html FILE` draws them; `--compare OLD.json NEW.json` shows what moved).",
+    `**Figures differ by machine**, by more than the spread of one run. Two 2-vCPU VMs of the same kind, full runs a day apart (so these are not ratios within one run): on an Intel Xeon VM (2026-12-03) ipckit's pipe round trip took 3.2 µs and C's blocking one about 53 µs (0.06x); on an AMD EPYC VM (2026-12-04, two full runs) 9.4-9.7 µs and 15-18 µs (0.54x-0.64x): a system call costs more there (\`getppid\` 0.50 µs, one run of a C loop of a million calls) and a cross-CPU wake-up less. One-way rates were 2.5x-3.6x lower on that AMD VM (pipe at 64 B 4.1M against 1.2-1.3M msg/s, at 64 KiB 3.1 against 0.9 GB/s), \`process.send\`'s round trip about the same (75 against 73-74 µs); the AMD VM of issue 14 measured the pipe at 3.1M msg/s and the spinning ring at 0.61 µs (1.35-1.37 µs on ours), and another AMD EPYC VM from that evening on 3.7-4.3 µs for our pipe round trip against C's 36-44 µs (0.09x-0.11x), 3.4-3.7M msg/s and 2.4-2.7 GB/s one way (after the bench's receivers took over the timing, below, seven full runs put it at 4.5-5.3M msg/s, rounds 3.1-5.6M, and 2.1-2.8 GB/s): VMs of one kind and one vendor differ as much; the table below is from a later instance of that kind (${theRun(r)}). Since 2026-12-05 a one-way rate is timed by its receiver and the bench's receivers cost less per message ([docs/bench.md](docs/bench.md)): on that VM, the old bench and the new one interleaved (3 pairs of quick runs), TCP one-way at 64 B went from 1.4-1.9M to 2.7-3.1M msg/s and the pipe's from 3.5-3.7M to 4.0-4.4M, ipckit unchanged. A machine shared with other work moves them further. Run \`npx ipckit bench\` on yours (\`--html FILE\` draws them; \`--compare OLD.json NEW.json\` shows what moved).`,
   );
   lines.push('');
   lines.push('| mechanism | RTT 64 B | vs C | one-way 64 B | one-way 64 KiB | RTT 64 KiB, `receiveInto`, vs C |', '|---|---|---|---|---|---|');

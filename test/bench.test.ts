@@ -580,6 +580,8 @@ describe('bench --compare, --html, --readme', () => {
     assert.match(section, /median of its rounds, with the smallest and the largest round in brackets/);
     // Where the host moved the CPUs: the close rounds, how many, and the far rounds' median.
     assert.match(readmeSection(report(1, false, [52, 350, 55])), /\| pipe \| 73\.5 µs \(70\.0-77\.0\) \[2 of 3 rounds; CPUs far: 105\.0\] \|/);
+    // The paragraph's figures of the run are that run's own rounds, not text written by hand.
+    assert.match(section, /the table below is from a later instance of that kind \(a full run on 2026-12-02, where our pipe round trip took 70\.0-105\.0 µs against C's 60-90 µs, and one way 2\.0-3\.0M msg\/s over its 3 rounds\)\./);
     const readme = `# x\n\nbefore\n${START_MARK}\nold table\n${END_MARK}\nafter\n`;
     const out = replaceSection(readme, section);
     assert.ok(out.startsWith(`# x\n\nbefore\n${START_MARK}\n`));
