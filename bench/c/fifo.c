@@ -13,7 +13,7 @@ int main(int argc, char **argv) {
   if (mkfifo(down, 0600) || mkfifo(up, 0600)) die("mkfifo");
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
+  bench_place(a.place, pid == 0);
   if (pid == 0) {
     int in = open(down, O_RDONLY), out = open(up, O_WRONLY);
     if (in < 0 || out < 0) die("open");

@@ -41,19 +41,27 @@ typedef struct {
   size_t size;
   long max_msgs;
   double max_seconds;
+  const char *place; /* "cpus=P,C" among the optional arguments, or NULL (find_place) */
 } bench_args;
+
+/*
+ * The caller gets SIGKILL when its parent dies. Returns 0 if its parent is no longer
+ * `parent` (it died before the prctl and we were reparented): the caller must exit at once.
+ */
+static int die_with(pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  return getppid() == parent;
+}
 
 /*
  * A reference dies with the bench process that started it (bench/harness.ts runCJson, which
  * gives its pid in IPCKIT_BENCH_PARENT): killed, that process could not end it, and it would
- * run to its own end beside the next round's measurements. If the parent died before the
- * prctl, we were reparented already: exit.
+ * run to its own end beside the next round's measurements.
  */
 static void die_with_parent(void) {
   const char *parent = getenv("IPCKIT_BENCH_PARENT");
   if (!parent) return; /* run by hand */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != (pid_t)atol(parent)) {
+  if (!die_with((pid_t)atol(parent))) {
     fprintf(stderr, "the bench process that ran this reference (%s) is gone\n", parent);
     exit(3);
   }
@@ -67,8 +75,8 @@ static bench_args parse_args(int argc, char **argv) {
     fprintf(stderr, "usage: %s lat|thr SIZE MAX_MSGS MAX_SECONDS [...] [cpus=P,C]\n", argv[0]);
     exit(2);
   }
-  (void)find_place(argc, argv); /* a placement it would refuse is refused now, before fork */
   bench_args a;
+  a.place = find_place(argc, argv); /* before fork: a placement it refuses is refused once */
   a.lat = strcmp(argv[1], "lat") == 0;
   a.size = (size_t)atol(argv[2]);
   a.max_msgs = atol(argv[3]);
@@ -345,10 +353,7 @@ static inline void write_full(int fd, const char *buf, size_t n) {
 static inline pid_t bench_fork(void) {
   pid_t parent = getpid();
   pid_t pid = (fork)();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1); /* the parent died before the prctl */
-  }
+  if (pid == 0 && !die_with(parent)) _exit(1);
   return pid;
 }
 #define fork() bench_fork()

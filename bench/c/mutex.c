@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
   lock(&s->m[1]);
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
+  bench_place(a.place, pid == 0);
   if (pid == 0) {
     lock(&s->m[2]);
     if (write(ready[1], "r", 1) != 1) die("write");

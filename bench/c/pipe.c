@@ -8,7 +8,7 @@ int main(int argc, char **argv) {
   if (pipe(to_child) || pipe(to_parent)) die("pipe");
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
+  bench_place(a.place, pid == 0);
   if (pid == 0) {
     close(to_child[1]);
     close(to_parent[0]);

@@ -151,7 +151,7 @@ int main(int argc, char **argv) {
   memset(buf, 'x', a.size);
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
+  bench_place(a.place, pid == 0);
   if (pid == 0) {
     if (a.lat) {
       for (;;) {

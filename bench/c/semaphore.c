@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
   *stop = 0;
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
+  bench_place(a.place, pid == 0);
   if (pid == 0) {
     for (;;) {
       wait_sem(ping);

@@ -13,7 +13,7 @@ int main(int argc, char **argv) {
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
+  bench_place(a.place, pid == 0);
   siginfo_t si;
   if (pid == 0) {
     for (;;) {

@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
   int id = atoi(argv[5]);
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
+  bench_place(a.place, pid == 0);
   if (pid == 0) {
     for (;;) {
       op(id, 0, -1);

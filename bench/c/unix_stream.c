@@ -19,7 +19,7 @@ int main(int argc, char **argv) {
   if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, 1)) die("listen");
   pid_t pid = fork();
   if (pid < 0) die("fork");
-  bench_place(find_place(argc, argv), pid == 0);
+  bench_place(a.place, pid == 0);
   if (pid == 0) {
     int fd = accept(lfd, NULL, NULL);
     if (fd < 0) die("accept");
