@@ -945,6 +945,22 @@ describe('ipckit bench, a real run', () => {
     }
   });
 
+  it("the C TCP reference's receiver takes what has arrived, completing a message a read cut: every message counted, in order, at sizes that do not divide its 64 KiB reads", (t) => {
+    const bin = compileC('tcp');
+    if (!bin) return t.skip('no C compiler');
+    // Both ends on one CPU: the sender fills the socket before the receiver runs, so most
+    // reads take 64 KiB, which ends inside a message of 100 or 3,000 bytes. The receiver
+    // checks every sequence number (exit 1 on a wrong one).
+    for (const size of [100, 3000, 64]) {
+      const r: SpawnSyncReturns<string> = spawnSync(bin, ['thr', String(size), '20000', '10', 'cpus=0,0'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 0, `${size} B: ${r.stderr}`);
+      // The sender stops at its first check past 20,000 (every 256 messages), and exits 1 if
+      // the receiver's count differs from what it sent.
+      const j = JSON.parse(r.stdout) as { n: number; timing?: string };
+      assert.ok(j.n >= 20_000 && j.n < 20_000 + 256 + 1 && j.timing === 'receiver', `${size} B: ${r.stdout}`);
+    }
+  });
+
   it('a C reference dies with the bench process that runs it: killed, that process leaves no reference running', { timeout: 60_000 }, async (t) => {
     const bin = compileC('pipe');
     if (!bin) return t.skip('no C compiler');

@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
     int in = open(down, O_RDONLY), out = open(up, O_WRONLY);
     if (in < 0 || out < 0) die("open");
     if (a.lat) stream_lat_child(a, in, out);
-    else stream_thr_child(a, in, out);
+    else stream_thr_child(a, in, out, a.size);
     _exit(0);
   }
   int out = open(down, O_WRONLY), in = open(up, O_RDONLY);

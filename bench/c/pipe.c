@@ -13,7 +13,7 @@ int main(int argc, char **argv) {
     close(to_child[1]);
     close(to_parent[0]);
     if (a.lat) stream_lat_child(a, to_child[0], to_parent[1]);
-    else stream_thr_child(a, to_child[0], to_parent[1]);
+    else stream_thr_child(a, to_child[0], to_parent[1], a.size);
     _exit(0);
   }
   close(to_child[0]);

@@ -1,6 +1,7 @@
 /*
  * The ping-pong and one-way loops shared by the byte-stream references (pipe, FIFO, Unix
- * stream socket, TCP): one write() per message, the reader reads each message whole.
+ * stream socket, TCP): one write() per message; the reader reads each message whole, or in
+ * the one-way test (TCP) every message that has arrived.
  * The caller forks and hands each side its fds.
  */
 #ifndef IPCKIT_BENCH_STREAM_H
@@ -56,13 +57,33 @@ static void stream_thr_parent(bench_args a, int out, int ack) {
   rate_meter_print(&meter, n, end, &got, 1);
 }
 
-static void stream_thr_child(bench_args a, int in, int ack) {
-  char *buf = malloc(a.size);
+/*
+ * Receiver of the one-way test. One read() takes at most `read_max` bytes: a.size reads each
+ * message whole, one read per message; more lets a read take every message that has arrived
+ * (the TCP reference, tcp.c says why), a message cut at the end of a read being completed by
+ * the next.
+ */
+static void stream_thr_child(bench_args a, int in, int ack, size_t read_max) {
+  size_t cap = read_max > a.size ? read_max : a.size;
+  char *buf = malloc(cap);
+  size_t have = 0; /* bytes in buf */
+  size_t at = 0;   /* where the next message starts in buf */
   delivery_clock clock = delivery_clock_start();
   long n = 0;
   for (;;) {
-    if (!read_full(in, buf, a.size)) die("stream ended early");
-    uint64_t s = get_seq(buf);
+    if (have - at < a.size) {
+      memmove(buf, buf + at, have - at); /* the start of a message cut by the last read */
+      have -= at;
+      at = 0;
+      while (have < a.size) {
+        ssize_t r = read(in, buf + have, cap - have);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) die("stream ended early");
+        have += (size_t)r;
+      }
+    }
+    uint64_t s = get_seq(buf + at);
+    at += a.size;
     if (s == LAST_SEQ) break;
     if (s != (uint64_t)n && !delivery_mark(&clock, s, n)) { fprintf(stderr, "bad seq %llu != %ld\n", (unsigned long long)s, n); exit(1); }
     n++;

@@ -1,8 +1,20 @@
-/* C reference: TCP over 127.0.0.1 with TCP_NODELAY on both ends, one write() per message. */
+/*
+ * C reference: TCP over 127.0.0.1 with TCP_NODELAY on both ends, one write() per message.
+ *
+ * One way, the receiver reads every message that has arrived (up to 64 KiB a read). Reading
+ * one 64 B message per read, this reference had two steady states: the receiver keeping up,
+ * each write a segment of its own that wakes it (0.21-0.25M msg/s, the sender's CPU 4.4 us a
+ * message), or the receiver behind, the sender's writes joined into fewer, larger segments
+ * (0.58-1.0M, 0.6-1.9 us): a 30 ms pause of the receiver's CPU put it behind for
+ * the rest of a 0.4 s run, one read per message too slow to catch up. Which one a round
+ * measured was chance (docs/bench.md, Limits). Reading what has arrived, it catches up.
+ */
 #include "stream.h"
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+
+#define TCP_READ_MAX 65536
 
 int main(int argc, char **argv) {
   bench_args a = parse_args(argc, argv);
@@ -19,7 +31,7 @@ int main(int argc, char **argv) {
     if (fd < 0) die("accept");
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (a.lat) stream_lat_child(a, fd, fd);
-    else stream_thr_child(a, fd, fd);
+    else stream_thr_child(a, fd, fd, TCP_READ_MAX);
     _exit(0);
   }
   close(lfd);

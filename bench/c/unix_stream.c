@@ -24,7 +24,7 @@ int main(int argc, char **argv) {
     int fd = accept(lfd, NULL, NULL);
     if (fd < 0) die("accept");
     if (a.lat) stream_lat_child(a, fd, fd);
-    else stream_thr_child(a, fd, fd);
+    else stream_thr_child(a, fd, fd, a.size);
     _exit(0);
   }
   close(lfd);
