@@ -44,6 +44,8 @@ export interface Figure {
   mbPerSec?: number;
   /** One-way, where measured: CPU time (user + system) the sending process used per message, µs. */
   senderCpuUs?: number;
+  /** The process pool: the pool's process's minor page faults per job (senderCpuUs is its CPU). */
+  senderPageFaults?: number;
   /** One-way, where measured: the receiving process's CPU per message (µs) and minor page faults per message. */
   receiverCpuUs?: number;
   receiverPageFaults?: number;

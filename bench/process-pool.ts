@@ -9,6 +9,11 @@
  * falls on all alike; each figure is the median of the rounds, with the spread (min-max).
  * workerpool and piscina are devDependencies: without them (an installed package) their
  * figures are skipped with a note, and the target is NOT MEASURED.
+ * Each figure carries the CPU and the minor page faults per job of the pool's process, and of
+ * the workers where the pool tells their pids: a 1 MiB result is a fresh buffer, and how many
+ * of its pages fault in depends on what glibc gave back to the kernel before (piscina's 1 MiB
+ * rate went from 18k/s at 1 fault per result to 5k/s at 90, from one 0.1-s window to the
+ * next: docs/bench.md, Limits).
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -41,15 +46,17 @@ interface Side {
  *   its filling nor its draining, which with 256 jobs in flight weigh on a 0.1 s window
  *   (quick runs) more than on a 0.4 s one, and did (quick tiny-job figures 0.75x-1.3x
  *   the full run's, each pool biased its own way).
- * Returns the window's jobs/s and the parent's CPU µs per job in it, and the jobs run in all.
+ * Returns the window's jobs/s, the parent's CPU µs and minor page faults per job in it (a
+ * thread pool's threads are the parent's), and the jobs run in all.
  */
-async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, until: { seconds: number } | { steady: SteadyOptions }): Promise<{ rate: number; cpuUsPerJob: number; jobs: number; seconds: number; steady?: boolean }> {
+async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, until: { seconds: number } | { steady: SteadyOptions }): Promise<{ rate: number; cpuUsPerJob: number; faultsPerJob: number; jobs: number; seconds: number; steady?: boolean }> {
   const start = process.hrtime.bigint();
   const steady = 'steady' in until ? new Steady(until.steady) : undefined;
   let windowStart = start; // warm-up: the current Steady window; measured part: the measured window
   let windowDone = 0;
   let cpu0 = process.cpuUsage();
-  let measured: { rate: number; cpuUsPerJob: number } | undefined;
+  let faults0 = process.resourceUsage().minorPageFault;
+  let measured: { rate: number; cpuUsPerJob: number; faultsPerJob: number } | undefined;
   let started = 0;
   let done = 0;
   let stop = false;
@@ -68,9 +75,11 @@ async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, until
         windowStart = t; // the pipeline is full: the measured window opens
         windowDone = done;
         cpu0 = process.cpuUsage();
+        faults0 = process.resourceUsage().minorPageFault;
       } else if (windowDone > 0 && !measured && inWindow >= (until as { seconds: number }).seconds) {
         const cpu = process.cpuUsage(cpu0);
-        measured = { rate: (done - windowDone) / inWindow, cpuUsPerJob: (cpu.user + cpu.system) / (done - windowDone) };
+        const jobs = done - windowDone;
+        measured = { rate: jobs / inWindow, cpuUsPerJob: (cpu.user + cpu.system) / jobs, faultsPerJob: (process.resourceUsage().minorPageFault - faults0) / jobs };
       }
       const enough = steady ? steady.done : measured !== undefined;
       if (enough && done === started) {
@@ -96,7 +105,7 @@ async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, until
     next();
   });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  return { rate: measured?.rate ?? NaN, cpuUsPerJob: measured?.cpuUsPerJob ?? NaN, jobs: done, seconds, ...(steady ? { steady: steady.steady } : {}) };
+  return { rate: measured?.rate ?? NaN, cpuUsPerJob: measured?.cpuUsPerJob ?? NaN, faultsPerJob: measured?.faultsPerJob ?? NaN, jobs: done, seconds, ...(steady ? { steady: steady.steady } : {}) };
 }
 
 async function loadOptional(name: string): Promise<any> {
@@ -136,19 +145,24 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
   return { sides: out, notes };
 }
 
-/** CPU time (user + system, µs) the processes have used, from /proc/<pid>/stat (clock ticks of 10 ms). */
-function cpuOf(pids: number[]): number {
+/**
+ * CPU time (user + system, µs; clock ticks of 10 ms) and minor page faults the processes have
+ * had, from /proc/<pid>/stat.
+ */
+function usageOf(pids: number[]): { cpuUs: number; faults: number } {
   let ticks = 0;
+  let faults = 0;
   for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       ticks += Number(f[11]) + Number(f[12]); // utime, stime
+      faults += Number(f[7]); // minflt
     } catch {
       /* gone */
     }
   }
-  return ticks * 10_000;
+  return { cpuUs: ticks * 10_000, faults };
 }
 
 const rate = (r: number): string => (r >= 1e3 ? `${(r / 1e3).toFixed(1)}k/s` : `${r.toFixed(0)}/s`);
@@ -224,15 +238,17 @@ export const scenarios: Scenario[] = [
             const w = await drive(s.submit, fn, inFlight, { steady: warmBudget });
             warmups.set(s, { seconds: +w.seconds.toFixed(3), steady: w.steady! });
           }
-          const runs = new Map<Side, Array<{ rate: number; cpu: number; workerCpu: number }>>(all.map((s) => [s, []]));
+          const runs = new Map<Side, Array<{ rate: number; cpu: number; faults: number; workerCpu: number; workerFaults: number }>>(all.map((s) => [s, []]));
           for (let r = 0; r < rounds; r++) {
             for (let k = 0; k < all.length; k++) {
               const s = all[(r + k) % all.length]!;
               ctx.progress(`process pool, ${fn}: ${s.variant} (round ${r + 1}/${rounds})`);
               const pids = s.pids?.() ?? [];
-              const w0 = cpuOf(pids);
+              const w0 = usageOf(pids);
               const m = await drive(s.submit, fn, inFlight, { seconds });
-              runs.get(s)!.push({ rate: m.rate, cpu: m.cpuUsPerJob, workerCpu: pids.length ? (cpuOf(pids) - w0) / m.jobs : NaN });
+              const w1 = usageOf(pids);
+              const workers = pids.length ? { workerCpu: (w1.cpuUs - w0.cpuUs) / m.jobs, workerFaults: (w1.faults - w0.faults) / m.jobs } : { workerCpu: NaN, workerFaults: NaN };
+              runs.get(s)!.push({ rate: m.rate, cpu: m.cpuUsPerJob, faults: m.faultsPerJob, ...workers });
             }
           }
           const summary: string[] = [];
@@ -242,15 +258,19 @@ export const scenarios: Scenario[] = [
             const med = median(rates);
             const spread = `${rate(Math.min(...rates))}-${rate(Math.max(...rates))}`;
             const cpu = median(rs.map((x) => x.cpu));
+            const faults = median(rs.map((x) => x.faults));
             const workerCpu = median(rs.map((x) => x.workerCpu));
+            const workerFaults = median(rs.map((x) => x.workerFaults));
+            const parent = `parent CPU ${cpu.toFixed(1)} us and ${faults.toFixed(1)} page faults per job`;
             figures.push({
               ...throughputFigure({ mechanism: 'process-pool', variant: s.variant, role: s.role, size: bytes }, 1, 1 / med, warmups.get(s)),
               n: rounds,
               senderCpuUs: cpu,
-              ...(Number.isFinite(workerCpu) ? { receiverCpuUs: workerCpu } : {}),
-              note: `median of ${rounds} interleaved rounds, spread ${spread}; parent CPU ${cpu.toFixed(1)} us/job; ${size} workers, ${inFlight} jobs in flight`,
+              senderPageFaults: faults,
+              ...(Number.isFinite(workerCpu) ? { receiverCpuUs: workerCpu, receiverPageFaults: workerFaults } : {}),
+              note: `median of ${rounds} interleaved rounds, spread ${spread}; ${parent}; ${size} workers, ${inFlight} jobs in flight`,
             });
-            summary.push(`${s.variant} ${rate(med)} (spread ${spread}, parent CPU ${cpu.toFixed(1)} us/job)`);
+            summary.push(`${s.variant} ${rate(med)} (spread ${spread}, ${parent})`);
           }
           const ours = figures.find((f) => f.role === 'ipckit' && f.size === bytes)!;
           const wp = figures.find((f) => f.variant === 'workerpool (process mode)' && f.size === bytes);

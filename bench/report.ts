@@ -50,6 +50,8 @@ export interface ReportFigure {
   mbPerSec?: number;
   /** One-way, where measured (medians over the rounds): the sending and the receiving process's CPU per message (µs), the receiver's minor page faults per message. */
   senderCpuUs?: number;
+  /** The process pool: its process's minor page faults per job (median over the rounds). */
+  senderPageFaults?: number;
   receiverCpuUs?: number;
   receiverPageFaults?: number;
   /**
@@ -165,7 +167,7 @@ export function aggregate(rounds: Figure[][]): ReportFigure[] {
     } else {
       r.msgsPerSec = med((f) => f.msgsPerSec);
       r.mbPerSec = med((f) => f.mbPerSec);
-      for (const k of ['senderCpuUs', 'receiverCpuUs', 'receiverPageFaults'] as const) {
+      for (const k of ['senderCpuUs', 'senderPageFaults', 'receiverCpuUs', 'receiverPageFaults'] as const) {
         const v = med((f) => f[k]);
         if (v !== undefined) r[k] = v;
       }

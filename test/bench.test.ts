@@ -667,6 +667,25 @@ describe('ipckit bench, a real run', () => {
     assert.ok(c && (c.timing === 'receiver' || (c.rounds === 0 && (c.notMeasured ?? '').length > 0)), JSON.stringify(c));
   });
 
+  it("--quick --only process-pool --rounds 1: every pool's figures carry its process's CPU and page faults per job, ours its workers' too, and the notes say them", { timeout: 300_000 }, async () => {
+    const out = scratchPath('pool.json');
+    const r = await runCli(['bench', '--quick', '--only', 'process-pool', '--rounds', '1', '--out', out], { timeoutMs: 280_000 }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    const pools = j.figures.filter((f) => f.mechanism === 'process-pool');
+    // Ours always; workerpool and piscina where installed (devDependencies: they are, here).
+    assert.deepEqual(pools.map((f) => `${f.variant} ${f.size}`).sort(), ['ipckit process pool 1048576', 'ipckit process pool 8', 'piscina (threads) 1048576', 'piscina (threads) 8', 'workerpool (process mode) 1048576', 'workerpool (process mode) 8']);
+    for (const f of pools) {
+      assert.ok(f.senderCpuUs! > 0 && f.senderPageFaults! >= 0 && Number.isFinite(f.senderPageFaults), JSON.stringify(f));
+      if (f.role === 'ipckit') assert.ok(f.receiverCpuUs! >= 0 && f.receiverPageFaults! >= 0 && Number.isFinite(f.receiverPageFaults), JSON.stringify(f));
+      else assert.equal(f.receiverPageFaults, undefined, 'a pool that does not tell its workers has no figure for them');
+    }
+    for (const kind of ['tiny jobs', '1 MiB results']) {
+      const note = j.notes.find((n) => n.startsWith(`process pool, ${kind}`)) ?? '';
+      assert.equal(note.match(/parent CPU [\d.]+ us and [\d.]+ page faults per job/g)?.length, 3, note);
+    }
+  });
+
   it('--quick --only mqueue,sysv,semaphore,mutex --rounds 1: the C references run pinned apart, parent on CPU 0 and child on CPU 1, the queues\' one-way runs too', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() || spawnSync('taskset', ['-p', String(process.pid)]).status !== 0 ? 'needs two CPUs, a C compiler and taskset' : false }, async () => {
     const out = scratchPath('pinned.json');
     const run = runCli(['bench', '--quick', '--only', 'mqueue,sysv,semaphore,mutex', '--rounds', '1', '--out', out], { timeoutMs: 280_000 });
