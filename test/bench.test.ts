@@ -667,6 +667,18 @@ describe('ipckit bench, a real run', () => {
     assert.ok(c && (c.timing === 'receiver' || (c.rounds === 0 && (c.notMeasured ?? '').length > 0)), JSON.stringify(c));
   });
 
+  it("--quick --only popen --rounds 1: the writer's one-way rate is timed by the child that reads, which leaves no file behind", { timeout: 300_000 }, async () => {
+    const out = scratchPath('popen.json');
+    const r = await runCli(['bench', '--quick', '--only', 'popen', '--rounds', '1', '--out', out], { timeoutMs: 280_000 }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    const w = j.figures.find((f) => f.mechanism === 'popen' && f.variant === "ipckit, to child's stdin (w)");
+    // The child's DeliveryClock reading came back (a mark it did not recognise would have failed the round).
+    assert.ok(w && w.rounds === 1 && w.timing === 'receiver' && w.senderCpuUs! > 0, JSON.stringify(w));
+    assert.ok(j.notes.some((n) => n.startsWith("popen 'w' figures are timed by the child")), JSON.stringify(j.notes));
+    assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith('ipckit-bench-') && f.includes('popen-reading')), []);
+  });
+
   it("--quick --only process-pool --rounds 1: every pool's figures carry its process's CPU and page faults per job, ours its workers' too, and the notes say them", { timeout: 300_000 }, async () => {
     const out = scratchPath('pool.json');
     const r = await runCli(['bench', '--quick', '--only', 'process-pool', '--rounds', '1', '--out', out], { timeoutMs: 280_000 }).done;
