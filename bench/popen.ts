@@ -39,17 +39,17 @@ function endMarker(buf: Uint8Array, count: number): Uint8Array {
 const countOf = (buf: Uint8Array): number => new DataView(buf.buffer, buf.byteOffset, buf.length).getFloat64(8, true);
 
 async function toChild(size: number, budget: Budget): ReturnType<typeof sendAll> {
-  const reading = join(tmpdir(), `${benchPrefix()}popen-reading-${size}`); // the child's DeliveryClock
-  rmSync(reading, { force: true });
-  const w = popen([process.execPath, childScript, 'popen', 'sink', JSON.stringify({ reading })], 'write', { capacityBytes: CAPACITY, stdout: 'ignore' });
+  const readingFile = join(tmpdir(), `${benchPrefix()}popen-reading-${size}`); // the child's DeliveryClock
+  rmSync(readingFile, { force: true });
+  const w = popen([process.execPath, childScript, 'popen', 'sink', JSON.stringify({ readingFile })], 'write', { capacityBytes: CAPACITY, stdout: 'ignore' });
   try {
-    return await sendAll(w, size, budget, reading);
+    return await sendAll(w, size, budget, readingFile);
   } finally {
-    rmSync(reading, { force: true });
+    rmSync(readingFile, { force: true });
   }
 }
 
-async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget, reading: string): Promise<ReturnType<RateMeter['result']>> {
+async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget, readingFile: string): Promise<ReturnType<RateMeter['result']>> {
   const buf = new Uint8Array(Math.max(size, 16)).fill(120);
   // Warm-up: more than the pipe and our buffer hold, so the clock starts once the child
   // is up and reading (its start-up is not part of the figure).
@@ -71,8 +71,12 @@ async function sendAll(w: PopenWriter<Uint8Array>, size: number, budget: Budget,
   }
   await w.send(endMarker(buf, n));
   const exit = await w.close();
-  if (exit.exitCode !== 0) throw new Error(`the popen child found lost or reordered messages (${JSON.stringify(exit)})`);
-  return meter.result(n - first, JSON.parse(readFileSync(reading, 'utf8')) as Delivered);
+  if (exit.exitCode !== 0) throw new Error(`the popen child found lost or reordered messages, or no marked one (${JSON.stringify(exit)})`);
+  const delivered = JSON.parse(readFileSync(readingFile, 'utf8')) as Delivered;
+  const measured = meter.result(n - first, delivered);
+  // The sender's clock would count the child's exit (11-13 ms): no figure rather than that one.
+  if (measured.timing !== 'receiver') throw new Error(`the popen child timed ${delivered.messages} messages, the measured part had ${measured.messages}`);
+  return measured;
 }
 
 async function fromChild(size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
@@ -145,9 +149,9 @@ export const scenarios: Scenario[] = [
 export const children = {
   /**
    * Reads stdin until the end marker; exits 0 only if every message arrived, in order, after
-   * writing what its clock saw of the measured part (DeliveryClock) to the file `reading`.
+   * writing what its clock saw of the measured part (DeliveryClock) to the file `readingFile`.
    */
-  async sink(args: { reading: string }): Promise<void> {
+  async sink(args: { readingFile: string }): Promise<void> {
     const rx = openInheritedPipe(0, 'read');
     const clock = new DeliveryClock();
     let expected = 0;
@@ -161,7 +165,7 @@ export const children = {
             process.exitCode = 1;
             return;
           }
-          writeFileSync(args.reading, JSON.stringify(delivered), { mode: 0o600, flag: 'wx' });
+          writeFileSync(args.readingFile, JSON.stringify(delivered), { mode: 0o600, flag: 'wx' });
           process.exitCode = 0;
           return;
         }

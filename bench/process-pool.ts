@@ -149,7 +149,7 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
  * CPU time (user + system, µs; clock ticks of 10 ms) and minor page faults the processes have
  * had, from /proc/<pid>/stat.
  */
-function usageOf(pids: number[]): { cpuUs: number; faults: number } {
+export function usageOf(pids: number[]): { cpuUs: number; faults: number } {
   let ticks = 0;
   let faults = 0;
   for (const pid of pids) {
@@ -247,7 +247,9 @@ export const scenarios: Scenario[] = [
               const w0 = usageOf(pids);
               const m = await drive(s.submit, fn, inFlight, { seconds });
               const w1 = usageOf(pids);
-              const workers = pids.length ? { workerCpu: (w1.cpuUs - w0.cpuUs) / m.jobs, workerFaults: (w1.faults - w0.faults) / m.jobs } : { workerCpu: NaN, workerFaults: NaN };
+              // A worker replaced during the round took its counts with it: no worker figures then.
+              const same = (s.pids?.() ?? []).join() === pids.join();
+              const workers = pids.length && same ? { workerCpu: (w1.cpuUs - w0.cpuUs) / m.jobs, workerFaults: (w1.faults - w0.faults) / m.jobs } : { workerCpu: NaN, workerFaults: NaN };
               runs.get(s)!.push({ rate: m.rate, cpu: m.cpuUsPerJob, faults: m.faultsPerJob, ...workers });
             }
           }

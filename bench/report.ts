@@ -50,10 +50,10 @@ export interface ReportFigure {
   mbPerSec?: number;
   /** One-way, where measured (medians over the rounds): the sending and the receiving process's CPU per message (µs), the receiver's minor page faults per message. */
   senderCpuUs?: number;
-  /** The process pool: its process's minor page faults per job (median over the rounds). */
-  senderPageFaults?: number;
   receiverCpuUs?: number;
   receiverPageFaults?: number;
+  /** The process pool: its process's minor page faults per job (median over the rounds). */
+  senderPageFaults?: number;
   /**
    * One-way: whose clock timed the rate (harness.ts DeliveryClock): 'receiver' in every round,
    * 'sender' (first send to acknowledgement) in every round, or 'mixed'.

@@ -5,9 +5,10 @@
  * one 64 B message per read, this reference had two steady states: the receiver keeping up,
  * each write a segment of its own that wakes it (0.21-0.25M msg/s, the sender's CPU 4.4 us a
  * message), or the receiver behind, the sender's writes joined into fewer, larger segments
- * (0.53-1.01M, 1.4-1.9 us by hand): a 30 ms pause of the receiver's CPU put it behind for the rest
- * of a 0.4 s run, one read per message too slow to catch up. Which one a round measured was
- * chance (docs/bench.md, Limits). Reading what has arrived, it catches up.
+ * (0.53-0.73M and 1.4-1.9 us by hand, up to 1.01M in the bench's rounds): a 30 ms pause of
+ * the receiver's CPU put it behind for the rest of a 0.4 s run, one read per message too slow
+ * to catch up. Which one a round measured was chance (docs/bench.md, Limits). Reading what
+ * has arrived, it catches up.
  */
 #include "stream.h"
 #include <netinet/in.h>
