@@ -15,10 +15,10 @@
  * rate went from 18k/s at 1 fault per result to 5k/s at 90, from one 0.1-s window to the
  * next: docs/bench.md, Limits).
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createProcessPool } from '../src/mechanisms/process-pool/pool.js';
+import { procStat } from '../src/os/liveness.js';
 import { closeAll, Kept, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { median, Steady, type SteadyOptions } from './stats.js';
 
@@ -147,20 +147,15 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
 
 /**
  * CPU time (user + system, µs; clock ticks of 10 ms) and minor page faults the processes have
- * had, from /proc/<pid>/stat.
+ * had, from /proc/<pid>/stat (a process that is gone counts nothing).
  */
 export function usageOf(pids: number[]): { cpuUs: number; faults: number } {
   let ticks = 0;
   let faults = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]); // utime, stime
-      faults += Number(f[7]); // minflt
-    } catch {
-      /* gone */
-    }
+  for (const f of pids.map(procStat)) {
+    if (!f) continue;
+    ticks += Number(f[11]) + Number(f[12]); // fields 14 and 15: utime, stime
+    faults += Number(f[7]); // field 10: minflt
   }
   return { cpuUs: ticks * 10_000, faults };
 }

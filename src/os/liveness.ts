@@ -18,22 +18,27 @@ import * as validate from '../core/validate.js';
  */
 export function processStartTime(pid: number): number | undefined {
   validate.integer('pid', pid, 1, 2 ** 31 - 1);
-  const stat = readStat(pid);
-  return stat === undefined ? undefined : startTimeOf(stat);
+  const fields = procStat(pid);
+  return fields === undefined ? undefined : startTimeOf(fields);
 }
 
-function readStat(pid: number): string | undefined {
+/**
+ * The fields of /proc/<pid>/stat (a thread id works too) from field 3, the state, on: index
+ * i is field i + 3. Undefined when there is no such process.
+ */
+export function procStat(pid: number): string[] | undefined {
+  let stat: string;
   try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
+  // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
-/** Field 22 of a /proc/<pid>/stat line; undefined for a process that has exited. */
-function startTimeOf(stat: string): number | undefined {
-  // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+/** Field 22 of a process's stat fields (procStat); undefined for a process that has exited. */
+function startTimeOf(fields: string[]): number | undefined {
   const state = fields[0];
   if (state === 'Z' || state === 'X') return undefined; // exited, not yet reaped
   const start = Number(fields[19]);
@@ -50,7 +55,7 @@ export const selfStartTime: number = processStartTime(process.pid) ?? 0;
  * looking alive (the main thread's id is the pid, its start time the process's).
  */
 export const selfThreadId: number = native.gettid();
-export const selfThreadStartTime: number = (selfThreadId === process.pid ? selfStartTime : startTimeOf(readStat(selfThreadId) ?? '')) ?? 0;
+export const selfThreadStartTime: number = (selfThreadId === process.pid ? selfStartTime : startTimeOf(procStat(selfThreadId) ?? [])) ?? 0;
 
 /**
  * True if `pid` runs and, when `startTime` is given, is the process that started then.
@@ -62,9 +67,9 @@ export function isProcessAlive(pid: number, startTime?: number): boolean {
   if (typeof pid !== 'number') throw invalidArgument(`pid must be a number, got ${validate.describe(pid)}`);
   if (startTime !== undefined && typeof startTime !== 'number') throw invalidArgument(`startTime must be a number (clock ticks since boot), got ${validate.describe(startTime)}`);
   if (!Number.isInteger(pid) || pid <= 0 || pid > 2 ** 31 - 1) return false;
-  const stat = readStat(pid);
-  if (stat === undefined) return existsUnseen(pid);
-  const st = startTimeOf(stat);
+  const fields = procStat(pid);
+  if (fields === undefined) return existsUnseen(pid);
+  const st = startTimeOf(fields);
   if (st === undefined) return false;
   return startTime === undefined || startTime === st;
 }
@@ -76,9 +81,9 @@ export function isProcessAlive(pid: number, startTime?: number): boolean {
  */
 export function isThreadAliveLow32(tid: number, startLow32: number): boolean {
   if (!Number.isInteger(tid) || tid <= 0) return false;
-  const stat = readStat(tid);
-  if (stat === undefined) return existsUnseen(tid);
-  const st = startTimeOf(stat);
+  const fields = procStat(tid);
+  if (fields === undefined) return existsUnseen(tid);
+  const st = startTimeOf(fields);
   return st !== undefined && st % 2 ** 32 === startLow32;
 }
 
