@@ -102,6 +102,9 @@ function rounds(scale = 1, cMissing = false, apart = [52, 52, 52]): Figure[][] {
 /** The rounds that measured a figure (its `rounds` counts only the close ones where the host moved the CPUs). */
 const measuredRounds = (f: ReportFigure): number => f.perRound.filter((v) => v !== null).length;
 
+/** The CPUs a process may use, as /proc/PID/status lists them ("0-1", "1"). */
+const cpusAllowed = (pid: string | number): string => /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]!;
+
 function report(scale = 1, cMissing = false, apart = [52, 52, 52]): BenchReport {
   const figures = aggregate(rounds(scale, cMissing, apart));
   const targets = [
@@ -724,8 +727,7 @@ describe('ipckit bench, a real run', () => {
         const program = /bench-c\/(mqueue|sysv_msg|sysv_sem|semaphore|mutex)$/.exec(p.argv[0] ?? '')?.[1];
         if (!program || !descends(table, pid, root)) continue;
         try {
-          const cpusAllowed = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]!;
-          seen.set(pid, { run: `${program} ${p.argv[1]}`, ppid: p.ppid, cpus: cpusAllowed });
+          seen.set(pid, { run: `${program} ${p.argv[1]}`, ppid: p.ppid, cpus: cpusAllowed(pid) });
         } catch {
           // gone between the listing and the read
         }
@@ -996,7 +998,7 @@ describe('ipckit bench, a real run', () => {
     // Both ends on one CPU (the first this process may use): the sender fills the socket
     // before the receiver runs, so most reads take 64 KiB, which ends inside a message of
     // 100 or 3,000 bytes. The receiver checks every sequence number (exit 1 on a wrong one).
-    const cpu = /^Cpus_allowed_list:\s*(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+    const cpu = /^\d+/.exec(cpusAllowed('self'))![0];
     for (const size of [100, 3000, 64]) {
       const r: SpawnSyncReturns<string> = spawnSync(bin, ['thr', String(size), '20000', '10', `cpus=${cpu},${cpu}`], { encoding: 'utf8', timeout: 30_000 });
       assert.equal(r.status, 0, `${size} B: ${r.stderr}`);

@@ -361,13 +361,6 @@ static inline pid_t bench_fork(void) {
 #include <sched.h>
 
 /*
- * Optional placement, from an argument "cpus=P,C": after fork, the parent pins itself to
- * CPU P and the child to CPU C. Without it the scheduler places them, and a blocking pair
- * sometimes shares one CPU: a round trip then costs 2 us instead of 45-60 us, and a queue's
- * one-way rate falls (bench/placement.ts cPlacement). Every reference takes it
- * (bench/placement.ts Placement.cArgs).
- */
-/*
  * The "cpus=P,C" argument among the optional ones (argv[5...]), or NULL. A bare "P,C" (what
  * the queue, semaphore and mutex references took before 2026-12-06) is refused, not run
  * unpinned.
@@ -384,6 +377,13 @@ static const char *find_place(int argc, char **argv) {
   return NULL;
 }
 
+/*
+ * Optional placement, from an argument "cpus=P,C": after fork, the parent pins itself to
+ * CPU P and the child to CPU C. Without it the scheduler places them, and a blocking pair
+ * sometimes shares one CPU: a round trip then costs 2 us instead of 45-60 us, and a queue's
+ * one-way rate falls (bench/placement.ts cPlacement). Every reference takes it
+ * (bench/placement.ts Placement.cArgs).
+ */
 static void bench_place(const char *spec, int is_child) {
   int parent_cpu, child_cpu;
   if (!spec || sscanf(spec, "cpus=%d,%d", &parent_cpu, &child_cpu) != 2) return;
