@@ -541,6 +541,33 @@ export function benchTag(): string {
   return run && run !== String(process.pid) ? caseTag(Number(run), process.pid) : String(process.pid);
 }
 
+/**
+ * The environment of a module's case process (bench/run.ts): the run's, the run's pid
+ * (benchTag), and what the module asks for in its `caseEnv` export (glibc reads its tunables
+ * when a process starts, so they cannot be set later). What those replaced is kept in
+ * IPCKIT_BENCH_RUN_ENV, for runEnv.
+ */
+export function caseProcessEnv(runPid: number, caseEnv: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const { IPCKIT_BENCH_RUN_ENV: _inherited, ...base } = process.env; // never a parent's
+  const replaced = Object.fromEntries(Object.keys(caseEnv).map((k) => [k, base[k] ?? null]));
+  return { ...base, ...caseEnv, IPCKIT_BENCH_RUN: String(runPid), ...(Object.keys(caseEnv).length ? { IPCKIT_BENCH_RUN_ENV: JSON.stringify(replaced) } : {}) };
+}
+
+/**
+ * In a case process: the environment as the run had it, before its module's caseEnv: for the
+ * processes a case starts as a user's program would start them (the pools' workers).
+ */
+export function runEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  const replaced = JSON.parse(env.IPCKIT_BENCH_RUN_ENV ?? '{}') as Record<string, string | null>;
+  delete env.IPCKIT_BENCH_RUN_ENV;
+  for (const [k, v] of Object.entries(replaced)) {
+    if (v === null) delete env[k];
+    else env[k] = v;
+  }
+  return env;
+}
+
 /** The tag of case process `pid` of run `run` (benchTag). */
 export const caseTag = (run: number, pid: number): string => `${run}-${pid}`;
 

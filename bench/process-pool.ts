@@ -11,16 +11,31 @@
  * figures are skipped with a note, and the target is NOT MEASURED.
  * Each figure carries the CPU and the minor page faults per job of the pool's process, and of
  * the workers where the pool tells their pids: a 1 MiB result is a fresh buffer, and how many
- * of its pages fault in depends on what glibc gave back to the kernel before (piscina's 1 MiB
- * rate went from 18k/s at 1 fault per result to 5k/s at 90, from one 0.1-s window to the
- * next: docs/bench.md, Limits).
+ * of its pages fault in depends on what glibc gave back to the kernel before.
+ * This case's process, where piscina's threads run, keeps its freed memory (caseEnv below);
+ * the pools' worker processes start with the environment the bench was started with.
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createProcessPool } from '../src/mechanisms/process-pool/pool.js';
 import { procStat } from '../src/os/liveness.js';
-import { closeAll, Kept, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { closeAll, Kept, runEnv, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { median, Steady, type SteadyOptions } from './stats.js';
+
+/**
+ * This module's process starts with glibc's trimming off (bench/run.ts, harness.ts
+ * caseProcessEnv): there the pools' parent side and piscina's threads run, and a freed 1 MiB
+ * buffer stays in the heap for the next one. With glibc's defaults, piscina's 1 MiB rate
+ * followed what glibc happened to give back to the kernel after V8's collections, in
+ * whatever else that process had allocated: 17-20k results/s at 0-2 page faults a result, 5k
+ * at 85-90, for seconds at a time, and its medians moved 2.8x from run to run (4.7k-13.2k over
+ * 4 quick runs of this case alone, against 13.3k-15.2k with these tunables, interleaved; a
+ * 2-vCPU AMD EPYC VM): as an upper bound it was left to chance. Ours' and workerpool's workers
+ * keep glibc's defaults (runEnv): a program gets them, and docs/pool.md gives the option.
+ * Tunables the user set are kept, after these: glibc takes the last, so theirs win.
+ */
+export const KEEP_FREED_MEMORY = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432';
+export const caseEnv = { GLIBC_TUNABLES: [KEEP_FREED_MEMORY, process.env.GLIBC_TUNABLES].filter(Boolean).join(':') };
 
 const tasks = new URL('./pool-tasks.js', import.meta.url);
 const TINY = 8; // bytes of a tiny job's argument and result, for the table's size column
@@ -121,11 +136,11 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
   const out: Side[] = [];
   const notes: string[] = [];
   try {
-    const pool = await createProcessPool(tasks, { size });
+    const pool = await createProcessPool(tasks, { size, env: runEnv() });
     out.push({ variant: OURS, role: 'ipckit', submit: (fn, i) => pool.run(fn, i), close: () => pool.close(), pids: () => pool.pids });
     const workerpool = await loadOptional('workerpool');
     if (workerpool) {
-      const wp = workerpool.pool(fileURLToPath(new URL('./pool-workerpool-worker.js', import.meta.url)), { workerType: 'process', minWorkers: size, maxWorkers: size });
+      const wp = workerpool.pool(fileURLToPath(new URL('./pool-workerpool-worker.js', import.meta.url)), { workerType: 'process', minWorkers: size, maxWorkers: size, forkOpts: { env: runEnv() } });
       out.push({ variant: 'workerpool (process mode)', role: 'node', submit: (fn, i) => wp.exec(fn, [i]), close: () => wp.terminate() });
     } else {
       notes.push('process pool: workerpool is not installed (a devDependency of the repository): its figures and the 5x target were skipped');
@@ -135,6 +150,11 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
       const Piscina = piscina.Piscina ?? piscina.default;
       const ps = new Piscina({ filename: fileURLToPath(tasks), minThreads: size, maxThreads: size });
       out.push({ variant: 'piscina (threads)', role: 'node', submit: (fn, i) => ps.run(i, { name: fn }), close: () => ps.destroy() });
+      notes.push(
+        process.env.GLIBC_TUNABLES?.startsWith(KEEP_FREED_MEMORY)
+          ? `process pool: piscina's threads run in the case's own process, which keeps its freed memory (GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}); with glibc's defaults its 1 MiB rate went with the page faults, 3x from run to run. The pools' worker processes start with the bench's own environment (docs/bench.md, Limits)`
+          : "process pool: this process was started without the case's GLIBC_TUNABLES (bench/process-pool.ts caseEnv): piscina's 1 MiB rate goes with glibc's trimming (docs/bench.md, Limits)",
+      );
     } else {
       notes.push('process pool: piscina is not installed (a devDependency of the repository): the threads figures were skipped');
     }

@@ -20,7 +20,7 @@ import { removeSysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
 import { readSysvTable } from '../src/os/sysvipc.js';
 import type { FromCase, ToCase } from './case-process.js';
 import { distanceLine, distanceNote, probeCpuDistance, type CpuDistance } from './distance.js';
-import { caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type SysvMade, type Target } from './harness.js';
+import { caseProcessEnv, caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type SysvMade, type Target } from './harness.js';
 import { CHILD_CPU, PARENT_CPU } from './placement.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
@@ -129,9 +129,9 @@ class CaseProcess {
   /** It has exited. */
   #gone = false;
 
-  private constructor(readonly module: string) {
+  private constructor(readonly module: string, caseEnv: Record<string, string> | undefined) {
     // The run's pid names what the cases make (harness.ts benchTag), so it can be told whose it is.
-    this.#child = fork(caseScript, [module], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, IPCKIT_BENCH_RUN: String(process.pid) } });
+    this.#child = fork(caseScript, [module], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: caseProcessEnv(process.pid, caseEnv) });
     this.#exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
         // One killed (SIGKILL, out of memory) or crashed could not remove all it had made:
@@ -161,8 +161,8 @@ class CaseProcess {
   }
 
   /** Starts it; resolves once its module is loaded. */
-  static async start(module: string): Promise<CaseProcess> {
-    const p = new CaseProcess(module);
+  static async start(module: string, caseEnv: Record<string, string> | undefined): Promise<CaseProcess> {
+    const p = new CaseProcess(module, caseEnv);
     const ready = new Promise<void>((resolve) => (p.#waiting = (m) => m.type === 'ready' && resolve()));
     const exit = await Promise.race([ready.then(() => undefined), p.#exited]);
     p.#waiting = undefined;
@@ -218,11 +218,14 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const notes: string[] = [];
   const roundNotes: string[][] = [];
   const cases: Case[] = [];
+  const caseEnvs = new Map<string, Record<string, string> | undefined>();
   // --quick leaves out nats (it starts a server) unless --only names it.
   for (const m of MODULES.filter((m) => m === 'node' || (options.only ? options.only.includes(m) : !(options.quick && m === 'nats')))) {
     // Loaded here too for the cases' titles and targets; their code runs in their process.
-    const mod = (await import(`./${m}.js`)) as { scenarios?: Scenario[] };
+    const mod = (await import(`./${m}.js`)) as { scenarios?: Scenario[]; caseEnv?: Record<string, string> };
     (mod.scenarios ?? []).forEach((scenario, index) => cases.push({ module: m, index, scenario, seconds: [] }));
+    // Variables its process starts with (harness.ts caseProcessEnv).
+    caseEnvs.set(m, mod.caseEnv);
   }
 
   // Progress on a terminal: round, case, what is being measured, time left (known after round 1).
@@ -248,7 +251,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     const p = processes.get(module);
     if (p?.usable) return p;
     await p?.close();
-    const started = await CaseProcess.start(module);
+    const started = await CaseProcess.start(module, caseEnvs.get(module));
     processes.set(module, started);
     // A stop that came while it started.
     if (stop.signal) started.stop(stop.signal);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
 import { distanceLine, distanceModes, distanceNote, figureDistance, probeCpuDistance } from '../bench/distance.js';
-import { cFigure, clockSeq, compileC, DeliveryClock, FULL, fullLengthBudget, haveCc, KeptPeers, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, type Figure, type KeptPeer } from '../bench/harness.js';
+import { caseProcessEnv, cFigure, clockSeq, compileC, DeliveryClock, FULL, fullLengthBudget, haveCc, KeptPeers, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, runEnv, type Figure, type KeptPeer } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
@@ -449,6 +449,27 @@ describe('bench report', () => {
     assert.deepEqual(usageOf([2 ** 22 + 1]), { cpuUs: 0, faults: 0 }, 'a process that is gone counts nothing');
   });
 
+  it("a module's caseEnv reaches its case process only; runEnv gives the processes a case starts the run's own values back, set or not", () => {
+    const saved = { ...process.env };
+    try {
+      process.env.IPCKIT_TEST_SET = 'the run\'s';
+      delete process.env.IPCKIT_TEST_UNSET;
+      const env = caseProcessEnv(1234, { IPCKIT_TEST_SET: 'the case\'s', IPCKIT_TEST_UNSET: 'the case\'s' });
+      assert.equal(env.IPCKIT_TEST_SET, "the case's");
+      assert.equal(env.IPCKIT_TEST_UNSET, "the case's");
+      assert.equal(env.IPCKIT_BENCH_RUN, '1234');
+      // In the case process:
+      process.env = env;
+      const back = runEnv();
+      assert.equal(back.IPCKIT_TEST_SET, "the run's");
+      assert.ok(!('IPCKIT_TEST_UNSET' in back) && !('IPCKIT_BENCH_RUN_ENV' in back), JSON.stringify(back));
+      assert.equal(back.IPCKIT_BENCH_RUN, '1234', 'the names a worker makes still carry the run');
+      assert.equal(caseProcessEnv(1234).IPCKIT_BENCH_RUN_ENV, undefined, 'a module without caseEnv: nothing to give back');
+    } finally {
+      process.env = saved;
+    }
+  });
+
   it("vs send: a case's own process.send (measured in its rounds) is preferred to the Node baseline's", () => {
     const figures = aggregate(
       [1, 2, 1.5].map((load) => [
@@ -696,10 +717,35 @@ describe('ipckit bench, a real run', () => {
     assert.ok(j.notes.some((n) => n.startsWith("popen 'w' figures are timed by the child")), JSON.stringify(j.notes));
   });
 
-  it("--quick --only process-pool --rounds 1: every pool's figures carry its process's CPU and page faults per job, ours its workers' too, and the notes say them", { timeout: 300_000 }, async () => {
+  it("--quick --only process-pool --rounds 1: every pool's figures carry its process's CPU and page faults per job, ours its workers' too, and the notes say them; the case's process keeps its freed memory, the workers get the bench's environment", { timeout: 300_000 }, async () => {
     const out = scratchPath('pool.json');
-    const r = await runCli(['bench', '--quick', '--only', 'process-pool', '--rounds', '1', '--out', out], { timeoutMs: 280_000 }).done;
+    // A tunable of the user's own (tcache_count=7 is glibc's default: it changes nothing): kept in both.
+    // glibc writes its parse over /proc/PID/environ's copy: only a value's first tunable shows there.
+    const mine = 'glibc.malloc.tcache_count=7';
+    const run = runCli(['bench', '--quick', '--only', 'process-pool', '--rounds', '1', '--out', out], { timeoutMs: 280_000, env: { ...process.env, GLIBC_TUNABLES: mine } });
+    const root = String(run.child.pid!);
+    // GLIBC_TUNABLES of the run's case process for the pools and of the pools' workers, as seen (null: not set).
+    const seen = new Map<string, { what: string; tunables: string | null }>();
+    const look = (): void => {
+      const table = processTable();
+      for (const [pid, p] of table) {
+        const what = scriptOf(p.argv, 'case-process.js')?.[0] === 'process-pool' ? 'case' : p.argv.some((a) => a.endsWith('/process-pool/worker.js')) ? 'ours' : p.argv.some((a) => a.endsWith('/bench/pool-workerpool-worker.js')) ? 'workerpool' : undefined;
+        if (!what || seen.has(pid) || !descends(table, pid, root)) continue;
+        try {
+          const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+          seen.set(pid, { what, tunables: env.find((v) => v.startsWith('GLIBC_TUNABLES='))?.slice('GLIBC_TUNABLES='.length) ?? null });
+        } catch {
+          // gone between the listing and the read
+        }
+      }
+    };
+    const timer = setInterval(look, 100);
+    const r = await run.done.finally(() => clearInterval(timer));
     assert.equal(r.code, 0, r.stderr);
+    const { KEEP_FREED_MEMORY } = await import('../bench/process-pool.js');
+    const got = [...seen.values()];
+    for (const what of ['case', 'ours', 'workerpool']) assert.ok(got.some((g) => g.what === what), `no ${what} process seen: ${JSON.stringify(got)}`);
+    for (const g of got) assert.equal(g.tunables, g.what === 'case' ? KEEP_FREED_MEMORY.split(':')[0] : mine, JSON.stringify(got));
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
     const pools = j.figures.filter((f) => f.mechanism === 'process-pool');
     // Ours always; workerpool and piscina where installed (devDependencies: they are, here).
@@ -713,6 +759,8 @@ describe('ipckit bench, a real run', () => {
       const note = j.notes.find((n) => n.startsWith(`process pool, ${kind}`)) ?? '';
       assert.equal(note.match(/parent CPU [\d.]+ us and [\d.]+ page faults per job/g)?.length, 3, note);
     }
+    // The case's process says what it got, whole: ours, then the user's.
+    assert.ok(j.notes.some((n) => n.startsWith(`process pool: piscina's threads run in the case's own process, which keeps its freed memory (GLIBC_TUNABLES=${KEEP_FREED_MEMORY}:${mine})`)), JSON.stringify(j.notes));
   });
 
   it('--quick --only mqueue,sysv,semaphore,mutex --rounds 1: the C references run pinned apart, parent on CPU 0 and child on CPU 1, the queues\' one-way runs too', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() || spawnSync('taskset', ['-p', String(process.pid)]).status !== 0 ? 'needs two CPUs, a C compiler and taskset' : false }, async () => {
