@@ -19,7 +19,7 @@ import { runBench } from '../bench/run.js';
 import { isIpcError, type IpcErrorCode } from '../src/core/errors.js';
 import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport, type ReportFigure } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
-import { repoRoot, runCli, scratchPath, sleep } from './helpers.js';
+import { compileC as compileCProgram, repoRoot, runCli, scratchPath, sleep } from './helpers.js';
 import { requireNatsServer } from './nats-server.js';
 
 describe('bench statistics', () => {
@@ -1054,6 +1054,37 @@ describe('ipckit bench, a real run', () => {
       // the receiver's count differs from what it sent.
       const j = JSON.parse(r.stdout) as { n: number; timing?: string };
       assert.ok(j.n >= 20_000 && j.n < 20_000 + 256 + 1 && j.timing === 'receiver', `${size} B: ${r.stdout}`);
+    }
+  });
+
+  it("the C socket references' raise_sndbuf raises a send buffer to fit what they send and never lowers it (the seqpacket reference's was lowered to 8 KiB at 64 B)", (t) => {
+    if (!haveCc()) return t.skip('no C compiler');
+    // The bench's own harness.h, in a program of this test's, on real sockets.
+    const bin = compileCProgram('raise-sndbuf', `
+#include ${JSON.stringify(join(repoRoot, 'bench', 'c', 'harness.h'))}
+static int sndbuf(int fd) { int v = 0; socklen_t l = sizeof v; getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &l); return v; }
+int main(void) {
+  int types[] = {SOCK_SEQPACKET, SOCK_DGRAM, SOCK_STREAM};
+  for (int i = 0; i < 3; i++) {
+    int sv[2];
+    if (socketpair(AF_UNIX, types[i], 0, sv)) die("socketpair");
+    int before = sndbuf(sv[0]);
+    raise_sndbuf(sv[0], 2 * 64 + 4096); /* what the seqpacket reference asks at 64 B */
+    int small = sndbuf(sv[0]);
+    raise_sndbuf(sv[0], before + 65536);
+    printf("%d %d %d\\n", before, small, sndbuf(sv[0]));
+  }
+  return 0;
+}
+`);
+    const r = spawnSync(bin, { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
+    assert.equal(lines.length, 3, r.stdout);
+    for (const [before, small, raised] of lines) {
+      assert.ok(before! > 8192, `the default send buffer is larger than the old 64-B setting: ${r.stdout}`);
+      assert.equal(small, before, `not lowered: ${r.stdout}`);
+      assert.ok(raised! > before!, `raised: ${r.stdout}`);
     }
   });
 

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -330,6 +331,17 @@ static inline int read_full(int fd, char *buf, size_t n) {
     got += (size_t)r;
   }
   return 1;
+}
+
+/* Raises a socket's send buffer so that `want` bytes fit, as ipckit's sockets do; never
+ * lowers it. Set to 2 x 64 B + 4 KiB outright, the seqpacket reference's buffer held about
+ * 10 small messages (the default, 208 KiB here, holds hundreds), and its one-way rate
+ * settled at 0.19M or 0.5-0.6M msg/s by chance: the sender blocked every few messages. */
+static inline void raise_sndbuf(int fd, int want) {
+  int have = 0;
+  socklen_t len = sizeof have;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) == 0 && have >= want) return;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
 }
 
 static inline void write_full(int fd, const char *buf, size_t n) {

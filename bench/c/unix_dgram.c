@@ -13,20 +13,20 @@ int main(int argc, char **argv) {
   if (argc < 6) { fprintf(stderr, "usage: %s lat|thr SIZE MSGS SECS PATH|--pair [cpus=P,C]\n", argv[0]); return 2; }
   int pair = strcmp(argv[5], "--pair") == 0;
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  int buf = (int)a.size * 4 + 65536;
+  int buf = (int)a.size * 4 + 65536; /* room for a few datagrams: raise_sndbuf */
   int sfd, fd, sv[2];
   if (pair) {
     if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv)) die("socketpair");
     sfd = sv[0];
     fd = sv[1];
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    raise_sndbuf(fd, buf);
   } else {
     strncpy(sa.sun_path, argv[5], sizeof sa.sun_path - 1);
     unlink(argv[5]);
     sfd = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (sfd < 0 || bind(sfd, (struct sockaddr *)&sa, sizeof sa)) die("bind");
   }
-  setsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  raise_sndbuf(sfd, buf);
   pid_t pid = fork();
   if (pid < 0) die("fork");
   bench_place(a.place, pid == 0);
@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
   if (!pair) {
     fd = socket(AF_UNIX, SOCK_DGRAM, 0);
     struct sockaddr_un any = {.sun_family = AF_UNIX};
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    raise_sndbuf(fd, buf);
     if (fd < 0 || bind(fd, (struct sockaddr *)&any, sizeof(sa_family_t)) || connect(fd, (struct sockaddr *)&sa, sizeof sa)) die("connect");
   }
   memset(msg, 'x', a.size);

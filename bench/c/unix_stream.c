@@ -32,8 +32,7 @@ int main(int argc, char **argv) {
   if (fd < 0) die("socket");
   if (UNIX_SOCKET_TYPE == SOCK_SEQPACKET) {
     /* A seqpacket message must fit the send buffer whole. */
-    int buf = (int)a.size * 2 + 4096;
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    raise_sndbuf(fd, (int)a.size * 2 + 4096);
   }
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) die("connect");
   if (a.lat) stream_lat_parent(a, fd, fd);
