@@ -152,7 +152,7 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
       out.push({ variant: 'piscina (threads)', role: 'node', submit: (fn, i) => ps.run(i, { name: fn }), close: () => ps.destroy() });
       notes.push(
         process.env.GLIBC_TUNABLES?.startsWith(KEEP_FREED_MEMORY)
-          ? `process pool: piscina's threads run in the case's own process, which keeps its freed memory (GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}); with glibc's defaults its 1 MiB rate went with the page faults, 3x from run to run. The pools' worker processes start with the bench's own environment (docs/bench.md, Limits)`
+          ? `process pool: piscina's threads run in the case's own process, which keeps its freed memory (GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}); with glibc's defaults its 1 MiB rate went with the page faults, its medians 2.8x apart from run to run. The pools' worker processes start with the bench's own environment (docs/bench.md, Limits)`
           : "process pool: this process was started without the case's GLIBC_TUNABLES (bench/process-pool.ts caseEnv): piscina's 1 MiB rate goes with glibc's trimming (docs/bench.md, Limits)",
       );
     } else {

@@ -336,7 +336,7 @@ static inline int read_full(int fd, char *buf, size_t n) {
 /* Raises a socket's send buffer so that `want` bytes fit, as ipckit's sockets do; never
  * lowers it. Set to 2 x 64 B + 4 KiB outright, the seqpacket reference's buffer held about
  * 10 small messages (the default, 208 KiB here, holds hundreds), and its one-way rate
- * settled at 0.19M or 0.5-0.6M msg/s by chance: the sender blocked every few messages. */
+ * settled at 0.19M or 0.5-0.7M msg/s by chance: the sender blocked every few messages. */
 static inline void raise_sndbuf(int fd, int want) {
   int have = 0;
   socklen_t len = sizeof have;
