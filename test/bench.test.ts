@@ -449,7 +449,7 @@ describe('bench report', () => {
     assert.deepEqual(usageOf([2 ** 22 + 1]), { cpuUs: 0, faults: 0 }, 'a process that is gone counts nothing');
   });
 
-  it("a module's caseEnv reaches its case process only; runEnv gives the processes a case starts the run's own values back, set or not", () => {
+  it("caseProcessEnv gives a module's caseEnv to its case process; runEnv gives the processes a case starts the run's own values back, set or not", () => {
     const saved = { ...process.env };
     try {
       process.env.IPCKIT_TEST_SET = 'the run\'s';

@@ -38,6 +38,11 @@ it('workqueue: 100,000 jobs, one producer, four consumers, one of them killed on
   const r = await node('workqueue', 'producer', [name, '--kill-one']).done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /killed one consumer, started another/);
-  assert.match(r.stdout, /done 100,000 \/ 100,000, in flight 0, waiting 0, redelivered \d+; [\d,]+ jobs\/s/);
+  // join() resolved and the slots say nothing waits or is in progress: every job was taken
+  // and acknowledged. The done statistic is counted just after an ack frees its slot, so a
+  // consumer SIGKILLed between the two leaves it one short (docs/workqueue.md, Limits): seen
+  // once in a CI run (99,999, redelivered 0). One consumer is killed here: one short at most.
+  const m = /done ([\d,]+) \/ 100,000, in flight 0, waiting 0, redelivered \d+; [\d,]+ jobs\/s/.exec(r.stdout);
+  assert.ok(m && ['100,000', '99,999'].includes(m[1]!), r.stdout);
   assert.equal(existsSync(`/dev/shm${name}`), false);
 });
