@@ -31,11 +31,12 @@ import { median, Steady, type SteadyOptions } from './stats.js';
  * at 85-90, for seconds at a time, and its medians moved 2.8x from run to run (4.7k-13.2k over
  * 4 quick runs of this case alone, against 13.3k-15.2k with these tunables, interleaved; a
  * 2-vCPU AMD EPYC VM): as an upper bound it was left to chance. Ours' and workerpool's workers
- * keep glibc's defaults (runEnv): a program gets them, and docs/pool.md gives the option.
+ * keep glibc's defaults (runEnv): a program gets them, and docs/pool.md gives the option;
+ * the three pools' parent side is this process, tuned alike.
  * Tunables the user set are kept, after these: glibc takes the last, so theirs win.
  */
 export const KEEP_FREED_MEMORY = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432';
-export const caseEnv = { GLIBC_TUNABLES: [KEEP_FREED_MEMORY, process.env.GLIBC_TUNABLES].filter(Boolean).join(':') };
+export const caseEnv = (): Record<string, string> => ({ GLIBC_TUNABLES: [KEEP_FREED_MEMORY, process.env.GLIBC_TUNABLES].filter(Boolean).join(':') });
 
 const tasks = new URL('./pool-tasks.js', import.meta.url);
 const TINY = 8; // bytes of a tiny job's argument and result, for the table's size column
@@ -152,7 +153,7 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
       out.push({ variant: 'piscina (threads)', role: 'node', submit: (fn, i) => ps.run(i, { name: fn }), close: () => ps.destroy() });
       notes.push(
         process.env.GLIBC_TUNABLES?.startsWith(KEEP_FREED_MEMORY)
-          ? `process pool: piscina's threads run in the case's own process, which keeps its freed memory (GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}); with glibc's defaults its 1 MiB rate went with the page faults, its medians 2.8x apart from run to run. The pools' worker processes start with the bench's own environment (docs/bench.md, Limits)`
+          ? `process pool: piscina's threads run in the case's own process, which keeps its freed memory (GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}); with glibc's defaults its 1 MiB rate went with the page faults from run to run. The pools' worker processes start with the bench's own environment (docs/bench.md, Limits)`
           : "process pool: this process was started without the case's GLIBC_TUNABLES (bench/process-pool.ts caseEnv): piscina's 1 MiB rate goes with glibc's trimming (docs/bench.md, Limits)",
       );
     } else {

@@ -222,10 +222,10 @@ export async function runBench(options: BenchOptions): Promise<number> {
   // --quick leaves out nats (it starts a server) unless --only names it.
   for (const m of MODULES.filter((m) => m === 'node' || (options.only ? options.only.includes(m) : !(options.quick && m === 'nats')))) {
     // Loaded here too for the cases' titles and targets; their code runs in their process.
-    const mod = (await import(`./${m}.js`)) as { scenarios?: Scenario[]; caseEnv?: Record<string, string> };
+    const mod = (await import(`./${m}.js`)) as { scenarios?: Scenario[]; caseEnv?: () => Record<string, string> };
     (mod.scenarios ?? []).forEach((scenario, index) => cases.push({ module: m, index, scenario, seconds: [] }));
     // Variables its process starts with (harness.ts caseProcessEnv).
-    caseEnvs.set(m, mod.caseEnv);
+    caseEnvs.set(m, mod.caseEnv?.());
   }
 
   // Progress on a terminal: round, case, what is being measured, time left (known after round 1).

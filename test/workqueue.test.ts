@@ -313,6 +313,25 @@ describe('work queue: across processes', () => {
     });
   }
 
+  it('a consumer SIGKILLed after-release (its ack freed the slot, not yet counted): the job is neither lost nor delivered again, join() resolves, done is one short (docs/workqueue.md, Limits)', async () => {
+    const { name, q } = queue({ capacityJobs: 32 });
+    const victim = peer(['consume', name, '1'], 'workqueue:after-release:3');
+    await victim.next();
+    for (let i = 0; i < 5; i++) await q.put({ p: 1, n: i });
+    assert.equal((await victim.done).signal, 'SIGKILL');
+    const helper = peer(['consume', name]);
+    await within(q.join(), 10_000, 'join after the crash');
+    q.shutdown();
+    assert.equal((await helper.done).code, 0);
+    const took = [...victim.all, ...helper.all].filter((l) => 'took' in l);
+    // Each of the 5 taken once: the third, whose ack died after freeing its slot, not again.
+    assert.equal(victim.all.filter((l) => 'took' in l).length, 3);
+    assert.deepEqual(took.map((l) => l.n as number).sort((a, b) => a - b), [0, 1, 2, 3, 4]);
+    assert.ok(took.every((l) => l.deliveries === 1), JSON.stringify(took));
+    const s = q.info();
+    assert.deepEqual({ put: s.put, done: s.done, redelivered: s.redelivered, ready: s.ready, inFlight: s.inFlight }, { put: 5, done: 4, redelivered: 0, ready: 0, inFlight: 0 });
+  });
+
   for (const point of ['before-claim', 'after-claim', 'mid-copy', 'before-publish', 'before-wake']) {
     it(`a producer SIGKILLed ${point}: every resolved put is delivered, no slot is lost`, async () => {
       const { name, q } = queue({ capacityJobs: 16 });

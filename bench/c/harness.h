@@ -333,14 +333,15 @@ static inline int read_full(int fd, char *buf, size_t n) {
   return 1;
 }
 
-/* Raises a socket's send buffer so that `want` bytes fit, as ipckit's sockets do; never
- * lowers it. Set to 2 x 64 B + 4 KiB outright, the seqpacket reference's buffer held about
- * 10 small messages (the default, 208 KiB here, holds hundreds), and its one-way rate
- * settled at 0.19M or 0.5-0.7M msg/s by chance: the sender blocked every few messages. */
+/* Asks for a send buffer of `want` bytes (the kernel doubles what is asked, and getsockopt
+ * reports the doubled size), unless the buffer is already that large: never lowers it, as
+ * ipckit's sockets never do. Set to 2 x 64 B + 4 KiB outright, the seqpacket reference's
+ * buffer held about 10 small messages (the default, 208 KiB here, holds hundreds), and its
+ * one-way rate settled at 0.19M or 0.5-0.7M msg/s by chance: the sender blocked every few. */
 static inline void raise_sndbuf(int fd, int want) {
   int have = 0;
   socklen_t len = sizeof have;
-  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) == 0 && have >= want) return;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) == 0 && have >= 2 * want) return;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
 }
 

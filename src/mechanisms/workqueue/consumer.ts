@@ -118,6 +118,7 @@ export class Consumer<T> {
         if (!t || t !== j) throw invalidArgument(`job ${(j as Job<T> | null)?.id} is not in progress on this handle (acknowledged twice, or taken by another handle)`);
         if (FAULTS) fault('workqueue:before-done');
         core.release(t as JobImpl<T>, FREE);
+        if (FAULTS) fault('workqueue:after-release'); // freed, not yet counted (docs/workqueue.md, Limits)
         done++;
       }
     } finally {
