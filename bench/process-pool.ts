@@ -137,11 +137,12 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
   const out: Side[] = [];
   const notes: string[] = [];
   try {
-    const pool = await createProcessPool(tasks, { size, env: runEnv() });
+    const workerEnv = runEnv(); // the bench's own, not this process's tunables
+    const pool = await createProcessPool(tasks, { size, env: workerEnv });
     out.push({ variant: OURS, role: 'ipckit', submit: (fn, i) => pool.run(fn, i), close: () => pool.close(), pids: () => pool.pids });
     const workerpool = await loadOptional('workerpool');
     if (workerpool) {
-      const wp = workerpool.pool(fileURLToPath(new URL('./pool-workerpool-worker.js', import.meta.url)), { workerType: 'process', minWorkers: size, maxWorkers: size, forkOpts: { env: runEnv() } });
+      const wp = workerpool.pool(fileURLToPath(new URL('./pool-workerpool-worker.js', import.meta.url)), { workerType: 'process', minWorkers: size, maxWorkers: size, forkOpts: { env: workerEnv } });
       out.push({ variant: 'workerpool (process mode)', role: 'node', submit: (fn, i) => wp.exec(fn, [i]), close: () => wp.terminate() });
     } else {
       notes.push('process pool: workerpool is not installed (a devDependency of the repository): its figures and the 5x target were skipped');
