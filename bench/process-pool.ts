@@ -12,8 +12,9 @@
  * Each figure carries the CPU and the minor page faults per job of the pool's process, and of
  * the workers where the pool tells their pids: a 1 MiB result is a fresh buffer, and how many
  * of its pages fault in depends on what glibc gave back to the kernel before.
- * This case's process, where piscina's threads run, keeps its freed memory (caseEnv below);
- * the pools' worker processes start with the environment the bench was started with.
+ * This case's process, where piscina's threads run, keeps its freed memory (caseEnv below)
+ * and runs without V8's allocation-site pretenuring (caseExecArgv below); the pools' worker
+ * processes start with the environment and options the bench was started with.
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +38,27 @@ import { median, Steady, type SteadyOptions } from './stats.js';
  */
 export const KEEP_FREED_MEMORY = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432';
 export const caseEnv = (): Record<string, string> => ({ GLIBC_TUNABLES: [KEEP_FREED_MEMORY, process.env.GLIBC_TUNABLES].filter(Boolean).join(':') });
+
+/**
+ * This module's process also runs with V8's allocation-site pretenuring off. With it on, V8
+ * may decide, at a scavenge that finds most objects of an allocation site alive, to allocate
+ * that site's objects in the old generation from then on, and the decision sticks for the
+ * process. workerpool's parent (its tasks wait in its queue while 2 are run) got there in most
+ * processes, not all: then 40-60% of the young objects survived each scavenge, a mark-compact
+ * ran every ~0.1 s and V8's freed pages faulted in again (`--trace-gc-nvp`;
+ * `--trace-pretenuring-statistics` showed 4 sites tenured in the slow processes, none in the
+ * fast one). workerpool alone, 8 processes each way, interleaved (a 2-vCPU AMD EPYC VM): by
+ * default all 8 slow, 27-37 us of CPU and 0.8-1.0 page faults per tiny job (28.5k-37.0k
+ * jobs/s); with the flag all 8 at 14-20 us and none (31.0k-48.2k). In bench runs its medians
+ * moved between the two (quick 24.6k-40.8k against full runs' 32.3k-40.9k), and a quick run's
+ * three rounds fell in the slow state more often than a full run's five. The three pools in
+ * one process, 4 pairs interleaved: workerpool 25k-41k by default, 38k-44k with the flag;
+ * ours' and piscina's rates moved no more than their spread. As with the tunables above, the
+ * pools' worker processes keep V8's defaults (neither pool passes this process's options on),
+ * and the three pools' parent side is this process, alike.
+ */
+export const NO_PRETENURING = '--no-allocation-site-pretenuring';
+export const caseExecArgv = (): string[] => [NO_PRETENURING];
 
 const tasks = new URL('./pool-tasks.js', import.meta.url);
 const TINY = 8; // bytes of a tiny job's argument and result, for the table's size column
@@ -160,6 +182,11 @@ async function sides(size: number): Promise<{ sides: Side[]; notes: string[] }> 
     } else {
       notes.push('process pool: piscina is not installed (a devDependency of the repository): the threads figures were skipped');
     }
+    notes.push(
+      process.execArgv.includes(NO_PRETENURING)
+        ? `process pool: the case's own process, the three pools' parent side, runs with ${NO_PRETENURING}: with V8's default, workerpool's parent fell at random, per process, into allocating its tasks in the old generation, at twice the CPU per job (docs/bench.md, Limits). The pools' worker processes start with V8's defaults`
+        : `process pool: this process was started without ${NO_PRETENURING} (bench/process-pool.ts caseExecArgv): workerpool's tiny-job rate may fall by a third in some runs (docs/bench.md, Limits)`,
+    );
   } catch (e) {
     await closeAll(out); // the pools made before the one that failed
     throw e;

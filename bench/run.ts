@@ -117,6 +117,17 @@ function removeSysvMade(made: Iterable<SysvMade>): void {
   }
 }
 
+/**
+ * What a module's case process starts with, from the module's optional exports: `caseEnv()`,
+ * variables (read once at a process's start, as glibc's tunables are), and `caseExecArgv()`,
+ * options for its `node` (V8's flags among them, which NODE_OPTIONS does not take), after the
+ * run's own. The processes a case starts get neither (harness.ts runEnv).
+ */
+interface CaseStart {
+  env?: Record<string, string>;
+  execArgv?: string[];
+}
+
 /** A module's case process (bench/case-process.ts), as the run sees it. */
 class CaseProcess {
   readonly #child: ChildProcess;
@@ -129,9 +140,14 @@ class CaseProcess {
   /** It has exited. */
   #gone = false;
 
-  private constructor(readonly module: string, caseEnv: Record<string, string> | undefined) {
+  private constructor(readonly module: string, start: CaseStart) {
     // The run's pid names what the cases make (harness.ts benchTag), so it can be told whose it is.
-    this.#child = fork(caseScript, [module], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: caseProcessEnv(process.pid, caseEnv) });
+    this.#child = fork(caseScript, [module], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+      env: caseProcessEnv(process.pid, start.env),
+      execArgv: [...process.execArgv, ...(start.execArgv ?? [])],
+    });
     this.#exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
         // One killed (SIGKILL, out of memory) or crashed could not remove all it had made:
@@ -161,8 +177,8 @@ class CaseProcess {
   }
 
   /** Starts it; resolves once its module is loaded. */
-  static async start(module: string, caseEnv: Record<string, string> | undefined): Promise<CaseProcess> {
-    const p = new CaseProcess(module, caseEnv);
+  static async start(module: string, start: CaseStart): Promise<CaseProcess> {
+    const p = new CaseProcess(module, start);
     const ready = new Promise<void>((resolve) => (p.#waiting = (m) => m.type === 'ready' && resolve()));
     const exit = await Promise.race([ready.then(() => undefined), p.#exited]);
     p.#waiting = undefined;
@@ -218,14 +234,14 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const notes: string[] = [];
   const roundNotes: string[][] = [];
   const cases: Case[] = [];
-  const caseEnvs = new Map<string, Record<string, string> | undefined>();
+  const caseStarts = new Map<string, CaseStart>();
   // --quick leaves out nats (it starts a server) unless --only names it.
   for (const m of MODULES.filter((m) => m === 'node' || (options.only ? options.only.includes(m) : !(options.quick && m === 'nats')))) {
     // Loaded here too for the cases' titles and targets; their code runs in their process.
-    const mod = (await import(`./${m}.js`)) as { scenarios?: Scenario[]; caseEnv?: () => Record<string, string> };
+    const mod = (await import(`./${m}.js`)) as { scenarios?: Scenario[]; caseEnv?: () => Record<string, string>; caseExecArgv?: () => string[] };
     (mod.scenarios ?? []).forEach((scenario, index) => cases.push({ module: m, index, scenario, seconds: [] }));
-    // Variables its process starts with (harness.ts caseProcessEnv).
-    caseEnvs.set(m, mod.caseEnv?.());
+    // What its process starts with: variables (harness.ts caseProcessEnv) and Node's or V8's options.
+    caseStarts.set(m, { env: mod.caseEnv?.(), execArgv: mod.caseExecArgv?.() });
   }
 
   // Progress on a terminal: round, case, what is being measured, time left (known after round 1).
@@ -251,7 +267,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     const p = processes.get(module);
     if (p?.usable) return p;
     await p?.close();
-    const started = await CaseProcess.start(module, caseEnvs.get(module));
+    const started = await CaseProcess.start(module, caseStarts.get(module) ?? {});
     processes.set(module, started);
     // A stop that came while it started.
     if (stop.signal) started.stop(stop.signal);

@@ -717,7 +717,7 @@ describe('ipckit bench, a real run', () => {
     assert.ok(j.notes.some((n) => n.startsWith("popen 'w' figures are timed by the child")), JSON.stringify(j.notes));
   });
 
-  it("--quick --only process-pool --rounds 1: every pool's figures carry its process's CPU and page faults per job, ours its workers' too, and the notes say them; the case's process keeps its freed memory, the workers get the bench's environment", { timeout: 300_000 }, async () => {
+  it("--quick --only process-pool --rounds 1: every pool's figures carry its process's CPU and page faults per job, ours its workers' too, and the notes say them; the case's process keeps its freed memory and runs without V8's pretenuring, the workers get the bench's environment and V8's defaults", { timeout: 300_000 }, async () => {
     const out = scratchPath('pool.json');
     // A tunable of the user's own (tcache_count=7 is glibc's default: it changes nothing): kept in both.
     // glibc 2.36 writes its parse over /proc/PID/environ's copy: only a value's first tunable shows there.
@@ -725,7 +725,7 @@ describe('ipckit bench, a real run', () => {
     const run = runCli(['bench', '--quick', '--only', 'process-pool', '--rounds', '1', '--out', out], { timeoutMs: 280_000, env: { ...process.env, GLIBC_TUNABLES: mine } });
     const root = String(run.child.pid!);
     // GLIBC_TUNABLES of the run's case process for the pools and of the pools' workers, as seen (null: not set).
-    const seen = new Map<string, { what: string; tunables: string | null }>();
+    const seen = new Map<string, { what: string; tunables: string | null; argv: string[] }>();
     const look = (): void => {
       const table = processTable();
       for (const [pid, p] of table) {
@@ -733,7 +733,7 @@ describe('ipckit bench, a real run', () => {
         if (!what || seen.has(pid) || !descends(table, pid, root)) continue;
         try {
           const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-          seen.set(pid, { what, tunables: env.find((v) => v.startsWith('GLIBC_TUNABLES='))?.slice('GLIBC_TUNABLES='.length) ?? null });
+          seen.set(pid, { what, tunables: env.find((v) => v.startsWith('GLIBC_TUNABLES='))?.slice('GLIBC_TUNABLES='.length) ?? null, argv: p.argv });
         } catch {
           // gone between the listing and the read
         }
@@ -742,13 +742,16 @@ describe('ipckit bench, a real run', () => {
     const timer = setInterval(look, 100);
     const r = await run.done.finally(() => clearInterval(timer));
     assert.equal(r.code, 0, r.stderr);
-    const { KEEP_FREED_MEMORY } = await import('../bench/process-pool.js');
+    const { KEEP_FREED_MEMORY, NO_PRETENURING } = await import('../bench/process-pool.js');
     const got = [...seen.values()];
     for (const what of ['case', 'ours', 'workerpool']) assert.ok(got.some((g) => g.what === what), `no ${what} process seen: ${JSON.stringify(got)}`);
     for (const g of got) {
       if (g.what !== 'case') assert.equal(g.tunables, mine, JSON.stringify(got));
       // Ours first; glibc 2.36 shows only the first tunable there, others may show it whole.
       else assert.ok(g.tunables !== null && g.tunables.startsWith(KEEP_FREED_MEMORY.split(':')[0]!) && `${KEEP_FREED_MEMORY}:${mine}`.startsWith(g.tunables), JSON.stringify(got));
+      // V8's flag on node's command line, before the script: the case's process only.
+      const script = g.argv.findIndex((a) => a.endsWith('.js'));
+      assert.equal(g.argv.slice(0, script).includes(NO_PRETENURING), g.what === 'case', JSON.stringify(got));
     }
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
     const pools = j.figures.filter((f) => f.mechanism === 'process-pool');
@@ -765,6 +768,7 @@ describe('ipckit bench, a real run', () => {
     }
     // The case's process says what it got, whole: ours, then the user's.
     assert.ok(j.notes.some((n) => n.startsWith(`process pool: piscina's threads run in the case's own process, which keeps its freed memory (GLIBC_TUNABLES=${KEEP_FREED_MEMORY}:${mine})`)), JSON.stringify(j.notes));
+    assert.ok(j.notes.some((n) => n.startsWith(`process pool: the case's own process, the three pools' parent side, runs with ${NO_PRETENURING}`)), JSON.stringify(j.notes));
   });
 
   it('--quick --only mqueue,sysv,semaphore,mutex --rounds 1: the C references run pinned apart, parent on CPU 0 and child on CPU 1, the queues\' one-way runs too', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() || spawnSync('taskset', ['-p', String(process.pid)]).status !== 0 ? 'needs two CPUs, a C compiler and taskset' : false }, async () => {
