@@ -32,8 +32,8 @@ import { median, Steady, type SteadyOptions } from './stats.js';
  * at 85-90, for seconds at a time, and its medians moved 2.8x from run to run (4.7k-13.2k over
  * 4 quick runs of this case alone, against 13.3k-15.2k with these tunables, interleaved; a
  * 2-vCPU AMD EPYC VM): as an upper bound it was left to chance. Ours' and workerpool's workers
- * keep glibc's defaults (runEnv): a program gets them, and docs/pool.md gives the option;
- * the three pools' parent side is this process, tuned alike.
+ * keep glibc's defaults (runEnv), as a program gets them (ours' make no fresh buffer per
+ * result: docs/pool.md); the three pools' parent side is this process, tuned alike.
  * Tunables the user set are kept, after these: glibc takes the last, so theirs win.
  */
 export const KEEP_FREED_MEMORY = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432';

@@ -48,7 +48,7 @@ function leftovers(p: ProcessPool): string[] {
 describe('process pool: jobs', () => {
   it('runs an exported function in a worker process and maps over items in order', async () => {
     const p = await pool();
-    assert.deepEqual(p.functions.sort(), ['bytes', 'die', 'fail', 'later', 'pidAfter', 'sum', 'spin', 'square'].sort());
+    assert.deepEqual(p.functions.sort(), ['bytes', 'die', 'echo', 'fail', 'isBuffer', 'later', 'pidAfter', 'sum', 'spin', 'square'].sort());
     assert.equal(await p.run('square', 7), 49);
     const pid = await p.run<number>('pidAfter', 0);
     assert.notEqual(pid, process.pid);
@@ -159,6 +159,33 @@ describe('process pool: jobs', () => {
     assert.equal(mid[10], 11);
     assert.equal(await p.run('sum', Buffer.alloc(1 << 20, 2)), 2 << 20); // the argument through a file
     assert.equal(await p.run('sum', new Uint8Array([1, 2, 3])), 6);
+    await p.close();
+    assert.deepEqual(leftovers(p), []);
+  });
+
+  it('a result keeps its type and bytes: a Buffer (written raw), an empty one, other typed arrays and Buffers inside objects (serialized)', async () => {
+    const p = await pool({ size: 1 });
+    const small = await p.run<Buffer>('bytes', { n: 100, seed: 3 });
+    assert.ok(Buffer.isBuffer(small));
+    assert.deepEqual([...small.subarray(0, 3)], [3, 4, 5]);
+    const empty = await p.run<Buffer>('bytes', { n: 0, seed: 0 });
+    assert.ok(Buffer.isBuffer(empty) && empty.length === 0);
+    const floats = await p.run<Float64Array>('echo', new Float64Array([1.5, -2]));
+    assert.ok(floats instanceof Float64Array && !Buffer.isBuffer(floats));
+    assert.deepEqual([...floats], [1.5, -2]);
+    const plain = await p.run<Uint8Array>('echo', new Uint8Array([9, 8]));
+    assert.ok(plain instanceof Uint8Array && !Buffer.isBuffer(plain), 'a Uint8Array stays a Uint8Array');
+    const nested = await p.run<{ b: Buffer }>('echo', { b: Buffer.from('hi') });
+    assert.ok(Buffer.isBuffer(nested.b));
+    assert.equal(nested.b.toString(), 'hi');
+    // Results that follow one another through the ring are copies of their own, not views of it.
+    const first = await p.run<Buffer>('bytes', { n: 1 << 20, seed: 1 });
+    const second = await p.run<Buffer>('bytes', { n: 1 << 20, seed: 2 });
+    assert.equal(first[0], 1);
+    assert.equal(second[0], 2);
+    assert.notEqual(first.buffer, second.buffer);
+    // A Buffer argument arrives as a Buffer.
+    assert.equal(await p.run('isBuffer', Buffer.from([1])), true);
     await p.close();
     assert.deepEqual(leftovers(p), []);
   });

@@ -64,9 +64,12 @@ export const encode = (value: unknown): Buffer => serialize(value);
 export const decode = <T>(bytes: Uint8Array): T => deserialize(bytes) as T;
 
 // The wire form of jobs and messages: a fixed header, then the value behind a tag byte.
-// Numbers, strings, booleans, null and undefined are written directly; anything else goes
-// through the v8 serializer. (A tiny job spent most of its worker's time in making
-// serializers and collecting them: this keeps them for values that need one.)
+// Numbers, strings, booleans, null, undefined and a Buffer's bytes are written directly;
+// anything else goes through the v8 serializer. (A tiny job spent most of its worker's time
+// in making serializers and collecting them; a 1 MiB Buffer result went through a serializer's
+// own buffer, grown as it wrote, before its copy into the message: this keeps serializers for
+// values that need one.) A Buffer comes out as a Buffer, as v8.deserialize gives it back;
+// other typed arrays keep their type through the serializer.
 //   job:     flags u8 | seq u32 | ticket u32 | fn length u16 | fn utf8 | value
 //   message: kind u8  | seq u32 | worker u32 | value
 const T_UNDEFINED = 0;
@@ -76,6 +79,7 @@ const T_V8 = 3;
 const T_NULL = 4;
 const T_TRUE = 5;
 const T_FALSE = 6;
+const T_BUFFER = 7;
 
 function valueBytes(value: unknown): { tag: number; body: Uint8Array | undefined; size: number } {
   switch (typeof value) {
@@ -90,6 +94,7 @@ function valueBytes(value: unknown): { tag: number; body: Uint8Array | undefined
       break;
     default:
       if (value === null) return { tag: T_NULL, body: undefined, size: 0 };
+      if (Buffer.isBuffer(value)) return { tag: T_BUFFER, body: value, size: value.length };
   }
   const body = serialize(value);
   return { tag: T_V8, body, size: body.length };
@@ -99,7 +104,7 @@ function writeValue(buf: Buffer, at: number, value: unknown, v: { tag: number; b
   buf[at] = v.tag;
   if (v.tag === T_NUMBER) buf.writeDoubleLE(value as number, at + 1);
   else if (v.tag === T_STRING) buf.write(value as string, at + 1, 'utf8');
-  else if (v.tag === T_V8) buf.set(v.body!, at + 1);
+  else if (v.tag === T_V8 || v.tag === T_BUFFER) buf.set(v.body!, at + 1);
 }
 
 function readValue(bytes: Uint8Array, at: number): unknown {
@@ -113,6 +118,8 @@ function readValue(bytes: Uint8Array, at: number): unknown {
       return buf.toString('utf8', at + 1);
     case T_V8:
       return deserialize(buf.subarray(at + 1));
+    case T_BUFFER:
+      return Buffer.from(buf.subarray(at + 1)); // a copy: the bytes may be the ring's, read again later
     case T_NULL:
       return null;
     case T_TRUE:
@@ -146,9 +153,14 @@ export function decodeJob(bytes: Uint8Array): JobItem {
   return [buf.readUInt32LE(1), buf.readUInt32LE(5), buf.toString('utf8', 11, 11 + fnBytes), buf[0]!, readValue(buf, 11 + fnBytes)];
 }
 
-export function encodeMessage([kind, seq, worker, payload]: Message): Buffer {
+/**
+ * A message's bytes: at the start of `scratch` where they fit (a view of it, good until the
+ * scratch is written again), else in a buffer of their own.
+ */
+export function encodeMessage([kind, seq, worker, payload]: Message, scratch?: Buffer): Buffer {
   const v = valueBytes(payload);
-  const buf = Buffer.allocUnsafe(9 + 1 + v.size);
+  const size = 9 + 1 + v.size;
+  const buf = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
   buf[0] = kind;
   buf.writeUInt32LE(seq >>> 0, 1);
   buf.writeUInt32LE(worker >>> 0, 5);
