@@ -482,7 +482,8 @@ export const now = (): bigint => process.hrtime.bigint();
  * misses the moves during it (C's seqpacket one-way ran at 0.19M msg/s, the far placement's
  * rate, behind probes that read close before it and far after; docs/bench.md, Limits).
  * Probes are taken where nothing is measured: as the case begins a part (ctx.progress), as a
- * meter ends (RttMeter.result, RateMeter.result), around each C reference (runC). A meter
+ * meter ends (RttMeter.result, RateMeter.result), around each C reference (runC), around
+ * each measured part of a process pool (bench/process-pool.ts: its own loop). A meter
  * takes the last probe as its "before" when it starts. Undefined outside a case process.
  */
 let lastProbe: number | null | undefined;

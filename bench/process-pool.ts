@@ -20,7 +20,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createProcessPool } from '../src/mechanisms/process-pool/pool.js';
 import { procStat } from '../src/os/liveness.js';
-import { closeAll, Kept, runEnv, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
+import { closeAll, farther, Kept, probeNow, recentProbe, runEnv, throughputFigure, type BenchContext, type Figure, type Scenario, type Target } from './harness.js';
 import { median, Steady, type SteadyOptions } from './stats.js';
 
 /**
@@ -283,13 +283,21 @@ export const scenarios: Scenario[] = [
             warmups.set(s, { seconds: +w.seconds.toFixed(3), steady: w.steady! });
           }
           const runs = new Map<Side, Array<{ rate: number; cpu: number; faults: number; workerCpu: number; workerFaults: number }>>(all.map((s) => [s, []]));
+          // Each side's placement (harness.ts placedAfter): the farthest of the CPU distances
+          // probed just before and after each of its measured parts. The probes around the
+          // case alone are seconds apart, and a pool's rate follows the host's placement
+          // (piscina's tiny jobs: 47k-51k/s close, 31k far, by hand).
+          const placement = new Map<Side, number | null | undefined>();
           for (let r = 0; r < rounds; r++) {
             for (let k = 0; k < all.length; k++) {
               const s = all[(r + k) % all.length]!;
               ctx.progress(`process pool, ${fn}: ${s.variant} (round ${r + 1}/${rounds})`);
               const pids = s.pids?.() ?? [];
               const w0 = usageOf(pids);
+              const before = recentProbe(); // the one progress() took
               const m = await drive(s.submit, fn, inFlight, { seconds });
+              const probed = farther(before, probeNow());
+              placement.set(s, r === 0 ? probed : farther(placement.get(s), probed));
               const w1 = usageOf(pids);
               // A worker replaced during the round took its counts with it: no worker figures then.
               const same = (s.pids?.() ?? []).join() === pids.join();
@@ -308,8 +316,10 @@ export const scenarios: Scenario[] = [
             const workerCpu = median(rs.map((x) => x.workerCpu));
             const workerFaults = median(rs.map((x) => x.workerFaults));
             const parent = `parent CPU ${cpu.toFixed(1)} us and ${faults.toFixed(1)} page faults per job`;
+            const cpuProbeNs = placement.get(s);
             figures.push({
               ...throughputFigure({ mechanism: 'process-pool', variant: s.variant, role: s.role, size: bytes }, 1, 1 / med, warmups.get(s)),
+              ...(cpuProbeNs === undefined ? {} : { cpuProbeNs }),
               n: rounds,
               senderCpuUs: cpu,
               senderPageFaults: faults,

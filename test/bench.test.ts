@@ -757,7 +757,10 @@ describe('ipckit bench, a real run', () => {
     const pools = j.figures.filter((f) => f.mechanism === 'process-pool');
     // Ours always; workerpool and piscina where installed (devDependencies: they are, here).
     assert.deepEqual(pools.map((f) => `${f.variant} ${f.size}`).sort(), ['ipckit process pool 1048576', 'ipckit process pool 8', 'piscina (threads) 1048576', 'piscina (threads) 8', 'workerpool (process mode) 1048576', 'workerpool (process mode) 8']);
+    // Each figure is placed by the CPU distance probed around its own measured parts, not only around the case (a case process probes on 2 CPUs or more).
+    const probing = j.figures.some((f) => f.cpuRoundTripNs?.some((p) => p !== null && (p[0] !== null || p[1] !== null)));
     for (const f of pools) {
+      if (probing) assert.ok(f.cpuProbeNs?.length === 1 && (f.cpuProbeNs[0] === null || f.cpuProbeNs[0]! > 0), JSON.stringify(f));
       assert.ok(f.senderCpuUs! > 0 && f.senderPageFaults! >= 0 && Number.isFinite(f.senderPageFaults), JSON.stringify(f));
       if (f.role === 'ipckit') assert.ok(f.receiverCpuUs! >= 0 && f.receiverPageFaults! >= 0 && Number.isFinite(f.receiverPageFaults), JSON.stringify(f));
       else assert.equal(f.receiverPageFaults, undefined, 'a pool that does not tell its workers has no figure for them');
