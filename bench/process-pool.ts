@@ -10,11 +10,12 @@
  * workerpool and piscina are devDependencies: without them (an installed package) their
  * figures are skipped with a note, and the target is NOT MEASURED.
  * Each figure carries the CPU and the minor page faults per job of the pool's process, and of
- * the workers where the pool tells their pids: a 1 MiB result is a fresh buffer, and how many
- * of its pages fault in depends on what glibc gave back to the kernel before.
+ * the workers where the pool tells their pids: where a 1 MiB result is a fresh buffer (each
+ * pool's parent; workerpool's and piscina's workers), how many of its pages fault in depends
+ * on what glibc gave back to the kernel before.
  * This case's process, where piscina's threads run, keeps its freed memory (caseEnv below)
  * and runs without V8's allocation-site pretenuring (caseExecArgv below); the pools' worker
- * processes start with the environment and options the bench was started with.
+ * processes start with the environment the bench was started with and node's default options.
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -50,7 +51,7 @@ export const caseEnv = (): Record<string, string> => ({ GLIBC_TUNABLES: [KEEP_FR
  * fast one). workerpool alone, 8 processes each way, interleaved (a 2-vCPU AMD EPYC VM): by
  * default all 8 slow, 27-37 us of CPU and 0.8-1.0 page faults per tiny job (28.5k-37.0k
  * jobs/s); with the flag all 8 at 14-20 us and none (31.0k-48.2k). In bench runs its medians
- * moved between the two (quick 24.6k-40.8k against full runs' 32.3k-40.9k), and a quick run's
+ * moved between the two (quick 24.6k-40.8k against full runs' 33.1k-41.5k), and a quick run's
  * three rounds fell in the slow state more often than a full run's five. The three pools in
  * one process, 4 pairs interleaved: workerpool 25k-41k by default, 38k-44k with the flag;
  * ours' and piscina's rates moved no more than their spread. As with the tunables above, the
@@ -297,7 +298,7 @@ export const scenarios: Scenario[] = [
               const before = recentProbe(); // the one progress() took
               const m = await drive(s.submit, fn, inFlight, { seconds });
               const probed = farther(before, probeNow());
-              placement.set(s, r === 0 ? probed : farther(placement.get(s), probed));
+              placement.set(s, farther(placement.get(s), probed)); // the first: probed itself
               const w1 = usageOf(pids);
               // A worker replaced during the round took its counts with it: no worker figures then.
               const same = (s.pids?.() ?? []).join() === pids.join();

@@ -14,8 +14,9 @@
  *   a job delivered again after it settled (its worker died after sending the result) or
  *   a job cancelled while it waited is acknowledged and dropped, not run.
  *
- * The v8 serializer (the structured codec) keeps Buffers and typed arrays as bytes: no
- * JSON on the way, whatever the size.
+ * A Buffer's bytes are written as they are, and the v8 serializer (the structured codec)
+ * keeps typed arrays and the Buffers inside other values as bytes: no JSON on the way,
+ * whatever the size.
  */
 import { deserialize, serialize } from 'node:v8';
 
@@ -68,8 +69,10 @@ export const decode = <T>(bytes: Uint8Array): T => deserialize(bytes) as T;
 // anything else goes through the v8 serializer. (A tiny job spent most of its worker's time
 // in making serializers and collecting them; a 1 MiB Buffer result went through a serializer's
 // own buffer, grown as it wrote, before its copy into the message: this keeps serializers for
-// values that need one.) A Buffer comes out as a Buffer, as v8.deserialize gives it back;
-// other typed arrays keep their type through the serializer.
+// values that need one.) A Buffer comes out as a Buffer, as v8.deserialize gives it back (an
+// instance of a subclass of Buffer, as a plain Buffer); other typed arrays keep their type
+// through the serializer. Decoded values may be views of the bytes decoded: callers pass
+// bytes of their own (the ring and the queue copy a message out; a file is read whole).
 //   job:     flags u8 | seq u32 | ticket u32 | fn length u16 | fn utf8 | value
 //   message: kind u8  | seq u32 | worker u32 | value
 const T_UNDEFINED = 0;
@@ -119,7 +122,7 @@ function readValue(bytes: Uint8Array, at: number): unknown {
     case T_V8:
       return deserialize(buf.subarray(at + 1));
     case T_BUFFER:
-      return Buffer.from(buf.subarray(at + 1)); // a copy: the bytes may be the ring's, read again later
+      return buf.subarray(at + 1); // a view of the caller's bytes, as deserialize gives typed arrays
     case T_NULL:
       return null;
     case T_TRUE:

@@ -44,10 +44,10 @@ await post([p.READY, 0, me, names]);
 
 /**
  * Where results are encoded, kept from job to job: a fresh buffer for each big result cost a
- * fresh page for each 4 KiB of it (the bench's 1 MiB results: 340-450 page faults a result
+ * fresh page for each 4 KiB of it (the bench's 1 MiB results: 340-470 page faults a result
  * in the worker). It grows to the largest result that went through the ring (half the ring
- * at most); a result is copied into the ring before the next job runs (the loop below awaits
- * it), so the next one may reuse it.
+ * at most); a result is in the ring before the next job runs (the loop below awaits it, and a
+ * send that has to wait for room takes a copy of its own), so the next one may reuse it.
  */
 let scratch: Buffer | undefined;
 
@@ -59,14 +59,15 @@ async function runJob(seq: number, fn: string, flags: number, arg: unknown): Pro
     const input = flags & p.FILE_ARG ? p.decode(readFileSync(p.argFile(config!.folder, seq))) : arg;
     let value = (f as (a: unknown) => unknown)(input);
     if (value !== null && typeof (value as PromiseLike<unknown>)?.then === 'function') value = await value;
-    let bytes: Uint8Array;
+    let bytes: Buffer;
     try {
       bytes = p.encodeMessage([p.OK, seq, me, value], scratch);
     } catch (e) {
       throw new IpcError('ERR_IPCKIT_INVALID_ARGUMENT', `the result of ${fn} cannot be sent to the pool: ${(e as Error).message}`, { cause: e });
     }
     if (bytes.length <= tx.maxMessageBytes) {
-      if (bytes.buffer !== scratch?.buffer && bytes.length > 4096) scratch = bytes as Buffer;
+      // Kept when it has its memory to itself (not a slice of Node's pool of small buffers).
+      if (bytes.buffer !== scratch?.buffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) scratch = bytes;
       return bytes;
     }
     // Too large for the ring: a file of the pool's folder (the parent reads and removes it).
