@@ -189,10 +189,9 @@ export const SIZES = [64, 1024, 65536];
  *   full run, and at 70-74 and 68-69 us measured for 0.4 s;
  * - `process.send`'s one-way rate: over 80 ms, 0.25-0.34M msg/s in 6 of 18 quick rounds
  *   against 0.46-0.54M in every full one; over 0.4 s, 0.49-0.59M in 12 quick rounds
- *   interleaved with 12 at 80 ms (stdio framing's agreed at 80 ms);
- * - the spinning ring's one-way rate, whose receiver is a new process each time and speeds
- *   up after a plateau the warm-up takes for steady: the shm case alone with quick's budget,
- *   8 interleaved pairs, 8.4-15.0M msg/s at 80 ms, 13.7-15.7M at 0.4 s (full runs 14.2-17.1M).
+ *   interleaved with 12 at 80 ms (stdio framing's agreed at 80 ms).
+ * (The spinning ring's one-way rate was measured so too while its receiver was a new process
+ * each round; bench/shm.ts keeps it in a quick run now.)
  */
 export function fullLengthBudget(budget: Budget): Budget {
   const [rttMessages, rttSeconds] = [Math.max(budget.rttMessages, FULL.rttMessages), Math.max(budget.rttSeconds, FULL.rttSeconds)];
@@ -841,16 +840,24 @@ export interface BenchChild {
   finish(ms?: number): Promise<void>;
   /** Settles when the child has exited. */
   exited: Promise<void>;
+  /**
+   * Tells a child started with `{ listens: true }` one JSON line (it reads them with
+   * `orders()`); `finish` then closes its stdin first, its end of the orders.
+   */
+  say(value: unknown): void;
 }
 
 /**
  * Starts the child side of a scenario: `node dist/bench/child.js <module> <role> <json>`;
  * the child talks back in JSON lines on stdout. `stdio` entries from index 3 are passed on.
+ * `listens`: its stdin is a pipe the parent writes orders to (BenchChild.say), so a kept
+ * child waits for its next measurement in epoll, without a timer.
  */
-export function startChild(module: string, role: string, args: unknown, extraStdio: Array<number | 'ignore' | 'pipe'> = []): BenchChild {
+export function startChild(module: string, role: string, args: unknown, extraStdio: Array<number | 'ignore' | 'pipe'> = [], { listens = false } = {}): BenchChild {
   const child = spawn(process.execPath, [childScript, module, role, JSON.stringify(args ?? {})], {
-    stdio: ['ignore', 'pipe', 'inherit', ...extraStdio] as StdioOptions,
+    stdio: [listens ? 'pipe' : 'ignore', 'pipe', 'inherit', ...extraStdio] as StdioOptions,
   });
+  child.stdin?.on('error', () => {}); // a child gone fails the measurement waiting on it, not the bench
   const rl = createInterface({ input: child.stdout! });
   const lines: string[] = [];
   const waiting: Array<{ resolve: (v: any) => void; reject: (e: Error) => void }> = [];
@@ -873,8 +880,12 @@ export function startChild(module: string, role: string, args: unknown, extraStd
         else if (child.exitCode !== null || child.signalCode !== null) reject(new Error(`bench child ${module}/${role} has exited`));
         else waiting.push({ resolve, reject });
       }),
-    finish: (ms) => endChild(child, () => {}, ms),
+    finish: (ms) => endChild(child, () => child.stdin?.end(), ms),
     exited,
+    say: (value) => {
+      if (!child.stdin) throw new Error(`bench child ${module}/${role} was started without { listens: true }`);
+      child.stdin.write(`${JSON.stringify(value)}\n`);
+    },
   };
 }
 
@@ -894,6 +905,11 @@ export async function endChild(child: ChildProcess, ask: () => void, ms = 5000):
 /** In a child: prints one JSON line for the parent. */
 export function tell(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** In a child started with `{ listens: true }`: its parent's orders (BenchChild.say), until it closes them. */
+export async function* orders(): AsyncGenerator<unknown> {
+  for await (const line of createInterface({ input: process.stdin })) yield JSON.parse(line);
 }
 
 // --- C reference programs ---

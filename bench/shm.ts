@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
-import { benchPrefix, cFigure, cFigures, fullLengthBudget, now, placedAfter, probedBy, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchContext, type Budget, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, cFigures, KeptPeers, now, orders, placedAfter, probedBy, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchChild, type BenchContext, type Budget, type Figure, type KeptPeer, type Scenario } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
@@ -92,34 +92,91 @@ async function sendOne(tx: RingSender<Uint8Array>, m: Uint8Array, mode: Mode, gu
   return mode === 'event' ? tx.send(m, { timeout: 10_000 }) : sendSync(tx, m, mode, guard);
 }
 
-/** Parent side of one figure: makes the two rings, starts the child, runs `body`. */
-/** `pinFor`: run `body` with the two processes pinned to two CPUs (bench/placement.ts), as round trips are. */
-async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spinMicros: number | undefined, body: (tx: RingSender<Uint8Array>, rx: RingReceiver<Uint8Array>) => Promise<R>, pinFor?: BenchContext): Promise<R> {
-  const capacity = capacityFor(size);
+/** A child at the far end of two rings that echoes or sinks one measurement per order (`children` below). */
+interface RingPeer extends KeptPeer {
+  readonly tx: RingSender<Uint8Array>;
+  readonly rx: RingReceiver<Uint8Array>;
+  readonly child: BenchChild;
+}
+
+/**
+ * The ring children a quick run keeps from round to round (Budget.keepPeers, docs/bench.md
+ * Rounds), one per role, way of waiting, size and spinMicros; a full run starts one per
+ * figure. A new spinning receiver speeds up after a plateau that an 80-ms part measured:
+ * 8.4-15.0M msg/s over 80 ms against 13.7-15.7M over 0.4 s (8 interleaved pairs, a 2-vCPU VM),
+ * so quick runs measured that figure for 0.4 s while its receiver was new each round.
+ */
+const kept = new KeptPeers<RingPeer>();
+
+/** Makes the two rings, starts the child and waits until it has them mapped; their names are gone then. */
+async function startPeer(role: 'echo' | 'sink', mode: Mode, size: number, spinMicros: number | undefined): Promise<RingPeer> {
   const out = ringName('out');
   const back = ringName('back');
-  const ringOut = createRing(out, { capacityBytes: capacity });
-  const ringBack = createRing(back, { capacityBytes: 1 << 20 });
-  const tx = await ringOut.sender(spinMicros === undefined ? {} : { spinMicros });
-  const rx = await ringBack.receiver(spinMicros === undefined ? {} : { spinMicros });
-  ringOut.close();
-  ringBack.close();
-  const child = startChild('shm', role, { out, back, mode, size, spinMicros });
+  const named: string[] = [];
+  const endpoint = spinMicros === undefined ? {} : { spinMicros };
+  let tx: RingSender<Uint8Array> | undefined;
+  let rx: RingReceiver<Uint8Array> | undefined;
+  let child: BenchChild | undefined;
   try {
+    const ringOut = createRing(out, { capacityBytes: capacityFor(size) });
+    named.push(out);
+    const ringBack = createRing(back, { capacityBytes: 1 << 20 });
+    named.push(back);
+    try {
+      tx = await ringOut.sender(endpoint);
+      rx = await ringBack.receiver(endpoint);
+    } finally {
+      ringOut.close();
+      ringBack.close();
+    }
+    child = startChild('shm', role, { out, back, mode, size, spinMicros }, [], { listens: true });
     await child.nextLine(); // attached
-    return pinFor ? await pinnedPair(pinFor, child.child.pid!, () => body(tx, rx)) : await body(tx, rx);
+  } catch (e) {
+    await tx?.close().catch(() => {});
+    await rx?.close().catch(() => {});
+    await child?.finish(10_000).catch(() => {});
+    throw e;
   } finally {
-    await tx.close();
-    await rx.close();
-    await child.finish(10_000);
-    unlinkRing(out);
-    unlinkRing(back);
+    // Both ends have mapped the rings (or the start failed): a kept peer leaves no name behind.
+    for (const name of named) unlinkRing(name);
   }
+  const [t, r, c] = [tx, rx, child];
+  return {
+    tx: t,
+    rx: r,
+    child: c,
+    pid: c.pid,
+    exited: c.exited,
+    end: async () => {
+      try {
+        await t.close();
+        await r.close();
+      } finally {
+        await c.finish(10_000); // its stdin closes: it closes its ends and exits
+      }
+    },
+  };
+}
+
+/**
+ * Parent side of one figure: orders a measurement from the ring child (kept, or started for
+ * it), runs `body`, then waits until the child says it is idle again, so that nothing of it
+ * runs when the CPUs are probed after (placedAfter).
+ * `pinFor`: run `body` with the two processes pinned to two CPUs (bench/placement.ts), as round trips are.
+ */
+async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spinMicros: number | undefined, budget: Budget, body: (tx: RingSender<Uint8Array>, rx: RingReceiver<Uint8Array>) => Promise<R>, pinFor?: BenchContext): Promise<R> {
+  const key = `${role}:${mode}:${size}:${spinMicros ?? 'default'}`;
+  return kept.use(key, () => startPeer(role, mode, size, spinMicros), async ({ tx, rx, child }) => {
+    child.say({ measure: true });
+    const r = pinFor ? await pinnedPair(pinFor, child.pid, () => body(tx, rx)) : await body(tx, rx);
+    await child.nextLine(); // done
+    return r;
+  }, budget.keepPeers);
 }
 
 async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number, pinFor?: BenchContext): Promise<ReturnType<RttMeter['result']>> {
-  // Placed once the echo child is gone (withRings waits for it): it exits as the loop ends.
-  return placedAfter(await withRings('echo', mode, size, spinMicros, async (tx, rx) => {
+  // Placed once the echo child is idle (withRings waits for it).
+  return placedAfter(await withRings('echo', mode, size, spinMicros, budget, async (tx, rx) => {
     const buf = stamped(size);
     const guard = new Guard();
     const meter = new RttMeter(budget);
@@ -145,8 +202,8 @@ async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number
 }
 
 async function throughput(mode: Mode, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
-  // Placed once the sink child is gone, as rtt's.
-  return placedAfter(await withRings('sink', mode, size, undefined, async (tx, rx) => {
+  // Placed once the sink child is idle, as rtt's.
+  return placedAfter(await withRings('sink', mode, size, undefined, budget, async (tx, rx) => {
     const bufs = Array.from({ length: BATCH }, () => stamped(size));
     const guard = new Guard();
     const meter = new RateMeter(budget);
@@ -190,7 +247,7 @@ async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, siz
     ctx.progress(`${variant} RTT ${size} B`);
     out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await rtt(mode, size, ctx.budget, undefined, ctx)) });
     ctx.progress(`${variant} one-way ${size} B`);
-    const t = await throughput(mode, size, mode === 'spin' ? fullLengthBudget(ctx.budget) : ctx.budget);
+    const t = await throughput(mode, size, ctx.budget);
     out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size, note: mode === 'event' ? 'sendMany / receiveMany' : 'trySendMany / tryReceiveMany', ...probedBy(t) }, t.messages, t.seconds, t.warmup));
   }
   return out;
@@ -317,6 +374,7 @@ export const scenarios: Scenario[] = [
       ctx.note(ctx.quick ? 'When is shared memory the fastest IPC: a full run says under its table (it measures a C pipe beside the rings, and both on one CPU)' : fastestNote(figures));
       return figures;
     },
+    close: () => kept.close(),
     targets: [
       { mechanism: 'ring (spin)', variant: MODE_NAMES.spin, metric: 'rtt', size: 64, maxP50Us: 0.6, text: 'ring, spinning: RTT at 64 B <= 0.6 us (the in-process JavaScript ring)', ifMissed: 'each hop costs ~100 ns of JavaScript on top of the cache-line transfers C pays: copying the message out (slice, ~40 ns, the cheapest copy of shared memory V8 has), a sequentially consistent store per publish (JavaScript has no release store), and the bounds checks that treat the segment as untrusted; a bare JavaScript ping-pong on one shared word between two threads takes 0.31-0.34 us on a 2-vCPU Intel Xeon VM and 0.47-0.53 us on an AMD EPYC VM, where the C ring took 0.29 us; on that AMD VM both rings ran in a fast and a slow mode minutes apart (C 0.29 or 0.89 us, ours 0.9-1.2 or 2.2-2.7 us), and ours follows how far apart the host has put the two CPUs (a full run of 2026-12-05: 0.52-0.55 us in rounds where a cache line took 50-57 ns between them, 1.47-1.59 us where it took 346-362 ns before the case)' },
       { mechanism: 'ring (spin)', variant: MODE_NAMES.spin, metric: 'throughput', size: 64, minMsgsPerSec: 7_000_000, text: 'ring, spinning: one-way 64 B >= 7M msg/s (trySendMany / tryReceiveMany)' },
@@ -326,7 +384,7 @@ export const scenarios: Scenario[] = [
   },
 ];
 
-/** Child side: attaches to the two rings the parent made, tells it, then echoes or sinks. */
+/** Child side: attaches to the two rings the parent made and tells it. */
 async function attach(args: { out: string; back: string; spinMicros?: number | null }): Promise<{ rx: RingReceiver<Uint8Array>; tx: RingSender<Uint8Array> }> {
   const inRing = await openRing(args.out);
   const outRing = await openRing(args.back);
@@ -339,75 +397,89 @@ async function attach(args: { out: string; back: string; spinMicros?: number | n
   return { rx, tx };
 }
 
+/**
+ * Child side: attaches, then runs `measurement` once per order of its parent (withRings),
+ * telling it when each is over; between them it waits for the next order on its stdin,
+ * spinning nothing. Closes its ends once the parent closes its orders.
+ */
+async function serve(args: { out: string; back: string; spinMicros?: number | null }, measurement: (rx: RingReceiver<Uint8Array>, tx: RingSender<Uint8Array>) => Promise<void>): Promise<void> {
+  const { rx, tx } = await attach(args);
+  try {
+    for await (const _order of orders()) {
+      await measurement(rx, tx);
+      tell({ done: true });
+    }
+  } finally {
+    await tx.close();
+    await rx.close();
+  }
+}
+
 export const children = {
-  async echo(args: { out: string; back: string; mode: Mode; spinMicros?: number | null }): Promise<void> {
-    const { rx, tx } = await attach(args);
-    const guard = new Guard();
-    if (args.mode === 'event') {
-      for (;;) {
-        const m = await rx.receive({ timeout: 30_000 });
-        if (seqOf(m) === END) break;
-        await tx.send(m);
+  echo: (args: { out: string; back: string; mode: Mode; spinMicros?: number | null }): Promise<void> =>
+    serve(args, async (rx, tx) => {
+      const guard = new Guard();
+      if (args.mode === 'event') {
+        for (;;) {
+          const m = await rx.receive({ timeout: 30_000 });
+          if (seqOf(m) === END) break;
+          await tx.send(m);
+        }
+      } else {
+        for (;;) {
+          const m = recvSync(rx, args.mode, guard);
+          if (seqOf(m) === END) break;
+          sendSync(tx, m, args.mode, guard);
+        }
       }
-    } else {
-      for (;;) {
-        const m = recvSync(rx, args.mode, guard);
-        if (seqOf(m) === END) break;
-        sendSync(tx, m, args.mode, guard);
-      }
-    }
-    await tx.close();
-    await rx.close();
-  },
-  async sink(args: { out: string; back: string; mode: Mode; size: number; spinMicros?: number | null }): Promise<void> {
-    const { rx, tx } = await attach(args);
-    const guard = new Guard();
-    let expected = 0;
-    /** Checks one message; false at the end marker. */
-    const check = (m: Uint8Array): boolean => {
-      const s = seqOf(m);
-      if (s === END) return false;
-      if (s !== expected) throw new Error(`sequence ${s} arrived, expected ${expected}`);
-      expected++;
-      return true;
-    };
-    if (args.size >= VIEW_FROM) {
-      // Large messages: read in place, no copy.
-      for (;;) {
-        let v;
-        if (args.mode === 'event') v = await rx.receiveView({ timeout: 10_000 });
-        else {
-          while ((v = rx.tryReceiveView()) === undefined) {
-            if (args.mode === 'adaptive') {
-              const m = rx.receiveSync(10_000); // a wait; the message is checked like the rest
-              if (!check(m)) break;
-              continue;
+    }),
+  sink: (args: { out: string; back: string; mode: Mode; size: number; spinMicros?: number | null }): Promise<void> =>
+    serve(args, async (rx, tx) => {
+      const guard = new Guard();
+      let expected = 0;
+      /** Checks one message; false at the end marker. */
+      const check = (m: Uint8Array): boolean => {
+        const s = seqOf(m);
+        if (s === END) return false;
+        if (s !== expected) throw new Error(`sequence ${s} arrived, expected ${expected}`);
+        expected++;
+        return true;
+      };
+      if (args.size >= VIEW_FROM) {
+        // Large messages: read in place, no copy.
+        for (;;) {
+          let v;
+          if (args.mode === 'event') v = await rx.receiveView({ timeout: 10_000 });
+          else {
+            while ((v = rx.tryReceiveView()) === undefined) {
+              if (args.mode === 'adaptive') {
+                const m = rx.receiveSync(10_000); // a wait; the message is checked like the rest
+                if (!check(m)) break;
+                continue;
+              }
+              guard.spin();
             }
-            guard.spin();
+            if (v === undefined) break;
+            guard.progress();
           }
-          if (v === undefined) break;
-          guard.progress();
+          const more = check(v.bytes);
+          v.release();
+          if (!more) break;
         }
-        const more = check(v.bytes);
-        v.release();
-        if (!more) break;
-      }
-    } else {
-      outer: for (;;) {
-        let batch: Uint8Array[];
-        if (args.mode === 'event') batch = await rx.receiveMany(Infinity, { timeout: 10_000 });
-        else if (args.mode === 'adaptive') batch = rx.receiveManySync(Infinity, 10_000);
-        else {
-          while ((batch = rx.tryReceiveMany()).length === 0) guard.spin();
-          guard.progress();
+      } else {
+        outer: for (;;) {
+          let batch: Uint8Array[];
+          if (args.mode === 'event') batch = await rx.receiveMany(Infinity, { timeout: 10_000 });
+          else if (args.mode === 'adaptive') batch = rx.receiveManySync(Infinity, 10_000);
+          else {
+            while ((batch = rx.tryReceiveMany()).length === 0) guard.spin();
+            guard.progress();
+          }
+          for (const m of batch) if (!check(m)) break outer;
         }
-        for (const m of batch) if (!check(m)) break outer;
       }
-    }
-    const ack = stamped(8);
-    setSeq(ack, expected);
-    await sendOne(tx, ack, args.mode, guard);
-    await tx.close();
-    await rx.close();
-  },
+      const ack = stamped(8);
+      setSeq(ack, expected);
+      await sendOne(tx, ack, args.mode, guard);
+    }),
 };

@@ -927,6 +927,55 @@ describe('ipckit bench, a real run', () => {
     for (const [c] of seen) assert.ok(ended(c), `child ${c} still runs`);
   });
 
+  it('--quick --only shm --rounds 3: the ring children are kept from round to round and ended with the run, no ring name left; one killed while it spins fails that round alone and is replaced', { timeout: 900_000 }, async () => {
+    // The kill is timed from outside, by looks 20 ms apart: now and then it lands just after
+    // the measurement ended, and no round fails. Up to three runs are made until one does.
+    let hit = false;
+    for (let attempt = 1; attempt <= 3 && !hit; attempt++) {
+      const out = scratchPath(`shm-${attempt}.json`);
+      const r = runCli(['bench', '--quick', '--only', 'shm', '--rounds', '3', '--out', out], { timeoutMs: 280_000 });
+      const pid = String(r.child.pid!);
+      // The spinning echo, killed once it is busy in a round after its first (a look 1 s after
+      // it was first seen, then every 20 ms): its parent spins for an echo that never comes.
+      const seen = new Map<string, { argv: string[]; at: number; cpu: number }>();
+      let killed: string | undefined;
+      while (r.child.exitCode === null && r.child.signalCode === null) {
+        const table = processTable();
+        for (const [d, p] of table) {
+          const peer = scriptOf(p.argv, 'child.js');
+          if (peer?.[0] !== 'shm' || !descends(table, d, pid)) continue;
+          const last = seen.get(d);
+          if (!last) seen.set(d, { argv: p.argv, at: Date.now(), cpu: p.cpu });
+          else if (!killed && peer[1] === 'echo' && p.argv.join(' ').includes('"mode":"spin"') && Date.now() - last.at > 1000 && p.cpu > last.cpu) {
+            process.kill(Number(d), 'SIGKILL');
+            killed = d;
+          } else last.cpu = p.cpu;
+        }
+        await sleep(20);
+      }
+      const done = await r.done;
+      assert.equal(done.code, 0, done.stderr);
+      assert.ok(killed, 'the spinning echo was seen busy in a later round');
+      for (const c of seen.keys()) assert.ok(ended(c), `child ${c} still runs`);
+      assert.deepEqual(readdirSync('/dev/shm').filter((f) => f.includes(`ipckit-bench-${pid}-`)), []);
+      // One child per role, way of waiting and size (64 B: all --quick measures): echoes for
+      // spin, event loop, event loop without spinning and adaptive, sinks for spin, event loop
+      // and adaptive; the killed echo's replacement is the eighth.
+      const roles = [...seen.values()].map(({ argv }) => scriptOf(argv, 'child.js')![1]);
+      assert.deepEqual({ echo: roles.filter((x) => x === 'echo').length, sink: roles.filter((x) => x === 'sink').length }, { echo: 5, sink: 3 }, JSON.stringify([...seen.values()].map((v) => v.argv.slice(-3))));
+      const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+      const failed = j.notes.filter((n) => /failed/.test(n));
+      hit = failed.length > 0;
+      if (!hit) continue;
+      // Its round failed with the stall its parent saw: the spinning ring's two figures have
+      // the other two rounds, the last from the new echo; every other figure of ours has three.
+      assert.equal(failed.length, 1, JSON.stringify(failed));
+      assert.match(failed[0]!, /^ring spin: failed: the peer made no progress for 5 s/);
+      for (const f of j.figures.filter((f) => f.role === 'ipckit')) assert.equal(measuredRounds(f), f.mechanism === 'ring (spin)' ? 2 : 3, JSON.stringify(f));
+    }
+    assert.ok(hit, 'in one of three runs, the spinning echo died during a measurement and that round failed');
+  });
+
   it('--quick --only pipe,fifo,socket,mqueue,sysv --rounds 2: the stream cases, the POSIX and System V queues and the Node baselines keep their peers from round to round, end them when the run ends and leave nothing behind', { timeout: 300_000 }, async () => {
     const out = scratchPath('streams.json');
     const r = runCli(['bench', '--quick', '--only', 'pipe,fifo,socket,mqueue,sysv', '--rounds', '2', '--out', out], { timeoutMs: 280_000 });
