@@ -1,7 +1,10 @@
 /**
  * The child side of a bench scenario: `node child.js <module> <role> <json-args>` runs
- * `children[role](args)` exported by bench/<module>.js.
+ * `children[role](args)` exported by bench/<module>.js; `node child.js <module> <role> {}
+ * serve` runs it once per order its parent writes (harness.ts withChild).
  */
+import { createInterface } from 'node:readline';
+
 // A child whose bench went away (killed, or quit at a second Ctrl-C) must not wait forever
 // on a queue or a socket: it exits once its parent is gone. Its parent's pid is told
 // (IPCKIT_BENCH_PARENT, set by bench/case-process.ts, not passed on to our own children):
@@ -14,11 +17,18 @@ setInterval(() => {
   if (process.ppid !== parent) process.exit(1);
 }, 500).unref();
 
-const [module, role, json] = process.argv.slice(2);
+const [module, role, json, serve] = process.argv.slice(2);
 const mod = (await import(`./${module}.js`)) as { children?: Record<string, (args: any) => Promise<void>> };
 const fn = mod.children?.[role!];
 if (!fn) {
   process.stderr.write(`bench child: bench/${module} has no role ${role}\n`);
   process.exit(2);
 }
-await fn(JSON.parse(json ?? '{}'));
+if (serve === 'serve') {
+  // Kept by a quick run (harness.ts withChild): the role once per order on stdin, each a
+  // JSON line of its arguments, until the parent closes it.
+  for await (const order of createInterface({ input: process.stdin })) {
+    await fn(JSON.parse(order));
+    process.stdout.write(`${JSON.stringify({ served: true })}\n`);
+  }
+} else await fn(JSON.parse(json ?? '{}'));

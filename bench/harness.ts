@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { affinity, restoreAffinity } from './placement.js';
 import { median, Steady, type SteadyOptions } from './stats.js';
 import type { ReportFigure } from './report.js';
 
@@ -148,8 +149,8 @@ export interface Budget {
   rounds: number;
   /**
    * Whether the stream, queue (POSIX ones while they fit in RLIMIT_MSGQUEUE: bench/mqueue.ts
-   * keepsQueues) and Node baseline peers are kept from round to round (KeptPeers,
-   * bench/streams.ts startedTogether says why): in a quick run. A full run's
+   * keepsQueues) and Node baseline peers, and the children withChild serves, are kept from
+   * round to round (KeptPeers, bench/streams.ts startedTogether says why): in a quick run. A full run's
    * longer warm-up waits out a fresh peer's ramp, and keeping the peers of all its sizes
    * would hold about 75 idle Node processes, 5.1 GB resident (measured on a 2-vCPU VM).
    */
@@ -841,21 +842,23 @@ export interface BenchChild {
   /** Settles when the child has exited. */
   exited: Promise<void>;
   /**
-   * Tells a child started with `{ listens: true }` one JSON line (it reads them with
-   * `orders()`); `finish` then closes its stdin first, its end of the orders.
+   * Orders one more run of its role with `args` from a child started with `{ serves: true }`
+   * (child.ts reads the orders from its stdin); `finish` closes its stdin first, its end
+   * of the orders.
    */
-  say(value: unknown): void;
+  order(args: unknown): void;
 }
 
 /**
  * Starts the child side of a scenario: `node dist/bench/child.js <module> <role> <json>`;
  * the child talks back in JSON lines on stdout. `stdio` entries from index 3 are passed on.
- * `listens`: its stdin is a pipe the parent writes orders to (BenchChild.say), so a kept
- * child waits for its next measurement in epoll, without a timer.
+ * `serves`: instead of running its role once with `args`, it runs it once per order
+ * (BenchChild.order), read from its stdin, and says `{"served":true}` after each; between
+ * two it waits in epoll, with no timer (withChild).
  */
-export function startChild(module: string, role: string, args: unknown, extraStdio: Array<number | 'ignore' | 'pipe'> = [], { listens = false } = {}): BenchChild {
-  const child = spawn(process.execPath, [childScript, module, role, JSON.stringify(args ?? {})], {
-    stdio: [listens ? 'pipe' : 'ignore', 'pipe', 'inherit', ...extraStdio] as StdioOptions,
+export function startChild(module: string, role: string, args: unknown, extraStdio: Array<number | 'ignore' | 'pipe'> = [], { serves = false } = {}): BenchChild {
+  const child = spawn(process.execPath, [childScript, module, role, JSON.stringify(args ?? {}), ...(serves ? ['serve'] : [])], {
+    stdio: [serves ? 'pipe' : 'ignore', 'pipe', 'inherit', ...extraStdio] as StdioOptions,
   });
   child.stdin?.on('error', () => {}); // a child gone fails the measurement waiting on it, not the bench
   const rl = createInterface({ input: child.stdout! });
@@ -882,11 +885,55 @@ export function startChild(module: string, role: string, args: unknown, extraStd
       }),
     finish: (ms) => endChild(child, () => child.stdin?.end(), ms),
     exited,
-    say: (value) => {
-      if (!child.stdin) throw new Error(`bench child ${module}/${role} was started without { listens: true }`);
-      child.stdin.write(`${JSON.stringify(value)}\n`);
+    order: (value) => {
+      if (!child.stdin) throw new Error(`bench child ${module}/${role} was started without { serves: true }`);
+      child.stdin.write(`${JSON.stringify(value ?? {})}\n`);
     },
   };
+}
+
+/** A child kept to run its role once per order (startChild's `serves`), for withChild. */
+export interface ServingChild extends KeptPeer {
+  readonly child: BenchChild;
+  /** The CPUs it started with (placement.ts affinity), given back after each measurement. */
+  readonly cpus: string | undefined;
+}
+
+/**
+ * Runs `body` with a child of `module` running `role` with `args`, as a new child would:
+ * `body` reads its lines (ready, results) and ends what it runs by the role's own protocol.
+ * In a full run (`keep` false) the child is new, and ended after `body`. In a quick run
+ * (Budget.keepPeers, docs/bench.md Rounds) it is the one kept under `key` in `kept`: it
+ * runs its role again for each measurement, its code optimized by the earlier ones, and no
+ * Node process starts in the measurement's round (about 0.1 s each on a 2-vCPU VM); after
+ * `body` it says it has served and waits, idle, for the next. A failure ends it
+ * (KeptPeers.use); the next round starts another.
+ * A measurement may pin the child (placement.ts pin, pinnedPair); it gets the CPUs it
+ * started with back after each one, as a new child would have them: an endpoint's spin
+ * default follows the CPUs its process may use when it is made (os/spin.ts spinOption), and
+ * kept pinned, a semaphore echo made its next endpoints never spin (round trips 2.3 us
+ * instead of 0.5, by hand on a 2-vCPU VM).
+ */
+export async function withChild<R>(kept: KeptPeers<ServingChild>, key: string, keep: boolean, module: string, role: string, args: unknown, body: (child: BenchChild) => Promise<R>): Promise<R> {
+  if (!keep) {
+    const child = startChild(module, role, args);
+    try {
+      return await body(child);
+    } finally {
+      await child.finish(10_000);
+    }
+  }
+  const start = async (): Promise<ServingChild> => {
+    const child = startChild(module, role, null, [], { serves: true });
+    return { child, pid: child.pid, exited: child.exited, cpus: affinity(child.pid), end: () => child.finish(10_000) };
+  };
+  return kept.use(key, start, async ({ child, cpus }) => {
+    child.order(args);
+    const r = await body(child);
+    await child.nextLine(); // { served: true }
+    restoreAffinity(child.pid, cpus);
+    return r;
+  }, true);
 }
 
 /**
@@ -905,11 +952,6 @@ export async function endChild(child: ChildProcess, ask: () => void, ms = 5000):
 /** In a child: prints one JSON line for the parent. */
 export function tell(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
-}
-
-/** In a child started with `{ listens: true }`: its parent's orders (BenchChild.say), until it closes them. */
-export async function* orders(): AsyncGenerator<unknown> {
-  for await (const line of createInterface({ input: process.stdin })) yield JSON.parse(line);
 }
 
 // --- C reference programs ---

@@ -8,10 +8,12 @@
  */
 import { createMutex, openMutex, unlinkMutex, type Mutex } from '../src/mechanisms/mutex/mutex.js';
 import { createSemaphore, openSemaphore, unlinkSemaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { benchPrefix, cFigure, now, placedAfter, RttMeter, runC, startChild, tell, whilePeerRuns, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, KeptPeers, now, placedAfter, RttMeter, runC, tell, whilePeerRuns, withChild, type BenchContext, type Figure, type Scenario, type ServingChild } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C pthread_mutex (robust, pshared)';
+/** The relay child a quick run keeps from round to round, one per placement (harness.ts withChild). */
+const kept = new KeptPeers<ServingChild>();
 
 async function measure(ctx: BenchContext, placement: Placement): Promise<Figure> {
   const base = `/${benchPrefix()}mutex`;
@@ -23,9 +25,7 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
     for (const n of names) mutexes.push(createMutex(n));
     mutexes[0]!.tryLock();
     mutexes[1]!.tryLock();
-    const child = startChild('mutex', 'relay', { names, stop: stopName });
-    let ours: Figure;
-    try {
+    const ours = await withChild(kept, `relay${placement.suffix}`, ctx.budget.keepPeers, 'mutex', 'relay', { names, stop: stopName }, async (child): Promise<Figure> => {
       await child.nextLine(); // the child holds mutex 2
       pin(child.pid, placement.childCpu); // only now: see pin() in placement.ts
       for (const n of names) unlinkMutex(n);
@@ -51,11 +51,9 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
       stop.post();
       mutexes[i % 3]!.unlock();
       mutexes[(i + 1) % 3]!.unlock();
-      ours = { mechanism: `mutex${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...meter.result({ probe: false }) };
-    } finally {
-      await child.finish();
-    }
-    return placedAfter(ours); // the child, told to stop, is gone now
+      return { mechanism: `mutex${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...meter.result({ probe: false }) };
+    });
+    return placedAfter(ours); // the child, told to stop, is gone or idle now
   } finally {
     for (const m of mutexes) await m.close();
     await stop.close();
@@ -81,6 +79,7 @@ export const scenarios: Scenario[] = [
       }
       return out;
     },
+    close: () => kept.close(),
     targets: [CROSS].map((p) => ({
       mechanism: `mutex${p.suffix}`,
       metric: 'rtt' as const,

@@ -58,9 +58,15 @@ export function placements(ctx: BenchContext, mechanism: string): Placement[] {
   return ctx.quick ? [CROSS] : [SCHEDULER, CROSS];
 }
 
-function affinity(pid: number): string | undefined {
+/** The CPUs `pid` may run on, as taskset's hex mask (undefined without taskset), for restoreAffinity. */
+export function affinity(pid: number): string | undefined {
   const r = spawnSync('taskset', ['-p', String(pid)], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim().split(':').pop()?.trim() : undefined;
+}
+
+/** Gives every thread of `pid` the CPUs `mask` (from affinity) back. */
+export function restoreAffinity(pid: number, mask: string | undefined): void {
+  if (mask) spawnSync('taskset', ['-a', '-p', mask, String(pid)], { stdio: 'ignore' });
 }
 
 /**
@@ -84,7 +90,7 @@ export async function withPlacement<R>(placement: Placement, body: () => Promise
   try {
     return await body();
   } finally {
-    if (mask) spawnSync('taskset', ['-a', '-p', mask, String(process.pid)], { stdio: 'ignore' });
+    restoreAffinity(process.pid, mask);
   }
 }
 

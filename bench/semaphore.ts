@@ -5,10 +5,12 @@
  * A semaphore carries no payload: the figure is a round trip with size 0.
  */
 import { createSemaphore, openSemaphore, unlinkSemaphore, type Semaphore } from '../src/mechanisms/semaphore/semaphore.js';
-import { benchPrefix, cFigure, now, RttMeter, runC, startChild, tell, whilePeerRuns, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, KeptPeers, now, RttMeter, runC, tell, whilePeerRuns, withChild, type BenchContext, type Figure, type Scenario, type ServingChild } from './harness.js';
 import { CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 
 const C_VARIANT = 'C sem_post/sem_wait';
+/** The echo child a quick run keeps from round to round, one per placement (harness.ts withChild). */
+const kept = new KeptPeers<ServingChild>();
 
 export async function pingPong(ctx: BenchContext, ping: Semaphore, pong: Semaphore): Promise<ReturnType<RttMeter['result']>> {
   const meter = new RttMeter(ctx.budget);
@@ -32,8 +34,7 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
     made.push(pong);
     const stop = createSemaphore(names.stop);
     made.push(stop);
-    const child = startChild('semaphore', 'echo', names);
-    try {
+    return await withChild(kept, `echo${placement.suffix}`, ctx.budget.keepPeers, 'semaphore', 'echo', names, async (child) => {
       await child.nextLine(); // the child has opened all three
       pin(child.pid, placement.childCpu); // only now: see pin() in placement.ts
       for (const n of Object.values(names)) unlinkSemaphore(n);
@@ -42,9 +43,7 @@ async function measure(ctx: BenchContext, placement: Placement): Promise<Figure>
       stop.post();
       ping.post();
       return { mechanism: `semaphore${placement.suffix}`, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...l };
-    } finally {
-      await child.finish();
-    }
+    });
   } finally {
     for (const s of made) await s.close();
     for (const n of Object.values(names)) unlinkSemaphore(n);
@@ -68,6 +67,7 @@ export const scenarios: Scenario[] = [
       }
       return out;
     },
+    close: () => kept.close(),
     targets: [CROSS].map((p) => ({
       mechanism: `semaphore${p.suffix}`,
       metric: 'rtt' as const,

@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
-import { benchPrefix, cFigure, cFigures, KeptPeers, now, orders, placedAfter, probedBy, RateMeter, RttMeter, runC, sizesOf, startChild, tell, throughputFigure, type BenchChild, type BenchContext, type Budget, type Figure, type KeptPeer, type Scenario } from './harness.js';
+import { benchPrefix, cFigure, cFigures, KeptPeers, now, placedAfter, probedBy, RateMeter, RttMeter, runC, sizesOf, tell, throughputFigure, withChild, type BenchContext, type Budget, type Figure, type Scenario, type ServingChild } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
@@ -92,31 +92,36 @@ async function sendOne(tx: RingSender<Uint8Array>, m: Uint8Array, mode: Mode, gu
   return mode === 'event' ? tx.send(m, { timeout: 10_000 }) : sendSync(tx, m, mode, guard);
 }
 
-/** A child at the far end of two rings that echoes or sinks one measurement per order (`children` below). */
-interface RingPeer extends KeptPeer {
-  readonly tx: RingSender<Uint8Array>;
-  readonly rx: RingReceiver<Uint8Array>;
-  readonly child: BenchChild;
-}
+/**
+ * The ring children a quick run keeps from round to round (withChild), one per role, way of
+ * waiting, size and spinMicros. A new spinning receiver speeds up after a plateau that an
+ * 80-ms part measured: 8.4-15.0M msg/s over 80 ms against 13.7-15.7M over 0.4 s (8
+ * interleaved pairs, a 2-vCPU VM), so quick runs measured that figure for 0.4 s while its
+ * receiver was new each round.
+ */
+const kept = new KeptPeers<ServingChild>();
 
 /**
- * The ring children a quick run keeps from round to round (Budget.keepPeers, docs/bench.md
- * Rounds), one per role, way of waiting, size and spinMicros; a full run starts one per
- * figure. A new spinning receiver speeds up after a plateau that an 80-ms part measured:
- * 8.4-15.0M msg/s over 80 ms against 13.7-15.7M over 0.4 s (8 interleaved pairs, a 2-vCPU VM),
- * so quick runs measured that figure for 0.4 s while its receiver was new each round.
+ * Parent side of one figure: makes the two rings, has the child (withChild) attach to them,
+ * runs `body`. The child is idle or gone when it returns, so nothing of it runs when the
+ * CPUs are probed after (placedAfter).
+ * `pinFor`: run `body` with the two processes pinned to two CPUs (bench/placement.ts), as round trips are.
  */
-const kept = new KeptPeers<RingPeer>();
-
-/** Makes the two rings, starts the child and waits until it has them mapped; their names are gone then. */
-async function startPeer(role: 'echo' | 'sink', mode: Mode, size: number, spinMicros: number | undefined): Promise<RingPeer> {
+async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spinMicros: number | undefined, budget: Budget, body: (tx: RingSender<Uint8Array>, rx: RingReceiver<Uint8Array>) => Promise<R>, pinFor?: BenchContext): Promise<R> {
   const out = ringName('out');
   const back = ringName('back');
-  const named: string[] = [];
   const endpoint = spinMicros === undefined ? {} : { spinMicros };
+  const named: string[] = [];
   let tx: RingSender<Uint8Array> | undefined;
   let rx: RingReceiver<Uint8Array> | undefined;
-  let child: BenchChild | undefined;
+  // Closed as soon as `body` fails: a child waiting on a ring whose other end closed stops
+  // waiting and ends (or serves again), rather than being killed when withChild gives up on it.
+  const closeEnds = async (): Promise<void> => {
+    const [t, r] = [tx, rx];
+    tx = rx = undefined;
+    await t?.close();
+    await r?.close();
+  };
   try {
     const ringOut = createRing(out, { capacityBytes: capacityFor(size) });
     named.push(out);
@@ -129,49 +134,21 @@ async function startPeer(role: 'echo' | 'sink', mode: Mode, size: number, spinMi
       ringOut.close();
       ringBack.close();
     }
-    child = startChild('shm', role, { out, back, mode, size, spinMicros }, [], { listens: true });
-    await child.nextLine(); // attached
-  } catch (e) {
-    await tx?.close().catch(() => {});
-    await rx?.close().catch(() => {});
-    await child?.finish(10_000).catch(() => {});
-    throw e;
+    const [t, r] = [tx, rx];
+    const key = `${role}:${mode}:${size}:${spinMicros ?? 'default'}`;
+    return await withChild(kept, key, budget.keepPeers, 'shm', role, { out, back, mode, size, spinMicros }, async (child) => {
+      try {
+        await child.nextLine(); // attached
+        return pinFor ? await pinnedPair(pinFor, child.pid, () => body(t, r)) : await body(t, r);
+      } catch (e) {
+        await closeEnds();
+        throw e;
+      }
+    });
   } finally {
-    // Both ends have mapped the rings (or the start failed): a kept peer leaves no name behind.
+    await closeEnds();
     for (const name of named) unlinkRing(name);
   }
-  const [t, r, c] = [tx, rx, child];
-  return {
-    tx: t,
-    rx: r,
-    child: c,
-    pid: c.pid,
-    exited: c.exited,
-    end: async () => {
-      try {
-        await t.close();
-        await r.close();
-      } finally {
-        await c.finish(10_000); // its stdin closes: it closes its ends and exits
-      }
-    },
-  };
-}
-
-/**
- * Parent side of one figure: orders a measurement from the ring child (kept, or started for
- * it), runs `body`, then waits until the child says it is idle again, so that nothing of it
- * runs when the CPUs are probed after (placedAfter).
- * `pinFor`: run `body` with the two processes pinned to two CPUs (bench/placement.ts), as round trips are.
- */
-async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spinMicros: number | undefined, budget: Budget, body: (tx: RingSender<Uint8Array>, rx: RingReceiver<Uint8Array>) => Promise<R>, pinFor?: BenchContext): Promise<R> {
-  const key = `${role}:${mode}:${size}:${spinMicros ?? 'default'}`;
-  return kept.use(key, () => startPeer(role, mode, size, spinMicros), async ({ tx, rx, child }) => {
-    child.say({ measure: true });
-    const r = pinFor ? await pinnedPair(pinFor, child.pid, () => body(tx, rx)) : await body(tx, rx);
-    await child.nextLine(); // done
-    return r;
-  }, budget.keepPeers);
 }
 
 async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number, pinFor?: BenchContext): Promise<ReturnType<RttMeter['result']>> {
@@ -397,18 +374,11 @@ async function attach(args: { out: string; back: string; spinMicros?: number | n
   return { rx, tx };
 }
 
-/**
- * Child side: attaches, then runs `measurement` once per order of its parent (withRings),
- * telling it when each is over; between them it waits for the next order on its stdin,
- * spinning nothing. Closes its ends once the parent closes its orders.
- */
+/** Child side of one figure: attaches, runs `measurement`, then closes its ends. */
 async function serve(args: { out: string; back: string; spinMicros?: number | null }, measurement: (rx: RingReceiver<Uint8Array>, tx: RingSender<Uint8Array>) => Promise<void>): Promise<void> {
   const { rx, tx } = await attach(args);
   try {
-    for await (const _order of orders()) {
-      await measurement(rx, tx);
-      tell({ done: true });
-    }
+    await measurement(rx, tx);
   } finally {
     await tx.close();
     await rx.close();

@@ -4,8 +4,11 @@
  * the sequence number as value; the child's handler answers with the same value.
  */
 import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
-import { cFigures, now, RttMeter, startChild, tell, type Figure, type Scenario } from './harness.js';
+import { cFigures, KeptPeers, now, RttMeter, tell, withChild, type Figure, type Scenario, type ServingChild } from './harness.js';
 import { cPlacement, pinnedPair } from './placement.js';
+
+/** The echo child a quick run keeps from round to round (harness.ts withChild). */
+const kept = new KeptPeers<ServingChild>();
 
 export const scenarios: Scenario[] = [
   {
@@ -14,29 +17,30 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       ctx.progress('signal: RTT');
       const rx = signalReceiver('SIGRTMIN+1');
-      const child = startChild('signal', 'echo', { parent: process.pid });
-      const ready = (await child.nextLine()) as { pid: number };
       const meter = new RttMeter(ctx.budget);
       try {
-        await pinnedPair(ctx, ready.pid, async () => {
-          for (let i = 0; ; i++) {
-            const t0 = now();
-            sendSignal(ready.pid, 'SIGRTMIN+1', { value: i });
-            const info = await rx.receive({ timeout: 5000 });
-            const t1 = now();
-            if (info.value !== i) throw new Error(`signal echo out of order: ${info.value} != ${i}`);
-            if (meter.add(Number(t1 - t0))) break;
-          }
+        await withChild(kept, 'echo', ctx.budget.keepPeers, 'signal', 'echo', { parent: process.pid }, async (child) => {
+          const ready = (await child.nextLine()) as { pid: number };
+          await pinnedPair(ctx, ready.pid, async () => {
+            for (let i = 0; ; i++) {
+              const t0 = now();
+              sendSignal(ready.pid, 'SIGRTMIN+1', { value: i });
+              const info = await rx.receive({ timeout: 5000 });
+              const t1 = now();
+              if (info.value !== i) throw new Error(`signal echo out of order: ${info.value} != ${i}`);
+              if (meter.add(Number(t1 - t0))) break;
+            }
+          });
+          sendSignal(ready.pid, 'SIGRTMIN+1', { value: -1 });
         });
-        sendSignal(ready.pid, 'SIGRTMIN+1', { value: -1 });
       } finally {
-        await child.finish();
         await rx.close();
       }
       const ours: Figure = { mechanism: 'signal', variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...meter.result() };
       const c = cFigures(ctx, 'signal', 'signal', 'C sigqueue/sigwaitinfo', [0], [], cPlacement(ctx).cArgs).filter((f) => f.metric === 'rtt');
       return [ours, ...c];
     },
+    close: () => kept.close(),
     targets: [{ mechanism: 'signal', metric: 'rtt', size: 0, maxRatio: 1.5, compareTo: { variant: 'C sigqueue/sigwaitinfo' }, text: 'signal RTT <= 1.5x C' }],
   },
 ];

@@ -20,7 +20,7 @@ import { isIpcError } from '../src/core/errors.js';
 import { sysvLimits } from '../src/mechanisms/sysv/limits.js';
 import { createSysvMessageQueue, openSysvMessageQueue, type SysvMessageQueue } from '../src/mechanisms/sysv/msg.js';
 import { createSysvSemaphoreSet, openSysvSemaphoreSet, type SysvSemaphoreSet } from '../src/mechanisms/sysv/sem.js';
-import { cFigure, KeptPeers, madeSysv, type KeptPeer, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, whilePeerRuns, type BenchChild, type BenchContext, type Figure, type Scenario } from './harness.js';
+import { cFigure, KeptPeers, madeSysv, type KeptPeer, sizesOf, now, RttMeter, runC, startChild, tell, senderFigure, whilePeerRuns, withChild, type BenchChild, type BenchContext, type Figure, type Scenario, type ServingChild } from './harness.js';
 import { cPlacement, CROSS, pin, placements, SCHEDULER, withPlacement, type Placement } from './placement.js';
 import { echoLoop, rttLoop, sinkRuns, stopMessage, throughputLoop, type BatchReceiver } from './streams.js';
 
@@ -184,6 +184,9 @@ async function pingPong(ctx: BenchContext, set: SysvSemaphoreSet): Promise<Retur
   return meter.result();
 }
 
+/** The semaphore set's pong child a quick run keeps from round to round, one per placement (harness.ts withChild). */
+const pongs = new KeptPeers<ServingChild>();
+
 async function measureSemaphores(ctx: BenchContext): Promise<Figure[]> {
   const out: Figure[] = [];
   const bin = ctx.cProgram('sysv_sem');
@@ -192,17 +195,14 @@ async function measureSemaphores(ctx: BenchContext): Promise<Figure[]> {
     ctx.progress(`${mechanism}: ping-pong`);
     const set = madeSysv('sem', createSysvSemaphoreSet(0, { count: 3, removeOnClose: true }));
     try {
-      const child = startChild('sysv', 'pong', { id: set.id });
-      try {
+      await withChild(pongs, `pong${placement.suffix}`, ctx.budget.keepPeers, 'sysv', 'pong', { id: set.id }, async (child) => {
         await child.nextLine();
         pin(child.pid, placement.childCpu); // only now: see pin() in placement.ts
         // The child's death fails the measurement; closing the set below ends its wait.
         const l = await withPlacement(placement, () => whilePeerRuns(child, pingPong(ctx, set)));
         set.tryOp([{ index: STOP, delta: 1 }, { index: PING, delta: 1 }]);
         out.push({ mechanism, variant: 'ipckit', role: 'ipckit', metric: 'rtt', size: 0, ...l });
-      } finally {
-        await child.finish();
-      }
+      });
     } finally {
       await set.close();
     }
@@ -227,7 +227,10 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       return [...(await measureMessages(ctx)), ...(await measureSemaphores(ctx))];
     },
-    close: () => kept.close(),
+    close: async () => {
+      await kept.close();
+      await pongs.close();
+    },
     targets: [
       // Round trips are compared pinned to two CPUs, as for every ping-pong (bench/placement.ts).
       ...SIZES.flatMap((size) =>

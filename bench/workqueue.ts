@@ -7,17 +7,34 @@
  * - one by one: put / take / ack per job
  * Baseline in the same run: process.send from the node baselines (one-way, 64 B).
  */
-import { createWorkQueue, openWorkQueue, unlinkWorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
-import { benchPrefix, probedBy, RateMeter, startChild, tell, throughputFigure, whilePeerRuns, type Budget, type Figure, type Scenario } from './harness.js';
+import { createWorkQueue, openWorkQueue, unlinkWorkQueue, type WorkQueue } from '../src/mechanisms/workqueue/workqueue.js';
+import { benchPrefix, KeptPeers, probedBy, RateMeter, tell, throughputFigure, whilePeerRuns, withChild, type BenchChild, type Budget, type Figure, type Scenario, type ServingChild } from './harness.js';
 
 const JOB_BYTES = 64;
 const BATCH = 256;
 let counter = 0;
 
-async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; seconds: number; consumers: number[]; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null }> {
+type Measured = { jobs: number; seconds: number; consumers: number[]; warmup: { seconds: number; steady: boolean }; cpuProbeNs?: number | null };
+
+/** The consumers a quick run keeps from round to round, two per way of taking (harness.ts withChild). */
+const kept = new KeptPeers<ServingChild>();
+
+async function run(batched: boolean, budget: Budget): Promise<Measured> {
   const name = `/${benchPrefix()}${++counter}-wq`;
   const q = createWorkQueue(name, { capacityJobs: 4096, maxMessageBytes: JOB_BYTES });
-  const consumers = [0, 1].map(() => startChild('workqueue', 'consumer', { name, batched }));
+  const args = { name, batched };
+  const consumer = (i: number, body: (c: BenchChild) => Promise<Measured>): Promise<Measured> => withChild(kept, `consumer-${batched ? 'batched' : 'single'}-${i}`, budget.keepPeers, 'workqueue', 'consumer', args, body);
+  try {
+    return await consumer(0, (first) => consumer(1, (second) => measure(q, [first, second], batched, budget)));
+  } finally {
+    // After a failure too: the consumers left drain what is in the queue and end.
+    if (!q.isShutdown) q.shutdown();
+    await q.close();
+    unlinkWorkQueue(name);
+  }
+}
+
+async function measure(q: WorkQueue<Uint8Array>, consumers: BenchChild[], batched: boolean, budget: Budget): Promise<Measured> {
   try {
     for (const c of consumers) await c.nextLine();
     const jobs = Array.from({ length: BATCH }, () => new Uint8Array(JOB_BYTES).fill(7));
@@ -47,15 +64,10 @@ async function run(batched: boolean, budget: Budget): Promise<{ jobs: number; se
     const total = counts.reduce((a, b) => a + b, 0);
     if (total !== n) throw new Error(`the consumers did ${total} jobs, ${n} were put`);
     return { jobs: measured.messages, seconds: measured.seconds, consumers: counts, warmup: measured.warmup, ...probedBy(measured) };
-  } finally {
-    try {
-      // After a failure too: the consumers left drain what is in the queue and end.
-      if (!q.isShutdown) q.shutdown();
-    } finally {
-      for (const c of consumers) await c.finish(10_000);
-    }
-    await q.close();
-    unlinkWorkQueue(name);
+  } catch (e) {
+    // The consumers left drain what is in the queue and end their run before they are ended.
+    if (!q.isShutdown) q.shutdown();
+    throw e;
   }
 }
 
@@ -73,6 +85,7 @@ export const scenarios: Scenario[] = [
       }
       return out;
     },
+    close: () => kept.close(),
     targets: [
       { mechanism: 'workqueue', variant: 'ipckit work queue, batched (1P+2C)', metric: 'throughput', size: JOB_BYTES, minMsgsPerSec: 1_000_000, text: 'work queue, 1 producer + 2 consumers in 3 processes: >= 1M small jobs/s with batching' },
     ],
