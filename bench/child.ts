@@ -13,9 +13,10 @@ import { createInterface } from 'node:readline';
 const told = Number(process.env.IPCKIT_BENCH_PARENT);
 delete process.env.IPCKIT_BENCH_PARENT;
 const parent = told > 0 ? told : process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(1);
-}, 500).unref();
+const watchParent = (): NodeJS.Timeout =>
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(1);
+  }, 500).unref();
 
 const [module, role, json, serve] = process.argv.slice(2);
 const mod = (await import(`./${module}.js`)) as { children?: Record<string, (args: any) => Promise<void>> };
@@ -26,9 +27,18 @@ if (!fn) {
 }
 if (serve === 'serve') {
   // Kept by a quick run (harness.ts withChild): the role once per order on stdin, each a
-  // JSON line of its arguments, until the parent closes it.
+  // JSON line of its arguments, until the parent closes it. Between two orders it needs no
+  // timer: its parent's end closes its stdin (only the parent holds the pipe), which ends it.
   for await (const order of createInterface({ input: process.stdin })) {
-    await fn(JSON.parse(order));
+    const watching = watchParent();
+    try {
+      await fn(JSON.parse(order));
+    } finally {
+      clearInterval(watching);
+    }
     process.stdout.write(`${JSON.stringify({ served: true })}\n`);
   }
-} else await fn(JSON.parse(json ?? '{}'));
+} else {
+  watchParent();
+  await fn(JSON.parse(json ?? '{}'));
+}
