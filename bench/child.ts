@@ -38,6 +38,7 @@ if (serve === 'serve') {
     }
     process.stdout.write(`${JSON.stringify({ served: true })}\n`);
   }
+  process.exit(0); // its orders are over: whatever a role left open must not keep it alive
 } else {
   watchParent();
   await fn(JSON.parse(json ?? '{}'));

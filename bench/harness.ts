@@ -784,11 +784,13 @@ export class KeptPeers<T extends KeptPeer> {
   async measure<R>(peer: T, body: () => Promise<R>): Promise<R> {
     const fresh = !this.#measured.has(peer);
     this.#measured.add(peer);
-    freshPeer = fresh;
+    // Nested (the work queue's two consumers): the figure is a fresh peer's if either is.
+    const outer = freshPeer;
+    freshPeer = outer || fresh;
     try {
       return await whilePeerRuns(peer, body());
     } finally {
-      freshPeer = false;
+      freshPeer = outer;
     }
   }
 
@@ -915,25 +917,51 @@ export interface ServingChild extends KeptPeer {
  * instead of 0.5, by hand on a 2-vCPU VM).
  */
 export async function withChild<R>(kept: KeptPeers<ServingChild>, key: string, keep: boolean, module: string, role: string, args: unknown, body: (child: BenchChild) => Promise<R>): Promise<R> {
-  if (!keep) {
-    const child = startChild(module, role, args);
+  // A failed measurement kills its child at once: it may be waiting on what its parent made,
+  // which is closed only once this returns (the parent makes and removes every name).
+  const orKill = async (child: BenchChild): Promise<R> => {
     try {
       return await body(child);
+    } catch (e) {
+      child.child.kill('SIGKILL');
+      throw e;
+    }
+  };
+  if (!keep) {
+    // Not KeptPeers.use(…, false): its whilePeerRuns would fail a measurement whose child,
+    // run once, exits as its role ends, while `body` is still finishing.
+    const child = startChild(module, role, args);
+    try {
+      return await orKill(child);
     } finally {
-      await child.finish(10_000);
+      await child.finish(SERVED_MS);
     }
   }
   const start = async (): Promise<ServingChild> => {
     const child = startChild(module, role, null, [], { serves: true });
-    return { child, pid: child.pid, exited: child.exited, cpus: affinity(child.pid), end: () => child.finish(10_000) };
+    return { child, pid: child.pid, exited: child.exited, cpus: affinity(child.pid), end: () => child.finish(SERVED_MS) };
   };
   return kept.use(key, start, async ({ child, cpus }) => {
     child.order(args);
-    const r = await body(child);
-    await child.nextLine(); // { served: true }
+    const r = await orKill(child);
+    // A role that does not end after its stop would leave the case waiting for ever.
+    await withinMs(child.nextLine(), SERVED_MS, () => new Error(`bench child ${module}/${role} (process ${child.pid}) did not end its run within ${SERVED_MS / 1000} s`));
     restoreAffinity(child.pid, cpus);
     return r;
   }, true);
+}
+
+/** How long a child has to end its run once its measurement is over (told to stop, or its channel closed). */
+const SERVED_MS = 10_000;
+
+/** `p`, or `timeout()`'s error once `ms` have passed. */
+async function withinMs<T>(p: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(timeout()), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -14,12 +14,10 @@
  * "shared memory is the fastest IPC" holds in this run and when it does not. Spinning
  * loops are bounded (a stalled peer ends the figure with an error after a few seconds).
  */
-import { execFileSync } from 'node:child_process';
-import { cpus } from 'node:os';
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
 import { benchPrefix, cFigure, cFigures, KeptPeers, now, placedAfter, probedBy, RateMeter, RttMeter, runC, sizesOf, tell, throughputFigure, withChild, type BenchContext, type Budget, type Figure, type Scenario, type ServingChild } from './harness.js';
-import { cPlacement, pinnedPair } from './placement.js';
+import { affinity, cPlacement, pin, pinnedPair, restoreAffinity } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
 const MODE_NAMES: Record<Mode, string> = { spin: 'ipckit ring, spin', adaptive: 'ipckit ring, adaptive', event: 'ipckit ring, event loop' };
@@ -114,14 +112,6 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
   const named: string[] = [];
   let tx: RingSender<Uint8Array> | undefined;
   let rx: RingReceiver<Uint8Array> | undefined;
-  // Closed as soon as `body` fails: a child waiting on a ring whose other end closed stops
-  // waiting and ends (or serves again), rather than being killed when withChild gives up on it.
-  const closeEnds = async (): Promise<void> => {
-    const [t, r] = [tx, rx];
-    tx = rx = undefined;
-    await t?.close();
-    await r?.close();
-  };
   try {
     const ringOut = createRing(out, { capacityBytes: capacityFor(size) });
     named.push(out);
@@ -135,24 +125,20 @@ async function withRings<R>(role: 'echo' | 'sink', mode: Mode, size: number, spi
       ringBack.close();
     }
     const [t, r] = [tx, rx];
-    const key = `${role}:${mode}:${size}:${spinMicros ?? 'default'}`;
+    const key = `${role}:${mode}:${size}:${spinMicros ?? 'default'}:${pinFor ? 'pinned' : 'placed'}`;
     return await withChild(kept, key, budget.keepPeers, 'shm', role, { out, back, mode, size, spinMicros }, async (child) => {
-      try {
-        await child.nextLine(); // attached
-        return pinFor ? await pinnedPair(pinFor, child.pid, () => body(t, r)) : await body(t, r);
-      } catch (e) {
-        await closeEnds();
-        throw e;
-      }
+      await child.nextLine(); // attached
+      return pinFor ? await pinnedPair(pinFor, child.pid, () => body(t, r)) : await body(t, r);
     });
   } finally {
-    await closeEnds();
+    await tx?.close();
+    await rx?.close();
     for (const name of named) unlinkRing(name);
   }
 }
 
 async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number, pinFor?: BenchContext): Promise<ReturnType<RttMeter['result']>> {
-  // Placed once the echo child is idle (withRings waits for it).
+  // Placed once the echo child is idle or gone (withRings waits for it).
   return placedAfter(await withRings('echo', mode, size, spinMicros, budget, async (tx, rx) => {
     const buf = stamped(size);
     const guard = new Guard();
@@ -179,7 +165,7 @@ async function rtt(mode: Mode, size: number, budget: Budget, spinMicros?: number
 }
 
 async function throughput(mode: Mode, size: number, budget: Budget): Promise<ReturnType<RateMeter['result']>> {
-  // Placed once the sink child is idle, as rtt's.
+  // Placed once the sink child is idle or gone, as rtt's.
   return placedAfter(await withRings('sink', mode, size, undefined, budget, async (tx, rx) => {
     const bufs = Array.from({ length: BATCH }, () => stamped(size));
     const guard = new Guard();
@@ -232,16 +218,13 @@ async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, siz
 
 /** Runs `fn` with this process (all its threads) and the children it starts pinned to CPU 0. */
 async function onOneCpu<R>(fn: () => Promise<R> | R): Promise<R | undefined> {
-  const all = `0-${cpus().length - 1}`;
-  try {
-    execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-  } catch {
-    return undefined;
-  }
+  const mask = affinity(process.pid);
+  if (mask === undefined) return undefined; // no taskset
+  pin(process.pid, 0);
   try {
     return await fn();
   } finally {
-    execFileSync('taskset', ['-a', '-p', '-c', all, String(process.pid)], { stdio: 'ignore' });
+    restoreAffinity(process.pid, mask);
   }
 }
 

@@ -27,7 +27,7 @@ async function run(batched: boolean, budget: Budget): Promise<Measured> {
   try {
     return await consumer(0, (first) => consumer(1, (second) => measure(q, [first, second], batched, budget)));
   } finally {
-    // After a failure too: the consumers left drain what is in the queue and end.
+    // measure() shut it down, unless starting the consumers failed.
     if (!q.isShutdown) q.shutdown();
     await q.close();
     unlinkWorkQueue(name);
@@ -65,7 +65,7 @@ async function measure(q: WorkQueue<Uint8Array>, consumers: BenchChild[], batche
     if (total !== n) throw new Error(`the consumers did ${total} jobs, ${n} were put`);
     return { jobs: measured.messages, seconds: measured.seconds, consumers: counts, warmup: measured.warmup, ...probedBy(measured) };
   } catch (e) {
-    // The consumers left drain what is in the queue and end their run before they are ended.
+    // Ended with their measurement (withChild kills them); the queue goes after.
     if (!q.isShutdown) q.shutdown();
     throw e;
   }
