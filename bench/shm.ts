@@ -358,7 +358,7 @@ async function attach(args: { out: string; back: string; spinMicros?: number | n
 }
 
 /** Child side of one figure: attaches, runs `measurement`, then closes its ends. */
-async function serve(args: { out: string; back: string; spinMicros?: number | null }, measurement: (rx: RingReceiver<Uint8Array>, tx: RingSender<Uint8Array>) => Promise<void>): Promise<void> {
+async function onRings(args: { out: string; back: string; spinMicros?: number | null }, measurement: (rx: RingReceiver<Uint8Array>, tx: RingSender<Uint8Array>) => Promise<void>): Promise<void> {
   const { rx, tx } = await attach(args);
   try {
     await measurement(rx, tx);
@@ -370,7 +370,7 @@ async function serve(args: { out: string; back: string; spinMicros?: number | nu
 
 export const children = {
   echo: (args: { out: string; back: string; mode: Mode; spinMicros?: number | null }): Promise<void> =>
-    serve(args, async (rx, tx) => {
+    onRings(args, async (rx, tx) => {
       const guard = new Guard();
       if (args.mode === 'event') {
         for (;;) {
@@ -387,7 +387,7 @@ export const children = {
       }
     }),
   sink: (args: { out: string; back: string; mode: Mode; size: number; spinMicros?: number | null }): Promise<void> =>
-    serve(args, async (rx, tx) => {
+    onRings(args, async (rx, tx) => {
       const guard = new Guard();
       let expected = 0;
       /** Checks one message; false at the end marker. */
