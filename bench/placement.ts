@@ -18,7 +18,9 @@
  * Every C reference takes the same argument to pin itself, `cpus=P,C` (`cArgs`; bench_place
  * in bench/c/harness.h).
  * Without two CPUs or without taskset, figures are scheduler-placed and a note says so.
- */import { spawnSync } from 'node:child_process';
+ */
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import type { BenchContext } from './harness.js';
 
@@ -64,9 +66,22 @@ export function affinity(pid: number): string | undefined {
   return r.status === 0 ? r.stdout.trim().split(':').pop()?.trim() : undefined;
 }
 
-/** Gives every thread of `pid` the CPUs `mask` (from affinity) back. */
+/** A hex CPU mask as taskset prints it or /proc shows it ("00000000,00000003"), compared plainly. */
+const plainMask = (mask: string): string => mask.replace(/,/g, '').replace(/^0+(?=.)/, '').toLowerCase();
+
+/** Whether every thread of `pid` may run on exactly the CPUs of `mask` (read from /proc, no taskset). */
+function hasAffinity(pid: number, mask: string): boolean {
+  try {
+    const want = plainMask(mask);
+    return readdirSync(`/proc/${pid}/task`).every((tid) => plainMask(/Cpus_allowed:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1] ?? '') === want);
+  } catch {
+    return false; // a thread gone between the listing and the read: taskset decides
+  }
+}
+
+/** Gives every thread of `pid` the CPUs `mask` (from affinity) back; starts no taskset where nothing pinned it. */
 export function restoreAffinity(pid: number, mask: string | undefined): void {
-  if (mask) spawnSync('taskset', ['-a', '-p', mask, String(pid)], { stdio: 'ignore' });
+  if (mask && !hasAffinity(pid, mask)) spawnSync('taskset', ['-a', '-p', mask, String(pid)], { stdio: 'ignore' });
 }
 
 /**
