@@ -11,9 +11,8 @@
  * one cache line) and reports it with each figure's rounds, so that a figure that moved
  * can be told from a host that moved.
  */
-import { cpus } from 'node:os';
 import { compileC, farther, runCJson } from './harness.js';
-import { CHILD_CPU, PARENT_CPU } from './placement.js';
+import { CHILD_CPU, onePlacementWhy, PARENT_CPU } from './placement.js';
 import { median } from './stats.js';
 
 /** One probe: nanoseconds per round trip of a cache line between the two CPUs, or why there is none. */
@@ -34,7 +33,8 @@ let program: string | { why: string } | undefined;
 
 function probeProgram(): string | { why: string } {
   if (program === undefined) {
-    if (cpus().length < 2) program = { why: 'one CPU' };
+    const one = onePlacementWhy();
+    if (one) program = { why: one };
     else {
       try {
         program = compileC('cpu_distance') ?? { why: 'no C compiler (cc) to build bench/c/cpu_distance.c' };
@@ -121,7 +121,7 @@ export function distanceLine(d: CpuDistance | undefined): string | undefined {
   if (!d) return undefined;
   const { all, failed } = probesOf(d);
   const between = `CPUs ${d.cpus[0]} and ${d.cpus[1]}`;
-  if (!all.length) return `${between}: distance not measured${d.why ? ` (${d.why})` : ''}`;
+  if (!all.length) return `${d.cpus[0] === d.cpus[1] ? 'CPU' : `${between}:`} distance not measured${d.why ? ` (${d.why})` : ''}`;
   const modes = distanceModes(all);
   const lost = failed ? ` (${failed} ${failed === 1 ? 'probe' : 'probes'} failed: ${d.why ?? 'no reason recorded'})` : '';
   if (!modes) return `${between}: a cache line's round trip ${range(all)} through the run${lost}`;

@@ -17,7 +17,10 @@
  *   anyway, and pinning a Node process would also pin the threads that collect its garbage.
  * Every C reference takes the same argument to pin itself, `cpus=P,C` (`cArgs`; bench_place
  * in bench/c/harness.h).
- * Without two CPUs or without taskset, figures are scheduler-placed and a note says so.
+ * The two CPUs are the first two this process may use (`PAIR`: 0 and 1 unless the run was
+ * started inside `taskset -c 2,3` or a cpuset); it never pins outside them, and puts its
+ * own threads back on the CPUs they had. Given fewer than two CPUs or no taskset, figures
+ * are scheduler-placed and a note says so.
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -33,23 +36,61 @@ export interface Placement {
   childCpu: number | undefined;
 }
 
-/** The CPUs of a pinned round trip: the parent's and the child's (bench/distance.ts probes between them). */
-export const PARENT_CPU = 0;
-export const CHILD_CPU = 1;
+/** CPU numbers from a list as the kernel writes it ("0-3,8,10-11"), in order. */
+export function parseCpuList(list: string): number[] {
+  const out: number[] = [];
+  for (const part of list.trim().split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m) continue;
+    for (let c = Number(m[1]), last = Number(m[2] ?? m[1]); c <= last; c++) out.push(c);
+  }
+  return out;
+}
+
+/** The CPUs this process may use as it starts (Cpus_allowed_list; every CPU where /proc does not say). */
+function allowedCpus(): number[] {
+  try {
+    const list = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    const found = list ? parseCpuList(list) : [];
+    if (found.length) return found;
+  } catch {
+    // no /proc: every CPU
+  }
+  return cpus().map((_, i) => i);
+}
+
+/** The CPUs the bench may use: those it was started with (`taskset -c 2,3 ipckit bench` gives it two). */
+export const ALLOWED_CPUS: readonly number[] = allowedCpus();
+
+/**
+ * The CPUs of a pinned round trip, the parent's and the child's (bench/distance.ts probes
+ * between them): the first two of ALLOWED_CPUS; undefined with fewer.
+ */
+export const PAIR: readonly [number, number] | undefined = ALLOWED_CPUS.length >= 2 ? [ALLOWED_CPUS[0]!, ALLOWED_CPUS[1]!] : undefined;
+export const PARENT_CPU = PAIR?.[0] ?? ALLOWED_CPUS[0] ?? 0;
+export const CHILD_CPU = PAIR?.[1] ?? PARENT_CPU;
+
+/** Why round trips cannot be pinned apart here (fewer than two CPUs to use), or undefined. */
+export function onePlacementWhy(): string | undefined {
+  if (PAIR) return undefined;
+  return cpus().length < 2 ? 'one CPU' : `this process may use one CPU (CPU ${PARENT_CPU}) of the machine's ${cpus().length}`;
+}
 
 export const SCHEDULER: Placement = { suffix: '', cArgs: [], parentCpu: undefined, childCpu: undefined };
 export const CROSS: Placement = { suffix: `, pinned ${PARENT_CPU}|${CHILD_CPU}`, cArgs: [`cpus=${PARENT_CPU},${CHILD_CPU}`], parentCpu: PARENT_CPU, childCpu: CHILD_CPU };
 
 let tasksetChecked: boolean | undefined;
-function haveTaskset(): boolean {
+/** Whether taskset (util-linux) runs here. */
+export function haveTaskset(): boolean {
   if (tasksetChecked === undefined) tasksetChecked = spawnSync('taskset', ['-V'], { stdio: 'ignore' }).status === 0;
   return tasksetChecked;
 }
 
 /** The placements this machine can do; notes why the pinned one is skipped otherwise. */
 export function placements(ctx: BenchContext, mechanism: string): Placement[] {
-  if (cpus().length < 2) {
-    ctx.note(`${mechanism}: one CPU: pinned-to-two-CPUs figures skipped`);
+  const one = onePlacementWhy();
+  if (one) {
+    ctx.note(`${mechanism}: ${one}: pinned-to-two-CPUs figures skipped`);
     return [SCHEDULER];
   }
   if (!haveTaskset()) {
@@ -60,22 +101,31 @@ export function placements(ctx: BenchContext, mechanism: string): Placement[] {
   return ctx.quick ? [CROSS] : [SCHEDULER, CROSS];
 }
 
-/** The CPUs `pid` may run on, as taskset's hex mask (undefined without taskset), for restoreAffinity. */
-export function affinity(pid: number): string | undefined {
-  const r = spawnSync('taskset', ['-p', String(pid)], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim().split(':').pop()?.trim() : undefined;
-}
-
-/** A hex CPU mask as taskset prints it or /proc shows it ("00000000,00000003"), compared plainly. */
+/** A hex CPU mask as /proc shows it ("00000000,00000003"), plainly, as taskset takes it ("3"). */
 const plainMask = (mask: string): string => mask.replace(/,/g, '').replace(/^0+(?=.)/, '').toLowerCase();
 
-/** Whether every thread of `pid` may run on exactly the CPUs of `mask` (read from /proc, no taskset). */
+/** The CPUs thread `tid` of `pid` may run on, as a plain hex mask (undefined once it is gone). */
+function threadMask(pid: number, tid: number | string): string | undefined {
+  try {
+    const mask = /Cpus_allowed:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1];
+    return mask === undefined ? undefined : plainMask(mask);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The CPUs `pid` may run on (its main thread's), as a hex mask for restoreAffinity: read from /proc, no process started. */
+export function affinity(pid: number): string | undefined {
+  return threadMask(pid, pid);
+}
+
+/** Whether every thread of `pid` may run on exactly the CPUs of `mask`. */
 function hasAffinity(pid: number, mask: string): boolean {
   try {
     const want = plainMask(mask);
-    return readdirSync(`/proc/${pid}/task`).every((tid) => plainMask(/Cpus_allowed:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1] ?? '') === want);
+    return readdirSync(`/proc/${pid}/task`).every((tid) => threadMask(pid, tid) === want);
   } catch {
-    return false; // a thread gone between the listing and the read: taskset decides
+    return false; // no listing: taskset decides
   }
 }
 
@@ -118,14 +168,14 @@ let notedInRound: number | undefined;
  */
 export function pinning(ctx: BenchContext): boolean {
   if (checked === undefined) {
-    checked = cpus().length >= 2 && spawnSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }).status === 0;
+    checked = PAIR !== undefined && spawnSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }).status === 0;
   }
   if (notedInRound === ctx.round) return checked;
   notedInRound = ctx.round;
   ctx.note(
     checked
-      ? 'round trips over pipes, FIFOs, sockets and signals, ours, C and the Node baselines, run with the parent on CPU 0 and the child on CPU 1 (the C one-way figures too, the message queues included; message queue, semaphore and mutex round trips show both placements in a full run): placed by the scheduler, a pair (C or Node) sometimes shares one CPU, where a round trip costs 2-12 us instead of 45-60 us'
-      : 'round trips are placed by the scheduler (one CPU, or no taskset): they may be bimodal',
+      ? `round trips over pipes, FIFOs, sockets and signals, ours, C and the Node baselines, run with the parent on CPU ${PARENT_CPU} and the child on CPU ${CHILD_CPU} (the C one-way figures too, the message queues included; message queue, semaphore and mutex round trips show both placements in a full run): placed by the scheduler, a pair (C or Node) sometimes shares one CPU, where a round trip costs 2-12 us instead of 45-60 us`
+      : `round trips are placed by the scheduler (${onePlacementWhy() ?? 'no taskset'}): they may be bimodal`,
   );
   return checked;
 }
@@ -143,23 +193,24 @@ export function cPlacement(ctx: BenchContext): Placement {
   return pinning(ctx) ? CROSS : SCHEDULER;
 }
 
-/** Pins the main thread of `pid` (its tid is its pid) to `cpu`. */
-function taskset(cpu: string, pid: number): void {
-  const r = spawnSync('taskset', ['-p', '-c', cpu, String(pid)], { stdio: 'ignore' });
-  if (r.status !== 0) throw new Error(`taskset -p -c ${cpu} ${pid} failed`);
-}
-
 /**
- * Pins our main thread to CPU 0 and the main thread of `childPid` to CPU 1 while `body`
- * runs (a round trip); then ours may use every CPU again.
+ * Pins our main thread to PARENT_CPU and the main thread of `childPid` to CHILD_CPU while
+ * `body` runs (a round trip); then ours gets back the CPUs it had.
  */
 export async function pinnedPair<T>(ctx: BenchContext, childPid: number, body: () => Promise<T>): Promise<T> {
   if (!pinning(ctx)) return body();
-  taskset(String(CHILD_CPU), childPid);
-  taskset(String(PARENT_CPU), process.pid);
+  const mask = affinity(process.pid);
+  taskset(['-c', String(CHILD_CPU)], childPid);
+  taskset(['-c', String(PARENT_CPU)], process.pid);
   try {
     return await body();
   } finally {
-    taskset(`0-${cpus().length - 1}`, process.pid);
+    if (mask) taskset([mask], process.pid);
   }
+}
+
+/** Sets the CPUs of the main thread of `pid` (its tid is its pid): `['-c', list]` or `[hexMask]`. */
+function taskset(cpus: string[], pid: number): void {
+  const r = spawnSync('taskset', ['-p', ...cpus, String(pid)], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`taskset -p ${cpus.join(' ')} ${pid} failed`);
 }

@@ -362,7 +362,7 @@ export interface BenchReport {
   schemaVersion: number;
   date: string;
   quick: boolean;
-  machine: { cpuModel?: string; cpus: number; memoryGiB: number; kernel: string; node: string; cc: string; load?: number[] };
+  machine: { cpuModel?: string; cpus: number; /** The CPUs the run was given (taskset, a cpuset), where fewer than all. */ cpusAllowed?: number[]; memoryGiB: number; kernel: string; node: string; cc: string; load?: number[] };
   budget: Budget;
   rounds: number;
   seconds: number;
@@ -376,5 +376,5 @@ export interface BenchReport {
 
 /** A short machine line: "2 CPUs (AMD EPYC), Linux 6.18, Node v20.20.2". */
 export function machineLine(m: BenchReport['machine']): string {
-  return `${m.cpus} CPUs (${m.cpuModel ?? '?'}), Linux ${m.kernel}, Node ${m.node}`;
+  return `${m.cpus} CPUs (${m.cpuModel ?? '?'})${m.cpusAllowed ? `, this run given ${m.cpusAllowed.length === 1 ? `CPU ${m.cpusAllowed[0]}` : `CPUs ${m.cpusAllowed.join(',')}`}` : ''}, Linux ${m.kernel}, Node ${m.node}`;
 }

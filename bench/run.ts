@@ -21,7 +21,7 @@ import { readSysvTable } from '../src/os/sysvipc.js';
 import type { FromCase, ToCase } from './case-process.js';
 import { distanceLine, distanceNote, probeCpuDistance, type CpuDistance } from './distance.js';
 import { caseProcessEnv, caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type SysvMade, type Target } from './harness.js';
-import { CHILD_CPU, PARENT_CPU } from './placement.js';
+import { ALLOWED_CPUS, CHILD_CPU, PARENT_CPU } from './placement.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
 /** Scenario modules, in the order they run. `node` (the baselines) always runs. */
@@ -53,7 +53,7 @@ function machine(): BenchReport['machine'] {
   const cpu = cpus();
   let cc = 'none';
   if (haveCc()) cc = execFileSync('cc', ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? 'cc';
-  return { cpuModel: cpu[0]?.model, cpus: cpu.length, memoryGiB: +(totalmem() / 2 ** 30).toFixed(1), kernel: release(), node: process.version, cc, load: loadavg().map((l) => +l.toFixed(2)) };
+  return { cpuModel: cpu[0]?.model, cpus: cpu.length, ...(ALLOWED_CPUS.length < cpu.length ? { cpusAllowed: [...ALLOWED_CPUS] } : {}), memoryGiB: +(totalmem() / 2 ** 30).toFixed(1), kernel: release(), node: process.version, cc, load: loadavg().map((l) => +l.toFixed(2)) };
 }
 
 const secs = (s: number): string => (s >= 90 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.round(s)} s`);

@@ -17,7 +17,7 @@
 import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } from '../src/mechanisms/ring/ring.js';
 import { waitBackend } from '../src/memory/waits.js';
 import { benchPrefix, cFigure, cFigures, KeptPeers, now, placedAfter, probedBy, RateMeter, RttMeter, runC, sizesOf, tell, throughputFigure, withChild, type BenchContext, type Budget, type Figure, type Scenario, type ServingChild } from './harness.js';
-import { affinity, cPlacement, pin, pinnedPair, restoreAffinity } from './placement.js';
+import { affinity, cPlacement, haveTaskset, PARENT_CPU, pin, pinnedPair, restoreAffinity } from './placement.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
 const MODE_NAMES: Record<Mode, string> = { spin: 'ipckit ring, spin', adaptive: 'ipckit ring, adaptive', event: 'ipckit ring, event loop' };
@@ -216,11 +216,11 @@ async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, siz
   return out;
 }
 
-/** Runs `fn` with this process (all its threads) and the children it starts pinned to CPU 0. */
+/** Runs `fn` with this process (all its threads) and the children it starts pinned to one CPU (PARENT_CPU). */
 async function onOneCpu<R>(fn: () => Promise<R> | R): Promise<R | undefined> {
   const mask = affinity(process.pid);
-  if (mask === undefined) return undefined; // no taskset
-  pin(process.pid, 0);
+  if (mask === undefined || !haveTaskset()) return undefined;
+  pin(process.pid, PARENT_CPU);
   try {
     return await fn();
   } finally {

@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
 import { distanceLine, distanceModes, distanceNote, figureDistance, probeCpuDistance } from '../bench/distance.js';
 import { caseProcessEnv, cFigure, clockSeq, compileC, DeliveryClock, FULL, fullLengthBudget, haveCc, KeptPeers, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, runEnv, withChild, type BenchChild, type Figure, type KeptPeer, type ServingChild } from '../bench/harness.js';
-import { CHILD_CPU, pin } from '../bench/placement.js';
+import { CHILD_CPU, parseCpuList, pin } from '../bench/placement.js';
 import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
@@ -21,7 +21,7 @@ import { runBench } from '../bench/run.js';
 import { isIpcError, type IpcErrorCode } from '../src/core/errors.js';
 import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport, type ReportFigure } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
-import { compileC as compileCProgram, repoRoot, runCli, scratchPath, sleep } from './helpers.js';
+import { compileC as compileCProgram, repoRoot, run as runWith, runCli, scratchPath, sleep } from './helpers.js';
 import { requireNatsServer } from './nats-server.js';
 
 describe('bench statistics', () => {
@@ -144,6 +144,8 @@ describe('CPU distance (bench/distance.ts)', () => {
     assert.equal(distanceLine(moved), "CPUs 0 and 1: a cache line's round trip 49-61 ns in 4 probes, 350-380 ns in 2: the host moved them during the run");
     assert.match(distanceNote(moved)!, /the host moved CPUs 0 and 1 .*49-61 ns in 4 of the 6 probes .*350-380 ns in 2\b.*cpuProbeNs and cpuRoundTripNs/);
     assert.equal(distanceLine({ cpus: [0, 1], probes: [[null]], why: 'one CPU' }), 'CPUs 0 and 1: distance not measured (one CPU)');
+    assert.equal(distanceLine({ cpus: [3, 3], probes: [[null]], why: "this process may use one CPU (CPU 3) of the machine's 4" }), "CPU distance not measured (this process may use one CPU (CPU 3) of the machine's 4)");
+    assert.deepEqual(parseCpuList('0-2,5,7-8\n'), [0, 1, 2, 5, 7, 8]); // Cpus_allowed_list's form
     assert.equal(figureDistance({ perRound: [1, null, 2], cpuRoundTripNs: [[52, 60], null, [null, 350]] }), 60);
     assert.equal(figureDistance({ perRound: [1, null] }), undefined);
     // Where a round has a probe around its measurement, that one.
@@ -858,6 +860,46 @@ describe('ipckit bench, a real run', () => {
     }
     const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
     for (const f of j.figures.filter((x) => x.role === 'c')) assert.ok(f.rounds === 1, JSON.stringify(f));
+  });
+
+  it('a run given one CPU (taskset -c) keeps every process and thread on it: round trips placed by the scheduler, said in a note and in the machine record', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() || spawnSync('taskset', ['-V']).status !== 0 ? 'needs two CPUs, a C compiler and taskset' : false }, async () => {
+    const given = String(cpus().length - 1); // not CPU 0, where the bench pinned its parents before
+    const out = scratchPath('one-cpu.json');
+    const run = runWith('taskset', ['-c', given, process.execPath, join(repoRoot, 'dist', 'src', 'cli', 'main.js'), 'bench', '--quick', '--only', 'pipe,semaphore,mqueue', '--rounds', '1', '--out', out], { timeoutMs: 280_000 });
+    const root = String(run.child.pid!); // taskset runs the bench in its own process
+    // Every thread of the run, its case processes and children and C references, as seen every 20 ms.
+    const strays = new Set<string>();
+    let looked = 0;
+    const look = (): void => {
+      const table = processTable();
+      for (const pid of table.keys()) {
+        if (pid !== root && !descends(table, pid, root)) continue;
+        looked++;
+        try {
+          for (const tid of readdirSync(`/proc/${pid}/task`)) {
+            const allowed = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1];
+            if (allowed !== undefined && allowed !== given) strays.add(`${(table.get(pid)?.argv ?? []).slice(0, 4).join(' ')} (thread ${tid}): CPUs ${allowed}`);
+          }
+        } catch {
+          // gone between the listing and the read
+        }
+      }
+    };
+    const timer = setInterval(look, 20);
+    const r = await run.done.finally(() => clearInterval(timer));
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(looked > 50, `the run's processes were seen ${looked} times`);
+    assert.deepEqual([...strays], [], 'a process of the run left the CPU it was given');
+    const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    assert.deepEqual(j.machine.cpusAllowed, [Number(given)]);
+    assert.match(r.stdout, new RegExp(`^ipckit bench --quick: ${cpus().length} CPUs \\([^)]*\\), this run given CPU ${given}, `));
+    assert.ok(j.notes.includes(`round trips are placed by the scheduler (this process may use one CPU (CPU ${given}) of the machine's ${cpus().length}): they may be bimodal`), JSON.stringify(j.notes));
+    assert.equal(j.cpuDistance?.why, `this process may use one CPU (CPU ${given}) of the machine's ${cpus().length}`);
+    // The pinned placement is skipped, not failed: the semaphore and the queue measure where the scheduler puts them.
+    assert.ok(j.figures.some((f) => f.mechanism === 'semaphore' && f.role === 'ipckit' && f.p50Us !== undefined), JSON.stringify(j.figures.map((f) => f.mechanism)));
+    assert.ok(!j.figures.some((f) => f.mechanism.includes('pinned')), 'no figure says it was pinned');
+    assert.ok(j.notes.some((n) => n.startsWith(`semaphore: this process may use one CPU (CPU ${given})`)), JSON.stringify(j.notes));
+    assert.ok(!j.notes.some((n) => /failed/.test(n)), JSON.stringify(j.notes));
   });
 
   /** When each pid this suite looked at started (its first look): a pid the kernel reuses is another process. */
