@@ -539,6 +539,16 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
   /** One retry of a spinning receive: true once it found a message, the end or an error. */
   #fillFound = (): boolean => !this.fill() || this.#inHead < this.#incoming.length || this.state !== 'open';
 
+  /**
+   * Whether the last read found the kernel's queue empty (fewer messages than it asked
+   * for), with no poll event since: the next receive then goes straight to its spin or
+   * the poll instead of a read that would fail with EAGAIN (a round trip's extra system
+   * call, and with it two epoll_ctl when the poll was stopped in between).
+   */
+  protected kernelDrained(): boolean {
+    return false;
+  }
+
   /** Reads what is there (fill) for the oldest receive, then hands messages to the receives waiting. */
   protected pumpIncoming(): void {
     this.#startInto(this.#waiters.peek() ?? null);
@@ -630,7 +640,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (this.state === 'open' && this.#waiters.length === 0) {
       // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
       // what this thread has batched is written (the peer may be waiting for it).
-      if (this.fill() && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
+      if ((this.kernelDrained() || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
       if (this.#inHead < this.#incoming.length) return this.#takeNow();
     }
     if (this.state !== 'open') return Promise.reject(this.#takeEndError());
@@ -654,7 +664,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (got === undefined && this.state === 'open' && this.#waiters.length === 0) {
       this.#startInto(target);
       try {
-        if (this.fill() && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
+        if ((this.kernelDrained() || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
         got = this.#takeInto(target);
       } finally {
         this.#endInto();
@@ -935,7 +945,13 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
   #poll: FdPoll;
   #reading = false;
   #onClose: (() => void) | undefined;
-  #onReadable = (): void => this.pumpIncoming();
+  #drained = false;
+  #onReadable = (): void => {
+    this.#drained = false;
+    // Woken while idle (nobody waits): leave the data in the kernel, that is the backpressure.
+    if (!this.#reading) this.#poll.unwant('read');
+    else this.pumpIncoming();
+  };
 
   constructor(fd: number, options: PacketOptions<CodecOption | undefined>, init: PacketChannelInit) {
     validate.integer('fd', fd, 0, 2 ** 31 - 1);
@@ -959,14 +975,19 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
     this.#poll.want('read', this.#onReadable);
   }
 
+  /**
+   * Nobody waits: the fd stays in epoll without keeping the event loop alive (FdPoll.idle),
+   * so that the next receive's wait costs no epoll_ctl; an event while idle stops it for real.
+   */
   protected stopReading(): void {
     if (!this.#reading) return;
     this.#reading = false;
-    this.#poll.unwant('read');
+    this.#poll.idle('read');
   }
 
   protected fill(): boolean {
     if (this.state !== 'open') return false;
+    this.#drained = false;
     for (let rounds = 0; rounds < 4; rounds++) {
       const batch = readPackets(this.fd, this.maxMessageBytes, false, this.kind === 'unix-seqpacket', rounds === 0 ? this.intoTarget : null);
       for (const item of batch.items) this.enqueue(item);
@@ -980,9 +1001,16 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
         this.stopReading();
         return false;
       }
-      if (batch.drained) break;
+      if (batch.drained) {
+        this.#drained = true;
+        break;
+      }
     }
     return true;
+  }
+
+  protected override kernelDrained(): boolean {
+    return this.#drained;
   }
 
   protected release(): void {
@@ -1043,7 +1071,14 @@ export class DatagramServer<T> {
   #reading = false;
   #closed = false;
   refused = 0;
-  #onReadable = (): void => this.pump();
+  /** @internal The last read found the socket's queue empty, with no poll event since (PacketChannelBase.kernelDrained). */
+  drained = false;
+  #onReadable = (): void => {
+    this.drained = false;
+    // Woken while idle (nobody waits, or the peers' queues are full): the data stays in the kernel.
+    if (!this.#reading) this.#poll.unwant('read');
+    else this.pump();
+  };
 
   constructor(fd: number, options: PacketOptions<CodecOption | undefined>, allow: AllowList | null, localAddress: string) {
     validate.integer('fd', fd, 0, 2 ** 31 - 1);
@@ -1081,6 +1116,7 @@ export class DatagramServer<T> {
     for (let rounds = 0; rounds < 8 && (now || this.#interested()) && !this.#congested(); rounds++) {
       now = false;
       const batch = readPackets(this.fd, this.#maxMessageBytes, true, false);
+      this.drained = batch.drained;
       for (let i = 0; i < batch.items.length; i++) {
         const item = batch.items[i]!;
         if (!isAllowed(this.#allow, item.creds)) {
@@ -1113,7 +1149,7 @@ export class DatagramServer<T> {
     if (want === this.#reading) return;
     this.#reading = want;
     if (want) this.#poll.want('read', this.#onReadable);
-    else this.#poll.unwant('read');
+    else this.#poll.idle('read'); // as PacketChannel.stopReading: the next wait costs no epoll_ctl
   }
 
   forget(key: string): void {
@@ -1219,6 +1255,10 @@ export class DatagramPeer<T> extends PacketChannelBase<T> {
   protected fill(): boolean {
     this.#server.pump(true);
     return true;
+  }
+
+  protected override kernelDrained(): boolean {
+    return this.#server.drained;
   }
 
   protected release(): void {
