@@ -226,11 +226,32 @@ export function cReference(figures: ReportFigure[], f: ReportFigure): ReportFigu
   return figures.find((x) => x.role === 'c' && x.mechanism === f.mechanism && x.metric === f.metric && x.size === f.size);
 }
 
-/** Judges a target on the report's figures (ratios: the median of per-round ratios). */
-export function evaluate(target: Target, figures: ReportFigure[]): TargetResult {
+/**
+ * Why a target set for two CPUs is missed on one (`oneCpu`: why the run had one, from
+ * bench/placement.ts onePlacementWhy), with the run's own figures at the target's size.
+ */
+function oneCpuCause(oneCpu: string, t: Omit<Target, 'ifMissed'>, figures: ReportFigure[]): string {
+  const ours = targetFigure(t, figures);
+  const c = ours && cReference(figures, ours);
+  const send = t.metric === 'rtt' ? figures.find((f) => f.mechanism === 'node' && f.variant === 'process.send' && f.metric === 'rtt' && f.size === (t.size ?? 64)) : undefined;
+  const at = (f: ReportFigure | undefined): string | undefined => (f?.value === undefined ? undefined : fmtValue(f.metric, f.value));
+  const here = [at(ours) && `ours ${at(ours)}`, c && at(c) && `C's ${at(c)}`, send && at(send) && `process.send's round trip ${at(send)}`].filter(Boolean);
+  return (
+    `this run had one CPU (${oneCpu}), and the targets are set for two: on one CPU the two sides take turns on it, so a blocking C hand-over is one context switch, ` +
+    `while ours, as process.send, goes through Node's event loop (the poll's wake-up, libuv, a JavaScript callback and its promise) each way, and a side that spins only holds the CPU its peer needs` +
+    (here.length ? ` (here: ${here.join(', ')})` : '')
+  );
+}
+
+/**
+ * Judges a target on the report's figures (ratios: the median of per-round ratios).
+ * `oneCpu`: the run had one CPU (why): a miss says so first.
+ */
+export function evaluate(target: Target, figures: ReportFigure[], oneCpu?: string): TargetResult {
   const { ifMissed, ...rest } = target;
   const r = judge(rest, figures);
   if (r.met !== false) return r;
+  if (oneCpu) return { ...r, ifMissed: oneCpuCause(oneCpu, rest, figures) };
   // A cause built from the run's figures is built for a miss only; if it fails, the report still stands.
   let cause: string | undefined;
   try {

@@ -21,7 +21,7 @@ import { readSysvTable } from '../src/os/sysvipc.js';
 import type { FromCase, ToCase } from './case-process.js';
 import { distanceLine, distanceNote, probeCpuDistance, type CpuDistance } from './distance.js';
 import { caseProcessEnv, caseTag, endChild, FULL, haveCc, QUICK, removeNamedBy, type Budget, type Figure, type Scenario, type SysvMade, type Target } from './harness.js';
-import { ALLOWED_CPUS, CHILD_CPU, PARENT_CPU } from './placement.js';
+import { ALLOWED_CPUS, CHILD_CPU, onePlacementWhy, PARENT_CPU } from './placement.js';
 import { aggregate, evaluate, machineLine, mainTable, SCHEMA_VERSION, sizeLabel, table, targetLines, fmtFigure, type BenchReport } from './report.js';
 
 /** Scenario modules, in the order they run. `node` (the baselines) always runs. */
@@ -347,7 +347,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const figures = aggregate(rounds);
   const targets: Target[] = cases.flatMap((c) => c.scenario.targets ?? []);
   // A target whose figure this run does not measure (a size or placement --quick leaves out) is not listed.
-  const all = targets.map((t) => evaluate(t, figures));
+  const oneCpu = onePlacementWhy();
+  const all = targets.map((t) => evaluate(t, figures, oneCpu));
   const results = all.filter((t) => t.notMeasured !== 'not part of this run');
   if (all.length > results.length) notes.push(`${all.length - results.length} targets concern figures this run does not measure${options.quick ? ' (--quick measures 64 B only, the pinned placement, no one-CPU ring, no datagram socketpair and no nats: run the full bench)' : ''}`);
   const report: BenchReport = {

@@ -900,6 +900,10 @@ describe('ipckit bench, a real run', () => {
     assert.ok(!j.figures.some((f) => f.mechanism.includes('pinned')), 'no figure says it was pinned');
     assert.ok(j.notes.some((n) => n.startsWith(`semaphore: this process may use one CPU (CPU ${given})`)), JSON.stringify(j.notes));
     assert.ok(!j.notes.some((n) => /failed/.test(n)), JSON.stringify(j.notes));
+    // Targets are set for two CPUs: each one missed here says first that the run had one (the pipe's round trip at 1.3x C's is, ours going through the event loop).
+    const missed = j.targets.filter((t) => t.met === false);
+    assert.ok(missed.some((t) => t.mechanism === 'pipe' && t.metric === 'rtt'), JSON.stringify(j.targets));
+    for (const t of missed) assert.match(t.ifMissed ?? '', new RegExp(`^this run had one CPU \\(this process may use one CPU \\(CPU ${given}\\) of the machine's \\d+\\), and the targets are set for two: .*\\(here: ours `), t.text);
   });
 
   /** When each pid this suite looked at started (its first look): a pid the kernel reuses is another process. */
