@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { native } from '../src/os/native.js';
@@ -1003,6 +1003,68 @@ describe('packet sockets between receives', () => {
     assert.match(stdout, /received/, stderr);
     assert.deepEqual({ code, signal }, { code: 0, signal: null }, 'the process ended by itself, not at the timeout');
   });
+
+  /** Whether `fd` is in one of this process's epoll sets (/proc/self/fdinfo of each eventpoll fd lists its targets as "tfd: N"). */
+  function inEpoll(fd: number): boolean {
+    return readdirSync('/proc/self/fd').some((e) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${e}`) === 'anon_inode:[eventpoll]' && new RegExp(`^tfd:\\s+${fd}\\s`, 'm').test(readFileSync(`/proc/self/fdinfo/${e}`, 'utf8'));
+      } catch {
+        return false; // closed meanwhile
+      }
+    });
+  }
+
+  /** This process's descriptor of the Unix socket bound at `path` (/proc/net/unix gives its inode). */
+  function boundSocketFd(path: string): number {
+    const inode = readFileSync('/proc/net/unix', 'utf8').split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f[7] === path)?.[6];
+    const fd = readdirSync('/proc/self/fd').find((e) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${e}`) === `socket:[${inode}]`;
+      } catch {
+        return false;
+      }
+    });
+    assert.ok(inode && fd, `no descriptor of the socket bound at ${path}`);
+    return Number(fd);
+  }
+
+  for (const kind of ['unix-seqpacket', 'unix-dgram', 'unix-dgram server'] as const) {
+    it(`${kind}: after a receive that waited, the socket stays in epoll (the next wait costs no epoll_ctl); a receive that finds its message without waiting takes it out (a sender one way would pay for it)`, async () => {
+      let sender: SocketChannel<Uint8Array>;
+      let receiver: SocketChannel<Uint8Array>;
+      let fd: number;
+      let server: SocketServer<Uint8Array> | undefined;
+      if (kind === 'unix-dgram server') {
+        const path = scratchPath('epoll-server');
+        server = await listen(`unix-dgram:${path}`, { spinMicros: 50 });
+        sender = await connect(`unix-dgram:${path}`);
+        await sender.send(Buffer.from('hello'));
+        receiver = await within(server.accept(), 5000);
+        assert.equal(Buffer.from(await receiver.receive()).toString(), 'hello');
+        fd = boundSocketFd(path);
+      } else {
+        [sender, receiver] = socketPair(kind, { spinMicros: 50 });
+        fd = (receiver as unknown as { fd: number }).fd;
+      }
+      try {
+        const waited = receiver.receive();
+        await sleep(20); // nothing there: it waits on the poll
+        await sender.send(Buffer.from('a'));
+        assert.equal(Buffer.from(await within(waited, 5000)).toString(), 'a');
+        assert.equal(inEpoll(fd), true, 'the socket left epoll once nobody waited');
+        // Queued in the kernel with no turn of the loop in between, as under a sender that keeps sending.
+        await sender.send(Buffer.from('b'));
+        await sender.flush();
+        assert.equal(Buffer.from(await receiver.receive()).toString(), 'b');
+        assert.equal(inEpoll(fd), false, 'the socket stayed in epoll while the receiver kept up without waiting');
+      } finally {
+        await sender.close();
+        await receiver.close();
+        await server?.close();
+      }
+    });
+  }
 
   // A receive that waits keeps the socket in epoll afterwards (idle), and one that follows a
   // read that emptied the kernel's queue does not read again before it waits. Before, each
