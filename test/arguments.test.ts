@@ -153,6 +153,7 @@ const NOT_PUBLIC = [
   'DatagramPeer.stopReading', 'DatagramPeer.fill', 'DatagramPeer.release', 'PacketChannel.startReading', 'PacketChannel.stopReading',
   'PacketChannel.fill', 'PacketChannel.release', 'PacketChannel.sendRefusal', 'PacketChannel.enqueue', 'PacketChannel.finish',
   'PacketChannel.deliver', 'PacketChannel.pumpIncoming', 'DatagramPeer.pumpIncoming', 'DatagramServer.pump', 'DatagramServer.updateReading', 'DatagramServer.forget',
+  'PacketChannel.kernelDrained', 'PacketChannel.readWithoutWaiting', 'DatagramPeer.kernelDrained', 'DatagramPeer.readWithoutWaiting', 'DatagramServer.readWithoutWaiting',
 ];
 
 /** Entry points reached only through an interface (the class is not exported). */

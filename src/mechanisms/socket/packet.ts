@@ -553,8 +553,8 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
    * A receive found its message in the kernel without waiting: the reader is keeping up
    * with a sender (one way), not waiting for answers. A socket left in epoll between waits
    * (stopReading) then only costs: every message the peer sends runs our epoll's wake-up
-   * callback, and seqpacket one way fell from 0.94-1.02M to 0.87-0.92M msg/s (2-vCPU VM,
-   * quick runs alternated). Subclasses take it out then.
+   * callback, and seqpacket one way fell 8% (0.94-0.96M against 1.03-1.07M msg/s, 0.4-s
+   * parts, interleaved runs on a 2-vCPU VM). Subclasses take it out then.
    */
   protected readWithoutWaiting(): void {}
 
