@@ -47,16 +47,31 @@ export function parseCpuList(list: string): number[] {
   return out;
 }
 
-/** The CPUs this process may use as it starts (Cpus_allowed_list; every CPU where /proc does not say). */
-function allowedCpus(): number[] {
+/** The online CPUs (every one os.cpus() lists where /sys does not say). */
+function onlineCpus(): number[] {
   try {
-    const list = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-    const found = list ? parseCpuList(list) : [];
+    const found = parseCpuList(readFileSync('/sys/devices/system/cpu/online', 'utf8'));
     if (found.length) return found;
   } catch {
-    // no /proc: every CPU
+    // no /sys
   }
   return cpus().map((_, i) => i);
+}
+
+/**
+ * The CPUs this process may use as it starts: its Cpus_allowed_list, which may name offline
+ * CPUs (a mask of possible ones), among the online ones; every online CPU where /proc does not say.
+ */
+function allowedCpus(): number[] {
+  const online = onlineCpus();
+  try {
+    const list = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    const found = list ? parseCpuList(list).filter((c) => online.includes(c)) : [];
+    if (found.length) return found;
+  } catch {
+    // no /proc: every online CPU
+  }
+  return online;
 }
 
 /** The CPUs the bench may use: those it was started with (`taskset -c 2,3 ipckit bench` gives it two). */
@@ -205,7 +220,7 @@ export async function pinnedPair<T>(ctx: BenchContext, childPid: number, body: (
   try {
     return await body();
   } finally {
-    if (mask) taskset([mask], process.pid);
+    taskset(mask ? [mask] : ['-c', ALLOWED_CPUS.join(',')], process.pid); // without /proc, the CPUs it started with
   }
 }
 

@@ -48,13 +48,16 @@ const ROWS: Row[] = [
   { label: '*Node today:* length framing over a child\'s stdio', rtt: ['node', 'stdio framing', 64], thr64: ['node', 'stdio framing', 64], thrBig: ['node', 'stdio framing', 65536] },
 ];
 
-/** The two CPUs the run pinned its round trips to (bench/placement.ts PAIR): 0 and 1 unless it was given others. */
-const pairOf = (r: BenchReport): [number, number] => r.cpuDistance?.cpus ?? [0, 1];
+/** The two CPUs the run pinned its round trips to (bench/placement.ts PAIR): 0 and 1 unless it was given others; undefined for a run given one CPU. */
+function pairOf(r: BenchReport): [number, number] | undefined {
+  const pair = r.cpuDistance?.cpus ?? [0, 1];
+  return pair[0] === pair[1] ? undefined : pair;
+}
 
 /** The run's figure; 'pinned 0|1' in a row stands for the run's own pair. */
 function find(r: BenchReport, [name, variant, size]: Sel, metric: 'rtt' | 'throughput'): ReportFigure | undefined {
-  const [p, c] = pairOf(r);
-  const mechanism = name.replace('pinned 0|1', `pinned ${p}|${c}`);
+  const pair = pairOf(r);
+  const mechanism = pair ? name.replace('pinned 0|1', `pinned ${pair[0]}|${pair[1]}`) : name.replace(', pinned 0|1', '');
   return r.figures.find((f) => f.mechanism === mechanism && f.variant === variant && f.metric === metric && (size < 0 || f.size === size));
 }
 
@@ -107,12 +110,13 @@ function theRun(r: BenchReport): string {
 /** The section: a paragraph naming the machine and the run, then the table. */
 export function readmeSection(r: BenchReport): string {
   const m = r.machine;
-  const [parentCpu, childCpu] = pairOf(r);
+  const pair = pairOf(r);
+  const placed = pair ? `round trips run with the parent on CPU ${pair[0]} and the child on CPU ${pair[1]} for ours, the C references and the Node baselines alike` : 'the run was given one CPU, so round trips were placed by the scheduler on it';
   const lines: string[] = [];
   const day = r.date.slice(0, 10);
   lines.push(
     `Measured by \`ipckit bench\` (${r.quick ? 'a --quick run' : 'a full run'}, ${r.rounds} rounds: each figure is the median of its rounds, with the smallest and the largest round in brackets) on ${m.cpus} CPUs (${m.cpuModel ?? 'unknown CPU'}), Linux ${m.kernel}, Node.js ${m.node}, on ${day}` +
-      `${m.load ? `, load average ${m.load[0]} at the end of the run` : ''}, between two real processes. A round trip (RTT) is one message there and back, p50; round trips run with the parent on CPU ${parentCpu} and the child on CPU ${childCpu} for ours, the C references and the Node baselines alike ([bench/placement.ts](bench/placement.ts)). "vs C" is the median of per-round ratios to a small C program doing the same in the same run ([bench/c/](bench/c)).`,
+      `${m.load ? `, load average ${m.load[0]} at the end of the run` : ''}, between two real processes. A round trip (RTT) is one message there and back, p50; ${placed} ([bench/placement.ts](bench/placement.ts)). "vs C" is the median of per-round ratios to a small C program doing the same in the same run ([bench/c/](bench/c)).`,
   );
   if (r.figures.some((f) => f.far)) lines.push('', `${distanceLine(r.cpuDistance) ?? 'The host moved the two CPUs during the run'}. A figure measured at both placements is the median of its rounds with the CPUs close, with how many rounds that is and the far rounds' median in square brackets ([docs/bench.md](docs/bench.md), "CPU distance"); a ratio takes every round.`);
   lines.push('');

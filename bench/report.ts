@@ -236,11 +236,11 @@ function oneCpuCause(oneCpu: string, t: Omit<Target, 'ifMissed'>, figures: Repor
   const send = t.metric === 'rtt' ? figures.find((f) => f.mechanism === 'node' && f.variant === 'process.send' && f.metric === 'rtt' && f.size === (t.size ?? 64)) : undefined;
   const at = (f: ReportFigure | undefined): string | undefined => (f?.value === undefined ? undefined : fmtValue(f.metric, f.value));
   const here = [at(ours) && `ours ${at(ours)}`, c && at(c) && `C's ${at(c)}`, send && at(send) && `process.send's round trip ${at(send)}`].filter(Boolean);
-  return (
-    `this run had one CPU (${oneCpu}), and the targets are set for two: on one CPU the two sides take turns on it, so a blocking C hand-over is one context switch, ` +
-    `while ours, as process.send, goes through Node's event loop (the poll's wake-up, libuv, a JavaScript callback and its promise) each way, and a side that spins only holds the CPU its peer needs` +
-    (here.length ? ` (here: ${here.join(', ')})` : '')
-  );
+  const how =
+    t.metric === 'rtt'
+      ? `a blocking C hand-over is one context switch, while ours, as process.send, goes through Node's event loop (the poll's wake-up, libuv, a JavaScript callback and its promise) each way, and a side that spins only holds the CPU its peer needs`
+      : `the sender and the receiver run in turns, not side by side, and a side that spins only holds the CPU its peer needs`;
+  return `this run had one CPU (${oneCpu}), and the targets are set for two: on one CPU the two sides take turns on it: ${how}${here.length ? ` (here: ${here.join(', ')})` : ''}`;
 }
 
 /**
@@ -251,7 +251,6 @@ export function evaluate(target: Target, figures: ReportFigure[], oneCpu?: strin
   const { ifMissed, ...rest } = target;
   const r = judge(rest, figures);
   if (r.met !== false) return r;
-  if (oneCpu) return { ...r, ifMissed: oneCpuCause(oneCpu, rest, figures) };
   // A cause built from the run's figures is built for a miss only; if it fails, the report still stands.
   let cause: string | undefined;
   try {
@@ -262,7 +261,7 @@ export function evaluate(target: Target, figures: ReportFigure[], oneCpu?: strin
   // A host that moved the CPUs during the figure's rounds is a measured cause too.
   const ours = targetFigure(rest, figures);
   const moved = ours ? roundsByDistance(ours, (v) => fmtValue(ours.metric, v)) : undefined;
-  const why = [cause, moved && `In this run, ${moved}`].filter(Boolean).join('. ');
+  const why = [oneCpu && oneCpuCause(oneCpu, rest, figures), cause && (oneCpu ? `As on two CPUs: ${cause}` : cause), moved && `In this run, ${moved}`].filter(Boolean).join('. ');
   return why ? { ...r, ifMissed: why } : r;
 }
 

@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
 import { distanceLine, distanceModes, distanceNote, figureDistance, probeCpuDistance } from '../bench/distance.js';
 import { caseProcessEnv, cFigure, clockSeq, compileC, DeliveryClock, FULL, fullLengthBudget, haveCc, KeptPeers, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, runEnv, withChild, type BenchChild, type Figure, type KeptPeer, type ServingChild } from '../bench/harness.js';
-import { CHILD_CPU, parseCpuList, pin } from '../bench/placement.js';
+import { ALLOWED_CPUS, CHILD_CPU, CROSS, parseCpuList, pin } from '../bench/placement.js';
 import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
@@ -862,8 +862,8 @@ describe('ipckit bench, a real run', () => {
     for (const f of j.figures.filter((x) => x.role === 'c')) assert.ok(f.rounds === 1, JSON.stringify(f));
   });
 
-  it('a run given one CPU (taskset -c) keeps every process and thread on it: round trips placed by the scheduler, said in a note and in the machine record', { timeout: 300_000, skip: cpus().length < 2 || !haveCc() || spawnSync('taskset', ['-V']).status !== 0 ? 'needs two CPUs, a C compiler and taskset' : false }, async () => {
-    const given = String(cpus().length - 1); // not CPU 0, where the bench pinned its parents before
+  it('a run given one CPU (taskset -c) keeps every process and thread on it: round trips placed by the scheduler, said in a note and in the machine record', { timeout: 300_000, skip: ALLOWED_CPUS.length < 2 || !haveCc() || spawnSync('taskset', ['-V']).status !== 0 ? 'needs two CPUs to use, a C compiler and taskset' : false }, async () => {
+    const given = String(ALLOWED_CPUS.at(-1)); // not the first, where the bench pinned its parents before
     const out = scratchPath('one-cpu.json');
     const run = runWith('taskset', ['-c', given, process.execPath, join(repoRoot, 'dist', 'src', 'cli', 'main.js'), 'bench', '--quick', '--only', 'pipe,semaphore,mqueue', '--rounds', '1', '--out', out], { timeoutMs: 280_000 });
     const root = String(run.child.pid!); // taskset runs the bench in its own process
@@ -1141,10 +1141,10 @@ describe('ipckit bench, a real run', () => {
   // first second, in a later round. unlinked: the case unlinks its names (/dev/shm) once its
   // peer has opened them, so a busy peer with no name left is measuring.
   for (const [only, role, mechanism, kept, unlinked] of [
-    ['mqueue', 'echo', 'mqueue, pinned 0|1', true, false],
+    ['mqueue', 'echo', `mqueue${CROSS.suffix}`, true, false],
     ['socket', 'echoServer', 'socket unix-dgram', true, false],
-    ['semaphore', 'echo', 'semaphore, pinned 0|1', true, true],
-    ['mutex', 'relay', 'mutex, pinned 0|1', true, true],
+    ['semaphore', 'echo', `semaphore${CROSS.suffix}`, true, true],
+    ['mutex', 'relay', `mutex${CROSS.suffix}`, true, true],
     ['workqueue', 'consumer', 'workqueue', true, false],
   ] as const) {
   it(`a ${kept ? 'kept ' : ''}${only} peer (${role}) that dies while it is measured fails that round of its case, not the run: no wait for ever (its channel has no end of stream), a new peer in the next round, nothing left behind`, { timeout: 400_000 }, async () => {
@@ -1294,12 +1294,12 @@ int main(void) {
   // its peers and exits.
   const sysvKilled = (pid: string): RegExp => new RegExp(`^System V message queue and semaphore set: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`);
   for (const [signal, module, title, rttMechanism, why, during] of [
-    ['SIGKILL', 'mqueue', 'POSIX message queue', 'mqueue, pinned 0|1', (pid: string) => new RegExp(`^POSIX message queue: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`), ''],
+    ['SIGKILL', 'mqueue', 'POSIX message queue', `mqueue${CROSS.suffix}`, (pid: string) => new RegExp(`^POSIX message queue: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`), ''],
     ['SIGTERM', 'pipe', 'anonymous pipe', 'pipe', () => /^anonymous pipe: round \d failed: stopped by SIGTERM$/, ''],
     // System V objects have no name: the run removes those the killed process had made, its
     // queues (killed while it uses one) and its semaphore sets (killed in their ping-pong).
-    ['SIGKILL', 'sysv', 'System V message queue and semaphore set', 'sysv msg, pinned 0|1', sysvKilled, 'queue'],
-    ['SIGKILL', 'sysv', 'System V message queue and semaphore set', 'sysv sem, pinned 0|1', sysvKilled, 'semaphore set'],
+    ['SIGKILL', 'sysv', 'System V message queue and semaphore set', `sysv msg${CROSS.suffix}`, sysvKilled, 'queue'],
+    ['SIGKILL', 'sysv', 'System V message queue and semaphore set', `sysv sem${CROSS.suffix}`, sysvKilled, 'semaphore set'],
     // The nats case starts a nats-server each round: it dies with the case process.
     ['SIGKILL', 'nats', 'NATS through a local nats-server', 'nats', (pid: string) => new RegExp(`^NATS through a local nats-server: round \\d failed: its process \\(${pid}\\) ended during the round \\(killed by SIGKILL\\)$`), ''],
   ] as const) {

@@ -62,6 +62,11 @@ function maySpinThisTurn(): boolean {
   return t - syncSince < MAX_SYNC_MS;
 }
 
+/** Whether spinBeforeWait would spin now: then the first thing it does, after writing the batches, is retry the read. */
+export function spinsNow(spinner: SpinBudget, options: WaitOptions | undefined): boolean {
+  return spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn();
+}
+
 /**
  * A receive found nothing, or a send found no room: retries `found` for up to the
  * spinner's budget (never past the wait's timeout, not when its signal is aborted), after

@@ -27,7 +27,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js'
 import { native } from '../../os/native.js';
 import { SpinBudget, spinOption } from '../../os/spin.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { batchDone, batchScheduled, spinBeforeWait, type WriteBatchNow } from '../../os/turn.js';
+import { batchDone, batchScheduled, spinBeforeWait, spinsNow, type WriteBatchNow } from '../../os/turn.js';
 import { slotFor } from '../../core/slot-set.js';
 import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';
 import type { SocketKind } from './address.js';
@@ -541,12 +541,23 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
 
   /**
    * Whether the last read found the kernel's queue empty (fewer messages than it asked
-   * for), with no poll event since: the next receive then goes straight to its spin or
-   * the poll instead of a read that would fail with EAGAIN (a round trip's extra system
-   * call, and with it two epoll_ctl when the poll was stopped in between).
+   * for), with no poll event since while the socket was in epoll: see #skipsRead.
    */
   protected kernelDrained(): boolean {
     return false;
+  }
+
+  /**
+   * Whether a receive that finds nothing queued may go to its spin or its wait without
+   * reading first: after a read that emptied the kernel's queue that read would fail with
+   * EAGAIN (in a request/response exchange, before the request was even written: the spin
+   * writes this thread's batches first). What is in the kernel is still read at once: the
+   * spin's first retry reads, and a wait without a timeout gets it from the poll (epoll
+   * reports data already there). A wait with a timeout and no spin reads first, so that
+   * its timer cannot fire before a message that was already there.
+   */
+  #skipsRead(options: WaitOptions | undefined): boolean {
+    return this.kernelDrained() && (options?.timeout === undefined || spinsNow(this.#spinner, options));
   }
 
   /**
@@ -649,7 +660,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (this.state === 'open' && this.#waiters.length === 0) {
       // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
       // what this thread has batched is written (the peer may be waiting for it).
-      if ((this.kernelDrained() || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
+      if ((this.#skipsRead(options) || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
       if (this.#inHead < this.#incoming.length) {
         this.readWithoutWaiting();
         return this.#takeNow();
@@ -676,7 +687,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (got === undefined && this.state === 'open' && this.#waiters.length === 0) {
       this.#startInto(target);
       try {
-        if ((this.kernelDrained() || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
+        if ((this.#skipsRead(options) || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
         got = this.#takeInto(target);
         if (got !== undefined) this.readWithoutWaiting();
       } finally {
@@ -985,17 +996,20 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
   }
 
   protected startReading(): void {
-    if (this.#reading || this.state !== 'open') return;
+    if (this.state !== 'open') return;
     this.#reading = true;
     this.#idle = false;
+    // Every time, not only when it was not reading: an error event clears the poll's mask
+    // (FdPoll), and a want whose mask is already set costs no system call.
     this.#poll.want('read', this.#onReadable);
   }
 
   /**
    * Nobody waits: the fd stays in epoll without keeping the event loop alive (FdPoll.idle),
-   * so that the next receive's wait costs no epoll_ctl (three before: a ping-pong's round
-   * trip took 21-21.5 us on one CPU that way, 17-18 us without them); an event while idle,
-   * or a receive that finds its message without waiting (readWithoutWaiting), stops it.
+   * so that the next receive's wait costs no epoll_ctl (three before; on one CPU a
+   * ping-pong's round trip took 21.0-21.5 us with them, 16.9-18.0 us without, with the
+   * EAGAIN read skipped in both); an event while idle, or a receive that finds its message
+   * without waiting (readWithoutWaiting), stops it.
    */
   protected stopReading(): void {
     if (!this.#reading) return;
@@ -1010,6 +1024,7 @@ export class PacketChannel<T> extends PacketChannelBase<T> {
 
   #unwatch(): void {
     this.#idle = false;
+    this.#drained = false; // out of epoll, no event will say that more came
     this.#poll.unwant('read');
   }
 
@@ -1176,17 +1191,24 @@ export class DatagramServer<T> {
 
   updateReading(): void {
     const want = !this.#closed && this.#interested() && !this.#congested();
-    if (want === this.#reading) return;
-    this.#reading = want;
-    this.#idle = !want;
-    if (want) this.#poll.want('read', this.#onReadable);
-    else this.#poll.idle('read'); // as PacketChannel.stopReading: the next wait costs no epoll_ctl
+    if (want) {
+      // Every time (as PacketChannel.startReading): an error event clears the poll's mask.
+      this.#reading = true;
+      this.#idle = false;
+      this.#poll.want('read', this.#onReadable);
+      return;
+    }
+    if (!this.#reading) return;
+    this.#reading = false;
+    this.#idle = true;
+    this.#poll.idle('read'); // as PacketChannel.stopReading: the next wait costs no epoll_ctl
   }
 
   /** @internal Out of epoll, if it was left there idle: a receive found its datagram without waiting, or an event came while idle. */
   readWithoutWaiting(): void {
     if (!this.#idle) return;
     this.#idle = false;
+    this.drained = false; // out of epoll, no event will say that more came
     this.#poll.unwant('read');
   }
 
