@@ -90,13 +90,14 @@ export class SpinBudget {
     if (budget <= 0) return none;
     const t0 = performance.now();
     const until = t0 + budget / 1000;
-    while (performance.now() < until) {
+    // At least one attempt: a receive that skipped its read for the spin (os/turn.ts spinsNow) reads here.
+    do {
       const r = attempt();
       if (r !== none) {
         this.caught((performance.now() - t0) * 1000);
         return r;
       }
-    }
+    } while (performance.now() < until);
     this.missed();
     return none;
   }

@@ -64,7 +64,7 @@ function maySpinThisTurn(): boolean {
 
 /** Whether spinBeforeWait would spin now: then the first thing it does, after writing the batches, is retry the read. */
 export function spinsNow(spinner: SpinBudget, options: WaitOptions | undefined): boolean {
-  return spinner.max > 0 && !options?.signal?.aborted && maySpinThisTurn();
+  return spinner.max > 0 && spinCap(options) > 0 && !options?.signal?.aborted && maySpinThisTurn();
 }
 
 /**
