@@ -1101,7 +1101,7 @@ describe('packet sockets between receives', () => {
       const out = scratchPath(`strace-${kind}`);
       const roundTrips = 2000;
       // UV_USE_IO_URING=0: a libuv that batches epoll_ctl through io_uring would hide them from strace.
-      const r = await run('strace', ['-f', '-c', '-e', 'trace=recvmmsg,recvmsg,epoll_ctl,sendmsg,sendmmsg', '-o', out, process.execPath, join(fixturesDir, 'packet-pingpong.js'), kind, String(roundTrips)], { timeoutMs: 60_000, env: { ...process.env, UV_USE_IO_URING: '0' } }).done;
+      const r = await run('strace', ['-f', '-c', '-e', 'trace=recvmmsg,recvmsg,epoll_ctl,sendmsg,sendmmsg', '-o', out, process.execPath, join(fixturesDir, 'packet-pingpong.js'), kind, String(roundTrips), 'parent', scratchPath(`pingpong-${kind}`)], { timeoutMs: 60_000, env: { ...process.env, UV_USE_IO_URING: '0' } }).done;
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`"roundTrips":${roundTrips}`));
       // strace -c's table: % time, seconds, usecs/call, calls, [errors,] syscall.
