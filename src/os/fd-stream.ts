@@ -23,7 +23,7 @@ import { closedError, errnoError, invalidArgument, IpcError, isIpcError, timeout
 import { checkOutgoing, FrameDecoder, LENGTH_HEADER_BYTES, resolveFraming, type Framing, type FramingOptions } from '../core/framing.js';
 import { SpinBudget, spinOption } from './spin.js';
 import { native, type FdWatcher } from './native.js';
-import { batchDone, batchScheduled, spinBeforeWait, spinsNow, type WriteBatchNow } from './turn.js';
+import { batchDone, batchScheduled, skipsReadBeforeWait, spinBeforeWait, type WriteBatchNow } from './turn.js';
 import { slotFor, SlotSet, type Slot } from '../core/slot-set.js';
 import * as validate from '../core/validate.js';
 
@@ -326,17 +326,6 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
   #drained = false;
   /** A writer has been there (zeroReadNeedsPoll: only then is a read of 0 the end). */
   #writerSeen = false;
-  /**
-   * Whether a receive that finds nothing queued may go to its spin or its wait without
-   * reading first: after a short read (#drained) that read would fail with EAGAIN. What is in
-   * the kernel is still read at once: the spin's first retry reads, and a wait without a
-   * timeout gets it from the poll. A wait with a timeout and no spin reads first, so that its
-   * timer cannot fire before data that was already there (packet.ts does the same).
-   */
-  #skipsRead(options: WaitOptions | undefined): boolean {
-    return this.#drained && (options?.timeout === undefined || spinsNow(this.#spinner, options));
-  }
-
   #onReadable = (): void => {
     this.#writerSeen = true;
     this.#drained = false;
@@ -372,7 +361,7 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
     validate.waitOptions(options); // before the fast path: a bad option throws even when a message is ready
     if (this.#qHead < this.#queue.length) return this.#decodeNext();
     if (this.#waiters.length === 0 && this.#state === 'open') {
-      if (!this.#skipsRead(options)) this.#fill();
+      if (!skipsReadBeforeWait(this.#drained, this.#spinner, options)) this.#fill();
       // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
       // what this thread has batched is written (the peer may be waiting for it).
       if (this.#qHead === this.#queue.length && this.#state === 'open') spinBeforeWait(this.#spinner, this.#fillFound, options);
@@ -400,7 +389,7 @@ export class FdReader<T, R = void> implements Receiver<T>, ReceiverInto {
       this.#into = target;
       this.#intoBorrows = true;
       try {
-        if (!this.#skipsRead(options)) this.#fill();
+        if (!skipsReadBeforeWait(this.#drained, this.#spinner, options)) this.#fill();
         if (this.#intoLength < 0 && this.#qHead === this.#queue.length && this.#state === 'open') spinBeforeWait(this.#spinner, this.#fillFound, options);
         got = this.#takeInto(target);
       } finally {

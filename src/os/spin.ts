@@ -90,7 +90,7 @@ export class SpinBudget {
     if (budget <= 0) return none;
     const t0 = performance.now();
     const until = t0 + budget / 1000;
-    // At least one attempt: a receive that skipped its read for the spin (os/turn.ts spinsNow) reads here.
+    // At least one attempt: a receive that skipped its read for the spin (os/turn.ts skipsReadBeforeWait) reads here.
     do {
       const r = attempt();
       if (r !== none) {

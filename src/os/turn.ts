@@ -62,9 +62,18 @@ function maySpinThisTurn(): boolean {
   return t - syncSince < MAX_SYNC_MS;
 }
 
-/** Whether spinBeforeWait would spin now: then the first thing it does, after writing the batches, is retry the read. */
-export function spinsNow(spinner: SpinBudget, options: WaitOptions | undefined): boolean {
-  return spinner.max > 0 && spinCap(options) > 0 && !options?.signal?.aborted && maySpinThisTurn();
+/**
+ * Whether a receive that finds nothing queued may go to its spin or its wait without
+ * reading first (FdReader, PacketChannel), given `drained`: its last read found the
+ * kernel's queue empty, with no poll event since. That read would fail with EAGAIN (in a
+ * request/response exchange, before the request is even written: the spin writes this
+ * thread's batches first). What is in the kernel is still read at once: the spin's first
+ * retry reads, and a wait without a timeout gets it from the poll (epoll reports data
+ * already there). A wait with a timeout and no spin (spinMicros 0, a timeout of 0, past
+ * MAX_SYNC_MS) reads first, so that its timer cannot fire before a message already there.
+ */
+export function skipsReadBeforeWait(drained: boolean, spinner: SpinBudget, options: WaitOptions | undefined): boolean {
+  return drained && (options?.timeout === undefined || (spinner.max > 0 && spinCap(options) > 0 && !options.signal?.aborted && maySpinThisTurn()));
 }
 
 /**

@@ -27,7 +27,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, frameTooLarge } from '../../core/framing.js'
 import { native } from '../../os/native.js';
 import { SpinBudget, spinOption } from '../../os/spin.js';
 import { FdPoll } from '../../os/fd-stream.js';
-import { batchDone, batchScheduled, spinBeforeWait, spinsNow, type WriteBatchNow } from '../../os/turn.js';
+import { batchDone, batchScheduled, skipsReadBeforeWait, spinBeforeWait, type WriteBatchNow } from '../../os/turn.js';
 import { slotFor } from '../../core/slot-set.js';
 import { checkHandles, closeFds, closeHandleCopies, copyHandles, firstHandle, ReceivedHandle, type HandleSource } from './handle.js';
 import type { SocketKind } from './address.js';
@@ -541,24 +541,12 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
 
   /**
    * Whether the last read found the kernel's queue empty (fewer messages than it asked
-   * for), with no poll event since while the socket was in epoll: see #skipsRead.
+   * for), with no poll event since while the socket was in epoll (os/turn.ts skipsReadBeforeWait).
    */
   protected kernelDrained(): boolean {
     return false;
   }
 
-  /**
-   * Whether a receive that finds nothing queued may go to its spin or its wait without
-   * reading first: after a read that emptied the kernel's queue that read would fail with
-   * EAGAIN (in a request/response exchange, before the request was even written: the spin
-   * writes this thread's batches first). What is in the kernel is still read at once: the
-   * spin's first retry reads, and a wait without a timeout gets it from the poll (epoll
-   * reports data already there). A wait with a timeout and no spin reads first, so that
-   * its timer cannot fire before a message that was already there.
-   */
-  #skipsRead(options: WaitOptions | undefined): boolean {
-    return this.kernelDrained() && (options?.timeout === undefined || spinsNow(this.#spinner, options));
-  }
 
   /**
    * A receive found its message in the kernel without waiting: the reader is keeping up
@@ -660,7 +648,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (this.state === 'open' && this.#waiters.length === 0) {
       // Nothing yet: retry the read for a few µs before the poll (see spinMicros), once
       // what this thread has batched is written (the peer may be waiting for it).
-      if ((this.#skipsRead(options) || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
+      if ((skipsReadBeforeWait(this.kernelDrained(), this.#spinner, options) || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
       if (this.#inHead < this.#incoming.length) {
         this.readWithoutWaiting();
         return this.#takeNow();
@@ -687,7 +675,7 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     if (got === undefined && this.state === 'open' && this.#waiters.length === 0) {
       this.#startInto(target);
       try {
-        if ((this.#skipsRead(options) || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
+        if ((skipsReadBeforeWait(this.kernelDrained(), this.#spinner, options) || this.fill()) && this.#inHead === this.#incoming.length) spinBeforeWait(this.#spinner, this.#fillFound, options);
         got = this.#takeInto(target);
         if (got !== undefined) this.readWithoutWaiting();
       } finally {
