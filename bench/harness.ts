@@ -1039,20 +1039,36 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
 }
 
 /**
+ * The shortest warm-up of a C reference's round trip. Each round starts the reference anew,
+ * just after a probe of the CPUs' distance, and a new process's blocking round trips between
+ * two CPUs then run faster for its first 40-80 ms: a Unix stream pair's, in 20-ms windows,
+ * 28, 23-24, then 37-40 us (so too with only the child new; not again after a pause in the
+ * same pair; 2-vCPU VM, Linux 6.18, guest cpuidle haltpoll). A quick run's 20-ms windows took
+ * that stretch for steady (two agreed at 40 ms), so its 80-ms part measured some of it. C's
+ * Unix stream round trip, each run after a probe, 8 interleaved pairs: 23.5-39.1 us (median
+ * 29.5) without this floor, 37.7-39.7 with it, and a full run's warm-up and 0.4-s part read
+ * 37.6-40.7. Quick runs had put C's blocking round trips at 0.84x-0.97x the full run's, C's
+ * Unix stream outside 25% in 4 of 10. A full run's 50-ms windows end no sooner than this.
+ */
+export const C_RTT_MIN_WARM_SECONDS = 0.1;
+
+/**
  * Runs a C reference program: `<bin> lat|thr SIZE MAX_MSGS MAX_SECONDS [extra...]`, which
  * prints one JSON line. A program that fails or overruns its time limit is killed and its
  * result says exactly why (`notMeasured`), rather than failing the whole case: the figure
  * then prints NOT MEASURED with that cause. (Its forked child dies with it: harness.h sets
  * PR_SET_PDEATHSIG.) Round trips and one-way runs warm up as ours do, until two successive
- * windows agree (IPCKIT_BENCH_WARM; harness.h warm_up, lat_meter, rate_meter).
+ * windows agree, a round trip no sooner than C_RTT_MIN_WARM_SECONDS (IPCKIT_BENCH_WARM;
+ * harness.h warm_up, lat_meter, rate_meter).
  */
 export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Budget, extra: string[] = []): CResult {
   const before = recentProbe(); // its figure's placement: nothing of ours is measured now
   const [msgs, secs] = mode === 'lat' ? [budget.rttMessages, budget.rttSeconds] : [budget.thrMessages, budget.thrSeconds];
   const limit = cTimeLimitSeconds(budget, mode);
   const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;
-  // The C side warms up as ours does (harness.h warm_up): until two windows agree, or the cap.
-  const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}`;
+  // The C side warms up as ours does (harness.h warm_up): until two windows agree (a round
+  // trip for at least C_RTT_MIN_WARM_SECONDS), or the cap.
+  const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}${mode === 'lat' ? `,${C_RTT_MIN_WARM_SECONDS}` : ''}`;
   const r = runCJson<CResult>(what, bin, [mode, String(size), String(msgs), String(secs), ...extra], { limitSeconds: limit, killed: `(it measures for ${secs} s) and was killed: it stalled`, env: { ...process.env, IPCKIT_BENCH_WARM: warm } });
   return placedAfter({ ...('result' in r ? r.result : { notMeasured: r.why }), ...probedBy({ cpuProbeNs: before }) });
 }
