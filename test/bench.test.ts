@@ -18,6 +18,7 @@ import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
 import { renderHtml } from '../bench/html.js';
 import { END_MARK, readmeSection, replaceSection, START_MARK } from '../bench/readme.js';
 import { runBench } from '../bench/run.js';
+import { TCP_ONE_WAY_SECONDS, tcpOneWayBudget } from '../bench/socket.js';
 import { isIpcError, type IpcErrorCode } from '../src/core/errors.js';
 import { aggregate, evaluate, mainTable, SCHEMA_VERSION, type BenchReport, type ReportFigure } from '../bench/report.js';
 import { median, moved, ratioOfRounds, Steady, summarize } from '../bench/stats.js';
@@ -262,6 +263,13 @@ describe('CPU distance (bench/distance.ts)', () => {
     const q = fullLengthBudget(QUICK);
     assert.deepEqual([q.rttSeconds, q.thrSeconds, q.rttMessages, q.thrMessages, q.warm, q.rounds], [FULL.rttSeconds, FULL.thrSeconds, FULL.rttMessages, FULL.thrMessages, QUICK.warm, QUICK.rounds]);
     assert.deepEqual(fullLengthBudget(FULL), FULL);
+  });
+
+  it("tcpOneWayBudget: ours over TCP one way measures at least 0.2 s in a quick run; a full run's 0.4 s unchanged", () => {
+    const q = tcpOneWayBudget(QUICK);
+    assert.deepEqual([q.thrSeconds, q.rttSeconds, q.thrMessages, q.warm], [TCP_ONE_WAY_SECONDS, QUICK.rttSeconds, QUICK.thrMessages, QUICK.warm]);
+    assert.ok(TCP_ONE_WAY_SECONDS > QUICK.thrSeconds && TCP_ONE_WAY_SECONDS <= FULL.thrSeconds);
+    assert.deepEqual(tcpOneWayBudget(FULL), FULL);
   });
 
   it('a figure keeps the probes around its case in every round (null where a round did not measure it)', () => {
