@@ -1039,18 +1039,25 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
 }
 
 /**
- * The shortest warm-up of a C reference's round trip. Each round starts the reference anew,
- * just after a probe of the CPUs' distance, and a new process's blocking round trips between
- * two CPUs then run faster for its first 40-80 ms: a Unix stream pair's, in 20-ms windows,
- * 28, 23-24, then 37-40 us (so too with only the child new; not again after a pause in the
- * same pair; 2-vCPU VM, Linux 6.18, guest cpuidle haltpoll). A quick run's 20-ms windows took
- * that stretch for steady (two agreed at 40 ms), so its 80-ms part measured some of it. C's
- * Unix stream round trip, each run after a probe, 8 interleaved pairs: 23.5-39.1 us (median
- * 29.5) without this floor, 37.7-39.7 with it, and a full run's warm-up and 0.4-s part read
- * 37.6-40.7. Quick runs had put C's blocking round trips at 0.84x-0.97x the full run's, C's
- * Unix stream outside 25% in 4 of 10. A full run's 50-ms windows end no sooner than this.
+ * How long a C reference's round trip waits, idle, after the probe of the CPUs that places
+ * it. A blocking round trip started right after a probe ran faster for its first 40-80 ms
+ * (a Unix stream pair's 20-ms windows: 28, 23-24, then 37-40 us). C's Unix stream pair,
+ * quick warm-up and 80-ms part, 7 runs of each, interleaved (2-vCPU VM, Linux 6.18): right
+ * after a probe 24.1-39.9 us; after a probe and 10 ms idle 37.9-51.2; after a C pipe blasting
+ * one way for 0.1 s 40.1-49.2; after 0.1 s idle 38.6-41.4. A probe spins both CPUs without a
+ * system call; what in the host makes the wake-ups after it faster was not found. A quick
+ * run's two agreeing 20-ms windows ended inside that stretch, and quick runs put C's blocking
+ * round trips at 0.84x-0.97x the full run's (C's Unix stream outside 25% in 4 of 10). Five C
+ * references (pipe, FIFO, Unix stream, TCP, signal), each after a probe, 5 rounds
+ * interleaved: with this idle time, medians within 4% of a full run's warm-up and 0.4-s part;
+ * without, 0.5-6% below, single rounds down to 0.75x. Warming up for at least 0.1 s instead
+ * did as well, at three times the cost.
  */
-export const C_RTT_MIN_WARM_SECONDS = 0.1;
+export const C_RTT_IDLE_AFTER_PROBE_SECONDS = 0.02;
+/** Blocks this thread for `seconds` (a case process between two measurements: nothing else runs). */
+function idleFor(seconds: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, seconds * 1000);
+}
 
 /**
  * Runs a C reference program: `<bin> lat|thr SIZE MAX_MSGS MAX_SECONDS [extra...]`, which
@@ -1058,17 +1065,17 @@ export const C_RTT_MIN_WARM_SECONDS = 0.1;
  * result says exactly why (`notMeasured`), rather than failing the whole case: the figure
  * then prints NOT MEASURED with that cause. (Its forked child dies with it: harness.h sets
  * PR_SET_PDEATHSIG.) Round trips and one-way runs warm up as ours do, until two successive
- * windows agree, a round trip no sooner than C_RTT_MIN_WARM_SECONDS (IPCKIT_BENCH_WARM;
- * harness.h warm_up, lat_meter, rate_meter).
+ * windows agree (IPCKIT_BENCH_WARM; harness.h warm_up, lat_meter, rate_meter); a round trip
+ * starts C_RTT_IDLE_AFTER_PROBE_SECONDS after its probe.
  */
 export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Budget, extra: string[] = []): CResult {
   const before = recentProbe(); // its figure's placement: nothing of ours is measured now
+  if (mode === 'lat') idleFor(C_RTT_IDLE_AFTER_PROBE_SECONDS);
   const [msgs, secs] = mode === 'lat' ? [budget.rttMessages, budget.rttSeconds] : [budget.thrMessages, budget.thrSeconds];
   const limit = cTimeLimitSeconds(budget, mode);
   const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;
-  // The C side warms up as ours does (harness.h warm_up): until two windows agree (a round
-  // trip for at least C_RTT_MIN_WARM_SECONDS), or the cap.
-  const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}${mode === 'lat' ? `,${C_RTT_MIN_WARM_SECONDS}` : ''}`;
+  // The C side warms up as ours does (harness.h warm_up): until two windows agree, or the cap.
+  const warm = `${budget.warm.windowSeconds},${budget.warm.tolerance},${budget.warm.capSeconds}`;
   const r = runCJson<CResult>(what, bin, [mode, String(size), String(msgs), String(secs), ...extra], { limitSeconds: limit, killed: `(it measures for ${secs} s) and was killed: it stalled`, env: { ...process.env, IPCKIT_BENCH_WARM: warm } });
   return placedAfter({ ...('result' in r ? r.result : { notMeasured: r.why }), ...probedBy({ cpuProbeNs: before }) });
 }

@@ -103,18 +103,17 @@ static void print_latency(uint64_t *samples, long n) {
 
 /*
  * The warm-up every figure of the bench gets (bench/stats.ts, Steady), shared by lat_meter and
- * rate_meter: with IPCKIT_BENCH_WARM="WINDOW_S,TOLERANCE,CAP_S[,MIN_S]" (bench/harness.ts runC
- * sets it from the run's budget), windows of WINDOW_S seconds until the values of two
- * successive windows agree within TOLERANCE, and at least MIN_S seconds have passed, or CAP_S
- * seconds have. A cross-CPU wake-up round trip speeds up or slows down over its first ~0.1 s
- * on some VMs, so a fixed number of dropped samples left a short run measuring the ramp.
- * Without the variable (a run by hand)
+ * rate_meter: with IPCKIT_BENCH_WARM="WINDOW_S,TOLERANCE,CAP_S" (bench/harness.ts runC sets it
+ * from the run's budget), windows of WINDOW_S seconds until the values of two successive
+ * windows agree within TOLERANCE, or CAP_S seconds have passed. A cross-CPU wake-up round
+ * trip speeds up or slows down over its first ~0.1 s on some VMs, so a fixed number of
+ * dropped samples left a short run measuring the ramp. Without the variable (a run by hand)
  * there is no warm-up: a round trip drops its first samples (print_latency), a one-way run
  * counts from its first message.
  */
 typedef struct {
   int timed, warming, have_last, steady;
-  double window_s, tolerance, cap_s, min_s, last, warm_s;
+  double window_s, tolerance, cap_s, last, warm_s;
   uint64_t start, window_start;
 } warm_up;
 
@@ -122,7 +121,7 @@ static warm_up warm_up_start(void) {
   warm_up w;
   memset(&w, 0, sizeof w);
   const char *env = getenv("IPCKIT_BENCH_WARM");
-  if (env && sscanf(env, "%lf,%lf,%lf,%lf", &w.window_s, &w.tolerance, &w.cap_s, &w.min_s) >= 3 && w.window_s > 0) w.timed = w.warming = 1;
+  if (env && sscanf(env, "%lf,%lf,%lf", &w.window_s, &w.tolerance, &w.cap_s) == 3 && w.window_s > 0) w.timed = w.warming = 1;
   w.start = w.window_start = now_ns();
   return w;
 }
@@ -131,7 +130,7 @@ static warm_up warm_up_start(void) {
 static int warm_up_window(warm_up *w, double value, uint64_t t) {
   double elapsed = (t - w->start) / 1e9;
   double big = value > w->last ? value : w->last, diff = value > w->last ? value - w->last : w->last - value;
-  int agree = w->have_last && diff <= w->tolerance * big && elapsed >= w->min_s;
+  int agree = w->have_last && diff <= w->tolerance * big;
   w->last = value;
   w->have_last = 1;
   w->window_start = t;
