@@ -326,7 +326,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
       roundNotes.push(noted);
     }
   } finally {
-    for (const p of processes.values()) await p.close().catch(() => {});
+    // Together: each ends its own kept peers and children (0.4 s of a quick run one by one).
+    await Promise.allSettled([...processes.values()].map((p) => p.close()));
   }
   if (tty) process.stderr.write('\r\x1b[K');
   stop.dispose();
