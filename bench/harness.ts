@@ -1041,7 +1041,7 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
 /**
  * How long a C reference's round trip waits, idle, after the probe of the CPUs that places
  * it. A blocking round trip started right after a probe ran faster for its first 40-80 ms
- * (a Unix stream pair's 20-ms windows: 28, 23-24, then 37-40 us). C's Unix stream pair,
+ * (in 20-ms windows: 28, 23-24, then 37-40 us). C's Unix stream pair,
  * quick warm-up and 80-ms part, 7 runs of each, interleaved (2-vCPU VM, Linux 6.18): right
  * after a probe 24.1-39.9 us; after a probe and 10 ms idle 37.9-51.2; after a C pipe blasting
  * one way for 0.1 s 40.1-49.2; after 0.1 s idle 38.6-41.4. A probe spins both CPUs without a
@@ -1051,7 +1051,7 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
  * references (pipe, FIFO, Unix stream, TCP, signal), each after a probe, 5 rounds
  * interleaved: with this idle time, medians within 4% of a full run's warm-up and 0.4-s part;
  * without, 0.5-6% below, single rounds down to 0.75x. Warming up for at least 0.1 s instead
- * did as well, at three times the cost.
+ * did as well, at three times the cost. 20 ms: twice the idle time that sufficed.
  */
 export const C_RTT_IDLE_AFTER_PROBE_SECONDS = 0.02;
 /** Blocks this thread for `seconds` (a case process between two measurements: nothing else runs). */
