@@ -190,7 +190,8 @@ export const SIZES = [64, 1024, 65536];
  *   full run, and at 70-74 and 68-69 us measured for 0.4 s;
  * - `process.send`'s one-way rate: over 80 ms, 0.25-0.34M msg/s in 6 of 18 quick rounds
  *   against 0.46-0.54M in every full one; over 0.4 s, 0.49-0.59M in 12 quick rounds
- *   interleaved with 12 at 80 ms (stdio framing's agreed at 80 ms).
+ *   interleaved with 12 at 80 ms (stdio framing's agreed at 80 ms); the process case's
+ *   `process.send` blast too (bench/process.ts thrRound).
  * (The spinning ring's one-way rate was measured so too while its receiver was a new process
  * each round; bench/shm.ts keeps it in a quick run now.)
  */
