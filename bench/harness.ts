@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { sleepSync } from '../src/memory/waits.js';
 import { affinity, restoreAffinity } from './placement.js';
 import { median, Steady, type SteadyOptions } from './stats.js';
 import type { ReportFigure } from './report.js';
@@ -1055,10 +1056,6 @@ export function cTimeLimitSeconds(budget: Budget, mode: 'lat' | 'thr'): number {
  * did as well, at three times the cost. 20 ms: twice the idle time that sufficed.
  */
 export const C_RTT_IDLE_AFTER_PROBE_SECONDS = 0.02;
-/** Blocks this thread for `seconds` (a case process between two measurements: nothing else runs). */
-function idleFor(seconds: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, seconds * 1000);
-}
 
 /**
  * Runs a C reference program: `<bin> lat|thr SIZE MAX_MSGS MAX_SECONDS [extra...]`, which
@@ -1071,7 +1068,7 @@ function idleFor(seconds: number): void {
  */
 export function runC(bin: string, mode: 'lat' | 'thr', size: number, budget: Budget, extra: string[] = []): CResult {
   const before = recentProbe(); // its figure's placement: nothing of ours is measured now
-  if (mode === 'lat') idleFor(C_RTT_IDLE_AFTER_PROBE_SECONDS);
+  if (mode === 'lat') sleepSync(C_RTT_IDLE_AFTER_PROBE_SECONDS * 1000); // a case process between two measurements: nothing else runs
   const [msgs, secs] = mode === 'lat' ? [budget.rttMessages, budget.rttSeconds] : [budget.thrMessages, budget.thrSeconds];
   const limit = cTimeLimitSeconds(budget, mode);
   const what = `C reference ${bin.split('/').pop()} ${[mode, size, ...extra].join(' ')}`;

@@ -547,7 +547,6 @@ export abstract class PacketChannelBase<T> implements Channel<T>, ReceiverInto, 
     return false;
   }
 
-
   /**
    * A receive found its message in the kernel without waiting: the reader is keeping up
    * with a sender (one way), not waiting for answers. A socket left in epoll between waits
