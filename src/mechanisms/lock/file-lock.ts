@@ -19,6 +19,7 @@ import { constants as fsConstants } from 'node:fs';
 import { cancellableWait, type WaitOptions } from '../../core/channel.js';
 import { closedError, errnoError, errnoOf, IpcError, timeoutError, toIpcError } from '../../core/errors.js';
 import * as validate from '../../core/validate.js';
+import { sleepSync } from '../../memory/waits.js';
 import { runBlocking } from '../../os/blocking.js';
 import { native, type NativeStat } from '../../os/native.js';
 import { fileTypeName } from '../../os/permissions.js';
@@ -168,12 +169,11 @@ export class FileLock implements AsyncDisposable, Disposable {
     const timeout = validate.timeout(options.timeout);
     this.#usable(o.shared);
     const deadline = timeout === undefined ? Infinity : performance.now() + timeout;
-    const sleeper = new Int32Array(new SharedArrayBuffer(4));
     for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
       if (this.#try(o)) return this.#held(o);
       const left = deadline - performance.now();
       if (left <= 0) throw timeoutError(`lock ${this.path}`, timeout!);
-      Atomics.wait(sleeper, 0, 0, Math.min(delay, left));
+      sleepSync(Math.min(delay, left));
     }
   }
 
