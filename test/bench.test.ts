@@ -495,6 +495,24 @@ describe('bench report', () => {
     assert.match(r.ifMissed!, /workerpool is bound by its own process \(48\.0 us of CPU per job there/);
   });
 
+  it("the spinning ring's missed round trip says why from this run's figures: ours against C's ring, round by round, and the CPUs' distance", async () => {
+    const { scenarios } = await import('../bench/shm.js');
+    const target = scenarios[0]!.targets!.find((t) => t.metric === 'rtt' && t.maxP50Us === 0.6)!;
+    const ring = (variant: string, role: Figure['role'], p50Us: number, cpuProbeNs: number): Figure => ({ mechanism: 'ring (spin)', variant, role, metric: 'rtt', size: 64, n: 1000, p50Us, p99Us: p50Us * 2, cpuProbeNs });
+    const run = (c: number[]) => aggregate([0.81, 0.77, 0.87].map((ours, r) => [ring('ipckit ring, spin', 'ipckit', ours, [120, 110, 150][r]!), ring('C ring, spin', 'c', c[r]!, 130)]));
+    const slowC = evaluate(target, run([0.61, 0.59, 0.65]));
+    assert.equal(slowC.met, false);
+    assert.match(slowC.ifMissed!, /^measured in this run: ours 0\.81 us \(rounds 0\.77-0\.87\), C's spinning ring 0\.61 us \(rounds 0\.59-0\.65\): ours 1\.33x C's \(rounds 1\.31x-1\.34x\); C's ring itself takes more than 0\.6 us on this machine; a cache line's round trip between the two CPUs took 110-150 ns/);
+    assert.match(slowC.ifMissed!, /Where ours is above C's: each hop costs ~100 ns of JavaScript/);
+    // C's ring under 0.6 us: the gap is ours, and the cause does not blame the machine.
+    const fastC = evaluate(target, run([0.3, 0.29, 0.31]));
+    assert.match(fastC.ifMissed!, /ours 2\.7\dx C's/);
+    assert.doesNotMatch(fastC.ifMissed!, /itself/);
+    // No C figure (no compiler): ours alone, said so.
+    const alone = evaluate(target, aggregate([[ring('ipckit ring, spin', 'ipckit', 0.9, 120)]]));
+    assert.match(alone.ifMissed!, /^measured in this run: ours 0\.90 us \(rounds 0\.90-0\.90\); C's spinning ring not measured/);
+  });
+
   it("the process pool reads its workers' CPU and minor page faults from the right fields of /proc/PID/stat (this process's, against what Node says of it)", async () => {
     const { usageOf } = await import('../bench/process-pool.js');
     const faults0 = process.resourceUsage().minorPageFault;
