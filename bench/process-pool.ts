@@ -84,13 +84,26 @@ interface Side {
  *   The rate counts the completions inside that window only, with the pipeline full: not
  *   its filling nor its draining, which with 256 jobs in flight weigh on a 0.1 s window
  *   (quick runs) more than on a 0.4 s one, and did (quick tiny-job figures 0.75x-1.3x
- *   the full run's, each pool biased its own way).
+ *   the full run's, each pool biased its own way);
+ * - `{ steady, seconds }`, both in one go: the measured window opens when the warm-up ends,
+ *   with the pipeline already full, and the pool is filled and drained once, not twice
+ *   (workerpool's 1 MiB results come 30 a second: 8 in flight take 0.27 s each way).
  * Returns the window's jobs/s, the parent's CPU µs and minor page faults per job in it (a
- * thread pool's threads are the parent's), and the jobs run in all.
+ * thread pool's threads are the parent's), the jobs run in all and, with a warm-up, whether
+ * it ended steady and when.
  */
-async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, until: { seconds: number } | { steady: SteadyOptions }): Promise<{ rate: number; cpuUsPerJob: number; faultsPerJob: number; jobs: number; seconds: number; steady?: boolean }> {
+export async function drive(
+  submit: Submit,
+  fn: 'tiny' | 'mib',
+  inFlight: number,
+  until: { seconds: number; steady?: SteadyOptions } | { steady: SteadyOptions; seconds?: number },
+): Promise<{ rate: number; cpuUsPerJob: number; faultsPerJob: number; jobs: number; seconds: number; steady?: boolean; warmSeconds?: number }> {
   const start = process.hrtime.bigint();
-  const steady = 'steady' in until ? new Steady(until.steady) : undefined;
+  let warmSeconds: number | undefined;
+  const steady = until.steady ? new Steady(until.steady) : undefined;
+  // warm: Steady's windows; fill: until the first inFlight jobs complete; measure: the
+  // measured window; drain: no new jobs, until every one started has completed.
+  let phase: 'warm' | 'fill' | 'measure' | 'drain' = steady ? 'warm' : 'fill';
   let windowStart = start; // warm-up: the current Steady window; measured part: the measured window
   let windowDone = 0;
   let cpu0 = process.cpuUsage();
@@ -98,35 +111,37 @@ async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, until
   let measured: { rate: number; cpuUsPerJob: number; faultsPerJob: number } | undefined;
   let started = 0;
   let done = 0;
-  let stop = false;
   await new Promise<void>((resolve, reject) => {
+    const open = (t: bigint): void => {
+      phase = 'measure';
+      windowStart = t;
+      windowDone = done;
+      cpu0 = process.cpuUsage();
+      faults0 = process.resourceUsage().minorPageFault;
+    };
     const next = (): void => {
-      if (stop) return;
       const t = process.hrtime.bigint();
       const inWindow = Number(t - windowStart) / 1e9;
-      if (steady) {
-        if (!steady.done && inWindow >= steady.options.windowSeconds) {
-          steady.window((done - windowDone) / inWindow, Number(t - start) / 1e9);
-          windowStart = t;
-          windowDone = done;
-        }
-      } else if (windowDone === 0 && done >= inFlight) {
-        windowStart = t; // the pipeline is full: the measured window opens
+      if (phase === 'warm' && inWindow >= steady!.options.windowSeconds) {
+        const over = steady!.window((done - windowDone) / inWindow, Number(t - start) / 1e9);
+        windowStart = t;
         windowDone = done;
-        cpu0 = process.cpuUsage();
-        faults0 = process.resourceUsage().minorPageFault;
-      } else if (windowDone > 0 && !measured && inWindow >= (until as { seconds: number }).seconds) {
+        if (over) warmSeconds = Number(t - start) / 1e9;
+        if (over && until.seconds === undefined) phase = 'drain';
+        else if (over) open(t); // the pipeline is full: the measured window opens now
+      } else if (phase === 'fill' && done >= inFlight) {
+        open(t);
+      } else if (phase === 'measure' && inWindow >= until.seconds!) {
         const cpu = process.cpuUsage(cpu0);
         const jobs = done - windowDone;
         measured = { rate: jobs / inWindow, cpuUsPerJob: (cpu.user + cpu.system) / jobs, faultsPerJob: (process.resourceUsage().minorPageFault - faults0) / jobs };
+        phase = 'drain';
       }
-      const enough = steady ? steady.done : measured !== undefined;
-      if (enough && done === started) {
-        stop = true;
-        resolve();
+      if (phase === 'drain') {
+        if (done === started) resolve();
         return;
       }
-      while (!enough && started - done < inFlight) {
+      while (started - done < inFlight) {
         const i = started++;
         submit(fn, i).then(
           (r) => {
@@ -144,7 +159,7 @@ async function drive(submit: Submit, fn: 'tiny' | 'mib', inFlight: number, until
     next();
   });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  return { rate: measured?.rate ?? NaN, cpuUsPerJob: measured?.cpuUsPerJob ?? NaN, faultsPerJob: measured?.faultsPerJob ?? NaN, jobs: done, seconds, ...(steady ? { steady: steady.steady } : {}) };
+  return { rate: measured?.rate ?? NaN, cpuUsPerJob: measured?.cpuUsPerJob ?? NaN, faultsPerJob: measured?.faultsPerJob ?? NaN, jobs: done, seconds, ...(steady ? { steady: steady.steady, warmSeconds: warmSeconds ?? seconds } : {}) };
 }
 
 async function loadOptional(name: string): Promise<any> {
@@ -278,11 +293,12 @@ export const scenarios: Scenario[] = [
           const seconds = Math.max(ctx.budget.thrSeconds, MIN_MEASURED_SECONDS);
           // Warm-up, each side until its rate is steady (as every figure of the bench): a fixed
           // 2,000 jobs (10 ms) left a quick run's one round at a fifth of a full run's rate.
+          // With one round (quick), each side's measured part follows its own warm-up in one
+          // go (drive); with more, every side warms up before the interleaved rounds.
+          const fused = rounds === 1;
           const warmups = new Map<Side, { seconds: number; steady: boolean }>();
-          for (const s of all) {
-            const w = await drive(s.submit, fn, inFlight, { steady: warmBudget });
-            warmups.set(s, { seconds: +w.seconds.toFixed(3), steady: w.steady! });
-          }
+          const warmed = (s: Side, w: { warmSeconds?: number; steady?: boolean }): void => void warmups.set(s, { seconds: +w.warmSeconds!.toFixed(3), steady: w.steady! });
+          if (!fused) for (const s of all) warmed(s, await drive(s.submit, fn, inFlight, { steady: warmBudget }));
           const runs = new Map<Side, Array<{ rate: number; cpu: number; faults: number; workerCpu: number; workerFaults: number }>>(all.map((s) => [s, []]));
           // Each side's placement (harness.ts placedAfter): the farthest of the CPU distances
           // probed just before and after each of its measured parts. The probes around the
@@ -296,7 +312,8 @@ export const scenarios: Scenario[] = [
               const pids = s.pids?.() ?? [];
               const w0 = usageOf(pids);
               const before = recentProbe(); // the one progress() took
-              const m = await drive(s.submit, fn, inFlight, { seconds });
+              const m = await drive(s.submit, fn, inFlight, fused ? { steady: warmBudget, seconds } : { seconds });
+              if (fused) warmed(s, m);
               const probed = farther(before, probeNow());
               placement.set(s, farther(placement.get(s), probed)); // the first: probed itself
               const w1 = usageOf(pids);

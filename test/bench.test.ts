@@ -513,6 +513,28 @@ describe('bench report', () => {
     assert.match(alone.ifMissed!, /^measured in this run: ours 0\.90 us \(rounds 0\.90-0\.90\); C's spinning ring not measured/);
   });
 
+  it("the process pool's drive: a warm-up, a measured part, or both in one go, where the measured window opens as the warm-up ends; never more than inFlight jobs, all drained", async () => {
+    const { drive } = await import('../bench/process-pool.js');
+    let running = 0;
+    let most = 0;
+    const submit = (_fn: 'tiny' | 'mib', i: number): Promise<unknown> => {
+      most = Math.max(most, ++running);
+      return new Promise((resolve) => setTimeout(() => (running--, resolve(i + 1)), 1));
+    };
+    const steady = { tolerance: 0.5, windowSeconds: 0.02, capSeconds: 0.2 };
+    const both = await drive(submit, 'tiny', 4, { steady, seconds: 0.05 });
+    assert.equal(running, 0, 'drained');
+    assert.ok(both.rate > 0 && Number.isFinite(both.cpuUsPerJob), JSON.stringify(both));
+    assert.ok(both.warmSeconds! >= 0.02 && both.warmSeconds! <= both.seconds - 0.05, JSON.stringify(both));
+    assert.equal(typeof both.steady, 'boolean');
+    const warm = await drive(submit, 'tiny', 4, { steady });
+    assert.ok(Number.isNaN(warm.rate) && warm.warmSeconds! >= 0.02 && warm.jobs > 0, JSON.stringify(warm));
+    const part = await drive(submit, 'tiny', 4, { seconds: 0.05 });
+    assert.ok(part.rate > 0 && part.warmSeconds === undefined && part.steady === undefined && part.seconds >= 0.05, JSON.stringify(part));
+    assert.equal(running, 0);
+    assert.equal(most, 4, 'inFlight jobs at a time, no more');
+  });
+
   it("the process pool reads its workers' CPU and minor page faults from the right fields of /proc/PID/stat (this process's, against what Node says of it)", async () => {
     const { usageOf } = await import('../bench/process-pool.js');
     const faults0 = process.resourceUsage().minorPageFault;
