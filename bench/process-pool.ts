@@ -3,7 +3,8 @@
  * - workerpool in process mode (child_process.fork + process.send, JSON), the target's
  *   baseline: tiny jobs at least 5x its rate;
  * - piscina (worker threads, structured clone: no process boundary), the upper bound.
- * Two figures: tiny jobs/s (a number in, a number out) and 1 MiB results/s. Each pool has
+ * Two figures: tiny jobs/s (a number in, a number out) and 1 MiB results/s (a full run; a
+ * quick run measures the tiny jobs only, as every case its smallest size). Each pool has
  * the same number of workers and the same jobs in flight; the pools are started once and
  * the sides take turns in each round (the order rotates), so that the machine's load
  * falls on all alike; each figure is the median of the rounds, with the spread (min-max).
@@ -286,10 +287,13 @@ export const scenarios: Scenario[] = [
       const all = made.sides;
       const figures: Figure[] = [];
       try {
-        for (const [fn, inFlight, bytes] of [
+        const jobs = [
           ['tiny', 256, TINY],
           ['mib', 8, MIB],
-        ] as const) {
+        ] as const;
+        // --quick: tiny jobs only, as every case measures its smallest size only (sizesOf):
+        // the 1 MiB results took a third of the case's 2-3 s a round.
+        for (const [fn, inFlight, bytes] of ctx.quick ? jobs.slice(0, 1) : jobs) {
           const seconds = Math.max(ctx.budget.thrSeconds, MIN_MEASURED_SECONDS);
           // Warm-up, each side until its rate is steady (as every figure of the bench): a fixed
           // 2,000 jobs (10 ms) left a quick run's one round at a fifth of a full run's rate.
