@@ -298,7 +298,9 @@ export const scenarios: Scenario[] = [
         ctx.progress(`${MODE_NAMES.event}, spinMicros 0, RTT 64 B`);
         return [{ mechanism: 'ring (sleep)', variant: `${MODE_NAMES.event}, no spin`, role: 'ipckit' as const, metric: 'rtt' as const, size: 64, ...(await rtt('event', 64, ctx.budget, 0, ctx)) }];
       });
-      await attempt('ring adaptive', async () => {
+      // The blocking forms (sendSync/receiveSync, for workers and scripts): full runs only, to
+      // keep a quick run under a minute on a slower VM (0.5 s a round, a 2-vCPU Intel VM).
+      if (!ctx.quick) await attempt('ring adaptive', async () => {
         const out: Figure[] = [];
         for (const size of sizesOf(ctx)) {
           ctx.progress(`${MODE_NAMES.adaptive} RTT ${size} B`);

@@ -1109,10 +1109,10 @@ describe('ipckit bench, a real run', () => {
       for (const c of seen.keys()) assert.ok(ended(c), `child ${c} still runs`);
       assert.deepEqual(readdirSync('/dev/shm').filter((f) => f.includes(`ipckit-bench-${pid}-`)), []);
       // One child per role, way of waiting and size (64 B: all --quick measures): echoes for
-      // spin, event loop, event loop without spinning and adaptive, sinks for spin, event loop
-      // and adaptive; the killed echo's replacement is the eighth.
+      // spin, event loop and event loop without spinning, sinks for spin and event loop (the
+      // blocking forms are a full run's); the killed echo's replacement is the sixth.
       const roles = [...seen.values()].map(({ argv }) => scriptOf(argv, 'child.js')![1]);
-      assert.deepEqual({ echo: roles.filter((x) => x === 'echo').length, sink: roles.filter((x) => x === 'sink').length }, { echo: 5, sink: 3 }, JSON.stringify([...seen.values()].map((v) => v.argv.slice(-3))));
+      assert.deepEqual({ echo: roles.filter((x) => x === 'echo').length, sink: roles.filter((x) => x === 'sink').length }, { echo: 4, sink: 2 }, JSON.stringify([...seen.values()].map((v) => v.argv.slice(-3))));
       const j = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
       const failed = j.notes.filter((n) => /failed/.test(n));
       hit = failed.length > 0;
