@@ -237,6 +237,20 @@ async function netBaseline(ctx: BenchContext, size: number): Promise<Figure[]> {
 }
 
 /**
+ * A one-way figure for a missed target's cause: its rate and, where measured, how busy its
+ * sender and receiver were (CPU per message x messages per second) and the receiver's page
+ * faults: a side near 100% busy is the bound.
+ */
+function oneWaySide(name: string, f: ReportFigure | undefined, unit: 'GB/s' | 'msg/s'): string {
+  if (!f || f.notMeasured) return `${name} not measured`;
+  const costs: string[] = [];
+  if (f.senderCpuUs !== undefined) costs.push(`sender ${((f.senderCpuUs * f.value) / 1e4).toFixed(0)}% busy, ${f.senderCpuUs.toFixed(1)} us of CPU per message`);
+  if (f.receiverCpuUs !== undefined) costs.push(`receiver ${((f.receiverCpuUs * f.value) / 1e4).toFixed(0)}% busy, ${f.receiverCpuUs.toFixed(1)} us and ${f.receiverPageFaults!.toFixed(1)} page faults per message`);
+  const rate = unit === 'GB/s' ? `${(f.mbPerSec! / 1000).toFixed(2)} GB/s` : `${(f.msgsPerSec! / 1e6).toFixed(2)}M msg/s`;
+  return `${name} ${rate}${costs.length ? ` (${costs.join('; ')})` : ''}`;
+}
+
+/**
  * Issue 14: TCP at 64 KiB at least as fast as Node's framed stdio. Its cause, if missed, is
  * built from the run's figures: how busy each side's sender and receiver were, and the
  * receiver's page faults, say which side bound it (perf, 2026-12-04: docs/socket.md).
@@ -250,15 +264,8 @@ const tcpBigTarget: Target = {
   text: "TCP loopback one-way at 64 KiB at least Node's framed stdio; shown: stdio's rate / ours, at most 1 (issue 14)",
   ifMissed: (figures: ReportFigure[]): string => {
     const at = (mechanism: string, variant: string) => figures.find((f) => f.mechanism === mechanism && f.variant === variant && f.metric === 'throughput' && f.size === 65536);
-    const side = (name: string, f: ReportFigure | undefined): string => {
-      if (!f || f.notMeasured) return `${name} not measured`;
-      const costs: string[] = [];
-      if (f.senderCpuUs !== undefined) costs.push(`sender ${((f.senderCpuUs * f.value) / 1e4).toFixed(0)}% busy, ${f.senderCpuUs.toFixed(1)} us of CPU per message`);
-      if (f.receiverCpuUs !== undefined) costs.push(`receiver ${((f.receiverCpuUs * f.value) / 1e4).toFixed(0)}% busy, ${f.receiverCpuUs.toFixed(1)} us and ${f.receiverPageFaults!.toFixed(1)} page faults per message`);
-      return `${name} ${(f.mbPerSec! / 1000).toFixed(2)} GB/s${costs.length ? ` (${costs.join('; ')})` : ''}`;
-    };
     return (
-      `measured in this run (medians over the rounds): ${side('ours', at('socket tcp', 'ipckit'))}; ${side('the C reference', at('socket tcp', C_PROGRAM.tcp[1]))}; ${side("Node's stdio framing", at('node', 'stdio framing'))}. ` +
+      `measured in this run (medians over the rounds): ${oneWaySide('ours', at('socket tcp', 'ipckit'), 'GB/s')}; ${oneWaySide('the C reference', at('socket tcp', C_PROGRAM.tcp[1]), 'GB/s')}; ${oneWaySide("Node's stdio framing", at('node', 'stdio framing'), 'GB/s')}. ` +
       "A sender near 100% busy is bound by the kernel: over loopback a TCP write also runs the receiving side's protocol work (perf on a 2-vCPU VM: the sender ~98% of its time in the kernel), C's alike, where stdio framing rides a pipe. " +
 'A receiver near 100% busy is the bound: each receive() copies the message out of the read buffer into memory of its own (fresh 64 KiB blocks also cost page faults); receiveInto into a reused buffer does neither'
     );
@@ -294,7 +301,7 @@ export const scenarios: Scenario[] = [
       { mechanism: 'socket tcp', metric: 'throughput', size: 64, minMsgsPerSec: 500_000, text: 'TCP loopback one-way at 64 B >= 500,000 msg/s' },
       tcpBigTarget,
       { mechanism: 'socket unix-dgram (socketpair)', metric: 'throughput', size: 64, minMsgsPerSec: 460_000, text: 'Unix datagram (socketpair) one-way at 64 B >= 460,000 msg/s' },
-      { mechanism: 'socket unix-dgram', metric: 'throughput', size: 64, minMsgsPerSec: 460_000, text: 'Unix datagram (bound server) one-way at 64 B >= 460,000 msg/s', ifMissed: "the receiving server is the bottleneck: measured on a 2-vCPU AMD EPYC VM (processes pinned apart, 0.56-0.60M msg/s), it spent 1.5-1.7 us of CPU per datagram, about 1.1 us of it in the kernel's recvmmsg (which also copies out each datagram's sender address and credentials: the server routes every datagram to its sender's channel by them) and 0.45-0.55 us in JavaScript; the kernel also queues at most net.unix.max_dgram_qlen (10) datagrams for an unconnected server, so the sender waits for room. A socketPair('unix-dgram') has neither (see its row in a full run)" },
+      { mechanism: 'socket unix-dgram', metric: 'throughput', size: 64, minMsgsPerSec: 460_000, text: 'Unix datagram (bound server) one-way at 64 B >= 460,000 msg/s', ifMissed: datagramServerCause },
       ...rttTargets('unix'),
       ...rttTargets('unix-dgram'),
       ...rttTargets('unix-dgram-pair'),
@@ -367,3 +374,16 @@ export const children = {
     });
   },
 };
+
+/** Where a bound datagram server's time goes (profiled when the 460k target was set). */
+const DATAGRAM_SERVER_COST =
+  "A receiver near 100% busy is the bound: the receiving server was profiled on a 2-vCPU AMD EPYC VM (processes pinned apart, 0.56-0.60M msg/s) at 1.5-1.7 us of CPU per datagram, about 1.1 us of it in the kernel's recvmmsg (which also copies out each datagram's sender address and credentials: the server routes every datagram to its sender's channel by them) and 0.45-0.55 us in JavaScript; the kernel also queues at most net.unix.max_dgram_qlen (10) datagrams for an unconnected server, so the sender waits for room. A socketPair('unix-dgram') has neither (see its row in a full run)";
+
+/** Why ours over a bound datagram server missed 460k msg/s: this run's figures, then what profiling found. */
+export function datagramServerCause(figures: ReportFigure[]): string {
+  const at = (mechanism: string, variant: string) => figures.find((f) => f.mechanism === mechanism && f.variant === variant && f.metric === 'throughput' && f.size === 64);
+  return (
+    `measured in this run (medians over the rounds): ${oneWaySide('ours', at('socket unix-dgram', 'ipckit'), 'msg/s')}; ${oneWaySide("C's bound server", at('socket unix-dgram', C_PROGRAM['unix-dgram'][1]), 'msg/s')}. ` +
+    DATAGRAM_SERVER_COST
+  );
+}

@@ -513,6 +513,19 @@ describe('bench report', () => {
     assert.match(alone.ifMissed!, /^measured in this run: ours 0\.90 us \(rounds 0\.90-0\.90\); C's spinning ring not measured/);
   });
 
+  it("the bound datagram server's missed one-way rate says why from this run's figures: ours with how busy each side was, and C's bound server", async () => {
+    const { scenarios, datagramServerCause } = await import('../bench/socket.js');
+    const target = scenarios[0]!.targets!.find((t) => t.mechanism === 'socket unix-dgram' && t.metric === 'throughput')!;
+    assert.equal(target.ifMissed, datagramServerCause);
+    const oneWay = (variant: string, role: Figure['role'], msgsPerSec: number, cpu?: { senderCpuUs: number; receiverCpuUs: number; receiverPageFaults: number }): Figure => ({ mechanism: 'socket unix-dgram', variant, role, metric: 'throughput', size: 64, n: 1000, msgsPerSec, mbPerSec: (msgsPerSec * 64) / 1e6, ...cpu });
+    const figures = aggregate([[oneWay('ipckit', 'ipckit', 423_000, { senderCpuUs: 1.7, receiverCpuUs: 2.53, receiverPageFaults: 0.01 }), oneWay('C Unix datagram (bound server)', 'c', 216_000)]]);
+    const r = evaluate(target, figures);
+    assert.equal(r.met, false);
+    assert.match(r.ifMissed!, /^measured in this run \(medians over the rounds\): ours 0\.42M msg\/s \(sender 72% busy, 1\.7 us of CPU per message; receiver 107% busy, 2\.5 us and 0\.0 page faults per message\); C's bound server 0\.22M msg\/s\. A receiver near 100% busy is the bound/);
+    // No C figure (no compiler): said so.
+    assert.match(evaluate(target, aggregate([[oneWay('ipckit', 'ipckit', 400_000)]])).ifMissed!, /ours 0\.40M msg\/s; C's bound server not measured\./);
+  });
+
   it("the process pool's drive: a warm-up, a measured part, or both in one go, where the measured window opens as the warm-up ends; never more than inFlight jobs, all drained", async () => {
     const { drive } = await import('../bench/process-pool.js');
     let running = 0;
