@@ -192,9 +192,9 @@ export const SIZES = [64, 1024, 65536];
  * - `process.send`'s one-way rate: over 80 ms, 0.25-0.34M msg/s in 6 of 18 quick rounds
  *   against 0.46-0.54M in every full one; over 0.4 s, 0.49-0.59M in 12 quick rounds
  *   interleaved with 12 at 80 ms (stdio framing's agreed at 80 ms); the process case's
- *   `process.send` blast too (bench/process.ts thrRound).
- * (The spinning ring's one-way rate was measured so too while its receiver was a new process
- * each round; bench/shm.ts keeps it in a quick run now.)
+ *   `process.send` blast too (bench/process.ts thrRound);
+ * - the spinning ring's one-way rate: on 2 CPUs one stall of its spinning threads (other
+ *   threads taking a CPU) showed in an 80-ms part (bench/shm.ts ringFigures).
  */
 export function fullLengthBudget(budget: Budget): Budget {
   const [rttMessages, rttSeconds] = [Math.max(budget.rttMessages, FULL.rttMessages), Math.max(budget.rttSeconds, FULL.rttSeconds)];
