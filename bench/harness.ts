@@ -163,12 +163,21 @@ export interface Budget {
    * 0.06-0.17M msg/s for 40-180 ms, then 0.72-0.95M, in 20-ms windows, 13 runs on a 2-vCPU
    * VM), so two agreeing windows there are not yet the steady rate. A quick run's 20-ms
    * windows took such stretches for steady (the queue's one-way at 0.15-0.35M against
-   * 1.11-1.25M in full runs). Round trips keep their rule: a quick run's were not found on
-   * such a plateau, and with the floor on them too quick runs took 58.4-60.6 s (57.3-59.2 s
-   * without, three runs each). A full run's peers are new every round and its 50-ms windows
+   * 1.11-1.25M in full runs). Round trips keep their rule (the socket case's excepted:
+   * freshPeerRtt): a quick run's were not found on such a plateau, and with the floor on
+   * them all quick runs took 58.4-60.6 s (57.3-59.2 s without, three runs each). A full run's peers are new every round and its 50-ms windows
    * at 3% have not taken the plateau (its rounds agree), so it adds nothing.
    */
   freshPeerWarmSeconds: number;
+  /**
+   * Round trips too warm up for at least freshPeerWarmSeconds on a kept peer's first figure
+   * (`freshPeerRtt`, the socket case): on a 2-vCPU Intel VM a new socket peer's round trip
+   * still ran slow after two agreeing windows, and round 1 of a quick run read ours over
+   * Unix stream, datagram, seqpacket and TCP sockets 1.20x-1.79x a full run's (medians over
+   * 12 quick runs; pipes, FIFOs, queues, semaphores, the ring 0.95x-1.09x), later rounds
+   * 1.00x-1.07x.
+   */
+  freshPeerRtt?: boolean;
 }
 
 /**
@@ -244,9 +253,14 @@ export function percentiles(samplesNs: number[]): { p50Us: number; p99Us: number
  */
 let freshPeer = false;
 
-/** A RateMeter's warm-up: the budget's, at least freshPeerWarmSeconds long on a fresh peer. */
-function rateWarmOf(budget: Budget): SteadyOptions {
+/** A warm-up on a kept peer's first figure: the budget's, at least freshPeerWarmSeconds long. */
+function freshPeerWarmOf(budget: Budget): SteadyOptions {
   return freshPeer && budget.freshPeerWarmSeconds > 0 ? { ...budget.warm, minSeconds: budget.freshPeerWarmSeconds } : budget.warm;
+}
+
+/** `budget` whose round trips, too, warm up for freshPeerWarmSeconds on a fresh peer (Budget.freshPeerRtt). */
+export function freshPeerRtt(budget: Budget): Budget {
+  return { ...budget, freshPeerRtt: true };
 }
 
 /**
@@ -270,7 +284,7 @@ export class RttMeter {
 
   constructor(budget: Budget) {
     this.#budget = budget;
-    this.#steady = new Steady(budget.warm);
+    this.#steady = new Steady(budget.freshPeerRtt ? freshPeerWarmOf(budget) : budget.warm);
   }
 
   /**
@@ -329,7 +343,7 @@ export class RateMeter {
 
   constructor(budget: Budget) {
     this.#budget = budget;
-    this.#steady = new Steady(rateWarmOf(budget));
+    this.#steady = new Steady(freshPeerWarmOf(budget));
   }
 
   /**

@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
-import { benchPrefix, cFigures, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, senderFigure, startChild, tell, type BenchContext, type Budget, type Figure, type Scenario, type Target } from './harness.js';
+import { benchPrefix, cFigures, freshPeerRtt, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, senderFigure, startChild, tell, type BenchContext, type Budget, type Figure, type Scenario, type Target } from './harness.js';
 import type { ReportFigure } from './report.js';
 import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, sinkRuns, startedTogether, stopMessage, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { BaselinePeer, frame, FrameSplitter } from './framing.js';
@@ -140,7 +140,7 @@ async function measure(ctx: BenchContext, kind: Kind): Promise<Figure[]> {
       ctx.progress(`${mechanism}: ${role === 'sink' ? 'one-way' : role === 'echo' ? 'RTT' : 'RTT (receiveInto)'} ${size} B`);
       if (role !== 'sink') {
         const variant = role === 'echoInto' ? RECEIVE_INTO_VARIANT : 'ipckit';
-        out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await pinnedPair(ctx, pid, () => rttLoop(ch, ch, size, ctx.budget, role === 'echoInto'))) });
+        out.push({ mechanism, variant, role: 'ipckit', metric: 'rtt', size, ...(await pinnedPair(ctx, pid, () => rttLoop(ch, ch, size, freshPeerRtt(ctx.budget), role === 'echoInto'))) });
       } else {
         const t = await throughputLoop(ch, ch, size, kind === 'tcp' ? tcpOneWayBudget(ctx.budget) : ctx.budget);
         out.push(senderFigure({ mechanism, variant: 'ipckit', role: 'ipckit', size }, t));

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareReports, readReport } from '../bench/compare.js';
 import { distanceLine, distanceModes, distanceNote, figureDistance, probeCpuDistance } from '../bench/distance.js';
-import { caseProcessEnv, C_RTT_IDLE_AFTER_PROBE_SECONDS, cFigure, clockSeq, compileC, DeliveryClock, FULL, fullLengthBudget, haveCc, KeptPeers, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, runEnv, withChild, type BenchChild, type Figure, type KeptPeer, type ServingChild } from '../bench/harness.js';
+import { caseProcessEnv, C_RTT_IDLE_AFTER_PROBE_SECONDS, cFigure, clockSeq, compileC, DeliveryClock, freshPeerRtt, FULL, fullLengthBudget, haveCc, KeptPeers, placedAfter, probeFiguresWith, probeNow, QUICK, RateMeter, recentProbe, RttMeter, runC, runEnv, withChild, type BenchChild, type Figure, type KeptPeer, type ServingChild } from '../bench/harness.js';
 import { ALLOWED_CPUS, CHILD_CPU, CROSS, parseCpuList, pin } from '../bench/placement.js';
 import { sendSignal, signalReceiver } from '../src/mechanisms/signal/signal.js';
 import { renderHtml } from '../bench/html.js';
@@ -376,6 +376,14 @@ describe('one-way timing by the receiver (DeliveryClock)', () => {
       };
       assert.deepEqual(await kept.use('d', start, firstThenSecond, true), [true], "a new peer's second figure, after its first one's result");
       assert.equal(await kept.use('c', start, async () => warmedAfterTwoWindows(), false) || (await kept.use('c', start, async () => warmedAfterTwoWindows(), false)), false, 'a peer not kept is new each time');
+      // Round trips keep their rule, unless the budget asks for the floor on them too (freshPeerRtt: the socket case).
+      const rttWarmedAfterThree = (b: typeof budget): boolean => {
+        const meter = new RttMeter(b);
+        for (let i = 0; i < 3; i++) meter.add(1000);
+        return meter.samples.length > 0;
+      };
+      assert.deepEqual(await kept.use('e', start, async () => [rttWarmedAfterThree(budget), rttWarmedAfterThree(freshPeerRtt(budget))], true), [true, false], "a new peer's round trips: the floor with freshPeerRtt only");
+      assert.equal(await kept.use('e', start, async () => rttWarmedAfterThree(freshPeerRtt(budget)), true), true, 'the same peer, kept: no floor');
     } finally {
       await kept.close();
     }
