@@ -165,8 +165,9 @@ export interface Budget {
    * windows took such stretches for steady (the queue's one-way at 0.15-0.35M against
    * 1.11-1.25M in full runs). Round trips keep their rule (the socket case's excepted:
    * freshPeerRtt): a quick run's were not found on such a plateau, and with the floor on
-   * them all quick runs took 58.4-60.6 s (57.3-59.2 s without, three runs each). A full run's peers are new every round and its 50-ms windows
-   * at 3% have not taken the plateau (its rounds agree), so it adds nothing.
+   * them all quick runs took 58.4-60.6 s (57.3-59.2 s without, three runs each). A full
+   * run's peers are new every round and its 50-ms windows at 3% have not taken the plateau
+   * (its rounds agree), so it adds nothing.
    */
   freshPeerWarmSeconds: number;
   /**
@@ -174,8 +175,8 @@ export interface Budget {
    * (`freshPeerRtt`, the socket case): on a 2-vCPU Intel VM a new socket peer's round trip
    * still ran slow after two agreeing windows, and round 1 of a quick run read ours over
    * Unix stream, datagram, seqpacket and TCP sockets 1.20x-1.79x a full run's (medians over
-   * 12 quick runs; pipes, FIFOs, queues, semaphores, the ring 0.95x-1.09x), later rounds
-   * 1.00x-1.07x.
+   * 12 quick runs; ours over pipes, FIFOs, queues, semaphores, the mutex, the ring and
+   * signals 0.95x-1.09x, all but the ring's blocking forms, 1.19x), later rounds 1.00x-1.07x.
    */
   freshPeerRtt?: boolean;
 }

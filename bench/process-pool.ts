@@ -127,9 +127,11 @@ export async function drive(
         const over = steady!.window((done - windowDone) / inWindow, Number(t - start) / 1e9);
         windowStart = t;
         windowDone = done;
-        if (over) warmSeconds = Number(t - start) / 1e9;
-        if (over && until.seconds === undefined) phase = 'drain';
-        else if (over) open(t); // the pipeline is full: the measured window opens now
+        if (over) {
+          warmSeconds = Number(t - start) / 1e9;
+          if (until.seconds === undefined) phase = 'drain';
+          else open(t); // the pipeline is full: the measured window opens now
+        }
       } else if (phase === 'fill' && done >= inFlight) {
         open(t);
       } else if (phase === 'measure' && inWindow >= until.seconds!) {

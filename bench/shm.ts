@@ -215,7 +215,7 @@ async function ringFigures(ctx: BenchContext, mode: Mode, mechanism: string, siz
     // Spinning, one way: as long as a full run's part in a quick run too. On 2 CPUs the two
     // spinning threads share them with both processes' V8 helper threads (parallel scavenges of
     // the copies received: 3-18 ms per 100 ms each, /proc/PID/task/TID/schedstat) and any
-    // other process that wakes; one such stall in an 80-ms part read 2.2-5.0M msg/s in 8 of 42
+    // other process that wakes; one such stall in an 80-ms part read 0.8-5.0M msg/s in 9 of 51
     // quick rounds, against 6.1-10.8M in every full one (a 2-vCPU Intel VM).
     const t = await throughput(mode, size, mode === 'spin' ? fullLengthBudget(ctx.budget) : ctx.budget);
     out.push(throughputFigure({ mechanism, variant, role: 'ipckit', size, note: mode === 'event' ? 'sendMany / receiveMany' : 'trySendMany / tryReceiveMany', ...probedBy(t) }, t.messages, t.seconds, t.warmup));
