@@ -174,9 +174,10 @@ export interface Budget {
    * Round trips too warm up for at least freshPeerWarmSeconds on a kept peer's first figure
    * (`freshPeerRtt`, the socket case): on a 2-vCPU Intel VM a new socket peer's round trip
    * still ran slow after two agreeing windows, and round 1 of a quick run read ours over
-   * Unix stream, datagram, seqpacket and TCP sockets 1.20x-1.79x a full run's (medians over
-   * 12 quick runs; ours over pipes, FIFOs, queues, semaphores, the mutex, the ring and
-   * signals 0.95x-1.09x, all but the ring's blocking forms, 1.19x), later rounds 1.00x-1.07x.
+   * Unix stream, datagram, seqpacket and TCP sockets 1.20x-1.79x the full run's (medians over
+   * 12 quick runs, sequential, each against the same full run; ours over pipes, FIFOs,
+   * queues, semaphores, the mutex, the ring and signals 0.95x-1.09x, the ring's blocking
+   * forms 1.19x), later rounds 1.00x-1.07x.
    */
   freshPeerRtt?: boolean;
 }
