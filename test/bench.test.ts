@@ -534,6 +534,25 @@ describe('bench report', () => {
     assert.match(evaluate(target, aggregate([[oneWay('ipckit', 'ipckit', 400_000)]])).ifMissed!, /ours 0\.40M msg\/s; C's bound server not measured\./);
   });
 
+  it("TCP's missed 64 KiB one way against stdio framing says whether C's own TCP carried what stdio framing did in the same rounds", async () => {
+    const { scenarios, tcpBigCause } = await import('../bench/socket.js');
+    const target = scenarios[0]!.targets!.find((t) => t.mechanism === 'socket tcp' && t.size === 65536)!;
+    assert.equal(target.ifMissed, tcpBigCause);
+    const big = (mechanism: string, variant: string, role: Figure['role'], gbPerSec: number): Figure => ({ mechanism, variant, role, metric: 'throughput', size: 65536, n: 1000, msgsPerSec: (gbPerSec * 1e9) / 65536, mbPerSec: gbPerSec * 1000 });
+    const run = (c: number[]) =>
+      aggregate([0, 1, 2].map((r) => [big('socket tcp', 'ipckit', 'ipckit', [1.78, 1.7, 1.8][r]!), big('socket tcp', 'C TCP (NODELAY)', 'c', c[r]!), big('node', 'stdio framing', 'node', [1.85, 1.9, 1.8][r]!)]));
+    const slowC = evaluate(target, run([1.79, 1.75, 1.7]));
+    assert.equal(slowC.met, false);
+    assert.match(slowC.ifMissed!, /^measured in this run \(medians over the rounds\): ours 1\.78 GB\/s; the C reference 1\.75 GB\/s; Node's stdio framing 1\.85 GB\/s\. C's TCP reference itself carried 0\.94x \(rounds 0\.92x-0\.97x\) stdio framing's rate in the same rounds: loopback TCP does not carry what a pipe does on this machine, and ours carried 0\.99x \(rounds 0\.97x-1\.06x\) C's\. A sender near 100% busy/);
+    // C above stdio framing: the gap is ours.
+    const fastC = evaluate(target, run([2.5, 2.6, 2.4]));
+    assert.match(fastC.ifMissed!, /C's TCP reference carried 1\.3\dx .* stdio framing's rate in the same rounds, ours 0\.7\dx .* C's: the gap is ours\./);
+    assert.doesNotMatch(fastC.ifMissed!, /itself/);
+    // No C figure (no compiler): the figures only, said so.
+    const alone = evaluate(target, aggregate([[big('socket tcp', 'ipckit', 'ipckit', 1.7), big('node', 'stdio framing', 'node', 1.9)]]));
+    assert.match(alone.ifMissed!, /the C reference not measured; Node's stdio framing 1\.90 GB\/s\. A sender near 100% busy/);
+  });
+
   it("the process pool's drive: a warm-up, a measured part, or both in one go, where the measured window opens as the warm-up ends; never more than inFlight jobs, all drained", async () => {
     const { drive } = await import('../bench/process-pool.js');
     let running = 0;
