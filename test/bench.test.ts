@@ -515,7 +515,7 @@ describe('bench report', () => {
     // C's ring under 0.6 us: the gap is ours, and the cause does not blame the machine.
     const fastC = evaluate(target, run([0.3, 0.29, 0.31]));
     assert.match(fastC.ifMissed!, /ours 2\.7\dx C's/);
-    assert.doesNotMatch(fastC.ifMissed!, /itself/);
+    assert.doesNotMatch(fastC.ifMissed!, /does not carry what a pipe|not behind/);
     // No C figure (no compiler): ours alone, said so.
     const alone = evaluate(target, aggregate([[ring('ipckit ring, spin', 'ipckit', 0.9, 120)]]));
     assert.match(alone.ifMissed!, /^measured in this run: ours 0\.90 us \(rounds 0\.90-0\.90\); C's spinning ring not measured/);
@@ -543,11 +543,18 @@ describe('bench report', () => {
       aggregate([0, 1, 2].map((r) => [big('socket tcp', 'ipckit', 'ipckit', [1.78, 1.7, 1.8][r]!), big('socket tcp', 'C TCP (NODELAY)', 'c', c[r]!), big('node', 'stdio framing', 'node', [1.85, 1.9, 1.8][r]!)]));
     const slowC = evaluate(target, run([1.79, 1.75, 1.7]));
     assert.equal(slowC.met, false);
-    assert.match(slowC.ifMissed!, /^measured in this run \(medians over the rounds\): ours 1\.78 GB\/s; the C reference 1\.75 GB\/s; Node's stdio framing 1\.85 GB\/s\. C's TCP reference itself carried 0\.94x \(rounds 0\.92x-0\.97x\) stdio framing's rate in the same rounds: loopback TCP does not carry what a pipe does on this machine, and ours carried 0\.99x \(rounds 0\.97x-1\.06x\) C's\. A sender near 100% busy/);
-    // C above stdio framing: the gap is ours.
+    assert.match(slowC.ifMissed!, /^measured in this run \(medians over the rounds\): ours 1\.78 GB\/s; the C reference 1\.75 GB\/s; Node's stdio framing 1\.85 GB\/s\. C's TCP reference carried 0\.94x \(rounds 0\.92x-0\.97x\) stdio framing's rate in the same rounds: loopback TCP does not carry what a pipe does on this machine, and ours carried 0\.99x \(rounds 0\.97x-1\.06x\) C's\. A sender near 100% busy/);
+    // Round by round, C carried more than stdio framing and ours more than C's, yet stdio's
+    // rounds against ours missed (a full run on the Intel VM): the miss follows stdio's swing.
+    const swing = aggregate([[1.78, 1.62, 1.29], [1.75, 1.47, 1.87], [1.92, 1.79, 1.41], [1.66, 1.98, 1.85], [1.78, 1.88, 1.9]].map(([o, c, s]) => [big('socket tcp', 'ipckit', 'ipckit', o!), big('socket tcp', 'C TCP (NODELAY)', 'c', c!), big('node', 'stdio framing', 'node', s!)]));
+    const noisy = evaluate(target, swing);
+    assert.equal(noisy.met, false);
+    assert.match(noisy.ifMissed!, /C's TCP reference carried 1\.07x \(rounds 0\.79x-1\.27x\) stdio framing's rate in the same rounds, ours 1\.07x \(rounds 0\.84x-1\.19x\) C's: ours is not behind C's TCP, and stdio framing's rate swung 1\.29-1\.90 GB\/s over the rounds\./);
+    assert.doesNotMatch(noisy.ifMissed!, /the gap is ours|does not carry what a pipe/);
+    // C above stdio framing and ours below C's: the gap is ours.
     const fastC = evaluate(target, run([2.5, 2.6, 2.4]));
     assert.match(fastC.ifMissed!, /C's TCP reference carried 1\.3\dx .* stdio framing's rate in the same rounds, ours 0\.7\dx .* C's: the gap is ours\./);
-    assert.doesNotMatch(fastC.ifMissed!, /itself/);
+    assert.doesNotMatch(fastC.ifMissed!, /does not carry what a pipe|not behind/);
     // No C figure (no compiler): the figures only, said so.
     const alone = evaluate(target, aggregate([[big('socket tcp', 'ipckit', 'ipckit', 1.7), big('node', 'stdio framing', 'node', 1.9)]]));
     assert.match(alone.ifMissed!, /the C reference not measured; Node's stdio framing 1\.90 GB\/s\. A sender near 100% busy/);
