@@ -67,10 +67,17 @@ describe('a producer SIGKILLed at each step of a send', () => {
         const exit = await victim.done;
         assert.equal(exit.signal, 'SIGKILL', `the producer was to kill itself: ${exit.stderr}`);
         const resolved = lines.all.filter((l) => 'sent' in l).length;
-        assert.equal(resolved, KILL_AT - 1, 'sends that resolved before the crash');
+        if (point === 'before-claim') {
+          // Reached once per attempt to claim: a full ring, or the other producer holding the
+          // claim lock ('busy'), makes a send try again, so the KILL_AT-th pass can come
+          // in an earlier send (14 of 19 resolved once in CI, many producers).
+          assert.ok(resolved >= 1 && resolved <= KILL_AT - 1, `sends that resolved before the crash: ${resolved}`);
+        } else {
+          assert.equal(resolved, KILL_AT - 1, 'sends that resolved before the crash');
+        }
         const got = result.seqs.get(1) ?? [];
         // Every resolved send arrived, in order; the one in progress arrived only if it was committed (before-wake).
-        const expected = point === 'before-wake' ? KILL_AT : KILL_AT - 1;
+        const expected = point === 'before-wake' ? resolved + 1 : resolved;
         assert.deepEqual(got, range(expected));
         if (other) {
           assert.equal((await other.done).code, 0);
