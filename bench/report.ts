@@ -186,10 +186,9 @@ export function aggregate(rounds: Figure[][]): ReportFigure[] {
     return r;
   });
   // Ratios of ours against the C reference and the Node baselines, round by round.
-  const perRoundOf = (f: ReportFigure): Array<number | undefined> => f.perRound.map((v) => v ?? undefined);
   const ratio = (ours: ReportFigure, base: ReportFigure | undefined): Ratio | undefined => {
     if (!base) return undefined;
-    const s = ratioOfRounds(perRoundOf(ours), perRoundOf(base));
+    const s = roundsRatio(ours, base);
     return s.rounds ? { against: base.variant, ratio: s.median, min: s.min, max: s.max, rounds: s.rounds } : undefined;
   };
   for (const f of out) {
@@ -270,6 +269,11 @@ function targetFigure(t: Omit<Target, 'ifMissed'>, figures: ReportFigure[]): Rep
   return figures.find((f) => f.mechanism === t.mechanism && f.metric === t.metric && (t.size === undefined || f.size === t.size) && (t.variant === undefined ? f.role === 'ipckit' : f.variant === t.variant));
 }
 
+/** `a` over `b`, round by round (the rounds that measured both): median and spread. */
+export function roundsRatio(a: ReportFigure, b: ReportFigure): Summary {
+  return ratioOfRounds(a.perRound.map((v) => v ?? undefined), b.perRound.map((v) => v ?? undefined));
+}
+
 function judge(t: TargetResult, figures: ReportFigure[]): TargetResult {
   const ours = targetFigure(t, figures);
   if (!ours) return { ...t, notMeasured: 'not part of this run' };
@@ -288,7 +292,7 @@ function judge(t: TargetResult, figures: ReportFigure[]): TargetResult {
     if (!base) return { ...t, notMeasured: `the reference ${t.compareTo.variant} is not part of this run` };
     if (base.notMeasured) return { ...t, notMeasured: `the reference ${base.variant} was not measured: ${base.notMeasured}` };
     // RTT: ours / theirs; one-way: theirs / ours (both "how many times worse").
-    const s: Summary = t.metric === 'rtt' ? ratioOfRounds(ours.perRound.map((v) => v ?? undefined), base.perRound.map((v) => v ?? undefined)) : ratioOfRounds(base.perRound.map((v) => v ?? undefined), ours.perRound.map((v) => v ?? undefined));
+    const s: Summary = t.metric === 'rtt' ? roundsRatio(ours, base) : roundsRatio(base, ours);
     if (!s.rounds) return { ...t, notMeasured: `no round measured both this and ${base.variant}` };
     return judged(s.median, s.min, s.max, s.median <= t.maxRatio);
   }

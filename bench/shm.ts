@@ -18,8 +18,7 @@ import { createRing, openRing, unlinkRing, type RingReceiver, type RingSender } 
 import { waitBackend } from '../src/memory/waits.js';
 import { benchPrefix, cFigure, cFigures, fullLengthBudget, KeptPeers, now, placedAfter, probedBy, RateMeter, RttMeter, runC, sizesOf, tell, throughputFigure, withChild, type BenchContext, type Budget, type Figure, type Scenario, type ServingChild } from './harness.js';
 import { affinity, cPlacement, haveTaskset, PARENT_CPU, pin, pinnedPair, restoreAffinity } from './placement.js';
-import type { ReportFigure } from './report.js';
-import { ratioOfRounds } from './stats.js';
+import { roundsRatio, type ReportFigure } from './report.js';
 
 type Mode = 'spin' | 'adaptive' | 'event';
 const MODE_NAMES: Record<Mode, string> = { spin: 'ipckit ring, spin', adaptive: 'ipckit ring, adaptive', event: 'ipckit ring, event loop' };
@@ -463,7 +462,7 @@ export function spinRttCause(figures: ReportFigure[]): string {
   const us = (f: ReportFigure): string => `${f.value.toFixed(2)} us (rounds ${f.min.toFixed(2)}-${f.max.toFixed(2)})`;
   const measured: string[] = [];
   if (ours && c) {
-    const ratio = ratioOfRounds(ours.perRound.map((v) => v ?? undefined), c.perRound.map((v) => v ?? undefined));
+    const ratio = roundsRatio(ours, c);
     measured.push(`ours ${us(ours)}, C's spinning ring ${us(c)}: ours ${ratio.median.toFixed(2)}x C's (rounds ${ratio.min.toFixed(2)}x-${ratio.max.toFixed(2)}x)`);
     if (c.value > 0.6) measured.push("C's ring itself takes more than 0.6 us on this machine");
   } else measured.push(ours ? `ours ${us(ours)}; C's spinning ring not measured` : 'ours not measured');

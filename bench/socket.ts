@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { connect, listen, openInheritedSocket, socketPair, type SocketChannel } from '../src/mechanisms/socket/socket.js';
 import { benchPrefix, cFigures, freshPeerRtt, KeptPeers, streamRttTargets, type KeptPeer, NET_BASELINE, NET_VARIANT, now, RateMeter, RttMeter, SIZES, sizesOf, senderFigure, startChild, tell, type BenchContext, type Budget, type Figure, type Scenario, type Target } from './harness.js';
-import type { ReportFigure } from './report.js';
-import { ratioOfRounds } from './stats.js';
+import { roundsRatio, type ReportFigure } from './report.js';
+import type { Summary } from './stats.js';
 import { deliveredOf, echoLoop, receiverCost, RECEIVE_INTO_VARIANT, rttLoop, sinkRuns, startedTogether, stopMessage, streamCases, throughputLoop, type StreamCase } from './streams.js';
 import { BaselinePeer, frame, FrameSplitter } from './framing.js';
 import { cPlacement, pinnedPair } from './placement.js';
@@ -272,23 +272,21 @@ const tcpBigTarget: Target = {
 export function tcpBigCause(figures: ReportFigure[]): string {
   const at = (mechanism: string, variant: string) => figures.find((f) => f.mechanism === mechanism && f.variant === variant && f.metric === 'throughput' && f.size === 65536);
   const [ours, c, stdio] = [at('socket tcp', 'ipckit'), at('socket tcp', C_PROGRAM.tcp[1]), at('node', 'stdio framing')];
-  const rounds = (f: ReportFigure): Array<number | undefined> => f.perRound.map((v) => v ?? undefined);
-  const times = (a: ReportFigure, b: ReportFigure): string => {
-    const r = ratioOfRounds(rounds(a), rounds(b));
-    return `${r.median.toFixed(2)}x (rounds ${r.min.toFixed(2)}x-${r.max.toFixed(2)}x)`;
-  };
+  const times = (r: Summary): string => `${r.median.toFixed(2)}x (rounds ${r.min.toFixed(2)}x-${r.max.toFixed(2)}x)`;
   const measured = (f: ReportFigure | undefined): f is ReportFigure => f !== undefined && !f.notMeasured;
   const gbps = (msgsPerSec: number): string => ((msgsPerSec * 65536) / 1e9).toFixed(2);
   // Round by round, not the medians of each: rounds swing (stdio framing 1.29-1.90 GB/s in one
   // full run), and which side the miss follows is read from the same rounds' ratios.
   const verdict = (): string => {
     if (!measured(c) || !measured(stdio)) return '';
-    const head = `C's TCP reference carried ${times(c, stdio)} stdio framing's rate in the same rounds`;
-    if (ratioOfRounds(rounds(c), rounds(stdio)).median < 1) return `${head}: loopback TCP does not carry what a pipe does on this machine${measured(ours) ? `, and ours carried ${times(ours, c)} C's` : ''}. `;
-    if (!measured(ours)) return `${head}. `;
-    return ratioOfRounds(rounds(ours), rounds(c)).median >= 1
-      ? `${head}, ours ${times(ours, c)} C's: ours is not behind C's TCP, and stdio framing's rate swung ${gbps(stdio.min)}-${gbps(stdio.max)} GB/s over the rounds. `
-      : `${head}, ours ${times(ours, c)} C's: the gap is ours. `;
+    const cVsStdio = roundsRatio(c, stdio);
+    const oursVsC = measured(ours) ? roundsRatio(ours, c) : undefined;
+    const head = `C's TCP reference carried ${times(cVsStdio)} stdio framing's rate in the same rounds`;
+    if (cVsStdio.median < 1) return `${head}: loopback TCP does not carry what a pipe does on this machine${oursVsC ? `, and ours carried ${times(oursVsC)} C's` : ''}. `;
+    if (!oursVsC) return `${head}. `;
+    return oursVsC.median >= 1
+      ? `${head}, ours ${times(oursVsC)} C's: ours is not behind C's TCP, and stdio framing's rate swung ${gbps(stdio.min)}-${gbps(stdio.max)} GB/s over the rounds. `
+      : `${head}, ours ${times(oursVsC)} C's: the gap is ours. `;
   };
   return (
     `measured in this run (medians over the rounds): ${oneWaySide('ours', ours, 'GB/s')}; ${oneWaySide('the C reference', c, 'GB/s')}; ${oneWaySide("Node's stdio framing", stdio, 'GB/s')}. ` +
